@@ -1,0 +1,502 @@
+/* The epoll backend: completions manufactured from readiness.
+ *
+ * epoll tells you when a socket *could* make progress: "there is something
+ * to read", "there is room to write". It does no IO. The core wants the
+ * opposite contract, the one io_uring gives: "here is a buffer of bytes you
+ * received", "your send finished, this many bytes went out". This file
+ * turns the first into the second: it keeps, per descriptor, the op waiting
+ * for readability (an accept or a recv) and the op waiting for writability
+ * (a send), performs the syscall itself when epoll says it may succeed, and
+ * reports the result as a completion from run().
+ *
+ * Two notification modes, chosen with --epoll-mode:
+ *
+ *  - level-triggered (lt): epoll reports a socket for as long as it is
+ *    readable (or writable). Simple and forgiving: read once per wake-up,
+ *    and if data is left, the next epoll_wait says so again. The price is
+ *    the interest mask: a socket we do not want to read from (backpressure)
+ *    or write to (nothing blocked) must be taken out of the set, or
+ *    epoll_wait returns at once, forever. So lt registers EPOLLIN while a
+ *    recv is armed and adds EPOLLOUT only while a send is blocked: an
+ *    epoll_ctl whenever that changes, none per message in the common case.
+ *
+ *  - edge-triggered (et): each socket is registered once with
+ *    EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET and never touched again. epoll
+ *    reports a *change*: new data arrived, room appeared. Data left unread
+ *    is never announced again, so this file must remember readiness itself
+ *    (nginx's `ready` bit): rd_ready is set by an event and cleared only by
+ *    EAGAIN or a short read; while it is set and a recv is armed, we read.
+ *    To keep one busy client from starving the rest, each wake-up reads at
+ *    most READ_BUDGET times per socket; a socket still ready goes on a
+ *    ready list served on the next turn, without sleeping in epoll_wait.
+ *
+ * Both modes send speculatively (Boost.Asio, nginx): submit() tries send()
+ * at once, and only on EAGAIN waits for writability. The result is queued
+ * and delivered from run(), never from inside submit() (contract rule 1).
+ *
+ * Receive buffers are lent from the loop's pool the moment a read is
+ * attempted, like io_uring's provided buffers: an idle connection holds
+ * none. An empty pool yields -ENOBUFS, exactly as the io_uring buffer ring
+ * does, and the core treats both the same way.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "loop.h"
+
+#define MAX_EVENTS 256
+#define READ_BUDGET 16   /* reads per socket per wake-up (libuv uses 32) */
+#define WAKE_TAG UINT32_MAX
+
+struct ep_sock {
+    struct rs_op *rd; /* accept or recv waiting for readability */
+    struct rs_op *wr; /* send waiting for writability */
+    uint32_t gen;     /* bumped at close; events carrying an older one are stale */
+    uint32_t events;  /* interest mask registered with epoll (0: not registered) */
+    bool rd_ready;    /* et: readable until EAGAIN or a short read says otherwise */
+    bool wr_ready;
+    bool rdhup;       /* the peer closed: keep reading to reach EOF */
+    bool on_ready_list;
+};
+
+struct ep_done { /* a completion waiting for run() */
+    struct rs_op *op;
+    int32_t res;
+    uint32_t flags;
+    uint16_t bid;
+};
+
+struct ep_state {
+    int epfd;
+    bool et;
+    struct ep_sock *socks; /* indexed by fd */
+    uint32_t nsocks;
+    struct ep_done *done;  /* FIFO ring */
+    uint32_t done_head, done_len, done_cap;
+    int *ready;            /* et: fds with readiness left over */
+    uint32_t nready, ready_cap;
+    struct epoll_event events[MAX_EVENTS];
+};
+
+static struct ep_state *state(struct rs_loop *loop)
+{
+    return loop->backend;
+}
+
+static uint64_t pack(int fd, uint32_t gen)
+{
+    return (uint64_t)gen << 32 | (uint32_t)fd;
+}
+
+/* The table grows with the highest fd seen: memory follows connections. */
+static struct ep_sock *sock_get(struct ep_state *st, int fd)
+{
+    assert(fd >= 0);
+    if ((uint32_t)fd >= st->nsocks) {
+        uint32_t n = st->nsocks ? st->nsocks : 64;
+        while (n <= (uint32_t)fd)
+            n *= 2;
+        struct ep_sock *s = realloc(st->socks, n * sizeof(*s));
+        if (!s)
+            return NULL;
+        memset(s + st->nsocks, 0, (n - st->nsocks) * sizeof(*s));
+        st->socks = s;
+        st->nsocks = n;
+    }
+    return &st->socks[fd];
+}
+
+static int queue_done(struct ep_state *st, struct rs_op *op, int32_t res, uint32_t flags,
+                      uint16_t bid)
+{
+    if (st->done_len == st->done_cap) {
+        uint32_t cap = st->done_cap ? st->done_cap * 2 : 256;
+        struct ep_done *d = malloc(cap * sizeof(*d));
+        if (!d)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < st->done_len; i++)
+            d[i] = st->done[(st->done_head + i) % st->done_cap];
+        free(st->done);
+        st->done = d;
+        st->done_cap = cap;
+        st->done_head = 0;
+    }
+    st->done[(st->done_head + st->done_len) % st->done_cap] =
+        (struct ep_done){.op = op, .res = res, .flags = flags, .bid = bid};
+    st->done_len++;
+    return 0;
+}
+
+static void deliver(struct rs_loop *loop, struct rs_op *op, int32_t res, uint32_t flags,
+                    uint16_t bid)
+{
+    struct rs_completion c = {.res = res, .flags = flags, .bid = bid};
+    op->fn(loop, op, &c);
+}
+
+/* Make the kernel's interest set match what we wait for. */
+static int update_interest(struct ep_state *st, int fd, struct ep_sock *s)
+{
+    uint32_t want;
+    if (st->et) {
+        /* Register once; edges cost nothing while we don't care. */
+        want = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        if (s->events)
+            return 0;
+    } else {
+        /* Level-triggered: listen only for what an op waits on, or
+         * epoll_wait would report the same readiness forever. */
+        want = (s->rd ? EPOLLIN | EPOLLRDHUP : 0u) | (s->wr ? EPOLLOUT : 0u);
+    }
+    if (want == s->events)
+        return 0;
+    struct epoll_event ev = {.events = want, .data.u64 = pack(fd, s->gen)};
+    int rc;
+    if (s->events == 0)
+        rc = epoll_ctl(st->epfd, EPOLL_CTL_ADD, fd, &ev);
+    else if (want == 0) /* EPOLLERR/EPOLLHUP cannot be masked: remove it */
+        rc = epoll_ctl(st->epfd, EPOLL_CTL_DEL, fd, NULL);
+    else
+        rc = epoll_ctl(st->epfd, EPOLL_CTL_MOD, fd, &ev);
+    if (rc < 0)
+        return -errno;
+    s->events = want;
+    return 0;
+}
+
+static void ready_push(struct ep_state *st, int fd, struct ep_sock *s)
+{
+    if (s->on_ready_list)
+        return;
+    if (st->nready == st->ready_cap) {
+        uint32_t cap = st->ready_cap ? st->ready_cap * 2 : 64;
+        int *r = realloc(st->ready, cap * sizeof(*r));
+        if (!r)
+            return; /* the next event on this socket will serve it */
+        st->ready = r;
+        st->ready_cap = cap;
+    }
+    st->ready[st->nready++] = fd;
+    s->on_ready_list = true;
+}
+
+/* One accept(2); delivers. Returns false when the op is no longer armed or
+ * the socket is not ready. */
+static bool do_accept(struct rs_loop *loop, struct ep_state *st, int fd)
+{
+    struct ep_sock *s = &st->socks[fd];
+    struct rs_op *op = s->rd;
+    int nfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (nfd >= 0) {
+        bool multi = op->flags & RS_OPF_MULTISHOT;
+        if (!multi) {
+            s->rd = NULL;
+            update_interest(st, fd, s);
+        }
+        deliver(loop, op, nfd, multi ? RS_CF_MORE : 0, 0);
+        return multi;
+    }
+    if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) {
+        if (errno == EAGAIN)
+            s->rd_ready = false;
+        return errno != EAGAIN;
+    }
+    /* EMFILE/ENFILE and the rest end the op: the core backs off and
+     * re-submits. In lt, leaving EPOLLIN registered here is the classic
+     * 100%-CPU bug: a pending connection nobody can accept. */
+    int err = errno;
+    s->rd = NULL;
+    update_interest(st, fd, s);
+    deliver(loop, op, -err, 0, 0);
+    return false;
+}
+
+/* One recv(2) into a fresh pool buffer; delivers. */
+static bool do_recv(struct rs_loop *loop, struct ep_state *st, int fd)
+{
+    struct ep_sock *s = &st->socks[fd];
+    struct rs_op *op = s->rd;
+    bool multi = op->flags & RS_OPF_MULTISHOT;
+    int bid = rs_bufpool_get(&loop->pool);
+    if (bid < 0) {
+        s->rd = NULL;
+        update_interest(st, fd, s);
+        deliver(loop, op, -ENOBUFS, 0, 0);
+        return false;
+    }
+    uint32_t size = loop->pool.size;
+    ssize_t n = recv(fd, rs_bufpool_ptr(&loop->pool, (uint16_t)bid), size, 0);
+    if (n > 0) {
+        /* A short read means the socket is drained (unless the peer closed:
+         * then the EOF behind the data must still be read). */
+        if ((size_t)n < size && !s->rdhup)
+            s->rd_ready = false;
+        rs_bufpool_lend(&loop->pool, (uint16_t)bid);
+        if (!multi) {
+            s->rd = NULL;
+            update_interest(st, fd, s);
+        }
+        deliver(loop, op, (int32_t)n, RS_CF_BUFFER | (multi ? RS_CF_MORE : 0),
+                (uint16_t)bid);
+        return multi;
+    }
+    rs_bufpool_put(&loop->pool, (uint16_t)bid);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        if (errno == EAGAIN)
+            s->rd_ready = false;
+        return errno == EINTR;
+    }
+    /* EOF or an error ends a multishot recv, as in io_uring. */
+    int32_t res = n == 0 ? 0 : -errno;
+    s->rd = NULL;
+    update_interest(st, fd, s);
+    deliver(loop, op, res, 0, 0);
+    return false;
+}
+
+static void handle_read(struct rs_loop *loop, struct ep_state *st, int fd, uint32_t gen)
+{
+    /* lt reads once: the next epoll_wait reports what is left. */
+    int budget = st->et ? READ_BUDGET : 1;
+    while (budget-- > 0) {
+        /* Re-fetch after every delivery: the callback may have closed the
+         * socket, cancelled the op, or grown the table. */
+        struct ep_sock *s = &st->socks[fd];
+        if (s->gen != gen || !s->rd || !s->rd_ready)
+            return;
+        bool more = s->rd->kind == RS_OP_ACCEPT ? do_accept(loop, st, fd)
+                                                : do_recv(loop, st, fd);
+        if (!more)
+            return;
+    }
+    struct ep_sock *s = &st->socks[fd];
+    if (st->et && s->gen == gen && s->rd && s->rd_ready)
+        ready_push(st, fd, s); /* budget spent, data left: next turn */
+}
+
+static void handle_write(struct rs_loop *loop, struct ep_state *st, int fd)
+{
+    struct ep_sock *s = &st->socks[fd];
+    struct rs_op *op = s->wr;
+    ssize_t n = send(fd, op->buf, op->len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        s->wr_ready = false;
+        return;
+    }
+    s->wr = NULL;
+    update_interest(st, fd, s);
+    deliver(loop, op, n < 0 ? -errno : (int32_t)n, 0, 0);
+}
+
+static int ep_submit(struct rs_loop *loop, struct rs_op *op)
+{
+    struct ep_state *st = state(loop);
+    struct ep_sock *s = sock_get(st, op->fd);
+    if (!s)
+        return -ENOMEM;
+    switch (op->kind) {
+    case RS_OP_ACCEPT:
+    case RS_OP_RECV: {
+        assert(!s->rd);
+        s->rd = op;
+        int rc = update_interest(st, op->fd, s);
+        if (rc < 0) {
+            s->rd = NULL;
+            return rc;
+        }
+        /* et: readiness seen earlier is not announced again. */
+        if (st->et && s->rd_ready)
+            ready_push(st, op->fd, s);
+        return 0;
+    }
+    case RS_OP_SEND: {
+        assert(!s->wr);
+        /* Speculative: the socket is almost always writable. */
+        ssize_t n = send(op->fd, op->buf, op->len, MSG_NOSIGNAL);
+        if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+            return queue_done(st, op, n >= 0 ? (int32_t)n : -errno, 0, 0);
+        s->wr = op;
+        s->wr_ready = false;
+        int rc = update_interest(st, op->fd, s);
+        if (rc < 0)
+            s->wr = NULL;
+        return rc;
+    }
+    case RS_OP_SHUTDOWN:
+        return queue_done(st, op, shutdown(op->fd, SHUT_WR) < 0 ? -errno : 0, 0, 0);
+    case RS_OP_CLOSE: {
+        assert(!s->rd && !s->wr);
+        /* close() also removes the fd from the epoll set (no dups exist).
+         * Events for it already fetched in this batch carry the old gen. */
+        int rc = close(op->fd) < 0 ? -errno : 0;
+        uint32_t gen = s->gen + 1;
+        *s = (struct ep_sock){.gen = gen};
+        return queue_done(st, op, rc, 0, 0);
+    }
+    }
+    return -EINVAL;
+}
+
+static int ep_cancel(struct rs_loop *loop, struct rs_op *op)
+{
+    struct ep_state *st = state(loop);
+    if (op->fd < 0 || (uint32_t)op->fd >= st->nsocks)
+        return -ENOENT;
+    struct ep_sock *s = &st->socks[op->fd];
+    if (s->rd == op)
+        s->rd = NULL;
+    else if (s->wr == op)
+        s->wr = NULL;
+    else
+        return -ENOENT; /* already completed; its completion is queued */
+    update_interest(st, op->fd, s);
+    return queue_done(st, op, -ECANCELED, 0, 0);
+}
+
+static void drain_wake(struct rs_loop *loop)
+{
+    uint64_t v;
+    while (read(loop->wake_fd, &v, sizeof(v)) > 0) {
+    }
+}
+
+static int ep_run(struct rs_loop *loop, int timeout_ms)
+{
+    struct ep_state *st = state(loop);
+    if (st->done_len || st->nready)
+        timeout_ms = 0;
+    int n = epoll_wait(st->epfd, st->events, MAX_EVENTS, timeout_ms);
+    int err = n < 0 ? -errno : 0;
+    int dispatched = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t ev = st->events[i].events;
+        int fd = (int)(uint32_t)st->events[i].data.u64;
+        uint32_t gen = (uint32_t)(st->events[i].data.u64 >> 32);
+        if (gen == WAKE_TAG && fd == loop->wake_fd) {
+            drain_wake(loop);
+            continue;
+        }
+        struct ep_sock *s = &st->socks[fd];
+        if (s->gen != gen)
+            continue; /* the fd was closed (and maybe reused) in this batch */
+        if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+            s->rd_ready = true;
+        if (ev & (EPOLLRDHUP | EPOLLHUP))
+            s->rdhup = true;
+        if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+            s->wr_ready = true;
+        if (s->wr && s->wr_ready) {
+            handle_write(loop, st, fd);
+            dispatched++;
+            s = &st->socks[fd];
+        }
+        if (s->gen == gen && s->rd && s->rd_ready) {
+            handle_read(loop, st, fd, gen);
+            dispatched++;
+        }
+    }
+    /* Sockets whose read budget ran out last turn. Take the list first:
+     * handle_read may put them back. */
+    uint32_t nr = st->nready;
+    int *ready = st->ready;
+    st->ready = NULL;
+    st->nready = st->ready_cap = 0;
+    for (uint32_t i = 0; i < nr; i++) {
+        if ((uint32_t)ready[i] < st->nsocks) {
+            struct ep_sock *s = &st->socks[ready[i]];
+            s->on_ready_list = false;
+            handle_read(loop, st, ready[i], s->gen);
+            dispatched++;
+        }
+    }
+    free(ready);
+    /* Completions queued by submit()/cancel(): only those present now, so a
+     * chain of speculative sends cannot keep us from epoll_wait forever. */
+    for (uint32_t todo = st->done_len; todo > 0 && st->done_len > 0; todo--) {
+        struct ep_done d = st->done[st->done_head];
+        st->done_head = (st->done_head + 1) % st->done_cap;
+        st->done_len--;
+        deliver(loop, d.op, d.res, d.flags, d.bid);
+        dispatched++;
+    }
+    return err < 0 ? err : dispatched;
+}
+
+static void ep_wake(struct rs_loop *loop)
+{
+    uint64_t one = 1;
+    ssize_t rc = write(loop->wake_fd, &one, sizeof(one));
+    (void)rc; /* a full counter is a pending wake-up already */
+}
+
+static void ep_buf_release(struct rs_loop *loop, uint16_t bid)
+{
+    rs_bufpool_unlend(&loop->pool, bid);
+    rs_bufpool_put(&loop->pool, bid);
+}
+
+static int ep_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
+                   size_t errlen)
+{
+    struct ep_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    st->et = cfg->epoll_mode == RS_EPOLL_ET;
+    st->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (st->epfd < 0) {
+        int rc = -errno;
+        snprintf(err, errlen, "epoll_create1: %s", strerror(errno));
+        free(st);
+        return rc;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = pack(loop->wake_fd, WAKE_TAG)};
+    if (epoll_ctl(st->epfd, EPOLL_CTL_ADD, loop->wake_fd, &ev) < 0) {
+        int rc = -errno;
+        snprintf(err, errlen, "epoll_ctl(wake): %s", strerror(errno));
+        close(st->epfd);
+        free(st);
+        return rc;
+    }
+    loop->backend = st;
+    loop->caps = 0;
+    return 0;
+}
+
+static void ep_fini(struct rs_loop *loop)
+{
+    struct ep_state *st = state(loop);
+    if (!st)
+        return;
+    assert(st->done_len == 0);
+    close(st->epfd);
+    free(st->socks);
+    free(st->done);
+    free(st->ready);
+    free(st);
+    loop->backend = NULL;
+}
+
+static void ep_describe(struct rs_loop *loop, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "mode=%s", state(loop)->et ? "et" : "lt");
+}
+
+const struct rs_backend_ops rs_backend_epoll = {
+    .name = "epoll",
+    .init = ep_init,
+    .fini = ep_fini,
+    .submit = ep_submit,
+    .cancel = ep_cancel,
+    .run = ep_run,
+    .wake = ep_wake,
+    .buf_release = ep_buf_release,
+    .describe = ep_describe,
+};

@@ -1,0 +1,134 @@
+#include "features.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    uint32_t bit;
+} names[] = {
+    {"multishot-accept", UF_MULTISHOT_ACCEPT},
+    {"multishot-recv", UF_MULTISHOT_RECV},
+    {"buf-ring", UF_BUF_RING},
+    {"fixed-files", UF_FIXED_FILES},
+    {"ring-fd", UF_RING_FD},
+    {"defer-taskrun", UF_DEFER_TASKRUN},
+    {"send-zc", UF_SEND_ZC},
+    {"sqpoll", UF_SQPOLL},
+    {"bundle", UF_BUNDLE},
+};
+#define NNAMES (sizeof(names) / sizeof(names[0]))
+
+uint32_t rs_uring_supported(const struct rs_uring_support *s)
+{
+    uint32_t f = 0;
+    if (!s->available)
+        return 0;
+    f |= s->multishot_accept ? UF_MULTISHOT_ACCEPT : 0;
+    f |= s->multishot_recv && s->buf_ring ? UF_MULTISHOT_RECV : 0;
+    f |= s->buf_ring ? UF_BUF_RING : 0;
+    f |= s->sparse_files && s->accept_direct ? UF_FIXED_FILES : 0;
+    f |= s->ring_fd ? UF_RING_FD : 0;
+    f |= s->defer_taskrun ? UF_DEFER_TASKRUN : 0;
+    f |= s->send_zc ? UF_SEND_ZC : 0;
+    f |= s->sqpoll ? UF_SQPOLL : 0;
+    f |= s->recvsend_bundle && s->buf_ring ? UF_BUNDLE : 0;
+    return f;
+}
+
+static uint32_t lookup(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NNAMES; i++)
+        if (strlen(names[i].name) == len && strncmp(names[i].name, name, len) == 0)
+            return names[i].bit;
+    return 0;
+}
+
+static const char *name_of(uint32_t bit)
+{
+    for (size_t i = 0; i < NNAMES; i++)
+        if (names[i].bit == bit)
+            return names[i].name;
+    return "?";
+}
+
+int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
+                            char *err, size_t errlen)
+{
+    bool lenient = strncmp(list, "auto-", 5) == 0;
+    if (lenient)
+        list += 5;
+    uint32_t want = 0, asked = 0;
+    const char *p = list;
+    if (!*p) {
+        snprintf(err, errlen, "--uring-features: empty list");
+        return -EINVAL;
+    }
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        bool minus = len > 0 && *p == '-';
+        const char *name = p + minus;
+        size_t nlen = len - minus;
+        uint32_t bits;
+        if (nlen == 3 && !strncmp(name, "all", 3))
+            bits = UF_ALL;
+        else if (nlen == 4 && !strncmp(name, "none", 4))
+            bits = UF_ALL, minus = true; /* "none" clears everything so far */
+        else if (nlen == 7 && !strncmp(name, "default", 7))
+            bits = supported & ~(uint32_t)UF_OPT_IN;
+        else if ((bits = lookup(name, nlen)) == 0) {
+            snprintf(err, errlen,
+                     "--uring-features: unknown feature '%.*s' (known: all, none, default, "
+                     "multishot-accept, multishot-recv, buf-ring, fixed-files, ring-fd, "
+                     "defer-taskrun, send-zc, sqpoll, bundle)",
+                     (int)nlen, name);
+            return -EINVAL;
+        }
+        if (minus) {
+            want &= ~bits;
+            asked &= ~bits;
+        } else {
+            want |= bits;
+            asked |= bits;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    uint32_t missing = asked & ~supported;
+    if (missing && !lenient) {
+        snprintf(err, errlen,
+                 "--uring-features: this kernel does not support '%s' (prefix the list "
+                 "with auto- to skip what is missing)",
+                 name_of(missing & -missing));
+        return -EINVAL;
+    }
+    want &= supported;
+    /* Dependencies: multishot recv and bundles take buffers from the ring;
+     * SQPOLL submits from its own thread, which DEFER_TASKRUN forbids. */
+    if (!(want & UF_BUF_RING))
+        want &= ~(uint32_t)(UF_MULTISHOT_RECV | UF_BUNDLE);
+    if (want & UF_SQPOLL)
+        want &= ~(uint32_t)UF_DEFER_TASKRUN;
+    *out = want;
+    return 0;
+}
+
+void rs_uring_features_format(uint32_t f, char *out, size_t outlen)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < NNAMES; i++) {
+        if (!(f & names[i].bit))
+            continue;
+        int n = snprintf(out + used, outlen - used, "%s%s", used ? "," : "", names[i].name);
+        if (n < 0 || (size_t)n >= outlen - used)
+            break;
+        used += (size_t)n;
+    }
+    if (!used)
+        snprintf(out, outlen, "none");
+}

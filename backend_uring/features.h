@@ -1,0 +1,36 @@
+/* io_uring features: names, the --uring-features list, kernel support. */
+#ifndef RINGSERVE_URING_FEATURES_H
+#define RINGSERVE_URING_FEATURES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "probe.h"
+
+enum {
+    UF_MULTISHOT_ACCEPT = 1u << 0,
+    UF_MULTISHOT_RECV = 1u << 1,
+    UF_BUF_RING = 1u << 2,
+    UF_FIXED_FILES = 1u << 3,
+    UF_RING_FD = 1u << 4,
+    UF_DEFER_TASKRUN = 1u << 5,
+    UF_SEND_ZC = 1u << 6,
+    UF_SQPOLL = 1u << 7,
+    UF_BUNDLE = 1u << 8,
+    UF_ALL = (1u << 9) - 1,
+    /* what "default" means: everything but the opt-in ones */
+    UF_OPT_IN = UF_SQPOLL | UF_BUNDLE,
+};
+
+/* Features this kernel supports, from the probe. */
+uint32_t rs_uring_supported(const struct rs_uring_support *s);
+
+/* Parse LIST against what the kernel supports. 0 with *out set, or -EINVAL
+ * with a one-line reason in err (unknown name, unsupported feature). */
+int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
+                            char *err, size_t errlen);
+
+/* "multishot-accept,buf-ring" ("none" when empty). */
+void rs_uring_features_format(uint32_t f, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,649 @@
+/* The io_uring backend: real completions.
+ *
+ * io_uring is two rings shared with the kernel. We write requests into the
+ * submission queue (SQ) — "receive on this socket", "send these bytes" —
+ * and the kernel writes results into the completion queue (CQ): bytes
+ * received, bytes sent, -errno. The kernel does the IO itself, waiting for
+ * readiness internally (FAST_POLL) instead of telling us about it. So where
+ * the epoll backend must perform every recv/send and remember readiness,
+ * this file only describes work and forwards results: cqe->res goes to the
+ * core unchanged. One io_uring_enter per loop turn submits everything
+ * queued during the previous turn and waits for the next completions.
+ *
+ * The features, each switchable with --uring-features:
+ *  - multishot accept/recv: one SQE keeps producing CQEs (IORING_CQE_F_MORE)
+ *    until an error, EOF, cancel or -ENOBUFS ends it;
+ *  - buf-ring: a provided-buffer ring (built by hand with mmap and
+ *    io_uring_register_buf_ring: liburing 2.3 has no io_uring_setup_buf_ring).
+ *    The kernel picks a buffer only when data arrives, so idle connections
+ *    hold none. It is the loop's buffer pool, and the core returns each
+ *    buffer when the echo that carried it completes. An empty ring gives
+ *    -ENOBUFS, which ends a multishot recv: a state, not an error (the core
+ *    re-arms once buffers come back);
+ *  - fixed-files: accepted sockets are direct descriptors (a private table
+ *    in the ring, no fget/fput per op, no process fd used);
+ *  - ring-fd: the ring's own fd is registered, saving an fget per enter;
+ *  - defer-taskrun: SINGLE_ISSUER|DEFER_TASKRUN, completions are produced
+ *    only when we ask for them, in our thread, in batches (else
+ *    COOP_TASKRUN|TASKRUN_FLAG); with SUBMIT_ALL and a CQ 8x the SQ;
+ *  - send-zc: sends of --zc-threshold bytes or more are zero-copy; the
+ *    buffer is ours again only after the second, IORING_CQE_F_NOTIF CQE;
+ *  - sqpoll (opt-in): a kernel thread polls the SQ, submission costs no
+ *    syscall while it is awake.
+ * Without buf-ring (e.g. --uring-features=none) each recv takes a buffer
+ * from the pool when it is submitted, as every classic io_uring echo server
+ * does; recvs wait in a list while the pool is empty.
+ *
+ * Never IOSQE_ASYNC on sockets: it forces a worker thread where FAST_POLL
+ * would wait for readiness for free.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "features.h"
+#include "log.h"
+#include "loop.h"
+#include "probe.h"
+
+#ifndef IORING_CQE_F_NOTIF
+#define IORING_CQE_F_NOTIF (1U << 3)
+#endif
+
+#define SQ_ENTRIES 1024
+#define BGID 0
+
+/* user_data = op pointer | generation << 48 | tag << 56. x86-64 and
+ * arm64 user pointers fit in 48 bits. */
+enum { TAG_OP = 0, TAG_IGNORE = 1, TAG_WAKE = 2 };
+#define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
+
+/* rs_op.bk_flags while the op belongs to this backend */
+#define BKF_ZC 1u          /* sent with send_zc */
+#define BKF_ZC_WAIT 2u     /* result CQE seen, waiting for the notification */
+#define BKF_PARKED 4u      /* recv waiting for a pool buffer */
+#define BKF_OWN_BUF 8u     /* recv into a pool buffer we chose (bid in bk_aux) */
+
+struct ur_state {
+    struct io_uring ring;
+    uint32_t features;
+    bool zc_enabled;
+    bool fixed;
+    const char *taskrun;
+    /* provided buffer ring */
+    struct io_uring_buf_ring *br;
+    size_t br_bytes;
+    unsigned br_mask;
+    unsigned br_pending; /* buffers added since the last advance */
+    /* ops completed without a CQE (parked recv cancelled...), FIFO */
+    struct rs_op *deferred_head, *deferred_tail;
+    /* single-shot recvs waiting for a free pool buffer */
+    struct rs_op *parked_head, *parked_tail;
+    uint64_t wake_val;
+    bool wake_armed;
+    bool zc_warned;
+};
+
+static struct ur_state *state(struct rs_loop *loop)
+{
+    return loop->backend;
+}
+
+static uint64_t ud_of(struct rs_op *op, unsigned tag)
+{
+    uintptr_t p = (uintptr_t)op;
+    assert((p & ~UD_PTR_MASK) == 0);
+    return (uint64_t)p | (uint64_t)op->bk_gen << 48 | (uint64_t)tag << 56;
+}
+
+static struct io_uring_sqe *get_sqe(struct ur_state *st)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
+    if (sqe)
+        return sqe;
+    /* SQ full: push it to the kernel now and take a fresh slot. */
+    io_uring_submit(&st->ring);
+    if (st->features & UF_SQPOLL)
+        io_uring_sqring_wait(&st->ring);
+    return io_uring_get_sqe(&st->ring);
+}
+
+static void list_push(struct rs_op **head, struct rs_op **tail, struct rs_op *op)
+{
+    op->bk_next = NULL;
+    if (*tail)
+        (*tail)->bk_next = op;
+    else
+        *head = op;
+    *tail = op;
+}
+
+static struct rs_op *list_pop(struct rs_op **head, struct rs_op **tail)
+{
+    struct rs_op *op = *head;
+    if (op) {
+        *head = op->bk_next;
+        if (!*head)
+            *tail = NULL;
+    }
+    return op;
+}
+
+static bool list_remove(struct rs_op **head, struct rs_op **tail, struct rs_op *op)
+{
+    struct rs_op *prev = NULL;
+    for (struct rs_op *o = *head; o; prev = o, o = o->bk_next) {
+        if (o != op)
+            continue;
+        if (prev)
+            prev->bk_next = o->bk_next;
+        else
+            *head = o->bk_next;
+        if (*tail == o)
+            *tail = prev;
+        return true;
+    }
+    return false;
+}
+
+static void set_fd(struct ur_state *st, struct io_uring_sqe *sqe)
+{
+    if (st->fixed)
+        sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+/* A recv into a pool buffer chosen now (no buffer ring). */
+static int prep_own_recv(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
+{
+    int bid = rs_bufpool_get(&loop->pool);
+    if (bid < 0) {
+        op->bk_flags |= BKF_PARKED;
+        list_push(&st->parked_head, &st->parked_tail, op);
+        return 0;
+    }
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe) {
+        rs_bufpool_put(&loop->pool, (uint16_t)bid);
+        return -EBUSY;
+    }
+    io_uring_prep_recv(sqe, op->fd, rs_bufpool_ptr(&loop->pool, (uint16_t)bid),
+                       loop->pool.size, 0);
+    set_fd(st, sqe);
+    op->bk_flags = BKF_OWN_BUF;
+    op->bk_aux = (uint32_t)bid;
+    io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
+    return 0;
+}
+
+static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
+{
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return -EBUSY;
+    if (st->zc_enabled && op->len >= loop->cfg->zc_threshold) {
+        io_uring_prep_send_zc(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL, 0);
+        op->bk_flags = BKF_ZC;
+    } else {
+        io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
+    }
+    set_fd(st, sqe);
+    io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
+    return 0;
+}
+
+static int ur_submit(struct rs_loop *loop, struct rs_op *op)
+{
+    struct ur_state *st = state(loop);
+    op->bk_gen++;
+    op->bk_flags = 0;
+    op->bk_next = NULL;
+    if (op->kind == RS_OP_RECV && !(st->features & UF_BUF_RING))
+        return prep_own_recv(loop, st, op);
+    if (op->kind == RS_OP_SEND)
+        return prep_send(loop, st, op);
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return -EBUSY;
+    bool multi = op->flags & RS_OPF_MULTISHOT;
+    switch (op->kind) {
+    case RS_OP_ACCEPT:
+        /* The listener is a plain fd; with fixed-files the accepted socket
+         * goes straight into the ring's table. */
+        if (multi && (st->features & UF_MULTISHOT_ACCEPT)) {
+            if (st->fixed)
+                io_uring_prep_multishot_accept_direct(sqe, op->fd, NULL, NULL, 0);
+            else
+                io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC);
+        } else if (st->fixed) {
+            io_uring_prep_accept_direct(sqe, op->fd, NULL, NULL, 0,
+                                        IORING_FILE_INDEX_ALLOC);
+        } else {
+            io_uring_prep_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC);
+        }
+        break;
+    case RS_OP_RECV:
+        /* Buffer ring: the kernel chooses the buffer when data arrives. */
+        if (multi && (st->features & UF_MULTISHOT_RECV))
+            io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
+        else
+            io_uring_prep_recv(sqe, op->fd, NULL, loop->pool.size, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BGID;
+        set_fd(st, sqe);
+        break;
+    case RS_OP_SHUTDOWN:
+        io_uring_prep_shutdown(sqe, op->fd, SHUT_WR);
+        set_fd(st, sqe);
+        break;
+    case RS_OP_CLOSE:
+        if (st->fixed)
+            io_uring_prep_close_direct(sqe, (unsigned)op->fd);
+        else
+            io_uring_prep_close(sqe, op->fd);
+        break;
+    default:
+        return -EINVAL;
+    }
+    io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
+    return 0;
+}
+
+static int ur_cancel(struct rs_loop *loop, struct rs_op *op)
+{
+    struct ur_state *st = state(loop);
+    if (op->bk_flags & BKF_PARKED) {
+        list_remove(&st->parked_head, &st->parked_tail, op);
+        op->bk_flags = 0;
+        op->bk_aux = (uint32_t)-ECANCELED;
+        list_push(&st->deferred_head, &st->deferred_tail, op);
+        return 0;
+    }
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_cancel64(sqe, ud_of(op, TAG_OP), 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+    return 0;
+}
+
+static void deliver(struct rs_loop *loop, struct rs_op *op, int32_t res, uint32_t flags,
+                    uint16_t bid)
+{
+    struct rs_completion c = {.res = res, .flags = flags, .bid = bid};
+    op->fn(loop, op, &c);
+}
+
+static void arm_wake(struct ur_state *st, struct rs_loop *loop)
+{
+    if (st->wake_armed)
+        return;
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return; /* retried next turn */
+    io_uring_prep_read(sqe, loop->wake_fd, &st->wake_val, sizeof(st->wake_val), 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_WAKE << 56);
+    st->wake_armed = true;
+}
+
+static void zc_fallback(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
+{
+    if (!st->zc_warned) {
+        rs_log_error("send_zc failed (%s); falling back to plain send (raise ulimit -l?)",
+                     strerror(ENOMEM));
+        st->zc_warned = true;
+    }
+    st->zc_enabled = false;
+    if (prep_send(loop, st, op) < 0)
+        deliver(loop, op, -EBUSY, 0, 0);
+}
+
+static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                      const struct io_uring_cqe *cqe)
+{
+    uint32_t flags = 0;
+    uint16_t bid = 0;
+    int32_t res = cqe->res;
+    if (op->bk_flags & BKF_ZC) {
+        /* send_zc: the first CQE has the result; if F_MORE is set, the
+         * buffer is still the kernel's until the F_NOTIF CQE. */
+        if (cqe->flags & IORING_CQE_F_NOTIF) {
+            assert(op->bk_flags & BKF_ZC_WAIT);
+            op->bk_flags = 0;
+            deliver(loop, op, (int32_t)op->bk_aux, 0, 0);
+            return;
+        }
+        if (res == -ENOMEM || res == -EOPNOTSUPP) {
+            op->bk_flags = 0;
+            zc_fallback(loop, st, op);
+            return;
+        }
+        if (cqe->flags & IORING_CQE_F_MORE) {
+            op->bk_flags |= BKF_ZC_WAIT;
+            op->bk_aux = (uint32_t)res;
+            return;
+        }
+        op->bk_flags = 0;
+        deliver(loop, op, res, 0, 0);
+        return;
+    }
+    if (op->bk_flags & BKF_OWN_BUF) {
+        bid = (uint16_t)op->bk_aux;
+        op->bk_flags = 0;
+        if (res > 0) {
+            rs_bufpool_lend(&loop->pool, bid);
+            flags |= RS_CF_BUFFER;
+        } else {
+            rs_bufpool_put(&loop->pool, bid);
+        }
+    } else if (cqe->flags & IORING_CQE_F_BUFFER) {
+        /* Only a CQE flagged F_BUFFER carries one: EOF and errors don't. */
+        bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        rs_bufpool_lend(&loop->pool, bid);
+        if (res > 0) {
+            flags |= RS_CF_BUFFER;
+        } else {
+            loop->ops->buf_release(loop, bid);
+        }
+    }
+    if (cqe->flags & IORING_CQE_F_MORE)
+        flags |= RS_CF_MORE;
+    deliver(loop, op, res, flags, bid);
+}
+
+static void on_cqe(struct rs_loop *loop, struct ur_state *st, const struct io_uring_cqe *cqe)
+{
+    uint64_t ud = cqe->user_data;
+    unsigned tag = (unsigned)(ud >> 56);
+    if (tag == TAG_IGNORE)
+        return;
+    if (tag == TAG_WAKE) {
+        st->wake_armed = false;
+        return;
+    }
+    struct rs_op *op = (struct rs_op *)(uintptr_t)(ud & UD_PTR_MASK);
+    if ((uint8_t)(ud >> 48) != op->bk_gen) {
+        rs_log_error("dropping a stale completion (res %d)", cqe->res);
+        return;
+    }
+    on_op_cqe(loop, st, op, cqe);
+}
+
+/* Buffers returned since the last turn become visible to the kernel in one
+ * store; parked recvs (no buffer ring) get theirs. */
+static void refill(struct rs_loop *loop, struct ur_state *st)
+{
+    if (st->br_pending) {
+        io_uring_buf_ring_advance(st->br, (int)st->br_pending);
+        st->br_pending = 0;
+    }
+    while (st->parked_head && loop->pool.nfree > 0) {
+        struct rs_op *op = list_pop(&st->parked_head, &st->parked_tail);
+        op->bk_flags = 0;
+        if (prep_own_recv(loop, st, op) < 0) {
+            op->bk_flags = BKF_PARKED;
+            list_push(&st->parked_head, &st->parked_tail, op);
+            break;
+        }
+    }
+}
+
+static int ur_run(struct rs_loop *loop, int timeout_ms)
+{
+    struct ur_state *st = state(loop);
+    struct io_uring_cqe *cqe;
+    int dispatched = 0;
+    arm_wake(st, loop);
+    refill(loop, st);
+    if (st->deferred_head)
+        timeout_ms = 0;
+    int rc;
+    if (st->features & UF_SQPOLL) {
+        /* The SQ thread submits; we only wait (never a busy-wait on peek). */
+        io_uring_submit(&st->ring);
+        if (timeout_ms == 0) {
+            rc = 0;
+        } else if (timeout_ms < 0) {
+            rc = io_uring_wait_cqe(&st->ring, &cqe);
+        } else {
+            struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                           .tv_nsec = (timeout_ms % 1000) * 1000000L};
+            rc = io_uring_wait_cqe_timeout(&st->ring, &cqe, &ts);
+        }
+    } else if (timeout_ms == 0) {
+        rc = io_uring_submit_and_get_events(&st->ring);
+    } else if (timeout_ms < 0) {
+        rc = io_uring_submit_and_wait(&st->ring, 1);
+    } else {
+        struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                       .tv_nsec = (timeout_ms % 1000) * 1000000L};
+        rc = io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, &ts, NULL);
+    }
+    /* -ETIME: the timeout expired; -EINTR: a signal; -EBUSY/-EAGAIN: the
+     * kernel is short of CQ space or memory right now. None is fatal: reap
+     * what is there, and the next turn submits again. */
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+        return rc;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&st->ring, head, cqe)
+    {
+        on_cqe(loop, st, cqe);
+        n++;
+    }
+    io_uring_cq_advance(&st->ring, n);
+    dispatched += (int)n;
+    struct rs_op *op;
+    while ((op = list_pop(&st->deferred_head, &st->deferred_tail)) != NULL) {
+        deliver(loop, op, (int32_t)op->bk_aux, 0, 0);
+        dispatched++;
+    }
+    return rc == -EINTR ? -EINTR : dispatched;
+}
+
+static void ur_wake(struct rs_loop *loop)
+{
+    uint64_t one = 1;
+    ssize_t rc = write(loop->wake_fd, &one, sizeof(one));
+    (void)rc;
+}
+
+static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
+{
+    struct ur_state *st = state(loop);
+    rs_bufpool_unlend(&loop->pool, bid);
+    if (st->features & UF_BUF_RING) {
+        io_uring_buf_ring_add(st->br, rs_bufpool_ptr(&loop->pool, bid), loop->pool.size,
+                              bid, (int)st->br_mask, (int)st->br_pending);
+        st->br_pending++;
+    } else {
+        rs_bufpool_put(&loop->pool, bid);
+    }
+}
+
+static int setup_buf_ring(struct rs_loop *loop, struct ur_state *st, char *err,
+                          size_t errlen)
+{
+    uint32_t count = loop->pool.count;
+    long page = sysconf(_SC_PAGESIZE);
+    st->br_bytes = ((count * sizeof(struct io_uring_buf)) + (size_t)page - 1) &
+                   ~((size_t)page - 1);
+    void *mem = mmap(NULL, st->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+    if (mem == MAP_FAILED) {
+        snprintf(err, errlen, "buffer ring: mmap: %s", strerror(errno));
+        return -errno;
+    }
+    st->br = mem;
+    io_uring_buf_ring_init(st->br);
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)mem,
+                                   .ring_entries = count,
+                                   .bgid = BGID};
+    int rc = io_uring_register_buf_ring(&st->ring, &reg, 0);
+    if (rc < 0) {
+        snprintf(err, errlen, "io_uring_register_buf_ring: %s", strerror(-rc));
+        munmap(mem, st->br_bytes);
+        st->br = NULL;
+        return rc;
+    }
+    st->br_mask = (unsigned)io_uring_buf_ring_mask(count);
+    for (uint32_t i = 0; i < count; i++)
+        io_uring_buf_ring_add(st->br, rs_bufpool_ptr(&loop->pool, (uint16_t)i),
+                              loop->pool.size, (uint16_t)i, (int)st->br_mask, (int)i);
+    io_uring_buf_ring_advance(st->br, (int)count);
+    /* The kernel owns every id now; the free stack is not used. */
+    loop->pool.nfree = 0;
+    return 0;
+}
+
+static int setup_ring(struct rs_loop *loop, struct ur_state *st,
+                      const struct rs_uring_support *sup, char *err, size_t errlen)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    const struct rs_config *cfg = loop->cfg;
+    st->taskrun = "plain";
+    if (st->features & UF_DEFER_TASKRUN) {
+        p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+        st->taskrun = "defer";
+    } else if (st->features != 0 && sup->coop_taskrun && !(st->features & UF_SQPOLL)) {
+        p.flags |= IORING_SETUP_COOP_TASKRUN | (sup->taskrun_flag ? IORING_SETUP_TASKRUN_FLAG : 0);
+        st->taskrun = "coop";
+    }
+    if (st->features != 0) {
+        /* Multishot ops produce CQEs without SQEs: a deep CQ. */
+        if (sup->cqsize) {
+            p.flags |= IORING_SETUP_CQSIZE;
+            p.cq_entries = SQ_ENTRIES * 8;
+        }
+        if (sup->submit_all)
+            p.flags |= IORING_SETUP_SUBMIT_ALL;
+    }
+    if (st->features & UF_SQPOLL) {
+        p.flags |= IORING_SETUP_SQPOLL;
+        p.sq_thread_idle = cfg->sqpoll_idle_ms;
+        st->taskrun = "sqpoll";
+    }
+    int rc = io_uring_queue_init_params(SQ_ENTRIES, &st->ring, &p);
+    if (rc < 0) {
+        snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *err,
+                               size_t errlen)
+{
+    int rc;
+    if (st->features & UF_RING_FD) {
+        rc = io_uring_register_ring_fd(&st->ring);
+        if (rc < 0)
+            st->features &= ~(uint32_t)UF_RING_FD; /* an optimisation only */
+    }
+    if (st->features & UF_FIXED_FILES) {
+        struct rlimit rl;
+        unsigned n = 65536;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n)
+            n = (unsigned)rl.rlim_cur;
+        rc = io_uring_register_files_sparse(&st->ring, n);
+        if (rc < 0) {
+            snprintf(err, errlen, "io_uring_register_files_sparse(%u): %s", n,
+                     strerror(-rc));
+            return rc;
+        }
+        st->fixed = true;
+        loop->caps |= RS_CAP_DIRECT_FD;
+    }
+    if (st->features & UF_BUF_RING) {
+        rc = setup_buf_ring(loop, st, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    st->zc_enabled = st->features & UF_SEND_ZC;
+    return 0;
+}
+
+static struct rs_uring_support support;
+static pthread_once_t support_once = PTHREAD_ONCE_INIT;
+
+static void probe_once(void)
+{
+    rs_probe_uring(&support);
+}
+
+static void ur_fini(struct rs_loop *loop);
+
+static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
+                   size_t errlen)
+{
+    pthread_once(&support_once, probe_once);
+    if (!support.available) {
+        snprintf(err, errlen, "io_uring is unavailable: %s", support.why);
+        return -(support.unavailable_err ? support.unavailable_err : ENOSYS);
+    }
+    uint32_t features;
+    int rc = rs_uring_features_parse(cfg->uring_features, rs_uring_supported(&support),
+                                     &features, err, errlen);
+    if (rc < 0)
+        return rc;
+    struct ur_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    st->features = features;
+    loop->backend = st;
+    loop->caps = 0;
+    rc = setup_ring(loop, st, &support, err, errlen);
+    if (rc < 0) {
+        free(st);
+        loop->backend = NULL;
+        return rc;
+    }
+    rc = setup_registrations(loop, st, err, errlen);
+    if (rc < 0) {
+        ur_fini(loop);
+        return rc;
+    }
+    return 0;
+}
+
+static void ur_fini(struct rs_loop *loop)
+{
+    struct ur_state *st = state(loop);
+    if (!st)
+        return;
+    assert(!st->deferred_head && !st->parked_head);
+    io_uring_queue_exit(&st->ring);
+    if (st->br)
+        munmap(st->br, st->br_bytes);
+    free(st);
+    loop->backend = NULL;
+}
+
+static void ur_describe(struct rs_loop *loop, char *out, size_t outlen)
+{
+    struct ur_state *st = state(loop);
+    char f[200];
+    rs_uring_features_format(st->features, f, sizeof(f));
+    snprintf(out, outlen, "features=%s, taskrun=%s", f, st->taskrun);
+}
+
+const struct rs_backend_ops rs_backend_uring = {
+    .name = "uring",
+    .init = ur_init,
+    .fini = ur_fini,
+    .submit = ur_submit,
+    .cancel = ur_cancel,
+    .run = ur_run,
+    .wake = ur_wake,
+    .buf_release = ur_buf_release,
+    .describe = ur_describe,
+};

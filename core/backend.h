@@ -1,0 +1,67 @@
+/* The backend contract.
+ *
+ * A backend moves bytes and reports completions; it knows nothing about
+ * protocols or connection states. The core calls it only through this table,
+ * chosen once at start-up, and branches on the capability bits it declares,
+ * never on its name.
+ *
+ * Rules every backend keeps (tests/test_backend_contract.c checks them
+ * against each backend with the same code):
+ *
+ *  1. A completion is never delivered from inside submit() or cancel();
+ *     only from run(). Re-entrancy bugs cannot happen in the core.
+ *  2. An op submitted with RS_OPF_MULTISHOT may complete many times; every
+ *     completion but the last carries RS_CF_MORE. A backend may ignore the
+ *     request and complete once (without RS_CF_MORE); the core re-arms.
+ *  3. A recv completion with res > 0 carries a lent buffer (RS_CF_BUFFER,
+ *     bid). The core gives it back exactly once with buf_release() when the
+ *     bytes are consumed. A completion without RS_CF_BUFFER carries none.
+ *  4. res is >= 0 or -errno, exactly like cqe->res. -ENOBUFS on a recv means
+ *     "no buffer was free": the op is disarmed, it is not an error.
+ *  5. Every submitted op completes exactly once without RS_CF_MORE, cancel
+ *     included (-ECANCELED, or its natural result if it raced). Only then may
+ *     its memory be reused. The core frees a connection only when it has no
+ *     op in flight, and RS_OP_CLOSE is the last op on a socket.
+ */
+#ifndef RINGSERVE_BACKEND_H
+#define RINGSERVE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "op.h"
+
+struct rs_loop;
+struct rs_config;
+
+/* Capability bits a backend declares in rs_loop.caps after init(). */
+#define RS_CAP_DIRECT_FD (1u << 0) /* accepted "fds" are not process fds: use ops only */
+
+struct rs_backend_ops {
+    const char *name;
+    /* 0, -EINVAL for a configuration error (exit 2), other -errno otherwise.
+     * On failure, err (if not NULL) holds a one-line reason. */
+    int (*init)(struct rs_loop *loop, const struct rs_config *cfg, char *err,
+                size_t errlen);
+    void (*fini)(struct rs_loop *loop);
+    /* Queue an op. 0 or -errno (then the op was not taken). */
+    int (*submit)(struct rs_loop *loop, struct rs_op *op);
+    /* Ask for an in-flight op to finish early; it still completes (rule 5).
+     * 0, or -ENOENT when the op is not in flight (its completion is queued). */
+    int (*cancel)(struct rs_loop *loop, struct rs_op *op);
+    /* Wait up to timeout_ms (-1: forever, 0: poll) and dispatch completions.
+     * Returns the number dispatched, or -errno (-EINTR is not an error). */
+    int (*run)(struct rs_loop *loop, int timeout_ms);
+    /* Make a blocked run() return. Async-signal-safe. */
+    void (*wake)(struct rs_loop *loop);
+    /* Return a lent buffer (rule 3). */
+    void (*buf_release)(struct rs_loop *loop, uint16_t bid);
+    /* Human-readable description of the active mode/features, e.g.
+     * "mode=et" or "features=multishot-accept,buf-ring". */
+    void (*describe)(struct rs_loop *loop, char *out, size_t outlen);
+};
+
+extern const struct rs_backend_ops rs_backend_epoll;
+extern const struct rs_backend_ops rs_backend_uring; /* name NULL when not built */
+
+#endif

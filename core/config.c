@@ -1,0 +1,318 @@
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol.h"
+#include "rs_build.h"
+
+void rs_config_defaults(struct rs_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->backend = RS_BACKEND_AUTO;
+    cfg->epoll_mode = RS_EPOLL_ET;
+    strcpy(cfg->listen_host, "127.0.0.1");
+    cfg->listen_port = 7080;
+    cfg->max_pending = 1u << 20;
+    cfg->uring_features = "default";
+    cfg->buffers = 512;
+    cfg->buffer_size = 16384;
+    cfg->zc_threshold = 16384;
+    cfg->sqpoll_idle_ms = 1000;
+    cfg->drain_timeout_ms = 2000;
+    cfg->threads = 1;
+    cfg->nodelay = true;
+    cfg->protocol = "echo";
+}
+
+void rs_config_usage(FILE *out)
+{
+    fputs(
+        "Usage: ringserve [OPTION]...\n"
+        "A TCP echo server on io_uring completions or emulated epoll readiness.\n"
+        "\n"
+        "Backend:\n"
+        "  --backend=auto|uring|epoll  IO backend (default auto: io_uring when the\n"
+        "                              kernel allows it, else epoll)\n"
+        "  --epoll-mode=et|lt          epoll notification: edge- or level-triggered\n"
+        "                              (default et)\n"
+        "  --uring-features=LIST       io_uring features: all, none, default, names,\n"
+        "                              -name to remove; prefix auto- to drop what the\n"
+        "                              kernel lacks instead of failing. Names:\n"
+        "                              multishot-accept, multishot-recv, buf-ring,\n"
+        "                              fixed-files, ring-fd, defer-taskrun, send-zc,\n"
+        "                              sqpoll, bundle (default: all the kernel has,\n"
+        "                              except sqpoll and bundle)\n"
+        "  --buffers=COUNT             receive buffers per loop, a power of two\n"
+        "                              (default 512)\n"
+        "  --buffer-size=BYTES         bytes per receive buffer (default 16K)\n"
+        "  --zc-threshold=BYTES        send_zc for sends of at least this (default 16K)\n"
+        "  --sqpoll-idle=MS            SQPOLL thread idle time (default 1000)\n"
+        "\n"
+        "Server:\n"
+        "  --listen=HOST:PORT          address to listen on (default 127.0.0.1:7080;\n"
+        "                              [::1]:PORT for IPv6; port 0 picks one)\n"
+        "  --protocol=echo|discard|chargen  what to serve (default echo)\n"
+        "  --threads=N                 event loops, one SO_REUSEPORT listener each\n"
+        "                              (default 1; 0 = one per online CPU)\n"
+        "  --pin                       pin loop i to CPU i\n"
+        "  --max-pending=BYTES         queued output per connection before reading\n"
+        "                              pauses (default 1M)\n"
+        "  --max-conns=N               connections per server (default: from\n"
+        "                              RLIMIT_NOFILE)\n"
+        "  --idle-timeout=SECONDS      close connections idle this long (default off)\n"
+        "  --drain-timeout=MS          on SIGINT/SIGTERM, time to finish in-flight\n"
+        "                              output before closing (default 2000)\n"
+        "  --no-nodelay                leave Nagle's algorithm on (TCP_NODELAY off)\n"
+        "\n"
+        "Other:\n"
+        "  --probe                     print the kernel feature report and exit\n"
+        "  --json                      with --probe: JSON output\n"
+        "  -v, --verbose               more logging\n"
+        "  -q, --quiet                 only errors and the final statistics\n"
+        "  -V, --version               print the version and exit\n"
+        "  -h, --help                  print this help and exit\n"
+        "\n"
+        "Sizes take K, M or G suffixes (powers of 1024). Exit status: 0 after\n"
+        "SIGINT/SIGTERM, 1 on a runtime failure, 2 on a usage error.\n",
+        out);
+}
+
+int rs_parse_size(const char *s, uint64_t max, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno)
+        return errno == ERANGE ? -ERANGE : -EINVAL;
+    unsigned shift = 0;
+    if (*end) {
+        switch (*end) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        default: return -EINVAL;
+        }
+        end++;
+        if (*end == 'i' && end[1] == 'B')
+            end += 2;
+        else if (*end == 'B')
+            end++;
+        if (*end)
+            return -EINVAL;
+    }
+    if (v > (max >> shift))
+        return -ERANGE;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+/* HOST:PORT, [V6]:PORT, or :PORT. */
+static int parse_listen(struct rs_config *cfg, const char *s)
+{
+    const char *colon;
+    const char *host = s;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        host = s + 1;
+        hlen = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || memchr(s, ':', (size_t)(colon - s)))
+            return -EINVAL;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen >= sizeof(cfg->listen_host))
+        return -EINVAL;
+    uint64_t port;
+    if (rs_parse_size(colon + 1, 65535, &port) < 0 || strpbrk(colon + 1, "kKmMgGB"))
+        return -EINVAL;
+    memcpy(cfg->listen_host, host, hlen);
+    cfg->listen_host[hlen] = '\0';
+    cfg->listen_port = (uint16_t)port;
+    return 0;
+}
+
+static int bad(const char *opt, const char *val, const char *allowed)
+{
+    fprintf(stderr, "ringserve: invalid value '%s' for %s: expected %s\n", val, opt,
+            allowed);
+    fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+    return 2;
+}
+
+static int parse_u32(const char *opt, const char *val, uint64_t min, uint64_t max,
+                     const char *allowed, uint32_t *out)
+{
+    uint64_t v;
+    if (rs_parse_size(val, max, &v) < 0 || v < min)
+        return bad(opt, val, allowed);
+    *out = (uint32_t)v;
+    return 0;
+}
+
+enum {
+    OPT_BACKEND = 256, OPT_LISTEN, OPT_EPOLL_MODE, OPT_MAX_PENDING, OPT_URING_FEATURES,
+    OPT_BUFFERS, OPT_BUFFER_SIZE, OPT_ZC_THRESHOLD, OPT_SQPOLL_IDLE, OPT_MAX_CONNS,
+    OPT_IDLE_TIMEOUT, OPT_DRAIN_TIMEOUT, OPT_THREADS, OPT_PIN, OPT_NO_NODELAY,
+    OPT_PROTOCOL, OPT_PROBE, OPT_JSON,
+};
+
+static const struct option long_opts[] = {
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"epoll-mode", required_argument, NULL, OPT_EPOLL_MODE},
+    {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
+    {"uring-features", required_argument, NULL, OPT_URING_FEATURES},
+    {"buffers", required_argument, NULL, OPT_BUFFERS},
+    {"buffer-size", required_argument, NULL, OPT_BUFFER_SIZE},
+    {"zc-threshold", required_argument, NULL, OPT_ZC_THRESHOLD},
+    {"sqpoll-idle", required_argument, NULL, OPT_SQPOLL_IDLE},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"pin", no_argument, NULL, OPT_PIN},
+    {"no-nodelay", no_argument, NULL, OPT_NO_NODELAY},
+    {"protocol", required_argument, NULL, OPT_PROTOCOL},
+    {"probe", no_argument, NULL, OPT_PROBE},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_one(struct rs_config *cfg, int opt, const char *arg)
+{
+    uint64_t v;
+    switch (opt) {
+    case OPT_BACKEND:
+        if (!strcmp(arg, "auto"))
+            cfg->backend = RS_BACKEND_AUTO;
+        else if (!strcmp(arg, "uring") || !strcmp(arg, "io_uring"))
+            cfg->backend = RS_BACKEND_URING;
+        else if (!strcmp(arg, "epoll"))
+            cfg->backend = RS_BACKEND_EPOLL;
+        else
+            return bad("--backend", arg, "one of auto, uring, epoll");
+        return 0;
+    case OPT_EPOLL_MODE:
+        if (!strcmp(arg, "et"))
+            cfg->epoll_mode = RS_EPOLL_ET;
+        else if (!strcmp(arg, "lt"))
+            cfg->epoll_mode = RS_EPOLL_LT;
+        else
+            return bad("--epoll-mode", arg, "one of et, lt");
+        return 0;
+    case OPT_LISTEN:
+        if (parse_listen(cfg, arg) < 0)
+            return bad("--listen", arg, "HOST:PORT, e.g. 127.0.0.1:7080 or [::1]:7080");
+        return 0;
+    case OPT_MAX_PENDING:
+        if (rs_parse_size(arg, UINT64_C(1) << 40, &v) < 0 || v < 1)
+            return bad("--max-pending", arg, "a size in bytes >= 1, e.g. 1M");
+        cfg->max_pending = v;
+        return 0;
+    case OPT_URING_FEATURES:
+        cfg->uring_features = arg;
+        return 0;
+    case OPT_BUFFERS:
+        if (parse_u32("--buffers", arg, 1, 32768,
+                      "a power of two from 1 to 32768", &cfg->buffers))
+            return 2;
+        if (cfg->buffers & (cfg->buffers - 1))
+            return bad("--buffers", arg, "a power of two from 1 to 32768");
+        return 0;
+    case OPT_BUFFER_SIZE:
+        return parse_u32("--buffer-size", arg, 64, 1u << 24, "a size from 64 bytes to 16M",
+                         &cfg->buffer_size);
+    case OPT_ZC_THRESHOLD:
+        return parse_u32("--zc-threshold", arg, 0, UINT32_MAX, "a size in bytes",
+                         &cfg->zc_threshold);
+    case OPT_SQPOLL_IDLE:
+        return parse_u32("--sqpoll-idle", arg, 0, 3600000, "milliseconds",
+                         &cfg->sqpoll_idle_ms);
+    case OPT_MAX_CONNS:
+        return parse_u32("--max-conns", arg, 1, 100000000, "a number >= 1",
+                         &cfg->max_conns);
+    case OPT_IDLE_TIMEOUT:
+        return parse_u32("--idle-timeout", arg, 0, 86400 * 365, "seconds (0 = off)",
+                         &cfg->idle_timeout_s);
+    case OPT_DRAIN_TIMEOUT:
+        return parse_u32("--drain-timeout", arg, 0, 3600000, "milliseconds",
+                         &cfg->drain_timeout_ms);
+    case OPT_THREADS:
+        return parse_u32("--threads", arg, 0, 1024, "a number from 0 to 1024",
+                         &cfg->threads);
+    case OPT_PIN:
+        cfg->pin = true;
+        return 0;
+    case OPT_NO_NODELAY:
+        cfg->nodelay = false;
+        return 0;
+    case OPT_PROTOCOL:
+        if (!rs_protocol_find(arg))
+            return bad("--protocol", arg, "one of echo, discard, chargen");
+        cfg->protocol = arg;
+        return 0;
+    case OPT_PROBE:
+        cfg->probe = true;
+        return 0;
+    case OPT_JSON:
+        cfg->json = true;
+        return 0;
+    case 'v':
+        cfg->verbose = 1;
+        return 0;
+    case 'q':
+        cfg->verbose = -1;
+        return 0;
+    }
+    return 2;
+}
+
+int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
+{
+    int opt;
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, ":vqVh", long_opts, NULL)) != -1) {
+        if (opt == 'h') {
+            rs_config_usage(stdout);
+            return 1;
+        }
+        if (opt == 'V') {
+            printf("ringserve %s (liburing %s)\n", RS_VERSION, RS_LIBURING_VERSION);
+            return 1;
+        }
+        if (opt == '?' || opt == ':') {
+            const char *what = argv[optind - 1];
+            if (opt == ':')
+                fprintf(stderr, "ringserve: option '%s' needs a value\n", what);
+            else
+                fprintf(stderr, "ringserve: unknown option '%s'\n", what);
+            fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+            return 2;
+        }
+        int rc = parse_one(cfg, opt, optarg);
+        if (rc)
+            return rc;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ringserve: unexpected argument '%s'\n", argv[optind]);
+        fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+        return 2;
+    }
+    return 0;
+}

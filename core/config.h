@@ -1,0 +1,46 @@
+/* Run-time configuration: everything the command line can set. */
+#ifndef RINGSERVE_CONFIG_H
+#define RINGSERVE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum rs_backend_choice { RS_BACKEND_AUTO, RS_BACKEND_URING, RS_BACKEND_EPOLL };
+enum rs_epoll_mode { RS_EPOLL_ET, RS_EPOLL_LT };
+
+struct rs_config {
+    enum rs_backend_choice backend;
+    enum rs_epoll_mode epoll_mode;
+    char listen_host[256];
+    uint16_t listen_port;
+    uint64_t max_pending;      /* bytes of queued output before recv pauses */
+    const char *uring_features; /* the --uring-features list, parsed by the backend */
+    uint32_t buffers;          /* lent receive buffers per loop */
+    uint32_t buffer_size;      /* bytes each */
+    uint32_t zc_threshold;     /* send_zc at or above this many bytes */
+    uint32_t sqpoll_idle_ms;
+    uint32_t max_conns;        /* 0: derived from RLIMIT_NOFILE */
+    uint32_t idle_timeout_s;   /* 0: off */
+    uint32_t drain_timeout_ms;
+    uint32_t threads;          /* 0: one per online CPU */
+    bool pin;
+    bool nodelay;
+    int verbose;               /* -1 quiet, 0 normal, 1 verbose */
+    const char *protocol;      /* "echo", "discard", "chargen" */
+    bool probe, json;
+};
+
+void rs_config_defaults(struct rs_config *cfg);
+
+/* Parse argv. Returns 0 to run, 1 when the command is already done (--help,
+ * --version), 2 on a usage error (message already printed to stderr). */
+int rs_config_parse(struct rs_config *cfg, int argc, char **argv);
+
+/* "1M" -> 1048576. 0 or -EINVAL/-ERANGE. */
+int rs_parse_size(const char *s, uint64_t max, uint64_t *out);
+
+void rs_config_usage(FILE *out);
+
+#endif

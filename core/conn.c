@@ -1,0 +1,498 @@
+#include "conn.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "listener.h"
+#include "loop.h"
+#include "protocol.h"
+
+/* A piece of queued output. Three kinds, by where the bytes live:
+ *   lent   - in a pool buffer (bid >= 0): echo's zero-copy path;
+ *   heap   - in data[] behind this header (cap > 0): copies, coalesced;
+ *   static - in memory that outlives the connection (chargen's table). */
+struct rs_chunk {
+    struct rs_chunk *next;
+    const uint8_t *ptr; /* next byte to send */
+    uint32_t len;       /* bytes left to send */
+    int32_t bid;        /* lent buffer, or -1 */
+    uint32_t cap;       /* heap: size of data[]; 0 otherwise */
+    uint8_t data[];
+};
+
+/* Keep a few recycled nodes per loop: the hot path should not malloc. */
+#define CACHE_MAX 1024u
+#define HEAP_CHUNK_MIN 16384u
+
+static void on_recv(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
+static void on_send(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
+static void on_ctl(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
+static void maybe_progress(struct rs_conn *c);
+
+static struct rs_chunk *chunk_get(struct rs_loop *loop)
+{
+    struct rs_chunk *k = loop->free_chunks;
+    if (k) {
+        loop->free_chunks = k->next;
+        loop->nfree_chunks--;
+        return k;
+    }
+    return malloc(sizeof(*k));
+}
+
+static void chunk_put(struct rs_loop *loop, struct rs_chunk *k)
+{
+    if (k->bid >= 0) {
+        loop->ops->buf_release(loop, (uint16_t)k->bid);
+    }
+    if (k->cap > 0 || loop->nfree_chunks >= CACHE_MAX) {
+        free(k);
+        return;
+    }
+    k->next = loop->free_chunks;
+    loop->free_chunks = k;
+    loop->nfree_chunks++;
+}
+
+void rs_conn_cache_fini(struct rs_loop *loop)
+{
+    while (loop->free_chunks) {
+        struct rs_chunk *k = loop->free_chunks;
+        loop->free_chunks = k->next;
+        free(k);
+    }
+    loop->nfree_chunks = 0;
+    while (loop->free_conns) {
+        struct rs_conn *c = loop->free_conns;
+        loop->free_conns = c->next;
+        free(c);
+    }
+    loop->nfree_conns = 0;
+}
+
+static void enqueue(struct rs_conn *c, struct rs_chunk *k)
+{
+    k->next = NULL;
+    if (c->tail)
+        c->tail->next = k;
+    else
+        c->head = k;
+    c->tail = k;
+    c->pending += k->len;
+}
+
+static bool over_limit(const struct rs_conn *c)
+{
+    return c->pending > c->loop->cfg->max_pending;
+}
+
+static void arm_recv(struct rs_conn *c)
+{
+    if (c->state != RS_CONN_OPEN || c->eof || c->recv_armed || c->starved || c->paused)
+        return;
+    c->recv_op.flags = RS_OPF_MULTISHOT;
+    int rc = c->loop->ops->submit(c->loop, &c->recv_op);
+    if (rc < 0) {
+        rs_conn_abort(c);
+        return;
+    }
+    c->recv_armed = true;
+    c->inflight++;
+}
+
+static void start_send(struct rs_conn *c)
+{
+    if (c->send_busy || !c->head || c->state == RS_CONN_CLOSED)
+        return;
+    if (c->state == RS_CONN_CLOSING && !c->graceful)
+        return;
+    struct rs_chunk *k = c->head;
+    assert(k->len > 0);
+    c->send_op.buf = k->ptr;
+    c->send_op.len = k->len;
+    int rc = c->loop->ops->submit(c->loop, &c->send_op);
+    if (rc < 0) {
+        rs_conn_abort(c);
+        return;
+    }
+    c->send_busy = true;
+    c->inflight++;
+}
+
+struct rs_conn *rs_conn_open(struct rs_loop *loop, int fd, bool reject)
+{
+    struct rs_conn *c = loop->free_conns;
+    if (c) {
+        loop->free_conns = c->next;
+        loop->nfree_conns--;
+    } else {
+        c = malloc(sizeof(*c));
+        if (!c)
+            return NULL;
+    }
+    memset(c, 0, sizeof(*c));
+    c->loop = loop;
+    c->fd = fd;
+    c->state = RS_CONN_OPEN;
+    c->last_active_ms = loop->now_ms;
+    rs_op_init(&c->recv_op, RS_OP_RECV, fd, on_recv, c);
+    rs_op_init(&c->send_op, RS_OP_SEND, fd, on_send, c);
+    rs_op_init(&c->ctl_op, RS_OP_CLOSE, fd, on_ctl, c);
+    c->next = loop->conns;
+    if (loop->conns)
+        loop->conns->prev = c;
+    loop->conns = c;
+    loop->nconns++;
+    if (reject) {
+        loop->stats.rejected++;
+        rs_conn_abort(c);
+        return c;
+    }
+    loop->stats.accepted++;
+    if (loop->proto->on_open)
+        loop->proto->on_open(c);
+    arm_recv(c);
+    return c;
+}
+
+void rs_conn_send_lent(struct rs_conn *c, const uint8_t *data, uint32_t len, uint16_t bid)
+{
+    struct rs_loop *loop = c->loop;
+    struct rs_chunk *t = c->tail;
+    /* Holding a lent buffer is free only while the pool has plenty: under
+     * pressure (or behind a heap chunk with room) copy and give it back, so
+     * a client that never reads cannot pin the buffers its neighbours need. */
+    bool room = t && t->cap > 0 && (size_t)(t->data + t->cap - (t->ptr + t->len)) >= len;
+    bool pressure = loop->pool.lent > loop->pool.count - loop->pool.count / 4;
+    if (c->state != RS_CONN_OPEN && !c->graceful) {
+        rs_conn_release(c, bid);
+        return;
+    }
+    if (room || (pressure && c->head)) {
+        loop->stats.copies++;
+        rs_conn_send_copy(c, data, len);
+        rs_conn_release(c, bid);
+        return;
+    }
+    struct rs_chunk *k = chunk_get(loop);
+    if (!k) {
+        rs_conn_release(c, bid);
+        rs_conn_abort(c);
+        return;
+    }
+    k->ptr = data;
+    k->len = len;
+    k->bid = bid;
+    k->cap = 0;
+    enqueue(c, k);
+    start_send(c);
+}
+
+void rs_conn_send_copy(struct rs_conn *c, const uint8_t *data, uint32_t len)
+{
+    struct rs_chunk *t = c->tail;
+    if (len == 0)
+        return;
+    if (t && t->cap > 0) {
+        uint8_t *end = (uint8_t *)t->ptr + t->len;
+        size_t room = (size_t)(t->data + t->cap - end);
+        /* Appending is safe even while this chunk is being sent: data[]
+         * never moves, and the in-flight send covers only the old length. */
+        if (room >= len) {
+            memcpy(end, data, len);
+            t->len += len;
+            c->pending += len;
+            start_send(c);
+            return;
+        }
+    }
+    uint32_t cap = len > HEAP_CHUNK_MIN ? len : HEAP_CHUNK_MIN;
+    struct rs_chunk *k = malloc(sizeof(*k) + cap);
+    if (!k) {
+        rs_conn_abort(c);
+        return;
+    }
+    memcpy(k->data, data, len);
+    k->ptr = k->data;
+    k->len = len;
+    k->bid = -1;
+    k->cap = cap;
+    enqueue(c, k);
+    start_send(c);
+}
+
+void rs_conn_send_static(struct rs_conn *c, const uint8_t *data, uint32_t len)
+{
+    if (len == 0)
+        return;
+    struct rs_chunk *k = chunk_get(c->loop);
+    if (!k) {
+        rs_conn_abort(c);
+        return;
+    }
+    k->ptr = data;
+    k->len = len;
+    k->bid = -1;
+    k->cap = 0;
+    enqueue(c, k);
+    start_send(c);
+}
+
+void rs_conn_release(struct rs_conn *c, uint16_t bid)
+{
+    c->loop->ops->buf_release(c->loop, bid);
+}
+
+uint64_t rs_conn_pending(const struct rs_conn *c)
+{
+    return c->pending;
+}
+
+/* Drop queued output, except a chunk the kernel may still be reading. */
+static void drop_queue(struct rs_conn *c)
+{
+    struct rs_chunk *k = c->head;
+    struct rs_chunk *keep = NULL;
+    if (k && c->send_busy) {
+        keep = k;
+        k = k->next;
+        keep->next = NULL;
+    }
+    while (k) {
+        struct rs_chunk *n = k->next;
+        c->pending -= k->len;
+        chunk_put(c->loop, k);
+        k = n;
+    }
+    c->head = c->tail = keep;
+}
+
+static void unstarve_remove(struct rs_conn *c)
+{
+    if (!c->starved)
+        return;
+    struct rs_conn **pp = &c->loop->starved;
+    while (*pp && *pp != c)
+        pp = &(*pp)->starved_next;
+    assert(*pp == c);
+    *pp = c->starved_next;
+    c->starved = false;
+}
+
+void rs_conn_abort(struct rs_conn *c)
+{
+    if (c->state == RS_CONN_CLOSED)
+        return;
+    c->state = RS_CONN_CLOSING;
+    c->graceful = false;
+    unstarve_remove(c);
+    if (c->recv_armed && !c->recv_cancel) {
+        c->recv_cancel = true;
+        c->loop->ops->cancel(c->loop, &c->recv_op);
+    }
+    if (c->send_busy)
+        c->loop->ops->cancel(c->loop, &c->send_op);
+    drop_queue(c);
+    maybe_progress(c);
+}
+
+void rs_conn_finish(struct rs_conn *c)
+{
+    if (c->state != RS_CONN_OPEN)
+        return;
+    c->state = RS_CONN_CLOSING;
+    c->graceful = true;
+    unstarve_remove(c);
+    if (c->recv_armed && !c->recv_cancel) {
+        c->recv_cancel = true;
+        c->loop->ops->cancel(c->loop, &c->recv_op);
+    }
+    maybe_progress(c);
+}
+
+void rs_conn_unstarve(struct rs_conn *c)
+{
+    c->starved = false;
+    arm_recv(c);
+}
+
+static void free_conn(struct rs_conn *c)
+{
+    struct rs_loop *loop = c->loop;
+    assert(c->inflight == 0 && !c->recv_armed && !c->send_busy);
+    assert(!c->starved);
+    drop_queue(c);
+    assert(c->head == NULL && c->pending == 0);
+    if (loop->proto->on_close)
+        loop->proto->on_close(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        loop->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    loop->nconns--;
+    loop->stats.closed++;
+    c->state = RS_CONN_CLOSED;
+    if (loop->nfree_conns < CACHE_MAX) {
+        c->next = loop->free_conns;
+        loop->free_conns = c;
+        loop->nfree_conns++;
+    } else {
+        free(c);
+    }
+    rs_listener_conn_closed(loop);
+}
+
+static void submit_ctl(struct rs_conn *c, uint8_t kind)
+{
+    c->ctl_op.kind = kind;
+    c->ctl_op.flags = 0;
+    int rc = c->loop->ops->submit(c->loop, &c->ctl_op);
+    /* A close that cannot even be queued would leak the socket; backends
+     * only refuse on programming errors, so treat it as one. */
+    assert(rc == 0);
+    (void)rc;
+    c->inflight++;
+}
+
+/* Move a closing connection forward: shutdown after the last byte of a
+ * graceful close, then the close op once nothing else is in flight. */
+static void maybe_progress(struct rs_conn *c)
+{
+    if (c->state == RS_CONN_OPEN) {
+        if (c->eof && !c->head && !c->recv_armed) {
+            c->state = RS_CONN_CLOSING;
+            c->graceful = true;
+        } else {
+            return;
+        }
+    }
+    if (c->state != RS_CONN_CLOSING)
+        return;
+    if (c->graceful && c->head) {
+        start_send(c);
+        return;
+    }
+    if (c->inflight > 0)
+        return;
+    if (c->graceful && !c->shut_done) {
+        c->shut_done = true;
+        submit_ctl(c, RS_OP_SHUTDOWN);
+        return;
+    }
+    if (!c->close_issued) {
+        c->close_issued = true;
+        submit_ctl(c, RS_OP_CLOSE);
+    }
+}
+
+static void on_ctl(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *comp)
+{
+    struct rs_conn *c = op->data;
+    (void)loop;
+    (void)comp; /* a failed shutdown still ends in close; close cannot be retried */
+    assert(!(comp->flags & RS_CF_MORE));
+    assert(c->inflight > 0);
+    c->inflight--;
+    if (op->kind == RS_OP_CLOSE) {
+        free_conn(c);
+        return;
+    }
+    maybe_progress(c);
+}
+
+static void on_recv(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *comp)
+{
+    struct rs_conn *c = op->data;
+    int res = comp->res;
+    if (!(comp->flags & RS_CF_MORE)) {
+        assert(c->recv_armed && c->inflight > 0);
+        c->recv_armed = false;
+        c->recv_cancel = false;
+        c->inflight--;
+    }
+    if (res > 0) {
+        assert(comp->flags & RS_CF_BUFFER);
+        loop->stats.bytes_in += (uint64_t)res;
+        loop->stats.recvs++;
+        c->last_active_ms = loop->now_ms;
+        if (c->state == RS_CONN_OPEN || c->graceful) {
+            const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid);
+            loop->proto->on_data(c, p, (uint32_t)res, comp->bid);
+        } else {
+            rs_conn_release(c, comp->bid);
+        }
+        /* Backpressure: stop reading while too much output is queued. */
+        if (over_limit(c)) {
+            c->paused = true;
+            if (c->recv_armed && !c->recv_cancel) {
+                c->recv_cancel = true;
+                loop->ops->cancel(loop, &c->recv_op);
+            }
+        }
+    } else {
+        assert(!(comp->flags & RS_CF_BUFFER));
+        if (res == 0) {
+            c->eof = true;
+        } else if (res == -ENOBUFS) {
+            /* Not an error: the pool is empty. Re-armed by the loop once
+             * buffers come back, whichever connection returns them. */
+            loop->stats.enobufs++;
+            if (c->state == RS_CONN_OPEN && !c->recv_armed && !c->starved) {
+                c->starved = true;
+                c->starved_next = loop->starved;
+                loop->starved = c;
+            }
+        } else if (res != -ECANCELED) {
+            rs_conn_abort(c);
+        }
+    }
+    arm_recv(c);
+    maybe_progress(c);
+}
+
+static void on_send(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *comp)
+{
+    struct rs_conn *c = op->data;
+    int res = comp->res;
+    assert(c->send_busy && c->inflight > 0 && !(comp->flags & RS_CF_MORE));
+    c->send_busy = false;
+    c->inflight--;
+    loop->stats.sends++;
+    if (res <= 0) {
+        /* ECONNRESET, EPIPE, ECANCELED...: this connection only. A zero
+         * result for a non-empty send means the same: no progress. */
+        rs_conn_abort(c);
+        return;
+    }
+    struct rs_chunk *k = c->head;
+    assert(k && (uint32_t)res <= k->len);
+    loop->stats.bytes_out += (uint64_t)res;
+    c->last_active_ms = loop->now_ms;
+    k->ptr += res;
+    k->len -= (uint32_t)res;
+    c->pending -= (uint64_t)res;
+    if (k->len == 0) {
+        c->head = k->next;
+        if (!c->head)
+            c->tail = NULL;
+        chunk_put(loop, k);
+        loop->stats.round_trips++;
+    }
+    if (c->state == RS_CONN_CLOSING && !c->graceful) {
+        drop_queue(c);
+        maybe_progress(c);
+        return;
+    }
+    if (!c->head && c->state == RS_CONN_OPEN && !c->eof && loop->proto->on_drained)
+        loop->proto->on_drained(c);
+    start_send(c);
+    if (c->paused && c->pending <= loop->cfg->max_pending / 2) {
+        c->paused = false;
+        arm_recv(c);
+    }
+    maybe_progress(c);
+}

@@ -1,0 +1,212 @@
+#include "listener.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "loop.h"
+
+/* How long to wait before accepting again after EMFILE/ENFILE, unless a
+ * connection closes first. Long enough not to spin, short enough that a
+ * freed descriptor is used soon. */
+#define ACCEPT_BACKOFF_MS 100
+
+int rs_listen_socket(const char *host, uint16_t port, bool nodelay, int backlog)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char portstr[8];
+    snprintf(portstr, sizeof(portstr), "%u", port);
+    int gai = getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res);
+    if (gai != 0)
+        return gai == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+    int err = -EADDRNOTAVAIL;
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+            err = -errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        /* Each loop has its own listener on the same port; the kernel
+         * spreads connections over them. */
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        /* Linux copies TCP_NODELAY to accepted sockets: setting it here
+         * covers direct descriptors too, which setsockopt cannot reach. */
+        if (nodelay)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0)
+            break;
+        err = -errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd >= 0 ? fd : err;
+}
+
+int rs_socket_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static bool at_capacity(const struct rs_loop *loop)
+{
+    return loop->nconns >= loop->max_conns;
+}
+
+static void arm(struct rs_listener *l)
+{
+    if (l->armed || l->stopped || l->fd < 0)
+        return;
+    l->op.flags = RS_OPF_MULTISHOT;
+    int rc = l->loop->ops->submit(l->loop, &l->op);
+    if (rc < 0) {
+        /* Retry later rather than give up accepting for good. */
+        l->paused = true;
+        l->retry_at_ms = l->loop->now_ms + ACCEPT_BACKOFF_MS;
+        return;
+    }
+    l->armed = true;
+    l->paused = false;
+}
+
+static void pause_accepting(struct rs_listener *l, uint64_t retry_at)
+{
+    l->paused = true;
+    l->retry_at_ms = retry_at;
+    if (l->armed && !l->cancelling) {
+        l->cancelling = true;
+        l->loop->ops->cancel(l->loop, &l->op);
+    }
+}
+
+static void on_accept(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c)
+{
+    struct rs_listener *l = op->data;
+    if (!(c->flags & RS_CF_MORE)) {
+        l->armed = false;
+        l->cancelling = false;
+    }
+    if (c->res >= 0) {
+        /* Accepted while draining or over the cap (a multishot accept can
+         * deliver a few more before its cancel lands): close at once. */
+        bool reject = l->stopped || at_capacity(loop);
+        if (!rs_conn_open(loop, c->res, reject)) {
+            /* No memory for the struct: the socket must still be closed;
+             * with direct descriptors only an op can do that, so retry. */
+            if (!(loop->caps & RS_CAP_DIRECT_FD))
+                close(c->res);
+        }
+        if (at_capacity(loop) && !l->stopped)
+            pause_accepting(l, UINT64_MAX);
+    } else if (c->res == -EMFILE || c->res == -ENFILE || c->res == -ENOMEM ||
+               c->res == -ENOBUFS) {
+        /* Out of descriptors: never exit, never spin. The level-triggered
+         * listener would wake forever; don't re-arm until a back-off or a
+         * connection closes. */
+        loop->stats.accept_pauses++;
+        rs_log_debug("loop %d: accept: %s, pausing", loop->index, strerror(-c->res));
+        pause_accepting(l, loop->now_ms + ACCEPT_BACKOFF_MS);
+    } else if (c->res != -ECANCELED && c->res != -ECONNABORTED && c->res != -EINTR &&
+               c->res != -EAGAIN) {
+        rs_log_error("loop %d: accept: %s", loop->index, strerror(-c->res));
+        pause_accepting(l, loop->now_ms + ACCEPT_BACKOFF_MS);
+    }
+    if (!l->armed && !l->paused)
+        arm(l);
+    if (!l->armed && l->stopped && l->fd >= 0) {
+        close(l->fd);
+        l->fd = -1;
+    }
+}
+
+int rs_listener_start(struct rs_loop *loop, int fd)
+{
+    struct rs_listener *l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    l->loop = loop;
+    l->fd = fd;
+    rs_op_init(&l->op, RS_OP_ACCEPT, fd, on_accept, l);
+    loop->listener = l;
+    arm(l);
+    return 0;
+}
+
+void rs_listener_stop(struct rs_loop *loop)
+{
+    struct rs_listener *l = loop->listener;
+    if (!l || l->stopped)
+        return;
+    l->stopped = true;
+    l->paused = false;
+    if (l->armed) {
+        if (!l->cancelling) {
+            l->cancelling = true;
+            loop->ops->cancel(loop, &l->op);
+        }
+    } else if (l->fd >= 0) {
+        close(l->fd);
+        l->fd = -1;
+    }
+}
+
+int rs_listener_tick(struct rs_loop *loop)
+{
+    struct rs_listener *l = loop->listener;
+    if (!l || !l->paused || l->stopped || l->armed)
+        return -1;
+    if (at_capacity(loop))
+        return -1; /* rs_listener_conn_closed() resumes */
+    if (loop->now_ms >= l->retry_at_ms) {
+        arm(l);
+        return l->paused ? ACCEPT_BACKOFF_MS : -1;
+    }
+    uint64_t d = l->retry_at_ms - loop->now_ms;
+    return d > ACCEPT_BACKOFF_MS ? ACCEPT_BACKOFF_MS : (int)d;
+}
+
+void rs_listener_conn_closed(struct rs_loop *loop)
+{
+    struct rs_listener *l = loop->listener;
+    if (l && l->paused && !l->stopped)
+        l->retry_at_ms = loop->now_ms; /* a descriptor is free again */
+}
+
+bool rs_listener_idle(const struct rs_loop *loop)
+{
+    const struct rs_listener *l = loop->listener;
+    return !l || (!l->armed && l->fd < 0);
+}
+
+void rs_listener_fini(struct rs_loop *loop)
+{
+    struct rs_listener *l = loop->listener;
+    if (!l)
+        return;
+    assert(!l->armed);
+    if (l->fd >= 0)
+        close(l->fd);
+    free(l);
+    loop->listener = NULL;
+}

@@ -1,0 +1,186 @@
+#include "loop.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "protocol.h"
+
+/* Idle connections are found by one scan of the connection list per
+ * second: no timer syscall per connection, and O(n) once a second is
+ * nothing next to the traffic that n connections make. */
+#define IDLE_SCAN_MS 1000
+
+uint64_t rs_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int rs_loop_init(struct rs_loop *loop, const struct rs_backend_ops *ops,
+                 const struct rs_config *cfg, char *err, size_t errlen)
+{
+    memset(loop, 0, sizeof(*loop));
+    loop->ops = ops;
+    loop->cfg = cfg;
+    loop->wake_fd = -1;
+    loop->max_conns = cfg->max_conns ? cfg->max_conns : UINT32_MAX;
+    loop->proto = rs_protocol_find(cfg->protocol ? cfg->protocol : "echo");
+    loop->now_ms = rs_now_ms();
+    if (!loop->proto) {
+        snprintf(err, errlen, "unknown protocol");
+        return -EINVAL;
+    }
+    int rc = rs_bufpool_init(&loop->pool, cfg->buffers, cfg->buffer_size);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot allocate %u buffers of %u bytes: %s", cfg->buffers,
+                 cfg->buffer_size, strerror(-rc));
+        return rc;
+    }
+    loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (loop->wake_fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        rs_bufpool_fini(&loop->pool);
+        return rc;
+    }
+    rc = ops->init(loop, cfg, err, errlen);
+    if (rc < 0) {
+        close(loop->wake_fd);
+        loop->wake_fd = -1;
+        rs_bufpool_fini(&loop->pool);
+        return rc;
+    }
+    return 0;
+}
+
+void rs_loop_fini(struct rs_loop *loop)
+{
+    assert(loop->conns == NULL && loop->nconns == 0);
+    rs_listener_fini(loop);
+    loop->ops->fini(loop);
+    rs_conn_cache_fini(loop);
+    /* Every lent buffer came back: rule 3 of the backend contract. */
+    assert(loop->pool.lent == 0);
+    rs_bufpool_fini(&loop->pool);
+    if (loop->wake_fd >= 0)
+        close(loop->wake_fd);
+    loop->wake_fd = -1;
+}
+
+void rs_loop_request_stop(struct rs_loop *loop)
+{
+    loop->stop_requested = 1;
+    if (loop->ops && loop->wake_fd >= 0)
+        loop->ops->wake(loop);
+}
+
+static void begin_drain(struct rs_loop *loop)
+{
+    loop->draining = true;
+    rs_listener_stop(loop);
+    /* Stop reading everywhere; connections close once their queued output
+     * is sent (or at the drain deadline). */
+    struct rs_conn *c = loop->conns;
+    while (c) {
+        struct rs_conn *next = c->next;
+        rs_conn_finish(c);
+        c = next;
+    }
+}
+
+static void abort_all(struct rs_loop *loop)
+{
+    struct rs_conn *c = loop->conns;
+    while (c) {
+        struct rs_conn *next = c->next;
+        rs_conn_abort(c);
+        c = next;
+    }
+}
+
+/* Buffers came back: every starved connection may read again, not only
+ * the one whose send released them. */
+static void feed_starved(struct rs_loop *loop)
+{
+    if (!loop->starved || loop->pool.lent >= loop->pool.count)
+        return;
+    struct rs_conn *list = loop->starved;
+    loop->starved = NULL;
+    while (list) {
+        struct rs_conn *c = list;
+        list = c->starved_next;
+        c->starved_next = NULL;
+        rs_conn_unstarve(c);
+    }
+}
+
+static void close_idle(struct rs_loop *loop)
+{
+    uint64_t limit = (uint64_t)loop->cfg->idle_timeout_s * 1000u;
+    struct rs_conn *c = loop->conns;
+    while (c) {
+        struct rs_conn *next = c->next;
+        if (c->state == RS_CONN_OPEN && loop->now_ms - c->last_active_ms >= limit) {
+            loop->stats.idle_closed++;
+            rs_conn_abort(c);
+        }
+        c = next;
+    }
+}
+
+static int min_timeout(int a, int b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+int rs_loop_run(struct rs_loop *loop)
+{
+    uint64_t drain_deadline = 0, next_idle_scan = loop->now_ms + IDLE_SCAN_MS;
+    bool aborted = false;
+    for (;;) {
+        loop->now_ms = rs_now_ms();
+        if (loop->stop_requested && !loop->draining) {
+            begin_drain(loop);
+            drain_deadline = loop->now_ms + loop->cfg->drain_timeout_ms;
+        }
+        if (loop->draining) {
+            if (loop->nconns == 0 && rs_listener_idle(loop))
+                break;
+            if (!aborted && loop->now_ms >= drain_deadline) {
+                aborted = true;
+                abort_all(loop);
+            }
+        }
+        feed_starved(loop);
+        int timeout = rs_listener_tick(loop);
+        if (loop->cfg->idle_timeout_s) {
+            if (loop->now_ms >= next_idle_scan) {
+                close_idle(loop);
+                next_idle_scan = loop->now_ms + IDLE_SCAN_MS;
+            }
+            timeout = min_timeout(timeout, (int)(next_idle_scan - loop->now_ms));
+        }
+        if (loop->draining && !aborted)
+            timeout = min_timeout(timeout, (int)(drain_deadline - loop->now_ms));
+        if (loop->starved && loop->pool.lent < loop->pool.count)
+            timeout = 0;
+        int n = loop->ops->run(loop, timeout);
+        if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
+            rs_log_error("loop %d: backend run failed: %s", loop->index, strerror(-n));
+            return n;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,57 @@
+/* One event loop: a backend instance, a buffer pool, connections, timers.
+ * With --threads=N there are N loops, sharing nothing on the hot path. */
+#ifndef RINGSERVE_LOOP_H
+#define RINGSERVE_LOOP_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "bufpool.h"
+#include "config.h"
+#include "stats.h"
+
+struct rs_conn;
+struct rs_chunk;
+struct rs_listener;
+struct rs_protocol;
+
+struct rs_loop {
+    const struct rs_backend_ops *ops;
+    void *backend;     /* the backend's private state */
+    uint32_t caps;     /* RS_CAP_* declared by the backend */
+    const struct rs_config *cfg;
+    const struct rs_protocol *proto;
+    struct rs_bufpool pool;
+    struct rs_stats stats;
+    int wake_fd;       /* eventfd; backends watch it, wake() writes it */
+    int index;         /* loop number, for logs */
+
+    struct rs_listener *listener;
+    uint32_t nconns;
+    uint32_t max_conns;
+    struct rs_conn *conns;     /* all live connections (for drain, idle scan) */
+    struct rs_conn *starved;   /* connections whose recv ended on -ENOBUFS */
+    struct rs_conn *free_conns; /* recycled connection structs */
+    struct rs_chunk *free_chunks; /* recycled chunk nodes */
+    uint32_t nfree_conns, nfree_chunks;
+    uint64_t now_ms;           /* refreshed once per loop turn */
+    volatile sig_atomic_t stop_requested;
+    bool draining;
+};
+
+/* Set up the loop and its backend. 0, -EINVAL (configuration), or -errno. */
+int rs_loop_init(struct rs_loop *loop, const struct rs_backend_ops *ops,
+                 const struct rs_config *cfg, char *err, size_t errlen);
+void rs_loop_fini(struct rs_loop *loop);
+
+/* Run until stopped and drained. 0 or -errno. */
+int rs_loop_run(struct rs_loop *loop);
+
+/* Ask the loop to stop: from a signal handler or another thread. */
+void rs_loop_request_stop(struct rs_loop *loop);
+
+uint64_t rs_now_ms(void);
+
+#endif

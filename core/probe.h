@@ -1,0 +1,37 @@
+/* Kernel feature probe: what io_uring and epoll can do on this machine,
+ * found by trying (creating rings, registering, running ops on a loopback
+ * socket), never by reading version numbers. Used by `ringserve --probe`
+ * and by the io_uring backend to resolve --uring-features. */
+#ifndef RINGSERVE_PROBE_H
+#define RINGSERVE_PROBE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct rs_uring_support {
+    bool available;      /* a plain ring can be created */
+    int unavailable_err; /* errno of the failure when !available (EPERM, ENOSYS...) */
+    char why[160];       /* one line: why io_uring is unavailable, "" if available */
+    uint32_t features;   /* io_uring_params.features of a plain ring */
+    /* setup flags, each tested by creating a ring with it */
+    bool sqpoll, single_issuer, defer_taskrun, coop_taskrun, taskrun_flag, submit_all,
+        cqsize, no_sqarray;
+    /* registrations, tested for real */
+    bool buf_ring, sparse_files, ring_fd;
+    /* ops tested on a loopback connection */
+    bool multishot_accept, multishot_recv, accept_direct, send_zc;
+    bool recvsend_bundle; /* IORING_FEAT_RECVSEND_BUNDLE */
+    /* added after the first version; the fields above keep their names */
+    bool compiled;       /* built with liburing (RS_HAVE_URING) */
+    int disabled_sysctl; /* /proc/sys/kernel/io_uring_disabled, -1 if absent */
+    uint64_t opcodes;    /* bit n set: opcode n supported (IORING_REGISTER_PROBE) */
+};
+
+/* Fill *s. Never fails: an unusable io_uring is a finding. */
+void rs_probe_uring(struct rs_uring_support *s);
+
+/* Print the full report (`ringserve --probe [--json]`). 0 or -errno. */
+int rs_probe_report(FILE *out, bool json);
+
+#endif

@@ -1,0 +1,287 @@
+#include "server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "listener.h"
+#include "log.h"
+#include "loop.h"
+#include "probe.h"
+
+/* Descriptors kept back from --max-conns for listeners, rings, eventfds,
+ * stdio and logs. */
+#define FD_RESERVE 64
+
+struct worker {
+    struct rs_loop loop;
+    struct rs_config *cfg;
+    const struct rs_backend_ops *ops;
+    pthread_t thread;
+    int listen_fd;
+    int index;
+    int init_rc;
+    int run_rc;
+    char err[256];
+    bool started;
+};
+
+static struct worker *workers;
+static unsigned nworkers;
+static volatile sig_atomic_t signals_seen;
+
+/* Ready barrier: every loop reports init success or failure before the
+ * start-up line is printed. */
+static pthread_mutex_t ready_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ready_cv = PTHREAD_COND_INITIALIZER;
+static unsigned nready;
+static bool go, abort_start;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (signals_seen++ > 0)
+        _exit(1); /* second signal: the user wants out now */
+    for (unsigned i = 0; i < nworkers; i++)
+        if (workers[i].started)
+            rs_loop_request_stop(&workers[i].loop);
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    /* No SA_RESTART: a blocked epoll_wait/io_uring_enter returns EINTR. */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static void pin_self(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu % CPU_SETSIZE, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+        rs_log_error("cannot pin loop %d to CPU %d", cpu, cpu);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    if (w->cfg->pin)
+        pin_self(w->index);
+    /* The ring is created by the thread that uses it: SINGLE_ISSUER and
+     * DEFER_TASKRUN require it. */
+    w->init_rc = rs_loop_init(&w->loop, w->ops, w->cfg, w->err, sizeof(w->err));
+    w->loop.index = w->index;
+    pthread_mutex_lock(&ready_mu);
+    if (w->init_rc == 0)
+        w->started = true;
+    nready++;
+    pthread_cond_broadcast(&ready_cv);
+    while (!go && !abort_start)
+        pthread_cond_wait(&ready_cv, &ready_mu);
+    bool run = go && w->init_rc == 0;
+    pthread_mutex_unlock(&ready_mu);
+    if (w->init_rc < 0)
+        return NULL;
+    if (run) {
+        int rc = rs_listener_start(&w->loop, w->listen_fd);
+        w->listen_fd = -1;
+        w->run_rc = rc < 0 ? rc : rs_loop_run(&w->loop);
+    }
+    if (!run) {
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
+    return NULL;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            rs_log_debug("raised RLIMIT_NOFILE from %llu to %llu", (unsigned long long)old,
+                         (unsigned long long)rl.rlim_max);
+    }
+}
+
+static uint32_t default_max_conns(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 1u << 20;
+    return rl.rlim_cur > FD_RESERVE * 2 ? (uint32_t)(rl.rlim_cur - FD_RESERVE)
+                                        : (uint32_t)(rl.rlim_cur / 2);
+}
+
+static const struct rs_backend_ops *choose_backend(struct rs_config *cfg, char *why,
+                                                   size_t whylen)
+{
+    why[0] = '\0';
+    if (cfg->backend == RS_BACKEND_EPOLL)
+        return &rs_backend_epoll;
+    if (!rs_backend_uring.name) {
+        snprintf(why, whylen, "io_uring support was not compiled in");
+        return cfg->backend == RS_BACKEND_AUTO ? &rs_backend_epoll : NULL;
+    }
+    struct rs_uring_support s;
+    rs_probe_uring(&s);
+    if (s.available)
+        return &rs_backend_uring;
+    snprintf(why, whylen, "%s", s.why);
+    return cfg->backend == RS_BACKEND_AUTO ? &rs_backend_epoll : NULL;
+}
+
+static void release_start(bool ok)
+{
+    pthread_mutex_lock(&ready_mu);
+    if (ok)
+        go = true;
+    else
+        abort_start = true;
+    pthread_cond_broadcast(&ready_cv);
+    pthread_mutex_unlock(&ready_mu);
+}
+
+static int start_workers(struct rs_config *cfg, const struct rs_backend_ops *ops)
+{
+    for (unsigned i = 0; i < nworkers; i++) {
+        struct worker *w = &workers[i];
+        w->cfg = cfg;
+        w->ops = ops;
+        w->index = (int)i;
+        int rc = pthread_create(&w->thread, NULL, worker_main, w);
+        if (rc != 0) {
+            rs_log_error("cannot start thread %u: %s", i, strerror(rc));
+            /* Threads already started wait on the barrier; release them. */
+            nworkers = i;
+            release_start(false);
+            return -rc;
+        }
+    }
+    pthread_mutex_lock(&ready_mu);
+    while (nready < nworkers)
+        pthread_cond_wait(&ready_cv, &ready_mu);
+    pthread_mutex_unlock(&ready_mu);
+    return 0;
+}
+
+static int open_listeners(struct rs_config *cfg)
+{
+    uint16_t port = cfg->listen_port;
+    for (unsigned i = 0; i < nworkers; i++) {
+        int fd = rs_listen_socket(cfg->listen_host, port, cfg->nodelay, 4096);
+        if (fd < 0) {
+            const char *h = cfg->listen_host;
+            bool v6 = strchr(h, ':') != NULL;
+            rs_log_error("cannot listen on %s%s%s:%u: %s", v6 ? "[" : "", h, v6 ? "]" : "",
+                         port, strerror(-fd));
+            return fd;
+        }
+        workers[i].listen_fd = fd;
+        if (port == 0) /* the other loops share the port the kernel picked */
+            port = (uint16_t)rs_socket_port(fd);
+    }
+    cfg->listen_port = port;
+    return 0;
+}
+
+static void print_start_line(const struct rs_config *cfg, const char *fallback_why)
+{
+    char desc[256] = "";
+    struct rs_loop *l0 = &workers[0].loop;
+    l0->ops->describe(l0, desc, sizeof(desc));
+    const char *h = cfg->listen_host;
+    bool v6 = strchr(h, ':') != NULL;
+    if (fallback_why[0])
+        rs_log_info("io_uring is unavailable (%s); using epoll", fallback_why);
+    rs_log_info("listening on %s%s%s:%u (backend=%s, %s, protocol=%s, threads=%u, "
+                "max-pending=%llu, max-conns=%u, buffers=%ux%u)",
+                v6 ? "[" : "", h, v6 ? "]" : "", cfg->listen_port, l0->ops->name, desc,
+                cfg->protocol, nworkers, (unsigned long long)cfg->max_pending,
+                cfg->max_conns * nworkers, cfg->buffers, cfg->buffer_size);
+}
+
+int rs_server_main(struct rs_config *cfg)
+{
+    rs_log_level = cfg->verbose;
+    raise_nofile();
+    char why[200];
+    const struct rs_backend_ops *ops = choose_backend(cfg, why, sizeof(why));
+    if (!ops) {
+        rs_log_error("io_uring is unavailable: %s (try --backend=epoll)", why);
+        return 1;
+    }
+    nworkers = cfg->threads;
+    if (nworkers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        nworkers = n > 0 ? (unsigned)n : 1;
+    }
+    uint32_t total = cfg->max_conns ? cfg->max_conns : default_max_conns();
+    cfg->max_conns = (total + nworkers - 1) / nworkers;
+    workers = calloc(nworkers, sizeof(*workers));
+    if (!workers) {
+        rs_log_error("out of memory");
+        return 1;
+    }
+    for (unsigned i = 0; i < nworkers; i++)
+        workers[i].listen_fd = -1;
+    int status = 0;
+    install_signals();
+    if (open_listeners(cfg) < 0 || start_workers(cfg, ops) < 0) {
+        status = 1;
+        release_start(false);
+    } else {
+        for (unsigned i = 0; i < nworkers; i++) {
+            if (workers[i].init_rc < 0 && status == 0) {
+                rs_log_error("%s backend: %s", ops->name, workers[i].err);
+                status = workers[i].init_rc == -EINVAL ? 2 : 1;
+            }
+        }
+        if (status == 0)
+            print_start_line(cfg, why);
+        release_start(status == 0);
+    }
+    struct rs_stats sum = {0};
+    for (unsigned i = 0; i < nworkers; i++) {
+        struct worker *w = &workers[i];
+        if (w->thread)
+            pthread_join(w->thread, NULL);
+        if (w->listen_fd >= 0)
+            close(w->listen_fd);
+        if (w->started) {
+            if (w->run_rc < 0)
+                status = 1;
+            rs_stats_add(&sum, &w->loop.stats);
+        }
+    }
+    /* Signals may still arrive; they must not touch freed loops. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    for (unsigned i = 0; i < nworkers; i++) {
+        struct worker *w = &workers[i];
+        if (w->started) {
+            w->started = false;
+            rs_loop_fini(&w->loop);
+        }
+    }
+    if (status == 0)
+        rs_stats_print(stderr, &sum);
+    free(workers);
+    workers = NULL;
+    return status;
+}

@@ -1,0 +1,666 @@
+/* End-to-end tests: one file, run against every backend.
+ *
+ * Usage: e2e SERVER-COMMAND...   e.g.  e2e build/ringserve --backend=epoll
+ *
+ * The command line after the program name is the server to test; the
+ * harness appends --listen=127.0.0.1:0 and reads the ephemeral port from the
+ * server's "listening on" line. Every test gets a fresh server (so its final
+ * stats can be checked against exactly what that test did) and stops it with
+ * SIGTERM in the teardown, which also asserts a clean exit, the stats line,
+ * and accepted= equal to the number of connections the test opened.
+ *
+ * If the server cannot start because io_uring is unavailable here, the whole
+ * program exits 77 so meson reports a skip.
+ *
+ * Nothing here asserts on time. Waits are poll()s with a 20 s safety net.
+ *
+ * Environment: RS_E2E_FILTER=pattern runs only matching tests (cmocka
+ * wildcards); RS_E2E_SKIP_RSS=1 skips the RSS bound (for runs under
+ * valgrind, whose own memory would dominate).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+
+static char **server_argv;
+static const char *want_backend; /* "uring"/"epoll" when the command forces one */
+
+struct fixture {
+    struct h_server srv;
+    /* Every byte the clients sent was echoed and read back, so the server's
+     * final stats must show bytes_in == bytes_out. */
+    bool balanced;
+};
+
+static const char *const listen_any[] = {"--listen=127.0.0.1:0", NULL};
+
+/* --- fixture --------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof(*fx));
+    if (!fx)
+        return -1;
+    *state = fx;
+    enum h_start r = h_server_start(&fx->srv, server_argv, listen_any);
+    if (r != H_STARTED) {
+        char st[64];
+        fprintf(stderr, "server did not start (%s, %s)\n",
+                r == H_EXITED ? "exited" : r == H_TIMEDOUT ? "timed out" : "spawn failed",
+                h_status_str(&fx->srv, st, sizeof(st)));
+        h_dump_stderr(&fx->srv, "start-up");
+        return -1;
+    }
+    if (want_backend && strcmp(fx->srv.backend, want_backend) != 0) {
+        fprintf(stderr, "asked for backend=%s, server says backend=%s\n", want_backend,
+                fx->srv.backend);
+        h_dump_stderr(&fx->srv, "start-up");
+        return -1;
+    }
+    return 0;
+}
+
+/* Stop the server with sig and check the contract of a graceful stop:
+ * exit 0, a stats line, accepted= the connections we made, and bytes_out
+ * never above bytes_in (equal when the test read back every echo).
+ * Returns 0 or -1 with the problem printed. */
+static int stop_and_check(struct fixture *fx, int sig)
+{
+    struct h_server *s = &fx->srv;
+    char st[64], line[1024];
+    unsigned long long acc = 0, in = 0, out = 0;
+    const char *why = NULL;
+    h_server_stop(s, sig);
+    if (!h_exited_with(s, 0))
+        why = "server did not exit 0 after the signal";
+    else if (!h_find_line(s, "ringserve: stats:", line, sizeof(line)))
+        why = "no 'ringserve: stats:' line on stderr";
+    else if (!h_line_value(line, "accepted", &acc) ||
+             !h_line_value(line, "bytes_in", &in) || !h_line_value(line, "bytes_out", &out))
+        why = "stats line lacks accepted=, bytes_in= or bytes_out=";
+    else if (acc != s->connects)
+        why = "accepted= differs from the number of connections made";
+    else if (out > in)
+        why = "bytes_out > bytes_in";
+    else if (fx->balanced && out != in)
+        why = "every echo was read back, yet bytes_out != bytes_in";
+    if (!why)
+        return 0;
+    fprintf(stderr, "%s (%s; connections made: %u; accepted=%llu bytes_in=%llu "
+                    "bytes_out=%llu)\n",
+            why, h_status_str(s, st, sizeof(st)), s->connects, acc, in, out);
+    h_dump_stderr(s, "after stop");
+    return -1;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    int rc = 0;
+    if (!fx)
+        return 0;
+    if (!fx->srv.exited)
+        rc = stop_and_check(fx, SIGTERM);
+    h_server_destroy(&fx->srv);
+    free(fx);
+    return rc;
+}
+
+/* --- helpers ----------------------------------------------------------------- */
+
+static int connect_or_fail(struct fixture *fx)
+{
+    int fd = h_connect(&fx->srv);
+    if (fd < 0)
+        fail_msg("connect to 127.0.0.1:%u: %s", fx->srv.port, strerror(errno));
+    return fd;
+}
+
+/* Send buf, read the same number of bytes back, require them identical. */
+static void echo_exact(int fd, const void *buf, size_t len)
+{
+    unsigned char *back = malloc(len ? len : 1);
+    assert_non_null(back);
+    int w = h_write_all(fd, buf, len);
+    if (w < 0)
+        fail_msg("write %zu bytes: %s", len, strerror(-w));
+    ssize_t r = h_read_exact(fd, back, len);
+    if (r < 0)
+        fail_msg("read echo of %zu bytes: %s", len, strerror((int)-r));
+    if ((size_t)r != len)
+        fail_msg("EOF after %zd of %zu echoed bytes", r, len);
+    if (memcmp(back, buf, len) != 0) {
+        size_t k = 0;
+        while (back[k] == ((const unsigned char *)buf)[k])
+            k++;
+        fail_msg("echo differs at byte %zu of %zu: sent 0x%02x, got 0x%02x", k, len,
+                 ((const unsigned char *)buf)[k], back[k]);
+    }
+    free(back);
+}
+
+static void run_flows(struct h_flow *f, size_t n)
+{
+    char err[512];
+    if (h_flows_run(f, n, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+}
+
+static unsigned char *pattern(size_t len, uint64_t seed)
+{
+    unsigned char *p = malloc(len);
+    assert_non_null(p);
+    h_fill(p, len, seed);
+    return p;
+}
+
+/* --- 1. small echo ----------------------------------------------------------- */
+
+static void test_e2e_small_echo(void **state)
+{
+    struct fixture *fx = *state;
+    fx->balanced = true;
+    int fd = connect_or_fail(fx);
+    char back[16] = {0};
+    assert_int_equal(h_write_all(fd, "hello\n", 6), 0);
+    assert_int_equal(h_read_exact(fd, back, 6), 6);
+    assert_memory_equal(back, "hello\n", 6);
+    /* the connection stays usable for a second message */
+    echo_exact(fd, "again", 5);
+    close(fd);
+}
+
+/* --- 2. all byte values -------------------------------------------------------- */
+
+static void test_e2e_all_byte_values(void **state)
+{
+    struct fixture *fx = *state;
+    fx->balanced = true;
+    unsigned char buf[512];
+    for (int i = 0; i < 256; i++) {
+        buf[i] = (unsigned char)i;
+        buf[511 - i] = (unsigned char)i; /* and descending: 0xff.. then ..0x00 */
+    }
+    int fd = connect_or_fail(fx);
+    echo_exact(fd, buf, sizeof(buf));
+    /* NUL and newline alone must not be treated as delimiters */
+    echo_exact(fd, "\0", 1);
+    echo_exact(fd, "\n\r\n\0\xff", 5);
+    close(fd);
+}
+
+/* --- 3. 8 MiB concurrent stream ----------------------------------------------- */
+
+static void test_e2e_stream_8mib(void **state)
+{
+    struct fixture *fx = *state;
+    fx->balanced = true;
+    size_t len = 8 * MIB;
+    unsigned char *data = pattern(len, 3);
+    struct h_flow f = {.fd = connect_or_fail(fx), .out = data, .len = len};
+    assert_int_equal(h_set_nonblock(f.fd, true), 0);
+    run_flows(&f, 1);
+    assert_int_equal(f.recvd, len);
+    close(f.fd);
+    free(data);
+}
+
+/* --- 4. pipelined messages ------------------------------------------------------ */
+
+static void test_e2e_pipelined_300(void **state)
+{
+    struct fixture *fx = *state;
+    fx->balanced = true;
+    enum { NMSG = 300 };
+    size_t cap = NMSG * 80, len = 0;
+    char *msgs = malloc(cap);
+    char *back = malloc(cap);
+    assert_non_null(msgs);
+    assert_non_null(back);
+    for (int i = 0; i < NMSG; i++) {
+        /* varying lengths so message boundaries fall anywhere in a read */
+        int n = snprintf(msgs + len, cap - len, "message %03d of %d: %.*s\n", i, NMSG,
+                         i % 41, "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ");
+        assert_true(n > 0 && (size_t)n < cap - len);
+        len += (size_t)n;
+    }
+    int fd = connect_or_fail(fx);
+    /* one write() call carries all 300 messages */
+    ssize_t w = send(fd, msgs, len, MSG_NOSIGNAL);
+    assert_int_equal(w, (ssize_t)len);
+    assert_int_equal(h_read_exact(fd, back, len), (ssize_t)len);
+    /* check message by message, so a failure says which one went wrong */
+    char *p = back;
+    for (int i = 0; i < NMSG; i++) {
+        char *nl = memchr(p, '\n', (size_t)(back + len - p));
+        if (!nl)
+            fail_msg("echo ends inside message %d", i);
+        char want[32];
+        int wl = snprintf(want, sizeof(want), "message %03d of %d: ", i, NMSG);
+        if (strncmp(p, want, (size_t)wl) != 0)
+            fail_msg("echoed message %d out of order or corrupt: '%.*s'", i,
+                     (int)(nl - p), p);
+        p = nl + 1;
+    }
+    assert_memory_equal(back, msgs, len);
+    close(fd);
+    free(msgs);
+    free(back);
+}
+
+/* --- 5. half-close ---------------------------------------------------------------- */
+
+static void test_e2e_half_close_pending(void **state)
+{
+    struct fixture *fx = *state;
+    fx->balanced = true;
+    size_t len = 4 * MIB;
+    unsigned char *data = pattern(len, 5);
+    /* shutdown(SHUT_WR) right after the last byte is handed to the kernel,
+     * while most of the echo is still queued in the server; then every
+     * byte must come back, followed by EOF. */
+    struct h_flow f = {.fd = connect_or_fail(fx),
+                       .out = data,
+                       .len = len,
+                       .shut_wr = true,
+                       .want_eof = true,
+                       .write_first = true};
+    assert_int_equal(h_set_nonblock(f.fd, true), 0);
+    run_flows(&f, 1);
+    assert_int_equal(f.recvd, len);
+    assert_true(f.eof);
+    close(f.fd);
+    free(data);
+}
+
+static void test_e2e_half_close_small(void **state)
+{
+    struct fixture *fx = *state;
+    fx->balanced = true;
+    int fd = connect_or_fail(fx);
+    char back[8];
+    assert_int_equal(h_write_all(fd, "bye\n", 4), 0);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_int_equal(h_read_exact(fd, back, 4), 4);
+    assert_memory_equal(back, "bye\n", 4);
+    assert_int_equal(h_expect_eof(fd), 0);
+    close(fd);
+
+    /* and a client that half-closes without sending anything gets EOF */
+    fd = connect_or_fail(fx);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_int_equal(h_expect_eof(fd), 0);
+    close(fd);
+}
+
+/* --- 6. many concurrent clients ------------------------------------------------------ */
+
+static void test_e2e_concurrent_200(void **state)
+{
+    struct fixture *fx = *state;
+    fx->balanced = true;
+    enum { N = 200 };
+    size_t len = 32 * KIB;
+    struct h_flow *f = calloc(N, sizeof(*f));
+    unsigned char **data = calloc(N, sizeof(*data));
+    assert_non_null(f);
+    assert_non_null(data);
+    /* all connections open before any data moves */
+    for (int i = 0; i < N; i++) {
+        data[i] = pattern(len, 6000 + (uint64_t)i);
+        /* a readable tag too, so a cross-talk failure is easy to read */
+        snprintf((char *)data[i], 16, "client%03d", i);
+        f[i] = (struct h_flow){.fd = connect_or_fail(fx),
+                               .out = data[i],
+                               .len = len,
+                               .shut_wr = true,
+                               .want_eof = true};
+        assert_int_equal(h_set_nonblock(f[i].fd, true), 0);
+    }
+    run_flows(f, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(f[i].recvd, len);
+        assert_true(f[i].eof);
+        close(f[i].fd);
+        free(data[i]);
+    }
+    free(data);
+    free(f);
+}
+
+/* --- 7. resets mid-transfer ------------------------------------------------------------- */
+
+static void reset_close(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(fd); /* RST, with data in flight both ways */
+}
+
+static void test_e2e_resets_then_served(void **state)
+{
+    struct fixture *fx = *state;
+    enum { N = 100 };
+    size_t flood = 256 * KIB;
+    unsigned char *data = pattern(flood, 7);
+    int fds[N];
+
+    for (int i = 0; i < N; i++)
+        fds[i] = connect_or_fail(fx);
+    for (int i = 0; i < N; i++) {
+        /* one echo each, so every connection is live in the server ... */
+        echo_exact(fds[i], data, 1 * KIB);
+        /* ... then as much as fits without blocking, and no reading */
+        assert_int_equal(h_set_nonblock(fds[i], true), 0);
+        size_t sent = 0;
+        while (sent < flood) {
+            ssize_t w = send(fds[i], data + sent, flood - sent, MSG_NOSIGNAL);
+            if (w <= 0)
+                break;
+            sent += (size_t)w;
+        }
+        assert_true(sent > 0);
+    }
+    for (int i = 0; i < N; i++)
+        reset_close(fds[i]);
+
+    /* the server is still here and still echoes */
+    size_t len = 1 * MIB;
+    unsigned char *big = pattern(len, 77);
+    struct h_flow f = {
+        .fd = connect_or_fail(fx), .out = big, .len = len, .shut_wr = true, .want_eof = true};
+    assert_int_equal(h_set_nonblock(f.fd, true), 0);
+    run_flows(&f, 1);
+    close(f.fd);
+
+    int fd = connect_or_fail(fx);
+    echo_exact(fd, "still alive\n", 12);
+    close(fd);
+    free(big);
+    free(data);
+}
+
+/* --- 8. a client that never reads --------------------------------------------------------- */
+
+/* Write to the flooder as much as its socket takes right now. */
+static void flood_some(int hog, const unsigned char *chunk, size_t chunk_len, size_t cap,
+                       size_t *total)
+{
+    while (*total < cap) {
+        size_t off = *total % chunk_len;
+        ssize_t w = send(hog, chunk + off, chunk_len - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            return;
+        if (w <= 0)
+            fail_msg("flooder send after %zu bytes: %s", *total,
+                     w < 0 ? strerror(errno) : "returned 0");
+        *total += (size_t)w;
+    }
+}
+
+static void test_e2e_nonreader_bounded(void **state)
+{
+    struct fixture *fx = *state;
+    const size_t cap = 64 * MIB;          /* the most the flooder tries to write */
+    const long rss_limit_kib = 64 * 1024; /* 64 MiB */
+    const int echoes = 32;                /* the other client's round trips */
+    size_t chunk_len = 1 * MIB, hog_total = 0;
+    unsigned char *chunk = pattern(chunk_len, 8);
+    size_t msg_len = 64 * KIB;
+    unsigned char *msg = pattern(msg_len, 88);
+    unsigned char *rbuf = malloc(msg_len);
+    assert_non_null(rbuf);
+
+    int hog = connect_or_fail(fx);
+    assert_int_equal(h_set_nonblock(hog, true), 0);
+    int good = connect_or_fail(fx);
+    assert_int_equal(h_set_nonblock(good, true), 0);
+
+    /* Phase 1, together: the flooder writes whenever its socket has room,
+     * while the other client does `echoes` complete round trips, each
+     * verified. The other client must not be starved. */
+    int done = 0;
+    size_t sent = 0, got = 0;
+    while (done < echoes) {
+        struct pollfd p[2] = {{.fd = good, .events = POLLIN}, {.fd = hog}};
+        if (sent < msg_len)
+            p[0].events |= POLLOUT;
+        if (hog_total < cap)
+            p[1].events = POLLOUT;
+        int r = poll(p, 2, H_TIMEOUT_MS);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            fail_msg("client starved next to a flooder: no progress for %d ms after %d "
+                     "round trips (flooder wrote %zu bytes)",
+                     H_TIMEOUT_MS, done, hog_total);
+        if (p[1].revents)
+            flood_some(hog, chunk, chunk_len, cap, &hog_total);
+        if ((p[0].revents & POLLOUT) && sent < msg_len) {
+            ssize_t w = send(good, msg + sent, msg_len - sent, MSG_NOSIGNAL);
+            if (w < 0 && errno != EAGAIN)
+                fail_msg("send: %s", strerror(errno));
+            sent += w > 0 ? (size_t)w : 0;
+        }
+        if (p[0].revents & (POLLIN | POLLERR | POLLHUP)) {
+            ssize_t n = recv(good, rbuf + got, msg_len - got, 0);
+            if (n < 0 && errno == EAGAIN)
+                continue;
+            if (n <= 0)
+                fail_msg("client next to a flooder: %s after %d round trips",
+                         n == 0 ? "EOF" : strerror(errno), done);
+            if (got + (size_t)n > sent)
+                fail_msg("received more than was sent");
+            got += (size_t)n;
+            if (got == msg_len) {
+                assert_memory_equal(rbuf, msg, msg_len);
+                done++;
+                sent = got = 0;
+            }
+        }
+    }
+
+    /* Phase 2: keep flooding until the flooder's socket stays full. With
+     * backpressure the server stops reading it and that happens after a
+     * few MiB. The 1 s wait only decides when to stop trying: a correct
+     * server passes whatever it is; it can only hide a broken one that is
+     * also extremely slow. */
+    while (hog_total < cap) {
+        struct pollfd p = {.fd = hog, .events = POLLOUT};
+        int r = poll(&p, 1, 1000);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        flood_some(hog, chunk, chunk_len, cap, &hog_total);
+    }
+
+    /* Phase 3: with the flooder's connection saturated, others are served. */
+    h_set_nonblock(good, false);
+    echo_exact(good, msg, msg_len);
+    int fd = connect_or_fail(fx);
+    echo_exact(fd, "new client\n", 11);
+    close(fd);
+
+    long rss = h_server_rss_kib(&fx->srv);
+    print_message("flooder wrote %zu bytes; server VmRSS %ld KiB\n", hog_total, rss);
+    if (hog_total >= cap)
+        fail_msg("the server read all %zu bytes from a client that never reads: "
+                 "no backpressure (--max-pending)",
+                 hog_total);
+    assert_true(rss > 0);
+    if (getenv("RS_E2E_SKIP_RSS"))
+        print_message("RSS bound not checked (RS_E2E_SKIP_RSS set)\n");
+    else if (rss >= rss_limit_kib)
+        fail_msg("server VmRSS %ld KiB >= %ld KiB with one flooding client", rss,
+                 rss_limit_kib);
+
+    close(good);
+    reset_close(hog); /* unread data: this is a reset anyway */
+    free(chunk);
+    free(msg);
+    free(rbuf);
+}
+
+/* --- 9. graceful stop ------------------------------------------------------------------------ */
+
+static void test_e2e_sigterm_stats(void **state)
+{
+    struct fixture *fx = *state;
+    fx->balanced = true;
+    enum { N = 10 };
+    unsigned long long total = 0;
+    struct h_flow f[N];
+    unsigned char *data[N];
+    for (int i = 0; i < N; i++) {
+        size_t len = 1000 + (size_t)i * 3000;
+        data[i] = pattern(len, 900 + (uint64_t)i);
+        f[i] = (struct h_flow){.fd = connect_or_fail(fx),
+                               .out = data[i],
+                               .len = len,
+                               .shut_wr = true,
+                               .want_eof = true};
+        assert_int_equal(h_set_nonblock(f[i].fd, true), 0);
+        total += len;
+    }
+    run_flows(f, N);
+    for (int i = 0; i < N; i++) {
+        close(f[i].fd);
+        free(data[i]);
+    }
+
+    /* the check itself: exit 0, stats with exact counts */
+    assert_int_equal(stop_and_check(fx, SIGTERM), 0);
+    char line[1024];
+    unsigned long long acc = 0, in = 0, out = 0;
+    assert_true(h_find_line(&fx->srv, "ringserve: stats:", line, sizeof(line)));
+    assert_true(h_line_value(line, "accepted", &acc));
+    assert_true(h_line_value(line, "bytes_in", &in));
+    assert_true(h_line_value(line, "bytes_out", &out));
+    assert_int_equal(acc, N);
+    assert_int_equal(in, total);
+    assert_int_equal(out, total);
+}
+
+static void test_e2e_sigint_idle_client(void **state)
+{
+    struct fixture *fx = *state;
+    fx->balanced = true;
+    /* an open, idle connection must not keep the server from stopping */
+    int fd = connect_or_fail(fx);
+    echo_exact(fd, "idle\n", 5);
+    assert_int_equal(stop_and_check(fx, SIGINT), 0);
+    /* and the client learns its server is gone: EOF or a reset, no hang */
+    int r = h_expect_eof(fd);
+    if (r != 0 && r != -ECONNRESET)
+        fail_msg("after the server exited, the idle client got %s",
+                 r == 1 ? "data" : strerror(-r));
+    close(fd);
+}
+
+/* --- 10. round trips of large messages ------------------------------------------------------- */
+
+static void test_e2e_roundtrips_16k(void **state)
+{
+    struct fixture *fx = *state;
+    fx->balanced = true;
+    size_t len = 16 * KIB;
+    int fd = connect_or_fail(fx);
+    for (int i = 0; i < 50; i++) {
+        unsigned char *msg = pattern(len, 1000 + (uint64_t)i);
+        echo_exact(fd, msg, len);
+        free(msg);
+    }
+    close(fd);
+}
+
+/* --- main -------------------------------------------------------------------------------------- */
+
+/* Start the server once before the tests: a uring server that cannot get
+ * io_uring here means skip, anything else that keeps it from starting is a
+ * failure reported once, clearly. Returns -1 to go on, else an exit code. */
+static int preflight(void)
+{
+    struct h_server s;
+    char st[64];
+    enum h_start r = h_server_start(&s, server_argv, listen_any);
+    int rc = -1;
+    if (r == H_STARTED) {
+        h_server_stop(&s, SIGTERM);
+    } else {
+        char *err = h_server_stderr(&s);
+        if (r == H_EXITED && h_exited_with(&s, 1) && strstr(err, "io_uring is unavailable")) {
+            printf("SKIP: %s", err);
+            rc = 77;
+        } else {
+            fprintf(stderr, "e2e: the server did not start (%s)\n",
+                    r == H_EXITED ? h_status_str(&s, st, sizeof(st)) : "no listening line");
+            h_dump_stderr(&s, "start-up");
+            rc = 1;
+        }
+        free(err);
+    }
+    h_server_destroy(&s);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s SERVER [SERVER-ARGS...]\n", argv[0]);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    server_argv = argv + 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--backend=uring") == 0)
+            want_backend = "uring";
+        else if (strcmp(argv[i], "--backend=epoll") == 0)
+            want_backend = "epoll";
+        else if (strncmp(argv[i], "--backend=", 10) == 0)
+            want_backend = NULL;
+    }
+    int pre = preflight();
+    if (pre >= 0)
+        return pre;
+
+    const char *filter = getenv("RS_E2E_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_e2e_small_echo),
+        T(test_e2e_all_byte_values),
+        T(test_e2e_stream_8mib),
+        T(test_e2e_pipelined_300),
+        T(test_e2e_half_close_pending),
+        T(test_e2e_half_close_small),
+        T(test_e2e_concurrent_200),
+        T(test_e2e_resets_then_served),
+        T(test_e2e_nonreader_bounded),
+        T(test_e2e_sigterm_stats),
+        T(test_e2e_sigint_idle_client),
+        T(test_e2e_roundtrips_16k),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

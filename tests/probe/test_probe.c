@@ -1,0 +1,657 @@
+/* Tests for the kernel feature probe (core/probe.c).
+ *
+ * The probe's answers depend on the machine, so these tests check
+ * consistency rather than fixed values: the struct agrees with what the
+ * test itself observes (can it create a ring?), facts imply each other
+ * (defer_taskrun needs single_issuer), the JSON report is well-formed,
+ * carries exactly the documented keys (docs/probe.md) and agrees with the
+ * struct, and the text report is an aligned two-column table. The
+ * unavailable path is exercised for real in a child process whose seccomp
+ * filter makes io_uring_setup fail, as a container profile would.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "probe.h"
+#include "rs_build.h"
+
+#if RS_HAVE_URING
+#include <liburing.h>
+#endif
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* --- a minimal JSON validator that records every scalar by dotted path --- */
+
+enum { MAX_SCALARS = 128, PATH_LEN = 96, VALUE_LEN = 192 };
+
+struct scalar {
+    char path[PATH_LEN];
+    char value[VALUE_LEN]; /* raw JSON text: true, 12, "str", null */
+};
+
+struct json {
+    const char *s;
+    size_t pos;
+    int depth;
+    struct scalar scalars[MAX_SCALARS];
+    size_t n;
+    bool duplicate;
+};
+
+static bool j_value(struct json *j, const char *path);
+
+static void j_ws(struct json *j)
+{
+    while (j->s[j->pos] && strchr(" \t\r\n", j->s[j->pos]))
+        j->pos++;
+}
+
+static bool j_lit(struct json *j, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    if (strncmp(j->s + j->pos, lit, n) != 0)
+        return false;
+    j->pos += n;
+    return true;
+}
+
+static bool j_digits(struct json *j)
+{
+    size_t start = j->pos;
+
+    while (j->s[j->pos] >= '0' && j->s[j->pos] <= '9')
+        j->pos++;
+    return j->pos > start;
+}
+
+static bool j_number(struct json *j)
+{
+    if (j->s[j->pos] == '-')
+        j->pos++;
+    if (j->s[j->pos] == '0')
+        j->pos++;
+    else if (!j_digits(j))
+        return false;
+    if (j->s[j->pos] == '.') {
+        j->pos++;
+        if (!j_digits(j))
+            return false;
+    }
+    if (j->s[j->pos] == 'e' || j->s[j->pos] == 'E') {
+        j->pos++;
+        if (j->s[j->pos] == '+' || j->s[j->pos] == '-')
+            j->pos++;
+        if (!j_digits(j))
+            return false;
+    }
+    return true;
+}
+
+/* A string; its decoded-enough text (escapes kept) goes to out if given. */
+static bool j_string(struct json *j, char *out, size_t outlen)
+{
+    size_t n = 0;
+
+    if (j->s[j->pos++] != '"')
+        return false;
+    for (;;) {
+        unsigned char ch = (unsigned char)j->s[j->pos++];
+
+        if (ch == '"')
+            break;
+        if (ch < 0x20)
+            return false; /* includes the terminating NUL */
+        if (ch == '\\') {
+            char esc = j->s[j->pos++];
+            if (esc == 'u') {
+                for (int i = 0; i < 4; i++) {
+                    char hex = j->s[j->pos++];
+                    if (!hex || !strchr("0123456789abcdefABCDEF", hex))
+                        return false;
+                }
+            } else if (!esc || !strchr("\"\\/bfnrt", esc)) {
+                return false;
+            }
+        }
+        if (out && n + 1 < outlen)
+            out[n++] = (char)ch;
+    }
+    if (out)
+        out[n] = '\0';
+    return true;
+}
+
+static struct scalar *j_find(struct json *j, const char *path)
+{
+    for (size_t i = 0; i < j->n; i++)
+        if (strcmp(j->scalars[i].path, path) == 0)
+            return &j->scalars[i];
+    return NULL;
+}
+
+static bool j_record(struct json *j, const char *path, size_t start)
+{
+    size_t len = j->pos - start;
+    struct scalar *sc;
+
+    if (j->n == MAX_SCALARS || len >= VALUE_LEN || strlen(path) >= PATH_LEN)
+        return false;
+    if (j_find(j, path))
+        j->duplicate = true;
+    sc = &j->scalars[j->n++];
+    snprintf(sc->path, sizeof(sc->path), "%s", path);
+    memcpy(sc->value, j->s + start, len);
+    sc->value[len] = '\0';
+    return true;
+}
+
+static bool j_member(struct json *j, const char *path)
+{
+    char key[64], sub[PATH_LEN * 2];
+
+    j_ws(j);
+    if (!j_string(j, key, sizeof(key)))
+        return false;
+    j_ws(j);
+    if (j->s[j->pos++] != ':')
+        return false;
+    snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", key);
+    return j_value(j, sub);
+}
+
+static bool j_object(struct json *j, const char *path)
+{
+    j->pos++; /* '{' */
+    j_ws(j);
+    if (j->s[j->pos] == '}') {
+        j->pos++;
+        return true;
+    }
+    for (;;) {
+        if (!j_member(j, path))
+            return false;
+        j_ws(j);
+        if (j->s[j->pos] == '}') {
+            j->pos++;
+            return true;
+        }
+        if (j->s[j->pos++] != ',')
+            return false;
+    }
+}
+
+static bool j_array(struct json *j, const char *path)
+{
+    char sub[PATH_LEN * 2];
+
+    j->pos++; /* '[' */
+    j_ws(j);
+    if (j->s[j->pos] == ']') {
+        j->pos++;
+        return true;
+    }
+    for (int i = 0;; i++) {
+        snprintf(sub, sizeof(sub), "%s[%d]", path, i);
+        if (!j_value(j, sub))
+            return false;
+        j_ws(j);
+        if (j->s[j->pos] == ']') {
+            j->pos++;
+            return true;
+        }
+        if (j->s[j->pos++] != ',')
+            return false;
+    }
+}
+
+static bool j_value(struct json *j, const char *path)
+{
+    size_t start;
+    bool ok;
+    char c;
+
+    j_ws(j);
+    start = j->pos;
+    c = j->s[j->pos];
+    if (++j->depth > 16)
+        return false;
+    if (c == '{')
+        ok = j_object(j, path);
+    else if (c == '[')
+        ok = j_array(j, path);
+    else if (c == '"')
+        ok = j_string(j, NULL, 0) && j_record(j, path, start);
+    else if (c == '-' || (c >= '0' && c <= '9'))
+        ok = j_number(j) && j_record(j, path, start);
+    else
+        ok = (j_lit(j, "true") || j_lit(j, "false") || j_lit(j, "null")) &&
+             j_record(j, path, start);
+    j->depth--;
+    return ok;
+}
+
+/* Parse one top-level object and nothing after it. */
+static bool json_parse(struct json *j, const char *text)
+{
+    memset(j, 0, sizeof(*j));
+    j->s = text;
+    j_ws(j);
+    if (j->s[j->pos] != '{' || !j_value(j, ""))
+        return false;
+    j_ws(j);
+    return j->s[j->pos] == '\0' && !j->duplicate;
+}
+
+/* --- helpers --- */
+
+static char *report(bool json)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    assert_non_null(f);
+    assert_int_equal(rs_probe_report(f, json), 0);
+    assert_int_equal(fclose(f), 0);
+    assert_non_null(buf);
+    return buf;
+}
+
+static const char *get(struct json *j, const char *path)
+{
+    struct scalar *sc = j_find(j, path);
+
+    if (!sc)
+        fail_msg("JSON lacks \"%s\"", path);
+    return sc->value;
+}
+
+static void assert_json_bool(struct json *j, const char *path, bool want)
+{
+    const char *v = get(j, path);
+
+    if (strcmp(v, want ? "true" : "false") != 0)
+        fail_msg("%s is %s, the struct says %s", path, v, want ? "true" : "false");
+}
+
+static int count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Every key documented in docs/probe.md, in no particular order. */
+static const char *const documented[] = {
+    "ringserve",
+    "kernel",
+    "arch",
+    "liburing",
+    "cpus",
+    "io_uring.compiled",
+    "io_uring.available",
+    "io_uring.errno",
+    "io_uring.reason",
+    "io_uring.io_uring_disabled",
+    "io_uring.features_mask",
+    "io_uring.opcodes.accept",
+    "io_uring.opcodes.recv",
+    "io_uring.opcodes.send",
+    "io_uring.opcodes.send_zc",
+    "io_uring.opcodes.recvmsg",
+    "io_uring.opcodes.sendmsg",
+    "io_uring.opcodes.poll_add",
+    "io_uring.opcodes.provide_buffers",
+    "io_uring.opcodes.close",
+    "io_uring.opcodes.shutdown",
+    "io_uring.opcodes.async_cancel",
+    "io_uring.opcodes.socket",
+    "io_uring.opcodes.read",
+    "io_uring.setup.sqpoll",
+    "io_uring.setup.single_issuer",
+    "io_uring.setup.defer_taskrun",
+    "io_uring.setup.coop_taskrun",
+    "io_uring.setup.taskrun_flag",
+    "io_uring.setup.submit_all",
+    "io_uring.setup.cqsize",
+    "io_uring.setup.no_sqarray",
+    "io_uring.features.single_mmap",
+    "io_uring.features.nodrop",
+    "io_uring.features.submit_stable",
+    "io_uring.features.rw_cur_pos",
+    "io_uring.features.cur_personality",
+    "io_uring.features.fast_poll",
+    "io_uring.features.poll_32bits",
+    "io_uring.features.sqpoll_nonfixed",
+    "io_uring.features.ext_arg",
+    "io_uring.features.native_workers",
+    "io_uring.features.rsrc_tags",
+    "io_uring.features.cqe_skip",
+    "io_uring.features.linked_file",
+    "io_uring.features.reg_reg_ring",
+    "io_uring.features.recvsend_bundle",
+    "io_uring.register.buf_ring",
+    "io_uring.register.sparse_files",
+    "io_uring.register.ring_fd",
+    "io_uring.multishot.accept",
+    "io_uring.multishot.recv",
+    "io_uring.multishot.accept_direct",
+    "io_uring.multishot.send_zc",
+    "epoll.exclusive",
+    "epoll.busy_poll_ioctl",
+    "limits.nofile.soft",
+    "limits.nofile.hard",
+    "limits.memlock.soft",
+    "limits.memlock.hard",
+};
+
+/* Every boolean fact of the struct, as false when io_uring is unusable. */
+static bool any_fact(const struct rs_uring_support *s)
+{
+    return s->sqpoll || s->single_issuer || s->defer_taskrun || s->coop_taskrun ||
+           s->taskrun_flag || s->submit_all || s->cqsize || s->no_sqarray ||
+           s->buf_ring || s->sparse_files || s->ring_fd || s->multishot_accept ||
+           s->multishot_recv || s->accept_direct || s->send_zc || s->recvsend_bundle ||
+           s->features || s->opcodes;
+}
+
+/* --- struct tests --- */
+
+static void test_probe_available_matches_queue_init(void **state)
+{
+    struct rs_uring_support s;
+
+    (void)state;
+    rs_probe_uring(&s);
+#if RS_HAVE_URING
+    struct io_uring ring;
+    int ret = io_uring_queue_init(8, &ring, 0);
+
+    if (ret == 0)
+        io_uring_queue_exit(&ring);
+    assert_true(s.compiled);
+    assert_int_equal(s.available, ret == 0);
+    if (ret < 0)
+        assert_int_equal(s.unavailable_err, -ret);
+#else
+    assert_false(s.compiled);
+    assert_false(s.available);
+#endif
+}
+
+static void test_probe_facts_are_consistent(void **state)
+{
+    struct rs_uring_support s;
+
+    (void)state;
+    rs_probe_uring(&s);
+    if (!s.available) {
+        assert_true(s.unavailable_err > 0);
+        assert_true(s.why[0] != '\0');
+        assert_false(any_fact(&s));
+        return;
+    }
+    assert_int_equal(s.unavailable_err, 0);
+    assert_string_equal(s.why, "");
+    assert_true(!s.defer_taskrun || s.single_issuer);
+    assert_true(!s.taskrun_flag || s.coop_taskrun);
+    assert_true(!s.multishot_recv || s.buf_ring);
+    assert_true(!s.accept_direct || s.sparse_files);
+    assert_int_equal(s.recvsend_bundle, (s.features & (1U << 14)) != 0);
+#if RS_HAVE_URING
+    /* A kernel that can run send_zc must list the opcode. */
+    assert_true(!s.send_zc || (s.opcodes >> IORING_OP_SEND_ZC & 1));
+    assert_true(s.opcodes >> IORING_OP_NOP & 1);
+#endif
+}
+
+/* Every check closes what it opened, and the whole probe is quick. The
+ * brief is < 200 ms; the bound here is loose for sanitizers and busy CI. */
+static void test_probe_cleans_up_and_is_fast(void **state)
+{
+    struct rs_uring_support s;
+    int fds = count_open_fds();
+    double t0 = now_ms(), ms;
+
+    (void)state;
+    rs_probe_uring(&s);
+    ms = now_ms() - t0;
+    print_message("rs_probe_uring took %.1f ms\n", ms);
+    assert_int_equal(count_open_fds(), fds);
+    assert_true(ms < 1000.0);
+}
+
+/* --- report tests --- */
+
+static void test_probe_json_is_documented_and_agrees(void **state)
+{
+    struct rs_uring_support s;
+    struct json *j = malloc(sizeof(*j));
+    char *text = report(true);
+    struct rlimit rl;
+
+    (void)state;
+    assert_non_null(j);
+    rs_probe_uring(&s);
+    if (!json_parse(j, text))
+        fail_msg("invalid JSON near offset %zu:\n%s", j->pos, text);
+    for (size_t i = 0; i < COUNT(documented); i++)
+        get(j, documented[i]);
+    assert_int_equal(j->n, COUNT(documented)); /* no undocumented keys */
+
+    assert_json_bool(j, "io_uring.available", s.available);
+    assert_json_bool(j, "io_uring.compiled", s.compiled);
+    assert_json_bool(j, "io_uring.setup.defer_taskrun", s.defer_taskrun);
+    assert_json_bool(j, "io_uring.register.buf_ring", s.buf_ring);
+    assert_json_bool(j, "io_uring.multishot.recv", s.multishot_recv);
+    assert_json_bool(j, "io_uring.features.recvsend_bundle", s.recvsend_bundle);
+    assert_int_equal(strtoull(get(j, "io_uring.features_mask"), NULL, 10), s.features);
+    assert_string_equal(get(j, "liburing"), "\"" RS_LIBURING_VERSION "\"");
+    if (s.available) {
+        assert_string_equal(get(j, "io_uring.errno"), "null");
+        assert_string_equal(get(j, "io_uring.reason"), "null");
+    } else {
+        assert_true(get(j, "io_uring.reason")[0] == '"');
+    }
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur != RLIM_INFINITY)
+        assert_int_equal(strtoull(get(j, "limits.nofile.soft"), NULL, 10), rl.rlim_cur);
+    free(j);
+    free(text);
+}
+
+static bool is_heading(const char *line)
+{
+    static const char *const headings[] = {
+        "System",
+        "io_uring",
+        "io_uring opcodes (IORING_REGISTER_PROBE)",
+        "io_uring setup flags (a ring created with each)",
+        "io_uring features (io_uring_params.features)",
+        "io_uring registrations (tried)",
+        "io_uring ops on a loopback connection",
+        "epoll",
+        "Limits",
+    };
+
+    for (size_t i = 0; i < COUNT(headings); i++)
+        if (strcmp(line, headings[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Rows are "  <label padded to 26> <value>": the value starts at column 29. */
+static void assert_text_line(const char *line)
+{
+    size_t len = strlen(line);
+
+    if (len == 0 || is_heading(line))
+        return;
+    if (len < 30 || strncmp(line, "  ", 2) != 0 || line[2] == ' ' || line[28] != ' ' ||
+        line[29] == ' ')
+        fail_msg("misaligned row: \"%s\"", line);
+}
+
+static void test_probe_text_is_an_aligned_table(void **state)
+{
+    struct rs_uring_support s;
+    struct utsname u;
+    char *text = report(false);
+    char *save = NULL, *line;
+    char want[128];
+    int rows = 0;
+
+    (void)state;
+    rs_probe_uring(&s);
+    assert_int_equal(uname(&u), 0);
+    snprintf(want, sizeof(want), "\n  %-26s %s\n", "kernel", u.release);
+    assert_non_null(strstr(text, want));
+    snprintf(want, sizeof(want), "\n  %-26s %s\n", "available",
+             s.available ? "yes" : "no");
+    assert_non_null(strstr(text, want));
+    assert_null(strstr(text, "(null)"));
+    assert_true(strncmp(text, "ringserve ", 10) == 0);
+    line = strtok_r(strchr(text, '\n'), "\n", &save);
+    for (; line; line = strtok_r(NULL, "\n", &save), rows++)
+        assert_text_line(line);
+    assert_true(rows > 50);
+    free(text);
+}
+
+/* --- the unavailable path, for real: a seccomp filter answers io_uring_setup
+ * with `err`, as container runtimes' default profiles do. --- */
+
+static int deny_io_uring_setup(int err)
+{
+    /* No architecture check: the child only runs this binary's own code. */
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = (unsigned short)COUNT(f), .filter = f};
+
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Child side: no cmocka asserts (they would unwind into the parent's
+ * runner state); report the first failed check as the exit status. */
+static int child_check_denied(int err, const char *why_word)
+{
+    struct rs_uring_support s;
+    struct json *j = malloc(sizeof(*j));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f;
+    char want[32];
+
+    if (!j || deny_io_uring_setup(err) < 0)
+        return 77;
+    rs_probe_uring(&s);
+    if (s.available || s.unavailable_err != err || any_fact(&s))
+        return 2;
+    if (why_word && !strstr(s.why, why_word))
+        return 3;
+    f = open_memstream(&text, &len);
+    if (!f || rs_probe_report(f, true) != 0 || fclose(f) != 0)
+        return 4;
+    if (!json_parse(j, text))
+        return 5;
+    snprintf(want, sizeof(want), "\"%s\"", err == EPERM ? "EPERM" : "ENOSYS");
+    if (!j_find(j, "io_uring.errno") || strcmp(j_find(j, "io_uring.errno")->value, want))
+        return 6;
+    if (strcmp(j_find(j, "io_uring.available")->value, "false") != 0)
+        return 7;
+    return 0;
+}
+
+static void run_denied(int err, const char *why_word)
+{
+    int status;
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_check_denied(err, why_word));
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77)
+        skip();
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("denied with errno %d: check %d failed", err, WEXITSTATUS(status));
+}
+
+static void test_probe_reports_seccomp_eperm(void **state)
+{
+    struct rs_uring_support s;
+
+    (void)state;
+    rs_probe_uring(&s);
+    if (!s.available)
+        skip(); /* already unavailable here: nothing to deny */
+    /* With the sysctl at 0 (or absent), EPERM can only be a filter. */
+    run_denied(EPERM, s.disabled_sysctl <= 0 ? "seccomp" : NULL);
+}
+
+static void test_probe_reports_enosys(void **state)
+{
+    struct rs_uring_support s;
+
+    (void)state;
+    rs_probe_uring(&s);
+    if (!s.available)
+        skip();
+    run_denied(ENOSYS, "CONFIG_IO_URING");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_probe_available_matches_queue_init),
+        cmocka_unit_test(test_probe_facts_are_consistent),
+        cmocka_unit_test(test_probe_cleans_up_and_is_fast),
+        cmocka_unit_test(test_probe_json_is_documented_and_agrees),
+        cmocka_unit_test(test_probe_text_is_an_aligned_table),
+        cmocka_unit_test(test_probe_reports_seccomp_eperm),
+        cmocka_unit_test(test_probe_reports_enosys),
+    };
+
+    return cmocka_run_group_tests_name("probe", tests, NULL, NULL);
+}

@@ -1,0 +1,1605 @@
+/* ringbench: a load generator for TCP echo (and discard, chargen) servers.
+ *
+ * It shares nothing with the server it measures: plain non-blocking sockets
+ * and its own epoll loop per thread, so a bug in the server's event loop
+ * cannot hide in the tool that measures it.
+ *
+ * Shape of a run. The main thread is the controller: it parses the command
+ * line, starts --threads workers, and moves every worker through the phases
+ * connect -> warmup -> measure -> stop by storing the phase in an atomic and
+ * kicking an eventfd that sits in every worker's epoll set. Workers own their
+ * connections outright; the only things they share are that phase, a few
+ * counters read for the progress line, and the first error message.
+ *
+ * A worker turn is one epoll_wait (edge-triggered, each socket registered
+ * once for IN|OUT|RDHUP, no epoll_ctl per message), then for each ready
+ * socket: read until EAGAIN or a short read, verify every byte against the
+ * connection's stream (bench_pattern.h), retire the messages whose last byte
+ * came back (one latency sample each, into the worker's histogram), start the
+ * next messages and send speculatively; EPOLLOUT is only awaited after a
+ * short send. Send data is generated on the fly from (connection, offset) into
+ * one scratch buffer per worker, so nothing is allocated per message.
+ *
+ * Counting. With --duration, a round trip counts if it completes while the
+ * phase is "measure". With --rounds, a message counts if it *starts* during
+ * "measure", each connection starts exactly N counted messages, and the run
+ * ends when all have come back: fixed work, for instruction or syscall counts.
+ *
+ * Open loop (--rate). A closed-loop client sends the next message only after
+ * the previous one returned, so when the server stalls the client stops
+ * offering load and the stall shows up as one slow sample instead of the many
+ * it delayed ("coordinated omission"). With --rate, each worker follows a
+ * fixed schedule of intended send times, round-robin over its connections;
+ * a message that cannot go out on time (pipeline full) waits in a per
+ * connection backlog, and its latency is measured from the intended time. */
+#include "bench_hist.h"
+#include "bench_pattern.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef RB_VERSION
+#define RB_VERSION "unknown"
+#endif
+
+#define MAX_PIPELINE   1024u
+#define MAX_SIZE       (64ull << 20)
+#define MAX_THREADS    64u
+#define CONNECT_BATCH  256u /* connects in progress per worker */
+#define IO_BUF         (256u << 10)
+#define EVENTS         512
+#define FD_RESERVE     32u /* descriptors kept for stdio, epoll, perf pipes... */
+#define NS_PER_S       1000000000ull
+
+enum mode { MODE_ECHO, MODE_DISCARD, MODE_CHARGEN };
+static const char *const mode_names[] = {"echo", "discard", "chargen"};
+
+enum phase { PH_CONNECT, PH_WARMUP, PH_MEASURE, PH_STOP };
+
+struct opts {
+    char target[300]; /* as given, for the report */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint32_t connections;
+    uint64_t size_min, size_max;
+    uint32_t pipeline;
+    double duration, warmup, rate, stall_timeout;
+    bool duration_set, warmup_set;
+    uint64_t rounds; /* 0: run for --duration */
+    uint32_t source_addrs;
+    uint32_t threads;
+    long server_pid; /* 0: none */
+    enum mode mode;
+    bool json, quiet, allow_remote;
+};
+
+/* One message in flight on an echo connection. */
+struct msg {
+    uint64_t end; /* stream offset one past its last byte */
+    uint64_t t0;  /* send time (intended send time with --rate), ns */
+    bool counted; /* started during the measured phase (--rounds) */
+};
+
+enum conn_state { CS_IDLE, CS_CONNECTING, CS_OPEN, CS_DONE };
+
+struct conn {
+    int fd;
+    uint32_t id; /* global connection number, also the stream id */
+    uint8_t state;
+    bool wblocked;       /* a send came up short: wait for EPOLLOUT */
+    bool have_phase;     /* chargen: line phase learnt from the first byte */
+    uint8_t cg_phase;
+    uint32_t head, n;    /* ring of in-flight messages, capacity = pipeline */
+    struct msg *ring;
+    uint64_t queued;     /* stream offset one past the last byte to send */
+    uint64_t sent;       /* bytes written */
+    uint64_t recvd;      /* bytes read and verified */
+    uint64_t retired;    /* echo: end offset of the last message come back */
+    uint64_t started;    /* messages started, all phases */
+    uint64_t counted_started;
+    uint64_t rt;         /* counted round trips */
+    uint64_t counted_bytes;
+    uint64_t last_progress;
+    uint64_t backlog;    /* --rate: scheduled messages not yet started */
+    uint64_t sched_seq;  /* --rate: schedule slot of the oldest one */
+};
+
+struct worker {
+    unsigned idx;
+    pthread_t tid;
+    const struct opts *o;
+    struct conn *conns;
+    struct msg *msgs;
+    uint32_t nconns, first_id;
+    uint32_t next_connect, connecting, open, done;
+    int ep;
+    uint8_t *rbuf, *wbuf;
+    struct bench_hist *hist;
+    bool measuring, kicked, stop;
+    uint64_t rt, bytes; /* counted */
+    uint64_t t_done;    /* --rounds: when the last connection finished */
+    /* --rate: slot s of this worker is due at rate_t0 + s * rate_period. */
+    double rate_period;
+    uint64_t rate_t0, rate_seq;
+    uint64_t next_check;
+    _Atomic uint64_t live_rt; /* copies of rt and bytes for the progress line */
+    _Atomic uint64_t live_bytes;
+};
+
+static _Atomic int g_phase = PH_CONNECT;
+static _Atomic uint32_t g_connected;
+static _Atomic uint32_t g_errors;
+static _Atomic bool g_failed;
+static _Atomic uint32_t g_workers_done;
+static char g_errmsg[512];
+static int g_wake_fd = -1; /* controller -> workers: the phase changed */
+static int g_done_fd = -1; /* workers -> controller: finished or failed */
+static volatile sig_atomic_t g_interrupted;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+static void efd_kick(int fd)
+{
+    uint64_t one = 1;
+    ssize_t r = write(fd, &one, sizeof(one));
+    (void)r; /* only fails if the counter would overflow: then it is readable */
+}
+
+static void set_phase(int ph)
+{
+    atomic_store(&g_phase, ph);
+    efd_kick(g_wake_fd);
+}
+
+/* The first error wins the message; every one is counted. The run stops. */
+static void fail(struct worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void fail(struct worker *w, const char *fmt, ...)
+{
+    atomic_fetch_add(&g_errors, 1);
+    bool expected = false;
+    if (atomic_compare_exchange_strong(&g_failed, &expected, true)) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(g_errmsg, sizeof(g_errmsg), fmt, ap);
+        va_end(ap);
+        atomic_store(&g_phase, PH_STOP);
+        efd_kick(g_wake_fd);
+        efd_kick(g_done_fd);
+    }
+    w->stop = true;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+/* Size of message k of a connection: fixed, or drawn from [min, max] by a
+ * hash, so a run is reproducible. */
+static uint64_t msg_size(const struct opts *o, const struct conn *c, uint64_t k)
+{
+    if (o->size_min == o->size_max)
+        return o->size_min;
+    uint64_t span = o->size_max - o->size_min + 1;
+    return o->size_min + mix64(((uint64_t)c->id << 40) ^ k ^ 0x5bd1e995u) % span;
+}
+
+/* ---------------------------------------------------------------- worker */
+
+static void conn_close(struct worker *w, struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    if (c->state != CS_DONE) {
+        c->state = CS_DONE;
+        w->done++;
+        if (w->o->rounds && w->done == w->nconns)
+            w->t_done = now_ns();
+    }
+}
+
+static void conn_start(struct worker *w, uint32_t i, uint64_t now)
+{
+    const struct opts *o = w->o;
+    struct conn *c = &w->conns[i];
+    int fd = socket(o->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fail(w, "connection %u: socket: %s%s", c->id, strerror(errno),
+             errno == EMFILE ? " (RLIMIT_NOFILE too low for --connections)" : "");
+        return;
+    }
+    c->fd = fd;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (o->source_addrs) {
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(0x7f000001u + c->id % o->source_addrs);
+        /* Let connect() pick the port per 4-tuple, not bind() per address. */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
+            fail(w, "connection %u: bind to 127.0.0.%u: %s", c->id,
+                 1 + c->id % o->source_addrs, strerror(errno));
+            return;
+        }
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.ptr = c};
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        fail(w, "connection %u: epoll_ctl: %s", c->id, strerror(errno));
+        return;
+    }
+    c->state = CS_CONNECTING;
+    c->last_progress = now;
+    w->connecting++;
+    if (connect(fd, (struct sockaddr *)&o->addr, o->addrlen) < 0 && errno != EINPROGRESS) {
+        fail(w, "connection %u: connect to %s: %s%s", c->id, o->target, strerror(errno),
+             errno == EADDRNOTAVAIL ? " (out of ephemeral ports? try --source-addrs)"
+                                    : "");
+    }
+    /* Completion, immediate or not, is reported by EPOLLOUT. */
+}
+
+static void conn_connected(struct worker *w, struct conn *c, uint64_t now)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        fail(w, "connection %u: connect to %s: %s", c->id, w->o->target, strerror(err));
+        return;
+    }
+    c->state = CS_OPEN;
+    c->last_progress = now;
+    w->connecting--;
+    w->open++;
+    atomic_fetch_add_explicit(&g_connected, 1, memory_order_relaxed);
+}
+
+static bool rounds_left(const struct worker *w, const struct conn *c)
+{
+    return !w->o->rounds || !w->measuring || c->counted_started < w->o->rounds;
+}
+
+static void conn_send(struct worker *w, struct conn *c, uint64_t now)
+{
+    while (c->sent < c->queued && !c->wblocked) {
+        uint64_t want = c->queued - c->sent;
+        size_t len = want < IO_BUF ? (size_t)want : IO_BUF;
+        bench_pattern_fill(c->id, c->sent, w->wbuf, len);
+        ssize_t n = send(c->fd, w->wbuf, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->wblocked = true;
+                break;
+            }
+            fail(w, "connection %u: send at offset %" PRIu64 ": %s", c->id, c->sent,
+                 strerror(errno));
+            return;
+        }
+        c->sent += (uint64_t)n;
+        c->last_progress = now;
+        if (w->o->mode == MODE_DISCARD && w->measuring) {
+            c->counted_bytes += (uint64_t)n;
+            w->bytes += (uint64_t)n;
+        }
+        /* A short send means the socket buffer is full and the kernel has
+         * flagged it: an EPOLLOUT edge follows when space frees up. */
+        if ((size_t)n < len)
+            c->wblocked = true;
+    }
+}
+
+/* Start as many messages as the pipeline, the schedule and --rounds allow,
+ * then send. */
+static void conn_pump(struct worker *w, struct conn *c, uint64_t now)
+{
+    const struct opts *o = w->o;
+    if (c->state != CS_OPEN)
+        return;
+    if (o->mode == MODE_CHARGEN)
+        return;
+    if (o->mode == MODE_DISCARD) {
+        /* Keep one buffer's worth queued; with --rounds stop at the target. */
+        if (c->queued - c->sent < IO_BUF) {
+            uint64_t add = IO_BUF;
+            if (o->rounds && w->measuring) {
+                uint64_t target = o->rounds * o->size_min;
+                uint64_t unsent = c->queued - c->sent;
+                uint64_t left = target - c->counted_bytes;
+                add = left > unsent ? left - unsent : 0;
+                if (add > IO_BUF)
+                    add = IO_BUF;
+            }
+            c->queued += add;
+        }
+        conn_send(w, c, now);
+        if (o->rounds && w->measuring && c->counted_bytes >= o->rounds * o->size_min)
+            conn_close(w, c);
+        return;
+    }
+    while (c->n < o->pipeline && rounds_left(w, c)) {
+        uint64_t t0 = now;
+        if (o->rate > 0) {
+            if (c->backlog == 0)
+                break;
+            t0 = w->rate_t0 + (uint64_t)((double)c->sched_seq * w->rate_period);
+            c->backlog--;
+            c->sched_seq += w->nconns;
+        }
+        struct msg *m = &c->ring[(c->head + c->n) % o->pipeline];
+        c->queued += msg_size(o, c, c->started);
+        m->end = c->queued;
+        m->t0 = t0;
+        m->counted = w->measuring;
+        c->started++;
+        if (w->measuring)
+            c->counted_started++;
+        if (c->n == 0)
+            c->last_progress = now; /* the stall clock runs while waiting */
+        c->n++;
+    }
+    conn_send(w, c, now);
+}
+
+static void conn_read(struct worker *w, struct conn *c, uint32_t events, uint64_t *now)
+{
+    const struct opts *o = w->o;
+    bool hup = events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+    bool progressed = false;
+    for (;;) {
+        ssize_t n = recv(c->fd, w->rbuf, IO_BUF, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            fail(w, "connection %u: recv at offset %" PRIu64 ": %s", c->id, c->recvd,
+                 strerror(errno));
+            return;
+        }
+        if (n == 0) {
+            fail(w,
+                 "connection %u: early EOF at offset %" PRIu64 " (%" PRIu64
+                 " bytes sent, %" PRIu64 " received)",
+                 c->id, c->recvd, c->sent, c->recvd);
+            return;
+        }
+        size_t len = (size_t)n;
+        *now = now_ns();
+        if (o->mode == MODE_ECHO) {
+            uint64_t room = c->sent - c->recvd;
+            size_t ok = len <= room ? len : (size_t)room;
+            size_t bad = bench_pattern_check(c->id, c->recvd, w->rbuf, ok);
+            if (bad < ok) {
+                uint64_t off = c->recvd + bad;
+                fail(w,
+                     "connection %u: wrong byte at offset %" PRIu64
+                     ": got 0x%02x, expected 0x%02x (corrupted, lost, duplicated, "
+                     "reordered or another connection's data)",
+                     c->id, off, w->rbuf[bad], bench_pattern_byte(c->id, off));
+                return;
+            }
+            if (ok < len) {
+                fail(w,
+                     "connection %u: %zu unexpected bytes at offset %" PRIu64
+                     " (only %" PRIu64 " bytes were sent: duplicated or added data)",
+                     c->id, len - ok, c->sent, c->sent);
+                return;
+            }
+            c->recvd += len;
+            /* Retire every message whose last byte is now in. */
+            while (c->n && c->ring[c->head].end <= c->recvd) {
+                struct msg *m = &c->ring[c->head];
+                bool count = o->rounds ? m->counted : w->measuring;
+                if (count) {
+                    bench_hist_record(w->hist, *now > m->t0 ? *now - m->t0 : 0);
+                    c->rt++;
+                    w->rt++;
+                    c->counted_bytes += m->end - c->retired;
+                    w->bytes += m->end - c->retired;
+                }
+                c->retired = m->end;
+                c->head = (c->head + 1) % o->pipeline;
+                c->n--;
+                progressed = true;
+            }
+        } else if (o->mode == MODE_CHARGEN) {
+            if (!c->have_phase) {
+                if (w->rbuf[0] < ' ' || w->rbuf[0] > '~') {
+                    fail(w,
+                         "connection %u: chargen byte at offset 0 is 0x%02x, not a "
+                         "printable character",
+                         c->id, w->rbuf[0]);
+                    return;
+                }
+                c->cg_phase = (uint8_t)(w->rbuf[0] - ' ');
+                c->have_phase = true;
+            }
+            size_t bad = bench_chargen_check(c->cg_phase, c->recvd, w->rbuf, len);
+            if (bad < len) {
+                uint64_t off = c->recvd + bad;
+                fail(w,
+                     "connection %u: wrong chargen byte at offset %" PRIu64
+                     ": got 0x%02x, expected 0x%02x",
+                     c->id, off, w->rbuf[bad], bench_chargen_byte(c->cg_phase, off));
+                return;
+            }
+            c->recvd += len;
+            if (w->measuring) {
+                uint64_t take = len;
+                if (o->rounds) {
+                    uint64_t left = o->rounds * o->size_min - c->counted_bytes;
+                    take = take < left ? take : left;
+                }
+                c->counted_bytes += take;
+                w->bytes += take;
+            }
+        } else {
+            fail(w, "connection %u: discard server sent %zu bytes at offset %" PRIu64,
+                 c->id, len, c->recvd);
+            return;
+        }
+        c->last_progress = *now;
+        if (len < IO_BUF && !hup)
+            break; /* a short read drained the socket; no EAGAIN round trip */
+    }
+    if (o->mode == MODE_CHARGEN && o->rounds && w->measuring &&
+        c->counted_bytes >= o->rounds * o->size_min) {
+        conn_close(w, c);
+        return;
+    }
+    if (progressed) {
+        if (o->rounds && w->measuring && c->n == 0 && c->counted_started >= o->rounds) {
+            conn_close(w, c);
+            return;
+        }
+        conn_pump(w, c, *now);
+    }
+}
+
+static void on_event(struct worker *w, struct conn *c, uint32_t events, uint64_t *now)
+{
+    if (c->state == CS_CONNECTING) {
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        conn_connected(w, c, *now);
+        if (w->stop)
+            return;
+        if (w->kicked)
+            conn_pump(w, c, *now);
+        events &= ~(uint32_t)EPOLLOUT; /* a fresh socket is writable */
+    }
+    if (c->state != CS_OPEN)
+        return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        conn_read(w, c, events, now);
+        if (w->stop || c->state != CS_OPEN)
+            return;
+    }
+    if (events & EPOLLOUT) {
+        c->wblocked = false;
+        if (w->o->mode == MODE_DISCARD)
+            conn_pump(w, c, *now);
+        else
+            conn_send(w, c, *now);
+    }
+}
+
+/* Is connection c waiting on the server (so silence counts as a stall)? */
+static bool conn_waiting(const struct worker *w, const struct conn *c)
+{
+    switch (w->o->mode) {
+    case MODE_ECHO:
+        return c->n > 0;
+    case MODE_DISCARD:
+        return c->wblocked;
+    case MODE_CHARGEN:
+        return true;
+    }
+    return false;
+}
+
+static void check_stalls(struct worker *w, uint64_t now)
+{
+    uint64_t limit = (uint64_t)(w->o->stall_timeout * 1e9);
+    for (uint32_t i = 0; i < w->nconns && !w->stop; i++) {
+        struct conn *c = &w->conns[i];
+        bool waiting = c->state == CS_CONNECTING ||
+                       (c->state == CS_OPEN && w->kicked && conn_waiting(w, c));
+        if (!waiting || now - c->last_progress <= limit)
+            continue;
+        if (c->state == CS_CONNECTING)
+            fail(w, "connection %u: connect to %s made no progress for %.1f s", c->id,
+                 w->o->target, w->o->stall_timeout);
+        else
+            fail(w,
+                 "connection %u: no progress for %.1f s at offset %" PRIu64 " (%" PRIu64
+                 " bytes sent, %" PRIu64 " received)",
+                 c->id, w->o->stall_timeout, c->recvd, c->sent, c->recvd);
+    }
+}
+
+/* --rate: hand every slot that is due to its connection. */
+static void rate_tick(struct worker *w, uint64_t now)
+{
+    for (;;) {
+        uint64_t due = w->rate_t0 + (uint64_t)((double)w->rate_seq * w->rate_period);
+        if (due > now)
+            return;
+        struct conn *c = &w->conns[w->rate_seq % w->nconns];
+        if (c->backlog == 0)
+            c->sched_seq = w->rate_seq;
+        c->backlog++;
+        w->rate_seq++;
+        conn_pump(w, c, now);
+        if (w->stop)
+            return;
+    }
+}
+
+static int wait_events(struct worker *w, struct epoll_event *evs, uint64_t now)
+{
+    uint64_t timeout = 250 * 1000000ull;
+    if (atomic_load_explicit(&g_phase, memory_order_relaxed) == PH_CONNECT &&
+        w->next_connect < w->nconns)
+        timeout = 10 * 1000000ull;
+    if (w->o->rate > 0 && w->kicked) {
+        uint64_t due = w->rate_t0 + (uint64_t)((double)w->rate_seq * w->rate_period);
+        uint64_t wait = due > now ? due - now : 0;
+        if (wait < timeout)
+            timeout = wait;
+    }
+    struct timespec ts = {.tv_sec = (time_t)(timeout / NS_PER_S),
+                          .tv_nsec = (long)(timeout % NS_PER_S)};
+    int n = epoll_pwait2(w->ep, evs, EVENTS, &ts, NULL);
+    if (n < 0 && errno == ENOSYS)
+        n = epoll_wait(w->ep, evs, EVENTS, (int)((timeout + 999999) / 1000000));
+    return n;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    const struct opts *o = w->o;
+    struct epoll_event evs[EVENTS];
+    /* Timer slack would add up to 50 us to every --rate wake-up. */
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    uint64_t now = now_ns();
+    w->next_check = now + 250 * 1000000ull;
+
+    while (!w->stop) {
+        int ph = atomic_load_explicit(&g_phase, memory_order_acquire);
+        if (ph == PH_STOP)
+            break;
+        while (w->next_connect < w->nconns && w->connecting < CONNECT_BATCH && !w->stop)
+            conn_start(w, w->next_connect++, now);
+        if (ph >= PH_WARMUP) {
+            bool was_measuring = w->measuring;
+            w->measuring = ph == PH_MEASURE;
+            if (!w->kicked) {
+                w->kicked = true;
+                w->rate_t0 = now;
+                for (uint32_t i = 0; i < w->nconns && !w->stop; i++) {
+                    w->conns[i].last_progress = now;
+                    conn_pump(w, &w->conns[i], now);
+                }
+            } else if (w->measuring && !was_measuring) {
+                /* Connections idle at the end of warmup start their counted
+                 * messages now; the others on their next completion. */
+                for (uint32_t i = 0; i < w->nconns && !w->stop; i++)
+                    if (w->conns[i].n == 0)
+                        conn_pump(w, &w->conns[i], now);
+            }
+        }
+        if (w->stop)
+            break;
+        if (o->rounds && w->measuring && w->done == w->nconns)
+            break;
+
+        int n = wait_events(w, evs, now);
+        now = now_ns();
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            fail(w, "epoll_wait: %s", strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n && !w->stop; i++) {
+            struct conn *c = evs[i].data.ptr;
+            if (c)
+                on_event(w, c, evs[i].events, &now);
+        }
+        if (o->rate > 0 && w->kicked && !w->stop)
+            rate_tick(w, now);
+        atomic_store_explicit(&w->live_rt, w->rt, memory_order_relaxed);
+        atomic_store_explicit(&w->live_bytes, w->bytes, memory_order_relaxed);
+        if (now >= w->next_check) {
+            w->next_check = now + 250 * 1000000ull;
+            check_stalls(w, now);
+        }
+    }
+    if (!w->t_done)
+        w->t_done = now_ns();
+    atomic_store_explicit(&w->live_rt, w->rt, memory_order_relaxed);
+    atomic_store_explicit(&w->live_bytes, w->bytes, memory_order_relaxed);
+    atomic_fetch_add(&g_workers_done, 1);
+    efd_kick(g_done_fd);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ options */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ringbench [options]\n"
+            "Drive a TCP echo (or discard/chargen) server and verify every byte.\n"
+            "\n"
+            "  --connect=HOST:PORT    server address (default 127.0.0.1:7080; IPv6 as "
+            "[::1]:PORT)\n"
+            "  --allow-remote         permit a non-loopback address\n"
+            "  --mode=M               echo (default), discard or chargen\n"
+            "  --connections=N        concurrent connections (default 1)\n"
+            "  --threads=N            client threads, each with its own epoll loop "
+            "(default 1)\n"
+            "  --size=B|MIN-MAX       message size in bytes, K/M suffixes (default 64)\n"
+            "  --pipeline=K           messages in flight per connection (default 1)\n"
+            "  --duration=S           measured seconds (default 10)\n"
+            "  --warmup=S             unmeasured seconds first (default 1; 0 with "
+            "--rounds)\n"
+            "  --rounds=N             fixed work: N measured round trips per connection\n"
+            "  --rate=R               open loop: R messages/s in total, latency from the\n"
+            "                         intended send time\n"
+            "  --source-addrs=N       bind connections to 127.0.0.1..127.0.0.N\n"
+            "  --stall-timeout=S      fail a connection silent this long (default 5)\n"
+            "  --server-pid=PID       also report the server's CPU, RSS and syscalls\n"
+            "  --json                 print one JSON object instead of text\n"
+            "  --quiet                no progress line, no notes\n"
+            "  --help, --version\n"
+            "\n"
+            "Exit status: 0 success, 1 verification or connection failure, 2 usage "
+            "error,\n130 interrupted.\n");
+}
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("ringbench: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(" (see --help)\n", stderr);
+    exit(2);
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (!*s || *s == '-' || *s == '+')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+static uint64_t opt_uint(const char *name, const char *s, uint64_t lo, uint64_t hi)
+{
+    uint64_t v;
+    if (!parse_u64(s, &v) || v < lo || v > hi)
+        usage_error("--%s: expected an integer from %" PRIu64 " to %" PRIu64 ", got '%s'",
+                    name, lo, hi, s);
+    return v;
+}
+
+static double opt_seconds(const char *name, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end == 's' && end[1] == '\0')
+        end++;
+    if (!*s || errno || *end || !isfinite(v) || v < lo || v > hi)
+        usage_error("--%s: expected seconds from %g to %g, got '%s'", name, lo, hi, s);
+    return v;
+}
+
+/* "4096", "4K", "1M" (binary multiples). */
+static bool parse_size(const char *s, size_t n, uint64_t *out)
+{
+    char buf[32];
+    if (n == 0 || n >= sizeof(buf))
+        return false;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    uint64_t mul = 1;
+    char last = buf[n - 1];
+    if (last == 'k' || last == 'K')
+        mul = 1024;
+    else if (last == 'm' || last == 'M')
+        mul = 1024 * 1024;
+    if (mul > 1)
+        buf[--n] = '\0';
+    uint64_t v;
+    if (!parse_u64(buf, &v) || v > MAX_SIZE / mul)
+        return false;
+    *out = v * mul;
+    return true;
+}
+
+static void opt_size(struct opts *o, const char *s)
+{
+    const char *dash = strchr(s, '-');
+    bool ok;
+    if (dash) {
+        ok = parse_size(s, (size_t)(dash - s), &o->size_min) &&
+             parse_size(dash + 1, strlen(dash + 1), &o->size_max);
+    } else {
+        ok = parse_size(s, strlen(s), &o->size_min);
+        o->size_max = o->size_min;
+    }
+    if (!ok || o->size_min < 1 || o->size_max > MAX_SIZE || o->size_min > o->size_max)
+        usage_error("--size: expected BYTES or MIN-MAX from 1 to %llu, K/M suffixes "
+                    "allowed, got '%s'",
+                    MAX_SIZE, s);
+}
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+    if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+        return true;
+    return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+}
+
+static void opt_connect(struct opts *o, const char *s)
+{
+    char host[256];
+    const char *port;
+    snprintf(o->target, sizeof(o->target), "%s", s);
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(host))
+            usage_error("--connect: expected HOST:PORT or [IPv6]:PORT, got '%s'", s);
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (!colon || colon == s || (size_t)(colon - s) >= sizeof(host) ||
+            memchr(s, ':', (size_t)(colon - s)))
+            usage_error("--connect: expected HOST:PORT or [IPv6]:PORT, got '%s'", s);
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        port = colon + 1;
+    }
+    uint64_t p;
+    if (!parse_u64(port, &p) || p < 1 || p > 65535)
+        usage_error("--connect: port must be from 1 to 65535, got '%s'", port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0 || !res)
+        usage_error("--connect: cannot resolve '%s': %s", host, gai_strerror(rc));
+    memcpy(&o->addr, res->ai_addr, res->ai_addrlen);
+    o->addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
+}
+
+enum {
+    OPT_CONNECT = 256,
+    OPT_CONNECTIONS,
+    OPT_SIZE,
+    OPT_PIPELINE,
+    OPT_DURATION,
+    OPT_WARMUP,
+    OPT_ROUNDS,
+    OPT_RATE,
+    OPT_SOURCE_ADDRS,
+    OPT_THREADS,
+    OPT_JSON,
+    OPT_SERVER_PID,
+    OPT_HELP,
+    OPT_VERSION,
+    OPT_QUIET,
+    OPT_MODE,
+    OPT_STALL,
+    OPT_ALLOW_REMOTE,
+};
+
+static const struct option long_opts[] = {
+    {"connect", required_argument, NULL, OPT_CONNECT},
+    {"connections", required_argument, NULL, OPT_CONNECTIONS},
+    {"size", required_argument, NULL, OPT_SIZE},
+    {"pipeline", required_argument, NULL, OPT_PIPELINE},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"warmup", required_argument, NULL, OPT_WARMUP},
+    {"rounds", required_argument, NULL, OPT_ROUNDS},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"source-addrs", required_argument, NULL, OPT_SOURCE_ADDRS},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"server-pid", required_argument, NULL, OPT_SERVER_PID},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"stall-timeout", required_argument, NULL, OPT_STALL},
+    {"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
+    {NULL, 0, NULL, 0},
+};
+
+static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns)
+{
+    *o = (struct opts){
+        .connections = 1,
+        .size_min = 64,
+        .size_max = 64,
+        .pipeline = 1,
+        .duration = 10,
+        .warmup = 1,
+        .stall_timeout = 5,
+        .threads = 1,
+        .mode = MODE_ECHO,
+    };
+    const char *connect_arg = "127.0.0.1:7080";
+    opterr = 0;
+    for (;;) {
+        int idx = 0;
+        int c = getopt_long(argc, argv, ":", long_opts, &idx);
+        if (c == -1)
+            break;
+        switch (c) {
+        case OPT_CONNECT:
+            connect_arg = optarg;
+            break;
+        case OPT_CONNECTIONS:
+            o->connections = (uint32_t)opt_uint("connections", optarg, 1, max_conns);
+            break;
+        case OPT_SIZE:
+            opt_size(o, optarg);
+            break;
+        case OPT_PIPELINE:
+            o->pipeline = (uint32_t)opt_uint("pipeline", optarg, 1, MAX_PIPELINE);
+            break;
+        case OPT_DURATION:
+            o->duration = opt_seconds("duration", optarg, 0.001, 1e6);
+            o->duration_set = true;
+            break;
+        case OPT_WARMUP:
+            o->warmup = opt_seconds("warmup", optarg, 0, 1e6);
+            o->warmup_set = true;
+            break;
+        case OPT_ROUNDS:
+            o->rounds = opt_uint("rounds", optarg, 1, UINT64_MAX / MAX_SIZE);
+            break;
+        case OPT_RATE:
+            o->rate = opt_seconds("rate", optarg, 0.001, 1e9);
+            break;
+        case OPT_SOURCE_ADDRS:
+            o->source_addrs = (uint32_t)opt_uint("source-addrs", optarg, 1, 254);
+            break;
+        case OPT_THREADS:
+            o->threads = (uint32_t)opt_uint("threads", optarg, 1, MAX_THREADS);
+            break;
+        case OPT_JSON:
+            o->json = true;
+            break;
+        case OPT_SERVER_PID:
+            o->server_pid = (long)opt_uint("server-pid", optarg, 1, INT_MAX);
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            exit(0);
+        case OPT_VERSION:
+            printf("ringbench %s\n", RB_VERSION);
+            exit(0);
+        case OPT_QUIET:
+            o->quiet = true;
+            break;
+        case OPT_MODE: {
+            bool found = false;
+            for (unsigned m = 0; m < 3; m++)
+                if (strcmp(optarg, mode_names[m]) == 0) {
+                    o->mode = (enum mode)m;
+                    found = true;
+                }
+            if (!found)
+                usage_error("--mode: expected echo, discard or chargen, got '%s'", optarg);
+            break;
+        }
+        case OPT_STALL:
+            o->stall_timeout = opt_seconds("stall-timeout", optarg, 0.01, 1e6);
+            break;
+        case OPT_ALLOW_REMOTE:
+            o->allow_remote = true;
+            break;
+        case ':':
+            usage_error("option '%s' needs a value", argv[optind - 1]);
+            break;
+        default:
+            usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        usage_error("unexpected argument '%s'", argv[optind]);
+    if (o->rounds && o->duration_set)
+        usage_error("--rounds and --duration: give one or the other");
+    if (o->rounds && !o->warmup_set)
+        o->warmup = 0;
+    if (o->rate > 0 && o->mode != MODE_ECHO)
+        usage_error("--rate: only with --mode=echo");
+    if (o->threads > o->connections)
+        o->threads = o->connections;
+    opt_connect(o, connect_arg);
+    if (!o->allow_remote && !is_loopback(&o->addr))
+        usage_error("--connect: %s is not a loopback address; load goes to loopback only "
+                    "unless --allow-remote is given",
+                    o->target);
+    if (o->source_addrs && o->addr.ss_family != AF_INET)
+        usage_error("--source-addrs: needs an IPv4 --connect address");
+    if (o->server_pid) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%ld/stat", o->server_pid);
+        if (access(path, R_OK) != 0)
+            usage_error("--server-pid: no process %ld", o->server_pid);
+    }
+}
+
+/* ---------------------------------------------------- server observation */
+
+/* utime + stime of a process, in clock ticks; -1 if unreadable. */
+static long long proc_cpu_ticks(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The command name may hold spaces and ')': fields start after the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    p++;
+    /* After ')': field 3 (state) ... field 14 utime, 15 stime. */
+    unsigned long long utime = 0, stime = 0;
+    int field = 2;
+    char *save = NULL;
+    for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        field++;
+        if (field == 14)
+            utime = strtoull(tok, NULL, 10);
+        else if (field == 15) {
+            stime = strtoull(tok, NULL, 10);
+            return (long long)(utime + stime);
+        }
+    }
+    return -1;
+}
+
+static long long proc_rss_kib(long pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long long kib = -1;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kib = strtoll(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kib;
+}
+
+/* perf stat runs as a child from the start, attached to the server with its
+ * counters disabled (-D -1); --control lets us enable and disable them exactly
+ * at the edges of the measured interval and wait for perf's acknowledgement. */
+struct perf {
+    pid_t pid;
+    int ctl, ack, out; /* our ends */
+    bool ok;
+};
+
+static bool perf_cmd(struct perf *p, const char *cmd)
+{
+    if (!p->ok)
+        return false;
+    size_t len = strlen(cmd);
+    if (write(p->ctl, cmd, len) != (ssize_t)len) {
+        p->ok = false;
+        return false;
+    }
+    char buf[16];
+    struct pollfd pfd = {.fd = p->ack, .events = POLLIN};
+    if (poll(&pfd, 1, 5000) <= 0 || read(p->ack, buf, sizeof(buf)) <= 0 ||
+        strncmp(buf, "ack", 3) != 0) {
+        p->ok = false;
+        return false;
+    }
+    return true;
+}
+
+static void perf_start(struct perf *p, long server_pid)
+{
+    int ctl[2], ack[2], out[2];
+    p->ok = false;
+    p->pid = -1;
+    p->ctl = p->ack = p->out = -1;
+    if (pipe2(ctl, O_CLOEXEC) < 0)
+        return;
+    if (pipe2(ack, O_CLOEXEC) < 0) {
+        close(ctl[0]);
+        close(ctl[1]);
+        return;
+    }
+    if (pipe2(out, O_CLOEXEC) < 0) {
+        close(ctl[0]);
+        close(ctl[1]);
+        close(ack[0]);
+        close(ack[1]);
+        return;
+    }
+    char pidbuf[32];
+    snprintf(pidbuf, sizeof(pidbuf), "%ld", server_pid);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Move our ends out of the way, then onto 2, 3, 4 (dup2 clears CLOEXEC). */
+        int c = fcntl(ctl[0], F_DUPFD, 10), a = fcntl(ack[1], F_DUPFD, 10),
+            e = fcntl(out[1], F_DUPFD, 10);
+        int devnull = open("/dev/null", O_RDWR);
+        if (c < 0 || a < 0 || e < 0 || devnull < 0 || dup2(devnull, 0) < 0 ||
+            dup2(devnull, 1) < 0 || dup2(e, 2) < 0 || dup2(c, 3) < 0 || dup2(a, 4) < 0)
+            _exit(127);
+        char *args[] = {"perf",     "stat",        "-e",          "raw_syscalls:sys_enter",
+                        "-p",       pidbuf,        "-x,",         "-D",
+                        "-1",       "--control",   "fd:3,4",      NULL};
+        execvp("perf", args);
+        _exit(127);
+    }
+    close(ctl[0]);
+    close(ack[1]);
+    close(out[1]);
+    if (pid < 0) {
+        close(ctl[1]);
+        close(ack[0]);
+        close(out[0]);
+        return;
+    }
+    p->pid = pid;
+    p->ctl = ctl[1];
+    p->ack = ack[0];
+    p->out = out[0];
+    p->ok = true;
+}
+
+/* Stop perf and return the count, or -1. */
+static long long perf_finish(struct perf *p)
+{
+    long long count = -1;
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, SIGINT);
+    char buf[4096];
+    size_t len = 0;
+    for (;;) {
+        struct pollfd pfd = {.fd = p->out, .events = POLLIN};
+        if (poll(&pfd, 1, 5000) <= 0)
+            break;
+        ssize_t n = read(p->out, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len == sizeof(buf) - 1)
+            break;
+    }
+    buf[len] = '\0';
+    int status;
+    if (waitpid(p->pid, &status, 0) < 0 || !WIFEXITED(status)) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, &status, 0);
+    }
+    if (p->ok) {
+        for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+            if (strstr(line, "raw_syscalls:sys_enter") && line[0] >= '0' &&
+                line[0] <= '9') {
+                count = strtoll(line, NULL, 10);
+                break;
+            }
+        }
+    }
+    close(p->ctl);
+    close(p->ack);
+    close(p->out);
+    p->pid = -1;
+    return count;
+}
+
+/* -------------------------------------------------------- controller */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+    efd_kick(g_done_fd);
+}
+
+struct result {
+    double seconds;
+    uint64_t rt, bytes;
+    uint64_t fair_min, fair_max;
+    struct bench_hist *hist;
+    double cpu_us_per_rt, cpu_s, syscalls_per_rt;
+    long long rss_kib;
+    bool have_cpu, have_sys;
+};
+
+static double mb_per_s(const struct result *r)
+{
+    return r->seconds > 0 ? (double)r->bytes / r->seconds / 1e6 : 0;
+}
+
+static void json_num(const char *key, double v, bool known, bool comma)
+{
+    if (known)
+        printf("\"%s\":%.3f%s", key, v, comma ? "," : "");
+    else
+        printf("\"%s\":null%s", key, comma ? "," : "");
+}
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+static void report_json(const struct opts *o, const struct result *r, uint32_t errors,
+                        const char *error)
+{
+    bool echo = o->mode == MODE_ECHO;
+    bool lat = echo && r->hist->count > 0;
+    printf("{\"tool\":\"ringbench\",\"version\":\"%s\",\"mode\":\"%s\",\"connect\":",
+           RB_VERSION, mode_names[o->mode]);
+    json_string(o->target);
+    printf(",\"connections\":%u,\"threads\":%u,\"size_min\":%" PRIu64
+           ",\"size_max\":%" PRIu64 ",\"pipeline\":%u,",
+           o->connections, o->threads, o->size_min, o->size_max, o->pipeline);
+    json_num("rate", o->rate, o->rate > 0, true);
+    if (o->rounds)
+        printf("\"rounds\":%" PRIu64 ",", o->rounds);
+    else
+        printf("\"rounds\":null,");
+    json_num("warmup_s", o->warmup, true, true);
+    json_num("duration_s", r->seconds, true, true);
+    printf("\"round_trips\":%" PRIu64 ",", r->rt);
+    json_num("rtt_per_s", r->seconds > 0 ? (double)r->rt / r->seconds : 0, echo, true);
+    printf("\"bytes\":%" PRIu64 ",", r->bytes);
+    json_num("mb_per_s", mb_per_s(r), true, true);
+    if (lat) {
+        const struct bench_hist *h = r->hist;
+        printf("\"latency_us\":{");
+        json_num("p50", (double)bench_hist_quantile(h, 0.50) / 1e3, true, true);
+        json_num("p90", (double)bench_hist_quantile(h, 0.90) / 1e3, true, true);
+        json_num("p99", (double)bench_hist_quantile(h, 0.99) / 1e3, true, true);
+        json_num("p999", (double)bench_hist_quantile(h, 0.999) / 1e3, true, true);
+        json_num("max", (double)h->max / 1e3, true, true);
+        json_num("mean", bench_hist_mean(h) / 1e3, true, false);
+        printf("},");
+    } else {
+        printf("\"latency_us\":null,");
+    }
+    printf("\"fairness\":{\"unit\":\"%s\",\"min\":%" PRIu64 ",\"max\":%" PRIu64 "},",
+           echo ? "round_trips" : "bytes", r->fair_min, r->fair_max);
+    printf("\"errors\":%u,\"error\":", errors);
+    if (error)
+        json_string(error);
+    else
+        printf("null");
+    printf(",\"server\":");
+    if (o->server_pid) {
+        printf("{\"pid\":%ld,", o->server_pid);
+        json_num("cpu_s", r->cpu_s, r->have_cpu, true);
+        json_num("cpu_us_per_rt", r->cpu_us_per_rt, r->have_cpu && echo && r->rt, true);
+        if (r->rss_kib >= 0)
+            printf("\"rss_kib\":%lld,", r->rss_kib);
+        else
+            printf("\"rss_kib\":null,");
+        json_num("syscalls_per_rt", r->syscalls_per_rt, r->have_sys && echo && r->rt,
+                 false);
+        printf("}");
+    } else {
+        printf("null");
+    }
+    printf("}\n");
+}
+
+static void report_text(const struct opts *o, const struct result *r, uint32_t errors)
+{
+    bool echo = o->mode == MODE_ECHO;
+    char size[64];
+    if (o->size_min == o->size_max)
+        snprintf(size, sizeof(size), "%" PRIu64 " B", o->size_min);
+    else
+        snprintf(size, sizeof(size), "%" PRIu64 "-%" PRIu64 " B", o->size_min,
+                 o->size_max);
+    printf("ringbench %s: %s %s, %u connection%s, %u thread%s, %s", RB_VERSION,
+           mode_names[o->mode], o->target, o->connections, o->connections == 1 ? "" : "s",
+           o->threads, o->threads == 1 ? "" : "s", size);
+    if (echo)
+        printf(", pipeline %u", o->pipeline);
+    if (o->rate > 0)
+        printf(", rate %.0f/s", o->rate);
+    if (o->rounds)
+        printf(", %" PRIu64 " rounds", o->rounds);
+    printf("\n  measured      %.3f s (after %.3g s warmup)\n", r->seconds, o->warmup);
+    if (echo) {
+        printf("  round trips   %" PRIu64 "  (%.1f/s)\n", r->rt,
+               r->seconds > 0 ? (double)r->rt / r->seconds : 0);
+        printf("  throughput    %.2f MB/s each way\n", mb_per_s(r));
+        const struct bench_hist *h = r->hist;
+        if (h->count)
+            printf("  latency us    p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  "
+                   "(mean %.1f)\n",
+                   (double)bench_hist_quantile(h, 0.5) / 1e3,
+                   (double)bench_hist_quantile(h, 0.9) / 1e3,
+                   (double)bench_hist_quantile(h, 0.99) / 1e3,
+                   (double)bench_hist_quantile(h, 0.999) / 1e3, (double)h->max / 1e3,
+                   bench_hist_mean(h) / 1e3);
+        printf("  fairness      %" PRIu64 " .. %" PRIu64 " round trips per connection\n",
+               r->fair_min, r->fair_max);
+    } else {
+        printf("  bytes         %" PRIu64 " %s\n", r->bytes,
+               o->mode == MODE_DISCARD ? "sent" : "received and verified");
+        printf("  throughput    %.2f MB/s\n", mb_per_s(r));
+        printf("  fairness      %" PRIu64 " .. %" PRIu64 " bytes per connection\n",
+               r->fair_min, r->fair_max);
+    }
+    printf("  errors        %u\n", errors);
+    if (o->server_pid) {
+        printf("  server        pid %ld:", o->server_pid);
+        if (r->have_cpu && echo && r->rt)
+            printf(" %.2f us CPU/round trip,", r->cpu_us_per_rt);
+        else if (r->have_cpu)
+            printf(" %.3f s CPU,", r->cpu_s);
+        if (r->have_sys && echo && r->rt)
+            printf(" %.2f syscalls/round trip,", r->syscalls_per_rt);
+        else
+            printf(" syscalls n/a,");
+        if (r->rss_kib >= 0)
+            printf(" RSS %lld KiB\n", r->rss_kib);
+        else
+            printf(" RSS n/a\n");
+    }
+}
+
+static uint64_t sum_live(struct worker *ws, uint32_t n, bool bytes)
+{
+    uint64_t s = 0;
+    for (uint32_t i = 0; i < n; i++)
+        s += atomic_load_explicit(bytes ? &ws[i].live_bytes : &ws[i].live_rt,
+                                  memory_order_relaxed);
+    return s;
+}
+
+/* Wait until `deadline` (ns, 0 = none), a worker reports, or a signal. */
+static void controller_wait(uint64_t deadline, int max_ms)
+{
+    int ms = max_ms;
+    if (deadline) {
+        uint64_t now = now_ns();
+        uint64_t left = deadline > now ? deadline - now : 0;
+        if (left / 1000000 < (uint64_t)ms)
+            ms = (int)((left + 999999) / 1000000);
+    }
+    struct pollfd pfd = {.fd = g_done_fd, .events = POLLIN};
+    if (poll(&pfd, 1, ms) > 0) {
+        uint64_t v;
+        ssize_t r = read(g_done_fd, &v, sizeof(v));
+        (void)r;
+    }
+}
+
+struct progress {
+    bool on;
+    uint64_t next, last_rt, last_bytes, last_t;
+};
+
+static void progress_tick(struct progress *p, const struct opts *o, struct worker *ws,
+                          const char *what, uint64_t t_start)
+{
+    if (!p->on)
+        return;
+    uint64_t now = now_ns();
+    if (now < p->next)
+        return;
+    p->next = now + NS_PER_S;
+    uint64_t rt = sum_live(ws, o->threads, false), bytes = sum_live(ws, o->threads, true);
+    double dt = p->last_t ? (double)(now - p->last_t) / 1e9 : 0;
+    if (dt > 0 && rt >= p->last_rt && bytes >= p->last_bytes)
+        fprintf(stderr, "\r\033[K[%6.1fs] %-9s %10.0f rt/s %9.2f MB/s  %u/%u connected",
+                (double)(now - t_start) / 1e9, what, (double)(rt - p->last_rt) / dt,
+                (double)(bytes - p->last_bytes) / dt / 1e6,
+                atomic_load_explicit(&g_connected, memory_order_relaxed), o->connections);
+    else
+        fprintf(stderr, "\r\033[K[%6.1fs] %-9s %u/%u connected",
+                (double)(now - t_start) / 1e9, what,
+                atomic_load_explicit(&g_connected, memory_order_relaxed), o->connections);
+    p->last_rt = rt;
+    p->last_bytes = bytes;
+    p->last_t = now;
+}
+
+static bool should_stop(void)
+{
+    return g_interrupted || atomic_load(&g_failed);
+}
+
+int main(int argc, char **argv)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    uint64_t max_conns = 1000000;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        max_conns = rl.rlim_cur > FD_RESERVE ? rl.rlim_cur - FD_RESERVE : 1;
+
+    struct opts o;
+    parse_opts(&o, argc, argv, max_conns);
+
+    signal(SIGPIPE, SIG_IGN);
+    g_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    g_done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (g_wake_fd < 0 || g_done_fd < 0) {
+        fprintf(stderr, "ringbench: eventfd: %s\n", strerror(errno));
+        return 1;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    struct perf perf = {.pid = -1};
+    if (o.server_pid)
+        perf_start(&perf, o.server_pid);
+
+    struct worker *ws = calloc(o.threads, sizeof(*ws));
+    struct bench_hist *total = malloc(sizeof(*total));
+    if (!ws || !total) {
+        fprintf(stderr, "ringbench: out of memory\n");
+        return 1;
+    }
+    bench_hist_init(total);
+    for (uint32_t t = 0; t < o.threads; t++) {
+        struct worker *w = &ws[t];
+        w->idx = t;
+        w->o = &o;
+        w->first_id = (uint32_t)((uint64_t)o.connections * t / o.threads);
+        w->nconns = (uint32_t)((uint64_t)o.connections * (t + 1) / o.threads) - w->first_id;
+        w->conns = calloc(w->nconns, sizeof(*w->conns));
+        w->msgs = calloc((size_t)w->nconns * o.pipeline, sizeof(*w->msgs));
+        w->rbuf = malloc(IO_BUF);
+        w->wbuf = malloc(IO_BUF);
+        w->hist = malloc(sizeof(*w->hist));
+        w->ep = epoll_create1(EPOLL_CLOEXEC);
+        if (!w->conns || !w->msgs || !w->rbuf || !w->wbuf || !w->hist || w->ep < 0) {
+            fprintf(stderr, "ringbench: cannot set up worker %u: %s\n", t,
+                    strerror(errno));
+            return 1;
+        }
+        bench_hist_init(w->hist);
+        for (uint32_t i = 0; i < w->nconns; i++) {
+            w->conns[i].fd = -1;
+            w->conns[i].id = w->first_id + i;
+            w->conns[i].ring = &w->msgs[(size_t)i * o.pipeline];
+        }
+        if (o.rate > 0)
+            w->rate_period = 1e9 / (o.rate * (double)w->nconns / (double)o.connections);
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = NULL};
+        epoll_ctl(w->ep, EPOLL_CTL_ADD, g_wake_fd, &ev);
+    }
+
+    /* Signals go to the controller only. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    uint32_t started = 0;
+    for (; started < o.threads; started++) {
+        int rc = pthread_create(&ws[started].tid, NULL, worker_main, &ws[started]);
+        if (rc) {
+            fprintf(stderr, "ringbench: pthread_create: %s\n", strerror(rc));
+            atomic_store(&g_failed, true);
+            set_phase(PH_STOP);
+            break;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    struct progress prog = {.on = isatty(STDERR_FILENO) && !o.quiet};
+    uint64_t t_begin = now_ns();
+    while (!should_stop() && atomic_load(&g_connected) < o.connections) {
+        controller_wait(0, 100);
+        progress_tick(&prog, &o, ws, "connect", t_begin);
+    }
+
+    uint64_t t0 = 0, t1 = 0;
+    long long cpu0 = -1, cpu1 = -1, sys = -1;
+    if (!should_stop() && o.warmup > 0) {
+        set_phase(PH_WARMUP);
+        uint64_t end = now_ns() + (uint64_t)(o.warmup * 1e9);
+        while (!should_stop() && now_ns() < end) {
+            controller_wait(end, 100);
+            progress_tick(&prog, &o, ws, "warmup", t_begin);
+        }
+    }
+    if (!should_stop()) {
+        if (o.server_pid) {
+            perf_cmd(&perf, "enable");
+            cpu0 = proc_cpu_ticks(o.server_pid);
+        }
+        t0 = now_ns();
+        set_phase(PH_MEASURE);
+        uint64_t end = o.rounds ? 0 : t0 + (uint64_t)(o.duration * 1e9);
+        while (!should_stop()) {
+            if (o.rounds ? atomic_load(&g_workers_done) == started : now_ns() >= end)
+                break;
+            controller_wait(end, 100);
+            progress_tick(&prog, &o, ws, "measure", t_begin);
+        }
+        t1 = now_ns();
+    }
+    set_phase(PH_STOP);
+    if (o.server_pid && t0) {
+        cpu1 = proc_cpu_ticks(o.server_pid);
+        if (perf_cmd(&perf, "disable"))
+            sys = perf_finish(&perf);
+    }
+    if (perf.pid > 0)
+        perf_finish(&perf);
+    for (uint32_t t = 0; t < started; t++)
+        pthread_join(ws[t].tid, NULL);
+    if (prog.on)
+        fprintf(stderr, "\r\033[K");
+
+    struct result r = {.hist = total, .fair_min = UINT64_MAX, .rss_kib = -1};
+    uint64_t t_last = 0;
+    for (uint32_t t = 0; t < o.threads; t++) {
+        struct worker *w = &ws[t];
+        r.rt += w->rt;
+        r.bytes += w->bytes;
+        bench_hist_merge(total, w->hist);
+        if (w->t_done > t_last)
+            t_last = w->t_done;
+        for (uint32_t i = 0; i < w->nconns; i++) {
+            const struct conn *c = &w->conns[i];
+            uint64_t v = o.mode == MODE_ECHO ? c->rt : c->counted_bytes;
+            if (v < r.fair_min)
+                r.fair_min = v;
+            if (v > r.fair_max)
+                r.fair_max = v;
+        }
+    }
+    if (r.fair_min == UINT64_MAX)
+        r.fair_min = 0;
+    if (o.rounds && t_last && t_last < t1 && !should_stop())
+        t1 = t_last;
+    r.seconds = t0 && t1 > t0 ? (double)(t1 - t0) / 1e9 : 0;
+    if (o.server_pid) {
+        r.rss_kib = proc_rss_kib(o.server_pid);
+        if (cpu0 >= 0 && cpu1 >= cpu0) {
+            long hz = sysconf(_SC_CLK_TCK);
+            r.cpu_s = (double)(cpu1 - cpu0) / (double)(hz > 0 ? hz : 100);
+            r.have_cpu = true;
+            if (r.rt)
+                r.cpu_us_per_rt = r.cpu_s * 1e6 / (double)r.rt;
+        }
+        if (sys >= 0) {
+            r.have_sys = true;
+            if (r.rt)
+                r.syscalls_per_rt = (double)sys / (double)r.rt;
+        } else if (!o.quiet) {
+            fprintf(stderr, "ringbench: note: perf stat unavailable or failed; syscalls "
+                            "per round trip n/a\n");
+        }
+    }
+
+    uint32_t errors = atomic_load(&g_errors);
+    const char *error = atomic_load(&g_failed) && g_errmsg[0] ? g_errmsg : NULL;
+    if (error)
+        fprintf(stderr, "ringbench: FAILED: %s\n", error);
+    else if (g_interrupted)
+        fprintf(stderr, "ringbench: interrupted\n");
+    if (o.json)
+        report_json(&o, &r, errors, error);
+    else
+        report_text(&o, &r, errors);
+    fflush(stdout);
+
+    for (uint32_t t = 0; t < o.threads; t++) {
+        struct worker *w = &ws[t];
+        for (uint32_t i = 0; i < w->nconns; i++)
+            if (w->conns[i].fd >= 0)
+                close(w->conns[i].fd);
+        close(w->ep);
+        free(w->conns);
+        free(w->msgs);
+        free(w->rbuf);
+        free(w->wbuf);
+        free(w->hist);
+    }
+    free(ws);
+    free(total);
+    close(g_wake_fd);
+    close(g_done_fd);
+    if (error || errors)
+        return 1;
+    if (g_interrupted)
+        return 130;
+    return 0;
+}
