@@ -131,33 +131,30 @@ struct named_field {
     size_t off;
 };
 
-#define FIELD(key, member)                                                               \
-    {                                                                                    \
-        key, offsetof(struct rs_uring_support, member)                                   \
-    }
+#define OFF(member) offsetof(struct rs_uring_support, member)
 
 static const struct named_field setup_fields[] = {
-    FIELD("sqpoll", sqpoll),
-    FIELD("single_issuer", single_issuer),
-    FIELD("defer_taskrun", defer_taskrun),
-    FIELD("coop_taskrun", coop_taskrun),
-    FIELD("taskrun_flag", taskrun_flag),
-    FIELD("submit_all", submit_all),
-    FIELD("cqsize", cqsize),
-    FIELD("no_sqarray", no_sqarray),
+    {"sqpoll", OFF(sqpoll)},
+    {"single_issuer", OFF(single_issuer)},
+    {"defer_taskrun", OFF(defer_taskrun)},
+    {"coop_taskrun", OFF(coop_taskrun)},
+    {"taskrun_flag", OFF(taskrun_flag)},
+    {"submit_all", OFF(submit_all)},
+    {"cqsize", OFF(cqsize)},
+    {"no_sqarray", OFF(no_sqarray)},
 };
 
 static const struct named_field register_fields[] = {
-    FIELD("buf_ring", buf_ring),
-    FIELD("sparse_files", sparse_files),
-    FIELD("ring_fd", ring_fd),
+    {"buf_ring", OFF(buf_ring)},
+    {"sparse_files", OFF(sparse_files)},
+    {"ring_fd", OFF(ring_fd)},
 };
 
 static const struct named_field multishot_fields[] = {
-    FIELD("accept", multishot_accept),
-    FIELD("recv", multishot_recv),
-    FIELD("accept_direct", accept_direct),
-    FIELD("send_zc", send_zc),
+    {"accept", OFF(multishot_accept)},
+    {"recv", OFF(multishot_recv)},
+    {"accept_direct", OFF(accept_direct)},
+    {"send_zc", OFF(send_zc)},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -220,6 +217,7 @@ static const char ping[] = "ringserve-probe";
 /* Turn the failure of the plain ring into one actionable sentence. */
 static void explain_unavailable(struct rs_uring_support *s, int err)
 {
+    char buf[96];
     const char *why;
 
     s->available = false;
@@ -239,7 +237,7 @@ static void explain_unavailable(struct rs_uring_support *s, int err)
         why = "out of memory, or RLIMIT_MEMLOCK too low (kernels < 5.12 "
               "charge rings to it)";
     else
-        why = strerror(err);
+        why = strerror_r(err, buf, sizeof(buf)); /* GNU: returns the text */
     snprintf(s->why, sizeof(s->why), "%s: %s", errno_name(err), why);
 }
 

@@ -15,7 +15,7 @@
  * Nothing here asserts on time. Waits are poll()s with a 20 s safety net.
  *
  * Environment: RS_E2E_FILTER=pattern runs only matching tests (cmocka
- * wildcards); RS_E2E_SKIP_RSS=1 skips the RSS bound (for runs under
+ * wildcards); RS_E2E_VERBOSE=1 prints each server's stderr; RS_E2E_SKIP_RSS=1 skips the RSS bound (for runs under
  * valgrind, whose own memory would dominate).
  */
 #include <errno.h>
@@ -117,6 +117,8 @@ static int teardown(void **state)
         return 0;
     if (!fx->srv.exited)
         rc = stop_and_check(fx, SIGTERM);
+    if (rc == 0 && getenv("RS_E2E_VERBOSE"))
+        h_dump_stderr(&fx->srv, "RS_E2E_VERBOSE");
     h_server_destroy(&fx->srv);
     free(fx);
     return rc;
@@ -273,9 +275,14 @@ static void test_e2e_half_close_pending(void **state)
     size_t len = 4 * MIB;
     unsigned char *data = pattern(len, 5);
     /* shutdown(SHUT_WR) right after the last byte is handed to the kernel,
-     * while most of the echo is still queued in the server; then every
-     * byte must come back, followed by EOF. */
-    struct h_flow f = {.fd = connect_or_fail(fx),
+     * while much of the echo is still queued in the server; then every byte
+     * must come back, followed by EOF. The small receive buffer and reading
+     * only when the socket is not writable make sure the server still holds
+     * output in user space when it sees the EOF. */
+    int fd = h_connect_rcvbuf(&fx->srv, 16 * KIB);
+    if (fd < 0)
+        fail_msg("connect: %s", strerror(errno));
+    struct h_flow f = {.fd = fd,
                        .out = data,
                        .len = len,
                        .shut_wr = true,

@@ -542,12 +542,23 @@ int h_set_nonblock(int fd, bool on)
 
 int h_connect(struct h_server *s)
 {
+    return h_connect_rcvbuf(s, 0);
+}
+
+int h_connect_rcvbuf(struct h_server *s, int rcvbuf)
+{
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(s->port)};
     if (inet_pton(AF_INET, s->host[0] ? s->host : "127.0.0.1", &sa.sin_addr) != 1)
         inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
+    if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
     while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         if (errno == EINTR)
             continue;
@@ -684,9 +695,14 @@ static int flow_step(struct h_flow *f, short revents, unsigned char *rbuf, size_
         f->shut_done = true;
         progress = 1;
     }
-    bool may_read = !f->write_first || f->sent == f->len || !(revents & POLLOUT);
+    /* write_first: until everything is sent, read only when the socket is
+     * not writable, and then only a little, so the server stays backed up */
+    bool sending = f->write_first && f->sent < f->len;
+    bool may_read = !sending || !(revents & POLLOUT);
+    if (sending && rlen > 4096)
+        rlen = 4096;
     if (may_read && (revents & (POLLIN | POLLERR | POLLHUP))) {
-        for (int round = 0; round < 8; round++) {
+        for (int round = 0; round < (sending ? 1 : 8); round++) {
             ssize_t r = recv(f->fd, rbuf, rlen, MSG_DONTWAIT);
             if (r < 0) {
                 if (errno == EAGAIN || errno == EINTR)

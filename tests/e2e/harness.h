@@ -109,6 +109,11 @@ void h_dump_stderr(struct h_server *s, const char *why);
  * s->connects. Returns the fd or -1. */
 int h_connect(struct h_server *s);
 
+/* The same with SO_RCVBUF set before connecting (0: the default). A small
+ * receive buffer keeps the client's window small, so the server has to queue
+ * echo output in user space instead of in the kernel. */
+int h_connect_rcvbuf(struct h_server *s, int rcvbuf);
+
 int h_set_nonblock(int fd, bool on);
 
 /* Write all len bytes, polling for POLLOUT as needed. 0 or -errno (-ETIMEDOUT
@@ -134,9 +139,9 @@ struct h_flow {
     size_t len;
     bool shut_wr;             /* shutdown(SHUT_WR) right after the last byte */
     bool want_eof;            /* done only after EOF follows the echo */
-    bool write_first;         /* read only while the socket is not writable, so
-                                 as much echo as possible is still queued in the
-                                 server when the last byte (and FIN) goes out */
+    bool write_first;         /* until all is sent, read only while the socket is
+                                 not writable, and little at a time, so the server
+                                 still has echo queued when the FIN arrives */
     /* progress, filled in by h_flows_run() */
     size_t sent, recvd;
     bool shut_done, eof;

@@ -1,0 +1,51 @@
+# Thin wrapper around meson. Two commands do everything on a fresh
+# Debian/Ubuntu machine:
+#   make run    install build packages (as root), build, run the server
+#   make test   same set-up, then every test suite: a normal build, an
+#               ASan+UBSan build and valgrind runs
+BUILD   ?= build
+ASAN    ?= build-asan
+ARGS    ?= --backend=auto
+
+.PHONY: all deps build run test test-build test-asan test-summary bench clean format
+
+all: build
+
+deps:
+	@./scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --buildtype=debugoptimized
+
+$(ASAN)/build.ninja:
+	meson setup $(ASAN) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+run: build
+	./$(BUILD)/ringserve $(ARGS)
+
+# Each phase runs even if an earlier one failed; the summary decides.
+test: deps
+	-@$(MAKE) --no-print-directory test-build
+	-@$(MAKE) --no-print-directory test-asan
+	@./scripts/test-summary.py $(BUILD) $(ASAN)
+
+test-build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2
+
+test-asan: $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  meson test -C $(ASAN) --print-errorlogs --num-processes 2 --no-suite valgrind --no-suite slow
+
+bench: build
+	meson test -C $(BUILD) --benchmark
+
+format:
+	clang-format -i core/*.[ch] backend_epoll/*.[ch] backend_uring/*.[ch] tools/*.[ch] tests/*/*.[ch]
+
+clean:
+	rm -rf $(BUILD) $(ASAN)

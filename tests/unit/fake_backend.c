@@ -1,0 +1,151 @@
+#include "fake_backend.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fake_state *fake(struct rs_loop *loop)
+{
+    return loop->backend;
+}
+
+static int find_inflight(struct fake_state *f, struct rs_op *op)
+{
+    for (int i = 0; i < f->ninflight; i++)
+        if (f->inflight[i] == op)
+            return i;
+    return -1;
+}
+
+static int fk_init(struct rs_loop *loop, const struct rs_config *cfg, char *err, size_t n)
+{
+    (void)cfg;
+    (void)err;
+    (void)n;
+    loop->backend = calloc(1, sizeof(struct fake_state));
+    return loop->backend ? 0 : -ENOMEM;
+}
+
+static void fk_fini(struct rs_loop *loop)
+{
+    struct fake_state *f = fake(loop);
+    /* Teardown with ops in flight would be a use-after-free in a real
+     * backend. */
+    assert(f->ninflight == 0 && f->nqueue == 0);
+    free(f);
+    loop->backend = NULL;
+}
+
+static int fk_submit(struct rs_loop *loop, struct rs_op *op)
+{
+    struct fake_state *f = fake(loop);
+    if (f->fail_submit)
+        return -EBUSY;
+    assert(find_inflight(f, op) < 0); /* an op is never submitted twice */
+    assert(f->ninflight < FAKE_MAX_OPS);
+    f->inflight[f->ninflight++] = op;
+    f->submits[op->kind]++;
+    return 0;
+}
+
+static int fk_cancel(struct rs_loop *loop, struct rs_op *op)
+{
+    struct fake_state *f = fake(loop);
+    if (find_inflight(f, op) < 0)
+        return -ENOENT;
+    f->cancelled[f->ncancelled++ % FAKE_MAX_OPS] = op;
+    return 0;
+}
+
+int fake_run(struct rs_loop *loop)
+{
+    struct fake_state *f = fake(loop);
+    int n = 0;
+    while (f->nqueue > 0) {
+        struct rs_op *op = f->queue[0].op;
+        struct rs_completion c = f->queue[0].c;
+        memmove(&f->queue[0], &f->queue[1], (size_t)(f->nqueue - 1) * sizeof(f->queue[0]));
+        f->nqueue--;
+        int i = find_inflight(f, op);
+        assert(i >= 0); /* completing an op that is not in flight */
+        if (!(c.flags & RS_CF_MORE))
+            f->inflight[i] = f->inflight[--f->ninflight];
+        op->fn(loop, op, &c);
+        n++;
+    }
+    return n;
+}
+
+static int fk_run(struct rs_loop *loop, int timeout_ms)
+{
+    (void)timeout_ms;
+    return fake_run(loop);
+}
+
+static void fk_wake(struct rs_loop *loop)
+{
+    (void)loop;
+}
+
+static void fk_buf_release(struct rs_loop *loop, uint16_t bid)
+{
+    fake(loop)->released[bid]++;
+    rs_bufpool_unlend(&loop->pool, bid);
+    rs_bufpool_put(&loop->pool, bid);
+}
+
+static void fk_describe(struct rs_loop *loop, char *out, size_t n)
+{
+    (void)loop;
+    snprintf(out, n, "fake");
+}
+
+const struct rs_backend_ops fake_backend = {
+    .name = "fake",
+    .init = fk_init,
+    .fini = fk_fini,
+    .submit = fk_submit,
+    .cancel = fk_cancel,
+    .run = fk_run,
+    .wake = fk_wake,
+    .buf_release = fk_buf_release,
+    .describe = fk_describe,
+};
+
+struct rs_op *fake_find(struct rs_loop *loop, uint8_t kind, int fd)
+{
+    struct fake_state *f = fake(loop);
+    for (int i = 0; i < f->ninflight; i++)
+        if (f->inflight[i]->kind == kind && f->inflight[i]->fd == fd)
+            return f->inflight[i];
+    return NULL;
+}
+
+bool fake_was_cancelled(struct rs_loop *loop, struct rs_op *op)
+{
+    struct fake_state *f = fake(loop);
+    for (int i = 0; i < f->ncancelled && i < FAKE_MAX_OPS; i++)
+        if (f->cancelled[i] == op)
+            return true;
+    return false;
+}
+
+void fake_complete(struct rs_loop *loop, struct rs_op *op, int32_t res, uint32_t flags,
+                   uint16_t bid)
+{
+    struct fake_state *f = fake(loop);
+    assert(f->nqueue < FAKE_MAX_OPS);
+    f->queue[f->nqueue].op = op;
+    f->queue[f->nqueue].c = (struct rs_completion){.res = res, .flags = flags, .bid = bid};
+    f->nqueue++;
+}
+
+uint16_t fake_lend(struct rs_loop *loop, const void *data, uint32_t len)
+{
+    int bid = rs_bufpool_get(&loop->pool);
+    assert(bid >= 0 && len <= loop->pool.size);
+    memcpy(rs_bufpool_ptr(&loop->pool, (uint16_t)bid), data, len);
+    rs_bufpool_lend(&loop->pool, (uint16_t)bid);
+    return (uint16_t)bid;
+}

@@ -1,0 +1,44 @@
+/* A scripted backend for driving the core without a kernel: submit() and
+ * cancel() are recorded; the test decides each completion, and run()
+ * delivers them, as the contract demands, never from submit(). */
+#ifndef RINGSERVE_FAKE_BACKEND_H
+#define RINGSERVE_FAKE_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "loop.h"
+
+#define FAKE_MAX_OPS 64
+
+struct fake_state {
+    struct rs_op *inflight[FAKE_MAX_OPS]; /* submitted, not finally completed */
+    int ninflight;
+    struct rs_op *cancelled[FAKE_MAX_OPS];
+    int ncancelled;
+    struct {
+        struct rs_op *op;
+        struct rs_completion c;
+    } queue[FAKE_MAX_OPS];
+    int nqueue;
+    int submits[RS_OP_CLOSE + 1]; /* per kind */
+    uint32_t released[RS_BUFPOOL_MAX];
+    bool fail_submit;
+};
+
+extern const struct rs_backend_ops fake_backend;
+struct fake_state *fake(struct rs_loop *loop);
+
+/* The op of this kind and fd in flight, or NULL. */
+struct rs_op *fake_find(struct rs_loop *loop, uint8_t kind, int fd);
+bool fake_was_cancelled(struct rs_loop *loop, struct rs_op *op);
+/* Script a completion; delivered by the next run(). */
+void fake_complete(struct rs_loop *loop, struct rs_op *op, int32_t res, uint32_t flags,
+                   uint16_t bid);
+/* Lend a pool buffer filled with data, as a kernel recv would. */
+uint16_t fake_lend(struct rs_loop *loop, const void *data, uint32_t len);
+/* Deliver queued completions; returns how many. */
+int fake_run(struct rs_loop *loop);
+
+#endif
