@@ -223,8 +223,11 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
             else
                 io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC);
         } else if (st->fixed) {
-            io_uring_prep_accept_direct(sqe, op->fd, NULL, NULL, 0,
-                                        IORING_FILE_INDEX_ALLOC);
+            /* Not io_uring_prep_accept_direct(..., IORING_FILE_INDEX_ALLOC):
+             * liburing 2.3 adds 1 to the index, turning ALLOC into 0, which
+             * the kernel reads as "not direct". */
+            io_uring_prep_accept(sqe, op->fd, NULL, NULL, 0);
+            sqe->file_index = IORING_FILE_INDEX_ALLOC;
         } else {
             io_uring_prep_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC);
         }

@@ -18,7 +18,8 @@
  * freed descriptor is used soon. */
 #define ACCEPT_BACKOFF_MS 100
 
-int rs_listen_socket(const char *host, uint16_t port, bool nodelay, int backlog)
+int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reuseport,
+                     int backlog)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -40,8 +41,10 @@ int rs_listen_socket(const char *host, uint16_t port, bool nodelay, int backlog)
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         /* Each loop has its own listener on the same port; the kernel
-         * spreads connections over them. */
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+         * spreads connections over them. Only the server's own sockets may
+         * share it: rs_port_free() checked that nobody else listens. */
+        if (reuseport)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
         /* Linux copies TCP_NODELAY to accepted sockets: setting it here
          * covers direct descriptors too, which setsockopt cannot reach. */
         if (nodelay)

@@ -24,7 +24,8 @@ struct rs_listener {
 
 /* Create a listening socket for host:port (SO_REUSEADDR, SO_REUSEPORT,
  * TCP_NODELAY inherited by accepted sockets). Returns fd or -errno. */
-int rs_listen_socket(const char *host, uint16_t port, bool nodelay, int backlog);
+int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reuseport,
+                     int backlog);
 
 /* The port a socket is bound to, or -errno. */
 int rs_socket_port(int fd);

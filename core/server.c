@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -34,7 +35,6 @@ struct worker {
 
 static struct worker *workers;
 static unsigned nworkers;
-static volatile sig_atomic_t signals_seen;
 
 /* Ready barrier: every loop reports init success or failure before the
  * start-up line is printed. */
@@ -43,27 +43,42 @@ static pthread_cond_t ready_cv = PTHREAD_COND_INITIALIZER;
 static unsigned nready;
 static bool go, abort_start;
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    if (signals_seen++ > 0)
-        _exit(1); /* second signal: the user wants out now */
-    for (unsigned i = 0; i < nworkers; i++)
-        if (workers[i].started)
-            rs_loop_request_stop(&workers[i].loop);
-}
-
-static void install_signals(void)
+/* Signals are taken synchronously by the main thread (sigtimedwait), never
+ * by a handler interrupting a loop: the loops run with SIGINT/SIGTERM
+ * blocked and are told to stop through their wake-up eventfd. */
+static void block_signals(sigset_t *set)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    /* No SA_RESTART: a blocked epoll_wait/io_uring_enter returns EINTR. */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
+static atomic_uint nfinished;
+
+/* Wait for the loops to finish; the first signal asks them to drain, a
+ * second one exits at once. */
+static void supervise(const sigset_t *set)
+{
+    unsigned seen = 0;
+    while (atomic_load(&nfinished) < nworkers) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000L};
+        int sig = sigtimedwait(set, NULL, &ts);
+        if (sig < 0)
+            continue;
+        if (seen++ > 0) {
+            rs_log_error("second signal: exiting now");
+            _exit(1);
+        }
+        rs_log_info("%s: draining (send it again to exit at once)", strsignal(sig));
+        for (unsigned i = 0; i < nworkers; i++)
+            if (workers[i].started)
+                rs_loop_request_stop(&workers[i].loop);
+    }
 }
 
 static void pin_self(int cpu)
@@ -93,8 +108,10 @@ static void *worker_main(void *arg)
         pthread_cond_wait(&ready_cv, &ready_mu);
     bool run = go && w->init_rc == 0;
     pthread_mutex_unlock(&ready_mu);
-    if (w->init_rc < 0)
+    if (w->init_rc < 0) {
+        atomic_fetch_add(&nfinished, 1);
         return NULL;
+    }
     if (run) {
         int rc = rs_listener_start(&w->loop, w->listen_fd);
         w->listen_fd = -1;
@@ -104,6 +121,7 @@ static void *worker_main(void *arg)
         close(w->listen_fd);
         w->listen_fd = -1;
     }
+    atomic_fetch_add(&nfinished, 1);
     return NULL;
 }
 
@@ -180,20 +198,35 @@ static int start_workers(struct rs_config *cfg, const struct rs_backend_ops *ops
     return 0;
 }
 
+static int listen_error(const struct rs_config *cfg, uint16_t port, int err)
+{
+    const char *h = cfg->listen_host;
+    bool v6 = strchr(h, ':') != NULL;
+    rs_log_error("cannot listen on %s%s%s:%u: %s", v6 ? "[" : "", h, v6 ? "]" : "", port,
+                 strerror(-err));
+    return err;
+}
+
 static int open_listeners(struct rs_config *cfg)
 {
     uint16_t port = cfg->listen_port;
+    bool shared = nworkers > 1;
+    if (shared) {
+        /* SO_REUSEPORT would let us join another server already on this
+         * port. An exclusive bind first makes "Address already in use"
+         * mean what it says. */
+        int fd = rs_listen_socket(cfg->listen_host, port, false, false, 1);
+        if (fd < 0)
+            return listen_error(cfg, port, fd);
+        port = (uint16_t)rs_socket_port(fd);
+        close(fd);
+    }
     for (unsigned i = 0; i < nworkers; i++) {
-        int fd = rs_listen_socket(cfg->listen_host, port, cfg->nodelay, 4096);
-        if (fd < 0) {
-            const char *h = cfg->listen_host;
-            bool v6 = strchr(h, ':') != NULL;
-            rs_log_error("cannot listen on %s%s%s:%u: %s", v6 ? "[" : "", h, v6 ? "]" : "",
-                         port, strerror(-fd));
-            return fd;
-        }
+        int fd = rs_listen_socket(cfg->listen_host, port, cfg->nodelay, shared, 4096);
+        if (fd < 0)
+            return listen_error(cfg, port, fd);
         workers[i].listen_fd = fd;
-        if (port == 0) /* the other loops share the port the kernel picked */
+        if (port == 0)
             port = (uint16_t)rs_socket_port(fd);
     }
     cfg->listen_port = port;
@@ -241,7 +274,8 @@ int rs_server_main(struct rs_config *cfg)
     for (unsigned i = 0; i < nworkers; i++)
         workers[i].listen_fd = -1;
     int status = 0;
-    install_signals();
+    sigset_t sigs;
+    block_signals(&sigs);
     if (open_listeners(cfg) < 0 || start_workers(cfg, ops) < 0) {
         status = 1;
         release_start(false);
@@ -255,6 +289,8 @@ int rs_server_main(struct rs_config *cfg)
         if (status == 0)
             print_start_line(cfg, why);
         release_start(status == 0);
+        if (status == 0)
+            supervise(&sigs);
     }
     struct rs_stats sum = {0};
     for (unsigned i = 0; i < nworkers; i++) {
@@ -269,9 +305,6 @@ int rs_server_main(struct rs_config *cfg)
             rs_stats_add(&sum, &w->loop.stats);
         }
     }
-    /* Signals may still arrive; they must not touch freed loops. */
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
     for (unsigned i = 0; i < nworkers; i++) {
         struct worker *w = &workers[i];
         if (w->started) {

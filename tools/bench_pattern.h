@@ -28,8 +28,8 @@ void bench_pattern_fill(uint64_t stream, uint64_t off, uint8_t *buf, size_t len)
  * len when all match. */
 size_t bench_pattern_check(uint64_t stream, uint64_t off, const uint8_t *buf, size_t len);
 
-#define BENCH_CHARGEN_LINE  72u /* printable characters per line */
-#define BENCH_CHARGEN_SET   95u /* ' ' .. '~' */
+#define BENCH_CHARGEN_LINE   72u /* printable characters per line */
+#define BENCH_CHARGEN_SET    95u /* ' ' .. '~' */
 #define BENCH_CHARGEN_STRIDE (BENCH_CHARGEN_LINE + 2u)
 
 /* The byte at `off` of a chargen stream whose line 0 starts with the character

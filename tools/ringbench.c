@@ -69,14 +69,14 @@
 #define RB_VERSION "unknown"
 #endif
 
-#define MAX_PIPELINE   1024u
-#define MAX_SIZE       (64ull << 20)
-#define MAX_THREADS    64u
-#define CONNECT_BATCH  256u /* connects in progress per worker */
-#define IO_BUF         (256u << 10)
-#define EVENTS         512
-#define FD_RESERVE     32u /* descriptors kept for stdio, epoll, perf pipes... */
-#define NS_PER_S       1000000000ull
+#define MAX_PIPELINE  1024u
+#define MAX_SIZE      (64ull << 20)
+#define MAX_THREADS   64u
+#define CONNECT_BATCH 256u /* connects in progress per worker */
+#define IO_BUF        (256u << 10)
+#define EVENTS        512
+#define FD_RESERVE    32u /* descriptors kept for stdio, epoll, perf pipes... */
+#define NS_PER_S      1000000000ull
 
 enum mode { MODE_ECHO, MODE_DISCARD, MODE_CHARGEN };
 static const char *const mode_names[] = {"echo", "discard", "chargen"};
@@ -113,22 +113,23 @@ struct conn {
     int fd;
     uint32_t id; /* global connection number, also the stream id */
     uint8_t state;
-    bool wblocked;       /* a send came up short: wait for EPOLLOUT */
-    bool have_phase;     /* chargen: line phase learnt from the first byte */
+    bool wblocked;   /* a send came up short: wait for EPOLLOUT */
+    bool have_phase; /* chargen: line phase learnt from the first byte */
+    bool on_ready;   /* discard: on the worker's ready list */
     uint8_t cg_phase;
-    uint32_t head, n;    /* ring of in-flight messages, capacity = pipeline */
+    uint32_t head, n; /* ring of in-flight messages, capacity = pipeline */
     struct msg *ring;
-    uint64_t queued;     /* stream offset one past the last byte to send */
-    uint64_t sent;       /* bytes written */
-    uint64_t recvd;      /* bytes read and verified */
-    uint64_t retired;    /* echo: end offset of the last message come back */
-    uint64_t started;    /* messages started, all phases */
+    uint64_t queued;  /* stream offset one past the last byte to send */
+    uint64_t sent;    /* bytes written */
+    uint64_t recvd;   /* bytes read and verified */
+    uint64_t retired; /* echo: end offset of the last message come back */
+    uint64_t started; /* messages started, all phases */
     uint64_t counted_started;
-    uint64_t rt;         /* counted round trips */
+    uint64_t rt; /* counted round trips */
     uint64_t counted_bytes;
     uint64_t last_progress;
-    uint64_t backlog;    /* --rate: scheduled messages not yet started */
-    uint64_t sched_seq;  /* --rate: schedule slot of the oldest one */
+    uint64_t backlog;   /* --rate: scheduled messages not yet started */
+    uint64_t sched_seq; /* --rate: schedule slot of the oldest one */
 };
 
 struct worker {
@@ -139,6 +140,7 @@ struct worker {
     struct msg *msgs;
     uint32_t nconns, first_id;
     uint32_t next_connect, connecting, open, done;
+    uint32_t *ready, nready; /* discard: connections to pump next turn */
     int ep;
     uint8_t *rbuf, *wbuf;
     struct bench_hist *hist;
@@ -270,7 +272,8 @@ static void conn_start(struct worker *w, uint32_t i, uint64_t now)
     c->state = CS_CONNECTING;
     c->last_progress = now;
     w->connecting++;
-    if (connect(fd, (struct sockaddr *)&o->addr, o->addrlen) < 0 && errno != EINPROGRESS) {
+    if (connect(fd, (struct sockaddr *)&o->addr, o->addrlen) < 0 &&
+        errno != EINPROGRESS) {
         fail(w, "connection %u: connect to %s: %s%s", c->id, o->target, strerror(errno),
              errno == EADDRNOTAVAIL ? " (out of ephemeral ports? try --source-addrs)"
                                     : "");
@@ -341,23 +344,32 @@ static void conn_pump(struct worker *w, struct conn *c, uint64_t now)
     if (o->mode == MODE_CHARGEN)
         return;
     if (o->mode == MODE_DISCARD) {
-        /* Keep one buffer's worth queued; with --rounds stop at the target. */
-        if (c->queued - c->sent < IO_BUF) {
-            uint64_t add = IO_BUF;
-            if (o->rounds && w->measuring) {
-                uint64_t target = o->rounds * o->size_min;
-                uint64_t unsent = c->queued - c->sent;
-                uint64_t left = target - c->counted_bytes;
-                add = left > unsent ? left - unsent : 0;
-                if (add > IO_BUF)
-                    add = IO_BUF;
+        /* Send until the socket is full or --rounds is met, a few buffers at
+         * most per call so one connection cannot starve the others; a
+         * connection stopped by that budget rather than by EAGAIN gets no
+         * EPOLLOUT edge, so it goes on the worker's ready list instead. */
+        for (unsigned budget = 4;; budget--) {
+            uint64_t target = o->rounds * o->size_min;
+            if (o->rounds && w->measuring && c->counted_bytes >= target) {
+                conn_close(w, c);
+                return;
             }
-            c->queued += add;
+            if (c->queued == c->sent) {
+                uint64_t add = IO_BUF;
+                if (o->rounds && w->measuring && target - c->counted_bytes < add)
+                    add = target - c->counted_bytes;
+                c->queued += add;
+            }
+            conn_send(w, c, now);
+            if (c->wblocked || w->stop)
+                return;
+            if (budget == 0) {
+                if (!c->on_ready)
+                    w->ready[w->nready++] = (uint32_t)(c - w->conns);
+                c->on_ready = true;
+                return;
+            }
         }
-        conn_send(w, c, now);
-        if (o->rounds && w->measuring && c->counted_bytes >= o->rounds * o->size_min)
-            conn_close(w, c);
-        return;
     }
     while (c->n < o->pipeline && rounds_left(w, c)) {
         uint64_t t0 = now;
@@ -581,7 +593,7 @@ static void rate_tick(struct worker *w, uint64_t now)
 
 static int wait_events(struct worker *w, struct epoll_event *evs, uint64_t now)
 {
-    uint64_t timeout = 250 * 1000000ull;
+    uint64_t timeout = w->nready ? 0 : 250 * 1000000ull;
     if (atomic_load_explicit(&g_phase, memory_order_relaxed) == PH_CONNECT &&
         w->next_connect < w->nconns)
         timeout = 10 * 1000000ull;
@@ -593,10 +605,16 @@ static int wait_events(struct worker *w, struct epoll_event *evs, uint64_t now)
     }
     struct timespec ts = {.tv_sec = (time_t)(timeout / NS_PER_S),
                           .tv_nsec = (long)(timeout % NS_PER_S)};
-    int n = epoll_pwait2(w->ep, evs, EVENTS, &ts, NULL);
-    if (n < 0 && errno == ENOSYS)
-        n = epoll_wait(w->ep, evs, EVENTS, (int)((timeout + 999999) / 1000000));
-    return n;
+    /* epoll_pwait2 (Linux 5.11) takes nanoseconds, which --rate needs; older
+     * kernels (and valgrind) say ENOSYS once, then get milliseconds. */
+    static _Atomic bool no_pwait2;
+    if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
+        int n = epoll_pwait2(w->ep, evs, EVENTS, &ts, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
+    }
+    return epoll_wait(w->ep, evs, EVENTS, (int)((timeout + 999999) / 1000000));
 }
 
 static void *worker_main(void *arg)
@@ -653,6 +671,20 @@ static void *worker_main(void *arg)
         }
         if (o->rate > 0 && w->kicked && !w->stop)
             rate_tick(w, now);
+        /* Pumping may re-add a connection: take the list as it is now. */
+        for (uint32_t i = 0, n_ready = w->nready; i < n_ready && !w->stop; i++) {
+            struct conn *c = &w->conns[w->ready[i]];
+            c->on_ready = false;
+            w->ready[i] = UINT32_MAX;
+            conn_pump(w, c, now);
+        }
+        if (w->nready) {
+            uint32_t k = 0;
+            for (uint32_t i = 0; i < w->nready; i++)
+                if (w->ready[i] != UINT32_MAX)
+                    w->ready[k++] = w->ready[i];
+            w->nready = k;
+        }
         atomic_store_explicit(&w->live_rt, w->rt, memory_order_relaxed);
         atomic_store_explicit(&w->live_bytes, w->bytes, memory_order_relaxed);
         if (now >= w->next_check) {
@@ -673,34 +705,35 @@ static void *worker_main(void *arg)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: ringbench [options]\n"
-            "Drive a TCP echo (or discard/chargen) server and verify every byte.\n"
-            "\n"
-            "  --connect=HOST:PORT    server address (default 127.0.0.1:7080; IPv6 as "
-            "[::1]:PORT)\n"
-            "  --allow-remote         permit a non-loopback address\n"
-            "  --mode=M               echo (default), discard or chargen\n"
-            "  --connections=N        concurrent connections (default 1)\n"
-            "  --threads=N            client threads, each with its own epoll loop "
-            "(default 1)\n"
-            "  --size=B|MIN-MAX       message size in bytes, K/M suffixes (default 64)\n"
-            "  --pipeline=K           messages in flight per connection (default 1)\n"
-            "  --duration=S           measured seconds (default 10)\n"
-            "  --warmup=S             unmeasured seconds first (default 1; 0 with "
-            "--rounds)\n"
-            "  --rounds=N             fixed work: N measured round trips per connection\n"
-            "  --rate=R               open loop: R messages/s in total, latency from the\n"
-            "                         intended send time\n"
-            "  --source-addrs=N       bind connections to 127.0.0.1..127.0.0.N\n"
-            "  --stall-timeout=S      fail a connection silent this long (default 5)\n"
-            "  --server-pid=PID       also report the server's CPU, RSS and syscalls\n"
-            "  --json                 print one JSON object instead of text\n"
-            "  --quiet                no progress line, no notes\n"
-            "  --help, --version\n"
-            "\n"
-            "Exit status: 0 success, 1 verification or connection failure, 2 usage "
-            "error,\n130 interrupted.\n");
+    fprintf(
+        out,
+        "usage: ringbench [options]\n"
+        "Drive a TCP echo (or discard/chargen) server and verify every byte.\n"
+        "\n"
+        "  --connect=HOST:PORT    server address (default 127.0.0.1:7080; IPv6 as "
+        "[::1]:PORT)\n"
+        "  --allow-remote         permit a non-loopback address\n"
+        "  --mode=M               echo (default), discard or chargen\n"
+        "  --connections=N        concurrent connections (default 1)\n"
+        "  --threads=N            client threads, each with its own epoll loop "
+        "(default 1)\n"
+        "  --size=B|MIN-MAX       message size in bytes, K/M suffixes (default 64)\n"
+        "  --pipeline=K           messages in flight per connection (default 1)\n"
+        "  --duration=S           measured seconds (default 10)\n"
+        "  --warmup=S             unmeasured seconds first (default 1; 0 with "
+        "--rounds)\n"
+        "  --rounds=N             fixed work: N measured round trips per connection\n"
+        "  --rate=R               open loop: R messages/s in total, latency from the\n"
+        "                         intended send time\n"
+        "  --source-addrs=N       bind connections to 127.0.0.1..127.0.0.N\n"
+        "  --stall-timeout=S      fail a connection silent this long (default 5)\n"
+        "  --server-pid=PID       also report the server's CPU, RSS and syscalls\n"
+        "  --json                 print one JSON object instead of text\n"
+        "  --quiet                no progress line, no notes\n"
+        "  --help, --version\n"
+        "\n"
+        "Exit status: 0 success, 1 verification or connection failure, 2 usage "
+        "error,\n130 interrupted.\n");
 }
 
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -954,7 +987,8 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
                     found = true;
                 }
             if (!found)
-                usage_error("--mode: expected echo, discard or chargen, got '%s'", optarg);
+                usage_error("--mode: expected echo, discard or chargen, got '%s'",
+                            optarg);
             break;
         }
         case OPT_STALL:
@@ -1105,9 +1139,9 @@ static void perf_start(struct perf *p, long server_pid)
         if (c < 0 || a < 0 || e < 0 || devnull < 0 || dup2(devnull, 0) < 0 ||
             dup2(devnull, 1) < 0 || dup2(e, 2) < 0 || dup2(c, 3) < 0 || dup2(a, 4) < 0)
             _exit(127);
-        char *args[] = {"perf",     "stat",        "-e",          "raw_syscalls:sys_enter",
-                        "-p",       pidbuf,        "-x,",         "-D",
-                        "-1",       "--control",   "fd:3,4",      NULL};
+        char *args[] = {"perf", "stat",      "-e",     "raw_syscalls:sys_enter",
+                        "-p",   pidbuf,      "-x,",    "-D",
+                        "-1",   "--control", "fd:3,4", NULL};
         execvp("perf", args);
         _exit(127);
     }
@@ -1439,14 +1473,18 @@ int main(int argc, char **argv)
         w->idx = t;
         w->o = &o;
         w->first_id = (uint32_t)((uint64_t)o.connections * t / o.threads);
-        w->nconns = (uint32_t)((uint64_t)o.connections * (t + 1) / o.threads) - w->first_id;
+        w->nconns =
+            (uint32_t)((uint64_t)o.connections * (t + 1) / o.threads) - w->first_id;
         w->conns = calloc(w->nconns, sizeof(*w->conns));
         w->msgs = calloc((size_t)w->nconns * o.pipeline, sizeof(*w->msgs));
         w->rbuf = malloc(IO_BUF);
         w->wbuf = malloc(IO_BUF);
         w->hist = malloc(sizeof(*w->hist));
+        /* Each pass may re-add what it takes: room for twice the connections. */
+        w->ready = calloc(2 * (size_t)w->nconns, sizeof(*w->ready));
         w->ep = epoll_create1(EPOLL_CLOEXEC);
-        if (!w->conns || !w->msgs || !w->rbuf || !w->wbuf || !w->hist || w->ep < 0) {
+        if (!w->conns || !w->msgs || !w->rbuf || !w->wbuf || !w->hist || !w->ready ||
+            w->ep < 0) {
             fprintf(stderr, "ringbench: cannot set up worker %u: %s\n", t,
                     strerror(errno));
             return 1;
@@ -1592,6 +1630,7 @@ int main(int argc, char **argv)
         free(w->rbuf);
         free(w->wbuf);
         free(w->hist);
+        free(w->ready);
     }
     free(ws);
     free(total);

@@ -240,9 +240,9 @@ int main(int argc, char **argv)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     getsockname(lfd, (struct sockaddr *)&ss, &sl);
-    unsigned port = ntohs(ss.ss_family == AF_INET
-                              ? ((struct sockaddr_in *)&ss)->sin_port
-                              : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    unsigned port =
+        ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                      : ((struct sockaddr_in6 *)&ss)->sin6_port);
     printf("%u\n", port);
     fflush(stdout);
 
@@ -278,9 +278,9 @@ int main(int argc, char **argv)
                 c->fd = fd;
                 c->faulty = fault != F_NONE && (fault_conn < 0 || fault_conn == accepted);
                 accepted++;
-                struct epoll_event e = {
-                    .events = proto == P_CHARGEN ? EPOLLIN | EPOLLOUT : EPOLLIN,
-                    .data.ptr = c};
+                struct epoll_event e = {.events = proto == P_CHARGEN ? EPOLLIN | EPOLLOUT
+                                                                     : EPOLLIN,
+                                        .data.ptr = c};
                 epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
             }
         }

@@ -75,13 +75,16 @@ static void expect_in(struct h_server *s, const char *text, const char *needle,
 
 struct usage_case {
     const char *name;
-    const char *arg;         /* the bad argument */
-    bool add_listen;         /* also pass --listen=127.0.0.1:0 (in case it is accepted) */
-    const char *mention[5];  /* stderr must contain each of these */
+    const char *arg;        /* the bad argument */
+    bool add_listen;        /* also pass --listen=127.0.0.1:0 (in case it is accepted) */
+    const char *mention[5]; /* stderr must contain each of these */
 };
 
 static const struct usage_case usage_cases[] = {
-    {"usage: --backend=foo", "--backend=foo", true, {"--backend", "auto", "uring", "epoll"}},
+    {"usage: --backend=foo",
+     "--backend=foo",
+     true,
+     {"--backend", "auto", "uring", "epoll"}},
     {"usage: --backend= (empty)", "--backend=", true, {"--backend"}},
     {"usage: --epoll-mode=xx", "--epoll-mode=xx", true, {"--epoll-mode", "lt", "et"}},
     {"usage: --max-pending=abc", "--max-pending=abc", true, {"--max-pending"}},
@@ -113,8 +116,8 @@ static void test_cli_help(void **state)
 {
     (void)state;
     static const char *const options[] = {
-        "--backend", "--listen", "--epoll-mode",     "--max-pending",
-        "--quiet",   "--help",   "--version",        "--uring-features",
+        "--backend", "--listen", "--epoll-mode", "--max-pending",
+        "--quiet",   "--help",   "--version",    "--uring-features",
     };
     char *argv[] = {ringserve, "--help", NULL};
     struct h_server s;
@@ -157,7 +160,8 @@ static void test_cli_version(void **state)
     h_server_destroy(&s);
 }
 
-/* --- busy port: exit 1 and the exact message ----------------------------------------- */
+/* --- busy port: exit 1 and the exact message -----------------------------------------
+ */
 
 static void busy_port(const char *backend_arg)
 {
@@ -198,7 +202,8 @@ static void test_cli_busy_port_epoll(void **state)
     busy_port("--backend=epoll");
 }
 
-/* --- io_uring forbidden by seccomp ---------------------------------------------------- */
+/* --- io_uring forbidden by seccomp ----------------------------------------------------
+ */
 
 static void test_cli_no_uring_helper_works(void **state)
 {
@@ -227,7 +232,8 @@ static void test_cli_seccomp_auto_falls_back(void **state)
     }
     if (strcmp(s.backend, "epoll") != 0) {
         h_server_stop(&s, SIGKILL);
-        fail_msg("--backend=auto without io_uring says backend=%s, want epoll", s.backend);
+        fail_msg("--backend=auto without io_uring says backend=%s, want epoll",
+                 s.backend);
     }
     int fd = h_connect(&s);
     assert_true(fd >= 0);
@@ -256,7 +262,8 @@ static void test_cli_seccomp_uring_fails(void **state)
     h_server_destroy(&s);
 }
 
-/* --- main ------------------------------------------------------------------------------- */
+/* --- main
+ * ------------------------------------------------------------------------------- */
 
 static int probe_uring(void)
 {

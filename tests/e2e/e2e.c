@@ -15,8 +15,8 @@
  * Nothing here asserts on time. Waits are poll()s with a 20 s safety net.
  *
  * Environment: RS_E2E_FILTER=pattern runs only matching tests (cmocka
- * wildcards); RS_E2E_VERBOSE=1 prints each server's stderr; RS_E2E_SKIP_RSS=1 skips the RSS bound (for runs under
- * valgrind, whose own memory would dominate).
+ * wildcards); RS_E2E_VERBOSE=1 prints each server's stderr; RS_E2E_SKIP_RSS=1 skips the
+ * RSS bound (for runs under valgrind, whose own memory would dominate).
  */
 #include <errno.h>
 #include <poll.h>
@@ -62,7 +62,9 @@ static int setup(void **state)
     if (r != H_STARTED) {
         char st[64];
         fprintf(stderr, "server did not start (%s, %s)\n",
-                r == H_EXITED ? "exited" : r == H_TIMEDOUT ? "timed out" : "spawn failed",
+                r == H_EXITED     ? "exited"
+                : r == H_TIMEDOUT ? "timed out"
+                                  : "spawn failed",
                 h_status_str(&fx->srv, st, sizeof(st)));
         h_dump_stderr(&fx->srv, "start-up");
         return -1;
@@ -92,7 +94,8 @@ static int stop_and_check(struct fixture *fx, int sig)
     else if (!h_find_line(s, "ringserve: stats:", line, sizeof(line)))
         why = "no 'ringserve: stats:' line on stderr";
     else if (!h_line_value(line, "accepted", &acc) ||
-             !h_line_value(line, "bytes_in", &in) || !h_line_value(line, "bytes_out", &out))
+             !h_line_value(line, "bytes_in", &in) ||
+             !h_line_value(line, "bytes_out", &out))
         why = "stats line lacks accepted=, bytes_in= or bytes_out=";
     else if (acc != s->connects)
         why = "accepted= differs from the number of connections made";
@@ -102,8 +105,9 @@ static int stop_and_check(struct fixture *fx, int sig)
         why = "every echo was read back, yet bytes_out != bytes_in";
     if (!why)
         return 0;
-    fprintf(stderr, "%s (%s; connections made: %u; accepted=%llu bytes_in=%llu "
-                    "bytes_out=%llu)\n",
+    fprintf(stderr,
+            "%s (%s; connections made: %u; accepted=%llu bytes_in=%llu "
+            "bytes_out=%llu)\n",
             why, h_status_str(s, st, sizeof(st)), s->connects, acc, in, out);
     h_dump_stderr(s, "after stop");
     return -1;
@@ -177,7 +181,6 @@ static unsigned char *pattern(size_t len, uint64_t seed)
 static void test_e2e_small_echo(void **state)
 {
     struct fixture *fx = *state;
-    fx->balanced = true;
     int fd = connect_or_fail(fx);
     char back[16] = {0};
     assert_int_equal(h_write_all(fd, "hello\n", 6), 0);
@@ -186,6 +189,7 @@ static void test_e2e_small_echo(void **state)
     /* the connection stays usable for a second message */
     echo_exact(fd, "again", 5);
     close(fd);
+    fx->balanced = true;
 }
 
 /* --- 2. all byte values -------------------------------------------------------- */
@@ -193,7 +197,6 @@ static void test_e2e_small_echo(void **state)
 static void test_e2e_all_byte_values(void **state)
 {
     struct fixture *fx = *state;
-    fx->balanced = true;
     unsigned char buf[512];
     for (int i = 0; i < 256; i++) {
         buf[i] = (unsigned char)i;
@@ -205,6 +208,7 @@ static void test_e2e_all_byte_values(void **state)
     echo_exact(fd, "\0", 1);
     echo_exact(fd, "\n\r\n\0\xff", 5);
     close(fd);
+    fx->balanced = true;
 }
 
 /* --- 3. 8 MiB concurrent stream ----------------------------------------------- */
@@ -212,7 +216,6 @@ static void test_e2e_all_byte_values(void **state)
 static void test_e2e_stream_8mib(void **state)
 {
     struct fixture *fx = *state;
-    fx->balanced = true;
     size_t len = 8 * MIB;
     unsigned char *data = pattern(len, 3);
     struct h_flow f = {.fd = connect_or_fail(fx), .out = data, .len = len};
@@ -221,6 +224,7 @@ static void test_e2e_stream_8mib(void **state)
     assert_int_equal(f.recvd, len);
     close(f.fd);
     free(data);
+    fx->balanced = true;
 }
 
 /* --- 4. pipelined messages ------------------------------------------------------ */
@@ -228,7 +232,6 @@ static void test_e2e_stream_8mib(void **state)
 static void test_e2e_pipelined_300(void **state)
 {
     struct fixture *fx = *state;
-    fx->balanced = true;
     enum { NMSG = 300 };
     size_t cap = NMSG * 80, len = 0;
     char *msgs = malloc(cap);
@@ -264,42 +267,62 @@ static void test_e2e_pipelined_300(void **state)
     close(fd);
     free(msgs);
     free(back);
+    fx->balanced = true;
 }
 
 /* --- 5. half-close ---------------------------------------------------------------- */
 
+/* Each of n clients writes len bytes, shuts down its sending side right
+ * after the last byte is handed to the kernel, and must then get every byte
+ * back, followed by EOF. The small receive buffer and the lazy reading keep
+ * the server's socket buffer full, so it usually still holds echo output of
+ * its own when it reads the EOF; several clients at once make it all but
+ * certain that at least one of them hits that case. */
+static void half_close_with_pending(struct fixture *fx, int n, size_t len, uint64_t seed)
+{
+    struct h_flow *f = calloc((size_t)n, sizeof(*f));
+    unsigned char *data = pattern(len, seed);
+    assert_non_null(f);
+    for (int i = 0; i < n; i++) {
+        int fd = h_connect_rcvbuf(&fx->srv, 16 * KIB);
+        if (fd < 0)
+            fail_msg("connect: %s", strerror(errno));
+        f[i] = (struct h_flow){.fd = fd,
+                               .out = data,
+                               .len = len,
+                               .shut_wr = true,
+                               .want_eof = true,
+                               .lazy_reader = true};
+        assert_int_equal(h_set_nonblock(fd, true), 0);
+    }
+    run_flows(f, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(f[i].recvd, len);
+        assert_true(f[i].eof);
+        close(f[i].fd);
+    }
+    free(data);
+    free(f);
+}
+
 static void test_e2e_half_close_pending(void **state)
 {
     struct fixture *fx = *state;
+    half_close_with_pending(fx, 4, 4 * MIB, 5);
     fx->balanced = true;
-    size_t len = 4 * MIB;
-    unsigned char *data = pattern(len, 5);
-    /* shutdown(SHUT_WR) right after the last byte is handed to the kernel,
-     * while much of the echo is still queued in the server; then every byte
-     * must come back, followed by EOF. The small receive buffer and reading
-     * only when the socket is not writable make sure the server still holds
-     * output in user space when it sees the EOF. */
-    int fd = h_connect_rcvbuf(&fx->srv, 16 * KIB);
-    if (fd < 0)
-        fail_msg("connect: %s", strerror(errno));
-    struct h_flow f = {.fd = fd,
-                       .out = data,
-                       .len = len,
-                       .shut_wr = true,
-                       .want_eof = true,
-                       .write_first = true};
-    assert_int_equal(h_set_nonblock(f.fd, true), 0);
-    run_flows(&f, 1);
-    assert_int_equal(f.recvd, len);
-    assert_true(f.eof);
-    close(f.fd);
-    free(data);
+}
+
+/* More than the kernel's largest send buffer (tcp_wmem max, 4 MiB here). */
+static void test_e2e_half_close_pending_16mib(void **state)
+{
+    struct fixture *fx = *state;
+    half_close_with_pending(fx, 2, 16 * MIB, 55);
+    fx->balanced = true;
 }
 
 static void test_e2e_half_close_small(void **state)
 {
     struct fixture *fx = *state;
-    fx->balanced = true;
     int fd = connect_or_fail(fx);
     char back[8];
     assert_int_equal(h_write_all(fd, "bye\n", 4), 0);
@@ -314,14 +337,15 @@ static void test_e2e_half_close_small(void **state)
     assert_int_equal(shutdown(fd, SHUT_WR), 0);
     assert_int_equal(h_expect_eof(fd), 0);
     close(fd);
+    fx->balanced = true;
 }
 
-/* --- 6. many concurrent clients ------------------------------------------------------ */
+/* --- 6. many concurrent clients ------------------------------------------------------
+ */
 
 static void test_e2e_concurrent_200(void **state)
 {
     struct fixture *fx = *state;
-    fx->balanced = true;
     enum { N = 200 };
     size_t len = 32 * KIB;
     struct h_flow *f = calloc(N, sizeof(*f));
@@ -349,9 +373,11 @@ static void test_e2e_concurrent_200(void **state)
     }
     free(data);
     free(f);
+    fx->balanced = true;
 }
 
-/* --- 7. resets mid-transfer ------------------------------------------------------------- */
+/* --- 7. resets mid-transfer
+ * ------------------------------------------------------------- */
 
 static void reset_close(int fd)
 {
@@ -390,8 +416,11 @@ static void test_e2e_resets_then_served(void **state)
     /* the server is still here and still echoes */
     size_t len = 1 * MIB;
     unsigned char *big = pattern(len, 77);
-    struct h_flow f = {
-        .fd = connect_or_fail(fx), .out = big, .len = len, .shut_wr = true, .want_eof = true};
+    struct h_flow f = {.fd = connect_or_fail(fx),
+                       .out = big,
+                       .len = len,
+                       .shut_wr = true,
+                       .want_eof = true};
     assert_int_equal(h_set_nonblock(f.fd, true), 0);
     run_flows(&f, 1);
     close(f.fd);
@@ -403,7 +432,8 @@ static void test_e2e_resets_then_served(void **state)
     free(data);
 }
 
-/* --- 8. a client that never reads --------------------------------------------------------- */
+/* --- 8. a client that never reads
+ * --------------------------------------------------------- */
 
 /* Write to the flooder as much as its socket takes right now. */
 static void flood_some(int hog, const unsigned char *chunk, size_t chunk_len, size_t cap,
@@ -527,12 +557,12 @@ static void test_e2e_nonreader_bounded(void **state)
     free(rbuf);
 }
 
-/* --- 9. graceful stop ------------------------------------------------------------------------ */
+/* --- 9. graceful stop
+ * ------------------------------------------------------------------------ */
 
 static void test_e2e_sigterm_stats(void **state)
 {
     struct fixture *fx = *state;
-    fx->balanced = true;
     enum { N = 10 };
     unsigned long long total = 0;
     struct h_flow f[N];
@@ -555,6 +585,7 @@ static void test_e2e_sigterm_stats(void **state)
     }
 
     /* the check itself: exit 0, stats with exact counts */
+    fx->balanced = true;
     assert_int_equal(stop_and_check(fx, SIGTERM), 0);
     char line[1024];
     unsigned long long acc = 0, in = 0, out = 0;
@@ -570,10 +601,10 @@ static void test_e2e_sigterm_stats(void **state)
 static void test_e2e_sigint_idle_client(void **state)
 {
     struct fixture *fx = *state;
-    fx->balanced = true;
     /* an open, idle connection must not keep the server from stopping */
     int fd = connect_or_fail(fx);
     echo_exact(fd, "idle\n", 5);
+    fx->balanced = true;
     assert_int_equal(stop_and_check(fx, SIGINT), 0);
     /* and the client learns its server is gone: EOF or a reset, no hang */
     int r = h_expect_eof(fd);
@@ -583,12 +614,12 @@ static void test_e2e_sigint_idle_client(void **state)
     close(fd);
 }
 
-/* --- 10. round trips of large messages ------------------------------------------------------- */
+/* --- 10. round trips of large messages
+ * ------------------------------------------------------- */
 
 static void test_e2e_roundtrips_16k(void **state)
 {
     struct fixture *fx = *state;
-    fx->balanced = true;
     size_t len = 16 * KIB;
     int fd = connect_or_fail(fx);
     for (int i = 0; i < 50; i++) {
@@ -597,9 +628,12 @@ static void test_e2e_roundtrips_16k(void **state)
         free(msg);
     }
     close(fd);
+    fx->balanced = true;
 }
 
-/* --- main -------------------------------------------------------------------------------------- */
+/* --- main
+ * --------------------------------------------------------------------------------------
+ */
 
 /* Start the server once before the tests: a uring server that cannot get
  * io_uring here means skip, anything else that keeps it from starting is a
@@ -614,12 +648,14 @@ static int preflight(void)
         h_server_stop(&s, SIGTERM);
     } else {
         char *err = h_server_stderr(&s);
-        if (r == H_EXITED && h_exited_with(&s, 1) && strstr(err, "io_uring is unavailable")) {
+        if (r == H_EXITED && h_exited_with(&s, 1) &&
+            strstr(err, "io_uring is unavailable")) {
             printf("SKIP: %s", err);
             rc = 77;
         } else {
             fprintf(stderr, "e2e: the server did not start (%s)\n",
-                    r == H_EXITED ? h_status_str(&s, st, sizeof(st)) : "no listening line");
+                    r == H_EXITED ? h_status_str(&s, st, sizeof(st))
+                                  : "no listening line");
             h_dump_stderr(&s, "start-up");
             rc = 1;
         }
@@ -655,17 +691,12 @@ int main(int argc, char **argv)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_e2e_small_echo),
-        T(test_e2e_all_byte_values),
-        T(test_e2e_stream_8mib),
-        T(test_e2e_pipelined_300),
-        T(test_e2e_half_close_pending),
-        T(test_e2e_half_close_small),
-        T(test_e2e_concurrent_200),
-        T(test_e2e_resets_then_served),
-        T(test_e2e_nonreader_bounded),
-        T(test_e2e_sigterm_stats),
-        T(test_e2e_sigint_idle_client),
+        T(test_e2e_small_echo),         T(test_e2e_all_byte_values),
+        T(test_e2e_stream_8mib),        T(test_e2e_pipelined_300),
+        T(test_e2e_half_close_pending), T(test_e2e_half_close_pending_16mib),
+        T(test_e2e_half_close_small),   T(test_e2e_concurrent_200),
+        T(test_e2e_resets_then_served), T(test_e2e_nonreader_bounded),
+        T(test_e2e_sigterm_stats),      T(test_e2e_sigint_idle_client),
         T(test_e2e_roundtrips_16k),
     };
 #undef T

@@ -553,7 +553,8 @@ int h_connect_rcvbuf(struct h_server *s, int rcvbuf)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0) {
+    if (rcvbuf > 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0) {
         int e = errno;
         close(fd);
         errno = e;
@@ -695,14 +696,13 @@ static int flow_step(struct h_flow *f, short revents, unsigned char *rbuf, size_
         f->shut_done = true;
         progress = 1;
     }
-    /* write_first: until everything is sent, read only when the socket is
-     * not writable, and then only a little, so the server stays backed up */
-    bool sending = f->write_first && f->sent < f->len;
-    bool may_read = !sending || !(revents & POLLOUT);
-    if (sending && rlen > 4096)
-        rlen = 4096;
+    /* lazy_reader: read only when the socket is not writable, and then only
+     * a little, so the server stays backed up with output it must queue */
+    bool may_read = !f->lazy_reader || f->sent == f->len || !(revents & POLLOUT);
+    if (f->lazy_reader && rlen > 1024)
+        rlen = 1024;
     if (may_read && (revents & (POLLIN | POLLERR | POLLHUP))) {
-        for (int round = 0; round < (sending ? 1 : 8); round++) {
+        for (int round = 0; round < (f->lazy_reader ? 1 : 8); round++) {
             ssize_t r = recv(f->fd, rbuf, rlen, MSG_DONTWAIT);
             if (r < 0) {
                 if (errno == EAGAIN || errno == EINTR)

@@ -137,11 +137,11 @@ struct h_flow {
     int fd;                   /* non-blocking socket */
     const unsigned char *out; /* bytes to send; the echo must match */
     size_t len;
-    bool shut_wr;             /* shutdown(SHUT_WR) right after the last byte */
-    bool want_eof;            /* done only after EOF follows the echo */
-    bool write_first;         /* until all is sent, read only while the socket is
-                                 not writable, and little at a time, so the server
-                                 still has echo queued when the FIN arrives */
+    bool shut_wr;     /* shutdown(SHUT_WR) right after the last byte */
+    bool want_eof;    /* done only after EOF follows the echo */
+    bool lazy_reader; /* read only while the socket is not writable, and
+                         1 KiB per wake-up, so the server has echo output
+                         queued in user space when the FIN arrives */
     /* progress, filled in by h_flows_run() */
     size_t sent, recvd;
     bool shut_done, eof;
