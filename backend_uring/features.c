@@ -18,6 +18,7 @@ static const struct {
     {"send-zc", UF_SEND_ZC},
     {"sqpoll", UF_SQPOLL},
     {"bundle", UF_BUNDLE},
+    {"batch-wait", UF_BATCH_WAIT},
 };
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
@@ -35,6 +36,7 @@ uint32_t rs_uring_supported(const struct rs_uring_support *s)
     f |= s->send_zc ? UF_SEND_ZC : 0;
     f |= s->sqpoll ? UF_SQPOLL : 0;
     f |= s->recvsend_bundle && s->buf_ring ? UF_BUNDLE : 0;
+    f |= s->min_timeout ? UF_BATCH_WAIT : 0;
     return f;
 }
 
@@ -83,7 +85,7 @@ int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
             snprintf(err, errlen,
                      "--uring-features: unknown feature '%.*s' (known: all, none, default, "
                      "multishot-accept, multishot-recv, buf-ring, fixed-files, ring-fd, "
-                     "defer-taskrun, send-zc, sqpoll, bundle)",
+                     "defer-taskrun, send-zc, sqpoll, bundle, batch-wait)",
                      (int)nlen, name);
             return -EINVAL;
         }

@@ -17,9 +17,10 @@ enum {
     UF_SEND_ZC = 1u << 6,
     UF_SQPOLL = 1u << 7,
     UF_BUNDLE = 1u << 8,
-    UF_ALL = (1u << 9) - 1,
+    UF_BATCH_WAIT = 1u << 9,
+    UF_ALL = (1u << 10) - 1,
     /* what "default" means: everything but the opt-in ones */
-    UF_OPT_IN = UF_SQPOLL | UF_BUNDLE,
+    UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT,
 };
 
 /* Features this kernel supports, from the probe. */

@@ -46,6 +46,8 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -58,7 +60,14 @@
 #define IORING_CQE_F_NOTIF (1U << 3)
 #endif
 
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
+#endif
+
 #define SQ_ENTRIES 1024
+/* batch-wait: how long the kernel may hold a wake-up to gather a batch. */
+#define BATCH_WAIT_US 20
+#define BATCH_MAX 128
 #define BGID 0
 
 /* user_data = op pointer | generation << 48 | tag << 56. x86-64 and
@@ -76,6 +85,7 @@ struct ur_state {
     struct io_uring ring;
     uint32_t features;
     bool zc_enabled;
+    bool batch_wait;
     bool fixed;
     const char *taskrun;
     /* provided buffer ring */
@@ -89,6 +99,7 @@ struct ur_state {
     struct rs_op *parked_head, *parked_tail;
     uint64_t wake_val;
     bool wake_armed;
+    unsigned last_batch; /* CQEs reaped last turn: the next wait asks for as many */
     bool zc_warned;
 };
 
@@ -398,6 +409,62 @@ static void refill(struct rs_loop *loop, struct ur_state *st)
     }
 }
 
+/* Submit and wait for up to `want` completions, but no longer than
+ * BATCH_WAIT_US for the batch once one has arrived (IORING_FEAT_MIN_TIMEOUT,
+ * 6.12+). liburing 2.3 has no wrapper, so this is io_uring_enter(2) by hand:
+ * publish the SQ tail, then one syscall with an extended argument whose
+ * `pad` field is the kernel's min_wait_usec. */
+static unsigned batch_us(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("RS_BATCH_US");
+        v = e ? atoi(e) : BATCH_WAIT_US;
+    }
+    return (unsigned)v;
+}
+static unsigned batch_div(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("RS_BATCH_DIV");
+        v = e ? atoi(e) : 1;
+    }
+    return (unsigned)v;
+}
+
+static int batch_enter(struct ur_state *st, unsigned want, int timeout_ms)
+{
+    want = want / batch_div();
+    if (want < 1)
+        want = 1;
+    struct io_uring *ring = &st->ring;
+    struct io_uring_sq *sq = &ring->sq;
+    unsigned tail = sq->sqe_tail;
+    if (sq->sqe_head != tail) {
+        sq->sqe_head = tail;
+        io_uring_smp_store_release(sq->ktail, tail);
+    }
+    unsigned to_submit = tail - io_uring_smp_load_acquire(sq->khead);
+    struct __kernel_timespec ts = {.tv_sec = 1};
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
+    }
+    struct io_uring_getevents_arg arg = {.sigmask_sz = _NSIG / 8,
+                                         .pad = batch_us(),
+                                         .ts = (uint64_t)(uintptr_t)&ts};
+    unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+    int fd = ring->ring_fd;
+    if (ring->int_flags & 1) { /* liburing's INT_FLAG_REG_RING */
+        fd = ring->enter_ring_fd;
+        flags |= IORING_ENTER_REGISTERED_RING;
+    }
+    /* No timeout wanted: a long one, re-armed each turn. */
+    int rc = (int)syscall(__NR_io_uring_enter, fd, to_submit, want, flags, &arg, sizeof(arg));
+    return rc < 0 ? -errno : rc;
+}
+
 static int ur_run(struct rs_loop *loop, int timeout_ms)
 {
     struct ur_state *st = state(loop);
@@ -420,6 +487,8 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
                                            .tv_nsec = (timeout_ms % 1000) * 1000000L};
             rc = io_uring_wait_cqe_timeout(&st->ring, &cqe, &ts);
         }
+    } else if (st->batch_wait && timeout_ms != 0 && st->last_batch > 1) {
+        rc = batch_enter(st, st->last_batch, timeout_ms);
     } else if (timeout_ms == 0) {
         rc = io_uring_submit_and_get_events(&st->ring);
     } else if (timeout_ms < 0) {
@@ -442,6 +511,7 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     }
     io_uring_cq_advance(&st->ring, n);
     dispatched += (int)n;
+    st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
     struct rs_op *op;
     while ((op = list_pop(&st->deferred_head, &st->deferred_tail)) != NULL) {
         deliver(loop, op, (int32_t)op->bk_aux, 0, 0);
@@ -570,6 +640,7 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
             return rc;
     }
     st->zc_enabled = st->features & UF_SEND_ZC;
+    st->batch_wait = (st->features & UF_BATCH_WAIT) && !(st->features & UF_SQPOLL);
     return 0;
 }
 

@@ -60,6 +60,9 @@
 #ifndef IORING_FEAT_REG_REG_RING
 #define IORING_FEAT_REG_REG_RING (1U << 13)
 #endif
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
+#endif
 #ifndef IORING_FEAT_RECVSEND_BUNDLE
 #define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
 #endif
@@ -123,6 +126,7 @@ static const struct named_bit feature_names[] = {
     {"linked_file", IORING_FEAT_LINKED_FILE},
     {"reg_reg_ring", IORING_FEAT_REG_REG_RING},
     {"recvsend_bundle", IORING_FEAT_RECVSEND_BUNDLE},
+    {"min_timeout", IORING_FEAT_MIN_TIMEOUT},
 };
 
 /* A boolean member of struct rs_uring_support, printed under `key`. */
@@ -690,6 +694,7 @@ void rs_probe_uring(struct rs_uring_support *s)
     if (!probe_plain(s))
         return;
     s->recvsend_bundle = (s->features & IORING_FEAT_RECVSEND_BUNDLE) != 0;
+    s->min_timeout = (s->features & IORING_FEAT_MIN_TIMEOUT) != 0;
     probe_setup_flags(s);
     s->buf_ring = try_buf_ring();
     s->sparse_files = try_sparse_files();

@@ -22,6 +22,7 @@ struct rs_uring_support {
     /* ops tested on a loopback connection */
     bool multishot_accept, multishot_recv, accept_direct, send_zc;
     bool recvsend_bundle; /* IORING_FEAT_RECVSEND_BUNDLE */
+    bool min_timeout;     /* IORING_FEAT_MIN_TIMEOUT: batched waits (6.12+) */
     /* added after the first version; the fields above keep their names */
     bool compiled;       /* built with liburing (RS_HAVE_URING) */
     int disabled_sysctl; /* /proc/sys/kernel/io_uring_disabled, -1 if absent */

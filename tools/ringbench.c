@@ -34,9 +34,9 @@
  * connection backlog, and its latency is measured from the intended time. */
 #include "bench_hist.h"
 #include "bench_pattern.h"
+#include "bench_server.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -60,8 +60,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,9 +111,10 @@ struct conn {
     int fd;
     uint32_t id; /* global connection number, also the stream id */
     uint8_t state;
-    bool wblocked;   /* a send came up short: wait for EPOLLOUT */
-    bool have_phase; /* chargen: line phase learnt from the first byte */
-    bool on_ready;   /* discard: on the worker's ready list */
+    bool wblocked;     /* a send came up short: wait for EPOLLOUT */
+    bool have_phase;   /* chargen: line phase learnt from the first byte */
+    bool on_ready;     /* on the worker's ready list: work left over */
+    bool more_to_read; /* stopped reading on the budget, not on EAGAIN */
     uint8_t cg_phase;
     uint32_t head, n; /* ring of in-flight messages, capacity = pipeline */
     struct msg *ring;
@@ -140,7 +139,7 @@ struct worker {
     struct msg *msgs;
     uint32_t nconns, first_id;
     uint32_t next_connect, connecting, open, done;
-    uint32_t *ready, nready; /* discard: connections to pump next turn */
+    uint32_t *ready, nready; /* connections with work left for the next turn */
     int ep;
     uint8_t *rbuf, *wbuf;
     struct bench_hist *hist;
@@ -334,6 +333,16 @@ static void conn_send(struct worker *w, struct conn *c, uint64_t now)
     }
 }
 
+/* Edge-triggered epoll announces a socket once per change: a connection that
+ * stops on the per-turn budget while the kernel still has work for it is
+ * remembered here and served at the end of the turn (nginx's "ready" bit). */
+static void set_ready(struct worker *w, struct conn *c)
+{
+    if (!c->on_ready)
+        w->ready[w->nready++] = (uint32_t)(c - w->conns);
+    c->on_ready = true;
+}
+
 /* Start as many messages as the pipeline, the schedule and --rounds allow,
  * then send. */
 static void conn_pump(struct worker *w, struct conn *c, uint64_t now)
@@ -364,9 +373,7 @@ static void conn_pump(struct worker *w, struct conn *c, uint64_t now)
             if (c->wblocked || w->stop)
                 return;
             if (budget == 0) {
-                if (!c->on_ready)
-                    w->ready[w->nready++] = (uint32_t)(c - w->conns);
-                c->on_ready = true;
+                set_ready(w, c);
                 return;
             }
         }
@@ -400,7 +407,15 @@ static void conn_read(struct worker *w, struct conn *c, uint32_t events, uint64_
     const struct opts *o = w->o;
     bool hup = events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
     bool progressed = false;
-    for (;;) {
+    c->more_to_read = false;
+    for (unsigned budget = 8;; budget--) {
+        if (budget == 0) {
+            /* A server that never pauses (chargen) must not keep this worker
+             * from its other connections, its phase changes and its clock. */
+            c->more_to_read = true;
+            set_ready(w, c);
+            break;
+        }
         ssize_t n = recv(c->fd, w->rbuf, IO_BUF, 0);
         if (n < 0) {
             if (errno == EINTR)
@@ -676,7 +691,12 @@ static void *worker_main(void *arg)
             struct conn *c = &w->conns[w->ready[i]];
             c->on_ready = false;
             w->ready[i] = UINT32_MAX;
-            conn_pump(w, c, now);
+            if (c->state != CS_OPEN)
+                continue;
+            if (c->more_to_read)
+                conn_read(w, c, EPOLLIN, &now);
+            else
+                conn_pump(w, c, now);
         }
         if (w->nready) {
             uint32_t k = 0;
@@ -1029,180 +1049,6 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
     }
 }
 
-/* ---------------------------------------------------- server observation */
-
-/* utime + stime of a process, in clock ticks; -1 if unreadable. */
-static long long proc_cpu_ticks(long pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* The command name may hold spaces and ')': fields start after the last ')'. */
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    p++;
-    /* After ')': field 3 (state) ... field 14 utime, 15 stime. */
-    unsigned long long utime = 0, stime = 0;
-    int field = 2;
-    char *save = NULL;
-    for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        field++;
-        if (field == 14)
-            utime = strtoull(tok, NULL, 10);
-        else if (field == 15) {
-            stime = strtoull(tok, NULL, 10);
-            return (long long)(utime + stime);
-        }
-    }
-    return -1;
-}
-
-static long long proc_rss_kib(long pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long long kib = -1;
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kib = strtoll(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kib;
-}
-
-/* perf stat runs as a child from the start, attached to the server with its
- * counters disabled (-D -1); --control lets us enable and disable them exactly
- * at the edges of the measured interval and wait for perf's acknowledgement. */
-struct perf {
-    pid_t pid;
-    int ctl, ack, out; /* our ends */
-    bool ok;
-};
-
-static bool perf_cmd(struct perf *p, const char *cmd)
-{
-    if (!p->ok)
-        return false;
-    size_t len = strlen(cmd);
-    if (write(p->ctl, cmd, len) != (ssize_t)len) {
-        p->ok = false;
-        return false;
-    }
-    char buf[16];
-    struct pollfd pfd = {.fd = p->ack, .events = POLLIN};
-    if (poll(&pfd, 1, 5000) <= 0 || read(p->ack, buf, sizeof(buf)) <= 0 ||
-        strncmp(buf, "ack", 3) != 0) {
-        p->ok = false;
-        return false;
-    }
-    return true;
-}
-
-static void perf_start(struct perf *p, long server_pid)
-{
-    int ctl[2], ack[2], out[2];
-    p->ok = false;
-    p->pid = -1;
-    p->ctl = p->ack = p->out = -1;
-    if (pipe2(ctl, O_CLOEXEC) < 0)
-        return;
-    if (pipe2(ack, O_CLOEXEC) < 0) {
-        close(ctl[0]);
-        close(ctl[1]);
-        return;
-    }
-    if (pipe2(out, O_CLOEXEC) < 0) {
-        close(ctl[0]);
-        close(ctl[1]);
-        close(ack[0]);
-        close(ack[1]);
-        return;
-    }
-    char pidbuf[32];
-    snprintf(pidbuf, sizeof(pidbuf), "%ld", server_pid);
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* Move our ends out of the way, then onto 2, 3, 4 (dup2 clears CLOEXEC). */
-        int c = fcntl(ctl[0], F_DUPFD, 10), a = fcntl(ack[1], F_DUPFD, 10),
-            e = fcntl(out[1], F_DUPFD, 10);
-        int devnull = open("/dev/null", O_RDWR);
-        if (c < 0 || a < 0 || e < 0 || devnull < 0 || dup2(devnull, 0) < 0 ||
-            dup2(devnull, 1) < 0 || dup2(e, 2) < 0 || dup2(c, 3) < 0 || dup2(a, 4) < 0)
-            _exit(127);
-        char *args[] = {"perf", "stat",      "-e",     "raw_syscalls:sys_enter",
-                        "-p",   pidbuf,      "-x,",    "-D",
-                        "-1",   "--control", "fd:3,4", NULL};
-        execvp("perf", args);
-        _exit(127);
-    }
-    close(ctl[0]);
-    close(ack[1]);
-    close(out[1]);
-    if (pid < 0) {
-        close(ctl[1]);
-        close(ack[0]);
-        close(out[0]);
-        return;
-    }
-    p->pid = pid;
-    p->ctl = ctl[1];
-    p->ack = ack[0];
-    p->out = out[0];
-    p->ok = true;
-}
-
-/* Stop perf and return the count, or -1. */
-static long long perf_finish(struct perf *p)
-{
-    long long count = -1;
-    if (p->pid <= 0)
-        return -1;
-    kill(p->pid, SIGINT);
-    char buf[4096];
-    size_t len = 0;
-    for (;;) {
-        struct pollfd pfd = {.fd = p->out, .events = POLLIN};
-        if (poll(&pfd, 1, 5000) <= 0)
-            break;
-        ssize_t n = read(p->out, buf + len, sizeof(buf) - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        if (len == sizeof(buf) - 1)
-            break;
-    }
-    buf[len] = '\0';
-    int status;
-    if (waitpid(p->pid, &status, 0) < 0 || !WIFEXITED(status)) {
-        kill(p->pid, SIGKILL);
-        waitpid(p->pid, &status, 0);
-    }
-    if (p->ok) {
-        for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
-            if (strstr(line, "raw_syscalls:sys_enter") && line[0] >= '0' &&
-                line[0] <= '9') {
-                count = strtoll(line, NULL, 10);
-                break;
-            }
-        }
-    }
-    close(p->ctl);
-    close(p->ack);
-    close(p->out);
-    p->pid = -1;
-    return count;
-}
-
 /* -------------------------------------------------------- controller */
 
 static void on_signal(int sig)
@@ -1457,9 +1303,9 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    struct perf perf = {.pid = -1};
+    struct bench_perf perf = {.pid = -1};
     if (o.server_pid)
-        perf_start(&perf, o.server_pid);
+        bench_perf_start(&perf, o.server_pid);
 
     struct worker *ws = calloc(o.threads, sizeof(*ws));
     struct bench_hist *total = malloc(sizeof(*total));
@@ -1538,8 +1384,8 @@ int main(int argc, char **argv)
     }
     if (!should_stop()) {
         if (o.server_pid) {
-            perf_cmd(&perf, "enable");
-            cpu0 = proc_cpu_ticks(o.server_pid);
+            bench_perf_cmd(&perf, "enable");
+            cpu0 = bench_proc_cpu_ticks(o.server_pid);
         }
         t0 = now_ns();
         set_phase(PH_MEASURE);
@@ -1554,12 +1400,12 @@ int main(int argc, char **argv)
     }
     set_phase(PH_STOP);
     if (o.server_pid && t0) {
-        cpu1 = proc_cpu_ticks(o.server_pid);
-        if (perf_cmd(&perf, "disable"))
-            sys = perf_finish(&perf);
+        cpu1 = bench_proc_cpu_ticks(o.server_pid);
+        if (bench_perf_cmd(&perf, "disable"))
+            sys = bench_perf_finish(&perf);
     }
     if (perf.pid > 0)
-        perf_finish(&perf);
+        bench_perf_finish(&perf);
     for (uint32_t t = 0; t < started; t++)
         pthread_join(ws[t].tid, NULL);
     if (prog.on)
@@ -1589,7 +1435,7 @@ int main(int argc, char **argv)
         t1 = t_last;
     r.seconds = t0 && t1 > t0 ? (double)(t1 - t0) / 1e9 : 0;
     if (o.server_pid) {
-        r.rss_kib = proc_rss_kib(o.server_pid);
+        r.rss_kib = bench_proc_rss_kib(o.server_pid);
         if (cpu0 >= 0 && cpu1 >= cpu0) {
             long hz = sysconf(_SC_CLK_TCK);
             r.cpu_s = (double)(cpu1 - cpu0) / (double)(hz > 0 ? hz : 100);

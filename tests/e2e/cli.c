@@ -91,6 +91,8 @@ static const struct usage_case usage_cases[] = {
     {"usage: --max-pending=12abc", "--max-pending=12abc", true, {"--max-pending"}},
     {"usage: --listen=nonsense", "--listen=nonsense", false, {"--listen"}},
     {"usage: --listen=127.0.0.1:99999", "--listen=127.0.0.1:99999", false, {"--listen"}},
+    {"usage: --max-pending=0", "--max-pending=0", true, {"--max-pending"}},
+    {"usage: --backend without a value", "--backend", true, {"backend"}},
     {"usage: unknown flag", "--no-such-flag", true, {"no-such-flag"}},
 };
 

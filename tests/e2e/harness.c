@@ -396,6 +396,10 @@ int h_server_stop(struct h_server *s, int sig)
     }
     if (s->pid <= 0)
         return -1;
+    pthread_mutex_lock(&s->lock);
+    s->err_at_signal = s->err.len;
+    s->signal_sent = sig;
+    pthread_mutex_unlock(&s->lock);
     kill(s->pid, sig);
     reap(s, H_TIMEOUT_MS, true);
     join_drain(s);
@@ -519,13 +523,20 @@ long h_server_rss_kib(const struct h_server *s)
 void h_dump_stderr(struct h_server *s, const char *why)
 {
     char *all = h_server_stderr(s);
-    size_t len = strlen(all);
-    const char *start = all;
+    size_t len = strlen(all), start = 0;
+    size_t mark = s->signal_sent ? s->err_at_signal : (size_t)-1;
     if (len > 8192) /* the tail says most; the head has the listening line */
-        start = all + len - 8192;
-    fprintf(stderr, "---- server stderr (%s)%s ----\n%s%s---- end ----\n", why,
-            start != all ? ", last 8 KiB" : "", start,
-            len && all[len - 1] != '\n' ? "\n" : "");
+        start = len - 8192;
+    fprintf(stderr, "---- server stderr (%s)%s ----\n", why, start ? ", last 8 KiB" : "");
+    if (mark >= start && mark <= len) {
+        fprintf(stderr, "%.*s", (int)(mark - start), all + start);
+        if (mark > start && all[mark - 1] != '\n')
+            fputc('\n', stderr);
+        fprintf(stderr, "<<<< harness sent %s here >>>>\n", strsignal(s->signal_sent));
+        start = mark;
+    }
+    fprintf(stderr, "%s%s---- end ----\n", all + start,
+            len > start && all[len - 1] != '\n' ? "\n" : "");
     free(all);
 }
 

@@ -43,13 +43,15 @@ struct h_server {
     pthread_cond_t cond;
     struct h_capture out, err;
 
-    bool ready;        /* the listening line was seen */
-    char host[64];     /* from the listening line: "127.0.0.1" */
-    uint16_t port;     /* from the listening line */
-    char backend[32];  /* from "backend=NAME" on the listening line */
-    bool exited;       /* reaped: status is valid */
-    int status;        /* raw waitpid() status */
-    unsigned connects; /* connections opened with h_connect() */
+    bool ready;           /* the listening line was seen */
+    char host[64];        /* from the listening line: "127.0.0.1" */
+    uint16_t port;        /* from the listening line */
+    char backend[32];     /* from "backend=NAME" on the listening line */
+    bool exited;          /* reaped: status is valid */
+    int status;           /* raw waitpid() status */
+    unsigned connects;    /* connections opened with h_connect() */
+    size_t err_at_signal; /* stderr length when h_server_stop() signalled */
+    int signal_sent;      /* that signal, or 0 */
 };
 
 /* Result of h_server_start(). */
@@ -100,7 +102,10 @@ bool h_line_value(const char *line, const char *key, unsigned long long *val);
 /* VmRSS of the child in KiB from /proc/PID/status, or -1. */
 long h_server_rss_kib(const struct h_server *s);
 
-/* Print the child's captured stderr on our stderr, prefixed, for failures. */
+/* Print the child's captured stderr on our stderr, for failures. A marker
+ * line shows where the harness sent its stop signal, so output the server
+ * wrote before it (say, a drain caused by a signal from someone else) is
+ * told apart from its reaction to ours. */
 void h_dump_stderr(struct h_server *s, const char *why);
 
 /* --- clients ------------------------------------------------------------ */

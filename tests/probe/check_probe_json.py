@@ -39,7 +39,7 @@ SCHEMA = {
         "features": dict.fromkeys(
             "single_mmap nodrop submit_stable rw_cur_pos cur_personality "
             "fast_poll poll_32bits sqpoll_nonfixed ext_arg native_workers "
-            "rsrc_tags cqe_skip linked_file reg_reg_ring recvsend_bundle".split(),
+            "rsrc_tags cqe_skip linked_file reg_reg_ring recvsend_bundle min_timeout".split(),
             (BOOL,)),
         "register": dict.fromkeys("buf_ring sparse_files ring_fd".split(), (BOOL,)),
         "multishot": dict.fromkeys("accept recv accept_direct send_zc".split(), (BOOL,)),
@@ -54,7 +54,7 @@ SCHEMA = {
 FEATURE_BITS = [
     "single_mmap", "nodrop", "submit_stable", "rw_cur_pos", "cur_personality",
     "fast_poll", "poll_32bits", "sqpoll_nonfixed", "ext_arg", "native_workers",
-    "rsrc_tags", "cqe_skip", "linked_file", "reg_reg_ring", "recvsend_bundle",
+    "rsrc_tags", "cqe_skip", "linked_file", "reg_reg_ring", "recvsend_bundle", "min_timeout",
 ]
 
 errors = []

@@ -363,6 +363,7 @@ static const char *const documented[] = {
     "io_uring.features.linked_file",
     "io_uring.features.reg_reg_ring",
     "io_uring.features.recvsend_bundle",
+    "io_uring.features.min_timeout",
     "io_uring.register.buf_ring",
     "io_uring.register.sparse_files",
     "io_uring.register.ring_fd",
@@ -431,6 +432,7 @@ static void test_probe_facts_are_consistent(void **state)
     assert_true(!s.multishot_recv || s.buf_ring);
     assert_true(!s.accept_direct || s.sparse_files);
     assert_int_equal(s.recvsend_bundle, (s.features & (1U << 14)) != 0);
+    assert_int_equal(s.min_timeout, (s.features & (1U << 15)) != 0);
 #if RS_HAVE_URING
     /* A kernel that can run send_zc must list the opcode. */
     assert_true(!s.send_zc || (s.opcodes >> IORING_OP_SEND_ZC & 1));
@@ -478,6 +480,7 @@ static void test_probe_json_is_documented_and_agrees(void **state)
     assert_json_bool(j, "io_uring.register.buf_ring", s.buf_ring);
     assert_json_bool(j, "io_uring.multishot.recv", s.multishot_recv);
     assert_json_bool(j, "io_uring.features.recvsend_bundle", s.recvsend_bundle);
+    assert_json_bool(j, "io_uring.features.min_timeout", s.min_timeout);
     assert_int_equal(strtoull(get(j, "io_uring.features_mask"), NULL, 10), s.features);
     assert_string_equal(get(j, "liburing"), "\"" RS_LIBURING_VERSION "\"");
     if (s.available) {

@@ -1,0 +1,69 @@
+#!/bin/sh
+# End-to-end: ringbench against ringserve with the given server options.
+# ringbench must verify every byte and exit 0; the server must exit 0 on
+# SIGTERM. Exits 77 (meson: skipped) when the server cannot start with these
+# options on this machine (e.g. io_uring disabled).
+#
+# usage: test_ringserve.sh RINGBENCH RINGSERVE MODE SERVER-OPTIONS...
+#   MODE: echo | discard | chargen
+set -u
+RB=$1
+RS=$2
+MODE=$3
+shift 3
+TMP=$(mktemp -d)
+SERVER=
+trap '[ -n "$SERVER" ] && kill -9 "$SERVER" 2>/dev/null; rm -rf "$TMP"' EXIT
+
+"$RS" --listen=127.0.0.1:0 --protocol="$MODE" "$@" 2>"$TMP/log" &
+SERVER=$!
+i=0
+PORT=
+while [ $i -lt 100 ]; do
+    PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/log")
+    [ -n "$PORT" ] && break
+    if ! kill -0 "$SERVER" 2>/dev/null; then
+        echo "ringserve $* did not start; skipping:"
+        cat "$TMP/log"
+        SERVER=
+        exit 77
+    fi
+    sleep 0.05
+    i=$((i + 1))
+done
+[ -n "$PORT" ] || { echo "ringserve did not report its port"; cat "$TMP/log"; exit 1; }
+head -n1 "$TMP/log"
+
+fails=0
+bench() {
+    echo "ringbench $*"
+    if ! "$RB" --connect="127.0.0.1:$PORT" --quiet --stall-timeout=10 \
+        --server-pid="$SERVER" "$@"; then
+        echo "FAIL: ringbench $*"
+        fails=$((fails + 1))
+    fi
+}
+
+case $MODE in
+echo)
+    # Ping-pong, pipelined, mixed sizes across the 16 KiB receive buffers.
+    bench --connections=1 --rounds=200
+    bench --connections=20 --size=1-64K --pipeline=2 --rounds=20
+    bench --connections=300 --threads=2 --size=100 --pipeline=4 --rounds=30
+    ;;
+discard | chargen)
+    bench --mode="$MODE" --connections=4 --size=64K --rounds=50
+    ;;
+esac
+
+kill -TERM "$SERVER"
+wait "$SERVER"
+rc=$?
+SERVER=
+if [ $rc -ne 0 ]; then
+    echo "FAIL: ringserve exited $rc on SIGTERM"
+    cat "$TMP/log"
+    fails=$((fails + 1))
+fi
+[ $fails -eq 0 ] || exit 1
+echo "all passed"
