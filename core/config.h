@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+struct rs_protocol;
+
 enum rs_backend_choice { RS_BACKEND_AUTO, RS_BACKEND_URING, RS_BACKEND_EPOLL };
 enum rs_epoll_mode { RS_EPOLL_ET, RS_EPOLL_LT };
 
@@ -29,6 +31,8 @@ struct rs_config {
     bool nodelay;
     int verbose;               /* -1 quiet, 0 normal, 1 verbose */
     const char *protocol;      /* "echo", "discard", "chargen" */
+    /* A protocol of the embedding program's own; overrides `protocol`. */
+    const struct rs_protocol *proto;
     bool probe, json;
 };
 

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "loop.h"
 #include "probe.h"
+#include "protocol.h"
 
 /* Descriptors kept back from --max-conns for listeners, rings, eventfds,
  * stdio and logs. */
@@ -245,7 +246,7 @@ static void print_start_line(const struct rs_config *cfg, const char *fallback_w
     rs_log_info("listening on %s%s%s:%u (backend=%s, %s, protocol=%s, threads=%u, "
                 "max-pending=%llu, max-conns=%u, buffers=%ux%u)",
                 v6 ? "[" : "", h, v6 ? "]" : "", cfg->listen_port, l0->ops->name, desc,
-                cfg->protocol, nworkers, (unsigned long long)cfg->max_pending,
+                cfg->proto ? cfg->proto->name : cfg->protocol, nworkers, (unsigned long long)cfg->max_pending,
                 cfg->max_conns * nworkers, cfg->buffers, cfg->buffer_size);
 }
 

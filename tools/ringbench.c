@@ -790,16 +790,23 @@ static uint64_t opt_uint(const char *name, const char *s, uint64_t lo, uint64_t 
     return v;
 }
 
-static double opt_seconds(const char *name, const char *s, double lo, double hi)
+/* A non-negative decimal number; `what` names it in the error message. */
+static double opt_number(const char *name, const char *what, const char *s, double lo,
+                         double hi, bool s_suffix)
 {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (*end == 's' && end[1] == '\0')
+    if (s_suffix && *end == 's' && end[1] == '\0')
         end++;
     if (!*s || errno || *end || !isfinite(v) || v < lo || v > hi)
-        usage_error("--%s: expected seconds from %g to %g, got '%s'", name, lo, hi, s);
+        usage_error("--%s: expected %s from %g to %g, got '%s'", name, what, lo, hi, s);
     return v;
+}
+
+static double opt_seconds(const char *name, const char *s, double lo, double hi)
+{
+    return opt_number(name, "seconds", s, lo, hi, true);
 }
 
 /* "4096", "4K", "1M" (binary multiples). */
@@ -976,7 +983,8 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
             o->rounds = opt_uint("rounds", optarg, 1, UINT64_MAX / MAX_SIZE);
             break;
         case OPT_RATE:
-            o->rate = opt_seconds("rate", optarg, 0.001, 1e9);
+            o->rate =
+                opt_number("rate", "messages per second", optarg, 0.001, 1e9, false);
             break;
         case OPT_SOURCE_ADDRS:
             o->source_addrs = (uint32_t)opt_uint("source-addrs", optarg, 1, 254);

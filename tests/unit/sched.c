@@ -46,6 +46,7 @@
 #define DRAIN_MAX  100000
 
 char sched_context[256];
+struct sched_totals sched_totals;
 
 enum ev_type {
     EV_OPEN = 1,
@@ -304,6 +305,26 @@ fail(struct sched *s, const char *fmt, ...)
     abort();
 }
 
+void sched_totals_print(FILE *out)
+{
+    const struct sched_totals *t = &sched_totals;
+    fprintf(out,
+            "  %llu schedules, %llu steps, %llu connections (%llu rejected): %llu "
+            "graceful closes, %llu aborted\n"
+            "  %llu bytes in, %llu out; %llu copies under pressure, %llu -ENOBUFS, %llu "
+            "starved feeds\n"
+            "  %llu steps paused by backpressure, %llu cancels, %llu completions racing "
+            "a cancel, %llu short sends, %llu errors\n",
+            (unsigned long long)t->schedules, (unsigned long long)t->steps,
+            (unsigned long long)t->conns, (unsigned long long)t->rejected,
+            (unsigned long long)t->graceful_closes, (unsigned long long)t->abortive_closes,
+            (unsigned long long)t->bytes_in, (unsigned long long)t->bytes_out,
+            (unsigned long long)t->copies, (unsigned long long)t->enobufs,
+            (unsigned long long)t->starved_fed, (unsigned long long)t->paused_steps,
+            (unsigned long long)t->cancels, (unsigned long long)t->races,
+            (unsigned long long)t->partial_sends, (unsigned long long)t->errors);
+}
+
 /* ---- model look-ups -------------------------------------------------- */
 
 static struct sched *of(struct rs_loop *loop)
@@ -450,6 +471,7 @@ static int sk_cancel(struct rs_loop *loop, struct rs_op *op)
              kind_name(op->kind), op->fd);
     if (i >= 0)
         s->sh[i].cancelled = true;
+    sched_totals.cancels++;
     record(s, (struct ev){.type = EV_CANCEL, .kind = op->kind, .fd = op->fd, .res = rc});
     return rc;
 }
@@ -520,6 +542,7 @@ static void check(struct sched *s)
                  "fd %d hangs: nothing in flight, not waiting for buffers (state %u, "
                  "pending %llu, paused %d, eof %d)",
                  m->fd, c->state, (unsigned long long)c->pending, c->paused, c->eof);
+        sched_totals.paused_steps += c->paused;
         uint64_t bound = s->cfg.max_pending + (uint64_t)s->cfg.buffer_size * (1 + m->races);
         if (c->pending > bound)
             fail(s, "fd %d: %llu bytes pending, bound %llu (max_pending + %u recv(s))",
@@ -548,6 +571,7 @@ static void feed_starved(struct sched *s)
     if (!loop->starved || loop->pool.lent >= loop->pool.count)
         return;
     record(s, (struct ev){.type = EV_TURN});
+    sched_totals.starved_fed++;
     struct rs_conn *list = loop->starved;
     loop->starved = NULL;
     while (list) {
@@ -603,6 +627,7 @@ static void deliver(struct sched *s, int i, int32_t res, uint32_t flags, uint32_
         res = (int32_t)len;
         flags |= RS_CF_BUFFER;
         if (h.cancelled) { /* raced the cancel: one more recv's worth allowed */
+            sched_totals.races++;
             s->sh[i].races++;
             m->races++;
         }
@@ -610,8 +635,10 @@ static void deliver(struct sched *s, int i, int32_t res, uint32_t flags, uint32_
     if (h.kind == RS_OP_RECV) {
         if (res == 0)
             m->eof = true;
-        else if (res < 0 && res != -ECANCELED && res != -ENOBUFS)
+        else if (res < 0 && res != -ECANCELED && res != -ENOBUFS) {
             m->errored = true;
+            sched_totals.errors++;
+        }
     }
     if (h.kind == RS_OP_SEND) {
         /* Check the bytes before the callback: it may release the buffer. */
@@ -620,6 +647,7 @@ static void deliver(struct sched *s, int i, int32_t res, uint32_t flags, uint32_
         if (res > 0) {
             if ((uint32_t)res > h.len)
                 fail(s, "driver bug: send result %d > len %u", res, h.len);
+            sched_totals.partial_sends += (uint32_t)res < h.len;
             if (m->tx_len + (size_t)res > m->rx_len)
                 fail(s, "fd %d echoes more than it received (%zu + %d > %zu)", h.fd,
                      m->tx_len, res, m->rx_len);
@@ -631,6 +659,7 @@ static void deliver(struct sched *s, int i, int32_t res, uint32_t flags, uint32_
             m->tx_len += (size_t)res;
         } else {
             m->errored = true;
+            sched_totals.errors++;
         }
     }
     record(s, (struct ev){.type = EV_DONE,
@@ -653,6 +682,10 @@ static void deliver(struct sched *s, int i, int32_t res, uint32_t flags, uint32_
             fail(s, "fd %d freed with ops in flight", h.fd);
         m->live = false;
         m->conn = NULL;
+        if (m->shut_submitted)
+            sched_totals.graceful_closes++;
+        else
+            sched_totals.abortive_closes++;
         s->nlive--;
     }
 }
@@ -905,6 +938,14 @@ uint32_t sched_run(struct sched_src *src, const struct sched_opts *opts)
              s->loop.pool.lent, (unsigned long long)s->lends,
              (unsigned long long)s->releases);
     uint32_t taken = s->step;
+    sched_totals.schedules++;
+    sched_totals.steps += taken;
+    sched_totals.conns += (uint64_t)s->nmc;
+    sched_totals.rejected += s->loop.stats.rejected;
+    sched_totals.bytes_in += s->loop.stats.bytes_in;
+    sched_totals.bytes_out += s->loop.stats.bytes_out;
+    sched_totals.copies += s->loop.stats.copies;
+    sched_totals.enobufs += s->loop.stats.enobufs;
     rs_loop_fini(&s->loop);
     for (int i = 0; i < s->nmc; i++)
         free(s->mc[i].rx);

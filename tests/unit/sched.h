@@ -52,6 +52,15 @@ struct sched_opts {
  * aborts after printing what happened. */
 uint32_t sched_run(struct sched_src *src, const struct sched_opts *opts);
 
+/* What the schedules run so far exercised, to show the paths were hit. */
+struct sched_totals {
+    uint64_t schedules, steps, conns, rejected, bytes_in, bytes_out, copies, enobufs;
+    uint64_t starved_fed, paused_steps, races, partial_sends, cancels, errors;
+    uint64_t graceful_closes, abortive_closes;
+};
+extern struct sched_totals sched_totals;
+void sched_totals_print(FILE *out);
+
 /* Printed on failure (and by sched_dump_current) before the trace, e.g.
  * "seed=1 schedule=42": set by the caller, may be empty. */
 extern char sched_context[256];

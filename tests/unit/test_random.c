@@ -138,5 +138,6 @@ int main(int argc, char **argv)
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     printf("conn-random: %" PRIu64 " schedules, %" PRIu64 " steps, all passed in %.2f s\n",
            last - first, total_steps, secs);
+    sched_totals_print(stdout);
     return 0;
 }
