@@ -39,7 +39,7 @@ test-build: $(BUILD)/build.ninja
 test-asan: $(ASAN)/build.ninja
 	ninja -C $(ASAN)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  meson test -C $(ASAN) --print-errorlogs --num-processes 2 --no-suite valgrind --no-suite slow
+	  meson test -C $(ASAN) --print-errorlogs --num-processes 2 --no-suite valgrind --no-suite slow --no-suite install
 
 bench: build
 	meson test -C $(BUILD) --benchmark

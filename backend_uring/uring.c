@@ -72,14 +72,32 @@
 
 /* user_data = op pointer | generation << 48 | tag << 56. x86-64 and
  * arm64 user pointers fit in 48 bits. */
-enum { TAG_OP = 0, TAG_IGNORE = 1, TAG_WAKE = 2 };
+enum { TAG_OP = 0, TAG_IGNORE = 1, TAG_WAKE = 2, TAG_ZC = 3 };
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
 
 /* rs_op.bk_flags while the op belongs to this backend */
-#define BKF_ZC 1u          /* sent with send_zc */
-#define BKF_ZC_WAIT 2u     /* result CQE seen, waiting for the notification */
 #define BKF_PARKED 4u      /* recv waiting for a pool buffer */
+#define BKF_ZC 16u         /* send_zc in flight; bk_ptr is its zc_rec */
 #define BKF_OWN_BUF 8u     /* recv into a pool buffer we chose (bid in bk_aux) */
+
+/* A zero-copy send in flight. Its first CQE completes the send (the core
+ * may send the next bytes at once); its second, IORING_CQE_F_NOTIF, says
+ * the kernel no longer reads the memory. On TCP that is when the data is
+ * ACKed, which a peer waiting for the rest of a message may delay by
+ * ~40 ms: holding the *send* until the notification would stall every
+ * large echo on delayed ACKs. So only the *buffer* waits. */
+struct zc_rec {
+    struct zc_rec *next;
+    struct rs_op *op; /* NULL once the first CQE was delivered */
+    int32_t bid;      /* pool buffer held until the notification, or -1 */
+    uint8_t gen;
+};
+
+#define ZC_SLAB 64
+struct zc_slab {
+    struct zc_slab *next;
+    struct zc_rec recs[ZC_SLAB];
+};
 
 struct ur_state {
     struct io_uring ring;
@@ -101,6 +119,11 @@ struct ur_state {
     bool wake_armed;
     unsigned last_batch; /* CQEs reaped last turn: the next wait asks for as many */
     bool zc_warned;
+    struct zc_rec *zc_free;  /* recycled records */
+    struct zc_slab *zc_slabs;
+    uint8_t *zc_hold;        /* per bid: zero-copy sends still reading it */
+    uint32_t zc_held;        /* buffers with zc_hold > 0 */
+    uint8_t *zc_release;     /* per bid: the core released it meanwhile */
 };
 
 static struct ur_state *state(struct rs_loop *loop)
@@ -194,19 +217,85 @@ static int prep_own_recv(struct rs_loop *loop, struct ur_state *st, struct rs_op
     return 0;
 }
 
+static bool in_pool(const struct rs_bufpool *p, const void *ptr)
+{
+    const uint8_t *b = ptr;
+    return b >= p->mem && b < p->mem + (size_t)p->count * p->size;
+}
+
+static struct zc_rec *zc_get(struct ur_state *st)
+{
+    if (!st->zc_free) {
+        /* Records come in slabs kept for the ring's lifetime, so fini can
+         * free those whose notification never came. */
+        struct zc_slab *slab = malloc(sizeof(*slab));
+        if (!slab)
+            return NULL;
+        slab->next = st->zc_slabs;
+        st->zc_slabs = slab;
+        for (size_t i = 0; i < ZC_SLAB; i++) {
+            slab->recs[i].next = st->zc_free;
+            st->zc_free = &slab->recs[i];
+        }
+    }
+    struct zc_rec *r = st->zc_free;
+    st->zc_free = r->next;
+    return r;
+}
+
+static void zc_put(struct ur_state *st, struct zc_rec *r)
+{
+    r->next = st->zc_free;
+    st->zc_free = r;
+}
+
+/* Zero-copy only for memory whose lifetime we control: a pool buffer (held
+ * back from reuse until the notification) or memory the core declares
+ * static. A heap chunk could be freed while the kernel still reads it. */
+static int prep_send_zc(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                        struct io_uring_sqe *sqe)
+{
+    int32_t bid = -1;
+    /* A zero-copy send pins its buffer until the data is ACKed, which a
+     * peer that stops reading postpones forever. Cap what may be pinned so
+     * such peers cannot drain the pool: past a quarter of the pool pinned,
+     * or half of it lent, plain sends (which copy into the socket) it is. */
+    const struct rs_bufpool *pool = &loop->pool;
+    if (st->zc_held >= pool->count / 4 || pool->lent > pool->count / 2)
+        return -1;
+    if (in_pool(&loop->pool, op->buf))
+        bid = (int32_t)(((const uint8_t *)op->buf - loop->pool.mem) / loop->pool.size);
+    else if (!(op->flags & RS_OPF_STATIC_BUF))
+        return -1;
+    struct zc_rec *r = zc_get(st);
+    if (!r)
+        return -1;
+    *r = (struct zc_rec){.op = op, .bid = bid, .gen = op->bk_gen};
+    if (bid >= 0) {
+        assert(st->zc_hold[bid] < UINT8_MAX);
+        if (st->zc_hold[bid]++ == 0)
+            st->zc_held++;
+    }
+    op->bk_flags |= BKF_ZC;
+    op->bk_ptr = r;
+    io_uring_prep_send_zc(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL, 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)r | (uint64_t)TAG_ZC << 56);
+    return 0;
+}
+
 static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
 {
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return -EBUSY;
-    if (st->zc_enabled && op->len >= loop->cfg->zc_threshold) {
-        io_uring_prep_send_zc(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL, 0);
-        op->bk_flags = BKF_ZC;
-    } else {
+    bool zc = st->zc_enabled && op->len >= loop->cfg->zc_threshold &&
+              prep_send_zc(loop, st, op, sqe) == 0;
+    if (!zc) {
         io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
     }
-    set_fd(st, sqe);
-    io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
+    if (st->fixed)
+        sqe->flags |= IOSQE_FIXED_FILE;
     return 0;
 }
 
@@ -283,7 +372,10 @@ static int ur_cancel(struct rs_loop *loop, struct rs_op *op)
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return -EBUSY;
-    io_uring_prep_cancel64(sqe, ud_of(op, TAG_OP), 0);
+    uint64_t target = ud_of(op, TAG_OP);
+    if (op->bk_flags & BKF_ZC)
+        target = (uint64_t)(uintptr_t)op->bk_ptr | (uint64_t)TAG_ZC << 56;
+    io_uring_prep_cancel64(sqe, target, 0);
     io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
     return 0;
 }
@@ -307,47 +399,68 @@ static void arm_wake(struct ur_state *st, struct rs_loop *loop)
     st->wake_armed = true;
 }
 
-static void zc_fallback(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
+static void buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid);
+
+/* The last zero-copy send reading a buffer is done with it. */
+static void zc_unhold(struct rs_loop *loop, struct ur_state *st, int32_t bid)
 {
-    if (!st->zc_warned) {
-        rs_log_error("send_zc failed (%s); falling back to plain send (raise ulimit -l?)",
-                     strerror(ENOMEM));
-        st->zc_warned = true;
+    if (bid < 0)
+        return;
+    assert(st->zc_hold[bid] > 0);
+    if (--st->zc_hold[bid] > 0)
+        return;
+    st->zc_held--;
+    if (st->zc_release[bid]) {
+        /* The core released it earlier; it stayed counted as lent, so the
+         * core's view of pool pressure included it. */
+        st->zc_release[bid] = 0;
+        rs_bufpool_unlend(&loop->pool, (uint16_t)bid);
+        buf_return(loop, st, (uint16_t)bid);
     }
-    st->zc_enabled = false;
-    if (prep_send(loop, st, op) < 0)
-        deliver(loop, op, -EBUSY, 0, 0);
 }
 
-static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+static void on_zc_cqe(struct rs_loop *loop, struct ur_state *st, struct zc_rec *r,
                       const struct io_uring_cqe *cqe)
+{
+    if (cqe->flags & IORING_CQE_F_NOTIF) {
+        assert(r->op == NULL);
+        zc_unhold(loop, st, r->bid);
+        zc_put(st, r);
+        return;
+    }
+    struct rs_op *op = r->op;
+    int32_t res = cqe->res;
+    bool notif_follows = cqe->flags & IORING_CQE_F_MORE;
+    r->op = NULL;
+    op->bk_flags &= (uint8_t)~BKF_ZC;
+    op->bk_ptr = NULL;
+    if (!notif_follows) {
+        zc_unhold(loop, st, r->bid);
+        zc_put(st, r);
+    }
+    if (op->bk_gen != r->gen) {
+        rs_log_error("dropping a stale zero-copy completion (res %d)", res);
+        return;
+    }
+    if (res == -ENOMEM || res == -EOPNOTSUPP) {
+        /* e.g. a low RLIMIT_MEMLOCK: plain sends from now on. */
+        if (!st->zc_warned) {
+            rs_log_error("send_zc failed (%s); falling back to plain send", strerror(-res));
+            st->zc_warned = true;
+        }
+        st->zc_enabled = false;
+        if (prep_send(loop, st, op) == 0)
+            return;
+        res = -EBUSY;
+    }
+    deliver(loop, op, res, 0, 0);
+}
+
+static void on_op_cqe(struct rs_loop *loop, struct rs_op *op, const struct io_uring_cqe *cqe)
 {
     uint32_t flags = 0;
     uint16_t bid = 0;
     int32_t res = cqe->res;
-    if (op->bk_flags & BKF_ZC) {
-        /* send_zc: the first CQE has the result; if F_MORE is set, the
-         * buffer is still the kernel's until the F_NOTIF CQE. */
-        if (cqe->flags & IORING_CQE_F_NOTIF) {
-            assert(op->bk_flags & BKF_ZC_WAIT);
-            op->bk_flags = 0;
-            deliver(loop, op, (int32_t)op->bk_aux, 0, 0);
-            return;
-        }
-        if (res == -ENOMEM || res == -EOPNOTSUPP) {
-            op->bk_flags = 0;
-            zc_fallback(loop, st, op);
-            return;
-        }
-        if (cqe->flags & IORING_CQE_F_MORE) {
-            op->bk_flags |= BKF_ZC_WAIT;
-            op->bk_aux = (uint32_t)res;
-            return;
-        }
-        op->bk_flags = 0;
-        deliver(loop, op, res, 0, 0);
-        return;
-    }
     if (op->bk_flags & BKF_OWN_BUF) {
         bid = (uint16_t)op->bk_aux;
         op->bk_flags = 0;
@@ -382,12 +495,16 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st, const struct io_ur
         st->wake_armed = false;
         return;
     }
+    if (tag == TAG_ZC) {
+        on_zc_cqe(loop, st, (struct zc_rec *)(uintptr_t)(ud & UD_PTR_MASK), cqe);
+        return;
+    }
     struct rs_op *op = (struct rs_op *)(uintptr_t)(ud & UD_PTR_MASK);
     if ((uint8_t)(ud >> 48) != op->bk_gen) {
         rs_log_error("dropping a stale completion (res %d)", cqe->res);
         return;
     }
-    on_op_cqe(loop, st, op, cqe);
+    on_op_cqe(loop, op, cqe);
 }
 
 /* Buffers returned since the last turn become visible to the kernel in one
@@ -527,10 +644,8 @@ static void ur_wake(struct rs_loop *loop)
     (void)rc;
 }
 
-static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
+static void buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
 {
-    struct ur_state *st = state(loop);
-    rs_bufpool_unlend(&loop->pool, bid);
     if (st->features & UF_BUF_RING) {
         io_uring_buf_ring_add(st->br, rs_bufpool_ptr(&loop->pool, bid), loop->pool.size,
                               bid, (int)st->br_mask, (int)st->br_pending);
@@ -538,6 +653,18 @@ static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
     } else {
         rs_bufpool_put(&loop->pool, bid);
     }
+}
+
+static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
+{
+    struct ur_state *st = state(loop);
+    if (st->zc_hold && st->zc_hold[bid]) {
+        assert(!st->zc_release[bid]);
+        st->zc_release[bid] = 1; /* returned at the last notification */
+        return;
+    }
+    rs_bufpool_unlend(&loop->pool, bid);
+    buf_return(loop, st, bid);
 }
 
 static int setup_buf_ring(struct rs_loop *loop, struct ur_state *st, char *err,
@@ -640,6 +767,14 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
             return rc;
     }
     st->zc_enabled = st->features & UF_SEND_ZC;
+    if (st->zc_enabled) {
+        st->zc_hold = calloc(loop->pool.count, 1);
+        st->zc_release = calloc(loop->pool.count, 1);
+        if (!st->zc_hold || !st->zc_release) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+    }
     st->batch_wait = (st->features & UF_BATCH_WAIT) && !(st->features & UF_SQPOLL);
     return 0;
 }
@@ -696,6 +831,17 @@ static void ur_fini(struct rs_loop *loop)
         return;
     assert(!st->deferred_head && !st->parked_head);
     io_uring_queue_exit(&st->ring);
+    /* Notifications that never came: the ring is gone, so is the hold. */
+    for (uint32_t bid = 0; st->zc_release && bid < loop->pool.count; bid++)
+        if (st->zc_release[bid])
+            rs_bufpool_unlend(&loop->pool, (uint16_t)bid);
+    while (st->zc_slabs) {
+        struct zc_slab *next = st->zc_slabs->next;
+        free(st->zc_slabs);
+        st->zc_slabs = next;
+    }
+    free(st->zc_hold);
+    free(st->zc_release);
     if (st->br)
         munmap(st->br, st->br_bytes);
     free(st);

@@ -112,6 +112,8 @@ static void start_send(struct rs_conn *c)
     assert(k->len > 0);
     c->send_op.buf = k->ptr;
     c->send_op.len = k->len;
+    /* Static chunks (chargen's table) may be sent zero-copy without a hold. */
+    c->send_op.flags = (k->bid < 0 && k->cap == 0) ? RS_OPF_STATIC_BUF : 0;
     int rc = c->loop->ops->submit(c->loop, &c->send_op);
     if (rc < 0) {
         rs_conn_abort(c);
@@ -273,12 +275,31 @@ static void unstarve_remove(struct rs_conn *c)
 {
     if (!c->starved)
         return;
-    struct rs_conn **pp = &c->loop->starved;
-    while (*pp && *pp != c)
-        pp = &(*pp)->starved_next;
-    assert(*pp == c);
-    *pp = c->starved_next;
+    struct rs_loop *loop = c->loop;
+    if (c->starved_prev)
+        c->starved_prev->starved_next = c->starved_next;
+    else
+        loop->starved = c->starved_next;
+    if (c->starved_next)
+        c->starved_next->starved_prev = c->starved_prev;
+    else
+        loop->starved_tail = c->starved_prev;
+    c->starved_next = c->starved_prev = NULL;
     c->starved = false;
+}
+
+static void starve(struct rs_conn *c)
+{
+    struct rs_loop *loop = c->loop;
+    assert(!c->starved);
+    c->starved = true;
+    c->starved_next = NULL;
+    c->starved_prev = loop->starved_tail;
+    if (loop->starved_tail)
+        loop->starved_tail->starved_next = c;
+    else
+        loop->starved = c;
+    loop->starved_tail = c;
 }
 
 void rs_conn_abort(struct rs_conn *c)
@@ -314,7 +335,7 @@ void rs_conn_finish(struct rs_conn *c)
 
 void rs_conn_unstarve(struct rs_conn *c)
 {
-    c->starved = false;
+    unstarve_remove(c);
     arm_recv(c);
 }
 
@@ -441,11 +462,8 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op, const struct rs_comp
             /* Not an error: the pool is empty. Re-armed by the loop once
              * buffers come back, whichever connection returns them. */
             loop->stats.enobufs++;
-            if (c->state == RS_CONN_OPEN && !c->recv_armed && !c->starved) {
-                c->starved = true;
-                c->starved_next = loop->starved;
-                loop->starved = c;
-            }
+            if (c->state == RS_CONN_OPEN && !c->recv_armed && !c->starved)
+                starve(c);
         } else if (res != -ECANCELED) {
             rs_conn_abort(c);
         }

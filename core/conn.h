@@ -28,7 +28,7 @@ enum rs_conn_state { RS_CONN_OPEN = 1, RS_CONN_CLOSING, RS_CONN_CLOSED };
 struct rs_conn {
     struct rs_loop *loop;
     struct rs_conn *next, *prev; /* loop->conns */
-    struct rs_conn *starved_next;
+    struct rs_conn *starved_next, *starved_prev; /* loop->starved, FIFO */
     int fd;
     uint8_t state;
     uint8_t inflight;  /* ops submitted and not finally completed */
@@ -63,7 +63,8 @@ uint64_t rs_conn_pending(const struct rs_conn *c);
 void rs_conn_abort(struct rs_conn *c);
 /* Stop reading; close once queued output is sent (graceful stop). */
 void rs_conn_finish(struct rs_conn *c);
-/* Re-arm a recv that ended on -ENOBUFS (called by the loop). */
+/* Take c off the starved list and re-arm its recv (called by the loop when
+ * buffers came back). */
 void rs_conn_unstarve(struct rs_conn *c);
 
 /* Chunk-node cache of a loop. */

@@ -106,20 +106,18 @@ static void abort_all(struct rs_loop *loop)
     }
 }
 
-/* Buffers came back: every starved connection may read again, not only
- * the one whose send released them. */
-static void feed_starved(struct rs_loop *loop)
+/* Buffers came back: starved connections may read again, whichever
+ * connection returned them. As many as there are free buffers, oldest
+ * first: re-arming all of them for one buffer would only earn most of them
+ * another -ENOBUFS. Those re-armed without data pending hold no buffer, so
+ * the next turn feeds the next ones. */
+void rs_loop_feed_starved(struct rs_loop *loop)
 {
     if (!loop->starved || loop->pool.lent >= loop->pool.count)
         return;
-    struct rs_conn *list = loop->starved;
-    loop->starved = NULL;
-    while (list) {
-        struct rs_conn *c = list;
-        list = c->starved_next;
-        c->starved_next = NULL;
-        rs_conn_unstarve(c);
-    }
+    uint32_t n = loop->pool.count - loop->pool.lent;
+    while (loop->starved && n-- > 0)
+        rs_conn_unstarve(loop->starved);
 }
 
 static void close_idle(struct rs_loop *loop)
@@ -163,7 +161,7 @@ int rs_loop_run(struct rs_loop *loop)
                 abort_all(loop);
             }
         }
-        feed_starved(loop);
+        rs_loop_feed_starved(loop);
         int timeout = rs_listener_tick(loop);
         if (loop->cfg->idle_timeout_s) {
             if (loop->now_ms >= next_idle_scan) {

@@ -32,7 +32,7 @@ struct rs_loop {
     uint32_t nconns;
     uint32_t max_conns;
     struct rs_conn *conns;     /* all live connections (for drain, idle scan) */
-    struct rs_conn *starved;   /* connections whose recv ended on -ENOBUFS */
+    struct rs_conn *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
     struct rs_conn *free_conns; /* recycled connection structs */
     struct rs_chunk *free_chunks; /* recycled chunk nodes */
     uint32_t nfree_conns, nfree_chunks;
@@ -48,6 +48,10 @@ void rs_loop_fini(struct rs_loop *loop);
 
 /* Run until stopped and drained. 0 or -errno. */
 int rs_loop_run(struct rs_loop *loop);
+
+/* Re-arm starved connections, as many as there are free buffers (done
+ * once per loop turn; public for tests that drive the core by hand). */
+void rs_loop_feed_starved(struct rs_loop *loop);
 
 /* Ask the loop to stop: from a signal handler or another thread. */
 void rs_loop_request_stop(struct rs_loop *loop);

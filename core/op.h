@@ -23,7 +23,8 @@ enum rs_op_kind {
 };
 
 /* rs_op.flags, set by the submitter */
-#define RS_OPF_MULTISHOT (1u << 0) /* keep the op armed: many completions */
+#define RS_OPF_MULTISHOT (1u << 0)  /* keep the op armed: many completions */
+#define RS_OPF_STATIC_BUF (1u << 1) /* RS_OP_SEND: buf outlives every use (zero-copy safe) */
 
 /* rs_completion.flags, set by the backend */
 #define RS_CF_MORE   (1u << 0) /* the op is still armed; more completions follow */
@@ -51,6 +52,7 @@ struct rs_op {
     uint8_t bk_gen;
     uint32_t bk_aux;
     struct rs_op *bk_next;
+    void *bk_ptr;
 };
 
 static inline void rs_op_init(struct rs_op *op, uint8_t kind, int fd, rs_complete_fn fn,

@@ -12,7 +12,15 @@ for build in sys.argv[1:]:
     try:
         with open(f"{build}/meson-logs/testlog.json") as f:
             for line in f:
-                r = json.loads(line)
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    failed += 1
+                    print(f"FAILED: {build}: unreadable test log line")
+                    continue
                 res = r.get("result")
                 if res in ("OK", "EXPECTEDFAIL"):
                     passed += 1

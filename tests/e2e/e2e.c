@@ -14,9 +14,14 @@
  *
  * Nothing here asserts on time. Waits are poll()s with a 20 s safety net.
  *
- * Environment: RS_E2E_FILTER=pattern runs only matching tests (cmocka
- * wildcards); RS_E2E_VERBOSE=1 prints each server's stderr; RS_E2E_SKIP_RSS=1 skips the
- * RSS bound (for runs under valgrind, whose own memory would dominate).
+ * The server command may start with a wrapper (valgrind, no_uring): the
+ * harness only needs the same process to print the lines and take SIGTERM.
+ *
+ * Environment:
+ *   RS_E2E_FILTER=pattern  run only matching tests (cmocka wildcards)
+ *   RS_E2E_VERBOSE=1       print each server's stderr after its test
+ *   RS_E2E_SKIP_RSS=1      skip the RSS bound (under valgrind, whose own
+ *                          memory would dominate it)
  */
 #include <errno.h>
 #include <poll.h>

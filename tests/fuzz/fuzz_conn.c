@@ -1,6 +1,6 @@
 /* libFuzzer target: the input bytes are the schedule.
  *
- * Each byte the schedule driver (tests/unit/sched.c) consumes picks the
+ * Each byte the schedule driver (tests/unit/sched_driver.c) consumes picks the
  * next choice: the first few set the configuration (pool size, max_pending,
  * how often errors happen, how many connections), then every byte picks an
  * event (which op completes, or abort/finish/open/loop turn) and its
@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "sched.h"
+#include "sched_driver.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

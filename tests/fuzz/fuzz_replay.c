@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "sched.h"
+#include "sched_driver.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -57,8 +57,8 @@ static int replay_file(const char *path)
         free(buf);
         return -1;
     }
-    snprintf(sched_context, sizeof(sched_context), "fuzz_replay %s  (RS_FUZZ_TRACE=1 to trace)",
-             path);
+    snprintf(sched_context, sizeof(sched_context),
+             "fuzz_replay %s  (RS_FUZZ_TRACE=1 to trace)", path);
     LLVMFuzzerTestOneInput(buf, len);
     sched_context[0] = '\0';
     free(buf);

@@ -1,6 +1,6 @@
 /* Randomized state-machine test: many seeded random schedules through the
  * real connection code on the fake backend (the driver and its checks are
- * in sched.c).
+ * in sched_driver.c).
  *
  *   test_random [--seed N] [--count N] [--steps N] [--schedule I] [--trace]
  *
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "sched.h"
+#include "sched_driver.h"
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
@@ -135,8 +135,10 @@ int main(int argc, char **argv)
     }
     sched_context[0] = '\0';
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    printf("conn-random: %" PRIu64 " schedules, %" PRIu64 " steps, all passed in %.2f s\n",
+    double secs =
+        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("conn-random: %" PRIu64 " schedules, %" PRIu64
+           " steps, all passed in %.2f s\n",
            last - first, total_steps, secs);
     sched_totals_print(stdout);
     return 0;

@@ -20,8 +20,8 @@
  * the bytes of a fuzzer input (tests/fuzz/fuzz_conn.c): one driver, two
  * ways of exploring it.
  */
-#ifndef RINGSERVE_TEST_SCHED_H
-#define RINGSERVE_TEST_SCHED_H
+#ifndef RINGSERVE_TEST_SCHED_DRIVER_H
+#define RINGSERVE_TEST_SCHED_DRIVER_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -56,7 +56,7 @@ uint32_t sched_run(struct sched_src *src, const struct sched_opts *opts);
 struct sched_totals {
     uint64_t schedules, steps, conns, rejected, bytes_in, bytes_out, copies, enobufs;
     uint64_t starved_fed, paused_steps, races, partial_sends, cancels, errors;
-    uint64_t graceful_closes, abortive_closes;
+    uint64_t graceful_closes, abortive_closes, submit_failures;
 };
 extern struct sched_totals sched_totals;
 void sched_totals_print(FILE *out);

@@ -1,4 +1,4 @@
-/* The schedule driver: see sched.h for what it does and checks.
+/* The schedule driver: see sched_driver.h for what it does and checks.
  *
  * How it stays legal. The driver only completes ops that the core really
  * has in flight (it wraps the fake backend's table and keeps a shadow list
@@ -24,7 +24,7 @@
  * always-successful results; a connection left with nothing in flight that
  * is not waiting for buffers is a hang and fails the run.
  */
-#include "sched.h"
+#include "sched_driver.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -111,6 +111,8 @@ struct sched {
     struct mconn mc[MAX_OPENED];
     int nmc, target, nlive;
     uint32_t chaos; /* weight of errors, EOF, abort, finish */
+    bool inject;    /* random phase with chaos: some submits fail */
+    int enobufs_fd; /* delivering -ENOBUFS to this fd right now, or -1 */
     uint8_t *held;  /* per bid: lent by the driver, not yet released */
     uint64_t lends, releases;
     struct ev trace[TRACE_LEN];
@@ -200,6 +202,8 @@ static const char *res_name(int32_t res, char *buf, size_t n)
         return "-ENOTCONN";
     case -EIO:
         return "-EIO";
+    case -EBUSY:
+        return "-EBUSY";
     default:
         snprintf(buf, n, "%d", (int)res);
         return buf;
@@ -250,6 +254,8 @@ static void print_ev(FILE *out, const struct ev *e)
         fprintf(out, "    core: submit %s fd=%d", kind_name(e->kind), e->fd);
         if (e->kind == RS_OP_SEND)
             fprintf(out, " len=%u", e->len);
+        if (e->res)
+            fprintf(out, " -> refused with %s", res_name(e->res, rb, sizeof(rb)));
         fputc('\n', out);
         break;
     case EV_CANCEL:
@@ -289,11 +295,10 @@ void sched_dump_current(FILE *out)
     fflush(out);
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3), noreturn))
-#endif
-static void
-fail(struct sched *s, const char *fmt, ...)
+static void fail(struct sched *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+
+static void fail(struct sched *s, const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "\nsched: FAILED at step %u: ", s->step);
@@ -314,15 +319,16 @@ void sched_totals_print(FILE *out)
             "  %llu bytes in, %llu out; %llu copies under pressure, %llu -ENOBUFS, %llu "
             "starved feeds\n"
             "  %llu steps paused by backpressure, %llu cancels, %llu completions racing "
-            "a cancel, %llu short sends, %llu errors\n",
+            "a cancel, %llu short sends, %llu errors, %llu refused submits\n",
             (unsigned long long)t->schedules, (unsigned long long)t->steps,
             (unsigned long long)t->conns, (unsigned long long)t->rejected,
-            (unsigned long long)t->graceful_closes, (unsigned long long)t->abortive_closes,
-            (unsigned long long)t->bytes_in, (unsigned long long)t->bytes_out,
-            (unsigned long long)t->copies, (unsigned long long)t->enobufs,
-            (unsigned long long)t->starved_fed, (unsigned long long)t->paused_steps,
-            (unsigned long long)t->cancels, (unsigned long long)t->races,
-            (unsigned long long)t->partial_sends, (unsigned long long)t->errors);
+            (unsigned long long)t->graceful_closes,
+            (unsigned long long)t->abortive_closes, (unsigned long long)t->bytes_in,
+            (unsigned long long)t->bytes_out, (unsigned long long)t->copies,
+            (unsigned long long)t->enobufs, (unsigned long long)t->starved_fed,
+            (unsigned long long)t->paused_steps, (unsigned long long)t->cancels,
+            (unsigned long long)t->races, (unsigned long long)t->partial_sends,
+            (unsigned long long)t->errors, (unsigned long long)t->submit_failures);
 }
 
 /* ---- model look-ups -------------------------------------------------- */
@@ -402,6 +408,11 @@ static int sk_submit(struct rs_loop *loop, struct rs_op *op)
             fail(s, "recv armed on fd %d with %llu bytes pending (max_pending %llu)",
                  op->fd, (unsigned long long)m->conn->pending,
                  (unsigned long long)s->cfg.max_pending);
+        if (s->enobufs_fd == op->fd)
+            fail(s,
+                 "recv on fd %d re-armed from inside its -ENOBUFS completion: with no "
+                 "buffer free it would spin",
+                 op->fd);
         m->races = 0;
         break;
     case RS_OP_SEND:
@@ -443,6 +454,16 @@ static int sk_submit(struct rs_loop *loop, struct rs_op *op)
     default:
         fail(s, "unexpected op kind %u on fd %d", op->kind, op->fd);
     }
+    /* A backend may refuse an op (submission queue full...): the core must
+     * then close that connection, and only that one. Not in the drain. */
+    if (s->inject && (op->kind == RS_OP_RECV || op->kind == RS_OP_SEND) &&
+        sched_pick(s->src, 64) == 0 && !s->src->exhausted) {
+        m->errored = true;
+        sched_totals.submit_failures++;
+        record(s, (struct ev){
+                      .type = EV_SUBMIT, .kind = op->kind, .fd = op->fd, .res = -EBUSY});
+        return -EBUSY;
+    }
     int rc = fake_backend.submit(loop, op);
     if (rc < 0)
         return rc;
@@ -457,7 +478,8 @@ static int sk_submit(struct rs_loop *loop, struct rs_op *op)
         assert(h->snap);
         memcpy(h->snap, op->buf, op->len);
     }
-    record(s, (struct ev){.type = EV_SUBMIT, .kind = op->kind, .fd = op->fd, .len = op->len});
+    record(s, (struct ev){
+                  .type = EV_SUBMIT, .kind = op->kind, .fd = op->fd, .len = op->len});
     return 0;
 }
 
@@ -519,7 +541,8 @@ static void check(struct sched *s)
     for (uint32_t b = 0; b < s->loop.pool.count; b++)
         held += s->held[b];
     if (held != s->loop.pool.lent)
-        fail(s, "the pool counts %u buffers lent, the driver %u", s->loop.pool.lent, held);
+        fail(s, "the pool counts %u buffers lent, the driver %u", s->loop.pool.lent,
+             held);
     int live = 0;
     for (int i = 0; i < s->nmc; i++) {
         struct mconn *m = &s->mc[i];
@@ -528,7 +551,8 @@ static void check(struct sched *s)
         live++;
         struct rs_conn *c = m->conn;
         if (!in_conn_list(s, c, m->fd))
-            fail(s, "fd %d: connection missing from loop->conns before its close completed",
+            fail(s,
+                 "fd %d: connection missing from loop->conns before its close completed",
                  m->fd);
         int n = shadow_count(s, m->fd, -1);
         if (c->inflight != n)
@@ -543,7 +567,8 @@ static void check(struct sched *s)
                  "pending %llu, paused %d, eof %d)",
                  m->fd, c->state, (unsigned long long)c->pending, c->paused, c->eof);
         sched_totals.paused_steps += c->paused;
-        uint64_t bound = s->cfg.max_pending + (uint64_t)s->cfg.buffer_size * (1 + m->races);
+        uint64_t bound =
+            s->cfg.max_pending + (uint64_t)s->cfg.buffer_size * (1 + m->races);
         if (c->pending > bound)
             fail(s, "fd %d: %llu bytes pending, bound %llu (max_pending + %u recv(s))",
                  m->fd, (unsigned long long)c->pending, (unsigned long long)bound,
@@ -563,8 +588,7 @@ static void check(struct sched *s)
 
 /* ---- events ---------------------------------------------------------- */
 
-/* core/loop.c feed_starved(), verbatim in effect: once buffers are back,
- * every starved connection may read again. */
+/* A loop turn's buffer feeding: the core's own rs_loop_feed_starved(). */
 static void feed_starved(struct sched *s)
 {
     struct rs_loop *loop = &s->loop;
@@ -572,14 +596,7 @@ static void feed_starved(struct sched *s)
         return;
     record(s, (struct ev){.type = EV_TURN});
     sched_totals.starved_fed++;
-    struct rs_conn *list = loop->starved;
-    loop->starved = NULL;
-    while (list) {
-        struct rs_conn *c = list;
-        list = c->starved_next;
-        c->starved_next = NULL;
-        rs_conn_unstarve(c);
-    }
+    rs_loop_feed_starved(loop);
 }
 
 static void open_conn(struct sched *s, bool reject)
@@ -643,7 +660,8 @@ static void deliver(struct sched *s, int i, int32_t res, uint32_t flags, uint32_
     if (h.kind == RS_OP_SEND) {
         /* Check the bytes before the callback: it may release the buffer. */
         if (memcmp(h.buf, h.snap, h.len) != 0)
-            fail(s, "fd %d: the bytes of an in-flight send changed under the kernel", h.fd);
+            fail(s, "fd %d: the bytes of an in-flight send changed under the kernel",
+                 h.fd);
         if (res > 0) {
             if ((uint32_t)res > h.len)
                 fail(s, "driver bug: send result %d > len %u", res, h.len);
@@ -673,8 +691,10 @@ static void deliver(struct sched *s, int i, int32_t res, uint32_t flags, uint32_
     if (!(flags & RS_CF_MORE))
         shadow_remove(s, i);
     fake_complete(&s->loop, h.op, res, flags, bid);
+    s->enobufs_fd = h.kind == RS_OP_RECV && res == -ENOBUFS ? h.fd : -1;
     if (fake_run(&s->loop) != 1)
         fail(s, "the fake did not deliver exactly one completion");
+    s->enobufs_fd = -1;
     if (h.kind == RS_OP_CLOSE) {
         if (in_conn_list(s, m->conn, h.fd))
             fail(s, "fd %d still listed after its close completed", h.fd);
@@ -770,6 +790,32 @@ static void complete_random(struct sched *s, int i)
     }
 }
 
+/* rs_conn_abort: nothing more is read or sent, so whatever is in flight
+ * must have been asked to stop. rs_conn_finish: reading stops. */
+static void do_abort(struct sched *s, struct mconn *m)
+{
+    m->aborted = true;
+    record(s, (struct ev){.type = EV_ABORT, .fd = m->fd});
+    rs_conn_abort(m->conn);
+    for (int i = 0; i < s->nsh; i++)
+        if (s->sh[i].fd == m->fd &&
+            (s->sh[i].kind == RS_OP_RECV || s->sh[i].kind == RS_OP_SEND) &&
+            !s->sh[i].cancelled)
+            fail(s, "rs_conn_abort left the %s of fd %d running, not cancelled",
+                 kind_name(s->sh[i].kind), m->fd);
+}
+
+static void do_finish(struct sched *s, struct mconn *m)
+{
+    m->finished = true;
+    record(s, (struct ev){.type = EV_FINISH, .fd = m->fd});
+    rs_conn_finish(m->conn);
+    for (int i = 0; i < s->nsh; i++)
+        if (s->sh[i].fd == m->fd && s->sh[i].kind == RS_OP_RECV && !s->sh[i].cancelled)
+            fail(s, "rs_conn_finish left the recv of fd %d reading, not cancelled",
+                 m->fd);
+}
+
 static struct mconn *pick_live(struct sched *s)
 {
     uint32_t k = sched_pick(s->src, (uint32_t)s->nlive);
@@ -828,20 +874,12 @@ static bool step(struct sched *s)
     case C_OPEN:
         open_conn(s, sched_pick(s->src, 16) == 0);
         break;
-    case C_ABORT: {
-        struct mconn *m = pick_live(s);
-        m->aborted = true;
-        record(s, (struct ev){.type = EV_ABORT, .fd = m->fd});
-        rs_conn_abort(m->conn);
+    case C_ABORT:
+        do_abort(s, pick_live(s));
         break;
-    }
-    case C_FINISH: {
-        struct mconn *m = pick_live(s);
-        m->finished = true;
-        record(s, (struct ev){.type = EV_FINISH, .fd = m->fd});
-        rs_conn_finish(m->conn);
+    case C_FINISH:
+        do_finish(s, pick_live(s));
         break;
-    }
     case C_TURN:
         feed_starved(s);
         break;
@@ -858,15 +896,10 @@ static void drain(struct sched *s)
         struct mconn *m = &s->mc[i];
         if (!m->live)
             continue;
-        if (mode == 0) {
-            m->finished = true;
-            record(s, (struct ev){.type = EV_FINISH, .fd = m->fd});
-            rs_conn_finish(m->conn);
-        } else if (mode == 2) {
-            m->aborted = true;
-            record(s, (struct ev){.type = EV_ABORT, .fd = m->fd});
-            rs_conn_abort(m->conn);
-        }
+        if (mode == 0)
+            do_finish(s, m);
+        else if (mode == 2)
+            do_abort(s, m);
     }
     check(s);
     for (int iter = 0; s->nlive > 0; iter++) {
@@ -900,6 +933,7 @@ uint32_t sched_run(struct sched_src *src, const struct sched_opts *opts)
     s->src = src;
     s->opts = opts;
     s->payload_rng = 0x5eed;
+    s->enobufs_fd = -1;
     rs_config_defaults(&s->cfg);
     s->cfg.buffers = sched_pick(src, 4) == 0 ? 4 : 16;
     s->cfg.buffer_size = 64;
@@ -922,6 +956,7 @@ uint32_t sched_run(struct sched_src *src, const struct sched_opts *opts)
                           .len = s->cfg.buffers,
                           .flags = (uint32_t)s->cfg.max_pending,
                           .res = (int32_t)s->chaos});
+    s->inject = s->chaos > 0;
     for (int i = 0; i < s->target; i++)
         open_conn(s, false);
     check(s);
@@ -930,6 +965,7 @@ uint32_t sched_run(struct sched_src *src, const struct sched_opts *opts)
             break;
         check(s);
     }
+    s->inject = false;
     drain(s);
     if (s->nsh != 0 || fake(&s->loop)->ninflight != 0)
         fail(s, "ops in flight after every connection closed");
