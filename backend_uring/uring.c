@@ -60,11 +60,13 @@
 #define IORING_CQE_F_NOTIF (1U << 3)
 #endif
 
+#ifndef IORING_RECVSEND_BUNDLE
+#define IORING_RECVSEND_BUNDLE (1U << 4) /* 6.10+, not in liburing 2.3's headers */
+#endif
 #ifndef IORING_FEAT_MIN_TIMEOUT
 #define IORING_FEAT_MIN_TIMEOUT (1U << 15)
 #endif
 
-#define SQ_ENTRIES 1024
 /* batch-wait: how long the kernel may hold a wake-up to gather a batch. */
 #define BATCH_WAIT_US 20
 #define BATCH_MAX 128
@@ -111,6 +113,7 @@ struct ur_state {
     size_t br_bytes;
     unsigned br_mask;
     unsigned br_pending; /* buffers added since the last advance */
+    uint16_t *br_pos;    /* per bid: the ring position it was last added at */
     /* ops completed without a CQE (parked recv cancelled...), FIFO */
     struct rs_op *deferred_head, *deferred_tail;
     /* single-shot recvs waiting for a free pool buffer */
@@ -338,6 +341,9 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
             io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
         else
             io_uring_prep_recv(sqe, op->fd, NULL, loop->pool.size, 0);
+        /* Bundles: one CQE may fill several buffers in a row. */
+        if (st->features & UF_BUNDLE)
+            sqe->ioprio |= IORING_RECVSEND_BUNDLE;
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BGID;
         set_fd(st, sqe);
@@ -456,7 +462,38 @@ static void on_zc_cqe(struct rs_loop *loop, struct ur_state *st, struct zc_rec *
     deliver(loop, op, res, 0, 0);
 }
 
-static void on_op_cqe(struct rs_loop *loop, struct rs_op *op, const struct io_uring_cqe *cqe)
+/* A bundle CQE: res bytes in ceil(res / size) buffers taken from the ring
+ * in order, starting with the one named in the CQE. The following ids are
+ * read from the ring slots after it: the kernel consumed those slots, and
+ * we cannot have refilled them yet (the ring never holds more than the
+ * buffers nobody holds, and these are held until delivered; CQEs arrive in
+ * consumption order). The core gets one completion per buffer, all but the
+ * last flagged MORE, so its one-buffer-per-completion model holds. */
+static void deliver_bundle(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                           const struct io_uring_cqe *cqe)
+{
+    uint32_t size = loop->pool.size;
+    uint16_t first = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    uint16_t pos = st->br_pos[first];
+    uint32_t left = (uint32_t)cqe->res;
+    assert((left + size - 1) / size <= loop->pool.count);
+    loop->stats.bundles++;
+    for (uint16_t i = 0; left > 0; i++) {
+        /* Read slot pos+i before delivering buffer i: the slot can only be
+         * refilled after buffer i itself has been released. */
+        uint16_t bid = i == 0 ? first : st->br->bufs[(uint16_t)(pos + i) & st->br_mask].bid;
+        uint32_t len = left < size ? left : size;
+        left -= len;
+        uint32_t flags = RS_CF_BUFFER;
+        if (left > 0 || (cqe->flags & IORING_CQE_F_MORE))
+            flags |= RS_CF_MORE;
+        rs_bufpool_lend(&loop->pool, bid);
+        deliver(loop, op, (int32_t)len, flags, bid);
+    }
+}
+
+static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                      const struct io_uring_cqe *cqe)
 {
     uint32_t flags = 0;
     uint16_t bid = 0;
@@ -470,6 +507,10 @@ static void on_op_cqe(struct rs_loop *loop, struct rs_op *op, const struct io_ur
         } else {
             rs_bufpool_put(&loop->pool, bid);
         }
+    } else if ((cqe->flags & IORING_CQE_F_BUFFER) && cqe->res > (int32_t)loop->pool.size &&
+               (st->features & UF_BUNDLE)) {
+        deliver_bundle(loop, st, op, cqe);
+        return;
     } else if (cqe->flags & IORING_CQE_F_BUFFER) {
         /* Only a CQE flagged F_BUFFER carries one: EOF and errors don't. */
         bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
@@ -504,7 +545,7 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st, const struct io_ur
         rs_log_error("dropping a stale completion (res %d)", cqe->res);
         return;
     }
-    on_op_cqe(loop, op, cqe);
+    on_op_cqe(loop, st, op, cqe);
 }
 
 /* Buffers returned since the last turn become visible to the kernel in one
@@ -649,6 +690,7 @@ static void buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
     if (st->features & UF_BUF_RING) {
         io_uring_buf_ring_add(st->br, rs_bufpool_ptr(&loop->pool, bid), loop->pool.size,
                               bid, (int)st->br_mask, (int)st->br_pending);
+        st->br_pos[bid] = (uint16_t)(st->br->tail + st->br_pending);
         st->br_pending++;
     } else {
         rs_bufpool_put(&loop->pool, bid);
@@ -693,9 +735,16 @@ static int setup_buf_ring(struct rs_loop *loop, struct ur_state *st, char *err,
         return rc;
     }
     st->br_mask = (unsigned)io_uring_buf_ring_mask(count);
-    for (uint32_t i = 0; i < count; i++)
+    st->br_pos = malloc(count * sizeof(*st->br_pos));
+    if (!st->br_pos) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < count; i++) {
         io_uring_buf_ring_add(st->br, rs_bufpool_ptr(&loop->pool, (uint16_t)i),
                               loop->pool.size, (uint16_t)i, (int)st->br_mask, (int)i);
+        st->br_pos[i] = (uint16_t)(st->br->tail + i);
+    }
     io_uring_buf_ring_advance(st->br, (int)count);
     /* The kernel owns every id now; the free stack is not used. */
     loop->pool.nfree = 0;
@@ -720,7 +769,7 @@ static int setup_ring(struct rs_loop *loop, struct ur_state *st,
         /* Multishot ops produce CQEs without SQEs: a deep CQ. */
         if (sup->cqsize) {
             p.flags |= IORING_SETUP_CQSIZE;
-            p.cq_entries = SQ_ENTRIES * 8;
+            p.cq_entries = cfg->ring_entries * 8;
         }
         if (sup->submit_all)
             p.flags |= IORING_SETUP_SUBMIT_ALL;
@@ -730,7 +779,7 @@ static int setup_ring(struct rs_loop *loop, struct ur_state *st,
         p.sq_thread_idle = cfg->sqpoll_idle_ms;
         st->taskrun = "sqpoll";
     }
-    int rc = io_uring_queue_init_params(SQ_ENTRIES, &st->ring, &p);
+    int rc = io_uring_queue_init_params(cfg->ring_entries, &st->ring, &p);
     if (rc < 0) {
         snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-rc));
         return rc;
@@ -841,6 +890,7 @@ static void ur_fini(struct rs_loop *loop)
         st->zc_slabs = next;
     }
     free(st->zc_hold);
+    free(st->br_pos);
     free(st->zc_release);
     if (st->br)
         munmap(st->br, st->br_bytes);

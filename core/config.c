@@ -22,6 +22,7 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->buffer_size = 16384;
     cfg->zc_threshold = 16384;
     cfg->sqpoll_idle_ms = 1000;
+    cfg->ring_entries = 1024;
     cfg->drain_timeout_ms = 2000;
     cfg->threads = 1;
     cfg->nodelay = true;
@@ -51,6 +52,8 @@ void rs_config_usage(FILE *out)
         "  --buffer-size=BYTES         bytes per receive buffer (default 16K)\n"
         "  --zc-threshold=BYTES        send_zc for sends of at least this (default 16K)\n"
         "  --sqpoll-idle=MS            SQPOLL thread idle time (default 1000)\n"
+        "  --ring-entries=N            io_uring submission queue size, a power of two;\n"
+        "                              the completion queue is 8x (default 1024)\n"
         "\n"
         "Server:\n"
         "  --listen=HOST:PORT          address to listen on (default 127.0.0.1:7080;\n"
@@ -164,7 +167,7 @@ enum {
     OPT_BACKEND = 256, OPT_LISTEN, OPT_EPOLL_MODE, OPT_MAX_PENDING, OPT_URING_FEATURES,
     OPT_BUFFERS, OPT_BUFFER_SIZE, OPT_ZC_THRESHOLD, OPT_SQPOLL_IDLE, OPT_MAX_CONNS,
     OPT_IDLE_TIMEOUT, OPT_DRAIN_TIMEOUT, OPT_THREADS, OPT_PIN, OPT_NO_NODELAY,
-    OPT_PROTOCOL, OPT_PROBE, OPT_JSON,
+    OPT_PROTOCOL, OPT_PROBE, OPT_JSON, OPT_RING_ENTRIES,
 };
 
 static const struct option long_opts[] = {
@@ -177,6 +180,7 @@ static const struct option long_opts[] = {
     {"buffer-size", required_argument, NULL, OPT_BUFFER_SIZE},
     {"zc-threshold", required_argument, NULL, OPT_ZC_THRESHOLD},
     {"sqpoll-idle", required_argument, NULL, OPT_SQPOLL_IDLE},
+    {"ring-entries", required_argument, NULL, OPT_RING_ENTRIES},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
@@ -243,6 +247,13 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_SQPOLL_IDLE:
         return parse_u32("--sqpoll-idle", arg, 0, 3600000, "milliseconds",
                          &cfg->sqpoll_idle_ms);
+    case OPT_RING_ENTRIES:
+        if (parse_u32("--ring-entries", arg, 1, 32768, "a power of two from 1 to 32768",
+                      &cfg->ring_entries))
+            return 2;
+        if (cfg->ring_entries & (cfg->ring_entries - 1))
+            return bad("--ring-entries", arg, "a power of two from 1 to 32768");
+        return 0;
     case OPT_MAX_CONNS:
         return parse_u32("--max-conns", arg, 1, 100000000, "a number >= 1",
                          &cfg->max_conns);

@@ -23,6 +23,7 @@ struct rs_config {
     uint32_t buffer_size;      /* bytes each */
     uint32_t zc_threshold;     /* send_zc at or above this many bytes */
     uint32_t sqpoll_idle_ms;
+    uint32_t ring_entries;     /* io_uring SQ entries (CQ: 8x with features) */
     uint32_t max_conns;        /* 0: derived from RLIMIT_NOFILE */
     uint32_t idle_timeout_s;   /* 0: off */
     uint32_t drain_timeout_ms;

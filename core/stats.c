@@ -16,6 +16,7 @@ void rs_stats_add(struct rs_stats *sum, const struct rs_stats *s)
     sum->copies += s->copies;
     sum->accept_pauses += s->accept_pauses;
     sum->idle_closed += s->idle_closed;
+    sum->bundles += s->bundles;
 }
 
 void rs_stats_print(FILE *out, const struct rs_stats *s)
@@ -24,8 +25,8 @@ void rs_stats_print(FILE *out, const struct rs_stats *s)
             "ringserve: stats: accepted=%" PRIu64 " rejected=%" PRIu64 " closed=%" PRIu64
             " bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " recvs=%" PRIu64 " sends=%" PRIu64
             " round_trips=%" PRIu64 " enobufs=%" PRIu64 " copies=%" PRIu64
-            " accept_pauses=%" PRIu64 " idle_closed=%" PRIu64 "\n",
+            " accept_pauses=%" PRIu64 " idle_closed=%" PRIu64 " bundles=%" PRIu64 "\n",
             s->accepted, s->rejected, s->closed, s->bytes_in, s->bytes_out, s->recvs,
             s->sends, s->round_trips, s->enobufs, s->copies, s->accept_pauses,
-            s->idle_closed);
+            s->idle_closed, s->bundles);
 }

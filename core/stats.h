@@ -18,6 +18,7 @@ struct rs_stats {
     uint64_t copies;      /* chunks copied out of a lent buffer under pressure */
     uint64_t accept_pauses; /* EMFILE/ENFILE back-offs */
     uint64_t idle_closed;
+    uint64_t bundles;     /* io_uring recv completions that filled several buffers */
 };
 
 void rs_stats_add(struct rs_stats *sum, const struct rs_stats *s);

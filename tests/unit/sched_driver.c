@@ -385,6 +385,22 @@ static bool in_starved_list(struct sched *s, const struct rs_conn *c)
     return false;
 }
 
+/* loop->starved is a FIFO: doubly linked, with a tail pointer. */
+static void check_starved_list(struct sched *s)
+{
+    const struct rs_conn *prev = NULL;
+    int n = 0;
+    for (struct rs_conn *p = s->loop.starved; p; p = p->starved_next) {
+        if (p->starved_prev != prev || !p->starved)
+            fail(s, "loop->starved is corrupt at fd %d", p->fd);
+        if (++n > MAX_OPENED)
+            fail(s, "loop->starved loops");
+        prev = p;
+    }
+    if (s->loop.starved_tail != prev)
+        fail(s, "loop->starved_tail does not point at the last starved connection");
+}
+
 /* ---- the backend wrappers: the fake, plus the model's checks --------- */
 
 static int sk_submit(struct rs_loop *loop, struct rs_op *op)
@@ -578,6 +594,7 @@ static void check(struct sched *s)
             fail(s, "fd %d: %llu bytes pending but only %llu received and not yet echoed",
                  m->fd, (unsigned long long)c->pending, (unsigned long long)queued);
     }
+    check_starved_list(s);
     if ((uint32_t)live != s->loop.nconns)
         fail(s, "loop->nconns is %u, the driver has %d live connections", s->loop.nconns,
              live);
