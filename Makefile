@@ -1,13 +1,14 @@
 # Thin wrapper around meson. Two commands do everything on a fresh
 # Debian/Ubuntu machine:
 #   make run    install build packages (as root), build, run the server
-#   make test   same set-up, then every test suite: a normal build, an
-#               ASan+UBSan build and valgrind runs
+#   make test   same set-up, then every test suite: a normal build (with
+#               valgrind runs), an ASan+UBSan build, and a short fuzz run
 BUILD   ?= build
 ASAN    ?= build-asan
+FUZZ    ?= build-fuzz
 ARGS    ?= --backend=auto
 
-.PHONY: all deps build run test test-build test-asan test-summary bench clean format
+.PHONY: all deps build run test test-build test-asan test-fuzz bench clean format
 
 all: build
 
@@ -20,6 +21,9 @@ $(BUILD)/build.ninja:
 $(ASAN)/build.ninja:
 	meson setup $(ASAN) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 
+$(FUZZ)/build.ninja:
+	CC=clang meson setup $(FUZZ) -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
+
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
@@ -30,7 +34,8 @@ run: build
 test: deps
 	-@$(MAKE) --no-print-directory test-build
 	-@$(MAKE) --no-print-directory test-asan
-	@./scripts/test-summary.py $(BUILD) $(ASAN)
+	-@$(MAKE) --no-print-directory test-fuzz
+	@./scripts/test-summary.py $(BUILD) $(ASAN) $(FUZZ)
 
 test-build: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -41,6 +46,12 @@ test-asan: $(ASAN)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  meson test -C $(ASAN) --print-errorlogs --num-processes 2 --no-suite valgrind --no-suite slow --no-suite install
 
+# 5 s of libFuzzer on the connection state machine, and the corpus replay
+# (clang, ASan+UBSan). The 60 s run is documented in tests/fuzz/README.md.
+test-fuzz: $(FUZZ)/build.ninja
+	ninja -C $(FUZZ) tests/fuzz/fuzz_conn tests/fuzz/fuzz_replay
+	meson test -C $(FUZZ) --no-rebuild --print-errorlogs --suite fuzz
+
 bench: build
 	meson test -C $(BUILD) --benchmark
 
@@ -48,4 +59,4 @@ format:
 	clang-format -i core/*.[ch] backend_epoll/*.[ch] backend_uring/*.[ch] tools/*.[ch] tests/*/*.[ch]
 
 clean:
-	rm -rf $(BUILD) $(ASAN)
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -172,7 +172,7 @@ void rs_conn_send_lent(struct rs_conn *c, const uint8_t *data, uint32_t len, uin
         rs_conn_release(c, bid);
         return;
     }
-    if (room || (pressure && c->head)) {
+    if (room || pressure) {
         loop->stats.copies++;
         rs_conn_send_copy(c, data, len);
         rs_conn_release(c, bid);
