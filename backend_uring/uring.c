@@ -30,9 +30,9 @@
  *    buffer is ours again only after the second, IORING_CQE_F_NOTIF CQE;
  *  - sqpoll (opt-in): a kernel thread polls the SQ, submission costs no
  *    syscall while it is awake.
- * Without buf-ring (e.g. --uring-features=none) each recv takes a buffer
- * from the pool when it is submitted, as every classic io_uring echo server
- * does; recvs wait in a list while the pool is empty.
+ * Without buf-ring (e.g. --uring-features=none) the pool is handed over
+ * with the older IORING_OP_PROVIDE_BUFFERS: the kernel still picks buffers
+ * as data arrives, but each returned buffer costs an SQE of its own.
  *
  * Never IOSQE_ASYNC on sockets: it forces a worker thread where FAST_POLL
  * would wait for readiness for free.
@@ -74,13 +74,11 @@
 
 /* user_data = op pointer | generation << 48 | tag << 56. x86-64 and
  * arm64 user pointers fit in 48 bits. */
-enum { TAG_OP = 0, TAG_IGNORE = 1, TAG_WAKE = 2, TAG_ZC = 3 };
+enum { TAG_OP = 0, TAG_IGNORE = 1, TAG_WAKE = 2, TAG_ZC = 3, TAG_PROVIDE = 4 };
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
 
 /* rs_op.bk_flags while the op belongs to this backend */
-#define BKF_PARKED 4u      /* recv waiting for a pool buffer */
 #define BKF_ZC 16u         /* send_zc in flight; bk_ptr is its zc_rec */
-#define BKF_OWN_BUF 8u     /* recv into a pool buffer we chose (bid in bk_aux) */
 
 /* A zero-copy send in flight. Its first CQE completes the send (the core
  * may send the next bytes at once); its second, IORING_CQE_F_NOTIF, says
@@ -114,10 +112,6 @@ struct ur_state {
     unsigned br_mask;
     unsigned br_pending; /* buffers added since the last advance */
     uint16_t *br_pos;    /* per bid: the ring position it was last added at */
-    /* ops completed without a CQE (parked recv cancelled...), FIFO */
-    struct rs_op *deferred_head, *deferred_tail;
-    /* single-shot recvs waiting for a free pool buffer */
-    struct rs_op *parked_head, *parked_tail;
     uint64_t wake_val;
     bool wake_armed;
     unsigned last_batch; /* CQEs reaped last turn: the next wait asks for as many */
@@ -153,71 +147,10 @@ static struct io_uring_sqe *get_sqe(struct ur_state *st)
     return io_uring_get_sqe(&st->ring);
 }
 
-static void list_push(struct rs_op **head, struct rs_op **tail, struct rs_op *op)
-{
-    op->bk_next = NULL;
-    if (*tail)
-        (*tail)->bk_next = op;
-    else
-        *head = op;
-    *tail = op;
-}
-
-static struct rs_op *list_pop(struct rs_op **head, struct rs_op **tail)
-{
-    struct rs_op *op = *head;
-    if (op) {
-        *head = op->bk_next;
-        if (!*head)
-            *tail = NULL;
-    }
-    return op;
-}
-
-static bool list_remove(struct rs_op **head, struct rs_op **tail, struct rs_op *op)
-{
-    struct rs_op *prev = NULL;
-    for (struct rs_op *o = *head; o; prev = o, o = o->bk_next) {
-        if (o != op)
-            continue;
-        if (prev)
-            prev->bk_next = o->bk_next;
-        else
-            *head = o->bk_next;
-        if (*tail == o)
-            *tail = prev;
-        return true;
-    }
-    return false;
-}
-
 static void set_fd(struct ur_state *st, struct io_uring_sqe *sqe)
 {
     if (st->fixed)
         sqe->flags |= IOSQE_FIXED_FILE;
-}
-
-/* A recv into a pool buffer chosen now (no buffer ring). */
-static int prep_own_recv(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
-{
-    int bid = rs_bufpool_get(&loop->pool);
-    if (bid < 0) {
-        op->bk_flags |= BKF_PARKED;
-        list_push(&st->parked_head, &st->parked_tail, op);
-        return 0;
-    }
-    struct io_uring_sqe *sqe = get_sqe(st);
-    if (!sqe) {
-        rs_bufpool_put(&loop->pool, (uint16_t)bid);
-        return -EBUSY;
-    }
-    io_uring_prep_recv(sqe, op->fd, rs_bufpool_ptr(&loop->pool, (uint16_t)bid),
-                       loop->pool.size, 0);
-    set_fd(st, sqe);
-    op->bk_flags = BKF_OWN_BUF;
-    op->bk_aux = (uint32_t)bid;
-    io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
-    return 0;
 }
 
 static bool in_pool(const struct rs_bufpool *p, const void *ptr)
@@ -308,8 +241,6 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     op->bk_gen++;
     op->bk_flags = 0;
     op->bk_next = NULL;
-    if (op->kind == RS_OP_RECV && !(st->features & UF_BUF_RING))
-        return prep_own_recv(loop, st, op);
     if (op->kind == RS_OP_SEND)
         return prep_send(loop, st, op);
     struct io_uring_sqe *sqe = get_sqe(st);
@@ -368,13 +299,6 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
 static int ur_cancel(struct rs_loop *loop, struct rs_op *op)
 {
     struct ur_state *st = state(loop);
-    if (op->bk_flags & BKF_PARKED) {
-        list_remove(&st->parked_head, &st->parked_tail, op);
-        op->bk_flags = 0;
-        op->bk_aux = (uint32_t)-ECANCELED;
-        list_push(&st->deferred_head, &st->deferred_tail, op);
-        return 0;
-    }
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return -EBUSY;
@@ -498,16 +422,7 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     uint32_t flags = 0;
     uint16_t bid = 0;
     int32_t res = cqe->res;
-    if (op->bk_flags & BKF_OWN_BUF) {
-        bid = (uint16_t)op->bk_aux;
-        op->bk_flags = 0;
-        if (res > 0) {
-            rs_bufpool_lend(&loop->pool, bid);
-            flags |= RS_CF_BUFFER;
-        } else {
-            rs_bufpool_put(&loop->pool, bid);
-        }
-    } else if ((cqe->flags & IORING_CQE_F_BUFFER) && cqe->res > (int32_t)loop->pool.size &&
+    if ((cqe->flags & IORING_CQE_F_BUFFER) && cqe->res > (int32_t)loop->pool.size &&
                (st->features & UF_BUNDLE)) {
         deliver_bundle(loop, st, op, cqe);
         return;
@@ -536,6 +451,13 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st, const struct io_ur
         st->wake_armed = false;
         return;
     }
+    if (tag == TAG_PROVIDE) {
+        /* A returned buffer the kernel refused would be lost for good. */
+        if (cqe->res < 0)
+            rs_log_error("IORING_OP_PROVIDE_BUFFERS(bid %u): %s", (unsigned)(ud & 0xffff),
+                         strerror(-cqe->res));
+        return;
+    }
     if (tag == TAG_ZC) {
         on_zc_cqe(loop, st, (struct zc_rec *)(uintptr_t)(ud & UD_PTR_MASK), cqe);
         return;
@@ -549,21 +471,12 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st, const struct io_ur
 }
 
 /* Buffers returned since the last turn become visible to the kernel in one
- * store; parked recvs (no buffer ring) get theirs. */
-static void refill(struct rs_loop *loop, struct ur_state *st)
+ * store. */
+static void refill(struct ur_state *st)
 {
     if (st->br_pending) {
         io_uring_buf_ring_advance(st->br, (int)st->br_pending);
         st->br_pending = 0;
-    }
-    while (st->parked_head && loop->pool.nfree > 0) {
-        struct rs_op *op = list_pop(&st->parked_head, &st->parked_tail);
-        op->bk_flags = 0;
-        if (prep_own_recv(loop, st, op) < 0) {
-            op->bk_flags = BKF_PARKED;
-            list_push(&st->parked_head, &st->parked_tail, op);
-            break;
-        }
     }
 }
 
@@ -629,9 +542,7 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     struct io_uring_cqe *cqe;
     int dispatched = 0;
     arm_wake(st, loop);
-    refill(loop, st);
-    if (st->deferred_head)
-        timeout_ms = 0;
+    refill(st);
     int rc;
     if (st->features & UF_SQPOLL) {
         /* The SQ thread submits; we only wait (never a busy-wait on peek). */
@@ -670,11 +581,6 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     io_uring_cq_advance(&st->ring, n);
     dispatched += (int)n;
     st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
-    struct rs_op *op;
-    while ((op = list_pop(&st->deferred_head, &st->deferred_tail)) != NULL) {
-        deliver(loop, op, (int32_t)op->bk_aux, 0, 0);
-        dispatched++;
-    }
     return rc == -EINTR ? -EINTR : dispatched;
 }
 
@@ -692,9 +598,18 @@ static void buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
                               bid, (int)st->br_mask, (int)st->br_pending);
         st->br_pos[bid] = (uint16_t)(st->br->tail + st->br_pending);
         st->br_pending++;
-    } else {
-        rs_bufpool_put(&loop->pool, bid);
+        return;
     }
+    /* Without a ring, each buffer goes back with an SQE of its own: the
+     * cost the buffer ring (5.19) was invented to remove. */
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe) {
+        rs_log_error("cannot return buffer %u: submission queue full", bid);
+        return;
+    }
+    io_uring_prep_provide_buffers(sqe, rs_bufpool_ptr(&loop->pool, bid), (int)loop->pool.size,
+                                  1, BGID, bid);
+    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_PROVIDE << 56 | bid);
 }
 
 static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
@@ -748,6 +663,35 @@ static int setup_buf_ring(struct rs_loop *loop, struct ur_state *st, char *err,
     io_uring_buf_ring_advance(st->br, (int)count);
     /* The kernel owns every id now; the free stack is not used. */
     loop->pool.nfree = 0;
+    return 0;
+}
+
+/* No buffer ring: hand the whole pool to the kernel once with the older
+ * IORING_OP_PROVIDE_BUFFERS (5.7), so the kernel still picks a buffer only
+ * when data arrives and an idle connection holds none. */
+static int provide_all(struct rs_loop *loop, struct ur_state *st, char *err, size_t errlen)
+{
+    struct io_uring_sqe *sqe = get_sqe(st);
+    struct io_uring_cqe *cqe;
+    if (!sqe) {
+        snprintf(err, errlen, "provide buffers: no SQE");
+        return -EBUSY;
+    }
+    io_uring_prep_provide_buffers(sqe, loop->pool.mem, (int)loop->pool.size,
+                                  (int)loop->pool.count, BGID, 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+    int rc = io_uring_submit_and_wait(&st->ring, 1);
+    if (rc >= 0)
+        rc = io_uring_peek_cqe(&st->ring, &cqe);
+    if (rc >= 0) {
+        rc = cqe->res < 0 ? cqe->res : 0;
+        io_uring_cqe_seen(&st->ring, cqe);
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "IORING_OP_PROVIDE_BUFFERS: %s", strerror(-rc));
+        return rc;
+    }
+    loop->pool.nfree = 0; /* every id is the kernel's now */
     return 0;
 }
 
@@ -810,11 +754,10 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
         st->fixed = true;
         loop->caps |= RS_CAP_DIRECT_FD;
     }
-    if (st->features & UF_BUF_RING) {
-        rc = setup_buf_ring(loop, st, err, errlen);
-        if (rc < 0)
-            return rc;
-    }
+    rc = (st->features & UF_BUF_RING) ? setup_buf_ring(loop, st, err, errlen)
+                                       : provide_all(loop, st, err, errlen);
+    if (rc < 0)
+        return rc;
     st->zc_enabled = st->features & UF_SEND_ZC;
     if (st->zc_enabled) {
         st->zc_hold = calloc(loop->pool.count, 1);
@@ -878,7 +821,6 @@ static void ur_fini(struct rs_loop *loop)
     struct ur_state *st = state(loop);
     if (!st)
         return;
-    assert(!st->deferred_head && !st->parked_head);
     io_uring_queue_exit(&st->ring);
     /* Notifications that never came: the ring is gone, so is the hold. */
     for (uint32_t bid = 0; st->zc_release && bid < loop->pool.count; bid++)

@@ -56,6 +56,17 @@ discard | chargen)
     ;;
 esac
 
+# discard: let the server read to EOF before asking it to stop (a drain
+# stops reading): wait until none of its connections is left, by state.
+if [ "$MODE" = discard ]; then
+    i=0
+    while [ $i -lt 400 ] &&
+        ss -Htn state established state close-wait "( sport = :$PORT )" | grep -q .; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+fi
+
 kill -TERM "$SERVER"
 wait "$SERVER"
 rc=$?
@@ -64,6 +75,16 @@ if [ $rc -ne 0 ]; then
     echo "FAIL: ringserve exited $rc on SIGTERM"
     cat "$TMP/log"
     fails=$((fails + 1))
+fi
+# discard: the server must have received exactly what was sent
+# (4 connections x 64 KiB x 50 rounds), as its final statistics say.
+if [ "$MODE" = discard ]; then
+    want=$((4 * 65536 * 50))
+    got=$(sed -n 's/.*stats:.* bytes_in=\([0-9]*\).*/\1/p' "$TMP/log")
+    if [ "$got" != "$want" ]; then
+        echo "FAIL: server stats bytes_in=$got, expected $want"
+        fails=$((fails + 1))
+    fi
 fi
 [ $fails -eq 0 ] || exit 1
 echo "all passed"

@@ -261,23 +261,8 @@ static void test_contract_enobufs_is_a_state(void **state)
     /* The only buffer is held: the next data yields -ENOBUFS, ending the op. */
     assert_int_equal(send(fx->client, "2", 1, 0), 1);
     int n = fx->nev;
-    for (int i = 0; i < 200 && fx->nev == n; i++)
-        fx->loop.ops->run(&fx->loop, 10);
-    if (strcmp(mode_name, "uring") == 0 && fx->nev == n) {
-        /* Without a buffer ring the io_uring backend parks the recv until a
-         * buffer comes back instead: no completion at all is also legal. */
-        fx->loop.ops->buf_release(&fx->loop, held);
-        run_until(fx, n + 1);
-        assert_true(fx->ev[n].c.flags & RS_CF_BUFFER);
-        assert_int_equal(*rs_bufpool_ptr(&fx->loop.pool, fx->ev[n].c.bid), '2');
-        fx->loop.ops->buf_release(&fx->loop, fx->ev[n].c.bid);
-        if (fx->ev[n].c.flags & RS_CF_MORE) {
-            fx->loop.ops->cancel(&fx->loop, &recv_op);
-            run_until(fx, n + 2);
-        }
-        close_server(fx);
-        return;
-    }
+    run_until(fx, n + 1);
+    assert_true(fx->nev > n);
     assert_int_equal(fx->ev[n].c.res, -ENOBUFS);
     assert_false(fx->ev[n].c.flags & (RS_CF_MORE | RS_CF_BUFFER));
     /* Give the buffer back and re-arm: the data is still there. */
