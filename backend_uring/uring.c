@@ -104,6 +104,7 @@ struct ur_state {
     uint32_t features;
     bool zc_enabled;
     bool batch_wait;
+    bool sqpoll_owner;
     bool fixed;
     const char *taskrun;
     /* provided buffer ring */
@@ -695,6 +696,10 @@ static int provide_all(struct rs_loop *loop, struct ur_state *st, char *err, siz
     return 0;
 }
 
+/* The ring whose SQPOLL thread other loops attach to. */
+static pthread_mutex_t sqpoll_mu = PTHREAD_MUTEX_INITIALIZER;
+static int sqpoll_owner_fd = -1;
+
 static int setup_ring(struct rs_loop *loop, struct ur_state *st,
                       const struct rs_uring_support *sup, char *err, size_t errlen)
 {
@@ -718,17 +723,38 @@ static int setup_ring(struct rs_loop *loop, struct ur_state *st,
         if (sup->submit_all)
             p.flags |= IORING_SETUP_SUBMIT_ALL;
     }
-    if (st->features & UF_SQPOLL) {
-        p.flags |= IORING_SETUP_SQPOLL;
-        p.sq_thread_idle = cfg->sqpoll_idle_ms;
-        st->taskrun = "sqpoll";
-    }
-    int rc = io_uring_queue_init_params(cfg->ring_entries, &st->ring, &p);
-    if (rc < 0) {
-        snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-rc));
+    if (!(st->features & UF_SQPOLL)) {
+        int rc = io_uring_queue_init_params(cfg->ring_entries, &st->ring, &p);
+        if (rc < 0)
+            snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-rc));
         return rc;
     }
-    return 0;
+    /* SQPOLL with several loops: the first ring's poller thread serves
+     * them all (IORING_SETUP_ATTACH_WQ), rather than one kernel thread
+     * spinning per loop on a machine with few CPUs. */
+    p.flags |= IORING_SETUP_SQPOLL;
+    p.sq_thread_idle = cfg->sqpoll_idle_ms;
+    st->taskrun = "sqpoll";
+    pthread_mutex_lock(&sqpoll_mu);
+    int rc = -EINVAL;
+    if (sqpoll_owner_fd >= 0) {
+        struct io_uring_params pa = p;
+        pa.flags |= IORING_SETUP_ATTACH_WQ;
+        pa.wq_fd = (uint32_t)sqpoll_owner_fd;
+        rc = io_uring_queue_init_params(cfg->ring_entries, &st->ring, &pa);
+        if (rc == 0)
+            st->taskrun = "sqpoll-shared";
+    }
+    if (rc < 0)
+        rc = io_uring_queue_init_params(cfg->ring_entries, &st->ring, &p);
+    if (rc == 0 && sqpoll_owner_fd < 0) {
+        sqpoll_owner_fd = st->ring.ring_fd;
+        st->sqpoll_owner = true;
+    }
+    pthread_mutex_unlock(&sqpoll_mu);
+    if (rc < 0)
+        snprintf(err, errlen, "io_uring_queue_init (SQPOLL): %s", strerror(-rc));
+    return rc;
 }
 
 static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *err,
@@ -821,6 +847,11 @@ static void ur_fini(struct rs_loop *loop)
     struct ur_state *st = state(loop);
     if (!st)
         return;
+    if (st->sqpoll_owner) {
+        pthread_mutex_lock(&sqpoll_mu);
+        sqpoll_owner_fd = -1; /* attached rings keep the poller alive */
+        pthread_mutex_unlock(&sqpoll_mu);
+    }
     io_uring_queue_exit(&st->ring);
     /* Notifications that never came: the ring is gone, so is the hold. */
     for (uint32_t bid = 0; st->zc_release && bid < loop->pool.count; bid++)
