@@ -24,7 +24,9 @@ struct rs_chunk {
 
 /* Keep a few recycled nodes per loop: the hot path should not malloc. */
 #define CACHE_MAX 1024u
-#define HEAP_CHUNK_MIN 16384u
+/* Big enough to coalesce many small pipelined messages, small enough that
+ * thousands of connections copying under pressure stay cheap. */
+#define HEAP_CHUNK_MIN 4000u
 
 static void on_recv(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
 static void on_send(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
