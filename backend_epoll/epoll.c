@@ -50,9 +50,9 @@
 #include "backend.h"
 #include "loop.h"
 
-#define MAX_EVENTS 256
-#define READ_BUDGET 16   /* reads per socket per wake-up (libuv uses 32) */
-#define WAKE_TAG UINT32_MAX
+#define MAX_EVENTS  256
+#define READ_BUDGET 16 /* reads per socket per wake-up (libuv uses 32) */
+#define WAKE_TAG    UINT32_MAX
 
 struct ep_sock {
     struct rs_op *rd; /* accept or recv waiting for readability */
@@ -61,7 +61,7 @@ struct ep_sock {
     uint32_t events;  /* interest mask registered with epoll (0: not registered) */
     bool rd_ready;    /* et: readable until EAGAIN or a short read says otherwise */
     bool wr_ready;
-    bool rdhup;       /* the peer closed: keep reading to reach EOF */
+    bool rdhup; /* the peer closed: keep reading to reach EOF */
     bool on_ready_list;
 };
 
@@ -77,9 +77,9 @@ struct ep_state {
     bool et;
     struct ep_sock *socks; /* indexed by fd */
     uint32_t nsocks;
-    struct ep_done *done;  /* FIFO ring */
+    struct ep_done *done; /* FIFO ring */
     uint32_t done_head, done_len, done_cap;
-    int *ready;            /* et: fds with readiness left over */
+    int *ready; /* et: fds with readiness left over */
     uint32_t nready, ready_cap;
     struct epoll_event events[MAX_EVENTS];
 };
@@ -270,8 +270,8 @@ static void handle_read(struct rs_loop *loop, struct ep_state *st, int fd, uint3
         struct ep_sock *s = &st->socks[fd];
         if (s->gen != gen || !s->rd || !s->rd_ready)
             return;
-        bool more = s->rd->kind == RS_OP_ACCEPT ? do_accept(loop, st, fd)
-                                                : do_recv(loop, st, fd);
+        bool more =
+            s->rd->kind == RS_OP_ACCEPT ? do_accept(loop, st, fd) : do_recv(loop, st, fd);
         if (!more)
             return;
     }
@@ -457,7 +457,8 @@ static int ep_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         free(st);
         return rc;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = pack(loop->wake_fd, WAKE_TAG)};
+    struct epoll_event ev = {.events = EPOLLIN,
+                             .data.u64 = pack(loop->wake_fd, WAKE_TAG)};
     if (epoll_ctl(st->epfd, EPOLL_CTL_ADD, loop->wake_fd, &ev) < 0) {
         int rc = -errno;
         snprintf(err, errlen, "epoll_ctl(wake): %s", strerror(errno));

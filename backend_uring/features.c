@@ -82,11 +82,12 @@ int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
         else if (nlen == 7 && !strncmp(name, "default", 7))
             bits = supported & ~(uint32_t)UF_OPT_IN;
         else if ((bits = lookup(name, nlen)) == 0) {
-            snprintf(err, errlen,
-                     "--uring-features: unknown feature '%.*s' (known: all, none, default, "
-                     "multishot-accept, multishot-recv, buf-ring, fixed-files, ring-fd, "
-                     "defer-taskrun, send-zc, sqpoll, bundle, batch-wait)",
-                     (int)nlen, name);
+            snprintf(
+                err, errlen,
+                "--uring-features: unknown feature '%.*s' (known: all, none, default, "
+                "multishot-accept, multishot-recv, buf-ring, fixed-files, ring-fd, "
+                "defer-taskrun, send-zc, sqpoll, bundle, batch-wait)",
+                (int)nlen, name);
             return -EINVAL;
         }
         if (minus) {
@@ -126,7 +127,8 @@ void rs_uring_features_format(uint32_t f, char *out, size_t outlen)
     for (size_t i = 0; i < NNAMES; i++) {
         if (!(f & names[i].bit))
             continue;
-        int n = snprintf(out + used, outlen - used, "%s%s", used ? "," : "", names[i].name);
+        int n =
+            snprintf(out + used, outlen - used, "%s%s", used ? "," : "", names[i].name);
         if (n < 0 || (size_t)n >= outlen - used)
             break;
         used += (size_t)n;

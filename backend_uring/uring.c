@@ -69,8 +69,8 @@
 
 /* batch-wait: how long the kernel may hold a wake-up to gather a batch. */
 #define BATCH_WAIT_US 20
-#define BATCH_MAX 128
-#define BGID 0
+#define BATCH_MAX     128
+#define BGID          0
 
 /* user_data = op pointer | generation << 48 | tag << 56. x86-64 and
  * arm64 user pointers fit in 48 bits. */
@@ -78,7 +78,7 @@ enum { TAG_OP = 0, TAG_IGNORE = 1, TAG_WAKE = 2, TAG_ZC = 3, TAG_PROVIDE = 4 };
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
 
 /* rs_op.bk_flags while the op belongs to this backend */
-#define BKF_ZC 16u         /* send_zc in flight; bk_ptr is its zc_rec */
+#define BKF_ZC 16u /* send_zc in flight; bk_ptr is its zc_rec */
 
 /* A zero-copy send in flight. Its first CQE completes the send (the core
  * may send the next bytes at once); its second, IORING_CQE_F_NOTIF, says
@@ -117,11 +117,11 @@ struct ur_state {
     bool wake_armed;
     unsigned last_batch; /* CQEs reaped last turn: the next wait asks for as many */
     bool zc_warned;
-    struct zc_rec *zc_free;  /* recycled records */
+    struct zc_rec *zc_free; /* recycled records */
     struct zc_slab *zc_slabs;
-    uint8_t *zc_hold;        /* per bid: zero-copy sends still reading it */
-    uint32_t zc_held;        /* buffers with zc_hold > 0 */
-    uint8_t *zc_release;     /* per bid: the core released it meanwhile */
+    uint8_t *zc_hold;    /* per bid: zero-copy sends still reading it */
+    uint32_t zc_held;    /* buffers with zc_hold > 0 */
+    uint8_t *zc_release; /* per bid: the core released it meanwhile */
 };
 
 static struct ur_state *state(struct rs_loop *loop)
@@ -376,7 +376,8 @@ static void on_zc_cqe(struct rs_loop *loop, struct ur_state *st, struct zc_rec *
     if (res == -ENOMEM || res == -EOPNOTSUPP) {
         /* e.g. a low RLIMIT_MEMLOCK: plain sends from now on. */
         if (!st->zc_warned) {
-            rs_log_error("send_zc failed (%s); falling back to plain send", strerror(-res));
+            rs_log_error("send_zc failed (%s); falling back to plain send",
+                         strerror(-res));
             st->zc_warned = true;
         }
         st->zc_enabled = false;
@@ -406,7 +407,8 @@ static void deliver_bundle(struct rs_loop *loop, struct ur_state *st, struct rs_
     for (uint16_t i = 0; left > 0; i++) {
         /* Read slot pos+i before delivering buffer i: the slot can only be
          * refilled after buffer i itself has been released. */
-        uint16_t bid = i == 0 ? first : st->br->bufs[(uint16_t)(pos + i) & st->br_mask].bid;
+        uint16_t bid =
+            i == 0 ? first : st->br->bufs[(uint16_t)(pos + i) & st->br_mask].bid;
         uint32_t len = left < size ? left : size;
         left -= len;
         uint32_t flags = RS_CF_BUFFER;
@@ -424,7 +426,7 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     uint16_t bid = 0;
     int32_t res = cqe->res;
     if ((cqe->flags & IORING_CQE_F_BUFFER) && cqe->res > (int32_t)loop->pool.size &&
-               (st->features & UF_BUNDLE)) {
+        (st->features & UF_BUNDLE)) {
         deliver_bundle(loop, st, op, cqe);
         return;
     } else if (cqe->flags & IORING_CQE_F_BUFFER) {
@@ -442,7 +444,8 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     deliver(loop, op, res, flags, bid);
 }
 
-static void on_cqe(struct rs_loop *loop, struct ur_state *st, const struct io_uring_cqe *cqe)
+static void on_cqe(struct rs_loop *loop, struct ur_state *st,
+                   const struct io_uring_cqe *cqe)
 {
     uint64_t ud = cqe->user_data;
     unsigned tag = (unsigned)(ud >> 56);
@@ -523,9 +526,8 @@ static int batch_enter(struct ur_state *st, unsigned want, int timeout_ms)
         ts.tv_sec = timeout_ms / 1000;
         ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
     }
-    struct io_uring_getevents_arg arg = {.sigmask_sz = _NSIG / 8,
-                                         .pad = batch_us(),
-                                         .ts = (uint64_t)(uintptr_t)&ts};
+    struct io_uring_getevents_arg arg = {
+        .sigmask_sz = _NSIG / 8, .pad = batch_us(), .ts = (uint64_t)(uintptr_t)&ts};
     unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
     int fd = ring->ring_fd;
     if (ring->int_flags & 1) { /* liburing's INT_FLAG_REG_RING */
@@ -533,7 +535,8 @@ static int batch_enter(struct ur_state *st, unsigned want, int timeout_ms)
         flags |= IORING_ENTER_REGISTERED_RING;
     }
     /* No timeout wanted: a long one, re-armed each turn. */
-    int rc = (int)syscall(__NR_io_uring_enter, fd, to_submit, want, flags, &arg, sizeof(arg));
+    int rc =
+        (int)syscall(__NR_io_uring_enter, fd, to_submit, want, flags, &arg, sizeof(arg));
     return rc < 0 ? -errno : rc;
 }
 
@@ -608,8 +611,8 @@ static void buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
         rs_log_error("cannot return buffer %u: submission queue full", bid);
         return;
     }
-    io_uring_prep_provide_buffers(sqe, rs_bufpool_ptr(&loop->pool, bid), (int)loop->pool.size,
-                                  1, BGID, bid);
+    io_uring_prep_provide_buffers(sqe, rs_bufpool_ptr(&loop->pool, bid),
+                                  (int)loop->pool.size, 1, BGID, bid);
     io_uring_sqe_set_data64(sqe, (uint64_t)TAG_PROVIDE << 56 | bid);
 }
 
@@ -630,19 +633,18 @@ static int setup_buf_ring(struct rs_loop *loop, struct ur_state *st, char *err,
 {
     uint32_t count = loop->pool.count;
     long page = sysconf(_SC_PAGESIZE);
-    st->br_bytes = ((count * sizeof(struct io_uring_buf)) + (size_t)page - 1) &
-                   ~((size_t)page - 1);
-    void *mem = mmap(NULL, st->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
+    st->br_bytes =
+        ((count * sizeof(struct io_uring_buf)) + (size_t)page - 1) & ~((size_t)page - 1);
+    void *mem = mmap(NULL, st->br_bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
         snprintf(err, errlen, "buffer ring: mmap: %s", strerror(errno));
         return -errno;
     }
     st->br = mem;
     io_uring_buf_ring_init(st->br);
-    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)mem,
-                                   .ring_entries = count,
-                                   .bgid = BGID};
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)mem, .ring_entries = count, .bgid = BGID};
     int rc = io_uring_register_buf_ring(&st->ring, &reg, 0);
     if (rc < 0) {
         snprintf(err, errlen, "io_uring_register_buf_ring: %s", strerror(-rc));
@@ -670,7 +672,8 @@ static int setup_buf_ring(struct rs_loop *loop, struct ur_state *st, char *err,
 /* No buffer ring: hand the whole pool to the kernel once with the older
  * IORING_OP_PROVIDE_BUFFERS (5.7), so the kernel still picks a buffer only
  * when data arrives and an idle connection holds none. */
-static int provide_all(struct rs_loop *loop, struct ur_state *st, char *err, size_t errlen)
+static int provide_all(struct rs_loop *loop, struct ur_state *st, char *err,
+                       size_t errlen)
 {
     struct io_uring_sqe *sqe = get_sqe(st);
     struct io_uring_cqe *cqe;
@@ -711,7 +714,8 @@ static int setup_ring(struct rs_loop *loop, struct ur_state *st,
         p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
         st->taskrun = "defer";
     } else if (st->features != 0 && sup->coop_taskrun && !(st->features & UF_SQPOLL)) {
-        p.flags |= IORING_SETUP_COOP_TASKRUN | (sup->taskrun_flag ? IORING_SETUP_TASKRUN_FLAG : 0);
+        p.flags |= IORING_SETUP_COOP_TASKRUN |
+                   (sup->taskrun_flag ? IORING_SETUP_TASKRUN_FLAG : 0);
         st->taskrun = "coop";
     }
     if (st->features != 0) {
@@ -781,7 +785,7 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
         loop->caps |= RS_CAP_DIRECT_FD;
     }
     rc = (st->features & UF_BUF_RING) ? setup_buf_ring(loop, st, err, errlen)
-                                       : provide_all(loop, st, err, errlen);
+                                      : provide_all(loop, st, err, errlen);
     if (rc < 0)
         return rc;
     st->zc_enabled = st->features & UF_SEND_ZC;

@@ -13,7 +13,8 @@ int rs_bufpool_init(struct rs_bufpool *p, uint32_t count, uint32_t size)
     /* mmap, not malloc: pages stay untouched (and out of RSS) until a
      * buffer is first used, and the region is page aligned for the kernel. */
     size_t bytes = (size_t)count * size;
-    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *mem =
+        mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED)
         return -errno;
     p->free = malloc(count * sizeof(*p->free));

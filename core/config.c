@@ -96,10 +96,20 @@ int rs_parse_size(const char *s, uint64_t max, uint64_t *out)
     unsigned shift = 0;
     if (*end) {
         switch (*end) {
-        case 'k': case 'K': shift = 10; break;
-        case 'm': case 'M': shift = 20; break;
-        case 'g': case 'G': shift = 30; break;
-        default: return -EINVAL;
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        default:
+            return -EINVAL;
         }
         end++;
         if (*end == 'i' && end[1] == 'B')
@@ -164,10 +174,25 @@ static int parse_u32(const char *opt, const char *val, uint64_t min, uint64_t ma
 }
 
 enum {
-    OPT_BACKEND = 256, OPT_LISTEN, OPT_EPOLL_MODE, OPT_MAX_PENDING, OPT_URING_FEATURES,
-    OPT_BUFFERS, OPT_BUFFER_SIZE, OPT_ZC_THRESHOLD, OPT_SQPOLL_IDLE, OPT_MAX_CONNS,
-    OPT_IDLE_TIMEOUT, OPT_DRAIN_TIMEOUT, OPT_THREADS, OPT_PIN, OPT_NO_NODELAY,
-    OPT_PROTOCOL, OPT_PROBE, OPT_JSON, OPT_RING_ENTRIES,
+    OPT_BACKEND = 256,
+    OPT_LISTEN,
+    OPT_EPOLL_MODE,
+    OPT_MAX_PENDING,
+    OPT_URING_FEATURES,
+    OPT_BUFFERS,
+    OPT_BUFFER_SIZE,
+    OPT_ZC_THRESHOLD,
+    OPT_SQPOLL_IDLE,
+    OPT_MAX_CONNS,
+    OPT_IDLE_TIMEOUT,
+    OPT_DRAIN_TIMEOUT,
+    OPT_THREADS,
+    OPT_PIN,
+    OPT_NO_NODELAY,
+    OPT_PROTOCOL,
+    OPT_PROBE,
+    OPT_JSON,
+    OPT_RING_ENTRIES,
 };
 
 static const struct option long_opts[] = {
@@ -232,15 +257,15 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         cfg->uring_features = arg;
         return 0;
     case OPT_BUFFERS:
-        if (parse_u32("--buffers", arg, 1, 32768,
-                      "a power of two from 1 to 32768", &cfg->buffers))
+        if (parse_u32("--buffers", arg, 1, 32768, "a power of two from 1 to 32768",
+                      &cfg->buffers))
             return 2;
         if (cfg->buffers & (cfg->buffers - 1))
             return bad("--buffers", arg, "a power of two from 1 to 32768");
         return 0;
     case OPT_BUFFER_SIZE:
-        return parse_u32("--buffer-size", arg, 64, 1u << 24, "a size from 64 bytes to 16M",
-                         &cfg->buffer_size);
+        return parse_u32("--buffer-size", arg, 64, 1u << 24,
+                         "a size from 64 bytes to 16M", &cfg->buffer_size);
     case OPT_ZC_THRESHOLD:
         return parse_u32("--zc-threshold", arg, 0, UINT32_MAX, "a size in bytes",
                          &cfg->zc_threshold);

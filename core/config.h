@@ -17,21 +17,21 @@ struct rs_config {
     enum rs_epoll_mode epoll_mode;
     char listen_host[256];
     uint16_t listen_port;
-    uint64_t max_pending;      /* bytes of queued output before recv pauses */
+    uint64_t max_pending;       /* bytes of queued output before recv pauses */
     const char *uring_features; /* the --uring-features list, parsed by the backend */
-    uint32_t buffers;          /* lent receive buffers per loop */
-    uint32_t buffer_size;      /* bytes each */
-    uint32_t zc_threshold;     /* send_zc at or above this many bytes */
+    uint32_t buffers;           /* lent receive buffers per loop */
+    uint32_t buffer_size;       /* bytes each */
+    uint32_t zc_threshold;      /* send_zc at or above this many bytes */
     uint32_t sqpoll_idle_ms;
-    uint32_t ring_entries;     /* io_uring SQ entries (CQ: 8x with features) */
-    uint32_t max_conns;        /* 0: derived from RLIMIT_NOFILE */
-    uint32_t idle_timeout_s;   /* 0: off */
+    uint32_t ring_entries;   /* io_uring SQ entries (CQ: 8x with features) */
+    uint32_t max_conns;      /* 0: derived from RLIMIT_NOFILE */
+    uint32_t idle_timeout_s; /* 0: off */
     uint32_t drain_timeout_ms;
-    uint32_t threads;          /* 0: one per online CPU */
+    uint32_t threads; /* 0: one per online CPU */
     bool pin;
     bool nodelay;
-    int verbose;               /* -1 quiet, 0 normal, 1 verbose */
-    const char *protocol;      /* "echo", "discard", "chargen" */
+    int verbose;          /* -1 quiet, 0 normal, 1 verbose */
+    const char *protocol; /* "echo", "discard", "chargen" */
     /* A protocol of the embedding program's own; overrides `protocol`. */
     const struct rs_protocol *proto;
     bool probe, json;

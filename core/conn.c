@@ -28,8 +28,10 @@ struct rs_chunk {
  * thousands of connections copying under pressure stay cheap. */
 #define HEAP_CHUNK_MIN 4000u
 
-static void on_recv(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
-static void on_send(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
+static void on_recv(struct rs_loop *loop, struct rs_op *op,
+                    const struct rs_completion *c);
+static void on_send(struct rs_loop *loop, struct rs_op *op,
+                    const struct rs_completion *c);
 static void on_ctl(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
 static void maybe_progress(struct rs_conn *c);
 
@@ -412,7 +414,8 @@ static void maybe_progress(struct rs_conn *c)
     }
 }
 
-static void on_ctl(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *comp)
+static void on_ctl(struct rs_loop *loop, struct rs_op *op,
+                   const struct rs_completion *comp)
 {
     struct rs_conn *c = op->data;
     (void)loop;
@@ -427,7 +430,8 @@ static void on_ctl(struct rs_loop *loop, struct rs_op *op, const struct rs_compl
     maybe_progress(c);
 }
 
-static void on_recv(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *comp)
+static void on_recv(struct rs_loop *loop, struct rs_op *op,
+                    const struct rs_completion *comp)
 {
     struct rs_conn *c = op->data;
     int res = comp->res;
@@ -474,7 +478,8 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op, const struct rs_comp
     maybe_progress(c);
 }
 
-static void on_send(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *comp)
+static void on_send(struct rs_loop *loop, struct rs_op *op,
+                    const struct rs_completion *comp)
 {
     struct rs_conn *c = op->data;
     int res = comp->res;

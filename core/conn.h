@@ -27,7 +27,7 @@ enum rs_conn_state { RS_CONN_OPEN = 1, RS_CONN_CLOSING, RS_CONN_CLOSED };
 
 struct rs_conn {
     struct rs_loop *loop;
-    struct rs_conn *next, *prev; /* loop->conns */
+    struct rs_conn *next, *prev;                 /* loop->conns */
     struct rs_conn *starved_next, *starved_prev; /* loop->starved, FIFO */
     int fd;
     uint8_t state;
@@ -52,7 +52,8 @@ struct rs_conn {
 struct rs_conn *rs_conn_open(struct rs_loop *loop, int fd, bool reject);
 
 /* For protocols. */
-void rs_conn_send_lent(struct rs_conn *c, const uint8_t *data, uint32_t len, uint16_t bid);
+void rs_conn_send_lent(struct rs_conn *c, const uint8_t *data, uint32_t len,
+                       uint16_t bid);
 void rs_conn_send_copy(struct rs_conn *c, const uint8_t *data, uint32_t len);
 /* data must outlive the connection (static tables). */
 void rs_conn_send_static(struct rs_conn *c, const uint8_t *data, uint32_t len);

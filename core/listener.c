@@ -103,7 +103,8 @@ static void pause_accepting(struct rs_listener *l, uint64_t retry_at)
     }
 }
 
-static void on_accept(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c)
+static void on_accept(struct rs_loop *loop, struct rs_op *op,
+                      const struct rs_completion *c)
 {
     struct rs_listener *l = op->data;
     if (!(c->flags & RS_CF_MORE)) {

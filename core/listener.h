@@ -15,10 +15,10 @@ struct rs_listener {
     struct rs_loop *loop;
     int fd;
     struct rs_op op;
-    bool armed;       /* accept op in flight */
+    bool armed; /* accept op in flight */
     bool cancelling;
-    bool paused;      /* EMFILE/ENFILE or --max-conns: waiting to retry */
-    bool stopped;     /* draining: never accept again */
+    bool paused;  /* EMFILE/ENFILE or --max-conns: waiting to retry */
+    bool stopped; /* draining: never accept again */
     uint64_t retry_at_ms;
 };
 

@@ -32,7 +32,8 @@ int rs_loop_init(struct rs_loop *loop, const struct rs_backend_ops *ops,
     loop->cfg = cfg;
     loop->wake_fd = -1;
     loop->max_conns = cfg->max_conns ? cfg->max_conns : UINT32_MAX;
-    loop->proto = cfg->proto ? cfg->proto : rs_protocol_find(cfg->protocol ? cfg->protocol : "echo");
+    loop->proto = cfg->proto ? cfg->proto
+                             : rs_protocol_find(cfg->protocol ? cfg->protocol : "echo");
     loop->now_ms = rs_now_ms();
     if (!loop->proto) {
         snprintf(err, errlen, "unknown protocol");

@@ -19,24 +19,24 @@ struct rs_protocol;
 
 struct rs_loop {
     const struct rs_backend_ops *ops;
-    void *backend;     /* the backend's private state */
-    uint32_t caps;     /* RS_CAP_* declared by the backend */
+    void *backend; /* the backend's private state */
+    uint32_t caps; /* RS_CAP_* declared by the backend */
     const struct rs_config *cfg;
     const struct rs_protocol *proto;
     struct rs_bufpool pool;
     struct rs_stats stats;
-    int wake_fd;       /* eventfd; backends watch it, wake() writes it */
-    int index;         /* loop number, for logs */
+    int wake_fd; /* eventfd; backends watch it, wake() writes it */
+    int index;   /* loop number, for logs */
 
     struct rs_listener *listener;
     uint32_t nconns;
     uint32_t max_conns;
-    struct rs_conn *conns;     /* all live connections (for drain, idle scan) */
+    struct rs_conn *conns; /* all live connections (for drain, idle scan) */
     struct rs_conn *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
-    struct rs_conn *free_conns; /* recycled connection structs */
-    struct rs_chunk *free_chunks; /* recycled chunk nodes */
+    struct rs_conn *free_conns;             /* recycled connection structs */
+    struct rs_chunk *free_chunks;           /* recycled chunk nodes */
     uint32_t nfree_conns, nfree_chunks;
-    uint64_t now_ms;           /* refreshed once per loop turn */
+    uint64_t now_ms; /* refreshed once per loop turn */
     volatile sig_atomic_t stop_requested;
     bool draining;
 };

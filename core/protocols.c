@@ -31,9 +31,9 @@ const struct rs_protocol rs_proto_discard = {.name = "discard", .on_data = disca
  * The pattern repeats every 95 lines, so one static table of 95 lines
  * (plus enough of a second copy to start anywhere) serves every connection
  * without copying: sends point straight into it. */
-#define CG_LINE 74u
+#define CG_LINE   74u
 #define CG_PERIOD (95u * CG_LINE)
-#define CG_CHUNK 65536u
+#define CG_CHUNK  65536u
 static uint8_t cg_table[CG_PERIOD + CG_CHUNK];
 static int cg_ready;
 

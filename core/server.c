@@ -133,8 +133,8 @@ static void raise_nofile(void)
         rlim_t old = rl.rlim_cur;
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
-            rs_log_debug("raised RLIMIT_NOFILE from %llu to %llu", (unsigned long long)old,
-                         (unsigned long long)rl.rlim_max);
+            rs_log_debug("raised RLIMIT_NOFILE from %llu to %llu",
+                         (unsigned long long)old, (unsigned long long)rl.rlim_max);
     }
 }
 
@@ -246,8 +246,9 @@ static void print_start_line(const struct rs_config *cfg, const char *fallback_w
     rs_log_info("listening on %s%s%s:%u (backend=%s, %s, protocol=%s, threads=%u, "
                 "max-pending=%llu, max-conns=%u, buffers=%ux%u)",
                 v6 ? "[" : "", h, v6 ? "]" : "", cfg->listen_port, l0->ops->name, desc,
-                cfg->proto ? cfg->proto->name : cfg->protocol, nworkers, (unsigned long long)cfg->max_pending,
-                cfg->max_conns * nworkers, cfg->buffers, cfg->buffer_size);
+                cfg->proto ? cfg->proto->name : cfg->protocol, nworkers,
+                (unsigned long long)cfg->max_pending, cfg->max_conns * nworkers,
+                cfg->buffers, cfg->buffer_size);
 }
 
 int rs_server_main(struct rs_config *cfg)

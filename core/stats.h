@@ -6,19 +6,19 @@
 #include <stdio.h>
 
 struct rs_stats {
-    uint64_t accepted;    /* connections accepted */
-    uint64_t rejected;    /* closed at once: over --max-conns */
+    uint64_t accepted; /* connections accepted */
+    uint64_t rejected; /* closed at once: over --max-conns */
     uint64_t closed;
     uint64_t bytes_in;
     uint64_t bytes_out;
-    uint64_t recvs;       /* receive completions carrying data */
-    uint64_t sends;       /* send completions */
-    uint64_t round_trips; /* receive completions fully echoed back */
-    uint64_t enobufs;     /* receives that found no free buffer */
-    uint64_t copies;      /* chunks copied out of a lent buffer under pressure */
+    uint64_t recvs;         /* receive completions carrying data */
+    uint64_t sends;         /* send completions */
+    uint64_t round_trips;   /* receive completions fully echoed back */
+    uint64_t enobufs;       /* receives that found no free buffer */
+    uint64_t copies;        /* chunks copied out of a lent buffer under pressure */
     uint64_t accept_pauses; /* EMFILE/ENFILE back-offs */
     uint64_t idle_closed;
-    uint64_t bundles;     /* io_uring recv completions that filled several buffers */
+    uint64_t bundles; /* io_uring recv completions that filled several buffers */
 };
 
 void rs_stats_add(struct rs_stats *sum, const struct rs_stats *s);

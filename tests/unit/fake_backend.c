@@ -65,7 +65,8 @@ int fake_run(struct rs_loop *loop)
     while (f->nqueue > 0) {
         struct rs_op *op = f->queue[0].op;
         struct rs_completion c = f->queue[0].c;
-        memmove(&f->queue[0], &f->queue[1], (size_t)(f->nqueue - 1) * sizeof(f->queue[0]));
+        memmove(&f->queue[0], &f->queue[1],
+                (size_t)(f->nqueue - 1) * sizeof(f->queue[0]));
         f->nqueue--;
         int i = find_inflight(f, op);
         assert(i >= 0); /* completing an op that is not in flight */
@@ -137,7 +138,8 @@ void fake_complete(struct rs_loop *loop, struct rs_op *op, int32_t res, uint32_t
     struct fake_state *f = fake(loop);
     assert(f->nqueue < FAKE_MAX_OPS);
     f->queue[f->nqueue].op = op;
-    f->queue[f->nqueue].c = (struct rs_completion){.res = res, .flags = flags, .bid = bid};
+    f->queue[f->nqueue].c =
+        (struct rs_completion){.res = res, .flags = flags, .bid = bid};
     f->nqueue++;
 }
 

@@ -48,7 +48,8 @@ static const struct rs_backend_ops *backend;
 static const char *mode_name;
 static const char *features = "default";
 
-static void record_fn(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c)
+static void record_fn(struct rs_loop *loop, struct rs_op *op,
+                      const struct rs_completion *c)
 {
     struct fixture *fx = op->data;
     (void)loop;
@@ -314,8 +315,8 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_errors_are_negative_errno, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_contract_enobufs_is_a_state, setup_one_buffer,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_contract_enobufs_is_a_state,
+                                        setup_one_buffer, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,7 +29,8 @@ static int setup_with(void **state, uint64_t max_pending)
     fx->cfg.buffer_size = 64;
     fx->cfg.max_pending = max_pending;
     char err[128];
-    assert_int_equal(rs_loop_init(&fx->loop, &fake_backend, &fx->cfg, err, sizeof(err)), 0);
+    assert_int_equal(rs_loop_init(&fx->loop, &fake_backend, &fx->cfg, err, sizeof(err)),
+                     0);
     *state = fx;
     return 0;
 }
@@ -69,7 +70,8 @@ static uint16_t recv_data(struct fixture *fx, const char *s, bool more)
     uint16_t bid = fake_lend(&fx->loop, s, len);
     struct rs_op *r = op_of(fx, RS_OP_RECV);
     assert_non_null(r);
-    fake_complete(&fx->loop, r, (int32_t)len, RS_CF_BUFFER | (more ? RS_CF_MORE : 0), bid);
+    fake_complete(&fx->loop, r, (int32_t)len, RS_CF_BUFFER | (more ? RS_CF_MORE : 0),
+                  bid);
     fake_run(&fx->loop);
     return bid;
 }
@@ -286,7 +288,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_conn_echo_partial_sends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conn_pipelined_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_eof_with_pending_output, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_eof_with_pending_output, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_conn_error_mid_send, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conn_recv_error_while_sending, setup,
                                         teardown),
