@@ -133,13 +133,6 @@ static int queue_done(struct ep_state *st, struct rs_op *op, int32_t res, uint32
     return 0;
 }
 
-static void deliver(struct rs_loop *loop, struct rs_op *op, int32_t res, uint32_t flags,
-                    uint16_t bid)
-{
-    struct rs_completion c = {.res = res, .flags = flags, .bid = bid};
-    op->fn(loop, op, &c);
-}
-
 /* Make the kernel's interest set match what we wait for. */
 static int update_interest(struct ep_state *st, int fd, struct ep_sock *s)
 {
@@ -199,7 +192,7 @@ static bool do_accept(struct rs_loop *loop, struct ep_state *st, int fd)
             s->rd = NULL;
             update_interest(st, fd, s);
         }
-        deliver(loop, op, nfd, multi ? RS_CF_MORE : 0, 0);
+        rs_op_complete(loop, op, nfd, multi ? RS_CF_MORE : 0, 0);
         return multi;
     }
     if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) {
@@ -213,7 +206,7 @@ static bool do_accept(struct rs_loop *loop, struct ep_state *st, int fd)
     int err = errno;
     s->rd = NULL;
     update_interest(st, fd, s);
-    deliver(loop, op, -err, 0, 0);
+    rs_op_complete(loop, op, -err, 0, 0);
     return false;
 }
 
@@ -227,7 +220,7 @@ static bool do_recv(struct rs_loop *loop, struct ep_state *st, int fd)
     if (bid < 0) {
         s->rd = NULL;
         update_interest(st, fd, s);
-        deliver(loop, op, -ENOBUFS, 0, 0);
+        rs_op_complete(loop, op, -ENOBUFS, 0, 0);
         return false;
     }
     uint32_t size = loop->pool.size;
@@ -242,7 +235,7 @@ static bool do_recv(struct rs_loop *loop, struct ep_state *st, int fd)
             s->rd = NULL;
             update_interest(st, fd, s);
         }
-        deliver(loop, op, (int32_t)n, RS_CF_BUFFER | (multi ? RS_CF_MORE : 0),
+        rs_op_complete(loop, op, (int32_t)n, RS_CF_BUFFER | (multi ? RS_CF_MORE : 0),
                 (uint16_t)bid);
         return multi;
     }
@@ -256,7 +249,7 @@ static bool do_recv(struct rs_loop *loop, struct ep_state *st, int fd)
     int32_t res = n == 0 ? 0 : -errno;
     s->rd = NULL;
     update_interest(st, fd, s);
-    deliver(loop, op, res, 0, 0);
+    rs_op_complete(loop, op, res, 0, 0);
     return false;
 }
 
@@ -291,7 +284,7 @@ static void handle_write(struct rs_loop *loop, struct ep_state *st, int fd)
     }
     s->wr = NULL;
     update_interest(st, fd, s);
-    deliver(loop, op, n < 0 ? -errno : (int32_t)n, 0, 0);
+    rs_op_complete(loop, op, n < 0 ? -errno : (int32_t)n, 0, 0);
 }
 
 static int ep_submit(struct rs_loop *loop, struct rs_op *op)
@@ -422,7 +415,7 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
         struct ep_done d = st->done[st->done_head];
         st->done_head = (st->done_head + 1) % st->done_cap;
         st->done_len--;
-        deliver(loop, d.op, d.res, d.flags, d.bid);
+        rs_op_complete(loop, d.op, d.res, d.flags, d.bid);
         dispatched++;
     }
     return err < 0 ? err : dispatched;

@@ -311,13 +311,6 @@ static int ur_cancel(struct rs_loop *loop, struct rs_op *op)
     return 0;
 }
 
-static void deliver(struct rs_loop *loop, struct rs_op *op, int32_t res, uint32_t flags,
-                    uint16_t bid)
-{
-    struct rs_completion c = {.res = res, .flags = flags, .bid = bid};
-    op->fn(loop, op, &c);
-}
-
 static void arm_wake(struct ur_state *st, struct rs_loop *loop)
 {
     if (st->wake_armed)
@@ -385,7 +378,7 @@ static void on_zc_cqe(struct rs_loop *loop, struct ur_state *st, struct zc_rec *
             return;
         res = -EBUSY;
     }
-    deliver(loop, op, res, 0, 0);
+    rs_op_complete(loop, op, res, 0, 0);
 }
 
 /* A bundle CQE: res bytes in ceil(res / size) buffers taken from the ring
@@ -415,7 +408,7 @@ static void deliver_bundle(struct rs_loop *loop, struct ur_state *st, struct rs_
         if (left > 0 || (cqe->flags & IORING_CQE_F_MORE))
             flags |= RS_CF_MORE;
         rs_bufpool_lend(&loop->pool, bid);
-        deliver(loop, op, (int32_t)len, flags, bid);
+        rs_op_complete(loop, op, (int32_t)len, flags, bid);
     }
 }
 
@@ -441,7 +434,7 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     }
     if (cqe->flags & IORING_CQE_F_MORE)
         flags |= RS_CF_MORE;
-    deliver(loop, op, res, flags, bid);
+    rs_op_complete(loop, op, res, flags, bid);
 }
 
 static void on_cqe(struct rs_loop *loop, struct ur_state *st,

@@ -56,6 +56,14 @@ struct rs_op {
     void *bk_ptr;
 };
 
+/* For backends: deliver one completion of op (from run() only). */
+static inline void rs_op_complete(struct rs_loop *loop, struct rs_op *op, int32_t res,
+                                  uint32_t flags, uint16_t bid)
+{
+    struct rs_completion c = {.res = res, .flags = flags, .bid = bid};
+    op->fn(loop, op, &c);
+}
+
 static inline void rs_op_init(struct rs_op *op, uint8_t kind, int fd, rs_complete_fn fn,
                               void *data)
 {
