@@ -776,6 +776,7 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
         }
         st->fixed = true;
         loop->caps |= RS_CAP_DIRECT_FD;
+        loop->fd_cap = n;
     }
     rc = (st->features & UF_BUF_RING) ? setup_buf_ring(loop, st, err, errlen)
                                       : provide_all(loop, st, err, errlen);

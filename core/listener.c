@@ -72,16 +72,40 @@ int rs_socket_port(int fd)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
+/* --max-conns reached. */
 static bool at_capacity(const struct rs_loop *loop)
 {
     return loop->nconns >= loop->max_conns;
+}
+
+/* The backend's own limit on accepted sockets (io_uring's direct-descriptor
+ * table). When that table is full the kernel takes a connection off the
+ * backlog, finds no slot, and closes it: a client dropped per attempt. So
+ * never let an accept run into it: accept one at a time near the limit,
+ * and stop at it until a connection closes. */
+#define FD_MARGIN 32
+
+static bool fd_full(const struct rs_loop *loop)
+{
+    return loop->fd_cap && loop->nconns >= loop->fd_cap;
+}
+
+/* A multishot accept drains the whole backlog in one go, so it can only be
+ * trusted far from the limit: with a small table (or near a big one) the
+ * listener accepts one connection per SQE. At worst, one multishot burst
+ * that crosses the margin overshoots: the kernel drops one connection and
+ * ends the multishot with -ENFILE. */
+static bool fd_near(const struct rs_loop *loop)
+{
+    return loop->fd_cap &&
+           (loop->fd_cap <= 32 * FD_MARGIN || loop->nconns + FD_MARGIN >= loop->fd_cap);
 }
 
 static void arm(struct rs_listener *l)
 {
     if (l->armed || l->stopped || l->fd < 0)
         return;
-    l->op.flags = RS_OPF_MULTISHOT;
+    l->op.flags = fd_near(l->loop) ? 0 : RS_OPF_MULTISHOT;
     int rc = l->loop->ops->submit(l->loop, &l->op);
     if (rc < 0) {
         /* Retry later rather than give up accepting for good. */
@@ -121,8 +145,17 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
             if (!(loop->caps & RS_CAP_DIRECT_FD))
                 close(c->res);
         }
-        if (at_capacity(loop) && !l->stopped)
+        if (l->stopped) {
+        } else if (at_capacity(loop)) {
             pause_accepting(l, UINT64_MAX);
+        } else if (fd_full(loop)) {
+            loop->stats.accept_pauses++;
+            pause_accepting(l, UINT64_MAX);
+        } else if (l->armed && !l->cancelling && fd_near(loop)) {
+            /* Multishot could overshoot the table: one at a time now. */
+            l->cancelling = true;
+            loop->ops->cancel(loop, &l->op);
+        }
     } else if (c->res == -EMFILE || c->res == -ENFILE || c->res == -ENOMEM ||
                c->res == -ENOBUFS) {
         /* Out of descriptors: never exit, never spin. The level-triggered
@@ -180,7 +213,7 @@ int rs_listener_tick(struct rs_loop *loop)
     struct rs_listener *l = loop->listener;
     if (!l || !l->paused || l->stopped || l->armed)
         return -1;
-    if (at_capacity(loop))
+    if (at_capacity(loop) || fd_full(loop))
         return -1; /* rs_listener_conn_closed() resumes */
     if (loop->now_ms >= l->retry_at_ms) {
         arm(l);

@@ -31,6 +31,7 @@ struct rs_loop {
     struct rs_listener *listener;
     uint32_t nconns;
     uint32_t max_conns;
+    uint32_t fd_cap; /* the backend's own limit on accepted sockets (0: none) */
     struct rs_conn *conns; /* all live connections (for drain, idle scan) */
     struct rs_conn *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
     struct rs_conn *free_conns;             /* recycled connection structs */
