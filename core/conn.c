@@ -94,7 +94,8 @@ static bool over_limit(const struct rs_conn *c)
 
 static void arm_recv(struct rs_conn *c)
 {
-    if (c->state != RS_CONN_OPEN || c->eof || c->recv_armed || c->starved || c->paused)
+    bool reading = c->state == RS_CONN_OPEN || (c->state == RS_CONN_CLOSING && c->lingering);
+    if (!reading || c->eof || c->recv_armed || c->starved || c->paused)
         return;
     c->recv_op.flags = RS_OPF_MULTISHOT;
     int rc = c->loop->ops->submit(c->loop, &c->recv_op);
@@ -312,6 +313,7 @@ void rs_conn_abort(struct rs_conn *c)
         return;
     c->state = RS_CONN_CLOSING;
     c->graceful = false;
+    c->lingering = false;
     unstarve_remove(c);
     if (c->recv_armed && !c->recv_cancel) {
         c->recv_cancel = true;
@@ -329,11 +331,10 @@ void rs_conn_finish(struct rs_conn *c)
         return;
     c->state = RS_CONN_CLOSING;
     c->graceful = true;
-    unstarve_remove(c);
-    if (c->recv_armed && !c->recv_cancel) {
-        c->recv_cancel = true;
-        c->loop->ops->cancel(c->loop, &c->recv_op);
-    }
+    /* Keep reading (to drop input until EOF) unless the peer already sent
+     * its EOF or the recv is paused for backpressure: that resumes once
+     * the output is gone. */
+    c->lingering = !c->eof;
     maybe_progress(c);
 }
 
@@ -401,13 +402,21 @@ static void maybe_progress(struct rs_conn *c)
         start_send(c);
         return;
     }
-    if (c->inflight > 0)
-        return;
-    if (c->graceful && !c->shut_done) {
+    if (c->graceful && !c->shut_done && !c->send_busy) {
+        /* A lingering recv may still be in flight: shutdown(SHUT_WR) does
+         * not disturb it. */
         c->shut_done = true;
         submit_ctl(c, RS_OP_SHUTDOWN);
         return;
     }
+    if (c->lingering && !c->eof) {
+        c->paused = false; /* nothing is queued any more */
+        arm_recv(c);
+        if (c->recv_armed || c->starved)
+            return; /* until EOF, an error, or the drain deadline */
+    }
+    if (c->inflight > 0)
+        return;
     if (!c->close_issued) {
         c->close_issued = true;
         submit_ctl(c, RS_OP_CLOSE);
@@ -443,14 +452,15 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
     }
     if (res > 0) {
         assert(comp->flags & RS_CF_BUFFER);
-        loop->stats.bytes_in += (uint64_t)res;
         loop->stats.recvs++;
         c->last_active_ms = loop->now_ms;
-        if (c->state == RS_CONN_OPEN || c->graceful) {
+        if (c->state == RS_CONN_OPEN) {
+            loop->stats.bytes_in += (uint64_t)res;
             const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid);
             loop->proto->on_data(c, p, (uint32_t)res, comp->bid);
         } else {
-            rs_conn_release(c, comp->bid);
+            loop->stats.dropped += (uint64_t)res;
+            rs_conn_release(c, comp->bid); /* stopping: input is dropped */
         }
         /* Backpressure: stop reading while too much output is queued. */
         if (over_limit(c)) {
@@ -468,7 +478,8 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
             /* Not an error: the pool is empty. Re-armed by the loop once
              * buffers come back, whichever connection returns them. */
             loop->stats.enobufs++;
-            if (c->state == RS_CONN_OPEN && !c->recv_armed && !c->starved)
+            bool reading = c->state == RS_CONN_OPEN || c->lingering;
+            if (reading && !c->recv_armed && !c->starved)
                 starve(c);
         } else if (res != -ECANCELED) {
             rs_conn_abort(c);

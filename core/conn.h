@@ -8,6 +8,8 @@
  * - Backpressure: above cfg->max_pending queued bytes the recv is cancelled;
  *   it is re-armed once the queue drains below half.
  * - EOF: queued output is sent, then shutdown(SHUT_WR), then close.
+ * - Stop (SIGTERM drain): queued output is sent, then shutdown(SHUT_WR);
+ *   input is dropped until the peer's EOF, then close.
  * - Errors: close at once, dropping queued output.
  * - The struct is freed only when no op is in flight (inflight == 0 after
  *   the close op completed).
@@ -41,6 +43,7 @@ struct rs_conn {
     bool close_issued; /* the close op was submitted */
     bool graceful;     /* closing after all output was sent */
     bool paused;       /* backpressure: recv stopped until output drains */
+    bool lingering;    /* stopping: input is read and dropped until the peer's EOF */
     struct rs_op recv_op, send_op, ctl_op;
     struct rs_chunk *head, *tail;
     uint64_t pending; /* queued output bytes, in-flight send included */
@@ -62,7 +65,10 @@ uint64_t rs_conn_pending(const struct rs_conn *c);
 
 /* Close now, dropping queued output (errors, idle timeout, drain deadline). */
 void rs_conn_abort(struct rs_conn *c);
-/* Stop reading; close once queued output is sent (graceful stop). */
+/* Graceful stop: send what is queued, shut down our side, then read and
+ * drop input until the peer's EOF before closing (closing with unread
+ * input would make the kernel reset the connection and discard output
+ * the peer has not read yet). */
 void rs_conn_finish(struct rs_conn *c);
 /* Take c off the starved list and re-arm its recv (called by the loop when
  * buffers came back). */

@@ -8,6 +8,7 @@ void rs_stats_add(struct rs_stats *sum, const struct rs_stats *s)
     sum->rejected += s->rejected;
     sum->closed += s->closed;
     sum->bytes_in += s->bytes_in;
+    sum->dropped += s->dropped;
     sum->bytes_out += s->bytes_out;
     sum->recvs += s->recvs;
     sum->sends += s->sends;
@@ -23,10 +24,10 @@ void rs_stats_print(FILE *out, const struct rs_stats *s)
 {
     fprintf(out,
             "ringserve: stats: accepted=%" PRIu64 " rejected=%" PRIu64 " closed=%" PRIu64
-            " bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " recvs=%" PRIu64 " sends=%" PRIu64
+            " bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " dropped=%" PRIu64 " recvs=%" PRIu64 " sends=%" PRIu64
             " round_trips=%" PRIu64 " enobufs=%" PRIu64 " copies=%" PRIu64
             " accept_pauses=%" PRIu64 " idle_closed=%" PRIu64 " bundles=%" PRIu64 "\n",
-            s->accepted, s->rejected, s->closed, s->bytes_in, s->bytes_out, s->recvs,
+            s->accepted, s->rejected, s->closed, s->bytes_in, s->bytes_out, s->dropped, s->recvs,
             s->sends, s->round_trips, s->enobufs, s->copies, s->accept_pauses,
             s->idle_closed, s->bundles);
 }

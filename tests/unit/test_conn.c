@@ -273,12 +273,29 @@ static void test_conn_finish_drains_output(void **state)
     struct fixture *fx = *state;
     struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
     recv_data(fx, "bye", true);
-    rs_conn_finish(c); /* SIGTERM: stop reading, finish the echo */
-    assert_true(fake_was_cancelled(&fx->loop, op_of(fx, RS_OP_RECV)));
-    complete(fx, RS_OP_RECV, -ECANCELED);
-    assert_null(op_of(fx, RS_OP_CLOSE));
+    rs_conn_finish(c); /* SIGTERM: finish the echo, then a lingering close */
+    struct rs_op *r = op_of(fx, RS_OP_RECV);
+    assert_non_null(r);
+    assert_false(fake_was_cancelled(&fx->loop, r)); /* still reading, to drop input */
+    assert_null(op_of(fx, RS_OP_SHUTDOWN));
     complete(fx, RS_OP_SEND, 3);
+    /* Output gone: our side shuts down while the recv stays armed. */
+    assert_non_null(op_of(fx, RS_OP_SHUTDOWN));
+    assert_non_null(op_of(fx, RS_OP_RECV));
     complete(fx, RS_OP_SHUTDOWN, 0);
+    /* Input that arrives now is dropped, not echoed, and its buffer returned. */
+    uint32_t released_before = 0;
+    for (uint32_t i = 0; i < fx->loop.pool.count; i++)
+        released_before += fake(&fx->loop)->released[i];
+    recv_data(fx, "late", true);
+    uint32_t released_after = 0;
+    for (uint32_t i = 0; i < fx->loop.pool.count; i++)
+        released_after += fake(&fx->loop)->released[i];
+    assert_int_equal(released_after, released_before + 1);
+    assert_int_equal(fx->loop.stats.dropped, 4);
+    assert_null(op_of(fx, RS_OP_SEND));
+    assert_null(op_of(fx, RS_OP_CLOSE)); /* not before the peer's EOF */
+    complete(fx, RS_OP_RECV, 0);
     complete(fx, RS_OP_CLOSE, 0);
     assert_int_equal(fx->loop.stats.bytes_out, 3);
 }
