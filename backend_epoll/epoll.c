@@ -187,6 +187,16 @@ static bool do_accept(struct rs_loop *loop, struct ep_state *st, int fd)
     struct rs_op *op = s->rd;
     int nfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (nfd >= 0) {
+        /* A new socket: whatever this table remembers about the number
+         * belongs to a descriptor closed behind our back (a listener closed
+         * with close(2)). Start afresh, with a new generation. */
+        struct ep_sock *n = sock_get(st, nfd);
+        if (!n) {
+            close(nfd);
+            return true;
+        }
+        *n = (struct ep_sock){.gen = n->gen + 1};
+        s = &st->socks[fd]; /* the table may have moved */
         bool multi = op->flags & RS_OPF_MULTISHOT;
         if (!multi) {
             s->rd = NULL;
@@ -236,7 +246,7 @@ static bool do_recv(struct rs_loop *loop, struct ep_state *st, int fd)
             update_interest(st, fd, s);
         }
         rs_op_complete(loop, op, (int32_t)n, RS_CF_BUFFER | (multi ? RS_CF_MORE : 0),
-                (uint16_t)bid);
+                       (uint16_t)bid);
         return multi;
     }
     rs_bufpool_put(&loop->pool, (uint16_t)bid);

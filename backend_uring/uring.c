@@ -139,13 +139,21 @@ static uint64_t ud_of(struct rs_op *op, unsigned tag)
 static struct io_uring_sqe *get_sqe(struct ur_state *st)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
-    if (sqe)
-        return sqe;
-    /* SQ full: push it to the kernel now and take a fresh slot. */
-    io_uring_submit(&st->ring);
-    if (st->features & UF_SQPOLL)
-        io_uring_sqring_wait(&st->ring);
-    return io_uring_get_sqe(&st->ring);
+    /* SQ full: push it to the kernel and take a fresh slot. The kernel may
+     * refuse for a moment (-EBUSY: completions to flush first, -EAGAIN:
+     * memory), so try a few times; flushing overflowed CQEs into the ring
+     * (io_uring_get_events) dispatches nothing, so this is safe anywhere. */
+    for (int tries = 0; !sqe && tries < 64; tries++) {
+        int rc = io_uring_submit(&st->ring);
+        if (st->features & UF_SQPOLL)
+            io_uring_sqring_wait(&st->ring);
+        else if (rc == -EBUSY || rc == -EAGAIN)
+            io_uring_get_events(&st->ring);
+        sqe = io_uring_get_sqe(&st->ring);
+    }
+    if (!sqe)
+        rs_log_error("io_uring submission queue stuck full");
+    return sqe;
 }
 
 static void set_fd(struct ur_state *st, struct io_uring_sqe *sqe)
@@ -199,6 +207,9 @@ static int prep_send_zc(struct rs_loop *loop, struct ur_state *st, struct rs_op 
      * or half of it lent, plain sends (which copy into the socket) it is. */
     const struct rs_bufpool *pool = &loop->pool;
     if (st->zc_held >= pool->count / 4 || pool->lent > pool->count / 2)
+        return -1;
+    if (in_pool(pool, op->buf) &&
+        st->zc_hold[((const uint8_t *)op->buf - pool->mem) / pool->size] == UINT8_MAX)
         return -1;
     if (in_pool(&loop->pool, op->buf))
         bid = (int32_t)(((const uint8_t *)op->buf - loop->pool.mem) / loop->pool.size);
@@ -450,9 +461,11 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
     }
     if (tag == TAG_PROVIDE) {
         /* A returned buffer the kernel refused would be lost for good. */
-        if (cqe->res < 0)
-            rs_log_error("IORING_OP_PROVIDE_BUFFERS(bid %u): %s", (unsigned)(ud & 0xffff),
-                         strerror(-cqe->res));
+        if (cqe->res < 0) {
+            rs_log_error("IORING_OP_PROVIDE_BUFFERS(bid %u): %s; retrying",
+                         (unsigned)(ud & 0xffff), strerror(-cqe->res));
+            buf_return(loop, st, (uint16_t)(ud & 0xffff));
+        }
         return;
     }
     if (tag == TAG_ZC) {
@@ -462,6 +475,9 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
     struct rs_op *op = (struct rs_op *)(uintptr_t)(ud & UD_PTR_MASK);
     if ((uint8_t)(ud >> 48) != op->bk_gen) {
         rs_log_error("dropping a stale completion (res %d)", cqe->res);
+        /* A buffer the kernel picked for it must still go back. */
+        if (cqe->flags & IORING_CQE_F_BUFFER)
+            buf_return(loop, st, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
         return;
     }
     on_op_cqe(loop, st, op, cqe);
@@ -482,30 +498,8 @@ static void refill(struct ur_state *st)
  * 6.12+). liburing 2.3 has no wrapper, so this is io_uring_enter(2) by hand:
  * publish the SQ tail, then one syscall with an extended argument whose
  * `pad` field is the kernel's min_wait_usec. */
-static unsigned batch_us(void)
-{
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("RS_BATCH_US");
-        v = e ? atoi(e) : BATCH_WAIT_US;
-    }
-    return (unsigned)v;
-}
-static unsigned batch_div(void)
-{
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("RS_BATCH_DIV");
-        v = e ? atoi(e) : 1;
-    }
-    return (unsigned)v;
-}
-
 static int batch_enter(struct ur_state *st, unsigned want, int timeout_ms)
 {
-    want = want / batch_div();
-    if (want < 1)
-        want = 1;
     struct io_uring *ring = &st->ring;
     struct io_uring_sq *sq = &ring->sq;
     unsigned tail = sq->sqe_tail;
@@ -520,7 +514,7 @@ static int batch_enter(struct ur_state *st, unsigned want, int timeout_ms)
         ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
     }
     struct io_uring_getevents_arg arg = {
-        .sigmask_sz = _NSIG / 8, .pad = batch_us(), .ts = (uint64_t)(uintptr_t)&ts};
+        .sigmask_sz = _NSIG / 8, .pad = BATCH_WAIT_US, .ts = (uint64_t)(uintptr_t)&ts};
     unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
     int fd = ring->ring_fd;
     if (ring->int_flags & 1) { /* liburing's INT_FLAG_REG_RING */

@@ -35,8 +35,9 @@ struct rs_loop;
 struct rs_config;
 
 /* Capability bits a backend declares in rs_loop.caps after init(). */
-#define RS_CAP_DIRECT_FD (1u << 0) /* accepted "fds" are not process fds: use ops only   \
-                                    */
+#define RS_CAP_DIRECT_FD                                                                 \
+    (1u << 0) /* accepted "fds" are not process fds: use ops only                        \
+               */
 
 struct rs_backend_ops {
     const char *name;

@@ -94,7 +94,8 @@ static bool over_limit(const struct rs_conn *c)
 
 static void arm_recv(struct rs_conn *c)
 {
-    bool reading = c->state == RS_CONN_OPEN || (c->state == RS_CONN_CLOSING && c->lingering);
+    bool reading =
+        c->state == RS_CONN_OPEN || (c->state == RS_CONN_CLOSING && c->lingering);
     if (!reading || c->eof || c->recv_armed || c->starved || c->paused)
         return;
     c->recv_op.flags = RS_OPF_MULTISHOT;
@@ -131,9 +132,15 @@ static void start_send(struct rs_conn *c)
 struct rs_conn *rs_conn_open(struct rs_loop *loop, int fd, bool reject)
 {
     struct rs_conn *c = loop->free_conns;
+    uint8_t gens[3] = {0, 0, 0};
     if (c) {
         loop->free_conns = c->next;
         loop->nfree_conns--;
+        /* Keep the ops' generations counting across reuse, so a stale
+         * completion for the previous owner can never match. */
+        gens[0] = c->recv_op.bk_gen;
+        gens[1] = c->send_op.bk_gen;
+        gens[2] = c->ctl_op.bk_gen;
     } else {
         c = malloc(sizeof(*c));
         if (!c)
@@ -147,6 +154,9 @@ struct rs_conn *rs_conn_open(struct rs_loop *loop, int fd, bool reject)
     rs_op_init(&c->recv_op, RS_OP_RECV, fd, on_recv, c);
     rs_op_init(&c->send_op, RS_OP_SEND, fd, on_send, c);
     rs_op_init(&c->ctl_op, RS_OP_CLOSE, fd, on_ctl, c);
+    c->recv_op.bk_gen = gens[0];
+    c->send_op.bk_gen = gens[1];
+    c->ctl_op.bk_gen = gens[2];
     c->next = loop->conns;
     if (loop->conns)
         loop->conns->prev = c;
@@ -172,7 +182,8 @@ void rs_conn_send_lent(struct rs_conn *c, const uint8_t *data, uint32_t len, uin
      * pressure (or behind a heap chunk with room) copy and give it back, so
      * a client that never reads cannot pin the buffers its neighbours need. */
     bool room = t && t->cap > 0 && (size_t)(t->data + t->cap - (t->ptr + t->len)) >= len;
-    bool pressure = loop->pool.lent > loop->pool.count - loop->pool.count / 4;
+    uint32_t reserve = loop->pool.count / 4 ? loop->pool.count / 4 : 1;
+    bool pressure = loop->pool.lent > loop->pool.count - reserve;
     if (c->state != RS_CONN_OPEN && !c->graceful) {
         rs_conn_release(c, bid);
         return;

@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -62,8 +63,25 @@ int rs_loop_init(struct rs_loop *loop, const struct rs_backend_ops *ops,
     return 0;
 }
 
+static void abandon(struct rs_loop *loop)
+{
+    while (loop->conns) {
+        struct rs_conn *c = loop->conns;
+        loop->conns = c->next;
+        free(c); /* its chunks and lent buffers go with the pool below */
+    }
+    loop->nconns = 0;
+    loop->starved = loop->starved_tail = NULL;
+    loop->pool.lent = 0;
+    if (loop->listener) {
+        loop->listener->armed = false;
+    }
+}
+
 void rs_loop_fini(struct rs_loop *loop)
 {
+    if (loop->failed)
+        abandon(loop);
     assert(loop->conns == NULL && loop->nconns == 0);
     rs_listener_fini(loop);
     loop->ops->fini(loop);
@@ -173,11 +191,12 @@ int rs_loop_run(struct rs_loop *loop)
         }
         if (loop->draining && !aborted)
             timeout = min_timeout(timeout, (int)(drain_deadline - loop->now_ms));
-        if (loop->starved && loop->pool.lent < loop->pool.count)
-            timeout = 0;
         int n = loop->ops->run(loop, timeout);
         if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
+            /* Nothing can complete any more: this loop's connections are
+             * abandoned (closed by the process exit) and the server stops. */
             rs_log_error("loop %d: backend run failed: %s", loop->index, strerror(-n));
+            loop->failed = true;
             return n;
         }
     }

@@ -31,7 +31,7 @@ struct rs_loop {
     struct rs_listener *listener;
     uint32_t nconns;
     uint32_t max_conns;
-    uint32_t fd_cap; /* the backend's own limit on accepted sockets (0: none) */
+    uint32_t fd_cap;       /* the backend's own limit on accepted sockets (0: none) */
     struct rs_conn *conns; /* all live connections (for drain, idle scan) */
     struct rs_conn *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
     struct rs_conn *free_conns;             /* recycled connection structs */
@@ -40,6 +40,7 @@ struct rs_loop {
     uint64_t now_ms; /* refreshed once per loop turn */
     volatile sig_atomic_t stop_requested;
     bool draining;
+    bool failed; /* the backend failed: connections are abandoned */
 };
 
 /* Set up the loop and its backend. 0, -EINVAL (configuration), or -errno. */

@@ -1,4 +1,5 @@
 /* The three built-in protocols, from the classic inetd set. */
+#include <pthread.h>
 #include <string.h>
 
 #include "conn.h"
@@ -35,12 +36,10 @@ const struct rs_protocol rs_proto_discard = {.name = "discard", .on_data = disca
 #define CG_PERIOD (95u * CG_LINE)
 #define CG_CHUNK  65536u
 static uint8_t cg_table[CG_PERIOD + CG_CHUNK];
-static int cg_ready;
+static pthread_once_t cg_once = PTHREAD_ONCE_INIT;
 
-static void cg_init(void)
+static void cg_fill(void)
 {
-    if (cg_ready)
-        return;
     for (uint32_t i = 0; i < sizeof(cg_table); i++) {
         uint32_t line = (i / CG_LINE) % 95u, col = i % CG_LINE;
         if (col == 72)
@@ -50,7 +49,12 @@ static void cg_init(void)
         else
             cg_table[i] = (uint8_t)(' ' + (line + col) % 95u);
     }
-    cg_ready = 1;
+}
+
+/* Loops on several threads share the table: fill it exactly once. */
+static void cg_init(void)
+{
+    pthread_once(&cg_once, cg_fill);
 }
 
 static void chargen_more(struct rs_conn *c)

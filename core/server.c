@@ -60,15 +60,25 @@ static void block_signals(sigset_t *set)
 }
 
 static atomic_uint nfinished;
+static atomic_bool any_failed;
 
 /* Wait for the loops to finish; the first signal asks them to drain, a
  * second one exits at once. */
 static void supervise(const sigset_t *set)
 {
     unsigned seen = 0;
+    bool stopping = false;
     while (atomic_load(&nfinished) < nworkers) {
         struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000L};
         int sig = sigtimedwait(set, NULL, &ts);
+        if (atomic_load(&any_failed) && !stopping) {
+            /* One loop died: stop the others rather than serve a fraction
+             * of the connections. */
+            stopping = true;
+            for (unsigned i = 0; i < nworkers; i++)
+                if (workers[i].started)
+                    rs_loop_request_stop(&workers[i].loop);
+        }
         if (sig < 0)
             continue;
         if (seen++ > 0) {
@@ -115,8 +125,11 @@ static void *worker_main(void *arg)
     }
     if (run) {
         int rc = rs_listener_start(&w->loop, w->listen_fd);
-        w->listen_fd = -1;
+        if (rc == 0)
+            w->listen_fd = -1; /* the listener owns it now */
         w->run_rc = rc < 0 ? rc : rs_loop_run(&w->loop);
+        if (w->run_rc < 0)
+            atomic_store(&any_failed, true);
     }
     if (!run) {
         close(w->listen_fd);

@@ -24,10 +24,11 @@ void rs_stats_print(FILE *out, const struct rs_stats *s)
 {
     fprintf(out,
             "ringserve: stats: accepted=%" PRIu64 " rejected=%" PRIu64 " closed=%" PRIu64
-            " bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " dropped=%" PRIu64 " recvs=%" PRIu64 " sends=%" PRIu64
-            " round_trips=%" PRIu64 " enobufs=%" PRIu64 " copies=%" PRIu64
-            " accept_pauses=%" PRIu64 " idle_closed=%" PRIu64 " bundles=%" PRIu64 "\n",
-            s->accepted, s->rejected, s->closed, s->bytes_in, s->bytes_out, s->dropped, s->recvs,
-            s->sends, s->round_trips, s->enobufs, s->copies, s->accept_pauses,
+            " bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " dropped=%" PRIu64
+            " recvs=%" PRIu64 " sends=%" PRIu64 " round_trips=%" PRIu64
+            " enobufs=%" PRIu64 " copies=%" PRIu64 " accept_pauses=%" PRIu64
+            " idle_closed=%" PRIu64 " bundles=%" PRIu64 "\n",
+            s->accepted, s->rejected, s->closed, s->bytes_in, s->bytes_out, s->dropped,
+            s->recvs, s->sends, s->round_trips, s->enobufs, s->copies, s->accept_pauses,
             s->idle_closed, s->bundles);
 }

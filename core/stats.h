@@ -9,8 +9,8 @@ struct rs_stats {
     uint64_t accepted; /* connections accepted */
     uint64_t rejected; /* closed at once: over --max-conns */
     uint64_t closed;
-    uint64_t bytes_in;    /* received and handed to the protocol */
-    uint64_t dropped;     /* received while stopping, and dropped */
+    uint64_t bytes_in; /* received and handed to the protocol */
+    uint64_t dropped;  /* received while stopping, and dropped */
     uint64_t bytes_out;
     uint64_t recvs;         /* receive completions carrying data */
     uint64_t sends;         /* send completions */
