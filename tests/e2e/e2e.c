@@ -404,14 +404,7 @@ static void test_e2e_resets_then_served(void **state)
         echo_exact(fds[i], data, 1 * KIB);
         /* ... then as much as fits without blocking, and no reading */
         assert_int_equal(h_set_nonblock(fds[i], true), 0);
-        size_t sent = 0;
-        while (sent < flood) {
-            ssize_t w = send(fds[i], data + sent, flood - sent, MSG_NOSIGNAL);
-            if (w <= 0)
-                break;
-            sent += (size_t)w;
-        }
-        assert_true(sent > 0);
+        assert_true(h_send_some(fds[i], data, flood) > 0);
     }
     for (int i = 0; i < N; i++)
         reset_close(fds[i]);

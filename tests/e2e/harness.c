@@ -76,14 +76,14 @@ static void unregister_child(pid_t pid)
 
 /* --- time ---------------------------------------------------------------- */
 
-static int64_t now_ms(void)
+int64_t h_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(long ms)
+void h_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
@@ -218,7 +218,7 @@ static int reap(struct h_server *s, int timeout_ms, bool kill_after)
         return 0;
     if (s->pid <= 0)
         return -1;
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = h_now_ms() + timeout_ms;
     for (;;) {
         int st;
         pid_t r = waitpid(s->pid, &st, WNOHANG);
@@ -231,9 +231,9 @@ static int reap(struct h_server *s, int timeout_ms, bool kill_after)
         }
         if (r < 0 && errno != EINTR)
             return -1;
-        if (now_ms() >= deadline)
+        if (h_now_ms() >= deadline)
             break;
-        sleep_ms(5);
+        h_sleep_ms(5);
     }
     if (kill_after) {
         kill(s->pid, SIGKILL);
@@ -829,4 +829,16 @@ out:
     free(idx);
     free(rbuf);
     return rc;
+}
+
+size_t h_send_some(int fd, const void *data, size_t len)
+{
+    size_t sent = 0;
+    while (sent < len) {
+        ssize_t w = send(fd, (const char *)data + sent, len - sent, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        sent += (size_t)w;
+    }
+    return sent;
 }

@@ -160,4 +160,12 @@ struct h_flow {
  * failing flow's error set and a summary in err. */
 int h_flows_run(struct h_flow *flows, size_t n, char *err, size_t errlen);
 
+/* Monotonic milliseconds, and a sleep that survives signals. */
+int64_t h_now_ms(void);
+void h_sleep_ms(long ms);
+
+/* send() until len bytes went out or the socket would block (or fails);
+ * returns how many went out. */
+size_t h_send_some(int fd, const void *data, size_t len);
+
 #endif

@@ -57,24 +57,10 @@
  * the server's RSS past this. */
 #define RSS_LIMIT_KIB (64L * 1024)
 
-static char **server_argv;  /* the server command from our command line */
+static char **server_argv; /* the server command from our command line */
 static const char *nofile_exec;
 
 /* --- small utilities ----------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
 
 static unsigned char *pattern(size_t len, uint64_t seed)
 {
@@ -97,9 +83,9 @@ struct fx {
     struct h_server srv;
     bool started;
     bool stopped;
-    unsigned threads;    /* from the listening line */
-    bool uring;          /* backend=uring */
-    bool fixed_files;    /* uring with direct descriptors */
+    unsigned threads; /* from the listening line */
+    bool uring;       /* backend=uring */
+    bool fixed_files; /* uring with direct descriptors */
     char listen_line[1024];
     /* fd arrays the test registered; teardown closes what is >= 0 */
     int *fd_sets[MAX_FD_SETS];
@@ -241,10 +227,10 @@ static void parse_stats(struct fx *fx, struct fstats *st)
         const char *key;
         unsigned long long *v;
     } keys[] = {
-        {"accepted", &st->accepted},        {"rejected", &st->rejected},
-        {"closed", &st->closed},            {"bytes_in", &st->bytes_in},
-        {"bytes_out", &st->bytes_out},      {"accept_pauses", &st->accept_pauses},
-        {"idle_closed", &st->idle_closed},  {"enobufs", &st->enobufs},
+        {"accepted", &st->accepted},       {"rejected", &st->rejected},
+        {"closed", &st->closed},           {"bytes_in", &st->bytes_in},
+        {"bytes_out", &st->bytes_out},     {"accept_pauses", &st->accept_pauses},
+        {"idle_closed", &st->idle_closed}, {"enobufs", &st->enobufs},
         {"copies", &st->copies},
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -378,7 +364,7 @@ static long server_fd_count(pid_t pid)
         closedir(d);
         if (!retry)
             return n;
-        sleep_ms(10);
+        h_sleep_ms(10);
     }
     return -1;
 }
@@ -387,16 +373,16 @@ static long server_fd_count(pid_t pid)
  * descriptors again. */
 static void wait_fd_count(struct fx *fx, long base, const char *what)
 {
-    int64_t deadline = now_ms() + H_TIMEOUT_MS;
+    int64_t deadline = h_now_ms() + H_TIMEOUT_MS;
     long n = -1;
     for (;;) {
         n = server_fd_count(fx->srv.pid);
         if (n == base)
             break;
-        if (now_ms() >= deadline)
-            fail_msg("%s: the server holds %ld descriptors, %ld before (%ld leaked)", what,
-                     n, base, n - base);
-        sleep_ms(50);
+        if (h_now_ms() >= deadline)
+            fail_msg("%s: the server holds %ld descriptors, %ld before (%ld leaked)",
+                     what, n, base, n - base);
+        h_sleep_ms(50);
     }
     print_message("%s: server descriptors back to %ld\n", what, n);
 }
@@ -452,12 +438,12 @@ static void connect_many(struct fx *fx, int *fds, size_t n, size_t batch)
             p[m] = (struct pollfd){.fd = fds[i], .events = POLLOUT};
             idx[m++] = i;
         }
-        int64_t deadline = now_ms() + H_TIMEOUT_MS;
+        int64_t deadline = h_now_ms() + H_TIMEOUT_MS;
         while (m > 0) {
             int r = poll(p, (nfds_t)m, 1000);
             if (r < 0 && errno != EINTR)
                 fail_msg("poll: %s", strerror(errno));
-            if (now_ms() > deadline)
+            if (h_now_ms() > deadline)
                 fail_msg("%zu connects still pending after %d ms", m, H_TIMEOUT_MS);
             for (size_t k = 0; k < m;) {
                 if (!p[k].revents) {
@@ -513,13 +499,13 @@ struct ff {
 };
 
 struct ff_opts {
-    size_t wmax;          /* bytes per send (0: 64 KiB) */
-    size_t window;        /* at most this many bytes sent and not yet echoed (0: none) */
-    size_t rmax;          /* bytes per recv (0: 64 KiB) */
-    bool allow_close;     /* the server may close: EOF/reset end the flow */
-    int64_t deadline;     /* absolute now_ms() bound for the whole run (0: none) */
-    struct fx *rss_fx;    /* sample this server's RSS every 100 ms ... */
-    long *rss_max;        /* ... keep the maximum here, fail at RSS_LIMIT_KIB */
+    size_t wmax;       /* bytes per send (0: 64 KiB) */
+    size_t window;     /* at most this many bytes sent and not yet echoed (0: none) */
+    size_t rmax;       /* bytes per recv (0: 64 KiB) */
+    bool allow_close;  /* the server may close: EOF/reset end the flow */
+    int64_t deadline;  /* absolute h_now_ms() bound for the whole run (0: none) */
+    struct fx *rss_fx; /* sample this server's RSS every 100 ms ... */
+    long *rss_max;     /* ... keep the maximum here, fail at RSS_LIMIT_KIB */
     bool (*until)(const struct ff *, size_t, void *);
     void *until_arg;
 };
@@ -559,13 +545,13 @@ static void ff_run(struct ff *fl, size_t n, const struct ff_opts *o)
     assert_non_null(wbuf);
     assert_non_null(p);
     assert_non_null(idx);
-    int64_t last_progress = now_ms(), next_rss = 0;
+    int64_t last_progress = h_now_ms(), next_rss = 0;
     for (;;) {
         if (o->until && o->until(fl, n, o->until_arg))
             break;
-        if (o->rss_fx && now_ms() >= next_rss) {
+        if (o->rss_fx && h_now_ms() >= next_rss) {
             check_rss(o->rss_fx, o->rss_max, "while clients were being served");
-            next_rss = now_ms() + 100;
+            next_rss = h_now_ms() + 100;
         }
         size_t m = 0;
         for (size_t i = 0; i < n; i++) {
@@ -583,7 +569,7 @@ static void ff_run(struct ff *fl, size_t n, const struct ff_opts *o)
         int r = poll(p, (nfds_t)m, 200);
         if (r < 0 && errno != EINTR)
             fail_msg("poll: %s", strerror(errno));
-        int64_t t = now_ms();
+        int64_t t = h_now_ms();
         if (o->deadline && t > o->deadline)
             fail_msg("clients not done by the deadline: %zu unfinished; client %zu sent "
                      "%zu, echoed %zu",
@@ -636,9 +622,9 @@ static void ff_run(struct ff *fl, size_t n, const struct ff_opts *o)
                 } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
                     int e = got == 0 ? 0 : errno;
                     if (!o->allow_close || (e != 0 && e != ECONNRESET && e != EPIPE))
-                        fail_msg("client %zu: %s after %zu of %zu echoed bytes (sent %zu)",
-                                 idx[k], e ? strerror(e) : "EOF", f->recvd, f->len,
-                                 f->sent);
+                        fail_msg(
+                            "client %zu: %s after %zu of %zu echoed bytes (sent %zu)",
+                            idx[k], e ? strerror(e) : "EOF", f->recvd, f->len, f->sent);
                     f->closed = true;
                     f->close_err = e;
                     last_progress = t;
@@ -674,14 +660,14 @@ static void test_slow_reader(void **state)
     const size_t milestones[] = {1 * MIB, 4 * MIB, 7 * MIB};
     size_t ms = 0, sent = 0, got = 0;
     long rss_max = 0;
-    int64_t last_progress = now_ms();
+    int64_t last_progress = h_now_ms();
     while (got < len) {
         struct pollfd p = {.fd = slow, .events = POLLIN | (sent < len ? POLLOUT : 0)};
         int r = poll(&p, 1, 1000);
         if (r < 0 && errno != EINTR)
             fail_msg("poll: %s", strerror(errno));
         if (r <= 0) {
-            if (now_ms() - last_progress > H_TIMEOUT_MS)
+            if (h_now_ms() - last_progress > H_TIMEOUT_MS)
                 fail_msg("slow reader stalled: sent %zu, echoed %zu of %zu", sent, got,
                          len);
             continue;
@@ -693,7 +679,7 @@ static void test_slow_reader(void **state)
                 fail_msg("slow reader: send after %zu bytes: %s", sent, strerror(errno));
             if (w > 0) {
                 sent += (size_t)w;
-                last_progress = now_ms();
+                last_progress = h_now_ms();
             }
         }
         if (p.revents & (POLLIN | POLLERR | POLLHUP)) {
@@ -708,8 +694,8 @@ static void test_slow_reader(void **state)
                     fail_msg("slow reader: echo differs in bytes %zu..%zu", got,
                              got + (size_t)n);
                 got += (size_t)n;
-                last_progress = now_ms();
-                sleep_ms(1); /* the pause that makes it slow */
+                last_progress = h_now_ms();
+                h_sleep_ms(1); /* the pause that makes it slow */
             }
         }
         if (ms < sizeof(milestones) / sizeof(milestones[0]) && got >= milestones[ms]) {
@@ -717,9 +703,10 @@ static void test_slow_reader(void **state)
             for (int i = 0; i < 10; i++)
                 echo_exact(good, msg, 4 * KIB);
             check_rss(fx, &rss_max, "with a slow reader backed up");
-            print_message("slow reader at %zu/%zu echoed (%zu sent): other client served, "
-                          "server VmRSS %ld KiB\n",
-                          got, len, sent, h_server_rss_kib(&fx->srv));
+            print_message(
+                "slow reader at %zu/%zu echoed (%zu sent): other client served, "
+                "server VmRSS %ld KiB\n",
+                got, len, sent, h_server_rss_kib(&fx->srv));
             ms++;
         }
     }
@@ -761,21 +748,15 @@ static void test_resets(void **state)
     for (int i = 0; i < N; i++) {
         echo_exact(fds[i], data, 1 * KIB);
         assert_int_equal(h_set_nonblock(fds[i], true), 0);
-        size_t sent = 0;
-        while (sent < flood) {
-            ssize_t w = send(fds[i], data + sent, flood - sent, MSG_NOSIGNAL);
-            if (w <= 0)
-                break;
-            sent += (size_t)w;
-        }
-        assert_true(sent > 0);
+        assert_true(h_send_some(fds[i], data, flood) > 0);
     }
     /* the count sees them (direct descriptors included), or it proves nothing */
     long during = server_fd_count(fx->srv.pid);
     if (during < base + N)
-        fail_msg("the server holds %ld descriptors with %d clients connected (%ld before): "
-                 "the descriptor count does not see its connections",
-                 during, N, base);
+        fail_msg(
+            "the server holds %ld descriptors with %d clients connected (%ld before): "
+            "the descriptor count does not see its connections",
+            during, N, base);
     for (int i = 0; i < N; i++)
         reset_close(&fds[i]);
 
@@ -808,12 +789,12 @@ static void test_idle_timeout(void **state)
     int silent = fds[0], quiet = fds[1], active = fds[2];
     echo_exact(quiet, "once\n", 5);
     unsigned char *msg = pattern(100, 31);
-    int64_t end = now_ms() + 3000;
+    int64_t end = h_now_ms() + 3000;
     int echoes = 0;
-    while (now_ms() < end) {
+    while (h_now_ms() < end) {
         echo_exact(active, msg, 100);
         echoes++;
-        sleep_ms(200);
+        h_sleep_ms(200);
     }
     /* the idle ones are closed (EOF, or a reset) within the safety bound */
     int r = h_expect_eof(silent);
@@ -921,8 +902,8 @@ static size_t poll_clients(struct cl *c, size_t n, int timeout_ms, size_t *serve
             if (!p[k].revents)
                 continue;
             struct cl *x = &c[idx[k]];
-            ssize_t g = recv(x->fd, x->back + x->got, sizeof(x->back) - x->got,
-                             MSG_DONTWAIT);
+            ssize_t g =
+                recv(x->fd, x->back + x->got, sizeof(x->back) - x->got, MSG_DONTWAIT);
             if (g > 0) {
                 x->got += (size_t)g;
                 if (x->got == sizeof(x->back)) {
@@ -987,8 +968,8 @@ static void test_emfile(void **state)
     /* Let the server take what it can: until no echo for 1 s (this only
      * decides when to take the CPU sample). */
     size_t served = 0, dropped = 0;
-    int64_t deadline = now_ms() + H_TIMEOUT_MS;
-    while (now_ms() < deadline && served + dropped < N)
+    int64_t deadline = h_now_ms() + H_TIMEOUT_MS;
+    while (h_now_ms() < deadline && served + dropped < N)
         if (poll_clients(c, N, 1000, &served, &dropped) == 0 && served + dropped > 0)
             break;
     print_message("with 64 descriptors: %zu of %d clients served, %zu dropped, the rest "
@@ -1004,14 +985,15 @@ static void test_emfile(void **state)
     /* No spinning while clients wait for descriptors. */
     long tck = sysconf(_SC_CLK_TCK);
     long long t0 = proc_cpu_ticks(fx->srv.pid);
-    int64_t w0 = now_ms();
-    sleep_ms(1500);
+    int64_t w0 = h_now_ms();
+    h_sleep_ms(1500);
     long long t1 = proc_cpu_ticks(fx->srv.pid);
-    int64_t w1 = now_ms();
+    int64_t w1 = h_now_ms();
     assert_true(t0 >= 0 && t1 >= t0);
     double cpu = (double)(t1 - t0) / (double)tck;
-    print_message("server CPU while %zu clients wait for a descriptor: %.3f s in %.3f s\n",
-                  N - served - dropped, cpu, (double)(w1 - w0) / 1000.0);
+    print_message(
+        "server CPU while %zu clients wait for a descriptor: %.3f s in %.3f s\n",
+        N - served - dropped, cpu, (double)(w1 - w0) / 1000.0);
     if (cpu >= 0.5)
         fail_msg("server used %.2f s of CPU in %.2f s while out of descriptors: it spins",
                  cpu, (double)(w1 - w0) / 1000.0);
@@ -1034,7 +1016,7 @@ static void test_emfile(void **state)
             close_fd(&fds[i]);
             c[i].st = CL_DONE;
         }
-    int64_t last = now_ms();
+    int64_t last = h_now_ms();
     size_t total_served = served;
     while (total_served + dropped < N) {
         size_t s0 = 0;
@@ -1046,8 +1028,8 @@ static void test_emfile(void **state)
                 c[i].st = CL_DONE;
             }
         if (ev)
-            last = now_ms();
-        else if (now_ms() - last > H_TIMEOUT_MS)
+            last = h_now_ms();
+        else if (h_now_ms() - last > H_TIMEOUT_MS)
             fail_msg("%zu clients still waiting %d ms after descriptors were freed "
                      "(%zu served, %zu dropped)",
                      N - total_served - dropped, H_TIMEOUT_MS, total_served, dropped);
@@ -1058,10 +1040,11 @@ static void test_emfile(void **state)
     struct fstats st;
     stop_server(fx, &st);
     if (dropped)
-        fail_msg("%zu of %d clients were closed without being served (stats: accepted=%llu "
-                 "rejected=%llu, accept_pauses=%llu): a connection waiting for a "
-                 "descriptor must wait in the backlog, not be dropped",
-                 dropped, N, st.accepted, st.rejected, st.accept_pauses);
+        fail_msg(
+            "%zu of %d clients were closed without being served (stats: accepted=%llu "
+            "rejected=%llu, accept_pauses=%llu): a connection waiting for a "
+            "descriptor must wait in the backlog, not be dropped",
+            dropped, N, st.accepted, st.rejected, st.accept_pauses);
     assert_int_equal(st.accepted, N);
     if (st.accept_pauses < 1)
         fail_msg("stats: accept_pauses=0 although accept ran out of descriptors");
@@ -1105,7 +1088,7 @@ static void test_max_conns(void **state)
     size_t served = 0, dropped = 0, open_served = 0, max_open = 0, closed_by_us = 0;
     size_t served_before_close = SIZE_MAX;
     size_t order[N], norder = 0; /* served clients, oldest first */
-    int64_t last = now_ms();
+    int64_t last = h_now_ms();
     while (served + dropped < N) {
         size_t s0 = 0;
         size_t ev = poll_clients(c, N, 300, &s0, &dropped);
@@ -1128,7 +1111,7 @@ static void test_max_conns(void **state)
         if (open_served > CAP)
             fail_msg("%zu clients served at once with --max-conns=%d", open_served, CAP);
         if (ev) {
-            last = now_ms();
+            last = h_now_ms();
             continue;
         }
         if (served + dropped == N)
@@ -1137,7 +1120,7 @@ static void test_max_conns(void **state)
          * 10 are served; with T loops at least ceil(10/T) (one loop gets at
          * least that many of the 15 connections). */
         if (served < target) {
-            if (now_ms() - last > H_TIMEOUT_MS)
+            if (h_now_ms() - last > H_TIMEOUT_MS)
                 fail_msg("only %zu clients served %d ms after connecting, with room for "
                          "%zu",
                          served, H_TIMEOUT_MS, target);
@@ -1154,8 +1137,8 @@ static void test_max_conns(void **state)
             close_fd(&fds[order[k]]);
             open_served--;
             closed_by_us++;
-            last = now_ms();
-        } else if (now_ms() - last > H_TIMEOUT_MS) {
+            last = h_now_ms();
+        } else if (h_now_ms() - last > H_TIMEOUT_MS) {
             fail_msg("%zu clients neither served nor rejected %d ms after every served "
                      "client left",
                      N - served - dropped, H_TIMEOUT_MS);
@@ -1167,10 +1150,11 @@ static void test_max_conns(void **state)
     for (size_t k = 0; k < norder; k++)
         if (fds[order[k]] >= 0)
             echo_exact(fds[order[k]], "stillok!", 8);
-    print_message("--max-conns=%d, %u loop(s): %zu served before any left (at most %zu at "
-                  "once), %zu rejected at once, %zu served after others left\n",
-                  CAP, fx->threads, served_before_close, max_open, dropped,
-                  served - served_before_close);
+    print_message(
+        "--max-conns=%d, %u loop(s): %zu served before any left (at most %zu at "
+        "once), %zu rejected at once, %zu served after others left\n",
+        CAP, fx->threads, served_before_close, max_open, dropped,
+        served - served_before_close);
     if (served_before_close < target)
         fail_msg("only %zu clients were served before any left, with room for %zu",
                  served_before_close, target);
@@ -1228,7 +1212,7 @@ static void test_drain_inflight(void **state)
             break;
     }
     print_message("client wrote %zu bytes without reading; SIGTERM\n", sent);
-    int64_t t0 = now_ms();
+    int64_t t0 = h_now_ms();
     assert_int_equal(kill(fx->srv.pid, SIGTERM), 0);
     size_t got = 0;
     int end_err = 0;
@@ -1260,15 +1244,16 @@ static void test_drain_inflight(void **state)
         fail_msg("drained echo differs at byte %zu", k);
     }
     h_server_wait(&fx->srv, H_TIMEOUT_MS);
-    int64_t took = now_ms() - t0;
+    int64_t took = h_now_ms() - t0;
     struct fstats st;
     check_exit(fx, &st);
     print_message("after SIGTERM: client read %zu of %zu sent bytes (server read %llu, "
                   "sent %llu), then %s; server exited after %lld ms\n",
-                  got, sent, st.bytes_in, st.bytes_out, end_err ? strerror(end_err) : "EOF",
-                  (long long)took);
+                  got, sent, st.bytes_in, st.bytes_out,
+                  end_err ? strerror(end_err) : "EOF", (long long)took);
     if (took > 5000 + 10000)
-        fail_msg("server took %lld ms to exit with --drain-timeout=5000", (long long)took);
+        fail_msg("server took %lld ms to exit with --drain-timeout=5000",
+                 (long long)took);
     assert_true(st.bytes_in > 0);
     if (st.bytes_out != st.bytes_in)
         fail_msg("drain cut short: the server read %llu bytes but sent only %llu",
@@ -1307,10 +1292,12 @@ static void test_sigterm_under_load(void **state)
     connect_many(fx, fds, N, N);
     track_fds(fx, fds, N);
     for (size_t i = 0; i < N; i++)
-        f[i] = (struct ff){.fd = fds[i], .pat = pat, .patlen = patlen,
-                           .off = i * 4099, .len = SIZE_MAX};
+        f[i] = (struct ff){
+            .fd = fds[i], .pat = pat, .patlen = patlen, .off = i * 4099, .len = SIZE_MAX};
     size_t want = 64 * KIB;
-    struct ff_opts o = {.window = 256 * KIB, .wmax = 16 * KIB, .until = all_echoed_some,
+    struct ff_opts o = {.window = 256 * KIB,
+                        .wmax = 16 * KIB,
+                        .until = all_echoed_some,
                         .until_arg = &want};
     ff_run(f, N, &o);
     assert_int_equal(kill(fx->srv.pid, SIGTERM), 0);
@@ -1326,9 +1313,10 @@ static void test_sigterm_under_load(void **state)
     h_server_wait(&fx->srv, H_TIMEOUT_MS);
     struct fstats st;
     check_exit(fx, &st);
-    print_message("%d clients: sent %llu, got back %llu verified bytes, then %zu EOF, %zu "
-                  "reset\n",
-                  N, sent, echoed, N - resets, resets);
+    print_message(
+        "%d clients: sent %llu, got back %llu verified bytes, then %zu EOF, %zu "
+        "reset\n",
+        N, sent, echoed, N - resets, resets);
     assert_int_equal(st.accepted, N);
     assert_true(echoed <= st.bytes_out);
     free(pat);
@@ -1353,11 +1341,18 @@ static void test_tiny_pool(void **state)
     connect_many(fx, fds, N, N);
     track_fds(fx, fds, N);
     for (size_t i = 0; i < N; i++)
-        f[i] = (struct ff){.fd = fds[i], .pat = pat, .patlen = len + N * 131,
-                           .off = i * 131, .len = len};
+        f[i] = (struct ff){.fd = fds[i],
+                           .pat = pat,
+                           .patlen = len + N * 131,
+                           .off = i * 131,
+                           .len = len};
     long rss_max = 0;
-    struct ff_opts o = {.wmax = 1000, .window = 4 * KIB, .rmax = 1000,
-                        .deadline = now_ms() + 60000, .rss_fx = fx, .rss_max = &rss_max};
+    struct ff_opts o = {.wmax = 1000,
+                        .window = 4 * KIB,
+                        .rmax = 1000,
+                        .deadline = h_now_ms() + 60000,
+                        .rss_fx = fx,
+                        .rss_max = &rss_max};
     ff_run(f, N, &o);
     for (size_t i = 0; i < N; i++)
         close_fd(&fds[i]);
@@ -1440,7 +1435,8 @@ static bool help_mentions(const char *opt)
     char buf[16384];
     size_t len = 0;
     ssize_t n;
-    while (len < sizeof(buf) - 1 && (n = read(p[0], buf + len, sizeof(buf) - 1 - len)) != 0) {
+    while (len < sizeof(buf) - 1 &&
+           (n = read(p[0], buf + len, sizeof(buf) - 1 - len)) != 0) {
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -1479,9 +1475,12 @@ static void test_tiny_cq(void **state)
     track_fds(fx, fds, N);
     for (int round = 0; round < 3; round++) {
         for (size_t i = 0; i < N; i++)
-            f[i] = (struct ff){.fd = fds[i], .pat = pat, .patlen = len + N * 61,
-                               .off = i * 61 + (size_t)round * 7, .len = len};
-        struct ff_opts o = {.wmax = 4 * KIB, .deadline = now_ms() + 60000};
+            f[i] = (struct ff){.fd = fds[i],
+                               .pat = pat,
+                               .patlen = len + N * 61,
+                               .off = i * 61 + (size_t)round * 7,
+                               .len = len};
+        struct ff_opts o = {.wmax = 4 * KIB, .deadline = h_now_ms() + 60000};
         ff_run(f, N, &o);
     }
     for (size_t i = 0; i < N; i++)
@@ -1496,7 +1495,7 @@ static void test_tiny_cq(void **state)
 
 /* --- 11. scale: 5,000 connections, memory per connection ----------------------- */
 
-#define SCALE_CONNS 5000
+#define SCALE_CONNS       5000
 #define SCALE_BOUND_BYTES 2048
 
 /* 5,000 connections to one server, one verified round trip on each; the
@@ -1531,8 +1530,8 @@ static void test_scale_5000(void **state)
         connect_many(fx, wfd, W, W);
         track_fds(fx, wfd, W);
         for (size_t i = 0; i < W; i++)
-            f[i] = (struct ff){.fd = wfd[i], .pat = pat, .patlen = len, .off = i * 1000,
-                               .len = len};
+            f[i] = (struct ff){
+                .fd = wfd[i], .pat = pat, .patlen = len, .off = i * 1000, .len = len};
         struct ff_opts o = {.window = 1 * MIB};
         ff_run(f, W, &o);
         for (size_t i = 0; i < W; i++)
@@ -1543,13 +1542,13 @@ static void test_scale_5000(void **state)
     for (size_t i = 0; i < SCALE_CONNS; i++)
         fds[i] = -1;
     track_fds(fx, fds, SCALE_CONNS);
-    sleep_ms(200); /* let the warm-up connections close: only steadies the baseline */
+    h_sleep_ms(200); /* let the warm-up connections close: only steadies the baseline */
     long before = h_server_rss_kib(&fx->srv);
     assert_true(before > 0);
 
-    int64_t t0 = now_ms();
+    int64_t t0 = h_now_ms();
     connect_many(fx, fds, SCALE_CONNS, 250);
-    int64_t t1 = now_ms();
+    int64_t t1 = h_now_ms();
 
     /* one round trip on every connection, 500 at a time */
     struct cl *c = fx_alloc(fx, SCALE_CONNS, sizeof(*c));
@@ -1562,18 +1561,18 @@ static void test_scale_5000(void **state)
         snprintf(tag, sizeof(tag), "%c", (int)('A' + (start / 500) % 26));
         send_msgs(b, n, tag);
         size_t served = 0, dropped = 0;
-        int64_t last = now_ms();
+        int64_t last = h_now_ms();
         while (served + dropped < n) {
             if (poll_clients(b, n, 1000, &served, &dropped))
-                last = now_ms();
-            else if (now_ms() - last > H_TIMEOUT_MS)
+                last = h_now_ms();
+            else if (h_now_ms() - last > H_TIMEOUT_MS)
                 fail_msg("round trips stalled: %zu of %zu in batch %zu", served, n,
                          start / 500);
         }
         if (dropped)
             fail_msg("%zu connections were closed by the server", dropped);
     }
-    int64_t t2 = now_ms();
+    int64_t t2 = h_now_ms();
     long after = h_server_rss_kib(&fx->srv);
     assert_true(after > 0);
     double per = (double)(after - before) * 1024.0 / SCALE_CONNS;
@@ -1607,12 +1606,14 @@ static int preflight(void)
         h_server_stop(&s, SIGTERM);
     } else {
         char *err = h_server_stderr(&s);
-        if (r == H_EXITED && h_exited_with(&s, 1) && strstr(err, "io_uring is unavailable")) {
+        if (r == H_EXITED && h_exited_with(&s, 1) &&
+            strstr(err, "io_uring is unavailable")) {
             printf("SKIP: %s", err);
             rc = 77;
         } else {
             fprintf(stderr, "fault: the server did not start (%s)\n",
-                    r == H_EXITED ? h_status_str(&s, st, sizeof(st)) : "no listening line");
+                    r == H_EXITED ? h_status_str(&s, st, sizeof(st))
+                                  : "no listening line");
             h_dump_stderr(&s, "start-up");
             rc = 1;
         }
@@ -1649,10 +1650,12 @@ int main(int argc, char **argv)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest fault_tests[] = {
-        T(test_slow_reader),      T(test_resets),         T(test_idle_timeout),
-        T(test_churn_no_fd_leak), T(test_emfile),         T(test_max_conns),
-        T(test_drain_inflight),   T(test_sigterm_under_load), T(test_tiny_pool),
-        T(test_idle_conns_hold_no_buffer), T(test_tiny_cq),
+        T(test_slow_reader),    T(test_resets),
+        T(test_idle_timeout),   T(test_churn_no_fd_leak),
+        T(test_emfile),         T(test_max_conns),
+        T(test_drain_inflight), T(test_sigterm_under_load),
+        T(test_tiny_pool),      T(test_idle_conns_hold_no_buffer),
+        T(test_tiny_cq),
     };
     const struct CMUnitTest scale_tests[] = {
         T(test_scale_5000),
