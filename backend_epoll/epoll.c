@@ -79,8 +79,8 @@ struct ep_state {
     uint32_t nsocks;
     struct ep_done *done; /* FIFO ring */
     uint32_t done_head, done_len, done_cap;
-    int *ready; /* et: fds with readiness left over */
-    uint32_t nready, ready_cap;
+    int *ready; /* et: fds with readiness left over (capacity 2 x nsocks) */
+    uint32_t nready;
     struct epoll_event events[MAX_EVENTS];
 };
 
@@ -102,6 +102,13 @@ static struct ep_sock *sock_get(struct ep_state *st, int fd)
         uint32_t n = st->nsocks ? st->nsocks : 64;
         while (n <= (uint32_t)fd)
             n *= 2;
+        /* The ready list holds each fd at most once, plus, while run()
+         * works through it, the entries already served: twice the table
+         * and it can never be full. */
+        int *r = realloc(st->ready, 2 * (size_t)n * sizeof(*r));
+        if (!r)
+            return NULL;
+        st->ready = r;
         struct ep_sock *s = realloc(st->socks, n * sizeof(*s));
         if (!s)
             return NULL;
@@ -167,14 +174,7 @@ static void ready_push(struct ep_state *st, int fd, struct ep_sock *s)
 {
     if (s->on_ready_list)
         return;
-    if (st->nready == st->ready_cap) {
-        uint32_t cap = st->ready_cap ? st->ready_cap * 2 : 64;
-        int *r = realloc(st->ready, cap * sizeof(*r));
-        if (!r)
-            return; /* the next event on this socket will serve it */
-        st->ready = r;
-        st->ready_cap = cap;
-    }
+    assert(st->nready < 2 * st->nsocks);
     st->ready[st->nready++] = fd;
     s->on_ready_list = true;
 }
@@ -195,7 +195,7 @@ static bool do_accept(struct rs_loop *loop, struct ep_state *st, int fd)
             close(nfd);
             return true;
         }
-        *n = (struct ep_sock){.gen = n->gen + 1};
+        *n = (struct ep_sock){.gen = n->gen + 1, .on_ready_list = n->on_ready_list};
         s = &st->socks[fd]; /* the table may have moved */
         bool multi = op->flags & RS_OPF_MULTISHOT;
         if (!multi) {
@@ -338,8 +338,9 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
         /* close() also removes the fd from the epoll set (no dups exist).
          * Events for it already fetched in this batch carry the old gen. */
         int rc = close(op->fd) < 0 ? -errno : 0;
-        uint32_t gen = s->gen + 1;
-        *s = (struct ep_sock){.gen = gen};
+        /* on_ready_list stays: the fd may still sit in the ready array,
+         * where a reused number must not appear twice. */
+        *s = (struct ep_sock){.gen = s->gen + 1, .on_ready_list = s->on_ready_list};
         return queue_done(st, op, rc, 0, 0);
     }
     }
@@ -404,21 +405,19 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
             dispatched++;
         }
     }
-    /* Sockets whose read budget ran out last turn. Take the list first:
-     * handle_read may put them back. */
+    /* Sockets whose read budget ran out last turn: the entries present now.
+     * handle_read may append (this fd again, or others); those wait for the
+     * next turn and move to the front. */
     uint32_t nr = st->nready;
-    int *ready = st->ready;
-    st->ready = NULL;
-    st->nready = st->ready_cap = 0;
     for (uint32_t i = 0; i < nr; i++) {
-        if ((uint32_t)ready[i] < st->nsocks) {
-            struct ep_sock *s = &st->socks[ready[i]];
-            s->on_ready_list = false;
-            handle_read(loop, st, ready[i], s->gen);
-            dispatched++;
-        }
+        int fd = st->ready[i];
+        struct ep_sock *s = &st->socks[fd];
+        s->on_ready_list = false;
+        handle_read(loop, st, fd, s->gen);
+        dispatched++;
     }
-    free(ready);
+    memmove(st->ready, st->ready + nr, (st->nready - nr) * sizeof(*st->ready));
+    st->nready -= nr;
     /* Completions queued by submit()/cancel(): only those present now, so a
      * chain of speculative sends cannot keep us from epoll_wait forever. */
     for (uint32_t todo = st->done_len; todo > 0 && st->done_len > 0; todo--) {
