@@ -631,38 +631,6 @@ static void test_e2e_roundtrips_16k(void **state)
  * --------------------------------------------------------------------------------------
  */
 
-/* Start the server once before the tests: a uring server that cannot get
- * io_uring here means skip, anything else that keeps it from starting is a
- * failure reported once, clearly. Returns -1 to go on, else an exit code. */
-static int preflight(void)
-{
-    struct h_server s;
-    char st[64];
-    enum h_start r = h_server_start(&s, server_argv, listen_any);
-    int rc = -1;
-    if (r == H_STARTED) {
-        h_server_stop(&s, SIGTERM);
-    } else {
-        char *err = h_server_stderr(&s);
-        /* Skip: no io_uring here, or a feature variant this kernel lacks. */
-        if (r == H_EXITED &&
-            ((h_exited_with(&s, 1) && strstr(err, "io_uring is unavailable")) ||
-             (h_exited_with(&s, 2) && strstr(err, "this kernel does not support")))) {
-            printf("SKIP: %s", err);
-            rc = 77;
-        } else {
-            fprintf(stderr, "e2e: the server did not start (%s)\n",
-                    r == H_EXITED ? h_status_str(&s, st, sizeof(st))
-                                  : "no listening line");
-            h_dump_stderr(&s, "start-up");
-            rc = 1;
-        }
-        free(err);
-    }
-    h_server_destroy(&s);
-    return rc;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -679,7 +647,7 @@ int main(int argc, char **argv)
         else if (strncmp(argv[i], "--backend=", 10) == 0)
             want_backend = NULL;
     }
-    int pre = preflight();
+    int pre = h_preflight(server_argv, "e2e");
     if (pre >= 0)
         return pre;
 

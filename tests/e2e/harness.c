@@ -842,3 +842,32 @@ size_t h_send_some(int fd, const void *data, size_t len)
     }
     return sent;
 }
+
+int h_preflight(char *const argv[], const char *prog)
+{
+    static const char *const listen_any[] = {"--listen=127.0.0.1:0", NULL};
+    struct h_server s;
+    char st[64];
+    enum h_start r = h_server_start(&s, argv, listen_any);
+    int rc = -1;
+    if (r == H_STARTED) {
+        h_server_stop(&s, SIGTERM);
+    } else {
+        char *err = h_server_stderr(&s);
+        if (r == H_EXITED &&
+            ((h_exited_with(&s, 1) && strstr(err, "io_uring is unavailable")) ||
+             (h_exited_with(&s, 2) && strstr(err, "this kernel does not support")))) {
+            printf("SKIP: %s", err);
+            rc = 77;
+        } else {
+            fprintf(stderr, "%s: the server did not start (%s)\n", prog,
+                    r == H_EXITED ? h_status_str(&s, st, sizeof(st))
+                                  : "no listening line");
+            h_dump_stderr(&s, "start-up");
+            rc = 1;
+        }
+        free(err);
+    }
+    h_server_destroy(&s);
+    return rc;
+}

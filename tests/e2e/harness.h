@@ -168,4 +168,10 @@ void h_sleep_ms(long ms);
  * returns how many went out. */
 size_t h_send_some(int fd, const void *data, size_t len);
 
+/* Start the server once (with --listen=127.0.0.1:0) and stop it. Returns -1
+ * when it works; 77 (skip) when io_uring is unavailable here or the kernel
+ * lacks a feature the command line asks for; 1 (reported on stderr, with
+ * `prog` as prefix) when it fails to start for any other reason. */
+int h_preflight(char *const argv[], const char *prog);
+
 #endif

@@ -1593,36 +1593,6 @@ static void test_scale_5000(void **state)
 
 /* --- main ------------------------------------------------------------------------ */
 
-/* A uring server that cannot get io_uring here means skip (77); anything
- * else keeping it from starting is one clear failure. -1: go on. */
-static int preflight(void)
-{
-    struct h_server s;
-    char st[64];
-    static const char *const listen_any[] = {"--listen=127.0.0.1:0", NULL};
-    enum h_start r = h_server_start(&s, server_argv, listen_any);
-    int rc = -1;
-    if (r == H_STARTED) {
-        h_server_stop(&s, SIGTERM);
-    } else {
-        char *err = h_server_stderr(&s);
-        if (r == H_EXITED && h_exited_with(&s, 1) &&
-            strstr(err, "io_uring is unavailable")) {
-            printf("SKIP: %s", err);
-            rc = 77;
-        } else {
-            fprintf(stderr, "fault: the server did not start (%s)\n",
-                    r == H_EXITED ? h_status_str(&s, st, sizeof(st))
-                                  : "no listening line");
-            h_dump_stderr(&s, "start-up");
-            rc = 1;
-        }
-        free(err);
-    }
-    h_server_destroy(&s);
-    return rc;
-}
-
 int main(int argc, char **argv)
 {
     bool scale = false;
@@ -1640,7 +1610,7 @@ int main(int argc, char **argv)
     nofile_exec = getenv("RS_FAULT_NOFILE_EXEC");
     if (nofile_exec && !*nofile_exec)
         nofile_exec = NULL;
-    int pre = preflight();
+    int pre = h_preflight(server_argv, "fault");
     if (pre >= 0)
         return pre;
 
