@@ -789,26 +789,18 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
     return 0;
 }
 
-static struct rs_uring_support support;
-static pthread_once_t support_once = PTHREAD_ONCE_INIT;
-
-static void probe_once(void)
-{
-    rs_probe_uring(&support);
-}
-
 static void ur_fini(struct rs_loop *loop);
 
 static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
                    size_t errlen)
 {
-    pthread_once(&support_once, probe_once);
-    if (!support.available) {
-        snprintf(err, errlen, "io_uring is unavailable: %s", support.why);
-        return -(support.unavailable_err ? support.unavailable_err : ENOSYS);
+    const struct rs_uring_support *support = rs_probe_uring_cached();
+    if (!support->available) {
+        snprintf(err, errlen, "io_uring is unavailable: %s", support->why);
+        return -(support->unavailable_err ? support->unavailable_err : ENOSYS);
     }
     uint32_t features;
-    int rc = rs_uring_features_parse(cfg->uring_features, rs_uring_supported(&support),
+    int rc = rs_uring_features_parse(cfg->uring_features, rs_uring_supported(support),
                                      &features, err, errlen);
     if (rc < 0)
         return rc;
@@ -820,7 +812,7 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
     st->features = features;
     loop->backend = st;
     loop->caps = 0;
-    rc = setup_ring(loop, st, &support, err, errlen);
+    rc = setup_ring(loop, st, support, err, errlen);
     if (rc < 0) {
         free(st);
         loop->backend = NULL;

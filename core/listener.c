@@ -127,6 +127,22 @@ static void pause_accepting(struct rs_listener *l, uint64_t retry_at)
     }
 }
 
+/* After a connection was taken: stop at a limit, or slow down near one. */
+static void limit_accepting(struct rs_listener *l)
+{
+    struct rs_loop *loop = l->loop;
+    if (at_capacity(loop)) {
+        pause_accepting(l, UINT64_MAX);
+    } else if (fd_full(loop)) {
+        loop->stats.accept_pauses++;
+        pause_accepting(l, UINT64_MAX);
+    } else if (l->armed && !l->cancelling && fd_near(loop)) {
+        /* Multishot could overshoot the table: one at a time now. */
+        l->cancelling = true;
+        loop->ops->cancel(loop, &l->op);
+    }
+}
+
 static void on_accept(struct rs_loop *loop, struct rs_op *op,
                       const struct rs_completion *c)
 {
@@ -145,17 +161,8 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
             if (!(loop->caps & RS_CAP_DIRECT_FD))
                 close(c->res);
         }
-        if (l->stopped) {
-        } else if (at_capacity(loop)) {
-            pause_accepting(l, UINT64_MAX);
-        } else if (fd_full(loop)) {
-            loop->stats.accept_pauses++;
-            pause_accepting(l, UINT64_MAX);
-        } else if (l->armed && !l->cancelling && fd_near(loop)) {
-            /* Multishot could overshoot the table: one at a time now. */
-            l->cancelling = true;
-            loop->ops->cancel(loop, &l->op);
-        }
+        if (!l->stopped)
+            limit_accepting(l);
     } else if (c->res == -EMFILE || c->res == -ENFILE || c->res == -ENOMEM ||
                c->res == -ENOBUFS) {
         /* Out of descriptors: never exit, never spin. The level-triggered

@@ -22,6 +22,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -1032,4 +1033,18 @@ int rs_probe_report(FILE *out, bool json)
     if (fflush(out) != 0 || ferror(out))
         return -EIO;
     return 0;
+}
+
+static struct rs_uring_support cached;
+static pthread_once_t cached_once = PTHREAD_ONCE_INIT;
+
+static void probe_cached(void)
+{
+    rs_probe_uring(&cached);
+}
+
+const struct rs_uring_support *rs_probe_uring_cached(void)
+{
+    pthread_once(&cached_once, probe_cached);
+    return &cached;
 }

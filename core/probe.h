@@ -32,6 +32,10 @@ struct rs_uring_support {
 /* Fill *s. Never fails: an unusable io_uring is a finding. */
 void rs_probe_uring(struct rs_uring_support *s);
 
+/* The same, probed once per process and kept: the server's backend choice
+ * and every loop's io_uring set-up share one probe. */
+const struct rs_uring_support *rs_probe_uring_cached(void);
+
 /* Print the full report (`ringserve --probe [--json]`). 0 or -errno. */
 int rs_probe_report(FILE *out, bool json);
 

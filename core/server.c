@@ -170,11 +170,10 @@ static const struct rs_backend_ops *choose_backend(struct rs_config *cfg, char *
         snprintf(why, whylen, "io_uring support was not compiled in");
         return cfg->backend == RS_BACKEND_AUTO ? &rs_backend_epoll : NULL;
     }
-    struct rs_uring_support s;
-    rs_probe_uring(&s);
-    if (s.available)
+    const struct rs_uring_support *s = rs_probe_uring_cached();
+    if (s->available)
         return &rs_backend_uring;
-    snprintf(why, whylen, "%s", s.why);
+    snprintf(why, whylen, "%s", s->why);
     return cfg->backend == RS_BACKEND_AUTO ? &rs_backend_epoll : NULL;
 }
 
