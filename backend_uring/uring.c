@@ -252,7 +252,6 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     struct ur_state *st = state(loop);
     op->bk_gen++;
     op->bk_flags = 0;
-    op->bk_next = NULL;
     if (op->kind == RS_OP_SEND)
         return prep_send(loop, st, op);
     struct io_uring_sqe *sqe = get_sqe(st);

@@ -51,8 +51,6 @@ struct rs_op {
     /* Below: private to the backend that currently owns the op. */
     uint8_t bk_flags;
     uint8_t bk_gen;
-    uint32_t bk_aux;
-    struct rs_op *bk_next;
     void *bk_ptr;
 };
 
