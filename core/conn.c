@@ -184,7 +184,7 @@ void rs_conn_send_lent(struct rs_conn *c, const uint8_t *data, uint32_t len, uin
     bool room = t && t->cap > 0 && (size_t)(t->data + t->cap - (t->ptr + t->len)) >= len;
     uint32_t reserve = loop->pool.count / 4 ? loop->pool.count / 4 : 1;
     bool pressure = loop->pool.lent > loop->pool.count - reserve;
-    if (c->state != RS_CONN_OPEN && !c->graceful) {
+    if (c->state != RS_CONN_OPEN) { /* stopping: nothing more is echoed */
         rs_conn_release(c, bid);
         return;
     }
