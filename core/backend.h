@@ -26,6 +26,7 @@
 #ifndef RINGSERVE_BACKEND_H
 #define RINGSERVE_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +62,11 @@ struct rs_backend_ops {
     /* Human-readable description of the active mode/features, e.g.
      * "mode=et" or "features=multishot-accept,buf-ring". */
     void (*describe)(struct rs_loop *loop, char *out, size_t outlen);
+    /* Optional: true while the kernel still holds something of ours that
+     * no op accounts for (zero-copy sends awaiting their notification).
+     * A stopping loop keeps running until this is false, or the drain
+     * deadline passes. NULL means never. */
+    bool (*busy)(struct rs_loop *loop);
 };
 
 extern const struct rs_backend_ops rs_backend_epoll;

@@ -8,11 +8,13 @@
 int rs_bufpool_init(struct rs_bufpool *p, uint32_t count, uint32_t size)
 {
     memset(p, 0, sizeof(*p));
-    if (count == 0 || count > RS_BUFPOOL_MAX || (count & (count - 1)) != 0 || size == 0)
+    if (count == 0 || count > RS_BUFPOOL_MAX || (count & (count - 1)) != 0 || size == 0 ||
+        size > UINT32_MAX - RS_BUFPOOL_COLOR)
         return -EINVAL;
     /* mmap, not malloc: pages stay untouched (and out of RSS) until a
      * buffer is first used, and the region is page aligned for the kernel. */
-    size_t bytes = (size_t)count * size;
+    uint32_t stride = size + RS_BUFPOOL_COLOR;
+    size_t bytes = (size_t)count * stride;
     void *mem =
         mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED)
@@ -27,6 +29,7 @@ int rs_bufpool_init(struct rs_bufpool *p, uint32_t count, uint32_t size)
     }
     p->mem = mem;
     p->size = size;
+    p->stride = stride;
     p->count = count;
     /* Stack order: low ids on top, so a quiet server keeps reusing the same
      * few (already faulted-in) buffers. */
@@ -39,7 +42,7 @@ int rs_bufpool_init(struct rs_bufpool *p, uint32_t count, uint32_t size)
 void rs_bufpool_fini(struct rs_bufpool *p)
 {
     if (p->mem)
-        munmap(p->mem, (size_t)p->count * p->size);
+        munmap(p->mem, (size_t)p->count * p->stride);
     free(p->free);
     free(p->held);
     memset(p, 0, sizeof(*p));

@@ -51,6 +51,10 @@ void rs_config_usage(FILE *out)
         "                              (default 512)\n"
         "  --buffer-size=BYTES         bytes per receive buffer (default 16K)\n"
         "  --zc-threshold=BYTES        send_zc for sends of at least this (default 16K)\n"
+        "  --zc-on-copy=plain|keep     when the kernel reports it copied a zero-copy\n"
+        "                              send (always, to a loopback peer): plain sends\n"
+        "                              on that connection from then on (default), or\n"
+        "                              keep zero copy (to measure what it costs)\n"
         "  --sqpoll-idle=MS            SQPOLL thread idle time (default 1000)\n"
         "  --ring-entries=N            io_uring submission queue size, a power of two;\n"
         "                              the completion queue is 8x (default 1024)\n"
@@ -62,6 +66,10 @@ void rs_config_usage(FILE *out)
         "  --threads=N                 event loops, one SO_REUSEPORT listener each\n"
         "                              (default 1; 0 = one per online CPU)\n"
         "  --pin                       pin loop i to CPU i\n"
+        "  --sched=normal|batch        scheduling policy of the loop threads; batch\n"
+        "                              (SCHED_BATCH) lets a woken loop wait for the\n"
+        "                              running task instead of preempting it, so it\n"
+        "                              wakes to bigger batches (default normal)\n"
         "  --max-pending=BYTES         queued output per connection before reading\n"
         "                              pauses (default 1M)\n"
         "  --max-conns=N               connections per server (default: from\n"
@@ -163,6 +171,19 @@ static int bad(const char *opt, const char *val, const char *allowed)
     return 2;
 }
 
+/* An option with two values: *second tells which was given. */
+static int parse_pair(const char *opt, const char *val, const char *first,
+                      const char *second, bool *is_second)
+{
+    if (strcmp(val, first) != 0 && strcmp(val, second) != 0) {
+        char allowed[64];
+        snprintf(allowed, sizeof(allowed), "one of %s, %s", first, second);
+        return bad(opt, val, allowed);
+    }
+    *is_second = strcmp(val, second) == 0;
+    return 0;
+}
+
 static int parse_u32(const char *opt, const char *val, uint64_t min, uint64_t max,
                      const char *allowed, uint32_t *out)
 {
@@ -193,6 +214,8 @@ enum {
     OPT_PROBE,
     OPT_JSON,
     OPT_RING_ENTRIES,
+    OPT_ZC_ON_COPY,
+    OPT_SCHED,
 };
 
 static const struct option long_opts[] = {
@@ -206,6 +229,8 @@ static const struct option long_opts[] = {
     {"zc-threshold", required_argument, NULL, OPT_ZC_THRESHOLD},
     {"sqpoll-idle", required_argument, NULL, OPT_SQPOLL_IDLE},
     {"ring-entries", required_argument, NULL, OPT_RING_ENTRIES},
+    {"zc-on-copy", required_argument, NULL, OPT_ZC_ON_COPY},
+    {"sched", required_argument, NULL, OPT_SCHED},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
@@ -236,14 +261,13 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         else
             return bad("--backend", arg, "one of auto, uring, epoll");
         return 0;
-    case OPT_EPOLL_MODE:
-        if (!strcmp(arg, "et"))
-            cfg->epoll_mode = RS_EPOLL_ET;
-        else if (!strcmp(arg, "lt"))
-            cfg->epoll_mode = RS_EPOLL_LT;
-        else
-            return bad("--epoll-mode", arg, "one of et, lt");
+    case OPT_EPOLL_MODE: {
+        bool lt = false;
+        if (parse_pair("--epoll-mode", arg, "et", "lt", &lt))
+            return 2;
+        cfg->epoll_mode = lt ? RS_EPOLL_LT : RS_EPOLL_ET;
         return 0;
+    }
     case OPT_LISTEN:
         if (parse_listen(cfg, arg) < 0)
             return bad("--listen", arg, "HOST:PORT, e.g. 127.0.0.1:7080 or [::1]:7080");
@@ -269,6 +293,10 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_ZC_THRESHOLD:
         return parse_u32("--zc-threshold", arg, 0, UINT32_MAX, "a size in bytes",
                          &cfg->zc_threshold);
+    case OPT_ZC_ON_COPY:
+        return parse_pair("--zc-on-copy", arg, "plain", "keep", &cfg->zc_keep_copied);
+    case OPT_SCHED:
+        return parse_pair("--sched", arg, "normal", "batch", &cfg->sched_batch);
     case OPT_SQPOLL_IDLE:
         return parse_u32("--sqpoll-idle", arg, 0, 3600000, "milliseconds",
                          &cfg->sqpoll_idle_ms);

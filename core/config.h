@@ -22,6 +22,7 @@ struct rs_config {
     uint32_t buffers;           /* lent receive buffers per loop */
     uint32_t buffer_size;       /* bytes each */
     uint32_t zc_threshold;      /* send_zc at or above this many bytes */
+    bool zc_keep_copied;        /* keep send_zc where the kernel reports copying */
     uint32_t sqpoll_idle_ms;
     uint32_t ring_entries;   /* io_uring SQ entries (CQ: 8x with features) */
     uint32_t max_conns;      /* 0: derived from RLIMIT_NOFILE */
@@ -29,6 +30,7 @@ struct rs_config {
     uint32_t drain_timeout_ms;
     uint32_t threads; /* 0: one per online CPU */
     bool pin;
+    bool sched_batch; /* loop threads run SCHED_BATCH: no wake-up preemption */
     bool nodelay;
     int verbose;          /* -1 quiet, 0 normal, 1 verbose */
     const char *protocol; /* "echo", "discard", "chargen" */

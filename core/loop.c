@@ -173,7 +173,8 @@ int rs_loop_run(struct rs_loop *loop)
             drain_deadline = loop->now_ms + loop->cfg->drain_timeout_ms;
         }
         if (loop->draining) {
-            if (loop->nconns == 0 && rs_listener_idle(loop))
+            if (loop->nconns == 0 && rs_listener_idle(loop) &&
+                (aborted || !loop->ops->busy || !loop->ops->busy(loop)))
                 break;
             if (!aborted && loop->now_ms >= drain_deadline) {
                 aborted = true;

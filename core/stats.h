@@ -19,7 +19,9 @@ struct rs_stats {
     uint64_t copies;        /* chunks copied out of a lent buffer under pressure */
     uint64_t accept_pauses; /* EMFILE/ENFILE back-offs */
     uint64_t idle_closed;
-    uint64_t bundles; /* io_uring recv completions that filled several buffers */
+    uint64_t bundles;   /* io_uring recv completions that filled several buffers */
+    uint64_t zc_copied; /* connections moved to plain sends: the kernel copied
+                           their zero-copy send (a loopback peer) */
 };
 
 void rs_stats_add(struct rs_stats *sum, const struct rs_stats *s);

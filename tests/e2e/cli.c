@@ -94,6 +94,11 @@ static const struct usage_case usage_cases[] = {
     {"usage: --max-pending=0", "--max-pending=0", true, {"--max-pending"}},
     {"usage: --backend without a value", "--backend", true, {"backend"}},
     {"usage: unknown flag", "--no-such-flag", true, {"no-such-flag"}},
+    {"usage: --sched=fifo", "--sched=fifo", true, {"--sched", "normal", "batch"}},
+    {"usage: --zc-on-copy=maybe",
+     "--zc-on-copy=maybe",
+     true,
+     {"--zc-on-copy", "plain", "keep"}},
 };
 
 static void test_cli_usage_error(void **state)
