@@ -211,9 +211,6 @@ static void zc_put(struct ur_state *st, struct zc_rec *r)
     st->zc_free = r;
 }
 
-/* Zero-copy only for memory whose lifetime we control: a pool buffer (held
- * back from reuse until the notification) or memory the core declares
- * static. A heap chunk could be freed while the kernel still reads it. */
 #define ZC_COPIED 0x80u
 #define ZC_EPOCH  0x7fu
 
@@ -241,6 +238,9 @@ static void zc_fd_copied(struct rs_loop *loop, struct ur_state *st,
     loop->stats.zc_copied++;
 }
 
+/* Zero-copy only for memory whose lifetime we control: a pool buffer (held
+ * back from reuse until the notification) or memory the core declares
+ * static. A heap chunk could be freed while the kernel still reads it. */
 static int prep_send_zc(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
                         struct io_uring_sqe *sqe)
 {
