@@ -271,11 +271,11 @@ static void print_start_line(const struct rs_config *cfg, const char *fallback_w
     if (fallback_why[0])
         rs_log_info("io_uring is unavailable (%s); using epoll", fallback_why);
     rs_log_info("listening on %s%s%s:%u (backend=%s, %s, protocol=%s, threads=%u, "
-                "max-pending=%llu, max-conns=%u, buffers=%ux%u)",
+                "max-pending=%llu, max-conns=%u, buffers=%ux%u%s)",
                 v6 ? "[" : "", h, v6 ? "]" : "", cfg->listen_port, l0->ops->name, desc,
                 cfg->proto ? cfg->proto->name : cfg->protocol, nworkers,
                 (unsigned long long)cfg->max_pending, cfg->max_conns * nworkers,
-                cfg->buffers, cfg->buffer_size);
+                cfg->buffers, cfg->buffer_size, cfg->sched_batch ? ", sched=batch" : "");
 }
 
 int rs_server_main(struct rs_config *cfg)
