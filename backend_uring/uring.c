@@ -749,18 +749,21 @@ static int provide_all(struct rs_loop *loop, struct ur_state *st, char *err,
 static pthread_mutex_t sqpoll_mu = PTHREAD_MUTEX_INITIALIZER;
 static int sqpoll_owner_fd = -1;
 
+/* The process's descriptor limit, but at most max. */
+static uint32_t nofile_at_most(uint32_t max)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < max)
+        return (uint32_t)rl.rlim_cur;
+    return max;
+}
+
 /* Descriptors a zero-copy verdict can be kept for: the direct table, or
  * the process's descriptor limit (a byte each, at most 1 MiB, and calloc
  * leaves untouched pages unmapped). */
 static uint32_t zc_fd_cap(const struct rs_loop *loop)
 {
-    if (loop->caps & RS_CAP_DIRECT_FD)
-        return loop->fd_cap;
-    struct rlimit rl;
-    uint32_t n = 1u << 20;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n)
-        n = (uint32_t)rl.rlim_cur;
-    return n;
+    return (loop->caps & RS_CAP_DIRECT_FD) ? loop->fd_cap : nofile_at_most(1u << 20);
 }
 
 static int setup_ring(struct rs_loop *loop, struct ur_state *st,
@@ -831,10 +834,7 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
             st->features &= ~(uint32_t)UF_RING_FD; /* an optimisation only */
     }
     if (st->features & UF_FIXED_FILES) {
-        struct rlimit rl;
-        unsigned n = 65536;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n)
-            n = (unsigned)rl.rlim_cur;
+        unsigned n = nofile_at_most(65536);
         rc = io_uring_register_files_sparse(&st->ring, n);
         if (rc < 0) {
             snprintf(err, errlen, "io_uring_register_files_sparse(%u): %s", n,
@@ -851,7 +851,7 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
      * that a handful of entries (measured at 50 connections: the kernel's
      * copy into the buffers went from 2.3 % to 1.5 % of server CPU). Only
      * a hint: without transparent huge pages nothing changes. */
-    madvise(loop->pool.mem, (size_t)loop->pool.count * loop->pool.stride, MADV_HUGEPAGE);
+    madvise(loop->pool.mem, rs_bufpool_bytes(&loop->pool), MADV_HUGEPAGE);
     rc = (st->features & UF_BUF_RING) ? setup_buf_ring(loop, st, err, errlen)
                                       : provide_all(loop, st, err, errlen);
     if (rc < 0)

@@ -42,7 +42,7 @@ int rs_bufpool_init(struct rs_bufpool *p, uint32_t count, uint32_t size)
 void rs_bufpool_fini(struct rs_bufpool *p)
 {
     if (p->mem)
-        munmap(p->mem, (size_t)p->count * p->stride);
+        munmap(p->mem, rs_bufpool_bytes(p));
     free(p->free);
     free(p->held);
     memset(p, 0, sizeof(*p));

@@ -46,10 +46,16 @@ static inline uint8_t *rs_bufpool_ptr(const struct rs_bufpool *p, uint16_t bid)
     return p->mem + (size_t)bid * p->stride;
 }
 
+/* The whole mapping, gaps included. */
+static inline size_t rs_bufpool_bytes(const struct rs_bufpool *p)
+{
+    return (size_t)p->count * p->stride;
+}
+
 static inline bool rs_bufpool_contains(const struct rs_bufpool *p, const void *ptr)
 {
     const uint8_t *b = ptr;
-    return p->mem && b >= p->mem && b < p->mem + (size_t)p->count * p->stride;
+    return p->mem && b >= p->mem && b < p->mem + rs_bufpool_bytes(p);
 }
 
 /* The id of the buffer ptr points into; ptr must be in the pool. */

@@ -194,6 +194,19 @@ static int parse_u32(const char *opt, const char *val, uint64_t min, uint64_t ma
     return 0;
 }
 
+/* A power of two from 1 to 32768: ring and buffer-ring sizes. */
+static int parse_pow2(const char *opt, const char *val, uint32_t *out)
+{
+    static const char allowed[] = "a power of two from 1 to 32768";
+    uint32_t v;
+    if (parse_u32(opt, val, 1, 32768, allowed, &v))
+        return 2;
+    if (v & (v - 1))
+        return bad(opt, val, allowed);
+    *out = v;
+    return 0;
+}
+
 enum {
     OPT_BACKEND = 256,
     OPT_LISTEN,
@@ -281,12 +294,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         cfg->uring_features = arg;
         return 0;
     case OPT_BUFFERS:
-        if (parse_u32("--buffers", arg, 1, 32768, "a power of two from 1 to 32768",
-                      &cfg->buffers))
-            return 2;
-        if (cfg->buffers & (cfg->buffers - 1))
-            return bad("--buffers", arg, "a power of two from 1 to 32768");
-        return 0;
+        return parse_pow2("--buffers", arg, &cfg->buffers);
     case OPT_BUFFER_SIZE:
         return parse_u32("--buffer-size", arg, 64, 1u << 24,
                          "a size from 64 bytes to 16M", &cfg->buffer_size);
@@ -301,12 +309,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return parse_u32("--sqpoll-idle", arg, 0, 3600000, "milliseconds",
                          &cfg->sqpoll_idle_ms);
     case OPT_RING_ENTRIES:
-        if (parse_u32("--ring-entries", arg, 1, 32768, "a power of two from 1 to 32768",
-                      &cfg->ring_entries))
-            return 2;
-        if (cfg->ring_entries & (cfg->ring_entries - 1))
-            return bad("--ring-entries", arg, "a power of two from 1 to 32768");
-        return 0;
+        return parse_pow2("--ring-entries", arg, &cfg->ring_entries);
     case OPT_MAX_CONNS:
         return parse_u32("--max-conns", arg, 1, 100000000, "a number >= 1",
                          &cfg->max_conns);

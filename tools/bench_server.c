@@ -16,7 +16,7 @@ long long bench_proc_cpu_ticks(long pid)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "re");
     if (!f)
         return -1;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -47,7 +47,7 @@ long long bench_proc_rss_kib(long pid)
 {
     char path[64], line[256];
     snprintf(path, sizeof(path), "/proc/%ld/status", pid);
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "re");
     if (!f)
         return -1;
     long long kib = -1;

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_server.h"
+
 /* Keep at most this much of a child's output. When a child writes more, the
  * head (which holds the listening line) and the newest output are kept and
  * the middle is dropped: the stats line we look for is always at the end. */
@@ -502,22 +504,7 @@ bool h_line_value(const char *line, const char *key, unsigned long long *val)
 
 long h_server_rss_kib(const struct h_server *s)
 {
-    char path[64], buf[4096];
-    if (s->pid <= 0)
-        return -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)s->pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    long kib = -1;
-    while (fgets(buf, sizeof(buf), f)) {
-        if (strncmp(buf, "VmRSS:", 6) == 0) {
-            kib = strtol(buf + 6, NULL, 10);
-            break;
-        }
-    }
-    fclose(f);
-    return kib;
+    return s->pid > 0 ? (long)bench_proc_rss_kib(s->pid) : -1;
 }
 
 void h_dump_stderr(struct h_server *s, const char *why)

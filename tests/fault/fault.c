@@ -48,6 +48,7 @@
 
 #include <cmocka.h>
 
+#include "bench_server.h"
 #include "harness.h"
 
 #define KIB 1024u
@@ -267,35 +268,6 @@ static void stop_server(struct fx *fx, struct fstats *st)
 }
 
 /* --- looking at the server process --------------------------------------- */
-
-/* utime + stime of the whole process (all threads), in clock ticks. */
-static long long proc_cpu_ticks(pid_t pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    /* after ")": field 3 (state) ... field 14 utime, field 15 stime */
-    long long v[16] = {0};
-    int field = 2;
-    for (char *tok = strtok(p + 1, " "); tok && field < 15; tok = strtok(NULL, " ")) {
-        field++;
-        if (field == 14 || field == 15)
-            v[field] = strtoll(tok, NULL, 10);
-    }
-    if (field < 15)
-        return -1;
-    return v[14] + v[15];
-}
 
 /* Direct descriptors a ring holds: the entries listed under "UserFiles:"
  * in /proc/PID/fdinfo/FD of an io_uring fd. -1 when the kernel did not list
@@ -984,10 +956,10 @@ static void test_emfile(void **state)
 
     /* No spinning while clients wait for descriptors. */
     long tck = sysconf(_SC_CLK_TCK);
-    long long t0 = proc_cpu_ticks(fx->srv.pid);
+    long long t0 = bench_proc_cpu_ticks(fx->srv.pid);
     int64_t w0 = h_now_ms();
     h_sleep_ms(1500);
-    long long t1 = proc_cpu_ticks(fx->srv.pid);
+    long long t1 = bench_proc_cpu_ticks(fx->srv.pid);
     int64_t w1 = h_now_ms();
     assert_true(t0 >= 0 && t1 >= t0);
     double cpu = (double)(t1 - t0) / (double)tck;

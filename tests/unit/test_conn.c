@@ -126,7 +126,6 @@ static void test_conn_pipelined_order(void **state)
     recv_data(fx, "aaa", true);
     recv_data(fx, "bbb", true);
     recv_data(fx, "ccc", true);
-    const char *want[] = {"aaa", "bbb", "ccc"};
     /* One send in flight at a time, in arrival order (copies may coalesce
      * queued chunks, so collect the bytes). */
     char got[16] = "";
@@ -135,7 +134,6 @@ static void test_conn_pipelined_order(void **state)
         strncat(got, s->buf, s->len);
         complete(fx, RS_OP_SEND, (int32_t)s->len);
     }
-    (void)want;
     assert_string_equal(got, "aaabbbccc");
     assert_null(op_of(fx, RS_OP_SEND));
     close_by_eof(fx);
