@@ -60,7 +60,8 @@ struct ep_sock {
     uint32_t gen;     /* bumped at close; events carrying an older one are stale */
     uint32_t events;  /* interest mask registered with epoll (0: not registered) */
     bool rd_ready;    /* et: readable until EAGAIN or a short read says otherwise */
-    bool wr_ready;
+    /* No wr_ready: a send is parked only after EAGAIN, so only an
+     * EPOLLOUT that arrives afterwards can let it progress. */
     bool rdhup; /* the peer closed: keep reading to reach EOF */
     bool on_ready_list;
 };
@@ -179,6 +180,21 @@ static void ready_push(struct ep_state *st, int fd, struct ep_sock *s)
     s->on_ready_list = true;
 }
 
+/* Deliver a result of the read-side op (accept or recv). Unless MORE
+ * follows, the op ends here: stop watching for input first, since the core
+ * may submit the next one from the callback. Returns whether it goes on. */
+static bool read_done(struct rs_loop *loop, struct ep_state *st, int fd, struct rs_op *op,
+                      int32_t res, uint32_t flags, uint16_t bid)
+{
+    if (!(flags & RS_CF_MORE)) {
+        struct ep_sock *s = &st->socks[fd];
+        s->rd = NULL;
+        update_interest(st, fd, s);
+    }
+    rs_op_complete(loop, op, res, flags, bid);
+    return flags & RS_CF_MORE;
+}
+
 /* One accept(2); delivers. Returns false when the op is no longer armed or
  * the socket is not ready. */
 static bool do_accept(struct rs_loop *loop, struct ep_state *st, int fd)
@@ -196,14 +212,8 @@ static bool do_accept(struct rs_loop *loop, struct ep_state *st, int fd)
             return true;
         }
         *n = (struct ep_sock){.gen = n->gen + 1, .on_ready_list = n->on_ready_list};
-        s = &st->socks[fd]; /* the table may have moved */
         bool multi = op->flags & RS_OPF_MULTISHOT;
-        if (!multi) {
-            s->rd = NULL;
-            update_interest(st, fd, s);
-        }
-        rs_op_complete(loop, op, nfd, multi ? RS_CF_MORE : 0, 0);
-        return multi;
+        return read_done(loop, st, fd, op, nfd, multi ? RS_CF_MORE : 0, 0);
     }
     if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) {
         if (errno == EAGAIN)
@@ -213,11 +223,7 @@ static bool do_accept(struct rs_loop *loop, struct ep_state *st, int fd)
     /* EMFILE/ENFILE and the rest end the op: the core backs off and
      * re-submits. In lt, leaving EPOLLIN registered here is the classic
      * 100%-CPU bug: a pending connection nobody can accept. */
-    int err = errno;
-    s->rd = NULL;
-    update_interest(st, fd, s);
-    rs_op_complete(loop, op, -err, 0, 0);
-    return false;
+    return read_done(loop, st, fd, op, -errno, 0, 0);
 }
 
 /* One recv(2) into a fresh pool buffer; delivers. */
@@ -227,12 +233,8 @@ static bool do_recv(struct rs_loop *loop, struct ep_state *st, int fd)
     struct rs_op *op = s->rd;
     bool multi = op->flags & RS_OPF_MULTISHOT;
     int bid = rs_bufpool_get(&loop->pool);
-    if (bid < 0) {
-        s->rd = NULL;
-        update_interest(st, fd, s);
-        rs_op_complete(loop, op, -ENOBUFS, 0, 0);
-        return false;
-    }
+    if (bid < 0)
+        return read_done(loop, st, fd, op, -ENOBUFS, 0, 0);
     uint32_t size = loop->pool.size;
     ssize_t n = recv(fd, rs_bufpool_ptr(&loop->pool, (uint16_t)bid), size, 0);
     if (n > 0) {
@@ -241,13 +243,8 @@ static bool do_recv(struct rs_loop *loop, struct ep_state *st, int fd)
         if ((size_t)n < size && !s->rdhup)
             s->rd_ready = false;
         rs_bufpool_lend(&loop->pool, (uint16_t)bid);
-        if (!multi) {
-            s->rd = NULL;
-            update_interest(st, fd, s);
-        }
-        rs_op_complete(loop, op, (int32_t)n, RS_CF_BUFFER | (multi ? RS_CF_MORE : 0),
-                       (uint16_t)bid);
-        return multi;
+        return read_done(loop, st, fd, op, (int32_t)n,
+                         RS_CF_BUFFER | (multi ? RS_CF_MORE : 0), (uint16_t)bid);
     }
     rs_bufpool_put(&loop->pool, (uint16_t)bid);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -256,11 +253,7 @@ static bool do_recv(struct rs_loop *loop, struct ep_state *st, int fd)
         return errno == EINTR;
     }
     /* EOF or an error ends a multishot recv, as in io_uring. */
-    int32_t res = n == 0 ? 0 : -errno;
-    s->rd = NULL;
-    update_interest(st, fd, s);
-    rs_op_complete(loop, op, res, 0, 0);
-    return false;
+    return read_done(loop, st, fd, op, n == 0 ? 0 : -errno, 0, 0);
 }
 
 static void handle_read(struct rs_loop *loop, struct ep_state *st, int fd, uint32_t gen)
@@ -288,10 +281,8 @@ static void handle_write(struct rs_loop *loop, struct ep_state *st, int fd)
     struct ep_sock *s = &st->socks[fd];
     struct rs_op *op = s->wr;
     ssize_t n = send(fd, op->buf, op->len, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-        s->wr_ready = false;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    }
     s->wr = NULL;
     update_interest(st, fd, s);
     rs_op_complete(loop, op, n < 0 ? -errno : (int32_t)n, 0, 0);
@@ -325,7 +316,6 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
         if (n >= 0 || (errno != EAGAIN && errno != EINTR))
             return queue_done(st, op, n >= 0 ? (int32_t)n : -errno, 0, 0);
         s->wr = op;
-        s->wr_ready = false;
         int rc = update_interest(st, op->fd, s);
         if (rc < 0)
             s->wr = NULL;
@@ -393,9 +383,7 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
             s->rd_ready = true;
         if (ev & (EPOLLRDHUP | EPOLLHUP))
             s->rdhup = true;
-        if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-            s->wr_ready = true;
-        if (s->wr && s->wr_ready) {
+        if (s->wr && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
             handle_write(loop, st, fd);
             dispatched++;
             s = &st->socks[fd];

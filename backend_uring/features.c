@@ -48,6 +48,23 @@ static uint32_t lookup(const char *name, size_t len)
     return 0;
 }
 
+/* The names of the features in f, in table order, joined by sep; "" for
+ * none. */
+static void join_names(uint32_t f, const char *sep, char *out, size_t outlen)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < NNAMES; i++) {
+        if (!(f & names[i].bit))
+            continue;
+        int n =
+            snprintf(out + used, outlen - used, "%s%s", used ? sep : "", names[i].name);
+        if (n < 0 || (size_t)n >= outlen - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
 static const char *name_of(uint32_t bit)
 {
     for (size_t i = 0; i < NNAMES; i++)
@@ -82,12 +99,13 @@ int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
         else if (nlen == 7 && !strncmp(name, "default", 7))
             bits = supported & ~(uint32_t)UF_OPT_IN;
         else if ((bits = lookup(name, nlen)) == 0) {
+            char known[256];
+            join_names(UF_ALL, ", ", known, sizeof(known));
             snprintf(
                 err, errlen,
                 "--uring-features: unknown feature '%.*s' (known: all, none, default, "
-                "multishot-accept, multishot-recv, buf-ring, fixed-files, ring-fd, "
-                "defer-taskrun, send-zc, sqpoll, bundle, batch-wait)",
-                (int)nlen, name);
+                "%s)",
+                (int)nlen, name, known);
             return -EINVAL;
         }
         if (minus) {
@@ -122,17 +140,7 @@ int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
 
 void rs_uring_features_format(uint32_t f, char *out, size_t outlen)
 {
-    size_t used = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < NNAMES; i++) {
-        if (!(f & names[i].bit))
-            continue;
-        int n =
-            snprintf(out + used, outlen - used, "%s%s", used ? "," : "", names[i].name);
-        if (n < 0 || (size_t)n >= outlen - used)
-            break;
-        used += (size_t)n;
-    }
-    if (!used)
+    join_names(f, ",", out, outlen);
+    if (!out[0])
         snprintf(out, outlen, "none");
 }

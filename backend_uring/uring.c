@@ -57,6 +57,7 @@
 #include "log.h"
 #include "loop.h"
 #include "probe.h"
+#include "uring_util.h"
 
 #ifndef IORING_CQE_F_NOTIF
 #define IORING_CQE_F_NOTIF (1U << 3)
@@ -71,9 +72,6 @@
 
 #ifndef IORING_RECVSEND_BUNDLE
 #define IORING_RECVSEND_BUNDLE (1U << 4) /* 6.10+, not in liburing 2.3's headers */
-#endif
-#ifndef IORING_FEAT_MIN_TIMEOUT
-#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
 #endif
 
 /* batch-wait: how long the kernel may hold a wake-up to gather a batch. */
@@ -123,7 +121,7 @@ struct ur_state {
     size_t br_bytes;
     unsigned br_mask;
     unsigned br_pending; /* buffers added since the last advance */
-    uint16_t *br_pos;    /* per bid: the ring position it was last added at */
+    uint16_t *br_pos;    /* bundles only: per bid, the ring slot it was last added at */
     uint64_t wake_val;
     bool wake_armed;
     unsigned last_batch; /* CQEs reaped last turn: the next wait asks for as many */
@@ -255,13 +253,13 @@ static int prep_send_zc(struct rs_loop *loop, struct ur_state *st, struct rs_op 
     const struct rs_bufpool *pool = &loop->pool;
     if (st->zc_held >= pool->count / 4 || pool->lent > pool->count / 2)
         return -1;
-    if (rs_bufpool_contains(pool, op->buf) &&
-        st->zc_hold[rs_bufpool_bid(pool, op->buf)] == UINT8_MAX)
-        return -1;
-    if (rs_bufpool_contains(pool, op->buf))
+    if (rs_bufpool_contains(pool, op->buf)) {
         bid = rs_bufpool_bid(pool, op->buf);
-    else if (!(op->flags & RS_OPF_STATIC_BUF))
+        if (st->zc_hold[bid] == UINT8_MAX)
+            return -1;
+    } else if (!(op->flags & RS_OPF_STATIC_BUF)) {
         return -1;
+    }
     struct zc_rec *r = zc_get(st);
     if (!r)
         return -1;
@@ -294,8 +292,7 @@ static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op
         io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
     }
-    if (st->fixed)
-        sqe->flags |= IOSQE_FIXED_FILE;
+    set_fd(st, sqe);
     return 0;
 }
 
@@ -320,11 +317,7 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
             else
                 io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC);
         } else if (st->fixed) {
-            /* Not io_uring_prep_accept_direct(..., IORING_FILE_INDEX_ALLOC):
-             * liburing 2.3 adds 1 to the index, turning ALLOC into 0, which
-             * the kernel reads as "not direct". */
-            io_uring_prep_accept(sqe, op->fd, NULL, NULL, 0);
-            sqe->file_index = IORING_FILE_INDEX_ALLOC;
+            rs_prep_accept_alloc(sqe, op->fd);
         } else {
             io_uring_prep_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC);
         }
@@ -490,11 +483,11 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     } else if (cqe->flags & IORING_CQE_F_BUFFER) {
         /* Only a CQE flagged F_BUFFER carries one: EOF and errors don't. */
         bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-        rs_bufpool_lend(&loop->pool, bid);
         if (res > 0) {
+            rs_bufpool_lend(&loop->pool, bid);
             flags |= RS_CF_BUFFER;
         } else {
-            loop->ops->buf_release(loop, bid);
+            buf_return(loop, st, bid); /* picked, but nothing to lend */
         }
     }
     if (cqe->flags & IORING_CQE_F_MORE)
@@ -547,6 +540,12 @@ static void refill(struct ur_state *st)
     }
 }
 
+static struct __kernel_timespec ms_to_ts(int ms)
+{
+    return (struct __kernel_timespec){.tv_sec = ms / 1000,
+                                      .tv_nsec = (ms % 1000) * 1000000L};
+}
+
 /* Submit and wait for up to `want` completions, but no longer than
  * BATCH_WAIT_US for the batch once one has arrived (IORING_FEAT_MIN_TIMEOUT,
  * 6.12+). liburing 2.3 has no wrapper, so this is io_uring_enter(2) by hand:
@@ -562,11 +561,8 @@ static int batch_enter(struct ur_state *st, unsigned want, int timeout_ms)
         io_uring_smp_store_release(sq->ktail, tail);
     }
     unsigned to_submit = tail - io_uring_smp_load_acquire(sq->khead);
-    struct __kernel_timespec ts = {.tv_sec = 1};
-    if (timeout_ms >= 0) {
-        ts.tv_sec = timeout_ms / 1000;
-        ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
-    }
+    /* No timeout wanted: a long one (1 s), re-armed each turn. */
+    struct __kernel_timespec ts = ms_to_ts(timeout_ms >= 0 ? timeout_ms : 1000);
     struct io_uring_getevents_arg arg = {
         .sigmask_sz = _NSIG / 8, .pad = BATCH_WAIT_US, .ts = (uint64_t)(uintptr_t)&ts};
     unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
@@ -575,7 +571,6 @@ static int batch_enter(struct ur_state *st, unsigned want, int timeout_ms)
         fd = ring->enter_ring_fd;
         flags |= IORING_ENTER_REGISTERED_RING;
     }
-    /* No timeout wanted: a long one, re-armed each turn. */
     int rc =
         (int)syscall(__NR_io_uring_enter, fd, to_submit, want, flags, &arg, sizeof(arg));
     return rc < 0 ? -errno : rc;
@@ -597,8 +592,7 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
         } else if (timeout_ms < 0) {
             rc = io_uring_wait_cqe(&st->ring, &cqe);
         } else {
-            struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
-                                           .tv_nsec = (timeout_ms % 1000) * 1000000L};
+            struct __kernel_timespec ts = ms_to_ts(timeout_ms);
             rc = io_uring_wait_cqe_timeout(&st->ring, &cqe, &ts);
         }
     } else if (st->batch_wait && timeout_ms != 0 && st->last_batch > 1) {
@@ -608,8 +602,7 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     } else if (timeout_ms < 0) {
         rc = io_uring_submit_and_wait(&st->ring, 1);
     } else {
-        struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
-                                       .tv_nsec = (timeout_ms % 1000) * 1000000L};
+        struct __kernel_timespec ts = ms_to_ts(timeout_ms);
         rc = io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, &ts, NULL);
     }
     /* -ETIME: the timeout expired; -EINTR: a signal; -EBUSY/-EAGAIN: the
@@ -641,7 +634,8 @@ static void buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
     if (st->features & UF_BUF_RING) {
         io_uring_buf_ring_add(st->br, rs_bufpool_ptr(&loop->pool, bid), loop->pool.size,
                               bid, (int)st->br_mask, (int)st->br_pending);
-        st->br_pos[bid] = (uint16_t)(st->br->tail + st->br_pending);
+        if (st->br_pos)
+            st->br_pos[bid] = (uint16_t)(st->br->tail + st->br_pending);
         st->br_pending++;
         return;
     }
@@ -673,38 +667,24 @@ static int setup_buf_ring(struct rs_loop *loop, struct ur_state *st, char *err,
                           size_t errlen)
 {
     uint32_t count = loop->pool.count;
-    long page = sysconf(_SC_PAGESIZE);
-    st->br_bytes =
-        ((count * sizeof(struct io_uring_buf)) + (size_t)page - 1) & ~((size_t)page - 1);
-    void *mem = mmap(NULL, st->br_bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) {
-        snprintf(err, errlen, "buffer ring: mmap: %s", strerror(errno));
-        return -errno;
-    }
-    st->br = mem;
-    io_uring_buf_ring_init(st->br);
-    struct io_uring_buf_reg reg = {
-        .ring_addr = (uint64_t)(uintptr_t)mem, .ring_entries = count, .bgid = BGID};
-    int rc = io_uring_register_buf_ring(&st->ring, &reg, 0);
-    if (rc < 0) {
-        snprintf(err, errlen, "io_uring_register_buf_ring: %s", strerror(-rc));
-        munmap(mem, st->br_bytes);
-        st->br = NULL;
+    int rc;
+    const char *what;
+    st->br = rs_buf_ring_register(&st->ring, count, BGID, &st->br_bytes, &rc, &what);
+    if (!st->br) {
+        snprintf(err, errlen, "buffer ring: %s: %s", what, strerror(-rc));
         return rc;
     }
     st->br_mask = (unsigned)io_uring_buf_ring_mask(count);
-    st->br_pos = malloc(count * sizeof(*st->br_pos));
-    if (!st->br_pos) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
+    if (st->features & UF_BUNDLE) {
+        st->br_pos = malloc(count * sizeof(*st->br_pos));
+        if (!st->br_pos) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
     }
-    for (uint32_t i = 0; i < count; i++) {
-        io_uring_buf_ring_add(st->br, rs_bufpool_ptr(&loop->pool, (uint16_t)i),
-                              loop->pool.size, (uint16_t)i, (int)st->br_mask, (int)i);
-        st->br_pos[i] = (uint16_t)(st->br->tail + i);
-    }
-    io_uring_buf_ring_advance(st->br, (int)count);
+    for (uint32_t i = 0; i < count; i++)
+        buf_return(loop, st, (uint16_t)i);
+    refill(st);
     /* The kernel owns every id now; the free stack is not used. */
     loop->pool.nfree = 0;
     return 0;

@@ -92,11 +92,24 @@ static bool over_limit(const struct rs_conn *c)
     return c->pending > c->loop->cfg->max_pending;
 }
 
+/* Open, or lingering after a graceful finish (reading to the client's EOF,
+ * dropping what comes). */
+static bool wants_input(const struct rs_conn *c)
+{
+    return c->state == RS_CONN_OPEN || (c->state == RS_CONN_CLOSING && c->lingering);
+}
+
+static void cancel_recv(struct rs_conn *c)
+{
+    if (c->recv_armed && !c->recv_cancel) {
+        c->recv_cancel = true;
+        c->loop->ops->cancel(c->loop, &c->recv_op);
+    }
+}
+
 static void arm_recv(struct rs_conn *c)
 {
-    bool reading =
-        c->state == RS_CONN_OPEN || (c->state == RS_CONN_CLOSING && c->lingering);
-    if (!reading || c->eof || c->recv_armed || c->starved || c->paused)
+    if (!wants_input(c) || c->eof || c->recv_armed || c->starved || c->paused)
         return;
     c->recv_op.flags = RS_OPF_MULTISHOT;
     int rc = c->loop->ops->submit(c->loop, &c->recv_op);
@@ -174,21 +187,40 @@ struct rs_conn *rs_conn_open(struct rs_loop *loop, int fd, bool reject)
     return c;
 }
 
+/* Bytes that still fit in the last queued chunk: 0 unless it is a heap
+ * chunk (lent and static chunks are never appended to). */
+static size_t tail_room(const struct rs_conn *c)
+{
+    const struct rs_chunk *t = c->tail;
+    if (!t || t->cap == 0)
+        return 0;
+    return (size_t)(t->data + t->cap - (t->ptr + t->len));
+}
+
+static void queue_chunk(struct rs_conn *c, struct rs_chunk *k, const uint8_t *ptr,
+                        uint32_t len, int32_t bid, uint32_t cap)
+{
+    k->ptr = ptr;
+    k->len = len;
+    k->bid = bid;
+    k->cap = cap;
+    enqueue(c, k);
+    start_send(c);
+}
+
 void rs_conn_send_lent(struct rs_conn *c, const uint8_t *data, uint32_t len, uint16_t bid)
 {
     struct rs_loop *loop = c->loop;
-    struct rs_chunk *t = c->tail;
-    /* Holding a lent buffer is free only while the pool has plenty: under
-     * pressure (or behind a heap chunk with room) copy and give it back, so
-     * a client that never reads cannot pin the buffers its neighbours need. */
-    bool room = t && t->cap > 0 && (size_t)(t->data + t->cap - (t->ptr + t->len)) >= len;
-    uint32_t reserve = loop->pool.count / 4 ? loop->pool.count / 4 : 1;
-    bool pressure = loop->pool.lent > loop->pool.count - reserve;
     if (c->state != RS_CONN_OPEN) { /* stopping: nothing more is echoed */
         rs_conn_release(c, bid);
         return;
     }
-    if (room || pressure) {
+    /* Holding a lent buffer is free only while the pool has plenty: under
+     * pressure (or behind a heap chunk with room) copy and give it back, so
+     * a client that never reads cannot pin the buffers its neighbours need. */
+    uint32_t reserve = loop->pool.count / 4 ? loop->pool.count / 4 : 1;
+    bool pressure = loop->pool.lent > loop->pool.count - reserve;
+    if (tail_room(c) >= len || pressure) {
         loop->stats.copies++;
         rs_conn_send_copy(c, data, len);
         rs_conn_release(c, bid);
@@ -200,31 +232,22 @@ void rs_conn_send_lent(struct rs_conn *c, const uint8_t *data, uint32_t len, uin
         rs_conn_abort(c);
         return;
     }
-    k->ptr = data;
-    k->len = len;
-    k->bid = bid;
-    k->cap = 0;
-    enqueue(c, k);
-    start_send(c);
+    queue_chunk(c, k, data, len, bid, 0);
 }
 
 void rs_conn_send_copy(struct rs_conn *c, const uint8_t *data, uint32_t len)
 {
-    struct rs_chunk *t = c->tail;
     if (len == 0)
         return;
-    if (t && t->cap > 0) {
-        uint8_t *end = (uint8_t *)t->ptr + t->len;
-        size_t room = (size_t)(t->data + t->cap - end);
+    if (tail_room(c) >= len) {
         /* Appending is safe even while this chunk is being sent: data[]
          * never moves, and the in-flight send covers only the old length. */
-        if (room >= len) {
-            memcpy(end, data, len);
-            t->len += len;
-            c->pending += len;
-            start_send(c);
-            return;
-        }
+        struct rs_chunk *t = c->tail;
+        memcpy((uint8_t *)t->ptr + t->len, data, len);
+        t->len += len;
+        c->pending += len;
+        start_send(c);
+        return;
     }
     uint32_t cap = len > HEAP_CHUNK_MIN ? len : HEAP_CHUNK_MIN;
     struct rs_chunk *k = malloc(sizeof(*k) + cap);
@@ -233,12 +256,7 @@ void rs_conn_send_copy(struct rs_conn *c, const uint8_t *data, uint32_t len)
         return;
     }
     memcpy(k->data, data, len);
-    k->ptr = k->data;
-    k->len = len;
-    k->bid = -1;
-    k->cap = cap;
-    enqueue(c, k);
-    start_send(c);
+    queue_chunk(c, k, k->data, len, -1, cap);
 }
 
 void rs_conn_send_static(struct rs_conn *c, const uint8_t *data, uint32_t len)
@@ -250,12 +268,7 @@ void rs_conn_send_static(struct rs_conn *c, const uint8_t *data, uint32_t len)
         rs_conn_abort(c);
         return;
     }
-    k->ptr = data;
-    k->len = len;
-    k->bid = -1;
-    k->cap = 0;
-    enqueue(c, k);
-    start_send(c);
+    queue_chunk(c, k, data, len, -1, 0);
 }
 
 void rs_conn_release(struct rs_conn *c, uint16_t bid)
@@ -326,10 +339,7 @@ void rs_conn_abort(struct rs_conn *c)
     c->graceful = false;
     c->lingering = false;
     unstarve_remove(c);
-    if (c->recv_armed && !c->recv_cancel) {
-        c->recv_cancel = true;
-        c->loop->ops->cancel(c->loop, &c->recv_op);
-    }
+    cancel_recv(c);
     if (c->send_busy)
         c->loop->ops->cancel(c->loop, &c->send_op);
     drop_queue(c);
@@ -476,10 +486,7 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
         /* Backpressure: stop reading while too much output is queued. */
         if (over_limit(c)) {
             c->paused = true;
-            if (c->recv_armed && !c->recv_cancel) {
-                c->recv_cancel = true;
-                loop->ops->cancel(loop, &c->recv_op);
-            }
+            cancel_recv(c);
         }
     } else {
         assert(!(comp->flags & RS_CF_BUFFER));
@@ -489,8 +496,7 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
             /* Not an error: the pool is empty. Re-armed by the loop once
              * buffers come back, whichever connection returns them. */
             loop->stats.enobufs++;
-            bool reading = c->state == RS_CONN_OPEN || c->lingering;
-            if (reading && !c->recv_armed && !c->starved)
+            if (wants_input(c) && !c->recv_armed && !c->starved)
                 starve(c);
         } else if (res != -ECANCELED) {
             rs_conn_abort(c);

@@ -101,6 +101,31 @@ static bool fd_near(const struct rs_loop *loop)
            (loop->fd_cap <= 32 * FD_MARGIN || loop->nconns + FD_MARGIN >= loop->fd_cap);
 }
 
+/* Ask the armed accept to end (it still completes, with -ECANCELED). */
+static void cancel_accept(struct rs_listener *l)
+{
+    if (l->armed && !l->cancelling) {
+        l->cancelling = true;
+        l->loop->ops->cancel(l->loop, &l->op);
+    }
+}
+
+/* Stopped and nothing armed: the socket can go. */
+static void close_if_done(struct rs_listener *l)
+{
+    if (!l->armed && l->stopped && l->fd >= 0) {
+        close(l->fd);
+        l->fd = -1;
+    }
+}
+
+static void pause_accepting(struct rs_listener *l, uint64_t retry_at)
+{
+    l->paused = true;
+    l->retry_at_ms = retry_at;
+    cancel_accept(l);
+}
+
 static void arm(struct rs_listener *l)
 {
     if (l->armed || l->stopped || l->fd < 0)
@@ -109,22 +134,11 @@ static void arm(struct rs_listener *l)
     int rc = l->loop->ops->submit(l->loop, &l->op);
     if (rc < 0) {
         /* Retry later rather than give up accepting for good. */
-        l->paused = true;
-        l->retry_at_ms = l->loop->now_ms + ACCEPT_BACKOFF_MS;
+        pause_accepting(l, l->loop->now_ms + ACCEPT_BACKOFF_MS);
         return;
     }
     l->armed = true;
     l->paused = false;
-}
-
-static void pause_accepting(struct rs_listener *l, uint64_t retry_at)
-{
-    l->paused = true;
-    l->retry_at_ms = retry_at;
-    if (l->armed && !l->cancelling) {
-        l->cancelling = true;
-        l->loop->ops->cancel(l->loop, &l->op);
-    }
 }
 
 /* After a connection was taken: stop at a limit, or slow down near one. */
@@ -136,10 +150,9 @@ static void limit_accepting(struct rs_listener *l)
     } else if (fd_full(loop)) {
         loop->stats.accept_pauses++;
         pause_accepting(l, UINT64_MAX);
-    } else if (l->armed && !l->cancelling && fd_near(loop)) {
+    } else if (fd_near(loop)) {
         /* Multishot could overshoot the table: one at a time now. */
-        l->cancelling = true;
-        loop->ops->cancel(loop, &l->op);
+        cancel_accept(l);
     }
 }
 
@@ -178,10 +191,7 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
     }
     if (!l->armed && !l->paused)
         arm(l);
-    if (!l->armed && l->stopped && l->fd >= 0) {
-        close(l->fd);
-        l->fd = -1;
-    }
+    close_if_done(l);
 }
 
 int rs_listener_start(struct rs_loop *loop, int fd)
@@ -204,15 +214,8 @@ void rs_listener_stop(struct rs_loop *loop)
         return;
     l->stopped = true;
     l->paused = false;
-    if (l->armed) {
-        if (!l->cancelling) {
-            l->cancelling = true;
-            loop->ops->cancel(loop, &l->op);
-        }
-    } else if (l->fd >= 0) {
-        close(l->fd);
-        l->fd = -1;
-    }
+    cancel_accept(l);
+    close_if_done(l);
 }
 
 int rs_listener_tick(struct rs_loop *loop)

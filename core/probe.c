@@ -36,6 +36,8 @@
 
 #if RS_HAVE_URING
 #include <liburing.h>
+
+#include "uring_util.h"
 #endif
 
 /* Constants newer than Debian's liburing 2.3 headers (or all of them when
@@ -443,24 +445,11 @@ struct buf_ring {
 
 static int buf_ring_setup(struct io_uring *ring, struct buf_ring *b)
 {
-    struct io_uring_buf_reg reg;
-    int ret;
-
-    b->len = BR_COUNT * sizeof(struct io_uring_buf);
-    b->br =
-        mmap(NULL, b->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (b->br == MAP_FAILED) {
-        b->br = NULL;
-        return -errno;
-    }
-    io_uring_buf_ring_init(b->br);
-    memset(&reg, 0, sizeof(reg));
-    reg.ring_addr = (uintptr_t)b->br;
-    reg.ring_entries = BR_COUNT;
-    reg.bgid = BR_GROUP;
-    ret = io_uring_register_buf_ring(ring, &reg, 0);
-    if (ret < 0)
-        return ret;
+    int err;
+    const char *what;
+    b->br = rs_buf_ring_register(ring, BR_COUNT, BR_GROUP, &b->len, &err, &what);
+    if (!b->br)
+        return err;
     for (int i = 0; i < BR_COUNT; i++)
         io_uring_buf_ring_add(b->br, b->data[i], BR_SIZE, (unsigned short)i,
                               io_uring_buf_ring_mask(BR_COUNT), i);
@@ -620,10 +609,7 @@ static bool accept_direct_once(struct io_uring *ring, int lfd,
     int cfd;
     bool ok;
 
-    /* No SOCK_CLOEXEC: a direct descriptor is no fd, and the kernel
-     * rejects the flag with -EINVAL. */
-    io_uring_prep_accept(sqe, lfd, NULL, NULL, 0);
-    sqe->file_index = IORING_FILE_INDEX_ALLOC;
+    rs_prep_accept_alloc(sqe, lfd);
     if (io_uring_submit(ring) != 1)
         return false;
     cfd = client_connect(addr);

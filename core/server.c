@@ -62,6 +62,13 @@ static void block_signals(sigset_t *set)
 static atomic_uint nfinished;
 static atomic_bool any_failed;
 
+static void stop_all(void)
+{
+    for (unsigned i = 0; i < nworkers; i++)
+        if (workers[i].started)
+            rs_loop_request_stop(&workers[i].loop);
+}
+
 /* Wait for the loops to finish; the first signal asks them to drain, a
  * second one exits at once. */
 static void supervise(const sigset_t *set)
@@ -75,9 +82,7 @@ static void supervise(const sigset_t *set)
             /* One loop died: stop the others rather than serve a fraction
              * of the connections. */
             stopping = true;
-            for (unsigned i = 0; i < nworkers; i++)
-                if (workers[i].started)
-                    rs_loop_request_stop(&workers[i].loop);
+            stop_all();
         }
         if (sig < 0)
             continue;
@@ -86,9 +91,7 @@ static void supervise(const sigset_t *set)
             _exit(1);
         }
         rs_log_info("%s: draining (send it again to exit at once)", strsignal(sig));
-        for (unsigned i = 0; i < nworkers; i++)
-            if (workers[i].started)
-                rs_loop_request_stop(&workers[i].loop);
+        stop_all();
     }
 }
 
@@ -226,11 +229,20 @@ static int start_workers(struct rs_config *cfg, const struct rs_backend_ops *ops
     return 0;
 }
 
-static int listen_error(const struct rs_config *cfg, uint16_t port, int err)
+/* "127.0.0.1:7080" or "[::1]:7080". */
+static const char *host_port(const struct rs_config *cfg, uint16_t port, char *out,
+                             size_t len)
 {
     const char *h = cfg->listen_host;
     bool v6 = strchr(h, ':') != NULL;
-    rs_log_error("cannot listen on %s%s%s:%u: %s", v6 ? "[" : "", h, v6 ? "]" : "", port,
+    snprintf(out, len, "%s%s%s:%u", v6 ? "[" : "", h, v6 ? "]" : "", port);
+    return out;
+}
+
+static int listen_error(const struct rs_config *cfg, uint16_t port, int err)
+{
+    char addr[300];
+    rs_log_error("cannot listen on %s: %s", host_port(cfg, port, addr, sizeof(addr)),
                  strerror(-err));
     return err;
 }
@@ -266,13 +278,12 @@ static void print_start_line(const struct rs_config *cfg, const char *fallback_w
     char desc[256] = "";
     struct rs_loop *l0 = &workers[0].loop;
     l0->ops->describe(l0, desc, sizeof(desc));
-    const char *h = cfg->listen_host;
-    bool v6 = strchr(h, ':') != NULL;
+    char addr[300];
     if (fallback_why[0])
         rs_log_info("io_uring is unavailable (%s); using epoll", fallback_why);
-    rs_log_info("listening on %s%s%s:%u (backend=%s, %s, protocol=%s, threads=%u, "
+    rs_log_info("listening on %s (backend=%s, %s, protocol=%s, threads=%u, "
                 "max-pending=%llu, max-conns=%u, buffers=%ux%u%s)",
-                v6 ? "[" : "", h, v6 ? "]" : "", cfg->listen_port, l0->ops->name, desc,
+                host_port(cfg, cfg->listen_port, addr, sizeof(addr)), l0->ops->name, desc,
                 cfg->proto ? cfg->proto->name : cfg->protocol, nworkers,
                 (unsigned long long)cfg->max_pending, cfg->max_conns * nworkers,
                 cfg->buffers, cfg->buffer_size, cfg->sched_batch ? ", sched=batch" : "");

@@ -1,0 +1,38 @@
+/* See uring_util.h. Compiled empty without liburing. */
+#include "rs_build.h"
+
+#if RS_HAVE_URING
+#include "uring_util.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+struct io_uring_buf_ring *rs_buf_ring_register(struct io_uring *ring, unsigned entries,
+                                               unsigned short bgid, size_t *bytes,
+                                               int *err, const char **what)
+{
+    *bytes = entries * sizeof(struct io_uring_buf);
+    void *mem =
+        mmap(NULL, *bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
+        *err = -errno;
+        *what = "mmap";
+        return NULL;
+    }
+    struct io_uring_buf_ring *br = mem;
+    io_uring_buf_ring_init(br);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)mem, .ring_entries = entries, .bgid = bgid};
+    int rc = io_uring_register_buf_ring(ring, &reg, 0);
+    if (rc < 0) {
+        munmap(mem, *bytes);
+        *err = rc;
+        *what = "io_uring_register_buf_ring";
+        return NULL;
+    }
+    return br;
+}
+#else
+typedef int rs_uring_util_unused; /* ISO C: no empty translation unit */
+#endif
