@@ -51,7 +51,7 @@ struct rs_config;
     (1u << 0) /* accepted "fds" are not process fds: use ops only                        \
                */
 #define RS_CAP_FILE_NATIVE                                                               \
-    (1u << 1) /* file ops are asynchronous in the kernel (no worker threads,             \
+    (1u << 2) /* file ops are asynchronous in the kernel (no worker threads,             \
                  no blocking) */
 
 struct rs_backend_ops {

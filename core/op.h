@@ -36,8 +36,10 @@ enum rs_op_kind {
 #define RS_OPF_STATIC_BUF                                                                \
     (1u << 1) /* RS_OP_SEND: buf outlives every use (zero-copy safe) */
 /* RS_OP_CLOSE: fd is a plain process descriptor (a file) even on a loop
- * whose sockets are direct descriptors (RS_CAP_DIRECT_FD). */
-#define RS_OPF_PLAIN_FD (1u << 2)
+ * whose sockets are direct descriptors (RS_CAP_DIRECT_FD). Transitional:
+ * once the descriptor kind travels with every op (RS_OPF_DIRECT, issue 12),
+ * a file close is simply a close without RS_OPF_DIRECT. */
+#define RS_OPF_PLAIN_FD (1u << 4)
 /* RS_OP_READ: read into a buffer the backend lends from the loop's pool
  * (completion flagged RS_CF_BUFFER when res > 0, released like a recv's;
  * -ENOBUFS when none is free); len is capped at the pool's buffer size. */
