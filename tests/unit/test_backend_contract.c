@@ -291,11 +291,15 @@ static void test_contract_enobufs_is_a_state(void **state)
     bool armed = fx->ev[0].c.flags & RS_CF_MORE;
     if (!armed) /* single-shot backend: re-arm for the next message */
         assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
-    /* The only buffer is held: the next data yields -ENOBUFS, ending the op. */
+    /* The only buffer is held: the op's next completion is -ENOBUFS, ending
+     * it. When it comes depends on the kernel: Linux 6.1 tries the next
+     * receive straight after a completion, finds the ring empty and ends the
+     * op at once, before "2" is sent (tools/kernels found it); newer kernels
+     * end it when "2" arrives. So it is ev[1] either way, never counted
+     * from whatever the first run_until happened to collect. */
     assert_int_equal(send(fx->client, "2", 1, 0), 1);
-    int n = fx->nev;
+    int n = 1;
     run_until(fx, n + 1);
-    assert_true(fx->nev > n);
     assert_int_equal(fx->ev[n].c.res, -ENOBUFS);
     assert_false(fx->ev[n].c.flags & (RS_CF_MORE | RS_CF_BUFFER));
     /* Give the buffer back and re-arm: the data is still there. */
