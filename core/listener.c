@@ -9,14 +9,19 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "log.h"
 #include "loop.h"
+#include "stream.h"
 
 /* How long to wait before accepting again after EMFILE/ENFILE, unless a
- * connection closes first. Long enough not to spin, short enough that a
- * freed descriptor is used soon. */
+ * stream closes first. Long enough not to spin, short enough that a freed
+ * descriptor is used soon. */
 #define ACCEPT_BACKOFF_MS 100
+
+/* Retry without a back-off (a stream closed): on the next loop turn. */
+#define RETRY_NOW 0
+/* Retry only when a stream closes. */
+#define RETRY_ON_CLOSE UINT64_MAX
 
 int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reuseport,
                      int backlog)
@@ -75,7 +80,7 @@ int rs_socket_port(int fd)
 /* --max-conns reached. */
 static bool at_capacity(const struct rs_loop *loop)
 {
-    return loop->nconns >= loop->max_conns;
+    return loop->nstreams >= loop->max_conns;
 }
 
 /* The backend's own limit on accepted sockets (io_uring's direct-descriptor
@@ -87,7 +92,7 @@ static bool at_capacity(const struct rs_loop *loop)
 
 static bool fd_full(const struct rs_loop *loop)
 {
-    return loop->fd_cap && loop->nconns >= loop->fd_cap;
+    return loop->fd_cap && loop->nstreams >= loop->fd_cap;
 }
 
 /* A multishot accept drains the whole backlog in one go, so it can only be
@@ -98,7 +103,7 @@ static bool fd_full(const struct rs_loop *loop)
 static bool fd_near(const struct rs_loop *loop)
 {
     return loop->fd_cap &&
-           (loop->fd_cap <= 32 * FD_MARGIN || loop->nconns + FD_MARGIN >= loop->fd_cap);
+           (loop->fd_cap <= 32 * FD_MARGIN || loop->nstreams + FD_MARGIN >= loop->fd_cap);
 }
 
 /* Ask the armed accept to end (it still completes, with -ECANCELED). */
@@ -119,10 +124,17 @@ static void close_if_done(struct rs_listener *l)
     }
 }
 
-static void pause_accepting(struct rs_listener *l, uint64_t retry_at)
+static void retry_due(struct rs_loop *loop, struct rs_timer *t);
+
+/* Stop accepting until delay_ms passed (RETRY_ON_CLOSE: until a stream
+ * closes). */
+static void pause_accepting(struct rs_listener *l, uint64_t delay_ms)
 {
     l->paused = true;
-    l->retry_at_ms = retry_at;
+    if (delay_ms == RETRY_ON_CLOSE)
+        rs_timer_stop(l->loop, &l->retry);
+    else
+        rs_timer_start(l->loop, &l->retry, delay_ms, retry_due, l);
     cancel_accept(l);
 }
 
@@ -134,11 +146,12 @@ static void arm(struct rs_listener *l)
     int rc = l->loop->ops->submit(l->loop, &l->op);
     if (rc < 0) {
         /* Retry later rather than give up accepting for good. */
-        pause_accepting(l, l->loop->now_ms + ACCEPT_BACKOFF_MS);
+        pause_accepting(l, ACCEPT_BACKOFF_MS);
         return;
     }
     l->armed = true;
     l->paused = false;
+    rs_timer_stop(l->loop, &l->retry);
 }
 
 /* After a connection was taken: stop at a limit, or slow down near one. */
@@ -146,10 +159,10 @@ static void limit_accepting(struct rs_listener *l)
 {
     struct rs_loop *loop = l->loop;
     if (at_capacity(loop)) {
-        pause_accepting(l, UINT64_MAX);
+        pause_accepting(l, RETRY_ON_CLOSE);
     } else if (fd_full(loop)) {
         loop->stats.accept_pauses++;
-        pause_accepting(l, UINT64_MAX);
+        pause_accepting(l, RETRY_ON_CLOSE);
     } else if (fd_near(loop)) {
         /* Multishot could overshoot the table: one at a time now. */
         cancel_accept(l);
@@ -168,10 +181,11 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
         /* Accepted while draining or over the cap (a multishot accept can
          * deliver a few more before its cancel lands): close at once. */
         bool reject = l->stopped || at_capacity(loop);
-        if (!rs_conn_open(loop, c->res, reject)) {
+        bool direct = loop->caps & RS_CAP_DIRECT_FD;
+        if (!rs_stream_accept(loop, c->res, direct, reject)) {
             /* No memory for the struct: the socket must still be closed;
              * with direct descriptors only an op can do that, so retry. */
-            if (!(loop->caps & RS_CAP_DIRECT_FD))
+            if (!direct)
                 close(c->res);
         }
         if (!l->stopped)
@@ -183,11 +197,11 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
          * connection closes. */
         loop->stats.accept_pauses++;
         rs_log_debug("loop %d: accept: %s, pausing", loop->index, strerror(-c->res));
-        pause_accepting(l, loop->now_ms + ACCEPT_BACKOFF_MS);
+        pause_accepting(l, ACCEPT_BACKOFF_MS);
     } else if (c->res != -ECANCELED && c->res != -ECONNABORTED && c->res != -EINTR &&
                c->res != -EAGAIN) {
         rs_log_error("loop %d: accept: %s", loop->index, strerror(-c->res));
-        pause_accepting(l, loop->now_ms + ACCEPT_BACKOFF_MS);
+        pause_accepting(l, ACCEPT_BACKOFF_MS);
     }
     if (!l->armed && !l->paused)
         arm(l);
@@ -214,30 +228,28 @@ void rs_listener_stop(struct rs_loop *loop)
         return;
     l->stopped = true;
     l->paused = false;
+    rs_timer_stop(loop, &l->retry);
     cancel_accept(l);
     close_if_done(l);
 }
 
-int rs_listener_tick(struct rs_loop *loop)
+/* The back-off is over (or a stream closed): accept again, unless a limit
+ * still holds; rs_listener_conn_closed() resumes from those. */
+static void retry_due(struct rs_loop *loop, struct rs_timer *t)
 {
-    struct rs_listener *l = loop->listener;
-    if (!l || !l->paused || l->stopped || l->armed)
-        return -1;
+    struct rs_listener *l = t->data;
+    if (!l->paused || l->stopped || l->armed)
+        return;
     if (at_capacity(loop) || fd_full(loop))
-        return -1; /* rs_listener_conn_closed() resumes */
-    if (loop->now_ms >= l->retry_at_ms) {
-        arm(l);
-        return l->paused ? ACCEPT_BACKOFF_MS : -1;
-    }
-    uint64_t d = l->retry_at_ms - loop->now_ms;
-    return d > ACCEPT_BACKOFF_MS ? ACCEPT_BACKOFF_MS : (int)d;
+        return;
+    arm(l);
 }
 
 void rs_listener_conn_closed(struct rs_loop *loop)
 {
     struct rs_listener *l = loop->listener;
-    if (l && l->paused && !l->stopped)
-        l->retry_at_ms = loop->now_ms; /* a descriptor is free again */
+    if (l && l->paused && !l->stopped) /* a descriptor is free again */
+        rs_timer_start(loop, &l->retry, RETRY_NOW, retry_due, l);
 }
 
 bool rs_listener_idle(const struct rs_loop *loop)
@@ -252,6 +264,7 @@ void rs_listener_fini(struct rs_loop *loop)
     if (!l)
         return;
     assert(!l->armed);
+    rs_timer_stop(loop, &l->retry);
     if (l->fd >= 0)
         close(l->fd);
     free(l);

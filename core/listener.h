@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "op.h"
+#include "timer.h"
 
 struct rs_loop;
 
@@ -17,9 +18,9 @@ struct rs_listener {
     struct rs_op op;
     bool armed; /* accept op in flight */
     bool cancelling;
-    bool paused;  /* EMFILE/ENFILE or --max-conns: waiting to retry */
-    bool stopped; /* draining: never accept again */
-    uint64_t retry_at_ms;
+    bool paused;           /* EMFILE/ENFILE or --max-conns: waiting to retry */
+    bool stopped;          /* draining: never accept again */
+    struct rs_timer retry; /* the back-off */
 };
 
 /* Create a listening socket for host:port (SO_REUSEADDR, SO_REUSEPORT,
@@ -33,10 +34,7 @@ int rs_socket_port(int fd);
 int rs_listener_start(struct rs_loop *loop, int fd);
 /* Stop accepting for good (drain). */
 void rs_listener_stop(struct rs_loop *loop);
-/* Once per loop turn: retry after a back-off. Returns ms until the next
- * retry is due, or -1 when nothing is pending. */
-int rs_listener_tick(struct rs_loop *loop);
-/* A connection ended: a paused accept may retry now. */
+/* A stream was freed: a paused accept may retry now. */
 void rs_listener_conn_closed(struct rs_loop *loop);
 /* True when the listener has no op in flight and its socket is closed. */
 bool rs_listener_idle(const struct rs_loop *loop);

@@ -20,6 +20,8 @@ enum rs_op_kind {
     RS_OP_SEND,       /* res: bytes sent, may be short */
     RS_OP_SHUTDOWN,   /* shutdown(fd, SHUT_WR) */
     RS_OP_CLOSE,      /* close(fd); the last op a socket ever sees */
+    RS_OP_CONNECT,    /* connect(fd, buf, len): buf is a struct sockaddr that must
+                         stay valid until the completion; res 0 or -errno */
 };
 
 /* rs_op.flags, set by the submitter */

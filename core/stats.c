@@ -19,6 +19,11 @@ void rs_stats_add(struct rs_stats *sum, const struct rs_stats *s)
     sum->idle_closed += s->idle_closed;
     sum->bundles += s->bundles;
     sum->zc_copied += s->zc_copied;
+    sum->connects += s->connects;
+    sum->connect_failed += s->connect_failed;
+    sum->sessions += s->sessions;
+    sum->bytes_up += s->bytes_up;
+    sum->bytes_down += s->bytes_down;
 }
 
 void rs_stats_print(FILE *out, const struct rs_stats *s)
@@ -28,8 +33,11 @@ void rs_stats_print(FILE *out, const struct rs_stats *s)
             " bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " dropped=%" PRIu64
             " recvs=%" PRIu64 " sends=%" PRIu64 " round_trips=%" PRIu64
             " enobufs=%" PRIu64 " copies=%" PRIu64 " accept_pauses=%" PRIu64
-            " idle_closed=%" PRIu64 " bundles=%" PRIu64 " zc_copied=%" PRIu64 "\n",
+            " idle_closed=%" PRIu64 " bundles=%" PRIu64 " zc_copied=%" PRIu64
+            " connects=%" PRIu64 " connect_failed=%" PRIu64 " sessions=%" PRIu64
+            " bytes_up=%" PRIu64 " bytes_down=%" PRIu64 "\n",
             s->accepted, s->rejected, s->closed, s->bytes_in, s->bytes_out, s->dropped,
             s->recvs, s->sends, s->round_trips, s->enobufs, s->copies, s->accept_pauses,
-            s->idle_closed, s->bundles, s->zc_copied);
+            s->idle_closed, s->bundles, s->zc_copied, s->connects, s->connect_failed,
+            s->sessions, s->bytes_up, s->bytes_down);
 }

@@ -19,9 +19,15 @@ struct rs_stats {
     uint64_t copies;        /* chunks copied out of a lent buffer under pressure */
     uint64_t accept_pauses; /* EMFILE/ENFILE back-offs */
     uint64_t idle_closed;
-    uint64_t bundles;   /* io_uring recv completions that filled several buffers */
-    uint64_t zc_copied; /* connections moved to plain sends: the kernel copied
-                           their zero-copy send (a loopback peer) */
+    uint64_t bundles;        /* io_uring recv completions that filled several buffers */
+    uint64_t zc_copied;      /* connections moved to plain sends: the kernel copied
+                                their zero-copy send (a loopback peer) */
+    uint64_t connects;       /* outbound connections started (rs_stream_connect) */
+    uint64_t connect_failed; /* ...that failed: refused, unreachable, timed out */
+    /* The proxy protocol: */
+    uint64_t sessions;   /* client connections proxied (an upstream was tried) */
+    uint64_t bytes_up;   /* client -> upstream */
+    uint64_t bytes_down; /* upstream -> client */
 };
 
 void rs_stats_add(struct rs_stats *sum, const struct rs_stats *s);

@@ -22,7 +22,7 @@ struct fake_state {
         struct rs_completion c;
     } queue[FAKE_MAX_OPS];
     int nqueue;
-    int submits[RS_OP_CLOSE + 1]; /* per kind */
+    int submits[32]; /* per kind */
     uint32_t released[RS_BUFPOOL_MAX];
     bool fail_submit;
 };

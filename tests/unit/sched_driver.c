@@ -14,7 +14,7 @@
  *   send: all bytes, a short count, -ECONNRESET, -EPIPE; once cancelled,
  *         -ECANCELED or one of those;
  *   shutdown/close: 0, sometimes an error (the core ignores both).
- * Between completions it may call rs_conn_abort()/rs_conn_finish() (what
+ * Between completions it may call rs_stream_abort()/rs_stream_close() (what
  * the idle scan, SIGTERM and the drain deadline do), open a connection
  * (sometimes over the cap: rejected), or take a loop turn, which feeds
  * starved connections exactly as core/loop.c does.
@@ -33,9 +33,9 @@
 #include <string.h>
 
 #include "config.h"
-#include "conn.h"
 #include "fake_backend.h"
 #include "loop.h"
+#include "stream.h"
 
 #define MAX_CONNS  8  /* at once */
 #define MAX_OPENED 32 /* per schedule */
@@ -90,7 +90,7 @@ struct shadow {
 struct mconn {
     int fd;
     bool live; /* opened, close not completed */
-    struct rs_conn *conn;
+    struct rs_stream *conn;
     bool rejected, aborted, errored, finished, eof;
     bool shut_submitted, close_submitted;
     uint32_t races; /* racing data completions of the current recv */
@@ -226,10 +226,10 @@ static void print_ev(FILE *out, const struct ev *e)
         fprintf(out, "open fd=%d (rejected: over the cap)\n", e->fd);
         break;
     case EV_ABORT:
-        fprintf(out, "rs_conn_abort fd=%d\n", e->fd);
+        fprintf(out, "rs_stream_abort fd=%d\n", e->fd);
         break;
     case EV_FINISH:
-        fprintf(out, "rs_conn_finish fd=%d\n", e->fd);
+        fprintf(out, "rs_stream_close fd=%d\n", e->fd);
         break;
     case EV_TURN:
         fprintf(out, "loop turn: feed starved\n");
@@ -369,17 +369,17 @@ static void shadow_remove(struct sched *s, int i)
     s->sh[i] = s->sh[--s->nsh];
 }
 
-static bool in_conn_list(struct sched *s, const struct rs_conn *c, int fd)
+static bool in_conn_list(struct sched *s, const struct rs_stream *c, int fd)
 {
-    for (struct rs_conn *p = s->loop.conns; p; p = p->next)
+    for (struct rs_stream *p = s->loop.streams; p; p = p->next)
         if (p == c && p->fd == fd)
             return true;
     return false;
 }
 
-static bool in_starved_list(struct sched *s, const struct rs_conn *c)
+static bool in_starved_list(struct sched *s, const struct rs_stream *c)
 {
-    for (struct rs_conn *p = s->loop.starved; p; p = p->starved_next)
+    for (struct rs_stream *p = s->loop.starved; p; p = p->starved_next)
         if (p == c)
             return true;
     return false;
@@ -388,9 +388,9 @@ static bool in_starved_list(struct sched *s, const struct rs_conn *c)
 /* loop->starved is a FIFO: doubly linked, with a tail pointer. */
 static void check_starved_list(struct sched *s)
 {
-    const struct rs_conn *prev = NULL;
+    const struct rs_stream *prev = NULL;
     int n = 0;
-    for (struct rs_conn *p = s->loop.starved; p; p = p->starved_next) {
+    for (struct rs_stream *p = s->loop.starved; p; p = p->starved_next) {
         if (p->starved_prev != prev || !p->starved)
             fail(s, "loop->starved is corrupt at fd %d", p->fd);
         if (++n > MAX_OPENED)
@@ -571,7 +571,7 @@ static void check(struct sched *s)
         if (!m->live)
             continue;
         live++;
-        struct rs_conn *c = m->conn;
+        struct rs_stream *c = m->conn;
         if (!in_conn_list(s, c, m->fd))
             fail(s,
                  "fd %d: connection missing from loop->conns before its close completed",
@@ -587,8 +587,8 @@ static void check(struct sched *s)
             fail(s,
                  "fd %d hangs: nothing in flight, not waiting for buffers (state %u, "
                  "pending %llu, paused %d, eof %d)",
-                 m->fd, c->state, (unsigned long long)c->pending, c->paused, c->eof);
-        sched_totals.paused_steps += c->paused;
+                 m->fd, c->state, (unsigned long long)c->pending, !c->reading, c->eof);
+        sched_totals.paused_steps += !c->reading;
         uint64_t bound =
             s->cfg.max_pending + (uint64_t)s->cfg.buffer_size * (1 + m->races);
         if (c->pending > bound)
@@ -601,9 +601,9 @@ static void check(struct sched *s)
                  m->fd, (unsigned long long)c->pending, (unsigned long long)queued);
     }
     check_starved_list(s);
-    if ((uint32_t)live != s->loop.nconns)
-        fail(s, "loop->nconns is %u, the driver has %d live connections", s->loop.nconns,
-             live);
+    if ((uint32_t)live != s->loop.nstreams)
+        fail(s, "loop->nstreams is %u, the driver has %d live connections",
+             s->loop.nstreams, live);
     if (s->nsh == 0 && live > 0 && s->loop.pool.lent >= s->loop.pool.count)
         fail(s, "deadlock: connections starve for buffers, every buffer is held, and no "
                 "op is in flight to return one");
@@ -630,9 +630,9 @@ static void open_conn(struct sched *s, bool reject)
     s->nmc++;
     s->nlive++;
     record(s, (struct ev){.type = reject ? EV_REJECT : EV_OPEN, .fd = m->fd});
-    m->conn = rs_conn_open(&s->loop, m->fd, reject);
+    m->conn = rs_stream_accept(&s->loop, m->fd, false, reject);
     if (!m->conn)
-        fail(s, "rs_conn_open failed");
+        fail(s, "rs_stream_accept failed");
 }
 
 static void rx_append(struct mconn *m, const uint8_t *p, uint32_t len)
@@ -663,7 +663,7 @@ static void deliver(struct sched *s, int i, int32_t res, uint32_t flags, uint32_
         bid = fake_lend(&s->loop, data, len);
         s->held[bid] = 1;
         s->lends++;
-        /* Input after rs_conn_finish is dropped by the core, not echoed. */
+        /* Input after rs_stream_close is dropped by the core, not echoed. */
         if (!m->finished)
             rx_append(m, data, len);
         res = (int32_t)len;
@@ -815,19 +815,19 @@ static void complete_random(struct sched *s, int i)
     }
 }
 
-/* rs_conn_abort: nothing more is read or sent, so whatever is in flight
- * must have been asked to stop. rs_conn_finish: input from then on is read
+/* rs_stream_abort: nothing more is read or sent, so whatever is in flight
+ * must have been asked to stop. rs_stream_close: input from then on is read
  * and dropped until EOF (a lingering close), so nothing is cancelled. */
 static void do_abort(struct sched *s, struct mconn *m)
 {
     m->aborted = true;
     record(s, (struct ev){.type = EV_ABORT, .fd = m->fd});
-    rs_conn_abort(m->conn);
+    rs_stream_abort(m->conn);
     for (int i = 0; i < s->nsh; i++)
         if (s->sh[i].fd == m->fd &&
             (s->sh[i].kind == RS_OP_RECV || s->sh[i].kind == RS_OP_SEND) &&
             !s->sh[i].cancelled)
-            fail(s, "rs_conn_abort left the %s of fd %d running, not cancelled",
+            fail(s, "rs_stream_abort left the %s of fd %d running, not cancelled",
                  kind_name(s->sh[i].kind), m->fd);
 }
 
@@ -835,7 +835,7 @@ static void do_finish(struct sched *s, struct mconn *m)
 {
     m->finished = true;
     record(s, (struct ev){.type = EV_FINISH, .fd = m->fd});
-    rs_conn_finish(m->conn);
+    rs_stream_close(m->conn);
 }
 
 static struct mconn *pick_live(struct sched *s)

@@ -1,5 +1,5 @@
-/* The connection state machine, driven by the scripted fake backend:
- * every completion, partial result and error is chosen by the test. */
+/* The stream state machine, driven by the scripted fake backend: every
+ * completion, partial result and error is chosen by the test. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdlib.h>
@@ -10,9 +10,9 @@
 
 #include <cmocka.h>
 
-#include "conn.h"
 #include "fake_backend.h"
 #include "loop.h"
+#include "stream.h"
 
 #define FD 5
 
@@ -49,7 +49,7 @@ static int teardown(void **state)
 {
     struct fixture *fx = *state;
     /* Nothing in flight, every lent buffer back (rs_loop_fini asserts). */
-    assert_int_equal(fx->loop.nconns, 0);
+    assert_int_equal(fx->loop.nstreams, 0);
     assert_int_equal(fx->loop.pool.lent, 0);
     assert_int_equal(fake(&fx->loop)->ninflight, 0);
     for (uint32_t i = 0; i < fx->loop.pool.count; i++)
@@ -92,10 +92,10 @@ static void close_by_eof(struct fixture *fx)
     complete(fx, RS_OP_CLOSE, 0);
 }
 
-static void test_conn_echo_partial_sends(void **state)
+static void test_stream_echo_partial_sends(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     struct rs_op *r = op_of(fx, RS_OP_RECV);
     assert_non_null(r);
     assert_true(r->flags & RS_OPF_MULTISHOT);
@@ -119,10 +119,10 @@ static void test_conn_echo_partial_sends(void **state)
     assert_int_equal(fake(&fx->loop)->released[bid], 1);
 }
 
-static void test_conn_pipelined_order(void **state)
+static void test_stream_pipelined_order(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     recv_data(fx, "aaa", true);
     recv_data(fx, "bbb", true);
     recv_data(fx, "ccc", true);
@@ -139,10 +139,10 @@ static void test_conn_pipelined_order(void **state)
     close_by_eof(fx);
 }
 
-static void test_conn_eof_with_pending_output(void **state)
+static void test_stream_eof_with_pending_output(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     recv_data(fx, "hello", true);
     complete(fx, RS_OP_RECV, 0); /* EOF while the echo is in flight */
     assert_null(op_of(fx, RS_OP_SHUTDOWN));
@@ -156,10 +156,10 @@ static void test_conn_eof_with_pending_output(void **state)
     assert_int_equal(fx->loop.stats.bytes_out, 5);
 }
 
-static void test_conn_error_mid_send(void **state)
+static void test_stream_error_mid_send(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     recv_data(fx, "one", true);
     recv_data(fx, "two", true);
     struct rs_op *r = op_of(fx, RS_OP_RECV);
@@ -174,10 +174,10 @@ static void test_conn_error_mid_send(void **state)
     complete(fx, RS_OP_CLOSE, 0);
 }
 
-static void test_conn_recv_error_while_sending(void **state)
+static void test_stream_recv_error_while_sending(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     uint16_t bid = recv_data(fx, "data", true);
     complete(fx, RS_OP_RECV, -ECONNRESET);
     /* The send still references the lent buffer: not released yet. */
@@ -188,10 +188,10 @@ static void test_conn_recv_error_while_sending(void **state)
     complete(fx, RS_OP_CLOSE, 0);
 }
 
-static void test_conn_backpressure(void **state)
+static void test_stream_backpressure(void **state)
 {
     struct fixture *fx = *state; /* max_pending = 100 */
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     char msg[61];
     memset(msg, 'x', 60);
     msg[60] = '\0';
@@ -212,10 +212,10 @@ static void test_conn_backpressure(void **state)
     close_by_eof(fx);
 }
 
-static void test_conn_enobufs_starves_then_rearms(void **state)
+static void test_stream_enobufs_starves_then_rearms(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
+    struct rs_stream *c = rs_stream_accept(&fx->loop, FD, false, false);
     complete(fx, RS_OP_RECV, -ENOBUFS);
     /* Not an error: parked, not re-armed at once (that would spin). */
     assert_null(op_of(fx, RS_OP_RECV));
@@ -228,10 +228,10 @@ static void test_conn_enobufs_starves_then_rearms(void **state)
     close_by_eof(fx);
 }
 
-static void test_conn_single_shot_rearm(void **state)
+static void test_stream_single_shot_rearm(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     /* A backend that ignores RS_OPF_MULTISHOT completes without MORE. */
     recv_data(fx, "a", false);
     assert_non_null(op_of(fx, RS_OP_RECV));
@@ -240,13 +240,13 @@ static void test_conn_single_shot_rearm(void **state)
     close_by_eof(fx);
 }
 
-static void test_conn_abort_releases_queued_buffers(void **state)
+static void test_stream_abort_releases_queued_buffers(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
+    struct rs_stream *c = rs_stream_accept(&fx->loop, FD, false, false);
     uint16_t b1 = recv_data(fx, "first", true);
     uint16_t b2 = recv_data(fx, "second", true);
-    rs_conn_abort(c); /* e.g. idle timeout */
+    rs_stream_abort(c); /* e.g. idle timeout */
     /* b2 was queued (or copied): released; b1 is in the in-flight send. */
     assert_int_equal(fake(&fx->loop)->released[b2], 1);
     assert_int_equal(fake(&fx->loop)->released[b1], 0);
@@ -256,22 +256,22 @@ static void test_conn_abort_releases_queued_buffers(void **state)
     complete(fx, RS_OP_CLOSE, 0);
 }
 
-static void test_conn_reject_closes_at_once(void **state)
+static void test_stream_reject_closes_at_once(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, true);
+    rs_stream_accept(&fx->loop, FD, false, true);
     assert_null(op_of(fx, RS_OP_RECV));
     assert_non_null(op_of(fx, RS_OP_CLOSE));
     complete(fx, RS_OP_CLOSE, 0);
     assert_int_equal(fx->loop.stats.rejected, 1);
 }
 
-static void test_conn_finish_drains_output(void **state)
+static void test_stream_finish_drains_output(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
+    struct rs_stream *c = rs_stream_accept(&fx->loop, FD, false, false);
     recv_data(fx, "bye", true);
-    rs_conn_finish(c); /* SIGTERM: finish the echo, then a lingering close */
+    rs_stream_close(c); /* SIGTERM: finish the echo, then a lingering close */
     struct rs_op *r = op_of(fx, RS_OP_RECV);
     assert_non_null(r);
     assert_false(fake_was_cancelled(&fx->loop, r)); /* still reading, to drop input */
@@ -301,21 +301,23 @@ static void test_conn_finish_drains_output(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_conn_echo_partial_sends, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_pipelined_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_eof_with_pending_output, setup,
+        cmocka_unit_test_setup_teardown(test_stream_echo_partial_sends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_pipelined_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_eof_with_pending_output, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_conn_error_mid_send, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_recv_error_while_sending, setup,
+        cmocka_unit_test_setup_teardown(test_stream_error_mid_send, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_recv_error_while_sending, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_conn_backpressure, setup_small, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_enobufs_starves_then_rearms, setup,
+        cmocka_unit_test_setup_teardown(test_stream_backpressure, setup_small, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_enobufs_starves_then_rearms, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_conn_single_shot_rearm, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_abort_releases_queued_buffers, setup,
+        cmocka_unit_test_setup_teardown(test_stream_single_shot_rearm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_abort_releases_queued_buffers, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_conn_reject_closes_at_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_finish_drains_output, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_reject_closes_at_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_finish_drains_output, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
