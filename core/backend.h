@@ -22,6 +22,12 @@
  *     included (-ECANCELED, or its natural result if it raced). Only then may
  *     its memory be reused. The core frees a connection only when it has no
  *     op in flight, and RS_OP_CLOSE is the last op on a socket.
+ *  6. The descriptor kind travels with the op (RS_OPF_DIRECT), never with
+ *     the loop: a backend serves plain fds on every loop, and direct
+ *     descriptors where it declared RS_CAP_DIRECT_FD.
+ *  7. RS_OP_CONNECT completes with 0 or -errno (-ECONNREFUSED, -ETIMEDOUT,
+ *     -ENETUNREACH...) once the connection is established or failed, like
+ *     connect(2) on a blocking socket; a cancel ends it with -ECANCELED.
  */
 #ifndef RINGSERVE_BACKEND_H
 #define RINGSERVE_BACKEND_H
@@ -35,10 +41,14 @@
 struct rs_loop;
 struct rs_config;
 
-/* Capability bits a backend declares in rs_loop.caps after init(). */
-#define RS_CAP_DIRECT_FD                                                                 \
-    (1u << 0) /* accepted "fds" are not process fds: use ops only                        \
-               */
+/* Capability bits a backend declares in rs_loop.caps after init(). The
+ * core branches on these, never on the backend's name. */
+/* Accepted sockets are direct descriptors (RS_CF_DIRECT on the accept's
+ * completions), not process fds: only ops can use or close them. */
+#define RS_CAP_DIRECT_FD (1u << 0)
+/* RS_OP_CONNECT is supported (on plain fds; on direct ones too with
+ * RS_CAP_DIRECT_FD). */
+#define RS_CAP_CONNECT (1u << 1)
 
 struct rs_backend_ops {
     const char *name;

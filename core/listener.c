@@ -181,7 +181,7 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
         /* Accepted while draining or over the cap (a multishot accept can
          * deliver a few more before its cancel lands): close at once. */
         bool reject = l->stopped || at_capacity(loop);
-        bool direct = loop->caps & RS_CAP_DIRECT_FD;
+        bool direct = c->flags & RS_CF_DIRECT;
         if (!rs_stream_accept(loop, c->res, direct, reject)) {
             /* No memory for the struct: the socket must still be closed;
              * with direct descriptors only an op can do that, so retry. */

@@ -28,10 +28,16 @@ enum rs_op_kind {
 #define RS_OPF_MULTISHOT (1u << 0) /* keep the op armed: many completions */
 #define RS_OPF_STATIC_BUF                                                                \
     (1u << 1) /* RS_OP_SEND: buf outlives every use (zero-copy safe) */
+/* fd is a direct descriptor (an io_uring fixed-file slot), not a process
+ * fd. The descriptor kind travels with each op: one loop may hold both
+ * (accepted sockets direct, outbound ones plain). Only a backend declaring
+ * RS_CAP_DIRECT_FD ever hands out direct descriptors (RS_CF_DIRECT). */
+#define RS_OPF_DIRECT (1u << 2)
 
 /* rs_completion.flags, set by the backend */
 #define RS_CF_MORE   (1u << 0) /* the op is still armed; more completions follow */
 #define RS_CF_BUFFER (1u << 1) /* .bid names a lent buffer the core must release */
+#define RS_CF_DIRECT (1u << 2) /* accept: res is a direct descriptor (RS_OPF_DIRECT) */
 
 struct rs_completion {
     int32_t res; /* >= 0, or -errno exactly like cqe->res */

@@ -124,6 +124,12 @@ static void cancel_recv(struct rs_stream *s)
     }
 }
 
+/* Op flags, with the stream's descriptor kind. */
+static uint8_t opf(const struct rs_stream *s, unsigned flags)
+{
+    return (uint8_t)(flags | (s->direct ? RS_OPF_DIRECT : 0u));
+}
+
 static void fail(struct rs_stream *s, int reason)
 {
     rs_stream_abort_reason(s, reason);
@@ -133,7 +139,7 @@ static void arm_recv(struct rs_stream *s)
 {
     if (!wants_input(s) || s->recv_armed || s->starved)
         return;
-    s->recv_op.flags = RS_OPF_MULTISHOT;
+    s->recv_op.flags = opf(s, RS_OPF_MULTISHOT);
     int rc = s->loop->ops->submit(s->loop, &s->recv_op);
     if (rc < 0) {
         fail(s, rc);
@@ -156,7 +162,7 @@ static void start_send(struct rs_stream *s)
     s->send_op.buf = k->ptr;
     s->send_op.len = k->len;
     /* Static chunks (chargen's table) may be sent zero-copy without a hold. */
-    s->send_op.flags = (k->bid < 0 && k->cap == 0) ? RS_OPF_STATIC_BUF : 0;
+    s->send_op.flags = opf(s, (k->bid < 0 && k->cap == 0) ? RS_OPF_STATIC_BUF : 0);
     int rc = s->loop->ops->submit(s->loop, &s->send_op);
     if (rc < 0) {
         fail(s, rc);
@@ -480,7 +486,7 @@ static void free_stream(struct rs_stream *s)
 static void submit_ctl(struct rs_stream *s, uint8_t kind)
 {
     s->ctl_op.kind = kind;
-    s->ctl_op.flags = 0;
+    s->ctl_op.flags = opf(s, 0);
     int rc = s->loop->ops->submit(s->loop, &s->ctl_op);
     /* A close that cannot even be queued would leak the socket; backends
      * only refuse on programming errors, so treat it as one. */
@@ -724,7 +730,7 @@ struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr 
     s->ctl_op.fn = on_connect_op;
     s->ctl_op.buf = &s->peer;
     s->ctl_op.len = addrlen;
-    s->ctl_op.flags = 0;
+    s->ctl_op.flags = opf(s, 0);
     int rc = loop->ops->submit(loop, &s->ctl_op);
     if (rc < 0) {
         /* Never submitted: nothing is in flight, undo by hand. */
