@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -298,6 +300,238 @@ static void test_stream_finish_drains_output(void **state)
     assert_int_equal(fx->loop.stats.bytes_out, 3);
 }
 
+/* ---- owner callbacks, outbound streams, half-close, timers --------- */
+
+static struct {
+    int connects, connect_res, eofs, writables, closes, close_reason, data;
+    struct rs_stream *last;
+} ev;
+
+static void ev_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
+{
+    (void)p;
+    (void)len;
+    ev.data++;
+    rs_stream_release(s, bid);
+}
+static void ev_eof(struct rs_stream *s)
+{
+    ev.eofs++;
+    ev.last = s;
+}
+static void ev_writable(struct rs_stream *s)
+{
+    ev.writables++;
+    ev.last = s;
+}
+static void ev_connect(struct rs_stream *s, int res)
+{
+    ev.connects++;
+    ev.connect_res = res;
+    ev.last = s;
+}
+static void ev_close(struct rs_stream *s, int reason)
+{
+    ev.closes++;
+    ev.close_reason = reason;
+    ev.last = s;
+}
+
+static const struct rs_stream_cbs ev_cbs = {.on_data = ev_data,
+                                            .on_eof = ev_eof,
+                                            .on_writable = ev_writable,
+                                            .on_connect = ev_connect,
+                                            .on_close = ev_close};
+
+static struct rs_stream *connect_to(struct fixture *fx, uint32_t timeout_ms)
+{
+    memset(&ev, 0, sizeof(ev));
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(9),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct rs_stream *s =
+        rs_stream_connect(&fx->loop, (struct sockaddr *)&a, sizeof(a), timeout_ms, &ev_cbs, fx);
+    assert_non_null(s);
+    assert_int_equal(s->state, RS_STREAM_CONNECTING);
+    return s;
+}
+
+/* The fake backend does no IO: the real socket rs_stream_connect made is
+ * closed here once the close op completed. */
+static void complete_close_of(struct fixture *fx, int fd)
+{
+    struct rs_op *op = fake_find(&fx->loop, RS_OP_CLOSE, fd);
+    assert_non_null(op);
+    fake_complete(&fx->loop, op, 0, 0, 0);
+    fake_run(&fx->loop);
+    close(fd);
+}
+
+static void test_stream_connect_then_flow(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_stream *s = connect_to(fx, 1000);
+    int fd = s->fd;
+    struct rs_op *c = fake_find(&fx->loop, RS_OP_CONNECT, fd);
+    assert_non_null(c);
+    assert_int_equal(c->len, sizeof(struct sockaddr_in));
+    /* Writes queued while connecting wait for the connection. */
+    rs_stream_write_copy(s, (const uint8_t *)"early", 5);
+    assert_null(fake_find(&fx->loop, RS_OP_SEND, fd));
+    assert_null(fake_find(&fx->loop, RS_OP_RECV, fd));
+    fake_complete(&fx->loop, c, 0, 0, 0);
+    fake_run(&fx->loop);
+    assert_int_equal(ev.connects, 1);
+    assert_int_equal(ev.connect_res, 0);
+    assert_int_equal(s->state, RS_STREAM_OPEN);
+    assert_false(rs_timer_active(&s->timer)); /* the connect timer is gone */
+    struct rs_op *snd = fake_find(&fx->loop, RS_OP_SEND, fd);
+    assert_non_null(snd);
+    assert_memory_equal(snd->buf, "early", 5);
+    assert_non_null(fake_find(&fx->loop, RS_OP_RECV, fd));
+    fake_complete(&fx->loop, snd, 5, 0, 0);
+    fake_run(&fx->loop);
+    /* Half-close, owner's way: on_eof does not shut our side down. */
+    fake_complete(&fx->loop, fake_find(&fx->loop, RS_OP_RECV, fd), 0, 0, 0);
+    fake_run(&fx->loop);
+    assert_int_equal(ev.eofs, 1);
+    assert_null(fake_find(&fx->loop, RS_OP_SHUTDOWN, fd));
+    rs_stream_write_copy(s, (const uint8_t *)"late", 4); /* still flows out */
+    snd = fake_find(&fx->loop, RS_OP_SEND, fd);
+    assert_non_null(snd);
+    rs_stream_shutdown(s); /* after the queued bytes */
+    assert_null(fake_find(&fx->loop, RS_OP_SHUTDOWN, fd));
+    fake_complete(&fx->loop, snd, 4, 0, 0);
+    fake_run(&fx->loop);
+    struct rs_op *sh = fake_find(&fx->loop, RS_OP_SHUTDOWN, fd);
+    assert_non_null(sh);
+    fake_complete(&fx->loop, sh, 0, 0, 0);
+    fake_run(&fx->loop);
+    /* Both directions done: the stream closes itself, gracefully. */
+    assert_int_equal(ev.closes, 0);
+    complete_close_of(fx, fd);
+    assert_int_equal(ev.closes, 1);
+    assert_int_equal(ev.close_reason, 0);
+    assert_int_equal(fx->loop.stats.connects, 1);
+    assert_int_equal(fx->loop.stats.connect_failed, 0);
+}
+
+static void test_stream_connect_refused(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_stream *s = connect_to(fx, 0);
+    int fd = s->fd;
+    rs_stream_write_copy(s, (const uint8_t *)"lost", 4);
+    fake_complete(&fx->loop, fake_find(&fx->loop, RS_OP_CONNECT, fd), -ECONNREFUSED, 0, 0);
+    fake_run(&fx->loop);
+    assert_int_equal(ev.connects, 1);
+    assert_int_equal(ev.connect_res, -ECONNREFUSED);
+    assert_null(fake_find(&fx->loop, RS_OP_SEND, fd));
+    complete_close_of(fx, fd);
+    assert_int_equal(ev.closes, 1);
+    assert_int_equal(ev.close_reason, -ECONNREFUSED);
+    assert_int_equal(fx->loop.stats.connect_failed, 1);
+}
+
+static void test_stream_connect_timeout(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_stream *s = connect_to(fx, 250);
+    int fd = s->fd;
+    struct rs_op *c = fake_find(&fx->loop, RS_OP_CONNECT, fd);
+    fx->loop.now_ms += 249;
+    rs_timer_run_due(&fx->loop);
+    assert_false(fake_was_cancelled(&fx->loop, c));
+    fx->loop.now_ms += 1;
+    assert_int_equal(rs_timer_next_ms(&fx->loop), 0);
+    rs_timer_run_due(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, c));
+    assert_int_equal(ev.connects, 0); /* the cancel still has to complete */
+    fake_complete(&fx->loop, c, -ECANCELED, 0, 0);
+    fake_run(&fx->loop);
+    assert_int_equal(ev.connect_res, -ETIMEDOUT);
+    complete_close_of(fx, fd);
+    assert_int_equal(ev.close_reason, -ETIMEDOUT);
+}
+
+static void test_stream_abort_while_connecting(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_stream *s = connect_to(fx, 1000);
+    int fd = s->fd;
+    struct rs_op *c = fake_find(&fx->loop, RS_OP_CONNECT, fd);
+    rs_stream_abort(s);
+    assert_true(fake_was_cancelled(&fx->loop, c));
+    assert_null(fake_find(&fx->loop, RS_OP_CLOSE, fd)); /* not while connecting */
+    fake_complete(&fx->loop, c, -ECANCELED, 0, 0);
+    fake_run(&fx->loop);
+    assert_int_equal(ev.connects, 0); /* the owner gave up: no on_connect */
+    complete_close_of(fx, fd);
+    assert_int_equal(ev.close_reason, -ECONNABORTED);
+    assert_int_equal(fx->loop.ntimers, 0);
+}
+
+/* on_writable fires when pending crosses the low watermark downwards. */
+static void test_stream_low_watermark(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    rs_stream_set_lowat(s, 10);
+    char msg[30];
+    memset(msg, 'w', sizeof(msg));
+    rs_stream_write_copy(s, (const uint8_t *)msg, 30);
+    complete(fx, RS_OP_SEND, 15); /* 15 left: above */
+    assert_int_equal(ev.writables, 0);
+    complete(fx, RS_OP_SEND, 5); /* 10 left: at the mark */
+    assert_int_equal(ev.writables, 1);
+    complete(fx, RS_OP_SEND, 10); /* 0: no new crossing */
+    assert_int_equal(ev.writables, 1);
+    rs_stream_abort(s);
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.closes, 1);
+}
+
+static void tm_fire(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    int *order = t->data;
+    order[order[0]++ + 1] = (int)t->due_ms;
+}
+
+/* The heap fires due timers in due order, stopped ones never. */
+static void test_timer_order(void **state)
+{
+    struct fixture *fx = *state;
+    enum { N = 200 };
+    static struct rs_timer t[N];
+    static int order[N + 1];
+    memset(t, 0, sizeof(t));
+    order[0] = 0;
+    uint64_t base = fx->loop.now_ms;
+    uint32_t x = 12345;
+    for (int i = 0; i < N; i++) {
+        x = x * 1103515245u + 12345u;
+        rs_timer_start(&fx->loop, &t[i], (x >> 8) % 1000, tm_fire, order);
+    }
+    for (int i = 0; i < N; i += 3)
+        rs_timer_stop(&fx->loop, &t[i]);
+    rs_timer_stop(&fx->loop, &t[0]); /* idempotent */
+    rs_timer_start(&fx->loop, &t[1], 5000, tm_fire, order); /* restart: moves */
+    fx->loop.now_ms = base + 1000;
+    rs_timer_run_due(&fx->loop);
+    int expect = N - (N + 2) / 3 - 1;
+    assert_int_equal(order[0], expect);
+    for (int i = 1; i < order[0]; i++)
+        assert_true(order[i] <= order[i + 1]);
+    assert_int_equal(fx->loop.ntimers, 1);
+    assert_int_equal(rs_timer_next_ms(&fx->loop), 4000);
+    rs_timer_stop(&fx->loop, &t[1]);
+    assert_int_equal(rs_timer_next_ms(&fx->loop), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +552,13 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_finish_drains_output, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_stream_connect_then_flow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_connect_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_connect_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_abort_while_connecting, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_low_watermark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timer_order, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
