@@ -28,6 +28,17 @@
  *  7. RS_OP_CONNECT completes with 0 or -errno (-ECONNREFUSED, -ETIMEDOUT,
  *     -ENETUNREACH...) once the connection is established or failed, like
  *     connect(2) on a blocking socket; a cancel ends it with -ECANCELED.
+ *  8. File ops (RS_OP_OPENAT/READ/WRITE/STATX, and RS_OP_CLOSE with
+ *     RS_OPF_PLAIN_FD) keep rules 1, 4 and 5 like any other op: one
+ *     completion, from run(), res >= 0 or -errno. A backend whose kernel
+ *     interface cannot do file IO asynchronously performs the calls on
+ *     worker threads and still delivers from run(); it declares
+ *     RS_CAP_FILE_NATIVE only when the kernel does the work itself. A
+ *     cancel may not interrupt a file call already running: then the op
+ *     completes with its natural result. RS_OP_OPENAT honours how.resolve
+ *     (RESOLVE_BENEATH: nothing outside the directory fd is ever opened);
+ *     where the kernel lacks openat2 a backend must refuse or emulate it
+ *     more strictly, never open more loosely.
  */
 #ifndef RINGSERVE_BACKEND_H
 #define RINGSERVE_BACKEND_H
@@ -49,6 +60,9 @@ struct rs_config;
 /* RS_OP_CONNECT is supported (on plain fds; on direct ones too with
  * RS_CAP_DIRECT_FD). */
 #define RS_CAP_CONNECT (1u << 1)
+/* File ops are asynchronous in the kernel (no worker threads, no
+ * blocking). */
+#define RS_CAP_FILE_NATIVE (1u << 2)
 
 struct rs_backend_ops {
     const char *name;

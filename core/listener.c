@@ -14,8 +14,8 @@
 #include "stream.h"
 
 /* How long to wait before accepting again after EMFILE/ENFILE, unless a
- * stream closes first. Long enough not to spin, short enough that a freed
- * descriptor is used soon. */
+ * connection closes first. Long enough not to spin, short enough that a
+ * freed descriptor is used soon. */
 #define ACCEPT_BACKOFF_MS 100
 
 /* Retry without a back-off (a stream closed): on the next loop turn. */
@@ -47,7 +47,8 @@ int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reusepo
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         /* Each loop has its own listener on the same port; the kernel
          * spreads connections over them. Only the server's own sockets may
-         * share it: rs_port_free() checked that nobody else listens. */
+         * share it: open_listeners() in server.c first binds the port
+         * exclusively, so "in use" means another process holds it. */
         if (reuseport)
             setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
         /* Linux copies TCP_NODELAY to accepted sockets: setting it here
@@ -106,12 +107,72 @@ static bool fd_near(const struct rs_loop *loop)
            (loop->fd_cap <= 32 * FD_MARGIN || loop->nstreams + FD_MARGIN >= loop->fd_cap);
 }
 
-/* Ask the armed accept to end (it still completes, with -ECANCELED). */
+/* Ask the armed accept to end (it still completes, with -ECANCELED). A
+ * cancel the backend refuses (-EBUSY: its queue is full) was not issued:
+ * rs_listener_retry() tries again on a later turn. */
 static void cancel_accept(struct rs_listener *l)
 {
-    if (l->armed && !l->cancelling) {
+    if (!l->armed || l->cancelling)
+        return;
+    l->cancel_wanted = true;
+    int rc = l->loop->ops->cancel(l->loop, &l->op);
+    if (rc == 0 || rc == -ENOENT) {
         l->cancelling = true;
-        l->loop->ops->cancel(l->loop, &l->op);
+    } else {
+        l->loop->stats.refused++;
+        l->retry = true;
+    }
+}
+
+static void on_orphan_closed(struct rs_loop *loop, struct rs_op *op,
+                             const struct rs_completion *c);
+
+/* Close the next orphan, one close op at a time. */
+static void close_orphans(struct rs_listener *l)
+{
+    if (l->close_busy || l->norphans == 0)
+        return;
+    uint8_t gen = l->close_op.bk_gen; /* stale completions must never match */
+    rs_op_init(&l->close_op, RS_OP_CLOSE, l->orphans[0], on_orphan_closed, l);
+    l->close_op.bk_gen = gen;
+    l->close_op.flags = RS_OPF_DIRECT; /* only direct descriptors become orphans */
+    if (l->loop->ops->submit(l->loop, &l->close_op) < 0) {
+        l->loop->stats.refused++;
+        l->retry = true;
+        return;
+    }
+    l->close_busy = true;
+}
+
+static void on_orphan_closed(struct rs_loop *loop, struct rs_op *op,
+                             const struct rs_completion *c)
+{
+    struct rs_listener *l = op->data;
+    (void)loop;
+    (void)c; /* a failed close cannot be retried: the descriptor is gone */
+    assert(l->close_busy && l->norphans > 0);
+    l->close_busy = false;
+    l->norphans--;
+    memmove(l->orphans, l->orphans + 1, l->norphans * sizeof(l->orphans[0]));
+    close_orphans(l);
+}
+
+/* A socket was accepted but no connection could take it (out of memory):
+ * close it, count it, and back off as for EMFILE. A direct descriptor is
+ * not a process fd: only the backend can close it. */
+static void drop_accepted(struct rs_listener *l, int fd, bool direct)
+{
+    struct rs_loop *loop = l->loop;
+    loop->stats.accept_dropped++;
+    if (!direct) {
+        close(fd);
+    } else if (l->norphans < RS_LISTENER_ORPHANS) {
+        l->orphans[l->norphans++] = fd;
+        close_orphans(l);
+    } else {
+        /* Only a multishot burst after the pause below gets here. */
+        rs_log_error("loop %d: out of memory: direct descriptor %d leaks", loop->index,
+                     fd);
     }
 }
 
@@ -124,7 +185,7 @@ static void close_if_done(struct rs_listener *l)
     }
 }
 
-static void retry_due(struct rs_loop *loop, struct rs_timer *t);
+static void backoff_over(struct rs_loop *loop, struct rs_timer *t);
 
 /* Stop accepting until delay_ms passed (RETRY_ON_CLOSE: until a stream
  * closes). */
@@ -132,9 +193,9 @@ static void pause_accepting(struct rs_listener *l, uint64_t delay_ms)
 {
     l->paused = true;
     if (delay_ms == RETRY_ON_CLOSE)
-        rs_timer_stop(l->loop, &l->retry);
+        rs_timer_stop(l->loop, &l->backoff);
     else
-        rs_timer_start(l->loop, &l->retry, delay_ms, retry_due, l);
+        rs_timer_start(l->loop, &l->backoff, delay_ms, backoff_over, l);
     cancel_accept(l);
 }
 
@@ -151,7 +212,7 @@ static void arm(struct rs_listener *l)
     }
     l->armed = true;
     l->paused = false;
-    rs_timer_stop(l->loop, &l->retry);
+    rs_timer_stop(l->loop, &l->backoff);
 }
 
 /* After a connection was taken: stop at a limit, or slow down near one. */
@@ -175,6 +236,7 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
     struct rs_listener *l = op->data;
     if (!(c->flags & RS_CF_MORE)) {
         l->armed = false;
+        l->cancel_wanted = false;
         l->cancelling = false;
     }
     if (c->res >= 0) {
@@ -183,13 +245,12 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
         bool reject = l->stopped || at_capacity(loop);
         bool direct = c->flags & RS_CF_DIRECT;
         if (!rs_stream_accept(loop, c->res, direct, reject)) {
-            /* No memory for the struct: the socket must still be closed;
-             * with direct descriptors only an op can do that, so retry. */
-            if (!direct)
-                close(c->res);
-        }
-        if (!l->stopped)
+            drop_accepted(l, c->res, direct);
+            if (!l->stopped)
+                pause_accepting(l, ACCEPT_BACKOFF_MS);
+        } else if (!l->stopped) {
             limit_accepting(l);
+        }
     } else if (c->res == -EMFILE || c->res == -ENFILE || c->res == -ENOMEM ||
                c->res == -ENOBUFS) {
         /* Out of descriptors: never exit, never spin. The level-triggered
@@ -228,14 +289,27 @@ void rs_listener_stop(struct rs_loop *loop)
         return;
     l->stopped = true;
     l->paused = false;
-    rs_timer_stop(loop, &l->retry);
+    rs_timer_stop(loop, &l->backoff);
     cancel_accept(l);
     close_if_done(l);
 }
 
+bool rs_listener_retry(struct rs_loop *loop)
+{
+    struct rs_listener *l = loop->listener;
+    if (!l || !l->retry)
+        return false;
+    l->retry = false;
+    if (l->cancel_wanted)
+        cancel_accept(l);
+    close_orphans(l);
+    close_if_done(l);
+    return l->retry;
+}
+
 /* The back-off is over (or a stream closed): accept again, unless a limit
  * still holds; rs_listener_conn_closed() resumes from those. */
-static void retry_due(struct rs_loop *loop, struct rs_timer *t)
+static void backoff_over(struct rs_loop *loop, struct rs_timer *t)
 {
     struct rs_listener *l = t->data;
     if (!l->paused || l->stopped || l->armed)
@@ -249,13 +323,24 @@ void rs_listener_conn_closed(struct rs_loop *loop)
 {
     struct rs_listener *l = loop->listener;
     if (l && l->paused && !l->stopped) /* a descriptor is free again */
-        rs_timer_start(loop, &l->retry, RETRY_NOW, retry_due, l);
+        rs_timer_start(loop, &l->backoff, RETRY_NOW, backoff_over, l);
 }
 
 bool rs_listener_idle(const struct rs_loop *loop)
 {
     const struct rs_listener *l = loop->listener;
-    return !l || (!l->armed && l->fd < 0);
+    return !l || (!l->armed && l->fd < 0 && !l->close_busy && l->norphans == 0);
+}
+
+void rs_listener_abandon(struct rs_loop *loop)
+{
+    struct rs_listener *l = loop->listener;
+    if (!l)
+        return;
+    l->armed = false;
+    l->close_busy = false;
+    l->norphans = 0;
+    rs_timer_stop(loop, &l->backoff);
 }
 
 void rs_listener_fini(struct rs_loop *loop)
@@ -263,8 +348,8 @@ void rs_listener_fini(struct rs_loop *loop)
     struct rs_listener *l = loop->listener;
     if (!l)
         return;
-    assert(!l->armed);
-    rs_timer_stop(loop, &l->retry);
+    assert(!l->armed && !l->close_busy);
+    rs_timer_stop(loop, &l->backoff);
     if (l->fd >= 0)
         close(l->fd);
     free(l);

@@ -73,20 +73,26 @@ int rs_loop_init(struct rs_loop *loop, const struct rs_backend_ops *ops,
     return 0;
 }
 
+/* The backend failed mid-run: no op will ever complete. Free the
+ * connections and their queued output (heap copies included); lent
+ * buffers go with the pool, sockets with the process. */
 static void abandon(struct rs_loop *loop)
 {
+    /* No timer may fire or be stopped through a freed stream: empty the
+     * heap first, marking every timer inactive. */
+    for (uint32_t i = 0; i < loop->ntimers; i++)
+        loop->timers[i]->heap_idx = 0;
+    loop->ntimers = 0;
     while (loop->streams) {
         struct rs_stream *s = loop->streams;
         loop->streams = s->next;
-        free(s); /* its chunks and lent buffers go with the pool below */
+        rs_stream_abandon(s);
     }
     loop->nstreams = 0;
-    loop->ntimers = 0; /* the streams' timers went with them */
+    loop->nretry = 0;
     loop->starved = loop->starved_tail = NULL;
     loop->pool.lent = 0;
-    if (loop->listener) {
-        loop->listener->armed = false;
-    }
+    rs_listener_abandon(loop);
 }
 
 void rs_loop_fini(struct rs_loop *loop)
@@ -172,6 +178,21 @@ void rs_loop_stream_closed(struct rs_loop *loop)
     rs_listener_conn_closed(loop);
 }
 
+void rs_loop_retry(struct rs_loop *loop)
+{
+    if (loop->nretry == 0)
+        return;
+    struct rs_stream *s = loop->streams;
+    while (s) {
+        /* rs_stream_retry only submits and cancels: no completion runs, so
+         * neither s nor its successor can be freed under us. */
+        struct rs_stream *next = s->next;
+        if (s->retry)
+            rs_stream_retry(s);
+        s = next;
+    }
+}
+
 static void idle_scan(struct rs_loop *loop, struct rs_timer *t)
 {
     uint64_t limit = (uint64_t)loop->cfg->idle_timeout_s * 1000u;
@@ -201,7 +222,11 @@ int rs_loop_run(struct rs_loop *loop)
             (loop->drain_aborted || !loop->ops->busy || !loop->ops->busy(loop)))
             break;
         rs_loop_feed_starved(loop);
-        int n = loop->ops->run(loop, rs_timer_next_ms(loop));
+        rs_loop_retry(loop);
+        int timeout = rs_timer_next_ms(loop);
+        if (loop->nretry || rs_listener_retry(loop))
+            timeout = timeout >= 0 && timeout < RS_RETRY_MS ? timeout : RS_RETRY_MS;
+        int n = loop->ops->run(loop, timeout);
         if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
             /* Nothing can complete any more: this loop's streams are
              * abandoned (closed by the process exit) and the server stops. */

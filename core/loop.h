@@ -47,6 +47,7 @@ struct rs_loop {
     struct rs_timer **timers; /* min-heap by due_ms (timer.c) */
     uint32_t ntimers, timers_cap;
     struct rs_timer idle_timer, drain_timer;
+    uint32_t nretry; /* streams with a refused cancel/shutdown/close */
     uint64_t now_ms; /* refreshed once per loop turn */
     volatile sig_atomic_t stop_requested;
     bool draining;
@@ -68,6 +69,15 @@ void rs_loop_feed_starved(struct rs_loop *loop);
 
 /* For stream.c: a stream was freed (a paused listener may accept again). */
 void rs_loop_stream_closed(struct rs_loop *loop);
+
+/* How long a loop with refused operations to retry (rs_loop_retry) may
+ * sleep: a queue that was full drains on the next run(); a backend out of
+ * memory is not hammered in a spin. */
+#define RS_RETRY_MS 10
+
+/* Retry what the backend refused: cancels, shutdowns, closes (done once
+ * per loop turn; public for tests that drive the core by hand). */
+void rs_loop_retry(struct rs_loop *loop);
 
 /* Ask the loop to stop: from a signal handler or another thread. */
 void rs_loop_request_stop(struct rs_loop *loop);

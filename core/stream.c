@@ -116,12 +116,47 @@ static bool accepts_output(const struct rs_stream *s)
     return rs_stream_is_open(s) && !s->shut_wanted;
 }
 
+/* A backend refused a cancel, shutdown or close (its submission queue was
+ * full, or it ran out of memory): nothing was issued, and nothing will
+ * complete for it. The loop calls rs_stream_retry() on a later turn; until
+ * then the stream stays on loop->streams with retry set. */
+static void want_retry(struct rs_stream *s)
+{
+    s->loop->stats.refused++;
+    if (!s->retry) {
+        s->retry = true;
+        s->loop->nretry++;
+    }
+}
+
+/* Ask the backend to end op early. Only an accepted cancel (or -ENOENT:
+ * the op already finished and its completion is on the way) counts as
+ * issued; a refusal is retried. */
+static bool cancel_op(struct rs_stream *s, struct rs_op *op)
+{
+    int rc = s->loop->ops->cancel(s->loop, op);
+    if (rc == 0 || rc == -ENOENT)
+        return true;
+    want_retry(s);
+    return false;
+}
+
 static void cancel_recv(struct rs_stream *s)
 {
-    if (s->recv_armed && !s->recv_cancel) {
-        s->recv_cancel = true;
-        s->loop->ops->cancel(s->loop, &s->recv_op);
-    }
+    if (s->recv_armed && !s->recv_cancel)
+        s->recv_cancel = cancel_op(s, &s->recv_op);
+}
+
+static void cancel_send(struct rs_stream *s)
+{
+    if (s->send_busy && !s->send_cancel)
+        s->send_cancel = cancel_op(s, &s->send_op);
+}
+
+static void cancel_connect(struct rs_stream *s)
+{
+    if (s->connect_busy && !s->connect_cancel)
+        s->connect_cancel = cancel_op(s, &s->ctl_op);
 }
 
 /* Op flags, with the stream's descriptor kind. */
@@ -404,16 +439,13 @@ void rs_stream_abort_reason(struct rs_stream *s, int reason)
         return;
     if (s->close_reason == 0)
         s->close_reason = reason < 0 ? reason : -ECONNABORTED;
-    bool connecting = s->state == RS_STREAM_CONNECTING;
     s->state = RS_STREAM_CLOSING;
     s->graceful = false;
     s->lingering = false;
     unstarve_remove(s);
     cancel_recv(s);
-    if (s->send_busy)
-        s->loop->ops->cancel(s->loop, &s->send_op);
-    if (connecting && s->ctl_op.kind == RS_OP_CONNECT && s->inflight > 0)
-        s->loop->ops->cancel(s->loop, &s->ctl_op);
+    cancel_send(s);
+    cancel_connect(s);
     rs_timer_stop(s->loop, &s->timer);
     drop_queue(s);
     maybe_progress(s);
@@ -458,6 +490,10 @@ static void free_stream(struct rs_stream *s)
     struct rs_loop *loop = s->loop;
     assert(s->inflight == 0 && !s->recv_armed && !s->send_busy);
     assert(!s->starved);
+    if (s->retry) { /* a refused cancel whose op has ended since */
+        s->retry = false;
+        loop->nretry--;
+    }
     drop_queue(s);
     assert(s->head == NULL && s->pending == 0);
     rs_timer_stop(loop, &s->timer);
@@ -483,16 +519,22 @@ static void free_stream(struct rs_stream *s)
     rs_loop_stream_closed(loop);
 }
 
-static void submit_ctl(struct rs_stream *s, uint8_t kind)
+/* Submit the shutdown or close op. A refusal is not a programming error:
+ * the io_uring backend says -EBUSY when its queue is full, the epoll
+ * backend -ENOMEM. Nothing is in flight then, so the caller records
+ * nothing, and rs_stream_retry() tries again on a later loop turn. */
+static bool submit_ctl(struct rs_stream *s, uint8_t kind)
 {
+    assert(!s->close_issued);
     s->ctl_op.kind = kind;
     s->ctl_op.flags = opf(s, 0);
     int rc = s->loop->ops->submit(s->loop, &s->ctl_op);
-    /* A close that cannot even be queued would leak the socket; backends
-     * only refuse on programming errors, so treat it as one. */
-    assert(rc == 0);
-    (void)rc;
+    if (rc < 0) {
+        want_retry(s);
+        return false;
+    }
     s->inflight++;
+    return true;
 }
 
 /* Move a stream forward: send, shut down after the last queued byte when
@@ -506,8 +548,7 @@ static void maybe_progress(struct rs_stream *s)
         if (s->shut_wanted && !s->shut_done && !s->head && !s->send_busy) {
             /* A recv may still be in flight: shutdown(SHUT_WR) does not
              * disturb it. */
-            s->shut_done = true;
-            submit_ctl(s, RS_OP_SHUTDOWN);
+            s->shut_done = submit_ctl(s, RS_OP_SHUTDOWN);
         }
         if (!(s->eof && s->shut_done && !s->recv_armed))
             return;
@@ -520,8 +561,7 @@ static void maybe_progress(struct rs_stream *s)
         return;
     }
     if (s->graceful && !s->shut_done && !s->send_busy) {
-        s->shut_done = true;
-        submit_ctl(s, RS_OP_SHUTDOWN);
+        s->shut_done = submit_ctl(s, RS_OP_SHUTDOWN);
         return;
     }
     if (s->lingering && !s->eof && !s->send_busy && !s->head) {
@@ -533,10 +573,45 @@ static void maybe_progress(struct rs_stream *s)
     if (s->inflight > 0)
         return;
     if (!s->close_issued) {
-        s->close_issued = true;
         rs_timer_stop(s->loop, &s->timer);
-        submit_ctl(s, RS_OP_CLOSE);
+        s->close_issued = submit_ctl(s, RS_OP_CLOSE);
     }
+}
+
+void rs_stream_retry(struct rs_stream *s)
+{
+    if (!s->retry)
+        return;
+    s->retry = false;
+    s->loop->nretry--;
+    /* Whatever was refused and is still wanted: the recv's cancel
+     * (read_stop, or an abort), the send's and the connect's cancel (an
+     * abort, a connect timeout), then the shutdown or close that
+     * maybe_progress submits. */
+    if (!wants_input(s))
+        cancel_recv(s);
+    if (s->state == RS_STREAM_CLOSING && !s->graceful) {
+        cancel_send(s);
+        cancel_connect(s);
+    }
+    if (s->timed_out)
+        cancel_connect(s);
+    maybe_progress(s);
+}
+
+/* The backend failed for good: nothing will complete. Free what the
+ * stream holds in memory; its lent buffers go with the pool, its socket
+ * with the process. */
+void rs_stream_abandon(struct rs_stream *s)
+{
+    struct rs_chunk *k = s->head;
+    while (k) {
+        struct rs_chunk *n = k->next;
+        free(k); /* every node is malloc'd: lent, heap and static alike */
+        k = n;
+    }
+    s->head = s->tail = NULL;
+    free(s);
 }
 
 static void on_ctl(struct rs_loop *loop, struct rs_op *op,
@@ -615,6 +690,7 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
     int res = comp->res;
     assert(s->send_busy && s->inflight > 0 && !(comp->flags & RS_CF_MORE));
     s->send_busy = false;
+    s->send_cancel = false;
     s->inflight--;
     loop->stats.sends++;
     if (res <= 0) {
@@ -655,10 +731,11 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
 static void connect_expired(struct rs_loop *loop, struct rs_timer *t)
 {
     struct rs_stream *s = t->data;
+    (void)loop;
     if (s->state != RS_STREAM_CONNECTING)
         return;
     s->timed_out = true;
-    loop->ops->cancel(loop, &s->ctl_op);
+    cancel_connect(s);
 }
 
 static void connect_done(struct rs_stream *s, int res)
@@ -694,8 +771,10 @@ static void on_connect_op(struct rs_loop *loop, struct rs_op *op,
     struct rs_stream *s = op->data;
     (void)loop;
     assert(!(comp->flags & RS_CF_MORE));
-    assert(s->inflight > 0);
+    assert(s->inflight > 0 && s->connect_busy);
     s->inflight--;
+    s->connect_busy = false;
+    s->connect_cancel = false;
     op->fn = on_ctl; /* the op is the shutdown and close from now on */
     connect_done(s, comp->res);
 }
@@ -733,17 +812,18 @@ struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr 
     s->ctl_op.flags = opf(s, 0);
     int rc = loop->ops->submit(loop, &s->ctl_op);
     if (rc < 0) {
-        /* Never submitted: nothing is in flight, undo by hand. */
+        /* Never submitted: nothing is in flight; the close op (retried if
+         * refused) ends it without telling anyone. */
         s->ctl_op.fn = on_ctl;
         s->state = RS_STREAM_CLOSING;
         s->close_reason = rc;
         s->cbs = NULL;
-        s->close_issued = true;
-        submit_ctl(s, RS_OP_CLOSE);
+        maybe_progress(s);
         errno = -rc;
         return NULL;
     }
     s->inflight++;
+    s->connect_busy = true;
     if (timeout_ms)
         rs_timer_start(loop, &s->timer, timeout_ms, connect_expired, s);
     return s;

@@ -43,6 +43,11 @@
  * Every callback runs from the loop (rs_loop_run), never from inside an
  * rs_stream_* call, so an owner may call any function here from any
  * callback; none of them frees the stream.
+ *
+ * A cancel, shutdown or close the backend refuses (-EBUSY: its queue is
+ * full, -ENOMEM) is never recorded as issued: the stream sets retry, and
+ * the loop calls rs_stream_retry() on a later turn until the backend takes
+ * it.
  */
 #ifndef RINGSERVE_STREAM_H
 #define RINGSERVE_STREAM_H
@@ -98,22 +103,26 @@ struct rs_stream {
     struct rs_stream *starved_next, *starved_prev; /* loop->starved, FIFO */
     int fd;
     uint8_t state;
-    uint8_t inflight;  /* ops submitted and not finally completed */
-    bool direct;       /* fd is a direct descriptor (io_uring fixed file) */
-    bool outbound;     /* from rs_stream_connect */
-    bool reading;      /* the owner wants input */
-    bool recv_armed;   /* the recv op is in flight */
-    bool recv_cancel;  /* ...and a cancel was asked */
-    bool send_busy;    /* the send op is in flight */
-    bool eof;          /* the peer shut down its side */
-    bool starved;      /* on loop->starved */
-    bool shut_wanted;  /* shutdown(SHUT_WR) once the queue is empty */
-    bool shut_done;    /* shutdown(SHUT_WR) issued */
-    bool close_issued; /* the close op was submitted */
-    bool graceful;     /* closing after all output was sent */
-    bool lingering;    /* closing: input is read and dropped until the peer's EOF */
-    bool timed_out;    /* the connect timer fired */
-    int close_reason;  /* for on_close: 0 or the first -errno */
+    uint8_t inflight;    /* ops submitted and not finally completed */
+    bool direct;         /* fd is a direct descriptor (io_uring fixed file) */
+    bool outbound;       /* from rs_stream_connect */
+    bool reading;        /* the owner wants input */
+    bool recv_armed;     /* the recv op is in flight */
+    bool recv_cancel;    /* ...and the backend took a cancel for it */
+    bool send_busy;      /* the send op is in flight */
+    bool send_cancel;    /* ...and the backend took a cancel for it */
+    bool connect_busy;   /* the connect op is in flight */
+    bool connect_cancel; /* ...and the backend took a cancel for it */
+    bool retry;          /* the backend refused a cancel/shutdown/close: retry */
+    bool eof;            /* the peer shut down its side */
+    bool starved;        /* on loop->starved */
+    bool shut_wanted;    /* shutdown(SHUT_WR) once the queue is empty */
+    bool shut_done;      /* shutdown(SHUT_WR) issued */
+    bool close_issued;   /* the close op was submitted */
+    bool graceful;       /* closing after all output was sent */
+    bool lingering;      /* closing: input is read and dropped until the peer's EOF */
+    bool timed_out;      /* the connect timer fired */
+    int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
     struct rs_chunk *head, *tail;
     uint64_t pending; /* queued output bytes, in-flight send included */
@@ -187,6 +196,11 @@ struct rs_stream *rs_stream_accept(struct rs_loop *loop, int fd, bool direct,
                                    bool reject);
 /* For the loop: take s off the starved list and re-arm its recv. */
 void rs_stream_unstarve(struct rs_stream *s);
+/* For the loop: issue again what the backend refused (see retry). */
+void rs_stream_retry(struct rs_stream *s);
+/* For the loop: the backend failed; free s and its queued output without
+ * any op (nothing can complete any more). */
+void rs_stream_abandon(struct rs_stream *s);
 /* For the loop: free the recycled stream and chunk structs. */
 void rs_stream_cache_fini(struct rs_loop *loop);
 
