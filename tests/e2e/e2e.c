@@ -118,7 +118,8 @@ static int setup(void **state)
  * check that it exited cleanly and that its bytes_in/bytes_out agree with
  * what the proxy says it forwarded each way: equal when every byte made the
  * whole trip, never more than the proxy forwarded when resets cut some off. */
-static int stop_upstream(struct fixture *fx, unsigned long long up, unsigned long long down)
+static int stop_upstream(struct fixture *fx, unsigned long long up,
+                         unsigned long long down)
 {
     struct h_server *u = &fx->up;
     char line[1024], st[64];
@@ -128,7 +129,8 @@ static int stop_upstream(struct fixture *fx, unsigned long long up, unsigned lon
     if (!h_exited_with(u, 0))
         why = "the echo server behind the proxy did not exit 0";
     else if (!h_find_line(u, "ringserve: stats:", line, sizeof(line)) ||
-             !h_line_value(line, "bytes_in", &in) || !h_line_value(line, "bytes_out", &out))
+             !h_line_value(line, "bytes_in", &in) ||
+             !h_line_value(line, "bytes_out", &out))
         why = "the echo server behind the proxy printed no stats";
     else if (in > up)
         why = "the echo server received more than the proxy forwarded upstream";
@@ -139,8 +141,8 @@ static int stop_upstream(struct fixture *fx, unsigned long long up, unsigned lon
               "echo server's";
     if (!why)
         return 0;
-    fprintf(stderr, "%s (%s; its bytes_in=%llu bytes_out=%llu, proxy %s=%llu %s=%llu)\n", why,
-            h_status_str(u, st, sizeof(st)), in, out, key_in, up, key_out, down);
+    fprintf(stderr, "%s (%s; its bytes_in=%llu bytes_out=%llu, proxy %s=%llu %s=%llu)\n",
+            why, h_status_str(u, st, sizeof(st)), in, out, key_in, up, key_out, down);
     h_dump_stderr(u, "upstream after stop");
     return -1;
 }
@@ -445,7 +447,6 @@ static void test_e2e_concurrent_200(void **state)
 /* --- 7. resets mid-transfer
  * ------------------------------------------------------------- */
 
-
 static void test_e2e_resets_then_served(void **state)
 {
     struct fixture *fx = *state;
@@ -702,7 +703,8 @@ int main(int argc, char **argv)
         key_in = "bytes_up";
         key_out = "bytes_down";
         if (argc < 3) {
-            fprintf(stderr, "usage: %s --via-proxy=ECHO-SERVER PROXY [ARGS...]\n", argv[0]);
+            fprintf(stderr, "usage: %s --via-proxy=ECHO-SERVER PROXY [ARGS...]\n",
+                    argv[0]);
             return 2;
         }
     }

@@ -932,7 +932,10 @@ int h_preflight_with(char *const argv[], const char *const extra[], const char *
         char *err = h_server_stderr(&s);
         if (r == H_EXITED &&
             ((h_exited_with(&s, 1) && strstr(err, "io_uring is unavailable")) ||
-             (h_exited_with(&s, 2) && strstr(err, "this kernel does not support")))) {
+             (h_exited_with(&s, 2) && strstr(err, "this kernel does not support")) ||
+             /* a build from before the proxy (issue 12) landed */
+             (h_exited_with(&s, 2) &&
+              strstr(err, "invalid value 'proxy' for --protocol")))) {
             printf("SKIP: %s", err);
             rc = 77;
         } else {
