@@ -498,87 +498,62 @@ static void test_proxy_upstream_killed(void **state)
     free(big);
 }
 
-/* --- 5. an upstream that never reads ------------------------------------------ */
+/* --- 5, 6. a peer that never reads ------------------------------------------- */
 
-/* The upstream accepts and never reads; the client writes as long as it can.
- * The proxy must stop reading the client (its socket stays full well before
+/* One side floods, the other accepts/connects and never reads. The proxy
+ * must stop reading the flooder (its socket stays full well before
  * FLOOD_CAP), keep its RSS bounded, and still serve a second session. */
-static void test_proxy_upstream_never_reads(void **state)
+static void never_reads(struct pfx *fx, bool client_floods)
 {
-    struct pfx *fx = *state;
+    const char *deaf_name = client_floods ? "an upstream" : "a client";
     uint16_t port;
     char addr[64];
     int lfd = keep(fx, h_listen_local(16, &port));
     up_addr(addr, sizeof(addr), port);
     start_proxy(fx, addr, NULL);
 
-    int hog = keep(fx, h_connect(&fx->px));
-    int deaf = keep(fx, h_accept(lfd));
-    size_t sent = flood(hog);
+    int c = keep(fx, h_connect(&fx->px));
+    int u = keep(fx, h_accept(lfd));
+    size_t sent = flood(client_floods ? c : u);
     long rss = h_server_rss_kib(&fx->px);
-    print_message("the client wrote %zu bytes before its socket stayed full; proxy VmRSS "
-                  "%ld KiB\n",
-                  sent, rss);
+    print_message("the flooder wrote %zu bytes towards %s that never reads before its "
+                  "socket stayed full; proxy VmRSS %ld KiB\n",
+                  sent, deaf_name, rss);
     if (sent >= FLOOD_CAP)
-        fail_msg("the proxy read all %u bytes towards an upstream that never reads: no "
+        fail_msg("the proxy read all %u bytes towards %s that never reads: no "
                  "backpressure",
-                 FLOOD_CAP);
+                 FLOOD_CAP, deaf_name);
     if (rss <= 0 || rss >= RSS_LIMIT_KIB)
         fail_msg("proxy VmRSS %ld KiB (limit %ld)", rss, RSS_LIMIT_KIB);
 
     /* others are still served */
     int c2 = keep(fx, h_connect(&fx->px));
     int u2 = keep(fx, h_accept(lfd));
-    ping_via(c2, u2, 51);
+    ping_via(c2, u2, client_floods ? 51 : 61);
     drop(fx, c2, false);
     drop(fx, u2, false);
 
-    drop(fx, hog, true);
-    drop(fx, deaf, false);
+    drop(fx, c, true);
+    drop(fx, u, true);
     struct pstats st;
     stop_proxy(fx, &st);
     assert_int_equal(st.sessions, 2);
-    assert_true(st.bytes_up <= sent + 1000);
+    /* the flood, plus the second session's 1000 bytes up and 3000 down */
+    if (client_floods)
+        assert_true(st.bytes_up <= sent + 1000);
+    else
+        assert_true(st.bytes_down <= sent + 3000);
 }
 
-/* --- 6. a client that never reads ---------------------------------------------- */
+static void test_proxy_upstream_never_reads(void **state)
+{
+    never_reads(*state, true);
+}
 
 /* The mirror image: the upstream floods, the client never reads. */
 static void test_proxy_client_never_reads(void **state)
 {
-    struct pfx *fx = *state;
-    uint16_t port;
-    char addr[64];
-    int lfd = keep(fx, h_listen_local(16, &port));
-    up_addr(addr, sizeof(addr), port);
-    start_proxy(fx, addr, NULL);
-
-    int deaf = keep(fx, h_connect(&fx->px));
-    int hog = keep(fx, h_accept(lfd));
-    size_t sent = flood(hog);
-    long rss = h_server_rss_kib(&fx->px);
-    print_message("the upstream wrote %zu bytes before its socket stayed full; proxy "
-                  "VmRSS %ld KiB\n",
-                  sent, rss);
-    if (sent >= FLOOD_CAP)
-        fail_msg("the proxy read all %u bytes towards a client that never reads: no "
-                 "backpressure",
-                 FLOOD_CAP);
-    if (rss <= 0 || rss >= RSS_LIMIT_KIB)
-        fail_msg("proxy VmRSS %ld KiB (limit %ld)", rss, RSS_LIMIT_KIB);
-
-    int c2 = keep(fx, h_connect(&fx->px));
-    int u2 = keep(fx, h_accept(lfd));
-    ping_via(c2, u2, 61);
-    drop(fx, c2, false);
-    drop(fx, u2, false);
-
-    drop(fx, deaf, true);
-    drop(fx, hog, true);
-    struct pstats st;
-    stop_proxy(fx, &st);
-    assert_int_equal(st.sessions, 2);
-    assert_true(st.bytes_down <= sent + 3000);
+    never_reads(*state, false);
 }
 
 /* --- 7. churn: no descriptor leak --------------------------------------------------- */
