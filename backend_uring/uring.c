@@ -351,6 +351,10 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
             io_uring_prep_close(sqe, op->fd);
         break;
     default:
+        /* The SQE is taken: left as it is, the kernel would run whatever
+         * it held last. A refused op must leave no trace. */
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
         return -EINVAL;
     }
     io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
