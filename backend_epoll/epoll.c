@@ -495,13 +495,6 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
     return err < 0 ? err : dispatched;
 }
 
-static void ep_wake(struct rs_loop *loop)
-{
-    uint64_t one = 1;
-    ssize_t rc = write(loop->wake_fd, &one, sizeof(one));
-    (void)rc; /* a full counter is a pending wake-up already */
-}
-
 static void ep_buf_release(struct rs_loop *loop, uint16_t bid)
 {
     rs_bufpool_unlend(&loop->pool, bid);
@@ -564,7 +557,7 @@ const struct rs_backend_ops rs_backend_epoll = {
     .submit = ep_submit,
     .cancel = ep_cancel,
     .run = ep_run,
-    .wake = ep_wake,
+    .wake = rs_loop_wake,
     .buf_release = ep_buf_release,
     .describe = ep_describe,
 };

@@ -626,13 +626,6 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     return rc == -EINTR ? -EINTR : dispatched;
 }
 
-static void ur_wake(struct rs_loop *loop)
-{
-    uint64_t one = 1;
-    ssize_t rc = write(loop->wake_fd, &one, sizeof(one));
-    (void)rc;
-}
-
 static void buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
 {
     if (st->features & UF_BUF_RING) {
@@ -984,7 +977,7 @@ const struct rs_backend_ops rs_backend_uring = {
     .submit = ur_submit,
     .cancel = ur_cancel,
     .run = ur_run,
-    .wake = ur_wake,
+    .wake = rs_loop_wake,
     .buf_release = ur_buf_release,
     .describe = ur_describe,
     .busy = ur_busy,

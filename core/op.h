@@ -23,13 +23,16 @@ enum rs_op_kind {
 };
 
 /* rs_op.flags, set by the submitter */
-#define RS_OPF_MULTISHOT (1u << 0) /* keep the op armed: many completions */
-#define RS_OPF_STATIC_BUF                                                                \
-    (1u << 1) /* RS_OP_SEND: buf outlives every use (zero-copy safe) */
+/* Keep the op armed: many completions. */
+#define RS_OPF_MULTISHOT (1u << 0)
+/* RS_OP_SEND: buf outlives every use (zero-copy safe). */
+#define RS_OPF_STATIC_BUF (1u << 1)
 
 /* rs_completion.flags, set by the backend */
-#define RS_CF_MORE   (1u << 0) /* the op is still armed; more completions follow */
-#define RS_CF_BUFFER (1u << 1) /* .bid names a lent buffer the core must release */
+/* The op is still armed; more completions follow. */
+#define RS_CF_MORE (1u << 0)
+/* .bid names a lent buffer the core must release. */
+#define RS_CF_BUFFER (1u << 1)
 
 struct rs_completion {
     int32_t res; /* >= 0, or -errno exactly like cqe->res */
