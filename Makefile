@@ -46,10 +46,11 @@ test-asan: $(ASAN)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  meson test -C $(ASAN) --print-errorlogs --num-processes 2 --no-suite valgrind --no-suite slow --no-suite install
 
-# 5 s of libFuzzer on the connection state machine, and the corpus replay
+# 5 s of libFuzzer on the connection state machine and 5 s on the HTTP
+# request parser, and the corpus replays
 # (clang, ASan+UBSan). The 60 s run is documented in tests/fuzz/README.md.
 test-fuzz: $(FUZZ)/build.ninja
-	ninja -C $(FUZZ) tests/fuzz/fuzz_conn tests/fuzz/fuzz_replay
+	ninja -C $(FUZZ) tests/fuzz/fuzz_conn tests/fuzz/fuzz_replay tests/fuzz/fuzz_http tests/fuzz/fuzz_http_replay
 	meson test -C $(FUZZ) --no-rebuild --print-errorlogs --suite fuzz
 
 bench: build
