@@ -483,32 +483,35 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
             s->wr = NULL;
         return rc;
     }
-<<<<<<< HEAD
-    case RS_OP_SHUTDOWN:
-        return queue_done(st, op, shutdown(op->fd, SHUT_WR) < 0 ? -errno : 0, 0, 0);
-    case RS_OP_CONNECT: {
-        assert(!s->rd && !s->wr);
-        /* The first op of a fresh socket: whatever this table remembers
-         * about the number belongs to a descriptor closed behind our back
-         * (close(2) on a listener). Start afresh, with a new generation. */
-        *s = (struct ep_sock){.gen = s->gen + 1, .on_ready_list = s->on_ready_list};
-        if (connect(op->fd, (const struct sockaddr *)op->buf, (socklen_t)op->len) == 0)
-            return queue_done(st, op, 0, 0, 0);
-        if (errno != EINPROGRESS && errno != EINTR)
-            return queue_done(st, op, -errno, 0, 0);
-        s->wr = op;
-        int rc = update_interest(st, op->fd, s);
-        if (rc < 0)
-            s->wr = NULL;
-        return rc;
-=======
     case RS_OP_SHUTDOWN: {
         int rc = reserve_done(st);
         if (rc < 0)
             return rc;
         queue_done(st, op, shutdown(op->fd, SHUT_WR) < 0 ? -errno : 0, 0, 0);
         return 0;
->>>>>>> main
+    }
+    case RS_OP_CONNECT: {
+        assert(!s->rd && !s->wr);
+        int rc = reserve_done(st);
+        if (rc < 0)
+            return rc;
+        /* The first op of a fresh socket: whatever this table remembers
+         * about the number belongs to a descriptor closed behind our back
+         * (close(2) on a listener). Start afresh, with a new generation. */
+        *s = (struct ep_sock){.gen = s->gen + 1, .on_ready_list = s->on_ready_list};
+        if (connect(op->fd, (const struct sockaddr *)op->buf, (socklen_t)op->len) == 0) {
+            queue_done(st, op, 0, 0, 0);
+            return 0;
+        }
+        if (errno != EINPROGRESS && errno != EINTR) {
+            queue_done(st, op, -errno, 0, 0);
+            return 0;
+        }
+        s->wr = op;
+        rc = update_interest(st, op->fd, s);
+        if (rc < 0)
+            s->wr = NULL;
+        return rc;
     }
     case RS_OP_CLOSE: {
         assert(!s->rd && !s->wr);

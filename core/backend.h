@@ -52,7 +52,6 @@
 struct rs_loop;
 struct rs_config;
 
-<<<<<<< HEAD
 /* Capability bits a backend declares in rs_loop.caps after init(). The
  * core branches on these, never on the backend's name. */
 /* Accepted sockets are direct descriptors (RS_CF_DIRECT on the accept's
@@ -61,14 +60,7 @@ struct rs_config;
 /* RS_OP_CONNECT is supported (on plain fds; on direct ones too with
  * RS_CAP_DIRECT_FD). */
 #define RS_CAP_CONNECT (1u << 1)
-/* File ops are asynchronous in the kernel (no worker threads, no
- * blocking). */
-=======
-/* Capability bits a backend declares in rs_loop.caps after init(). */
-/* Accepted "fds" are not process fds (direct descriptors): use ops only. */
-#define RS_CAP_DIRECT_FD (1u << 0)
 /* File ops are asynchronous in the kernel (no worker threads, no blocking). */
->>>>>>> main
 #define RS_CAP_FILE_NATIVE (1u << 2)
 
 struct rs_backend_ops {

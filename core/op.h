@@ -34,10 +34,10 @@ enum rs_op_kind {
 };
 
 /* rs_op.flags, set by the submitter */
-<<<<<<< HEAD
-#define RS_OPF_MULTISHOT (1u << 0) /* keep the op armed: many completions */
-#define RS_OPF_STATIC_BUF                                                                \
-    (1u << 1) /* RS_OP_SEND: buf outlives every use (zero-copy safe) */
+/* Keep the op armed: many completions. */
+#define RS_OPF_MULTISHOT (1u << 0)
+/* RS_OP_SEND: buf outlives every use (zero-copy safe). */
+#define RS_OPF_STATIC_BUF (1u << 1)
 /* fd is a direct descriptor (an io_uring fixed-file slot), not a process
  * fd. The descriptor kind travels with each op: one loop may hold both
  * (accepted sockets direct, outbound ones plain). Only a backend declaring
@@ -46,16 +46,6 @@ enum rs_op_kind {
 /* RS_OP_CLOSE: fd is a plain process descriptor (a file). Redundant now
  * that the descriptor kind travels with every op (a close without
  * RS_OPF_DIRECT is plain); kept for callers written against it. */
-=======
-/* Keep the op armed: many completions. */
-#define RS_OPF_MULTISHOT (1u << 0)
-/* RS_OP_SEND: buf outlives every use (zero-copy safe). */
-#define RS_OPF_STATIC_BUF (1u << 1)
-/* RS_OP_CLOSE: fd is a plain process descriptor (a file) even on a loop
- * whose sockets are direct descriptors (RS_CAP_DIRECT_FD). Transitional:
- * once the descriptor kind travels with every op (RS_OPF_DIRECT, issue 12),
- * a file close is simply a close without RS_OPF_DIRECT. */
->>>>>>> main
 #define RS_OPF_PLAIN_FD (1u << 4)
 /* RS_OP_READ: read into a buffer the backend lends from the loop's pool
  * (completion flagged RS_CF_BUFFER when res > 0, released like a recv's;
@@ -63,16 +53,12 @@ enum rs_op_kind {
 #define RS_OPF_POOL_BUF (1u << 3)
 
 /* rs_completion.flags, set by the backend */
-<<<<<<< HEAD
-#define RS_CF_MORE   (1u << 0) /* the op is still armed; more completions follow */
-#define RS_CF_BUFFER (1u << 1) /* .bid names a lent buffer the core must release */
-#define RS_CF_DIRECT (1u << 2) /* accept: res is a direct descriptor (RS_OPF_DIRECT) */
-=======
 /* The op is still armed; more completions follow. */
 #define RS_CF_MORE (1u << 0)
 /* .bid names a lent buffer the core must release. */
 #define RS_CF_BUFFER (1u << 1)
->>>>>>> main
+/* accept: res is a direct descriptor (use it with RS_OPF_DIRECT). */
+#define RS_CF_DIRECT (1u << 2)
 
 struct rs_completion {
     int32_t res; /* >= 0, or -errno exactly like cqe->res */
