@@ -367,7 +367,8 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_UPSTREAM: {
         char err[200];
         if (rs_proxy_parse_upstreams(cfg, arg, err, sizeof(err)) < 0) {
-            fprintf(stderr, "ringserve: invalid value '%s' for --upstream: %s\n", arg, err);
+            fprintf(stderr, "ringserve: invalid value '%s' for --upstream: %s\n", arg,
+                    err);
             fprintf(stderr, "Try 'ringserve --help' for more information.\n");
             return 2;
         }
