@@ -37,6 +37,8 @@ struct rs_config {
     /* A protocol of the embedding program's own; overrides `protocol`. */
     const struct rs_protocol *proto;
     bool probe, json;
+    uint32_t stats_interval_ms; /* 0: no interval lines */
+    bool stats_json;            /* every statistics line one JSON object */
 };
 
 void rs_config_defaults(struct rs_config *cfg);

@@ -315,6 +315,7 @@ static void unstarve_remove(struct rs_conn *c)
         loop->starved_tail = c->starved_prev;
     c->starved_next = c->starved_prev = NULL;
     c->starved = false;
+    loop->nstarved--;
 }
 
 static void starve(struct rs_conn *c)
@@ -329,6 +330,7 @@ static void starve(struct rs_conn *c)
     else
         loop->starved = c;
     loop->starved_tail = c;
+    loop->nstarved++;
 }
 
 void rs_conn_abort(struct rs_conn *c)

@@ -72,6 +72,7 @@ static void abandon(struct rs_loop *loop)
     }
     loop->nconns = 0;
     loop->starved = loop->starved_tail = NULL;
+    loop->nstarved = 0;
     loop->pool.lent = 0;
     if (loop->listener) {
         loop->listener->armed = false;
@@ -153,6 +154,20 @@ static void close_idle(struct rs_loop *loop)
     }
 }
 
+static void fill_gauges(struct rs_loop *loop)
+{
+    loop->stats.conns = loop->nconns;
+    loop->stats.lent = loop->pool.lent;
+    loop->stats.starved = loop->nstarved;
+}
+
+/* The end of a turn: the interval printer's snapshot, gauges included. */
+static void post_stats(struct rs_loop *loop)
+{
+    fill_gauges(loop);
+    rs_stats_board_post(loop->board, &loop->stats);
+}
+
 static int min_timeout(int a, int b)
 {
     if (a < 0)
@@ -174,8 +189,10 @@ int rs_loop_run(struct rs_loop *loop)
         }
         if (loop->draining) {
             if (loop->nconns == 0 && rs_listener_idle(loop) &&
-                (aborted || !loop->ops->busy || !loop->ops->busy(loop)))
+                (aborted || !loop->ops->busy || !loop->ops->busy(loop))) {
+                fill_gauges(loop);
                 break;
+            }
             if (!aborted && loop->now_ms >= drain_deadline) {
                 aborted = true;
                 abort_all(loop);
@@ -193,6 +210,11 @@ int rs_loop_run(struct rs_loop *loop)
         if (loop->draining && !aborted)
             timeout = min_timeout(timeout, (int)(drain_deadline - loop->now_ms));
         int n = loop->ops->run(loop, timeout);
+        loop->stats.turns++;
+        if (n > 0)
+            loop->stats.completions += (uint64_t)n;
+        if (loop->board)
+            post_stats(loop);
         if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
             /* Nothing can complete any more: this loop's connections are
              * abandoned (closed by the process exit) and the server stops. */

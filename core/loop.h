@@ -25,6 +25,8 @@ struct rs_loop {
     const struct rs_protocol *proto;
     struct rs_bufpool pool;
     struct rs_stats stats;
+    /* --stats-interval: where each turn posts a snapshot (else NULL). */
+    struct rs_stats_board *board;
     int wake_fd; /* eventfd; backends watch it, wake() writes it */
     int index;   /* loop number, for logs */
 
@@ -34,8 +36,9 @@ struct rs_loop {
     uint32_t fd_cap;       /* the backend's own limit on accepted sockets (0: none) */
     struct rs_conn *conns; /* all live connections (for drain, idle scan) */
     struct rs_conn *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
-    struct rs_conn *free_conns;             /* recycled connection structs */
-    struct rs_chunk *free_chunks;           /* recycled chunk nodes */
+    uint32_t nstarved;
+    struct rs_conn *free_conns;   /* recycled connection structs */
+    struct rs_chunk *free_chunks; /* recycled chunk nodes */
     uint32_t nfree_conns, nfree_chunks;
     uint64_t now_ms; /* refreshed once per loop turn */
     volatile sig_atomic_t stop_requested;
