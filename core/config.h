@@ -39,6 +39,10 @@ struct rs_config {
     bool probe, json;
     uint32_t stats_interval_ms; /* 0: no interval lines */
     bool stats_json;            /* every statistics line one JSON object */
+    /* Files (issue 13). */
+    uint32_t fs_threads; /* epoll: worker threads for file ops (default 4) */
+    bool fs_inline;      /* epoll: perform file ops in the loop, blocking */
+    const char *root;    /* --protocol=http: the directory served */
 };
 
 void rs_config_defaults(struct rs_config *cfg);
