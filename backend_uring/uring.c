@@ -91,8 +91,13 @@
 #define BATCH_MAX     128
 #define BGID          0
 
-/* user_data = op pointer | generation << 48 | tag << 56. x86-64 and
- * arm64 user pointers fit in 48 bits. */
+/* user_data = op pointer | generation << 48 | tag << 56. Linux hands user
+ * space addresses below 2^47 (x86-64, 5-level paging included) or 2^48
+ * (arm64, 52-bit VA included) unless a program maps above that on purpose,
+ * which ringserve never does. Pointer tagging (arm64 TBI/MTE, HWASan) or
+ * another architecture could break that, so ur_init() checks it once on
+ * the memory ops live in (check_user_pointers) and refuses to start with
+ * a clear message; the assert in ud_of() only guards that check. */
 enum { TAG_OP = 0, TAG_IGNORE = 1, TAG_WAKE = 2, TAG_ZC = 3, TAG_PROVIDE = 4 };
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
 
@@ -401,6 +406,10 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         prep_file(loop, op, sqe);
         break;
     default:
+        /* The SQE is taken: left as it is, the kernel would run whatever
+         * it held last. A refused op must leave no trace. */
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
         return -EINVAL;
     }
     io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
@@ -600,34 +609,30 @@ static struct __kernel_timespec ms_to_ts(int ms)
                                       .tv_nsec = (ms % 1000) * 1000000L};
 }
 
-/* Submit and wait for up to `want` completions, but no longer than
+/* Submit, then wait for up to `want` completions, but no longer than
  * BATCH_WAIT_US for the batch once one has arrived (IORING_FEAT_MIN_TIMEOUT,
- * 6.12+). liburing 2.3 has no wrapper, so this is io_uring_enter(2) by hand:
- * publish the SQ tail, then one syscall with an extended argument whose
- * `pad` field is the kernel's min_wait_usec. */
+ * 6.12+). liburing 2.3 has no wrapper for that wait, and how it publishes
+ * the SQ tail is its own business (private fields), so this uses only
+ * documented interfaces: queued SQEs go to the kernel with io_uring_submit(),
+ * and the wait is io_uring_enter2(2) on the ring fd with
+ * IORING_ENTER_EXT_ARG and a struct io_uring_getevents_arg whose `pad`
+ * field is the kernel's min_wait_usec. The price: a second syscall on turns
+ * that have something to submit. */
 static int batch_enter(struct ur_state *st, unsigned want, int timeout_ms)
 {
     struct io_uring *ring = &st->ring;
-    struct io_uring_sq *sq = &ring->sq;
-    unsigned tail = sq->sqe_tail;
-    if (sq->sqe_head != tail) {
-        sq->sqe_head = tail;
-        io_uring_smp_store_release(sq->ktail, tail);
+    if (io_uring_sq_ready(ring) > 0) {
+        int rc = io_uring_submit(ring);
+        if (rc < 0)
+            return rc;
     }
-    unsigned to_submit = tail - io_uring_smp_load_acquire(sq->khead);
     /* No timeout wanted: a long one (1 s), re-armed each turn. */
     struct __kernel_timespec ts = ms_to_ts(timeout_ms >= 0 ? timeout_ms : 1000);
     struct io_uring_getevents_arg arg = {
         .sigmask_sz = _NSIG / 8, .pad = BATCH_WAIT_US, .ts = (uint64_t)(uintptr_t)&ts};
-    unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
-    int fd = ring->ring_fd;
-    if (ring->int_flags & 1) { /* liburing's INT_FLAG_REG_RING */
-        fd = ring->enter_ring_fd;
-        flags |= IORING_ENTER_REGISTERED_RING;
-    }
-    int rc =
-        (int)syscall(__NR_io_uring_enter, fd, to_submit, want, flags, &arg, sizeof(arg));
-    return rc < 0 ? -errno : rc;
+    return io_uring_enter2((unsigned)ring->ring_fd, 0, want,
+                           IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                           (sigset_t *)(void *)&arg, sizeof(arg));
 }
 
 static int ur_run(struct rs_loop *loop, int timeout_ms)
@@ -677,13 +682,6 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     dispatched += (int)n;
     st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
     return rc == -EINTR ? -EINTR : dispatched;
-}
-
-static void ur_wake(struct rs_loop *loop)
-{
-    uint64_t one = 1;
-    ssize_t rc = write(loop->wake_fd, &one, sizeof(one));
-    (void)rc;
 }
 
 static void buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
@@ -927,6 +925,41 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
 
 static void ur_fini(struct rs_loop *loop);
 
+static bool ud_fits(const void *p)
+{
+    return ((uintptr_t)p & ~UD_PTR_MASK) == 0;
+}
+
+/* Once at start-up: do the addresses ops and zero-copy records live at fit
+ * the 48 bits user_data gives them? Heap (small and large allocations: brk
+ * and mmap), stack, and the loop itself. */
+static int check_user_pointers(struct rs_loop *loop, char *err, size_t errlen)
+{
+    void *small = malloc(64), *large = malloc(1u << 20);
+    int local = 0;
+    const void *bad = NULL;
+    const void *probe[] = {small, large, &local, loop, loop->pool.mem};
+    for (size_t i = 0; i < sizeof(probe) / sizeof(probe[0]) && !bad; i++)
+        if (!ud_fits(probe[i]))
+            bad = probe[i];
+    bool oom = !small || !large;
+    free(small);
+    free(large);
+    if (oom) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    if (bad) {
+        snprintf(err, errlen,
+                 "user-space address %p does not fit the 48 bits this backend packs "
+                 "into user_data (pointer tagging or an address space above 2^48); "
+                 "use --backend=epoll",
+                 bad);
+        return -EOVERFLOW;
+    }
+    return 0;
+}
+
 static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
                    size_t errlen)
 {
@@ -955,6 +988,11 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         return rc;
     }
     rc = setup_registrations(loop, st, err, errlen);
+    if (rc < 0) {
+        ur_fini(loop);
+        return rc;
+    }
+    rc = check_user_pointers(loop, err, errlen);
     if (rc < 0) {
         ur_fini(loop);
         return rc;
@@ -1014,7 +1052,7 @@ const struct rs_backend_ops rs_backend_uring = {
     .submit = ur_submit,
     .cancel = ur_cancel,
     .run = ur_run,
-    .wake = ur_wake,
+    .wake = rs_loop_wake,
     .buf_release = ur_buf_release,
     .describe = ur_describe,
     .wait_call = "io_uring_enter",

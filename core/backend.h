@@ -5,7 +5,7 @@
  * chosen once at start-up, and branches on the capability bits it declares,
  * never on its name.
  *
- * Rules every backend keeps (tests/test_backend_contract.c checks them
+ * Rules every backend keeps (tests/unit/test_backend_contract.c checks them
  * against each backend with the same code):
  *
  *  1. A completion is never delivered from inside submit() or cancel();
@@ -47,12 +47,10 @@ struct rs_loop;
 struct rs_config;
 
 /* Capability bits a backend declares in rs_loop.caps after init(). */
-#define RS_CAP_DIRECT_FD                                                                 \
-    (1u << 0) /* accepted "fds" are not process fds: use ops only                        \
-               */
-#define RS_CAP_FILE_NATIVE                                                               \
-    (1u << 2) /* file ops are asynchronous in the kernel (no worker threads,             \
-                 no blocking) */
+/* Accepted "fds" are not process fds (direct descriptors): use ops only. */
+#define RS_CAP_DIRECT_FD (1u << 0)
+/* File ops are asynchronous in the kernel (no worker threads, no blocking). */
+#define RS_CAP_FILE_NATIVE (1u << 2)
 
 struct rs_backend_ops {
     const char *name;
@@ -61,10 +59,15 @@ struct rs_backend_ops {
     int (*init)(struct rs_loop *loop, const struct rs_config *cfg, char *err,
                 size_t errlen);
     void (*fini)(struct rs_loop *loop);
-    /* Queue an op. 0 or -errno (then the op was not taken). */
+    /* Queue an op. 0 or -errno (-EBUSY: queue full, -ENOMEM...): then the
+     * op was not taken, nothing of it happened, and nothing will complete
+     * for it. The core retries what it cannot do without (shutdown, close)
+     * on a later loop turn. */
     int (*submit)(struct rs_loop *loop, struct rs_op *op);
     /* Ask for an in-flight op to finish early; it still completes (rule 5).
-     * 0, or -ENOENT when the op is not in flight (its completion is queued). */
+     * 0, or -ENOENT when the op is not in flight (its completion is queued),
+     * or another -errno (-EBUSY, -ENOMEM) when the backend cannot take the
+     * cancel now: then the op is untouched, and the core asks again later. */
     int (*cancel)(struct rs_loop *loop, struct rs_op *op);
     /* Wait up to timeout_ms (-1: forever, 0: poll) and dispatch completions.
      * Returns the number dispatched, or -errno (-EINTR is not an error). */

@@ -97,6 +97,13 @@ void rs_loop_fini(struct rs_loop *loop)
     loop->wake_fd = -1;
 }
 
+void rs_loop_wake(struct rs_loop *loop)
+{
+    uint64_t one = 1;
+    ssize_t rc = write(loop->wake_fd, &one, sizeof(one));
+    (void)rc; /* a full counter is a pending wake-up already */
+}
+
 void rs_loop_request_stop(struct rs_loop *loop)
 {
     loop->stop_requested = 1;

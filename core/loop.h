@@ -68,6 +68,10 @@ void rs_loop_feed_starved(struct rs_loop *loop);
  * per loop turn; public for tests that drive the core by hand). */
 void rs_loop_retry(struct rs_loop *loop);
 
+/* Make a blocked run() return: write the loop's eventfd, which every
+ * backend watches. Async-signal-safe. The backends' wake entry. */
+void rs_loop_wake(struct rs_loop *loop);
+
 /* Ask the loop to stop: from a signal handler or another thread. */
 void rs_loop_request_stop(struct rs_loop *loop);
 

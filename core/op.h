@@ -32,9 +32,10 @@ enum rs_op_kind {
 };
 
 /* rs_op.flags, set by the submitter */
-#define RS_OPF_MULTISHOT (1u << 0) /* keep the op armed: many completions */
-#define RS_OPF_STATIC_BUF                                                                \
-    (1u << 1) /* RS_OP_SEND: buf outlives every use (zero-copy safe) */
+/* Keep the op armed: many completions. */
+#define RS_OPF_MULTISHOT (1u << 0)
+/* RS_OP_SEND: buf outlives every use (zero-copy safe). */
+#define RS_OPF_STATIC_BUF (1u << 1)
 /* RS_OP_CLOSE: fd is a plain process descriptor (a file) even on a loop
  * whose sockets are direct descriptors (RS_CAP_DIRECT_FD). Transitional:
  * once the descriptor kind travels with every op (RS_OPF_DIRECT, issue 12),
@@ -46,8 +47,10 @@ enum rs_op_kind {
 #define RS_OPF_POOL_BUF (1u << 3)
 
 /* rs_completion.flags, set by the backend */
-#define RS_CF_MORE   (1u << 0) /* the op is still armed; more completions follow */
-#define RS_CF_BUFFER (1u << 1) /* .bid names a lent buffer the core must release */
+/* The op is still armed; more completions follow. */
+#define RS_CF_MORE (1u << 0)
+/* .bid names a lent buffer the core must release. */
+#define RS_CF_BUFFER (1u << 1)
 
 struct rs_completion {
     int32_t res; /* >= 0, or -errno exactly like cqe->res */

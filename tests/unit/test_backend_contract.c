@@ -6,7 +6,13 @@
  * records every completion, so the rules are checked directly: nothing
  * completes inside submit(), multishot ops flag every completion but the
  * last, lent buffers come with RS_CF_BUFFER and go back exactly once,
- * results are -errno, cancel still completes exactly once. */
+ * results are -errno, cancel still completes exactly once, and a call the
+ * backend refuses (an op it cannot take, a cancel of an op not in flight)
+ * leaves no trace and the backend usable.
+ *
+ * Exit 77 (skip) only when this build or kernel lacks what the arguments
+ * ask for, as the probe reports it; a backend that fails to start where
+ * the probe says it can is a failure, not a skip. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -32,6 +38,11 @@
 #include "backend.h"
 #include "listener.h"
 #include "loop.h"
+#include "probe.h"
+#include "rs_build.h"
+#if RS_HAVE_URING
+#include "backend_uring/features.h"
+#endif
 
 #define MAX_EV 256
 
@@ -553,7 +564,7 @@ static void test_contract_file_escape_refused(void **state)
 {
     struct fixture *fx = *state;
     bool fallback = !have_openat2() && backend == &rs_backend_epoll;
-    const char *escapes[] = {"../etc/passwd", "/etc/passwd", "out/passwd",
+    const char *escapes[] = {"../etc/passwd", "/etc/passwd",          "out/passwd",
                              "up/etc/passwd", "sub/../../etc/passwd", "up"};
     for (size_t i = 0; i < sizeof(escapes) / sizeof(escapes[0]); i++) {
         int32_t res = open_at(fx, escapes[i], O_RDONLY);
@@ -644,6 +655,135 @@ static void test_contract_file_many_in_flight(void **state)
     close_file(fx, fd);
 }
 
+/* Does any recorded completion belong to op? */
+static bool completed(const struct fixture *fx, const struct rs_op *op)
+{
+    for (int i = 0; i < fx->nev; i++)
+        if (fx->ev[i].op == op)
+            return true;
+    return false;
+}
+
+/* One single-shot recv through the backend, with recv_op: it still works. */
+static void check_usable_with(struct fixture *fx, struct rs_op *recv_op)
+{
+    rs_op_init(recv_op, RS_OP_RECV, fx->server, record_fn, fx);
+    int before = fx->nev;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, recv_op), 0);
+    assert_int_equal(send(fx->client, "ok", 2, 0), 2);
+    run_until(fx, before + 1);
+    struct rs_completion *c = &fx->ev[before].c;
+    assert_ptr_equal(fx->ev[before].op, recv_op);
+    assert_int_equal(c->res, 2);
+    assert_true(c->flags & RS_CF_BUFFER);
+    assert_memory_equal(rs_bufpool_ptr(&fx->loop.pool, c->bid), "ok", 2);
+    fx->loop.ops->buf_release(&fx->loop, c->bid);
+}
+
+static void check_usable(struct fixture *fx)
+{
+    struct rs_op recv_op;
+    check_usable_with(fx, &recv_op);
+}
+
+static void settle(struct fixture *fx)
+{
+    for (int i = 0; i < 5; i++)
+        fx->loop.ops->run(&fx->loop, 1);
+}
+
+/* submit() may refuse (rc < 0): then the op was not taken, nothing ever
+ * completes for it, and the backend carries on. An op kind it does not
+ * know must be refused; a recv on a descriptor that is no socket may be
+ * refused or complete once with -errno. */
+static void test_contract_refused_submit_leaves_no_trace(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_op bogus;
+    rs_op_init(&bogus, 200, fx->server, record_fn, fx);
+    assert_true(fx->loop.ops->submit(&fx->loop, &bogus) < 0);
+    int devnull = -1, bad;
+    if (fx->loop.caps & RS_CAP_DIRECT_FD) {
+        bad = (int)fx->loop.fd_cap + 10; /* no such slot */
+    } else {
+        devnull = open("/dev/null", O_RDONLY);
+        assert_true(devnull >= 0);
+        bad = devnull;
+    }
+    struct rs_op recv_op;
+    rs_op_init(&recv_op, RS_OP_RECV, bad, record_fn, fx);
+    int rc = fx->loop.ops->submit(&fx->loop, &recv_op);
+    if (rc == 0) {
+        run_until(fx, 1);
+        assert_ptr_equal(fx->ev[0].op, &recv_op);
+        assert_true(fx->ev[0].c.res < 0);
+        assert_false(fx->ev[0].c.flags & (RS_CF_MORE | RS_CF_BUFFER));
+    }
+    int n = fx->nev;
+    settle(fx);
+    assert_int_equal(fx->nev, n);
+    assert_false(completed(fx, &bogus));
+    if (devnull >= 0)
+        close(devnull);
+    check_usable(fx);
+    close_server(fx);
+}
+
+/* cancel() of an op that is not in flight (never submitted, or already
+ * finished) returns 0 or -ENOENT, delivers nothing for it, and the backend
+ * carries on. */
+static void test_contract_cancel_not_in_flight(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_op never;
+    rs_op_init(&never, RS_OP_RECV, fx->server, record_fn, fx);
+    int rc = fx->loop.ops->cancel(&fx->loop, &never);
+    assert_true(rc == 0 || rc == -ENOENT);
+    settle(fx);
+    assert_false(completed(fx, &never));
+    struct rs_op done;
+    check_usable_with(fx, &done); /* a single-shot recv: finished now */
+    int n = fx->nev;
+    rc = fx->loop.ops->cancel(&fx->loop, &done);
+    assert_true(rc == 0 || rc == -ENOENT);
+    settle(fx);
+    assert_int_equal(fx->nev, n);
+    check_usable(fx);
+    close_server(fx);
+}
+
+/* May this backend, with these arguments, run on this kernel? 0: yes; 77
+ * with the reason printed: the probe says the kernel (or the build) lacks
+ * it; 1: the arguments are wrong. */
+static int available(void)
+{
+    if (!backend->name) {
+        printf("SKIP: io_uring support not compiled in\n");
+        return 77;
+    }
+    if (backend == &rs_backend_epoll)
+        return 0;
+#if RS_HAVE_URING
+    const struct rs_uring_support *sup = rs_probe_uring_cached();
+    if (!sup->available) {
+        printf("SKIP: io_uring is unavailable: %s\n", sup->why);
+        return 77;
+    }
+    uint32_t f;
+    char err[256];
+    if (rs_uring_features_parse(features, UF_ALL, &f, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (rs_uring_features_parse(features, rs_uring_supported(sup), &f, err, sizeof(err)) <
+        0) {
+        printf("SKIP: %s\n", err);
+        return 77;
+    }
+#endif
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -654,17 +794,17 @@ int main(int argc, char **argv)
     backend = strncmp(mode_name, "epoll", 5) == 0 ? &rs_backend_epoll : &rs_backend_uring;
     if (argc > 2)
         features = argv[2];
-    if (!backend->name) {
-        printf("SKIP: io_uring support not compiled in\n");
-        return 77;
-    }
-    /* Can this backend run here at all? */
+    int avail = available();
+    if (avail != 0)
+        return avail;
+    /* The probe says it can run here: failing to start now is a failure. */
     struct fixture probe;
     config_for_mode(&probe.cfg);
     char err[256] = "";
     if (rs_loop_init(&probe.loop, backend, &probe.cfg, err, sizeof(err)) < 0) {
-        printf("SKIP: %s\n", err);
-        return 77;
+        fprintf(stderr, "FAIL: %s cannot start although the probe says it can: %s\n",
+                mode_name, err);
+        return 1;
     }
     rs_loop_fini(&probe.loop);
     const struct CMUnitTest tests[] = {
@@ -678,6 +818,10 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_enobufs_is_a_state,
                                         setup_one_buffer, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_refused_submit_leaves_no_trace,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_cancel_not_in_flight, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_contract_file_read_short_at_eof, setup_files,
                                         teardown_files),
         cmocka_unit_test_setup_teardown(test_contract_file_write_at_offset, setup_files,
