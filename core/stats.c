@@ -19,12 +19,36 @@ static const struct field {
     size_t off;
     bool gauge; /* a level, not a count: no rate, not on the final text line */
 } fields[] = {
-    COUNTER(accepted),    COUNTER(rejected), COUNTER(closed),    COUNTER(bytes_in),
-    COUNTER(bytes_out),   COUNTER(dropped),  COUNTER(recvs),     COUNTER(sends),
-    COUNTER(round_trips), COUNTER(enobufs),  COUNTER(copies),    COUNTER(accept_pauses),
-    COUNTER(idle_closed), COUNTER(bundles),  COUNTER(zc_copied), COUNTER(turns),
-    COUNTER(completions), COUNTER(waits),    GAUGE(conns),       GAUGE(lent),
+    /* clang-format off */
+    COUNTER(accepted),
+    COUNTER(rejected),
+    COUNTER(closed),
+    COUNTER(bytes_in),
+    COUNTER(bytes_out),
+    COUNTER(dropped),
+    COUNTER(recvs),
+    COUNTER(sends),
+    COUNTER(round_trips),
+    COUNTER(enobufs),
+    COUNTER(copies),
+    COUNTER(accept_pauses),
+    COUNTER(idle_closed),
+    COUNTER(bundles),
+    COUNTER(zc_copied),
+    COUNTER(accept_dropped),
+    COUNTER(refused),
+    COUNTER(connects),
+    COUNTER(connect_failed),
+    COUNTER(sessions),
+    COUNTER(bytes_up),
+    COUNTER(bytes_down),
+    COUNTER(turns),
+    COUNTER(completions),
+    COUNTER(waits),
+    GAUGE(conns),
+    GAUGE(lent),
     GAUGE(starved),
+    /* clang-format on */
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
