@@ -585,6 +585,7 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
         retry_dirty(st);
     if (st->done_len || st->nready)
         timeout_ms = 0;
+    loop->stats.waits++;
     int n = epoll_wait(st->epfd, st->events, MAX_EVENTS, timeout_ms);
     int err = n < 0 ? -errno : 0;
     int dispatched = 0;
@@ -717,4 +718,5 @@ const struct rs_backend_ops rs_backend_epoll = {
     .wake = rs_loop_wake,
     .buf_release = ep_buf_release,
     .describe = ep_describe,
+    .wait_call = "epoll_wait",
 };

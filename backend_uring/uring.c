@@ -660,6 +660,9 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     int dispatched = 0;
     arm_wake(st, loop);
     refill(st);
+    /* One io_uring_enter below, whichever way (liburing 2.3 enters for
+     * every wait with wait_nr > 0; with SQPOLL it may skip one). */
+    loop->stats.waits++;
     int rc;
     if (st->features & UF_SQPOLL) {
         /* The SQ thread submits; we only wait (never a busy-wait on peek). */
@@ -1070,5 +1073,6 @@ const struct rs_backend_ops rs_backend_uring = {
     .wake = rs_loop_wake,
     .buf_release = ur_buf_release,
     .describe = ur_describe,
+    .wait_call = "io_uring_enter",
     .busy = ur_busy,
 };

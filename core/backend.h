@@ -95,6 +95,8 @@ struct rs_backend_ops {
      * A stopping loop keeps running until this is false, or the drain
      * deadline passes. NULL means never. */
     bool (*busy)(struct rs_loop *loop);
+    /* The system call run() waits in, for the statistics: "epoll_wait". */
+    const char *wait_call;
 };
 
 extern const struct rs_backend_ops rs_backend_epoll;

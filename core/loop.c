@@ -91,6 +91,7 @@ static void abandon(struct rs_loop *loop)
     loop->nstreams = 0;
     loop->nretry = 0;
     loop->starved = loop->starved_tail = NULL;
+    loop->nstarved = 0;
     loop->pool.lent = 0;
     rs_listener_abandon(loop);
 }
@@ -215,6 +216,20 @@ static void idle_scan(struct rs_loop *loop, struct rs_timer *t)
     rs_timer_start(loop, t, IDLE_SCAN_MS, idle_scan, NULL);
 }
 
+static void fill_gauges(struct rs_loop *loop)
+{
+    loop->stats.conns = loop->nstreams;
+    loop->stats.lent = loop->pool.lent;
+    loop->stats.starved = loop->nstarved;
+}
+
+/* The end of a turn: the interval printer's snapshot, gauges included. */
+static void post_stats(struct rs_loop *loop)
+{
+    fill_gauges(loop);
+    rs_stats_board_post(loop->board, &loop->stats);
+}
+
 int rs_loop_run(struct rs_loop *loop)
 {
     loop->now_ms = rs_now_ms();
@@ -226,14 +241,21 @@ int rs_loop_run(struct rs_loop *loop)
             begin_drain(loop);
         rs_timer_run_due(loop);
         if (loop->draining && loop->nstreams == 0 && rs_listener_idle(loop) &&
-            (loop->drain_aborted || !loop->ops->busy || !loop->ops->busy(loop)))
+            (loop->drain_aborted || !loop->ops->busy || !loop->ops->busy(loop))) {
+            fill_gauges(loop);
             break;
+        }
         rs_loop_feed_starved(loop);
         rs_loop_retry(loop);
         int timeout = rs_timer_next_ms(loop);
         if (loop->nretry || rs_listener_retry(loop))
             timeout = timeout >= 0 && timeout < RS_RETRY_MS ? timeout : RS_RETRY_MS;
         int n = loop->ops->run(loop, timeout);
+        loop->stats.turns++;
+        if (n > 0)
+            loop->stats.completions += (uint64_t)n;
+        if (loop->board)
+            post_stats(loop);
         if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
             /* Nothing can complete any more: this loop's streams are
              * abandoned (closed by the process exit) and the server stops. */

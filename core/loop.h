@@ -30,6 +30,8 @@ struct rs_loop {
     const struct rs_protocol *proto;
     struct rs_bufpool pool;
     struct rs_stats stats;
+    /* --stats-interval: where each turn posts a snapshot (else NULL). */
+    struct rs_stats_board *board;
     int wake_fd; /* eventfd; backends watch it, wake() writes it */
     int index;   /* loop number, for logs */
 
@@ -41,8 +43,9 @@ struct rs_loop {
     uint32_t fd_cap;           /* the backend's own limit on accepted sockets (0: none) */
     struct rs_stream *streams; /* all live streams (for drain, idle scan) */
     struct rs_stream *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
-    struct rs_stream *free_streams;           /* recycled stream structs */
-    struct rs_chunk *free_chunks;             /* recycled chunk nodes */
+    uint32_t nstarved;
+    struct rs_stream *free_streams; /* recycled stream structs */
+    struct rs_chunk *free_chunks;   /* recycled chunk nodes */
     uint32_t nfree_streams, nfree_chunks;
     struct rs_timer **timers; /* min-heap by due_ms (timer.c) */
     uint32_t ntimers, timers_cap;

@@ -394,6 +394,7 @@ static void unstarve_remove(struct rs_stream *s)
         loop->starved_tail = s->starved_prev;
     s->starved_next = s->starved_prev = NULL;
     s->starved = false;
+    loop->nstarved--;
 }
 
 static void starve(struct rs_stream *s)
@@ -408,6 +409,7 @@ static void starve(struct rs_stream *s)
     else
         loop->starved = s;
     loop->starved_tail = s;
+    loop->nstarved++;
 }
 
 void rs_stream_read_start(struct rs_stream *s)
