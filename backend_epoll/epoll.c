@@ -34,6 +34,12 @@
  * at once, and only on EAGAIN waits for writability. The result is queued
  * and delivered from run(), never from inside submit() (contract rule 1).
  *
+ * A connect is the same idea: connect(2) on the non-blocking socket at
+ * once; EINPROGRESS parks the op as the writer, and when epoll reports the
+ * socket writable (or in error) SO_ERROR says how the handshake ended.
+ * io_uring instead waits for the handshake in the kernel and reports the
+ * final result.
+ *
  * Receive buffers are lent from the loop's pool the moment a read is
  * attempted, like io_uring's provided buffers: an idle connection holds
  * none. An empty pool yields -ENOBUFS, exactly as the io_uring buffer ring
@@ -336,10 +342,30 @@ static void handle_read(struct rs_loop *loop, struct ep_state *st, int fd, uint3
         ready_push(st, fd, s); /* budget spent, data left: next turn */
 }
 
+/* A parked connect: the socket became writable or failed. */
+static void connect_ready(struct rs_loop *loop, struct ep_state *st, int fd)
+{
+    struct ep_sock *s = &st->socks[fd];
+    struct rs_op *op = s->wr;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err == EINPROGRESS || err == EALREADY)
+        return; /* a spurious wake-up: still connecting */
+    s->wr = NULL;
+    update_interest(st, fd, s);
+    rs_op_complete(loop, op, -err, 0, 0);
+}
+
 static void handle_write(struct rs_loop *loop, struct ep_state *st, int fd)
 {
     struct ep_sock *s = &st->socks[fd];
     struct rs_op *op = s->wr;
+    if (op->kind == RS_OP_CONNECT) {
+        connect_ready(loop, st, fd);
+        return;
+    }
     ssize_t n = send(fd, op->buf, op->len, MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
@@ -464,6 +490,29 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
         queue_done(st, op, shutdown(op->fd, SHUT_WR) < 0 ? -errno : 0, 0, 0);
         return 0;
     }
+    case RS_OP_CONNECT: {
+        assert(!s->rd && !s->wr);
+        int rc = reserve_done(st);
+        if (rc < 0)
+            return rc;
+        /* The first op of a fresh socket: whatever this table remembers
+         * about the number belongs to a descriptor closed behind our back
+         * (close(2) on a listener). Start afresh, with a new generation. */
+        *s = (struct ep_sock){.gen = s->gen + 1, .on_ready_list = s->on_ready_list};
+        if (connect(op->fd, (const struct sockaddr *)op->buf, (socklen_t)op->len) == 0) {
+            queue_done(st, op, 0, 0, 0);
+            return 0;
+        }
+        if (errno != EINPROGRESS && errno != EINTR) {
+            queue_done(st, op, -errno, 0, 0);
+            return 0;
+        }
+        s->wr = op;
+        rc = update_interest(st, op->fd, s);
+        if (rc < 0)
+            s->wr = NULL;
+        return rc;
+    }
     case RS_OP_CLOSE: {
         assert(!s->rd && !s->wr);
         /* Room first: after close(2) there is no way back. */
@@ -536,6 +585,7 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
         retry_dirty(st);
     if (st->done_len || st->nready)
         timeout_ms = 0;
+    loop->stats.waits++;
     int n = epoll_wait(st->epfd, st->events, MAX_EVENTS, timeout_ms);
     int err = n < 0 ? -errno : 0;
     int dispatched = 0;
@@ -629,7 +679,7 @@ static int ep_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         return rc;
     }
     loop->backend = st;
-    loop->caps = 0;
+    loop->caps = RS_CAP_CONNECT;
     return 0;
 }
 
@@ -668,4 +718,5 @@ const struct rs_backend_ops rs_backend_epoll = {
     .wake = rs_loop_wake,
     .buf_release = ep_buf_release,
     .describe = ep_describe,
+    .wait_call = "epoll_wait",
 };

@@ -191,10 +191,20 @@ static struct io_uring_sqe *get_sqe(struct ur_state *st)
     return sqe;
 }
 
-static void set_fd(struct ur_state *st, struct io_uring_sqe *sqe)
+/* The descriptor kind travels with the op: with fixed-files, accepted
+ * sockets are direct descriptors while outbound ones may be plain fds. */
+static void set_fd(const struct rs_op *op, struct io_uring_sqe *sqe)
 {
-    if (st->fixed)
+    if (op->flags & RS_OPF_DIRECT)
         sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+/* The zero-copy verdicts are kept per descriptor number of the loop's main
+ * kind (direct slots with fixed-files, else fds): the other kind's numbers
+ * would collide with them, so its sends simply never go zero-copy. */
+static bool zc_kind_ok(const struct ur_state *st, const struct rs_op *op)
+{
+    return st->fixed == ((op->flags & RS_OPF_DIRECT) != 0);
 }
 
 static struct zc_rec *zc_get(struct ur_state *st)
@@ -260,6 +270,8 @@ static bool prep_send_zc(struct rs_loop *loop, struct ur_state *st, struct rs_op
                          struct io_uring_sqe *sqe)
 {
     int32_t bid = -1;
+    if (!zc_kind_ok(st, op))
+        return -1;
     uint8_t fd_state = zc_fd_get(st, op->fd);
     if (fd_state & ZC_COPIED)
         return false;
@@ -309,7 +321,7 @@ static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op
         io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
     }
-    set_fd(st, sqe);
+    set_fd(op, sqe);
     return 0;
 }
 
@@ -382,19 +394,23 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
             sqe->ioprio |= IORING_RECVSEND_BUNDLE;
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BGID;
-        set_fd(st, sqe);
+        set_fd(op, sqe);
         break;
     case RS_OP_SHUTDOWN:
         io_uring_prep_shutdown(sqe, op->fd, SHUT_WR);
-        set_fd(st, sqe);
+        set_fd(op, sqe);
+        break;
+    case RS_OP_CONNECT:
+        /* The kernel waits for the handshake itself (no EINPROGRESS here):
+         * the CQE carries connect(2)'s final result. */
+        io_uring_prep_connect(sqe, op->fd, (const struct sockaddr *)op->buf,
+                              (socklen_t)op->len);
+        set_fd(op, sqe);
         break;
     case RS_OP_CLOSE:
-        if (st->fixed && (op->flags & RS_OPF_PLAIN_FD)) {
-            io_uring_prep_close(sqe, op->fd); /* a file beside direct sockets */
-            break;
-        }
-        zc_fd_closed(st, op->fd);
-        if (st->fixed)
+        if (zc_kind_ok(st, op))
+            zc_fd_closed(st, op->fd);
+        if (op->flags & RS_OPF_DIRECT)
             io_uring_prep_close_direct(sqe, (unsigned)op->fd);
         else
             io_uring_prep_close(sqe, op->fd);
@@ -555,6 +571,8 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     }
     if (cqe->flags & IORING_CQE_F_MORE)
         flags |= RS_CF_MORE;
+    if (op->kind == RS_OP_ACCEPT && res >= 0 && st->fixed)
+        flags |= RS_CF_DIRECT;
     rs_op_complete(loop, op, res, flags, bid);
 }
 
@@ -642,6 +660,9 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     int dispatched = 0;
     arm_wake(st, loop);
     refill(st);
+    /* One io_uring_enter below, whichever way (liburing 2.3 enters for
+     * every wait with wait_nr > 0; with SQPOLL it may skip one). */
+    loop->stats.waits++;
     int rc;
     if (st->features & UF_SQPOLL) {
         /* The SQ thread submits; we only wait (never a busy-wait on peek). */
@@ -977,7 +998,7 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
     }
     st->features = features;
     loop->backend = st;
-    loop->caps = 0;
+    loop->caps = RS_CAP_CONNECT;
     rc = setup_ring(loop, st, support, err, errlen);
     if (rc < 0) {
         free(st);
@@ -1052,5 +1073,6 @@ const struct rs_backend_ops rs_backend_uring = {
     .wake = rs_loop_wake,
     .buf_release = ur_buf_release,
     .describe = ur_describe,
+    .wait_call = "io_uring_enter",
     .busy = ur_busy,
 };

@@ -22,7 +22,13 @@
  *     included (-ECANCELED, or its natural result if it raced). Only then may
  *     its memory be reused. The core frees a connection only when it has no
  *     op in flight, and RS_OP_CLOSE is the last op on a socket.
- *  6. File ops (RS_OP_OPENAT/READ/WRITE/STATX, and RS_OP_CLOSE with
+ *  6. The descriptor kind travels with the op (RS_OPF_DIRECT), never with
+ *     the loop: a backend serves plain fds on every loop, and direct
+ *     descriptors where it declared RS_CAP_DIRECT_FD.
+ *  7. RS_OP_CONNECT completes with 0 or -errno (-ECONNREFUSED, -ETIMEDOUT,
+ *     -ENETUNREACH...) once the connection is established or failed, like
+ *     connect(2) on a blocking socket; a cancel ends it with -ECANCELED.
+ *  8. File ops (RS_OP_OPENAT/READ/WRITE/STATX, and RS_OP_CLOSE with
  *     RS_OPF_PLAIN_FD) keep rules 1, 4 and 5 like any other op: one
  *     completion, from run(), res >= 0 or -errno. A backend whose kernel
  *     interface cannot do file IO asynchronously performs the calls on
@@ -46,9 +52,14 @@
 struct rs_loop;
 struct rs_config;
 
-/* Capability bits a backend declares in rs_loop.caps after init(). */
-/* Accepted "fds" are not process fds (direct descriptors): use ops only. */
+/* Capability bits a backend declares in rs_loop.caps after init(). The
+ * core branches on these, never on the backend's name. */
+/* Accepted sockets are direct descriptors (RS_CF_DIRECT on the accept's
+ * completions), not process fds: only ops can use or close them. */
 #define RS_CAP_DIRECT_FD (1u << 0)
+/* RS_OP_CONNECT is supported (on plain fds; on direct ones too with
+ * RS_CAP_DIRECT_FD). */
+#define RS_CAP_CONNECT (1u << 1)
 /* File ops are asynchronous in the kernel (no worker threads, no blocking). */
 #define RS_CAP_FILE_NATIVE (1u << 2)
 
@@ -84,6 +95,8 @@ struct rs_backend_ops {
      * A stopping loop keeps running until this is false, or the drain
      * deadline passes. NULL means never. */
     bool (*busy)(struct rs_loop *loop);
+    /* The system call run() waits in, for the statistics: "epoll_wait". */
+    const char *wait_call;
 };
 
 extern const struct rs_backend_ops rs_backend_epoll;

@@ -6,9 +6,12 @@
  * records every completion, so the rules are checked directly: nothing
  * completes inside submit(), multishot ops flag every completion but the
  * last, lent buffers come with RS_CF_BUFFER and go back exactly once,
- * results are -errno, cancel still completes exactly once, and a call the
- * backend refuses (an op it cannot take, a cancel of an op not in flight)
- * leaves no trace and the backend usable.
+ * results are -errno, cancel still completes exactly once; the descriptor
+ * kind travels with each op; a connect succeeds, is refused, or is
+ * cancelled while the handshake hangs, on plain fds even on a loop whose
+ * accepted sockets are direct descriptors; a call the backend refuses (an
+ * op it cannot take, a cancel of an op not in flight) leaves no trace and
+ * the backend usable.
  *
  * Exit 77 (skip) only when this build or kernel lacks what the arguments
  * ask for, as the probe reports it; a backend that fails to start where
@@ -59,6 +62,7 @@ struct fixture {
     int lfd;    /* listener (a plain fd) */
     int client; /* our end of the connection */
     int server; /* the backend's accepted socket (maybe a direct descriptor) */
+    bool server_direct;
     struct rs_op accept_op;
     char dir[64]; /* file tests: a scratch directory */
     int dirfd;
@@ -83,6 +87,14 @@ static void run_until(struct fixture *fx, int n)
     for (int i = 0; i < 2000 && fx->nev < n; i++)
         fx->loop.ops->run(&fx->loop, 10);
     assert_true(fx->nev >= n);
+}
+
+/* An op on the accepted socket, flagged with its descriptor kind. */
+static void server_op(struct fixture *fx, struct rs_op *op, uint8_t kind)
+{
+    rs_op_init(op, kind, fx->server, record_fn, fx);
+    if (fx->server_direct)
+        op->flags |= RS_OPF_DIRECT;
 }
 
 /* The configuration for this run's backend and mode. epoll-lt also runs
@@ -130,6 +142,10 @@ static int setup_with(void **state, uint32_t buffers)
     assert_ptr_equal(fx->ev[0].op, &fx->accept_op);
     assert_true(fx->ev[0].c.res >= 0);
     fx->server = fx->ev[0].c.res;
+    /* The descriptor kind comes with the completion (rule 6). */
+    fx->server_direct = fx->ev[0].c.flags & RS_CF_DIRECT;
+    if (fx->server_direct)
+        assert_true(fx->loop.caps & RS_CAP_DIRECT_FD);
     /* The accept op is single-shot here: it completed without MORE. */
     assert_false(fx->ev[0].c.flags & RS_CF_MORE);
     fx->nev = 0;
@@ -150,7 +166,7 @@ static int setup_one_buffer(void **state)
 static void close_server(struct fixture *fx)
 {
     struct rs_op op;
-    rs_op_init(&op, RS_OP_CLOSE, fx->server, record_fn, fx);
+    server_op(fx, &op, RS_OP_CLOSE);
     int before = fx->nev;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
     run_until(fx, before + 1);
@@ -181,7 +197,7 @@ static void test_contract_no_completion_inside_submit(void **state)
 {
     struct fixture *fx = *state;
     struct rs_op send;
-    rs_op_init(&send, RS_OP_SEND, fx->server, record_fn, fx);
+    server_op(fx, &send, RS_OP_SEND);
     send.buf = "ping";
     send.len = 4;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &send), 0);
@@ -202,8 +218,8 @@ static void test_contract_multishot_recv_lends_buffers(void **state)
 {
     struct fixture *fx = *state;
     struct rs_op recv_op;
-    rs_op_init(&recv_op, RS_OP_RECV, fx->server, record_fn, fx);
-    recv_op.flags = RS_OPF_MULTISHOT;
+    server_op(fx, &recv_op, RS_OP_RECV);
+    recv_op.flags |= RS_OPF_MULTISHOT;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
     assert_int_equal(send(fx->client, "abc", 3, 0), 3);
     run_until(fx, 1);
@@ -238,8 +254,8 @@ static void test_contract_cancel_completes_once(void **state)
 {
     struct fixture *fx = *state;
     struct rs_op recv_op;
-    rs_op_init(&recv_op, RS_OP_RECV, fx->server, record_fn, fx);
-    recv_op.flags = RS_OPF_MULTISHOT;
+    server_op(fx, &recv_op, RS_OP_RECV);
+    recv_op.flags |= RS_OPF_MULTISHOT;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
     fx->loop.ops->run(&fx->loop, 0);
     assert_int_equal(fx->nev, 0);
@@ -262,7 +278,7 @@ static void test_contract_errors_are_negative_errno(void **state)
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(fx->client, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     struct rs_op recv_op;
-    rs_op_init(&recv_op, RS_OP_RECV, fx->server, record_fn, fx);
+    server_op(fx, &recv_op, RS_OP_RECV);
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
     close(fx->client);
     fx->client = -1;
@@ -271,7 +287,7 @@ static void test_contract_errors_are_negative_errno(void **state)
     assert_false(fx->ev[0].c.flags & (RS_CF_MORE | RS_CF_BUFFER));
     /* And a send after it: -EPIPE or -ECONNRESET, never a positive count. */
     struct rs_op send;
-    rs_op_init(&send, RS_OP_SEND, fx->server, record_fn, fx);
+    server_op(fx, &send, RS_OP_SEND);
     send.buf = "x";
     send.len = 1;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &send), 0);
@@ -284,8 +300,8 @@ static void test_contract_enobufs_is_a_state(void **state)
 {
     struct fixture *fx = *state; /* a pool of one buffer */
     struct rs_op recv_op;
-    rs_op_init(&recv_op, RS_OP_RECV, fx->server, record_fn, fx);
-    recv_op.flags = RS_OPF_MULTISHOT;
+    server_op(fx, &recv_op, RS_OP_RECV);
+    recv_op.flags |= RS_OPF_MULTISHOT;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
     assert_int_equal(send(fx->client, "1", 1, 0), 1);
     run_until(fx, 1);
@@ -317,7 +333,139 @@ static void test_contract_enobufs_is_a_state(void **state)
     close_server(fx);
 }
 
-/* ---- file ops (rule 6) ---- */
+/* ---- RS_OP_CONNECT (rule 7) ------------------------------------------ */
+
+static struct sockaddr_in loopback(int port)
+{
+    return (struct sockaddr_in){.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+}
+
+/* Outbound sockets are plain fds, on every backend and variant: with
+ * fixed-files the loop serves both kinds side by side (rule 6). */
+static int plain_socket(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    return fd;
+}
+
+static void close_plain(struct fixture *fx, int fd)
+{
+    struct rs_op op;
+    rs_op_init(&op, RS_OP_CLOSE, fd, record_fn, fx);
+    int before = fx->nev;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
+    run_until(fx, before + 1);
+    assert_ptr_equal(fx->ev[before].op, &op);
+    assert_int_equal(fx->ev[before].c.res, 0);
+}
+
+/* Submit a connect of fd to addr; nothing may complete inside submit(). */
+static void submit_connect(struct fixture *fx, struct rs_op *op, int fd,
+                           const struct sockaddr_in *addr)
+{
+    assert_true(fx->loop.caps & RS_CAP_CONNECT);
+    rs_op_init(op, RS_OP_CONNECT, fd, record_fn, fx);
+    op->buf = addr;
+    op->len = sizeof(*addr);
+    int before = fx->nev;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, op), 0);
+    assert_int_equal(fx->nev, before);
+}
+
+static void test_contract_connect_succeeds(void **state)
+{
+    struct fixture *fx = *state;
+    struct sockaddr_in a = loopback(rs_socket_port(fx->lfd));
+    int fd = plain_socket();
+    struct rs_op op;
+    submit_connect(fx, &op, fd, &a);
+    run_until(fx, 1);
+    assert_ptr_equal(fx->ev[0].op, &op);
+    assert_int_equal(fx->ev[0].c.res, 0);
+    assert_false(fx->ev[0].c.flags & (RS_CF_MORE | RS_CF_BUFFER));
+    /* The connection is real: bytes sent through the backend arrive. */
+    struct pollfd p = {.fd = fx->lfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    int peer = accept4(fx->lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(peer >= 0);
+    struct rs_op send_op;
+    rs_op_init(&send_op, RS_OP_SEND, fd, record_fn, fx);
+    send_op.buf = "up";
+    send_op.len = 2;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &send_op), 0);
+    run_until(fx, 2);
+    assert_int_equal(fx->ev[1].c.res, 2);
+    char buf[2];
+    assert_int_equal(recv(peer, buf, 2, MSG_WAITALL), 2);
+    assert_memory_equal(buf, "up", 2);
+    close(peer);
+    close_plain(fx, fd);
+    close_server(fx);
+}
+
+static void test_contract_connect_refused(void **state)
+{
+    struct fixture *fx = *state;
+    /* A bound socket that does not listen: the port is ours, and refused. */
+    int closed = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = loopback(0);
+    assert_int_equal(bind(closed, (struct sockaddr *)&a, sizeof(a)), 0);
+    a = loopback(rs_socket_port(closed));
+    int fd = plain_socket();
+    struct rs_op op;
+    submit_connect(fx, &op, fd, &a);
+    run_until(fx, 1);
+    assert_int_equal(fx->ev[0].c.res, -ECONNREFUSED);
+    assert_false(fx->ev[0].c.flags & (RS_CF_MORE | RS_CF_BUFFER));
+    close(closed);
+    close_plain(fx, fd);
+    close_server(fx);
+}
+
+/* A listener whose accept queue is full drops SYNs: the connect hangs
+ * (what a connect timeout is for). The core's timeout is a timer that
+ * cancels the op: the cancel must end it exactly once. */
+static void test_contract_connect_cancel(void **state)
+{
+    struct fixture *fx = *state;
+    int full = rs_listen_socket("127.0.0.1", 0, false, false, 0);
+    assert_true(full >= 0);
+    struct sockaddr_in a = loopback(rs_socket_port(full));
+    int fillers[2];
+    for (int i = 0; i < 2; i++) {
+        fillers[i] = plain_socket();
+        int rc = connect(fillers[i], (struct sockaddr *)&a, sizeof(a));
+        assert_true(rc == 0 || errno == EINPROGRESS);
+        if (i == 0) { /* the first one is queued; wait for its handshake */
+            struct pollfd p = {.fd = fillers[0], .events = POLLOUT};
+            assert_int_equal(poll(&p, 1, 2000), 1);
+        }
+    }
+    int fd = plain_socket();
+    struct rs_op op;
+    submit_connect(fx, &op, fd, &a);
+    for (int i = 0; i < 5; i++)
+        fx->loop.ops->run(&fx->loop, 10);
+    assert_int_equal(fx->nev, 0); /* still connecting */
+    fx->loop.ops->cancel(&fx->loop, &op);
+    assert_int_equal(fx->nev, 0); /* not from inside cancel() */
+    run_until(fx, 1);
+    for (int i = 0; i < 5; i++)
+        fx->loop.ops->run(&fx->loop, 1);
+    assert_int_equal(fx->nev, 1);
+    assert_int_equal(fx->ev[0].c.res, -ECANCELED);
+    assert_false(fx->ev[0].c.flags & RS_CF_MORE);
+    close_plain(fx, fd);
+    for (int i = 0; i < 2; i++)
+        close(fillers[i]);
+    close(full);
+    close_server(fx);
+}
+
+/* ---- file ops (rule 8) ---- */
 
 #define FILE_LEN 100
 
@@ -667,7 +815,7 @@ static bool completed(const struct fixture *fx, const struct rs_op *op)
 /* One single-shot recv through the backend, with recv_op: it still works. */
 static void check_usable_with(struct fixture *fx, struct rs_op *recv_op)
 {
-    rs_op_init(recv_op, RS_OP_RECV, fx->server, record_fn, fx);
+    server_op(fx, recv_op, RS_OP_RECV);
     int before = fx->nev;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, recv_op), 0);
     assert_int_equal(send(fx->client, "ok", 2, 0), 2);
@@ -700,7 +848,7 @@ static void test_contract_refused_submit_leaves_no_trace(void **state)
 {
     struct fixture *fx = *state;
     struct rs_op bogus;
-    rs_op_init(&bogus, 200, fx->server, record_fn, fx);
+    server_op(fx, &bogus, 200);
     assert_true(fx->loop.ops->submit(&fx->loop, &bogus) < 0);
     int devnull = -1, bad;
     if (fx->loop.caps & RS_CAP_DIRECT_FD) {
@@ -712,6 +860,8 @@ static void test_contract_refused_submit_leaves_no_trace(void **state)
     }
     struct rs_op recv_op;
     rs_op_init(&recv_op, RS_OP_RECV, bad, record_fn, fx);
+    if (devnull < 0)
+        recv_op.flags |= RS_OPF_DIRECT;
     int rc = fx->loop.ops->submit(&fx->loop, &recv_op);
     if (rc == 0) {
         run_until(fx, 1);
@@ -736,7 +886,7 @@ static void test_contract_cancel_not_in_flight(void **state)
 {
     struct fixture *fx = *state;
     struct rs_op never;
-    rs_op_init(&never, RS_OP_RECV, fx->server, record_fn, fx);
+    server_op(fx, &never, RS_OP_RECV);
     int rc = fx->loop.ops->cancel(&fx->loop, &never);
     assert_true(rc == 0 || rc == -ENOENT);
     settle(fx);
@@ -818,6 +968,9 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_enobufs_is_a_state,
                                         setup_one_buffer, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_connect_succeeds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_connect_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_connect_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_refused_submit_leaves_no_trace,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_cancel_not_in_flight, setup,
