@@ -191,7 +191,7 @@ static int bad(const char *opt, const char *val, const char *allowed)
     fprintf(stderr, "ringserve: invalid value '%s' for %s: expected %s\n", val, opt,
             allowed);
     fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-    return 2;
+    return -EINVAL;
 }
 
 /* An option with two values: *second tells which was given. */
@@ -223,7 +223,7 @@ static int parse_pow2(const char *opt, const char *val, uint32_t *out)
     static const char allowed[] = "a power of two from 1 to 32768";
     uint32_t v;
     if (parse_u32(opt, val, 1, 32768, allowed, &v))
-        return 2;
+        return -EINVAL;
     if (v & (v - 1))
         return bad(opt, val, allowed);
     *out = v;
@@ -328,7 +328,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_EPOLL_MODE: {
         bool lt = false;
         if (parse_pair("--epoll-mode", arg, "et", "lt", &lt))
-            return 2;
+            return -EINVAL;
         cfg->epoll_mode = lt ? RS_EPOLL_LT : RS_EPOLL_ET;
         return 0;
     }
@@ -424,7 +424,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         cfg->verbose = -1;
         return 0;
     }
-    return 2;
+    return -EINVAL;
 }
 
 int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
@@ -435,11 +435,13 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
     while ((opt = getopt_long(argc, argv, ":vqVh", long_opts, NULL)) != -1) {
         if (opt == 'h') {
             rs_config_usage(stdout);
-            return 1;
+            cfg->exit_now = true;
+            return 0;
         }
         if (opt == 'V') {
             printf("ringserve %s (liburing %s)\n", RS_VERSION, RS_LIBURING_VERSION);
-            return 1;
+            cfg->exit_now = true;
+            return 0;
         }
         if (opt == '?' || opt == ':') {
             const char *what = argv[optind - 1];
@@ -448,16 +450,16 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
             else
                 fprintf(stderr, "ringserve: unknown option '%s'\n", what);
             fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-            return 2;
+            return -EINVAL;
         }
         int rc = parse_one(cfg, opt, optarg);
-        if (rc)
-            return rc;
+        if (rc != 0)
+            return rc < 0 ? rc : -EINVAL;
     }
     if (optind < argc) {
         fprintf(stderr, "ringserve: unexpected argument '%s'\n", argv[optind]);
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return 2;
+        return -EINVAL;
     }
     bool proxy = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "proxy") == 0;
     if (proxy != (cfg->nupstreams > 0)) {

@@ -45,6 +45,7 @@ struct rs_config {
     /* A protocol of the embedding program's own; overrides `protocol`. */
     const struct rs_protocol *proto;
     bool probe, json;
+    bool exit_now;              /* --help/--version: printed, nothing more to do */
     uint32_t stats_interval_ms; /* 0: no interval lines */
     bool stats_json;            /* every statistics line one JSON object */
     /* Files (issue 13). */
@@ -59,8 +60,9 @@ struct rs_config {
 
 void rs_config_defaults(struct rs_config *cfg);
 
-/* Parse argv. Returns 0 to run, 1 when the command is already done (--help,
- * --version), 2 on a usage error (message already printed to stderr). */
+/* Parse argv. 0, or -EINVAL on a usage error (message already printed to
+ * stderr: exit 2). With --help or --version the text is printed, exit_now
+ * is set and 0 returned: the command is done (exit 0). */
 int rs_config_parse(struct rs_config *cfg, int argc, char **argv);
 
 /* "1M" -> 1048576. 0 or -EINVAL/-ERANGE. */
