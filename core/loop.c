@@ -250,7 +250,9 @@ int rs_loop_run(struct rs_loop *loop)
         int timeout = rs_timer_next_ms(loop);
         if (loop->nretry || rs_listener_retry(loop))
             timeout = timeout >= 0 && timeout < RS_RETRY_MS ? timeout : RS_RETRY_MS;
+        loop->now_stale = true;
         int n = loop->ops->run(loop, timeout);
+        loop->now_stale = false;
         loop->stats.turns++;
         if (n > 0)
             loop->stats.completions += (uint64_t)n;
