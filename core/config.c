@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "protocol.h"
+#include "proxy.h"
 #include "rs_build.h"
 
 void rs_config_defaults(struct rs_config *cfg)
@@ -28,6 +29,7 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->nodelay = true;
     cfg->protocol = "echo";
     cfg->fs_threads = 4;
+    cfg->connect_timeout_ms = 3000;
 }
 
 void rs_config_usage(FILE *out)
@@ -67,7 +69,11 @@ void rs_config_usage(FILE *out)
         "Server:\n"
         "  --listen=HOST:PORT          address to listen on (default 127.0.0.1:7080;\n"
         "                              [::1]:PORT for IPv6; port 0 picks one)\n"
-        "  --protocol=echo|discard|chargen  what to serve (default echo)\n"
+        "  --protocol=echo|discard|chargen|proxy  what to serve (default echo)\n"
+        "  --upstream=HOST:PORT[,HOST:PORT...]  proxy: where to connect, round\n"
+        "                              robin; a failed upstream is skipped for 2 s\n"
+        "  --connect-timeout=MS        proxy: give up connecting after this long\n"
+        "                              (default 3000; 0 = the kernel's own)\n"
         "  --threads=N                 event loops, one SO_REUSEPORT listener each\n"
         "                              (default 1; 0 = one per online CPU)\n"
         "  --pin                       pin loop i to CPU i\n"
@@ -83,18 +89,30 @@ void rs_config_usage(FILE *out)
         "  --drain-timeout=MS          on SIGINT/SIGTERM, time to finish in-flight\n"
         "                              output before closing (default 2000)\n"
         "  --no-nodelay                leave Nagle's algorithm on (TCP_NODELAY off)\n"
-        "\n"
-        "Other:\n"
-        "  --probe                     print the kernel feature report and exit\n"
-        "  --json                      with --probe: JSON output\n"
-        "  -v, --verbose               more logging\n"
-        "  -q, --quiet                 only errors and the final statistics\n"
-        "  -V, --version               print the version and exit\n"
-        "  -h, --help                  print this help and exit\n"
-        "\n"
-        "Sizes take K, M or G suffixes (powers of 1024). Exit status: 0 after\n"
-        "SIGINT/SIGTERM, 1 on a runtime failure, 2 on a usage error.\n",
+        "\n",
         out);
+    /* Two strings: C11 promises only 4095 characters per literal. */
+    fputs("Statistics:\n"
+          "  --stats-interval=SECONDS    also print a statistics line every SECONDS\n"
+          "                              (decimals allowed, e.g. 0.5; default 0 = only\n"
+          "                              the final line): round trips/s, bytes/s each\n"
+          "                              way, completions per loop turn, epoll_wait or\n"
+          "                              io_uring_enter calls/s, buffers lent, starved\n"
+          "                              connections\n"
+          "  --stats-format=text|json    every statistics line (interval and final) as\n"
+          "                              text (default) or as one JSON object\n"
+          "\n"
+          "Other:\n"
+          "  --probe                     print the kernel feature report and exit\n"
+          "  --json                      with --probe: JSON output\n"
+          "  -v, --verbose               more logging\n"
+          "  -q, --quiet                 only errors and the final statistics\n"
+          "  -V, --version               print the version and exit\n"
+          "  -h, --help                  print this help and exit\n"
+          "\n"
+          "Sizes take K, M or G suffixes (powers of 1024). Exit status: 0 after\n"
+          "SIGINT/SIGTERM, 1 on a runtime failure, 2 on a usage error.\n",
+          out);
 }
 
 int rs_parse_size(const char *s, uint64_t max, uint64_t *out)
@@ -173,7 +191,7 @@ static int bad(const char *opt, const char *val, const char *allowed)
     fprintf(stderr, "ringserve: invalid value '%s' for %s: expected %s\n", val, opt,
             allowed);
     fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-    return 2;
+    return -EINVAL;
 }
 
 /* An option with two values: *second tells which was given. */
@@ -205,7 +223,7 @@ static int parse_pow2(const char *opt, const char *val, uint32_t *out)
     static const char allowed[] = "a power of two from 1 to 32768";
     uint32_t v;
     if (parse_u32(opt, val, 1, 32768, allowed, &v))
-        return 2;
+        return -EINVAL;
     if (v & (v - 1))
         return bad(opt, val, allowed);
     *out = v;
@@ -234,9 +252,13 @@ enum {
     OPT_RING_ENTRIES,
     OPT_ZC_ON_COPY,
     OPT_SCHED,
+    OPT_STATS_INTERVAL,
+    OPT_STATS_FORMAT,
     OPT_FS,
     OPT_FS_THREADS,
     OPT_ROOT,
+    OPT_UPSTREAM,
+    OPT_CONNECT_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -262,6 +284,10 @@ static const struct option long_opts[] = {
     {"pin", no_argument, NULL, OPT_PIN},
     {"no-nodelay", no_argument, NULL, OPT_NO_NODELAY},
     {"protocol", required_argument, NULL, OPT_PROTOCOL},
+    {"upstream", required_argument, NULL, OPT_UPSTREAM},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
+    {"stats-format", required_argument, NULL, OPT_STATS_FORMAT},
     {"probe", no_argument, NULL, OPT_PROBE},
     {"json", no_argument, NULL, OPT_JSON},
     {"verbose", no_argument, NULL, 'v'},
@@ -270,6 +296,20 @@ static const struct option long_opts[] = {
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+/* Seconds with an optional fraction, 0 (off) or from 0.01 to a day. */
+static int parse_interval(const char *arg, uint32_t *ms)
+{
+    static const char allowed[] = "seconds: 0 (off) or 0.01 to 86400, e.g. 1 or 0.5";
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (end == arg || *end || errno || !(v >= 0) || v > 86400 || arg[0] == '-' ||
+        arg[0] == '+' || (v > 0 && v < 0.01))
+        return bad("--stats-interval", arg, allowed);
+    *ms = (uint32_t)(v * 1000.0 + 0.5);
+    return 0;
+}
 
 static int parse_one(struct rs_config *cfg, int opt, const char *arg)
 {
@@ -288,7 +328,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_EPOLL_MODE: {
         bool lt = false;
         if (parse_pair("--epoll-mode", arg, "et", "lt", &lt))
-            return 2;
+            return -EINVAL;
         cfg->epoll_mode = lt ? RS_EPOLL_LT : RS_EPOLL_ET;
         return 0;
     }
@@ -351,9 +391,26 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return 0;
     case OPT_PROTOCOL:
         if (!rs_protocol_find(arg))
-            return bad("--protocol", arg, "one of echo, discard, chargen");
+            return bad("--protocol", arg, "one of echo, discard, chargen, proxy");
         cfg->protocol = arg;
         return 0;
+    case OPT_UPSTREAM: {
+        char err[200];
+        if (rs_proxy_parse_upstreams(cfg, arg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "ringserve: invalid value '%s' for --upstream: %s\n", arg,
+                    err);
+            fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+            return 2;
+        }
+        return 0;
+    }
+    case OPT_CONNECT_TIMEOUT:
+        return parse_u32("--connect-timeout", arg, 0, 3600000, "milliseconds (0 = none)",
+                         &cfg->connect_timeout_ms);
+    case OPT_STATS_INTERVAL:
+        return parse_interval(arg, &cfg->stats_interval_ms);
+    case OPT_STATS_FORMAT:
+        return parse_pair("--stats-format", arg, "text", "json", &cfg->stats_json);
     case OPT_PROBE:
         cfg->probe = true;
         return 0;
@@ -367,7 +424,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         cfg->verbose = -1;
         return 0;
     }
-    return 2;
+    return -EINVAL;
 }
 
 int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
@@ -378,11 +435,13 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
     while ((opt = getopt_long(argc, argv, ":vqVh", long_opts, NULL)) != -1) {
         if (opt == 'h') {
             rs_config_usage(stdout);
-            return 1;
+            cfg->exit_now = true;
+            return 0;
         }
         if (opt == 'V') {
             printf("ringserve %s (liburing %s)\n", RS_VERSION, RS_LIBURING_VERSION);
-            return 1;
+            cfg->exit_now = true;
+            return 0;
         }
         if (opt == '?' || opt == ':') {
             const char *what = argv[optind - 1];
@@ -391,14 +450,21 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
             else
                 fprintf(stderr, "ringserve: unknown option '%s'\n", what);
             fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-            return 2;
+            return -EINVAL;
         }
         int rc = parse_one(cfg, opt, optarg);
-        if (rc)
-            return rc;
+        if (rc != 0)
+            return rc < 0 ? rc : -EINVAL;
     }
     if (optind < argc) {
         fprintf(stderr, "ringserve: unexpected argument '%s'\n", argv[optind]);
+        fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+        return -EINVAL;
+    }
+    bool proxy = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "proxy") == 0;
+    if (proxy != (cfg->nupstreams > 0)) {
+        fprintf(stderr, proxy ? "ringserve: --protocol=proxy needs --upstream=HOST:PORT\n"
+                              : "ringserve: --upstream is for --protocol=proxy\n");
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
         return 2;
     }
