@@ -8,7 +8,7 @@ ASAN    ?= build-asan
 FUZZ    ?= build-fuzz
 ARGS    ?= --backend=auto
 
-.PHONY: all deps build run test test-build test-asan test-fuzz bench clean format
+.PHONY: all deps build run test test-build test-asan test-fuzz bench kernels clean format
 
 all: build
 
@@ -55,6 +55,14 @@ test-fuzz: $(FUZZ)/build.ninja
 
 bench: build
 	meson test -C $(BUILD) --benchmark
+
+# The kernel matrix (docs/kernels.md): Debian's 6.1 and 6.12 cloud kernels
+# under qemu, the probe and the build's tests inside each. Needs root to
+# install qemu-system-x86 and busybox-static; minutes per kernel under TCG.
+# KERNELS=6.1 or KERNELS=6.1,6.12,host; KERNELS_ARGS for more options.
+KERNELS ?= 6.1,6.12
+kernels: build
+	./tools/kernels --build=$(BUILD) --kernels=$(KERNELS) $(KERNELS_ARGS)
 
 format:
 	clang-format -i core/*.[ch] backend_epoll/*.[ch] backend_uring/*.[ch] tools/*.[ch] tests/*/*.[ch]

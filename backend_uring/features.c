@@ -65,7 +65,7 @@ static void join_names(uint32_t f, const char *sep, char *out, size_t outlen)
     }
 }
 
-static const char *name_of(uint32_t bit)
+const char *rs_uring_feature_name(uint32_t bit)
 {
     for (size_t i = 0; i < NNAMES; i++)
         if (names[i].bit == bit)
@@ -124,7 +124,7 @@ int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
         snprintf(err, errlen,
                  "--uring-features: this kernel does not support '%s' (prefix the list "
                  "with auto- to skip what is missing)",
-                 name_of(missing & -missing));
+                 rs_uring_feature_name(missing & -missing));
         return -EINVAL;
     }
     want &= supported;

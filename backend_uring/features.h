@@ -31,6 +31,9 @@ uint32_t rs_uring_supported(const struct rs_uring_support *s);
 int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
                             char *err, size_t errlen);
 
+/* The name of one feature bit ("?" for none). */
+const char *rs_uring_feature_name(uint32_t bit);
+
 /* "multishot-accept,buf-ring" ("none" when empty). */
 void rs_uring_features_format(uint32_t f, char *out, size_t outlen);
 

@@ -9,14 +9,19 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "log.h"
 #include "loop.h"
+#include "stream.h"
 
 /* How long to wait before accepting again after EMFILE/ENFILE, unless a
  * connection closes first. Long enough not to spin, short enough that a
  * freed descriptor is used soon. */
 #define ACCEPT_BACKOFF_MS 100
+
+/* Retry without a back-off (a stream closed): on the next loop turn. */
+#define RETRY_NOW 0
+/* Retry only when a stream closes. */
+#define RETRY_ON_CLOSE UINT64_MAX
 
 int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reuseport,
                      int backlog)
@@ -76,7 +81,7 @@ int rs_socket_port(int fd)
 /* --max-conns reached. */
 static bool at_capacity(const struct rs_loop *loop)
 {
-    return loop->nconns >= loop->max_conns;
+    return loop->nstreams >= loop->max_conns;
 }
 
 /* The backend's own limit on accepted sockets (io_uring's direct-descriptor
@@ -88,7 +93,7 @@ static bool at_capacity(const struct rs_loop *loop)
 
 static bool fd_full(const struct rs_loop *loop)
 {
-    return loop->fd_cap && loop->nconns >= loop->fd_cap;
+    return loop->fd_cap && loop->nstreams >= loop->fd_cap;
 }
 
 /* A multishot accept drains the whole backlog in one go, so it can only be
@@ -99,12 +104,12 @@ static bool fd_full(const struct rs_loop *loop)
 static bool fd_near(const struct rs_loop *loop)
 {
     return loop->fd_cap &&
-           (loop->fd_cap <= 32 * FD_MARGIN || loop->nconns + FD_MARGIN >= loop->fd_cap);
+           (loop->fd_cap <= 32 * FD_MARGIN || loop->nstreams + FD_MARGIN >= loop->fd_cap);
 }
 
 /* Ask the armed accept to end (it still completes, with -ECANCELED). A
  * cancel the backend refuses (-EBUSY: its queue is full) was not issued:
- * rs_listener_tick() tries again on a later turn. */
+ * rs_listener_retry() tries again on a later turn. */
 static void cancel_accept(struct rs_listener *l)
 {
     if (!l->armed || l->cancelling)
@@ -130,6 +135,7 @@ static void close_orphans(struct rs_listener *l)
     uint8_t gen = l->close_op.bk_gen; /* stale completions must never match */
     rs_op_init(&l->close_op, RS_OP_CLOSE, l->orphans[0], on_orphan_closed, l);
     l->close_op.bk_gen = gen;
+    l->close_op.flags = RS_OPF_DIRECT; /* only direct descriptors become orphans */
     if (l->loop->ops->submit(l->loop, &l->close_op) < 0) {
         l->loop->stats.refused++;
         l->retry = true;
@@ -154,11 +160,11 @@ static void on_orphan_closed(struct rs_loop *loop, struct rs_op *op,
 /* A socket was accepted but no connection could take it (out of memory):
  * close it, count it, and back off as for EMFILE. A direct descriptor is
  * not a process fd: only the backend can close it. */
-static void drop_accepted(struct rs_listener *l, int fd)
+static void drop_accepted(struct rs_listener *l, int fd, bool direct)
 {
     struct rs_loop *loop = l->loop;
     loop->stats.accept_dropped++;
-    if (!(loop->caps & RS_CAP_DIRECT_FD)) {
+    if (!direct) {
         close(fd);
     } else if (l->norphans < RS_LISTENER_ORPHANS) {
         l->orphans[l->norphans++] = fd;
@@ -179,10 +185,17 @@ static void close_if_done(struct rs_listener *l)
     }
 }
 
-static void pause_accepting(struct rs_listener *l, uint64_t retry_at)
+static void backoff_over(struct rs_loop *loop, struct rs_timer *t);
+
+/* Stop accepting until delay_ms passed (RETRY_ON_CLOSE: until a stream
+ * closes). */
+static void pause_accepting(struct rs_listener *l, uint64_t delay_ms)
 {
     l->paused = true;
-    l->retry_at_ms = retry_at;
+    if (delay_ms == RETRY_ON_CLOSE)
+        rs_timer_stop(l->loop, &l->backoff);
+    else
+        rs_timer_start(l->loop, &l->backoff, delay_ms, backoff_over, l);
     cancel_accept(l);
 }
 
@@ -194,11 +207,12 @@ static void arm(struct rs_listener *l)
     int rc = l->loop->ops->submit(l->loop, &l->op);
     if (rc < 0) {
         /* Retry later rather than give up accepting for good. */
-        pause_accepting(l, l->loop->now_ms + ACCEPT_BACKOFF_MS);
+        pause_accepting(l, ACCEPT_BACKOFF_MS);
         return;
     }
     l->armed = true;
     l->paused = false;
+    rs_timer_stop(l->loop, &l->backoff);
 }
 
 /* After a connection was taken: stop at a limit, or slow down near one. */
@@ -206,10 +220,10 @@ static void limit_accepting(struct rs_listener *l)
 {
     struct rs_loop *loop = l->loop;
     if (at_capacity(loop)) {
-        pause_accepting(l, UINT64_MAX);
+        pause_accepting(l, RETRY_ON_CLOSE);
     } else if (fd_full(loop)) {
         loop->stats.accept_pauses++;
-        pause_accepting(l, UINT64_MAX);
+        pause_accepting(l, RETRY_ON_CLOSE);
     } else if (fd_near(loop)) {
         /* Multishot could overshoot the table: one at a time now. */
         cancel_accept(l);
@@ -229,10 +243,11 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
         /* Accepted while draining or over the cap (a multishot accept can
          * deliver a few more before its cancel lands): close at once. */
         bool reject = l->stopped || at_capacity(loop);
-        if (!rs_conn_open(loop, c->res, reject)) {
-            drop_accepted(l, c->res);
+        bool direct = c->flags & RS_CF_DIRECT;
+        if (!rs_stream_accept(loop, c->res, direct, reject)) {
+            drop_accepted(l, c->res, direct);
             if (!l->stopped)
-                pause_accepting(l, loop->now_ms + ACCEPT_BACKOFF_MS);
+                pause_accepting(l, ACCEPT_BACKOFF_MS);
         } else if (!l->stopped) {
             limit_accepting(l);
         }
@@ -243,11 +258,11 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
          * connection closes. */
         loop->stats.accept_pauses++;
         rs_log_debug("loop %d: accept: %s, pausing", loop->index, strerror(-c->res));
-        pause_accepting(l, loop->now_ms + ACCEPT_BACKOFF_MS);
+        pause_accepting(l, ACCEPT_BACKOFF_MS);
     } else if (c->res != -ECANCELED && c->res != -ECONNABORTED && c->res != -EINTR &&
                c->res != -EAGAIN) {
         rs_log_error("loop %d: accept: %s", loop->index, strerror(-c->res));
-        pause_accepting(l, loop->now_ms + ACCEPT_BACKOFF_MS);
+        pause_accepting(l, ACCEPT_BACKOFF_MS);
     }
     if (!l->armed && !l->paused)
         arm(l);
@@ -274,39 +289,41 @@ void rs_listener_stop(struct rs_loop *loop)
         return;
     l->stopped = true;
     l->paused = false;
+    rs_timer_stop(loop, &l->backoff);
     cancel_accept(l);
     close_if_done(l);
 }
 
-int rs_listener_tick(struct rs_loop *loop)
+bool rs_listener_retry(struct rs_loop *loop)
 {
     struct rs_listener *l = loop->listener;
-    if (l && l->retry) {
-        l->retry = false;
-        if (l->cancel_wanted)
-            cancel_accept(l);
-        close_orphans(l);
-        close_if_done(l);
-        if (l->retry)
-            return RS_RETRY_MS;
-    }
-    if (!l || !l->paused || l->stopped || l->armed)
-        return -1;
+    if (!l || !l->retry)
+        return false;
+    l->retry = false;
+    if (l->cancel_wanted)
+        cancel_accept(l);
+    close_orphans(l);
+    close_if_done(l);
+    return l->retry;
+}
+
+/* The back-off is over (or a stream closed): accept again, unless a limit
+ * still holds; rs_listener_conn_closed() resumes from those. */
+static void backoff_over(struct rs_loop *loop, struct rs_timer *t)
+{
+    struct rs_listener *l = t->data;
+    if (!l->paused || l->stopped || l->armed)
+        return;
     if (at_capacity(loop) || fd_full(loop))
-        return -1; /* rs_listener_conn_closed() resumes */
-    if (loop->now_ms >= l->retry_at_ms) {
-        arm(l);
-        return l->paused ? ACCEPT_BACKOFF_MS : -1;
-    }
-    uint64_t d = l->retry_at_ms - loop->now_ms;
-    return d > ACCEPT_BACKOFF_MS ? ACCEPT_BACKOFF_MS : (int)d;
+        return;
+    arm(l);
 }
 
 void rs_listener_conn_closed(struct rs_loop *loop)
 {
     struct rs_listener *l = loop->listener;
-    if (l && l->paused && !l->stopped)
-        l->retry_at_ms = loop->now_ms; /* a descriptor is free again */
+    if (l && l->paused && !l->stopped) /* a descriptor is free again */
+        rs_timer_start(loop, &l->backoff, RETRY_NOW, backoff_over, l);
 }
 
 bool rs_listener_idle(const struct rs_loop *loop)
@@ -323,6 +340,7 @@ void rs_listener_abandon(struct rs_loop *loop)
     l->armed = false;
     l->close_busy = false;
     l->norphans = 0;
+    rs_timer_stop(loop, &l->backoff);
 }
 
 void rs_listener_fini(struct rs_loop *loop)
@@ -331,6 +349,7 @@ void rs_listener_fini(struct rs_loop *loop)
     if (!l)
         return;
     assert(!l->armed && !l->close_busy);
+    rs_timer_stop(loop, &l->backoff);
     if (l->fd >= 0)
         close(l->fd);
     free(l);

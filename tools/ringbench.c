@@ -203,16 +203,6 @@ static void fail(struct worker *w, const char *fmt, ...)
     w->stop = true;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 /* Size of message k of a connection: fixed, or drawn from [min, max] by a
  * hash, so a run is reproducible. */
 static uint64_t msg_size(const struct opts *o, const struct conn *c, uint64_t k)
@@ -220,7 +210,7 @@ static uint64_t msg_size(const struct opts *o, const struct conn *c, uint64_t k)
     if (o->size_min == o->size_max)
         return o->size_min;
     uint64_t span = o->size_max - o->size_min + 1;
-    return o->size_min + mix64(((uint64_t)c->id << 40) ^ k ^ 0x5bd1e995u) % span;
+    return o->size_min + bench_mix64(((uint64_t)c->id << 40) ^ k ^ 0x5bd1e995u) % span;
 }
 
 /* ---------------------------------------------------------------- worker */
