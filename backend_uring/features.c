@@ -1,5 +1,7 @@
 #include "features.h"
 
+#include "handoff.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@ static const struct {
     {"sqpoll", UF_SQPOLL},
     {"bundle", UF_BUNDLE},
     {"batch-wait", UF_BATCH_WAIT},
+    {"msg-ring", UF_MSG_RING},
 };
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
@@ -37,6 +40,8 @@ uint32_t rs_uring_supported(const struct rs_uring_support *s)
     f |= s->sqpoll ? UF_SQPOLL : 0;
     f |= s->recvsend_bundle && s->buf_ring ? UF_BUNDLE : 0;
     f |= s->min_timeout ? UF_BATCH_WAIT : 0;
+    /* Tried only where it could matter: direct descriptors are needed. */
+    f |= (f & UF_FIXED_FILES) && rs_uring_msg_ring_fd_works() ? UF_MSG_RING : 0;
     return f;
 }
 

@@ -54,6 +54,7 @@
 
 #include "backend.h"
 #include "features.h"
+#include "handoff.h"
 #include "log.h"
 #include "loop.h"
 #include "probe.h"
@@ -81,7 +82,15 @@
 
 /* user_data = op pointer | generation << 48 | tag << 56. x86-64 and
  * arm64 user pointers fit in 48 bits. */
-enum { TAG_OP = 0, TAG_IGNORE = 1, TAG_WAKE = 2, TAG_ZC = 3, TAG_PROVIDE = 4 };
+enum {
+    TAG_OP = 0,
+    TAG_IGNORE = 1,
+    TAG_WAKE = 2,
+    TAG_ZC = 3,
+    TAG_PROVIDE = 4,
+    TAG_INBOX = 5,     /* a connection another loop handed us (handoff.c) */
+    TAG_INBOX_END = 6, /* the inbox op's cancel, completed from run() */
+};
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
 
 /* rs_op.bk_flags while the op belongs to this backend */
@@ -139,7 +148,8 @@ struct ur_state {
      * that number, so a notification that outlives its connection cannot
      * judge the next one. */
     uint8_t *zc_fd;
-    uint32_t zc_fd_cap; /* descriptors zc_fd covers */
+    uint32_t zc_fd_cap;  /* descriptors zc_fd covers */
+    struct rs_op *inbox; /* RS_FD_INBOX accept: where handed connections go */
 };
 
 static struct ur_state *state(struct rs_loop *loop)
@@ -296,6 +306,18 @@ static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op
     return 0;
 }
 
+/* Close a direct descriptor nobody else will: a connection handed on, or
+ * one handed to us after the inbox closed. */
+static void close_slot(struct ur_state *st, int slot)
+{
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return;
+    zc_fd_closed(st, slot);
+    io_uring_prep_close_direct(sqe, (unsigned)slot);
+    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+}
+
 static int ur_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ur_state *st = state(loop);
@@ -303,6 +325,13 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     op->bk_flags = 0;
     if (op->kind == RS_OP_SEND)
         return prep_send(loop, st, op);
+    if (op->kind == RS_OP_ACCEPT && op->fd == RS_FD_INBOX) {
+        /* Nothing to submit: the other loops' MSG_RINGs post to our CQ. */
+        if (!(loop->caps & RS_CAP_HANDOFF) || st->inbox)
+            return -EINVAL;
+        st->inbox = op;
+        return 0;
+    }
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return -EBUSY;
@@ -339,6 +368,14 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         io_uring_prep_shutdown(sqe, op->fd, SHUT_WR);
         set_fd(st, sqe);
         break;
+    case RS_OP_HANDOFF: {
+        const struct rs_loop *to = op->buf;
+        if (!(loop->caps & RS_CAP_HANDOFF) || to->ops != loop->ops || to == loop)
+            return -EINVAL;
+        rs_prep_msg_send_fd(sqe, state((struct rs_loop *)to)->ring.ring_fd,
+                            (unsigned)op->fd, (uint64_t)TAG_INBOX << 56);
+        break;
+    }
     case RS_OP_CLOSE:
         zc_fd_closed(st, op->fd);
         if (st->fixed)
@@ -359,6 +396,12 @@ static int ur_cancel(struct rs_loop *loop, struct rs_op *op)
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return -EBUSY;
+    if (op == st->inbox) {
+        /* Its -ECANCELED comes from run(), through a NOP's CQE. */
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, (uint64_t)TAG_INBOX_END << 56);
+        return 0;
+    }
     uint64_t target = ud_of(op, TAG_OP);
     if (op->bk_flags & BKF_ZC)
         target = (uint64_t)(uintptr_t)op->bk_ptr | (uint64_t)TAG_ZC << 56;
@@ -519,6 +562,20 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
         on_zc_cqe(loop, st, (struct zc_rec *)(uintptr_t)(ud & UD_PTR_MASK), cqe);
         return;
     }
+    if (tag == TAG_INBOX) {
+        if (st->inbox)
+            rs_op_complete(loop, st->inbox, cqe->res, RS_CF_MORE, 0);
+        else if (cqe->res >= 0)
+            close_slot(st, cqe->res); /* arrived after we stopped taking them */
+        return;
+    }
+    if (tag == TAG_INBOX_END) {
+        struct rs_op *op = st->inbox;
+        st->inbox = NULL;
+        if (op)
+            rs_op_complete(loop, op, -ECANCELED, 0, 0);
+        return;
+    }
     struct rs_op *op = (struct rs_op *)(uintptr_t)(ud & UD_PTR_MASK);
     if ((uint8_t)(ud >> 48) != op->bk_gen) {
         rs_log_error("dropping a stale completion (res %d)", cqe->res);
@@ -527,6 +584,8 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
             buf_return(loop, st, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
         return;
     }
+    if (op->kind == RS_OP_HANDOFF && cqe->res >= 0)
+        close_slot(st, op->fd); /* the other ring has its own reference now */
     on_op_cqe(loop, st, op, cqe);
 }
 
@@ -814,7 +873,10 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
             st->features &= ~(uint32_t)UF_RING_FD; /* an optimisation only */
     }
     if (st->features & UF_FIXED_FILES) {
-        unsigned n = nofile_at_most(65536);
+        /* As large as the kernel allows: RLIMIT_NOFILE per ring (at most
+         * IORING_MAX_FIXED_FILES, 1 << 20). It costs the kernel a pointer
+         * per slot, nothing in our RSS. */
+        unsigned n = nofile_at_most(1u << 20);
         rc = io_uring_register_files_sparse(&st->ring, n);
         if (rc < 0) {
             snprintf(err, errlen, "io_uring_register_files_sparse(%u): %s", n,
@@ -824,6 +886,8 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
         st->fixed = true;
         loop->caps |= RS_CAP_DIRECT_FD;
         loop->fd_cap = n;
+        if (st->features & UF_MSG_RING)
+            loop->caps |= RS_CAP_HANDOFF;
     }
     /* The kernel takes provided buffers first in, first out (ring or
      * list), so under load every buffer of the pool is touched in turn:
@@ -866,6 +930,8 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
                                      &features, err, errlen);
     if (rc < 0)
         return rc;
+    if (!(features & UF_FIXED_FILES))
+        features &= ~(uint32_t)UF_MSG_RING; /* it moves direct descriptors only */
     struct ur_state *st = calloc(1, sizeof(*st));
     if (!st) {
         snprintf(err, errlen, "out of memory");

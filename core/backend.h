@@ -40,6 +40,10 @@ struct rs_config;
     (1u << 0) /* accepted "fds" are not process fds: use ops only                        \
                */
 
+#define RS_CAP_HANDOFF                                                                   \
+    (1u << 1) /* RS_OP_HANDOFF and RS_FD_INBOX accepts work between the loops            \
+                 of one server */
+
 struct rs_backend_ops {
     const char *name;
     /* 0, -EINVAL for a configuration error (exit 2), other -errno otherwise.

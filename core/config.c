@@ -72,8 +72,10 @@ void rs_config_usage(FILE *out)
         "                              wakes to bigger batches (default normal)\n"
         "  --max-pending=BYTES         queued output per connection before reading\n"
         "                              pauses (default 1M)\n"
-        "  --max-conns=N               connections per server (default: from\n"
-        "                              RLIMIT_NOFILE)\n"
+        "  --max-conns=N|max           connections per server; more are closed at\n"
+        "                              once (default and max: what the backend can\n"
+        "                              hold, stated at start-up as conn-limit; epoll\n"
+        "                              keeps 64 descriptors back by default)\n"
         "  --idle-timeout=SECONDS      close connections idle this long (default off)\n"
         "  --drain-timeout=MS          on SIGINT/SIGTERM, time to finish in-flight\n"
         "                              output before closing (default 2000)\n"
@@ -311,7 +313,11 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_RING_ENTRIES:
         return parse_pow2("--ring-entries", arg, &cfg->ring_entries);
     case OPT_MAX_CONNS:
-        return parse_u32("--max-conns", arg, 1, 100000000, "a number >= 1",
+        if (strcmp(arg, "max") == 0) {
+            cfg->max_conns = RS_MAX_CONNS_LIMIT;
+            return 0;
+        }
+        return parse_u32("--max-conns", arg, 1, 100000000, "a number >= 1, or max",
                          &cfg->max_conns);
     case OPT_IDLE_TIMEOUT:
         return parse_u32("--idle-timeout", arg, 0, 86400 * 365, "seconds (0 = off)",

@@ -12,6 +12,9 @@ struct rs_protocol;
 enum rs_backend_choice { RS_BACKEND_AUTO, RS_BACKEND_URING, RS_BACKEND_EPOLL };
 enum rs_epoll_mode { RS_EPOLL_ET, RS_EPOLL_LT };
 
+/* --max-conns=max */
+#define RS_MAX_CONNS_LIMIT UINT32_MAX
+
 struct rs_config {
     enum rs_backend_choice backend;
     enum rs_epoll_mode epoll_mode;
@@ -25,7 +28,8 @@ struct rs_config {
     bool zc_keep_copied;        /* keep send_zc where the kernel reports copying */
     uint32_t sqpoll_idle_ms;
     uint32_t ring_entries;   /* io_uring SQ entries (CQ: 8x with features) */
-    uint32_t max_conns;      /* 0: derived from RLIMIT_NOFILE */
+    uint32_t max_conns;      /* 0: derived from RLIMIT_NOFILE; RS_MAX_CONNS_LIMIT:
+                                as many as the backend can hold */
     uint32_t idle_timeout_s; /* 0: off */
     uint32_t drain_timeout_ms;
     uint32_t threads; /* 0: one per online CPU */

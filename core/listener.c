@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -72,9 +73,44 @@ int rs_socket_port(int fd)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
-/* --max-conns reached. */
+/* Slots of a direct-descriptor table kept free of held connections: a
+ * connection over a limit must still be accepted somewhere to be closed
+ * cleanly (and counted), and with handoff, connections on their way to
+ * another loop sit in the accepting loop's table until they arrive. */
+#define REJECT_RESERVE 16
+
+uint32_t rs_listener_room(const struct rs_loop *loop)
+{
+    if (!loop->fd_cap)
+        return UINT32_MAX;
+    return loop->fd_cap > 2 * REJECT_RESERVE ? loop->fd_cap - REJECT_RESERVE
+                                             : loop->fd_cap / 2;
+}
+
+/* Connections are counted per loop (load) and per server (group->conns)
+ * from the moment a loop takes responsibility for them (accepted here, or
+ * a handoff to here begun) until they are freed. */
+static void count_conn(struct rs_loop *loop)
+{
+    atomic_fetch_add(&loop->load, 1);
+    if (loop->group)
+        atomic_fetch_add(&loop->group->conns, 1);
+}
+
+static void uncount(atomic_uint *a)
+{
+    unsigned v = atomic_load(a);
+    /* Never below zero: connections opened by hand (unit tests) were not
+     * counted. */
+    while (v > 0 && !atomic_compare_exchange_weak(a, &v, v - 1))
+        ;
+}
+
+/* --max-conns reached (for the whole server). */
 static bool at_capacity(const struct rs_loop *loop)
 {
+    if (loop->group)
+        return atomic_load(&loop->group->conns) >= loop->group->max_conns;
     return loop->nconns >= loop->max_conns;
 }
 
@@ -85,9 +121,16 @@ static bool at_capacity(const struct rs_loop *loop)
  * and stop at it until a connection closes. */
 #define FD_MARGIN 32
 
+/* Slots of the table in use: connections, and those on their way out. */
+static uint32_t fd_used(const struct rs_loop *loop)
+{
+    const struct rs_listener *l = loop->listener;
+    return loop->nconns + (l ? l->handoffs : 0);
+}
+
 static bool fd_full(const struct rs_loop *loop)
 {
-    return loop->fd_cap && loop->nconns >= loop->fd_cap;
+    return loop->fd_cap && fd_used(loop) >= loop->fd_cap;
 }
 
 /* A multishot accept drains the whole backlog in one go, so it can only be
@@ -98,7 +141,7 @@ static bool fd_full(const struct rs_loop *loop)
 static bool fd_near(const struct rs_loop *loop)
 {
     return loop->fd_cap &&
-           (loop->fd_cap <= 32 * FD_MARGIN || loop->nconns + FD_MARGIN >= loop->fd_cap);
+           (loop->fd_cap <= 32 * FD_MARGIN || fd_used(loop) + FD_MARGIN >= loop->fd_cap);
 }
 
 /* Ask the armed accept to end (it still completes, with -ECANCELED). */
@@ -128,9 +171,9 @@ static void pause_accepting(struct rs_listener *l, uint64_t retry_at)
 
 static void arm(struct rs_listener *l)
 {
-    if (l->armed || l->stopped || l->fd < 0)
+    if (l->armed || l->stopped || (l->fd < 0 && !l->inbox))
         return;
-    l->op.flags = fd_near(l->loop) ? 0 : RS_OPF_MULTISHOT;
+    l->op.flags = (l->inbox || !fd_near(l->loop)) ? RS_OPF_MULTISHOT : 0;
     int rc = l->loop->ops->submit(l->loop, &l->op);
     if (rc < 0) {
         /* Retry later rather than give up accepting for good. */
@@ -141,19 +184,121 @@ static void arm(struct rs_listener *l)
     l->paused = false;
 }
 
-/* After a connection was taken: stop at a limit, or slow down near one. */
+/* After a connection was taken: stop at the table's end, or slow down near
+ * it. At --max-conns the listener keeps accepting, and closes each new
+ * connection at once (counted in `rejected`): a client learns at once that
+ * the server is full, instead of waiting in the backlog. */
 static void limit_accepting(struct rs_listener *l)
 {
     struct rs_loop *loop = l->loop;
-    if (at_capacity(loop)) {
-        pause_accepting(l, UINT64_MAX);
-    } else if (fd_full(loop)) {
+    if (fd_full(loop)) {
         loop->stats.accept_pauses++;
         pause_accepting(l, UINT64_MAX);
     } else if (fd_near(loop)) {
         /* Multishot could overshoot the table: one at a time now. */
         cancel_accept(l);
     }
+}
+
+/* Take connection fd on loop (counted there already). */
+static void open_conn(struct rs_loop *loop, int fd, bool reject)
+{
+    if (!rs_conn_open(loop, fd, reject)) {
+        /* No memory for the struct: the socket must still be closed;
+         * with direct descriptors only an op can do that, so retry. */
+        uncount(&loop->load);
+        if (loop->group)
+            uncount(&loop->group->conns);
+        if (!(loop->caps & RS_CAP_DIRECT_FD))
+            close(fd);
+    }
+}
+
+/* A connection handed to another loop. */
+struct handoff {
+    struct rs_op op;
+    struct rs_listener *l;
+    struct rs_loop *target;
+};
+
+/* The loop with the most room (this one included), or NULL when every
+ * table is full. Only the accepting loop adds to a load, so a room seen
+ * here cannot be taken by someone else meanwhile. Connections on their way
+ * to another loop count there; their slots here come out of the reserve
+ * (and fd_full() pauses accepting if they use it all). */
+static struct rs_loop *pick_loop(struct rs_loop *loop)
+{
+    const struct rs_group *g = loop->group;
+    struct rs_loop *best = NULL;
+    uint32_t best_free = 0;
+    for (unsigned i = 0; i < g->n; i++) {
+        struct rs_loop *t = g->loops[i];
+        uint32_t load = atomic_load(&t->load);
+        uint32_t room = rs_listener_room(t);
+        if (load >= room || t->draining)
+            continue;
+        if (!best || room - load > best_free) {
+            best = t;
+            best_free = room - load;
+        }
+    }
+    return best;
+}
+
+static void on_handoff(struct rs_loop *loop, struct rs_op *op,
+                       const struct rs_completion *c)
+{
+    struct handoff *h = op->data;
+    struct rs_listener *l = h->l;
+    assert(l->handoffs > 0);
+    l->handoffs--;
+    if (c->res >= 0) {
+        loop->stats.handoffs++;
+    } else {
+        /* The other loop could not take it (stopped, or its table full
+         * after all): it is still ours, to keep if there is room. */
+        rs_log_debug("loop %d: handoff to loop %d: %s", loop->index, h->target->index,
+                     strerror(-c->res));
+        uncount(&h->target->load);
+        atomic_fetch_add(&loop->load, 1);
+        bool reject = l->stopped || atomic_load(&loop->load) > rs_listener_room(loop);
+        open_conn(loop, op->fd, reject);
+    }
+    free(h);
+    if (l->paused && !l->stopped)
+        l->retry_at_ms = loop->now_ms; /* its slot is free again */
+    close_if_done(l);
+}
+
+/* The accepting loop of a handoff group: keep the connection, or pass it
+ * to the loop with the most room. Over --max-conns, or with every table
+ * full, it is rejected here (closed at once and counted). */
+static void dispatch(struct rs_listener *l, int fd)
+{
+    struct rs_loop *loop = l->loop;
+    struct rs_loop *t = (l->stopped || at_capacity(loop)) ? NULL : pick_loop(loop);
+    if (!t || t == loop) {
+        count_conn(loop);
+        open_conn(loop, fd, !t);
+        return;
+    }
+    struct handoff *h = malloc(sizeof(*h));
+    if (h) {
+        *h = (struct handoff){.l = l, .target = t};
+        rs_op_init(&h->op, RS_OP_HANDOFF, fd, on_handoff, h);
+        h->op.buf = t;
+        atomic_fetch_add(&t->load, 1);
+        atomic_fetch_add(&loop->group->conns, 1);
+        if (loop->ops->submit(loop, &h->op) == 0) {
+            l->handoffs++;
+            return;
+        }
+        uncount(&t->load);
+        uncount(&loop->group->conns);
+        free(h);
+    }
+    count_conn(loop);
+    open_conn(loop, fd, atomic_load(&loop->load) > rs_listener_room(loop));
 }
 
 static void on_accept(struct rs_loop *loop, struct rs_op *op,
@@ -164,15 +309,23 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
         l->armed = false;
         l->cancelling = false;
     }
-    if (c->res >= 0) {
-        /* Accepted while draining or over the cap (a multishot accept can
-         * deliver a few more before its cancel lands): close at once. */
-        bool reject = l->stopped || at_capacity(loop);
-        if (!rs_conn_open(loop, c->res, reject)) {
-            /* No memory for the struct: the socket must still be closed;
-             * with direct descriptors only an op can do that, so retry. */
-            if (!(loop->caps & RS_CAP_DIRECT_FD))
-                close(c->res);
+    if (c->res >= 0 && l->inbox) {
+        /* Handed over by the accepting loop, which counted it here. */
+        open_conn(loop, c->res, l->stopped);
+    } else if (c->res >= 0) {
+        if (loop->group && loop->group->handoff) {
+            dispatch(l, c->res);
+        } else {
+            /* Over the cap, or accepted while draining (a multishot
+             * accept can deliver a few more before its cancel lands):
+             * close at once. */
+            count_conn(loop);
+            bool reject =
+                l->stopped ||
+                (loop->group ? atomic_load(&loop->group->conns) > loop->group->max_conns
+                             : loop->nconns >= loop->max_conns) ||
+                atomic_load(&loop->load) > rs_listener_room(loop);
+            open_conn(loop, c->res, reject);
         }
         if (!l->stopped)
             limit_accepting(l);
@@ -201,6 +354,7 @@ int rs_listener_start(struct rs_loop *loop, int fd)
         return -ENOMEM;
     l->loop = loop;
     l->fd = fd;
+    l->inbox = fd == RS_FD_INBOX;
     rs_op_init(&l->op, RS_OP_ACCEPT, fd, on_accept, l);
     loop->listener = l;
     arm(l);
@@ -223,7 +377,7 @@ int rs_listener_tick(struct rs_loop *loop)
     struct rs_listener *l = loop->listener;
     if (!l || !l->paused || l->stopped || l->armed)
         return -1;
-    if (at_capacity(loop) || fd_full(loop))
+    if (fd_full(loop))
         return -1; /* rs_listener_conn_closed() resumes */
     if (loop->now_ms >= l->retry_at_ms) {
         arm(l);
@@ -236,6 +390,9 @@ int rs_listener_tick(struct rs_loop *loop)
 void rs_listener_conn_closed(struct rs_loop *loop)
 {
     struct rs_listener *l = loop->listener;
+    uncount(&loop->load);
+    if (loop->group)
+        uncount(&loop->group->conns);
     if (l && l->paused && !l->stopped)
         l->retry_at_ms = loop->now_ms; /* a descriptor is free again */
 }
@@ -243,7 +400,7 @@ void rs_listener_conn_closed(struct rs_loop *loop)
 bool rs_listener_idle(const struct rs_loop *loop)
 {
     const struct rs_listener *l = loop->listener;
-    return !l || (!l->armed && l->fd < 0);
+    return !l || (!l->armed && l->fd < 0 && l->handoffs == 0);
 }
 
 void rs_listener_fini(struct rs_loop *loop)

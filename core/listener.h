@@ -17,8 +17,10 @@ struct rs_listener {
     struct rs_op op;
     bool armed; /* accept op in flight */
     bool cancelling;
-    bool paused;  /* EMFILE/ENFILE or --max-conns: waiting to retry */
-    bool stopped; /* draining: never accept again */
+    bool paused;       /* EMFILE/ENFILE or --max-conns: waiting to retry */
+    bool stopped;      /* draining: never accept again */
+    bool inbox;        /* no socket: takes connections other loops hand over */
+    uint32_t handoffs; /* handed to other loops, not yet there */
     uint64_t retry_at_ms;
 };
 
@@ -30,7 +32,12 @@ int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reusepo
 /* The port a socket is bound to, or -errno. */
 int rs_socket_port(int fd);
 
+/* Start accepting on fd, or with fd RS_FD_INBOX (RS_CAP_HANDOFF) take the
+ * connections the group's accepting loop hands over. */
 int rs_listener_start(struct rs_loop *loop, int fd);
+/* Connections a loop may hold: its backend's table (fd_cap) less a reserve
+ * for rejecting and handing over; UINT32_MAX without such a table. */
+uint32_t rs_listener_room(const struct rs_loop *loop);
 /* Stop accepting for good (drain). */
 void rs_listener_stop(struct rs_loop *loop);
 /* Once per loop turn: retry after a back-off. Returns ms until the next

@@ -4,6 +4,7 @@
 #define RINGSERVE_LOOP_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -16,6 +17,18 @@ struct rs_conn;
 struct rs_chunk;
 struct rs_listener;
 struct rs_protocol;
+
+/* The loops of one server. --max-conns counts connections in all of them,
+ * and with handoff (RS_CAP_HANDOFF, io_uring direct descriptors) only loop
+ * 0 accepts: it hands each connection to the loop with the most room, so
+ * no loop's descriptor table overflows while another has room. */
+struct rs_group {
+    struct rs_loop **loops;
+    unsigned n;
+    uint32_t max_conns; /* for the whole server */
+    atomic_uint conns;  /* held by all loops, including those in transit */
+    bool handoff;       /* loop 0 accepts for everyone */
+};
 
 struct rs_loop {
     const struct rs_backend_ops *ops;
@@ -31,8 +44,10 @@ struct rs_loop {
     struct rs_listener *listener;
     uint32_t nconns;
     uint32_t max_conns;
-    uint32_t fd_cap;       /* the backend's own limit on accepted sockets (0: none) */
-    struct rs_conn *conns; /* all live connections (for drain, idle scan) */
+    uint32_t fd_cap;        /* the backend's own limit on accepted sockets (0: none) */
+    struct rs_group *group; /* NULL: a loop on its own */
+    atomic_uint load;       /* connections here, plus those handed over to come */
+    struct rs_conn *conns;  /* all live connections (for drain, idle scan) */
     struct rs_conn *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
     struct rs_conn *free_conns;             /* recycled connection structs */
     struct rs_chunk *free_chunks;           /* recycled chunk nodes */

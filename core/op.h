@@ -20,7 +20,14 @@ enum rs_op_kind {
     RS_OP_SEND,       /* res: bytes sent, may be short */
     RS_OP_SHUTDOWN,   /* shutdown(fd, SHUT_WR) */
     RS_OP_CLOSE,      /* close(fd); the last op a socket ever sees */
+    RS_OP_HANDOFF,    /* move accepted socket fd to the loop in buf (RS_CAP_HANDOFF);
+                         res >= 0: it is there, fd is no longer ours; < 0: it
+                         still is */
 };
+
+/* RS_OP_ACCEPT with this fd: no socket, but the connections other loops
+ * hand to this one (RS_OP_HANDOFF), one completion each; multishot. */
+#define RS_FD_INBOX (-1)
 
 /* rs_op.flags, set by the submitter */
 #define RS_OPF_MULTISHOT (1u << 0) /* keep the op armed: many completions */

@@ -6,6 +6,7 @@ void rs_stats_add(struct rs_stats *sum, const struct rs_stats *s)
 {
     sum->accepted += s->accepted;
     sum->rejected += s->rejected;
+    sum->handoffs += s->handoffs;
     sum->closed += s->closed;
     sum->bytes_in += s->bytes_in;
     sum->dropped += s->dropped;
@@ -28,8 +29,9 @@ void rs_stats_print(FILE *out, const struct rs_stats *s)
             " bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " dropped=%" PRIu64
             " recvs=%" PRIu64 " sends=%" PRIu64 " round_trips=%" PRIu64
             " enobufs=%" PRIu64 " copies=%" PRIu64 " accept_pauses=%" PRIu64
-            " idle_closed=%" PRIu64 " bundles=%" PRIu64 " zc_copied=%" PRIu64 "\n",
+            " idle_closed=%" PRIu64 " bundles=%" PRIu64 " zc_copied=%" PRIu64
+            " handoffs=%" PRIu64 "\n",
             s->accepted, s->rejected, s->closed, s->bytes_in, s->bytes_out, s->dropped,
             s->recvs, s->sends, s->round_trips, s->enobufs, s->copies, s->accept_pauses,
-            s->idle_closed, s->bundles, s->zc_copied);
+            s->idle_closed, s->bundles, s->zc_copied, s->handoffs);
 }
