@@ -30,6 +30,9 @@
  *    buffer is ours again only after the second, IORING_CQE_F_NOTIF CQE,
  *    which also says whether the kernel copied after all (to a loopback
  *    peer it must): such a connection gets plain sends from then on;
+ *  - msg-ring: with fixed-files and several loops, loop 0 accepts and
+ *    passes each direct descriptor to the loop with the most room
+ *    (IORING_OP_MSG_RING; see handoff.c): N tables, filled evenly;
  *  - sqpoll (opt-in): a kernel thread polls the SQ, submission costs no
  *    syscall while it is awake.
  * Without buf-ring (e.g. --uring-features=none) the pool is handed over

@@ -1111,16 +1111,14 @@ static void test_emfile(void **state)
 /* --- 6. --max-conns ------------------------------------------------------------- */
 
 /* --max-conns=10 and 15 clients, each sending 8 bytes. The documented
- * behaviour: at the cap the server stops accepting (further connections
- * wait in the backlog) until one closes; a connection accepted anyway
- * (a multishot accept can deliver one more before its cancel lands, or
- * before the loop sees the count) is closed at once and counted in
- * `rejected`. The test holds every served client open and checks that
+ * behaviour: the cap counts the whole server (every loop); at the cap the
+ * server closes each new connection at once and counts it in `rejected`
+ * (an older server let them wait in the backlog until one closed: the test
+ * accepts either). The test holds every served client open and checks that
  * never more than 10 are served at once; whenever nothing happens for
  * 300 ms it closes the oldest served client to make room. Every client
  * must end up served or rejected, the served ones keep working, and
- * `rejected` equals the clients that were closed without an echo. With
- * --threads=T the cap is split per loop (ceil(10/T) each). */
+ * `rejected` equals the clients that were closed without an echo. */
 static void test_max_conns(void **state)
 {
     struct fx *fx = *state;
