@@ -8,7 +8,7 @@ ASAN    ?= build-asan
 FUZZ    ?= build-fuzz
 ARGS    ?= --backend=auto
 
-.PHONY: all deps build run test test-build test-asan test-fuzz bench clean format
+.PHONY: all deps build run test test-build test-asan test-fuzz bench kernels clean format
 
 all: build
 
@@ -46,14 +46,23 @@ test-asan: $(ASAN)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  meson test -C $(ASAN) --print-errorlogs --num-processes 2 --no-suite valgrind --no-suite slow --no-suite install
 
-# 5 s of libFuzzer on the connection state machine, and the corpus replay
+# 5 s of libFuzzer on the connection state machine and 5 s on the HTTP
+# request parser, and the corpus replays
 # (clang, ASan+UBSan). The 60 s run is documented in tests/fuzz/README.md.
 test-fuzz: $(FUZZ)/build.ninja
-	ninja -C $(FUZZ) tests/fuzz/fuzz_conn tests/fuzz/fuzz_replay
+	ninja -C $(FUZZ) tests/fuzz/fuzz_conn tests/fuzz/fuzz_replay tests/fuzz/fuzz_http tests/fuzz/fuzz_http_replay
 	meson test -C $(FUZZ) --no-rebuild --print-errorlogs --suite fuzz
 
 bench: build
 	meson test -C $(BUILD) --benchmark
+
+# The kernel matrix (docs/kernels.md): Debian's 6.1 and 6.12 cloud kernels
+# under qemu, the probe and the build's tests inside each. Needs root to
+# install qemu-system-x86 and busybox-static; minutes per kernel under TCG.
+# KERNELS=6.1 or KERNELS=6.1,6.12,host; KERNELS_ARGS for more options.
+KERNELS ?= 6.1,6.12
+kernels: build
+	./tools/kernels --build=$(BUILD) --kernels=$(KERNELS) $(KERNELS_ARGS)
 
 format:
 	clang-format -i core/*.[ch] backend_epoll/*.[ch] backend_uring/*.[ch] tools/*.[ch] tests/*/*.[ch]

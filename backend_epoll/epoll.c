@@ -38,6 +38,11 @@
  * attempted, like io_uring's provided buffers: an idle connection holds
  * none. An empty pool yields -ENOBUFS, exactly as the io_uring buffer ring
  * does, and the core treats both the same way.
+ *
+ * Files are another matter: epoll cannot wait for them at all. File ops go
+ * to a worker pool (fspool.c, whose header says why), or with --fs=inline
+ * are performed right here in submit(), blocking the loop; either way
+ * their completions come from run().
  */
 #include <assert.h>
 #include <errno.h>
@@ -48,6 +53,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "fspool.h"
 #include "loop.h"
 
 #define MAX_EVENTS  256
@@ -82,6 +88,9 @@ struct ep_state {
     uint32_t done_head, done_len, done_cap;
     int *ready; /* et: fds with readiness left over (capacity 2 x nsocks) */
     uint32_t nready;
+    struct rs_fspool *fs; /* file ops' workers, made on first use */
+    bool fs_inline;       /* --fs=inline: file ops block the loop */
+    unsigned fs_threads;
     struct epoll_event events[MAX_EVENTS];
 };
 
@@ -288,9 +297,68 @@ static void handle_write(struct rs_loop *loop, struct ep_state *st, int fd)
     rs_op_complete(loop, op, n < 0 ? -errno : (int32_t)n, 0, 0);
 }
 
+/* A file op's result, as a completion: a pool read lends its buffer only
+ * when it read something. */
+static uint32_t fs_result(struct rs_loop *loop, struct rs_file_op *f)
+{
+    if (!(f->op.flags & RS_OPF_POOL_BUF) || f->op.kind != RS_OP_READ)
+        return 0;
+    if (f->bk_res > 0) {
+        rs_bufpool_lend(&loop->pool, f->bk_bid);
+        return RS_CF_BUFFER;
+    }
+    rs_bufpool_put(&loop->pool, f->bk_bid);
+    return 0;
+}
+
+static int fs_submit(struct rs_loop *loop, struct ep_state *st, struct rs_op *op)
+{
+    struct rs_file_op *f = rs_file_op_of(op);
+    if (op->kind == RS_OP_READ && (op->flags & RS_OPF_POOL_BUF)) {
+        int bid = rs_bufpool_get(&loop->pool);
+        if (bid < 0)
+            return queue_done(st, op, -ENOBUFS, 0, 0);
+        f->bk_bid = (uint16_t)bid;
+        f->bk_buf = rs_bufpool_ptr(&loop->pool, (uint16_t)bid);
+        if (op->len == 0 || op->len > loop->pool.size)
+            op->len = loop->pool.size;
+    }
+    if (st->fs_inline) {
+        rs_fs_perform(f);
+        uint32_t flags = fs_result(loop, f);
+        return queue_done(st, op, f->bk_res, flags, f->bk_bid);
+    }
+    if (!st->fs) {
+        st->fs = rs_fspool_new(st->fs_threads, loop->wake_fd);
+        if (!st->fs)
+            return -ENOMEM;
+    }
+    int rc = rs_fspool_submit(st->fs, f);
+    if (rc < 0 && (op->flags & RS_OPF_POOL_BUF) && op->kind == RS_OP_READ)
+        rs_bufpool_put(&loop->pool, f->bk_bid);
+    return rc;
+}
+
+/* Ops the workers finished: delivered here, on the loop's thread. */
+static int fs_reap(struct rs_loop *loop, struct ep_state *st)
+{
+    int n = 0;
+    struct rs_file_op *f = st->fs ? rs_fspool_reap(st->fs, NULL) : NULL;
+    while (f) {
+        struct rs_file_op *next = f->bk_next;
+        uint32_t flags = fs_result(loop, f);
+        rs_op_complete(loop, &f->op, f->bk_res, flags, f->bk_bid);
+        f = next;
+        n++;
+    }
+    return n;
+}
+
 static int ep_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ep_state *st = state(loop);
+    if (rs_op_is_file(op))
+        return fs_submit(loop, st, op);
     struct ep_sock *s = sock_get(st, op->fd);
     if (!s)
         return -ENOMEM;
@@ -340,6 +408,17 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
 static int ep_cancel(struct rs_loop *loop, struct rs_op *op)
 {
     struct ep_state *st = state(loop);
+    if (rs_op_is_file(op)) {
+        /* Inline ops are done already; a running one ends naturally. */
+        if (st->fs_inline || !st->fs)
+            return -ENOENT;
+        struct rs_file_op *f = rs_file_op_of(op);
+        if (rs_fspool_cancel(st->fs, f) < 0)
+            return 0;
+        if (op->kind == RS_OP_READ && (op->flags & RS_OPF_POOL_BUF))
+            rs_bufpool_put(&loop->pool, f->bk_bid);
+        return queue_done(st, op, -ECANCELED, 0, 0);
+    }
     if (op->fd < 0 || (uint32_t)op->fd >= st->nsocks)
         return -ENOENT;
     struct ep_sock *s = &st->socks[op->fd];
@@ -368,12 +447,14 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
     int n = epoll_wait(st->epfd, st->events, MAX_EVENTS, timeout_ms);
     int err = n < 0 ? -errno : 0;
     int dispatched = 0;
+    bool woken = false;
     for (int i = 0; i < n; i++) {
         uint32_t ev = st->events[i].events;
         int fd = (int)(uint32_t)st->events[i].data.u64;
         uint32_t gen = (uint32_t)(st->events[i].data.u64 >> 32);
         if (gen == WAKE_TAG && fd == loop->wake_fd) {
-            drain_wake(loop);
+            drain_wake(loop); /* before the reap below: no wake-up is lost */
+            woken = true;
             continue;
         }
         struct ep_sock *s = &st->socks[fd];
@@ -406,6 +487,8 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
     }
     memmove(st->ready, st->ready + nr, (st->nready - nr) * sizeof(*st->ready));
     st->nready -= nr;
+    if (woken)
+        dispatched += fs_reap(loop, st);
     /* Completions queued by submit()/cancel(): only those present now, so a
      * chain of speculative sends cannot keep us from epoll_wait forever. */
     for (uint32_t todo = st->done_len; todo > 0 && st->done_len > 0; todo--) {
@@ -440,6 +523,8 @@ static int ep_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         return -ENOMEM;
     }
     st->et = cfg->epoll_mode == RS_EPOLL_ET;
+    st->fs_inline = cfg->fs_inline;
+    st->fs_threads = cfg->fs_threads ? cfg->fs_threads : 4;
     st->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (st->epfd < 0) {
         int rc = -errno;
@@ -466,6 +551,7 @@ static void ep_fini(struct rs_loop *loop)
     struct ep_state *st = state(loop);
     if (!st)
         return;
+    rs_fspool_free(st->fs); /* joins the workers */
     assert(st->done_len == 0);
     close(st->epfd);
     free(st->socks);
@@ -477,7 +563,12 @@ static void ep_fini(struct rs_loop *loop)
 
 static void ep_describe(struct rs_loop *loop, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "mode=%s", state(loop)->et ? "et" : "lt");
+    struct ep_state *st = state(loop);
+    if (st->fs_inline)
+        snprintf(out, outlen, "mode=%s, fs=inline", st->et ? "et" : "lt");
+    else
+        snprintf(out, outlen, "mode=%s, fs-threads=%u", st->et ? "et" : "lt",
+                 st->fs_threads);
 }
 
 const struct rs_backend_ops rs_backend_epoll = {

@@ -1,7 +1,5 @@
 #include "features.h"
 
-#include "handoff.h"
-
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,8 +38,6 @@ uint32_t rs_uring_supported(const struct rs_uring_support *s)
     f |= s->sqpoll ? UF_SQPOLL : 0;
     f |= s->recvsend_bundle && s->buf_ring ? UF_BUNDLE : 0;
     f |= s->min_timeout ? UF_BATCH_WAIT : 0;
-    /* Tried only where it could matter: direct descriptors are needed. */
-    f |= (f & UF_FIXED_FILES) && rs_uring_msg_ring_fd_works() ? UF_MSG_RING : 0;
     return f;
 }
 
@@ -70,7 +66,7 @@ static void join_names(uint32_t f, const char *sep, char *out, size_t outlen)
     }
 }
 
-static const char *name_of(uint32_t bit)
+const char *rs_uring_feature_name(uint32_t bit)
 {
     for (size_t i = 0; i < NNAMES; i++)
         if (names[i].bit == bit)
@@ -129,7 +125,7 @@ int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
         snprintf(err, errlen,
                  "--uring-features: this kernel does not support '%s' (prefix the list "
                  "with auto- to skip what is missing)",
-                 name_of(missing & -missing));
+                 rs_uring_feature_name(missing & -missing));
         return -EINVAL;
     }
     want &= supported;

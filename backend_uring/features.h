@@ -24,13 +24,17 @@ enum {
     UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT,
 };
 
-/* Features this kernel supports, from the probe. */
+/* Features this kernel supports, from the probe (msg-ring is tried by the
+ * backend itself, see handoff.c). */
 uint32_t rs_uring_supported(const struct rs_uring_support *s);
 
 /* Parse LIST against what the kernel supports. 0 with *out set, or -EINVAL
  * with a one-line reason in err (unknown name, unsupported feature). */
 int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
                             char *err, size_t errlen);
+
+/* The name of one feature bit ("?" for none). */
+const char *rs_uring_feature_name(uint32_t bit);
 
 /* "multishot-accept,buf-ring" ("none" when empty). */
 void rs_uring_features_format(uint32_t f, char *out, size_t outlen);

@@ -41,6 +41,17 @@
  *
  * Never IOSQE_ASYNC on sockets: it forces a worker thread where FAST_POLL
  * would wait for readiness for free.
+ *
+ * Files are where completions matter most. A regular file is never "not
+ * ready", so readiness (epoll) has nothing to say about it, and the epoll
+ * backend needs worker threads. Here a file op is one more SQE:
+ * IORING_OP_OPENAT2 (RESOLVE_BENEATH checked by the kernel during the
+ * walk), READ/WRITE at an offset, STATX, CLOSE. The kernel first tries
+ * the call without blocking (a read from the page cache completes inline,
+ * no thread involved) and only when it must wait for the disk hands it to
+ * its own workers (io-wq); either way the loop never blocks. A read may
+ * also pick a buffer from the ring, like a recv (RS_OPF_POOL_BUF). Files
+ * are plain descriptors even when sockets are direct ones.
  */
 #include <assert.h>
 #include <errno.h>
@@ -51,6 +62,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <signal.h>
 #include <unistd.h>
@@ -321,6 +333,36 @@ static void close_slot(struct ur_state *st, int slot)
     io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
 }
 
+/* File ops: plain descriptors, never IOSQE_FIXED_FILE. */
+static void prep_file(struct rs_loop *loop, struct rs_op *op, struct io_uring_sqe *sqe)
+{
+    struct rs_file_op *f = rs_file_op_of(op);
+    switch (op->kind) {
+    case RS_OP_OPENAT:
+        /* struct rs_open_how is laid out as struct open_how; the kernel
+         * copies it at submission. */
+        io_uring_prep_openat2(sqe, op->fd, f->path, (struct open_how *)(void *)&f->how);
+        break;
+    case RS_OP_READ:
+        if (op->flags & RS_OPF_POOL_BUF) {
+            uint32_t len =
+                op->len && op->len < loop->pool.size ? op->len : loop->pool.size;
+            io_uring_prep_read(sqe, op->fd, NULL, len, f->off);
+            sqe->flags |= IOSQE_BUFFER_SELECT;
+            sqe->buf_group = BGID;
+        } else {
+            io_uring_prep_read(sqe, op->fd, f->dst, op->len, f->off);
+        }
+        break;
+    case RS_OP_WRITE:
+        io_uring_prep_write(sqe, op->fd, op->buf, op->len, f->off);
+        break;
+    case RS_OP_STATX:
+        io_uring_prep_statx(sqe, op->fd, f->path, f->at_flags, f->mask, f->stx);
+        break;
+    }
+}
+
 static int ur_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ur_state *st = state(loop);
@@ -335,6 +377,8 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         st->inbox = op;
         return 0;
     }
+    if (rs_op_is_file(op) && !(loop->caps & RS_CAP_FILE_NATIVE))
+        return -EOPNOTSUPP; /* a kernel older than 5.6 */
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return -EBUSY;
@@ -380,11 +424,21 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         break;
     }
     case RS_OP_CLOSE:
+        if (st->fixed && (op->flags & RS_OPF_PLAIN_FD)) {
+            io_uring_prep_close(sqe, op->fd); /* a file beside direct sockets */
+            break;
+        }
         zc_fd_closed(st, op->fd);
         if (st->fixed)
             io_uring_prep_close_direct(sqe, (unsigned)op->fd);
         else
             io_uring_prep_close(sqe, op->fd);
+        break;
+    case RS_OP_OPENAT:
+    case RS_OP_READ:
+    case RS_OP_WRITE:
+    case RS_OP_STATX:
+        prep_file(loop, op, sqe);
         break;
     default:
         return -EINVAL;
@@ -866,6 +920,21 @@ static int setup_ring(struct rs_loop *loop, struct ur_state *st,
     return rc;
 }
 
+/* Every file opcode arrived in 5.6; ask the kernel rather than trust that. */
+static bool file_ops_supported(struct io_uring *ring)
+{
+    struct io_uring_probe *p = io_uring_get_probe_ring(ring);
+    if (!p)
+        return false;
+    bool ok = io_uring_opcode_supported(p, IORING_OP_OPENAT2) &&
+              io_uring_opcode_supported(p, IORING_OP_READ) &&
+              io_uring_opcode_supported(p, IORING_OP_WRITE) &&
+              io_uring_opcode_supported(p, IORING_OP_STATX) &&
+              io_uring_opcode_supported(p, IORING_OP_CLOSE);
+    io_uring_free_probe(p);
+    return ok;
+}
+
 static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *err,
                                size_t errlen)
 {
@@ -915,6 +984,8 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
         }
     }
     st->batch_wait = (st->features & UF_BATCH_WAIT) && !(st->features & UF_SQPOLL);
+    if (file_ops_supported(&st->ring))
+        loop->caps |= RS_CAP_FILE_NATIVE;
     return 0;
 }
 
@@ -929,8 +1000,12 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         return -(support->unavailable_err ? support->unavailable_err : ENOSYS);
     }
     uint32_t features;
-    int rc = rs_uring_features_parse(cfg->uring_features, rs_uring_supported(support),
-                                     &features, err, errlen);
+    uint32_t supported = rs_uring_supported(support);
+    /* Tried only where it could matter: it moves direct descriptors. */
+    if ((supported & UF_FIXED_FILES) && rs_uring_msg_ring_fd_works())
+        supported |= UF_MSG_RING;
+    int rc =
+        rs_uring_features_parse(cfg->uring_features, supported, &features, err, errlen);
     if (rc < 0)
         return rc;
     if (!(features & UF_FIXED_FILES))

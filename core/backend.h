@@ -22,6 +22,17 @@
  *     included (-ECANCELED, or its natural result if it raced). Only then may
  *     its memory be reused. The core frees a connection only when it has no
  *     op in flight, and RS_OP_CLOSE is the last op on a socket.
+ *  6. File ops (RS_OP_OPENAT/READ/WRITE/STATX, and RS_OP_CLOSE with
+ *     RS_OPF_PLAIN_FD) keep rules 1, 4 and 5 like any other op: one
+ *     completion, from run(), res >= 0 or -errno. A backend whose kernel
+ *     interface cannot do file IO asynchronously performs the calls on
+ *     worker threads and still delivers from run(); it declares
+ *     RS_CAP_FILE_NATIVE only when the kernel does the work itself. A
+ *     cancel may not interrupt a file call already running: then the op
+ *     completes with its natural result. RS_OP_OPENAT honours how.resolve
+ *     (RESOLVE_BENEATH: nothing outside the directory fd is ever opened);
+ *     where the kernel lacks openat2 a backend must refuse or emulate it
+ *     more strictly, never open more loosely.
  */
 #ifndef RINGSERVE_BACKEND_H
 #define RINGSERVE_BACKEND_H
@@ -39,6 +50,9 @@ struct rs_config;
 #define RS_CAP_DIRECT_FD                                                                 \
     (1u << 0) /* accepted "fds" are not process fds: use ops only                        \
                */
+#define RS_CAP_FILE_NATIVE                                                               \
+    (1u << 2) /* file ops are asynchronous in the kernel (no worker threads,             \
+                 no blocking) */
 
 #define RS_CAP_HANDOFF                                                                   \
     (1u << 1) /* RS_OP_HANDOFF and RS_FD_INBOX accepts work between the loops            \

@@ -27,6 +27,7 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->threads = 1;
     cfg->nodelay = true;
     cfg->protocol = "echo";
+    cfg->fs_threads = 4;
 }
 
 void rs_config_usage(FILE *out)
@@ -58,6 +59,10 @@ void rs_config_usage(FILE *out)
         "  --sqpoll-idle=MS            SQPOLL thread idle time (default 1000)\n"
         "  --ring-entries=N            io_uring submission queue size, a power of two;\n"
         "                              the completion queue is 8x (default 1024)\n"
+        "  --fs=pool|inline            epoll: file IO on worker threads (default), or\n"
+        "                              in the loop, blocking it (to see the cost)\n"
+        "  --fs-threads=N              epoll: file IO worker threads per loop, 1 to 64\n"
+        "                              (default 4); io_uring does file IO natively\n"
         "\n"
         "Server:\n"
         "  --listen=HOST:PORT          address to listen on (default 127.0.0.1:7080;\n"
@@ -231,6 +236,9 @@ enum {
     OPT_RING_ENTRIES,
     OPT_ZC_ON_COPY,
     OPT_SCHED,
+    OPT_FS,
+    OPT_FS_THREADS,
+    OPT_ROOT,
 };
 
 static const struct option long_opts[] = {
@@ -246,6 +254,9 @@ static const struct option long_opts[] = {
     {"ring-entries", required_argument, NULL, OPT_RING_ENTRIES},
     {"zc-on-copy", required_argument, NULL, OPT_ZC_ON_COPY},
     {"sched", required_argument, NULL, OPT_SCHED},
+    {"fs", required_argument, NULL, OPT_FS},
+    {"fs-threads", required_argument, NULL, OPT_FS_THREADS},
+    {"root", required_argument, NULL, OPT_ROOT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
@@ -307,6 +318,16 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return parse_pair("--zc-on-copy", arg, "plain", "keep", &cfg->zc_keep_copied);
     case OPT_SCHED:
         return parse_pair("--sched", arg, "normal", "batch", &cfg->sched_batch);
+    case OPT_FS:
+        return parse_pair("--fs", arg, "pool", "inline", &cfg->fs_inline);
+    case OPT_FS_THREADS:
+        return parse_u32("--fs-threads", arg, 1, 64, "a number from 1 to 64",
+                         &cfg->fs_threads);
+    case OPT_ROOT:
+        if (!*arg)
+            return bad("--root", arg, "a directory");
+        cfg->root = arg;
+        return 0;
     case OPT_SQPOLL_IDLE:
         return parse_u32("--sqpoll-idle", arg, 0, 3600000, "milliseconds",
                          &cfg->sqpoll_idle_ms);

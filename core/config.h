@@ -41,6 +41,10 @@ struct rs_config {
     /* A protocol of the embedding program's own; overrides `protocol`. */
     const struct rs_protocol *proto;
     bool probe, json;
+    /* Files (issue 13). */
+    uint32_t fs_threads; /* epoll: worker threads for file ops (default 4) */
+    bool fs_inline;      /* epoll: perform file ops in the loop, blocking */
+    const char *root;    /* --protocol=http: the directory served */
 };
 
 void rs_config_defaults(struct rs_config *cfg);

@@ -99,12 +99,41 @@ static bool wants_input(const struct rs_conn *c)
     return c->state == RS_CONN_OPEN || (c->state == RS_CONN_CLOSING && c->lingering);
 }
 
+/* A backend refused a cancel, shutdown or close (its submission queue was
+ * full, or it ran out of memory): nothing was issued, and nothing will
+ * complete for it. The loop calls rs_conn_retry() on a later turn; until
+ * then the connection stays on loop->conns with retry set. */
+static void want_retry(struct rs_conn *c)
+{
+    c->loop->stats.refused++;
+    if (!c->retry) {
+        c->retry = true;
+        c->loop->nretry++;
+    }
+}
+
+/* Ask the backend to end op early. Only an accepted cancel (or -ENOENT:
+ * the op already finished and its completion is on the way) counts as
+ * issued; a refusal is retried. */
+static bool cancel_op(struct rs_conn *c, struct rs_op *op)
+{
+    int rc = c->loop->ops->cancel(c->loop, op);
+    if (rc == 0 || rc == -ENOENT)
+        return true;
+    want_retry(c);
+    return false;
+}
+
 static void cancel_recv(struct rs_conn *c)
 {
-    if (c->recv_armed && !c->recv_cancel) {
-        c->recv_cancel = true;
-        c->loop->ops->cancel(c->loop, &c->recv_op);
-    }
+    if (c->recv_armed && !c->recv_cancel)
+        c->recv_cancel = cancel_op(c, &c->recv_op);
+}
+
+static void cancel_send(struct rs_conn *c)
+{
+    if (c->send_busy && !c->send_cancel)
+        c->send_cancel = cancel_op(c, &c->send_op);
 }
 
 static void arm_recv(struct rs_conn *c)
@@ -340,8 +369,7 @@ void rs_conn_abort(struct rs_conn *c)
     c->lingering = false;
     unstarve_remove(c);
     cancel_recv(c);
-    if (c->send_busy)
-        c->loop->ops->cancel(c->loop, &c->send_op);
+    cancel_send(c);
     drop_queue(c);
     maybe_progress(c);
 }
@@ -370,6 +398,10 @@ static void free_conn(struct rs_conn *c)
     struct rs_loop *loop = c->loop;
     assert(c->inflight == 0 && !c->recv_armed && !c->send_busy);
     assert(!c->starved);
+    if (c->retry) { /* a refused cancel whose op has ended since */
+        c->retry = false;
+        loop->nretry--;
+    }
     drop_queue(c);
     assert(c->head == NULL && c->pending == 0);
     if (loop->proto->on_close)
@@ -393,16 +425,22 @@ static void free_conn(struct rs_conn *c)
     rs_listener_conn_closed(loop);
 }
 
-static void submit_ctl(struct rs_conn *c, uint8_t kind)
+/* Submit the shutdown or close op. A refusal is not a programming error:
+ * the io_uring backend says -EBUSY when its queue is full, the epoll
+ * backend -ENOMEM. Nothing is in flight then, so the caller records
+ * nothing, and rs_conn_retry() tries again on a later loop turn. */
+static bool submit_ctl(struct rs_conn *c, uint8_t kind)
 {
+    assert(!c->close_issued);
     c->ctl_op.kind = kind;
     c->ctl_op.flags = 0;
     int rc = c->loop->ops->submit(c->loop, &c->ctl_op);
-    /* A close that cannot even be queued would leak the socket; backends
-     * only refuse on programming errors, so treat it as one. */
-    assert(rc == 0);
-    (void)rc;
+    if (rc < 0) {
+        want_retry(c);
+        return false;
+    }
     c->inflight++;
+    return true;
 }
 
 /* Move a closing connection forward: shutdown after the last byte of a
@@ -426,8 +464,7 @@ static void maybe_progress(struct rs_conn *c)
     if (c->graceful && !c->shut_done && !c->send_busy) {
         /* A lingering recv may still be in flight: shutdown(SHUT_WR) does
          * not disturb it. */
-        c->shut_done = true;
-        submit_ctl(c, RS_OP_SHUTDOWN);
+        c->shut_done = submit_ctl(c, RS_OP_SHUTDOWN);
         return;
     }
     if (c->lingering && !c->eof) {
@@ -438,10 +475,39 @@ static void maybe_progress(struct rs_conn *c)
     }
     if (c->inflight > 0)
         return;
-    if (!c->close_issued) {
-        c->close_issued = true;
-        submit_ctl(c, RS_OP_CLOSE);
+    if (!c->close_issued)
+        c->close_issued = submit_ctl(c, RS_OP_CLOSE);
+}
+
+void rs_conn_retry(struct rs_conn *c)
+{
+    if (!c->retry)
+        return;
+    c->retry = false;
+    c->loop->nretry--;
+    /* Whatever was refused and is still wanted: the recv's cancel
+     * (backpressure, or an abort), the send's cancel (an abort), then the
+     * shutdown or close that maybe_progress submits. */
+    if (c->paused || !wants_input(c))
+        cancel_recv(c);
+    if (c->state == RS_CONN_CLOSING && !c->graceful)
+        cancel_send(c);
+    maybe_progress(c);
+}
+
+/* The backend failed for good: nothing will complete. Free what the
+ * connection holds in memory; its lent buffers go with the pool, its
+ * socket with the process. */
+void rs_conn_abandon(struct rs_conn *c)
+{
+    struct rs_chunk *k = c->head;
+    while (k) {
+        struct rs_chunk *n = k->next;
+        free(k); /* every node is malloc'd: lent, heap and static alike */
+        k = n;
     }
+    c->head = c->tail = NULL;
+    free(c);
 }
 
 static void on_ctl(struct rs_loop *loop, struct rs_op *op,
@@ -513,6 +579,7 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
     int res = comp->res;
     assert(c->send_busy && c->inflight > 0 && !(comp->flags & RS_CF_MORE));
     c->send_busy = false;
+    c->send_cancel = false;
     c->inflight--;
     loop->stats.sends++;
     if (res <= 0) {

@@ -13,6 +13,9 @@
  * - Errors: close at once, dropping queued output.
  * - The struct is freed only when no op is in flight (inflight == 0 after
  *   the close op completed).
+ * - A cancel, shutdown or close the backend refuses (-EBUSY, -ENOMEM) is
+ *   never recorded as issued: the connection sets retry, and the loop calls
+ *   rs_conn_retry() on a later turn until the backend takes it.
  */
 #ifndef RINGSERVE_CONN_H
 #define RINGSERVE_CONN_H
@@ -35,8 +38,10 @@ struct rs_conn {
     uint8_t state;
     uint8_t inflight;  /* ops submitted and not finally completed */
     bool recv_armed;   /* the recv op is in flight */
-    bool recv_cancel;  /* ...and a cancel was asked */
+    bool recv_cancel;  /* ...and the backend took a cancel for it */
     bool send_busy;    /* the send op is in flight */
+    bool send_cancel;  /* ...and the backend took a cancel for it */
+    bool retry;        /* the backend refused a cancel/shutdown/close: retry */
     bool eof;          /* the peer shut down its side */
     bool starved;      /* on loop->starved */
     bool shut_done;    /* shutdown(SHUT_WR) issued */
@@ -73,6 +78,13 @@ void rs_conn_finish(struct rs_conn *c);
 /* Take c off the starved list and re-arm its recv (called by the loop when
  * buffers came back). */
 void rs_conn_unstarve(struct rs_conn *c);
+
+/* Issue again what the backend refused (see retry above). Called by the
+ * loop once per turn for each connection with retry set. */
+void rs_conn_retry(struct rs_conn *c);
+/* The backend failed: free the connection and its queued output without
+ * any op (nothing can complete any more). */
+void rs_conn_abandon(struct rs_conn *c);
 
 /* Chunk-node cache of a loop. */
 void rs_conn_cache_fini(struct rs_loop *loop);

@@ -43,7 +43,8 @@ int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reusepo
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         /* Each loop has its own listener on the same port; the kernel
          * spreads connections over them. Only the server's own sockets may
-         * share it: rs_port_free() checked that nobody else listens. */
+         * share it: open_listeners() in server.c first binds the port
+         * exclusively, so "in use" means another process holds it. */
         if (reuseport)
             setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
         /* Linux copies TCP_NODELAY to accepted sockets: setting it here
@@ -144,12 +145,71 @@ static bool fd_near(const struct rs_loop *loop)
            (loop->fd_cap <= 32 * FD_MARGIN || fd_used(loop) + FD_MARGIN >= loop->fd_cap);
 }
 
-/* Ask the armed accept to end (it still completes, with -ECANCELED). */
+/* Ask the armed accept to end (it still completes, with -ECANCELED). A
+ * cancel the backend refuses (-EBUSY: its queue is full) was not issued:
+ * rs_listener_tick() tries again on a later turn. */
 static void cancel_accept(struct rs_listener *l)
 {
-    if (l->armed && !l->cancelling) {
+    if (!l->armed || l->cancelling)
+        return;
+    l->cancel_wanted = true;
+    int rc = l->loop->ops->cancel(l->loop, &l->op);
+    if (rc == 0 || rc == -ENOENT) {
         l->cancelling = true;
-        l->loop->ops->cancel(l->loop, &l->op);
+    } else {
+        l->loop->stats.refused++;
+        l->retry = true;
+    }
+}
+
+static void on_orphan_closed(struct rs_loop *loop, struct rs_op *op,
+                             const struct rs_completion *c);
+
+/* Close the next orphan, one close op at a time. */
+static void close_orphans(struct rs_listener *l)
+{
+    if (l->close_busy || l->norphans == 0)
+        return;
+    uint8_t gen = l->close_op.bk_gen; /* stale completions must never match */
+    rs_op_init(&l->close_op, RS_OP_CLOSE, l->orphans[0], on_orphan_closed, l);
+    l->close_op.bk_gen = gen;
+    if (l->loop->ops->submit(l->loop, &l->close_op) < 0) {
+        l->loop->stats.refused++;
+        l->retry = true;
+        return;
+    }
+    l->close_busy = true;
+}
+
+static void on_orphan_closed(struct rs_loop *loop, struct rs_op *op,
+                             const struct rs_completion *c)
+{
+    struct rs_listener *l = op->data;
+    (void)loop;
+    (void)c; /* a failed close cannot be retried: the descriptor is gone */
+    assert(l->close_busy && l->norphans > 0);
+    l->close_busy = false;
+    l->norphans--;
+    memmove(l->orphans, l->orphans + 1, l->norphans * sizeof(l->orphans[0]));
+    close_orphans(l);
+}
+
+/* A socket was accepted but no connection could take it (out of memory):
+ * close it, count it, and back off as for EMFILE. A direct descriptor is
+ * not a process fd: only the backend can close it. */
+static void drop_accepted(struct rs_listener *l, int fd)
+{
+    struct rs_loop *loop = l->loop;
+    loop->stats.accept_dropped++;
+    if (!(loop->caps & RS_CAP_DIRECT_FD)) {
+        close(fd);
+    } else if (l->norphans < RS_LISTENER_ORPHANS) {
+        l->orphans[l->norphans++] = fd;
+        close_orphans(l);
+    } else {
+        /* Only a multishot burst after the pause below gets here. */
+        rs_log_error("loop %d: out of memory: direct descriptor %d leaks", loop->index,
+                     fd);
     }
 }
 
@@ -200,18 +260,20 @@ static void limit_accepting(struct rs_listener *l)
     }
 }
 
-/* Take connection fd on loop (counted there already). */
-static void open_conn(struct rs_loop *loop, int fd, bool reject)
+/* Take connection fd on l's loop (counted there already). Without memory
+ * for the connection, it is closed and counted (accept_dropped), and
+ * accepting backs off as for EMFILE. */
+static void open_conn(struct rs_listener *l, int fd, bool reject)
 {
-    if (!rs_conn_open(loop, fd, reject)) {
-        /* No memory for the struct: the socket must still be closed;
-         * with direct descriptors only an op can do that, so retry. */
-        uncount(&loop->load);
-        if (loop->group)
-            uncount(&loop->group->conns);
-        if (!(loop->caps & RS_CAP_DIRECT_FD))
-            close(fd);
-    }
+    struct rs_loop *loop = l->loop;
+    if (rs_conn_open(loop, fd, reject))
+        return;
+    uncount(&loop->load);
+    if (loop->group)
+        uncount(&loop->group->conns);
+    drop_accepted(l, fd);
+    if (!l->stopped && !l->inbox)
+        pause_accepting(l, loop->now_ms + ACCEPT_BACKOFF_MS);
 }
 
 /* A connection handed to another loop. */
@@ -262,7 +324,7 @@ static void on_handoff(struct rs_loop *loop, struct rs_op *op,
         uncount(&h->target->load);
         atomic_fetch_add(&loop->load, 1);
         bool reject = l->stopped || atomic_load(&loop->load) > rs_listener_room(loop);
-        open_conn(loop, op->fd, reject);
+        open_conn(l, op->fd, reject);
     }
     free(h);
     if (l->paused && !l->stopped)
@@ -279,7 +341,7 @@ static void dispatch(struct rs_listener *l, int fd)
     struct rs_loop *t = (l->stopped || at_capacity(loop)) ? NULL : pick_loop(loop);
     if (!t || t == loop) {
         count_conn(loop);
-        open_conn(loop, fd, !t);
+        open_conn(l, fd, !t);
         return;
     }
     struct handoff *h = malloc(sizeof(*h));
@@ -298,7 +360,7 @@ static void dispatch(struct rs_listener *l, int fd)
         free(h);
     }
     count_conn(loop);
-    open_conn(loop, fd, atomic_load(&loop->load) > rs_listener_room(loop));
+    open_conn(l, fd, atomic_load(&loop->load) > rs_listener_room(loop));
 }
 
 static void on_accept(struct rs_loop *loop, struct rs_op *op,
@@ -307,11 +369,12 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
     struct rs_listener *l = op->data;
     if (!(c->flags & RS_CF_MORE)) {
         l->armed = false;
+        l->cancel_wanted = false;
         l->cancelling = false;
     }
     if (c->res >= 0 && l->inbox) {
         /* Handed over by the accepting loop, which counted it here. */
-        open_conn(loop, c->res, l->stopped);
+        open_conn(l, c->res, l->stopped);
     } else if (c->res >= 0) {
         if (loop->group && loop->group->handoff) {
             dispatch(l, c->res);
@@ -325,9 +388,9 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
                 (loop->group ? atomic_load(&loop->group->conns) > loop->group->max_conns
                              : loop->nconns >= loop->max_conns) ||
                 atomic_load(&loop->load) > rs_listener_room(loop);
-            open_conn(loop, c->res, reject);
+            open_conn(l, c->res, reject);
         }
-        if (!l->stopped)
+        if (!l->stopped && !l->paused && !l->inbox)
             limit_accepting(l);
     } else if (c->res == -EMFILE || c->res == -ENFILE || c->res == -ENOMEM ||
                c->res == -ENOBUFS) {
@@ -375,6 +438,15 @@ void rs_listener_stop(struct rs_loop *loop)
 int rs_listener_tick(struct rs_loop *loop)
 {
     struct rs_listener *l = loop->listener;
+    if (l && l->retry) {
+        l->retry = false;
+        if (l->cancel_wanted)
+            cancel_accept(l);
+        close_orphans(l);
+        close_if_done(l);
+        if (l->retry)
+            return RS_RETRY_MS;
+    }
     if (!l || !l->paused || l->stopped || l->armed)
         return -1;
     if (fd_full(loop))
@@ -400,7 +472,18 @@ void rs_listener_conn_closed(struct rs_loop *loop)
 bool rs_listener_idle(const struct rs_loop *loop)
 {
     const struct rs_listener *l = loop->listener;
-    return !l || (!l->armed && l->fd < 0 && l->handoffs == 0);
+    return !l || (!l->armed && l->fd < 0 && !l->close_busy && l->norphans == 0 &&
+                  l->handoffs == 0);
+}
+
+void rs_listener_abandon(struct rs_loop *loop)
+{
+    struct rs_listener *l = loop->listener;
+    if (!l)
+        return;
+    l->armed = false;
+    l->close_busy = false;
+    l->norphans = 0;
 }
 
 void rs_listener_fini(struct rs_loop *loop)
@@ -408,7 +491,7 @@ void rs_listener_fini(struct rs_loop *loop)
     struct rs_listener *l = loop->listener;
     if (!l)
         return;
-    assert(!l->armed);
+    assert(!l->armed && !l->close_busy);
     if (l->fd >= 0)
         close(l->fd);
     free(l);

@@ -11,17 +11,28 @@
 
 struct rs_loop;
 
+/* Accepted descriptors waiting for a close op (see on_accept). */
+#define RS_LISTENER_ORPHANS 64
+
 struct rs_listener {
     struct rs_loop *loop;
     int fd;
     struct rs_op op;
-    bool armed; /* accept op in flight */
-    bool cancelling;
-    bool paused;       /* EMFILE/ENFILE or --max-conns: waiting to retry */
-    bool stopped;      /* draining: never accept again */
-    bool inbox;        /* no socket: takes connections other loops hand over */
-    uint32_t handoffs; /* handed to other loops, not yet there */
+    bool armed;         /* accept op in flight */
+    bool cancel_wanted; /* ...and should end (pause, stop, one at a time) */
+    bool cancelling;    /* ...and the backend took the cancel */
+    bool paused;        /* EMFILE/ENFILE or --max-conns: waiting to retry */
+    bool stopped;       /* draining: never accept again */
+    bool retry;         /* the backend refused a cancel or close: retry */
+    bool inbox;         /* no socket: takes connections other loops hand over */
+    uint32_t handoffs;  /* handed to other loops, not yet there */
     uint64_t retry_at_ms;
+    /* Direct descriptors accepted when no connection could be allocated:
+     * only an op can close them, one at a time through close_op. */
+    struct rs_op close_op;
+    bool close_busy;
+    uint32_t norphans;
+    int orphans[RS_LISTENER_ORPHANS];
 };
 
 /* Create a listening socket for host:port (SO_REUSEADDR, SO_REUSEPORT,
@@ -47,6 +58,8 @@ int rs_listener_tick(struct rs_loop *loop);
 void rs_listener_conn_closed(struct rs_loop *loop);
 /* True when the listener has no op in flight and its socket is closed. */
 bool rs_listener_idle(const struct rs_loop *loop);
+/* The backend failed: forget the ops in flight (nothing will complete). */
+void rs_listener_abandon(struct rs_loop *loop);
 void rs_listener_fini(struct rs_loop *loop);
 
 #endif

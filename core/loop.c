@@ -63,19 +63,21 @@ int rs_loop_init(struct rs_loop *loop, const struct rs_backend_ops *ops,
     return 0;
 }
 
+/* The backend failed mid-run: no op will ever complete. Free the
+ * connections and their queued output (heap copies included); lent
+ * buffers go with the pool, sockets with the process. */
 static void abandon(struct rs_loop *loop)
 {
     while (loop->conns) {
         struct rs_conn *c = loop->conns;
         loop->conns = c->next;
-        free(c); /* its chunks and lent buffers go with the pool below */
+        rs_conn_abandon(c);
     }
     loop->nconns = 0;
+    loop->nretry = 0;
     loop->starved = loop->starved_tail = NULL;
     loop->pool.lent = 0;
-    if (loop->listener) {
-        loop->listener->armed = false;
-    }
+    rs_listener_abandon(loop);
 }
 
 void rs_loop_fini(struct rs_loop *loop)
@@ -139,6 +141,21 @@ void rs_loop_feed_starved(struct rs_loop *loop)
         rs_conn_unstarve(loop->starved);
 }
 
+void rs_loop_retry(struct rs_loop *loop)
+{
+    if (loop->nretry == 0)
+        return;
+    struct rs_conn *c = loop->conns;
+    while (c) {
+        /* rs_conn_retry only submits and cancels: no completion runs, so
+         * neither c nor its successor can be freed under us. */
+        struct rs_conn *next = c->next;
+        if (c->retry)
+            rs_conn_retry(c);
+        c = next;
+    }
+}
+
 static void close_idle(struct rs_loop *loop)
 {
     uint64_t limit = (uint64_t)loop->cfg->idle_timeout_s * 1000u;
@@ -182,7 +199,10 @@ int rs_loop_run(struct rs_loop *loop)
             }
         }
         rs_loop_feed_starved(loop);
+        rs_loop_retry(loop);
         int timeout = rs_listener_tick(loop);
+        if (loop->nretry)
+            timeout = min_timeout(timeout, RS_RETRY_MS);
         if (loop->cfg->idle_timeout_s) {
             if (loop->now_ms >= next_idle_scan) {
                 close_idle(loop);

@@ -52,6 +52,7 @@ struct rs_loop {
     struct rs_conn *free_conns;             /* recycled connection structs */
     struct rs_chunk *free_chunks;           /* recycled chunk nodes */
     uint32_t nfree_conns, nfree_chunks;
+    uint32_t nretry; /* connections with a refused cancel/shutdown/close */
     uint64_t now_ms; /* refreshed once per loop turn */
     volatile sig_atomic_t stop_requested;
     bool draining;
@@ -69,6 +70,15 @@ int rs_loop_run(struct rs_loop *loop);
 /* Re-arm starved connections, as many as there are free buffers (done
  * once per loop turn; public for tests that drive the core by hand). */
 void rs_loop_feed_starved(struct rs_loop *loop);
+
+/* How long a loop with refused operations to retry (rs_loop_retry) may
+ * sleep: a queue that was full drains on the next run(); a backend out of
+ * memory is not hammered in a spin. */
+#define RS_RETRY_MS 10
+
+/* Retry what the backend refused: cancels, shutdowns, closes (done once
+ * per loop turn; public for tests that drive the core by hand). */
+void rs_loop_retry(struct rs_loop *loop);
 
 /* Ask the loop to stop: from a signal handler or another thread. */
 void rs_loop_request_stop(struct rs_loop *loop);

@@ -9,10 +9,13 @@
 #ifndef RINGSERVE_OP_H
 #define RINGSERVE_OP_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct rs_loop;
 struct rs_op;
+struct statx;
 
 enum rs_op_kind {
     RS_OP_ACCEPT = 1, /* res: new socket (a direct descriptor if the backend uses them) */
@@ -20,9 +23,15 @@ enum rs_op_kind {
     RS_OP_SEND,       /* res: bytes sent, may be short */
     RS_OP_SHUTDOWN,   /* shutdown(fd, SHUT_WR) */
     RS_OP_CLOSE,      /* close(fd); the last op a socket ever sees */
-    RS_OP_HANDOFF,    /* move accepted socket fd to the loop in buf (RS_CAP_HANDOFF);
-                         res >= 0: it is there, fd is no longer ours; < 0: it
-                         still is */
+    /* Files: submitted as a struct rs_file_op (below). Their descriptors are
+     * always plain process fds, never direct ones. */
+    RS_OP_OPENAT,  /* openat2(fd, path, how): res = the new fd */
+    RS_OP_READ,    /* pread(fd, dst, len, off): res = bytes, 0 at end of file */
+    RS_OP_WRITE,   /* pwrite(fd, buf, len, off): res = bytes written */
+    RS_OP_STATX,   /* statx(fd, path, flags, mask, stx): res = 0 */
+    RS_OP_HANDOFF, /* move accepted socket fd to the loop in buf (RS_CAP_HANDOFF);
+                      res >= 0: it is there, fd is no longer ours; < 0: it
+                      still is */
 };
 
 /* RS_OP_ACCEPT with this fd: no socket, but the connections other loops
@@ -33,6 +42,15 @@ enum rs_op_kind {
 #define RS_OPF_MULTISHOT (1u << 0) /* keep the op armed: many completions */
 #define RS_OPF_STATIC_BUF                                                                \
     (1u << 1) /* RS_OP_SEND: buf outlives every use (zero-copy safe) */
+/* RS_OP_CLOSE: fd is a plain process descriptor (a file) even on a loop
+ * whose sockets are direct descriptors (RS_CAP_DIRECT_FD). Transitional:
+ * once the descriptor kind travels with every op (RS_OPF_DIRECT, issue 12),
+ * a file close is simply a close without RS_OPF_DIRECT. */
+#define RS_OPF_PLAIN_FD (1u << 4)
+/* RS_OP_READ: read into a buffer the backend lends from the loop's pool
+ * (completion flagged RS_CF_BUFFER when res > 0, released like a recv's;
+ * -ENOBUFS when none is free); len is capped at the pool's buffer size. */
+#define RS_OPF_POOL_BUF (1u << 3)
 
 /* rs_completion.flags, set by the backend */
 #define RS_CF_MORE   (1u << 0) /* the op is still armed; more completions follow */
@@ -61,6 +79,51 @@ struct rs_op {
     void *bk_ptr;
 };
 
+/* The openat2(2) arguments, laid out exactly like the kernel's struct
+ * open_how (flags, mode, resolve: RESOLVE_BENEATH...). openat2 is strict:
+ * unknown bits, or a mode without O_CREAT/O_TMPFILE, give -EINVAL. */
+struct rs_open_how {
+    uint64_t flags;
+    uint64_t mode;
+    uint64_t resolve;
+};
+
+/* A file op: an rs_op whose kind is one of the file kinds, plus what a file
+ * op needs and a socket op does not (socket ops stay 48 bytes). The caller
+ * owns every pointer until the op completes.
+ *   OPENAT: op.fd = directory fd (or AT_FDCWD), path, how
+ *   READ:   op.fd, dst (or RS_OPF_POOL_BUF), op.len, off
+ *   WRITE:  op.fd, op.buf, op.len, off
+ *   STATX:  op.fd, path ("" with AT_EMPTY_PATH: the fd itself), at_flags,
+ *           mask (STATX_*), stx
+ * Close a file with a plain rs_op: RS_OP_CLOSE and RS_OPF_PLAIN_FD. */
+struct rs_file_op {
+    struct rs_op op;
+    const char *path;
+    void *dst;
+    uint64_t off;
+    struct rs_open_how how;
+    struct statx *stx;
+    uint32_t mask;
+    int at_flags;
+    /* Below: private to the backend. */
+    struct rs_file_op *bk_next;
+    void *bk_buf; /* RS_OPF_POOL_BUF: the pool buffer read into */
+    int32_t bk_res;
+    uint16_t bk_bid;
+};
+
+static inline struct rs_file_op *rs_file_op_of(struct rs_op *op)
+{
+    return (struct rs_file_op *)(void *)((char *)op - offsetof(struct rs_file_op, op));
+}
+
+static inline bool rs_op_is_file(const struct rs_op *op)
+{
+    return op->kind == RS_OP_OPENAT || op->kind == RS_OP_READ ||
+           op->kind == RS_OP_WRITE || op->kind == RS_OP_STATX;
+}
+
 /* For backends: deliver one completion of op (from run() only). */
 static inline void rs_op_complete(struct rs_loop *loop, struct rs_op *op, int32_t res,
                                   uint32_t flags, uint16_t bid)
@@ -73,6 +136,12 @@ static inline void rs_op_init(struct rs_op *op, uint8_t kind, int fd, rs_complet
                               void *data)
 {
     *op = (struct rs_op){.fn = fn, .data = data, .fd = fd, .kind = kind};
+}
+
+static inline void rs_file_op_init(struct rs_file_op *f, uint8_t kind, int fd,
+                                   rs_complete_fn fn, void *data)
+{
+    *f = (struct rs_file_op){.op = {.fn = fn, .data = data, .fd = fd, .kind = kind}};
 }
 
 #endif

@@ -898,7 +898,7 @@ static void report_system(struct emit *e)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
     if (!e->json)
-        fprintf(e->out, "ringserve %s feature probe\n\nSystem\n", RS_VERSION);
+        fprintf(e->out, "\nSystem\n");
     else
         emit_str(e, "ringserve", RS_VERSION);
     emit_str(e, "kernel", have_uname ? u.release : NULL);
@@ -1001,20 +1001,71 @@ static void report_limits(struct emit *e)
     emit_close(e);
 }
 
+/* What ringserve does here, from the facts below it: first in text (people
+ * read it first), last in JSON (the older keys keep their places). */
+static void report_summary(struct emit *e, const struct rs_uring_support *s)
+{
+    struct rs_probe_summary sum;
+    char row[256];
+
+    rs_probe_summarize(s, &sum);
+    emit_open(e, "summary", "Summary (what ringserve uses on this kernel)");
+    if (e->json) {
+        emit_str(e, "backend", sum.backend);
+        emit_str(e, "backend_reason", sum.backend_why[0] ? sum.backend_why : NULL);
+        emit_str(e, "default_features", sum.defaults);
+        emit_sub(e, "features", NULL);
+        for (size_t i = 0; i < sum.n; i++)
+            emit_str(e, sum.f[i].name,
+                     sum.f[i].verdict == RS_FEATURE_DEFAULT  ? "default"
+                     : sum.f[i].verdict == RS_FEATURE_OPT_IN ? "opt-in"
+                                                             : "unavailable");
+        emit_close(e);
+        emit_sub(e, "reasons", NULL);
+        for (size_t i = 0; i < sum.n; i++)
+            emit_str(e, sum.f[i].name, sum.f[i].why[0] ? sum.f[i].why : NULL);
+        emit_close(e);
+    } else {
+        snprintf(row, sizeof(row), "%s%s%s", sum.backend, sum.backend_why[0] ? ": " : "",
+                 sum.backend_why);
+        text_row(e, "backend (auto)", row);
+        text_row(e, "default io_uring features",
+                 strcmp(sum.backend, "uring") == 0 ? sum.defaults : "-");
+        for (size_t i = 0; i < sum.n; i++) {
+            const struct rs_feature_summary *f = &sum.f[i];
+            if (f->verdict == RS_FEATURE_DEFAULT)
+                snprintf(row, sizeof(row), "used by default");
+            else if (f->verdict == RS_FEATURE_OPT_IN)
+                snprintf(row, sizeof(row), "opt-in: --uring-features=default,%s",
+                         f->name);
+            else
+                snprintf(row, sizeof(row), "no: %s", f->why);
+            text_row(e, f->name, row);
+        }
+    }
+    emit_close(e);
+}
+
 int rs_probe_report(FILE *out, bool json)
 {
     struct rs_uring_support s;
     struct emit e = {.out = out, .json = json, .depth = 1, .first = true};
 
     rs_probe_uring(&s);
-    if (json)
+    if (json) {
         fputc('{', out);
+    } else {
+        fprintf(out, "ringserve %s feature probe\n", RS_VERSION);
+        report_summary(&e, &s);
+    }
     report_system(&e);
     report_uring(&e, &s);
     report_epoll(&e);
     report_limits(&e);
-    if (json)
+    if (json) {
+        report_summary(&e, &s);
         fputs("\n}", out);
+    }
     fputc('\n', out);
     if (fflush(out) != 0 || ferror(out))
         return -EIO;

@@ -36,6 +36,33 @@ void rs_probe_uring(struct rs_uring_support *s);
  * and every loop's io_uring set-up share one probe. */
 const struct rs_uring_support *rs_probe_uring_cached(void);
 
+/* The summary `--probe` opens with: what ringserve will do on this kernel.
+ * Filled from the probe by the io_uring backend's side
+ * (backend_uring/summary.c), which knows what each feature needs. */
+enum rs_feature_verdict {
+    RS_FEATURE_DEFAULT,     /* used with no options (--uring-features=default) */
+    RS_FEATURE_OPT_IN,      /* works here, used only when asked for */
+    RS_FEATURE_UNAVAILABLE, /* this kernel (or process) cannot: see why */
+};
+
+struct rs_feature_summary {
+    const char *name; /* --uring-features name */
+    enum rs_feature_verdict verdict;
+    char why[224]; /* unavailable: what is missing and since when; else "" */
+};
+
+#define RS_SUMMARY_MAX_FEATURES 16
+
+struct rs_probe_summary {
+    const char *backend;   /* what --backend=auto runs: "uring" or "epoll" */
+    char backend_why[200]; /* epoll: why not io_uring; uring: "" */
+    char defaults[200];    /* the default feature list, as the start-up line says it */
+    size_t n;
+    struct rs_feature_summary f[RS_SUMMARY_MAX_FEATURES];
+};
+
+void rs_probe_summarize(const struct rs_uring_support *s, struct rs_probe_summary *out);
+
 /* Print the full report (`ringserve --probe [--json]`). 0 or -errno. */
 int rs_probe_report(FILE *out, bool json);
 

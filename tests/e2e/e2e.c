@@ -1,6 +1,15 @@
 /* End-to-end tests: one file, run against every backend.
  *
- * Usage: e2e SERVER-COMMAND...   e.g.  e2e build/ringserve --backend=epoll
+ * Usage: e2e [--via-proxy=ECHO-SERVER] SERVER-COMMAND...
+ *        e.g.  e2e build/ringserve --backend=epoll
+ *
+ * With --via-proxy the same tests run through a proxy: SERVER-COMMAND is
+ * the proxy (`ringserve --protocol=proxy ...`), and every test first starts
+ * ECHO-SERVER (a ringserve binary, default options) on its own ephemeral
+ * port and gives the proxy --upstream=127.0.0.1:THAT-PORT. The clients talk
+ * to the proxy; the proxy's stats line must count what they sent and got
+ * (bytes_up=, bytes_down=), and the echo server behind it must exit cleanly
+ * with balanced stats too.
  *
  * The command line after the program name is the server to test; the
  * harness appends --listen=127.0.0.1:0 and reads the ephemeral port from the
@@ -45,9 +54,16 @@
 
 static char **server_argv;
 static const char *want_backend; /* "uring"/"epoll" when the command forces one */
+static const char *upstream_bin; /* --via-proxy: the echo server behind the proxy */
+
+/* The stats keys for the bytes the clients sent and the bytes they got
+ * back: an echo server's, or a proxy's (towards the upstream, back). */
+static const char *key_in = "bytes_in", *key_out = "bytes_out";
 
 struct fixture {
-    struct h_server srv;
+    struct h_server srv; /* what the clients talk to: echo server or proxy */
+    struct h_server up;  /* --via-proxy: the echo server behind the proxy */
+    bool have_up;
     /* Every byte the clients sent was echoed and read back, so the server's
      * final stats must show bytes_in == bytes_out. */
     bool balanced;
@@ -63,7 +79,22 @@ static int setup(void **state)
     if (!fx)
         return -1;
     *state = fx;
-    enum h_start r = h_server_start(&fx->srv, server_argv, listen_any);
+    const char *const *extra = listen_any;
+    char upstream_arg[96];
+    const char *proxy_extra[] = {"--listen=127.0.0.1:0", upstream_arg, NULL};
+    if (upstream_bin) {
+        char *const up_argv[] = {(char *)upstream_bin, NULL};
+        if (h_server_start(&fx->up, up_argv, listen_any) != H_STARTED) {
+            fprintf(stderr, "the echo server behind the proxy did not start\n");
+            h_dump_stderr(&fx->up, "upstream start-up");
+            return -1;
+        }
+        fx->have_up = true;
+        snprintf(upstream_arg, sizeof(upstream_arg), "--upstream=127.0.0.1:%u",
+                 fx->up.port);
+        extra = proxy_extra;
+    }
+    enum h_start r = h_server_start(&fx->srv, server_argv, extra);
     if (r != H_STARTED) {
         char st[64];
         fprintf(stderr, "server did not start (%s, %s)\n",
@@ -83,6 +114,39 @@ static int setup(void **state)
     return 0;
 }
 
+/* --via-proxy: stop the echo server behind the proxy (after the proxy) and
+ * check that it exited cleanly and that its bytes_in/bytes_out agree with
+ * what the proxy says it forwarded each way: equal when every byte made the
+ * whole trip, never more than the proxy forwarded when resets cut some off. */
+static int stop_upstream(struct fixture *fx, unsigned long long up,
+                         unsigned long long down)
+{
+    struct h_server *u = &fx->up;
+    char line[1024], st[64];
+    unsigned long long in = 0, out = 0;
+    const char *why = NULL;
+    h_server_stop(u, SIGTERM);
+    if (!h_exited_with(u, 0))
+        why = "the echo server behind the proxy did not exit 0";
+    else if (!h_find_line(u, "ringserve: stats:", line, sizeof(line)) ||
+             !h_line_value(line, "bytes_in", &in) ||
+             !h_line_value(line, "bytes_out", &out))
+        why = "the echo server behind the proxy printed no stats";
+    else if (in > up)
+        why = "the echo server received more than the proxy forwarded upstream";
+    else if (down > out)
+        why = "the proxy forwarded back more than the echo server sent";
+    else if (fx->balanced && (in != up || out != down))
+        why = "every echo was read back, yet the proxy's counts differ from the "
+              "echo server's";
+    if (!why)
+        return 0;
+    fprintf(stderr, "%s (%s; its bytes_in=%llu bytes_out=%llu, proxy %s=%llu %s=%llu)\n",
+            why, h_status_str(u, st, sizeof(st)), in, out, key_in, up, key_out, down);
+    h_dump_stderr(u, "upstream after stop");
+    return -1;
+}
+
 /* Stop the server with sig and check the contract of a graceful stop:
  * exit 0, a stats line, accepted= the connections we made, and bytes_out
  * never above bytes_in (equal when the test read back every echo).
@@ -98,18 +162,17 @@ static int stop_and_check(struct fixture *fx, int sig)
         why = "server did not exit 0 after the signal";
     else if (!h_find_line(s, "ringserve: stats:", line, sizeof(line)))
         why = "no 'ringserve: stats:' line on stderr";
-    else if (!h_line_value(line, "accepted", &acc) ||
-             !h_line_value(line, "bytes_in", &in) ||
-             !h_line_value(line, "bytes_out", &out))
-        why = "stats line lacks accepted=, bytes_in= or bytes_out=";
+    else if (!h_line_value(line, "accepted", &acc) || !h_line_value(line, key_in, &in) ||
+             !h_line_value(line, key_out, &out))
+        why = "stats line lacks accepted= or the byte counts";
     else if (acc != s->connects)
         why = "accepted= differs from the number of connections made";
     else if (out > in)
-        why = "bytes_out > bytes_in";
+        why = "more bytes went back to the clients than they sent";
     else if (fx->balanced && out != in)
-        why = "every echo was read back, yet bytes_out != bytes_in";
+        why = "every echo was read back, yet the byte counts differ";
     if (!why)
-        return 0;
+        return fx->have_up ? stop_upstream(fx, in, out) : 0;
     fprintf(stderr, "%s (%s; connections made: %u)\n", why,
             h_status_str(s, st, sizeof(st)), s->connects);
     h_dump_stderr(s, "after stop");
@@ -127,6 +190,8 @@ static int teardown(void **state)
     if (rc == 0 && getenv("RS_E2E_VERBOSE"))
         h_dump_stderr(&fx->srv, "RS_E2E_VERBOSE");
     h_server_destroy(&fx->srv);
+    if (fx->have_up)
+        h_server_destroy(&fx->up);
     free(fx);
     return rc;
 }
@@ -382,13 +447,6 @@ static void test_e2e_concurrent_200(void **state)
 /* --- 7. resets mid-transfer
  * ------------------------------------------------------------- */
 
-static void reset_close(int fd)
-{
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
-    close(fd); /* RST, with data in flight both ways */
-}
-
 static void test_e2e_resets_then_served(void **state)
 {
     struct fixture *fx = *state;
@@ -407,7 +465,7 @@ static void test_e2e_resets_then_served(void **state)
         assert_true(h_send_some(fds[i], data, flood) > 0);
     }
     for (int i = 0; i < N; i++)
-        reset_close(fds[i]);
+        h_reset_close(fds[i]);
 
     /* the server is still here and still echoes */
     size_t len = 1 * MIB;
@@ -547,7 +605,7 @@ static void test_e2e_nonreader_bounded(void **state)
                  rss_limit_kib);
 
     close(good);
-    reset_close(hog); /* unread data: this is a reset anyway */
+    h_reset_close(hog); /* unread data: this is a reset anyway */
     free(chunk);
     free(msg);
     free(rbuf);
@@ -587,8 +645,8 @@ static void test_e2e_sigterm_stats(void **state)
     unsigned long long acc = 0, in = 0, out = 0;
     assert_true(h_find_line(&fx->srv, "ringserve: stats:", line, sizeof(line)));
     assert_true(h_line_value(line, "accepted", &acc));
-    assert_true(h_line_value(line, "bytes_in", &in));
-    assert_true(h_line_value(line, "bytes_out", &out));
+    assert_true(h_line_value(line, key_in, &in));
+    assert_true(h_line_value(line, key_out, &out));
     assert_int_equal(acc, N);
     assert_int_equal(in, total);
     assert_int_equal(out, total);
@@ -639,6 +697,17 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     server_argv = argv + 1;
+    if (strncmp(argv[1], "--via-proxy=", 12) == 0) {
+        upstream_bin = argv[1] + 12;
+        server_argv = argv + 2;
+        key_in = "bytes_up";
+        key_out = "bytes_down";
+        if (argc < 3) {
+            fprintf(stderr, "usage: %s --via-proxy=ECHO-SERVER PROXY [ARGS...]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--backend=uring") == 0)
             want_backend = "uring";
@@ -647,7 +716,12 @@ int main(int argc, char **argv)
         else if (strncmp(argv[i], "--backend=", 10) == 0)
             want_backend = NULL;
     }
-    int pre = h_preflight(server_argv, "e2e");
+    /* Nothing listens on port 9 (discard): the proxy only needs a valid
+     * --upstream to start; no client connects during the preflight. */
+    static const char *const preflight_proxy[] = {"--listen=127.0.0.1:0",
+                                                  "--upstream=127.0.0.1:9", NULL};
+    int pre = upstream_bin ? h_preflight_with(server_argv, preflight_proxy, "e2e")
+                           : h_preflight(server_argv, "e2e");
     if (pre >= 0)
         return pre;
 

@@ -102,6 +102,16 @@ bool h_line_value(const char *line, const char *key, unsigned long long *val);
 /* VmRSS of the child in KiB from /proc/PID/status, or -1. */
 long h_server_rss_kib(const struct h_server *s);
 
+/* Descriptors the child holds: its /proc/PID/fd entries plus, for each
+ * io_uring instance among them, the direct descriptors registered in that
+ * ring ("UserFiles:" in its fdinfo; sockets accepted or created as direct
+ * descriptors live only there). -1 on failure. */
+long h_server_fd_count(const struct h_server *s);
+
+/* Poll h_server_fd_count() every 50 ms until it equals base, for at most
+ * H_TIMEOUT_MS. Returns the last count (base on success). */
+long h_wait_fd_count(const struct h_server *s, long base);
+
 /* Print the child's captured stderr on our stderr, for failures. A marker
  * line shows where the harness sent its stop signal, so output the server
  * wrote before it (say, a drain caused by a signal from someone else) is
@@ -168,10 +178,33 @@ void h_sleep_ms(long ms);
  * returns how many went out. */
 size_t h_send_some(int fd, const void *data, size_t len);
 
+/* Close with SO_LINGER 0: the peer gets a reset, whatever is in flight. */
+void h_reset_close(int fd);
+
+/* A listening TCP socket of our own on 127.0.0.1 with an ephemeral port
+ * (SOCK_CLOEXEC), for tests that play a server themselves. backlog as in
+ * listen(2); backlog < 0 binds without listening (connects to it are
+ * refused, and the port stays ours). Returns the fd or -1; *port is set. */
+int h_listen_local(int backlog, uint16_t *port);
+
+/* Accept one connection on a listener made by h_listen_local(), waiting at
+ * most H_TIMEOUT_MS. Returns the fd (blocking, SOCK_CLOEXEC) or -1. */
+int h_accept(int lfd);
+
+/* Read and discard until EOF or an error; returns the bytes read, or -errno
+ * if the socket failed (ECONNRESET...) or stayed silent for H_TIMEOUT_MS
+ * (-ETIMEDOUT). *total gets the count either way if not NULL. */
+long long h_drain_to_eof(int fd, unsigned long long *total);
+
 /* Start the server once (with --listen=127.0.0.1:0) and stop it. Returns -1
  * when it works; 77 (skip) when io_uring is unavailable here or the kernel
- * lacks a feature the command line asks for; 1 (reported on stderr, with
+ * lacks a feature the command line asks for, or when the binary predates
+ * --protocol=proxy; 1 (reported on stderr, with
  * `prog` as prefix) when it fails to start for any other reason. */
 int h_preflight(char *const argv[], const char *prog);
+
+/* The same, with these arguments instead of --listen=127.0.0.1:0 alone
+ * (a proxy needs --upstream=...). */
+int h_preflight_with(char *const argv[], const char *const extra[], const char *prog);
 
 #endif

@@ -26,7 +26,6 @@
  *
  * Exit 77 (meson: skip) when the server cannot get io_uring here.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -269,93 +268,14 @@ static void stop_server(struct fx *fx, struct fstats *st)
 
 /* --- looking at the server process --------------------------------------- */
 
-/* Direct descriptors a ring holds: the entries listed under "UserFiles:"
- * in /proc/PID/fdinfo/FD of an io_uring fd. -1 when the kernel did not list
- * them this time (it skips the table when the ring's lock is busy). */
-static long ring_direct_files(pid_t pid, const char *fd)
-{
-    char path[320], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid, fd);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    long n = -1;
-    bool in = false;
-    while (fgets(line, sizeof(line), f)) {
-        if (strncmp(line, "UserFiles:", 10) == 0) {
-            in = true;
-            n = 0;
-            continue;
-        }
-        if (in) {
-            char *p = line;
-            while (*p == ' ')
-                p++;
-            if (*p >= '0' && *p <= '9' && strchr(p, ':'))
-                n++;
-            else
-                break;
-        }
-    }
-    fclose(f);
-    return n;
-}
-
-/* Descriptors the server holds: /proc/PID/fd entries plus, for io_uring,
- * the direct descriptors registered in each ring (accepted sockets live
- * there with fixed-files, invisible in /proc/PID/fd). -1 on failure. */
-static long server_fd_count(pid_t pid)
-{
-    for (int attempt = 0; attempt < 50; attempt++) {
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-        DIR *d = opendir(path);
-        if (!d)
-            return -1;
-        long n = 0;
-        bool retry = false;
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (e->d_name[0] == '.')
-                continue;
-            n++;
-            char lp[320], target[128];
-            snprintf(lp, sizeof(lp), "/proc/%d/fd/%s", (int)pid, e->d_name);
-            ssize_t tl = readlink(lp, target, sizeof(target) - 1);
-            if (tl <= 0)
-                continue;
-            target[tl] = '\0';
-            if (strstr(target, "io_uring")) {
-                long direct = ring_direct_files(pid, e->d_name);
-                if (direct < 0)
-                    retry = true;
-                else
-                    n += direct;
-            }
-        }
-        closedir(d);
-        if (!retry)
-            return n;
-        h_sleep_ms(10);
-    }
-    return -1;
-}
-
 /* Poll (every 50 ms, at most 20 s) until the server holds exactly base
  * descriptors again. */
 static void wait_fd_count(struct fx *fx, long base, const char *what)
 {
-    int64_t deadline = h_now_ms() + H_TIMEOUT_MS;
-    long n = -1;
-    for (;;) {
-        n = server_fd_count(fx->srv.pid);
-        if (n == base)
-            break;
-        if (h_now_ms() >= deadline)
-            fail_msg("%s: the server holds %ld descriptors, %ld before (%ld leaked)",
-                     what, n, base, n - base);
-        h_sleep_ms(50);
-    }
+    long n = h_wait_fd_count(&fx->srv, base);
+    if (n != base)
+        fail_msg("%s: the server holds %ld descriptors, %ld before (%ld leaked)", what, n,
+                 base, n - base);
     print_message("%s: server descriptors back to %ld\n", what, n);
 }
 
@@ -725,7 +645,7 @@ static void test_resets(void **state)
     struct fx *fx = *state;
     start_server(fx, NULL, 0);
     enum { N = 100 };
-    long base = server_fd_count(fx->srv.pid);
+    long base = h_server_fd_count(&fx->srv);
     assert_true(base > 0);
     size_t flood = 256 * KIB;
     unsigned char *data = pattern(flood, 21);
@@ -741,7 +661,7 @@ static void test_resets(void **state)
         assert_true(h_send_some(fds[i], data, flood) > 0);
     }
     /* the count sees them (direct descriptors included), or it proves nothing */
-    long during = server_fd_count(fx->srv.pid);
+    long during = h_server_fd_count(&fx->srv);
     if (during < base + N)
         fail_msg(
             "the server holds %ld descriptors with %d clients connected (%ld before): "
@@ -822,7 +742,7 @@ static void test_churn_no_fd_leak(void **state)
     struct fx *fx = *state;
     start_server(fx, NULL, 0);
     enum { N = 2000 };
-    long base = server_fd_count(fx->srv.pid);
+    long base = h_server_fd_count(&fx->srv);
     assert_true(base > 0);
     int fd[1] = {-1};
     track_fds(fx, fd, 1);

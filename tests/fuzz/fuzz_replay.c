@@ -4,7 +4,8 @@
  *   fuzz_replay FILE-OR-DIR...
  *
  * Directories are read in name order (hidden files skipped). A failing
- * input aborts with the driver's trace and the input's name. */
+ * input aborts with the input's name (and, for the connection fuzzer,
+ * built with RS_REPLAY_SCHED, the schedule driver's trace). */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -14,15 +15,23 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#ifdef RS_REPLAY_SCHED
 #include "sched_driver.h"
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static unsigned replayed;
 
+static const char *current;
+
 static void on_abort(int sig)
 {
+#ifdef RS_REPLAY_SCHED
     sched_dump_current(stderr);
+#endif
+    if (current)
+        fprintf(stderr, "fuzz_replay: failing input: %s\n", current);
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -57,10 +66,16 @@ static int replay_file(const char *path)
         free(buf);
         return -1;
     }
+#ifdef RS_REPLAY_SCHED
     snprintf(sched_context, sizeof(sched_context),
              "fuzz_replay %s  (RS_FUZZ_TRACE=1 to trace)", path);
+#endif
+    current = path;
     LLVMFuzzerTestOneInput(buf, len);
+    current = NULL;
+#ifdef RS_REPLAY_SCHED
     sched_context[0] = '\0';
+#endif
     free(buf);
     replayed++;
     return 0;

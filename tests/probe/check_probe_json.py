@@ -17,6 +17,10 @@ import sys
 
 BOOL, STR, INT, NULL = bool, str, int, type(None)
 
+# ringserve's io_uring features, in its order (the summary's keys).
+URING_FEATURES = ("multishot-accept multishot-recv buf-ring fixed-files ring-fd "
+                  "defer-taskrun send-zc sqpoll bundle batch-wait").split()
+
 SCHEMA = {
     "ringserve": (STR,),
     "kernel": (STR, NULL),
@@ -48,6 +52,13 @@ SCHEMA = {
     "limits": {
         "nofile": {"soft": (INT, NULL), "hard": (INT, NULL)},
         "memlock": {"soft": (INT, NULL), "hard": (INT, NULL)},
+    },
+    "summary": {
+        "backend": (STR,),
+        "backend_reason": (STR, NULL),
+        "default_features": (STR,),
+        "features": dict.fromkeys(URING_FEATURES, (STR,)),
+        "reasons": dict.fromkeys(URING_FEATURES, (STR, NULL)),
     },
 }
 
@@ -81,6 +92,30 @@ def check_schema(obj, schema, path=""):
         else:
             # bool is a subclass of int in Python: compare exact types.
             check(type(obj[key]) in want, f"{sub}: {obj[key]!r} is not {want}")
+
+
+def check_summary(d):
+    """The summary agrees with the facts: the backend auto picks, a reason for
+    each unavailable feature and none for the others, and the defaults are
+    the features marked default, in order."""
+    sm, u = d["summary"], d["io_uring"]
+    check(sm["backend"] == ("uring" if u["available"] else "epoll"),
+          f"summary.backend {sm['backend']} with available={u['available']}")
+    check((sm["backend_reason"] is None) == u["available"], "backend_reason vs available")
+    for f in URING_FEATURES:
+        v, why = sm["features"][f], sm["reasons"][f]
+        check(v in ("default", "opt-in", "unavailable"), f"summary.features.{f} = {v}")
+        check((why is not None) == (v == "unavailable"), f"summary.reasons.{f} = {why}")
+        if f in ("sqpoll", "bundle", "batch-wait"):
+            check(v != "default", f"opt-in feature {f} is default")
+    defaults = [f for f in URING_FEATURES if sm["features"][f] == "default"]
+    check(sm["default_features"] == (",".join(defaults) or "none"),
+          f"default_features {sm['default_features']} != {defaults}")
+    if u["available"]:
+        check(sm["features"]["bundle"] != "unavailable" or not u["features"]["recvsend_bundle"]
+              or not u["register"]["buf_ring"], "bundle unavailable despite the facts")
+        check((sm["features"]["batch-wait"] != "unavailable") == u["features"]["min_timeout"],
+              "batch-wait verdict disagrees with features.min_timeout")
 
 
 def check_consistency(d):
@@ -134,8 +169,10 @@ def main():
         check_schema(d, SCHEMA)
         if not errors:
             check_consistency(d)
+            check_summary(d)
             check_environment(d)
     text = run(binary, "--probe")
+    check(text.split("\n")[2].startswith("Summary"), "the text report does not open with the summary")
     for heading in ("System", "io_uring", "epoll", "Limits"):
         check(f"\n{heading}\n" in text, f"text report lacks the heading {heading!r}")
     for e in errors:

@@ -41,7 +41,7 @@
 
 /* --- a minimal JSON validator that records every scalar by dotted path --- */
 
-enum { MAX_SCALARS = 128, PATH_LEN = 96, VALUE_LEN = 192 };
+enum { MAX_SCALARS = 128, PATH_LEN = 96, VALUE_LEN = 320 };
 
 struct scalar {
     char path[PATH_LEN];
@@ -377,6 +377,29 @@ static const char *const documented[] = {
     "limits.nofile.hard",
     "limits.memlock.soft",
     "limits.memlock.hard",
+    "summary.backend",
+    "summary.backend_reason",
+    "summary.default_features",
+    "summary.features.multishot-accept",
+    "summary.features.multishot-recv",
+    "summary.features.buf-ring",
+    "summary.features.fixed-files",
+    "summary.features.ring-fd",
+    "summary.features.defer-taskrun",
+    "summary.features.send-zc",
+    "summary.features.sqpoll",
+    "summary.features.bundle",
+    "summary.features.batch-wait",
+    "summary.reasons.multishot-accept",
+    "summary.reasons.multishot-recv",
+    "summary.reasons.buf-ring",
+    "summary.reasons.fixed-files",
+    "summary.reasons.ring-fd",
+    "summary.reasons.defer-taskrun",
+    "summary.reasons.send-zc",
+    "summary.reasons.sqpoll",
+    "summary.reasons.bundle",
+    "summary.reasons.batch-wait",
 };
 
 /* Every boolean fact of the struct, as false when io_uring is unusable. */
@@ -499,6 +522,7 @@ static void test_probe_json_is_documented_and_agrees(void **state)
 static bool is_heading(const char *line)
 {
     static const char *const headings[] = {
+        "Summary (what ringserve uses on this kernel)",
         "System",
         "io_uring",
         "io_uring opcodes (IORING_REGISTER_PROBE)",
@@ -551,6 +575,114 @@ static void test_probe_text_is_an_aligned_table(void **state)
     for (; line; line = strtok_r(NULL, "\n", &save), rows++)
         assert_text_line(line);
     assert_true(rows > 50);
+    free(text);
+}
+
+/* --- the summary, from facts made up to look like kernels ringserve meets
+ * (tools/kernels checks the real ones on Debian's 6.1 and 6.12) --- */
+
+/* Linux 6.1 as Debian ships it: no bundles, no min-timeout waits. */
+static struct rs_uring_support kernel_6_1(void)
+{
+    struct rs_uring_support s = {
+        .available = true,
+        .compiled = true,
+        .disabled_sysctl = -1,
+        .sqpoll = true,
+        .single_issuer = true,
+        .defer_taskrun = true,
+        .coop_taskrun = true,
+        .taskrun_flag = true,
+        .submit_all = true,
+        .cqsize = true,
+        .buf_ring = true,
+        .sparse_files = true,
+        .ring_fd = true,
+        .multishot_accept = true,
+        .multishot_recv = true,
+        .accept_direct = true,
+        .send_zc = true,
+        .opcodes = ~0ull,
+        .features = 0x1fff,
+    };
+    return s;
+}
+
+static const struct rs_feature_summary *verdict_of(const struct rs_probe_summary *sum,
+                                                   const char *name)
+{
+    for (size_t i = 0; i < sum->n; i++)
+        if (strcmp(sum->f[i].name, name) == 0)
+            return &sum->f[i];
+    fail_msg("no verdict for %s", name);
+    return NULL;
+}
+
+static void test_probe_summary_on_6_1(void **state)
+{
+    struct rs_uring_support s = kernel_6_1();
+    struct rs_probe_summary sum;
+
+    (void)state;
+    rs_probe_summarize(&s, &sum);
+    assert_string_equal(sum.backend, "uring");
+    assert_string_equal(sum.backend_why, "");
+    assert_string_equal(sum.defaults, "multishot-accept,multishot-recv,buf-ring,"
+                                      "fixed-files,ring-fd,defer-taskrun,send-zc");
+    assert_int_equal(verdict_of(&sum, "sqpoll")->verdict, RS_FEATURE_OPT_IN);
+    assert_int_equal(verdict_of(&sum, "bundle")->verdict, RS_FEATURE_UNAVAILABLE);
+    assert_non_null(strstr(verdict_of(&sum, "bundle")->why, "6.10"));
+    assert_int_equal(verdict_of(&sum, "batch-wait")->verdict, RS_FEATURE_UNAVAILABLE);
+    assert_non_null(strstr(verdict_of(&sum, "batch-wait")->why, "6.12"));
+    assert_string_equal(verdict_of(&sum, "send-zc")->why, "");
+    /* 6.12 adds both: opt-in, never default. */
+    s.recvsend_bundle = s.min_timeout = true;
+    rs_probe_summarize(&s, &sum);
+    assert_int_equal(verdict_of(&sum, "bundle")->verdict, RS_FEATURE_OPT_IN);
+    assert_int_equal(verdict_of(&sum, "batch-wait")->verdict, RS_FEATURE_OPT_IN);
+}
+
+/* An older kernel (5.15-like): each missing piece is named, and a feature
+ * that needs another says so. */
+static void test_probe_summary_names_what_is_missing(void **state)
+{
+    struct rs_uring_support s = kernel_6_1();
+    struct rs_probe_summary sum;
+
+    (void)state;
+    s.buf_ring = s.multishot_recv = s.defer_taskrun = s.single_issuer = false;
+    s.send_zc = false;
+    s.opcodes = 0;
+    rs_probe_summarize(&s, &sum);
+    assert_string_equal(sum.defaults, "multishot-accept,fixed-files,ring-fd");
+    assert_non_null(strstr(verdict_of(&sum, "multishot-recv")->why, "needs buf-ring"));
+    assert_non_null(strstr(verdict_of(&sum, "defer-taskrun")->why, "COOP_TASKRUN"));
+    assert_non_null(strstr(verdict_of(&sum, "send-zc")->why, "6.0"));
+    /* No io_uring at all: epoll, and every feature says why. */
+    s = (struct rs_uring_support){.compiled = true, .disabled_sysctl = 2};
+    snprintf(s.why, sizeof(s.why), "EPERM: kernel.io_uring_disabled=2");
+    rs_probe_summarize(&s, &sum);
+    assert_string_equal(sum.backend, "epoll");
+    assert_non_null(strstr(sum.backend_why, "io_uring_disabled=2"));
+    assert_string_equal(sum.defaults, "none");
+    for (size_t i = 0; i < sum.n; i++) {
+        assert_int_equal(sum.f[i].verdict, RS_FEATURE_UNAVAILABLE);
+        assert_non_null(strstr(sum.f[i].why, "io_uring_disabled=2"));
+    }
+}
+
+/* What the real probe reports agrees with what the server starts with. */
+static void test_probe_summary_text_comes_first(void **state)
+{
+    char *text = report(false);
+    const char *summary = strstr(text, "\nSummary (");
+    const char *system = strstr(text, "\nSystem\n");
+
+    (void)state;
+    assert_non_null(summary);
+    assert_non_null(system);
+    assert_true(summary < system);
+    assert_non_null(strstr(text, "\n  backend (auto)             "));
     free(text);
 }
 
@@ -652,6 +784,9 @@ int main(void)
         cmocka_unit_test(test_probe_cleans_up_and_is_fast),
         cmocka_unit_test(test_probe_json_is_documented_and_agrees),
         cmocka_unit_test(test_probe_text_is_an_aligned_table),
+        cmocka_unit_test(test_probe_summary_on_6_1),
+        cmocka_unit_test(test_probe_summary_names_what_is_missing),
+        cmocka_unit_test(test_probe_summary_text_comes_first),
         cmocka_unit_test(test_probe_reports_seccomp_eperm),
         cmocka_unit_test(test_probe_reports_enosys),
     };

@@ -13,7 +13,8 @@
 #define FAKE_MAX_OPS 64
 
 struct fake_state {
-    struct rs_op *inflight[FAKE_MAX_OPS]; /* submitted, not finally completed */
+    struct rs_op *inflight[FAKE_MAX_OPS];  /* submitted, not finally completed */
+    bool inflight_cancelled[FAKE_MAX_OPS]; /* a cancel was taken for it */
     int ninflight;
     struct rs_op *cancelled[FAKE_MAX_OPS];
     int ncancelled;
@@ -25,6 +26,20 @@ struct fake_state {
     int submits[RS_OP_CLOSE + 1]; /* per kind */
     uint32_t released[RS_BUFPOOL_MAX];
     bool fail_submit;
+    /* Scheduled refusals, as a full io_uring SQ (-EBUSY) or an epoll
+     * backend out of memory would produce them: the next N submits of a
+     * kind, the next N cancels. A refused call leaves no trace. */
+    int refuse_submit[RS_OP_CLOSE + 1];
+    int refuse_cancel;
+    int refused; /* how many calls were refused so far */
+    /* run() returns this (< 0) instead of delivering: a backend that
+     * failed for good. fini() then tolerates ops left in flight. */
+    int run_error;
+    /* run() plays a kernel that completes whatever is in flight: a
+     * cancelled op with -ECANCELED, a recv with EOF, a send in full,
+     * shutdown and close with 0, an accept with -ECANCELED. For tests of
+     * rs_loop_run() that must reach the end by themselves. */
+    bool auto_complete;
 };
 
 extern const struct rs_backend_ops fake_backend;

@@ -14,6 +14,10 @@
  *   send: all bytes, a short count, -ECONNRESET, -EPIPE; once cancelled,
  *         -ECANCELED or one of those;
  *   shutdown/close: 0, sometimes an error (the core ignores both).
+ * With chaos, the backend also refuses calls the way a full io_uring SQ
+ * does (-EBUSY, nothing issued): a recv or send (the core closes that
+ * connection), a cancel, a shutdown or a close (the core must retry them
+ * on a later loop turn, rs_loop_retry(), and never count them as issued).
  * Between completions it may call rs_conn_abort()/rs_conn_finish() (what
  * the idle scan, SIGTERM and the drain deadline do), open a connection
  * (sometimes over the cap: rejected), or take a loop turn, which feeds
@@ -232,7 +236,7 @@ static void print_ev(FILE *out, const struct ev *e)
         fprintf(out, "rs_conn_finish fd=%d\n", e->fd);
         break;
     case EV_TURN:
-        fprintf(out, "loop turn: feed starved\n");
+        fprintf(out, "loop turn: feed starved, retry refused calls\n");
         break;
     case EV_DRAIN:
         fprintf(out, "drain: %s\n",
@@ -260,7 +264,9 @@ static void print_ev(FILE *out, const struct ev *e)
         break;
     case EV_CANCEL:
         fprintf(out, "    core: cancel %s fd=%d%s\n", kind_name(e->kind), e->fd,
-                e->res ? " (not in flight)" : "");
+                e->res == -EBUSY ? " -> refused with -EBUSY"
+                : e->res         ? " (not in flight)"
+                                 : "");
         break;
     case EV_RELEASE:
         fprintf(out, "    core: release bid=%d\n", e->bid);
@@ -319,7 +325,8 @@ void sched_totals_print(FILE *out)
             "  %llu bytes in, %llu out; %llu copies under pressure, %llu -ENOBUFS, %llu "
             "starved feeds\n"
             "  %llu steps paused by backpressure, %llu cancels, %llu completions racing "
-            "a cancel, %llu short sends, %llu errors, %llu refused submits\n",
+            "a cancel, %llu short sends, %llu errors, %llu refused submits\n"
+            "  %llu refused cancels/shutdowns/closes, %llu loop turns retrying them\n",
             (unsigned long long)t->schedules, (unsigned long long)t->steps,
             (unsigned long long)t->conns, (unsigned long long)t->rejected,
             (unsigned long long)t->graceful_closes,
@@ -328,7 +335,8 @@ void sched_totals_print(FILE *out)
             (unsigned long long)t->enobufs, (unsigned long long)t->starved_fed,
             (unsigned long long)t->paused_steps, (unsigned long long)t->cancels,
             (unsigned long long)t->races, (unsigned long long)t->partial_sends,
-            (unsigned long long)t->errors, (unsigned long long)t->submit_failures);
+            (unsigned long long)t->errors, (unsigned long long)t->submit_failures,
+            (unsigned long long)t->refusals, (unsigned long long)t->retry_turns);
 }
 
 /* ---- model look-ups -------------------------------------------------- */
@@ -403,10 +411,19 @@ static void check_starved_list(struct sched *s)
 
 /* ---- the backend wrappers: the fake, plus the model's checks --------- */
 
+/* With chaos, the backend refuses about one call in 16 of those the core
+ * must retry (cancel, shutdown, close). */
+static bool refuse_now(struct sched *s)
+{
+    return s->inject && sched_pick(s->src, 16) == 0 && !s->src->exhausted;
+}
+
 static int sk_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct sched *s = of(loop);
     struct mconn *m = mconn_of(s, op->fd);
+    bool refuse_ctl =
+        (op->kind == RS_OP_SHUTDOWN || op->kind == RS_OP_CLOSE) && refuse_now(s);
     if (!m->live || m->close_submitted)
         fail(s, "%s submitted on fd %d after its close op", kind_name(op->kind), op->fd);
     if (op->data != m->conn && m->conn)
@@ -460,7 +477,7 @@ static int sk_submit(struct rs_loop *loop, struct rs_op *op)
                  "graceful close of fd %d loses data: %zu bytes received, %zu echoed "
                  "before shutdown",
                  op->fd, m->rx_len, m->tx_len);
-        m->shut_submitted = true;
+        m->shut_submitted = !refuse_ctl;
         break;
     case RS_OP_CLOSE:
         if (shadow_count(s, op->fd, -1))
@@ -471,10 +488,16 @@ static int sk_submit(struct rs_loop *loop, struct rs_op *op)
                  "fd %d closed without shutdown, but it was neither aborted nor failed "
                  "(eof=%d finished=%d, %zu received, %zu echoed)",
                  op->fd, m->eof, m->finished, m->rx_len, m->tx_len);
-        m->close_submitted = true;
+        m->close_submitted = !refuse_ctl;
         break;
     default:
         fail(s, "unexpected op kind %u on fd %d", op->kind, op->fd);
+    }
+    if (refuse_ctl) {
+        sched_totals.refusals++;
+        record(s, (struct ev){
+                      .type = EV_SUBMIT, .kind = op->kind, .fd = op->fd, .res = -EBUSY});
+        return -EBUSY;
     }
     /* A backend may refuse an op (submission queue full...): the core must
      * then close that connection, and only that one. Not in the drain. */
@@ -509,6 +532,17 @@ static int sk_cancel(struct rs_loop *loop, struct rs_op *op)
 {
     struct sched *s = of(loop);
     int i = shadow_find(s, op);
+    if (i >= 0 && refuse_now(s)) {
+        /* Not issued: the recv goes on delivering until the core asks
+         * again, each completion up to one more buffer of output. */
+        struct mconn *m = mconn_of(s, op->fd);
+        if (op->kind == RS_OP_RECV)
+            m->races++;
+        sched_totals.refusals++;
+        record(s, (struct ev){
+                      .type = EV_CANCEL, .kind = op->kind, .fd = op->fd, .res = -EBUSY});
+        return -EBUSY;
+    }
     int rc = fake_backend.cancel(loop, op);
     if ((i >= 0) != (rc == 0))
         fail(s, "the driver and the fake disagree on whether %s fd=%d is in flight",
@@ -583,7 +617,9 @@ static void check(struct sched *s)
         if (c->starved != in_starved_list(s, c))
             fail(s, "fd %d: starved=%d but %s loop->starved", m->fd, c->starved,
                  c->starved ? "not on" : "on");
-        if (n == 0 && !c->starved)
+        if (c->retry && s->loop.nretry == 0)
+            fail(s, "fd %d waits for a retry, but loop->nretry is 0", m->fd);
+        if (n == 0 && !c->starved && !c->retry)
             fail(s,
                  "fd %d hangs: nothing in flight, not waiting for buffers (state %u, "
                  "pending %llu, paused %d, eof %d)",
@@ -604,22 +640,40 @@ static void check(struct sched *s)
     if ((uint32_t)live != s->loop.nconns)
         fail(s, "loop->nconns is %u, the driver has %d live connections", s->loop.nconns,
              live);
-    if (s->nsh == 0 && live > 0 && s->loop.pool.lent >= s->loop.pool.count)
+    uint32_t retrying = 0;
+    for (struct rs_conn *p = s->loop.conns; p; p = p->next)
+        retrying += p->retry;
+    if (retrying != s->loop.nretry)
+        fail(s, "loop->nretry is %u, but %u connections wait for a retry", s->loop.nretry,
+             retrying);
+    if (s->nsh == 0 && live > 0 && s->loop.pool.lent >= s->loop.pool.count &&
+        s->loop.nretry == 0)
         fail(s, "deadlock: connections starve for buffers, every buffer is held, and no "
                 "op is in flight to return one");
 }
 
 /* ---- events ---------------------------------------------------------- */
 
-/* A loop turn's buffer feeding: the core's own rs_loop_feed_starved(). */
+static bool turn_useful(struct sched *s)
+{
+    struct rs_loop *loop = &s->loop;
+    return (loop->starved && loop->pool.lent < loop->pool.count) || loop->nretry > 0;
+}
+
+/* A loop turn, as core/loop.c takes it: feed starved connections
+ * (rs_loop_feed_starved), then retry refused calls (rs_loop_retry). */
 static void feed_starved(struct sched *s)
 {
     struct rs_loop *loop = &s->loop;
-    if (!loop->starved || loop->pool.lent >= loop->pool.count)
+    if (!turn_useful(s))
         return;
     record(s, (struct ev){.type = EV_TURN});
-    sched_totals.starved_fed++;
+    if (loop->starved && loop->pool.lent < loop->pool.count)
+        sched_totals.starved_fed++;
+    if (loop->nretry > 0)
+        sched_totals.retry_turns++;
     rs_loop_feed_starved(loop);
+    rs_loop_retry(loop);
 }
 
 static void open_conn(struct sched *s, bool reject)
@@ -816,7 +870,8 @@ static void complete_random(struct sched *s, int i)
 }
 
 /* rs_conn_abort: nothing more is read or sent, so whatever is in flight
- * must have been asked to stop. rs_conn_finish: input from then on is read
+ * must have been asked to stop (or, when the backend refused the cancel,
+ * be waiting for the retry). rs_conn_finish: input from then on is read
  * and dropped until EOF (a lingering close), so nothing is cancelled. */
 static void do_abort(struct sched *s, struct mconn *m)
 {
@@ -826,7 +881,7 @@ static void do_abort(struct sched *s, struct mconn *m)
     for (int i = 0; i < s->nsh; i++)
         if (s->sh[i].fd == m->fd &&
             (s->sh[i].kind == RS_OP_RECV || s->sh[i].kind == RS_OP_SEND) &&
-            !s->sh[i].cancelled)
+            !s->sh[i].cancelled && !m->conn->retry)
             fail(s, "rs_conn_abort left the %s of fd %d running, not cancelled",
                  kind_name(s->sh[i].kind), m->fd);
 }
@@ -877,7 +932,7 @@ static bool step(struct sched *s)
         c[n++].w = 1;
         total += 2;
     }
-    if (s->loop.starved && s->loop.pool.lent < s->loop.pool.count) {
+    if (turn_useful(s)) {
         c[n].what = C_TURN;
         c[n++].w = 4;
         total += 4;

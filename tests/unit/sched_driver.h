@@ -56,7 +56,7 @@ uint32_t sched_run(struct sched_src *src, const struct sched_opts *opts);
 struct sched_totals {
     uint64_t schedules, steps, conns, rejected, bytes_in, bytes_out, copies, enobufs;
     uint64_t starved_fed, paused_steps, races, partial_sends, cancels, errors;
-    uint64_t graceful_closes, abortive_closes, submit_failures;
+    uint64_t graceful_closes, abortive_closes, submit_failures, refusals, retry_turns;
 };
 extern struct sched_totals sched_totals;
 void sched_totals_print(FILE *out);

@@ -1,6 +1,7 @@
 /* The connection state machine, driven by the scripted fake backend:
  * every completion, partial result and error is chosen by the test. */
 #include <errno.h>
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <stdarg.h>
@@ -56,6 +57,13 @@ static int teardown(void **state)
         assert_true(fake(&fx->loop)->released[i] <= 1 || fx->loop.pool.held[i] == 0);
     rs_loop_fini(&fx->loop);
     free(fx);
+    return 0;
+}
+
+/* For a test that finished the loop itself (a failed backend). */
+static int teardown_failed(void **state)
+{
+    (void)state;
     return 0;
 }
 
@@ -298,6 +306,145 @@ static void test_conn_finish_drains_output(void **state)
     assert_int_equal(fx->loop.stats.bytes_out, 3);
 }
 
+/* ---- refusals: a backend that says "not now" (issue 11) ----------------
+ * A full io_uring SQ makes cancel() and submit() return -EBUSY, an epoll
+ * backend out of memory -ENOMEM. Nothing was issued then, so nothing will
+ * complete: the core must not record it as issued, and must try again on
+ * a later loop turn (rs_loop_retry), or the connection waits forever. */
+
+static void test_conn_refused_pause_cancel_is_retried(void **state)
+{
+    struct fixture *fx = *state; /* max_pending = 100 */
+    struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
+    char msg[61];
+    memset(msg, 'x', 60);
+    msg[60] = '\0';
+    recv_data(fx, msg, true);
+    struct rs_op *r = op_of(fx, RS_OP_RECV);
+    fake(&fx->loop)->refuse_cancel = 2;
+    recv_data(fx, msg, true); /* 120 > 100: pause, but the cancel is refused */
+    assert_true(c->paused);
+    assert_false(fake_was_cancelled(&fx->loop, r));
+    assert_false(c->recv_cancel); /* not recorded as issued */
+    assert_true(c->retry);
+    assert_int_equal(fx->loop.nretry, 1);
+    rs_loop_retry(&fx->loop); /* refused again */
+    assert_false(fake_was_cancelled(&fx->loop, r));
+    assert_int_equal(fx->loop.nretry, 1);
+    rs_loop_retry(&fx->loop); /* taken */
+    assert_true(fake_was_cancelled(&fx->loop, r));
+    assert_true(c->recv_cancel);
+    assert_false(c->retry);
+    assert_int_equal(fx->loop.nretry, 0);
+    assert_int_equal(fx->loop.stats.refused, 2);
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    complete(fx, RS_OP_SEND, 60);
+    complete(fx, RS_OP_SEND, 60); /* drained: reading again */
+    assert_non_null(op_of(fx, RS_OP_RECV));
+    close_by_eof(fx);
+}
+
+static void test_conn_refused_abort_cancels_are_retried(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
+    recv_data(fx, "data", true);
+    struct rs_op *r = op_of(fx, RS_OP_RECV), *s = op_of(fx, RS_OP_SEND);
+    fake(&fx->loop)->refuse_cancel = 2; /* both the recv's and the send's */
+    rs_conn_abort(c);
+    assert_false(fake_was_cancelled(&fx->loop, r));
+    assert_false(fake_was_cancelled(&fx->loop, s));
+    rs_loop_retry(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, r));
+    assert_true(fake_was_cancelled(&fx->loop, s));
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    complete(fx, RS_OP_SEND, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, 0);
+}
+
+static void test_conn_refused_close_is_retried(void **state)
+{
+    struct fixture *fx = *state;
+    fake(&fx->loop)->refuse_submit[RS_OP_CLOSE] = 3;
+    struct rs_conn *c = rs_conn_open(&fx->loop, FD, true); /* closes at once */
+    assert_null(op_of(fx, RS_OP_CLOSE));
+    assert_false(c->close_issued);
+    assert_int_equal(c->inflight, 0);
+    for (int i = 0; i < 2; i++) {
+        rs_loop_retry(&fx->loop);
+        assert_null(op_of(fx, RS_OP_CLOSE));
+    }
+    rs_loop_retry(&fx->loop);
+    assert_non_null(op_of(fx, RS_OP_CLOSE));
+    assert_int_equal(fx->loop.stats.refused, 3);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(fx->loop.nconns, 0);
+    assert_int_equal(fx->loop.nretry, 0);
+}
+
+static void test_conn_refused_shutdown_is_retried(void **state)
+{
+    struct fixture *fx = *state;
+    rs_conn_open(&fx->loop, FD, false);
+    recv_data(fx, "bye", true);
+    complete(fx, RS_OP_RECV, 0);
+    fake(&fx->loop)->refuse_submit[RS_OP_SHUTDOWN] = 1;
+    complete(fx, RS_OP_SEND, 3); /* all sent: shutdown, refused */
+    assert_null(op_of(fx, RS_OP_SHUTDOWN));
+    rs_loop_retry(&fx->loop);
+    assert_non_null(op_of(fx, RS_OP_SHUTDOWN));
+    complete(fx, RS_OP_SHUTDOWN, 0);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(fx->loop.stats.bytes_out, 3);
+}
+
+/* The whole loop, not just the connection: a draining loop whose closes
+ * are refused many times still closes every connection and returns. (The
+ * old code asserted here; built with NDEBUG it hung in the drain.) */
+static void test_loop_stops_when_closes_are_refused(void **state)
+{
+    struct fixture *fx = *state;
+    for (int fd = FD; fd < FD + 3; fd++)
+        rs_conn_open(&fx->loop, fd, false);
+    recv_data(fx, "pending output", true);
+    struct fake_state *f = fake(&fx->loop);
+    f->refuse_submit[RS_OP_CLOSE] = 7;
+    f->refuse_submit[RS_OP_SHUTDOWN] = 2;
+    f->auto_complete = true;
+    rs_loop_request_stop(&fx->loop);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_int_equal(fx->loop.nconns, 0);
+    assert_int_equal(fx->loop.nretry, 0);
+    assert_int_equal(fx->loop.stats.closed, 3);
+    assert_int_equal(f->refused, 9);
+    assert_int_equal(fx->loop.stats.refused, 9);
+}
+
+/* A backend that fails mid-run abandons its connections: their queued
+ * output, heap copies included, must be freed (the old abandon() freed
+ * only the structs). ASan's leak check sees it in the sanitizer build;
+ * here glibc's own accounting does: a 1 MiB copy is an mmap'd block. */
+static void test_loop_failed_run_frees_queued_copies(void **state)
+{
+    struct fixture *fx = *state;
+    size_t before = mallinfo2().hblkhd;
+    struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
+    recv_data(fx, "in flight", true); /* a send in flight, lent */
+    size_t big = 1u << 20;
+    uint8_t *copy = calloc(1, big);
+    assert_non_null(copy);
+    rs_conn_send_copy(c, copy, (uint32_t)big); /* queued behind it, on the heap */
+    rs_conn_send_static(c, (const uint8_t *)"static", 6);
+    free(copy);
+    fake(&fx->loop)->run_error = -EIO;
+    assert_int_equal(rs_loop_run(&fx->loop), -EIO);
+    assert_true(fx->loop.failed);
+    rs_loop_fini(&fx->loop);
+    assert_int_equal(mallinfo2().hblkhd, before);
+    free(fx);
+    *state = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -316,6 +463,18 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_conn_reject_closes_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conn_finish_drains_output, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_refused_pause_cancel_is_retried,
+                                        setup_small, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_refused_abort_cancels_are_retried,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_refused_close_is_retried, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_conn_refused_shutdown_is_retried, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_stops_when_closes_are_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_failed_run_frees_queued_copies, setup,
+                                        teardown_failed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

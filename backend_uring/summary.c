@@ -1,0 +1,104 @@
+/* The summary `ringserve --probe` opens with: which io_uring features
+ * ringserve uses by default on this kernel, which it could use if asked,
+ * and, for each one it cannot, the missing piece and the first kernel that
+ * has it. The probe (core/probe.c) says what the kernel can do; this file
+ * knows what each feature needs, like rs_uring_supported() in features.c,
+ * whose table of names it follows.
+ *
+ * The versions quoted are those of the io_uring documentation (liburing's
+ * man pages); docs/kernels.md cites each and shows the features on Debian's
+ * 6.1 and 6.12 kernels. A version is a hint, not a test: backports, a
+ * sysctl or a seccomp filter can make any kernel answer differently, which
+ * is why the probe tries everything. */
+#include <stdio.h>
+#include <string.h>
+
+#include "features.h"
+#include "probe.h"
+
+#define OP_SEND_ZC 47 /* IORING_OP_SEND_ZC (kernel ABI; no liburing needed here) */
+
+/* Why feature `bit` is not supported, from the probe's facts. */
+static void why_missing(const struct rs_uring_support *s, uint32_t bit, char *why,
+                        size_t len)
+{
+    const char *w = "not supported by this kernel";
+    switch (bit) {
+    case UF_MULTISHOT_ACCEPT:
+        w = "multishot accept failed (IORING_ACCEPT_MULTISHOT, Linux 5.19+)";
+        break;
+    case UF_MULTISHOT_RECV:
+        w = !s->buf_ring ? "needs buf-ring (Linux 5.19+)"
+                         : "multishot recv failed (IORING_RECV_MULTISHOT, Linux 6.0+)";
+        break;
+    case UF_BUF_RING:
+        w = "IORING_REGISTER_PBUF_RING refused (Linux 5.19+)";
+        break;
+    case UF_FIXED_FILES:
+        w = !s->sparse_files ? "sparse file table refused (Linux 5.19+)"
+                             : "accept into a kernel-chosen direct slot failed "
+                               "(IORING_FILE_INDEX_ALLOC, Linux 5.19+)";
+        break;
+    case UF_RING_FD:
+        w = "IORING_REGISTER_RING_FDS refused (Linux 5.18+)";
+        break;
+    case UF_DEFER_TASKRUN:
+        w = s->coop_taskrun ? "IORING_SETUP_DEFER_TASKRUN refused (Linux 6.1+); "
+                              "COOP_TASKRUN is used instead"
+                            : "IORING_SETUP_DEFER_TASKRUN refused (Linux 6.1+)";
+        break;
+    case UF_SEND_ZC:
+        w = (s->opcodes >> OP_SEND_ZC & 1)
+                ? "IORING_OP_SEND_ZC is listed but failed (RLIMIT_MEMLOCK?)"
+                : "no IORING_OP_SEND_ZC (Linux 6.0+)";
+        break;
+    case UF_SQPOLL:
+        w = "IORING_SETUP_SQPOLL refused (unprivileged since Linux 5.13)";
+        break;
+    case UF_BUNDLE:
+        w = !s->buf_ring ? "needs buf-ring (Linux 5.19+)"
+                         : "no IORING_FEAT_RECVSEND_BUNDLE (Linux 6.10+)";
+        break;
+    case UF_BATCH_WAIT:
+        w = "no IORING_FEAT_MIN_TIMEOUT (Linux 6.12+)";
+        break;
+    }
+    snprintf(why, len, "%s", w);
+}
+
+void rs_probe_summarize(const struct rs_uring_support *s, struct rs_probe_summary *out)
+{
+    memset(out, 0, sizeof(*out));
+    uint32_t supported = rs_uring_supported(s);
+    uint32_t defaults = 0;
+    char err[256];
+    if (s->available)
+        (void)rs_uring_features_parse("default", supported, &defaults, err, sizeof(err));
+    if (!s->compiled) {
+        out->backend = "epoll";
+        snprintf(out->backend_why, sizeof(out->backend_why),
+                 "io_uring support was not compiled in");
+    } else if (!s->available) {
+        out->backend = "epoll";
+        snprintf(out->backend_why, sizeof(out->backend_why),
+                 "io_uring is unavailable: %s", s->why);
+    } else {
+        out->backend = "uring";
+    }
+    rs_uring_features_format(defaults, out->defaults, sizeof(out->defaults));
+    for (uint32_t bit = 1; bit & UF_ALL && out->n < RS_SUMMARY_MAX_FEATURES; bit <<= 1) {
+        struct rs_feature_summary *f = &out->f[out->n++];
+        f->name = rs_uring_feature_name(bit);
+        if (defaults & bit) {
+            f->verdict = RS_FEATURE_DEFAULT;
+        } else if (supported & bit) {
+            f->verdict = RS_FEATURE_OPT_IN;
+        } else {
+            f->verdict = RS_FEATURE_UNAVAILABLE;
+            if (!s->available)
+                snprintf(f->why, sizeof(f->why), "%s", out->backend_why);
+            else
+                why_missing(s, bit, f->why, sizeof(f->why));
+        }
+    }
+}

@@ -1,0 +1,662 @@
+/* Proxy end-to-end tests: what only a proxy can get wrong.
+ *
+ * Usage: proxy ECHO-SERVER PROXY-COMMAND...
+ *        e.g. proxy build/ringserve build/ringserve --backend=uring --protocol=proxy
+ *
+ * PROXY-COMMAND is run with --listen=127.0.0.1:0 --upstream=... (and
+ * sometimes --connect-timeout=MS) appended. The upstream is either
+ * ECHO-SERVER (a ringserve binary, started with its default options on its
+ * own ephemeral port) or a socket this program holds itself, so that a test
+ * can play an upstream that half-closes first, never reads, floods, refuses
+ * or never accepts. The echo suite through the proxy lives in e2e.c
+ * (--via-proxy); the same proxy command runs both, one meson test per
+ * backend and io_uring feature variant.
+ *
+ * Each test starts its own proxy, stops it with SIGTERM and checks the exit
+ * status and the final statistics line (accepted=, sessions=,
+ * connect_failures=, bytes_up=, bytes_down=). Descriptor leaks are counted
+ * in /proc/PID/fd plus the io_uring direct descriptor table.
+ *
+ * Nothing passes or fails on timing: every wait is a poll() with the
+ * harness's 20 s safety bound. Two waits only decide *when to stop trying*
+ * (how long a flooder keeps writing into a socket that stays full); a
+ * correct proxy passes whatever they are.
+ *
+ * Environment: RS_PROXY_FILTER=pattern (cmocka wildcards),
+ * RS_PROXY_VERBOSE=1 (print the proxy's stderr after each test).
+ * Exit 77 (meson: skip) when io_uring is unavailable for a uring variant.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+
+/* A proxy's memory bound: whatever a peer does, RSS stays below this. */
+#define RSS_LIMIT_KIB (64L * 1024)
+/* The most a flooder writes; a proxy without backpressure takes it all. */
+#define FLOOD_CAP (256u * MIB)
+#define MAX_FDS   16
+
+static char **proxy_argv;
+static char *echo_bin;
+
+struct pstats {
+    unsigned long long accepted, sessions, connect_failures, bytes_up, bytes_down;
+};
+
+struct pfx {
+    struct h_server px; /* the proxy */
+    struct h_server up; /* an echo server behind it, when the test wants one */
+    bool px_started, up_started;
+    int fds[MAX_FDS]; /* sockets teardown closes */
+};
+
+/* --- fixture ----------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    struct pfx *fx = calloc(1, sizeof(*fx));
+    if (!fx)
+        return -1;
+    for (int i = 0; i < MAX_FDS; i++)
+        fx->fds[i] = -1;
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct pfx *fx = *state;
+    if (!fx)
+        return 0;
+    for (int i = 0; i < MAX_FDS; i++)
+        if (fx->fds[i] >= 0)
+            close(fx->fds[i]);
+    if (fx->px_started) {
+        if (getenv("RS_PROXY_VERBOSE")) {
+            h_server_stop(&fx->px, SIGTERM);
+            h_dump_stderr(&fx->px, "RS_PROXY_VERBOSE");
+        }
+        h_server_destroy(&fx->px);
+    }
+    if (fx->up_started)
+        h_server_destroy(&fx->up);
+    free(fx);
+    return 0;
+}
+
+/* Remember fd so teardown closes it if the test fails first. */
+static int keep(struct pfx *fx, int fd)
+{
+    if (fd < 0)
+        fail_msg("socket: %s", strerror(errno));
+    for (int i = 0; i < MAX_FDS; i++)
+        if (fx->fds[i] < 0) {
+            fx->fds[i] = fd;
+            return fd;
+        }
+    fail_msg("more than %d sockets kept", MAX_FDS);
+    return -1;
+}
+
+/* Close a kept fd (normally, or with a reset). */
+static void drop(struct pfx *fx, int fd, bool reset)
+{
+    for (int i = 0; i < MAX_FDS; i++)
+        if (fx->fds[i] == fd)
+            fx->fds[i] = -1;
+    if (reset)
+        h_reset_close(fd);
+    else
+        close(fd);
+}
+
+static void start_echo(struct pfx *fx)
+{
+    static const char *const listen_any[] = {"--listen=127.0.0.1:0", NULL};
+    char *const argv[] = {echo_bin, NULL};
+    if (h_server_start(&fx->up, argv, listen_any) != H_STARTED) {
+        h_dump_stderr(&fx->up, "echo server start-up");
+        fail_msg("the echo server (%s) did not start", echo_bin);
+    }
+    fx->up_started = true;
+}
+
+/* Start the proxy in front of upstreams ("127.0.0.1:P[,127.0.0.1:Q]"),
+ * with more (NULL-terminated, may be NULL) after it. */
+static void start_proxy(struct pfx *fx, const char *upstreams, const char *const more[])
+{
+    char up[256];
+    const char *extra[12] = {"--listen=127.0.0.1:0", up};
+    size_t n = 2;
+    snprintf(up, sizeof(up), "--upstream=%s", upstreams);
+    for (size_t i = 0; more && more[i] && n < 11; i++)
+        extra[n++] = more[i];
+    extra[n] = NULL;
+    enum h_start r = h_server_start(&fx->px, proxy_argv, extra);
+    fx->px_started = true;
+    if (r != H_STARTED) {
+        h_dump_stderr(&fx->px, "proxy start-up");
+        fail_msg("the proxy did not start");
+    }
+}
+
+static void up_addr(char *buf, size_t len, uint16_t port)
+{
+    snprintf(buf, len, "127.0.0.1:%u", port);
+}
+
+/* SIGTERM, exit 0, a stats line with every proxy counter. */
+static void stop_proxy(struct pfx *fx, struct pstats *st)
+{
+    char line[2048], sts[64];
+    h_server_stop(&fx->px, SIGTERM);
+    if (!h_exited_with(&fx->px, 0)) {
+        h_dump_stderr(&fx->px, "after stop");
+        fail_msg("the proxy did not exit 0 after SIGTERM (%s)",
+                 h_status_str(&fx->px, sts, sizeof(sts)));
+    }
+    if (!h_find_line(&fx->px, "ringserve: stats:", line, sizeof(line)) ||
+        !h_line_value(line, "accepted", &st->accepted) ||
+        !h_line_value(line, "sessions", &st->sessions) ||
+        !h_line_value(line, "connect_failures", &st->connect_failures) ||
+        !h_line_value(line, "bytes_up", &st->bytes_up) ||
+        !h_line_value(line, "bytes_down", &st->bytes_down)) {
+        h_dump_stderr(&fx->px, "after stop");
+        fail_msg("no stats line with accepted=, sessions=, connect_failures=, "
+                 "bytes_up=, bytes_down=");
+    }
+    if (getenv("RS_PROXY_VERBOSE"))
+        h_dump_stderr(&fx->px, "RS_PROXY_VERBOSE");
+}
+
+/* The echo server behind the proxy exits 0; returns its stats line values. */
+static void stop_echo(struct pfx *fx, unsigned long long *in, unsigned long long *out)
+{
+    char line[2048];
+    h_server_stop(&fx->up, SIGTERM);
+    if (!h_exited_with(&fx->up, 0) ||
+        !h_find_line(&fx->up, "ringserve: stats:", line, sizeof(line)) ||
+        !h_line_value(line, "bytes_in", in) || !h_line_value(line, "bytes_out", out)) {
+        h_dump_stderr(&fx->up, "echo server after stop");
+        fail_msg("the echo server behind the proxy did not stop cleanly");
+    }
+}
+
+static void wait_fds(struct pfx *fx, long base, const char *what)
+{
+    long n = h_wait_fd_count(&fx->px, base);
+    if (n != base)
+        fail_msg("%s: the proxy holds %ld descriptors, %ld before (%ld leaked)", what, n,
+                 base, n - base);
+}
+
+static unsigned char *pattern(size_t len, uint64_t seed)
+{
+    unsigned char *p = malloc(len ? len : 1);
+    assert_non_null(p);
+    h_fill(p, len, seed);
+    return p;
+}
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+    int w = h_write_all(fd, buf, len);
+    if (w < 0)
+        fail_msg("write %zu bytes: %s", len, strerror(-w));
+}
+
+/* Read exactly len bytes and compare them with want. */
+static void read_expect(int fd, const unsigned char *want, size_t len, const char *who)
+{
+    unsigned char *got = malloc(len ? len : 1);
+    assert_non_null(got);
+    ssize_t r = h_read_exact(fd, got, len);
+    if (r < 0)
+        fail_msg("%s: read: %s", who, strerror((int)-r));
+    if ((size_t)r != len)
+        fail_msg("%s: EOF after %zd of %zu bytes", who, r, len);
+    if (memcmp(got, want, len) != 0)
+        fail_msg("%s: the bytes differ from what was sent", who);
+    free(got);
+}
+
+static void expect_eof(int fd, const char *who)
+{
+    int r = h_expect_eof(fd);
+    if (r != 0)
+        fail_msg("%s: expected EOF, got %s", who, r == 1 ? "data" : strerror(-r));
+}
+
+/* The proxy closed this client: EOF or a reset, with no data first. */
+static void expect_closed(int fd, const char *who)
+{
+    int r = h_expect_eof(fd);
+    if (r != 0 && r != -ECONNRESET)
+        fail_msg("%s: expected the proxy to close it, got %s", who,
+                 r == 1 ? "data" : strerror(-r));
+}
+
+/* Write to fd until its socket stays full for 300 ms (the peer chain
+ * stopped reading: backpressure works) or FLOOD_CAP bytes went (it did not).
+ * The 300 ms only decides when to stop trying: a proxy that keeps reading
+ * slowly is caught by the RSS bound instead. Returns the bytes written. */
+static size_t flood(int fd)
+{
+    static unsigned char chunk[256 * KIB];
+    size_t total = 0;
+    h_fill(chunk, sizeof(chunk), 99);
+    assert_int_equal(h_set_nonblock(fd, true), 0);
+    while (total < FLOOD_CAP) {
+        ssize_t w = send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL);
+        if (w > 0) {
+            total += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN)
+            fail_msg("flooder send after %zu bytes: %s", total, strerror(errno));
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int r = poll(&p, 1, 300);
+        if (r == 0)
+            break;
+    }
+    assert_int_equal(h_set_nonblock(fd, false), 0);
+    return total;
+}
+
+/* One verified round trip through the proxy to an upstream socket we hold:
+ * the client sends, the upstream reads and answers, the client reads. */
+static void ping_via(int client, int upstream, uint64_t seed)
+{
+    unsigned char *q = pattern(1000, seed), *a = pattern(3000, seed + 1);
+    write_all(client, q, 1000);
+    read_expect(upstream, q, 1000, "upstream reading the client's request");
+    write_all(upstream, a, 3000);
+    read_expect(client, a, 3000, "client reading the upstream's answer");
+    free(q);
+    free(a);
+}
+
+static void echo_via(int client, size_t len, uint64_t seed)
+{
+    unsigned char *m = pattern(len, seed);
+    write_all(client, m, len);
+    read_expect(client, m, len, "client reading its echo");
+    free(m);
+}
+
+/* --- 1. half-close, client first ----------------------------------------------- */
+
+/* The client sends a request and shuts down its side; the upstream reads it
+ * to EOF (the FIN crossed the proxy), then answers 1 MiB; the client gets
+ * every byte of it and then EOF once the upstream closes. */
+static void test_proxy_half_close_client_first(void **state)
+{
+    struct pfx *fx = *state;
+    uint16_t port;
+    char addr[64];
+    int lfd = keep(fx, h_listen_local(16, &port));
+    up_addr(addr, sizeof(addr), port);
+    start_proxy(fx, addr, NULL);
+    long base = h_server_fd_count(&fx->px);
+
+    size_t qlen = 300 * KIB, alen = 1 * MIB;
+    unsigned char *q = pattern(qlen, 11), *a = pattern(alen, 12);
+    int c = keep(fx, h_connect(&fx->px));
+    write_all(c, q, qlen);
+    assert_int_equal(shutdown(c, SHUT_WR), 0);
+    int u = keep(fx, h_accept(lfd));
+    read_expect(u, q, qlen, "upstream reading the request");
+    expect_eof(u, "upstream after the client's SHUT_WR");
+    /* the other direction still flows */
+    write_all(u, a, alen);
+    drop(fx, u, false);
+    read_expect(c, a, alen, "client reading the answer after its own SHUT_WR");
+    expect_eof(c, "client after the upstream closed");
+    drop(fx, c, false);
+    wait_fds(fx, base, "after the session");
+
+    struct pstats st;
+    stop_proxy(fx, &st);
+    assert_int_equal(st.accepted, 1);
+    assert_int_equal(st.sessions, 1);
+    assert_int_equal(st.connect_failures, 0);
+    assert_int_equal(st.bytes_up, qlen);
+    assert_int_equal(st.bytes_down, alen);
+    free(q);
+    free(a);
+}
+
+/* --- 2. half-close, upstream first ---------------------------------------------- */
+
+/* The upstream speaks first and shuts down its side; the client gets the
+ * bytes and EOF, then still sends 1 MiB which the upstream reads in full,
+ * followed by EOF when the client closes. */
+static void test_proxy_half_close_upstream_first(void **state)
+{
+    struct pfx *fx = *state;
+    uint16_t port;
+    char addr[64];
+    int lfd = keep(fx, h_listen_local(16, &port));
+    up_addr(addr, sizeof(addr), port);
+    start_proxy(fx, addr, NULL);
+    long base = h_server_fd_count(&fx->px);
+
+    size_t glen = 200 * KIB, qlen = 1 * MIB;
+    unsigned char *g = pattern(glen, 21), *q = pattern(qlen, 22);
+    int c = keep(fx, h_connect(&fx->px));
+    int u = keep(fx, h_accept(lfd));
+    write_all(u, g, glen);
+    assert_int_equal(shutdown(u, SHUT_WR), 0);
+    read_expect(c, g, glen, "client reading the greeting");
+    expect_eof(c, "client after the upstream's SHUT_WR");
+    write_all(c, q, qlen);
+    drop(fx, c, false);
+    read_expect(u, q, qlen, "upstream reading after its own SHUT_WR");
+    expect_eof(u, "upstream after the client closed");
+    drop(fx, u, false);
+    wait_fds(fx, base, "after the session");
+
+    struct pstats st;
+    stop_proxy(fx, &st);
+    assert_int_equal(st.sessions, 1);
+    assert_int_equal(st.connect_failures, 0);
+    assert_int_equal(st.bytes_up, qlen);
+    assert_int_equal(st.bytes_down, glen);
+    free(g);
+    free(q);
+}
+
+/* --- 3. upstream down at start ----------------------------------------------------- */
+
+/* Nothing listens behind the proxy (a port bound but not listening, so no
+ * one else can take it): each client is closed without data, each failure is
+ * counted, and the proxy's descriptors come back. */
+static void test_proxy_upstream_down(void **state)
+{
+    struct pfx *fx = *state;
+    enum { N = 5 };
+    uint16_t port;
+    char addr[64];
+    keep(fx, h_listen_local(-1, &port));
+    up_addr(addr, sizeof(addr), port);
+    start_proxy(fx, addr, NULL);
+    long base = h_server_fd_count(&fx->px);
+    for (int i = 0; i < N; i++) {
+        int c = keep(fx, h_connect(&fx->px));
+        /* a request in flight must not matter */
+        write_all(c, "hello?\n", 7);
+        expect_closed(c, "client of a proxy whose upstream is down");
+        drop(fx, c, false);
+    }
+    wait_fds(fx, base, "after refused sessions");
+    struct pstats st;
+    stop_proxy(fx, &st);
+    assert_int_equal(st.accepted, N);
+    assert_int_equal(st.connect_failures, N);
+    assert_int_equal(st.bytes_down, 0);
+}
+
+/* Two upstreams, the first down: every client either gets a perfect echo or
+ * is closed without data (and counted); round-robin with skipping means at
+ * least half of them are served. */
+static void test_proxy_one_upstream_down(void **state)
+{
+    struct pfx *fx = *state;
+    enum { N = 10 };
+    uint16_t port;
+    char addr[128];
+    keep(fx, h_listen_local(-1, &port));
+    start_echo(fx);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u,127.0.0.1:%u", port, fx->up.port);
+    start_proxy(fx, addr, NULL);
+    int served = 0, closed = 0;
+    for (int i = 0; i < N; i++) {
+        int c = keep(fx, h_connect(&fx->px));
+        unsigned char *m = pattern(5000, 300 + (uint64_t)i), back[5000];
+        write_all(c, m, sizeof(back));
+        ssize_t r = h_read_exact(c, back, sizeof(back));
+        if (r == (ssize_t)sizeof(back)) {
+            assert_memory_equal(back, m, sizeof(back));
+            served++;
+        } else if (r == 0 || r == -ECONNRESET) {
+            closed++;
+        } else {
+            fail_msg("client %d: %zd bytes of 5000, then %s", i, r,
+                     r < 0 ? strerror((int)-r) : "EOF");
+        }
+        drop(fx, c, false);
+        free(m);
+    }
+    print_message("%d served, %d closed\n", served, closed);
+    struct pstats st;
+    stop_proxy(fx, &st);
+    assert_int_equal(st.accepted, N);
+    assert_int_equal(st.connect_failures, (unsigned long long)closed);
+    assert_true(served >= N / 2);
+    unsigned long long in, out;
+    stop_echo(fx, &in, &out);
+    assert_int_equal(in, (unsigned long long)served * 5000);
+    assert_int_equal(out, in);
+}
+
+/* --- 4. upstream killed mid-stream ---------------------------------------------- */
+
+/* An echo server behind the proxy is SIGKILLed while a client has 1 MiB in
+ * flight: the client is closed (EOF or reset, no hang), the proxy lives on,
+ * counts a failure for the next client (nothing listens any more), and
+ * gives back every descriptor. */
+static void test_proxy_upstream_killed(void **state)
+{
+    struct pfx *fx = *state;
+    char addr[64];
+    start_echo(fx);
+    up_addr(addr, sizeof(addr), fx->up.port);
+    start_proxy(fx, addr, NULL);
+    long base = h_server_fd_count(&fx->px);
+
+    int c = keep(fx, h_connect(&fx->px));
+    echo_via(c, 64 * KIB, 41);
+    unsigned char *big = pattern(1 * MIB, 42);
+    assert_int_equal(h_set_nonblock(c, true), 0);
+    h_send_some(c, big, 1 * MIB);
+    assert_int_equal(h_set_nonblock(c, false), 0);
+    h_server_stop(&fx->up, SIGKILL);
+    long long r = h_drain_to_eof(c, NULL);
+    if (r < 0 && r != -ECONNRESET)
+        fail_msg("client of a killed upstream: %s instead of EOF or a reset",
+                 strerror((int)-r));
+    drop(fx, c, false);
+    wait_fds(fx, base, "after the upstream died");
+
+    c = keep(fx, h_connect(&fx->px));
+    expect_closed(c, "client after the upstream died");
+    drop(fx, c, false);
+    wait_fds(fx, base, "after a refused session");
+
+    struct pstats st;
+    stop_proxy(fx, &st);
+    assert_int_equal(st.accepted, 2);
+    assert_int_equal(st.connect_failures, 1);
+    free(big);
+}
+
+/* --- 5, 6. a peer that never reads ------------------------------------------- */
+
+/* One side floods, the other accepts/connects and never reads. The proxy
+ * must stop reading the flooder (its socket stays full well before
+ * FLOOD_CAP), keep its RSS bounded, and still serve a second session. */
+static void never_reads(struct pfx *fx, bool client_floods)
+{
+    const char *deaf_name = client_floods ? "an upstream" : "a client";
+    uint16_t port;
+    char addr[64];
+    int lfd = keep(fx, h_listen_local(16, &port));
+    up_addr(addr, sizeof(addr), port);
+    start_proxy(fx, addr, NULL);
+
+    int c = keep(fx, h_connect(&fx->px));
+    int u = keep(fx, h_accept(lfd));
+    size_t sent = flood(client_floods ? c : u);
+    long rss = h_server_rss_kib(&fx->px);
+    print_message("the flooder wrote %zu bytes towards %s that never reads before its "
+                  "socket stayed full; proxy VmRSS %ld KiB\n",
+                  sent, deaf_name, rss);
+    if (sent >= FLOOD_CAP)
+        fail_msg("the proxy read all %u bytes towards %s that never reads: no "
+                 "backpressure",
+                 FLOOD_CAP, deaf_name);
+    if (rss <= 0 || rss >= RSS_LIMIT_KIB)
+        fail_msg("proxy VmRSS %ld KiB (limit %ld)", rss, RSS_LIMIT_KIB);
+
+    /* others are still served */
+    int c2 = keep(fx, h_connect(&fx->px));
+    int u2 = keep(fx, h_accept(lfd));
+    ping_via(c2, u2, client_floods ? 51 : 61);
+    drop(fx, c2, false);
+    drop(fx, u2, false);
+
+    drop(fx, c, true);
+    drop(fx, u, true);
+    struct pstats st;
+    stop_proxy(fx, &st);
+    assert_int_equal(st.sessions, 2);
+    /* the flood, plus the second session's 1000 bytes up and 3000 down */
+    if (client_floods)
+        assert_true(st.bytes_up <= sent + 1000);
+    else
+        assert_true(st.bytes_down <= sent + 3000);
+}
+
+static void test_proxy_upstream_never_reads(void **state)
+{
+    never_reads(*state, true);
+}
+
+/* The mirror image: the upstream floods, the client never reads. */
+static void test_proxy_client_never_reads(void **state)
+{
+    never_reads(*state, false);
+}
+
+/* --- 7. churn: no descriptor leak --------------------------------------------------- */
+
+/* 2,000 sessions back to back through the proxy to an echo server: one in
+ * three echoes 16 bytes and closes, one closes without a word, one echoes
+ * and resets. The proxy's descriptors (direct ones included) return to the
+ * count before, nothing failed, and the byte counts agree with the echo
+ * server's. */
+static void test_proxy_churn_no_fd_leak(void **state)
+{
+    struct pfx *fx = *state;
+    enum { N = 2000 };
+    char addr[64];
+    start_echo(fx);
+    up_addr(addr, sizeof(addr), fx->up.port);
+    start_proxy(fx, addr, NULL);
+    long base = h_server_fd_count(&fx->px);
+    assert_true(base > 0);
+    unsigned long long echoed = 0;
+    for (int i = 0; i < N; i++) {
+        int c = keep(fx, h_connect(&fx->px));
+        char msg[17];
+        snprintf(msg, sizeof(msg), "churn %010d", i);
+        if (i % 3 != 1) {
+            write_all(c, msg, 16);
+            read_expect(c, (const unsigned char *)msg, 16, "churned client");
+            echoed += 16;
+        }
+        drop(fx, c, i % 3 == 2);
+    }
+    wait_fds(fx, base, "after 2000 sessions");
+    struct pstats st;
+    stop_proxy(fx, &st);
+    assert_int_equal(st.accepted, N);
+    assert_int_equal(st.connect_failures, 0);
+    assert_int_equal(st.bytes_up, echoed);
+    assert_int_equal(st.bytes_down, echoed);
+    unsigned long long in, out;
+    stop_echo(fx, &in, &out);
+    assert_int_equal(in, echoed);
+    assert_int_equal(out, echoed);
+}
+
+/* --- 8. connect timeout ------------------------------------------------------------ */
+
+/* The upstream listens with backlog 0 and one connection already waits in
+ * its accept queue, so the kernel drops every further SYN: the proxy's
+ * connect can only end by its --connect-timeout. The client is closed, the
+ * failure counted, the descriptors come back. */
+static void test_proxy_connect_timeout(void **state)
+{
+    struct pfx *fx = *state;
+    uint16_t port;
+    char addr[64];
+    keep(fx, h_listen_local(0, &port));
+    struct h_server filler = {.port = port};
+    snprintf(filler.host, sizeof(filler.host), "127.0.0.1");
+    keep(fx, h_connect(&filler)); /* completes: the queue holds it */
+    up_addr(addr, sizeof(addr), port);
+    static const char *const more[] = {"--connect-timeout=300", NULL};
+    start_proxy(fx, addr, more);
+    long base = h_server_fd_count(&fx->px);
+    for (int i = 0; i < 2; i++) {
+        int c = keep(fx, h_connect(&fx->px));
+        write_all(c, "anyone?\n", 8);
+        expect_closed(c, "client of an upstream that never accepts");
+        drop(fx, c, false);
+    }
+    wait_fds(fx, base, "after timed-out connects");
+    struct pstats st;
+    stop_proxy(fx, &st);
+    assert_int_equal(st.accepted, 2);
+    assert_int_equal(st.connect_failures, 2);
+}
+
+/* --- main ----------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s ECHO-SERVER PROXY [PROXY-ARGS...]\n", argv[0]);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    echo_bin = argv[1];
+    proxy_argv = argv + 2;
+    static const char *const preflight[] = {"--listen=127.0.0.1:0",
+                                            "--upstream=127.0.0.1:9", NULL};
+    int pre = h_preflight_with(proxy_argv, preflight, "proxy");
+    if (pre >= 0)
+        return pre;
+    const char *filter = getenv("RS_PROXY_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_proxy_half_close_client_first), T(test_proxy_half_close_upstream_first),
+        T(test_proxy_upstream_down),           T(test_proxy_one_upstream_down),
+        T(test_proxy_upstream_killed),         T(test_proxy_upstream_never_reads),
+        T(test_proxy_client_never_reads),      T(test_proxy_churn_no_fd_leak),
+        T(test_proxy_connect_timeout),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""The pieces of tools/kernels that need no VM (meson suite `kernels`).
+
+usage: test_kernels.py TOOLS_KERNELS BUILD_DIR
+
+- package selection: the newest unsigned cloud image of each series, 6.1
+  never confused with 6.12, signed/dbg/meta packages ignored;
+- the test plan: host-only suites skipped with their reason, a script whose
+  interpreter is missing skipped with its name, a suite added later picked
+  up, files resolved against the build directory;
+- the initramfs: contents listing (binaries at their host paths plus the
+  libraries ldd lists), a newc archive the kernel can unpack (parsed back
+  here), the runner script quoting every argument;
+- results: the recorded guest output of a real 6.1 run (results-6.1.log)
+  parsed, a test failure named with its log, a guest cut off mid-test
+  reported as hung, a missing host program turned into a skip;
+- the report: docs/kernels.md and .json rendered from recorded records.
+
+Standard library only; about a second.
+"""
+import gzip
+import importlib.machinery
+import importlib.util
+import json
+import os
+import shlex
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+failures = []
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+        print('FAIL: ' + msg)
+    return cond
+
+
+def load_tool(path):
+    loader = importlib.machinery.SourceFileLoader('kernels_tool', path)
+    spec = importlib.util.spec_from_loader('kernels_tool', loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def test_select_package(k):
+    names = [
+        'linux-image-6.1.0-9-cloud-amd64-unsigned',
+        'linux-image-6.1.0-57-cloud-amd64-unsigned',
+        'linux-image-6.1.0-57-cloud-amd64',          # signed: not this one
+        'linux-image-6.1.0-58-cloud-amd64-dbg',
+        'linux-image-6.1.0-56-amd64-unsigned',        # other flavour
+        'linux-image-6.12.9+deb12-cloud-amd64-unsigned',
+        'linux-image-6.12.117+deb12-cloud-amd64-unsigned',
+        'linux-image-6.12.113+deb12-cloud-amd64-unsigned',
+        'linux-image-6.12-cloud-amd64',               # meta package
+        'linux-image-cloud-amd64',
+    ]
+    check(k.select_package('6.1', names) == 'linux-image-6.1.0-57-cloud-amd64-unsigned',
+          '6.1: newest ABI, unsigned, cloud')
+    check(k.select_package('6.12', names) ==
+          'linux-image-6.12.117+deb12-cloud-amd64-unsigned',
+          '6.12: newest sublevel (117 > 113 > 9, numerically)')
+    check(k.select_package('6.6', names) is None, 'absent series gives None')
+
+
+def fake_tests(build, tmp):
+    """A meson introspection as the build would give, with a suite added
+    later ('proxy'), a Python test, a shell script needing curl, and the
+    host-only suites."""
+    script_sh = os.path.join(tmp, 'smoke.sh')
+    open(script_sh, 'w').write('#!/bin/sh\n# curl is only named in a comment\n'
+                               'echo "$1"\n')
+    script_curl = os.path.join(tmp, 'http.sh')
+    open(script_curl, 'w').write('#!/bin/sh\nexec curl -s "http://127.0.0.1:$1/"\n')
+    script_py = os.path.join(tmp, 'check.py')
+    open(script_py, 'w').write('#!/usr/bin/env python3\nprint(1)\n')
+    rs = os.path.join(build, 'ringserve')
+    sh = '/bin/sh'
+    return [
+        {'name': 'e2e-uring', 'suite': ['ringserve:e2e'], 'cmd': [rs, '--backend=uring'],
+         'env': {}, 'workdir': None, 'timeout': 120},
+        {'name': 'proxy-epoll', 'suite': ['ringserve:proxy'],
+         'cmd': [script_sh, './ringserve'], 'env': {'RS_X': rs}, 'workdir': None,
+         'timeout': 60},
+        {'name': 'http-curl', 'suite': ['ringserve:http'], 'cmd': [script_curl, '1'],
+         'env': {}, 'workdir': None, 'timeout': 30},
+        {'name': 'probe-json', 'suite': ['ringserve:probe'], 'cmd': [script_py],
+         'env': {}, 'workdir': None, 'timeout': 30},
+        {'name': 'e2e-epoll-valgrind', 'suite': ['ringserve:e2e', 'ringserve:valgrind'],
+         'cmd': [rs], 'env': {}, 'workdir': None, 'timeout': 300},
+        {'name': 'fuzz-replay', 'suite': ['ringserve:fuzz'], 'cmd': [rs], 'env': {},
+         'workdir': None, 'timeout': 30},
+        {'name': 'gone', 'suite': ['ringserve:e2e'], 'cmd': ['/nonexistent/prog'],
+         'env': {}, 'workdir': None, 'timeout': 30},
+        {'name': 'shell', 'suite': ['ringserve:e2e'], 'cmd': [sh, '-c', 'true'],
+         'env': {}, 'workdir': None, 'timeout': 30},
+    ]
+
+
+def test_plan(k, build, tmp):
+    provided = {'sh', 'timeout', 'ss'}
+    plan = {e['name']: e for e in k.plan_tests(fake_tests(build, tmp), build, provided)}
+    check(plan['e2e-uring']['skip'] is None, 'e2e runs')
+    check(os.path.join(build, 'ringserve') in plan['e2e-uring']['files'],
+          'e2e needs the ringserve binary')
+    check(plan['proxy-epoll']['skip'] is None, 'a new suite is picked up')
+    check(os.path.join(build, 'ringserve') in plan['proxy-epoll']['files'],
+          'relative arguments and env paths resolve against the build')
+    check(plan['proxy-epoll']['cwd'] == build, 'tests run in the build directory')
+    check('curl' in (plan['http-curl']['skip'] or ''), 'a script running curl is skipped: '
+          + str(plan['http-curl']['skip']))
+    check(plan['probe-json']['skip'] == 'needs python3, not in the initramfs',
+          'python script: ' + str(plan['probe-json']['skip']))
+    check('valgrind' in (plan['e2e-epoll-valgrind']['skip'] or ''), 'valgrind is host only')
+    check('host only' in (plan['fuzz-replay']['skip'] or ''), 'fuzz is host only')
+    check('not found' in (plan['gone']['skip'] or ''), 'a missing program is a skip')
+    only = {e['name']: e for e in k.plan_tests(fake_tests(build, tmp), build, provided,
+                                                suites=['proxy'])}
+    check(only['e2e-uring']['skip'] is not None and only['proxy-epoll']['skip'] is None,
+          '--suites selects')
+    return list(plan.values())
+
+
+def parse_cpio(data):
+    """{name: (mode, data, rdevmajor, rdevminor)} from a newc archive."""
+    out, pos = {}, 0
+    while True:
+        hdr = data[pos:pos + 110]
+        assert hdr[:6] == b'070701', 'bad magic at %d' % pos
+        f = [int(hdr[6 + 8 * i:14 + 8 * i], 16) for i in range(13)]
+        mode, size, rmaj, rmin, nsize = f[1], f[6], f[9], f[10], f[11]
+        name = data[pos + 110:pos + 110 + nsize - 1].decode()
+        pos += 110 + nsize
+        pos += (4 - pos % 4) % 4
+        body = data[pos:pos + size]
+        pos += size
+        pos += (4 - pos % 4) % 4
+        if name == 'TRAILER!!!':
+            return out
+        out[name] = (mode, body, rmaj, rmin)
+
+
+def test_initramfs(k, build, plan, tmp):
+    sh = os.path.realpath('/bin/sh')
+    runnable = [dict(e, files=[sh]) if e['skip'] is None else e for e in plan]
+    contents = k.initramfs_contents(runnable, [], busybox=sh)
+    check(sh in contents, 'the test binaries are listed at their host paths')
+    check(any('libc.so' in p for p in contents), 'libc from ldd is listed: %s'
+          % sorted(contents))
+    check(any('ld-linux' in p for p in contents), 'the dynamic loader is listed')
+    out = os.path.join(tmp, 'initrd.gz')
+    k.build_initramfs(runnable, '/bin/true', 4, out, busybox=sh)
+    arch = parse_cpio(gzip.decompress(open(out, 'rb').read()))
+    check('init' in arch and arch['init'][1].startswith(b'#!/bin/busybox sh'),
+          '/init is the busybox script')
+    check(arch.get('dev/console', (0,))[0] & 0o170000 == 0o020000
+          and arch['dev/console'][2:] == (5, 1), '/dev/console is char 5,1')
+    check(arch.get('bin/busybox', (0, b''))[1] == open(sh, 'rb').read(),
+          'busybox is copied byte for byte')
+    check('rs/run.sh' in arch, 'the runner is included')
+    for d in ('proc', 'sys', 'tmp', 'dev'):
+        check(d in arch and arch[d][0] & 0o040000, '/%s exists' % d)
+    run = arch['rs/run.sh'][1].decode()
+    check("run_test e2e-uring 480 " in run, 'timeouts scaled x4 (120 -> 480)')
+    check('RS_X=' in run and 'env ' in run, 'environment passed with env')
+    check('http-curl' not in run, 'skipped tests are not in the runner')
+    for line in run.splitlines():
+        if line.startswith('run_test '):
+            shlex.split(line)  # every line parses as shell words
+
+
+def test_results(k, build, plan):
+    text = open(os.path.join(HERE, 'results-6.1.log')).read()
+    parsed = k.parse_results(text)
+    check(parsed['done'], 'the recorded run finished')
+    check(parsed['init']['kernel'] == '6.1.0-57-cloud-amd64', 'kernel from init line')
+    names = [t['name'] for t in parsed['tests']]
+    check(names == ['probe', 'e2e-cli', 'contract-uring-default'], 'tests: %s' % names)
+    rplan = [{'name': n, 'suites': ['unit'] if n.startswith('contract') else ['e2e'],
+              'skip': None} for n in names]
+    rplan.append({'name': 'probe-json', 'suites': ['probe'],
+                  'skip': 'needs python3, not in the initramfs'})
+    rec = k.assemble('6.1', {'package': 'linux-image-6.1.0-57-cloud-amd64-unsigned',
+                             'version': '6.1.192-3'}, rplan, parsed,
+                     {'accel': 'tcg', 'status': 'ok', 'total_secs': 40, 'boot_secs': 5})
+    by = {t['name']: t for t in rec['tests']}
+    check(by['probe']['result'] == 'pass', 'probe passed')
+    check(by['contract-uring-default']['result'] == 'fail', 'the failure is a failure')
+    check('enobufs' in by['contract-uring-default'].get('log', ''), 'with its log')
+    check(by['probe-json']['result'] == 'skip' and 'python3' in by['probe-json']['reason'],
+          'planned skips keep their reason')
+    check(rec['probe']['io_uring']['setup']['defer_taskrun'] is True, 'probe JSON parsed')
+    check(rec['startup']['auto']['config']['backend'] == 'uring', 'auto resolves to uring')
+    check(k.default_features(rec) == ['multishot-accept', 'multishot-recv', 'buf-ring',
+                                      'fixed-files', 'ring-fd', 'defer-taskrun',
+                                      'send-zc'], 'default features from the start-up line')
+    # A guest that dies in the middle of e2e-cli: probe passed, e2e-cli hung,
+    # the rest never ran.
+    cut = text[:text.index('@RS test e2e-cli')]
+    p2 = k.parse_results(cut)
+    check(not p2['done'] and p2['started'] == 'e2e-cli', 'cut-off run: started e2e-cli')
+    r2 = k.assemble('6.1', {}, rplan, p2, {'status': 'hung'})
+    by2 = {t['name']: t['result'] for t in r2['tests']}
+    check(by2 == {'probe': 'pass', 'e2e-cli': 'hung', 'contract-uring-default': 'not-run',
+                  'probe-json': 'skip'}, 'hung/not-run: %s' % by2)
+    # A test that could not find a host program is a skip, not a failure.
+    p3 = k.parse_results('@RS init kernel=x\n@RS test t1 rc=127 start=1 end=2 tmo=10\n'
+                         '@RS begin log-t1\nrun.sh: line 3: curl: not found\n'
+                         '@RS end log-t1\n@RS done\n')
+    r3 = k.assemble('x', {}, [{'name': 't1', 'suites': ['http'], 'skip': None}], p3, {})
+    check(r3['tests'][0]['result'] == 'skip' and 'curl' in r3['tests'][0]['reason'],
+          'missing curl at run time: %s' % r3['tests'][0])
+    check(k.classify(137, 480.2, 480) == 'timeout', 'killed at its timeout')
+    check(k.classify(77, 1, 30) == 'skip', 'exit 77 is a skip')
+    return rec
+
+
+def test_report(k, rec, tmp):
+    rec12 = json.loads(json.dumps(rec))
+    rec12['kernel'], rec12['release'] = '6.12', '6.12.117+deb12-cloud-amd64'
+    rec12['probe']['io_uring']['features']['recvsend_bundle'] = True
+    rec12['probe']['io_uring']['features']['min_timeout'] = True
+    rec12['tests'] = [dict(t, result='pass') if t['result'] == 'fail' else t
+                      for t in rec12['tests']]
+    md, js = os.path.join(tmp, 'k.md'), os.path.join(tmp, 'k.json')
+    k.write_report([rec, rec12], md, js)
+    text = open(md).read()
+    check('| 6.1.0-57-cloud-amd64 | 6.12.117+deb12-cloud-amd64 |' in text,
+          'one column per kernel')
+    check('| bundle | no | yes | yes | 6.10 |' in text, 'bundle: no on 6.1, yes on 6.12, '
+          'opt-in, since 6.10')
+    check('| defer-taskrun | yes (default) | yes (default) | no | 6.1 |' in text,
+          'defer-taskrun default on both')
+    check('`contract-uring-default` fail' in text, 'the failure is named')
+    check('needs python3' in text, 'skip reasons listed')
+    check('| unit | 0 / 1 / 0 | 1 / 0 / 0 |' in text, 'per-suite counts per kernel')
+    check('not performance numbers' in text, 'TCG timings disclaimed')
+    check('`io_uring.setup.defer_taskrun` | yes | yes | 6.1' in text, 'facts with since')
+    d = json.load(open(js))
+    check([x['kernel'] for x in d['kernels']] == ['6.1', '6.12'], 'JSON kernels')
+    check(d['kernels'][0]['features']['bundle'] is False
+          and d['kernels'][1]['features']['bundle'] is True, 'JSON features per kernel')
+    check(d['kernels'][0]['suites']['unit']['failed'] == ['contract-uring-default (fail)'],
+          'JSON names failures')
+    check(all(f['source'] for f in d['features']), 'every feature has a source')
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    k = load_tool(sys.argv[1])
+    build = os.path.abspath(sys.argv[2])
+    with tempfile.TemporaryDirectory() as tmp:
+        test_select_package(k)
+        plan = test_plan(k, build, tmp)
+        test_initramfs(k, build, plan, tmp)
+        rec = test_results(k, build, plan)
+        test_report(k, rec, tmp)
+    print('%d failed' % len(failures) if failures else 'all passed')
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
