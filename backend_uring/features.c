@@ -19,7 +19,6 @@ static const struct {
     {"sqpoll", UF_SQPOLL},
     {"bundle", UF_BUNDLE},
     {"batch-wait", UF_BATCH_WAIT},
-    {"msg-ring", UF_MSG_RING},
 };
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 

@@ -18,14 +18,12 @@ enum {
     UF_SQPOLL = 1u << 7,
     UF_BUNDLE = 1u << 8,
     UF_BATCH_WAIT = 1u << 9,
-    UF_MSG_RING = 1u << 10, /* with fixed-files and --threads: one loop accepts */
-    UF_ALL = (1u << 11) - 1,
+    UF_ALL = (1u << 10) - 1,
     /* what "default" means: everything but the opt-in ones */
     UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT,
 };
 
-/* Features this kernel supports, from the probe (msg-ring is tried by the
- * backend itself, see handoff.c). */
+/* Features this kernel supports, from the probe. */
 uint32_t rs_uring_supported(const struct rs_uring_support *s);
 
 /* Parse LIST against what the kernel supports. 0 with *out set, or -EINVAL

@@ -30,11 +30,11 @@
  *    buffer is ours again only after the second, IORING_CQE_F_NOTIF CQE,
  *    which also says whether the kernel copied after all (to a loopback
  *    peer it must): such a connection gets plain sends from then on;
- *  - msg-ring: with fixed-files and several loops, loop 0 accepts and
- *    passes each direct descriptor to the loop with the most room
- *    (IORING_OP_MSG_RING; see handoff.c): N tables, filled evenly;
  *  - sqpoll (opt-in): a kernel thread polls the SQ, submission costs no
  *    syscall while it is awake.
+ * With fixed-files and several loops, loop 0 accepts for all and passes
+ * each direct descriptor to the loop with the most room (--accept=handoff,
+ * IORING_OP_MSG_RING; see handoff.c): N tables, filled evenly.
  * Without buf-ring (e.g. --uring-features=none) the pool is handed over
  * with the older IORING_OP_PROVIDE_BUFFERS: the kernel still picks buffers
  * as data arrives, but each returned buffer costs an SQE of its own.
@@ -958,7 +958,10 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
         st->fixed = true;
         loop->caps |= RS_CAP_DIRECT_FD;
         loop->fd_cap = n;
-        if (st->features & UF_MSG_RING)
+        /* Several loops: loop 0 may accept for all (--accept). Tried
+         * only where it could matter. */
+        if (loop->cfg->threads != 1 && loop->cfg->accept_mode != RS_ACCEPT_REUSEPORT &&
+            rs_uring_msg_ring_fd_works())
             loop->caps |= RS_CAP_HANDOFF;
     }
     /* The kernel takes provided buffers first in, first out (ring or
@@ -1000,16 +1003,10 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         return -(support->unavailable_err ? support->unavailable_err : ENOSYS);
     }
     uint32_t features;
-    uint32_t supported = rs_uring_supported(support);
-    /* Tried only where it could matter: it moves direct descriptors. */
-    if ((supported & UF_FIXED_FILES) && rs_uring_msg_ring_fd_works())
-        supported |= UF_MSG_RING;
-    int rc =
-        rs_uring_features_parse(cfg->uring_features, supported, &features, err, errlen);
+    int rc = rs_uring_features_parse(cfg->uring_features, rs_uring_supported(support),
+                                     &features, err, errlen);
     if (rc < 0)
         return rc;
-    if (!(features & UF_FIXED_FILES))
-        features &= ~(uint32_t)UF_MSG_RING; /* it moves direct descriptors only */
     struct ur_state *st = calloc(1, sizeof(*st));
     if (!st) {
         snprintf(err, errlen, "out of memory");

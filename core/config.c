@@ -63,13 +63,21 @@ void rs_config_usage(FILE *out)
         "                              in the loop, blocking it (to see the cost)\n"
         "  --fs-threads=N              epoll: file IO worker threads per loop, 1 to 64\n"
         "                              (default 4); io_uring does file IO natively\n"
-        "\n"
+        "\n",
+        out);
+    /* Two strings: ISO C promises only 4,095 characters in one. */
+    fputs(
         "Server:\n"
         "  --listen=HOST:PORT          address to listen on (default 127.0.0.1:7080;\n"
         "                              [::1]:PORT for IPv6; port 0 picks one)\n"
         "  --protocol=echo|discard|chargen  what to serve (default echo)\n"
-        "  --threads=N                 event loops, one SO_REUSEPORT listener each\n"
-        "                              (default 1; 0 = one per online CPU)\n"
+        "  --threads=N                 event loops (default 1; 0 = one per online\n"
+        "                              CPU); how connections reach them: --accept\n"
+        "  --accept=auto|handoff|reuseport  with several loops: each loop its own\n"
+        "                              SO_REUSEPORT listener, or loop 0 accepts and\n"
+        "                              hands each connection to the loop with the most\n"
+        "                              room (io_uring fixed-files, IORING_OP_MSG_RING);\n"
+        "                              auto: handoff where possible (default)\n"
         "  --pin                       pin loop i to CPU i\n"
         "  --sched=normal|batch        scheduling policy of the loop threads; batch\n"
         "                              (SCHED_BATCH) lets a woken loop wait for the\n"
@@ -237,6 +245,7 @@ enum {
     OPT_ZC_ON_COPY,
     OPT_SCHED,
     OPT_FS,
+    OPT_ACCEPT,
     OPT_FS_THREADS,
     OPT_ROOT,
 };
@@ -255,6 +264,7 @@ static const struct option long_opts[] = {
     {"zc-on-copy", required_argument, NULL, OPT_ZC_ON_COPY},
     {"sched", required_argument, NULL, OPT_SCHED},
     {"fs", required_argument, NULL, OPT_FS},
+    {"accept", required_argument, NULL, OPT_ACCEPT},
     {"fs-threads", required_argument, NULL, OPT_FS_THREADS},
     {"root", required_argument, NULL, OPT_ROOT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
@@ -318,6 +328,16 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return parse_pair("--zc-on-copy", arg, "plain", "keep", &cfg->zc_keep_copied);
     case OPT_SCHED:
         return parse_pair("--sched", arg, "normal", "batch", &cfg->sched_batch);
+    case OPT_ACCEPT:
+        if (strcmp(arg, "auto") == 0)
+            cfg->accept_mode = RS_ACCEPT_AUTO;
+        else if (strcmp(arg, "handoff") == 0)
+            cfg->accept_mode = RS_ACCEPT_HANDOFF;
+        else if (strcmp(arg, "reuseport") == 0)
+            cfg->accept_mode = RS_ACCEPT_REUSEPORT;
+        else
+            return bad("--accept", arg, "one of auto, handoff, reuseport");
+        return 0;
     case OPT_FS:
         return parse_pair("--fs", arg, "pool", "inline", &cfg->fs_inline);
     case OPT_FS_THREADS:

@@ -33,6 +33,10 @@ struct rs_config {
     uint32_t idle_timeout_s; /* 0: off */
     uint32_t drain_timeout_ms;
     uint32_t threads; /* 0: one per online CPU */
+    /* How connections reach the loops: each its own SO_REUSEPORT listener
+     * (the kernel hashes), or loop 0 accepting for all and handing over
+     * (RS_CAP_HANDOFF); auto: handoff where every loop can. */
+    enum { RS_ACCEPT_AUTO, RS_ACCEPT_HANDOFF, RS_ACCEPT_REUSEPORT } accept_mode;
     bool pin;
     bool sched_batch; /* loop threads run SCHED_BATCH: no wake-up preemption */
     bool nodelay;

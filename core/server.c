@@ -237,7 +237,7 @@ static int setup_group(struct rs_config *cfg)
         return 1;
     }
     /* Handoff: every loop can take connections from another. */
-    bool handoff = nworkers > 1;
+    bool handoff = nworkers > 1 && cfg->accept_mode != RS_ACCEPT_REUSEPORT;
     for (unsigned i = 0; i < nworkers; i++) {
         group.loops[i] = &workers[i].loop;
         workers[i].loop.group = &group;
@@ -245,6 +245,13 @@ static int setup_group(struct rs_config *cfg)
         handoff = handoff && (workers[i].loop.caps & RS_CAP_HANDOFF);
     }
     group.handoff = handoff;
+    if (cfg->accept_mode == RS_ACCEPT_HANDOFF && !handoff && nworkers > 1) {
+        rs_log_error("--accept=handoff: the %s backend cannot pass connections between "
+                     "loops here (it needs io_uring fixed-files and IORING_OP_MSG_RING "
+                     "with IORING_MSG_SEND_FD, Linux 6.0+)",
+                     workers[0].loop.ops->name);
+        return 2;
+    }
     return 0;
 }
 
@@ -358,7 +365,9 @@ static void print_start_line(const struct rs_config *cfg, const char *fallback_w
                 "max-pending=%llu, max-conns=%u, conn-limit=%u [%s], buffers=%ux%u%s)",
                 host_port(cfg, cfg->listen_port, addr, sizeof(addr)), l0->ops->name, desc,
                 cfg->proto ? cfg->proto->name : cfg->protocol, nworkers,
-                group.handoff ? ", accept=handoff" : "",
+                nworkers < 2    ? ""
+                : group.handoff ? ", accept=handoff"
+                                : ", accept=reuseport",
                 (unsigned long long)cfg->max_pending, cfg->max_conns, limit, why,
                 cfg->buffers, cfg->buffer_size, cfg->sched_batch ? ", sched=batch" : "");
 }
