@@ -485,8 +485,10 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
         handle_read(loop, st, fd, s->gen);
         dispatched++;
     }
-    memmove(st->ready, st->ready + nr, (st->nready - nr) * sizeof(*st->ready));
-    st->nready -= nr;
+    if (nr > 0) { /* st->ready may be NULL (lt, or no socket yet) */
+        memmove(st->ready, st->ready + nr, (st->nready - nr) * sizeof(*st->ready));
+        st->nready -= nr;
+    }
     if (woken)
         dispatched += fs_reap(loop, st);
     /* Completions queued by submit()/cancel(): only those present now, so a
