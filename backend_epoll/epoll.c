@@ -34,6 +34,12 @@
  * at once, and only on EAGAIN waits for writability. The result is queued
  * and delivered from run(), never from inside submit() (contract rule 1).
  *
+ * A connect is the same idea: connect(2) on the non-blocking socket at
+ * once; EINPROGRESS parks the op as the writer, and when epoll reports the
+ * socket writable (or in error) SO_ERROR says how the handshake ended.
+ * io_uring instead waits for the handshake in the kernel and reports the
+ * final result.
+ *
  * Receive buffers are lent from the loop's pool the moment a read is
  * attempted, like io_uring's provided buffers: an idle connection holds
  * none. An empty pool yields -ENOBUFS, exactly as the io_uring buffer ring
@@ -70,6 +76,7 @@ struct ep_sock {
      * EPOLLOUT that arrives afterwards can let it progress. */
     bool rdhup; /* the peer closed: keep reading to reach EOF */
     bool on_ready_list;
+    bool dirty; /* epoll_ctl failed to narrow the interest set: retried by run() */
 };
 
 struct ep_done { /* a completion waiting for run() */
@@ -88,6 +95,7 @@ struct ep_state {
     uint32_t done_head, done_len, done_cap;
     int *ready; /* et: fds with readiness left over (capacity 2 x nsocks) */
     uint32_t nready;
+    uint32_t ndirty;      /* sockets with dirty set */
     struct rs_fspool *fs; /* file ops' workers, made on first use */
     bool fs_inline;       /* --fs=inline: file ops block the loop */
     unsigned fs_threads;
@@ -129,25 +137,35 @@ static struct ep_sock *sock_get(struct ep_state *st, int fd)
     return &st->socks[fd];
 }
 
-static int queue_done(struct ep_state *st, struct rs_op *op, int32_t res, uint32_t flags,
-                      uint16_t bid)
+/* Make room for one more queued completion, before doing anything that
+ * cannot be undone (a send, a close): an op the backend refuses must have
+ * left no trace, or the core would retry a close on a number that may
+ * already belong to someone else. */
+static int reserve_done(struct ep_state *st)
 {
-    if (st->done_len == st->done_cap) {
-        uint32_t cap = st->done_cap ? st->done_cap * 2 : 256;
-        struct ep_done *d = malloc(cap * sizeof(*d));
-        if (!d)
-            return -ENOMEM;
-        for (uint32_t i = 0; i < st->done_len; i++)
-            d[i] = st->done[(st->done_head + i) % st->done_cap];
-        free(st->done);
-        st->done = d;
-        st->done_cap = cap;
-        st->done_head = 0;
-    }
+    if (st->done_len < st->done_cap)
+        return 0;
+    uint32_t cap = st->done_cap ? st->done_cap * 2 : 256;
+    struct ep_done *d = malloc(cap * sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < st->done_len; i++)
+        d[i] = st->done[(st->done_head + i) % st->done_cap];
+    free(st->done);
+    st->done = d;
+    st->done_cap = cap;
+    st->done_head = 0;
+    return 0;
+}
+
+/* Queue a completion for run(); reserve_done() made room. */
+static void queue_done(struct ep_state *st, struct rs_op *op, int32_t res, uint32_t flags,
+                       uint16_t bid)
+{
+    assert(st->done_len < st->done_cap);
     st->done[(st->done_head + st->done_len) % st->done_cap] =
         (struct ep_done){.op = op, .res = res, .flags = flags, .bid = bid};
     st->done_len++;
-    return 0;
 }
 
 /* Make the kernel's interest set match what we wait for. */
@@ -180,6 +198,43 @@ static int update_interest(struct ep_state *st, int fd, struct ep_sock *s)
     return 0;
 }
 
+/* An op on fd ended: stop listening for what nobody waits on any more. In
+ * lt a socket left registered for input nobody reads makes epoll_wait
+ * return at once, forever (a spin), so a failure here is not ignored:
+ * a MOD that fails falls back to DEL (interest is added back when an op
+ * needs it), a DEL that finds nothing registered (ENOENT, or EBADF: the
+ * descriptor is gone, which took it out of the set) is done, and anything
+ * else marks the socket dirty: run() retries before it waits. */
+static void narrow_interest(struct ep_state *st, int fd, struct ep_sock *s)
+{
+    if (update_interest(st, fd, s) == 0) {
+        if (s->dirty) {
+            s->dirty = false;
+            st->ndirty--;
+        }
+        return;
+    }
+    if (!st->et && s->events != 0) {
+        if (epoll_ctl(st->epfd, EPOLL_CTL_DEL, fd, NULL) == 0 || errno == ENOENT ||
+            errno == EBADF) {
+            s->events = 0;
+            narrow_interest(st, fd, s); /* ADD back what is still wanted */
+            return;
+        }
+    }
+    if (!s->dirty) {
+        s->dirty = true;
+        st->ndirty++;
+    }
+}
+
+static void retry_dirty(struct ep_state *st)
+{
+    for (uint32_t fd = 0; st->ndirty > 0 && fd < st->nsocks; fd++)
+        if (st->socks[fd].dirty)
+            narrow_interest(st, (int)fd, &st->socks[fd]);
+}
+
 static void ready_push(struct ep_state *st, int fd, struct ep_sock *s)
 {
     if (s->on_ready_list)
@@ -198,7 +253,7 @@ static bool read_done(struct rs_loop *loop, struct ep_state *st, int fd, struct 
     if (!(flags & RS_CF_MORE)) {
         struct ep_sock *s = &st->socks[fd];
         s->rd = NULL;
-        update_interest(st, fd, s);
+        narrow_interest(st, fd, s);
     }
     rs_op_complete(loop, op, res, flags, bid);
     return flags & RS_CF_MORE;
@@ -220,6 +275,8 @@ static bool do_accept(struct rs_loop *loop, struct ep_state *st, int fd)
             close(nfd);
             return true;
         }
+        if (n->dirty)
+            st->ndirty--;
         *n = (struct ep_sock){.gen = n->gen + 1, .on_ready_list = n->on_ready_list};
         bool multi = op->flags & RS_OPF_MULTISHOT;
         return read_done(loop, st, fd, op, nfd, multi ? RS_CF_MORE : 0, 0);
@@ -285,16 +342,37 @@ static void handle_read(struct rs_loop *loop, struct ep_state *st, int fd, uint3
         ready_push(st, fd, s); /* budget spent, data left: next turn */
 }
 
+/* A parked connect: the socket became writable or failed. */
+static void connect_ready(struct rs_loop *loop, struct ep_state *st, int fd)
+{
+    struct ep_sock *s = &st->socks[fd];
+    struct rs_op *op = s->wr;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err == EINPROGRESS || err == EALREADY)
+        return; /* a spurious wake-up: still connecting */
+    s->wr = NULL;
+    update_interest(st, fd, s);
+    rs_op_complete(loop, op, -err, 0, 0);
+}
+
 static void handle_write(struct rs_loop *loop, struct ep_state *st, int fd)
 {
     struct ep_sock *s = &st->socks[fd];
     struct rs_op *op = s->wr;
+    if (op->kind == RS_OP_CONNECT) {
+        connect_ready(loop, st, fd);
+        return;
+    }
     ssize_t n = send(fd, op->buf, op->len, MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
+    int32_t res = n < 0 ? -errno : (int32_t)n;
     s->wr = NULL;
-    update_interest(st, fd, s);
-    rs_op_complete(loop, op, n < 0 ? -errno : (int32_t)n, 0, 0);
+    narrow_interest(st, fd, s);
+    rs_op_complete(loop, op, res, 0, 0);
 }
 
 /* A file op's result, as a completion: a pool read lends its buffer only
@@ -314,10 +392,20 @@ static uint32_t fs_result(struct rs_loop *loop, struct rs_file_op *f)
 static int fs_submit(struct rs_loop *loop, struct ep_state *st, struct rs_op *op)
 {
     struct rs_file_op *f = rs_file_op_of(op);
-    if (op->kind == RS_OP_READ && (op->flags & RS_OPF_POOL_BUF)) {
+    bool pool_read = op->kind == RS_OP_READ && (op->flags & RS_OPF_POOL_BUF);
+    /* Room for the completion first, where it is queued here (a refused op
+     * must not have read or written anything). */
+    if (pool_read || st->fs_inline) {
+        int rc = reserve_done(st);
+        if (rc < 0)
+            return rc;
+    }
+    if (pool_read) {
         int bid = rs_bufpool_get(&loop->pool);
-        if (bid < 0)
-            return queue_done(st, op, -ENOBUFS, 0, 0);
+        if (bid < 0) {
+            queue_done(st, op, -ENOBUFS, 0, 0);
+            return 0;
+        }
         f->bk_bid = (uint16_t)bid;
         f->bk_buf = rs_bufpool_ptr(&loop->pool, (uint16_t)bid);
         if (op->len == 0 || op->len > loop->pool.size)
@@ -326,7 +414,8 @@ static int fs_submit(struct rs_loop *loop, struct ep_state *st, struct rs_op *op
     if (st->fs_inline) {
         rs_fs_perform(f);
         uint32_t flags = fs_result(loop, f);
-        return queue_done(st, op, f->bk_res, flags, f->bk_bid);
+        queue_done(st, op, f->bk_res, flags, f->bk_bid);
+        return 0;
     }
     if (!st->fs) {
         st->fs = rs_fspool_new(st->fs_threads, loop->wake_fd);
@@ -379,27 +468,69 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
     }
     case RS_OP_SEND: {
         assert(!s->wr);
+        int rc = reserve_done(st);
+        if (rc < 0)
+            return rc;
         /* Speculative: the socket is almost always writable. */
         ssize_t n = send(op->fd, op->buf, op->len, MSG_NOSIGNAL);
-        if (n >= 0 || (errno != EAGAIN && errno != EINTR))
-            return queue_done(st, op, n >= 0 ? (int32_t)n : -errno, 0, 0);
+        if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
+            queue_done(st, op, n >= 0 ? (int32_t)n : -errno, 0, 0);
+            return 0;
+        }
         s->wr = op;
-        int rc = update_interest(st, op->fd, s);
+        rc = update_interest(st, op->fd, s);
         if (rc < 0)
             s->wr = NULL;
         return rc;
     }
-    case RS_OP_SHUTDOWN:
-        return queue_done(st, op, shutdown(op->fd, SHUT_WR) < 0 ? -errno : 0, 0, 0);
+    case RS_OP_SHUTDOWN: {
+        int rc = reserve_done(st);
+        if (rc < 0)
+            return rc;
+        queue_done(st, op, shutdown(op->fd, SHUT_WR) < 0 ? -errno : 0, 0, 0);
+        return 0;
+    }
+    case RS_OP_CONNECT: {
+        assert(!s->rd && !s->wr);
+        int rc = reserve_done(st);
+        if (rc < 0)
+            return rc;
+        /* The first op of a fresh socket: whatever this table remembers
+         * about the number belongs to a descriptor closed behind our back
+         * (close(2) on a listener). Start afresh, with a new generation. */
+        *s = (struct ep_sock){.gen = s->gen + 1, .on_ready_list = s->on_ready_list};
+        if (connect(op->fd, (const struct sockaddr *)op->buf, (socklen_t)op->len) == 0) {
+            queue_done(st, op, 0, 0, 0);
+            return 0;
+        }
+        if (errno != EINPROGRESS && errno != EINTR) {
+            queue_done(st, op, -errno, 0, 0);
+            return 0;
+        }
+        s->wr = op;
+        rc = update_interest(st, op->fd, s);
+        if (rc < 0)
+            s->wr = NULL;
+        return rc;
+    }
     case RS_OP_CLOSE: {
         assert(!s->rd && !s->wr);
+        /* Room first: after close(2) there is no way back. */
+        int rc = reserve_done(st);
+        if (rc < 0)
+            return rc;
+        if (s->dirty) {
+            s->dirty = false;
+            st->ndirty--;
+        }
         /* close() also removes the fd from the epoll set (no dups exist).
          * Events for it already fetched in this batch carry the old gen. */
-        int rc = close(op->fd) < 0 ? -errno : 0;
+        rc = close(op->fd) < 0 ? -errno : 0;
         /* on_ready_list stays: the fd may still sit in the ready array,
          * where a reused number must not appear twice. */
         *s = (struct ep_sock){.gen = s->gen + 1, .on_ready_list = s->on_ready_list};
-        return queue_done(st, op, rc, 0, 0);
+        queue_done(st, op, rc, 0, 0);
+        return 0;
     }
     }
     return -EINVAL;
@@ -413,23 +544,31 @@ static int ep_cancel(struct rs_loop *loop, struct rs_op *op)
         if (st->fs_inline || !st->fs)
             return -ENOENT;
         struct rs_file_op *f = rs_file_op_of(op);
+        int rc = reserve_done(st); /* a refused cancel leaves the op queued */
+        if (rc < 0)
+            return rc;
         if (rs_fspool_cancel(st->fs, f) < 0)
             return 0;
         if (op->kind == RS_OP_READ && (op->flags & RS_OPF_POOL_BUF))
             rs_bufpool_put(&loop->pool, f->bk_bid);
-        return queue_done(st, op, -ECANCELED, 0, 0);
+        queue_done(st, op, -ECANCELED, 0, 0);
+        return 0;
     }
     if (op->fd < 0 || (uint32_t)op->fd >= st->nsocks)
         return -ENOENT;
     struct ep_sock *s = &st->socks[op->fd];
+    if (s->rd != op && s->wr != op)
+        return -ENOENT;        /* already completed; its completion is queued */
+    int rc = reserve_done(st); /* a refused cancel leaves the op armed */
+    if (rc < 0)
+        return rc;
     if (s->rd == op)
         s->rd = NULL;
-    else if (s->wr == op)
-        s->wr = NULL;
     else
-        return -ENOENT; /* already completed; its completion is queued */
-    update_interest(st, op->fd, s);
-    return queue_done(st, op, -ECANCELED, 0, 0);
+        s->wr = NULL;
+    narrow_interest(st, op->fd, s);
+    queue_done(st, op, -ECANCELED, 0, 0);
+    return 0;
 }
 
 static void drain_wake(struct rs_loop *loop)
@@ -442,8 +581,11 @@ static void drain_wake(struct rs_loop *loop)
 static int ep_run(struct rs_loop *loop, int timeout_ms)
 {
     struct ep_state *st = state(loop);
+    if (st->ndirty)
+        retry_dirty(st);
     if (st->done_len || st->nready)
         timeout_ms = 0;
+    loop->stats.waits++;
     int n = epoll_wait(st->epfd, st->events, MAX_EVENTS, timeout_ms);
     int err = n < 0 ? -errno : 0;
     int dispatched = 0;
@@ -485,7 +627,7 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
         handle_read(loop, st, fd, s->gen);
         dispatched++;
     }
-    if (nr > 0) { /* st->ready may be NULL (lt, or no socket yet) */
+    if (nr > 0) { /* st->ready is NULL until the first socket */
         memmove(st->ready, st->ready + nr, (st->nready - nr) * sizeof(*st->ready));
         st->nready -= nr;
     }
@@ -501,13 +643,6 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
         dispatched++;
     }
     return err < 0 ? err : dispatched;
-}
-
-static void ep_wake(struct rs_loop *loop)
-{
-    uint64_t one = 1;
-    ssize_t rc = write(loop->wake_fd, &one, sizeof(one));
-    (void)rc; /* a full counter is a pending wake-up already */
 }
 
 static void ep_buf_release(struct rs_loop *loop, uint16_t bid)
@@ -544,7 +679,7 @@ static int ep_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         return rc;
     }
     loop->backend = st;
-    loop->caps = 0;
+    loop->caps = RS_CAP_CONNECT;
     return 0;
 }
 
@@ -580,7 +715,8 @@ const struct rs_backend_ops rs_backend_epoll = {
     .submit = ep_submit,
     .cancel = ep_cancel,
     .run = ep_run,
-    .wake = ep_wake,
+    .wake = rs_loop_wake,
     .buf_release = ep_buf_release,
     .describe = ep_describe,
+    .wait_call = "epoll_wait",
 };

@@ -95,8 +95,13 @@
 #define BATCH_MAX     128
 #define BGID          0
 
-/* user_data = op pointer | generation << 48 | tag << 56. x86-64 and
- * arm64 user pointers fit in 48 bits. */
+/* user_data = op pointer | generation << 48 | tag << 56. Linux hands user
+ * space addresses below 2^47 (x86-64, 5-level paging included) or 2^48
+ * (arm64, 52-bit VA included) unless a program maps above that on purpose,
+ * which ringserve never does. Pointer tagging (arm64 TBI/MTE, HWASan) or
+ * another architecture could break that, so ur_init() checks it once on
+ * the memory ops live in (check_user_pointers) and refuses to start with
+ * a clear message; the assert in ud_of() only guards that check. */
 enum {
     TAG_OP = 0,
     TAG_IGNORE = 1,
@@ -199,10 +204,20 @@ static struct io_uring_sqe *get_sqe(struct ur_state *st)
     return sqe;
 }
 
-static void set_fd(struct ur_state *st, struct io_uring_sqe *sqe)
+/* The descriptor kind travels with the op: with fixed-files, accepted
+ * sockets are direct descriptors while outbound ones may be plain fds. */
+static void set_fd(const struct rs_op *op, struct io_uring_sqe *sqe)
 {
-    if (st->fixed)
+    if (op->flags & RS_OPF_DIRECT)
         sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+/* The zero-copy verdicts are kept per descriptor number of the loop's main
+ * kind (direct slots with fixed-files, else fds): the other kind's numbers
+ * would collide with them, so its sends simply never go zero-copy. */
+static bool zc_kind_ok(const struct ur_state *st, const struct rs_op *op)
+{
+    return st->fixed == ((op->flags & RS_OPF_DIRECT) != 0);
 }
 
 static struct zc_rec *zc_get(struct ur_state *st)
@@ -268,6 +283,8 @@ static int prep_send_zc(struct rs_loop *loop, struct ur_state *st, struct rs_op 
                         struct io_uring_sqe *sqe)
 {
     int32_t bid = -1;
+    if (!zc_kind_ok(st, op))
+        return -1;
     uint8_t fd_state = zc_fd_get(st, op->fd);
     if (fd_state & ZC_COPIED)
         return -1;
@@ -317,7 +334,7 @@ static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op
         io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
     }
-    set_fd(st, sqe);
+    set_fd(op, sqe);
     return 0;
 }
 
@@ -409,11 +426,18 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
             sqe->ioprio |= IORING_RECVSEND_BUNDLE;
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BGID;
-        set_fd(st, sqe);
+        set_fd(op, sqe);
         break;
     case RS_OP_SHUTDOWN:
         io_uring_prep_shutdown(sqe, op->fd, SHUT_WR);
-        set_fd(st, sqe);
+        set_fd(op, sqe);
+        break;
+    case RS_OP_CONNECT:
+        /* The kernel waits for the handshake itself (no EINPROGRESS here):
+         * the CQE carries connect(2)'s final result. */
+        io_uring_prep_connect(sqe, op->fd, (const struct sockaddr *)op->buf,
+                              (socklen_t)op->len);
+        set_fd(op, sqe);
         break;
     case RS_OP_HANDOFF: {
         const struct rs_loop *to = op->buf;
@@ -424,12 +448,9 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         break;
     }
     case RS_OP_CLOSE:
-        if (st->fixed && (op->flags & RS_OPF_PLAIN_FD)) {
-            io_uring_prep_close(sqe, op->fd); /* a file beside direct sockets */
-            break;
-        }
-        zc_fd_closed(st, op->fd);
-        if (st->fixed)
+        if (zc_kind_ok(st, op))
+            zc_fd_closed(st, op->fd);
+        if (op->flags & RS_OPF_DIRECT)
             io_uring_prep_close_direct(sqe, (unsigned)op->fd);
         else
             io_uring_prep_close(sqe, op->fd);
@@ -441,6 +462,10 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         prep_file(loop, op, sqe);
         break;
     default:
+        /* The SQE is taken: left as it is, the kernel would run whatever
+         * it held last. A refused op must leave no trace. */
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
         return -EINVAL;
     }
     io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
@@ -592,6 +617,8 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     }
     if (cqe->flags & IORING_CQE_F_MORE)
         flags |= RS_CF_MORE;
+    if (op->kind == RS_OP_ACCEPT && res >= 0 && st->fixed)
+        flags |= RS_CF_DIRECT;
     rs_op_complete(loop, op, res, flags, bid);
 }
 
@@ -621,7 +648,8 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
     }
     if (tag == TAG_INBOX) {
         if (st->inbox)
-            rs_op_complete(loop, st->inbox, cqe->res, RS_CF_MORE, 0);
+            rs_op_complete(loop, st->inbox, cqe->res,
+                           RS_CF_MORE | (cqe->res >= 0 ? RS_CF_DIRECT : 0), 0);
         else if (cqe->res >= 0)
             close_slot(st, cqe->res); /* arrived after we stopped taking them */
         return;
@@ -662,34 +690,30 @@ static struct __kernel_timespec ms_to_ts(int ms)
                                       .tv_nsec = (ms % 1000) * 1000000L};
 }
 
-/* Submit and wait for up to `want` completions, but no longer than
+/* Submit, then wait for up to `want` completions, but no longer than
  * BATCH_WAIT_US for the batch once one has arrived (IORING_FEAT_MIN_TIMEOUT,
- * 6.12+). liburing 2.3 has no wrapper, so this is io_uring_enter(2) by hand:
- * publish the SQ tail, then one syscall with an extended argument whose
- * `pad` field is the kernel's min_wait_usec. */
+ * 6.12+). liburing 2.3 has no wrapper for that wait, and how it publishes
+ * the SQ tail is its own business (private fields), so this uses only
+ * documented interfaces: queued SQEs go to the kernel with io_uring_submit(),
+ * and the wait is io_uring_enter2(2) on the ring fd with
+ * IORING_ENTER_EXT_ARG and a struct io_uring_getevents_arg whose `pad`
+ * field is the kernel's min_wait_usec. The price: a second syscall on turns
+ * that have something to submit. */
 static int batch_enter(struct ur_state *st, unsigned want, int timeout_ms)
 {
     struct io_uring *ring = &st->ring;
-    struct io_uring_sq *sq = &ring->sq;
-    unsigned tail = sq->sqe_tail;
-    if (sq->sqe_head != tail) {
-        sq->sqe_head = tail;
-        io_uring_smp_store_release(sq->ktail, tail);
+    if (io_uring_sq_ready(ring) > 0) {
+        int rc = io_uring_submit(ring);
+        if (rc < 0)
+            return rc;
     }
-    unsigned to_submit = tail - io_uring_smp_load_acquire(sq->khead);
     /* No timeout wanted: a long one (1 s), re-armed each turn. */
     struct __kernel_timespec ts = ms_to_ts(timeout_ms >= 0 ? timeout_ms : 1000);
     struct io_uring_getevents_arg arg = {
         .sigmask_sz = _NSIG / 8, .pad = BATCH_WAIT_US, .ts = (uint64_t)(uintptr_t)&ts};
-    unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
-    int fd = ring->ring_fd;
-    if (ring->int_flags & 1) { /* liburing's INT_FLAG_REG_RING */
-        fd = ring->enter_ring_fd;
-        flags |= IORING_ENTER_REGISTERED_RING;
-    }
-    int rc =
-        (int)syscall(__NR_io_uring_enter, fd, to_submit, want, flags, &arg, sizeof(arg));
-    return rc < 0 ? -errno : rc;
+    return io_uring_enter2((unsigned)ring->ring_fd, 0, want,
+                           IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                           (sigset_t *)(void *)&arg, sizeof(arg));
 }
 
 static int ur_run(struct rs_loop *loop, int timeout_ms)
@@ -699,6 +723,9 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     int dispatched = 0;
     arm_wake(st, loop);
     refill(st);
+    /* One io_uring_enter below, whichever way (liburing 2.3 enters for
+     * every wait with wait_nr > 0; with SQPOLL it may skip one). */
+    loop->stats.waits++;
     int rc;
     if (st->features & UF_SQPOLL) {
         /* The SQ thread submits; we only wait (never a busy-wait on peek). */
@@ -736,13 +763,6 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     dispatched += (int)n;
     st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
     return rc == -EINTR ? -EINTR : dispatched;
-}
-
-static void ur_wake(struct rs_loop *loop)
-{
-    uint64_t one = 1;
-    ssize_t rc = write(loop->wake_fd, &one, sizeof(one));
-    (void)rc;
 }
 
 static void buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
@@ -994,6 +1014,41 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
 
 static void ur_fini(struct rs_loop *loop);
 
+static bool ud_fits(const void *p)
+{
+    return ((uintptr_t)p & ~UD_PTR_MASK) == 0;
+}
+
+/* Once at start-up: do the addresses ops and zero-copy records live at fit
+ * the 48 bits user_data gives them? Heap (small and large allocations: brk
+ * and mmap), stack, and the loop itself. */
+static int check_user_pointers(struct rs_loop *loop, char *err, size_t errlen)
+{
+    void *small = malloc(64), *large = malloc(1u << 20);
+    int local = 0;
+    const void *bad = NULL;
+    const void *probe[] = {small, large, &local, loop, loop->pool.mem};
+    for (size_t i = 0; i < sizeof(probe) / sizeof(probe[0]) && !bad; i++)
+        if (!ud_fits(probe[i]))
+            bad = probe[i];
+    bool oom = !small || !large;
+    free(small);
+    free(large);
+    if (oom) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    if (bad) {
+        snprintf(err, errlen,
+                 "user-space address %p does not fit the 48 bits this backend packs "
+                 "into user_data (pointer tagging or an address space above 2^48); "
+                 "use --backend=epoll",
+                 bad);
+        return -EOVERFLOW;
+    }
+    return 0;
+}
+
 static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
                    size_t errlen)
 {
@@ -1014,7 +1069,7 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
     }
     st->features = features;
     loop->backend = st;
-    loop->caps = 0;
+    loop->caps = RS_CAP_CONNECT;
     rc = setup_ring(loop, st, support, err, errlen);
     if (rc < 0) {
         free(st);
@@ -1022,6 +1077,11 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         return rc;
     }
     rc = setup_registrations(loop, st, err, errlen);
+    if (rc < 0) {
+        ur_fini(loop);
+        return rc;
+    }
+    rc = check_user_pointers(loop, err, errlen);
     if (rc < 0) {
         ur_fini(loop);
         return rc;
@@ -1081,8 +1141,9 @@ const struct rs_backend_ops rs_backend_uring = {
     .submit = ur_submit,
     .cancel = ur_cancel,
     .run = ur_run,
-    .wake = ur_wake,
+    .wake = rs_loop_wake,
     .buf_release = ur_buf_release,
     .describe = ur_describe,
+    .wait_call = "io_uring_enter",
     .busy = ur_busy,
 };

@@ -5,7 +5,7 @@
  * chosen once at start-up, and branches on the capability bits it declares,
  * never on its name.
  *
- * Rules every backend keeps (tests/test_backend_contract.c checks them
+ * Rules every backend keeps (tests/unit/test_backend_contract.c checks them
  * against each backend with the same code):
  *
  *  1. A completion is never delivered from inside submit() or cancel();
@@ -22,7 +22,13 @@
  *     included (-ECANCELED, or its natural result if it raced). Only then may
  *     its memory be reused. The core frees a connection only when it has no
  *     op in flight, and RS_OP_CLOSE is the last op on a socket.
- *  6. File ops (RS_OP_OPENAT/READ/WRITE/STATX, and RS_OP_CLOSE with
+ *  6. The descriptor kind travels with the op (RS_OPF_DIRECT), never with
+ *     the loop: a backend serves plain fds on every loop, and direct
+ *     descriptors where it declared RS_CAP_DIRECT_FD.
+ *  7. RS_OP_CONNECT completes with 0 or -errno (-ECONNREFUSED, -ETIMEDOUT,
+ *     -ENETUNREACH...) once the connection is established or failed, like
+ *     connect(2) on a blocking socket; a cancel ends it with -ECANCELED.
+ *  8. File ops (RS_OP_OPENAT/READ/WRITE/STATX, and RS_OP_CLOSE with
  *     RS_OPF_PLAIN_FD) keep rules 1, 4 and 5 like any other op: one
  *     completion, from run(), res >= 0 or -errno. A backend whose kernel
  *     interface cannot do file IO asynchronously performs the calls on
@@ -46,13 +52,16 @@
 struct rs_loop;
 struct rs_config;
 
-/* Capability bits a backend declares in rs_loop.caps after init(). */
-#define RS_CAP_DIRECT_FD                                                                 \
-    (1u << 0) /* accepted "fds" are not process fds: use ops only                        \
-               */
-#define RS_CAP_FILE_NATIVE                                                               \
-    (1u << 2) /* file ops are asynchronous in the kernel (no worker threads,             \
-                 no blocking) */
+/* Capability bits a backend declares in rs_loop.caps after init(). The
+ * core branches on these, never on the backend's name. */
+/* Accepted sockets are direct descriptors (RS_CF_DIRECT on the accept's
+ * completions), not process fds: only ops can use or close them. */
+#define RS_CAP_DIRECT_FD (1u << 0)
+/* RS_OP_CONNECT is supported (on plain fds; on direct ones too with
+ * RS_CAP_DIRECT_FD). */
+#define RS_CAP_CONNECT (1u << 1)
+/* File ops are asynchronous in the kernel (no worker threads, no blocking). */
+#define RS_CAP_FILE_NATIVE (1u << 2)
 
 #define RS_CAP_HANDOFF                                                                   \
     (1u << 1) /* RS_OP_HANDOFF and RS_FD_INBOX accepts work between the loops            \
@@ -65,10 +74,15 @@ struct rs_backend_ops {
     int (*init)(struct rs_loop *loop, const struct rs_config *cfg, char *err,
                 size_t errlen);
     void (*fini)(struct rs_loop *loop);
-    /* Queue an op. 0 or -errno (then the op was not taken). */
+    /* Queue an op. 0 or -errno (-EBUSY: queue full, -ENOMEM...): then the
+     * op was not taken, nothing of it happened, and nothing will complete
+     * for it. The core retries what it cannot do without (shutdown, close)
+     * on a later loop turn. */
     int (*submit)(struct rs_loop *loop, struct rs_op *op);
     /* Ask for an in-flight op to finish early; it still completes (rule 5).
-     * 0, or -ENOENT when the op is not in flight (its completion is queued). */
+     * 0, or -ENOENT when the op is not in flight (its completion is queued),
+     * or another -errno (-EBUSY, -ENOMEM) when the backend cannot take the
+     * cancel now: then the op is untouched, and the core asks again later. */
     int (*cancel)(struct rs_loop *loop, struct rs_op *op);
     /* Wait up to timeout_ms (-1: forever, 0: poll) and dispatch completions.
      * Returns the number dispatched, or -errno (-EINTR is not an error). */
@@ -85,6 +99,8 @@ struct rs_backend_ops {
      * A stopping loop keeps running until this is false, or the drain
      * deadline passes. NULL means never. */
     bool (*busy)(struct rs_loop *loop);
+    /* The system call run() waits in, for the statistics: "epoll_wait". */
+    const char *wait_call;
 };
 
 extern const struct rs_backend_ops rs_backend_epoll;

@@ -93,18 +93,30 @@ void rs_config_usage(FILE *out)
         "  --drain-timeout=MS          on SIGINT/SIGTERM, time to finish in-flight\n"
         "                              output before closing (default 2000)\n"
         "  --no-nodelay                leave Nagle's algorithm on (TCP_NODELAY off)\n"
-        "\n"
-        "Other:\n"
-        "  --probe                     print the kernel feature report and exit\n"
-        "  --json                      with --probe: JSON output\n"
-        "  -v, --verbose               more logging\n"
-        "  -q, --quiet                 only errors and the final statistics\n"
-        "  -V, --version               print the version and exit\n"
-        "  -h, --help                  print this help and exit\n"
-        "\n"
-        "Sizes take K, M or G suffixes (powers of 1024). Exit status: 0 after\n"
-        "SIGINT/SIGTERM, 1 on a runtime failure, 2 on a usage error.\n",
+        "\n",
         out);
+    /* Two strings: C11 promises only 4095 characters per literal. */
+    fputs("Statistics:\n"
+          "  --stats-interval=SECONDS    also print a statistics line every SECONDS\n"
+          "                              (decimals allowed, e.g. 0.5; default 0 = only\n"
+          "                              the final line): round trips/s, bytes/s each\n"
+          "                              way, completions per loop turn, epoll_wait or\n"
+          "                              io_uring_enter calls/s, buffers lent, starved\n"
+          "                              connections\n"
+          "  --stats-format=text|json    every statistics line (interval and final) as\n"
+          "                              text (default) or as one JSON object\n"
+          "\n"
+          "Other:\n"
+          "  --probe                     print the kernel feature report and exit\n"
+          "  --json                      with --probe: JSON output\n"
+          "  -v, --verbose               more logging\n"
+          "  -q, --quiet                 only errors and the final statistics\n"
+          "  -V, --version               print the version and exit\n"
+          "  -h, --help                  print this help and exit\n"
+          "\n"
+          "Sizes take K, M or G suffixes (powers of 1024). Exit status: 0 after\n"
+          "SIGINT/SIGTERM, 1 on a runtime failure, 2 on a usage error.\n",
+          out);
 }
 
 int rs_parse_size(const char *s, uint64_t max, uint64_t *out)
@@ -244,6 +256,8 @@ enum {
     OPT_RING_ENTRIES,
     OPT_ZC_ON_COPY,
     OPT_SCHED,
+    OPT_STATS_INTERVAL,
+    OPT_STATS_FORMAT,
     OPT_FS,
     OPT_ACCEPT,
     OPT_FS_THREADS,
@@ -274,6 +288,8 @@ static const struct option long_opts[] = {
     {"pin", no_argument, NULL, OPT_PIN},
     {"no-nodelay", no_argument, NULL, OPT_NO_NODELAY},
     {"protocol", required_argument, NULL, OPT_PROTOCOL},
+    {"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
+    {"stats-format", required_argument, NULL, OPT_STATS_FORMAT},
     {"probe", no_argument, NULL, OPT_PROBE},
     {"json", no_argument, NULL, OPT_JSON},
     {"verbose", no_argument, NULL, 'v'},
@@ -282,6 +298,20 @@ static const struct option long_opts[] = {
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+/* Seconds with an optional fraction, 0 (off) or from 0.01 to a day. */
+static int parse_interval(const char *arg, uint32_t *ms)
+{
+    static const char allowed[] = "seconds: 0 (off) or 0.01 to 86400, e.g. 1 or 0.5";
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (end == arg || *end || errno || !(v >= 0) || v > 86400 || arg[0] == '-' ||
+        arg[0] == '+' || (v > 0 && v < 0.01))
+        return bad("--stats-interval", arg, allowed);
+    *ms = (uint32_t)(v * 1000.0 + 0.5);
+    return 0;
+}
 
 static int parse_one(struct rs_config *cfg, int opt, const char *arg)
 {
@@ -380,6 +410,10 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
             return bad("--protocol", arg, "one of echo, discard, chargen");
         cfg->protocol = arg;
         return 0;
+    case OPT_STATS_INTERVAL:
+        return parse_interval(arg, &cfg->stats_interval_ms);
+    case OPT_STATS_FORMAT:
+        return parse_pair("--stats-format", arg, "text", "json", &cfg->stats_json);
     case OPT_PROBE:
         cfg->probe = true;
         return 0;

@@ -45,6 +45,8 @@ struct rs_config {
     /* A protocol of the embedding program's own; overrides `protocol`. */
     const struct rs_protocol *proto;
     bool probe, json;
+    uint32_t stats_interval_ms; /* 0: no interval lines */
+    bool stats_json;            /* every statistics line one JSON object */
     /* Files (issue 13). */
     uint32_t fs_threads; /* epoll: worker threads for file ops (default 4) */
     bool fs_inline;      /* epoll: perform file ops in the loop, blocking */

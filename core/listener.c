@@ -10,14 +10,19 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "log.h"
 #include "loop.h"
+#include "stream.h"
 
 /* How long to wait before accepting again after EMFILE/ENFILE, unless a
  * connection closes first. Long enough not to spin, short enough that a
  * freed descriptor is used soon. */
 #define ACCEPT_BACKOFF_MS 100
+
+/* Retry without a back-off (a stream closed): on the next loop turn. */
+#define RETRY_NOW 0
+/* Retry only when a stream closes. */
+#define RETRY_ON_CLOSE UINT64_MAX
 
 int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reuseport,
                      int backlog)
@@ -101,8 +106,8 @@ static void count_conn(struct rs_loop *loop)
 static void uncount(atomic_uint *a)
 {
     unsigned v = atomic_load(a);
-    /* Never below zero: connections opened by hand (unit tests) were not
-     * counted. */
+    /* Never below zero: streams opened by hand (unit tests, outbound
+     * connections) were not counted. */
     while (v > 0 && !atomic_compare_exchange_weak(a, &v, v - 1))
         ;
 }
@@ -112,7 +117,16 @@ static bool at_capacity(const struct rs_loop *loop)
 {
     if (loop->group)
         return atomic_load(&loop->group->conns) >= loop->group->max_conns;
-    return loop->nconns >= loop->max_conns;
+    return loop->nstreams >= loop->max_conns;
+}
+
+/* The connection just counted is one too many: over --max-conns, or over
+ * this loop's share of its table. */
+static bool over_limit(const struct rs_loop *loop)
+{
+    if (loop->group && atomic_load(&loop->group->conns) > loop->group->max_conns)
+        return true;
+    return atomic_load(&loop->load) > rs_listener_room(loop);
 }
 
 /* The backend's own limit on accepted sockets (io_uring's direct-descriptor
@@ -122,11 +136,11 @@ static bool at_capacity(const struct rs_loop *loop)
  * and stop at it until a connection closes. */
 #define FD_MARGIN 32
 
-/* Slots of the table in use: connections, and those on their way out. */
+/* Slots of the table in use: streams, and connections on their way out. */
 static uint32_t fd_used(const struct rs_loop *loop)
 {
     const struct rs_listener *l = loop->listener;
-    return loop->nconns + (l ? l->handoffs : 0);
+    return loop->nstreams + (l ? l->handoffs : 0);
 }
 
 static bool fd_full(const struct rs_loop *loop)
@@ -147,7 +161,7 @@ static bool fd_near(const struct rs_loop *loop)
 
 /* Ask the armed accept to end (it still completes, with -ECANCELED). A
  * cancel the backend refuses (-EBUSY: its queue is full) was not issued:
- * rs_listener_tick() tries again on a later turn. */
+ * rs_listener_retry() tries again on a later turn. */
 static void cancel_accept(struct rs_listener *l)
 {
     if (!l->armed || l->cancelling)
@@ -173,6 +187,7 @@ static void close_orphans(struct rs_listener *l)
     uint8_t gen = l->close_op.bk_gen; /* stale completions must never match */
     rs_op_init(&l->close_op, RS_OP_CLOSE, l->orphans[0], on_orphan_closed, l);
     l->close_op.bk_gen = gen;
+    l->close_op.flags = RS_OPF_DIRECT; /* only direct descriptors become orphans */
     if (l->loop->ops->submit(l->loop, &l->close_op) < 0) {
         l->loop->stats.refused++;
         l->retry = true;
@@ -197,11 +212,11 @@ static void on_orphan_closed(struct rs_loop *loop, struct rs_op *op,
 /* A socket was accepted but no connection could take it (out of memory):
  * close it, count it, and back off as for EMFILE. A direct descriptor is
  * not a process fd: only the backend can close it. */
-static void drop_accepted(struct rs_listener *l, int fd)
+static void drop_accepted(struct rs_listener *l, int fd, bool direct)
 {
     struct rs_loop *loop = l->loop;
     loop->stats.accept_dropped++;
-    if (!(loop->caps & RS_CAP_DIRECT_FD)) {
+    if (!direct) {
         close(fd);
     } else if (l->norphans < RS_LISTENER_ORPHANS) {
         l->orphans[l->norphans++] = fd;
@@ -222,10 +237,17 @@ static void close_if_done(struct rs_listener *l)
     }
 }
 
-static void pause_accepting(struct rs_listener *l, uint64_t retry_at)
+static void backoff_over(struct rs_loop *loop, struct rs_timer *t);
+
+/* Stop accepting until delay_ms passed (RETRY_ON_CLOSE: until a stream
+ * closes). */
+static void pause_accepting(struct rs_listener *l, uint64_t delay_ms)
 {
     l->paused = true;
-    l->retry_at_ms = retry_at;
+    if (delay_ms == RETRY_ON_CLOSE)
+        rs_timer_stop(l->loop, &l->backoff);
+    else
+        rs_timer_start(l->loop, &l->backoff, delay_ms, backoff_over, l);
     cancel_accept(l);
 }
 
@@ -237,11 +259,12 @@ static void arm(struct rs_listener *l)
     int rc = l->loop->ops->submit(l->loop, &l->op);
     if (rc < 0) {
         /* Retry later rather than give up accepting for good. */
-        pause_accepting(l, l->loop->now_ms + ACCEPT_BACKOFF_MS);
+        pause_accepting(l, ACCEPT_BACKOFF_MS);
         return;
     }
     l->armed = true;
     l->paused = false;
+    rs_timer_stop(l->loop, &l->backoff);
 }
 
 /* After a connection was taken: stop at the table's end, or slow down near
@@ -253,7 +276,7 @@ static void limit_accepting(struct rs_listener *l)
     struct rs_loop *loop = l->loop;
     if (fd_full(loop)) {
         loop->stats.accept_pauses++;
-        pause_accepting(l, UINT64_MAX);
+        pause_accepting(l, RETRY_ON_CLOSE);
     } else if (fd_near(loop)) {
         /* Multishot could overshoot the table: one at a time now. */
         cancel_accept(l);
@@ -263,17 +286,17 @@ static void limit_accepting(struct rs_listener *l)
 /* Take connection fd on l's loop (counted there already). Without memory
  * for the connection, it is closed and counted (accept_dropped), and
  * accepting backs off as for EMFILE. */
-static void open_conn(struct rs_listener *l, int fd, bool reject)
+static void open_conn(struct rs_listener *l, int fd, bool direct, bool reject)
 {
     struct rs_loop *loop = l->loop;
-    if (rs_conn_open(loop, fd, reject))
+    if (rs_stream_accept(loop, fd, direct, reject))
         return;
     uncount(&loop->load);
     if (loop->group)
         uncount(&loop->group->conns);
-    drop_accepted(l, fd);
+    drop_accepted(l, fd, direct);
     if (!l->stopped && !l->inbox)
-        pause_accepting(l, loop->now_ms + ACCEPT_BACKOFF_MS);
+        pause_accepting(l, ACCEPT_BACKOFF_MS);
 }
 
 /* A connection handed to another loop. */
@@ -323,31 +346,30 @@ static void on_handoff(struct rs_loop *loop, struct rs_op *op,
                      strerror(-c->res));
         uncount(&h->target->load);
         atomic_fetch_add(&loop->load, 1);
-        bool reject = l->stopped || atomic_load(&loop->load) > rs_listener_room(loop);
-        open_conn(l, op->fd, reject);
+        open_conn(l, op->fd, true, l->stopped || over_limit(loop));
     }
     free(h);
-    if (l->paused && !l->stopped)
-        l->retry_at_ms = loop->now_ms; /* its slot is free again */
+    rs_listener_conn_closed(loop); /* its slot here is free again */
     close_if_done(l);
 }
 
 /* The accepting loop of a handoff group: keep the connection, or pass it
  * to the loop with the most room. Over --max-conns, or with every table
  * full, it is rejected here (closed at once and counted). */
-static void dispatch(struct rs_listener *l, int fd)
+static void dispatch(struct rs_listener *l, int fd, bool direct)
 {
     struct rs_loop *loop = l->loop;
     struct rs_loop *t = (l->stopped || at_capacity(loop)) ? NULL : pick_loop(loop);
-    if (!t || t == loop) {
+    if (!t || t == loop || !direct) {
         count_conn(loop);
-        open_conn(l, fd, !t);
+        open_conn(l, fd, direct, !t || over_limit(loop));
         return;
     }
     struct handoff *h = malloc(sizeof(*h));
     if (h) {
         *h = (struct handoff){.l = l, .target = t};
         rs_op_init(&h->op, RS_OP_HANDOFF, fd, on_handoff, h);
+        h->op.flags = RS_OPF_DIRECT;
         h->op.buf = t;
         atomic_fetch_add(&t->load, 1);
         atomic_fetch_add(&loop->group->conns, 1);
@@ -360,7 +382,7 @@ static void dispatch(struct rs_listener *l, int fd)
         free(h);
     }
     count_conn(loop);
-    open_conn(l, fd, atomic_load(&loop->load) > rs_listener_room(loop));
+    open_conn(l, fd, direct, over_limit(loop));
 }
 
 static void on_accept(struct rs_loop *loop, struct rs_op *op,
@@ -372,25 +394,21 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
         l->cancel_wanted = false;
         l->cancelling = false;
     }
+    bool direct = c->flags & RS_CF_DIRECT;
     if (c->res >= 0 && l->inbox) {
         /* Handed over by the accepting loop, which counted it here. */
-        open_conn(l, c->res, l->stopped);
+        open_conn(l, c->res, direct, l->stopped);
     } else if (c->res >= 0) {
         if (loop->group && loop->group->handoff) {
-            dispatch(l, c->res);
+            dispatch(l, c->res, direct);
         } else {
             /* Over the cap, or accepted while draining (a multishot
              * accept can deliver a few more before its cancel lands):
              * close at once. */
             count_conn(loop);
-            bool reject =
-                l->stopped ||
-                (loop->group ? atomic_load(&loop->group->conns) > loop->group->max_conns
-                             : loop->nconns >= loop->max_conns) ||
-                atomic_load(&loop->load) > rs_listener_room(loop);
-            open_conn(l, c->res, reject);
+            open_conn(l, c->res, direct, l->stopped || over_limit(loop));
         }
-        if (!l->stopped && !l->paused && !l->inbox)
+        if (!l->stopped && !l->paused)
             limit_accepting(l);
     } else if (c->res == -EMFILE || c->res == -ENFILE || c->res == -ENOMEM ||
                c->res == -ENOBUFS) {
@@ -399,17 +417,16 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
          * connection closes. */
         loop->stats.accept_pauses++;
         rs_log_debug("loop %d: accept: %s, pausing", loop->index, strerror(-c->res));
-        pause_accepting(l, loop->now_ms + ACCEPT_BACKOFF_MS);
+        pause_accepting(l, ACCEPT_BACKOFF_MS);
     } else if (c->res != -ECANCELED && c->res != -ECONNABORTED && c->res != -EINTR &&
                c->res != -EAGAIN) {
         rs_log_error("loop %d: accept: %s", loop->index, strerror(-c->res));
-        pause_accepting(l, loop->now_ms + ACCEPT_BACKOFF_MS);
+        pause_accepting(l, ACCEPT_BACKOFF_MS);
     }
     if (!l->armed && !l->paused)
         arm(l);
     close_if_done(l);
 }
-
 int rs_listener_start(struct rs_loop *loop, int fd)
 {
     struct rs_listener *l = calloc(1, sizeof(*l));
@@ -431,42 +448,51 @@ void rs_listener_stop(struct rs_loop *loop)
         return;
     l->stopped = true;
     l->paused = false;
+    rs_timer_stop(loop, &l->backoff);
     cancel_accept(l);
     close_if_done(l);
 }
 
-int rs_listener_tick(struct rs_loop *loop)
+bool rs_listener_retry(struct rs_loop *loop)
 {
     struct rs_listener *l = loop->listener;
-    if (l && l->retry) {
-        l->retry = false;
-        if (l->cancel_wanted)
-            cancel_accept(l);
-        close_orphans(l);
-        close_if_done(l);
-        if (l->retry)
-            return RS_RETRY_MS;
-    }
-    if (!l || !l->paused || l->stopped || l->armed)
-        return -1;
+    if (!l || !l->retry)
+        return false;
+    l->retry = false;
+    if (l->cancel_wanted)
+        cancel_accept(l);
+    close_orphans(l);
+    close_if_done(l);
+    return l->retry;
+}
+
+/* The back-off is over (or a stream closed): accept again, unless a limit
+ * still holds; rs_listener_conn_closed() resumes from those. */
+static void backoff_over(struct rs_loop *loop, struct rs_timer *t)
+{
+    struct rs_listener *l = t->data;
+    if (!l->paused || l->stopped || l->armed)
+        return;
     if (fd_full(loop))
-        return -1; /* rs_listener_conn_closed() resumes */
-    if (loop->now_ms >= l->retry_at_ms) {
-        arm(l);
-        return l->paused ? ACCEPT_BACKOFF_MS : -1;
+        return;
+    arm(l);
+}
+
+void rs_listener_stream_freed(struct rs_loop *loop, bool accepted)
+{
+    if (accepted) {
+        uncount(&loop->load);
+        if (loop->group)
+            uncount(&loop->group->conns);
     }
-    uint64_t d = l->retry_at_ms - loop->now_ms;
-    return d > ACCEPT_BACKOFF_MS ? ACCEPT_BACKOFF_MS : (int)d;
+    rs_listener_conn_closed(loop);
 }
 
 void rs_listener_conn_closed(struct rs_loop *loop)
 {
     struct rs_listener *l = loop->listener;
-    uncount(&loop->load);
-    if (loop->group)
-        uncount(&loop->group->conns);
-    if (l && l->paused && !l->stopped)
-        l->retry_at_ms = loop->now_ms; /* a descriptor is free again */
+    if (l && l->paused && !l->stopped) /* a descriptor is free again */
+        rs_timer_start(loop, &l->backoff, RETRY_NOW, backoff_over, l);
 }
 
 bool rs_listener_idle(const struct rs_loop *loop)
@@ -484,6 +510,7 @@ void rs_listener_abandon(struct rs_loop *loop)
     l->armed = false;
     l->close_busy = false;
     l->norphans = 0;
+    rs_timer_stop(loop, &l->backoff);
 }
 
 void rs_listener_fini(struct rs_loop *loop)
@@ -492,6 +519,7 @@ void rs_listener_fini(struct rs_loop *loop)
     if (!l)
         return;
     assert(!l->armed && !l->close_busy);
+    rs_timer_stop(loop, &l->backoff);
     if (l->fd >= 0)
         close(l->fd);
     free(l);

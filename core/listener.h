@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "op.h"
+#include "timer.h"
 
 struct rs_loop;
 
@@ -18,15 +19,15 @@ struct rs_listener {
     struct rs_loop *loop;
     int fd;
     struct rs_op op;
-    bool armed;         /* accept op in flight */
-    bool cancel_wanted; /* ...and should end (pause, stop, one at a time) */
-    bool cancelling;    /* ...and the backend took the cancel */
-    bool paused;        /* EMFILE/ENFILE or --max-conns: waiting to retry */
-    bool stopped;       /* draining: never accept again */
-    bool retry;         /* the backend refused a cancel or close: retry */
-    bool inbox;         /* no socket: takes connections other loops hand over */
-    uint32_t handoffs;  /* handed to other loops, not yet there */
-    uint64_t retry_at_ms;
+    bool armed;              /* accept op in flight */
+    bool cancel_wanted;      /* ...and should end (pause, stop, one at a time) */
+    bool cancelling;         /* ...and the backend took the cancel */
+    bool paused;             /* EMFILE/ENFILE or --max-conns: waiting to retry */
+    bool stopped;            /* draining: never accept again */
+    bool retry;              /* the backend refused a cancel or close: retry */
+    struct rs_timer backoff; /* paused: accept again when it fires */
+    bool inbox;              /* no socket: takes connections other loops hand over */
+    uint32_t handoffs;       /* handed to other loops, not yet there */
     /* Direct descriptors accepted when no connection could be allocated:
      * only an op can close them, one at a time through close_op. */
     struct rs_op close_op;
@@ -51,11 +52,14 @@ int rs_listener_start(struct rs_loop *loop, int fd);
 uint32_t rs_listener_room(const struct rs_loop *loop);
 /* Stop accepting for good (drain). */
 void rs_listener_stop(struct rs_loop *loop);
-/* Once per loop turn: retry after a back-off. Returns ms until the next
- * retry is due, or -1 when nothing is pending. */
-int rs_listener_tick(struct rs_loop *loop);
-/* A connection ended: a paused accept may retry now. */
+/* Once per loop turn: issue again a cancel or close the backend refused.
+ * True while something is still waiting for a retry (the loop then
+ * sleeps at most RS_RETRY_MS). */
+bool rs_listener_retry(struct rs_loop *loop);
+/* A descriptor is free again: a paused accept may retry now. */
 void rs_listener_conn_closed(struct rs_loop *loop);
+/* A stream was freed; accepted: one the listener counted. */
+void rs_listener_stream_freed(struct rs_loop *loop, bool accepted);
 /* True when the listener has no op in flight and its socket is closed. */
 bool rs_listener_idle(const struct rs_loop *loop);
 /* The backend failed: forget the ops in flight (nothing will complete). */

@@ -8,14 +8,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "listener.h"
 #include "log.h"
 #include "protocol.h"
+#include "stream.h"
 
-/* Idle connections are found by one scan of the connection list per
- * second: no timer syscall per connection, and O(n) once a second is
- * nothing next to the traffic that n connections make. */
+/* Idle streams are found by one scan of the stream list per second (a
+ * timer): no timer per stream to move on every message, and O(n) once a
+ * second is nothing next to the traffic that n streams make. */
 #define IDLE_SCAN_MS 1000
 
 uint64_t rs_now_ms(void)
@@ -60,6 +60,16 @@ int rs_loop_init(struct rs_loop *loop, const struct rs_backend_ops *ops,
         rs_bufpool_fini(&loop->pool);
         return rc;
     }
+    if (loop->proto->loop_init) {
+        rc = loop->proto->loop_init(loop, err, errlen);
+        if (rc < 0) {
+            ops->fini(loop);
+            close(loop->wake_fd);
+            loop->wake_fd = -1;
+            rs_bufpool_fini(&loop->pool);
+            return rc;
+        }
+    }
     return 0;
 }
 
@@ -68,14 +78,20 @@ int rs_loop_init(struct rs_loop *loop, const struct rs_backend_ops *ops,
  * buffers go with the pool, sockets with the process. */
 static void abandon(struct rs_loop *loop)
 {
-    while (loop->conns) {
-        struct rs_conn *c = loop->conns;
-        loop->conns = c->next;
-        rs_conn_abandon(c);
+    /* No timer may fire or be stopped through a freed stream: empty the
+     * heap first, marking every timer inactive. */
+    for (uint32_t i = 0; i < loop->ntimers; i++)
+        loop->timers[i]->heap_idx = 0;
+    loop->ntimers = 0;
+    while (loop->streams) {
+        struct rs_stream *s = loop->streams;
+        loop->streams = s->next;
+        rs_stream_abandon(s);
     }
-    loop->nconns = 0;
+    loop->nstreams = 0;
     loop->nretry = 0;
     loop->starved = loop->starved_tail = NULL;
+    loop->nstarved = 0;
     loop->pool.lent = 0;
     rs_listener_abandon(loop);
 }
@@ -84,16 +100,29 @@ void rs_loop_fini(struct rs_loop *loop)
 {
     if (loop->failed)
         abandon(loop);
-    assert(loop->conns == NULL && loop->nconns == 0);
+    assert(loop->streams == NULL && loop->nstreams == 0);
     rs_listener_fini(loop);
+    rs_timer_stop(loop, &loop->idle_timer);
+    rs_timer_stop(loop, &loop->drain_timer);
+    if (loop->proto && loop->proto->loop_fini)
+        loop->proto->loop_fini(loop);
+    assert(loop->ntimers == 0 || loop->failed);
+    rs_timer_heap_fini(loop);
     loop->ops->fini(loop);
-    rs_conn_cache_fini(loop);
+    rs_stream_cache_fini(loop);
     /* Every lent buffer came back: rule 3 of the backend contract. */
     assert(loop->pool.lent == 0);
     rs_bufpool_fini(&loop->pool);
     if (loop->wake_fd >= 0)
         close(loop->wake_fd);
     loop->wake_fd = -1;
+}
+
+void rs_loop_wake(struct rs_loop *loop)
+{
+    uint64_t one = 1;
+    ssize_t rc = write(loop->wake_fd, &one, sizeof(one));
+    (void)rc; /* a full counter is a pending wake-up already */
 }
 
 void rs_loop_request_stop(struct rs_loop *loop)
@@ -103,33 +132,44 @@ void rs_loop_request_stop(struct rs_loop *loop)
         loop->ops->wake(loop);
 }
 
+static void abort_all(struct rs_loop *loop)
+{
+    struct rs_stream *s = loop->streams;
+    while (s) {
+        struct rs_stream *next = s->next;
+        rs_stream_abort(s);
+        s = next;
+    }
+}
+
+/* The drain deadline passed: whatever is still open is closed now. */
+static void drain_expired(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)t;
+    loop->drain_aborted = true;
+    abort_all(loop);
+}
+
 static void begin_drain(struct rs_loop *loop)
 {
     loop->draining = true;
+    rs_timer_stop(loop, &loop->idle_timer);
+    rs_timer_start(loop, &loop->drain_timer, loop->cfg->drain_timeout_ms, drain_expired,
+                   NULL);
     rs_listener_stop(loop);
-    /* Stop reading everywhere; connections close once their queued output
-     * is sent (or at the drain deadline). */
-    struct rs_conn *c = loop->conns;
-    while (c) {
-        struct rs_conn *next = c->next;
-        rs_conn_finish(c);
-        c = next;
+    /* Stop reading everywhere; streams close once their queued output is
+     * sent (or at the drain deadline). */
+    struct rs_stream *s = loop->streams;
+    while (s) {
+        struct rs_stream *next = s->next;
+        rs_stream_close(s);
+        s = next;
     }
 }
 
-static void abort_all(struct rs_loop *loop)
-{
-    struct rs_conn *c = loop->conns;
-    while (c) {
-        struct rs_conn *next = c->next;
-        rs_conn_abort(c);
-        c = next;
-    }
-}
-
-/* Buffers came back: starved connections may read again, whichever
- * connection returned them. As many as there are free buffers, oldest
- * first: re-arming all of them for one buffer would only earn most of them
+/* Buffers came back: starved streams may read again, whichever stream
+ * returned them. As many as there are free buffers, oldest first:
+ * re-arming all of them for one buffer would only earn most of them
  * another -ENOBUFS. Those re-armed without data pending hold no buffer, so
  * the next turn feeds the next ones. */
 void rs_loop_feed_starved(struct rs_loop *loop)
@@ -138,88 +178,92 @@ void rs_loop_feed_starved(struct rs_loop *loop)
         return;
     uint32_t n = loop->pool.count - loop->pool.lent;
     while (loop->starved && n-- > 0)
-        rs_conn_unstarve(loop->starved);
+        rs_stream_unstarve(loop->starved);
+}
+
+void rs_loop_stream_closed(struct rs_loop *loop, bool accepted)
+{
+    rs_listener_stream_freed(loop, accepted);
 }
 
 void rs_loop_retry(struct rs_loop *loop)
 {
     if (loop->nretry == 0)
         return;
-    struct rs_conn *c = loop->conns;
-    while (c) {
-        /* rs_conn_retry only submits and cancels: no completion runs, so
-         * neither c nor its successor can be freed under us. */
-        struct rs_conn *next = c->next;
-        if (c->retry)
-            rs_conn_retry(c);
-        c = next;
+    struct rs_stream *s = loop->streams;
+    while (s) {
+        /* rs_stream_retry only submits and cancels: no completion runs, so
+         * neither s nor its successor can be freed under us. */
+        struct rs_stream *next = s->next;
+        if (s->retry)
+            rs_stream_retry(s);
+        s = next;
     }
 }
 
-static void close_idle(struct rs_loop *loop)
+static void idle_scan(struct rs_loop *loop, struct rs_timer *t)
 {
     uint64_t limit = (uint64_t)loop->cfg->idle_timeout_s * 1000u;
-    struct rs_conn *c = loop->conns;
-    while (c) {
-        struct rs_conn *next = c->next;
-        if (c->state == RS_CONN_OPEN && loop->now_ms - c->last_active_ms >= limit) {
+    struct rs_stream *s = loop->streams;
+    while (s) {
+        struct rs_stream *next = s->next;
+        if (s->state == RS_STREAM_OPEN && loop->now_ms - s->last_active_ms >= limit) {
             loop->stats.idle_closed++;
-            rs_conn_abort(c);
+            rs_stream_abort_reason(s, -ETIMEDOUT);
         }
-        c = next;
+        s = next;
     }
+    rs_timer_start(loop, t, IDLE_SCAN_MS, idle_scan, NULL);
 }
 
-static int min_timeout(int a, int b)
+static void fill_gauges(struct rs_loop *loop)
 {
-    if (a < 0)
-        return b;
-    if (b < 0)
-        return a;
-    return a < b ? a : b;
+    loop->stats.conns = loop->nstreams;
+    loop->stats.lent = loop->pool.lent;
+    loop->stats.starved = loop->nstarved;
+}
+
+/* The end of a turn: the interval printer's snapshot, gauges included. */
+static void post_stats(struct rs_loop *loop)
+{
+    fill_gauges(loop);
+    rs_stats_board_post(loop->board, &loop->stats);
 }
 
 int rs_loop_run(struct rs_loop *loop)
 {
-    uint64_t drain_deadline = 0, next_idle_scan = loop->now_ms + IDLE_SCAN_MS;
-    bool aborted = false;
+    loop->now_ms = rs_now_ms();
+    if (loop->cfg->idle_timeout_s && !rs_timer_active(&loop->idle_timer))
+        rs_timer_start(loop, &loop->idle_timer, IDLE_SCAN_MS, idle_scan, NULL);
     for (;;) {
         loop->now_ms = rs_now_ms();
-        if (loop->stop_requested && !loop->draining) {
+        if (loop->stop_requested && !loop->draining)
             begin_drain(loop);
-            drain_deadline = loop->now_ms + loop->cfg->drain_timeout_ms;
-        }
-        if (loop->draining) {
-            if (loop->nconns == 0 && rs_listener_idle(loop) &&
-                (aborted || !loop->ops->busy || !loop->ops->busy(loop)))
-                break;
-            if (!aborted && loop->now_ms >= drain_deadline) {
-                aborted = true;
-                abort_all(loop);
-            }
+        rs_timer_run_due(loop);
+        if (loop->draining && loop->nstreams == 0 && rs_listener_idle(loop) &&
+            (loop->drain_aborted || !loop->ops->busy || !loop->ops->busy(loop))) {
+            fill_gauges(loop);
+            break;
         }
         rs_loop_feed_starved(loop);
         rs_loop_retry(loop);
-        int timeout = rs_listener_tick(loop);
-        if (loop->nretry)
-            timeout = min_timeout(timeout, RS_RETRY_MS);
-        if (loop->cfg->idle_timeout_s) {
-            if (loop->now_ms >= next_idle_scan) {
-                close_idle(loop);
-                next_idle_scan = loop->now_ms + IDLE_SCAN_MS;
-            }
-            timeout = min_timeout(timeout, (int)(next_idle_scan - loop->now_ms));
-        }
-        if (loop->draining && !aborted)
-            timeout = min_timeout(timeout, (int)(drain_deadline - loop->now_ms));
+        int timeout = rs_timer_next_ms(loop);
+        if (loop->nretry || rs_listener_retry(loop))
+            timeout = timeout >= 0 && timeout < RS_RETRY_MS ? timeout : RS_RETRY_MS;
         int n = loop->ops->run(loop, timeout);
+        loop->stats.turns++;
+        if (n > 0)
+            loop->stats.completions += (uint64_t)n;
+        if (loop->board)
+            post_stats(loop);
         if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
-            /* Nothing can complete any more: this loop's connections are
+            /* Nothing can complete any more: this loop's streams are
              * abandoned (closed by the process exit) and the server stops. */
             rs_log_error("loop %d: backend run failed: %s", loop->index, strerror(-n));
             loop->failed = true;
             return n;
         }
     }
+    rs_timer_stop(loop, &loop->drain_timer);
     return 0;
 }

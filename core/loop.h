@@ -1,5 +1,9 @@
-/* One event loop: a backend instance, a buffer pool, connections, timers.
- * With --threads=N there are N loops, sharing nothing on the hot path. */
+/* One event loop: a backend instance, a buffer pool, streams, timers.
+ * With --threads=N there are N loops, sharing nothing on the hot path.
+ *
+ * Each turn of rs_loop_run: fire the timers that are due, re-arm streams
+ * that starved for buffers, then wait in the backend's run() for at most
+ * the time until the next timer and dispatch completions. */
 #ifndef RINGSERVE_LOOP_H
 #define RINGSERVE_LOOP_H
 
@@ -12,8 +16,9 @@
 #include "bufpool.h"
 #include "config.h"
 #include "stats.h"
+#include "timer.h"
 
-struct rs_conn;
+struct rs_stream;
 struct rs_chunk;
 struct rs_listener;
 struct rs_protocol;
@@ -38,25 +43,34 @@ struct rs_loop {
     const struct rs_protocol *proto;
     struct rs_bufpool pool;
     struct rs_stats stats;
+    /* --stats-interval: where each turn posts a snapshot (else NULL). */
+    struct rs_stats_board *board;
     int wake_fd; /* eventfd; backends watch it, wake() writes it */
     int index;   /* loop number, for logs */
 
+    void *proto_data; /* the protocol's per-loop state (loop_init/loop_fini) */
+
     struct rs_listener *listener;
-    uint32_t nconns;
+    uint32_t nstreams; /* sockets open: accepted and outbound */
     uint32_t max_conns;
-    uint32_t fd_cap;        /* the backend's own limit on accepted sockets (0: none) */
-    struct rs_group *group; /* NULL: a loop on its own */
-    atomic_uint load;       /* connections here, plus those handed over to come */
-    struct rs_conn *conns;  /* all live connections (for drain, idle scan) */
-    struct rs_conn *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
-    struct rs_conn *free_conns;             /* recycled connection structs */
-    struct rs_chunk *free_chunks;           /* recycled chunk nodes */
-    uint32_t nfree_conns, nfree_chunks;
-    uint32_t nretry; /* connections with a refused cancel/shutdown/close */
+    uint32_t fd_cap;           /* the backend's own limit on accepted sockets (0: none) */
+    struct rs_group *group;    /* NULL: a loop on its own */
+    atomic_uint load;          /* connections here, plus those handed over to come */
+    struct rs_stream *streams; /* all live streams (for drain, idle scan) */
+    struct rs_stream *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
+    uint32_t nstarved;
+    struct rs_stream *free_streams; /* recycled stream structs */
+    struct rs_chunk *free_chunks;   /* recycled chunk nodes */
+    uint32_t nfree_streams, nfree_chunks;
+    struct rs_timer **timers; /* min-heap by due_ms (timer.c) */
+    uint32_t ntimers, timers_cap;
+    struct rs_timer idle_timer, drain_timer;
+    uint32_t nretry; /* streams with a refused cancel/shutdown/close */
     uint64_t now_ms; /* refreshed once per loop turn */
     volatile sig_atomic_t stop_requested;
     bool draining;
-    bool failed; /* the backend failed: connections are abandoned */
+    bool drain_aborted; /* the drain deadline passed: everything was aborted */
+    bool failed;        /* the backend failed: streams are abandoned */
 };
 
 /* Set up the loop and its backend. 0, -EINVAL (configuration), or -errno. */
@@ -67,9 +81,13 @@ void rs_loop_fini(struct rs_loop *loop);
 /* Run until stopped and drained. 0 or -errno. */
 int rs_loop_run(struct rs_loop *loop);
 
-/* Re-arm starved connections, as many as there are free buffers (done
- * once per loop turn; public for tests that drive the core by hand). */
+/* Re-arm starved streams, as many as there are free buffers (done once
+ * per loop turn; public for tests that drive the core by hand). */
 void rs_loop_feed_starved(struct rs_loop *loop);
+
+/* For stream.c: a stream was freed (a paused listener may accept again);
+ * accepted: it came from the listener (counted against --max-conns). */
+void rs_loop_stream_closed(struct rs_loop *loop, bool accepted);
 
 /* How long a loop with refused operations to retry (rs_loop_retry) may
  * sleep: a queue that was full drains on the next run(); a backend out of
@@ -79,6 +97,10 @@ void rs_loop_feed_starved(struct rs_loop *loop);
 /* Retry what the backend refused: cancels, shutdowns, closes (done once
  * per loop turn; public for tests that drive the core by hand). */
 void rs_loop_retry(struct rs_loop *loop);
+
+/* Make a blocked run() return: write the loop's eventfd, which every
+ * backend watches. Async-signal-safe. The backends' wake entry. */
+void rs_loop_wake(struct rs_loop *loop);
 
 /* Ask the loop to stop: from a signal handler or another thread. */
 void rs_loop_request_stop(struct rs_loop *loop);

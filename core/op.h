@@ -23,6 +23,8 @@ enum rs_op_kind {
     RS_OP_SEND,       /* res: bytes sent, may be short */
     RS_OP_SHUTDOWN,   /* shutdown(fd, SHUT_WR) */
     RS_OP_CLOSE,      /* close(fd); the last op a socket ever sees */
+    RS_OP_CONNECT,    /* connect(fd, buf, len): buf is a struct sockaddr that must
+                         stay valid until the completion; res 0 or -errno */
     /* Files: submitted as a struct rs_file_op (below). Their descriptors are
      * always plain process fds, never direct ones. */
     RS_OP_OPENAT,  /* openat2(fd, path, how): res = the new fd */
@@ -39,13 +41,18 @@ enum rs_op_kind {
 #define RS_FD_INBOX (-1)
 
 /* rs_op.flags, set by the submitter */
-#define RS_OPF_MULTISHOT (1u << 0) /* keep the op armed: many completions */
-#define RS_OPF_STATIC_BUF                                                                \
-    (1u << 1) /* RS_OP_SEND: buf outlives every use (zero-copy safe) */
-/* RS_OP_CLOSE: fd is a plain process descriptor (a file) even on a loop
- * whose sockets are direct descriptors (RS_CAP_DIRECT_FD). Transitional:
- * once the descriptor kind travels with every op (RS_OPF_DIRECT, issue 12),
- * a file close is simply a close without RS_OPF_DIRECT. */
+/* Keep the op armed: many completions. */
+#define RS_OPF_MULTISHOT (1u << 0)
+/* RS_OP_SEND: buf outlives every use (zero-copy safe). */
+#define RS_OPF_STATIC_BUF (1u << 1)
+/* fd is a direct descriptor (an io_uring fixed-file slot), not a process
+ * fd. The descriptor kind travels with each op: one loop may hold both
+ * (accepted sockets direct, outbound ones plain). Only a backend declaring
+ * RS_CAP_DIRECT_FD ever hands out direct descriptors (RS_CF_DIRECT). */
+#define RS_OPF_DIRECT (1u << 2)
+/* RS_OP_CLOSE: fd is a plain process descriptor (a file). Redundant now
+ * that the descriptor kind travels with every op (a close without
+ * RS_OPF_DIRECT is plain); kept for callers written against it. */
 #define RS_OPF_PLAIN_FD (1u << 4)
 /* RS_OP_READ: read into a buffer the backend lends from the loop's pool
  * (completion flagged RS_CF_BUFFER when res > 0, released like a recv's;
@@ -53,8 +60,12 @@ enum rs_op_kind {
 #define RS_OPF_POOL_BUF (1u << 3)
 
 /* rs_completion.flags, set by the backend */
-#define RS_CF_MORE   (1u << 0) /* the op is still armed; more completions follow */
-#define RS_CF_BUFFER (1u << 1) /* .bid names a lent buffer the core must release */
+/* The op is still armed; more completions follow. */
+#define RS_CF_MORE (1u << 0)
+/* .bid names a lent buffer the core must release. */
+#define RS_CF_BUFFER (1u << 1)
+/* accept: res is a direct descriptor (use it with RS_OPF_DIRECT). */
+#define RS_CF_DIRECT (1u << 2)
 
 struct rs_completion {
     int32_t res; /* >= 0, or -errno exactly like cqe->res */

@@ -1,28 +1,36 @@
-/* Protocol handlers: what a connection does with the bytes it receives.
+/* Protocols: what a server does with the streams it accepts.
  *
- * The connection state machine (conn.c) owns sockets, ops, backpressure
- * and closing; a protocol only decides what to send. Received bytes arrive
- * in a buffer lent by the backend: the handler must either pass it on with
- * rs_conn_send_lent() (zero copy: released when that send completes) or
- * give it back with rs_conn_release(). Exactly one of the two, exactly once.
+ * The stream (stream.h) owns sockets, ops, the output queue and closing; a
+ * protocol decides what to read, what to send and when to shut down, and
+ * may open outbound streams of its own (the proxy). For each accepted
+ * stream the core sets the protocol's callbacks (cbs), calls on_open, then
+ * starts reading (unless on_open called rs_stream_read_stop). A protocol
+ * keeps per-stream or per-session state behind stream->data and per-loop
+ * state behind loop->proto_data.
  */
 #ifndef RINGSERVE_PROTOCOL_H
 #define RINGSERVE_PROTOCOL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-struct rs_conn;
+#include "stream.h"
+
+struct rs_loop;
 
 struct rs_protocol {
     const char *name;
-    /* The connection is open; may queue output (chargen). Optional. */
-    void (*on_open)(struct rs_conn *c);
-    /* len > 0 bytes at data, in lent buffer bid. Required. */
-    void (*on_data)(struct rs_conn *c, const uint8_t *data, uint32_t len, uint16_t bid);
-    /* All queued output was sent; may queue more. Optional. */
-    void (*on_drained)(struct rs_conn *c);
-    /* The connection is about to be freed. Optional. */
-    void (*on_close)(struct rs_conn *c);
+    /* The callbacks of accepted streams; on_data is required. on_open may
+     * point a stream at other callbacks. */
+    struct rs_stream_cbs cbs;
+    /* A stream was accepted. Optional. */
+    void (*on_open)(struct rs_stream *s);
+    /* Per-loop set-up, before the first accept (0, or -errno with a
+     * one-line reason in err; -EINVAL is a configuration error, exit 2).
+     * Optional. */
+    int (*loop_init)(struct rs_loop *loop, char *err, size_t errlen);
+    /* Per-loop teardown, after the last stream closed. Optional. */
+    void (*loop_fini)(struct rs_loop *loop);
 };
 
 extern const struct rs_protocol rs_proto_echo;

@@ -1,36 +1,49 @@
-/* The three built-in protocols, from the classic inetd set. */
+/* The three built-in inetd protocols, each a few lines on the stream API.
+ * (The proxy, a two-socket protocol, is in proxy.c.) */
 #include <pthread.h>
 #include <string.h>
 
-#include "conn.h"
 #include "loop.h"
 #include "protocol.h"
+#include "stream.h"
 
 /* echo (RFC 862): send back what arrives, from the very buffer it arrived
  * in. No copy in user space; the buffer returns to the pool when the send
- * completes. */
-static void echo_data(struct rs_conn *c, const uint8_t *data, uint32_t len, uint16_t bid)
+ * completes. Backpressure: stop reading while more than --max-pending
+ * bytes wait to be sent, read again once half of it went out. The peer's
+ * EOF takes the default path: our side shuts down after the last byte. */
+static void echo_data(struct rs_stream *s, const uint8_t *data, uint32_t len,
+                      uint16_t bid)
 {
-    rs_conn_send_lent(c, data, len, bid);
+    rs_stream_write_lent(s, data, len, bid);
+    if (rs_stream_pending(s) > s->loop->cfg->max_pending)
+        rs_stream_read_stop(s);
 }
 
-const struct rs_protocol rs_proto_echo = {.name = "echo", .on_data = echo_data};
+static void echo_writable(struct rs_stream *s)
+{
+    rs_stream_read_start(s);
+}
+
+const struct rs_protocol rs_proto_echo = {
+    .name = "echo", .cbs = {.on_data = echo_data, .on_writable = echo_writable}};
 
 /* discard (RFC 863): read and drop; stresses the receive path only. */
-static void discard_data(struct rs_conn *c, const uint8_t *data, uint32_t len,
+static void discard_data(struct rs_stream *s, const uint8_t *data, uint32_t len,
                          uint16_t bid)
 {
     (void)data;
     (void)len;
-    rs_conn_release(c, bid);
+    rs_stream_release(s, bid);
 }
 
-const struct rs_protocol rs_proto_discard = {.name = "discard", .on_data = discard_data};
+const struct rs_protocol rs_proto_discard = {.name = "discard",
+                                             .cbs = {.on_data = discard_data}};
 
 /* chargen (RFC 864): lines of 72 characters from the 95 printable ASCII
  * characters, each line starting one character later, CR LF after each.
  * The pattern repeats every 95 lines, so one static table of 95 lines
- * (plus enough of a second copy to start anywhere) serves every connection
+ * (plus enough of a second copy to start anywhere) serves every stream
  * without copying: sends point straight into it. */
 #define CG_LINE   74u
 #define CG_PERIOD (95u * CG_LINE)
@@ -57,32 +70,35 @@ static void cg_init(void)
     pthread_once(&cg_once, cg_fill);
 }
 
-static void chargen_more(struct rs_conn *c)
+/* The next piece, queued when everything before it was sent (low
+ * watermark 0): one chunk in flight, memory bounded. */
+static void chargen_more(struct rs_stream *s)
 {
-    uint32_t off = (uint32_t)(c->proto_u64 % CG_PERIOD);
-    rs_conn_send_static(c, cg_table + off, CG_CHUNK);
-    c->proto_u64 += CG_CHUNK;
+    uint32_t off = (uint32_t)(s->user_u64 % CG_PERIOD);
+    rs_stream_write_static(s, cg_table + off, CG_CHUNK);
+    s->user_u64 += CG_CHUNK;
 }
 
-static void chargen_open(struct rs_conn *c)
+static void chargen_open(struct rs_stream *s)
 {
     cg_init();
-    chargen_more(c);
+    rs_stream_set_lowat(s, 0);
+    chargen_more(s);
 }
 
 /* Input is ignored, as the RFC says. */
-static void chargen_data(struct rs_conn *c, const uint8_t *data, uint32_t len,
+static void chargen_data(struct rs_stream *s, const uint8_t *data, uint32_t len,
                          uint16_t bid)
 {
     (void)data;
     (void)len;
-    rs_conn_release(c, bid);
+    rs_stream_release(s, bid);
 }
 
-const struct rs_protocol rs_proto_chargen = {.name = "chargen",
-                                             .on_open = chargen_open,
-                                             .on_data = chargen_data,
-                                             .on_drained = chargen_more};
+const struct rs_protocol rs_proto_chargen = {
+    .name = "chargen",
+    .cbs = {.on_data = chargen_data, .on_writable = chargen_more},
+    .on_open = chargen_open};
 
 const struct rs_protocol *rs_protocol_find(const char *name)
 {

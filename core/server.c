@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -25,6 +26,7 @@ struct worker {
     struct rs_loop loop;
     struct rs_config *cfg;
     const struct rs_backend_ops *ops;
+    struct rs_stats_board board; /* --stats-interval snapshots */
     pthread_t thread;
     int listen_fd;
     int index;
@@ -70,14 +72,67 @@ static void stop_all(void)
             rs_loop_request_stop(&workers[i].loop);
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* --stats-interval: the main thread sums the loops' latest snapshots and
+ * prints the difference to the previous sum. It never touches a loop's own
+ * counters (see stats.h). */
+struct interval {
+    double start, prev_t, next_t, period;
+    struct rs_stats prev;
+};
+
+static void print_interval(const struct rs_config *cfg, struct interval *iv, double now)
+{
+    struct rs_stats cur = {0}, one;
+    for (unsigned i = 0; i < nworkers; i++) {
+        if (!workers[i].started)
+            continue;
+        rs_stats_board_read(&workers[i].board, &one);
+        rs_stats_add(&cur, &one);
+    }
+    const struct rs_backend_ops *ops = workers[0].ops;
+    struct rs_stats_line how = {
+        .format = cfg->stats_json ? RS_STATS_JSON : RS_STATS_TEXT,
+        .backend = ops->name,
+        .wait_call = ops->wait_call ? ops->wait_call : "wait",
+        .t = now - iv->start,
+        .dt = now - iv->prev_t,
+    };
+    rs_stats_print_interval(stderr, &how, &iv->prev, &cur);
+    iv->prev = cur;
+    iv->prev_t = now;
+    /* The next line one period on; after a stall, from now. */
+    iv->next_t += iv->period;
+    if (iv->next_t <= now)
+        iv->next_t = now + iv->period;
+}
+
 /* Wait for the loops to finish; the first signal asks them to drain, a
  * second one exits at once. */
-static void supervise(const sigset_t *set)
+static void supervise(const struct rs_config *cfg, const sigset_t *set)
 {
     unsigned seen = 0;
     bool stopping = false;
+    struct interval iv = {.period = cfg->stats_interval_ms / 1000.0};
+    iv.start = iv.prev_t = mono_s();
+    iv.next_t = iv.start + iv.period;
     while (atomic_load(&nfinished) < nworkers) {
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000L};
+        long wait_ns = 50 * 1000000L;
+        if (cfg->stats_interval_ms) {
+            double now = mono_s();
+            if (now >= iv.next_t)
+                print_interval(cfg, &iv, now);
+            double left = iv.next_t - now;
+            if (left < 0.05)
+                wait_ns = left > 0 ? (long)(left * 1e9) : 0;
+        }
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = wait_ns};
         int sig = sigtimedwait(set, NULL, &ts);
         if (atomic_load(&any_failed) && !stopping) {
             /* One loop died: stop the others rather than serve a fraction
@@ -129,6 +184,8 @@ static void *worker_main(void *arg)
     if (w->init_rc == 0)
         w->init_rc = rs_loop_init(&w->loop, w->ops, w->cfg, w->err, sizeof(w->err));
     w->loop.index = w->index;
+    if (w->cfg->stats_interval_ms)
+        w->loop.board = &w->board;
     pthread_mutex_lock(&ready_mu);
     if (w->init_rc == 0)
         w->started = true;
@@ -392,8 +449,10 @@ int rs_server_main(struct rs_config *cfg)
         rs_log_error("out of memory");
         return 1;
     }
-    for (unsigned i = 0; i < nworkers; i++)
+    for (unsigned i = 0; i < nworkers; i++) {
         workers[i].listen_fd = -1;
+        rs_stats_board_init(&workers[i].board);
+    }
     int status = 0;
     sigset_t sigs;
     block_signals(&sigs);
@@ -421,7 +480,7 @@ int rs_server_main(struct rs_config *cfg)
             print_start_line(cfg, why);
         release_start(status == 0);
         if (status == 0)
-            supervise(&sigs);
+            supervise(cfg, &sigs);
     }
     struct rs_stats sum = {0};
     for (unsigned i = 0; i < nworkers; i++) {
@@ -444,7 +503,9 @@ int rs_server_main(struct rs_config *cfg)
         }
     }
     if (status == 0)
-        rs_stats_print(stderr, &sum);
+        rs_stats_print(stderr, &sum, cfg->stats_json ? RS_STATS_JSON : RS_STATS_TEXT);
+    for (unsigned i = 0; i < nworkers; i++)
+        rs_stats_board_fini(&workers[i].board);
     free(workers);
     workers = NULL;
     free(group.loops);

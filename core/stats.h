@@ -1,7 +1,17 @@
-/* Counters a loop keeps; summed over loops and printed on exit. */
+/* Counters a loop keeps; summed over loops and printed on exit, and with
+ * --stats-interval also while it runs (as rates per second).
+ *
+ * A loop's counters are plain integers written by its own thread only. The
+ * interval printer runs in the main thread, so it never reads them: each
+ * loop copies them to its board (a mutex and a snapshot) at the end of every
+ * loop turn, and only when the interval is on. A loop that then blocks has
+ * already posted its last numbers, so an idle loop needs no timer to stay
+ * current. */
 #ifndef RINGSERVE_STATS_H
 #define RINGSERVE_STATS_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -22,12 +32,55 @@ struct rs_stats {
     uint64_t accept_dropped; /* accepted, then closed: no memory for the connection */
     uint64_t refused; /* cancels, shutdowns, closes the backend refused (retried) */
     uint64_t idle_closed;
-    uint64_t bundles;   /* io_uring recv completions that filled several buffers */
-    uint64_t zc_copied; /* connections moved to plain sends: the kernel copied
-                           their zero-copy send (a loopback peer) */
+    uint64_t bundles;        /* io_uring recv completions that filled several buffers */
+    uint64_t zc_copied;      /* connections moved to plain sends: the kernel copied
+                                their zero-copy send (a loopback peer) */
+    uint64_t connects;       /* outbound connections started (rs_stream_connect) */
+    uint64_t connect_failed; /* ...that failed: refused, unreachable, timed out */
+    /* The proxy protocol: */
+    uint64_t sessions;    /* client connections proxied (an upstream was tried) */
+    uint64_t bytes_up;    /* client -> upstream */
+    uint64_t bytes_down;  /* upstream -> client */
+    uint64_t turns;       /* loop turns: calls to the backend's run() */
+    uint64_t completions; /* completions those turns dispatched */
+    uint64_t waits;       /* the backend's wait calls: epoll_wait or
+                             io_uring_enter (submissions included) */
+    /* Gauges, filled in when a snapshot is posted (summed over loops). */
+    uint64_t conns;   /* open connections */
+    uint64_t lent;    /* receive buffers lent out (held by connections) */
+    uint64_t starved; /* connections waiting for a free buffer */
+};
+
+/* The snapshot a loop posts for the interval printer. */
+struct rs_stats_board {
+    pthread_mutex_t mu;
+    struct rs_stats snap;
+};
+
+enum rs_stats_format { RS_STATS_TEXT, RS_STATS_JSON };
+
+/* What an interval line says besides the counters. */
+struct rs_stats_line {
+    enum rs_stats_format format;
+    const char *backend;   /* "uring", "epoll" */
+    const char *wait_call; /* "io_uring_enter", "epoll_wait" */
+    double t;              /* seconds since start */
+    double dt;             /* seconds since the previous line */
 };
 
 void rs_stats_add(struct rs_stats *sum, const struct rs_stats *s);
-void rs_stats_print(FILE *out, const struct rs_stats *s);
+/* The final line: "ringserve: stats: key=value ..." or one JSON object
+ * {"type":"final",...}. */
+void rs_stats_print(FILE *out, const struct rs_stats *s, enum rs_stats_format format);
+
+/* One interval line from two summed snapshots (prev may be all zero):
+ * "ringserve: interval: ..." or one JSON object {"type":"interval",...}. */
+void rs_stats_print_interval(FILE *out, const struct rs_stats_line *how,
+                             const struct rs_stats *prev, const struct rs_stats *cur);
+
+void rs_stats_board_init(struct rs_stats_board *b);
+void rs_stats_board_fini(struct rs_stats_board *b);
+void rs_stats_board_post(struct rs_stats_board *b, const struct rs_stats *s);
+void rs_stats_board_read(struct rs_stats_board *b, struct rs_stats *out);
 
 #endif

@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="gcc make meson ninja-build pkg-config liburing-dev libcmocka-dev python3 \
-valgrind clang libclang-rt-14-dev gnuplot-nox linux-perf iproute2 procps"
+valgrind clang libclang-rt-14-dev gnuplot-nox linux-perf iproute2 procps curl"
 
 missing=""
 for p in $PKGS; do

@@ -3,26 +3,17 @@
 
 #include <string.h>
 
-/* splitmix64's finaliser: a bijection on 64 bits with full avalanche, so
- * neighbouring (stream, word) pairs give unrelated words. */
-static inline uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
+/* bench_mix64 (bench_pattern.h): neighbouring (stream, word) pairs give
+ * unrelated words. */
 
 static inline uint64_t stream_key(uint64_t stream)
 {
-    return mix64(stream * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL);
+    return bench_mix64(stream * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL);
 }
 
 static inline uint64_t word_of(uint64_t key, uint64_t word)
 {
-    return mix64(key ^ (word * 0x9e3779b97f4a7c15ULL));
+    return bench_mix64(key ^ (word * 0x9e3779b97f4a7c15ULL));
 }
 
 uint64_t bench_pattern_word(uint64_t stream, uint64_t word)

@@ -20,6 +20,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* splitmix64's finaliser: a bijection on 64 bits with full avalanche, so
+ * neighbouring inputs give unrelated outputs. The pattern's hash, and
+ * ringbench's pick of message sizes. */
+static inline uint64_t bench_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
 /* The eight bytes of stream `stream` at offsets [8*word, 8*word + 8). */
 uint64_t bench_pattern_word(uint64_t stream, uint64_t word);
 uint8_t bench_pattern_byte(uint64_t stream, uint64_t off);

@@ -2,8 +2,8 @@
  *
  * A line-uppercasing server: every byte received is sent back in upper
  * case. It uses only the installed library's public API: a struct
- * rs_protocol with an on_data handler, handed to the server through
- * rs_config.proto. Everything else (backends, backpressure, closing,
+ * rs_protocol whose accepted streams get an on_data handler, handed to the
+ * server through rs_config.proto. Everything else (backends, backpressure, closing,
  * signals, --help) comes from the library.
  *
  * Build against an installed libringserve:
@@ -13,26 +13,38 @@
 #include <stdint.h>
 
 #include <ringserve/config.h>
-#include <ringserve/conn.h>
+#include <ringserve/loop.h>
 #include <ringserve/protocol.h>
 #include <ringserve/server.h>
+#include <ringserve/stream.h>
 
 /* data lies in a buffer lent by the backend: copy what we send, then give
  * the buffer back (exactly once). */
-static void upper_data(struct rs_conn *c, const uint8_t *data, uint32_t len, uint16_t bid)
+static void upper_data(struct rs_stream *s, const uint8_t *data, uint32_t len,
+                       uint16_t bid)
 {
     uint8_t out[4096];
     for (uint32_t done = 0; done < len;) {
         uint32_t n = len - done < sizeof(out) ? len - done : (uint32_t)sizeof(out);
         for (uint32_t i = 0; i < n; i++)
             out[i] = (uint8_t)toupper(data[done + i]);
-        rs_conn_send_copy(c, out, n);
+        rs_stream_write_copy(s, out, n);
         done += n;
     }
-    rs_conn_release(c, bid);
+    rs_stream_release(s, bid);
+    /* Backpressure: a client that sends without reading must not make us
+     * queue without bound. Stop reading; on_writable resumes. */
+    if (rs_stream_pending(s) > s->loop->cfg->max_pending)
+        rs_stream_read_stop(s);
 }
 
-static const struct rs_protocol upper = {.name = "upper", .on_data = upper_data};
+static void upper_writable(struct rs_stream *s)
+{
+    rs_stream_read_start(s);
+}
+
+static const struct rs_protocol upper = {
+    .name = "upper", .cbs = {.on_data = upper_data, .on_writable = upper_writable}};
 
 int main(int argc, char **argv)
 {

@@ -23,13 +23,13 @@ struct fake_state {
         struct rs_completion c;
     } queue[FAKE_MAX_OPS];
     int nqueue;
-    int submits[RS_OP_CLOSE + 1]; /* per kind */
+    int submits[32]; /* per kind */
     uint32_t released[RS_BUFPOOL_MAX];
     bool fail_submit;
     /* Scheduled refusals, as a full io_uring SQ (-EBUSY) or an epoll
      * backend out of memory would produce them: the next N submits of a
      * kind, the next N cancels. A refused call leaves no trace. */
-    int refuse_submit[RS_OP_CLOSE + 1];
+    int refuse_submit[32];
     int refuse_cancel;
     int refused; /* how many calls were refused so far */
     /* run() returns this (< 0) instead of delivering: a backend that

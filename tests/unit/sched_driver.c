@@ -18,7 +18,7 @@
  * does (-EBUSY, nothing issued): a recv or send (the core closes that
  * connection), a cancel, a shutdown or a close (the core must retry them
  * on a later loop turn, rs_loop_retry(), and never count them as issued).
- * Between completions it may call rs_conn_abort()/rs_conn_finish() (what
+ * Between completions it may call rs_stream_abort()/rs_stream_close() (what
  * the idle scan, SIGTERM and the drain deadline do), open a connection
  * (sometimes over the cap: rejected), or take a loop turn, which feeds
  * starved connections exactly as core/loop.c does.
@@ -37,9 +37,9 @@
 #include <string.h>
 
 #include "config.h"
-#include "conn.h"
 #include "fake_backend.h"
 #include "loop.h"
+#include "stream.h"
 
 #define MAX_CONNS  8  /* at once */
 #define MAX_OPENED 32 /* per schedule */
@@ -94,7 +94,7 @@ struct shadow {
 struct mconn {
     int fd;
     bool live; /* opened, close not completed */
-    struct rs_conn *conn;
+    struct rs_stream *conn;
     bool rejected, aborted, errored, finished, eof;
     bool shut_submitted, close_submitted;
     uint32_t races; /* racing data completions of the current recv */
@@ -230,10 +230,10 @@ static void print_ev(FILE *out, const struct ev *e)
         fprintf(out, "open fd=%d (rejected: over the cap)\n", e->fd);
         break;
     case EV_ABORT:
-        fprintf(out, "rs_conn_abort fd=%d\n", e->fd);
+        fprintf(out, "rs_stream_abort fd=%d\n", e->fd);
         break;
     case EV_FINISH:
-        fprintf(out, "rs_conn_finish fd=%d\n", e->fd);
+        fprintf(out, "rs_stream_close fd=%d\n", e->fd);
         break;
     case EV_TURN:
         fprintf(out, "loop turn: feed starved, retry refused calls\n");
@@ -377,17 +377,17 @@ static void shadow_remove(struct sched *s, int i)
     s->sh[i] = s->sh[--s->nsh];
 }
 
-static bool in_conn_list(struct sched *s, const struct rs_conn *c, int fd)
+static bool in_conn_list(struct sched *s, const struct rs_stream *c, int fd)
 {
-    for (struct rs_conn *p = s->loop.conns; p; p = p->next)
+    for (struct rs_stream *p = s->loop.streams; p; p = p->next)
         if (p == c && p->fd == fd)
             return true;
     return false;
 }
 
-static bool in_starved_list(struct sched *s, const struct rs_conn *c)
+static bool in_starved_list(struct sched *s, const struct rs_stream *c)
 {
-    for (struct rs_conn *p = s->loop.starved; p; p = p->starved_next)
+    for (struct rs_stream *p = s->loop.starved; p; p = p->starved_next)
         if (p == c)
             return true;
     return false;
@@ -396,9 +396,9 @@ static bool in_starved_list(struct sched *s, const struct rs_conn *c)
 /* loop->starved is a FIFO: doubly linked, with a tail pointer. */
 static void check_starved_list(struct sched *s)
 {
-    const struct rs_conn *prev = NULL;
+    const struct rs_stream *prev = NULL;
     int n = 0;
-    for (struct rs_conn *p = s->loop.starved; p; p = p->starved_next) {
+    for (struct rs_stream *p = s->loop.starved; p; p = p->starved_next) {
         if (p->starved_prev != prev || !p->starved)
             fail(s, "loop->starved is corrupt at fd %d", p->fd);
         if (++n > MAX_OPENED)
@@ -605,7 +605,7 @@ static void check(struct sched *s)
         if (!m->live)
             continue;
         live++;
-        struct rs_conn *c = m->conn;
+        struct rs_stream *c = m->conn;
         if (!in_conn_list(s, c, m->fd))
             fail(s,
                  "fd %d: connection missing from loop->conns before its close completed",
@@ -623,8 +623,8 @@ static void check(struct sched *s)
             fail(s,
                  "fd %d hangs: nothing in flight, not waiting for buffers (state %u, "
                  "pending %llu, paused %d, eof %d)",
-                 m->fd, c->state, (unsigned long long)c->pending, c->paused, c->eof);
-        sched_totals.paused_steps += c->paused;
+                 m->fd, c->state, (unsigned long long)c->pending, !c->reading, c->eof);
+        sched_totals.paused_steps += !c->reading;
         uint64_t bound =
             s->cfg.max_pending + (uint64_t)s->cfg.buffer_size * (1 + m->races);
         if (c->pending > bound)
@@ -637,11 +637,11 @@ static void check(struct sched *s)
                  m->fd, (unsigned long long)c->pending, (unsigned long long)queued);
     }
     check_starved_list(s);
-    if ((uint32_t)live != s->loop.nconns)
-        fail(s, "loop->nconns is %u, the driver has %d live connections", s->loop.nconns,
-             live);
+    if ((uint32_t)live != s->loop.nstreams)
+        fail(s, "loop->nstreams is %u, the driver has %d live connections",
+             s->loop.nstreams, live);
     uint32_t retrying = 0;
-    for (struct rs_conn *p = s->loop.conns; p; p = p->next)
+    for (struct rs_stream *p = s->loop.streams; p; p = p->next)
         retrying += p->retry;
     if (retrying != s->loop.nretry)
         fail(s, "loop->nretry is %u, but %u connections wait for a retry", s->loop.nretry,
@@ -684,9 +684,9 @@ static void open_conn(struct sched *s, bool reject)
     s->nmc++;
     s->nlive++;
     record(s, (struct ev){.type = reject ? EV_REJECT : EV_OPEN, .fd = m->fd});
-    m->conn = rs_conn_open(&s->loop, m->fd, reject);
+    m->conn = rs_stream_accept(&s->loop, m->fd, false, reject);
     if (!m->conn)
-        fail(s, "rs_conn_open failed");
+        fail(s, "rs_stream_accept failed");
 }
 
 static void rx_append(struct mconn *m, const uint8_t *p, uint32_t len)
@@ -717,7 +717,7 @@ static void deliver(struct sched *s, int i, int32_t res, uint32_t flags, uint32_
         bid = fake_lend(&s->loop, data, len);
         s->held[bid] = 1;
         s->lends++;
-        /* Input after rs_conn_finish is dropped by the core, not echoed. */
+        /* Input after rs_stream_close is dropped by the core, not echoed. */
         if (!m->finished)
             rx_append(m, data, len);
         res = (int32_t)len;
@@ -869,20 +869,20 @@ static void complete_random(struct sched *s, int i)
     }
 }
 
-/* rs_conn_abort: nothing more is read or sent, so whatever is in flight
+/* rs_stream_abort: nothing more is read or sent, so whatever is in flight
  * must have been asked to stop (or, when the backend refused the cancel,
- * be waiting for the retry). rs_conn_finish: input from then on is read
+ * be waiting for the retry). rs_stream_close: input from then on is read
  * and dropped until EOF (a lingering close), so nothing is cancelled. */
 static void do_abort(struct sched *s, struct mconn *m)
 {
     m->aborted = true;
     record(s, (struct ev){.type = EV_ABORT, .fd = m->fd});
-    rs_conn_abort(m->conn);
+    rs_stream_abort(m->conn);
     for (int i = 0; i < s->nsh; i++)
         if (s->sh[i].fd == m->fd &&
             (s->sh[i].kind == RS_OP_RECV || s->sh[i].kind == RS_OP_SEND) &&
             !s->sh[i].cancelled && !m->conn->retry)
-            fail(s, "rs_conn_abort left the %s of fd %d running, not cancelled",
+            fail(s, "rs_stream_abort left the %s of fd %d running, not cancelled",
                  kind_name(s->sh[i].kind), m->fd);
 }
 
@@ -890,7 +890,7 @@ static void do_finish(struct sched *s, struct mconn *m)
 {
     m->finished = true;
     record(s, (struct ev){.type = EV_FINISH, .fd = m->fd});
-    rs_conn_finish(m->conn);
+    rs_stream_close(m->conn);
 }
 
 static struct mconn *pick_live(struct sched *s)

@@ -1,12 +1,12 @@
 /* A schedule driver for the connection state machine.
  *
- * It runs a few connections through the real core (rs_conn_open, conn.c,
+ * It runs a few connections through the real core (rs_stream_accept, stream.c,
  * the echo protocol) on top of the scripted fake backend, and at each step
  * lets a choice source pick one legal event: a recv completion (data in a
  * lent buffer, with or without RS_CF_MORE, EOF, -ENOBUFS, -ECONNRESET,
  * -EPIPE), a send completion (full, short, error), a cancel completing
  * (-ECANCELED, or the natural result racing it), shutdown/close completions,
- * rs_conn_abort/rs_conn_finish (idle timeout, SIGTERM drain), a new
+ * rs_stream_abort/rs_stream_close (idle timeout, SIGTERM drain), a new
  * connection, or a loop turn that feeds starved connections as loop.c does.
  *
  * A reference model per connection watches every submit, cancel, completion

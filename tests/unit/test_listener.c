@@ -16,10 +16,10 @@
 
 #include <cmocka.h>
 
-#include "conn.h"
 #include "fake_backend.h"
 #include "listener.h"
 #include "loop.h"
+#include "stream.h"
 
 void *__real_malloc(size_t n);
 void *__wrap_malloc(size_t n);
@@ -62,7 +62,7 @@ static int teardown(void **state)
 {
     struct fixture *fx = *state;
     malloc_failures = 0;
-    assert_int_equal(fx->loop.nconns, 0);
+    assert_int_equal(fx->loop.nstreams, 0);
     assert_int_equal(fake(&fx->loop)->ninflight, 0);
     assert_true(rs_listener_idle(&fx->loop));
     rs_loop_fini(&fx->loop);
@@ -102,15 +102,15 @@ static void test_listener_refused_cancel_is_retried(void **state)
     struct rs_op *a = fake_find(&fx->loop, RS_OP_ACCEPT, fx->lfd);
     fake(&fx->loop)->refuse_cancel = 1;
     complete(fx, RS_OP_ACCEPT, fx->lfd, 50, RS_CF_MORE); /* at the cap now */
-    assert_int_equal(fx->loop.nconns, 1);
+    assert_int_equal(fx->loop.nstreams, 1);
     assert_false(fake_was_cancelled(&fx->loop, a));
     assert_false(fx->loop.listener->cancelling);
-    assert_int_equal(rs_listener_tick(&fx->loop), -1); /* retried, taken */
+    assert_false(rs_listener_retry(&fx->loop)); /* retried, taken */
     assert_true(fake_was_cancelled(&fx->loop, a));
     assert_int_equal(fx->loop.stats.refused, 1);
     complete(fx, RS_OP_ACCEPT, fx->lfd, -ECANCELED, 0);
     /* The connection leaves; rejected before anything in flight matters. */
-    rs_conn_abort(fx->loop.conns);
+    rs_stream_abort(fx->loop.streams);
     complete(fx, RS_OP_RECV, 50, -ECANCELED, 0);
     complete(fx, RS_OP_CLOSE, 50, 0, 0);
     stop(fx);
@@ -127,7 +127,7 @@ static void test_listener_oom_closes_plain_socket(void **state)
     malloc_failures = 1;
     complete(fx, RS_OP_ACCEPT, fx->lfd, sv[0], RS_CF_MORE);
     malloc_failures = 0;
-    assert_int_equal(fx->loop.nconns, 0);
+    assert_int_equal(fx->loop.nstreams, 0);
     assert_int_equal(fx->loop.stats.accept_dropped, 1);
     assert_int_equal(fcntl(sv[0], F_GETFD), -1); /* closed */
     assert_true(fx->loop.listener->paused);
@@ -144,18 +144,18 @@ static void test_listener_oom_closes_direct_descriptor(void **state)
     fx->loop.caps |= RS_CAP_DIRECT_FD;
     fake(&fx->loop)->refuse_submit[RS_OP_CLOSE] = 2;
     malloc_failures = 1;
-    complete(fx, RS_OP_ACCEPT, fx->lfd, 7, RS_CF_MORE);
+    complete(fx, RS_OP_ACCEPT, fx->lfd, 7, RS_CF_MORE | RS_CF_DIRECT);
     malloc_failures = 0;
     assert_int_equal(fx->loop.stats.accept_dropped, 1);
     assert_null(fake_find(&fx->loop, RS_OP_CLOSE, 7)); /* refused */
     assert_true(fx->loop.listener->paused);
     /* A second one from the same multishot burst, before its cancel lands. */
     malloc_failures = 1;
-    complete(fx, RS_OP_ACCEPT, fx->lfd, 8, RS_CF_MORE);
+    complete(fx, RS_OP_ACCEPT, fx->lfd, 8, RS_CF_MORE | RS_CF_DIRECT);
     malloc_failures = 0;
     assert_int_equal(fx->loop.stats.accept_dropped, 2);
     assert_null(fake_find(&fx->loop, RS_OP_CLOSE, 7)); /* refused again */
-    rs_listener_tick(&fx->loop);
+    rs_listener_retry(&fx->loop);
     assert_non_null(fake_find(&fx->loop, RS_OP_CLOSE, 7));
     assert_null(fake_find(&fx->loop, RS_OP_CLOSE, 8)); /* one close at a time */
     assert_false(rs_listener_idle(&fx->loop));

@@ -1,5 +1,5 @@
-/* The connection state machine, driven by the scripted fake backend:
- * every completion, partial result and error is chosen by the test. */
+/* The stream state machine, driven by the scripted fake backend: every
+ * completion, partial result and error is chosen by the test. */
 #include <errno.h>
 #include <malloc.h>
 #include <setjmp.h>
@@ -8,12 +8,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
-#include "conn.h"
 #include "fake_backend.h"
 #include "loop.h"
+#include "stream.h"
 
 #define FD 5
 
@@ -50,7 +52,7 @@ static int teardown(void **state)
 {
     struct fixture *fx = *state;
     /* Nothing in flight, every lent buffer back (rs_loop_fini asserts). */
-    assert_int_equal(fx->loop.nconns, 0);
+    assert_int_equal(fx->loop.nstreams, 0);
     assert_int_equal(fx->loop.pool.lent, 0);
     assert_int_equal(fake(&fx->loop)->ninflight, 0);
     for (uint32_t i = 0; i < fx->loop.pool.count; i++)
@@ -100,10 +102,10 @@ static void close_by_eof(struct fixture *fx)
     complete(fx, RS_OP_CLOSE, 0);
 }
 
-static void test_conn_echo_partial_sends(void **state)
+static void test_stream_echo_partial_sends(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     struct rs_op *r = op_of(fx, RS_OP_RECV);
     assert_non_null(r);
     assert_true(r->flags & RS_OPF_MULTISHOT);
@@ -127,10 +129,10 @@ static void test_conn_echo_partial_sends(void **state)
     assert_int_equal(fake(&fx->loop)->released[bid], 1);
 }
 
-static void test_conn_pipelined_order(void **state)
+static void test_stream_pipelined_order(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     recv_data(fx, "aaa", true);
     recv_data(fx, "bbb", true);
     recv_data(fx, "ccc", true);
@@ -147,10 +149,10 @@ static void test_conn_pipelined_order(void **state)
     close_by_eof(fx);
 }
 
-static void test_conn_eof_with_pending_output(void **state)
+static void test_stream_eof_with_pending_output(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     recv_data(fx, "hello", true);
     complete(fx, RS_OP_RECV, 0); /* EOF while the echo is in flight */
     assert_null(op_of(fx, RS_OP_SHUTDOWN));
@@ -164,10 +166,10 @@ static void test_conn_eof_with_pending_output(void **state)
     assert_int_equal(fx->loop.stats.bytes_out, 5);
 }
 
-static void test_conn_error_mid_send(void **state)
+static void test_stream_error_mid_send(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     recv_data(fx, "one", true);
     recv_data(fx, "two", true);
     struct rs_op *r = op_of(fx, RS_OP_RECV);
@@ -182,10 +184,10 @@ static void test_conn_error_mid_send(void **state)
     complete(fx, RS_OP_CLOSE, 0);
 }
 
-static void test_conn_recv_error_while_sending(void **state)
+static void test_stream_recv_error_while_sending(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     uint16_t bid = recv_data(fx, "data", true);
     complete(fx, RS_OP_RECV, -ECONNRESET);
     /* The send still references the lent buffer: not released yet. */
@@ -196,10 +198,10 @@ static void test_conn_recv_error_while_sending(void **state)
     complete(fx, RS_OP_CLOSE, 0);
 }
 
-static void test_conn_backpressure(void **state)
+static void test_stream_backpressure(void **state)
 {
     struct fixture *fx = *state; /* max_pending = 100 */
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     char msg[61];
     memset(msg, 'x', 60);
     msg[60] = '\0';
@@ -220,10 +222,10 @@ static void test_conn_backpressure(void **state)
     close_by_eof(fx);
 }
 
-static void test_conn_enobufs_starves_then_rearms(void **state)
+static void test_stream_enobufs_starves_then_rearms(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
+    struct rs_stream *c = rs_stream_accept(&fx->loop, FD, false, false);
     complete(fx, RS_OP_RECV, -ENOBUFS);
     /* Not an error: parked, not re-armed at once (that would spin). */
     assert_null(op_of(fx, RS_OP_RECV));
@@ -236,10 +238,10 @@ static void test_conn_enobufs_starves_then_rearms(void **state)
     close_by_eof(fx);
 }
 
-static void test_conn_single_shot_rearm(void **state)
+static void test_stream_single_shot_rearm(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     /* A backend that ignores RS_OPF_MULTISHOT completes without MORE. */
     recv_data(fx, "a", false);
     assert_non_null(op_of(fx, RS_OP_RECV));
@@ -248,13 +250,13 @@ static void test_conn_single_shot_rearm(void **state)
     close_by_eof(fx);
 }
 
-static void test_conn_abort_releases_queued_buffers(void **state)
+static void test_stream_abort_releases_queued_buffers(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
+    struct rs_stream *c = rs_stream_accept(&fx->loop, FD, false, false);
     uint16_t b1 = recv_data(fx, "first", true);
     uint16_t b2 = recv_data(fx, "second", true);
-    rs_conn_abort(c); /* e.g. idle timeout */
+    rs_stream_abort(c); /* e.g. idle timeout */
     /* b2 was queued (or copied): released; b1 is in the in-flight send. */
     assert_int_equal(fake(&fx->loop)->released[b2], 1);
     assert_int_equal(fake(&fx->loop)->released[b1], 0);
@@ -264,22 +266,22 @@ static void test_conn_abort_releases_queued_buffers(void **state)
     complete(fx, RS_OP_CLOSE, 0);
 }
 
-static void test_conn_reject_closes_at_once(void **state)
+static void test_stream_reject_closes_at_once(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, true);
+    rs_stream_accept(&fx->loop, FD, false, true);
     assert_null(op_of(fx, RS_OP_RECV));
     assert_non_null(op_of(fx, RS_OP_CLOSE));
     complete(fx, RS_OP_CLOSE, 0);
     assert_int_equal(fx->loop.stats.rejected, 1);
 }
 
-static void test_conn_finish_drains_output(void **state)
+static void test_stream_finish_drains_output(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
+    struct rs_stream *c = rs_stream_accept(&fx->loop, FD, false, false);
     recv_data(fx, "bye", true);
-    rs_conn_finish(c); /* SIGTERM: finish the echo, then a lingering close */
+    rs_stream_close(c); /* SIGTERM: finish the echo, then a lingering close */
     struct rs_op *r = op_of(fx, RS_OP_RECV);
     assert_non_null(r);
     assert_false(fake_was_cancelled(&fx->loop, r)); /* still reading, to drop input */
@@ -312,10 +314,10 @@ static void test_conn_finish_drains_output(void **state)
  * complete: the core must not record it as issued, and must try again on
  * a later loop turn (rs_loop_retry), or the connection waits forever. */
 
-static void test_conn_refused_pause_cancel_is_retried(void **state)
+static void test_stream_refused_pause_cancel_is_retried(void **state)
 {
     struct fixture *fx = *state; /* max_pending = 100 */
-    struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
+    struct rs_stream *c = rs_stream_accept(&fx->loop, FD, false, false);
     char msg[61];
     memset(msg, 'x', 60);
     msg[60] = '\0';
@@ -323,7 +325,7 @@ static void test_conn_refused_pause_cancel_is_retried(void **state)
     struct rs_op *r = op_of(fx, RS_OP_RECV);
     fake(&fx->loop)->refuse_cancel = 2;
     recv_data(fx, msg, true); /* 120 > 100: pause, but the cancel is refused */
-    assert_true(c->paused);
+    assert_false(c->reading);
     assert_false(fake_was_cancelled(&fx->loop, r));
     assert_false(c->recv_cancel); /* not recorded as issued */
     assert_true(c->retry);
@@ -344,14 +346,14 @@ static void test_conn_refused_pause_cancel_is_retried(void **state)
     close_by_eof(fx);
 }
 
-static void test_conn_refused_abort_cancels_are_retried(void **state)
+static void test_stream_refused_abort_cancels_are_retried(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
+    struct rs_stream *c = rs_stream_accept(&fx->loop, FD, false, false);
     recv_data(fx, "data", true);
     struct rs_op *r = op_of(fx, RS_OP_RECV), *s = op_of(fx, RS_OP_SEND);
     fake(&fx->loop)->refuse_cancel = 2; /* both the recv's and the send's */
-    rs_conn_abort(c);
+    rs_stream_abort(c);
     assert_false(fake_was_cancelled(&fx->loop, r));
     assert_false(fake_was_cancelled(&fx->loop, s));
     rs_loop_retry(&fx->loop);
@@ -362,11 +364,12 @@ static void test_conn_refused_abort_cancels_are_retried(void **state)
     complete(fx, RS_OP_CLOSE, 0);
 }
 
-static void test_conn_refused_close_is_retried(void **state)
+static void test_stream_refused_close_is_retried(void **state)
 {
     struct fixture *fx = *state;
     fake(&fx->loop)->refuse_submit[RS_OP_CLOSE] = 3;
-    struct rs_conn *c = rs_conn_open(&fx->loop, FD, true); /* closes at once */
+    struct rs_stream *c =
+        rs_stream_accept(&fx->loop, FD, false, true); /* closes at once */
     assert_null(op_of(fx, RS_OP_CLOSE));
     assert_false(c->close_issued);
     assert_int_equal(c->inflight, 0);
@@ -378,14 +381,14 @@ static void test_conn_refused_close_is_retried(void **state)
     assert_non_null(op_of(fx, RS_OP_CLOSE));
     assert_int_equal(fx->loop.stats.refused, 3);
     complete(fx, RS_OP_CLOSE, 0);
-    assert_int_equal(fx->loop.nconns, 0);
+    assert_int_equal(fx->loop.nstreams, 0);
     assert_int_equal(fx->loop.nretry, 0);
 }
 
-static void test_conn_refused_shutdown_is_retried(void **state)
+static void test_stream_refused_shutdown_is_retried(void **state)
 {
     struct fixture *fx = *state;
-    rs_conn_open(&fx->loop, FD, false);
+    rs_stream_accept(&fx->loop, FD, false, false);
     recv_data(fx, "bye", true);
     complete(fx, RS_OP_RECV, 0);
     fake(&fx->loop)->refuse_submit[RS_OP_SHUTDOWN] = 1;
@@ -405,7 +408,7 @@ static void test_loop_stops_when_closes_are_refused(void **state)
 {
     struct fixture *fx = *state;
     for (int fd = FD; fd < FD + 3; fd++)
-        rs_conn_open(&fx->loop, fd, false);
+        rs_stream_accept(&fx->loop, fd, false, false);
     recv_data(fx, "pending output", true);
     struct fake_state *f = fake(&fx->loop);
     f->refuse_submit[RS_OP_CLOSE] = 7;
@@ -413,7 +416,7 @@ static void test_loop_stops_when_closes_are_refused(void **state)
     f->auto_complete = true;
     rs_loop_request_stop(&fx->loop);
     assert_int_equal(rs_loop_run(&fx->loop), 0);
-    assert_int_equal(fx->loop.nconns, 0);
+    assert_int_equal(fx->loop.nstreams, 0);
     assert_int_equal(fx->loop.nretry, 0);
     assert_int_equal(fx->loop.stats.closed, 3);
     assert_int_equal(f->refused, 9);
@@ -428,13 +431,13 @@ static void test_loop_failed_run_frees_queued_copies(void **state)
 {
     struct fixture *fx = *state;
     size_t before = mallinfo2().hblkhd;
-    struct rs_conn *c = rs_conn_open(&fx->loop, FD, false);
+    struct rs_stream *c = rs_stream_accept(&fx->loop, FD, false, false);
     recv_data(fx, "in flight", true); /* a send in flight, lent */
     size_t big = 1u << 20;
     uint8_t *copy = calloc(1, big);
     assert_non_null(copy);
-    rs_conn_send_copy(c, copy, (uint32_t)big); /* queued behind it, on the heap */
-    rs_conn_send_static(c, (const uint8_t *)"static", 6);
+    rs_stream_write_copy(c, copy, (uint32_t)big); /* queued behind it, on the heap */
+    rs_stream_write_static(c, (const uint8_t *)"static", 6);
     free(copy);
     fake(&fx->loop)->run_error = -EIO;
     assert_int_equal(rs_loop_run(&fx->loop), -EIO);
@@ -445,31 +448,273 @@ static void test_loop_failed_run_frees_queued_copies(void **state)
     *state = NULL;
 }
 
+/* ---- owner callbacks, outbound streams, half-close, timers --------- */
+
+static struct {
+    int connects, connect_res, eofs, writables, closes, close_reason, data;
+    struct rs_stream *last;
+} ev;
+
+static void ev_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
+{
+    (void)p;
+    (void)len;
+    ev.data++;
+    rs_stream_release(s, bid);
+}
+static void ev_eof(struct rs_stream *s)
+{
+    ev.eofs++;
+    ev.last = s;
+}
+static void ev_writable(struct rs_stream *s)
+{
+    ev.writables++;
+    ev.last = s;
+}
+static void ev_connect(struct rs_stream *s, int res)
+{
+    ev.connects++;
+    ev.connect_res = res;
+    ev.last = s;
+}
+static void ev_close(struct rs_stream *s, int reason)
+{
+    ev.closes++;
+    ev.close_reason = reason;
+    ev.last = s;
+}
+
+static const struct rs_stream_cbs ev_cbs = {.on_data = ev_data,
+                                            .on_eof = ev_eof,
+                                            .on_writable = ev_writable,
+                                            .on_connect = ev_connect,
+                                            .on_close = ev_close};
+
+static struct rs_stream *connect_to(struct fixture *fx, uint32_t timeout_ms)
+{
+    memset(&ev, 0, sizeof(ev));
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(9),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct rs_stream *s = rs_stream_connect(&fx->loop, (struct sockaddr *)&a, sizeof(a),
+                                            timeout_ms, &ev_cbs, fx);
+    assert_non_null(s);
+    assert_int_equal(s->state, RS_STREAM_CONNECTING);
+    return s;
+}
+
+/* The fake backend does no IO: the real socket rs_stream_connect made is
+ * closed here once the close op completed. */
+static void complete_close_of(struct fixture *fx, int fd)
+{
+    struct rs_op *op = fake_find(&fx->loop, RS_OP_CLOSE, fd);
+    assert_non_null(op);
+    fake_complete(&fx->loop, op, 0, 0, 0);
+    fake_run(&fx->loop);
+    close(fd);
+}
+
+static void test_stream_connect_then_flow(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_stream *s = connect_to(fx, 1000);
+    int fd = s->fd;
+    struct rs_op *c = fake_find(&fx->loop, RS_OP_CONNECT, fd);
+    assert_non_null(c);
+    assert_int_equal(c->len, sizeof(struct sockaddr_in));
+    /* Writes queued while connecting wait for the connection. */
+    rs_stream_write_copy(s, (const uint8_t *)"early", 5);
+    assert_null(fake_find(&fx->loop, RS_OP_SEND, fd));
+    assert_null(fake_find(&fx->loop, RS_OP_RECV, fd));
+    fake_complete(&fx->loop, c, 0, 0, 0);
+    fake_run(&fx->loop);
+    assert_int_equal(ev.connects, 1);
+    assert_int_equal(ev.connect_res, 0);
+    assert_int_equal(s->state, RS_STREAM_OPEN);
+    assert_false(rs_timer_active(&s->timer)); /* the connect timer is gone */
+    struct rs_op *snd = fake_find(&fx->loop, RS_OP_SEND, fd);
+    assert_non_null(snd);
+    assert_memory_equal(snd->buf, "early", 5);
+    assert_non_null(fake_find(&fx->loop, RS_OP_RECV, fd));
+    fake_complete(&fx->loop, snd, 5, 0, 0);
+    fake_run(&fx->loop);
+    /* Half-close, owner's way: on_eof does not shut our side down. */
+    fake_complete(&fx->loop, fake_find(&fx->loop, RS_OP_RECV, fd), 0, 0, 0);
+    fake_run(&fx->loop);
+    assert_int_equal(ev.eofs, 1);
+    assert_null(fake_find(&fx->loop, RS_OP_SHUTDOWN, fd));
+    rs_stream_write_copy(s, (const uint8_t *)"late", 4); /* still flows out */
+    snd = fake_find(&fx->loop, RS_OP_SEND, fd);
+    assert_non_null(snd);
+    rs_stream_shutdown(s); /* after the queued bytes */
+    assert_null(fake_find(&fx->loop, RS_OP_SHUTDOWN, fd));
+    fake_complete(&fx->loop, snd, 4, 0, 0);
+    fake_run(&fx->loop);
+    struct rs_op *sh = fake_find(&fx->loop, RS_OP_SHUTDOWN, fd);
+    assert_non_null(sh);
+    fake_complete(&fx->loop, sh, 0, 0, 0);
+    fake_run(&fx->loop);
+    /* Both directions done: the stream closes itself, gracefully. */
+    assert_int_equal(ev.closes, 0);
+    complete_close_of(fx, fd);
+    assert_int_equal(ev.closes, 1);
+    assert_int_equal(ev.close_reason, 0);
+    assert_int_equal(fx->loop.stats.connects, 1);
+    assert_int_equal(fx->loop.stats.connect_failed, 0);
+}
+
+static void test_stream_connect_refused(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_stream *s = connect_to(fx, 0);
+    int fd = s->fd;
+    rs_stream_write_copy(s, (const uint8_t *)"lost", 4);
+    fake_complete(&fx->loop, fake_find(&fx->loop, RS_OP_CONNECT, fd), -ECONNREFUSED, 0,
+                  0);
+    fake_run(&fx->loop);
+    assert_int_equal(ev.connects, 1);
+    assert_int_equal(ev.connect_res, -ECONNREFUSED);
+    assert_null(fake_find(&fx->loop, RS_OP_SEND, fd));
+    complete_close_of(fx, fd);
+    assert_int_equal(ev.closes, 1);
+    assert_int_equal(ev.close_reason, -ECONNREFUSED);
+    assert_int_equal(fx->loop.stats.connect_failed, 1);
+}
+
+static void test_stream_connect_timeout(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_stream *s = connect_to(fx, 250);
+    int fd = s->fd;
+    struct rs_op *c = fake_find(&fx->loop, RS_OP_CONNECT, fd);
+    fx->loop.now_ms += 249;
+    rs_timer_run_due(&fx->loop);
+    assert_false(fake_was_cancelled(&fx->loop, c));
+    fx->loop.now_ms += 1;
+    assert_int_equal(rs_timer_next_ms(&fx->loop), 0);
+    rs_timer_run_due(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, c));
+    assert_int_equal(ev.connects, 0); /* the cancel still has to complete */
+    fake_complete(&fx->loop, c, -ECANCELED, 0, 0);
+    fake_run(&fx->loop);
+    assert_int_equal(ev.connect_res, -ETIMEDOUT);
+    complete_close_of(fx, fd);
+    assert_int_equal(ev.close_reason, -ETIMEDOUT);
+}
+
+static void test_stream_abort_while_connecting(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_stream *s = connect_to(fx, 1000);
+    int fd = s->fd;
+    struct rs_op *c = fake_find(&fx->loop, RS_OP_CONNECT, fd);
+    rs_stream_abort(s);
+    assert_true(fake_was_cancelled(&fx->loop, c));
+    assert_null(fake_find(&fx->loop, RS_OP_CLOSE, fd)); /* not while connecting */
+    fake_complete(&fx->loop, c, -ECANCELED, 0, 0);
+    fake_run(&fx->loop);
+    assert_int_equal(ev.connects, 0); /* the owner gave up: no on_connect */
+    complete_close_of(fx, fd);
+    assert_int_equal(ev.close_reason, -ECONNABORTED);
+    assert_int_equal(fx->loop.ntimers, 0);
+}
+
+/* on_writable fires when pending crosses the low watermark downwards. */
+static void test_stream_low_watermark(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    rs_stream_set_lowat(s, 10);
+    char msg[30];
+    memset(msg, 'w', sizeof(msg));
+    rs_stream_write_copy(s, (const uint8_t *)msg, 30);
+    complete(fx, RS_OP_SEND, 15); /* 15 left: above */
+    assert_int_equal(ev.writables, 0);
+    complete(fx, RS_OP_SEND, 5); /* 10 left: at the mark */
+    assert_int_equal(ev.writables, 1);
+    complete(fx, RS_OP_SEND, 10); /* 0: no new crossing */
+    assert_int_equal(ev.writables, 1);
+    rs_stream_abort(s);
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.closes, 1);
+}
+
+static void tm_fire(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    int *order = t->data;
+    order[order[0]++ + 1] = (int)t->due_ms;
+}
+
+/* The heap fires due timers in due order, stopped ones never. */
+static void test_timer_order(void **state)
+{
+    struct fixture *fx = *state;
+    enum { N = 200 };
+    static struct rs_timer t[N];
+    static int order[N + 1];
+    memset(t, 0, sizeof(t));
+    order[0] = 0;
+    uint64_t base = fx->loop.now_ms;
+    uint32_t x = 12345;
+    for (int i = 0; i < N; i++) {
+        x = x * 1103515245u + 12345u;
+        rs_timer_start(&fx->loop, &t[i], (x >> 8) % 1000, tm_fire, order);
+    }
+    for (int i = 0; i < N; i += 3)
+        rs_timer_stop(&fx->loop, &t[i]);
+    rs_timer_stop(&fx->loop, &t[0]);                        /* idempotent */
+    rs_timer_start(&fx->loop, &t[1], 5000, tm_fire, order); /* restart: moves */
+    fx->loop.now_ms = base + 1000;
+    rs_timer_run_due(&fx->loop);
+    int expect = N - (N + 2) / 3 - 1;
+    assert_int_equal(order[0], expect);
+    for (int i = 1; i < order[0]; i++)
+        assert_true(order[i] <= order[i + 1]);
+    assert_int_equal(fx->loop.ntimers, 1);
+    assert_int_equal(rs_timer_next_ms(&fx->loop), 4000);
+    rs_timer_stop(&fx->loop, &t[1]);
+    assert_int_equal(rs_timer_next_ms(&fx->loop), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_conn_echo_partial_sends, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_pipelined_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_eof_with_pending_output, setup,
+        cmocka_unit_test_setup_teardown(test_stream_echo_partial_sends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_pipelined_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_eof_with_pending_output, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_conn_error_mid_send, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_recv_error_while_sending, setup,
+        cmocka_unit_test_setup_teardown(test_stream_error_mid_send, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_recv_error_while_sending, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_conn_backpressure, setup_small, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_enobufs_starves_then_rearms, setup,
+        cmocka_unit_test_setup_teardown(test_stream_backpressure, setup_small, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_enobufs_starves_then_rearms, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_conn_single_shot_rearm, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_abort_releases_queued_buffers, setup,
+        cmocka_unit_test_setup_teardown(test_stream_single_shot_rearm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_abort_releases_queued_buffers, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_conn_reject_closes_at_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_finish_drains_output, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_refused_pause_cancel_is_retried,
+        cmocka_unit_test_setup_teardown(test_stream_reject_closes_at_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_finish_drains_output, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_connect_then_flow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_connect_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_connect_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_abort_while_connecting, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_low_watermark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timer_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_refused_pause_cancel_is_retried,
                                         setup_small, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_refused_abort_cancels_are_retried,
+        cmocka_unit_test_setup_teardown(test_stream_refused_abort_cancels_are_retried,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conn_refused_close_is_retried, setup,
+        cmocka_unit_test_setup_teardown(test_stream_refused_close_is_retried, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_conn_refused_shutdown_is_retried, setup,
+        cmocka_unit_test_setup_teardown(test_stream_refused_shutdown_is_retried, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_loop_stops_when_closes_are_refused, setup,
                                         teardown),

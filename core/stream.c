@@ -1,0 +1,833 @@
+/* The stream state machine (see stream.h for the contract with owners).
+ *
+ * Three ops per stream: the recv (multishot while the backend allows), the
+ * send (one in flight, the head of the output queue) and a control op that
+ * is, in turn, the connect, the shutdown and the close. `inflight` counts
+ * them; the close op is submitted only when it is zero, and the struct is
+ * freed only when the close op completed.
+ */
+#include "stream.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loop.h"
+#include "protocol.h"
+
+/* A piece of queued output. Three kinds, by where the bytes live:
+ *   lent   - in a pool buffer (bid >= 0): the zero-copy path;
+ *   heap   - in data[] behind this header (cap > 0): copies, coalesced;
+ *   static - in memory that outlives the stream (chargen's table). */
+struct rs_chunk {
+    struct rs_chunk *next;
+    const uint8_t *ptr; /* next byte to send */
+    uint32_t len;       /* bytes left to send */
+    int32_t bid;        /* lent buffer, or -1 */
+    uint32_t cap;       /* heap: size of data[]; 0 otherwise */
+    uint8_t data[];
+};
+
+/* Keep a few recycled nodes per loop: the hot path should not malloc. */
+#define CACHE_MAX 1024u
+/* Big enough to coalesce many small pipelined messages, small enough that
+ * thousands of streams copying under pressure stay cheap. */
+#define HEAP_CHUNK_MIN 4000u
+
+static void on_recv(struct rs_loop *loop, struct rs_op *op,
+                    const struct rs_completion *c);
+static void on_send(struct rs_loop *loop, struct rs_op *op,
+                    const struct rs_completion *c);
+static void on_ctl(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
+static void maybe_progress(struct rs_stream *s);
+
+static struct rs_chunk *chunk_get(struct rs_loop *loop)
+{
+    struct rs_chunk *k = loop->free_chunks;
+    if (k) {
+        loop->free_chunks = k->next;
+        loop->nfree_chunks--;
+        return k;
+    }
+    return malloc(sizeof(*k));
+}
+
+static void chunk_put(struct rs_loop *loop, struct rs_chunk *k)
+{
+    if (k->bid >= 0) {
+        loop->ops->buf_release(loop, (uint16_t)k->bid);
+    }
+    if (k->cap > 0 || loop->nfree_chunks >= CACHE_MAX) {
+        free(k);
+        return;
+    }
+    k->next = loop->free_chunks;
+    loop->free_chunks = k;
+    loop->nfree_chunks++;
+}
+
+void rs_stream_cache_fini(struct rs_loop *loop)
+{
+    while (loop->free_chunks) {
+        struct rs_chunk *k = loop->free_chunks;
+        loop->free_chunks = k->next;
+        free(k);
+    }
+    loop->nfree_chunks = 0;
+    while (loop->free_streams) {
+        struct rs_stream *s = loop->free_streams;
+        loop->free_streams = s->next;
+        free(s);
+    }
+    loop->nfree_streams = 0;
+}
+
+static void enqueue(struct rs_stream *s, struct rs_chunk *k)
+{
+    k->next = NULL;
+    if (s->tail)
+        s->tail->next = k;
+    else
+        s->head = k;
+    s->tail = k;
+    s->pending += k->len;
+}
+
+/* Open, or lingering after a graceful close (reading to the peer's EOF,
+ * dropping what comes), and no EOF yet. */
+static bool may_read(const struct rs_stream *s)
+{
+    if (s->eof)
+        return false;
+    return s->state == RS_STREAM_OPEN || (s->state == RS_STREAM_CLOSING && s->lingering);
+}
+
+static bool wants_input(const struct rs_stream *s)
+{
+    return s->reading && may_read(s);
+}
+
+/* Bytes may still be queued: open (or connecting) and not shut down. */
+static bool accepts_output(const struct rs_stream *s)
+{
+    return rs_stream_is_open(s) && !s->shut_wanted;
+}
+
+/* A backend refused a cancel, shutdown or close (its submission queue was
+ * full, or it ran out of memory): nothing was issued, and nothing will
+ * complete for it. The loop calls rs_stream_retry() on a later turn; until
+ * then the stream stays on loop->streams with retry set. */
+static void want_retry(struct rs_stream *s)
+{
+    s->loop->stats.refused++;
+    if (!s->retry) {
+        s->retry = true;
+        s->loop->nretry++;
+    }
+}
+
+/* Ask the backend to end op early. Only an accepted cancel (or -ENOENT:
+ * the op already finished and its completion is on the way) counts as
+ * issued; a refusal is retried. */
+static bool cancel_op(struct rs_stream *s, struct rs_op *op)
+{
+    int rc = s->loop->ops->cancel(s->loop, op);
+    if (rc == 0 || rc == -ENOENT)
+        return true;
+    want_retry(s);
+    return false;
+}
+
+static void cancel_recv(struct rs_stream *s)
+{
+    if (s->recv_armed && !s->recv_cancel)
+        s->recv_cancel = cancel_op(s, &s->recv_op);
+}
+
+static void cancel_send(struct rs_stream *s)
+{
+    if (s->send_busy && !s->send_cancel)
+        s->send_cancel = cancel_op(s, &s->send_op);
+}
+
+static void cancel_connect(struct rs_stream *s)
+{
+    if (s->connect_busy && !s->connect_cancel)
+        s->connect_cancel = cancel_op(s, &s->ctl_op);
+}
+
+/* Op flags, with the stream's descriptor kind. */
+static uint8_t opf(const struct rs_stream *s, unsigned flags)
+{
+    return (uint8_t)(flags | (s->direct ? RS_OPF_DIRECT : 0u));
+}
+
+static void fail(struct rs_stream *s, int reason)
+{
+    rs_stream_abort_reason(s, reason);
+}
+
+static void arm_recv(struct rs_stream *s)
+{
+    if (!wants_input(s) || s->recv_armed || s->starved)
+        return;
+    s->recv_op.flags = opf(s, RS_OPF_MULTISHOT);
+    int rc = s->loop->ops->submit(s->loop, &s->recv_op);
+    if (rc < 0) {
+        fail(s, rc);
+        return;
+    }
+    s->recv_armed = true;
+    s->inflight++;
+}
+
+static void start_send(struct rs_stream *s)
+{
+    if (s->send_busy || !s->head)
+        return;
+    if (s->state == RS_STREAM_CONNECTING || s->state == RS_STREAM_CLOSED)
+        return;
+    if (s->state == RS_STREAM_CLOSING && !s->graceful)
+        return;
+    struct rs_chunk *k = s->head;
+    assert(k->len > 0);
+    s->send_op.buf = k->ptr;
+    s->send_op.len = k->len;
+    /* Static chunks (chargen's table) may be sent zero-copy without a hold. */
+    s->send_op.flags = opf(s, (k->bid < 0 && k->cap == 0) ? RS_OPF_STATIC_BUF : 0);
+    int rc = s->loop->ops->submit(s->loop, &s->send_op);
+    if (rc < 0) {
+        fail(s, rc);
+        return;
+    }
+    s->send_busy = true;
+    s->inflight++;
+}
+
+/* A stream struct from the loop's cache, or a fresh one, linked into
+ * loop->streams. */
+static struct rs_stream *stream_new(struct rs_loop *loop, int fd, bool direct,
+                                    const struct rs_stream_cbs *cbs, void *data)
+{
+    struct rs_stream *s = loop->free_streams;
+    uint8_t gens[3] = {0, 0, 0};
+    if (s) {
+        loop->free_streams = s->next;
+        loop->nfree_streams--;
+        /* Keep the ops' generations counting across reuse, so a stale
+         * completion for the previous owner can never match. */
+        gens[0] = s->recv_op.bk_gen;
+        gens[1] = s->send_op.bk_gen;
+        gens[2] = s->ctl_op.bk_gen;
+    } else {
+        s = malloc(sizeof(*s));
+        if (!s)
+            return NULL;
+    }
+    memset(s, 0, sizeof(*s));
+    s->loop = loop;
+    s->cbs = cbs;
+    s->data = data;
+    s->fd = fd;
+    s->direct = direct;
+    s->reading = true;
+    s->lowat = loop->cfg->max_pending / 2;
+    s->last_active_ms = loop->now_ms;
+    rs_op_init(&s->recv_op, RS_OP_RECV, fd, on_recv, s);
+    rs_op_init(&s->send_op, RS_OP_SEND, fd, on_send, s);
+    rs_op_init(&s->ctl_op, RS_OP_CLOSE, fd, on_ctl, s);
+    s->recv_op.bk_gen = gens[0];
+    s->send_op.bk_gen = gens[1];
+    s->ctl_op.bk_gen = gens[2];
+    s->next = loop->streams;
+    if (loop->streams)
+        loop->streams->prev = s;
+    loop->streams = s;
+    loop->nstreams++;
+    return s;
+}
+
+struct rs_stream *rs_stream_accept(struct rs_loop *loop, int fd, bool direct, bool reject)
+{
+    const struct rs_protocol *proto = loop->proto;
+    struct rs_stream *s = stream_new(loop, fd, direct, &proto->cbs, NULL);
+    if (!s)
+        return NULL;
+    s->state = RS_STREAM_OPEN;
+    if (reject) {
+        loop->stats.rejected++;
+        rs_stream_abort_reason(s, -ECONNREFUSED);
+        return s;
+    }
+    loop->stats.accepted++;
+    if (proto->on_open)
+        proto->on_open(s);
+    arm_recv(s);
+    return s;
+}
+
+/* Bytes that still fit in the last queued chunk: 0 unless it is a heap
+ * chunk (lent and static chunks are never appended to). */
+static size_t tail_room(const struct rs_stream *s)
+{
+    const struct rs_chunk *t = s->tail;
+    if (!t || t->cap == 0)
+        return 0;
+    return (size_t)(t->data + t->cap - (t->ptr + t->len));
+}
+
+static void queue_chunk(struct rs_stream *s, struct rs_chunk *k, const uint8_t *ptr,
+                        uint32_t len, int32_t bid, uint32_t cap)
+{
+    k->ptr = ptr;
+    k->len = len;
+    k->bid = bid;
+    k->cap = cap;
+    enqueue(s, k);
+    start_send(s);
+}
+
+void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
+                          uint16_t bid)
+{
+    struct rs_loop *loop = s->loop;
+    if (!accepts_output(s)) {
+        rs_stream_release(s, bid);
+        return;
+    }
+    /* Holding a lent buffer is free only while the pool has plenty: under
+     * pressure (or behind a heap chunk with room) copy and give it back, so
+     * a peer that never reads cannot pin the buffers its neighbours need. */
+    uint32_t reserve = loop->pool.count / 4 ? loop->pool.count / 4 : 1;
+    bool pressure = loop->pool.lent > loop->pool.count - reserve;
+    if (tail_room(s) >= len || pressure) {
+        loop->stats.copies++;
+        rs_stream_write_copy(s, p, len);
+        rs_stream_release(s, bid);
+        return;
+    }
+    struct rs_chunk *k = chunk_get(loop);
+    if (!k) {
+        rs_stream_release(s, bid);
+        fail(s, -ENOMEM);
+        return;
+    }
+    queue_chunk(s, k, p, len, bid, 0);
+}
+
+void rs_stream_write_copy(struct rs_stream *s, const uint8_t *p, uint32_t len)
+{
+    if (len == 0 || !accepts_output(s))
+        return;
+    if (tail_room(s) >= len) {
+        /* Appending is safe even while this chunk is being sent: data[]
+         * never moves, and the in-flight send covers only the old length. */
+        struct rs_chunk *t = s->tail;
+        memcpy((uint8_t *)t->ptr + t->len, p, len);
+        t->len += len;
+        s->pending += len;
+        start_send(s);
+        return;
+    }
+    uint32_t cap = len > HEAP_CHUNK_MIN ? len : HEAP_CHUNK_MIN;
+    struct rs_chunk *k = malloc(sizeof(*k) + cap);
+    if (!k) {
+        fail(s, -ENOMEM);
+        return;
+    }
+    memcpy(k->data, p, len);
+    queue_chunk(s, k, k->data, len, -1, cap);
+}
+
+void rs_stream_write_static(struct rs_stream *s, const uint8_t *p, uint32_t len)
+{
+    if (len == 0 || !accepts_output(s))
+        return;
+    struct rs_chunk *k = chunk_get(s->loop);
+    if (!k) {
+        fail(s, -ENOMEM);
+        return;
+    }
+    queue_chunk(s, k, p, len, -1, 0);
+}
+
+void rs_stream_release(struct rs_stream *s, uint16_t bid)
+{
+    s->loop->ops->buf_release(s->loop, bid);
+}
+
+/* Drop queued output, except a chunk the kernel may still be reading. */
+static void drop_queue(struct rs_stream *s)
+{
+    struct rs_chunk *k = s->head;
+    struct rs_chunk *keep = NULL;
+    if (k && s->send_busy) {
+        keep = k;
+        k = k->next;
+        keep->next = NULL;
+    }
+    while (k) {
+        struct rs_chunk *n = k->next;
+        s->pending -= k->len;
+        chunk_put(s->loop, k);
+        k = n;
+    }
+    s->head = s->tail = keep;
+}
+
+static void unstarve_remove(struct rs_stream *s)
+{
+    if (!s->starved)
+        return;
+    struct rs_loop *loop = s->loop;
+    if (s->starved_prev)
+        s->starved_prev->starved_next = s->starved_next;
+    else
+        loop->starved = s->starved_next;
+    if (s->starved_next)
+        s->starved_next->starved_prev = s->starved_prev;
+    else
+        loop->starved_tail = s->starved_prev;
+    s->starved_next = s->starved_prev = NULL;
+    s->starved = false;
+    loop->nstarved--;
+}
+
+static void starve(struct rs_stream *s)
+{
+    struct rs_loop *loop = s->loop;
+    assert(!s->starved);
+    s->starved = true;
+    s->starved_next = NULL;
+    s->starved_prev = loop->starved_tail;
+    if (loop->starved_tail)
+        loop->starved_tail->starved_next = s;
+    else
+        loop->starved = s;
+    loop->starved_tail = s;
+    loop->nstarved++;
+}
+
+void rs_stream_read_start(struct rs_stream *s)
+{
+    s->reading = true;
+    arm_recv(s);
+}
+
+void rs_stream_read_stop(struct rs_stream *s)
+{
+    if (s->state == RS_STREAM_CLOSING && s->lingering)
+        return; /* a lingering close reads to EOF whatever the owner wanted */
+    s->reading = false;
+    unstarve_remove(s);
+    cancel_recv(s);
+    maybe_progress(s);
+}
+
+void rs_stream_shutdown(struct rs_stream *s)
+{
+    if (!rs_stream_is_open(s) || s->shut_wanted)
+        return;
+    s->shut_wanted = true;
+    maybe_progress(s);
+}
+
+void rs_stream_abort_reason(struct rs_stream *s, int reason)
+{
+    if (s->state == RS_STREAM_CLOSED)
+        return;
+    if (s->close_reason == 0)
+        s->close_reason = reason < 0 ? reason : -ECONNABORTED;
+    s->state = RS_STREAM_CLOSING;
+    s->graceful = false;
+    s->lingering = false;
+    unstarve_remove(s);
+    cancel_recv(s);
+    cancel_send(s);
+    cancel_connect(s);
+    rs_timer_stop(s->loop, &s->timer);
+    drop_queue(s);
+    maybe_progress(s);
+}
+
+/* A lingering close waits for the peer's EOF at most this long. */
+static void linger_expired(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    struct rs_stream *s = t->data;
+    fail(s, -ETIMEDOUT);
+}
+
+void rs_stream_close(struct rs_stream *s)
+{
+    if (!rs_stream_is_open(s))
+        return;
+    if (s->state == RS_STREAM_CONNECTING) {
+        fail(s, -ECANCELED);
+        return;
+    }
+    s->state = RS_STREAM_CLOSING;
+    s->graceful = true;
+    /* Keep reading (to drop input until EOF) unless the peer already sent
+     * its EOF; a recv stopped by the owner resumes once the output is
+     * gone. */
+    s->lingering = !s->eof;
+    if (s->lingering && s->loop->cfg->drain_timeout_ms)
+        rs_timer_start(s->loop, &s->timer, s->loop->cfg->drain_timeout_ms, linger_expired,
+                       s);
+    maybe_progress(s);
+}
+
+void rs_stream_unstarve(struct rs_stream *s)
+{
+    unstarve_remove(s);
+    arm_recv(s);
+}
+
+static void free_stream(struct rs_stream *s)
+{
+    struct rs_loop *loop = s->loop;
+    assert(s->inflight == 0 && !s->recv_armed && !s->send_busy);
+    assert(!s->starved);
+    if (s->retry) { /* a refused cancel whose op has ended since */
+        s->retry = false;
+        loop->nretry--;
+    }
+    drop_queue(s);
+    assert(s->head == NULL && s->pending == 0);
+    rs_timer_stop(loop, &s->timer);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        loop->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    loop->nstreams--;
+    bool accepted = !s->outbound;
+    if (accepted)
+        loop->stats.closed++; /* accepted ones: closed = accepted + rejected */
+    s->state = RS_STREAM_CLOSED;
+    if (s->cbs && s->cbs->on_close)
+        s->cbs->on_close(s, s->close_reason);
+    if (loop->nfree_streams < CACHE_MAX) {
+        s->next = loop->free_streams;
+        loop->free_streams = s;
+        loop->nfree_streams++;
+    } else {
+        free(s);
+    }
+    rs_loop_stream_closed(loop, accepted);
+}
+
+/* Submit the shutdown or close op. A refusal is not a programming error:
+ * the io_uring backend says -EBUSY when its queue is full, the epoll
+ * backend -ENOMEM. Nothing is in flight then, so the caller records
+ * nothing, and rs_stream_retry() tries again on a later loop turn. */
+static bool submit_ctl(struct rs_stream *s, uint8_t kind)
+{
+    assert(!s->close_issued);
+    s->ctl_op.kind = kind;
+    s->ctl_op.flags = opf(s, 0);
+    int rc = s->loop->ops->submit(s->loop, &s->ctl_op);
+    if (rc < 0) {
+        want_retry(s);
+        return false;
+    }
+    s->inflight++;
+    return true;
+}
+
+/* Move a stream forward: send, shut down after the last queued byte when
+ * asked, close once both directions are done or the stream is closing and
+ * nothing is in flight. */
+static void maybe_progress(struct rs_stream *s)
+{
+    if (s->state == RS_STREAM_CONNECTING || s->state == RS_STREAM_CLOSED)
+        return;
+    if (s->state == RS_STREAM_OPEN) {
+        if (s->shut_wanted && !s->shut_done && !s->head && !s->send_busy) {
+            /* A recv may still be in flight: shutdown(SHUT_WR) does not
+             * disturb it. */
+            s->shut_done = submit_ctl(s, RS_OP_SHUTDOWN);
+        }
+        if (!(s->eof && s->shut_done && !s->recv_armed))
+            return;
+        /* Both directions are done. */
+        s->state = RS_STREAM_CLOSING;
+        s->graceful = true;
+    }
+    if (s->graceful && s->head) {
+        start_send(s);
+        return;
+    }
+    if (s->graceful && !s->shut_done && !s->send_busy) {
+        s->shut_done = submit_ctl(s, RS_OP_SHUTDOWN);
+        return;
+    }
+    if (s->lingering && !s->eof && !s->send_busy && !s->head) {
+        s->reading = true; /* nothing is queued any more */
+        arm_recv(s);
+        if (s->recv_armed || s->starved)
+            return; /* until EOF, an error, or the linger timer */
+    }
+    if (s->inflight > 0)
+        return;
+    if (!s->close_issued) {
+        rs_timer_stop(s->loop, &s->timer);
+        s->close_issued = submit_ctl(s, RS_OP_CLOSE);
+    }
+}
+
+void rs_stream_retry(struct rs_stream *s)
+{
+    if (!s->retry)
+        return;
+    s->retry = false;
+    s->loop->nretry--;
+    /* Whatever was refused and is still wanted: the recv's cancel
+     * (read_stop, or an abort), the send's and the connect's cancel (an
+     * abort, a connect timeout), then the shutdown or close that
+     * maybe_progress submits. */
+    if (!wants_input(s))
+        cancel_recv(s);
+    if (s->state == RS_STREAM_CLOSING && !s->graceful) {
+        cancel_send(s);
+        cancel_connect(s);
+    }
+    if (s->timed_out)
+        cancel_connect(s);
+    maybe_progress(s);
+}
+
+/* The backend failed for good: nothing will complete. Free what the
+ * stream holds in memory; its lent buffers go with the pool, its socket
+ * with the process. */
+void rs_stream_abandon(struct rs_stream *s)
+{
+    struct rs_chunk *k = s->head;
+    while (k) {
+        struct rs_chunk *n = k->next;
+        free(k); /* every node is malloc'd: lent, heap and static alike */
+        k = n;
+    }
+    s->head = s->tail = NULL;
+    free(s);
+}
+
+static void on_ctl(struct rs_loop *loop, struct rs_op *op,
+                   const struct rs_completion *comp)
+{
+    struct rs_stream *s = op->data;
+    (void)loop;
+    /* A failed shutdown still ends in close; close cannot be retried. */
+    assert(!(comp->flags & RS_CF_MORE));
+    assert(s->inflight > 0);
+    s->inflight--;
+    if (op->kind == RS_OP_CLOSE) {
+        free_stream(s);
+        return;
+    }
+    maybe_progress(s);
+}
+
+/* The peer's EOF: the owner decides, by default our side shuts down too. */
+static void got_eof(struct rs_stream *s)
+{
+    s->eof = true;
+    if (s->state != RS_STREAM_OPEN)
+        return;
+    if (s->cbs->on_eof)
+        s->cbs->on_eof(s);
+    else
+        rs_stream_shutdown(s);
+}
+
+static void on_recv(struct rs_loop *loop, struct rs_op *op,
+                    const struct rs_completion *comp)
+{
+    struct rs_stream *s = op->data;
+    int res = comp->res;
+    if (!(comp->flags & RS_CF_MORE)) {
+        assert(s->recv_armed && s->inflight > 0);
+        s->recv_armed = false;
+        s->recv_cancel = false;
+        s->inflight--;
+    }
+    if (res > 0) {
+        assert(comp->flags & RS_CF_BUFFER);
+        loop->stats.recvs++;
+        s->last_active_ms = loop->now_ms;
+        if (s->state == RS_STREAM_OPEN) {
+            loop->stats.bytes_in += (uint64_t)res;
+            const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid);
+            s->cbs->on_data(s, p, (uint32_t)res, comp->bid);
+        } else {
+            loop->stats.dropped += (uint64_t)res;
+            rs_stream_release(s, comp->bid); /* closing: input is dropped */
+        }
+    } else {
+        assert(!(comp->flags & RS_CF_BUFFER));
+        if (res == 0) {
+            got_eof(s);
+        } else if (res == -ENOBUFS) {
+            /* Not an error: the pool is empty. Re-armed by the loop once
+             * buffers come back, whichever stream returns them. */
+            loop->stats.enobufs++;
+            if (may_read(s) && !s->recv_armed && !s->starved)
+                starve(s);
+        } else if (res != -ECANCELED) {
+            fail(s, res);
+        }
+    }
+    arm_recv(s);
+    maybe_progress(s);
+}
+
+static void on_send(struct rs_loop *loop, struct rs_op *op,
+                    const struct rs_completion *comp)
+{
+    struct rs_stream *s = op->data;
+    int res = comp->res;
+    assert(s->send_busy && s->inflight > 0 && !(comp->flags & RS_CF_MORE));
+    s->send_busy = false;
+    s->send_cancel = false;
+    s->inflight--;
+    loop->stats.sends++;
+    if (res <= 0) {
+        /* ECONNRESET, EPIPE, ECANCELED...: this stream only. A zero
+         * result for a non-empty send means the same: no progress. */
+        fail(s, res < 0 ? res : -EPIPE);
+        return;
+    }
+    struct rs_chunk *k = s->head;
+    assert(k && (uint32_t)res <= k->len);
+    uint64_t before = s->pending;
+    loop->stats.bytes_out += (uint64_t)res;
+    s->last_active_ms = loop->now_ms;
+    k->ptr += res;
+    k->len -= (uint32_t)res;
+    s->pending -= (uint64_t)res;
+    if (k->len == 0) {
+        s->head = k->next;
+        if (!s->head)
+            s->tail = NULL;
+        chunk_put(loop, k);
+        loop->stats.round_trips++;
+    }
+    if (s->state == RS_STREAM_CLOSING && !s->graceful) {
+        drop_queue(s);
+        maybe_progress(s);
+        return;
+    }
+    start_send(s);
+    if (before > s->lowat && s->pending <= s->lowat && accepts_output(s) &&
+        s->cbs->on_writable)
+        s->cbs->on_writable(s);
+    maybe_progress(s);
+}
+
+/* ---- outbound ------------------------------------------------------- */
+
+static void connect_expired(struct rs_loop *loop, struct rs_timer *t)
+{
+    struct rs_stream *s = t->data;
+    (void)loop;
+    if (s->state != RS_STREAM_CONNECTING)
+        return;
+    s->timed_out = true;
+    cancel_connect(s);
+}
+
+static void connect_done(struct rs_stream *s, int res)
+{
+    struct rs_loop *loop = s->loop;
+    rs_timer_stop(loop, &s->timer);
+    if (s->state != RS_STREAM_CONNECTING) {
+        /* Aborted while connecting: the close follows. */
+        maybe_progress(s);
+        return;
+    }
+    if (res == -ECANCELED && s->timed_out)
+        res = -ETIMEDOUT;
+    if (res < 0) {
+        loop->stats.connect_failed++;
+        fail(s, res);
+        if (s->cbs->on_connect)
+            s->cbs->on_connect(s, res);
+        return;
+    }
+    s->state = RS_STREAM_OPEN;
+    s->last_active_ms = loop->now_ms;
+    if (s->cbs->on_connect)
+        s->cbs->on_connect(s, 0);
+    arm_recv(s);
+    start_send(s);
+    maybe_progress(s);
+}
+
+static void on_connect_op(struct rs_loop *loop, struct rs_op *op,
+                          const struct rs_completion *comp)
+{
+    struct rs_stream *s = op->data;
+    (void)loop;
+    assert(!(comp->flags & RS_CF_MORE));
+    assert(s->inflight > 0 && s->connect_busy);
+    s->inflight--;
+    s->connect_busy = false;
+    s->connect_cancel = false;
+    op->fn = on_ctl; /* the op is the shutdown and close from now on */
+    connect_done(s, comp->res);
+}
+
+struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr *addr,
+                                    socklen_t addrlen, uint32_t timeout_ms,
+                                    const struct rs_stream_cbs *cbs, void *data)
+{
+    if (addrlen > sizeof(((struct rs_stream *)0)->peer) ||
+        (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)) {
+        errno = EAFNOSUPPORT;
+        return NULL;
+    }
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    if (loop->cfg->nodelay) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    struct rs_stream *s = stream_new(loop, fd, false, cbs, data);
+    if (!s) {
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    s->state = RS_STREAM_CONNECTING;
+    s->outbound = true;
+    loop->stats.connects++;
+    memcpy(&s->peer, addr, addrlen);
+    s->ctl_op.kind = RS_OP_CONNECT;
+    s->ctl_op.fn = on_connect_op;
+    s->ctl_op.buf = &s->peer;
+    s->ctl_op.len = addrlen;
+    s->ctl_op.flags = opf(s, 0);
+    int rc = loop->ops->submit(loop, &s->ctl_op);
+    if (rc < 0) {
+        /* Never submitted: nothing is in flight; the close op (retried if
+         * refused) ends it without telling anyone. */
+        s->ctl_op.fn = on_ctl;
+        s->state = RS_STREAM_CLOSING;
+        s->close_reason = rc;
+        s->cbs = NULL;
+        maybe_progress(s);
+        errno = -rc;
+        return NULL;
+    }
+    s->inflight++;
+    s->connect_busy = true;
+    if (timeout_ms)
+        rs_timer_start(loop, &s->timer, timeout_ms, connect_expired, s);
+    return s;
+}

@@ -1,0 +1,125 @@
+/* The timer heap: a binary min-heap of struct rs_timer pointers ordered by
+ * due_ms, each timer knowing its own index so stop is O(log n) without a
+ * search (libuv's heap-inl.h and nginx's rbtree do the same job; a heap is
+ * simpler and its array is the only allocation). Two timers due in the same
+ * millisecond fire in heap order, which nothing here depends on. */
+#include "timer.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+#include "loop.h"
+
+static void place(struct rs_timer **h, uint32_t i, struct rs_timer *t)
+{
+    h[i] = t;
+    t->heap_idx = i + 1;
+}
+
+static void sift_up(struct rs_timer **h, uint32_t i)
+{
+    struct rs_timer *t = h[i];
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (h[parent]->due_ms <= t->due_ms)
+            break;
+        place(h, i, h[parent]);
+        i = parent;
+    }
+    place(h, i, t);
+}
+
+static void sift_down(struct rs_timer **h, uint32_t n, uint32_t i)
+{
+    struct rs_timer *t = h[i];
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && h[c + 1]->due_ms < h[c]->due_ms)
+            c++;
+        if (t->due_ms <= h[c]->due_ms)
+            break;
+        place(h, i, h[c]);
+        i = c;
+    }
+    place(h, i, t);
+}
+
+static void heap_remove(struct rs_loop *loop, struct rs_timer *t)
+{
+    struct rs_timer **h = loop->timers;
+    uint32_t i = t->heap_idx - 1;
+    assert(i < loop->ntimers && h[i] == t);
+    t->heap_idx = 0;
+    struct rs_timer *last = h[--loop->ntimers];
+    if (last == t)
+        return;
+    place(h, i, last);
+    if (i > 0 && h[(i - 1) / 2]->due_ms > last->due_ms)
+        sift_up(h, i);
+    else
+        sift_down(h, loop->ntimers, i);
+}
+
+void rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
+                    rs_timer_fn fn, void *data)
+{
+    if (rs_timer_active(t))
+        heap_remove(loop, t);
+    t->fn = fn;
+    t->data = data;
+    t->due_ms = loop->now_ms + delay_ms;
+    if (loop->ntimers == loop->timers_cap) {
+        uint32_t cap = loop->timers_cap ? loop->timers_cap * 2 : 64;
+        struct rs_timer **h = realloc(loop->timers, cap * sizeof(*h));
+        /* Out of memory for the heap: nothing sensible is left to do; a
+         * timer that silently never fires would hang a connection. */
+        if (!h)
+            abort();
+        loop->timers = h;
+        loop->timers_cap = cap;
+    }
+    place(loop->timers, loop->ntimers, t);
+    sift_up(loop->timers, loop->ntimers++);
+}
+
+void rs_timer_stop(struct rs_loop *loop, struct rs_timer *t)
+{
+    if (rs_timer_active(t))
+        heap_remove(loop, t);
+}
+
+int rs_timer_next_ms(const struct rs_loop *loop)
+{
+    if (loop->ntimers == 0)
+        return -1;
+    uint64_t due = loop->timers[0]->due_ms;
+    if (due <= loop->now_ms)
+        return 0;
+    uint64_t d = due - loop->now_ms;
+    return d > INT32_MAX ? INT32_MAX : (int)d;
+}
+
+int rs_timer_run_due(struct rs_loop *loop)
+{
+    int n = 0;
+    /* Timers started by a callback with delay 0 are due now too, but firing
+     * them in the same pass could loop forever: stop after the ones that
+     * were due when the pass began (bounded by the count at entry). */
+    uint32_t budget = loop->ntimers;
+    while (budget-- > 0 && loop->ntimers > 0 && loop->timers[0]->due_ms <= loop->now_ms) {
+        struct rs_timer *t = loop->timers[0];
+        heap_remove(loop, t);
+        t->fn(loop, t);
+        n++;
+    }
+    return n;
+}
+
+void rs_timer_heap_fini(struct rs_loop *loop)
+{
+    free(loop->timers);
+    loop->timers = NULL;
+    loop->ntimers = loop->timers_cap = 0;
+}

@@ -1,0 +1,1207 @@
+/* End-to-end tests of `--protocol=http --root=DIR`: one file, run against
+ * every backend (tests/e2e/meson.build lists the variants).
+ *
+ * Usage: http SERVER-COMMAND...   e.g.  http build/ringserve --backend=epoll
+ *
+ * The program builds a document root in a fresh temporary directory (small
+ * and large files with deterministic contents, directories with and without
+ * index.html, a name with a space, and symlinks leading out of the root to a
+ * file holding "TOPSECRET"), then starts one server per test with
+ * --listen=127.0.0.1:0 --protocol=http --root=ROOT appended.
+ *
+ * Real clients: `curl` for every status the server answers (200, 206, 304,
+ * 400, 404, 405, 413, 414, 416, 431), HEAD, Range, If-Modified-Since,
+ * keep-alive (curl reusing its connection, checked against the server's
+ * accepted= count), large files verified by the sha256 of what arrived, and
+ * several large downloads in parallel. Raw sockets for what curl will not
+ * send: pipelined requests (responses in order), requests split byte by
+ * byte, malformed requests (one answer, then the connection closes), escape
+ * attempts (".." in every spelling, absolute-form, NUL bytes, backslashes,
+ * symlinks out of the root: never a byte of the secret), and clients that
+ * request far more than they read (the server's memory stays bounded, the
+ * others are served, and the data arrives intact once the client reads).
+ *
+ * Nothing here asserts on time; waits are poll()s (and curl --max-time) with
+ * generous safety nets that only stop a broken server from hanging the
+ * suite. The teardown stops the server with SIGTERM and checks a clean exit
+ * (and, where a test knows it, how many connections the server accepted).
+ *
+ * Environment: RS_E2E_FILTER=pattern runs only matching tests,
+ * RS_E2E_VERBOSE=1 prints each server's stderr, RS_E2E_SKIP_RSS=1 skips the
+ * memory bound (valgrind), RS_HTTP_KEEP=1 keeps the temporary directory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+
+#define SMALL_LEN 1024u
+#define BIG_LEN   (8u * MIB + 123u) /* odd: the last chunk is short */
+#define SECRET    "TOPSECRET"
+
+static char **server_argv;
+static const char *want_backend;
+static char base[PATH_MAX / 2]; /* the temporary directory */
+static char root[PATH_MAX];     /* base/root, the document root */
+static char root_arg[PATH_MAX + 16];
+static unsigned char *small_data, *big_data;
+static char big_sha[65];
+
+struct fixture {
+    struct h_server srv;
+    long expect_accepted; /* -1: not checked */
+};
+
+/* --- the document root ---------------------------------------------------- */
+
+static void write_file(const char *rel, const void *data, size_t len)
+{
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof(path), "%s/%s", base, rel);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, data, len) != (ssize_t)len || close(fd) != 0) {
+        fprintf(stderr, "http: cannot write %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+}
+
+static void make_dir(const char *rel)
+{
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof(path), "%s/%s", base, rel);
+    if (mkdir(path, 0755) != 0) {
+        fprintf(stderr, "http: mkdir %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+}
+
+static void make_link(const char *target, const char *rel)
+{
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof(path), "%s/%s", base, rel);
+    if (symlink(target, path) != 0) {
+        fprintf(stderr, "http: symlink %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+}
+
+static void sha256_file(const char *path, char out[65]);
+
+static void make_root(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(base, sizeof(base), "%s/rs-http-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(base)) {
+        fprintf(stderr, "http: mkdtemp: %s\n", strerror(errno));
+        exit(1);
+    }
+    snprintf(root, sizeof(root), "%s/root", base);
+    snprintf(root_arg, sizeof(root_arg), "--root=%s", root);
+    small_data = malloc(SMALL_LEN);
+    big_data = malloc(BIG_LEN);
+    if (!small_data || !big_data)
+        exit(1);
+    h_fill(small_data, SMALL_LEN, 1);
+    h_fill(big_data, BIG_LEN, 2);
+
+    write_file("secret.txt", SECRET "\n", strlen(SECRET) + 1);
+    make_dir("root");
+    write_file("root/index.html", "<p>root index</p>\n", 18);
+    write_file("root/small.txt", small_data, SMALL_LEN);
+    write_file("root/big.bin", big_data, BIG_LEN);
+    write_file("root/empty.txt", "", 0);
+    write_file("root/a b.txt", "space\n", 6);
+    make_dir("root/dir");
+    write_file("root/dir/index.html", "<p>dir index</p>\n", 17);
+    write_file("root/dir/style.css", "p{}\n", 4);
+    make_dir("root/emptydir");
+    make_dir("downloads");
+    /* Ways out of the root through symlinks. */
+    char abs_secret[PATH_MAX + 16];
+    snprintf(abs_secret, sizeof(abs_secret), "%s/secret.txt", base);
+    make_link("../secret.txt", "root/link_rel");
+    make_link(abs_secret, "root/link_abs");
+    make_link("..", "root/link_up");
+    make_link("/etc", "root/link_etc");
+    make_link("../../../../../../../../etc/passwd", "root/dir/link_deep");
+
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof(path), "%s/big.bin", root);
+    sha256_file(path, big_sha);
+}
+
+static void remove_root(void)
+{
+    if (!base[0] || getenv("RS_HTTP_KEEP"))
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("rm", "rm", "-rf", "--", base, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+}
+
+/* --- running curl and sha256sum ------------------------------------------- */
+
+/* Run argv (NULL-terminated) with its stdout captured into out (NUL-terminated,
+ * truncated to outlen) and stdin/stderr inherited. Returns the exit code, or
+ * -1 when it did not exit normally. */
+static int run_capture(char *const argv[], char *out, size_t outlen)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        fail_msg("pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(p[1], 1);
+        execvp(argv[0], argv);
+        fprintf(stderr, "http: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(p[1]);
+    size_t n = 0;
+    for (;;) {
+        char tmp[4096];
+        ssize_t r = read(p[0], tmp, sizeof(tmp));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        size_t take = (size_t)r;
+        if (n + take >= outlen)
+            take = outlen - 1 - n;
+        memcpy(out + n, tmp, take);
+        n += take;
+    }
+    out[n] = '\0';
+    close(p[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void sha256_file(const char *path, char out[65])
+{
+    char buf[256];
+    char *argv[] = {"sha256sum", "--", (char *)path, NULL};
+    if (run_capture(argv, buf, sizeof(buf)) != 0 || strlen(buf) < 64) {
+        fprintf(stderr, "http: sha256sum %s failed\n", path);
+        exit(1);
+    }
+    memcpy(out, buf, 64);
+    out[64] = '\0';
+}
+
+/* One transfer as curl saw it. */
+struct resp {
+    int status;
+    int num_connects;
+    long long size;      /* bytes of body downloaded */
+    char body[PATH_MAX]; /* where the body went */
+    char hdrs[PATH_MAX]; /* where the headers went */
+};
+
+#define CURL_MAX_ARGS 64
+
+/* curl, with its usual options, then `args` (NULL-terminated), against
+ * URL(s) given in args as "@/path" (expanded to http://127.0.0.1:PORT/path).
+ * Fills one struct resp per URL, in order. Returns the number of URLs. */
+static int curl(struct fixture *fx, struct resp *r, int nr, const char *const args[])
+{
+    static unsigned seq;
+    char *argv[CURL_MAX_ARGS];
+    char owned[CURL_MAX_ARGS][PATH_MAX + 64];
+    int n = 0, nurl = 0;
+    argv[n++] = "curl";
+    argv[n++] = "-sS";
+    argv[n++] = "--no-progress-meter";
+    argv[n++] = "--max-time";
+    argv[n++] = "60";
+    argv[n++] = "--path-as-is";
+    argv[n++] = "-w";
+    argv[n++] = "%{http_code} %{num_connects} %{size_download}\\n";
+    for (const char *const *a = args; *a; a++) {
+        assert_true(n + 6 < CURL_MAX_ARGS);
+        if ((*a)[0] == '@') {
+            assert_true(nurl < nr);
+            seq++;
+            snprintf(r[nurl].body, sizeof(r[nurl].body), "%s/downloads/b%u", base, seq);
+            snprintf(r[nurl].hdrs, sizeof(r[nurl].hdrs), "%s/downloads/h%u", base, seq);
+            argv[n++] = "-o";
+            argv[n++] = r[nurl].body;
+            argv[n++] = "-D";
+            argv[n++] = r[nurl].hdrs;
+            snprintf(owned[n], sizeof(owned[n]), "http://127.0.0.1:%u%s", fx->srv.port,
+                     *a + 1);
+            argv[n] = owned[n];
+            n++;
+            nurl++;
+        } else {
+            argv[n++] = (char *)*a;
+        }
+    }
+    argv[n] = NULL;
+    /* curl keeps only the last -D: every response's headers land in that
+     * one file, and header() reads the last response's from it. */
+    for (int i = 0; i + 1 < nurl; i++)
+        memcpy(r[i].hdrs, r[nurl - 1].hdrs, sizeof(r[i].hdrs));
+    char out[4096];
+    int rc = run_capture(argv, out, sizeof(out));
+    if (rc != 0)
+        fail_msg("curl exited %d (output: %s)", rc, out);
+    char *p = out;
+    for (int i = 0; i < nurl; i++) {
+        if (sscanf(p, "%d %d %lld", &r[i].status, &r[i].num_connects, &r[i].size) != 3)
+            fail_msg("curl -w output unparsable: %s", out);
+        p = strchr(p, '\n');
+        assert_non_null(p);
+        p++;
+    }
+    return nurl;
+}
+
+/* One URL, returns its status. */
+static int curl1(struct fixture *fx, struct resp *r, const char *const args[])
+{
+    assert_int_equal(curl(fx, r, 1, args), 1);
+    return r->status;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        *len = 0;
+        return calloc(1, 1);
+    }
+    struct stat st;
+    fstat(fd, &st);
+    char *buf = malloc((size_t)st.st_size + 1);
+    assert_non_null(buf);
+    size_t n = 0;
+    while (n < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* The value of header `name` in a header block (the last response's, when
+ * it holds several), or NULL. Copied into val. */
+static const char *header_in(const char *block, const char *name, char *val, size_t vlen)
+{
+    const char *found = NULL;
+    size_t nl = strlen(name);
+    for (const char *line = block; line && *line;) {
+        const char *eol = strstr(line, "\r\n");
+        if (!eol)
+            eol = line + strlen(line);
+        if (strncmp(line, "HTTP/", 5) == 0)
+            found = NULL; /* a new response starts */
+        if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0 &&
+            line[nl] == ':') {
+            const char *v = line + nl + 1;
+            while (*v == ' ')
+                v++;
+            size_t n = (size_t)(eol - v);
+            if (n >= vlen)
+                n = vlen - 1;
+            memcpy(val, v, n);
+            val[n] = '\0';
+            found = val;
+        }
+        line = *eol ? eol + 2 : NULL;
+    }
+    return found;
+}
+
+static const char *header(const struct resp *r, const char *name, char *val, size_t vlen)
+{
+    size_t n;
+    char *h = slurp(r->hdrs, &n);
+    const char *v = header_in(h, name, val, vlen);
+    free(h);
+    return v;
+}
+
+static void assert_body(const struct resp *r, const void *want, size_t len)
+{
+    size_t n;
+    char *b = slurp(r->body, &n);
+    if (n != len)
+        fail_msg("%s: body of %zu bytes, want %zu", r->body, n, len);
+    assert_memory_equal(b, want, len);
+    free(b);
+}
+
+static void assert_header(const struct resp *r, const char *name, const char *want)
+{
+    char v[512];
+    if (!header(r, name, v, sizeof(v)))
+        fail_msg("no %s header", name);
+    if (strcmp(v, want) != 0)
+        fail_msg("%s: \"%s\", want \"%s\"", name, v, want);
+}
+
+/* --- raw sockets ------------------------------------------------------------ */
+
+struct raw {
+    int fd;
+    char *buf; /* bytes received and not consumed yet */
+    size_t len, cap;
+    bool eof;
+};
+
+struct raw_resp {
+    int status;
+    long long content_length; /* -1 when absent */
+    char head[4096];          /* the header block, NUL-terminated */
+    unsigned char *body;      /* content_length bytes (none after HEAD/304) */
+    size_t body_len;
+};
+
+static void raw_open(struct fixture *fx, struct raw *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = h_connect(&fx->srv);
+    if (c->fd < 0)
+        fail_msg("connect: %s", strerror(errno));
+    c->cap = 64 * KIB;
+    c->buf = malloc(c->cap);
+    assert_non_null(c->buf);
+}
+
+static void raw_close(struct raw *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    free(c->buf);
+    c->buf = NULL;
+}
+
+static void raw_send(struct raw *c, const void *data, size_t len)
+{
+    int rc = h_write_all(c->fd, data, len);
+    if (rc != 0)
+        fail_msg("send: %s", strerror(-rc));
+}
+
+static void raw_sends(struct raw *c, const char *s)
+{
+    raw_send(c, s, strlen(s));
+}
+
+/* Read more into c->buf; false on EOF (or a reset after our data). */
+static bool raw_fill(struct raw *c)
+{
+    if (c->len == c->cap) {
+        c->cap *= 2;
+        c->buf = realloc(c->buf, c->cap);
+        assert_non_null(c->buf);
+    }
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    int r = poll(&p, 1, H_TIMEOUT_MS);
+    if (r == 0)
+        fail_msg("no data from the server for %d ms", H_TIMEOUT_MS);
+    ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+    if (n < 0 && errno == EINTR)
+        return true;
+    if (n < 0 && errno == ECONNRESET)
+        n = 0;
+    if (n < 0)
+        fail_msg("recv: %s", strerror(errno));
+    if (n == 0) {
+        c->eof = true;
+        return false;
+    }
+    c->len += (size_t)n;
+    return true;
+}
+
+static void raw_consume(struct raw *c, size_t n)
+{
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+}
+
+/* Read one response. head_only: the request was HEAD (no body follows).
+ * Returns false on a clean EOF before any byte of it. */
+static bool raw_response(struct raw *c, struct raw_resp *r, bool head_only)
+{
+    memset(r, 0, sizeof(*r));
+    r->content_length = -1;
+    char *end;
+    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4))) {
+        if (!raw_fill(c)) {
+            if (c->len == 0)
+                return false;
+            fail_msg("EOF inside a response head (%zu bytes)", c->len);
+        }
+    }
+    size_t hl = (size_t)(end - c->buf) + 4;
+    if (hl >= sizeof(r->head))
+        fail_msg("response head of %zu bytes", hl);
+    memcpy(r->head, c->buf, hl);
+    r->head[hl] = '\0';
+    raw_consume(c, hl);
+    if (sscanf(r->head, "HTTP/1.%*[01] %d ", &r->status) != 1)
+        fail_msg("bad status line: %.80s", r->head);
+    char v[64];
+    if (header_in(r->head, "Content-Length", v, sizeof(v)))
+        r->content_length = atoll(v);
+    if (head_only || r->status == 304 || r->status == 204 || r->status < 200)
+        return true;
+    if (r->content_length < 0)
+        fail_msg("response without Content-Length: %s", r->head);
+    r->body_len = (size_t)r->content_length;
+    r->body = malloc(r->body_len + 1);
+    assert_non_null(r->body);
+    size_t got = 0;
+    while (got < r->body_len) {
+        if (c->len == 0 && !raw_fill(c))
+            fail_msg("EOF after %zu of %zu body bytes", got, r->body_len);
+        size_t take = c->len < r->body_len - got ? c->len : r->body_len - got;
+        memcpy(r->body + got, c->buf, take);
+        raw_consume(c, take);
+        got += take;
+    }
+    return true;
+}
+
+static void raw_resp_free(struct raw_resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* After an error response the server closes: nothing more arrives. */
+static void raw_expect_eof(struct raw *c)
+{
+    while (c->len == 0 && raw_fill(c))
+        ;
+    if (c->len)
+        fail_msg("%zu more bytes after the response, want EOF: %.80s", c->len, c->buf);
+}
+
+/* --- fixture ------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof(*fx));
+    if (!fx)
+        return -1;
+    fx->expect_accepted = -1;
+    *state = fx;
+    const char *extra[] = {"--listen=127.0.0.1:0", "--protocol=http", root_arg, NULL};
+    enum h_start r = h_server_start(&fx->srv, server_argv, extra);
+    if (r != H_STARTED) {
+        char st[64];
+        fprintf(stderr, "server did not start (%s)\n",
+                h_status_str(&fx->srv, st, sizeof(st)));
+        h_dump_stderr(&fx->srv, "start-up");
+        return -1;
+    }
+    if (want_backend && strcmp(fx->srv.backend, want_backend) != 0) {
+        fprintf(stderr, "asked for backend=%s, server says backend=%s\n", want_backend,
+                fx->srv.backend);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    struct h_server *s = &fx->srv;
+    char st[64], line[1024];
+    unsigned long long acc = 0;
+    const char *why = NULL;
+    bool ringserve = strcmp(s->backend, "nginx") != 0;
+    h_server_stop(s, SIGTERM);
+    if (!h_exited_with(s, 0))
+        why = "server did not exit 0 after SIGTERM";
+    else if (ringserve && !h_find_line(s, "ringserve: stats:", line, sizeof(line)))
+        why = "no 'ringserve: stats:' line on stderr";
+    else if (ringserve && fx->expect_accepted >= 0 &&
+             (!h_line_value(line, "accepted", &acc) ||
+              acc != (unsigned long long)fx->expect_accepted))
+        why = "accepted= differs from the connections the clients made";
+    int rc = 0;
+    if (why) {
+        fprintf(stderr, "%s (%s; accepted=%llu, expected %ld)\n", why,
+                h_status_str(s, st, sizeof(st)), acc, fx->expect_accepted);
+        h_dump_stderr(s, "after stop");
+        rc = -1;
+    } else if (getenv("RS_E2E_VERBOSE")) {
+        h_dump_stderr(s, "RS_E2E_VERBOSE");
+    }
+    h_server_destroy(s);
+    free(fx);
+    return rc;
+}
+
+/* --- 200, content types, directories --------------------------------------- */
+
+static void test_http_get_200(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    char v[128];
+
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/small.txt", NULL}), 200);
+    assert_body(&r, small_data, SMALL_LEN);
+    assert_header(&r, "Content-Length", "1024");
+    assert_non_null(header(&r, "Content-Type", v, sizeof(v)));
+    assert_true(strncmp(v, "text/plain", 10) == 0);
+    /* Last-Modified is the file's mtime, as an IMF-fixdate. */
+    struct stat st;
+    char path[PATH_MAX * 2], want[64];
+    snprintf(path, sizeof(path), "%s/small.txt", root);
+    assert_int_equal(stat(path, &st), 0);
+    struct tm tm;
+    gmtime_r(&st.st_mtime, &tm);
+    strftime(want, sizeof(want), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    assert_header(&r, "Last-Modified", want);
+
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/", NULL}), 200);
+    assert_body(&r, "<p>root index</p>\n", 18);
+    assert_non_null(header(&r, "Content-Type", v, sizeof(v)));
+    assert_true(strncmp(v, "text/html", 9) == 0);
+
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/dir/", NULL}), 200);
+    assert_body(&r, "<p>dir index</p>\n", 17);
+
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/dir/style.css", NULL}), 200);
+    assert_body(&r, "p{}\n", 4);
+    assert_non_null(header(&r, "Content-Type", v, sizeof(v)));
+    assert_true(strncmp(v, "text/css", 8) == 0);
+
+    /* Percent-decoding, a query string, "//" and "/./" and a ".." that stays
+     * inside the root, an empty file. */
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/a%20b.txt", NULL}), 200);
+    assert_body(&r, "space\n", 6);
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/small.txt?x=1&y=/../..", NULL}),
+                     200);
+    assert_body(&r, small_data, SMALL_LEN);
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@//dir/./style.css", NULL}), 200);
+    assert_body(&r, "p{}\n", 4);
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/dir/../small.txt", NULL}), 200);
+    assert_body(&r, small_data, SMALL_LEN);
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/empty.txt", NULL}), 200);
+    assert_body(&r, "", 0);
+    assert_header(&r, "Content-Length", "0");
+}
+
+static void test_http_head(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-I", "@/big.bin", NULL}), 200);
+    assert_int_equal(r.size, 0);
+    char want[32];
+    snprintf(want, sizeof(want), "%u", BIG_LEN);
+    assert_header(&r, "Content-Length", want);
+
+    /* HEAD then GET on one connection: a HEAD answered with a body would
+     * show up as garbage before the GET's status line. */
+    struct raw c;
+    struct raw_resp a, b;
+    raw_open(fx, &c);
+    raw_sends(&c, "HEAD /small.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+                  "GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_true(raw_response(&c, &a, true));
+    assert_int_equal(a.status, 200);
+    assert_int_equal(a.content_length, SMALL_LEN);
+    assert_true(raw_response(&c, &b, false));
+    assert_int_equal(b.status, 200);
+    assert_memory_equal(b.body, small_data, SMALL_LEN);
+    raw_expect_eof(&c);
+    raw_resp_free(&b);
+    raw_close(&c);
+}
+
+/* --- error statuses with curl --------------------------------------------- */
+
+static void test_http_404(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/missing.txt", NULL}), 404);
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/dir/missing", NULL}), 404);
+    /* A directory without index.html: no listing. */
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/emptydir/", NULL}), 404);
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/small.txt/", NULL}), 404);
+}
+
+static void test_http_405(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-X", "DELETE", "@/small.txt", NULL}),
+                     405);
+    char v[128];
+    if (!header(&r, "Allow", v, sizeof(v)))
+        fail_msg("405 without an Allow header (RFC 9110 15.5.6)");
+    assert_non_null(strstr(v, "GET"));
+    assert_non_null(strstr(v, "HEAD"));
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-X", "POST", "@/small.txt", NULL}),
+                     405);
+}
+
+static void test_http_413(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    /* A GET with a body. */
+    assert_int_equal(
+        curl1(fx, &r,
+              (const char *[]){"-X", "GET", "--data", "hello", "@/small.txt", NULL}),
+        413);
+}
+
+static void test_http_414(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    char path[2100];
+    path[0] = '@';
+    path[1] = '/';
+    memset(path + 2, 'a', 2000);
+    path[2002] = '\0';
+    assert_int_equal(curl1(fx, &r, (const char *[]){path, NULL}), 414);
+}
+
+static void test_http_431(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    static char h[10000];
+    memcpy(h, "X-Big: ", 7);
+    memset(h + 7, 'b', 9000);
+    h[9007] = '\0';
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-H", h, "@/small.txt", NULL}), 431);
+}
+
+static void test_http_400(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    /* HTTP/1.1 without Host ("-H Host:" removes curl's). */
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-H", "Host:", "@/small.txt", NULL}),
+                     400);
+    /* A target that is neither origin- nor absolute-form. */
+    assert_int_equal(
+        curl1(fx, &r, (const char *[]){"--request-target", "small.txt", "@/", NULL}),
+        400);
+    /* A header line without a colon. */
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-H", "Bad Header;", "@/", NULL}),
+                     400);
+}
+
+/* --- Range ------------------------------------------------------------------ */
+
+static void test_http_range_206(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-r", "10-19", "@/small.txt", NULL}),
+                     206);
+    assert_body(&r, small_data + 10, 10);
+    assert_header(&r, "Content-Range", "bytes 10-19/1024");
+    assert_header(&r, "Content-Length", "10");
+
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-r", "-100", "@/small.txt", NULL}),
+                     206);
+    assert_body(&r, small_data + SMALL_LEN - 100, 100);
+    assert_header(&r, "Content-Range", "bytes 924-1023/1024");
+
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-r", "1000-", "@/small.txt", NULL}),
+                     206);
+    assert_body(&r, small_data + 1000, 24);
+
+    /* Past the end: cut at the end. */
+    assert_int_equal(
+        curl1(fx, &r, (const char *[]){"-r", "1020-5000", "@/small.txt", NULL}), 206);
+    assert_body(&r, small_data + 1020, 4);
+    assert_header(&r, "Content-Range", "bytes 1020-1023/1024");
+
+    /* A large slice of the large file, across many read chunks. */
+    assert_int_equal(
+        curl1(fx, &r, (const char *[]){"-r", "1000001-5000000", "@/big.bin", NULL}), 206);
+    assert_body(&r, big_data + 1000001, 4000000);
+
+    /* Several ranges: served whole (the server may ignore Range). */
+    assert_int_equal(
+        curl1(fx, &r, (const char *[]){"-r", "0-1,5-6", "@/small.txt", NULL}), 200);
+    assert_body(&r, small_data, SMALL_LEN);
+}
+
+static void test_http_range_416(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-r", "1024-", "@/small.txt", NULL}),
+                     416);
+    assert_header(&r, "Content-Range", "bytes */1024");
+    assert_int_equal(
+        curl1(fx, &r, (const char *[]){"-r", "5000-6000", "@/small.txt", NULL}), 416);
+}
+
+/* --- If-Modified-Since ------------------------------------------------------ */
+
+static void test_http_ims_304(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    char lm[64], h[128];
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/small.txt", NULL}), 200);
+    assert_non_null(header(&r, "Last-Modified", lm, sizeof(lm)));
+
+    snprintf(h, sizeof(h), "If-Modified-Since: %s", lm);
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-H", h, "@/small.txt", NULL}), 304);
+    assert_int_equal(r.size, 0);
+
+    /* A day earlier: modified since, the whole file. */
+    struct tm tm = {0};
+    assert_non_null(strptime(lm, "%a, %d %b %Y %H:%M:%S GMT", &tm));
+    time_t t = timegm(&tm) - 86400;
+    gmtime_r(&t, &tm);
+    char older[64];
+    strftime(older, sizeof(older), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    snprintf(h, sizeof(h), "If-Modified-Since: %s", older);
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-H", h, "@/small.txt", NULL}), 200);
+    assert_body(&r, small_data, SMALL_LEN);
+
+    /* An unparsable date is ignored. */
+    assert_int_equal(curl1(fx, &r,
+                           (const char *[]){"-H", "If-Modified-Since: yesterday",
+                                            "@/small.txt", NULL}),
+                     200);
+}
+
+/* --- keep-alive -------------------------------------------------------------- */
+
+static void test_http_keepalive(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r[4];
+    /* HTTP/1.1: curl reuses one connection for all four. */
+    assert_int_equal(
+        curl(fx, r, 4,
+             (const char *[]){"@/small.txt", "@/missing", "@/dir/", "@/big.bin", NULL}),
+        4);
+    assert_int_equal(r[0].status, 200);
+    assert_int_equal(r[1].status, 404);
+    assert_int_equal(r[2].status, 200);
+    assert_int_equal(r[3].status, 200);
+    assert_int_equal(r[0].num_connects, 1);
+    for (int i = 1; i < 4; i++)
+        if (r[i].num_connects != 0)
+            fail_msg("transfer %d opened a new connection: keep-alive broken", i);
+    assert_body(&r[0], small_data, SMALL_LEN);
+    assert_body(&r[3], big_data, BIG_LEN);
+
+    /* HTTP/1.0 without keep-alive: the server closes after each response. */
+    assert_int_equal(
+        curl(fx, r, 2, (const char *[]){"-0", "@/small.txt", "@/small.txt", NULL}), 2);
+    assert_int_equal(r[0].status, 200);
+    assert_int_equal(r[1].status, 200);
+    assert_int_equal(r[1].num_connects, 1);
+    char v[64];
+    assert_false(header(&r[0], "Connection", v, sizeof(v)) &&
+                 strcasecmp(v, "keep-alive") == 0);
+
+    /* "Connection: close" from a 1.1 client. */
+    assert_int_equal(curl(fx, r, 2,
+                          (const char *[]){"-H", "Connection: close", "@/small.txt",
+                                           "@/small.txt", NULL}),
+                     2);
+    assert_int_equal(r[1].num_connects, 1);
+    assert_header(&r[0], "Connection", "close");
+    /* 1 + 2 + 2 connections in all. */
+    fx->expect_accepted = 5;
+}
+
+/* --- large files ------------------------------------------------------------ */
+
+static void test_http_large_sha256(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r[4];
+    char got[65];
+    assert_int_equal(curl1(fx, r, (const char *[]){"@/big.bin", NULL}), 200);
+    assert_int_equal(r[0].size, BIG_LEN);
+    sha256_file(r[0].body, got);
+    assert_string_equal(got, big_sha);
+
+    /* Four at once on four connections: the server interleaves them. */
+    assert_int_equal(curl(fx, r, 4,
+                          (const char *[]){"-Z", "--parallel-max", "4", "@/big.bin",
+                                           "@/big.bin", "@/big.bin", "@/big.bin", NULL}),
+                     4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(r[i].status, 200);
+        sha256_file(r[i].body, got);
+        if (strcmp(got, big_sha) != 0)
+            fail_msg("parallel download %d: sha256 %s, want %s", i, got, big_sha);
+    }
+}
+
+/* --- raw: pipelining, split requests, malformed requests --------------------- */
+
+static void test_http_pipelined(void **state)
+{
+    struct fixture *fx = *state;
+    enum { N = 40 };
+    static char reqs[N * 128];
+    size_t o = 0;
+    /* Every response is told apart by its range, status or length. */
+    for (int i = 0; i < N; i++) {
+        const char *close = i == N - 1 ? "Connection: close\r\n" : "";
+        if (i % 10 == 9)
+            o += (size_t)sprintf(reqs + o, "GET /missing%d HTTP/1.1\r\nHost: t\r\n%s\r\n",
+                                 i, close);
+        else if (i % 10 == 5)
+            o += (size_t)sprintf(reqs + o,
+                                 "HEAD /small.txt HTTP/1.1\r\nHost: t\r\n%s\r\n", close);
+        else if (i == 20)
+            o += (size_t)sprintf(reqs + o, "GET /big.bin HTTP/1.1\r\nHost: t\r\n%s\r\n",
+                                 close);
+        else
+            o += (size_t)sprintf(
+                reqs + o,
+                "GET /small.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=%d-%d\r\n"
+                "%s\r\n",
+                i * 20, i * 20 + i, close);
+    }
+    struct raw c;
+    raw_open(fx, &c);
+    raw_send(&c, reqs, o); /* all in one write */
+    for (int i = 0; i < N; i++) {
+        struct raw_resp r;
+        bool head = i % 10 == 5;
+        if (!raw_response(&c, &r, head))
+            fail_msg("EOF before response %d", i);
+        if (i % 10 == 9) {
+            assert_int_equal(r.status, 404);
+        } else if (head) {
+            assert_int_equal(r.status, 200);
+            assert_int_equal(r.content_length, SMALL_LEN);
+        } else if (i == 20) {
+            assert_int_equal(r.status, 200);
+            assert_int_equal(r.body_len, BIG_LEN);
+            assert_memory_equal(r.body, big_data, BIG_LEN);
+        } else {
+            if (r.status != 206 || r.body_len != (size_t)i + 1)
+                fail_msg("response %d: status %d, %zu bytes; want 206 with %d", i,
+                         r.status, r.body_len, i + 1);
+            assert_memory_equal(r.body, small_data + i * 20, (size_t)i + 1);
+        }
+        raw_resp_free(&r);
+    }
+    raw_expect_eof(&c);
+    raw_close(&c);
+    fx->expect_accepted = 1;
+}
+
+static void test_http_split_request(void **state)
+{
+    struct fixture *fx = *state;
+    struct raw c;
+    struct raw_resp r;
+    raw_open(fx, &c);
+    /* One byte per send (TCP_NODELAY is on in h_connect): the server sees
+     * the head in many pieces, across its reads. */
+    const char *req =
+        "GET /dir/style.css HTTP/1.1\r\nHost: t\r\nX-Pad: 0123456789\r\n\r\n";
+    for (const char *p = req; *p; p++)
+        raw_send(&c, p, 1);
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body, "p{}\n", 4);
+    raw_resp_free(&r);
+    /* The same connection serves the next one, split across two sends in
+     * the middle of "\r\n\r\n". */
+    raw_sends(&c, "GET /a%20b.txt HTTP/1.1\r\nHost: t\r\n\r");
+    raw_sends(&c, "\n");
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body, "space\n", 6);
+    raw_resp_free(&r);
+    raw_close(&c);
+}
+
+struct bad_case {
+    const char *req;
+    size_t len; /* 0: strlen */
+    int status;
+};
+
+static void test_http_malformed(void **state)
+{
+    struct fixture *fx = *state;
+    static char long_head[9000 + 64], long_target[3000];
+    snprintf(long_head, sizeof(long_head), "GET / HTTP/1.1\r\nHost: t\r\nX: %09000d", 0);
+    snprintf(long_target, sizeof(long_target), "GET /%02990d", 0);
+    static const char nul_req[] = "GET /small.txt\0 HTTP/1.1\r\nHost: t\r\n\r\n";
+    const struct bad_case cases[] = {
+        {"GET /small.txt HTTP/1.1\nHost: t\n\n", 0, 400},
+        {"GARBAGE\r\n\r\n", 0, 400},
+        {"GET /small.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 0, 400},
+        {"GET /small.txt HTTP/1.1\r\nHost: t\r\n folded\r\n\r\n", 0, 400},
+        {"GET /small.txt HTTP/1.1\r\nHost : t\r\n\r\n", 0, 400},
+        {"GET  /small.txt HTTP/1.1\r\nHost: t\r\n\r\n", 0, 400},
+        {"GET /small.txt\r\n\r\n", 0, 400},
+        {"GET /sm%zzall.txt HTTP/1.1\r\nHost: t\r\n\r\n", 0, 400},
+        {nul_req, sizeof(nul_req) - 1, 400},
+        {"GET /small.txt HTTP/1.2\r\nHost: t\r\n\r\n", 0, 505},
+        {"GET /small.txt HTTP/2.0\r\nHost: t\r\n\r\n", 0, 505},
+        {"PUT /small.txt HTTP/1.1\r\nHost: t\r\n\r\n", 0, 405},
+        {"GET /small.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: "
+         "chunked\r\n\r\n0\r\n\r\n",
+         0, 413},
+        {"GET /small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 0, 413},
+        /* Never completed: the server answers once the limit is passed. */
+        {long_head, 0, 431},
+        {long_target, 0, 414},
+        /* An error ends the connection: the good request after it in the
+         * same write is never answered. */
+        {"GET /small.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+         "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+         0, 400},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct raw c;
+        struct raw_resp r;
+        raw_open(fx, &c);
+        raw_send(&c, cases[i].req, cases[i].len ? cases[i].len : strlen(cases[i].req));
+        if (!raw_response(&c, &r, false))
+            fail_msg("case %zu (%.40s...): EOF, want %d", i, cases[i].req,
+                     cases[i].status);
+        if (r.status != cases[i].status)
+            fail_msg("case %zu (%.40s...): %d, want %d", i, cases[i].req, r.status,
+                     cases[i].status);
+        raw_resp_free(&r);
+        raw_expect_eof(&c);
+        raw_close(&c);
+    }
+}
+
+/* --- escapes ---------------------------------------------------------------- */
+
+static void test_http_escapes(void **state)
+{
+    struct fixture *fx = *state;
+    static const char *const targets[] = {
+        "/../secret.txt",
+        "/..%2fsecret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/.%2e/secret.txt",
+        "/dir/../../secret.txt",
+        "/dir/%2e%2e/%2e%2e/secret.txt",
+        "/../../../../../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "http://t/../secret.txt",
+        "http://t/%2e%2e/secret.txt",
+        "//etc/passwd",
+        "/%2fetc%2fpasswd",
+        "/..%5csecret.txt",
+        "/%5c..%5csecret.txt",
+        "/small.txt%00.html",
+        "/%00../secret.txt",
+        "/link_rel",
+        "/link_abs",
+        "/link_up/secret.txt",
+        "/link_etc/passwd",
+        "/dir/link_deep",
+        "/link_up/root/small.txt",
+    };
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        struct raw c;
+        struct raw_resp r;
+        char req[512];
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", targets[i]);
+        raw_open(fx, &c);
+        raw_sends(&c, req);
+        if (!raw_response(&c, &r, false))
+            fail_msg("%s: EOF without a response", targets[i]);
+        if (r.status != 400 && r.status != 403 && r.status != 404)
+            fail_msg("%s: status %d, want 400, 403 or 404", targets[i], r.status);
+        if (r.body && (memmem(r.body, r.body_len, SECRET, strlen(SECRET)) ||
+                       memmem(r.body, r.body_len, "root:", 5)))
+            fail_msg("%s: the response holds a file from outside the root", targets[i]);
+        raw_resp_free(&r);
+        raw_close(&c);
+    }
+    /* A raw NUL and a raw backslash in the target. */
+    static const char nul[] = "GET /link_rel\0/ HTTP/1.1\r\nHost: t\r\n\r\n";
+    static const char *const raws[] = {nul,
+                                       "GET /..\\secret.txt HTTP/1.1\r\nHost: t\r\n\r\n"};
+    const size_t lens[] = {sizeof(nul) - 1, 0};
+    for (size_t i = 0; i < 2; i++) {
+        struct raw c;
+        struct raw_resp r;
+        raw_open(fx, &c);
+        raw_send(&c, raws[i], lens[i] ? lens[i] : strlen(raws[i]));
+        assert_true(raw_response(&c, &r, false));
+        assert_true(r.status == 400 || r.status == 404);
+        if (r.body && memmem(r.body, r.body_len, SECRET, strlen(SECRET)))
+            fail_msg("raw case %zu: the secret was served", i);
+        raw_resp_free(&r);
+        raw_close(&c);
+    }
+    /* And real curl, told not to clean the path up. */
+    struct resp cr;
+    int st = curl1(fx, &cr, (const char *[]){"@/../secret.txt", NULL});
+    assert_true(st == 400 || st == 404);
+    st = curl1(fx, &cr, (const char *[]){"@/link_abs", NULL});
+    assert_true(st == 403 || st == 404);
+    size_t n;
+    char *b = slurp(cr.body, &n);
+    assert_null(strstr(b, SECRET));
+    free(b);
+}
+
+/* --- clients that do not read ----------------------------------------------- */
+
+static void test_http_nonreader_bounded(void **state)
+{
+    struct fixture *fx = *state;
+    enum { HOGS = 8, REQS = 4 }; /* 8 x 4 x 8 MiB = 256 MiB asked for */
+    const long rss_limit_kib = 96 * 1024;
+    static char reqs[REQS * 64];
+    size_t o = 0;
+    for (int i = 0; i < REQS; i++)
+        o += (size_t)sprintf(reqs + o, "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct raw hogs[HOGS];
+    for (int i = 0; i < HOGS; i++) {
+        /* A small receive window keeps data in the server, not in the kernel. */
+        memset(&hogs[i], 0, sizeof(hogs[i]));
+        hogs[i].fd = h_connect_rcvbuf(&fx->srv, 4096);
+        assert_true(hogs[i].fd >= 0);
+        hogs[i].cap = 64 * KIB;
+        hogs[i].buf = malloc(hogs[i].cap);
+        raw_send(&hogs[i], reqs, o);
+    }
+    /* Meanwhile others are served, and the server's memory stays bounded. */
+    long max_rss = 0;
+    for (int k = 0; k < 10; k++) {
+        struct raw c;
+        struct raw_resp r;
+        raw_open(fx, &c);
+        raw_sends(&c, "GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        assert_true(raw_response(&c, &r, false));
+        assert_int_equal(r.status, 200);
+        assert_memory_equal(r.body, small_data, SMALL_LEN);
+        raw_resp_free(&r);
+        raw_close(&c);
+        long rss = h_server_rss_kib(&fx->srv);
+        if (rss > max_rss)
+            max_rss = rss;
+    }
+    print_message(
+        "server VmRSS at most %ld KiB with %d clients not reading %d MiB each\n", max_rss,
+        HOGS, REQS * 8);
+    if (getenv("RS_E2E_SKIP_RSS"))
+        print_message("RSS bound not checked (RS_E2E_SKIP_RSS set)\n");
+    else if (max_rss >= rss_limit_kib)
+        fail_msg("server VmRSS %ld KiB >= %ld KiB with %d clients not reading", max_rss,
+                 rss_limit_kib, HOGS);
+    /* One of them reads at last: everything arrives, intact and in order. */
+    for (int i = 0; i < REQS; i++) {
+        struct raw_resp r;
+        assert_true(raw_response(&hogs[0], &r, false));
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.body_len, BIG_LEN);
+        assert_memory_equal(r.body, big_data, BIG_LEN);
+        raw_resp_free(&r);
+    }
+    for (int i = 0; i < HOGS; i++)
+        raw_close(&hogs[i]);
+    fx->expect_accepted = HOGS + 10;
+}
+
+/* --- main ---------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s SERVER [SERVER-ARGS...]\n", argv[0]);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    server_argv = argv + 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--backend=uring") == 0)
+            want_backend = "uring";
+        else if (strcmp(argv[i], "--backend=epoll") == 0)
+            want_backend = "epoll";
+    }
+    char *curl_v[] = {"curl", "--version", NULL};
+    char out[4096];
+    if (run_capture(curl_v, out, sizeof(out)) != 0) {
+        fprintf(stderr, "http: curl is needed (apt-get install curl; scripts/deps.sh)\n");
+        return 1;
+    }
+    make_root();
+    atexit(remove_root);
+    /* Skips (77) where io_uring is missing, or with a ringserve from
+     * before --protocol=http. */
+    const char *extra[] = {"--listen=127.0.0.1:0", "--protocol=http", root_arg, NULL};
+    int pre = h_preflight_with(server_argv, extra, "http");
+    if (pre >= 0)
+        return pre;
+
+    const char *filter = getenv("RS_E2E_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_http_get_200),      T(test_http_head),      T(test_http_404),
+        T(test_http_405),          T(test_http_413),       T(test_http_414),
+        T(test_http_431),          T(test_http_400),       T(test_http_range_206),
+        T(test_http_range_416),    T(test_http_ims_304),   T(test_http_keepalive),
+        T(test_http_large_sha256), T(test_http_pipelined), T(test_http_split_request),
+        T(test_http_malformed),    T(test_http_escapes),   T(test_http_nonreader_bounded),
+    };
+#undef T
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    free(small_data);
+    free(big_data);
+    return rc;
+}
