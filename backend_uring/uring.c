@@ -279,32 +279,32 @@ static void zc_fd_copied(struct rs_loop *loop, struct ur_state *st,
 /* Zero-copy only for memory whose lifetime we control: a pool buffer (held
  * back from reuse until the notification) or memory the core declares
  * static. A heap chunk could be freed while the kernel still reads it. */
-static int prep_send_zc(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
-                        struct io_uring_sqe *sqe)
+static bool prep_send_zc(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                         struct io_uring_sqe *sqe)
 {
     int32_t bid = -1;
     if (!zc_kind_ok(st, op))
         return -1;
     uint8_t fd_state = zc_fd_get(st, op->fd);
     if (fd_state & ZC_COPIED)
-        return -1;
+        return false;
     /* A zero-copy send pins its buffer until the data is ACKed, which a
      * peer that stops reading postpones forever. Cap what may be pinned so
      * such peers cannot drain the pool: past a quarter of the pool pinned,
      * or half of it lent, plain sends (which copy into the socket) it is. */
     const struct rs_bufpool *pool = &loop->pool;
     if (st->zc_held >= pool->count / 4 || pool->lent > pool->count / 2)
-        return -1;
+        return false;
     if (rs_bufpool_contains(pool, op->buf)) {
         bid = rs_bufpool_bid(pool, op->buf);
         if (st->zc_hold[bid] == UINT8_MAX)
-            return -1;
+            return false;
     } else if (!(op->flags & RS_OPF_STATIC_BUF)) {
-        return -1;
+        return false;
     }
     struct zc_rec *r = zc_get(st);
     if (!r)
-        return -1;
+        return false;
     *r = (struct zc_rec){.op = op,
                          .bid = bid,
                          .fd = op->fd,
@@ -320,7 +320,7 @@ static int prep_send_zc(struct rs_loop *loop, struct ur_state *st, struct rs_op 
     io_uring_prep_send_zc(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL,
                           IORING_SEND_ZC_REPORT_USAGE);
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)r | (uint64_t)TAG_ZC << 56);
-    return 0;
+    return true;
 }
 
 static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
@@ -329,7 +329,7 @@ static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op
     if (!sqe)
         return -EBUSY;
     bool zc = st->zc_enabled && op->len >= loop->cfg->zc_threshold &&
-              prep_send_zc(loop, st, op, sqe) == 0;
+              prep_send_zc(loop, st, op, sqe);
     if (!zc) {
         io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));

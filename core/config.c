@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "protocol.h"
+#include "proxy.h"
 #include "rs_build.h"
 
 void rs_config_defaults(struct rs_config *cfg)
@@ -28,6 +29,7 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->nodelay = true;
     cfg->protocol = "echo";
     cfg->fs_threads = 4;
+    cfg->connect_timeout_ms = 3000;
 }
 
 void rs_config_usage(FILE *out)
@@ -70,7 +72,11 @@ void rs_config_usage(FILE *out)
         "Server:\n"
         "  --listen=HOST:PORT          address to listen on (default 127.0.0.1:7080;\n"
         "                              [::1]:PORT for IPv6; port 0 picks one)\n"
-        "  --protocol=echo|discard|chargen  what to serve (default echo)\n"
+        "  --protocol=echo|discard|chargen|proxy  what to serve (default echo)\n"
+        "  --upstream=HOST:PORT[,HOST:PORT...]  proxy: where to connect, round\n"
+        "                              robin; a failed upstream is skipped for 2 s\n"
+        "  --connect-timeout=MS        proxy: give up connecting after this long\n"
+        "                              (default 3000; 0 = the kernel's own)\n"
         "  --threads=N                 event loops (default 1; 0 = one per online\n"
         "                              CPU); how connections reach them: --accept\n"
         "  --accept=auto|handoff|reuseport  with several loops: each loop its own\n"
@@ -195,7 +201,7 @@ static int bad(const char *opt, const char *val, const char *allowed)
     fprintf(stderr, "ringserve: invalid value '%s' for %s: expected %s\n", val, opt,
             allowed);
     fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-    return 2;
+    return -EINVAL;
 }
 
 /* An option with two values: *second tells which was given. */
@@ -227,7 +233,7 @@ static int parse_pow2(const char *opt, const char *val, uint32_t *out)
     static const char allowed[] = "a power of two from 1 to 32768";
     uint32_t v;
     if (parse_u32(opt, val, 1, 32768, allowed, &v))
-        return 2;
+        return -EINVAL;
     if (v & (v - 1))
         return bad(opt, val, allowed);
     *out = v;
@@ -262,6 +268,8 @@ enum {
     OPT_ACCEPT,
     OPT_FS_THREADS,
     OPT_ROOT,
+    OPT_UPSTREAM,
+    OPT_CONNECT_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -288,6 +296,8 @@ static const struct option long_opts[] = {
     {"pin", no_argument, NULL, OPT_PIN},
     {"no-nodelay", no_argument, NULL, OPT_NO_NODELAY},
     {"protocol", required_argument, NULL, OPT_PROTOCOL},
+    {"upstream", required_argument, NULL, OPT_UPSTREAM},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
     {"stats-format", required_argument, NULL, OPT_STATS_FORMAT},
     {"probe", no_argument, NULL, OPT_PROBE},
@@ -330,7 +340,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_EPOLL_MODE: {
         bool lt = false;
         if (parse_pair("--epoll-mode", arg, "et", "lt", &lt))
-            return 2;
+            return -EINVAL;
         cfg->epoll_mode = lt ? RS_EPOLL_LT : RS_EPOLL_ET;
         return 0;
     }
@@ -407,9 +417,22 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return 0;
     case OPT_PROTOCOL:
         if (!rs_protocol_find(arg))
-            return bad("--protocol", arg, "one of echo, discard, chargen");
+            return bad("--protocol", arg, "one of echo, discard, chargen, proxy");
         cfg->protocol = arg;
         return 0;
+    case OPT_UPSTREAM: {
+        char err[200];
+        if (rs_proxy_parse_upstreams(cfg, arg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "ringserve: invalid value '%s' for --upstream: %s\n", arg,
+                    err);
+            fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+            return 2;
+        }
+        return 0;
+    }
+    case OPT_CONNECT_TIMEOUT:
+        return parse_u32("--connect-timeout", arg, 0, 3600000, "milliseconds (0 = none)",
+                         &cfg->connect_timeout_ms);
     case OPT_STATS_INTERVAL:
         return parse_interval(arg, &cfg->stats_interval_ms);
     case OPT_STATS_FORMAT:
@@ -427,7 +450,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         cfg->verbose = -1;
         return 0;
     }
-    return 2;
+    return -EINVAL;
 }
 
 int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
@@ -438,11 +461,13 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
     while ((opt = getopt_long(argc, argv, ":vqVh", long_opts, NULL)) != -1) {
         if (opt == 'h') {
             rs_config_usage(stdout);
-            return 1;
+            cfg->exit_now = true;
+            return 0;
         }
         if (opt == 'V') {
             printf("ringserve %s (liburing %s)\n", RS_VERSION, RS_LIBURING_VERSION);
-            return 1;
+            cfg->exit_now = true;
+            return 0;
         }
         if (opt == '?' || opt == ':') {
             const char *what = argv[optind - 1];
@@ -451,14 +476,21 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
             else
                 fprintf(stderr, "ringserve: unknown option '%s'\n", what);
             fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-            return 2;
+            return -EINVAL;
         }
         int rc = parse_one(cfg, opt, optarg);
-        if (rc)
-            return rc;
+        if (rc != 0)
+            return rc < 0 ? rc : -EINVAL;
     }
     if (optind < argc) {
         fprintf(stderr, "ringserve: unexpected argument '%s'\n", argv[optind]);
+        fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+        return -EINVAL;
+    }
+    bool proxy = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "proxy") == 0;
+    if (proxy != (cfg->nupstreams > 0)) {
+        fprintf(stderr, proxy ? "ringserve: --protocol=proxy needs --upstream=HOST:PORT\n"
+                              : "ringserve: --upstream is for --protocol=proxy\n");
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
         return 2;
     }

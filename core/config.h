@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 struct rs_protocol;
 
@@ -14,6 +15,13 @@ enum rs_epoll_mode { RS_EPOLL_ET, RS_EPOLL_LT };
 
 /* --max-conns=max */
 #define RS_MAX_CONNS_LIMIT UINT32_MAX
+
+/* --protocol=proxy: where to connect. */
+#define RS_MAX_UPSTREAMS 64
+struct rs_upstream {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+};
 
 struct rs_config {
     enum rs_backend_choice backend;
@@ -45,18 +53,24 @@ struct rs_config {
     /* A protocol of the embedding program's own; overrides `protocol`. */
     const struct rs_protocol *proto;
     bool probe, json;
+    bool exit_now;              /* --help/--version: printed, nothing more to do */
     uint32_t stats_interval_ms; /* 0: no interval lines */
     bool stats_json;            /* every statistics line one JSON object */
     /* Files (issue 13). */
     uint32_t fs_threads; /* epoll: worker threads for file ops (default 4) */
     bool fs_inline;      /* epoll: perform file ops in the loop, blocking */
     const char *root;    /* --protocol=http: the directory served */
+    /* The proxy (issue 12). */
+    struct rs_upstream upstreams[RS_MAX_UPSTREAMS]; /* --upstream, resolved */
+    uint32_t nupstreams;
+    uint32_t connect_timeout_ms; /* outbound connects (default 3000; 0: none) */
 };
 
 void rs_config_defaults(struct rs_config *cfg);
 
-/* Parse argv. Returns 0 to run, 1 when the command is already done (--help,
- * --version), 2 on a usage error (message already printed to stderr). */
+/* Parse argv. 0, or -EINVAL on a usage error (message already printed to
+ * stderr: exit 2). With --help or --version the text is printed, exit_now
+ * is set and 0 returned: the command is done (exit 0). */
 int rs_config_parse(struct rs_config *cfg, int argc, char **argv);
 
 /* "1M" -> 1048576. 0 or -EINVAL/-ERANGE. */

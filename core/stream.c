@@ -258,6 +258,7 @@ struct rs_stream *rs_stream_accept(struct rs_loop *loop, int fd, bool direct, bo
         return NULL;
     s->state = RS_STREAM_OPEN;
     if (reject) {
+        s->cbs = NULL; /* the protocol never hears of it */
         loop->stats.rejected++;
         rs_stream_abort_reason(s, -ECONNREFUSED);
         return s;
