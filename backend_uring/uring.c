@@ -271,7 +271,7 @@ static bool prep_send_zc(struct rs_loop *loop, struct ur_state *st, struct rs_op
 {
     int32_t bid = -1;
     if (!zc_kind_ok(st, op))
-        return -1;
+        return false;
     uint8_t fd_state = zc_fd_get(st, op->fd);
     if (fd_state & ZC_COPIED)
         return false;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "protocol.h"
+#include "proxy.h"
 #include "rs_build.h"
 
 void rs_config_defaults(struct rs_config *cfg)
@@ -28,6 +29,7 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->nodelay = true;
     cfg->protocol = "echo";
     cfg->fs_threads = 4;
+    cfg->connect_timeout_ms = 3000;
 }
 
 void rs_config_usage(FILE *out)
@@ -67,7 +69,11 @@ void rs_config_usage(FILE *out)
         "Server:\n"
         "  --listen=HOST:PORT          address to listen on (default 127.0.0.1:7080;\n"
         "                              [::1]:PORT for IPv6; port 0 picks one)\n"
-        "  --protocol=echo|discard|chargen  what to serve (default echo)\n"
+        "  --protocol=echo|discard|chargen|proxy  what to serve (default echo)\n"
+        "  --upstream=HOST:PORT[,HOST:PORT...]  proxy: where to connect, round\n"
+        "                              robin; a failed upstream is skipped for 2 s\n"
+        "  --connect-timeout=MS        proxy: give up connecting after this long\n"
+        "                              (default 3000; 0 = the kernel's own)\n"
         "  --threads=N                 event loops, one SO_REUSEPORT listener each\n"
         "                              (default 1; 0 = one per online CPU)\n"
         "  --pin                       pin loop i to CPU i\n"
@@ -251,6 +257,8 @@ enum {
     OPT_FS,
     OPT_FS_THREADS,
     OPT_ROOT,
+    OPT_UPSTREAM,
+    OPT_CONNECT_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -276,6 +284,8 @@ static const struct option long_opts[] = {
     {"pin", no_argument, NULL, OPT_PIN},
     {"no-nodelay", no_argument, NULL, OPT_NO_NODELAY},
     {"protocol", required_argument, NULL, OPT_PROTOCOL},
+    {"upstream", required_argument, NULL, OPT_UPSTREAM},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
     {"stats-format", required_argument, NULL, OPT_STATS_FORMAT},
     {"probe", no_argument, NULL, OPT_PROBE},
@@ -381,9 +391,22 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return 0;
     case OPT_PROTOCOL:
         if (!rs_protocol_find(arg))
-            return bad("--protocol", arg, "one of echo, discard, chargen");
+            return bad("--protocol", arg, "one of echo, discard, chargen, proxy");
         cfg->protocol = arg;
         return 0;
+    case OPT_UPSTREAM: {
+        char err[200];
+        if (rs_proxy_parse_upstreams(cfg, arg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "ringserve: invalid value '%s' for --upstream: %s\n", arg,
+                    err);
+            fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+            return 2;
+        }
+        return 0;
+    }
+    case OPT_CONNECT_TIMEOUT:
+        return parse_u32("--connect-timeout", arg, 0, 3600000, "milliseconds (0 = none)",
+                         &cfg->connect_timeout_ms);
     case OPT_STATS_INTERVAL:
         return parse_interval(arg, &cfg->stats_interval_ms);
     case OPT_STATS_FORMAT:
@@ -437,6 +460,13 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
         fprintf(stderr, "ringserve: unexpected argument '%s'\n", argv[optind]);
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
         return -EINVAL;
+    }
+    bool proxy = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "proxy") == 0;
+    if (proxy != (cfg->nupstreams > 0)) {
+        fprintf(stderr, proxy ? "ringserve: --protocol=proxy needs --upstream=HOST:PORT\n"
+                              : "ringserve: --upstream is for --protocol=proxy\n");
+        fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+        return 2;
     }
     return 0;
 }

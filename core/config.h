@@ -6,11 +6,19 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 struct rs_protocol;
 
 enum rs_backend_choice { RS_BACKEND_AUTO, RS_BACKEND_URING, RS_BACKEND_EPOLL };
 enum rs_epoll_mode { RS_EPOLL_ET, RS_EPOLL_LT };
+
+/* --protocol=proxy: where to connect. */
+#define RS_MAX_UPSTREAMS 64
+struct rs_upstream {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+};
 
 struct rs_config {
     enum rs_backend_choice backend;
@@ -44,6 +52,10 @@ struct rs_config {
     uint32_t fs_threads; /* epoll: worker threads for file ops (default 4) */
     bool fs_inline;      /* epoll: perform file ops in the loop, blocking */
     const char *root;    /* --protocol=http: the directory served */
+    /* The proxy (issue 12). */
+    struct rs_upstream upstreams[RS_MAX_UPSTREAMS]; /* --upstream, resolved */
+    uint32_t nupstreams;
+    uint32_t connect_timeout_ms; /* outbound connects (default 3000; 0: none) */
 };
 
 void rs_config_defaults(struct rs_config *cfg);
