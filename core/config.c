@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "protocol.h"
+#include "proxy.h"
 #include "rs_build.h"
 
 void rs_config_defaults(struct rs_config *cfg)
@@ -28,6 +29,7 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->nodelay = true;
     cfg->protocol = "echo";
     cfg->fs_threads = 4;
+    cfg->connect_timeout_ms = 3000;
 }
 
 void rs_config_usage(FILE *out)
@@ -63,13 +65,25 @@ void rs_config_usage(FILE *out)
         "                              in the loop, blocking it (to see the cost)\n"
         "  --fs-threads=N              epoll: file IO worker threads per loop, 1 to 64\n"
         "                              (default 4); io_uring does file IO natively\n"
-        "\n"
+        "\n",
+        out);
+    /* Two strings: ISO C promises only 4,095 characters in one. */
+    fputs(
         "Server:\n"
         "  --listen=HOST:PORT          address to listen on (default 127.0.0.1:7080;\n"
         "                              [::1]:PORT for IPv6; port 0 picks one)\n"
-        "  --protocol=echo|discard|chargen  what to serve (default echo)\n"
-        "  --threads=N                 event loops, one SO_REUSEPORT listener each\n"
-        "                              (default 1; 0 = one per online CPU)\n"
+        "  --protocol=echo|discard|chargen|proxy  what to serve (default echo)\n"
+        "  --upstream=HOST:PORT[,HOST:PORT...]  proxy: where to connect, round\n"
+        "                              robin; a failed upstream is skipped for 2 s\n"
+        "  --connect-timeout=MS        proxy: give up connecting after this long\n"
+        "                              (default 3000; 0 = the kernel's own)\n"
+        "  --threads=N                 event loops (default 1; 0 = one per online\n"
+        "                              CPU); how connections reach them: --accept\n"
+        "  --accept=auto|handoff|reuseport  with several loops: each loop its own\n"
+        "                              SO_REUSEPORT listener, or loop 0 accepts and\n"
+        "                              hands each connection to the loop with the most\n"
+        "                              room (io_uring fixed-files, IORING_OP_MSG_RING);\n"
+        "                              auto: handoff where possible (default)\n"
         "  --pin                       pin loop i to CPU i\n"
         "  --sched=normal|batch        scheduling policy of the loop threads; batch\n"
         "                              (SCHED_BATCH) lets a woken loop wait for the\n"
@@ -77,8 +91,10 @@ void rs_config_usage(FILE *out)
         "                              wakes to bigger batches (default normal)\n"
         "  --max-pending=BYTES         queued output per connection before reading\n"
         "                              pauses (default 1M)\n"
-        "  --max-conns=N               connections per server (default: from\n"
-        "                              RLIMIT_NOFILE)\n"
+        "  --max-conns=N|max           connections per server; more are closed at\n"
+        "                              once (default and max: what the backend can\n"
+        "                              hold, stated at start-up as conn-limit; epoll\n"
+        "                              keeps 64 descriptors back by default)\n"
         "  --idle-timeout=SECONDS      close connections idle this long (default off)\n"
         "  --drain-timeout=MS          on SIGINT/SIGTERM, time to finish in-flight\n"
         "                              output before closing (default 2000)\n"
@@ -185,7 +201,7 @@ static int bad(const char *opt, const char *val, const char *allowed)
     fprintf(stderr, "ringserve: invalid value '%s' for %s: expected %s\n", val, opt,
             allowed);
     fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-    return 2;
+    return -EINVAL;
 }
 
 /* An option with two values: *second tells which was given. */
@@ -217,7 +233,7 @@ static int parse_pow2(const char *opt, const char *val, uint32_t *out)
     static const char allowed[] = "a power of two from 1 to 32768";
     uint32_t v;
     if (parse_u32(opt, val, 1, 32768, allowed, &v))
-        return 2;
+        return -EINVAL;
     if (v & (v - 1))
         return bad(opt, val, allowed);
     *out = v;
@@ -249,8 +265,11 @@ enum {
     OPT_STATS_INTERVAL,
     OPT_STATS_FORMAT,
     OPT_FS,
+    OPT_ACCEPT,
     OPT_FS_THREADS,
     OPT_ROOT,
+    OPT_UPSTREAM,
+    OPT_CONNECT_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -267,6 +286,7 @@ static const struct option long_opts[] = {
     {"zc-on-copy", required_argument, NULL, OPT_ZC_ON_COPY},
     {"sched", required_argument, NULL, OPT_SCHED},
     {"fs", required_argument, NULL, OPT_FS},
+    {"accept", required_argument, NULL, OPT_ACCEPT},
     {"fs-threads", required_argument, NULL, OPT_FS_THREADS},
     {"root", required_argument, NULL, OPT_ROOT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
@@ -276,6 +296,8 @@ static const struct option long_opts[] = {
     {"pin", no_argument, NULL, OPT_PIN},
     {"no-nodelay", no_argument, NULL, OPT_NO_NODELAY},
     {"protocol", required_argument, NULL, OPT_PROTOCOL},
+    {"upstream", required_argument, NULL, OPT_UPSTREAM},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
     {"stats-format", required_argument, NULL, OPT_STATS_FORMAT},
     {"probe", no_argument, NULL, OPT_PROBE},
@@ -318,7 +340,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_EPOLL_MODE: {
         bool lt = false;
         if (parse_pair("--epoll-mode", arg, "et", "lt", &lt))
-            return 2;
+            return -EINVAL;
         cfg->epoll_mode = lt ? RS_EPOLL_LT : RS_EPOLL_ET;
         return 0;
     }
@@ -346,6 +368,16 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return parse_pair("--zc-on-copy", arg, "plain", "keep", &cfg->zc_keep_copied);
     case OPT_SCHED:
         return parse_pair("--sched", arg, "normal", "batch", &cfg->sched_batch);
+    case OPT_ACCEPT:
+        if (strcmp(arg, "auto") == 0)
+            cfg->accept_mode = RS_ACCEPT_AUTO;
+        else if (strcmp(arg, "handoff") == 0)
+            cfg->accept_mode = RS_ACCEPT_HANDOFF;
+        else if (strcmp(arg, "reuseport") == 0)
+            cfg->accept_mode = RS_ACCEPT_REUSEPORT;
+        else
+            return bad("--accept", arg, "one of auto, handoff, reuseport");
+        return 0;
     case OPT_FS:
         return parse_pair("--fs", arg, "pool", "inline", &cfg->fs_inline);
     case OPT_FS_THREADS:
@@ -362,7 +394,11 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_RING_ENTRIES:
         return parse_pow2("--ring-entries", arg, &cfg->ring_entries);
     case OPT_MAX_CONNS:
-        return parse_u32("--max-conns", arg, 1, 100000000, "a number >= 1",
+        if (strcmp(arg, "max") == 0) {
+            cfg->max_conns = RS_MAX_CONNS_LIMIT;
+            return 0;
+        }
+        return parse_u32("--max-conns", arg, 1, 100000000, "a number >= 1, or max",
                          &cfg->max_conns);
     case OPT_IDLE_TIMEOUT:
         return parse_u32("--idle-timeout", arg, 0, 86400 * 365, "seconds (0 = off)",
@@ -381,9 +417,22 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return 0;
     case OPT_PROTOCOL:
         if (!rs_protocol_find(arg))
-            return bad("--protocol", arg, "one of echo, discard, chargen");
+            return bad("--protocol", arg, "one of echo, discard, chargen, proxy");
         cfg->protocol = arg;
         return 0;
+    case OPT_UPSTREAM: {
+        char err[200];
+        if (rs_proxy_parse_upstreams(cfg, arg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "ringserve: invalid value '%s' for --upstream: %s\n", arg,
+                    err);
+            fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+            return 2;
+        }
+        return 0;
+    }
+    case OPT_CONNECT_TIMEOUT:
+        return parse_u32("--connect-timeout", arg, 0, 3600000, "milliseconds (0 = none)",
+                         &cfg->connect_timeout_ms);
     case OPT_STATS_INTERVAL:
         return parse_interval(arg, &cfg->stats_interval_ms);
     case OPT_STATS_FORMAT:
@@ -401,7 +450,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         cfg->verbose = -1;
         return 0;
     }
-    return 2;
+    return -EINVAL;
 }
 
 int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
@@ -412,11 +461,13 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
     while ((opt = getopt_long(argc, argv, ":vqVh", long_opts, NULL)) != -1) {
         if (opt == 'h') {
             rs_config_usage(stdout);
-            return 1;
+            cfg->exit_now = true;
+            return 0;
         }
         if (opt == 'V') {
             printf("ringserve %s (liburing %s)\n", RS_VERSION, RS_LIBURING_VERSION);
-            return 1;
+            cfg->exit_now = true;
+            return 0;
         }
         if (opt == '?' || opt == ':') {
             const char *what = argv[optind - 1];
@@ -425,14 +476,21 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
             else
                 fprintf(stderr, "ringserve: unknown option '%s'\n", what);
             fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-            return 2;
+            return -EINVAL;
         }
         int rc = parse_one(cfg, opt, optarg);
-        if (rc)
-            return rc;
+        if (rc != 0)
+            return rc < 0 ? rc : -EINVAL;
     }
     if (optind < argc) {
         fprintf(stderr, "ringserve: unexpected argument '%s'\n", argv[optind]);
+        fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+        return -EINVAL;
+    }
+    bool proxy = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "proxy") == 0;
+    if (proxy != (cfg->nupstreams > 0)) {
+        fprintf(stderr, proxy ? "ringserve: --protocol=proxy needs --upstream=HOST:PORT\n"
+                              : "ringserve: --upstream is for --protocol=proxy\n");
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
         return 2;
     }

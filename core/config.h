@@ -6,11 +6,22 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 struct rs_protocol;
 
 enum rs_backend_choice { RS_BACKEND_AUTO, RS_BACKEND_URING, RS_BACKEND_EPOLL };
 enum rs_epoll_mode { RS_EPOLL_ET, RS_EPOLL_LT };
+
+/* --max-conns=max */
+#define RS_MAX_CONNS_LIMIT UINT32_MAX
+
+/* --protocol=proxy: where to connect. */
+#define RS_MAX_UPSTREAMS 64
+struct rs_upstream {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+};
 
 struct rs_config {
     enum rs_backend_choice backend;
@@ -25,10 +36,15 @@ struct rs_config {
     bool zc_keep_copied;        /* keep send_zc where the kernel reports copying */
     uint32_t sqpoll_idle_ms;
     uint32_t ring_entries;   /* io_uring SQ entries (CQ: 8x with features) */
-    uint32_t max_conns;      /* 0: derived from RLIMIT_NOFILE */
+    uint32_t max_conns;      /* 0: derived from RLIMIT_NOFILE; RS_MAX_CONNS_LIMIT:
+                                as many as the backend can hold */
     uint32_t idle_timeout_s; /* 0: off */
     uint32_t drain_timeout_ms;
     uint32_t threads; /* 0: one per online CPU */
+    /* How connections reach the loops: each its own SO_REUSEPORT listener
+     * (the kernel hashes), or loop 0 accepting for all and handing over
+     * (RS_CAP_HANDOFF); auto: handoff where every loop can. */
+    enum { RS_ACCEPT_AUTO, RS_ACCEPT_HANDOFF, RS_ACCEPT_REUSEPORT } accept_mode;
     bool pin;
     bool sched_batch; /* loop threads run SCHED_BATCH: no wake-up preemption */
     bool nodelay;
@@ -37,18 +53,24 @@ struct rs_config {
     /* A protocol of the embedding program's own; overrides `protocol`. */
     const struct rs_protocol *proto;
     bool probe, json;
+    bool exit_now;              /* --help/--version: printed, nothing more to do */
     uint32_t stats_interval_ms; /* 0: no interval lines */
     bool stats_json;            /* every statistics line one JSON object */
     /* Files (issue 13). */
     uint32_t fs_threads; /* epoll: worker threads for file ops (default 4) */
     bool fs_inline;      /* epoll: perform file ops in the loop, blocking */
     const char *root;    /* --protocol=http: the directory served */
+    /* The proxy (issue 12). */
+    struct rs_upstream upstreams[RS_MAX_UPSTREAMS]; /* --upstream, resolved */
+    uint32_t nupstreams;
+    uint32_t connect_timeout_ms; /* outbound connects (default 3000; 0: none) */
 };
 
 void rs_config_defaults(struct rs_config *cfg);
 
-/* Parse argv. Returns 0 to run, 1 when the command is already done (--help,
- * --version), 2 on a usage error (message already printed to stderr). */
+/* Parse argv. 0, or -EINVAL on a usage error (message already printed to
+ * stderr: exit 2). With --help or --version the text is printed, exit_now
+ * is set and 0 returned: the command is done (exit 0). */
 int rs_config_parse(struct rs_config *cfg, int argc, char **argv);
 
 /* "1M" -> 1048576. 0 or -EINVAL/-ERANGE. */

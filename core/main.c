@@ -9,11 +9,10 @@ int main(int argc, char **argv)
 {
     struct rs_config cfg;
     rs_config_defaults(&cfg);
-    int rc = rs_config_parse(&cfg, argc, argv);
-    if (rc == 1)
+    if (rs_config_parse(&cfg, argc, argv) < 0)
+        return 2; /* usage error, already explained */
+    if (cfg.exit_now)
         return 0;
-    if (rc != 0)
-        return rc;
     if (cfg.probe)
         return rs_probe_report(stdout, cfg.json) < 0 ? 1 : 0;
     return rs_server_main(&cfg);

@@ -36,6 +36,7 @@ struct rs_protocol {
 extern const struct rs_protocol rs_proto_echo;
 extern const struct rs_protocol rs_proto_discard;
 extern const struct rs_protocol rs_proto_chargen;
+extern const struct rs_protocol rs_proto_proxy; /* proxy.c */
 
 /* NULL when unknown. */
 const struct rs_protocol *rs_protocol_find(const char *name);

@@ -50,9 +50,10 @@ int main(int argc, char **argv)
 {
     struct rs_config cfg;
     rs_config_defaults(&cfg);
-    int rc = rs_config_parse(&cfg, argc, argv);
-    if (rc != 0)
-        return rc == 1 ? 0 : rc;
+    if (rs_config_parse(&cfg, argc, argv) < 0)
+        return 2;
+    if (cfg.exit_now)
+        return 0;
     cfg.proto = &upper;
     return rs_server_main(&cfg);
 }

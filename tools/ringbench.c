@@ -158,6 +158,12 @@ static _Atomic int g_phase = PH_CONNECT;
 static _Atomic uint32_t g_connected;
 static _Atomic uint32_t g_errors;
 static _Atomic bool g_failed;
+/* Stalled connections: counted, the first few named on stderr, the first
+ * one quoted in the final error. A stall does not stop the run. */
+static _Atomic uint32_t g_stalls;
+static _Atomic bool g_stall_named;
+static char g_stallmsg[400];
+#define STALLS_SHOWN 10
 static _Atomic uint32_t g_workers_done;
 static char g_errmsg[512];
 static int g_wake_fd = -1; /* controller -> workers: the phase changed */
@@ -558,6 +564,45 @@ static bool conn_waiting(const struct worker *w, const struct conn *c)
     return false;
 }
 
+/* What connection c waits for, for the report: "waits for 64 bytes". */
+static void awaited(const struct worker *w, const struct conn *c, char *out, size_t n)
+{
+    switch (w->o->mode) {
+    case MODE_ECHO:
+        snprintf(out, n, "waits for %" PRIu64 " echoed bytes", c->sent - c->recvd);
+        break;
+    case MODE_DISCARD:
+        snprintf(out, n, "cannot send %" PRIu64 " bytes", c->queued - c->sent);
+        break;
+    case MODE_CHARGEN:
+        snprintf(out, n, "waits for any byte");
+        break;
+    }
+}
+
+/* An open connection that waits on the server and got nothing for the
+ * stall timeout: count it, name it, close it (so --rounds can finish), and
+ * let the others run on. The run fails at the end. */
+static void stall(struct worker *w, struct conn *c, uint64_t now)
+{
+    char what[80], msg[sizeof(g_stallmsg)];
+    awaited(w, c, what, sizeof(what));
+    snprintf(msg, sizeof(msg),
+             "connection %u: no progress for %.1f s at offset %" PRIu64 ": %s (%" PRIu64
+             " bytes sent, %" PRIu64 " received)",
+             c->id, (double)(now - c->last_progress) / 1e9, c->recvd, what, c->sent,
+             c->recvd);
+    uint32_t k = atomic_fetch_add(&g_stalls, 1);
+    bool expected = false;
+    if (atomic_compare_exchange_strong(&g_stall_named, &expected, true))
+        memcpy(g_stallmsg, msg, sizeof(msg));
+    if (k < STALLS_SHOWN)
+        fprintf(stderr, "ringbench: stall: %s\n", msg);
+    else if (k == STALLS_SHOWN)
+        fprintf(stderr, "ringbench: stall: more stalled connections not shown\n");
+    conn_close(w, c);
+}
+
 static void check_stalls(struct worker *w, uint64_t now)
 {
     uint64_t limit = (uint64_t)(w->o->stall_timeout * 1e9);
@@ -565,16 +610,13 @@ static void check_stalls(struct worker *w, uint64_t now)
         struct conn *c = &w->conns[i];
         bool waiting = c->state == CS_CONNECTING ||
                        (c->state == CS_OPEN && w->kicked && conn_waiting(w, c));
-        if (!waiting || now - c->last_progress <= limit)
+        if (!waiting || now - c->last_progress < limit)
             continue;
         if (c->state == CS_CONNECTING)
             fail(w, "connection %u: connect to %s made no progress for %.1f s", c->id,
                  w->o->target, w->o->stall_timeout);
         else
-            fail(w,
-                 "connection %u: no progress for %.1f s at offset %" PRIu64 " (%" PRIu64
-                 " bytes sent, %" PRIu64 " received)",
-                 c->id, w->o->stall_timeout, c->recvd, c->sent, c->recvd);
+            stall(w, c, now);
     }
 }
 
@@ -702,6 +744,9 @@ static void *worker_main(void *arg)
             check_stalls(w, now);
         }
     }
+    /* A silence that crossed the limit since the last check still counts. */
+    if (!w->stop)
+        check_stalls(w, now_ns());
     if (!w->t_done)
         w->t_done = now_ns();
     atomic_store_explicit(&w->live_rt, w->rt, memory_order_relaxed);
@@ -736,7 +781,9 @@ static void usage(FILE *out)
         "  --rate=R               open loop: R messages/s in total, latency from the\n"
         "                         intended send time\n"
         "  --source-addrs=N       bind connections to 127.0.0.1..127.0.0.N\n"
-        "  --stall-timeout=S      fail a connection silent this long (default 5)\n"
+        "  --stall-timeout=S      a connection waiting on the server that receives\n"
+        "                         nothing this long is a stall (default 1): counted,\n"
+        "                         named, and the run fails\n"
         "  --server-pid=PID       also report the server's CPU, RSS and syscalls\n"
         "  --json                 print one JSON object instead of text\n"
         "  --quiet                no progress line, no notes\n"
@@ -937,7 +984,7 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
         .pipeline = 1,
         .duration = 10,
         .warmup = 1,
-        .stall_timeout = 5,
+        .stall_timeout = 1,
         .threads = 1,
         .mode = MODE_ECHO,
     };
@@ -1095,7 +1142,7 @@ static void json_string(const char *s)
 }
 
 static void report_json(const struct opts *o, const struct result *r, uint32_t errors,
-                        const char *error)
+                        uint32_t stalls, const char *error)
 {
     bool echo = o->mode == MODE_ECHO;
     bool lat = echo && r->hist->count > 0;
@@ -1131,7 +1178,7 @@ static void report_json(const struct opts *o, const struct result *r, uint32_t e
     }
     printf("\"fairness\":{\"unit\":\"%s\",\"min\":%" PRIu64 ",\"max\":%" PRIu64 "},",
            echo ? "round_trips" : "bytes", r->fair_min, r->fair_max);
-    printf("\"errors\":%u,\"error\":", errors);
+    printf("\"errors\":%u,\"stalls\":%u,\"error\":", errors, stalls);
     if (error)
         json_string(error);
     else
@@ -1154,7 +1201,8 @@ static void report_json(const struct opts *o, const struct result *r, uint32_t e
     printf("}\n");
 }
 
-static void report_text(const struct opts *o, const struct result *r, uint32_t errors)
+static void report_text(const struct opts *o, const struct result *r, uint32_t errors,
+                        uint32_t stalls)
 {
     bool echo = o->mode == MODE_ECHO;
     char size[64];
@@ -1196,6 +1244,7 @@ static void report_text(const struct opts *o, const struct result *r, uint32_t e
                r->fair_min, r->fair_max);
     }
     printf("  errors        %u\n", errors);
+    printf("  stalls        %u\n", stalls);
     if (o->server_pid) {
         printf("  server        pid %ld:", o->server_pid);
         if (r->have_cpu && echo && r->rt)
@@ -1452,15 +1501,29 @@ int main(int argc, char **argv)
     }
 
     uint32_t errors = atomic_load(&g_errors);
+    uint32_t stalls = atomic_load(&g_stalls);
     const char *error = atomic_load(&g_failed) && g_errmsg[0] ? g_errmsg : NULL;
+    /* A broken run must never read as a good one: stalled connections, or
+     * nothing measured at all, fail it. */
+    char summary[sizeof(g_stallmsg) + 100];
+    if (!error && stalls) {
+        snprintf(summary, sizeof(summary), "%u of %u connections stalled; first: %s",
+                 stalls, o.connections, g_stallmsg);
+        error = summary;
+    } else if (!error && !g_interrupted && t0 &&
+               (o.mode == MODE_ECHO ? !r.rt : !r.bytes)) {
+        snprintf(summary, sizeof(summary), "no %s measured in %.3f s",
+                 o.mode == MODE_ECHO ? "round trips" : "bytes", r.seconds);
+        error = summary;
+    }
     if (error)
         fprintf(stderr, "ringbench: FAILED: %s\n", error);
     else if (g_interrupted)
         fprintf(stderr, "ringbench: interrupted\n");
     if (o.json)
-        report_json(&o, &r, errors, error);
+        report_json(&o, &r, errors, stalls, error);
     else
-        report_text(&o, &r, errors);
+        report_text(&o, &r, errors, stalls);
     fflush(stdout);
 
     for (uint32_t t = 0; t < o.threads; t++) {

@@ -3,8 +3,8 @@
  * ringbench have something to talk to.
  *
  *   broken_echo [--listen=HOST:PORT] [--proto=echo|discard|chargen]
- *               [--fault=none|flip|drop|add|close] [--after=N] [--chunk=N]
- *               [--fault-conn=K]
+ *               [--fault=none|flip|drop|add|close|swallow] [--after=N] [--chunk=N]
+ *               [--every=M] [--fault-conn=K]
  *
  * Faults hit the echo stream of every connection (or only the K-th accepted,
  * counting from 0) at stream offset N (default 1000):
@@ -12,6 +12,8 @@
  *   drop   the bytes [N, N + chunk) are not echoed (chunk default 100)
  *   add    one extra byte is echoed before offset N
  *   close  the connection is closed once N bytes were echoed
+ *   swallow  every M-th message of --chunk bytes (default M 1000) is not
+ *          echoed at all: a server that loses one message now and then
  *
  * With port 0 it prints the chosen port on stdout, one line, once listening.
  * Single-threaded, level-triggered epoll, one buffer per connection: reading
@@ -35,7 +37,7 @@
 
 #define BUF 65536
 
-enum fault { F_NONE, F_FLIP, F_DROP, F_ADD, F_CLOSE };
+enum fault { F_NONE, F_FLIP, F_DROP, F_ADD, F_CLOSE, F_SWALLOW };
 enum proto { P_ECHO, P_DISCARD, P_CHARGEN };
 
 struct bconn {
@@ -49,7 +51,7 @@ struct bconn {
 
 static enum fault fault = F_NONE;
 static enum proto proto = P_ECHO;
-static uint64_t after = 1000, chunk = 100;
+static uint64_t after = 1000, chunk = 100, every = 1000;
 static long fault_conn = -1;
 
 static void die(const char *what)
@@ -88,6 +90,8 @@ static bool take(struct bconn *c, const uint8_t *in, size_t n)
             }
         }
         if (c->faulty && fault == F_DROP && off >= after && off < after + chunk)
+            continue;
+        if (c->faulty && fault == F_SWALLOW && (off / chunk + 1) % every == 0)
             continue;
         c->buf[c->len++] = b;
     }
@@ -175,8 +179,8 @@ static void usage_fail(const char *arg)
 {
     fprintf(stderr,
             "broken_echo: bad argument '%s'\nusage: broken_echo [--listen=HOST:PORT] "
-            "[--proto=echo|discard|chargen] [--fault=none|flip|drop|add|close] "
-            "[--after=N] [--chunk=N] [--fault-conn=K]\n",
+            "[--proto=echo|discard|chargen] [--fault=none|flip|drop|add|close|swallow] "
+            "[--after=N] [--chunk=N] [--every=M] [--fault-conn=K]\n",
             arg);
     exit(2);
 }
@@ -189,11 +193,12 @@ int main(int argc, char **argv)
         if (strncmp(a, "--listen=", 9) == 0) {
             listen_arg = a + 9;
         } else if (strncmp(a, "--fault=", 8) == 0) {
-            static const char *const names[] = {"none", "flip", "drop", "add", "close"};
+            static const char *const names[] = {"none", "flip",  "drop",
+                                                "add",  "close", "swallow"};
             unsigned f;
-            for (f = 0; f < 5 && strcmp(a + 8, names[f]) != 0; f++)
+            for (f = 0; f < 6 && strcmp(a + 8, names[f]) != 0; f++)
                 ;
-            if (f == 5)
+            if (f == 6)
                 usage_fail(a);
             fault = (enum fault)f;
         } else if (strncmp(a, "--proto=", 8) == 0) {
@@ -209,6 +214,12 @@ int main(int argc, char **argv)
             after = strtoull(a + 8, NULL, 10);
         } else if (strncmp(a, "--chunk=", 8) == 0) {
             chunk = strtoull(a + 8, NULL, 10);
+            if (chunk == 0)
+                usage_fail(a);
+        } else if (strncmp(a, "--every=", 8) == 0) {
+            every = strtoull(a + 8, NULL, 10);
+            if (every == 0)
+                usage_fail(a);
         } else if (strncmp(a, "--fault-conn=", 13) == 0) {
             fault_conn = strtol(a + 13, NULL, 10);
         } else {

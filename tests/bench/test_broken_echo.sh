@@ -2,7 +2,8 @@
 # End-to-end: ringbench against broken_echo. Every fault must make ringbench
 # exit 1 naming the connection and the offset; no fault must give exit 0 and
 # a JSON report with every documented key. Fixed work (--rounds) only, so
-# nothing depends on timing except the stall case, which waits --stall-timeout.
+# nothing depends on timing except the stall cases, which wait --stall-timeout
+# (and a 2 s run with a server that swallows every 1000th message).
 #
 # usage: test_broken_echo.sh RINGBENCH BROKEN_ECHO
 set -u
@@ -76,13 +77,14 @@ r = json.load(open(sys.argv[1]))
 keys = ["tool", "version", "mode", "connect", "connections", "threads", "size_min",
         "size_max", "pipeline", "rate", "rounds", "warmup_s", "duration_s",
         "round_trips", "rtt_per_s", "bytes", "mb_per_s", "latency_us", "fairness",
-        "errors", "error", "server"]
+        "errors", "stalls", "error", "server"]
 missing = [k for k in keys if k not in r]
 assert not missing, missing
 assert r["mode"] == "echo" and r["connections"] == 8 and r["pipeline"] == 3
 assert r["round_trips"] == 8 * 200, r["round_trips"]
 assert r["fairness"] == {"unit": "round_trips", "min": 200, "max": 200}, r["fairness"]
-assert r["errors"] == 0 and r["error"] is None and r["server"] is None
+assert r["errors"] == 0 and r["stalls"] == 0 and r["error"] is None
+assert r["server"] is None
 lat = r["latency_us"]
 for k in ["p50", "p90", "p99", "p999", "max", "mean"]:
     assert lat[k] > 0, k
@@ -123,7 +125,27 @@ done
 # only the stall timeout can catch.
 start_server --fault=drop --after=1000
 run --connections=1 --size=512 --rounds=50
-expect_failure "drop (stall)" "connection 0: no progress for 1.0 s at offset 1000"
+expect_failure "drop (stall)" \
+    "connection 0: no progress for 1\.[0-9] s at offset 1000: waits for 24 echoed bytes"
+
+# A server that swallows every 1000th message, timed run (issue 11): every
+# connection stalls once it has sent its 1000th message; each stall is
+# counted and named, and the run fails although the others measured plenty.
+start_server --fault=swallow --chunk=64 --every=1000
+run --connections=4 --size=64 --warmup=0 --duration=2 --json
+expect_failure "swallow every 1000th" \
+    "4 of 4 connections stalled; first: connection [0-3]: .*waits for 64 echoed bytes"
+grep -q '"stalls":4' "$TMP/out" || bad "swallow: JSON stalls != 4"
+[ "$(grep -c 'ringbench: stall: connection' "$TMP/err")" -eq 4 ] ||
+    bad "swallow: each stalled connection named"
+
+# Nothing answered and a stall timeout longer than the run: zero round trips
+# measured is a failure too, never "round trips 0 ... errors 0" and exit 0.
+start_server --fault=drop --after=0 --chunk=1000000000
+"$RB" --connect="127.0.0.1:$PORT" --quiet --stall-timeout=60 --connections=2 \
+    --warmup=0 --duration=0.5 >"$TMP/out" 2>"$TMP/err"
+RC=$?
+expect_failure "no round trips" "no round trips measured"
 
 # Only the second connection accepted is broken; the others finish fine.
 start_server --fault=flip --after=5000 --fault-conn=1

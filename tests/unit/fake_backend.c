@@ -24,6 +24,7 @@ static int fk_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
     (void)err;
     (void)n;
     loop->backend = calloc(1, sizeof(struct fake_state));
+    loop->caps = RS_CAP_CONNECT; /* scripted: any op kind is fine */
     return loop->backend ? 0 : -ENOMEM;
 }
 
