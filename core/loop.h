@@ -51,7 +51,9 @@ struct rs_loop {
     uint32_t ntimers, timers_cap;
     struct rs_timer idle_timer, drain_timer;
     uint32_t nretry; /* streams with a refused cancel/shutdown/close */
-    uint64_t now_ms; /* refreshed once per loop turn */
+    uint64_t now_ms; /* refreshed once per loop turn, and after its wait */
+    bool now_stale;  /* the backend is waiting or dispatching: rs_loop_now reads the clock
+                      */
     volatile sig_atomic_t stop_requested;
     bool draining;
     bool drain_aborted; /* the drain deadline passed: everything was aborted */
@@ -90,5 +92,19 @@ void rs_loop_wake(struct rs_loop *loop);
 void rs_loop_request_stop(struct rs_loop *loop);
 
 uint64_t rs_now_ms(void);
+
+/* The time to stamp activity with during dispatch. Completions are delivered
+ * after the backend's wait, which can last up to the next timer (the idle
+ * scan's second): a stamp taken before it made a stream that had just
+ * received data look idle for that long, and the idle scan closed it (seen
+ * on Linux 6.1 under qemu, tools/kernels). One clock read per turn. */
+static inline uint64_t rs_loop_now(struct rs_loop *loop)
+{
+    if (loop->now_stale) {
+        loop->now_ms = rs_now_ms();
+        loop->now_stale = false;
+    }
+    return loop->now_ms;
+}
 
 #endif
