@@ -63,6 +63,10 @@ struct rs_config;
 /* File ops are asynchronous in the kernel (no worker threads, no blocking). */
 #define RS_CAP_FILE_NATIVE (1u << 2)
 
+/* RS_OP_HANDOFF and RS_FD_INBOX accepts work between the loops of one
+ * server (io_uring: IORING_OP_MSG_RING). */
+#define RS_CAP_HANDOFF (1u << 3)
+
 struct rs_backend_ops {
     const char *name;
     /* 0, -EINVAL for a configuration error (exit 2), other -errno otherwise.

@@ -65,7 +65,10 @@ void rs_config_usage(FILE *out)
         "                              in the loop, blocking it (to see the cost)\n"
         "  --fs-threads=N              epoll: file IO worker threads per loop, 1 to 64\n"
         "                              (default 4); io_uring does file IO natively\n"
-        "\n"
+        "\n",
+        out);
+    /* Two strings: ISO C promises only 4,095 characters in one. */
+    fputs(
         "Server:\n"
         "  --listen=HOST:PORT          address to listen on (default 127.0.0.1:7080;\n"
         "                              [::1]:PORT for IPv6; port 0 picks one)\n"
@@ -75,8 +78,13 @@ void rs_config_usage(FILE *out)
         "                              robin; a failed upstream is skipped for 2 s\n"
         "  --connect-timeout=MS        proxy: give up connecting after this long\n"
         "                              (default 3000; 0 = the kernel's own)\n"
-        "  --threads=N                 event loops, one SO_REUSEPORT listener each\n"
-        "                              (default 1; 0 = one per online CPU)\n"
+        "  --threads=N                 event loops (default 1; 0 = one per online\n"
+        "                              CPU); how connections reach them: --accept\n"
+        "  --accept=auto|handoff|reuseport  with several loops: each loop its own\n"
+        "                              SO_REUSEPORT listener, or loop 0 accepts and\n"
+        "                              hands each connection to the loop with the most\n"
+        "                              room (io_uring fixed-files, IORING_OP_MSG_RING);\n"
+        "                              auto: handoff where possible (default)\n"
         "  --pin                       pin loop i to CPU i\n"
         "  --sched=normal|batch        scheduling policy of the loop threads; batch\n"
         "                              (SCHED_BATCH) lets a woken loop wait for the\n"
@@ -84,8 +92,10 @@ void rs_config_usage(FILE *out)
         "                              wakes to bigger batches (default normal)\n"
         "  --max-pending=BYTES         queued output per connection before reading\n"
         "                              pauses (default 1M)\n"
-        "  --max-conns=N               connections per server (default: from\n"
-        "                              RLIMIT_NOFILE)\n"
+        "  --max-conns=N|max           connections per server; more are closed at\n"
+        "                              once (default and max: what the backend can\n"
+        "                              hold, stated at start-up as conn-limit; epoll\n"
+        "                              keeps 64 descriptors back by default)\n"
         "  --idle-timeout=SECONDS      close connections idle this long (default off)\n"
         "  --drain-timeout=MS          on SIGINT/SIGTERM, time to finish in-flight\n"
         "                              output before closing (default 2000)\n"
@@ -256,6 +266,7 @@ enum {
     OPT_STATS_INTERVAL,
     OPT_STATS_FORMAT,
     OPT_FS,
+    OPT_ACCEPT,
     OPT_FS_THREADS,
     OPT_ROOT,
     OPT_UPSTREAM,
@@ -276,6 +287,7 @@ static const struct option long_opts[] = {
     {"zc-on-copy", required_argument, NULL, OPT_ZC_ON_COPY},
     {"sched", required_argument, NULL, OPT_SCHED},
     {"fs", required_argument, NULL, OPT_FS},
+    {"accept", required_argument, NULL, OPT_ACCEPT},
     {"fs-threads", required_argument, NULL, OPT_FS_THREADS},
     {"root", required_argument, NULL, OPT_ROOT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
@@ -357,6 +369,16 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return parse_pair("--zc-on-copy", arg, "plain", "keep", &cfg->zc_keep_copied);
     case OPT_SCHED:
         return parse_pair("--sched", arg, "normal", "batch", &cfg->sched_batch);
+    case OPT_ACCEPT:
+        if (strcmp(arg, "auto") == 0)
+            cfg->accept_mode = RS_ACCEPT_AUTO;
+        else if (strcmp(arg, "handoff") == 0)
+            cfg->accept_mode = RS_ACCEPT_HANDOFF;
+        else if (strcmp(arg, "reuseport") == 0)
+            cfg->accept_mode = RS_ACCEPT_REUSEPORT;
+        else
+            return bad("--accept", arg, "one of auto, handoff, reuseport");
+        return 0;
     case OPT_FS:
         return parse_pair("--fs", arg, "pool", "inline", &cfg->fs_inline);
     case OPT_FS_THREADS:
@@ -373,7 +395,11 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_RING_ENTRIES:
         return parse_pow2("--ring-entries", arg, &cfg->ring_entries);
     case OPT_MAX_CONNS:
-        return parse_u32("--max-conns", arg, 1, 100000000, "a number >= 1",
+        if (strcmp(arg, "max") == 0) {
+            cfg->max_conns = RS_MAX_CONNS_LIMIT;
+            return 0;
+        }
+        return parse_u32("--max-conns", arg, 1, 100000000, "a number >= 1, or max",
                          &cfg->max_conns);
     case OPT_IDLE_TIMEOUT:
         return parse_u32("--idle-timeout", arg, 0, 86400 * 365, "seconds (0 = off)",

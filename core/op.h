@@ -27,11 +27,18 @@ enum rs_op_kind {
                          stay valid until the completion; res 0 or -errno */
     /* Files: submitted as a struct rs_file_op (below). Their descriptors are
      * always plain process fds, never direct ones. */
-    RS_OP_OPENAT, /* openat2(fd, path, how): res = the new fd */
-    RS_OP_READ,   /* pread(fd, dst, len, off): res = bytes, 0 at end of file */
-    RS_OP_WRITE,  /* pwrite(fd, buf, len, off): res = bytes written */
-    RS_OP_STATX,  /* statx(fd, path, flags, mask, stx): res = 0 */
+    RS_OP_OPENAT,  /* openat2(fd, path, how): res = the new fd */
+    RS_OP_READ,    /* pread(fd, dst, len, off): res = bytes, 0 at end of file */
+    RS_OP_WRITE,   /* pwrite(fd, buf, len, off): res = bytes written */
+    RS_OP_STATX,   /* statx(fd, path, flags, mask, stx): res = 0 */
+    RS_OP_HANDOFF, /* move accepted socket fd to the loop in buf (RS_CAP_HANDOFF);
+                      res >= 0: it is there, fd is no longer ours; < 0: it
+                      still is */
 };
+
+/* RS_OP_ACCEPT with this fd: no socket, but the connections other loops
+ * hand to this one (RS_OP_HANDOFF), one completion each; multishot. */
+#define RS_FD_INBOX (-1)
 
 /* rs_op.flags, set by the submitter */
 /* Keep the op armed: many completions. */

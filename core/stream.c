@@ -507,7 +507,8 @@ static void free_stream(struct rs_stream *s)
     if (s->next)
         s->next->prev = s->prev;
     loop->nstreams--;
-    if (!s->outbound)
+    bool accepted = !s->outbound;
+    if (accepted)
         loop->stats.closed++; /* accepted ones: closed = accepted + rejected */
     s->state = RS_STREAM_CLOSED;
     if (s->cbs && s->cbs->on_close)
@@ -519,7 +520,7 @@ static void free_stream(struct rs_stream *s)
     } else {
         free(s);
     }
-    rs_loop_stream_closed(loop);
+    rs_loop_stream_closed(loop, accepted);
 }
 
 /* Submit the shutdown or close op. A refusal is not a programming error:
