@@ -181,9 +181,9 @@ void rs_loop_feed_starved(struct rs_loop *loop)
         rs_stream_unstarve(loop->starved);
 }
 
-void rs_loop_stream_closed(struct rs_loop *loop)
+void rs_loop_stream_closed(struct rs_loop *loop, bool accepted)
 {
-    rs_listener_conn_closed(loop);
+    rs_listener_stream_freed(loop, accepted);
 }
 
 void rs_loop_retry(struct rs_loop *loop)
@@ -250,7 +250,17 @@ int rs_loop_run(struct rs_loop *loop)
         int timeout = rs_timer_next_ms(loop);
         if (loop->nretry || rs_listener_retry(loop))
             timeout = timeout >= 0 && timeout < RS_RETRY_MS ? timeout : RS_RETRY_MS;
+        /* Starved streams left over while buffers are free: the next turn
+         * must come now, not when some completion happens to arrive. Those
+         * just re-armed may have no data pending (Linux 6.1 ends a multishot
+         * recv with -ENOBUFS as soon as the ring is empty, data or not), so
+         * none of them may ever complete, and the streams still starved,
+         * with data waiting, would sleep forever (found by tools/kernels). */
+        if (loop->starved && loop->pool.lent < loop->pool.count)
+            timeout = 0;
+        loop->now_stale = true;
         int n = loop->ops->run(loop, timeout);
+        loop->now_stale = false;
         loop->stats.turns++;
         if (n > 0)
             loop->stats.completions += (uint64_t)n;

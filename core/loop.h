@@ -8,6 +8,7 @@
 #define RINGSERVE_LOOP_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -21,6 +22,18 @@ struct rs_stream;
 struct rs_chunk;
 struct rs_listener;
 struct rs_protocol;
+
+/* The loops of one server. --max-conns counts connections in all of them,
+ * and with handoff (RS_CAP_HANDOFF, io_uring direct descriptors) only loop
+ * 0 accepts: it hands each connection to the loop with the most room, so
+ * no loop's descriptor table overflows while another has room. */
+struct rs_group {
+    struct rs_loop **loops;
+    unsigned n;
+    uint32_t max_conns; /* for the whole server */
+    atomic_uint conns;  /* held by all loops, including those in transit */
+    bool handoff;       /* loop 0 accepts for everyone */
+};
 
 struct rs_loop {
     const struct rs_backend_ops *ops;
@@ -41,6 +54,8 @@ struct rs_loop {
     uint32_t nstreams; /* sockets open: accepted and outbound */
     uint32_t max_conns;
     uint32_t fd_cap;           /* the backend's own limit on accepted sockets (0: none) */
+    struct rs_group *group;    /* NULL: a loop on its own */
+    atomic_uint load;          /* connections here, plus those handed over to come */
     struct rs_stream *streams; /* all live streams (for drain, idle scan) */
     struct rs_stream *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
     uint32_t nstarved;
@@ -51,7 +66,9 @@ struct rs_loop {
     uint32_t ntimers, timers_cap;
     struct rs_timer idle_timer, drain_timer;
     uint32_t nretry; /* streams with a refused cancel/shutdown/close */
-    uint64_t now_ms; /* refreshed once per loop turn */
+    uint64_t now_ms; /* refreshed once per loop turn, and after its wait */
+    bool now_stale;  /* the backend is waiting or dispatching: rs_loop_now reads the clock
+                      */
     volatile sig_atomic_t stop_requested;
     bool draining;
     bool drain_aborted; /* the drain deadline passed: everything was aborted */
@@ -70,8 +87,9 @@ int rs_loop_run(struct rs_loop *loop);
  * per loop turn; public for tests that drive the core by hand). */
 void rs_loop_feed_starved(struct rs_loop *loop);
 
-/* For stream.c: a stream was freed (a paused listener may accept again). */
-void rs_loop_stream_closed(struct rs_loop *loop);
+/* For stream.c: a stream was freed (a paused listener may accept again);
+ * accepted: it came from the listener (counted against --max-conns). */
+void rs_loop_stream_closed(struct rs_loop *loop, bool accepted);
 
 /* How long a loop with refused operations to retry (rs_loop_retry) may
  * sleep: a queue that was full drains on the next run(); a backend out of
@@ -90,5 +108,19 @@ void rs_loop_wake(struct rs_loop *loop);
 void rs_loop_request_stop(struct rs_loop *loop);
 
 uint64_t rs_now_ms(void);
+
+/* The time to stamp activity with during dispatch. Completions are delivered
+ * after the backend's wait, which can last up to the next timer (the idle
+ * scan's second): a stamp taken before it made a stream that had just
+ * received data look idle for that long, and the idle scan closed it (seen
+ * on Linux 6.1 under qemu, tools/kernels). One clock read per turn. */
+static inline uint64_t rs_loop_now(struct rs_loop *loop)
+{
+    if (loop->now_stale) {
+        loop->now_ms = rs_now_ms();
+        loop->now_stale = false;
+    }
+    return loop->now_ms;
+}
 
 #endif

@@ -265,7 +265,7 @@ static struct rs_stream *stream_new(struct rs_loop *loop, int fd, bool direct,
     s->direct = direct;
     s->reading = true;
     s->lowat = loop->cfg->max_pending / 2;
-    s->last_active_ms = loop->now_ms;
+    s->last_active_ms = rs_loop_now(loop);
     rs_op_init(&s->recv_op, RS_OP_RECV, fd, on_recv, s);
     rs_op_init(&s->send_op, RS_OP_SEND, fd, on_send, s);
     rs_op_init(&s->ctl_op, RS_OP_CLOSE, fd, on_ctl, s);
@@ -540,7 +540,8 @@ static void free_stream(struct rs_stream *s)
     if (s->next)
         s->next->prev = s->prev;
     loop->nstreams--;
-    if (!s->outbound)
+    bool accepted = !s->outbound;
+    if (accepted)
         loop->stats.closed++; /* accepted ones: closed = accepted + rejected */
     s->state = RS_STREAM_CLOSED;
     if (s->cbs && s->cbs->on_close)
@@ -553,7 +554,7 @@ static void free_stream(struct rs_stream *s)
         free(s->sendv);
         free(s);
     }
-    rs_loop_stream_closed(loop);
+    rs_loop_stream_closed(loop, accepted);
 }
 
 /* Submit the shutdown or close op. A refusal is not a programming error:
@@ -657,6 +658,7 @@ static void on_ctl(struct rs_loop *loop, struct rs_op *op,
 {
     struct rs_stream *s = op->data;
     (void)loop;
+    (void)comp; /* only asserted: unused with NDEBUG */
     /* A failed shutdown still ends in close; close cannot be retried. */
     assert(!(comp->flags & RS_CF_MORE));
     assert(s->inflight > 0);
@@ -694,7 +696,7 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
     if (res > 0) {
         assert(comp->flags & RS_CF_BUFFER);
         loop->stats.recvs++;
-        s->last_active_ms = loop->now_ms;
+        s->last_active_ms = rs_loop_now(loop);
         if (s->state == RS_STREAM_OPEN) {
             loop->stats.bytes_in += (uint64_t)res;
             const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid);
@@ -740,7 +742,7 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
     assert((uint32_t)res <= op->len && (uint64_t)res <= s->pending);
     uint64_t before = s->pending;
     loop->stats.bytes_out += (uint64_t)res;
-    s->last_active_ms = loop->now_ms;
+    s->last_active_ms = rs_loop_now(loop);
     s->pending -= (uint64_t)res;
     /* The send covered the head chunk, or several from the head on. */
     for (uint32_t left = (uint32_t)res; left > 0;) {
@@ -801,7 +803,7 @@ static void connect_done(struct rs_stream *s, int res)
         return;
     }
     s->state = RS_STREAM_OPEN;
-    s->last_active_ms = loop->now_ms;
+    s->last_active_ms = rs_loop_now(loop);
     if (s->cbs->on_connect)
         s->cbs->on_connect(s, 0);
     arm_recv(s);

@@ -82,13 +82,21 @@ static void record_fn(struct rs_loop *loop, struct rs_op *op,
     fx->ev[fx->nev++] = (struct record){.op = op, .c = *c};
 }
 
-/* Run the loop until `n` completions were recorded (bounded). */
-static void run_until(struct fixture *fx, int n)
+/* Run the loop until `n` completions were recorded (bounded). On a kernel
+ * that never delivers, say where and what did arrive (tools/kernels shows
+ * only the log of a test that fails inside a VM). */
+static void run_until_at(struct fixture *fx, int n, int line)
 {
     for (int i = 0; i < 2000 && fx->nev < n; i++)
         fx->loop.ops->run(&fx->loop, 10);
-    assert_true(fx->nev >= n);
+    if (fx->nev >= n)
+        return;
+    for (int i = 0; i < fx->nev; i++)
+        print_message("  completion %d: res %d flags 0x%x\n", i, fx->ev[i].c.res,
+                      fx->ev[i].c.flags);
+    fail_msg("line %d: %d completions after 20 s, expected %d", line, fx->nev, n);
 }
+#define run_until(fx, n) run_until_at((fx), (n), __LINE__)
 
 /* An op on the accepted socket, flagged with its descriptor kind. */
 static void server_op(struct fixture *fx, struct rs_op *op, uint8_t kind)
@@ -311,11 +319,15 @@ static void test_contract_enobufs_is_a_state(void **state)
     bool armed = fx->ev[0].c.flags & RS_CF_MORE;
     if (!armed) /* single-shot backend: re-arm for the next message */
         assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
-    /* The only buffer is held: the next data yields -ENOBUFS, ending the op. */
+    /* The only buffer is held: the op's next completion is -ENOBUFS, ending
+     * it. When it comes depends on the kernel: Linux 6.1 tries the next
+     * receive straight after a completion, finds the ring empty and ends the
+     * op at once, before "2" is sent (tools/kernels found it); newer kernels
+     * end it when "2" arrives. So it is ev[1] either way, never counted
+     * from whatever the first run_until happened to collect. */
     assert_int_equal(send(fx->client, "2", 1, 0), 1);
-    int n = fx->nev;
+    int n = 1;
     run_until(fx, n + 1);
-    assert_true(fx->nev > n);
     assert_int_equal(fx->ev[n].c.res, -ENOBUFS);
     assert_false(fx->ev[n].c.flags & (RS_CF_MORE | RS_CF_BUFFER));
     /* Give the buffer back and re-arm: the data is still there. */
@@ -596,7 +608,6 @@ static void close_file(struct fixture *fx, int fd)
 {
     struct rs_op op;
     rs_op_init(&op, RS_OP_CLOSE, fd, record_fn, fx);
-    op.flags = RS_OPF_PLAIN_FD;
     int before = fx->nev;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
     run_until(fx, before + 1);
