@@ -32,6 +32,9 @@
  *    peer it must): such a connection gets plain sends from then on;
  *  - sqpoll (opt-in): a kernel thread polls the SQ, submission costs no
  *    syscall while it is awake.
+ * With fixed-files and several loops, loop 0 accepts for all and passes
+ * each direct descriptor to the loop with the most room (--accept=handoff,
+ * IORING_OP_MSG_RING; see handoff.c): N tables, filled evenly.
  * Without buf-ring (e.g. --uring-features=none) the pool is handed over
  * with the older IORING_OP_PROVIDE_BUFFERS: the kernel still picks buffers
  * as data arrives, but each returned buffer costs an SQE of its own.
@@ -66,6 +69,7 @@
 
 #include "backend.h"
 #include "features.h"
+#include "handoff.h"
 #include "log.h"
 #include "loop.h"
 #include "probe.h"
@@ -98,7 +102,15 @@
  * another architecture could break that, so ur_init() checks it once on
  * the memory ops live in (check_user_pointers) and refuses to start with
  * a clear message; the assert in ud_of() only guards that check. */
-enum { TAG_OP = 0, TAG_IGNORE = 1, TAG_WAKE = 2, TAG_ZC = 3, TAG_PROVIDE = 4 };
+enum {
+    TAG_OP = 0,
+    TAG_IGNORE = 1,
+    TAG_WAKE = 2,
+    TAG_ZC = 3,
+    TAG_PROVIDE = 4,
+    TAG_INBOX = 5,     /* a connection another loop handed us (handoff.c) */
+    TAG_INBOX_END = 6, /* the inbox op's cancel, completed from run() */
+};
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
 
 /* rs_op.bk_flags while the op belongs to this backend */
@@ -156,7 +168,8 @@ struct ur_state {
      * that number, so a notification that outlives its connection cannot
      * judge the next one. */
     uint8_t *zc_fd;
-    uint32_t zc_fd_cap; /* descriptors zc_fd covers */
+    uint32_t zc_fd_cap;  /* descriptors zc_fd covers */
+    struct rs_op *inbox; /* RS_FD_INBOX accept: where handed connections go */
 };
 
 static struct ur_state *state(struct rs_loop *loop)
@@ -315,6 +328,14 @@ static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return -EBUSY;
+    if (op->flags & RS_OPF_MSG) {
+        /* Several queued chunks in one SQE (the kernel copies the msghdr
+         * when it prepares the request; ours stays valid anyway). */
+        io_uring_prep_sendmsg(sqe, op->fd, (const struct msghdr *)op->buf, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
+        set_fd(op, sqe);
+        return 0;
+    }
     bool zc = st->zc_enabled && op->len >= loop->cfg->zc_threshold &&
               prep_send_zc(loop, st, op, sqe);
     if (!zc) {
@@ -323,6 +344,18 @@ static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op
     }
     set_fd(op, sqe);
     return 0;
+}
+
+/* Close a direct descriptor nobody else will: a connection handed on, or
+ * one handed to us after the inbox closed. */
+static void close_slot(struct ur_state *st, int slot)
+{
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return;
+    zc_fd_closed(st, slot);
+    io_uring_prep_close_direct(sqe, (unsigned)slot);
+    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
 }
 
 /* File ops: plain descriptors, never IOSQE_FIXED_FILE. */
@@ -384,6 +417,13 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     op->bk_flags = 0;
     if (op->kind == RS_OP_SEND)
         return prep_send(loop, st, op);
+    if (op->kind == RS_OP_ACCEPT && op->fd == RS_FD_INBOX) {
+        /* Nothing to submit: the other loops' MSG_RINGs post to our CQ. */
+        if (!(loop->caps & RS_CAP_HANDOFF) || st->inbox)
+            return -EINVAL;
+        st->inbox = op;
+        return 0;
+    }
     if (rs_op_is_file(op) && !(loop->caps & RS_CAP_FILE_NATIVE))
         return -EOPNOTSUPP; /* a kernel older than 5.6 */
     struct io_uring_sqe *sqe = get_sqe(st);
@@ -429,6 +469,14 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
                               (socklen_t)op->len);
         set_fd(op, sqe);
         break;
+    case RS_OP_HANDOFF: {
+        const struct rs_loop *to = op->buf;
+        if (!(loop->caps & RS_CAP_HANDOFF) || to->ops != loop->ops || to == loop)
+            return -EINVAL;
+        rs_prep_msg_send_fd(sqe, state((struct rs_loop *)to)->ring.ring_fd,
+                            (unsigned)op->fd, (uint64_t)TAG_INBOX << 56);
+        break;
+    }
     case RS_OP_CLOSE:
         if (zc_kind_ok(st, op))
             zc_fd_closed(st, op->fd);
@@ -462,6 +510,12 @@ static int ur_cancel(struct rs_loop *loop, struct rs_op *op)
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return -EBUSY;
+    if (op == st->inbox) {
+        /* Its -ECANCELED comes from run(), through a NOP's CQE. */
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, (uint64_t)TAG_INBOX_END << 56);
+        return 0;
+    }
     uint64_t target = ud_of(op, TAG_OP);
     if (op->bk_flags & BKF_ZC)
         target = (uint64_t)(uintptr_t)op->bk_ptr | (uint64_t)TAG_ZC << 56;
@@ -624,6 +678,21 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
         on_zc_cqe(loop, st, (struct zc_rec *)(uintptr_t)(ud & UD_PTR_MASK), cqe);
         return;
     }
+    if (tag == TAG_INBOX) {
+        if (st->inbox)
+            rs_op_complete(loop, st->inbox, cqe->res,
+                           RS_CF_MORE | (cqe->res >= 0 ? RS_CF_DIRECT : 0), 0);
+        else if (cqe->res >= 0)
+            close_slot(st, cqe->res); /* arrived after we stopped taking them */
+        return;
+    }
+    if (tag == TAG_INBOX_END) {
+        struct rs_op *op = st->inbox;
+        st->inbox = NULL;
+        if (op)
+            rs_op_complete(loop, op, -ECANCELED, 0, 0);
+        return;
+    }
     struct rs_op *op = (struct rs_op *)(uintptr_t)(ud & UD_PTR_MASK);
     if ((uint8_t)(ud >> 48) != op->bk_gen) {
         rs_log_error("dropping a stale completion (res %d)", cqe->res);
@@ -632,6 +701,8 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
             buf_return(loop, st, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
         return;
     }
+    if (op->kind == RS_OP_HANDOFF && cqe->res >= 0)
+        close_slot(st, op->fd); /* the other ring has its own reference now */
     on_op_cqe(loop, st, op, cqe);
 }
 
@@ -926,7 +997,10 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
             st->features &= ~(uint32_t)UF_RING_FD; /* an optimisation only */
     }
     if (st->features & UF_FIXED_FILES) {
-        unsigned n = nofile_at_most(65536);
+        /* As large as the kernel allows: RLIMIT_NOFILE per ring (at most
+         * IORING_MAX_FIXED_FILES, 1 << 20). It costs the kernel a pointer
+         * per slot, nothing in our RSS. */
+        unsigned n = nofile_at_most(1u << 20);
         rc = io_uring_register_files_sparse(&st->ring, n);
         if (rc < 0) {
             snprintf(err, errlen, "io_uring_register_files_sparse(%u): %s", n,
@@ -936,6 +1010,11 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
         st->fixed = true;
         loop->caps |= RS_CAP_DIRECT_FD;
         loop->fd_cap = n;
+        /* Several loops: loop 0 may accept for all (--accept). Tried
+         * only where it could matter. */
+        if (loop->cfg->threads != 1 && loop->cfg->accept_mode != RS_ACCEPT_REUSEPORT &&
+            rs_uring_msg_ring_fd_works())
+            loop->caps |= RS_CAP_HANDOFF;
     }
     /* The kernel takes provided buffers first in, first out (ring or
      * list), so under load every buffer of the pool is touched in turn:

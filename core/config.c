@@ -65,17 +65,26 @@ void rs_config_usage(FILE *out)
         "                              in the loop, blocking it (to see the cost)\n"
         "  --fs-threads=N              epoll: file IO worker threads per loop, 1 to 64\n"
         "                              (default 4); io_uring does file IO natively\n"
-        "\n"
+        "\n",
+        out);
+    /* Two strings: ISO C promises only 4,095 characters in one. */
+    fputs(
         "Server:\n"
         "  --listen=HOST:PORT          address to listen on (default 127.0.0.1:7080;\n"
         "                              [::1]:PORT for IPv6; port 0 picks one)\n"
-        "  --protocol=echo|discard|chargen|proxy  what to serve (default echo)\n"
+        "  --protocol=echo|discard|chargen|proxy|http  what to serve (default echo)\n"
+        "  --root=DIR                  --protocol=http: the directory served\n"
         "  --upstream=HOST:PORT[,HOST:PORT...]  proxy: where to connect, round\n"
         "                              robin; a failed upstream is skipped for 2 s\n"
         "  --connect-timeout=MS        proxy: give up connecting after this long\n"
         "                              (default 3000; 0 = the kernel's own)\n"
-        "  --threads=N                 event loops, one SO_REUSEPORT listener each\n"
-        "                              (default 1; 0 = one per online CPU)\n"
+        "  --threads=N                 event loops (default 1; 0 = one per online\n"
+        "                              CPU); how connections reach them: --accept\n"
+        "  --accept=auto|handoff|reuseport  with several loops: each loop its own\n"
+        "                              SO_REUSEPORT listener, or loop 0 accepts and\n"
+        "                              hands each connection to the loop with the most\n"
+        "                              room (io_uring fixed-files, IORING_OP_MSG_RING);\n"
+        "                              auto: handoff where possible (default)\n"
         "  --pin                       pin loop i to CPU i\n"
         "  --sched=normal|batch        scheduling policy of the loop threads; batch\n"
         "                              (SCHED_BATCH) lets a woken loop wait for the\n"
@@ -83,8 +92,10 @@ void rs_config_usage(FILE *out)
         "                              wakes to bigger batches (default normal)\n"
         "  --max-pending=BYTES         queued output per connection before reading\n"
         "                              pauses (default 1M)\n"
-        "  --max-conns=N               connections per server (default: from\n"
-        "                              RLIMIT_NOFILE)\n"
+        "  --max-conns=N|max           connections per server; more are closed at\n"
+        "                              once (default and max: what the backend can\n"
+        "                              hold, stated at start-up as conn-limit; epoll\n"
+        "                              keeps 64 descriptors back by default)\n"
         "  --idle-timeout=SECONDS      close connections idle this long (default off)\n"
         "  --drain-timeout=MS          on SIGINT/SIGTERM, time to finish in-flight\n"
         "                              output before closing (default 2000)\n"
@@ -255,6 +266,7 @@ enum {
     OPT_STATS_INTERVAL,
     OPT_STATS_FORMAT,
     OPT_FS,
+    OPT_ACCEPT,
     OPT_FS_THREADS,
     OPT_ROOT,
     OPT_UPSTREAM,
@@ -275,6 +287,7 @@ static const struct option long_opts[] = {
     {"zc-on-copy", required_argument, NULL, OPT_ZC_ON_COPY},
     {"sched", required_argument, NULL, OPT_SCHED},
     {"fs", required_argument, NULL, OPT_FS},
+    {"accept", required_argument, NULL, OPT_ACCEPT},
     {"fs-threads", required_argument, NULL, OPT_FS_THREADS},
     {"root", required_argument, NULL, OPT_ROOT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
@@ -356,6 +369,16 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return parse_pair("--zc-on-copy", arg, "plain", "keep", &cfg->zc_keep_copied);
     case OPT_SCHED:
         return parse_pair("--sched", arg, "normal", "batch", &cfg->sched_batch);
+    case OPT_ACCEPT:
+        if (strcmp(arg, "auto") == 0)
+            cfg->accept_mode = RS_ACCEPT_AUTO;
+        else if (strcmp(arg, "handoff") == 0)
+            cfg->accept_mode = RS_ACCEPT_HANDOFF;
+        else if (strcmp(arg, "reuseport") == 0)
+            cfg->accept_mode = RS_ACCEPT_REUSEPORT;
+        else
+            return bad("--accept", arg, "one of auto, handoff, reuseport");
+        return 0;
     case OPT_FS:
         return parse_pair("--fs", arg, "pool", "inline", &cfg->fs_inline);
     case OPT_FS_THREADS:
@@ -372,7 +395,11 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_RING_ENTRIES:
         return parse_pow2("--ring-entries", arg, &cfg->ring_entries);
     case OPT_MAX_CONNS:
-        return parse_u32("--max-conns", arg, 1, 100000000, "a number >= 1",
+        if (strcmp(arg, "max") == 0) {
+            cfg->max_conns = RS_MAX_CONNS_LIMIT;
+            return 0;
+        }
+        return parse_u32("--max-conns", arg, 1, 100000000, "a number >= 1, or max",
                          &cfg->max_conns);
     case OPT_IDLE_TIMEOUT:
         return parse_u32("--idle-timeout", arg, 0, 86400 * 365, "seconds (0 = off)",
@@ -391,7 +418,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return 0;
     case OPT_PROTOCOL:
         if (!rs_protocol_find(arg))
-            return bad("--protocol", arg, "one of echo, discard, chargen, proxy");
+            return bad("--protocol", arg, "one of echo, discard, chargen, proxy, http");
         cfg->protocol = arg;
         return 0;
     case OPT_UPSTREAM: {
@@ -465,6 +492,13 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
     if (proxy != (cfg->nupstreams > 0)) {
         fprintf(stderr, proxy ? "ringserve: --protocol=proxy needs --upstream=HOST:PORT\n"
                               : "ringserve: --upstream is for --protocol=proxy\n");
+        fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+        return 2;
+    }
+    bool http = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "http") == 0;
+    if (http != (cfg->root != NULL)) {
+        fprintf(stderr, http ? "ringserve: --protocol=http needs --root=DIR\n"
+                             : "ringserve: --root is for --protocol=http\n");
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
         return 2;
     }

@@ -13,6 +13,9 @@ struct rs_protocol;
 enum rs_backend_choice { RS_BACKEND_AUTO, RS_BACKEND_URING, RS_BACKEND_EPOLL };
 enum rs_epoll_mode { RS_EPOLL_ET, RS_EPOLL_LT };
 
+/* --max-conns=max */
+#define RS_MAX_CONNS_LIMIT UINT32_MAX
+
 /* --protocol=proxy: where to connect. */
 #define RS_MAX_UPSTREAMS 64
 struct rs_upstream {
@@ -33,10 +36,15 @@ struct rs_config {
     bool zc_keep_copied;        /* keep send_zc where the kernel reports copying */
     uint32_t sqpoll_idle_ms;
     uint32_t ring_entries;   /* io_uring SQ entries (CQ: 8x with features) */
-    uint32_t max_conns;      /* 0: derived from RLIMIT_NOFILE */
+    uint32_t max_conns;      /* 0: derived from RLIMIT_NOFILE; RS_MAX_CONNS_LIMIT:
+                                as many as the backend can hold */
     uint32_t idle_timeout_s; /* 0: off */
     uint32_t drain_timeout_ms;
     uint32_t threads; /* 0: one per online CPU */
+    /* How connections reach the loops: each its own SO_REUSEPORT listener
+     * (the kernel hashes), or loop 0 accepting for all and handing over
+     * (RS_CAP_HANDOFF); auto: handoff where every loop can. */
+    enum { RS_ACCEPT_AUTO, RS_ACCEPT_HANDOFF, RS_ACCEPT_REUSEPORT } accept_mode;
     bool pin;
     bool sched_batch; /* loop threads run SCHED_BATCH: no wake-up preemption */
     bool nodelay;

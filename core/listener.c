@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -78,10 +79,54 @@ int rs_socket_port(int fd)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
-/* --max-conns reached. */
+/* Slots of a direct-descriptor table kept free of held connections: a
+ * connection over a limit must still be accepted somewhere to be closed
+ * cleanly (and counted), and with handoff, connections on their way to
+ * another loop sit in the accepting loop's table until they arrive. */
+#define REJECT_RESERVE 16
+
+uint32_t rs_listener_room(const struct rs_loop *loop)
+{
+    if (!loop->fd_cap)
+        return UINT32_MAX;
+    return loop->fd_cap > 2 * REJECT_RESERVE ? loop->fd_cap - REJECT_RESERVE
+                                             : loop->fd_cap / 2;
+}
+
+/* Connections are counted per loop (load) and per server (group->conns)
+ * from the moment a loop takes responsibility for them (accepted here, or
+ * a handoff to here begun) until they are freed. */
+static void count_conn(struct rs_loop *loop)
+{
+    atomic_fetch_add(&loop->load, 1);
+    if (loop->group)
+        atomic_fetch_add(&loop->group->conns, 1);
+}
+
+static void uncount(atomic_uint *a)
+{
+    unsigned v = atomic_load(a);
+    /* Never below zero: streams opened by hand (unit tests, outbound
+     * connections) were not counted. */
+    while (v > 0 && !atomic_compare_exchange_weak(a, &v, v - 1))
+        ;
+}
+
+/* --max-conns reached (for the whole server). */
 static bool at_capacity(const struct rs_loop *loop)
 {
+    if (loop->group)
+        return atomic_load(&loop->group->conns) >= loop->group->max_conns;
     return loop->nstreams >= loop->max_conns;
+}
+
+/* The connection just counted is one too many: over --max-conns, or over
+ * this loop's share of its table. */
+static bool over_limit(const struct rs_loop *loop)
+{
+    if (loop->group && atomic_load(&loop->group->conns) > loop->group->max_conns)
+        return true;
+    return atomic_load(&loop->load) > rs_listener_room(loop);
 }
 
 /* The backend's own limit on accepted sockets (io_uring's direct-descriptor
@@ -91,9 +136,16 @@ static bool at_capacity(const struct rs_loop *loop)
  * and stop at it until a connection closes. */
 #define FD_MARGIN 32
 
+/* Slots of the table in use: streams, and connections on their way out. */
+static uint32_t fd_used(const struct rs_loop *loop)
+{
+    const struct rs_listener *l = loop->listener;
+    return loop->nstreams + (l ? l->handoffs : 0);
+}
+
 static bool fd_full(const struct rs_loop *loop)
 {
-    return loop->fd_cap && loop->nstreams >= loop->fd_cap;
+    return loop->fd_cap && fd_used(loop) >= loop->fd_cap;
 }
 
 /* A multishot accept drains the whole backlog in one go, so it can only be
@@ -104,7 +156,7 @@ static bool fd_full(const struct rs_loop *loop)
 static bool fd_near(const struct rs_loop *loop)
 {
     return loop->fd_cap &&
-           (loop->fd_cap <= 32 * FD_MARGIN || loop->nstreams + FD_MARGIN >= loop->fd_cap);
+           (loop->fd_cap <= 32 * FD_MARGIN || fd_used(loop) + FD_MARGIN >= loop->fd_cap);
 }
 
 /* Ask the armed accept to end (it still completes, with -ECANCELED). A
@@ -201,9 +253,9 @@ static void pause_accepting(struct rs_listener *l, uint64_t delay_ms)
 
 static void arm(struct rs_listener *l)
 {
-    if (l->armed || l->stopped || l->fd < 0)
+    if (l->armed || l->stopped || (l->fd < 0 && !l->inbox))
         return;
-    l->op.flags = fd_near(l->loop) ? 0 : RS_OPF_MULTISHOT;
+    l->op.flags = (l->inbox || !fd_near(l->loop)) ? RS_OPF_MULTISHOT : 0;
     int rc = l->loop->ops->submit(l->loop, &l->op);
     if (rc < 0) {
         /* Retry later rather than give up accepting for good. */
@@ -215,19 +267,122 @@ static void arm(struct rs_listener *l)
     rs_timer_stop(l->loop, &l->backoff);
 }
 
-/* After a connection was taken: stop at a limit, or slow down near one. */
+/* After a connection was taken: stop at the table's end, or slow down near
+ * it. At --max-conns the listener keeps accepting, and closes each new
+ * connection at once (counted in `rejected`): a client learns at once that
+ * the server is full, instead of waiting in the backlog. */
 static void limit_accepting(struct rs_listener *l)
 {
     struct rs_loop *loop = l->loop;
-    if (at_capacity(loop)) {
-        pause_accepting(l, RETRY_ON_CLOSE);
-    } else if (fd_full(loop)) {
+    if (fd_full(loop)) {
         loop->stats.accept_pauses++;
         pause_accepting(l, RETRY_ON_CLOSE);
     } else if (fd_near(loop)) {
         /* Multishot could overshoot the table: one at a time now. */
         cancel_accept(l);
     }
+}
+
+/* Take connection fd on l's loop (counted there already). Without memory
+ * for the connection, it is closed and counted (accept_dropped), and
+ * accepting backs off as for EMFILE. */
+static void open_conn(struct rs_listener *l, int fd, bool direct, bool reject)
+{
+    struct rs_loop *loop = l->loop;
+    if (rs_stream_accept(loop, fd, direct, reject))
+        return;
+    uncount(&loop->load);
+    if (loop->group)
+        uncount(&loop->group->conns);
+    drop_accepted(l, fd, direct);
+    if (!l->stopped && !l->inbox)
+        pause_accepting(l, ACCEPT_BACKOFF_MS);
+}
+
+/* A connection handed to another loop. */
+struct handoff {
+    struct rs_op op;
+    struct rs_listener *l;
+    struct rs_loop *target;
+};
+
+/* The loop with the most room (this one included), or NULL when every
+ * table is full. Only the accepting loop adds to a load, so a room seen
+ * here cannot be taken by someone else meanwhile. Connections on their way
+ * to another loop count there; their slots here come out of the reserve
+ * (and fd_full() pauses accepting if they use it all). */
+static struct rs_loop *pick_loop(struct rs_loop *loop)
+{
+    const struct rs_group *g = loop->group;
+    struct rs_loop *best = NULL;
+    uint32_t best_free = 0;
+    for (unsigned i = 0; i < g->n; i++) {
+        struct rs_loop *t = g->loops[i];
+        uint32_t load = atomic_load(&t->load);
+        uint32_t room = rs_listener_room(t);
+        if (load >= room || t->draining)
+            continue;
+        if (!best || room - load > best_free) {
+            best = t;
+            best_free = room - load;
+        }
+    }
+    return best;
+}
+
+static void on_handoff(struct rs_loop *loop, struct rs_op *op,
+                       const struct rs_completion *c)
+{
+    struct handoff *h = op->data;
+    struct rs_listener *l = h->l;
+    assert(l->handoffs > 0);
+    l->handoffs--;
+    if (c->res >= 0) {
+        loop->stats.handoffs++;
+    } else {
+        /* The other loop could not take it (stopped, or its table full
+         * after all): it is still ours, to keep if there is room. */
+        rs_log_debug("loop %d: handoff to loop %d: %s", loop->index, h->target->index,
+                     strerror(-c->res));
+        uncount(&h->target->load);
+        atomic_fetch_add(&loop->load, 1);
+        open_conn(l, op->fd, true, l->stopped || over_limit(loop));
+    }
+    free(h);
+    rs_listener_conn_closed(loop); /* its slot here is free again */
+    close_if_done(l);
+}
+
+/* The accepting loop of a handoff group: keep the connection, or pass it
+ * to the loop with the most room. Over --max-conns, or with every table
+ * full, it is rejected here (closed at once and counted). */
+static void dispatch(struct rs_listener *l, int fd, bool direct)
+{
+    struct rs_loop *loop = l->loop;
+    struct rs_loop *t = (l->stopped || at_capacity(loop)) ? NULL : pick_loop(loop);
+    if (!t || t == loop || !direct) {
+        count_conn(loop);
+        open_conn(l, fd, direct, !t || over_limit(loop));
+        return;
+    }
+    struct handoff *h = malloc(sizeof(*h));
+    if (h) {
+        *h = (struct handoff){.l = l, .target = t};
+        rs_op_init(&h->op, RS_OP_HANDOFF, fd, on_handoff, h);
+        h->op.flags = RS_OPF_DIRECT;
+        h->op.buf = t;
+        atomic_fetch_add(&t->load, 1);
+        atomic_fetch_add(&loop->group->conns, 1);
+        if (loop->ops->submit(loop, &h->op) == 0) {
+            l->handoffs++;
+            return;
+        }
+        uncount(&t->load);
+        uncount(&loop->group->conns);
+        free(h);
+    }
+    count_conn(loop);
+    open_conn(l, fd, direct, over_limit(loop));
 }
 
 static void on_accept(struct rs_loop *loop, struct rs_op *op,
@@ -239,18 +394,22 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
         l->cancel_wanted = false;
         l->cancelling = false;
     }
-    if (c->res >= 0) {
-        /* Accepted while draining or over the cap (a multishot accept can
-         * deliver a few more before its cancel lands): close at once. */
-        bool reject = l->stopped || at_capacity(loop);
-        bool direct = c->flags & RS_CF_DIRECT;
-        if (!rs_stream_accept(loop, c->res, direct, reject)) {
-            drop_accepted(l, c->res, direct);
-            if (!l->stopped)
-                pause_accepting(l, ACCEPT_BACKOFF_MS);
-        } else if (!l->stopped) {
-            limit_accepting(l);
+    bool direct = c->flags & RS_CF_DIRECT;
+    if (c->res >= 0 && l->inbox) {
+        /* Handed over by the accepting loop, which counted it here. */
+        open_conn(l, c->res, direct, l->stopped);
+    } else if (c->res >= 0) {
+        if (loop->group && loop->group->handoff) {
+            dispatch(l, c->res, direct);
+        } else {
+            /* Over the cap, or accepted while draining (a multishot
+             * accept can deliver a few more before its cancel lands):
+             * close at once. */
+            count_conn(loop);
+            open_conn(l, c->res, direct, l->stopped || over_limit(loop));
         }
+        if (!l->stopped && !l->paused)
+            limit_accepting(l);
     } else if (c->res == -EMFILE || c->res == -ENFILE || c->res == -ENOMEM ||
                c->res == -ENOBUFS) {
         /* Out of descriptors: never exit, never spin. The level-triggered
@@ -268,7 +427,6 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
         arm(l);
     close_if_done(l);
 }
-
 int rs_listener_start(struct rs_loop *loop, int fd)
 {
     struct rs_listener *l = calloc(1, sizeof(*l));
@@ -276,6 +434,7 @@ int rs_listener_start(struct rs_loop *loop, int fd)
         return -ENOMEM;
     l->loop = loop;
     l->fd = fd;
+    l->inbox = fd == RS_FD_INBOX;
     rs_op_init(&l->op, RS_OP_ACCEPT, fd, on_accept, l);
     loop->listener = l;
     arm(l);
@@ -314,9 +473,19 @@ static void backoff_over(struct rs_loop *loop, struct rs_timer *t)
     struct rs_listener *l = t->data;
     if (!l->paused || l->stopped || l->armed)
         return;
-    if (at_capacity(loop) || fd_full(loop))
+    if (fd_full(loop))
         return;
     arm(l);
+}
+
+void rs_listener_stream_freed(struct rs_loop *loop, bool accepted)
+{
+    if (accepted) {
+        uncount(&loop->load);
+        if (loop->group)
+            uncount(&loop->group->conns);
+    }
+    rs_listener_conn_closed(loop);
 }
 
 void rs_listener_conn_closed(struct rs_loop *loop)
@@ -329,7 +498,8 @@ void rs_listener_conn_closed(struct rs_loop *loop)
 bool rs_listener_idle(const struct rs_loop *loop)
 {
     const struct rs_listener *l = loop->listener;
-    return !l || (!l->armed && l->fd < 0 && !l->close_busy && l->norphans == 0);
+    return !l || (!l->armed && l->fd < 0 && !l->close_busy && l->norphans == 0 &&
+                  l->handoffs == 0);
 }
 
 void rs_listener_abandon(struct rs_loop *loop)

@@ -26,6 +26,8 @@ struct rs_listener {
     bool stopped;            /* draining: never accept again */
     bool retry;              /* the backend refused a cancel or close: retry */
     struct rs_timer backoff; /* paused: accept again when it fires */
+    bool inbox;              /* no socket: takes connections other loops hand over */
+    uint32_t handoffs;       /* handed to other loops, not yet there */
     /* Direct descriptors accepted when no connection could be allocated:
      * only an op can close them, one at a time through close_op. */
     struct rs_op close_op;
@@ -42,15 +44,22 @@ int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reusepo
 /* The port a socket is bound to, or -errno. */
 int rs_socket_port(int fd);
 
+/* Start accepting on fd, or with fd RS_FD_INBOX (RS_CAP_HANDOFF) take the
+ * connections the group's accepting loop hands over. */
 int rs_listener_start(struct rs_loop *loop, int fd);
+/* Connections a loop may hold: its backend's table (fd_cap) less a reserve
+ * for rejecting and handing over; UINT32_MAX without such a table. */
+uint32_t rs_listener_room(const struct rs_loop *loop);
 /* Stop accepting for good (drain). */
 void rs_listener_stop(struct rs_loop *loop);
 /* Once per loop turn: issue again a cancel or close the backend refused.
  * True while something is still waiting for a retry (the loop then
  * sleeps at most RS_RETRY_MS). */
 bool rs_listener_retry(struct rs_loop *loop);
-/* A stream was freed: a paused accept may retry now. */
+/* A descriptor is free again: a paused accept may retry now. */
 void rs_listener_conn_closed(struct rs_loop *loop);
+/* A stream was freed; accepted: one the listener counted. */
+void rs_listener_stream_freed(struct rs_loop *loop, bool accepted);
 /* True when the listener has no op in flight and its socket is closed. */
 bool rs_listener_idle(const struct rs_loop *loop);
 /* The backend failed: forget the ops in flight (nothing will complete). */

@@ -8,6 +8,7 @@
 #define RINGSERVE_LOOP_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -21,6 +22,18 @@ struct rs_stream;
 struct rs_chunk;
 struct rs_listener;
 struct rs_protocol;
+
+/* The loops of one server. --max-conns counts connections in all of them,
+ * and with handoff (RS_CAP_HANDOFF, io_uring direct descriptors) only loop
+ * 0 accepts: it hands each connection to the loop with the most room, so
+ * no loop's descriptor table overflows while another has room. */
+struct rs_group {
+    struct rs_loop **loops;
+    unsigned n;
+    uint32_t max_conns; /* for the whole server */
+    atomic_uint conns;  /* held by all loops, including those in transit */
+    bool handoff;       /* loop 0 accepts for everyone */
+};
 
 struct rs_loop {
     const struct rs_backend_ops *ops;
@@ -41,6 +54,8 @@ struct rs_loop {
     uint32_t nstreams; /* sockets open: accepted and outbound */
     uint32_t max_conns;
     uint32_t fd_cap;           /* the backend's own limit on accepted sockets (0: none) */
+    struct rs_group *group;    /* NULL: a loop on its own */
+    atomic_uint load;          /* connections here, plus those handed over to come */
     struct rs_stream *streams; /* all live streams (for drain, idle scan) */
     struct rs_stream *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
     uint32_t nstarved;
@@ -72,8 +87,9 @@ int rs_loop_run(struct rs_loop *loop);
  * per loop turn; public for tests that drive the core by hand). */
 void rs_loop_feed_starved(struct rs_loop *loop);
 
-/* For stream.c: a stream was freed (a paused listener may accept again). */
-void rs_loop_stream_closed(struct rs_loop *loop);
+/* For stream.c: a stream was freed (a paused listener may accept again);
+ * accepted: it came from the listener (counted against --max-conns). */
+void rs_loop_stream_closed(struct rs_loop *loop, bool accepted);
 
 /* How long a loop with refused operations to retry (rs_loop_retry) may
  * sleep: a queue that was full drains on the next run(); a backend out of

@@ -38,6 +38,7 @@ struct worker {
 
 static struct worker *workers;
 static unsigned nworkers;
+static struct rs_group group;
 
 /* Ready barrier: every loop reports init success or failure before the
  * start-up line is printed. */
@@ -199,8 +200,11 @@ static void *worker_main(void *arg)
         return NULL;
     }
     if (run) {
-        int rc = rs_listener_start(&w->loop, w->listen_fd);
-        if (rc == 0)
+        /* With handoff only loop 0 listens; the others take what it
+         * hands them. */
+        bool inbox = w->loop.group && w->loop.group->handoff && w->index > 0;
+        int rc = rs_listener_start(&w->loop, inbox ? RS_FD_INBOX : w->listen_fd);
+        if (rc == 0 && !inbox)
             w->listen_fd = -1; /* the listener owns it now */
         w->run_rc = rc < 0 ? rc : rs_loop_run(&w->loop);
         if (w->run_rc < 0)
@@ -226,13 +230,86 @@ static void raise_nofile(void)
     }
 }
 
-static uint32_t default_max_conns(void)
+static uint64_t nofile_soft(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
         return 1u << 20;
-    return rl.rlim_cur > FD_RESERVE * 2 ? (uint32_t)(rl.rlim_cur - FD_RESERVE)
-                                        : (uint32_t)(rl.rlim_cur / 2);
+    return rl.rlim_cur;
+}
+
+/* What this server can hold at most, why, and what it holds by default.
+ *
+ * With direct descriptors (io_uring fixed-files) a connection lives in its
+ * ring's private table, which the kernel sizes up to RLIMIT_NOFILE per
+ * ring: N loops hold N tables, less a small reserve each for rejecting and
+ * handing over. Otherwise every connection is a process descriptor, and
+ * RLIMIT_NOFILE (raised to the hard limit at start) bounds them all; the
+ * default keeps FD_RESERVE of them for listeners, rings, eventfds and logs. */
+static void conn_limits(uint32_t *limit, uint32_t *dflt, char *why, size_t whylen)
+{
+    struct rs_loop *l0 = &workers[0].loop;
+    if (l0->caps & RS_CAP_DIRECT_FD) {
+        uint64_t sum = 0;
+        for (unsigned i = 0; i < nworkers; i++)
+            sum += rs_listener_room(&workers[i].loop);
+        *limit = *dflt = sum > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)sum;
+        snprintf(why, whylen, "%u ring%s x %u direct descriptors", nworkers,
+                 nworkers == 1 ? "" : "s", rs_listener_room(l0));
+        return;
+    }
+    uint64_t n = nofile_soft();
+    *limit = n > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)n;
+    *dflt = n > FD_RESERVE * 2 ? (uint32_t)(n - FD_RESERVE) : (uint32_t)(n / 2);
+    snprintf(why, whylen, "RLIMIT_NOFILE, a descriptor per connection");
+}
+
+/* --max-conns against what the backend can hold; the group set up. 0, or
+ * 2 (usage) when --max-conns asks for more than that. */
+static int setup_group(struct rs_config *cfg)
+{
+    uint32_t limit, dflt;
+    char why[160];
+    conn_limits(&limit, &dflt, why, sizeof(why));
+    uint32_t max = cfg->max_conns;
+    if (max == RS_MAX_CONNS_LIMIT) {
+        max = limit;
+    } else if (max > limit) {
+        rs_log_error("--max-conns=%u is more than this server can hold: %u (%s)%s", max,
+                     limit, why,
+                     (workers[0].loop.caps & RS_CAP_DIRECT_FD)
+                         ? "; add --threads"
+                         : "; use --backend=uring with fixed-files and --threads, or "
+                           "raise the hard limit");
+        return 2;
+    } else if (max == 0) {
+        max = dflt;
+    }
+    cfg->max_conns = max;
+    group.n = nworkers;
+    group.max_conns = max;
+    group.loops = calloc(nworkers, sizeof(*group.loops));
+    if (!group.loops) {
+        rs_log_error("out of memory");
+        return 1;
+    }
+    /* Handoff: every loop can take connections from another. */
+    bool handoff = nworkers > 1 && cfg->accept_mode != RS_ACCEPT_REUSEPORT;
+    for (unsigned i = 0; i < nworkers; i++) {
+        group.loops[i] = &workers[i].loop;
+        workers[i].loop.group = &group;
+        workers[i].loop.max_conns = max;
+        handoff = handoff && (workers[i].loop.caps & RS_CAP_HANDOFF);
+    }
+    group.handoff = handoff;
+    if (cfg->accept_mode == RS_ACCEPT_HANDOFF && !handoff && nworkers > 1) {
+        rs_log_error("--accept=handoff: the %s backend cannot pass connections between "
+                     "loops here (it needs io_uring fixed-files and IORING_OP_MSG_RING "
+                     "with IORING_MSG_SEND_FD, Linux 6.0+)",
+                     workers[0].loop.ops->name);
+        return 2;
+    }
+    return 0;
 }
 
 static const struct rs_backend_ops *choose_backend(struct rs_config *cfg, char *why,
@@ -338,11 +415,17 @@ static void print_start_line(const struct rs_config *cfg, const char *fallback_w
     char addr[300];
     if (fallback_why[0])
         rs_log_info("io_uring is unavailable (%s); using epoll", fallback_why);
-    rs_log_info("listening on %s (backend=%s, %s, protocol=%s, threads=%u, "
-                "max-pending=%llu, max-conns=%u, buffers=%ux%u%s)",
+    uint32_t limit, dflt;
+    char why[160];
+    conn_limits(&limit, &dflt, why, sizeof(why));
+    rs_log_info("listening on %s (backend=%s, %s, protocol=%s, threads=%u%s, "
+                "max-pending=%llu, max-conns=%u, conn-limit=%u [%s], buffers=%ux%u%s)",
                 host_port(cfg, cfg->listen_port, addr, sizeof(addr)), l0->ops->name, desc,
                 cfg->proto ? cfg->proto->name : cfg->protocol, nworkers,
-                (unsigned long long)cfg->max_pending, cfg->max_conns * nworkers,
+                nworkers < 2    ? ""
+                : group.handoff ? ", accept=handoff"
+                                : ", accept=reuseport",
+                (unsigned long long)cfg->max_pending, cfg->max_conns, limit, why,
                 cfg->buffers, cfg->buffer_size, cfg->sched_batch ? ", sched=batch" : "");
 }
 
@@ -361,8 +444,6 @@ int rs_server_main(struct rs_config *cfg)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         nworkers = n > 0 ? (unsigned)n : 1;
     }
-    uint32_t total = cfg->max_conns ? cfg->max_conns : default_max_conns();
-    cfg->max_conns = (total + nworkers - 1) / nworkers;
     workers = calloc(nworkers, sizeof(*workers));
     if (!workers) {
         rs_log_error("out of memory");
@@ -383,6 +464,16 @@ int rs_server_main(struct rs_config *cfg)
             if (workers[i].init_rc < 0 && status == 0) {
                 rs_log_error("%s backend: %s", ops->name, workers[i].err);
                 status = workers[i].init_rc == -EINVAL ? 2 : 1;
+            }
+        }
+        if (status == 0)
+            status = setup_group(cfg);
+        if (status == 0 && group.handoff) {
+            /* Only loop 0 listens: the others leave the SO_REUSEPORT
+             * group before anyone knows the port. */
+            for (unsigned i = 1; i < nworkers; i++) {
+                close(workers[i].listen_fd);
+                workers[i].listen_fd = -1;
             }
         }
         if (status == 0)
@@ -417,5 +508,7 @@ int rs_server_main(struct rs_config *cfg)
         rs_stats_board_fini(&workers[i].board);
     free(workers);
     workers = NULL;
+    free(group.loops);
+    group.loops = NULL;
     return status;
 }

@@ -36,6 +36,7 @@ static const struct field {
     COUNTER(bundles),
     COUNTER(zc_copied),
     COUNTER(accept_dropped),
+    COUNTER(handoffs),
     COUNTER(refused),
     COUNTER(connects),
     COUNTER(connect_failed),

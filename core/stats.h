@@ -17,7 +17,8 @@
 
 struct rs_stats {
     uint64_t accepted; /* connections accepted */
-    uint64_t rejected; /* closed at once: over --max-conns */
+    uint64_t rejected; /* closed at once: over --max-conns, or every table full */
+    uint64_t handoffs; /* accepted here and handed to another loop */
     uint64_t closed;
     uint64_t bytes_in; /* received and handed to the protocol */
     uint64_t dropped;  /* received while stopping, and dropped */

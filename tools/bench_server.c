@@ -1,6 +1,7 @@
 /* Server observation for ringbench; see bench_server.h. */
 #include "bench_server.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -58,6 +59,21 @@ long long bench_proc_rss_kib(long pid)
         }
     fclose(f);
     return kib;
+}
+
+long long bench_proc_fd_count(long pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/fd", pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    long long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
 }
 
 bool bench_perf_cmd(struct bench_perf *p, const char *cmd)

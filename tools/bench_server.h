@@ -11,6 +11,9 @@
 long long bench_proc_cpu_ticks(long pid);
 /* VmRSS in KiB; -1 if unreadable. */
 long long bench_proc_rss_kib(long pid);
+/* Process descriptors (entries of /proc/PID/fd; io_uring direct descriptors
+ * are not among them); -1 if unreadable. */
+long long bench_proc_fd_count(long pid);
 
 /* perf stat runs as a child from the start, attached to the server with its
  * counters disabled (-D -1); --control lets us enable and disable them exactly

@@ -62,7 +62,7 @@ def synthetic(d):
     for (size, conns), per in cpu.items():
         for cid, v in per.items():
             for rep, k in ((1, 1.1), (2, 1.0), (3, 0.8)):
-                stall = cid == 'ringserve-epoll-et' and conns == 500 and rep == 2
+                stall = cid == 'ringserve-epoll-et' and conns == 50 and rep == 2
                 rows.append({'kind': 'run', 'config': cid, 'label': labels[cid],
                              'size': size, 'conns': conns, 'rep': rep, 'order': 1,
                              'status': 'ok', 'n_ok': 1, 'rtt_per_s': 1e6 / v / k,

@@ -947,11 +947,9 @@ int h_preflight_with(char *const argv[], const char *const extra[], const char *
         if (r == H_EXITED &&
             ((h_exited_with(&s, 1) && strstr(err, "io_uring is unavailable")) ||
              (h_exited_with(&s, 2) && strstr(err, "this kernel does not support")) ||
-             /* a build from before the proxy (issue 12) or the HTTP
-              * server (issue 13) landed */
+             /* a build from before the HTTP server (issue 13) landed */
              (h_exited_with(&s, 2) &&
-              (strstr(err, "invalid value 'proxy' for --protocol") ||
-               strstr(err, "invalid value 'http' for --protocol"))))) {
+              strstr(err, "invalid value 'http' for --protocol")))) {
             printf("SKIP: %s", err);
             rc = 77;
         } else {

@@ -199,7 +199,7 @@ long long h_drain_to_eof(int fd, unsigned long long *total);
 /* Start the server once (with --listen=127.0.0.1:0) and stop it. Returns -1
  * when it works; 77 (skip) when io_uring is unavailable here or the kernel
  * lacks a feature the command line asks for, or when the binary predates
- * --protocol=proxy or --protocol=http; 1 (reported on stderr, with
+ * --protocol=http; 1 (reported on stderr, with
  * `prog` as prefix) when it fails to start for any other reason. */
 int h_preflight(char *const argv[], const char *prog);
 

@@ -289,6 +289,24 @@ static void check_rss(struct fx *fx, long *max_kib, const char *when)
         fail_msg("server VmRSS %ld KiB >= %ld KiB %s", rss, RSS_LIMIT_KIB, when);
 }
 
+/* Raise our descriptor limit to the hard limit; skip the test if that
+ * leaves fewer than need. */
+static void need_nofile(unsigned need)
+{
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        print_message("SKIP: RLIMIT_NOFILE is %llu, need %u\n",
+                      (unsigned long long)rl.rlim_cur, need);
+        skip();
+    }
+}
+
 /* --- clients --------------------------------------------------------------- */
 
 static int connect_blocking(struct fx *fx)
@@ -820,6 +838,51 @@ static size_t poll_clients(struct cl *c, size_t n, int timeout_ms, size_t *serve
     return events;
 }
 
+/* Every served client echoes a second message; returns how many. */
+static size_t echo_served_again(const struct cl *c, size_t n)
+{
+    size_t again = 0;
+    for (size_t i = 0; i < n; i++)
+        if (c[i].st == CL_SERVED) {
+            char m[8];
+            memcpy(m, c[i].msg, 8);
+            m[0] = 'E';
+            echo_exact(c[i].fd, m, 8);
+            again++;
+        }
+    return again;
+}
+
+/* Poll until every waiting client was served or closed. */
+static void resolve_all(struct cl *c, size_t n, size_t *served, size_t *dropped)
+{
+    int64_t last = h_now_ms();
+    while (*served + *dropped < n) {
+        if (poll_clients(c, n, 1000, served, dropped))
+            last = h_now_ms();
+        else if (h_now_ms() - last > H_TIMEOUT_MS)
+            fail_msg("%zu clients neither served nor closed after %d ms (%zu served, "
+                     "%zu closed)",
+                     n - *served - *dropped, H_TIMEOUT_MS, *served, *dropped);
+    }
+}
+
+/* A full server's clients, all resolved: the served ones echo once more,
+ * then all leave; the server's stats must count the others as rejected. */
+static void finish_full(struct fx *fx, struct cl *c, int *fds, size_t n, size_t served,
+                        size_t dropped)
+{
+    echo_served_again(c, n);
+    for (size_t i = 0; i < n; i++)
+        close_fd(&fds[i]);
+    struct fstats st;
+    stop_server(fx, &st);
+    assert_int_equal(st.accepted, served);
+    if (st.rejected != dropped)
+        fail_msg("stats: rejected=%llu, but %zu clients were closed at once", st.rejected,
+                 dropped);
+}
+
 static void send_msgs(struct cl *c, size_t n, const char *tag)
 {
     for (size_t i = 0; i < n; i++) {
@@ -833,22 +896,32 @@ static void send_msgs(struct cl *c, size_t n, const char *tag)
     }
 }
 
-/* The server runs with RLIMIT_NOFILE 64 (soft = hard) and --max-conns=1000,
- * so accept() runs out of descriptors (with io_uring fixed-files: the
- * direct table, sized from the limit, fills up) long before the cap. 150
- * clients connect and send 8 bytes each; those the server cannot accept wait
- * in the listen backlog. While they wait the server must not spin (< 0.5 s
- * of CPU in a 1.5 s window), must stay up and keep serving the clients it
- * has; stats then show accept_pauses >= 1. Then the served clients leave
- * and every waiting client is accepted and echoed in turn. */
+/* The server runs with RLIMIT_NOFILE 64 (soft = hard) and --max-conns=max
+ * (all the backend can hold: 64 process descriptors), so accept() runs out
+ * of descriptors before the cap: the listener, the epoll set or ring and
+ * the eventfd use some. 150 clients connect and send 8 bytes each; those
+ * the server cannot accept wait in the listen backlog. While they wait the
+ * server must not spin (< 0.5 s of CPU in a 1.5 s window), must stay up and
+ * keep serving the clients it has; stats then show accept_pauses >= 1.
+ * Then the served clients leave and every waiting client is accepted and
+ * echoed in turn.
+ *
+ * With io_uring fixed-files, connections take no process descriptor: the
+ * cap is the direct tables (64 slots each, less a reserve), and the server
+ * is full rather than out of descriptors. Then exactly max-conns clients
+ * are served and every other one is closed at once and counted in
+ * `rejected`; none waits, none is dropped uncounted, and the server does
+ * not spin rejecting them. */
 static void test_emfile(void **state)
 {
     struct fx *fx = *state;
     if (!nofile_exec)
         skip();
-    static const char *const extra[] = {"--max-conns=1000", NULL};
+    static const char *const extra[] = {"--max-conns=max", NULL};
     start_server(fx, extra, 64);
     enum { N = 150 };
+    unsigned long long max = 0;
+    assert_true(h_line_value(fx->listen_line, "max-conns", &max));
     struct cl *c = fx_alloc(fx, N, sizeof(*c));
     int *fds = fx_alloc(fx, N, sizeof(int));
     connect_many(fx, fds, N, N);
@@ -867,6 +940,24 @@ static void test_emfile(void **state)
     print_message("with 64 descriptors: %zu of %d clients served, %zu dropped, the rest "
                   "wait\n",
                   served, N, dropped);
+    if (fx->fixed_files) {
+        /* Full, not out of descriptors: wait until every client is
+         * resolved, then check the count. */
+        resolve_all(c, N, &served, &dropped);
+        if (served != max)
+            fail_msg("%zu clients served with max-conns=%llu", served, max);
+        long tck0 = sysconf(_SC_CLK_TCK);
+        long long a = bench_proc_cpu_ticks(fx->srv.pid);
+        h_sleep_ms(1000);
+        long long b = bench_proc_cpu_ticks(fx->srv.pid);
+        if ((double)(b - a) / (double)tck0 >= 0.5)
+            fail_msg("the full server used %.2f s of CPU in 1 s",
+                     (double)(b - a) / (double)tck0);
+        finish_full(fx, c, fds, N, served, dropped);
+        print_message("full at %llu connections: %zu closed at once and counted\n", max,
+                      dropped);
+        return;
+    }
     if (served == 0)
         fail_msg("no client was served under RLIMIT_NOFILE=64");
     if (served >= N)
@@ -891,15 +982,7 @@ static void test_emfile(void **state)
                  cpu, (double)(w1 - w0) / 1000.0);
     /* still up, and still serving the clients it has */
     assert_int_equal(kill(fx->srv.pid, 0), 0);
-    size_t again = 0;
-    for (size_t i = 0; i < N; i++)
-        if (c[i].st == CL_SERVED) {
-            char m[8];
-            memcpy(m, c[i].msg, 8);
-            m[0] = 'E';
-            echo_exact(c[i].fd, m, 8);
-            again++;
-        }
+    size_t again = echo_served_again(c, N);
 
     /* The served clients leave; each waiting one must now be accepted and
      * served, and leaves in turn. */
@@ -948,16 +1031,14 @@ static void test_emfile(void **state)
 /* --- 6. --max-conns ------------------------------------------------------------- */
 
 /* --max-conns=10 and 15 clients, each sending 8 bytes. The documented
- * behaviour: at the cap the server stops accepting (further connections
- * wait in the backlog) until one closes; a connection accepted anyway
- * (a multishot accept can deliver one more before its cancel lands, or
- * before the loop sees the count) is closed at once and counted in
- * `rejected`. The test holds every served client open and checks that
+ * behaviour: the cap counts the whole server (every loop); at the cap the
+ * server closes each new connection at once and counts it in `rejected`
+ * (an older server let them wait in the backlog until one closed: the test
+ * accepts either). The test holds every served client open and checks that
  * never more than 10 are served at once; whenever nothing happens for
  * 300 ms it closes the oldest served client to make room. Every client
  * must end up served or rejected, the served ones keep working, and
- * `rejected` equals the clients that were closed without an echo. With
- * --threads=T the cap is split per loop (ceil(10/T) each). */
+ * `rejected` equals the clients that were closed without an echo. */
 static void test_max_conns(void **state)
 {
     struct fx *fx = *state;
@@ -1398,18 +1479,7 @@ static void test_tiny_cq(void **state)
 static void test_scale_5000(void **state)
 {
     struct fx *fx = *state;
-    struct rlimit rl;
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < SCALE_CONNS + 200) {
-        print_message("SKIP: RLIMIT_NOFILE is %llu, need %d\n",
-                      (unsigned long long)rl.rlim_cur, SCALE_CONNS + 200);
-        skip();
-    }
+    need_nofile(SCALE_CONNS + 200);
     start_server(fx, NULL, 0);
 
     /* warm the buffer pool */
@@ -1483,18 +1553,117 @@ static void test_scale_5000(void **state)
                  SCALE_BOUND_BYTES);
 }
 
+/* --- 12. capacity: more connections than descriptors ------------------------------ */
+
+#define CAP_NOFILE 1024
+#define CAP_CONNS  3000
+
+/* The server runs with RLIMIT_NOFILE 1024 (soft = hard) and its default
+ * --max-conns; 3,000 clients connect and each sends 8 bytes. The start-up
+ * line states max-conns= and conn-limit=. With direct descriptors and 4
+ * loops (4 tables of 1,024) every client must be served and echo correctly
+ * twice while the process descriptor count stays flat; with a descriptor
+ * per connection exactly max-conns clients are served and every other one
+ * is closed at once (counted in `rejected`), never left waiting. Asking
+ * for more than conn-limit is a usage error (exit 2). Nothing depends on
+ * timing: each client ends served or closed, whatever the order. */
+static void test_capacity_3000(void **state)
+{
+    struct fx *fx = *state;
+    if (!nofile_exec)
+        skip();
+    need_nofile(CAP_CONNS + 100);
+    start_server(fx, NULL, CAP_NOFILE);
+    unsigned long long max = 0, limit = 0;
+    if (!h_line_value(fx->listen_line, "max-conns", &max) ||
+        !h_line_value(fx->listen_line, "conn-limit", &limit))
+        fail_msg("the start-up line states no max-conns= and conn-limit=: %s",
+                 fx->listen_line);
+    print_message("RLIMIT_NOFILE %d: %s\n", CAP_NOFILE, fx->listen_line);
+    if (max > limit)
+        fail_msg("max-conns=%llu above conn-limit=%llu", max, limit);
+    if (fx->fixed_files && fx->threads >= 4 && max < CAP_CONNS)
+        fail_msg("%u loops with direct descriptors under RLIMIT_NOFILE %d hold only "
+                 "%llu connections",
+                 fx->threads, CAP_NOFILE, max);
+    if (!fx->fixed_files && limit > CAP_NOFILE)
+        fail_msg("conn-limit=%llu above RLIMIT_NOFILE %d without direct descriptors",
+                 limit, CAP_NOFILE);
+    size_t expect = max < CAP_CONNS ? (size_t)max : CAP_CONNS;
+
+    enum { N = CAP_CONNS };
+    struct cl *c = fx_alloc(fx, N, sizeof(*c));
+    int *fds = fx_alloc(fx, N, sizeof(int));
+    for (size_t i = 0; i < N; i++)
+        fds[i] = -1;
+    track_fds(fx, fds, N);
+    long fd0 = bench_proc_fd_count(fx->srv.pid);
+    connect_many(fx, fds, N, 500);
+    for (size_t i = 0; i < N; i++)
+        c[i].fd = fds[i];
+    send_msgs(c, N, "cap");
+    size_t served = 0, dropped = 0;
+    resolve_all(c, N, &served, &dropped);
+    long fd1 = bench_proc_fd_count(fx->srv.pid);
+    print_message("%d clients: %zu served, %zu closed at once; server process "
+                  "descriptors %ld -> %ld\n",
+                  N, served, dropped, fd0, fd1);
+    if (served != expect)
+        fail_msg("%zu clients served, expected %zu (max-conns=%llu)", served, expect,
+                 max);
+    if (fx->fixed_files && fd1 != fd0)
+        fail_msg("process descriptors went from %ld to %ld with direct descriptors", fd0,
+                 fd1);
+    finish_full(fx, c, fds, N, served, dropped);
+
+    /* more than the server can hold: a usage error, said as such */
+    char opt[64];
+    snprintf(opt, sizeof(opt), "--max-conns=%llu", limit + 1);
+    const char *const extra[] = {opt, "--listen=127.0.0.1:0", NULL};
+    size_t nsrv = 0;
+    while (server_argv[nsrv])
+        nsrv++;
+    char **argv = calloc(nsrv + 3, sizeof(*argv));
+    assert_non_null(argv);
+    char nbuf[16];
+    snprintf(nbuf, sizeof(nbuf), "%d", CAP_NOFILE);
+    argv[0] = (char *)nofile_exec;
+    argv[1] = nbuf;
+    for (size_t i = 0; i < nsrv; i++)
+        argv[2 + i] = server_argv[i];
+    struct h_server bad;
+    memset(&bad, 0, sizeof(bad));
+    enum h_start r = h_server_start(&bad, argv, extra);
+    free(argv);
+    char line[512];
+    bool said = h_find_line(&bad, "ringserve: --max-conns=", line, sizeof(line));
+    bool usage = r == H_EXITED && h_exited_with(&bad, 2);
+    if (!usage || !said)
+        h_dump_stderr(&bad, "--max-conns above conn-limit");
+    h_server_destroy(&bad);
+    if (!usage)
+        fail_msg("%s above conn-limit=%llu: not a usage error (exit 2)", opt, limit);
+    if (!said)
+        fail_msg("%s above conn-limit=%llu: no message saying so", opt, limit);
+    print_message("%s: %s\n", opt, line);
+}
+
 /* --- main ------------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
 {
-    bool scale = false;
+    bool scale = false, capacity = false;
     int first = 1;
     if (argc > 1 && strcmp(argv[1], "--scale") == 0) {
         scale = true;
         first = 2;
+    } else if (argc > 1 && strcmp(argv[1], "--capacity") == 0) {
+        capacity = true;
+        first = 2;
     }
     if (argc <= first) {
-        fprintf(stderr, "usage: %s [--scale] SERVER [SERVER-ARGS...]\n", argv[0]);
+        fprintf(stderr, "usage: %s [--scale|--capacity] SERVER [SERVER-ARGS...]\n",
+                argv[0]);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -1522,7 +1691,12 @@ int main(int argc, char **argv)
     const struct CMUnitTest scale_tests[] = {
         T(test_scale_5000),
     };
+    const struct CMUnitTest capacity_tests[] = {
+        T(test_capacity_3000),
+    };
 #undef T
+    if (capacity)
+        return cmocka_run_group_tests_name("capacity", capacity_tests, NULL, NULL);
     if (scale)
         return cmocka_run_group_tests_name("scale", scale_tests, NULL, NULL);
     return cmocka_run_group_tests_name("fault", fault_tests, NULL, NULL);

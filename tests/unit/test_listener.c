@@ -91,13 +91,14 @@ static void stop(struct fixture *fx)
     assert_true(fx->loop.listener->fd < 0);
 }
 
-/* --max-conns reached: the multishot accept must end. A refused cancel is
+/* Near the end of a direct-descriptor table (2 slots): the multishot
+ * accept must end (one accept at a time from here on). A refused cancel is
  * not "cancelling": the next loop turn asks again. (The old listener set
- * cancelling and never asked again: the accept stayed armed past the cap.) */
+ * cancelling and never asked again: the accept stayed armed.) */
 static void test_listener_refused_cancel_is_retried(void **state)
 {
     struct fixture *fx = *state;
-    fx->loop.max_conns = 1;
+    fx->loop.fd_cap = 2;
     struct rs_op *a = fake_find(&fx->loop, RS_OP_ACCEPT, fx->lfd);
     fake(&fx->loop)->refuse_cancel = 1;
     complete(fx, RS_OP_ACCEPT, fx->lfd, 50, RS_CF_MORE); /* at the cap now */
