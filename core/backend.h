@@ -28,8 +28,8 @@
  *  7. RS_OP_CONNECT completes with 0 or -errno (-ECONNREFUSED, -ETIMEDOUT,
  *     -ENETUNREACH...) once the connection is established or failed, like
  *     connect(2) on a blocking socket; a cancel ends it with -ECANCELED.
- *  8. File ops (RS_OP_OPENAT/READ/WRITE/STATX, and RS_OP_CLOSE with
- *     RS_OPF_PLAIN_FD) keep rules 1, 4 and 5 like any other op: one
+ *  8. File ops (RS_OP_OPENAT/READ/WRITE/STATX, and RS_OP_CLOSE of a
+ *     plain fd) keep rules 1, 4 and 5 like any other op: one
  *     completion, from run(), res >= 0 or -errno. A backend whose kernel
  *     interface cannot do file IO asynchronously performs the calls on
  *     worker threads and still delivers from run(); it declares

@@ -65,7 +65,7 @@ struct session {
     uint32_t up; /* index into cfg->upstreams */
 };
 
-static const struct rs_stream_cbs client_cbs, upstream_cbs;
+static const struct rs_stream_cbs upstream_cbs;
 
 /* ---- upstream choice ------------------------------------------------ */
 
@@ -199,11 +199,6 @@ static void client_open(struct rs_stream *c)
     }
 }
 
-static const struct rs_stream_cbs client_cbs = {.on_data = on_data,
-                                                .on_eof = on_eof,
-                                                .on_writable = on_writable,
-                                                .on_close = on_close};
-
 static const struct rs_stream_cbs upstream_cbs = {.on_data = on_data,
                                                   .on_eof = on_eof,
                                                   .on_writable = on_writable,
@@ -239,11 +234,17 @@ static void proxy_loop_fini(struct rs_loop *loop)
     loop->proto_data = NULL;
 }
 
-const struct rs_protocol rs_proto_proxy = {.name = "proxy",
-                                           .cbs = client_cbs,
-                                           .on_open = client_open,
-                                           .loop_init = proxy_loop_init,
-                                           .loop_fini = proxy_loop_fini};
+const struct rs_protocol rs_proto_proxy = {
+    .name = "proxy",
+    /* The client side: spelled out here, since C11 cannot
+     * copy a const struct in a static initializer. */
+    .cbs = {.on_data = on_data,
+            .on_eof = on_eof,
+            .on_writable = on_writable,
+            .on_close = on_close},
+    .on_open = client_open,
+    .loop_init = proxy_loop_init,
+    .loop_fini = proxy_loop_fini};
 
 /* ---- --upstream ----------------------------------------------------- */
 

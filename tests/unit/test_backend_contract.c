@@ -583,7 +583,6 @@ static void close_file(struct fixture *fx, int fd)
 {
     struct rs_op op;
     rs_op_init(&op, RS_OP_CLOSE, fd, record_fn, fx);
-    op.flags = RS_OPF_PLAIN_FD;
     int before = fx->nev;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
     run_until(fx, before + 1);

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "sched_driver.h"
+#include "sched_proxy.h"
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
@@ -35,6 +36,8 @@
 #define DEFAULT_SEED  20240501u
 #define DEFAULT_COUNT 10000u
 #define DEFAULT_STEPS 300u
+/* Two-socket proxy sessions (sched_proxy.c): fewer, each heavier. */
+#define DEFAULT_PROXY_COUNT 3000u
 
 static uint64_t mix(uint64_t seed, uint64_t i)
 {
@@ -73,20 +76,23 @@ static int parse_u64(const char *s, uint64_t *out)
 static int usage(void)
 {
     fprintf(stderr, "usage: test_random [--seed N] [--count N] [--steps N] "
-                    "[--schedule I] [--trace]\n");
+                    "[--schedule I] [--proxy-count N] [--proxy-schedule I] [--trace]\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
     uint64_t seed = DEFAULT_SEED, count = DEFAULT_COUNT, steps = DEFAULT_STEPS;
-    uint64_t only = UINT64_MAX;
+    uint64_t only = UINT64_MAX, pcount = DEFAULT_PROXY_COUNT, ponly = UINT64_MAX;
     bool trace = false;
     const char *env = getenv("RS_SEED");
     if (env && *env && parse_u64(env, &seed) < 0)
         return usage();
     env = getenv("RS_SCHEDULES");
     if (env && *env && parse_u64(env, &count) < 0)
+        return usage();
+    env = getenv("RS_PROXY_SCHEDULES");
+    if (env && *env && parse_u64(env, &pcount) < 0)
         return usage();
     for (int i = 1; i < argc; i++) {
         uint64_t *dst = NULL;
@@ -102,6 +108,10 @@ int main(int argc, char **argv)
             dst = &steps;
         else if (strcmp(argv[i], "--schedule") == 0)
             dst = &only;
+        else if (strcmp(argv[i], "--proxy-count") == 0)
+            dst = &pcount;
+        else if (strcmp(argv[i], "--proxy-schedule") == 0)
+            dst = &ponly;
         if (!dst || i + 1 >= argc || parse_u64(argv[i + 1], dst) < 0)
             return usage();
         i++;
@@ -115,6 +125,11 @@ int main(int argc, char **argv)
 #endif
 
     struct sched_opts opts = {.max_steps = (uint32_t)steps, .trace = trace};
+    /* Replaying one schedule of either kind runs only that one. */
+    if (ponly != UINT64_MAX)
+        count = 0;
+    if (only != UINT64_MAX)
+        pcount = 0;
     uint64_t first = only == UINT64_MAX ? 0 : only;
     uint64_t last = only == UINT64_MAX ? count : only + 1;
     printf("conn-random: seed %" PRIu64 ", schedules %" PRIu64 "..%" PRIu64
@@ -141,5 +156,33 @@ int main(int argc, char **argv)
            " steps, all passed in %.2f s\n",
            last - first, total_steps, secs);
     sched_totals_print(stdout);
+
+    /* Two-socket sessions: the proxy on the same stream code. */
+    first = ponly == UINT64_MAX ? 0 : ponly;
+    last = ponly == UINT64_MAX ? pcount : ponly + 1;
+    if (first >= last)
+        return 0;
+    printf("proxy-random: seed %" PRIu64 ", schedules %" PRIu64 "..%" PRIu64
+           ", up to %" PRIu64 " steps each\n",
+           seed, first, last - 1, steps);
+    fflush(stdout);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    total_steps = 0;
+    for (uint64_t i = first; i < last; i++) {
+        snprintf(sched_context, sizeof(sched_context),
+                 "%s --seed %" PRIu64 " --proxy-schedule %" PRIu64 " --steps %" PRIu64
+                 " --trace",
+                 argv[0], seed, i, steps);
+        struct sched_src src;
+        sched_src_seed(&src, mix(seed ^ 0x70726f7879ull, i));
+        total_steps += sched_proxy_run(&src, (uint32_t)steps, trace);
+    }
+    sched_context[0] = '\0';
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("proxy-random: %" PRIu64 " schedules, %" PRIu64
+           " steps, all passed in %.2f s\n",
+           last - first, total_steps, secs);
+    sched_proxy_totals_print(stdout);
     return 0;
 }
