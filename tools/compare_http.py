@@ -38,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -333,9 +334,10 @@ class NginxServer:
 
 class RingServer:
     def __init__(self, c, opts, cfg, root):
-        self.srv = c.Server(opts.ringserve,
-                            cfg.args + ['--protocol=http', '--root=' + root],
-                            opts.server_cpu, opts.logdir)
+        # compare's Server takes a configuration: args, and cmd (None: ringserve).
+        rcfg = types.SimpleNamespace(args=cfg.args + ['--protocol=http', '--root=' + root],
+                                     cmd=None)
+        self.srv = c.Server(opts.ringserve, rcfg, opts.server_cpu, opts.logdir)
         self.proc = self.srv.proc
         self.argv = self.srv.argv
 

@@ -1161,6 +1161,71 @@ static void test_http_nonreader_bounded(void **state)
     fx->expect_accepted = HOGS + 10;
 }
 
+/* A client that pipelines small requests as fast as it can and never
+ * reads: the server must stop reading its requests once the answers queue
+ * up (--max-pending), not parse and answer without end. */
+static void test_http_nonreader_pipelined_small(void **state)
+{
+    struct fixture *fx = *state;
+    const size_t cap = 64 * MIB; /* the most the client tries to send */
+    const long rss_limit_kib = 64 * 1024;
+    static const char one[] = "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    const size_t one_len = sizeof(one) - 1;
+    size_t chunk_len = 1000 * one_len, sent = 0;
+    char *chunk = malloc(chunk_len);
+    assert_non_null(chunk);
+    for (size_t i = 0; i < chunk_len; i += one_len)
+        memcpy(chunk + i, one, one_len);
+    struct raw c;
+    memset(&c, 0, sizeof(c));
+    c.fd = h_connect_rcvbuf(&fx->srv, 4096);
+    assert_true(c.fd >= 0);
+    assert_int_equal(h_set_nonblock(c.fd, true), 0);
+    /* Send until the socket stays full. The 1 s wait only decides when to
+     * stop trying: a server with backpressure passes whatever it is. */
+    while (sent < cap) {
+        struct pollfd p = {.fd = c.fd, .events = POLLOUT};
+        int r = poll(&p, 1, 1000);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        size_t off = sent % chunk_len;
+        sent += h_send_some(c.fd, chunk + off, chunk_len - off);
+    }
+    long rss = h_server_rss_kib(&fx->srv);
+    print_message("sent %zu bytes of requests without reading; server VmRSS %ld KiB\n",
+                  sent, rss);
+    if (sent >= cap)
+        fail_msg("the server read %zu bytes of requests from a client that never reads: "
+                 "no backpressure",
+                 sent);
+    if (!getenv("RS_E2E_SKIP_RSS") && rss >= rss_limit_kib)
+        fail_msg("server VmRSS %ld KiB >= %ld KiB", rss, rss_limit_kib);
+    /* Others are still served. */
+    struct raw o;
+    struct raw_resp r;
+    raw_open(fx, &o);
+    raw_sends(&o, "GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_true(raw_response(&o, &r, false));
+    assert_int_equal(r.status, 200);
+    raw_resp_free(&r);
+    raw_close(&o);
+    /* The first answers are there, in order. */
+    assert_int_equal(h_set_nonblock(c.fd, false), 0);
+    c.cap = 64 * KIB;
+    c.buf = malloc(c.cap);
+    for (int i = 0; i < 3; i++) {
+        assert_true(raw_response(&c, &r, false));
+        assert_int_equal(r.status, 200);
+        assert_memory_equal(r.body, small_data, SMALL_LEN);
+        raw_resp_free(&r);
+    }
+    raw_close(&c);
+    free(chunk);
+    fx->expect_accepted = 2;
+}
+
 /* --- main ---------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1200,12 +1265,25 @@ int main(int argc, char **argv)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_http_get_200),      T(test_http_head),      T(test_http_404),
-        T(test_http_405),          T(test_http_413),       T(test_http_414),
-        T(test_http_431),          T(test_http_400),       T(test_http_range_206),
-        T(test_http_range_416),    T(test_http_ims_304),   T(test_http_keepalive),
-        T(test_http_large_sha256), T(test_http_pipelined), T(test_http_split_request),
-        T(test_http_malformed),    T(test_http_escapes),   T(test_http_nonreader_bounded),
+        T(test_http_get_200),
+        T(test_http_head),
+        T(test_http_404),
+        T(test_http_405),
+        T(test_http_413),
+        T(test_http_414),
+        T(test_http_431),
+        T(test_http_400),
+        T(test_http_range_206),
+        T(test_http_range_416),
+        T(test_http_ims_304),
+        T(test_http_keepalive),
+        T(test_http_large_sha256),
+        T(test_http_pipelined),
+        T(test_http_split_request),
+        T(test_http_malformed),
+        T(test_http_escapes),
+        T(test_http_nonreader_bounded),
+        T(test_http_nonreader_pipelined_small),
     };
 #undef T
     /* RS_HTTP_TESTS=a,b,c: only the tests whose names contain one of these
