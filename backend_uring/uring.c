@@ -1166,8 +1166,18 @@ static void ur_describe(struct rs_loop *loop, char *out, size_t outlen)
     snprintf(out, outlen, "features=%s, taskrun=%s", f, st->taskrun);
 }
 
+/* The kernel lets this process create a ring (probed once). */
+static bool ur_available(char *why, size_t whylen)
+{
+    const struct rs_uring_support *s = rs_probe_uring_cached();
+    if (!s->available)
+        snprintf(why, whylen, "%s", s->why);
+    return s->available;
+}
+
 const struct rs_backend_ops rs_backend_uring = {
     .name = "uring",
+    .available = ur_available,
     .init = ur_init,
     .fini = ur_fini,
     .submit = ur_submit,
