@@ -623,6 +623,7 @@ static void on_ctl(struct rs_loop *loop, struct rs_op *op,
 {
     struct rs_stream *s = op->data;
     (void)loop;
+    (void)comp; /* only asserted on: unused with NDEBUG (release builds) */
     /* A failed shutdown still ends in close; close cannot be retried. */
     assert(!(comp->flags & RS_CF_MORE));
     assert(s->inflight > 0);
