@@ -72,7 +72,8 @@ void rs_config_usage(FILE *out)
         "Server:\n"
         "  --listen=HOST:PORT          address to listen on (default 127.0.0.1:7080;\n"
         "                              [::1]:PORT for IPv6; port 0 picks one)\n"
-        "  --protocol=echo|discard|chargen|proxy  what to serve (default echo)\n"
+        "  --protocol=echo|discard|chargen|proxy|http  what to serve (default echo)\n"
+        "  --root=DIR                  --protocol=http: the directory served\n"
         "  --upstream=HOST:PORT[,HOST:PORT...]  proxy: where to connect, round\n"
         "                              robin; a failed upstream is skipped for 2 s\n"
         "  --connect-timeout=MS        proxy: give up connecting after this long\n"
@@ -417,7 +418,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return 0;
     case OPT_PROTOCOL:
         if (!rs_protocol_find(arg))
-            return bad("--protocol", arg, "one of echo, discard, chargen, proxy");
+            return bad("--protocol", arg, "one of echo, discard, chargen, proxy, http");
         cfg->protocol = arg;
         return 0;
     case OPT_UPSTREAM: {
@@ -491,6 +492,13 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
     if (proxy != (cfg->nupstreams > 0)) {
         fprintf(stderr, proxy ? "ringserve: --protocol=proxy needs --upstream=HOST:PORT\n"
                               : "ringserve: --upstream is for --protocol=proxy\n");
+        fprintf(stderr, "Try 'ringserve --help' for more information.\n");
+        return 2;
+    }
+    bool http = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "http") == 0;
+    if (http != (cfg->root != NULL)) {
+        fprintf(stderr, http ? "ringserve: --protocol=http needs --root=DIR\n"
+                             : "ringserve: --root is for --protocol=http\n");
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
         return 2;
     }

@@ -50,14 +50,14 @@ enum rs_op_kind {
  * (accepted sockets direct, outbound ones plain). Only a backend declaring
  * RS_CAP_DIRECT_FD ever hands out direct descriptors (RS_CF_DIRECT). */
 #define RS_OPF_DIRECT (1u << 2)
-/* RS_OP_CLOSE: fd is a plain process descriptor (a file). Redundant now
- * that the descriptor kind travels with every op (a close without
- * RS_OPF_DIRECT is plain); kept for callers written against it. */
-#define RS_OPF_PLAIN_FD (1u << 4)
 /* RS_OP_READ: read into a buffer the backend lends from the loop's pool
  * (completion flagged RS_CF_BUFFER when res > 0, released like a recv's;
  * -ENOBUFS when none is free); len is capped at the pool's buffer size. */
 #define RS_OPF_POOL_BUF (1u << 3)
+/* RS_OP_SEND: buf is a struct msghdr whose iovecs hold the bytes (a
+ * vectored send, sendmsg(2)); len is their total. The msghdr and iovecs
+ * stay untouched until the completion. Never zero-copy. */
+#define RS_OPF_MSG (1u << 5)
 
 /* rs_completion.flags, set by the backend */
 /* The op is still armed; more completions follow. */
@@ -107,7 +107,7 @@ struct rs_open_how {
  *   WRITE:  op.fd, op.buf, op.len, off
  *   STATX:  op.fd, path ("" with AT_EMPTY_PATH: the fd itself), at_flags,
  *           mask (STATX_*), stx
- * Close a file with a plain rs_op: RS_OP_CLOSE and RS_OPF_PLAIN_FD. */
+ * Close a file with a plain rs_op: RS_OP_CLOSE without RS_OPF_DIRECT. */
 struct rs_file_op {
     struct rs_op op;
     const char *path;

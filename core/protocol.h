@@ -37,6 +37,7 @@ extern const struct rs_protocol rs_proto_echo;
 extern const struct rs_protocol rs_proto_discard;
 extern const struct rs_protocol rs_proto_chargen;
 extern const struct rs_protocol rs_proto_proxy; /* proxy.c */
+extern const struct rs_protocol rs_proto_http;  /* http.c: static files */
 
 /* NULL when unknown. */
 const struct rs_protocol *rs_protocol_find(const char *name);

@@ -103,7 +103,8 @@ const struct rs_protocol rs_proto_chargen = {
 const struct rs_protocol *rs_protocol_find(const char *name)
 {
     static const struct rs_protocol *const all[] = {&rs_proto_echo, &rs_proto_discard,
-                                                    &rs_proto_chargen, &rs_proto_proxy};
+                                                    &rs_proto_chargen, &rs_proto_proxy,
+                                                    &rs_proto_http};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (strcmp(all[i]->name, name) == 0)
             return all[i];

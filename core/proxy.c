@@ -65,7 +65,7 @@ struct session {
     uint32_t up; /* index into cfg->upstreams */
 };
 
-static const struct rs_stream_cbs client_cbs, upstream_cbs;
+static const struct rs_stream_cbs upstream_cbs;
 
 /* ---- upstream choice ------------------------------------------------ */
 
@@ -75,7 +75,7 @@ static uint32_t pick_upstream(struct rs_loop *loop)
     uint32_t best = pl->next % pl->n;
     for (uint32_t i = 0; i < pl->n; i++) {
         uint32_t k = (pl->next + i) % pl->n;
-        if (pl->up[k].down_until_ms <= loop->now_ms) {
+        if (pl->up[k].down_until_ms <= rs_loop_now(loop)) {
             best = k;
             break;
         }
@@ -91,7 +91,7 @@ static void mark(struct rs_loop *loop, uint32_t up, bool down)
 {
     struct proxy_loop *pl = loop->proto_data;
     bool was_down = pl->up[up].down_until_ms != 0;
-    pl->up[up].down_until_ms = down ? loop->now_ms + DOWN_MS : 0;
+    pl->up[up].down_until_ms = down ? rs_loop_now(loop) + DOWN_MS : 0;
     if (down && !was_down)
         rs_log_info("loop %d: upstream %u is down, skipped for %d ms", loop->index, up,
                     DOWN_MS);
@@ -199,11 +199,6 @@ static void client_open(struct rs_stream *c)
     }
 }
 
-static const struct rs_stream_cbs client_cbs = {.on_data = on_data,
-                                                .on_eof = on_eof,
-                                                .on_writable = on_writable,
-                                                .on_close = on_close};
-
 static const struct rs_stream_cbs upstream_cbs = {.on_data = on_data,
                                                   .on_eof = on_eof,
                                                   .on_writable = on_writable,
@@ -239,11 +234,17 @@ static void proxy_loop_fini(struct rs_loop *loop)
     loop->proto_data = NULL;
 }
 
-const struct rs_protocol rs_proto_proxy = {.name = "proxy",
-                                           .cbs = client_cbs,
-                                           .on_open = client_open,
-                                           .loop_init = proxy_loop_init,
-                                           .loop_fini = proxy_loop_fini};
+const struct rs_protocol rs_proto_proxy = {
+    .name = "proxy",
+    /* The client side: spelled out here, since C11 cannot
+     * copy a const struct in a static initializer. */
+    .cbs = {.on_data = on_data,
+            .on_eof = on_eof,
+            .on_writable = on_writable,
+            .on_close = on_close},
+    .on_open = client_open,
+    .loop_init = proxy_loop_init,
+    .loop_fini = proxy_loop_fini};
 
 /* ---- --upstream ----------------------------------------------------- */
 

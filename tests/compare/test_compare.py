@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Smoke test of tools/compare: a tiny matrix, then check every output parses.
 
-usage: test_compare.py COMPARE RINGSERVE RINGBENCH
+usage: test_compare.py COMPARE RINGSERVE RINGBENCH TEXTBOOK_ECHO
 
-Runs `compare --smoke` (epoll-et and uring-default, 1 and 50 connections,
-64 B, one 1 s run each) into a temporary directory and checks:
+Runs `compare --smoke --open-loop=0.5` (the textbook epoll server,
+epoll-et and uring-default, 1 and 50 connections, 64 B, one 1 s run each,
+then one open-loop run each at half the lowest maximum) into a temporary
+directory and checks:
 results.csv has the documented columns, a row per run plus medians, and
 numbers where numbers belong; report.md has the machine summary and a
 Markdown table; chart.png starts with the PNG signature; chart.svg parses
@@ -22,12 +24,13 @@ COLUMNS = ['kind', 'config', 'label', 'size', 'conns', 'rep', 'order',
            'status', 'n_ok', 'rtt_per_s', 'server_us_per_rt',
            'syscalls_per_rt', 'p50_us', 'p99_us', 'rss_kib', 'mb_per_s',
            'round_trips', 'duration_s', 'cpu_s', 'cpu_spread_pct',
-           'server_args', 'error']
+           'server_args', 'error', 'load', 'offered_rate', 'p999_us']
 # Always numeric in a successful row (syscalls_per_rt may be empty: perf
 # can be missing; cpu_spread_pct needs two repeats).
 NUMERIC = ['size', 'conns', 'n_ok', 'rtt_per_s', 'server_us_per_rt', 'p50_us',
            'p99_us', 'rss_kib', 'mb_per_s', 'round_trips', 'duration_s', 'cpu_s']
-OPTIONAL_NUMERIC = ['syscalls_per_rt', 'cpu_spread_pct', 'rep', 'order']
+OPTIONAL_NUMERIC = ['syscalls_per_rt', 'cpu_spread_pct', 'rep', 'order',
+                    'offered_rate', 'p999_us']
 
 failures = []
 
@@ -40,14 +43,15 @@ def check(cond, msg):
 
 
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) != 5:
         print(__doc__)
         return 2
-    compare, ringserve, ringbench = sys.argv[1:4]
+    compare, ringserve, ringbench, textbook = sys.argv[1:5]
     with tempfile.TemporaryDirectory(prefix='compare-test-') as tmp:
         out = os.path.join(tmp, 'out')
         argv = [sys.executable, compare, '--smoke', '--ringserve=' + ringserve,
-                '--ringbench=' + ringbench, '--out=' + out]
+                '--ringbench=' + ringbench, '--out=' + out, '--open-loop=0.5',
+                '--textbook=' + textbook]
         print('$ ' + ' '.join(argv), flush=True)
         p = subprocess.run(argv, timeout=180)
         check(p.returncode == 0, 'compare exited %d' % p.returncode)
@@ -65,11 +69,17 @@ def main():
             check(len(rows) == len(runs) + len(meds), 'unknown row kinds')
             check(len(runs) >= 2, '%d runs in the CSV' % len(runs))
             check(len(meds) >= 2, '%d median rows in the CSV' % len(meds))
-            cells = {(r['config'], r['conns']) for r in runs}
-            check(cells == {(r['config'], r['conns']) for r in meds},
+            cells = {(r['config'], r['conns'], r['load']) for r in runs}
+            check(cells == {(r['config'], r['conns'], r['load']) for r in meds},
                   'median rows do not match the runs')
-            check({'epoll-et'} <= {r['config'] for r in runs},
-                  'epoll-et missing from the runs')
+            check({'epoll-et', 'textbook'} <= {r['config'] for r in runs},
+                  'epoll-et or the textbook server missing from the runs')
+            check({r['load'] for r in runs} == {'closed', '50%'},
+                  'loads %s, expected closed and 50%%' % {r['load'] for r in runs})
+            for r in runs:
+                if r['load'] == '50%':
+                    check(r['offered_rate'] != '' and float(r['offered_rate']) > 0 and
+                          r['p999_us'] != '', 'open-loop run without rate or p99.9: %s' % r)
             for r in rows:
                 ok = r['status'] == 'ok'
                 for k in NUMERIC + OPTIONAL_NUMERIC:
@@ -98,9 +108,14 @@ def main():
                   'report.md lacks the probe summary')
             check('compare' in text and '--smoke' in text,
                   'report.md lacks the command line')
-            check(re.search(r'^\| config \|.*\n\|[-|:]+\|\n\| epoll et \| [0-9]',
+            check(re.search(r'^\| config \|.*\n\|[-|:]+\|\n\| [a-z ]+ \| [0-9]',
                             text, re.M) is not None,
                   'report.md has no table of results')
+            check(re.search(r'^## Against the textbook epoll server\n(.*\n)*?'
+                            r'\| uring default \| [0-9.]+ \(([0-9.]+)\)', text, re.M)
+                  is not None, 'report.md has no table of ratios to the textbook server')
+            check('## Open-loop latency' in text and '50% load' in text,
+                  'report.md has no open-loop table')
 
         # chart.png, chart.svg
         path = os.path.join(out, 'chart.png')

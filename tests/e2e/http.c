@@ -28,7 +28,9 @@
  *
  * Environment: RS_E2E_FILTER=pattern runs only matching tests,
  * RS_E2E_VERBOSE=1 prints each server's stderr, RS_E2E_SKIP_RSS=1 skips the
- * memory bound (valgrind), RS_HTTP_KEEP=1 keeps the temporary directory.
+ * memory bound (valgrind), RS_HTTP_SMALL_BIG=1 makes the large file 2 MiB
+ * (valgrind), RS_HTTP_TESTS=a,b runs only the tests whose names contain a
+ * or b, RS_HTTP_KEEP=1 keeps the temporary directory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,7 +59,6 @@
 #define MIB (1024u * 1024u)
 
 #define SMALL_LEN 1024u
-#define BIG_LEN   (8u * MIB + 123u) /* odd: the last chunk is short */
 #define SECRET    "TOPSECRET"
 
 static char **server_argv;
@@ -67,6 +68,9 @@ static char root[PATH_MAX];     /* base/root, the document root */
 static char root_arg[PATH_MAX + 16];
 static unsigned char *small_data, *big_data;
 static char big_sha[65];
+/* The large file: 8 MiB + 123 (odd: the last chunk is short), or 2 MiB +
+ * 123 with RS_HTTP_SMALL_BIG=1 (valgrind, where every byte is slow). */
+static unsigned big_len = 8u * MIB + 123u;
 
 struct fixture {
     struct h_server srv;
@@ -119,17 +123,17 @@ static void make_root(void)
     snprintf(root, sizeof(root), "%s/root", base);
     snprintf(root_arg, sizeof(root_arg), "--root=%s", root);
     small_data = malloc(SMALL_LEN);
-    big_data = malloc(BIG_LEN);
+    big_data = malloc(big_len);
     if (!small_data || !big_data)
         exit(1);
     h_fill(small_data, SMALL_LEN, 1);
-    h_fill(big_data, BIG_LEN, 2);
+    h_fill(big_data, big_len, 2);
 
     write_file("secret.txt", SECRET "\n", strlen(SECRET) + 1);
     make_dir("root");
     write_file("root/index.html", "<p>root index</p>\n", 18);
     write_file("root/small.txt", small_data, SMALL_LEN);
-    write_file("root/big.bin", big_data, BIG_LEN);
+    write_file("root/big.bin", big_data, big_len);
     write_file("root/empty.txt", "", 0);
     write_file("root/a b.txt", "space\n", 6);
     make_dir("root/dir");
@@ -631,7 +635,7 @@ static void test_http_head(void **state)
     assert_int_equal(curl1(fx, &r, (const char *[]){"-I", "@/big.bin", NULL}), 200);
     assert_int_equal(r.size, 0);
     char want[32];
-    snprintf(want, sizeof(want), "%u", BIG_LEN);
+    snprintf(want, sizeof(want), "%u", big_len);
     assert_header(&r, "Content-Length", want);
 
     /* HEAD then GET on one connection: a HEAD answered with a body would
@@ -758,9 +762,11 @@ static void test_http_range_206(void **state)
     assert_header(&r, "Content-Range", "bytes 1020-1023/1024");
 
     /* A large slice of the large file, across many read chunks. */
-    assert_int_equal(
-        curl1(fx, &r, (const char *[]){"-r", "1000001-5000000", "@/big.bin", NULL}), 206);
-    assert_body(&r, big_data + 1000001, 4000000);
+    char range[64];
+    snprintf(range, sizeof(range), "1000001-%u", big_len / 4 * 3);
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-r", range, "@/big.bin", NULL}),
+                     206);
+    assert_body(&r, big_data + 1000001, big_len / 4 * 3 - 1000001 + 1);
 
     /* Several ranges: served whole (the server may ignore Range). */
     assert_int_equal(
@@ -831,7 +837,7 @@ static void test_http_keepalive(void **state)
         if (r[i].num_connects != 0)
             fail_msg("transfer %d opened a new connection: keep-alive broken", i);
     assert_body(&r[0], small_data, SMALL_LEN);
-    assert_body(&r[3], big_data, BIG_LEN);
+    assert_body(&r[3], big_data, big_len);
 
     /* HTTP/1.0 without keep-alive: the server closes after each response. */
     assert_int_equal(
@@ -862,7 +868,7 @@ static void test_http_large_sha256(void **state)
     struct resp r[4];
     char got[65];
     assert_int_equal(curl1(fx, r, (const char *[]){"@/big.bin", NULL}), 200);
-    assert_int_equal(r[0].size, BIG_LEN);
+    assert_int_equal(r[0].size, big_len);
     sha256_file(r[0].body, got);
     assert_string_equal(got, big_sha);
 
@@ -921,8 +927,8 @@ static void test_http_pipelined(void **state)
             assert_int_equal(r.content_length, SMALL_LEN);
         } else if (i == 20) {
             assert_int_equal(r.status, 200);
-            assert_int_equal(r.body_len, BIG_LEN);
-            assert_memory_equal(r.body, big_data, BIG_LEN);
+            assert_int_equal(r.body_len, big_len);
+            assert_memory_equal(r.body, big_data, big_len);
         } else {
             if (r.status != 206 || r.body_len != (size_t)i + 1)
                 fail_msg("response %d: status %d, %zu bytes; want 206 with %d", i,
@@ -1146,13 +1152,78 @@ static void test_http_nonreader_bounded(void **state)
         struct raw_resp r;
         assert_true(raw_response(&hogs[0], &r, false));
         assert_int_equal(r.status, 200);
-        assert_int_equal(r.body_len, BIG_LEN);
-        assert_memory_equal(r.body, big_data, BIG_LEN);
+        assert_int_equal(r.body_len, big_len);
+        assert_memory_equal(r.body, big_data, big_len);
         raw_resp_free(&r);
     }
     for (int i = 0; i < HOGS; i++)
         raw_close(&hogs[i]);
     fx->expect_accepted = HOGS + 10;
+}
+
+/* A client that pipelines small requests as fast as it can and never
+ * reads: the server must stop reading its requests once the answers queue
+ * up (--max-pending), not parse and answer without end. */
+static void test_http_nonreader_pipelined_small(void **state)
+{
+    struct fixture *fx = *state;
+    const size_t cap = 64 * MIB; /* the most the client tries to send */
+    const long rss_limit_kib = 64 * 1024;
+    static const char one[] = "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    const size_t one_len = sizeof(one) - 1;
+    size_t chunk_len = 1000 * one_len, sent = 0;
+    char *chunk = malloc(chunk_len);
+    assert_non_null(chunk);
+    for (size_t i = 0; i < chunk_len; i += one_len)
+        memcpy(chunk + i, one, one_len);
+    struct raw c;
+    memset(&c, 0, sizeof(c));
+    c.fd = h_connect_rcvbuf(&fx->srv, 4096);
+    assert_true(c.fd >= 0);
+    assert_int_equal(h_set_nonblock(c.fd, true), 0);
+    /* Send until the socket stays full. The 1 s wait only decides when to
+     * stop trying: a server with backpressure passes whatever it is. */
+    while (sent < cap) {
+        struct pollfd p = {.fd = c.fd, .events = POLLOUT};
+        int r = poll(&p, 1, 1000);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        size_t off = sent % chunk_len;
+        sent += h_send_some(c.fd, chunk + off, chunk_len - off);
+    }
+    long rss = h_server_rss_kib(&fx->srv);
+    print_message("sent %zu bytes of requests without reading; server VmRSS %ld KiB\n",
+                  sent, rss);
+    if (sent >= cap)
+        fail_msg("the server read %zu bytes of requests from a client that never reads: "
+                 "no backpressure",
+                 sent);
+    if (!getenv("RS_E2E_SKIP_RSS") && rss >= rss_limit_kib)
+        fail_msg("server VmRSS %ld KiB >= %ld KiB", rss, rss_limit_kib);
+    /* Others are still served. */
+    struct raw o;
+    struct raw_resp r;
+    raw_open(fx, &o);
+    raw_sends(&o, "GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_true(raw_response(&o, &r, false));
+    assert_int_equal(r.status, 200);
+    raw_resp_free(&r);
+    raw_close(&o);
+    /* The first answers are there, in order. */
+    assert_int_equal(h_set_nonblock(c.fd, false), 0);
+    c.cap = 64 * KIB;
+    c.buf = malloc(c.cap);
+    for (int i = 0; i < 3; i++) {
+        assert_true(raw_response(&c, &r, false));
+        assert_int_equal(r.status, 200);
+        assert_memory_equal(r.body, small_data, SMALL_LEN);
+        raw_resp_free(&r);
+    }
+    raw_close(&c);
+    free(chunk);
+    fx->expect_accepted = 2;
 }
 
 /* --- main ---------------------------------------------------------------------- */
@@ -1177,6 +1248,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "http: curl is needed (apt-get install curl; scripts/deps.sh)\n");
         return 1;
     }
+    if (getenv("RS_HTTP_SMALL_BIG"))
+        big_len = 2u * MIB + 123u;
     make_root();
     atexit(remove_root);
     /* Skips (77) where io_uring is missing, or with a ringserve from
@@ -1192,15 +1265,45 @@ int main(int argc, char **argv)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_http_get_200),      T(test_http_head),      T(test_http_404),
-        T(test_http_405),          T(test_http_413),       T(test_http_414),
-        T(test_http_431),          T(test_http_400),       T(test_http_range_206),
-        T(test_http_range_416),    T(test_http_ims_304),   T(test_http_keepalive),
-        T(test_http_large_sha256), T(test_http_pipelined), T(test_http_split_request),
-        T(test_http_malformed),    T(test_http_escapes),   T(test_http_nonreader_bounded),
+        T(test_http_get_200),
+        T(test_http_head),
+        T(test_http_404),
+        T(test_http_405),
+        T(test_http_413),
+        T(test_http_414),
+        T(test_http_431),
+        T(test_http_400),
+        T(test_http_range_206),
+        T(test_http_range_416),
+        T(test_http_ims_304),
+        T(test_http_keepalive),
+        T(test_http_large_sha256),
+        T(test_http_pipelined),
+        T(test_http_split_request),
+        T(test_http_malformed),
+        T(test_http_escapes),
+        T(test_http_nonreader_bounded),
+        T(test_http_nonreader_pipelined_small),
     };
 #undef T
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    /* RS_HTTP_TESTS=a,b,c: only the tests whose names contain one of these
+     * (under valgrind every server start costs seconds). */
+    struct CMUnitTest chosen[sizeof(tests) / sizeof(tests[0])];
+    size_t nchosen = 0;
+    const char *only = getenv("RS_HTTP_TESTS");
+    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+        bool take = !only || !*only;
+        for (const char *p = only; p && *p && !take;) {
+            size_t n = strcspn(p, ",");
+            char word[64];
+            snprintf(word, sizeof(word), "%.*s", (int)n, p);
+            take = n > 0 && strstr(tests[i].name, word) != NULL;
+            p += n + (p[n] == ',');
+        }
+        if (take)
+            chosen[nchosen++] = tests[i];
+    }
+    int rc = _cmocka_run_group_tests("http", chosen, nchosen, NULL, NULL);
     free(small_data);
     free(big_data);
     return rc;

@@ -141,8 +141,9 @@ static void test_http_parse_malformed_400(void **state)
         "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
         "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n",
         "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n",
-        "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 00\r\n"
-        "Content-Length: 1\r\n\r\n", /* lengths disagree */
+        /* lengths disagree */
+        ("GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 00\r\n"
+         "Content-Length: 1\r\n\r\n"),
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int rc = parse(bad[i]);

@@ -1,0 +1,704 @@
+/* --protocol=http: a small, strict static-file HTTP/1.1 server.
+ *
+ * Every byte of it goes through the backend contract: the request arrives
+ * on a stream (stream.h), the file is opened, examined, read and closed
+ * with file ops (op.h), and the response leaves through the stream's
+ * output queue. On io_uring the kernel does all of it; on epoll the file
+ * ops run on the worker pool (or inline with --fs=inline). The protocol
+ * cannot tell the difference, which is the point.
+ *
+ * One request at a time per connection, in order: a pipelined request
+ * waits in the input buffer until the response before it is queued.
+ *
+ *   idle -> open (openat2 RESOLVE_BENEATH from the root), statx(2) at once
+ *        -> directory? close it, open DIR/index.html, statx again
+ *        -> respond: 304 / 416 / HEAD / empty: the head alone
+ *                    small (one pool buffer): one read, then head + body
+ *                      copied into one write, so one send carries both
+ *                    large: the head, then reads of one pool buffer each,
+ *                      up to READ_AHEAD in flight, each handed to the
+ *                      stream without a copy (rs_stream_write_lent)
+ *        -> close the file -> idle (or close the connection)
+ *
+ * Backpressure: reads are issued only while the stream's queued output
+ * plus the reads in flight stay under --max-pending; the stream's
+ * on_writable (queued output fell to half) issues the next ones. A client
+ * that stops reading therefore holds at most --max-pending of file data,
+ * and under pool pressure the stream copies lent buffers out (stream.c),
+ * so it cannot starve its neighbours of buffers either. READ_AHEAD reads in
+ * flight keep the disk busy while the network drains what came before.
+ *
+ * Confinement: the parser (http_parse.c) already refuses "..", NUL and
+ * friends; openat2 with RESOLVE_BENEATH refuses whatever remains, notably
+ * symbolic links that lead out of the root, in the kernel and atomically.
+ * Without openat2, the epoll backend's fallback refuses every symbolic
+ * link (backend_epoll/fspool.c). Every refusal is a 404.
+ *
+ * Lifetime: a session lives until its stream closed AND its last file op
+ * completed; a file op cannot be recalled once the kernel or a worker has
+ * it. The loop's teardown waits for the stragglers (http_loop_fini).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http_parse.h"
+#include "log.h"
+#include "loop.h"
+#include "protocol.h"
+#include "stream.h"
+
+#define READ_AHEAD 4    /* file reads in flight per response */
+#define HEAD_ROOM  1024 /* bytes reserved for a response head */
+#define RETRY_MS   1    /* after -ENOBUFS / -EAGAIN on a read */
+#define TAIL_LEN   11   /* strlen("/index.html") */
+
+struct http_loop {
+    int root_fd;      /* O_PATH directory: every open is beneath it */
+    uint32_t ops;     /* file ops in flight, all sessions */
+    int64_t date_s;   /* second of the cached Date header */
+    char date[30];    /* IMF-fixdate */
+    uint8_t *scratch; /* HEAD_ROOM + one pool buffer: small responses */
+};
+
+enum { ST_IDLE, ST_OPEN, ST_BODY, ST_DEAD };
+
+struct rd_slot {
+    struct rs_file_op op;
+    uint64_t off;
+    uint32_t len;
+    int32_t res;
+    uint16_t bid;
+    bool busy, done;
+};
+
+struct http_sess {
+    struct rs_stream *s; /* NULL once the stream closed */
+    struct rs_loop *loop;
+    struct http_loop *hl;
+    uint8_t state;
+    bool keep_alive, head_only, is_index, in_paused, small, peer_eof;
+    int fd;                /* the file (or directory) being served, or -1 */
+    uint32_t ops;          /* file ops in flight */
+    struct rs_file_op fop; /* the open */
+    struct rs_op cop;      /* close */
+    bool cop_busy;
+    struct statx stx;
+    struct rs_http_request req;
+    char path[RS_HTTP_PATH_MAX + TAIL_LEN + 1]; /* what is opened */
+    int status;                                 /* 200 or 206 */
+    uint64_t first, count, size;                /* the range served, the file's size */
+    uint64_t next_off, end;    /* next offset to read; end of the range */
+    uint32_t rd_head, rd_tail; /* slots in use: [head, tail) modulo READ_AHEAD */
+    struct rd_slot rd[READ_AHEAD];
+    struct rs_timer retry;
+    char *in; /* request bytes not yet parsed */
+    uint32_t in_len, in_cap;
+};
+
+static void next_request(struct http_sess *h);
+static void pump(struct http_sess *h);
+static void die(struct http_sess *h, int reason);
+
+/* ---- response heads ---- */
+
+static const char *date_now(struct http_loop *hl)
+{
+    int64_t now = (int64_t)time(NULL);
+    if (now != hl->date_s) {
+        rs_http_format_date(now, hl->date);
+        hl->date_s = now;
+    }
+    return hl->date;
+}
+
+/* "Connection:" as the request asked: 1.1 says close only when closing,
+ * 1.0 says keep-alive only when keeping it. */
+static const char *conn_header(const struct http_sess *h)
+{
+    if (!h->keep_alive)
+        return "Connection: close\r\n";
+    return h->req.version_minor == 0 ? "Connection: keep-alive\r\n" : "";
+}
+
+/* A response with a short text body (or none): errors, 304, 416. */
+static void respond_short(struct http_sess *h, int status, const char *extra)
+{
+    const char *reason = rs_http_reason(status);
+    char text[64] = "";
+    if (status >= 400 && status != 416)
+        snprintf(text, sizeof(text), "%d %s\n", status, reason);
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 %d %s\r\nServer: ringserve\r\nDate: %s\r\n%s%s", status,
+                     reason, date_now(h->hl), extra ? extra : "", conn_header(h));
+    if (text[0])
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "Content-Type: text/plain\r\n");
+    if (status != 304) /* a 304 has no body, and says nothing of its length */
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "Content-Length: %zu\r\n",
+                      strlen(text));
+    n += snprintf(buf + n, sizeof(buf) - (size_t)n, "\r\n%s", h->head_only ? "" : text);
+    rs_stream_write_copy(h->s, (const uint8_t *)buf, (uint32_t)n);
+}
+
+/* The head of a 200/206: into out (HEAD_ROOM bytes); returns its length. */
+static int format_head(struct http_sess *h, char *out)
+{
+    char lm[30];
+    rs_http_format_date((int64_t)h->stx.stx_mtime.tv_sec, lm);
+    int n = snprintf(out, HEAD_ROOM,
+                     "HTTP/1.1 %d %s\r\nServer: ringserve\r\nDate: %s\r\n"
+                     "Content-Type: %s\r\nContent-Length: %" PRIu64 "\r\n"
+                     "Last-Modified: %s\r\nAccept-Ranges: bytes\r\n%s",
+                     h->status, rs_http_reason(h->status), date_now(h->hl),
+                     rs_http_content_type(h->path), h->count, lm, conn_header(h));
+    if (h->status == 206)
+        n += snprintf(out + n, HEAD_ROOM - (size_t)n,
+                      "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n",
+                      h->first, h->first + h->count - 1, h->size);
+    n += snprintf(out + n, HEAD_ROOM - (size_t)n, "\r\n");
+    return n;
+}
+
+/* ---- session lifetime ---- */
+
+static void sess_free(struct http_sess *h)
+{
+    rs_timer_stop(h->loop, &h->retry);
+    if (h->fd >= 0)
+        close(h->fd); /* a read-only file: close(2) does no IO */
+    free(h->in);
+    free(h);
+}
+
+/* Every file op completion starts here: the session may be orphaned. */
+static bool op_done(struct http_sess *h)
+{
+    h->ops--;
+    h->hl->ops--;
+    if (h->s)
+        return true;
+    if (h->ops == 0)
+        sess_free(h);
+    return false;
+}
+
+static void submit_file_op(struct http_sess *h, struct rs_op *op)
+{
+    int rc = h->loop->ops->submit(h->loop, op);
+    if (rc < 0) {
+        rs_log_error("http: file op %u refused: %s", op->kind, strerror(-rc));
+        die(h, rc);
+        return;
+    }
+    h->ops++;
+    h->hl->ops++;
+}
+
+static void on_close_op(struct rs_loop *loop, struct rs_op *op,
+                        const struct rs_completion *c)
+{
+    (void)loop;
+    (void)c;
+    struct http_sess *h = op->data;
+    h->cop_busy = false;
+    op_done(h);
+}
+
+/* Close the current file: through the backend when its close op is free,
+ * else at once (a read-only file: close(2) does no IO). */
+static void close_file(struct http_sess *h)
+{
+    if (h->fd < 0)
+        return;
+    int fd = h->fd;
+    h->fd = -1;
+    if (h->cop_busy || !h->s) {
+        close(fd);
+        return;
+    }
+    rs_op_init(&h->cop, RS_OP_CLOSE, fd, on_close_op, h);
+    h->cop_busy = true;
+    submit_file_op(h, &h->cop);
+}
+
+/* After the peer's EOF: close once no complete request is left to answer
+ * (one may wait for the output queue to drain). */
+static void close_if_done(struct http_sess *h)
+{
+    if (h->state != ST_IDLE || !h->peer_eof || !h->s || !rs_stream_is_open(h->s))
+        return;
+    if (h->in_len > 0 && rs_http_parse(h->in, h->in_len, &h->req) != 0)
+        return;
+    rs_stream_close(h->s);
+}
+
+static void finish_response(struct http_sess *h)
+{
+    close_file(h);
+    h->state = ST_IDLE;
+    if (!h->s)
+        return;
+    if (!h->keep_alive) {
+        rs_stream_close(h->s);
+        return;
+    }
+    next_request(h);
+    close_if_done(h);
+}
+
+/* Give up on the connection: the session ignores every completion still
+ * to come, except to give back what they carry. */
+static void die(struct http_sess *h, int reason)
+{
+    h->state = ST_DEAD;
+    rs_stream_abort_reason(h->s, reason);
+}
+
+/* ---- the file ---- */
+
+static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
+
+static void open_path(struct http_sess *h)
+{
+    h->state = ST_OPEN;
+    rs_file_op_init(&h->fop, RS_OP_OPENAT, h->hl->root_fd, on_fop, h);
+    h->fop.path = h->path[0] ? h->path : ".";
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer. Regular files
+     * ignore it. */
+    h->fop.how =
+        (struct rs_open_how){.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                             .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    submit_file_op(h, &h->fop.op);
+}
+
+static void start_request(struct http_sess *h)
+{
+    h->head_only = h->req.method == RS_HTTP_HEAD;
+    h->keep_alive = h->req.keep_alive;
+    h->is_index = false;
+    size_t n = strlen(h->req.path);
+    memcpy(h->path, h->req.path, n + 1);
+    open_path(h);
+}
+
+static void not_found(struct http_sess *h)
+{
+    close_file(h);
+    respond_short(h, 404, NULL);
+    finish_response(h);
+}
+
+/* The file is open and examined: answer. */
+static void respond(struct http_sess *h)
+{
+    const struct rs_http_request *r = &h->req;
+    h->size = h->stx.stx_size;
+    int64_t mtime = (int64_t)h->stx.stx_mtime.tv_sec;
+    if (r->has_ims && mtime <= r->ims) {
+        char lm[30], extra[64];
+        rs_http_format_date(mtime, lm);
+        snprintf(extra, sizeof(extra), "Last-Modified: %s\r\n", lm);
+        respond_short(h, 304, extra);
+        finish_response(h);
+        return;
+    }
+    int64_t first, count;
+    h->status = rs_http_range_resolve(r, (int64_t)h->size, &first, &count);
+    if (h->status == 416) {
+        char extra[64];
+        snprintf(extra, sizeof(extra), "Content-Range: bytes */%" PRIu64 "\r\n", h->size);
+        respond_short(h, 416, extra);
+        finish_response(h);
+        return;
+    }
+    h->first = (uint64_t)first;
+    h->count = (uint64_t)count;
+    h->next_off = h->first;
+    h->end = h->first + h->count;
+    h->small = h->count <= h->loop->pool.size;
+    if (h->head_only || h->count == 0 || !h->small) {
+        char head[HEAD_ROOM];
+        int n = format_head(h, head);
+        rs_stream_write_copy(h->s, (const uint8_t *)head, (uint32_t)n);
+        if (h->head_only || h->count == 0) {
+            finish_response(h);
+            return;
+        }
+    }
+    h->state = ST_BODY;
+    h->rd_head = h->rd_tail = 0;
+    pump(h);
+}
+
+static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c)
+{
+    (void)loop;
+    struct http_sess *h = op->data;
+    int res = c->res;
+    if (!op_done(h) || h->state != ST_OPEN) {
+        if (op->kind == RS_OP_OPENAT && res >= 0)
+            close(res); /* orphaned: nobody will read it */
+        return;
+    }
+    if (res < 0) {
+        /* ENOENT, ENOTDIR, EXDEV (escape), ELOOP, EACCES...: 404 for all,
+         * so a prober learns nothing. EMFILE & co. are ours: 503. */
+        if (res == -EMFILE || res == -ENFILE || res == -ENOMEM) {
+            respond_short(h, 503, NULL);
+            finish_response(h);
+        } else {
+            not_found(h);
+        }
+        return;
+    }
+    h->fd = res;
+    /* statx of the descriptor just opened, here and now: its inode is in
+     * memory, so this cannot wait for a disk (on a local file system),
+     * while IORING_OP_STATX always goes to an io-wq thread (measured: one
+     * hand-off per request and ~1.5x the CPU per 1 KiB request) and the
+     * epoll pool would add a second round trip. */
+    if (statx(h->fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_SIZE | STATX_MTIME, &h->stx) <
+        0) {
+        not_found(h);
+        return;
+    }
+    if (S_ISDIR(h->stx.stx_mode) && !h->is_index) {
+        /* A directory: its index.html, or 404 (no listings). */
+        size_t n = strlen(h->path);
+        close_file(h);
+        if (n + TAIL_LEN + 1 > sizeof(h->path)) {
+            not_found(h);
+            return;
+        }
+        memcpy(h->path + n, n ? "/index.html" : "index.html",
+               n ? TAIL_LEN + 1 : TAIL_LEN);
+        h->is_index = true;
+        open_path(h);
+        return;
+    }
+    /* Not a regular file, or "file.txt/": 404. */
+    if (!S_ISREG(h->stx.stx_mode) || (h->req.dir_slash && !h->is_index)) {
+        not_found(h);
+        return;
+    }
+    respond(h);
+}
+
+/* ---- the body ---- */
+
+static void on_read(struct rs_loop *loop, struct rs_op *op,
+                    const struct rs_completion *c);
+
+static void retry_fn(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    pump(t->data);
+}
+
+static bool may_read_more(const struct http_sess *h)
+{
+    uint32_t inflight = h->rd_tail - h->rd_head;
+    if (inflight >= READ_AHEAD || h->next_off >= h->end)
+        return false;
+    uint64_t ahead = rs_stream_pending(h->s) + (uint64_t)inflight * h->loop->pool.size;
+    return ahead < h->loop->cfg->max_pending;
+}
+
+static void submit_read(struct http_sess *h, struct rd_slot *r)
+{
+    rs_file_op_init(&r->op, RS_OP_READ, h->fd, on_read, h);
+    r->op.op.flags = RS_OPF_POOL_BUF;
+    r->op.op.len = r->len;
+    r->op.off = r->off;
+    r->busy = true;
+    r->done = false;
+    submit_file_op(h, &r->op.op);
+}
+
+/* Issue reads while the window allows; re-issue those that found no
+ * buffer. */
+static void pump(struct http_sess *h)
+{
+    if (!h->s || h->state != ST_BODY)
+        return;
+    for (uint32_t i = h->rd_head; i != h->rd_tail; i++) {
+        struct rd_slot *r = &h->rd[i % READ_AHEAD];
+        if (!r->busy && !r->done)
+            submit_read(h, r); /* a retry */
+    }
+    while (h->s && may_read_more(h)) {
+        struct rd_slot *r = &h->rd[h->rd_tail++ % READ_AHEAD];
+        uint64_t left = h->end - h->next_off;
+        r->off = h->next_off;
+        r->len = left < h->loop->pool.size ? (uint32_t)left : h->loop->pool.size;
+        h->next_off += r->len;
+        submit_read(h, r);
+    }
+}
+
+/* The oldest read is back with all its bytes: send them. */
+static void deliver(struct http_sess *h, struct rd_slot *r)
+{
+    const uint8_t *p = rs_bufpool_ptr(&h->loop->pool, r->bid);
+    if (h->small) {
+        /* Head and body in one write: one send, one segment. */
+        uint8_t *out = h->hl->scratch;
+        int n = format_head(h, (char *)out);
+        memcpy(out + n, p, (size_t)r->res);
+        h->loop->ops->buf_release(h->loop, r->bid);
+        rs_stream_write_copy(h->s, out, (uint32_t)n + (uint32_t)r->res);
+        return;
+    }
+    rs_stream_write_lent(h->s, p, (uint32_t)r->res, r->bid);
+}
+
+/* Slots read but not yet sent (waiting for an earlier one): give their
+ * buffers back; pump() reads them again. */
+static void drop_done_slots(struct http_sess *h)
+{
+    for (uint32_t i = h->rd_head; i != h->rd_tail; i++) {
+        struct rd_slot *x = &h->rd[i % READ_AHEAD];
+        if (x->done && x->res > 0)
+            h->loop->ops->buf_release(h->loop, x->bid);
+        x->done = false;
+    }
+}
+
+static void on_read(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c)
+{
+    struct http_sess *h = op->data;
+    struct rd_slot *r = (struct rd_slot *)(void *)rs_file_op_of(op);
+    r->busy = false;
+    if (!op_done(h) || h->state != ST_BODY) {
+        if (c->flags & RS_CF_BUFFER)
+            loop->ops->buf_release(loop, c->bid);
+        return;
+    }
+    if (c->res == -ENOBUFS || c->res == -EAGAIN) {
+        /* No buffer free (or a kernel that honours O_NONBLOCK on files):
+         * try again shortly; the slot keeps its place in the order. Later
+         * slots already read give their buffers back and read again: held
+         * while waiting for this one, they could be the very buffers it
+         * waits for (with a small pool, a deadlock). */
+        drop_done_slots(h);
+        rs_timer_start(loop, &h->retry, RETRY_MS, retry_fn, h);
+        return;
+    }
+    r->done = true;
+    r->res = c->res;
+    r->bid = c->bid;
+    /* In order: reads may complete out of order, bytes may not. */
+    while (h->rd_head != h->rd_tail) {
+        struct rd_slot *o = &h->rd[h->rd_head % READ_AHEAD];
+        if (!o->done)
+            break;
+        o->done = false;
+        h->rd_head++;
+        if (o->res != (int32_t)o->len) {
+            /* An error, or the file shrank under us: the promised length
+             * cannot be kept, so the connection ends here. */
+            if (o->res > 0)
+                loop->ops->buf_release(loop, o->bid);
+            rs_log_info("http: read of %s at %" PRIu64 ": %s", h->path, o->off,
+                        o->res < 0 ? strerror(-o->res) : "file shrank");
+            /* Later slots: those done give their buffers back now, those
+             * in flight when they complete (ST_DEAD). */
+            drop_done_slots(h);
+            h->rd_head = h->rd_tail;
+            die(h, o->res < 0 ? o->res : -EIO);
+            return;
+        }
+        deliver(h, o);
+        if (!h->s)
+            return;
+    }
+    if (h->rd_head == h->rd_tail && h->next_off >= h->end) {
+        finish_response(h);
+        return;
+    }
+    pump(h);
+}
+
+/* ---- requests ---- */
+
+/* Parse and start the next request, if there is one and the output queue
+ * has room. Errors answer and close. */
+static void next_request(struct http_sess *h)
+{
+    struct rs_stream *s = h->s;
+    if (h->state != ST_IDLE || !rs_stream_is_open(s))
+        return;
+    if (rs_stream_pending(s) > s->loop->cfg->max_pending)
+        return; /* on_writable comes back here */
+    if (h->in_len == 0) {
+        if (h->in_paused) {
+            h->in_paused = false;
+            rs_stream_read_start(s);
+        }
+        return;
+    }
+    int n = rs_http_parse(h->in, h->in_len, &h->req);
+    if (n == 0) {
+        if (h->in_paused) {
+            h->in_paused = false;
+            rs_stream_read_start(s);
+        }
+        return;
+    }
+    if (n < 0) {
+        h->head_only = h->req.method == RS_HTTP_HEAD;
+        h->keep_alive = false;
+        h->in_len = 0;
+        rs_stream_read_stop(s);
+        respond_short(h, -n, n == -405 ? "Allow: GET, HEAD\r\n" : NULL);
+        rs_stream_close(s);
+        return;
+    }
+    h->in_len -= (uint32_t)n;
+    memmove(h->in, h->in + n, h->in_len);
+    start_request(h);
+}
+
+static void http_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
+{
+    struct http_sess *h = s->data;
+    /* A request head is at most RS_HTTP_HEAD_MAX bytes: room for one more
+     * than that, plus the buffer that shows it is too long. */
+    uint32_t need = h->in_len + len;
+    if (need > h->in_cap) {
+        uint32_t cap = h->in_cap ? h->in_cap : 1024;
+        while (cap < need)
+            cap *= 2;
+        char *in = realloc(h->in, cap);
+        if (!in) {
+            rs_stream_release(s, bid);
+            rs_stream_abort_reason(s, -ENOMEM);
+            return;
+        }
+        h->in = in;
+        h->in_cap = cap;
+    }
+    memcpy(h->in + h->in_len, p, len);
+    h->in_len += len;
+    rs_stream_release(s, bid);
+    if (h->state == ST_IDLE) {
+        next_request(h);
+    } else if (h->in_len >= RS_HTTP_HEAD_MAX && !h->in_paused) {
+        /* Pipelined requests pile up behind a slow response: enough. */
+        h->in_paused = true;
+        rs_stream_read_stop(s);
+    }
+}
+
+static void http_writable(struct rs_stream *s)
+{
+    struct http_sess *h = s->data;
+    if (h->state == ST_BODY)
+        pump(h);
+    else
+        next_request(h);
+}
+
+/* The peer finished sending: answer the complete requests it sent, then
+ * close. */
+static void http_eof(struct rs_stream *s)
+{
+    struct http_sess *h = s->data;
+    h->peer_eof = true;
+    next_request(h);
+    close_if_done(h);
+}
+
+static void http_close(struct rs_stream *s, int reason)
+{
+    (void)reason;
+    struct http_sess *h = s->data;
+    if (!h)
+        return;
+    h->s = NULL;
+    rs_timer_stop(h->loop, &h->retry);
+    if (h->state == ST_BODY)
+        drop_done_slots(h); /* those in flight release theirs as they land */
+    if (h->ops == 0)
+        sess_free(h);
+    /* else: the last file op's completion frees it */
+}
+
+static void http_open(struct rs_stream *s)
+{
+    struct http_sess *h = calloc(1, sizeof(*h));
+    if (!h) {
+        rs_stream_abort_reason(s, -ENOMEM);
+        return;
+    }
+    h->s = s;
+    h->loop = s->loop;
+    h->hl = s->loop->proto_data;
+    h->fd = -1;
+    s->data = h;
+}
+
+static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)
+{
+    const char *root = loop->cfg->root;
+    if (!root) {
+        snprintf(err, errlen, "--protocol=http needs --root=DIR");
+        return -EINVAL;
+    }
+    struct http_loop *hl = calloc(1, sizeof(*hl));
+    if (!hl) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    hl->root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (hl->root_fd < 0) {
+        snprintf(err, errlen, "--root=%s: %s", root, strerror(errno));
+        free(hl);
+        return -EINVAL;
+    }
+    hl->scratch = malloc(HEAD_ROOM + loop->pool.size);
+    if (!hl->scratch) {
+        close(hl->root_fd);
+        free(hl);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    hl->date_s = -1;
+    loop->proto_data = hl;
+    return 0;
+}
+
+/* Streams are all closed; file ops of orphaned sessions may still be in
+ * flight (a read the kernel started). Let them finish, bounded, so their
+ * sessions and buffers come back before the backend goes. */
+static void http_loop_fini(struct rs_loop *loop)
+{
+    struct http_loop *hl = loop->proto_data;
+    if (!hl)
+        return;
+    for (int i = 0; i < 500 && hl->ops > 0 && !loop->failed; i++)
+        loop->ops->run(loop, 10);
+    if (hl->ops > 0)
+        rs_log_error("http: %u file ops still in flight at exit", hl->ops);
+    close(hl->root_fd);
+    free(hl->scratch);
+    free(hl);
+    loop->proto_data = NULL;
+}
+
+const struct rs_protocol rs_proto_http = {.name = "http",
+                                          .cbs = {.on_data = http_data,
+                                                  .on_eof = http_eof,
+                                                  .on_writable = http_writable,
+                                                  .on_close = http_close},
+                                          .on_open = http_open,
+                                          .loop_init = http_loop_init,
+                                          .loop_fini = http_loop_fini};
