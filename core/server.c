@@ -315,18 +315,36 @@ static int setup_group(struct rs_config *cfg)
 static const struct rs_backend_ops *choose_backend(struct rs_config *cfg, char *why,
                                                    size_t whylen)
 {
+    /* Through the table, branching on what each backend says about itself
+     * (available), never on its name beyond the user's --backend. why
+     * keeps the first refusal: "io_uring is unavailable (why); using
+     * epoll". */
     why[0] = '\0';
-    if (cfg->backend == RS_BACKEND_EPOLL)
-        return &rs_backend_epoll;
-    if (!rs_backend_uring.name) {
+    const char *want = cfg->backend == RS_BACKEND_URING   ? "uring"
+                       : cfg->backend == RS_BACKEND_EPOLL ? "epoll"
+                                                          : NULL;
+    if (want && !rs_backend_named(want)) {
         snprintf(why, whylen, "io_uring support was not compiled in");
-        return cfg->backend == RS_BACKEND_AUTO ? &rs_backend_epoll : NULL;
+        return NULL;
     }
-    const struct rs_uring_support *s = rs_probe_uring_cached();
-    if (s->available)
-        return &rs_backend_uring;
-    snprintf(why, whylen, "%s", s->why);
-    return cfg->backend == RS_BACKEND_AUTO ? &rs_backend_epoll : NULL;
+    for (size_t i = 0; rs_backends[i]; i++) {
+        const struct rs_backend_ops *b = rs_backends[i];
+        if (!b->name) { /* not built in */
+            if (!why[0])
+                snprintf(why, whylen, "io_uring support was not compiled in");
+            continue;
+        }
+        if (want && strcmp(b->name, want) != 0)
+            continue;
+        char reason[200] = "";
+        if (!b->available || b->available(reason, sizeof(reason)))
+            return b;
+        if (!why[0])
+            snprintf(why, whylen, "%s", reason);
+        if (want)
+            return NULL;
+    }
+    return NULL;
 }
 
 static void release_start(bool ok)
