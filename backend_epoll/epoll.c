@@ -342,6 +342,14 @@ static void handle_read(struct rs_loop *loop, struct ep_state *st, int fd, uint3
         ready_push(st, fd, s); /* budget spent, data left: next turn */
 }
 
+/* send(2), or sendmsg(2) for a vectored send (RS_OPF_MSG). */
+static ssize_t send_op(int fd, const struct rs_op *op)
+{
+    if (op->flags & RS_OPF_MSG)
+        return sendmsg(fd, (const struct msghdr *)op->buf, MSG_NOSIGNAL);
+    return send(fd, op->buf, op->len, MSG_NOSIGNAL);
+}
+
 /* A parked connect: the socket became writable or failed. */
 static void connect_ready(struct rs_loop *loop, struct ep_state *st, int fd)
 {
@@ -366,7 +374,7 @@ static void handle_write(struct rs_loop *loop, struct ep_state *st, int fd)
         connect_ready(loop, st, fd);
         return;
     }
-    ssize_t n = send(fd, op->buf, op->len, MSG_NOSIGNAL);
+    ssize_t n = send_op(fd, op);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     int32_t res = n < 0 ? -errno : (int32_t)n;
@@ -472,7 +480,7 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
         if (rc < 0)
             return rc;
         /* Speculative: the socket is almost always writable. */
-        ssize_t n = send(op->fd, op->buf, op->len, MSG_NOSIGNAL);
+        ssize_t n = send_op(op->fd, op);
         if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
             queue_done(st, op, n >= 0 ? (int32_t)n : -errno, 0, 0);
             return 0;

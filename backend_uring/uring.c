@@ -328,6 +328,14 @@ static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return -EBUSY;
+    if (op->flags & RS_OPF_MSG) {
+        /* Several queued chunks in one SQE (the kernel copies the msghdr
+         * when it prepares the request; ours stays valid anyway). */
+        io_uring_prep_sendmsg(sqe, op->fd, (const struct msghdr *)op->buf, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
+        set_fd(op, sqe);
+        return 0;
+    }
     bool zc = st->zc_enabled && op->len >= loop->cfg->zc_threshold &&
               prep_send_zc(loop, st, op, sqe);
     if (!zc) {
@@ -378,6 +386,28 @@ static void prep_file(struct rs_loop *loop, struct rs_op *op, struct io_uring_sq
         io_uring_prep_statx(sqe, op->fd, f->path, f->at_flags, f->mask, f->stx);
         break;
     }
+}
+
+/* Closing a direct descriptor removes it from the ring's table, but the
+ * socket lives on while any request issued before the removal is still in
+ * flight: up to at least Linux 6.12 those pin the whole table generation,
+ * and a multishot accept or another connection's multishot recv stays in
+ * flight for ever. The peer then saw no FIN until some unrelated request
+ * ended (tools/kernels found it on 6.1 and 6.12: an idle-closed client got
+ * its EOF seconds late). So shut the socket down first, in a hard link (the
+ * close runs even when the shutdown fails, e.g. ENOTCONN after a reset):
+ * the FIN goes out now, whenever the file itself is freed. Returns the SQE
+ * for the close: `sqe` itself when no second one is free (then as before). */
+static struct io_uring_sqe *prep_shutdown_before_close(struct ur_state *st,
+                                                       const struct rs_op *op,
+                                                       struct io_uring_sqe *sqe)
+{
+    if (io_uring_sq_space_left(&st->ring) == 0)
+        return sqe;
+    io_uring_prep_shutdown(sqe, op->fd, SHUT_RDWR);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK;
+    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+    return get_sqe(st);
 }
 
 static int ur_submit(struct rs_loop *loop, struct rs_op *op)
@@ -450,10 +480,12 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     case RS_OP_CLOSE:
         if (zc_kind_ok(st, op))
             zc_fd_closed(st, op->fd);
-        if (op->flags & RS_OPF_DIRECT)
+        if (op->flags & RS_OPF_DIRECT) {
+            sqe = prep_shutdown_before_close(st, op, sqe);
             io_uring_prep_close_direct(sqe, (unsigned)op->fd);
-        else
+        } else {
             io_uring_prep_close(sqe, op->fd);
+        }
         break;
     case RS_OP_OPENAT:
     case RS_OP_READ:
@@ -1134,8 +1166,18 @@ static void ur_describe(struct rs_loop *loop, char *out, size_t outlen)
     snprintf(out, outlen, "features=%s, taskrun=%s", f, st->taskrun);
 }
 
+/* The kernel lets this process create a ring (probed once). */
+static bool ur_available(char *why, size_t whylen)
+{
+    const struct rs_uring_support *s = rs_probe_uring_cached();
+    if (!s->available)
+        snprintf(why, whylen, "%s", s->why);
+    return s->available;
+}
+
 const struct rs_backend_ops rs_backend_uring = {
     .name = "uring",
+    .available = ur_available,
     .init = ur_init,
     .fini = ur_fini,
     .submit = ur_submit,

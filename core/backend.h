@@ -68,7 +68,12 @@ struct rs_config;
 #define RS_CAP_HANDOFF (1u << 3)
 
 struct rs_backend_ops {
-    const char *name;
+    const char *name; /* NULL: not built in (its table exists, empty) */
+    /* Optional: can this backend run in this process at all? false with a
+     * one-line reason in why (io_uring: disabled by sysctl, forbidden by
+     * seccomp, not compiled in...). Cheap after the first call; NULL means
+     * always. The program asks before init() to choose a backend. */
+    bool (*available)(char *why, size_t whylen);
     /* 0, -EINVAL for a configuration error (exit 2), other -errno otherwise.
      * On failure, err (if not NULL) holds a one-line reason. */
     int (*init)(struct rs_loop *loop, const struct rs_config *cfg, char *err,
@@ -105,5 +110,11 @@ struct rs_backend_ops {
 
 extern const struct rs_backend_ops rs_backend_epoll;
 extern const struct rs_backend_ops rs_backend_uring; /* name NULL when not built */
+
+/* Every backend, in order of preference: --backend=auto runs the first
+ * one available (backend_table.c, the one list a new backend joins). */
+extern const struct rs_backend_ops *const rs_backends[];
+/* The built-in backend named name; NULL when there is none. */
+const struct rs_backend_ops *rs_backend_named(const char *name);
 
 #endif

@@ -54,6 +54,10 @@ enum rs_op_kind {
  * (completion flagged RS_CF_BUFFER when res > 0, released like a recv's;
  * -ENOBUFS when none is free); len is capped at the pool's buffer size. */
 #define RS_OPF_POOL_BUF (1u << 3)
+/* RS_OP_SEND: buf is a struct msghdr whose iovecs hold the bytes (a
+ * vectored send, sendmsg(2)); len is their total. The msghdr and iovecs
+ * stay untouched until the completion. Never zero-copy. */
+#define RS_OPF_MSG (1u << 5)
 
 /* rs_completion.flags, set by the backend */
 /* The op is still armed; more completions follow. */

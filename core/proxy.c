@@ -75,7 +75,7 @@ static uint32_t pick_upstream(struct rs_loop *loop)
     uint32_t best = pl->next % pl->n;
     for (uint32_t i = 0; i < pl->n; i++) {
         uint32_t k = (pl->next + i) % pl->n;
-        if (pl->up[k].down_until_ms <= loop->now_ms) {
+        if (pl->up[k].down_until_ms <= rs_loop_now(loop)) {
             best = k;
             break;
         }
@@ -91,7 +91,7 @@ static void mark(struct rs_loop *loop, uint32_t up, bool down)
 {
     struct proxy_loop *pl = loop->proto_data;
     bool was_down = pl->up[up].down_until_ms != 0;
-    pl->up[up].down_until_ms = down ? loop->now_ms + DOWN_MS : 0;
+    pl->up[up].down_until_ms = down ? rs_loop_now(loop) + DOWN_MS : 0;
     if (down && !was_down)
         rs_log_info("loop %d: upstream %u is down, skipped for %d ms", loop->index, up,
                     DOWN_MS);

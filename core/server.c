@@ -170,11 +170,10 @@ static void pin_self(int cpu)
  * meanwhile, not to the first. Needs no privilege. */
 static int sched_batch_self(char *err, size_t errlen)
 {
-    struct sched_param sp = {.sched_priority = 0};
-    int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    int rc = rs_loop_sched_batch(true);
     if (rc != 0)
-        snprintf(err, errlen, "--sched=batch: %s", strerror(rc));
-    return -rc;
+        snprintf(err, errlen, "--sched=batch: %s", strerror(-rc));
+    return rc;
 }
 
 static void *worker_main(void *arg)
@@ -184,7 +183,8 @@ static void *worker_main(void *arg)
         pin_self(w->index);
     /* The ring is created by the thread that uses it: SINGLE_ISSUER and
      * DEFER_TASKRUN require it. */
-    w->init_rc = w->cfg->sched_batch ? sched_batch_self(w->err, sizeof(w->err)) : 0;
+    w->init_rc =
+        w->cfg->sched == RS_SCHED_BATCH ? sched_batch_self(w->err, sizeof(w->err)) : 0;
     if (w->init_rc == 0)
         w->init_rc = rs_loop_init(&w->loop, w->ops, w->cfg, w->err, sizeof(w->err));
     w->loop.index = w->index;
@@ -345,18 +345,36 @@ static int setup_group(struct rs_config *cfg)
 static const struct rs_backend_ops *choose_backend(struct rs_config *cfg, char *why,
                                                    size_t whylen)
 {
+    /* Through the table, branching on what each backend says about itself
+     * (available), never on its name beyond the user's --backend. why
+     * keeps the first refusal: "io_uring is unavailable (why); using
+     * epoll". */
     why[0] = '\0';
-    if (cfg->backend == RS_BACKEND_EPOLL)
-        return &rs_backend_epoll;
-    if (!rs_backend_uring.name) {
+    const char *want = cfg->backend == RS_BACKEND_URING   ? "uring"
+                       : cfg->backend == RS_BACKEND_EPOLL ? "epoll"
+                                                          : NULL;
+    if (want && !rs_backend_named(want)) {
         snprintf(why, whylen, "io_uring support was not compiled in");
-        return cfg->backend == RS_BACKEND_AUTO ? &rs_backend_epoll : NULL;
+        return NULL;
     }
-    const struct rs_uring_support *s = rs_probe_uring_cached();
-    if (s->available)
-        return &rs_backend_uring;
-    snprintf(why, whylen, "%s", s->why);
-    return cfg->backend == RS_BACKEND_AUTO ? &rs_backend_epoll : NULL;
+    for (size_t i = 0; rs_backends[i]; i++) {
+        const struct rs_backend_ops *b = rs_backends[i];
+        if (!b->name) { /* not built in */
+            if (!why[0])
+                snprintf(why, whylen, "io_uring support was not compiled in");
+            continue;
+        }
+        if (want && strcmp(b->name, want) != 0)
+            continue;
+        char reason[200] = "";
+        if (!b->available || b->available(reason, sizeof(reason)))
+            return b;
+        if (!why[0])
+            snprintf(why, whylen, "%s", reason);
+        if (want)
+            return NULL;
+    }
+    return NULL;
 }
 
 static void release_start(bool ok)
@@ -454,7 +472,9 @@ static void print_start_line(const struct rs_config *cfg, const char *fallback_w
                                 : ", accept=reuseport",
                 (unsigned long long)cfg->max_pending, cfg->max_conns, conn_limit,
                 conn_why, cfg->buffers, cfg->buffer_size,
-                cfg->sched_batch ? ", sched=batch" : "");
+                cfg->sched == RS_SCHED_BATCH  ? ", sched=batch"
+                : cfg->sched == RS_SCHED_AUTO ? ", sched=auto"
+                                              : "");
 }
 
 int rs_server_main(struct rs_config *cfg)

@@ -31,6 +31,15 @@ struct rs_chunk {
     uint8_t data[];
 };
 
+/* A vectored send: up to RS_SENDV_MAX queued chunks in one sendmsg. Only
+ * streams that ever have several chunks queued get one (ping-pong never
+ * does); it stays with the struct when the loop recycles it. */
+#define RS_SENDV_MAX 16
+struct rs_sendv {
+    struct msghdr msg;
+    struct iovec iov[RS_SENDV_MAX];
+};
+
 /* Keep a few recycled nodes per loop: the hot path should not malloc. */
 #define CACHE_MAX 1024u
 /* Big enough to coalesce many small pipelined messages, small enough that
@@ -80,6 +89,7 @@ void rs_stream_cache_fini(struct rs_loop *loop)
     while (loop->free_streams) {
         struct rs_stream *s = loop->free_streams;
         loop->free_streams = s->next;
+        free(s->sendv);
         free(s);
     }
     loop->nfree_streams = 0;
@@ -194,10 +204,27 @@ static void start_send(struct rs_stream *s)
         return;
     struct rs_chunk *k = s->head;
     assert(k->len > 0);
-    s->send_op.buf = k->ptr;
-    s->send_op.len = k->len;
-    /* Static chunks (chargen's table) may be sent zero-copy without a hold. */
-    s->send_op.flags = opf(s, (k->bid < 0 && k->cap == 0) ? RS_OPF_STATIC_BUF : 0);
+    if (k->next && (s->sendv || (s->sendv = malloc(sizeof(*s->sendv))))) {
+        /* Several chunks wait: one sendmsg for as many as fit. */
+        struct rs_sendv *v = s->sendv;
+        uint32_t n = 0;
+        uint64_t total = 0;
+        for (; k && n < RS_SENDV_MAX && total + k->len <= UINT32_MAX; k = k->next, n++) {
+            v->iov[n] = (struct iovec){.iov_base = (void *)k->ptr, .iov_len = k->len};
+            total += k->len;
+        }
+        v->msg = (struct msghdr){.msg_iov = v->iov, .msg_iovlen = n};
+        s->send_chunks = (uint8_t)n;
+        s->send_op.buf = &v->msg;
+        s->send_op.len = (uint32_t)total;
+        s->send_op.flags = opf(s, RS_OPF_MSG);
+    } else {
+        s->send_chunks = 1;
+        s->send_op.buf = k->ptr;
+        s->send_op.len = k->len;
+        /* Static chunks (chargen's table) may go zero-copy without a hold. */
+        s->send_op.flags = opf(s, (k->bid < 0 && k->cap == 0) ? RS_OPF_STATIC_BUF : 0);
+    }
     int rc = s->loop->ops->submit(s->loop, &s->send_op);
     if (rc < 0) {
         fail(s, rc);
@@ -226,8 +253,11 @@ static struct rs_stream *stream_new(struct rs_loop *loop, int fd, bool direct,
         s = malloc(sizeof(*s));
         if (!s)
             return NULL;
+        s->sendv = NULL;
     }
+    struct rs_sendv *sendv = s->sendv;
     memset(s, 0, sizeof(*s));
+    s->sendv = sendv;
     s->loop = loop;
     s->cbs = cbs;
     s->data = data;
@@ -360,23 +390,26 @@ void rs_stream_release(struct rs_stream *s, uint16_t bid)
     s->loop->ops->buf_release(s->loop, bid);
 }
 
-/* Drop queued output, except a chunk the kernel may still be reading. */
+/* Drop queued output, except the chunks the kernel may still be reading
+ * (those the in-flight send covers). */
 static void drop_queue(struct rs_stream *s)
 {
-    struct rs_chunk *k = s->head;
-    struct rs_chunk *keep = NULL;
-    if (k && s->send_busy) {
-        keep = k;
+    struct rs_chunk *k = s->head, *last_kept = NULL;
+    for (uint32_t i = 0; k && s->send_busy && i < s->send_chunks; i++) {
+        last_kept = k;
         k = k->next;
-        keep->next = NULL;
     }
+    if (last_kept)
+        last_kept->next = NULL;
+    else
+        s->head = NULL;
+    s->tail = last_kept;
     while (k) {
         struct rs_chunk *n = k->next;
         s->pending -= k->len;
         chunk_put(s->loop, k);
         k = n;
     }
-    s->head = s->tail = keep;
 }
 
 static void unstarve_remove(struct rs_stream *s)
@@ -518,6 +551,7 @@ static void free_stream(struct rs_stream *s)
         loop->free_streams = s;
         loop->nfree_streams++;
     } else {
+        free(s->sendv);
         free(s);
     }
     rs_loop_stream_closed(loop, accepted);
@@ -617,6 +651,7 @@ void rs_stream_abandon(struct rs_stream *s)
         k = n;
     }
     s->head = s->tail = NULL;
+    free(s->sendv);
     free(s);
 }
 
@@ -706,20 +741,26 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
         fail(s, res < 0 ? res : -EPIPE);
         return;
     }
-    struct rs_chunk *k = s->head;
-    assert(k && (uint32_t)res <= k->len);
+    assert((uint32_t)res <= op->len && (uint64_t)res <= s->pending);
     uint64_t before = s->pending;
     loop->stats.bytes_out += (uint64_t)res;
     s->last_active_ms = rs_loop_now(loop);
-    k->ptr += res;
-    k->len -= (uint32_t)res;
     s->pending -= (uint64_t)res;
-    if (k->len == 0) {
-        s->head = k->next;
-        if (!s->head)
-            s->tail = NULL;
-        chunk_put(loop, k);
-        loop->stats.round_trips++;
+    /* The send covered the head chunk, or several from the head on. */
+    for (uint32_t left = (uint32_t)res; left > 0;) {
+        struct rs_chunk *k = s->head;
+        assert(k);
+        uint32_t n = left < k->len ? left : k->len;
+        k->ptr += n;
+        k->len -= n;
+        left -= n;
+        if (k->len == 0) {
+            s->head = k->next;
+            if (!s->head)
+                s->tail = NULL;
+            chunk_put(loop, k);
+            loop->stats.round_trips++;
+        }
     }
     if (s->state == RS_STREAM_CLOSING && !s->graceful) {
         drop_queue(s);

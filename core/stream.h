@@ -18,9 +18,10 @@
  * on_data must accept it. -ENOBUFS (no free buffer) is not an error: the
  * loop re-arms the recv once buffers come back.
  *
- * Output. Writes are queued in order, one send in flight; a short send
- * continues where it stopped. rs_stream_pending() counts queued bytes;
- * nothing stops a writer but itself: backpressure is the owner's policy
+ * Output. Writes are queued in order, one send in flight; when several
+ * chunks wait, that send is vectored (sendmsg over up to RS_SENDV_MAX of
+ * them); a short send continues where it stopped. rs_stream_pending() counts queued
+ * bytes; nothing stops a writer but itself: backpressure is the owner's policy
  * (typically: rs_stream_read_stop on the stream that feeds this one when
  * pending passes loop->cfg->max_pending, rs_stream_read_start again from
  * on_writable).
@@ -62,6 +63,7 @@
 
 struct rs_loop;
 struct rs_chunk;
+struct rs_sendv;
 struct rs_stream;
 
 struct rs_stream_cbs {
@@ -104,6 +106,7 @@ struct rs_stream {
     int fd;
     uint8_t state;
     uint8_t inflight;    /* ops submitted and not finally completed */
+    uint8_t send_chunks; /* queued chunks the in-flight send covers */
     bool direct;         /* fd is a direct descriptor (io_uring fixed file) */
     bool outbound;       /* from rs_stream_connect */
     bool reading;        /* the owner wants input */
@@ -125,8 +128,9 @@ struct rs_stream {
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
     struct rs_chunk *head, *tail;
-    uint64_t pending; /* queued output bytes, in-flight send included */
-    uint64_t lowat;   /* on_writable threshold */
+    struct rs_sendv *sendv; /* a vectored send's msghdr: allocated when first needed */
+    uint64_t pending;       /* queued output bytes, in-flight send included */
+    uint64_t lowat;         /* on_writable threshold */
     uint64_t last_active_ms;
     struct rs_timer timer; /* connect timeout, then the lingering close's bound */
     union {

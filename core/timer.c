@@ -69,7 +69,8 @@ void rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
         heap_remove(loop, t);
     t->fn = fn;
     t->data = data;
-    t->due_ms = loop->now_ms + delay_ms;
+    t->due_ms =
+        rs_loop_now(loop) + delay_ms; /* after a wait: now, not the turn's start */
     if (loop->ntimers == loop->timers_cap) {
         uint32_t cap = loop->timers_cap ? loop->timers_cap * 2 : 64;
         struct rs_timer **h = realloc(loop->timers, cap * sizeof(*h));

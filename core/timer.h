@@ -9,8 +9,9 @@
  * due order. Timers are not thread-safe: a timer belongs to one loop and is
  * used from that loop's thread only.
  *
- * Times are CLOCK_MONOTONIC milliseconds as of the loop turn (loop->now_ms):
- * a timer started from a callback counts from the start of that turn.
+ * Times are CLOCK_MONOTONIC milliseconds (rs_loop_now: the clock is read
+ * at most once per turn and once after the backend's wait, so a timer
+ * started from a completion counts from after the wait, not before it).
  *
  *     struct rs_timer t = {0};          // zero: not active
  *     rs_timer_start(loop, &t, 500, on_timeout, session);

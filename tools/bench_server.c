@@ -76,6 +76,29 @@ long long bench_proc_fd_count(long pid)
     return n;
 }
 
+bool bench_sockstat_read(struct bench_sockstat *s)
+{
+    *s = (struct bench_sockstat){-1, -1, -1, -1};
+    FILE *f = fopen("/proc/net/sockstat", "re");
+    if (!f)
+        return false;
+    char line[256];
+    long long mem = -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "sockets: used %lld", &s->sockets_used) == 1)
+            continue;
+        long long orphan, alloc;
+        if (sscanf(line, "TCP: inuse %lld orphan %lld tw %lld alloc %lld mem %lld",
+                   &s->tcp_inuse, &orphan, &s->tcp_tw, &alloc, &mem) == 5)
+            continue;
+    }
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    if (mem >= 0)
+        s->tcp_mem_kib = mem * (page > 0 ? page : 4096) / 1024;
+    return s->tcp_inuse >= 0;
+}
+
 bool bench_perf_cmd(struct bench_perf *p, const char *cmd)
 {
     if (!p->ok)

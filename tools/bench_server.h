@@ -15,6 +15,16 @@ long long bench_proc_rss_kib(long pid);
  * are not among them); -1 if unreadable. */
 long long bench_proc_fd_count(long pid);
 
+/* The kernel's socket counts and TCP memory (/proc/net/sockstat, this
+ * network namespace: on loopback both ends of every connection). */
+struct bench_sockstat {
+    long long sockets_used; /* "sockets: used" */
+    long long tcp_inuse, tcp_tw;
+    long long tcp_mem_kib; /* "TCP: mem" pages, in KiB */
+};
+/* false if unreadable. */
+bool bench_sockstat_read(struct bench_sockstat *s);
+
 /* perf stat runs as a child from the start, attached to the server with its
  * counters disabled (-D -1); --control lets us enable and disable them exactly
  * at the edges of the measured interval and wait for perf's acknowledgement. */

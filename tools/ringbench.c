@@ -34,6 +34,7 @@
  * connection backlog, and its latency is measured from the intended time. */
 #include "bench_hist.h"
 #include "bench_pattern.h"
+#include "bench_procs.h"
 #include "bench_server.h"
 
 #include <errno.h>
@@ -70,6 +71,7 @@
 #define MAX_PIPELINE  1024u
 #define MAX_SIZE      (64ull << 20)
 #define MAX_THREADS   64u
+#define MAX_PROCESSES 64u
 #define CONNECT_BATCH 256u /* connects in progress per worker */
 #define IO_BUF        (256u << 10)
 #define EVENTS        512
@@ -92,8 +94,10 @@ struct opts {
     bool duration_set, warmup_set;
     uint64_t rounds; /* 0: run for --duration */
     uint32_t source_addrs;
-    uint32_t threads;
-    long server_pid; /* 0: none */
+    uint32_t threads;   /* per process */
+    uint32_t processes; /* --processes: this many, each with a slice */
+    uint32_t id_base;   /* first connection id of this process's slice */
+    long server_pid;    /* 0: none */
     enum mode mode;
     bool json, quiet, allow_remote;
 };
@@ -772,6 +776,10 @@ static void usage(FILE *out)
         "  --connections=N        concurrent connections (default 1)\n"
         "  --threads=N            client threads, each with its own epoll loop "
         "(default 1)\n"
+        "  --processes=N          N processes of --threads each, one merged report: "
+        "more\n"
+        "                         connections than one process's RLIMIT_NOFILE "
+        "(default 1)\n"
         "  --size=B|MIN-MAX       message size in bytes, K/M suffixes (default 64)\n"
         "  --pipeline=K           messages in flight per connection (default 1)\n"
         "  --duration=S           measured seconds (default 10)\n"
@@ -951,6 +959,7 @@ enum {
     OPT_MODE,
     OPT_STALL,
     OPT_ALLOW_REMOTE,
+    OPT_PROCESSES,
 };
 
 static const struct option long_opts[] = {
@@ -972,6 +981,7 @@ static const struct option long_opts[] = {
     {"mode", required_argument, NULL, OPT_MODE},
     {"stall-timeout", required_argument, NULL, OPT_STALL},
     {"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
+    {"processes", required_argument, NULL, OPT_PROCESSES},
     {NULL, 0, NULL, 0},
 };
 
@@ -986,6 +996,7 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
         .warmup = 1,
         .stall_timeout = 1,
         .threads = 1,
+        .processes = 1,
         .mode = MODE_ECHO,
     };
     const char *connect_arg = "127.0.0.1:7080";
@@ -1000,7 +1011,7 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
             connect_arg = optarg;
             break;
         case OPT_CONNECTIONS:
-            o->connections = (uint32_t)opt_uint("connections", optarg, 1, max_conns);
+            o->connections = (uint32_t)opt_uint("connections", optarg, 1, 10000000);
             break;
         case OPT_SIZE:
             opt_size(o, optarg);
@@ -1062,6 +1073,9 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
         case OPT_ALLOW_REMOTE:
             o->allow_remote = true;
             break;
+        case OPT_PROCESSES:
+            o->processes = (uint32_t)opt_uint("processes", optarg, 1, MAX_PROCESSES);
+            break;
         case ':':
             usage_error("option '%s' needs a value", argv[optind - 1]);
             break;
@@ -1077,8 +1091,16 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
         o->warmup = 0;
     if (o->rate > 0 && o->mode != MODE_ECHO)
         usage_error("--rate: only with --mode=echo");
-    if (o->threads > o->connections)
-        o->threads = o->connections;
+    if (o->processes > o->connections)
+        o->processes = o->connections;
+    uint64_t per_proc = ((uint64_t)o->connections + o->processes - 1) / o->processes;
+    if (per_proc > max_conns)
+        usage_error("--connections=%u: %" PRIu64 " per process, but RLIMIT_NOFILE allows "
+                    "%" PRIu64 " (add --processes=%" PRIu64 ")",
+                    o->connections, per_proc, max_conns,
+                    ((uint64_t)o->connections + max_conns - 1) / max_conns);
+    if (o->threads > per_proc)
+        o->threads = (uint32_t)per_proc;
     opt_connect(o, connect_arg);
     if (!o->allow_remote && !is_loopback(&o->addr))
         usage_error("--connect: %s is not a loopback address; load goes to loopback only "
@@ -1105,13 +1127,39 @@ static void on_signal(int sig)
 
 struct result {
     double seconds;
+    double connect_s; /* until every connection was open */
     uint64_t rt, bytes;
     uint64_t fair_min, fair_max;
+    uint64_t zero; /* connections with no round trip (no byte) measured */
+    uint64_t held; /* connections open at the end */
     struct bench_hist *hist;
     double cpu_us_per_rt, cpu_s, syscalls_per_rt;
-    long long rss_kib;
-    bool have_cpu, have_sys;
+    long long rss_kib, rss0_kib, fds; /* server, at the end (rss0: at the start) */
+    struct bench_sockstat sock;
+    bool have_cpu, have_sys, have_sock;
 };
+
+/* What a --processes child sends its parent, then its histogram. */
+struct child_report {
+    double seconds, connect_s;
+    uint64_t rt, bytes, fair_min, fair_max, zero, held;
+    uint32_t errors, stalls;
+    bool interrupted, measured;
+    char error[sizeof(g_errmsg) + sizeof(g_stallmsg) + 100];
+};
+
+static struct bench_child g_child_self;
+static struct bench_child *g_child; /* set in a --processes child */
+
+/* The server while the connections are held. */
+static void sample_server(const struct opts *o, struct result *r)
+{
+    r->have_sock = bench_sockstat_read(&r->sock);
+    if (!o->server_pid)
+        return;
+    r->rss_kib = bench_proc_rss_kib(o->server_pid);
+    r->fds = bench_proc_fd_count(o->server_pid);
+}
 
 static double mb_per_s(const struct result *r)
 {
@@ -1176,8 +1224,18 @@ static void report_json(const struct opts *o, const struct result *r, uint32_t e
     } else {
         printf("\"latency_us\":null,");
     }
-    printf("\"fairness\":{\"unit\":\"%s\",\"min\":%" PRIu64 ",\"max\":%" PRIu64 "},",
-           echo ? "round_trips" : "bytes", r->fair_min, r->fair_max);
+    printf("\"fairness\":{\"unit\":\"%s\",\"min\":%" PRIu64 ",\"max\":%" PRIu64
+           ",\"zero\":%" PRIu64 "},",
+           echo ? "round_trips" : "bytes", r->fair_min, r->fair_max, r->zero);
+    printf("\"processes\":%u,\"held\":%" PRIu64 ",", o->processes, r->held);
+    json_num("connect_s", r->connect_s, true, true);
+    if (r->have_sock)
+        printf("\"sockstat\":{\"sockets_used\":%lld,\"tcp_inuse\":%lld,\"tcp_tw\":%lld,"
+               "\"tcp_mem_kib\":%lld},",
+               r->sock.sockets_used, r->sock.tcp_inuse, r->sock.tcp_tw,
+               r->sock.tcp_mem_kib);
+    else
+        printf("\"sockstat\":null,");
     printf("\"errors\":%u,\"stalls\":%u,\"error\":", errors, stalls);
     if (error)
         json_string(error);
@@ -1192,6 +1250,17 @@ static void report_json(const struct opts *o, const struct result *r, uint32_t e
             printf("\"rss_kib\":%lld,", r->rss_kib);
         else
             printf("\"rss_kib\":null,");
+        if (r->rss0_kib >= 0)
+            printf("\"rss_kib_start\":%lld,", r->rss0_kib);
+        else
+            printf("\"rss_kib_start\":null,");
+        json_num("rss_bytes_per_conn",
+                 r->held ? (double)r->rss_kib * 1024 / (double)r->held : 0,
+                 r->rss_kib >= 0 && r->held, true);
+        if (r->fds >= 0)
+            printf("\"fds\":%lld,", r->fds);
+        else
+            printf("\"fds\":null,");
         json_num("syscalls_per_rt", r->syscalls_per_rt, r->have_sys && echo && r->rt,
                  false);
         printf("}");
@@ -1243,8 +1312,18 @@ static void report_text(const struct opts *o, const struct result *r, uint32_t e
         printf("  fairness      %" PRIu64 " .. %" PRIu64 " bytes per connection\n",
                r->fair_min, r->fair_max);
     }
+    printf("  connections   %" PRIu64 " held at the end, %" PRIu64
+           " with no %s measured; "
+           "all open after %.3f s%s\n",
+           r->held, r->zero, echo ? "round trip" : "byte", r->connect_s,
+           o->processes > 1 ? " (several processes)" : "");
     printf("  errors        %u\n", errors);
     printf("  stalls        %u\n", stalls);
+    if (r->have_sock)
+        printf(
+            "  kernel        sockets used %lld, TCP in use %lld (both ends on loopback), "
+            "TCP memory %lld KiB\n",
+            r->sock.sockets_used, r->sock.tcp_inuse, r->sock.tcp_mem_kib);
     if (o->server_pid) {
         printf("  server        pid %ld:", o->server_pid);
         if (r->have_cpu && echo && r->rt)
@@ -1255,10 +1334,17 @@ static void report_text(const struct opts *o, const struct result *r, uint32_t e
             printf(" %.2f syscalls/round trip,", r->syscalls_per_rt);
         else
             printf(" syscalls n/a,");
-        if (r->rss_kib >= 0)
-            printf(" RSS %lld KiB\n", r->rss_kib);
+        if (r->rss_kib >= 0 && r->held)
+            printf(" RSS %lld KiB (%.0f B per held connection; %lld KiB at the start),",
+                   r->rss_kib, (double)r->rss_kib * 1024 / (double)r->held, r->rss0_kib);
+        else if (r->rss_kib >= 0)
+            printf(" RSS %lld KiB,", r->rss_kib);
         else
-            printf(" RSS n/a\n");
+            printf(" RSS n/a,");
+        if (r->fds >= 0)
+            printf(" %lld descriptors\n", r->fds);
+        else
+            printf(" descriptors n/a\n");
     }
 }
 
@@ -1324,6 +1410,197 @@ static bool should_stop(void)
     return g_interrupted || atomic_load(&g_failed);
 }
 
+/* CPU and syscalls of the server over the measured interval. */
+static void server_cpu(const struct opts *o, struct result *r, long long cpu0,
+                       long long cpu1, long long sys)
+{
+    if (!o->server_pid)
+        return;
+    if (cpu0 >= 0 && cpu1 >= cpu0) {
+        long hz = sysconf(_SC_CLK_TCK);
+        r->cpu_s = (double)(cpu1 - cpu0) / (double)(hz > 0 ? hz : 100);
+        r->have_cpu = true;
+        if (r->rt)
+            r->cpu_us_per_rt = r->cpu_s * 1e6 / (double)r->rt;
+    }
+    if (sys >= 0) {
+        r->have_sys = true;
+        if (r->rt)
+            r->syscalls_per_rt = (double)sys / (double)r->rt;
+    } else if (!o->quiet) {
+        fprintf(stderr, "ringbench: note: perf stat unavailable or failed; syscalls "
+                        "per round trip n/a\n");
+    }
+}
+
+/* Why this run failed, or "": the first error; else stalled connections,
+ * or nothing measured at all (a broken run must never read as a good one). */
+static void verdict(const struct opts *o, const struct result *r, uint32_t stalls,
+                    bool measured, char *error, size_t len)
+{
+    error[0] = '\0';
+    if (atomic_load(&g_failed) && g_errmsg[0])
+        snprintf(error, len, "%s", g_errmsg);
+    else if (stalls)
+        snprintf(error, len, "%u of %u connections stalled; first: %s", stalls,
+                 o->connections, g_stallmsg);
+    else if (!g_interrupted && measured && (o->mode == MODE_ECHO ? !r->rt : !r->bytes))
+        snprintf(error, len, "no %s measured in %.3f s",
+                 o->mode == MODE_ECHO ? "round trips" : "bytes", r->seconds);
+}
+
+/* Report; the exit status. */
+static int conclude(const struct opts *o, const struct result *r, uint32_t errors,
+                    uint32_t stalls, const char *error)
+{
+    if (error[0])
+        fprintf(stderr, "ringbench: FAILED: %s\n", error);
+    else if (g_interrupted)
+        fprintf(stderr, "ringbench: interrupted\n");
+    if (o->json)
+        report_json(o, r, errors, stalls, error[0] ? error : NULL);
+    else
+        report_text(o, r, errors, stalls);
+    fflush(stdout);
+    if (error[0] || errors)
+        return 1;
+    return g_interrupted ? 130 : 0;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {.tv_sec = (time_t)s,
+                          .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !g_interrupted)
+        ;
+}
+
+/* --processes: fork the children, keep them in step, merge what they
+ * measured. Returns the exit status, or -1 in a child (which then runs
+ * its slice; see bench_procs.h). */
+static int run_parent(struct opts *o)
+{
+    struct result r = {.fair_min = UINT64_MAX, .rss_kib = -1, .rss0_kib = -1, .fds = -1};
+    if (o->server_pid)
+        r.rss0_kib = bench_proc_rss_kib(o->server_pid);
+    fflush(stdout);
+    fflush(stderr);
+    struct bench_procs p;
+    struct bench_child self;
+    int rc = bench_procs_spawn(&p, o->processes, &self);
+    if (rc < 0) {
+        fprintf(stderr, "ringbench: cannot start %u processes: %s\n", o->processes,
+                strerror(-rc));
+        return 1;
+    }
+    if (rc == 1) {
+        uint32_t first = (uint32_t)((uint64_t)o->connections * self.index / o->processes);
+        uint32_t next =
+            (uint32_t)((uint64_t)o->connections * (self.index + 1) / o->processes);
+        o->id_base = first;
+        o->connections = next - first;
+        o->server_pid = 0; /* the parent watches the server */
+        o->json = false;
+        o->quiet = true;
+        g_child_self = self;
+        g_child = &g_child_self;
+        return -1;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    struct bench_perf perf = {.pid = -1};
+    if (o->server_pid)
+        bench_perf_start(&perf, o->server_pid);
+    if (!o->quiet)
+        fprintf(stderr, "ringbench: %u processes open %u connections...\n", o->processes,
+                o->connections);
+    uint64_t t_begin = now_ns();
+    bool all = true;
+    for (unsigned i = 0; i < p.n; i++) {
+        char tag = '\0';
+        if (!bench_read_all(p.up[i], &tag, 1) || tag != 'C')
+            all = false;
+    }
+    r.connect_s = (double)(now_ns() - t_begin) / 1e9;
+    bench_procs_tell(&p, all ? 'G' : 'S');
+    long long cpu0 = -1, cpu1 = -1, sys = -1;
+    if (all && !o->rounds) {
+        if (!o->quiet)
+            fprintf(stderr,
+                    "ringbench: all connected after %.1f s; %.0f s warm-up, %.0f s "
+                    "measured\n",
+                    r.connect_s, o->warmup, o->duration);
+        sleep_s(o->warmup);
+        if (o->server_pid) {
+            bench_perf_cmd(&perf, "enable");
+            cpu0 = bench_proc_cpu_ticks(o->server_pid);
+        }
+    }
+    struct bench_hist *total = malloc(sizeof(*total)), *h = malloc(sizeof(*h));
+    if (!total || !h) {
+        fprintf(stderr, "ringbench: out of memory\n");
+        return 1;
+    }
+    bench_hist_init(total);
+    r.hist = total;
+    uint32_t errors = 0, stalls = 0;
+    char error[sizeof(((struct child_report *)0)->error) + 32] = "";
+    bool measured = true;
+    for (unsigned i = 0; i < p.n; i++) {
+        struct child_report rep;
+        if (!bench_read_all(p.up[i], &rep, sizeof(rep)) ||
+            !bench_read_all(p.up[i], h, sizeof(*h))) {
+            errors++;
+            if (!error[0])
+                snprintf(error, sizeof(error), "process %u ended without a report", i);
+            continue;
+        }
+        r.rt += rep.rt;
+        r.bytes += rep.bytes;
+        r.zero += rep.zero;
+        r.held += rep.held;
+        if (rep.seconds > r.seconds)
+            r.seconds = rep.seconds;
+        if (rep.fair_min < r.fair_min)
+            r.fair_min = rep.fair_min;
+        if (rep.fair_max > r.fair_max)
+            r.fair_max = rep.fair_max;
+        errors += rep.errors;
+        stalls += rep.stalls;
+        measured = measured && rep.measured;
+        if (rep.interrupted)
+            g_interrupted = 1;
+        if (!error[0] && rep.error[0])
+            snprintf(error, sizeof(error), "process %u: %s", i, rep.error);
+        bench_hist_merge(total, h);
+    }
+    if (o->server_pid && cpu0 >= 0) {
+        cpu1 = bench_proc_cpu_ticks(o->server_pid);
+        if (bench_perf_cmd(&perf, "disable"))
+            sys = bench_perf_finish(&perf);
+    }
+    if (perf.pid > 0)
+        bench_perf_finish(&perf);
+    if (r.fair_min == UINT64_MAX)
+        r.fair_min = 0;
+    sample_server(o, &r); /* every connection still open */
+    bench_procs_tell(&p, 'X');
+    if (!bench_procs_reap(&p) && !error[0])
+        snprintf(error, sizeof(error), "a process crashed");
+    bench_procs_free(&p);
+    server_cpu(o, &r, cpu0, cpu1, sys);
+    if (!error[0] && !g_interrupted && measured &&
+        (o->mode == MODE_ECHO ? !r.rt : !r.bytes))
+        snprintf(error, sizeof(error), "no %s measured in %.3f s",
+                 o->mode == MODE_ECHO ? "round trips" : "bytes", r.seconds);
+    int status = conclude(o, &r, errors, stalls, error);
+    free(total);
+    free(h);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     struct rlimit rl;
@@ -1339,6 +1616,12 @@ int main(int argc, char **argv)
     parse_opts(&o, argc, argv, max_conns);
 
     signal(SIGPIPE, SIG_IGN);
+    if (o.processes > 1) {
+        int rc = run_parent(&o);
+        if (rc >= 0)
+            return rc;
+        /* A child: the run below, on its slice, reporting to the parent. */
+    }
     g_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     g_done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (g_wake_fd < 0 || g_done_fd < 0) {
@@ -1351,8 +1634,11 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     struct bench_perf perf = {.pid = -1};
-    if (o.server_pid)
+    long long rss0 = -1;
+    if (o.server_pid) {
         bench_perf_start(&perf, o.server_pid);
+        rss0 = bench_proc_rss_kib(o.server_pid);
+    }
 
     struct worker *ws = calloc(o.threads, sizeof(*ws));
     struct bench_hist *total = malloc(sizeof(*total));
@@ -1365,9 +1651,9 @@ int main(int argc, char **argv)
         struct worker *w = &ws[t];
         w->idx = t;
         w->o = &o;
-        w->first_id = (uint32_t)((uint64_t)o.connections * t / o.threads);
-        w->nconns =
-            (uint32_t)((uint64_t)o.connections * (t + 1) / o.threads) - w->first_id;
+        uint32_t first = (uint32_t)((uint64_t)o.connections * t / o.threads);
+        w->nconns = (uint32_t)((uint64_t)o.connections * (t + 1) / o.threads) - first;
+        w->first_id = o.id_base + first;
         w->conns = calloc(w->nconns, sizeof(*w->conns));
         w->msgs = calloc((size_t)w->nconns * o.pipeline, sizeof(*w->msgs));
         w->rbuf = malloc(IO_BUF);
@@ -1418,6 +1704,15 @@ int main(int argc, char **argv)
         controller_wait(0, 100);
         progress_tick(&prog, &o, ws, "connect", t_begin);
     }
+    double connect_s = (double)(now_ns() - t_begin) / 1e9;
+    if (g_child) {
+        /* Every process connected before any warms up: they measure
+         * together. */
+        char tag = should_stop() ? 'F' : 'C';
+        if (!bench_write_all(g_child->up, &tag, 1) ||
+            (tag == 'C' && bench_child_next(g_child) != 'G'))
+            g_interrupted = 1;
+    }
 
     uint64_t t0 = 0, t1 = 0;
     long long cpu0 = -1, cpu1 = -1, sys = -1;
@@ -1458,7 +1753,12 @@ int main(int argc, char **argv)
     if (prog.on)
         fprintf(stderr, "\r\033[K");
 
-    struct result r = {.hist = total, .fair_min = UINT64_MAX, .rss_kib = -1};
+    struct result r = {.hist = total,
+                       .fair_min = UINT64_MAX,
+                       .rss_kib = -1,
+                       .rss0_kib = rss0,
+                       .fds = -1,
+                       .connect_s = connect_s};
     uint64_t t_last = 0;
     for (uint32_t t = 0; t < o.threads; t++) {
         struct worker *w = &ws[t];
@@ -1470,6 +1770,8 @@ int main(int argc, char **argv)
         for (uint32_t i = 0; i < w->nconns; i++) {
             const struct conn *c = &w->conns[i];
             uint64_t v = o.mode == MODE_ECHO ? c->rt : c->counted_bytes;
+            r.zero += v == 0;
+            r.held += c->state == CS_OPEN;
             if (v < r.fair_min)
                 r.fair_min = v;
             if (v > r.fair_max)
@@ -1481,49 +1783,37 @@ int main(int argc, char **argv)
     if (o.rounds && t_last && t_last < t1 && !should_stop())
         t1 = t_last;
     r.seconds = t0 && t1 > t0 ? (double)(t1 - t0) / 1e9 : 0;
-    if (o.server_pid) {
-        r.rss_kib = bench_proc_rss_kib(o.server_pid);
-        if (cpu0 >= 0 && cpu1 >= cpu0) {
-            long hz = sysconf(_SC_CLK_TCK);
-            r.cpu_s = (double)(cpu1 - cpu0) / (double)(hz > 0 ? hz : 100);
-            r.have_cpu = true;
-            if (r.rt)
-                r.cpu_us_per_rt = r.cpu_s * 1e6 / (double)r.rt;
-        }
-        if (sys >= 0) {
-            r.have_sys = true;
-            if (r.rt)
-                r.syscalls_per_rt = (double)sys / (double)r.rt;
-        } else if (!o.quiet) {
-            fprintf(stderr, "ringbench: note: perf stat unavailable or failed; syscalls "
-                            "per round trip n/a\n");
-        }
-    }
-
+    sample_server(&o, &r);
+    server_cpu(&o, &r, cpu0, cpu1, sys);
     uint32_t errors = atomic_load(&g_errors);
     uint32_t stalls = atomic_load(&g_stalls);
-    const char *error = atomic_load(&g_failed) && g_errmsg[0] ? g_errmsg : NULL;
-    /* A broken run must never read as a good one: stalled connections, or
-     * nothing measured at all, fail it. */
-    char summary[sizeof(g_stallmsg) + 100];
-    if (!error && stalls) {
-        snprintf(summary, sizeof(summary), "%u of %u connections stalled; first: %s",
-                 stalls, o.connections, g_stallmsg);
-        error = summary;
-    } else if (!error && !g_interrupted && t0 &&
-               (o.mode == MODE_ECHO ? !r.rt : !r.bytes)) {
-        snprintf(summary, sizeof(summary), "no %s measured in %.3f s",
-                 o.mode == MODE_ECHO ? "round trips" : "bytes", r.seconds);
-        error = summary;
+    char error[sizeof(((struct child_report *)0)->error)];
+    verdict(&o, &r, stalls, t0 != 0, error, sizeof(error));
+    int status = 0;
+    if (g_child) {
+        /* The parent reports; it also looks at the server while our
+         * connections are still open, so we wait for its 'X'. */
+        struct child_report rep = {.seconds = r.seconds,
+                                   .connect_s = r.connect_s,
+                                   .rt = r.rt,
+                                   .bytes = r.bytes,
+                                   .fair_min = r.fair_min,
+                                   .fair_max = r.fair_max,
+                                   .zero = r.zero,
+                                   .held = r.held,
+                                   .errors = errors,
+                                   .stalls = stalls,
+                                   .interrupted = g_interrupted,
+                                   .measured = t0 != 0};
+        snprintf(rep.error, sizeof(rep.error), "%s", error);
+        if (bench_write_all(g_child->up, &rep, sizeof(rep)) &&
+            bench_write_all(g_child->up, total, sizeof(*total)))
+            while (bench_child_next(g_child) == 'S')
+                ;
+        status = error[0] || errors ? 1 : 0;
+    } else {
+        status = conclude(&o, &r, errors, stalls, error);
     }
-    if (error)
-        fprintf(stderr, "ringbench: FAILED: %s\n", error);
-    else if (g_interrupted)
-        fprintf(stderr, "ringbench: interrupted\n");
-    if (o.json)
-        report_json(&o, &r, errors, stalls, error);
-    else
-        report_text(&o, &r, errors, stalls);
     fflush(stdout);
 
     for (uint32_t t = 0; t < o.threads; t++) {
@@ -1543,9 +1833,5 @@ int main(int argc, char **argv)
     free(total);
     close(g_wake_fd);
     close(g_done_fd);
-    if (error || errors)
-        return 1;
-    if (g_interrupted)
-        return 130;
-    return 0;
+    return status;
 }

@@ -77,12 +77,15 @@ r = json.load(open(sys.argv[1]))
 keys = ["tool", "version", "mode", "connect", "connections", "threads", "size_min",
         "size_max", "pipeline", "rate", "rounds", "warmup_s", "duration_s",
         "round_trips", "rtt_per_s", "bytes", "mb_per_s", "latency_us", "fairness",
-        "errors", "stalls", "error", "server"]
+        "processes", "held", "connect_s", "sockstat", "errors", "stalls", "error",
+        "server"]
 missing = [k for k in keys if k not in r]
 assert not missing, missing
 assert r["mode"] == "echo" and r["connections"] == 8 and r["pipeline"] == 3
 assert r["round_trips"] == 8 * 200, r["round_trips"]
-assert r["fairness"] == {"unit": "round_trips", "min": 200, "max": 200}, r["fairness"]
+assert r["fairness"] == {"unit": "round_trips", "min": 200, "max": 200, "zero": 0}, \
+    r["fairness"]
+assert r["processes"] == 1
 assert r["errors"] == 0 and r["stalls"] == 0 and r["error"] is None
 assert r["server"] is None
 lat = r["latency_us"]
@@ -104,7 +107,8 @@ else
 import json, sys
 r = json.load(open(sys.argv[1]))
 s = r["server"]
-for k in ["pid", "cpu_s", "cpu_us_per_rt", "rss_kib", "syscalls_per_rt"]:
+for k in ["pid", "cpu_s", "cpu_us_per_rt", "rss_kib", "rss_kib_start",
+          "rss_bytes_per_conn", "fds", "syscalls_per_rt"]:
     assert k in s, k
 assert s["rss_kib"] > 0
 assert r["round_trips"] == 400 and r["threads"] == 2
@@ -114,12 +118,34 @@ fi
 run --connections=2 --rounds=10
 [ "$RC" -eq 0 ] && grep -q "round trips" "$TMP/out" || bad "none: text report"
 
+# --processes: one merged report over the processes' slices (issue 15).
+run --connections=8 --processes=2 --size=100-3000 --rounds=100 --server-pid="$SERVER" --json
+if [ "$RC" -ne 0 ]; then
+    bad "none --processes=2: exit $RC"
+else
+    python3 - "$TMP/out" <<'PY' || bad "none: --processes JSON"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["processes"] == 2 and r["connections"] == 8, r
+assert r["round_trips"] == 800, r["round_trips"]
+assert r["fairness"] == {"unit": "round_trips", "min": 100, "max": 100, "zero": 0}
+assert r["errors"] == 0 and r["error"] is None
+assert r["server"]["fds"] > 0 and r["latency_us"]["p99"] > 0
+print("ok: none: --processes=2,", r["round_trips"], "round trips merged")
+PY
+fi
+
 # --- each fault, on every connection: exit 1, connection and offset named ----
 for fault in flip drop add close; do
     start_server --fault=$fault --after=1000
     run --connections=3 --size=512 --pipeline=2 --rounds=50
     expect_failure "$fault" "connection [0-2]: .*offset 1000"
 done
+
+# A fault in one process's slice fails the merged run, naming the process.
+start_server --fault=flip --after=1000
+run --connections=4 --processes=2 --size=512 --rounds=50
+expect_failure "flip, --processes=2" "process [01]: connection [0-3]: .*offset 1000"
 
 # One connection, ping-pong: a dropped tail leaves the client waiting, which
 # only the stall timeout can catch.
@@ -179,6 +205,12 @@ for args in "--pipeline=0|--pipeline" "--size=10-5|--size" "--mode=qotd|--mode" 
         bad "usage '$opt': exit $RC, stderr $(cat "$TMP/err")"
     fi
 done
+# More connections than one process may open: the error names --processes.
+(ulimit -n 100 && "$RB" --connections=200 >"$TMP/out" 2>"$TMP/err")
+RC=$?
+if [ "$RC" -ne 2 ] || ! grep -q -- "--processes=" "$TMP/err"; then
+    bad "usage --connections over the limit: exit $RC, stderr $(cat "$TMP/err")"
+fi
 "$RB" --help >"$TMP/out" 2>&1 && grep -q -- "--pipeline" "$TMP/out" || bad "--help"
 "$RB" --version >"$TMP/out" 2>&1 && grep -q "^ringbench " "$TMP/out" || bad "--version"
 # Nobody listening: connection refused is an error naming the connection.

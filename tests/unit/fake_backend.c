@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 struct fake_state *fake(struct rs_loop *loop)
 {
@@ -193,4 +194,36 @@ uint16_t fake_lend(struct rs_loop *loop, const void *data, uint32_t len)
     memcpy(rs_bufpool_ptr(&loop->pool, (uint16_t)bid), data, len);
     rs_bufpool_lend(&loop->pool, (uint16_t)bid);
     return (uint16_t)bid;
+}
+
+void fake_send_gather(const struct rs_op *op, uint8_t *out)
+{
+    if (!(op->flags & RS_OPF_MSG)) {
+        memcpy(out, op->buf, op->len);
+        return;
+    }
+    const struct msghdr *m = op->buf;
+    size_t off = 0;
+    for (size_t i = 0; i < m->msg_iovlen; i++) {
+        memcpy(out + off, m->msg_iov[i].iov_base, m->msg_iov[i].iov_len);
+        off += m->msg_iov[i].iov_len;
+    }
+    assert(off == op->len);
+}
+
+static bool overlaps(const void *p, size_t n, const void *lo, const void *hi)
+{
+    const uint8_t *b = p;
+    return b < (const uint8_t *)hi && b + n > (const uint8_t *)lo;
+}
+
+bool fake_send_reads(const struct rs_op *op, const void *lo, const void *hi)
+{
+    if (!(op->flags & RS_OPF_MSG))
+        return overlaps(op->buf, op->len, lo, hi);
+    const struct msghdr *m = op->buf;
+    for (size_t i = 0; i < m->msg_iovlen; i++)
+        if (overlaps(m->msg_iov[i].iov_base, m->msg_iov[i].iov_len, lo, hi))
+            return true;
+    return false;
 }

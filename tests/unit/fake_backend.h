@@ -53,6 +53,11 @@ void fake_complete(struct rs_loop *loop, struct rs_op *op, int32_t res, uint32_t
                    uint16_t bid);
 /* Lend a pool buffer filled with data, as a kernel recv would. */
 uint16_t fake_lend(struct rs_loop *loop, const void *data, uint32_t len);
+/* The bytes a send op covers (buf/len, or the iovecs of an RS_OPF_MSG
+ * send), copied into out (op->len bytes). */
+void fake_send_gather(const struct rs_op *op, uint8_t *out);
+/* Whether a send op reads any byte of [lo, hi). */
+bool fake_send_reads(const struct rs_op *op, const void *lo, const void *hi);
 /* Deliver queued completions; returns how many. */
 int fake_run(struct rs_loop *loop);
 

@@ -521,7 +521,7 @@ static int sk_submit(struct rs_loop *loop, struct rs_op *op)
         h->len = op->len;
         h->snap = malloc(op->len);
         assert(h->snap);
-        memcpy(h->snap, op->buf, op->len);
+        fake_send_gather(op, h->snap);
     }
     record(s, (struct ev){
                   .type = EV_SUBMIT, .kind = op->kind, .fd = op->fd, .len = op->len});
@@ -565,7 +565,7 @@ static void sk_buf_release(struct rs_loop *loop, uint16_t bid)
     const uint8_t *lo = rs_bufpool_ptr(&s->loop.pool, bid), *hi = lo + s->loop.pool.size;
     for (int i = 0; i < s->nsh; i++) {
         const struct shadow *h = &s->sh[i];
-        if (h->kind == RS_OP_SEND && h->buf < hi && h->buf + h->len > lo)
+        if (h->kind == RS_OP_SEND && fake_send_reads(h->op, lo, hi))
             fail(s, "bid %u released while the send of fd %d still reads it", bid, h->fd);
     }
     s->held[bid] = 0;
@@ -738,7 +738,10 @@ static void deliver(struct sched *s, int i, int32_t res, uint32_t flags, uint32_
     }
     if (h.kind == RS_OP_SEND) {
         /* Check the bytes before the callback: it may release the buffer. */
-        if (memcmp(h.buf, h.snap, h.len) != 0)
+        uint8_t *cur = malloc(h.len);
+        assert(cur);
+        fake_send_gather(h.op, cur);
+        if (memcmp(cur, h.snap, h.len) != 0)
             fail(s, "fd %d: the bytes of an in-flight send changed under the kernel",
                  h.fd);
         if (res > 0) {
@@ -748,7 +751,7 @@ static void deliver(struct sched *s, int i, int32_t res, uint32_t flags, uint32_
             if (m->tx_len + (size_t)res > m->rx_len)
                 fail(s, "fd %d echoes more than it received (%zu + %d > %zu)", h.fd,
                      m->tx_len, res, m->rx_len);
-            if (memcmp(h.buf, m->rx + m->tx_len, (size_t)res) != 0)
+            if (memcmp(cur, m->rx + m->tx_len, (size_t)res) != 0)
                 fail(s,
                      "fd %d echoes bytes that are not the next ones received (stream "
                      "offset %zu, %d bytes)",
@@ -758,6 +761,7 @@ static void deliver(struct sched *s, int i, int32_t res, uint32_t flags, uint32_
             m->errored = true;
             sched_totals.errors++;
         }
+        free(cur);
     }
     record(s, (struct ev){.type = EV_DONE,
                           .kind = h.kind,

@@ -241,7 +241,7 @@ static int pk_submit(struct rs_loop *loop, struct rs_op *op)
         h->len = op->len;
         h->snap = malloc(op->len);
         assert(h->snap);
-        memcpy(h->snap, op->buf, op->len);
+        fake_send_gather(op, h->snap);
     }
     TRACE(d, "    core: submit %s fd=%d%s", kname(op->kind), op->fd,
           op->kind == RS_OP_SEND ? " (send)" : "");
@@ -271,8 +271,7 @@ static void pk_release(struct rs_loop *loop, uint16_t bid)
         fail(d, "bid %u released twice (or never lent)", bid);
     const uint8_t *lo = rs_bufpool_ptr(&d->loop.pool, bid), *hi = lo + d->loop.pool.size;
     for (int i = 0; i < d->nsh; i++)
-        if (d->sh[i].kind == RS_OP_SEND && d->sh[i].buf < hi &&
-            d->sh[i].buf + d->sh[i].len > lo)
+        if (d->sh[i].kind == RS_OP_SEND && fake_send_reads(d->sh[i].op, lo, hi))
             fail(d, "bid %u released while the send of fd %d reads it", bid, d->sh[i].fd);
     d->held[bid] = 0;
     fake_backend.buf_release(loop, bid);
@@ -404,11 +403,14 @@ static void deliver(struct pd *d, int i, int32_t res, uint32_t flags, uint32_t l
     if (h.kind == RS_OP_CONNECT && res < 0)
         ss->dirty = true;
     if (h.kind == RS_OP_SEND) {
-        if (memcmp(h.buf, h.snap, h.len) != 0)
+        uint8_t *cur = malloc(h.len);
+        assert(cur);
+        fake_send_gather(h.op, cur);
+        if (memcmp(cur, h.snap, h.len) != 0)
             fail(d, "fd %d: an in-flight send's bytes changed", h.fd);
         if (res > 0) {
             if (x->tx_len + (size_t)res > y->rx_len ||
-                memcmp(h.buf, y->rx + x->tx_len, (size_t)res) != 0)
+                memcmp(cur, y->rx + x->tx_len, (size_t)res) != 0)
                 fail(d,
                      "fd %d sends bytes that are not the next ones the other side "
                      "received (offset %zu)",
@@ -417,6 +419,7 @@ static void deliver(struct pd *d, int i, int32_t res, uint32_t flags, uint32_t l
         } else {
             ss->dirty = true;
         }
+        free(cur);
     }
     TRACE(d, "complete %s fd=%d res=%d%s%s", kname(h.kind), h.fd, res,
           (flags & RS_CF_MORE) ? " MORE" : "", h.cancelled ? " (cancel asked)" : "");

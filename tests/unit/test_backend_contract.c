@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -342,6 +343,30 @@ static void test_contract_enobufs_is_a_state(void **state)
         run_until(fx, n + 3);
         assert_false(fx->ev[n + 2].c.flags & RS_CF_MORE);
     }
+    close_server(fx);
+}
+
+/* A vectored send (RS_OPF_MSG): the iovecs' bytes go out in order, and
+ * the result counts them all (or a prefix). */
+static void test_contract_vectored_send(void **state)
+{
+    struct fixture *fx = *state;
+    struct iovec iov[3] = {{.iov_base = "one,", .iov_len = 4},
+                           {.iov_base = "two,", .iov_len = 4},
+                           {.iov_base = "three", .iov_len = 5}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 3};
+    struct rs_op send_op;
+    server_op(fx, &send_op, RS_OP_SEND);
+    send_op.flags |= RS_OPF_MSG;
+    send_op.buf = &msg;
+    send_op.len = 13;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &send_op), 0);
+    assert_int_equal(fx->nev, 0);
+    run_until(fx, 1);
+    assert_int_equal(fx->ev[0].c.res, 13);
+    char buf[13];
+    assert_int_equal(recv(fx->client, buf, 13, MSG_WAITALL), 13);
+    assert_memory_equal(buf, "one,two,three", 13);
     close_server(fx);
 }
 
@@ -979,6 +1004,7 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_enobufs_is_a_state,
                                         setup_one_buffer, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_vectored_send, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_connect_succeeds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_connect_cancel, setup, teardown),
