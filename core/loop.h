@@ -71,6 +71,7 @@ struct rs_loop {
                       */
     volatile sig_atomic_t stop_requested;
     bool draining;
+    bool sched_batch;   /* --sched=auto: this loop's thread is SCHED_BATCH now */
     bool drain_aborted; /* the drain deadline passed: everything was aborted */
     bool failed;        /* the backend failed: streams are abandoned */
 };
@@ -103,6 +104,9 @@ void rs_loop_retry(struct rs_loop *loop);
 /* Make a blocked run() return: write the loop's eventfd, which every
  * backend watches. Async-signal-safe. The backends' wake entry. */
 void rs_loop_wake(struct rs_loop *loop);
+
+/* The calling thread's policy: SCHED_BATCH or SCHED_OTHER. 0 or -errno. */
+int rs_loop_sched_batch(bool on);
 
 /* Ask the loop to stop: from a signal handler or another thread. */
 void rs_loop_request_stop(struct rs_loop *loop);

@@ -166,11 +166,10 @@ static void pin_self(int cpu)
  * meanwhile, not to the first. Needs no privilege. */
 static int sched_batch_self(char *err, size_t errlen)
 {
-    struct sched_param sp = {.sched_priority = 0};
-    int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    int rc = rs_loop_sched_batch(true);
     if (rc != 0)
-        snprintf(err, errlen, "--sched=batch: %s", strerror(rc));
-    return -rc;
+        snprintf(err, errlen, "--sched=batch: %s", strerror(-rc));
+    return rc;
 }
 
 static void *worker_main(void *arg)
@@ -180,7 +179,8 @@ static void *worker_main(void *arg)
         pin_self(w->index);
     /* The ring is created by the thread that uses it: SINGLE_ISSUER and
      * DEFER_TASKRUN require it. */
-    w->init_rc = w->cfg->sched_batch ? sched_batch_self(w->err, sizeof(w->err)) : 0;
+    w->init_rc =
+        w->cfg->sched == RS_SCHED_BATCH ? sched_batch_self(w->err, sizeof(w->err)) : 0;
     if (w->init_rc == 0)
         w->init_rc = rs_loop_init(&w->loop, w->ops, w->cfg, w->err, sizeof(w->err));
     w->loop.index = w->index;
@@ -414,7 +414,8 @@ static int open_listeners(struct rs_config *cfg)
         close(fd);
     }
     for (unsigned i = 0; i < nworkers; i++) {
-        int fd = rs_listen_socket(cfg->listen_host, port, cfg->nodelay, shared, 4096);
+        int fd = rs_listen_socket(cfg->listen_host, port, cfg->nodelay, shared,
+                                  RS_LISTEN_BACKLOG);
         if (fd < 0)
             return listen_error(cfg, port, fd);
         workers[i].listen_fd = fd;
@@ -444,7 +445,10 @@ static void print_start_line(const struct rs_config *cfg, const char *fallback_w
                 : group.handoff ? ", accept=handoff"
                                 : ", accept=reuseport",
                 (unsigned long long)cfg->max_pending, cfg->max_conns, limit, why,
-                cfg->buffers, cfg->buffer_size, cfg->sched_batch ? ", sched=batch" : "");
+                cfg->buffers, cfg->buffer_size,
+                cfg->sched == RS_SCHED_BATCH  ? ", sched=batch"
+                : cfg->sched == RS_SCHED_AUTO ? ", sched=auto"
+                                              : "");
 }
 
 int rs_server_main(struct rs_config *cfg)
