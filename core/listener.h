@@ -36,6 +36,11 @@ struct rs_listener {
     int orphans[RS_LISTENER_ORPHANS];
 };
 
+/* The listen backlog ringserve asks for (the kernel caps it at
+ * net.core.somaxconn): also the most one multishot accept can take at
+ * once. */
+#define RS_LISTEN_BACKLOG 4096
+
 /* Create a listening socket for host:port (SO_REUSEADDR, SO_REUSEPORT,
  * TCP_NODELAY inherited by accepted sockets). Returns fd or -errno. */
 int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reuseport,

@@ -444,7 +444,8 @@ static int open_listeners(struct rs_config *cfg)
         close(fd);
     }
     for (unsigned i = 0; i < nworkers; i++) {
-        int fd = rs_listen_socket(cfg->listen_host, port, cfg->nodelay, shared, 4096);
+        int fd = rs_listen_socket(cfg->listen_host, port, cfg->nodelay, shared,
+                                  RS_LISTEN_BACKLOG);
         if (fd < 0)
             return listen_error(cfg, port, fd);
         workers[i].listen_fd = fd;
