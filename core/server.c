@@ -272,8 +272,15 @@ static int setup_group(struct rs_config *cfg)
     char why[160];
     conn_limits(&limit, &dflt, why, sizeof(why));
     uint32_t max = cfg->max_conns;
+    /* What the group counts against. The count includes streams whose
+     * close is still in flight, whose descriptor the epoll backend has
+     * already given back (it closes at submit), so with process
+     * descriptors "max" sets no count of our own: the descriptor limit
+     * itself (EMFILE, with its back-off) is the bound. */
+    uint32_t count_max = max;
     if (max == RS_MAX_CONNS_LIMIT) {
         max = limit;
+        count_max = (workers[0].loop.caps & RS_CAP_DIRECT_FD) ? limit : UINT32_MAX;
     } else if (max > limit) {
         rs_log_error("--max-conns=%u is more than this server can hold: %u (%s)%s", max,
                      limit, why,
@@ -283,11 +290,11 @@ static int setup_group(struct rs_config *cfg)
                            "raise the hard limit");
         return 2;
     } else if (max == 0) {
-        max = dflt;
+        max = count_max = dflt;
     }
     cfg->max_conns = max;
     group.n = nworkers;
-    group.max_conns = max;
+    group.max_conns = count_max;
     group.loops = calloc(nworkers, sizeof(*group.loops));
     if (!group.loops) {
         rs_log_error("out of memory");

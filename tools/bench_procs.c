@@ -70,10 +70,7 @@ int bench_procs_spawn(struct bench_procs *p, unsigned n, struct bench_child *sel
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (getppid() != parent)
                 _exit(1);
-            for (unsigned k = 0; k < p->n; k++) {
-                close(p->up[k]);
-                close(p->down[k]);
-            }
+            bench_procs_free(p); /* the parent's, not ours */
             close(up[0]);
             close(down[1]);
             *self = (struct bench_child){.index = i, .up = up[1], .down = down[0]};
