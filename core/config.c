@@ -503,14 +503,14 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
         fprintf(stderr, proxy ? "ringserve: --protocol=proxy needs --upstream=HOST:PORT\n"
                               : "ringserve: --upstream is for --protocol=proxy\n");
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return 2;
+        return -EINVAL; /* main exits 2 */
     }
     bool http = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "http") == 0;
     if (http != (cfg->root != NULL)) {
         fprintf(stderr, http ? "ringserve: --protocol=http needs --root=DIR\n"
                              : "ringserve: --root is for --protocol=http\n");
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return 2;
+        return -EINVAL;
     }
     return 0;
 }
