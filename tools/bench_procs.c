@@ -70,7 +70,10 @@ int bench_procs_spawn(struct bench_procs *p, unsigned n, struct bench_child *sel
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (getppid() != parent)
                 _exit(1);
-            bench_procs_free(p); /* the parent's, not ours */
+            for (unsigned k = 0; k < p->n; k++) {
+                close(p->up[k]);
+                close(p->down[k]);
+            }
             close(up[0]);
             close(down[1]);
             /* The parent's bookkeeping is not the child's: free it, or
