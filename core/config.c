@@ -86,16 +86,19 @@ void rs_config_usage(FILE *out)
         "                              room (io_uring fixed-files, IORING_OP_MSG_RING);\n"
         "                              auto: handoff where possible (default)\n"
         "  --pin                       pin loop i to CPU i\n"
-        "  --sched=normal|batch        scheduling policy of the loop threads; batch\n"
+        "  --sched=auto|normal|batch   scheduling policy of the loop threads; batch\n"
         "                              (SCHED_BATCH) lets a woken loop wait for the\n"
         "                              running task instead of preempting it, so it\n"
-        "                              wakes to bigger batches (default normal)\n"
+        "                              wakes to bigger batches; auto (default) is\n"
+        "                              batch while a loop has 4 or more connections,\n"
+        "                              normal from 1 down (no latency lost at one)\n"
         "  --max-pending=BYTES         queued output per connection before reading\n"
         "                              pauses (default 1M)\n"
         "  --max-conns=N|max           connections per server; more are closed at\n"
         "                              once (default and max: what the backend can\n"
-        "                              hold, stated at start-up as conn-limit; epoll\n"
-        "                              keeps 64 descriptors back by default)\n"
+        "                              hold, stated at start-up as conn-limit; with a\n"
+        "                              descriptor per connection the default keeps\n"
+        "                              those the server uses and 64 more back)\n"
         "  --idle-timeout=SECONDS      close connections idle this long (default off)\n"
         "  --drain-timeout=MS          on SIGINT/SIGTERM, time to finish in-flight\n"
         "                              output before closing (default 2000)\n"
@@ -368,7 +371,15 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_ZC_ON_COPY:
         return parse_pair("--zc-on-copy", arg, "plain", "keep", &cfg->zc_keep_copied);
     case OPT_SCHED:
-        return parse_pair("--sched", arg, "normal", "batch", &cfg->sched_batch);
+        if (!strcmp(arg, "auto"))
+            cfg->sched = RS_SCHED_AUTO;
+        else if (!strcmp(arg, "normal"))
+            cfg->sched = RS_SCHED_NORMAL;
+        else if (!strcmp(arg, "batch"))
+            cfg->sched = RS_SCHED_BATCH;
+        else
+            return bad("--sched", arg, "one of auto, normal, batch");
+        return 0;
     case OPT_ACCEPT:
         if (strcmp(arg, "auto") == 0)
             cfg->accept_mode = RS_ACCEPT_AUTO;
@@ -493,14 +504,14 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
         fprintf(stderr, proxy ? "ringserve: --protocol=proxy needs --upstream=HOST:PORT\n"
                               : "ringserve: --upstream is for --protocol=proxy\n");
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return 2;
+        return -EINVAL; /* main exits 2 */
     }
     bool http = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "http") == 0;
     if (http != (cfg->root != NULL)) {
         fprintf(stderr, http ? "ringserve: --protocol=http needs --root=DIR\n"
                              : "ringserve: --root is for --protocol=http\n");
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return 2;
+        return -EINVAL;
     }
     return 0;
 }

@@ -12,6 +12,8 @@ struct rs_protocol;
 
 enum rs_backend_choice { RS_BACKEND_AUTO, RS_BACKEND_URING, RS_BACKEND_EPOLL };
 enum rs_epoll_mode { RS_EPOLL_ET, RS_EPOLL_LT };
+/* Scheduling policy of the loop threads (--sched). */
+enum rs_sched { RS_SCHED_AUTO, RS_SCHED_NORMAL, RS_SCHED_BATCH };
 
 /* --max-conns=max */
 #define RS_MAX_CONNS_LIMIT UINT32_MAX
@@ -46,7 +48,8 @@ struct rs_config {
      * (RS_CAP_HANDOFF); auto: handoff where every loop can. */
     enum { RS_ACCEPT_AUTO, RS_ACCEPT_HANDOFF, RS_ACCEPT_REUSEPORT } accept_mode;
     bool pin;
-    bool sched_batch; /* loop threads run SCHED_BATCH: no wake-up preemption */
+    enum rs_sched sched; /* batch: SCHED_BATCH, no wake-up preemption; auto:
+                            batch while a loop serves several connections */
     bool nodelay;
     int verbose;          /* -1 quiet, 0 normal, 1 verbose */
     const char *protocol; /* "echo", "discard", "chargen" */

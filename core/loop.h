@@ -71,6 +71,7 @@ struct rs_loop {
                       */
     volatile sig_atomic_t stop_requested;
     bool draining;
+    bool sched_batch;   /* --sched=auto: this loop's thread is SCHED_BATCH now */
     bool drain_aborted; /* the drain deadline passed: everything was aborted */
     bool failed;        /* the backend failed: streams are abandoned */
 };
@@ -87,8 +88,12 @@ int rs_loop_run(struct rs_loop *loop);
  * per loop turn; public for tests that drive the core by hand). */
 void rs_loop_feed_starved(struct rs_loop *loop);
 
+/* For stream.c: an accepted stream's close was issued (it stops counting
+ * against --max-conns). */
+void rs_loop_stream_closing(struct rs_loop *loop);
+
 /* For stream.c: a stream was freed (a paused listener may accept again);
- * accepted: it came from the listener (counted against --max-conns). */
+ * accepted: it came from the listener (its slot in the loop's load). */
 void rs_loop_stream_closed(struct rs_loop *loop, bool accepted);
 
 /* How long a loop with refused operations to retry (rs_loop_retry) may
@@ -103,6 +108,9 @@ void rs_loop_retry(struct rs_loop *loop);
 /* Make a blocked run() return: write the loop's eventfd, which every
  * backend watches. Async-signal-safe. The backends' wake entry. */
 void rs_loop_wake(struct rs_loop *loop);
+
+/* The calling thread's policy: SCHED_BATCH or SCHED_OTHER. 0 or -errno. */
+int rs_loop_sched_batch(bool on);
 
 /* Ask the loop to stop: from a signal handler or another thread. */
 void rs_loop_request_stop(struct rs_loop *loop);

@@ -28,6 +28,10 @@ for a duration, and checks identities that hold however the intervals fall.
 3. Text: the same work with the default format: interval lines match the
    documented layout, the final line carries turns=, completions=, waits=.
 4. Bad values exit 2 with a message naming the option.
+5. --sched=auto (the default): with 4 connections on a loop, its thread
+   runs SCHED_BATCH (/proc/PID/task/TID/stat, field 41), with
+   none again SCHED_OTHER; --sched=normal never switches. (Not statistics,
+   but the same harness; it waits for states, never for durations.)
 
 A uring variant exits 77 (skip) where io_uring is unavailable.
 """
@@ -316,8 +320,76 @@ def test_usage():
               '%s: exit %d, stderr %r' % (bad, p.returncode, p.stderr[:200]))
 
 
+SCHED_OTHER, SCHED_BATCH = 0, 3
+
+
+def policies(pid):
+    """The scheduling policy of every thread of pid but io_uring's workers
+    (iou-wrk-*, iou-sqp-*: kernel threads that inherit the policy of the
+    thread they were created for at that moment, and keep it)."""
+    out = []
+    for tid in os.listdir('/proc/%d/task' % pid):
+        try:
+            with open('/proc/%d/task/%s/stat' % (pid, tid)) as f:
+                stat = f.read()
+            if stat.split('(', 1)[1].startswith('iou-'):
+                continue
+            out.append(int(stat.rsplit(')', 1)[1].split()[38]))
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def test_sched(mode):
+    srv = Server(['--stats-interval=0.05', '--stats-format=json'] +
+                 (['--sched=' + mode] if mode else []))
+    want = SCHED_BATCH if mode is None else SCHED_OTHER
+    socks = []
+
+    def conns_now(n):
+        def pred(lines):
+            iv = intervals(json_lines(lines))
+            return bool(iv) and iv[-1]['conns'] == n
+        return pred
+    try:
+        # 3T+1 connections over T loops: one loop has at least 4.
+        threads = [int(a.split('=')[1]) for a in VARIANT if a.startswith('--threads=')]
+        n = 3 * (threads[0] if threads else 1) + 1
+        for _ in range(n):
+            s = socket.create_connection(('127.0.0.1', srv.port), timeout=WAIT_S)
+            socks.append(s)
+        srv.wait_for(conns_now(n), 'the server to see %d connections' % n)
+        for s in socks:  # a message each: a loop turn after the accepts
+            s.sendall(b'ping')
+            check(s.recv(4) == b'ping', 'no echo')
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and want not in policies(srv.proc.pid):
+            time.sleep(0.02)
+        check(want in policies(srv.proc.pid),
+              '--sched=%s, 4 connections: thread policies %r, expected one %d' % (
+                  mode or '(default)', policies(srv.proc.pid), want))
+        if mode == 'normal':
+            check(SCHED_BATCH not in policies(srv.proc.pid), '--sched=normal, yet batch')
+    finally:
+        for s in socks:
+            s.close()
+    srv.wait_for(conns_now(0), 'the server to see the connections closed')
+    if mode is None:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and SCHED_BATCH in policies(srv.proc.pid):
+            time.sleep(0.02)
+        check(SCHED_BATCH not in policies(srv.proc.pid),
+              'no connection left, yet a thread is still SCHED_BATCH: %r' %
+              policies(srv.proc.pid))
+    rc = srv.stop()
+    check(rc == 0, 'server exit %s after SIGINT' % rc)
+    print('sched %s: ok' % (mode or 'auto'))
+
+
 def main():
     test_usage()
+    test_sched(None)
+    test_sched('normal')
     test_json()
     test_starved()
     test_text()
