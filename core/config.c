@@ -96,8 +96,9 @@ void rs_config_usage(FILE *out)
         "                              pauses (default 1M)\n"
         "  --max-conns=N|max           connections per server; more are closed at\n"
         "                              once (default and max: what the backend can\n"
-        "                              hold, stated at start-up as conn-limit; epoll\n"
-        "                              keeps 64 descriptors back by default)\n"
+        "                              hold, stated at start-up as conn-limit; with a\n"
+        "                              descriptor per connection the default keeps\n"
+        "                              those the server uses and 64 more back)\n"
         "  --idle-timeout=SECONDS      close connections idle this long (default off)\n"
         "  --drain-timeout=MS          on SIGINT/SIGTERM, time to finish in-flight\n"
         "                              output before closing (default 2000)\n"
@@ -503,14 +504,14 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
         fprintf(stderr, proxy ? "ringserve: --protocol=proxy needs --upstream=HOST:PORT\n"
                               : "ringserve: --upstream is for --protocol=proxy\n");
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return 2;
+        return -EINVAL; /* main exits 2 */
     }
     bool http = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "http") == 0;
     if (http != (cfg->root != NULL)) {
         fprintf(stderr, http ? "ringserve: --protocol=http needs --root=DIR\n"
                              : "ringserve: --root is for --protocol=http\n");
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return 2;
+        return -EINVAL;
     }
     return 0;
 }

@@ -95,7 +95,19 @@ uint32_t rs_listener_room(const struct rs_loop *loop)
 
 /* Connections are counted per loop (load) and per server (group->conns)
  * from the moment a loop takes responsibility for them (accepted here, or
- * a handoff to here begun) until they are freed. */
+ * a handoff to here begun). The two counts end at different times:
+ *
+ *  - group->conns is what --max-conns caps: live connections. One stops
+ *    counting when its close is issued (rs_listener_conn_closing). With a
+ *    descriptor per connection the count then never exceeds the sockets
+ *    the process holds: the epoll backend's close(2) runs inside submit(),
+ *    so its number can be accepted again in the same loop turn, before the
+ *    close's completion frees the stream. Counted until the free, such a
+ *    connection made the count run ahead of the descriptors, and an accept
+ *    onto a freed number could find the server "over --max-conns=max" and
+ *    reject a client that should have been served (or waited).
+ *  - load is what a loop's table holds: a direct descriptor is taken until
+ *    its close completes, so load counts until the stream is freed. */
 static void count_conn(struct rs_loop *loop)
 {
     atomic_fetch_add(&loop->load, 1);
@@ -133,8 +145,16 @@ static bool over_limit(const struct rs_loop *loop)
  * table). When that table is full the kernel takes a connection off the
  * backlog, finds no slot, and closes it: a client dropped per attempt. So
  * never let an accept run into it: accept one at a time near the limit,
- * and stop at it until a connection closes. */
-#define FD_MARGIN 32
+ * and stop at it until a connection closes. A multishot accept takes the
+ * whole backlog in one go, up to RS_LISTEN_BACKLOG connections (measured:
+ * with 100,000 clients connecting, a 32-slot margin let bursts overflow
+ * the table), so "near" is a backlog away. */
+#define FD_MARGIN (RS_LISTEN_BACKLOG + 64)
+
+/* Connections on their way to other loops hold a slot here each; past
+ * this many, the accepting loop waits for some to arrive (the receivers
+ * install them from their own threads, which may be busy). */
+#define HANDOFFS_MAX 1024
 
 /* Slots of the table in use: streams, and connections on their way out. */
 static uint32_t fd_used(const struct rs_loop *loop)
@@ -150,13 +170,11 @@ static bool fd_full(const struct rs_loop *loop)
 
 /* A multishot accept drains the whole backlog in one go, so it can only be
  * trusted far from the limit: with a small table (or near a big one) the
- * listener accepts one connection per SQE. At worst, one multishot burst
- * that crosses the margin overshoots: the kernel drops one connection and
- * ends the multishot with -ENFILE. */
+ * listener accepts one connection per SQE. */
 static bool fd_near(const struct rs_loop *loop)
 {
     return loop->fd_cap &&
-           (loop->fd_cap <= 32 * FD_MARGIN || fd_used(loop) + FD_MARGIN >= loop->fd_cap);
+           (loop->fd_cap <= 2 * FD_MARGIN || fd_used(loop) + FD_MARGIN >= loop->fd_cap);
 }
 
 /* Ask the armed accept to end (it still completes, with -ECANCELED). A
@@ -277,6 +295,8 @@ static void limit_accepting(struct rs_listener *l)
     if (fd_full(loop)) {
         loop->stats.accept_pauses++;
         pause_accepting(l, RETRY_ON_CLOSE);
+    } else if (l->handoffs >= HANDOFFS_MAX) {
+        pause_accepting(l, RETRY_ON_CLOSE); /* on_handoff() resumes */
     } else if (fd_near(loop)) {
         /* Multishot could overshoot the table: one at a time now. */
         cancel_accept(l);
@@ -473,18 +493,21 @@ static void backoff_over(struct rs_loop *loop, struct rs_timer *t)
     struct rs_listener *l = t->data;
     if (!l->paused || l->stopped || l->armed)
         return;
-    if (fd_full(loop))
+    if (fd_full(loop) || l->handoffs >= HANDOFFS_MAX)
         return;
     arm(l);
 }
 
+void rs_listener_conn_closing(struct rs_loop *loop)
+{
+    if (loop->group)
+        uncount(&loop->group->conns);
+}
+
 void rs_listener_stream_freed(struct rs_loop *loop, bool accepted)
 {
-    if (accepted) {
+    if (accepted)
         uncount(&loop->load);
-        if (loop->group)
-            uncount(&loop->group->conns);
-    }
     rs_listener_conn_closed(loop);
 }
 

@@ -36,6 +36,11 @@ struct rs_listener {
     int orphans[RS_LISTENER_ORPHANS];
 };
 
+/* The listen backlog ringserve asks for (the kernel caps it at
+ * net.core.somaxconn): also the most one multishot accept can take at
+ * once. */
+#define RS_LISTEN_BACKLOG 4096
+
 /* Create a listening socket for host:port (SO_REUSEADDR, SO_REUSEPORT,
  * TCP_NODELAY inherited by accepted sockets). Returns fd or -errno. */
 int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reuseport,
@@ -58,6 +63,9 @@ void rs_listener_stop(struct rs_loop *loop);
 bool rs_listener_retry(struct rs_loop *loop);
 /* A descriptor is free again: a paused accept may retry now. */
 void rs_listener_conn_closed(struct rs_loop *loop);
+/* An accepted stream's close was issued: it no longer counts against
+ * --max-conns (its descriptor is, or is about to be, released). */
+void rs_listener_conn_closing(struct rs_loop *loop);
 /* A stream was freed; accepted: one the listener counted. */
 void rs_listener_stream_freed(struct rs_loop *loop, bool accepted);
 /* True when the listener has no op in flight and its socket is closed. */

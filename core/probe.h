@@ -29,8 +29,22 @@ struct rs_uring_support {
     uint64_t opcodes;    /* bit n set: opcode n supported (IORING_REGISTER_PROBE) */
 };
 
-/* Fill *s. Never fails: an unusable io_uring is a finding. */
+/* Fill *s. Never fails: an unusable io_uring is a finding. The io_uring
+ * trials live with the backend (backend_uring/probe_uring.c); this header
+ * and the report (core/probe.c) only see their findings. */
 void rs_probe_uring(struct rs_uring_support *s);
+
+/* Names of the io_uring opcodes and ring features the report lists, from
+ * backend_uring/probe_uring.c (kernel ABI values, known without liburing). */
+struct rs_probe_bit {
+    const char *key;
+    unsigned bit; /* opcode number, or feature mask */
+};
+extern const struct rs_probe_bit rs_uring_opcode_names[], rs_uring_feature_names[];
+extern const size_t rs_uring_nopcode_names, rs_uring_nfeature_names;
+
+/* "EPERM", "ENOSYS"...: the symbolic name bug reports grep for. */
+const char *rs_probe_errno_name(int err);
 
 /* The same, probed once per process and kept: the server's backend choice
  * and every loop's io_uring set-up share one probe. */

@@ -90,12 +90,22 @@ end
 LUA_PATHS = r'''
 local paths = {}
 local n = 0
+local size, span = 0, 0
 init = function(args)
-  for i, p in ipairs(args) do paths[i] = p end
+  size = tonumber(args[1])
+  span = tonumber(args[2])
+  for i = 3, #args do paths[#paths + 1] = args[i] end
+  math.randomseed(os.time())
   n = math.random(#paths)
 end
+-- Each request: the next file, and with span > 0 a random range of span
+-- bytes in it, so read-ahead cannot hide the disk.
 request = function()
   n = n % #paths + 1
+  if span > 0 then
+    local first = math.random(0, (size - span) / 4096) * 4096
+    return wrk.format(nil, paths[n], {Range = "bytes=" .. first .. "-" .. (first + span - 1)})
+  end
   return wrk.format(nil, paths[n])
 end
 '''
@@ -335,8 +345,8 @@ class NginxServer:
 class RingServer:
     def __init__(self, c, opts, cfg, root):
         # compare's Server takes a configuration: args, and cmd (None: ringserve).
-        rcfg = types.SimpleNamespace(args=cfg.args + ['--protocol=http', '--root=' + root],
-                                     cmd=None)
+        rcfg = types.SimpleNamespace(args=cfg.args + opts.ringserve_args +
+                                     ['--protocol=http', '--root=' + root], cmd=None)
         self.srv = c.Server(opts.ringserve, rcfg, opts.server_cpu, opts.logdir)
         self.proc = self.srv.proc
         self.argv = self.srv.argv
@@ -427,6 +437,7 @@ def measure(c, opts, cfg, root, exp, size, conns):
             evictor.start()
             sdur = opts.duration + 1.0
             sargv = wrk_argv(opts, srv.port, '/', opts.cold_streams, sdur, opts.lua_paths,
+                             [str(opts.cold_size), str(opts.cold_range)] +
                              ['/cold/' + os.path.basename(p) for p in opts.cold_paths],
                              timeout='60s')
             stream = subprocess.Popen(sargv, stdin=subprocess.DEVNULL,
@@ -572,7 +583,7 @@ def write_report(path, opts, cfgs, med, cmdline, started, finished):
     L.append('| config | server command |')
     L.append('|---|---|')
     for c in run_cfgs:
-        cmd = ('ringserve --protocol=http --root=DIR ' + ' '.join(c.args)
+        cmd = ('ringserve --protocol=http --root=DIR ' + ' '.join(c.args + opts.ringserve_args)
                if c.kind == 'ringserve' else
                'nginx -c nginx.conf (sendfile %s)' % ('on' if c.sendfile else 'off'))
         L.append('| %s | `%s` |' % (c.label, cmd))
@@ -620,10 +631,11 @@ def write_report(path, opts, cfgs, med, cmdline, started, finished):
         L.append('## Cold files: small requests next to disk-bound streams')
         L.append('')
         L.append('%d files of %s, evicted (posix_fadvise DONTNEED) before the run and '
-                 'every 50 ms during it, streamed by a second wrk on %d connections; '
-                 'measured: %s file over %d connections.' % (
+                 'every 50 ms during it, read by a second wrk on %d connections (%s); '
+                 'measured: the cached %s file over %d other connections.' % (
                      opts.cold_files, size_label(opts.cold_size), opts.cold_streams,
-                     size_label(opts.cold_small), opts.cold_conns))
+                     ('random %s ranges' % size_label(opts.cold_range)) if opts.cold_range
+                     else 'whole files', size_label(opts.cold_small), opts.cold_conns))
         L.append('')
         L.append('| config | small p99 ms | small p50 ms | small req/s | cold MB/s '
                  'streamed | p99 ÷ epoll --fs=inline |')
@@ -759,6 +771,8 @@ def parse_args(c, argv):
                     help='skip the cold-file experiment')
     ap.add_argument('--cold-files', type=int, help='large cold files (default 16)')
     ap.add_argument('--cold-size', help='size of each (default 64M)')
+    ap.add_argument('--cold-range', help='bytes per cold request, a random range of a '
+                    'cold file (default 256K; 0: whole files, sequential)')
     ap.add_argument('--cold-streams', type=int, help='connections streaming them (default 8)')
     ap.add_argument('--cold-conns', type=int,
                     help='connections measuring small requests meanwhile (default 50)')
@@ -766,6 +780,9 @@ def parse_args(c, argv):
                     '(default /var/tmp/ringserve-http-bench)')
     ap.add_argument('--out', help='output directory (default out/compare-http-DATE-TIME)')
     ap.add_argument('--ringserve', help='ringserve binary (default build/ringserve)')
+    ap.add_argument('--ringserve-args', default='',
+                    help='more arguments for every ringserve configuration, e.g. '
+                    '"--buffers=8192"')
     ap.add_argument('--wrk', help='wrk binary (default: wrk in PATH, installed if missing)')
     ap.add_argument('--nginx', help='nginx binary (default: nginx in PATH or /usr/sbin)')
     ap.add_argument('--dry-run', action='store_true', help='print the plan and exit')
@@ -793,6 +810,7 @@ def main(c, argv):
         ids = list(by_id)
     cfgs = [x for x in cfgs_all if x.id in ids]
     sm = opts.smoke
+    opts.ringserve_args = shlex.split(opts.ringserve_args)
     opts.files = c.int_list(opts.files, 'files') if opts.files else (
         [KIB] if sm else [KIB, MIB])
     opts.conns = c.int_list(opts.conns, 'conns') if opts.conns else (
@@ -805,6 +823,11 @@ def main(c, argv):
     opts.cold_size = c.int_list(opts.cold_size, 'cold-size')[0] if opts.cold_size else (
         4 * MIB if sm else 64 * MIB)
     opts.cold_streams = opts.cold_streams or (2 if sm else 8)
+    opts.cold_range = (0 if opts.cold_range in ('0', '0K', '0M') else
+                       c.int_list(opts.cold_range, 'cold-range')[0]) if opts.cold_range else (
+        64 * KIB if sm else 256 * KIB)
+    if opts.cold_range > opts.cold_size:
+        c.die('--cold-range must not exceed --cold-size')
     opts.cold_conns = opts.cold_conns or (4 if sm else 50)
     opts.cold_small = KIB
     if opts.repeat < 1 or opts.duration <= 0 or opts.warmup < 0:

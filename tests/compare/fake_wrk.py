@@ -2,8 +2,9 @@
 """A stand-in for wrk, for testing `compare --http` without it.
 
 Accepts the arguments compare gives wrk (-tN -cN -dNs --timeout T -s SCRIPT
-URL [-- PATH...]), keeps N keep-alive HTTP/1.1 connections busy for the
-duration (the paths after "--" in turn, else the URL's path), checks every
+URL [-- SIZE SPAN PATH...]), keeps N keep-alive HTTP/1.1 connections busy for the
+duration (the paths after "--" in turn, each a random SPAN-byte range when SPAN > 0,
+else the URL's path), checks every
 response's status, and prints the one JSON line compare's Lua done() hook
 prints. Standard library only; not a load generator worth measuring.
 """
@@ -40,6 +41,10 @@ def main(argv):
     if url is None:
         print('fake_wrk: no URL', file=sys.stderr)
         return 1
+    size = span = 0
+    if paths:
+        # compare's stream.lua arguments: SIZE SPAN PATH...
+        size, span, paths = int(paths[0]), int(paths[1]), paths[2:]
     paths = paths or [url.path or '/']
     lat, errs = [], {'connect': 0, 'read': 0, 'status': 0}
     total = [0]
@@ -59,7 +64,11 @@ def main(argv):
             n += 1
             t0 = time.monotonic()
             try:
-                c.request('GET', path)
+                hdrs = {}
+                if span:
+                    first = (n * 7919 % max(1, (size - span) // 4096)) * 4096
+                    hdrs['Range'] = 'bytes=%d-%d' % (first, first + span - 1)
+                c.request('GET', path, headers=hdrs)
                 r = c.getresponse()
                 body = r.read()
             except (OSError, http.client.HTTPException):

@@ -99,6 +99,14 @@ static const struct usage_case usage_cases[] = {
      "--zc-on-copy=maybe",
      true,
      {"--zc-on-copy", "plain", "keep"}},
+    {"usage: --fs=maybe", "--fs=maybe", true, {"--fs", "pool", "inline"}},
+    {"usage: --fs-threads=0", "--fs-threads=0", true, {"--fs-threads"}},
+    {"usage: --fs-threads=65", "--fs-threads=65", true, {"--fs-threads"}},
+    /* Options that belong to another protocol must not start an echo
+     * server (they did, once: the check returned 2 where main wants < 0). */
+    {"usage: --root without http", "--root=/tmp", true, {"--root", "--protocol=http"}},
+    {"usage: http without --root", "--protocol=http", true, {"--root"}},
+    {"usage: --upstream without proxy", "--upstream=127.0.0.1:1", true, {"--upstream"}},
 };
 
 static void test_cli_usage_error(void **state)

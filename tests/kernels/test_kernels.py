@@ -239,6 +239,8 @@ def test_report(k, rec, tmp):
     check('needs python3' in text, 'skip reasons listed')
     check('| unit | 0 / 1 / 0 | 1 / 0 / 0 |' in text, 'per-suite counts per kernel')
     check('not performance numbers' in text, 'TCG timings disclaimed')
+    check('## What the matrix found' in text and 'close_direct' in text,
+          'the findings are in the report')
     check('`io_uring.setup.defer_taskrun` | yes | yes | 6.1' in text, 'facts with since')
     d = json.load(open(js))
     check([x['kernel'] for x in d['kernels']] == ['6.1', '6.12'], 'JSON kernels')

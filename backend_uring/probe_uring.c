@@ -1,0 +1,617 @@
+/* The io_uring half of the kernel feature probe (core/probe.c reports it):
+ * every check creates what it tests (a ring, a registration, a loopback
+ * connection running the ops the backend relies on) and destroys it before
+ * returning. Compiled without liburing too: then the probe says so, and
+ * the report keeps the names of what it would have checked.
+ */
+#include "probe.h"
+#include "rs_build.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#if RS_HAVE_URING
+#include <liburing.h>
+
+#include "uring_util.h"
+#endif
+
+/* Constants newer than Debian's liburing 2.3 headers (or all of them when
+ * built without liburing, so the report keeps its names). Kernel ABI. */
+#ifndef IORING_SETUP_NO_SQARRAY
+#define IORING_SETUP_NO_SQARRAY (1U << 16)
+#endif
+#ifndef IORING_FEAT_SINGLE_MMAP
+#define IORING_FEAT_SINGLE_MMAP     (1U << 0)
+#define IORING_FEAT_NODROP          (1U << 1)
+#define IORING_FEAT_SUBMIT_STABLE   (1U << 2)
+#define IORING_FEAT_RW_CUR_POS      (1U << 3)
+#define IORING_FEAT_CUR_PERSONALITY (1U << 4)
+#define IORING_FEAT_FAST_POLL       (1U << 5)
+#define IORING_FEAT_POLL_32BITS     (1U << 6)
+#define IORING_FEAT_SQPOLL_NONFIXED (1U << 7)
+#define IORING_FEAT_EXT_ARG         (1U << 8)
+#define IORING_FEAT_NATIVE_WORKERS  (1U << 9)
+#define IORING_FEAT_RSRC_TAGS       (1U << 10)
+#define IORING_FEAT_CQE_SKIP        (1U << 11)
+#define IORING_FEAT_LINKED_FILE     (1U << 12)
+#endif
+#ifndef IORING_FEAT_REG_REG_RING
+#define IORING_FEAT_REG_REG_RING (1U << 13)
+#endif
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
+#endif
+#ifndef IORING_FEAT_RECVSEND_BUNDLE
+#define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
+#endif
+
+/* --- names for the report ------------------------------------------------ */
+
+#if RS_HAVE_URING
+#define OPCODE(op) (op)
+#else
+#define OPCODE(op) 0 /* names only: nothing is probed without liburing */
+#endif
+
+const struct rs_probe_bit rs_uring_opcode_names[] = {
+    {"accept", OPCODE(IORING_OP_ACCEPT)},
+    {"recv", OPCODE(IORING_OP_RECV)},
+    {"send", OPCODE(IORING_OP_SEND)},
+    {"send_zc", OPCODE(IORING_OP_SEND_ZC)},
+    {"recvmsg", OPCODE(IORING_OP_RECVMSG)},
+    {"sendmsg", OPCODE(IORING_OP_SENDMSG)},
+    {"poll_add", OPCODE(IORING_OP_POLL_ADD)},
+    {"provide_buffers", OPCODE(IORING_OP_PROVIDE_BUFFERS)},
+    {"close", OPCODE(IORING_OP_CLOSE)},
+    {"shutdown", OPCODE(IORING_OP_SHUTDOWN)},
+    {"async_cancel", OPCODE(IORING_OP_ASYNC_CANCEL)},
+    {"socket", OPCODE(IORING_OP_SOCKET)},
+    {"read", OPCODE(IORING_OP_READ)},
+};
+
+const struct rs_probe_bit rs_uring_feature_names[] = {
+    {"single_mmap", IORING_FEAT_SINGLE_MMAP},
+    {"nodrop", IORING_FEAT_NODROP},
+    {"submit_stable", IORING_FEAT_SUBMIT_STABLE},
+    {"rw_cur_pos", IORING_FEAT_RW_CUR_POS},
+    {"cur_personality", IORING_FEAT_CUR_PERSONALITY},
+    {"fast_poll", IORING_FEAT_FAST_POLL},
+    {"poll_32bits", IORING_FEAT_POLL_32BITS},
+    {"sqpoll_nonfixed", IORING_FEAT_SQPOLL_NONFIXED},
+    {"ext_arg", IORING_FEAT_EXT_ARG},
+    {"native_workers", IORING_FEAT_NATIVE_WORKERS},
+    {"rsrc_tags", IORING_FEAT_RSRC_TAGS},
+    {"cqe_skip", IORING_FEAT_CQE_SKIP},
+    {"linked_file", IORING_FEAT_LINKED_FILE},
+    {"reg_reg_ring", IORING_FEAT_REG_REG_RING},
+    {"recvsend_bundle", IORING_FEAT_RECVSEND_BUNDLE},
+    {"min_timeout", IORING_FEAT_MIN_TIMEOUT},
+};
+
+const size_t rs_uring_nopcode_names =
+    sizeof(rs_uring_opcode_names) / sizeof(rs_uring_opcode_names[0]);
+const size_t rs_uring_nfeature_names =
+    sizeof(rs_uring_feature_names) / sizeof(rs_uring_feature_names[0]);
+
+static int read_disabled_sysctl(void)
+{
+    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "re");
+    int v = -1;
+
+    if (!f)
+        return -1; /* kernels before 6.6 have no such switch */
+    if (fscanf(f, "%d", &v) != 1)
+        v = -1;
+    fclose(f);
+    return v;
+}
+/* --- io_uring checks ----------------------------------------------------- */
+
+#if RS_HAVE_URING
+
+enum {
+    RING_ENTRIES = 8,
+    WAIT_NS = 100 * 1000 * 1000, /* per completion; loopback needs microseconds */
+    BR_COUNT = 4,                /* provided buffers (power of two) */
+    BR_SIZE = 64,
+    BR_GROUP = 7,
+    SPARSE_SLOTS = 4,
+};
+
+static const char ping[] = "ringserve-probe";
+
+/* Turn the failure of the plain ring into one actionable sentence. */
+static void explain_unavailable(struct rs_uring_support *s, int err)
+{
+    char buf[96];
+    const char *why;
+
+    s->available = false;
+    s->unavailable_err = err;
+    if (err == EPERM && s->disabled_sysctl == 2)
+        why = "kernel.io_uring_disabled=2: io_uring is off for every process";
+    else if (err == EPERM && s->disabled_sysctl == 1)
+        why = "kernel.io_uring_disabled=1: only CAP_SYS_ADMIN or "
+              "kernel.io_uring_group may create rings";
+    else if (err == EPERM)
+        why = "blocked although the sysctl allows it: most likely a seccomp "
+              "filter (container runtime profile)";
+    else if (err == ENOSYS)
+        why = "no io_uring_setup syscall: kernel built without CONFIG_IO_URING "
+              "(or a filter answering ENOSYS)";
+    else if (err == ENOMEM)
+        why = "out of memory, or RLIMIT_MEMLOCK too low (kernels < 5.12 "
+              "charge rings to it)";
+    else
+        why = strerror_r(err, buf, sizeof(buf)); /* GNU: returns the text */
+    snprintf(s->why, sizeof(s->why), "%s: %s", rs_probe_errno_name(err), why);
+}
+
+struct cqe_copy {
+    int res;
+    unsigned flags;
+};
+
+/* Wait for the next completion and consume it, so no caller can forget
+ * io_uring_cqe_seen(). 0, or -ETIME when nothing came within WAIT_NS. */
+static int next_cqe(struct io_uring *ring, struct cqe_copy *out)
+{
+    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = WAIT_NS};
+    struct io_uring_cqe *cqe;
+    int ret = io_uring_wait_cqe_timeout(ring, &cqe, &ts);
+
+    if (ret < 0)
+        return ret;
+    out->res = cqe->res;
+    out->flags = cqe->flags;
+    io_uring_cqe_seen(ring, cqe);
+    return 0;
+}
+
+/* Create and destroy a ring with `p->flags`; p receives what the kernel
+ * wrote back. 0 or -errno. */
+static int ring_try(struct io_uring_params *p)
+{
+    struct io_uring ring;
+    int ret = io_uring_queue_init_params(RING_ENTRIES, &ring, p);
+
+    if (ret < 0)
+        return ret;
+    io_uring_queue_exit(&ring);
+    return 0;
+}
+
+static bool setup_works(unsigned flags)
+{
+    struct io_uring_params p;
+
+    memset(&p, 0, sizeof(p));
+    p.flags = flags;
+    p.sq_thread_idle = 10; /* SQPOLL only: ms before the thread sleeps */
+    return ring_try(&p) == 0;
+}
+
+static bool cqsize_works(void)
+{
+    struct io_uring_params p;
+
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_CQSIZE;
+    p.cq_entries = 8 * RING_ENTRIES;
+    return ring_try(&p) == 0 && p.cq_entries >= 8 * RING_ENTRIES;
+}
+
+/* liburing 2.3 cannot map a ring without the SQ index array, so ask the
+ * syscall directly and throw the fd away: the flag is what we test. */
+static bool no_sqarray_works(void)
+{
+    struct io_uring_params p;
+    long fd;
+
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_NO_SQARRAY;
+    fd = syscall(__NR_io_uring_setup, RING_ENTRIES, &p);
+    if (fd < 0)
+        return false;
+    close((int)fd);
+    return true;
+}
+
+static void probe_setup_flags(struct rs_uring_support *s)
+{
+    s->sqpoll = setup_works(IORING_SETUP_SQPOLL);
+    s->single_issuer = setup_works(IORING_SETUP_SINGLE_ISSUER);
+    /* DEFER_TASKRUN is only accepted together with SINGLE_ISSUER. */
+    s->defer_taskrun =
+        setup_works(IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+    s->coop_taskrun = setup_works(IORING_SETUP_COOP_TASKRUN);
+    /* TASKRUN_FLAG needs COOP_TASKRUN (or DEFER_TASKRUN) to mean anything. */
+    s->taskrun_flag = setup_works(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+    s->submit_all = setup_works(IORING_SETUP_SUBMIT_ALL);
+    s->cqsize = cqsize_works();
+    s->no_sqarray = no_sqarray_works();
+}
+
+/* The plain ring decides availability and supplies features and opcodes. */
+static bool probe_plain(struct rs_uring_support *s)
+{
+    struct io_uring ring;
+    struct io_uring_params p;
+    struct io_uring_probe *probe;
+    int ret;
+
+    memset(&p, 0, sizeof(p));
+    ret = io_uring_queue_init_params(RING_ENTRIES, &ring, &p);
+    if (ret < 0) {
+        explain_unavailable(s, -ret);
+        return false;
+    }
+    s->available = true;
+    s->features = p.features;
+    probe = io_uring_get_probe_ring(&ring);
+    if (probe) {
+        for (unsigned op = 0; op < 64; op++)
+            if (io_uring_opcode_supported(probe, (int)op))
+                s->opcodes |= UINT64_C(1) << op;
+        io_uring_free_probe(probe);
+    }
+    io_uring_queue_exit(&ring);
+    return true;
+}
+
+/* --- loopback sockets --- */
+
+/* Listener on 127.0.0.1, port chosen by the kernel. fd or -errno. */
+static int listener_open(struct sockaddr_in *addr)
+{
+    socklen_t len = sizeof(*addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -errno;
+    memset(addr, 0, sizeof(*addr));
+    addr->sin_family = AF_INET;
+    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)addr, sizeof(*addr)) < 0 || listen(fd, 8) < 0 ||
+        getsockname(fd, (struct sockaddr *)addr, &len) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+/* On loopback the handshake completes inside connect(), before any accept. */
+static int client_connect(const struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+static void fd_close(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* A listener, a client and the server end of their connection. */
+struct conn_pair {
+    int lfd, cfd, sfd;
+};
+
+static bool pair_open(struct conn_pair *p)
+{
+    struct sockaddr_in addr;
+
+    p->cfd = p->sfd = -1;
+    p->lfd = listener_open(&addr);
+    if (p->lfd >= 0)
+        p->cfd = client_connect(&addr);
+    if (p->cfd >= 0)
+        p->sfd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
+    return p->sfd >= 0;
+}
+
+static void pair_close(struct conn_pair *p)
+{
+    fd_close(&p->sfd);
+    fd_close(&p->cfd);
+    fd_close(&p->lfd);
+}
+
+static bool ring_open(struct io_uring *ring)
+{
+    return io_uring_queue_init(RING_ENTRIES, ring, 0) == 0;
+}
+
+/* --- provided buffer ring, built by hand (liburing 2.3 lacks
+ * io_uring_setup_buf_ring): mmap the ring, register it, publish buffers. */
+
+struct buf_ring {
+    struct io_uring_buf_ring *br;
+    size_t len;
+    char data[BR_COUNT][BR_SIZE];
+};
+
+static int buf_ring_setup(struct io_uring *ring, struct buf_ring *b)
+{
+    int err;
+    const char *what;
+    b->br = rs_buf_ring_register(ring, BR_COUNT, BR_GROUP, &b->len, &err, &what);
+    if (!b->br)
+        return err;
+    for (int i = 0; i < BR_COUNT; i++)
+        io_uring_buf_ring_add(b->br, b->data[i], BR_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(BR_COUNT), i);
+    io_uring_buf_ring_advance(b->br, BR_COUNT);
+    return 0;
+}
+
+/* Call after io_uring_queue_exit(): the kernel drops its pin on exit. */
+static void buf_ring_free(struct buf_ring *b)
+{
+    if (b->br)
+        munmap(b->br, b->len);
+    b->br = NULL;
+}
+
+/* --- registrations --- */
+
+static bool try_buf_ring(void)
+{
+    struct io_uring ring;
+    struct buf_ring b = {.br = NULL};
+    bool ok;
+
+    if (!ring_open(&ring))
+        return false;
+    ok = buf_ring_setup(&ring, &b) == 0;
+    io_uring_queue_exit(&ring);
+    buf_ring_free(&b);
+    return ok;
+}
+
+static bool try_sparse_files(void)
+{
+    struct io_uring ring;
+    bool ok;
+
+    if (!ring_open(&ring))
+        return false;
+    ok = io_uring_register_files_sparse(&ring, SPARSE_SLOTS) == 0;
+    io_uring_queue_exit(&ring);
+    return ok;
+}
+
+static bool try_ring_fd(void)
+{
+    struct io_uring ring;
+    bool ok;
+
+    if (!ring_open(&ring))
+        return false;
+    ok = io_uring_register_ring_fd(&ring) == 1; /* returns how many were registered */
+    io_uring_queue_exit(&ring);
+    return ok;
+}
+
+/* --- operations on a loopback connection --- */
+
+/* One multishot accept SQE must yield two connections, both flagged MORE
+ * (the request stays armed). Ring exit cancels it afterwards. */
+static bool accept_twice(struct io_uring *ring, int lfd, const struct sockaddr_in *addr)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    int cfd[2] = {-1, -1};
+    int got = 0;
+    struct cqe_copy c;
+
+    io_uring_prep_multishot_accept(sqe, lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (io_uring_submit(ring) != 1)
+        return false;
+    for (int i = 0; i < 2; i++)
+        cfd[i] = client_connect(addr);
+    while (got < 2 && next_cqe(ring, &c) == 0 && c.res >= 0) {
+        close(c.res);
+        if (!(c.flags & IORING_CQE_F_MORE))
+            break;
+        got++;
+    }
+    fd_close(&cfd[0]);
+    fd_close(&cfd[1]);
+    return got == 2;
+}
+
+static bool try_multishot_accept(void)
+{
+    struct io_uring ring;
+    struct sockaddr_in addr;
+    int lfd;
+    bool ok = false;
+
+    if (!ring_open(&ring))
+        return false;
+    lfd = listener_open(&addr);
+    if (lfd >= 0)
+        ok = accept_twice(&ring, lfd, &addr);
+    io_uring_queue_exit(&ring);
+    fd_close(&lfd);
+    return ok;
+}
+
+/* Two messages through one multishot recv: each must arrive in a provided
+ * buffer (F_BUFFER) holding exactly the bytes sent, with the recv still
+ * armed (F_MORE). */
+static bool recv_twice(struct io_uring *ring, struct buf_ring *b, struct conn_pair *p)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    const unsigned want = IORING_CQE_F_BUFFER | IORING_CQE_F_MORE;
+    struct cqe_copy c;
+
+    io_uring_prep_recv_multishot(sqe, p->sfd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BR_GROUP;
+    if (io_uring_submit(ring) != 1)
+        return false;
+    for (int round = 0; round < 2; round++) {
+        unsigned bid;
+
+        if (send(p->cfd, ping, sizeof(ping), MSG_NOSIGNAL) != (ssize_t)sizeof(ping))
+            return false;
+        if (next_cqe(ring, &c) < 0 || c.res != (int)sizeof(ping) ||
+            (c.flags & want) != want)
+            return false;
+        bid = c.flags >> IORING_CQE_BUFFER_SHIFT;
+        if (bid >= BR_COUNT || memcmp(b->data[bid], ping, sizeof(ping)) != 0)
+            return false;
+    }
+    return true;
+}
+
+static bool try_multishot_recv(void)
+{
+    struct io_uring ring;
+    struct buf_ring b = {.br = NULL};
+    struct conn_pair p = {-1, -1, -1};
+    bool ok = false;
+
+    if (!ring_open(&ring))
+        return false;
+    if (buf_ring_setup(&ring, &b) == 0 && pair_open(&p))
+        ok = recv_twice(&ring, &b, &p);
+    io_uring_queue_exit(&ring);
+    pair_close(&p);
+    buf_ring_free(&b);
+    return ok;
+}
+
+/* Accept into a slot the kernel allocates in the sparse table, then close
+ * it with close_direct: that succeeds only if the slot really holds a file.
+ *
+ * liburing 2.3's io_uring_prep_accept_direct() adds 1 to the index, which
+ * turns IORING_FILE_INDEX_ALLOC into 0 = "not direct": a plain accept that
+ * returns an fd. Set the raw field instead. */
+static bool accept_direct_once(struct io_uring *ring, int lfd,
+                               const struct sockaddr_in *addr)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    struct cqe_copy c;
+    int cfd;
+    bool ok;
+
+    rs_prep_accept_alloc(sqe, lfd);
+    if (io_uring_submit(ring) != 1)
+        return false;
+    cfd = client_connect(addr);
+    ok = next_cqe(ring, &c) == 0 && c.res >= 0 && c.res < SPARSE_SLOTS;
+    if (ok) {
+        sqe = io_uring_get_sqe(ring);
+        io_uring_prep_close_direct(sqe, (unsigned)c.res);
+        ok = io_uring_submit(ring) == 1 && next_cqe(ring, &c) == 0 && c.res == 0;
+    }
+    fd_close(&cfd);
+    return ok;
+}
+
+static bool try_accept_direct(void)
+{
+    struct io_uring ring;
+    struct sockaddr_in addr;
+    int lfd = -1;
+    bool ok = false;
+
+    if (!ring_open(&ring))
+        return false;
+    if (io_uring_register_files_sparse(&ring, SPARSE_SLOTS) == 0)
+        lfd = listener_open(&addr);
+    if (lfd >= 0)
+        ok = accept_direct_once(&ring, lfd, &addr);
+    io_uring_queue_exit(&ring);
+    fd_close(&lfd);
+    return ok;
+}
+
+/* send_zc completes twice: the result (flagged MORE), then a notification
+ * (F_NOTIF) once the kernel no longer needs the buffer. A low
+ * RLIMIT_MEMLOCK can make the first one -ENOMEM. */
+static bool send_zc_once(struct io_uring *ring, struct conn_pair *p)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    struct cqe_copy c;
+
+    io_uring_prep_send_zc(sqe, p->cfd, ping, sizeof(ping), MSG_NOSIGNAL, 0);
+    if (io_uring_submit(ring) != 1)
+        return false;
+    if (next_cqe(ring, &c) < 0 || c.res != (int)sizeof(ping) ||
+        !(c.flags & IORING_CQE_F_MORE))
+        return false;
+    return next_cqe(ring, &c) == 0 && (c.flags & IORING_CQE_F_NOTIF);
+}
+
+static bool try_send_zc(void)
+{
+    struct io_uring ring;
+    struct conn_pair p = {-1, -1, -1};
+    bool ok = false;
+
+    if (!ring_open(&ring))
+        return false;
+    if (pair_open(&p))
+        ok = send_zc_once(&ring, &p);
+    io_uring_queue_exit(&ring);
+    pair_close(&p);
+    return ok;
+}
+
+void rs_probe_uring(struct rs_uring_support *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->compiled = true;
+    s->disabled_sysctl = read_disabled_sysctl();
+    if (!probe_plain(s))
+        return;
+    s->recvsend_bundle = (s->features & IORING_FEAT_RECVSEND_BUNDLE) != 0;
+    s->min_timeout = (s->features & IORING_FEAT_MIN_TIMEOUT) != 0;
+    probe_setup_flags(s);
+    s->buf_ring = try_buf_ring();
+    s->sparse_files = try_sparse_files();
+    s->ring_fd = try_ring_fd();
+    s->multishot_accept = try_multishot_accept();
+    s->multishot_recv = s->buf_ring && try_multishot_recv();
+    s->accept_direct = s->sparse_files && try_accept_direct();
+    s->send_zc = try_send_zc();
+}
+
+#else /* !RS_HAVE_URING */
+
+void rs_probe_uring(struct rs_uring_support *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->compiled = false;
+    s->disabled_sysctl = read_disabled_sysctl();
+    s->unavailable_err = ENOTSUP;
+    snprintf(s->why, sizeof(s->why), "%s: ringserve was built without liburing",
+             rs_probe_errno_name(ENOTSUP));
+}
+
+#endif /* RS_HAVE_URING */
