@@ -653,6 +653,12 @@ static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)
         snprintf(err, errlen, "--protocol=http needs --root=DIR");
         return -EINVAL;
     }
+    if (!(loop->caps & RS_CAP_FILE_OPS)) {
+        snprintf(err, errlen,
+                 "--protocol=http needs file ops, which this backend lacks here "
+                 "(io_uring before Linux 5.6): try --backend=epoll");
+        return -EINVAL;
+    }
     struct http_loop *hl = calloc(1, sizeof(*hl));
     if (!hl) {
         snprintf(err, errlen, "out of memory");
