@@ -95,7 +95,19 @@ uint32_t rs_listener_room(const struct rs_loop *loop)
 
 /* Connections are counted per loop (load) and per server (group->conns)
  * from the moment a loop takes responsibility for them (accepted here, or
- * a handoff to here begun) until they are freed. */
+ * a handoff to here begun). The two counts end at different times:
+ *
+ *  - group->conns is what --max-conns caps: live connections. One stops
+ *    counting when its close is issued (rs_listener_conn_closing). With a
+ *    descriptor per connection the count then never exceeds the sockets
+ *    the process holds: the epoll backend's close(2) runs inside submit(),
+ *    so its number can be accepted again in the same loop turn, before the
+ *    close's completion frees the stream. Counted until the free, such a
+ *    connection made the count run ahead of the descriptors, and an accept
+ *    onto a freed number could find the server "over --max-conns=max" and
+ *    reject a client that should have been served (or waited).
+ *  - load is what a loop's table holds: a direct descriptor is taken until
+ *    its close completes, so load counts until the stream is freed. */
 static void count_conn(struct rs_loop *loop)
 {
     atomic_fetch_add(&loop->load, 1);
@@ -486,13 +498,16 @@ static void backoff_over(struct rs_loop *loop, struct rs_timer *t)
     arm(l);
 }
 
+void rs_listener_conn_closing(struct rs_loop *loop)
+{
+    if (loop->group)
+        uncount(&loop->group->conns);
+}
+
 void rs_listener_stream_freed(struct rs_loop *loop, bool accepted)
 {
-    if (accepted) {
+    if (accepted)
         uncount(&loop->load);
-        if (loop->group)
-            uncount(&loop->group->conns);
-    }
     rs_listener_conn_closed(loop);
 }
 

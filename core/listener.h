@@ -63,6 +63,9 @@ void rs_listener_stop(struct rs_loop *loop);
 bool rs_listener_retry(struct rs_loop *loop);
 /* A descriptor is free again: a paused accept may retry now. */
 void rs_listener_conn_closed(struct rs_loop *loop);
+/* An accepted stream's close was issued: it no longer counts against
+ * --max-conns (its descriptor is, or is about to be, released). */
+void rs_listener_conn_closing(struct rs_loop *loop);
 /* A stream was freed; accepted: one the listener counted. */
 void rs_listener_stream_freed(struct rs_loop *loop, bool accepted);
 /* True when the listener has no op in flight and its socket is closed. */

@@ -183,6 +183,11 @@ void rs_loop_feed_starved(struct rs_loop *loop)
         rs_stream_unstarve(loop->starved);
 }
 
+void rs_loop_stream_closing(struct rs_loop *loop)
+{
+    rs_listener_conn_closing(loop);
+}
+
 void rs_loop_stream_closed(struct rs_loop *loop, bool accepted)
 {
     rs_listener_stream_freed(loop, accepted);

@@ -88,8 +88,12 @@ int rs_loop_run(struct rs_loop *loop);
  * per loop turn; public for tests that drive the core by hand). */
 void rs_loop_feed_starved(struct rs_loop *loop);
 
+/* For stream.c: an accepted stream's close was issued (it stops counting
+ * against --max-conns). */
+void rs_loop_stream_closing(struct rs_loop *loop);
+
 /* For stream.c: a stream was freed (a paused listener may accept again);
- * accepted: it came from the listener (counted against --max-conns). */
+ * accepted: it came from the listener (its slot in the loop's load). */
 void rs_loop_stream_closed(struct rs_loop *loop, bool accepted);
 
 /* How long a loop with refused operations to retry (rs_loop_retry) may

@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -18,8 +19,11 @@
 #include "probe.h"
 #include "protocol.h"
 
-/* Descriptors kept back from --max-conns for listeners, rings, eventfds,
- * stdio and logs. */
+/* Descriptors kept back from the default --max-conns, beyond those the
+ * server holds once set up (stdio, listeners, epoll sets or rings, wake-up
+ * eventfds, the HTTP roots: counted, see fds_in_use): room for what it
+ * opens later (files being served, a connection accepted only to be
+ * rejected, the exclusive bind of a port). */
 #define FD_RESERVE 64
 
 struct worker {
@@ -238,14 +242,37 @@ static uint64_t nofile_soft(void)
     return rl.rlim_cur;
 }
 
-/* What this server can hold at most, why, and what it holds by default.
- *
- * With direct descriptors (io_uring fixed-files) a connection lives in its
+/* Descriptors the process holds now; an estimate when /proc is missing. */
+static uint64_t fds_in_use(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 3 + 4 * (uint64_t)nworkers;
+    uint64_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* not the directory's own descriptor */
+}
+
+/* What this server can hold at most, why, and what it holds by default;
+ * computed once, when every loop is set up (setup_group). */
+static uint32_t conn_limit, conn_default;
+static char conn_why[160];
+
+/* With direct descriptors (io_uring fixed-files) a connection lives in its
  * ring's private table, which the kernel sizes up to RLIMIT_NOFILE per
  * ring: N loops hold N tables, less a small reserve each for rejecting and
  * handing over. Otherwise every connection is a process descriptor, and
- * RLIMIT_NOFILE (raised to the hard limit at start) bounds them all; the
- * default keeps FD_RESERVE of them for listeners, rings, eventfds and logs. */
+ * RLIMIT_NOFILE (raised to the hard limit at start) bounds them all. The
+ * default then leaves out the descriptors the server already holds and
+ * FD_RESERVE more (half of what is left when that is small), so that it is
+ * reached before accept(2) runs out of descriptors: at the default a new
+ * connection is rejected at once. Out of descriptors before the cap (a cap
+ * set close to the limit, or `max`), accepting pauses and the clients wait
+ * in the backlog until a connection closes. */
 static void conn_limits(uint32_t *limit, uint32_t *dflt, char *why, size_t whylen)
 {
     struct rs_loop *l0 = &workers[0].loop;
@@ -260,7 +287,10 @@ static void conn_limits(uint32_t *limit, uint32_t *dflt, char *why, size_t whyle
     }
     uint64_t n = nofile_soft();
     *limit = n > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)n;
-    *dflt = n > FD_RESERVE * 2 ? (uint32_t)(n - FD_RESERVE) : (uint32_t)(n / 2);
+    uint64_t used = fds_in_use();
+    uint64_t left = n > used ? n - used : 0;
+    uint64_t d = left > FD_RESERVE * 2 ? left - FD_RESERVE : left / 2;
+    *dflt = d == 0 ? 1 : d > *limit ? *limit : (uint32_t)d;
     snprintf(why, whylen, "RLIMIT_NOFILE, a descriptor per connection");
 }
 
@@ -268,9 +298,9 @@ static void conn_limits(uint32_t *limit, uint32_t *dflt, char *why, size_t whyle
  * 2 (usage) when --max-conns asks for more than that. */
 static int setup_group(struct rs_config *cfg)
 {
-    uint32_t limit, dflt;
-    char why[160];
-    conn_limits(&limit, &dflt, why, sizeof(why));
+    conn_limits(&conn_limit, &conn_default, conn_why, sizeof(conn_why));
+    uint32_t limit = conn_limit, dflt = conn_default;
+    const char *why = conn_why;
     uint32_t max = cfg->max_conns;
     if (max == RS_MAX_CONNS_LIMIT) {
         max = limit;
@@ -434,9 +464,6 @@ static void print_start_line(const struct rs_config *cfg, const char *fallback_w
     char addr[300];
     if (fallback_why[0])
         rs_log_info("io_uring is unavailable (%s); using epoll", fallback_why);
-    uint32_t limit, dflt;
-    char why[160];
-    conn_limits(&limit, &dflt, why, sizeof(why));
     rs_log_info("listening on %s (backend=%s, %s, protocol=%s, threads=%u%s, "
                 "max-pending=%llu, max-conns=%u, conn-limit=%u [%s], buffers=%ux%u%s)",
                 host_port(cfg, cfg->listen_port, addr, sizeof(addr)), l0->ops->name, desc,
@@ -444,8 +471,8 @@ static void print_start_line(const struct rs_config *cfg, const char *fallback_w
                 nworkers < 2    ? ""
                 : group.handoff ? ", accept=handoff"
                                 : ", accept=reuseport",
-                (unsigned long long)cfg->max_pending, cfg->max_conns, limit, why,
-                cfg->buffers, cfg->buffer_size,
+                (unsigned long long)cfg->max_pending, cfg->max_conns, conn_limit,
+                conn_why, cfg->buffers, cfg->buffer_size,
                 cfg->sched == RS_SCHED_BATCH  ? ", sched=batch"
                 : cfg->sched == RS_SCHED_AUTO ? ", sched=auto"
                                               : "");

@@ -613,6 +613,8 @@ static void maybe_progress(struct rs_stream *s)
     if (!s->close_issued) {
         rs_timer_stop(s->loop, &s->timer);
         s->close_issued = submit_ctl(s, RS_OP_CLOSE);
+        if (s->close_issued && !s->outbound)
+            rs_loop_stream_closing(s->loop);
     }
 }
 

@@ -140,8 +140,10 @@ struct rs_stream {
     } peer; /* outbound: the address being connected to */
 };
 
-/* Start an outbound connection to addr (IPv4 or IPv6). The stream is
- * returned at once in the connecting state; cbs->on_connect reports the
+/* Start an outbound connection to addr (IPv4 or IPv6) on a new plain
+ * (process) fd with TCP_NODELAY as configured, whatever descriptor kind
+ * the loop's accepted sockets have. The stream is returned at once in the
+ * connecting state; cbs->on_connect reports the
  * result, -ETIMEDOUT after timeout_ms (0: no timeout of ours). Writes may
  * be queued before the connect completes; they are sent after it. NULL
  * with errno set when no socket could be created (EMFILE...). */
