@@ -376,8 +376,10 @@ static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_compl
     (void)loop;
     struct http_sess *h = op->data;
     int res = c->res;
+    /* op lives inside the session, which op_done() may free. */
+    bool opened = op->kind == RS_OP_OPENAT;
     if (!op_done(h) || h->state != ST_OPEN) {
-        if (op->kind == RS_OP_OPENAT && res >= 0)
+        if (opened && res >= 0)
             close(res); /* orphaned: nobody will read it */
         return;
     }
