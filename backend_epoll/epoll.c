@@ -687,7 +687,7 @@ static int ep_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         return rc;
     }
     loop->backend = st;
-    loop->caps = RS_CAP_CONNECT;
+    loop->caps = RS_CAP_CONNECT | RS_CAP_FILE_OPS;
     return 0;
 }
 

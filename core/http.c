@@ -13,20 +13,25 @@
  *   idle -> open (openat2 RESOLVE_BENEATH from the root), statx(2) at once
  *        -> directory? close it, open DIR/index.html, statx again
  *        -> respond: 304 / 416 / HEAD / empty: the head alone
- *                    small (one pool buffer): one read, then head + body
- *                      copied into one write, so one send carries both
- *                    large: the head, then reads of one pool buffer each,
- *                      up to READ_AHEAD in flight, each handed to the
- *                      stream without a copy (rs_stream_write_lent)
+ *                    small (one pool buffer): one read into a pool buffer,
+ *                      then head + body copied into one write, so one
+ *                      send carries both
+ *                    large: the head, then reads of 64 KiB into the
+ *                      session's own two buffers (READ_AHEAD), each copied
+ *                      into the stream's queue as it lands
  *        -> close the file -> idle (or close the connection)
  *
  * Backpressure: reads are issued only while the stream's queued output
  * plus the reads in flight stay under --max-pending; the stream's
  * on_writable (queued output fell to half) issues the next ones. A client
- * that stops reading therefore holds at most --max-pending of file data,
- * and under pool pressure the stream copies lent buffers out (stream.c),
- * so it cannot starve its neighbours of buffers either. READ_AHEAD reads in
- * flight keep the disk busy while the network drains what came before.
+ * that stops reading therefore holds at most --max-pending (plus one read)
+ * of file data. Large bodies use buffers of their own rather than lent
+ * pool buffers: 50 slow clients each holding up to --max-pending of lent
+ * buffers exhausted the pool (measured by i13http: the stream then copied
+ * every chunk out and reads retried on -ENOBUFS, ~1000 us of CPU per 1 MiB
+ * response), while a 64 KiB read and one copy cost a fraction of that. Two
+ * reads in flight keep the disk busy while the network drains what came
+ * before.
  *
  * Confinement: the parser (http_parse.c) already refuses "..", NUL and
  * friends; openat2 with RESOLVE_BENEATH refuses whatever remains, notably
@@ -55,10 +60,11 @@
 #include "protocol.h"
 #include "stream.h"
 
-#define READ_AHEAD 4    /* file reads in flight per response */
-#define HEAD_ROOM  1024 /* bytes reserved for a response head */
-#define RETRY_MS   1    /* after -ENOBUFS / -EAGAIN on a read */
-#define TAIL_LEN   11   /* strlen("/index.html") */
+#define READ_AHEAD 2            /* file reads in flight per large response */
+#define BODY_CHUNK (64u * 1024) /* bytes per read of a large body */
+#define HEAD_ROOM  1024         /* bytes reserved for a response head */
+#define RETRY_MS   1            /* after -ENOBUFS / -EAGAIN on a read */
+#define TAIL_LEN   11           /* strlen("/index.html") */
 
 struct http_loop {
     int root_fd;      /* O_PATH directory: every open is beneath it */
@@ -72,6 +78,7 @@ enum { ST_IDLE, ST_OPEN, ST_BODY, ST_DEAD };
 
 struct rd_slot {
     struct rs_file_op op;
+    uint8_t *buf; /* large bodies: BODY_CHUNK bytes of the session's own */
     uint64_t off;
     uint32_t len;
     int32_t res;
@@ -169,9 +176,18 @@ static int format_head(struct http_sess *h, char *out)
 
 /* ---- session lifetime ---- */
 
+static void free_bufs(struct http_sess *h)
+{
+    for (int i = 0; i < READ_AHEAD; i++) {
+        free(h->rd[i].buf);
+        h->rd[i].buf = NULL;
+    }
+}
+
 static void sess_free(struct http_sess *h)
 {
     rs_timer_stop(h->loop, &h->retry);
+    free_bufs(h);
     if (h->fd >= 0)
         close(h->fd); /* a read-only file: close(2) does no IO */
     free(h->in);
@@ -225,8 +241,13 @@ static void close_file(struct http_sess *h)
         return;
     }
     rs_op_init(&h->cop, RS_OP_CLOSE, fd, on_close_op, h);
+    if (h->loop->ops->submit(h->loop, &h->cop) < 0) {
+        close(fd); /* the backend refused (a full queue): no reason to fail */
+        return;
+    }
     h->cop_busy = true;
-    submit_file_op(h, &h->cop);
+    h->ops++;
+    h->hl->ops++;
 }
 
 /* After the peer's EOF: close once no complete request is left to answer
@@ -243,6 +264,7 @@ static void close_if_done(struct http_sess *h)
 static void finish_response(struct http_sess *h)
 {
     close_file(h);
+    free_bufs(h); /* no read is in flight any more */
     h->state = ST_IDLE;
     if (!h->s)
         return;
@@ -324,6 +346,17 @@ static void respond(struct http_sess *h)
     h->next_off = h->first;
     h->end = h->first + h->count;
     h->small = h->count <= h->loop->pool.size;
+    if (!h->small && !h->rd[0].buf) {
+        /* The session's own read buffers, for this response only (an idle
+         * keep-alive connection holds none). */
+        for (int i = 0; i < READ_AHEAD; i++) {
+            h->rd[i].buf = malloc(BODY_CHUNK);
+            if (!h->rd[i].buf) {
+                die(h, -ENOMEM);
+                return;
+            }
+        }
+    }
     if (h->head_only || h->count == 0 || !h->small) {
         char head[HEAD_ROOM];
         int n = format_head(h, head);
@@ -410,14 +443,17 @@ static bool may_read_more(const struct http_sess *h)
     uint32_t inflight = h->rd_tail - h->rd_head;
     if (inflight >= READ_AHEAD || h->next_off >= h->end)
         return false;
-    uint64_t ahead = rs_stream_pending(h->s) + (uint64_t)inflight * h->loop->pool.size;
+    uint64_t ahead = rs_stream_pending(h->s) + (uint64_t)inflight * BODY_CHUNK;
     return ahead < h->loop->cfg->max_pending;
 }
 
 static void submit_read(struct http_sess *h, struct rd_slot *r)
 {
     rs_file_op_init(&r->op, RS_OP_READ, h->fd, on_read, h);
-    r->op.op.flags = RS_OPF_POOL_BUF;
+    if (h->small)
+        r->op.op.flags = RS_OPF_POOL_BUF;
+    else
+        r->op.dst = r->buf;
     r->op.op.len = r->len;
     r->op.off = r->off;
     r->busy = true;
@@ -440,7 +476,8 @@ static void pump(struct http_sess *h)
         struct rd_slot *r = &h->rd[h->rd_tail++ % READ_AHEAD];
         uint64_t left = h->end - h->next_off;
         r->off = h->next_off;
-        r->len = left < h->loop->pool.size ? (uint32_t)left : h->loop->pool.size;
+        uint32_t chunk = h->small ? h->loop->pool.size : BODY_CHUNK;
+        r->len = left < chunk ? (uint32_t)left : chunk;
         h->next_off += r->len;
         submit_read(h, r);
     }
@@ -449,17 +486,20 @@ static void pump(struct http_sess *h)
 /* The oldest read is back with all its bytes: send them. */
 static void deliver(struct http_sess *h, struct rd_slot *r)
 {
-    const uint8_t *p = rs_bufpool_ptr(&h->loop->pool, r->bid);
-    if (h->small) {
-        /* Head and body in one write: one send, one segment. */
-        uint8_t *out = h->hl->scratch;
-        int n = format_head(h, (char *)out);
-        memcpy(out + n, p, (size_t)r->res);
-        h->loop->ops->buf_release(h->loop, r->bid);
-        rs_stream_write_copy(h->s, out, (uint32_t)n + (uint32_t)r->res);
+    if (!h->small) {
+        /* Copied into the stream's queue: the buffer can be read into
+         * again at once, and a slow client pins none of the shared pool
+         * (lent buffers held by 50 slow clients used to exhaust it). */
+        rs_stream_write_copy(h->s, r->buf, (uint32_t)r->res);
         return;
     }
-    rs_stream_write_lent(h->s, p, (uint32_t)r->res, r->bid);
+    /* Small: head and body in one write, so one send, one segment. */
+    const uint8_t *p = rs_bufpool_ptr(&h->loop->pool, r->bid);
+    uint8_t *out = h->hl->scratch;
+    int n = format_head(h, (char *)out);
+    memcpy(out + n, p, (size_t)r->res);
+    h->loop->ops->buf_release(h->loop, r->bid);
+    rs_stream_write_copy(h->s, out, (uint32_t)n + (uint32_t)r->res);
 }
 
 /* Slots read but not yet sent (waiting for an earlier one): give their
@@ -468,7 +508,7 @@ static void drop_done_slots(struct http_sess *h)
 {
     for (uint32_t i = h->rd_head; i != h->rd_tail; i++) {
         struct rd_slot *x = &h->rd[i % READ_AHEAD];
-        if (x->done && x->res > 0)
+        if (x->done && x->res > 0 && h->small)
             h->loop->ops->buf_release(h->loop, x->bid);
         x->done = false;
     }
@@ -507,7 +547,7 @@ static void on_read(struct rs_loop *loop, struct rs_op *op, const struct rs_comp
         if (o->res != (int32_t)o->len) {
             /* An error, or the file shrank under us: the promised length
              * cannot be kept, so the connection ends here. */
-            if (o->res > 0)
+            if (o->res > 0 && h->small)
                 loop->ops->buf_release(loop, o->bid);
             rs_log_info("http: read of %s at %" PRIu64 ": %s", h->path, o->off,
                         o->res < 0 ? strerror(-o->res) : "file shrank");
@@ -653,6 +693,12 @@ static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)
     const char *root = loop->cfg->root;
     if (!root) {
         snprintf(err, errlen, "--protocol=http needs --root=DIR");
+        return -EINVAL;
+    }
+    if (!(loop->caps & RS_CAP_FILE_OPS)) {
+        snprintf(err, errlen,
+                 "--protocol=http needs file ops, which this backend lacks here "
+                 "(io_uring before Linux 5.6): try --backend=epoll");
         return -EINVAL;
     }
     struct http_loop *hl = calloc(1, sizeof(*hl));

@@ -340,7 +340,7 @@ static struct rs_loop *pick_loop(struct rs_loop *loop)
         struct rs_loop *t = g->loops[i];
         uint32_t load = atomic_load(&t->load);
         uint32_t room = rs_listener_room(t);
-        if (load >= room || t->draining)
+        if (load >= room)
             continue;
         if (!best || room - load > best_free) {
             best = t;

@@ -242,6 +242,22 @@ def test_report(k, rec, tmp):
     check('## What the matrix found' in text and 'close_direct' in text,
           'the findings are in the report')
     check('`io_uring.setup.defer_taskrun` | yes | yes | 6.1' in text, 'facts with since')
+    # a second batch keeps the first batch's results for what it left out
+    later = json.loads(json.dumps(rec))
+    later['date'] = 'later'
+    later['tests'] = [dict(t, result='skip', reason='not selected (--tests)')
+                      if t['name'] != 'probe' else t for t in later['tests']]
+    merged = k.merge_records(rec, later)
+    mby = {t['name']: t['result'] for t in merged['tests']}
+    check(mby['contract-uring-default'] == 'fail' and mby['probe'] == 'pass'
+          and mby['probe-json'] == 'skip', 'merge keeps earlier results: %s' % mby)
+    check(len(merged['batches']) == 2 and merged['batches'][1]['date'] == 'later',
+          'merge records the batches')
+    k.write_report([rec12], md, js, earlier=[rec])
+    text2 = open(md).read()
+    check('## An earlier run' in text2 and '`contract-uring-default` fail' in text2,
+          'an earlier run is shown with its failures')
+    k.write_report([rec, rec12], md, js)
     d = json.load(open(js))
     check([x['kernel'] for x in d['kernels']] == ['6.1', '6.12'], 'JSON kernels')
     check(d['kernels'][0]['features']['bundle'] is False

@@ -529,6 +529,10 @@ static int setup_files(void **state)
         free(fx);
         return -1;
     }
+    /* Every backend here does file ops; io_uring on this kernel natively. */
+    assert_true(fx->loop.caps & RS_CAP_FILE_OPS);
+    if (backend == &rs_backend_epoll)
+        assert_false(fx->loop.caps & RS_CAP_FILE_NATIVE);
     strcpy(fx->dir, "/tmp/rs-contract-XXXXXX");
     assert_non_null(mkdtemp(fx->dir));
     chmod(fx->dir, 0755); /* searchable by the unprivileged child (EACCES) */
