@@ -32,13 +32,14 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import types
+
+from bench_proc import can_connect, children, free_port, proc_cpu_s
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -254,40 +255,6 @@ def run(argv, timeout=30):
 
 # ------------------------------------------------------------- servers
 
-def proc_cpu_s(pid):
-    """utime+stime of a process (all its threads), in seconds."""
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def children(pid):
-    try:
-        with open('/proc/%d/task/%d/children' % (pid, pid)) as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def can_connect(port):
-    try:
-        with socket.create_connection(('127.0.0.1', port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 class NginxServer:
     def __init__(self, c, opts, cfg, root):
         self.prefix = os.path.join(opts.logdir, 'nginx-%s-%d' % (cfg.id, os.getpid()))
@@ -310,7 +277,7 @@ class NginxServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return 'nginx exited %d: %s' % (self.proc.returncode, self.log()[-300:])
-            if can_connect(self.port) and children(self.proc.pid):
+            if can_connect(self.port, 0.5) and children(self.proc.pid):
                 return None
             time.sleep(0.02)
         return 'nginx did not listen within %.0f s' % timeout
@@ -446,10 +413,10 @@ def measure(c, opts, cfg, root, exp, size, conns):
                                       preexec_fn=c.set_affinity(opts.client_cpu))
             time.sleep(0.5)  # the streams are under way
         if err is None:
-            cpu0 = sum(proc_cpu_s(p) for p in srv.pids())
+            cpu0 = sum(proc_cpu_s(p) or 0.0 for p in srv.pids())
             d, err = run_wrk(c, opts, wrk_argv(opts, srv.port, path, conns, opts.duration,
                                                opts.lua_done), opts.duration + 30)
-            cpu1 = sum(proc_cpu_s(p) for p in srv.pids())
+            cpu1 = sum(proc_cpu_s(p) or 0.0 for p in srv.pids())
             if d is not None:
                 dur = d['duration_us'] / 1e6
                 n = d['requests']

@@ -22,12 +22,13 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from bench_proc import can_connect, children, free_port, proc_cpu_s
 
 SIZES = [64, 16384]
 CONNS = [1, 50, 500]
@@ -157,22 +158,6 @@ def all_proxies(opts):
 
 # ------------------------------------------------------------ processes
 
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def can_connect(port):
-    try:
-        socket.create_connection(('127.0.0.1', port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 def pin(cpu):
     def fn():
         os.setsid()
@@ -181,24 +166,6 @@ def pin(cpu):
         except OSError:
             pass
     return fn
-
-
-def children_of(pid):
-    try:
-        with open('/proc/%d/task/%d/children' % (pid, pid)) as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def proc_cpu_s(pid):
-    """utime + stime of a process (all its threads), seconds; None if gone."""
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 class Proc:
@@ -235,7 +202,7 @@ class Proc:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
-            if can_connect(port):
+            if can_connect(port, 1):
                 return True
             time.sleep(0.02)
         return False
@@ -303,10 +270,10 @@ def start_proxy(opts, px, up_port):
     pid = p.proc.pid
     if px.kind == 'nginx':
         deadline = time.monotonic() + 5
-        kids = children_of(pid)
+        kids = children(pid)
         while not kids and time.monotonic() < deadline:
             time.sleep(0.02)
-            kids = children_of(pid)
+            kids = children(pid)
         if len(kids) != 1:
             stop_proxy(p)
             return None, None, None, 'nginx: expected one worker, found %d' % len(kids)
