@@ -256,9 +256,12 @@ static void sched_auto(struct rs_loop *loop)
         return;
     int rc = rs_loop_sched_batch(want);
     if (rc < 0) {
+        /* Refused here (a seccomp filter, say): keep the policy this thread
+         * has rather than paying a refused syscall on every turn. */
         rs_log_debug("loop %d: cannot switch scheduling policy: %s", loop->index,
                      strerror(-rc));
-        return; /* tried again at the next crossing */
+        loop->sched_refused = true;
+        return;
     }
     loop->sched_batch = want;
 }
@@ -306,7 +309,7 @@ int rs_loop_run(struct rs_loop *loop)
             loop->stats.completions += (uint64_t)n;
         if (loop->board)
             post_stats(loop);
-        if (loop->cfg->sched == RS_SCHED_AUTO)
+        if (loop->cfg->sched == RS_SCHED_AUTO && !loop->sched_refused)
             sched_auto(loop);
         if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
             /* Nothing can complete any more: this loop's streams are

@@ -72,6 +72,7 @@ struct rs_loop {
     volatile sig_atomic_t stop_requested;
     bool draining;
     bool sched_batch;   /* --sched=auto: this loop's thread is SCHED_BATCH now */
+    bool sched_refused; /* --sched=auto: the kernel refused a switch; stop trying */
     bool drain_aborted; /* the drain deadline passed: everything was aborted */
     bool failed;        /* the backend failed: streams are abandoned */
 };
