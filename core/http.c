@@ -95,8 +95,6 @@ struct http_sess {
     int fd;                /* the file (or directory) being served, or -1 */
     uint32_t ops;          /* file ops in flight */
     struct rs_file_op fop; /* the open */
-    struct rs_op cop;      /* close */
-    bool cop_busy;
     struct statx stx;
     struct rs_http_request req;
     char path[RS_HTTP_PATH_MAX + TAIL_LEN + 1]; /* what is opened */
@@ -218,36 +216,17 @@ static void submit_file_op(struct http_sess *h, struct rs_op *op)
     h->hl->ops++;
 }
 
-static void on_close_op(struct rs_loop *loop, struct rs_op *op,
-                        const struct rs_completion *c)
-{
-    (void)loop;
-    (void)c;
-    struct http_sess *h = op->data;
-    h->cop_busy = false;
-    op_done(h);
-}
-
-/* Close the current file: through the backend when its close op is free,
- * else at once (a read-only file: close(2) does no IO). */
+/* Close the current file at once: a read-only file's close(2) does no IO.
+ * (It went through the backend as RS_OP_CLOSE until that op was seen, about
+ * once in 30 test runs on io_uring without fixed files, still in flight 5 s
+ * after the session closed, leaking the session at exit; the cause is not
+ * understood, and a close op buys nothing here.) */
 static void close_file(struct http_sess *h)
 {
     if (h->fd < 0)
         return;
-    int fd = h->fd;
+    close(h->fd);
     h->fd = -1;
-    if (h->cop_busy || !h->s) {
-        close(fd);
-        return;
-    }
-    rs_op_init(&h->cop, RS_OP_CLOSE, fd, on_close_op, h);
-    if (h->loop->ops->submit(h->loop, &h->cop) < 0) {
-        close(fd); /* the backend refused (a full queue): no reason to fail */
-        return;
-    }
-    h->cop_busy = true;
-    h->ops++;
-    h->hl->ops++;
 }
 
 /* After the peer's EOF: close once no complete request is left to answer
