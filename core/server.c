@@ -210,26 +210,38 @@ static uint64_t fds_in_use(unsigned nworkers)
 static void conn_limits(struct rs_server *srv)
 {
     struct rs_loop *l0 = &srv->workers[0].loop;
+    unsigned k = l0->proto && l0->proto->descriptors_per_conn > 1
+                     ? l0->proto->descriptors_per_conn
+                     : 1;
+    char per[64] = "";
+    if (k > 1)
+        snprintf(per, sizeof(per), ", %u per %s connection", k, l0->proto->name);
     if (l0->caps & RS_CAP_DIRECT_FD) {
         uint64_t sum = 0;
         for (unsigned i = 0; i < srv->nworkers; i++)
             sum += rs_listener_room(&srv->workers[i].loop);
+        sum /= k;
         srv->conn_limit = srv->conn_default =
             sum > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)sum;
         snprintf(srv->conn_why, sizeof(srv->conn_why),
-                 "%u ring%s x %u direct descriptors", srv->nworkers,
-                 srv->nworkers == 1 ? "" : "s", rs_listener_room(l0));
+                 "%u ring%s x %u direct descriptors%s", srv->nworkers,
+                 srv->nworkers == 1 ? "" : "s", rs_listener_room(l0), per);
         return;
     }
     uint64_t n = nofile_soft();
-    uint32_t limit = n > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)n;
     uint64_t used = fds_in_use(srv->nworkers);
     uint64_t left = n > used ? n - used : 0;
-    uint64_t d = left > FD_RESERVE * 2 ? left - FD_RESERVE : left / 2;
+    uint64_t d = (left > FD_RESERVE * 2 ? left - FD_RESERVE : left / 2) / k;
+    n /= k;
+    uint32_t limit = n > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)n;
     srv->conn_limit = limit;
     srv->conn_default = d == 0 ? 1 : d > limit ? limit : (uint32_t)d;
-    snprintf(srv->conn_why, sizeof(srv->conn_why),
-             "RLIMIT_NOFILE, a descriptor per connection");
+    if (k > 1)
+        snprintf(srv->conn_why, sizeof(srv->conn_why),
+                 "RLIMIT_NOFILE, %u descriptors per %s connection", k, l0->proto->name);
+    else
+        snprintf(srv->conn_why, sizeof(srv->conn_why),
+                 "RLIMIT_NOFILE, a descriptor per connection");
 }
 
 /* --max-conns against what the backend can hold; the group set up. 0 or
