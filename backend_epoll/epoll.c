@@ -60,6 +60,7 @@
 
 #include "backend.h"
 #include "fspool.h"
+#include "listener.h"
 #include "loop.h"
 
 #define MAX_EVENTS  256
@@ -451,11 +452,26 @@ static int fs_reap(struct rs_loop *loop, struct ep_state *st)
     return n;
 }
 
+/* A new socket is no IO at all: made here at once, and its completion
+ * (the fd or -errno) delivered from run() like every other. A plain fd,
+ * always: epoll has no direct descriptors. */
+static int socket_submit(struct ep_state *st, struct rs_op *op)
+{
+    int rc = reserve_done(st);
+    if (rc < 0)
+        return rc;
+    queue_done(st, op, rs_tcp_socket((int)op->len, (op->flags & RS_OPF_NODELAY) != 0), 0,
+               0);
+    return 0;
+}
+
 static int ep_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ep_state *st = state(loop);
     if (rs_op_is_file(op))
         return fs_submit(loop, st, op);
+    if (op->kind == RS_OP_SOCKET)
+        return socket_submit(st, op);
     struct ep_sock *s = sock_get(st, op->fd);
     if (!s)
         return -ENOMEM;
@@ -687,7 +703,7 @@ static int ep_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         return rc;
     }
     loop->backend = st;
-    loop->caps = RS_CAP_CONNECT | RS_CAP_FILE_OPS;
+    loop->caps = RS_CAP_CONNECT | RS_CAP_FILE_OPS | RS_CAP_SOCKET;
     return 0;
 }
 

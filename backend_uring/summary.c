@@ -62,6 +62,17 @@ static void why_missing(const struct rs_uring_support *s, uint32_t bit, char *wh
     case UF_BATCH_WAIT:
         w = "no IORING_FEAT_MIN_TIMEOUT (Linux 6.12+)";
         break;
+    case UF_DIRECT_SOCKET:
+        /* What the proxy's upstream sockets are instead, and why. */
+        w = !(rs_uring_supported(s) & UF_FIXED_FILES)
+                ? "needs fixed-files; outbound sockets are plain fds (socket(2))"
+            : !s->socket_direct
+                ? "IORING_OP_SOCKET into a direct slot failed (Linux 5.19+); outbound "
+                  "sockets are plain fds (socket(2))"
+                : "SOCKET_URING_OP_SETSOCKOPT failed (Linux 6.7+), needed for "
+                  "TCP_NODELAY on a direct socket; outbound sockets are plain fds "
+                  "(socket(2))";
+        break;
     }
     snprintf(why, len, "%s", w);
 }

@@ -84,6 +84,8 @@ static const struct named_field multishot_fields[] = {
     {"recv", OFF(multishot_recv)},
     {"accept_direct", OFF(accept_direct)},
     {"send_zc", OFF(send_zc)},
+    {"socket_direct", OFF(socket_direct)},
+    {"sockopt_cmd", OFF(sockopt_cmd)},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
