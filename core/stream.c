@@ -610,10 +610,10 @@ static void maybe_progress(struct rs_stream *s)
         if (s->recv_armed || s->starved)
             return; /* until EOF, an error, or the linger timer */
     }
-    if (s->inflight > 0)
+    /* No socket (its op failed): on_socket_op frees the stream. */
+    if (s->inflight > 0 || s->fd < 0)
         return;
     if (!s->close_issued) {
-        assert(s->fd >= 0); /* no socket yet: its op is in flight */
         rs_timer_stop(s->loop, &s->timer);
         s->close_issued = submit_ctl(s, RS_OP_CLOSE);
         if (s->close_issued && !s->outbound)
