@@ -40,8 +40,8 @@ uint32_t rs_uring_supported(const struct rs_uring_support *s)
     f |= s->min_timeout ? UF_BATCH_WAIT : 0;
     /* TCP_NODELAY on a direct socket needs the setsockopt command: without
      * it outbound sockets stay plain rather than lose NODELAY. */
-    f |= (f & UF_FIXED_FILES) && s->socket_direct && s->sockopt_cmd ? UF_DIRECT_SOCKET
-                                                                      : 0;
+    f |=
+        (f & UF_FIXED_FILES) && s->socket_direct && s->sockopt_cmd ? UF_DIRECT_SOCKET : 0;
     return f;
 }
 

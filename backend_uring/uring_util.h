@@ -58,8 +58,9 @@ static inline void rs_prep_socket_alloc(struct io_uring_sqe *sqe, int family)
  * optval over `addr3`. *val is read when the command runs, maybe after
  * submission: it must stay valid until the completion. Add
  * IOSQE_FIXED_FILE for a direct descriptor. */
-static inline void rs_prep_setsockopt_cmd(struct io_uring_sqe *sqe, int fd, uint32_t level,
-                                          uint32_t optname, const int *val)
+static inline void rs_prep_setsockopt_cmd(struct io_uring_sqe *sqe, int fd,
+                                          uint32_t level, uint32_t optname,
+                                          const int *val)
 {
     io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
     sqe->cmd_op = SOCKET_URING_OP_SETSOCKOPT;

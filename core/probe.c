@@ -80,12 +80,9 @@ static const struct named_field register_fields[] = {
 };
 
 static const struct named_field multishot_fields[] = {
-    {"accept", OFF(multishot_accept)},
-    {"recv", OFF(multishot_recv)},
-    {"accept_direct", OFF(accept_direct)},
-    {"send_zc", OFF(send_zc)},
-    {"socket_direct", OFF(socket_direct)},
-    {"sockopt_cmd", OFF(sockopt_cmd)},
+    {"accept", OFF(multishot_accept)},     {"recv", OFF(multishot_recv)},
+    {"accept_direct", OFF(accept_direct)}, {"send_zc", OFF(send_zc)},
+    {"socket_direct", OFF(socket_direct)}, {"sockopt_cmd", OFF(sockopt_cmd)},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

@@ -59,9 +59,9 @@
 struct sched_proxy_totals sched_proxy_totals;
 
 struct side {
-    int fd;    /* -1 until known (an upstream: at its connect) */
-    bool up;   /* the upstream side */
-    bool live; /* known, close op not completed */
+    int fd;      /* -1 until known (an upstream: at its connect) */
+    bool up;     /* the upstream side */
+    bool live;   /* known, close op not completed */
     bool direct; /* the socket op said RS_CF_DIRECT */
     bool shut, close_sub, errored;
     uint32_t races; /* data completions that raced a cancel of the recv */
@@ -71,8 +71,8 @@ struct side {
 };
 
 struct sess {
-    struct side s[2]; /* [0] client, [1] upstream */
-    bool dirty;       /* an error, abort or failed connect: no graceful check */
+    struct side s[2];  /* [0] client, [1] upstream */
+    bool dirty;        /* an error, abort or failed connect: no graceful check */
     int sock_inflight; /* the upstream's socket op, in flight */
 };
 
@@ -164,8 +164,8 @@ static int shadow_count(struct pd *d, int fd, int kind)
 
 static const char *kname(uint8_t k)
 {
-    static const char *const n[] = {"?",      "accept", "recv",  "send",   "shutdown",
-                                    "close",  "connect", "openat", "read", "write",
+    static const char *const n[] = {"?",     "accept",  "recv",   "send", "shutdown",
+                                    "close", "connect", "openat", "read", "write",
                                     "statx", "handoff", "socket"};
     return k < sizeof(n) / sizeof(n[0]) ? n[k] : "?";
 }

@@ -543,7 +543,8 @@ static struct rs_stream *connect_to(struct fixture *fx, uint32_t timeout_ms)
 {
     struct rs_stream *s = connect_start(fx, timeout_ms);
     assert_int_equal(s->fd, -1);
-    assert_null(fake_find(&fx->loop, RS_OP_CONNECT, -1)); /* no connect without a socket */
+    assert_null(
+        fake_find(&fx->loop, RS_OP_CONNECT, -1)); /* no connect without a socket */
     int fd = complete_socket(fx, 0);
     assert_int_equal(s->fd, fd);
     assert_false(s->direct);
