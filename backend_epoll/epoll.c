@@ -38,7 +38,9 @@
  * once; EINPROGRESS parks the op as the writer, and when epoll reports the
  * socket writable (or in error) SO_ERROR says how the handshake ended.
  * io_uring instead waits for the handshake in the kernel and reports the
- * final result.
+ * final result. The socket before it (RS_OP_SOCKET) is no IO at all:
+ * socket(2) in submit(), its fd delivered from run(); epoll has only plain
+ * descriptors.
  *
  * Receive buffers are lent from the loop's pool the moment a read is
  * attempted, like io_uring's provided buffers: an idle connection holds

@@ -451,6 +451,7 @@ static void report_summary(struct emit *e, const struct rs_uring_support *s)
                 snprintf(row, sizeof(row), "no: %s", f->why);
             text_row(e, f->name, row);
         }
+        text_row(e, "outbound sockets", sum.outbound);
     }
     emit_close(e);
 }

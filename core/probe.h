@@ -77,6 +77,9 @@ struct rs_probe_summary {
     char defaults[200];    /* the default feature list, as the start-up line says it */
     size_t n;
     struct rs_feature_summary f[RS_SUMMARY_MAX_FEATURES];
+    /* What the outbound sockets (RS_OP_SOCKET: the proxy's upstreams) are
+     * by default, and why: "direct descriptors (...)" or "plain fds: ..." */
+    char outbound[256];
 };
 
 void rs_probe_summarize(const struct rs_uring_support *s, struct rs_probe_summary *out);

@@ -648,11 +648,14 @@ static void test_probe_summary_on_6_1(void **state)
     assert_int_equal(verdict_of(&sum, "direct-socket")->verdict, RS_FEATURE_UNAVAILABLE);
     assert_non_null(strstr(verdict_of(&sum, "direct-socket")->why, "6.7"));
     assert_non_null(strstr(verdict_of(&sum, "direct-socket")->why, "plain fds"));
+    assert_non_null(strstr(sum.outbound, "plain fds"));
+    assert_non_null(strstr(sum.outbound, "SOCKET_URING_OP_SETSOCKOPT"));
     /* 6.7+: direct, by default. */
     s.sockopt_cmd = true;
     rs_probe_summarize(&s, &sum);
     assert_int_equal(verdict_of(&sum, "direct-socket")->verdict, RS_FEATURE_DEFAULT);
     assert_non_null(strstr(sum.defaults, "send-zc,direct-socket"));
+    assert_non_null(strstr(sum.outbound, "direct descriptors"));
     /* ...but never without fixed-files. */
     s.accept_direct = false;
     rs_probe_summarize(&s, &sum);
