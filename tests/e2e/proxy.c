@@ -687,7 +687,7 @@ static void test_proxy_outbound_socket_kind(void **state)
     wait_fds(fx, base, "after the sessions");
     struct pstats st;
     stop_proxy(fx, &st);
-    unsigned long long cd;
+    unsigned long long cd = 0;
     if (!h_find_line(&fx->px, "ringserve: stats:", line, sizeof(line)) ||
         !h_line_value(line, "connects_direct", &cd))
         fail_msg("no connects_direct= on the stats line");
