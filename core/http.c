@@ -728,4 +728,5 @@ const struct rs_protocol rs_proto_http = {.name = "http",
                                                   .on_close = http_close},
                                           .on_open = http_open,
                                           .loop_init = http_loop_init,
-                                          .loop_fini = http_loop_fini};
+                                          .loop_fini = http_loop_fini,
+                                          .descriptors_per_conn = 2};

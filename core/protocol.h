@@ -31,6 +31,12 @@ struct rs_protocol {
     int (*loop_init)(struct rs_loop *loop, char *err, size_t errlen);
     /* Per-loop teardown, after the last stream closed. Optional. */
     void (*loop_fini)(struct rs_loop *loop);
+    /* Descriptors one accepted connection may hold at once, its own
+     * included (a proxy session: 2; an HTTP request: its socket and the
+     * file served). 0 means 1. The server's connection limit and default
+     * --max-conns are divided by it, so that a full server rejects at the
+     * door instead of failing the second descriptor. */
+    uint8_t descriptors_per_conn;
 };
 
 extern const struct rs_protocol rs_proto_echo;

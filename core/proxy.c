@@ -244,7 +244,8 @@ const struct rs_protocol rs_proto_proxy = {
             .on_close = on_close},
     .on_open = client_open,
     .loop_init = proxy_loop_init,
-    .loop_fini = proxy_loop_fini};
+    .loop_fini = proxy_loop_fini,
+    .descriptors_per_conn = 2};
 
 /* ---- --upstream ----------------------------------------------------- */
 

@@ -16,7 +16,6 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
-#include "probe.h"
 #include "protocol.h"
 
 /* Descriptors kept back from the default --max-conns, beyond those the
@@ -28,8 +27,7 @@
 
 struct worker {
     struct rs_loop loop;
-    struct rs_config *cfg;
-    const struct rs_backend_ops *ops;
+    struct rs_server *srv;
     struct rs_stats_board board; /* --stats-interval snapshots */
     pthread_t thread;
     int listen_fd;
@@ -38,43 +36,38 @@ struct worker {
     int run_rc;
     char err[256];
     bool started;
+    bool joined;
 };
 
-static struct worker *workers;
-static unsigned nworkers;
-static struct rs_group group;
+/* --stats-interval: the waiting thread sums the loops' latest snapshots
+ * and prints the difference to the previous sum. It never touches a loop's
+ * own counters (see stats.h). */
+struct interval {
+    double start, prev_t, next_t, period;
+    struct rs_stats prev;
+};
 
-/* Ready barrier: every loop reports init success or failure before the
- * start-up line is printed. */
-static pthread_mutex_t ready_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t ready_cv = PTHREAD_COND_INITIALIZER;
-static unsigned nready;
-static bool go, abort_start;
-
-/* Signals are taken synchronously by the main thread (sigtimedwait), never
- * by a handler interrupting a loop: the loops run with SIGINT/SIGTERM
- * blocked and are told to stop through their wake-up eventfd. */
-static void block_signals(sigset_t *set)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    sigemptyset(set);
-    sigaddset(set, SIGINT);
-    sigaddset(set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, set, NULL);
-}
-
-static atomic_uint nfinished;
-static atomic_bool any_failed;
-
-static void stop_all(void)
-{
-    for (unsigned i = 0; i < nworkers; i++)
-        if (workers[i].started)
-            rs_loop_request_stop(&workers[i].loop);
-}
+struct rs_server {
+    struct rs_config *cfg;
+    const struct rs_backend_ops *ops;
+    struct worker *workers;
+    unsigned nworkers;
+    struct rs_group group;
+    /* Start barrier: every loop reports init success or failure before the
+     * start-up line is printed. The same lock guards nfinished. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;  /* nready, go, abort_start */
+    pthread_cond_t fin; /* nfinished; waits on CLOCK_MONOTONIC */
+    unsigned nready, nfinished;
+    bool go, abort_start;
+    bool stopping; /* the others told to stop after a loop failed */
+    atomic_bool any_failed;
+    struct interval iv;
+    /* What this server can hold at most, why, and what it holds by
+     * default; computed once every loop is set up (setup_group). */
+    uint32_t conn_limit, conn_default;
+    char conn_why[160];
+};
 
 static double mono_s(void)
 {
@@ -83,28 +76,20 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* --stats-interval: the main thread sums the loops' latest snapshots and
- * prints the difference to the previous sum. It never touches a loop's own
- * counters (see stats.h). */
-struct interval {
-    double start, prev_t, next_t, period;
-    struct rs_stats prev;
-};
-
-static void print_interval(const struct rs_config *cfg, struct interval *iv, double now)
+static void print_interval(struct rs_server *srv, double now)
 {
+    struct interval *iv = &srv->iv;
     struct rs_stats cur = {0}, one;
-    for (unsigned i = 0; i < nworkers; i++) {
-        if (!workers[i].started)
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        if (!srv->workers[i].started)
             continue;
-        rs_stats_board_read(&workers[i].board, &one);
+        rs_stats_board_read(&srv->workers[i].board, &one);
         rs_stats_add(&cur, &one);
     }
-    const struct rs_backend_ops *ops = workers[0].ops;
     struct rs_stats_line how = {
-        .format = cfg->stats_json ? RS_STATS_JSON : RS_STATS_TEXT,
-        .backend = ops->name,
-        .wait_call = ops->wait_call ? ops->wait_call : "wait",
+        .format = srv->cfg->stats_json ? RS_STATS_JSON : RS_STATS_TEXT,
+        .backend = srv->ops->name,
+        .wait_call = srv->ops->wait_call ? srv->ops->wait_call : "wait",
         .t = now - iv->start,
         .dt = now - iv->prev_t,
     };
@@ -115,44 +100,6 @@ static void print_interval(const struct rs_config *cfg, struct interval *iv, dou
     iv->next_t += iv->period;
     if (iv->next_t <= now)
         iv->next_t = now + iv->period;
-}
-
-/* Wait for the loops to finish; the first signal asks them to drain, a
- * second one exits at once. */
-static void supervise(const struct rs_config *cfg, const sigset_t *set)
-{
-    unsigned seen = 0;
-    bool stopping = false;
-    struct interval iv = {.period = cfg->stats_interval_ms / 1000.0};
-    iv.start = iv.prev_t = mono_s();
-    iv.next_t = iv.start + iv.period;
-    while (atomic_load(&nfinished) < nworkers) {
-        long wait_ns = 50 * 1000000L;
-        if (cfg->stats_interval_ms) {
-            double now = mono_s();
-            if (now >= iv.next_t)
-                print_interval(cfg, &iv, now);
-            double left = iv.next_t - now;
-            if (left < 0.05)
-                wait_ns = left > 0 ? (long)(left * 1e9) : 0;
-        }
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = wait_ns};
-        int sig = sigtimedwait(set, NULL, &ts);
-        if (atomic_load(&any_failed) && !stopping) {
-            /* One loop died: stop the others rather than serve a fraction
-             * of the connections. */
-            stopping = true;
-            stop_all();
-        }
-        if (sig < 0)
-            continue;
-        if (seen++ > 0) {
-            rs_log_error("second signal: exiting now");
-            _exit(1);
-        }
-        rs_log_info("%s: draining (send it again to exit at once)", strsignal(sig));
-        stop_all();
-    }
 }
 
 static void pin_self(int cpu)
@@ -176,62 +123,53 @@ static int sched_batch_self(char *err, size_t errlen)
     return rc;
 }
 
+static void worker_finished(struct worker *w)
+{
+    struct rs_server *srv = w->srv;
+    pthread_mutex_lock(&srv->mu);
+    srv->nfinished++;
+    pthread_cond_broadcast(&srv->fin);
+    pthread_mutex_unlock(&srv->mu);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    if (w->cfg->pin)
+    struct rs_server *srv = w->srv;
+    const struct rs_config *cfg = srv->cfg;
+    if (cfg->pin)
         pin_self(w->index);
     /* The ring is created by the thread that uses it: SINGLE_ISSUER and
      * DEFER_TASKRUN require it. */
     w->init_rc =
-        w->cfg->sched == RS_SCHED_BATCH ? sched_batch_self(w->err, sizeof(w->err)) : 0;
+        cfg->sched == RS_SCHED_BATCH ? sched_batch_self(w->err, sizeof(w->err)) : 0;
     if (w->init_rc == 0)
-        w->init_rc = rs_loop_init(&w->loop, w->ops, w->cfg, w->err, sizeof(w->err));
+        w->init_rc = rs_loop_init(&w->loop, srv->ops, cfg, w->err, sizeof(w->err));
     w->loop.index = w->index;
-    if (w->cfg->stats_interval_ms)
+    if (cfg->stats_interval_ms)
         w->loop.board = &w->board;
-    pthread_mutex_lock(&ready_mu);
+    pthread_mutex_lock(&srv->mu);
     if (w->init_rc == 0)
         w->started = true;
-    nready++;
-    pthread_cond_broadcast(&ready_cv);
-    while (!go && !abort_start)
-        pthread_cond_wait(&ready_cv, &ready_mu);
-    bool run = go && w->init_rc == 0;
-    pthread_mutex_unlock(&ready_mu);
-    if (w->init_rc < 0) {
-        atomic_fetch_add(&nfinished, 1);
-        return NULL;
-    }
+    srv->nready++;
+    pthread_cond_broadcast(&srv->cv);
+    while (!srv->go && !srv->abort_start)
+        pthread_cond_wait(&srv->cv, &srv->mu);
+    bool run = srv->go && w->init_rc == 0;
+    pthread_mutex_unlock(&srv->mu);
     if (run) {
         /* With handoff only loop 0 listens; the others take what it
          * hands them. */
-        bool inbox = w->loop.group && w->loop.group->handoff && w->index > 0;
+        bool inbox = srv->group.handoff && w->index > 0;
         int rc = rs_listener_start(&w->loop, inbox ? RS_FD_INBOX : w->listen_fd);
         if (rc == 0 && !inbox)
             w->listen_fd = -1; /* the listener owns it now */
         w->run_rc = rc < 0 ? rc : rs_loop_run(&w->loop);
         if (w->run_rc < 0)
-            atomic_store(&any_failed, true);
+            atomic_store(&srv->any_failed, true);
     }
-    if (!run) {
-        close(w->listen_fd);
-        w->listen_fd = -1;
-    }
-    atomic_fetch_add(&nfinished, 1);
+    worker_finished(w);
     return NULL;
-}
-
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rlim_t old = rl.rlim_cur;
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
-            rs_log_debug("raised RLIMIT_NOFILE from %llu to %llu",
-                         (unsigned long long)old, (unsigned long long)rl.rlim_max);
-    }
 }
 
 static uint64_t nofile_soft(void)
@@ -243,7 +181,7 @@ static uint64_t nofile_soft(void)
 }
 
 /* Descriptors the process holds now; an estimate when /proc is missing. */
-static uint64_t fds_in_use(void)
+static uint64_t fds_in_use(unsigned nworkers)
 {
     DIR *d = opendir("/proc/self/fd");
     if (!d)
@@ -257,87 +195,101 @@ static uint64_t fds_in_use(void)
     return n > 0 ? n - 1 : 0; /* not the directory's own descriptor */
 }
 
-/* What this server can hold at most, why, and what it holds by default;
- * computed once, when every loop is set up (setup_group). */
-static uint32_t conn_limit, conn_default;
-static char conn_why[160];
-
 /* With direct descriptors (io_uring fixed-files) a connection lives in its
  * ring's private table, which the kernel sizes up to RLIMIT_NOFILE per
  * ring: N loops hold N tables, less a small reserve each for rejecting and
  * handing over. Otherwise every connection is a process descriptor, and
- * RLIMIT_NOFILE (raised to the hard limit at start) bounds them all. The
+ * RLIMIT_NOFILE bounds them all (the program may raise it first: ringserve
+ * raises the soft limit to the hard one, core/main.c). The
  * default then leaves out the descriptors the server already holds and
  * FD_RESERVE more (half of what is left when that is small), so that it is
  * reached before accept(2) runs out of descriptors: at the default a new
  * connection is rejected at once. Out of descriptors before the cap (a cap
  * set close to the limit, or `max`), accepting pauses and the clients wait
  * in the backlog until a connection closes. */
-static void conn_limits(uint32_t *limit, uint32_t *dflt, char *why, size_t whylen)
+static void conn_limits(struct rs_server *srv)
 {
-    struct rs_loop *l0 = &workers[0].loop;
+    struct rs_loop *l0 = &srv->workers[0].loop;
+    unsigned k = l0->proto && l0->proto->descriptors_per_conn > 1
+                     ? l0->proto->descriptors_per_conn
+                     : 1;
+    char per[64] = "";
+    if (k > 1)
+        snprintf(per, sizeof(per), ", %u per %s connection", k, l0->proto->name);
     if (l0->caps & RS_CAP_DIRECT_FD) {
         uint64_t sum = 0;
-        for (unsigned i = 0; i < nworkers; i++)
-            sum += rs_listener_room(&workers[i].loop);
-        *limit = *dflt = sum > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)sum;
-        snprintf(why, whylen, "%u ring%s x %u direct descriptors", nworkers,
-                 nworkers == 1 ? "" : "s", rs_listener_room(l0));
+        for (unsigned i = 0; i < srv->nworkers; i++)
+            sum += rs_listener_room(&srv->workers[i].loop);
+        sum /= k;
+        srv->conn_limit = srv->conn_default =
+            sum > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)sum;
+        snprintf(srv->conn_why, sizeof(srv->conn_why),
+                 "%u ring%s x %u direct descriptors%s", srv->nworkers,
+                 srv->nworkers == 1 ? "" : "s", rs_listener_room(l0), per);
         return;
     }
     uint64_t n = nofile_soft();
-    *limit = n > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)n;
-    uint64_t used = fds_in_use();
+    uint64_t used = fds_in_use(srv->nworkers);
     uint64_t left = n > used ? n - used : 0;
-    uint64_t d = left > FD_RESERVE * 2 ? left - FD_RESERVE : left / 2;
-    *dflt = d == 0 ? 1 : d > *limit ? *limit : (uint32_t)d;
-    snprintf(why, whylen, "RLIMIT_NOFILE, a descriptor per connection");
+    uint64_t d = (left > FD_RESERVE * 2 ? left - FD_RESERVE : left / 2) / k;
+    n /= k;
+    uint32_t limit = n > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)n;
+    srv->conn_limit = limit;
+    srv->conn_default = d == 0 ? 1 : d > limit ? limit : (uint32_t)d;
+    if (k > 1)
+        snprintf(srv->conn_why, sizeof(srv->conn_why),
+                 "RLIMIT_NOFILE, %u descriptors per %s connection", k, l0->proto->name);
+    else
+        snprintf(srv->conn_why, sizeof(srv->conn_why),
+                 "RLIMIT_NOFILE, a descriptor per connection");
 }
 
-/* --max-conns against what the backend can hold; the group set up. 0, or
- * 2 (usage) when --max-conns asks for more than that. */
-static int setup_group(struct rs_config *cfg)
+/* --max-conns against what the backend can hold; the group set up. 0 or
+ * -EINVAL (--max-conns asks for more than that) or -ENOMEM. */
+static int setup_group(struct rs_server *srv)
 {
-    conn_limits(&conn_limit, &conn_default, conn_why, sizeof(conn_why));
-    uint32_t limit = conn_limit, dflt = conn_default;
-    const char *why = conn_why;
+    struct rs_config *cfg = srv->cfg;
+    struct worker *workers = srv->workers;
+    unsigned n = srv->nworkers;
+    conn_limits(srv);
     uint32_t max = cfg->max_conns;
     if (max == RS_MAX_CONNS_LIMIT) {
-        max = limit;
-    } else if (max > limit) {
+        max = srv->conn_limit;
+    } else if (max > srv->conn_limit) {
         rs_log_error("--max-conns=%u is more than this server can hold: %u (%s)%s", max,
-                     limit, why,
+                     srv->conn_limit, srv->conn_why,
                      (workers[0].loop.caps & RS_CAP_DIRECT_FD)
                          ? "; add --threads"
                          : "; use --backend=uring with fixed-files and --threads, or "
                            "raise the hard limit");
-        return 2;
+        return -EINVAL;
     } else if (max == 0) {
-        max = dflt;
+        max = srv->conn_default;
     }
     cfg->max_conns = max;
-    group.n = nworkers;
-    group.max_conns = max;
-    group.loops = calloc(nworkers, sizeof(*group.loops));
-    if (!group.loops) {
+    struct rs_group *group = &srv->group;
+    group->n = n;
+    group->max_conns = max;
+    group->loops = calloc(n, sizeof(*group->loops));
+    if (!group->loops) {
         rs_log_error("out of memory");
-        return 1;
+        return -ENOMEM;
     }
     /* Handoff: every loop can take connections from another. */
-    bool handoff = nworkers > 1 && cfg->accept_mode != RS_ACCEPT_REUSEPORT;
-    for (unsigned i = 0; i < nworkers; i++) {
-        group.loops[i] = &workers[i].loop;
-        workers[i].loop.group = &group;
+    bool handoff = n > 1 && cfg->accept_mode != RS_ACCEPT_REUSEPORT;
+    for (unsigned i = 0; i < n; i++) {
+        group->loops[i] = &workers[i].loop;
+        workers[i].loop.group = group;
         workers[i].loop.max_conns = max;
         handoff = handoff && (workers[i].loop.caps & RS_CAP_HANDOFF);
     }
-    group.handoff = handoff;
-    if (cfg->accept_mode == RS_ACCEPT_HANDOFF && !handoff && nworkers > 1) {
+    group->handoff = handoff;
+    if (cfg->accept_mode == RS_ACCEPT_HANDOFF && !handoff && n > 1) {
         rs_log_error("--accept=handoff: the %s backend cannot pass connections between "
                      "loops here (it needs io_uring fixed-files and IORING_OP_MSG_RING "
                      "with IORING_MSG_SEND_FD, Linux 6.0+)",
                      workers[0].loop.ops->name);
-        return 2;
+        return -EINVAL;
     }
     return 0;
 }
@@ -377,38 +329,50 @@ static const struct rs_backend_ops *choose_backend(struct rs_config *cfg, char *
     return NULL;
 }
 
-static void release_start(bool ok)
+static void release_start(struct rs_server *srv, bool ok)
 {
-    pthread_mutex_lock(&ready_mu);
+    pthread_mutex_lock(&srv->mu);
     if (ok)
-        go = true;
+        srv->go = true;
     else
-        abort_start = true;
-    pthread_cond_broadcast(&ready_cv);
-    pthread_mutex_unlock(&ready_mu);
+        srv->abort_start = true;
+    pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
 }
 
-static int start_workers(struct rs_config *cfg, const struct rs_backend_ops *ops)
+/* The loop threads block every signal: a process signal must reach the
+ * program's threads, never interrupt a loop (which stops through its
+ * wake-up eventfd instead, rs_server_stop). */
+static int start_workers(struct rs_server *srv)
 {
-    for (unsigned i = 0; i < nworkers; i++) {
-        struct worker *w = &workers[i];
-        w->cfg = cfg;
-        w->ops = ops;
-        w->index = (int)i;
-        int rc = pthread_create(&w->thread, NULL, worker_main, w);
-        if (rc != 0) {
-            rs_log_error("cannot start thread %u: %s", i, strerror(rc));
-            /* Threads already started wait on the barrier; release them. */
-            nworkers = i;
-            release_start(false);
-            return -rc;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = 0;
+    unsigned started = 0;
+    for (; started < srv->nworkers; started++) {
+        struct worker *w = &srv->workers[started];
+        rc = -pthread_create(&w->thread, NULL, worker_main, w);
+        if (rc < 0) {
+            rs_log_error("cannot start thread %u: %s", started, strerror(-rc));
+            break;
         }
     }
-    pthread_mutex_lock(&ready_mu);
-    while (nready < nworkers)
-        pthread_cond_wait(&ready_cv, &ready_mu);
-    pthread_mutex_unlock(&ready_mu);
-    return 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_mutex_lock(&srv->mu);
+    if (rc < 0) {
+        /* Threads already started wait on the barrier; release them. The
+         * others never ran: they count as joined and finished. */
+        for (unsigned i = started; i < srv->nworkers; i++) {
+            srv->workers[i].joined = true;
+            srv->nready++;
+            srv->nfinished++;
+        }
+    }
+    while (srv->nready < srv->nworkers)
+        pthread_cond_wait(&srv->cv, &srv->mu);
+    pthread_mutex_unlock(&srv->mu);
+    return rc;
 }
 
 /* "127.0.0.1:7080" or "[::1]:7080". */
@@ -429,10 +393,11 @@ static int listen_error(const struct rs_config *cfg, uint16_t port, int err)
     return err;
 }
 
-static int open_listeners(struct rs_config *cfg)
+static int open_listeners(struct rs_server *srv)
 {
+    struct rs_config *cfg = srv->cfg;
     uint16_t port = cfg->listen_port;
-    bool shared = nworkers > 1;
+    bool shared = srv->nworkers > 1;
     if (shared) {
         /* SO_REUSEPORT would let us join another server already on this
          * port. An exclusive bind first makes "Address already in use"
@@ -443,12 +408,12 @@ static int open_listeners(struct rs_config *cfg)
         port = (uint16_t)rs_socket_port(fd);
         close(fd);
     }
-    for (unsigned i = 0; i < nworkers; i++) {
+    for (unsigned i = 0; i < srv->nworkers; i++) {
         int fd = rs_listen_socket(cfg->listen_host, port, cfg->nodelay, shared,
                                   RS_LISTEN_BACKLOG);
         if (fd < 0)
             return listen_error(cfg, port, fd);
-        workers[i].listen_fd = fd;
+        srv->workers[i].listen_fd = fd;
         if (port == 0)
             port = (uint16_t)rs_socket_port(fd);
     }
@@ -456,10 +421,11 @@ static int open_listeners(struct rs_config *cfg)
     return 0;
 }
 
-static void print_start_line(const struct rs_config *cfg, const char *fallback_why)
+static void print_start_line(const struct rs_server *srv, const char *fallback_why)
 {
+    const struct rs_config *cfg = srv->cfg;
     char desc[256] = "";
-    struct rs_loop *l0 = &workers[0].loop;
+    struct rs_loop *l0 = &srv->workers[0].loop;
     l0->ops->describe(l0, desc, sizeof(desc));
     char addr[300];
     if (fallback_why[0])
@@ -467,97 +433,210 @@ static void print_start_line(const struct rs_config *cfg, const char *fallback_w
     rs_log_info("listening on %s (backend=%s, %s, protocol=%s, threads=%u%s, "
                 "max-pending=%llu, max-conns=%u, conn-limit=%u [%s], buffers=%ux%u%s)",
                 host_port(cfg, cfg->listen_port, addr, sizeof(addr)), l0->ops->name, desc,
-                cfg->proto ? cfg->proto->name : cfg->protocol, nworkers,
-                nworkers < 2    ? ""
-                : group.handoff ? ", accept=handoff"
-                                : ", accept=reuseport",
-                (unsigned long long)cfg->max_pending, cfg->max_conns, conn_limit,
-                conn_why, cfg->buffers, cfg->buffer_size,
+                cfg->proto ? cfg->proto->name : cfg->protocol, srv->nworkers,
+                srv->nworkers < 2    ? ""
+                : srv->group.handoff ? ", accept=handoff"
+                                     : ", accept=reuseport",
+                (unsigned long long)cfg->max_pending, cfg->max_conns, srv->conn_limit,
+                srv->conn_why, cfg->buffers, cfg->buffer_size,
                 cfg->sched == RS_SCHED_BATCH  ? ", sched=batch"
                 : cfg->sched == RS_SCHED_AUTO ? ", sched=auto"
                                               : "");
 }
 
-int rs_server_main(struct rs_config *cfg)
+static void server_free(struct rs_server *srv)
 {
-    rs_log_level = cfg->verbose;
-    raise_nofile();
-    char why[200];
-    const struct rs_backend_ops *ops = choose_backend(cfg, why, sizeof(why));
-    if (!ops) {
-        rs_log_error("io_uring is unavailable: %s (try --backend=epoll)", why);
-        return 1;
-    }
-    nworkers = cfg->threads;
-    if (nworkers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        nworkers = n > 0 ? (unsigned)n : 1;
-    }
-    workers = calloc(nworkers, sizeof(*workers));
-    if (!workers) {
-        rs_log_error("out of memory");
-        return 1;
-    }
-    for (unsigned i = 0; i < nworkers; i++) {
-        workers[i].listen_fd = -1;
-        rs_stats_board_init(&workers[i].board);
-    }
-    int status = 0;
-    sigset_t sigs;
-    block_signals(&sigs);
-    if (open_listeners(cfg) < 0 || start_workers(cfg, ops) < 0) {
-        status = 1;
-        release_start(false);
-    } else {
-        for (unsigned i = 0; i < nworkers; i++) {
-            if (workers[i].init_rc < 0 && status == 0) {
-                rs_log_error("%s backend: %s", ops->name, workers[i].err);
-                status = workers[i].init_rc == -EINVAL ? 2 : 1;
-            }
-        }
-        if (status == 0)
-            status = setup_group(cfg);
-        if (status == 0 && group.handoff) {
-            /* Only loop 0 listens: the others leave the SO_REUSEPORT
-             * group before anyone knows the port. */
-            for (unsigned i = 1; i < nworkers; i++) {
-                close(workers[i].listen_fd);
-                workers[i].listen_fd = -1;
-            }
-        }
-        if (status == 0)
-            print_start_line(cfg, why);
-        release_start(status == 0);
-        if (status == 0)
-            supervise(cfg, &sigs);
-    }
-    struct rs_stats sum = {0};
-    for (unsigned i = 0; i < nworkers; i++) {
-        struct worker *w = &workers[i];
-        if (w->thread)
-            pthread_join(w->thread, NULL);
-        if (w->listen_fd >= 0)
-            close(w->listen_fd);
-        if (w->started) {
-            if (w->run_rc < 0)
-                status = 1;
-            rs_stats_add(&sum, &w->loop.stats);
-        }
-    }
-    for (unsigned i = 0; i < nworkers; i++) {
-        struct worker *w = &workers[i];
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        struct worker *w = &srv->workers[i];
         if (w->started) {
             w->started = false;
             rs_loop_fini(&w->loop);
         }
+        if (w->listen_fd >= 0)
+            close(w->listen_fd);
+        rs_stats_board_fini(&w->board);
     }
-    if (status == 0)
-        rs_stats_print(stderr, &sum, cfg->stats_json ? RS_STATS_JSON : RS_STATS_TEXT);
-    for (unsigned i = 0; i < nworkers; i++)
-        rs_stats_board_fini(&workers[i].board);
-    free(workers);
-    workers = NULL;
-    free(group.loops);
-    group.loops = NULL;
-    return status;
+    pthread_cond_destroy(&srv->fin);
+    pthread_cond_destroy(&srv->cv);
+    pthread_mutex_destroy(&srv->mu);
+    free(srv->group.loops);
+    free(srv->workers);
+    free(srv);
+}
+
+static void join_all(struct rs_server *srv)
+{
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        struct worker *w = &srv->workers[i];
+        if (!w->joined) {
+            pthread_join(w->thread, NULL);
+            w->joined = true;
+        }
+    }
+}
+
+static struct rs_server *server_new(struct rs_config *cfg,
+                                    const struct rs_backend_ops *ops)
+{
+    struct rs_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return NULL;
+    unsigned n = cfg->threads;
+    if (n == 0) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        n = online > 0 ? (unsigned)online : 1;
+    }
+    srv->workers = calloc(n, sizeof(*srv->workers));
+    if (!srv->workers) {
+        free(srv);
+        return NULL;
+    }
+    srv->cfg = cfg;
+    srv->ops = ops;
+    srv->nworkers = n;
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_cond_init(&srv->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->fin, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&srv->any_failed, false);
+    for (unsigned i = 0; i < n; i++) {
+        struct worker *w = &srv->workers[i];
+        w->srv = srv;
+        w->index = (int)i;
+        w->listen_fd = -1;
+        rs_stats_board_init(&w->board);
+    }
+    return srv;
+}
+
+int rs_server_start(struct rs_config *cfg, struct rs_server **out)
+{
+    *out = NULL;
+    rs_log_level = cfg->verbose;
+    char why[200];
+    const struct rs_backend_ops *ops = choose_backend(cfg, why, sizeof(why));
+    if (!ops) {
+        rs_log_error("io_uring is unavailable: %s (try --backend=epoll)", why);
+        return -ENOSYS;
+    }
+    struct rs_server *srv = server_new(cfg, ops);
+    if (!srv) {
+        rs_log_error("out of memory");
+        return -ENOMEM;
+    }
+    int rc = open_listeners(srv);
+    if (rc == 0)
+        rc = start_workers(srv);
+    for (unsigned i = 0; rc == 0 && i < srv->nworkers; i++) {
+        struct worker *w = &srv->workers[i];
+        if (w->init_rc < 0) {
+            rs_log_error("%s backend: %s", ops->name, w->err);
+            rc = w->init_rc;
+        }
+    }
+    if (rc == 0)
+        rc = setup_group(srv);
+    if (rc == 0 && srv->group.handoff) {
+        /* Only loop 0 listens: the others leave the SO_REUSEPORT group
+         * before anyone knows the port. */
+        for (unsigned i = 1; i < srv->nworkers; i++) {
+            close(srv->workers[i].listen_fd);
+            srv->workers[i].listen_fd = -1;
+        }
+    }
+    if (rc == 0)
+        print_start_line(srv, why);
+    srv->iv.period = cfg->stats_interval_ms / 1000.0;
+    srv->iv.start = srv->iv.prev_t = mono_s();
+    srv->iv.next_t = srv->iv.start + srv->iv.period;
+    release_start(srv, rc == 0);
+    if (rc < 0) {
+        join_all(srv);
+        server_free(srv);
+        return rc;
+    }
+    *out = srv;
+    return 0;
+}
+
+uint16_t rs_server_port(const struct rs_server *srv)
+{
+    return srv->cfg->listen_port;
+}
+
+void rs_server_stop(struct rs_server *srv)
+{
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        if (srv->workers[i].started)
+            rs_loop_request_stop(&srv->workers[i].loop);
+}
+
+static struct timespec mono_ts(double t)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)t;
+    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+int rs_server_wait(struct rs_server *srv, int timeout_ms)
+{
+    bool interval = srv->cfg->stats_interval_ms > 0;
+    double deadline = timeout_ms < 0 ? 0 : mono_s() + timeout_ms / 1000.0;
+    pthread_mutex_lock(&srv->mu);
+    for (;;) {
+        if (atomic_load(&srv->any_failed) && !srv->stopping) {
+            /* One loop died: stop the others rather than serve a fraction
+             * of the connections. */
+            srv->stopping = true;
+            rs_server_stop(srv);
+        }
+        if (srv->nfinished == srv->nworkers)
+            break;
+        double now = mono_s();
+        if (interval && now >= srv->iv.next_t) {
+            pthread_mutex_unlock(&srv->mu);
+            print_interval(srv, now);
+            pthread_mutex_lock(&srv->mu);
+            continue;
+        }
+        if (timeout_ms >= 0 && now >= deadline)
+            break;
+        /* A failed loop sets any_failed before it counts as finished, so
+         * the wake-up that follows sees it. */
+        double until = timeout_ms < 0 ? now + 3600 : deadline;
+        if (interval && srv->iv.next_t < until)
+            until = srv->iv.next_t;
+        struct timespec ts = mono_ts(until);
+        pthread_cond_timedwait(&srv->fin, &srv->mu, &ts);
+    }
+    bool done = srv->nfinished == srv->nworkers;
+    pthread_mutex_unlock(&srv->mu);
+    return done ? 0 : -ETIMEDOUT;
+}
+
+int rs_server_destroy(struct rs_server *srv, struct rs_stats *totals)
+{
+    rs_server_stop(srv);
+    rs_server_wait(srv, -1);
+    join_all(srv);
+    int rc = 0;
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        struct worker *w = &srv->workers[i];
+        if (!w->started)
+            continue;
+        if (w->run_rc < 0)
+            rc = -EIO;
+        if (totals)
+            rs_stats_add(totals, &w->loop.stats);
+    }
+    server_free(srv);
+    return rc;
 }

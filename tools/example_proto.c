@@ -3,13 +3,16 @@
  * A line-uppercasing server: every byte received is sent back in upper
  * case. It uses only the installed library's public API: a struct
  * rs_protocol whose accepted streams get an on_data handler, handed to the
- * server through rs_config.proto. Everything else (backends, backpressure, closing,
- * signals, --help) comes from the library.
+ * server through rs_config.proto. Everything else (backends, backpressure,
+ * closing, --help) comes from the library; the process (signals, the exit
+ * status) is this program's, in main() below.
  *
  * Build against an installed libringserve:
  *   cc -std=c11 example_proto.c $(pkg-config --cflags --libs ringserve) -o upper
  */
 #include <ctype.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include <ringserve/config.h>
@@ -55,5 +58,22 @@ int main(int argc, char **argv)
     if (cfg.exit_now)
         return 0;
     cfg.proto = &upper;
-    return rs_server_main(&cfg);
+    /* SIGINT/SIGTERM are taken by this thread (the library's loop threads
+     * block every signal); blocked first, so one that arrives during
+     * start-up waits for us. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    struct rs_server *srv;
+    int rc = rs_server_start(&cfg, &srv);
+    if (rc < 0)
+        return rc == -EINVAL ? 2 : 1;
+    while (rs_server_wait(srv, 100) == -ETIMEDOUT) {
+        struct timespec now = {0, 0};
+        if (sigtimedwait(&sigs, NULL, &now) > 0)
+            rs_server_stop(srv); /* drain, then the wait returns 0 */
+    }
+    return rs_server_destroy(srv, NULL) < 0 ? 1 : 0;
 }

@@ -635,7 +635,94 @@ static void test_proxy_connect_timeout(void **state)
     assert_int_equal(st.connect_failed, 2);
 }
 
-/* --- 9. outbound socket kind ------------------------------------------------------ */
+/* --- 9. capacity: two descriptors a session --------------------------------------- */
+
+#define CAP_NOFILE 128
+
+/* Under RLIMIT_NOFILE 128 a proxy session holds two descriptors (the
+ * client's and the upstream's: process fds, or slots of a direct table
+ * sized by the limit), so the default --max-conns must count two per
+ * session. More clients than that connect at once; exactly max-conns are
+ * served (each echoes through the proxy) and every other one is closed at
+ * once and counted `rejected`, never accepted only to fail its upstream
+ * connect (connect_failed stays 0). No timing: each client ends served or
+ * closed, whatever the order. */
+static void test_proxy_capacity_two_descriptors_a_session(void **state)
+{
+    struct pfx *fx = *state;
+    const char *nofile = getenv("RS_PROXY_NOFILE_EXEC");
+    if (!nofile)
+        skip();
+    char addr[64], lim[16], line[2048];
+    start_echo(fx);
+    up_addr(addr, sizeof(addr), fx->up.port);
+    /* nofile_exec 128 PROXY-COMMAND... */
+    char **saved = proxy_argv;
+    size_t n = 0;
+    while (saved[n])
+        n++;
+    char **argv = calloc(n + 3, sizeof(*argv));
+    assert_non_null(argv);
+    snprintf(lim, sizeof(lim), "%d", CAP_NOFILE);
+    argv[0] = (char *)nofile;
+    argv[1] = lim;
+    memcpy(argv + 2, saved, n * sizeof(*argv));
+    proxy_argv = argv;
+    start_proxy(fx, addr, NULL);
+    proxy_argv = saved;
+    free(argv);
+    unsigned long long max = 0, limit = 0;
+    if (!h_find_line(&fx->px, "ringserve: listening on", line, sizeof(line)) ||
+        !h_line_value(line, "max-conns", &max) ||
+        !h_line_value(line, "conn-limit", &limit))
+        fail_msg("no max-conns= and conn-limit= on the start-up line");
+    print_message("RLIMIT_NOFILE %d: %s\n", CAP_NOFILE, line);
+    if (limit > CAP_NOFILE / 2)
+        fail_msg("conn-limit=%llu: more than %d sessions of two descriptors", limit,
+                 CAP_NOFILE / 2);
+    assert_true(max >= 1 && max <= limit);
+    size_t nc = (size_t)max + 16;
+    int *c = calloc(nc, sizeof(int));
+    assert_non_null(c);
+    for (size_t i = 0; i < nc; i++) {
+        c[i] = h_connect(&fx->px);
+        if (c[i] < 0)
+            fail_msg("client %zu: connect: %s", i, strerror(errno));
+    }
+    size_t served = 0, closed = 0;
+    for (size_t i = 0; i < nc; i++) {
+        char msg[32], got[16];
+        snprintf(msg, sizeof(msg), "cap %012zu", i % 1000000);
+        if (send(c[i], msg, 16, MSG_NOSIGNAL) != 16) {
+            closed++; /* closed (reset) before we wrote */
+            continue;
+        }
+        ssize_t r = h_read_exact(c[i], (unsigned char *)got, 16);
+        if (r == 16 && memcmp(got, msg, 16) == 0)
+            served++;
+        else if (r == 0 || r == -ECONNRESET)
+            closed++;
+        else
+            fail_msg("client %zu: neither its echo nor a close (%zd)", i, r);
+    }
+    for (size_t i = 0; i < nc; i++)
+        close(c[i]);
+    free(c);
+    print_message("%zu clients: %zu served, %zu closed at once (max-conns=%llu)\n", nc,
+                  served, closed, max);
+    struct pstats st;
+    stop_proxy(fx, &st);
+    unsigned long long rejected = 0;
+    if (!h_find_line(&fx->px, "ringserve: stats:", line, sizeof(line)) ||
+        !h_line_value(line, "rejected", &rejected))
+        fail_msg("no rejected= on the stats line");
+    assert_int_equal(st.connect_failed, 0);
+    assert_int_equal(served, max);
+    assert_int_equal(closed, nc - max);
+    assert_int_equal(rejected, nc - max);
+}
+
+/* --- 10. outbound socket kind ------------------------------------------------------ */
 
 /* Process descriptors only: /proc/PID/fd, without the ring's direct table. */
 static long process_fds(const struct h_server *s)
@@ -693,35 +780,39 @@ static void test_proxy_outbound_socket_kind(void **state)
         fail_msg("no connects_direct= on the stats line");
     assert_int_equal(st.sessions, N);
     assert_int_equal(cd, direct ? N : 0);
-}
+    /* --- main ----------------------------------------------------------------------- */
 
-/* --- main ----------------------------------------------------------------------- */
-
-int main(int argc, char **argv)
-{
-    if (argc < 3) {
-        fprintf(stderr, "usage: %s ECHO-SERVER PROXY [PROXY-ARGS...]\n", argv[0]);
-        return 2;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    echo_bin = argv[1];
-    proxy_argv = argv + 2;
-    static const char *const preflight[] = {"--listen=127.0.0.1:0",
-                                            "--upstream=127.0.0.1:9", NULL};
-    int pre = h_preflight_with(proxy_argv, preflight, "proxy");
-    if (pre >= 0)
-        return pre;
-    const char *filter = getenv("RS_PROXY_FILTER");
-    if (filter && *filter)
-        cmocka_set_test_filter(filter);
+    int main(int argc, char **argv)
+    {
+        if (argc < 3) {
+            fprintf(stderr, "usage: %s ECHO-SERVER PROXY [PROXY-ARGS...]\n", argv[0]);
+            return 2;
+        }
+        signal(SIGPIPE, SIG_IGN);
+        echo_bin = argv[1];
+        proxy_argv = argv + 2;
+        static const char *const preflight[] = {"--listen=127.0.0.1:0",
+                                                "--upstream=127.0.0.1:9", NULL};
+        int pre = h_preflight_with(proxy_argv, preflight, "proxy");
+        if (pre >= 0)
+            return pre;
+        const char *filter = getenv("RS_PROXY_FILTER");
+        if (filter && *filter)
+            cmocka_set_test_filter(filter);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-    const struct CMUnitTest tests[] = {
-        T(test_proxy_half_close_client_first), T(test_proxy_half_close_upstream_first),
-        T(test_proxy_upstream_down),           T(test_proxy_one_upstream_down),
-        T(test_proxy_upstream_killed),         T(test_proxy_upstream_never_reads),
-        T(test_proxy_client_never_reads),      T(test_proxy_churn_no_fd_leak),
-        T(test_proxy_connect_timeout),         T(test_proxy_outbound_socket_kind),
-    };
+        const struct CMUnitTest tests[] = {
+            T(test_proxy_half_close_client_first),
+            T(test_proxy_half_close_upstream_first),
+            T(test_proxy_upstream_down),
+            T(test_proxy_one_upstream_down),
+            T(test_proxy_upstream_killed),
+            T(test_proxy_upstream_never_reads),
+            T(test_proxy_client_never_reads),
+            T(test_proxy_churn_no_fd_leak),
+            T(test_proxy_connect_timeout),
+            T(test_proxy_capacity_two_descriptors_a_session),
+            T(test_proxy_outbound_socket_kind),
+        };
 #undef T
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+        return cmocka_run_group_tests(tests, NULL, NULL);
+    }

@@ -1,0 +1,313 @@
+/* The server as a library object (server.h): start, stop, wait, destroy,
+ * run in-process against real sockets on every backend. What it checks is
+ * what an embedding program relies on: several servers in one process, a
+ * failed start that leaves nothing behind, stop from a signal handler, no
+ * signal disposition touched, loop threads that never take a signal, and
+ * totals that count what was served.
+ *
+ * usage: test_server RINGSERVE-OPTIONS...  (e.g. --backend=epoll
+ * --epoll-mode=lt); exit 77 (skip) when the backend is not available here. */
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "server.h"
+#include "stats.h"
+
+static int g_argc;
+static char **g_argv;
+
+/* A configuration from the variant's options plus extra ones. */
+static void config(struct rs_config *cfg, const char *extra1, const char *extra2)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = "test_server";
+    argv[argc++] = "--listen=127.0.0.1:0";
+    argv[argc++] = "--quiet";
+    argv[argc++] = "--drain-timeout=5000";
+    for (int i = 1; i < g_argc && argc < 28; i++)
+        argv[argc++] = g_argv[i];
+    if (extra1)
+        argv[argc++] = (char *)extra1;
+    if (extra2)
+        argv[argc++] = (char *)extra2;
+    argv[argc] = NULL;
+    rs_config_defaults(cfg);
+    assert_int_equal(rs_config_parse(cfg, argc, argv), 0);
+}
+
+static long count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+static int dial(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    /* A broken server fails the test instead of hanging it. */
+    struct timeval tv = {.tv_sec = 20};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* Send len bytes of a pattern, read them back, compare. */
+static void echo_round(int fd, size_t len, unsigned seed)
+{
+    char out[8192], in[8192];
+    assert_true(len <= sizeof(out));
+    for (size_t i = 0; i < len; i++)
+        out[i] = (char)(seed * 31 + i * 7);
+    assert_int_equal(send(fd, out, len, MSG_NOSIGNAL), (ssize_t)len);
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = recv(fd, in + got, len - got, 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    assert_memory_equal(in, out, len);
+}
+
+static struct rs_server *start_or_skip(struct rs_config *cfg)
+{
+    struct rs_server *srv = NULL;
+    int rc = rs_server_start(cfg, &srv);
+    if (rc == -ENOSYS)
+        skip(); /* the backend is not available here */
+    assert_int_equal(rc, 0);
+    assert_non_null(srv);
+    assert_true(rs_server_port(srv) > 0);
+    return srv;
+}
+
+/* Two servers at once, one and two loops, each echoing on its own port;
+ * stopped, waited for and destroyed independently; the totals count what
+ * each served and nothing of the other's. */
+static void test_two_servers_in_one_process(void **state)
+{
+    (void)state;
+    struct rs_config c1, c2;
+    config(&c1, "--threads=1", NULL);
+    config(&c2, "--threads=2", NULL);
+    long fds0 = count_fds();
+    struct rs_server *s1 = start_or_skip(&c1);
+    struct rs_server *s2 = start_or_skip(&c2);
+    assert_int_not_equal(rs_server_port(s1), rs_server_port(s2));
+    int a = dial(rs_server_port(s1));
+    int b[3];
+    for (int i = 0; i < 3; i++)
+        b[i] = dial(rs_server_port(s2));
+    for (unsigned r = 0; r < 20; r++) {
+        echo_round(a, 1000, r);
+        for (int i = 0; i < 3; i++)
+            echo_round(b[i], 3000, r + (unsigned)i);
+    }
+    /* Running: a wait with no time left says so. */
+    assert_int_equal(rs_server_wait(s1, 0), -ETIMEDOUT);
+    close(a);
+    rs_server_stop(s1);
+    rs_server_stop(s1); /* twice: nothing more */
+    assert_int_equal(rs_server_wait(s1, -1), 0);
+    assert_int_equal(rs_server_wait(s1, 0), 0);
+    struct rs_stats t1 = {0};
+    assert_int_equal(rs_server_destroy(s1, &t1), 0);
+    assert_int_equal(t1.accepted, 1);
+    assert_int_equal(t1.bytes_in, 20 * 1000);
+    assert_int_equal(t1.bytes_out, 20 * 1000);
+    /* The second server still serves after the first is gone. */
+    for (int i = 0; i < 3; i++)
+        echo_round(b[i], 100, 99);
+    for (int i = 0; i < 3; i++)
+        close(b[i]);
+    struct rs_stats t2 = {0};
+    assert_int_equal(rs_server_destroy(s2, &t2), 0); /* stops it itself */
+    assert_int_equal(t2.accepted, 3);
+    assert_int_equal(t2.bytes_in, 3 * (20 * 3000 + 100));
+    assert_int_equal(count_fds(), fds0);
+}
+
+/* Destroy while a client is connected and idle: the server drains (the
+ * client does nothing, so until --drain-timeout), closes it (the client
+ * reads end of stream), and returns. */
+static void test_destroy_closes_open_clients(void **state)
+{
+    (void)state;
+    struct rs_config c;
+    config(&c, "--drain-timeout=100", NULL);
+    long fds0 = count_fds();
+    struct rs_server *srv = start_or_skip(&c);
+    int fd = dial(rs_server_port(srv));
+    echo_round(fd, 512, 1);
+    struct rs_stats t = {0};
+    assert_int_equal(rs_server_destroy(srv, &t), 0);
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, 0);
+    assert_true(n == 0 || (n < 0 && errno == ECONNRESET));
+    close(fd);
+    assert_int_equal(t.accepted, 1);
+    assert_int_equal(t.closed, 1);
+    assert_int_equal(count_fds(), fds0);
+}
+
+/* A port already taken: -EADDRINUSE, nothing left open, and the server
+ * holding the port is not disturbed. */
+static void test_busy_port_fails_cleanly(void **state)
+{
+    (void)state;
+    struct rs_config c1, c2;
+    config(&c1, NULL, NULL);
+    struct rs_server *s1 = start_or_skip(&c1);
+    char listen[64];
+    snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%u", rs_server_port(s1));
+    config(&c2, listen, "--threads=2");
+    long fds0 = count_fds();
+    struct rs_server *s2 = (struct rs_server *)&s2; /* must be reset */
+    assert_int_equal(rs_server_start(&c2, &s2), -EADDRINUSE);
+    assert_null(s2);
+    assert_int_equal(count_fds(), fds0);
+    int fd = dial(rs_server_port(s1));
+    echo_round(fd, 64, 3);
+    close(fd);
+    assert_int_equal(rs_server_destroy(s1, NULL), 0);
+}
+
+/* More connections than the backend can hold is a usage error (-EINVAL),
+ * found after the loops were set up: they are all torn down again. */
+static void test_max_conns_above_limit_is_einval(void **state)
+{
+    (void)state;
+    struct rs_config c;
+    config(&c, "--max-conns=100000000", "--threads=2");
+    long fds0 = count_fds();
+    struct rs_server *srv = NULL;
+    int rc = rs_server_start(&c, &srv);
+    if (rc == -ENOSYS)
+        skip();
+    assert_int_equal(rc, -EINVAL);
+    assert_null(srv);
+    assert_int_equal(count_fds(), fds0);
+}
+
+static struct rs_server *g_srv;
+static void stop_from_handler(int sig)
+{
+    (void)sig;
+    rs_server_stop(g_srv);
+}
+
+/* SigBlk of every thread of this process but the calling one: the loop
+ * threads must block SIGINT and SIGTERM (and every other signal). */
+static void assert_other_threads_block_signals(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    pid_t self = gettid();
+    unsigned others = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == self)
+            continue;
+        char path[300], line[256];
+        snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* an io-wq or fs-pool thread that just ended */
+        unsigned long long blk = 0;
+        bool seen = false;
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "SigBlk: %llx", &blk) == 1)
+                seen = true;
+        fclose(f);
+        assert_true(seen);
+        assert_true(blk & (1ull << (SIGINT - 1)));
+        assert_true(blk & (1ull << (SIGTERM - 1)));
+        assert_true(blk & (1ull << (SIGUSR1 - 1)));
+        others++;
+    }
+    closedir(d);
+    assert_true(others >= 2); /* two loop threads at least */
+}
+
+/* The library leaves the process's signals alone: no disposition changed
+ * (SIGPIPE, SIGINT, SIGTERM stay as the program set them), loop threads
+ * blocking every signal so a process signal reaches the program's thread,
+ * and rs_server_stop works from that thread's signal handler. */
+static void test_signals_belong_to_the_program(void **state)
+{
+    (void)state;
+    struct sigaction before[3], after;
+    const int sigs[3] = {SIGPIPE, SIGINT, SIGTERM};
+    for (int i = 0; i < 3; i++)
+        sigaction(sigs[i], NULL, &before[i]);
+    struct rs_config c;
+    config(&c, "--threads=2", NULL);
+    g_srv = start_or_skip(&c);
+    for (int i = 0; i < 3; i++) {
+        sigaction(sigs[i], NULL, &after);
+        assert_true(after.sa_handler == before[i].sa_handler);
+    }
+    assert_other_threads_block_signals();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = stop_from_handler;
+    sigaction(SIGUSR1, &sa, NULL);
+    /* Process-directed: only this thread can take it. */
+    kill(getpid(), SIGUSR1);
+    assert_int_equal(rs_server_wait(g_srv, -1), 0);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGUSR1, &sa, NULL);
+    assert_int_equal(rs_server_destroy(g_srv, NULL), 0);
+    g_srv = NULL;
+}
+
+int main(int argc, char **argv)
+{
+    g_argc = argc;
+    g_argv = argv;
+    /* Skip where the variant's backend cannot run (io_uring forbidden or
+     * absent); anything else failing to start is a failure, below. */
+    struct rs_config c;
+    config(&c, NULL, NULL);
+    struct rs_server *srv;
+    int rc = rs_server_start(&c, &srv);
+    if (rc == -ENOSYS) {
+        printf("SKIP: the backend is not available here\n");
+        return 77;
+    }
+    if (rc == 0)
+        rs_server_destroy(srv, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_two_servers_in_one_process),
+        cmocka_unit_test(test_destroy_closes_open_clients),
+        cmocka_unit_test(test_busy_port_fails_cleanly),
+        cmocka_unit_test(test_max_conns_above_limit_is_einval),
+        cmocka_unit_test(test_signals_belong_to_the_program),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
