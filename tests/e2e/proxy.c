@@ -780,39 +780,41 @@ static void test_proxy_outbound_socket_kind(void **state)
         fail_msg("no connects_direct= on the stats line");
     assert_int_equal(st.sessions, N);
     assert_int_equal(cd, direct ? N : 0);
-    /* --- main ----------------------------------------------------------------------- */
+}
 
-    int main(int argc, char **argv)
-    {
-        if (argc < 3) {
-            fprintf(stderr, "usage: %s ECHO-SERVER PROXY [PROXY-ARGS...]\n", argv[0]);
-            return 2;
-        }
-        signal(SIGPIPE, SIG_IGN);
-        echo_bin = argv[1];
-        proxy_argv = argv + 2;
-        static const char *const preflight[] = {"--listen=127.0.0.1:0",
-                                                "--upstream=127.0.0.1:9", NULL};
-        int pre = h_preflight_with(proxy_argv, preflight, "proxy");
-        if (pre >= 0)
-            return pre;
-        const char *filter = getenv("RS_PROXY_FILTER");
-        if (filter && *filter)
-            cmocka_set_test_filter(filter);
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-        const struct CMUnitTest tests[] = {
-            T(test_proxy_half_close_client_first),
-            T(test_proxy_half_close_upstream_first),
-            T(test_proxy_upstream_down),
-            T(test_proxy_one_upstream_down),
-            T(test_proxy_upstream_killed),
-            T(test_proxy_upstream_never_reads),
-            T(test_proxy_client_never_reads),
-            T(test_proxy_churn_no_fd_leak),
-            T(test_proxy_connect_timeout),
-            T(test_proxy_capacity_two_descriptors_a_session),
-            T(test_proxy_outbound_socket_kind),
-        };
-#undef T
-        return cmocka_run_group_tests(tests, NULL, NULL);
+/* --- main ----------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s ECHO-SERVER PROXY [PROXY-ARGS...]\n", argv[0]);
+        return 2;
     }
+    signal(SIGPIPE, SIG_IGN);
+    echo_bin = argv[1];
+    proxy_argv = argv + 2;
+    static const char *const preflight[] = {"--listen=127.0.0.1:0",
+                                            "--upstream=127.0.0.1:9", NULL};
+    int pre = h_preflight_with(proxy_argv, preflight, "proxy");
+    if (pre >= 0)
+        return pre;
+    const char *filter = getenv("RS_PROXY_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_proxy_half_close_client_first),
+        T(test_proxy_half_close_upstream_first),
+        T(test_proxy_upstream_down),
+        T(test_proxy_one_upstream_down),
+        T(test_proxy_upstream_killed),
+        T(test_proxy_upstream_never_reads),
+        T(test_proxy_client_never_reads),
+        T(test_proxy_churn_no_fd_leak),
+        T(test_proxy_connect_timeout),
+        T(test_proxy_capacity_two_descriptors_a_session),
+        T(test_proxy_outbound_socket_kind),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
