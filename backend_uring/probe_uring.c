@@ -583,11 +583,8 @@ static bool try_send_zc(void)
     return ok;
 }
 
-void rs_probe_uring(struct rs_uring_support *s)
+static void probe_all(struct rs_uring_support *s)
 {
-    memset(s, 0, sizeof(*s));
-    s->compiled = true;
-    s->disabled_sysctl = read_disabled_sysctl();
     if (!probe_plain(s))
         return;
     s->recvsend_bundle = (s->features & IORING_FEAT_RECVSEND_BUNDLE) != 0;
@@ -600,6 +597,34 @@ void rs_probe_uring(struct rs_uring_support *s)
     s->multishot_recv = s->buf_ring && try_multishot_recv();
     s->accept_direct = s->sparse_files && try_accept_direct();
     s->send_zc = try_send_zc();
+}
+
+static void *probe_thread(void *arg)
+{
+    probe_all(arg);
+    return NULL;
+}
+
+/* The trials run on a thread of their own. Their rings are torn down with
+ * requests still armed (a multishot accept, a multishot recv): the kernel
+ * cancels those after io_uring_queue_exit() returned and tells the task
+ * that submitted them through task work, which interrupts that task like
+ * a signal. The task's next blocking socket call with a timeout
+ * (SO_RCVTIMEO) then fails with EINTR: seen in a program that started a
+ * server (rs_server_start probes) and then talked to it
+ * (tests/unit/test_server.c, about 1 run in 8 under load). A thread that
+ * exits takes that work with it; the caller never sees it. */
+void rs_probe_uring(struct rs_uring_support *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->compiled = true;
+    s->disabled_sysctl = read_disabled_sysctl();
+    pthread_t t;
+    if (pthread_create(&t, NULL, probe_thread, s) != 0) {
+        probe_all(s); /* no thread: here, interruptions and all */
+        return;
+    }
+    pthread_join(t, NULL);
 }
 
 #else /* !RS_HAVE_URING */
