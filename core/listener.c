@@ -68,6 +68,19 @@ int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reusepo
     return fd >= 0 ? fd : err;
 }
 
+int rs_tcp_socket(int family, bool nodelay)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (nodelay) {
+        int one = 1;
+        /* A failure costs latency, not correctness: not fatal. */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    return fd;
+}
+
 int rs_socket_port(int fd)
 {
     struct sockaddr_storage ss;
