@@ -641,11 +641,8 @@ static void try_socket_direct(struct rs_uring_support *s)
     fd_close(&fd);
 }
 
-void rs_probe_uring(struct rs_uring_support *s)
+static void probe_all(struct rs_uring_support *s)
 {
-    memset(s, 0, sizeof(*s));
-    s->compiled = true;
-    s->disabled_sysctl = read_disabled_sysctl();
     if (!probe_plain(s))
         return;
     s->recvsend_bundle = (s->features & IORING_FEAT_RECVSEND_BUNDLE) != 0;
@@ -660,6 +657,34 @@ void rs_probe_uring(struct rs_uring_support *s)
     s->send_zc = try_send_zc();
     if (s->sparse_files)
         try_socket_direct(s);
+}
+
+static void *probe_thread(void *arg)
+{
+    probe_all(arg);
+    return NULL;
+}
+
+/* The trials run on a thread of their own. Their rings are torn down with
+ * requests still armed (a multishot accept, a multishot recv): the kernel
+ * cancels those after io_uring_queue_exit() returned and tells the task
+ * that submitted them through task work, which interrupts that task like
+ * a signal. The task's next blocking socket call with a timeout
+ * (SO_RCVTIMEO) then fails with EINTR: seen in a program that started a
+ * server (rs_server_start probes) and then talked to it
+ * (tests/unit/test_server.c, about 1 run in 8 under load). A thread that
+ * exits takes that work with it; the caller never sees it. */
+void rs_probe_uring(struct rs_uring_support *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->compiled = true;
+    s->disabled_sysctl = read_disabled_sysctl();
+    pthread_t t;
+    if (pthread_create(&t, NULL, probe_thread, s) != 0) {
+        probe_all(s); /* no thread: here, interruptions and all */
+        return;
+    }
+    pthread_join(t, NULL);
 }
 
 #else /* !RS_HAVE_URING */

@@ -269,6 +269,7 @@ static void close_if_done(struct rs_listener *l)
 }
 
 static void backoff_over(struct rs_loop *loop, struct rs_timer *t);
+static void resume(struct rs_listener *l);
 
 /* Stop accepting until delay_ms passed (RETRY_ON_CLOSE: until a stream
  * closes). */
@@ -458,6 +459,8 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
     }
     if (!l->armed && !l->paused)
         arm(l);
+    else if (!l->armed && !rs_timer_active(&l->backoff))
+        resume(l); /* the back-off ended while this accept was ending */
     close_if_done(l);
 }
 int rs_listener_start(struct rs_loop *loop, int fd)
@@ -500,15 +503,22 @@ bool rs_listener_retry(struct rs_loop *loop)
 }
 
 /* The back-off is over (or a stream closed): accept again, unless a limit
- * still holds; rs_listener_conn_closed() resumes from those. */
-static void backoff_over(struct rs_loop *loop, struct rs_timer *t)
+ * still holds; rs_listener_conn_closed() resumes from those. An accept
+ * still armed (its cancel not completed yet) is not re-armed here: its
+ * final completion resumes, in on_accept. */
+static void resume(struct rs_listener *l)
 {
-    struct rs_listener *l = t->data;
     if (!l->paused || l->stopped || l->armed)
         return;
-    if (fd_full(loop) || l->handoffs >= HANDOFFS_MAX)
+    if (fd_full(l->loop) || l->handoffs >= HANDOFFS_MAX)
         return;
     arm(l);
+}
+
+static void backoff_over(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    resume(t->data);
 }
 
 void rs_listener_conn_closing(struct rs_loop *loop)

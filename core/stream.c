@@ -489,12 +489,22 @@ void rs_stream_abort_reason(struct rs_stream *s, int reason)
     maybe_progress(s);
 }
 
-/* A lingering close waits for the peer's EOF at most this long. */
-static void linger_expired(struct rs_loop *loop, struct rs_timer *t)
+/* A graceful close gives up once --drain-timeout passes without progress:
+ * no send completed (a peer that stopped reading), or, everything sent, no
+ * EOF came (a lingering close). Measured from the last progress, not from
+ * rs_stream_close: a slow reader that keeps reading gets all its bytes. */
+static void close_expired(struct rs_loop *loop, struct rs_timer *t)
 {
     (void)loop;
     struct rs_stream *s = t->data;
     fail(s, -ETIMEDOUT);
+}
+
+static void close_timer_start(struct rs_stream *s)
+{
+    uint32_t ms = s->loop->cfg->drain_timeout_ms;
+    if (ms)
+        rs_timer_start(s->loop, &s->timer, ms, close_expired, s);
 }
 
 void rs_stream_close(struct rs_stream *s)
@@ -511,9 +521,10 @@ void rs_stream_close(struct rs_stream *s)
      * its EOF; a recv stopped by the owner resumes once the output is
      * gone. */
     s->lingering = !s->eof;
-    if (s->lingering && s->loop->cfg->drain_timeout_ms)
-        rs_timer_start(s->loop, &s->timer, s->loop->cfg->drain_timeout_ms, linger_expired,
-                       s);
+    /* Bounded whether or not the peer's EOF came already: a peer that sent
+     * it and never reads would otherwise hold the stream for good (the
+     * idle scan looks at open streams only). */
+    close_timer_start(s);
     maybe_progress(s);
 }
 
@@ -770,6 +781,8 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
         maybe_progress(s);
         return;
     }
+    if (s->state == RS_STREAM_CLOSING && rs_timer_active(&s->timer))
+        close_timer_start(s); /* progress: the graceful close's bound starts again */
     start_send(s);
     if (before > s->lowat && s->pending <= s->lowat && accepts_output(s) &&
         s->cbs->on_writable)

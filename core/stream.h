@@ -35,8 +35,10 @@
  * Closing. rs_stream_close: send what is queued, shut down, then read and
  * drop input until the peer's EOF (closing with unread input would make
  * the kernel reset the connection and discard what the peer has not read
- * yet), bounded by the drain timeout. rs_stream_abort: close now, dropping
- * queued output. Errors (a reset, a failed send) abort. Either way on_close
+ * yet). The drain timeout bounds it from the last progress: when that long
+ * passes without a send completing or, all sent, without the peer's EOF,
+ * the close becomes an abort (-ETIMEDOUT). rs_stream_abort: close now,
+ * dropping queued output. Errors (a reset, a failed send) abort. Either way on_close
  * is the last callback, with reason 0 (graceful) or -errno, and the struct
  * is freed right after it returns: it is freed only when no op is in
  * flight.
@@ -132,7 +134,7 @@ struct rs_stream {
     uint64_t pending;       /* queued output bytes, in-flight send included */
     uint64_t lowat;         /* on_writable threshold */
     uint64_t last_active_ms;
-    struct rs_timer timer; /* connect timeout, then the lingering close's bound */
+    struct rs_timer timer; /* connect timeout, then the graceful close's bound */
     union {
         struct sockaddr sa;
         struct sockaddr_in in4;

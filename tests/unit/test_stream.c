@@ -861,6 +861,74 @@ static void test_stream_low_watermark(void **state)
     assert_int_equal(ev.closes, 1);
 }
 
+/* A graceful close after the peer's EOF, with output the peer never
+ * reads: the close gives up after --drain-timeout like a lingering one.
+ * (The old close started its timer only when lingering, i.e. without the
+ * EOF, and the idle scan skips closing streams: the stream, its socket and
+ * its queued output stayed for good, --idle-timeout or not. Seen as: an
+ * HTTP or proxy client that half-closes and never reads holds its
+ * connection forever.) */
+static void test_stream_close_after_eof_is_bounded(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs; /* on_eof: the owner decides (no shutdown) */
+    rs_stream_write_copy(s, (const uint8_t *)"never read", 10);
+    struct rs_op *snd = op_of(fx, RS_OP_SEND);
+    assert_non_null(snd);
+    complete(fx, RS_OP_RECV, 0);
+    assert_int_equal(ev.eofs, 1);
+    rs_stream_close(s); /* as http.c's close_if_done, proxy.c's on_close */
+    assert_true(rs_timer_active(&s->timer));
+    fx->loop.now_ms += fx->cfg.drain_timeout_ms;
+    rs_timer_run_due(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, snd));
+    complete(fx, RS_OP_SEND, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.closes, 1);
+    assert_int_equal(ev.close_reason, -ETIMEDOUT);
+}
+
+/* The close's bound counts from the last progress: a slow reader that
+ * keeps reading gets every byte, however long the whole takes; only then
+ * does the lingering read wait --drain-timeout for the EOF. (The old timer
+ * ran from rs_stream_close: an HTTP response with Connection: close, up to
+ * --max-pending of it still queued, was cut by an abort after 2 s.) */
+static void test_stream_close_slow_reader_gets_everything(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    char msg[30];
+    memset(msg, 's', sizeof(msg));
+    rs_stream_write_copy(s, (const uint8_t *)msg, sizeof(msg));
+    rs_stream_close(s);
+    uint64_t step = fx->cfg.drain_timeout_ms * 3 / 4;
+    for (int i = 0; i < 3; i++) { /* 10 bytes per 3/4 of the timeout */
+        fx->loop.now_ms += step;
+        rs_timer_run_due(&fx->loop);
+        struct rs_op *snd = op_of(fx, RS_OP_SEND);
+        assert_non_null(snd);
+        assert_false(fake_was_cancelled(&fx->loop, snd));
+        complete(fx, RS_OP_SEND, 10);
+    }
+    assert_int_equal(fx->loop.stats.bytes_out, 30);
+    complete(fx, RS_OP_SHUTDOWN, 0);
+    struct rs_op *r = op_of(fx, RS_OP_RECV);
+    assert_non_null(r); /* lingering: reading to the peer's EOF */
+    fx->loop.now_ms += step;
+    rs_timer_run_due(&fx->loop);
+    assert_false(fake_was_cancelled(&fx->loop, r));
+    fx->loop.now_ms += fx->cfg.drain_timeout_ms - step;
+    rs_timer_run_due(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, r)); /* no EOF in time */
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.close_reason, -ETIMEDOUT);
+}
+
 static void tm_fire(struct rs_loop *loop, struct rs_timer *t)
 {
     (void)loop;
@@ -934,6 +1002,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_low_watermark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_close_after_eof_is_bounded, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_close_slow_reader_gets_everything,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_refused_pause_cancel_is_retried,
                                         setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_stream_refused_abort_cancels_are_retried,
