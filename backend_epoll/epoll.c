@@ -38,7 +38,9 @@
  * once; EINPROGRESS parks the op as the writer, and when epoll reports the
  * socket writable (or in error) SO_ERROR says how the handshake ended.
  * io_uring instead waits for the handshake in the kernel and reports the
- * final result.
+ * final result. The socket before it (RS_OP_SOCKET) is no IO at all:
+ * socket(2) in submit(), its fd delivered from run(); epoll has only plain
+ * descriptors.
  *
  * Receive buffers are lent from the loop's pool the moment a read is
  * attempted, like io_uring's provided buffers: an idle connection holds
@@ -61,6 +63,7 @@
 
 #include "backend.h"
 #include "fspool.h"
+#include "listener.h"
 #include "loop.h"
 
 #define MAX_EVENTS  256
@@ -462,11 +465,26 @@ static int fs_reap(struct rs_loop *loop, struct ep_state *st)
     return n;
 }
 
+/* A new socket is no IO at all: made here at once, and its completion
+ * (the fd or -errno) delivered from run() like every other. A plain fd,
+ * always: epoll has no direct descriptors. */
+static int socket_submit(struct ep_state *st, struct rs_op *op)
+{
+    int rc = reserve_done(st);
+    if (rc < 0)
+        return rc;
+    queue_done(st, op, rs_tcp_socket((int)op->len, (op->flags & RS_OPF_NODELAY) != 0), 0,
+               0);
+    return 0;
+}
+
 static int ep_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ep_state *st = state(loop);
     if (rs_op_is_file(op))
         return fs_submit(loop, st, op);
+    if (op->kind == RS_OP_SOCKET)
+        return socket_submit(st, op);
     struct ep_sock *s = sock_get(st, op->fd);
     if (!s)
         return -ENOMEM;
@@ -701,7 +719,7 @@ static int ep_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         return rc;
     }
     loop->backend = st;
-    loop->caps = RS_CAP_CONNECT | RS_CAP_FILE_OPS | RS_CAP_SENDFILE;
+    loop->caps = RS_CAP_CONNECT | RS_CAP_FILE_OPS | RS_CAP_SOCKET | RS_CAP_SENDFILE;
     return 0;
 }
 

@@ -19,6 +19,7 @@ static const struct {
     {"sqpoll", UF_SQPOLL},
     {"bundle", UF_BUNDLE},
     {"batch-wait", UF_BATCH_WAIT},
+    {"direct-socket", UF_DIRECT_SOCKET},
 };
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
@@ -37,6 +38,10 @@ uint32_t rs_uring_supported(const struct rs_uring_support *s)
     f |= s->sqpoll ? UF_SQPOLL : 0;
     f |= s->recvsend_bundle && s->buf_ring ? UF_BUNDLE : 0;
     f |= s->min_timeout ? UF_BATCH_WAIT : 0;
+    /* TCP_NODELAY on a direct socket needs the setsockopt command: without
+     * it outbound sockets stay plain rather than lose NODELAY. */
+    f |=
+        (f & UF_FIXED_FILES) && s->socket_direct && s->sockopt_cmd ? UF_DIRECT_SOCKET : 0;
     return f;
 }
 
@@ -134,6 +139,9 @@ int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
         want &= ~(uint32_t)(UF_MULTISHOT_RECV | UF_BUNDLE);
     if (want & UF_SQPOLL)
         want &= ~(uint32_t)UF_DEFER_TASKRUN;
+    /* Direct outbound sockets live in the fixed-file table. */
+    if (!(want & UF_FIXED_FILES))
+        want &= ~(uint32_t)UF_DIRECT_SOCKET;
     *out = want;
     return 0;
 }

@@ -18,7 +18,8 @@ enum {
     UF_SQPOLL = 1u << 7,
     UF_BUNDLE = 1u << 8,
     UF_BATCH_WAIT = 1u << 9,
-    UF_ALL = (1u << 10) - 1,
+    UF_DIRECT_SOCKET = 1u << 10, /* outbound sockets direct too (needs fixed-files) */
+    UF_ALL = (1u << 11) - 1,
     /* what "default" means: everything but the opt-in ones */
     UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT,
 };

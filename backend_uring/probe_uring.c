@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -583,11 +584,65 @@ static bool try_send_zc(void)
     return ok;
 }
 
-void rs_probe_uring(struct rs_uring_support *s)
+/* IORING_OP_SOCKET into a slot the kernel picks (*slot), in a sparse
+ * table. 0 or -errno. */
+static int socket_direct_once(struct io_uring *ring, int *slot)
 {
-    memset(s, 0, sizeof(*s));
-    s->compiled = true;
-    s->disabled_sysctl = read_disabled_sysctl();
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    struct cqe_copy c;
+
+    rs_prep_socket_alloc(sqe, AF_INET);
+    if (io_uring_submit(ring) != 1 || next_cqe(ring, &c) < 0)
+        return -EIO;
+    if (c.res < 0)
+        return c.res;
+    *slot = c.res;
+    return c.res < SPARSE_SLOTS ? 0 : -ERANGE;
+}
+
+/* SOCKET_URING_OP_SETSOCKOPT(TCP_NODELAY) on fd (fixed: a direct slot).
+ * The command's result. */
+static int sockopt_cmd_once(struct io_uring *ring, int fd, bool fixed)
+{
+    static const int one = 1;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    struct cqe_copy c;
+
+    rs_prep_setsockopt_cmd(sqe, fd, IPPROTO_TCP, TCP_NODELAY, &one);
+    if (fixed)
+        sqe->flags |= IOSQE_FIXED_FILE;
+    if (io_uring_submit(ring) != 1 || next_cqe(ring, &c) < 0)
+        return -EIO;
+    return c.res;
+}
+
+/* A direct socket, and TCP_NODELAY set on it by command: the command must
+ * succeed on the direct slot, and on a plain socket getsockopt(2) must
+ * then read the option back (a probe bit alone says neither). Fills both
+ * findings. */
+static void try_socket_direct(struct rs_uring_support *s)
+{
+    struct io_uring ring;
+    int slot = -1, fd = -1, v = 0;
+    socklen_t vlen = sizeof(v);
+
+    if (!ring_open(&ring))
+        return;
+    if (io_uring_register_files_sparse(&ring, SPARSE_SLOTS) == 0)
+        s->socket_direct = socket_direct_once(&ring, &slot) == 0;
+    if (s->socket_direct) {
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        s->sockopt_cmd = fd >= 0 && sockopt_cmd_once(&ring, slot, true) == 0 &&
+                         sockopt_cmd_once(&ring, fd, false) == 0 &&
+                         getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vlen) == 0 &&
+                         v != 0;
+    }
+    io_uring_queue_exit(&ring); /* closes the slot with the table */
+    fd_close(&fd);
+}
+
+static void probe_all(struct rs_uring_support *s)
+{
     if (!probe_plain(s))
         return;
     s->recvsend_bundle = (s->features & IORING_FEAT_RECVSEND_BUNDLE) != 0;
@@ -600,6 +655,36 @@ void rs_probe_uring(struct rs_uring_support *s)
     s->multishot_recv = s->buf_ring && try_multishot_recv();
     s->accept_direct = s->sparse_files && try_accept_direct();
     s->send_zc = try_send_zc();
+    if (s->sparse_files)
+        try_socket_direct(s);
+}
+
+static void *probe_thread(void *arg)
+{
+    probe_all(arg);
+    return NULL;
+}
+
+/* The trials run on a thread of their own. Their rings are torn down with
+ * requests still armed (a multishot accept, a multishot recv): the kernel
+ * cancels those after io_uring_queue_exit() returned and tells the task
+ * that submitted them through task work, which interrupts that task like
+ * a signal. The task's next blocking socket call with a timeout
+ * (SO_RCVTIMEO) then fails with EINTR: seen in a program that started a
+ * server (rs_server_start probes) and then talked to it
+ * (tests/unit/test_server.c, about 1 run in 8 under load). A thread that
+ * exits takes that work with it; the caller never sees it. */
+void rs_probe_uring(struct rs_uring_support *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->compiled = true;
+    s->disabled_sysctl = read_disabled_sysctl();
+    pthread_t t;
+    if (pthread_create(&t, NULL, probe_thread, s) != 0) {
+        probe_all(s); /* no thread: here, interruptions and all */
+        return;
+    }
+    pthread_join(t, NULL);
 }
 
 #else /* !RS_HAVE_URING */

@@ -11,13 +11,16 @@
  *  - Every splice runs in an io-wq worker thread (the opcode is always
  *    forced async): each SQE costs a hand-off to a worker and back, so the
  *    pipe is made large (F_SETPIPE_SZ, up to 1 MiB) to need few of them.
- *  - The socket side is not polled: on a non-blocking socket whose send
- *    buffer is full the splice completes with -EAGAIN (or short), it does
- *    not wait for room the way a send SQE does. On a blocking socket it
- *    would block the worker until the peer reads, one worker per slow peer:
- *    accepted sockets are therefore non-blocking on this backend. After
- *    -EAGAIN this file arms IORING_OP_POLL_ADD(POLLOUT) on the socket and
- *    splices the rest of the pipe when it fires.
+ *  - The socket side is not polled the way a send SQE is. On a
+ *    non-blocking socket whose buffer is full the splice completes with
+ *    -EAGAIN; on a blocking one (ours: io_uring's own sends and receives
+ *    misbehave on O_NONBLOCK sockets, a sendmsg that waited for room once
+ *    was seen to complete with -EAGAIN) it blocks its worker until the
+ *    peer has read enough. So each pipe -> socket splice is linked to an
+ *    IORING_OP_LINK_TIMEOUT (OUT_TIMEOUT_MS): a peer that stops reading
+ *    holds a worker that long, no longer. The splice then returns what it
+ *    sent (or -EINTR), this file arms IORING_OP_POLL_ADD(POLLOUT) on the
+ *    socket, and splices the rest of the pipe when the peer made room.
  *  - Bytes in the pipe are taken from the file but not yet sent. They stay
  *    with their op: the op completes only when its pipe is empty (or on an
  *    error or cancel, when what is left in the pipe is thrown away with the
@@ -51,6 +54,13 @@
 
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
 #define PIPE_CACHE  16 /* empty pipes kept per loop for the next ops */
+/* How long one pipe -> socket splice may wait for room in the socket. */
+#define OUT_TIMEOUT_MS 50
+#ifndef ERESTARTSYS
+#define ERESTARTSYS 512 /* a worker's splice interrupted by the timeout */
+#endif
+
+static struct __kernel_timespec out_timeout = {.tv_nsec = OUT_TIMEOUT_MS * 1000000L};
 
 enum { STEP_IN, STEP_OUT, STEP_POLL };
 
@@ -181,7 +191,7 @@ static uint64_t ud_of(const struct ur_splice *sp, const struct sp_rec *r)
 /* Queue the SQE of r's current step. false: no SQE to be had. */
 static bool issue(struct ur_splice *sp, struct sp_rec *r)
 {
-    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx);
+    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, r->step == STEP_OUT ? 2 : 1);
     if (!sqe)
         return false;
     struct rs_op *op = r->op;
@@ -203,7 +213,14 @@ static bool issue(struct ur_splice *sp, struct sp_rec *r)
                              SPLICE_F_NONBLOCK | more);
         if (direct)
             sqe->flags |= IOSQE_FIXED_FILE; /* fd_out, the socket */
-        break;
+        sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data64(sqe, ud_of(sp, r));
+        /* Its CQE (-ETIME, or -ECANCELED when the splice ended first)
+         * says nothing the splice's own does not: no record. */
+        struct io_uring_sqe *t = sp->get_sqe(sp->ctx, 1);
+        io_uring_prep_link_timeout(t, &out_timeout, 0);
+        io_uring_sqe_set_data64(t, (uint64_t)sp->tag << 56);
+        return true;
     }
     case STEP_POLL:
         io_uring_prep_poll_add(sqe, op->fd, POLLOUT);
@@ -256,13 +273,14 @@ int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op)
         return -ENOENT;
     if (r->cancel)
         return 0;
-    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx);
+    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, 1);
     if (!sqe)
         return -EBUSY;
     /* Whatever step is in flight now; one racing it to the CQ is already
      * done, and the flag ends the op at its CQE instead of the next step.
-     * A splice already running in a worker finishes (it never waits: the
-     * pipe and the socket are non-blocking), a poll ends at once. */
+     * A poll ends at once; a splice waiting in a worker for room in the
+     * socket is interrupted (io-wq signals the worker) and returns what it
+     * sent. */
     io_uring_prep_cancel64(sqe, ud_of(sp, r), 0);
     io_uring_sqe_set_data64(sqe, (uint64_t)sp->tag << 56); /* no record */
     r->cancel = true;
@@ -333,20 +351,22 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
             r->sent += (uint32_t)res;
             r->inpipe -= (uint32_t)res;
         }
-        if (res == 0 || (res < 0 && res != -EAGAIN)) {
+        if (r->cancel) {
+            finish_err(sp, loop, r, res < 0 ? res : -ECANCELED);
+            return;
+        }
+        /* Cut short by its timeout (nothing sent: -EINTR, or -ECANCELED
+         * before a worker took it; the bytes it did send: res > 0), or
+         * -EAGAIN on a non-blocking socket: the peer is not reading fast
+         * enough. Wait for room, then the rest of the pipe. */
+        bool full = res == -EINTR || res == -ERESTARTSYS || res == -ECANCELED ||
+                    res == -EAGAIN || (res > 0 && r->inpipe > 0);
+        if (!full && res <= 0) {
             finish_err(sp, loop, r, res < 0 ? res : -EPIPE);
             return;
         }
-        if (r->cancel) {
-            finish_err(sp, loop, r, -ECANCELED);
-            return;
-        }
-        if (res == -EAGAIN) {
-            step(sp, loop, r, STEP_POLL); /* the socket's buffer is full */
-            return;
-        }
-        if (r->inpipe > 0) {
-            step(sp, loop, r, STEP_OUT); /* short: the rest */
+        if (full) {
+            step(sp, loop, r, STEP_POLL);
             return;
         }
         if (r->sent == r->want) {

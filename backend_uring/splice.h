@@ -11,9 +11,9 @@ struct rs_loop;
 struct rs_op;
 struct ur_splice;
 
-/* The backend's SQE source (it flushes a full SQ) and the tag the
- * splices' user_data carry in its top byte. */
-typedef struct io_uring_sqe *(*ur_get_sqe_fn)(void *ctx);
+/* The backend's SQE source (it flushes a full SQ): one SQE, with n - 1 more
+ * free right after it for a linked chain (NULL: none to be had). */
+typedef struct io_uring_sqe *(*ur_get_sqe_fn)(void *ctx, unsigned n);
 
 /* NULL when out of memory. pipe_size: bytes asked of F_SETPIPE_SZ (0: the
  * kernel's default). */

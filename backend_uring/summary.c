@@ -62,6 +62,17 @@ static void why_missing(const struct rs_uring_support *s, uint32_t bit, char *wh
     case UF_BATCH_WAIT:
         w = "no IORING_FEAT_MIN_TIMEOUT (Linux 6.12+)";
         break;
+    case UF_DIRECT_SOCKET:
+        /* What the proxy's upstream sockets are instead, and why. */
+        w = !(rs_uring_supported(s) & UF_FIXED_FILES)
+                ? "needs fixed-files; outbound sockets are plain fds (socket(2))"
+            : !s->socket_direct
+                ? "IORING_OP_SOCKET into a direct slot failed (Linux 5.19+); outbound "
+                  "sockets are plain fds (socket(2))"
+                : "SOCKET_URING_OP_SETSOCKOPT failed (Linux 6.7+), needed for "
+                  "TCP_NODELAY on a direct socket; outbound sockets are plain fds "
+                  "(socket(2))";
+        break;
     }
     snprintf(why, len, "%s", w);
 }
@@ -86,6 +97,21 @@ void rs_probe_summarize(const struct rs_uring_support *s, struct rs_probe_summar
         out->backend = "uring";
     }
     rs_uring_features_format(defaults, out->defaults, sizeof(out->defaults));
+    if (defaults & UF_DIRECT_SOCKET) {
+        snprintf(out->outbound, sizeof(out->outbound),
+                 "direct descriptors (IORING_OP_SOCKET into the fixed-file table, "
+                 "TCP_NODELAY by SOCKET_URING_OP_SETSOCKOPT)");
+    } else {
+        /* The reason says "outbound sockets are plain fds" itself. */
+        if (!s->available)
+            snprintf(out->outbound, sizeof(out->outbound),
+                     "plain fds (socket(2)): no io_uring");
+        else if (supported & UF_DIRECT_SOCKET)
+            snprintf(out->outbound, sizeof(out->outbound),
+                     "plain fds (socket(2)): direct-socket is not in the default list");
+        else
+            why_missing(s, UF_DIRECT_SOCKET, out->outbound, sizeof(out->outbound));
+    }
     for (uint32_t bit = 1; bit & UF_ALL && out->n < RS_SUMMARY_MAX_FEATURES; bit <<= 1) {
         struct rs_feature_summary *f = &out->f[out->n++];
         f->name = rs_uring_feature_name(bit);

@@ -32,6 +32,14 @@
  *    peer it must): such a connection gets plain sends from then on;
  *  - sqpoll (opt-in): a kernel thread polls the SQ, submission costs no
  *    syscall while it is awake.
+ *  - direct-socket: outbound sockets (RS_OP_SOCKET) are direct
+ *    descriptors too, made by IORING_OP_SOCKET into a slot the kernel
+ *    picks, TCP_NODELAY set by the SOCKET_URING_OP_SETSOCKOPT command
+ *    (6.7+; a direct socket has no fd for setsockopt(2)). Where either is
+ *    missing, without fixed-files, or when the table is full (-ENFILE),
+ *    RS_OP_SOCKET falls back to socket(2): a plain fd, its result carried
+ *    to run() on a NOP. So one loop may hold both kinds: the kind travels
+ *    with each op (RS_OPF_DIRECT), never with the loop.
  * With fixed-files and several loops, loop 0 accepts for all and passes
  * each direct descriptor to the loop with the most room (--accept=handoff,
  * IORING_OP_MSG_RING; see handoff.c): N tables, filled evenly.
@@ -59,6 +67,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -70,6 +80,7 @@
 #include "backend.h"
 #include "features.h"
 #include "handoff.h"
+#include "listener.h"
 #include "log.h"
 #include "loop.h"
 #include "probe.h"
@@ -111,7 +122,8 @@ enum {
     TAG_PROVIDE = 4,
     TAG_INBOX = 5,     /* a connection another loop handed us (handoff.c) */
     TAG_INBOX_END = 6, /* the inbox op's cancel, completed from run() */
-    TAG_SPLICE = 7,    /* a step of an RS_OP_SENDFILE (splice.c) */
+    TAG_SOCKOPT = 7,   /* a new direct socket's TCP_NODELAY, the op's second step */
+    TAG_SPLICE = 8,    /* a step of an RS_OP_SENDFILE (splice.c) */
 };
 
 /* RS_OP_SENDFILE's pipe: one splice pair moves up to this much, and every
@@ -122,6 +134,10 @@ enum {
 
 /* rs_op.bk_flags while the op belongs to this backend */
 #define BKF_ZC 16u /* send_zc in flight; bk_ptr is its zc_rec */
+/* RS_OP_SOCKET: a plain socket made in submit(), its fd or -errno in
+ * bk_ptr, delivered by a NOP's CQE; else IORING_OP_SOCKET into a direct
+ * slot, then (RS_OPF_NODELAY) the setsockopt command, bk_ptr the slot. */
+#define BKF_SOCK_PLAIN 32u
 
 /* A zero-copy send in flight. Its first CQE completes the send (the core
  * may send the next bytes at once); its second, IORING_CQE_F_NOTIF, says
@@ -151,6 +167,7 @@ struct ur_state {
     bool batch_wait;
     bool sqpoll_owner;
     bool fixed;
+    bool direct_socket; /* RS_OP_SOCKET may make direct sockets (UF_DIRECT_SOCKET) */
     const char *taskrun;
     /* provided buffer ring */
     struct io_uring_buf_ring *br;
@@ -418,6 +435,64 @@ static struct io_uring_sqe *prep_shutdown_before_close(struct ur_state *st,
     return get_sqe(st);
 }
 
+/* TCP_NODELAY's value, read by the kernel when the command runs. */
+static const int one = 1;
+
+/* The fallback: a plain socket, made now. fd or -errno. */
+static int plain_socket(const struct rs_op *op)
+{
+    return rs_tcp_socket((int)op->len, (op->flags & RS_OPF_NODELAY) != 0);
+}
+
+static void prep_socket(struct ur_state *st, struct rs_op *op, struct io_uring_sqe *sqe)
+{
+    if ((op->flags & RS_OPF_DIRECT) && st->direct_socket) {
+        rs_prep_socket_alloc(sqe, (int)op->len);
+        return;
+    }
+    op->bk_flags |= BKF_SOCK_PLAIN;
+    op->bk_ptr = (void *)(intptr_t)plain_socket(op);
+    io_uring_prep_nop(sqe);
+}
+
+/* A CQE of RS_OP_SOCKET: deliver the plain fd, or take the direct slot and
+ * set TCP_NODELAY on it before the core sees it. */
+static void on_socket_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                          const struct io_uring_cqe *cqe, unsigned tag)
+{
+    if (op->bk_flags & BKF_SOCK_PLAIN) {
+        rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
+        return;
+    }
+    if (tag == TAG_SOCKOPT) {
+        /* A failure leaves Nagle on, as a failed setsockopt(2) would: the
+         * socket itself is fine. */
+        if (cqe->res < 0)
+            rs_log_debug("TCP_NODELAY on direct socket %d: %s", (int)(intptr_t)op->bk_ptr,
+                         strerror(-cqe->res));
+        rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, RS_CF_DIRECT, 0);
+        return;
+    }
+    int32_t res = cqe->res;
+    if (res < 0 && res != -ECANCELED) {
+        /* -ENFILE: the direct table is full; anything else the kernel
+         * refuses: a plain socket may still do. */
+        rs_op_complete(loop, op, plain_socket(op), 0, 0);
+        return;
+    }
+    if (res >= 0 && (op->flags & RS_OPF_NODELAY)) {
+        struct io_uring_sqe *sqe = get_sqe(st);
+        if (sqe) {
+            op->bk_ptr = (void *)(intptr_t)res;
+            rs_prep_setsockopt_cmd(sqe, res, IPPROTO_TCP, TCP_NODELAY, &one);
+            sqe->flags |= IOSQE_FIXED_FILE;
+            io_uring_sqe_set_data64(sqe, ud_of(op, TAG_SOCKOPT));
+            return;
+        }
+    }
+    rs_op_complete(loop, op, res, res >= 0 ? RS_CF_DIRECT : 0, 0);
+}
+
 static int ur_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ur_state *st = state(loop);
@@ -446,16 +521,13 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
          * goes straight into the ring's table. */
         if (multi && (st->features & UF_MULTISHOT_ACCEPT)) {
             if (st->fixed)
-                io_uring_prep_multishot_accept_direct(sqe, op->fd, NULL, NULL,
-                                                      SOCK_NONBLOCK);
+                io_uring_prep_multishot_accept_direct(sqe, op->fd, NULL, NULL, 0);
             else
-                io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL,
-                                               SOCK_CLOEXEC | SOCK_NONBLOCK);
+                io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC);
         } else if (st->fixed) {
             rs_prep_accept_alloc(sqe, op->fd);
-            sqe->accept_flags |= SOCK_NONBLOCK;
         } else {
-            io_uring_prep_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            io_uring_prep_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC);
         }
         break;
     case RS_OP_RECV:
@@ -490,6 +562,9 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
                             (unsigned)op->fd, (uint64_t)TAG_INBOX << 56);
         break;
     }
+    case RS_OP_SOCKET:
+        prep_socket(st, op, sqe);
+        break;
     case RS_OP_CLOSE:
         if (zc_kind_ok(st, op))
             zc_fd_closed(st, op->fd);
@@ -718,6 +793,10 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
         /* A buffer the kernel picked for it must still go back. */
         if (cqe->flags & IORING_CQE_F_BUFFER)
             buf_return(loop, st, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+        return;
+    }
+    if (op->kind == RS_OP_SOCKET) {
+        on_socket_cqe(loop, st, op, cqe, tag);
         return;
     }
     if (op->kind == RS_OP_HANDOFF && cqe->res >= 0)
@@ -1006,9 +1085,19 @@ static bool file_ops_supported(struct io_uring *ring)
     return ok;
 }
 
-static struct io_uring_sqe *splice_get_sqe(void *ctx)
+/* For splice.c: an SQE, with room for n - 1 more right after it (a
+ * linked pair must not be split by a flush of the SQ in between). */
+static struct io_uring_sqe *splice_get_sqe(void *ctx, unsigned n)
 {
-    return get_sqe(ctx);
+    struct ur_state *st = ctx;
+    if (n > 1 && io_uring_sq_space_left(&st->ring) < n) {
+        io_uring_submit(&st->ring);
+        if (st->features & UF_SQPOLL)
+            io_uring_sqring_wait(&st->ring);
+        if (io_uring_sq_space_left(&st->ring) < n)
+            return NULL;
+    }
+    return get_sqe(st);
 }
 
 /* RS_OP_SENDFILE: splice (5.7) through a pipe, waiting for room in the
@@ -1020,6 +1109,7 @@ static int setup_splice(struct rs_loop *loop, struct ur_state *st, char *err,
     struct io_uring_probe *p = io_uring_get_probe_ring(&st->ring);
     bool ok = p && io_uring_opcode_supported(p, IORING_OP_SPLICE) &&
               io_uring_opcode_supported(p, IORING_OP_POLL_ADD) &&
+              io_uring_opcode_supported(p, IORING_OP_LINK_TIMEOUT) &&
               io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL);
     if (p)
         io_uring_free_probe(p);
@@ -1056,6 +1146,9 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
         }
         st->fixed = true;
         loop->caps |= RS_CAP_DIRECT_FD;
+        st->direct_socket = (st->features & UF_DIRECT_SOCKET) != 0;
+        if (st->direct_socket)
+            loop->caps |= RS_CAP_SOCKET_DIRECT;
         loop->fd_cap = n;
         /* Several loops: loop 0 may accept for all (--accept). Tried
          * only where it could matter. */
@@ -1148,7 +1241,7 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
     }
     st->features = features;
     loop->backend = st;
-    loop->caps = RS_CAP_CONNECT;
+    loop->caps = RS_CAP_CONNECT | RS_CAP_SOCKET;
     rc = setup_ring(loop, st, support, err, errlen);
     if (rc < 0) {
         free(st);

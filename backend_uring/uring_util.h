@@ -5,8 +5,18 @@
 #define RINGSERVE_URING_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include <liburing.h>
+
+/* Socket commands (IORING_OP_URING_CMD on a socket, Linux 6.7+): newer
+ * than liburing 2.3's headers. Kernel ABI (include/uapi/linux/io_uring.h,
+ * enum io_uring_socket_op). */
+#ifndef SOCKET_URING_OP_SETSOCKOPT
+#define SOCKET_URING_OP_GETSOCKOPT 2
+#define SOCKET_URING_OP_SETSOCKOPT 3
+#endif
 
 /* A provided-buffer ring with room for `entries` buffers (a power of two)
  * of group bgid, built by hand: liburing 2.3 has no io_uring_setup_buf_ring.
@@ -27,6 +37,37 @@ static inline void rs_prep_accept_alloc(struct io_uring_sqe *sqe, int fd)
 {
     io_uring_prep_accept(sqe, fd, NULL, NULL, 0);
     sqe->file_index = IORING_FILE_INDEX_ALLOC;
+}
+
+/* A new TCP socket of `family` in a slot of the direct-descriptor table the
+ * kernel picks (IORING_OP_SOCKET, 5.19+). No SOCK_CLOEXEC (no fd to
+ * inherit; the kernel refuses it for direct sockets) and no SOCK_NONBLOCK
+ * (io_uring never blocks on a socket it drives), like accepted ones. */
+static inline void rs_prep_socket_alloc(struct io_uring_sqe *sqe, int family)
+{
+    io_uring_prep_socket(sqe, family, SOCK_STREAM, 0, 0);
+    sqe->file_index = IORING_FILE_INDEX_ALLOC;
+}
+
+/* setsockopt(fd, level, optname, val, sizeof(int)) as a socket command
+ * (SOCKET_URING_OP_SETSOCKOPT, 6.7+): what liburing 2.5's
+ * io_uring_prep_cmd_sock() prepares, which 2.3 lacks along with the SQE's
+ * level/optname/optlen/optval names. Those are unions over fields 2.3 has,
+ * per the kernel's struct io_uring_sqe: cmd_op over `off`; level and
+ * optname, two u32 in that order, over `addr`; optlen over `file_index`;
+ * optval over `addr3`. *val is read when the command runs, maybe after
+ * submission: it must stay valid until the completion. Add
+ * IOSQE_FIXED_FILE for a direct descriptor. */
+static inline void rs_prep_setsockopt_cmd(struct io_uring_sqe *sqe, int fd,
+                                          uint32_t level, uint32_t optname,
+                                          const int *val)
+{
+    io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
+    sqe->cmd_op = SOCKET_URING_OP_SETSOCKOPT;
+    uint32_t lo[2] = {level, optname};
+    memcpy(&sqe->addr, lo, sizeof(lo));
+    sqe->file_index = (uint32_t)sizeof(*val);
+    sqe->addr3 = (uint64_t)(uintptr_t)val;
 }
 
 #endif

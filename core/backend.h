@@ -39,6 +39,16 @@
  *     (RESOLVE_BENEATH: nothing outside the directory fd is ever opened);
  *     where the kernel lacks openat2 a backend must refuse or emulate it
  *     more strictly, never open more loosely.
+ *  9. RS_OP_SOCKET (RS_CAP_SOCKET) completes with a new TCP socket of the
+ *     family in len, or -errno (-EMFILE, -ENFILE, -EAFNOSUPPORT...). The
+ *     backend decides its kind: a direct descriptor (RS_CF_DIRECT) only if
+ *     the op asked with RS_OPF_DIRECT and the backend declared
+ *     RS_CAP_SOCKET_DIRECT, else a plain, non-blocking, close-on-exec fd;
+ *     a backend that cannot honour RS_OPF_NODELAY on a direct socket, or
+ *     whose direct table is full, falls back to a plain one. The socket is
+ *     the submitter's from the completion on, cancelled or not (a cancel
+ *     may not stop it: then the op completes with the new descriptor), and
+ *     it is closed like any other (RS_OP_CLOSE, RS_OPF_DIRECT as flagged).
  * 10. RS_OP_SENDFILE (RS_CAP_SENDFILE) behaves like a send whose bytes come
  *     from a file: it completes once, from run(), when some bytes went out
  *     (res > 0, possibly fewer than len: the socket's buffer filled, or a
@@ -85,6 +95,13 @@ struct rs_config;
 /* RS_OP_HANDOFF and RS_FD_INBOX accepts work between the loops of one
  * server (io_uring: IORING_OP_MSG_RING). */
 #define RS_CAP_HANDOFF (1u << 3)
+/* RS_OP_SOCKET is supported (rule 9). Without it the core makes outbound
+ * sockets itself, with socket(2): plain fds. */
+#define RS_CAP_SOCKET (1u << 5)
+/* RS_OP_SOCKET makes direct descriptors when asked (RS_OPF_DIRECT): io_uring
+ * with fixed-files on a kernel with IORING_OP_SOCKET into an allocated slot
+ * (5.19+) and SOCKET_URING_OP_SETSOCKOPT (6.7+, for TCP_NODELAY). */
+#define RS_CAP_SOCKET_DIRECT (1u << 6)
 
 struct rs_backend_ops {
     const char *name; /* NULL: not built in (its table exists, empty) */

@@ -68,6 +68,19 @@ int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reusepo
     return fd >= 0 ? fd : err;
 }
 
+int rs_tcp_socket(int family, bool nodelay)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (nodelay) {
+        int one = 1;
+        /* A failure costs latency, not correctness: not fatal. */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    return fd;
+}
+
 int rs_socket_port(int fd)
 {
     struct sockaddr_storage ss;
@@ -256,6 +269,7 @@ static void close_if_done(struct rs_listener *l)
 }
 
 static void backoff_over(struct rs_loop *loop, struct rs_timer *t);
+static void resume(struct rs_listener *l);
 
 /* Stop accepting until delay_ms passed (RETRY_ON_CLOSE: until a stream
  * closes). */
@@ -445,6 +459,8 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
     }
     if (!l->armed && !l->paused)
         arm(l);
+    else if (!l->armed && !rs_timer_active(&l->backoff))
+        resume(l); /* the back-off ended while this accept was ending */
     close_if_done(l);
 }
 int rs_listener_start(struct rs_loop *loop, int fd)
@@ -487,15 +503,22 @@ bool rs_listener_retry(struct rs_loop *loop)
 }
 
 /* The back-off is over (or a stream closed): accept again, unless a limit
- * still holds; rs_listener_conn_closed() resumes from those. */
-static void backoff_over(struct rs_loop *loop, struct rs_timer *t)
+ * still holds; rs_listener_conn_closed() resumes from those. An accept
+ * still armed (its cancel not completed yet) is not re-armed here: its
+ * final completion resumes, in on_accept. */
+static void resume(struct rs_listener *l)
 {
-    struct rs_listener *l = t->data;
     if (!l->paused || l->stopped || l->armed)
         return;
-    if (fd_full(loop) || l->handoffs >= HANDOFFS_MAX)
+    if (fd_full(l->loop) || l->handoffs >= HANDOFFS_MAX)
         return;
     arm(l);
+}
+
+static void backoff_over(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    resume(t->data);
 }
 
 void rs_listener_conn_closing(struct rs_loop *loop)

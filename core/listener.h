@@ -46,6 +46,11 @@ struct rs_listener {
 int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reuseport,
                      int backlog);
 
+/* A new TCP socket of family (AF_INET, AF_INET6) for an outbound
+ * connection: non-blocking, close-on-exec, TCP_NODELAY when asked. fd, or
+ * -errno. What RS_OP_SOCKET makes where it cannot make a direct one. */
+int rs_tcp_socket(int family, bool nodelay);
+
 /* The port a socket is bound to, or -errno. */
 int rs_socket_port(int fd);
 

@@ -34,6 +34,12 @@ enum rs_op_kind {
     RS_OP_HANDOFF,  /* move accepted socket fd to the loop in buf (RS_CAP_HANDOFF);
                        res >= 0: it is there, fd is no longer ours; < 0: it
                        still is */
+    RS_OP_SOCKET,   /* a new TCP socket (RS_CAP_SOCKET): len = address family
+                       (AF_INET, AF_INET6), fd unused; non-blocking and
+                       close-on-exec when it is a plain fd. With RS_OPF_DIRECT a
+                       direct descriptor is welcome (not promised); with
+                       RS_OPF_NODELAY it has TCP_NODELAY set. res = the new
+                       descriptor, flagged RS_CF_DIRECT when it is a direct one */
     RS_OP_SENDFILE, /* send len bytes of a file to socket fd without copying
                        them through user space (RS_CAP_SENDFILE): buf is a
                        struct rs_sendfile; res = bytes sent, may be short; 0:
@@ -61,13 +67,17 @@ struct rs_sendfile {
 #define RS_OPF_STATIC_BUF (1u << 1)
 /* fd is a direct descriptor (an io_uring fixed-file slot), not a process
  * fd. The descriptor kind travels with each op: one loop may hold both
- * (accepted sockets direct, outbound ones plain). Only a backend declaring
- * RS_CAP_DIRECT_FD ever hands out direct descriptors (RS_CF_DIRECT). */
+ * (accepted sockets direct, outbound ones plain where the kernel cannot
+ * make direct ones). Only a backend declaring RS_CAP_DIRECT_FD ever hands
+ * out direct descriptors (RS_CF_DIRECT). On RS_OP_SOCKET (which has no fd
+ * yet) it means "a direct descriptor is welcome". */
 #define RS_OPF_DIRECT (1u << 2)
 /* RS_OP_READ: read into a buffer the backend lends from the loop's pool
  * (completion flagged RS_CF_BUFFER when res > 0, released like a recv's;
  * -ENOBUFS when none is free); len is capped at the pool's buffer size. */
 #define RS_OPF_POOL_BUF (1u << 3)
+/* RS_OP_SOCKET: set TCP_NODELAY on the new socket before completing. */
+#define RS_OPF_NODELAY (1u << 4)
 /* RS_OP_SEND: buf is a struct msghdr whose iovecs hold the bytes (a
  * vectored send, sendmsg(2)); len is their total. The msghdr and iovecs
  * stay untouched until the completion. Never zero-copy. */
@@ -78,7 +88,7 @@ struct rs_sendfile {
 #define RS_CF_MORE (1u << 0)
 /* .bid names a lent buffer the core must release. */
 #define RS_CF_BUFFER (1u << 1)
-/* accept: res is a direct descriptor (use it with RS_OPF_DIRECT). */
+/* accept, socket: res is a direct descriptor (use it with RS_OPF_DIRECT). */
 #define RS_CF_DIRECT (1u << 2)
 
 struct rs_completion {

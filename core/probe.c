@@ -80,10 +80,9 @@ static const struct named_field register_fields[] = {
 };
 
 static const struct named_field multishot_fields[] = {
-    {"accept", OFF(multishot_accept)},
-    {"recv", OFF(multishot_recv)},
-    {"accept_direct", OFF(accept_direct)},
-    {"send_zc", OFF(send_zc)},
+    {"accept", OFF(multishot_accept)},     {"recv", OFF(multishot_recv)},
+    {"accept_direct", OFF(accept_direct)}, {"send_zc", OFF(send_zc)},
+    {"socket_direct", OFF(socket_direct)}, {"sockopt_cmd", OFF(sockopt_cmd)},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -452,6 +451,7 @@ static void report_summary(struct emit *e, const struct rs_uring_support *s)
                 snprintf(row, sizeof(row), "no: %s", f->why);
             text_row(e, f->name, row);
         }
+        text_row(e, "outbound sockets", sum.outbound);
     }
     emit_close(e);
 }

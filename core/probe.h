@@ -27,6 +27,10 @@ struct rs_uring_support {
     bool compiled;       /* built with liburing (RS_HAVE_URING) */
     int disabled_sysctl; /* /proc/sys/kernel/io_uring_disabled, -1 if absent */
     uint64_t opcodes;    /* bit n set: opcode n supported (IORING_REGISTER_PROBE) */
+    /* IORING_OP_SOCKET into a kernel-chosen direct slot (5.19+) */
+    bool socket_direct;
+    /* SOCKET_URING_OP_SETSOCKOPT sets TCP_NODELAY, on a direct socket too (6.7+) */
+    bool sockopt_cmd;
 };
 
 /* Fill *s. Never fails: an unusable io_uring is a finding. The io_uring
@@ -73,6 +77,9 @@ struct rs_probe_summary {
     char defaults[200];    /* the default feature list, as the start-up line says it */
     size_t n;
     struct rs_feature_summary f[RS_SUMMARY_MAX_FEATURES];
+    /* What the outbound sockets (RS_OP_SOCKET: the proxy's upstreams) are
+     * by default, and why: "direct descriptors (...)" or "plain fds: ..." */
+    char outbound[256];
 };
 
 void rs_probe_summarize(const struct rs_uring_support *s, struct rs_probe_summary *out);

@@ -40,6 +40,7 @@ static const struct field {
     COUNTER(refused),
     COUNTER(connects),
     COUNTER(connect_failed),
+    COUNTER(connects_direct),
     COUNTER(sessions),
     COUNTER(bytes_up),
     COUNTER(bytes_down),

@@ -2,7 +2,8 @@
  *
  * Three ops per stream: the recv (multishot while the backend allows), the
  * send (one in flight, the head of the output queue) and a control op that
- * is, in turn, the connect, the shutdown and the close. `inflight` counts
+ * is, in turn, the socket (outbound: RS_OP_SOCKET, the fd is -1 until it
+ * completes), the connect, the shutdown and the close. `inflight` counts
  * them; the close op is submitted only when it is zero, and the struct is
  * freed only when the close op completed.
  */
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "listener.h"
 #include "loop.h"
 #include "protocol.h"
 
@@ -564,12 +566,22 @@ void rs_stream_abort_reason(struct rs_stream *s, int reason)
     maybe_progress(s);
 }
 
-/* A lingering close waits for the peer's EOF at most this long. */
-static void linger_expired(struct rs_loop *loop, struct rs_timer *t)
+/* A graceful close gives up once --drain-timeout passes without progress:
+ * no send completed (a peer that stopped reading), or, everything sent, no
+ * EOF came (a lingering close). Measured from the last progress, not from
+ * rs_stream_close: a slow reader that keeps reading gets all its bytes. */
+static void close_expired(struct rs_loop *loop, struct rs_timer *t)
 {
     (void)loop;
     struct rs_stream *s = t->data;
     fail(s, -ETIMEDOUT);
+}
+
+static void close_timer_start(struct rs_stream *s)
+{
+    uint32_t ms = s->loop->cfg->drain_timeout_ms;
+    if (ms)
+        rs_timer_start(s->loop, &s->timer, ms, close_expired, s);
 }
 
 void rs_stream_close(struct rs_stream *s)
@@ -586,9 +598,10 @@ void rs_stream_close(struct rs_stream *s)
      * its EOF; a recv stopped by the owner resumes once the output is
      * gone. */
     s->lingering = !s->eof;
-    if (s->lingering && s->loop->cfg->drain_timeout_ms)
-        rs_timer_start(s->loop, &s->timer, s->loop->cfg->drain_timeout_ms, linger_expired,
-                       s);
+    /* Bounded whether or not the peer's EOF came already: a peer that sent
+     * it and never reads would otherwise hold the stream for good (the
+     * idle scan looks at open streams only). */
+    close_timer_start(s);
     maybe_progress(s);
 }
 
@@ -685,7 +698,8 @@ static void maybe_progress(struct rs_stream *s)
         if (s->recv_armed || s->starved)
             return; /* until EOF, an error, or the linger timer */
     }
-    if (s->inflight > 0)
+    /* No socket (its op failed): on_socket_op frees the stream. */
+    if (s->inflight > 0 || s->fd < 0)
         return;
     if (!s->close_issued) {
         rs_timer_stop(s->loop, &s->timer);
@@ -851,6 +865,8 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
         maybe_progress(s);
         return;
     }
+    if (s->state == RS_STREAM_CLOSING && rs_timer_active(&s->timer))
+        close_timer_start(s); /* progress: the graceful close's bound starts again */
     start_send(s);
     /* The last byte of a file went out: its owner may queue the next one
      * (rs_stream_has_file), whatever the watermark says. */
@@ -900,6 +916,28 @@ static void connect_done(struct rs_stream *s, int res)
 }
 
 static void on_connect_op(struct rs_loop *loop, struct rs_op *op,
+                          const struct rs_completion *comp);
+
+/* Submit the connect on the stream's new socket. A refusal is reported
+ * like a failed connect (the socket is closed by the close op). */
+static int start_connect(struct rs_stream *s)
+{
+    s->ctl_op.kind = RS_OP_CONNECT;
+    s->ctl_op.fn = on_connect_op;
+    s->ctl_op.buf = &s->peer;
+    s->ctl_op.len = s->peer_len;
+    s->ctl_op.flags = opf(s, 0);
+    int rc = s->loop->ops->submit(s->loop, &s->ctl_op);
+    if (rc < 0) {
+        s->ctl_op.fn = on_ctl;
+        return rc;
+    }
+    s->inflight++;
+    s->connect_busy = true;
+    return 0;
+}
+
+static void on_connect_op(struct rs_loop *loop, struct rs_op *op,
                           const struct rs_completion *comp)
 {
     struct rs_stream *s = op->data;
@@ -913,6 +951,63 @@ static void on_connect_op(struct rs_loop *loop, struct rs_op *op,
     connect_done(s, comp->res);
 }
 
+/* The stream's descriptor from now on: every op uses it. */
+static void adopt_fd(struct rs_stream *s, int fd, bool direct)
+{
+    s->fd = fd;
+    s->direct = direct;
+    s->recv_op.fd = s->send_op.fd = s->ctl_op.fd = fd;
+    if (direct)
+        s->loop->stats.connects_direct++;
+}
+
+/* RS_OP_SOCKET completed: connect on the new socket, or end the stream.
+ * Without a socket there is nothing to close: the stream is freed here,
+ * from the completion (never from inside an rs_stream_* call). */
+static void on_socket_op(struct rs_loop *loop, struct rs_op *op,
+                         const struct rs_completion *comp)
+{
+    struct rs_stream *s = op->data;
+    int res = comp->res;
+    assert(!(comp->flags & RS_CF_MORE));
+    assert(s->inflight > 0 && s->connect_busy && s->fd < 0);
+    s->inflight--;
+    s->connect_busy = false;
+    s->connect_cancel = false;
+    op->fn = on_ctl;
+    if (res >= 0)
+        adopt_fd(s, res, (comp->flags & RS_CF_DIRECT) != 0);
+    if (s->state != RS_STREAM_CONNECTING) {
+        /* Aborted meanwhile: close the socket if there is one. */
+        if (s->fd >= 0)
+            maybe_progress(s);
+        else
+            free_stream(s);
+        return;
+    }
+    if (s->timed_out)
+        res = -ETIMEDOUT; /* the timer cancelled it, or the socket came too late */
+    if (res >= 0) {
+        int rc = start_connect(s);
+        if (rc < 0)
+            connect_done(s, rc);
+        return;
+    }
+    if (s->fd >= 0) {
+        connect_done(s, res); /* on_connect, then the close op */
+        return;
+    }
+    rs_timer_stop(loop, &s->timer);
+    loop->stats.connect_failed++;
+    /* Closing before on_connect: whatever the owner calls from it (abort,
+     * close, writes) finds a stream that is done. */
+    s->state = RS_STREAM_CLOSING;
+    s->close_reason = res;
+    if (s->cbs->on_connect)
+        s->cbs->on_connect(s, res);
+    free_stream(s);
+}
+
 struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr *addr,
                                     socklen_t addrlen, uint32_t timeout_ms,
                                     const struct rs_stream_cbs *cbs, void *data)
@@ -922,42 +1017,57 @@ struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr 
         errno = EAFNOSUPPORT;
         return NULL;
     }
-    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return NULL;
-    if (loop->cfg->nodelay) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
-    struct rs_stream *s = stream_new(loop, fd, false, cbs, data);
+    struct rs_stream *s = stream_new(loop, -1, false, cbs, data);
     if (!s) {
-        close(fd);
         errno = ENOMEM;
         return NULL;
     }
     s->state = RS_STREAM_CONNECTING;
     s->outbound = true;
-    loop->stats.connects++;
     memcpy(&s->peer, addr, addrlen);
-    s->ctl_op.kind = RS_OP_CONNECT;
-    s->ctl_op.fn = on_connect_op;
-    s->ctl_op.buf = &s->peer;
-    s->ctl_op.len = addrlen;
-    s->ctl_op.flags = opf(s, 0);
-    int rc = loop->ops->submit(loop, &s->ctl_op);
-    if (rc < 0) {
-        /* Never submitted: nothing is in flight; the close op (retried if
-         * refused) ends it without telling anyone. */
-        s->ctl_op.fn = on_ctl;
-        s->state = RS_STREAM_CLOSING;
-        s->close_reason = rc;
-        s->cbs = NULL;
-        maybe_progress(s);
-        errno = -rc;
-        return NULL;
+    s->peer_len = addrlen;
+    int rc;
+    if (loop->caps & RS_CAP_SOCKET) {
+        /* The backend makes the socket, direct where it can. */
+        s->ctl_op.kind = RS_OP_SOCKET;
+        s->ctl_op.fn = on_socket_op;
+        s->ctl_op.len = addr->sa_family;
+        s->ctl_op.flags = RS_OPF_DIRECT | (loop->cfg->nodelay ? RS_OPF_NODELAY : 0);
+        rc = loop->ops->submit(loop, &s->ctl_op);
+        if (rc < 0) {
+            /* Nothing exists yet, nobody knows of it: gone at once. */
+            s->ctl_op.fn = on_ctl;
+            s->cbs = NULL;
+            s->state = RS_STREAM_CLOSING;
+            free_stream(s);
+            errno = -rc;
+            return NULL;
+        }
+        s->inflight++;
+        s->connect_busy = true;
+    } else {
+        int fd = rs_tcp_socket(addr->sa_family, loop->cfg->nodelay);
+        if (fd < 0) {
+            s->cbs = NULL;
+            s->state = RS_STREAM_CLOSING;
+            free_stream(s);
+            errno = -fd;
+            return NULL;
+        }
+        adopt_fd(s, fd, false);
+        rc = start_connect(s);
+        if (rc < 0) {
+            /* Never submitted: nothing is in flight; the close op (retried
+             * if refused) ends it without telling anyone. */
+            s->state = RS_STREAM_CLOSING;
+            s->close_reason = rc;
+            s->cbs = NULL;
+            maybe_progress(s);
+            errno = -rc;
+            return NULL;
+        }
     }
-    s->inflight++;
-    s->connect_busy = true;
+    loop->stats.connects++;
     if (timeout_ms)
         rs_timer_start(loop, &s->timer, timeout_ms, connect_expired, s);
     return s;

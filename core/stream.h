@@ -6,7 +6,7 @@
  * its owner (a protocol, a session joining two streams) gets callbacks and
  * keeps its own state behind `data`.
  *
- *   connecting -> open (reading, writing, either side half-closed)
+ *   connecting (socket, then connect) -> open (reading, writing, either side half-closed)
  *              -> closing -> (close op completes) -> on_close -> freed
  *
  * Input. While reading (the default; rs_stream_read_start/stop), one
@@ -35,8 +35,10 @@
  * Closing. rs_stream_close: send what is queued, shut down, then read and
  * drop input until the peer's EOF (closing with unread input would make
  * the kernel reset the connection and discard what the peer has not read
- * yet), bounded by the drain timeout. rs_stream_abort: close now, dropping
- * queued output. Errors (a reset, a failed send) abort. Either way on_close
+ * yet). The drain timeout bounds it from the last progress: when that long
+ * passes without a send completing or, all sent, without the peer's EOF,
+ * the close becomes an abort (-ETIMEDOUT). rs_stream_abort: close now,
+ * dropping queued output. Errors (a reset, a failed send) abort. Either way on_close
  * is the last callback, with reason 0 (graceful) or -errno, and the struct
  * is freed right after it returns: it is freed only when no op is in
  * flight.
@@ -132,21 +134,27 @@ struct rs_stream {
     uint64_t pending;       /* queued output bytes, in-flight send included */
     uint64_t lowat;         /* on_writable threshold */
     uint64_t last_active_ms;
-    struct rs_timer timer; /* connect timeout, then the lingering close's bound */
+    struct rs_timer timer; /* connect timeout, then the graceful close's bound */
     union {
         struct sockaddr sa;
         struct sockaddr_in in4;
         struct sockaddr_in6 in6;
-    } peer; /* outbound: the address being connected to */
+    } peer;             /* outbound: the address being connected to */
+    socklen_t peer_len; /* ...and its length */
 };
 
-/* Start an outbound connection to addr (IPv4 or IPv6) on a new plain
- * (process) fd with TCP_NODELAY as configured, whatever descriptor kind
- * the loop's accepted sockets have. The stream is returned at once in the
- * connecting state; cbs->on_connect reports the
- * result, -ETIMEDOUT after timeout_ms (0: no timeout of ours). Writes may
- * be queued before the connect completes; they are sent after it. NULL
- * with errno set when no socket could be created (EMFILE...). */
+/* Start an outbound connection to addr (IPv4 or IPv6) on a new socket with
+ * TCP_NODELAY as configured. Where the backend has RS_OP_SOCKET
+ * (RS_CAP_SOCKET) it makes the socket, a direct descriptor where it can
+ * (io_uring with fixed-files and direct-socket), else a plain fd; without
+ * it the socket is made here with socket(2). Its kind is s->direct once
+ * known (fd is -1 until then). The stream is returned at once in the
+ * connecting state; cbs->on_connect reports the result: -errno when no
+ * socket could be made (EMFILE...), or the connect's, -ETIMEDOUT after
+ * timeout_ms (0: no timeout of ours), which covers making the socket too.
+ * Writes may be queued before the connect completes; they are sent after
+ * it. NULL with errno set when nothing could be started (the backend
+ * refused the op, no memory, or socket(2) failed right here). */
 struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr *addr,
                                     socklen_t addrlen, uint32_t timeout_ms,
                                     const struct rs_stream_cbs *cbs, void *data);

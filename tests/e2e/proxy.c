@@ -28,6 +28,7 @@
  * would dominate it).
  * Exit 77 (meson: skip) when io_uring is unavailable for a uring variant.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -721,6 +722,66 @@ static void test_proxy_capacity_two_descriptors_a_session(void **state)
     assert_int_equal(rejected, nc - max);
 }
 
+/* --- 10. outbound socket kind ------------------------------------------------------ */
+
+/* Process descriptors only: /proc/PID/fd, without the ring's direct table. */
+static long process_fds(const struct h_server *s)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)s->pid);
+    DIR *d = opendir(path);
+    if (!d)
+        fail_msg("opendir %s: %s", path, strerror(errno));
+    long n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Where the proxy runs with direct-socket (io_uring with fixed files on a
+ * kernel that can, the default here), its upstream sockets are direct
+ * descriptors like the accepted ones: with sessions open it holds not one
+ * process fd more, and every connect is counted in connects_direct.
+ * Elsewhere each upstream is a plain fd, and connects_direct stays 0. */
+static void test_proxy_outbound_socket_kind(void **state)
+{
+    struct pfx *fx = *state;
+    enum { N = 8 };
+    char addr[64], line[2048];
+    start_echo(fx);
+    up_addr(addr, sizeof(addr), fx->up.port);
+    start_proxy(fx, addr, NULL);
+    if (!h_find_line(&fx->px, "ringserve: listening", line, sizeof(line)))
+        fail_msg("no listening line");
+    const char *feat = strstr(line, "features=");
+    bool direct = feat && strstr(feat, "direct-socket") && strstr(feat, "fixed-files");
+    long base = h_server_fd_count(&fx->px), plain0 = process_fds(&fx->px);
+    int c[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = keep(fx, h_connect(&fx->px));
+        echo_via(c[i], 100, (uint64_t)i); /* the upstream is connected */
+    }
+    long plain = process_fds(&fx->px);
+    print_message("outbound sockets %s: %ld process fds with %d sessions, %ld without\n",
+                  direct ? "direct" : "plain", plain, N, plain0);
+    if (direct)
+        assert_int_equal(plain, plain0);
+    else
+        assert_true(plain >= plain0 + N);
+    for (int i = 0; i < N; i++)
+        drop(fx, c[i], false);
+    wait_fds(fx, base, "after the sessions");
+    struct pstats st;
+    stop_proxy(fx, &st);
+    unsigned long long cd = 0;
+    if (!h_find_line(&fx->px, "ringserve: stats:", line, sizeof(line)) ||
+        !h_line_value(line, "connects_direct", &cd))
+        fail_msg("no connects_direct= on the stats line");
+    assert_int_equal(st.sessions, N);
+    assert_int_equal(cd, direct ? N : 0);
+}
+
 /* --- main ----------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -752,6 +813,7 @@ int main(int argc, char **argv)
         T(test_proxy_churn_no_fd_leak),
         T(test_proxy_connect_timeout),
         T(test_proxy_capacity_two_descriptors_a_session),
+        T(test_proxy_outbound_socket_kind),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,7 +19,7 @@ BOOL, STR, INT, NULL = bool, str, int, type(None)
 
 # ringserve's io_uring features, in its order (the summary's keys).
 URING_FEATURES = ("multishot-accept multishot-recv buf-ring fixed-files ring-fd "
-                  "defer-taskrun send-zc sqpoll bundle batch-wait").split()
+                  "defer-taskrun send-zc sqpoll bundle batch-wait direct-socket").split()
 
 SCHEMA = {
     "ringserve": (STR,),
@@ -46,7 +46,8 @@ SCHEMA = {
             "rsrc_tags cqe_skip linked_file reg_reg_ring recvsend_bundle min_timeout".split(),
             (BOOL,)),
         "register": dict.fromkeys("buf_ring sparse_files ring_fd".split(), (BOOL,)),
-        "multishot": dict.fromkeys("accept recv accept_direct send_zc".split(), (BOOL,)),
+        "multishot": dict.fromkeys(
+            "accept recv accept_direct send_zc socket_direct sockopt_cmd".split(), (BOOL,)),
     },
     "epoll": dict.fromkeys(["exclusive", "busy_poll_ioctl"], (BOOL,)),
     "limits": {
@@ -134,6 +135,8 @@ def check_consistency(d):
     check(not m["recv"] or r["buf_ring"], "multishot recv without buf_ring")
     check(not m["accept_direct"] or r["sparse_files"], "accept_direct without sparse_files")
     check(not m["send_zc"] or u["opcodes"]["send_zc"], "send_zc works but is not listed")
+    check(not m["socket_direct"] or u["opcodes"]["socket"], "socket_direct works but is not listed")
+    check(not m["sockopt_cmd"] or m["socket_direct"], "sockopt_cmd without socket_direct")
     for bit, name in enumerate(FEATURE_BITS):
         check(u["features"][name] == bool(u["features_mask"] >> bit & 1),
               f"features.{name} disagrees with features_mask")

@@ -371,6 +371,8 @@ static const char *const documented[] = {
     "io_uring.multishot.recv",
     "io_uring.multishot.accept_direct",
     "io_uring.multishot.send_zc",
+    "io_uring.multishot.socket_direct",
+    "io_uring.multishot.sockopt_cmd",
     "epoll.exclusive",
     "epoll.busy_poll_ioctl",
     "limits.nofile.soft",
@@ -390,6 +392,7 @@ static const char *const documented[] = {
     "summary.features.sqpoll",
     "summary.features.bundle",
     "summary.features.batch-wait",
+    "summary.features.direct-socket",
     "summary.reasons.multishot-accept",
     "summary.reasons.multishot-recv",
     "summary.reasons.buf-ring",
@@ -400,6 +403,7 @@ static const char *const documented[] = {
     "summary.reasons.sqpoll",
     "summary.reasons.bundle",
     "summary.reasons.batch-wait",
+    "summary.reasons.direct-socket",
 };
 
 /* Every boolean fact of the struct, as false when io_uring is unusable. */
@@ -409,7 +413,7 @@ static bool any_fact(const struct rs_uring_support *s)
            s->taskrun_flag || s->submit_all || s->cqsize || s->no_sqarray ||
            s->buf_ring || s->sparse_files || s->ring_fd || s->multishot_accept ||
            s->multishot_recv || s->accept_direct || s->send_zc || s->recvsend_bundle ||
-           s->features || s->opcodes;
+           s->socket_direct || s->sockopt_cmd || s->features || s->opcodes;
 }
 
 /* --- struct tests --- */
@@ -504,6 +508,8 @@ static void test_probe_json_is_documented_and_agrees(void **state)
     assert_json_bool(j, "io_uring.multishot.recv", s.multishot_recv);
     assert_json_bool(j, "io_uring.features.recvsend_bundle", s.recvsend_bundle);
     assert_json_bool(j, "io_uring.features.min_timeout", s.min_timeout);
+    assert_json_bool(j, "io_uring.multishot.socket_direct", s.socket_direct);
+    assert_json_bool(j, "io_uring.multishot.sockopt_cmd", s.sockopt_cmd);
     assert_int_equal(strtoull(get(j, "io_uring.features_mask"), NULL, 10), s.features);
     assert_string_equal(get(j, "liburing"), "\"" RS_LIBURING_VERSION "\"");
     if (s.available) {
@@ -635,6 +641,28 @@ static void test_probe_summary_on_6_1(void **state)
     assert_int_equal(verdict_of(&sum, "batch-wait")->verdict, RS_FEATURE_UNAVAILABLE);
     assert_non_null(strstr(verdict_of(&sum, "batch-wait")->why, "6.12"));
     assert_string_equal(verdict_of(&sum, "send-zc")->why, "");
+    /* 6.1 has IORING_OP_SOCKET but not the setsockopt command: outbound
+     * sockets stay plain fds, and the summary says why. */
+    s.socket_direct = true;
+    rs_probe_summarize(&s, &sum);
+    assert_int_equal(verdict_of(&sum, "direct-socket")->verdict, RS_FEATURE_UNAVAILABLE);
+    assert_non_null(strstr(verdict_of(&sum, "direct-socket")->why, "6.7"));
+    assert_non_null(strstr(verdict_of(&sum, "direct-socket")->why, "plain fds"));
+    assert_non_null(strstr(sum.outbound, "plain fds"));
+    assert_non_null(strstr(sum.outbound, "SOCKET_URING_OP_SETSOCKOPT"));
+    /* 6.7+: direct, by default. */
+    s.sockopt_cmd = true;
+    rs_probe_summarize(&s, &sum);
+    assert_int_equal(verdict_of(&sum, "direct-socket")->verdict, RS_FEATURE_DEFAULT);
+    assert_non_null(strstr(sum.defaults, "send-zc,direct-socket"));
+    assert_non_null(strstr(sum.outbound, "direct descriptors"));
+    /* ...but never without fixed-files. */
+    s.accept_direct = false;
+    rs_probe_summarize(&s, &sum);
+    assert_int_equal(verdict_of(&sum, "direct-socket")->verdict, RS_FEATURE_UNAVAILABLE);
+    assert_non_null(strstr(verdict_of(&sum, "direct-socket")->why, "needs fixed-files"));
+    s.accept_direct = true;
+    s.socket_direct = s.sockopt_cmd = false;
     /* 6.12 adds both: opt-in, never default. */
     s.recvsend_bundle = s.min_timeout = true;
     rs_probe_summarize(&s, &sum);

@@ -25,7 +25,8 @@ static int fk_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
     (void)err;
     (void)n;
     loop->backend = calloc(1, sizeof(struct fake_state));
-    loop->caps = RS_CAP_CONNECT; /* scripted: any op kind is fine */
+    /* scripted: any op kind is fine */
+    loop->caps = RS_CAP_CONNECT | RS_CAP_SOCKET | RS_CAP_SOCKET_DIRECT;
     return loop->backend ? 0 : -ENOMEM;
 }
 
@@ -45,7 +46,7 @@ static int fk_submit(struct rs_loop *loop, struct rs_op *op)
     if (f->fail_submit)
         return -EBUSY;
     assert(find_inflight(f, op) < 0); /* an op is never submitted twice */
-    if (op->kind <= RS_OP_CLOSE && f->refuse_submit[op->kind] > 0) {
+    if (op->kind < 32 && f->refuse_submit[op->kind] > 0) {
         f->refuse_submit[op->kind]--;
         f->refused++;
         return -EBUSY;
@@ -113,6 +114,8 @@ static void auto_complete(struct rs_loop *loop)
             res = -ECANCELED;
         else if (op->kind == RS_OP_SEND)
             res = (int32_t)op->len;
+        else if (op->kind == RS_OP_SOCKET)
+            res = FAKE_SOCKET_FD + f->sockets++; /* a number only: no IO here */
         fake_complete(loop, op, res, 0, 0);
     }
 }

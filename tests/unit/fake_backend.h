@@ -40,7 +40,11 @@ struct fake_state {
      * shutdown and close with 0, an accept with -ECANCELED. For tests of
      * rs_loop_run() that must reach the end by themselves. */
     bool auto_complete;
+    int sockets; /* RS_OP_SOCKETs auto_complete answered */
 };
+
+/* auto_complete's RS_OP_SOCKET results count up from here. */
+#define FAKE_SOCKET_FD 900000
 
 extern const struct rs_backend_ops fake_backend;
 struct fake_state *fake(struct rs_loop *loop);

@@ -2,10 +2,11 @@
  * (core/proxy.c) on the real stream code, over the scripted fake backend.
  *
  * Each session is a client stream the driver "accepts" and the upstream
- * stream the proxy opens with rs_stream_connect (a real socket(2) the fake
- * never uses; the driver closes it after its close op). At each step a
- * choice source picks one legal event: a completion of any op in flight
- * (connect: 0, -ECONNREFUSED, -ETIMEDOUT; recv: data in a lent buffer with
+ * stream the proxy opens with rs_stream_connect (its RS_OP_SOCKET answered
+ * by the driver with a made-up descriptor, plain or direct, or -EMFILE).
+ * At each step a choice source picks one legal event: a completion of any
+ * op in flight (socket: a descriptor, -EMFILE; connect: 0, -ECONNREFUSED,
+ * -ETIMEDOUT; recv: data in a lent buffer with
  * or without RS_CF_MORE, EOF, -ENOBUFS, -ECONNRESET; send: all, short, an
  * error; after a cancel: -ECANCELED or a result racing it), a new session,
  * an abort of one stream (what the idle timeout does), the connect timer
@@ -18,6 +19,8 @@
  *  - a lent buffer is released once, never while a send still reads it;
  *  - no op after a stream's close op, no send after its shutdown, at most
  *    one recv and one send in flight, close only with nothing else;
+ *  - no op on an upstream before its socket op completed, and every op
+ *    carries the descriptor kind the socket op gave (RS_OPF_DIRECT);
  *  - a graceful shutdown forwards everything: SHUT_WR on one stream only
  *    after all the other stream received was sent on it;
  *  - queued output stays within --max-pending plus the receives that raced
@@ -49,15 +52,17 @@
 #define MAX_OPENED 16 /* per schedule */
 #define MAX_SHADOW 64
 #define MAX_RACES  3
-#define CLIENT_FD  10000 /* far above the real sockets' numbers */
+#define CLIENT_FD  10000 /* made-up descriptors: the fake does no IO */
+#define UP_FD      20000
 #define DRAIN_MAX  100000
 
 struct sched_proxy_totals sched_proxy_totals;
 
 struct side {
-    int fd;    /* -1 until known (an upstream: at its connect) */
-    bool up;   /* the upstream side */
-    bool live; /* known, close op not completed */
+    int fd;      /* -1 until known (an upstream: at its connect) */
+    bool up;     /* the upstream side */
+    bool live;   /* known, close op not completed */
+    bool direct; /* the socket op said RS_CF_DIRECT */
     bool shut, close_sub, errored;
     uint32_t races; /* data completions that raced a cancel of the recv */
     uint8_t *rx;    /* bytes delivered by recvs on this side */
@@ -66,8 +71,9 @@ struct side {
 };
 
 struct sess {
-    struct side s[2]; /* [0] client, [1] upstream */
-    bool dirty;       /* an error, abort or failed connect: no graceful check */
+    struct side s[2];  /* [0] client, [1] upstream */
+    bool dirty;        /* an error, abort or failed connect: no graceful check */
+    int sock_inflight; /* the upstream's socket op, in flight */
 };
 
 struct shadow {
@@ -75,6 +81,7 @@ struct shadow {
     int fd;
     uint8_t kind;
     bool cancelled;
+    int sess; /* RS_OP_SOCKET: the session it is for (fd is -1) */
     const uint8_t *buf;
     uint32_t len;
     uint8_t *snap;
@@ -89,6 +96,7 @@ struct pd {
     uint64_t rng;
     struct sess ss[MAX_OPENED];
     int nss, opening;
+    int next_up_fd;
     struct shadow sh[MAX_SHADOW];
     int nsh;
     uint8_t *held;
@@ -156,37 +164,62 @@ static int shadow_count(struct pd *d, int fd, int kind)
 
 static const char *kname(uint8_t k)
 {
-    static const char *const n[] = {"?",        "accept", "recv",   "send",
-                                    "shutdown", "close",  "connect"};
+    static const char *const n[] = {"?",     "accept",  "recv",   "send", "shutdown",
+                                    "close", "connect", "openat", "read", "write",
+                                    "statx", "handoff", "socket"};
     return k < sizeof(n) / sizeof(n[0]) ? n[k] : "?";
 }
 
 /* ---- backend wrappers ---------------------------------------------- */
 
+static struct shadow *shadow_add(struct pd *d, struct rs_op *op)
+{
+    if (d->nsh >= MAX_SHADOW)
+        fail(d, "too many ops in flight");
+    struct shadow *h = &d->sh[d->nsh++];
+    *h = (struct shadow){.op = op, .fd = op->fd, .kind = op->kind, .sess = -1};
+    return h;
+}
+
+/* The upstream of the session being opened asks for its socket. */
+static int socket_submit(struct pd *d, struct rs_loop *loop, struct rs_op *op)
+{
+    if (d->opening < 0)
+        fail(d, "a socket op outside a session's open");
+    struct sess *ss = &d->ss[d->opening];
+    if (ss->s[1].fd >= 0 || ss->sock_inflight)
+        fail(d, "a second socket op for one session");
+    if (op->fd != -1 || op->len != AF_INET || !(op->flags & RS_OPF_DIRECT))
+        fail(d, "socket op: fd %d, family %u, flags %#x", op->fd, op->len, op->flags);
+    int rc = fake_backend.submit(loop, op);
+    if (rc < 0)
+        return rc;
+    shadow_add(d, op)->sess = d->opening;
+    ss->sock_inflight = 1;
+    TRACE(d, "    core: submit socket (session %d)", d->opening);
+    return 0;
+}
+
 static int pk_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct pd *d = of(loop);
     struct sess *ss = NULL;
-    if (op->kind == RS_OP_CONNECT) {
-        /* The upstream of the session being opened: learn its fd. */
-        if (d->opening < 0)
-            fail(d, "a connect outside a session's open");
-        struct side *u = &d->ss[d->opening].s[1];
-        if (u->fd >= 0)
-            fail(d, "a second connect for one session");
-        if (side_of(d, op->fd, NULL))
-            fail(d, "connect on fd %d, which is in use", op->fd);
-        u->fd = op->fd;
-        u->live = true;
-    }
+    if (op->kind == RS_OP_SOCKET)
+        return socket_submit(d, loop, op);
     struct side *x = side_of(d, op->fd, &ss);
     if (!x)
         fail(d, "%s on fd %d, which no live stream owns", kname(op->kind), op->fd);
     if (x->close_sub)
         fail(d, "%s on fd %d after its close op", kname(op->kind), op->fd);
+    if (!(op->flags & RS_OPF_DIRECT) != !x->direct)
+        fail(d, "%s on fd %d with the wrong descriptor kind", kname(op->kind), op->fd);
     struct side *y = &ss->s[x == &ss->s[0]];
     switch (op->kind) {
     case RS_OP_CONNECT:
+        if (!x->up)
+            fail(d, "a connect on the client's fd %d", op->fd);
+        if (shadow_count(d, op->fd, -1))
+            fail(d, "a connect on fd %d with ops in flight", op->fd);
         break;
     case RS_OP_RECV:
         if (shadow_count(d, op->fd, RS_OP_RECV))
@@ -232,10 +265,7 @@ static int pk_submit(struct rs_loop *loop, struct rs_op *op)
     int rc = fake_backend.submit(loop, op);
     if (rc < 0)
         return rc;
-    if (d->nsh >= MAX_SHADOW)
-        fail(d, "too many ops in flight");
-    struct shadow *h = &d->sh[d->nsh++];
-    *h = (struct shadow){.op = op, .fd = op->fd, .kind = op->kind};
+    struct shadow *h = shadow_add(d, op);
     if (op->kind == RS_OP_SEND) {
         h->buf = op->buf;
         h->len = op->len;
@@ -327,7 +357,8 @@ static void check(struct pd *d)
                 fail(d, "fd %d: more queued than the other side received and not sent",
                      x->fd);
         }
-        if (live && !inflight && !waiting)
+        inflight += ss->sock_inflight;
+        if ((live || ss->sock_inflight) && !inflight && !waiting)
             fail(d, "session %d hangs: nothing in flight, nothing waiting", i);
     }
 }
@@ -355,8 +386,8 @@ static void open_session(struct pd *d)
     if (!rs_stream_accept(&d->loop, ss->s[0].fd, false, false))
         fail(d, "rs_stream_accept failed");
     d->opening = -1;
-    if (ss->s[1].fd < 0)
-        fail(d, "the proxy opened no upstream");
+    if (!ss->sock_inflight)
+        fail(d, "the proxy asked for no upstream socket");
     sched_proxy_totals.sessions++;
 }
 
@@ -371,9 +402,40 @@ static void rx_append(struct side *x, const uint8_t *p, uint32_t len)
     x->rx_len += len;
 }
 
+/* The socket op's completion: res >= 0 means a new descriptor, the
+ * driver's own number (direct with flags RS_CF_DIRECT). The side is live
+ * from now on: the core may close it at once (an abort came first). */
+static void deliver_socket(struct pd *d, int i, int32_t res, uint32_t flags)
+{
+    struct shadow h = d->sh[i];
+    struct sess *ss = &d->ss[h.sess];
+    struct side *u = &ss->s[1];
+    if (res >= 0) {
+        res = UP_FD + d->next_up_fd++;
+        u->fd = res;
+        u->live = true;
+        u->direct = (flags & RS_CF_DIRECT) != 0;
+    } else {
+        ss->dirty = true;
+    }
+    TRACE(d, "complete socket (session %d) res=%d%s%s", h.sess, res,
+          (flags & RS_CF_DIRECT) ? " DIRECT" : "", h.cancelled ? " (cancel asked)" : "");
+    d->sh[i] = d->sh[--d->nsh];
+    ss->sock_inflight = 0;
+    fake_complete(&d->loop, h.op, res, flags, 0);
+    if (fake_run(&d->loop) != 1)
+        fail(d, "the fake did not deliver exactly one completion");
+    if (res < 0 && !ss->s[0].live)
+        sched_proxy_totals.sessions_closed++;
+}
+
 static void deliver(struct pd *d, int i, int32_t res, uint32_t flags, uint32_t len)
 {
     struct shadow h = d->sh[i];
+    if (h.kind == RS_OP_SOCKET) {
+        deliver_socket(d, i, res, flags);
+        return;
+    }
     struct sess *ss = NULL;
     struct side *x = side_of(d, h.fd, &ss);
     struct side *y = &ss->s[x == &ss->s[0]];
@@ -436,9 +498,7 @@ static void deliver(struct pd *d, int i, int32_t res, uint32_t flags, uint32_t l
         if (stream_of(d, h.fd))
             fail(d, "fd %d still listed after its close", h.fd);
         x->live = false;
-        if (x->up)
-            close(h.fd); /* the fake did no IO: the real socket is ours */
-        if (!y->live)
+        if (!y->live && !ss->sock_inflight)
             sched_proxy_totals.sessions_closed++;
     }
 }
@@ -454,6 +514,16 @@ static void complete_random(struct pd *d, int i)
     bool buf = d->loop.pool.nfree > 0;
     struct side *x = side_of(d, h->fd, NULL);
     switch (h->kind) {
+    case RS_OP_SOCKET: {
+        uint32_t w = pick(d, 8);
+        if (h->cancelled && w < 5)
+            deliver(d, i, -ECANCELED, 0, 0);
+        else if (w < 7)
+            deliver(d, i, 0, w & 1 ? RS_CF_DIRECT : 0, 0);
+        else
+            deliver(d, i, -EMFILE, 0, 0);
+        return;
+    }
     case RS_OP_CONNECT: {
         static const int32_t r[] = {0, 0, 0, 0, -ECONNREFUSED, -ETIMEDOUT};
         if (h->cancelled)
@@ -516,7 +586,7 @@ static int live_sessions(struct pd *d)
 {
     int n = 0;
     for (int i = 0; i < d->nss; i++)
-        n += d->ss[i].s[0].live || d->ss[i].s[1].live;
+        n += d->ss[i].s[0].live || d->ss[i].s[1].live || d->ss[i].sock_inflight;
     return n;
 }
 
@@ -593,6 +663,7 @@ static void drain(struct pd *d)
             deliver(d, 0, (int32_t)h->len, 0, 0);
             break;
         case RS_OP_CONNECT:
+        case RS_OP_SOCKET:
             deliver(d, 0, h->cancelled ? -ECANCELED : 0, 0, 0);
             break;
         default:

@@ -22,6 +22,7 @@
 #include <grp.h>
 #include <linux/openat2.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -640,8 +641,8 @@ static struct sockaddr_in loopback(int port)
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 }
 
-/* Outbound sockets are plain fds, on every backend and variant: with
- * fixed-files the loop serves both kinds side by side (rule 6). */
+/* Plain fds made here: with fixed-files the loop serves both kinds side
+ * by side (rule 6). The backend's own sockets are tested below. */
 static int plain_socket(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -759,6 +760,209 @@ static void test_contract_connect_cancel(void **state)
     close_plain(fx, fd);
     for (int i = 0; i < 2; i++)
         close(fillers[i]);
+    close(full);
+    close_server(fx);
+}
+
+/* ---- RS_OP_SOCKET (rule 9) ------------------------------------------ */
+
+struct sock {
+    int fd;
+    bool direct;
+};
+
+/* Close a socket of either kind through the backend. */
+static void close_sock(struct fixture *fx, struct sock k)
+{
+    struct rs_op op;
+    rs_op_init(&op, RS_OP_CLOSE, k.fd, record_fn, fx);
+    op.flags = k.direct ? RS_OPF_DIRECT : 0;
+    int before = fx->nev;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
+    run_until(fx, before + 1);
+    assert_ptr_equal(fx->ev[before].op, &op);
+    assert_int_equal(fx->ev[before].c.res, 0);
+}
+
+/* RS_OP_SOCKET with flags; the new socket, of the kind the backend says.
+ * A direct one only where asked for and the backend declared it; a plain
+ * one is non-blocking, close-on-exec, and has TCP_NODELAY if asked. */
+static struct sock new_socket(struct fixture *fx, int family, uint8_t flags)
+{
+    assert_true(fx->loop.caps & RS_CAP_SOCKET);
+    struct rs_op op;
+    rs_op_init(&op, RS_OP_SOCKET, -1, record_fn, fx);
+    op.len = (uint32_t)family;
+    op.flags = flags;
+    int before = fx->nev;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
+    assert_int_equal(fx->nev, before); /* rule 1 */
+    run_until(fx, before + 1);
+    const struct record *r = &fx->ev[before];
+    assert_ptr_equal(r->op, &op);
+    assert_true(r->c.res >= 0);
+    assert_false(r->c.flags & (RS_CF_MORE | RS_CF_BUFFER));
+    struct sock k = {.fd = r->c.res, .direct = (r->c.flags & RS_CF_DIRECT) != 0};
+    bool want_direct =
+        (flags & RS_OPF_DIRECT) && (fx->loop.caps & RS_CAP_SOCKET_DIRECT) != 0;
+    assert_int_equal(k.direct, want_direct);
+    if (!k.direct) {
+        int v = 0;
+        socklen_t len = sizeof(v);
+        assert_int_equal(getsockopt(k.fd, IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
+        assert_int_equal(v != 0, (flags & RS_OPF_NODELAY) != 0);
+        assert_true(fcntl(k.fd, F_GETFL) & O_NONBLOCK);
+        assert_true(fcntl(k.fd, F_GETFD) & FD_CLOEXEC);
+        len = sizeof(v);
+        assert_int_equal(getsockopt(k.fd, SOL_SOCKET, SO_DOMAIN, &v, &len), 0);
+        assert_int_equal(v, family);
+    }
+    return k;
+}
+
+/* A socket made by the backend connects to a local listener and carries
+ * bytes both ways; its close sends the FIN at once (the peer sees EOF). */
+static void test_contract_socket_connects(void **state)
+{
+    struct fixture *fx = *state;
+    struct sockaddr_in a = loopback(rs_socket_port(fx->lfd));
+    struct sock k = new_socket(fx, AF_INET, RS_OPF_DIRECT | RS_OPF_NODELAY);
+#if RS_HAVE_URING
+    /* Where the kernel can, the default io_uring loop makes direct ones. */
+    if (backend == &rs_backend_uring && strcmp(features, "default") == 0 &&
+        (rs_uring_supported(rs_probe_uring_cached()) & UF_DIRECT_SOCKET))
+        assert_true(k.direct);
+#endif
+    struct rs_op op, send_op, recv_op;
+    rs_op_init(&op, RS_OP_CONNECT, k.fd, record_fn, fx);
+    op.buf = &a;
+    op.len = sizeof(a);
+    op.flags = k.direct ? RS_OPF_DIRECT : 0;
+    int base = fx->nev;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
+    run_until(fx, base + 1);
+    assert_int_equal(fx->ev[base].c.res, 0);
+    struct pollfd p = {.fd = fx->lfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    int peer = accept4(fx->lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(peer >= 0);
+    rs_op_init(&send_op, RS_OP_SEND, k.fd, record_fn, fx);
+    send_op.flags = op.flags;
+    send_op.buf = "up";
+    send_op.len = 2;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &send_op), 0);
+    run_until(fx, base + 2);
+    assert_ptr_equal(fx->ev[base + 1].op, &send_op);
+    assert_int_equal(fx->ev[base + 1].c.res, 2);
+    char buf[4];
+    assert_int_equal(recv(peer, buf, 2, MSG_WAITALL), 2);
+    assert_memory_equal(buf, "up", 2);
+    rs_op_init(&recv_op, RS_OP_RECV, k.fd, record_fn, fx);
+    recv_op.flags = op.flags; /* single shot: one completion */
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
+    assert_int_equal(send(peer, "down", 4, 0), 4);
+    run_until(fx, base + 3);
+    const struct record *r = &fx->ev[base + 2];
+    assert_ptr_equal(r->op, &recv_op);
+    assert_true(r->c.res > 0 && r->c.res <= 4);
+    assert_true(r->c.flags & RS_CF_BUFFER);
+    assert_memory_equal(rs_bufpool_ptr(&fx->loop.pool, r->c.bid), "down",
+                        (size_t)r->c.res);
+    assert_false(r->c.flags & RS_CF_MORE);
+    fx->loop.ops->buf_release(&fx->loop, r->c.bid);
+    close_sock(fx, k);
+    /* The peer sees EOF now, not whenever the ring lets go of the file. */
+    p = (struct pollfd){.fd = peer, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 5000), 1);
+    char rest[8];
+    ssize_t n;
+    while ((n = recv(peer, rest, sizeof(rest), MSG_DONTWAIT)) > 0) {
+    }
+    assert_int_equal(n, 0);
+    close(peer);
+    /* IPv6 sockets too (where the kernel has IPv6). */
+    int v6 = socket(AF_INET6, SOCK_STREAM, 0);
+    if (v6 >= 0) {
+        close(v6);
+        close_sock(fx, new_socket(fx, AF_INET6, RS_OPF_DIRECT));
+    }
+    /* Without RS_OPF_DIRECT it is a plain fd on every loop. */
+    close_sock(fx, new_socket(fx, AF_INET, RS_OPF_NODELAY));
+    close_sock(fx, new_socket(fx, AF_INET, 0));
+    close_server(fx);
+}
+
+static void test_contract_socket_connect_refused(void **state)
+{
+    struct fixture *fx = *state;
+    int closed = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = loopback(0);
+    assert_int_equal(bind(closed, (struct sockaddr *)&a, sizeof(a)), 0);
+    a = loopback(rs_socket_port(closed));
+    struct sock k = new_socket(fx, AF_INET, RS_OPF_DIRECT | RS_OPF_NODELAY);
+    struct rs_op op;
+    rs_op_init(&op, RS_OP_CONNECT, k.fd, record_fn, fx);
+    op.buf = &a;
+    op.len = sizeof(a);
+    op.flags = k.direct ? RS_OPF_DIRECT : 0;
+    int base = fx->nev;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
+    run_until(fx, base + 1);
+    assert_int_equal(fx->ev[base].c.res, -ECONNREFUSED);
+    close(closed);
+    close_sock(fx, k);
+    close_server(fx);
+}
+
+/* A cancelled socket op completes once: -ECANCELED, or (it raced) the new
+ * socket, which is then ours to close. A connect on a backend-made socket
+ * to a listener that never accepts ends with its cancel. */
+static void test_contract_socket_cancel(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_op op;
+    rs_op_init(&op, RS_OP_SOCKET, -1, record_fn, fx);
+    op.len = AF_INET;
+    op.flags = RS_OPF_DIRECT | RS_OPF_NODELAY;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
+    int rc = fx->loop.ops->cancel(&fx->loop, &op);
+    assert_true(rc == 0 || rc == -ENOENT);
+    assert_int_equal(fx->nev, 0);
+    run_until(fx, 1);
+    for (int i = 0; i < 5; i++)
+        fx->loop.ops->run(&fx->loop, 1);
+    assert_int_equal(fx->nev, 1);
+    assert_false(fx->ev[0].c.flags & RS_CF_MORE);
+    if (fx->ev[0].c.res != -ECANCELED) {
+        assert_true(fx->ev[0].c.res >= 0);
+        close_sock(fx, (struct sock){.fd = fx->ev[0].c.res,
+                                     .direct = (fx->ev[0].c.flags & RS_CF_DIRECT) != 0});
+    }
+    fx->nev = 0;
+    /* Backlog 0 and one queued connection: further SYNs are dropped. */
+    int full = rs_listen_socket("127.0.0.1", 0, false, false, 0);
+    assert_true(full >= 0);
+    struct sockaddr_in a = loopback(rs_socket_port(full));
+    int filler = plain_socket();
+    int crc = connect(filler, (struct sockaddr *)&a, sizeof(a));
+    assert_true(crc == 0 || errno == EINPROGRESS);
+    struct pollfd p = {.fd = filler, .events = POLLOUT};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    struct sock k = new_socket(fx, AF_INET, RS_OPF_DIRECT | RS_OPF_NODELAY);
+    struct rs_op c;
+    rs_op_init(&c, RS_OP_CONNECT, k.fd, record_fn, fx);
+    c.buf = &a;
+    c.len = sizeof(a);
+    c.flags = k.direct ? RS_OPF_DIRECT : 0;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &c), 0);
+    for (int i = 0; i < 5; i++)
+        fx->loop.ops->run(&fx->loop, 10);
+    assert_int_equal(fx->nev, 1); /* the socket op's only */
+    assert_int_equal(fx->loop.ops->cancel(&fx->loop, &c), 0);
+    run_until(fx, 2);
+    assert_int_equal(fx->ev[1].c.res, -ECANCELED);
+    close_sock(fx, k);
+    close(filler);
     close(full);
     close_server(fx);
 }
@@ -1288,6 +1492,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_contract_connect_succeeds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_connect_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_socket_connects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_socket_connect_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_contract_socket_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_refused_submit_leaves_no_trace,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_cancel_not_in_flight, setup,

@@ -170,6 +170,34 @@ static void test_listener_oom_closes_direct_descriptor(void **state)
     assert_true(rs_listener_idle(&fx->loop));
 }
 
+/* A pause whose back-off ends before the paused accept's cancel has
+ * completed (a busy loop turn; a cancel the backend refused at first):
+ * the timer finds the accept still armed and leaves it, and the accept's
+ * final completion must then accept again. (The old listener re-armed
+ * only from the timer or a closing connection: with none left to close it
+ * never accepted again.) */
+static void test_listener_backoff_ends_before_cancel(void **state)
+{
+    struct fixture *fx = *state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    close(sv[1]);
+    struct rs_op *a = fake_find(&fx->loop, RS_OP_ACCEPT, fx->lfd);
+    malloc_failures = 1;
+    complete(fx, RS_OP_ACCEPT, fx->lfd, sv[0], RS_CF_MORE); /* no memory: pause */
+    malloc_failures = 0;
+    assert_true(fx->loop.listener->paused);
+    assert_true(fake_was_cancelled(&fx->loop, a));
+    fx->loop.now_ms += 1000; /* the back-off is over, the cancel not yet */
+    rs_timer_run_due(&fx->loop);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_ACCEPT], 1);
+    complete(fx, RS_OP_ACCEPT, fx->lfd, -ECANCELED, 0);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_ACCEPT], 2);
+    assert_non_null(fake_find(&fx->loop, RS_OP_ACCEPT, fx->lfd));
+    assert_false(fx->loop.listener->paused);
+    stop(fx);
+}
+
 static struct rs_stream *stream_of(struct fixture *fx, int fd)
 {
     for (struct rs_stream *s = fx->loop.streams; s; s = s->next)
@@ -240,6 +268,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_listener_oom_closes_direct_descriptor, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_listener_closing_conn_leaves_the_cap, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_listener_backoff_ends_before_cancel, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,8 @@
 /* The proxy protocol's two-stream sessions, driven by the scripted fake
  * backend: every connect result, completion, partial send and error is
- * chosen by the test. The fake does no IO: the outbound sockets the core
- * creates are real (socket(2)) and closed here after their close op. */
+ * chosen by the test. The fake does no IO: the outbound sockets (the
+ * RS_OP_SOCKET results the test gives) are real (socket(2)) and closed
+ * here after their close op. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <setjmp.h>
@@ -112,12 +113,33 @@ static int port_of(const struct rs_op *connect_op)
     return ntohs(a->sin_port);
 }
 
-/* Accept a client; return the upstream's fd (its connect in flight). */
-static int open_session(struct fixture *fx, int expect_port)
+/* Accept a client; the upstream's socket op is in flight. */
+static struct rs_stream *open_session_socket(struct fixture *fx)
 {
     rs_stream_accept(&fx->loop, CLIENT, false, false);
     struct rs_stream *u = outbound(fx);
     assert_non_null(u);
+    assert_int_equal(u->fd, -1);
+    assert_non_null(op_of(fx, RS_OP_SOCKET, -1));
+    return u;
+}
+
+/* Complete the upstream's socket op with a real socket (closed by
+ * close_upstream). */
+static int socket_made(struct fixture *fx)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    complete(fx, RS_OP_SOCKET, -1, fd);
+    return fd;
+}
+
+/* Accept a client; return the upstream's fd (its connect in flight). */
+static int open_session(struct fixture *fx, int expect_port)
+{
+    struct rs_stream *u = open_session_socket(fx);
+    int fd = socket_made(fx);
+    assert_int_equal(u->fd, fd);
     struct rs_op *c = op_of(fx, RS_OP_CONNECT, u->fd);
     assert_non_null(c);
     assert_int_equal(port_of(c), expect_port);
@@ -324,6 +346,45 @@ static void test_proxy_connect_timeout(void **state)
     complete(fx, RS_OP_CLOSE, CLIENT, 0);
 }
 
+/* No upstream socket (EMFILE): the client is closed at once, and the
+ * failure counted like a failed connect. */
+static void test_proxy_upstream_socket_fails(void **state)
+{
+    struct fixture *fx = *state;
+    open_session_socket(fx);
+    uint16_t b = recv_data(fx, CLIENT, "early");
+    complete(fx, RS_OP_SOCKET, -1, -EMFILE);
+    assert_null(outbound(fx)); /* nothing to close: freed at once */
+    assert_int_equal(fx->loop.stats.connect_failed, 1);
+    assert_int_equal(fake(&fx->loop)->released[b], 1);
+    assert_true(fake_was_cancelled(&fx->loop, op_of(fx, RS_OP_RECV, CLIENT)));
+    complete(fx, RS_OP_RECV, CLIENT, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, CLIENT, 0);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_CONNECT], 0);
+}
+
+/* The client goes away while the upstream's socket is being made: the
+ * socket op is cancelled, and a socket that comes anyway is closed. */
+static void test_proxy_client_gone_while_making_socket(void **state)
+{
+    struct fixture *fx = *state;
+    for (int round = 0; round < 2; round++) {
+        open_session_socket(fx);
+        complete(fx, RS_OP_RECV, CLIENT, -ECONNRESET);
+        complete(fx, RS_OP_CLOSE, CLIENT, 0); /* its on_close aborts the upstream */
+        assert_true(fake_was_cancelled(&fx->loop, op_of(fx, RS_OP_SOCKET, -1)));
+        if (round == 0) {
+            complete(fx, RS_OP_SOCKET, -1, -ECANCELED);
+        } else {
+            int u = socket_made(fx);
+            assert_null(op_of(fx, RS_OP_CONNECT, u));
+            close_upstream(fx, u);
+        }
+        assert_null(outbound(fx));
+    }
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_CONNECT], 0);
+}
+
 /* SIGTERM's drain closes both streams of a session gracefully. */
 static void test_proxy_drain_closes_both(void **state)
 {
@@ -377,6 +438,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_proxy_refused_upstream_is_skipped, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_proxy_connect_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proxy_upstream_socket_fails, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_proxy_client_gone_while_making_socket, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_proxy_drain_closes_both, setup, teardown),
         cmocka_unit_test(test_proxy_upstream_syntax),
     };

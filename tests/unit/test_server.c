@@ -88,6 +88,11 @@ static void echo_round(int fd, size_t len, unsigned seed)
     size_t got = 0;
     while (got < len) {
         ssize_t n = recv(fd, in + got, len - got, 0);
+        /* With SO_RCVTIMEO a blocked recv is not restarted after an
+         * interruption: io_uring's task-work notification to this thread
+         * (the backend probe made rings here) counts as one. */
+        if (n < 0 && errno == EINTR)
+            continue;
         assert_true(n > 0);
         got += (size_t)n;
     }
@@ -167,7 +172,10 @@ static void test_destroy_closes_open_clients(void **state)
     struct rs_stats t = {0};
     assert_int_equal(rs_server_destroy(srv, &t), 0);
     char byte;
-    ssize_t n = recv(fd, &byte, 1, 0);
+    ssize_t n;
+    do
+        n = recv(fd, &byte, 1, 0);
+    while (n < 0 && errno == EINTR);
     assert_true(n == 0 || (n < 0 && errno == ECONNRESET));
     close(fd);
     assert_int_equal(t.accepted, 1);

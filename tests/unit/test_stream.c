@@ -501,7 +501,8 @@ static const struct rs_stream_cbs ev_cbs = {.on_data = ev_data,
                                             .on_connect = ev_connect,
                                             .on_close = ev_close};
 
-static struct rs_stream *connect_to(struct fixture *fx, uint32_t timeout_ms)
+/* Start a connect; its RS_OP_SOCKET is in flight (fd -1). */
+static struct rs_stream *connect_start(struct fixture *fx, uint32_t timeout_ms)
 {
     memset(&ev, 0, sizeof(ev));
     struct sockaddr_in a = {.sin_family = AF_INET,
@@ -511,6 +512,43 @@ static struct rs_stream *connect_to(struct fixture *fx, uint32_t timeout_ms)
                                             timeout_ms, &ev_cbs, fx);
     assert_non_null(s);
     assert_int_equal(s->state, RS_STREAM_CONNECTING);
+    return s;
+}
+
+/* The stream's RS_OP_SOCKET: asked with TCP_NODELAY (the default config)
+ * and a direct descriptor welcome, for the family connected to. */
+static struct rs_op *socket_op(struct fixture *fx)
+{
+    struct rs_op *op = fake_find(&fx->loop, RS_OP_SOCKET, -1);
+    assert_non_null(op);
+    assert_int_equal(op->len, AF_INET);
+    assert_true(op->flags & RS_OPF_NODELAY);
+    assert_true(op->flags & RS_OPF_DIRECT);
+    return op;
+}
+
+/* The fake does no IO; the socket is a real one, so that the connect
+ * tests close it once its close op completed. */
+static int complete_socket(struct fixture *fx, uint32_t flags)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    fake_complete(&fx->loop, socket_op(fx), fd, flags, 0);
+    fake_run(&fx->loop);
+    return fd;
+}
+
+/* A connect whose socket was made: the connect op is in flight. */
+static struct rs_stream *connect_to(struct fixture *fx, uint32_t timeout_ms)
+{
+    struct rs_stream *s = connect_start(fx, timeout_ms);
+    assert_int_equal(s->fd, -1);
+    assert_null(
+        fake_find(&fx->loop, RS_OP_CONNECT, -1)); /* no connect without a socket */
+    int fd = complete_socket(fx, 0);
+    assert_int_equal(s->fd, fd);
+    assert_false(s->direct);
+    assert_non_null(fake_find(&fx->loop, RS_OP_CONNECT, fd));
     return s;
 }
 
@@ -630,6 +668,176 @@ static void test_stream_abort_while_connecting(void **state)
     assert_int_equal(fx->loop.ntimers, 0);
 }
 
+/* A direct socket: every op on it carries RS_OPF_DIRECT, and it is
+ * counted. */
+static void test_stream_socket_direct(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_stream *s = connect_start(fx, 1000);
+    int fd = complete_socket(fx, RS_CF_DIRECT);
+    assert_true(s->direct);
+    assert_int_equal(fx->loop.stats.connects_direct, 1);
+    struct rs_op *c = fake_find(&fx->loop, RS_OP_CONNECT, fd);
+    assert_non_null(c);
+    assert_true(c->flags & RS_OPF_DIRECT);
+    fake_complete(&fx->loop, c, 0, 0, 0);
+    fake_run(&fx->loop);
+    rs_stream_write_copy(s, (const uint8_t *)"x", 1);
+    assert_true(fake_find(&fx->loop, RS_OP_SEND, fd)->flags & RS_OPF_DIRECT);
+    assert_true(fake_find(&fx->loop, RS_OP_RECV, fd)->flags & RS_OPF_DIRECT);
+    rs_stream_abort(s);
+    fake_complete(&fx->loop, fake_find(&fx->loop, RS_OP_SEND, fd), -ECANCELED, 0, 0);
+    fake_complete(&fx->loop, fake_find(&fx->loop, RS_OP_RECV, fd), -ECANCELED, 0, 0);
+    fake_run(&fx->loop);
+    assert_true(fake_find(&fx->loop, RS_OP_CLOSE, fd)->flags & RS_OPF_DIRECT);
+    complete_close_of(fx, fd);
+    assert_int_equal(ev.closes, 1);
+}
+
+/* No socket could be made (EMFILE): on_connect gets the error, then
+ * on_close; there is nothing to close, so no close op. Whatever the owner
+ * does from on_connect is harmless. */
+static void owner_aborts(struct rs_stream *s, int res)
+{
+    ev_connect(s, res);
+    rs_stream_write_copy(s, (const uint8_t *)"late", 4);
+    rs_stream_abort(s);
+    rs_stream_close(s);
+}
+
+static void test_stream_socket_failed(void **state)
+{
+    struct fixture *fx = *state;
+    static const struct rs_stream_cbs cbs = {
+        .on_data = ev_data, .on_connect = owner_aborts, .on_close = ev_close};
+    for (int round = 0; round < 2; round++) {
+        struct rs_stream *s = connect_start(fx, 1000);
+        if (round == 1)
+            s->cbs = &cbs;
+        rs_stream_write_copy(s, (const uint8_t *)"early", 5);
+        fake_complete(&fx->loop, socket_op(fx), -EMFILE, 0, 0);
+        fake_run(&fx->loop);
+        assert_int_equal(ev.connects, 1);
+        assert_int_equal(ev.connect_res, -EMFILE);
+        assert_int_equal(ev.closes, 1);
+        assert_int_equal(ev.close_reason, -EMFILE);
+        assert_int_equal(fake(&fx->loop)->ninflight, 0);
+        assert_int_equal(fake(&fx->loop)->submits[RS_OP_CLOSE], 0);
+        assert_int_equal(fx->loop.ntimers, 0);
+    }
+    assert_int_equal(fx->loop.stats.connect_failed, 2);
+}
+
+/* The backend refuses the socket op: rs_stream_connect fails at once,
+ * with nothing left behind. */
+static void test_stream_socket_refused(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    fake(&fx->loop)->refuse_submit[RS_OP_SOCKET] = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(9)};
+    errno = 0;
+    assert_null(rs_stream_connect(&fx->loop, (struct sockaddr *)&a, sizeof(a), 1000,
+                                  &ev_cbs, fx));
+    assert_int_equal(errno, EBUSY);
+    assert_int_equal(fx->loop.nstreams, 0);
+    assert_int_equal(fx->loop.ntimers, 0);
+    assert_int_equal(ev.connects + ev.closes, 0);
+    /* The next one goes through; its connect refused is an on_connect
+     * error, and the socket is closed. */
+    struct rs_stream *s = connect_start(fx, 1000);
+    fake(&fx->loop)->refuse_submit[RS_OP_CONNECT] = 1;
+    int fd = complete_socket(fx, 0);
+    assert_int_equal(s->fd, fd);
+    assert_int_equal(ev.connects, 1);
+    assert_int_equal(ev.connect_res, -EBUSY);
+    complete_close_of(fx, fd);
+    assert_int_equal(ev.closes, 1);
+}
+
+/* Aborted while the socket op is in flight: the op is cancelled; if the
+ * socket comes anyway it is closed, and the owner hears only on_close. */
+static void test_stream_abort_while_making_socket(void **state)
+{
+    struct fixture *fx = *state;
+    for (int round = 0; round < 3; round++) {
+        struct rs_stream *s = connect_start(fx, 1000);
+        struct rs_op *op = socket_op(fx);
+        if (round == 2)
+            rs_stream_close(s); /* a close while connecting is an abort */
+        else
+            rs_stream_abort(s);
+        assert_true(fake_was_cancelled(&fx->loop, op));
+        assert_int_equal(fx->loop.ntimers, 0);
+        if (round == 0) {
+            fake_complete(&fx->loop, op, -ECANCELED, 0, 0);
+            fake_run(&fx->loop);
+            assert_int_equal(fake(&fx->loop)->submits[RS_OP_CLOSE], 0);
+        } else {
+            int fd = complete_socket(fx, round == 1 ? RS_CF_DIRECT : 0);
+            assert_null(fake_find(&fx->loop, RS_OP_CONNECT, fd));
+            struct rs_op *c = fake_find(&fx->loop, RS_OP_CLOSE, fd);
+            assert_non_null(c);
+            assert_int_equal(!!(c->flags & RS_OPF_DIRECT), round == 1);
+            complete_close_of(fx, fd);
+        }
+        assert_int_equal(ev.connects, 0);
+        assert_int_equal(ev.closes, 1);
+        assert_int_equal(ev.close_reason, round == 2 ? -ECANCELED : -ECONNABORTED);
+    }
+}
+
+/* The connect timeout covers making the socket: a refused cancel is
+ * retried, and a socket that comes after all is closed, -ETIMEDOUT. */
+static void test_stream_socket_timeout(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_stream *s = connect_start(fx, 250);
+    struct rs_op *op = socket_op(fx);
+    fake(&fx->loop)->refuse_cancel = 1;
+    fx->loop.now_ms += 250;
+    rs_timer_run_due(&fx->loop);
+    assert_false(fake_was_cancelled(&fx->loop, op));
+    assert_true(s->retry);
+    rs_loop_retry(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, op));
+    int fd = complete_socket(fx, 0); /* it raced the cancel */
+    assert_int_equal(ev.connects, 1);
+    assert_int_equal(ev.connect_res, -ETIMEDOUT);
+    assert_null(fake_find(&fx->loop, RS_OP_CONNECT, fd));
+    complete_close_of(fx, fd);
+    assert_int_equal(ev.close_reason, -ETIMEDOUT);
+    /* And one whose cancel won: no socket, nothing to close. */
+    connect_start(fx, 250);
+    op = socket_op(fx);
+    fx->loop.now_ms += 250;
+    rs_timer_run_due(&fx->loop);
+    fake_complete(&fx->loop, op, -ECANCELED, 0, 0);
+    fake_run(&fx->loop);
+    assert_int_equal(ev.connect_res, -ETIMEDOUT);
+    assert_int_equal(ev.close_reason, -ETIMEDOUT);
+    assert_int_equal(fx->loop.stats.connect_failed, 2);
+}
+
+/* A backend without RS_OP_SOCKET: the stream makes a plain socket itself. */
+static void test_stream_connect_without_socket_op(void **state)
+{
+    struct fixture *fx = *state;
+    fx->loop.caps &= ~(uint32_t)(RS_CAP_SOCKET | RS_CAP_SOCKET_DIRECT);
+    struct rs_stream *s = connect_start(fx, 1000);
+    int fd = s->fd;
+    assert_true(fd >= 0);
+    assert_false(s->direct);
+    assert_null(fake_find(&fx->loop, RS_OP_SOCKET, -1));
+    struct rs_op *c = fake_find(&fx->loop, RS_OP_CONNECT, fd);
+    assert_non_null(c);
+    fake_complete(&fx->loop, c, -ECONNREFUSED, 0, 0);
+    fake_run(&fx->loop);
+    assert_int_equal(ev.connect_res, -ECONNREFUSED);
+    complete_close_of(fx, fd);
+    assert_int_equal(ev.closes, 1);
+}
+
 /* on_writable fires when pending crosses the low watermark downwards. */
 static void test_stream_low_watermark(void **state)
 {
@@ -651,6 +859,74 @@ static void test_stream_low_watermark(void **state)
     complete(fx, RS_OP_RECV, -ECANCELED);
     complete(fx, RS_OP_CLOSE, 0);
     assert_int_equal(ev.closes, 1);
+}
+
+/* A graceful close after the peer's EOF, with output the peer never
+ * reads: the close gives up after --drain-timeout like a lingering one.
+ * (The old close started its timer only when lingering, i.e. without the
+ * EOF, and the idle scan skips closing streams: the stream, its socket and
+ * its queued output stayed for good, --idle-timeout or not. Seen as: an
+ * HTTP or proxy client that half-closes and never reads holds its
+ * connection forever.) */
+static void test_stream_close_after_eof_is_bounded(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs; /* on_eof: the owner decides (no shutdown) */
+    rs_stream_write_copy(s, (const uint8_t *)"never read", 10);
+    struct rs_op *snd = op_of(fx, RS_OP_SEND);
+    assert_non_null(snd);
+    complete(fx, RS_OP_RECV, 0);
+    assert_int_equal(ev.eofs, 1);
+    rs_stream_close(s); /* as http.c's close_if_done, proxy.c's on_close */
+    assert_true(rs_timer_active(&s->timer));
+    fx->loop.now_ms += fx->cfg.drain_timeout_ms;
+    rs_timer_run_due(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, snd));
+    complete(fx, RS_OP_SEND, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.closes, 1);
+    assert_int_equal(ev.close_reason, -ETIMEDOUT);
+}
+
+/* The close's bound counts from the last progress: a slow reader that
+ * keeps reading gets every byte, however long the whole takes; only then
+ * does the lingering read wait --drain-timeout for the EOF. (The old timer
+ * ran from rs_stream_close: an HTTP response with Connection: close, up to
+ * --max-pending of it still queued, was cut by an abort after 2 s.) */
+static void test_stream_close_slow_reader_gets_everything(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    char msg[30];
+    memset(msg, 's', sizeof(msg));
+    rs_stream_write_copy(s, (const uint8_t *)msg, sizeof(msg));
+    rs_stream_close(s);
+    uint64_t step = fx->cfg.drain_timeout_ms * 3 / 4;
+    for (int i = 0; i < 3; i++) { /* 10 bytes per 3/4 of the timeout */
+        fx->loop.now_ms += step;
+        rs_timer_run_due(&fx->loop);
+        struct rs_op *snd = op_of(fx, RS_OP_SEND);
+        assert_non_null(snd);
+        assert_false(fake_was_cancelled(&fx->loop, snd));
+        complete(fx, RS_OP_SEND, 10);
+    }
+    assert_int_equal(fx->loop.stats.bytes_out, 30);
+    complete(fx, RS_OP_SHUTDOWN, 0);
+    struct rs_op *r = op_of(fx, RS_OP_RECV);
+    assert_non_null(r); /* lingering: reading to the peer's EOF */
+    fx->loop.now_ms += step;
+    rs_timer_run_due(&fx->loop);
+    assert_false(fake_was_cancelled(&fx->loop, r));
+    fx->loop.now_ms += fx->cfg.drain_timeout_ms - step;
+    rs_timer_run_due(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, r)); /* no EOF in time */
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.close_reason, -ETIMEDOUT);
 }
 
 static void tm_fire(struct rs_loop *loop, struct rs_timer *t)
@@ -716,8 +992,20 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_connect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_abort_while_connecting, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_stream_socket_direct, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_socket_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_socket_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_abort_while_making_socket, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_socket_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_connect_without_socket_op, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stream_low_watermark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_close_after_eof_is_bounded, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_close_slow_reader_gets_everything,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_refused_pause_cancel_is_retried,
                                         setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_stream_refused_abort_cancels_are_retried,
