@@ -16,9 +16,13 @@
  *                    small (one pool buffer): one read into a pool buffer,
  *                      then head + body copied into one write, so one
  *                      send carries both
- *                    large: the head, then reads of 64 KiB into the
- *                      session's own two buffers (READ_AHEAD), each copied
- *                      into the stream's queue as it lands
+ *                    large: the head, then the file itself queued on the
+ *                      stream (rs_stream_write_file: RS_OP_SENDFILE, no
+ *                      byte through our memory; the stream closes it);
+ *                      with --sendfile=off (or a backend without
+ *                      RS_CAP_SENDFILE) reads of 64 KiB into the session's
+ *                      own two buffers (READ_AHEAD), each copied into the
+ *                      stream's queue as it lands
  *        -> close the file -> idle (or close the connection)
  *
  * Backpressure: reads are issued only while the stream's queued output
