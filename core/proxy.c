@@ -161,10 +161,19 @@ static void on_close(struct rs_stream *s, int reason)
     }
 }
 
+/* Failures of our own making (no descriptor, no memory, no local port
+ * left) say nothing about the upstream. */
+static bool local_failure(int res)
+{
+    return res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM ||
+           res == -EADDRNOTAVAIL;
+}
+
 static void on_connect(struct rs_stream *s, int res)
 {
     struct session *ss = s->data;
-    mark(s->loop, ss->up, res < 0);
+    if (!local_failure(res))
+        mark(s->loop, ss->up, res < 0);
     if (res < 0) {
         rs_log_debug("loop %d: upstream %u: connect: %s", s->loop->index, ss->up,
                      strerror(-res));

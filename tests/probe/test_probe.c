@@ -20,11 +20,14 @@
 #include <errno.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -483,6 +486,54 @@ static void test_probe_cleans_up_and_is_fast(void **state)
     assert_true(ms < 1000.0);
 }
 
+/* Nothing of the probe reaches the calling thread once it returned. The
+ * trials end rings with requests still armed; the kernel cancels those
+ * afterwards and notifies the task that submitted them with task work,
+ * which interrupts a blocking socket call with SO_RCVTIMEO (EINTR) like a
+ * signal would. rs_server_start probes in its caller's thread: a program
+ * that then talked to its server saw its recv fail (test_server, about 1
+ * run in 8 under load). The probe runs its trials on a thread of its own. */
+static int probe_then_recv(void)
+{
+    struct rs_uring_support s;
+    int sv[2];
+    struct timeval tv = {.tv_usec = 20 * 1000};
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
+        setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0)
+        return 2;
+    for (int round = 0; round < 5; round++) {
+        rs_probe_uring(&s);
+        for (int i = 0; i < 5; i++) { /* nothing comes: each recv times out */
+            char b;
+            errno = 0;
+            if (recv(sv[0], &b, 1, 0) != -1 || errno != EAGAIN) {
+                fprintf(stderr, "round %d, recv %d after the probe: %s\n", round, i,
+                        strerror(errno));
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* In a child: a thread that never touched io_uring itself (the tests
+ * above did, in this process). */
+static void test_probe_never_interrupts_the_caller(void **state)
+{
+    int status;
+    pid_t pid;
+
+    (void)state;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(probe_then_recv());
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* --- report tests --- */
 
 static void test_probe_json_is_documented_and_agrees(void **state)
@@ -810,6 +861,7 @@ int main(void)
         cmocka_unit_test(test_probe_available_matches_queue_init),
         cmocka_unit_test(test_probe_facts_are_consistent),
         cmocka_unit_test(test_probe_cleans_up_and_is_fast),
+        cmocka_unit_test(test_probe_never_interrupts_the_caller),
         cmocka_unit_test(test_probe_json_is_documented_and_agrees),
         cmocka_unit_test(test_probe_text_is_an_aligned_table),
         cmocka_unit_test(test_probe_summary_on_6_1),

@@ -21,7 +21,9 @@
 #include "proxy.h"
 #include "stream.h"
 
-#define CLIENT 5
+#define CLIENT                                                                           \
+    1000 /* made up: above any real descriptor the test opens (socket(2) may hand out 5) \
+          */
 
 struct fixture {
     struct rs_config cfg;
@@ -363,6 +365,25 @@ static void test_proxy_upstream_socket_fails(void **state)
     assert_int_equal(fake(&fx->loop)->submits[RS_OP_CONNECT], 0);
 }
 
+/* A socket the backend could not make (EMFILE: out of descriptors here)
+ * is no sign of the upstream being down: the next sessions keep the round
+ * robin. (The proxy marked every upstream it failed a socket for as down,
+ * since RS_OP_SOCKET reports the failure through on_connect: under a
+ * descriptor shortage, healthy upstreams were skipped for 2 s.) */
+static void test_proxy_local_socket_failure_marks_nothing_down(void **state)
+{
+    struct fixture *fx = *state;
+    open_session_socket(fx); /* for 7001 */
+    complete(fx, RS_OP_SOCKET, -1, -EMFILE);
+    complete(fx, RS_OP_RECV, CLIENT, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, CLIENT, 0);
+    int u = open_session(fx, 7002);
+    abort_session(fx, u);
+    u = open_session(fx, 7001); /* not skipped */
+    abort_session(fx, u);
+    assert_int_equal(fx->loop.stats.connect_failed, 1);
+}
+
 /* The client goes away while the upstream's socket is being made: the
  * socket op is cancelled, and a socket that comes anyway is closed. */
 static void test_proxy_client_gone_while_making_socket(void **state)
@@ -440,6 +461,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_proxy_connect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proxy_upstream_socket_fails, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_proxy_local_socket_failure_marks_nothing_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proxy_client_gone_while_making_socket, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_proxy_drain_closes_both, setup, teardown),
