@@ -27,12 +27,16 @@
  *    pipe itself, and never counted as sent). A pipe known to be empty goes
  *    back to a small per-loop cache; any other is closed.
  *
- * One op is a small state machine, one SQE in flight at a time:
+ * One op is a small state machine, one step in flight at a time:
  *
- *     IN (file -> pipe) --> OUT (pipe -> socket) --> pipe empty: done, or IN
- *                            |  ^   short: OUT again
- *                     EAGAIN v  |
- *                           POLL (socket writable)
+ *     PAIR: IN (file -> pipe) linked to OUT (pipe -> socket), and OUT's
+ *           timeout: three SQEs, and OUT runs in the same io-wq worker
+ *           right after IN, no trip through the loop in between
+ *        -> pipe empty: done (want sent), or PAIR again for the next part
+ *        -> IN short (the file ended; an offset inside a page): the kernel
+ *           cancels OUT; OUT alone sends what IN brought
+ *        -> OUT short or timed out (the peer is not reading): POLL for
+ *           POLLOUT, then OUT alone with the rest of the pipe
  *
  * Each SQE's user_data names the op's record and its generation, so a
  * cancel aims at whichever step is in flight. The op's completion always
@@ -62,7 +66,10 @@
 
 static struct __kernel_timespec out_timeout = {.tv_nsec = OUT_TIMEOUT_MS * 1000000L};
 
-enum { STEP_IN, STEP_OUT, STEP_POLL };
+/* What the record has in flight: the linked pair IN -> OUT (the usual
+ * step: OUT runs in the same worker right after IN, no trip through the
+ * loop), OUT alone (the rest of a pipe), or the poll for room. */
+enum { STEP_PAIR, STEP_OUT, STEP_POLL };
 
 struct sp_pipe {
     struct sp_pipe *next;
@@ -77,9 +84,13 @@ struct sp_rec {
     uint32_t want;   /* op->len */
     uint32_t sent;   /* bytes that went out */
     uint32_t inpipe; /* bytes taken from the file, not sent yet */
+    uint32_t asked;  /* STEP_PAIR: bytes both splices were asked for */
+    int32_t in_res;  /* STEP_PAIR: the IN splice's result, once known */
     uint8_t step;
     uint8_t gen;
-    bool cancel; /* a cancel was asked: end at the next CQE */
+    uint8_t cqes; /* CQEs still to come for the step in flight */
+    bool in_done; /* STEP_PAIR: the IN's CQE came */
+    bool cancel;  /* a cancel was asked: end at the next CQE */
 };
 
 struct ur_splice {
@@ -188,48 +199,67 @@ static uint64_t ud_of(const struct ur_splice *sp, const struct sp_rec *r)
     return (uint64_t)p | (uint64_t)r->gen << 48 | (uint64_t)sp->tag << 56;
 }
 
-/* Queue the SQE of r's current step. false: no SQE to be had. */
-static bool issue(struct ur_splice *sp, struct sp_rec *r)
+/* The pipe -> socket splice of n bytes, linked to its timeout. */
+static void prep_out(struct ur_splice *sp, struct sp_rec *r, struct io_uring_sqe *sqe,
+                     uint32_t n)
 {
-    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, r->step == STEP_OUT ? 2 : 1);
+    struct rs_op *op = r->op;
+    /* MORE while this op has more to send after these bytes: no half-empty
+     * segment at the pipe's boundary. */
+    unsigned more = r->sent + n < r->want ? SPLICE_F_MORE : 0;
+    io_uring_prep_splice(sqe, r->pipe->rd, -1, op->fd, -1, n, SPLICE_F_NONBLOCK | more);
+    if (op->flags & RS_OPF_DIRECT)
+        sqe->flags |= IOSQE_FIXED_FILE; /* fd_out, the socket */
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, ud_of(sp, r));
+    /* Its CQE (-ETIME, or -ECANCELED when the splice ended first) says
+     * nothing the splice's own does not: no record. */
+    struct io_uring_sqe *t = sp->get_sqe(sp->ctx, 1);
+    io_uring_prep_link_timeout(t, &out_timeout, 0);
+    io_uring_sqe_set_data64(t, (uint64_t)sp->tag << 56);
+}
+
+/* Queue the SQEs of r's step s. false: no SQE to be had. */
+static bool issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
+{
+    static const unsigned nsqe[] = {[STEP_PAIR] = 3, [STEP_OUT] = 2, [STEP_POLL] = 1};
+    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, nsqe[s]);
     if (!sqe)
         return false;
     struct rs_op *op = r->op;
     const struct rs_sendfile *src = op->buf;
-    bool direct = op->flags & RS_OPF_DIRECT;
-    switch (r->step) {
-    case STEP_IN: {
+    r->step = s;
+    switch (s) {
+    case STEP_PAIR: {
+        /* IN, linked to OUT for as many bytes: when IN brings fewer (the
+         * file ends, or an offset inside a page leaves the pipe a page
+         * short) the kernel cancels OUT, and the rest goes alone. */
         uint32_t left = r->want - r->sent;
         uint32_t n = left < r->pipe->cap ? left : r->pipe->cap;
+        assert(r->inpipe == 0);
         io_uring_prep_splice(sqe, src->file_fd, (int64_t)(src->off + r->sent),
                              r->pipe->wr, -1, n, SPLICE_F_NONBLOCK);
-        break;
-    }
-    case STEP_OUT: {
-        /* MORE while this op has more to send: no half-empty segment at
-         * the pipe's boundary. */
-        unsigned more = r->sent + r->inpipe < r->want ? SPLICE_F_MORE : 0;
-        io_uring_prep_splice(sqe, r->pipe->rd, -1, op->fd, -1, r->inpipe,
-                             SPLICE_F_NONBLOCK | more);
-        if (direct)
-            sqe->flags |= IOSQE_FIXED_FILE; /* fd_out, the socket */
         sqe->flags |= IOSQE_IO_LINK;
         io_uring_sqe_set_data64(sqe, ud_of(sp, r));
-        /* Its CQE (-ETIME, or -ECANCELED when the splice ended first)
-         * says nothing the splice's own does not: no record. */
-        struct io_uring_sqe *t = sp->get_sqe(sp->ctx, 1);
-        io_uring_prep_link_timeout(t, &out_timeout, 0);
-        io_uring_sqe_set_data64(t, (uint64_t)sp->tag << 56);
+        prep_out(sp, r, sp->get_sqe(sp->ctx, 1), n);
+        r->asked = n;
+        r->in_done = false;
+        r->cqes = 2;
         return true;
     }
+    case STEP_OUT:
+        prep_out(sp, r, sqe, r->inpipe);
+        r->cqes = 1;
+        return true;
     case STEP_POLL:
         io_uring_prep_poll_add(sqe, op->fd, POLLOUT);
-        if (direct)
+        if (op->flags & RS_OPF_DIRECT)
             sqe->flags |= IOSQE_FIXED_FILE;
-        break;
+        io_uring_sqe_set_data64(sqe, ud_of(sp, r));
+        r->cqes = 1;
+        return true;
     }
-    io_uring_sqe_set_data64(sqe, ud_of(sp, r));
-    return true;
+    return false;
 }
 
 int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
@@ -249,9 +279,8 @@ int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
         return err;
     }
     uint8_t gen = (uint8_t)(r->gen + 1);
-    *r = (struct sp_rec){
-        .op = op, .pipe = p, .want = op->len, .step = STEP_IN, .gen = gen};
-    if (!issue(sp, r)) {
+    *r = (struct sp_rec){.op = op, .pipe = p, .want = op->len, .gen = gen};
+    if (!issue(sp, r, STEP_PAIR)) {
         pipe_put(sp, p, true);
         r->next = sp->free_recs;
         sp->free_recs = r;
@@ -317,11 +346,43 @@ static void finish_err(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec
 /* Next step, or the end when no SQE is to be had. */
 static void step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r, uint8_t s)
 {
-    r->step = s;
-    if (!issue(sp, r)) {
+    if (!issue(sp, r, s)) {
         rs_log_error("sendfile: no SQE for the next splice");
         finish_err(sp, loop, r, -EBUSY);
     }
+}
+
+/* The pipe -> socket splice ended with res (its step's last CQE). */
+static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
+                     int32_t res)
+{
+    if (res > 0) {
+        r->sent += (uint32_t)res;
+        r->inpipe -= (uint32_t)res;
+    }
+    if (r->cancel) {
+        finish_err(sp, loop, r, res < 0 ? res : -ECANCELED);
+        return;
+    }
+    /* Cut short by its timeout (nothing sent: -EINTR, or -ECANCELED before
+     * a worker took it; some sent: res > 0 with bytes left in the pipe),
+     * or -EAGAIN on a non-blocking socket: the peer is not reading fast
+     * enough. Wait for room, then the rest of the pipe. */
+    bool full = res == -EINTR || res == -ERESTARTSYS || res == -ECANCELED ||
+                res == -EAGAIN || (res > 0 && r->inpipe > 0);
+    if (full) {
+        step(sp, loop, r, STEP_POLL);
+        return;
+    }
+    if (res <= 0) {
+        finish_err(sp, loop, r, res < 0 ? res : -EPIPE);
+        return;
+    }
+    if (r->sent == r->want) {
+        finish(sp, loop, r, (int32_t)r->sent);
+        return;
+    }
+    step(sp, loop, r, STEP_PAIR);
 }
 
 void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_data,
@@ -329,51 +390,37 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
 {
     struct sp_rec *r = (struct sp_rec *)(uintptr_t)(user_data & UD_PTR_MASK);
     if (!r)
-        return; /* a cancel's own CQE */
-    if (!r->op || (uint8_t)(user_data >> 48) != r->gen) {
+        return; /* a cancel's or a timeout's own CQE */
+    if (!r->op || (uint8_t)(user_data >> 48) != r->gen || r->cqes == 0) {
         rs_log_error("sendfile: dropping a stale splice completion (res %d)", res);
         return;
     }
+    r->cqes--;
     switch (r->step) {
-    case STEP_IN:
-        if (res > 0)
-            r->inpipe = (uint32_t)res;
-        if (res <= 0 || r->cancel) {
-            /* 0: the file ended before want (it shrank, or the caller
-             * asked for more than there is). */
-            finish_err(sp, loop, r, r->cancel ? -ECANCELED : res);
+    case STEP_PAIR:
+        if (!r->in_done) {
+            /* The IN (a chain completes in order): OUT follows, run or
+             * cancelled by the kernel. */
+            r->in_done = true;
+            r->in_res = res;
+            if (res > 0)
+                r->inpipe = (uint32_t)res;
+            return;
+        }
+        if (r->in_res == (int32_t)r->asked || r->cancel) {
+            out_done(sp, loop, r, res);
+            return;
+        }
+        /* IN came short, so the kernel cancelled OUT (-ECANCELED): 0 is
+         * the file's end, < 0 its error; else send what IN brought. */
+        if (r->in_res <= 0) {
+            finish_err(sp, loop, r, r->in_res);
             return;
         }
         step(sp, loop, r, STEP_OUT);
         return;
     case STEP_OUT:
-        if (res > 0) {
-            r->sent += (uint32_t)res;
-            r->inpipe -= (uint32_t)res;
-        }
-        if (r->cancel) {
-            finish_err(sp, loop, r, res < 0 ? res : -ECANCELED);
-            return;
-        }
-        /* Cut short by its timeout (nothing sent: -EINTR, or -ECANCELED
-         * before a worker took it; the bytes it did send: res > 0), or
-         * -EAGAIN on a non-blocking socket: the peer is not reading fast
-         * enough. Wait for room, then the rest of the pipe. */
-        bool full = res == -EINTR || res == -ERESTARTSYS || res == -ECANCELED ||
-                    res == -EAGAIN || (res > 0 && r->inpipe > 0);
-        if (!full && res <= 0) {
-            finish_err(sp, loop, r, res < 0 ? res : -EPIPE);
-            return;
-        }
-        if (full) {
-            step(sp, loop, r, STEP_POLL);
-            return;
-        }
-        if (r->sent == r->want) {
-            finish(sp, loop, r, (int32_t)r->sent);
-            return;
-        }
-        step(sp, loop, r, STEP_IN);
+        out_done(sp, loop, r, res);
         return;
     case STEP_POLL:
         /* POLLOUT, or POLLERR/POLLHUP: the splice tells which. */
