@@ -54,11 +54,13 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -81,6 +83,16 @@ struct ep_sock {
     bool rdhup; /* the peer closed: keep reading to reach EOF */
     bool on_ready_list;
     bool dirty; /* epoll_ctl failed to narrow the interest set: retried by run() */
+    struct ep_warm *warm; /* a sendfile waiting for a worker to cache its pages */
+};
+
+/* A sendfile whose pages are not all in the page cache: a worker brings
+ * them in (RS_FS_WARM) before the loop calls sendfile(2), which would
+ * otherwise wait for the disk with every connection of the loop. */
+struct ep_warm {
+    struct rs_file_op f;         /* RS_FS_WARM, on a descriptor of its own (dup) */
+    struct rs_op *op;            /* the sendfile; NULL once it was cancelled */
+    struct ep_warm *next, *prev; /* ep_state.warms: fini frees the stragglers */
 };
 
 struct ep_done { /* a completion waiting for run() */
@@ -99,9 +111,10 @@ struct ep_state {
     uint32_t done_head, done_len, done_cap;
     int *ready; /* et: fds with readiness left over (capacity 2 x nsocks) */
     uint32_t nready;
-    uint32_t ndirty;      /* sockets with dirty set */
-    struct rs_fspool *fs; /* file ops' workers, made on first use */
-    bool fs_inline;       /* --fs=inline: file ops block the loop */
+    uint32_t ndirty;       /* sockets with dirty set */
+    struct rs_fspool *fs;  /* file ops' workers, made on first use */
+    struct ep_warm *warms; /* RS_FS_WARM jobs a worker has */
+    bool fs_inline;        /* --fs=inline: file ops block the loop */
     unsigned fs_threads;
     struct epoll_event events[MAX_EVENTS];
 };
@@ -364,6 +377,44 @@ static ssize_t send_op(int fd, const struct rs_op *op)
     return send(fd, op->buf, op->len, MSG_NOSIGNAL);
 }
 
+#ifndef SYS_cachestat
+#define SYS_cachestat 451 /* Linux 6.5, the same number everywhere */
+#endif
+
+/* Are the pages of a sendfile's range all in the page cache? cachestat(2)
+ * counts them without touching them. When the kernel cannot say (before
+ * 6.5): yes, and sendfile(2) blocks on what is not, as it always did. */
+static bool sendfile_cached(const struct rs_op *op)
+{
+    static long page;
+    if (!page)
+        page = sysconf(_SC_PAGESIZE);
+    const struct rs_sendfile *sf = op->buf;
+    struct {
+        uint64_t off, len;
+    } range = {sf->off, op->len};
+    struct {
+        uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+    } cs;
+    if (syscall(SYS_cachestat, sf->file_fd, &range, &cs, 0) < 0)
+        return true;
+    uint64_t first = sf->off / (uint64_t)page;
+    uint64_t last = (sf->off + op->len - 1) / (uint64_t)page;
+    return cs.nr_cache >= last - first + 1;
+}
+
+static void warm_free(struct ep_state *st, struct ep_warm *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        st->warms = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    close(w->f.op.fd);
+    free(w);
+}
+
 /* A parked connect: the socket became writable or failed. */
 static void connect_ready(struct rs_loop *loop, struct ep_state *st, int fd)
 {
@@ -478,6 +529,66 @@ static int socket_submit(struct ep_state *st, struct rs_op *op)
     return 0;
 }
 
+/* The worker cached the pages: the sendfile goes on as a send does,
+ * speculatively, then on EPOLLOUT. We are inside run(): the op may
+ * complete right here. */
+static void warm_done(struct rs_loop *loop, struct rs_op *fop,
+                      const struct rs_completion *c)
+{
+    (void)c;
+    struct ep_state *st = state(loop);
+    struct ep_warm *w = (struct ep_warm *)(void *)rs_file_op_of(fop);
+    struct rs_op *op = w->op;
+    warm_free(st, w);
+    if (!op)
+        return; /* cancelled meanwhile: already completed */
+    struct ep_sock *s = &st->socks[op->fd];
+    s->warm = NULL;
+    ssize_t n = send_op(op->fd, op);
+    if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
+        rs_op_complete(loop, op, n >= 0 ? (int32_t)n : -errno, 0, 0);
+        return;
+    }
+    s->wr = op;
+    int rc = update_interest(st, op->fd, s);
+    if (rc < 0) {
+        s->wr = NULL;
+        rs_op_complete(loop, op, rc, 0, 0);
+    }
+}
+
+/* Hand a sendfile whose pages are not cached to a worker first (pool
+ * mode). 0: it is there; else the caller sends at once, as before. */
+static int warm_start(struct rs_loop *loop, struct ep_state *st, struct ep_sock *s,
+                      struct rs_op *op)
+{
+    const struct rs_sendfile *sf = op->buf;
+    if (!st->fs && !(st->fs = rs_fspool_new(st->fs_threads, loop->wake_fd)))
+        return -ENOMEM;
+    struct ep_warm *w = malloc(sizeof(*w));
+    int fd = w ? fcntl(sf->file_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (fd < 0) {
+        free(w);
+        return -ENOMEM;
+    }
+    rs_file_op_init(&w->f, RS_FS_WARM, fd, warm_done, NULL);
+    w->f.off = sf->off;
+    w->f.op.len = op->len;
+    w->op = op;
+    if (rs_fspool_submit(st->fs, &w->f) < 0) {
+        close(fd);
+        free(w);
+        return -ENOMEM;
+    }
+    w->prev = NULL;
+    w->next = st->warms;
+    if (st->warms)
+        st->warms->prev = w;
+    st->warms = w;
+    s->warm = w;
+    return 0;
+}
+
 static int ep_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ep_state *st = state(loop);
@@ -508,6 +619,11 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
         assert(!s->wr);
         if (op->kind == RS_OP_SENDFILE && op->len == 0)
             return -EINVAL;
+        /* Pages not cached: a worker reads them first, unless the loop
+         * is to block (--fs=inline) or no worker can take it. */
+        if (op->kind == RS_OP_SENDFILE && !st->fs_inline && !sendfile_cached(op) &&
+            warm_start(loop, st, s, op) == 0)
+            return 0;
         int rc = reserve_done(st);
         if (rc < 0)
             return rc;
@@ -597,6 +713,21 @@ static int ep_cancel(struct rs_loop *loop, struct rs_op *op)
     if (op->fd < 0 || (uint32_t)op->fd >= st->nsocks)
         return -ENOENT;
     struct ep_sock *s = &st->socks[op->fd];
+    if (s->warm && s->warm->op == op) {
+        /* A worker is caching its pages: take the job back if it has not
+         * started, else let it finish on its own (its result is dropped). */
+        int rc = reserve_done(st);
+        if (rc < 0)
+            return rc;
+        struct ep_warm *w = s->warm;
+        s->warm = NULL;
+        if (rs_fspool_cancel(st->fs, &w->f) == 0)
+            warm_free(st, w);
+        else
+            w->op = NULL;
+        queue_done(st, op, -ECANCELED, 0, 0);
+        return 0;
+    }
     if (s->rd != op && s->wr != op)
         return -ENOENT;        /* already completed; its completion is queued */
     int rc = reserve_done(st); /* a refused cancel leaves the op armed */
@@ -729,6 +860,8 @@ static void ep_fini(struct rs_loop *loop)
     if (!st)
         return;
     rs_fspool_free(st->fs); /* joins the workers */
+    while (st->warms)       /* jobs dropped, or finished and never reaped */
+        warm_free(st, st->warms);
     assert(st->done_len == 0);
     close(st->epfd);
     free(st->socks);

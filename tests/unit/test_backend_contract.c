@@ -632,6 +632,52 @@ static void test_contract_sendfile_cancel(void **state)
     close_server(fx);
 }
 
+/* Drop the file's pages from the page cache (written back first: only
+ * clean pages go), so that the next sendfile must read the disk (on a
+ * file system with a disk; on tmpfs nothing changes). */
+static void sf_evict(struct fixture *fx)
+{
+    assert_int_equal(fdatasync(fx->dirfd), 0);
+    assert_int_equal(posix_fadvise(fx->dirfd, 0, 0, POSIX_FADV_DONTNEED), 0);
+}
+
+/* From a file that is not cached (epoll with workers: a worker brings the
+ * pages in before the loop's sendfile(2); io_uring: the splice reads them
+ * in io-wq): the same bytes, in order. */
+static void test_contract_sendfile_cold(void **state)
+{
+    struct fixture *fx = *state;
+    sf_evict(fx);
+    assert_int_equal(sf_send_range(fx, 4096 * 3 + 17, 3u << 20), 3u << 20);
+    close_server(fx);
+}
+
+/* A cancel right after the submit, pages not cached (epoll: while a worker
+ * may be reading them): one completion, and the socket goes on. */
+static void test_contract_sendfile_cold_cancel(void **state)
+{
+    struct fixture *fx = *state;
+    sf_evict(fx);
+    struct rs_op op;
+    struct rs_sendfile src;
+    uint64_t at = 0;
+    sf_submit(fx, &op, &src, 0, 1u << 20);
+    assert_int_equal(fx->loop.ops->cancel(&fx->loop, &op), 0);
+    int n = fx->nev;
+    int32_t res = sf_wait(fx, &op, true, &at);
+    assert_true(res == -ECANCELED || res > 0);
+    for (int i = 0; i < 5; i++)
+        fx->loop.ops->run(&fx->loop, 1);
+    assert_int_equal(fx->nev, n + 1);
+    uint64_t total = res > 0 ? (uint64_t)res : 0;
+    struct rs_op more;
+    struct rs_sendfile s2;
+    sf_submit(fx, &more, &s2, total, 1000);
+    assert_int_equal(sf_wait(fx, &more, true, &at), 1000);
+    sf_read_to(fx, &at, total + 1000);
+    close_server(fx);
+}
+
 /* ---- RS_OP_CONNECT (rule 7) ------------------------------------------ */
 
 static struct sockaddr_in loopback(int port)
@@ -1480,6 +1526,10 @@ int main(int argc, char **argv)
                                         setup_sendfile, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_sendfile_cancel, setup_sendfile,
                                         teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_sendfile_cold, setup_sendfile,
+                                        teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_sendfile_cold_cancel,
+                                        setup_sendfile, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_multishot_recv_lends_buffers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_cancel_completes_once, setup,
