@@ -662,7 +662,10 @@ static void test_contract_sendfile_cold_cancel(void **state)
     struct rs_sendfile src;
     uint64_t at = 0;
     sf_submit(fx, &op, &src, 0, 1u << 20);
-    assert_int_equal(fx->loop.ops->cancel(&fx->loop, &op), 0);
+    /* -ENOENT: it finished already (epoll inline, or a kernel that cannot
+     * tell what is cached, sends at once); its completion is queued. */
+    int rc = fx->loop.ops->cancel(&fx->loop, &op);
+    assert_true(rc == 0 || rc == -ENOENT);
     int n = fx->nev;
     int32_t res = sf_wait(fx, &op, true, &at);
     assert_true(res == -ECANCELED || res > 0);
