@@ -51,6 +51,14 @@
  * to a worker pool (fspool.c, whose header says why), or with --fs=inline
  * are performed right here in submit(), blocking the loop; either way
  * their completions come from run().
+ *
+ * RS_OP_SENDFILE sits between the two: sendfile(2) is a send as far as the
+ * socket goes (speculative, then on EPOLLOUT) and a file read as far as the
+ * page cache goes. Cached pages cost nothing to wait for; a page that is
+ * not cached would make sendfile read the disk in the loop. So a sendfile
+ * first asks cachestat(2) (6.5+) whether its range is all cached, and when
+ * it is not, a worker faults the pages in (RS_FS_WARM) before the loop
+ * sends them. With --fs=inline the loop reads them itself, on purpose.
  */
 #include <assert.h>
 #include <errno.h>
