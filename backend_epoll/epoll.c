@@ -57,6 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -345,9 +346,19 @@ static void handle_read(struct rs_loop *loop, struct ep_state *st, int fd, uint3
         ready_push(st, fd, s); /* budget spent, data left: next turn */
 }
 
-/* send(2), or sendmsg(2) for a vectored send (RS_OPF_MSG). */
+/* send(2), sendmsg(2) for a vectored send (RS_OPF_MSG), or sendfile(2)
+ * for RS_OP_SENDFILE: the kernel moves the file's page-cache pages into
+ * the socket, no copy through our memory, as much as the socket's buffer
+ * takes (nginx's `sendfile on`). From the page cache it does not block; a
+ * file not cached is read right here, blocking the loop like --fs=inline
+ * (what nginx does too without its thread pool). */
 static ssize_t send_op(int fd, const struct rs_op *op)
 {
+    if (op->kind == RS_OP_SENDFILE) {
+        const struct rs_sendfile *sf = op->buf;
+        off_t off = (off_t)sf->off;
+        return sendfile(fd, sf->file_fd, &off, op->len);
+    }
     if (op->flags & RS_OPF_MSG)
         return sendmsg(fd, (const struct msghdr *)op->buf, MSG_NOSIGNAL);
     return send(fd, op->buf, op->len, MSG_NOSIGNAL);
@@ -492,8 +503,11 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
             ready_push(st, op->fd, s);
         return 0;
     }
-    case RS_OP_SEND: {
+    case RS_OP_SEND:
+    case RS_OP_SENDFILE: {
         assert(!s->wr);
+        if (op->kind == RS_OP_SENDFILE && op->len == 0)
+            return -EINVAL;
         int rc = reserve_done(st);
         if (rc < 0)
             return rc;
@@ -705,7 +719,7 @@ static int ep_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         return rc;
     }
     loop->backend = st;
-    loop->caps = RS_CAP_CONNECT | RS_CAP_FILE_OPS | RS_CAP_SOCKET;
+    loop->caps = RS_CAP_CONNECT | RS_CAP_FILE_OPS | RS_CAP_SOCKET | RS_CAP_SENDFILE;
     return 0;
 }
 

@@ -84,6 +84,7 @@
 #include "log.h"
 #include "loop.h"
 #include "probe.h"
+#include "splice.h"
 #include "uring_util.h"
 
 #ifndef IORING_CQE_F_NOTIF
@@ -122,8 +123,14 @@ enum {
     TAG_INBOX = 5,     /* a connection another loop handed us (handoff.c) */
     TAG_INBOX_END = 6, /* the inbox op's cancel, completed from run() */
     TAG_SOCKOPT = 7,   /* a new direct socket's TCP_NODELAY, the op's second step */
+    TAG_SPLICE = 8,    /* a step of an RS_OP_SENDFILE (splice.c) */
 };
-#define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
+
+/* RS_OP_SENDFILE's pipe: one splice pair moves up to this much, and every
+ * splice is a hand-off to an io-wq worker, so the fewer the better (1 MiB
+ * is fs.pipe-max-size's default, what an unprivileged user may ask). */
+#define SPLICE_PIPE_SIZE (1u << 20)
+#define UD_PTR_MASK      ((UINT64_C(1) << 48) - 1)
 
 /* rs_op.bk_flags while the op belongs to this backend */
 #define BKF_ZC 16u /* send_zc in flight; bk_ptr is its zc_rec */
@@ -185,8 +192,9 @@ struct ur_state {
      * that number, so a notification that outlives its connection cannot
      * judge the next one. */
     uint8_t *zc_fd;
-    uint32_t zc_fd_cap;  /* descriptors zc_fd covers */
-    struct rs_op *inbox; /* RS_FD_INBOX accept: where handed connections go */
+    uint32_t zc_fd_cap;       /* descriptors zc_fd covers */
+    struct rs_op *inbox;      /* RS_FD_INBOX accept: where handed connections go */
+    struct ur_splice *splice; /* RS_OP_SENDFILE, when the kernel has splice */
 };
 
 static struct ur_state *state(struct rs_loop *loop)
@@ -492,6 +500,8 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     op->bk_flags = 0;
     if (op->kind == RS_OP_SEND)
         return prep_send(loop, st, op);
+    if (op->kind == RS_OP_SENDFILE)
+        return st->splice ? ur_splice_submit(st->splice, op) : -EOPNOTSUPP;
     if (op->kind == RS_OP_ACCEPT && op->fd == RS_FD_INBOX) {
         /* Nothing to submit: the other loops' MSG_RINGs post to our CQ. */
         if (!(loop->caps & RS_CAP_HANDOFF) || st->inbox)
@@ -585,6 +595,8 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
 static int ur_cancel(struct rs_loop *loop, struct rs_op *op)
 {
     struct ur_state *st = state(loop);
+    if (op->kind == RS_OP_SENDFILE)
+        return st->splice ? ur_splice_cancel(st->splice, op) : -ENOENT;
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return -EBUSY;
@@ -750,6 +762,10 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
                          (unsigned)(ud & 0xffff), strerror(-cqe->res));
             buf_return(loop, st, (uint16_t)(ud & 0xffff));
         }
+        return;
+    }
+    if (tag == TAG_SPLICE) {
+        ur_splice_cqe(st->splice, loop, ud, cqe->res);
         return;
     }
     if (tag == TAG_ZC) {
@@ -1069,6 +1085,45 @@ static bool file_ops_supported(struct io_uring *ring)
     return ok;
 }
 
+/* For splice.c: an SQE, with room for n - 1 more right after it (a
+ * linked pair must not be split by a flush of the SQ in between). */
+static struct io_uring_sqe *splice_get_sqe(void *ctx, unsigned n)
+{
+    struct ur_state *st = ctx;
+    if (n > 1 && io_uring_sq_space_left(&st->ring) < n) {
+        io_uring_submit(&st->ring);
+        if (st->features & UF_SQPOLL)
+            io_uring_sqring_wait(&st->ring);
+        if (io_uring_sq_space_left(&st->ring) < n)
+            return NULL;
+    }
+    return get_sqe(st);
+}
+
+/* RS_OP_SENDFILE: splice (5.7) through a pipe, waiting for room in the
+ * socket with a poll. Without them the op is refused (-EOPNOTSUPP) and the
+ * capability not declared: the core copies instead. */
+static int setup_splice(struct rs_loop *loop, struct ur_state *st, char *err,
+                        size_t errlen)
+{
+    struct io_uring_probe *p = io_uring_get_probe_ring(&st->ring);
+    bool ok = p && io_uring_opcode_supported(p, IORING_OP_SPLICE) &&
+              io_uring_opcode_supported(p, IORING_OP_POLL_ADD) &&
+              io_uring_opcode_supported(p, IORING_OP_LINK_TIMEOUT) &&
+              io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL);
+    if (p)
+        io_uring_free_probe(p);
+    if (!ok)
+        return 0;
+    st->splice = ur_splice_new(splice_get_sqe, st, TAG_SPLICE, SPLICE_PIPE_SIZE);
+    if (!st->splice) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    loop->caps |= RS_CAP_SENDFILE;
+    return 0;
+}
+
 static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *err,
                                size_t errlen)
 {
@@ -1126,7 +1181,7 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
     st->batch_wait = (st->features & UF_BATCH_WAIT) && !(st->features & UF_SQPOLL);
     if (file_ops_supported(&st->ring))
         loop->caps |= RS_CAP_FILE_NATIVE | RS_CAP_FILE_OPS;
-    return 0;
+    return setup_splice(loop, st, err, errlen);
 }
 
 static void ur_fini(struct rs_loop *loop);
@@ -1217,6 +1272,7 @@ static void ur_fini(struct rs_loop *loop)
         pthread_mutex_unlock(&sqpoll_mu);
     }
     io_uring_queue_exit(&st->ring);
+    ur_splice_free(st->splice); /* the ring is gone: so are its splices */
     /* Notifications that never came: the ring is gone, so is the hold. */
     for (uint32_t bid = 0; st->zc_release && bid < loop->pool.count; bid++)
         if (st->zc_release[bid])

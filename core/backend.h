@@ -49,6 +49,17 @@
  *     the submitter's from the completion on, cancelled or not (a cancel
  *     may not stop it: then the op completes with the new descriptor), and
  *     it is closed like any other (RS_OP_CLOSE, RS_OPF_DIRECT as flagged).
+ * 10. RS_OP_SENDFILE (RS_CAP_SENDFILE) behaves like a send whose bytes come
+ *     from a file: it completes once, from run(), when some bytes went out
+ *     (res > 0, possibly fewer than len: the socket's buffer filled, or a
+ *     backend's chunk ended), when the file ends before any byte was sent
+ *     (res 0), or with -errno (-EPIPE, -ECONNRESET from the socket; -EBADF,
+ *     -EINVAL from the file). A full socket buffer is waited out, never
+ *     reported (no -EAGAIN). Bytes taken from the file but not sent are
+ *     never counted and never sent later: the next op starts at the offset
+ *     the caller gives. A cancel ends it with -ECANCELED, or with the bytes
+ *     sent so far when some went out. A backend may hold descriptors of its
+ *     own while the op is in flight (io_uring: a pipe), never after it.
  */
 #ifndef RINGSERVE_BACKEND_H
 #define RINGSERVE_BACKEND_H
@@ -76,6 +87,10 @@ struct rs_config;
  * or on worker threads. Without it they fail with -EOPNOTSUPP (io_uring on
  * a kernel older than 5.6). */
 #define RS_CAP_FILE_OPS (1u << 4)
+
+/* RS_OP_SENDFILE is supported (epoll: sendfile(2) when the socket is
+ * writable; io_uring: IORING_OP_SPLICE through a pipe). */
+#define RS_CAP_SENDFILE (1u << 7)
 
 /* RS_OP_HANDOFF and RS_FD_INBOX accepts work between the loops of one
  * server (io_uring: IORING_OP_MSG_RING). */

@@ -65,6 +65,10 @@ void rs_config_usage(FILE *out)
         "                              in the loop, blocking it (to see the cost)\n"
         "  --fs-threads=N              epoll: file IO worker threads per loop, 1 to 64\n"
         "                              (default 4); io_uring does file IO natively\n"
+        "  --sendfile=on|off           http: bodies over one buffer go from the file\n"
+        "                              to the socket in the kernel (epoll: sendfile(2),\n"
+        "                              io_uring: splice through a pipe; default on),\n"
+        "                              or off: read into memory, then sent (a copy)\n"
         "\n",
         out);
     /* Two strings: ISO C promises only 4,095 characters in one. */
@@ -269,6 +273,7 @@ enum {
     OPT_STATS_INTERVAL,
     OPT_STATS_FORMAT,
     OPT_FS,
+    OPT_SENDFILE,
     OPT_ACCEPT,
     OPT_FS_THREADS,
     OPT_ROOT,
@@ -290,6 +295,7 @@ static const struct option long_opts[] = {
     {"zc-on-copy", required_argument, NULL, OPT_ZC_ON_COPY},
     {"sched", required_argument, NULL, OPT_SCHED},
     {"fs", required_argument, NULL, OPT_FS},
+    {"sendfile", required_argument, NULL, OPT_SENDFILE},
     {"accept", required_argument, NULL, OPT_ACCEPT},
     {"fs-threads", required_argument, NULL, OPT_FS_THREADS},
     {"root", required_argument, NULL, OPT_ROOT},
@@ -392,6 +398,8 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return 0;
     case OPT_FS:
         return parse_pair("--fs", arg, "pool", "inline", &cfg->fs_inline);
+    case OPT_SENDFILE:
+        return parse_pair("--sendfile", arg, "on", "off", &cfg->no_sendfile);
     case OPT_FS_THREADS:
         return parse_u32("--fs-threads", arg, 1, 64, "a number from 1 to 64",
                          &cfg->fs_threads);

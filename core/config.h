@@ -62,6 +62,7 @@ struct rs_config {
     /* Files (issue 13). */
     uint32_t fs_threads; /* epoll: worker threads for file ops (default 4) */
     bool fs_inline;      /* epoll: perform file ops in the loop, blocking */
+    bool no_sendfile;    /* http: --sendfile=off, copy large bodies through memory */
     const char *root;    /* --protocol=http: the directory served */
     /* The proxy (issue 12). */
     struct rs_upstream upstreams[RS_MAX_UPSTREAMS]; /* --upstream, resolved */

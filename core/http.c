@@ -16,9 +16,13 @@
  *                    small (one pool buffer): one read into a pool buffer,
  *                      then head + body copied into one write, so one
  *                      send carries both
- *                    large: the head, then reads of 64 KiB into the
- *                      session's own two buffers (READ_AHEAD), each copied
- *                      into the stream's queue as it lands
+ *                    large: the head, then the file itself queued on the
+ *                      stream (rs_stream_write_file: RS_OP_SENDFILE, no
+ *                      byte through our memory; the stream closes it);
+ *                      with --sendfile=off (or a backend without
+ *                      RS_CAP_SENDFILE) reads of 64 KiB into the session's
+ *                      own two buffers (READ_AHEAD), each copied into the
+ *                      stream's queue as it lands
  *        -> close the file -> idle (or close the connection)
  *
  * Backpressure: reads are issued only while the stream's queued output
@@ -54,6 +58,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "http_parse.h"
 #include "log.h"
 #include "loop.h"
@@ -297,6 +302,30 @@ static void not_found(struct http_sess *h)
     finish_response(h);
 }
 
+/* Large bodies go from the file to the socket in the kernel when the
+ * backend can (RS_OP_SENDFILE: sendfile(2) on epoll, splice through a pipe
+ * on io_uring) unless --sendfile=off: no read into memory, no copy. */
+static bool use_sendfile(const struct http_sess *h)
+{
+    return (h->loop->caps & RS_CAP_SENDFILE) && !h->loop->cfg->no_sendfile;
+}
+
+/* The head, then the file itself: the stream owns the descriptor from here
+ * and closes it once the body is sent (or dropped). The response is
+ * complete as far as the session is concerned; the next request waits
+ * until the file has left (rs_stream_has_file), so a connection holds one
+ * file at a time whatever a client pipelines. */
+static void send_by_file(struct http_sess *h)
+{
+    char head[HEAD_ROOM];
+    int n = format_head(h, head);
+    rs_stream_write_copy(h->s, (const uint8_t *)head, (uint32_t)n);
+    int fd = h->fd;
+    h->fd = -1;
+    rs_stream_write_file(h->s, fd, h->first, h->count);
+    finish_response(h);
+}
+
 /* The file is open and examined: answer. */
 static void respond(struct http_sess *h)
 {
@@ -325,6 +354,10 @@ static void respond(struct http_sess *h)
     h->next_off = h->first;
     h->end = h->first + h->count;
     h->small = h->count <= h->loop->pool.size;
+    if (!h->small && !h->head_only && use_sendfile(h)) {
+        send_by_file(h);
+        return;
+    }
     if (!h->small && !h->rd[0].buf) {
         /* The session's own read buffers, for this response only (an idle
          * keep-alive connection holds none). */
@@ -557,7 +590,7 @@ static void next_request(struct http_sess *h)
     struct rs_stream *s = h->s;
     if (h->state != ST_IDLE || !rs_stream_is_open(s))
         return;
-    if (rs_stream_pending(s) > s->loop->cfg->max_pending)
+    if (rs_stream_pending(s) > s->loop->cfg->max_pending || rs_stream_has_file(s))
         return; /* on_writable comes back here */
     if (h->in_len == 0) {
         if (h->in_paused) {

@@ -27,19 +27,33 @@ enum rs_op_kind {
                          stay valid until the completion; res 0 or -errno */
     /* Files: submitted as a struct rs_file_op (below). Their descriptors are
      * always plain process fds, never direct ones. */
-    RS_OP_OPENAT,  /* openat2(fd, path, how): res = the new fd */
-    RS_OP_READ,    /* pread(fd, dst, len, off): res = bytes, 0 at end of file */
-    RS_OP_WRITE,   /* pwrite(fd, buf, len, off): res = bytes written */
-    RS_OP_STATX,   /* statx(fd, path, flags, mask, stx): res = 0 */
-    RS_OP_HANDOFF, /* move accepted socket fd to the loop in buf (RS_CAP_HANDOFF);
-                      res >= 0: it is there, fd is no longer ours; < 0: it
-                      still is */
-    RS_OP_SOCKET,  /* a new TCP socket (RS_CAP_SOCKET): len = address family
-                      (AF_INET, AF_INET6), fd unused; non-blocking and
-                      close-on-exec when it is a plain fd. With RS_OPF_DIRECT a
-                      direct descriptor is welcome (not promised); with
-                      RS_OPF_NODELAY it has TCP_NODELAY set. res = the new
-                      descriptor, flagged RS_CF_DIRECT when it is a direct one */
+    RS_OP_OPENAT,   /* openat2(fd, path, how): res = the new fd */
+    RS_OP_READ,     /* pread(fd, dst, len, off): res = bytes, 0 at end of file */
+    RS_OP_WRITE,    /* pwrite(fd, buf, len, off): res = bytes written */
+    RS_OP_STATX,    /* statx(fd, path, flags, mask, stx): res = 0 */
+    RS_OP_HANDOFF,  /* move accepted socket fd to the loop in buf (RS_CAP_HANDOFF);
+                       res >= 0: it is there, fd is no longer ours; < 0: it
+                       still is */
+    RS_OP_SOCKET,   /* a new TCP socket (RS_CAP_SOCKET): len = address family
+                       (AF_INET, AF_INET6), fd unused; non-blocking and
+                       close-on-exec when it is a plain fd. With RS_OPF_DIRECT a
+                       direct descriptor is welcome (not promised); with
+                       RS_OPF_NODELAY it has TCP_NODELAY set. res = the new
+                       descriptor, flagged RS_CF_DIRECT when it is a direct one */
+    RS_OP_SENDFILE, /* send len bytes of a file to socket fd without copying
+                       them through user space (RS_CAP_SENDFILE): buf is a
+                       struct rs_sendfile; res = bytes sent, may be short; 0:
+                       the file ended first */
+};
+
+/* RS_OP_SENDFILE's source: owned by the submitter, untouched until the
+ * completion. len >= 1 (op.len) bytes of file_fd (a plain fd of a regular
+ * file, open for reading) from off on go to the socket op.fd (direct with
+ * RS_OPF_DIRECT). The socket should be non-blocking (every accepted socket
+ * is): a blocking one may hold a backend's worker until its peer reads. */
+struct rs_sendfile {
+    int file_fd;
+    uint64_t off;
 };
 
 /* RS_OP_ACCEPT with this fd: no socket, but the connections other loops

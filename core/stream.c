@@ -11,27 +11,45 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "listener.h"
 #include "loop.h"
 #include "protocol.h"
 
-/* A piece of queued output. Three kinds, by where the bytes live:
+/* A piece of queued output. Four kinds, by where the bytes live:
  *   lent   - in a pool buffer (bid >= 0): the zero-copy path;
  *   heap   - in data[] behind this header (cap > 0): copies, coalesced;
- *   static - in memory that outlives the stream (chargen's table). */
+ *   static - in memory that outlives the stream (chargen's table);
+ *   file   - in a file (file.file_fd >= 0, ptr NULL): sent with
+ *            RS_OP_SENDFILE, never through our memory; the chunk owns the
+ *            descriptor and closes it when sent or dropped. */
 struct rs_chunk {
     struct rs_chunk *next;
-    const uint8_t *ptr; /* next byte to send */
-    uint32_t len;       /* bytes left to send */
-    int32_t bid;        /* lent buffer, or -1 */
-    uint32_t cap;       /* heap: size of data[]; 0 otherwise */
+    const uint8_t *ptr;      /* next byte to send */
+    uint32_t len;            /* bytes left to send */
+    int32_t bid;             /* lent buffer, or -1 */
+    uint32_t cap;            /* heap: size of data[]; 0 otherwise */
+    struct rs_sendfile file; /* file: the next byte; file_fd -1 otherwise */
     uint8_t data[];
 };
+
+/* A sendfile op moves at most this much: its completion is where the
+ * stream's accounting, low watermark and idle clock move on. */
+#define SENDFILE_OP_MAX (1u << 20)
+/* A file chunk holds at most this much; larger ranges take several, each
+ * with a descriptor of its own (dup). */
+#define FILE_CHUNK_MAX (1u << 30)
+
+static bool is_file(const struct rs_chunk *k)
+{
+    return k->file.file_fd >= 0;
+}
 
 /* A vectored send: up to RS_SENDV_MAX queued chunks in one sendmsg. Only
  * streams that ever have several chunks queued get one (ping-pong never
@@ -68,6 +86,10 @@ static struct rs_chunk *chunk_get(struct rs_loop *loop)
 
 static void chunk_put(struct rs_loop *loop, struct rs_chunk *k)
 {
+    if (is_file(k)) {
+        close(k->file.file_fd); /* read-only: close(2) does no IO */
+        k->file.file_fd = -1;
+    }
     if (k->bid >= 0) {
         loop->ops->buf_release(loop, (uint16_t)k->bid);
     }
@@ -206,12 +228,23 @@ static void start_send(struct rs_stream *s)
         return;
     struct rs_chunk *k = s->head;
     assert(k->len > 0);
-    if (k->next && (s->sendv || (s->sendv = malloc(sizeof(*s->sendv))))) {
-        /* Several chunks wait: one sendmsg for as many as fit. */
+    if (is_file(k)) {
+        /* The file's bytes go from the page cache to the socket. */
+        s->send_chunks = 1;
+        s->send_op.kind = RS_OP_SENDFILE;
+        s->send_op.buf = &k->file;
+        s->send_op.len = k->len < SENDFILE_OP_MAX ? k->len : SENDFILE_OP_MAX;
+        s->send_op.flags = opf(s, 0);
+    } else if (k->next && !is_file(k->next) &&
+               (s->sendv || (s->sendv = malloc(sizeof(*s->sendv))))) {
+        /* Several chunks wait: one sendmsg for as many as fit (up to a
+         * file chunk: that one needs an op of its own). */
         struct rs_sendv *v = s->sendv;
         uint32_t n = 0;
         uint64_t total = 0;
-        for (; k && n < RS_SENDV_MAX && total + k->len <= UINT32_MAX; k = k->next, n++) {
+        s->send_op.kind = RS_OP_SEND;
+        for (; k && !is_file(k) && n < RS_SENDV_MAX && total + k->len <= UINT32_MAX;
+             k = k->next, n++) {
             v->iov[n] = (struct iovec){.iov_base = (void *)k->ptr, .iov_len = k->len};
             total += k->len;
         }
@@ -222,6 +255,7 @@ static void start_send(struct rs_stream *s)
         s->send_op.flags = opf(s, RS_OPF_MSG);
     } else {
         s->send_chunks = 1;
+        s->send_op.kind = RS_OP_SEND;
         s->send_op.buf = k->ptr;
         s->send_op.len = k->len;
         /* Static chunks (chargen's table) may go zero-copy without a hold. */
@@ -319,6 +353,7 @@ static void queue_chunk(struct rs_stream *s, struct rs_chunk *k, const uint8_t *
     k->len = len;
     k->bid = bid;
     k->cap = cap;
+    k->file.file_fd = -1;
     enqueue(s, k);
     start_send(s);
 }
@@ -385,6 +420,48 @@ void rs_stream_write_static(struct rs_stream *s, const uint8_t *p, uint32_t len)
         return;
     }
     queue_chunk(s, k, p, len, -1, 0);
+}
+
+int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off, uint64_t len)
+{
+    if (!(s->loop->caps & RS_CAP_SENDFILE))
+        return -EOPNOTSUPP;
+    if (len == 0 || !accepts_output(s)) {
+        close(fd);
+        return 0;
+    }
+    while (len > 0) {
+        uint32_t n = len < FILE_CHUNK_MAX ? (uint32_t)len : FILE_CHUNK_MAX;
+        /* Each chunk owns its descriptor: the last one gets fd itself. */
+        int cfd = n == len ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        struct rs_chunk *k = cfd >= 0 ? chunk_get(s->loop) : NULL;
+        if (!k) {
+            int err = cfd < 0 ? -errno : -ENOMEM;
+            if (cfd >= 0 && cfd != fd)
+                close(cfd);
+            close(fd);
+            fail(s, err);
+            return 0;
+        }
+        k->ptr = NULL;
+        k->len = n;
+        k->bid = -1;
+        k->cap = 0;
+        k->file = (struct rs_sendfile){.file_fd = cfd, .off = off};
+        enqueue(s, k);
+        off += n;
+        len -= n;
+    }
+    start_send(s);
+    return 0;
+}
+
+bool rs_stream_has_file(const struct rs_stream *s)
+{
+    for (const struct rs_chunk *k = s->head; k; k = k->next)
+        if (is_file(k))
+            return true;
+    return false;
 }
 
 void rs_stream_release(struct rs_stream *s, uint16_t bid)
@@ -661,6 +738,8 @@ void rs_stream_abandon(struct rs_stream *s)
     struct rs_chunk *k = s->head;
     while (k) {
         struct rs_chunk *n = k->next;
+        if (is_file(k))
+            close(k->file.file_fd);
         free(k); /* every node is malloc'd: lent, heap and static alike */
         k = n;
     }
@@ -757,6 +836,7 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
     }
     assert((uint32_t)res <= op->len && (uint64_t)res <= s->pending);
     uint64_t before = s->pending;
+    bool file_done = false;
     loop->stats.bytes_out += (uint64_t)res;
     s->last_active_ms = rs_loop_now(loop);
     s->pending -= (uint64_t)res;
@@ -765,10 +845,14 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
         struct rs_chunk *k = s->head;
         assert(k);
         uint32_t n = left < k->len ? left : k->len;
-        k->ptr += n;
+        if (is_file(k))
+            k->file.off += n;
+        else
+            k->ptr += n;
         k->len -= n;
         left -= n;
         if (k->len == 0) {
+            file_done = file_done || is_file(k);
             s->head = k->next;
             if (!s->head)
                 s->tail = NULL;
@@ -784,8 +868,10 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
     if (s->state == RS_STREAM_CLOSING && rs_timer_active(&s->timer))
         close_timer_start(s); /* progress: the graceful close's bound starts again */
     start_send(s);
-    if (before > s->lowat && s->pending <= s->lowat && accepts_output(s) &&
-        s->cbs->on_writable)
+    /* The last byte of a file went out: its owner may queue the next one
+     * (rs_stream_has_file), whatever the watermark says. */
+    if (((before > s->lowat && s->pending <= s->lowat) || file_done) &&
+        accepts_output(s) && s->cbs->on_writable)
         s->cbs->on_writable(s);
     maybe_progress(s);
 }

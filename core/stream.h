@@ -172,6 +172,17 @@ void rs_stream_write_copy(struct rs_stream *s, const uint8_t *p,
                           uint32_t len); /* copied */
 /* p must outlive the stream (static tables); may be sent zero-copy. */
 void rs_stream_write_static(struct rs_stream *s, const uint8_t *p, uint32_t len);
+/* Queue len bytes of file fd from offset off, sent with RS_OP_SENDFILE
+ * (the backend must declare RS_CAP_SENDFILE: else -EOPNOTSUPP, and fd is
+ * untouched). Otherwise 0: the stream owns fd from now on and closes it
+ * once the bytes are sent or dropped (after a shutdown or on a closing
+ * stream at once). The bytes count in rs_stream_pending like any others
+ * but take no memory. If the file turns out shorter, the stream fails
+ * (-EPIPE): the promised bytes cannot be sent. on_writable also fires when
+ * a file's last byte went out. */
+int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off, uint64_t len);
+/* A file chunk is queued (not all of its bytes sent yet). */
+bool rs_stream_has_file(const struct rs_stream *s);
 /* Give a lent buffer back without sending it. */
 void rs_stream_release(struct rs_stream *s, uint16_t bid);
 

@@ -46,8 +46,9 @@ MIB = 1024 * 1024
 
 
 class HConfig:
-    def __init__(self, cid, label, kind, args=(), sendfile=None):
+    def __init__(self, cid, label, kind, args=(), sendfile=None, default=True):
         self.id = cid
+        self.default = default    # in the run when --configs is not given
         self.label = label
         self.kind = kind          # 'ringserve' or 'nginx'
         self.args = list(args)
@@ -64,6 +65,13 @@ def all_configs():
                 ['--backend=epoll', '--epoll-mode=et', '--fs=inline']),
         HConfig('nginx-sendfile', 'nginx sendfile on', 'nginx', sendfile=True),
         HConfig('nginx-nosendfile', 'nginx sendfile off', 'nginx', sendfile=False),
+        # Large bodies read into memory and copied out, as before sendfile
+        # (ask for them: --configs=...,uring-copy,epoll-copy).
+        HConfig('uring-copy', 'ringserve uring --sendfile=off', 'ringserve',
+                ['--backend=uring', '--sendfile=off'], default=False),
+        HConfig('epoll-copy', 'ringserve epoll-et + fs pool --sendfile=off', 'ringserve',
+                ['--backend=epoll', '--epoll-mode=et', '--fs=pool', '--sendfile=off'],
+                default=False),
     ]
 
 
@@ -774,7 +782,7 @@ def main(c, argv):
                 c.die('--configs: unknown configuration %r (known: %s)' % (
                     part, ', '.join(by_id)))
     else:
-        ids = list(by_id)
+        ids = [x.id for x in cfgs_all if x.default]
     cfgs = [x for x in cfgs_all if x.id in ids]
     sm = opts.smoke
     opts.ringserve_args = shlex.split(opts.ringserve_args)

@@ -32,6 +32,7 @@
  * (valgrind), RS_HTTP_TESTS=a,b runs only the tests whose names contain a
  * or b, RS_HTTP_KEEP=1 keeps the temporary directory.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -885,6 +886,100 @@ static void test_http_large_sha256(void **state)
     }
 }
 
+/* The server's open descriptors (its /proc/PID/fd entries); *pipes: how
+ * many of them are pipes. */
+static int server_fds(const struct fixture *fx, int *pipes)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)fx->srv.pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int n = 0;
+    *pipes = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char link[PATH_MAX], to[64] = "";
+        snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+        ssize_t k = readlink(link, to, sizeof(to) - 1);
+        if (k > 0 && strncmp(to, "pipe:", 5) == 0)
+            (*pipes)++;
+        n++;
+    }
+    closedir(d);
+    return n - *pipes;
+}
+
+/* Large bodies go out with sendfile (epoll: sendfile(2); io_uring: splice
+ * through a pipe of 2 descriptors per transfer, up to 16 empty ones kept
+ * for reuse). Many downloads, some clients leaving mid-body (half with a
+ * reset), must leave the server with the descriptors it had: no file, no
+ * socket, no session left behind, and no more pipes than that cache. */
+static void test_http_sendfile_fds_released(void **state)
+{
+    struct fixture *fx = *state;
+    enum { ROUNDS = 3, FULL = 5, GONE = 12, PIPE_FDS = 2 * 16 };
+    int base_pipes, base = server_fds(fx, &base_pipes);
+    for (int round = 0; round < ROUNDS; round++) {
+        struct raw full[FULL], gone[GONE];
+        for (int i = 0; i < GONE; i++) {
+            raw_open(fx, &gone[i]);
+            raw_sends(&gone[i], "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        }
+        for (int i = 0; i < FULL; i++) {
+            raw_open(fx, &full[i]);
+            raw_sends(&full[i], "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        }
+        /* Those leaving take some of the body first: their transfers are
+         * under way when they go. */
+        for (int i = 0; i < GONE; i++) {
+            while (gone[i].len < 100 * KIB && raw_fill(&gone[i])) {
+            }
+            if (i % 2) {
+                struct linger lg = {.l_onoff = 1, .l_linger = 0};
+                setsockopt(gone[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+            }
+            raw_close(&gone[i]);
+        }
+        for (int i = 0; i < FULL; i++) {
+            struct raw_resp r;
+            assert_true(raw_response(&full[i], &r, false));
+            assert_int_equal(r.status, 200);
+            assert_int_equal(r.body_len, big_len);
+            assert_memory_equal(r.body, big_data, big_len);
+            raw_resp_free(&r);
+            raw_close(&full[i]);
+        }
+        /* Sessions whose clients went away close on the server's own time:
+         * wait (bounded, 3 s) for the count to come back. */
+        int pipes, n = server_fds(fx, &pipes);
+        for (int i = 0; i < 300 && (n > base || pipes > base_pipes + PIPE_FDS); i++) {
+            usleep(10000);
+            n = server_fds(fx, &pipes);
+        }
+        print_message(
+            "round %d: the server holds %d descriptors and %d pipe ends (%d and "
+            "%d before any)\n",
+            round, n, pipes, base, base_pipes);
+        if (n != base)
+            fail_msg("round %d: %d descriptors other than pipes, %d before", round, n,
+                     base);
+        if (pipes > base_pipes + PIPE_FDS)
+            fail_msg("round %d: %d pipe ends, more than %d + %d cached", round, pipes,
+                     base_pipes, PIPE_FDS);
+    }
+    /* Still serving. */
+    struct raw c;
+    struct raw_resp r;
+    raw_open(fx, &c);
+    raw_sends(&c, "GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 200);
+    raw_resp_free(&r);
+    raw_close(&c);
+    fx->expect_accepted = ROUNDS * (FULL + GONE) + 1;
+}
+
 /* --- raw: pipelining, split requests, malformed requests --------------------- */
 
 static void test_http_pipelined(void **state)
@@ -1278,6 +1373,7 @@ int main(int argc, char **argv)
         T(test_http_ims_304),
         T(test_http_keepalive),
         T(test_http_large_sha256),
+        T(test_http_sendfile_fds_released),
         T(test_http_pipelined),
         T(test_http_split_request),
         T(test_http_malformed),

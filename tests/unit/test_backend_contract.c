@@ -25,6 +25,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -73,6 +74,7 @@ struct fixture {
 static const struct rs_backend_ops *backend;
 static const char *mode_name;
 static const char *features = "default";
+static bool small_rcvbuf; /* setup_with: the client's receive buffer */
 
 static void record_fn(struct rs_loop *loop, struct rs_op *op,
                       const struct rs_completion *c)
@@ -147,6 +149,12 @@ static int setup_with(void **state, uint32_t buffers)
                             .sin_port = htons((uint16_t)rs_socket_port(fx->lfd)),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     fx->client = socket(AF_INET, SOCK_STREAM, 0);
+    if (small_rcvbuf) {
+        /* The sendfile tests fill the socket: a small receive window makes
+         * that quick. */
+        int sz = 64 * 1024;
+        setsockopt(fx->client, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+    }
     assert_int_equal(connect(fx->client, (struct sockaddr *)&a, sizeof(a)), 0);
     run_until(fx, 1);
     assert_ptr_equal(fx->ev[0].op, &fx->accept_op);
@@ -368,6 +376,259 @@ static void test_contract_vectored_send(void **state)
     char buf[13];
     assert_int_equal(recv(fx->client, buf, 13, MSG_WAITALL), 13);
     assert_memory_equal(buf, "one,two,three", 13);
+    close_server(fx);
+}
+
+/* ---- RS_OP_SENDFILE (rule 10) --------------------------------------- */
+
+#define SF_LEN (8u << 20) /* the file: larger than any socket buffer here */
+
+static uint8_t sf_byte(uint64_t i)
+{
+    return (uint8_t)(i * 131 + (i >> 12));
+}
+
+/* An accepted connection as in setup(), the client's receive window small,
+ * and a scratch file of SF_LEN patterned bytes open in fx->dirfd. */
+static int setup_sendfile(void **state)
+{
+    small_rcvbuf = true;
+    int rc = setup_with(state, 64);
+    small_rcvbuf = false;
+    if (rc < 0)
+        return rc;
+    struct fixture *fx = *state;
+    if (!(fx->loop.caps & RS_CAP_SENDFILE)) {
+        /* Every backend declares it on this kernel (splice is 5.7). */
+        fail_msg("%s lacks RS_CAP_SENDFILE", mode_name);
+    }
+    strcpy(fx->dir, "/tmp/rs-sendfile-XXXXXX");
+    fx->dirfd = mkstemp(fx->dir);
+    assert_true(fx->dirfd >= 0);
+    unlink(fx->dir);
+    uint8_t *p = malloc(SF_LEN);
+    assert_non_null(p);
+    for (uint64_t i = 0; i < SF_LEN; i++)
+        p[i] = sf_byte(i);
+    assert_int_equal(pwrite(fx->dirfd, p, SF_LEN, 0), (ssize_t)SF_LEN);
+    free(p);
+    /* The client reads without blocking: the test drives both ends. */
+    fcntl(fx->client, F_SETFL, fcntl(fx->client, F_GETFL) | O_NONBLOCK);
+    return 0;
+}
+
+static int teardown_sendfile(void **state)
+{
+    struct fixture *fx = *state;
+    close(fx->dirfd);
+    return teardown(state);
+}
+
+/* What the client has received so far, checked against the file from
+ * *at on; returns the bytes read. */
+static size_t sf_drain(struct fixture *fx, uint64_t *at)
+{
+    uint8_t buf[65536];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(fx->client, buf, sizeof(buf), 0);
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] != sf_byte(*at + (uint64_t)i))
+                fail_msg("byte %llu: got %u, the file has %u",
+                         (unsigned long long)(*at + (uint64_t)i), buf[i],
+                         sf_byte(*at + (uint64_t)i));
+        *at += (uint64_t)n;
+        got += (size_t)n;
+    }
+    return got;
+}
+
+static void sf_submit(struct fixture *fx, struct rs_op *op, struct rs_sendfile *src,
+                      uint64_t off, uint32_t len)
+{
+    server_op(fx, op, RS_OP_SENDFILE);
+    *src = (struct rs_sendfile){.file_fd = fx->dirfd, .off = off};
+    op->buf = src;
+    op->len = len;
+    int before = fx->nev;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, op), 0);
+    assert_int_equal(fx->nev, before); /* rule 1 */
+}
+
+/* Run until op's one completion, the client reading (and checking) all
+ * along unless drain is false: then give up after ~300 ms (the op waits
+ * for room) and return INT32_MIN. */
+static int32_t sf_wait(struct fixture *fx, struct rs_op *op, bool drain, uint64_t *at)
+{
+    int before = fx->nev;
+    for (int i = 0; i < 4000 && fx->nev == before; i++) {
+        fx->loop.ops->run(&fx->loop, drain ? 1 : 10);
+        if (drain)
+            sf_drain(fx, at);
+        else if (i >= 30)
+            return INT32_MIN;
+    }
+    assert_int_equal(fx->nev, before + 1);
+    assert_ptr_equal(fx->ev[before].op, op);
+    assert_false(fx->ev[before].c.flags & (RS_CF_MORE | RS_CF_BUFFER));
+    return fx->ev[before].c.res;
+}
+
+/* The client reads until it has `until` bytes in all (bounded). */
+static void sf_read_to(struct fixture *fx, uint64_t *at, uint64_t until)
+{
+    for (int i = 0; i < 2000 && *at < until; i++) {
+        if (sf_drain(fx, at) == 0)
+            poll(&(struct pollfd){.fd = fx->client, .events = POLLIN}, 1, 10);
+    }
+    assert_int_equal(*at, until);
+}
+
+/* A whole range in ops that may each be short: every byte arrives once,
+ * in order, at the right offset. */
+static uint64_t sf_send_range(struct fixture *fx, uint64_t off, uint64_t len)
+{
+    uint64_t at = off, sent = 0;
+    while (sent < len) {
+        struct rs_op op;
+        struct rs_sendfile src;
+        uint64_t left = len - sent;
+        sf_submit(fx, &op, &src, off + sent,
+                  left > (1u << 30) ? 1u << 30 : (uint32_t)left);
+        int32_t res = sf_wait(fx, &op, true, &at);
+        assert_true(res > 0);
+        assert_true((uint64_t)res <= left);
+        sent += (uint64_t)res;
+    }
+    sf_read_to(fx, &at, off + len);
+    return sent;
+}
+
+static void test_contract_sendfile_full(void **state)
+{
+    struct fixture *fx = *state;
+    assert_int_equal(sf_send_range(fx, 0, SF_LEN), SF_LEN);
+    close_server(fx);
+}
+
+/* From an offset that is no multiple of a page, and a length that is none
+ * either. */
+static void test_contract_sendfile_offset(void **state)
+{
+    struct fixture *fx = *state;
+    assert_int_equal(sf_send_range(fx, 12345, 1000003), 1000003);
+    close_server(fx);
+}
+
+/* Asked for more than the file holds: short, then 0 at its end. */
+static void test_contract_sendfile_short_at_eof(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_op op;
+    struct rs_sendfile src;
+    uint64_t at = SF_LEN - 100;
+    sf_submit(fx, &op, &src, SF_LEN - 100, 5000);
+    assert_int_equal(sf_wait(fx, &op, true, &at), 100);
+    sf_read_to(fx, &at, SF_LEN);
+    sf_submit(fx, &op, &src, SF_LEN, 5000);
+    assert_int_equal(sf_wait(fx, &op, true, &at), 0);
+    sf_submit(fx, &op, &src, SF_LEN + 4096, 1);
+    assert_int_equal(sf_wait(fx, &op, true, &at), 0);
+    close_server(fx);
+}
+
+/* The peer reset the connection: -EPIPE or -ECONNRESET, never a count. */
+static void test_contract_sendfile_peer_closed(void **state)
+{
+    struct fixture *fx = *state;
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fx->client, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fx->client);
+    fx->client = -1;
+    usleep(10000); /* the RST is on the loopback at once; be generous */
+    struct rs_op op;
+    struct rs_sendfile src;
+    uint64_t at = 0;
+    sf_submit(fx, &op, &src, 0, SF_LEN);
+    int32_t res = sf_wait(fx, &op, false, &at);
+    assert_true(res == -EPIPE || res == -ECONNRESET);
+    close_server(fx);
+}
+
+/* Fill the socket (the peer does not read) until an op waits for room;
+ * returns the bytes sent before it. The op is left in flight. */
+static uint64_t sf_fill(struct fixture *fx, struct rs_op *op, struct rs_sendfile *src)
+{
+    uint64_t sent = 0, at = 0;
+    for (int i = 0; i < 64; i++) {
+        sf_submit(fx, op, src, sent, SF_LEN - (uint32_t)sent);
+        int32_t res = sf_wait(fx, op, false, &at);
+        if (res == INT32_MIN)
+            return sent; /* it waits: the socket is full */
+        assert_true(res > 0);
+        sent += (uint64_t)res;
+        assert_true(sent < SF_LEN);
+    }
+    fail_msg("the socket never filled: %llu bytes sent", (unsigned long long)sent);
+    return 0;
+}
+
+/* A full socket is waited out, not reported: once the peer reads, the op
+ * goes on, and what it took from the file (io_uring: bytes waiting in its
+ * pipe) arrives exactly once, in order. */
+static void test_contract_sendfile_full_socket_then_drained(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_op op;
+    struct rs_sendfile src;
+    uint64_t before = sf_fill(fx, &op, &src); /* 0 when the first op waits */
+    uint64_t at = 0;
+    int32_t res = sf_wait(fx, &op, true, &at); /* now the client reads */
+    assert_true(res > 0);
+    /* The rest of the file, then every byte checked. */
+    for (uint64_t off = before + (uint64_t)res; off < SF_LEN;) {
+        struct rs_op more;
+        struct rs_sendfile s2;
+        sf_submit(fx, &more, &s2, off, (uint32_t)(SF_LEN - off));
+        int32_t r = sf_wait(fx, &more, true, &at);
+        assert_true(r > 0);
+        off += (uint64_t)r;
+    }
+    sf_read_to(fx, &at, SF_LEN);
+    close_server(fx);
+}
+
+/* A cancel while the op waits for room: one completion, -ECANCELED or the
+ * bytes sent so far; the peer then receives exactly the bytes reported,
+ * nothing the op had taken from the file but not sent. */
+static void test_contract_sendfile_cancel(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_op op;
+    struct rs_sendfile src;
+    uint64_t before = sf_fill(fx, &op, &src);
+    assert_int_equal(fx->loop.ops->cancel(&fx->loop, &op), 0);
+    int n = fx->nev;
+    assert_int_equal(fx->nev, n); /* not from inside cancel() */
+    uint64_t at = 0;
+    int32_t res = sf_wait(fx, &op, false, &at);
+    assert_true(res == -ECANCELED || res > 0);
+    for (int i = 0; i < 5; i++)
+        fx->loop.ops->run(&fx->loop, 1);
+    assert_int_equal(fx->nev, n + 1); /* exactly once */
+    uint64_t total = before + (res > 0 ? (uint64_t)res : 0);
+    /* The socket still works: 1000 more bytes from where the peer is. */
+    struct rs_op more;
+    struct rs_sendfile s2;
+    sf_submit(fx, &more, &s2, total, 1000);
+    int32_t r = sf_wait(fx, &more, true, &at);
+    assert_int_equal(r, 1000);
+    sf_read_to(fx, &at, total + 1000);
+    /* Nothing beyond what was reported. */
+    usleep(20000);
+    assert_int_equal(sf_drain(fx, &at), 0);
     close_server(fx);
 }
 
@@ -1185,6 +1446,9 @@ int main(int argc, char **argv)
         return 2;
     }
     mode_name = argv[1];
+    /* sendfile(2) cannot be told MSG_NOSIGNAL: a reset peer raises SIGPIPE
+     * (the program ignores it, core/main.c). */
+    signal(SIGPIPE, SIG_IGN);
     backend = strncmp(mode_name, "epoll", 5) == 0 ? &rs_backend_epoll : &rs_backend_uring;
     if (argc > 2)
         features = argv[2];
@@ -1204,6 +1468,18 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_contract_no_completion_inside_submit, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_contract_sendfile_full, setup_sendfile,
+                                        teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_sendfile_offset, setup_sendfile,
+                                        teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_sendfile_short_at_eof,
+                                        setup_sendfile, teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_sendfile_peer_closed,
+                                        setup_sendfile, teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_sendfile_full_socket_then_drained,
+                                        setup_sendfile, teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_sendfile_cancel, setup_sendfile,
+                                        teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_multishot_recv_lends_buffers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_cancel_completes_once, setup,

@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "backend.h"
 #include "loop.h"
 #include "protocol.h"
 #include "stream.h"
@@ -59,6 +60,8 @@ static void write_file(const char *dir, const char *name, const void *p, size_t 
     close(fd);
 }
 
+static bool copy_bodies; /* setup_with: --sendfile=off */
+
 static int setup_with(void **state, uint32_t buffers)
 {
     struct fixture *fx = calloc(1, sizeof(*fx));
@@ -78,6 +81,7 @@ static int setup_with(void **state, uint32_t buffers)
     fx->cfg.buffers = buffers;
     fx->cfg.buffer_size = 4096;
     fx->cfg.max_pending = 64 * 1024;
+    fx->cfg.no_sendfile = copy_bodies;
     char err[256] = "";
     if (rs_loop_init(&fx->loop, backend, &fx->cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "loop init: %s\n", err);
@@ -100,6 +104,30 @@ static int setup(void **state)
 static int setup_two_buffers(void **state)
 {
     return setup_with(state, 2);
+}
+
+/* The same, with large bodies read into memory and copied out
+ * (--sendfile=off) rather than sent with RS_OP_SENDFILE. */
+static int setup_copy(void **state)
+{
+    copy_bodies = true;
+    int rc = setup_with(state, 64);
+    copy_bodies = false;
+    return rc;
+}
+
+static int setup_two_buffers_copy(void **state)
+{
+    copy_bodies = true;
+    int rc = setup_with(state, 2);
+    copy_bodies = false;
+    return rc;
+}
+
+/* Large bodies go out with RS_OP_SENDFILE in this run. */
+static bool by_file(const struct fixture *fx)
+{
+    return (fx->loop.caps & RS_CAP_SENDFILE) && !fx->cfg.no_sendfile;
 }
 
 /* One loop turn, as rs_loop_run makes it (timers, starved streams,
@@ -221,11 +249,19 @@ static void test_http_large_file_in_order(void **state)
     send_all(fx, "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     for (int i = 0; i < 200; i++)
         turn(fx);
-    /* Nobody read yet: the backlog is bounded by --max-pending plus the
-     * one 64 KiB read that may start just below it (and the head). */
-    assert_true(fx->loop.streams && rs_stream_pending(fx->loop.streams) <=
-                                        fx->cfg.max_pending + 65536 + 1024);
-    assert_true(rs_stream_pending(fx->loop.streams) < BIG_LEN / 2);
+    assert_non_null(fx->loop.streams);
+    if (by_file(fx)) {
+        /* The body is queued as the file itself: no byte of it in memory,
+         * the queue is the head and what is left of the file. */
+        assert_true(rs_stream_has_file(fx->loop.streams));
+        assert_true(rs_stream_pending(fx->loop.streams) <= BIG_LEN + 1024);
+    } else {
+        /* Nobody read yet: the backlog is bounded by --max-pending plus the
+         * one 64 KiB read that may start just below it (and the head). */
+        assert_true(rs_stream_pending(fx->loop.streams) <=
+                    fx->cfg.max_pending + 65536 + 1024);
+        assert_true(rs_stream_pending(fx->loop.streams) < BIG_LEN / 2);
+    }
     char head[1024];
     uint8_t *body = malloc(BIG_LEN);
     assert_int_equal(response(fx, head, sizeof(head), body, BIG_LEN), BIG_LEN);
@@ -309,7 +345,13 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_http_request_byte_by_byte_then_pipelined,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_large_file_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_large_file_in_order, setup_copy,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_http_client_gone_mid_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_client_gone_mid_file, setup_copy,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_http_two_buffers, setup_two_buffers_copy,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_http_two_buffers, setup_two_buffers,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_http_bad_request_closes, setup, teardown),

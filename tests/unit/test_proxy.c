@@ -21,7 +21,9 @@
 #include "proxy.h"
 #include "stream.h"
 
-#define CLIENT 5
+#define CLIENT                                                                           \
+    1000 /* made up: above any real descriptor the test opens (socket(2) may hand out 5) \
+          */
 
 struct fixture {
     struct rs_config cfg;

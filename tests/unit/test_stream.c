@@ -17,7 +17,9 @@
 #include "loop.h"
 #include "stream.h"
 
-#define FD 5
+#define FD                                                                               \
+    1000 /* made up: above any real descriptor the test opens (socket(2) may hand out 5) \
+          */
 
 struct fixture {
     struct rs_config cfg;

@@ -1,0 +1,387 @@
+/* RS_OP_SENDFILE on io_uring: a file's bytes into a socket through a pipe.
+ *
+ * io_uring has no sendfile. What it has is IORING_OP_SPLICE, splice(2) as
+ * an SQE, and splice needs a pipe at one end: so a file goes to a socket
+ * in two splices, file -> pipe (the pipe takes references to the page-cache
+ * pages: no copy) and pipe -> socket (TCP attaches those pages to its
+ * packets: no copy either). That is what sendfile(2) does inside the
+ * kernel with a hidden per-task pipe; here the pipe is ours.
+ *
+ * What the kernel promises, and what it does not:
+ *  - Every splice runs in an io-wq worker thread (the opcode is always
+ *    forced async): each SQE costs a hand-off to a worker and back, so the
+ *    pipe is made large (F_SETPIPE_SZ, up to 1 MiB) to need few of them.
+ *  - The socket side is not polled the way a send SQE is. On a
+ *    non-blocking socket whose buffer is full the splice completes with
+ *    -EAGAIN; on a blocking one (ours: io_uring's own sends and receives
+ *    misbehave on O_NONBLOCK sockets, a sendmsg that waited for room once
+ *    was seen to complete with -EAGAIN) it blocks its worker until the
+ *    peer has read enough. So each pipe -> socket splice is linked to an
+ *    IORING_OP_LINK_TIMEOUT (OUT_TIMEOUT_MS): a peer that stops reading
+ *    holds a worker that long, no longer. The splice then returns what it
+ *    sent (or -EINTR), this file arms IORING_OP_POLL_ADD(POLLOUT) on the
+ *    socket, and splices the rest of the pipe when the peer made room.
+ *  - Bytes in the pipe are taken from the file but not yet sent. They stay
+ *    with their op: the op completes only when its pipe is empty (or on an
+ *    error or cancel, when what is left in the pipe is thrown away with the
+ *    pipe itself, and never counted as sent). A pipe known to be empty goes
+ *    back to a small per-loop cache; any other is closed.
+ *
+ * One op is a small state machine, one SQE in flight at a time:
+ *
+ *     IN (file -> pipe) --> OUT (pipe -> socket) --> pipe empty: done, or IN
+ *                            |  ^   short: OUT again
+ *                     EAGAIN v  |
+ *                           POLL (socket writable)
+ *
+ * Each SQE's user_data names the op's record and its generation, so a
+ * cancel aims at whichever step is in flight. The op's completion always
+ * comes from a CQE, so from run() (backend.h rule 1).
+ */
+#include "splice.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+#include "op.h"
+
+#define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
+#define PIPE_CACHE  16 /* empty pipes kept per loop for the next ops */
+/* How long one pipe -> socket splice may wait for room in the socket. */
+#define OUT_TIMEOUT_MS 50
+#ifndef ERESTARTSYS
+#define ERESTARTSYS 512 /* a worker's splice interrupted by the timeout */
+#endif
+
+static struct __kernel_timespec out_timeout = {.tv_nsec = OUT_TIMEOUT_MS * 1000000L};
+
+enum { STEP_IN, STEP_OUT, STEP_POLL };
+
+struct sp_pipe {
+    struct sp_pipe *next;
+    int rd, wr;
+    uint32_t cap; /* bytes it holds (F_GETPIPE_SZ) */
+};
+
+struct sp_rec {
+    struct sp_rec *next, *prev; /* live list; free list through next */
+    struct rs_op *op;
+    struct sp_pipe *pipe;
+    uint32_t want;   /* op->len */
+    uint32_t sent;   /* bytes that went out */
+    uint32_t inpipe; /* bytes taken from the file, not sent yet */
+    uint8_t step;
+    uint8_t gen;
+    bool cancel; /* a cancel was asked: end at the next CQE */
+};
+
+struct ur_splice {
+    ur_get_sqe_fn get_sqe;
+    void *ctx;
+    unsigned tag;
+    uint32_t pipe_size;
+    struct sp_rec *live, *free_recs;
+    struct sp_pipe *cache;
+    uint32_t ncache, nlive;
+};
+
+struct ur_splice *ur_splice_new(ur_get_sqe_fn get_sqe, void *ctx, unsigned tag,
+                                uint32_t pipe_size)
+{
+    struct ur_splice *sp = calloc(1, sizeof(*sp));
+    if (!sp)
+        return NULL;
+    sp->get_sqe = get_sqe;
+    sp->ctx = ctx;
+    sp->tag = tag;
+    sp->pipe_size = pipe_size;
+    return sp;
+}
+
+static void pipe_close(struct sp_pipe *p)
+{
+    close(p->rd);
+    close(p->wr);
+    free(p);
+}
+
+void ur_splice_free(struct ur_splice *sp)
+{
+    if (!sp)
+        return;
+    while (sp->live) {
+        struct sp_rec *r = sp->live;
+        sp->live = r->next;
+        pipe_close(r->pipe);
+        free(r);
+    }
+    while (sp->free_recs) {
+        struct sp_rec *r = sp->free_recs;
+        sp->free_recs = r->next;
+        free(r);
+    }
+    while (sp->cache) {
+        struct sp_pipe *p = sp->cache;
+        sp->cache = p->next;
+        pipe_close(p);
+    }
+    free(sp);
+}
+
+void ur_splice_counts(const struct ur_splice *sp, uint32_t *live, uint32_t *cached)
+{
+    *live = sp ? sp->nlive : 0;
+    *cached = sp ? sp->ncache : 0;
+}
+
+/* A pipe from the cache, or a new one as large as the kernel lets us make
+ * it (an unprivileged user past fs.pipe-user-pages-soft gets the default,
+ * or less: it still works, in more steps). Non-blocking, so that no splice
+ * can ever wait for the pipe itself. NULL with -errno in *err. */
+static struct sp_pipe *pipe_get(struct ur_splice *sp, int *err)
+{
+    struct sp_pipe *p = sp->cache;
+    if (p) {
+        sp->cache = p->next;
+        sp->ncache--;
+        return p;
+    }
+    p = malloc(sizeof(*p));
+    int fds[2];
+    if (!p || pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+        *err = p ? -errno : -ENOMEM;
+        free(p);
+        return NULL;
+    }
+    p->rd = fds[0];
+    p->wr = fds[1];
+    if (sp->pipe_size)
+        (void)fcntl(p->wr, F_SETPIPE_SZ, (int)sp->pipe_size); /* a wish */
+    int cap = fcntl(p->wr, F_GETPIPE_SZ);
+    p->cap = cap > 0 ? (uint32_t)cap : 4096;
+    return p;
+}
+
+/* An op is done with its pipe: keep it if it is known to be empty. */
+static void pipe_put(struct ur_splice *sp, struct sp_pipe *p, bool empty)
+{
+    if (!empty || sp->ncache >= PIPE_CACHE) {
+        pipe_close(p);
+        return;
+    }
+    p->next = sp->cache;
+    sp->cache = p;
+    sp->ncache++;
+}
+
+static uint64_t ud_of(const struct ur_splice *sp, const struct sp_rec *r)
+{
+    uintptr_t p = (uintptr_t)r;
+    assert((p & ~UD_PTR_MASK) == 0);
+    return (uint64_t)p | (uint64_t)r->gen << 48 | (uint64_t)sp->tag << 56;
+}
+
+/* Queue the SQE of r's current step. false: no SQE to be had. */
+static bool issue(struct ur_splice *sp, struct sp_rec *r)
+{
+    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, r->step == STEP_OUT ? 2 : 1);
+    if (!sqe)
+        return false;
+    struct rs_op *op = r->op;
+    const struct rs_sendfile *src = op->buf;
+    bool direct = op->flags & RS_OPF_DIRECT;
+    switch (r->step) {
+    case STEP_IN: {
+        uint32_t left = r->want - r->sent;
+        uint32_t n = left < r->pipe->cap ? left : r->pipe->cap;
+        io_uring_prep_splice(sqe, src->file_fd, (int64_t)(src->off + r->sent),
+                             r->pipe->wr, -1, n, SPLICE_F_NONBLOCK);
+        break;
+    }
+    case STEP_OUT: {
+        /* MORE while this op has more to send: no half-empty segment at
+         * the pipe's boundary. */
+        unsigned more = r->sent + r->inpipe < r->want ? SPLICE_F_MORE : 0;
+        io_uring_prep_splice(sqe, r->pipe->rd, -1, op->fd, -1, r->inpipe,
+                             SPLICE_F_NONBLOCK | more);
+        if (direct)
+            sqe->flags |= IOSQE_FIXED_FILE; /* fd_out, the socket */
+        sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data64(sqe, ud_of(sp, r));
+        /* Its CQE (-ETIME, or -ECANCELED when the splice ended first)
+         * says nothing the splice's own does not: no record. */
+        struct io_uring_sqe *t = sp->get_sqe(sp->ctx, 1);
+        io_uring_prep_link_timeout(t, &out_timeout, 0);
+        io_uring_sqe_set_data64(t, (uint64_t)sp->tag << 56);
+        return true;
+    }
+    case STEP_POLL:
+        io_uring_prep_poll_add(sqe, op->fd, POLLOUT);
+        if (direct)
+            sqe->flags |= IOSQE_FIXED_FILE;
+        break;
+    }
+    io_uring_sqe_set_data64(sqe, ud_of(sp, r));
+    return true;
+}
+
+int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
+{
+    if (op->len == 0 || !op->buf)
+        return -EINVAL;
+    struct sp_rec *r = sp->free_recs;
+    if (r)
+        sp->free_recs = r->next;
+    else if (!(r = calloc(1, sizeof(*r))))
+        return -ENOMEM;
+    int err = 0;
+    struct sp_pipe *p = pipe_get(sp, &err);
+    if (!p) {
+        r->next = sp->free_recs;
+        sp->free_recs = r;
+        return err;
+    }
+    uint8_t gen = (uint8_t)(r->gen + 1);
+    *r = (struct sp_rec){
+        .op = op, .pipe = p, .want = op->len, .step = STEP_IN, .gen = gen};
+    if (!issue(sp, r)) {
+        pipe_put(sp, p, true);
+        r->next = sp->free_recs;
+        sp->free_recs = r;
+        return -EBUSY;
+    }
+    r->next = sp->live;
+    if (sp->live)
+        sp->live->prev = r;
+    sp->live = r;
+    sp->nlive++;
+    op->bk_ptr = r;
+    return 0;
+}
+
+int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op)
+{
+    struct sp_rec *r = op->bk_ptr;
+    if (!r)
+        return -ENOENT;
+    if (r->cancel)
+        return 0;
+    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, 1);
+    if (!sqe)
+        return -EBUSY;
+    /* Whatever step is in flight now; one racing it to the CQ is already
+     * done, and the flag ends the op at its CQE instead of the next step.
+     * A poll ends at once; a splice waiting in a worker for room in the
+     * socket is interrupted (io-wq signals the worker) and returns what it
+     * sent. */
+    io_uring_prep_cancel64(sqe, ud_of(sp, r), 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)sp->tag << 56); /* no record */
+    r->cancel = true;
+    return 0;
+}
+
+static void finish(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
+                   int32_t res)
+{
+    struct rs_op *op = r->op;
+    pipe_put(sp, r->pipe, r->inpipe == 0);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        sp->live = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    sp->nlive--;
+    r->op = NULL;
+    r->pipe = NULL;
+    r->next = sp->free_recs;
+    sp->free_recs = r;
+    op->bk_ptr = NULL;
+    rs_op_complete(loop, op, res, 0, 0);
+}
+
+/* The op ends with what went out, or err when nothing did. */
+static void finish_err(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
+                       int32_t err)
+{
+    finish(sp, loop, r, r->sent > 0 ? (int32_t)r->sent : err);
+}
+
+/* Next step, or the end when no SQE is to be had. */
+static void step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r, uint8_t s)
+{
+    r->step = s;
+    if (!issue(sp, r)) {
+        rs_log_error("sendfile: no SQE for the next splice");
+        finish_err(sp, loop, r, -EBUSY);
+    }
+}
+
+void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_data,
+                   int32_t res)
+{
+    struct sp_rec *r = (struct sp_rec *)(uintptr_t)(user_data & UD_PTR_MASK);
+    if (!r)
+        return; /* a cancel's own CQE */
+    if (!r->op || (uint8_t)(user_data >> 48) != r->gen) {
+        rs_log_error("sendfile: dropping a stale splice completion (res %d)", res);
+        return;
+    }
+    switch (r->step) {
+    case STEP_IN:
+        if (res > 0)
+            r->inpipe = (uint32_t)res;
+        if (res <= 0 || r->cancel) {
+            /* 0: the file ended before want (it shrank, or the caller
+             * asked for more than there is). */
+            finish_err(sp, loop, r, r->cancel ? -ECANCELED : res);
+            return;
+        }
+        step(sp, loop, r, STEP_OUT);
+        return;
+    case STEP_OUT:
+        if (res > 0) {
+            r->sent += (uint32_t)res;
+            r->inpipe -= (uint32_t)res;
+        }
+        if (r->cancel) {
+            finish_err(sp, loop, r, res < 0 ? res : -ECANCELED);
+            return;
+        }
+        /* Cut short by its timeout (nothing sent: -EINTR, or -ECANCELED
+         * before a worker took it; the bytes it did send: res > 0), or
+         * -EAGAIN on a non-blocking socket: the peer is not reading fast
+         * enough. Wait for room, then the rest of the pipe. */
+        bool full = res == -EINTR || res == -ERESTARTSYS || res == -ECANCELED ||
+                    res == -EAGAIN || (res > 0 && r->inpipe > 0);
+        if (!full && res <= 0) {
+            finish_err(sp, loop, r, res < 0 ? res : -EPIPE);
+            return;
+        }
+        if (full) {
+            step(sp, loop, r, STEP_POLL);
+            return;
+        }
+        if (r->sent == r->want) {
+            finish(sp, loop, r, (int32_t)r->sent);
+            return;
+        }
+        step(sp, loop, r, STEP_IN);
+        return;
+    case STEP_POLL:
+        /* POLLOUT, or POLLERR/POLLHUP: the splice tells which. */
+        if (res < 0 || r->cancel) {
+            finish_err(sp, loop, r, res < 0 && res != -ECANCELED ? res : -ECANCELED);
+            return;
+        }
+        step(sp, loop, r, STEP_OUT);
+        return;
+    }
+}

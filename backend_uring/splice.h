@@ -1,0 +1,36 @@
+/* RS_OP_SENDFILE on io_uring: IORING_OP_SPLICE through a pipe (splice.c
+ * says how and why). Internal to the io_uring backend. */
+#ifndef RINGSERVE_URING_SPLICE_H
+#define RINGSERVE_URING_SPLICE_H
+
+#include <stdint.h>
+
+#include <liburing.h>
+
+struct rs_loop;
+struct rs_op;
+struct ur_splice;
+
+/* The backend's SQE source (it flushes a full SQ): one SQE, with n - 1 more
+ * free right after it for a linked chain (NULL: none to be had). */
+typedef struct io_uring_sqe *(*ur_get_sqe_fn)(void *ctx, unsigned n);
+
+/* NULL when out of memory. pipe_size: bytes asked of F_SETPIPE_SZ (0: the
+ * kernel's default). */
+struct ur_splice *ur_splice_new(ur_get_sqe_fn get_sqe, void *ctx, unsigned tag,
+                                uint32_t pipe_size);
+/* After io_uring_queue_exit(): closes every pipe, frees every record. */
+void ur_splice_free(struct ur_splice *sp);
+
+/* Start op (RS_OP_SENDFILE): 0, or -errno with nothing done. */
+int ur_splice_submit(struct ur_splice *sp, struct rs_op *op);
+/* Ask op to end early (backend.h rule 5): 0 or -EBUSY (no SQE). */
+int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op);
+/* A CQE whose user_data carries the tag: res is cqe->res. May complete the
+ * op. */
+void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_data,
+                   int32_t res);
+/* Pipes made, reused and thrown away, for describe/tests. */
+void ur_splice_counts(const struct ur_splice *sp, uint32_t *live, uint32_t *cached);
+
+#endif
