@@ -696,7 +696,7 @@ static void maybe_progress(struct rs_stream *s)
         s->reading = true; /* nothing is queued any more */
         arm_recv(s);
         if (s->recv_armed || s->starved)
-            return; /* until EOF, an error, or the linger timer */
+            return; /* until EOF, an error, or the close timer */
     }
     /* No socket (its op failed): on_socket_op frees the stream. */
     if (s->inflight > 0 || s->fd < 0)
