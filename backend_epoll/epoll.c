@@ -57,8 +57,10 @@
  * page cache goes. Cached pages cost nothing to wait for; a page that is
  * not cached would make sendfile read the disk in the loop. So a sendfile
  * first asks cachestat(2) (6.5+) whether its range is all cached, and when
- * it is not, a worker faults the pages in (RS_FS_WARM) before the loop
- * sends them. With --fs=inline the loop reads them itself, on purpose.
+ * it is not, a worker makes the sendfile(2) call (RS_FS_SENDFILE: it waits
+ * for the disk, never for the peer: the socket is non-blocking), as nginx
+ * does with `aio threads`. With --fs=inline the loop reads them itself,
+ * on purpose.
  */
 #include <assert.h>
 #include <errno.h>
@@ -91,17 +93,22 @@ struct ep_sock {
     bool rdhup; /* the peer closed: keep reading to reach EOF */
     bool on_ready_list;
     bool dirty; /* epoll_ctl failed to narrow the interest set: retried by run() */
-    struct ep_warm *warm; /* a sendfile waiting for a worker to cache its pages */
+    struct ep_job *job; /* a sendfile a worker makes (pages not cached) */
 };
 
-/* A sendfile whose pages are not all in the page cache: a worker brings
- * them in (RS_FS_WARM) before the loop calls sendfile(2), which would
- * otherwise wait for the disk with every connection of the loop. */
-struct ep_warm {
-    struct rs_file_op f;         /* RS_FS_WARM, on a descriptor of its own (dup) */
-    struct rs_op *op;            /* the sendfile; NULL once it was cancelled */
-    struct ep_warm *next, *prev; /* ep_state.warms: fini frees the stragglers */
+/* A sendfile whose pages are not all in the page cache: a worker makes
+ * the call (RS_FS_SENDFILE), which would otherwise wait for the disk with
+ * every connection of the loop. */
+struct ep_job {
+    struct rs_file_op f;        /* RS_FS_SENDFILE */
+    struct rs_op *op;           /* the sendfile */
+    bool cancel;                /* a cancel came while a worker had it */
+    struct ep_job *next, *prev; /* ep_state.jobs: fini frees the stragglers */
 };
+
+/* Bytes one worker's sendfile may send: the disk reads it waits for hold a
+ * worker that other file ops (small files) may be queued behind. */
+#define JOB_MAX (256u * 1024)
 
 struct ep_done { /* a completion waiting for run() */
     struct rs_op *op;
@@ -119,10 +126,10 @@ struct ep_state {
     uint32_t done_head, done_len, done_cap;
     int *ready; /* et: fds with readiness left over (capacity 2 x nsocks) */
     uint32_t nready;
-    uint32_t ndirty;       /* sockets with dirty set */
-    struct rs_fspool *fs;  /* file ops' workers, made on first use */
-    struct ep_warm *warms; /* RS_FS_WARM jobs a worker has */
-    bool fs_inline;        /* --fs=inline: file ops block the loop */
+    uint32_t ndirty;      /* sockets with dirty set */
+    struct rs_fspool *fs; /* file ops' workers, made on first use */
+    struct ep_job *jobs;  /* RS_FS_SENDFILE jobs the pool has */
+    bool fs_inline;       /* --fs=inline: file ops block the loop */
     unsigned fs_threads;
     struct epoll_event events[MAX_EVENTS];
 };
@@ -411,17 +418,19 @@ static bool sendfile_cached(const struct rs_op *op)
     return cs.nr_cache >= last - first + 1;
 }
 
-static void warm_free(struct ep_state *st, struct ep_warm *w)
+static void job_free(struct ep_state *st, struct ep_job *w)
 {
     if (w->prev)
         w->prev->next = w->next;
     else
-        st->warms = w->next;
+        st->jobs = w->next;
     if (w->next)
         w->next->prev = w->prev;
-    close(w->f.op.fd);
     free(w);
 }
+
+static int job_start(struct rs_loop *loop, struct ep_state *st, struct ep_sock *s,
+                     struct rs_op *op);
 
 /* A parked connect: the socket became writable or failed. */
 static void connect_ready(struct rs_loop *loop, struct ep_state *st, int fd)
@@ -446,6 +455,15 @@ static void handle_write(struct rs_loop *loop, struct ep_state *st, int fd)
     if (op->kind == RS_OP_CONNECT) {
         connect_ready(loop, st, fd);
         return;
+    }
+    if (op->kind == RS_OP_SENDFILE && !st->fs_inline && !sendfile_cached(op)) {
+        /* Room in the socket, but the pages are not cached (any more). */
+        s->wr = NULL;
+        narrow_interest(st, fd, s);
+        if (job_start(loop, st, s, op) == 0)
+            return;
+        s->wr = op;
+        update_interest(st, fd, s);
     }
     ssize_t n = send_op(fd, op);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -537,63 +555,62 @@ static int socket_submit(struct ep_state *st, struct rs_op *op)
     return 0;
 }
 
-/* The worker cached the pages: the sendfile goes on as a send does,
- * speculatively, then on EPOLLOUT. We are inside run(): the op may
- * complete right here. */
-static void warm_done(struct rs_loop *loop, struct rs_op *fop,
-                      const struct rs_completion *c)
+/* A worker's sendfile ended. We are inside run(): the op may complete
+ * right here. */
+static void job_done(struct rs_loop *loop, struct rs_op *fop,
+                     const struct rs_completion *c)
 {
-    (void)c;
     struct ep_state *st = state(loop);
-    struct ep_warm *w = (struct ep_warm *)(void *)rs_file_op_of(fop);
+    struct ep_job *w = (struct ep_job *)(void *)rs_file_op_of(fop);
     struct rs_op *op = w->op;
-    warm_free(st, w);
-    if (!op)
-        return; /* cancelled meanwhile: already completed */
+    bool cancel = w->cancel;
+    int32_t res = c->res;
+    job_free(st, w);
     struct ep_sock *s = &st->socks[op->fd];
-    s->warm = NULL;
-    ssize_t n = send_op(op->fd, op);
-    if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
-        rs_op_complete(loop, op, n >= 0 ? (int32_t)n : -errno, 0, 0);
+    s->job = NULL;
+    if (cancel) {
+        rs_op_complete(loop, op, res > 0 ? res : -ECANCELED, 0, 0);
         return;
     }
-    s->wr = op;
-    int rc = update_interest(st, op->fd, s);
-    if (rc < 0) {
+    if (res == -EAGAIN || res == -EINTR) {
+        /* The socket is full: wait for room, like a send. */
+        s->wr = op;
+        int rc = update_interest(st, op->fd, s);
+        if (rc == 0)
+            return;
         s->wr = NULL;
-        rs_op_complete(loop, op, rc, 0, 0);
+        res = rc;
     }
+    rs_op_complete(loop, op, res, 0, 0);
 }
 
-/* Hand a sendfile whose pages are not cached to a worker first (pool
- * mode). 0: it is there; else the caller sends at once, as before. */
-static int warm_start(struct rs_loop *loop, struct ep_state *st, struct ep_sock *s,
-                      struct rs_op *op)
+/* Hand a sendfile whose pages are not cached to a worker (pool mode). 0:
+ * it is there; else the caller sends in the loop, as before. The op stays
+ * in flight until the worker is done with it (a cancel cannot interrupt
+ * it): its socket and file stay open until then. */
+static int job_start(struct rs_loop *loop, struct ep_state *st, struct ep_sock *s,
+                     struct rs_op *op)
 {
-    const struct rs_sendfile *sf = op->buf;
     if (!st->fs && !(st->fs = rs_fspool_new(st->fs_threads, loop->wake_fd)))
         return -ENOMEM;
-    struct ep_warm *w = malloc(sizeof(*w));
-    int fd = w ? fcntl(sf->file_fd, F_DUPFD_CLOEXEC, 0) : -1;
-    if (fd < 0) {
-        free(w);
+    struct ep_job *w = malloc(sizeof(*w));
+    if (!w)
         return -ENOMEM;
-    }
-    rs_file_op_init(&w->f, RS_FS_WARM, fd, warm_done, NULL);
-    w->f.off = sf->off;
-    w->f.op.len = op->len;
+    rs_file_op_init(&w->f, RS_FS_SENDFILE, op->fd, job_done, NULL);
+    w->f.dst = (void *)(uintptr_t)op->buf;
+    w->f.op.len = op->len < JOB_MAX ? op->len : JOB_MAX;
     w->op = op;
+    w->cancel = false;
     if (rs_fspool_submit(st->fs, &w->f) < 0) {
-        close(fd);
         free(w);
         return -ENOMEM;
     }
     w->prev = NULL;
-    w->next = st->warms;
-    if (st->warms)
-        st->warms->prev = w;
-    st->warms = w;
-    s->warm = w;
+    w->next = st->jobs;
+    if (st->jobs)
+        st->jobs->prev = w;
+    st->jobs = w;
+    s->job = w;
     return 0;
 }
 
@@ -630,7 +647,7 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
         /* Pages not cached: a worker reads them first, unless the loop
          * is to block (--fs=inline) or no worker can take it. */
         if (op->kind == RS_OP_SENDFILE && !st->fs_inline && !sendfile_cached(op) &&
-            warm_start(loop, st, s, op) == 0)
+            job_start(loop, st, s, op) == 0)
             return 0;
         int rc = reserve_done(st);
         if (rc < 0)
@@ -721,18 +738,20 @@ static int ep_cancel(struct rs_loop *loop, struct rs_op *op)
     if (op->fd < 0 || (uint32_t)op->fd >= st->nsocks)
         return -ENOENT;
     struct ep_sock *s = &st->socks[op->fd];
-    if (s->warm && s->warm->op == op) {
-        /* A worker is caching its pages: take the job back if it has not
-         * started, else let it finish on its own (its result is dropped). */
+    if (s->job && s->job->op == op) {
+        /* Take the job back if no worker started it; else the worker's
+         * sendfile ends on its own (it never waits for the peer), and the
+         * op completes then, with what it sent or -ECANCELED. */
         int rc = reserve_done(st);
         if (rc < 0)
             return rc;
-        struct ep_warm *w = s->warm;
-        s->warm = NULL;
-        if (rs_fspool_cancel(st->fs, &w->f) == 0)
-            warm_free(st, w);
-        else
-            w->op = NULL;
+        struct ep_job *w = s->job;
+        if (rs_fspool_cancel(st->fs, &w->f) != 0) {
+            w->cancel = true;
+            return 0;
+        }
+        s->job = NULL;
+        job_free(st, w);
         queue_done(st, op, -ECANCELED, 0, 0);
         return 0;
     }
@@ -868,8 +887,8 @@ static void ep_fini(struct rs_loop *loop)
     if (!st)
         return;
     rs_fspool_free(st->fs); /* joins the workers */
-    while (st->warms)       /* jobs dropped, or finished and never reaped */
-        warm_free(st, st->warms);
+    while (st->jobs)        /* jobs dropped, or finished and never reaped */
+        job_free(st, st->jobs);
     assert(st->done_len == 0);
     close(st->epfd);
     free(st->socks);

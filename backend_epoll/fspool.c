@@ -56,7 +56,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -147,32 +147,6 @@ static int open_confined(struct rs_file_op *f)
     return rs_openat_walk(f->op.fd, f->path, flags, (mode_t)f->how.mode);
 }
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22 /* Linux 5.14 */
-#endif
-
-/* RS_FS_WARM: map the range and fault it in (the kernel reads what is not
- * cached and waits for it), then unmap: no byte copied. A range past the
- * end of the file fails to populate there, harmlessly (EFAULT, no SIGBUS).
- * Without MADV_POPULATE_READ, readahead(2) starts the reads and does not
- * wait: the sendfile that follows may still block, for less long. */
-static void warm(int fd, uint64_t off, uint32_t len)
-{
-    static long page;
-    if (!page)
-        page = sysconf(_SC_PAGESIZE);
-    uint64_t start = off - off % (uint64_t)page;
-    size_t maplen = (size_t)(off + len - start);
-    void *p = mmap(NULL, maplen, PROT_READ, MAP_SHARED, fd, (off_t)start);
-    if (p != MAP_FAILED) {
-        int rc = madvise(p, maplen, MADV_POPULATE_READ);
-        munmap(p, maplen);
-        if (rc == 0 || errno != EINVAL)
-            return;
-    }
-    (void)readahead(fd, (off64_t)off, len);
-}
-
 void rs_fs_perform(struct rs_file_op *f)
 {
     void *dst = (f->op.flags & RS_OPF_POOL_BUF) ? f->bk_buf : f->dst;
@@ -191,10 +165,12 @@ void rs_fs_perform(struct rs_file_op *f)
         case RS_OP_STATX:
             n = statx(f->op.fd, f->path, f->at_flags, f->mask, f->stx);
             break;
-        case RS_FS_WARM:
-            warm(f->op.fd, f->off, f->op.len);
-            f->bk_res = 0;
-            return;
+        case RS_FS_SENDFILE: {
+            const struct rs_sendfile *sf = f->dst;
+            off_t off = (off_t)sf->off;
+            n = sendfile(f->op.fd, sf->file_fd, &off, f->op.len);
+            break;
+        }
         default:
             f->bk_res = -EINVAL;
             return;

@@ -26,13 +26,14 @@ int rs_fspool_cancel(struct rs_fspool *pool, struct rs_file_op *f);
  * ops are queued or running after that. */
 struct rs_file_op *rs_fspool_reap(struct rs_fspool *pool, uint32_t *busy);
 
-/* A job kind of this pool's own (not an op of op.h): bring bytes
- * [off, off + len) of the file op.fd into the page cache, waiting for the
- * disk, without copying them anywhere (mmap + MADV_POPULATE_READ; where
- * that is missing, readahead(2), which does not wait). res 0. The epoll
- * backend runs it before a sendfile(2) of pages that are not cached, so
- * that the sendfile in the loop does not block on the disk. */
-#define RS_FS_WARM 0xf0
+/* A job kind of this pool's own (not an op of op.h): sendfile(2) from
+ * the struct rs_sendfile at dst, op.len bytes at most, to the socket op.fd
+ * (non-blocking: the job never waits for the peer, only for the disk).
+ * res: bytes sent or -errno (-EAGAIN: the socket is full). The epoll
+ * backend runs it when the pages to send are not in the page cache, so
+ * that the disk read blocks a worker, not the loop (nginx: `aio threads`
+ * with `sendfile on`). */
+#define RS_FS_SENDFILE 0xf0
 
 /* Perform f's call now, in this thread; the result goes to f->bk_res. */
 void rs_fs_perform(struct rs_file_op *f);
