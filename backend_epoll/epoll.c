@@ -387,9 +387,10 @@ static ssize_t send_op(int fd, const struct rs_op *op)
         off_t off = (off_t)sf->off;
         return sendfile(fd, sf->file_fd, &off, op->len);
     }
+    int flags = MSG_NOSIGNAL | ((op->flags & RS_OPF_MORE) ? MSG_MORE : 0);
     if (op->flags & RS_OPF_MSG)
-        return sendmsg(fd, (const struct msghdr *)op->buf, MSG_NOSIGNAL);
-    return send(fd, op->buf, op->len, MSG_NOSIGNAL);
+        return sendmsg(fd, (const struct msghdr *)op->buf, flags);
+    return send(fd, op->buf, op->len, flags);
 }
 
 #ifndef SYS_cachestat

@@ -353,18 +353,20 @@ static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return -EBUSY;
+    int more = (op->flags & RS_OPF_MORE) ? MSG_MORE : 0;
     if (op->flags & RS_OPF_MSG) {
         /* Several queued chunks in one SQE (the kernel copies the msghdr
          * when it prepares the request; ours stays valid anyway). */
-        io_uring_prep_sendmsg(sqe, op->fd, (const struct msghdr *)op->buf, MSG_NOSIGNAL);
+        io_uring_prep_sendmsg(sqe, op->fd, (const struct msghdr *)op->buf,
+                              MSG_NOSIGNAL | more);
         io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
         set_fd(op, sqe);
         return 0;
     }
-    bool zc = st->zc_enabled && op->len >= loop->cfg->zc_threshold &&
+    bool zc = st->zc_enabled && op->len >= loop->cfg->zc_threshold && !more &&
               prep_send_zc(loop, st, op, sqe);
     if (!zc) {
-        io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL | more);
         io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
     }
     set_fd(op, sqe);

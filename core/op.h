@@ -82,6 +82,10 @@ struct rs_sendfile {
  * vectored send, sendmsg(2)); len is their total. The msghdr and iovecs
  * stay untouched until the completion. Never zero-copy. */
 #define RS_OPF_MSG (1u << 5)
+/* RS_OP_SEND: more bytes follow at once (MSG_MORE): the kernel may hold
+ * these to fill a segment with the next send's (an HTTP head before its
+ * body). The next send without it pushes them out. */
+#define RS_OPF_MORE (1u << 6)
 
 /* rs_completion.flags, set by the backend */
 /* The op is still armed; more completions follow. */

@@ -252,7 +252,7 @@ static void start_send(struct rs_stream *s)
         s->send_chunks = (uint8_t)n;
         s->send_op.buf = &v->msg;
         s->send_op.len = (uint32_t)total;
-        s->send_op.flags = opf(s, RS_OPF_MSG);
+        s->send_op.flags = opf(s, RS_OPF_MSG | (k && is_file(k) ? RS_OPF_MORE : 0u));
     } else {
         s->send_chunks = 1;
         s->send_op.kind = RS_OP_SEND;
@@ -260,6 +260,9 @@ static void start_send(struct rs_stream *s)
         s->send_op.len = k->len;
         /* Static chunks (chargen's table) may go zero-copy without a hold. */
         s->send_op.flags = opf(s, (k->bid < 0 && k->cap == 0) ? RS_OPF_STATIC_BUF : 0);
+        /* A file follows (an HTTP head before its body): one segment. */
+        if (k->next && is_file(k->next))
+            s->send_op.flags |= RS_OPF_MORE;
     }
     int rc = s->loop->ops->submit(s->loop, &s->send_op);
     if (rc < 0) {
