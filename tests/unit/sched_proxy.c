@@ -618,9 +618,15 @@ static bool step(struct pd *d)
             rs_stream_abort(stream_of(d, x->fd));
         }
     } else if (r == 2 && pick(d, 4) == 0) {
-        /* Time passes: the connect timers of streams still connecting fire. */
-        TRACE(d, "time passes: %u ms", d->cfg.connect_timeout_ms);
-        d->loop.now_ms += d->cfg.connect_timeout_ms;
+        /* Time passes: the connect timers of streams still connecting
+         * fire, and the bounds of graceful closes that made no progress
+         * for --drain-timeout (half of it: those that did stay). */
+        uint32_t k = pick(d, 3);
+        uint32_t ms = k == 0   ? d->cfg.connect_timeout_ms
+                      : k == 1 ? d->cfg.drain_timeout_ms / 2
+                               : d->cfg.drain_timeout_ms;
+        TRACE(d, "time passes: %u ms", ms);
+        d->loop.now_ms += ms;
         rs_timer_run_due(&d->loop);
     } else {
         loop_turn(d);
