@@ -60,6 +60,13 @@
  * its own workers (io-wq); either way the loop never blocks. A read may
  * also pick a buffer from the ring, like a recv (RS_OPF_POOL_BUF). Files
  * are plain descriptors even when sockets are direct ones.
+ *
+ * A file sent to a socket (RS_OP_SENDFILE) has no single SQE: io_uring has
+ * no sendfile. splice.c makes it from IORING_OP_SPLICE through a pipe of
+ * its own, file -> pipe -> socket, which the kernel always runs in io-wq
+ * workers; the essay at its top says how a full socket, a short file and
+ * a cancel are handled. Sockets stay blocking for it: io_uring's own
+ * sends misbehave on O_NONBLOCK ones (see there).
  */
 #include <assert.h>
 #include <errno.h>
