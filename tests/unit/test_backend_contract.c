@@ -632,6 +632,41 @@ static void test_contract_sendfile_cancel(void **state)
     close_server(fx);
 }
 
+/* A send flagged RS_OPF_MORE (MSG_MORE: an HTTP head), then a sendfile:
+ * the head waits for the body's first bytes, and both arrive, in order. */
+static void test_contract_sendfile_after_send_more(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_op head;
+    server_op(fx, &head, RS_OP_SEND);
+    head.flags |= RS_OPF_MORE;
+    head.buf = "HEAD";
+    head.len = 4;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &head), 0);
+    run_until(fx, 1);
+    assert_int_equal(fx->ev[0].c.res, 4);
+    struct rs_op op;
+    struct rs_sendfile src;
+    sf_submit(fx, &op, &src, 0, 1000);
+    /* Both completions' bytes: "HEAD", then the file's first 1000. */
+    uint8_t buf[1004];
+    size_t got = 0;
+    for (int i = 0; i < 4000 && (got < sizeof(buf) || fx->nev < 2); i++) {
+        fx->loop.ops->run(&fx->loop, 1);
+        ssize_t n = recv(fx->client, buf + got, sizeof(buf) - got, 0);
+        if (n > 0)
+            got += (size_t)n;
+    }
+    assert_int_equal(fx->nev, 2);
+    assert_ptr_equal(fx->ev[1].op, &op);
+    assert_int_equal(fx->ev[1].c.res, 1000);
+    assert_int_equal(got, sizeof(buf));
+    assert_memory_equal(buf, "HEAD", 4);
+    for (size_t k = 0; k < 1000; k++)
+        assert_int_equal(buf[4 + k], sf_byte(k));
+    close_server(fx);
+}
+
 /* Drop the file's pages from the page cache (written back first: only
  * clean pages go), so that the next sendfile must read the disk (on a
  * file system with a disk; on tmpfs nothing changes). */
@@ -1531,6 +1566,8 @@ int main(int argc, char **argv)
                                         teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_sendfile_cold, setup_sendfile,
                                         teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_sendfile_after_send_more,
+                                        setup_sendfile, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_sendfile_cold_cancel,
                                         setup_sendfile, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_multishot_recv_lends_buffers, setup,
