@@ -32,8 +32,10 @@ static void raise_nofile(void)
     }
 }
 
-/* Every send already says MSG_NOSIGNAL; this covers a file write to a
- * closed pipe, and code added later. */
+/* Sends say MSG_NOSIGNAL, but sendfile(2) and splice to a socket whose
+ * peer left have no such flag and raise SIGPIPE. The library's threads
+ * block every signal, so there it only stays pending; ignoring it keeps
+ * any thread of this program from being killed by one. */
 static void ignore_sigpipe(void)
 {
     struct sigaction sa;
