@@ -511,6 +511,21 @@ static void raw_resp_free(struct raw_resp *r)
     r->body = NULL;
 }
 
+/* A new client gets /small.txt, whole: whatever other clients are doing,
+ * the server still serves. */
+static void expect_small_served(struct fixture *fx)
+{
+    struct raw c;
+    struct raw_resp r;
+    raw_open(fx, &c);
+    raw_sends(&c, "GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body, small_data, SMALL_LEN);
+    raw_resp_free(&r);
+    raw_close(&c);
+}
+
 /* After an error response the server closes: nothing more arrives. */
 static void raw_expect_eof(struct raw *c)
 {
@@ -968,15 +983,7 @@ static void test_http_sendfile_fds_released(void **state)
             fail_msg("round %d: %d pipe ends, more than %d + %d cached", round, pipes,
                      base_pipes, PIPE_FDS);
     }
-    /* Still serving. */
-    struct raw c;
-    struct raw_resp r;
-    raw_open(fx, &c);
-    raw_sends(&c, "GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    assert_true(raw_response(&c, &r, false));
-    assert_int_equal(r.status, 200);
-    raw_resp_free(&r);
-    raw_close(&c);
+    expect_small_served(fx);
     fx->expect_accepted = ROUNDS * (FULL + GONE) + 1;
 }
 
@@ -1221,15 +1228,7 @@ static void test_http_nonreader_bounded(void **state)
     /* Meanwhile others are served, and the server's memory stays bounded. */
     long max_rss = 0;
     for (int k = 0; k < 10; k++) {
-        struct raw c;
-        struct raw_resp r;
-        raw_open(fx, &c);
-        raw_sends(&c, "GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-        assert_true(raw_response(&c, &r, false));
-        assert_int_equal(r.status, 200);
-        assert_memory_equal(r.body, small_data, SMALL_LEN);
-        raw_resp_free(&r);
-        raw_close(&c);
+        expect_small_served(fx);
         long rss = h_server_rss_kib(&fx->srv);
         if (rss > max_rss)
             max_rss = rss;
@@ -1298,15 +1297,9 @@ static void test_http_nonreader_pipelined_small(void **state)
     if (!getenv("RS_E2E_SKIP_RSS") && rss >= rss_limit_kib)
         fail_msg("server VmRSS %ld KiB >= %ld KiB", rss, rss_limit_kib);
     /* Others are still served. */
-    struct raw o;
-    struct raw_resp r;
-    raw_open(fx, &o);
-    raw_sends(&o, "GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    assert_true(raw_response(&o, &r, false));
-    assert_int_equal(r.status, 200);
-    raw_resp_free(&r);
-    raw_close(&o);
+    expect_small_served(fx);
     /* The first answers are there, in order. */
+    struct raw_resp r;
     assert_int_equal(h_set_nonblock(c.fd, false), 0);
     c.cap = 64 * KIB;
     c.buf = malloc(c.cap);

@@ -28,7 +28,6 @@
  * would dominate it).
  * Exit 77 (meson: skip) when io_uring is unavailable for a uring variant.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -44,6 +43,7 @@
 
 #include <cmocka.h>
 
+#include "bench_server.h"
 #include "harness.h"
 
 #define KIB 1024u
@@ -59,7 +59,8 @@ static char **proxy_argv;
 static char *echo_bin;
 
 struct pstats {
-    unsigned long long accepted, sessions, connect_failed, bytes_up, bytes_down;
+    unsigned long long accepted, rejected, sessions, connect_failed, connects_direct,
+        bytes_up, bytes_down;
 };
 
 struct pfx {
@@ -176,13 +177,15 @@ static void stop_proxy(struct pfx *fx, struct pstats *st)
     }
     if (!h_find_line(&fx->px, "ringserve: stats:", line, sizeof(line)) ||
         !h_line_value(line, "accepted", &st->accepted) ||
+        !h_line_value(line, "rejected", &st->rejected) ||
         !h_line_value(line, "sessions", &st->sessions) ||
         !h_line_value(line, "connect_failed", &st->connect_failed) ||
+        !h_line_value(line, "connects_direct", &st->connects_direct) ||
         !h_line_value(line, "bytes_up", &st->bytes_up) ||
         !h_line_value(line, "bytes_down", &st->bytes_down)) {
         h_dump_stderr(&fx->px, "after stop");
-        fail_msg("no stats line with accepted=, sessions=, connect_failed=, "
-                 "bytes_up=, bytes_down=");
+        fail_msg("no stats line with accepted=, rejected=, sessions=, connect_failed=, "
+                 "connects_direct=, bytes_up=, bytes_down=");
     }
     if (getenv("RS_PROXY_VERBOSE"))
         h_dump_stderr(&fx->px, "RS_PROXY_VERBOSE");
@@ -712,32 +715,13 @@ static void test_proxy_capacity_two_descriptors_a_session(void **state)
                   served, closed, max);
     struct pstats st;
     stop_proxy(fx, &st);
-    unsigned long long rejected = 0;
-    if (!h_find_line(&fx->px, "ringserve: stats:", line, sizeof(line)) ||
-        !h_line_value(line, "rejected", &rejected))
-        fail_msg("no rejected= on the stats line");
     assert_int_equal(st.connect_failed, 0);
     assert_int_equal(served, max);
     assert_int_equal(closed, nc - max);
-    assert_int_equal(rejected, nc - max);
+    assert_int_equal(st.rejected, nc - max);
 }
 
 /* --- 10. outbound socket kind ------------------------------------------------------ */
-
-/* Process descriptors only: /proc/PID/fd, without the ring's direct table. */
-static long process_fds(const struct h_server *s)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)s->pid);
-    DIR *d = opendir(path);
-    if (!d)
-        fail_msg("opendir %s: %s", path, strerror(errno));
-    long n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
 
 /* Where the proxy runs with direct-socket (io_uring with fixed files on a
  * kernel that can, the default here), its upstream sockets are direct
@@ -756,15 +740,20 @@ static void test_proxy_outbound_socket_kind(void **state)
         fail_msg("no listening line");
     const char *feat = strstr(line, "features=");
     bool direct = feat && strstr(feat, "direct-socket") && strstr(feat, "fixed-files");
-    long base = h_server_fd_count(&fx->px), plain0 = process_fds(&fx->px);
+    /* Process descriptors only (/proc/PID/fd), without the ring's direct
+     * table, which h_server_fd_count adds. */
+    long base = h_server_fd_count(&fx->px);
+    long long plain0 = bench_proc_fd_count(fx->px.pid);
     int c[N];
     for (int i = 0; i < N; i++) {
         c[i] = keep(fx, h_connect(&fx->px));
         echo_via(c[i], 100, (uint64_t)i); /* the upstream is connected */
     }
-    long plain = process_fds(&fx->px);
-    print_message("outbound sockets %s: %ld process fds with %d sessions, %ld without\n",
-                  direct ? "direct" : "plain", plain, N, plain0);
+    long long plain = bench_proc_fd_count(fx->px.pid);
+    assert_true(plain0 >= 0 && plain >= 0);
+    print_message(
+        "outbound sockets %s: %lld process fds with %d sessions, %lld without\n",
+        direct ? "direct" : "plain", plain, N, plain0);
     if (direct)
         assert_int_equal(plain, plain0);
     else
@@ -774,12 +763,8 @@ static void test_proxy_outbound_socket_kind(void **state)
     wait_fds(fx, base, "after the sessions");
     struct pstats st;
     stop_proxy(fx, &st);
-    unsigned long long cd = 0;
-    if (!h_find_line(&fx->px, "ringserve: stats:", line, sizeof(line)) ||
-        !h_line_value(line, "connects_direct", &cd))
-        fail_msg("no connects_direct= on the stats line");
     assert_int_equal(st.sessions, N);
-    assert_int_equal(cd, direct ? N : 0);
+    assert_int_equal(st.connects_direct, direct ? N : 0);
 }
 
 /* --- main ----------------------------------------------------------------------- */

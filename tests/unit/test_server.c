@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "bench_server.h"
 #include "config.h"
 #include "server.h"
 #include "stats.h"
@@ -51,17 +52,12 @@ static void config(struct rs_config *cfg, const char *extra1, const char *extra2
     assert_int_equal(rs_config_parse(cfg, argc, argv), 0);
 }
 
-static long count_fds(void)
+/* This process's descriptors (/proc/self/fd, via ringbench's helper). */
+static long long count_fds(void)
 {
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    long n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1;
+    long long n = bench_proc_fd_count((long)getpid());
+    assert_true(n >= 0);
+    return n;
 }
 
 static int dial(uint16_t port)
@@ -120,7 +116,7 @@ static void test_two_servers_in_one_process(void **state)
     struct rs_config c1, c2;
     config(&c1, "--threads=1", NULL);
     config(&c2, "--threads=2", NULL);
-    long fds0 = count_fds();
+    long long fds0 = count_fds();
     struct rs_server *s1 = start_or_skip(&c1);
     struct rs_server *s2 = start_or_skip(&c2);
     assert_int_not_equal(rs_server_port(s1), rs_server_port(s2));
@@ -165,7 +161,7 @@ static void test_destroy_closes_open_clients(void **state)
     (void)state;
     struct rs_config c;
     config(&c, "--drain-timeout=100", NULL);
-    long fds0 = count_fds();
+    long long fds0 = count_fds();
     struct rs_server *srv = start_or_skip(&c);
     int fd = dial(rs_server_port(srv));
     echo_round(fd, 512, 1);
@@ -194,7 +190,7 @@ static void test_busy_port_fails_cleanly(void **state)
     char listen[64];
     snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%u", rs_server_port(s1));
     config(&c2, listen, "--threads=2");
-    long fds0 = count_fds();
+    long long fds0 = count_fds();
     struct rs_server *s2 = (struct rs_server *)&s2; /* must be reset */
     assert_int_equal(rs_server_start(&c2, &s2), -EADDRINUSE);
     assert_null(s2);
@@ -212,7 +208,7 @@ static void test_max_conns_above_limit_is_einval(void **state)
     (void)state;
     struct rs_config c;
     config(&c, "--max-conns=100000000", "--threads=2");
-    long fds0 = count_fds();
+    long long fds0 = count_fds();
     struct rs_server *srv = NULL;
     int rc = rs_server_start(&c, &srv);
     if (rc == -ENOSYS)
