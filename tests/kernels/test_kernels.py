@@ -253,6 +253,16 @@ def test_report(k, rec, tmp):
           and mby['probe-json'] == 'skip', 'merge keeps earlier results: %s' % mby)
     check(len(merged['batches']) == 2 and merged['batches'][1]['date'] == 'later',
           'merge records the batches')
+    # ... and so does a batch run from a fresh clone, from the report's JSON
+    k.write_report([merged], md, js)
+    from_report = k.recorded(os.path.join(tmp, 'no-results'), js, rec['kernel'])
+    check(from_report is not None, 'the report JSON holds the kernel\'s record')
+    again = k.merge_records(from_report, dict(later, date='third'))
+    aby = {t['name']: t['result'] for t in again['tests']}
+    check(aby['contract-uring-default'] == 'fail' and aby['probe'] == 'pass',
+          'merge from the report keeps earlier results: %s' % aby)
+    check([b['date'] for b in again['batches']][1:] == ['later', 'third'],
+          'merge from the report continues the batches: %s' % again['batches'])
     k.write_report([rec12], md, js, earlier=[rec])
     text2 = open(md).read()
     check('## An earlier run' in text2 and '`contract-uring-default` fail' in text2,
