@@ -28,7 +28,7 @@
  *  7. RS_OP_CONNECT completes with 0 or -errno (-ECONNREFUSED, -ETIMEDOUT,
  *     -ENETUNREACH...) once the connection is established or failed, like
  *     connect(2) on a blocking socket; a cancel ends it with -ECANCELED.
- *  8. File ops (RS_OP_OPENAT/READ/WRITE/STATX, and RS_OP_CLOSE of a
+ *  8. File ops (RS_OP_OPENAT/READ/WRITE/STATX/FSYNC, and RS_OP_CLOSE of a
  *     plain fd) keep rules 1, 4 and 5 like any other op: one
  *     completion, from run(), res >= 0 or -errno. A backend whose kernel
  *     interface cannot do file IO asynchronously performs the calls on
@@ -83,7 +83,7 @@ struct rs_config;
 #define RS_CAP_CONNECT (1u << 1)
 /* File ops are asynchronous in the kernel (no worker threads, no blocking). */
 #define RS_CAP_FILE_NATIVE (1u << 2)
-/* File ops (RS_OP_OPENAT/READ/WRITE/STATX) are supported at all, natively
+/* File ops (RS_OP_OPENAT/READ/WRITE/STATX/FSYNC) are supported at all, natively
  * or on worker threads. Without it they fail with -EOPNOTSUPP (io_uring on
  * a kernel older than 5.6). */
 #define RS_CAP_FILE_OPS (1u << 4)

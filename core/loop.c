@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "listener.h"
 #include "log.h"
 #include "protocol.h"
@@ -92,6 +93,8 @@ static void abandon(struct rs_loop *loop)
     }
     loop->nstreams = 0;
     loop->nretry = 0;
+    loop->nreqs = 0; /* their callbacks never run: the program is told by the error */
+    loop->fs_retry = NULL;
     loop->starved = loop->starved_tail = NULL;
     loop->nstarved = 0;
     loop->pool.lent = 0;
@@ -103,6 +106,8 @@ void rs_loop_fini(struct rs_loop *loop)
     if (loop->failed)
         abandon(loop);
     assert(loop->streams == NULL && loop->nstreams == 0);
+    /* Requests still in flight would complete into freed memory. */
+    assert(loop->nreqs == 0);
     rs_listener_fini(loop);
     rs_timer_stop(loop, &loop->idle_timer);
     rs_timer_stop(loop, &loop->drain_timer);
@@ -193,8 +198,20 @@ void rs_loop_stream_closed(struct rs_loop *loop, bool accepted)
     rs_listener_stream_freed(loop, accepted);
 }
 
+void rs_loop_req_start(struct rs_loop *loop)
+{
+    loop->nreqs++;
+}
+
+void rs_loop_req_done(struct rs_loop *loop)
+{
+    assert(loop->nreqs > 0);
+    loop->nreqs--;
+}
+
 void rs_loop_retry(struct rs_loop *loop)
 {
+    rs_fs_retry(loop);
     if (loop->nretry == 0)
         return;
     struct rs_stream *s = loop->streams;
@@ -283,7 +300,8 @@ int rs_loop_run(struct rs_loop *loop)
         if (loop->stop_requested && !loop->draining)
             begin_drain(loop);
         rs_timer_run_due(loop);
-        if (loop->draining && loop->nstreams == 0 && rs_listener_idle(loop) &&
+        if (loop->draining && loop->nstreams == 0 && loop->nreqs == 0 &&
+            rs_listener_idle(loop) &&
             (loop->drain_aborted || !loop->ops->busy || !loop->ops->busy(loop))) {
             fill_gauges(loop);
             break;
@@ -291,7 +309,7 @@ int rs_loop_run(struct rs_loop *loop)
         rs_loop_feed_starved(loop);
         rs_loop_retry(loop);
         int timeout = rs_timer_next_ms(loop);
-        if (loop->nretry || rs_listener_retry(loop))
+        if (loop->nretry || loop->fs_retry || rs_listener_retry(loop))
             timeout = timeout >= 0 && timeout < RS_RETRY_MS ? timeout : RS_RETRY_MS;
         /* Starved streams left over while buffers are free: the next turn
          * must come now, not when some completion happens to arrive. Those

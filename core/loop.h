@@ -22,6 +22,7 @@ struct rs_stream;
 struct rs_chunk;
 struct rs_listener;
 struct rs_protocol;
+struct rs_fs_req;
 
 /* The loops of one server. --max-conns counts connections in all of them,
  * and with handoff (RS_CAP_HANDOFF, io_uring direct descriptors) only loop
@@ -66,6 +67,10 @@ struct rs_loop {
     uint32_t ntimers, timers_cap;
     struct rs_timer idle_timer, drain_timer;
     uint32_t nretry; /* streams with a refused cancel/shutdown/close */
+    uint32_t nreqs;  /* requests in flight (rs_loop_req_start/done) */
+    /* File requests (fs.c) whose submit or cancel the backend refused,
+     * retried each turn; a doubly linked list through the requests. */
+    struct rs_fs_req *fs_retry;
     uint64_t now_ms; /* refreshed once per loop turn, and after its wait */
     bool now_stale;  /* the backend is waiting or dispatching: rs_loop_now reads the clock
                       */
@@ -105,6 +110,12 @@ void rs_loop_stream_closed(struct rs_loop *loop, bool accepted);
 /* Retry what the backend refused: cancels, shutdowns, closes (done once
  * per loop turn; public for tests that drive the core by hand). */
 void rs_loop_retry(struct rs_loop *loop);
+
+/* A request (a file op of fs.c, or any other asynchronous call a library
+ * makes on the loop's behalf) started / finished. A stopping loop runs
+ * until none is in flight, so a stop never abandons one half-done. */
+void rs_loop_req_start(struct rs_loop *loop);
+void rs_loop_req_done(struct rs_loop *loop);
 
 /* Make a blocked run() return: write the loop's eventfd, which every
  * backend watches. Async-signal-safe. The backends' wake entry. */

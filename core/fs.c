@@ -1,0 +1,314 @@
+/* File requests on top of the backend's file ops (fs.h says what callers
+ * get; this says how).
+ *
+ * A request embeds the backend's op (struct rs_file_op), so starting one
+ * allocates nothing. Its life has three states:
+ *
+ *   IDLE --start--> IN_FLIGHT --completion--> IDLE (callback)
+ *            \--refused (-EBUSY)--> REFUSED --retry--> IN_FLIGHT
+ *
+ * A backend may refuse a submit or a cancel for a moment (io_uring: the
+ * submission queue is full and the kernel will not take more until it has
+ * posted completions). Such a refusal is not the request's result: the
+ * request goes on the loop's retry list and every loop turn asks again
+ * (rs_fs_retry, called by the loop before it waits, whose wait is then
+ * short: RS_RETRY_MS). A cancel of a request still waiting there needs no
+ * backend at all: the next turn completes it with -ECANCELED, never the
+ * cancel call itself (callbacks only ever run from the loop).
+ *
+ * Generations: the backend bumps the op's generation on each submit and
+ * drops completions whose generation is not the current one.
+ * rs_file_op_init keeps the generation, so reusing a request (the common
+ * case: one request per file, reused for each write) still gets a new one
+ * on every use.
+ *
+ * Each started request counts as one of the loop's requests
+ * (rs_loop_req_start) until the moment its callback is called, so a
+ * stopping loop waits for it.
+ */
+#include "fs.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+
+#include "loop.h"
+
+#ifndef RESOLVE_NO_MAGICLINKS
+#define RESOLVE_NO_MAGICLINKS 0x02
+#endif
+#ifndef RESOLVE_BENEATH
+#define RESOLVE_BENEATH 0x08
+#endif
+
+enum { IDLE = 0, IN_FLIGHT, REFUSED };
+
+/* The backend may take this call later: keep the request and ask again. */
+static bool is_refusal(int rc)
+{
+    return rc == -EBUSY || rc == -EAGAIN;
+}
+
+static void retry_add(struct rs_fs_req *req)
+{
+    struct rs_loop *loop = req->loop;
+    if (req->queued)
+        return;
+    req->queued = 1;
+    req->retry_prev = NULL;
+    req->retry_next = loop->fs_retry;
+    if (loop->fs_retry)
+        loop->fs_retry->retry_prev = req;
+    loop->fs_retry = req;
+}
+
+static void retry_remove(struct rs_fs_req *req)
+{
+    struct rs_loop *loop = req->loop;
+    if (!req->queued)
+        return;
+    req->queued = 0;
+    if (req->retry_prev)
+        req->retry_prev->retry_next = req->retry_next;
+    else
+        loop->fs_retry = req->retry_next;
+    if (req->retry_next)
+        req->retry_next->retry_prev = req->retry_prev;
+    req->retry_prev = req->retry_next = NULL;
+}
+
+static void finish(struct rs_fs_req *req, int32_t res)
+{
+    retry_remove(req);
+    req->state = IDLE;
+    req->cancel_wanted = 0;
+    req->result = res;
+    rs_loop_req_done(req->loop);
+    req->cb(req);
+}
+
+static void on_complete(struct rs_loop *loop, struct rs_op *op,
+                        const struct rs_completion *c)
+{
+    struct rs_fs_req *req = op->data;
+    (void)loop;
+    /* One completion per op: no multishot, no pool buffers here. */
+    assert(req->state == IN_FLIGHT && !(c->flags & (RS_CF_MORE | RS_CF_BUFFER)));
+    finish(req, c->res);
+}
+
+/* Common start: the op initialised for this use, its generation kept. */
+static int prepare(struct rs_loop *loop, struct rs_fs_req *req, uint8_t type,
+                   uint8_t kind, int fd, rs_fs_fn cb)
+{
+    if (!loop || !req || !cb)
+        return -EINVAL;
+    /* Resubmitting an op the backend still holds would corrupt its lists. */
+    if (req->state != IDLE)
+        return -EINPROGRESS;
+    if (kind != RS_OP_CLOSE && !(loop->caps & RS_CAP_FILE_OPS))
+        return -EOPNOTSUPP;
+    rs_file_op_init(&req->fop, kind, fd, on_complete, req);
+    req->loop = loop;
+    req->type = type;
+    req->cb = cb;
+    req->result = 0;
+    req->cancel_wanted = 0;
+    req->queued = 0;
+    req->retry_prev = req->retry_next = NULL;
+    return 0;
+}
+
+static int submit(struct rs_fs_req *req)
+{
+    struct rs_loop *loop = req->loop;
+    int rc = loop->ops->submit(loop, &req->fop.op);
+    if (rc == 0) {
+        req->state = IN_FLIGHT;
+    } else if (is_refusal(rc)) {
+        loop->stats.refused++;
+        req->state = REFUSED;
+        retry_add(req);
+    } else {
+        return rc;
+    }
+    rs_loop_req_start(loop);
+    return 0;
+}
+
+static int open_how(struct rs_loop *loop, struct rs_fs_req *req, int dirfd,
+                    const char *path, int flags, unsigned mode, uint64_t resolve,
+                    rs_fs_fn cb)
+{
+    if (!path)
+        return -EINVAL;
+    int rc = prepare(loop, req, RS_FS_OPEN, RS_OP_OPENAT, dirfd, cb);
+    if (rc < 0)
+        return rc;
+    /* openat2 refuses a mode it would ignore. */
+    bool creates = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+    req->fop.path = path;
+    req->fop.how = (struct rs_open_how){.flags = (uint64_t)(unsigned)(flags | O_CLOEXEC),
+                                        .mode = creates ? mode : 0,
+                                        .resolve = resolve};
+    return submit(req);
+}
+
+int rs_fs_open(struct rs_loop *loop, struct rs_fs_req *req, const char *path, int flags,
+               unsigned mode, rs_fs_fn cb)
+{
+    return open_how(loop, req, AT_FDCWD, path, flags, mode, 0, cb);
+}
+
+int rs_fs_open_beneath(struct rs_loop *loop, struct rs_fs_req *req, int dirfd,
+                       const char *path, int flags, unsigned mode, rs_fs_fn cb)
+{
+    if (dirfd < 0)
+        return -EBADF;
+    return open_how(loop, req, dirfd, path, flags, mode,
+                    RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, cb);
+}
+
+int rs_fs_read(struct rs_loop *loop, struct rs_fs_req *req, int fd, void *buf,
+               uint32_t len, uint64_t off, rs_fs_fn cb)
+{
+    if (!buf && len > 0)
+        return -EINVAL;
+    int rc = prepare(loop, req, RS_FS_READ, RS_OP_READ, fd, cb);
+    if (rc < 0)
+        return rc;
+    req->fop.dst = buf;
+    req->fop.op.len = len;
+    req->fop.off = off;
+    return submit(req);
+}
+
+int rs_fs_write(struct rs_loop *loop, struct rs_fs_req *req, int fd, const void *buf,
+                uint32_t len, uint64_t off, rs_fs_fn cb)
+{
+    if (!buf && len > 0)
+        return -EINVAL;
+    int rc = prepare(loop, req, RS_FS_WRITE, RS_OP_WRITE, fd, cb);
+    if (rc < 0)
+        return rc;
+    req->fop.op.buf = buf;
+    req->fop.op.len = len;
+    req->fop.off = off;
+    return submit(req);
+}
+
+int rs_fs_statx(struct rs_loop *loop, struct rs_fs_req *req, int dirfd, const char *path,
+                int at_flags, unsigned mask, struct statx *out, rs_fs_fn cb)
+{
+    if (!out)
+        return -EINVAL;
+    int rc = prepare(loop, req, RS_FS_STATX, RS_OP_STATX, dirfd, cb);
+    if (rc < 0)
+        return rc;
+    req->fop.path = path ? path : "";
+    req->fop.at_flags = path ? at_flags : at_flags | AT_EMPTY_PATH;
+    req->fop.mask = mask;
+    req->fop.stx = out;
+    return submit(req);
+}
+
+static int sync_req(struct rs_loop *loop, struct rs_fs_req *req, int fd, uint32_t how,
+                    rs_fs_fn cb)
+{
+    int rc = prepare(loop, req, RS_FS_FSYNC, RS_OP_FSYNC, fd, cb);
+    if (rc < 0)
+        return rc;
+    req->fop.op.len = how;
+    return submit(req);
+}
+
+int rs_fs_fsync(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb)
+{
+    return sync_req(loop, req, fd, 0, cb);
+}
+
+int rs_fs_fdatasync(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb)
+{
+    return sync_req(loop, req, fd, RS_FSYNC_DATA, cb);
+}
+
+int rs_fs_close(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb)
+{
+    if (fd < 0)
+        return -EBADF;
+    /* A plain RS_OP_CLOSE (no RS_OPF_DIRECT): files are process fds. */
+    int rc = prepare(loop, req, RS_FS_CLOSE, RS_OP_CLOSE, fd, cb);
+    if (rc < 0)
+        return rc;
+    return submit(req);
+}
+
+/* Ask the backend to cancel. A cancel it cannot take now (-EBUSY,
+ * -ENOMEM) is asked again next turn; -ENOENT: the op finished already and
+ * its completion is on the way. */
+static int cancel_in_flight(struct rs_fs_req *req)
+{
+    struct rs_loop *loop = req->loop;
+    int rc = loop->ops->cancel(loop, &req->fop.op);
+    if (rc < 0 && rc != -ENOENT) {
+        loop->stats.refused++;
+        req->cancel_wanted = 1;
+        retry_add(req);
+        return 0;
+    }
+    req->cancel_wanted = 0;
+    return rc;
+}
+
+int rs_fs_cancel(struct rs_fs_req *req)
+{
+    if (!req || req->state == IDLE)
+        return -ENOENT;
+    if (req->state == REFUSED) {
+        req->cancel_wanted = 1; /* completed by the next rs_fs_retry */
+        return 0;
+    }
+    return cancel_in_flight(req);
+}
+
+/* One request of the retry list, taken off it: submit or cancel again. */
+static void retry_one(struct rs_fs_req *req)
+{
+    if (req->state == REFUSED) {
+        if (req->cancel_wanted) {
+            finish(req, -ECANCELED);
+            return;
+        }
+        int rc = req->loop->ops->submit(req->loop, &req->fop.op);
+        if (rc == 0)
+            req->state = IN_FLIGHT;
+        else if (is_refusal(rc))
+            retry_add(req);
+        else
+            finish(req, rc); /* cannot be done at all: that is its result */
+        return;
+    }
+    if (req->state == IN_FLIGHT && req->cancel_wanted)
+        cancel_in_flight(req);
+}
+
+void rs_fs_retry(struct rs_loop *loop)
+{
+    /* Take the whole list: what is refused again goes on a fresh one, and
+     * callbacks run here may start (or cancel) requests of their own. The
+     * requests still to do stay flagged queued, so nothing adds them to
+     * the fresh list meanwhile (no completion can remove one: backends
+     * deliver only from run()). */
+    struct rs_fs_req *list = loop->fs_retry;
+    loop->fs_retry = NULL;
+    while (list) {
+        struct rs_fs_req *req = list;
+        list = req->retry_next;
+        if (list)
+            list->retry_prev = NULL;
+        req->retry_prev = req->retry_next = NULL;
+        req->queued = 0;
+        retry_one(req);
+    }
+}
