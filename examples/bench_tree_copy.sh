@@ -1,7 +1,8 @@
 #!/bin/sh
 # tree_copy against cp -r, on files cold (evicted from the page cache with
 # posix_fadvise DONTNEED, only the source tree's pages: nothing else on the
-# machine is disturbed) and cached. Prints one line per run, interleaved:
+# machine is disturbed) and cached. Prints one line per run, interleaved,
+# with the wall time and the CPU time the copy used (its threads included):
 #   examples/bench_tree_copy.sh TREE_COPY_BINARY [RUNS]
 # The tree: 1000 files of 128 KiB and 4 of 16 MiB (189 MiB) in a scratch
 # directory under ${TMPDIR:-/tmp}, removed at the end.
@@ -39,10 +40,17 @@ one() { # name, cold|cached, command...
     rm -rf "$work/dst"
     sync
     [ "$state" = cold ] && evict
-    t0=$(date +%s.%N)
-    "$@" "$work/src" "$work/dst"
-    t1=$(date +%s.%N)
-    echo "$name $state $(echo "$t1 - $t0" | bc) s"
+    python3 - "$name" "$state" "$@" "$work/src" "$work/dst" <<'PY'
+import os, subprocess, sys, time
+t0 = time.monotonic()
+p = subprocess.Popen(sys.argv[3:])
+_, status, ru = os.wait4(p.pid, 0)
+wall = time.monotonic() - t0
+if status != 0:
+    sys.exit("%s failed" % sys.argv[1])
+print("%-16s %-6s wall %.3f s  cpu %.3f s (user %.3f, sys %.3f)" % (
+    sys.argv[1], sys.argv[2], wall, ru.ru_utime + ru.ru_stime, ru.ru_utime, ru.ru_stime))
+PY
 }
 for r in $(seq 1 "$runs"); do
     for state in cold cached; do
