@@ -34,6 +34,27 @@
 #include <stddef.h>
 
 #include "loop.h"
+#include "op.h"
+
+/* What rs_fs_req.priv holds. */
+struct fs_priv {
+    rs_fs_fn cb;
+    struct rs_fs_req *retry_prev, *retry_next; /* loop->fs_retry */
+    uint8_t state;
+    uint8_t cancel_wanted;
+    uint8_t queued; /* on the loop's retry list */
+    struct rs_file_op fop;
+};
+
+_Static_assert(sizeof(struct fs_priv) <= sizeof(((struct rs_fs_req *)0)->priv),
+               "struct rs_fs_req has room for the library's part");
+_Static_assert(_Alignof(struct fs_priv) <= _Alignof(struct rs_fs_req),
+               "struct rs_fs_req is aligned for the library's part");
+
+static struct fs_priv *priv(struct rs_fs_req *req)
+{
+    return (struct fs_priv *)(void *)&req->priv;
+}
 
 #ifndef RESOLVE_NO_MAGICLINKS
 #define RESOLVE_NO_MAGICLINKS 0x02
@@ -53,39 +74,39 @@ static bool is_refusal(int rc)
 static void retry_add(struct rs_fs_req *req)
 {
     struct rs_loop *loop = req->loop;
-    if (req->queued)
+    if (priv(req)->queued)
         return;
-    req->queued = 1;
-    req->retry_prev = NULL;
-    req->retry_next = loop->fs_retry;
+    priv(req)->queued = 1;
+    priv(req)->retry_prev = NULL;
+    priv(req)->retry_next = loop->fs_retry;
     if (loop->fs_retry)
-        loop->fs_retry->retry_prev = req;
+        priv(loop->fs_retry)->retry_prev = req;
     loop->fs_retry = req;
 }
 
 static void retry_remove(struct rs_fs_req *req)
 {
     struct rs_loop *loop = req->loop;
-    if (!req->queued)
+    if (!priv(req)->queued)
         return;
-    req->queued = 0;
-    if (req->retry_prev)
-        req->retry_prev->retry_next = req->retry_next;
+    priv(req)->queued = 0;
+    if (priv(req)->retry_prev)
+        priv(priv(req)->retry_prev)->retry_next = priv(req)->retry_next;
     else
-        loop->fs_retry = req->retry_next;
-    if (req->retry_next)
-        req->retry_next->retry_prev = req->retry_prev;
-    req->retry_prev = req->retry_next = NULL;
+        loop->fs_retry = priv(req)->retry_next;
+    if (priv(req)->retry_next)
+        priv(priv(req)->retry_next)->retry_prev = priv(req)->retry_prev;
+    priv(req)->retry_prev = priv(req)->retry_next = NULL;
 }
 
 static void finish(struct rs_fs_req *req, int32_t res)
 {
     retry_remove(req);
-    req->state = IDLE;
-    req->cancel_wanted = 0;
+    priv(req)->state = IDLE;
+    priv(req)->cancel_wanted = 0;
     req->result = res;
     rs_loop_req_done(req->loop);
-    req->cb(req);
+    priv(req)->cb(req);
 }
 
 static void on_complete(struct rs_loop *loop, struct rs_op *op,
@@ -94,7 +115,7 @@ static void on_complete(struct rs_loop *loop, struct rs_op *op,
     struct rs_fs_req *req = op->data;
     (void)loop;
     /* One completion per op: no multishot, no pool buffers here. */
-    assert(req->state == IN_FLIGHT && !(c->flags & (RS_CF_MORE | RS_CF_BUFFER)));
+    assert(priv(req)->state == IN_FLIGHT && !(c->flags & (RS_CF_MORE | RS_CF_BUFFER)));
     finish(req, c->res);
 }
 
@@ -105,30 +126,30 @@ static int prepare(struct rs_loop *loop, struct rs_fs_req *req, uint8_t type,
     if (!loop || !req || !cb)
         return -EINVAL;
     /* Resubmitting an op the backend still holds would corrupt its lists. */
-    if (req->state != IDLE)
+    if (priv(req)->state != IDLE)
         return -EINPROGRESS;
     if (kind != RS_OP_CLOSE && !(loop->caps & RS_CAP_FILE_OPS))
         return -EOPNOTSUPP;
-    rs_file_op_init(&req->fop, kind, fd, on_complete, req);
+    rs_file_op_init(&priv(req)->fop, kind, fd, on_complete, req);
     req->loop = loop;
     req->type = type;
-    req->cb = cb;
+    priv(req)->cb = cb;
     req->result = 0;
-    req->cancel_wanted = 0;
-    req->queued = 0;
-    req->retry_prev = req->retry_next = NULL;
+    priv(req)->cancel_wanted = 0;
+    priv(req)->queued = 0;
+    priv(req)->retry_prev = priv(req)->retry_next = NULL;
     return 0;
 }
 
 static int submit(struct rs_fs_req *req)
 {
     struct rs_loop *loop = req->loop;
-    int rc = loop->ops->submit(loop, &req->fop.op);
+    int rc = loop->ops->submit(loop, &priv(req)->fop.op);
     if (rc == 0) {
-        req->state = IN_FLIGHT;
+        priv(req)->state = IN_FLIGHT;
     } else if (is_refusal(rc)) {
         loop->stats.refused++;
-        req->state = REFUSED;
+        priv(req)->state = REFUSED;
         retry_add(req);
     } else {
         return rc;
@@ -148,8 +169,8 @@ static int open_how(struct rs_loop *loop, struct rs_fs_req *req, int dirfd,
         return rc;
     /* openat2 refuses a mode it would ignore. */
     bool creates = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
-    req->fop.path = path;
-    req->fop.how = (struct rs_open_how){.flags = (uint64_t)(unsigned)(flags | O_CLOEXEC),
+    priv(req)->fop.path = path;
+    priv(req)->fop.how = (struct rs_open_how){.flags = (uint64_t)(unsigned)(flags | O_CLOEXEC),
                                         .mode = creates ? mode : 0,
                                         .resolve = resolve};
     return submit(req);
@@ -178,9 +199,9 @@ int rs_fs_read(struct rs_loop *loop, struct rs_fs_req *req, int fd, void *buf,
     int rc = prepare(loop, req, RS_FS_READ, RS_OP_READ, fd, cb);
     if (rc < 0)
         return rc;
-    req->fop.dst = buf;
-    req->fop.op.len = len;
-    req->fop.off = off;
+    priv(req)->fop.dst = buf;
+    priv(req)->fop.op.len = len;
+    priv(req)->fop.off = off;
     return submit(req);
 }
 
@@ -192,9 +213,9 @@ int rs_fs_write(struct rs_loop *loop, struct rs_fs_req *req, int fd, const void 
     int rc = prepare(loop, req, RS_FS_WRITE, RS_OP_WRITE, fd, cb);
     if (rc < 0)
         return rc;
-    req->fop.op.buf = buf;
-    req->fop.op.len = len;
-    req->fop.off = off;
+    priv(req)->fop.op.buf = buf;
+    priv(req)->fop.op.len = len;
+    priv(req)->fop.off = off;
     return submit(req);
 }
 
@@ -206,10 +227,10 @@ int rs_fs_statx(struct rs_loop *loop, struct rs_fs_req *req, int dirfd, const ch
     int rc = prepare(loop, req, RS_FS_STATX, RS_OP_STATX, dirfd, cb);
     if (rc < 0)
         return rc;
-    req->fop.path = path ? path : "";
-    req->fop.at_flags = path ? at_flags : at_flags | AT_EMPTY_PATH;
-    req->fop.mask = mask;
-    req->fop.stx = out;
+    priv(req)->fop.path = path ? path : "";
+    priv(req)->fop.at_flags = path ? at_flags : at_flags | AT_EMPTY_PATH;
+    priv(req)->fop.mask = mask;
+    priv(req)->fop.stx = out;
     return submit(req);
 }
 
@@ -219,7 +240,7 @@ static int sync_req(struct rs_loop *loop, struct rs_fs_req *req, int fd, uint32_
     int rc = prepare(loop, req, RS_FS_FSYNC, RS_OP_FSYNC, fd, cb);
     if (rc < 0)
         return rc;
-    req->fop.op.len = how;
+    priv(req)->fop.op.len = how;
     return submit(req);
 }
 
@@ -250,23 +271,23 @@ int rs_fs_close(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb
 static int cancel_in_flight(struct rs_fs_req *req)
 {
     struct rs_loop *loop = req->loop;
-    int rc = loop->ops->cancel(loop, &req->fop.op);
+    int rc = loop->ops->cancel(loop, &priv(req)->fop.op);
     if (rc < 0 && rc != -ENOENT) {
         loop->stats.refused++;
-        req->cancel_wanted = 1;
+        priv(req)->cancel_wanted = 1;
         retry_add(req);
         return 0;
     }
-    req->cancel_wanted = 0;
+    priv(req)->cancel_wanted = 0;
     return rc;
 }
 
 int rs_fs_cancel(struct rs_fs_req *req)
 {
-    if (!req || req->state == IDLE)
+    if (!req || priv(req)->state == IDLE)
         return -ENOENT;
-    if (req->state == REFUSED) {
-        req->cancel_wanted = 1; /* completed by the next rs_fs_retry */
+    if (priv(req)->state == REFUSED) {
+        priv(req)->cancel_wanted = 1; /* completed by the next rs_fs_retry */
         return 0;
     }
     return cancel_in_flight(req);
@@ -275,21 +296,21 @@ int rs_fs_cancel(struct rs_fs_req *req)
 /* One request of the retry list, taken off it: submit or cancel again. */
 static void retry_one(struct rs_fs_req *req)
 {
-    if (req->state == REFUSED) {
-        if (req->cancel_wanted) {
+    if (priv(req)->state == REFUSED) {
+        if (priv(req)->cancel_wanted) {
             finish(req, -ECANCELED);
             return;
         }
-        int rc = req->loop->ops->submit(req->loop, &req->fop.op);
+        int rc = req->loop->ops->submit(req->loop, &priv(req)->fop.op);
         if (rc == 0)
-            req->state = IN_FLIGHT;
+            priv(req)->state = IN_FLIGHT;
         else if (is_refusal(rc))
             retry_add(req);
         else
             finish(req, rc); /* cannot be done at all: that is its result */
         return;
     }
-    if (req->state == IN_FLIGHT && req->cancel_wanted)
+    if (priv(req)->state == IN_FLIGHT && priv(req)->cancel_wanted)
         cancel_in_flight(req);
 }
 
@@ -304,11 +325,11 @@ void rs_fs_retry(struct rs_loop *loop)
     loop->fs_retry = NULL;
     while (list) {
         struct rs_fs_req *req = list;
-        list = req->retry_next;
+        list = priv(req)->retry_next;
         if (list)
-            list->retry_prev = NULL;
-        req->retry_prev = req->retry_next = NULL;
-        req->queued = 0;
+            priv(list)->retry_prev = NULL;
+        priv(req)->retry_prev = priv(req)->retry_next = NULL;
+        priv(req)->queued = 0;
         retry_one(req);
     }
 }

@@ -45,8 +45,6 @@
 #include <linux/stat.h> /* struct statx, STATX_* */
 #include <stdint.h>
 
-#include "op.h"
-
 struct rs_loop;
 struct rs_fs_req;
 
@@ -63,6 +61,11 @@ enum rs_fs_type {
     RS_FS_CLOSE,
 };
 
+/* The library's part of a request: its state and the backend op it
+ * embeds (so starting a request allocates nothing). Opaque; its size is
+ * part of the ABI. */
+#define RS_FS_REQ_PRIVATE_WORDS 28
+
 struct rs_fs_req {
     void *data;           /* the caller's */
     struct rs_loop *loop; /* set by the call that started it */
@@ -71,14 +74,10 @@ struct rs_fs_req {
      * close: 0. Or -errno (-ECANCELED after rs_fs_cancel). */
     int32_t result;
     uint8_t type; /* enum rs_fs_type */
-
-    /* Private to fs.c. */
-    uint8_t state;
-    uint8_t cancel_wanted;
-    uint8_t queued; /* on the loop's retry list */
-    rs_fs_fn cb;
-    struct rs_fs_req *retry_prev, *retry_next;
-    struct rs_file_op fop;
+    union {
+        uint64_t words[RS_FS_REQ_PRIVATE_WORDS];
+        void *align;
+    } priv;
 };
 
 /* Open path (relative to the working directory, or absolute) like
@@ -115,8 +114,5 @@ int rs_fs_close(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb
  * 0, or -ENOENT when req is not in flight (its callback ran, or is due
  * this turn and will bring the natural result). */
 int rs_fs_cancel(struct rs_fs_req *req);
-
-/* For the loop: start what the backend refused, once per turn. */
-void rs_fs_retry(struct rs_loop *loop);
 
 #endif

@@ -10,7 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fs.h"
 #include "listener.h"
 #include "log.h"
 #include "protocol.h"

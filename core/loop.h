@@ -110,6 +110,8 @@ void rs_loop_stream_closed(struct rs_loop *loop, bool accepted);
 /* Retry what the backend refused: cancels, shutdowns, closes (done once
  * per loop turn; public for tests that drive the core by hand). */
 void rs_loop_retry(struct rs_loop *loop);
+/* The same for file requests (fs.c). */
+void rs_fs_retry(struct rs_loop *loop);
 
 /* A request (a file op of fs.c, or any other asynchronous call a library
  * makes on the loop's behalf) started / finished. A stopping loop runs
