@@ -236,7 +236,7 @@ def test_port_check():
     full.bind(("127.0.0.1", base + 3))
     full.listen(0)
     keep += [full, socket.create_connection(("127.0.0.1", base + 3))]
-    r = subprocess.run([os.path.join(BIN, "port_check"), "--backend=" + FLAG, "--timeout=300",
+    r = subprocess.run([os.path.join(BIN, "port_check"), "--backend=" + FLAG, "--timeout=1000",
                         "127.0.0.1", "%d-%d" % (base, base + 5)],
                        capture_output=True, text=True, timeout=60)
     if "io_uring is unavailable" in r.stderr:
