@@ -35,6 +35,7 @@
 
 #include "loop.h"
 #include "op.h"
+#include "stream.h"
 
 /* What rs_fs_req.priv holds. */
 struct fs_priv {
@@ -63,7 +64,9 @@ static struct fs_priv *priv(struct rs_fs_req *req)
 #define RESOLVE_BENEATH 0x08
 #endif
 
-enum { IDLE = 0, IN_FLIGHT, REFUSED };
+/* DONE: a sendfile's stream reported the outcome; the callback is due on
+ * the next turn (the report may come from inside a stream call). */
+enum { IDLE = 0, IN_FLIGHT, REFUSED, DONE };
 
 /* The backend may take this call later: keep the request and ask again. */
 static bool is_refusal(int rc)
@@ -128,7 +131,7 @@ static int prepare(struct rs_loop *loop, struct rs_fs_req *req, uint8_t type,
     /* Resubmitting an op the backend still holds would corrupt its lists. */
     if (priv(req)->state != IDLE)
         return -EINPROGRESS;
-    if (kind != RS_OP_CLOSE && !(loop->caps & RS_CAP_FILE_OPS))
+    if (kind != RS_OP_CLOSE && kind != RS_OP_SENDFILE && !(loop->caps & RS_CAP_FILE_OPS))
         return -EOPNOTSUPP;
     rs_file_op_init(&priv(req)->fop, kind, fd, on_complete, req);
     req->loop = loop;
@@ -265,6 +268,46 @@ int rs_fs_close(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb
     return submit(req);
 }
 
+int rs_fs_sendfile(struct rs_loop *loop, struct rs_fs_req *req, struct rs_stream *s, int fd,
+                   uint64_t off, uint64_t len, rs_fs_fn cb)
+{
+    if (!s || s->loop != loop || fd < 0 || len == 0 || len > INT32_MAX)
+        return -EINVAL;
+    if (!(loop->caps & RS_CAP_SENDFILE))
+        return -EOPNOTSUPP;
+    int rc = prepare(loop, req, RS_FS_SENDFILE, RS_OP_SENDFILE, fd, cb);
+    if (rc < 0)
+        return rc;
+    /* The stream closes what it is given once sent: a duplicate, so that
+     * fd stays the caller's. */
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0)
+        return -errno;
+    priv(req)->fop.off = len; /* the result once all is sent */
+    /* In flight before the stream sees it: a stream that fails at once
+     * reports the drop from inside the call. */
+    priv(req)->state = IN_FLIGHT;
+    rs_loop_req_start(loop);
+    rc = rs_stream_write_file_req(s, dup, off, len, req);
+    if (rc < 0) { /* not taken, nothing queued: dup is still ours */
+        close(dup);
+        priv(req)->state = IDLE;
+        rs_loop_req_done(loop);
+        return rc;
+    }
+    if (rc == 1) /* nothing queued (dup closed): dropped, reported next turn */
+        rs_fs_sendfile_done(req, false);
+    return 0;
+}
+
+void rs_fs_sendfile_done(struct rs_fs_req *req, bool sent)
+{
+    assert(priv(req)->state == IN_FLIGHT && req->type == RS_FS_SENDFILE);
+    priv(req)->state = DONE;
+    req->result = sent ? (int32_t)priv(req)->fop.off : -ECANCELED;
+    retry_add(req);
+}
+
 /* Ask the backend to cancel. A cancel it cannot take now (-EBUSY,
  * -ENOMEM) is asked again next turn; -ENOENT: the op finished already and
  * its completion is on the way. */
@@ -284,8 +327,10 @@ static int cancel_in_flight(struct rs_fs_req *req)
 
 int rs_fs_cancel(struct rs_fs_req *req)
 {
-    if (!req || priv(req)->state == IDLE)
+    if (!req || priv(req)->state == IDLE || priv(req)->state == DONE)
         return -ENOENT;
+    if (req->type == RS_FS_SENDFILE)
+        return -EOPNOTSUPP; /* in its stream's queue: abort the stream */
     if (priv(req)->state == REFUSED) {
         priv(req)->cancel_wanted = 1; /* completed by the next rs_fs_retry */
         return 0;
@@ -296,6 +341,10 @@ int rs_fs_cancel(struct rs_fs_req *req)
 /* One request of the retry list, taken off it: submit or cancel again. */
 static void retry_one(struct rs_fs_req *req)
 {
+    if (priv(req)->state == DONE) {
+        finish(req, req->result);
+        return;
+    }
     if (priv(req)->state == REFUSED) {
         if (priv(req)->cancel_wanted) {
             finish(req, -ECANCELED);

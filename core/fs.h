@@ -35,9 +35,9 @@
  * valid until the callback. Descriptors are plain process fds, opened
  * close-on-exec. Only the loop's own thread may start or cancel requests.
  *
- * Sending a file to a socket is a stream operation: rs_stream_write_file
- * (stream.h) queues a file range behind the stream's other output and
- * sends it without copying (sendfile(2), or splice on io_uring).
+ * Sending a file to a socket goes through the socket's stream, behind its
+ * other output: rs_fs_sendfile below, or rs_stream_write_file (stream.h)
+ * when no callback is wanted.
  */
 #ifndef RINGSERVE_FS_H
 #define RINGSERVE_FS_H
@@ -47,6 +47,7 @@
 
 struct rs_loop;
 struct rs_fs_req;
+struct rs_stream;
 
 typedef void (*rs_fs_fn)(struct rs_fs_req *req);
 
@@ -59,6 +60,7 @@ enum rs_fs_type {
     RS_FS_STATX,
     RS_FS_FSYNC,
     RS_FS_CLOSE,
+    RS_FS_SENDFILE,
 };
 
 /* The library's part of a request: its state and the backend op it
@@ -107,6 +109,18 @@ int rs_fs_fsync(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb
 int rs_fs_fdatasync(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb);
 /* close(2). Once the callback runs the fd is gone, whatever the result. */
 int rs_fs_close(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb);
+
+/* Send len (1 to INT32_MAX) bytes of file fd from off to stream s, of
+ * this loop, after everything queued on s before, without copying them
+ * through user space (sendfile(2); io_uring: splice through a pipe). fd
+ * stays the caller's: the stream sends from a duplicate. The callback runs
+ * once the last byte went out (result: len), or once the stream dropped
+ * them (-ECANCELED: it was closed, aborted or failed first, or took no
+ * more output; a file shorter than off + len fails the stream). It ends
+ * with its stream: abort the stream to cancel it (rs_fs_cancel says
+ * -EOPNOTSUPP). -EOPNOTSUPP also when the backend cannot send files. */
+int rs_fs_sendfile(struct rs_loop *loop, struct rs_fs_req *req, struct rs_stream *s, int fd,
+                   uint64_t off, uint64_t len, rs_fs_fn cb);
 
 /* Ask an in-flight request to finish early. Its callback still runs
  * exactly once: with -ECANCELED, or with its natural result when the call

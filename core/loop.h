@@ -112,6 +112,9 @@ void rs_loop_stream_closed(struct rs_loop *loop, bool accepted);
 void rs_loop_retry(struct rs_loop *loop);
 /* The same for file requests (fs.c). */
 void rs_fs_retry(struct rs_loop *loop);
+/* For stream.c: the range a sendfile request queued (rs_fs_sendfile) was
+ * sent in full, or dropped; its callback runs on the next turn. */
+void rs_fs_sendfile_done(struct rs_fs_req *req, bool sent);
 
 /* A request (a file op of fs.c, or any other asynchronous call a library
  * makes on the loop's behalf) started / finished. A stopping loop runs

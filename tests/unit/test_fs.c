@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +29,7 @@
 #include "loop.h"
 #include "probe.h"
 #include "rs_build.h"
+#include "stream.h"
 
 #define NREQ 64
 
@@ -329,6 +332,165 @@ static void test_fs_stop_waits_for_requests(void **state)
     close(fd);
 }
 
+/* An outbound stream to a listener of ours, for rs_fs_sendfile. */
+struct conn {
+    struct rs_stream *s; /* NULL once closed */
+    int connected;       /* 1, or the connect's -errno */
+    int closed;
+};
+
+static void conn_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
+{
+    (void)p;
+    (void)len;
+    rs_stream_release(s, bid);
+}
+
+static void conn_connect(struct rs_stream *s, int res)
+{
+    struct conn *c = s->data;
+    c->connected = res == 0 ? 1 : res;
+}
+
+static void conn_close(struct rs_stream *s, int reason)
+{
+    struct conn *c = s->data;
+    (void)reason;
+    c->closed = 1;
+    c->s = NULL;
+}
+
+static const struct rs_stream_cbs conn_cbs = {
+    .on_data = conn_data, .on_connect = conn_connect, .on_close = conn_close};
+
+/* Connect c; the accepted peer's fd (non-blocking) is returned. A small
+ * receive buffer on the peer makes a large transfer stall. */
+static int connect_pair(struct fixture *fx, struct conn *c, int rcvbuf)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    if (rcvbuf)
+        setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+    memset(c, 0, sizeof(*c));
+    c->s = rs_stream_connect(&fx->loop, (struct sockaddr *)&a, sizeof(a), 0, &conn_cbs, c);
+    assert_non_null(c->s);
+    for (int i = 0; i < 2000 && !c->connected; i++)
+        turn(fx);
+    assert_int_equal(c->connected, 1);
+    int peer = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    assert_true(peer >= 0);
+    close(lfd);
+    return peer;
+}
+
+static void close_pair(struct fixture *fx, struct conn *c, int peer)
+{
+    if (c->s)
+        rs_stream_abort(c->s);
+    for (int i = 0; i < 2000 && !c->closed; i++)
+        turn(fx);
+    assert_true(c->closed);
+    close(peer);
+}
+
+static int file_of(struct fixture *fx, const char *name, size_t n)
+{
+    int fd = openat(fx->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    uint8_t chunk[4096];
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < sizeof(chunk) ? n - done : sizeof(chunk);
+        for (size_t i = 0; i < k; i++)
+            chunk[i] = (uint8_t)((done + i) * 13 + 5);
+        assert_int_equal(pwrite(fd, chunk, k, (off_t)done), (ssize_t)k);
+        done += k;
+    }
+    return fd;
+}
+
+/* A file range to a stream, between two writes: the peer gets them in
+ * order, the callback says how much went out, and fd is still ours. */
+static void test_fs_sendfile_in_order(void **state)
+{
+    struct fixture *fx = *state;
+    if (!(fx->loop.caps & RS_CAP_SENDFILE)) {
+        print_message("# no sendfile on this backend here\n");
+        return;
+    }
+    struct conn c;
+    int peer = connect_pair(fx, &c, 0);
+    int fd = file_of(fx, "sent", 200000);
+    struct probe_req p;
+    probe_init(&p, fx);
+    rs_stream_write_copy(c.s, (const uint8_t *)"HEAD", 4);
+    assert_int_equal(rs_fs_sendfile(&fx->loop, &p.req, c.s, fd, 1000, 150000, on_done), 0);
+    rs_stream_write_copy(c.s, (const uint8_t *)"TAIL", 4);
+    assert_int_equal(p.calls, 0);
+    assert_int_equal(rs_fs_cancel(&p.req), -EOPNOTSUPP);
+    static uint8_t got[150008];
+    size_t n = 0;
+    for (int i = 0; i < 4000 && (n < sizeof(got) || p.calls == 0); i++) {
+        turn(fx);
+        ssize_t r = recv(peer, got + n, sizeof(got) - n, MSG_DONTWAIT);
+        if (r > 0)
+            n += (size_t)r;
+    }
+    assert_int_equal(n, sizeof(got));
+    assert_int_equal(p.calls, 1);
+    assert_int_equal(p.result, 150000);
+    assert_int_equal(p.req.type, RS_FS_SENDFILE);
+    assert_memory_equal(got, "HEAD", 4);
+    for (size_t i = 0; i < 150000; i++)
+        if (got[4 + i] != (uint8_t)((1000 + i) * 13 + 5))
+            fail_msg("byte %zu differs", i);
+    assert_memory_equal(got + 150004, "TAIL", 4);
+    assert_true(fcntl(fd, F_GETFD) >= 0); /* still the caller's */
+    close(fd);
+    close_pair(fx, &c, peer);
+}
+
+/* The stream is aborted while the range waits for a peer that does not
+ * read: the callback says -ECANCELED, on a later turn, exactly once. And
+ * a stream that takes no more output drops a new range at once. */
+static void test_fs_sendfile_dropped(void **state)
+{
+    struct fixture *fx = *state;
+    if (!(fx->loop.caps & RS_CAP_SENDFILE)) {
+        print_message("# no sendfile on this backend here\n");
+        return;
+    }
+    struct conn c;
+    int peer = connect_pair(fx, &c, 65536);
+    int fd = file_of(fx, "big", 16u << 20);
+    struct probe_req p, q;
+    probe_init(&p, fx);
+    probe_init(&q, fx);
+    assert_int_equal(rs_fs_sendfile(&fx->loop, &p.req, c.s, fd, 0, 16u << 20, on_done), 0);
+    for (int i = 0; i < 20; i++)
+        turn(fx);
+    assert_int_equal(p.calls, 0); /* stalled: the peer reads nothing */
+    rs_stream_abort(c.s);
+    assert_int_equal(p.calls, 0); /* never from inside the abort */
+    close_pair(fx, &c, peer);
+    run_until_calls(fx, 1);
+    assert_int_equal(p.result, -ECANCELED);
+    /* A stream that shut down its side takes no more output. */
+    peer = connect_pair(fx, &c, 0);
+    rs_stream_shutdown(c.s);
+    assert_int_equal(rs_fs_sendfile(&fx->loop, &q.req, c.s, fd, 0, 10, on_done), 0);
+    assert_int_equal(q.calls, 0);
+    run_until_calls(fx, 2);
+    assert_int_equal(q.result, -ECANCELED);
+    close(fd);
+    close_pair(fx, &c, peer);
+    assert_int_equal(fx->calls, 2);
+}
+
 /* ---- the fake backend: refusals and stale completions ------------------- */
 
 /* The backend refuses the submit three times: the caller sees a started
@@ -473,6 +635,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_fs_many_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fs_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fs_stop_waits_for_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fs_sendfile_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fs_sendfile_dropped, setup, teardown),
     };
     const struct CMUnitTest scripted[] = {
         cmocka_unit_test_setup_teardown(test_fs_busy_submit_retried, setup, teardown),
