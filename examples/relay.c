@@ -102,11 +102,20 @@ static void relay_connected(struct rs_stream *s, int res)
         fprintf(stderr, "relay: upstream: %s\n", strerror(-res));
 }
 
-static const struct rs_stream_cbs relay_cbs = {.on_data = relay_data,
-                                               .on_eof = relay_eof,
-                                               .on_writable = relay_writable,
-                                               .on_connect = relay_connected,
-                                               .on_close = relay_close};
+static void relay_open(struct rs_stream *client);
+
+/* Both streams of a pair get the same callbacks: accepted ones from the
+ * protocol, outbound ones from relay_open. */
+static const struct rs_protocol relay_proto = {
+    .name = "relay",
+    .cbs = {.on_data = relay_data,
+            .on_eof = relay_eof,
+            .on_writable = relay_writable,
+            .on_connect = relay_connected,
+            .on_close = relay_close},
+    .on_open = relay_open,
+    .descriptors_per_conn = 2,
+};
 
 static void relay_open(struct rs_stream *client)
 {
@@ -116,22 +125,14 @@ static void relay_open(struct rs_stream *client)
         return;
     }
     client->data = p;
-    client->cbs = &relay_cbs;
     p->client = client;
     /* What the client sends before the upstream is up waits in the
      * upstream stream's queue. */
     p->upstream = rs_stream_connect(client->loop, (struct sockaddr *)&opt.to, opt.tolen,
-                                    CONNECT_TIMEOUT_MS, &relay_cbs, p);
+                                    CONNECT_TIMEOUT_MS, &relay_proto.cbs, p);
     if (!p->upstream)
         rs_stream_abort_reason(client, -errno);
 }
-
-static const struct rs_protocol relay_proto = {
-    .name = "relay",
-    .cbs = relay_cbs,
-    .on_open = relay_open,
-    .descriptors_per_conn = 2,
-};
 
 /* "HOST:PORT" into host and port, split at the last colon ("[::1]:80"). */
 static int split(const char *arg, char *host, size_t hostlen, const char **port)
