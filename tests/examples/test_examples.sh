@@ -16,6 +16,7 @@ pc=$(find "$tmp/root" -name ringserve.pc | head -1)
 [ -n "$pc" ] || { echo "no ringserve.pc installed"; exit 1; }
 export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$tmp/root
 flags=$(pkg-config --cflags --libs ringserve)
+cflags=$(pkg-config --cflags ringserve)
 mkdir "$tmp/bin"
 for f in "$src"/examples/*.c; do
     name=$(basename "$f" .c)
@@ -26,7 +27,7 @@ for f in "$src"/examples/*.c; do
     # refuses: check with clang too, where there is one.
     if command -v clang >/dev/null; then
         # shellcheck disable=SC2086
-        clang -std=c11 -Wall -Wextra -Wpedantic -Werror -fsyntax-only "$f" $flags ||
+        clang -std=c11 -Wall -Wextra -Wpedantic -Werror -fsyntax-only "$f" $cflags ||
             { echo "examples/$name.c is not strict C11 (clang)"; exit 1; }
     fi
 done
