@@ -1221,27 +1221,6 @@ static void test_contract_file_write_at_offset(void **state)
     assert_int_equal(open_at(fx, "log", O_RDWR | O_CREAT | O_EXCL), -EEXIST);
 }
 
-static void test_contract_file_errors(void **state)
-{
-    struct fixture *fx = *state;
-    assert_int_equal(open_at(fx, "missing", O_RDONLY), -ENOENT);
-    assert_int_equal(open_at(fx, "a.txt/x", O_RDONLY), -ENOTDIR);
-    assert_int_equal(open_at(fx, "sub", O_WRONLY), -EISDIR);
-    /* A directory opens for reading, but reading it is -EISDIR. */
-    int fd = open_at(fx, "sub", O_RDONLY);
-    assert_true(fd >= 0);
-    char buf[16];
-    assert_int_equal(read_at(fx, fd, buf, sizeof(buf), 0), -EISDIR);
-    close_file(fx, fd);
-    struct statx stx;
-    struct rs_file_op st = {0};
-    rs_file_op_init(&st, RS_OP_STATX, fx->dirfd, record_fn, fx);
-    st.path = "missing";
-    st.mask = STATX_SIZE;
-    st.stx = &stx;
-    assert_int_equal(file_op(fx, &st), -ENOENT);
-}
-
 static int32_t fsync_fd(struct fixture *fx, int fd, uint32_t how)
 {
     struct rs_file_op f = {0};
@@ -1301,6 +1280,27 @@ static void test_contract_op_init_keeps_generation(void **state)
         assert_int_not_equal(seen[3], seen[0]);
     }
     close_file(fx, fd);
+}
+
+static void test_contract_file_errors(void **state)
+{
+    struct fixture *fx = *state;
+    assert_int_equal(open_at(fx, "missing", O_RDONLY), -ENOENT);
+    assert_int_equal(open_at(fx, "a.txt/x", O_RDONLY), -ENOTDIR);
+    assert_int_equal(open_at(fx, "sub", O_WRONLY), -EISDIR);
+    /* A directory opens for reading, but reading it is -EISDIR. */
+    int fd = open_at(fx, "sub", O_RDONLY);
+    assert_true(fd >= 0);
+    char buf[16];
+    assert_int_equal(read_at(fx, fd, buf, sizeof(buf), 0), -EISDIR);
+    close_file(fx, fd);
+    struct statx stx;
+    struct rs_file_op st = {0};
+    rs_file_op_init(&st, RS_OP_STATX, fx->dirfd, record_fn, fx);
+    st.path = "missing";
+    st.mask = STATX_SIZE;
+    st.stx = &stx;
+    assert_int_equal(file_op(fx, &st), -ENOENT);
 }
 
 /* EACCES needs an unprivileged caller: as root, a child drops to nobody
