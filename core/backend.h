@@ -83,7 +83,7 @@ struct rs_config;
 #define RS_CAP_CONNECT (1u << 1)
 /* File ops are asynchronous in the kernel (no worker threads, no blocking). */
 #define RS_CAP_FILE_NATIVE (1u << 2)
-/* File ops (RS_OP_OPENAT/READ/WRITE/STATX/FSYNC) are supported at all, natively
+/* File ops (RS_OP_OPENAT/READ/WRITE/STATX) are supported at all, natively
  * or on worker threads. Without it they fail with -EOPNOTSUPP (io_uring on
  * a kernel older than 5.6). */
 #define RS_CAP_FILE_OPS (1u << 4)
