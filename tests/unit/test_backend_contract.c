@@ -1323,7 +1323,8 @@ static void test_contract_file_eacces(void **state)
         child.dirfd = fx->dirfd;
         if (loop_setup(&child, 8) < 0)
             _exit(77); /* e.g. io_uring refused to unprivileged users */
-        struct rs_file_op f = {0};
+        struct rs_file_op f;
+        memset(&f, 0, sizeof(f)); /* init keeps the generation found there */
         rs_file_op_init(&f, RS_OP_OPENAT, child.dirfd, record_fn, &child);
         f.path = "secret";
         f.how = (struct rs_open_how){.flags = O_RDONLY | O_CLOEXEC,
