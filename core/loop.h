@@ -60,6 +60,9 @@ struct rs_loop {
     struct rs_stream *streams; /* all live streams (for drain, idle scan) */
     struct rs_stream *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
     uint32_t nstarved;
+    /* File requests (fs.c) whose submit or cancel the backend refused,
+     * retried each turn; a doubly linked list through the requests. */
+    struct rs_fs_req *fs_retry;
     struct rs_stream *free_streams; /* recycled stream structs */
     struct rs_chunk *free_chunks;   /* recycled chunk nodes */
     uint32_t nfree_streams, nfree_chunks;
@@ -67,10 +70,7 @@ struct rs_loop {
     uint32_t ntimers, timers_cap;
     struct rs_timer idle_timer, drain_timer;
     uint32_t nretry; /* streams with a refused cancel/shutdown/close */
-    uint32_t nreqs;  /* requests in flight (rs_loop_req_start/done) */
-    /* File requests (fs.c) whose submit or cancel the backend refused,
-     * retried each turn; a doubly linked list through the requests. */
-    struct rs_fs_req *fs_retry;
+    uint32_t nreqs;        /* requests in flight (rs_loop_req_start/done) */
     uint64_t now_ms; /* refreshed once per loop turn, and after its wait */
     bool now_stale;  /* the backend is waiting or dispatching: rs_loop_now reads the clock
                       */
