@@ -138,6 +138,17 @@ void rs_loop_request_stop(struct rs_loop *loop)
         loop->ops->wake(loop);
 }
 
+void rs_loop_req_start(struct rs_loop *loop)
+{
+    loop->nreqs++;
+}
+
+void rs_loop_req_done(struct rs_loop *loop)
+{
+    assert(loop->nreqs > 0);
+    loop->nreqs--;
+}
+
 static void abort_all(struct rs_loop *loop)
 {
     struct rs_stream *s = loop->streams;
@@ -195,17 +206,6 @@ void rs_loop_stream_closing(struct rs_loop *loop)
 void rs_loop_stream_closed(struct rs_loop *loop, bool accepted)
 {
     rs_listener_stream_freed(loop, accepted);
-}
-
-void rs_loop_req_start(struct rs_loop *loop)
-{
-    loop->nreqs++;
-}
-
-void rs_loop_req_done(struct rs_loop *loop)
-{
-    assert(loop->nreqs > 0);
-    loop->nreqs--;
 }
 
 void rs_loop_retry(struct rs_loop *loop)

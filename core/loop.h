@@ -90,6 +90,13 @@ void rs_loop_fini(struct rs_loop *loop);
 /* Run until stopped and drained. 0 or -errno. */
 int rs_loop_run(struct rs_loop *loop);
 
+/* A request (an op that is not a stream's: a file op, a protocol's own
+ * submission) is in flight: the loop stays alive until the matching
+ * rs_loop_req_done, which its completion calls. Requests are what a loop
+ * cannot abandon: their buffers are the kernel's until they complete. */
+void rs_loop_req_start(struct rs_loop *loop);
+void rs_loop_req_done(struct rs_loop *loop);
+
 /* Re-arm starved streams, as many as there are free buffers (done once
  * per loop turn; public for tests that drive the core by hand). */
 void rs_loop_feed_starved(struct rs_loop *loop);
@@ -115,12 +122,6 @@ void rs_fs_retry(struct rs_loop *loop);
 /* For stream.c: the range a sendfile request queued (rs_fs_sendfile) was
  * sent in full, or dropped; its callback runs on the next turn. */
 void rs_fs_sendfile_done(struct rs_fs_req *req, bool sent);
-
-/* A request (a file op of fs.c, or any other asynchronous call a library
- * makes on the loop's behalf) started / finished. A stopping loop runs
- * until none is in flight, so a stop never abandons one half-done. */
-void rs_loop_req_start(struct rs_loop *loop);
-void rs_loop_req_done(struct rs_loop *loop);
 
 /* Make a blocked run() return: write the loop's eventfd, which every
  * backend watches. Async-signal-safe. The backends' wake entry. */
