@@ -28,7 +28,7 @@
  *  7. RS_OP_CONNECT completes with 0 or -errno (-ECONNREFUSED, -ETIMEDOUT,
  *     -ENETUNREACH...) once the connection is established or failed, like
  *     connect(2) on a blocking socket; a cancel ends it with -ECANCELED.
- *  8. File ops (RS_OP_OPENAT/READ/WRITE/STATX/FSYNC, and RS_OP_CLOSE of a
+ *  8. File ops (RS_OP_OPENAT/READ/WRITE/STATX, and RS_OP_CLOSE of a
  *     plain fd) keep rules 1, 4 and 5 like any other op: one
  *     completion, from run(), res >= 0 or -errno. A backend whose kernel
  *     interface cannot do file IO asynchronously performs the calls on
@@ -38,7 +38,8 @@
  *     completes with its natural result. RS_OP_OPENAT honours how.resolve
  *     (RESOLVE_BENEATH: nothing outside the directory fd is ever opened);
  *     where the kernel lacks openat2 a backend must refuse or emulate it
- *     more strictly, never open more loosely.
+ *     more strictly, never open more loosely. RS_OP_FSYNC is a file op
+ *     like the others.
  *  9. RS_OP_SOCKET (RS_CAP_SOCKET) completes with a new TCP socket of the
  *     family in len, or -errno (-EMFILE, -ENFILE, -EAFNOSUPPORT...). The
  *     backend decides its kind: a direct descriptor (RS_CF_DIRECT) only if
