@@ -23,11 +23,13 @@ calling skip() (cmocka still exits 0; its "[  SKIPPED ] name" line is what
 this script sees) -- prints one line per reason on stdout or stderr:
 
     SKIP-REASON: io_uring unavailable[: free text]
+    SKIP-REASON: io_uring forbidden to unprivileged users[ free text]
     SKIP-REASON: feature unavailable: FEATURE[: free text]
     SKIP-REASON: tool missing: PROGRAM[: free text]
     SKIP-REASON: RLIMIT_NOFILE hard LIMIT < NEEDED[: free text]
 
-and each is checked here: io_uring must be unavailable and FEATURE (one of
+and each is checked here: io_uring must be unavailable (or the
+io_uring_disabled sysctl 1, for a test that drops privileges), FEATURE (one of
 ringserve's --uring-features names) unavailable in the probe of this
 machine, PROGRAM absent from PATH, the hard limit of this process below
 NEEDED. A skip with no SKIP-REASON line, or with a reason that is not one of
@@ -77,6 +79,12 @@ def reason_holds(reason, builds):
             return "no probe to check it against"
         if p["io_uring"]["available"]:
             return "the probe says io_uring is available"
+        return None
+    if re.match(r"io_uring forbidden to unprivileged users\b", reason):
+        if not p:
+            return "no probe to check it against"
+        if p["io_uring"].get("io_uring_disabled") != 1:
+            return "the probe says io_uring_disabled is not 1"
         return None
     m = re.match(r"feature unavailable: ([a-z0-9-]+)", reason)
     if m:

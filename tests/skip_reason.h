@@ -12,6 +12,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 __attribute__((format(printf, 1, 2), unused)) static void rs_skip_reason(const char *fmt, ...)
 {
@@ -22,6 +23,26 @@ __attribute__((format(printf, 1, 2), unused)) static void rs_skip_reason(const c
     fputc('\n', stdout);
     fflush(stdout);
     va_end(ap);
+}
+
+/* A start-up error that means the kernel lacks something, said as a skip
+ * reason: ringserve's "io_uring is unavailable: ..." and "this kernel does
+ * not support 'FEATURE'". Returns 1 when err was one (and the line was
+ * printed), 0 when it was any other error: a failure. */
+__attribute__((unused)) static int rs_skip_reason_for(const char *err)
+{
+    static const char unsup[] = "this kernel does not support '";
+    const char *f = strstr(err, unsup);
+    if (strstr(err, "io_uring is unavailable")) {
+        rs_skip_reason("io_uring unavailable: %.*s", (int)strcspn(err, "\n"), err);
+        return 1;
+    }
+    if (f) {
+        f += sizeof(unsup) - 1;
+        rs_skip_reason("feature unavailable: %.*s", (int)strcspn(f, "'"), f);
+        return 1;
+    }
+    return 0;
 }
 
 #endif

@@ -1,6 +1,7 @@
 /* End-to-end harness: spawn ringserve, read its output, drive clients.
  * See harness.h for the contract. */
 #include "harness.h"
+#include "../skip_reason.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -947,13 +948,8 @@ int h_preflight_with(char *const argv[], const char *const extra[], const char *
         /* Only what the kernel lacks is a skip, in the form
          * scripts/test-summary.py checks against the probe; anything else
          * that stops the server from starting is a failure. */
-        const char *unsup = strstr(err, "this kernel does not support '");
-        if (r == H_EXITED && h_exited_with(&s, 1) && strstr(err, "io_uring is unavailable")) {
-            printf("SKIP-REASON: io_uring unavailable: %s", err);
-            rc = 77;
-        } else if (r == H_EXITED && h_exited_with(&s, 2) && unsup) {
-            unsup += strlen("this kernel does not support '");
-            printf("SKIP-REASON: feature unavailable: %.*s\n", (int)strcspn(unsup, "'"), unsup);
+        if (r == H_EXITED && (h_exited_with(&s, 1) || h_exited_with(&s, 2)) &&
+            rs_skip_reason_for(err)) {
             rc = 77;
         } else {
             fprintf(stderr, "%s: the server did not start (%s)\n", prog,
