@@ -33,9 +33,10 @@ io_uring_disabled sysctl 1, for a test that drops privileges), FEATURE (one of
 ringserve's --uring-features names) unavailable in the probe of this
 machine, PROGRAM absent from PATH, the hard limit of this process below
 NEEDED. A skip with no SKIP-REASON line, or with a reason that is not one of
-these or does not hold on this machine, is a failure. In C,
-tests/skip_reason.h prints the line; scripts print it themselves. The
-summary lists every skip with its reason.
+these or does not hold on this machine, is a failure. tests/skip_reason.h
+(C) and tests/skip_reason.py (Python) print the line; a shell script
+echoes it. The summary lists every skip with its reason; tests/README.md
+says more.
 """
 import json
 import os

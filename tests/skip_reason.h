@@ -14,7 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
-__attribute__((format(printf, 1, 2), unused)) static void rs_skip_reason(const char *fmt, ...)
+__attribute__((format(printf, 1, 2), unused)) static void rs_skip_reason(const char *fmt,
+                                                                         ...)
 {
     va_list ap;
     va_start(ap, fmt);

@@ -718,7 +718,8 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     int first = 1;
-    while (first < argc && strncmp(argv[first], "--expect=", 9) == 0 && nexpect < MAX_EXPECT)
+    while (first < argc && strncmp(argv[first], "--expect=", 9) == 0 &&
+           nexpect < MAX_EXPECT)
         expect_key[nexpect++] = argv[first++] + 9;
     server_argv = argv + first;
     if (first < argc && strncmp(argv[first], "--via-proxy=", 12) == 0) {
@@ -728,8 +729,10 @@ int main(int argc, char **argv)
         key_out = "bytes_down";
     }
     if (!server_argv[0] || strncmp(server_argv[0], "--", 2) == 0) {
-        fprintf(stderr, "usage: %s [--expect=COUNTER]... [--via-proxy=ECHO-SERVER] "
-                        "SERVER [ARGS...]\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s [--expect=COUNTER]... [--via-proxy=ECHO-SERVER] "
+                "SERVER [ARGS...]\n",
+                argv[0]);
         return 2;
     }
     for (int i = 1; i < argc; i++) {
@@ -766,9 +769,11 @@ int main(int argc, char **argv)
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     for (unsigned i = 0; rc == 0 && i < nexpect; i++) {
-        printf("%s=%llu summed over the servers of this run\n", expect_key[i], expect_sum[i]);
+        printf("%s=%llu summed over the servers of this run\n", expect_key[i],
+               expect_sum[i]);
         if (expect_sum[i] == 0) {
-            fprintf(stderr, "FAIL: %s stayed 0: the path this variant is for was never taken\n",
+            fprintf(stderr,
+                    "FAIL: %s stayed 0: the path this variant is for was never taken\n",
                     expect_key[i]);
             rc = 1;
         }

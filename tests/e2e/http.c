@@ -30,7 +30,8 @@
  * RS_E2E_VERBOSE=1 prints each server's stderr, RS_E2E_SKIP_RSS=1 skips the
  * memory bound (valgrind), RS_HTTP_SMALL_BIG=1 makes the large file 2 MiB
  * (valgrind), RS_HTTP_TESTS=a,b runs only the tests whose names contain a
- * or b (a word that matches no test is a failure), RS_HTTP_KEEP=1 keeps the temporary directory.
+ * or b (a word that matches no test is a failure), RS_HTTP_KEEP=1 keeps the temporary
+ * directory.
  */
 #include <dirent.h>
 #include <errno.h>

@@ -302,7 +302,8 @@ static void need_nofile(unsigned need)
         getrlimit(RLIMIT_NOFILE, &rl);
     }
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
-        rs_skip_reason("RLIMIT_NOFILE hard %llu < %u", (unsigned long long)rl.rlim_cur, need);
+        rs_skip_reason("RLIMIT_NOFILE hard %llu < %u", (unsigned long long)rl.rlim_cur,
+                       need);
         skip();
     }
 }
@@ -1336,7 +1337,8 @@ static void test_tiny_pool(void **state)
                   "max server VmRSS %ld KiB\n",
                   N, len, st.enobufs, st.copies, rss_max);
     if (st.enobufs + st.copies == 0)
-        fail_msg("enobufs=0 and copies=0: the pool never ran dry, its exhaustion was not tested");
+        fail_msg("enobufs=0 and copies=0: the pool never ran dry, its exhaustion was not "
+                 "tested");
     assert_int_equal(st.accepted, N);
     assert_int_equal(st.bytes_in, (unsigned long long)N * len);
     assert_int_equal(st.bytes_out, st.bytes_in);
@@ -1430,7 +1432,8 @@ static void test_tiny_cq(void **state)
     assert_int_equal(st.bytes_out, st.bytes_in);
     print_message("cq_overflows=%llu\n", st.cq_overflows);
     if (st.cq_overflows == 0)
-        fail_msg("the completion queue never overflowed: the overflow path was not tested");
+        fail_msg(
+            "the completion queue never overflowed: the overflow path was not tested");
     free(pat);
 }
 
