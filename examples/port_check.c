@@ -154,6 +154,10 @@ int main(int argc, char **argv)
         rs_backend_named(strncmp(backend, "epoll", 5) == 0 ? "epoll" : backend);
     ck.result = calloc(ck.count, sizeof(*ck.result));
     char err[256] = "no such backend";
+    if (ops && ops->available && !ops->available(err, sizeof(err))) {
+        fprintf(stderr, "port_check: backend %s is unavailable: %s\n", backend, err);
+        return 1;
+    }
     if (!ck.result || !ops || rs_loop_init(&ck.loop, ops, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "port_check: %s: %s\n", backend, err);
         return 1;

@@ -250,6 +250,10 @@ int main(int argc, char **argv)
     const struct rs_backend_ops *ops =
         rs_backend_named(strncmp(backend, "epoll", 5) == 0 ? "epoll" : backend);
     char err[256] = "no such backend";
+    if (ops && ops->available && !ops->available(err, sizeof(err))) {
+        fprintf(stderr, "tree_copy: backend %s is unavailable: %s\n", backend, err);
+        return 1;
+    }
     if (!ops || rs_loop_init(&t.loop, ops, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "tree_copy: %s: %s\n", backend, err);
         return 1;
