@@ -135,7 +135,9 @@ static void on_fs(struct rs_fs_req *req)
 {
     struct upload *u = req->data;
     u->busy = 0;
-    if (req->result < 0 && req->type != RS_FS_CLOSE) {
+    if (req->type == RS_FS_WRITE && req->result == 0) {
+        fail(u, -EIO); /* no progress: do not ask again forever */
+    } else if (req->result < 0 && req->type != RS_FS_CLOSE) {
         fail(u, req->result);
     } else if (req->type == RS_FS_OPEN) {
         u->fd = req->result;
