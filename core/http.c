@@ -70,12 +70,6 @@
 #define HEAD_ROOM  1024         /* bytes reserved for a response head */
 #define RETRY_MS   1            /* after -ENOBUFS / -EAGAIN on a read */
 #define TAIL_LEN   11           /* strlen("/index.html") */
-/* The input buffer never grows past this. Reading pauses once a session
- * holds RS_HTTP_HEAD_MAX bytes it cannot parse yet (http_data), so the
- * buffer holds at most that plus the receives already under way when it
- * paused; reaching the ceiling would mean the pause failed, and the
- * connection is aborted rather than the arithmetic below wrapping. */
-#define IN_CEILING (64u * 1024 * 1024)
 
 struct http_loop {
     int root_fd;      /* O_PATH directory: every open is beneath it */
@@ -103,6 +97,7 @@ struct http_sess {
     struct http_loop *hl;
     uint8_t state;
     bool keep_alive, head_only, is_index, in_paused, small, peer_eof;
+    bool in_full; /* input was dropped (in_append): answer what is held, then close */
     int fd;                /* the file (or directory) being served, or -1 */
     uint32_t ops;          /* file ops in flight */
     struct rs_file_op fop; /* the open */
@@ -675,6 +670,13 @@ static void next_request(struct http_sess *h)
     if (rs_stream_pending(s) > s->loop->cfg->max_pending || rs_stream_has_file(s))
         return; /* on_writable comes back here; http_data bounds the input */
     int n = h->in_len ? rs_http_parse_at(h->in, h->in_len, (int64_t)time(NULL), &h->req) : 0;
+    if (n == 0 && h->in_full) {
+        /* Every complete request held is answered; the rest was dropped.
+         * Closing between responses is what HTTP/1.1 allows a server at
+         * any time: the client sends what went unanswered again. */
+        rs_stream_close(s);
+        return;
+    }
     if (n == 0) {
         /* Waiting for (the rest of) a head. */
         head_deadline_start(h);
@@ -696,18 +698,35 @@ static void next_request(struct http_sess *h)
     start_request(h);
 }
 
-/* Append received bytes to the input buffer; 0 or -errno. */
+/* The most input a session holds. Reading pauses once RS_HTTP_HEAD_MAX
+ * bytes wait unparsed (http_data), but receives already under way still
+ * land: on io_uring a multishot receive hands over whatever the socket had
+ * queued in the same batch (measured: 1.5 MiB from a client streaming
+ * junk). Two receive buffers of them are kept. */
+static uint64_t in_max(const struct http_sess *h)
+{
+    return RS_HTTP_HEAD_MAX + 2 * (uint64_t)h->loop->pool.size;
+}
+
+/* Append received bytes to the input buffer; 0 or -ENOMEM. Past in_max
+ * they are dropped, and so is all that follows (in_full): the session
+ * answers the complete requests it holds and closes. Only a client that
+ * sent far ahead of its answers gets there. */
 static int in_append(struct http_sess *h, const uint8_t *p, uint32_t len)
 {
     uint64_t need = (uint64_t)h->in_len + len;
-    if (need > IN_CEILING) {
-        rs_log_error("http: %" PRIu64 " bytes of input held: reading did not pause", need);
-        return -EMSGSIZE;
+    if (h->in_full || need > in_max(h)) {
+        if (!h->in_full)
+            rs_log_debug("http: over %" PRIu64 " bytes of requests ahead of the "
+                         "answers: closing after those held",
+                         in_max(h));
+        h->in_full = true;
+        return 0;
     }
     if (need > h->in_cap) {
         uint64_t cap = h->in_cap ? h->in_cap : 1024;
         while (cap < need)
-            cap *= 2; /* need <= IN_CEILING: no overflow */
+            cap *= 2; /* need <= in_max: no overflow, and cap fits 32 bits */
         char *in = realloc(h->in, (size_t)cap);
         if (!in)
             return -ENOMEM;
@@ -734,7 +753,8 @@ static void http_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint1
      * yet are bounded: once they fill a head, reading pauses until they are
      * consumed (next_request resumes it). A client that streams without
      * reading our answers holds no more than that. */
-    if (h->in_len >= RS_HTTP_HEAD_MAX && !h->in_paused && rs_stream_is_open(s)) {
+    if ((h->in_len >= RS_HTTP_HEAD_MAX || h->in_full) && !h->in_paused &&
+        rs_stream_is_open(s)) {
         h->in_paused = true;
         rs_stream_read_stop(s);
     }
