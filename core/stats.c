@@ -35,6 +35,7 @@ static const struct field {
     COUNTER(idle_closed),
     COUNTER(header_timeouts),
     COUNTER(bundles),
+    COUNTER(cq_overflows),
     COUNTER(zc_copied),
     COUNTER(accept_dropped),
     COUNTER(handoffs),
