@@ -89,7 +89,7 @@ struct fixture {
 /* hole.bin: zeros, more than a server's socket send buffer can take
  * (net.ipv4.tcp_wmem allows 4 MiB), so a client that does not read keeps
  * it queued. */
-#define HOLE_LEN (64 * MIB)
+#define HOLE_LEN (16 * MIB)
 
 /* --- the document root ---------------------------------------------------- */
 
