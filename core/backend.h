@@ -38,8 +38,7 @@
  *     completes with its natural result. RS_OP_OPENAT honours how.resolve
  *     (RESOLVE_BENEATH: nothing outside the directory fd is ever opened);
  *     where the kernel lacks openat2 a backend must refuse or emulate it
- *     more strictly, never open more loosely. RS_OP_FSYNC is a file op
- *     like the others.
+ *     more strictly, never open more loosely.
  *  9. RS_OP_SOCKET (RS_CAP_SOCKET) completes with a new TCP socket of the
  *     family in len, or -errno (-EMFILE, -ENFILE, -EAFNOSUPPORT...). The
  *     backend decides its kind: a direct descriptor (RS_CF_DIRECT) only if
