@@ -211,27 +211,11 @@ static void fail(struct rs_stream *s, int reason)
     rs_stream_abort_reason(s, reason);
 }
 
-/* A lingering close reads with single-shot receives. A multishot recv
- * may miss the peer's EOF (or reset) for good: io_uring's multishot recv
- * goes back to waiting for a wake-up once the socket reports nothing left
- * to read (msg_inq 0), without looking at the socket's state again, so an
- * EOF that came before that last read is never reported (seen on Linux
- * 6.18: an AF_UNIX peer that wrote more than 32 buffers' worth and closed
- * before the recv was armed; a TCP reset racing the last bytes). The
- * close would then wait for --drain-timeout and end in an abort. A
- * single-shot recv reads the socket each time it is issued and sees an
- * EOF there; the cost, a submission per buffer, is paid only by input
- * that is dropped anyway. */
-static bool recv_multishot(const struct rs_stream *s)
-{
-    return s->state != RS_STREAM_CLOSING;
-}
-
 static void arm_recv(struct rs_stream *s)
 {
     if (!wants_input(s) || s->recv_armed || s->starved)
         return;
-    s->recv_op.flags = opf(s, recv_multishot(s) ? RS_OPF_MULTISHOT : 0u);
+    s->recv_op.flags = opf(s, RS_OPF_MULTISHOT);
     int rc = s->loop->ops->submit(s->loop, &s->recv_op);
     if (rc < 0) {
         fail(s, rc);
@@ -729,10 +713,6 @@ static void maybe_progress(struct rs_stream *s)
     }
     if (s->lingering && !s->eof && !s->send_busy && !s->head) {
         s->reading = true; /* nothing is queued any more */
-        /* A multishot recv still armed from before the close ends here;
-         * on_recv re-arms single-shot (see recv_multishot). */
-        if (s->recv_armed && (s->recv_op.flags & RS_OPF_MULTISHOT))
-            cancel_recv(s);
         arm_recv(s);
         if (s->recv_armed || s->starved)
             return; /* until EOF, an error, or the close timer */
