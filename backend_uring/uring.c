@@ -387,7 +387,9 @@ static void on_hup_cqe(struct ur_state *st, struct hup_rec *r, int32_t res)
         return; /* the recv ended first */
     op->bk_flags &= (uint8_t)~BKF_HUP;
     op->bk_ptr = NULL;
-    if (res <= 0)
+    /* A hang-up: EOF or reset (a reset shows all three). An error alone
+     * (POLLERR) need not end the input, so it is left to the recv. */
+    if (res <= 0 || !(res & (POLLRDHUP | POLLHUP)))
         return;
     /* The recv is still armed (else op would be NULL), so the descriptor
      * is still open: the core closes only what has nothing in flight. */
