@@ -303,6 +303,7 @@ static struct rs_stream *stream_new(struct rs_loop *loop, int fd, bool direct,
     s->fd = fd;
     s->direct = direct;
     s->reading = true;
+    rs_timer_unref(&s->timer); /* the stream itself keeps the loop alive */
     s->lowat = loop->cfg->max_pending / 2;
     s->last_active_ms = rs_loop_now(loop);
     rs_op_init(&s->recv_op, RS_OP_RECV, fd, on_recv, s);
@@ -577,14 +578,19 @@ static void close_expired(struct rs_loop *loop, struct rs_timer *t)
 {
     (void)loop;
     struct rs_stream *s = t->data;
-    fail(s, -ETIMEDOUT);
+    /* What was not sent is cut: the peer must be able to tell. */
+    rs_stream_reset(s, -ETIMEDOUT);
 }
+
+/* --drain-timeout=0 means "no drain" for a stop; a close outside a stop
+ * (a response with Connection: close) still needs time to send, and still
+ * needs a bound. */
+#define CLOSE_BOUND_DEFAULT_MS 2000
 
 static void close_timer_start(struct rs_stream *s)
 {
     uint32_t ms = s->loop->cfg->drain_timeout_ms;
-    if (ms)
-        rs_timer_start(s->loop, &s->timer, ms, close_expired, s);
+    rs_timer_start(s->loop, &s->timer, ms ? ms : CLOSE_BOUND_DEFAULT_MS, close_expired, s);
 }
 
 void rs_stream_close(struct rs_stream *s)
@@ -606,6 +612,25 @@ void rs_stream_close(struct rs_stream *s)
      * idle scan looks at open streams only). */
     close_timer_start(s);
     maybe_progress(s);
+}
+
+void rs_stream_reset(struct rs_stream *s, int reason)
+{
+    if (s->state == RS_STREAM_CLOSED)
+        return;
+    /* A connection never established has no peer to tell. */
+    if (s->state != RS_STREAM_CONNECTING && !s->close_issued)
+        s->reset = true;
+    rs_stream_abort_reason(s, reason);
+}
+
+void rs_stream_stop(struct rs_stream *s)
+{
+    if (!rs_stream_is_open(s))
+        return;
+    if (s->state == RS_STREAM_OPEN && !s->eof)
+        s->stop_hold = true;
+    rs_stream_close(s);
 }
 
 void rs_stream_unstarve(struct rs_stream *s)
@@ -668,6 +693,31 @@ static bool submit_ctl(struct rs_stream *s, uint8_t kind)
     return true;
 }
 
+/* An unspecified address: connect(2) to it dissolves a TCP connection
+ * with a reset (tcp_disconnect), on any descriptor the backend can
+ * connect, direct ones included. */
+static const struct sockaddr reset_addr = {.sa_family = AF_UNSPEC};
+
+/* Make the coming close a reset (RST, not FIN; unsent bytes are
+ * discarded). A plain fd gets SO_LINGER {1, 0}, so that its close resets
+ * (a setsockopt does no IO: done here). A direct descriptor has no
+ * process fd to set options on: it is disconnected with a connect to
+ * AF_UNSPEC through the backend first, the close follows its completion.
+ * True when the close may be issued now. */
+static bool reset_socket(struct rs_stream *s)
+{
+    if (!s->direct) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        s->reset_done = true;
+        return true;
+    }
+    s->ctl_op.buf = &reset_addr;
+    s->ctl_op.len = sizeof(reset_addr);
+    s->reset_done = submit_ctl(s, RS_OP_CONNECT);
+    return false;
+}
+
 /* Move a stream forward: send, shut down after the last queued byte when
  * asked, close once both directions are done or the stream is closing and
  * nothing is in flight. */
@@ -691,6 +741,23 @@ static void maybe_progress(struct rs_stream *s)
         start_send(s);
         return;
     }
+    if (s->graceful && s->stop_hold && !s->send_busy) {
+        /* Closing for a stop (rs_stream_stop): the queued output is sent.
+         * Input the stop dropped ends it with a reset; a FIN is for a peer
+         * that finished sending, so until its EOF the stream reads and
+         * drops (the first byte dropped is a cut), bounded by the drain
+         * deadline, which resets. */
+        if (s->cut) {
+            rs_stream_reset(s, -ECONNABORTED);
+            return;
+        }
+        if (!s->eof) {
+            s->reading = true;
+            arm_recv(s);
+            if (s->recv_armed || s->starved || s->state != RS_STREAM_CLOSING || !s->graceful)
+                return;
+        }
+    }
     if (s->graceful && !s->shut_done && !s->send_busy) {
         s->shut_done = submit_ctl(s, RS_OP_SHUTDOWN);
         return;
@@ -704,6 +771,8 @@ static void maybe_progress(struct rs_stream *s)
     /* No socket (its op failed): on_socket_op frees the stream. */
     if (s->inflight > 0 || s->fd < 0)
         return;
+    if (s->reset && !s->reset_done && !reset_socket(s))
+        return; /* the reset is in flight, or refused: retried */
     if (!s->close_issued) {
         rs_timer_stop(s->loop, &s->timer);
         s->close_issued = submit_ctl(s, RS_OP_CLOSE);
@@ -802,6 +871,9 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
         } else {
             loop->stats.dropped += (uint64_t)res;
             rs_stream_release(s, comp->bid); /* closing: input is dropped */
+            /* A stop cut this input: the peer must not see a FIN. */
+            if (s->stop_hold)
+                s->cut = true;
         }
     } else {
         assert(!(comp->flags & RS_CF_BUFFER));

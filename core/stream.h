@@ -37,8 +37,11 @@
  * the kernel reset the connection and discard what the peer has not read
  * yet). The drain timeout bounds it from the last progress: when that long
  * passes without a send completing or, all sent, without the peer's EOF,
- * the close becomes an abort (-ETIMEDOUT). rs_stream_abort: close now,
- * dropping queued output. Errors (a reset, a failed send) abort. Either way on_close
+ * the close becomes a reset (-ETIMEDOUT; with --drain-timeout=0 the bound
+ * is 2 s). rs_stream_abort: close now,
+ * dropping queued output. rs_stream_reset: the same, and the peer gets a
+ * reset (RST) instead of a FIN, so it can tell that what it received was
+ * cut. Errors (a reset, a failed send) abort. Either way on_close
  * is the last callback, with reason 0 (graceful) or -errno, and the struct
  * is freed right after it returns: it is freed only when no op is in
  * flight.
@@ -127,6 +130,10 @@ struct rs_stream {
     bool graceful;       /* closing after all output was sent */
     bool lingering;      /* closing: input is read and dropped until the peer's EOF */
     bool timed_out;      /* the connect timer fired */
+    bool stop_hold;      /* closing for a stop: no FIN before the peer's EOF */
+    bool cut;            /* ...and input was dropped: end with a reset */
+    bool reset;          /* end with a reset (RST), not a FIN */
+    bool reset_done;     /* ...the socket is set for it (or being disconnected) */
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
     struct rs_chunk *head, *tail;
@@ -213,6 +220,25 @@ static inline void rs_stream_abort(struct rs_stream *s)
 {
     rs_stream_abort_reason(s, 0);
 }
+
+/* Close now with a reset (RST): queued output is dropped, unsent bytes in
+ * the kernel too, and the peer's next read or write fails with
+ * ECONNRESET (or EPIPE) instead of seeing an end of stream. For cuts: a
+ * transfer that cannot finish must not look finished. A stream still
+ * connecting is simply aborted. on_close gets reason (-errno; 0 is taken
+ * as -ECONNABORTED). */
+void rs_stream_reset(struct rs_stream *s, int reason);
+
+/* A graceful stop began and the protocol has no on_stop: the default end
+ * of an open stream. Its queued output is sent; then a peer that already
+ * finished sending (its EOF came) gets a FIN, the normal end. Any other
+ * peer may be mid-transfer, and a FIN would tell it that what it sent was
+ * all taken: the stream reads on and drops, ending with a FIN if the
+ * peer's EOF comes first, with a reset as soon as a byte was dropped (the
+ * stop cut its input; counted in stats.dropped), or with a reset at the
+ * drain deadline. A stream still connecting is aborted. Protocols may
+ * call it from on_stop for the connections they let the core end. */
+void rs_stream_stop(struct rs_stream *s);
 
 /* For the listener: take an accepted socket (direct: a direct descriptor).
  * reject: close it at once (over --max-conns). The protocol's on_open runs
