@@ -969,9 +969,230 @@ static void test_timer_order(void **state)
     assert_int_equal(rs_timer_next_ms(&fx->loop), -1);
 }
 
+
+/* ---- stop, reset, liveness ------------------------------------------- */
+
+/* The default stop (no on_stop) of a peer that has not finished sending:
+ * the queued echo goes out, but no FIN before the peer's EOF (a FIN would
+ * tell a peer mid-upload that all it sent was taken). The EOF comes,
+ * nothing was dropped: then FIN and a clean close. */
+static void test_stream_stop_fin_only_after_eof(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    rs_stream_write_copy(s, (const uint8_t *)"queued", 6);
+    rs_stream_stop(s);
+    complete(fx, RS_OP_SEND, 6);
+    assert_int_equal(fx->loop.stats.bytes_out, 6); /* in-flight work finished */
+    assert_null(op_of(fx, RS_OP_SHUTDOWN));         /* no FIN yet */
+    assert_non_null(op_of(fx, RS_OP_RECV));         /* reading to the EOF */
+    complete(fx, RS_OP_RECV, 0);
+    complete(fx, RS_OP_SHUTDOWN, 0);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.close_reason, 0);
+    assert_int_equal(fx->loop.stats.dropped, 0);
+}
+
+/* Input that arrives after a stop is dropped: that is a cut, and the
+ * stream ends with a reset, never a FIN. A direct descriptor is reset by a
+ * connect to AF_UNSPEC before its close. */
+static void test_stream_stop_cut_input_resets(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, true, false);
+    s->cbs = &ev_cbs;
+    rs_stream_stop(s);
+    assert_null(op_of(fx, RS_OP_SHUTDOWN));
+    recv_data(fx, "late", true);
+    assert_int_equal(fx->loop.stats.dropped, 4);
+    assert_int_equal(ev.data, 0); /* the protocol never sees it */
+    struct rs_op *r = op_of(fx, RS_OP_RECV);
+    assert_true(fake_was_cancelled(&fx->loop, r));
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    struct rs_op *rst = op_of(fx, RS_OP_CONNECT);
+    assert_non_null(rst);
+    assert_true(rst->flags & RS_OPF_DIRECT);
+    assert_int_equal(((const struct sockaddr *)rst->buf)->sa_family, AF_UNSPEC);
+    assert_null(op_of(fx, RS_OP_CLOSE)); /* the close waits for the reset */
+    complete(fx, RS_OP_CONNECT, 0);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_SHUTDOWN], 0);
+    assert_int_equal(ev.closes, 1);
+    assert_int_equal(ev.close_reason, -ECONNABORTED);
+}
+
+/* A plain fd is reset with SO_LINGER {1, 0}: its close sends the RST.
+ * Checked on a real socket pair: the peer's read fails with ECONNRESET
+ * where a FIN would have read as 0. */
+static void test_stream_reset_plain_fd_is_rst(void **state)
+{
+    struct fixture *fx = *state;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+    int cfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(cfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    int sfd = accept(lfd, NULL, NULL);
+    assert_true(sfd >= 0);
+    struct rs_stream *s = rs_stream_accept(&fx->loop, sfd, false, false);
+    rs_stream_reset(s, -ECONNABORTED);
+    struct rs_op *r = fake_find(&fx->loop, RS_OP_RECV, sfd);
+    fake_complete(&fx->loop, r, -ECANCELED, 0, 0);
+    fake_run(&fx->loop);
+    struct rs_op *c = fake_find(&fx->loop, RS_OP_CLOSE, sfd);
+    assert_non_null(c);
+    close(sfd); /* what the backend's close does */
+    fake_complete(&fx->loop, c, 0, 0, 0);
+    fake_run(&fx->loop);
+    char b;
+    assert_int_equal(recv(cfd, &b, 1, 0), -1);
+    assert_int_equal(errno, ECONNRESET);
+    close(cfd);
+    close(lfd);
+}
+
+/* --drain-timeout=0 means no drain at a stop; a close outside a stop is
+ * still bounded (the old code started no timer at all: a peer that never
+ * read held the connection for good), and what it cuts is reset. */
+static void test_stream_close_bounded_without_drain_timeout(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    fx->cfg.drain_timeout_ms = 0;
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    rs_stream_write_copy(s, (const uint8_t *)"never read", 10);
+    struct rs_op *snd = op_of(fx, RS_OP_SEND);
+    rs_stream_close(s);
+    assert_true(rs_timer_active(&s->timer));
+    fx->loop.now_ms += 2000;
+    rs_timer_run_due(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, snd));
+    assert_true(s->reset);
+    complete(fx, RS_OP_SEND, -ECANCELED);
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.close_reason, -ETIMEDOUT);
+}
+
+/* A stop with --drain-timeout=0 resets every connection at once. */
+static void test_loop_stop_without_drain_resets_at_once(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.drain_timeout_ms = 0;
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    rs_stream_write_copy(s, (const uint8_t *)"queued", 6);
+    fake(&fx->loop)->auto_complete = true;
+    rs_loop_request_stop(&fx->loop);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_true(fx->loop.drain_aborted);
+    assert_int_equal(fx->loop.stats.bytes_out, 0);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_SHUTDOWN], 0);
+}
+
+static int lv_fired;
+static void lv_req_done(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)t;
+    lv_fired++;
+    rs_loop_req_done(loop);
+}
+static void lv_count(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    (void)t;
+    lv_fired++;
+}
+static void lv_repeat(struct rs_loop *loop, struct rs_timer *t)
+{
+    lv_fired++;
+    rs_timer_start(loop, t, 1, lv_repeat, NULL);
+}
+
+/* A loop without a listener or streams ends at once, unless a request is
+ * in flight: then it runs until the request is done. An unreferenced
+ * timer keeps nothing alive by itself. */
+static void test_loop_alive_while_request_in_flight(void **state)
+{
+    struct fixture *fx = *state;
+    static struct rs_timer t;
+    memset(&t, 0, sizeof(t));
+    rs_timer_unref(&t);
+    lv_fired = 0;
+    rs_timer_start(&fx->loop, &t, 2, lv_req_done, NULL);
+    assert_int_equal(rs_loop_run(&fx->loop), 0); /* nothing alive: returns */
+    assert_int_equal(lv_fired, 0);
+    rs_loop_req_start(&fx->loop);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_int_equal(lv_fired, 1); /* ran until the request was done */
+    assert_int_equal(fx->loop.nreqs, 0);
+}
+
+/* A referenced timer keeps the loop alive until it fires; unref'd while
+ * active, it stops counting at once. */
+static void test_loop_alive_while_referenced_timer(void **state)
+{
+    struct fixture *fx = *state;
+    static struct rs_timer t;
+    memset(&t, 0, sizeof(t));
+    lv_fired = 0;
+    rs_timer_start(&fx->loop, &t, 2, lv_count, NULL);
+    assert_int_equal(fx->loop.ntimers_ref, 1);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_int_equal(lv_fired, 1);
+    assert_int_equal(fx->loop.ntimers_ref, 0);
+    rs_timer_start(&fx->loop, &t, 2, lv_count, NULL);
+    rs_timer_unref(&t);
+    assert_int_equal(fx->loop.ntimers_ref, 0);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_int_equal(lv_fired, 1); /* never waited for */
+    rs_timer_ref(&t);
+    assert_int_equal(fx->loop.ntimers_ref, 1);
+    rs_timer_stop(&fx->loop, &t);
+    assert_int_equal(fx->loop.ntimers_ref, 0);
+}
+
+/* A referenced timer that restarts itself holds a stopping loop only
+ * until the drain deadline: a stop always ends. */
+static void test_loop_drain_deadline_ends_timers(void **state)
+{
+    struct fixture *fx = *state;
+    static struct rs_timer t;
+    memset(&t, 0, sizeof(t));
+    fx->cfg.drain_timeout_ms = 20;
+    lv_fired = 0;
+    rs_timer_start(&fx->loop, &t, 1, lv_repeat, NULL);
+    rs_loop_request_stop(&fx->loop);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_true(fx->loop.drain_aborted);
+    assert_true(lv_fired > 0);
+    rs_timer_stop(&fx->loop, &t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stream_stop_fin_only_after_eof, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_stop_cut_input_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_reset_plain_fd_is_rst, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_close_bounded_without_drain_timeout,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_stop_without_drain_resets_at_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_alive_while_request_in_flight, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_alive_while_referenced_timer, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_drain_deadline_ends_timers, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stream_echo_partial_sends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_pipelined_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_eof_with_pending_output, setup,
