@@ -537,14 +537,15 @@ static void raw_expect_eof(struct raw *c)
 
 /* --- fixture ------------------------------------------------------------- */
 
-static int setup(void **state)
+static int setup_with(void **state, const char *more1, const char *more2)
 {
     struct fixture *fx = calloc(1, sizeof(*fx));
     if (!fx)
         return -1;
     fx->expect_accepted = -1;
     *state = fx;
-    const char *extra[] = {"--listen=127.0.0.1:0", "--protocol=http", root_arg, NULL};
+    const char *extra[] = {"--listen=127.0.0.1:0", "--protocol=http", root_arg, more1,
+                           more2, NULL};
     enum h_start r = h_server_start(&fx->srv, server_argv, extra);
     if (r != H_STARTED) {
         char st[64];
@@ -590,6 +591,22 @@ static int teardown(void **state)
     h_server_destroy(s);
     free(fx);
     return rc;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, NULL, NULL);
+}
+
+/* A long drain, the body read from the file into memory, or sent from it. */
+static int setup_drain_reads(void **state)
+{
+    return setup_with(state, "--drain-timeout=20000", "--sendfile=off");
+}
+
+static int setup_drain_sendfile(void **state)
+{
+    return setup_with(state, "--drain-timeout=20000", NULL);
 }
 
 /* --- 200, content types, directories --------------------------------------- */
@@ -987,6 +1004,61 @@ static void test_http_sendfile_fds_released(void **state)
     fx->expect_accepted = ROUNDS * (FULL + GONE) + 1;
 }
 
+/* --- stop: a response in progress keeps flowing ------------------------------ */
+
+/* A large body, SIGTERM once its first 64 KiB arrived (the client reads
+ * slowly: a small receive window keeps most of the body in the server):
+ * the whole body still arrives, then the server closes the connection and
+ * exits 0. Run with the body read from the file (--sendfile=off; the old
+ * server cut it about 0.1 s after the signal, with a clean FIN) and sent
+ * from it. */
+#define STOP_LEN (48u * MIB + 17u)
+
+static void stop_mid_body(struct fixture *fx)
+{
+    /* Larger than what loopback's socket buffers absorb (about 8 MiB were
+     * seen leaving the server before a 32 KiB receive window filled). */
+    static unsigned char *data;
+    if (!data) {
+        data = malloc(STOP_LEN);
+        assert_non_null(data);
+        h_fill(data, STOP_LEN, 5);
+        write_file("root/stop.bin", data, STOP_LEN);
+    }
+    struct raw c;
+    memset(&c, 0, sizeof(c));
+    c.fd = h_connect_rcvbuf(&fx->srv, 32 * KIB);
+    assert_true(c.fd >= 0);
+    c.cap = 64 * KIB;
+    c.buf = malloc(c.cap);
+    assert_non_null(c.buf);
+    raw_sends(&c, "GET /stop.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    while (c.len < 64 * KIB)
+        if (!raw_fill(&c))
+            fail_msg("EOF after %zu bytes, before the signal", c.len);
+    assert_int_equal(kill(fx->srv.pid, SIGTERM), 0);
+    struct raw_resp r;
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, STOP_LEN);
+    assert_memory_equal(r.body, data, STOP_LEN);
+    raw_resp_free(&r);
+    raw_expect_eof(&c); /* the stop made it the connection's last */
+    raw_close(&c);
+    h_server_wait(&fx->srv, H_TIMEOUT_MS); /* teardown checks its exit */
+    fx->expect_accepted = 1;
+}
+
+static void test_http_stop_body_flows_reads(void **state)
+{
+    stop_mid_body(*state);
+}
+
+static void test_http_stop_body_flows_sendfile(void **state)
+{
+    stop_mid_body(*state);
+}
+
 /* --- raw: pipelining, split requests, malformed requests --------------------- */
 
 static void test_http_pipelined(void **state)
@@ -1373,6 +1445,10 @@ int main(int argc, char **argv)
         T(test_http_escapes),
         T(test_http_nonreader_bounded),
         T(test_http_nonreader_pipelined_small),
+        cmocka_unit_test_setup_teardown(test_http_stop_body_flows_reads, setup_drain_reads,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_http_stop_body_flows_sendfile,
+                                        setup_drain_sendfile, teardown),
     };
 #undef T
     /* RS_HTTP_TESTS=a,b,c: only the tests whose names contain one of these
