@@ -15,6 +15,7 @@
 
 #include "fake_backend.h"
 #include "loop.h"
+#include "protocol.h"
 #include "stream.h"
 
 #define FD                                                                               \
@@ -1177,6 +1178,64 @@ static void test_loop_drain_deadline_ends_timers(void **state)
     rs_timer_stop(&fx->loop, &t);
 }
 
+
+/* on_stop: once per accepted stream still open when the stop begins (not
+ * for one already closing); what the protocol leaves open is reset at the
+ * drain deadline. With --drain-timeout=0 it is never called: everything
+ * is reset at once. */
+static int st_stops, st_closes, st_reason;
+static void st_eof(struct rs_stream *s)
+{
+    (void)s; /* keep the stream open: the protocol decides */
+}
+static void st_close(struct rs_stream *s, int reason)
+{
+    (void)s;
+    st_closes++;
+    st_reason = reason;
+}
+static void st_stop(struct rs_stream *s)
+{
+    (void)s;
+    st_stops++; /* let it run: the deadline ends it */
+}
+static const struct rs_protocol st_proto = {
+    .name = "stop-test",
+    .cbs = {.on_data = ev_data, .on_eof = st_eof, .on_close = st_close},
+    .on_stop = st_stop,
+};
+
+static void on_stop_run(struct fixture *fx, uint32_t drain_ms)
+{
+    st_stops = st_closes = st_reason = 0;
+    fx->cfg.drain_timeout_ms = drain_ms;
+    fx->loop.proto = &st_proto;
+    rs_stream_accept(&fx->loop, FD, false, false);
+    rs_stream_accept(&fx->loop, FD + 1, false, false);
+    struct rs_stream *closing = rs_stream_accept(&fx->loop, FD + 2, false, false);
+    rs_stream_close(closing);
+    fake(&fx->loop)->auto_complete = true;
+    rs_loop_request_stop(&fx->loop);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_int_equal(st_closes, 3);
+}
+
+static void test_loop_on_stop_per_connection(void **state)
+{
+    struct fixture *fx = *state;
+    on_stop_run(fx, 20);
+    assert_int_equal(st_stops, 2);
+    assert_true(fx->loop.drain_aborted);
+    assert_int_equal(st_reason, -ETIMEDOUT);
+}
+
+static void test_loop_on_stop_not_called_without_drain(void **state)
+{
+    struct fixture *fx = *state;
+    on_stop_run(fx, 0);
+    assert_int_equal(st_stops, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1192,6 +1251,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loop_alive_while_referenced_timer, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_loop_drain_deadline_ends_timers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_on_stop_per_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_on_stop_not_called_without_drain, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_echo_partial_sends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_pipelined_order, setup, teardown),
