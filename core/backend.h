@@ -28,6 +28,10 @@
  *  7. RS_OP_CONNECT completes with 0 or -errno (-ECONNREFUSED, -ETIMEDOUT,
  *     -ENETUNREACH...) once the connection is established or failed, like
  *     connect(2) on a blocking socket; a cancel ends it with -ECANCELED.
+ *     To an AF_UNSPEC address, on a connected direct descriptor, it
+ *     dissolves the connection with a reset and completes with 0 (the
+ *     core's rs_stream_reset: a direct descriptor has no fd for
+ *     SO_LINGER).
  *  8. File ops (RS_OP_OPENAT/READ/WRITE/STATX, and RS_OP_CLOSE of a
  *     plain fd) keep rules 1, 4 and 5 like any other op: one
  *     completion, from run(), res >= 0 or -errno. A backend whose kernel
