@@ -165,7 +165,9 @@ void rs_loop_wake(struct rs_loop *loop);
 /* The calling thread's policy: SCHED_BATCH or SCHED_OTHER. 0 or -errno. */
 int rs_loop_sched_batch(bool on);
 
-/* Ask the loop to stop: from a signal handler or another thread. */
+/* Ask the loop to stop: from a signal handler or another thread, while
+ * the loop is not finished (rs_loop_fini closes the eventfd this writes;
+ * rs_server_stop writes a duplicate the server keeps instead). */
 void rs_loop_request_stop(struct rs_loop *loop);
 
 uint64_t rs_now_ms(void);
