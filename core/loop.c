@@ -96,6 +96,8 @@ static void abandon(struct rs_loop *loop)
     }
     loop->nstreams = 0;
     loop->nretry = 0;
+    loop->nreqs = 0; /* their callbacks never run: the program is told by the error */
+    loop->fs_retry = NULL;
     loop->starved = loop->starved_tail = NULL;
     loop->nstarved = 0;
     loop->pool.lent = 0;
@@ -113,6 +115,7 @@ static void collect_requests(struct rs_loop *loop)
     while (loop->nreqs > 0 && !loop->failed) {
         loop->now_ms = rs_now_ms();
         rs_timer_run_due(loop);
+        rs_loop_retry(loop); /* requests the backend refused: ask again */
         int n = loop->ops->run(loop, RS_RETRY_MS);
         if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
             rs_log_error("loop %d: backend run failed with %u requests in flight: %s",
@@ -128,6 +131,8 @@ void rs_loop_fini(struct rs_loop *loop)
     if (loop->failed)
         abandon(loop);
     assert(loop->streams == NULL && loop->nstreams == 0);
+    /* Requests still in flight would complete into freed memory. */
+    assert(loop->nreqs == 0);
     rs_listener_fini(loop);
     rs_timer_stop(loop, &loop->idle_timer);
     rs_timer_stop(loop, &loop->drain_timer);
@@ -252,6 +257,7 @@ void rs_loop_stream_closed(struct rs_loop *loop, bool accepted)
 
 void rs_loop_retry(struct rs_loop *loop)
 {
+    rs_fs_retry(loop);
     if (loop->nretry == 0)
         return;
     struct rs_stream *s = loop->streams;
@@ -361,7 +367,7 @@ int rs_loop_run(struct rs_loop *loop)
         rs_loop_feed_starved(loop);
         rs_loop_retry(loop);
         int timeout = rs_timer_next_ms(loop);
-        if (loop->nretry || rs_listener_retry(loop))
+        if (loop->nretry || loop->fs_retry || rs_listener_retry(loop))
             timeout = timeout >= 0 && timeout < RS_RETRY_MS ? timeout : RS_RETRY_MS;
         /* Starved streams left over while buffers are free: the next turn
          * must come now, not when some completion happens to arrive. Those

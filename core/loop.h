@@ -52,6 +52,7 @@ struct rs_stream;
 struct rs_chunk;
 struct rs_listener;
 struct rs_protocol;
+struct rs_fs_req;
 
 /* The loops of one server. --max-conns counts connections in all of them,
  * and with handoff (RS_CAP_HANDOFF, io_uring direct descriptors) only loop
@@ -89,6 +90,9 @@ struct rs_loop {
     struct rs_stream *streams; /* all live streams (for drain, idle scan) */
     struct rs_stream *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
     uint32_t nstarved;
+    /* File requests (fs.c) whose submit or cancel the backend refused,
+     * retried each turn; a doubly linked list through the requests. */
+    struct rs_fs_req *fs_retry;
     struct rs_stream *free_streams; /* recycled stream structs */
     struct rs_chunk *free_chunks;   /* recycled chunk nodes */
     uint32_t nfree_streams, nfree_chunks;
@@ -157,6 +161,11 @@ void rs_loop_stream_closed(struct rs_loop *loop, bool accepted);
 /* Retry what the backend refused: cancels, shutdowns, closes (done once
  * per loop turn; public for tests that drive the core by hand). */
 void rs_loop_retry(struct rs_loop *loop);
+/* The same for file requests (fs.c). */
+void rs_fs_retry(struct rs_loop *loop);
+/* For stream.c: the range a sendfile request queued (rs_fs_sendfile) was
+ * sent in full, or dropped; its callback runs on the next turn. */
+void rs_fs_sendfile_done(struct rs_fs_req *req, bool sent);
 
 /* Make a blocked run() return: write the loop's eventfd, which every
  * backend watches. Async-signal-safe. The backends' wake entry. */
