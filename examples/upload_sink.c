@@ -97,6 +97,8 @@ static int sink_loop_init(struct rs_loop *loop, char *err, size_t errlen)
         free(k);
         return rc == -ENOENT || rc == -ENOTDIR ? -EINVAL : rc;
     }
+    /* Background: the rate line must not keep a stopping loop alive. */
+    rs_timer_unref(&k->rate);
     rs_timer_start(loop, &k->rate, 1000, on_tick, k);
     loop->proto_data = k;
     return 0;
