@@ -99,12 +99,12 @@ struct rs_loop {
     struct rs_timer **timers; /* min-heap by due_ms (timer.c) */
     uint32_t ntimers, timers_cap;
     struct rs_timer idle_timer, drain_timer;
-    uint32_t nretry; /* streams with a refused cancel/shutdown/close */
-    uint32_t nreqs;        /* requests in flight (rs_loop_req_start/done) */
-    uint32_t ntimers_ref;  /* active timers that keep the loop alive (timer.c) */
-    uint64_t now_ms; /* refreshed once per loop turn, and after its wait */
-    bool now_stale;  /* the backend is waiting or dispatching: rs_loop_now reads the clock
-                      */
+    uint32_t nretry;      /* streams with a refused cancel/shutdown/close */
+    uint32_t nreqs;       /* requests in flight (rs_loop_req_start/done) */
+    uint32_t ntimers_ref; /* active timers that keep the loop alive (timer.c) */
+    uint64_t now_ms;      /* refreshed once per loop turn, and after its wait */
+    bool now_stale; /* the backend is waiting or dispatching: rs_loop_now reads the clock
+                     */
     volatile sig_atomic_t stop_requested;
     bool draining;
     bool sched_batch;   /* --sched=auto: this loop's thread is SCHED_BATCH now */

@@ -606,7 +606,8 @@ static void close_expired(struct rs_loop *loop, struct rs_timer *t)
 static void close_timer_start(struct rs_stream *s)
 {
     uint32_t ms = s->loop->cfg->drain_timeout_ms;
-    rs_timer_start(s->loop, &s->timer, ms ? ms : CLOSE_BOUND_DEFAULT_MS, close_expired, s);
+    rs_timer_start(s->loop, &s->timer, ms ? ms : CLOSE_BOUND_DEFAULT_MS, close_expired,
+                   s);
 }
 
 void rs_stream_close(struct rs_stream *s)
@@ -770,7 +771,8 @@ static void maybe_progress(struct rs_stream *s)
         if (!s->eof) {
             s->reading = true;
             arm_recv(s);
-            if (s->recv_armed || s->starved || s->state != RS_STREAM_CLOSING || !s->graceful)
+            if (s->recv_armed || s->starved || s->state != RS_STREAM_CLOSING ||
+                !s->graceful)
                 return;
         }
     }

@@ -51,8 +51,8 @@ struct rs_timer {
     uint32_t heap_idx; /* position in the heap + 1; 0 when not active */
     bool unref;        /* does not keep the loop alive (rs_timer_unref) */
     rs_timer_fn fn;
-    void *data;            /* the owner's */
-    struct rs_loop *loop;  /* set by rs_timer_start: whose heap it is in */
+    void *data;           /* the owner's */
+    struct rs_loop *loop; /* set by rs_timer_start: whose heap it is in */
 };
 
 /* Start (or restart) t: fn(loop, t) runs delay_ms from now. */

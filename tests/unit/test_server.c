@@ -207,7 +207,8 @@ static struct {
     int32_t res;
 } g_fop;
 
-static void fop_done(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c)
+static void fop_done(struct rs_loop *loop, struct rs_op *op,
+                     const struct rs_completion *c)
 {
     (void)op;
     g_fop.res = c->res;

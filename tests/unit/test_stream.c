@@ -970,7 +970,6 @@ static void test_timer_order(void **state)
     assert_int_equal(rs_timer_next_ms(&fx->loop), -1);
 }
 
-
 /* ---- stop, reset, liveness ------------------------------------------- */
 
 /* The default stop (no on_stop) of a peer that has not finished sending:
@@ -987,8 +986,8 @@ static void test_stream_stop_fin_only_after_eof(void **state)
     rs_stream_stop(s);
     complete(fx, RS_OP_SEND, 6);
     assert_int_equal(fx->loop.stats.bytes_out, 6); /* in-flight work finished */
-    assert_null(op_of(fx, RS_OP_SHUTDOWN));         /* no FIN yet */
-    assert_non_null(op_of(fx, RS_OP_RECV));         /* reading to the EOF */
+    assert_null(op_of(fx, RS_OP_SHUTDOWN));        /* no FIN yet */
+    assert_non_null(op_of(fx, RS_OP_RECV));        /* reading to the EOF */
     complete(fx, RS_OP_RECV, 0);
     complete(fx, RS_OP_SHUTDOWN, 0);
     complete(fx, RS_OP_CLOSE, 0);
@@ -1178,7 +1177,6 @@ static void test_loop_drain_deadline_ends_timers(void **state)
     rs_timer_stop(&fx->loop, &t);
 }
 
-
 /* on_stop: once per accepted stream still open when the stop begins (not
  * for one already closing); what the protocol leaves open is reset at the
  * drain deadline. With --drain-timeout=0 it is never called: everything
@@ -1239,20 +1237,24 @@ static void test_loop_on_stop_not_called_without_drain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_stream_stop_fin_only_after_eof, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stream_stop_cut_input_resets, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stream_reset_plain_fd_is_rst, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_stop_fin_only_after_eof, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_stop_cut_input_resets, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_reset_plain_fd_is_rst, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stream_close_bounded_without_drain_timeout,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_loop_stop_without_drain_resets_at_once, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_stop_without_drain_resets_at_once,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_alive_while_request_in_flight, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_loop_alive_while_referenced_timer, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_loop_drain_deadline_ends_timers, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_loop_on_stop_per_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_on_stop_per_connection, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_loop_on_stop_not_called_without_drain, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_echo_partial_sends, setup, teardown),
