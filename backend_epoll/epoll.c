@@ -705,6 +705,12 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
             s->dirty = false;
             st->ndirty--;
         }
+        /* An abort: SO_LINGER {on, 0 s} makes close(2) send a reset (the
+         * classic way; a failure leaves an ordinary close). */
+        if (op->flags & RS_OPF_RESET) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            (void)setsockopt(op->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
         /* close() also removes the fd from the epoll set (no dups exist).
          * Events for it already fetched in this batch carry the old gen. */
         rc = close(op->fd) < 0 ? -errno : 0;

@@ -444,6 +444,29 @@ static struct io_uring_sqe *prep_shutdown_before_close(struct ur_state *st,
     return get_sqe(st);
 }
 
+/* RS_OPF_RESET: abort the connection, then close. SO_LINGER {1, 0} would
+ * need a setsockopt command on a direct descriptor (6.7+), and its reset
+ * goes out only when the file is freed, which in-flight requests of other
+ * connections delay on kernels up to at least 6.12 (see above). connect(2)
+ * to an AF_UNSPEC address instead "dissolves the association" (connect(2)):
+ * for TCP the kernel runs tcp_disconnect(), which sends the reset at once
+ * from any synchronised state, on every kernel with IORING_OP_CONNECT
+ * (5.5+), plain fd or direct descriptor alike. Hard-linked: the close runs
+ * whatever the connect returns. The caller checked there is room for the
+ * second SQE; returns it. */
+static const struct sockaddr unspec_addr = {.sa_family = AF_UNSPEC};
+
+static struct io_uring_sqe *prep_reset_before_close(struct ur_state *st,
+                                                    const struct rs_op *op,
+                                                    struct io_uring_sqe *sqe)
+{
+    io_uring_prep_connect(sqe, op->fd, &unspec_addr, sizeof(unspec_addr));
+    set_fd(op, sqe);
+    sqe->flags |= IOSQE_IO_HARDLINK;
+    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+    return get_sqe(st);
+}
+
 /* TCP_NODELAY's value, read by the kernel when the command runs. */
 static const int one = 1;
 
@@ -575,10 +598,21 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         prep_socket(st, op, sqe);
         break;
     case RS_OP_CLOSE:
+        if (op->flags & RS_OPF_RESET) {
+            /* The reset needs an SQE of its own: without one, refuse
+             * (the core retries) rather than close with a FIN. */
+            if (io_uring_sq_space_left(&st->ring) == 0) {
+                io_uring_prep_nop(sqe);
+                io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+                return -EBUSY;
+            }
+            sqe = prep_reset_before_close(st, op, sqe);
+        } else if (op->flags & RS_OPF_DIRECT) {
+            sqe = prep_shutdown_before_close(st, op, sqe);
+        }
         if (zc_kind_ok(st, op))
             zc_fd_closed(st, op->fd);
         if (op->flags & RS_OPF_DIRECT) {
-            sqe = prep_shutdown_before_close(st, op, sqe);
             io_uring_prep_close_direct(sqe, (unsigned)op->fd);
         } else {
             io_uring_prep_close(sqe, op->fd);

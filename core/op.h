@@ -86,6 +86,15 @@ struct rs_sendfile {
  * these to fill a segment with the next send's (an HTTP head before its
  * body). The next send without it pushes them out. */
 #define RS_OPF_MORE (1u << 6)
+/* RS_OP_CLOSE of a connected socket: abort the connection rather than
+ * close it. The peer gets a TCP reset (its reads fail with ECONNRESET once
+ * it has read what reached it), never a FIN that would look like a
+ * complete transfer; bytes still in our send buffer are dropped. The close
+ * completes like any other. How is the backend's business: epoll sets
+ * SO_LINGER {1, 0} before close(2); io_uring links connect(2) to AF_UNSPEC
+ * before the close, which the kernel turns into the reset at once and
+ * which works on direct descriptors too (see uring.c). */
+#define RS_OPF_RESET (1u << 7)
 
 /* rs_completion.flags, set by the backend */
 /* The op is still armed; more completions follow. */

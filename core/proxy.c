@@ -21,9 +21,12 @@
  *  - half-close both ways: one side's EOF becomes shutdown(SHUT_WR) on the
  *    other once what was queued there is sent; the other direction keeps
  *    flowing. A stream with both directions done closes itself;
- *  - errors: a reset, a failed send, an idle timeout or a failed connect on
- *    either side aborts the other; a graceful close of one side closes the
- *    other gracefully;
+ *  - a reset stays a reset: when either side ends in error (the peer
+ *    reset it, a send failed, an idle timeout, a failed connect), the
+ *    other side gets what was already read for it and then a TCP reset
+ *    (rs_stream_reset), never a FIN: a close-delimited transfer cut on one
+ *    side can never look complete on the other. A graceful close of one
+ *    side closes the other gracefully;
  *  - the session is freed when both streams reported on_close: nothing
  *    leaks, whatever order things end in.
  *
@@ -153,7 +156,7 @@ static void on_close(struct rs_stream *s, int reason)
         ss->upstream = NULL;
     if (peer) {
         if (reason < 0)
-            rs_stream_abort_reason(peer, reason);
+            rs_stream_reset(peer);
         else
             rs_stream_close(peer);
     } else {
@@ -177,9 +180,10 @@ static void on_connect(struct rs_stream *s, int res)
     if (res < 0) {
         rs_log_debug("loop %d: upstream %u: connect: %s", s->loop->index, ss->up,
                      strerror(-res));
-        /* The client is closed at once; the upstream stream closes itself. */
+        /* The client is reset (what it sent went nowhere); the upstream
+         * stream closes itself. */
         if (ss->client)
-            rs_stream_abort_reason(ss->client, res);
+            rs_stream_reset(ss->client);
     }
 }
 

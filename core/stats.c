@@ -33,6 +33,8 @@ static const struct field {
     COUNTER(copies),
     COUNTER(accept_pauses),
     COUNTER(idle_closed),
+    COUNTER(resets_in),
+    COUNTER(resets_out),
     COUNTER(bundles),
     COUNTER(zc_copied),
     COUNTER(accept_dropped),

@@ -32,6 +32,9 @@ struct rs_stats {
     uint64_t accept_dropped; /* accepted, then closed: no memory for the connection */
     uint64_t refused; /* cancels, shutdowns, closes the backend refused (retried) */
     uint64_t idle_closed;
+    uint64_t resets_in;  /* connections the peer reset (ECONNRESET, EPIPE) */
+    uint64_t resets_out; /* connections we reset (rs_stream_reset: the proxy's
+                            other side was reset or failed) */
     uint64_t bundles;         /* io_uring recv completions that filled several buffers */
     uint64_t zc_copied;       /* connections moved to plain sends: the kernel copied
                                  their zero-copy send (a loopback peer) */

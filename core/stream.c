@@ -204,6 +204,16 @@ static void fail(struct rs_stream *s, int reason)
     rs_stream_abort_reason(s, reason);
 }
 
+/* A recv or send failed: the peer reset the connection (ECONNRESET; EPIPE
+ * once the reset was reported), or another error. Counted once per stream,
+ * apart from the resets we send (resets_out). */
+static void peer_failed(struct rs_stream *s, int res)
+{
+    if ((res == -ECONNRESET || res == -EPIPE) && s->close_reason == 0)
+        s->loop->stats.resets_in++;
+    fail(s, res);
+}
+
 static void arm_recv(struct rs_stream *s)
 {
     if (!wants_input(s) || s->recv_armed || s->starved)
@@ -608,6 +618,32 @@ void rs_stream_close(struct rs_stream *s)
     maybe_progress(s);
 }
 
+void rs_stream_reset(struct rs_stream *s)
+{
+    if (s->state == RS_STREAM_CLOSED)
+        return;
+    s->reset = true;
+    if (s->close_reason == 0)
+        s->close_reason = -ECONNRESET;
+    /* Connecting (nothing to flush yet), or aborting already: the close
+     * op carries the reset. */
+    if (s->state == RS_STREAM_CONNECTING ||
+        (s->state == RS_STREAM_CLOSING && !s->graceful)) {
+        fail(s, -ECONNRESET);
+        return;
+    }
+    /* Open, or closing gracefully: flush as a graceful close does, but
+     * read nothing more and end with the reset instead of a FIN. */
+    s->state = RS_STREAM_CLOSING;
+    s->graceful = true;
+    s->lingering = false;
+    s->reading = false;
+    unstarve_remove(s);
+    cancel_recv(s);
+    close_timer_start(s);
+    maybe_progress(s);
+}
+
 void rs_stream_unstarve(struct rs_stream *s)
 {
     unstarve_remove(s);
@@ -657,14 +693,17 @@ static void free_stream(struct rs_stream *s)
 static bool submit_ctl(struct rs_stream *s, uint8_t kind)
 {
     assert(!s->close_issued);
+    bool reset = kind == RS_OP_CLOSE && s->reset;
     s->ctl_op.kind = kind;
-    s->ctl_op.flags = opf(s, 0);
+    s->ctl_op.flags = opf(s, reset ? RS_OPF_RESET : 0u);
     int rc = s->loop->ops->submit(s->loop, &s->ctl_op);
     if (rc < 0) {
         want_retry(s);
         return false;
     }
     s->inflight++;
+    if (reset)
+        s->loop->stats.resets_out++;
     return true;
 }
 
@@ -691,7 +730,8 @@ static void maybe_progress(struct rs_stream *s)
         start_send(s);
         return;
     }
-    if (s->graceful && !s->shut_done && !s->send_busy) {
+    /* A reset sends no FIN: the peer must not see a clean EOF. */
+    if (s->graceful && !s->shut_done && !s->send_busy && !s->reset) {
         s->shut_done = submit_ctl(s, RS_OP_SHUTDOWN);
         return;
     }
@@ -814,7 +854,7 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
             if (may_read(s) && !s->recv_armed && !s->starved)
                 starve(s);
         } else if (res != -ECANCELED) {
-            fail(s, res);
+            peer_failed(s, res);
         }
     }
     arm_recv(s);
@@ -834,7 +874,10 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
     if (res <= 0) {
         /* ECONNRESET, EPIPE, ECANCELED...: this stream only. A zero
          * result for a non-empty send means the same: no progress. */
-        fail(s, res < 0 ? res : -EPIPE);
+        if (res < 0)
+            peer_failed(s, res);
+        else
+            fail(s, -EPIPE);
         return;
     }
     assert((uint32_t)res <= op->len && (uint64_t)res <= s->pending);

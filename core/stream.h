@@ -38,7 +38,9 @@
  * yet). The drain timeout bounds it from the last progress: when that long
  * passes without a send completing or, all sent, without the peer's EOF,
  * the close becomes an abort (-ETIMEDOUT). rs_stream_abort: close now,
- * dropping queued output. Errors (a reset, a failed send) abort. Either way on_close
+ * dropping queued output. rs_stream_reset: send what is queued, then abort
+ * with a TCP reset, so the peer cannot take a cut transfer for a complete
+ * one. Errors (a reset, a failed send) abort. Either way on_close
  * is the last callback, with reason 0 (graceful) or -errno, and the struct
  * is freed right after it returns: it is freed only when no op is in
  * flight.
@@ -127,6 +129,7 @@ struct rs_stream {
     bool graceful;       /* closing after all output was sent */
     bool lingering;      /* closing: input is read and dropped until the peer's EOF */
     bool timed_out;      /* the connect timer fired */
+    bool reset;          /* closing ends in a TCP reset (rs_stream_reset) */
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
     struct rs_chunk *head, *tail;
@@ -213,6 +216,17 @@ static inline void rs_stream_abort(struct rs_stream *s)
 {
     rs_stream_abort_reason(s, 0);
 }
+/* Close with a reset: what the peer must see when the transfer it is part
+ * of was cut (the other side of a proxy session reset or failed). The
+ * queued output is sent first, bounded like a graceful close by
+ * --drain-timeout without progress; then, instead of shutdown(SHUT_WR) and
+ * a FIN, the connection is aborted (RS_OPF_RESET on the close): the peer
+ * reads a prefix of what was written (bytes still in the kernel's send
+ * buffer are lost) and then ECONNRESET, never a clean EOF. No more input is
+ * read. Counted in resets_out. on_close gets -ECONNRESET unless an earlier
+ * error came first. On a closing stream the close still ends in a reset
+ * if its close op was not submitted yet. */
+void rs_stream_reset(struct rs_stream *s);
 
 /* For the listener: take an accepted socket (direct: a direct descriptor).
  * reject: close it at once (over --max-conns). The protocol's on_open runs

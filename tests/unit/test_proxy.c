@@ -252,23 +252,86 @@ static void test_proxy_backpressure_across_the_pair(void **state)
     close_upstream(fx, u);
 }
 
-/* A reset on the upstream side aborts the client, dropping what was queued
- * for it, and every buffer comes back. */
-static void test_proxy_upstream_reset_closes_both(void **state)
+/* A reset on the upstream side reaches the client as a reset, after every
+ * byte already read from the upstream: the client's queue is sent, no FIN
+ * (shutdown) is ever submitted, and the close carries RS_OPF_RESET. Every
+ * buffer comes back; the counters tell the reset apart from a close. */
+static void test_proxy_upstream_reset_resets_client(void **state)
 {
     struct fixture *fx = *state;
     int u = open_session(fx, 7001);
     complete(fx, RS_OP_CONNECT, u, 0);
     uint16_t b = recv_data(fx, u, "partial");
-    recv_data(fx, u, "queued");
+    uint16_t b2 = recv_data(fx, u, "queued");
     complete(fx, RS_OP_RECV, u, -ECONNRESET);
     close_upstream(fx, u);
-    /* The client is aborted: its recv and send cancelled. */
+    assert_int_equal(fx->loop.stats.resets_in, 1);
+    /* The client reads no more, but what was read for it still goes. */
     assert_true(fake_was_cancelled(&fx->loop, op_of(fx, RS_OP_RECV, CLIENT)));
-    assert_true(fake_was_cancelled(&fx->loop, op_of(fx, RS_OP_SEND, CLIENT)));
+    struct rs_op *snd = op_of(fx, RS_OP_SEND, CLIENT);
+    assert_non_null(snd);
+    assert_false(fake_was_cancelled(&fx->loop, snd));
     complete(fx, RS_OP_RECV, CLIENT, -ECANCELED);
-    complete(fx, RS_OP_SEND, CLIENT, -ECANCELED);
+    complete(fx, RS_OP_SEND, CLIENT, 7); /* "partial" */
     assert_int_equal(fake(&fx->loop)->released[b], 1);
+    assert_non_null(op_of(fx, RS_OP_SEND, CLIENT));
+    complete(fx, RS_OP_SEND, CLIENT, 6); /* "queued" */
+    assert_int_equal(fake(&fx->loop)->released[b2], 1);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_SHUTDOWN], 0);
+    struct rs_op *cl = op_of(fx, RS_OP_CLOSE, CLIENT);
+    assert_non_null(cl);
+    assert_true(cl->flags & RS_OPF_RESET);
+    assert_int_equal(fx->loop.stats.resets_out, 1);
+    complete(fx, RS_OP_CLOSE, CLIENT, 0);
+}
+
+/* The mirror image: the client resets mid-upload. What it sent before is
+ * forwarded to the upstream, which is then reset, never shut down. */
+static void test_proxy_client_reset_resets_upstream(void **state)
+{
+    struct fixture *fx = *state;
+    int u = open_session(fx, 7001);
+    complete(fx, RS_OP_CONNECT, u, 0);
+    recv_data(fx, CLIENT, "upload, first part");
+    complete(fx, RS_OP_RECV, CLIENT, -ECONNRESET);
+    complete(fx, RS_OP_CLOSE, CLIENT, 0);
+    assert_int_equal(fx->loop.stats.resets_in, 1);
+    struct rs_op *snd = op_of(fx, RS_OP_SEND, u);
+    assert_non_null(snd);
+    assert_false(fake_was_cancelled(&fx->loop, snd));
+    assert_true(fake_was_cancelled(&fx->loop, op_of(fx, RS_OP_RECV, u)));
+    complete(fx, RS_OP_RECV, u, -ECANCELED);
+    complete(fx, RS_OP_SEND, u, 18);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_SHUTDOWN], 0);
+    struct rs_op *cl = op_of(fx, RS_OP_CLOSE, u);
+    assert_non_null(cl);
+    assert_true(cl->flags & RS_OPF_RESET);
+    close_upstream(fx, u);
+    assert_int_equal(fx->loop.stats.resets_out, 1);
+}
+
+/* A peer that stops reading cannot hold a reset back for good: the flush
+ * is bounded by --drain-timeout without progress, and the close still
+ * resets. */
+static void test_proxy_reset_flush_is_bounded(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.drain_timeout_ms = 1000;
+    int u = open_session(fx, 7001);
+    complete(fx, RS_OP_CONNECT, u, 0);
+    recv_data(fx, u, "never read");
+    complete(fx, RS_OP_RECV, u, -ECONNRESET);
+    close_upstream(fx, u);
+    complete(fx, RS_OP_RECV, CLIENT, -ECANCELED);
+    struct rs_op *snd = op_of(fx, RS_OP_SEND, CLIENT);
+    assert_false(fake_was_cancelled(&fx->loop, snd));
+    fx->loop.now_ms += 1000;
+    rs_timer_run_due(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, snd));
+    complete(fx, RS_OP_SEND, CLIENT, -ECANCELED);
+    struct rs_op *cl = op_of(fx, RS_OP_CLOSE, CLIENT);
+    assert_non_null(cl);
+    assert_true(cl->flags & RS_OPF_RESET);
     complete(fx, RS_OP_CLOSE, CLIENT, 0);
 }
 
@@ -454,7 +517,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_proxy_upstream_half_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proxy_backpressure_across_the_pair,
                                         setup_small, teardown),
-        cmocka_unit_test_setup_teardown(test_proxy_upstream_reset_closes_both, setup,
+        cmocka_unit_test_setup_teardown(test_proxy_upstream_reset_resets_client, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_proxy_client_reset_resets_upstream, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_proxy_reset_flush_is_bounded, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_proxy_refused_upstream_is_skipped, setup,
                                         teardown),
