@@ -508,8 +508,9 @@ static int fs_submit(struct rs_loop *loop, struct ep_state *st, struct rs_op *op
         }
         f->bk_bid = (uint16_t)bid;
         f->bk_buf = rs_bufpool_ptr(&loop->pool, (uint16_t)bid);
-        if (op->len == 0 || op->len > loop->pool.size)
-            op->len = loop->pool.size;
+        /* The cap is ours to remember: the caller's op.len stays as it
+         * gave it (io_uring's backend caps in the SQE, never in the op). */
+        f->bk_len = op->len == 0 || op->len > loop->pool.size ? loop->pool.size : op->len;
     }
     if (st->fs_inline) {
         rs_fs_perform(f);

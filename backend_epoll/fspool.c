@@ -149,7 +149,8 @@ static int open_confined(struct rs_file_op *f)
 
 void rs_fs_perform(struct rs_file_op *f)
 {
-    void *dst = (f->op.flags & RS_OPF_POOL_BUF) ? f->bk_buf : f->dst;
+    bool pool = f->op.flags & RS_OPF_POOL_BUF;
+    void *dst = pool ? f->bk_buf : f->dst;
     ssize_t n;
     do {
         switch (f->op.kind) {
@@ -157,7 +158,7 @@ void rs_fs_perform(struct rs_file_op *f)
             f->bk_res = open_confined(f);
             return;
         case RS_OP_READ:
-            n = pread(f->op.fd, dst, f->op.len, (off_t)f->off);
+            n = pread(f->op.fd, dst, pool ? f->bk_len : f->op.len, (off_t)f->off);
             break;
         case RS_OP_WRITE:
             n = pwrite(f->op.fd, f->op.buf, f->op.len, (off_t)f->off);

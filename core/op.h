@@ -74,7 +74,8 @@ struct rs_sendfile {
 #define RS_OPF_DIRECT (1u << 2)
 /* RS_OP_READ: read into a buffer the backend lends from the loop's pool
  * (completion flagged RS_CF_BUFFER when res > 0, released like a recv's;
- * -ENOBUFS when none is free); len is capped at the pool's buffer size. */
+ * -ENOBUFS when none is free); len is capped at the pool's buffer size (0:
+ * a whole buffer). The backend never writes the caller's op.len. */
 #define RS_OPF_POOL_BUF (1u << 3)
 /* RS_OP_SOCKET: set TCP_NODELAY on the new socket before completing. */
 #define RS_OPF_NODELAY (1u << 4)
@@ -156,7 +157,8 @@ struct rs_file_op {
     int at_flags;
     /* Below: private to the backend. */
     struct rs_file_op *bk_next;
-    void *bk_buf; /* RS_OPF_POOL_BUF: the pool buffer read into */
+    void *bk_buf;    /* RS_OPF_POOL_BUF: the pool buffer read into */
+    uint32_t bk_len; /* ...and how much of it: op.len capped, op.len untouched */
     int32_t bk_res;
     uint16_t bk_bid;
 };

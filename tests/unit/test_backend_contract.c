@@ -211,6 +211,35 @@ static void release_all(struct fixture *fx)
             fx->loop.ops->buf_release(&fx->loop, fx->ev[i].c.bid);
 }
 
+/* RS_OPF_RESET on a socket's close: the peer reads what reached it, then
+ * ECONNRESET, never a clean EOF. */
+static void test_contract_close_reset(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_op snd, cl;
+    server_op(fx, &snd, RS_OP_SEND);
+    snd.buf = "abc";
+    snd.len = 3;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &snd), 0);
+    run_until(fx, 1);
+    assert_int_equal(fx->ev[0].c.res, 3);
+    server_op(fx, &cl, RS_OP_CLOSE);
+    cl.flags |= RS_OPF_RESET;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &cl), 0);
+    run_until(fx, 2);
+    assert_ptr_equal(fx->ev[1].op, &cl);
+    assert_int_equal(fx->ev[1].c.res, 0);
+    struct timeval tv = {.tv_sec = 20};
+    setsockopt(fx->client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[8];
+    assert_int_equal(recv(fx->client, buf, sizeof(buf), 0), 3);
+    assert_memory_equal(buf, "abc", 3);
+    ssize_t r = recv(fx->client, buf, sizeof(buf), 0);
+    if (r >= 0)
+        fail_msg("after a reset close the peer read %s", r == 0 ? "a clean EOF" : "data");
+    assert_int_equal(errno, ECONNRESET);
+}
+
 static void test_contract_no_completion_inside_submit(void **state)
 {
     struct fixture *fx = *state;
@@ -1333,6 +1362,8 @@ static void test_contract_file_read_into_pool_buffer(void **state)
     f.op.len = 0; /* a whole buffer */
     f.off = 10;
     assert_int_equal(file_op(fx, &f), FILE_LEN - 10);
+    /* The caller's op.len is the caller's: no backend rewrites it. */
+    assert_int_equal(f.op.len, 0);
     struct rs_completion *c = &fx->ev[fx->nev - 1].c;
     assert_true(c->flags & RS_CF_BUFFER);
     assert_int_equal(fx->loop.pool.lent, 1);
@@ -1340,6 +1371,14 @@ static void test_contract_file_read_into_pool_buffer(void **state)
     for (size_t i = 0; i < FILE_LEN - 10; i++)
         assert_int_equal(p[i], pattern(10 + i));
     fx->loop.ops->buf_release(&fx->loop, c->bid);
+    /* More than a buffer asked: capped at one, op.len left alone. */
+    rs_file_op_init(&f, RS_OP_READ, fd, record_fn, fx);
+    f.op.flags = RS_OPF_POOL_BUF;
+    f.op.len = 1u << 20;
+    f.off = 0;
+    assert_int_equal(file_op(fx, &f), FILE_LEN);
+    assert_int_equal(f.op.len, 1u << 20);
+    fx->loop.ops->buf_release(&fx->loop, fx->ev[fx->nev - 1].c.bid);
     /* At end of file: res 0 and no buffer (rule 3). */
     rs_file_op_init(&f, RS_OP_READ, fd, record_fn, fx);
     f.op.flags = RS_OPF_POOL_BUF;
@@ -1579,6 +1618,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_contract_enobufs_is_a_state,
                                         setup_one_buffer, teardown),
         cmocka_unit_test_setup_teardown(test_contract_vectored_send, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_close_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_connect_succeeds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_connect_cancel, setup, teardown),
