@@ -156,7 +156,7 @@ static void on_close(struct rs_stream *s, int reason)
         ss->upstream = NULL;
     if (peer) {
         if (reason < 0)
-            rs_stream_reset(peer);
+            rs_stream_reset_reason(peer, reason);
         else
             rs_stream_close(peer);
     } else {
@@ -165,17 +165,18 @@ static void on_close(struct rs_stream *s, int reason)
 }
 
 /* Failures of our own making (no descriptor, no memory, no local port
- * left) say nothing about the upstream. */
-static bool local_failure(int res)
+ * left) say nothing about the upstream; nor does a connect that never
+ * started (the timer fired while the socket was still being made). */
+static bool local_failure(const struct rs_stream *s, int res)
 {
-    return res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM ||
-           res == -EADDRNOTAVAIL;
+    return !s->connect_sent || res == -EMFILE || res == -ENFILE || res == -ENOBUFS ||
+           res == -ENOMEM || res == -EADDRNOTAVAIL;
 }
 
 static void on_connect(struct rs_stream *s, int res)
 {
     struct session *ss = s->data;
-    if (!local_failure(res))
+    if (!local_failure(s, res))
         mark(s->loop, ss->up, res < 0);
     if (res < 0) {
         rs_log_debug("loop %d: upstream %u: connect: %s", s->loop->index, ss->up,
@@ -183,7 +184,7 @@ static void on_connect(struct rs_stream *s, int res)
         /* The client is reset (what it sent went nowhere); the upstream
          * stream closes itself. */
         if (ss->client)
-            rs_stream_reset(ss->client);
+            rs_stream_reset_reason(ss->client, res);
     }
 }
 
@@ -205,10 +206,12 @@ static void client_open(struct rs_stream *c)
     ss->upstream = rs_stream_connect(loop, (const struct sockaddr *)&u->addr, u->addrlen,
                                      cfg->connect_timeout_ms, &upstream_cbs, ss);
     if (!ss->upstream) {
-        /* No socket (EMFILE...): not the upstream's fault. */
+        /* No socket (EMFILE...): not the upstream's fault. errno first:
+         * the log call may change it. */
+        int err = errno;
         loop->stats.connect_failed++;
-        rs_log_debug("loop %d: upstream socket: %s", loop->index, strerror(errno));
-        rs_stream_abort_reason(c, -errno);
+        rs_log_debug("loop %d: upstream socket: %s", loop->index, strerror(err));
+        rs_stream_reset_reason(c, -err);
     }
 }
 

@@ -618,18 +618,18 @@ void rs_stream_close(struct rs_stream *s)
     maybe_progress(s);
 }
 
-void rs_stream_reset(struct rs_stream *s)
+void rs_stream_reset_reason(struct rs_stream *s, int reason)
 {
     if (s->state == RS_STREAM_CLOSED)
         return;
     s->reset = true;
     if (s->close_reason == 0)
-        s->close_reason = -ECONNRESET;
+        s->close_reason = reason < 0 ? reason : -ECONNRESET;
     /* Connecting (nothing to flush yet), or aborting already: the close
      * op carries the reset. */
     if (s->state == RS_STREAM_CONNECTING ||
         (s->state == RS_STREAM_CLOSING && !s->graceful)) {
-        fail(s, -ECONNRESET);
+        fail(s, s->close_reason);
         return;
     }
     /* Open, or closing gracefully: flush as a graceful close does, but
@@ -980,6 +980,7 @@ static int start_connect(struct rs_stream *s)
     }
     s->inflight++;
     s->connect_busy = true;
+    s->connect_sent = true;
     return 0;
 }
 

@@ -57,6 +57,7 @@
 #ifndef RINGSERVE_STREAM_H
 #define RINGSERVE_STREAM_H
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -129,6 +130,9 @@ struct rs_stream {
     bool graceful;       /* closing after all output was sent */
     bool lingering;      /* closing: input is read and dropped until the peer's EOF */
     bool timed_out;      /* the connect timer fired */
+    bool connect_sent;   /* the connect op was submitted: only then does a
+                            failed or timed-out connect say anything about
+                            the peer (before it, the socket was not made) */
     bool reset;          /* closing ends in a TCP reset (rs_stream_reset) */
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
@@ -223,10 +227,15 @@ static inline void rs_stream_abort(struct rs_stream *s)
  * a FIN, the connection is aborted (RS_OPF_RESET on the close): the peer
  * reads a prefix of what was written (bytes still in the kernel's send
  * buffer are lost) and then ECONNRESET, never a clean EOF. No more input is
- * read. Counted in resets_out. on_close gets -ECONNRESET unless an earlier
- * error came first. On a closing stream the close still ends in a reset
+ * read. Counted in resets_out. on_close gets reason (-errno: what cut the
+ * transfer; -ECONNRESET for rs_stream_reset) unless an earlier error came
+ * first. On a closing stream the close still ends in a reset
  * if its close op was not submitted yet. */
-void rs_stream_reset(struct rs_stream *s);
+void rs_stream_reset_reason(struct rs_stream *s, int reason);
+static inline void rs_stream_reset(struct rs_stream *s)
+{
+    rs_stream_reset_reason(s, -ECONNRESET);
+}
 
 /* For the listener: take an accepted socket (direct: a direct descriptor).
  * reject: close it at once (over --max-conns). The protocol's on_open runs

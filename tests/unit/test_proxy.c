@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "fake_backend.h"
+#include "log.h"
 #include "loop.h"
 #include "protocol.h"
 #include "proxy.h"
@@ -447,6 +448,55 @@ static void test_proxy_local_socket_failure_marks_nothing_down(void **state)
     assert_int_equal(fx->loop.stats.connect_failed, 1);
 }
 
+/* The connect timer fires while the upstream's socket is still being made
+ * (a slow or refused socket op): the connect never started, so the
+ * upstream is not marked down. (It was, and a healthy upstream was skipped
+ * for 2 s.) */
+static void test_proxy_timeout_while_making_socket_marks_nothing_down(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.connect_timeout_ms = 500;
+    open_session_socket(fx); /* for 7001 */
+    fx->loop.now_ms += 500;
+    rs_timer_run_due(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, op_of(fx, RS_OP_SOCKET, -1)));
+    complete(fx, RS_OP_SOCKET, -1, -ECANCELED);
+    assert_int_equal(fx->loop.stats.connect_failed, 1);
+    complete(fx, RS_OP_RECV, CLIENT, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, CLIENT, 0);
+    int u = open_session(fx, 7002);
+    abort_session(fx, u);
+    u = open_session(fx, 7001); /* not skipped */
+    abort_session(fx, u);
+}
+
+/* No upstream socket could even be started (the backend refused the op):
+ * the client is reset with that error, read before the debug log call
+ * that may change errno (here it does: stderr is closed, so the log's
+ * write fails with EBADF). */
+static void test_proxy_socket_refused_reason_survives_logging(void **state)
+{
+    struct fixture *fx = *state;
+    fake(&fx->loop)->refuse_submit[RS_OP_SOCKET] = 1;
+    int saved_level = rs_log_level, saved_err = dup(2);
+    assert_true(saved_err >= 0);
+    rs_log_level = 1;
+    close(2);
+    struct rs_stream *c = rs_stream_accept(&fx->loop, CLIENT, false, false);
+    int reason = c->close_reason;
+    dup2(saved_err, 2);
+    close(saved_err);
+    rs_log_level = saved_level;
+    assert_int_equal(reason, -EBUSY);
+    assert_true(c->reset);
+    assert_int_equal(fx->loop.stats.connect_failed, 1);
+    assert_null(op_of(fx, RS_OP_RECV, CLIENT)); /* reset before reading */
+    struct rs_op *cl = op_of(fx, RS_OP_CLOSE, CLIENT);
+    assert_non_null(cl);
+    assert_true(cl->flags & RS_OPF_RESET);
+    complete(fx, RS_OP_CLOSE, CLIENT, 0);
+}
+
 /* The client goes away while the upstream's socket is being made: the
  * socket op is cancelled, and a socket that comes anyway is closed. */
 static void test_proxy_client_gone_while_making_socket(void **state)
@@ -533,6 +583,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_proxy_client_gone_while_making_socket, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_proxy_drain_closes_both, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_proxy_timeout_while_making_socket_marks_nothing_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proxy_socket_refused_reason_survives_logging,
+                                        setup, teardown),
         cmocka_unit_test(test_proxy_upstream_syntax),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
