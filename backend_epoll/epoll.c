@@ -853,8 +853,8 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
 
 static void ep_buf_release(struct rs_loop *loop, uint16_t bid)
 {
-    rs_bufpool_unlend(&loop->pool, bid);
-    rs_bufpool_put(&loop->pool, bid);
+    if (rs_bufpool_unlend(&loop->pool, bid)) /* refused: returned twice */
+        rs_bufpool_put(&loop->pool, bid);
 }
 
 static int ep_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,

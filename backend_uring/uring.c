@@ -963,8 +963,16 @@ static void buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
 static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
 {
     struct ur_state *st = state(loop);
+    /* Checked in release builds too: a buffer added to the ring twice
+     * would be filled for two connections at once. */
+    if (!rs_bufpool_release_ok(&loop->pool, bid))
+        return;
     if (st->zc_hold && st->zc_hold[bid]) {
-        assert(!st->zc_release[bid]);
+        if (st->zc_release[bid]) { /* released twice while a send_zc holds it */
+            loop->pool.violations++;
+            rs_log_error("contract violation: buffer %u returned twice; refused", bid);
+            return;
+        }
         st->zc_release[bid] = 1; /* returned at the last notification */
         return;
     }

@@ -19,6 +19,7 @@
 
 #include "backend.h"
 #include "listener.h"
+#include "log.h"
 #include "loop.h"
 #include "protocol.h"
 
@@ -653,8 +654,15 @@ void rs_stream_unstarve(struct rs_stream *s)
 static void free_stream(struct rs_stream *s)
 {
     struct rs_loop *loop = s->loop;
-    assert(s->inflight == 0 && !s->recv_armed && !s->send_busy);
-    assert(!s->starved);
+    /* Checked in release builds too: an op still in flight would complete
+     * into a struct already reused for another connection. Nothing sane
+     * can follow, so stop here, loudly, rather than corrupt memory. */
+    if (s->inflight != 0 || s->recv_armed || s->send_busy || s->starved) {
+        rs_log_error("contract violation: stream (fd %d) freed with %u ops in flight; "
+                     "aborting",
+                     s->fd, (unsigned)s->inflight);
+        abort();
+    }
     if (s->retry) { /* a refused cancel whose op has ended since */
         s->retry = false;
         loop->nretry--;

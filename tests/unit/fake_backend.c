@@ -138,8 +138,9 @@ static void fk_wake(struct rs_loop *loop)
 
 static void fk_buf_release(struct rs_loop *loop, uint16_t bid)
 {
+    if (!rs_bufpool_unlend(&loop->pool, bid))
+        return;
     fake(loop)->released[bid]++;
-    rs_bufpool_unlend(&loop->pool, bid);
     rs_bufpool_put(&loop->pool, bid);
 }
 

@@ -43,6 +43,7 @@
 
 #include "backend.h"
 #include "listener.h"
+#include "log.h"
 #include "loop.h"
 #include "probe.h"
 #include "rs_build.h"
@@ -1431,6 +1432,37 @@ static void test_contract_file_many_in_flight(void **state)
     close_file(fx, fd);
 }
 
+static void check_usable(struct fixture *fx);
+
+/* Returning a buffer twice, or one that does not exist, would hand one
+ * buffer to two owners (or write outside the pool): every backend refuses
+ * it with a check that stays in release builds (not an assert), counts it,
+ * and goes on working. */
+static void test_contract_double_release_refused(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_op recv_op;
+    server_op(fx, &recv_op, RS_OP_RECV);
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
+    assert_int_equal(send(fx->client, "abc", 3, 0), 3);
+    run_until(fx, 1);
+    assert_true(fx->ev[0].c.flags & RS_CF_BUFFER);
+    uint16_t bid = fx->ev[0].c.bid;
+    int saved = rs_log_level;
+    rs_log_level = -1;
+    fx->loop.ops->buf_release(&fx->loop, bid);
+    assert_int_equal(fx->loop.pool.lent, 0);
+    assert_int_equal(fx->loop.pool.violations, 0);
+    fx->loop.ops->buf_release(&fx->loop, bid); /* again */
+    fx->loop.ops->buf_release(&fx->loop, (uint16_t)fx->loop.pool.count); /* none such */
+    rs_log_level = saved;
+    assert_int_equal(fx->loop.pool.lent, 0);
+    assert_int_equal(fx->loop.pool.violations, 2);
+    fx->nev = 0; /* the recv was single-shot: it is over */
+    check_usable(fx);
+    close_server(fx);
+}
+
 /* Does any recorded completion belong to op? */
 static bool completed(const struct fixture *fx, const struct rs_op *op)
 {
@@ -1619,6 +1651,8 @@ int main(int argc, char **argv)
                                         setup_one_buffer, teardown),
         cmocka_unit_test_setup_teardown(test_contract_vectored_send, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_close_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_double_release_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_contract_connect_succeeds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_connect_cancel, setup, teardown),
