@@ -289,6 +289,10 @@ static void start_send(struct rs_stream *s)
 static struct rs_stream *stream_new(struct rs_loop *loop, int fd, bool direct,
                                     const struct rs_stream_cbs *cbs, void *data)
 {
+    /* Room in the timer heap first, so that this stream's timers (and its
+     * protocol's) can always be started: two per stream. */
+    if (rs_timer_reserve(loop, 2 * (loop->nstreams + 1) + RS_TIMER_LOOP_SLOTS) < 0)
+        return NULL;
     struct rs_stream *s = loop->free_streams;
     uint8_t gens[3] = {0, 0, 0};
     if (s) {
@@ -594,8 +598,10 @@ static void close_expired(struct rs_loop *loop, struct rs_timer *t)
 static void close_timer_start(struct rs_stream *s)
 {
     uint32_t ms = s->loop->cfg->drain_timeout_ms;
-    if (ms)
-        rs_timer_start(s->loop, &s->timer, ms, close_expired, s);
+    /* Unbounded is not an option: without its timer, abort now. (Cannot
+     * happen while stream_new's reservation holds.) */
+    if (ms && rs_timer_start(s->loop, &s->timer, ms, close_expired, s) < 0)
+        fail(s, -ENOMEM);
 }
 
 void rs_stream_close(struct rs_stream *s)
@@ -1123,7 +1129,9 @@ struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr 
         }
     }
     loop->stats.connects++;
-    if (timeout_ms)
-        rs_timer_start(loop, &s->timer, timeout_ms, connect_expired, s);
+    /* A connect without its timeout could hang for good: abort it (the
+     * owner hears on_close). Cannot happen while the reservation holds. */
+    if (timeout_ms && rs_timer_start(loop, &s->timer, timeout_ms, connect_expired, s) < 0)
+        fail(s, -ENOMEM);
     return s;
 }
