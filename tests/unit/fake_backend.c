@@ -231,3 +231,12 @@ bool fake_send_reads(const struct rs_op *op, const void *lo, const void *hi)
             return true;
     return false;
 }
+
+int fake_loop_init(struct rs_loop *loop, struct rs_config *cfg)
+{
+    rs_config_defaults(cfg);
+    cfg->buffers = 16;
+    cfg->buffer_size = 64;
+    char err[128];
+    return rs_loop_init(loop, &fake_backend, cfg, err, sizeof(err));
+}
