@@ -547,12 +547,13 @@ static int fs_reap(struct rs_loop *loop, struct ep_state *st)
 /* A new socket is no IO at all: made here at once, and its completion
  * (the fd or -errno) delivered from run() like every other. A plain fd,
  * always: epoll has no direct descriptors. */
-static int socket_submit(struct ep_state *st, struct rs_op *op)
+static int socket_submit(struct rs_loop *loop, struct ep_state *st, struct rs_op *op)
 {
     int rc = reserve_done(st);
     if (rc < 0)
         return rc;
-    queue_done(st, op, rs_tcp_socket((int)op->len, (op->flags & RS_OPF_NODELAY) != 0), 0,
+    queue_done(st, op,
+               rs_tcp_socket(loop, (int)op->len, (op->flags & RS_OPF_NODELAY) != 0), 0,
                0);
     return 0;
 }
@@ -622,7 +623,7 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
     if (rs_op_is_file(op))
         return fs_submit(loop, st, op);
     if (op->kind == RS_OP_SOCKET)
-        return socket_submit(st, op);
+        return socket_submit(loop, st, op);
     struct ep_sock *s = sock_get(st, op->fd);
     if (!s)
         return -ENOMEM;

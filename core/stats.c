@@ -43,6 +43,7 @@ static const struct field {
     COUNTER(connects),
     COUNTER(connect_failed),
     COUNTER(connects_direct),
+    COUNTER(nodelay_failed),
     COUNTER(sessions),
     COUNTER(bytes_up),
     COUNTER(bytes_down),

@@ -41,6 +41,7 @@ struct rs_stats {
     uint64_t connects;        /* outbound connections started (rs_stream_connect) */
     uint64_t connect_failed;  /* ...that failed: refused, unreachable, timed out */
     uint64_t connects_direct; /* ...on a direct descriptor (io_uring direct-socket) */
+    uint64_t nodelay_failed;  /* outbound sockets left without TCP_NODELAY */
     /* The proxy protocol: */
     uint64_t sessions;    /* client connections proxied (an upstream was tried) */
     uint64_t bytes_up;    /* client -> upstream */

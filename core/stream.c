@@ -1107,7 +1107,7 @@ struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr 
         s->inflight++;
         s->connect_busy = true;
     } else {
-        int fd = rs_tcp_socket(addr->sa_family, loop->cfg->nodelay);
+        int fd = rs_tcp_socket(loop, addr->sa_family, loop->cfg->nodelay);
         if (fd < 0) {
             s->cbs = NULL;
             s->state = RS_STREAM_CLOSING;

@@ -898,6 +898,14 @@ static void close_sock(struct fixture *fx, struct sock k)
     assert_int_equal(fx->ev[before].c.res, 0);
 }
 
+/* An RS_OP_SOCKET for family, flagged. */
+static void socket_op_init(struct fixture *fx, struct rs_op *op, int family, uint8_t flags)
+{
+    rs_op_init(op, RS_OP_SOCKET, -1, record_fn, fx);
+    op->len = (uint32_t)family;
+    op->flags = flags;
+}
+
 /* RS_OP_SOCKET with flags; the new socket, of the kind the backend says.
  * A direct one only where asked for and the backend declared it; a plain
  * one is non-blocking, close-on-exec, and has TCP_NODELAY if asked. */
@@ -905,9 +913,7 @@ static struct sock new_socket(struct fixture *fx, int family, uint8_t flags)
 {
     assert_true(fx->loop.caps & RS_CAP_SOCKET);
     struct rs_op op;
-    rs_op_init(&op, RS_OP_SOCKET, -1, record_fn, fx);
-    op.len = (uint32_t)family;
-    op.flags = flags;
+    socket_op_init(fx, &op, family, flags);
     int before = fx->nev;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
     assert_int_equal(fx->nev, before); /* rule 1 */
@@ -932,6 +938,31 @@ static struct sock new_socket(struct fixture *fx, int family, uint8_t flags)
         assert_int_equal(v, family);
     }
     return k;
+}
+
+/* A socket that cannot have the TCP_NODELAY it was asked for (here: an
+ * AF_UNIX stream socket, where no TCP option exists, the one way to make
+ * the option fail on demand) is still delivered, as a plain fd (rule 9: a
+ * direct socket is delivered only with its option), and the failure is
+ * counted, never silent. */
+static void test_contract_socket_nodelay_failure_counted(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_op op;
+    socket_op_init(fx, &op, AF_UNIX, RS_OPF_DIRECT | RS_OPF_NODELAY);
+    int saved = rs_log_level;
+    rs_log_level = -1;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
+    run_until(fx, 1);
+    rs_log_level = saved;
+    assert_ptr_equal(fx->ev[0].op, &op);
+    assert_true(fx->ev[0].c.res >= 0);
+    struct sock k = {.fd = fx->ev[0].c.res, .direct = (fx->ev[0].c.flags & RS_CF_DIRECT) != 0};
+    if (k.direct)
+        fail_msg("a direct socket without the TCP_NODELAY it was asked for");
+    assert_int_equal(fx->loop.stats.nodelay_failed, 1);
+    close_sock(fx, k);
+    close_server(fx);
 }
 
 /* A socket made by the backend connects to a local listener and carries
@@ -1035,9 +1066,7 @@ static void test_contract_socket_cancel(void **state)
 {
     struct fixture *fx = *state;
     struct rs_op op;
-    rs_op_init(&op, RS_OP_SOCKET, -1, record_fn, fx);
-    op.len = AF_INET;
-    op.flags = RS_OPF_DIRECT | RS_OPF_NODELAY;
+    socket_op_init(fx, &op, AF_INET, RS_OPF_DIRECT | RS_OPF_NODELAY);
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
     int rc = fx->loop.ops->cancel(&fx->loop, &op);
     assert_true(rc == 0 || rc == -ENOENT);
@@ -1660,6 +1689,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_contract_socket_connect_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_socket_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_socket_nodelay_failure_counted, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_contract_refused_submit_leaves_no_trace,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_cancel_not_in_flight, setup,
