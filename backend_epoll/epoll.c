@@ -529,6 +529,20 @@ static int fs_submit(struct rs_loop *loop, struct ep_state *st, struct rs_op *op
     return rc;
 }
 
+/* At fini: complete each op of a list (bk_next), except the pool's own
+ * sendfile jobs. */
+static void fs_complete_list(struct rs_loop *loop, struct rs_file_op *f)
+{
+    while (f) {
+        struct rs_file_op *next = f->bk_next;
+        if (f->op.kind != RS_FS_SENDFILE) {
+            uint32_t flags = fs_result(loop, f);
+            rs_op_complete(loop, &f->op, f->bk_res, flags, f->bk_bid);
+        }
+        f = next;
+    }
+}
+
 /* Ops the workers finished: delivered here, on the loop's thread. */
 static int fs_reap(struct rs_loop *loop, struct ep_state *st)
 {
@@ -895,7 +909,15 @@ static void ep_fini(struct rs_loop *loop)
     struct ep_state *st = state(loop);
     if (!st)
         return;
-    rs_fspool_free(st->fs); /* joins the workers */
+    if (st->fs) {
+        /* Every op completes once, even at the end (rule 5): those no
+         * worker started with -ECANCELED, those running with their result
+         * once the workers are joined, so their owners can free what they
+         * hold. The pool's own sendfile jobs are freed below instead. */
+        fs_complete_list(loop, rs_fspool_stop(st->fs));
+        fs_complete_list(loop, rs_fspool_free(st->fs)); /* joins the workers */
+        st->fs = NULL;
+    }
     while (st->jobs)        /* jobs dropped, or finished and never reaped */
         job_free(st, st->jobs);
     assert(st->done_len == 0);

@@ -47,6 +47,7 @@
  */
 #include "fspool.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -304,17 +305,33 @@ struct rs_file_op *rs_fspool_reap(struct rs_fspool *p, uint32_t *busy)
     return list;
 }
 
-void rs_fspool_free(struct rs_fspool *p)
+struct rs_file_op *rs_fspool_stop(struct rs_fspool *p)
 {
-    if (!p)
-        return;
     pthread_mutex_lock(&p->mu);
     p->stop = true;
+    struct rs_file_op *list = p->queue;
+    for (struct rs_file_op *f = list; f; f = f->bk_next) {
+        f->bk_res = -ECANCELED;
+        p->busy--;
+    }
+    p->queue = p->queue_tail = NULL;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
+    return list;
+}
+
+struct rs_file_op *rs_fspool_free(struct rs_fspool *p)
+{
+    if (!p)
+        return NULL;
+    struct rs_file_op *queued = rs_fspool_stop(p);
+    (void)queued;
+    assert(!queued); /* the caller took them back */
     for (unsigned i = 0; i < p->started; i++)
         pthread_join(p->threads[i], NULL);
+    struct rs_file_op *done = p->done;
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p);
+    return done;
 }

@@ -1419,6 +1419,89 @@ static void test_contract_file_read_into_pool_buffer(void **state)
     close_file(fx, fd);
 }
 
+/* A backend that runs file calls on worker threads (epoll's pool) stops
+ * with calls still queued: each completes once anyway (rule 5), with
+ * -ECANCELED if no worker started it, so its owner can free what it
+ * holds. (The pool dropped them.) More opens of a FIFO than there are
+ * workers: an open for reading blocks until a writer comes, so the workers
+ * block in theirs and the rest wait in the queue; the first cancelled
+ * completion opens the FIFO for writing, which ends the blocked opens, so
+ * the workers can be joined. */
+static char stop_fifo[96];
+static int stop_writer = -1;
+static int stop_seen[16];
+static int stop_fds[16];
+
+static void stop_unblock(void)
+{
+    if (stop_writer < 0)
+        stop_writer = open(stop_fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+}
+
+static void stop_fn(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c)
+{
+    (void)loop;
+    int i = (int)(intptr_t)op->data;
+    stop_seen[i]++;
+    stop_fds[i] = c->res;
+    if (c->res < 0 && c->res != -ECANCELED)
+        fail_msg("open %d at stop: %s", i, strerror(-c->res));
+    if (c->res == -ECANCELED)
+        stop_unblock();
+}
+
+static void stop_alarm(int sig)
+{
+    (void)sig;
+    stop_unblock(); /* the old pool: nothing completed, nobody unblocked it */
+}
+
+static void test_contract_file_ops_complete_at_stop(void **state)
+{
+    (void)state;
+    if (backend != &rs_backend_epoll || strcmp(mode_name, "epoll-inline") == 0)
+        skip(); /* no worker pool: nothing can be queued at stop */
+    struct fixture *fx = calloc(1, sizeof(*fx));
+    assert_int_equal(loop_setup(fx, 64), 0);
+    char dir[] = "/tmp/rs_stop_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    snprintf(stop_fifo, sizeof(stop_fifo), "%s/fifo", dir);
+    assert_int_equal(mkfifo(stop_fifo, 0600), 0);
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dirfd >= 0);
+    stop_writer = -1;
+    int n = (int)fx->cfg.fs_threads + 2;
+    assert_true(n <= 16);
+    static struct rs_file_op ops[16];
+    memset(stop_seen, 0, sizeof(stop_seen));
+    for (int i = 0; i < n; i++) {
+        rs_file_op_init(&ops[i], RS_OP_OPENAT, dirfd, stop_fn, (void *)(intptr_t)i);
+        ops[i].path = "fifo";
+        ops[i].how = (struct rs_open_how){.flags = O_RDONLY | O_CLOEXEC};
+        assert_int_equal(fx->loop.ops->submit(&fx->loop, &ops[i].op), 0);
+    }
+    signal(SIGALRM, stop_alarm);
+    alarm(20); /* fires only if the pool drops what was queued */
+    rs_loop_fini(&fx->loop);
+    alarm(0);
+    int cancelled = 0;
+    for (int i = 0; i < n; i++) {
+        if (stop_seen[i] != 1)
+            fail_msg("open %d of %d completed %d times at stop", i, n, stop_seen[i]);
+        if (stop_fds[i] >= 0)
+            close(stop_fds[i]);
+        else
+            cancelled++;
+    }
+    assert_true(cancelled >= 2); /* at most fs_threads can have run */
+    if (stop_writer >= 0)
+        close(stop_writer);
+    close(dirfd);
+    unlink(stop_fifo);
+    rmdir(dir);
+    free(fx);
+}
+
 /* Many reads in flight at once (the worker pool's queue), one cancelled:
  * each completes exactly once, the cancelled one with -ECANCELED or its
  * natural result. */
@@ -1709,6 +1792,7 @@ int main(int argc, char **argv)
                                         setup_files, teardown_files),
         cmocka_unit_test_setup_teardown(test_contract_file_many_in_flight, setup_files,
                                         teardown_files),
+        cmocka_unit_test(test_contract_file_ops_complete_at_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
