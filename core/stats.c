@@ -36,6 +36,7 @@ static const struct field {
     COUNTER(resets_in),
     COUNTER(resets_out),
     COUNTER(bundles),
+    COUNTER(cq_overflows),
     COUNTER(zc_copied),
     COUNTER(accept_dropped),
     COUNTER(handoffs),
