@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 
 #include "backend_uring/splice.h"
 #include "op.h"
+#include "../skip_reason.h"
 
 #define TAG 8u
 
@@ -53,8 +55,11 @@ static void test_splice_chain_refused_whole_when_sqes_run_out(void **state)
 {
     (void)state;
     struct src s = {0};
-    if (io_uring_queue_init(16, &s.ring, 0) < 0)
+    int rc = io_uring_queue_init(16, &s.ring, 0);
+    if (rc < 0) {
+        rs_skip_reason("io_uring unavailable: io_uring_queue_init: %s", strerror(-rc));
         skip();
+    }
     struct ur_splice *sp = ur_splice_new(get_sqe, &s, TAG, 0);
     assert_non_null(sp);
     char path[] = "/tmp/rs_splice_XXXXXX";
