@@ -524,6 +524,8 @@ static bool park_sockopt(struct ur_state *st, struct rs_op *op)
 
 static void retry_sockopts(struct ur_state *st)
 {
+    if (st->nsockopt_wait == 0)
+        return; /* the common case; and memmove must not see a NULL array */
     uint32_t done = 0;
     while (done < st->nsockopt_wait && prep_sockopt(st, st->sockopt_wait[done]))
         done++;
