@@ -33,6 +33,7 @@ static const struct field {
     COUNTER(copies),
     COUNTER(accept_pauses),
     COUNTER(idle_closed),
+    COUNTER(header_timeouts),
     COUNTER(resets_in),
     COUNTER(resets_out),
     COUNTER(bundles),

@@ -32,6 +32,7 @@ struct rs_stats {
     uint64_t accept_dropped; /* accepted, then closed: no memory for the connection */
     uint64_t refused; /* cancels, shutdowns, closes the backend refused (retried) */
     uint64_t idle_closed;
+    uint64_t header_timeouts; /* http: connections closed for a head not complete in time */
     uint64_t resets_in;  /* connections the peer reset (ECONNRESET, EPIPE) */
     uint64_t resets_out; /* connections we reset (rs_stream_reset: the proxy's
                             other side was reset or failed) */
