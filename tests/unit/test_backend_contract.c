@@ -219,7 +219,7 @@ static void release_all(struct fixture *fx)
 static void test_contract_close_reset(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op snd, cl;
+    struct rs_op snd = {0}, cl = {0};
     server_op(fx, &snd, RS_OP_SEND);
     snd.buf = "abc";
     snd.len = 3;
@@ -950,7 +950,7 @@ static struct sock new_socket(struct fixture *fx, int family, uint8_t flags)
 static void test_contract_socket_nodelay_failure_counted(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op op;
+    struct rs_op op = {0};
     socket_op_init(fx, &op, AF_UNIX, RS_OPF_DIRECT | RS_OPF_NODELAY);
     int saved = rs_log_level;
     rs_log_level = -1;
@@ -1638,7 +1638,7 @@ static void check_usable(struct fixture *fx);
 static void test_contract_double_release_refused(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op recv_op;
+    struct rs_op recv_op = {0};
     server_op(fx, &recv_op, RS_OP_RECV);
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
     assert_int_equal(send(fx->client, "abc", 3, 0), 3);

@@ -70,7 +70,7 @@ static void test_splice_chain_refused_whole_when_sqes_run_out(void **state)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     struct rs_sendfile from = {.file_fd = file, .off = 0};
-    struct rs_op op;
+    struct rs_op op = {0};
     rs_op_init(&op, RS_OP_SENDFILE, sv[0], never, NULL);
     op.buf = &from;
     op.len = 10;
