@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Memory per connection is bounded whatever a client sends.
+
+    test_memory.py PROTOCOL RINGSERVE [SERVER OPTIONS...]
+
+PROTOCOL: echo, discard, chargen, http (sendfile), http-copy
+(--sendfile=off) or proxy (in front of a ringserve echo upstream).
+
+One client streams up to 300 MiB and never reads, so the server can never
+answer it (echo's echoes, chargen's lines, HTTP responses, the upstream's
+echoes through the proxy all stay unread). The flood ends at 300 MiB or
+when the client's send made no progress for STALL seconds: the server
+stopped reading, which is what it must do once the client's output is
+queued. Meanwhile, every 32 MiB and once the flood has ended, a new client
+must get a correct answer. The server's RSS growth must stay under
+hostile.memory_bound_kb (README.md); the flooder's reset must give back its
+streams, and the final statistics must account for every connection.
+"""
+import os
+import socket
+import sys
+
+import hostile
+from hostile import MIB, Fail, MemoryWatch, Server, check, note
+from http_client import Conn, get, req
+
+
+def pattern(n, seed=0):
+    return bytes((i * 7 + seed) & 0xFF for i in range(n))
+
+
+CHARGEN = bytes(range(32, 127))
+
+
+def chargen_ok(data):
+    """Lines of 72 characters, each starting one printable later."""
+    lines = data.split(b"\r\n")
+    for line in lines[:-1]:
+        if len(line) != 72:
+            return False
+        start = CHARGEN.index(line[0:1])
+        want = (CHARGEN * 2)[start:start + 72]
+        if line != want:
+            return False
+    return True
+
+
+def served_echo(srv):
+    s = srv.connect()
+    data = pattern(64 << 10, seed=3)
+    s.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        b = s.recv(1 << 20)
+        check(b, "echo: EOF after %d bytes" % len(got))
+        got += b
+    check(got == data, "echo: the answer differs from what was sent")
+    s.close()
+
+
+def served_discard(srv):
+    before = srv.stats()["totals"]["bytes_in"]
+    s = srv.connect()
+    s.sendall(pattern(64 << 10))
+    s.shutdown(socket.SHUT_WR)
+    data, err = hostile.read_all(s)
+    check(data == b"" and err is None, "discard answered %d bytes (err %s)" % (len(data), err))
+    s.close()
+    got = srv.stats()["totals"]["bytes_in"] - before
+    check(got >= 64 << 10, "discard: bytes_in grew by %d, sent 65536" % got)
+
+
+def served_chargen(srv):
+    s = srv.connect()
+    data = b""
+    while len(data) < 64 << 10:
+        b = s.recv(1 << 20)
+        check(b, "chargen: EOF after %d bytes" % len(data))
+        data += b
+    check(chargen_ok(data), "chargen: not the RFC 864 pattern: %r" % data[:200])
+    s.close()
+
+
+def make_root(tmp):
+    root = os.path.join(tmp, "root")
+    os.mkdir(root)
+    with open(os.path.join(root, "a.txt"), "wb") as f:
+        f.write(b"hello, world\n")
+    with open(os.path.join(root, "medium.bin"), "wb") as f:
+        f.write(pattern(64 << 10, seed=1))
+    with open(os.path.join(root, "huge.bin"), "wb") as f:
+        f.write(os.urandom(32 * MIB))
+    return root
+
+
+def served_http(srv):
+    st, h, body = get(srv, "/a.txt")
+    check(st == 200 and body == b"hello, world\n", "GET /a.txt: %d %r" % (st, body[:100]))
+
+
+def run(proto, exe, opts, tmp):
+    streams = 1
+    extra_kb = 0
+    if proto in ("echo", "discard", "chargen"):
+        srv = Server(exe, opts, ["--protocol=" + proto], tmp)
+        served = {"echo": served_echo, "discard": served_discard, "chargen": served_chargen}[proto]
+        chunk = pattern(256 << 10)
+    elif proto in ("http", "http-copy"):
+        root = make_root(tmp)
+        extra = ["--protocol=http", "--root=" + root]
+        if proto == "http-copy":
+            # Bodies up to a 64 KiB buffer are read into memory and queued
+            # whole: a non-reader's responses pile up in the server.
+            extra += ["--sendfile=off", "--buffer-size=64K", "--buffers=64"]
+        srv = Server(exe, opts, extra, tmp)
+        served = served_http
+        # The flood is valid pipelined requests, which the server must not
+        # read ahead without bound once it has an unsent response.
+        small = req("/a.txt")
+        chunk = small * ((256 << 10) // len(small))
+    elif proto == "proxy":
+        up = Server(exe, opts, ["--protocol=echo"], tmp, name="upstream")
+        srv = Server(exe, opts, ["--protocol=proxy",
+                                 "--upstream=127.0.0.1:%d" % up.port], tmp)
+        served = served_echo
+        chunk = pattern(256 << 10)
+        streams = 2  # the client's and the upstream's
+    else:
+        raise Fail("unknown protocol %s" % proto)
+
+    served(srv)  # warm up: the first answer touches pages once
+    watch = MemoryWatch(srv, hostile.memory_bound_kb(srv.opts, streams, extra_kb),
+                        "2 x max-pending per stream + buffer pool + 8 MiB")
+    flooder = srv.connect(rcvbuf=4096)
+    if proto == "http":
+        # A large file goes out with sendfile: once its head arrives, the
+        # session waits for the file to leave, with nothing in progress.
+        flooder.sendall(req("/huge.bin"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = flooder.recv(1)
+            check(b, "http: EOF before the head of /huge.bin")
+            head += b
+        check(head.startswith(b"HTTP/1.1 200 "), "http: %r" % head[:100])
+    elif proto == "http-copy":
+        # Responses that overflow --max-pending from requests that stay
+        # under the 8 KiB the server may buffer: once it has stopped
+        # answering (no more sends), it waits for the client to read.
+        flooder.sendall(req("/medium.bin") * 200)
+        srv.wait_quiet("bytes_out")
+
+    checks = [0]
+
+    def progress(sent):
+        watch.sample()
+        served(srv)
+        checks[0] += 1
+
+    sent, stalled = hostile.flood(flooder, chunk, every=32 * MIB, on_progress=progress)
+    note("%s: flood of %d MiB %s; %d clients served meanwhile" %
+         (proto, sent // MIB, "stalled (server paused reading)" if stalled else "consumed",
+          checks[0]))
+    served(srv)  # while the flooder still holds everything it could
+    watch.check(proto + " flood")
+    hostile.reset(flooder)
+    srv.wait_conns(0, "after the flooder's reset")
+    served(srv)
+    srv.wait_conns(0, "after the last client")
+    final = srv.stop()
+    check(final["accepted"] == srv.connects,
+          "final: accepted=%d, the test connected %d times" % (final["accepted"], srv.connects))
+    if proto == "proxy":
+        up.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(hostile.main(run, "echo|discard|chargen|http|http-copy|proxy"))
