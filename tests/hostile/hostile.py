@@ -14,6 +14,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -64,6 +65,7 @@ def size_arg(text):
 
 
 RUNNING = []  # every server started, killed at the end whatever happened
+CLEANUP = []  # further scratch directories, removed at the end
 
 
 class Server:
@@ -209,6 +211,10 @@ class Server:
         self.log.close()
 
 
+def pattern(n, seed=0):
+    return bytes((i * 7 + seed) & 0xFF for i in range(n))
+
+
 def reset(s):
     """Close with SO_LINGER {1, 0}: the peer gets an RST, not a FIN."""
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
@@ -326,7 +332,7 @@ def main(run, usage):
         if os.environ.get("RS_HOSTILE_KEEP"):
             note("scratch kept in " + tmp)
         else:
-            import shutil
-            shutil.rmtree(tmp, ignore_errors=True)
+            for d in [tmp] + CLEANUP:
+                shutil.rmtree(d, ignore_errors=True)
     print("OK")
     return 0
