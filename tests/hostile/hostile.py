@@ -12,6 +12,7 @@ Python 3 standard library only.
 import errno
 import json
 import os
+import random
 import re
 import select
 import shutil
@@ -127,21 +128,33 @@ class Server:
                 out.append(json.loads(line))
         return out
 
-    def stats(self, fresh=True):
-        """The newest interval line; with fresh, one printed after this call
-        (so it reflects everything done before it)."""
-        seen = False
+    def stats(self):
+        """The first interval line printed after this call. It may still
+        carry a loop's snapshot from before the call (each loop posts one at
+        the end of its turn), so conditions are polled (wait_*), never
+        read once."""
+        for st in self._lines():  # what was printed before the call
+            if st.get("type") == "interval":
+                self.last = st
         deadline = time.time() + DEADLINE
         while True:
-            for st in self._lines():
-                if st.get("type") == "interval":
-                    self.last = st
-                    seen = True
-            if seen or (not fresh and self.last):
+            new = [st for st in self._lines() if st.get("type") == "interval"]
+            if new:
+                self.last = new[-1]
                 return self.last
             check(self.proc.poll() is None, "server exited: %s" % self.text()[-2000:])
             check(time.time() < deadline, "no statistics line for %ds" % DEADLINE)
             time.sleep(0.05)
+
+    def wait_total(self, key, at_least, what):
+        """Polls until the counter `key` has reached `at_least`."""
+        deadline = time.time() + DEADLINE
+        st = self.stats()
+        while st["totals"][key] < at_least:
+            check(time.time() < deadline, "%s: %s=%d, expected at least %d" %
+                  (what, key, st["totals"][key], at_least))
+            st = self.stats()
+        return st
 
     def wait_conns(self, want, what):
         """Polls the server's own stream count until it is `want`."""
@@ -212,7 +225,9 @@ class Server:
 
 
 def pattern(n, seed=0):
-    return bytes((i * 7 + seed) & 0xFF for i in range(n))
+    """n reproducible bytes that never repeat: a shifted or dropped piece
+    shows."""
+    return random.Random(seed).randbytes(n)
 
 
 def reset(s):
@@ -238,16 +253,17 @@ def read_all(s, limit=None):
 
 
 def send_until_full(s, data):
-    """Non-blocking sends of data until the socket buffer is full (the first
-    EAGAIN, no waiting): how many bytes the kernel took."""
+    """Non-blocking sends of data, in order, until the socket buffer is
+    full (the first EAGAIN, no waiting): how many bytes the kernel took."""
     s.setblocking(False)
     sent = 0
     try:
-        while True:
-            sent += s.send(data)
+        while sent < len(data):
+            sent += s.send(data[sent:sent + (1 << 20)])
     except BlockingIOError:
         pass
     s.settimeout(DEADLINE)
+    check(sent < len(data), "%d bytes went without filling the socket buffer" % len(data))
     return sent
 
 

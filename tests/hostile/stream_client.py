@@ -42,8 +42,8 @@ def served_discard(srv):
     data, err = hostile.read_all(s)
     check(data == b"" and err is None, "discard answered %d bytes (err %s)" % (len(data), err))
     s.close()
-    got = srv.stats()["totals"]["bytes_in"] - before
-    check(got >= 64 << 10, "discard: bytes_in grew by %d, sent 65536" % got)
+    # Others may be flooding: this proves only that ours were counted too.
+    srv.wait_total("bytes_in", before + (64 << 10), "discard")
 
 
 def served_chargen(srv):

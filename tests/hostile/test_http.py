@@ -17,7 +17,7 @@ attacks:
   against the file, and one range at the end of a 5 GiB sparse file;
 - 1,000 pipelined requests answered in order;
 - 20 clients that ask for a 32 MiB file and never read: bounded RSS;
-- 200 resets in the middle of a response (SO_LINGER {1,0}), 100 in the
+- 200 resets in the middle of a response (SO_LINGER {1,0}), 300 in the
   middle of a request head;
 - after each: the server's own stream count comes back to zero, a new
   client is served, and the final statistics account for every connection.
@@ -253,7 +253,7 @@ def resets(srv):
         if i % 3 == 0:
             s.recv(65536)
         reset(s)
-    for i in range(100):
+    for i in range(300):
         s = srv.connect()
         s.sendall(req("/a.txt")[:1 + i % 30])
         reset(s)
@@ -273,7 +273,7 @@ def attacks(exe, opts, tmp):
                          ("ranges", lambda: ranges(srv, root)),
                          ("1000 pipelined", lambda: pipelined(srv)),
                          ("20 non-readers", lambda: non_readers(srv)),
-                         ("300 resets", lambda: resets(srv))):
+                         ("500 resets", lambda: resets(srv))):
         attack()
         srv.wait_conns(0, name)
         served(srv)

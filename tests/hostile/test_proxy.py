@@ -70,7 +70,7 @@ def served(proxy, up):
 
 def upstream_reset(proxy, up):
     c, u = session(proxy, up, rcvbuf=4096)
-    data = pattern(4 * MIB, seed=9)
+    data = pattern(64 * MIB, seed=9)
     sent = send_until_full(u, data)
     reset(u)
     got, err = read_all(c)
@@ -84,7 +84,7 @@ def upstream_reset(proxy, up):
 
 def client_reset(proxy, up):
     c, u = session(proxy, up)
-    data = pattern(4 * MIB, seed=11)
+    data = pattern(64 * MIB, seed=11)
     sent = send_until_full(c, data)
     reset(c)
     got, err = read_all(u)
