@@ -28,7 +28,7 @@ import time
 DEADLINE = 20.0
 # A flood that made no progress for this long has met a server that
 # stopped reading: the expected end of every flood that is not consumed.
-STALL = 1.5
+STALL = 1.0
 FLOOD_LIMIT = 300 << 20
 MIB = 1 << 20
 
