@@ -89,3 +89,14 @@ def get(server, path, method="GET", extra="", raw=None):
     c.close()
     check(r is not None, "no response to %r" % (raw or path))
     return r
+
+
+def wait_head(s):
+    """Reads a response head and not one byte more (the body stays in the
+    socket, so the client remains one that does not read)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        b = s.recv(1)
+        check(b, "EOF before the end of a response head (%r)" % head)
+        head += b
+    return head

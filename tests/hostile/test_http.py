@@ -41,7 +41,7 @@ import time
 
 import hostile
 from hostile import MIB, Fail, MemoryWatch, Server, check, note, reset
-from http_client import Conn, get, parse_head, req
+from http_client import Conn, get, parse_head, req, wait_head
 
 A_TXT = b"hello, world\n"
 SECRET = b"secret-outside-the-root"
@@ -218,15 +218,6 @@ def pipelined(srv, n=1000):
               "pipelined #%d: %d %r" % (i, r[0], r[2][:50]))
     sender.join()
     c.close()
-
-
-def wait_head(s):
-    head = b""
-    while b"\r\n\r\n" not in head:
-        b = s.recv(1)
-        check(b, "EOF before the head (%r)" % head)
-        head += b
-    return head
 
 
 def non_readers(srv, n=20):

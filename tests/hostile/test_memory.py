@@ -22,7 +22,7 @@ import sys
 import hostile
 from hostile import MIB, Fail, MemoryWatch, Server, check, note, pattern
 from stream_client import served_chargen, served_discard, served_echo
-from http_client import get, req
+from http_client import get, req, wait_head
 
 
 def make_root(tmp):
@@ -44,7 +44,6 @@ def served_http(srv):
 
 def run(proto, exe, opts, tmp):
     streams = 1
-    extra_kb = 0
     if proto in ("echo", "discard", "chargen"):
         srv = Server(exe, opts, ["--protocol=" + proto], tmp)
         served = {"echo": served_echo, "discard": served_discard, "chargen": served_chargen}[proto]
@@ -73,18 +72,14 @@ def run(proto, exe, opts, tmp):
         raise Fail("unknown protocol %s" % proto)
 
     served(srv)  # warm up: the first answer touches pages once
-    watch = MemoryWatch(srv, hostile.memory_bound_kb(srv.opts, streams, extra_kb),
+    watch = MemoryWatch(srv, hostile.memory_bound_kb(srv.opts, streams),
                         "2 x max-pending per stream + buffer pool + 8 MiB")
     flooder = srv.connect(rcvbuf=4096)
     if proto == "http":
         # A large file goes out with sendfile: once its head arrives, the
         # session waits for the file to leave, with nothing in progress.
         flooder.sendall(req("/huge.bin"))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            b = flooder.recv(1)
-            check(b, "http: EOF before the head of /huge.bin")
-            head += b
+        head = wait_head(flooder)
         check(head.startswith(b"HTTP/1.1 200 "), "http: %r" % head[:100])
     elif proto == "http-copy":
         # Responses that overflow --max-pending from requests that stay
