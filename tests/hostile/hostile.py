@@ -23,6 +23,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import skip_reason  # noqa: E402  (tests/skip_reason.py)
+
 # How long any single wait may take before it is a failure. Only reached
 # when the server is broken (hung, leaking a stream): never the pass path.
 DEADLINE = 20.0
@@ -95,10 +98,8 @@ class Server:
             elif self.proc.poll() is not None or time.time() > deadline:
                 text = self.text()
                 if "io_uring is unavailable" in text:
-                    # The one allowed skip: the kernel, not the code, says no
-                    # (the form scripts/test-summary.py checks).
-                    print("SKIP-REASON: io_uring unavailable: " + text.strip().splitlines()[-1])
-                    sys.exit(77)
+                    # The one allowed skip: the kernel, not the code, says no.
+                    skip_reason.skip("io_uring unavailable: " + text.strip().splitlines()[-1])
                 raise Fail("server did not start: %s\n%s" % (" ".join(self.cmd), text))
             else:
                 time.sleep(0.02)
