@@ -28,10 +28,6 @@
  *  7. RS_OP_CONNECT completes with 0 or -errno (-ECONNREFUSED, -ETIMEDOUT,
  *     -ENETUNREACH...) once the connection is established or failed, like
  *     connect(2) on a blocking socket; a cancel ends it with -ECANCELED.
- *     To an AF_UNSPEC address, on a connected direct descriptor, it
- *     dissolves the connection with a reset and completes with 0 (the
- *     core's rs_stream_reset: a direct descriptor has no fd for
- *     SO_LINGER).
  *  8. File ops (RS_OP_OPENAT/READ/WRITE/STATX, and RS_OP_CLOSE of a
  *     plain fd) keep rules 1, 4 and 5 like any other op: one
  *     completion, from run(), res >= 0 or -errno. A backend whose kernel
@@ -42,7 +38,10 @@
  *     completes with its natural result. RS_OP_OPENAT honours how.resolve
  *     (RESOLVE_BENEATH: nothing outside the directory fd is ever opened);
  *     where the kernel lacks openat2 a backend must refuse or emulate it
- *     more strictly, never open more loosely.
+ *     more strictly, never open more loosely. A backend whose worker
+ *     threads still hold file ops when it is finalised completes them
+ *     then, from fini(): -ECANCELED for those no worker started, their
+ *     result for those that ran, so their owners can free what they hold.
  *  9. RS_OP_SOCKET (RS_CAP_SOCKET) completes with a new TCP socket of the
  *     family in len, or -errno (-EMFILE, -ENFILE, -EAFNOSUPPORT...). The
  *     backend decides its kind: a direct descriptor (RS_CF_DIRECT) only if
@@ -64,6 +63,8 @@
  *     the caller gives. A cancel ends it with -ECANCELED, or with the bytes
  *     sent so far when some went out. A backend may hold descriptors of its
  *     own while the op is in flight (io_uring: a pipe), never after it.
+ * 11. RS_OP_CLOSE with RS_OPF_RESET (op.h) aborts the connection: the peer
+ *     reads what reached it, then ECONNRESET, never a clean EOF.
  */
 #ifndef RINGSERVE_BACKEND_H
 #define RINGSERVE_BACKEND_H

@@ -180,7 +180,7 @@ static void reset_all(struct rs_loop *loop, int reason)
     struct rs_stream *s = loop->streams;
     while (s) {
         struct rs_stream *next = s->next;
-        rs_stream_reset(s, reason);
+        rs_stream_abort_reset(s, reason);
         s = next;
     }
 }

@@ -38,10 +38,11 @@
  * yet). The drain timeout bounds it from the last progress: when that long
  * passes without a send completing or, all sent, without the peer's EOF,
  * the close becomes a reset (-ETIMEDOUT; with --drain-timeout=0 the bound
- * is 2 s). rs_stream_abort: close now,
- * dropping queued output. rs_stream_reset: the same, and the peer gets a
- * reset (RST) instead of a FIN, so it can tell that what it received was
- * cut. Errors (a reset, a failed send) abort. Either way on_close
+ * is 2 s). rs_stream_abort: close now, dropping queued output.
+ * rs_stream_reset: send what is queued, then abort with a TCP reset, so the
+ * peer cannot take a cut transfer for a complete one; rs_stream_abort_reset:
+ * the reset at once, queued output dropped. Errors (a reset, a failed
+ * send) abort. Either way on_close
  * is the last callback, with reason 0 (graceful) or -errno, and the struct
  * is freed right after it returns: it is freed only when no op is in
  * flight.
@@ -58,6 +59,7 @@
 #ifndef RINGSERVE_STREAM_H
 #define RINGSERVE_STREAM_H
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -130,10 +132,12 @@ struct rs_stream {
     bool graceful;       /* closing after all output was sent */
     bool lingering;      /* closing: input is read and dropped until the peer's EOF */
     bool timed_out;      /* the connect timer fired */
+    bool connect_sent;   /* the connect op was submitted: only then does a
+                            failed or timed-out connect say anything about
+                            the peer (before it, the socket was not made) */
+    bool reset;          /* closing ends in a TCP reset (rs_stream_reset) */
     bool stop_hold;      /* closing for a stop: no FIN before the peer's EOF */
     bool cut;            /* ...and input was dropped: end with a reset */
-    bool reset;          /* end with a reset (RST), not a FIN */
-    bool reset_done;     /* ...the socket is set for it (or being disconnected) */
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
     struct rs_chunk *head, *tail;
@@ -220,14 +224,27 @@ static inline void rs_stream_abort(struct rs_stream *s)
 {
     rs_stream_abort_reason(s, 0);
 }
+/* Close with a reset: what the peer must see when the transfer it is part
+ * of was cut (the other side of a proxy session reset or failed). The
+ * queued output is sent first, bounded like a graceful close by
+ * --drain-timeout without progress; then, instead of shutdown(SHUT_WR) and
+ * a FIN, the connection is aborted (RS_OPF_RESET on the close): the peer
+ * reads a prefix of what was written (bytes still in the kernel's send
+ * buffer are lost) and then ECONNRESET, never a clean EOF. No more input is
+ * read. Counted in resets_out. on_close gets reason (-errno: what cut the
+ * transfer; -ECONNRESET for rs_stream_reset) unless an earlier error came
+ * first. On a closing stream the close still ends in a reset
+ * if its close op was not submitted yet. */
+void rs_stream_reset_reason(struct rs_stream *s, int reason);
+static inline void rs_stream_reset(struct rs_stream *s)
+{
+    rs_stream_reset_reason(s, -ECONNRESET);
+}
 
-/* Close now with a reset (RST): queued output is dropped, unsent bytes in
- * the kernel too, and the peer's next read or write fails with
- * ECONNRESET (or EPIPE) instead of seeing an end of stream. For cuts: a
- * transfer that cannot finish must not look finished. A stream still
- * connecting is simply aborted. on_close gets reason (-errno; 0 is taken
- * as -ECONNABORTED). */
-void rs_stream_reset(struct rs_stream *s, int reason);
+/* Close now with a reset, without sending what is queued: the drain
+ * deadline, a close that made no progress. Like rs_stream_abort_reason
+ * (on_close gets reason), and the close op carries RS_OPF_RESET. */
+void rs_stream_abort_reset(struct rs_stream *s, int reason);
 
 /* A graceful stop began and the protocol has no on_stop: the default end
  * of an open stream. Its queued output is sent; then a peer that already

@@ -239,7 +239,7 @@ static void fop_close(struct rs_stream *s, int reason)
 
 static void fop_stop(struct rs_stream *s)
 {
-    rs_stream_reset(s, -ESHUTDOWN);
+    rs_stream_reset_reason(s, -ESHUTDOWN);
 }
 
 static const struct rs_protocol fop_proto = {
