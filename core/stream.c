@@ -623,8 +623,8 @@ static void close_timer_start(struct rs_stream *s)
     uint32_t ms = s->loop->cfg->drain_timeout_ms;
     /* Unbounded is not an option: without its timer, abort now. (Cannot
      * happen while stream_new's reservation holds.) */
-    if (rs_timer_start(s->loop, &s->timer, ms ? ms : CLOSE_BOUND_DEFAULT_MS, close_expired,
-                       s) < 0)
+    if (rs_timer_start(s->loop, &s->timer, ms ? ms : CLOSE_BOUND_DEFAULT_MS,
+                       close_expired, s) < 0)
         fail(s, -ENOMEM);
 }
 
