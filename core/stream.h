@@ -37,8 +37,12 @@
  * the kernel reset the connection and discard what the peer has not read
  * yet). The drain timeout bounds it from the last progress: when that long
  * passes without a send completing or, all sent, without the peer's EOF,
- * the close becomes an abort (-ETIMEDOUT). rs_stream_abort: close now,
- * dropping queued output. Errors (a reset, a failed send) abort. Either way on_close
+ * the close becomes a reset (-ETIMEDOUT; with --drain-timeout=0 the bound
+ * is 2 s). rs_stream_abort: close now, dropping queued output.
+ * rs_stream_reset: send what is queued, then abort with a TCP reset, so the
+ * peer cannot take a cut transfer for a complete one; rs_stream_abort_reset:
+ * the reset at once, queued output dropped. Errors (a reset, a failed
+ * send) abort. Either way on_close
  * is the last callback, with reason 0 (graceful) or -errno, and the struct
  * is freed right after it returns: it is freed only when no op is in
  * flight.
@@ -55,6 +59,7 @@
 #ifndef RINGSERVE_STREAM_H
 #define RINGSERVE_STREAM_H
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -127,6 +132,12 @@ struct rs_stream {
     bool graceful;       /* closing after all output was sent */
     bool lingering;      /* closing: input is read and dropped until the peer's EOF */
     bool timed_out;      /* the connect timer fired */
+    bool connect_sent;   /* the connect op was submitted: only then does a
+                            failed or timed-out connect say anything about
+                            the peer (before it, the socket was not made) */
+    bool reset;          /* closing ends in a TCP reset (rs_stream_reset) */
+    bool stop_hold;      /* closing for a stop: no FIN before the peer's EOF */
+    bool cut;            /* ...and input was dropped: end with a reset */
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
     struct rs_chunk *head, *tail;
@@ -213,6 +224,38 @@ static inline void rs_stream_abort(struct rs_stream *s)
 {
     rs_stream_abort_reason(s, 0);
 }
+/* Close with a reset: what the peer must see when the transfer it is part
+ * of was cut (the other side of a proxy session reset or failed). The
+ * queued output is sent first, bounded like a graceful close by
+ * --drain-timeout without progress; then, instead of shutdown(SHUT_WR) and
+ * a FIN, the connection is aborted (RS_OPF_RESET on the close): the peer
+ * reads a prefix of what was written (bytes still in the kernel's send
+ * buffer are lost) and then ECONNRESET, never a clean EOF. No more input is
+ * read. Counted in resets_out. on_close gets reason (-errno: what cut the
+ * transfer; -ECONNRESET for rs_stream_reset) unless an earlier error came
+ * first. On a closing stream the close still ends in a reset
+ * if its close op was not submitted yet. */
+void rs_stream_reset_reason(struct rs_stream *s, int reason);
+static inline void rs_stream_reset(struct rs_stream *s)
+{
+    rs_stream_reset_reason(s, -ECONNRESET);
+}
+
+/* Close now with a reset, without sending what is queued: the drain
+ * deadline, a close that made no progress. Like rs_stream_abort_reason
+ * (on_close gets reason), and the close op carries RS_OPF_RESET. */
+void rs_stream_abort_reset(struct rs_stream *s, int reason);
+
+/* A graceful stop began and the protocol has no on_stop: the default end
+ * of an open stream. Its queued output is sent; then a peer that already
+ * finished sending (its EOF came) gets a FIN, the normal end. Any other
+ * peer may be mid-transfer, and a FIN would tell it that what it sent was
+ * all taken: the stream reads on and drops, ending with a FIN if the
+ * peer's EOF comes first, with a reset as soon as a byte was dropped (the
+ * stop cut its input; counted in stats.dropped), or with a reset at the
+ * drain deadline. A stream still connecting is aborted. Protocols may
+ * call it from on_stop for the connections they let the core end. */
+void rs_stream_stop(struct rs_stream *s);
 
 /* For the listener: take an accepted socket (direct: a direct descriptor).
  * reject: close it at once (over --max-conns). The protocol's on_open runs
