@@ -32,6 +32,7 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->open_file_cache = 64;
     cfg->open_file_cache_valid_ms = 1000;
     cfg->connect_timeout_ms = 3000;
+    cfg->header_timeout_ms = 60000;
 }
 
 void rs_config_usage(FILE *out)
@@ -86,6 +87,12 @@ void rs_config_usage(FILE *out)
         "                              [::1]:PORT for IPv6; port 0 picks one)\n"
         "  --protocol=echo|discard|chargen|proxy|http  what to serve (default echo)\n"
         "  --root=DIR                  --protocol=http: the directory served\n"
+        "  --header-timeout=SECONDS    http: a request head must be complete this\n"
+        "                              long after the server is ready for it (the\n"
+        "                              connection opened, or the response before\n"
+        "                              queued), however it trickles in; else 408\n"
+        "                              and close (default 60; decimals allowed;\n"
+        "                              0 = none)\n"
         "  --upstream=HOST:PORT[,HOST:PORT...]  proxy: where to connect, round\n"
         "                              robin; a failed upstream is skipped for 2 s\n"
         "  --connect-timeout=MS        proxy: give up connecting after this long\n"
@@ -289,6 +296,7 @@ enum {
     OPT_CONNECT_TIMEOUT,
     OPT_OPEN_FILE_CACHE,
     OPT_OPEN_FILE_CACHE_VALID,
+    OPT_HEADER_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -311,6 +319,7 @@ static const struct option long_opts[] = {
     {"root", required_argument, NULL, OPT_ROOT},
     {"open-file-cache", required_argument, NULL, OPT_OPEN_FILE_CACHE},
     {"open-file-cache-valid", required_argument, NULL, OPT_OPEN_FILE_CACHE_VALID},
+    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
@@ -331,8 +340,9 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Seconds with an optional fraction, 0 or from 0.01 to a day. */
-static int parse_interval(const char *opt, const char *arg, uint32_t *ms)
+/* Seconds with an optional fraction, 0 or from 0.01 to a day (what 0 means is
+ * the option's: none, or every time). */
+static int parse_seconds(const char *opt, const char *arg, uint32_t *ms)
 {
     static const char allowed[] = "seconds: 0 or 0.01 to 86400, e.g. 1 or 0.5";
     char *end;
@@ -419,7 +429,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return parse_u32("--open-file-cache", arg, 0, 65536, "a number from 0 to 65536",
                          &cfg->open_file_cache);
     case OPT_OPEN_FILE_CACHE_VALID:
-        return parse_interval("--open-file-cache-valid", arg,
+        return parse_seconds("--open-file-cache-valid", arg,
                               &cfg->open_file_cache_valid_ms);
     case OPT_ROOT:
         if (!*arg)
@@ -472,7 +482,9 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return parse_u32("--connect-timeout", arg, 0, 3600000, "milliseconds (0 = none)",
                          &cfg->connect_timeout_ms);
     case OPT_STATS_INTERVAL:
-        return parse_interval("--stats-interval", arg, &cfg->stats_interval_ms);
+        return parse_seconds("--stats-interval", arg, &cfg->stats_interval_ms);
+    case OPT_HEADER_TIMEOUT:
+        return parse_seconds("--header-timeout", arg, &cfg->header_timeout_ms);
     case OPT_STATS_FORMAT:
         return parse_pair("--stats-format", arg, "text", "json", &cfg->stats_json);
     case OPT_PROBE:
