@@ -325,14 +325,10 @@ static void open_path(struct http_sess *h)
 static void examined(struct http_sess *h);
 static void not_found(struct http_sess *h);
 
-static void start_request(struct http_sess *h)
+/* h->path from the open-file cache (no open, no statx, no close:
+ * fcache.h), else opened. */
+static void open_file(struct http_sess *h)
 {
-    h->head_only = h->req.method == RS_HTTP_HEAD;
-    h->keep_alive = h->req.keep_alive;
-    h->is_index = false;
-    size_t n = strlen(h->req.path);
-    memcpy(h->path, h->req.path, n + 1);
-    /* An open file of the cache: no open, no statx, no close (fcache.h). */
     struct rs_fcache_entry *e =
         rs_fcache_get(&h->hl->fcache, h->hl->root_fd, h->path, h->loop->now_ms,
                       h->loop->cfg->open_file_cache_valid_ms);
@@ -352,6 +348,16 @@ static void start_request(struct http_sess *h)
         return;
     }
     open_path(h);
+}
+
+static void start_request(struct http_sess *h)
+{
+    h->head_only = h->req.method == RS_HTTP_HEAD;
+    h->keep_alive = h->req.keep_alive;
+    h->is_index = false;
+    size_t n = strlen(h->req.path);
+    memcpy(h->path, h->req.path, n + 1);
+    open_file(h);
 }
 
 static void not_found(struct http_sess *h)
@@ -503,7 +509,7 @@ static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_compl
         memcpy(h->path + n, n ? "/index.html" : "index.html",
                n ? TAIL_LEN + 1 : TAIL_LEN);
         h->is_index = true;
-        open_path(h);
+        open_file(h);
         return;
     }
     if (S_ISREG(h->stx.stx_mode)) {

@@ -464,6 +464,29 @@ static void test_http_fcache_large_repeated(void **state)
     free(body);
 }
 
+/* A directory's index.html comes from the cache too (looked up by its own
+ * path once the directory was seen), and is re-checked like any file. */
+static void test_http_fcache_index(void **state)
+{
+    struct fixture *fx = *state;
+    char body[64], dir[128];
+    snprintf(dir, sizeof(dir), "%s/d", fx->dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    write_file(dir, "index.html", "index\n", 6);
+    const struct rs_fcache_stats *st = rs_http_fcache_stats(&fx->loop);
+    fx->cfg.open_file_cache_valid_ms = FOREVER_MS;
+    assert_int_equal(get_file(fx, "/d/", body, sizeof(body)), 200);
+    assert_string_equal(body, "index\n");
+    uint64_t hits = st->hits;
+    assert_int_equal(get_file(fx, "/d/", body, sizeof(body)), 200);
+    assert_string_equal(body, "index\n");
+    assert_int_equal(st->hits, hits + 1);
+    write_tmp_then_rename(fx, "d/index.html", "new index\n");
+    fx->cfg.open_file_cache_valid_ms = 0;
+    assert_int_equal(get_file(fx, "/d/", body, sizeof(body)), 200);
+    assert_string_equal(body, "new index\n");
+}
+
 static int setup_no_cache(void **state)
 {
     no_file_cache = true;
@@ -703,6 +726,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_http_fcache_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_fcache_permissions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_fcache_off, setup_no_cache, teardown),
+        cmocka_unit_test_setup_teardown(test_http_fcache_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_fcache_large_repeated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_fcache_large_repeated, setup_copy,
                                         teardown),
