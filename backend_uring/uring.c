@@ -397,7 +397,17 @@ static void on_hup_cqe(struct ur_state *st, struct hup_rec *r, int32_t res)
     if (res <= 0 || !(res & (POLLRDHUP | POLLHUP)))
         return;
     /* The recv is still armed (else op would be NULL), so the descriptor
-     * is still open: the core closes only what has nothing in flight. */
+     * is still open: the core closes only what has nothing in flight. But
+     * only now: the recv's last CQE may wait later in this very batch, and
+     * the core may then close the socket before an SQE of ours is issued.
+     * A plain fd is shut down here and now, for once with a system call:
+     * its number may belong to a new connection by the time an SQE runs.
+     * A direct descriptor's close is an SQE queued behind ours, and the
+     * kernel takes a request's file when it issues it, in queue order. */
+    if (!(op->flags & RS_OPF_DIRECT)) {
+        (void)shutdown(op->fd, SHUT_RD);
+        return;
+    }
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return;
