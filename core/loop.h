@@ -1,5 +1,7 @@
 /* One event loop: a backend instance, a buffer pool, streams, timers.
  * With --threads=N there are N loops, sharing nothing on the hot path.
+ * This is the loop's inside; protocols and programs see the opaque handle
+ * and its accessors of <ringserve/loop.h>.
  *
  * Each turn of rs_loop_run: fire the timers that are due, re-arm streams
  * that starved for buffers, then wait in the backend's run() for at most
@@ -15,6 +17,7 @@
 #include "backend.h"
 #include "bufpool.h"
 #include "config.h"
+#include "ringserve/loop.h"
 #include "stats.h"
 #include "timer.h"
 
@@ -123,7 +126,7 @@ uint64_t rs_now_ms(void);
  * scan's second): a stamp taken before it made a stream that had just
  * received data look idle for that long, and the idle scan closed it (seen
  * on Linux 6.1 under qemu, tools/kernels). One clock read per turn. */
-static inline uint64_t rs_loop_now(struct rs_loop *loop)
+static inline uint64_t rs_loop_now_inline(struct rs_loop *loop)
 {
     if (loop->now_stale) {
         loop->now_ms = rs_now_ms();
@@ -131,5 +134,9 @@ static inline uint64_t rs_loop_now(struct rs_loop *loop)
     }
     return loop->now_ms;
 }
+/* Inside the library the public rs_loop_now is this inline body: stamping
+ * activity is on every completion's path. (accessors.c defines the
+ * exported function for everyone else.) */
+#define rs_loop_now(loop) rs_loop_now_inline(loop)
 
 #endif

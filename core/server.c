@@ -137,6 +137,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct rs_server *srv = w->srv;
     const struct rs_config *cfg = srv->cfg;
+    rs_log_bind(cfg); /* this thread logs for its server (log.h) */
     if (cfg->pin)
         pin_self(w->index);
     /* The ring is created by the thread that uses it: SINGLE_ISSUER and
@@ -512,10 +513,9 @@ static struct rs_server *server_new(struct rs_config *cfg,
     return srv;
 }
 
-int rs_server_start(struct rs_config *cfg, struct rs_server **out)
+static int server_start(struct rs_config *cfg, struct rs_server **out)
 {
     *out = NULL;
-    rs_log_level = cfg->verbose;
     char why[200];
     const struct rs_backend_ops *ops = choose_backend(cfg, why, sizeof(why));
     if (!ops) {
@@ -562,6 +562,15 @@ int rs_server_start(struct rs_config *cfg, struct rs_server **out)
     return 0;
 }
 
+/* The calling thread logs for this server while inside the call (log.h). */
+int rs_server_start(struct rs_config *cfg, struct rs_server **out)
+{
+    const struct rs_config *prev = rs_log_bind(cfg);
+    int rc = server_start(cfg, out);
+    rs_log_bind(prev);
+    return rc;
+}
+
 uint16_t rs_server_port(const struct rs_server *srv)
 {
     return srv->cfg->listen_port;
@@ -586,7 +595,7 @@ static struct timespec mono_ts(double t)
     return ts;
 }
 
-int rs_server_wait(struct rs_server *srv, int timeout_ms)
+static int server_wait(struct rs_server *srv, int timeout_ms)
 {
     bool interval = srv->cfg->stats_interval_ms > 0;
     double deadline = timeout_ms < 0 ? 0 : mono_s() + timeout_ms / 1000.0;
@@ -622,10 +631,19 @@ int rs_server_wait(struct rs_server *srv, int timeout_ms)
     return done ? 0 : -ETIMEDOUT;
 }
 
+int rs_server_wait(struct rs_server *srv, int timeout_ms)
+{
+    const struct rs_config *prev = rs_log_bind(srv->cfg);
+    int rc = server_wait(srv, timeout_ms);
+    rs_log_bind(prev);
+    return rc;
+}
+
 int rs_server_destroy(struct rs_server *srv, struct rs_stats *totals)
 {
+    const struct rs_config *prev = rs_log_bind(srv->cfg);
     rs_server_stop(srv);
-    rs_server_wait(srv, -1);
+    server_wait(srv, -1);
     join_all(srv);
     int rc = 0;
     for (unsigned i = 0; i < srv->nworkers; i++) {
@@ -638,5 +656,6 @@ int rs_server_destroy(struct rs_server *srv, struct rs_stats *totals)
             rs_stats_add(totals, &w->loop.stats);
     }
     server_free(srv);
+    rs_log_bind(prev);
     return rc;
 }

@@ -1,54 +1,12 @@
-/* Timers: a min-heap per loop.
+/* Timers' internals: what the loop calls. The public half (struct
+ * rs_timer, rs_timer_start/stop, how timers fire) is <ringserve/timer.h>.
  *
- * A timer is a struct the owner embeds wherever it likes (a stream, a
- * listener, a protocol's session); starting it links it into its loop's
- * heap, nothing is allocated per timer (the heap array grows to the largest
- * number of timers ever active at once). The loop's wait timeout is the
- * earliest due time, so an idle loop sleeps until the next timer or the
- * next completion, and each loop turn fires every timer that is due, in
- * due order. Timers are not thread-safe: a timer belongs to one loop and is
- * used from that loop's thread only.
- *
- * Times are CLOCK_MONOTONIC milliseconds (rs_loop_now: the clock is read
- * at most once per turn and once after the backend's wait, so a timer
- * started from a completion counts from after the wait, not before it).
- *
- *     struct rs_timer t = {0};          // zero: not active
- *     rs_timer_start(loop, &t, 500, on_timeout, session);
- *     ...
- *     rs_timer_stop(loop, &t);          // idempotent; safe from its own fn
- *
- * A timer's fn runs from rs_loop_run (never from rs_timer_start), after the
- * timer was removed from the heap; it may start the same timer again.
- */
+ * A per-loop min-heap by due_ms (timer.c); the heap array grows to the
+ * largest number of timers ever active at once. */
 #ifndef RINGSERVE_TIMER_H
 #define RINGSERVE_TIMER_H
 
-#include <stdbool.h>
-#include <stdint.h>
-
-struct rs_loop;
-struct rs_timer;
-
-typedef void (*rs_timer_fn)(struct rs_loop *loop, struct rs_timer *t);
-
-struct rs_timer {
-    uint64_t due_ms;   /* loop->now_ms at which it fires */
-    uint32_t heap_idx; /* position in the heap + 1; 0 when not active */
-    rs_timer_fn fn;
-    void *data; /* the owner's */
-};
-
-/* Start (or restart) t: fn(loop, t) runs delay_ms from now. */
-void rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
-                    rs_timer_fn fn, void *data);
-/* Stop t if active; harmless otherwise. */
-void rs_timer_stop(struct rs_loop *loop, struct rs_timer *t);
-
-static inline bool rs_timer_active(const struct rs_timer *t)
-{
-    return t->heap_idx != 0;
-}
+#include "ringserve/timer.h"
 
 /* For the loop: ms until the earliest timer is due (0 if overdue), or -1
  * when none is active. */
