@@ -1,8 +1,8 @@
 #include "config.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,10 +34,16 @@ void rs_config_defaults(struct rs_config *cfg)
 
 void rs_config_usage(FILE *out)
 {
+    fputs("Usage: ringserve [OPTION]...\n"
+          "A TCP echo server on io_uring completions or emulated epoll readiness.\n"
+          "\n",
+          out);
+    rs_config_options_usage(out);
+}
+
+void rs_config_options_usage(FILE *out)
+{
     fputs(
-        "Usage: ringserve [OPTION]...\n"
-        "A TCP echo server on io_uring completions or emulated epoll readiness.\n"
-        "\n"
         "Backend:\n"
         "  --backend=auto|uring|epoll  IO backend (default auto: io_uring when the\n"
         "                              kernel allows it, else epoll)\n"
@@ -204,12 +210,30 @@ static int parse_listen(struct rs_config *cfg, const char *s)
     return 0;
 }
 
+/* Where a usage error's reason goes: the buffer of the rs_config_parse_args
+ * call running on this thread. The parse helpers below write it through
+ * this pointer instead of printing, so that an embedding program decides
+ * what the user sees. */
+static _Thread_local struct {
+    char *s;
+    size_t n;
+} reason;
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    if (reason.n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(reason.s, reason.n, fmt, ap);
+        va_end(ap);
+    }
+    return -EINVAL;
+}
+
 static int bad(const char *opt, const char *val, const char *allowed)
 {
-    fprintf(stderr, "ringserve: invalid value '%s' for %s: expected %s\n", val, opt,
-            allowed);
-    fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-    return -EINVAL;
+    return usage_error("invalid value '%s' for %s: expected %s", val, opt, allowed);
 }
 
 /* An option with two values: *second tells which was given. */
@@ -239,7 +263,7 @@ static int parse_u32(const char *opt, const char *val, uint64_t min, uint64_t ma
 static int parse_pow2(const char *opt, const char *val, uint32_t *out)
 {
     static const char allowed[] = "a power of two from 1 to 32768";
-    uint32_t v;
+    uint32_t v = 0;
     if (parse_u32(opt, val, 1, 32768, allowed, &v))
         return -EINVAL;
     if (v & (v - 1))
@@ -281,42 +305,52 @@ enum {
     OPT_CONNECT_TIMEOUT,
 };
 
-static const struct option long_opts[] = {
-    {"backend", required_argument, NULL, OPT_BACKEND},
-    {"listen", required_argument, NULL, OPT_LISTEN},
-    {"epoll-mode", required_argument, NULL, OPT_EPOLL_MODE},
-    {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
-    {"uring-features", required_argument, NULL, OPT_URING_FEATURES},
-    {"buffers", required_argument, NULL, OPT_BUFFERS},
-    {"buffer-size", required_argument, NULL, OPT_BUFFER_SIZE},
-    {"zc-threshold", required_argument, NULL, OPT_ZC_THRESHOLD},
-    {"sqpoll-idle", required_argument, NULL, OPT_SQPOLL_IDLE},
-    {"ring-entries", required_argument, NULL, OPT_RING_ENTRIES},
-    {"zc-on-copy", required_argument, NULL, OPT_ZC_ON_COPY},
-    {"sched", required_argument, NULL, OPT_SCHED},
-    {"fs", required_argument, NULL, OPT_FS},
-    {"sendfile", required_argument, NULL, OPT_SENDFILE},
-    {"accept", required_argument, NULL, OPT_ACCEPT},
-    {"fs-threads", required_argument, NULL, OPT_FS_THREADS},
-    {"root", required_argument, NULL, OPT_ROOT},
-    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
-    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
-    {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"pin", no_argument, NULL, OPT_PIN},
-    {"no-nodelay", no_argument, NULL, OPT_NO_NODELAY},
-    {"protocol", required_argument, NULL, OPT_PROTOCOL},
-    {"upstream", required_argument, NULL, OPT_UPSTREAM},
-    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
-    {"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
-    {"stats-format", required_argument, NULL, OPT_STATS_FORMAT},
-    {"probe", no_argument, NULL, OPT_PROBE},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"verbose", no_argument, NULL, 'v'},
-    {"quiet", no_argument, NULL, 'q'},
-    {"version", no_argument, NULL, 'V'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+/* ringserve's options. Parsed by hand rather than with getopt_long, whose
+ * state (optind, opterr) is the process's: an embedding program may be in
+ * the middle of its own getopt loop, and its options are not ours to
+ * reject (rs_config_parse_args). */
+struct option_def {
+    const char *name; /* --name */
+    char short_name;  /* -x, or 0 */
+    bool has_value;   /* --name=VALUE or --name VALUE */
+    int id;
+};
+
+static const struct option_def options[] = {
+    {"backend", 0, true, OPT_BACKEND},
+    {"listen", 0, true, OPT_LISTEN},
+    {"epoll-mode", 0, true, OPT_EPOLL_MODE},
+    {"max-pending", 0, true, OPT_MAX_PENDING},
+    {"uring-features", 0, true, OPT_URING_FEATURES},
+    {"buffers", 0, true, OPT_BUFFERS},
+    {"buffer-size", 0, true, OPT_BUFFER_SIZE},
+    {"zc-threshold", 0, true, OPT_ZC_THRESHOLD},
+    {"sqpoll-idle", 0, true, OPT_SQPOLL_IDLE},
+    {"ring-entries", 0, true, OPT_RING_ENTRIES},
+    {"zc-on-copy", 0, true, OPT_ZC_ON_COPY},
+    {"sched", 0, true, OPT_SCHED},
+    {"fs", 0, true, OPT_FS},
+    {"sendfile", 0, true, OPT_SENDFILE},
+    {"accept", 0, true, OPT_ACCEPT},
+    {"fs-threads", 0, true, OPT_FS_THREADS},
+    {"root", 0, true, OPT_ROOT},
+    {"max-conns", 0, true, OPT_MAX_CONNS},
+    {"idle-timeout", 0, true, OPT_IDLE_TIMEOUT},
+    {"drain-timeout", 0, true, OPT_DRAIN_TIMEOUT},
+    {"threads", 0, true, OPT_THREADS},
+    {"pin", 0, false, OPT_PIN},
+    {"no-nodelay", 0, false, OPT_NO_NODELAY},
+    {"protocol", 0, true, OPT_PROTOCOL},
+    {"upstream", 0, true, OPT_UPSTREAM},
+    {"connect-timeout", 0, true, OPT_CONNECT_TIMEOUT},
+    {"stats-interval", 0, true, OPT_STATS_INTERVAL},
+    {"stats-format", 0, true, OPT_STATS_FORMAT},
+    {"probe", 0, false, OPT_PROBE},
+    {"json", 0, false, OPT_JSON},
+    {"verbose", 'v', false, 'v'},
+    {"quiet", 'q', false, 'q'},
+    {"version", 'V', false, 'V'},
+    {"help", 'h', false, 'h'},
 };
 
 /* Seconds with an optional fraction, 0 (off) or from 0.01 to a day. */
@@ -442,12 +476,8 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return 0;
     case OPT_UPSTREAM: {
         char err[200];
-        if (rs_proxy_parse_upstreams(cfg, arg, err, sizeof(err)) < 0) {
-            fprintf(stderr, "ringserve: invalid value '%s' for --upstream: %s\n", arg,
-                    err);
-            fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-            return 2;
-        }
+        if (rs_proxy_parse_upstreams(cfg, arg, err, sizeof(err)) < 0)
+            return usage_error("invalid value '%s' for --upstream: %s", arg, err);
         return 0;
     }
     case OPT_CONNECT_TIMEOUT:
@@ -473,53 +503,153 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     return -EINVAL;
 }
 
+static const struct option_def *find_long(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+        if (strlen(options[i].name) == len && memcmp(options[i].name, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static const struct option_def *find_short(char c)
+{
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+        if (options[i].short_name == c)
+            return &options[i];
+    return NULL;
+}
+
+/* What the combination of options requires, checked once all are read. */
+static int check_combination(const struct rs_config *cfg)
+{
+    bool proxy = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "proxy") == 0;
+    if (proxy != (cfg->nupstreams > 0))
+        return usage_error(proxy ? "--protocol=proxy needs --upstream=HOST:PORT"
+                                 : "--upstream is for --protocol=proxy");
+    bool http = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "http") == 0;
+    if (http != (cfg->root != NULL))
+        return usage_error(http ? "--protocol=http needs --root=DIR"
+                                : "--root is for --protocol=http");
+    return 0;
+}
+
+/* One argument (and the next, for a value given apart). Returns how many
+ * arguments it used (1 or 2), 0 when it is not one of ours, or -EINVAL.
+ * --help and --version are not acted on: *what says they were seen. */
+static int parse_arg(struct rs_config *cfg, char **argv, int i, int argc, int *what)
+{
+    const char *a = argv[i];
+    const struct option_def *o;
+    const char *value = NULL;
+    if (a[1] == '-') {
+        const char *eq = strchr(a + 2, '=');
+        size_t len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+        o = find_long(a + 2, len);
+        if (!o)
+            return 0;
+        if (eq && !o->has_value)
+            return usage_error("option '--%s' takes no value", o->name);
+        value = eq ? eq + 1 : NULL;
+    } else {
+        /* -v, -q, -h, -V: single letters, no clusters. */
+        o = a[2] == '\0' ? find_short(a[1]) : NULL;
+        if (!o)
+            return 0;
+    }
+    int used = 1;
+    if (o->has_value && !value) {
+        if (i + 1 >= argc)
+            return usage_error("option '%s' needs a value", a);
+        value = argv[i + 1];
+        used = 2;
+    }
+    if (o->id == 'h' || o->id == 'V') {
+        *what = o->id == 'h' ? RS_CONFIG_HELP : RS_CONFIG_VERSION;
+        return used;
+    }
+    int rc = parse_one(cfg, o->id, value);
+    return rc < 0 ? rc : used;
+}
+
+int rs_config_parse_args(struct rs_config *cfg, int *argc, char **argv, unsigned flags,
+                         char *err, size_t errlen)
+{
+    bool embed = flags & RS_CONFIG_EMBED;
+    reason.s = err;
+    reason.n = errlen;
+    if (errlen)
+        err[0] = '\0';
+    if (*argc < 1) { /* not even argv[0]: no options */
+        int rc = check_combination(cfg);
+        reason.n = 0;
+        return rc;
+    }
+    /* The program's arguments are gathered apart and copied back only on
+     * success: a failed parse leaves argv as it was. */
+    char **keep = malloc(sizeof(*keep) * (size_t)(*argc + 1));
+    if (!keep)
+        return -ENOMEM;
+    int what = 0, kept = 0, rc = 0;
+    for (int i = 1; i < *argc;) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            /* The end of options: the rest is the program's. */
+            if (!embed) {
+                rc = i + 1 < *argc ? usage_error("unexpected argument '%s'", argv[i + 1])
+                                   : 0;
+                break;
+            }
+            while (i < *argc)
+                keep[kept++] = argv[i++];
+            break;
+        }
+        int used = a[0] == '-' && a[1] != '\0' ? parse_arg(cfg, argv, i, *argc, &what) : 0;
+        if (used < 0) {
+            rc = used;
+            break;
+        }
+        if (used == 0) {
+            if (!embed) {
+                rc = a[0] == '-' && a[1] != '\0'
+                         ? usage_error("unknown option '%s'", a)
+                         : usage_error("unexpected argument '%s'", a);
+                break;
+            }
+            keep[kept++] = argv[i++]; /* the program's */
+            continue;
+        }
+        i += used;
+    }
+    if (rc == 0 && !what)
+        rc = check_combination(cfg);
+    if (rc == 0) {
+        memcpy(argv + 1, keep, sizeof(*keep) * (size_t)kept);
+        *argc = kept + 1;
+        argv[*argc] = NULL;
+    }
+    free(keep);
+    reason.s = NULL;
+    reason.n = 0;
+    return rc < 0 ? rc : what;
+}
+
 int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
 {
-    int opt;
-    opterr = 0;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, ":vqVh", long_opts, NULL)) != -1) {
-        if (opt == 'h') {
-            rs_config_usage(stdout);
-            cfg->exit_now = true;
-            return 0;
-        }
-        if (opt == 'V') {
-            printf("ringserve %s (liburing %s)\n", RS_VERSION, RS_LIBURING_VERSION);
-            cfg->exit_now = true;
-            return 0;
-        }
-        if (opt == '?' || opt == ':') {
-            const char *what = argv[optind - 1];
-            if (opt == ':')
-                fprintf(stderr, "ringserve: option '%s' needs a value\n", what);
-            else
-                fprintf(stderr, "ringserve: unknown option '%s'\n", what);
-            fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-            return -EINVAL;
-        }
-        int rc = parse_one(cfg, opt, optarg);
-        if (rc != 0)
-            return rc < 0 ? rc : -EINVAL;
+    char err[300];
+    int rc = rs_config_parse_args(cfg, &argc, argv, 0, err, sizeof(err));
+    if (rc == RS_CONFIG_HELP) {
+        rs_config_usage(stdout);
+        cfg->exit_now = true;
+        return 0;
     }
-    if (optind < argc) {
-        fprintf(stderr, "ringserve: unexpected argument '%s'\n", argv[optind]);
+    if (rc == RS_CONFIG_VERSION) {
+        printf("ringserve %s (liburing %s)\n", RS_VERSION, RS_LIBURING_VERSION);
+        cfg->exit_now = true;
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "ringserve: %s\n", err);
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return -EINVAL;
     }
-    bool proxy = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "proxy") == 0;
-    if (proxy != (cfg->nupstreams > 0)) {
-        fprintf(stderr, proxy ? "ringserve: --protocol=proxy needs --upstream=HOST:PORT\n"
-                              : "ringserve: --upstream is for --protocol=proxy\n");
-        fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return -EINVAL; /* main exits 2 */
-    }
-    bool http = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "http") == 0;
-    if (http != (cfg->root != NULL)) {
-        fprintf(stderr, http ? "ringserve: --protocol=http needs --root=DIR\n"
-                             : "ringserve: --root is for --protocol=http\n");
-        fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return -EINVAL;
-    }
-    return 0;
+    return rc;
 }

@@ -82,14 +82,49 @@ struct rs_config {
 
 RS_EXPORT void rs_config_defaults(struct rs_config *cfg);
 
-/* Parse argv. 0, or -EINVAL on a usage error (message already printed to
- * stderr: exit 2). With --help or --version the text is printed, exit_now
- * is set and 0 returned: the command is done (exit 0). */
+/* Parse argv as ringserve's own command line: anything that is not a
+ * ringserve option is a usage error. 0, or -EINVAL on a usage error
+ * (message already printed to stderr: exit 2). With --help or --version
+ * the text is printed, exit_now is set and 0 returned: the command is done
+ * (exit 0). A program with options of its own wants rs_config_parse_args. */
 RS_EXPORT int rs_config_parse(struct rs_config *cfg, int argc, char **argv);
+
+/* rs_config_parse_args flags. RS_CONFIG_EMBED: argv also holds the
+ * program's own options and arguments; they are left in argv for the
+ * program instead of being rejected. */
+#define RS_CONFIG_EMBED 1u
+
+/* What rs_config_parse_args saw besides options: the program prints its
+ * own help (rs_config_options_usage adds ringserve's options) or version. */
+#define RS_CONFIG_HELP    1
+#define RS_CONFIG_VERSION 2
+
+/* Parse the ringserve options in argv[1..*argc-1] into cfg, printing
+ * nothing and leaving getopt's state (optind, opterr) alone, so that a
+ * program can parse its own options before or after.
+ *
+ * With RS_CONFIG_EMBED, whatever is not a ringserve option (the program's
+ * options, their values, operands, and everything from "--" on) stays in
+ * argv, in order after argv[0]; *argc becomes their count and
+ * argv[*argc] = NULL. Give the program's options values with "=" (--dir=X)
+ * or make sure a value given apart never looks like a ringserve option.
+ * Long options are matched whole (no abbreviations).
+ *
+ * Returns 0; RS_CONFIG_HELP or RS_CONFIG_VERSION when -h/--help or
+ * -V/--version was given (nothing printed: the program decides); or
+ * -EINVAL with a one-line reason in err (no "ringserve:" prefix, no
+ * newline) for a bad value, a missing value, or (without
+ * RS_CONFIG_EMBED) an unknown option or an operand. */
+RS_EXPORT int rs_config_parse_args(struct rs_config *cfg, int *argc, char **argv,
+                                   unsigned flags, char *err, size_t errlen);
 
 /* "1M" -> 1048576. 0 or -EINVAL/-ERANGE. */
 RS_EXPORT int rs_parse_size(const char *s, uint64_t max, uint64_t *out);
 
+/* ringserve's --help: a usage line, then rs_config_options_usage. */
 RS_EXPORT void rs_config_usage(FILE *out);
+/* Every ringserve option with its help, grouped, for a program's own
+ * --help. */
+RS_EXPORT void rs_config_options_usage(FILE *out);
 
 #endif
