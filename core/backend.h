@@ -69,6 +69,7 @@
 #include <stdint.h>
 
 #include "op.h"
+#include "ringserve/backend.h"
 
 struct rs_loop;
 struct rs_config;
@@ -104,7 +105,7 @@ struct rs_config;
 #define RS_CAP_SOCKET_DIRECT (1u << 6)
 
 struct rs_backend_ops {
-    const char *name; /* NULL: not built in (its table exists, empty) */
+    const char *name; /* --backend=NAME */
     /* Optional: can this backend run in this process at all? false with a
      * one-line reason in why (io_uring: disabled by sysctl, forbidden by
      * seccomp, not compiled in...). Cheap after the first call; NULL means
@@ -142,15 +143,32 @@ struct rs_backend_ops {
     bool (*busy)(struct rs_loop *loop);
     /* The system call run() waits in, for the statistics: "epoll_wait". */
     const char *wait_call;
+    /* The options this backend owns (--NAME[=VALUE]), ended by one whose
+     * name is NULL; NULL: none. The command line stores their values in
+     * the configuration as given (rs_config_option), after the option's
+     * check; init() reads them, its own defaults where they are absent. */
+    const struct rs_backend_option *options;
+    /* What it was built with, for --version ("liburing 2.3"); NULL: nothing
+     * to say. */
+    const char *built_with;
+    /* Its section of --help: a title line, then one or more lines per
+     * option, formatted like ringserve's own. NULL: none. */
+    const char *help;
 };
 
-extern const struct rs_backend_ops rs_backend_epoll;
-extern const struct rs_backend_ops rs_backend_uring; /* name NULL when not built */
+/* The backends built into the library, in order of preference, ended by
+ * NULL (backend_table.c: the one list a built-in backend joins). Those
+ * registered with rs_backend_register follow them. */
+extern const struct rs_backend_ops *const rs_builtin_backends[];
 
-/* Every backend, in order of preference: --backend=auto runs the first
- * one available (backend_table.c, the one list a new backend joins). */
-extern const struct rs_backend_ops *const rs_backends[];
-/* The built-in backend named name; NULL when there is none. */
+/* Backend number i, built-in or registered, in order of preference; NULL
+ * past the last: --backend=auto runs the first available. */
+const struct rs_backend_ops *rs_backend_at(size_t i);
+/* The backend called name; NULL when there is none. */
 const struct rs_backend_ops *rs_backend_named(const char *name);
+/* The backend option called name, and its backend in *owner (if not
+ * NULL); NULL when no backend has one. */
+const struct rs_backend_option *rs_backend_option_named(const char *name,
+                                                        const struct rs_backend_ops **owner);
 
 #endif

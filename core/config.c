@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "protocol.h"
 #include "proxy.h"
 #include "rs_build.h"
@@ -13,29 +14,23 @@
 void rs_config_defaults(struct rs_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->backend = RS_BACKEND_AUTO;
-    cfg->epoll_mode = RS_EPOLL_ET;
+    cfg->backend = "auto";
     strcpy(cfg->listen_host, "127.0.0.1");
     cfg->listen_port = 7080;
     cfg->max_pending = 1u << 20;
-    cfg->uring_features = "default";
     cfg->buffers = 512;
     cfg->buffer_size = 16384;
-    cfg->zc_threshold = 16384;
-    cfg->sqpoll_idle_ms = 1000;
-    cfg->ring_entries = 1024;
     cfg->drain_timeout_ms = 2000;
     cfg->threads = 1;
     cfg->nodelay = true;
     cfg->protocol = "echo";
-    cfg->fs_threads = 4;
     cfg->connect_timeout_ms = 3000;
 }
 
 void rs_config_usage(FILE *out)
 {
     fputs("Usage: ringserve [OPTION]...\n"
-          "A TCP echo server on io_uring completions or emulated epoll readiness.\n"
+          "A completion-based TCP server: echo, discard, chargen, proxy or http.\n"
           "\n",
           out);
     rs_config_options_usage(out);
@@ -45,38 +40,23 @@ void rs_config_options_usage(FILE *out)
 {
     fputs(
         "Backend:\n"
-        "  --backend=auto|uring|epoll  IO backend (default auto: io_uring when the\n"
-        "                              kernel allows it, else epoll)\n"
-        "  --epoll-mode=et|lt          epoll notification: edge- or level-triggered\n"
-        "                              (default et)\n"
-        "  --uring-features=LIST       io_uring features: all, none, default, names,\n"
-        "                              -name to remove; prefix auto- to drop what the\n"
-        "                              kernel lacks instead of failing. Names:\n"
-        "                              multishot-accept, multishot-recv, buf-ring,\n"
-        "                              fixed-files, ring-fd, defer-taskrun, send-zc,\n"
-        "                              sqpoll, bundle (default: all the kernel has,\n"
-        "                              except sqpoll and bundle)\n"
+        "  --backend=NAME              the IO backend: auto (default: the first of\n"
+        "                              the list below that can run here), or one by\n"
+        "                              name; each has options of its own, below\n"
         "  --buffers=COUNT             receive buffers per loop, a power of two\n"
         "                              (default 512)\n"
         "  --buffer-size=BYTES         bytes per receive buffer (default 16K)\n"
-        "  --zc-threshold=BYTES        send_zc for sends of at least this (default 16K)\n"
-        "  --zc-on-copy=plain|keep     when the kernel reports it copied a zero-copy\n"
-        "                              send (always, to a loopback peer): plain sends\n"
-        "                              on that connection from then on (default), or\n"
-        "                              keep zero copy (to measure what it costs)\n"
-        "  --sqpoll-idle=MS            SQPOLL thread idle time (default 1000)\n"
-        "  --ring-entries=N            io_uring submission queue size, a power of two;\n"
-        "                              the completion queue is 8x (default 1024)\n"
-        "  --fs=pool|inline            epoll: file IO on worker threads (default), or\n"
-        "                              in the loop, blocking it (to see the cost)\n"
-        "  --fs-threads=N              epoll: file IO worker threads per loop, 1 to 64\n"
-        "                              (default 4); io_uring does file IO natively\n"
         "  --sendfile=on|off           http: bodies over one buffer go from the file\n"
-        "                              to the socket in the kernel (epoll: sendfile(2),\n"
-        "                              io_uring: splice through a pipe; default on),\n"
-        "                              or off: read into memory, then sent (a copy)\n"
+        "                              to the socket in the kernel (default on; how:\n"
+        "                              see the backend), or off: read into memory,\n"
+        "                              then sent (a copy)\n"
         "\n",
         out);
+    /* Each backend's own options, in order of preference. */
+    const struct rs_backend_ops *b;
+    for (size_t i = 0; (b = rs_backend_at(i)) != NULL; i++)
+        if (b->help)
+            fprintf(out, "%s\n", b->help);
     /* Two strings: ISO C promises only 4,095 characters in one. */
     fputs(
         "Server:\n"
@@ -93,7 +73,8 @@ void rs_config_options_usage(FILE *out)
         "  --accept=auto|handoff|reuseport  with several loops: each loop its own\n"
         "                              SO_REUSEPORT listener, or loop 0 accepts and\n"
         "                              hands each connection to the loop with the most\n"
-        "                              room (io_uring fixed-files, IORING_OP_MSG_RING);\n"
+        "                              room (where the backend can pass connections\n"
+        "                              between loops);\n"
         "                              auto: handoff where possible (default)\n"
         "  --pin                       pin loop i to CPU i\n"
         "  --sched=auto|normal|batch   scheduling policy of the loop threads; batch\n"
@@ -120,8 +101,8 @@ void rs_config_options_usage(FILE *out)
           "  --stats-interval=SECONDS    also print a statistics line every SECONDS\n"
           "                              (decimals allowed, e.g. 0.5; default 0 = only\n"
           "                              the final line): round trips/s, bytes/s each\n"
-          "                              way, completions per loop turn, epoll_wait or\n"
-          "                              io_uring_enter calls/s, buffers lent, starved\n"
+          "                              way, completions per loop turn, the backend's\n"
+          "                              wait calls/s, buffers lent, starved\n"
           "                              connections\n"
           "  --stats-format=text|json    every statistics line (interval and final) as\n"
           "                              text (default) or as one JSON object\n"
@@ -275,13 +256,9 @@ static int parse_pow2(const char *opt, const char *val, uint32_t *out)
 enum {
     OPT_BACKEND = 256,
     OPT_LISTEN,
-    OPT_EPOLL_MODE,
     OPT_MAX_PENDING,
-    OPT_URING_FEATURES,
     OPT_BUFFERS,
     OPT_BUFFER_SIZE,
-    OPT_ZC_THRESHOLD,
-    OPT_SQPOLL_IDLE,
     OPT_MAX_CONNS,
     OPT_IDLE_TIMEOUT,
     OPT_DRAIN_TIMEOUT,
@@ -291,15 +268,11 @@ enum {
     OPT_PROTOCOL,
     OPT_PROBE,
     OPT_JSON,
-    OPT_RING_ENTRIES,
-    OPT_ZC_ON_COPY,
     OPT_SCHED,
     OPT_STATS_INTERVAL,
     OPT_STATS_FORMAT,
-    OPT_FS,
     OPT_SENDFILE,
     OPT_ACCEPT,
-    OPT_FS_THREADS,
     OPT_ROOT,
     OPT_UPSTREAM,
     OPT_CONNECT_TIMEOUT,
@@ -319,20 +292,12 @@ struct option_def {
 static const struct option_def options[] = {
     {"backend", 0, true, OPT_BACKEND},
     {"listen", 0, true, OPT_LISTEN},
-    {"epoll-mode", 0, true, OPT_EPOLL_MODE},
     {"max-pending", 0, true, OPT_MAX_PENDING},
-    {"uring-features", 0, true, OPT_URING_FEATURES},
     {"buffers", 0, true, OPT_BUFFERS},
     {"buffer-size", 0, true, OPT_BUFFER_SIZE},
-    {"zc-threshold", 0, true, OPT_ZC_THRESHOLD},
-    {"sqpoll-idle", 0, true, OPT_SQPOLL_IDLE},
-    {"ring-entries", 0, true, OPT_RING_ENTRIES},
-    {"zc-on-copy", 0, true, OPT_ZC_ON_COPY},
     {"sched", 0, true, OPT_SCHED},
-    {"fs", 0, true, OPT_FS},
     {"sendfile", 0, true, OPT_SENDFILE},
     {"accept", 0, true, OPT_ACCEPT},
-    {"fs-threads", 0, true, OPT_FS_THREADS},
     {"root", 0, true, OPT_ROOT},
     {"max-conns", 0, true, OPT_MAX_CONNS},
     {"idle-timeout", 0, true, OPT_IDLE_TIMEOUT},
@@ -367,25 +332,26 @@ static int parse_interval(const char *arg, uint32_t *ms)
     return 0;
 }
 
+/* "auto, uring, epoll": what --backend takes. */
+static void backend_names(char *out, size_t outlen)
+{
+    size_t len = (size_t)snprintf(out, outlen, "one of auto");
+    const struct rs_backend_ops *b;
+    for (size_t i = 0; (b = rs_backend_at(i)) != NULL && len < outlen; i++)
+        len += (size_t)snprintf(out + len, outlen - len, ", %s", b->name);
+}
+
 static int parse_one(struct rs_config *cfg, int opt, const char *arg)
 {
     uint64_t v;
     switch (opt) {
-    case OPT_BACKEND:
-        if (!strcmp(arg, "auto"))
-            cfg->backend = RS_BACKEND_AUTO;
-        else if (!strcmp(arg, "uring") || !strcmp(arg, "io_uring"))
-            cfg->backend = RS_BACKEND_URING;
-        else if (!strcmp(arg, "epoll"))
-            cfg->backend = RS_BACKEND_EPOLL;
-        else
-            return bad("--backend", arg, "one of auto, uring, epoll");
-        return 0;
-    case OPT_EPOLL_MODE: {
-        bool lt = false;
-        if (parse_pair("--epoll-mode", arg, "et", "lt", &lt))
-            return -EINVAL;
-        cfg->epoll_mode = lt ? RS_EPOLL_LT : RS_EPOLL_ET;
+    case OPT_BACKEND: {
+        if (strcmp(arg, "auto") != 0 && !rs_backend_named(arg)) {
+            char names[160];
+            backend_names(names, sizeof(names));
+            return bad("--backend", arg, names);
+        }
+        cfg->backend = arg;
         return 0;
     }
     case OPT_LISTEN:
@@ -397,19 +363,11 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
             return bad("--max-pending", arg, "a size in bytes >= 1, e.g. 1M");
         cfg->max_pending = v;
         return 0;
-    case OPT_URING_FEATURES:
-        cfg->uring_features = arg;
-        return 0;
     case OPT_BUFFERS:
         return parse_pow2("--buffers", arg, &cfg->buffers);
     case OPT_BUFFER_SIZE:
         return parse_u32("--buffer-size", arg, 64, 1u << 24,
                          "a size from 64 bytes to 16M", &cfg->buffer_size);
-    case OPT_ZC_THRESHOLD:
-        return parse_u32("--zc-threshold", arg, 0, UINT32_MAX, "a size in bytes",
-                         &cfg->zc_threshold);
-    case OPT_ZC_ON_COPY:
-        return parse_pair("--zc-on-copy", arg, "plain", "keep", &cfg->zc_keep_copied);
     case OPT_SCHED:
         if (!strcmp(arg, "auto"))
             cfg->sched = RS_SCHED_AUTO;
@@ -430,23 +388,13 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         else
             return bad("--accept", arg, "one of auto, handoff, reuseport");
         return 0;
-    case OPT_FS:
-        return parse_pair("--fs", arg, "pool", "inline", &cfg->fs_inline);
     case OPT_SENDFILE:
         return parse_pair("--sendfile", arg, "on", "off", &cfg->no_sendfile);
-    case OPT_FS_THREADS:
-        return parse_u32("--fs-threads", arg, 1, 64, "a number from 1 to 64",
-                         &cfg->fs_threads);
     case OPT_ROOT:
         if (!*arg)
             return bad("--root", arg, "a directory");
         cfg->root = arg;
         return 0;
-    case OPT_SQPOLL_IDLE:
-        return parse_u32("--sqpoll-idle", arg, 0, 3600000, "milliseconds",
-                         &cfg->sqpoll_idle_ms);
-    case OPT_RING_ENTRIES:
-        return parse_pow2("--ring-entries", arg, &cfg->ring_entries);
     case OPT_MAX_CONNS:
         if (strcmp(arg, "max") == 0) {
             cfg->max_conns = RS_MAX_CONNS_LIMIT;
@@ -533,6 +481,33 @@ static int check_combination(const struct rs_config *cfg)
     return 0;
 }
 
+/* A backend's option, --NAME[=VALUE] with NAME len bytes at argv[i] + 2:
+ * arguments used (1 or 2), 0 when no backend owns it, or -EINVAL. */
+static int parse_backend_option(struct rs_config *cfg, char **argv, int i, int argc,
+                                size_t len)
+{
+    char name[64];
+    if (len >= sizeof(name))
+        return 0;
+    memcpy(name, argv[i] + 2, len);
+    name[len] = '\0';
+    const struct rs_backend_option *o = rs_backend_option_named(name, NULL);
+    if (!o)
+        return 0;
+    const char *eq = argv[i][2 + len] == '=' ? argv[i] + 3 + len : NULL;
+    if (eq && !o->has_value)
+        return usage_error("option '--%s' takes no value", o->name);
+    int used = 1;
+    if (o->has_value && !eq) {
+        if (i + 1 >= argc)
+            return usage_error("option '%s' needs a value", argv[i]);
+        eq = argv[i + 1];
+        used = 2;
+    }
+    int rc = rs_config_set_option(cfg, o->name, eq, reason.s, reason.n);
+    return rc < 0 ? rc : used;
+}
+
 /* One argument (and the next, for a value given apart). Returns how many
  * arguments it used (1 or 2), 0 when it is not one of ours, or -EINVAL.
  * --help and --version are not acted on: *what says they were seen. */
@@ -546,7 +521,7 @@ static int parse_arg(struct rs_config *cfg, char **argv, int i, int argc, int *w
         size_t len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
         o = find_long(a + 2, len);
         if (!o)
-            return 0;
+            return parse_backend_option(cfg, argv, i, argc, len);
         if (eq && !o->has_value)
             return usage_error("option '--%s' takes no value", o->name);
         value = eq ? eq + 1 : NULL;
@@ -569,6 +544,49 @@ static int parse_arg(struct rs_config *cfg, char **argv, int i, int argc, int *w
     }
     int rc = parse_one(cfg, o->id, value);
     return rc < 0 ? rc : used;
+}
+
+const char *rs_config_option(const struct rs_config *cfg, const char *name)
+{
+    /* The last one given wins, as with every option. */
+    for (uint32_t i = cfg->nbackend_options; i-- > 0;)
+        if (strcmp(cfg->backend_options[i].name, name) == 0)
+            return cfg->backend_options[i].value;
+    return NULL;
+}
+
+int rs_config_set_option(struct rs_config *cfg, const char *name, const char *value,
+                         char *err, size_t errlen)
+{
+    const struct rs_backend_option *o = rs_backend_option_named(name, NULL);
+    if (!o) {
+        snprintf(err, errlen, "unknown option '--%s'", name);
+        return -EINVAL;
+    }
+    if (!o->has_value != !value) {
+        snprintf(err, errlen, o->has_value ? "option '--%s' needs a value"
+                                           : "option '--%s' takes no value",
+                 name);
+        return -EINVAL;
+    }
+    char allowed[200] = "";
+    if (o->check && o->check(value, allowed, sizeof(allowed)) < 0) {
+        snprintf(err, errlen, "invalid value '%s' for --%s: expected %s", value ? value : "",
+                 name, allowed);
+        return -EINVAL;
+    }
+    uint32_t i = 0;
+    while (i < cfg->nbackend_options && strcmp(cfg->backend_options[i].name, o->name) != 0)
+        i++;
+    if (i == RS_MAX_BACKEND_OPTIONS) {
+        snprintf(err, errlen, "more than %d backend options", RS_MAX_BACKEND_OPTIONS);
+        return -ENOSPC;
+    }
+    cfg->backend_options[i].name = o->name;
+    cfg->backend_options[i].value = value ? value : "";
+    if (i == cfg->nbackend_options)
+        cfg->nbackend_options++;
+    return 0;
 }
 
 int rs_config_parse_args(struct rs_config *cfg, int *argc, char **argv, unsigned flags,
@@ -643,7 +661,12 @@ int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
         return 0;
     }
     if (rc == RS_CONFIG_VERSION) {
-        printf("ringserve %s (liburing %s)\n", RS_VERSION, RS_LIBURING_VERSION);
+        printf("ringserve %s", RS_VERSION);
+        const struct rs_backend_ops *b;
+        for (size_t i = 0; (b = rs_backend_at(i)) != NULL; i++)
+            if (b->built_with)
+                printf(" (%s)", b->built_with);
+        printf("\n");
         cfg->exit_now = true;
         return 0;
     }

@@ -261,8 +261,8 @@ static int setup_group(struct rs_server *srv)
                      srv->conn_limit, srv->conn_why,
                      (workers[0].loop.caps & RS_CAP_DIRECT_FD)
                          ? "; add --threads"
-                         : "; use --backend=uring with fixed-files and --threads, or "
-                           "raise the hard limit");
+                         : "; use a backend with direct descriptors and --threads, "
+                           "or raise the hard limit");
         return -EINVAL;
     } else if (max == 0) {
         max = srv->conn_default;
@@ -287,8 +287,7 @@ static int setup_group(struct rs_server *srv)
     group->handoff = handoff;
     if (cfg->accept_mode == RS_ACCEPT_HANDOFF && !handoff && n > 1) {
         rs_log_error("--accept=handoff: the %s backend cannot pass connections between "
-                     "loops here (it needs io_uring fixed-files and IORING_OP_MSG_RING "
-                     "with IORING_MSG_SEND_FD, Linux 6.0+)",
+                     "loops here (see what it needs in --help)",
                      workers[0].loop.ops->name);
         return -EINVAL;
     }
@@ -300,33 +299,34 @@ static const struct rs_backend_ops *choose_backend(struct rs_config *cfg, char *
 {
     /* Through the table, branching on what each backend says about itself
      * (available), never on its name beyond the user's --backend. why
-     * keeps the first refusal: "io_uring is unavailable (why); using
-     * epoll". */
+     * keeps the first refusal, for the start-up line: "uring cannot run
+     * here (reason); using epoll". */
     why[0] = '\0';
-    const char *want = cfg->backend == RS_BACKEND_URING   ? "uring"
-                       : cfg->backend == RS_BACKEND_EPOLL ? "epoll"
-                                                          : NULL;
-    if (want && !rs_backend_named(want)) {
-        snprintf(why, whylen, "io_uring support was not compiled in");
-        return NULL;
-    }
-    for (size_t i = 0; rs_backends[i]; i++) {
-        const struct rs_backend_ops *b = rs_backends[i];
-        if (!b->name) { /* not built in */
-            if (!why[0])
-                snprintf(why, whylen, "io_uring support was not compiled in");
-            continue;
-        }
-        if (want && strcmp(b->name, want) != 0)
+    bool any = strcmp(cfg->backend, "auto") == 0;
+    const struct rs_backend_ops *b;
+    for (size_t i = 0; (b = rs_backend_at(i)) != NULL; i++) {
+        if (!any && strcmp(b->name, cfg->backend) != 0)
             continue;
         char reason[200] = "";
         if (!b->available || b->available(reason, sizeof(reason)))
             return b;
         if (!why[0])
-            snprintf(why, whylen, "%s", reason);
-        if (want)
+            snprintf(why, whylen, "%s cannot run here (%s)", b->name, reason);
+        if (!any)
             return NULL;
     }
+    if (!any && !why[0])
+        snprintf(why, whylen, "no backend is called %s", cfg->backend);
+    return NULL;
+}
+
+/* For the error: the first other backend that can run here. */
+static const char *other_backend(const char *name)
+{
+    const struct rs_backend_ops *b;
+    for (size_t i = 0; (b = rs_backend_at(i)) != NULL; i++)
+        if (strcmp(b->name, name) != 0 && (!b->available || b->available(NULL, 0)))
+            return b->name;
     return NULL;
 }
 
@@ -430,7 +430,7 @@ static void print_start_line(const struct rs_server *srv, const char *fallback_w
     l0->ops->describe(l0, desc, sizeof(desc));
     char addr[300];
     if (fallback_why[0])
-        rs_log_info("io_uring is unavailable (%s); using epoll", fallback_why);
+        rs_log_info("%s; using %s", fallback_why, l0->ops->name);
     rs_log_info("listening on %s (backend=%s, %s, protocol=%s, threads=%u%s, "
                 "max-pending=%llu, max-conns=%u, conn-limit=%u [%s], buffers=%ux%u%s)",
                 host_port(cfg, cfg->listen_port, addr, sizeof(addr)), l0->ops->name, desc,
@@ -519,7 +519,9 @@ static int server_start(struct rs_config *cfg, struct rs_server **out)
     char why[200];
     const struct rs_backend_ops *ops = choose_backend(cfg, why, sizeof(why));
     if (!ops) {
-        rs_log_error("io_uring is unavailable: %s (try --backend=epoll)", why);
+        const char *other = other_backend(cfg->backend);
+        rs_log_error("%s%s%s%s", why, other ? " (try --backend=" : "", other ? other : "",
+                     other ? ")" : "");
         return -ENOSYS;
     }
     struct rs_server *srv = server_new(cfg, ops);

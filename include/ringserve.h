@@ -11,6 +11,7 @@
  *   <ringserve/timer.h>     one-shot timers on a loop
  *   <ringserve/log.h>       per-server log lines and sinks
  *   <ringserve/stats.h>     a server's counters
+ *   <ringserve/backend.h>   adding a backend of one's own
  *
  * Public headers need nothing but C11: `cc -std=c11 prog.c $(pkg-config
  * --cflags --libs ringserve)` builds a program on them.
@@ -18,6 +19,7 @@
 #ifndef RINGSERVE_H
 #define RINGSERVE_H
 
+#include "ringserve/backend.h"
 #include "ringserve/config.h"
 #include "ringserve/log.h"
 #include "ringserve/loop.h"

@@ -13,8 +13,6 @@
 
 struct rs_protocol;
 
-enum rs_backend_choice { RS_BACKEND_AUTO, RS_BACKEND_URING, RS_BACKEND_EPOLL };
-enum rs_epoll_mode { RS_EPOLL_ET, RS_EPOLL_LT };
 /* Scheduling policy of the loop threads (--sched). */
 enum rs_sched { RS_SCHED_AUTO, RS_SCHED_NORMAL, RS_SCHED_BATCH };
 
@@ -28,19 +26,19 @@ struct rs_upstream {
     socklen_t addrlen;
 };
 
+/* Options owned by backends, at most this many given at once. */
+#define RS_MAX_BACKEND_OPTIONS 16
+
 struct rs_config {
-    enum rs_backend_choice backend;
-    enum rs_epoll_mode epoll_mode;
+    /* "auto" (the first backend available here, in order of preference)
+     * or a backend's name: "uring", "epoll", or one a program registered
+     * (<ringserve/backend.h>). */
+    const char *backend;
     char listen_host[256];
     uint16_t listen_port;
     uint64_t max_pending;       /* bytes of queued output before recv pauses */
-    const char *uring_features; /* the --uring-features list, parsed by the backend */
     uint32_t buffers;           /* lent receive buffers per loop */
     uint32_t buffer_size;       /* bytes each */
-    uint32_t zc_threshold;      /* send_zc at or above this many bytes */
-    bool zc_keep_copied;        /* keep send_zc where the kernel reports copying */
-    uint32_t sqpoll_idle_ms;
-    uint32_t ring_entries;   /* io_uring SQ entries (CQ: 8x with features) */
     uint32_t max_conns;      /* 0: derived from RLIMIT_NOFILE; RS_MAX_CONNS_LIMIT:
                                 as many as the backend can hold */
     uint32_t idle_timeout_s; /* 0: off */
@@ -65,15 +63,19 @@ struct rs_config {
     bool exit_now;              /* --help/--version: printed, nothing more to do */
     uint32_t stats_interval_ms; /* 0: no interval lines */
     bool stats_json;            /* every statistics line one JSON object */
-    /* Files (issue 13). */
-    uint32_t fs_threads; /* epoll: worker threads for file ops (default 4) */
-    bool fs_inline;      /* epoll: perform file ops in the loop, blocking */
+    /* Files. */
     bool no_sendfile;    /* http: --sendfile=off, copy large bodies through memory */
     const char *root;    /* --protocol=http: the directory served */
-    /* The proxy (issue 12). */
+    /* The proxy. */
     struct rs_upstream upstreams[RS_MAX_UPSTREAMS]; /* --upstream, resolved */
     uint32_t nupstreams;
     uint32_t connect_timeout_ms; /* outbound connects (default 3000; 0: none) */
+    /* The options backends own (--ring-entries=8...), as given, in the
+     * order given; read them with rs_config_option. */
+    struct {
+        const char *name, *value; /* value: "" for a flag */
+    } backend_options[RS_MAX_BACKEND_OPTIONS];
+    uint32_t nbackend_options;
     /* The embedding program's own pointer, untouched by the library: a
      * protocol reaches it from any loop as rs_loop_config(loop)->data, so
      * per-server state needs no globals. */
@@ -117,6 +119,17 @@ RS_EXPORT int rs_config_parse(struct rs_config *cfg, int argc, char **argv);
  * RS_CONFIG_EMBED) an unknown option or an operand. */
 RS_EXPORT int rs_config_parse_args(struct rs_config *cfg, int *argc, char **argv,
                                    unsigned flags, char *err, size_t errlen);
+
+/* A backend's option: the value last given for --name (no dashes), "" for
+ * a flag given, NULL when absent (the backend's default). */
+RS_EXPORT const char *rs_config_option(const struct rs_config *cfg, const char *name);
+
+/* Give a backend's option as the command line would (value NULL for a
+ * flag): checked by its backend, then stored. value must outlive cfg.
+ * 0; -EINVAL with the reason in err when no backend owns name or the
+ * value is refused; -ENOSPC past RS_MAX_BACKEND_OPTIONS. */
+RS_EXPORT int rs_config_set_option(struct rs_config *cfg, const char *name,
+                                   const char *value, char *err, size_t errlen);
 
 /* "1M" -> 1048576. 0 or -EINVAL/-ERANGE. */
 RS_EXPORT int rs_parse_size(const char *s, uint64_t max, uint64_t *out);

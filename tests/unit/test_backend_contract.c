@@ -42,8 +42,10 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "backend_table.h"
 #include "listener.h"
 #include "loop.h"
+#include "mode_options.h"
 #include "probe.h"
 #include "rs_build.h"
 #if RS_HAVE_URING
@@ -114,10 +116,7 @@ static void server_op(struct fixture *fx, struct rs_op *op, uint8_t kind)
 static void config_for_mode(struct rs_config *cfg)
 {
     rs_config_defaults(cfg);
-    cfg->epoll_mode = strcmp(mode_name, "epoll-lt") == 0 ? RS_EPOLL_LT : RS_EPOLL_ET;
-    cfg->fs_inline = strcmp(mode_name, "epoll-inline") == 0;
-    cfg->fs_threads = strcmp(mode_name, "epoll-lt") == 0 ? 1 : 4;
-    cfg->uring_features = features;
+    mode_options(cfg, mode_name, features, true);
 }
 
 static int loop_setup(struct fixture *fx, uint32_t buffers)
@@ -1496,7 +1495,7 @@ static void test_contract_cancel_not_in_flight(void **state)
  * it; 1: the arguments are wrong. */
 static int available(void)
 {
-    if (!backend->name) {
+    if (!backend->init) {
         printf("SKIP: io_uring support not compiled in\n");
         return 77;
     }
