@@ -27,6 +27,21 @@ int rs_loop_index(const struct rs_loop *loop)
     return loop->index;
 }
 
+uint32_t rs_loop_caps(const struct rs_loop *loop)
+{
+    return loop->caps;
+}
+
+const char *rs_loop_backend_name(const struct rs_loop *loop)
+{
+    return loop->ops->name;
+}
+
+struct rs_stats *rs_loop_stats(struct rs_loop *loop)
+{
+    return &loop->stats;
+}
+
 void *rs_loop_data(const struct rs_loop *loop)
 {
     return loop->proto_data;

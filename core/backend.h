@@ -70,39 +70,14 @@
 
 #include "op.h"
 #include "ringserve/backend.h"
+#include "ringserve/loop.h"
 
 struct rs_loop;
 struct rs_config;
 
-/* Capability bits a backend declares in rs_loop.caps after init(). The
- * core branches on these, never on the backend's name. */
-/* Accepted sockets are direct descriptors (RS_CF_DIRECT on the accept's
- * completions), not process fds: only ops can use or close them. */
-#define RS_CAP_DIRECT_FD (1u << 0)
-/* RS_OP_CONNECT is supported (on plain fds; on direct ones too with
- * RS_CAP_DIRECT_FD). */
-#define RS_CAP_CONNECT (1u << 1)
-/* File ops are asynchronous in the kernel (no worker threads, no blocking). */
-#define RS_CAP_FILE_NATIVE (1u << 2)
-/* File ops (RS_OP_OPENAT/READ/WRITE/STATX) are supported at all, natively
- * or on worker threads. Without it they fail with -EOPNOTSUPP (io_uring on
- * a kernel older than 5.6). */
-#define RS_CAP_FILE_OPS (1u << 4)
-
-/* RS_OP_SENDFILE is supported (epoll: sendfile(2) when the socket is
- * writable; io_uring: IORING_OP_SPLICE through a pipe). */
-#define RS_CAP_SENDFILE (1u << 7)
-
-/* RS_OP_HANDOFF and RS_FD_INBOX accepts work between the loops of one
- * server (io_uring: IORING_OP_MSG_RING). */
-#define RS_CAP_HANDOFF (1u << 3)
-/* RS_OP_SOCKET is supported (rule 9). Without it the core makes outbound
- * sockets itself, with socket(2): plain fds. */
-#define RS_CAP_SOCKET (1u << 5)
-/* RS_OP_SOCKET makes direct descriptors when asked (RS_OPF_DIRECT): io_uring
- * with fixed-files on a kernel with IORING_OP_SOCKET into an allocated slot
- * (5.19+) and SOCKET_URING_OP_SETSOCKOPT (6.7+, for TCP_NODELAY). */
-#define RS_CAP_SOCKET_DIRECT (1u << 6)
+/* Capability bits (RS_CAP_*): <ringserve/loop.h>, where protocols read
+ * them too (rs_loop_caps). A backend declares its own in loop->caps
+ * during init(). */
 
 struct rs_backend_ops {
     const char *name; /* --backend=NAME */

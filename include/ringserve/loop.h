@@ -20,6 +20,30 @@
 
 struct rs_loop;
 struct rs_config;
+struct rs_stats;
+
+/* What a loop's backend can do (rs_loop_caps), declared by the backend
+ * when the loop starts: a program branches on these, never on the
+ * backend's name. */
+/* Accepted sockets are direct descriptors (io_uring fixed files), not
+ * process fds: only the loop's operations can use or close them. */
+#define RS_CAP_DIRECT_FD (1u << 0)
+/* Outbound connections (rs_stream_connect). */
+#define RS_CAP_CONNECT (1u << 1)
+/* File IO is asynchronous in the kernel (no worker threads, no blocking). */
+#define RS_CAP_FILE_NATIVE (1u << 2)
+/* Connections can be handed from one loop to another (--accept=handoff). */
+#define RS_CAP_HANDOFF (1u << 3)
+/* File IO at all, natively or on worker threads (io_uring on a kernel
+ * older than 5.6 has none). */
+#define RS_CAP_FILE_OPS (1u << 4)
+/* The backend makes outbound sockets itself (else the core calls socket(2)). */
+#define RS_CAP_SOCKET (1u << 5)
+/* ...and they can be direct descriptors. */
+#define RS_CAP_SOCKET_DIRECT (1u << 6)
+/* A file's bytes go to a socket without passing through user memory
+ * (rs_stream_write_file). */
+#define RS_CAP_SENDFILE (1u << 7)
 
 /* The loop's time in CLOCK_MONOTONIC milliseconds: read once per loop
  * turn and again after the backend's wait, so it is the time at which the
@@ -33,6 +57,17 @@ RS_EXPORT const struct rs_config *rs_loop_config(const struct rs_loop *loop);
 /* The loop's number in its server, 0 to threads - 1 (for logs and for
  * sharding a program's own state by loop). */
 RS_EXPORT int rs_loop_index(const struct rs_loop *loop);
+
+/* The RS_CAP_* bits of the loop's backend. */
+RS_EXPORT uint32_t rs_loop_caps(const struct rs_loop *loop);
+
+/* The backend's name ("uring", "epoll"...), for messages. */
+RS_EXPORT const char *rs_loop_backend_name(const struct rs_loop *loop);
+
+/* The loop's counters (<ringserve/stats.h>), summed into the server's
+ * totals. Written by the loop's thread only: a protocol adds to those
+ * meant for it (sessions, bytes_up, bytes_down, connect_failed). */
+RS_EXPORT struct rs_stats *rs_loop_stats(struct rs_loop *loop);
 
 /* The protocol's per-loop state: NULL until set, typically from the
  * protocol's loop_init, and freed by its loop_fini. */

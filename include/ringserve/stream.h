@@ -92,7 +92,9 @@ RS_EXPORT struct rs_loop *rs_stream_loop(const struct rs_stream *s);
  * stream until its owner (the protocol's on_open) sets it. */
 RS_EXPORT void *rs_stream_data(const struct rs_stream *s);
 RS_EXPORT void rs_stream_set_data(struct rs_stream *s, void *data);
-/* Point the stream at other callbacks (on_data stays required). */
+/* Point the stream at other callbacks (on_data stays required). NULL:
+ * none at all any more, on_close included; only for a stream being
+ * aborted that its owner forgets at once. */
 RS_EXPORT void rs_stream_set_cbs(struct rs_stream *s, const struct rs_stream_cbs *cbs);
 
 /* Start an outbound connection to addr (IPv4 or IPv6) on a new socket with
