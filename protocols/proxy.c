@@ -59,6 +59,10 @@ struct proxy_loop {
 struct session {
     struct rs_stream *client, *upstream;
     uint32_t up; /* index into cfg->upstreams */
+    /* What every chunk needs, looked up once per session rather than
+     * through the loop's accessors on each one. */
+    struct rs_stats *stats;
+    uint64_t max_pending;
 };
 
 static const struct rs_stream_cbs upstream_cbs;
@@ -95,27 +99,25 @@ static void mark(struct rs_loop *loop, uint32_t up, bool down)
 
 /* ---- the pair ------------------------------------------------------- */
 
-static struct rs_stream *other(const struct rs_stream *s)
+static struct rs_stream *other(const struct session *ss, const struct rs_stream *s)
 {
-    struct session *ss = rs_stream_data(s);
     return s == ss->client ? ss->upstream : ss->client;
 }
 
 static void on_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
 {
     struct session *ss = rs_stream_data(s);
-    struct rs_stream *to = other(s);
+    struct rs_stream *to = other(ss, s);
     if (!to) {
         rs_stream_release(s, bid);
         return;
     }
-    struct rs_loop *loop = rs_stream_loop(s);
     if (s == ss->client)
-        rs_loop_stats(loop)->bytes_up += len;
+        ss->stats->bytes_up += len;
     else
-        rs_loop_stats(loop)->bytes_down += len;
+        ss->stats->bytes_down += len;
     rs_stream_write_lent(to, p, len, bid);
-    if (rs_stream_pending(to) > rs_loop_config(loop)->max_pending)
+    if (rs_stream_pending(to) > ss->max_pending)
         rs_stream_read_stop(s);
 }
 
@@ -123,7 +125,7 @@ static void on_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_
  * it may read again. */
 static void on_writable(struct rs_stream *s)
 {
-    struct rs_stream *from = other(s);
+    struct rs_stream *from = other(rs_stream_data(s), s);
     if (from)
         rs_stream_read_start(from);
 }
@@ -131,7 +133,7 @@ static void on_writable(struct rs_stream *s)
 /* One side will send nothing more: pass the half-close on. */
 static void on_eof(struct rs_stream *s)
 {
-    struct rs_stream *to = other(s);
+    struct rs_stream *to = other(rs_stream_data(s), s);
     if (to)
         rs_stream_shutdown(to);
     else
@@ -143,7 +145,7 @@ static void on_close(struct rs_stream *s, int reason)
     struct session *ss = rs_stream_data(s);
     if (!ss)
         return; /* client_open found no memory for a session */
-    struct rs_stream *peer = other(s);
+    struct rs_stream *peer = other(ss, s);
     if (s == ss->client)
         ss->client = NULL;
     else
@@ -192,15 +194,17 @@ static void client_open(struct rs_stream *c)
         return;
     }
     ss->client = c;
+    ss->stats = rs_loop_stats(loop);
+    ss->max_pending = cfg->max_pending;
     rs_stream_set_data(c, ss);
-    rs_loop_stats(loop)->sessions++;
+    ss->stats->sessions++;
     ss->up = pick_upstream(loop);
     const struct rs_upstream *u = &cfg->upstreams[ss->up];
     ss->upstream = rs_stream_connect(loop, (const struct sockaddr *)&u->addr, u->addrlen,
                                      cfg->connect_timeout_ms, &upstream_cbs, ss);
     if (!ss->upstream) {
         /* No socket (EMFILE...): not the upstream's fault. */
-        rs_loop_stats(loop)->connect_failed++;
+        ss->stats->connect_failed++;
         rs_log_debug("loop %d: upstream socket: %s", rs_loop_index(loop), strerror(errno));
         rs_stream_abort_reason(c, -errno);
     }
