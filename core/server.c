@@ -76,6 +76,33 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* An interval line goes where the server's log goes: to the program's
+ * sink when it has one (as information, whatever the level: the program
+ * asked for the lines with stats_interval_ms), else to stderr as
+ * ringserve has always printed it. */
+static void print_interval_line(const struct rs_config *cfg, const struct rs_stats_line *how,
+                                const struct rs_stats *prev, const struct rs_stats *cur)
+{
+    if (!cfg->log_fn) {
+        rs_stats_print_interval(stderr, how, prev, cur);
+        return;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (!m)
+        return;
+    rs_stats_print_interval(m, how, prev, cur);
+    if (fclose(m) == 0 && buf) {
+        static const char prefix[] = "ringserve: ";
+        char *line = strncmp(buf, prefix, sizeof(prefix) - 1) == 0 ? buf + sizeof(prefix) - 1
+                                                                   : buf;
+        line[strcspn(line, "\n")] = '\0';
+        cfg->log_fn(cfg->log_data, RS_LOG_INFO, line);
+    }
+    free(buf);
+}
+
 static void print_interval(struct rs_server *srv, double now)
 {
     struct interval *iv = &srv->iv;
@@ -93,7 +120,7 @@ static void print_interval(struct rs_server *srv, double now)
         .t = now - iv->start,
         .dt = now - iv->prev_t,
     };
-    rs_stats_print_interval(stderr, &how, &iv->prev, &cur);
+    print_interval_line(srv->cfg, &how, &iv->prev, &cur);
     iv->prev = cur;
     iv->prev_t = now;
     /* The next line one period on; after a stall, from now. */

@@ -248,6 +248,36 @@ static void test_per_server_data_and_logging(void **state)
     assert_int_equal(ka.errors + kb.errors, 0);
 }
 
+/* A server with a sink and --stats-interval: its interval lines go to the
+ * sink too, not to stderr. rs_server_wait prints them; a 60 ms wait with
+ * a 10 ms period prints at least one, however the threads are scheduled. */
+static void test_interval_lines_reach_the_sink(void **state)
+{
+    (void)state;
+    struct sink k = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct rs_config c;
+    config(&c, "--threads=1", "--stats-interval=0.01");
+    c.log_fn = sink_line;
+    c.log_data = &k;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_int_equal(dup2(fileno(tmp), 2), 2);
+    struct rs_server *srv = start_or_skip(&c);
+    assert_int_equal(rs_server_wait(srv, 60), -ETIMEDOUT);
+    assert_int_equal(rs_server_destroy(srv, NULL), 0);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    fseek(tmp, 0, SEEK_END);
+    long printed = ftell(tmp);
+    fclose(tmp);
+    assert_int_equal(printed, 0);
+    assert_non_null(strstr(k.text, "interval: t="));
+    assert_null(strstr(k.text, "ringserve:"));
+}
+
 /* Without a sink a server's lines go to stderr under the program's own
  * name, not "ringserve". */
 static void test_log_name_on_stderr(void **state)
@@ -437,6 +467,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_two_servers_in_one_process),
         cmocka_unit_test(test_per_server_data_and_logging),
         cmocka_unit_test(test_log_name_on_stderr),
+        cmocka_unit_test(test_interval_lines_reach_the_sink),
         cmocka_unit_test(test_destroy_closes_open_clients),
         cmocka_unit_test(test_busy_port_fails_cleanly),
         cmocka_unit_test(test_max_conns_above_limit_is_einval),
