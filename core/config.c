@@ -27,6 +27,16 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->connect_timeout_ms = 3000;
 }
 
+/* What --backend takes: auto, then the backends this process knows (a
+ * program's registered ones included), after head and between seps. */
+static void join_backends(char *out, size_t outlen, const char *head, const char *sep)
+{
+    size_t len = (size_t)snprintf(out, outlen, "%sauto", head);
+    const struct rs_backend_ops *b;
+    for (size_t i = 0; (b = rs_backend_at(i)) != NULL && len < outlen; i++)
+        len += (size_t)snprintf(out + len, outlen - len, "%s%s", sep, b->name);
+}
+
 void rs_config_usage(FILE *out)
 {
     fputs("Usage: ringserve [OPTION]...\n"
@@ -38,11 +48,14 @@ void rs_config_usage(FILE *out)
 
 void rs_config_options_usage(FILE *out)
 {
+    char names[160];
+    join_backends(names, sizeof(names), "--backend=", "|");
+    fprintf(out, "Backend:\n  %-27s %s\n", names,
+            strlen(names) > 27 ? "\n                              the IO backend" : "the IO backend");
     fputs(
-        "Backend:\n"
-        "  --backend=NAME              the IO backend: auto (default: the first of\n"
-        "                              the list below that can run here), or one by\n"
-        "                              name; each has options of its own, below\n"
+        "                              (default auto: the first of those below\n"
+        "                              that can run here); each has options of\n"
+        "                              its own, below\n"
         "  --buffers=COUNT             receive buffers per loop, a power of two\n"
         "                              (default 512)\n"
         "  --buffer-size=BYTES         bytes per receive buffer (default 16K)\n"
@@ -332,15 +345,6 @@ static int parse_interval(const char *arg, uint32_t *ms)
     return 0;
 }
 
-/* "auto, uring, epoll": what --backend takes. */
-static void backend_names(char *out, size_t outlen)
-{
-    size_t len = (size_t)snprintf(out, outlen, "one of auto");
-    const struct rs_backend_ops *b;
-    for (size_t i = 0; (b = rs_backend_at(i)) != NULL && len < outlen; i++)
-        len += (size_t)snprintf(out + len, outlen - len, ", %s", b->name);
-}
-
 static int parse_one(struct rs_config *cfg, int opt, const char *arg)
 {
     uint64_t v;
@@ -348,7 +352,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_BACKEND: {
         if (strcmp(arg, "auto") != 0 && !rs_backend_named(arg)) {
             char names[160];
-            backend_names(names, sizeof(names));
+            join_backends(names, sizeof(names), "one of ", ", ");
             return bad("--backend", arg, names);
         }
         cfg->backend = arg;
