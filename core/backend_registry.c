@@ -3,6 +3,7 @@
  * backend says about itself (its name as the user typed it, available()),
  * never by a name of its own choosing. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "backend.h"
@@ -46,6 +47,30 @@ const struct rs_backend_option *rs_backend_option_named(const char *name,
                     *owner = b;
                 return o;
             }
+    return NULL;
+}
+
+const struct rs_backend_ops *rs_backend_choose(const char *name, char *why, size_t whylen)
+{
+    /* By what each backend says about itself (available), never by a
+     * name beyond the one asked for. why keeps the first refusal, for the
+     * start-up line: "uring cannot run here (reason); using epoll". */
+    why[0] = '\0';
+    bool any = strcmp(name, "auto") == 0;
+    const struct rs_backend_ops *b;
+    for (size_t i = 0; (b = rs_backend_at(i)) != NULL; i++) {
+        if (!any && strcmp(b->name, name) != 0)
+            continue;
+        char reason[200] = "";
+        if (!b->available || b->available(reason, sizeof(reason)))
+            return b;
+        if (!why[0])
+            snprintf(why, whylen, "%s cannot run here (%s)", b->name, reason);
+        if (!any)
+            return NULL;
+    }
+    if (!any && !why[0])
+        snprintf(why, whylen, "no backend is called %s", name);
     return NULL;
 }
 

@@ -85,8 +85,7 @@ int rs_loop_init(struct rs_loop *loop, const struct rs_backend_ops *ops,
                  const struct rs_config *cfg, char *err, size_t errlen);
 void rs_loop_fini(struct rs_loop *loop);
 
-/* Run until stopped and drained. 0 or -errno. */
-int rs_loop_run(struct rs_loop *loop);
+/* (rs_loop_run is public: <ringserve/loop.h>.) */
 
 /* Re-arm starved streams, as many as there are free buffers (done once
  * per loop turn; public for tests that drive the core by hand). */

@@ -321,32 +321,6 @@ static int setup_group(struct rs_server *srv)
     return 0;
 }
 
-static const struct rs_backend_ops *choose_backend(struct rs_config *cfg, char *why,
-                                                   size_t whylen)
-{
-    /* Through the table, branching on what each backend says about itself
-     * (available), never on its name beyond the user's --backend. why
-     * keeps the first refusal, for the start-up line: "uring cannot run
-     * here (reason); using epoll". */
-    why[0] = '\0';
-    bool any = strcmp(cfg->backend, "auto") == 0;
-    const struct rs_backend_ops *b;
-    for (size_t i = 0; (b = rs_backend_at(i)) != NULL; i++) {
-        if (!any && strcmp(b->name, cfg->backend) != 0)
-            continue;
-        char reason[200] = "";
-        if (!b->available || b->available(reason, sizeof(reason)))
-            return b;
-        if (!why[0])
-            snprintf(why, whylen, "%s cannot run here (%s)", b->name, reason);
-        if (!any)
-            return NULL;
-    }
-    if (!any && !why[0])
-        snprintf(why, whylen, "no backend is called %s", cfg->backend);
-    return NULL;
-}
-
 /* For the error: the first other backend that can run here. */
 static const char *other_backend(const char *name)
 {
@@ -544,7 +518,7 @@ static int server_start(struct rs_config *cfg, struct rs_server **out)
 {
     *out = NULL;
     char why[200];
-    const struct rs_backend_ops *ops = choose_backend(cfg, why, sizeof(why));
+    const struct rs_backend_ops *ops = rs_backend_choose(cfg->backend, why, sizeof(why));
     if (!ops) {
         const char *other = other_backend(cfg->backend);
         rs_log_error("%s%s%s%s", why, other ? " (try --backend=" : "", other ? other : "",

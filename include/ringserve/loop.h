@@ -9,11 +9,13 @@
  *
  * The struct is opaque: the loop is reached from a stream
  * (rs_stream_loop) or given to a callback, and read through the accessors
- * below.
+ * below. A program that needs a loop without a server (a file tool, a
+ * client making outbound connections) makes its own with rs_loop_new.
  */
 #ifndef RINGSERVE_PUBLIC_LOOP_H
 #define RINGSERVE_PUBLIC_LOOP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "export.h"
@@ -44,6 +46,31 @@ struct rs_stats;
 /* A file's bytes go to a socket without passing through user memory
  * (rs_stream_write_file). */
 #define RS_CAP_SENDFILE (1u << 7)
+
+/* A loop of the program's own, on the backend cfg->backend names ("auto":
+ * the first that can run here) with cfg's buffers and limits; cfg must
+ * outlive it. Its protocol (cfg->proto or cfg->protocol) matters only
+ * for streams it accepts, which a loop of one's own does not: it has no
+ * listener. The calling thread logs for cfg until rs_loop_destroy, and
+ * is the one to run the loop. 0 with *out set, or -errno with a one-line
+ * reason in err: -ENOSYS when the backend cannot run here, -EINVAL for a
+ * configuration it refuses. */
+RS_EXPORT int rs_loop_new(const struct rs_config *cfg, struct rs_loop **out, char *err,
+                          size_t errlen);
+
+/* Run the loop on the calling thread until rs_loop_stop, then until what
+ * it owns has finished (streams closed within cfg->drain_timeout_ms). 0,
+ * or -errno when the backend failed. */
+RS_EXPORT int rs_loop_run(struct rs_loop *loop);
+
+/* Ask the loop to stop: from its own callbacks, another thread or a
+ * signal handler (async-signal-safe); rs_loop_run returns once it has. */
+RS_EXPORT void rs_loop_stop(struct rs_loop *loop);
+
+/* Free a loop from rs_loop_new once rs_loop_run has returned (or if it
+ * never ran), its streams closed and the owner's timers stopped. NULL is
+ * ignored. */
+RS_EXPORT void rs_loop_destroy(struct rs_loop *loop);
 
 /* The loop's time in CLOCK_MONOTONIC milliseconds: read once per loop
  * turn and again after the backend's wait, so it is the time at which the
