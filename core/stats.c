@@ -34,6 +34,7 @@ static const struct field {
     COUNTER(accept_pauses),
     COUNTER(idle_closed),
     COUNTER(bundles),
+    COUNTER(cq_overflows),
     COUNTER(zc_copied),
     COUNTER(accept_dropped),
     COUNTER(handoffs),

@@ -30,7 +30,8 @@
  * RS_E2E_VERBOSE=1 prints each server's stderr, RS_E2E_SKIP_RSS=1 skips the
  * memory bound (valgrind), RS_HTTP_SMALL_BIG=1 makes the large file 2 MiB
  * (valgrind), RS_HTTP_TESTS=a,b runs only the tests whose names contain a
- * or b, RS_HTTP_KEEP=1 keeps the temporary directory.
+ * or b (a word that matches no test is a failure), RS_HTTP_KEEP=1 keeps the temporary
+ * directory.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -901,15 +902,16 @@ static void test_http_large_sha256(void **state)
     }
 }
 
-/* The server's open descriptors (its /proc/PID/fd entries); *pipes: how
- * many of them are pipes. */
+/* The server's open descriptors other than pipes: its /proc/PID/fd entries
+ * and the io_uring direct descriptors its rings hold (h_server_fd_count;
+ * with fixed files, the default, sockets live only there, so /proc/PID/fd
+ * alone would not see a leaked session); *pipes: how many pipe ends. */
 static int server_fds(const struct fixture *fx, int *pipes)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/fd", (int)fx->srv.pid);
     DIR *d = opendir(path);
     assert_non_null(d);
-    int n = 0;
     *pipes = 0;
     for (struct dirent *e; (e = readdir(d));) {
         if (e->d_name[0] == '.')
@@ -919,10 +921,12 @@ static int server_fds(const struct fixture *fx, int *pipes)
         ssize_t k = readlink(link, to, sizeof(to) - 1);
         if (k > 0 && strncmp(to, "pipe:", 5) == 0)
             (*pipes)++;
-        n++;
     }
     closedir(d);
-    return n - *pipes;
+    long all = h_server_fd_count(&fx->srv);
+    if (all < 0)
+        fail_msg("cannot count the server's descriptors");
+    return (int)all - *pipes;
 }
 
 /* Large bodies go out with sendfile (epoll: sendfile(2); io_uring: splice
@@ -1316,6 +1320,14 @@ static void test_http_nonreader_pipelined_small(void **state)
 
 /* --- main ---------------------------------------------------------------------- */
 
+/* Does a test's name contain the n-byte word at p (RS_HTTP_TESTS)? */
+static bool name_has(const char *name, const char *p, size_t n)
+{
+    char word[64];
+    snprintf(word, sizeof(word), "%.*s", (int)n, p);
+    return n > 0 && strstr(name, word) != NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -1384,13 +1396,26 @@ int main(int argc, char **argv)
         bool take = !only || !*only;
         for (const char *p = only; p && *p && !take;) {
             size_t n = strcspn(p, ",");
-            char word[64];
-            snprintf(word, sizeof(word), "%.*s", (int)n, p);
-            take = n > 0 && strstr(tests[i].name, word) != NULL;
+            take = name_has(tests[i].name, p, n);
             p += n + (p[n] == ',');
         }
         if (take)
             chosen[nchosen++] = tests[i];
+    }
+    /* Every word must pick a test: a misspelt or renamed name would
+     * otherwise quietly run less (or nothing) and pass. */
+    for (const char *p = only; p && *p;) {
+        size_t n = strcspn(p, ",");
+        bool found = false;
+        for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]) && !found; i++)
+            found = name_has(tests[i].name, p, n);
+        if (!found) {
+            fprintf(stderr, "FAIL: RS_HTTP_TESTS: '%.*s' matches no test\n", (int)n, p);
+            free(small_data);
+            free(big_data);
+            return 1;
+        }
+        p += n + (p[n] == ',');
     }
     int rc = _cmocka_run_group_tests("http", chosen, nchosen, NULL, NULL);
     free(small_data);
