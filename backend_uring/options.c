@@ -52,12 +52,9 @@ static int check_on_copy(const char *v, char *err, size_t errlen)
 /* --uring-features is checked against what the kernel has when a loop
  * starts (features.c): a name it does not know fails there, exit 2. */
 const struct rs_backend_option rs_uring_options[] = {
-    {"uring-features", true, NULL},
-    {"ring-entries", true, check_entries},
-    {"sqpoll-idle", true, check_ms},
-    {"zc-threshold", true, check_bytes},
-    {"zc-on-copy", true, check_on_copy},
-    {NULL, false, NULL},
+    {"uring-features", true, NULL},      {"ring-entries", true, check_entries},
+    {"sqpoll-idle", true, check_ms},     {"zc-threshold", true, check_bytes},
+    {"zc-on-copy", true, check_on_copy}, {NULL, false, NULL},
 };
 
 const char rs_uring_help[] =

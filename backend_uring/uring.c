@@ -1248,8 +1248,8 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
     struct uring_options opts;
     rs_uring_options_read(cfg, &opts);
     uint32_t features;
-    int rc = rs_uring_features_parse(opts.features, rs_uring_supported(support), &features,
-                                     err, errlen);
+    int rc = rs_uring_features_parse(opts.features, rs_uring_supported(support),
+                                     &features, err, errlen);
     if (rc < 0)
         return rc;
     struct ur_state *st = calloc(1, sizeof(*st));

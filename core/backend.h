@@ -143,10 +143,11 @@ const struct rs_backend_ops *rs_backend_at(size_t i);
 const struct rs_backend_ops *rs_backend_named(const char *name);
 /* The backend to run for name ("auto": the first available, in order of
  * preference); NULL with the reason in why when it cannot run here. */
-const struct rs_backend_ops *rs_backend_choose(const char *name, char *why, size_t whylen);
+const struct rs_backend_ops *rs_backend_choose(const char *name, char *why,
+                                               size_t whylen);
 /* The backend option called name, and its backend in *owner (if not
  * NULL); NULL when no backend has one. */
-const struct rs_backend_option *rs_backend_option_named(const char *name,
-                                                        const struct rs_backend_ops **owner);
+const struct rs_backend_option *
+rs_backend_option_named(const char *name, const struct rs_backend_ops **owner);
 
 #endif

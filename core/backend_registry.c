@@ -36,8 +36,8 @@ const struct rs_backend_ops *rs_backend_named(const char *name)
     return NULL;
 }
 
-const struct rs_backend_option *rs_backend_option_named(const char *name,
-                                                        const struct rs_backend_ops **owner)
+const struct rs_backend_option *
+rs_backend_option_named(const char *name, const struct rs_backend_ops **owner)
 {
     const struct rs_backend_ops *b;
     for (size_t i = 0; (b = rs_backend_at(i)) != NULL; i++)

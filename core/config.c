@@ -51,20 +51,20 @@ void rs_config_options_usage(FILE *out)
     char names[160];
     join_backends(names, sizeof(names), "--backend=", "|");
     fprintf(out, "Backend:\n  %-27s %s\n", names,
-            strlen(names) > 27 ? "\n                              the IO backend" : "the IO backend");
-    fputs(
-        "                              (default auto: the first of those below\n"
-        "                              that can run here); each has options of\n"
-        "                              its own, below\n"
-        "  --buffers=COUNT             receive buffers per loop, a power of two\n"
-        "                              (default 512)\n"
-        "  --buffer-size=BYTES         bytes per receive buffer (default 16K)\n"
-        "  --sendfile=on|off           http: bodies over one buffer go from the file\n"
-        "                              to the socket in the kernel (default on; how:\n"
-        "                              see the backend), or off: read into memory,\n"
-        "                              then sent (a copy)\n"
-        "\n",
-        out);
+            strlen(names) > 27 ? "\n                              the IO backend"
+                               : "the IO backend");
+    fputs("                              (default auto: the first of those below\n"
+          "                              that can run here); each has options of\n"
+          "                              its own, below\n"
+          "  --buffers=COUNT             receive buffers per loop, a power of two\n"
+          "                              (default 512)\n"
+          "  --buffer-size=BYTES         bytes per receive buffer (default 16K)\n"
+          "  --sendfile=on|off           http: bodies over one buffer go from the file\n"
+          "                              to the socket in the kernel (default on; how:\n"
+          "                              see the backend), or off: read into memory,\n"
+          "                              then sent (a copy)\n"
+          "\n",
+          out);
     /* Each backend's own options, in order of preference. */
     const struct rs_backend_ops *b;
     for (size_t i = 0; (b = rs_backend_at(i)) != NULL; i++)
@@ -568,19 +568,21 @@ int rs_config_set_option(struct rs_config *cfg, const char *name, const char *va
         return -EINVAL;
     }
     if (!o->has_value != !value) {
-        snprintf(err, errlen, o->has_value ? "option '--%s' needs a value"
-                                           : "option '--%s' takes no value",
+        snprintf(err, errlen,
+                 o->has_value ? "option '--%s' needs a value"
+                              : "option '--%s' takes no value",
                  name);
         return -EINVAL;
     }
     char allowed[200] = "";
     if (o->check && o->check(value, allowed, sizeof(allowed)) < 0) {
-        snprintf(err, errlen, "invalid value '%s' for --%s: expected %s", value ? value : "",
-                 name, allowed);
+        snprintf(err, errlen, "invalid value '%s' for --%s: expected %s",
+                 value ? value : "", name, allowed);
         return -EINVAL;
     }
     uint32_t i = 0;
-    while (i < cfg->nbackend_options && strcmp(cfg->backend_options[i].name, o->name) != 0)
+    while (i < cfg->nbackend_options &&
+           strcmp(cfg->backend_options[i].name, o->name) != 0)
         i++;
     if (i == RS_MAX_BACKEND_OPTIONS) {
         snprintf(err, errlen, "more than %d backend options", RS_MAX_BACKEND_OPTIONS);
@@ -625,7 +627,8 @@ int rs_config_parse_args(struct rs_config *cfg, int *argc, char **argv, unsigned
                 keep[kept++] = argv[i++];
             break;
         }
-        int used = a[0] == '-' && a[1] != '\0' ? parse_arg(cfg, argv, i, *argc, &what) : 0;
+        int used =
+            a[0] == '-' && a[1] != '\0' ? parse_arg(cfg, argv, i, *argc, &what) : 0;
         if (used < 0) {
             rc = used;
             break;

@@ -80,7 +80,8 @@ static double mono_s(void)
  * sink when it has one (as information, whatever the level: the program
  * asked for the lines with stats_interval_ms), else to stderr as
  * ringserve has always printed it. */
-static void print_interval_line(const struct rs_config *cfg, const struct rs_stats_line *how,
+static void print_interval_line(const struct rs_config *cfg,
+                                const struct rs_stats_line *how,
                                 const struct rs_stats *prev, const struct rs_stats *cur)
 {
     if (!cfg->log_fn) {
@@ -95,8 +96,9 @@ static void print_interval_line(const struct rs_config *cfg, const struct rs_sta
     rs_stats_print_interval(m, how, prev, cur);
     if (fclose(m) == 0 && buf) {
         static const char prefix[] = "ringserve: ";
-        char *line = strncmp(buf, prefix, sizeof(prefix) - 1) == 0 ? buf + sizeof(prefix) - 1
-                                                                   : buf;
+        char *line = strncmp(buf, prefix, sizeof(prefix) - 1) == 0
+                         ? buf + sizeof(prefix) - 1
+                         : buf;
         line[strcspn(line, "\n")] = '\0';
         cfg->log_fn(cfg->log_data, RS_LOG_INFO, line);
     }

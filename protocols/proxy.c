@@ -93,8 +93,8 @@ static void mark(struct rs_loop *loop, uint32_t up, bool down)
     bool was_down = pl->up[up].down_until_ms != 0;
     pl->up[up].down_until_ms = down ? rs_loop_now(loop) + DOWN_MS : 0;
     if (down && !was_down)
-        rs_log_info("loop %d: upstream %u is down, skipped for %d ms", rs_loop_index(loop), up,
-                    DOWN_MS);
+        rs_log_info("loop %d: upstream %u is down, skipped for %d ms",
+                    rs_loop_index(loop), up, DOWN_MS);
 }
 
 /* ---- the pair ------------------------------------------------------- */
@@ -205,7 +205,8 @@ static void client_open(struct rs_stream *c)
     if (!ss->upstream) {
         /* No socket (EMFILE...): not the upstream's fault. */
         ss->stats->connect_failed++;
-        rs_log_debug("loop %d: upstream socket: %s", rs_loop_index(loop), strerror(errno));
+        rs_log_debug("loop %d: upstream socket: %s", rs_loop_index(loop),
+                     strerror(errno));
         rs_stream_abort_reason(c, -errno);
     }
 }
@@ -226,7 +227,8 @@ static int proxy_loop_init(struct rs_loop *loop, char *err, size_t errlen)
         return -EINVAL;
     }
     if (!(rs_loop_caps(loop) & RS_CAP_CONNECT)) {
-        snprintf(err, errlen, "the %s backend cannot connect", rs_loop_backend_name(loop));
+        snprintf(err, errlen, "the %s backend cannot connect",
+                 rs_loop_backend_name(loop));
         return -EINVAL;
     }
     struct proxy_loop *pl = calloc(1, sizeof(*pl) + n * sizeof(pl->up[0]));

@@ -36,9 +36,9 @@ struct rs_config {
     const char *backend;
     char listen_host[256];
     uint16_t listen_port;
-    uint64_t max_pending;       /* bytes of queued output before recv pauses */
-    uint32_t buffers;           /* lent receive buffers per loop */
-    uint32_t buffer_size;       /* bytes each */
+    uint64_t max_pending;    /* bytes of queued output before recv pauses */
+    uint32_t buffers;        /* lent receive buffers per loop */
+    uint32_t buffer_size;    /* bytes each */
     uint32_t max_conns;      /* 0: derived from RLIMIT_NOFILE; RS_MAX_CONNS_LIMIT:
                                 as many as the backend can hold */
     uint32_t idle_timeout_s; /* 0: off */
@@ -64,8 +64,8 @@ struct rs_config {
     uint32_t stats_interval_ms; /* 0: no interval lines */
     bool stats_json;            /* every statistics line one JSON object */
     /* Files. */
-    bool no_sendfile;    /* http: --sendfile=off, copy large bodies through memory */
-    const char *root;    /* --protocol=http: the directory served */
+    bool no_sendfile; /* http: --sendfile=off, copy large bodies through memory */
+    const char *root; /* --protocol=http: the directory served */
     /* The proxy. */
     struct rs_upstream upstreams[RS_MAX_UPSTREAMS]; /* --upstream, resolved */
     uint32_t nupstreams;

@@ -11,7 +11,7 @@
 #define RINGSERVE_EXPORT_H
 
 #if defined(__GNUC__) || defined(__clang__)
-#define RS_EXPORT __attribute__((visibility("default")))
+#define RS_EXPORT            __attribute__((visibility("default")))
 #define RS_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 #else
 #define RS_EXPORT

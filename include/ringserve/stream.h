@@ -108,9 +108,9 @@ RS_EXPORT void rs_stream_set_cbs(struct rs_stream *s, const struct rs_stream_cbs
  * Writes may be queued before the connect completes; they are sent after
  * it. NULL with errno set when nothing could be started (the backend
  * refused the op, no memory, or socket(2) failed right here). */
-RS_EXPORT struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr *addr,
-                                    socklen_t addrlen, uint32_t timeout_ms,
-                                    const struct rs_stream_cbs *cbs, void *data);
+RS_EXPORT struct rs_stream *
+rs_stream_connect(struct rs_loop *loop, const struct sockaddr *addr, socklen_t addrlen,
+                  uint32_t timeout_ms, const struct rs_stream_cbs *cbs, void *data);
 
 /* Input on or off. read_stop cancels the armed recv (data racing the
  * cancel still arrives). Both are idempotent. */
@@ -120,11 +120,12 @@ RS_EXPORT void rs_stream_read_stop(struct rs_stream *s);
 /* Queue bytes for sending, in order. After a shutdown or on a closing
  * stream the bytes are dropped (a lent buffer is released). */
 RS_EXPORT void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
-                          uint16_t bid); /* zero copy */
+                                    uint16_t bid); /* zero copy */
 RS_EXPORT void rs_stream_write_copy(struct rs_stream *s, const uint8_t *p,
-                          uint32_t len); /* copied */
+                                    uint32_t len); /* copied */
 /* p must outlive the stream (static tables); may be sent zero-copy. */
-RS_EXPORT void rs_stream_write_static(struct rs_stream *s, const uint8_t *p, uint32_t len);
+RS_EXPORT void rs_stream_write_static(struct rs_stream *s, const uint8_t *p,
+                                      uint32_t len);
 /* Queue len bytes of file fd from offset off, sent with RS_OP_SENDFILE
  * (the backend must declare RS_CAP_SENDFILE: else -EOPNOTSUPP, and fd is
  * untouched). Otherwise 0: the stream owns fd from now on and closes it
@@ -133,7 +134,8 @@ RS_EXPORT void rs_stream_write_static(struct rs_stream *s, const uint8_t *p, uin
  * but take no memory. If the file turns out shorter, the stream fails
  * (-EPIPE): the promised bytes cannot be sent. on_writable also fires when
  * a file's last byte went out. */
-RS_EXPORT int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off, uint64_t len);
+RS_EXPORT int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off,
+                                   uint64_t len);
 /* A file chunk is queued (not all of its bytes sent yet). */
 RS_EXPORT bool rs_stream_has_file(const struct rs_stream *s);
 /* Give a lent buffer back without sending it. */

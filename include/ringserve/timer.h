@@ -41,8 +41,8 @@ struct rs_timer {
 };
 
 /* Start (or restart) t: fn(loop, t) runs delay_ms from now; t->data = data. */
-RS_EXPORT void rs_timer_start(struct rs_loop *loop, struct rs_timer *t,
-                              uint64_t delay_ms, rs_timer_fn fn, void *data);
+RS_EXPORT void rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
+                              rs_timer_fn fn, void *data);
 /* Stop t if active; harmless otherwise. */
 RS_EXPORT void rs_timer_stop(struct rs_loop *loop, struct rs_timer *t);
 

@@ -12,8 +12,8 @@
 
 #include "config.h"
 
-static inline void mode_options(struct rs_config *cfg, const char *mode, const char *features,
-                                bool lt_one_worker)
+static inline void mode_options(struct rs_config *cfg, const char *mode,
+                                const char *features, bool lt_one_worker)
 {
     char err[200];
     bool lt = strcmp(mode, "epoll-lt") == 0;

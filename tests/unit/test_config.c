@@ -17,8 +17,11 @@
 
 #include <ringserve.h>
 
-#define ARGV(...) {__VA_ARGS__, NULL}
-#define COUNT(a)  ((int)(sizeof(a) / sizeof((a)[0])) - 1)
+#define ARGV(...)                                                                        \
+    {                                                                                    \
+        __VA_ARGS__, NULL                                                                \
+    }
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])) - 1)
 
 /* Nothing may reach stdout or stderr during a parse: both are sent to a
  * temporary file for the call and read back. */
@@ -58,8 +61,7 @@ static void test_config_embed_keeps_the_programs_arguments(void **state)
 {
     (void)state;
     char *argv[] = ARGV("sink", "--dir=/srv/up", "--threads=2", "-v", "input.txt",
-                        "--idle", "5", "--max-pending", "64K", "-x", "--",
-                        "--threads=9");
+                        "--idle", "5", "--max-pending", "64K", "-x", "--", "--threads=9");
     int argc = COUNT(argv);
     struct rs_config cfg;
     rs_config_defaults(&cfg);
@@ -75,7 +77,7 @@ static void test_config_embed_keeps_the_programs_arguments(void **state)
     assert_int_equal(cfg.max_pending, 65536);
     /* The program's, in order; after "--" nothing is ringserve's. */
     const char *left[] = {"sink", "--dir=/srv/up", "input.txt", "--idle", "5", "-x",
-                          "--", "--threads=9"};
+                          "--",   "--threads=9"};
     assert_int_equal(argc, 8);
     for (int i = 0; i < argc; i++)
         assert_string_equal(argv[i], left[i]);
@@ -138,8 +140,8 @@ static void test_config_help_and_version_are_returned(void **state)
         rs_config_defaults(&cfg);
         struct quiet q;
         quiet_begin(&q);
-        int rc = rs_config_parse_args(&cfg, &argc, argv, RS_CONFIG_EMBED, err,
-                                      sizeof(err));
+        int rc =
+            rs_config_parse_args(&cfg, &argc, argv, RS_CONFIG_EMBED, err, sizeof(err));
         assert_int_equal(quiet_end(&q), 0);
         assert_int_equal(rc, i < 2 ? RS_CONFIG_HELP : RS_CONFIG_VERSION);
         assert_false(cfg.exit_now);
@@ -171,8 +173,8 @@ static void test_config_errors_are_returned(void **state)
         char err[200] = "";
         struct quiet q;
         quiet_begin(&q);
-        int rc = rs_config_parse_args(&cfg, &argc, argv, cases[i].flags, err,
-                                      sizeof(err));
+        int rc =
+            rs_config_parse_args(&cfg, &argc, argv, cases[i].flags, err, sizeof(err));
         assert_int_equal(quiet_end(&q), 0);
         assert_int_equal(rc, -EINVAL);
         if (strncmp(err, cases[i].reason, strlen(cases[i].reason)) != 0)

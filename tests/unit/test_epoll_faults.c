@@ -80,7 +80,8 @@ static int setup_mode(void **state, const char *mode)
     struct fixture *fx = calloc(1, sizeof(*fx));
     rs_config_defaults(&fx->cfg);
     char err[128];
-    assert_int_equal(rs_config_set_option(&fx->cfg, "epoll-mode", mode, err, sizeof(err)), 0);
+    assert_int_equal(rs_config_set_option(&fx->cfg, "epoll-mode", mode, err, sizeof(err)),
+                     0);
     fx->cfg.buffers = 4;
     fx->cfg.buffer_size = 256;
     assert_int_equal(

@@ -199,8 +199,7 @@ static void tagged_open(struct rs_stream *s)
     rs_log_debug("debug from %s", t->tag);
 }
 
-static void tagged_data(struct rs_stream *s, const uint8_t *p, uint32_t len,
-                        uint16_t bid)
+static void tagged_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
 {
     rs_stream_write_lent(s, p, len, bid);
 }
