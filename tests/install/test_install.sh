@@ -48,8 +48,10 @@ readelf -d "$so" | grep -q 'SONAME.*libringserve\.so\.[0-9]' ||
 nm -D --defined-only "$so" | awk '{print $3}' | sort >"$tmp/exported"
 bad=$(grep -v '^rs_' "$tmp/exported" || true)
 [ -z "$bad" ] || { echo "exported symbols without rs_:"; echo "$bad"; exit 1; }
-sed -n 's/^RS_EXPORT [^(]*[ *]\(rs_[a-z0-9_]*\)(.*/\1/p' \
-    "$src"/include/ringserve/*.h | sort >"$tmp/declared"
+# (A declaration may break after its return type: read the headers as one
+# line, then take the name before each RS_EXPORT declaration's "(".)
+cat "$src"/include/ringserve/*.h | tr '\n' ' ' | grep -o 'RS_EXPORT [^;(]*(' |
+    sed -n 's/.*[ *]\(rs_[a-z0-9_]*\) *($/\1/p' | sort >"$tmp/declared"
 diff "$tmp/declared" "$tmp/exported" >"$tmp/symdiff" ||
     { echo "exported (>) vs declared RS_EXPORT (<):"; cat "$tmp/symdiff"; exit 1; }
 
