@@ -8,7 +8,8 @@
  * kernel until the disk delivers it (milliseconds on a disk, tens of
  * microseconds on an SSD), and O_NONBLOCK does not change that for regular
  * files. openat() walks directories that may not be cached, statx() reads
- * an inode, close() of the last reference may flush. Every one of these
+ * an inode, fsync() waits for the disk by definition, close() of the last
+ * reference may flush. Every one of these
  * blocks the calling thread, and in an event loop the calling thread is
  * every connection at once: one cold read stalls all of them.
  *
@@ -164,6 +165,9 @@ void rs_fs_perform(struct rs_file_op *f)
             break;
         case RS_OP_STATX:
             n = statx(f->op.fd, f->path, f->at_flags, f->mask, f->stx);
+            break;
+        case RS_OP_FSYNC:
+            n = f->op.len == RS_FSYNC_DATA ? fdatasync(f->op.fd) : fsync(f->op.fd);
             break;
         case RS_FS_SENDFILE: {
             const struct rs_sendfile *sf = f->dst;

@@ -54,7 +54,7 @@
  * ready", so readiness (epoll) has nothing to say about it, and the epoll
  * backend needs worker threads. Here a file op is one more SQE:
  * IORING_OP_OPENAT2 (RESOLVE_BENEATH checked by the kernel during the
- * walk), READ/WRITE at an offset, STATX, CLOSE. The kernel first tries
+ * walk), READ/WRITE at an offset, STATX, FSYNC, CLOSE. The kernel first tries
  * the call without blocking (a read from the page cache completes inline,
  * no thread involved) and only when it must wait for the disk hands it to
  * its own workers (io-wq); either way the loop never blocks. A read may
@@ -423,6 +423,9 @@ static void prep_file(struct rs_loop *loop, struct rs_op *op, struct io_uring_sq
     case RS_OP_STATX:
         io_uring_prep_statx(sqe, op->fd, f->path, f->at_flags, f->mask, f->stx);
         break;
+    case RS_OP_FSYNC:
+        io_uring_prep_fsync(sqe, op->fd, op->len == RS_FSYNC_DATA ? IORING_FSYNC_DATASYNC : 0);
+        break;
     }
 }
 
@@ -592,6 +595,7 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     case RS_OP_READ:
     case RS_OP_WRITE:
     case RS_OP_STATX:
+    case RS_OP_FSYNC:
         prep_file(loop, op, sqe);
         break;
     default:

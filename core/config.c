@@ -25,6 +25,7 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->nodelay = true;
     cfg->protocol = "echo";
     cfg->connect_timeout_ms = 3000;
+    cfg->header_timeout_ms = 60000;
 }
 
 /* What --backend takes: auto, then the backends this process knows (a
@@ -77,6 +78,12 @@ void rs_config_options_usage(FILE *out)
         "                              [::1]:PORT for IPv6; port 0 picks one)\n"
         "  --protocol=echo|discard|chargen|proxy|http  what to serve (default echo)\n"
         "  --root=DIR                  --protocol=http: the directory served\n"
+        "  --header-timeout=SECONDS    http: a request head must be complete this\n"
+        "                              long after the server is ready for it (the\n"
+        "                              connection opened, or the response before\n"
+        "                              queued), however it trickles in; else 408\n"
+        "                              and close (default 60; decimals allowed;\n"
+        "                              0 = none)\n"
         "  --upstream=HOST:PORT[,HOST:PORT...]  proxy: where to connect, round\n"
         "                              robin; a failed upstream is skipped for 2 s\n"
         "  --connect-timeout=MS        proxy: give up connecting after this long\n"
@@ -289,6 +296,7 @@ enum {
     OPT_ROOT,
     OPT_UPSTREAM,
     OPT_CONNECT_TIMEOUT,
+    OPT_HEADER_TIMEOUT,
 };
 
 /* ringserve's options. Parsed by hand rather than with getopt_long, whose
@@ -312,6 +320,7 @@ static const struct option_def options[] = {
     {"sendfile", 0, true, OPT_SENDFILE},
     {"accept", 0, true, OPT_ACCEPT},
     {"root", 0, true, OPT_ROOT},
+    {"header-timeout", 0, true, OPT_HEADER_TIMEOUT},
     {"max-conns", 0, true, OPT_MAX_CONNS},
     {"idle-timeout", 0, true, OPT_IDLE_TIMEOUT},
     {"drain-timeout", 0, true, OPT_DRAIN_TIMEOUT},
@@ -332,7 +341,7 @@ static const struct option_def options[] = {
 };
 
 /* Seconds with an optional fraction, 0 (off) or from 0.01 to a day. */
-static int parse_interval(const char *arg, uint32_t *ms)
+static int parse_seconds(const char *opt, const char *arg, uint32_t *ms)
 {
     static const char allowed[] = "seconds: 0 (off) or 0.01 to 86400, e.g. 1 or 0.5";
     char *end;
@@ -340,7 +349,7 @@ static int parse_interval(const char *arg, uint32_t *ms)
     double v = strtod(arg, &end);
     if (end == arg || *end || errno || !(v >= 0) || v > 86400 || arg[0] == '-' ||
         arg[0] == '+' || (v > 0 && v < 0.01))
-        return bad("--stats-interval", arg, allowed);
+        return bad(opt, arg, allowed);
     *ms = (uint32_t)(v * 1000.0 + 0.5);
     return 0;
 }
@@ -436,7 +445,9 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return parse_u32("--connect-timeout", arg, 0, 3600000, "milliseconds (0 = none)",
                          &cfg->connect_timeout_ms);
     case OPT_STATS_INTERVAL:
-        return parse_interval(arg, &cfg->stats_interval_ms);
+        return parse_seconds("--stats-interval", arg, &cfg->stats_interval_ms);
+    case OPT_HEADER_TIMEOUT:
+        return parse_seconds("--header-timeout", arg, &cfg->header_timeout_ms);
     case OPT_STATS_FORMAT:
         return parse_pair("--stats-format", arg, "text", "json", &cfg->stats_json);
     case OPT_PROBE:

@@ -44,7 +44,13 @@ enum rs_op_kind {
                        them through user space (RS_CAP_SENDFILE): buf is a
                        struct rs_sendfile; res = bytes sent, may be short; 0:
                        the file ended first */
+    RS_OP_FSYNC,    /* fsync(fd), or fdatasync(fd) when len is RS_FSYNC_DATA
+                       (a file op, like READ/WRITE): res 0 */
 };
+
+/* RS_OP_FSYNC's len: flush the data and only the metadata needed to read
+ * it back (fdatasync), not the timestamps. */
+#define RS_FSYNC_DATA 1u
 
 /* RS_OP_SENDFILE's source: owned by the submitter, untouched until the
  * completion. len >= 1 (op.len) bytes of file_fd (a plain fd of a regular
@@ -135,6 +141,7 @@ struct rs_open_how {
  *   WRITE:  op.fd, op.buf, op.len, off
  *   STATX:  op.fd, path ("" with AT_EMPTY_PATH: the fd itself), at_flags,
  *           mask (STATX_*), stx
+ *   FSYNC:  op.fd, op.len (0 or RS_FSYNC_DATA)
  * Close a file with a plain rs_op: RS_OP_CLOSE without RS_OPF_DIRECT. */
 struct rs_file_op {
     struct rs_op op;
@@ -160,7 +167,7 @@ static inline struct rs_file_op *rs_file_op_of(struct rs_op *op)
 static inline bool rs_op_is_file(const struct rs_op *op)
 {
     return op->kind == RS_OP_OPENAT || op->kind == RS_OP_READ ||
-           op->kind == RS_OP_WRITE || op->kind == RS_OP_STATX;
+           op->kind == RS_OP_WRITE || op->kind == RS_OP_STATX || op->kind == RS_OP_FSYNC;
 }
 
 /* For backends: deliver one completion of op (from run() only). */
@@ -171,16 +178,26 @@ static inline void rs_op_complete(struct rs_loop *loop, struct rs_op *op, int32_
     op->fn(loop, op, &c);
 }
 
+/* (Re)initialise an op for its next use. The generation (bk_gen) is kept:
+ * backends bump it on every submit and drop a completion whose generation
+ * is not the op's current one, so a late completion of an earlier use can
+ * never be taken for this one. Resetting it here would hand every use the
+ * same generation and defeat that check. The first use of an op's memory
+ * may find any value there; zeroed memory (= {0}, calloc) keeps memory
+ * checkers quiet. */
 static inline void rs_op_init(struct rs_op *op, uint8_t kind, int fd, rs_complete_fn fn,
                               void *data)
 {
-    *op = (struct rs_op){.fn = fn, .data = data, .fd = fd, .kind = kind};
+    uint8_t gen = op->bk_gen;
+    *op = (struct rs_op){.fn = fn, .data = data, .fd = fd, .kind = kind, .bk_gen = gen};
 }
 
 static inline void rs_file_op_init(struct rs_file_op *f, uint8_t kind, int fd,
                                    rs_complete_fn fn, void *data)
 {
-    *f = (struct rs_file_op){.op = {.fn = fn, .data = data, .fd = fd, .kind = kind}};
+    uint8_t gen = f->op.bk_gen;
+    *f = (struct rs_file_op){
+        .op = {.fn = fn, .data = data, .fd = fd, .kind = kind, .bk_gen = gen}};
 }
 
 #endif

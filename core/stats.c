@@ -33,6 +33,7 @@ static const struct field {
     COUNTER(copies),
     COUNTER(accept_pauses),
     COUNTER(idle_closed),
+    COUNTER(header_timeouts),
     COUNTER(bundles),
     COUNTER(cq_overflows),
     COUNTER(zc_copied),

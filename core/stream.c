@@ -36,6 +36,7 @@ struct rs_chunk {
     int32_t bid;             /* lent buffer, or -1 */
     uint32_t cap;            /* heap: size of data[]; 0 otherwise */
     struct rs_sendfile file; /* file: the next byte; file_fd -1 otherwise */
+    struct rs_fs_req *req;   /* file: a request told when it is sent or dropped */
     uint8_t data[];
 };
 
@@ -86,6 +87,12 @@ static struct rs_chunk *chunk_get(struct rs_loop *loop)
 
 static void chunk_put(struct rs_loop *loop, struct rs_chunk *k)
 {
+    if (k->req) {
+        /* All sent (len 0), or dropped: the request's callback runs on
+         * the loop's next turn, never from inside this call. */
+        rs_fs_sendfile_done(k->req, k->len == 0);
+        k->req = NULL;
+    }
     if (is_file(k)) {
         close(k->file.file_fd); /* read-only: close(2) does no IO */
         k->file.file_fd = -1;
@@ -357,6 +364,7 @@ static void queue_chunk(struct rs_stream *s, struct rs_chunk *k, const uint8_t *
     k->bid = bid;
     k->cap = cap;
     k->file.file_fd = -1;
+    k->req = NULL;
     enqueue(s, k);
     start_send(s);
 }
@@ -427,11 +435,18 @@ void rs_stream_write_static(struct rs_stream *s, const uint8_t *p, uint32_t len)
 
 int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off, uint64_t len)
 {
+    int rc = rs_stream_write_file_req(s, fd, off, len, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int rs_stream_write_file_req(struct rs_stream *s, int fd, uint64_t off, uint64_t len,
+                             struct rs_fs_req *req)
+{
     if (!(s->loop->caps & RS_CAP_SENDFILE))
         return -EOPNOTSUPP;
     if (len == 0 || !accepts_output(s)) {
         close(fd);
-        return 0;
+        return req ? 1 : 0;
     }
     while (len > 0) {
         uint32_t n = len < FILE_CHUNK_MAX ? (uint32_t)len : FILE_CHUNK_MAX;
@@ -444,13 +459,14 @@ int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off, uint64_t len
                 close(cfd);
             close(fd);
             fail(s, err);
-            return 0;
+            return req ? 1 : 0;
         }
         k->ptr = NULL;
         k->len = n;
         k->bid = -1;
         k->cap = 0;
         k->file = (struct rs_sendfile){.file_fd = cfd, .off = off};
+        k->req = n == len ? req : NULL; /* the last chunk tells it */
         enqueue(s, k);
         off += n;
         len -= n;

@@ -103,5 +103,12 @@ void rs_stream_retry(struct rs_stream *s);
 void rs_stream_abandon(struct rs_stream *s);
 /* For the loop: free the recycled stream and chunk structs. */
 void rs_stream_cache_fini(struct rs_loop *loop);
+/* For fs.c: rs_stream_write_file for a file request (fs.c, rs_fs_sendfile): the
+ * last chunk of the range tells req (rs_fs_sendfile_done) when it is sent
+ * or dropped. 1: req was not attached (nothing queued: the stream takes no
+ * output, or queuing failed), fd closed. */
+struct rs_fs_req;
+int rs_stream_write_file_req(struct rs_stream *s, int fd, uint64_t off, uint64_t len,
+                             struct rs_fs_req *req);
 
 #endif

@@ -9,6 +9,7 @@
  *   <ringserve/stream.h>    one TCP socket: read, write, shut down, close
  *   <ringserve/loop.h>      the loop a stream or timer lives on
  *   <ringserve/timer.h>     one-shot timers on a loop
+ *   <ringserve/fs.h>        asynchronous file requests
  *   <ringserve/log.h>       per-server log lines and sinks
  *   <ringserve/stats.h>     a server's counters
  *   <ringserve/backend.h>   adding a backend of one's own
@@ -21,6 +22,7 @@
 
 #include "ringserve/backend.h"
 #include "ringserve/config.h"
+#include "ringserve/fs.h"
 #include "ringserve/log.h"
 #include "ringserve/loop.h"
 #include "ringserve/protocol.h"

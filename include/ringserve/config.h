@@ -66,6 +66,7 @@ struct rs_config {
     /* Files. */
     bool no_sendfile; /* http: --sendfile=off, copy large bodies through memory */
     const char *root; /* --protocol=http: the directory served */
+    uint32_t header_timeout_ms; /* http: time to receive a request head (0: none) */
     /* The proxy. */
     struct rs_upstream upstreams[RS_MAX_UPSTREAMS]; /* --upstream, resolved */
     uint32_t nupstreams;

@@ -25,6 +25,7 @@ struct rs_stats {
     uint64_t accept_dropped; /* accepted, then closed: no memory for the connection */
     uint64_t refused; /* cancels, shutdowns, closes the backend refused (retried) */
     uint64_t idle_closed;
+    uint64_t header_timeouts; /* http: connections closed for a head not complete in time */
     uint64_t bundles;         /* io_uring recv completions that filled several buffers */
     uint64_t cq_overflows;    /* io_uring loop turns that found the CQ overflowed */
     uint64_t zc_copied;       /* connections moved to plain sends: the kernel copied

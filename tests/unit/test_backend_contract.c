@@ -184,7 +184,7 @@ static int setup_one_buffer(void **state)
 
 static void close_server(struct fixture *fx)
 {
-    struct rs_op op;
+    struct rs_op op = {0};
     server_op(fx, &op, RS_OP_CLOSE);
     int before = fx->nev;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
@@ -215,7 +215,7 @@ static void release_all(struct fixture *fx)
 static void test_contract_no_completion_inside_submit(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op send;
+    struct rs_op send = {0};
     server_op(fx, &send, RS_OP_SEND);
     send.buf = "ping";
     send.len = 4;
@@ -236,7 +236,7 @@ static void test_contract_no_completion_inside_submit(void **state)
 static void test_contract_multishot_recv_lends_buffers(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op recv_op;
+    struct rs_op recv_op = {0};
     server_op(fx, &recv_op, RS_OP_RECV);
     recv_op.flags |= RS_OPF_MULTISHOT;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
@@ -272,7 +272,7 @@ static void test_contract_multishot_recv_lends_buffers(void **state)
 static void test_contract_cancel_completes_once(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op recv_op;
+    struct rs_op recv_op = {0};
     server_op(fx, &recv_op, RS_OP_RECV);
     recv_op.flags |= RS_OPF_MULTISHOT;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
@@ -296,7 +296,7 @@ static void test_contract_errors_are_negative_errno(void **state)
     /* The peer resets: a recv sees -ECONNRESET. */
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(fx->client, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    struct rs_op recv_op;
+    struct rs_op recv_op = {0};
     server_op(fx, &recv_op, RS_OP_RECV);
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
     close(fx->client);
@@ -305,7 +305,7 @@ static void test_contract_errors_are_negative_errno(void **state)
     assert_int_equal(fx->ev[0].c.res, -ECONNRESET);
     assert_false(fx->ev[0].c.flags & (RS_CF_MORE | RS_CF_BUFFER));
     /* And a send after it: -EPIPE or -ECONNRESET, never a positive count. */
-    struct rs_op send;
+    struct rs_op send = {0};
     server_op(fx, &send, RS_OP_SEND);
     send.buf = "x";
     send.len = 1;
@@ -318,7 +318,7 @@ static void test_contract_errors_are_negative_errno(void **state)
 static void test_contract_enobufs_is_a_state(void **state)
 {
     struct fixture *fx = *state; /* a pool of one buffer */
-    struct rs_op recv_op;
+    struct rs_op recv_op = {0};
     server_op(fx, &recv_op, RS_OP_RECV);
     recv_op.flags |= RS_OPF_MULTISHOT;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
@@ -365,7 +365,7 @@ static void test_contract_vectored_send(void **state)
                            {.iov_base = "two,", .iov_len = 4},
                            {.iov_base = "three", .iov_len = 5}};
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 3};
-    struct rs_op send_op;
+    struct rs_op send_op = {0};
     server_op(fx, &send_op, RS_OP_SEND);
     send_op.flags |= RS_OPF_MSG;
     send_op.buf = &msg;
@@ -493,7 +493,7 @@ static uint64_t sf_send_range(struct fixture *fx, uint64_t off, uint64_t len)
 {
     uint64_t at = off, sent = 0;
     while (sent < len) {
-        struct rs_op op;
+        struct rs_op op = {0};
         struct rs_sendfile src;
         uint64_t left = len - sent;
         sf_submit(fx, &op, &src, off + sent,
@@ -527,7 +527,7 @@ static void test_contract_sendfile_offset(void **state)
 static void test_contract_sendfile_short_at_eof(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op op;
+    struct rs_op op = {0};
     struct rs_sendfile src;
     uint64_t at = SF_LEN - 100;
     sf_submit(fx, &op, &src, SF_LEN - 100, 5000);
@@ -549,7 +549,7 @@ static void test_contract_sendfile_peer_closed(void **state)
     close(fx->client);
     fx->client = -1;
     usleep(10000); /* the RST is on the loopback at once; be generous */
-    struct rs_op op;
+    struct rs_op op = {0};
     struct rs_sendfile src;
     uint64_t at = 0;
     sf_submit(fx, &op, &src, 0, SF_LEN);
@@ -582,7 +582,7 @@ static uint64_t sf_fill(struct fixture *fx, struct rs_op *op, struct rs_sendfile
 static void test_contract_sendfile_full_socket_then_drained(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op op;
+    struct rs_op op = {0};
     struct rs_sendfile src;
     uint64_t before = sf_fill(fx, &op, &src); /* 0 when the first op waits */
     uint64_t at = 0;
@@ -590,7 +590,7 @@ static void test_contract_sendfile_full_socket_then_drained(void **state)
     assert_true(res > 0);
     /* The rest of the file, then every byte checked. */
     for (uint64_t off = before + (uint64_t)res; off < SF_LEN;) {
-        struct rs_op more;
+        struct rs_op more = {0};
         struct rs_sendfile s2;
         sf_submit(fx, &more, &s2, off, (uint32_t)(SF_LEN - off));
         int32_t r = sf_wait(fx, &more, true, &at);
@@ -607,7 +607,7 @@ static void test_contract_sendfile_full_socket_then_drained(void **state)
 static void test_contract_sendfile_cancel(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op op;
+    struct rs_op op = {0};
     struct rs_sendfile src;
     uint64_t before = sf_fill(fx, &op, &src);
     int n = fx->nev;
@@ -621,7 +621,7 @@ static void test_contract_sendfile_cancel(void **state)
     assert_int_equal(fx->nev, n + 1); /* exactly once */
     uint64_t total = before + (res > 0 ? (uint64_t)res : 0);
     /* The socket still works: 1000 more bytes from where the peer is. */
-    struct rs_op more;
+    struct rs_op more = {0};
     struct rs_sendfile s2;
     sf_submit(fx, &more, &s2, total, 1000);
     int32_t r = sf_wait(fx, &more, true, &at);
@@ -638,7 +638,7 @@ static void test_contract_sendfile_cancel(void **state)
 static void test_contract_sendfile_after_send_more(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op head;
+    struct rs_op head = {0};
     server_op(fx, &head, RS_OP_SEND);
     head.flags |= RS_OPF_MORE;
     head.buf = "HEAD";
@@ -646,7 +646,7 @@ static void test_contract_sendfile_after_send_more(void **state)
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &head), 0);
     run_until(fx, 1);
     assert_int_equal(fx->ev[0].c.res, 4);
-    struct rs_op op;
+    struct rs_op op = {0};
     struct rs_sendfile src;
     sf_submit(fx, &op, &src, 0, 1000);
     /* Both completions' bytes: "HEAD", then the file's first 1000. */
@@ -694,7 +694,7 @@ static void test_contract_sendfile_cold_cancel(void **state)
 {
     struct fixture *fx = *state;
     sf_evict(fx);
-    struct rs_op op;
+    struct rs_op op = {0};
     struct rs_sendfile src;
     uint64_t at = 0;
     sf_submit(fx, &op, &src, 0, 1u << 20);
@@ -709,7 +709,7 @@ static void test_contract_sendfile_cold_cancel(void **state)
         fx->loop.ops->run(&fx->loop, 1);
     assert_int_equal(fx->nev, n + 1);
     uint64_t total = res > 0 ? (uint64_t)res : 0;
-    struct rs_op more;
+    struct rs_op more = {0};
     struct rs_sendfile s2;
     sf_submit(fx, &more, &s2, total, 1000);
     assert_int_equal(sf_wait(fx, &more, true, &at), 1000);
@@ -737,7 +737,7 @@ static int plain_socket(void)
 
 static void close_plain(struct fixture *fx, int fd)
 {
-    struct rs_op op;
+    struct rs_op op = {0};
     rs_op_init(&op, RS_OP_CLOSE, fd, record_fn, fx);
     int before = fx->nev;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
@@ -764,7 +764,7 @@ static void test_contract_connect_succeeds(void **state)
     struct fixture *fx = *state;
     struct sockaddr_in a = loopback(rs_socket_port(fx->lfd));
     int fd = plain_socket();
-    struct rs_op op;
+    struct rs_op op = {0};
     submit_connect(fx, &op, fd, &a);
     run_until(fx, 1);
     assert_ptr_equal(fx->ev[0].op, &op);
@@ -775,7 +775,7 @@ static void test_contract_connect_succeeds(void **state)
     assert_int_equal(poll(&p, 1, 2000), 1);
     int peer = accept4(fx->lfd, NULL, NULL, SOCK_CLOEXEC);
     assert_true(peer >= 0);
-    struct rs_op send_op;
+    struct rs_op send_op = {0};
     rs_op_init(&send_op, RS_OP_SEND, fd, record_fn, fx);
     send_op.buf = "up";
     send_op.len = 2;
@@ -799,7 +799,7 @@ static void test_contract_connect_refused(void **state)
     assert_int_equal(bind(closed, (struct sockaddr *)&a, sizeof(a)), 0);
     a = loopback(rs_socket_port(closed));
     int fd = plain_socket();
-    struct rs_op op;
+    struct rs_op op = {0};
     submit_connect(fx, &op, fd, &a);
     run_until(fx, 1);
     assert_int_equal(fx->ev[0].c.res, -ECONNREFUSED);
@@ -829,7 +829,7 @@ static void test_contract_connect_cancel(void **state)
         }
     }
     int fd = plain_socket();
-    struct rs_op op;
+    struct rs_op op = {0};
     submit_connect(fx, &op, fd, &a);
     for (int i = 0; i < 5; i++)
         fx->loop.ops->run(&fx->loop, 10);
@@ -859,7 +859,7 @@ struct sock {
 /* Close a socket of either kind through the backend. */
 static void close_sock(struct fixture *fx, struct sock k)
 {
-    struct rs_op op;
+    struct rs_op op = {0};
     rs_op_init(&op, RS_OP_CLOSE, k.fd, record_fn, fx);
     op.flags = k.direct ? RS_OPF_DIRECT : 0;
     int before = fx->nev;
@@ -875,7 +875,7 @@ static void close_sock(struct fixture *fx, struct sock k)
 static struct sock new_socket(struct fixture *fx, int family, uint8_t flags)
 {
     assert_true(fx->loop.caps & RS_CAP_SOCKET);
-    struct rs_op op;
+    struct rs_op op = {0};
     rs_op_init(&op, RS_OP_SOCKET, -1, record_fn, fx);
     op.len = (uint32_t)family;
     op.flags = flags;
@@ -918,7 +918,7 @@ static void test_contract_socket_connects(void **state)
         (rs_uring_supported(rs_probe_uring_cached()) & UF_DIRECT_SOCKET))
         assert_true(k.direct);
 #endif
-    struct rs_op op, send_op, recv_op;
+    struct rs_op op = {0}, send_op = {0}, recv_op = {0};
     rs_op_init(&op, RS_OP_CONNECT, k.fd, record_fn, fx);
     op.buf = &a;
     op.len = sizeof(a);
@@ -985,7 +985,7 @@ static void test_contract_socket_connect_refused(void **state)
     assert_int_equal(bind(closed, (struct sockaddr *)&a, sizeof(a)), 0);
     a = loopback(rs_socket_port(closed));
     struct sock k = new_socket(fx, AF_INET, RS_OPF_DIRECT | RS_OPF_NODELAY);
-    struct rs_op op;
+    struct rs_op op = {0};
     rs_op_init(&op, RS_OP_CONNECT, k.fd, record_fn, fx);
     op.buf = &a;
     op.len = sizeof(a);
@@ -1005,7 +1005,7 @@ static void test_contract_socket_connect_refused(void **state)
 static void test_contract_socket_cancel(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op op;
+    struct rs_op op = {0};
     rs_op_init(&op, RS_OP_SOCKET, -1, record_fn, fx);
     op.len = AF_INET;
     op.flags = RS_OPF_DIRECT | RS_OPF_NODELAY;
@@ -1034,7 +1034,7 @@ static void test_contract_socket_cancel(void **state)
     struct pollfd p = {.fd = filler, .events = POLLOUT};
     assert_int_equal(poll(&p, 1, 2000), 1);
     struct sock k = new_socket(fx, AF_INET, RS_OPF_DIRECT | RS_OPF_NODELAY);
-    struct rs_op c;
+    struct rs_op c = {0};
     rs_op_init(&c, RS_OP_CONNECT, k.fd, record_fn, fx);
     c.buf = &a;
     c.len = sizeof(a);
@@ -1138,7 +1138,7 @@ static int32_t file_op(struct fixture *fx, struct rs_file_op *f)
 
 static int32_t open_at(struct fixture *fx, const char *path, uint64_t flags)
 {
-    struct rs_file_op f;
+    struct rs_file_op f = {0};
     rs_file_op_init(&f, RS_OP_OPENAT, fx->dirfd, record_fn, fx);
     f.path = path;
     /* openat2 is strict: a mode without O_CREAT is -EINVAL. */
@@ -1150,7 +1150,7 @@ static int32_t open_at(struct fixture *fx, const char *path, uint64_t flags)
 
 static int32_t read_at(struct fixture *fx, int fd, void *dst, uint32_t len, uint64_t off)
 {
-    struct rs_file_op f;
+    struct rs_file_op f = {0};
     rs_file_op_init(&f, RS_OP_READ, fd, record_fn, fx);
     f.dst = dst;
     f.op.len = len;
@@ -1160,7 +1160,7 @@ static int32_t read_at(struct fixture *fx, int fd, void *dst, uint32_t len, uint
 
 static void close_file(struct fixture *fx, int fd)
 {
-    struct rs_op op;
+    struct rs_op op = {0};
     rs_op_init(&op, RS_OP_CLOSE, fd, record_fn, fx);
     int before = fx->nev;
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
@@ -1186,7 +1186,7 @@ static void test_contract_file_read_short_at_eof(void **state)
     /* statx of the descriptor itself. */
     struct statx stx;
     memset(&stx, 0, sizeof(stx));
-    struct rs_file_op st;
+    struct rs_file_op st = {0};
     rs_file_op_init(&st, RS_OP_STATX, fd, record_fn, fx);
     st.path = "";
     st.at_flags = AT_EMPTY_PATH;
@@ -1206,7 +1206,7 @@ static void test_contract_file_write_at_offset(void **state)
     struct fixture *fx = *state;
     int fd = open_at(fx, "log", O_RDWR | O_CREAT | O_EXCL);
     assert_true(fd >= 0);
-    struct rs_file_op w;
+    struct rs_file_op w = {0};
     rs_file_op_init(&w, RS_OP_WRITE, fd, record_fn, fx);
     w.op.buf = "hello";
     w.op.len = 5;
@@ -1222,6 +1222,67 @@ static void test_contract_file_write_at_offset(void **state)
     assert_int_equal(open_at(fx, "log", O_RDWR | O_CREAT | O_EXCL), -EEXIST);
 }
 
+static int32_t fsync_fd(struct fixture *fx, int fd, uint32_t how)
+{
+    struct rs_file_op f = {0};
+    rs_file_op_init(&f, RS_OP_FSYNC, fd, record_fn, fx);
+    f.op.len = how;
+    return file_op(fx, &f);
+}
+
+/* RS_OP_FSYNC (and its fdatasync form) after a write: 0; on a closed
+ * descriptor: -EBADF, from run() like every result. Then a plain
+ * RS_OP_CLOSE of the file, and the data is there for a fresh reader. */
+static void test_contract_file_fsync_and_close(void **state)
+{
+    struct fixture *fx = *state;
+    int fd = open_at(fx, "synced", O_WRONLY | O_CREAT | O_EXCL);
+    assert_true(fd >= 0);
+    struct rs_file_op w = {0};
+    rs_file_op_init(&w, RS_OP_WRITE, fd, record_fn, fx);
+    w.op.buf = "durable";
+    w.op.len = 7;
+    assert_int_equal(file_op(fx, &w), 7);
+    assert_int_equal(fsync_fd(fx, fd, 0), 0);
+    assert_int_equal(fsync_fd(fx, fd, RS_FSYNC_DATA), 0);
+    close_file(fx, fd);
+    assert_int_equal(fsync_fd(fx, fd, 0), -EBADF);
+    int rfd = open_at(fx, "synced", O_RDONLY);
+    assert_true(rfd >= 0);
+    char buf[16];
+    assert_int_equal(read_at(fx, rfd, buf, sizeof(buf), 0), 7);
+    assert_memory_equal(buf, "durable", 7);
+    close_file(fx, rfd);
+}
+
+/* An op re-initialised for its next use keeps counting generations: a
+ * backend bumps bk_gen on every submit and drops completions of an older
+ * one, which only works if rs_op_init does not start each use afresh. */
+static void test_contract_op_init_keeps_generation(void **state)
+{
+    struct fixture *fx = *state;
+    int fd = open_at(fx, "a.txt", O_RDONLY);
+    assert_true(fd >= 0);
+    struct rs_file_op f = {0};
+    uint8_t seen[4];
+    char buf[8];
+    for (int i = 0; i < 4; i++) {
+        rs_file_op_init(&f, RS_OP_READ, fd, record_fn, fx);
+        f.dst = buf;
+        f.op.len = sizeof(buf);
+        assert_int_equal(file_op(fx, &f), (int32_t)sizeof(buf));
+        seen[i] = f.op.bk_gen;
+    }
+    /* Backends that use generations give each use a new one; those that
+     * do not (epoll delivers file ops from its own list) leave it alone. */
+    if (seen[0] != 0 || seen[1] != 0) {
+        for (int i = 1; i < 4; i++)
+            assert_int_not_equal(seen[i], seen[i - 1]);
+        assert_int_not_equal(seen[3], seen[0]);
+    }
+    close_file(fx, fd);
+}
+
 static void test_contract_file_errors(void **state)
 {
     struct fixture *fx = *state;
@@ -1235,7 +1296,7 @@ static void test_contract_file_errors(void **state)
     assert_int_equal(read_at(fx, fd, buf, sizeof(buf), 0), -EISDIR);
     close_file(fx, fd);
     struct statx stx;
-    struct rs_file_op st;
+    struct rs_file_op st = {0};
     rs_file_op_init(&st, RS_OP_STATX, fx->dirfd, record_fn, fx);
     st.path = "missing";
     st.mask = STATX_SIZE;
@@ -1279,6 +1340,7 @@ static void test_contract_file_eacces(void **state)
         if (loop_setup(&child, 8) < 0)
             _exit(uring_forbidden_to_users() ? 77 : 6);
         struct rs_file_op f;
+        memset(&f, 0, sizeof(f)); /* init keeps the generation found there */
         rs_file_op_init(&f, RS_OP_OPENAT, child.dirfd, record_fn, &child);
         f.path = "secret";
         f.how = (struct rs_open_how){.flags = O_RDONLY | O_CLOEXEC,
@@ -1344,7 +1406,7 @@ static void test_contract_file_read_into_pool_buffer(void **state)
     struct fixture *fx = *state;
     int fd = open_at(fx, "a.txt", O_RDONLY);
     assert_true(fd >= 0);
-    struct rs_file_op f;
+    struct rs_file_op f = {0};
     rs_file_op_init(&f, RS_OP_READ, fd, record_fn, fx);
     f.op.flags = RS_OPF_POOL_BUF;
     f.op.len = 0; /* a whole buffer */
@@ -1436,7 +1498,7 @@ static void check_usable_with(struct fixture *fx, struct rs_op *recv_op)
 
 static void check_usable(struct fixture *fx)
 {
-    struct rs_op recv_op;
+    struct rs_op recv_op = {0};
     check_usable_with(fx, &recv_op);
 }
 
@@ -1453,7 +1515,7 @@ static void settle(struct fixture *fx)
 static void test_contract_refused_submit_leaves_no_trace(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op bogus;
+    struct rs_op bogus = {0};
     server_op(fx, &bogus, 200);
     assert_true(fx->loop.ops->submit(&fx->loop, &bogus) < 0);
     int devnull = -1, bad;
@@ -1464,7 +1526,7 @@ static void test_contract_refused_submit_leaves_no_trace(void **state)
         assert_true(devnull >= 0);
         bad = devnull;
     }
-    struct rs_op recv_op;
+    struct rs_op recv_op = {0};
     rs_op_init(&recv_op, RS_OP_RECV, bad, record_fn, fx);
     if (devnull < 0)
         recv_op.flags |= RS_OPF_DIRECT;
@@ -1491,13 +1553,13 @@ static void test_contract_refused_submit_leaves_no_trace(void **state)
 static void test_contract_cancel_not_in_flight(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op never;
+    struct rs_op never = {0};
     server_op(fx, &never, RS_OP_RECV);
     int rc = fx->loop.ops->cancel(&fx->loop, &never);
     assert_true(rc == 0 || rc == -ENOENT);
     settle(fx);
     assert_false(completed(fx, &never));
-    struct rs_op done;
+    struct rs_op done = {0};
     check_usable_with(fx, &done); /* a single-shot recv: finished now */
     int n = fx->nev;
     rc = fx->loop.ops->cancel(&fx->loop, &done);
@@ -1615,6 +1677,10 @@ int main(int argc, char **argv)
                                         teardown_files),
         cmocka_unit_test_setup_teardown(test_contract_file_errors, setup_files,
                                         teardown_files),
+        cmocka_unit_test_setup_teardown(test_contract_file_fsync_and_close, setup_files,
+                                        teardown_files),
+        cmocka_unit_test_setup_teardown(test_contract_op_init_keeps_generation,
+                                        setup_files, teardown_files),
         cmocka_unit_test_setup_teardown(test_contract_file_eacces, setup_files,
                                         teardown_files),
         cmocka_unit_test_setup_teardown(test_contract_file_escape_refused, setup_files,

@@ -1,0 +1,2 @@
+/* The internal view of <ringserve/fs.h>: the same, nothing more. */
+#include "ringserve/fs.h"
