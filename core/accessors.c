@@ -67,6 +67,11 @@ void rs_stream_set_data(struct rs_stream *s, void *data)
     s->data = data;
 }
 
+bool rs_stream_connect_sent(const struct rs_stream *s)
+{
+    return s->connect_sent;
+}
+
 void rs_stream_set_cbs(struct rs_stream *s, const struct rs_stream_cbs *cbs)
 {
     s->cbs = cbs;

@@ -80,7 +80,8 @@ struct rs_sendfile {
 #define RS_OPF_DIRECT (1u << 2)
 /* RS_OP_READ: read into a buffer the backend lends from the loop's pool
  * (completion flagged RS_CF_BUFFER when res > 0, released like a recv's;
- * -ENOBUFS when none is free); len is capped at the pool's buffer size. */
+ * -ENOBUFS when none is free); len is capped at the pool's buffer size (0:
+ * a whole buffer). The backend never writes the caller's op.len. */
 #define RS_OPF_POOL_BUF (1u << 3)
 /* RS_OP_SOCKET: set TCP_NODELAY on the new socket before completing. */
 #define RS_OPF_NODELAY (1u << 4)
@@ -92,6 +93,15 @@ struct rs_sendfile {
  * these to fill a segment with the next send's (an HTTP head before its
  * body). The next send without it pushes them out. */
 #define RS_OPF_MORE (1u << 6)
+/* RS_OP_CLOSE of a connected socket: abort the connection rather than
+ * close it. The peer gets a TCP reset (its reads fail with ECONNRESET once
+ * it has read what reached it), never a FIN that would look like a
+ * complete transfer; bytes still in our send buffer are dropped. The close
+ * completes like any other. How is the backend's business: epoll sets
+ * SO_LINGER {1, 0} before close(2); io_uring links connect(2) to AF_UNSPEC
+ * before the close, which the kernel turns into the reset at once and
+ * which works on direct descriptors too (see uring.c). */
+#define RS_OPF_RESET (1u << 7)
 
 /* rs_completion.flags, set by the backend */
 /* The op is still armed; more completions follow. */
@@ -154,7 +164,8 @@ struct rs_file_op {
     int at_flags;
     /* Below: private to the backend. */
     struct rs_file_op *bk_next;
-    void *bk_buf; /* RS_OPF_POOL_BUF: the pool buffer read into */
+    void *bk_buf;    /* RS_OPF_POOL_BUF: the pool buffer read into */
+    uint32_t bk_len; /* ...and how much of it: op.len capped, op.len untouched */
     int32_t bk_res;
     uint16_t bk_bid;
 };

@@ -4,6 +4,7 @@
 #ifndef RINGSERVE_STREAM_H
 #define RINGSERVE_STREAM_H
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -54,6 +55,10 @@ struct rs_stream {
     bool graceful;       /* closing after all output was sent */
     bool lingering;      /* closing: input is read and dropped until the peer's EOF */
     bool timed_out;      /* the connect timer fired */
+    bool connect_sent;   /* the connect op was submitted: only then does a
+                            failed or timed-out connect say anything about
+                            the peer (before it, the socket was not made) */
+    bool reset;          /* closing ends in a TCP reset (rs_stream_reset) */
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
     struct rs_chunk *head, *tail;

@@ -8,6 +8,12 @@
 
 #include "ringserve/timer.h"
 
+/* The loop's own timers (idle scan, drain, accept back-off) beyond the
+ * two per stream rs_timer_reserve is asked for: the core reserves two per
+ * stream (its own timer and one for its protocol's session) when the
+ * stream is made, so a stream that exists can always arm its timers. */
+#define RS_TIMER_LOOP_SLOTS 8u
+
 /* For the loop: ms until the earliest timer is due (0 if overdue), or -1
  * when none is active. */
 int rs_timer_next_ms(const struct rs_loop *loop);

@@ -38,7 +38,9 @@
  * yet). The drain timeout bounds it from the last progress: when that long
  * passes without a send completing or, all sent, without the peer's EOF,
  * the close becomes an abort (-ETIMEDOUT). rs_stream_abort: close now,
- * dropping queued output. Errors (a reset, a failed send) abort. Either way on_close
+ * dropping queued output. rs_stream_reset: send what is queued, then abort
+ * with a TCP reset, so the peer cannot take a cut transfer for a complete
+ * one. Errors (a reset, a failed send) abort. Either way on_close
  * is the last callback, with reason 0 (graceful) or -errno, and the struct
  * is freed right after it returns: it is freed only when no op is in
  * flight.
@@ -55,6 +57,7 @@
 #ifndef RINGSERVE_PUBLIC_STREAM_H
 #define RINGSERVE_PUBLIC_STREAM_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -159,5 +162,25 @@ static inline void rs_stream_abort(struct rs_stream *s)
 {
     rs_stream_abort_reason(s, 0);
 }
+/* Close with a reset: what the peer must see when the transfer it is part
+ * of was cut (the other side of a proxy session reset or failed). The
+ * queued output is sent first, bounded like a graceful close by
+ * --drain-timeout without progress; then, instead of shutdown(SHUT_WR) and
+ * a FIN, the connection is aborted: the peer reads a prefix of what was
+ * written (bytes still in the kernel's send buffer are lost) and then
+ * ECONNRESET, never a clean EOF. No more input is read. Counted in
+ * resets_out. on_close gets reason (-errno: what cut the transfer;
+ * -ECONNRESET for rs_stream_reset) unless an earlier error came first. On
+ * a closing stream the close still ends in a reset if its close op was not
+ * submitted yet. */
+RS_EXPORT void rs_stream_reset_reason(struct rs_stream *s, int reason);
+static inline void rs_stream_reset(struct rs_stream *s)
+{
+    rs_stream_reset_reason(s, -ECONNRESET);
+}
+/* An outbound stream's connect was submitted: only then does a failed or
+ * timed-out connect say anything about the peer (before it, no socket
+ * could be made here: EMFILE...). */
+RS_EXPORT bool rs_stream_connect_sent(const struct rs_stream *s);
 
 #endif

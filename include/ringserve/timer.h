@@ -12,7 +12,7 @@
  * started from a completion counts from after the wait, not before it).
  *
  *     struct rs_timer t = {0};          // zero: not active
- *     rs_timer_start(loop, &t, 500, on_timeout, session);
+ *     if (rs_timer_start(loop, &t, 500, on_timeout, session) < 0) ... // -ENOMEM
  *     ...
  *     rs_timer_stop(loop, &t);          // idempotent; safe from its own fn
  *
@@ -40,9 +40,14 @@ struct rs_timer {
     void *data;        /* the owner's */
 };
 
-/* Start (or restart) t: fn(loop, t) runs delay_ms from now; t->data = data. */
-RS_EXPORT void rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
-                              rs_timer_fn fn, void *data);
+/* Start (or restart) t: fn(loop, t) runs delay_ms from now; t->data =
+ * data. 0, or -ENOMEM when the heap had to grow and could not: then t is
+ * not active (a restart never needs memory). Never exits the process. */
+RS_EXPORT int rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
+                             rs_timer_fn fn, void *data);
+/* Make room for n active timers now, so that starting that many later
+ * cannot fail: 0 or -ENOMEM. */
+RS_EXPORT int rs_timer_reserve(struct rs_loop *loop, uint32_t n);
 /* Stop t if active; harmless otherwise. */
 RS_EXPORT void rs_timer_stop(struct rs_loop *loop, struct rs_timer *t);
 

@@ -144,8 +144,9 @@ static void fk_wake(struct rs_loop *loop)
 
 static void fk_buf_release(struct rs_loop *loop, uint16_t bid)
 {
+    if (!rs_bufpool_unlend(&loop->pool, bid))
+        return;
     fake(loop)->released[bid]++;
-    rs_bufpool_unlend(&loop->pool, bid);
     rs_bufpool_put(&loop->pool, bid);
 }
 
@@ -243,4 +244,13 @@ bool fake_send_reads(const struct rs_op *op, const void *lo, const void *hi)
         if (overlaps(m->msg_iov[i].iov_base, m->msg_iov[i].iov_len, lo, hi))
             return true;
     return false;
+}
+
+int fake_loop_init(struct rs_loop *loop, struct rs_config *cfg)
+{
+    rs_config_defaults(cfg);
+    cfg->buffers = 16;
+    cfg->buffer_size = 64;
+    char err[128];
+    return rs_loop_init(loop, &fake_backend, cfg, err, sizeof(err));
 }

@@ -51,6 +51,10 @@ struct fake_state {
 extern const struct rs_backend_ops fake_backend;
 struct fake_state *fake(struct rs_loop *loop);
 
+/* cfg: the defaults with a small pool (16 buffers of 64 bytes); then a
+ * loop on the fake backend with it. 0 or -errno. */
+int fake_loop_init(struct rs_loop *loop, struct rs_config *cfg);
+
 /* The op of this kind and fd in flight, or NULL. */
 struct rs_op *fake_find(struct rs_loop *loop, uint8_t kind, int fd);
 bool fake_was_cancelled(struct rs_loop *loop, struct rs_op *op);
