@@ -8,6 +8,7 @@
 #include "stream.h"
 
 #undef rs_loop_now
+#undef rs_loop_stopping
 #undef rs_stream_pending
 #undef rs_stream_set_lowat
 #undef rs_stream_is_open
@@ -15,6 +16,11 @@
 uint64_t rs_loop_now(struct rs_loop *loop)
 {
     return rs_loop_now_inline(loop);
+}
+
+bool rs_loop_stopping(const struct rs_loop *loop)
+{
+    return rs_loop_stopping_inline(loop);
 }
 
 const struct rs_config *rs_loop_config(const struct rs_loop *loop)

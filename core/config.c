@@ -112,7 +112,8 @@ void rs_config_options_usage(FILE *out)
         "                              those the server uses and 64 more back)\n"
         "  --idle-timeout=SECONDS      close connections idle this long (default off)\n"
         "  --drain-timeout=MS          on SIGINT/SIGTERM, time to finish in-flight\n"
-        "                              output before closing (default 2000)\n"
+        "                              work; what is left is reset (default 2000;\n"
+        "                              0: reset every connection at once)\n"
         "  --no-nodelay                leave Nagle's algorithm on (TCP_NODELAY off)\n"
         "\n",
         out);

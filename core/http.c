@@ -45,7 +45,12 @@
  *
  * Lifetime: a session lives until its stream closed AND its last file op
  * completed; a file op cannot be recalled once the kernel or a worker has
- * it. The loop's teardown waits for the stragglers (http_loop_fini).
+ * it. Each file op is a loop request (rs_loop_req_start), so the loop
+ * runs until the stragglers are back, on its own thread.
+ *
+ * Stop (http_stop): idle connections close at once; a response in
+ * progress is finished, its body still flowing (from the file with
+ * sendfile, or read after read without it), then the connection closes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -109,6 +114,7 @@ struct http_sess {
     uint64_t next_off, end;    /* next offset to read; end of the range */
     uint32_t rd_head, rd_tail; /* slots in use: [head, tail) modulo READ_AHEAD */
     struct rd_slot rd[READ_AHEAD];
+    /* Both unreferenced: the stream keeps the loop alive. */
     struct rs_timer retry;
     struct rs_timer head_timer; /* the request-head deadline (--header-timeout) */
     char *in;                   /* request bytes not yet parsed */
@@ -231,6 +237,7 @@ static bool op_done(struct http_sess *h)
 {
     h->ops--;
     h->hl->ops--;
+    rs_loop_req_done(h->loop);
     if (h->s)
         return true;
     if (h->ops == 0)
@@ -248,13 +255,18 @@ static void submit_file_op(struct http_sess *h, struct rs_op *op)
     }
     h->ops++;
     h->hl->ops++;
+    rs_loop_req_start(h->loop); /* the loop lives until it completes */
 }
 
 /* Close the current file at once: a read-only file's close(2) does no IO.
  * (It went through the backend as RS_OP_CLOSE until that op was seen, about
- * once in 30 test runs on io_uring without fixed files, still in flight 5 s
- * after the session closed, leaking the session at exit; the cause is not
- * understood, and a close op buys nothing here.) */
+ * once in 30 test runs on io_uring, still in flight 5 s after the session
+ * closed, leaking the session at exit. The likely cause, since fixed: a
+ * loop ended as soon as its last stream was gone, with the close in
+ * flight, and its teardown ran on the thread that destroyed the server,
+ * where run() on a ring with a registered fd fails at once; the 5 s were
+ * the teardown's bounded retries. Loops now wait for their requests and
+ * finish on their own thread.) */
 static void close_file(struct http_sess *h)
 {
     if (h->fd < 0)
@@ -317,7 +329,8 @@ static void open_path(struct http_sess *h)
 static void start_request(struct http_sess *h)
 {
     h->head_only = h->req.method == RS_HTTP_HEAD;
-    h->keep_alive = h->req.keep_alive;
+    /* Stopping: this response is the connection's last. */
+    h->keep_alive = h->req.keep_alive && !rs_loop_stopping(h->loop);
     h->is_index = false;
     size_t n = strlen(h->req.path);
     memcpy(h->path, h->req.path, n + 1);
@@ -806,6 +819,8 @@ static void http_open(struct rs_stream *s)
     h->loop = s->loop;
     h->hl = s->loop->proto_data;
     h->fd = -1;
+    rs_timer_unref(&h->retry);
+    rs_timer_unref(&h->head_timer);
     s->data = h;
     head_deadline_start(h);
 }
@@ -847,17 +862,33 @@ static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)
     return 0;
 }
 
-/* Streams are all closed; file ops of orphaned sessions may still be in
- * flight (a read the kernel started). Let them finish, bounded, so their
- * sessions and buffers come back before the backend goes. */
+/* A graceful stop: a connection between requests ends now (a FIN is how
+ * HTTP/1.1 says "no more requests here"; a client whose next request
+ * crossed it retries, as it must on any keep-alive close); one with a
+ * response in progress or a request head arriving finishes that one,
+ * sent with "Connection: close" where its head is still to come, and
+ * closes after it (finish_response). The drain deadline resets what is
+ * still open. */
+static void http_stop(struct rs_stream *s)
+{
+    struct http_sess *h = s->data;
+    if (!h) {
+        rs_stream_stop(s);
+        return;
+    }
+    h->keep_alive = false;
+    if (h->state == ST_IDLE && h->in_len == 0)
+        rs_stream_close(s); /* queued output (a file body) is sent first */
+}
+
+/* Streams are all closed, and the loop ran until the last file op came
+ * back (each is a loop request): every session is gone. */
 static void http_loop_fini(struct rs_loop *loop)
 {
     struct http_loop *hl = loop->proto_data;
     if (!hl)
         return;
-    for (int i = 0; i < 500 && hl->ops > 0 && !loop->failed; i++)
-        loop->ops->run(loop, 10);
-    if (hl->ops > 0)
+    if (hl->ops > 0) /* only a failed backend leaves them */
         rs_log_error("http: %u file ops still in flight at exit", hl->ops);
     close(hl->root_fd);
     free(hl->scratch);
@@ -871,6 +902,7 @@ const struct rs_protocol rs_proto_http = {.name = "http",
                                                   .on_writable = http_writable,
                                                   .on_close = http_close},
                                           .on_open = http_open,
+                                          .on_stop = http_stop,
                                           .loop_init = http_loop_init,
                                           .loop_fini = http_loop_fini,
                                           .descriptors_per_conn = 2};

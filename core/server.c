@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -31,6 +32,11 @@ struct worker {
     struct rs_stats_board board; /* --stats-interval snapshots */
     pthread_t thread;
     int listen_fd;
+    /* A duplicate of the loop's wake-up eventfd, for rs_server_stop: the
+     * loop's thread closes its own in rs_loop_fini, while another thread
+     * (a signal handler) may still ask it to stop; this one stays open
+     * until the server is freed. */
+    int wake_fd;
     int index;
     int init_rc;
     int run_rc;
@@ -175,6 +181,14 @@ static void *worker_main(void *arg)
         cfg->sched == RS_SCHED_BATCH ? sched_batch_self(w->err, sizeof(w->err)) : 0;
     if (w->init_rc == 0)
         w->init_rc = rs_loop_init(&w->loop, srv->ops, cfg, w->err, sizeof(w->err));
+    if (w->init_rc == 0) {
+        w->wake_fd = fcntl(w->loop.wake_fd, F_DUPFD_CLOEXEC, 0);
+        if (w->wake_fd < 0) {
+            w->init_rc = -errno;
+            snprintf(w->err, sizeof(w->err), "eventfd: %s", strerror(errno));
+            rs_loop_fini(&w->loop);
+        }
+    }
     w->loop.index = w->index;
     if (cfg->stats_interval_ms)
         w->loop.board = &w->board;
@@ -198,6 +212,12 @@ static void *worker_main(void *arg)
         if (w->run_rc < 0)
             atomic_store(&srv->any_failed, true);
     }
+    /* Everything the loop owns is finished here, on its own thread: the
+     * ring of an io_uring loop (registered fd, SINGLE_ISSUER) cannot be
+     * driven from any other, so requests still in flight could never be
+     * collected there. */
+    if (w->init_rc == 0)
+        rs_loop_fini(&w->loop);
     worker_finished(w);
     return NULL;
 }
@@ -452,10 +472,9 @@ static void server_free(struct rs_server *srv)
 {
     for (unsigned i = 0; i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];
-        if (w->started) {
-            w->started = false;
-            rs_loop_fini(&w->loop);
-        }
+        w->started = false; /* its thread finished the loop (worker_main) */
+        if (w->wake_fd >= 0)
+            close(w->wake_fd);
         if (w->listen_fd >= 0)
             close(w->listen_fd);
         rs_stats_board_fini(&w->board);
@@ -511,6 +530,7 @@ static struct rs_server *server_new(struct rs_config *cfg,
         w->srv = srv;
         w->index = (int)i;
         w->listen_fd = -1;
+        w->wake_fd = -1;
         rs_stats_board_init(&w->board);
     }
     return srv;
@@ -581,11 +601,20 @@ uint16_t rs_server_port(const struct rs_server *srv)
     return srv->cfg->listen_port;
 }
 
+/* Async-signal-safe. Not rs_loop_request_stop: a loop that finished has
+ * closed its own eventfd (its number may be reused already); the
+ * server's duplicate is still open. */
 void rs_server_stop(struct rs_server *srv)
 {
-    for (unsigned i = 0; i < srv->nworkers; i++)
-        if (srv->workers[i].started)
-            rs_loop_request_stop(&srv->workers[i].loop);
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        struct worker *w = &srv->workers[i];
+        if (!w->started)
+            continue;
+        w->loop.stop_requested = 1;
+        uint64_t one = 1;
+        ssize_t rc = write(w->wake_fd, &one, sizeof(one));
+        (void)rc; /* a full counter is a pending wake-up already */
+    }
 }
 
 static struct timespec mono_ts(double t)

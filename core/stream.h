@@ -59,6 +59,8 @@ struct rs_stream {
                             failed or timed-out connect say anything about
                             the peer (before it, the socket was not made) */
     bool reset;          /* closing ends in a TCP reset (rs_stream_reset) */
+    bool stop_hold;      /* closing for a stop: no FIN before the peer's EOF */
+    bool cut;            /* ...and input was dropped: end with a reset */
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
     struct rs_chunk *head, *tail;

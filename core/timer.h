@@ -19,7 +19,7 @@
 int rs_timer_next_ms(const struct rs_loop *loop);
 /* For the loop: fire every timer due at loop->now_ms. Returns how many. */
 int rs_timer_run_due(struct rs_loop *loop);
-/* For the loop: free the heap (no timer may be active any more). */
+/* For the loop: free the heap; timers still in it become inactive. */
 void rs_timer_heap_fini(struct rs_loop *loop);
 
 #endif

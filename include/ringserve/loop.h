@@ -15,6 +15,7 @@
 #ifndef RINGSERVE_PUBLIC_LOOP_H
 #define RINGSERVE_PUBLIC_LOOP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,9 +59,12 @@ struct rs_stats;
 RS_EXPORT int rs_loop_new(const struct rs_config *cfg, struct rs_loop **out, char *err,
                           size_t errlen);
 
-/* Run the loop on the calling thread until rs_loop_stop, then until what
- * it owns has finished (streams closed within cfg->drain_timeout_ms). 0,
- * or -errno when the backend failed. */
+/* Run the loop on the calling thread until nothing is left that could
+ * still produce a callback: no stream (open or closing), no request in
+ * flight, no active referenced timer (timer.h). A loop of one's own has
+ * no listener, so it returns once its work is done; rs_loop_stop ends it
+ * earlier, gracefully (streams get cfg->drain_timeout_ms, then a reset).
+ * 0, or -errno when the backend failed. */
 RS_EXPORT int rs_loop_run(struct rs_loop *loop);
 
 /* Ask the loop to stop: from its own callbacks, another thread or a
@@ -84,6 +88,10 @@ RS_EXPORT const struct rs_config *rs_loop_config(const struct rs_loop *loop);
 /* The loop's number in its server, 0 to threads - 1 (for logs and for
  * sharding a program's own state by loop). */
 RS_EXPORT int rs_loop_index(const struct rs_loop *loop);
+
+/* A graceful stop has begun on this loop (rs_loop_stop, rs_server_stop):
+ * answer with a last reply, start nothing long. */
+RS_EXPORT bool rs_loop_stopping(const struct rs_loop *loop);
 
 /* The RS_CAP_* bits of the loop's backend. */
 RS_EXPORT uint32_t rs_loop_caps(const struct rs_loop *loop);
