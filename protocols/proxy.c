@@ -169,8 +169,8 @@ static void on_close(struct rs_stream *s, int reason)
  * started (the timer fired while the socket was still being made). */
 static bool local_failure(const struct rs_stream *s, int res)
 {
-    return !rs_stream_connect_sent(s) || res == -EMFILE || res == -ENFILE || res == -ENOBUFS ||
-           res == -ENOMEM || res == -EADDRNOTAVAIL;
+    return !rs_stream_connect_sent(s) || res == -EMFILE || res == -ENFILE ||
+           res == -ENOBUFS || res == -ENOMEM || res == -EADDRNOTAVAIL;
 }
 
 static void on_connect(struct rs_stream *s, int res)

@@ -86,31 +86,35 @@ struct rs_fs_req {
 
 /* Open path (relative to the working directory, or absolute) like
  * open(2); mode only counts with O_CREAT or O_TMPFILE. */
-RS_EXPORT int rs_fs_open(struct rs_loop *loop, struct rs_fs_req *req, const char *path, int flags,
-               unsigned mode, rs_fs_fn cb);
+RS_EXPORT int rs_fs_open(struct rs_loop *loop, struct rs_fs_req *req, const char *path,
+                         int flags, unsigned mode, rs_fs_fn cb);
 /* Open path beneath the directory dirfd and never outside it: absolute
  * paths, ".." and symbolic links that lead out are refused (-EXDEV),
  * checked by the kernel during the walk (openat2 RESOLVE_BENEATH); where
  * the kernel lacks openat2, stricter: every symbolic link is refused. */
 RS_EXPORT int rs_fs_open_beneath(struct rs_loop *loop, struct rs_fs_req *req, int dirfd,
-                       const char *path, int flags, unsigned mode, rs_fs_fn cb);
+                                 const char *path, int flags, unsigned mode, rs_fs_fn cb);
 /* pread: up to len bytes at off into buf. */
 RS_EXPORT int rs_fs_read(struct rs_loop *loop, struct rs_fs_req *req, int fd, void *buf,
-               uint32_t len, uint64_t off, rs_fs_fn cb);
+                         uint32_t len, uint64_t off, rs_fs_fn cb);
 /* pwrite: len bytes of buf at off; a short write is the caller's to
  * continue. */
-RS_EXPORT int rs_fs_write(struct rs_loop *loop, struct rs_fs_req *req, int fd, const void *buf,
-                uint32_t len, uint64_t off, rs_fs_fn cb);
+RS_EXPORT int rs_fs_write(struct rs_loop *loop, struct rs_fs_req *req, int fd,
+                          const void *buf, uint32_t len, uint64_t off, rs_fs_fn cb);
 /* statx(2) of path relative to dirfd, or of fd dirfd itself when path is
  * NULL; mask: STATX_SIZE, STATX_MODE, STATX_MTIME... into *out. */
-RS_EXPORT int rs_fs_statx(struct rs_loop *loop, struct rs_fs_req *req, int dirfd, const char *path,
-                int at_flags, unsigned mask, struct statx *out, rs_fs_fn cb);
+RS_EXPORT int rs_fs_statx(struct rs_loop *loop, struct rs_fs_req *req, int dirfd,
+                          const char *path, int at_flags, unsigned mask,
+                          struct statx *out, rs_fs_fn cb);
 /* fsync(2): data and metadata on stable storage. */
-RS_EXPORT int rs_fs_fsync(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb);
+RS_EXPORT int rs_fs_fsync(struct rs_loop *loop, struct rs_fs_req *req, int fd,
+                          rs_fs_fn cb);
 /* fdatasync(2): the data and what is needed to read it back. */
-RS_EXPORT int rs_fs_fdatasync(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb);
+RS_EXPORT int rs_fs_fdatasync(struct rs_loop *loop, struct rs_fs_req *req, int fd,
+                              rs_fs_fn cb);
 /* close(2). Once the callback runs the fd is gone, whatever the result. */
-RS_EXPORT int rs_fs_close(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb);
+RS_EXPORT int rs_fs_close(struct rs_loop *loop, struct rs_fs_req *req, int fd,
+                          rs_fs_fn cb);
 
 /* Send len (1 to INT32_MAX) bytes of file fd from off to stream s, of
  * this loop, after everything queued on s before, without copying them
@@ -121,8 +125,9 @@ RS_EXPORT int rs_fs_close(struct rs_loop *loop, struct rs_fs_req *req, int fd, r
  * more output; a file shorter than off + len fails the stream). It ends
  * with its stream: abort the stream to cancel it (rs_fs_cancel says
  * -EOPNOTSUPP). -EOPNOTSUPP also when the backend cannot send files. */
-RS_EXPORT int rs_fs_sendfile(struct rs_loop *loop, struct rs_fs_req *req, struct rs_stream *s, int fd,
-                   uint64_t off, uint64_t len, rs_fs_fn cb);
+RS_EXPORT int rs_fs_sendfile(struct rs_loop *loop, struct rs_fs_req *req,
+                             struct rs_stream *s, int fd, uint64_t off, uint64_t len,
+                             rs_fs_fn cb);
 
 /* Ask an in-flight request to finish early. Its callback still runs
  * exactly once: with -ECANCELED, or with its natural result when the call
