@@ -24,6 +24,8 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->threads = 1;
     cfg->nodelay = true;
     cfg->protocol = "echo";
+    cfg->open_file_cache = 64;
+    cfg->open_file_cache_valid_ms = 1000;
     cfg->connect_timeout_ms = 3000;
     cfg->header_timeout_ms = 60000;
 }
@@ -64,6 +66,12 @@ void rs_config_options_usage(FILE *out)
           "                              to the socket in the kernel (default on; how:\n"
           "                              see the backend), or off: read into memory,\n"
           "                              then sent (a copy)\n"
+          "  --open-file-cache=N         http: keep up to N files open per loop, with\n"
+          "                              their statx (default 64; 0 = off); they count\n"
+          "                              against the descriptor budget (--max-conns)\n"
+          "  --open-file-cache-valid=SECONDS  http: re-check a cached file's path after\n"
+          "                              this long; a file replaced, removed or changed\n"
+          "                              is reopened (default 1; 0 = on every request)\n"
           "\n",
           out);
     /* Each backend's own options, in order of preference. */
@@ -297,6 +305,8 @@ enum {
     OPT_ROOT,
     OPT_UPSTREAM,
     OPT_CONNECT_TIMEOUT,
+    OPT_OPEN_FILE_CACHE,
+    OPT_OPEN_FILE_CACHE_VALID,
     OPT_HEADER_TIMEOUT,
 };
 
@@ -321,6 +331,8 @@ static const struct option_def options[] = {
     {"sendfile", 0, true, OPT_SENDFILE},
     {"accept", 0, true, OPT_ACCEPT},
     {"root", 0, true, OPT_ROOT},
+    {"open-file-cache", 0, true, OPT_OPEN_FILE_CACHE},
+    {"open-file-cache-valid", 0, true, OPT_OPEN_FILE_CACHE_VALID},
     {"header-timeout", 0, true, OPT_HEADER_TIMEOUT},
     {"max-conns", 0, true, OPT_MAX_CONNS},
     {"idle-timeout", 0, true, OPT_IDLE_TIMEOUT},
@@ -341,10 +353,11 @@ static const struct option_def options[] = {
     {"help", 'h', false, 'h'},
 };
 
-/* Seconds with an optional fraction, 0 (off) or from 0.01 to a day. */
+/* Seconds with an optional fraction, 0 or from 0.01 to a day (what 0 means is
+ * the option's: none, or every time). */
 static int parse_seconds(const char *opt, const char *arg, uint32_t *ms)
 {
-    static const char allowed[] = "seconds: 0 (off) or 0.01 to 86400, e.g. 1 or 0.5";
+    static const char allowed[] = "seconds: 0 or 0.01 to 86400, e.g. 1 or 0.5";
     char *end;
     errno = 0;
     double v = strtod(arg, &end);
@@ -404,6 +417,12 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return 0;
     case OPT_SENDFILE:
         return parse_pair("--sendfile", arg, "on", "off", &cfg->no_sendfile);
+    case OPT_OPEN_FILE_CACHE:
+        return parse_u32("--open-file-cache", arg, 0, 65536, "a number from 0 to 65536",
+                         &cfg->open_file_cache);
+    case OPT_OPEN_FILE_CACHE_VALID:
+        return parse_seconds("--open-file-cache-valid", arg,
+                              &cfg->open_file_cache_valid_ms);
     case OPT_ROOT:
         if (!*arg)
             return bad("--root", arg, "a directory");

@@ -64,6 +64,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "fcache.h"
 #include "http_parse.h"
 #include "log.h"
 #include "loop.h"
@@ -82,6 +83,7 @@ struct http_loop {
     int64_t date_s;   /* second of the cached Date header */
     char date[40];    /* "Date: IMF-fixdate\r\n", or "" */
     uint8_t *scratch; /* HEAD_ROOM + one pool buffer: small responses */
+    struct rs_fcache fcache; /* open files by path (--open-file-cache) */
 };
 
 enum { ST_IDLE, ST_OPEN, ST_BODY, ST_DEAD };
@@ -104,6 +106,7 @@ struct http_sess {
     bool keep_alive, head_only, is_index, in_paused, small, peer_eof;
     bool in_full; /* input was dropped (in_append): answer what is held, then close */
     int fd;                /* the file (or directory) being served, or -1 */
+    struct rs_fcache_entry *fce; /* fd's cache entry (the cache owns fd), or NULL */
     uint32_t ops;          /* file ops in flight */
     struct rs_file_op fop; /* the open */
     struct statx stx;
@@ -221,13 +224,14 @@ static void free_bufs(struct http_sess *h)
     }
 }
 
+static void close_file(struct http_sess *h);
+
 static void sess_free(struct http_sess *h)
 {
     rs_timer_stop(h->loop, &h->retry);
     rs_timer_stop(h->loop, &h->head_timer);
     free_bufs(h);
-    if (h->fd >= 0)
-        close(h->fd); /* a read-only file: close(2) does no IO */
+    close_file(h);
     free(h->in);
     free(h);
 }
@@ -271,7 +275,11 @@ static void close_file(struct http_sess *h)
 {
     if (h->fd < 0)
         return;
-    close(h->fd);
+    if (h->fce)
+        rs_fcache_release(&h->hl->fcache, h->fce); /* the cache keeps it open */
+    else
+        close(h->fd);
+    h->fce = NULL;
     h->fd = -1;
 }
 
@@ -326,6 +334,34 @@ static void open_path(struct http_sess *h)
     submit_file_op(h, &h->fop.op);
 }
 
+static void examined(struct http_sess *h);
+static void not_found(struct http_sess *h);
+
+/* h->path from the open-file cache (no open, no statx, no close:
+ * fcache.h), else opened. */
+static void open_file(struct http_sess *h)
+{
+    struct rs_fcache_entry *e =
+        rs_fcache_get(&h->hl->fcache, h->hl->root_fd, h->path, h->loop->now_ms,
+                      h->loop->cfg->open_file_cache_valid_ms);
+    if (e) {
+        h->state = ST_OPEN;
+        h->fce = e;
+        h->fd = e->fd;
+        /* More than one buffer: the statx of the descriptor costs nothing
+         * next to the body, and a file changed in place (truncated,
+         * appended to) is then served at its size of now. */
+        if (e->stx.stx_size > h->loop->pool.size && rs_fcache_refresh(e) < 0) {
+            not_found(h);
+            return;
+        }
+        h->stx = e->stx;
+        examined(h);
+        return;
+    }
+    open_path(h);
+}
+
 static void start_request(struct http_sess *h)
 {
     h->head_only = h->req.method == RS_HTTP_HEAD;
@@ -334,7 +370,7 @@ static void start_request(struct http_sess *h)
     h->is_index = false;
     size_t n = strlen(h->req.path);
     memcpy(h->path, h->req.path, n + 1);
-    open_path(h);
+    open_file(h);
 }
 
 static void not_found(struct http_sess *h)
@@ -364,6 +400,16 @@ static void send_by_file(struct http_sess *h)
     rs_stream_write_copy(h->s, (const uint8_t *)head, (uint32_t)n);
     int fd = h->fd;
     h->fd = -1;
+    if (h->fce) {
+        /* The stream closes what it is given: a descriptor of its own. */
+        fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        rs_fcache_release(&h->hl->fcache, h->fce);
+        h->fce = NULL;
+        if (fd < 0) {
+            die(h, -errno);
+            return;
+        }
+    }
     rs_stream_write_file(h->s, fd, h->first, h->count);
     finish_response(h);
 }
@@ -447,6 +493,7 @@ static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_compl
         /* ENOENT, ENOTDIR, EXDEV (escape), ELOOP, EACCES...: 404 for all,
          * so a prober learns nothing. EMFILE & co. are ours: 503. */
         if (res == -EMFILE || res == -ENFILE || res == -ENOMEM) {
+            rs_fcache_trim(&h->hl->fcache); /* give back what nobody reads */
             respond_short(h, 503, NULL);
             finish_response(h);
         } else {
@@ -460,8 +507,7 @@ static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_compl
      * while IORING_OP_STATX always goes to an io-wq thread (measured: one
      * hand-off per request and ~1.5x the CPU per 1 KiB request) and the
      * epoll pool would add a second round trip. */
-    if (statx(h->fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_SIZE | STATX_MTIME, &h->stx) <
-        0) {
+    if (statx(h->fd, "", AT_EMPTY_PATH, RS_FCACHE_STATX_MASK, &h->stx) < 0) {
         not_found(h);
         return;
     }
@@ -476,9 +522,21 @@ static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_compl
         memcpy(h->path + n, n ? "/index.html" : "index.html",
                n ? TAIL_LEN + 1 : TAIL_LEN);
         h->is_index = true;
-        open_path(h);
+        open_file(h);
         return;
     }
+    if (S_ISREG(h->stx.stx_mode)) {
+        struct rs_fcache_entry *e =
+            rs_fcache_put(&h->hl->fcache, h->path, h->fd, &h->stx, h->loop->now_ms);
+        if (e)
+            h->fce = e;
+    }
+    examined(h);
+}
+
+/* The file is open and its statx at hand (just now, or from the cache). */
+static void examined(struct http_sess *h)
+{
     /* Not a regular file, or "file.txt/": 404. */
     if (!S_ISREG(h->stx.stx_mode) || (h->req.dir_slash && !h->is_index)) {
         not_found(h);
@@ -857,6 +915,13 @@ static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    if (rs_fcache_init(&hl->fcache, loop->cfg->open_file_cache) < 0) {
+        close(hl->root_fd);
+        free(hl->scratch);
+        free(hl);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     hl->date_s = -1;
     loop->proto_data = hl;
     return 0;
@@ -890,10 +955,23 @@ static void http_loop_fini(struct rs_loop *loop)
         return;
     if (hl->ops > 0) /* only a failed backend leaves them */
         rs_log_error("http: %u file ops still in flight at exit", hl->ops);
+    rs_fcache_fini(&hl->fcache);
     close(hl->root_fd);
     free(hl->scratch);
     free(hl);
     loop->proto_data = NULL;
+}
+
+const struct rs_fcache_stats *rs_http_fcache_stats(const struct rs_loop *loop)
+{
+    const struct http_loop *hl = loop->proto_data;
+    return hl ? &hl->fcache.stats : NULL;
+}
+
+/* The open-file cache's descriptors (fcache.h). */
+static uint32_t http_loop_descriptors(const struct rs_config *cfg)
+{
+    return cfg->open_file_cache;
 }
 
 const struct rs_protocol rs_proto_http = {.name = "http",
@@ -905,4 +983,5 @@ const struct rs_protocol rs_proto_http = {.name = "http",
                                           .on_stop = http_stop,
                                           .loop_init = http_loop_init,
                                           .loop_fini = http_loop_fini,
-                                          .descriptors_per_conn = 2};
+                                          .descriptors_per_conn = 2,
+                                          .descriptors_per_loop = http_loop_descriptors};

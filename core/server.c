@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -263,35 +264,44 @@ static void conn_limits(struct rs_server *srv)
     unsigned k = l0->proto && l0->proto->descriptors_per_conn > 1
                      ? l0->proto->descriptors_per_conn
                      : 1;
-    char per[64] = "";
+    /* What the loops hold of their own (an open-file cache) is not theirs
+     * to give to connections. */
+    uint64_t fixed = l0->proto && l0->proto->descriptors_per_loop
+                         ? (uint64_t)srv->nworkers * l0->proto->descriptors_per_loop(srv->cfg)
+                         : 0;
+    char per[64] = "", held[48] = "";
     if (k > 1)
         snprintf(per, sizeof(per), ", %u per %s connection", k, l0->proto->name);
+    if (fixed)
+        snprintf(held, sizeof(held), ", %" PRIu64 " held by the loops", fixed);
     if (l0->caps & RS_CAP_DIRECT_FD) {
         uint64_t sum = 0;
         for (unsigned i = 0; i < srv->nworkers; i++)
             sum += rs_listener_room(&srv->workers[i].loop);
-        sum /= k;
+        sum = (sum > fixed ? sum - fixed : 0) / k;
         srv->conn_limit = srv->conn_default =
             sum > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)sum;
         snprintf(srv->conn_why, sizeof(srv->conn_why),
-                 "%u ring%s x %u direct descriptors%s", srv->nworkers,
-                 srv->nworkers == 1 ? "" : "s", rs_listener_room(l0), per);
+                 "%u ring%s x %u direct descriptors%s%s", srv->nworkers,
+                 srv->nworkers == 1 ? "" : "s", rs_listener_room(l0), per, held);
         return;
     }
     uint64_t n = nofile_soft();
     uint64_t used = fds_in_use(srv->nworkers);
+    used += fixed;
     uint64_t left = n > used ? n - used : 0;
     uint64_t d = (left > FD_RESERVE * 2 ? left - FD_RESERVE : left / 2) / k;
-    n /= k;
+    n = (n > fixed ? n - fixed : 0) / k;
     uint32_t limit = n > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)n;
     srv->conn_limit = limit;
     srv->conn_default = d == 0 ? 1 : d > limit ? limit : (uint32_t)d;
     if (k > 1)
         snprintf(srv->conn_why, sizeof(srv->conn_why),
-                 "RLIMIT_NOFILE, %u descriptors per %s connection", k, l0->proto->name);
+                 "RLIMIT_NOFILE, %u descriptors per %s connection%s", k, l0->proto->name,
+                 held);
     else
         snprintf(srv->conn_why, sizeof(srv->conn_why),
-                 "RLIMIT_NOFILE, a descriptor per connection");
+                 "RLIMIT_NOFILE, a descriptor per connection%s", held);
 }
 
 /* --max-conns against what the backend can hold; the group set up. 0 or

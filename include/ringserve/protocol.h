@@ -18,6 +18,7 @@
 #include "stream.h"
 
 struct rs_loop;
+struct rs_config;
 
 struct rs_protocol {
     const char *name;
@@ -52,6 +53,10 @@ struct rs_protocol {
      * --max-conns are divided by it, so that a full server rejects at the
      * door instead of failing the second descriptor. */
     uint8_t descriptors_per_conn;
+    /* Descriptors each loop holds beyond its connections' (HTTP: its
+     * open-file cache), reserved before the rest is divided among
+     * connections. Optional (NULL: none). */
+    uint32_t (*descriptors_per_loop)(const struct rs_config *cfg);
 };
 
 /* The built-in protocol called name (echo, discard, chargen, proxy,
