@@ -71,7 +71,8 @@ kernels: build
 	./tools/kernels --build=$(BUILD) --kernels=$(KERNELS) $(KERNELS_ARGS)
 
 format:
-	clang-format -i core/*.[ch] backend_epoll/*.[ch] backend_uring/*.[ch] tools/*.[ch] tests/*/*.[ch]
+	clang-format -i core/*.[ch] backend_epoll/*.[ch] backend_uring/*.[ch] tools/*.[ch] tests/*/*.[ch] \
+	    include/*.h include/ringserve/*.h protocols/*.[ch] probe/*.[ch] backend_table.[ch]
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -1,20 +1,11 @@
 /* The backends this build knows, in order of preference: --backend=auto
- * runs the first one whose available() says yes. A new backend adds its
- * table here and its directory to meson.build; no file in core/ changes. */
-#include <string.h>
+ * runs the first one whose available() says yes. A new built-in backend
+ * adds its table here and its directory to meson.build; a program's own
+ * backend calls rs_backend_register instead. No file in core/ changes. */
+#include "backend_table.h"
 
-#include "backend.h"
-
-const struct rs_backend_ops *const rs_backends[] = {
-    &rs_backend_uring, /* nameless when built without liburing */
+const struct rs_backend_ops *const rs_builtin_backends[] = {
+    &rs_backend_uring,
     &rs_backend_epoll,
     NULL,
 };
-
-const struct rs_backend_ops *rs_backend_named(const char *name)
-{
-    for (size_t i = 0; rs_backends[i]; i++)
-        if (rs_backends[i]->name && strcmp(rs_backends[i]->name, name) == 0)
-            return rs_backends[i];
-    return NULL;
-}

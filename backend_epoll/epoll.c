@@ -74,9 +74,11 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend_table.h"
 #include "fspool.h"
 #include "listener.h"
 #include "loop.h"
+#include "options.h"
 
 #define MAX_EVENTS  256
 #define READ_BUDGET 16 /* reads per socket per wake-up (libuv uses 32) */
@@ -880,9 +882,11 @@ static int ep_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    st->et = cfg->epoll_mode == RS_EPOLL_ET;
-    st->fs_inline = cfg->fs_inline;
-    st->fs_threads = cfg->fs_threads ? cfg->fs_threads : 4;
+    struct epoll_options opts;
+    rs_epoll_options_read(cfg, &opts);
+    st->et = opts.et;
+    st->fs_inline = opts.fs_inline;
+    st->fs_threads = opts.fs_threads;
     st->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (st->epfd < 0) {
         int rc = -errno;
@@ -950,4 +954,6 @@ const struct rs_backend_ops rs_backend_epoll = {
     .buf_release = ep_buf_release,
     .describe = ep_describe,
     .wait_call = "epoll_wait",
+    .options = rs_epoll_options,
+    .help = rs_epoll_help,
 };

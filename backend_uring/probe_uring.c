@@ -1,4 +1,4 @@
-/* The io_uring half of the kernel feature probe (core/probe.c reports it):
+/* The io_uring half of the kernel feature probe (probe/probe.c reports it):
  * every check creates what it tests (a ring, a registration, a loopback
  * connection running the ops the backend relies on) and destroys it before
  * returning. Compiled without liburing too: then the probe says so, and

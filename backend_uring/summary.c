@@ -1,7 +1,7 @@
 /* The summary `ringserve --probe` opens with: which io_uring features
  * ringserve uses by default on this kernel, which it could use if asked,
  * and, for each one it cannot, the missing piece and the first kernel that
- * has it. The probe (core/probe.c) says what the kernel can do; this file
+ * has it. The probe (probe/probe.c) says what the kernel can do; this file
  * knows what each feature needs, like rs_uring_supported() in features.c,
  * whose table of names it follows.
  *

@@ -88,12 +88,15 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend_table.h"
 #include "features.h"
 #include "handoff.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "options.h"
 #include "probe.h"
+#include "rs_build.h"
 #include "splice.h"
 #include "uring_util.h"
 
@@ -203,6 +206,7 @@ struct hup_slab {
 
 struct ur_state {
     struct io_uring ring;
+    struct uring_options opts; /* this backend's command-line options */
     uint32_t features;
     bool zc_enabled;
     bool batch_wait;
@@ -436,7 +440,7 @@ static void zc_fd_copied(struct rs_loop *loop, struct ur_state *st,
                          const struct zc_rec *r)
 {
     uint8_t v = zc_fd_get(st, r->fd);
-    if (loop->cfg->zc_keep_copied || (uint32_t)r->fd >= st->zc_fd_cap ||
+    if (st->opts.zc_keep_copied || (uint32_t)r->fd >= st->zc_fd_cap ||
         (v & ZC_EPOCH) != r->fd_epoch || (v & ZC_COPIED))
         return;
     st->zc_fd[r->fd] = (uint8_t)(v | ZC_COPIED);
@@ -505,7 +509,7 @@ static int prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op
         set_fd(op, sqe);
         return 0;
     }
-    bool zc = st->zc_enabled && op->len >= loop->cfg->zc_threshold && !more &&
+    bool zc = st->zc_enabled && op->len >= st->opts.zc_threshold && !more &&
               prep_send_zc(loop, st, op, sqe);
     if (!zc) {
         io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL | more);
@@ -1266,12 +1270,11 @@ static uint32_t zc_fd_cap(const struct rs_loop *loop)
     return (loop->caps & RS_CAP_DIRECT_FD) ? loop->fd_cap : nofile_at_most(1u << 20);
 }
 
-static int setup_ring(struct rs_loop *loop, struct ur_state *st,
-                      const struct rs_uring_support *sup, char *err, size_t errlen)
+static int setup_ring(struct ur_state *st, const struct rs_uring_support *sup, char *err,
+                      size_t errlen)
 {
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
-    const struct rs_config *cfg = loop->cfg;
     st->taskrun = "plain";
     if (st->features & UF_DEFER_TASKRUN) {
         p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
@@ -1285,13 +1288,13 @@ static int setup_ring(struct rs_loop *loop, struct ur_state *st,
         /* Multishot ops produce CQEs without SQEs: a deep CQ. */
         if (sup->cqsize) {
             p.flags |= IORING_SETUP_CQSIZE;
-            p.cq_entries = cfg->ring_entries * 8;
+            p.cq_entries = st->opts.ring_entries * 8;
         }
         if (sup->submit_all)
             p.flags |= IORING_SETUP_SUBMIT_ALL;
     }
     if (!(st->features & UF_SQPOLL)) {
-        int rc = io_uring_queue_init_params(cfg->ring_entries, &st->ring, &p);
+        int rc = io_uring_queue_init_params(st->opts.ring_entries, &st->ring, &p);
         if (rc < 0)
             snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-rc));
         return rc;
@@ -1300,7 +1303,7 @@ static int setup_ring(struct rs_loop *loop, struct ur_state *st,
      * them all (IORING_SETUP_ATTACH_WQ), rather than one kernel thread
      * spinning per loop on a machine with few CPUs. */
     p.flags |= IORING_SETUP_SQPOLL;
-    p.sq_thread_idle = cfg->sqpoll_idle_ms;
+    p.sq_thread_idle = st->opts.sqpoll_idle_ms;
     st->taskrun = "sqpoll";
     pthread_mutex_lock(&sqpoll_mu);
     int rc = -EINVAL;
@@ -1308,12 +1311,12 @@ static int setup_ring(struct rs_loop *loop, struct ur_state *st,
         struct io_uring_params pa = p;
         pa.flags |= IORING_SETUP_ATTACH_WQ;
         pa.wq_fd = (uint32_t)sqpoll_owner_fd;
-        rc = io_uring_queue_init_params(cfg->ring_entries, &st->ring, &pa);
+        rc = io_uring_queue_init_params(st->opts.ring_entries, &st->ring, &pa);
         if (rc == 0)
             st->taskrun = "sqpoll-shared";
     }
     if (rc < 0)
-        rc = io_uring_queue_init_params(cfg->ring_entries, &st->ring, &p);
+        rc = io_uring_queue_init_params(st->opts.ring_entries, &st->ring, &p);
     if (rc == 0 && sqpoll_owner_fd < 0) {
         sqpoll_owner_fd = st->ring.ring_fd;
         st->sqpoll_owner = true;
@@ -1483,8 +1486,10 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         snprintf(err, errlen, "io_uring is unavailable: %s", support->why);
         return -(support->unavailable_err ? support->unavailable_err : ENOSYS);
     }
+    struct uring_options opts;
+    rs_uring_options_read(cfg, &opts);
     uint32_t features;
-    int rc = rs_uring_features_parse(cfg->uring_features, rs_uring_supported(support),
+    int rc = rs_uring_features_parse(opts.features, rs_uring_supported(support),
                                      &features, err, errlen);
     if (rc < 0)
         return rc;
@@ -1493,10 +1498,11 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    st->opts = opts;
     st->features = features;
     loop->backend = st;
     loop->caps = RS_CAP_CONNECT | RS_CAP_SOCKET;
-    rc = setup_ring(loop, st, support, err, errlen);
+    rc = setup_ring(st, support, err, errlen);
     if (rc < 0) {
         free(st);
         loop->backend = NULL;
@@ -1572,7 +1578,7 @@ static bool ur_available(char *why, size_t whylen)
 {
     const struct rs_uring_support *s = rs_probe_uring_cached();
     if (!s->available)
-        snprintf(why, whylen, "%s", s->why);
+        snprintf(why, whylen, "io_uring is unavailable: %s", s->why);
     return s->available;
 }
 
@@ -1589,4 +1595,7 @@ const struct rs_backend_ops rs_backend_uring = {
     .describe = ur_describe,
     .wait_call = "io_uring_enter",
     .busy = ur_busy,
+    .built_with = "liburing " RS_LIBURING_VERSION,
+    .options = rs_uring_options,
+    .help = rs_uring_help,
 };

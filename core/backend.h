@@ -74,42 +74,18 @@
 #include <stdint.h>
 
 #include "op.h"
+#include "ringserve/backend.h"
+#include "ringserve/loop.h"
 
 struct rs_loop;
 struct rs_config;
 
-/* Capability bits a backend declares in rs_loop.caps after init(). The
- * core branches on these, never on the backend's name. */
-/* Accepted sockets are direct descriptors (RS_CF_DIRECT on the accept's
- * completions), not process fds: only ops can use or close them. */
-#define RS_CAP_DIRECT_FD (1u << 0)
-/* RS_OP_CONNECT is supported (on plain fds; on direct ones too with
- * RS_CAP_DIRECT_FD). */
-#define RS_CAP_CONNECT (1u << 1)
-/* File ops are asynchronous in the kernel (no worker threads, no blocking). */
-#define RS_CAP_FILE_NATIVE (1u << 2)
-/* File ops (RS_OP_OPENAT/READ/WRITE/STATX) are supported at all, natively
- * or on worker threads. Without it they fail with -EOPNOTSUPP (io_uring on
- * a kernel older than 5.6). */
-#define RS_CAP_FILE_OPS (1u << 4)
-
-/* RS_OP_SENDFILE is supported (epoll: sendfile(2) when the socket is
- * writable; io_uring: IORING_OP_SPLICE through a pipe). */
-#define RS_CAP_SENDFILE (1u << 7)
-
-/* RS_OP_HANDOFF and RS_FD_INBOX accepts work between the loops of one
- * server (io_uring: IORING_OP_MSG_RING). */
-#define RS_CAP_HANDOFF (1u << 3)
-/* RS_OP_SOCKET is supported (rule 9). Without it the core makes outbound
- * sockets itself, with socket(2): plain fds. */
-#define RS_CAP_SOCKET (1u << 5)
-/* RS_OP_SOCKET makes direct descriptors when asked (RS_OPF_DIRECT): io_uring
- * with fixed-files on a kernel with IORING_OP_SOCKET into an allocated slot
- * (5.19+) and SOCKET_URING_OP_SETSOCKOPT (6.7+, for TCP_NODELAY). */
-#define RS_CAP_SOCKET_DIRECT (1u << 6)
+/* Capability bits (RS_CAP_*): <ringserve/loop.h>, where protocols read
+ * them too (rs_loop_caps). A backend declares its own in loop->caps
+ * during init(). */
 
 struct rs_backend_ops {
-    const char *name; /* NULL: not built in (its table exists, empty) */
+    const char *name; /* --backend=NAME */
     /* Optional: can this backend run in this process at all? false with a
      * one-line reason in why (io_uring: disabled by sysctl, forbidden by
      * seccomp, not compiled in...). Cheap after the first call; NULL means
@@ -147,15 +123,36 @@ struct rs_backend_ops {
     bool (*busy)(struct rs_loop *loop);
     /* The system call run() waits in, for the statistics: "epoll_wait". */
     const char *wait_call;
+    /* The options this backend owns (--NAME[=VALUE]), ended by one whose
+     * name is NULL; NULL: none. The command line stores their values in
+     * the configuration as given (rs_config_option), after the option's
+     * check; init() reads them, its own defaults where they are absent. */
+    const struct rs_backend_option *options;
+    /* What it was built with, for --version ("liburing 2.3"); NULL: nothing
+     * to say. */
+    const char *built_with;
+    /* Its section of --help: a title line, then one or more lines per
+     * option, formatted like ringserve's own. NULL: none. */
+    const char *help;
 };
 
-extern const struct rs_backend_ops rs_backend_epoll;
-extern const struct rs_backend_ops rs_backend_uring; /* name NULL when not built */
+/* The backends built into the library, in order of preference, ended by
+ * NULL (backend_table.c: the one list a built-in backend joins). Those
+ * registered with rs_backend_register follow them. */
+extern const struct rs_backend_ops *const rs_builtin_backends[];
 
-/* Every backend, in order of preference: --backend=auto runs the first
- * one available (backend_table.c, the one list a new backend joins). */
-extern const struct rs_backend_ops *const rs_backends[];
-/* The built-in backend named name; NULL when there is none. */
+/* Backend number i, built-in or registered, in order of preference; NULL
+ * past the last: --backend=auto runs the first available. */
+const struct rs_backend_ops *rs_backend_at(size_t i);
+/* The backend called name; NULL when there is none. */
 const struct rs_backend_ops *rs_backend_named(const char *name);
+/* The backend to run for name ("auto": the first available, in order of
+ * preference); NULL with the reason in why when it cannot run here. */
+const struct rs_backend_ops *rs_backend_choose(const char *name, char *why,
+                                               size_t whylen);
+/* The backend option called name, and its backend in *owner (if not
+ * NULL); NULL when no backend has one. */
+const struct rs_backend_option *
+rs_backend_option_named(const char *name, const struct rs_backend_ops **owner);
 
 #endif

@@ -1,11 +1,12 @@
 #include "config.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "protocol.h"
 #include "proxy.h"
 #include "rs_build.h"
@@ -13,73 +14,71 @@
 void rs_config_defaults(struct rs_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->backend = RS_BACKEND_AUTO;
-    cfg->epoll_mode = RS_EPOLL_ET;
+    cfg->backend = "auto";
     strcpy(cfg->listen_host, "127.0.0.1");
     cfg->listen_port = 7080;
     cfg->max_pending = 1u << 20;
-    cfg->uring_features = "default";
     cfg->buffers = 512;
     cfg->buffer_size = 16384;
-    cfg->zc_threshold = 16384;
-    cfg->sqpoll_idle_ms = 1000;
-    cfg->ring_entries = 1024;
     cfg->drain_timeout_ms = 2000;
     cfg->threads = 1;
     cfg->nodelay = true;
     cfg->protocol = "echo";
-    cfg->fs_threads = 4;
     cfg->open_file_cache = 64;
     cfg->open_file_cache_valid_ms = 1000;
     cfg->connect_timeout_ms = 3000;
     cfg->header_timeout_ms = 60000;
 }
 
+/* What --backend takes: auto, then the backends this process knows (a
+ * program's registered ones included), after head and between seps. */
+static void join_backends(char *out, size_t outlen, const char *head, const char *sep)
+{
+    size_t len = (size_t)snprintf(out, outlen, "%sauto", head);
+    const struct rs_backend_ops *b;
+    for (size_t i = 0; (b = rs_backend_at(i)) != NULL && len < outlen; i++)
+        len += (size_t)snprintf(out + len, outlen - len, "%s%s", sep, b->name);
+}
+
 void rs_config_usage(FILE *out)
 {
-    fputs(
-        "Usage: ringserve [OPTION]...\n"
-        "A TCP echo server on io_uring completions or emulated epoll readiness.\n"
-        "\n"
-        "Backend:\n"
-        "  --backend=auto|uring|epoll  IO backend (default auto: io_uring when the\n"
-        "                              kernel allows it, else epoll)\n"
-        "  --epoll-mode=et|lt          epoll notification: edge- or level-triggered\n"
-        "                              (default et)\n"
-        "  --uring-features=LIST       io_uring features: all, none, default, names,\n"
-        "                              -name to remove; prefix auto- to drop what the\n"
-        "                              kernel lacks instead of failing. Names:\n"
-        "                              multishot-accept, multishot-recv, buf-ring,\n"
-        "                              fixed-files, ring-fd, defer-taskrun, send-zc,\n"
-        "                              sqpoll, bundle (default: all the kernel has,\n"
-        "                              except sqpoll and bundle)\n"
-        "  --buffers=COUNT             receive buffers per loop, a power of two\n"
-        "                              (default 512)\n"
-        "  --buffer-size=BYTES         bytes per receive buffer (default 16K)\n"
-        "  --zc-threshold=BYTES        send_zc for sends of at least this (default 16K)\n"
-        "  --zc-on-copy=plain|keep     when the kernel reports it copied a zero-copy\n"
-        "                              send (always, to a loopback peer): plain sends\n"
-        "                              on that connection from then on (default), or\n"
-        "                              keep zero copy (to measure what it costs)\n"
-        "  --sqpoll-idle=MS            SQPOLL thread idle time (default 1000)\n"
-        "  --ring-entries=N            io_uring submission queue size, a power of two;\n"
-        "                              the completion queue is 8x (default 1024)\n"
-        "  --fs=pool|inline            epoll: file IO on worker threads (default), or\n"
-        "                              in the loop, blocking it (to see the cost)\n"
-        "  --fs-threads=N              epoll: file IO worker threads per loop, 1 to 64\n"
-        "                              (default 4); io_uring does file IO natively\n"
-        "  --sendfile=on|off           http: bodies over one buffer go from the file\n"
-        "                              to the socket in the kernel (epoll: sendfile(2),\n"
-        "                              io_uring: splice through a pipe; default on),\n"
-        "                              or off: read into memory, then sent (a copy)\n"
-        "  --open-file-cache=N         http: keep up to N files open per loop, with\n"
-        "                              their statx (default 64; 0 = off); they count\n"
-        "                              against the descriptor budget (--max-conns)\n"
-        "  --open-file-cache-valid=SECONDS  http: re-check a cached file's path after\n"
-        "                              this long; a file replaced, removed or changed\n"
-        "                              is reopened (default 1; 0 = on every request)\n"
-        "\n",
-        out);
+    fputs("Usage: ringserve [OPTION]...\n"
+          "A completion-based TCP server: echo, discard, chargen, proxy or http.\n"
+          "\n",
+          out);
+    rs_config_options_usage(out);
+}
+
+void rs_config_options_usage(FILE *out)
+{
+    char names[160];
+    join_backends(names, sizeof(names), "--backend=", "|");
+    fprintf(out, "Backend:\n  %-27s %s\n", names,
+            strlen(names) > 27 ? "\n                              the IO backend"
+                               : "the IO backend");
+    fputs("                              (default auto: the first of those below\n"
+          "                              that can run here); each has options of\n"
+          "                              its own, below\n"
+          "  --buffers=COUNT             receive buffers per loop, a power of two\n"
+          "                              (default 512)\n"
+          "  --buffer-size=BYTES         bytes per receive buffer (default 16K)\n"
+          "  --sendfile=on|off           http: bodies over one buffer go from the file\n"
+          "                              to the socket in the kernel (default on; how:\n"
+          "                              see the backend), or off: read into memory,\n"
+          "                              then sent (a copy)\n"
+          "  --open-file-cache=N         http: keep up to N files open per loop, with\n"
+          "                              their statx (default 64; 0 = off); they count\n"
+          "                              against the descriptor budget (--max-conns)\n"
+          "  --open-file-cache-valid=SECONDS  http: re-check a cached file's path after\n"
+          "                              this long; a file replaced, removed or changed\n"
+          "                              is reopened (default 1; 0 = on every request)\n"
+          "\n",
+          out);
+    /* Each backend's own options, in order of preference. */
+    const struct rs_backend_ops *b;
+    for (size_t i = 0; (b = rs_backend_at(i)) != NULL; i++)
+        if (b->help)
+            fprintf(out, "%s\n", b->help);
     /* Two strings: ISO C promises only 4,095 characters in one. */
     fputs(
         "Server:\n"
@@ -102,7 +101,8 @@ void rs_config_usage(FILE *out)
         "  --accept=auto|handoff|reuseport  with several loops: each loop its own\n"
         "                              SO_REUSEPORT listener, or loop 0 accepts and\n"
         "                              hands each connection to the loop with the most\n"
-        "                              room (io_uring fixed-files, IORING_OP_MSG_RING);\n"
+        "                              room (where the backend can pass connections\n"
+        "                              between loops);\n"
         "                              auto: handoff where possible (default)\n"
         "  --pin                       pin loop i to CPU i\n"
         "  --sched=auto|normal|batch   scheduling policy of the loop threads; batch\n"
@@ -130,8 +130,8 @@ void rs_config_usage(FILE *out)
           "  --stats-interval=SECONDS    also print a statistics line every SECONDS\n"
           "                              (decimals allowed, e.g. 0.5; default 0 = only\n"
           "                              the final line): round trips/s, bytes/s each\n"
-          "                              way, completions per loop turn, epoll_wait or\n"
-          "                              io_uring_enter calls/s, buffers lent, starved\n"
+          "                              way, completions per loop turn, the backend's\n"
+          "                              wait calls/s, buffers lent, starved\n"
           "                              connections\n"
           "  --stats-format=text|json    every statistics line (interval and final) as\n"
           "                              text (default) or as one JSON object\n"
@@ -220,12 +220,30 @@ static int parse_listen(struct rs_config *cfg, const char *s)
     return 0;
 }
 
+/* Where a usage error's reason goes: the buffer of the rs_config_parse_args
+ * call running on this thread. The parse helpers below write it through
+ * this pointer instead of printing, so that an embedding program decides
+ * what the user sees. */
+static _Thread_local struct {
+    char *s;
+    size_t n;
+} reason;
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    if (reason.n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(reason.s, reason.n, fmt, ap);
+        va_end(ap);
+    }
+    return -EINVAL;
+}
+
 static int bad(const char *opt, const char *val, const char *allowed)
 {
-    fprintf(stderr, "ringserve: invalid value '%s' for %s: expected %s\n", val, opt,
-            allowed);
-    fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-    return -EINVAL;
+    return usage_error("invalid value '%s' for %s: expected %s", val, opt, allowed);
 }
 
 /* An option with two values: *second tells which was given. */
@@ -255,7 +273,7 @@ static int parse_u32(const char *opt, const char *val, uint64_t min, uint64_t ma
 static int parse_pow2(const char *opt, const char *val, uint32_t *out)
 {
     static const char allowed[] = "a power of two from 1 to 32768";
-    uint32_t v;
+    uint32_t v = 0;
     if (parse_u32(opt, val, 1, 32768, allowed, &v))
         return -EINVAL;
     if (v & (v - 1))
@@ -267,13 +285,9 @@ static int parse_pow2(const char *opt, const char *val, uint32_t *out)
 enum {
     OPT_BACKEND = 256,
     OPT_LISTEN,
-    OPT_EPOLL_MODE,
     OPT_MAX_PENDING,
-    OPT_URING_FEATURES,
     OPT_BUFFERS,
     OPT_BUFFER_SIZE,
-    OPT_ZC_THRESHOLD,
-    OPT_SQPOLL_IDLE,
     OPT_MAX_CONNS,
     OPT_IDLE_TIMEOUT,
     OPT_DRAIN_TIMEOUT,
@@ -283,15 +297,11 @@ enum {
     OPT_PROTOCOL,
     OPT_PROBE,
     OPT_JSON,
-    OPT_RING_ENTRIES,
-    OPT_ZC_ON_COPY,
     OPT_SCHED,
     OPT_STATS_INTERVAL,
     OPT_STATS_FORMAT,
-    OPT_FS,
     OPT_SENDFILE,
     OPT_ACCEPT,
-    OPT_FS_THREADS,
     OPT_ROOT,
     OPT_UPSTREAM,
     OPT_CONNECT_TIMEOUT,
@@ -300,45 +310,47 @@ enum {
     OPT_HEADER_TIMEOUT,
 };
 
-static const struct option long_opts[] = {
-    {"backend", required_argument, NULL, OPT_BACKEND},
-    {"listen", required_argument, NULL, OPT_LISTEN},
-    {"epoll-mode", required_argument, NULL, OPT_EPOLL_MODE},
-    {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
-    {"uring-features", required_argument, NULL, OPT_URING_FEATURES},
-    {"buffers", required_argument, NULL, OPT_BUFFERS},
-    {"buffer-size", required_argument, NULL, OPT_BUFFER_SIZE},
-    {"zc-threshold", required_argument, NULL, OPT_ZC_THRESHOLD},
-    {"sqpoll-idle", required_argument, NULL, OPT_SQPOLL_IDLE},
-    {"ring-entries", required_argument, NULL, OPT_RING_ENTRIES},
-    {"zc-on-copy", required_argument, NULL, OPT_ZC_ON_COPY},
-    {"sched", required_argument, NULL, OPT_SCHED},
-    {"fs", required_argument, NULL, OPT_FS},
-    {"sendfile", required_argument, NULL, OPT_SENDFILE},
-    {"accept", required_argument, NULL, OPT_ACCEPT},
-    {"fs-threads", required_argument, NULL, OPT_FS_THREADS},
-    {"root", required_argument, NULL, OPT_ROOT},
-    {"open-file-cache", required_argument, NULL, OPT_OPEN_FILE_CACHE},
-    {"open-file-cache-valid", required_argument, NULL, OPT_OPEN_FILE_CACHE_VALID},
-    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
-    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
-    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
-    {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"pin", no_argument, NULL, OPT_PIN},
-    {"no-nodelay", no_argument, NULL, OPT_NO_NODELAY},
-    {"protocol", required_argument, NULL, OPT_PROTOCOL},
-    {"upstream", required_argument, NULL, OPT_UPSTREAM},
-    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
-    {"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
-    {"stats-format", required_argument, NULL, OPT_STATS_FORMAT},
-    {"probe", no_argument, NULL, OPT_PROBE},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"verbose", no_argument, NULL, 'v'},
-    {"quiet", no_argument, NULL, 'q'},
-    {"version", no_argument, NULL, 'V'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+/* ringserve's options. Parsed by hand rather than with getopt_long, whose
+ * state (optind, opterr) is the process's: an embedding program may be in
+ * the middle of its own getopt loop, and its options are not ours to
+ * reject (rs_config_parse_args). */
+struct option_def {
+    const char *name; /* --name */
+    char short_name;  /* -x, or 0 */
+    bool has_value;   /* --name=VALUE or --name VALUE */
+    int id;
+};
+
+static const struct option_def options[] = {
+    {"backend", 0, true, OPT_BACKEND},
+    {"listen", 0, true, OPT_LISTEN},
+    {"max-pending", 0, true, OPT_MAX_PENDING},
+    {"buffers", 0, true, OPT_BUFFERS},
+    {"buffer-size", 0, true, OPT_BUFFER_SIZE},
+    {"sched", 0, true, OPT_SCHED},
+    {"sendfile", 0, true, OPT_SENDFILE},
+    {"accept", 0, true, OPT_ACCEPT},
+    {"root", 0, true, OPT_ROOT},
+    {"open-file-cache", 0, true, OPT_OPEN_FILE_CACHE},
+    {"open-file-cache-valid", 0, true, OPT_OPEN_FILE_CACHE_VALID},
+    {"header-timeout", 0, true, OPT_HEADER_TIMEOUT},
+    {"max-conns", 0, true, OPT_MAX_CONNS},
+    {"idle-timeout", 0, true, OPT_IDLE_TIMEOUT},
+    {"drain-timeout", 0, true, OPT_DRAIN_TIMEOUT},
+    {"threads", 0, true, OPT_THREADS},
+    {"pin", 0, false, OPT_PIN},
+    {"no-nodelay", 0, false, OPT_NO_NODELAY},
+    {"protocol", 0, true, OPT_PROTOCOL},
+    {"upstream", 0, true, OPT_UPSTREAM},
+    {"connect-timeout", 0, true, OPT_CONNECT_TIMEOUT},
+    {"stats-interval", 0, true, OPT_STATS_INTERVAL},
+    {"stats-format", 0, true, OPT_STATS_FORMAT},
+    {"probe", 0, false, OPT_PROBE},
+    {"json", 0, false, OPT_JSON},
+    {"verbose", 'v', false, 'v'},
+    {"quiet", 'q', false, 'q'},
+    {"version", 'V', false, 'V'},
+    {"help", 'h', false, 'h'},
 };
 
 /* Seconds with an optional fraction, 0 or from 0.01 to a day (what 0 means is
@@ -360,21 +372,13 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
 {
     uint64_t v;
     switch (opt) {
-    case OPT_BACKEND:
-        if (!strcmp(arg, "auto"))
-            cfg->backend = RS_BACKEND_AUTO;
-        else if (!strcmp(arg, "uring") || !strcmp(arg, "io_uring"))
-            cfg->backend = RS_BACKEND_URING;
-        else if (!strcmp(arg, "epoll"))
-            cfg->backend = RS_BACKEND_EPOLL;
-        else
-            return bad("--backend", arg, "one of auto, uring, epoll");
-        return 0;
-    case OPT_EPOLL_MODE: {
-        bool lt = false;
-        if (parse_pair("--epoll-mode", arg, "et", "lt", &lt))
-            return -EINVAL;
-        cfg->epoll_mode = lt ? RS_EPOLL_LT : RS_EPOLL_ET;
+    case OPT_BACKEND: {
+        if (strcmp(arg, "auto") != 0 && !rs_backend_named(arg)) {
+            char names[160];
+            join_backends(names, sizeof(names), "one of ", ", ");
+            return bad("--backend", arg, names);
+        }
+        cfg->backend = arg;
         return 0;
     }
     case OPT_LISTEN:
@@ -386,19 +390,11 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
             return bad("--max-pending", arg, "a size in bytes >= 1, e.g. 1M");
         cfg->max_pending = v;
         return 0;
-    case OPT_URING_FEATURES:
-        cfg->uring_features = arg;
-        return 0;
     case OPT_BUFFERS:
         return parse_pow2("--buffers", arg, &cfg->buffers);
     case OPT_BUFFER_SIZE:
         return parse_u32("--buffer-size", arg, 64, 1u << 24,
                          "a size from 64 bytes to 16M", &cfg->buffer_size);
-    case OPT_ZC_THRESHOLD:
-        return parse_u32("--zc-threshold", arg, 0, UINT32_MAX, "a size in bytes",
-                         &cfg->zc_threshold);
-    case OPT_ZC_ON_COPY:
-        return parse_pair("--zc-on-copy", arg, "plain", "keep", &cfg->zc_keep_copied);
     case OPT_SCHED:
         if (!strcmp(arg, "auto"))
             cfg->sched = RS_SCHED_AUTO;
@@ -419,13 +415,8 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         else
             return bad("--accept", arg, "one of auto, handoff, reuseport");
         return 0;
-    case OPT_FS:
-        return parse_pair("--fs", arg, "pool", "inline", &cfg->fs_inline);
     case OPT_SENDFILE:
         return parse_pair("--sendfile", arg, "on", "off", &cfg->no_sendfile);
-    case OPT_FS_THREADS:
-        return parse_u32("--fs-threads", arg, 1, 64, "a number from 1 to 64",
-                         &cfg->fs_threads);
     case OPT_OPEN_FILE_CACHE:
         return parse_u32("--open-file-cache", arg, 0, 65536, "a number from 0 to 65536",
                          &cfg->open_file_cache);
@@ -437,11 +428,6 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
             return bad("--root", arg, "a directory");
         cfg->root = arg;
         return 0;
-    case OPT_SQPOLL_IDLE:
-        return parse_u32("--sqpoll-idle", arg, 0, 3600000, "milliseconds",
-                         &cfg->sqpoll_idle_ms);
-    case OPT_RING_ENTRIES:
-        return parse_pow2("--ring-entries", arg, &cfg->ring_entries);
     case OPT_MAX_CONNS:
         if (strcmp(arg, "max") == 0) {
             cfg->max_conns = RS_MAX_CONNS_LIMIT;
@@ -471,12 +457,8 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return 0;
     case OPT_UPSTREAM: {
         char err[200];
-        if (rs_proxy_parse_upstreams(cfg, arg, err, sizeof(err)) < 0) {
-            fprintf(stderr, "ringserve: invalid value '%s' for --upstream: %s\n", arg,
-                    err);
-            fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-            return 2;
-        }
+        if (rs_proxy_parse_upstreams(cfg, arg, err, sizeof(err)) < 0)
+            return usage_error("invalid value '%s' for --upstream: %s", arg, err);
         return 0;
     }
     case OPT_CONNECT_TIMEOUT:
@@ -504,53 +486,231 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     return -EINVAL;
 }
 
+static const struct option_def *find_long(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+        if (strlen(options[i].name) == len && memcmp(options[i].name, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static const struct option_def *find_short(char c)
+{
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+        if (options[i].short_name == c)
+            return &options[i];
+    return NULL;
+}
+
+/* What the combination of options requires, checked once all are read. */
+static int check_combination(const struct rs_config *cfg)
+{
+    bool proxy = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "proxy") == 0;
+    if (proxy != (cfg->nupstreams > 0))
+        return usage_error(proxy ? "--protocol=proxy needs --upstream=HOST:PORT"
+                                 : "--upstream is for --protocol=proxy");
+    bool http = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "http") == 0;
+    if (http != (cfg->root != NULL))
+        return usage_error(http ? "--protocol=http needs --root=DIR"
+                                : "--root is for --protocol=http");
+    return 0;
+}
+
+/* A backend's option, --NAME[=VALUE] with NAME len bytes at argv[i] + 2:
+ * arguments used (1 or 2), 0 when no backend owns it, or -EINVAL. */
+static int parse_backend_option(struct rs_config *cfg, char **argv, int i, int argc,
+                                size_t len)
+{
+    char name[64];
+    if (len >= sizeof(name))
+        return 0;
+    memcpy(name, argv[i] + 2, len);
+    name[len] = '\0';
+    const struct rs_backend_option *o = rs_backend_option_named(name, NULL);
+    if (!o)
+        return 0;
+    const char *eq = argv[i][2 + len] == '=' ? argv[i] + 3 + len : NULL;
+    if (eq && !o->has_value)
+        return usage_error("option '--%s' takes no value", o->name);
+    int used = 1;
+    if (o->has_value && !eq) {
+        if (i + 1 >= argc)
+            return usage_error("option '%s' needs a value", argv[i]);
+        eq = argv[i + 1];
+        used = 2;
+    }
+    int rc = rs_config_set_option(cfg, o->name, eq, reason.s, reason.n);
+    return rc < 0 ? rc : used;
+}
+
+/* One argument (and the next, for a value given apart). Returns how many
+ * arguments it used (1 or 2), 0 when it is not one of ours, or -EINVAL.
+ * --help and --version are not acted on: *what says they were seen. */
+static int parse_arg(struct rs_config *cfg, char **argv, int i, int argc, int *what)
+{
+    const char *a = argv[i];
+    const struct option_def *o;
+    const char *value = NULL;
+    if (a[1] == '-') {
+        const char *eq = strchr(a + 2, '=');
+        size_t len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+        o = find_long(a + 2, len);
+        if (!o)
+            return parse_backend_option(cfg, argv, i, argc, len);
+        if (eq && !o->has_value)
+            return usage_error("option '--%s' takes no value", o->name);
+        value = eq ? eq + 1 : NULL;
+    } else {
+        /* -v, -q, -h, -V: single letters, no clusters. */
+        o = a[2] == '\0' ? find_short(a[1]) : NULL;
+        if (!o)
+            return 0;
+    }
+    int used = 1;
+    if (o->has_value && !value) {
+        if (i + 1 >= argc)
+            return usage_error("option '%s' needs a value", a);
+        value = argv[i + 1];
+        used = 2;
+    }
+    if (o->id == 'h' || o->id == 'V') {
+        *what = o->id == 'h' ? RS_CONFIG_HELP : RS_CONFIG_VERSION;
+        return used;
+    }
+    int rc = parse_one(cfg, o->id, value);
+    return rc < 0 ? rc : used;
+}
+
+const char *rs_config_option(const struct rs_config *cfg, const char *name)
+{
+    /* The last one given wins, as with every option. */
+    for (uint32_t i = cfg->nbackend_options; i-- > 0;)
+        if (strcmp(cfg->backend_options[i].name, name) == 0)
+            return cfg->backend_options[i].value;
+    return NULL;
+}
+
+int rs_config_set_option(struct rs_config *cfg, const char *name, const char *value,
+                         char *err, size_t errlen)
+{
+    const struct rs_backend_option *o = rs_backend_option_named(name, NULL);
+    if (!o) {
+        snprintf(err, errlen, "unknown option '--%s'", name);
+        return -EINVAL;
+    }
+    if (!o->has_value != !value) {
+        snprintf(err, errlen,
+                 o->has_value ? "option '--%s' needs a value"
+                              : "option '--%s' takes no value",
+                 name);
+        return -EINVAL;
+    }
+    char allowed[200] = "";
+    if (o->check && o->check(value, allowed, sizeof(allowed)) < 0) {
+        snprintf(err, errlen, "invalid value '%s' for --%s: expected %s",
+                 value ? value : "", name, allowed);
+        return -EINVAL;
+    }
+    uint32_t i = 0;
+    while (i < cfg->nbackend_options &&
+           strcmp(cfg->backend_options[i].name, o->name) != 0)
+        i++;
+    if (i == RS_MAX_BACKEND_OPTIONS) {
+        snprintf(err, errlen, "more than %d backend options", RS_MAX_BACKEND_OPTIONS);
+        return -ENOSPC;
+    }
+    cfg->backend_options[i].name = o->name;
+    cfg->backend_options[i].value = value ? value : "";
+    if (i == cfg->nbackend_options)
+        cfg->nbackend_options++;
+    return 0;
+}
+
+int rs_config_parse_args(struct rs_config *cfg, int *argc, char **argv, unsigned flags,
+                         char *err, size_t errlen)
+{
+    bool embed = flags & RS_CONFIG_EMBED;
+    reason.s = err;
+    reason.n = errlen;
+    if (errlen)
+        err[0] = '\0';
+    if (*argc < 1) { /* not even argv[0]: no options */
+        int rc = check_combination(cfg);
+        reason.n = 0;
+        return rc;
+    }
+    /* The program's arguments are gathered apart and copied back only on
+     * success: a failed parse leaves argv as it was. */
+    char **keep = malloc(sizeof(*keep) * (size_t)(*argc + 1));
+    if (!keep)
+        return -ENOMEM;
+    int what = 0, kept = 0, rc = 0;
+    for (int i = 1; i < *argc;) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            /* The end of options: the rest is the program's. */
+            if (!embed) {
+                rc = i + 1 < *argc ? usage_error("unexpected argument '%s'", argv[i + 1])
+                                   : 0;
+                break;
+            }
+            while (i < *argc)
+                keep[kept++] = argv[i++];
+            break;
+        }
+        int used =
+            a[0] == '-' && a[1] != '\0' ? parse_arg(cfg, argv, i, *argc, &what) : 0;
+        if (used < 0) {
+            rc = used;
+            break;
+        }
+        if (used == 0) {
+            if (!embed) {
+                rc = a[0] == '-' && a[1] != '\0'
+                         ? usage_error("unknown option '%s'", a)
+                         : usage_error("unexpected argument '%s'", a);
+                break;
+            }
+            keep[kept++] = argv[i++]; /* the program's */
+            continue;
+        }
+        i += used;
+    }
+    if (rc == 0 && !what)
+        rc = check_combination(cfg);
+    if (rc == 0) {
+        memcpy(argv + 1, keep, sizeof(*keep) * (size_t)kept);
+        *argc = kept + 1;
+        argv[*argc] = NULL;
+    }
+    free(keep);
+    reason.s = NULL;
+    reason.n = 0;
+    return rc < 0 ? rc : what;
+}
+
 int rs_config_parse(struct rs_config *cfg, int argc, char **argv)
 {
-    int opt;
-    opterr = 0;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, ":vqVh", long_opts, NULL)) != -1) {
-        if (opt == 'h') {
-            rs_config_usage(stdout);
-            cfg->exit_now = true;
-            return 0;
-        }
-        if (opt == 'V') {
-            printf("ringserve %s (liburing %s)\n", RS_VERSION, RS_LIBURING_VERSION);
-            cfg->exit_now = true;
-            return 0;
-        }
-        if (opt == '?' || opt == ':') {
-            const char *what = argv[optind - 1];
-            if (opt == ':')
-                fprintf(stderr, "ringserve: option '%s' needs a value\n", what);
-            else
-                fprintf(stderr, "ringserve: unknown option '%s'\n", what);
-            fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-            return -EINVAL;
-        }
-        int rc = parse_one(cfg, opt, optarg);
-        if (rc != 0)
-            return rc < 0 ? rc : -EINVAL;
+    char err[300];
+    int rc = rs_config_parse_args(cfg, &argc, argv, 0, err, sizeof(err));
+    if (rc == RS_CONFIG_HELP) {
+        rs_config_usage(stdout);
+        cfg->exit_now = true;
+        return 0;
     }
-    if (optind < argc) {
-        fprintf(stderr, "ringserve: unexpected argument '%s'\n", argv[optind]);
+    if (rc == RS_CONFIG_VERSION) {
+        printf("ringserve %s", RS_VERSION);
+        const struct rs_backend_ops *b;
+        for (size_t i = 0; (b = rs_backend_at(i)) != NULL; i++)
+            if (b->built_with)
+                printf(" (%s)", b->built_with);
+        printf("\n");
+        cfg->exit_now = true;
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "ringserve: %s\n", err);
         fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return -EINVAL;
     }
-    bool proxy = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "proxy") == 0;
-    if (proxy != (cfg->nupstreams > 0)) {
-        fprintf(stderr, proxy ? "ringserve: --protocol=proxy needs --upstream=HOST:PORT\n"
-                              : "ringserve: --upstream is for --protocol=proxy\n");
-        fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return -EINVAL; /* main exits 2 */
-    }
-    bool http = !cfg->proto && cfg->protocol && strcmp(cfg->protocol, "http") == 0;
-    if (http != (cfg->root != NULL)) {
-        fprintf(stderr, http ? "ringserve: --protocol=http needs --root=DIR\n"
-                             : "ringserve: --root is for --protocol=http\n");
-        fprintf(stderr, "Try 'ringserve --help' for more information.\n");
-        return -EINVAL;
-    }
-    return 0;
+    return rc;
 }

@@ -892,8 +892,9 @@ static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)
     }
     if (!(loop->caps & RS_CAP_FILE_OPS)) {
         snprintf(err, errlen,
-                 "--protocol=http needs file ops, which this backend lacks here "
-                 "(io_uring before Linux 5.6): try --backend=epoll");
+                 "--protocol=http needs file ops, which the %s backend lacks here "
+                 "(a kernel too old for it?): try another --backend",
+                 loop->ops->name);
         return -EINVAL;
     }
     struct http_loop *hl = calloc(1, sizeof(*hl));

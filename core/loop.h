@@ -1,5 +1,7 @@
 /* One event loop: a backend instance, a buffer pool, streams, timers.
  * With --threads=N there are N loops, sharing nothing on the hot path.
+ * This is the loop's inside; protocols and programs see the opaque handle
+ * and its accessors of <ringserve/loop.h>.
  *
  * Each turn of rs_loop_run: fire the timers that are due, re-arm streams
  * that starved for buffers, then wait in the backend's run() for at most
@@ -45,6 +47,7 @@
 #include "backend.h"
 #include "bufpool.h"
 #include "config.h"
+#include "ringserve/loop.h"
 #include "stats.h"
 #include "timer.h"
 
@@ -123,9 +126,7 @@ int rs_loop_init(struct rs_loop *loop, const struct rs_backend_ops *ops,
  * and before the backend goes. */
 void rs_loop_fini(struct rs_loop *loop);
 
-/* Run until nothing is alive (see above). 0 or -errno (the backend
- * failed: streams are abandoned, rs_loop_fini still frees them). */
-int rs_loop_run(struct rs_loop *loop);
+/* (rs_loop_run is public: <ringserve/loop.h>.) */
 
 /* A request (an op that is not a stream's: a file op, a protocol's own
  * submission) is in flight: the loop stays alive until the matching
@@ -136,10 +137,11 @@ void rs_loop_req_done(struct rs_loop *loop);
 
 /* A graceful stop has begun on this loop (protocols: answer with
  * "Connection: close", start nothing long). */
-static inline bool rs_loop_stopping(const struct rs_loop *loop)
+static inline bool rs_loop_stopping_inline(const struct rs_loop *loop)
 {
     return loop->draining;
 }
+#define rs_loop_stopping(loop) rs_loop_stopping_inline(loop)
 
 /* Re-arm starved streams, as many as there are free buffers (done once
  * per loop turn; public for tests that drive the core by hand). */
@@ -186,7 +188,7 @@ uint64_t rs_now_ms(void);
  * scan's second): a stamp taken before it made a stream that had just
  * received data look idle for that long, and the idle scan closed it (seen
  * on Linux 6.1 under qemu, tools/kernels). One clock read per turn. */
-static inline uint64_t rs_loop_now(struct rs_loop *loop)
+static inline uint64_t rs_loop_now_inline(struct rs_loop *loop)
 {
     if (loop->now_stale) {
         loop->now_ms = rs_now_ms();
@@ -194,5 +196,9 @@ static inline uint64_t rs_loop_now(struct rs_loop *loop)
     }
     return loop->now_ms;
 }
+/* Inside the library the public rs_loop_now is this inline body: stamping
+ * activity is on every completion's path. (accessors.c defines the
+ * exported function for everyone else.) */
+#define rs_loop_now(loop) rs_loop_now_inline(loop)
 
 #endif

@@ -1,4 +1,5 @@
-/* The proxy protocol (proxy.c): --protocol=proxy --upstream=... */
+/* --upstream for the proxy protocol (protocols/proxy.c), parsed with the
+ * rest of the command line (upstreams.c). */
 #ifndef RINGSERVE_PROXY_H
 #define RINGSERVE_PROXY_H
 

@@ -83,6 +83,35 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* An interval line goes where the server's log goes: to the program's
+ * sink when it has one (as information, whatever the level: the program
+ * asked for the lines with stats_interval_ms), else to stderr as
+ * ringserve has always printed it. */
+static void print_interval_line(const struct rs_config *cfg,
+                                const struct rs_stats_line *how,
+                                const struct rs_stats *prev, const struct rs_stats *cur)
+{
+    if (!cfg->log_fn) {
+        rs_stats_print_interval(stderr, how, prev, cur);
+        return;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (!m)
+        return;
+    rs_stats_print_interval(m, how, prev, cur);
+    if (fclose(m) == 0 && buf) {
+        static const char prefix[] = "ringserve: ";
+        char *line = strncmp(buf, prefix, sizeof(prefix) - 1) == 0
+                         ? buf + sizeof(prefix) - 1
+                         : buf;
+        line[strcspn(line, "\n")] = '\0';
+        cfg->log_fn(cfg->log_data, RS_LOG_INFO, line);
+    }
+    free(buf);
+}
+
 static void print_interval(struct rs_server *srv, double now)
 {
     struct interval *iv = &srv->iv;
@@ -100,7 +129,7 @@ static void print_interval(struct rs_server *srv, double now)
         .t = now - iv->start,
         .dt = now - iv->prev_t,
     };
-    rs_stats_print_interval(stderr, &how, &iv->prev, &cur);
+    print_interval_line(srv->cfg, &how, &iv->prev, &cur);
     iv->prev = cur;
     iv->prev_t = now;
     /* The next line one period on; after a stall, from now. */
@@ -144,6 +173,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct rs_server *srv = w->srv;
     const struct rs_config *cfg = srv->cfg;
+    rs_log_bind(cfg); /* this thread logs for its server (log.h) */
     if (cfg->pin)
         pin_self(w->index);
     /* The ring is created by the thread that uses it: SINGLE_ISSUER and
@@ -290,8 +320,8 @@ static int setup_group(struct rs_server *srv)
                      srv->conn_limit, srv->conn_why,
                      (workers[0].loop.caps & RS_CAP_DIRECT_FD)
                          ? "; add --threads"
-                         : "; use --backend=uring with fixed-files and --threads, or "
-                           "raise the hard limit");
+                         : "; use a backend with direct descriptors and --threads, "
+                           "or raise the hard limit");
         return -EINVAL;
     } else if (max == 0) {
         max = srv->conn_default;
@@ -316,46 +346,20 @@ static int setup_group(struct rs_server *srv)
     group->handoff = handoff;
     if (cfg->accept_mode == RS_ACCEPT_HANDOFF && !handoff && n > 1) {
         rs_log_error("--accept=handoff: the %s backend cannot pass connections between "
-                     "loops here (it needs io_uring fixed-files and IORING_OP_MSG_RING "
-                     "with IORING_MSG_SEND_FD, Linux 6.0+)",
+                     "loops here (see what it needs in --help)",
                      workers[0].loop.ops->name);
         return -EINVAL;
     }
     return 0;
 }
 
-static const struct rs_backend_ops *choose_backend(struct rs_config *cfg, char *why,
-                                                   size_t whylen)
+/* For the error: the first other backend that can run here. */
+static const char *other_backend(const char *name)
 {
-    /* Through the table, branching on what each backend says about itself
-     * (available), never on its name beyond the user's --backend. why
-     * keeps the first refusal: "io_uring is unavailable (why); using
-     * epoll". */
-    why[0] = '\0';
-    const char *want = cfg->backend == RS_BACKEND_URING   ? "uring"
-                       : cfg->backend == RS_BACKEND_EPOLL ? "epoll"
-                                                          : NULL;
-    if (want && !rs_backend_named(want)) {
-        snprintf(why, whylen, "io_uring support was not compiled in");
-        return NULL;
-    }
-    for (size_t i = 0; rs_backends[i]; i++) {
-        const struct rs_backend_ops *b = rs_backends[i];
-        if (!b->name) { /* not built in */
-            if (!why[0])
-                snprintf(why, whylen, "io_uring support was not compiled in");
-            continue;
-        }
-        if (want && strcmp(b->name, want) != 0)
-            continue;
-        char reason[200] = "";
-        if (!b->available || b->available(reason, sizeof(reason)))
-            return b;
-        if (!why[0])
-            snprintf(why, whylen, "%s", reason);
-        if (want)
-            return NULL;
-    }
+    const struct rs_backend_ops *b;
+    for (size_t i = 0; (b = rs_backend_at(i)) != NULL; i++)
+        if (strcmp(b->name, name) != 0 && (!b->available || b->available(NULL, 0)))
+            return b->name;
     return NULL;
 }
 
@@ -459,7 +463,7 @@ static void print_start_line(const struct rs_server *srv, const char *fallback_w
     l0->ops->describe(l0, desc, sizeof(desc));
     char addr[300];
     if (fallback_why[0])
-        rs_log_info("io_uring is unavailable (%s); using epoll", fallback_why);
+        rs_log_info("%s; using %s", fallback_why, l0->ops->name);
     rs_log_info("listening on %s (backend=%s, %s, protocol=%s, threads=%u%s, "
                 "max-pending=%llu, max-conns=%u, conn-limit=%u [%s], buffers=%ux%u%s)",
                 host_port(cfg, cfg->listen_port, addr, sizeof(addr)), l0->ops->name, desc,
@@ -542,14 +546,15 @@ static struct rs_server *server_new(struct rs_config *cfg,
     return srv;
 }
 
-int rs_server_start(struct rs_config *cfg, struct rs_server **out)
+static int server_start(struct rs_config *cfg, struct rs_server **out)
 {
     *out = NULL;
-    rs_log_level = cfg->verbose;
     char why[200];
-    const struct rs_backend_ops *ops = choose_backend(cfg, why, sizeof(why));
+    const struct rs_backend_ops *ops = rs_backend_choose(cfg->backend, why, sizeof(why));
     if (!ops) {
-        rs_log_error("io_uring is unavailable: %s (try --backend=epoll)", why);
+        const char *other = other_backend(cfg->backend);
+        rs_log_error("%s%s%s%s", why, other ? " (try --backend=" : "", other ? other : "",
+                     other ? ")" : "");
         return -ENOSYS;
     }
     struct rs_server *srv = server_new(cfg, ops);
@@ -592,6 +597,15 @@ int rs_server_start(struct rs_config *cfg, struct rs_server **out)
     return 0;
 }
 
+/* The calling thread logs for this server while inside the call (log.h). */
+int rs_server_start(struct rs_config *cfg, struct rs_server **out)
+{
+    const struct rs_config *prev = rs_log_bind(cfg);
+    int rc = server_start(cfg, out);
+    rs_log_bind(prev);
+    return rc;
+}
+
 uint16_t rs_server_port(const struct rs_server *srv)
 {
     return srv->cfg->listen_port;
@@ -625,7 +639,7 @@ static struct timespec mono_ts(double t)
     return ts;
 }
 
-int rs_server_wait(struct rs_server *srv, int timeout_ms)
+static int server_wait(struct rs_server *srv, int timeout_ms)
 {
     bool interval = srv->cfg->stats_interval_ms > 0;
     double deadline = timeout_ms < 0 ? 0 : mono_s() + timeout_ms / 1000.0;
@@ -661,10 +675,19 @@ int rs_server_wait(struct rs_server *srv, int timeout_ms)
     return done ? 0 : -ETIMEDOUT;
 }
 
+int rs_server_wait(struct rs_server *srv, int timeout_ms)
+{
+    const struct rs_config *prev = rs_log_bind(srv->cfg);
+    int rc = server_wait(srv, timeout_ms);
+    rs_log_bind(prev);
+    return rc;
+}
+
 int rs_server_destroy(struct rs_server *srv, struct rs_stats *totals)
 {
+    const struct rs_config *prev = rs_log_bind(srv->cfg);
     rs_server_stop(srv);
-    rs_server_wait(srv, -1);
+    server_wait(srv, -1);
     join_all(srv);
     int rc = 0;
     for (unsigned i = 0; i < srv->nworkers; i++) {
@@ -677,5 +700,6 @@ int rs_server_destroy(struct rs_server *srv, struct rs_stats *totals)
             rs_stats_add(totals, &w->loop.stats);
     }
     server_free(srv);
+    rs_log_bind(prev);
     return rc;
 }

@@ -1,61 +1,6 @@
-/* A stream: one TCP socket with an output queue, driven by completions.
- *
- * Streams are what protocols work with. A stream is either accepted (the
- * listener hands it to the protocol's on_open) or outbound
- * (rs_stream_connect). It owns its socket, its ops and its queued output;
- * its owner (a protocol, a session joining two streams) gets callbacks and
- * keeps its own state behind `data`.
- *
- *   connecting (socket, then connect) -> open (reading, writing, either side half-closed)
- *              -> closing -> (close op completes) -> on_close -> freed
- *
- * Input. While reading (the default; rs_stream_read_start/stop), one
- * multishot recv is armed; received bytes come to on_data in a buffer lent
- * by the backend. on_data must pass each buffer on exactly once: queue it
- * for sending on any stream of the same loop with rs_stream_write_lent (no
- * copy: released when that send completes) or give it back with
- * rs_stream_release. A recv racing a read_stop may still deliver data:
- * on_data must accept it. -ENOBUFS (no free buffer) is not an error: the
- * loop re-arms the recv once buffers come back.
- *
- * Output. Writes are queued in order, one send in flight; when several
- * chunks wait, that send is vectored (sendmsg over up to RS_SENDV_MAX of
- * them); a short send continues where it stopped. rs_stream_pending() counts queued
- * bytes; nothing stops a writer but itself: backpressure is the owner's policy
- * (typically: rs_stream_read_stop on the stream that feeds this one when
- * pending passes loop->cfg->max_pending, rs_stream_read_start again from
- * on_writable).
- *
- * Half-close. The peer's EOF calls on_eof; by default (on_eof NULL) the
- * stream shuts its own side down once its output is sent. The owner may
- * instead keep writing and call rs_stream_shutdown later (a proxy forwards
- * the EOF to the other socket). A stream whose both directions are done
- * (EOF received, our shutdown(SHUT_WR) completed) closes itself.
- *
- * Closing. rs_stream_close: send what is queued, shut down, then read and
- * drop input until the peer's EOF (closing with unread input would make
- * the kernel reset the connection and discard what the peer has not read
- * yet). The drain timeout bounds it from the last progress: when that long
- * passes without a send completing or, all sent, without the peer's EOF,
- * the close becomes a reset (-ETIMEDOUT; with --drain-timeout=0 the bound
- * is 2 s). rs_stream_abort: close now, dropping queued output.
- * rs_stream_reset: send what is queued, then abort with a TCP reset, so the
- * peer cannot take a cut transfer for a complete one; rs_stream_abort_reset:
- * the reset at once, queued output dropped. Errors (a reset, a failed
- * send) abort. Either way on_close
- * is the last callback, with reason 0 (graceful) or -errno, and the struct
- * is freed right after it returns: it is freed only when no op is in
- * flight.
- *
- * Every callback runs from the loop (rs_loop_run), never from inside an
- * rs_stream_* call, so an owner may call any function here from any
- * callback; none of them frees the stream.
- *
- * A cancel, shutdown or close the backend refuses (-EBUSY: its queue is
- * full, -ENOMEM) is never recorded as issued: the stream sets retry, and
- * the loop calls rs_stream_retry() on a later turn until the backend takes
- * it.
- */
+/* The stream's internals: the struct and what the loop and the listener
+ * call. The public half (what owners call, the callbacks and how a stream
+ * lives and dies) is <ringserve/stream.h>, included here. */
 #ifndef RINGSERVE_STREAM_H
 #define RINGSERVE_STREAM_H
 
@@ -66,34 +11,12 @@
 #include <sys/socket.h>
 
 #include "op.h"
+#include "ringserve/stream.h"
 #include "timer.h"
 
 struct rs_loop;
 struct rs_chunk;
 struct rs_sendv;
-struct rs_stream;
-
-struct rs_stream_cbs {
-    /* len > 0 bytes at p, in lent buffer bid: pass on with
-     * rs_stream_write_lent (any stream of this loop) or rs_stream_release.
-     * Required. */
-    void (*on_data)(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid);
-    /* The peer shut down its side; nothing more will be received. NULL:
-     * rs_stream_shutdown(s). */
-    void (*on_eof)(struct rs_stream *s);
-    /* A send brought the queued output from above the low watermark to at
-     * or below it (rs_stream_set_lowat; default max_pending / 2). Optional. */
-    void (*on_writable)(struct rs_stream *s);
-    /* Outbound streams: the connect finished, res 0 or -errno (-ECONNREFUSED,
-     * -ETIMEDOUT, -EHOSTUNREACH...). After a failure the stream closes
-     * itself: on_close follows. Optional. */
-    void (*on_connect)(struct rs_stream *s, int res);
-    /* The last call: the socket is closed and the struct is freed when this
-     * returns. reason: 0 after a graceful close, else -errno (the first
-     * error; -ECONNABORTED for rs_stream_abort, -ETIMEDOUT for the idle
-     * timeout). Optional. */
-    void (*on_close)(struct rs_stream *s, int reason);
-};
 
 enum rs_stream_state {
     RS_STREAM_CONNECTING = 1,
@@ -154,108 +77,24 @@ struct rs_stream {
     socklen_t peer_len; /* ...and its length */
 };
 
-/* Start an outbound connection to addr (IPv4 or IPv6) on a new socket with
- * TCP_NODELAY as configured. Where the backend has RS_OP_SOCKET
- * (RS_CAP_SOCKET) it makes the socket, a direct descriptor where it can
- * (io_uring with fixed-files and direct-socket), else a plain fd; without
- * it the socket is made here with socket(2). Its kind is s->direct once
- * known (fd is -1 until then). The stream is returned at once in the
- * connecting state; cbs->on_connect reports the result: -errno when no
- * socket could be made (EMFILE...), or the connect's, -ETIMEDOUT after
- * timeout_ms (0: no timeout of ours), which covers making the socket too.
- * Writes may be queued before the connect completes; they are sent after
- * it. NULL with errno set when nothing could be started (the backend
- * refused the op, no memory, or socket(2) failed right here). */
-struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr *addr,
-                                    socklen_t addrlen, uint32_t timeout_ms,
-                                    const struct rs_stream_cbs *cbs, void *data);
-
-/* Input on or off. read_stop cancels the armed recv (data racing the
- * cancel still arrives). Both are idempotent. */
-void rs_stream_read_start(struct rs_stream *s);
-void rs_stream_read_stop(struct rs_stream *s);
-
-/* Queue bytes for sending, in order. After a shutdown or on a closing
- * stream the bytes are dropped (a lent buffer is released). */
-void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
-                          uint16_t bid); /* zero copy */
-void rs_stream_write_copy(struct rs_stream *s, const uint8_t *p,
-                          uint32_t len); /* copied */
-/* p must outlive the stream (static tables); may be sent zero-copy. */
-void rs_stream_write_static(struct rs_stream *s, const uint8_t *p, uint32_t len);
-/* Queue len bytes of file fd from offset off, sent with RS_OP_SENDFILE
- * (the backend must declare RS_CAP_SENDFILE: else -EOPNOTSUPP, and fd is
- * untouched). Otherwise 0: the stream owns fd from now on and closes it
- * once the bytes are sent or dropped (after a shutdown or on a closing
- * stream at once). The bytes count in rs_stream_pending like any others
- * but take no memory. If the file turns out shorter, the stream fails
- * (-EPIPE): the promised bytes cannot be sent. on_writable also fires when
- * a file's last byte went out. */
-int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off, uint64_t len);
-/* A file chunk is queued (not all of its bytes sent yet). */
-bool rs_stream_has_file(const struct rs_stream *s);
-/* Give a lent buffer back without sending it. */
-void rs_stream_release(struct rs_stream *s, uint16_t bid);
-
-/* Queued output bytes, the in-flight send included. */
-static inline uint64_t rs_stream_pending(const struct rs_stream *s)
+/* Inside the library the public accessors below are these inline bodies:
+ * protocols built into the library ask for pending on every receive.
+ * (accessors.c defines the exported functions for everyone else.) */
+static inline uint64_t rs_stream_pending_inline(const struct rs_stream *s)
 {
     return s->pending;
 }
-/* on_writable fires when pending falls from above bytes to at or below. */
-static inline void rs_stream_set_lowat(struct rs_stream *s, uint64_t bytes)
+static inline void rs_stream_set_lowat_inline(struct rs_stream *s, uint64_t bytes)
 {
     s->lowat = bytes;
 }
-/* Still open for the owner: neither closing nor closed. */
-static inline bool rs_stream_is_open(const struct rs_stream *s)
+static inline bool rs_stream_is_open_inline(const struct rs_stream *s)
 {
     return s->state == RS_STREAM_OPEN || s->state == RS_STREAM_CONNECTING;
 }
-
-/* shutdown(SHUT_WR) once the queued output is sent; reading goes on. */
-void rs_stream_shutdown(struct rs_stream *s);
-/* Graceful close (see above). */
-void rs_stream_close(struct rs_stream *s);
-/* Close now, dropping queued output. on_close gets reason (-errno; 0 is
- * taken as -ECONNABORTED). */
-void rs_stream_abort_reason(struct rs_stream *s, int reason);
-static inline void rs_stream_abort(struct rs_stream *s)
-{
-    rs_stream_abort_reason(s, 0);
-}
-/* Close with a reset: what the peer must see when the transfer it is part
- * of was cut (the other side of a proxy session reset or failed). The
- * queued output is sent first, bounded like a graceful close by
- * --drain-timeout without progress; then, instead of shutdown(SHUT_WR) and
- * a FIN, the connection is aborted (RS_OPF_RESET on the close): the peer
- * reads a prefix of what was written (bytes still in the kernel's send
- * buffer are lost) and then ECONNRESET, never a clean EOF. No more input is
- * read. Counted in resets_out. on_close gets reason (-errno: what cut the
- * transfer; -ECONNRESET for rs_stream_reset) unless an earlier error came
- * first. On a closing stream the close still ends in a reset
- * if its close op was not submitted yet. */
-void rs_stream_reset_reason(struct rs_stream *s, int reason);
-static inline void rs_stream_reset(struct rs_stream *s)
-{
-    rs_stream_reset_reason(s, -ECONNRESET);
-}
-
-/* Close now with a reset, without sending what is queued: the drain
- * deadline, a close that made no progress. Like rs_stream_abort_reason
- * (on_close gets reason), and the close op carries RS_OPF_RESET. */
-void rs_stream_abort_reset(struct rs_stream *s, int reason);
-
-/* A graceful stop began and the protocol has no on_stop: the default end
- * of an open stream. Its queued output is sent; then a peer that already
- * finished sending (its EOF came) gets a FIN, the normal end. Any other
- * peer may be mid-transfer, and a FIN would tell it that what it sent was
- * all taken: the stream reads on and drops, ending with a FIN if the
- * peer's EOF comes first, with a reset as soon as a byte was dropped (the
- * stop cut its input; counted in stats.dropped), or with a reset at the
- * drain deadline. A stream still connecting is aborted. Protocols may
- * call it from on_stop for the connections they let the core end. */
-void rs_stream_stop(struct rs_stream *s);
+#define rs_stream_pending(s)          rs_stream_pending_inline(s)
+#define rs_stream_set_lowat(s, bytes) rs_stream_set_lowat_inline(s, bytes)
+#define rs_stream_is_open(s)          rs_stream_is_open_inline(s)
 
 /* For the listener: take an accepted socket (direct: a direct descriptor).
  * reject: close it at once (over --max-conns). The protocol's on_open runs

@@ -23,12 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <ringserve/backend.h>
+#include <ringserve/config.h>
 #include <ringserve/loop.h>
 #include <ringserve/stream.h>
 
 struct check {
-    struct rs_loop loop;
+    struct rs_loop *loop;
     struct sockaddr_storage addr; /* the host; the port is set per connect */
     socklen_t addrlen;
     unsigned first, count, next, inflight, timeout_ms, max_inflight;
@@ -45,7 +45,7 @@ static void start_more(struct check *ck);
 
 static void on_connect(struct rs_stream *s, int res)
 {
-    struct probe *p = s->data;
+    struct probe *p = rs_stream_data(s);
     p->ck->result[p->i] = res;
     if (res == 0)
         rs_stream_abort(s); /* open: that is all we wanted to know */
@@ -61,7 +61,7 @@ static void on_data(struct rs_stream *s, const uint8_t *bytes, uint32_t len, uin
 
 static void on_close(struct rs_stream *s, int reason)
 {
-    struct probe *p = s->data;
+    struct probe *p = rs_stream_data(s);
     struct check *ck = p->ck;
     (void)reason; /* the connect's result is what counts */
     free(p);
@@ -92,7 +92,7 @@ static void start_more(struct check *ck)
         *p = (struct probe){.ck = ck, .i = i};
         set_port(&ck->addr, ck->first + i);
         /* The address is copied: the next connect may change it. */
-        if (!rs_stream_connect(&ck->loop, (struct sockaddr *)&ck->addr, ck->addrlen,
+        if (!rs_stream_connect(ck->loop, (struct sockaddr *)&ck->addr, ck->addrlen,
                                ck->timeout_ms, &probe_cbs, p)) {
             ck->result[i] = -errno;
             free(p);
@@ -101,7 +101,7 @@ static void start_more(struct check *ck)
         ck->inflight++;
     }
     if (ck->inflight == 0)
-        rs_loop_request_stop(&ck->loop); /* all done: rs_loop_run returns */
+        rs_loop_stop(ck->loop); /* all done: rs_loop_run returns */
 }
 
 static int usage(void)
@@ -149,22 +149,26 @@ int main(int argc, char **argv)
     memcpy(&ck.addr, ai->ai_addr, ai->ai_addrlen);
     ck.addrlen = ai->ai_addrlen;
     freeaddrinfo(ai);
-    cfg.epoll_mode = strcmp(backend, "epoll-lt") == 0 ? RS_EPOLL_LT : RS_EPOLL_ET;
-    const struct rs_backend_ops *ops =
-        rs_backend_named(strncmp(backend, "epoll", 5) == 0 ? "epoll" : backend);
+    char err[256] = "out of memory";
+    cfg.backend = strncmp(backend, "epoll", 5) == 0 ? "epoll" : backend;
+    if (strcmp(backend, "epoll-lt") == 0 &&
+        rs_config_set_option(&cfg, "epoll-mode", "lt", err, sizeof(err)) < 0) {
+        fprintf(stderr, "port_check: %s\n", err);
+        return 2;
+    }
     ck.result = calloc(ck.count, sizeof(*ck.result));
-    char err[256] = "no such backend";
-    if (ops && ops->available && !ops->available(err, sizeof(err))) {
+    int rc = ck.result ? rs_loop_new(&cfg, &ck.loop, err, sizeof(err)) : -ENOMEM;
+    if (rc == -ENOSYS) {
         fprintf(stderr, "port_check: backend %s is unavailable: %s\n", backend, err);
         return 1;
     }
-    if (!ck.result || !ops || rs_loop_init(&ck.loop, ops, &cfg, err, sizeof(err)) < 0) {
+    if (rc < 0) {
         fprintf(stderr, "port_check: %s: %s\n", backend, err);
         return 1;
     }
     start_more(&ck);
-    int rc = rs_loop_run(&ck.loop);
-    rs_loop_fini(&ck.loop);
+    rc = rs_loop_run(ck.loop);
+    rs_loop_destroy(ck.loop);
     for (unsigned i = 0; rc == 0 && i < ck.count; i++) {
         int r = ck.result[i];
         const char *what = r == 0                ? "open"

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ringserve/config.h>
 #include <ringserve/loop.h>
 #include <ringserve/protocol.h>
 #include <ringserve/server.h>
@@ -43,7 +44,7 @@ struct pair {
 
 static struct rs_stream *other(struct rs_stream *s)
 {
-    struct pair *p = s->data;
+    struct pair *p = rs_stream_data(s);
     return s == p->client ? p->upstream : p->client;
 }
 
@@ -56,7 +57,7 @@ static void relay_data(struct rs_stream *s, const uint8_t *bytes, uint32_t len,
         return;
     }
     rs_stream_write_lent(to, bytes, len, bid);
-    if (rs_stream_pending(to) > s->loop->cfg->max_pending)
+    if (rs_stream_pending(to) > rs_loop_config(rs_stream_loop(s))->max_pending)
         rs_stream_read_stop(s); /* resumed by to's on_writable */
 }
 
@@ -77,7 +78,7 @@ static void relay_eof(struct rs_stream *s)
 
 static void relay_close(struct rs_stream *s, int reason)
 {
-    struct pair *p = s->data;
+    struct pair *p = rs_stream_data(s);
     struct rs_stream *to = other(s);
     if (s == p->client)
         p->client = NULL;
@@ -124,11 +125,11 @@ static void relay_open(struct rs_stream *client)
         rs_stream_abort_reason(client, -ENOMEM);
         return;
     }
-    client->data = p;
+    rs_stream_set_data(client, p);
     p->client = client;
     /* What the client sends before the upstream is up waits in the
      * upstream stream's queue. */
-    p->upstream = rs_stream_connect(client->loop, (struct sockaddr *)&opt.to, opt.tolen,
+    p->upstream = rs_stream_connect(rs_stream_loop(client), (struct sockaddr *)&opt.to, opt.tolen,
                                     CONNECT_TIMEOUT_MS, &relay_proto.cbs, p);
     if (!p->upstream)
         rs_stream_abort_reason(client, -errno);
@@ -174,8 +175,11 @@ int main(int argc, char **argv)
                 return usage();
             cfg.listen_port = (uint16_t)atoi(port);
         } else if (c == 'b') {
-            cfg.backend = strcmp(optarg, "uring") == 0 ? RS_BACKEND_URING : RS_BACKEND_EPOLL;
-            cfg.epoll_mode = strcmp(optarg, "epoll-lt") == 0 ? RS_EPOLL_LT : RS_EPOLL_ET;
+            char err[200];
+            cfg.backend = strcmp(optarg, "uring") == 0 ? "uring" : "epoll";
+            if (strcmp(optarg, "epoll-lt") == 0 &&
+                rs_config_set_option(&cfg, "epoll-mode", "lt", err, sizeof(err)) < 0)
+                return usage();
         } else if (c == 't') {
             cfg.threads = (uint32_t)atoi(optarg);
         } else {

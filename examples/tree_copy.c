@@ -29,7 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <ringserve/backend.h>
+#include <ringserve/config.h>
 #include <ringserve/fs.h>
 #include <ringserve/loop.h>
 
@@ -39,7 +39,7 @@ struct file {
 };
 
 struct tree {
-    struct rs_loop loop;
+    struct rs_loop *loop;
     int src, dst; /* directory fds */
     struct file *files;
     size_t nfiles, cap, next;
@@ -85,18 +85,18 @@ static int step(struct copier *c, int type, int res)
             return failed(c, c->in < 0 ? "open" : "create", res);
         if (c->in < 0) {
             c->in = res;
-            rc = rs_fs_open_beneath(&t->loop, &c->req, t->dst, c->f->path,
+            rc = rs_fs_open_beneath(t->loop, &c->req, t->dst, c->f->path,
                                     O_WRONLY | O_CREAT | O_EXCL, c->f->mode, on_step);
         } else {
             c->out = res;
-            rc = rs_fs_read(&t->loop, &c->req, c->in, c->buf, c->chunk, c->off, on_step);
+            rc = rs_fs_read(t->loop, &c->req, c->in, c->buf, c->chunk, c->off, on_step);
         }
         break;
     case RS_FS_READ:
         if (res <= 0) /* 0: the end of the file */
             return res < 0 ? failed(c, "read", res) : 0;
         c->len = (uint32_t)res;
-        rc = rs_fs_write(&t->loop, &c->req, c->out, c->buf, c->len, c->off, on_step);
+        rc = rs_fs_write(t->loop, &c->req, c->out, c->buf, c->len, c->off, on_step);
         break;
     case RS_FS_WRITE:
         if (res <= 0)
@@ -105,9 +105,9 @@ static int step(struct copier *c, int type, int res)
         c->len -= (uint32_t)res;
         if (c->len) { /* a short write: the rest of the chunk first */
             memmove(c->buf, c->buf + res, c->len);
-            rc = rs_fs_write(&t->loop, &c->req, c->out, c->buf, c->len, c->off, on_step);
+            rc = rs_fs_write(t->loop, &c->req, c->out, c->buf, c->len, c->off, on_step);
         } else {
-            rc = rs_fs_read(&t->loop, &c->req, c->in, c->buf, c->chunk, c->off, on_step);
+            rc = rs_fs_read(t->loop, &c->req, c->in, c->buf, c->chunk, c->off, on_step);
         }
         break;
     default: /* RS_FS_CLOSE */
@@ -125,7 +125,7 @@ static void finish_file(struct copier *c)
         int *fd = c->in >= 0 ? &c->in : &c->out;
         int f = *fd;
         *fd = -1;
-        if (rs_fs_close(&c->t->loop, &c->req, f, on_step) == 0)
+        if (rs_fs_close(c->t->loop, &c->req, f, on_step) == 0)
             return;
         close(f);
     }
@@ -147,14 +147,14 @@ static void next_file(struct copier *c)
         c->in = c->out = -1;
         c->off = 0;
         c->len = 0;
-        int rc = rs_fs_open_beneath(&t->loop, &c->req, t->src, c->f->path, O_RDONLY, 0,
+        int rc = rs_fs_open_beneath(t->loop, &c->req, t->src, c->f->path, O_RDONLY, 0,
                                     on_step);
         if (rc == 0)
             return;
         failed(c, "start", rc);
     }
     if (--t->running == 0)
-        rs_loop_request_stop(&t->loop); /* the last copier is done */
+        rs_loop_stop(t->loop); /* the last copier is done */
 }
 
 /* The walk: directories and links made now (metadata: no data to move),
@@ -246,15 +246,14 @@ int main(int argc, char **argv)
     }
     walking = NULL;
     cfg.verbose = -1;
-    cfg.epoll_mode = strcmp(backend, "epoll-lt") == 0 ? RS_EPOLL_LT : RS_EPOLL_ET;
-    const struct rs_backend_ops *ops =
-        rs_backend_named(strncmp(backend, "epoll", 5) == 0 ? "epoll" : backend);
-    char err[256] = "no such backend";
-    if (ops && ops->available && !ops->available(err, sizeof(err))) {
-        fprintf(stderr, "tree_copy: backend %s is unavailable: %s\n", backend, err);
-        return 1;
+    char err[256];
+    cfg.backend = strncmp(backend, "epoll", 5) == 0 ? "epoll" : backend;
+    if (strcmp(backend, "epoll-lt") == 0 &&
+        rs_config_set_option(&cfg, "epoll-mode", "lt", err, sizeof(err)) < 0) {
+        fprintf(stderr, "tree_copy: %s\n", err);
+        return 2;
     }
-    if (!ops || rs_loop_init(&t.loop, ops, &cfg, err, sizeof(err)) < 0) {
+    if (rs_loop_new(&cfg, &t.loop, err, sizeof(err)) < 0) {
         fprintf(stderr, "tree_copy: %s: %s\n", backend, err);
         return 1;
     }
@@ -270,8 +269,8 @@ int main(int argc, char **argv)
         }
         next_file(c); /* the last one with nothing to do stops the loop */
     }
-    int rc = rs_loop_run(&t.loop);
-    rs_loop_fini(&t.loop);
+    int rc = rs_loop_run(t.loop);
+    rs_loop_destroy(t.loop);
     for (unsigned i = 0; i < n; i++)
         free(copiers[i].buf);
     free(copiers);

@@ -11,7 +11,7 @@
  * can always tell a cut upload from a stored one.
  *
  * What it shows: a protocol (on_open/on_data/on_eof/on_close) with state
- * per connection behind stream->data, file requests (fs.h) with their
+ * per connection behind rs_stream_data, file requests (fs.h) with their
  * callbacks, a per-loop timer, backpressure from a slow disk to the
  * socket (stop reading past MAX_QUEUED, resume when written), idle
  * connections closed by the core (--idle), and a connection's state freed
@@ -30,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <ringserve/config.h>
 #include <ringserve/fs.h>
 #include <ringserve/log.h>
 #include <ringserve/loop.h>
@@ -45,7 +46,7 @@ static struct {
     const char *dir;
 } opt;
 
-/* Per loop (loop->proto_data): the directory, the rate timer, counters. */
+/* Per loop (rs_loop_data): the directory, the rate timer, counters. */
 struct sink {
     int dirfd;
     struct rs_timer rate;
@@ -79,7 +80,7 @@ static void on_tick(struct rs_loop *loop, struct rs_timer *t)
 {
     struct sink *k = t->data;
     if (k->stored != k->stored_before)
-        rs_log_info("loop %d: %u uploads open, %llu B/s stored", loop->index, k->open,
+        rs_log_info("loop %d: %u uploads open, %llu B/s stored", rs_loop_index(loop), k->open,
                     (unsigned long long)(k->stored - k->stored_before));
     k->stored_before = k->stored;
     rs_timer_start(loop, t, 1000, on_tick, k);
@@ -100,13 +101,13 @@ static int sink_loop_init(struct rs_loop *loop, char *err, size_t errlen)
     /* Background: the rate line must not keep a stopping loop alive. */
     rs_timer_unref(&k->rate);
     rs_timer_start(loop, &k->rate, 1000, on_tick, k);
-    loop->proto_data = k;
+    rs_loop_set_data(loop, k);
     return 0;
 }
 
 static void sink_loop_fini(struct rs_loop *loop)
 {
-    struct sink *k = loop->proto_data;
+    struct sink *k = rs_loop_data(loop);
     rs_timer_stop(loop, &k->rate);
     close(k->dirfd);
     free(k);
@@ -204,21 +205,22 @@ static void pump(struct upload *u)
 
 static void sink_open(struct rs_stream *s)
 {
-    struct sink *k = s->loop->proto_data;
+    struct rs_loop *loop = rs_stream_loop(s);
+    struct sink *k = rs_loop_data(loop);
     struct upload *u = calloc(1, sizeof(*u));
     if (!u) {
         rs_stream_abort_reason(s, -ENOMEM);
         return;
     }
     u->sink = k;
-    u->loop = s->loop;
+    u->loop = loop;
     u->s = s;
     u->fd = -1;
     u->req.data = u;
-    snprintf(u->name, sizeof(u->name), "upload-%d-%u", s->loop->index, k->next_id++);
+    snprintf(u->name, sizeof(u->name), "upload-%d-%u", rs_loop_index(loop), k->next_id++);
     k->open++;
-    s->data = u;
-    int rc = rs_fs_open_beneath(s->loop, &u->req, k->dirfd, u->name,
+    rs_stream_set_data(s, u);
+    int rc = rs_fs_open_beneath(loop, &u->req, k->dirfd, u->name,
                                 O_WRONLY | O_CREAT | O_EXCL, 0644, on_fs);
     if (rc < 0)
         fail(u, rc);
@@ -230,7 +232,7 @@ static void sink_open(struct rs_stream *s)
  * a buffer must not outlive its stream, and a write may. */
 static void sink_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
 {
-    struct upload *u = s->data;
+    struct upload *u = rs_stream_data(s);
     if (u->failed) {
         rs_stream_release(s, bid);
         return;
@@ -260,14 +262,14 @@ static void sink_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint1
 
 static void sink_eof(struct rs_stream *s)
 {
-    struct upload *u = s->data;
+    struct upload *u = rs_stream_data(s);
     u->eof = 1;
     pump(u);
 }
 
 static void sink_close(struct rs_stream *s, int reason)
 {
-    struct upload *u = s->data;
+    struct upload *u = rs_stream_data(s);
     if (!u)
         return;
     if (!u->synced)
@@ -285,7 +287,7 @@ static void sink_close(struct rs_stream *s, int reason)
  * tell. */
 static void sink_stop(struct rs_stream *s)
 {
-    struct upload *u = s->data;
+    struct upload *u = rs_stream_data(s);
     if (!u || !u->eof)
         rs_stream_stop(s);
 }
@@ -327,8 +329,11 @@ int main(int argc, char **argv)
                      (int)(colon - optarg), optarg);
             cfg.listen_port = (uint16_t)atoi(colon + 1);
         } else if (c == 'b') {
-            cfg.backend = strcmp(optarg, "uring") == 0 ? RS_BACKEND_URING : RS_BACKEND_EPOLL;
-            cfg.epoll_mode = strcmp(optarg, "epoll-lt") == 0 ? RS_EPOLL_LT : RS_EPOLL_ET;
+            char err[200];
+            cfg.backend = strcmp(optarg, "uring") == 0 ? "uring" : "epoll";
+            if (strcmp(optarg, "epoll-lt") == 0 &&
+                rs_config_set_option(&cfg, "epoll-mode", "lt", err, sizeof(err)) < 0)
+                return usage();
         } else if (c == 'i') {
             cfg.idle_timeout_s = (uint32_t)atoi(optarg);
         } else if (c == 't') {

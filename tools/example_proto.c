@@ -15,11 +15,18 @@
 #include <signal.h>
 #include <stdint.h>
 
-#include <ringserve/config.h>
-#include <ringserve/loop.h>
-#include <ringserve/protocol.h>
-#include <ringserve/server.h>
-#include <ringserve/stream.h>
+#include <ringserve.h>
+
+/* Set by SIGINT or SIGTERM (the library's loop threads block every
+ * signal, so the handler runs on this program's thread); main() polls it
+ * between waits, so a signal that came during start-up is not lost. */
+static volatile sig_atomic_t stop_wanted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_wanted = 1;
+}
 
 /* data lies in a buffer lent by the backend: copy what we send, then give
  * the buffer back (exactly once). */
@@ -37,7 +44,7 @@ static void upper_data(struct rs_stream *s, const uint8_t *data, uint32_t len,
     rs_stream_release(s, bid);
     /* Backpressure: a client that sends without reading must not make us
      * queue without bound. Stop reading; on_writable resumes. */
-    if (rs_stream_pending(s) > s->loop->cfg->max_pending)
+    if (rs_stream_pending(s) > rs_loop_config(rs_stream_loop(s))->max_pending)
         rs_stream_read_stop(s);
 }
 
@@ -58,22 +65,14 @@ int main(int argc, char **argv)
     if (cfg.exit_now)
         return 0;
     cfg.proto = &upper;
-    /* SIGINT/SIGTERM are taken by this thread (the library's loop threads
-     * block every signal); blocked first, so one that arrives during
-     * start-up waits for us. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     struct rs_server *srv;
     int rc = rs_server_start(&cfg, &srv);
     if (rc < 0)
         return rc == -EINVAL ? 2 : 1;
-    while (rs_server_wait(srv, 100) == -ETIMEDOUT) {
-        struct timespec now = {0, 0};
-        if (sigtimedwait(&sigs, NULL, &now) > 0)
+    while (rs_server_wait(srv, 100) == -ETIMEDOUT)
+        if (stop_wanted)
             rs_server_stop(srv); /* drain, then the wait returns 0 */
-    }
     return rs_server_destroy(srv, NULL) < 0 ? 1 : 0;
 }

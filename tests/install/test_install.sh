@@ -1,6 +1,8 @@
 #!/bin/sh
-# Install into a temporary prefix, build tools/example_proto.c against it
-# with pkg-config, run it, and check the man pages cover every option.
+# Install into a temporary prefix, check that only the public API is
+# installed and exported, build tools/example_proto.c against it with the
+# documented plain line (cc -std=c11 and pkg-config, nothing else), run it,
+# and check the man pages cover every option.
 set -eu
 build=$1
 src=$2
@@ -27,12 +29,44 @@ for f in ringserve ringbench; do
     done
 done
 find "$tmp" -name libringserve.a | grep -q . || { echo "static library missing"; exit 1; }
-find "$tmp" -path '*/include/ringserve/loop.h' | grep -q . || { echo "headers missing"; exit 1; }
+
+# Exactly the public headers: the umbrella and include/ringserve/ of the
+# source tree; nothing of core/ (the internals).
+inc=$(dirname "$(find "$tmp" -name ringserve.h -path '*/include/ringserve.h' | head -1)")
+[ -f "$inc/ringserve.h" ] || { echo "<ringserve.h> not installed"; exit 1; }
+want=$(cd "$src/include/ringserve" && ls *.h | sort | tr '\n' ' ')
+got=$(cd "$inc/ringserve" && ls | sort | tr '\n' ' ')
+[ "$want" = "$got" ] || { echo "installed headers: '$got', expected '$want'"; exit 1; }
+[ "$(ls "$inc" | sort | tr '\n' ' ')" = "ringserve ringserve.h " ] ||
+    { echo "unexpected files in include/: $(ls "$inc")"; exit 1; }
+
+# Exported symbols: only rs_ functions, and every one declared RS_EXPORT in
+# a public header (nothing internal leaks, nothing public is missing).
+so=$(find "$tmp" -name 'libringserve.so.*.*' | head -1)
+readelf -d "$so" | grep -q 'SONAME.*libringserve\.so\.[0-9]' ||
+    { echo "no versioned soname"; exit 1; }
+nm -D --defined-only "$so" | awk '{print $3}' | sort >"$tmp/exported"
+bad=$(grep -v '^rs_' "$tmp/exported" || true)
+[ -z "$bad" ] || { echo "exported symbols without rs_:"; echo "$bad"; exit 1; }
+# (A declaration may break after its return type: read the headers as one
+# line, then take the name before each RS_EXPORT declaration's "(".)
+cat "$src"/include/ringserve/*.h | tr '\n' ' ' | grep -o 'RS_EXPORT [^;(]*(' |
+    sed -n 's/.*[ *]\(rs_[a-z0-9_]*\) *($/\1/p' | sort >"$tmp/declared"
+diff "$tmp/declared" "$tmp/exported" >"$tmp/symdiff" ||
+    { echo "exported (>) vs declared RS_EXPORT (<):"; cat "$tmp/symdiff"; exit 1; }
 
 export PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$tmp
 flags=$(pkg-config --cflags --libs ringserve)
-cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$tmp/upper" \
+# The documented line, with warnings as errors: public headers must need
+# nothing but C11 (no _GNU_SOURCE, no POSIX feature macro).
+cc -std=c11 -Wall -Wextra -Wpedantic -Werror -o "$tmp/upper" \
     "$src/tools/example_proto.c" $flags
+# Each public header on its own compiles too (self-sufficient).
+for h in "$inc"/ringserve.h "$inc"/ringserve/*.h; do
+    printf '#include <%s>\nint one;\n' "${h#$inc/}" >"$tmp/one.c"
+    cc -std=c11 -Wall -Wextra -Wpedantic -Werror -c -o "$tmp/one.o" "$tmp/one.c" \
+        $(pkg-config --cflags ringserve) || { echo "$h does not compile alone"; exit 1; }
+done
 libdir=$(dirname "$(find "$tmp" -name 'libringserve.so*' | head -1)")
 
 LD_LIBRARY_PATH=$libdir "$tmp/upper" --listen=127.0.0.1:0 --backend=epoll \

@@ -1,4 +1,4 @@
-/* Tests for the kernel feature probe (core/probe.c).
+/* Tests for the kernel feature probe (probe/probe.c).
  *
  * The probe's answers depend on the machine, so these tests check
  * consistency rather than fixed values: the struct agrees with what the

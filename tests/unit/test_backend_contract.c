@@ -44,9 +44,11 @@
 #include "../skip_reason.h"
 
 #include "backend.h"
+#include "backend_table.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "mode_options.h"
 #include "probe.h"
 #include "rs_build.h"
 #if RS_HAVE_URING
@@ -117,10 +119,7 @@ static void server_op(struct fixture *fx, struct rs_op *op, uint8_t kind)
 static void config_for_mode(struct rs_config *cfg)
 {
     rs_config_defaults(cfg);
-    cfg->epoll_mode = strcmp(mode_name, "epoll-lt") == 0 ? RS_EPOLL_LT : RS_EPOLL_ET;
-    cfg->fs_inline = strcmp(mode_name, "epoll-inline") == 0;
-    cfg->fs_threads = strcmp(mode_name, "epoll-lt") == 0 ? 1 : 4;
-    cfg->uring_features = features;
+    mode_options(cfg, mode_name, features, true);
 }
 
 static int loop_setup(struct fixture *fx, uint32_t buffers)
@@ -1605,7 +1604,8 @@ static void test_contract_file_ops_complete_at_stop(void **state)
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     assert_true(dirfd >= 0);
     stop_writer = -1;
-    int n = (int)fx->cfg.fs_threads + 2;
+    const char *workers = rs_config_option(&fx->cfg, "fs-threads"); /* epoll's pool */
+    int n = (workers ? atoi(workers) : 4) + 2;
     assert_true(n <= 16);
     static struct rs_file_op ops[16];
     memset(stop_seen, 0, sizeof(stop_seen));
@@ -1628,7 +1628,7 @@ static void test_contract_file_ops_complete_at_stop(void **state)
         else
             cancelled++;
     }
-    assert_true(cancelled >= 2); /* at most fs_threads can have run */
+    assert_true(cancelled >= 2); /* at most fs-threads can have run */
     if (stop_writer >= 0)
         close(stop_writer);
     close(dirfd);
@@ -1814,7 +1814,7 @@ static void test_contract_cancel_not_in_flight(void **state)
  * it; 1: the arguments are wrong. */
 static int available(void)
 {
-    if (!backend->name) {
+    if (!backend->init) {
         rs_skip_reason("io_uring unavailable: support not compiled in");
         return 77;
     }

@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "backend_table.h"
 #include "loop.h"
 
 int __real_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
@@ -74,14 +75,15 @@ static void record_fn(struct rs_loop *loop, struct rs_op *op,
         loop->ops->buf_release(loop, c->bid);
 }
 
-static int setup_mode(void **state, enum rs_epoll_mode mode)
+static int setup_mode(void **state, const char *mode)
 {
     struct fixture *fx = calloc(1, sizeof(*fx));
     rs_config_defaults(&fx->cfg);
-    fx->cfg.epoll_mode = mode;
+    char err[128];
+    assert_int_equal(rs_config_set_option(&fx->cfg, "epoll-mode", mode, err, sizeof(err)),
+                     0);
     fx->cfg.buffers = 4;
     fx->cfg.buffer_size = 256;
-    char err[128];
     assert_int_equal(
         rs_loop_init(&fx->loop, &rs_backend_epoll, &fx->cfg, err, sizeof(err)), 0);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fx->sv), 0);
@@ -91,12 +93,12 @@ static int setup_mode(void **state, enum rs_epoll_mode mode)
 
 static int setup_lt(void **state)
 {
-    return setup_mode(state, RS_EPOLL_LT);
+    return setup_mode(state, "lt");
 }
 
 static int setup_et(void **state)
 {
-    return setup_mode(state, RS_EPOLL_ET);
+    return setup_mode(state, "et");
 }
 
 static int teardown(void **state)

@@ -25,9 +25,11 @@
 #include <cmocka.h>
 
 #include "../skip_reason.h"
+#include "backend_table.h"
 #include "fake_backend.h"
 #include "fs.h"
 #include "loop.h"
+#include "mode_options.h"
 #include "probe.h"
 #include "rs_build.h"
 #include "stream.h"
@@ -93,10 +95,7 @@ static void run_until_calls(struct fixture *fx, int n)
 static void config_for_mode(struct rs_config *cfg)
 {
     rs_config_defaults(cfg);
-    cfg->epoll_mode = strcmp(mode_name, "epoll-lt") == 0 ? RS_EPOLL_LT : RS_EPOLL_ET;
-    cfg->fs_inline = strcmp(mode_name, "epoll-inline") == 0;
-    cfg->fs_threads = strcmp(mode_name, "epoll-lt") == 0 ? 1 : 4;
-    cfg->uring_features = features;
+    mode_options(cfg, mode_name, features, true);
     cfg->buffers = 8;
     cfg->buffer_size = 4096;
 }
@@ -597,7 +596,7 @@ static int available(void)
 {
     if (is_fake || backend == &rs_backend_epoll)
         return 0;
-    if (!backend->name) {
+    if (!backend->init) {
         rs_skip_reason("io_uring unavailable: support not compiled in");
         return 77;
     }

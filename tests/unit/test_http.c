@@ -29,9 +29,11 @@
 #include "../skip_reason.h"
 
 #include "backend.h"
+#include "backend_table.h"
 #include "fcache.h"
 #include "http_parse.h"
 #include "loop.h"
+#include "mode_options.h"
 #include "protocol.h"
 #include "stream.h"
 
@@ -80,9 +82,7 @@ static int setup_with(void **state, uint32_t buffers)
     write_file(fx->dir, "big.bin", fx->big, BIG_LEN);
     write_file(fx->dir, "a.txt", "hello\n", 6);
     rs_config_defaults(&fx->cfg);
-    fx->cfg.epoll_mode = strcmp(mode_name, "epoll-lt") == 0 ? RS_EPOLL_LT : RS_EPOLL_ET;
-    fx->cfg.fs_inline = strcmp(mode_name, "epoll-inline") == 0;
-    fx->cfg.uring_features = features;
+    mode_options(&fx->cfg, mode_name, features, false);
     fx->cfg.protocol = "http";
     fx->cfg.root = fx->dir;
     fx->cfg.buffers = buffers;
@@ -720,13 +720,13 @@ int main(int argc, char **argv)
     backend = strncmp(mode_name, "epoll", 5) == 0 ? &rs_backend_epoll : &rs_backend_uring;
     if (argc > 2)
         features = argv[2];
-    if (!backend->name) {
+    if (!backend->init) {
         rs_skip_reason("io_uring unavailable: support not compiled in");
         return 77;
     }
     struct rs_config cfg;
     rs_config_defaults(&cfg);
-    cfg.uring_features = features;
+    mode_options(&cfg, mode_name, features, false);
     struct rs_loop loop;
     char err[256] = "";
     if (rs_loop_init(&loop, backend, &cfg, err, sizeof(err)) < 0) {

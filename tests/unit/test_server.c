@@ -25,11 +25,13 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "../skip_reason.h"
 
 #include "bench_server.h"
 #include "config.h"
+#include "log.h"
 #include "loop.h"
 #include "op.h"
 #include "protocol.h"
@@ -162,6 +164,158 @@ static void test_two_servers_in_one_process(void **state)
     assert_int_equal(t2.accepted, 3);
     assert_int_equal(t2.bytes_in, 3 * (20 * 3000 + 100));
     assert_int_equal(count_fds(), fds0);
+}
+
+/* A log sink that keeps what it was given (loop threads and the caller's
+ * thread log at once: locked). */
+struct sink {
+    pthread_mutex_t mu;
+    char text[8192];
+    size_t len;
+    unsigned errors, infos, debugs;
+};
+
+static void sink_line(void *data, enum rs_log_kind kind, const char *line)
+{
+    struct sink *k = data;
+    pthread_mutex_lock(&k->mu);
+    int n = snprintf(k->text + k->len, sizeof(k->text) - k->len, "%s\n", line);
+    if (n > 0 && (size_t)n < sizeof(k->text) - k->len)
+        k->len += (size_t)n;
+    k->errors += kind == RS_LOG_ERROR;
+    k->infos += kind == RS_LOG_INFO;
+    k->debugs += kind == RS_LOG_DEBUG;
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* What a server's own protocol keeps per server: found from any stream
+ * through the configuration (rs_loop_config(loop)->data), no globals. */
+struct tagged {
+    const char *tag;
+    unsigned opened;
+};
+
+static void tagged_open(struct rs_stream *s)
+{
+    struct tagged *t = rs_loop_config(rs_stream_loop(s))->data;
+    t->opened++; /* one loop per server here: no race */
+    rs_log_info("opened by %s", t->tag);
+    rs_log_debug("debug from %s", t->tag);
+}
+
+static void tagged_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
+{
+    rs_stream_write_lent(s, p, len, bid);
+}
+
+static const struct rs_protocol tagged_proto = {
+    .name = "tagged", .cbs = {.on_data = tagged_data}, .on_open = tagged_open};
+
+/* Two servers in one process, each with its own data, log level and sink:
+ * each sink sees its own server's lines only, at its own level, including
+ * what the protocol logs from the loop threads. */
+static void test_per_server_data_and_logging(void **state)
+{
+    (void)state;
+    struct sink ka = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct sink kb = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct tagged ta = {.tag = "server-a"}, tb = {.tag = "server-b"};
+    struct rs_config ca, cb;
+    config(&ca, "--threads=1", "--verbose");
+    config(&cb, "--threads=1", NULL);
+    cb.verbose = RS_LOG_NORMAL; /* config() asked for --quiet */
+    ca.proto = cb.proto = &tagged_proto;
+    ca.data = &ta;
+    cb.data = &tb;
+    ca.log_fn = cb.log_fn = sink_line;
+    ca.log_data = &ka;
+    cb.log_data = &kb;
+    struct rs_server *sa = start_or_skip(&ca);
+    struct rs_server *sb = start_or_skip(&cb);
+    int fa = dial(rs_server_port(sa)), fb = dial(rs_server_port(sb));
+    echo_round(fa, 100, 1); /* on_open has run once the echo came back */
+    echo_round(fb, 100, 2);
+    close(fa);
+    close(fb);
+    assert_int_equal(rs_server_destroy(sa, NULL), 0);
+    assert_int_equal(rs_server_destroy(sb, NULL), 0);
+    assert_int_equal(ta.opened, 1);
+    assert_int_equal(tb.opened, 1);
+    /* A: verbose, its own lines only. */
+    assert_non_null(strstr(ka.text, "listening on"));
+    assert_non_null(strstr(ka.text, "opened by server-a"));
+    assert_non_null(strstr(ka.text, "debug from server-a"));
+    assert_null(strstr(ka.text, "server-b"));
+    assert_true(ka.debugs >= 1);
+    /* B: normal level, no debug line, nothing of A's. */
+    assert_non_null(strstr(kb.text, "listening on"));
+    assert_non_null(strstr(kb.text, "opened by server-b"));
+    assert_null(strstr(kb.text, "debug from"));
+    assert_null(strstr(kb.text, "server-a"));
+    assert_int_equal(kb.debugs, 0);
+    assert_int_equal(ka.errors + kb.errors, 0);
+}
+
+/* A server with a sink and --stats-interval: its interval lines go to the
+ * sink too, not to stderr. rs_server_wait prints them; a 60 ms wait with
+ * a 10 ms period prints at least one, however the threads are scheduled. */
+static void test_interval_lines_reach_the_sink(void **state)
+{
+    (void)state;
+    struct sink k = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct rs_config c;
+    config(&c, "--threads=1", "--stats-interval=0.01");
+    c.log_fn = sink_line;
+    c.log_data = &k;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_int_equal(dup2(fileno(tmp), 2), 2);
+    struct rs_server *srv = start_or_skip(&c);
+    assert_int_equal(rs_server_wait(srv, 60), -ETIMEDOUT);
+    assert_int_equal(rs_server_destroy(srv, NULL), 0);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    fseek(tmp, 0, SEEK_END);
+    long printed = ftell(tmp);
+    fclose(tmp);
+    assert_int_equal(printed, 0);
+    assert_non_null(strstr(k.text, "interval: t="));
+    assert_null(strstr(k.text, "ringserve:"));
+}
+
+/* Without a sink a server's lines go to stderr under the program's own
+ * name, not "ringserve". */
+static void test_log_name_on_stderr(void **state)
+{
+    (void)state;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fileno(tmp), 2), 2);
+    struct rs_config c;
+    config(&c, "--threads=1", NULL);
+    c.verbose = RS_LOG_NORMAL;
+    c.log_name = "upload-sink";
+    struct rs_server *srv = NULL;
+    int rc = rs_server_start(&c, &srv);
+    if (rc == 0)
+        rc = rs_server_destroy(srv, NULL);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    assert_int_equal(rc, 0);
+    char text[4096] = "";
+    rewind(tmp);
+    size_t n = fread(text, 1, sizeof(text) - 1, tmp);
+    text[n] = '\0';
+    fclose(tmp);
+    assert_non_null(strstr(text, "upload-sink: listening on"));
+    assert_null(strstr(text, "ringserve:"));
 }
 
 /* Destroy while a client is connected and idle: the server drains (the
@@ -414,6 +568,9 @@ int main(int argc, char **argv)
         rs_server_destroy(srv, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_servers_in_one_process),
+        cmocka_unit_test(test_per_server_data_and_logging),
+        cmocka_unit_test(test_log_name_on_stderr),
+        cmocka_unit_test(test_interval_lines_reach_the_sink),
         cmocka_unit_test(test_destroy_closes_open_clients),
         cmocka_unit_test(test_request_in_flight_at_stop_is_collected),
         cmocka_unit_test(test_busy_port_fails_cleanly),

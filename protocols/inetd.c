@@ -1,11 +1,12 @@
-/* The three built-in inetd protocols, each a few lines on the stream API.
- * (The proxy, a two-socket protocol, is in proxy.c.) */
+/* The three built-in inetd protocols, each a few lines on the public
+ * stream API. (The proxy, a two-socket protocol, is in proxy.c.) */
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
-#include "loop.h"
-#include "protocol.h"
-#include "stream.h"
+#include <ringserve.h>
+
+#include "protocols.h"
 
 /* echo (RFC 862): send back what arrives, from the very buffer it arrived
  * in. No copy in user space; the buffer returns to the pool when the send
@@ -16,7 +17,7 @@ static void echo_data(struct rs_stream *s, const uint8_t *data, uint32_t len,
                       uint16_t bid)
 {
     rs_stream_write_lent(s, data, len, bid);
-    if (rs_stream_pending(s) > s->loop->cfg->max_pending)
+    if (rs_stream_pending(s) > rs_loop_config(rs_stream_loop(s))->max_pending)
         rs_stream_read_stop(s);
 }
 
@@ -71,12 +72,14 @@ static void cg_init(void)
 }
 
 /* The next piece, queued when everything before it was sent (low
- * watermark 0): one chunk in flight, memory bounded. */
+ * watermark 0): one chunk in flight, memory bounded. Where the stream is
+ * in the pattern, below CG_PERIOD, is all its state: it rides in the
+ * stream's data pointer, no allocation per stream. */
 static void chargen_more(struct rs_stream *s)
 {
-    uint32_t off = (uint32_t)(s->user_u64 % CG_PERIOD);
+    uintptr_t off = (uintptr_t)rs_stream_data(s);
     rs_stream_write_static(s, cg_table + off, CG_CHUNK);
-    s->user_u64 += CG_CHUNK;
+    rs_stream_set_data(s, (void *)((off + CG_CHUNK) % CG_PERIOD));
 }
 
 static void chargen_open(struct rs_stream *s)
@@ -99,14 +102,3 @@ const struct rs_protocol rs_proto_chargen = {
     .name = "chargen",
     .cbs = {.on_data = chargen_data, .on_writable = chargen_more},
     .on_open = chargen_open};
-
-const struct rs_protocol *rs_protocol_find(const char *name)
-{
-    static const struct rs_protocol *const all[] = {&rs_proto_echo, &rs_proto_discard,
-                                                    &rs_proto_chargen, &rs_proto_proxy,
-                                                    &rs_proto_http};
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        if (strcmp(all[i]->name, name) == 0)
-            return all[i];
-    return NULL;
-}

@@ -36,18 +36,14 @@
  * by the same backpressure), so a client that speaks first loses no round
  * trip.
  */
-#include "proxy.h"
-
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "loop.h"
-#include "protocol.h"
-#include "stream.h"
+#include <ringserve.h>
+
+#include "protocols.h"
 
 /* How long a failed upstream is skipped. */
 #define DOWN_MS 2000
@@ -67,6 +63,10 @@ struct proxy_loop {
 struct session {
     struct rs_stream *client, *upstream;
     uint32_t up; /* index into cfg->upstreams */
+    /* What every chunk needs, looked up once per session rather than
+     * through the loop's accessors on each one. */
+    struct rs_stats *stats;
+    uint64_t max_pending;
 };
 
 static const struct rs_stream_cbs upstream_cbs;
@@ -75,7 +75,7 @@ static const struct rs_stream_cbs upstream_cbs;
 
 static uint32_t pick_upstream(struct rs_loop *loop)
 {
-    struct proxy_loop *pl = loop->proto_data;
+    struct proxy_loop *pl = rs_loop_data(loop);
     uint32_t best = pl->next % pl->n;
     for (uint32_t i = 0; i < pl->n; i++) {
         uint32_t k = (pl->next + i) % pl->n;
@@ -93,36 +93,35 @@ static uint32_t pick_upstream(struct rs_loop *loop)
 
 static void mark(struct rs_loop *loop, uint32_t up, bool down)
 {
-    struct proxy_loop *pl = loop->proto_data;
+    struct proxy_loop *pl = rs_loop_data(loop);
     bool was_down = pl->up[up].down_until_ms != 0;
     pl->up[up].down_until_ms = down ? rs_loop_now(loop) + DOWN_MS : 0;
     if (down && !was_down)
-        rs_log_info("loop %d: upstream %u is down, skipped for %d ms", loop->index, up,
-                    DOWN_MS);
+        rs_log_info("loop %d: upstream %u is down, skipped for %d ms",
+                    rs_loop_index(loop), up, DOWN_MS);
 }
 
 /* ---- the pair ------------------------------------------------------- */
 
-static struct rs_stream *other(const struct rs_stream *s)
+static struct rs_stream *other(const struct session *ss, const struct rs_stream *s)
 {
-    struct session *ss = s->data;
     return s == ss->client ? ss->upstream : ss->client;
 }
 
 static void on_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
 {
-    struct session *ss = s->data;
-    struct rs_stream *to = other(s);
+    struct session *ss = rs_stream_data(s);
+    struct rs_stream *to = other(ss, s);
     if (!to) {
         rs_stream_release(s, bid);
         return;
     }
     if (s == ss->client)
-        s->loop->stats.bytes_up += len;
+        ss->stats->bytes_up += len;
     else
-        s->loop->stats.bytes_down += len;
+        ss->stats->bytes_down += len;
     rs_stream_write_lent(to, p, len, bid);
-    if (rs_stream_pending(to) > s->loop->cfg->max_pending)
+    if (rs_stream_pending(to) > ss->max_pending)
         rs_stream_read_stop(s);
 }
 
@@ -130,7 +129,7 @@ static void on_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_
  * it may read again. */
 static void on_writable(struct rs_stream *s)
 {
-    struct rs_stream *from = other(s);
+    struct rs_stream *from = other(rs_stream_data(s), s);
     if (from)
         rs_stream_read_start(from);
 }
@@ -138,7 +137,7 @@ static void on_writable(struct rs_stream *s)
 /* One side will send nothing more: pass the half-close on. */
 static void on_eof(struct rs_stream *s)
 {
-    struct rs_stream *to = other(s);
+    struct rs_stream *to = other(rs_stream_data(s), s);
     if (to)
         rs_stream_shutdown(to);
     else
@@ -147,10 +146,10 @@ static void on_eof(struct rs_stream *s)
 
 static void on_close(struct rs_stream *s, int reason)
 {
-    struct session *ss = s->data;
+    struct session *ss = rs_stream_data(s);
     if (!ss)
         return; /* client_open found no memory for a session */
-    struct rs_stream *peer = other(s);
+    struct rs_stream *peer = other(ss, s);
     if (s == ss->client)
         ss->client = NULL;
     else
@@ -170,17 +169,18 @@ static void on_close(struct rs_stream *s, int reason)
  * started (the timer fired while the socket was still being made). */
 static bool local_failure(const struct rs_stream *s, int res)
 {
-    return !s->connect_sent || res == -EMFILE || res == -ENFILE || res == -ENOBUFS ||
-           res == -ENOMEM || res == -EADDRNOTAVAIL;
+    return !rs_stream_connect_sent(s) || res == -EMFILE || res == -ENFILE ||
+           res == -ENOBUFS || res == -ENOMEM || res == -EADDRNOTAVAIL;
 }
 
 static void on_connect(struct rs_stream *s, int res)
 {
-    struct session *ss = s->data;
+    struct session *ss = rs_stream_data(s);
+    struct rs_loop *loop = rs_stream_loop(s);
     if (!local_failure(s, res))
-        mark(s->loop, ss->up, res < 0);
+        mark(loop, ss->up, res < 0);
     if (res < 0) {
-        rs_log_debug("loop %d: upstream %u: connect: %s", s->loop->index, ss->up,
+        rs_log_debug("loop %d: upstream %u: connect: %s", rs_loop_index(loop), ss->up,
                      strerror(-res));
         /* The client is reset (what it sent went nowhere); the upstream
          * stream closes itself. */
@@ -191,17 +191,19 @@ static void on_connect(struct rs_stream *s, int res)
 
 static void client_open(struct rs_stream *c)
 {
-    struct rs_loop *loop = c->loop;
-    const struct rs_config *cfg = loop->cfg;
+    struct rs_loop *loop = rs_stream_loop(c);
+    const struct rs_config *cfg = rs_loop_config(loop);
     struct session *ss = calloc(1, sizeof(*ss));
     if (!ss) {
-        c->cbs = NULL;
+        rs_stream_set_cbs(c, NULL);
         rs_stream_abort_reason(c, -ENOMEM);
         return;
     }
     ss->client = c;
-    c->data = ss;
-    loop->stats.sessions++;
+    ss->stats = rs_loop_stats(loop);
+    ss->max_pending = cfg->max_pending;
+    rs_stream_set_data(c, ss);
+    ss->stats->sessions++;
     ss->up = pick_upstream(loop);
     const struct rs_upstream *u = &cfg->upstreams[ss->up];
     ss->upstream = rs_stream_connect(loop, (const struct sockaddr *)&u->addr, u->addrlen,
@@ -210,8 +212,8 @@ static void client_open(struct rs_stream *c)
         /* No socket (EMFILE...): not the upstream's fault. errno first:
          * the log call may change it. */
         int err = errno;
-        loop->stats.connect_failed++;
-        rs_log_debug("loop %d: upstream socket: %s", loop->index, strerror(err));
+        ss->stats->connect_failed++;
+        rs_log_debug("loop %d: upstream socket: %s", rs_loop_index(loop), strerror(err));
         rs_stream_reset_reason(c, -err);
     }
 }
@@ -237,13 +239,14 @@ static const struct rs_stream_cbs upstream_cbs = {.on_data = on_data,
 
 static int proxy_loop_init(struct rs_loop *loop, char *err, size_t errlen)
 {
-    uint32_t n = loop->cfg->nupstreams;
+    uint32_t n = rs_loop_config(loop)->nupstreams;
     if (n == 0) {
         snprintf(err, errlen, "--protocol=proxy needs --upstream=HOST:PORT");
         return -EINVAL;
     }
-    if (!(loop->caps & RS_CAP_CONNECT)) {
-        snprintf(err, errlen, "the %s backend cannot connect", loop->ops->name);
+    if (!(rs_loop_caps(loop) & RS_CAP_CONNECT)) {
+        snprintf(err, errlen, "the %s backend cannot connect",
+                 rs_loop_backend_name(loop));
         return -EINVAL;
     }
     struct proxy_loop *pl = calloc(1, sizeof(*pl) + n * sizeof(pl->up[0]));
@@ -252,14 +255,14 @@ static int proxy_loop_init(struct rs_loop *loop, char *err, size_t errlen)
         return -ENOMEM;
     }
     pl->n = n;
-    loop->proto_data = pl;
+    rs_loop_set_data(loop, pl);
     return 0;
 }
 
 static void proxy_loop_fini(struct rs_loop *loop)
 {
-    free(loop->proto_data);
-    loop->proto_data = NULL;
+    free(rs_loop_data(loop));
+    rs_loop_set_data(loop, NULL);
 }
 
 const struct rs_protocol rs_proto_proxy = {
@@ -275,76 +278,3 @@ const struct rs_protocol rs_proto_proxy = {
     .loop_init = proxy_loop_init,
     .loop_fini = proxy_loop_fini,
     .descriptors_per_conn = 2};
-
-/* ---- --upstream ----------------------------------------------------- */
-
-/* One HOST:PORT or [V6]:PORT, resolved now (numeric or by name). */
-static int parse_one(const char *s, size_t len, struct rs_upstream *u, char *err,
-                     size_t errlen)
-{
-    char buf[300];
-    if (len == 0 || len >= sizeof(buf)) {
-        snprintf(err, errlen, "empty or too long address");
-        return -EINVAL;
-    }
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    char *host = buf, *port;
-    if (buf[0] == '[') {
-        char *close = strchr(buf, ']');
-        if (!close || close[1] != ':') {
-            snprintf(err, errlen, "'%s': expected [V6ADDR]:PORT", buf);
-            return -EINVAL;
-        }
-        *close = '\0';
-        host = buf + 1;
-        port = close + 2;
-    } else {
-        char *colon = strrchr(buf, ':');
-        if (!colon || colon == buf || memchr(buf, ':', (size_t)(colon - buf))) {
-            snprintf(err, errlen, "'%s': expected HOST:PORT", buf);
-            return -EINVAL;
-        }
-        *colon = '\0';
-        port = colon + 1;
-    }
-    char *end;
-    long p = strtol(port, &end, 10);
-    if (!*port || *end || p < 1 || p > 65535) {
-        snprintf(err, errlen, "'%s': bad port", port);
-        return -EINVAL;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int gai = getaddrinfo(host, port, &hints, &res);
-    if (gai != 0) {
-        snprintf(err, errlen, "'%s': %s", host, gai_strerror(gai));
-        return -EINVAL;
-    }
-    memcpy(&u->addr, res->ai_addr, res->ai_addrlen);
-    u->addrlen = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
-
-int rs_proxy_parse_upstreams(struct rs_config *cfg, const char *list, char *err,
-                             size_t errlen)
-{
-    cfg->nupstreams = 0;
-    const char *p = list;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (cfg->nupstreams == RS_MAX_UPSTREAMS) {
-            snprintf(err, errlen, "at most %d upstreams", RS_MAX_UPSTREAMS);
-            return -EINVAL;
-        }
-        int rc = parse_one(p, len, &cfg->upstreams[cfg->nupstreams], err, errlen);
-        if (rc < 0)
-            return rc;
-        cfg->nupstreams++;
-        if (!comma)
-            return 0;
-        p = comma + 1;
-    }
-}

@@ -35,7 +35,7 @@ struct rs_uring_support {
 
 /* Fill *s. Never fails: an unusable io_uring is a finding. The io_uring
  * trials live with the backend (backend_uring/probe_uring.c); this header
- * and the report (core/probe.c) only see their findings. */
+ * and the report (probe/probe.c) only see their findings. */
 void rs_probe_uring(struct rs_uring_support *s);
 
 /* Names of the io_uring opcodes and ring features the report lists, from
