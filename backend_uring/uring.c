@@ -32,6 +32,15 @@
  *    peer it must): such a connection gets plain sends from then on;
  *  - sqpoll (opt-in): a kernel thread polls the SQ, submission costs no
  *    syscall while it is awake.
+ *  - ext-arg: a wait with a timeout passes it to io_uring_enter
+ *    (IORING_ENTER_EXT_ARG, 5.11). Without it liburing queues an
+ *    IORING_OP_TIMEOUT SQE, which completes with the next CQE or when
+ *    the time is up, and posts a CQE of its own (user_data
+ *    LIBURING_UDATA_TIMEOUT) that run() must skip;
+ *  - shutdown-op: RS_OP_SHUTDOWN is IORING_OP_SHUTDOWN (5.11); without it
+ *    shutdown(2) is called in submit() and its result carried to run() on
+ *    a NOP, as for a plain socket below (a direct descriptor has no fd for
+ *    shutdown(2), but direct descriptors need 5.19 anyway);
  *  - direct-socket: outbound sockets (RS_OP_SOCKET) are direct
  *    descriptors too, made by IORING_OP_SOCKET into a slot the kernel
  *    picks, TCP_NODELAY set by the SOCKET_URING_OP_SETSOCKOPT command
@@ -141,10 +150,12 @@ enum {
 
 /* rs_op.bk_flags while the op belongs to this backend */
 #define BKF_ZC 16u /* send_zc in flight; bk_ptr is its zc_rec */
-/* RS_OP_SOCKET: a plain socket made in submit(), its fd or -errno in
- * bk_ptr, delivered by a NOP's CQE; else IORING_OP_SOCKET into a direct
- * slot, then (RS_OPF_NODELAY) the setsockopt command, bk_ptr the slot. */
-#define BKF_SOCK_PLAIN 32u
+/* The op's result was made in submit() by a plain syscall (RS_OP_SOCKET
+ * as socket(2), RS_OP_SHUTDOWN as shutdown(2)), the fd or -errno in
+ * bk_ptr, delivered by a NOP's CQE. Else RS_OP_SOCKET is IORING_OP_SOCKET
+ * into a direct slot, then (RS_OPF_NODELAY) the setsockopt command, bk_ptr
+ * the slot. */
+#define BKF_DONE_NOW 32u
 
 /* A zero-copy send in flight. Its first CQE completes the send (the core
  * may send the next bytes at once); its second, IORING_CQE_F_NOTIF, says
@@ -447,6 +458,14 @@ static struct io_uring_sqe *prep_shutdown_before_close(struct ur_state *st,
 /* TCP_NODELAY's value, read by the kernel when the command runs. */
 static const int one = 1;
 
+/* A result made now, delivered from run() like any other (BKF_DONE_NOW). */
+static void done_now(struct rs_op *op, int res, struct io_uring_sqe *sqe)
+{
+    op->bk_flags |= BKF_DONE_NOW;
+    op->bk_ptr = (void *)(intptr_t)res;
+    io_uring_prep_nop(sqe);
+}
+
 /* The fallback: a plain socket, made now. fd or -errno. */
 static int plain_socket(const struct rs_op *op)
 {
@@ -459,9 +478,7 @@ static void prep_socket(struct ur_state *st, struct rs_op *op, struct io_uring_s
         rs_prep_socket_alloc(sqe, (int)op->len);
         return;
     }
-    op->bk_flags |= BKF_SOCK_PLAIN;
-    op->bk_ptr = (void *)(intptr_t)plain_socket(op);
-    io_uring_prep_nop(sqe);
+    done_now(op, plain_socket(op), sqe);
 }
 
 /* A CQE of RS_OP_SOCKET: deliver the plain fd, or take the direct slot and
@@ -469,10 +486,6 @@ static void prep_socket(struct ur_state *st, struct rs_op *op, struct io_uring_s
 static void on_socket_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
                           const struct io_uring_cqe *cqe, unsigned tag)
 {
-    if (op->bk_flags & BKF_SOCK_PLAIN) {
-        rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
-        return;
-    }
     if (tag == TAG_SOCKOPT) {
         /* A failure leaves Nagle on, as a failed setsockopt(2) would: the
          * socket itself is fine. */
@@ -553,8 +566,12 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         set_fd(op, sqe);
         break;
     case RS_OP_SHUTDOWN:
-        io_uring_prep_shutdown(sqe, op->fd, SHUT_WR);
-        set_fd(op, sqe);
+        if ((st->features & UF_SHUTDOWN_OP) || (op->flags & RS_OPF_DIRECT)) {
+            io_uring_prep_shutdown(sqe, op->fd, SHUT_WR);
+            set_fd(op, sqe);
+        } else {
+            done_now(op, shutdown(op->fd, SHUT_WR) == 0 ? 0 : -errno, sqe);
+        }
         break;
     case RS_OP_CONNECT:
         /* The kernel waits for the handshake itself (no EINPROGRESS here):
@@ -758,7 +775,9 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
 {
     uint64_t ud = cqe->user_data;
     unsigned tag = (unsigned)(ud >> 56);
-    if (tag == TAG_IGNORE)
+    /* liburing's own timeout SQE of a wait without ext-arg: its CQE comes
+     * when the time is up, or after the CQE that ended the wait. */
+    if (tag == TAG_IGNORE || ud == LIBURING_UDATA_TIMEOUT)
         return;
     if (tag == TAG_WAKE) {
         st->wake_armed = false;
@@ -802,6 +821,10 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
         /* A buffer the kernel picked for it must still go back. */
         if (cqe->flags & IORING_CQE_F_BUFFER)
             buf_return(loop, st, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+        return;
+    }
+    if (op->bk_flags & BKF_DONE_NOW) {
+        rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
         return;
     }
     if (op->kind == RS_OP_SOCKET) {
@@ -1031,12 +1054,13 @@ static int setup_ring(struct rs_loop *loop, struct ur_state *st,
     if (st->features & UF_DEFER_TASKRUN) {
         p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
         st->taskrun = "defer";
-    } else if (st->features != 0 && sup->coop_taskrun && !(st->features & UF_SQPOLL)) {
+    } else if ((st->features & ~UF_BASELINE) && sup->coop_taskrun &&
+               !(st->features & UF_SQPOLL)) {
         p.flags |= IORING_SETUP_COOP_TASKRUN |
                    (sup->taskrun_flag ? IORING_SETUP_TASKRUN_FLAG : 0);
         st->taskrun = "coop";
     }
-    if (st->features != 0) {
+    if (st->features & ~UF_BASELINE) {
         /* Multishot ops produce CQEs without SQEs: a deep CQ. */
         if (sup->cqsize) {
             p.flags |= IORING_SETUP_CQSIZE;
@@ -1257,6 +1281,11 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         loop->backend = NULL;
         return rc;
     }
+    /* liburing 2.3 picks its way to wait with a timeout from the ring's
+     * features: without EXT_ARG it queues a timeout SQE, as it must on
+     * kernels before 5.11 (on_cqe() skips that SQE's CQE). */
+    if (!(st->features & UF_EXT_ARG))
+        st->ring.features &= ~(unsigned)IORING_FEAT_EXT_ARG;
     rc = setup_registrations(loop, st, err, errlen);
     if (rc < 0) {
         ur_fini(loop);

@@ -65,6 +65,49 @@ def test_select_package(k):
           'linux-image-6.12.117+deb12-cloud-amd64-unsigned',
           '6.12: newest sublevel (117 > 113 > 9, numerically)')
     check(k.select_package('6.6', names) is None, 'absent series gives None')
+    check(k.select_package('6.12', ['linux-image-6.12-cloud-amd64-unsigned']) is None,
+          'a name without a sublevel is a meta package')
+    # 5.10 (bullseye: ABI names), 7.x (trixie-backports, sid: signed only)
+    more = names + [
+        'linux-image-5.10.0-32-cloud-amd64-unsigned',
+        'linux-image-5.10.0-46-cloud-amd64',
+        'linux-image-5.10.0-46-cloud-amd64-unsigned',
+        'linux-image-6.1.0-0.deb11.52-cloud-amd64-unsigned',  # bullseye's backport
+        'linux-image-7.3.4+deb13-cloud-amd64',
+        'linux-image-7.3.4+deb13-cloud-amd64-dbg',
+        'linux-image-7.3.4+deb13-rt-amd64',
+        'linux-image-7.2.13+deb14-cloud-amd64',
+        'linux-image-7.2.9+deb13-cloud-amd64',
+    ]
+    check(k.select_packages('5.10', more) ==
+          ['linux-image-5.10.0-46-cloud-amd64-unsigned', 'linux-image-5.10.0-46-cloud-amd64',
+           'linux-image-5.10.0-32-cloud-amd64-unsigned'],
+          '5.10: newest first, unsigned before signed of one version: %r'
+          % k.select_packages('5.10', more))
+    check(k.select_package('6.1', more) == 'linux-image-6.1.0-57-cloud-amd64-unsigned',
+          '6.1: bullseye\'s 6.1.0-0.deb11.N backport names are not picked')
+    check(k.select_package('7.3', more) == 'linux-image-7.3.4+deb13-cloud-amd64',
+          '7.3: the signed image when there is no unsigned one')
+    check(k.select_package('7.2', more) == 'linux-image-7.2.13+deb14-cloud-amd64',
+          '7.2: sid\'s 13 over backports\' 9')
+
+
+def test_private_apt(k, tmp):
+    """The apt configuration is the tool's own: every directory apt reads or
+    writes is under the cache, and the sources reach every suite."""
+    cache = os.path.join(tmp, 'cache')
+    opts = k.apt_options(cache)
+    pairs = dict(o.split('=', 1) for o in opts[1::2])
+    for key in ('Dir::Etc::SourceList', 'Dir::Etc::SourceParts', 'Dir::Etc::Preferences',
+                'Dir::Etc::PreferencesParts', 'Dir::State', 'Dir::State::Lists',
+                'Dir::State::status', 'Dir::Cache'):
+        check(pairs.get(key, '').startswith(cache + os.sep),
+              'apt option %s is private: %r' % (key, pairs.get(key)))
+    check(all(o == '-o' for o in opts[0::2]), 'apt options are -o pairs')
+    src = k.apt_sources()
+    for suite in ('bullseye', 'bullseye-security', 'bookworm', 'trixie',
+                  'trixie-backports', 'sid'):
+        check((' %s main\n' % suite) in src, 'sources list has %s' % suite)
 
 
 def fake_tests(build, tmp):
@@ -285,6 +328,7 @@ def main():
     build = os.path.abspath(sys.argv[2])
     with tempfile.TemporaryDirectory() as tmp:
         test_select_package(k)
+        test_private_apt(k, tmp)
         plan = test_plan(k, build, tmp)
         test_initramfs(k, build, plan, tmp)
         rec = test_results(k, build, plan)

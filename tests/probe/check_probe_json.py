@@ -19,7 +19,8 @@ BOOL, STR, INT, NULL = bool, str, int, type(None)
 
 # ringserve's io_uring features, in its order (the summary's keys).
 URING_FEATURES = ("multishot-accept multishot-recv buf-ring fixed-files ring-fd "
-                  "defer-taskrun send-zc sqpoll bundle batch-wait direct-socket").split()
+                  "defer-taskrun send-zc sqpoll bundle batch-wait direct-socket ext-arg "
+                  "shutdown-op").split()
 
 SCHEMA = {
     "ringserve": (STR,),
@@ -117,6 +118,10 @@ def check_summary(d):
               or not u["register"]["buf_ring"], "bundle unavailable despite the facts")
         check((sm["features"]["batch-wait"] != "unavailable") == u["features"]["min_timeout"],
               "batch-wait verdict disagrees with features.min_timeout")
+        check((sm["features"]["ext-arg"] != "unavailable") == u["features"]["ext_arg"],
+              "ext-arg verdict disagrees with features.ext_arg")
+        check((sm["features"]["shutdown-op"] != "unavailable") == u["opcodes"]["shutdown"],
+              "shutdown-op verdict disagrees with opcodes.shutdown")
 
 
 def check_consistency(d):
