@@ -306,6 +306,24 @@ def test_report(k, rec, tmp):
           'merge from the report keeps earlier results: %s' % aby)
     check([b['date'] for b in again['batches']][1:] == ['later', 'third'],
           'merge from the report continues the batches: %s' % again['batches'])
+    # --report-only from a fresh clone: the same page from the report's JSON
+    # (the probe and the start-up lines are in it) as from the raw records
+    k.write_report([rec, rec12], md, js)
+    page = open(md).read()
+    back = [k.recorded(os.path.join(tmp, 'no-results'), js, x) for x in ('6.1', '6.12')]
+    k.write_report(back, md + '2', js + '2')
+    diff = [(a, b) for a, b in zip(page.splitlines(), open(md + '2').read().splitlines())
+            if a != b]
+    check(not diff, 'the report from its JSON is the same page: %r' % diff[:2])
+    # an entry of an older report: the facts and the auto start-up only
+    old = json.load(open(js))['kernels'][0]
+    for key in ('probe', 'startup', 'probe_text'):
+        old.pop(key)
+    rebuilt = k.record_from_report(old)
+    check(k.feature_supported(rebuilt['probe'], k.FEATURES[0]) ==
+          k.feature_supported(rec['probe'], k.FEATURES[0]), 'probe rebuilt from the facts')
+    check(k.default_features(rebuilt) == k.default_features(rec),
+          'defaults rebuilt from the auto start-up')
     k.write_report([rec12], md, js, earlier=[rec])
     text2 = open(md).read()
     check('## An earlier run' in text2 and '`contract-uring-default` fail' in text2,
