@@ -92,6 +92,29 @@ def test_select_package(k):
           '7.2: sid\'s 13 over backports\' 9')
 
 
+def test_image_layout(k, tmp):
+    """Debian 7.x splits the image: linux-image-X depends on linux-binary-X,
+    whose kernel is /usr/lib/modules/X/vmlinuz (not /boot/vmlinuz-X)."""
+    deps = ('dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, '
+            'linux-base-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1), '
+            'linux-binary-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1), '
+            'linux-modules-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1)')
+    check(k.image_parts(deps) == ['linux-binary-7.3.4+deb13-cloud-amd64'],
+          'the binary package from Depends: %r' % k.image_parts(deps))
+    check(k.image_parts('linux-base (>= 4.17~), initramfs-tools') == [],
+          'a 6.x image depends on no binary package')
+    root = os.path.join(tmp, 'img')
+    check(k.find_vmlinuz(root) is None, 'nothing unpacked: no image')
+    os.makedirs(os.path.join(root, 'usr/lib/modules/7.3.4+deb13-cloud-amd64'))
+    open(os.path.join(root, 'usr/lib/modules/7.3.4+deb13-cloud-amd64/vmlinuz'), 'w').close()
+    check(k.find_vmlinuz(root) == (os.path.join(root, 'usr/lib/modules/7.3.4+deb13-'
+                                                'cloud-amd64/vmlinuz'),
+                                   '7.3.4+deb13-cloud-amd64'), '7.x layout')
+    os.makedirs(os.path.join(root, 'boot'))
+    open(os.path.join(root, 'boot/vmlinuz-5.10.0-46-cloud-amd64'), 'w').close()
+    check(k.find_vmlinuz(root)[1] == '5.10.0-46-cloud-amd64', '/boot layout')
+
+
 def test_private_apt(k, tmp):
     """The apt configuration is the tool's own: every directory apt reads or
     writes is under the cache, and the sources reach every suite."""
@@ -347,6 +370,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         test_select_package(k)
         test_private_apt(k, tmp)
+        test_image_layout(k, tmp)
         plan = test_plan(k, build, tmp)
         test_initramfs(k, build, plan, tmp)
         rec = test_results(k, build, plan)
