@@ -871,8 +871,10 @@ static int batch_enter(struct ur_state *st, unsigned want, int timeout_ms)
     }
     /* No timeout wanted: a long one (1 s), re-armed each turn. */
     struct __kernel_timespec ts = ms_to_ts(timeout_ms >= 0 ? timeout_ms : 1000);
-    struct io_uring_getevents_arg arg = {
-        .sigmask_sz = _NSIG / 8, .pad = BATCH_WAIT_US, .ts = (uint64_t)(uintptr_t)&ts};
+    /* In order (sigmask, sigmask_sz, min wait, ts): the third field is
+     * `pad` in liburing 2.3's header and `min_wait_usec` in newer ones. */
+    struct io_uring_getevents_arg arg = {0, _NSIG / 8, BATCH_WAIT_US,
+                                         (uint64_t)(uintptr_t)&ts};
     return io_uring_enter2((unsigned)ring->ring_fd, 0, want,
                            IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
                            (sigset_t *)(void *)&arg, sizeof(arg));
