@@ -22,6 +22,7 @@ static const struct {
     {"direct-socket", UF_DIRECT_SOCKET},
     {"ext-arg", UF_EXT_ARG},
     {"shutdown-op", UF_SHUTDOWN_OP},
+    {"buf-recycle", UF_BUF_RECYCLE},
 };
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
@@ -46,6 +47,7 @@ uint32_t rs_uring_supported(const struct rs_uring_support *s)
         (f & UF_FIXED_FILES) && s->socket_direct && s->sockopt_cmd ? UF_DIRECT_SOCKET : 0;
     f |= s->features & RS_FEAT_EXT_ARG ? UF_EXT_ARG : 0;
     f |= s->opcodes >> RS_OP_SHUTDOWN_NR & 1 ? UF_SHUTDOWN_OP : 0;
+    f |= s->buf_recycle ? UF_BUF_RECYCLE : 0;
     return f;
 }
 

@@ -29,11 +29,14 @@ enum {
      * older one needs (--uring-features=none is a 5.10 ring). */
     UF_EXT_ARG = 1u << 11,     /* waits with a timeout: IORING_ENTER_EXT_ARG */
     UF_SHUTDOWN_OP = 1u << 12, /* RS_OP_SHUTDOWN: IORING_OP_SHUTDOWN */
-    UF_ALL = (1u << 13) - 1,
+    /* Without buf-ring: a recv may wait for data holding no buffer (the
+     * kernel recycles it); else each recv polls first, then takes one. */
+    UF_BUF_RECYCLE = 1u << 13,
+    UF_ALL = (1u << 14) - 1,
     /* what "default" means: everything but the opt-in ones */
     UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT,
     /* what a ring without any of the 5.19+ ones still uses */
-    UF_BASELINE = UF_EXT_ARG | UF_SHUTDOWN_OP,
+    UF_BASELINE = UF_EXT_ARG | UF_SHUTDOWN_OP | UF_BUF_RECYCLE,
 };
 
 /* Features this kernel supports, from the probe. */

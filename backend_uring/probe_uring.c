@@ -641,6 +641,47 @@ static void try_socket_direct(struct rs_uring_support *s)
     fd_close(&fd);
 }
 
+/* A single-shot recv with IOSQE_BUFFER_SELECT from IORING_OP_PROVIDE_BUFFERS
+ * buffers finds no data and waits. Does it hold a buffer meanwhile? Provide
+ * one, arm the recv on an idle connection, then remove one buffer from the
+ * group: 1 removed if the buffer is still there (the kernel put it back when
+ * the recv went to wait), -ENOENT if the waiting recv keeps it. On such a
+ * kernel every idle connection pins a buffer of the pool. */
+static bool buf_recycle_once(struct io_uring *ring, struct conn_pair *p)
+{
+    static char buf[BR_SIZE];
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    struct cqe_copy c;
+
+    io_uring_prep_provide_buffers(sqe, buf, BR_SIZE, 1, BR_GROUP, 0);
+    if (io_uring_submit(ring) != 1 || next_cqe(ring, &c) < 0 || c.res < 0)
+        return false;
+    sqe = io_uring_get_sqe(ring);
+    io_uring_prep_recv(sqe, p->sfd, NULL, BR_SIZE, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BR_GROUP;
+    if (io_uring_submit(ring) != 1) /* issued here: no data, so it waits */
+        return false;
+    sqe = io_uring_get_sqe(ring);
+    io_uring_prep_remove_buffers(sqe, 1, BR_GROUP);
+    return io_uring_submit(ring) == 1 && next_cqe(ring, &c) == 0 && c.res == 1;
+}
+
+static bool try_buf_recycle(void)
+{
+    struct io_uring ring;
+    struct conn_pair p = {-1, -1, -1};
+    bool ok = false;
+
+    if (!ring_open(&ring))
+        return false;
+    if (pair_open(&p))
+        ok = buf_recycle_once(&ring, &p);
+    io_uring_queue_exit(&ring);
+    pair_close(&p);
+    return ok;
+}
+
 static void probe_all(struct rs_uring_support *s)
 {
     if (!probe_plain(s))
@@ -655,6 +696,7 @@ static void probe_all(struct rs_uring_support *s)
     s->multishot_recv = s->buf_ring && try_multishot_recv();
     s->accept_direct = s->sparse_files && try_accept_direct();
     s->send_zc = try_send_zc();
+    s->buf_recycle = try_buf_recycle();
     if (s->sparse_files)
         try_socket_direct(s);
 }

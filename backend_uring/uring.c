@@ -41,6 +41,14 @@
  *    shutdown(2) is called in submit() and its result carried to run() on
  *    a NOP, as for a plain socket below (a direct descriptor has no fd for
  *    shutdown(2), but direct descriptors need 5.19 anyway);
+ *  - buf-recycle: without buf-ring, a single-shot recv that finds no data
+ *    and waits holds no provided buffer meanwhile: the kernel recycles it.
+ *    Older kernels (Debian's 5.10 among them: tools/kernels found it)
+ *    keep the buffer the recv took at issue, so every idle connection pins
+ *    one and, once the pool is gone, a connection with data starves for
+ *    ever. There a recv first waits with IORING_OP_POLL_ADD (POLLIN) and
+ *    is issued when the socket is readable: a buffer is taken only when
+ *    there is data for it, at the price of an SQE and a CQE per read;
  *  - direct-socket: outbound sockets (RS_OP_SOCKET) are direct
  *    descriptors too, made by IORING_OP_SOCKET into a slot the kernel
  *    picks, TCP_NODELAY set by the SOCKET_URING_OP_SETSOCKOPT command
@@ -80,6 +88,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <liburing.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +165,11 @@ enum {
  * into a direct slot, then (RS_OPF_NODELAY) the setsockopt command, bk_ptr
  * the slot. */
 #define BKF_DONE_NOW 32u
+/* RS_OP_RECV without buf-recycle: its IORING_OP_POLL_ADD is in flight, the
+ * recv comes next (recv_after_poll) */
+#define BKF_POLL_FIRST 64u
+/* the core asked for a cancel: a poll that completes anyway issues no recv */
+#define BKF_CANCEL_ASKED 128u
 
 /* A zero-copy send in flight. Its first CQE completes the send (the core
  * may send the next bytes at once); its second, IORING_CQE_F_NOTIF, says
@@ -515,6 +529,43 @@ static void on_socket_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_o
     rs_op_complete(loop, op, res, res >= 0 ? RS_CF_DIRECT : 0, 0);
 }
 
+static void prep_recv(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                      struct io_uring_sqe *sqe, bool multi)
+{
+    /* Buffer ring: the kernel chooses the buffer when data arrives. */
+    if (multi && (st->features & UF_MULTISHOT_RECV))
+        io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
+    else
+        io_uring_prep_recv(sqe, op->fd, NULL, loop->pool.size, 0);
+    /* Bundles: one CQE may fill several buffers in a row. */
+    if (st->features & UF_BUNDLE)
+        sqe->ioprio |= IORING_RECVSEND_BUNDLE;
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+    set_fd(op, sqe);
+}
+
+/* The POLLIN of a recv without buf-recycle came: now the recv, which finds
+ * the data at once and so holds its buffer only while there is data. An
+ * error (-ECANCELED...) or a cancel asked meanwhile ends the op instead. */
+static void recv_after_poll(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                            int32_t res)
+{
+    op->bk_flags &= ~(unsigned)BKF_POLL_FIRST;
+    if (res < 0 || (op->bk_flags & BKF_CANCEL_ASKED)) {
+        rs_op_complete(loop, op, res < 0 ? res : -ECANCELED, 0, 0);
+        return;
+    }
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe) {
+        /* as when the pool is empty: the core arms the recv again */
+        rs_op_complete(loop, op, -ENOBUFS, 0, 0);
+        return;
+    }
+    prep_recv(loop, st, op, sqe, false);
+    io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
+}
+
 static int ur_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ur_state *st = state(loop);
@@ -553,17 +604,14 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         }
         break;
     case RS_OP_RECV:
-        /* Buffer ring: the kernel chooses the buffer when data arrives. */
-        if (multi && (st->features & UF_MULTISHOT_RECV))
-            io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
-        else
-            io_uring_prep_recv(sqe, op->fd, NULL, loop->pool.size, 0);
-        /* Bundles: one CQE may fill several buffers in a row. */
-        if (st->features & UF_BUNDLE)
-            sqe->ioprio |= IORING_RECVSEND_BUNDLE;
-        sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = BGID;
-        set_fd(op, sqe);
+        if (!(st->features & (UF_BUF_RING | UF_BUF_RECYCLE))) {
+            /* a waiting recv would pin its buffer: wait for data first */
+            io_uring_prep_poll_add(sqe, op->fd, POLLIN);
+            op->bk_flags |= BKF_POLL_FIRST;
+            set_fd(op, sqe);
+            break;
+        }
+        prep_recv(loop, st, op, sqe, multi);
         break;
     case RS_OP_SHUTDOWN:
         if ((st->features & UF_SHUTDOWN_OP) || (op->flags & RS_OPF_DIRECT)) {
@@ -632,6 +680,7 @@ static int ur_cancel(struct rs_loop *loop, struct rs_op *op)
         io_uring_sqe_set_data64(sqe, (uint64_t)TAG_INBOX_END << 56);
         return 0;
     }
+    op->bk_flags |= BKF_CANCEL_ASKED;
     uint64_t target = ud_of(op, TAG_OP);
     if (op->bk_flags & BKF_ZC)
         target = (uint64_t)(uintptr_t)op->bk_ptr | (uint64_t)TAG_ZC << 56;
@@ -825,6 +874,10 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
     }
     if (op->bk_flags & BKF_DONE_NOW) {
         rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
+        return;
+    }
+    if (op->bk_flags & BKF_POLL_FIRST) {
+        recv_after_poll(loop, st, op, cqe->res);
         return;
     }
     if (op->kind == RS_OP_SOCKET) {

@@ -83,6 +83,7 @@ static const struct named_field multishot_fields[] = {
     {"accept", OFF(multishot_accept)},     {"recv", OFF(multishot_recv)},
     {"accept_direct", OFF(accept_direct)}, {"send_zc", OFF(send_zc)},
     {"socket_direct", OFF(socket_direct)}, {"sockopt_cmd", OFF(sockopt_cmd)},
+    {"buf_recycle", OFF(buf_recycle)},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

@@ -20,7 +20,7 @@ BOOL, STR, INT, NULL = bool, str, int, type(None)
 # ringserve's io_uring features, in its order (the summary's keys).
 URING_FEATURES = ("multishot-accept multishot-recv buf-ring fixed-files ring-fd "
                   "defer-taskrun send-zc sqpoll bundle batch-wait direct-socket ext-arg "
-                  "shutdown-op").split()
+                  "shutdown-op buf-recycle").split()
 
 SCHEMA = {
     "ringserve": (STR,),
@@ -48,7 +48,8 @@ SCHEMA = {
             (BOOL,)),
         "register": dict.fromkeys("buf_ring sparse_files ring_fd".split(), (BOOL,)),
         "multishot": dict.fromkeys(
-            "accept recv accept_direct send_zc socket_direct sockopt_cmd".split(), (BOOL,)),
+            "accept recv accept_direct send_zc socket_direct sockopt_cmd buf_recycle".split(),
+            (BOOL,)),
     },
     "epoll": dict.fromkeys(["exclusive", "busy_poll_ioctl"], (BOOL,)),
     "limits": {
@@ -122,6 +123,8 @@ def check_summary(d):
               "ext-arg verdict disagrees with features.ext_arg")
         check((sm["features"]["shutdown-op"] != "unavailable") == u["opcodes"]["shutdown"],
               "shutdown-op verdict disagrees with opcodes.shutdown")
+        check((sm["features"]["buf-recycle"] != "unavailable")
+              == u["multishot"]["buf_recycle"], "buf-recycle verdict disagrees with the fact")
 
 
 def check_consistency(d):

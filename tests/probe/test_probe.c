@@ -377,6 +377,7 @@ static const char *const documented[] = {
     "io_uring.multishot.send_zc",
     "io_uring.multishot.socket_direct",
     "io_uring.multishot.sockopt_cmd",
+    "io_uring.multishot.buf_recycle",
     "epoll.exclusive",
     "epoll.busy_poll_ioctl",
     "limits.nofile.soft",
@@ -399,6 +400,7 @@ static const char *const documented[] = {
     "summary.features.direct-socket",
     "summary.features.ext-arg",
     "summary.features.shutdown-op",
+    "summary.features.buf-recycle",
     "summary.reasons.multishot-accept",
     "summary.reasons.multishot-recv",
     "summary.reasons.buf-ring",
@@ -412,6 +414,7 @@ static const char *const documented[] = {
     "summary.reasons.direct-socket",
     "summary.reasons.ext-arg",
     "summary.reasons.shutdown-op",
+    "summary.reasons.buf-recycle",
 };
 
 /* Every boolean fact of the struct, as false when io_uring is unusable. */
@@ -566,6 +569,7 @@ static void test_probe_json_is_documented_and_agrees(void **state)
     assert_json_bool(j, "io_uring.features.min_timeout", s.min_timeout);
     assert_json_bool(j, "io_uring.multishot.socket_direct", s.socket_direct);
     assert_json_bool(j, "io_uring.multishot.sockopt_cmd", s.sockopt_cmd);
+    assert_json_bool(j, "io_uring.multishot.buf_recycle", s.buf_recycle);
     assert_int_equal(strtoull(get(j, "io_uring.features_mask"), NULL, 10), s.features);
     assert_string_equal(get(j, "liburing"), "\"" RS_LIBURING_VERSION "\"");
     if (s.available) {
@@ -783,6 +787,7 @@ static void test_probe_summary_on_5_10(void **state)
     assert_non_null(strstr(verdict_of(&sum, "ext-arg")->why, "IORING_OP_TIMEOUT"));
     assert_non_null(strstr(verdict_of(&sum, "shutdown-op")->why, "shutdown(2)"));
     assert_non_null(strstr(verdict_of(&sum, "buf-ring")->why, "5.19"));
+    assert_non_null(strstr(verdict_of(&sum, "buf-recycle")->why, "IORING_OP_POLL_ADD"));
     assert_non_null(strstr(sum.outbound, "plain fds"));
     /* Asking for it is an error naming it; auto- leaves it out. */
     assert_int_equal(rs_uring_features_parse("default,ext-arg", rs_uring_supported(&s), &f,
