@@ -569,7 +569,8 @@ static bool send_zc_once(struct io_uring *ring, struct conn_pair *p)
     return next_cqe(ring, &c) == 0 && (c.flags & IORING_CQE_F_NOTIF);
 }
 
-static bool try_send_zc(void)
+/* A trial on a plain ring and a fresh loopback connection. */
+static bool try_on_pair(bool (*once)(struct io_uring *, struct conn_pair *))
 {
     struct io_uring ring;
     struct conn_pair p = {-1, -1, -1};
@@ -578,10 +579,15 @@ static bool try_send_zc(void)
     if (!ring_open(&ring))
         return false;
     if (pair_open(&p))
-        ok = send_zc_once(&ring, &p);
+        ok = once(&ring, &p);
     io_uring_queue_exit(&ring);
     pair_close(&p);
     return ok;
+}
+
+static bool try_send_zc(void)
+{
+    return try_on_pair(send_zc_once);
 }
 
 /* IORING_OP_SOCKET into a slot the kernel picks (*slot), in a sparse
@@ -669,17 +675,7 @@ static bool buf_recycle_once(struct io_uring *ring, struct conn_pair *p)
 
 static bool try_buf_recycle(void)
 {
-    struct io_uring ring;
-    struct conn_pair p = {-1, -1, -1};
-    bool ok = false;
-
-    if (!ring_open(&ring))
-        return false;
-    if (pair_open(&p))
-        ok = buf_recycle_once(&ring, &p);
-    io_uring_queue_exit(&ring);
-    pair_close(&p);
-    return ok;
+    return try_on_pair(buf_recycle_once);
 }
 
 static void probe_all(struct rs_uring_support *s)
