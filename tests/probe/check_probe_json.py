@@ -37,7 +37,8 @@ SCHEMA = {
         "features_mask": (INT,),
         "opcodes": dict.fromkeys(
             "accept recv send send_zc recvmsg sendmsg poll_add provide_buffers "
-            "close shutdown async_cancel socket read".split(), (BOOL,)),
+            "close shutdown async_cancel socket read msg_ring bind listen recv_zc "
+            "epoll_wait pipe".split(), (BOOL,)),
         "setup": dict.fromkeys(
             "sqpoll single_issuer defer_taskrun coop_taskrun taskrun_flag "
             "submit_all cqsize no_sqarray".split(), (BOOL,)),
