@@ -338,6 +338,13 @@ def test_report(k, rec, tmp):
     diff = [(a, b) for a, b in zip(page.splitlines(), open(md + '2').read().splitlines())
             if a != b]
     check(not diff, 'the report from its JSON is the same page: %r' % diff[:2])
+    # a run of one kernel keeps the other kernels' recorded columns
+    only12 = k.with_recorded([json.loads(json.dumps(rec12))],
+                             os.path.join(tmp, 'no-results'), js)
+    check([r['kernel'] for r in only12][:2] == ['6.1', '6.12'],
+          'one kernel run, the page keeps the others: %r' % [r['kernel'] for r in only12])
+    check(k.kernel_order('5.10') < k.kernel_order('6.1') < k.kernel_order('6.12')
+          < k.kernel_order('7.3') < k.kernel_order('host'), 'kernels in version order')
     # an entry of an older report: the facts and the auto start-up only
     old = json.load(open(js))['kernels'][0]
     for key in ('probe', 'startup', 'probe_text'):
