@@ -370,11 +370,11 @@ struct buf_ring {
     char data[BR_COUNT][BR_SIZE];
 };
 
-static int buf_ring_setup(struct io_uring *ring, struct buf_ring *b)
+static int buf_ring_setup_flags(struct io_uring *ring, struct buf_ring *b, unsigned flags)
 {
     int err;
     const char *what;
-    b->br = rs_buf_ring_register(ring, BR_COUNT, BR_GROUP, &b->len, &err, &what);
+    b->br = rs_buf_ring_register(ring, BR_COUNT, BR_GROUP, flags, &b->len, &err, &what);
     if (!b->br)
         return err;
     for (int i = 0; i < BR_COUNT; i++)
@@ -382,6 +382,11 @@ static int buf_ring_setup(struct io_uring *ring, struct buf_ring *b)
                               io_uring_buf_ring_mask(BR_COUNT), i);
     io_uring_buf_ring_advance(b->br, BR_COUNT);
     return 0;
+}
+
+static int buf_ring_setup(struct io_uring *ring, struct buf_ring *b)
+{
+    return buf_ring_setup_flags(ring, b, 0);
 }
 
 /* Call after io_uring_queue_exit(): the kernel drops its pin on exit. */
@@ -394,7 +399,9 @@ static void buf_ring_free(struct buf_ring *b)
 
 /* --- registrations --- */
 
-static bool try_buf_ring(void)
+/* A buffer ring registered with `flags`: IOU_PBUF_RING_INC (6.12) is
+ * refused with -EINVAL by older kernels. */
+static bool try_buf_ring_flags(unsigned flags)
 {
     struct io_uring ring;
     struct buf_ring b = {.br = NULL};
@@ -402,10 +409,15 @@ static bool try_buf_ring(void)
 
     if (!ring_open(&ring))
         return false;
-    ok = buf_ring_setup(&ring, &b) == 0;
+    ok = buf_ring_setup_flags(&ring, &b, flags) == 0;
     io_uring_queue_exit(&ring);
     buf_ring_free(&b);
     return ok;
+}
+
+static bool try_buf_ring(void)
+{
+    return try_buf_ring_flags(0);
 }
 
 static bool try_sparse_files(void)
@@ -702,6 +714,7 @@ static void probe_all(struct rs_uring_support *s)
     s->min_timeout = (s->features & IORING_FEAT_MIN_TIMEOUT) != 0;
     probe_setup_flags(s);
     s->buf_ring = try_buf_ring();
+    s->buf_ring_inc = s->buf_ring && try_buf_ring_flags(RS_IOU_PBUF_RING_INC);
     s->sparse_files = try_sparse_files();
     s->ring_fd = try_ring_fd();
     s->multishot_accept = try_multishot_accept();

@@ -1022,7 +1022,7 @@ static int setup_buf_ring(struct rs_loop *loop, struct ur_state *st, char *err,
     uint32_t count = loop->pool.count;
     int rc;
     const char *what;
-    st->br = rs_buf_ring_register(&st->ring, count, BGID, &st->br_bytes, &rc, &what);
+    st->br = rs_buf_ring_register(&st->ring, count, BGID, 0, &st->br_bytes, &rc, &what);
     if (!st->br) {
         snprintf(err, errlen, "buffer ring: %s: %s", what, strerror(-rc));
         return rc;

@@ -77,6 +77,7 @@ static const struct named_field register_fields[] = {
     {"buf_ring", OFF(buf_ring)},
     {"sparse_files", OFF(sparse_files)},
     {"ring_fd", OFF(ring_fd)},
+    {"buf_ring_inc", OFF(buf_ring_inc)},
 };
 
 static const struct named_field multishot_fields[] = {

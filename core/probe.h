@@ -34,6 +34,9 @@ struct rs_uring_support {
     /* A recv waiting for data holds no IORING_OP_PROVIDE_BUFFERS buffer
      * (older kernels, Debian's 5.10 among them, keep the one it took) */
     bool buf_recycle;
+    /* a buffer ring registered with IOU_PBUF_RING_INC (6.12): receives may
+     * share a buffer (probed; ringserve does not use it yet) */
+    bool buf_ring_inc;
 };
 
 /* Fill *s. Never fails: an unusable io_uring is a finding. The io_uring

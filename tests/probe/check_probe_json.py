@@ -47,7 +47,8 @@ SCHEMA = {
             "fast_poll poll_32bits sqpoll_nonfixed ext_arg native_workers "
             "rsrc_tags cqe_skip linked_file reg_reg_ring recvsend_bundle min_timeout".split(),
             (BOOL,)),
-        "register": dict.fromkeys("buf_ring sparse_files ring_fd".split(), (BOOL,)),
+        "register": dict.fromkeys("buf_ring sparse_files ring_fd buf_ring_inc".split(),
+                                  (BOOL,)),
         "multishot": dict.fromkeys(
             "accept recv accept_direct send_zc socket_direct sockopt_cmd buf_recycle".split(),
             (BOOL,)),

@@ -377,6 +377,7 @@ static const char *const documented[] = {
     "io_uring.register.buf_ring",
     "io_uring.register.sparse_files",
     "io_uring.register.ring_fd",
+    "io_uring.register.buf_ring_inc",
     "io_uring.multishot.accept",
     "io_uring.multishot.recv",
     "io_uring.multishot.accept_direct",
