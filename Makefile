@@ -30,28 +30,34 @@ build: deps $(BUILD)/build.ninja
 run: build
 	./$(BUILD)/ringserve $(ARGS)
 
-# Each phase runs even if an earlier one failed; the summary decides.
+# Each phase runs even if an earlier one failed; the summary decides, from
+# the records each phase writes for itself (scripts/test-phase.sh): what it
+# was to run, what ran, how it ended. A phase that never got to write them
+# (its set-up failed) is a failure, never an old run's result.
+PHASES = $(BUILD):build $(ASAN):asan $(FUZZ):fuzz
 test: deps
+	@rm -f $(foreach p,$(PHASES),$(word 1,$(subst :, ,$(p)))/meson-logs/phase-$(word 2,$(subst :, ,$(p))).status)
 	-@$(MAKE) --no-print-directory test-build
 	-@$(MAKE) --no-print-directory test-asan
 	-@$(MAKE) --no-print-directory test-fuzz
-	@./scripts/test-summary.py $(BUILD) $(ASAN) $(FUZZ)
+	@./scripts/test-summary.py $(PHASES)
 
 test-build: $(BUILD)/build.ninja
-	ninja -C $(BUILD)
-	meson test -C $(BUILD) --print-errorlogs --num-processes 2
+	./scripts/test-phase.sh $(BUILD) build -- --num-processes 2
 
 test-asan: $(ASAN)/build.ninja
-	ninja -C $(ASAN)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  meson test -C $(ASAN) --print-errorlogs --num-processes 2 --no-suite valgrind --no-suite slow --no-suite install
+	  ./scripts/test-phase.sh $(ASAN) asan -- --num-processes 2 \
+	  --no-suite valgrind --no-suite slow --no-suite install
 
 # 5 s of libFuzzer on the connection state machine and 5 s on the HTTP
-# request parser, and the corpus replays
-# (clang, ASan+UBSan). The 60 s run is documented in tests/fuzz/README.md.
+# request parser, the harness's own check that a crash fails, and the
+# corpus replays (clang, ASan+UBSan; any sanitizer report fails). The 60 s
+# run is documented in tests/fuzz/README.md.
 test-fuzz: $(FUZZ)/build.ninja
-	ninja -C $(FUZZ) tests/fuzz/fuzz_conn tests/fuzz/fuzz_replay tests/fuzz/fuzz_http tests/fuzz/fuzz_http_replay
-	meson test -C $(FUZZ) --no-rebuild --print-errorlogs --suite fuzz
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  ./scripts/test-phase.sh $(FUZZ) fuzz tests/fuzz/fuzz_conn tests/fuzz/fuzz_replay \
+	  tests/fuzz/fuzz_http tests/fuzz/fuzz_http_replay tests/fuzz/fuzz_selftest -- --suite fuzz
 
 bench: build
 	meson test -C $(BUILD) --benchmark

@@ -508,8 +508,9 @@ static int fs_submit(struct rs_loop *loop, struct ep_state *st, struct rs_op *op
         }
         f->bk_bid = (uint16_t)bid;
         f->bk_buf = rs_bufpool_ptr(&loop->pool, (uint16_t)bid);
-        if (op->len == 0 || op->len > loop->pool.size)
-            op->len = loop->pool.size;
+        /* The cap is ours to remember: the caller's op.len stays as it
+         * gave it (io_uring's backend caps in the SQE, never in the op). */
+        f->bk_len = op->len == 0 || op->len > loop->pool.size ? loop->pool.size : op->len;
     }
     if (st->fs_inline) {
         rs_fs_perform(f);
@@ -526,6 +527,20 @@ static int fs_submit(struct rs_loop *loop, struct ep_state *st, struct rs_op *op
     if (rc < 0 && (op->flags & RS_OPF_POOL_BUF) && op->kind == RS_OP_READ)
         rs_bufpool_put(&loop->pool, f->bk_bid);
     return rc;
+}
+
+/* At fini: complete each op of a list (bk_next), except the pool's own
+ * sendfile jobs. */
+static void fs_complete_list(struct rs_loop *loop, struct rs_file_op *f)
+{
+    while (f) {
+        struct rs_file_op *next = f->bk_next;
+        if (f->op.kind != RS_FS_SENDFILE) {
+            uint32_t flags = fs_result(loop, f);
+            rs_op_complete(loop, &f->op, f->bk_res, flags, f->bk_bid);
+        }
+        f = next;
+    }
 }
 
 /* Ops the workers finished: delivered here, on the loop's thread. */
@@ -546,12 +561,13 @@ static int fs_reap(struct rs_loop *loop, struct ep_state *st)
 /* A new socket is no IO at all: made here at once, and its completion
  * (the fd or -errno) delivered from run() like every other. A plain fd,
  * always: epoll has no direct descriptors. */
-static int socket_submit(struct ep_state *st, struct rs_op *op)
+static int socket_submit(struct rs_loop *loop, struct ep_state *st, struct rs_op *op)
 {
     int rc = reserve_done(st);
     if (rc < 0)
         return rc;
-    queue_done(st, op, rs_tcp_socket((int)op->len, (op->flags & RS_OPF_NODELAY) != 0), 0,
+    queue_done(st, op,
+               rs_tcp_socket(loop, (int)op->len, (op->flags & RS_OPF_NODELAY) != 0), 0,
                0);
     return 0;
 }
@@ -621,7 +637,7 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
     if (rs_op_is_file(op))
         return fs_submit(loop, st, op);
     if (op->kind == RS_OP_SOCKET)
-        return socket_submit(st, op);
+        return socket_submit(loop, st, op);
     struct ep_sock *s = sock_get(st, op->fd);
     if (!s)
         return -ENOMEM;
@@ -704,6 +720,12 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
         if (s->dirty) {
             s->dirty = false;
             st->ndirty--;
+        }
+        /* An abort: SO_LINGER {on, 0 s} makes close(2) send a reset (the
+         * classic way; a failure leaves an ordinary close). */
+        if (op->flags & RS_OPF_RESET) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            (void)setsockopt(op->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         }
         /* close() also removes the fd from the epoll set (no dups exist).
          * Events for it already fetched in this batch carry the old gen. */
@@ -846,8 +868,8 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
 
 static void ep_buf_release(struct rs_loop *loop, uint16_t bid)
 {
-    rs_bufpool_unlend(&loop->pool, bid);
-    rs_bufpool_put(&loop->pool, bid);
+    if (rs_bufpool_unlend(&loop->pool, bid)) /* refused: returned twice */
+        rs_bufpool_put(&loop->pool, bid);
 }
 
 static int ep_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
@@ -887,7 +909,15 @@ static void ep_fini(struct rs_loop *loop)
     struct ep_state *st = state(loop);
     if (!st)
         return;
-    rs_fspool_free(st->fs); /* joins the workers */
+    if (st->fs) {
+        /* Every op completes once, even at the end (rule 5): those no
+         * worker started with -ECANCELED, those running with their result
+         * once the workers are joined, so their owners can free what they
+         * hold. The pool's own sendfile jobs are freed below instead. */
+        fs_complete_list(loop, rs_fspool_stop(st->fs));
+        fs_complete_list(loop, rs_fspool_free(st->fs)); /* joins the workers */
+        st->fs = NULL;
+    }
     while (st->jobs)        /* jobs dropped, or finished and never reaped */
         job_free(st, st->jobs);
     assert(st->done_len == 0);

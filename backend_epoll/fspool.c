@@ -8,7 +8,8 @@
  * kernel until the disk delivers it (milliseconds on a disk, tens of
  * microseconds on an SSD), and O_NONBLOCK does not change that for regular
  * files. openat() walks directories that may not be cached, statx() reads
- * an inode, close() of the last reference may flush. Every one of these
+ * an inode, fsync() waits for the disk by definition, close() of the last
+ * reference may flush. Every one of these
  * blocks the calling thread, and in an event loop the calling thread is
  * every connection at once: one cold read stalls all of them.
  *
@@ -47,6 +48,7 @@
  */
 #include "fspool.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -149,7 +151,8 @@ static int open_confined(struct rs_file_op *f)
 
 void rs_fs_perform(struct rs_file_op *f)
 {
-    void *dst = (f->op.flags & RS_OPF_POOL_BUF) ? f->bk_buf : f->dst;
+    bool pool = f->op.flags & RS_OPF_POOL_BUF;
+    void *dst = pool ? f->bk_buf : f->dst;
     ssize_t n;
     do {
         switch (f->op.kind) {
@@ -157,13 +160,16 @@ void rs_fs_perform(struct rs_file_op *f)
             f->bk_res = open_confined(f);
             return;
         case RS_OP_READ:
-            n = pread(f->op.fd, dst, f->op.len, (off_t)f->off);
+            n = pread(f->op.fd, dst, pool ? f->bk_len : f->op.len, (off_t)f->off);
             break;
         case RS_OP_WRITE:
             n = pwrite(f->op.fd, f->op.buf, f->op.len, (off_t)f->off);
             break;
         case RS_OP_STATX:
             n = statx(f->op.fd, f->path, f->at_flags, f->mask, f->stx);
+            break;
+        case RS_OP_FSYNC:
+            n = f->op.len == RS_FSYNC_DATA ? fdatasync(f->op.fd) : fsync(f->op.fd);
             break;
         case RS_FS_SENDFILE: {
             const struct rs_sendfile *sf = f->dst;
@@ -303,17 +309,33 @@ struct rs_file_op *rs_fspool_reap(struct rs_fspool *p, uint32_t *busy)
     return list;
 }
 
-void rs_fspool_free(struct rs_fspool *p)
+struct rs_file_op *rs_fspool_stop(struct rs_fspool *p)
 {
-    if (!p)
-        return;
     pthread_mutex_lock(&p->mu);
     p->stop = true;
+    struct rs_file_op *list = p->queue;
+    for (struct rs_file_op *f = list; f; f = f->bk_next) {
+        f->bk_res = -ECANCELED;
+        p->busy--;
+    }
+    p->queue = p->queue_tail = NULL;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
+    return list;
+}
+
+struct rs_file_op *rs_fspool_free(struct rs_fspool *p)
+{
+    if (!p)
+        return NULL;
+    struct rs_file_op *queued = rs_fspool_stop(p);
+    (void)queued;
+    assert(!queued); /* the caller took them back */
     for (unsigned i = 0; i < p->started; i++)
         pthread_join(p->threads[i], NULL);
+    struct rs_file_op *done = p->done;
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p);
+    return done;
 }

@@ -15,8 +15,15 @@ struct rs_fspool;
  * that finishes a call writes 1 to wake_fd (the loop's eventfd) when the
  * list of finished ops was empty. NULL on out of memory. */
 struct rs_fspool *rs_fspool_new(unsigned nthreads, int wake_fd);
-/* Stop and join the workers. Ops still queued are dropped. */
-void rs_fspool_free(struct rs_fspool *pool);
+/* Stop taking ops: every op still queued (no worker started it) is taken
+ * back and returned, a list through bk_next with bk_res -ECANCELED, for
+ * the caller to complete (backend.h rule 5: every op completes once).
+ * Calls already running finish; rs_fspool_reap still returns them. */
+struct rs_file_op *rs_fspool_stop(struct rs_fspool *pool);
+/* Stop (the queued ops are taken back first: call rs_fspool_stop), join
+ * the workers and free the pool. Returns the ops that finished and were
+ * never reaped (a list through bk_next), for the caller to complete. */
+struct rs_file_op *rs_fspool_free(struct rs_fspool *pool);
 /* Queue an op for a worker. 0, or -errno when no worker could start. */
 int rs_fspool_submit(struct rs_fspool *pool, struct rs_file_op *f);
 /* Take an op back if no worker has started it: 0 (the caller completes it

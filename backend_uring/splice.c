@@ -199,9 +199,9 @@ static uint64_t ud_of(const struct ur_splice *sp, const struct sp_rec *r)
     return (uint64_t)p | (uint64_t)r->gen << 48 | (uint64_t)sp->tag << 56;
 }
 
-/* The pipe -> socket splice of n bytes, linked to its timeout. */
+/* The pipe -> socket splice of n bytes in sqe, linked to its timeout in t. */
 static void prep_out(struct ur_splice *sp, struct sp_rec *r, struct io_uring_sqe *sqe,
-                     uint32_t n)
+                     struct io_uring_sqe *t, uint32_t n)
 {
     struct rs_op *op = r->op;
     /* MORE while this op has more to send after these bytes: no half-empty
@@ -214,18 +214,31 @@ static void prep_out(struct ur_splice *sp, struct sp_rec *r, struct io_uring_sqe
     io_uring_sqe_set_data64(sqe, ud_of(sp, r));
     /* Its CQE (-ETIME, or -ECANCELED when the splice ended first) says
      * nothing the splice's own does not: no record. */
-    struct io_uring_sqe *t = sp->get_sqe(sp->ctx, 1);
     io_uring_prep_link_timeout(t, &out_timeout, 0);
     io_uring_sqe_set_data64(t, (uint64_t)sp->tag << 56);
 }
 
-/* Queue the SQEs of r's step s. false: no SQE to be had. */
+/* Queue the SQEs of r's step s. false: no SQE to be had, nothing issued.
+ * Every SQE of the chain is taken before any is filled: a link flag
+ * (IOSQE_IO_LINK) on an SQE whose successor never came would chain the
+ * next, unrelated SQE to it, and a timeout prepared into a NULL SQE would
+ * crash. get_sqe promises n free slots, but that promise is checked here,
+ * not trusted; SQEs taken before a refusal become NOPs nobody hears of. */
 static bool issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
 {
     static const unsigned nsqe[] = {[STEP_PAIR] = 3, [STEP_OUT] = 2, [STEP_POLL] = 1};
-    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, nsqe[s]);
-    if (!sqe)
-        return false;
+    struct io_uring_sqe *q[3] = {NULL, NULL, NULL};
+    unsigned n = nsqe[s];
+    for (unsigned i = 0; i < n; i++) {
+        q[i] = sp->get_sqe(sp->ctx, n - i);
+        if (!q[i]) {
+            for (unsigned k = 0; k < i; k++) {
+                io_uring_prep_nop(q[k]);
+                io_uring_sqe_set_data64(q[k], (uint64_t)sp->tag << 56);
+            }
+            return false;
+        }
+    }
     struct rs_op *op = r->op;
     const struct rs_sendfile *src = op->buf;
     r->step = s;
@@ -235,27 +248,27 @@ static bool issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
          * file ends, or an offset inside a page leaves the pipe a page
          * short) the kernel cancels OUT, and the rest goes alone. */
         uint32_t left = r->want - r->sent;
-        uint32_t n = left < r->pipe->cap ? left : r->pipe->cap;
+        uint32_t len = left < r->pipe->cap ? left : r->pipe->cap;
         assert(r->inpipe == 0);
-        io_uring_prep_splice(sqe, src->file_fd, (int64_t)(src->off + r->sent),
-                             r->pipe->wr, -1, n, SPLICE_F_NONBLOCK);
-        sqe->flags |= IOSQE_IO_LINK;
-        io_uring_sqe_set_data64(sqe, ud_of(sp, r));
-        prep_out(sp, r, sp->get_sqe(sp->ctx, 1), n);
-        r->asked = n;
+        io_uring_prep_splice(q[0], src->file_fd, (int64_t)(src->off + r->sent),
+                             r->pipe->wr, -1, len, SPLICE_F_NONBLOCK);
+        q[0]->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data64(q[0], ud_of(sp, r));
+        prep_out(sp, r, q[1], q[2], len);
+        r->asked = len;
         r->in_done = false;
         r->cqes = 2;
         return true;
     }
     case STEP_OUT:
-        prep_out(sp, r, sqe, r->inpipe);
+        prep_out(sp, r, q[0], q[1], r->inpipe);
         r->cqes = 1;
         return true;
     case STEP_POLL:
-        io_uring_prep_poll_add(sqe, op->fd, POLLOUT);
+        io_uring_prep_poll_add(q[0], op->fd, POLLOUT);
         if (op->flags & RS_OPF_DIRECT)
-            sqe->flags |= IOSQE_FIXED_FILE;
-        io_uring_sqe_set_data64(sqe, ud_of(sp, r));
+            q[0]->flags |= IOSQE_FIXED_FILE;
+        io_uring_sqe_set_data64(q[0], ud_of(sp, r));
         r->cqes = 1;
         return true;
     }

@@ -71,7 +71,7 @@
  * ready", so readiness (epoll) has nothing to say about it, and the epoll
  * backend needs worker threads. Here a file op is one more SQE:
  * IORING_OP_OPENAT2 (RESOLVE_BENEATH checked by the kernel during the
- * walk), READ/WRITE at an offset, STATX, CLOSE. The kernel first tries
+ * walk), READ/WRITE at an offset, STATX, FSYNC, CLOSE. The kernel first tries
  * the call without blocking (a read from the page cache completes inline,
  * no thread involved) and only when it must wait for the disk hands it to
  * its own workers (io-wq); either way the loop never blocks. A read may
@@ -227,6 +227,11 @@ struct ur_state {
     uint32_t zc_fd_cap;       /* descriptors zc_fd covers */
     struct rs_op *inbox;      /* RS_FD_INBOX accept: where handed connections go */
     struct ur_splice *splice; /* RS_OP_SENDFILE, when the kernel has splice */
+    /* RS_OP_SOCKETs whose TCP_NODELAY command found no free SQE: retried
+     * by run() before it waits. */
+    struct rs_op **sockopt_wait;
+    uint32_t nsockopt_wait, sockopt_wait_cap;
+    bool sockopt_warned; /* the command failed once: said so */
 };
 
 static struct ur_state *state(struct rs_loop *loop)
@@ -444,6 +449,9 @@ static void prep_file(struct rs_loop *loop, struct rs_op *op, struct io_uring_sq
     case RS_OP_STATX:
         io_uring_prep_statx(sqe, op->fd, f->path, f->at_flags, f->mask, f->stx);
         break;
+    case RS_OP_FSYNC:
+        io_uring_prep_fsync(sqe, op->fd, op->len == RS_FSYNC_DATA ? IORING_FSYNC_DATASYNC : 0);
+        break;
     }
 }
 
@@ -469,6 +477,29 @@ static struct io_uring_sqe *prep_shutdown_before_close(struct ur_state *st,
     return get_sqe(st);
 }
 
+/* RS_OPF_RESET: abort the connection, then close. SO_LINGER {1, 0} would
+ * need a setsockopt command on a direct descriptor (6.7+), and its reset
+ * goes out only when the file is freed, which in-flight requests of other
+ * connections delay on kernels up to at least 6.12 (see above). connect(2)
+ * to an AF_UNSPEC address instead "dissolves the association" (connect(2)):
+ * for TCP the kernel runs tcp_disconnect(), which sends the reset at once
+ * from any synchronised state, on every kernel with IORING_OP_CONNECT
+ * (5.5+), plain fd or direct descriptor alike. Hard-linked: the close runs
+ * whatever the connect returns. The caller checked there is room for the
+ * second SQE; returns it. */
+static const struct sockaddr unspec_addr = {.sa_family = AF_UNSPEC};
+
+static struct io_uring_sqe *prep_reset_before_close(struct ur_state *st,
+                                                    const struct rs_op *op,
+                                                    struct io_uring_sqe *sqe)
+{
+    io_uring_prep_connect(sqe, op->fd, &unspec_addr, sizeof(unspec_addr));
+    set_fd(op, sqe);
+    sqe->flags |= IOSQE_IO_HARDLINK;
+    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+    return get_sqe(st);
+}
+
 /* TCP_NODELAY's value, read by the kernel when the command runs. */
 static const int one = 1;
 
@@ -481,50 +512,101 @@ static void done_now(struct rs_op *op, int res, struct io_uring_sqe *sqe)
 }
 
 /* The fallback: a plain socket, made now. fd or -errno. */
-static int plain_socket(const struct rs_op *op)
+static int plain_socket(struct rs_loop *loop, const struct rs_op *op)
 {
-    return rs_tcp_socket((int)op->len, (op->flags & RS_OPF_NODELAY) != 0);
+    return rs_tcp_socket(loop, (int)op->len, (op->flags & RS_OPF_NODELAY) != 0);
 }
 
-static void prep_socket(struct ur_state *st, struct rs_op *op, struct io_uring_sqe *sqe)
+static void prep_socket(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                        struct io_uring_sqe *sqe)
 {
     if ((op->flags & RS_OPF_DIRECT) && st->direct_socket) {
         rs_prep_socket_alloc(sqe, (int)op->len);
         return;
     }
-    done_now(op, plain_socket(op), sqe);
+    done_now(op, plain_socket(loop, op), sqe);
+}
+
+/* TCP_NODELAY on the new direct socket in op->bk_ptr, as a command. false:
+ * no SQE free. */
+static bool prep_sockopt(struct ur_state *st, struct rs_op *op)
+{
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return false;
+    rs_prep_setsockopt_cmd(sqe, (int)(intptr_t)op->bk_ptr, IPPROTO_TCP, TCP_NODELAY, &one);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, ud_of(op, TAG_SOCKOPT));
+    return true;
+}
+
+/* No SQE for the command right now: the op waits, and run() tries again
+ * before its next wait (retry_sockopts). false: no memory to wait. */
+static bool park_sockopt(struct ur_state *st, struct rs_op *op)
+{
+    if (st->nsockopt_wait == st->sockopt_wait_cap) {
+        uint32_t cap = st->sockopt_wait_cap ? st->sockopt_wait_cap * 2 : 8;
+        struct rs_op **w = realloc(st->sockopt_wait, cap * sizeof(*w));
+        if (!w)
+            return false;
+        st->sockopt_wait = w;
+        st->sockopt_wait_cap = cap;
+    }
+    st->sockopt_wait[st->nsockopt_wait++] = op;
+    return true;
+}
+
+static void retry_sockopts(struct ur_state *st)
+{
+    if (st->nsockopt_wait == 0)
+        return; /* the common case; and memmove must not see a NULL array */
+    uint32_t done = 0;
+    while (done < st->nsockopt_wait && prep_sockopt(st, st->sockopt_wait[done]))
+        done++;
+    memmove(st->sockopt_wait, st->sockopt_wait + done,
+            (st->nsockopt_wait - done) * sizeof(*st->sockopt_wait));
+    st->nsockopt_wait -= done;
 }
 
 /* A CQE of RS_OP_SOCKET: deliver the plain fd, or take the direct slot and
- * set TCP_NODELAY on it before the core sees it. */
+ * set TCP_NODELAY on it before the core sees it. A direct socket that
+ * cannot have TCP_NODELAY is not delivered (rule 9): its slot is closed and
+ * a plain socket, whose setsockopt(2) reports its own failure, goes
+ * instead; the first such failure is a warning. */
 static void on_socket_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
                           const struct io_uring_cqe *cqe, unsigned tag)
 {
     if (tag == TAG_SOCKOPT) {
-        /* A failure leaves Nagle on, as a failed setsockopt(2) would: the
-         * socket itself is fine. */
-        if (cqe->res < 0)
-            rs_log_debug("TCP_NODELAY on direct socket %d: %s", (int)(intptr_t)op->bk_ptr,
+        int slot = (int)(intptr_t)op->bk_ptr;
+        if (cqe->res >= 0) {
+            rs_op_complete(loop, op, slot, RS_CF_DIRECT, 0);
+            return;
+        }
+        if (!st->sockopt_warned) {
+            st->sockopt_warned = true;
+            rs_log_error("warning: SOCKET_URING_OP_SETSOCKOPT(TCP_NODELAY) on a direct "
+                         "socket: %s; such sockets are replaced by plain ones",
                          strerror(-cqe->res));
-        rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, RS_CF_DIRECT, 0);
+        }
+        close_slot(st, slot);
+        rs_op_complete(loop, op, plain_socket(loop, op), 0, 0);
         return;
     }
     int32_t res = cqe->res;
     if (res < 0 && res != -ECANCELED) {
         /* -ENFILE: the direct table is full; anything else the kernel
          * refuses: a plain socket may still do. */
-        rs_op_complete(loop, op, plain_socket(op), 0, 0);
+        rs_op_complete(loop, op, plain_socket(loop, op), 0, 0);
         return;
     }
     if (res >= 0 && (op->flags & RS_OPF_NODELAY)) {
-        struct io_uring_sqe *sqe = get_sqe(st);
-        if (sqe) {
-            op->bk_ptr = (void *)(intptr_t)res;
-            rs_prep_setsockopt_cmd(sqe, res, IPPROTO_TCP, TCP_NODELAY, &one);
-            sqe->flags |= IOSQE_FIXED_FILE;
-            io_uring_sqe_set_data64(sqe, ud_of(op, TAG_SOCKOPT));
+        op->bk_ptr = (void *)(intptr_t)res;
+        if (prep_sockopt(st, op) || park_sockopt(st, op))
             return;
-        }
+        /* Neither an SQE nor memory to wait for one: plain it is. */
+        close_slot(st, res);
+        rs_op_complete(loop, op, plain_socket(loop, op), 0, 0);
+        return;
     }
     rs_op_complete(loop, op, res, res >= 0 ? RS_CF_DIRECT : 0, 0);
 }
@@ -637,13 +719,24 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         break;
     }
     case RS_OP_SOCKET:
-        prep_socket(st, op, sqe);
+        prep_socket(loop, st, op, sqe);
         break;
     case RS_OP_CLOSE:
+        if (op->flags & RS_OPF_RESET) {
+            /* The reset needs an SQE of its own: without one, refuse
+             * (the core retries) rather than close with a FIN. */
+            if (io_uring_sq_space_left(&st->ring) == 0) {
+                io_uring_prep_nop(sqe);
+                io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+                return -EBUSY;
+            }
+            sqe = prep_reset_before_close(st, op, sqe);
+        } else if (op->flags & RS_OPF_DIRECT) {
+            sqe = prep_shutdown_before_close(st, op, sqe);
+        }
         if (zc_kind_ok(st, op))
             zc_fd_closed(st, op->fd);
         if (op->flags & RS_OPF_DIRECT) {
-            sqe = prep_shutdown_before_close(st, op, sqe);
             io_uring_prep_close_direct(sqe, (unsigned)op->fd);
         } else {
             io_uring_prep_close(sqe, op->fd);
@@ -653,6 +746,7 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     case RS_OP_READ:
     case RS_OP_WRITE:
     case RS_OP_STATX:
+    case RS_OP_FSYNC:
         prep_file(loop, op, sqe);
         break;
     default:
@@ -939,6 +1033,7 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     struct io_uring_cqe *cqe;
     int dispatched = 0;
     arm_wake(st, loop);
+    retry_sockopts(st);
     refill(st);
     /* One io_uring_enter below, whichever way (liburing 2.3 enters for
      * every wait with wait_nr > 0; with SQPOLL it may skip one). */
@@ -970,6 +1065,10 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
      * what is there, and the next turn submits again. */
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
         return rc;
+    /* The kernel holds completions the CQ had no room for (a tiny ring
+     * under load); counted so a test can prove that path was taken. */
+    if (io_uring_cq_has_overflow(&st->ring))
+        loop->stats.cq_overflows++;
     unsigned head, n = 0;
     io_uring_for_each_cqe(&st->ring, head, cqe)
     {
@@ -1007,8 +1106,16 @@ static void buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
 static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
 {
     struct ur_state *st = state(loop);
+    /* Checked in release builds too: a buffer added to the ring twice
+     * would be filled for two connections at once. */
+    if (!rs_bufpool_release_ok(&loop->pool, bid))
+        return;
     if (st->zc_hold && st->zc_hold[bid]) {
-        assert(!st->zc_release[bid]);
+        if (st->zc_release[bid]) { /* released twice while a send_zc holds it */
+            loop->pool.violations++;
+            rs_log_error("contract violation: buffer %u returned twice; refused", bid);
+            return;
+        }
         st->zc_release[bid] = 1; /* returned at the last notification */
         return;
     }
@@ -1379,6 +1486,7 @@ static void ur_fini(struct rs_loop *loop)
     free(st->br_pos);
     free(st->zc_release);
     free(st->zc_fd);
+    free(st->sockopt_wait);
     if (st->br)
         munmap(st->br, st->br_bytes);
     free(st);

@@ -38,7 +38,10 @@
  *     completes with its natural result. RS_OP_OPENAT honours how.resolve
  *     (RESOLVE_BENEATH: nothing outside the directory fd is ever opened);
  *     where the kernel lacks openat2 a backend must refuse or emulate it
- *     more strictly, never open more loosely.
+ *     more strictly, never open more loosely. A backend whose worker
+ *     threads still hold file ops when it is finalised completes them
+ *     then, from fini(): -ECANCELED for those no worker started, their
+ *     result for those that ran, so their owners can free what they hold.
  *  9. RS_OP_SOCKET (RS_CAP_SOCKET) completes with a new TCP socket of the
  *     family in len, or -errno (-EMFILE, -ENFILE, -EAFNOSUPPORT...). The
  *     backend decides its kind: a direct descriptor (RS_CF_DIRECT) only if
@@ -60,6 +63,8 @@
  *     the caller gives. A cancel ends it with -ECANCELED, or with the bytes
  *     sent so far when some went out. A backend may hold descriptors of its
  *     own while the op is in flight (io_uring: a pipe), never after it.
+ * 11. RS_OP_CLOSE with RS_OPF_RESET (op.h) aborts the connection: the peer
+ *     reads what reached it, then ECONNRESET, never a clean EOF.
  */
 #ifndef RINGSERVE_BACKEND_H
 #define RINGSERVE_BACKEND_H

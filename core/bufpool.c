@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "log.h"
+
 int rs_bufpool_init(struct rs_bufpool *p, uint32_t count, uint32_t size)
 {
     memset(p, 0, sizeof(*p));
@@ -46,4 +48,15 @@ void rs_bufpool_fini(struct rs_bufpool *p)
     free(p->free);
     free(p->held);
     memset(p, 0, sizeof(*p));
+}
+
+bool rs_bufpool_release_ok(struct rs_bufpool *p, uint16_t bid)
+{
+    if (bid < p->count && p->held[bid])
+        return true;
+    p->violations++;
+    rs_log_error("contract violation: buffer %u returned %s; refused", bid,
+                 bid >= p->count ? "but no such buffer exists"
+                                 : "while not lent (released twice?)");
+    return false;
 }

@@ -35,6 +35,7 @@ struct rs_bufpool {
     uint32_t lent;   /* buffers held by the core right now */
     uint16_t *free;  /* stack of free ids (unused by the io_uring buffer ring) */
     uint8_t *held;   /* per id: 1 while lent to the core (catches double release) */
+    uint32_t violations; /* refused calls: see rs_bufpool_release_ok */
 };
 
 int rs_bufpool_init(struct rs_bufpool *p, uint32_t count, uint32_t size);
@@ -73,9 +74,23 @@ static inline int rs_bufpool_get(struct rs_bufpool *p)
     return p->free[--p->nfree];
 }
 
+/* A contract check that stays in release builds, where an assert would be
+ * compiled out (NDEBUG) and the violation would corrupt memory: a buffer
+ * returned twice would sit twice on the free stack or in the kernel's ring
+ * and be handed to two owners at once; an id out of range would write
+ * outside the pool. True when buffer bid is lent to the core and may come
+ * back (buf_release); otherwise the violation is logged and counted, and
+ * the caller must refuse the call (change nothing). */
+bool rs_bufpool_release_ok(struct rs_bufpool *p, uint16_t bid);
+
+/* Back on the free stack. A push past count (a buffer freed twice) is
+ * refused like a double release. */
 static inline void rs_bufpool_put(struct rs_bufpool *p, uint16_t bid)
 {
-    assert(p->nfree < p->count);
+    if (p->nfree >= p->count || bid >= p->count) {
+        p->violations++;
+        return;
+    }
     p->free[p->nfree++] = bid;
 }
 
@@ -87,11 +102,15 @@ static inline void rs_bufpool_lend(struct rs_bufpool *p, uint16_t bid)
     p->lent++;
 }
 
-static inline void rs_bufpool_unlend(struct rs_bufpool *p, uint16_t bid)
+/* The core gave bid back: false (nothing changed) when it was not lent,
+ * see rs_bufpool_release_ok. */
+static inline bool rs_bufpool_unlend(struct rs_bufpool *p, uint16_t bid)
 {
-    assert(bid < p->count && p->held[bid]); /* released twice? */
+    if (!rs_bufpool_release_ok(p, bid))
+        return false;
     p->held[bid] = 0;
     p->lent--;
+    return true;
 }
 
 #endif

@@ -30,6 +30,7 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->protocol = "echo";
     cfg->fs_threads = 4;
     cfg->connect_timeout_ms = 3000;
+    cfg->header_timeout_ms = 60000;
 }
 
 void rs_config_usage(FILE *out)
@@ -78,6 +79,12 @@ void rs_config_usage(FILE *out)
         "                              [::1]:PORT for IPv6; port 0 picks one)\n"
         "  --protocol=echo|discard|chargen|proxy|http  what to serve (default echo)\n"
         "  --root=DIR                  --protocol=http: the directory served\n"
+        "  --header-timeout=SECONDS    http: a request head must be complete this\n"
+        "                              long after the server is ready for it (the\n"
+        "                              connection opened, or the response before\n"
+        "                              queued), however it trickles in; else 408\n"
+        "                              and close (default 60; decimals allowed;\n"
+        "                              0 = none)\n"
         "  --upstream=HOST:PORT[,HOST:PORT...]  proxy: where to connect, round\n"
         "                              robin; a failed upstream is skipped for 2 s\n"
         "  --connect-timeout=MS        proxy: give up connecting after this long\n"
@@ -279,6 +286,7 @@ enum {
     OPT_ROOT,
     OPT_UPSTREAM,
     OPT_CONNECT_TIMEOUT,
+    OPT_HEADER_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -299,6 +307,7 @@ static const struct option long_opts[] = {
     {"accept", required_argument, NULL, OPT_ACCEPT},
     {"fs-threads", required_argument, NULL, OPT_FS_THREADS},
     {"root", required_argument, NULL, OPT_ROOT},
+    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
@@ -320,7 +329,7 @@ static const struct option long_opts[] = {
 };
 
 /* Seconds with an optional fraction, 0 (off) or from 0.01 to a day. */
-static int parse_interval(const char *arg, uint32_t *ms)
+static int parse_seconds(const char *opt, const char *arg, uint32_t *ms)
 {
     static const char allowed[] = "seconds: 0 (off) or 0.01 to 86400, e.g. 1 or 0.5";
     char *end;
@@ -328,7 +337,7 @@ static int parse_interval(const char *arg, uint32_t *ms)
     double v = strtod(arg, &end);
     if (end == arg || *end || errno || !(v >= 0) || v > 86400 || arg[0] == '-' ||
         arg[0] == '+' || (v > 0 && v < 0.01))
-        return bad("--stats-interval", arg, allowed);
+        return bad(opt, arg, allowed);
     *ms = (uint32_t)(v * 1000.0 + 0.5);
     return 0;
 }
@@ -454,7 +463,9 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return parse_u32("--connect-timeout", arg, 0, 3600000, "milliseconds (0 = none)",
                          &cfg->connect_timeout_ms);
     case OPT_STATS_INTERVAL:
-        return parse_interval(arg, &cfg->stats_interval_ms);
+        return parse_seconds("--stats-interval", arg, &cfg->stats_interval_ms);
+    case OPT_HEADER_TIMEOUT:
+        return parse_seconds("--header-timeout", arg, &cfg->header_timeout_ms);
     case OPT_STATS_FORMAT:
         return parse_pair("--stats-format", arg, "text", "json", &cfg->stats_json);
     case OPT_PROBE:

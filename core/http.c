@@ -75,7 +75,7 @@ struct http_loop {
     int root_fd;      /* O_PATH directory: every open is beneath it */
     uint32_t ops;     /* file ops in flight, all sessions */
     int64_t date_s;   /* second of the cached Date header */
-    char date[30];    /* IMF-fixdate */
+    char date[40];    /* "Date: IMF-fixdate\r\n", or "" */
     uint8_t *scratch; /* HEAD_ROOM + one pool buffer: small responses */
 };
 
@@ -97,6 +97,7 @@ struct http_sess {
     struct http_loop *hl;
     uint8_t state;
     bool keep_alive, head_only, is_index, in_paused, small, peer_eof;
+    bool in_full; /* input was dropped (in_append): answer what is held, then close */
     int fd;                /* the file (or directory) being served, or -1 */
     uint32_t ops;          /* file ops in flight */
     struct rs_file_op fop; /* the open */
@@ -109,7 +110,8 @@ struct http_sess {
     uint32_t rd_head, rd_tail; /* slots in use: [head, tail) modulo READ_AHEAD */
     struct rd_slot rd[READ_AHEAD];
     struct rs_timer retry;
-    char *in; /* request bytes not yet parsed */
+    struct rs_timer head_timer; /* the request-head deadline (--header-timeout) */
+    char *in;                   /* request bytes not yet parsed */
     uint32_t in_len, in_cap;
 };
 
@@ -119,14 +121,41 @@ static void die(struct http_sess *h, int reason);
 
 /* ---- response heads ---- */
 
-static const char *date_now(struct http_loop *hl)
+/* The Date header line, cached per second; "" when the clock is outside
+ * what an HTTP-date can say (RFC 9110 6.6.1: no clock, no Date). */
+static const char *date_line(struct http_loop *hl)
 {
     int64_t now = (int64_t)time(NULL);
     if (now != hl->date_s) {
-        rs_http_format_date(now, hl->date);
+        char d[30];
+        if (rs_http_format_date(now, d) == 29)
+            snprintf(hl->date, sizeof(hl->date), "Date: %s\r\n", d);
+        else
+            hl->date[0] = '\0';
         hl->date_s = now;
     }
     return hl->date;
+}
+
+/* The Last-Modified header line of the file being served, into out, or ""
+ * when its mtime cannot be written as an HTTP-date (before 1970, after
+ * 9999): the header is then left out, as RFC 9110 8.8.2 allows when there
+ * is no reasonable date, rather than clamped to a date that is not the
+ * file's. Without it no validator is evaluated against the mtime either
+ * (has_mtime). */
+static const char *last_modified_line(const struct http_sess *h, char out[48])
+{
+    char d[30];
+    out[0] = '\0';
+    if (rs_http_format_date((int64_t)h->stx.stx_mtime.tv_sec, d) == 29)
+        snprintf(out, 48, "Last-Modified: %s\r\n", d);
+    return out;
+}
+
+static bool has_mtime(const struct http_sess *h)
+{
+    char d[30];
+    return rs_http_format_date((int64_t)h->stx.stx_mtime.tv_sec, d) == 29;
 }
 
 /* "Connection:" as the request asked: 1.1 says close only when closing,
@@ -146,9 +175,8 @@ static void respond_short(struct http_sess *h, int status, const char *extra)
     if (status >= 400 && status != 416)
         snprintf(text, sizeof(text), "%d %s\n", status, reason);
     char buf[512];
-    int n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 %d %s\r\nServer: ringserve\r\nDate: %s\r\n%s%s", status,
-                     reason, date_now(h->hl), extra ? extra : "", conn_header(h));
+    int n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nServer: ringserve\r\n%s%s%s",
+                     status, reason, date_line(h->hl), extra ? extra : "", conn_header(h));
     if (text[0])
         n += snprintf(buf + n, sizeof(buf) - (size_t)n, "Content-Type: text/plain\r\n");
     if (status != 304) /* a 304 has no body, and says nothing of its length */
@@ -161,14 +189,14 @@ static void respond_short(struct http_sess *h, int status, const char *extra)
 /* The head of a 200/206: into out (HEAD_ROOM bytes); returns its length. */
 static int format_head(struct http_sess *h, char *out)
 {
-    char lm[30];
-    rs_http_format_date((int64_t)h->stx.stx_mtime.tv_sec, lm);
+    char lm[48];
     int n = snprintf(out, HEAD_ROOM,
-                     "HTTP/1.1 %d %s\r\nServer: ringserve\r\nDate: %s\r\n"
+                     "HTTP/1.1 %d %s\r\nServer: ringserve\r\n%s"
                      "Content-Type: %s\r\nContent-Length: %" PRIu64 "\r\n"
-                     "Last-Modified: %s\r\nAccept-Ranges: bytes\r\n%s",
-                     h->status, rs_http_reason(h->status), date_now(h->hl),
-                     rs_http_content_type(h->path), h->count, lm, conn_header(h));
+                     "%sAccept-Ranges: bytes\r\n%s",
+                     h->status, rs_http_reason(h->status), date_line(h->hl),
+                     rs_http_content_type(h->path), h->count, last_modified_line(h, lm),
+                     conn_header(h));
     if (h->status == 206)
         n += snprintf(out + n, HEAD_ROOM - (size_t)n,
                       "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n",
@@ -190,6 +218,7 @@ static void free_bufs(struct http_sess *h)
 static void sess_free(struct http_sess *h)
 {
     rs_timer_stop(h->loop, &h->retry);
+    rs_timer_stop(h->loop, &h->head_timer);
     free_bufs(h);
     if (h->fd >= 0)
         close(h->fd); /* a read-only file: close(2) does no IO */
@@ -329,17 +358,23 @@ static void send_by_file(struct http_sess *h)
 /* The file is open and examined: answer. */
 static void respond(struct http_sess *h)
 {
-    const struct rs_http_request *r = &h->req;
+    struct rs_http_request *r = &h->req;
     h->size = h->stx.stx_size;
     int64_t mtime = (int64_t)h->stx.stx_mtime.tv_sec;
-    if (r->has_ims && mtime <= r->ims) {
-        char lm[30], extra[64];
-        rs_http_format_date(mtime, lm);
-        snprintf(extra, sizeof(extra), "Last-Modified: %s\r\n", lm);
-        respond_short(h, 304, extra);
+    /* A file without a date we could state has no validator: the
+     * conditions that compare with it do not apply (RFC 9110 13.1.3), and
+     * an If-Range cannot match (13.1.5). */
+    bool dated = has_mtime(h);
+    if (dated && r->has_ims && mtime <= r->ims) {
+        char lm[48];
+        respond_short(h, 304, last_modified_line(h, lm));
         finish_response(h);
         return;
     }
+    /* If-Range that does not match: the Range is ignored, the whole file
+     * is sent (200), so a resumed download is never stitched from two
+     * versions of the file. */
+    r->has_range = rs_http_range_applies(r, dated ? mtime : -1, (int64_t)time(NULL));
     int64_t first, count;
     h->status = rs_http_range_resolve(r, (int64_t)h->size, &first, &count);
     if (h->status == 416) {
@@ -583,6 +618,48 @@ static void on_read(struct rs_loop *loop, struct rs_op *op, const struct rs_comp
 
 /* ---- requests ---- */
 
+/* The request-head deadline (--header-timeout): it runs while the session
+ * waits for a request head, from the moment it is ready for one (the
+ * connection opened; the response before was queued and the output is
+ * below --max-pending) until the head is complete. Bytes trickling in do
+ * not extend it: a client sending one byte a second would otherwise hold
+ * its connection for as long as its 8 KiB head lasts (slowloris). */
+static void head_timeout_fn(struct rs_loop *loop, struct rs_timer *t)
+{
+    struct http_sess *h = t->data;
+    if (!h->s || h->state != ST_IDLE || !rs_stream_is_open(h->s))
+        return;
+    loop->stats.header_timeouts++;
+    rs_stream_read_stop(h->s);
+    if (h->in_len > 0) {
+        /* Part of a head came: say why the connection ends. */
+        h->head_only = false;
+        h->keep_alive = false;
+        h->in_len = 0;
+        respond_short(h, 408, NULL);
+    }
+    /* Nothing of a next request: an idle keep-alive connection, closed
+     * without a word (a client may be sending a request right now; an
+     * answer to a request it has not sent would confuse it). */
+    rs_stream_close(h->s);
+}
+
+static void head_deadline_start(struct http_sess *h)
+{
+    uint32_t ms = h->loop->cfg->header_timeout_ms;
+    if (ms && !rs_timer_active(&h->head_timer))
+        rs_timer_start(h->loop, &h->head_timer, ms, head_timeout_fn, h);
+}
+
+/* Reading goes on while the input buffer has room for a head. */
+static void resume_input(struct http_sess *h)
+{
+    if (h->in_paused) {
+        h->in_paused = false;
+        rs_stream_read_start(h->s);
+    }
+}
+
 /* Parse and start the next request, if there is one and the output queue
  * has room. Errors answer and close. */
 static void next_request(struct http_sess *h)
@@ -591,22 +668,22 @@ static void next_request(struct http_sess *h)
     if (h->state != ST_IDLE || !rs_stream_is_open(s))
         return;
     if (rs_stream_pending(s) > s->loop->cfg->max_pending || rs_stream_has_file(s))
-        return; /* on_writable comes back here */
-    if (h->in_len == 0) {
-        if (h->in_paused) {
-            h->in_paused = false;
-            rs_stream_read_start(s);
-        }
+        return; /* on_writable comes back here; http_data bounds the input */
+    int n = h->in_len ? rs_http_parse_at(h->in, h->in_len, (int64_t)time(NULL), &h->req) : 0;
+    if (n == 0 && h->in_full) {
+        /* Every complete request held is answered; the rest was dropped.
+         * Closing between responses is what HTTP/1.1 allows a server at
+         * any time: the client sends what went unanswered again. */
+        rs_stream_close(s);
         return;
     }
-    int n = rs_http_parse(h->in, h->in_len, &h->req);
     if (n == 0) {
-        if (h->in_paused) {
-            h->in_paused = false;
-            rs_stream_read_start(s);
-        }
+        /* Waiting for (the rest of) a head. */
+        head_deadline_start(h);
+        resume_input(h);
         return;
     }
+    rs_timer_stop(h->loop, &h->head_timer);
     if (n < 0) {
         h->head_only = h->req.method == RS_HTTP_HEAD;
         h->keep_alive = false;
@@ -621,32 +698,63 @@ static void next_request(struct http_sess *h)
     start_request(h);
 }
 
-static void http_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
+/* The most input a session holds. Reading pauses once RS_HTTP_HEAD_MAX
+ * bytes wait unparsed (http_data), but receives already under way still
+ * land: on io_uring a multishot receive hands over whatever the socket had
+ * queued in the same batch (measured: 1.5 MiB from a client streaming
+ * junk). Two receive buffers of them are kept. */
+static uint64_t in_max(const struct http_sess *h)
 {
-    struct http_sess *h = s->data;
-    /* A request head is at most RS_HTTP_HEAD_MAX bytes: room for one more
-     * than that, plus the buffer that shows it is too long. */
-    uint32_t need = h->in_len + len;
+    return RS_HTTP_HEAD_MAX + 2 * (uint64_t)h->loop->pool.size;
+}
+
+/* Append received bytes to the input buffer; 0 or -ENOMEM. Past in_max
+ * they are dropped, and so is all that follows (in_full): the session
+ * answers the complete requests it holds and closes. Only a client that
+ * sent far ahead of its answers gets there. */
+static int in_append(struct http_sess *h, const uint8_t *p, uint32_t len)
+{
+    uint64_t need = (uint64_t)h->in_len + len;
+    if (h->in_full || need > in_max(h)) {
+        if (!h->in_full)
+            rs_log_debug("http: over %" PRIu64 " bytes of requests ahead of the "
+                         "answers: closing after those held",
+                         in_max(h));
+        h->in_full = true;
+        return 0;
+    }
     if (need > h->in_cap) {
-        uint32_t cap = h->in_cap ? h->in_cap : 1024;
+        uint64_t cap = h->in_cap ? h->in_cap : 1024;
         while (cap < need)
-            cap *= 2;
-        char *in = realloc(h->in, cap);
-        if (!in) {
-            rs_stream_release(s, bid);
-            rs_stream_abort_reason(s, -ENOMEM);
-            return;
-        }
+            cap *= 2; /* need <= in_max: no overflow, and cap fits 32 bits */
+        char *in = realloc(h->in, (size_t)cap);
+        if (!in)
+            return -ENOMEM;
         h->in = in;
-        h->in_cap = cap;
+        h->in_cap = (uint32_t)cap;
     }
     memcpy(h->in + h->in_len, p, len);
     h->in_len += len;
+    return 0;
+}
+
+static void http_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
+{
+    struct http_sess *h = s->data;
+    int rc = in_append(h, p, len);
     rs_stream_release(s, bid);
-    if (h->state == ST_IDLE) {
-        next_request(h);
-    } else if (h->in_len >= RS_HTTP_HEAD_MAX && !h->in_paused) {
-        /* Pipelined requests pile up behind a slow response: enough. */
+    if (rc < 0) {
+        rs_stream_abort_reason(s, rc);
+        return;
+    }
+    next_request(h);
+    /* Whatever the session is doing (a response under way, its file still
+     * being sent, output over --max-pending), the bytes it could not parse
+     * yet are bounded: once they fill a head, reading pauses until they are
+     * consumed (next_request resumes it). A client that streams without
+     * reading our answers holds no more than that. */
+    if ((h->in_len >= RS_HTTP_HEAD_MAX || h->in_full) && !h->in_paused &&
+        rs_stream_is_open(s)) {
         h->in_paused = true;
         rs_stream_read_stop(s);
     }
@@ -679,6 +787,7 @@ static void http_close(struct rs_stream *s, int reason)
         return;
     h->s = NULL;
     rs_timer_stop(h->loop, &h->retry);
+    rs_timer_stop(h->loop, &h->head_timer);
     if (h->state == ST_BODY)
         drop_done_slots(h); /* those in flight release theirs as they land */
     if (h->ops == 0)
@@ -698,6 +807,7 @@ static void http_open(struct rs_stream *s)
     h->hl = s->loop->proto_data;
     h->fd = -1;
     s->data = h;
+    head_deadline_start(h);
 }
 
 static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)

@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_LEADING_EMPTY 4
 #define METHOD_MAX        16 /* longer tokens are some other method: 405 at once */
@@ -165,6 +166,24 @@ static int normalize_path(const char *raw, size_t n, struct rs_http_request *req
     return 0;
 }
 
+/* An IPv6 address in brackets, "[::1]", starting at t[a] in an authority
+ * (RFC 3986 IP-literal; IPvFuture and zone identifiers are not taken): the
+ * index just past it, where a port, the path or the end must follow; 0 when
+ * it is not one. Which host is named does not matter here (the server
+ * serves one root); only that the target is well-formed. */
+static size_t skip_ip_literal(const char *t, size_t a, size_t n)
+{
+    size_t i = a + 1;
+    while (i < n && (is(t[i], C_HEX) || t[i] == ':' || t[i] == '.'))
+        i++;
+    if (i == a + 1 || i >= n || t[i] != ']')
+        return 0;
+    i++;
+    if (i < n && t[i] != ':' && t[i] != '/' && t[i] != '?')
+        return 0;
+    return i;
+}
+
 /* The request target, t[0..n). Returns 0 or -status. */
 static int parse_target(const char *t, size_t n, struct rs_http_request *req)
 {
@@ -181,6 +200,12 @@ static int parse_target(const char *t, size_t n, struct rs_http_request *req)
             return -400;
         size_t a = sl;
         while (a < n && t[a] != '/' && t[a] != '?') {
+            if (t[a] == '[' && (a == sl || t[a - 1] == '@')) {
+                a = skip_ip_literal(t, a, n);
+                if (a == 0)
+                    return -400;
+                continue;
+            }
             if (!is(t[a], C_PCHAR) || t[a] == '%')
                 return -400;
             a++;
@@ -340,6 +365,12 @@ static void parse_connection(const char *v, size_t n, bool *close, bool *keep)
 
 int rs_http_parse(const char *buf, size_t len, struct rs_http_request *req)
 {
+    return rs_http_parse_at(buf, len, (int64_t)time(NULL), req);
+}
+
+int rs_http_parse_at(const char *buf, size_t len, int64_t now,
+                     struct rs_http_request *req)
+{
     init_classes();
     memset(req, 0, offsetof(struct rs_http_request, path));
     req->path[0] = '\0';
@@ -348,6 +379,8 @@ int rs_http_parse(const char *buf, size_t len, struct rs_http_request *req)
     req->range_first = req->range_last = -1;
     req->has_ims = false;
     req->ims = -1;
+    req->has_if_range = false;
+    req->if_range = -1;
 
     const char *p = buf;
     /* Only the first RS_HTTP_HEAD_MAX bytes can belong to this head. */
@@ -436,9 +469,15 @@ int rs_http_parse(const char *buf, size_t len, struct rs_http_request *req)
                 req->has_range = parse_range(v, vl, req);
             ranges = true;
         } else if (ieq(line, nl, "if-modified-since")) {
-            int64_t t = rs_http_parse_date(v, vl);
-            req->has_ims = t >= 0;
-            req->ims = t;
+            /* A date in the future is invalid (RFC 9110 13.1.3): ignored. */
+            int64_t t = rs_http_parse_date(v, vl, now);
+            req->has_ims = t >= 0 && t <= now;
+            req->ims = req->has_ims ? t : -1;
+        } else if (ieq(line, nl, "if-range")) {
+            /* An entity-tag or junk stays -1 and never matches; so do two
+             * If-Range headers, whatever they say. */
+            req->if_range = req->has_if_range ? -1 : rs_http_parse_date(v, vl, now);
+            req->has_if_range = true;
         }
     }
     if (hosts > 1 || (hosts == 0 && req->version_minor == 1))
@@ -534,29 +573,38 @@ static int two(const char *s)
     return (s[0] - '0') * 10 + (s[1] - '0');
 }
 
-int64_t rs_http_parse_date(const char *s, size_t len)
+/* The index of the 3-letter name at s in names[count], or -1. HTTP-dates
+ * are case-sensitive (RFC 9110 5.6.7). */
+static int name3(const char *s, const char (*names)[4], int count)
 {
-    init_classes();
-    /* "Sun, 06 Nov 1994 08:49:37 GMT" */
-    if (len != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' ||
-        s[16] != ' ' || s[19] != ':' || s[22] != ':' || memcmp(s + 25, " GMT", 4) != 0)
+    for (int i = 0; i < count; i++)
+        if (memcmp(s, names[i], 3) == 0)
+            return i;
+    return -1;
+}
+
+/* "HH:MM:SS" at s: 0, or -1. */
+static int parse_tod(const char *s, int *hh, int *mm, int *ss)
+{
+    if (s[2] != ':' || s[5] != ':')
         return -1;
-    int wd = -1, mon = -1;
-    for (int i = 0; i < 7; i++)
-        if (memcmp(s, wdays[i], 3) == 0)
-            wd = i;
-    for (int i = 0; i < 12; i++)
-        if (memcmp(s + 8, months[i], 3) == 0)
-            mon = i + 1;
-    int d = two(s + 5), y1 = two(s + 12), y2 = two(s + 14);
-    int hh = two(s + 17), mm = two(s + 20), ss = two(s + 23);
-    if (wd < 0 || mon < 0 || d < 1 || y1 < 0 || y2 < 0 || hh < 0 || hh > 23 || mm < 0 ||
-        mm > 59 || ss < 0 || ss > 60)
+    *hh = two(s);
+    *mm = two(s + 3);
+    *ss = two(s + 6);
+    if (*hh < 0 || *hh > 23 || *mm < 0 || *mm > 59 || *ss < 0 || *ss > 60)
         return -1;
-    int64_t y = y1 * 100 + y2;
+    return 0;
+}
+
+/* The pieces of a date, checked together: a real day of a year from 1970
+ * to 9999 whose weekday is wd (0 = Thursday, as in wdays). Seconds since
+ * the epoch, or -1. */
+static int64_t to_time(int64_t y, int mon, int d, int hh, int mm, int ss, int wd)
+{
     static const unsigned char mdays[12] = {31, 29, 31, 30, 31, 30,
                                             31, 31, 30, 31, 30, 31};
-    if (y < 1970 || d > mdays[mon - 1])
+    if (y < 1970 || y > 9999 || mon < 1 || mon > 12 || d < 1 || d > mdays[mon - 1] ||
+        wd < 0)
         return -1;
     int64_t days = days_from_civil(y, (unsigned)mon, (unsigned)d);
     /* 29 February of a common year comes out as 1 March: refuse it. */
@@ -569,6 +617,82 @@ int64_t rs_http_parse_date(const char *s, size_t len)
     if (days % 7 != wd)
         return -1;
     return days * 86400 + hh * 3600 + mm * 60 + (ss == 60 ? 59 : ss);
+}
+
+/* "Sun, 06 Nov 1994 08:49:37 GMT" */
+static int64_t parse_imf(const char *s)
+{
+    if (s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
+        memcmp(s + 25, " GMT", 4) != 0)
+        return -1;
+    int hh, mm, ss, y1 = two(s + 12), y2 = two(s + 14);
+    if (y1 < 0 || y2 < 0 || parse_tod(s + 17, &hh, &mm, &ss) < 0)
+        return -1;
+    return to_time(y1 * 100 + y2, name3(s + 8, months, 12) + 1, two(s + 5), hh, mm, ss,
+                   name3(s, wdays, 7));
+}
+
+/* "Sunday, 06-Nov-94 08:49:37 GMT": the day's full name, a two-digit year. */
+static int64_t parse_rfc850(const char *s, size_t len, int64_t now)
+{
+    static const char *const long_days[7] = {"Thursday", "Friday",  "Saturday",
+                                             "Sunday",   "Monday",  "Tuesday",
+                                             "Wednesday"};
+    size_t nl = len - 24; /* the name's length: the rest is fixed */
+    int wd = -1;
+    for (int i = 0; i < 7; i++)
+        if (strlen(long_days[i]) == nl && memcmp(s, long_days[i], nl) == 0)
+            wd = i;
+    const char *p = s + nl;
+    if (wd < 0 || p[0] != ',' || p[1] != ' ' || p[4] != '-' || p[8] != '-' ||
+        p[11] != ' ' || memcmp(p + 20, " GMT", 4) != 0)
+        return -1;
+    int hh, mm, ss, yy = two(p + 9);
+    if (yy < 0 || parse_tod(p + 12, &hh, &mm, &ss) < 0)
+        return -1;
+    /* RFC 9110 5.6.7: a year that looks more than 50 years ahead of now is
+     * the most recent past year with those two digits; so the latest year
+     * ending in yy that is at most 50 years ahead. */
+    int64_t cy = 1970;
+    unsigned cm, cd;
+    if (now > 0)
+        civil_from_days(now / 86400, &cy, &cm, &cd);
+    int64_t y = cy + 50 - (cy + 50 - yy) % 100;
+    return to_time(y, name3(p + 5, months, 12) + 1, two(p + 2), hh, mm, ss, wd);
+}
+
+/* "Sun Nov  6 08:49:37 1994": the day of the month padded with a space. */
+static int64_t parse_asctime(const char *s)
+{
+    if (s[3] != ' ' || s[7] != ' ' || s[10] != ' ' || s[19] != ' ')
+        return -1;
+    int d = s[8] == ' ' ? (is(s[9], C_DIGIT) ? s[9] - '0' : -1) : two(s + 8);
+    int hh, mm, ss, y1 = two(s + 20), y2 = two(s + 22);
+    if (y1 < 0 || y2 < 0 || parse_tod(s + 11, &hh, &mm, &ss) < 0)
+        return -1;
+    return to_time(y1 * 100 + y2, name3(s + 4, months, 12) + 1, d, hh, mm, ss,
+                   name3(s, wdays, 7));
+}
+
+int64_t rs_http_parse_date(const char *s, size_t len, int64_t now)
+{
+    init_classes();
+    if (len == 29 && s[3] == ',')
+        return parse_imf(s);
+    if (len == 24)
+        return parse_asctime(s);
+    if (len >= 30 && len <= 33) /* "Friday" to "Wednesday" */
+        return parse_rfc850(s, len, now);
+    return -1;
+}
+
+bool rs_http_range_applies(const struct rs_http_request *req, int64_t mtime, int64_t now)
+{
+    if (!req->has_range)
+        return false;
+    if (!req->has_if_range)
+        return true;
+    return req->if_range >= 0 && req->if_range == mtime && mtime < now;
 }
 
 /* ---- content types, reasons, ranges ---------------------------------- */

@@ -14,10 +14,11 @@
  *   GET and HEAD are served; any other well-formed method is 405.
  *   "HTTP/1.0" and "HTTP/1.1" are accepted; another HTTP/d.d is 505.
  * - The target is origin-form ("/a/b?q") or absolute-form
- *   ("http://host/a/b?q"); asterisk- and authority-form are 400. Only RFC
- *   3986 pchar, '/' and '?' may appear (raw bytes >= 0x80, spaces, '\',
- *   '#', '"', '<', '>', '{', '}', '|', '^', '`' are 400), and every '%' must
- *   start two hex digits.
+ *   ("http://host/a/b?q", the host may be an IPv6 literal "[::1]:8080");
+ *   asterisk- and authority-form are 400. Only RFC 3986 pchar, '/' and '?'
+ *   may appear (raw bytes >= 0x80, spaces, '\', '#', '"', '<', '>', '{',
+ *   '}', '|', '^', '`' are 400; '[' and ']' only around the IPv6 host),
+ *   and every '%' must start two hex digits.
  * - Header lines are token ":" OWS value OWS with visible ASCII, SP, HTAB
  *   and bytes >= 0x80 in the value; obsolete line folding, whitespace
  *   before the colon, and control characters are 400.
@@ -37,9 +38,19 @@
  *
  * Range: one "bytes=" range, "a-b", "a-" or "-n"; anything else (several
  * ranges, other units, b < a, junk, numbers past 2^62) is ignored, as RFC
- * 9110 14.2 allows, and the full file is served. If-Modified-Since accepts
- * the IMF-fixdate form only; an unparsable date is ignored (RFC 9110
- * 13.1.3).
+ * 9110 14.2 allows, and the full file is served.
+ *
+ * Dates (If-Modified-Since, If-Range): the three HTTP-date forms RFC 9110
+ * 5.6.7 says a recipient MUST accept, IMF-fixdate, RFC 850 and asctime,
+ * from 1970 to 9999, with a weekday that agrees with the date. An
+ * unparsable If-Modified-Since is ignored (RFC 9110 13.1.3), and so is one
+ * later than the server's clock ("invalid", 13.1.3; nginx answers 200 too).
+ * An If-Range that holds neither a valid date nor anything else this server
+ * could have sent (it sends no ETag) never matches: the Range is then
+ * ignored, which is what 13.1.5 asks when the validator does not match.
+ *
+ * No IO, no allocation, no locale, no global state; the clock is an
+ * argument (rs_http_parse_at), read by rs_http_parse only.
  */
 #ifndef RINGSERVE_HTTP_PARSE_H
 #define RINGSERVE_HTTP_PARSE_H
@@ -62,8 +73,10 @@ struct rs_http_request {
     bool dir_slash;                  /* the target's path ended in '/' (or "/." "/..") */
     bool has_range;                  /* one valid "Range: bytes=..." */
     int64_t range_first, range_last; /* "a-b": a,b  "a-": a,-1  "-n": -1,n */
-    bool has_ims;                    /* a valid If-Modified-Since */
+    bool has_ims;                    /* a valid If-Modified-Since, not in the future */
     int64_t ims;                     /* its value, seconds since the epoch */
+    bool has_if_range;               /* an If-Range header (or several) */
+    int64_t if_range; /* its date; -1: an entity-tag, junk or two headers (never matches) */
 };
 
 /* Parse one request head at buf[0..len).
@@ -77,13 +90,32 @@ struct rs_http_request {
  * *req is written in every case; after an error only method and
  * version_minor may be meaningful (0 when not parsed yet). */
 int rs_http_parse(const char *buf, size_t len, struct rs_http_request *req);
+/* The same with the clock given: `now` (seconds since the epoch) decides
+ * which If-Modified-Since lies in the future and the century of a two-digit
+ * RFC 850 year. rs_http_parse passes time(NULL). */
+int rs_http_parse_at(const char *buf, size_t len, int64_t now,
+                     struct rs_http_request *req);
 
 /* RFC 9110 IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT": 29 characters and
- * a NUL. Returns 29, or -1 for a time before 1970 or after 9999. */
+ * a NUL. Returns 29, or -1 (out untouched) for a time before 1970 or after
+ * 9999: the caller must then say nothing rather than print out. */
 int rs_http_format_date(int64_t t, char out[30]);
 
-/* The inverse, exactly 29 characters of IMF-fixdate; -1 on any error. */
-int64_t rs_http_parse_date(const char *s, size_t len);
+/* An HTTP-date in any of its three forms, exactly len bytes:
+ *   IMF-fixdate  "Sun, 06 Nov 1994 08:49:37 GMT"
+ *   RFC 850      "Sunday, 06-Nov-94 08:49:37 GMT"
+ *   asctime      "Sun Nov  6 08:49:37 1994"
+ * Seconds since the epoch, or -1 on any error or a date before 1970. A
+ * two-digit year is taken in the century that puts it at most 50 years
+ * after `now` (RFC 9110 5.6.7). A leap second ":60" reads as ":59". */
+int64_t rs_http_parse_date(const char *s, size_t len, int64_t now);
+
+/* Whether the parsed Range applies to a file last modified at `mtime`
+ * (RFC 9110 13.1.5): always without If-Range; with one, only when its date
+ * equals mtime and that date is a strong validator, i.e. the second it
+ * names had ended by `now` (a file changed twice within one second would
+ * keep its date). False also when there is no Range. */
+bool rs_http_range_applies(const struct rs_http_request *req, int64_t mtime, int64_t now);
 
 /* The Content-Type for a path, by extension (case-insensitive);
  * "application/octet-stream" when unknown. Static strings. */

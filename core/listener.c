@@ -68,16 +68,25 @@ int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reusepo
     return fd >= 0 ? fd : err;
 }
 
-int rs_tcp_socket(int family, bool nodelay)
+void rs_nodelay_failed(struct rs_loop *loop, int err)
+{
+    static atomic_bool warned;
+    loop->stats.nodelay_failed++;
+    if (!atomic_exchange(&warned, true))
+        rs_log_error("warning: an outbound socket has no TCP_NODELAY (%s): small "
+                     "writes may wait for ACKs; counted as nodelay_failed",
+                     strerror(err));
+}
+
+int rs_tcp_socket(struct rs_loop *loop, int family, bool nodelay)
 {
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (nodelay) {
-        int one = 1;
-        /* A failure costs latency, not correctness: not fatal. */
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
+    int one = 1;
+    /* A failure costs latency, not correctness: not fatal, not silent. */
+    if (nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        rs_nodelay_failed(loop, errno);
     return fd;
 }
 

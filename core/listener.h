@@ -48,8 +48,14 @@ int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reusepo
 
 /* A new TCP socket of family (AF_INET, AF_INET6) for an outbound
  * connection: non-blocking, close-on-exec, TCP_NODELAY when asked. fd, or
- * -errno. What RS_OP_SOCKET makes where it cannot make a direct one. */
-int rs_tcp_socket(int family, bool nodelay);
+ * -errno. What RS_OP_SOCKET makes where it cannot make a direct one. A
+ * socket whose TCP_NODELAY failed is still returned (it costs latency, not
+ * correctness), reported with rs_nodelay_failed(loop, ...). */
+int rs_tcp_socket(struct rs_loop *loop, int family, bool nodelay);
+/* An outbound socket goes without the TCP_NODELAY it was asked for (err:
+ * the positive errno): counted in loop->stats.nodelay_failed, and a
+ * warning the first time in the process, never silently. */
+void rs_nodelay_failed(struct rs_loop *loop, int err);
 
 /* The port a socket is bound to, or -errno. */
 int rs_socket_port(int fd);

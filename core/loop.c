@@ -92,6 +92,8 @@ static void abandon(struct rs_loop *loop)
     }
     loop->nstreams = 0;
     loop->nretry = 0;
+    loop->nreqs = 0; /* their callbacks never run: the program is told by the error */
+    loop->fs_retry = NULL;
     loop->starved = loop->starved_tail = NULL;
     loop->nstarved = 0;
     loop->pool.lent = 0;
@@ -103,6 +105,8 @@ void rs_loop_fini(struct rs_loop *loop)
     if (loop->failed)
         abandon(loop);
     assert(loop->streams == NULL && loop->nstreams == 0);
+    /* Requests still in flight would complete into freed memory. */
+    assert(loop->nreqs == 0);
     rs_listener_fini(loop);
     rs_timer_stop(loop, &loop->idle_timer);
     rs_timer_stop(loop, &loop->drain_timer);
@@ -132,6 +136,17 @@ void rs_loop_request_stop(struct rs_loop *loop)
     loop->stop_requested = 1;
     if (loop->ops && loop->wake_fd >= 0)
         loop->ops->wake(loop);
+}
+
+void rs_loop_req_start(struct rs_loop *loop)
+{
+    loop->nreqs++;
+}
+
+void rs_loop_req_done(struct rs_loop *loop)
+{
+    assert(loop->nreqs > 0);
+    loop->nreqs--;
 }
 
 static void abort_all(struct rs_loop *loop)
@@ -195,6 +210,7 @@ void rs_loop_stream_closed(struct rs_loop *loop, bool accepted)
 
 void rs_loop_retry(struct rs_loop *loop)
 {
+    rs_fs_retry(loop);
     if (loop->nretry == 0)
         return;
     struct rs_stream *s = loop->streams;
@@ -283,7 +299,8 @@ int rs_loop_run(struct rs_loop *loop)
         if (loop->stop_requested && !loop->draining)
             begin_drain(loop);
         rs_timer_run_due(loop);
-        if (loop->draining && loop->nstreams == 0 && rs_listener_idle(loop) &&
+        if (loop->draining && loop->nstreams == 0 && loop->nreqs == 0 &&
+            rs_listener_idle(loop) &&
             (loop->drain_aborted || !loop->ops->busy || !loop->ops->busy(loop))) {
             fill_gauges(loop);
             break;
@@ -291,7 +308,7 @@ int rs_loop_run(struct rs_loop *loop)
         rs_loop_feed_starved(loop);
         rs_loop_retry(loop);
         int timeout = rs_timer_next_ms(loop);
-        if (loop->nretry || rs_listener_retry(loop))
+        if (loop->nretry || loop->fs_retry || rs_listener_retry(loop))
             timeout = timeout >= 0 && timeout < RS_RETRY_MS ? timeout : RS_RETRY_MS;
         /* Starved streams left over while buffers are free: the next turn
          * must come now, not when some completion happens to arrive. Those

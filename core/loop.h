@@ -22,6 +22,7 @@ struct rs_stream;
 struct rs_chunk;
 struct rs_listener;
 struct rs_protocol;
+struct rs_fs_req;
 
 /* The loops of one server. --max-conns counts connections in all of them,
  * and with handoff (RS_CAP_HANDOFF, io_uring direct descriptors) only loop
@@ -59,6 +60,9 @@ struct rs_loop {
     struct rs_stream *streams; /* all live streams (for drain, idle scan) */
     struct rs_stream *starved, *starved_tail; /* recv ended on -ENOBUFS; FIFO */
     uint32_t nstarved;
+    /* File requests (fs.c) whose submit or cancel the backend refused,
+     * retried each turn; a doubly linked list through the requests. */
+    struct rs_fs_req *fs_retry;
     struct rs_stream *free_streams; /* recycled stream structs */
     struct rs_chunk *free_chunks;   /* recycled chunk nodes */
     uint32_t nfree_streams, nfree_chunks;
@@ -66,6 +70,7 @@ struct rs_loop {
     uint32_t ntimers, timers_cap;
     struct rs_timer idle_timer, drain_timer;
     uint32_t nretry; /* streams with a refused cancel/shutdown/close */
+    uint32_t nreqs;        /* requests in flight (rs_loop_req_start/done) */
     uint64_t now_ms; /* refreshed once per loop turn, and after its wait */
     bool now_stale;  /* the backend is waiting or dispatching: rs_loop_now reads the clock
                       */
@@ -84,6 +89,13 @@ void rs_loop_fini(struct rs_loop *loop);
 
 /* Run until stopped and drained. 0 or -errno. */
 int rs_loop_run(struct rs_loop *loop);
+
+/* A request (an op that is not a stream's: a file op, a protocol's own
+ * submission) is in flight: the loop stays alive until the matching
+ * rs_loop_req_done, which its completion calls. Requests are what a loop
+ * cannot abandon: their buffers are the kernel's until they complete. */
+void rs_loop_req_start(struct rs_loop *loop);
+void rs_loop_req_done(struct rs_loop *loop);
 
 /* Re-arm starved streams, as many as there are free buffers (done once
  * per loop turn; public for tests that drive the core by hand). */
@@ -105,6 +117,11 @@ void rs_loop_stream_closed(struct rs_loop *loop, bool accepted);
 /* Retry what the backend refused: cancels, shutdowns, closes (done once
  * per loop turn; public for tests that drive the core by hand). */
 void rs_loop_retry(struct rs_loop *loop);
+/* The same for file requests (fs.c). */
+void rs_fs_retry(struct rs_loop *loop);
+/* For stream.c: the range a sendfile request queued (rs_fs_sendfile) was
+ * sent in full, or dropped; its callback runs on the next turn. */
+void rs_fs_sendfile_done(struct rs_fs_req *req, bool sent);
 
 /* Make a blocked run() return: write the loop's eventfd, which every
  * backend watches. Async-signal-safe. The backends' wake entry. */

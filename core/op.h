@@ -44,7 +44,13 @@ enum rs_op_kind {
                        them through user space (RS_CAP_SENDFILE): buf is a
                        struct rs_sendfile; res = bytes sent, may be short; 0:
                        the file ended first */
+    RS_OP_FSYNC,    /* fsync(fd), or fdatasync(fd) when len is RS_FSYNC_DATA
+                       (a file op, like READ/WRITE): res 0 */
 };
+
+/* RS_OP_FSYNC's len: flush the data and only the metadata needed to read
+ * it back (fdatasync), not the timestamps. */
+#define RS_FSYNC_DATA 1u
 
 /* RS_OP_SENDFILE's source: owned by the submitter, untouched until the
  * completion. len >= 1 (op.len) bytes of file_fd (a plain fd of a regular
@@ -74,7 +80,8 @@ struct rs_sendfile {
 #define RS_OPF_DIRECT (1u << 2)
 /* RS_OP_READ: read into a buffer the backend lends from the loop's pool
  * (completion flagged RS_CF_BUFFER when res > 0, released like a recv's;
- * -ENOBUFS when none is free); len is capped at the pool's buffer size. */
+ * -ENOBUFS when none is free); len is capped at the pool's buffer size (0:
+ * a whole buffer). The backend never writes the caller's op.len. */
 #define RS_OPF_POOL_BUF (1u << 3)
 /* RS_OP_SOCKET: set TCP_NODELAY on the new socket before completing. */
 #define RS_OPF_NODELAY (1u << 4)
@@ -86,6 +93,15 @@ struct rs_sendfile {
  * these to fill a segment with the next send's (an HTTP head before its
  * body). The next send without it pushes them out. */
 #define RS_OPF_MORE (1u << 6)
+/* RS_OP_CLOSE of a connected socket: abort the connection rather than
+ * close it. The peer gets a TCP reset (its reads fail with ECONNRESET once
+ * it has read what reached it), never a FIN that would look like a
+ * complete transfer; bytes still in our send buffer are dropped. The close
+ * completes like any other. How is the backend's business: epoll sets
+ * SO_LINGER {1, 0} before close(2); io_uring links connect(2) to AF_UNSPEC
+ * before the close, which the kernel turns into the reset at once and
+ * which works on direct descriptors too (see uring.c). */
+#define RS_OPF_RESET (1u << 7)
 
 /* rs_completion.flags, set by the backend */
 /* The op is still armed; more completions follow. */
@@ -135,6 +151,7 @@ struct rs_open_how {
  *   WRITE:  op.fd, op.buf, op.len, off
  *   STATX:  op.fd, path ("" with AT_EMPTY_PATH: the fd itself), at_flags,
  *           mask (STATX_*), stx
+ *   FSYNC:  op.fd, op.len (0 or RS_FSYNC_DATA)
  * Close a file with a plain rs_op: RS_OP_CLOSE without RS_OPF_DIRECT. */
 struct rs_file_op {
     struct rs_op op;
@@ -147,7 +164,8 @@ struct rs_file_op {
     int at_flags;
     /* Below: private to the backend. */
     struct rs_file_op *bk_next;
-    void *bk_buf; /* RS_OPF_POOL_BUF: the pool buffer read into */
+    void *bk_buf;    /* RS_OPF_POOL_BUF: the pool buffer read into */
+    uint32_t bk_len; /* ...and how much of it: op.len capped, op.len untouched */
     int32_t bk_res;
     uint16_t bk_bid;
 };
@@ -160,7 +178,7 @@ static inline struct rs_file_op *rs_file_op_of(struct rs_op *op)
 static inline bool rs_op_is_file(const struct rs_op *op)
 {
     return op->kind == RS_OP_OPENAT || op->kind == RS_OP_READ ||
-           op->kind == RS_OP_WRITE || op->kind == RS_OP_STATX;
+           op->kind == RS_OP_WRITE || op->kind == RS_OP_STATX || op->kind == RS_OP_FSYNC;
 }
 
 /* For backends: deliver one completion of op (from run() only). */
@@ -171,16 +189,26 @@ static inline void rs_op_complete(struct rs_loop *loop, struct rs_op *op, int32_
     op->fn(loop, op, &c);
 }
 
+/* (Re)initialise an op for its next use. The generation (bk_gen) is kept:
+ * backends bump it on every submit and drop a completion whose generation
+ * is not the op's current one, so a late completion of an earlier use can
+ * never be taken for this one. Resetting it here would hand every use the
+ * same generation and defeat that check. The first use of an op's memory
+ * may find any value there; zeroed memory (= {0}, calloc) keeps memory
+ * checkers quiet. */
 static inline void rs_op_init(struct rs_op *op, uint8_t kind, int fd, rs_complete_fn fn,
                               void *data)
 {
-    *op = (struct rs_op){.fn = fn, .data = data, .fd = fd, .kind = kind};
+    uint8_t gen = op->bk_gen;
+    *op = (struct rs_op){.fn = fn, .data = data, .fd = fd, .kind = kind, .bk_gen = gen};
 }
 
 static inline void rs_file_op_init(struct rs_file_op *f, uint8_t kind, int fd,
                                    rs_complete_fn fn, void *data)
 {
-    *f = (struct rs_file_op){.op = {.fn = fn, .data = data, .fd = fd, .kind = kind}};
+    uint8_t gen = f->op.bk_gen;
+    *f = (struct rs_file_op){
+        .op = {.fn = fn, .data = data, .fd = fd, .kind = kind, .bk_gen = gen}};
 }
 
 #endif

@@ -21,9 +21,12 @@
  *  - half-close both ways: one side's EOF becomes shutdown(SHUT_WR) on the
  *    other once what was queued there is sent; the other direction keeps
  *    flowing. A stream with both directions done closes itself;
- *  - errors: a reset, a failed send, an idle timeout or a failed connect on
- *    either side aborts the other; a graceful close of one side closes the
- *    other gracefully;
+ *  - a reset stays a reset: when either side ends in error (the peer
+ *    reset it, a send failed, an idle timeout, a failed connect), the
+ *    other side gets what was already read for it and then a TCP reset
+ *    (rs_stream_reset), never a FIN: a close-delimited transfer cut on one
+ *    side can never look complete on the other. A graceful close of one
+ *    side closes the other gracefully;
  *  - the session is freed when both streams reported on_close: nothing
  *    leaks, whatever order things end in.
  *
@@ -153,7 +156,7 @@ static void on_close(struct rs_stream *s, int reason)
         ss->upstream = NULL;
     if (peer) {
         if (reason < 0)
-            rs_stream_abort_reason(peer, reason);
+            rs_stream_reset_reason(peer, reason);
         else
             rs_stream_close(peer);
     } else {
@@ -162,24 +165,26 @@ static void on_close(struct rs_stream *s, int reason)
 }
 
 /* Failures of our own making (no descriptor, no memory, no local port
- * left) say nothing about the upstream. */
-static bool local_failure(int res)
+ * left) say nothing about the upstream; nor does a connect that never
+ * started (the timer fired while the socket was still being made). */
+static bool local_failure(const struct rs_stream *s, int res)
 {
-    return res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM ||
-           res == -EADDRNOTAVAIL;
+    return !s->connect_sent || res == -EMFILE || res == -ENFILE || res == -ENOBUFS ||
+           res == -ENOMEM || res == -EADDRNOTAVAIL;
 }
 
 static void on_connect(struct rs_stream *s, int res)
 {
     struct session *ss = s->data;
-    if (!local_failure(res))
+    if (!local_failure(s, res))
         mark(s->loop, ss->up, res < 0);
     if (res < 0) {
         rs_log_debug("loop %d: upstream %u: connect: %s", s->loop->index, ss->up,
                      strerror(-res));
-        /* The client is closed at once; the upstream stream closes itself. */
+        /* The client is reset (what it sent went nowhere); the upstream
+         * stream closes itself. */
         if (ss->client)
-            rs_stream_abort_reason(ss->client, res);
+            rs_stream_reset_reason(ss->client, res);
     }
 }
 
@@ -201,10 +206,12 @@ static void client_open(struct rs_stream *c)
     ss->upstream = rs_stream_connect(loop, (const struct sockaddr *)&u->addr, u->addrlen,
                                      cfg->connect_timeout_ms, &upstream_cbs, ss);
     if (!ss->upstream) {
-        /* No socket (EMFILE...): not the upstream's fault. */
+        /* No socket (EMFILE...): not the upstream's fault. errno first:
+         * the log call may change it. */
+        int err = errno;
         loop->stats.connect_failed++;
-        rs_log_debug("loop %d: upstream socket: %s", loop->index, strerror(errno));
-        rs_stream_abort_reason(c, -errno);
+        rs_log_debug("loop %d: upstream socket: %s", loop->index, strerror(err));
+        rs_stream_reset_reason(c, -err);
     }
 }
 

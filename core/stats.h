@@ -32,12 +32,18 @@ struct rs_stats {
     uint64_t accept_dropped; /* accepted, then closed: no memory for the connection */
     uint64_t refused; /* cancels, shutdowns, closes the backend refused (retried) */
     uint64_t idle_closed;
+    uint64_t header_timeouts; /* http: connections closed for a head not complete in time */
+    uint64_t resets_in;  /* connections the peer reset (ECONNRESET, EPIPE) */
+    uint64_t resets_out; /* connections we reset (rs_stream_reset: the proxy's
+                            other side was reset or failed) */
     uint64_t bundles;         /* io_uring recv completions that filled several buffers */
+    uint64_t cq_overflows;    /* io_uring loop turns that found the CQ overflowed */
     uint64_t zc_copied;       /* connections moved to plain sends: the kernel copied
                                  their zero-copy send (a loopback peer) */
     uint64_t connects;        /* outbound connections started (rs_stream_connect) */
     uint64_t connect_failed;  /* ...that failed: refused, unreachable, timed out */
     uint64_t connects_direct; /* ...on a direct descriptor (io_uring direct-socket) */
+    uint64_t nodelay_failed;  /* outbound sockets left without TCP_NODELAY */
     /* The proxy protocol: */
     uint64_t sessions;    /* client connections proxied (an upstream was tried) */
     uint64_t bytes_up;    /* client -> upstream */

@@ -19,6 +19,7 @@
 
 #include "backend.h"
 #include "listener.h"
+#include "log.h"
 #include "loop.h"
 #include "protocol.h"
 
@@ -36,6 +37,7 @@ struct rs_chunk {
     int32_t bid;             /* lent buffer, or -1 */
     uint32_t cap;            /* heap: size of data[]; 0 otherwise */
     struct rs_sendfile file; /* file: the next byte; file_fd -1 otherwise */
+    struct rs_fs_req *req;   /* file: a request told when it is sent or dropped */
     uint8_t data[];
 };
 
@@ -86,6 +88,12 @@ static struct rs_chunk *chunk_get(struct rs_loop *loop)
 
 static void chunk_put(struct rs_loop *loop, struct rs_chunk *k)
 {
+    if (k->req) {
+        /* All sent (len 0), or dropped: the request's callback runs on
+         * the loop's next turn, never from inside this call. */
+        rs_fs_sendfile_done(k->req, k->len == 0);
+        k->req = NULL;
+    }
     if (is_file(k)) {
         close(k->file.file_fd); /* read-only: close(2) does no IO */
         k->file.file_fd = -1;
@@ -204,6 +212,16 @@ static void fail(struct rs_stream *s, int reason)
     rs_stream_abort_reason(s, reason);
 }
 
+/* A recv or send failed: the peer reset the connection (ECONNRESET; EPIPE
+ * once the reset was reported), or another error. Counted once per stream,
+ * apart from the resets we send (resets_out). */
+static void peer_failed(struct rs_stream *s, int res)
+{
+    if ((res == -ECONNRESET || res == -EPIPE) && s->close_reason == 0)
+        s->loop->stats.resets_in++;
+    fail(s, res);
+}
+
 static void arm_recv(struct rs_stream *s)
 {
     if (!wants_input(s) || s->recv_armed || s->starved)
@@ -278,6 +296,10 @@ static void start_send(struct rs_stream *s)
 static struct rs_stream *stream_new(struct rs_loop *loop, int fd, bool direct,
                                     const struct rs_stream_cbs *cbs, void *data)
 {
+    /* Room in the timer heap first, so that this stream's timers (and its
+     * protocol's) can always be started: two per stream. */
+    if (rs_timer_reserve(loop, 2 * (loop->nstreams + 1) + RS_TIMER_LOOP_SLOTS) < 0)
+        return NULL;
     struct rs_stream *s = loop->free_streams;
     uint8_t gens[3] = {0, 0, 0};
     if (s) {
@@ -357,6 +379,7 @@ static void queue_chunk(struct rs_stream *s, struct rs_chunk *k, const uint8_t *
     k->bid = bid;
     k->cap = cap;
     k->file.file_fd = -1;
+    k->req = NULL;
     enqueue(s, k);
     start_send(s);
 }
@@ -427,11 +450,18 @@ void rs_stream_write_static(struct rs_stream *s, const uint8_t *p, uint32_t len)
 
 int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off, uint64_t len)
 {
+    int rc = rs_stream_write_file_req(s, fd, off, len, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int rs_stream_write_file_req(struct rs_stream *s, int fd, uint64_t off, uint64_t len,
+                             struct rs_fs_req *req)
+{
     if (!(s->loop->caps & RS_CAP_SENDFILE))
         return -EOPNOTSUPP;
     if (len == 0 || !accepts_output(s)) {
         close(fd);
-        return 0;
+        return req ? 1 : 0;
     }
     while (len > 0) {
         uint32_t n = len < FILE_CHUNK_MAX ? (uint32_t)len : FILE_CHUNK_MAX;
@@ -444,13 +474,14 @@ int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off, uint64_t len
                 close(cfd);
             close(fd);
             fail(s, err);
-            return 0;
+            return req ? 1 : 0;
         }
         k->ptr = NULL;
         k->len = n;
         k->bid = -1;
         k->cap = 0;
         k->file = (struct rs_sendfile){.file_fd = cfd, .off = off};
+        k->req = n == len ? req : NULL; /* the last chunk tells it */
         enqueue(s, k);
         off += n;
         len -= n;
@@ -583,8 +614,10 @@ static void close_expired(struct rs_loop *loop, struct rs_timer *t)
 static void close_timer_start(struct rs_stream *s)
 {
     uint32_t ms = s->loop->cfg->drain_timeout_ms;
-    if (ms)
-        rs_timer_start(s->loop, &s->timer, ms, close_expired, s);
+    /* Unbounded is not an option: without its timer, abort now. (Cannot
+     * happen while stream_new's reservation holds.) */
+    if (ms && rs_timer_start(s->loop, &s->timer, ms, close_expired, s) < 0)
+        fail(s, -ENOMEM);
 }
 
 void rs_stream_close(struct rs_stream *s)
@@ -608,6 +641,32 @@ void rs_stream_close(struct rs_stream *s)
     maybe_progress(s);
 }
 
+void rs_stream_reset_reason(struct rs_stream *s, int reason)
+{
+    if (s->state == RS_STREAM_CLOSED)
+        return;
+    s->reset = true;
+    if (s->close_reason == 0)
+        s->close_reason = reason < 0 ? reason : -ECONNRESET;
+    /* Connecting (nothing to flush yet), or aborting already: the close
+     * op carries the reset. */
+    if (s->state == RS_STREAM_CONNECTING ||
+        (s->state == RS_STREAM_CLOSING && !s->graceful)) {
+        fail(s, s->close_reason);
+        return;
+    }
+    /* Open, or closing gracefully: flush as a graceful close does, but
+     * read nothing more and end with the reset instead of a FIN. */
+    s->state = RS_STREAM_CLOSING;
+    s->graceful = true;
+    s->lingering = false;
+    s->reading = false;
+    unstarve_remove(s);
+    cancel_recv(s);
+    close_timer_start(s);
+    maybe_progress(s);
+}
+
 void rs_stream_unstarve(struct rs_stream *s)
 {
     unstarve_remove(s);
@@ -617,8 +676,15 @@ void rs_stream_unstarve(struct rs_stream *s)
 static void free_stream(struct rs_stream *s)
 {
     struct rs_loop *loop = s->loop;
-    assert(s->inflight == 0 && !s->recv_armed && !s->send_busy);
-    assert(!s->starved);
+    /* Checked in release builds too: an op still in flight would complete
+     * into a struct already reused for another connection. Nothing sane
+     * can follow, so stop here, loudly, rather than corrupt memory. */
+    if (s->inflight != 0 || s->recv_armed || s->send_busy || s->starved) {
+        rs_log_error("contract violation: stream (fd %d) freed with %u ops in flight; "
+                     "aborting",
+                     s->fd, (unsigned)s->inflight);
+        abort();
+    }
     if (s->retry) { /* a refused cancel whose op has ended since */
         s->retry = false;
         loop->nretry--;
@@ -657,14 +723,17 @@ static void free_stream(struct rs_stream *s)
 static bool submit_ctl(struct rs_stream *s, uint8_t kind)
 {
     assert(!s->close_issued);
+    bool reset = kind == RS_OP_CLOSE && s->reset;
     s->ctl_op.kind = kind;
-    s->ctl_op.flags = opf(s, 0);
+    s->ctl_op.flags = opf(s, reset ? RS_OPF_RESET : 0u);
     int rc = s->loop->ops->submit(s->loop, &s->ctl_op);
     if (rc < 0) {
         want_retry(s);
         return false;
     }
     s->inflight++;
+    if (reset)
+        s->loop->stats.resets_out++;
     return true;
 }
 
@@ -691,7 +760,8 @@ static void maybe_progress(struct rs_stream *s)
         start_send(s);
         return;
     }
-    if (s->graceful && !s->shut_done && !s->send_busy) {
+    /* A reset sends no FIN: the peer must not see a clean EOF. */
+    if (s->graceful && !s->shut_done && !s->send_busy && !s->reset) {
         s->shut_done = submit_ctl(s, RS_OP_SHUTDOWN);
         return;
     }
@@ -814,7 +884,7 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
             if (may_read(s) && !s->recv_armed && !s->starved)
                 starve(s);
         } else if (res != -ECANCELED) {
-            fail(s, res);
+            peer_failed(s, res);
         }
     }
     arm_recv(s);
@@ -834,7 +904,10 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
     if (res <= 0) {
         /* ECONNRESET, EPIPE, ECANCELED...: this stream only. A zero
          * result for a non-empty send means the same: no progress. */
-        fail(s, res < 0 ? res : -EPIPE);
+        if (res < 0)
+            peer_failed(s, res);
+        else
+            fail(s, -EPIPE);
         return;
     }
     assert((uint32_t)res <= op->len && (uint64_t)res <= s->pending);
@@ -937,6 +1010,7 @@ static int start_connect(struct rs_stream *s)
     }
     s->inflight++;
     s->connect_busy = true;
+    s->connect_sent = true;
     return 0;
 }
 
@@ -1049,7 +1123,7 @@ struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr 
         s->inflight++;
         s->connect_busy = true;
     } else {
-        int fd = rs_tcp_socket(addr->sa_family, loop->cfg->nodelay);
+        int fd = rs_tcp_socket(loop, addr->sa_family, loop->cfg->nodelay);
         if (fd < 0) {
             s->cbs = NULL;
             s->state = RS_STREAM_CLOSING;
@@ -1071,7 +1145,9 @@ struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr 
         }
     }
     loop->stats.connects++;
-    if (timeout_ms)
-        rs_timer_start(loop, &s->timer, timeout_ms, connect_expired, s);
+    /* A connect without its timeout could hang for good: abort it (the
+     * owner hears on_close). Cannot happen while the reservation holds. */
+    if (timeout_ms && rs_timer_start(loop, &s->timer, timeout_ms, connect_expired, s) < 0)
+        fail(s, -ENOMEM);
     return s;
 }

@@ -38,7 +38,9 @@
  * yet). The drain timeout bounds it from the last progress: when that long
  * passes without a send completing or, all sent, without the peer's EOF,
  * the close becomes an abort (-ETIMEDOUT). rs_stream_abort: close now,
- * dropping queued output. Errors (a reset, a failed send) abort. Either way on_close
+ * dropping queued output. rs_stream_reset: send what is queued, then abort
+ * with a TCP reset, so the peer cannot take a cut transfer for a complete
+ * one. Errors (a reset, a failed send) abort. Either way on_close
  * is the last callback, with reason 0 (graceful) or -errno, and the struct
  * is freed right after it returns: it is freed only when no op is in
  * flight.
@@ -55,6 +57,7 @@
 #ifndef RINGSERVE_STREAM_H
 #define RINGSERVE_STREAM_H
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -127,6 +130,10 @@ struct rs_stream {
     bool graceful;       /* closing after all output was sent */
     bool lingering;      /* closing: input is read and dropped until the peer's EOF */
     bool timed_out;      /* the connect timer fired */
+    bool connect_sent;   /* the connect op was submitted: only then does a
+                            failed or timed-out connect say anything about
+                            the peer (before it, the socket was not made) */
+    bool reset;          /* closing ends in a TCP reset (rs_stream_reset) */
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
     struct rs_chunk *head, *tail;
@@ -213,6 +220,22 @@ static inline void rs_stream_abort(struct rs_stream *s)
 {
     rs_stream_abort_reason(s, 0);
 }
+/* Close with a reset: what the peer must see when the transfer it is part
+ * of was cut (the other side of a proxy session reset or failed). The
+ * queued output is sent first, bounded like a graceful close by
+ * --drain-timeout without progress; then, instead of shutdown(SHUT_WR) and
+ * a FIN, the connection is aborted (RS_OPF_RESET on the close): the peer
+ * reads a prefix of what was written (bytes still in the kernel's send
+ * buffer are lost) and then ECONNRESET, never a clean EOF. No more input is
+ * read. Counted in resets_out. on_close gets reason (-errno: what cut the
+ * transfer; -ECONNRESET for rs_stream_reset) unless an earlier error came
+ * first. On a closing stream the close still ends in a reset
+ * if its close op was not submitted yet. */
+void rs_stream_reset_reason(struct rs_stream *s, int reason);
+static inline void rs_stream_reset(struct rs_stream *s)
+{
+    rs_stream_reset_reason(s, -ECONNRESET);
+}
 
 /* For the listener: take an accepted socket (direct: a direct descriptor).
  * reject: close it at once (over --max-conns). The protocol's on_open runs
@@ -228,5 +251,12 @@ void rs_stream_retry(struct rs_stream *s);
 void rs_stream_abandon(struct rs_stream *s);
 /* For the loop: free the recycled stream and chunk structs. */
 void rs_stream_cache_fini(struct rs_loop *loop);
+/* For fs.c: rs_stream_write_file for a file request (fs.c, rs_fs_sendfile): the
+ * last chunk of the range tells req (rs_fs_sendfile_done) when it is sent
+ * or dropped. 1: req was not attached (nothing queued: the stream takes no
+ * output, or queuing failed), fd closed. */
+struct rs_fs_req;
+int rs_stream_write_file_req(struct rs_stream *s, int fd, uint64_t off, uint64_t len,
+                             struct rs_fs_req *req);
 
 #endif

@@ -6,6 +6,7 @@
 #include "timer.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 
 #include "loop.h"
@@ -62,27 +63,37 @@ static void heap_remove(struct rs_loop *loop, struct rs_timer *t)
         sift_down(h, loop->ntimers, i);
 }
 
-void rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
-                    rs_timer_fn fn, void *data)
+int rs_timer_reserve(struct rs_loop *loop, uint32_t n)
+{
+    if (n <= loop->timers_cap)
+        return 0;
+    uint32_t cap = loop->timers_cap ? loop->timers_cap : 64;
+    while (cap < n)
+        cap *= 2;
+    struct rs_timer **h = realloc(loop->timers, cap * sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    loop->timers = h;
+    loop->timers_cap = cap;
+    return 0;
+}
+
+int rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
+                   rs_timer_fn fn, void *data)
 {
     if (rs_timer_active(t))
-        heap_remove(loop, t);
+        heap_remove(loop, t); /* its slot is free again: no growth below */
+    /* Out of memory for the heap: the timer is not started, and the caller
+     * decides (a library never exits for its user). */
+    if (loop->ntimers == loop->timers_cap && rs_timer_reserve(loop, loop->ntimers + 1) < 0)
+        return -ENOMEM;
     t->fn = fn;
     t->data = data;
     t->due_ms =
         rs_loop_now(loop) + delay_ms; /* after a wait: now, not the turn's start */
-    if (loop->ntimers == loop->timers_cap) {
-        uint32_t cap = loop->timers_cap ? loop->timers_cap * 2 : 64;
-        struct rs_timer **h = realloc(loop->timers, cap * sizeof(*h));
-        /* Out of memory for the heap: nothing sensible is left to do; a
-         * timer that silently never fires would hang a connection. */
-        if (!h)
-            abort();
-        loop->timers = h;
-        loop->timers_cap = cap;
-    }
     place(loop->timers, loop->ntimers, t);
     sift_up(loop->timers, loop->ntimers++);
+    return 0;
 }
 
 void rs_timer_stop(struct rs_loop *loop, struct rs_timer *t)

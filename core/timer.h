@@ -14,7 +14,7 @@
  * started from a completion counts from after the wait, not before it).
  *
  *     struct rs_timer t = {0};          // zero: not active
- *     rs_timer_start(loop, &t, 500, on_timeout, session);
+ *     if (rs_timer_start(loop, &t, 500, on_timeout, session) < 0) ... // -ENOMEM
  *     ...
  *     rs_timer_stop(loop, &t);          // idempotent; safe from its own fn
  *
@@ -39,9 +39,19 @@ struct rs_timer {
     void *data; /* the owner's */
 };
 
-/* Start (or restart) t: fn(loop, t) runs delay_ms from now. */
-void rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
-                    rs_timer_fn fn, void *data);
+/* Start (or restart) t: fn(loop, t) runs delay_ms from now. 0, or
+ * -ENOMEM when the heap had to grow and could not: then t is not active
+ * (a restart never needs memory). Never exits the process. */
+int rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
+                   rs_timer_fn fn, void *data);
+/* Make room for n active timers now, so that starting that many later
+ * cannot fail: 0 or -ENOMEM. The core reserves two per stream (its own
+ * timer and one for its protocol's session) plus the loop's few, when the
+ * stream is made: a stream that exists can always arm its timers. */
+int rs_timer_reserve(struct rs_loop *loop, uint32_t n);
+/* The loop's own timers (idle scan, drain, accept back-off) beyond the
+ * two per stream rs_timer_reserve is asked for. */
+#define RS_TIMER_LOOP_SLOTS 8u
 /* Stop t if active; harmless otherwise. */
 void rs_timer_stop(struct rs_loop *loop, struct rs_timer *t);
 

@@ -1,7 +1,12 @@
 /* End-to-end tests: one file, run against every backend.
  *
- * Usage: e2e [--via-proxy=ECHO-SERVER] SERVER-COMMAND...
+ * Usage: e2e [--expect=COUNTER]... [--via-proxy=ECHO-SERVER] SERVER-COMMAND...
  *        e.g.  e2e build/ringserve --backend=epoll
+ *
+ * --expect=COUNTER: a variant that exists to drive one path (a tiny ring's
+ * CQ overflow, bundled receives) names the stats counter that proves it;
+ * summed over every server the run started, it must end above zero, or the
+ * run fails: the variant would otherwise pass without taking its path.
  *
  * With --via-proxy the same tests run through a proxy: SERVER-COMMAND is
  * the proxy (`ringserve --protocol=proxy ...`), and every test first starts
@@ -55,6 +60,12 @@
 static char **server_argv;
 static const char *want_backend; /* "uring"/"epoll" when the command forces one */
 static const char *upstream_bin; /* --via-proxy: the echo server behind the proxy */
+
+/* --expect=COUNTER: the counters whose sum over every server must end > 0. */
+enum { MAX_EXPECT = 4 };
+static const char *expect_key[MAX_EXPECT];
+static unsigned long long expect_sum[MAX_EXPECT];
+static unsigned nexpect;
 
 /* The stats keys for the bytes the clients sent and the bytes they got
  * back: an echo server's, or a proxy's (towards the upstream, back). */
@@ -171,6 +182,12 @@ static int stop_and_check(struct fixture *fx, int sig)
         why = "more bytes went back to the clients than they sent";
     else if (fx->balanced && out != in)
         why = "every echo was read back, yet the byte counts differ";
+    for (unsigned i = 0; !why && i < nexpect; i++) {
+        unsigned long long v = 0;
+        if (!h_line_value(line, expect_key[i], &v))
+            why = "stats line lacks a counter given with --expect=";
+        expect_sum[i] += v;
+    }
     if (!why)
         return fx->have_up ? stop_upstream(fx, in, out) : 0;
     fprintf(stderr, "%s (%s; connections made: %u)\n", why,
@@ -700,17 +717,23 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    server_argv = argv + 1;
-    if (strncmp(argv[1], "--via-proxy=", 12) == 0) {
-        upstream_bin = argv[1] + 12;
-        server_argv = argv + 2;
+    int first = 1;
+    while (first < argc && strncmp(argv[first], "--expect=", 9) == 0 &&
+           nexpect < MAX_EXPECT)
+        expect_key[nexpect++] = argv[first++] + 9;
+    server_argv = argv + first;
+    if (first < argc && strncmp(argv[first], "--via-proxy=", 12) == 0) {
+        upstream_bin = argv[first] + 12;
+        server_argv = argv + first + 1;
         key_in = "bytes_up";
         key_out = "bytes_down";
-        if (argc < 3) {
-            fprintf(stderr, "usage: %s --via-proxy=ECHO-SERVER PROXY [ARGS...]\n",
-                    argv[0]);
-            return 2;
-        }
+    }
+    if (!server_argv[0] || strncmp(server_argv[0], "--", 2) == 0) {
+        fprintf(stderr,
+                "usage: %s [--expect=COUNTER]... [--via-proxy=ECHO-SERVER] "
+                "SERVER [ARGS...]\n",
+                argv[0]);
+        return 2;
     }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--backend=uring") == 0)
@@ -744,5 +767,16 @@ int main(int argc, char **argv)
         T(test_e2e_roundtrips_16k),
     };
 #undef T
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    for (unsigned i = 0; rc == 0 && i < nexpect; i++) {
+        printf("%s=%llu summed over the servers of this run\n", expect_key[i],
+               expect_sum[i]);
+        if (expect_sum[i] == 0) {
+            fprintf(stderr,
+                    "FAIL: %s stayed 0: the path this variant is for was never taken\n",
+                    expect_key[i]);
+            rc = 1;
+        }
+    }
+    return rc;
 }

@@ -30,7 +30,8 @@
  * RS_E2E_VERBOSE=1 prints each server's stderr, RS_E2E_SKIP_RSS=1 skips the
  * memory bound (valgrind), RS_HTTP_SMALL_BIG=1 makes the large file 2 MiB
  * (valgrind), RS_HTTP_TESTS=a,b runs only the tests whose names contain a
- * or b, RS_HTTP_KEEP=1 keeps the temporary directory.
+ * or b (a word that matches no test is a failure), RS_HTTP_KEEP=1 keeps the temporary
+ * directory.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -75,8 +76,20 @@ static unsigned big_len = 8u * MIB + 123u;
 
 struct fixture {
     struct h_server srv;
-    long expect_accepted; /* -1: not checked */
+    long expect_accepted;        /* -1: not checked */
+    long expect_header_timeouts; /* -1: not checked */
+    long long max_bytes_in;      /* -1: not checked */
+    char tmp_root[PATH_MAX];     /* a root of the test's own, removed at teardown */
 };
+
+/* A stable file: its mtime is set to STABLE_MTIME (Sun, 09 Sep 2001
+ * 01:46:40 GMT), long past, so its date is a strong validator. */
+#define STABLE_LEN   100u
+#define STABLE_MTIME 1000000000
+/* hole.bin: zeros, more than a server's socket send buffer can take
+ * (net.ipv4.tcp_wmem allows 4 MiB), so a client that does not read keeps
+ * it queued. */
+#define HOLE_LEN (16 * MIB)
 
 /* --- the document root ---------------------------------------------------- */
 
@@ -87,6 +100,33 @@ static void write_file(const char *rel, const void *data, size_t len)
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || write(fd, data, len) != (ssize_t)len || close(fd) != 0) {
         fprintf(stderr, "http: cannot write %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+}
+
+/* The file's mtime, whole seconds; returns what the file system kept
+ * (ext4 clamps to 1901..2446, tmpfs keeps any 64-bit time). */
+static int64_t set_mtime(const char *rel, int64_t t)
+{
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof(path), "%s/%s", base, rel);
+    struct timespec ts[2] = {{.tv_sec = (time_t)t}, {.tv_sec = (time_t)t}};
+    struct stat st;
+    if (utimensat(AT_FDCWD, path, ts, 0) != 0 || stat(path, &st) != 0) {
+        fprintf(stderr, "http: utimensat %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    return (int64_t)st.st_mtime;
+}
+
+/* A sparse file of len bytes, all zeros: large, and free to make. */
+static void make_hole(const char *rel, off_t len)
+{
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof(path), "%s/%s", base, rel);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || ftruncate(fd, len) != 0 || close(fd) != 0) {
+        fprintf(stderr, "http: cannot make %s: %s\n", path, strerror(errno));
         exit(1);
     }
 }
@@ -137,6 +177,9 @@ static void make_root(void)
     write_file("root/big.bin", big_data, big_len);
     write_file("root/empty.txt", "", 0);
     write_file("root/a b.txt", "space\n", 6);
+    write_file("root/stable.txt", small_data, STABLE_LEN);
+    make_hole("root/hole.bin", HOLE_LEN);
+    set_mtime("root/stable.txt", STABLE_MTIME);
     make_dir("root/dir");
     write_file("root/dir/index.html", "<p>dir index</p>\n", 17);
     write_file("root/dir/style.css", "p{}\n", 4);
@@ -156,17 +199,23 @@ static void make_root(void)
     sha256_file(path, big_sha);
 }
 
-static void remove_root(void)
+static void remove_tree(const char *dir)
 {
-    if (!base[0] || getenv("RS_HTTP_KEEP"))
+    if (getenv("RS_HTTP_KEEP"))
         return;
     pid_t pid = fork();
     if (pid == 0) {
-        execlp("rm", "rm", "-rf", "--", base, (char *)NULL);
+        execlp("rm", "rm", "-rf", "--", dir, (char *)NULL);
         _exit(127);
     }
     if (pid > 0)
         waitpid(pid, NULL, 0);
+}
+
+static void remove_root(void)
+{
+    if (base[0])
+        remove_tree(base);
 }
 
 /* --- running curl and sha256sum ------------------------------------------- */
@@ -543,6 +592,8 @@ static int setup(void **state)
     if (!fx)
         return -1;
     fx->expect_accepted = -1;
+    fx->expect_header_timeouts = -1;
+    fx->max_bytes_in = -1;
     *state = fx;
     const char *extra[] = {"--listen=127.0.0.1:0", "--protocol=http", root_arg, NULL};
     enum h_start r = h_server_start(&fx->srv, server_argv, extra);
@@ -559,6 +610,21 @@ static int setup(void **state)
         return -1;
     }
     return 0;
+}
+
+/* key=N on the stats line: equal to want (or at most want), or want < 0. */
+static bool stat_as_expected(const char *line, const char *key, long long want,
+                             bool at_most)
+{
+    unsigned long long v;
+    if (want < 0)
+        return true;
+    if (!h_line_value(line, key, &v)) {
+        fprintf(stderr, "no %s= on the stats line\n", key);
+        return false;
+    }
+    fprintf(stderr, "%s=%llu (%s %lld)\n", key, v, at_most ? "at most" : "want", want);
+    return at_most ? v <= (unsigned long long)want : v == (unsigned long long)want;
 }
 
 static int teardown(void **state)
@@ -578,6 +644,11 @@ static int teardown(void **state)
              (!h_line_value(line, "accepted", &acc) ||
               acc != (unsigned long long)fx->expect_accepted))
         why = "accepted= differs from the connections the clients made";
+    else if (ringserve && !stat_as_expected(line, "header_timeouts",
+                                            fx->expect_header_timeouts, false))
+        why = "header_timeouts= is not what the test expects";
+    else if (ringserve && !stat_as_expected(line, "bytes_in", fx->max_bytes_in, true))
+        why = "bytes_in= is more than the test allows";
     int rc = 0;
     if (why) {
         fprintf(stderr, "%s (%s; accepted=%llu, expected %ld)\n", why,
@@ -588,8 +659,39 @@ static int teardown(void **state)
         h_dump_stderr(s, "RS_E2E_VERBOSE");
     }
     h_server_destroy(s);
+    if (fx->tmp_root[0])
+        remove_tree(fx->tmp_root);
     free(fx);
     return rc;
+}
+
+/* Stop the fixture's server (it must exit cleanly) and start another with
+ * these arguments added (NULL-terminated), and --root=DIR instead of the
+ * shared root when dir is not NULL. */
+static void restart_with(struct fixture *fx, const char *dir, const char *const more[])
+{
+    h_server_stop(&fx->srv, SIGTERM);
+    if (!h_exited_with(&fx->srv, 0)) {
+        h_dump_stderr(&fx->srv, "restart");
+        fail_msg("the first server did not exit 0 after SIGTERM");
+    }
+    h_server_destroy(&fx->srv);
+    memset(&fx->srv, 0, sizeof(fx->srv));
+    char dir_arg[PATH_MAX + 16];
+    if (dir)
+        snprintf(dir_arg, sizeof(dir_arg), "--root=%s", dir);
+    const char *extra[16] = {"--listen=127.0.0.1:0", "--protocol=http",
+                             dir ? dir_arg : root_arg};
+    size_t n = 3;
+    for (const char *const *m = more; m && *m; m++) {
+        assert_true(n + 1 < sizeof(extra) / sizeof(extra[0]));
+        extra[n++] = *m;
+    }
+    extra[n] = NULL;
+    if (h_server_start(&fx->srv, server_argv, extra) != H_STARTED) {
+        h_dump_stderr(&fx->srv, "restart");
+        fail_msg("the server did not start again");
+    }
 }
 
 /* --- 200, content types, directories --------------------------------------- */
@@ -901,15 +1003,16 @@ static void test_http_large_sha256(void **state)
     }
 }
 
-/* The server's open descriptors (its /proc/PID/fd entries); *pipes: how
- * many of them are pipes. */
+/* The server's open descriptors other than pipes: its /proc/PID/fd entries
+ * and the io_uring direct descriptors its rings hold (h_server_fd_count;
+ * with fixed files, the default, sockets live only there, so /proc/PID/fd
+ * alone would not see a leaked session); *pipes: how many pipe ends. */
 static int server_fds(const struct fixture *fx, int *pipes)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/fd", (int)fx->srv.pid);
     DIR *d = opendir(path);
     assert_non_null(d);
-    int n = 0;
     *pipes = 0;
     for (struct dirent *e; (e = readdir(d));) {
         if (e->d_name[0] == '.')
@@ -919,10 +1022,12 @@ static int server_fds(const struct fixture *fx, int *pipes)
         ssize_t k = readlink(link, to, sizeof(to) - 1);
         if (k > 0 && strncmp(to, "pipe:", 5) == 0)
             (*pipes)++;
-        n++;
     }
     closedir(d);
-    return n - *pipes;
+    long all = h_server_fd_count(&fx->srv);
+    if (all < 0)
+        fail_msg("cannot count the server's descriptors");
+    return (int)all - *pipes;
 }
 
 /* Large bodies go out with sendfile (epoll: sendfile(2); io_uring: splice
@@ -1255,9 +1360,39 @@ static void test_http_nonreader_bounded(void **state)
     fx->expect_accepted = HOGS + 10;
 }
 
+/* Send copies of chunk as fast as the socket takes them, until it stays
+ * full for 1 s, fails (the server reset it) or cap bytes went out. The
+ * 1 s wait only decides when to stop trying: a server that pauses its
+ * reading passes whatever it is. Returns the bytes sent. */
+static size_t flood(int fd, const char *chunk, size_t chunk_len, size_t cap)
+{
+    size_t sent = 0;
+    assert_int_equal(h_set_nonblock(fd, true), 0);
+    while (sent < cap) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int r = poll(&p, 1, 1000);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || (p.revents & (POLLERR | POLLHUP)))
+            break;
+        size_t off = sent % chunk_len, n = h_send_some(fd, chunk + off, chunk_len - off);
+        if (n == 0)
+            break;
+        sent += n;
+    }
+    assert_int_equal(h_set_nonblock(fd, false), 0);
+    return sent;
+}
+
 /* A client that pipelines small requests as fast as it can and never
- * reads: the server must stop reading its requests once the answers queue
- * up (--max-pending), not parse and answer without end. */
+ * reads: the server must not parse and answer without end, nor buffer
+ * what it sends. Reading pauses once the answers queue up past
+ * --max-pending; on io_uring the receives racing that pause can bring more
+ * than the session keeps (two receive buffers past a head), and then it
+ * answers the requests it holds and closes, dropping the rest (the close
+ * reads and drops input until --drain-timeout, so there the client's
+ * sends need not block). Either way the protocol takes in a bounded amount
+ * (bytes_in=, checked at teardown: a server that buffers takes in all). */
 static void test_http_nonreader_pipelined_small(void **state)
 {
     struct fixture *fx = *state;
@@ -1274,33 +1409,16 @@ static void test_http_nonreader_pipelined_small(void **state)
     memset(&c, 0, sizeof(c));
     c.fd = h_connect_rcvbuf(&fx->srv, 4096);
     assert_true(c.fd >= 0);
-    assert_int_equal(h_set_nonblock(c.fd, true), 0);
-    /* Send until the socket stays full. The 1 s wait only decides when to
-     * stop trying: a server with backpressure passes whatever it is. */
-    while (sent < cap) {
-        struct pollfd p = {.fd = c.fd, .events = POLLOUT};
-        int r = poll(&p, 1, 1000);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        size_t off = sent % chunk_len;
-        sent += h_send_some(c.fd, chunk + off, chunk_len - off);
-    }
+    sent = flood(c.fd, chunk, chunk_len, cap);
     long rss = h_server_rss_kib(&fx->srv);
     print_message("sent %zu bytes of requests without reading; server VmRSS %ld KiB\n",
                   sent, rss);
-    if (sent >= cap)
-        fail_msg("the server read %zu bytes of requests from a client that never reads: "
-                 "no backpressure",
-                 sent);
     if (!getenv("RS_E2E_SKIP_RSS") && rss >= rss_limit_kib)
         fail_msg("server VmRSS %ld KiB >= %ld KiB", rss, rss_limit_kib);
     /* Others are still served. */
     expect_small_served(fx);
     /* The first answers are there, in order. */
     struct raw_resp r;
-    assert_int_equal(h_set_nonblock(c.fd, false), 0);
     c.cap = 64 * KIB;
     c.buf = malloc(c.cap);
     for (int i = 0; i < 3; i++) {
@@ -1312,9 +1430,372 @@ static void test_http_nonreader_pipelined_small(void **state)
     raw_close(&c);
     free(chunk);
     fx->expect_accepted = 2;
+    /* The answered requests (each answer ~1.2 KiB: what the socket buffers
+     * and --max-pending hold, a few MiB) and what raced the pause. */
+    fx->max_bytes_in = 16 * MIB;
+}
+
+/* A client asks for the large file, takes the response head, never reads
+ * the body, and streams junk. With sendfile the session is idle as soon as
+ * the file is queued (it waits for the file to leave before it parses
+ * again), and junk arriving then used to pile up in memory without end; it
+ * must stop reading all the same: the client's sends block, the server's
+ * memory stays bounded and it goes on serving others; once the client
+ * reads, the whole file arrives, then the answer to the junk. (Without
+ * sendfile the session is still reading the file here; the test holds
+ * there too.) */
+static void junk_behind_file(struct fixture *fx)
+{
+    const size_t cap = 64 * MIB; /* the most the client tries to send */
+    const long rss_limit_kib = 64 * 1024;
+    static const char req[] = "GET /hole.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+    static char junk[64 * KIB];
+    memset(junk, 0x01, sizeof(junk)); /* a control byte: 400 once parsed */
+    struct raw c;
+    memset(&c, 0, sizeof(c));
+    c.fd = h_connect_rcvbuf(&fx->srv, 4096);
+    assert_true(c.fd >= 0);
+    raw_send(&c, req, sizeof(req) - 1);
+    c.cap = 64 * KIB;
+    c.buf = malloc(c.cap);
+    while (!memmem(c.buf, c.len, "\r\n\r\n", 4))
+        if (!raw_fill(&c))
+            fail_msg("EOF before the response head");
+    size_t sent = flood(c.fd, junk, sizeof(junk), cap);
+    long rss = h_server_rss_kib(&fx->srv);
+    print_message("sent %zu bytes of junk behind a request, unread; server VmRSS %ld KiB\n",
+                  sent, rss);
+    if (sent >= cap)
+        fail_msg("the server read %zu bytes of junk from a client that never reads", sent);
+    if (!getenv("RS_E2E_SKIP_RSS") && rss >= rss_limit_kib)
+        fail_msg("server VmRSS %ld KiB >= %ld KiB", rss, rss_limit_kib);
+    expect_small_served(fx);
+    struct raw_resp r;
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, HOLE_LEN);
+    for (size_t i = 0; i < HOLE_LEN; i++)
+        if (r.body[i])
+            fail_msg("byte %zu of a file of zeros is 0x%02x", i, r.body[i]);
+    raw_resp_free(&r);
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 400);
+    raw_resp_free(&r);
+    raw_expect_eof(&c);
+    raw_close(&c);
+    fx->expect_accepted = 2;
+    /* What the server took in: the two requests, at most a head's worth of
+     * junk and the receives racing the pause while the file was pending,
+     * then the junk up to the parse error (the rest is dropped by the close,
+     * not counted). 4 MiB is far below what a server that does not pause
+     * takes in (all 64 MiB) and above what this one does (up to 1.5 MiB
+     * racing the pause on io_uring). */
+    fx->max_bytes_in = 8 * MIB;
+}
+
+static void test_http_junk_behind_file(void **state)
+{
+    junk_behind_file(*state);
+}
+
+static void test_http_junk_behind_file_copy(void **state)
+{
+    struct fixture *fx = *state;
+    restart_with(fx, NULL, (const char *[]){"--sendfile=off", NULL});
+    junk_behind_file(fx);
+}
+
+static void test_http_nonreader_pipelined_small_copy(void **state)
+{
+    struct fixture *fx = *state;
+    restart_with(fx, NULL, (const char *[]){"--sendfile=off", NULL});
+    test_http_nonreader_pipelined_small(state);
+}
+
+/* --- dates ------------------------------------------------------------------- */
+
+/* The header block holds only well-formed lines: a status line, then
+ * "Name: value" with a token name and printable ASCII (no stray bytes from
+ * memory). */
+static void assert_clean_head(const char *head)
+{
+    const char *line = strstr(head, "\r\n");
+    assert_non_null(line);
+    for (line += 2; strncmp(line, "\r\n", 2) != 0;) {
+        const char *eol = strstr(line, "\r\n");
+        assert_non_null(eol);
+        const char *colon = memchr(line, ':', (size_t)(eol - line));
+        if (!colon || colon == line)
+            fail_msg("header line without a name: %.*s", (int)(eol - line), line);
+        for (const char *q = line; q < eol; q++) {
+            unsigned char ch = (unsigned char)*q;
+            if (ch < 0x20 || ch > 0x7e)
+                fail_msg("byte 0x%02x in header line %.*s", ch, (int)(eol - line), line);
+        }
+        line = eol + 2;
+    }
+}
+
+/* Files dated before 1970 and after 9999: no Last-Modified at all (never
+ * garbage), no 304 against a date the server never stated, and a clean
+ * head whichever way the body goes (small, sendfile, HEAD). */
+static void test_http_dates_out_of_range(void **state)
+{
+    struct fixture *fx = *state;
+    /* tmpfs keeps any 64-bit mtime, ext4 stops at 2446: the test's own
+     * root on /dev/shm when there is one. */
+    snprintf(fx->tmp_root, sizeof(fx->tmp_root), "/dev/shm/rs-http-dates-XXXXXX");
+    if (!mkdtemp(fx->tmp_root)) {
+        snprintf(fx->tmp_root, sizeof(fx->tmp_root), "%s/dates-XXXXXX", base);
+        if (!mkdtemp(fx->tmp_root))
+            fail_msg("mkdtemp: %s", strerror(errno));
+    }
+    static const struct {
+        const char *name;
+        int64_t mtime;
+        bool big;
+    } files[] = {
+        {"old.txt", -315619200, false},           /* 1960-01-01 */
+        {"older.txt", -62135596800LL - 86400, false}, /* before year 1 */
+        {"future.txt", 253402300800LL, false},    /* 10000-01-01 */
+        {"far.txt", 253402300800LL * 4, false},  /* year ~40000 */
+        {"old-big.bin", -315619200, true},
+        {"future-big.bin", 253402300800LL + 86400 * 400, true},
+    };
+    size_t nf = sizeof(files) / sizeof(files[0]);
+    int tested = 0;
+    for (size_t i = 0; i < nf; i++) {
+        char path[PATH_MAX * 2];
+        snprintf(path, sizeof(path), "%s/%s", fx->tmp_root, files[i].name);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        size_t len = files[i].big ? big_len : SMALL_LEN;
+        assert_int_equal(write(fd, files[i].big ? big_data : small_data, len),
+                         (ssize_t)len);
+        struct timespec ts[2] = {{.tv_sec = (time_t)files[i].mtime},
+                                 {.tv_sec = (time_t)files[i].mtime}};
+        assert_int_equal(futimens(fd, ts), 0);
+        struct stat st;
+        assert_int_equal(fstat(fd, &st), 0);
+        close(fd);
+        if ((int64_t)st.st_mtime >= 0 && (int64_t)st.st_mtime <= 253402300799LL)
+            print_message("%s: the file system kept mtime %lld, not %lld: skipped\n",
+                          files[i].name, (long long)st.st_mtime,
+                          (long long)files[i].mtime);
+    }
+    restart_with(fx, fx->tmp_root, NULL);
+    for (size_t i = 0; i < nf; i++) {
+        char path[PATH_MAX * 2];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", fx->tmp_root, files[i].name);
+        assert_int_equal(stat(path, &st), 0);
+        if ((int64_t)st.st_mtime >= 0 && (int64_t)st.st_mtime <= 253402300799LL)
+            continue;
+        tested++;
+        const unsigned char *want = files[i].big ? big_data : small_data;
+        size_t len = files[i].big ? big_len : SMALL_LEN;
+        char reqs[1024];
+        /* GET; HEAD; a GET with an If-Modified-Since of now (a file dated
+         * 1960 is "not modified since" by any reading of its mtime, but it
+         * has no date the client could have had from us); a Range. */
+        snprintf(reqs, sizeof(reqs),
+                 "GET /%s HTTP/1.1\r\nHost: t\r\n\r\n"
+                 "HEAD /%s HTTP/1.1\r\nHost: t\r\n\r\n"
+                 "GET /%s HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: %s\r\n\r\n"
+                 "GET /%s HTTP/1.1\r\nHost: t\r\nRange: bytes=1-3\r\n"
+                 "Connection: close\r\n\r\n",
+                 files[i].name, files[i].name, files[i].name,
+                 "Mon, 07 Dec 2026 04:00:00 GMT", files[i].name);
+        struct raw c;
+        raw_open(fx, &c);
+        raw_sends(&c, reqs);
+        for (int k = 0; k < 4; k++) {
+            struct raw_resp r;
+            char v[128];
+            assert_true(raw_response(&c, &r, k == 1));
+            assert_clean_head(r.head);
+            if (header_in(r.head, "Last-Modified", v, sizeof(v)))
+                fail_msg("%s, response %d: Last-Modified: %s", files[i].name, k, v);
+            assert_non_null(header_in(r.head, "Date", v, sizeof(v)));
+            if (k == 3) {
+                assert_int_equal(r.status, 206);
+                assert_memory_equal(r.body, want + 1, 3);
+            } else {
+                if (r.status != 200)
+                    fail_msg("%s, response %d: status %d", files[i].name, k, r.status);
+                assert_int_equal(r.content_length, (long long)len);
+                if (k != 1)
+                    assert_memory_equal(r.body, want, len);
+            }
+            raw_resp_free(&r);
+        }
+        raw_expect_eof(&c);
+        raw_close(&c);
+    }
+    print_message("%d files dated out of range served (root %s)\n", tested, fx->tmp_root);
+    assert_true(tested >= 2); /* 1960 works everywhere */
+}
+
+/* If-Range (RFC 9110 13.1.5): the Range applies only when the validator
+ * is the file's current date; otherwise the whole file, 200. */
+static void test_http_if_range(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    char lm[64], h[128];
+    assert_int_equal(curl1(fx, &r, (const char *[]){"@/stable.txt", NULL}), 200);
+    assert_header(&r, "Last-Modified", "Sun, 09 Sep 2001 01:46:40 GMT");
+    assert_non_null(header(&r, "Last-Modified", lm, sizeof(lm)));
+    /* It matches: 206. In each of the three date forms. */
+    static const char *const same[] = {
+        "If-Range: Sun, 09 Sep 2001 01:46:40 GMT",
+        "If-Range: Sunday, 09-Sep-01 01:46:40 GMT",
+        "If-Range: Sun Sep  9 01:46:40 2001",
+    };
+    for (size_t i = 0; i < 3; i++) {
+        if (curl1(fx, &r, (const char *[]){"-r", "10-19", "-H", same[i], "@/stable.txt",
+                                            NULL}) != 206)
+            fail_msg("%s: status %d, want 206", same[i], r.status);
+        assert_body(&r, small_data + 10, 10);
+        assert_header(&r, "Content-Range", "bytes 10-19/100");
+    }
+    /* It does not: another date (a second off either way), an entity-tag
+     * (the server sends none), junk. The whole file, 200. */
+    static const char *const other[] = {
+        "If-Range: Sun, 09 Sep 2001 01:46:41 GMT",
+        "If-Range: Sun, 09 Sep 2001 01:46:39 GMT",
+        "If-Range: \"5f1d-64\"",
+        "If-Range: W/\"5f1d-64\"",
+        "If-Range: yesterday",
+    };
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        if (curl1(fx, &r, (const char *[]){"-r", "10-19", "-H", other[i], "@/stable.txt",
+                                            NULL}) != 200)
+            fail_msg("%s: status %d, want 200", other[i], r.status);
+        assert_body(&r, small_data, STABLE_LEN);
+        assert_null(header(&r, "Content-Range", h, sizeof(h)));
+    }
+    /* On the large file too (sendfile or read-ahead): the file was written
+     * at start-up, its date is its own; a date before it does not match. */
+    assert_int_equal(curl1(fx, &r,
+                           (const char *[]){"-r", "0-9", "-H",
+                                            "If-Range: Sun, 09 Sep 2001 01:46:40 GMT",
+                                            "@/big.bin", NULL}),
+                     200);
+    assert_int_equal(r.size, big_len);
+    /* Without Range, If-Range changes nothing. */
+    snprintf(h, sizeof(h), "If-Range: %s", lm);
+    assert_int_equal(curl1(fx, &r, (const char *[]){"-H", h, "@/stable.txt", NULL}), 200);
+    assert_body(&r, small_data, STABLE_LEN);
+}
+
+/* If-Modified-Since in the three forms RFC 9110 5.6.7 says a recipient
+ * MUST accept; one in the future is invalid and ignored (200). */
+static void test_http_ims_forms(void **state)
+{
+    struct fixture *fx = *state;
+    struct resp r;
+    static const char *const same[] = {
+        "If-Modified-Since: Sun, 09 Sep 2001 01:46:40 GMT",
+        "If-Modified-Since: Sunday, 09-Sep-01 01:46:40 GMT",
+        "If-Modified-Since: Sun Sep  9 01:46:40 2001",
+        "If-Modified-Since: Mon Sep 10 01:46:40 2001",
+    };
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
+        if (curl1(fx, &r, (const char *[]){"-H", same[i], "@/stable.txt", NULL}) != 304)
+            fail_msg("%s: status %d, want 304", same[i], r.status);
+    static const char *const modified[] = {
+        "If-Modified-Since: Sat, 08 Sep 2001 01:46:40 GMT",
+        "If-Modified-Since: Saturday, 08-Sep-01 01:46:40 GMT",
+        "If-Modified-Since: Sat Sep  8 01:46:40 2001",
+        /* Later than the server's clock: invalid, ignored. */
+        "If-Modified-Since: Fri, 31 Dec 9999 23:59:59 GMT",
+        "If-Modified-Since: Fri Dec 31 23:59:59 9999",
+    };
+    for (size_t i = 0; i < sizeof(modified) / sizeof(modified[0]); i++) {
+        if (curl1(fx, &r, (const char *[]){"-H", modified[i], "@/stable.txt", NULL}) !=
+            200)
+            fail_msg("%s: status %d, want 200", modified[i], r.status);
+        assert_body(&r, small_data, STABLE_LEN);
+    }
+}
+
+/* An absolute-form target whose host is an IPv6 literal. */
+static void test_http_absolute_ipv6(void **state)
+{
+    struct fixture *fx = *state;
+    char req[256];
+    snprintf(req, sizeof(req),
+             "GET http://[::1]:%u/small.txt HTTP/1.1\r\nHost: [::1]:%u\r\n\r\n"
+             "GET http://[::ffff:127.0.0.1]/dir/style.css HTTP/1.1\r\nHost: t\r\n"
+             "Connection: close\r\n\r\n",
+             fx->srv.port, fx->srv.port);
+    struct raw c;
+    struct raw_resp r;
+    raw_open(fx, &c);
+    raw_sends(&c, req);
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body, small_data, SMALL_LEN);
+    raw_resp_free(&r);
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body, "p{}\n", 4);
+    raw_resp_free(&r);
+    raw_expect_eof(&c);
+    raw_close(&c);
+}
+
+/* --- the request-head deadline ------------------------------------------------ */
+
+/* --header-timeout=1: a head trickling in a byte every 200 ms is cut (408,
+ * then EOF) however steadily it progresses; a connection that sends
+ * nothing is closed without a word; a prompt client is served. The only
+ * bound on time is the trickle's length (40 bytes, 8 s), which a server
+ * without the deadline outlasts. */
+static void test_http_header_timeout(void **state)
+{
+    struct fixture *fx = *state;
+    restart_with(fx, NULL, (const char *[]){"--header-timeout=1", NULL});
+    struct raw slow, silent;
+    raw_open(fx, &slow);
+    raw_open(fx, &silent);
+    raw_sends(&slow, "GET /small.txt HTTP/1.1\r\nHost: t\r\nX-Slow: ");
+    bool cut = false;
+    for (int i = 0; i < 40 && !cut; i++) {
+        struct pollfd p = {.fd = slow.fd, .events = POLLIN};
+        if (poll(&p, 1, 200) > 0) {
+            cut = true;
+            break;
+        }
+        if (send(slow.fd, "a", 1, MSG_NOSIGNAL) != 1)
+            cut = true; /* reset: the server is gone from it */
+    }
+    if (!cut)
+        fail_msg("a head trickling for 8 s was never cut (--header-timeout=1)");
+    struct raw_resp r;
+    assert_true(raw_response(&slow, &r, false));
+    assert_int_equal(r.status, 408);
+    raw_resp_free(&r);
+    raw_expect_eof(&slow);
+    raw_close(&slow);
+    /* The silent one: EOF, nothing before it. */
+    raw_expect_eof(&silent);
+    raw_close(&silent);
+    expect_small_served(fx);
+    fx->expect_accepted = 3;
+    fx->expect_header_timeouts = 2;
 }
 
 /* --- main ---------------------------------------------------------------------- */
+
+/* Does a test's name contain the n-byte word at p (RS_HTTP_TESTS)? */
+static bool name_has(const char *name, const char *p, size_t n)
+{
+    char word[64];
+    snprintf(word, sizeof(word), "%.*s", (int)n, p);
+    return n > 0 && strstr(name, word) != NULL;
+}
 
 int main(int argc, char **argv)
 {
@@ -1373,6 +1854,14 @@ int main(int argc, char **argv)
         T(test_http_escapes),
         T(test_http_nonreader_bounded),
         T(test_http_nonreader_pipelined_small),
+        T(test_http_nonreader_pipelined_small_copy),
+        T(test_http_junk_behind_file),
+        T(test_http_junk_behind_file_copy),
+        T(test_http_dates_out_of_range),
+        T(test_http_if_range),
+        T(test_http_ims_forms),
+        T(test_http_absolute_ipv6),
+        T(test_http_header_timeout),
     };
 #undef T
     /* RS_HTTP_TESTS=a,b,c: only the tests whose names contain one of these
@@ -1384,13 +1873,26 @@ int main(int argc, char **argv)
         bool take = !only || !*only;
         for (const char *p = only; p && *p && !take;) {
             size_t n = strcspn(p, ",");
-            char word[64];
-            snprintf(word, sizeof(word), "%.*s", (int)n, p);
-            take = n > 0 && strstr(tests[i].name, word) != NULL;
+            take = name_has(tests[i].name, p, n);
             p += n + (p[n] == ',');
         }
         if (take)
             chosen[nchosen++] = tests[i];
+    }
+    /* Every word must pick a test: a misspelt or renamed name would
+     * otherwise quietly run less (or nothing) and pass. */
+    for (const char *p = only; p && *p;) {
+        size_t n = strcspn(p, ",");
+        bool found = false;
+        for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]) && !found; i++)
+            found = name_has(tests[i].name, p, n);
+        if (!found) {
+            fprintf(stderr, "FAIL: RS_HTTP_TESTS: '%.*s' matches no test\n", (int)n, p);
+            free(small_data);
+            free(big_data);
+            return 1;
+        }
+        p += n + (p[n] == ',');
     }
     int rc = _cmocka_run_group_tests("http", chosen, nchosen, NULL, NULL);
     free(small_data);

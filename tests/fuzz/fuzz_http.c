@@ -3,9 +3,12 @@
  * Each input is parsed three ways: as raw bytes (a whole head, or several
  * pipelined), as the request-target of an otherwise valid request (so the
  * fuzzer spends its time on path decoding and normalization instead of
- * rediscovering "GET / HTTP/1.1"), and as the value of a Range and an
- * If-Modified-Since header. After every parse the promises of http_parse.h
- * are checked, and a broken one abort()s, which libFuzzer reports as a crash:
+ * rediscovering "GET / HTTP/1.1"), as the value of a Range, an
+ * If-Modified-Since and an If-Range header, and as an HTTP-date on its own
+ * (any of the three forms). Its first bytes also pick a time that is
+ * written in all three forms, which must read back the same. After every
+ * parse the promises of http_parse.h are checked, and a broken one
+ * abort()s, which libFuzzer reports as a crash:
  * - the result is 0, a status from the documented set, or a byte count
  *   with 0 < consumed <= len and consumed <= RS_HTTP_HEAD_MAX;
  * - a parsed path never starts with '/', never contains a ".." or "."
@@ -15,7 +18,12 @@
  *   head alone parses to the same count (no look-ahead past the blank line);
  * - a Range is one of the three documented forms, and resolving it against
  *   any size yields a slice inside the file;
- * - a parsed date formats back to the same 29 bytes.
+ * - a parsed date formats back to the same 29 bytes (IMF-fixdate), lies in
+ *   1970..9999, and reads back from that form as the same time; a time
+ *   outside that span is never formatted (and the output is untouched);
+ * - an If-Modified-Since is never later than the clock given;
+ * - an If-Range makes a Range apply only when its date equals the file's
+ *   and that second had ended by the clock given.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,6 +33,8 @@
 #include <string.h>
 
 #include "http_parse.h"
+
+#define MAX_DATE 253402300799LL /* Fri, 31 Dec 9999 23:59:59 GMT */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -103,10 +113,51 @@ static void check_range(const struct rs_http_request *r, uint64_t salt)
     }
 }
 
+/* t is a time the parser produced: in range, and it survives a round trip
+ * through IMF-fixdate. */
+static void check_time(int64_t t, int64_t now)
+{
+    char out[30];
+    CHECK(t >= 0 && t <= MAX_DATE);
+    CHECK(rs_http_format_date(t, out) == 29);
+    CHECK(rs_http_parse_date(out, 29, now) == t);
+}
+
+static void check_dates(const struct rs_http_request *r, int64_t now, uint64_t salt)
+{
+    if (r->has_ims) {
+        check_time(r->ims, now);
+        CHECK(r->ims <= now);
+    } else {
+        CHECK(r->ims == -1);
+    }
+    if (!r->has_if_range) {
+        CHECK(r->if_range == -1);
+    } else if (r->if_range != -1) {
+        check_time(r->if_range, now);
+    }
+    /* Whatever the file's date, the Range applies only as 13.1.5 says. */
+    const int64_t mtimes[] = {-1, 0, r->if_range, r->if_range + 1, now, now - 1,
+                              (int64_t)(salt % (MAX_DATE + 2)) - 1};
+    for (size_t i = 0; i < sizeof(mtimes) / sizeof(mtimes[0]); i++) {
+        bool applies = rs_http_range_applies(r, mtimes[i], now);
+        if (!r->has_range)
+            CHECK(!applies);
+        else if (!r->has_if_range)
+            CHECK(applies);
+        else
+            CHECK(applies == (r->if_range >= 0 && r->if_range == mtimes[i] &&
+                              mtimes[i] < now));
+    }
+}
+
 static int parse_checked(const char *buf, size_t len, uint64_t salt)
 {
     struct rs_http_request r;
-    int rc = rs_http_parse(buf, len, &r);
+    /* A clock anywhere from 1970 to 9999, so two-digit years and "in the
+     * future" are tried against every century. */
+    int64_t now = (int64_t)(salt % (MAX_DATE + 1));
+    int rc = rs_http_parse_at(buf, len, now, &r);
     if (rc > 0) {
         CHECK((size_t)rc <= len);
         CHECK(rc <= RS_HTTP_HEAD_MAX);
@@ -114,25 +165,65 @@ static int parse_checked(const char *buf, size_t len, uint64_t salt)
         CHECK(r.version_minor <= 1);
         check_path(&r);
         check_range(&r, salt);
-        if (r.has_ims) {
-            char out[30];
-            CHECK(r.ims >= 0);
-            CHECK(rs_http_format_date(r.ims, out) == 29);
-            CHECK(rs_http_parse_date(out, 29) == r.ims);
-        }
+        check_dates(&r, now, salt);
         /* The head alone parses the same; a strict prefix is incomplete.
          * Checking every prefix would be quadratic, so a few. */
         struct rs_http_request r2;
-        CHECK(rs_http_parse(buf, (size_t)rc, &r2) == rc);
+        CHECK(rs_http_parse_at(buf, (size_t)rc, now, &r2) == rc);
         CHECK(strcmp(r2.path, r.path) == 0);
-        CHECK(rs_http_parse(buf, (size_t)rc - 1, &r2) == 0);
-        CHECK(rs_http_parse(buf, (size_t)rc / 2, &r2) == 0);
+        CHECK(r2.ims == r.ims && r2.if_range == r.if_range);
+        CHECK(rs_http_parse_at(buf, (size_t)rc - 1, now, &r2) == 0);
+        CHECK(rs_http_parse_at(buf, (size_t)rc / 2, now, &r2) == 0);
     } else if (rc < 0) {
         CHECK(known_status(rc));
     } else {
         CHECK(len < RS_HTTP_HEAD_MAX);
     }
     return rc;
+}
+
+/* One time, from the input, written in the three forms: each reads back as
+ * that time (the RFC 850 year against a clock in the same year, where its
+ * two digits are unambiguous). Times outside 1970..9999 are not written,
+ * and the buffer stays as it was. */
+static void check_forms(uint64_t salt, uint8_t pick)
+{
+    static const char *const long_days[7] = {"Thursday", "Friday",  "Saturday",
+                                             "Sunday",   "Monday",  "Tuesday",
+                                             "Wednesday"};
+    /* Mostly inside the span, now and then just outside it. */
+    int64_t t = (int64_t)(salt % (MAX_DATE + 1));
+    if (pick % 8 == 0)
+        t = pick & 8 ? -1 - (int64_t)(salt % 1000000) : MAX_DATE + 1 + (int64_t)pick;
+    char imf[30];
+    memset(imf, '#', sizeof(imf));
+    if (rs_http_format_date(t, imf) < 0) {
+        CHECK(t < 0 || t > MAX_DATE);
+        for (size_t i = 0; i < sizeof(imf); i++)
+            CHECK(imf[i] == '#');
+        return;
+    }
+    CHECK(t >= 0 && t <= MAX_DATE);
+    CHECK(rs_http_parse_date(imf, 29, t) == t);
+    /* "Sun, 06 Nov 1994 08:49:37 GMT" -> its pieces. */
+    int wd = (int)((t / 86400) % 7);
+    char day[3], mon[4], year[5], tod[9];
+    memcpy(day, imf + 5, 2);
+    day[2] = '\0';
+    memcpy(mon, imf + 8, 3);
+    mon[3] = '\0';
+    memcpy(year, imf + 12, 4);
+    year[4] = '\0';
+    memcpy(tod, imf + 17, 8);
+    tod[8] = '\0';
+    char rfc850[40], asct[30];
+    snprintf(rfc850, sizeof(rfc850), "%s, %s-%s-%s %s GMT", long_days[wd], day, mon,
+             year + 2, tod);
+    CHECK(rs_http_parse_date(rfc850, strlen(rfc850), t) == t);
+    snprintf(asct, sizeof(asct), "%.3s %s %c%c %s %s", imf, mon, day[0] == '0' ? ' ' : day[0],
+             day[1], tod, year);
+    CHECK(strlen(asct) == 24);
+    CHECK(rs_http_parse_date(asct, 24, t) == t);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -176,18 +267,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o += sizeof(mid) - 1;
     memcpy(buf + o, data, n);
     o += n;
+    static const char ifr[] = "\r\nIf-Range: ";
+    memcpy(buf + o, ifr, sizeof(ifr) - 1);
+    o += sizeof(ifr) - 1;
+    memcpy(buf + o, data, n);
+    o += n;
     memcpy(buf + o, "\r\n\r\n", 4);
     o += 4;
     parse_checked(buf, o, salt);
 
-    int64_t t = rs_http_parse_date((const char *)data, size);
+    /* 4. The input as an HTTP-date, any form. */
+    int64_t now = (int64_t)(salt % (MAX_DATE + 1));
+    int64_t t = rs_http_parse_date((const char *)data, size, now);
     if (t >= 0) {
         char out[30];
-        CHECK(size == 29);
+        CHECK(size == 29 || size == 24 || (size >= 30 && size <= 33));
+        check_time(t, now);
         CHECK(rs_http_format_date(t, out) == 29);
         /* Leap second ":60" reads as ":59", so compare all but the seconds. */
-        CHECK(memcmp(out, data, 23) == 0);
+        if (size == 29)
+            CHECK(memcmp(out, data, 23) == 0);
+    } else {
+        CHECK(t == -1);
     }
+    check_forms(salt, size >= 16 ? data[15] : 0);
     buf[o] = '\0';
     CHECK(rs_http_content_type(buf) != NULL);
     return 0;

@@ -120,6 +120,11 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (replay(argv[i]) < 0)
             return 1;
+    /* An empty or mistyped corpus directory must not pass as a clean run. */
+    if (replayed == 0) {
+        fprintf(stderr, "fuzz_replay: no input found to replay\n");
+        return 1;
+    }
     printf("fuzz_replay: %u inputs replayed, all passed\n", replayed);
     return 0;
 }

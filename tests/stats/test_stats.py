@@ -45,6 +45,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from skip_reason import skip, uring_available  # noqa: E402
+
 RINGSERVE, RINGBENCH = sys.argv[1], sys.argv[2]
 VARIANT = sys.argv[3:]
 CONNS, ROUNDS, SIZE = 20, 300, 100
@@ -52,7 +55,7 @@ WAIT_S = 30.0  # bound on every wait for a state (never reached when all is well
 
 COUNTERS = ['accepted', 'rejected', 'closed', 'bytes_in', 'bytes_out', 'dropped',
             'recvs', 'sends', 'round_trips', 'enobufs', 'copies', 'accept_pauses',
-            'idle_closed', 'bundles', 'zc_copied', 'turns', 'completions', 'waits']
+            'idle_closed', 'bundles', 'cq_overflows', 'zc_copied', 'turns', 'completions', 'waits']
 GAUGES = ['conns', 'lent', 'starved']
 RATES = ['round_trips_per_s', 'bytes_in_per_s', 'bytes_out_per_s',
          'completions_per_turn', 'waits_per_s', 'turns_per_s']
@@ -85,10 +88,13 @@ class Server:
             time.sleep(0.02)
         text = self.text()
         self.stop()
-        if 'unavailable' in text and '--backend=uring' in VARIANT:
-            print('SKIP: io_uring unavailable: ' + text.strip().splitlines()[-1])
-            sys.exit(77)
+        # A skip only when the probe says io_uring is unavailable here (the
+        # form scripts/test-summary.py checks), and never over failures
+        # already found: any other start-up failure fails.
+        if not failures and '--backend=uring' in VARIANT and not uring_available(RINGSERVE):
+            skip('io_uring unavailable: ' + text.strip().splitlines()[-1])
         print('server did not start: %s\n%s' % (' '.join(self.argv), text))
+        print('%d failure(s) before' % len(failures))
         sys.exit(1)
 
     def text(self):
@@ -362,14 +368,22 @@ def test_sched(mode):
         for s in socks:  # a message each: a loop turn after the accepts
             s.sendall(b'ping')
             check(s.recv(4) == b'ping', 'no echo')
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline and want not in policies(srv.proc.pid):
-            time.sleep(0.02)
-        check(want in policies(srv.proc.pid),
-              '--sched=%s, 4 connections: thread policies %r, expected one %d' % (
-                  mode or '(default)', policies(srv.proc.pid), want))
         if mode == 'normal':
-            check(SCHED_BATCH not in policies(srv.proc.pid), '--sched=normal, yet batch')
+            # The main thread is always SCHED_OTHER, so "SCHED_OTHER is
+            # among the threads" proves nothing. The check is that no loop
+            # switched: a loop switches at the end of the turn that accepted
+            # its 4th connection (core/loop.c sched_auto), before the echoes
+            # above could come back, so --sched=auto would be batch by now.
+            check(SCHED_BATCH not in policies(srv.proc.pid),
+                  '--sched=normal, 4 connections: thread policies %r, yet batch' %
+                  policies(srv.proc.pid))
+        else:
+            deadline = time.monotonic() + WAIT_S
+            while time.monotonic() < deadline and want not in policies(srv.proc.pid):
+                time.sleep(0.02)
+            check(want in policies(srv.proc.pid),
+                  '--sched=%s, 4 connections: thread policies %r, expected one %d' % (
+                      mode or '(default)', policies(srv.proc.pid), want))
     finally:
         for s in socks:
             s.close()

@@ -26,7 +26,7 @@ static int fk_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
     (void)n;
     loop->backend = calloc(1, sizeof(struct fake_state));
     /* scripted: any op kind is fine */
-    loop->caps = RS_CAP_CONNECT | RS_CAP_SOCKET | RS_CAP_SOCKET_DIRECT;
+    loop->caps = RS_CAP_CONNECT | RS_CAP_SOCKET | RS_CAP_SOCKET_DIRECT | RS_CAP_FILE_OPS;
     return loop->backend ? 0 : -ENOMEM;
 }
 
@@ -52,6 +52,7 @@ static int fk_submit(struct rs_loop *loop, struct rs_op *op)
         return -EBUSY;
     }
     assert(f->ninflight < FAKE_MAX_OPS);
+    op->bk_gen++; /* as io_uring does: a new generation per submit */
     f->inflight_cancelled[f->ninflight] = false;
     f->inflight[f->ninflight++] = op;
     f->submits[op->kind]++;
@@ -81,9 +82,14 @@ int fake_run(struct rs_loop *loop)
     while (f->nqueue > 0) {
         struct rs_op *op = f->queue[0].op;
         struct rs_completion c = f->queue[0].c;
+        int gen = f->queue[0].gen;
         memmove(&f->queue[0], &f->queue[1],
                 (size_t)(f->nqueue - 1) * sizeof(f->queue[0]));
         f->nqueue--;
+        if (gen >= 0 && (uint8_t)gen != op->bk_gen) {
+            f->stale_dropped++;
+            continue;
+        }
         int i = find_inflight(f, op);
         assert(i >= 0); /* completing an op that is not in flight */
         if (!(c.flags & RS_CF_MORE)) {
@@ -138,8 +144,9 @@ static void fk_wake(struct rs_loop *loop)
 
 static void fk_buf_release(struct rs_loop *loop, uint16_t bid)
 {
+    if (!rs_bufpool_unlend(&loop->pool, bid))
+        return;
     fake(loop)->released[bid]++;
-    rs_bufpool_unlend(&loop->pool, bid);
     rs_bufpool_put(&loop->pool, bid);
 }
 
@@ -187,7 +194,15 @@ void fake_complete(struct rs_loop *loop, struct rs_op *op, int32_t res, uint32_t
     f->queue[f->nqueue].op = op;
     f->queue[f->nqueue].c =
         (struct rs_completion){.res = res, .flags = flags, .bid = bid};
+    f->queue[f->nqueue].gen = -1;
     f->nqueue++;
+}
+
+void fake_complete_gen(struct rs_loop *loop, struct rs_op *op, uint8_t gen, int32_t res)
+{
+    struct fake_state *f = fake(loop);
+    fake_complete(loop, op, res, 0, 0);
+    f->queue[f->nqueue - 1].gen = gen;
 }
 
 uint16_t fake_lend(struct rs_loop *loop, const void *data, uint32_t len)
@@ -229,4 +244,13 @@ bool fake_send_reads(const struct rs_op *op, const void *lo, const void *hi)
         if (overlaps(m->msg_iov[i].iov_base, m->msg_iov[i].iov_len, lo, hi))
             return true;
     return false;
+}
+
+int fake_loop_init(struct rs_loop *loop, struct rs_config *cfg)
+{
+    rs_config_defaults(cfg);
+    cfg->buffers = 16;
+    cfg->buffer_size = 64;
+    char err[128];
+    return rs_loop_init(loop, &fake_backend, cfg, err, sizeof(err));
 }

@@ -21,7 +21,9 @@ struct fake_state {
     struct {
         struct rs_op *op;
         struct rs_completion c;
+        int gen; /* >= 0: delivered only if the op is still in this generation */
     } queue[FAKE_MAX_OPS];
+    int stale_dropped; /* completions dropped for an older generation */
     int nqueue;
     int submits[32]; /* per kind */
     uint32_t released[RS_BUFPOOL_MAX];
@@ -49,12 +51,21 @@ struct fake_state {
 extern const struct rs_backend_ops fake_backend;
 struct fake_state *fake(struct rs_loop *loop);
 
+/* cfg: the defaults with a small pool (16 buffers of 64 bytes); then a
+ * loop on the fake backend with it. 0 or -errno. */
+int fake_loop_init(struct rs_loop *loop, struct rs_config *cfg);
+
 /* The op of this kind and fd in flight, or NULL. */
 struct rs_op *fake_find(struct rs_loop *loop, uint8_t kind, int fd);
 bool fake_was_cancelled(struct rs_loop *loop, struct rs_op *op);
 /* Script a completion; delivered by the next run(). */
 void fake_complete(struct rs_loop *loop, struct rs_op *op, int32_t res, uint32_t flags,
                    uint16_t bid);
+/* Script a completion of an earlier use of op (generation gen, as
+ * op->bk_gen was then), as a kernel may still post one: like io_uring,
+ * the next run() drops it when the op has moved on to another generation
+ * (each submit bumps bk_gen). */
+void fake_complete_gen(struct rs_loop *loop, struct rs_op *op, uint8_t gen, int32_t res);
 /* Lend a pool buffer filled with data, as a kernel recv would. */
 uint16_t fake_lend(struct rs_loop *loop, const void *data, uint32_t len);
 /* The bytes a send op covers (buf/len, or the iovecs of an RS_OPF_MSG

@@ -158,7 +158,7 @@ static long registered_events(int fd)
 static void test_epoll_lt_failed_ctl_is_retried(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op recv_op;
+    struct rs_op recv_op = {0};
     rs_op_init(&recv_op, RS_OP_RECV, fx->sv[0], record_fn, fx);
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
     assert_true(registered_events(fx->sv[0]) & EPOLLIN);
@@ -184,7 +184,7 @@ static void test_epoll_lt_failed_ctl_is_retried(void **state)
 static void test_epoll_lt_failed_mod_falls_back_to_del(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op recv_op, send_op;
+    struct rs_op recv_op = {0}, send_op = {0};
     rs_op_init(&recv_op, RS_OP_RECV, fx->sv[0], record_fn, fx);
     rs_op_init(&send_op, RS_OP_SEND, fx->sv[0], record_fn, fx);
     /* Fill the socket so a send must wait for EPOLLOUT. */
@@ -212,7 +212,7 @@ static void test_epoll_lt_failed_mod_falls_back_to_del(void **state)
 static void test_epoll_refused_close_leaves_fd_open(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op close_op;
+    struct rs_op close_op = {0};
     rs_op_init(&close_op, RS_OP_CLOSE, fx->sv[0], record_fn, fx);
     malloc_failures = 1; /* the completion queue's first allocation */
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &close_op), -ENOMEM);
@@ -230,7 +230,7 @@ static void test_epoll_refused_close_leaves_fd_open(void **state)
 static void test_epoll_refused_cancel_leaves_op_armed(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op recv_op;
+    struct rs_op recv_op = {0};
     rs_op_init(&recv_op, RS_OP_RECV, fx->sv[0], record_fn, fx);
     assert_int_equal(fx->loop.ops->submit(&fx->loop, &recv_op), 0);
     malloc_failures = 1;
@@ -247,7 +247,7 @@ static void test_epoll_refused_cancel_leaves_op_armed(void **state)
 static void test_epoll_refused_send_sends_nothing(void **state)
 {
     struct fixture *fx = *state;
-    struct rs_op send_op;
+    struct rs_op send_op = {0};
     rs_op_init(&send_op, RS_OP_SEND, fx->sv[0], record_fn, fx);
     send_op.buf = "hello";
     send_op.len = 5;

@@ -329,6 +329,23 @@ static void test_http_parse_paths(void **state)
         {"http://host/%2e%2e/x", -404, NULL, false},
         {"http://user@host/a", 0, "a", false},
         {"http://ho%2fst/a", -400, NULL, false},
+        /* IPv6 literals (RFC 3986 IP-literal), with and without a port. */
+        {"http://[::1]:8080/x", 0, "x", false},
+        {"http://[::1]/x", 0, "x", false},
+        {"http://[::1]", 0, "", true},
+        {"http://[::1]?q", 0, "", true},
+        {"http://[2001:db8::a:1]:80/a/b", 0, "a/b", false},
+        {"http://[::ffff:192.0.2.1]/x", 0, "x", false},
+        {"http://user@[::1]:8/x", 0, "x", false},
+        {"http://[::1/x", -400, NULL, false},
+        {"http://[]/x", -400, NULL, false},
+        {"http://[::1]x/y", -400, NULL, false},
+        {"http://[::g]/x", -400, NULL, false},
+        {"http://[v1.x]/x", -400, NULL, false},
+        {"http://[fe80::1%25eth0]/x", -400, NULL, false},
+        {"http://h[::1]/x", -400, NULL, false},
+        {"http://]/x", -400, NULL, false},
+        {"/[::1]", -400, NULL, false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const struct path_case *c = &cases[i];
@@ -451,6 +468,14 @@ static void test_http_range_resolve(void **state)
     }
 }
 
+/* 2026-12-07 04:00:00 UTC: the clock of the tests that need one. */
+#define NOW 1796616000LL
+
+static int parse_now(const char *s, int64_t now)
+{
+    return rs_http_parse_at(s, strlen(s), now, &req);
+}
+
 static void test_http_parse_if_modified_since(void **state)
 {
     (void)state;
@@ -458,13 +483,97 @@ static void test_http_parse_if_modified_since(void **state)
                       "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n") > 0);
     assert_true(req.has_ims);
     assert_int_equal(req.ims, 784111777);
-    /* Other date forms and junk are ignored, not errors. */
+    /* RFC 9110 5.6.7: all three forms of HTTP-date. */
     assert_true(parse("GET /f HTTP/1.1\r\nHost: x\r\n"
                       "If-Modified-Since: Sunday, 06-Nov-94 08:49:37 GMT\r\n\r\n") > 0);
-    assert_false(req.has_ims);
+    assert_true(req.has_ims);
+    assert_int_equal(req.ims, 784111777);
+    assert_true(parse("GET /f HTTP/1.1\r\nHost: x\r\n"
+                      "If-Modified-Since: Sun Nov  6 08:49:37 1994\r\n\r\n") > 0);
+    assert_true(req.has_ims);
+    assert_int_equal(req.ims, 784111777);
+    /* Junk is ignored, not an error. */
     assert_true(
         parse("GET /f HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: yesterday\r\n\r\n") > 0);
     assert_false(req.has_ims);
+    /* A date later than the server's clock is invalid (RFC 9110 13.1.3):
+     * ignored. The second itself is not in the future. */
+    const char *at_now = "GET /f HTTP/1.1\r\nHost: x\r\n"
+                         "If-Modified-Since: Mon, 07 Dec 2026 04:00:00 GMT\r\n\r\n";
+    assert_true(parse_now(at_now, NOW) > 0);
+    assert_true(req.has_ims);
+    assert_int_equal(req.ims, NOW);
+    assert_true(parse_now(at_now, NOW - 1) > 0);
+    assert_false(req.has_ims);
+    assert_int_equal(req.ims, -1);
+    assert_true(parse("GET /f HTTP/1.1\r\nHost: x\r\n"
+                      "If-Modified-Since: Fri, 31 Dec 9999 23:59:59 GMT\r\n\r\n") > 0);
+    assert_false(req.has_ims);
+}
+
+static void test_http_parse_if_range(void **state)
+{
+    (void)state;
+    const int64_t mtime = 784111777; /* Sun, 06 Nov 1994 08:49:37 GMT */
+    assert_true(parse_now("GET /f HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n"
+                          "If-Range: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+                          NOW) > 0);
+    assert_true(req.has_range);
+    assert_true(req.has_if_range);
+    assert_int_equal(req.if_range, mtime);
+    /* The date matches: the Range applies. */
+    assert_true(rs_http_range_applies(&req, mtime, NOW));
+    /* The file changed (any other second, before or after): it does not. */
+    assert_false(rs_http_range_applies(&req, mtime + 1, NOW));
+    assert_false(rs_http_range_applies(&req, mtime - 1, NOW));
+    /* A file without a date (-1) matches nothing. */
+    assert_false(rs_http_range_applies(&req, -1, NOW));
+    /* Not a strong validator: the file's second has not ended yet, it may
+     * still change within it (RFC 9110 8.8.2.2). */
+    assert_false(rs_http_range_applies(&req, mtime, mtime));
+    assert_true(rs_http_range_applies(&req, mtime, mtime + 1));
+
+    /* The other date forms are dates too. */
+    assert_true(parse_now("GET /f HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n"
+                          "If-Range: Sunday, 06-Nov-94 08:49:37 GMT\r\n\r\n",
+                          NOW) > 0);
+    assert_true(rs_http_range_applies(&req, mtime, NOW));
+    assert_true(parse_now("GET /f HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n"
+                          "If-Range: Sun Nov  6 08:49:37 1994\r\n\r\n",
+                          NOW) > 0);
+    assert_true(rs_http_range_applies(&req, mtime, NOW));
+
+    /* An entity-tag (this server sends none), junk, an empty value, two
+     * If-Range headers (even agreeing ones): never a match. */
+    static const char *const never[] = {
+        "If-Range: \"abc\"\r\n",
+        "If-Range: W/\"abc\"\r\n",
+        "If-Range: yesterday\r\n",
+        "If-Range:\r\n",
+        "If-Range: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+        "If-Range: Sun, 06 Nov 1994 08:49:37 GMT\r\n",
+    };
+    for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
+        char buf[512];
+        snprintf(buf, sizeof(buf),
+                 "GET /f HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n%s\r\n", never[i]);
+        assert_true(parse_now(buf, NOW) > 0);
+        assert_true(req.has_range);
+        assert_true(req.has_if_range);
+        assert_int_equal(req.if_range, -1);
+        if (rs_http_range_applies(&req, mtime, NOW))
+            fail_msg("%s: the Range applies", never[i]);
+    }
+    /* Without If-Range a Range applies whatever the file's date; without
+     * a Range there is nothing to apply. */
+    assert_true(parse_now("GET /f HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n", NOW) >
+                0);
+    assert_false(req.has_if_range);
+    assert_true(rs_http_range_applies(&req, -1, NOW));
+    assert_true(parse_now("GET /f HTTP/1.1\r\nHost: x\r\n"
+                          "If-Range: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+                          NOW) > 0);
+    assert_false(rs_http_range_applies(&req, mtime, NOW));
 }
 
 static void test_http_date(void **state)
@@ -479,12 +588,21 @@ static void test_http_date(void **state)
     assert_string_equal(out, "Tue, 29 Feb 2000 00:00:00 GMT");
     assert_int_equal(rs_http_format_date(253402300799LL, out), 29);
     assert_string_equal(out, "Fri, 31 Dec 9999 23:59:59 GMT");
-    assert_int_equal(rs_http_format_date(-1, out), -1);
-    assert_int_equal(rs_http_format_date(253402300800LL, out), -1);
+    /* Out of range: -1, and nothing written (the caller must not print
+     * what it did not get). */
+    static const int64_t outside[] = {-1, -315619200 /* 1960 */, 253402300800LL,
+                                      253402300800LL + 86400 * 366 /* 10001 */,
+                                      INT64_MIN, INT64_MAX};
+    for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++) {
+        memset(out, 'x', sizeof(out));
+        assert_int_equal(rs_http_format_date(outside[i], out), -1);
+        for (size_t k = 0; k < sizeof(out); k++)
+            assert_int_equal(out[k], 'x');
+    }
     /* Round trips over a spread of times, one a day apart plus noise. */
     for (int64_t t = 0; t < 4102444800LL; t += 86400 * 37 + 3671) {
         assert_int_equal(rs_http_format_date(t, out), 29);
-        assert_int_equal(rs_http_parse_date(out, 29), t);
+        assert_int_equal(rs_http_parse_date(out, 29, NOW), t);
     }
     static const char *bad[] = {
         "Sun, 06 Nov 1994 08:49:37 UTC", "Mon, 06 Nov 1994 08:49:37 GMT", /* weekday */
@@ -492,10 +610,69 @@ static void test_http_date(void **state)
         "Sun, 06 Nov 1994 08:60:00 GMT", "Sun, 06 Xyz 1994 08:49:37 GMT",
         "Thu, 29 Feb 2001 00:00:00 GMT", "Wed, 31 Dec 1969 23:59:59 GMT",
         "Sun, 00 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 GMT ",
+        "sun, 06 Nov 1994 08:49:37 GMT", "Sun, 06 nov 1994 08:49:37 GMT", /* case */
+        "Sun, 06 Nov 1994 08:49:37 gmt",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        if (rs_http_parse_date(bad[i], strlen(bad[i])) != -1)
+        if (rs_http_parse_date(bad[i], strlen(bad[i]), NOW) != -1)
             fail_msg("\"%s\" parsed", bad[i]);
+}
+
+/* RFC 850 and asctime dates, their bounds and their two-digit years. */
+static void test_http_date_forms(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        int64_t now, want;
+    } cases[] = {
+        {"Sunday, 06-Nov-94 08:49:37 GMT", NOW, 784111777},
+        {"Sun Nov  6 08:49:37 1994", NOW, 784111777},
+        {"Sun Nov 06 08:49:37 1994", NOW, 784111777},
+        {"Thursday, 01-Jan-70 00:00:00 GMT", 86400, 0}, /* in 2026 it is 2070 */
+        {"Thu Jan  1 00:00:00 1970", NOW, 0},
+        {"Fri Dec 31 23:59:59 9999", NOW, 253402300799LL},
+        {"Wednesday, 09-Sep-26 01:46:40 GMT", NOW, 1788918400},
+        {"Tuesday, 29-Feb-00 00:00:00 GMT", NOW, 951782400},
+        {"Tue Feb 29 00:00:00 2000", NOW, 951782400},
+        {"Sun Nov  6 08:49:60 1994", NOW, 784111799}, /* a leap second is :59 */
+        /* Two-digit years (RFC 9110 5.6.7): more than 50 years ahead of the
+         * clock means the century before. In 2026, "76" is 2076 and "77"
+         * is 1977; in 1994, "44" is 2044 and "45" is 1945 (before 1970:
+         * refused). */
+        {"Saturday, 01-Jan-77 00:00:00 GMT", NOW, 220924800},
+        {"Wednesday, 01-Jan-76 00:00:00 GMT", NOW, 3345062400LL},
+        {"Friday, 01-Jan-44 00:00:00 GMT", 784111777, 2335219200LL},
+        {"Monday, 01-Jan-45 00:00:00 GMT", 784111777, -1},
+        /* Malformed: each breaks one rule. */
+        {"Sun, 06-Nov-94 08:49:37 GMT", NOW, -1},     /* short day name */
+        {"Sunday, 06-Nov-1994 08:49:37 GMT", NOW, -1}, /* four-digit year */
+        {"Sunday, 6-Nov-94 08:49:37 GMT", NOW, -1},
+        {"Sunday 06-Nov-94 08:49:37 GMT", NOW, -1},
+        {"Sunday, 06 Nov 94 08:49:37 GMT", NOW, -1},
+        {"Monday, 06-Nov-94 08:49:37 GMT", NOW, -1}, /* weekday */
+        {"Sunday, 06-Nov-94 08:49:37 UTC", NOW, -1},
+        {"sunday, 06-Nov-94 08:49:37 GMT", NOW, -1},
+        {"Funday, 06-Nov-94 08:49:37 GMT", NOW, -1},
+        {"Sunday, 31-Nov-94 08:49:37 GMT", NOW, -1},
+        {"Sun Nov 6 08:49:37 1994", NOW, -1}, /* no padding */
+        {"Sun Nov  6 08:49:37 1994 ", NOW, -1},
+        {"Sun Nov  6 08:49:37 94", NOW, -1},
+        {"Mon Nov  6 08:49:37 1994", NOW, -1},
+        {"Sun Nov  6 8:49:37 1994 ", NOW, -1},
+        {"Sun Nov x6 08:49:37 1994", NOW, -1},
+        {"Sun Nov  6 08:49:37 GMT", NOW, -1},
+        {"Wed Dec 31 23:59:59 1969", NOW, -1},
+        {"Thu Feb 29 00:00:00 2001", NOW, -1},
+        {"Sun Nov  6 24:00:00 1994", NOW, -1},
+        {"", NOW, -1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t t = rs_http_parse_date(cases[i].s, strlen(cases[i].s), cases[i].now);
+        if (t != cases[i].want)
+            fail_msg("\"%s\": %lld, want %lld", cases[i].s, (long long)t,
+                     (long long)cases[i].want);
+    }
 }
 
 static void test_http_content_type_and_reason(void **state)
@@ -534,7 +711,9 @@ int main(void)
         cmocka_unit_test(test_http_parse_range),
         cmocka_unit_test(test_http_range_resolve),
         cmocka_unit_test(test_http_parse_if_modified_since),
+        cmocka_unit_test(test_http_parse_if_range),
         cmocka_unit_test(test_http_date),
+        cmocka_unit_test(test_http_date_forms),
         cmocka_unit_test(test_http_content_type_and_reason),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

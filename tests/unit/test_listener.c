@@ -46,12 +46,7 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *fx = calloc(1, sizeof(*fx));
-    rs_config_defaults(&fx->cfg);
-    fx->cfg.buffers = 16;
-    fx->cfg.buffer_size = 64;
-    char err[128];
-    assert_int_equal(rs_loop_init(&fx->loop, &fake_backend, &fx->cfg, err, sizeof(err)),
-                     0);
+    assert_int_equal(fake_loop_init(&fx->loop, &fx->cfg), 0);
     fx->lfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fx->lfd >= 0);
     assert_int_equal(rs_listener_start(&fx->loop, fx->lfd), 0);

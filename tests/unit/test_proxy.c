@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "fake_backend.h"
+#include "log.h"
 #include "loop.h"
 #include "protocol.h"
 #include "proxy.h"
@@ -252,23 +253,86 @@ static void test_proxy_backpressure_across_the_pair(void **state)
     close_upstream(fx, u);
 }
 
-/* A reset on the upstream side aborts the client, dropping what was queued
- * for it, and every buffer comes back. */
-static void test_proxy_upstream_reset_closes_both(void **state)
+/* A reset on the upstream side reaches the client as a reset, after every
+ * byte already read from the upstream: the client's queue is sent, no FIN
+ * (shutdown) is ever submitted, and the close carries RS_OPF_RESET. Every
+ * buffer comes back; the counters tell the reset apart from a close. */
+static void test_proxy_upstream_reset_resets_client(void **state)
 {
     struct fixture *fx = *state;
     int u = open_session(fx, 7001);
     complete(fx, RS_OP_CONNECT, u, 0);
     uint16_t b = recv_data(fx, u, "partial");
-    recv_data(fx, u, "queued");
+    uint16_t b2 = recv_data(fx, u, "queued");
     complete(fx, RS_OP_RECV, u, -ECONNRESET);
     close_upstream(fx, u);
-    /* The client is aborted: its recv and send cancelled. */
+    assert_int_equal(fx->loop.stats.resets_in, 1);
+    /* The client reads no more, but what was read for it still goes. */
     assert_true(fake_was_cancelled(&fx->loop, op_of(fx, RS_OP_RECV, CLIENT)));
-    assert_true(fake_was_cancelled(&fx->loop, op_of(fx, RS_OP_SEND, CLIENT)));
+    struct rs_op *snd = op_of(fx, RS_OP_SEND, CLIENT);
+    assert_non_null(snd);
+    assert_false(fake_was_cancelled(&fx->loop, snd));
     complete(fx, RS_OP_RECV, CLIENT, -ECANCELED);
-    complete(fx, RS_OP_SEND, CLIENT, -ECANCELED);
+    complete(fx, RS_OP_SEND, CLIENT, 7); /* "partial" */
     assert_int_equal(fake(&fx->loop)->released[b], 1);
+    assert_non_null(op_of(fx, RS_OP_SEND, CLIENT));
+    complete(fx, RS_OP_SEND, CLIENT, 6); /* "queued" */
+    assert_int_equal(fake(&fx->loop)->released[b2], 1);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_SHUTDOWN], 0);
+    struct rs_op *cl = op_of(fx, RS_OP_CLOSE, CLIENT);
+    assert_non_null(cl);
+    assert_true(cl->flags & RS_OPF_RESET);
+    assert_int_equal(fx->loop.stats.resets_out, 1);
+    complete(fx, RS_OP_CLOSE, CLIENT, 0);
+}
+
+/* The mirror image: the client resets mid-upload. What it sent before is
+ * forwarded to the upstream, which is then reset, never shut down. */
+static void test_proxy_client_reset_resets_upstream(void **state)
+{
+    struct fixture *fx = *state;
+    int u = open_session(fx, 7001);
+    complete(fx, RS_OP_CONNECT, u, 0);
+    recv_data(fx, CLIENT, "upload, first part");
+    complete(fx, RS_OP_RECV, CLIENT, -ECONNRESET);
+    complete(fx, RS_OP_CLOSE, CLIENT, 0);
+    assert_int_equal(fx->loop.stats.resets_in, 1);
+    struct rs_op *snd = op_of(fx, RS_OP_SEND, u);
+    assert_non_null(snd);
+    assert_false(fake_was_cancelled(&fx->loop, snd));
+    assert_true(fake_was_cancelled(&fx->loop, op_of(fx, RS_OP_RECV, u)));
+    complete(fx, RS_OP_RECV, u, -ECANCELED);
+    complete(fx, RS_OP_SEND, u, 18);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_SHUTDOWN], 0);
+    struct rs_op *cl = op_of(fx, RS_OP_CLOSE, u);
+    assert_non_null(cl);
+    assert_true(cl->flags & RS_OPF_RESET);
+    close_upstream(fx, u);
+    assert_int_equal(fx->loop.stats.resets_out, 1);
+}
+
+/* A peer that stops reading cannot hold a reset back for good: the flush
+ * is bounded by --drain-timeout without progress, and the close still
+ * resets. */
+static void test_proxy_reset_flush_is_bounded(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.drain_timeout_ms = 1000;
+    int u = open_session(fx, 7001);
+    complete(fx, RS_OP_CONNECT, u, 0);
+    recv_data(fx, u, "never read");
+    complete(fx, RS_OP_RECV, u, -ECONNRESET);
+    close_upstream(fx, u);
+    complete(fx, RS_OP_RECV, CLIENT, -ECANCELED);
+    struct rs_op *snd = op_of(fx, RS_OP_SEND, CLIENT);
+    assert_false(fake_was_cancelled(&fx->loop, snd));
+    fx->loop.now_ms += 1000;
+    rs_timer_run_due(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, snd));
+    complete(fx, RS_OP_SEND, CLIENT, -ECANCELED);
+    struct rs_op *cl = op_of(fx, RS_OP_CLOSE, CLIENT);
+    assert_non_null(cl);
+    assert_true(cl->flags & RS_OPF_RESET);
     complete(fx, RS_OP_CLOSE, CLIENT, 0);
 }
 
@@ -365,6 +429,19 @@ static void test_proxy_upstream_socket_fails(void **state)
     assert_int_equal(fake(&fx->loop)->submits[RS_OP_CONNECT], 0);
 }
 
+/* The session for 7001 failed before its connect: its client is closed,
+ * then the round robin goes on to 7002 and comes back to 7001, which was
+ * not marked down. */
+static void expect_7001_still_up(struct fixture *fx)
+{
+    complete(fx, RS_OP_RECV, CLIENT, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, CLIENT, 0);
+    int u = open_session(fx, 7002);
+    abort_session(fx, u);
+    u = open_session(fx, 7001); /* not skipped */
+    abort_session(fx, u);
+}
+
 /* A socket the backend could not make (EMFILE: out of descriptors here)
  * is no sign of the upstream being down: the next sessions keep the round
  * robin. (The proxy marked every upstream it failed a socket for as down,
@@ -375,13 +452,52 @@ static void test_proxy_local_socket_failure_marks_nothing_down(void **state)
     struct fixture *fx = *state;
     open_session_socket(fx); /* for 7001 */
     complete(fx, RS_OP_SOCKET, -1, -EMFILE);
-    complete(fx, RS_OP_RECV, CLIENT, -ECANCELED);
-    complete(fx, RS_OP_CLOSE, CLIENT, 0);
-    int u = open_session(fx, 7002);
-    abort_session(fx, u);
-    u = open_session(fx, 7001); /* not skipped */
-    abort_session(fx, u);
+    expect_7001_still_up(fx);
     assert_int_equal(fx->loop.stats.connect_failed, 1);
+}
+
+/* The connect timer fires while the upstream's socket is still being made
+ * (a slow or refused socket op): the connect never started, so the
+ * upstream is not marked down. (It was, and a healthy upstream was skipped
+ * for 2 s.) */
+static void test_proxy_timeout_while_making_socket_marks_nothing_down(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.connect_timeout_ms = 500;
+    open_session_socket(fx); /* for 7001 */
+    fx->loop.now_ms += 500;
+    rs_timer_run_due(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, op_of(fx, RS_OP_SOCKET, -1)));
+    complete(fx, RS_OP_SOCKET, -1, -ECANCELED);
+    assert_int_equal(fx->loop.stats.connect_failed, 1);
+    expect_7001_still_up(fx);
+}
+
+/* No upstream socket could even be started (the backend refused the op):
+ * the client is reset with that error, read before the debug log call
+ * that may change errno (here it does: stderr is closed, so the log's
+ * write fails with EBADF). */
+static void test_proxy_socket_refused_reason_survives_logging(void **state)
+{
+    struct fixture *fx = *state;
+    fake(&fx->loop)->refuse_submit[RS_OP_SOCKET] = 1;
+    int saved_level = rs_log_level, saved_err = dup(2);
+    assert_true(saved_err >= 0);
+    rs_log_level = 1;
+    close(2);
+    struct rs_stream *c = rs_stream_accept(&fx->loop, CLIENT, false, false);
+    int reason = c->close_reason;
+    dup2(saved_err, 2);
+    close(saved_err);
+    rs_log_level = saved_level;
+    assert_int_equal(reason, -EBUSY);
+    assert_true(c->reset);
+    assert_int_equal(fx->loop.stats.connect_failed, 1);
+    assert_null(op_of(fx, RS_OP_RECV, CLIENT)); /* reset before reading */
+    struct rs_op *cl = op_of(fx, RS_OP_CLOSE, CLIENT);
+    assert_non_null(cl);
+    assert_true(cl->flags & RS_OPF_RESET);
+    complete(fx, RS_OP_CLOSE, CLIENT, 0);
 }
 
 /* The client goes away while the upstream's socket is being made: the
@@ -454,7 +570,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_proxy_upstream_half_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proxy_backpressure_across_the_pair,
                                         setup_small, teardown),
-        cmocka_unit_test_setup_teardown(test_proxy_upstream_reset_closes_both, setup,
+        cmocka_unit_test_setup_teardown(test_proxy_upstream_reset_resets_client, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_proxy_client_reset_resets_upstream, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_proxy_reset_flush_is_bounded, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_proxy_refused_upstream_is_skipped, setup,
                                         teardown),
@@ -466,6 +586,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_proxy_client_gone_while_making_socket, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_proxy_drain_closes_both, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_proxy_timeout_while_making_socket_marks_nothing_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proxy_socket_refused_reason_survives_logging,
+                                        setup, teardown),
         cmocka_unit_test(test_proxy_upstream_syntax),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

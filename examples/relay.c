@@ -1,0 +1,213 @@
+/* relay: every connection forwarded to one upstream, both ways.
+ *
+ *   relay --to=HOST:PORT [--listen=HOST:PORT] [--backend=uring|epoll|epoll-lt]
+ *         [--threads=N]
+ *
+ * What it shows: two sockets joined, a server's accepted stream and an
+ * outbound one (rs_stream_connect). Received bytes go to the other socket
+ * from the very buffer the kernel filled (rs_stream_write_lent: no copy);
+ * a stream that has too much queued stops the other side's reading until
+ * it drained (backpressure: memory per pair stays bounded); an EOF on one
+ * side becomes a shutdown on the other once its queue is sent; an error on
+ * one side aborts the other, so a reset stays a reset. The pair's state is
+ * freed when both streams have closed, in whichever order that happens.
+ *
+ * Build against an installed libringserve:
+ *   cc -std=c11 relay.c $(pkg-config --cflags --libs ringserve) -o relay
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ringserve/loop.h>
+#include <ringserve/protocol.h>
+#include <ringserve/server.h>
+#include <ringserve/stream.h>
+
+#define CONNECT_TIMEOUT_MS 3000
+
+/* The program's options: set once by main, read by every loop. */
+static struct {
+    struct sockaddr_storage to;
+    socklen_t tolen;
+} opt;
+
+struct pair {
+    struct rs_stream *client, *upstream; /* NULL once closed */
+};
+
+static struct rs_stream *other(struct rs_stream *s)
+{
+    struct pair *p = s->data;
+    return s == p->client ? p->upstream : p->client;
+}
+
+static void relay_data(struct rs_stream *s, const uint8_t *bytes, uint32_t len,
+                       uint16_t bid)
+{
+    struct rs_stream *to = other(s);
+    if (!to || !rs_stream_is_open(to)) {
+        rs_stream_release(s, bid);
+        return;
+    }
+    rs_stream_write_lent(to, bytes, len, bid);
+    if (rs_stream_pending(to) > s->loop->cfg->max_pending)
+        rs_stream_read_stop(s); /* resumed by to's on_writable */
+}
+
+static void relay_writable(struct rs_stream *s)
+{
+    struct rs_stream *from = other(s);
+    if (from && rs_stream_is_open(from))
+        rs_stream_read_start(from);
+}
+
+/* One side is done sending: pass its EOF on, after what is queued. */
+static void relay_eof(struct rs_stream *s)
+{
+    struct rs_stream *to = other(s);
+    if (to && rs_stream_is_open(to))
+        rs_stream_shutdown(to);
+}
+
+static void relay_close(struct rs_stream *s, int reason)
+{
+    struct pair *p = s->data;
+    struct rs_stream *to = other(s);
+    if (s == p->client)
+        p->client = NULL;
+    else
+        p->upstream = NULL;
+    if (to && rs_stream_is_open(to)) {
+        if (reason < 0)
+            rs_stream_abort_reason(to, reason); /* a reset stays a reset */
+        else
+            rs_stream_close(to);
+    }
+    if (!p->client && !p->upstream)
+        free(p);
+}
+
+static void relay_connected(struct rs_stream *s, int res)
+{
+    (void)s;
+    /* A failed connect closes the upstream stream: relay_close aborts the
+     * client, which then sees a reset. */
+    if (res < 0)
+        fprintf(stderr, "relay: upstream: %s\n", strerror(-res));
+}
+
+static void relay_open(struct rs_stream *client);
+
+/* Both streams of a pair get the same callbacks: accepted ones from the
+ * protocol, outbound ones from relay_open. */
+static const struct rs_protocol relay_proto = {
+    .name = "relay",
+    .cbs = {.on_data = relay_data,
+            .on_eof = relay_eof,
+            .on_writable = relay_writable,
+            .on_connect = relay_connected,
+            .on_close = relay_close},
+    .on_open = relay_open,
+    .descriptors_per_conn = 2,
+};
+
+static void relay_open(struct rs_stream *client)
+{
+    struct pair *p = calloc(1, sizeof(*p));
+    if (!p) {
+        rs_stream_abort_reason(client, -ENOMEM);
+        return;
+    }
+    client->data = p;
+    p->client = client;
+    /* What the client sends before the upstream is up waits in the
+     * upstream stream's queue. */
+    p->upstream = rs_stream_connect(client->loop, (struct sockaddr *)&opt.to, opt.tolen,
+                                    CONNECT_TIMEOUT_MS, &relay_proto.cbs, p);
+    if (!p->upstream)
+        rs_stream_abort_reason(client, -errno);
+}
+
+/* "HOST:PORT" into host and port, split at the last colon ("[::1]:80"). */
+static int split(const char *arg, char *host, size_t hostlen, const char **port)
+{
+    const char *colon = strrchr(arg, ':');
+    if (!colon || colon == arg || (size_t)(colon - arg) >= hostlen)
+        return -1;
+    size_t n = (size_t)(colon - arg);
+    if (arg[0] == '[' && arg[n - 1] == ']')
+        snprintf(host, hostlen, "%.*s", (int)n - 2, arg + 1);
+    else
+        snprintf(host, hostlen, "%.*s", (int)n, arg);
+    *port = colon + 1;
+    return 0;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: relay --to=HOST:PORT [--listen=HOST:PORT] "
+                    "[--backend=uring|epoll|epoll-lt] [--threads=N]\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    struct rs_config cfg;
+    rs_config_defaults(&cfg);
+    static const struct option opts[] = {
+        {"to", required_argument, NULL, 'o'},      {"listen", required_argument, NULL, 'l'},
+        {"backend", required_argument, NULL, 'b'}, {"threads", required_argument, NULL, 't'},
+        {NULL, 0, NULL, 0}};
+    const char *to = NULL, *port;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'o') {
+            to = optarg;
+        } else if (c == 'l') {
+            if (split(optarg, cfg.listen_host, sizeof(cfg.listen_host), &port) < 0)
+                return usage();
+            cfg.listen_port = (uint16_t)atoi(port);
+        } else if (c == 'b') {
+            cfg.backend = strcmp(optarg, "uring") == 0 ? RS_BACKEND_URING : RS_BACKEND_EPOLL;
+            cfg.epoll_mode = strcmp(optarg, "epoll-lt") == 0 ? RS_EPOLL_LT : RS_EPOLL_ET;
+        } else if (c == 't') {
+            cfg.threads = (uint32_t)atoi(optarg);
+        } else {
+            return usage();
+        }
+    }
+    char host[256];
+    if (!to || optind < argc || split(to, host, sizeof(host), &port) < 0)
+        return usage();
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai != 0) {
+        fprintf(stderr, "relay: %s: %s\n", to, gai_strerror(gai));
+        return 2;
+    }
+    memcpy(&opt.to, ai->ai_addr, ai->ai_addrlen);
+    opt.tolen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    cfg.proto = &relay_proto;
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    struct rs_server *srv;
+    int rc = rs_server_start(&cfg, &srv);
+    if (rc < 0)
+        return rc == -EINVAL ? 2 : 1;
+    while (rs_server_wait(srv, 100) == -ETIMEDOUT) {
+        struct timespec now = {0, 0};
+        if (sigtimedwait(&sigs, NULL, &now) > 0)
+            rs_server_stop(srv);
+    }
+    return rs_server_destroy(srv, NULL) < 0 ? 1 : 0;
+}

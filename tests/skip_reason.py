@@ -1,0 +1,22 @@
+"""The Python side of tests/skip_reason.h: a skipping test prints one
+'SKIP-REASON: ...' line that scripts/test-summary.py checks on this
+machine (its docstring lists the allowed reasons), then exits 77.
+
+Test scripts live in tests/<suite>/; they import this module with
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+"""
+import json
+import subprocess
+import sys
+
+
+def uring_available(ringserve):
+    """What `ringserve --probe --json` says: may this process use io_uring?"""
+    p = subprocess.run([ringserve, '--probe', '--json'], stdout=subprocess.PIPE,
+                       universal_newlines=True, timeout=30)
+    return json.loads(p.stdout)['io_uring']['available']
+
+
+def skip(reason):
+    print('SKIP-REASON: ' + reason, flush=True)
+    sys.exit(77)
