@@ -12,7 +12,9 @@
  *
  * The features, each switchable with --uring-features:
  *  - multishot accept/recv: one SQE keeps producing CQEs (IORING_CQE_F_MORE)
- *    until an error, EOF, cancel or -ENOBUFS ends it;
+ *    until an error, EOF, cancel or -ENOBUFS ends it; each multishot recv
+ *    goes with a hang-up guard, a one-shot poll, because the recv itself
+ *    can miss an EOF or reset that came before its last read (hup_rec);
  *  - buf-ring: a provided-buffer ring (built by hand with mmap and
  *    io_uring_register_buf_ring: liburing 2.3 has no io_uring_setup_buf_ring).
  *    The kernel picks a buffer only when data arrives, so idle connections
@@ -149,6 +151,7 @@ enum {
     TAG_INBOX_END = 6, /* the inbox op's cancel, completed from run() */
     TAG_SOCKOPT = 7,   /* a new direct socket's TCP_NODELAY, the op's second step */
     TAG_SPLICE = 8,    /* a step of an RS_OP_SENDFILE (splice.c) */
+    TAG_HUP = 9,       /* a multishot recv's hang-up guard (hup_rec) */
 };
 
 /* RS_OP_SENDFILE's pipe: one splice pair moves up to this much, and every
@@ -165,11 +168,13 @@ enum {
  * into a direct slot, then (RS_OPF_NODELAY) the setsockopt command, bk_ptr
  * the slot. */
 #define BKF_DONE_NOW 32u
+/* A multishot recv with a hang-up guard in flight; bk_ptr is its hup_rec. */
+#define BKF_HUP 64u
 /* RS_OP_RECV without buf-recycle: its IORING_OP_POLL_ADD is in flight, the
  * recv comes next (recv_after_poll) */
-#define BKF_POLL_FIRST 64u
+#define BKF_POLL_FIRST 4u
 /* the core asked for a cancel: a poll that completes anyway issues no recv */
-#define BKF_CANCEL_ASKED 128u
+#define BKF_CANCEL_ASKED 8u
 
 /* A zero-copy send in flight. Its first CQE completes the send (the core
  * may send the next bytes at once); its second, IORING_CQE_F_NOTIF, says
@@ -190,6 +195,34 @@ struct zc_rec {
 struct zc_slab {
     struct zc_slab *next;
     struct zc_rec recs[ZC_SLAB];
+};
+
+/* A multishot recv's hang-up guard: a one-shot IORING_OP_POLL_ADD for
+ * POLLRDHUP|POLLERR|POLLHUP on the same socket, armed with the recv.
+ *
+ * Why: a multishot recv that has read the socket empty (msg_inq 0, no
+ * IORING_CQE_F_SOCK_NONEMPTY) goes back to waiting for a wake-up without
+ * looking at the socket's state again. When the peer's EOF or reset came
+ * before that last read (its wake-up already spent, e.g. found by the
+ * poll armed right after an -EAGAIN, or a queue of more than one issue's
+ * worth of data and then an AF_UNIX EOF), no wake-up ever comes: the recv
+ * stays armed on a dead socket for good (seen on Linux 6.18; liburing
+ * issue 1549 is the same family). A one-shot poll has no such shortcut: it
+ * completes as soon as the state is there, at arm time or later. When it
+ * does while the recv is still armed, a shutdown(SHUT_RD) of our own wakes
+ * the socket's waiters: the recv reads again and reports the EOF, or the
+ * reset (a pending error comes before RCV_SHUTDOWN in a read). Nothing can
+ * arrive after the peer's hang-up, so shutting our reading side loses no
+ * byte. The guard ends with the recv: its final CQE cancels it. */
+struct hup_rec {
+    struct hup_rec *next; /* free list */
+    struct rs_op *op;     /* the recv; NULL once it ended */
+};
+
+#define HUP_SLAB 64
+struct hup_slab {
+    struct hup_slab *next;
+    struct hup_rec recs[HUP_SLAB];
 };
 
 struct ur_state {
@@ -225,6 +258,8 @@ struct ur_state {
      * judge the next one. */
     uint8_t *zc_fd;
     uint32_t zc_fd_cap;       /* descriptors zc_fd covers */
+    struct hup_rec *hup_free; /* recycled hang-up guards */
+    struct hup_slab *hup_slabs;
     struct rs_op *inbox;      /* RS_FD_INBOX accept: where handed connections go */
     struct ur_splice *splice; /* RS_OP_SENDFILE, when the kernel has splice */
     /* RS_OP_SOCKETs whose TCP_NODELAY command found no free SQE: retried
@@ -309,6 +344,90 @@ static void zc_put(struct ur_state *st, struct zc_rec *r)
     st->zc_inflight--;
     r->next = st->zc_free;
     st->zc_free = r;
+}
+
+static struct hup_rec *hup_get(struct ur_state *st)
+{
+    if (!st->hup_free) {
+        /* Slabs live as long as the ring: fini frees guards still out. */
+        struct hup_slab *slab = malloc(sizeof(*slab));
+        if (!slab)
+            return NULL;
+        slab->next = st->hup_slabs;
+        st->hup_slabs = slab;
+        for (size_t i = 0; i < HUP_SLAB; i++) {
+            slab->recs[i].next = st->hup_free;
+            st->hup_free = &slab->recs[i];
+        }
+    }
+    struct hup_rec *r = st->hup_free;
+    st->hup_free = r->next;
+    return r;
+}
+
+static uint64_t hup_ud(const struct hup_rec *r)
+{
+    return (uint64_t)(uintptr_t)r | (uint64_t)TAG_HUP << 56;
+}
+
+/* Arm the guard of a multishot recv just prepared. Without a record or an
+ * SQE the recv goes unguarded, as it always did. */
+static void hup_arm(struct ur_state *st, struct rs_op *op)
+{
+    struct hup_rec *r = hup_get(st);
+    if (!r)
+        return;
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe) {
+        r->next = st->hup_free;
+        st->hup_free = r;
+        return;
+    }
+    io_uring_prep_poll_add(sqe, op->fd, POLLRDHUP | POLLERR | POLLHUP);
+    set_fd(op, sqe);
+    io_uring_sqe_set_data64(sqe, hup_ud(r));
+    r->op = op;
+    op->bk_flags |= BKF_HUP;
+    op->bk_ptr = r;
+}
+
+/* The recv ended (its final CQE): its guard goes too. The record is
+ * recycled when the guard's own CQE comes. */
+static void hup_end(struct ur_state *st, struct rs_op *op)
+{
+    struct hup_rec *r = op->bk_ptr;
+    op->bk_flags &= (uint8_t)~BKF_HUP;
+    op->bk_ptr = NULL;
+    r->op = NULL;
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return; /* it completes at the socket's hang-up or at fini */
+    io_uring_prep_cancel64(sqe, hup_ud(r), 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+}
+
+/* The guard completed: the peer hung up (or it was cancelled). */
+static void on_hup_cqe(struct ur_state *st, struct hup_rec *r, int32_t res)
+{
+    struct rs_op *op = r->op;
+    r->next = st->hup_free;
+    st->hup_free = r;
+    if (!op)
+        return; /* the recv ended first */
+    op->bk_flags &= (uint8_t)~BKF_HUP;
+    op->bk_ptr = NULL;
+    /* A hang-up: EOF or reset (a reset shows all three). An error alone
+     * (POLLERR) need not end the input, so it is left to the recv. */
+    if (res <= 0 || !(res & (POLLRDHUP | POLLHUP)))
+        return;
+    /* The recv is still armed (else op would be NULL), so the descriptor
+     * is still open: the core closes only what has nothing in flight. */
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return;
+    io_uring_prep_shutdown(sqe, op->fd, SHUT_RD);
+    set_fd(op, sqe);
+    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
 }
 
 #define ZC_COPIED 0x80u
@@ -757,6 +876,8 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         return -EINVAL;
     }
     io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
+    if (op->kind == RS_OP_RECV && multi && (st->features & UF_MULTISHOT_RECV))
+        hup_arm(st, op);
     return 0;
 }
 
@@ -943,6 +1064,10 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
         on_zc_cqe(loop, st, (struct zc_rec *)(uintptr_t)(ud & UD_PTR_MASK), cqe);
         return;
     }
+    if (tag == TAG_HUP) {
+        on_hup_cqe(st, (struct hup_rec *)(uintptr_t)(ud & UD_PTR_MASK), cqe->res);
+        return;
+    }
     if (tag == TAG_INBOX) {
         if (st->inbox)
             rs_op_complete(loop, st->inbox, cqe->res,
@@ -980,6 +1105,8 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
     }
     if (op->kind == RS_OP_HANDOFF && cqe->res >= 0)
         close_slot(st, op->fd); /* the other ring has its own reference now */
+    if ((op->bk_flags & BKF_HUP) && !(cqe->flags & IORING_CQE_F_MORE))
+        hup_end(st, op);
     on_op_cqe(loop, st, op, cqe);
 }
 
@@ -1481,6 +1608,11 @@ static void ur_fini(struct rs_loop *loop)
         struct zc_slab *next = st->zc_slabs->next;
         free(st->zc_slabs);
         st->zc_slabs = next;
+    }
+    while (st->hup_slabs) {
+        struct hup_slab *next = st->hup_slabs->next;
+        free(st->hup_slabs);
+        st->hup_slabs = next;
     }
     free(st->zc_hold);
     free(st->br_pos);

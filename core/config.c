@@ -29,6 +29,8 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->nodelay = true;
     cfg->protocol = "echo";
     cfg->fs_threads = 4;
+    cfg->open_file_cache = 64;
+    cfg->open_file_cache_valid_ms = 1000;
     cfg->connect_timeout_ms = 3000;
     cfg->header_timeout_ms = 60000;
 }
@@ -70,6 +72,12 @@ void rs_config_usage(FILE *out)
         "                              to the socket in the kernel (epoll: sendfile(2),\n"
         "                              io_uring: splice through a pipe; default on),\n"
         "                              or off: read into memory, then sent (a copy)\n"
+        "  --open-file-cache=N         http: keep up to N files open per loop, with\n"
+        "                              their statx (default 64; 0 = off); they count\n"
+        "                              against the descriptor budget (--max-conns)\n"
+        "  --open-file-cache-valid=SECONDS  http: re-check a cached file's path after\n"
+        "                              this long; a file replaced, removed or changed\n"
+        "                              is reopened (default 1; 0 = on every request)\n"
         "\n",
         out);
     /* Two strings: ISO C promises only 4,095 characters in one. */
@@ -112,7 +120,8 @@ void rs_config_usage(FILE *out)
         "                              those the server uses and 64 more back)\n"
         "  --idle-timeout=SECONDS      close connections idle this long (default off)\n"
         "  --drain-timeout=MS          on SIGINT/SIGTERM, time to finish in-flight\n"
-        "                              output before closing (default 2000)\n"
+        "                              work; what is left is reset (default 2000;\n"
+        "                              0: reset every connection at once)\n"
         "  --no-nodelay                leave Nagle's algorithm on (TCP_NODELAY off)\n"
         "\n",
         out);
@@ -286,6 +295,8 @@ enum {
     OPT_ROOT,
     OPT_UPSTREAM,
     OPT_CONNECT_TIMEOUT,
+    OPT_OPEN_FILE_CACHE,
+    OPT_OPEN_FILE_CACHE_VALID,
     OPT_HEADER_TIMEOUT,
 };
 
@@ -307,6 +318,8 @@ static const struct option long_opts[] = {
     {"accept", required_argument, NULL, OPT_ACCEPT},
     {"fs-threads", required_argument, NULL, OPT_FS_THREADS},
     {"root", required_argument, NULL, OPT_ROOT},
+    {"open-file-cache", required_argument, NULL, OPT_OPEN_FILE_CACHE},
+    {"open-file-cache-valid", required_argument, NULL, OPT_OPEN_FILE_CACHE_VALID},
     {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
@@ -328,10 +341,11 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Seconds with an optional fraction, 0 (off) or from 0.01 to a day. */
+/* Seconds with an optional fraction, 0 or from 0.01 to a day (what 0 means is
+ * the option's: none, or every time). */
 static int parse_seconds(const char *opt, const char *arg, uint32_t *ms)
 {
-    static const char allowed[] = "seconds: 0 (off) or 0.01 to 86400, e.g. 1 or 0.5";
+    static const char allowed[] = "seconds: 0 or 0.01 to 86400, e.g. 1 or 0.5";
     char *end;
     errno = 0;
     double v = strtod(arg, &end);
@@ -412,6 +426,12 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_FS_THREADS:
         return parse_u32("--fs-threads", arg, 1, 64, "a number from 1 to 64",
                          &cfg->fs_threads);
+    case OPT_OPEN_FILE_CACHE:
+        return parse_u32("--open-file-cache", arg, 0, 65536, "a number from 0 to 65536",
+                         &cfg->open_file_cache);
+    case OPT_OPEN_FILE_CACHE_VALID:
+        return parse_seconds("--open-file-cache-valid", arg,
+                              &cfg->open_file_cache_valid_ms);
     case OPT_ROOT:
         if (!*arg)
             return bad("--root", arg, "a directory");

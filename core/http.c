@@ -45,7 +45,12 @@
  *
  * Lifetime: a session lives until its stream closed AND its last file op
  * completed; a file op cannot be recalled once the kernel or a worker has
- * it. The loop's teardown waits for the stragglers (http_loop_fini).
+ * it. Each file op is a loop request (rs_loop_req_start), so the loop
+ * runs until the stragglers are back, on its own thread.
+ *
+ * Stop (http_stop): idle connections close at once; a response in
+ * progress is finished, its body still flowing (from the file with
+ * sendfile, or read after read without it), then the connection closes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -59,6 +64,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "fcache.h"
 #include "http_parse.h"
 #include "log.h"
 #include "loop.h"
@@ -77,6 +83,7 @@ struct http_loop {
     int64_t date_s;   /* second of the cached Date header */
     char date[40];    /* "Date: IMF-fixdate\r\n", or "" */
     uint8_t *scratch; /* HEAD_ROOM + one pool buffer: small responses */
+    struct rs_fcache fcache; /* open files by path (--open-file-cache) */
 };
 
 enum { ST_IDLE, ST_OPEN, ST_BODY, ST_DEAD };
@@ -99,6 +106,7 @@ struct http_sess {
     bool keep_alive, head_only, is_index, in_paused, small, peer_eof;
     bool in_full; /* input was dropped (in_append): answer what is held, then close */
     int fd;                /* the file (or directory) being served, or -1 */
+    struct rs_fcache_entry *fce; /* fd's cache entry (the cache owns fd), or NULL */
     uint32_t ops;          /* file ops in flight */
     struct rs_file_op fop; /* the open */
     struct statx stx;
@@ -109,6 +117,7 @@ struct http_sess {
     uint64_t next_off, end;    /* next offset to read; end of the range */
     uint32_t rd_head, rd_tail; /* slots in use: [head, tail) modulo READ_AHEAD */
     struct rd_slot rd[READ_AHEAD];
+    /* Both unreferenced: the stream keeps the loop alive. */
     struct rs_timer retry;
     struct rs_timer head_timer; /* the request-head deadline (--header-timeout) */
     char *in;                   /* request bytes not yet parsed */
@@ -215,13 +224,14 @@ static void free_bufs(struct http_sess *h)
     }
 }
 
+static void close_file(struct http_sess *h);
+
 static void sess_free(struct http_sess *h)
 {
     rs_timer_stop(h->loop, &h->retry);
     rs_timer_stop(h->loop, &h->head_timer);
     free_bufs(h);
-    if (h->fd >= 0)
-        close(h->fd); /* a read-only file: close(2) does no IO */
+    close_file(h);
     free(h->in);
     free(h);
 }
@@ -231,6 +241,7 @@ static bool op_done(struct http_sess *h)
 {
     h->ops--;
     h->hl->ops--;
+    rs_loop_req_done(h->loop);
     if (h->s)
         return true;
     if (h->ops == 0)
@@ -248,18 +259,27 @@ static void submit_file_op(struct http_sess *h, struct rs_op *op)
     }
     h->ops++;
     h->hl->ops++;
+    rs_loop_req_start(h->loop); /* the loop lives until it completes */
 }
 
 /* Close the current file at once: a read-only file's close(2) does no IO.
  * (It went through the backend as RS_OP_CLOSE until that op was seen, about
- * once in 30 test runs on io_uring without fixed files, still in flight 5 s
- * after the session closed, leaking the session at exit; the cause is not
- * understood, and a close op buys nothing here.) */
+ * once in 30 test runs on io_uring, still in flight 5 s after the session
+ * closed, leaking the session at exit. The likely cause, since fixed: a
+ * loop ended as soon as its last stream was gone, with the close in
+ * flight, and its teardown ran on the thread that destroyed the server,
+ * where run() on a ring with a registered fd fails at once; the 5 s were
+ * the teardown's bounded retries. Loops now wait for their requests and
+ * finish on their own thread.) */
 static void close_file(struct http_sess *h)
 {
     if (h->fd < 0)
         return;
-    close(h->fd);
+    if (h->fce)
+        rs_fcache_release(&h->hl->fcache, h->fce); /* the cache keeps it open */
+    else
+        close(h->fd);
+    h->fce = NULL;
     h->fd = -1;
 }
 
@@ -314,14 +334,43 @@ static void open_path(struct http_sess *h)
     submit_file_op(h, &h->fop.op);
 }
 
+static void examined(struct http_sess *h);
+static void not_found(struct http_sess *h);
+
+/* h->path from the open-file cache (no open, no statx, no close:
+ * fcache.h), else opened. */
+static void open_file(struct http_sess *h)
+{
+    struct rs_fcache_entry *e =
+        rs_fcache_get(&h->hl->fcache, h->hl->root_fd, h->path, h->loop->now_ms,
+                      h->loop->cfg->open_file_cache_valid_ms);
+    if (e) {
+        h->state = ST_OPEN;
+        h->fce = e;
+        h->fd = e->fd;
+        /* More than one buffer: the statx of the descriptor costs nothing
+         * next to the body, and a file changed in place (truncated,
+         * appended to) is then served at its size of now. */
+        if (e->stx.stx_size > h->loop->pool.size && rs_fcache_refresh(e) < 0) {
+            not_found(h);
+            return;
+        }
+        h->stx = e->stx;
+        examined(h);
+        return;
+    }
+    open_path(h);
+}
+
 static void start_request(struct http_sess *h)
 {
     h->head_only = h->req.method == RS_HTTP_HEAD;
-    h->keep_alive = h->req.keep_alive;
+    /* Stopping: this response is the connection's last. */
+    h->keep_alive = h->req.keep_alive && !rs_loop_stopping(h->loop);
     h->is_index = false;
     size_t n = strlen(h->req.path);
     memcpy(h->path, h->req.path, n + 1);
-    open_path(h);
+    open_file(h);
 }
 
 static void not_found(struct http_sess *h)
@@ -351,6 +400,16 @@ static void send_by_file(struct http_sess *h)
     rs_stream_write_copy(h->s, (const uint8_t *)head, (uint32_t)n);
     int fd = h->fd;
     h->fd = -1;
+    if (h->fce) {
+        /* The stream closes what it is given: a descriptor of its own. */
+        fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        rs_fcache_release(&h->hl->fcache, h->fce);
+        h->fce = NULL;
+        if (fd < 0) {
+            die(h, -errno);
+            return;
+        }
+    }
     rs_stream_write_file(h->s, fd, h->first, h->count);
     finish_response(h);
 }
@@ -434,6 +493,7 @@ static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_compl
         /* ENOENT, ENOTDIR, EXDEV (escape), ELOOP, EACCES...: 404 for all,
          * so a prober learns nothing. EMFILE & co. are ours: 503. */
         if (res == -EMFILE || res == -ENFILE || res == -ENOMEM) {
+            rs_fcache_trim(&h->hl->fcache); /* give back what nobody reads */
             respond_short(h, 503, NULL);
             finish_response(h);
         } else {
@@ -447,8 +507,7 @@ static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_compl
      * while IORING_OP_STATX always goes to an io-wq thread (measured: one
      * hand-off per request and ~1.5x the CPU per 1 KiB request) and the
      * epoll pool would add a second round trip. */
-    if (statx(h->fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_SIZE | STATX_MTIME, &h->stx) <
-        0) {
+    if (statx(h->fd, "", AT_EMPTY_PATH, RS_FCACHE_STATX_MASK, &h->stx) < 0) {
         not_found(h);
         return;
     }
@@ -463,9 +522,21 @@ static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_compl
         memcpy(h->path + n, n ? "/index.html" : "index.html",
                n ? TAIL_LEN + 1 : TAIL_LEN);
         h->is_index = true;
-        open_path(h);
+        open_file(h);
         return;
     }
+    if (S_ISREG(h->stx.stx_mode)) {
+        struct rs_fcache_entry *e =
+            rs_fcache_put(&h->hl->fcache, h->path, h->fd, &h->stx, h->loop->now_ms);
+        if (e)
+            h->fce = e;
+    }
+    examined(h);
+}
+
+/* The file is open and its statx at hand (just now, or from the cache). */
+static void examined(struct http_sess *h)
+{
     /* Not a regular file, or "file.txt/": 404. */
     if (!S_ISREG(h->stx.stx_mode) || (h->req.dir_slash && !h->is_index)) {
         not_found(h);
@@ -806,6 +877,8 @@ static void http_open(struct rs_stream *s)
     h->loop = s->loop;
     h->hl = s->loop->proto_data;
     h->fd = -1;
+    rs_timer_unref(&h->retry);
+    rs_timer_unref(&h->head_timer);
     s->data = h;
     head_deadline_start(h);
 }
@@ -841,27 +914,63 @@ static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    if (rs_fcache_init(&hl->fcache, loop->cfg->open_file_cache) < 0) {
+        close(hl->root_fd);
+        free(hl->scratch);
+        free(hl);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     hl->date_s = -1;
     loop->proto_data = hl;
     return 0;
 }
 
-/* Streams are all closed; file ops of orphaned sessions may still be in
- * flight (a read the kernel started). Let them finish, bounded, so their
- * sessions and buffers come back before the backend goes. */
+/* A graceful stop: a connection between requests ends now (a FIN is how
+ * HTTP/1.1 says "no more requests here"; a client whose next request
+ * crossed it retries, as it must on any keep-alive close); one with a
+ * response in progress or a request head arriving finishes that one,
+ * sent with "Connection: close" where its head is still to come, and
+ * closes after it (finish_response). The drain deadline resets what is
+ * still open. */
+static void http_stop(struct rs_stream *s)
+{
+    struct http_sess *h = s->data;
+    if (!h) {
+        rs_stream_stop(s);
+        return;
+    }
+    h->keep_alive = false;
+    if (h->state == ST_IDLE && h->in_len == 0)
+        rs_stream_close(s); /* queued output (a file body) is sent first */
+}
+
+/* Streams are all closed, and the loop ran until the last file op came
+ * back (each is a loop request): every session is gone. */
 static void http_loop_fini(struct rs_loop *loop)
 {
     struct http_loop *hl = loop->proto_data;
     if (!hl)
         return;
-    for (int i = 0; i < 500 && hl->ops > 0 && !loop->failed; i++)
-        loop->ops->run(loop, 10);
-    if (hl->ops > 0)
+    if (hl->ops > 0) /* only a failed backend leaves them */
         rs_log_error("http: %u file ops still in flight at exit", hl->ops);
+    rs_fcache_fini(&hl->fcache);
     close(hl->root_fd);
     free(hl->scratch);
     free(hl);
     loop->proto_data = NULL;
+}
+
+const struct rs_fcache_stats *rs_http_fcache_stats(const struct rs_loop *loop)
+{
+    const struct http_loop *hl = loop->proto_data;
+    return hl ? &hl->fcache.stats : NULL;
+}
+
+/* The open-file cache's descriptors (fcache.h). */
+static uint32_t http_loop_descriptors(const struct rs_config *cfg)
+{
+    return cfg->open_file_cache;
 }
 
 const struct rs_protocol rs_proto_http = {.name = "http",
@@ -870,6 +979,8 @@ const struct rs_protocol rs_proto_http = {.name = "http",
                                                   .on_writable = http_writable,
                                                   .on_close = http_close},
                                           .on_open = http_open,
+                                          .on_stop = http_stop,
                                           .loop_init = http_loop_init,
                                           .loop_fini = http_loop_fini,
-                                          .descriptors_per_conn = 2};
+                                          .descriptors_per_conn = 2,
+                                          .descriptors_per_loop = http_loop_descriptors};

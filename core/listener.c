@@ -480,6 +480,7 @@ int rs_listener_start(struct rs_loop *loop, int fd)
     l->loop = loop;
     l->fd = fd;
     l->inbox = fd == RS_FD_INBOX;
+    rs_timer_unref(&l->backoff); /* the listener itself keeps the loop alive */
     rs_op_init(&l->op, RS_OP_ACCEPT, fd, on_accept, l);
     loop->listener = l;
     arm(l);
@@ -555,6 +556,11 @@ bool rs_listener_idle(const struct rs_loop *loop)
     const struct rs_listener *l = loop->listener;
     return !l || (!l->armed && l->fd < 0 && !l->close_busy && l->norphans == 0 &&
                   l->handoffs == 0);
+}
+
+bool rs_listener_active(const struct rs_loop *loop)
+{
+    return loop->listener && !loop->listener->stopped;
 }
 
 void rs_listener_abandon(struct rs_loop *loop)

@@ -81,6 +81,8 @@ void rs_listener_conn_closing(struct rs_loop *loop);
 void rs_listener_stream_freed(struct rs_loop *loop, bool accepted);
 /* True when the listener has no op in flight and its socket is closed. */
 bool rs_listener_idle(const struct rs_loop *loop);
+/* Started and not stopped: it keeps its loop alive. */
+bool rs_listener_active(const struct rs_loop *loop);
 /* The backend failed: forget the ops in flight (nothing will complete). */
 void rs_listener_abandon(struct rs_loop *loop);
 void rs_listener_fini(struct rs_loop *loop);

@@ -38,6 +38,10 @@ int rs_loop_init(struct rs_loop *loop, const struct rs_backend_ops *ops,
     loop->proto = cfg->proto ? cfg->proto
                              : rs_protocol_find(cfg->protocol ? cfg->protocol : "echo");
     loop->now_ms = rs_now_ms();
+    /* The core's own timers are background work: the listener and the
+     * streams are what keep a loop alive. */
+    rs_timer_unref(&loop->idle_timer);
+    rs_timer_unref(&loop->drain_timer);
     if (!loop->proto) {
         snprintf(err, errlen, "unknown protocol");
         return -EINVAL;
@@ -100,8 +104,30 @@ static void abandon(struct rs_loop *loop)
     rs_listener_abandon(loop);
 }
 
+/* Deliver the completions of the requests still in flight. rs_loop_run
+ * returns only once they came back; this is for loops that never ran (a
+ * start that failed after init) or that tests drive by hand. A request
+ * cannot be abandoned while the backend works (its memory is the
+ * kernel's), so the wait has no deadline of its own; it ends early only
+ * if the backend fails. */
+static void collect_requests(struct rs_loop *loop)
+{
+    while (loop->nreqs > 0 && !loop->failed) {
+        loop->now_ms = rs_now_ms();
+        rs_timer_run_due(loop);
+        rs_loop_retry(loop); /* requests the backend refused: ask again */
+        int n = loop->ops->run(loop, RS_RETRY_MS);
+        if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
+            rs_log_error("loop %d: backend run failed with %u requests in flight: %s",
+                         loop->index, loop->nreqs, strerror(-n));
+            loop->failed = true;
+        }
+    }
+}
+
 void rs_loop_fini(struct rs_loop *loop)
 {
+    collect_requests(loop);
     if (loop->failed)
         abandon(loop);
     assert(loop->streams == NULL && loop->nstreams == 0);
@@ -112,7 +138,6 @@ void rs_loop_fini(struct rs_loop *loop)
     rs_timer_stop(loop, &loop->drain_timer);
     if (loop->proto && loop->proto->loop_fini)
         loop->proto->loop_fini(loop);
-    assert(loop->ntimers == 0 || loop->failed);
     rs_timer_heap_fini(loop);
     loop->ops->fini(loop);
     rs_stream_cache_fini(loop);
@@ -149,39 +174,61 @@ void rs_loop_req_done(struct rs_loop *loop)
     loop->nreqs--;
 }
 
-static void abort_all(struct rs_loop *loop)
+/* Every stream, with a reset: what is cut is cut visibly. */
+static void reset_all(struct rs_loop *loop, int reason)
 {
     struct rs_stream *s = loop->streams;
     while (s) {
         struct rs_stream *next = s->next;
-        rs_stream_abort(s);
+        rs_stream_abort_reset(s, reason);
         s = next;
     }
 }
 
-/* The drain deadline passed: whatever is still open is closed now. */
+/* The drain deadline passed: whatever is still open is reset now, and
+ * referenced timers no longer hold the loop (rs_loop_run). */
 static void drain_expired(struct rs_loop *loop, struct rs_timer *t)
 {
     (void)t;
     loop->drain_aborted = true;
-    abort_all(loop);
+    reset_all(loop, -ETIMEDOUT);
+}
+
+/* Tell each accepted connection still open that the stop began. Streams
+ * are never freed from inside an rs_stream_* call or on_stop (only from
+ * completions), so the walk is safe; streams on_stop opens (an outbound
+ * connection) join the head of the list and are not told. */
+static void tell_streams(struct rs_loop *loop)
+{
+    const struct rs_protocol *proto = loop->proto;
+    struct rs_stream *s = loop->streams;
+    while (s) {
+        struct rs_stream *next = s->next;
+        if (rs_stream_is_open(s)) {
+            if (!proto->on_stop)
+                rs_stream_stop(s);
+            else if (!s->outbound)
+                proto->on_stop(s);
+            /* else: the protocol's own outbound stream, its to end */
+        }
+        s = next;
+    }
 }
 
 static void begin_drain(struct rs_loop *loop)
 {
     loop->draining = true;
     rs_timer_stop(loop, &loop->idle_timer);
+    rs_listener_stop(loop);
+    if (loop->cfg->drain_timeout_ms == 0) {
+        /* No drain: every connection ends now, visibly. */
+        loop->drain_aborted = true;
+        reset_all(loop, -ECONNABORTED);
+        return;
+    }
     rs_timer_start(loop, &loop->drain_timer, loop->cfg->drain_timeout_ms, drain_expired,
                    NULL);
-    rs_listener_stop(loop);
-    /* Stop reading everywhere; streams close once their queued output is
-     * sent (or at the drain deadline). */
-    struct rs_stream *s = loop->streams;
-    while (s) {
-        struct rs_stream *next = s->next;
-        rs_stream_close(s);
-        s = next;
-    }
+    tell_streams(loop);
 }
 
 /* Buffers came back: starved streams may read again, whichever stream
@@ -289,6 +336,20 @@ static void post_stats(struct rs_loop *loop)
     rs_stats_board_post(loop->board, &loop->stats);
 }
 
+/* Anything left that could still call back (see loop.h). Past the drain
+ * deadline, only what cannot be abandoned counts: streams (being reset)
+ * and requests in flight. */
+static bool alive(struct rs_loop *loop)
+{
+    if (loop->nstreams > 0 || loop->nreqs > 0)
+        return true;
+    if (!rs_listener_idle(loop) || rs_listener_active(loop))
+        return true;
+    if (loop->drain_aborted)
+        return false;
+    return loop->ntimers_ref > 0 || (loop->ops->busy && loop->ops->busy(loop));
+}
+
 int rs_loop_run(struct rs_loop *loop)
 {
     loop->now_ms = rs_now_ms();
@@ -299,9 +360,7 @@ int rs_loop_run(struct rs_loop *loop)
         if (loop->stop_requested && !loop->draining)
             begin_drain(loop);
         rs_timer_run_due(loop);
-        if (loop->draining && loop->nstreams == 0 && loop->nreqs == 0 &&
-            rs_listener_idle(loop) &&
-            (loop->drain_aborted || !loop->ops->busy || !loop->ops->busy(loop))) {
+        if (!alive(loop)) {
             fill_gauges(loop);
             break;
         }

@@ -3,7 +3,37 @@
  *
  * Each turn of rs_loop_run: fire the timers that are due, re-arm streams
  * that starved for buffers, then wait in the backend's run() for at most
- * the time until the next timer and dispatch completions. */
+ * the time until the next timer and dispatch completions.
+ *
+ * Liveness (libuv's uv_loop_alive). rs_loop_run returns when nothing is
+ * left that could still produce a callback: no listener accepting, no
+ * stream (open or closing), no request in flight (rs_loop_req_start), no
+ * active referenced timer (timer.h), and nothing the backend still holds
+ * (its busy()). A server's loop has a listener until it is stopped, so it
+ * runs until then; a loop without one (a file tool) runs until its
+ * requests are done.
+ *
+ * Stop (rs_loop_request_stop, from any thread or a signal handler) is a
+ * graceful end in three steps, all on the loop's own thread:
+ *   1. the listener stops accepting, and each accepted connection still
+ *      open is told: the protocol's on_stop (protocol.h) decides whether
+ *      it finishes its work or ends now; without on_stop the core stops
+ *      it by default (rs_stream_stop in stream.h: queued output is sent,
+ *      a FIN only to a peer that finished sending, else a reset);
+ *   2. the loop keeps running while anything above is alive, for at most
+ *      --drain-timeout;
+ *   3. at that deadline every stream left is reset (RST: its peer can
+ *      tell the cut from a complete transfer), referenced timers stop
+ *      counting, and the loop ends once the resets completed and every
+ *      request in flight came back (a request cannot be recalled: its
+ *      memory is the kernel's until it completes).
+ * --drain-timeout=0 means no drain at all: step 1 resets every
+ * connection at once, without asking the protocol.
+ *
+ * Everything a loop owns is finished by the thread that runs it:
+ * rs_loop_fini must be called on the loop's thread (io_uring's ring with a
+ * registered fd or SINGLE_ISSUER cannot be driven from another), after
+ * rs_loop_run returned. */
 #ifndef RINGSERVE_LOOP_H
 #define RINGSERVE_LOOP_H
 
@@ -69,11 +99,12 @@ struct rs_loop {
     struct rs_timer **timers; /* min-heap by due_ms (timer.c) */
     uint32_t ntimers, timers_cap;
     struct rs_timer idle_timer, drain_timer;
-    uint32_t nretry; /* streams with a refused cancel/shutdown/close */
-    uint32_t nreqs;        /* requests in flight (rs_loop_req_start/done) */
-    uint64_t now_ms; /* refreshed once per loop turn, and after its wait */
-    bool now_stale;  /* the backend is waiting or dispatching: rs_loop_now reads the clock
-                      */
+    uint32_t nretry;      /* streams with a refused cancel/shutdown/close */
+    uint32_t nreqs;       /* requests in flight (rs_loop_req_start/done) */
+    uint32_t ntimers_ref; /* active timers that keep the loop alive (timer.c) */
+    uint64_t now_ms;      /* refreshed once per loop turn, and after its wait */
+    bool now_stale; /* the backend is waiting or dispatching: rs_loop_now reads the clock
+                     */
     volatile sig_atomic_t stop_requested;
     bool draining;
     bool sched_batch;   /* --sched=auto: this loop's thread is SCHED_BATCH now */
@@ -82,12 +113,18 @@ struct rs_loop {
     bool failed;        /* the backend failed: streams are abandoned */
 };
 
-/* Set up the loop and its backend. 0, -EINVAL (configuration), or -errno. */
+/* Set up the loop and its backend. 0, -EINVAL (configuration), or -errno.
+ * On the thread that will run it (io_uring: SINGLE_ISSUER, DEFER_TASKRUN). */
 int rs_loop_init(struct rs_loop *loop, const struct rs_backend_ops *ops,
                  const struct rs_config *cfg, char *err, size_t errlen);
+/* Tear the loop down, on its own thread. Requests still in flight (a loop
+ * that was never run, or a test driving it by hand) are waited for first:
+ * their completions are delivered here, before the protocol's loop_fini
+ * and before the backend goes. */
 void rs_loop_fini(struct rs_loop *loop);
 
-/* Run until stopped and drained. 0 or -errno. */
+/* Run until nothing is alive (see above). 0 or -errno (the backend
+ * failed: streams are abandoned, rs_loop_fini still frees them). */
 int rs_loop_run(struct rs_loop *loop);
 
 /* A request (an op that is not a stream's: a file op, a protocol's own
@@ -96,6 +133,13 @@ int rs_loop_run(struct rs_loop *loop);
  * cannot abandon: their buffers are the kernel's until they complete. */
 void rs_loop_req_start(struct rs_loop *loop);
 void rs_loop_req_done(struct rs_loop *loop);
+
+/* A graceful stop has begun on this loop (protocols: answer with
+ * "Connection: close", start nothing long). */
+static inline bool rs_loop_stopping(const struct rs_loop *loop)
+{
+    return loop->draining;
+}
 
 /* Re-arm starved streams, as many as there are free buffers (done once
  * per loop turn; public for tests that drive the core by hand). */
@@ -130,7 +174,9 @@ void rs_loop_wake(struct rs_loop *loop);
 /* The calling thread's policy: SCHED_BATCH or SCHED_OTHER. 0 or -errno. */
 int rs_loop_sched_batch(bool on);
 
-/* Ask the loop to stop: from a signal handler or another thread. */
+/* Ask the loop to stop: from a signal handler or another thread, while
+ * the loop is not finished (rs_loop_fini closes the eventfd this writes;
+ * rs_server_stop writes a duplicate the server keeps instead). */
 void rs_loop_request_stop(struct rs_loop *loop);
 
 uint64_t rs_now_ms(void);

@@ -17,6 +17,7 @@
 #include "stream.h"
 
 struct rs_loop;
+struct rs_config;
 
 struct rs_protocol {
     const char *name;
@@ -29,7 +30,21 @@ struct rs_protocol {
      * one-line reason in err; -EINVAL is a configuration error, exit 2).
      * Optional. */
     int (*loop_init)(struct rs_loop *loop, char *err, size_t errlen);
-    /* Per-loop teardown, after the last stream closed. Optional. */
+    /* A graceful stop began (rs_server_stop, SIGTERM): called once for
+     * each accepted stream still open, on its loop's thread. The protocol
+     * decides per connection: finish its work (keep the stream, answer
+     * the request in progress, let a proxied transfer flow) and close it
+     * when done, or end it now (rs_stream_close after a last reply,
+     * rs_stream_reset to refuse visibly, rs_stream_stop for the default).
+     * Whatever is still open at --drain-timeout is reset by the core.
+     * Outbound streams are not told: they belong to the protocol's
+     * sessions, which end them. rs_loop_stopping() is true from now on.
+     * Optional: NULL means rs_stream_stop for every stream, outbound
+     * ones included (see stream.h). With --drain-timeout=0 it is not
+     * called: every stream is reset at once. */
+    void (*on_stop)(struct rs_stream *s);
+    /* Per-loop teardown, after the last stream closed and the last
+     * request completed, on the loop's thread. Optional. */
     void (*loop_fini)(struct rs_loop *loop);
     /* Descriptors one accepted connection may hold at once, its own
      * included (a proxy session: 2; an HTTP request: its socket and the
@@ -37,6 +52,10 @@ struct rs_protocol {
      * --max-conns are divided by it, so that a full server rejects at the
      * door instead of failing the second descriptor. */
     uint8_t descriptors_per_conn;
+    /* Descriptors each loop holds beyond its connections' (HTTP: its
+     * open-file cache), reserved before the rest is divided among
+     * connections. Optional (NULL: none). */
+    uint32_t (*descriptors_per_loop)(const struct rs_config *cfg);
 };
 
 extern const struct rs_protocol rs_proto_echo;

@@ -28,7 +28,8 @@
  *    side can never look complete on the other. A graceful close of one
  *    side closes the other gracefully;
  *  - the session is freed when both streams reported on_close: nothing
- *    leaks, whatever order things end in.
+ *    leaks, whatever order things end in;
+ *  - a graceful stop lets sessions flow for --drain-timeout (proxy_stop).
  *
  * Reading from the client starts at once: what it sends before the
  * upstream connection is up waits in the upstream stream's queue (bounded
@@ -215,6 +216,17 @@ static void client_open(struct rs_stream *c)
     }
 }
 
+/* A graceful stop: every session keeps flowing, both ways, until it ends
+ * by itself (the client's or the upstream's close) or the drain deadline
+ * resets both sides; a session whose upstream is still connecting goes on
+ * connecting. A byte-stream proxy cannot see message boundaries: it
+ * cannot tell an idle session from one between two transfers, so it
+ * never ends one early. */
+static void proxy_stop(struct rs_stream *client)
+{
+    (void)client;
+}
+
 static const struct rs_stream_cbs upstream_cbs = {.on_data = on_data,
                                                   .on_eof = on_eof,
                                                   .on_writable = on_writable,
@@ -259,6 +271,7 @@ const struct rs_protocol rs_proto_proxy = {
             .on_writable = on_writable,
             .on_close = on_close},
     .on_open = client_open,
+    .on_stop = proxy_stop,
     .loop_init = proxy_loop_init,
     .loop_fini = proxy_loop_fini,
     .descriptors_per_conn = 2};

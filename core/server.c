@@ -1,7 +1,9 @@
 #include "server.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -31,6 +33,11 @@ struct worker {
     struct rs_stats_board board; /* --stats-interval snapshots */
     pthread_t thread;
     int listen_fd;
+    /* A duplicate of the loop's wake-up eventfd, for rs_server_stop: the
+     * loop's thread closes its own in rs_loop_fini, while another thread
+     * (a signal handler) may still ask it to stop; this one stays open
+     * until the server is freed. */
+    int wake_fd;
     int index;
     int init_rc;
     int run_rc;
@@ -145,6 +152,14 @@ static void *worker_main(void *arg)
         cfg->sched == RS_SCHED_BATCH ? sched_batch_self(w->err, sizeof(w->err)) : 0;
     if (w->init_rc == 0)
         w->init_rc = rs_loop_init(&w->loop, srv->ops, cfg, w->err, sizeof(w->err));
+    if (w->init_rc == 0) {
+        w->wake_fd = fcntl(w->loop.wake_fd, F_DUPFD_CLOEXEC, 0);
+        if (w->wake_fd < 0) {
+            w->init_rc = -errno;
+            snprintf(w->err, sizeof(w->err), "eventfd: %s", strerror(errno));
+            rs_loop_fini(&w->loop);
+        }
+    }
     w->loop.index = w->index;
     if (cfg->stats_interval_ms)
         w->loop.board = &w->board;
@@ -168,6 +183,12 @@ static void *worker_main(void *arg)
         if (w->run_rc < 0)
             atomic_store(&srv->any_failed, true);
     }
+    /* Everything the loop owns is finished here, on its own thread: the
+     * ring of an io_uring loop (registered fd, SINGLE_ISSUER) cannot be
+     * driven from any other, so requests still in flight could never be
+     * collected there. */
+    if (w->init_rc == 0)
+        rs_loop_fini(&w->loop);
     worker_finished(w);
     return NULL;
 }
@@ -213,35 +234,44 @@ static void conn_limits(struct rs_server *srv)
     unsigned k = l0->proto && l0->proto->descriptors_per_conn > 1
                      ? l0->proto->descriptors_per_conn
                      : 1;
-    char per[64] = "";
+    /* What the loops hold of their own (an open-file cache) is not theirs
+     * to give to connections. */
+    uint64_t fixed = l0->proto && l0->proto->descriptors_per_loop
+                         ? (uint64_t)srv->nworkers * l0->proto->descriptors_per_loop(srv->cfg)
+                         : 0;
+    char per[64] = "", held[48] = "";
     if (k > 1)
         snprintf(per, sizeof(per), ", %u per %s connection", k, l0->proto->name);
+    if (fixed)
+        snprintf(held, sizeof(held), ", %" PRIu64 " held by the loops", fixed);
     if (l0->caps & RS_CAP_DIRECT_FD) {
         uint64_t sum = 0;
         for (unsigned i = 0; i < srv->nworkers; i++)
             sum += rs_listener_room(&srv->workers[i].loop);
-        sum /= k;
+        sum = (sum > fixed ? sum - fixed : 0) / k;
         srv->conn_limit = srv->conn_default =
             sum > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)sum;
         snprintf(srv->conn_why, sizeof(srv->conn_why),
-                 "%u ring%s x %u direct descriptors%s", srv->nworkers,
-                 srv->nworkers == 1 ? "" : "s", rs_listener_room(l0), per);
+                 "%u ring%s x %u direct descriptors%s%s", srv->nworkers,
+                 srv->nworkers == 1 ? "" : "s", rs_listener_room(l0), per, held);
         return;
     }
     uint64_t n = nofile_soft();
     uint64_t used = fds_in_use(srv->nworkers);
+    used += fixed;
     uint64_t left = n > used ? n - used : 0;
     uint64_t d = (left > FD_RESERVE * 2 ? left - FD_RESERVE : left / 2) / k;
-    n /= k;
+    n = (n > fixed ? n - fixed : 0) / k;
     uint32_t limit = n > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)n;
     srv->conn_limit = limit;
     srv->conn_default = d == 0 ? 1 : d > limit ? limit : (uint32_t)d;
     if (k > 1)
         snprintf(srv->conn_why, sizeof(srv->conn_why),
-                 "RLIMIT_NOFILE, %u descriptors per %s connection", k, l0->proto->name);
+                 "RLIMIT_NOFILE, %u descriptors per %s connection%s", k, l0->proto->name,
+                 held);
     else
         snprintf(srv->conn_why, sizeof(srv->conn_why),
-                 "RLIMIT_NOFILE, a descriptor per connection");
+                 "RLIMIT_NOFILE, a descriptor per connection%s", held);
 }
 
 /* --max-conns against what the backend can hold; the group set up. 0 or
@@ -448,10 +478,9 @@ static void server_free(struct rs_server *srv)
 {
     for (unsigned i = 0; i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];
-        if (w->started) {
-            w->started = false;
-            rs_loop_fini(&w->loop);
-        }
+        w->started = false; /* its thread finished the loop (worker_main) */
+        if (w->wake_fd >= 0)
+            close(w->wake_fd);
         if (w->listen_fd >= 0)
             close(w->listen_fd);
         rs_stats_board_fini(&w->board);
@@ -507,6 +536,7 @@ static struct rs_server *server_new(struct rs_config *cfg,
         w->srv = srv;
         w->index = (int)i;
         w->listen_fd = -1;
+        w->wake_fd = -1;
         rs_stats_board_init(&w->board);
     }
     return srv;
@@ -567,11 +597,20 @@ uint16_t rs_server_port(const struct rs_server *srv)
     return srv->cfg->listen_port;
 }
 
+/* Async-signal-safe. Not rs_loop_request_stop: a loop that finished has
+ * closed its own eventfd (its number may be reused already); the
+ * server's duplicate is still open. */
 void rs_server_stop(struct rs_server *srv)
 {
-    for (unsigned i = 0; i < srv->nworkers; i++)
-        if (srv->workers[i].started)
-            rs_loop_request_stop(&srv->workers[i].loop);
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        struct worker *w = &srv->workers[i];
+        if (!w->started)
+            continue;
+        w->loop.stop_requested = 1;
+        uint64_t one = 1;
+        ssize_t rc = write(w->wake_fd, &one, sizeof(one));
+        (void)rc; /* a full counter is a pending wake-up already */
+    }
 }
 
 static struct timespec mono_ts(double t)

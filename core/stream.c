@@ -325,6 +325,7 @@ static struct rs_stream *stream_new(struct rs_loop *loop, int fd, bool direct,
     s->fd = fd;
     s->direct = direct;
     s->reading = true;
+    rs_timer_unref(&s->timer); /* the stream itself keeps the loop alive */
     s->lowat = loop->cfg->max_pending / 2;
     s->last_active_ms = rs_loop_now(loop);
     rs_op_init(&s->recv_op, RS_OP_RECV, fd, on_recv, s);
@@ -608,15 +609,22 @@ static void close_expired(struct rs_loop *loop, struct rs_timer *t)
 {
     (void)loop;
     struct rs_stream *s = t->data;
-    fail(s, -ETIMEDOUT);
+    /* What was not sent is cut: the peer must be able to tell. */
+    rs_stream_abort_reset(s, -ETIMEDOUT);
 }
+
+/* --drain-timeout=0 means "no drain" for a stop; a close outside a stop
+ * (a response with Connection: close) still needs time to send, and still
+ * needs a bound. */
+#define CLOSE_BOUND_DEFAULT_MS 2000
 
 static void close_timer_start(struct rs_stream *s)
 {
     uint32_t ms = s->loop->cfg->drain_timeout_ms;
     /* Unbounded is not an option: without its timer, abort now. (Cannot
      * happen while stream_new's reservation holds.) */
-    if (ms && rs_timer_start(s->loop, &s->timer, ms, close_expired, s) < 0)
+    if (rs_timer_start(s->loop, &s->timer, ms ? ms : CLOSE_BOUND_DEFAULT_MS,
+                       close_expired, s) < 0)
         fail(s, -ENOMEM);
 }
 
@@ -665,6 +673,23 @@ void rs_stream_reset_reason(struct rs_stream *s, int reason)
     cancel_recv(s);
     close_timer_start(s);
     maybe_progress(s);
+}
+
+void rs_stream_abort_reset(struct rs_stream *s, int reason)
+{
+    if (s->state == RS_STREAM_CLOSED)
+        return;
+    s->reset = true;
+    rs_stream_abort_reason(s, reason);
+}
+
+void rs_stream_stop(struct rs_stream *s)
+{
+    if (!rs_stream_is_open(s))
+        return;
+    if (s->state == RS_STREAM_OPEN && !s->eof)
+        s->stop_hold = true;
+    rs_stream_close(s);
 }
 
 void rs_stream_unstarve(struct rs_stream *s)
@@ -759,6 +784,24 @@ static void maybe_progress(struct rs_stream *s)
     if (s->graceful && s->head) {
         start_send(s);
         return;
+    }
+    if (s->graceful && s->stop_hold && !s->reset && !s->send_busy) {
+        /* Closing for a stop (rs_stream_stop): the queued output is sent.
+         * Input the stop dropped ends it with a reset; a FIN is for a peer
+         * that finished sending, so until its EOF the stream reads and
+         * drops (the first byte dropped is a cut), bounded by the drain
+         * deadline, which resets. */
+        if (s->cut) {
+            rs_stream_abort_reset(s, -ECONNABORTED);
+            return;
+        }
+        if (!s->eof) {
+            s->reading = true;
+            arm_recv(s);
+            if (s->recv_armed || s->starved || s->state != RS_STREAM_CLOSING ||
+                !s->graceful)
+                return;
+        }
     }
     /* A reset sends no FIN: the peer must not see a clean EOF. */
     if (s->graceful && !s->shut_done && !s->send_busy && !s->reset) {
@@ -872,6 +915,9 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
         } else {
             loop->stats.dropped += (uint64_t)res;
             rs_stream_release(s, comp->bid); /* closing: input is dropped */
+            /* A stop cut this input: the peer must not see a FIN. */
+            if (s->stop_hold)
+                s->cut = true;
         }
     } else {
         assert(!(comp->flags & RS_CF_BUFFER));

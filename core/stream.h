@@ -37,10 +37,12 @@
  * the kernel reset the connection and discard what the peer has not read
  * yet). The drain timeout bounds it from the last progress: when that long
  * passes without a send completing or, all sent, without the peer's EOF,
- * the close becomes an abort (-ETIMEDOUT). rs_stream_abort: close now,
- * dropping queued output. rs_stream_reset: send what is queued, then abort
- * with a TCP reset, so the peer cannot take a cut transfer for a complete
- * one. Errors (a reset, a failed send) abort. Either way on_close
+ * the close becomes a reset (-ETIMEDOUT; with --drain-timeout=0 the bound
+ * is 2 s). rs_stream_abort: close now, dropping queued output.
+ * rs_stream_reset: send what is queued, then abort with a TCP reset, so the
+ * peer cannot take a cut transfer for a complete one; rs_stream_abort_reset:
+ * the reset at once, queued output dropped. Errors (a reset, a failed
+ * send) abort. Either way on_close
  * is the last callback, with reason 0 (graceful) or -errno, and the struct
  * is freed right after it returns: it is freed only when no op is in
  * flight.
@@ -134,6 +136,8 @@ struct rs_stream {
                             failed or timed-out connect say anything about
                             the peer (before it, the socket was not made) */
     bool reset;          /* closing ends in a TCP reset (rs_stream_reset) */
+    bool stop_hold;      /* closing for a stop: no FIN before the peer's EOF */
+    bool cut;            /* ...and input was dropped: end with a reset */
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
     struct rs_chunk *head, *tail;
@@ -236,6 +240,22 @@ static inline void rs_stream_reset(struct rs_stream *s)
 {
     rs_stream_reset_reason(s, -ECONNRESET);
 }
+
+/* Close now with a reset, without sending what is queued: the drain
+ * deadline, a close that made no progress. Like rs_stream_abort_reason
+ * (on_close gets reason), and the close op carries RS_OPF_RESET. */
+void rs_stream_abort_reset(struct rs_stream *s, int reason);
+
+/* A graceful stop began and the protocol has no on_stop: the default end
+ * of an open stream. Its queued output is sent; then a peer that already
+ * finished sending (its EOF came) gets a FIN, the normal end. Any other
+ * peer may be mid-transfer, and a FIN would tell it that what it sent was
+ * all taken: the stream reads on and drops, ending with a FIN if the
+ * peer's EOF comes first, with a reset as soon as a byte was dropped (the
+ * stop cut its input; counted in stats.dropped), or with a reset at the
+ * drain deadline. A stream still connecting is aborted. Protocols may
+ * call it from on_stop for the connections they let the core end. */
+void rs_stream_stop(struct rs_stream *s);
 
 /* For the listener: take an accepted socket (direct: a direct descriptor).
  * reject: close it at once (over --max-conns). The protocol's on_open runs

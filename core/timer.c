@@ -53,6 +53,10 @@ static void heap_remove(struct rs_loop *loop, struct rs_timer *t)
     uint32_t i = t->heap_idx - 1;
     assert(i < loop->ntimers && h[i] == t);
     t->heap_idx = 0;
+    if (!t->unref) {
+        assert(loop->ntimers_ref > 0);
+        loop->ntimers_ref--;
+    }
     struct rs_timer *last = h[--loop->ntimers];
     if (last == t)
         return;
@@ -91,9 +95,32 @@ int rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
     t->data = data;
     t->due_ms =
         rs_loop_now(loop) + delay_ms; /* after a wait: now, not the turn's start */
+    t->loop = loop;
+    if (!t->unref)
+        loop->ntimers_ref++;
     place(loop->timers, loop->ntimers, t);
     sift_up(loop->timers, loop->ntimers++);
     return 0;
+}
+
+/* An active timer moves between the loop's counts; an inactive one only
+ * remembers the choice for its next start. */
+void rs_timer_unref(struct rs_timer *t)
+{
+    if (t->unref)
+        return;
+    t->unref = true;
+    if (rs_timer_active(t))
+        t->loop->ntimers_ref--;
+}
+
+void rs_timer_ref(struct rs_timer *t)
+{
+    if (!t->unref)
+        return;
+    t->unref = false;
+    if (rs_timer_active(t))
+        t->loop->ntimers_ref++;
 }
 
 void rs_timer_stop(struct rs_loop *loop, struct rs_timer *t)
@@ -131,6 +158,12 @@ int rs_timer_run_due(struct rs_loop *loop)
 
 void rs_timer_heap_fini(struct rs_loop *loop)
 {
+    /* Timers left active (a loop that ended at its drain deadline, or one
+     * whose backend failed) never fire; a later rs_timer_stop on them must
+     * find them inactive, not look into a freed heap. */
+    for (uint32_t i = 0; i < loop->ntimers; i++)
+        loop->timers[i]->heap_idx = 0;
+    loop->ntimers_ref = 0;
     free(loop->timers);
     loop->timers = NULL;
     loop->ntimers = loop->timers_cap = 0;

@@ -20,6 +20,20 @@
  *
  * A timer's fn runs from rs_loop_run (never from rs_timer_start), after the
  * timer was removed from the heap; it may start the same timer again.
+ *
+ * Liveness (libuv's uv_ref/uv_unref). A timer is referenced unless
+ * rs_timer_unref was called on it: an active referenced timer keeps its
+ * loop alive, so rs_loop_run does not return while it is pending (a
+ * stopping loop waits for it too, until the drain deadline: past that
+ * deadline a loop ends once its streams and requests are done, whatever
+ * timers are left, and those never fire). An unreferenced timer fires like
+ * any other while the loop runs for other reasons, but never holds it:
+ * the right kind for background work (a rate printer, a periodic scan).
+ * The reference is a property of the timer, kept across start and stop;
+ * ref/unref may be called at any time, active or not. The core's own
+ * timers are all unreferenced: the idle scan, the drain deadline, the
+ * listener's accept back-off and each stream's connect/close bound (the
+ * stream, or the listener, is what keeps the loop alive).
  */
 #ifndef RINGSERVE_TIMER_H
 #define RINGSERVE_TIMER_H
@@ -35,8 +49,10 @@ typedef void (*rs_timer_fn)(struct rs_loop *loop, struct rs_timer *t);
 struct rs_timer {
     uint64_t due_ms;   /* loop->now_ms at which it fires */
     uint32_t heap_idx; /* position in the heap + 1; 0 when not active */
+    bool unref;        /* does not keep the loop alive (rs_timer_unref) */
     rs_timer_fn fn;
-    void *data; /* the owner's */
+    void *data;           /* the owner's */
+    struct rs_loop *loop; /* set by rs_timer_start: whose heap it is in */
 };
 
 /* Start (or restart) t: fn(loop, t) runs delay_ms from now. 0, or
@@ -55,6 +71,11 @@ int rs_timer_reserve(struct rs_loop *loop, uint32_t n);
 /* Stop t if active; harmless otherwise. */
 void rs_timer_stop(struct rs_loop *loop, struct rs_timer *t);
 
+/* The timer no longer keeps its loop alive (rs_timer_ref: it does again).
+ * Idempotent; active or not. */
+void rs_timer_unref(struct rs_timer *t);
+void rs_timer_ref(struct rs_timer *t);
+
 static inline bool rs_timer_active(const struct rs_timer *t)
 {
     return t->heap_idx != 0;
@@ -65,7 +86,7 @@ static inline bool rs_timer_active(const struct rs_timer *t)
 int rs_timer_next_ms(const struct rs_loop *loop);
 /* For the loop: fire every timer due at loop->now_ms. Returns how many. */
 int rs_timer_run_due(struct rs_loop *loop);
-/* For the loop: free the heap (no timer may be active any more). */
+/* For the loop: free the heap; timers still in it become inactive. */
 void rs_timer_heap_fini(struct rs_loop *loop);
 
 #endif

@@ -97,6 +97,8 @@ static int sink_loop_init(struct rs_loop *loop, char *err, size_t errlen)
         free(k);
         return rc == -ENOENT || rc == -ENOTDIR ? -EINVAL : rc;
     }
+    /* Background: the rate line must not keep a stopping loop alive. */
+    rs_timer_unref(&k->rate);
     rs_timer_start(loop, &k->rate, 1000, on_tick, k);
     loop->proto_data = k;
     return 0;
@@ -276,10 +278,23 @@ static void sink_close(struct rs_stream *s, int reason)
     pump(u);
 }
 
+/* A graceful stop: an upload whose end has arrived is finished (written,
+ * flushed, answered "OK"); any other is refused the default way
+ * (rs_stream_stop): input arriving after the stop ends it with a reset,
+ * its EOF with a FIN but no "OK" line: not stored, and the client can
+ * tell. */
+static void sink_stop(struct rs_stream *s)
+{
+    struct upload *u = s->data;
+    if (!u || !u->eof)
+        rs_stream_stop(s);
+}
+
 static const struct rs_protocol sink_proto = {
     .name = "upload-sink",
     .cbs = {.on_data = sink_data, .on_eof = sink_eof, .on_close = sink_close},
     .on_open = sink_open,
+    .on_stop = sink_stop,
     .loop_init = sink_loop_init,
     .loop_fini = sink_loop_fini,
     .descriptors_per_conn = 2, /* the socket and its file */

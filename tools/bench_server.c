@@ -12,24 +12,24 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* utime + stime of a process, in clock ticks; -1 if unreadable. */
-long long bench_proc_cpu_ticks(long pid)
+/* utime and stime of a process, in clock ticks; false if unreadable. */
+static bool proc_cpu_split(long pid, long long *utime_out, long long *stime_out)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "re");
     if (!f)
-        return -1;
+        return false;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
     /* The command name may hold spaces and ')': fields start after the last ')'. */
     char *p = strrchr(buf, ')');
     if (!p)
-        return -1;
+        return false;
     p++;
     /* After ')': field 3 (state) ... field 14 utime, 15 stime. */
-    unsigned long long utime = 0, stime = 0;
+    unsigned long long utime = 0;
     int field = 2;
     char *save = NULL;
     for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
@@ -37,11 +37,57 @@ long long bench_proc_cpu_ticks(long pid)
         if (field == 14)
             utime = strtoull(tok, NULL, 10);
         else if (field == 15) {
-            stime = strtoull(tok, NULL, 10);
-            return (long long)(utime + stime);
+            *utime_out = (long long)utime;
+            *stime_out = (long long)strtoull(tok, NULL, 10);
+            return true;
         }
     }
-    return -1;
+    return false;
+}
+
+long long bench_proc_cpu_ticks(long pid)
+{
+    long long u, s;
+    return proc_cpu_split(pid, &u, &s) ? u + s : -1;
+}
+
+/* Context switches of every live thread: the per-thread counts in
+ * /proc/PID/task/TID/status (the process-wide status line only has the
+ * main thread's). */
+static long long proc_ctxsw(long pid)
+{
+    char path[96], line[256];
+    snprintf(path, sizeof(path), "/proc/%ld/task", pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    long long total = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%ld/task/%.20s/status", pid, e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue; /* the thread just exited */
+        while (fgets(line, sizeof(line), f)) {
+            if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0)
+                total += strtoll(line + 24, NULL, 10);
+            else if (strncmp(line, "nonvoluntary_ctxt_switches:", 27) == 0)
+                total += strtoll(line + 27, NULL, 10);
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return total;
+}
+
+bool bench_proc_usage_read(long pid, struct bench_proc_usage *u)
+{
+    if (!proc_cpu_split(pid, &u->utime, &u->stime))
+        return false;
+    u->ctxsw = proc_ctxsw(pid);
+    return true;
 }
 
 long long bench_proc_rss_kib(long pid)

@@ -9,6 +9,14 @@
 /* utime + stime of a process, in clock ticks (sysconf(_SC_CLK_TCK)); -1 if
  * unreadable. */
 long long bench_proc_cpu_ticks(long pid);
+/* A process's CPU split and its context switches (voluntary + involuntary,
+ * summed over its live threads). */
+struct bench_proc_usage {
+    long long utime, stime; /* clock ticks */
+    long long ctxsw;        /* -1 if unreadable */
+};
+/* false if the process is gone. */
+bool bench_proc_usage_read(long pid, struct bench_proc_usage *u);
 /* VmRSS in KiB; -1 if unreadable. */
 long long bench_proc_rss_kib(long pid);
 /* Process descriptors (entries of /proc/PID/fd; io_uring direct descriptors

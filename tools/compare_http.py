@@ -40,6 +40,7 @@ import time
 import types
 
 from bench_proc import can_connect, children, free_port, proc_cpu_s
+import bench_cost
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -264,16 +265,19 @@ def run(argv, timeout=30):
 # ------------------------------------------------------------- servers
 
 class NginxServer:
-    def __init__(self, c, opts, cfg, root):
+    def __init__(self, c, opts, cfg, root, wrap=()):
         self.prefix = os.path.join(opts.logdir, 'nginx-%s-%d' % (cfg.id, os.getpid()))
         os.makedirs(self.prefix, exist_ok=True)
         self.port = free_port()
         self.conf = NGINX_CONF.format(prefix=self.prefix, port=self.port, root=root,
                                       sendfile='on' if cfg.sendfile else 'off')
+        self.single = bool(wrap)
+        if wrap:  # under valgrind: one process, the one measured
+            self.conf = self.conf.replace('master_process on;', 'master_process off;')
         cpath = os.path.join(self.prefix, 'nginx.conf')
         with open(cpath, 'w') as f:
             f.write(self.conf)
-        self.argv = [opts.nginx, '-c', cpath, '-p', self.prefix]
+        self.argv = list(wrap) + [opts.nginx, '-c', cpath, '-p', self.prefix]
         self.logpath = os.path.join(self.prefix, 'stderr.log')
         self.logf = open(self.logpath, 'w')
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
@@ -285,7 +289,7 @@ class NginxServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return 'nginx exited %d: %s' % (self.proc.returncode, self.log()[-300:])
-            if can_connect(self.port, 0.5) and children(self.proc.pid):
+            if can_connect(self.port, 0.5) and (self.single or children(self.proc.pid)):
                 return None
             time.sleep(0.02)
         return 'nginx did not listen within %.0f s' % timeout
@@ -318,16 +322,16 @@ class NginxServer:
 
 
 class RingServer:
-    def __init__(self, c, opts, cfg, root):
+    def __init__(self, c, opts, cfg, root, wrap=()):
         # compare's Server takes a configuration: args, and cmd (None: ringserve).
         rcfg = types.SimpleNamespace(args=cfg.args + opts.ringserve_args +
                                      ['--protocol=http', '--root=' + root], cmd=None)
-        self.srv = c.Server(opts.ringserve, rcfg, opts.server_cpu, opts.logdir)
+        self.srv = c.Server(opts.ringserve, rcfg, opts.server_cpu, opts.logdir, wrap=wrap)
         self.proc = self.srv.proc
         self.argv = self.srv.argv
 
-    def wait_ready(self):
-        err = self.srv.wait_ready()
+    def wait_ready(self, timeout=10.0):
+        err = self.srv.wait_ready(timeout=timeout)
         self.port = self.srv.port
         return err
 
@@ -344,10 +348,10 @@ class RingServer:
         self.srv.discard_log()
 
 
-def start_server(c, opts, cfg, root):
+def start_server(c, opts, cfg, root, wrap=()):
     if cfg.kind == 'nginx':
-        return NginxServer(c, opts, cfg, root)
-    return RingServer(c, opts, cfg, root)
+        return NginxServer(c, opts, cfg, root, wrap)
+    return RingServer(c, opts, cfg, root, wrap)
 
 
 # ------------------------------------------------------------- wrk
@@ -421,10 +425,13 @@ def measure(c, opts, cfg, root, exp, size, conns):
                                       preexec_fn=c.set_affinity(opts.client_cpu))
             time.sleep(0.5)  # the streams are under way
         if err is None:
+            win = bench_cost.Window(srv.pids())
+            win.start()
             cpu0 = sum(proc_cpu_s(p) or 0.0 for p in srv.pids())
             d, err = run_wrk(c, opts, wrk_argv(opts, srv.port, path, conns, opts.duration,
                                                opts.lua_done), opts.duration + 30)
             cpu1 = sum(proc_cpu_s(p) or 0.0 for p in srv.pids())
+            rec.update(win.stop())
             if d is not None:
                 dur = d['duration_us'] / 1e6
                 n = d['requests']
@@ -473,6 +480,85 @@ def measure(c, opts, cfg, root, exp, size, conns):
             pass
     srv.discard_log()
     return rec
+
+
+# ------------------------------------------------------------- costs
+
+def http_sched(cfg):
+    return bench_cost.sched_of(cfg.args) if cfg.kind == 'ringserve' else 'n/a (external)'
+
+
+def http_instructions(c, opts, cfg, root, size, conns):
+    """User instructions per request, the server under callgrind: wrk for
+    --duration seconds between a callgrind_control zero and dump, divided by
+    the requests wrk completed (its connection set-up is included,
+    amortised over them)."""
+    outfile = os.path.join(opts.logdir, 'callgrind-%s-%d-c%d.out' % (cfg.id, size, conns))
+    srv = start_server(c, opts, cfg, root, wrap=bench_cost.callgrind_prefix(outfile))
+    try:
+        err = srv.wait_ready(timeout=60.0)
+        if err:
+            return None, err
+        pid = srv.pids()[0]
+        if not bench_cost.callgrind_zero(pid):
+            return None, 'callgrind_control -z failed'
+        d, err = run_wrk(c, opts, wrk_argv(opts, srv.port, '/' + file_name(size), conns,
+                                           opts.duration, opts.lua_done, timeout='60s'),
+                         opts.duration + 90)
+        if err:
+            return None, err
+        ir = bench_cost.callgrind_dump(pid, outfile)
+        if ir is None or not d.get('requests'):
+            return None, 'no callgrind dump or no requests'
+        return ir / d['requests'], None
+    finally:
+        srv.proc.kill()  # a signal may never reach an io_uring server under valgrind
+        srv.proc.wait()
+        srv.stop()
+        srv.discard_log()
+        for f in [outfile] + bench_cost.dump_parts(outfile):
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
+
+
+def costs_pass(c, opts, cfgs, root):
+    rows = []
+    saved = opts.server_cpu, opts.client_cpu
+    for size in opts.files:
+        for conns in opts.conns:
+            for cfg in cfgs:
+                instr = err_i = None
+                if opts.callgrind == 'on':
+                    instr, err_i = http_instructions(c, opts, cfg, root, size, conns)
+                    if err_i:
+                        c.note('callgrind %s: %s' % (cfg.label, err_i))
+                for pl, scpu, ccpu in bench_cost.placements():
+                    opts.server_cpu, opts.client_cpu = scpu, ccpu
+                    rec = measure(c, opts, cfg, root, 'cached', size, conns)
+                    rows.append(bench_cost.make_row(
+                        opts, cfg.id, cfg.label, http_sched(cfg), pl,
+                        '%s, %d conns' % (size_label(size), conns), rec, rec.get('requests'),
+                        rec.get('server_us_per_req'), instr, err_i, c.note))
+    opts.server_cpu, opts.client_cpu = saved
+    return rows
+
+
+def costs_report(opts, rows):
+    out = []
+    for pl, _, _ in bench_cost.placements():
+        sel = [(r['label'], r['sched'], r['cell'], r) for r in rows if r['placement'] == pl]
+        out += bench_cost.report_lines(
+            'Costs that travel (%s CPU)' % pl, 'request (every server process)',
+            'server and wrk on one CPU' if pl == 'same' else
+            'server alone on one CPU, wrk on another', opts.syscall_us, sel,
+            opts.ref_syscall_us,
+            instr_note='User instructions: the server under callgrind (nginx as one '
+            'process), wrk for --duration seconds between callgrind_control zero and '
+            'dump, divided by the requests completed. Under valgrind the server runs '
+            '~50x slower and batches more per loop turn.')
+    return out
 
 
 # ------------------------------------------------------------- output
@@ -760,6 +846,7 @@ def parse_args(c, argv):
                     '"--buffers=8192"')
     ap.add_argument('--wrk', help='wrk binary (default: wrk in PATH, installed if missing)')
     ap.add_argument('--nginx', help='nginx binary (default: nginx in PATH or /usr/sbin)')
+    bench_cost.add_arguments(ap)
     ap.add_argument('--dry-run', action='store_true', help='print the plan and exit')
     return ap.parse_args(argv)
 
@@ -879,12 +966,24 @@ def main(c, argv):
                             rec['req_per_s'], rec['p99_us'] / 1000.0,
                             rec['server_us_per_req'] or 0)))
     med = medians(runs)
+    cost_rows = []
+    if opts.costs == 'on' and opts.cached:
+        if opts.callgrind == 'on' and not bench_cost.have_callgrind():
+            c.note('valgrind/callgrind_control not installed: no instruction counts')
+            opts.callgrind = 'off'
+        bench_cost.calibrate(opts, c.note)
+        cost_rows = costs_pass(c, opts, run_cfgs, root)
+        bench_cost.write_csv(os.path.join(out, 'costs.csv'), cost_rows,
+                             bench_cost.CSV_FIELDS)
     finished = datetime.datetime.now()
     write_csv(os.path.join(out, 'results.csv'), runs, med)
     write_report(os.path.join(out, 'report.md'), opts, cfgs, med, cmdline, started, finished)
+    if cost_rows:
+        with open(os.path.join(out, 'report.md'), 'a') as f:
+            f.write('\n' + '\n'.join(costs_report(opts, cost_rows)) + '\n')
     cerr = write_chart(c, out, opts, cfgs, med)
     if cerr:
         c.note(cerr)
     c.note('wrote %s/report.md, results.csv, chart.png, chart.svg' % out)
-    failed = [m for m in med.values() if m['status'] != 'ok']
+    failed = [m for m in list(med.values()) + cost_rows if m['status'] != 'ok']
     return 1 if failed or not run_cfgs else 0

@@ -29,6 +29,7 @@ import tempfile
 import time
 
 from bench_proc import can_connect, children, free_port, proc_cpu_s
+import bench_cost
 
 SIZES = [64, 16384]
 CONNS = [1, 50, 500]
@@ -259,28 +260,33 @@ def start_echo(opts):
     return p, int(m.group(1)), None
 
 
-def start_proxy(opts, px, up_port):
-    """Start px in front of up_port. Returns (Proc, port, measured pid, error)."""
+def start_proxy(opts, px, up_port, wrap=()):
+    """Start px in front of up_port. Returns (Proc, port, measured pid, error).
+    wrap: a prefix such as valgrind's; nginx then runs as one process."""
     workdir = tempfile.mkdtemp(prefix='proxy-' + px.id + '-', dir=opts.logdir)
     port = 0 if px.kind == 'ringserve' else free_port()
     text = px.config_text(port, up_port, workdir)
+    if text is not None and wrap:
+        text = text.replace('master_process on;', 'master_process off;')
     if text is not None:
         name = 'haproxy.cfg' if px.kind == 'haproxy' else 'nginx.conf'
         with open(os.path.join(workdir, name), 'w') as f:
             f.write(text)
-    p = Proc(px.command(opts, port, up_port, workdir), opts.proxy_cpu, opts.logdir, px.id)
+    p = Proc(list(wrap) + px.command(opts, port, up_port, workdir), opts.proxy_cpu,
+             opts.logdir, px.id)
     p.workdir = workdir
+    limit = 60.0 if wrap else 10.0
     if px.kind == 'ringserve':
-        m = p.wait_line(r'ringserve: listening on 127\.0\.0\.1:(\d+)')
+        m = p.wait_line(r'ringserve: listening on 127\.0\.0\.1:(\d+)', timeout=limit)
         port = int(m.group(1)) if m else None
-    elif not p.wait_port(port):
+    elif not p.wait_port(port, timeout=limit):
         port = None
     if port is None:
         err = '%s did not start: %s' % (px.label, p.last_line())
         stop_proxy(p)
         return None, None, None, err
     pid = p.proc.pid
-    if px.kind == 'nginx':
+    if px.kind == 'nginx' and not wrap:
         deadline = time.monotonic() + 5
         kids = children(pid)
         while not kids and time.monotonic() < deadline:
@@ -355,7 +361,10 @@ def bench_once(opts, px, size, conns):
                                 'syscalls_per_rt': srv.get('syscalls_per_rt'),
                                 'p50_us': lat.get('p50'), 'p99_us': lat.get('p99'),
                                 'max_us': lat.get('max'), 'mb_per_s': data.get('mb_per_s'),
-                                'rss_kib': srv.get('rss_kib'), 'cpu_s': srv.get('cpu_s')})
+                                'rss_kib': srv.get('rss_kib'), 'cpu_s': srv.get('cpu_s'),
+                                'round_trips': data.get('round_trips'),
+                                'user_s': srv.get('user_s'), 'sys_s': srv.get('sys_s'),
+                                'ctxsw': srv.get('ctxsw'), 'syscalls': srv.get('syscalls')})
                     rec['stall'] = 1 if stalled(conns, rec['rtt_per_s'], rec['p99_us']) else 0
                     if r.returncode != 0 or data.get('errors'):
                         err = 'ringbench exit %s: %s' % (
@@ -378,6 +387,88 @@ def bench_once(opts, px, size, conns):
         rec['status'] = 'error'
         rec['error'] = err.replace('\n', ' ')[:300]
     return rec
+
+
+# ------------------------------------------------------------ costs that travel
+
+def proxy_instructions(opts, px, size, conns):
+    """User instructions per round trip of the proxy under callgrind."""
+    outfile = os.path.join(opts.logdir, 'callgrind-%s-c%d-s%d.out' % (px.id, conns, size))
+    echo, up_port, err = start_echo(opts)
+    proxy = None
+    try:
+        if err is None:
+            proxy, port, pid, err = start_proxy(opts, px, up_port,
+                                                wrap=bench_cost.callgrind_prefix(outfile))
+        if err is not None:
+            return None, err
+        return bench_cost.ringbench_instructions(opts.ringbench, port, pid, outfile, conns,
+                                                 size, preexec=pin(opts.client_cpu))
+    finally:
+        if proxy is not None:
+            # A signal may never reach an io_uring server under valgrind.
+            proxy.stop(sig=signal.SIGKILL)
+            proxy.discard()
+            shutil.rmtree(getattr(proxy, 'workdir', ''), ignore_errors=True)
+        if echo is not None:
+            echo.stop()
+            echo.discard()
+        for f in [outfile] + bench_cost.dump_parts(outfile):
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
+
+
+def proxy_sched(px):
+    return bench_cost.sched_of(px.args) if px.kind == 'ringserve' else 'n/a (external)'
+
+
+def costs_pass(opts, run_px, cells):
+    """Every proxy and cell at both placements, plus user instructions."""
+    rows = []
+    saved = opts.proxy_cpu, opts.echo_cpu, opts.client_cpu
+    cpus = sorted(os.sched_getaffinity(0))
+    others = [c for c in cpus if c != opts.proxy_cpu]
+    places = [('same', opts.proxy_cpu, opts.proxy_cpu)]
+    if others:
+        places.append(('split', opts.proxy_cpu, others[0]))
+    for size, conns in cells:
+        for px in run_px:
+            instr = err_i = None
+            if opts.callgrind == 'on':
+                opts.proxy_cpu, opts.echo_cpu, opts.client_cpu = saved
+                instr, err_i = proxy_instructions(opts, px, size, conns)
+                if err_i:
+                    note('callgrind %s, %s x%d: %s' % (px.label, size_name(size), conns, err_i))
+            for pl, pcpu, ocpu in places:
+                opts.proxy_cpu, opts.echo_cpu, opts.client_cpu = pcpu, ocpu, ocpu
+                rec = bench_once(opts, px, size, conns)
+                rows.append(bench_cost.make_row(
+                    opts, px.id, px.label, proxy_sched(px), pl,
+                    '%s x%d' % (size_name(size), conns), rec, rec.get('round_trips'),
+                    rec.get('proxy_us_per_rt'), instr, err_i, note))
+    opts.proxy_cpu, opts.echo_cpu, opts.client_cpu = saved
+    return rows
+
+
+def costs_report(opts, rows):
+    out = []
+    for pl in ('same', 'split'):
+        sel = [(r['label'], r['sched'], r['cell'], r) for r in rows if r['placement'] == pl]
+        if not sel:
+            continue
+        out += bench_cost.report_lines(
+            'Costs that travel (%s CPU)' % pl, 'round trip, the proxy\'s own',
+            'proxy, echo server and client on one CPU' if pl == 'same' else
+            'proxy alone on one CPU, echo server and client on another',
+            opts.syscall_us, sel, opts.ref_syscall_us,
+            instr_note='User instructions: the proxy under callgrind (nginx as one '
+            'process: master_process off), two fixed-count ringbench runs (N and 2N '
+            'rounds per session) between callgrind_control zeroes and dumps; the '
+            'difference / (N x sessions). Under valgrind the proxy runs ~50x slower '
+            'and batches more per loop turn.')
+    return out
 
 
 # ------------------------------------------------------------ redis-benchmark
@@ -932,6 +1023,7 @@ def parse_args(argv, common):
     ap.add_argument('--pin', choices=['same', 'split'], default='same',
                     help='same: everything on --cpu (default); split: the proxy on '
                     'its own CPU, echo server and client on another')
+    bench_cost.add_arguments(ap)
     ap.add_argument('--redis', choices=['on', 'off'], default='on',
                     help='also run redis-benchmark through each proxy (default on)')
     ap.add_argument('--redis-requests', type=int, default=100000,
@@ -1123,6 +1215,19 @@ def main(argv, common):
     except KeyboardInterrupt:
         interrupted = True
         note('interrupted: writing the report of what was measured')
+    cost_rows = []
+    if opts.costs == 'on' and not interrupted:
+        if opts.callgrind == 'on' and not bench_cost.have_callgrind():
+            note('valgrind/callgrind_control not installed: no instruction counts')
+            opts.callgrind = 'off'
+        bench_cost.calibrate(opts, note)
+        try:
+            cost_rows = costs_pass(opts, run_px, [(s, c) for s in opts.sizes
+                                                  for c in opts.conns])
+        except KeyboardInterrupt:
+            interrupted = True
+        bench_cost.write_csv(os.path.join(out, 'costs.csv'), cost_rows,
+                             bench_cost.CSV_FIELDS)
     finished = datetime.datetime.now()
     meta['elapsed'] = '%.1f min' % ((finished - started).total_seconds() / 60)
     try:
@@ -1132,12 +1237,15 @@ def main(argv, common):
     with open(os.path.join(out, 'meta.json'), 'w') as f:
         json.dump(meta, f, indent=1)
     chart_error = finish(out, meta, runs, rruns)
+    if cost_rows:
+        with open(os.path.join(out, 'report.md'), 'a') as f:
+            f.write('\n' + '\n'.join(costs_report(opts, cost_rows)) + '\n')
     try:
         if not os.listdir(opts.logdir):
             os.rmdir(opts.logdir)
     except OSError:
         pass
-    nerr = sum(1 for r in runs if r['status'] != 'ok')
+    nerr = sum(1 for r in runs + cost_rows if r['status'] != 'ok')
     note('%d runs, %d failed; wrote %s/report.md' % (len(runs), nerr, out))
     if interrupted:
         return 130

@@ -1134,6 +1134,8 @@ struct result {
     uint64_t held; /* connections open at the end */
     struct bench_hist *hist;
     double cpu_us_per_rt, cpu_s, syscalls_per_rt;
+    double user_s, sys_s; /* cpu_s split */
+    long long ctxsw, syscalls; /* server totals over the measured interval; -1: n/a */
     long long rss_kib, rss0_kib, fds; /* server, at the end (rss0: at the start) */
     struct bench_sockstat sock;
     bool have_cpu, have_sys, have_sock;
@@ -1261,6 +1263,10 @@ static void report_json(const struct opts *o, const struct result *r, uint32_t e
             printf("\"fds\":%lld,", r->fds);
         else
             printf("\"fds\":null,");
+        json_num("user_s", r->user_s, r->have_cpu, true);
+        json_num("sys_s", r->sys_s, r->have_cpu, true);
+        json_num("ctxsw", (double)r->ctxsw, r->have_cpu && r->ctxsw >= 0, true);
+        json_num("syscalls", (double)r->syscalls, r->have_sys, true);
         json_num("syscalls_per_rt", r->syscalls_per_rt, r->have_sys && echo && r->rt,
                  false);
         printf("}");
@@ -1411,19 +1417,26 @@ static bool should_stop(void)
 }
 
 /* CPU and syscalls of the server over the measured interval. */
-static void server_cpu(const struct opts *o, struct result *r, long long cpu0,
-                       long long cpu1, long long sys)
+static void server_cpu(const struct opts *o, struct result *r,
+                       const struct bench_proc_usage *cpu0,
+                       const struct bench_proc_usage *cpu1, long long sys)
 {
     if (!o->server_pid)
         return;
-    if (cpu0 >= 0 && cpu1 >= cpu0) {
+    if (cpu0->utime >= 0 && cpu1->utime >= 0) {
         long hz = sysconf(_SC_CLK_TCK);
-        r->cpu_s = (double)(cpu1 - cpu0) / (double)(hz > 0 ? hz : 100);
-        r->have_cpu = true;
+        double tick = 1.0 / (double)(hz > 0 ? hz : 100);
+        r->user_s = (double)(cpu1->utime - cpu0->utime) * tick;
+        r->sys_s = (double)(cpu1->stime - cpu0->stime) * tick;
+        r->cpu_s = r->user_s + r->sys_s;
+        r->have_cpu = r->cpu_s >= 0;
         if (r->rt)
             r->cpu_us_per_rt = r->cpu_s * 1e6 / (double)r->rt;
+        if (cpu0->ctxsw >= 0 && cpu1->ctxsw >= cpu0->ctxsw)
+            r->ctxsw = cpu1->ctxsw - cpu0->ctxsw;
     }
     if (sys >= 0) {
+        r->syscalls = sys;
         r->have_sys = true;
         if (r->rt)
             r->syscalls_per_rt = (double)sys / (double)r->rt;
@@ -1480,7 +1493,8 @@ static void sleep_s(double s)
  * its slice; see bench_procs.h). */
 static int run_parent(struct opts *o)
 {
-    struct result r = {.fair_min = UINT64_MAX, .rss_kib = -1, .rss0_kib = -1, .fds = -1};
+    struct result r = {
+        .fair_min = UINT64_MAX, .rss_kib = -1, .rss0_kib = -1, .fds = -1, .ctxsw = -1};
     if (o->server_pid)
         r.rss0_kib = bench_proc_rss_kib(o->server_pid);
     fflush(stdout);
@@ -1525,7 +1539,8 @@ static int run_parent(struct opts *o)
     }
     r.connect_s = (double)(now_ns() - t_begin) / 1e9;
     bench_procs_tell(&p, all ? 'G' : 'S');
-    long long cpu0 = -1, cpu1 = -1, sys = -1;
+    struct bench_proc_usage cpu0 = {.utime = -1}, cpu1 = {.utime = -1};
+    long long sys = -1;
     if (all && !o->rounds) {
         if (!o->quiet)
             fprintf(stderr,
@@ -1535,7 +1550,8 @@ static int run_parent(struct opts *o)
         sleep_s(o->warmup);
         if (o->server_pid) {
             bench_perf_cmd(&perf, "enable");
-            cpu0 = bench_proc_cpu_ticks(o->server_pid);
+            if (!bench_proc_usage_read(o->server_pid, &cpu0))
+                cpu0.utime = -1;
         }
     }
     struct bench_hist *total = malloc(sizeof(*total)), *h = malloc(sizeof(*h));
@@ -1576,8 +1592,9 @@ static int run_parent(struct opts *o)
             snprintf(error, sizeof(error), "process %u: %s", i, rep.error);
         bench_hist_merge(total, h);
     }
-    if (o->server_pid && cpu0 >= 0) {
-        cpu1 = bench_proc_cpu_ticks(o->server_pid);
+    if (o->server_pid && cpu0.utime >= 0) {
+        if (!bench_proc_usage_read(o->server_pid, &cpu1))
+            cpu1.utime = -1;
         if (bench_perf_cmd(&perf, "disable"))
             sys = bench_perf_finish(&perf);
     }
@@ -1590,7 +1607,7 @@ static int run_parent(struct opts *o)
     if (!bench_procs_reap(&p) && !error[0])
         snprintf(error, sizeof(error), "a process crashed");
     bench_procs_free(&p);
-    server_cpu(o, &r, cpu0, cpu1, sys);
+    server_cpu(o, &r, &cpu0, &cpu1, sys);
     if (!error[0] && !g_interrupted && measured &&
         (o->mode == MODE_ECHO ? !r.rt : !r.bytes))
         snprintf(error, sizeof(error), "no %s measured in %.3f s",
@@ -1715,7 +1732,8 @@ int main(int argc, char **argv)
     }
 
     uint64_t t0 = 0, t1 = 0;
-    long long cpu0 = -1, cpu1 = -1, sys = -1;
+    struct bench_proc_usage cpu0 = {.utime = -1}, cpu1 = {.utime = -1};
+    long long sys = -1;
     if (!should_stop() && o.warmup > 0) {
         set_phase(PH_WARMUP);
         uint64_t end = now_ns() + (uint64_t)(o.warmup * 1e9);
@@ -1727,7 +1745,8 @@ int main(int argc, char **argv)
     if (!should_stop()) {
         if (o.server_pid) {
             bench_perf_cmd(&perf, "enable");
-            cpu0 = bench_proc_cpu_ticks(o.server_pid);
+            if (!bench_proc_usage_read(o.server_pid, &cpu0))
+                cpu0.utime = -1;
         }
         t0 = now_ns();
         set_phase(PH_MEASURE);
@@ -1742,7 +1761,8 @@ int main(int argc, char **argv)
     }
     set_phase(PH_STOP);
     if (o.server_pid && t0) {
-        cpu1 = bench_proc_cpu_ticks(o.server_pid);
+        if (!bench_proc_usage_read(o.server_pid, &cpu1))
+            cpu1.utime = -1;
         if (bench_perf_cmd(&perf, "disable"))
             sys = bench_perf_finish(&perf);
     }
@@ -1758,6 +1778,7 @@ int main(int argc, char **argv)
                        .rss_kib = -1,
                        .rss0_kib = rss0,
                        .fds = -1,
+                       .ctxsw = -1,
                        .connect_s = connect_s};
     uint64_t t_last = 0;
     for (uint32_t t = 0; t < o.threads; t++) {
@@ -1784,7 +1805,7 @@ int main(int argc, char **argv)
         t1 = t_last;
     r.seconds = t0 && t1 > t0 ? (double)(t1 - t0) / 1e9 : 0;
     sample_server(&o, &r);
-    server_cpu(&o, &r, cpu0, cpu1, sys);
+    server_cpu(&o, &r, &cpu0, &cpu1, sys);
     uint32_t errors = atomic_load(&g_errors);
     uint32_t stalls = atomic_load(&g_stalls);
     char error[sizeof(((struct child_report *)0)->error)];

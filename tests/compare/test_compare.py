@@ -15,10 +15,13 @@ as XML with an <svg> root. Standard library only.
 import csv
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+
+from costs_check import check_costs
 
 COLUMNS = ['kind', 'config', 'label', 'size', 'conns', 'rep', 'order',
            'status', 'n_ok', 'rtt_per_s', 'server_us_per_rt',
@@ -51,10 +54,11 @@ def main():
         out = os.path.join(tmp, 'out')
         argv = [sys.executable, compare, '--smoke', '--ringserve=' + ringserve,
                 '--ringbench=' + ringbench, '--out=' + out, '--open-loop=0.5',
-                '--textbook=' + textbook]
+                '--textbook=' + textbook, '--callgrind=off']
         print('$ ' + ' '.join(argv), flush=True)
         p = subprocess.run(argv, timeout=180)
         check(p.returncode == 0, 'compare exited %d' % p.returncode)
+        check_costs(out, ['textbook', 'epoll-et', 'uring-default'], check)
 
         # results.csv
         path = os.path.join(out, 'results.csv')
@@ -129,6 +133,19 @@ def main():
                 check(root.tag.endswith('svg'), 'chart.svg root is %s' % root.tag)
             except ET.ParseError as e:
                 check(False, 'chart.svg does not parse: %s' % e)
+        # User instructions under callgrind: one small matrix, both kinds of
+        # server (external and ringserve), one connection.
+        if shutil.which('valgrind') and shutil.which('callgrind_control'):
+            out2 = os.path.join(tmp, 'out-callgrind')
+            argv = [sys.executable, compare, '--smoke', '--ringserve=' + ringserve,
+                    '--ringbench=' + ringbench, '--out=' + out2, '--conns=1',
+                    '--configs=textbook,uring-default', '--textbook=' + textbook]
+            print('$ ' + ' '.join(argv), flush=True)
+            p = subprocess.run(argv, timeout=180)
+            check(p.returncode == 0, 'compare (callgrind) exited %d' % p.returncode)
+            check_costs(out2, ['textbook', 'uring-default'], check, instructions=True)
+        else:
+            print('note: valgrind not installed; instruction counts not checked')
         if failures:
             for name in ('report.md', 'results.csv'):
                 p = os.path.join(out, name)

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 
+from costs_check import check_costs
+
 COLUMNS = ['kind', 'experiment', 'config', 'label', 'file', 'conns', 'rep',
            'status', 'n_ok', 'req_per_s', 'p50_us', 'p99_us', 'p999_us',
            'server_us_per_req', 'server_cpu_s', 'requests', 'duration_s',
@@ -48,10 +50,12 @@ def main():
         out = os.path.join(tmp, 'out')
         argv = [sys.executable, compare, '--http', '--smoke',
                 '--configs=' + ','.join(CONFIGS), '--ringserve=' + ringserve,
-                '--wrk=' + fake, '--out=' + out, '--data-dir=' + os.path.join(tmp, 'www')]
+                '--wrk=' + fake, '--out=' + out, '--callgrind=off',
+                '--data-dir=' + os.path.join(tmp, 'www')]
         print('$ ' + ' '.join(argv), flush=True)
         p = subprocess.run(argv, timeout=240)
         check(p.returncode == 0, 'compare --http exited %d' % p.returncode)
+        check_costs(out, CONFIGS, check)
 
         path = os.path.join(out, 'results.csv')
         if check(os.path.isfile(path), 'no results.csv'):

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 
+from costs_check import check_costs
+
 failures = []
 
 
@@ -175,6 +177,15 @@ def main():
             check(os.path.getsize(os.path.join(d, 'chart.svg')) > 0, 'empty chart.svg')
         if failures and os.path.isfile(os.path.join(d, 'report.md')):
             print(open(os.path.join(d, 'report.md')).read()[-6000:])
+    # 4. a real, tiny run of ringserve's own proxy: the costs pass at both
+    # placements (no peer needed; callgrind off: the echo test covers it)
+    with tempfile.TemporaryDirectory(prefix='compare-proxy-costs-') as d:
+        rc, out, err = run([compare, '--proxy', '--configs=ringserve-uring,ringserve-epoll-et',
+                            '--sizes=64', '--conns=8', '--repeat=1', '--duration=0.5',
+                            '--warmup=0.1', '--throughput=none', '--redis=off',
+                            '--callgrind=off', '--out=' + d] + bins)
+        check(rc in (0, 1), 'proxy run exited %d: %s' % (rc, err[-300:]))
+        check_costs(d, ['ringserve-uring', 'ringserve-epoll-et'], check)
     print('%d failure(s)' % len(failures))
     return 1 if failures else 0
 

@@ -689,6 +689,100 @@ static void test_e2e_sigint_idle_client(void **state)
     close(fd);
 }
 
+/* An upload cut by a stop ends so that its client can tell. The client
+ * writes without reading until its socket stays full, then SIGTERM, then
+ * it goes on uploading (at most 64 MiB more) while it reads: what the
+ * stop cuts is the rest of its upload, and it must see a reset, never a
+ * clean end of stream. (The old server sent what it had queued and then
+ * a FIN, dropping the rest of the upload: the client read a clean end of
+ * stream, as if everything it sent had been taken.) Through the proxy the
+ * session flows until the drain deadline (2 s), which resets it. The
+ * 300 ms only decide when to stop writing before the signal. */
+static void test_e2e_stop_cuts_upload_visibly(void **state)
+{
+    struct fixture *fx = *state;
+    const size_t cap = 96 * MIB, more = 64 * MIB;
+    static unsigned char chunk[256 * KIB];
+    h_fill(chunk, sizeof(chunk), 77);
+    int fd = h_connect_rcvbuf(&fx->srv, 32 * KIB);
+    if (fd < 0)
+        fail_msg("connect: %s", strerror(errno));
+    assert_int_equal(h_set_nonblock(fd, true), 0);
+    size_t sent = 0;
+    while (sent < cap) {
+        size_t off = sent % sizeof(chunk);
+        ssize_t w = send(fd, chunk + off, sizeof(chunk) - off, MSG_NOSIGNAL);
+        if (w > 0) {
+            sent += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN)
+            fail_msg("send after %zu bytes: %s", sent, strerror(errno));
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        if (poll(&p, 1, 300) == 0)
+            break;
+    }
+    if (sent >= cap)
+        fail_msg("the server took %zu bytes without the client reading any", sent);
+    size_t before = sent;
+    assert_int_equal(kill(fx->srv.pid, SIGTERM), 0);
+    size_t got = 0;
+    int end_err = 0;
+    unsigned char buf[64 * KIB];
+    while (!end_err) {
+        bool upload = sent < before + more;
+        struct pollfd p = {.fd = fd, .events = POLLIN | (upload ? POLLOUT : 0)};
+        int r = poll(&p, 1, H_TIMEOUT_MS);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            fail_msg("nothing %d ms after SIGTERM (read %zu bytes)", H_TIMEOUT_MS, got);
+        if (upload && (p.revents & POLLOUT)) {
+            size_t off = sent % sizeof(chunk);
+            ssize_t w = send(fd, chunk + off, sizeof(chunk) - off, MSG_NOSIGNAL);
+            if (w > 0)
+                sent += (size_t)w;
+            else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                /* EPIPE, ECONNRESET: told, too. The send took the socket's
+                 * error: a recv now would read a plain end of stream. */
+                end_err = errno;
+                break;
+            }
+        }
+        if (!(p.revents & (POLLIN | POLLERR | POLLHUP)))
+            continue;
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n > 0) {
+            for (ssize_t i = 0; i < n; i++)
+                if (buf[i] != chunk[(got + (size_t)i) % sizeof(chunk)])
+                    fail_msg("echo differs at byte %zu", got + (size_t)i);
+            got += (size_t)n;
+            if (got > sent)
+                fail_msg("received more than was sent");
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n == 0)
+            fail_msg("a clean end of stream after %zu of the %zu bytes sent: the cut "
+                     "upload looks complete",
+                     got, sent);
+        end_err = errno;
+    }
+    if (end_err != ECONNRESET && end_err != EPIPE)
+        fail_msg("after %zu bytes: %s", got, strerror(end_err));
+    print_message("client sent %zu bytes (%zu after SIGTERM), read %zu back, then %s\n",
+                  sent, sent - before, got, strerror(end_err));
+    close(fd);
+    h_server_wait(&fx->srv, H_TIMEOUT_MS);
+    char st[64];
+    if (!h_exited_with(&fx->srv, 0))
+        fail_msg("server did not exit 0 after SIGTERM (%s)",
+                 h_status_str(&fx->srv, st, sizeof(st)));
+}
+
 /* --- 10. round trips of large messages
  * ------------------------------------------------------- */
 
@@ -764,7 +858,7 @@ int main(int argc, char **argv)
         T(test_e2e_half_close_small),   T(test_e2e_concurrent_200),
         T(test_e2e_resets_then_served), T(test_e2e_nonreader_bounded),
         T(test_e2e_sigterm_stats),      T(test_e2e_sigint_idle_client),
-        T(test_e2e_roundtrips_16k),
+        T(test_e2e_roundtrips_16k),     T(test_e2e_stop_cuts_upload_visibly),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -654,6 +655,188 @@ static void test_proxy_connect_timeout(void **state)
     assert_int_equal(st.connect_failed, 2);
 }
 
+/* --- 10. stop: sessions flow for --drain-timeout, what is cut is reset ------------- */
+
+/* After SIGTERM the proxy stops accepting: wait until a connect to it is
+ * refused, which shows that the stop began. The proxy runs with
+ * --max-conns=1 and one session open, so a probe that comes before is
+ * rejected at the door: it never becomes a session of its own. */
+static void wait_stop_began(struct pfx *fx)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(fx->px.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int64_t until = h_now_ms() + H_TIMEOUT_MS;
+    while (h_now_ms() < until) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+        int err = errno;
+        close(fd);
+        if (rc < 0 && err == ECONNREFUSED)
+            return;
+        h_sleep_ms(5);
+    }
+    fail_msg("the proxy still accepts %d ms after SIGTERM", H_TIMEOUT_MS);
+}
+
+/* SIGTERM arrived, the proxy exits by itself: 0, with its stats line. */
+static void wait_proxy_exit(struct pfx *fx, struct pstats *st)
+{
+    h_server_wait(&fx->px, H_TIMEOUT_MS);
+    stop_proxy(fx, st); /* exited already: checks status and stats */
+}
+
+/* A download through the proxy, SIGTERM after its first MiB: the rest
+ * (31 MiB, all sent by the upstream after the stop began) arrives, in
+ * order, then the upstream's FIN as the end. (The old proxy closed every
+ * session at once: the client got what was queued and a clean FIN.) */
+static void test_proxy_stop_lets_download_finish(void **state)
+{
+    struct pfx *fx = *state;
+    const size_t first = 1 * MIB, total = 32 * MIB;
+    uint16_t port;
+    char addr[64];
+    int lfd = keep(fx, h_listen_local(16, &port));
+    up_addr(addr, sizeof(addr), port);
+    static const char *const more[] = {"--drain-timeout=20000", "--max-conns=1", NULL};
+    start_proxy(fx, addr, more);
+    int c = keep(fx, h_connect(&fx->px));
+    write_all(c, "GET\n", 4);
+    int u = keep(fx, h_accept(lfd));
+    read_expect(u, (const unsigned char *)"GET\n", 4, "upstream reading the request");
+    unsigned char *data = pattern(total, 81);
+    write_all(u, data, first);
+    read_expect(c, data, first, "client reading the first MiB");
+    assert_int_equal(kill(fx->px.pid, SIGTERM), 0);
+    wait_stop_began(fx);
+    assert_int_equal(h_set_nonblock(u, true), 0);
+    assert_int_equal(h_set_nonblock(c, true), 0);
+    size_t up = first, got = first;
+    static unsigned char buf[256 * KIB];
+    for (;;) {
+        struct pollfd p[2] = {{.fd = c, .events = POLLIN},
+                              {.fd = u, .events = up < total ? POLLOUT : 0}};
+        int r = poll(p, up < total ? 2 : 1, H_TIMEOUT_MS);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            fail_msg("the download stalled after %zu of %zu bytes", got, total);
+        if (up < total && (p[1].revents & POLLOUT)) {
+            ssize_t w = send(u, data + up, total - up, MSG_NOSIGNAL);
+            if (w > 0)
+                up += (size_t)w;
+            else if (w < 0 && errno != EAGAIN && errno != EINTR)
+                fail_msg("upstream send after %zu bytes: %s", up, strerror(errno));
+            if (up == total)
+                drop(fx, u, false); /* the end of the download: a FIN */
+        }
+        if (!(p[0].revents & (POLLIN | POLLERR | POLLHUP)))
+            continue;
+        ssize_t n = recv(c, buf, sizeof(buf), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n < 0)
+            fail_msg("client: %s after %zu of %zu bytes", strerror(errno), got, total);
+        if (n == 0)
+            break;
+        if (got + (size_t)n > total || memcmp(buf, data + got, (size_t)n) != 0)
+            fail_msg("client: wrong bytes at %zu", got);
+        got += (size_t)n;
+    }
+    if (got != total)
+        fail_msg("client: EOF after %zu of %zu bytes: the stop cut the download", got,
+                 total);
+    drop(fx, c, false);
+    struct pstats st;
+    wait_proxy_exit(fx, &st);
+    assert_int_equal(st.bytes_down, total);
+    free(data);
+}
+
+/* A session whose upstream is still connecting when the stop begins keeps
+ * connecting and then flows. The upstream's accept queue is full (a filler
+ * connection sits in it), so the proxy's SYN is dropped; after SIGTERM the
+ * test accepts the filler, the SYN's retransmission gets in, and the
+ * request and answer cross. (The old proxy aborted the session: nothing
+ * ever connected.) */
+static void test_proxy_stop_spares_connecting_session(void **state)
+{
+    struct pfx *fx = *state;
+    uint16_t port;
+    char addr[64];
+    int lfd = keep(fx, h_listen_local(0, &port));
+    struct h_server filler = {.port = port};
+    snprintf(filler.host, sizeof(filler.host), "127.0.0.1");
+    int f = keep(fx, h_connect(&filler)); /* completes: the queue holds it */
+    up_addr(addr, sizeof(addr), port);
+    static const char *const more[] = {"--drain-timeout=20000", "--connect-timeout=20000",
+                                       "--max-conns=1", NULL};
+    start_proxy(fx, addr, more);
+    long base = h_server_fd_count(&fx->px);
+    int c = keep(fx, h_connect(&fx->px));
+    write_all(c, "hello\n", 6);
+    /* The session exists once the proxy holds the client's socket and the
+     * upstream's (process fds or direct slots). */
+    int64_t until = h_now_ms() + H_TIMEOUT_MS;
+    while (h_server_fd_count(&fx->px) < base + 2) {
+        if (h_now_ms() > until)
+            fail_msg("the proxy never started connecting");
+        h_sleep_ms(5);
+    }
+    assert_int_equal(kill(fx->px.pid, SIGTERM), 0);
+    wait_stop_began(fx);
+    drop(fx, f, false);
+    drop(fx, keep(fx, h_accept(lfd)), false); /* the filler: room in the queue */
+    int u = keep(fx, h_accept(lfd));
+    if (u < 0)
+        fail_msg("the proxy's connect never arrived: the stop aborted it");
+    read_expect(u, (const unsigned char *)"hello\n", 6, "upstream reading the request");
+    write_all(u, "world\n", 6);
+    drop(fx, u, false);
+    read_expect(c, (const unsigned char *)"world\n", 6, "client reading the answer");
+    expect_eof(c, "client after the upstream's FIN");
+    drop(fx, c, false);
+    struct pstats st;
+    wait_proxy_exit(fx, &st);
+    assert_int_equal(st.sessions, 1);
+    assert_int_equal(st.connect_failed, 0);
+}
+
+/* What the drain deadline cuts is cut visibly: an upstream floods a client
+ * that never reads, SIGTERM with --drain-timeout=300; the proxy exits 0,
+ * and the client, reading at last, gets a prefix and then a reset, never
+ * a clean end of stream (the old proxy's close at the deadline sent a FIN:
+ * the truncated download looked complete). The upstream is reset too. */
+static void test_proxy_drain_deadline_resets(void **state)
+{
+    struct pfx *fx = *state;
+    uint16_t port;
+    char addr[64];
+    int lfd = keep(fx, h_listen_local(16, &port));
+    up_addr(addr, sizeof(addr), port);
+    static const char *const more[] = {"--drain-timeout=300", NULL};
+    start_proxy(fx, addr, more);
+    int c = keep(fx, h_connect(&fx->px));
+    int u = keep(fx, h_accept(lfd));
+    size_t sent = flood(u);
+    assert_int_equal(kill(fx->px.pid, SIGTERM), 0);
+    struct pstats st;
+    wait_proxy_exit(fx, &st);
+    unsigned long long got = 0;
+    long long r = h_drain_to_eof(c, &got);
+    print_message("upstream sent %zu bytes; the client read %llu, then %s\n", sent, got,
+                  r < 0 ? strerror((int)-r) : "a clean end of stream");
+    if (r >= 0)
+        fail_msg("client: a clean end of stream after %llu of %zu bytes: the cut "
+                 "download looks complete",
+                 got, sent);
+    assert_int_equal(r, -ECONNRESET);
+    assert_true(got < sent);
+    char b;
+    assert_int_equal(recv(u, &b, 1, 0), -1);
+    assert_int_equal(errno, ECONNRESET);
+}
+
 /* --- 9. capacity: two descriptors a session --------------------------------------- */
 
 #define CAP_NOFILE 128
@@ -905,6 +1088,9 @@ int main(int argc, char **argv)
         T(test_proxy_outbound_socket_kind),
         T(test_proxy_upstream_reset_reaches_client),
         T(test_proxy_client_reset_reaches_upstream),
+        T(test_proxy_stop_lets_download_finish),
+        T(test_proxy_stop_spares_connecting_session),
+        T(test_proxy_drain_deadline_resets),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

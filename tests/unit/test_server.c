@@ -8,6 +8,8 @@
  * usage: test_server RINGSERVE-OPTIONS...  (e.g. --backend=epoll
  * --epoll-mode=lt); exit 77 (skip) when the backend is not available here. */
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -28,8 +30,12 @@
 
 #include "bench_server.h"
 #include "config.h"
+#include "loop.h"
+#include "op.h"
+#include "protocol.h"
 #include "server.h"
 #include "stats.h"
+#include "stream.h"
 
 static int g_argc;
 static char **g_argv;
@@ -184,6 +190,99 @@ static void test_destroy_closes_open_clients(void **state)
     assert_int_equal(count_fds(), fds0);
 }
 
+/* ---- a request in flight at stop ---- */
+
+/* A protocol that refuses at stop (on_stop: reset) and, as each connection
+ * closes, starts a file read: at a stop the read is in flight when the
+ * loop's last stream is gone. The loop must run until it completes, and
+ * deliver the completion on its own thread. (The old loop ended with its
+ * last stream, and its teardown ran on the thread that destroyed the
+ * server, where io_uring's run() fails: the read was never collected.) */
+static struct {
+    struct rs_file_op op;
+    char buf[64];
+    int fd;
+    atomic_int submitted, completed, wrong_thread;
+    pthread_t loop_thread;
+    int32_t res;
+} g_fop;
+
+static void fop_done(struct rs_loop *loop, struct rs_op *op,
+                     const struct rs_completion *c)
+{
+    (void)op;
+    g_fop.res = c->res;
+    if (!pthread_equal(pthread_self(), g_fop.loop_thread))
+        atomic_fetch_add(&g_fop.wrong_thread, 1);
+    atomic_fetch_add(&g_fop.completed, 1);
+    rs_loop_req_done(loop);
+}
+
+static void fop_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
+{
+    rs_stream_write_lent(s, p, len, bid); /* echo: the client knows it is served */
+}
+
+static void fop_close(struct rs_stream *s, int reason)
+{
+    (void)reason;
+    g_fop.loop_thread = pthread_self();
+    rs_file_op_init(&g_fop.op, RS_OP_READ, g_fop.fd, fop_done, NULL);
+    g_fop.op.dst = g_fop.buf;
+    g_fop.op.op.len = sizeof(g_fop.buf);
+    g_fop.op.off = 0;
+    if (s->loop->ops->submit(s->loop, &g_fop.op.op) == 0) {
+        rs_loop_req_start(s->loop);
+        atomic_fetch_add(&g_fop.submitted, 1);
+    }
+}
+
+static void fop_stop(struct rs_stream *s)
+{
+    rs_stream_reset_reason(s, -ESHUTDOWN);
+}
+
+static const struct rs_protocol fop_proto = {
+    .name = "file-op-at-stop",
+    .cbs = {.on_data = fop_data, .on_close = fop_close},
+    .on_stop = fop_stop,
+};
+
+static void test_request_in_flight_at_stop_is_collected(void **state)
+{
+    (void)state;
+    struct rs_config c;
+    config(&c, "--threads=1", NULL);
+    c.proto = &fop_proto;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    static const char text[64] = "sixty-four bytes of a file read by the loop at stop";
+    assert_int_equal(fwrite(text, 1, sizeof(text), f), sizeof(text));
+    fflush(f);
+    memset(&g_fop, 0, sizeof(g_fop));
+    g_fop.fd = fileno(f);
+    struct rs_server *srv = start_or_skip(&c);
+    int fd = dial(rs_server_port(srv));
+    echo_round(fd, 100, 3); /* accepted and served: the stream exists */
+    struct rs_stats t = {0};
+    assert_int_equal(rs_server_destroy(srv, &t), 0);
+    assert_int_equal(atomic_load(&g_fop.submitted), 1);
+    assert_int_equal(atomic_load(&g_fop.completed), 1);
+    assert_int_equal(atomic_load(&g_fop.wrong_thread), 0);
+    assert_int_equal(g_fop.res, (int32_t)sizeof(text));
+    assert_memory_equal(g_fop.buf, text, sizeof(text));
+    /* The stop refused the connection visibly. */
+    char byte;
+    ssize_t n;
+    do
+        n = recv(fd, &byte, 1, 0);
+    while (n < 0 && errno == EINTR);
+    assert_int_equal(n, -1);
+    assert_int_equal(errno, ECONNRESET);
+    close(fd);
+    fclose(f);
+}
+
 /* A port already taken: -EADDRINUSE, nothing left open, and the server
  * holding the port is not disturbed. */
 static void test_busy_port_fails_cleanly(void **state)
@@ -316,6 +415,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_servers_in_one_process),
         cmocka_unit_test(test_destroy_closes_open_clients),
+        cmocka_unit_test(test_request_in_flight_at_stop_is_collected),
         cmocka_unit_test(test_busy_port_fails_cleanly),
         cmocka_unit_test(test_max_conns_above_limit_is_einval),
         cmocka_unit_test(test_signals_belong_to_the_program),

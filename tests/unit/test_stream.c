@@ -15,6 +15,7 @@
 
 #include "fake_backend.h"
 #include "loop.h"
+#include "protocol.h"
 #include "stream.h"
 
 #define FD                                                                               \
@@ -969,9 +970,253 @@ static void test_timer_order(void **state)
     assert_int_equal(rs_timer_next_ms(&fx->loop), -1);
 }
 
+/* ---- stop, reset, liveness ------------------------------------------- */
+
+/* The default stop (no on_stop) of a peer that has not finished sending:
+ * the queued echo goes out, but no FIN before the peer's EOF (a FIN would
+ * tell a peer mid-upload that all it sent was taken). The EOF comes,
+ * nothing was dropped: then FIN and a clean close. */
+static void test_stream_stop_fin_only_after_eof(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    rs_stream_write_copy(s, (const uint8_t *)"queued", 6);
+    rs_stream_stop(s);
+    complete(fx, RS_OP_SEND, 6);
+    assert_int_equal(fx->loop.stats.bytes_out, 6); /* in-flight work finished */
+    assert_null(op_of(fx, RS_OP_SHUTDOWN));        /* no FIN yet */
+    assert_non_null(op_of(fx, RS_OP_RECV));        /* reading to the EOF */
+    complete(fx, RS_OP_RECV, 0);
+    complete(fx, RS_OP_SHUTDOWN, 0);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.close_reason, 0);
+    assert_int_equal(fx->loop.stats.dropped, 0);
+}
+
+/* Input that arrives after a stop is dropped: that is a cut, and the
+ * stream ends with a reset (RS_OPF_RESET on its close), never a FIN. */
+static void test_stream_stop_cut_input_resets(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, true, false);
+    s->cbs = &ev_cbs;
+    rs_stream_stop(s);
+    assert_null(op_of(fx, RS_OP_SHUTDOWN));
+    recv_data(fx, "late", true);
+    assert_int_equal(fx->loop.stats.dropped, 4);
+    assert_int_equal(ev.data, 0); /* the protocol never sees it */
+    struct rs_op *r = op_of(fx, RS_OP_RECV);
+    assert_true(fake_was_cancelled(&fx->loop, r));
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    struct rs_op *c = op_of(fx, RS_OP_CLOSE);
+    assert_non_null(c);
+    assert_true(c->flags & RS_OPF_RESET);
+    assert_true(c->flags & RS_OPF_DIRECT);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_SHUTDOWN], 0);
+    assert_int_equal(ev.closes, 1);
+    assert_int_equal(ev.close_reason, -ECONNABORTED);
+}
+
+/* --drain-timeout=0 means no drain at a stop; a close outside a stop is
+ * still bounded (the old code started no timer at all: a peer that never
+ * read held the connection for good), and what it cuts is reset. */
+static void test_stream_close_bounded_without_drain_timeout(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    fx->cfg.drain_timeout_ms = 0;
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    rs_stream_write_copy(s, (const uint8_t *)"never read", 10);
+    struct rs_op *snd = op_of(fx, RS_OP_SEND);
+    rs_stream_close(s);
+    assert_true(rs_timer_active(&s->timer));
+    fx->loop.now_ms += 2000;
+    rs_timer_run_due(&fx->loop);
+    assert_true(fake_was_cancelled(&fx->loop, snd));
+    assert_true(s->reset);
+    complete(fx, RS_OP_SEND, -ECANCELED);
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.close_reason, -ETIMEDOUT);
+}
+
+/* A stop with --drain-timeout=0 resets every connection at once. */
+static void test_loop_stop_without_drain_resets_at_once(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.drain_timeout_ms = 0;
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    rs_stream_write_copy(s, (const uint8_t *)"queued", 6);
+    fake(&fx->loop)->auto_complete = true;
+    rs_loop_request_stop(&fx->loop);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_true(fx->loop.drain_aborted);
+    assert_int_equal(fx->loop.stats.bytes_out, 0);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_SHUTDOWN], 0);
+}
+
+static int lv_fired;
+static void lv_req_done(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)t;
+    lv_fired++;
+    rs_loop_req_done(loop);
+}
+static void lv_count(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    (void)t;
+    lv_fired++;
+}
+static void lv_repeat(struct rs_loop *loop, struct rs_timer *t)
+{
+    lv_fired++;
+    rs_timer_start(loop, t, 1, lv_repeat, NULL);
+}
+
+/* A loop without a listener or streams ends at once, unless a request is
+ * in flight: then it runs until the request is done. An unreferenced
+ * timer keeps nothing alive by itself. */
+static void test_loop_alive_while_request_in_flight(void **state)
+{
+    struct fixture *fx = *state;
+    static struct rs_timer t;
+    memset(&t, 0, sizeof(t));
+    rs_timer_unref(&t);
+    lv_fired = 0;
+    rs_timer_start(&fx->loop, &t, 2, lv_req_done, NULL);
+    assert_int_equal(rs_loop_run(&fx->loop), 0); /* nothing alive: returns */
+    assert_int_equal(lv_fired, 0);
+    rs_loop_req_start(&fx->loop);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_int_equal(lv_fired, 1); /* ran until the request was done */
+    assert_int_equal(fx->loop.nreqs, 0);
+}
+
+/* A referenced timer keeps the loop alive until it fires; unref'd while
+ * active, it stops counting at once. */
+static void test_loop_alive_while_referenced_timer(void **state)
+{
+    struct fixture *fx = *state;
+    static struct rs_timer t;
+    memset(&t, 0, sizeof(t));
+    lv_fired = 0;
+    rs_timer_start(&fx->loop, &t, 2, lv_count, NULL);
+    assert_int_equal(fx->loop.ntimers_ref, 1);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_int_equal(lv_fired, 1);
+    assert_int_equal(fx->loop.ntimers_ref, 0);
+    rs_timer_start(&fx->loop, &t, 2, lv_count, NULL);
+    rs_timer_unref(&t);
+    assert_int_equal(fx->loop.ntimers_ref, 0);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_int_equal(lv_fired, 1); /* never waited for */
+    rs_timer_ref(&t);
+    assert_int_equal(fx->loop.ntimers_ref, 1);
+    rs_timer_stop(&fx->loop, &t);
+    assert_int_equal(fx->loop.ntimers_ref, 0);
+}
+
+/* A referenced timer that restarts itself holds a stopping loop only
+ * until the drain deadline: a stop always ends. */
+static void test_loop_drain_deadline_ends_timers(void **state)
+{
+    struct fixture *fx = *state;
+    static struct rs_timer t;
+    memset(&t, 0, sizeof(t));
+    fx->cfg.drain_timeout_ms = 20;
+    lv_fired = 0;
+    rs_timer_start(&fx->loop, &t, 1, lv_repeat, NULL);
+    rs_loop_request_stop(&fx->loop);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_true(fx->loop.drain_aborted);
+    assert_true(lv_fired > 0);
+    rs_timer_stop(&fx->loop, &t);
+}
+
+/* on_stop: once per accepted stream still open when the stop begins (not
+ * for one already closing); what the protocol leaves open is reset at the
+ * drain deadline. With --drain-timeout=0 it is never called: everything
+ * is reset at once. */
+static int st_stops, st_closes, st_reason;
+static void st_eof(struct rs_stream *s)
+{
+    (void)s; /* keep the stream open: the protocol decides */
+}
+static void st_close(struct rs_stream *s, int reason)
+{
+    (void)s;
+    st_closes++;
+    st_reason = reason;
+}
+static void st_stop(struct rs_stream *s)
+{
+    (void)s;
+    st_stops++; /* let it run: the deadline ends it */
+}
+static const struct rs_protocol st_proto = {
+    .name = "stop-test",
+    .cbs = {.on_data = ev_data, .on_eof = st_eof, .on_close = st_close},
+    .on_stop = st_stop,
+};
+
+static void on_stop_run(struct fixture *fx, uint32_t drain_ms)
+{
+    st_stops = st_closes = st_reason = 0;
+    fx->cfg.drain_timeout_ms = drain_ms;
+    fx->loop.proto = &st_proto;
+    rs_stream_accept(&fx->loop, FD, false, false);
+    rs_stream_accept(&fx->loop, FD + 1, false, false);
+    struct rs_stream *closing = rs_stream_accept(&fx->loop, FD + 2, false, false);
+    rs_stream_close(closing);
+    fake(&fx->loop)->auto_complete = true;
+    rs_loop_request_stop(&fx->loop);
+    assert_int_equal(rs_loop_run(&fx->loop), 0);
+    assert_int_equal(st_closes, 3);
+}
+
+static void test_loop_on_stop_per_connection(void **state)
+{
+    struct fixture *fx = *state;
+    on_stop_run(fx, 20);
+    assert_int_equal(st_stops, 2);
+    assert_true(fx->loop.drain_aborted);
+    assert_int_equal(st_reason, -ETIMEDOUT);
+}
+
+static void test_loop_on_stop_not_called_without_drain(void **state)
+{
+    struct fixture *fx = *state;
+    on_stop_run(fx, 0);
+    assert_int_equal(st_stops, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stream_stop_fin_only_after_eof, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_stop_cut_input_resets, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_close_bounded_without_drain_timeout,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_stop_without_drain_resets_at_once,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_alive_while_request_in_flight, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_alive_while_referenced_timer, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_drain_deadline_ends_timers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_on_stop_per_connection, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_on_stop_not_called_without_drain, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stream_echo_partial_sends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_pipelined_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_eof_with_pending_output, setup,
