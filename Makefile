@@ -8,7 +8,7 @@ ASAN    ?= build-asan
 FUZZ    ?= build-fuzz
 ARGS    ?= --backend=auto
 
-.PHONY: all deps build run test test-build test-asan test-fuzz bench kernels clean format
+.PHONY: all deps build run test test-build test-asan test-fuzz bench kernels newer-liburing clean format
 
 all: build
 
@@ -62,13 +62,21 @@ test-fuzz: $(FUZZ)/build.ninja
 bench: build
 	meson test -C $(BUILD) --benchmark
 
-# The kernel matrix (docs/kernels.md): Debian's 6.1 and 6.12 cloud kernels
+# The kernel matrix (docs/kernels.md): Debian's 5.10, 6.1, 6.12 and 7.3 cloud kernels
 # under qemu, the probe and the build's tests inside each. Needs root to
 # install qemu-system-x86 and busybox-static; minutes per kernel under TCG.
-# KERNELS=6.1 or KERNELS=6.1,6.12,host; KERNELS_ARGS for more options.
-KERNELS ?= 6.1,6.12
+# KERNELS=5.10 or KERNELS=5.10,7.3,host; KERNELS_ARGS for more options.
+KERNELS ?= 5.10,6.1,6.12,7.3
 kernels: build
 	./tools/kernels --build=$(BUILD) --kernels=$(KERNELS) $(KERNELS_ARGS)
+
+# Build against a newer liburing (Debian trixie's 2.9, or sid's newest)
+# unpacked into a private prefix, and run the io_uring tests with it: the
+# check that the #ifndef'd constants agree with newer headers. Needs the
+# package registry, so not part of `make test`.
+LIBURING_SUITE ?= sid
+newer-liburing:
+	./tools/newer-liburing --suite=$(LIBURING_SUITE)
 
 format:
 	clang-format -i core/*.[ch] backend_epoll/*.[ch] backend_uring/*.[ch] tools/*.[ch] tests/*/*.[ch] \

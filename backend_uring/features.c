@@ -20,6 +20,9 @@ static const struct {
     {"bundle", UF_BUNDLE},
     {"batch-wait", UF_BATCH_WAIT},
     {"direct-socket", UF_DIRECT_SOCKET},
+    {"ext-arg", UF_EXT_ARG},
+    {"shutdown-op", UF_SHUTDOWN_OP},
+    {"buf-recycle", UF_BUF_RECYCLE},
 };
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
@@ -42,6 +45,9 @@ uint32_t rs_uring_supported(const struct rs_uring_support *s)
      * it outbound sockets stay plain rather than lose NODELAY. */
     f |=
         (f & UF_FIXED_FILES) && s->socket_direct && s->sockopt_cmd ? UF_DIRECT_SOCKET : 0;
+    f |= s->features & RS_FEAT_EXT_ARG ? UF_EXT_ARG : 0;
+    f |= s->opcodes >> RS_OP_SHUTDOWN_NR & 1 ? UF_SHUTDOWN_OP : 0;
+    f |= s->buf_recycle ? UF_BUF_RECYCLE : 0;
     return f;
 }
 
@@ -142,6 +148,9 @@ int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
     /* Direct outbound sockets live in the fixed-file table. */
     if (!(want & UF_FIXED_FILES))
         want &= ~(uint32_t)UF_DIRECT_SOCKET;
+    /* The batched wait is an EXT_ARG wait with a minimum. */
+    if (!(want & UF_EXT_ARG))
+        want &= ~(uint32_t)UF_BATCH_WAIT;
     *out = want;
     return 0;
 }

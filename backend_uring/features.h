@@ -7,6 +7,11 @@
 
 #include "probe.h"
 
+/* Kernel ABI values the support check reads from the probe (known without
+ * liburing, which a build may lack). */
+#define RS_FEAT_EXT_ARG    (1u << 8) /* IORING_FEAT_EXT_ARG in io_uring_params.features */
+#define RS_OP_SHUTDOWN_NR  34        /* IORING_OP_SHUTDOWN, an opcode number */
+
 enum {
     UF_MULTISHOT_ACCEPT = 1u << 0,
     UF_MULTISHOT_RECV = 1u << 1,
@@ -19,9 +24,19 @@ enum {
     UF_BUNDLE = 1u << 8,
     UF_BATCH_WAIT = 1u << 9,
     UF_DIRECT_SOCKET = 1u << 10, /* outbound sockets direct too (needs fixed-files) */
-    UF_ALL = (1u << 11) - 1,
+    /* Interfaces of Linux 5.11 that every ring uses where the kernel has
+     * them; switchable so that a newer kernel can run the fallbacks an
+     * older one needs (--uring-features=none is a 5.10 ring). */
+    UF_EXT_ARG = 1u << 11,     /* waits with a timeout: IORING_ENTER_EXT_ARG */
+    UF_SHUTDOWN_OP = 1u << 12, /* RS_OP_SHUTDOWN: IORING_OP_SHUTDOWN */
+    /* Without buf-ring: a recv may wait for data holding no buffer (the
+     * kernel recycles it); else each recv polls first, then takes one. */
+    UF_BUF_RECYCLE = 1u << 13,
+    UF_ALL = (1u << 14) - 1,
     /* what "default" means: everything but the opt-in ones */
     UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT,
+    /* what a ring without any of the 5.19+ ones still uses */
+    UF_BASELINE = UF_EXT_ARG | UF_SHUTDOWN_OP | UF_BUF_RECYCLE,
 };
 
 /* Features this kernel supports, from the probe. */

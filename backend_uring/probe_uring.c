@@ -57,6 +57,14 @@
 #define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
 #endif
 
+enum {
+    RS_IORING_OP_BIND = 56,
+    RS_IORING_OP_LISTEN = 57,
+    RS_IORING_OP_RECV_ZC = 58,
+    RS_IORING_OP_EPOLL_WAIT = 59,
+    RS_IORING_OP_PIPE = 62,
+};
+
 /* --- names for the report ------------------------------------------------ */
 
 #if RS_HAVE_URING
@@ -79,6 +87,14 @@ const struct rs_probe_bit rs_uring_opcode_names[] = {
     {"async_cancel", OPCODE(IORING_OP_ASYNC_CANCEL)},
     {"socket", OPCODE(IORING_OP_SOCKET)},
     {"read", OPCODE(IORING_OP_READ)},
+    /* Newer than liburing 2.3's enum: the kernel's numbers (include/uapi/
+     * linux/io_uring.h), listed so the matrix shows where each arrived. */
+    {"msg_ring", OPCODE(IORING_OP_MSG_RING)},      /* 5.18 */
+    {"bind", OPCODE(RS_IORING_OP_BIND)},           /* 6.11 */
+    {"listen", OPCODE(RS_IORING_OP_LISTEN)},       /* 6.11 */
+    {"recv_zc", OPCODE(RS_IORING_OP_RECV_ZC)},     /* 6.15, zero-copy receive */
+    {"epoll_wait", OPCODE(RS_IORING_OP_EPOLL_WAIT)}, /* 6.15 */
+    {"pipe", OPCODE(RS_IORING_OP_PIPE)},           /* 6.16 */
 };
 
 const struct rs_probe_bit rs_uring_feature_names[] = {
@@ -354,11 +370,11 @@ struct buf_ring {
     char data[BR_COUNT][BR_SIZE];
 };
 
-static int buf_ring_setup(struct io_uring *ring, struct buf_ring *b)
+static int buf_ring_setup_flags(struct io_uring *ring, struct buf_ring *b, unsigned flags)
 {
     int err;
     const char *what;
-    b->br = rs_buf_ring_register(ring, BR_COUNT, BR_GROUP, &b->len, &err, &what);
+    b->br = rs_buf_ring_register(ring, BR_COUNT, BR_GROUP, flags, &b->len, &err, &what);
     if (!b->br)
         return err;
     for (int i = 0; i < BR_COUNT; i++)
@@ -366,6 +382,11 @@ static int buf_ring_setup(struct io_uring *ring, struct buf_ring *b)
                               io_uring_buf_ring_mask(BR_COUNT), i);
     io_uring_buf_ring_advance(b->br, BR_COUNT);
     return 0;
+}
+
+static int buf_ring_setup(struct io_uring *ring, struct buf_ring *b)
+{
+    return buf_ring_setup_flags(ring, b, 0);
 }
 
 /* Call after io_uring_queue_exit(): the kernel drops its pin on exit. */
@@ -378,7 +399,9 @@ static void buf_ring_free(struct buf_ring *b)
 
 /* --- registrations --- */
 
-static bool try_buf_ring(void)
+/* A buffer ring registered with `flags`: IOU_PBUF_RING_INC (6.12) is
+ * refused with -EINVAL by older kernels. */
+static bool try_buf_ring_flags(unsigned flags)
 {
     struct io_uring ring;
     struct buf_ring b = {.br = NULL};
@@ -386,10 +409,15 @@ static bool try_buf_ring(void)
 
     if (!ring_open(&ring))
         return false;
-    ok = buf_ring_setup(&ring, &b) == 0;
+    ok = buf_ring_setup_flags(&ring, &b, flags) == 0;
     io_uring_queue_exit(&ring);
     buf_ring_free(&b);
     return ok;
+}
+
+static bool try_buf_ring(void)
+{
+    return try_buf_ring_flags(0);
 }
 
 static bool try_sparse_files(void)
@@ -569,7 +597,8 @@ static bool send_zc_once(struct io_uring *ring, struct conn_pair *p)
     return next_cqe(ring, &c) == 0 && (c.flags & IORING_CQE_F_NOTIF);
 }
 
-static bool try_send_zc(void)
+/* A trial on a plain ring and a fresh loopback connection. */
+static bool try_on_pair(bool (*once)(struct io_uring *, struct conn_pair *))
 {
     struct io_uring ring;
     struct conn_pair p = {-1, -1, -1};
@@ -578,10 +607,15 @@ static bool try_send_zc(void)
     if (!ring_open(&ring))
         return false;
     if (pair_open(&p))
-        ok = send_zc_once(&ring, &p);
+        ok = once(&ring, &p);
     io_uring_queue_exit(&ring);
     pair_close(&p);
     return ok;
+}
+
+static bool try_send_zc(void)
+{
+    return try_on_pair(send_zc_once);
 }
 
 /* IORING_OP_SOCKET into a slot the kernel picks (*slot), in a sparse
@@ -641,6 +675,37 @@ static void try_socket_direct(struct rs_uring_support *s)
     fd_close(&fd);
 }
 
+/* A single-shot recv with IOSQE_BUFFER_SELECT from IORING_OP_PROVIDE_BUFFERS
+ * buffers finds no data and waits. Does it hold a buffer meanwhile? Provide
+ * one, arm the recv on an idle connection, then remove one buffer from the
+ * group: 1 removed if the buffer is still there (the kernel put it back when
+ * the recv went to wait), -ENOENT if the waiting recv keeps it. On such a
+ * kernel every idle connection pins a buffer of the pool. */
+static bool buf_recycle_once(struct io_uring *ring, struct conn_pair *p)
+{
+    static char buf[BR_SIZE];
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    struct cqe_copy c;
+
+    io_uring_prep_provide_buffers(sqe, buf, BR_SIZE, 1, BR_GROUP, 0);
+    if (io_uring_submit(ring) != 1 || next_cqe(ring, &c) < 0 || c.res < 0)
+        return false;
+    sqe = io_uring_get_sqe(ring);
+    io_uring_prep_recv(sqe, p->sfd, NULL, BR_SIZE, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BR_GROUP;
+    if (io_uring_submit(ring) != 1) /* issued here: no data, so it waits */
+        return false;
+    sqe = io_uring_get_sqe(ring);
+    io_uring_prep_remove_buffers(sqe, 1, BR_GROUP);
+    return io_uring_submit(ring) == 1 && next_cqe(ring, &c) == 0 && c.res == 1;
+}
+
+static bool try_buf_recycle(void)
+{
+    return try_on_pair(buf_recycle_once);
+}
+
 static void probe_all(struct rs_uring_support *s)
 {
     if (!probe_plain(s))
@@ -649,12 +714,14 @@ static void probe_all(struct rs_uring_support *s)
     s->min_timeout = (s->features & IORING_FEAT_MIN_TIMEOUT) != 0;
     probe_setup_flags(s);
     s->buf_ring = try_buf_ring();
+    s->buf_ring_inc = s->buf_ring && try_buf_ring_flags(RS_IOU_PBUF_RING_INC);
     s->sparse_files = try_sparse_files();
     s->ring_fd = try_ring_fd();
     s->multishot_accept = try_multishot_accept();
     s->multishot_recv = s->buf_ring && try_multishot_recv();
     s->accept_direct = s->sparse_files && try_accept_direct();
     s->send_zc = try_send_zc();
+    s->buf_recycle = try_buf_recycle();
     if (s->sparse_files)
         try_socket_direct(s);
 }

@@ -73,6 +73,20 @@ static void why_missing(const struct rs_uring_support *s, uint32_t bit, char *wh
                   "TCP_NODELAY on a direct socket; outbound sockets are plain fds "
                   "(socket(2))";
         break;
+    case UF_EXT_ARG:
+        /* Not a failure: liburing falls back by itself. */
+        w = "no IORING_FEAT_EXT_ARG (Linux 5.11+); a wait with a timeout queues "
+            "an IORING_OP_TIMEOUT SQE instead";
+        break;
+    case UF_BUF_RECYCLE:
+        w = "a recv waiting for data keeps its IORING_OP_PROVIDE_BUFFERS buffer "
+            "(newer kernels recycle it; buf-ring, 5.19+, never pins one); without "
+            "buf-ring a recv polls (IORING_OP_POLL_ADD) before it takes a buffer";
+        break;
+    case UF_SHUTDOWN_OP:
+        w = "no IORING_OP_SHUTDOWN (Linux 5.11+); a half-close is shutdown(2) "
+            "called at once";
+        break;
     }
     snprintf(why, len, "%s", w);
 }

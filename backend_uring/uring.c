@@ -34,6 +34,23 @@
  *    peer it must): such a connection gets plain sends from then on;
  *  - sqpoll (opt-in): a kernel thread polls the SQ, submission costs no
  *    syscall while it is awake.
+ *  - ext-arg: a wait with a timeout passes it to io_uring_enter
+ *    (IORING_ENTER_EXT_ARG, 5.11). Without it liburing queues an
+ *    IORING_OP_TIMEOUT SQE, which completes with the next CQE or when
+ *    the time is up, and posts a CQE of its own (user_data
+ *    LIBURING_UDATA_TIMEOUT) that run() must skip;
+ *  - shutdown-op: RS_OP_SHUTDOWN is IORING_OP_SHUTDOWN (5.11); without it
+ *    shutdown(2) is called in submit() and its result carried to run() on
+ *    a NOP, as for a plain socket below (a direct descriptor has no fd for
+ *    shutdown(2), but direct descriptors need 5.19 anyway);
+ *  - buf-recycle: without buf-ring, a single-shot recv that finds no data
+ *    and waits holds no provided buffer meanwhile: the kernel recycles it.
+ *    Older kernels (Debian's 5.10 among them: tools/kernels found it)
+ *    keep the buffer the recv took at issue, so every idle connection pins
+ *    one and, once the pool is gone, a connection with data starves for
+ *    ever. There a recv first waits with IORING_OP_POLL_ADD (POLLIN) and
+ *    is issued when the socket is readable: a buffer is taken only when
+ *    there is data for it, at the price of an SQE and a CQE per read;
  *  - direct-socket: outbound sockets (RS_OP_SOCKET) are direct
  *    descriptors too, made by IORING_OP_SOCKET into a slot the kernel
  *    picks, TCP_NODELAY set by the SOCKET_URING_OP_SETSOCKOPT command
@@ -148,12 +165,19 @@ enum {
 
 /* rs_op.bk_flags while the op belongs to this backend */
 #define BKF_ZC 16u /* send_zc in flight; bk_ptr is its zc_rec */
-/* RS_OP_SOCKET: a plain socket made in submit(), its fd or -errno in
- * bk_ptr, delivered by a NOP's CQE; else IORING_OP_SOCKET into a direct
- * slot, then (RS_OPF_NODELAY) the setsockopt command, bk_ptr the slot. */
-#define BKF_SOCK_PLAIN 32u
+/* The op's result was made in submit() by a plain syscall (RS_OP_SOCKET
+ * as socket(2), RS_OP_SHUTDOWN as shutdown(2)), the fd or -errno in
+ * bk_ptr, delivered by a NOP's CQE. Else RS_OP_SOCKET is IORING_OP_SOCKET
+ * into a direct slot, then (RS_OPF_NODELAY) the setsockopt command, bk_ptr
+ * the slot. */
+#define BKF_DONE_NOW 32u
 /* A multishot recv with a hang-up guard in flight; bk_ptr is its hup_rec. */
 #define BKF_HUP 64u
+/* RS_OP_RECV without buf-recycle: its IORING_OP_POLL_ADD is in flight, the
+ * recv comes next (recv_after_poll) */
+#define BKF_POLL_FIRST 4u
+/* the core asked for a cancel: a poll that completes anyway issues no recv */
+#define BKF_CANCEL_ASKED 8u
 
 /* A zero-copy send in flight. Its first CQE completes the send (the core
  * may send the next bytes at once); its second, IORING_CQE_F_NOTIF, says
@@ -612,6 +636,14 @@ static struct io_uring_sqe *prep_reset_before_close(struct ur_state *st,
 /* TCP_NODELAY's value, read by the kernel when the command runs. */
 static const int one = 1;
 
+/* A result made now, delivered from run() like any other (BKF_DONE_NOW). */
+static void done_now(struct rs_op *op, int res, struct io_uring_sqe *sqe)
+{
+    op->bk_flags |= BKF_DONE_NOW;
+    op->bk_ptr = (void *)(intptr_t)res;
+    io_uring_prep_nop(sqe);
+}
+
 /* The fallback: a plain socket, made now. fd or -errno. */
 static int plain_socket(struct rs_loop *loop, const struct rs_op *op)
 {
@@ -625,9 +657,7 @@ static void prep_socket(struct rs_loop *loop, struct ur_state *st, struct rs_op 
         rs_prep_socket_alloc(sqe, (int)op->len);
         return;
     }
-    op->bk_flags |= BKF_SOCK_PLAIN;
-    op->bk_ptr = (void *)(intptr_t)plain_socket(loop, op);
-    io_uring_prep_nop(sqe);
+    done_now(op, plain_socket(loop, op), sqe);
 }
 
 /* TCP_NODELAY on the new direct socket in op->bk_ptr, as a command. false:
@@ -679,10 +709,6 @@ static void retry_sockopts(struct ur_state *st)
 static void on_socket_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
                           const struct io_uring_cqe *cqe, unsigned tag)
 {
-    if (op->bk_flags & BKF_SOCK_PLAIN) {
-        rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
-        return;
-    }
     if (tag == TAG_SOCKOPT) {
         int slot = (int)(intptr_t)op->bk_ptr;
         if (cqe->res >= 0) {
@@ -716,6 +742,43 @@ static void on_socket_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_o
         return;
     }
     rs_op_complete(loop, op, res, res >= 0 ? RS_CF_DIRECT : 0, 0);
+}
+
+static void prep_recv(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                      struct io_uring_sqe *sqe, bool multi)
+{
+    /* Buffer ring: the kernel chooses the buffer when data arrives. */
+    if (multi && (st->features & UF_MULTISHOT_RECV))
+        io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
+    else
+        io_uring_prep_recv(sqe, op->fd, NULL, loop->pool.size, 0);
+    /* Bundles: one CQE may fill several buffers in a row. */
+    if (st->features & UF_BUNDLE)
+        sqe->ioprio |= IORING_RECVSEND_BUNDLE;
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+    set_fd(op, sqe);
+}
+
+/* The POLLIN of a recv without buf-recycle came: now the recv, which finds
+ * the data at once and so holds its buffer only while there is data. An
+ * error (-ECANCELED...) or a cancel asked meanwhile ends the op instead. */
+static void recv_after_poll(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                            int32_t res)
+{
+    op->bk_flags &= ~(unsigned)BKF_POLL_FIRST;
+    if (res < 0 || (op->bk_flags & BKF_CANCEL_ASKED)) {
+        rs_op_complete(loop, op, res < 0 ? res : -ECANCELED, 0, 0);
+        return;
+    }
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe) {
+        /* as when the pool is empty: the core arms the recv again */
+        rs_op_complete(loop, op, -ENOBUFS, 0, 0);
+        return;
+    }
+    prep_recv(loop, st, op, sqe, false);
+    io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
 }
 
 static int ur_submit(struct rs_loop *loop, struct rs_op *op)
@@ -756,21 +819,22 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         }
         break;
     case RS_OP_RECV:
-        /* Buffer ring: the kernel chooses the buffer when data arrives. */
-        if (multi && (st->features & UF_MULTISHOT_RECV))
-            io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
-        else
-            io_uring_prep_recv(sqe, op->fd, NULL, loop->pool.size, 0);
-        /* Bundles: one CQE may fill several buffers in a row. */
-        if (st->features & UF_BUNDLE)
-            sqe->ioprio |= IORING_RECVSEND_BUNDLE;
-        sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = BGID;
-        set_fd(op, sqe);
+        if (!(st->features & (UF_BUF_RING | UF_BUF_RECYCLE))) {
+            /* a waiting recv would pin its buffer: wait for data first */
+            io_uring_prep_poll_add(sqe, op->fd, POLLIN);
+            op->bk_flags |= BKF_POLL_FIRST;
+            set_fd(op, sqe);
+            break;
+        }
+        prep_recv(loop, st, op, sqe, multi);
         break;
     case RS_OP_SHUTDOWN:
-        io_uring_prep_shutdown(sqe, op->fd, SHUT_WR);
-        set_fd(op, sqe);
+        if ((st->features & UF_SHUTDOWN_OP) || (op->flags & RS_OPF_DIRECT)) {
+            io_uring_prep_shutdown(sqe, op->fd, SHUT_WR);
+            set_fd(op, sqe);
+        } else {
+            done_now(op, shutdown(op->fd, SHUT_WR) == 0 ? 0 : -errno, sqe);
+        }
         break;
     case RS_OP_CONNECT:
         /* The kernel waits for the handshake itself (no EINPROGRESS here):
@@ -845,6 +909,7 @@ static int ur_cancel(struct rs_loop *loop, struct rs_op *op)
         io_uring_sqe_set_data64(sqe, (uint64_t)TAG_INBOX_END << 56);
         return 0;
     }
+    op->bk_flags |= BKF_CANCEL_ASKED;
     uint64_t target = ud_of(op, TAG_OP);
     if (op->bk_flags & BKF_ZC)
         target = (uint64_t)(uintptr_t)op->bk_ptr | (uint64_t)TAG_ZC << 56;
@@ -988,7 +1053,9 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
 {
     uint64_t ud = cqe->user_data;
     unsigned tag = (unsigned)(ud >> 56);
-    if (tag == TAG_IGNORE)
+    /* liburing's own timeout SQE of a wait without ext-arg: its CQE comes
+     * when the time is up, or after the CQE that ended the wait. */
+    if (tag == TAG_IGNORE || ud == LIBURING_UDATA_TIMEOUT)
         return;
     if (tag == TAG_WAKE) {
         st->wake_armed = false;
@@ -1038,6 +1105,14 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
             buf_return(loop, st, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
         return;
     }
+    if (op->bk_flags & BKF_DONE_NOW) {
+        rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
+        return;
+    }
+    if (op->bk_flags & BKF_POLL_FIRST) {
+        recv_after_poll(loop, st, op, cqe->res);
+        return;
+    }
     if (op->kind == RS_OP_SOCKET) {
         on_socket_cqe(loop, st, op, cqe, tag);
         return;
@@ -1084,8 +1159,10 @@ static int batch_enter(struct ur_state *st, unsigned want, int timeout_ms)
     }
     /* No timeout wanted: a long one (1 s), re-armed each turn. */
     struct __kernel_timespec ts = ms_to_ts(timeout_ms >= 0 ? timeout_ms : 1000);
-    struct io_uring_getevents_arg arg = {
-        .sigmask_sz = _NSIG / 8, .pad = BATCH_WAIT_US, .ts = (uint64_t)(uintptr_t)&ts};
+    /* In order (sigmask, sigmask_sz, min wait, ts): the third field is
+     * `pad` in liburing 2.3's header and `min_wait_usec` in newer ones. */
+    struct io_uring_getevents_arg arg = {0, _NSIG / 8, BATCH_WAIT_US,
+                                         (uint64_t)(uintptr_t)&ts};
     return io_uring_enter2((unsigned)ring->ring_fd, 0, want,
                            IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
                            (sigset_t *)(void *)&arg, sizeof(arg));
@@ -1193,7 +1270,7 @@ static int setup_buf_ring(struct rs_loop *loop, struct ur_state *st, char *err,
     uint32_t count = loop->pool.count;
     int rc;
     const char *what;
-    st->br = rs_buf_ring_register(&st->ring, count, BGID, &st->br_bytes, &rc, &what);
+    st->br = rs_buf_ring_register(&st->ring, count, BGID, 0, &st->br_bytes, &rc, &what);
     if (!st->br) {
         snprintf(err, errlen, "buffer ring: %s: %s", what, strerror(-rc));
         return rc;
@@ -1279,12 +1356,13 @@ static int setup_ring(struct ur_state *st, const struct rs_uring_support *sup, c
     if (st->features & UF_DEFER_TASKRUN) {
         p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
         st->taskrun = "defer";
-    } else if (st->features != 0 && sup->coop_taskrun && !(st->features & UF_SQPOLL)) {
+    } else if ((st->features & ~UF_BASELINE) && sup->coop_taskrun &&
+               !(st->features & UF_SQPOLL)) {
         p.flags |= IORING_SETUP_COOP_TASKRUN |
                    (sup->taskrun_flag ? IORING_SETUP_TASKRUN_FLAG : 0);
         st->taskrun = "coop";
     }
-    if (st->features != 0) {
+    if (st->features & ~UF_BASELINE) {
         /* Multishot ops produce CQEs without SQEs: a deep CQ. */
         if (sup->cqsize) {
             p.flags |= IORING_SETUP_CQSIZE;
@@ -1508,6 +1586,11 @@ static int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err,
         loop->backend = NULL;
         return rc;
     }
+    /* liburing 2.3 picks its way to wait with a timeout from the ring's
+     * features: without EXT_ARG it queues a timeout SQE, as it must on
+     * kernels before 5.11 (on_cqe() skips that SQE's CQE). */
+    if (!(st->features & UF_EXT_ARG))
+        st->ring.features &= ~(unsigned)IORING_FEAT_EXT_ARG;
     rc = setup_registrations(loop, st, err, errlen);
     if (rc < 0) {
         ur_fini(loop);

@@ -9,8 +9,8 @@
 #include <sys/mman.h>
 
 struct io_uring_buf_ring *rs_buf_ring_register(struct io_uring *ring, unsigned entries,
-                                               unsigned short bgid, size_t *bytes,
-                                               int *err, const char **what)
+                                               unsigned short bgid, unsigned reg_flags,
+                                               size_t *bytes, int *err, const char **what)
 {
     *bytes = entries * sizeof(struct io_uring_buf);
     void *mem =
@@ -22,8 +22,9 @@ struct io_uring_buf_ring *rs_buf_ring_register(struct io_uring *ring, unsigned e
     }
     struct io_uring_buf_ring *br = mem;
     io_uring_buf_ring_init(br);
-    struct io_uring_buf_reg reg = {
-        .ring_addr = (uint64_t)(uintptr_t)mem, .ring_entries = entries, .bgid = bgid};
+    /* In order: the flags field is `pad` in liburing 2.3's header. */
+    struct io_uring_buf_reg reg = {(uint64_t)(uintptr_t)mem, entries, bgid,
+                                   (uint16_t)reg_flags, {0}};
     int rc = io_uring_register_buf_ring(ring, &reg, 0);
     if (rc < 0) {
         munmap(mem, *bytes);

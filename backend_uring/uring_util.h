@@ -23,10 +23,15 @@
  * Mapped, initialised and registered, still empty. Returns it, with its
  * mapping length in *bytes (unmap it after io_uring_queue_exit()), or NULL
  * with -errno in *err and the failed step ("mmap",
- * "io_uring_register_buf_ring") in *what. */
+ * "io_uring_register_buf_ring") in *what. reg_flags: the registration's
+ * flags (RS_IOU_PBUF_RING_INC), 0 for a plain ring. */
 struct io_uring_buf_ring *rs_buf_ring_register(struct io_uring *ring, unsigned entries,
-                                               unsigned short bgid, size_t *bytes,
-                                               int *err, const char **what);
+                                               unsigned short bgid, unsigned reg_flags,
+                                               size_t *bytes, int *err, const char **what);
+
+/* IOU_PBUF_RING_INC (6.12): buffers of the ring are consumed incrementally,
+ * several receives sharing one. Kernel ABI; liburing 2.3 lacks it. */
+#define RS_IOU_PBUF_RING_INC 2u
 
 /* Accept into a slot of the direct-descriptor table the kernel picks. Not
  * io_uring_prep_accept_direct(..., IORING_FILE_INDEX_ALLOC): liburing 2.3

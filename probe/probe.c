@@ -77,12 +77,14 @@ static const struct named_field register_fields[] = {
     {"buf_ring", OFF(buf_ring)},
     {"sparse_files", OFF(sparse_files)},
     {"ring_fd", OFF(ring_fd)},
+    {"buf_ring_inc", OFF(buf_ring_inc)},
 };
 
 static const struct named_field multishot_fields[] = {
     {"accept", OFF(multishot_accept)},     {"recv", OFF(multishot_recv)},
     {"accept_direct", OFF(accept_direct)}, {"send_zc", OFF(send_zc)},
     {"socket_direct", OFF(socket_direct)}, {"sockopt_cmd", OFF(sockopt_cmd)},
+    {"buf_recycle", OFF(buf_recycle)},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

@@ -31,6 +31,12 @@ struct rs_uring_support {
     bool socket_direct;
     /* SOCKET_URING_OP_SETSOCKOPT sets TCP_NODELAY, on a direct socket too (6.7+) */
     bool sockopt_cmd;
+    /* A recv waiting for data holds no IORING_OP_PROVIDE_BUFFERS buffer
+     * (older kernels, Debian's 5.10 among them, keep the one it took) */
+    bool buf_recycle;
+    /* a buffer ring registered with IOU_PBUF_RING_INC (6.12): receives may
+     * share a buffer (probed; ringserve does not use it yet) */
+    bool buf_ring_inc;
 };
 
 /* Fill *s. Never fails: an unusable io_uring is a finding. The io_uring

@@ -65,6 +65,72 @@ def test_select_package(k):
           'linux-image-6.12.117+deb12-cloud-amd64-unsigned',
           '6.12: newest sublevel (117 > 113 > 9, numerically)')
     check(k.select_package('6.6', names) is None, 'absent series gives None')
+    check(k.select_package('6.12', ['linux-image-6.12-cloud-amd64-unsigned']) is None,
+          'a name without a sublevel is a meta package')
+    # 5.10 (bullseye: ABI names), 7.x (trixie-backports, sid: signed only)
+    more = names + [
+        'linux-image-5.10.0-32-cloud-amd64-unsigned',
+        'linux-image-5.10.0-46-cloud-amd64',
+        'linux-image-5.10.0-46-cloud-amd64-unsigned',
+        'linux-image-6.1.0-0.deb11.52-cloud-amd64-unsigned',  # bullseye's backport
+        'linux-image-7.3.4+deb13-cloud-amd64',
+        'linux-image-7.3.4+deb13-cloud-amd64-dbg',
+        'linux-image-7.3.4+deb13-rt-amd64',
+        'linux-image-7.2.13+deb14-cloud-amd64',
+        'linux-image-7.2.9+deb13-cloud-amd64',
+    ]
+    check(k.select_packages('5.10', more) ==
+          ['linux-image-5.10.0-46-cloud-amd64-unsigned', 'linux-image-5.10.0-46-cloud-amd64',
+           'linux-image-5.10.0-32-cloud-amd64-unsigned'],
+          '5.10: newest first, unsigned before signed of one version: %r'
+          % k.select_packages('5.10', more))
+    check(k.select_package('6.1', more) == 'linux-image-6.1.0-57-cloud-amd64-unsigned',
+          '6.1: bullseye\'s 6.1.0-0.deb11.N backport names are not picked')
+    check(k.select_package('7.3', more) == 'linux-image-7.3.4+deb13-cloud-amd64',
+          '7.3: the signed image when there is no unsigned one')
+    check(k.select_package('7.2', more) == 'linux-image-7.2.13+deb14-cloud-amd64',
+          '7.2: sid\'s 13 over backports\' 9')
+
+
+def test_image_layout(k, tmp):
+    """Debian 7.x splits the image: linux-image-X depends on linux-binary-X,
+    whose kernel is /usr/lib/modules/X/vmlinuz (not /boot/vmlinuz-X)."""
+    deps = ('dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, '
+            'linux-base-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1), '
+            'linux-binary-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1), '
+            'linux-modules-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1)')
+    check(k.image_parts(deps) == ['linux-binary-7.3.4+deb13-cloud-amd64'],
+          'the binary package from Depends: %r' % k.image_parts(deps))
+    check(k.image_parts('linux-base (>= 4.17~), initramfs-tools') == [],
+          'a 6.x image depends on no binary package')
+    root = os.path.join(tmp, 'img')
+    check(k.find_vmlinuz(root) is None, 'nothing unpacked: no image')
+    os.makedirs(os.path.join(root, 'usr/lib/modules/7.3.4+deb13-cloud-amd64'))
+    open(os.path.join(root, 'usr/lib/modules/7.3.4+deb13-cloud-amd64/vmlinuz'), 'w').close()
+    check(k.find_vmlinuz(root) == (os.path.join(root, 'usr/lib/modules/7.3.4+deb13-'
+                                                'cloud-amd64/vmlinuz'),
+                                   '7.3.4+deb13-cloud-amd64'), '7.x layout')
+    os.makedirs(os.path.join(root, 'boot'))
+    open(os.path.join(root, 'boot/vmlinuz-5.10.0-46-cloud-amd64'), 'w').close()
+    check(k.find_vmlinuz(root)[1] == '5.10.0-46-cloud-amd64', '/boot layout')
+
+
+def test_private_apt(k, tmp):
+    """The apt configuration is the tool's own: every directory apt reads or
+    writes is under the cache, and the sources reach every suite."""
+    cache = os.path.join(tmp, 'cache')
+    opts = k.apt_options(cache)
+    pairs = dict(o.split('=', 1) for o in opts[1::2])
+    for key in ('Dir::Etc::SourceList', 'Dir::Etc::SourceParts', 'Dir::Etc::Preferences',
+                'Dir::Etc::PreferencesParts', 'Dir::State', 'Dir::State::Lists',
+                'Dir::State::status', 'Dir::Cache'):
+        check(pairs.get(key, '').startswith(cache + os.sep),
+              'apt option %s is private: %r' % (key, pairs.get(key)))
+    check(all(o == '-o' for o in opts[0::2]), 'apt options are -o pairs')
+    src = k.apt_sources()
+    for suite in ('bullseye', 'bullseye-security', 'bookworm', 'trixie',
+                  'trixie-backports', 'sid'):
+        check((' %s main\n' % suite) in src, 'sources list has %s' % suite)
 
 
 def fake_tests(build, tmp):
@@ -263,6 +329,32 @@ def test_report(k, rec, tmp):
           'merge from the report keeps earlier results: %s' % aby)
     check([b['date'] for b in again['batches']][1:] == ['later', 'third'],
           'merge from the report continues the batches: %s' % again['batches'])
+    # --report-only from a fresh clone: the same page from the report's JSON
+    # (the probe and the start-up lines are in it) as from the raw records
+    k.write_report([rec, rec12], md, js)
+    page = open(md).read()
+    back = [k.recorded(os.path.join(tmp, 'no-results'), js, x) for x in ('6.1', '6.12')]
+    k.write_report(back, md + '2', js + '2')
+    diff = [(a, b) for a, b in zip(page.splitlines(), open(md + '2').read().splitlines())
+            if a != b]
+    check(not diff, 'the report from its JSON is the same page: %r' % diff[:2])
+    # a run of one kernel keeps the other kernels' recorded columns
+    only12 = k.with_recorded([json.loads(json.dumps(rec12))],
+                             os.path.join(tmp, 'no-results'), js,
+                             committed=os.path.join(tmp, 'no-committed.json'))
+    check([r['kernel'] for r in only12] == ['6.1', '6.12'],
+          'one kernel run, the page keeps the others: %r' % [r['kernel'] for r in only12])
+    check(k.kernel_order('5.10') < k.kernel_order('6.1') < k.kernel_order('6.12')
+          < k.kernel_order('7.3') < k.kernel_order('host'), 'kernels in version order')
+    # an entry of an older report: the facts and the auto start-up only
+    old = json.load(open(js))['kernels'][0]
+    for key in ('probe', 'startup', 'probe_text'):
+        old.pop(key)
+    rebuilt = k.record_from_report(old)
+    check(k.feature_supported(rebuilt['probe'], k.FEATURES[0]) ==
+          k.feature_supported(rec['probe'], k.FEATURES[0]), 'probe rebuilt from the facts')
+    check(k.default_features(rebuilt) == k.default_features(rec),
+          'defaults rebuilt from the auto start-up')
     k.write_report([rec12], md, js, earlier=[rec])
     text2 = open(md).read()
     check('## An earlier run' in text2 and '`contract-uring-default` fail' in text2,
@@ -285,6 +377,8 @@ def main():
     build = os.path.abspath(sys.argv[2])
     with tempfile.TemporaryDirectory() as tmp:
         test_select_package(k)
+        test_private_apt(k, tmp)
+        test_image_layout(k, tmp)
         plan = test_plan(k, build, tmp)
         test_initramfs(k, build, plan, tmp)
         rec = test_results(k, build, plan)

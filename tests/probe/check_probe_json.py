@@ -19,7 +19,8 @@ BOOL, STR, INT, NULL = bool, str, int, type(None)
 
 # ringserve's io_uring features, in its order (the summary's keys).
 URING_FEATURES = ("multishot-accept multishot-recv buf-ring fixed-files ring-fd "
-                  "defer-taskrun send-zc sqpoll bundle batch-wait direct-socket").split()
+                  "defer-taskrun send-zc sqpoll bundle batch-wait direct-socket ext-arg "
+                  "shutdown-op buf-recycle").split()
 
 SCHEMA = {
     "ringserve": (STR,),
@@ -36,7 +37,8 @@ SCHEMA = {
         "features_mask": (INT,),
         "opcodes": dict.fromkeys(
             "accept recv send send_zc recvmsg sendmsg poll_add provide_buffers "
-            "close shutdown async_cancel socket read".split(), (BOOL,)),
+            "close shutdown async_cancel socket read msg_ring bind listen recv_zc "
+            "epoll_wait pipe".split(), (BOOL,)),
         "setup": dict.fromkeys(
             "sqpoll single_issuer defer_taskrun coop_taskrun taskrun_flag "
             "submit_all cqsize no_sqarray".split(), (BOOL,)),
@@ -45,9 +47,11 @@ SCHEMA = {
             "fast_poll poll_32bits sqpoll_nonfixed ext_arg native_workers "
             "rsrc_tags cqe_skip linked_file reg_reg_ring recvsend_bundle min_timeout".split(),
             (BOOL,)),
-        "register": dict.fromkeys("buf_ring sparse_files ring_fd".split(), (BOOL,)),
+        "register": dict.fromkeys("buf_ring sparse_files ring_fd buf_ring_inc".split(),
+                                  (BOOL,)),
         "multishot": dict.fromkeys(
-            "accept recv accept_direct send_zc socket_direct sockopt_cmd".split(), (BOOL,)),
+            "accept recv accept_direct send_zc socket_direct sockopt_cmd buf_recycle".split(),
+            (BOOL,)),
     },
     "epoll": dict.fromkeys(["exclusive", "busy_poll_ioctl"], (BOOL,)),
     "limits": {
@@ -117,6 +121,12 @@ def check_summary(d):
               or not u["register"]["buf_ring"], "bundle unavailable despite the facts")
         check((sm["features"]["batch-wait"] != "unavailable") == u["features"]["min_timeout"],
               "batch-wait verdict disagrees with features.min_timeout")
+        check((sm["features"]["ext-arg"] != "unavailable") == u["features"]["ext_arg"],
+              "ext-arg verdict disagrees with features.ext_arg")
+        check((sm["features"]["shutdown-op"] != "unavailable") == u["opcodes"]["shutdown"],
+              "shutdown-op verdict disagrees with opcodes.shutdown")
+        check((sm["features"]["buf-recycle"] != "unavailable")
+              == u["multishot"]["buf_recycle"], "buf-recycle verdict disagrees with the fact")
 
 
 def check_consistency(d):

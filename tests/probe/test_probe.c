@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend_uring/features.h"
 #include "probe.h"
 #include "rs_build.h"
 
@@ -345,6 +346,12 @@ static const char *const documented[] = {
     "io_uring.opcodes.async_cancel",
     "io_uring.opcodes.socket",
     "io_uring.opcodes.read",
+    "io_uring.opcodes.msg_ring",
+    "io_uring.opcodes.bind",
+    "io_uring.opcodes.listen",
+    "io_uring.opcodes.recv_zc",
+    "io_uring.opcodes.epoll_wait",
+    "io_uring.opcodes.pipe",
     "io_uring.setup.sqpoll",
     "io_uring.setup.single_issuer",
     "io_uring.setup.defer_taskrun",
@@ -372,12 +379,14 @@ static const char *const documented[] = {
     "io_uring.register.buf_ring",
     "io_uring.register.sparse_files",
     "io_uring.register.ring_fd",
+    "io_uring.register.buf_ring_inc",
     "io_uring.multishot.accept",
     "io_uring.multishot.recv",
     "io_uring.multishot.accept_direct",
     "io_uring.multishot.send_zc",
     "io_uring.multishot.socket_direct",
     "io_uring.multishot.sockopt_cmd",
+    "io_uring.multishot.buf_recycle",
     "epoll.exclusive",
     "epoll.busy_poll_ioctl",
     "limits.nofile.soft",
@@ -398,6 +407,9 @@ static const char *const documented[] = {
     "summary.features.bundle",
     "summary.features.batch-wait",
     "summary.features.direct-socket",
+    "summary.features.ext-arg",
+    "summary.features.shutdown-op",
+    "summary.features.buf-recycle",
     "summary.reasons.multishot-accept",
     "summary.reasons.multishot-recv",
     "summary.reasons.buf-ring",
@@ -409,6 +421,9 @@ static const char *const documented[] = {
     "summary.reasons.bundle",
     "summary.reasons.batch-wait",
     "summary.reasons.direct-socket",
+    "summary.reasons.ext-arg",
+    "summary.reasons.shutdown-op",
+    "summary.reasons.buf-recycle",
 };
 
 /* Every boolean fact of the struct, as false when io_uring is unusable. */
@@ -563,6 +578,7 @@ static void test_probe_json_is_documented_and_agrees(void **state)
     assert_json_bool(j, "io_uring.features.min_timeout", s.min_timeout);
     assert_json_bool(j, "io_uring.multishot.socket_direct", s.socket_direct);
     assert_json_bool(j, "io_uring.multishot.sockopt_cmd", s.sockopt_cmd);
+    assert_json_bool(j, "io_uring.multishot.buf_recycle", s.buf_recycle);
     assert_int_equal(strtoull(get(j, "io_uring.features_mask"), NULL, 10), s.features);
     assert_string_equal(get(j, "liburing"), "\"" RS_LIBURING_VERSION "\"");
     if (s.available) {
@@ -687,7 +703,8 @@ static void test_probe_summary_on_6_1(void **state)
     assert_string_equal(sum.backend, "uring");
     assert_string_equal(sum.backend_why, "");
     assert_string_equal(sum.defaults, "multishot-accept,multishot-recv,buf-ring,"
-                                      "fixed-files,ring-fd,defer-taskrun,send-zc");
+                                      "fixed-files,ring-fd,defer-taskrun,send-zc,"
+                                      "ext-arg,shutdown-op");
     assert_int_equal(verdict_of(&sum, "sqpoll")->verdict, RS_FEATURE_OPT_IN);
     assert_int_equal(verdict_of(&sum, "bundle")->verdict, RS_FEATURE_UNAVAILABLE);
     assert_non_null(strstr(verdict_of(&sum, "bundle")->why, "6.10"));
@@ -707,7 +724,7 @@ static void test_probe_summary_on_6_1(void **state)
     s.sockopt_cmd = true;
     rs_probe_summarize(&s, &sum);
     assert_int_equal(verdict_of(&sum, "direct-socket")->verdict, RS_FEATURE_DEFAULT);
-    assert_non_null(strstr(sum.defaults, "send-zc,direct-socket"));
+    assert_non_null(strstr(sum.defaults, "send-zc,direct-socket,ext-arg"));
     assert_non_null(strstr(sum.outbound, "direct descriptors"));
     /* ...but never without fixed-files. */
     s.accept_direct = false;
@@ -735,7 +752,7 @@ static void test_probe_summary_names_what_is_missing(void **state)
     s.send_zc = false;
     s.opcodes = 0;
     rs_probe_summarize(&s, &sum);
-    assert_string_equal(sum.defaults, "multishot-accept,fixed-files,ring-fd");
+    assert_string_equal(sum.defaults, "multishot-accept,fixed-files,ring-fd,ext-arg");
     assert_non_null(strstr(verdict_of(&sum, "multishot-recv")->why, "needs buf-ring"));
     assert_non_null(strstr(verdict_of(&sum, "defer-taskrun")->why, "COOP_TASKRUN"));
     assert_non_null(strstr(verdict_of(&sum, "send-zc")->why, "6.0"));
@@ -750,6 +767,56 @@ static void test_probe_summary_names_what_is_missing(void **state)
         assert_int_equal(sum.f[i].verdict, RS_FEATURE_UNAVAILABLE);
         assert_non_null(strstr(sum.f[i].why, "io_uring_disabled=2"));
     }
+}
+
+/* Linux 5.10 as released (5.10.0, before Debian's 5.10.162+ took the 5.15
+ * io_uring): single-shot ops, IORING_OP_PROVIDE_BUFFERS, no EXT_ARG, no
+ * IORING_OP_SHUTDOWN. The backend is still io_uring, with no feature on,
+ * and the summary says what each missing piece costs. */
+static void test_probe_summary_on_5_10(void **state)
+{
+    struct rs_uring_support s = {
+        .available = true,
+        .compiled = true,
+        .disabled_sysctl = -1,
+        .sqpoll = true,
+        .cqsize = true,
+        .features = 0xff,            /* SINGLE_MMAP .. SQPOLL_NONFIXED: no EXT_ARG */
+        .opcodes = (1ull << 34) - 1, /* up to IORING_OP_TEE (33): no SHUTDOWN */
+    };
+    struct rs_probe_summary sum;
+    uint32_t f;
+    char err[256];
+
+    (void)state;
+    rs_probe_summarize(&s, &sum);
+    assert_string_equal(sum.backend, "uring");
+    assert_string_equal(sum.defaults, "none");
+    assert_non_null(strstr(verdict_of(&sum, "ext-arg")->why, "5.11"));
+    assert_non_null(strstr(verdict_of(&sum, "ext-arg")->why, "IORING_OP_TIMEOUT"));
+    assert_non_null(strstr(verdict_of(&sum, "shutdown-op")->why, "shutdown(2)"));
+    assert_non_null(strstr(verdict_of(&sum, "buf-ring")->why, "5.19"));
+    assert_non_null(strstr(verdict_of(&sum, "buf-recycle")->why, "IORING_OP_POLL_ADD"));
+    assert_non_null(strstr(sum.outbound, "plain fds"));
+    /* Asking for it is an error naming it; auto- leaves it out. */
+    assert_int_equal(rs_uring_features_parse("default,ext-arg", rs_uring_supported(&s), &f,
+                                             err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "ext-arg"));
+    assert_int_equal(rs_uring_features_parse("auto-all", rs_uring_supported(&s), &f, err,
+                                             sizeof(err)),
+                     0);
+    assert_int_equal(f, UF_SQPOLL);
+    /* Debian's 5.10.262: EXT_ARG and SHUTDOWN backported, both default. */
+    s.features = 0x7ff;
+    s.opcodes = (1ull << 40) - 1;
+    rs_probe_summarize(&s, &sum);
+    assert_string_equal(sum.defaults, "ext-arg,shutdown-op");
+    /* The batched wait is an EXT_ARG wait: never without it. */
+    assert_int_equal(rs_uring_features_parse("batch-wait,-ext-arg", UF_ALL, &f, err,
+                                             sizeof(err)),
+                     0);
+    assert_int_equal(f, 0);
 }
 
 /* What the real probe reports agrees with what the server starts with. */
@@ -870,6 +937,7 @@ int main(void)
         cmocka_unit_test(test_probe_text_is_an_aligned_table),
         cmocka_unit_test(test_probe_summary_on_6_1),
         cmocka_unit_test(test_probe_summary_names_what_is_missing),
+        cmocka_unit_test(test_probe_summary_on_5_10),
         cmocka_unit_test(test_probe_summary_text_comes_first),
         cmocka_unit_test(test_probe_reports_seccomp_eperm),
         cmocka_unit_test(test_probe_reports_enosys),
