@@ -173,6 +173,8 @@ enum {
 #define BKF_DONE_NOW 32u
 /* A multishot recv with a hang-up guard in flight; bk_ptr is its hup_rec. */
 #define BKF_HUP 64u
+/* Its guard cancelled the recv: the -ECANCELED is ours, not the core's. */
+#define BKF_HUP_REARM 128u
 /* RS_OP_RECV without buf-recycle: its IORING_OP_POLL_ADD is in flight, the
  * recv comes next (recv_after_poll) */
 #define BKF_POLL_FIRST 4u
@@ -212,11 +214,11 @@ struct zc_slab {
  * stays armed on a dead socket for good (seen on Linux 6.18; liburing
  * issue 1549 is the same family). A one-shot poll has no such shortcut: it
  * completes as soon as the state is there, at arm time or later. When it
- * does while the recv is still armed, a shutdown(SHUT_RD) of our own wakes
- * the socket's waiters: the recv reads again and reports the EOF, or the
- * reset (a pending error comes before RCV_SHUTDOWN in a read). Nothing can
- * arrive after the peer's hang-up, so shutting our reading side loses no
- * byte. The guard ends with the recv: its final CQE cancels it. */
+ * does while the recv is still armed, the recv is cancelled and the core
+ * arms a fresh one, whose first read sees the socket as it is: what is
+ * still queued, then the EOF or the reset. Bytes stay in the socket until
+ * read, so none is lost. The guard ends with the recv: its final CQE
+ * cancels it. */
 struct hup_rec {
     struct hup_rec *next; /* free list */
     struct rs_op *op;     /* the recv; NULL once it ended */
@@ -418,30 +420,31 @@ static void on_hup_cqe(struct ur_state *st, struct hup_rec *r, int32_t res)
     st->hup_free = r;
     if (!op)
         return; /* the recv ended first */
+    /* Checked in release builds: an op that moved on is not this guard's. */
+    if (!(op->bk_flags & BKF_HUP) || op->bk_ptr != r) {
+        rs_log_error("a hang-up guard outlived its receive: ignored");
+        return;
+    }
     op->bk_flags &= (uint8_t)~BKF_HUP;
     op->bk_ptr = NULL;
     /* A hang-up: EOF or reset (a reset shows all three). An error alone
      * (POLLERR) need not end the input, so it is left to the recv. */
     if (res <= 0 || !(res & (POLLRDHUP | POLLHUP)))
         return;
-    /* The recv is still armed (else op would be NULL), so the descriptor
-     * is still open: the core closes only what has nothing in flight. But
-     * only now: the recv's last CQE may wait later in this very batch, and
-     * the core may then close the socket before an SQE of ours is issued.
-     * A plain fd is shut down here and now, for once with a system call:
-     * its number may belong to a new connection by the time an SQE runs.
-     * A direct descriptor's close is an SQE queued behind ours, and the
-     * kernel takes a request's file when it issues it, in queue order. */
-    if (!(op->flags & RS_OPF_DIRECT)) {
-        (void)shutdown(op->fd, SHUT_RD);
-        return;
-    }
+    /* The recv is still armed (else op would be NULL). It is cancelled by
+     * its user_data, which names this request and no other: a shutdown by
+     * descriptor number could land on a new connection, since the kernel
+     * runs IORING_OP_SHUTDOWN on a worker and looks a direct slot up only
+     * there, after a close and an accept may have refilled it (seen: a
+     * healthy client read EOF half-way). Its -ECANCELED never reaches the
+     * core: on_cqe arms the same op again (rearm_after_hup), and the new
+     * recv's first read finds what is left, then the EOF or the reset. */
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return;
-    io_uring_prep_shutdown(sqe, op->fd, SHUT_RD);
-    set_fd(op, sqe);
+    io_uring_prep_cancel64(sqe, ud_of(op, TAG_OP), 0);
     io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+    op->bk_flags |= BKF_HUP_REARM;
 }
 
 #define ZC_COPIED 0x80u
@@ -781,9 +784,27 @@ static void recv_after_poll(struct rs_loop *loop, struct ur_state *st, struct rs
     io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
 }
 
+/* A multishot recv its hang-up guard cancelled (on_hup_cqe): the same op,
+ * same generation, armed again with a guard of its own. false: no SQE, the
+ * -ECANCELED goes to the core, which arms a new recv itself. */
+static bool rearm_after_hup(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
+{
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return false;
+    prep_recv(loop, st, op, sqe, true);
+    io_uring_sqe_set_data64(sqe, ud_of(op, TAG_OP));
+    hup_arm(st, op);
+    return true;
+}
+
 static int ur_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ur_state *st = state(loop);
+    /* A guard still tied to this op's previous life (its last CQE never
+     * reached hup_end: dropped as stale) must not act on the new one. */
+    if (op->bk_flags & BKF_HUP)
+        ((struct hup_rec *)op->bk_ptr)->op = NULL;
     op->bk_gen++;
     op->bk_flags = 0;
     if (op->kind == RS_OP_SEND)
@@ -1121,6 +1142,12 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
         close_slot(st, op->fd); /* the other ring has its own reference now */
     if ((op->bk_flags & BKF_HUP) && !(cqe->flags & IORING_CQE_F_MORE))
         hup_end(st, op);
+    if ((op->bk_flags & BKF_HUP_REARM) && !(cqe->flags & IORING_CQE_F_MORE)) {
+        op->bk_flags &= (uint8_t)~BKF_HUP_REARM;
+        if (cqe->res == -ECANCELED && !(op->bk_flags & BKF_CANCEL_ASKED) &&
+            rearm_after_hup(loop, st, op))
+            return;
+    }
     on_op_cqe(loop, st, op, cqe);
 }
 
