@@ -97,3 +97,15 @@ bool rs_stream_is_open(const struct rs_stream *s)
 {
     return rs_stream_is_open_inline(s);
 }
+
+const uint8_t *rs_loop_buf(const struct rs_loop *loop, uint16_t bid)
+{
+    if (bid >= loop->pool.count)
+        return NULL;
+    return rs_bufpool_ptr(&loop->pool, bid);
+}
+
+void rs_loop_buf_release(struct rs_loop *loop, uint16_t bid)
+{
+    loop->ops->buf_release(loop, bid);
+}

@@ -117,8 +117,11 @@ static void on_complete(struct rs_loop *loop, struct rs_op *op,
 {
     struct rs_fs_req *req = op->data;
     (void)loop;
-    /* One completion per op: no multishot, no pool buffers here. */
-    assert(priv(req)->state == IN_FLIGHT && !(c->flags & (RS_CF_MORE | RS_CF_BUFFER)));
+    /* One completion per op: no multishot; a pool buffer only for a read
+     * that asked for one (rs_fs_read_lent). */
+    assert(priv(req)->state == IN_FLIGHT && !(c->flags & RS_CF_MORE));
+    assert(!(c->flags & RS_CF_BUFFER) || (priv(req)->fop.op.flags & RS_OPF_POOL_BUF));
+    req->bid = (c->flags & RS_CF_BUFFER) ? c->bid : 0;
     finish(req, c->res);
 }
 
@@ -203,6 +206,18 @@ int rs_fs_read(struct rs_loop *loop, struct rs_fs_req *req, int fd, void *buf,
     if (rc < 0)
         return rc;
     priv(req)->fop.dst = buf;
+    priv(req)->fop.op.len = len;
+    priv(req)->fop.off = off;
+    return submit(req);
+}
+
+int rs_fs_read_lent(struct rs_loop *loop, struct rs_fs_req *req, int fd, uint32_t len,
+                    uint64_t off, rs_fs_fn cb)
+{
+    int rc = prepare(loop, req, RS_FS_READ, RS_OP_READ, fd, cb);
+    if (rc < 0)
+        return rc;
+    priv(req)->fop.op.flags = RS_OPF_POOL_BUF;
     priv(req)->fop.op.len = len;
     priv(req)->fop.off = off;
     return submit(req);

@@ -10,9 +10,6 @@ extern const struct rs_protocol rs_proto_echo;    /* inetd.c */
 extern const struct rs_protocol rs_proto_discard; /* inetd.c */
 extern const struct rs_protocol rs_proto_chargen; /* inetd.c */
 extern const struct rs_protocol rs_proto_proxy;   /* proxy.c */
-/* core/http.c: static files. It still reaches inside the loop (file ops
- * through the backend table, the buffer pool), so it lives in core/
- * until the public API covers what it needs. */
-extern const struct rs_protocol rs_proto_http;
+extern const struct rs_protocol rs_proto_http;    /* http.c */
 
 #endif

@@ -78,6 +78,9 @@ struct rs_fs_req {
      * close: 0. Or -errno (-ECANCELED after rs_fs_cancel). */
     int32_t result;
     uint8_t type; /* enum rs_fs_type */
+    /* rs_fs_read_lent, in the callback when result > 0: the loop's buffer
+     * holding the bytes (rs_loop_buf), now the caller's to give back. */
+    uint16_t bid;
     union {
         uint64_t words[RS_FS_REQ_PRIVATE_WORDS];
         void *align;
@@ -97,6 +100,17 @@ RS_EXPORT int rs_fs_open_beneath(struct rs_loop *loop, struct rs_fs_req *req, in
 /* pread: up to len bytes at off into buf. */
 RS_EXPORT int rs_fs_read(struct rs_loop *loop, struct rs_fs_req *req, int fd, void *buf,
                          uint32_t len, uint64_t off, rs_fs_fn cb);
+/* pread into one of the loop's lent buffers instead of the caller's
+ * memory: up to len bytes at off (len at most rs_config.buffer_size; more
+ * is capped to it). When result > 0 the bytes are at rs_loop_buf(loop,
+ * req->bid), lent to the caller, who passes the buffer on exactly once:
+ * rs_loop_buf_release (<ringserve/loop.h>) once done with the bytes.
+ * With no buffer free the result is -ENOBUFS (try again later: buffers
+ * come back as streams and readers release theirs); the read did not
+ * happen. Holds no memory of the caller's while in flight, and no buffer
+ * before the kernel has the bytes. */
+RS_EXPORT int rs_fs_read_lent(struct rs_loop *loop, struct rs_fs_req *req, int fd,
+                              uint32_t len, uint64_t off, rs_fs_fn cb);
 /* pwrite: len bytes of buf at off; a short write is the caller's to
  * continue. */
 RS_EXPORT int rs_fs_write(struct rs_loop *loop, struct rs_fs_req *req, int fd,

@@ -104,6 +104,16 @@ RS_EXPORT const char *rs_loop_backend_name(const struct rs_loop *loop);
  * meant for it (sessions, bytes_up, bytes_down, connect_failed). */
 RS_EXPORT struct rs_stats *rs_loop_stats(struct rs_loop *loop);
 
+/* The loop's lent buffers outside a stream (a file read into one:
+ * rs_fs_read_lent in <ringserve/fs.h>; a stream's own pass through
+ * on_data and rs_stream_release/rs_stream_write_lent instead).
+ * rs_loop_buf: the bytes of buffer bid (rs_config.buffer_size of them),
+ * or NULL for a bid the loop does not have. rs_loop_buf_release gives
+ * buffer bid back to the loop, exactly once per buffer lent; the bytes
+ * may be reused at once. */
+RS_EXPORT const uint8_t *rs_loop_buf(const struct rs_loop *loop, uint16_t bid);
+RS_EXPORT void rs_loop_buf_release(struct rs_loop *loop, uint16_t bid);
+
 /* The protocol's per-loop state: NULL until set, typically from the
  * protocol's loop_init, and freed by its loop_fini. */
 RS_EXPORT void *rs_loop_data(const struct rs_loop *loop);

@@ -1,4 +1,4 @@
-/* libFuzzer target for the HTTP request-head parser (core/http_parse.c).
+/* libFuzzer target for the HTTP request-head parser (protocols/http_parse.c).
  *
  * Each input is parsed three ways: as raw bytes (a whole head, or several
  * pipelined), as the request-target of an otherwise valid request (so the

@@ -1,4 +1,4 @@
-/* The open-file cache (core/fcache.c) on its own: lookups, the LRU bound,
+/* The open-file cache (protocols/fcache.c) on its own: lookups, the LRU bound,
  * entries in use outliving their eviction, revalidation by path, trim.
  * Real files in a scratch directory; the clock is a number the test sets. */
 #include <errno.h>

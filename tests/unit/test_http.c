@@ -1,4 +1,4 @@
-/* The HTTP protocol's session state machine (core/http.c), in process, on
+/* The HTTP protocol's session state machine (protocols/http.c), in process, on
  * a real backend: test_http epoll-et|epoll-lt|epoll-inline|uring [FEATURES].
  *
  * One loop, no listener: the server end of a socketpair is handed to the

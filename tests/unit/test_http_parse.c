@@ -1,4 +1,4 @@
-/* The HTTP request-head parser (core/http_parse.c): every status it can
+/* The HTTP request-head parser (protocols/http_parse.c): every status it can
  * return, path normalization and the escapes it refuses, the limits, Range,
  * If-Modified-Since, keep-alive, dates, content types and range resolution. */
 #include <setjmp.h>

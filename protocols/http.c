@@ -1,11 +1,12 @@
 /* --protocol=http: a small, strict static-file HTTP/1.1 server.
  *
- * Every byte of it goes through the backend contract: the request arrives
- * on a stream (stream.h), the file is opened, examined, read and closed
- * with file ops (op.h), and the response leaves through the stream's
- * output queue. On io_uring the kernel does all of it; on epoll the file
- * ops run on the worker pool (or inline with --fs=inline). The protocol
- * cannot tell the difference, which is the point.
+ * A client of the public API alone (<ringserve.h>), like every shipped
+ * protocol: the request arrives on a stream (<ringserve/stream.h>), the
+ * file is opened and read with file requests (<ringserve/fs.h>), and the
+ * response leaves through the stream's output queue. On io_uring the
+ * kernel does all of it; on epoll the file requests run on the worker
+ * pool (or inline with --fs=inline). The protocol cannot tell the
+ * difference, which is the point.
  *
  * One request at a time per connection, in order: a pipelined request
  * waits in the input buffer until the response before it is queued.
@@ -13,11 +14,11 @@
  *   idle -> open (openat2 RESOLVE_BENEATH from the root), statx(2) at once
  *        -> directory? close it, open DIR/index.html, statx again
  *        -> respond: 304 / 416 / HEAD / empty: the head alone
- *                    small (one pool buffer): one read into a pool buffer,
- *                      then head + body copied into one write, so one
+ *                    small (one pool buffer): one read into a lent pool
+ *                      buffer (rs_fs_read_lent), then head + body copied into one write, so one
  *                      send carries both
  *                    large: the head, then the file itself queued on the
- *                      stream (rs_stream_write_file: RS_OP_SENDFILE, no
+ *                      stream (rs_stream_write_file: sendfile(2) or splice, no
  *                      byte through our memory; the stream closes it);
  *                      with --sendfile=off (or a backend without
  *                      RS_CAP_SENDFILE) reads of 64 KiB into the session's
@@ -45,8 +46,8 @@
  *
  * Lifetime: a session lives until its stream closed AND its last file op
  * completed; a file op cannot be recalled once the kernel or a worker has
- * it. Each file op is a loop request (rs_loop_req_start), so the loop
- * runs until the stragglers are back, on its own thread.
+ * it. Each file request keeps the loop alive (fs.h), so the loop runs
+ * until the stragglers are back, on its own thread.
  *
  * Stop (http_stop): idle connections close at once; a response in
  * progress is finished, its body still flowing (from the file with
@@ -55,7 +56,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,13 +63,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
+#include <ringserve.h>
+
 #include "fcache.h"
 #include "http_parse.h"
-#include "log.h"
-#include "loop.h"
-#include "protocol.h"
-#include "stream.h"
+#include "protocols.h"
 
 #define READ_AHEAD 2            /* file reads in flight per large response */
 #define BODY_CHUNK (64u * 1024) /* bytes per read of a large body */
@@ -89,13 +87,14 @@ struct http_loop {
 enum { ST_IDLE, ST_OPEN, ST_BODY, ST_DEAD };
 
 struct rd_slot {
-    struct rs_file_op op;
+    struct rs_fs_req req; /* req.data: the session */
     uint8_t *buf; /* large bodies: BODY_CHUNK bytes of the session's own */
     uint64_t off;
     uint32_t len;
     int32_t res;
     uint16_t bid;
     bool busy, done;
+    bool lent; /* read with rs_fs_read_lent: a result > 0 brings buffer bid */
 };
 
 struct http_sess {
@@ -108,7 +107,7 @@ struct http_sess {
     int fd;                /* the file (or directory) being served, or -1 */
     struct rs_fcache_entry *fce; /* fd's cache entry (the cache owns fd), or NULL */
     uint32_t ops;          /* file ops in flight */
-    struct rs_file_op fop; /* the open */
+    struct rs_fs_req fop;  /* the open; fop.data: the session */
     struct statx stx;
     struct rs_http_request req;
     char path[RS_HTTP_PATH_MAX + TAIL_LEN + 1]; /* what is opened */
@@ -241,7 +240,6 @@ static bool op_done(struct http_sess *h)
 {
     h->ops--;
     h->hl->ops--;
-    rs_loop_req_done(h->loop);
     if (h->s)
         return true;
     if (h->ops == 0)
@@ -249,17 +247,18 @@ static bool op_done(struct http_sess *h)
     return false;
 }
 
-static void submit_file_op(struct http_sess *h, struct rs_op *op)
+/* rc: what the rs_fs_* call that started a request returned. A started
+ * request is one more the session waits for (the loop waits for it too:
+ * every file request is one of the loop's). */
+static void file_op_started(struct http_sess *h, const char *what, int rc)
 {
-    int rc = h->loop->ops->submit(h->loop, op);
     if (rc < 0) {
-        rs_log_error("http: file op %u refused: %s", op->kind, strerror(-rc));
+        rs_log_error("http: %s of %s failed to start: %s", what, h->path, strerror(-rc));
         die(h, rc);
         return;
     }
     h->ops++;
     h->hl->ops++;
-    rs_loop_req_start(h->loop); /* the loop lives until it completes */
 }
 
 /* Close the current file at once: a read-only file's close(2) does no IO.
@@ -319,19 +318,19 @@ static void die(struct http_sess *h, int reason)
 
 /* ---- the file ---- */
 
-static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
+static void on_open(struct rs_fs_req *req);
 
 static void open_path(struct http_sess *h)
 {
     h->state = ST_OPEN;
-    rs_file_op_init(&h->fop, RS_OP_OPENAT, h->hl->root_fd, on_fop, h);
-    h->fop.path = h->path[0] ? h->path : ".";
+    h->fop.data = h;
     /* O_NONBLOCK: opening a FIFO must not wait for a writer. Regular files
-     * ignore it. */
-    h->fop.how =
-        (struct rs_open_how){.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
-                             .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
-    submit_file_op(h, &h->fop.op);
+     * ignore it. Beneath the root: no "..", absolute path or symbolic link
+     * leads out (rs_fs_open_beneath). */
+    int rc = rs_fs_open_beneath(h->loop, &h->fop, h->hl->root_fd,
+                                h->path[0] ? h->path : ".",
+                                O_RDONLY | O_NOCTTY | O_NONBLOCK, 0, on_open);
+    file_op_started(h, "open", rc);
 }
 
 static void examined(struct http_sess *h);
@@ -342,8 +341,8 @@ static void not_found(struct http_sess *h);
 static void open_file(struct http_sess *h)
 {
     struct rs_fcache_entry *e =
-        rs_fcache_get(&h->hl->fcache, h->hl->root_fd, h->path, h->loop->now_ms,
-                      h->loop->cfg->open_file_cache_valid_ms);
+        rs_fcache_get(&h->hl->fcache, h->hl->root_fd, h->path, rs_loop_now(h->loop),
+                      rs_loop_config(h->loop)->open_file_cache_valid_ms);
     if (e) {
         h->state = ST_OPEN;
         h->fce = e;
@@ -351,7 +350,7 @@ static void open_file(struct http_sess *h)
         /* More than one buffer: the statx of the descriptor costs nothing
          * next to the body, and a file changed in place (truncated,
          * appended to) is then served at its size of now. */
-        if (e->stx.stx_size > h->loop->pool.size && rs_fcache_refresh(e) < 0) {
+        if (e->stx.stx_size > rs_loop_config(h->loop)->buffer_size && rs_fcache_refresh(e) < 0) {
             not_found(h);
             return;
         }
@@ -381,11 +380,11 @@ static void not_found(struct http_sess *h)
 }
 
 /* Large bodies go from the file to the socket in the kernel when the
- * backend can (RS_OP_SENDFILE: sendfile(2) on epoll, splice through a pipe
+ * backend can (RS_CAP_SENDFILE: sendfile(2) on epoll, splice through a pipe
  * on io_uring) unless --sendfile=off: no read into memory, no copy. */
 static bool use_sendfile(const struct http_sess *h)
 {
-    return (h->loop->caps & RS_CAP_SENDFILE) && !h->loop->cfg->no_sendfile;
+    return (rs_loop_caps(h->loop) & RS_CAP_SENDFILE) && !rs_loop_config(h->loop)->no_sendfile;
 }
 
 /* The head, then the file itself: the stream owns the descriptor from here
@@ -447,7 +446,7 @@ static void respond(struct http_sess *h)
     h->count = (uint64_t)count;
     h->next_off = h->first;
     h->end = h->first + h->count;
-    h->small = h->count <= h->loop->pool.size;
+    h->small = h->count <= rs_loop_config(h->loop)->buffer_size;
     if (!h->small && !h->head_only && use_sendfile(h)) {
         send_by_file(h);
         return;
@@ -477,15 +476,13 @@ static void respond(struct http_sess *h)
     pump(h);
 }
 
-static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c)
+static void on_open(struct rs_fs_req *req)
 {
-    (void)loop;
-    struct http_sess *h = op->data;
-    int res = c->res;
-    /* op lives inside the session, which op_done() may free. */
-    bool opened = op->kind == RS_OP_OPENAT;
+    struct http_sess *h = req->data;
+    /* req lives inside the session, which op_done() may free. */
+    int res = req->result;
     if (!op_done(h) || h->state != ST_OPEN) {
-        if (opened && res >= 0)
+        if (res >= 0)
             close(res); /* orphaned: nobody will read it */
         return;
     }
@@ -527,7 +524,7 @@ static void on_fop(struct rs_loop *loop, struct rs_op *op, const struct rs_compl
     }
     if (S_ISREG(h->stx.stx_mode)) {
         struct rs_fcache_entry *e =
-            rs_fcache_put(&h->hl->fcache, h->path, h->fd, &h->stx, h->loop->now_ms);
+            rs_fcache_put(&h->hl->fcache, h->path, h->fd, &h->stx, rs_loop_now(h->loop));
         if (e)
             h->fce = e;
     }
@@ -547,8 +544,7 @@ static void examined(struct http_sess *h)
 
 /* ---- the body ---- */
 
-static void on_read(struct rs_loop *loop, struct rs_op *op,
-                    const struct rs_completion *c);
+static void on_read(struct rs_fs_req *req);
 
 static void retry_fn(struct rs_loop *loop, struct rs_timer *t)
 {
@@ -562,21 +558,22 @@ static bool may_read_more(const struct http_sess *h)
     if (inflight >= READ_AHEAD || h->next_off >= h->end)
         return false;
     uint64_t ahead = rs_stream_pending(h->s) + (uint64_t)inflight * BODY_CHUNK;
-    return ahead < h->loop->cfg->max_pending;
+    return ahead < rs_loop_config(h->loop)->max_pending;
 }
 
 static void submit_read(struct http_sess *h, struct rd_slot *r)
 {
-    rs_file_op_init(&r->op, RS_OP_READ, h->fd, on_read, h);
-    if (h->small)
-        r->op.op.flags = RS_OPF_POOL_BUF;
-    else
-        r->op.dst = r->buf;
-    r->op.op.len = r->len;
-    r->op.off = r->off;
+    r->req.data = h;
     r->busy = true;
     r->done = false;
-    submit_file_op(h, &r->op.op);
+    r->lent = h->small;
+    /* Small: into a lent buffer, sent with the head from there (deliver);
+     * large: into the slot's own memory. */
+    int rc = h->small ? rs_fs_read_lent(h->loop, &r->req, h->fd, r->len, r->off, on_read)
+                      : rs_fs_read(h->loop, &r->req, h->fd, r->buf, r->len, r->off, on_read);
+    if (rc < 0)
+        r->busy = false;
+    file_op_started(h, "read", rc);
 }
 
 /* Issue reads while the window allows; re-issue those that found no
@@ -594,7 +591,7 @@ static void pump(struct http_sess *h)
         struct rd_slot *r = &h->rd[h->rd_tail++ % READ_AHEAD];
         uint64_t left = h->end - h->next_off;
         r->off = h->next_off;
-        uint32_t chunk = h->small ? h->loop->pool.size : BODY_CHUNK;
+        uint32_t chunk = h->small ? rs_loop_config(h->loop)->buffer_size : BODY_CHUNK;
         r->len = left < chunk ? (uint32_t)left : chunk;
         h->next_off += r->len;
         submit_read(h, r);
@@ -612,11 +609,11 @@ static void deliver(struct http_sess *h, struct rd_slot *r)
         return;
     }
     /* Small: head and body in one write, so one send, one segment. */
-    const uint8_t *p = rs_bufpool_ptr(&h->loop->pool, r->bid);
+    const uint8_t *p = rs_loop_buf(h->loop, r->bid);
     uint8_t *out = h->hl->scratch;
     int n = format_head(h, (char *)out);
     memcpy(out + n, p, (size_t)r->res);
-    h->loop->ops->buf_release(h->loop, r->bid);
+    rs_loop_buf_release(h->loop, r->bid);
     rs_stream_write_copy(h->s, out, (uint32_t)n + (uint32_t)r->res);
 }
 
@@ -627,22 +624,26 @@ static void drop_done_slots(struct http_sess *h)
     for (uint32_t i = h->rd_head; i != h->rd_tail; i++) {
         struct rd_slot *x = &h->rd[i % READ_AHEAD];
         if (x->done && x->res > 0 && h->small)
-            h->loop->ops->buf_release(h->loop, x->bid);
+            rs_loop_buf_release(h->loop, x->bid);
         x->done = false;
     }
 }
 
-static void on_read(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c)
+static void on_read(struct rs_fs_req *req)
 {
-    struct http_sess *h = op->data;
-    struct rd_slot *r = (struct rd_slot *)(void *)rs_file_op_of(op);
+    struct http_sess *h = req->data;
+    struct rs_loop *loop = req->loop;
+    struct rd_slot *r = (struct rd_slot *)(void *)((char *)req - offsetof(struct rd_slot, req));
+    bool lent = r->lent && req->result > 0; /* req->bid is ours to give back */
+    int32_t res = req->result;
+    uint16_t bid = req->bid;
     r->busy = false;
     if (!op_done(h) || h->state != ST_BODY) {
-        if (c->flags & RS_CF_BUFFER)
-            loop->ops->buf_release(loop, c->bid);
+        if (lent)
+            rs_loop_buf_release(loop, bid);
         return;
     }
-    if (c->res == -ENOBUFS || c->res == -EAGAIN) {
+    if (res == -ENOBUFS || res == -EAGAIN) {
         /* No buffer free (or a kernel that honours O_NONBLOCK on files):
          * try again shortly; the slot keeps its place in the order. Later
          * slots already read give their buffers back and read again: held
@@ -653,8 +654,8 @@ static void on_read(struct rs_loop *loop, struct rs_op *op, const struct rs_comp
         return;
     }
     r->done = true;
-    r->res = c->res;
-    r->bid = c->bid;
+    r->res = res;
+    r->bid = bid;
     /* In order: reads may complete out of order, bytes may not. */
     while (h->rd_head != h->rd_tail) {
         struct rd_slot *o = &h->rd[h->rd_head % READ_AHEAD];
@@ -666,7 +667,7 @@ static void on_read(struct rs_loop *loop, struct rs_op *op, const struct rs_comp
             /* An error, or the file shrank under us: the promised length
              * cannot be kept, so the connection ends here. */
             if (o->res > 0 && h->small)
-                loop->ops->buf_release(loop, o->bid);
+                rs_loop_buf_release(loop, o->bid);
             rs_log_info("http: read of %s at %" PRIu64 ": %s", h->path, o->off,
                         o->res < 0 ? strerror(-o->res) : "file shrank");
             /* Later slots: those done give their buffers back now, those
@@ -700,7 +701,7 @@ static void head_timeout_fn(struct rs_loop *loop, struct rs_timer *t)
     struct http_sess *h = t->data;
     if (!h->s || h->state != ST_IDLE || !rs_stream_is_open(h->s))
         return;
-    loop->stats.header_timeouts++;
+    rs_loop_stats(loop)->header_timeouts++;
     rs_stream_read_stop(h->s);
     if (h->in_len > 0) {
         /* Part of a head came: say why the connection ends. */
@@ -717,7 +718,7 @@ static void head_timeout_fn(struct rs_loop *loop, struct rs_timer *t)
 
 static void head_deadline_start(struct http_sess *h)
 {
-    uint32_t ms = h->loop->cfg->header_timeout_ms;
+    uint32_t ms = rs_loop_config(h->loop)->header_timeout_ms;
     if (ms && !rs_timer_active(&h->head_timer))
         rs_timer_start(h->loop, &h->head_timer, ms, head_timeout_fn, h);
 }
@@ -738,7 +739,7 @@ static void next_request(struct http_sess *h)
     struct rs_stream *s = h->s;
     if (h->state != ST_IDLE || !rs_stream_is_open(s))
         return;
-    if (rs_stream_pending(s) > s->loop->cfg->max_pending || rs_stream_has_file(s))
+    if (rs_stream_pending(s) > rs_loop_config(rs_stream_loop(s))->max_pending || rs_stream_has_file(s))
         return; /* on_writable comes back here; http_data bounds the input */
     int n = h->in_len ? rs_http_parse_at(h->in, h->in_len, (int64_t)time(NULL), &h->req) : 0;
     if (n == 0 && h->in_full) {
@@ -776,7 +777,7 @@ static void next_request(struct http_sess *h)
  * junk). Two receive buffers of them are kept. */
 static uint64_t in_max(const struct http_sess *h)
 {
-    return RS_HTTP_HEAD_MAX + 2 * (uint64_t)h->loop->pool.size;
+    return RS_HTTP_HEAD_MAX + 2 * (uint64_t)rs_loop_config(h->loop)->buffer_size;
 }
 
 /* Append received bytes to the input buffer; 0 or -ENOMEM. Past in_max
@@ -811,7 +812,7 @@ static int in_append(struct http_sess *h, const uint8_t *p, uint32_t len)
 
 static void http_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
 {
-    struct http_sess *h = s->data;
+    struct http_sess *h = rs_stream_data(s);
     int rc = in_append(h, p, len);
     rs_stream_release(s, bid);
     if (rc < 0) {
@@ -833,7 +834,7 @@ static void http_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint1
 
 static void http_writable(struct rs_stream *s)
 {
-    struct http_sess *h = s->data;
+    struct http_sess *h = rs_stream_data(s);
     if (h->state == ST_BODY)
         pump(h);
     else
@@ -844,7 +845,7 @@ static void http_writable(struct rs_stream *s)
  * close. */
 static void http_eof(struct rs_stream *s)
 {
-    struct http_sess *h = s->data;
+    struct http_sess *h = rs_stream_data(s);
     h->peer_eof = true;
     next_request(h);
     close_if_done(h);
@@ -853,7 +854,7 @@ static void http_eof(struct rs_stream *s)
 static void http_close(struct rs_stream *s, int reason)
 {
     (void)reason;
-    struct http_sess *h = s->data;
+    struct http_sess *h = rs_stream_data(s);
     if (!h)
         return;
     h->s = NULL;
@@ -874,27 +875,27 @@ static void http_open(struct rs_stream *s)
         return;
     }
     h->s = s;
-    h->loop = s->loop;
-    h->hl = s->loop->proto_data;
+    h->loop = rs_stream_loop(s);
+    h->hl = rs_loop_data(h->loop);
     h->fd = -1;
     rs_timer_unref(&h->retry);
     rs_timer_unref(&h->head_timer);
-    s->data = h;
+    rs_stream_set_data(s, h);
     head_deadline_start(h);
 }
 
 static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)
 {
-    const char *root = loop->cfg->root;
+    const char *root = rs_loop_config(loop)->root;
     if (!root) {
         snprintf(err, errlen, "--protocol=http needs --root=DIR");
         return -EINVAL;
     }
-    if (!(loop->caps & RS_CAP_FILE_OPS)) {
+    if (!(rs_loop_caps(loop) & RS_CAP_FILE_OPS)) {
         snprintf(err, errlen,
                  "--protocol=http needs file ops, which the %s backend lacks here "
                  "(a kernel too old for it?): try another --backend",
-                 loop->ops->name);
+                 rs_loop_backend_name(loop));
         return -EINVAL;
     }
     struct http_loop *hl = calloc(1, sizeof(*hl));
@@ -908,14 +909,14 @@ static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)
         free(hl);
         return -EINVAL;
     }
-    hl->scratch = malloc(HEAD_ROOM + loop->pool.size);
+    hl->scratch = malloc(HEAD_ROOM + rs_loop_config(loop)->buffer_size);
     if (!hl->scratch) {
         close(hl->root_fd);
         free(hl);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    if (rs_fcache_init(&hl->fcache, loop->cfg->open_file_cache) < 0) {
+    if (rs_fcache_init(&hl->fcache, rs_loop_config(loop)->open_file_cache) < 0) {
         close(hl->root_fd);
         free(hl->scratch);
         free(hl);
@@ -923,7 +924,7 @@ static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)
         return -ENOMEM;
     }
     hl->date_s = -1;
-    loop->proto_data = hl;
+    rs_loop_set_data(loop, hl);
     return 0;
 }
 
@@ -936,7 +937,7 @@ static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)
  * still open. */
 static void http_stop(struct rs_stream *s)
 {
-    struct http_sess *h = s->data;
+    struct http_sess *h = rs_stream_data(s);
     if (!h) {
         rs_stream_stop(s);
         return;
@@ -950,7 +951,7 @@ static void http_stop(struct rs_stream *s)
  * back (each is a loop request): every session is gone. */
 static void http_loop_fini(struct rs_loop *loop)
 {
-    struct http_loop *hl = loop->proto_data;
+    struct http_loop *hl = rs_loop_data(loop);
     if (!hl)
         return;
     if (hl->ops > 0) /* only a failed backend leaves them */
@@ -959,12 +960,12 @@ static void http_loop_fini(struct rs_loop *loop)
     close(hl->root_fd);
     free(hl->scratch);
     free(hl);
-    loop->proto_data = NULL;
+    rs_loop_set_data(loop, NULL);
 }
 
 const struct rs_fcache_stats *rs_http_fcache_stats(const struct rs_loop *loop)
 {
-    const struct http_loop *hl = loop->proto_data;
+    const struct http_loop *hl = rs_loop_data(loop);
     return hl ? &hl->fcache.stats : NULL;
 }
 
