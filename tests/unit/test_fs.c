@@ -199,6 +199,54 @@ static void test_fs_each_op(void **state)
 }
 
 /* Beneath a directory: nothing outside it opens, whatever the path. */
+/* A read into one of the loop's lent buffers: the bytes there, the
+ * buffer the caller's until given back, len capped at a buffer, and no
+ * buffer free a result (-ENOBUFS), not a failure of the request. */
+static void test_fs_read_lent(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_loop *loop = &fx->loop;
+    struct probe_req p;
+    probe_init(&p, fx);
+    struct rs_fs_req *r = &p.req;
+    int fd = DO(fx, &p, rs_fs_open_beneath(loop, r, fx->dirfd, "lent", O_RDWR | O_CREAT, 0600, on_done));
+    assert_true(fd >= 0);
+    static uint8_t data[5000];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 7 + 1);
+    assert_int_equal(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+    assert_int_equal(DO(fx, &p, rs_fs_read_lent(loop, r, fd, 100, 10, on_done)), 100);
+    assert_int_equal(r->type, RS_FS_READ);
+    const uint8_t *b = rs_loop_buf(loop, r->bid);
+    assert_non_null(b);
+    assert_memory_equal(b, data + 10, 100);
+    assert_int_equal(fx->loop.pool.lent, 1);
+    rs_loop_buf_release(loop, r->bid);
+    assert_int_equal(fx->loop.pool.lent, 0);
+    /* More than a buffer holds: one buffer's worth. */
+    assert_int_equal(DO(fx, &p, rs_fs_read_lent(loop, r, fd, 10000, 0, on_done)), 4096);
+    assert_memory_equal(rs_loop_buf(loop, r->bid), data, 4096);
+    rs_loop_buf_release(loop, r->bid);
+    /* End of file: 0, and no buffer lent. */
+    assert_int_equal(DO(fx, &p, rs_fs_read_lent(loop, r, fd, 100, sizeof(data), on_done)), 0);
+    assert_int_equal(fx->loop.pool.lent, 0);
+    /* Every buffer held: the next read says -ENOBUFS. */
+    uint16_t held[8];
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(DO(fx, &p, rs_fs_read_lent(loop, r, fd, 16, (uint64_t)i, on_done)), 16);
+        held[i] = r->bid;
+        assert_memory_equal(rs_loop_buf(loop, held[i]), data + i, 16);
+    }
+    assert_int_equal(DO(fx, &p, rs_fs_read_lent(loop, r, fd, 16, 0, on_done)), -ENOBUFS);
+    for (int i = 0; i < 8; i++)
+        rs_loop_buf_release(loop, held[i]);
+    assert_int_equal(fx->loop.pool.lent, 0);
+    assert_null(rs_loop_buf(loop, 8)); /* no such buffer */
+    assert_int_equal(DO(fx, &p, rs_fs_read_lent(loop, r, fd, 16, 0, on_done)), 16);
+    rs_loop_buf_release(loop, r->bid);
+    assert_int_equal(DO(fx, &p, rs_fs_close(loop, r, fd, on_done)), 0);
+}
+
 static void test_fs_open_beneath_confined(void **state)
 {
     struct fixture *fx = *state;
@@ -628,6 +676,7 @@ int main(int argc, char **argv)
     umask(022);
     const struct CMUnitTest real[] = {
         cmocka_unit_test_setup_teardown(test_fs_each_op, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fs_read_lent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fs_open_beneath_confined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fs_refused_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fs_many_in_flight, setup, teardown),
