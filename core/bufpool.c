@@ -50,10 +50,9 @@ void rs_bufpool_fini(struct rs_bufpool *p)
     memset(p, 0, sizeof(*p));
 }
 
-bool rs_bufpool_release_ok(struct rs_bufpool *p, uint16_t bid)
+/* The slow path of rs_bufpool_release_ok: log, count, refuse. */
+bool rs_bufpool_release_refused(struct rs_bufpool *p, uint16_t bid)
 {
-    if (bid < p->count && p->held[bid])
-        return true;
     p->violations++;
     rs_log_error("contract violation: buffer %u returned %s; refused", bid,
                  bid >= p->count ? "but no such buffer exists"

@@ -81,7 +81,14 @@ static inline int rs_bufpool_get(struct rs_bufpool *p)
  * outside the pool. True when buffer bid is lent to the core and may come
  * back (buf_release); otherwise the violation is logged and counted, and
  * the caller must refuse the call (change nothing). */
-bool rs_bufpool_release_ok(struct rs_bufpool *p, uint16_t bid);
+bool rs_bufpool_release_refused(struct rs_bufpool *p, uint16_t bid);
+/* Inline: it runs for every buffer an echo sends back. */
+static inline bool rs_bufpool_release_ok(struct rs_bufpool *p, uint16_t bid)
+{
+    if (__builtin_expect(bid < p->count && p->held[bid], 1))
+        return true;
+    return rs_bufpool_release_refused(p, bid);
+}
 
 /* Back on the free stack. A push past count (a buffer freed twice) is
  * refused like a double release. */
