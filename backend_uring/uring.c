@@ -1287,7 +1287,7 @@ static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
         st->zc_release[bid] = 1; /* returned at the last notification */
         return;
     }
-    rs_bufpool_unlend(&loop->pool, bid);
+    rs_bufpool_clear_loan(&loop->pool, bid); /* checked above */
     buf_return(loop, st, bid);
 }
 

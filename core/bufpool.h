@@ -111,12 +111,18 @@ static inline void rs_bufpool_lend(struct rs_bufpool *p, uint16_t bid)
 
 /* The core gave bid back: false (nothing changed) when it was not lent,
  * see rs_bufpool_release_ok. */
+/* The loan of bid ends; the caller checked it (rs_bufpool_release_ok). */
+static inline void rs_bufpool_clear_loan(struct rs_bufpool *p, uint16_t bid)
+{
+    p->held[bid] = 0;
+    p->lent--;
+}
+
 static inline bool rs_bufpool_unlend(struct rs_bufpool *p, uint16_t bid)
 {
     if (!rs_bufpool_release_ok(p, bid))
         return false;
-    p->held[bid] = 0;
-    p->lent--;
+    rs_bufpool_clear_loan(p, bid);
     return true;
 }
 
