@@ -922,7 +922,7 @@ static void ep_fini(struct rs_loop *loop)
         fs_complete_list(loop, rs_fspool_free(st->fs)); /* joins the workers */
         st->fs = NULL;
     }
-    while (st->jobs)        /* jobs dropped, or finished and never reaped */
+    while (st->jobs) /* jobs dropped, or finished and never reaped */
         job_free(st, st->jobs);
     assert(st->done_len == 0);
     close(st->epfd);

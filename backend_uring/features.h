@@ -9,8 +9,8 @@
 
 /* Kernel ABI values the support check reads from the probe (known without
  * liburing, which a build may lack). */
-#define RS_FEAT_EXT_ARG    (1u << 8) /* IORING_FEAT_EXT_ARG in io_uring_params.features */
-#define RS_OP_SHUTDOWN_NR  34        /* IORING_OP_SHUTDOWN, an opcode number */
+#define RS_FEAT_EXT_ARG   (1u << 8) /* IORING_FEAT_EXT_ARG in io_uring_params.features */
+#define RS_OP_SHUTDOWN_NR 34        /* IORING_OP_SHUTDOWN, an opcode number */
 
 enum {
     UF_MULTISHOT_ACCEPT = 1u << 0,

@@ -89,12 +89,12 @@ const struct rs_probe_bit rs_uring_opcode_names[] = {
     {"read", OPCODE(IORING_OP_READ)},
     /* Newer than liburing 2.3's enum: the kernel's numbers (include/uapi/
      * linux/io_uring.h), listed so the matrix shows where each arrived. */
-    {"msg_ring", OPCODE(IORING_OP_MSG_RING)},      /* 5.18 */
-    {"bind", OPCODE(RS_IORING_OP_BIND)},           /* 6.11 */
-    {"listen", OPCODE(RS_IORING_OP_LISTEN)},       /* 6.11 */
-    {"recv_zc", OPCODE(RS_IORING_OP_RECV_ZC)},     /* 6.15, zero-copy receive */
+    {"msg_ring", OPCODE(IORING_OP_MSG_RING)},        /* 5.18 */
+    {"bind", OPCODE(RS_IORING_OP_BIND)},             /* 6.11 */
+    {"listen", OPCODE(RS_IORING_OP_LISTEN)},         /* 6.11 */
+    {"recv_zc", OPCODE(RS_IORING_OP_RECV_ZC)},       /* 6.15, zero-copy receive */
     {"epoll_wait", OPCODE(RS_IORING_OP_EPOLL_WAIT)}, /* 6.15 */
-    {"pipe", OPCODE(RS_IORING_OP_PIPE)},           /* 6.16 */
+    {"pipe", OPCODE(RS_IORING_OP_PIPE)},             /* 6.16 */
 };
 
 const struct rs_probe_bit rs_uring_feature_names[] = {

@@ -586,7 +586,8 @@ static void prep_file(struct rs_loop *loop, struct rs_op *op, struct io_uring_sq
         io_uring_prep_statx(sqe, op->fd, f->path, f->at_flags, f->mask, f->stx);
         break;
     case RS_OP_FSYNC:
-        io_uring_prep_fsync(sqe, op->fd, op->len == RS_FSYNC_DATA ? IORING_FSYNC_DATASYNC : 0);
+        io_uring_prep_fsync(sqe, op->fd,
+                            op->len == RS_FSYNC_DATA ? IORING_FSYNC_DATASYNC : 0);
         break;
     }
 }
@@ -670,7 +671,8 @@ static bool prep_sockopt(struct ur_state *st, struct rs_op *op)
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return false;
-    rs_prep_setsockopt_cmd(sqe, (int)(intptr_t)op->bk_ptr, IPPROTO_TCP, TCP_NODELAY, &one);
+    rs_prep_setsockopt_cmd(sqe, (int)(intptr_t)op->bk_ptr, IPPROTO_TCP, TCP_NODELAY,
+                           &one);
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, ud_of(op, TAG_SOCKOPT));
     return true;

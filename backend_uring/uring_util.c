@@ -23,8 +23,8 @@ struct io_uring_buf_ring *rs_buf_ring_register(struct io_uring *ring, unsigned e
     struct io_uring_buf_ring *br = mem;
     io_uring_buf_ring_init(br);
     /* In order: the flags field is `pad` in liburing 2.3's header. */
-    struct io_uring_buf_reg reg = {(uint64_t)(uintptr_t)mem, entries, bgid,
-                                   (uint16_t)reg_flags, {0}};
+    struct io_uring_buf_reg reg = {
+        (uint64_t)(uintptr_t)mem, entries, bgid, (uint16_t)reg_flags, {0}};
     int rc = io_uring_register_buf_ring(ring, &reg, 0);
     if (rc < 0) {
         munmap(mem, *bytes);

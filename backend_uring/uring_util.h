@@ -27,7 +27,8 @@
  * flags (RS_IOU_PBUF_RING_INC), 0 for a plain ring. */
 struct io_uring_buf_ring *rs_buf_ring_register(struct io_uring *ring, unsigned entries,
                                                unsigned short bgid, unsigned reg_flags,
-                                               size_t *bytes, int *err, const char **what);
+                                               size_t *bytes, int *err,
+                                               const char **what);
 
 /* IOU_PBUF_RING_INC (6.12): buffers of the ring are consumed incrementally,
  * several receives sharing one. Kernel ABI; liburing 2.3 lacks it. */

@@ -28,13 +28,13 @@
 
 struct rs_bufpool {
     uint8_t *mem;
-    uint32_t size;   /* usable bytes per buffer */
-    uint32_t stride; /* bytes from one buffer's start to the next */
-    uint32_t count;  /* buffers; a power of two */
-    uint32_t nfree;  /* entries in free[] */
-    uint32_t lent;   /* buffers held by the core right now */
-    uint16_t *free;  /* stack of free ids (unused by the io_uring buffer ring) */
-    uint8_t *held;   /* per id: 1 while lent to the core (catches double release) */
+    uint32_t size;       /* usable bytes per buffer */
+    uint32_t stride;     /* bytes from one buffer's start to the next */
+    uint32_t count;      /* buffers; a power of two */
+    uint32_t nfree;      /* entries in free[] */
+    uint32_t lent;       /* buffers held by the core right now */
+    uint16_t *free;      /* stack of free ids (unused by the io_uring buffer ring) */
+    uint8_t *held;       /* per id: 1 while lent to the core (catches double release) */
     uint32_t violations; /* refused calls: see rs_bufpool_release_ok */
 };
 

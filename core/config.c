@@ -422,7 +422,7 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
                          &cfg->open_file_cache);
     case OPT_OPEN_FILE_CACHE_VALID:
         return parse_seconds("--open-file-cache-valid", arg,
-                              &cfg->open_file_cache_valid_ms);
+                             &cfg->open_file_cache_valid_ms);
     case OPT_ROOT:
         if (!*arg)
             return bad("--root", arg, "a directory");

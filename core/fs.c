@@ -176,9 +176,10 @@ static int open_how(struct rs_loop *loop, struct rs_fs_req *req, int dirfd,
     /* openat2 refuses a mode it would ignore. */
     bool creates = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
     priv(req)->fop.path = path;
-    priv(req)->fop.how = (struct rs_open_how){.flags = (uint64_t)(unsigned)(flags | O_CLOEXEC),
-                                        .mode = creates ? mode : 0,
-                                        .resolve = resolve};
+    priv(req)->fop.how =
+        (struct rs_open_how){.flags = (uint64_t)(unsigned)(flags | O_CLOEXEC),
+                             .mode = creates ? mode : 0,
+                             .resolve = resolve};
     return submit(req);
 }
 
@@ -283,8 +284,8 @@ int rs_fs_close(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb
     return submit(req);
 }
 
-int rs_fs_sendfile(struct rs_loop *loop, struct rs_fs_req *req, struct rs_stream *s, int fd,
-                   uint64_t off, uint64_t len, rs_fs_fn cb)
+int rs_fs_sendfile(struct rs_loop *loop, struct rs_fs_req *req, struct rs_stream *s,
+                   int fd, uint64_t off, uint64_t len, rs_fs_fn cb)
 {
     if (!s || s->loop != loop || fd < 0 || len == 0 || len > INT32_MAX)
         return -EINVAL;

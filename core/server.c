@@ -266,9 +266,10 @@ static void conn_limits(struct rs_server *srv)
                      : 1;
     /* What the loops hold of their own (an open-file cache) is not theirs
      * to give to connections. */
-    uint64_t fixed = l0->proto && l0->proto->descriptors_per_loop
-                         ? (uint64_t)srv->nworkers * l0->proto->descriptors_per_loop(srv->cfg)
-                         : 0;
+    uint64_t fixed =
+        l0->proto && l0->proto->descriptors_per_loop
+            ? (uint64_t)srv->nworkers * l0->proto->descriptors_per_loop(srv->cfg)
+            : 0;
     char per[64] = "", held[48] = "";
     if (k > 1)
         snprintf(per, sizeof(per), ", %u per %s connection", k, l0->proto->name);

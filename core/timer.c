@@ -89,7 +89,8 @@ int rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
         heap_remove(loop, t); /* its slot is free again: no growth below */
     /* Out of memory for the heap: the timer is not started, and the caller
      * decides (a library never exits for its user). */
-    if (loop->ntimers == loop->timers_cap && rs_timer_reserve(loop, loop->ntimers + 1) < 0)
+    if (loop->ntimers == loop->timers_cap &&
+        rs_timer_reserve(loop, loop->ntimers + 1) < 0)
         return -ENOMEM;
     t->fn = fn;
     t->data = data;

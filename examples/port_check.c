@@ -171,7 +171,7 @@ int main(int argc, char **argv)
     rs_loop_destroy(ck.loop);
     for (unsigned i = 0; rc == 0 && i < ck.count; i++) {
         int r = ck.result[i];
-        const char *what = r == 0                ? "open"
+        const char *what = r == 0               ? "open"
                            : r == -ECONNREFUSED ? "closed"
                            : r == -ETIMEDOUT    ? "timeout"
                                                 : NULL;

@@ -129,8 +129,8 @@ static void relay_open(struct rs_stream *client)
     p->client = client;
     /* What the client sends before the upstream is up waits in the
      * upstream stream's queue. */
-    p->upstream = rs_stream_connect(rs_stream_loop(client), (struct sockaddr *)&opt.to, opt.tolen,
-                                    CONNECT_TIMEOUT_MS, &relay_proto.cbs, p);
+    p->upstream = rs_stream_connect(rs_stream_loop(client), (struct sockaddr *)&opt.to,
+                                    opt.tolen, CONNECT_TIMEOUT_MS, &relay_proto.cbs, p);
     if (!p->upstream)
         rs_stream_abort_reason(client, -errno);
 }
@@ -161,10 +161,11 @@ int main(int argc, char **argv)
 {
     struct rs_config cfg;
     rs_config_defaults(&cfg);
-    static const struct option opts[] = {
-        {"to", required_argument, NULL, 'o'},      {"listen", required_argument, NULL, 'l'},
-        {"backend", required_argument, NULL, 'b'}, {"threads", required_argument, NULL, 't'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"to", required_argument, NULL, 'o'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"backend", required_argument, NULL, 'b'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {NULL, 0, NULL, 0}};
     const char *to = NULL, *port;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {

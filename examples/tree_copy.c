@@ -232,7 +232,8 @@ int main(int argc, char **argv)
     for (size_t l = strlen(src); l > 1 && src[l - 1] == '/'; l--)
         src[l - 1] = '\0';
     struct stat sb;
-    if (stat(src, &sb) < 0 || !S_ISDIR(sb.st_mode) || mkdir(dst, sb.st_mode & 07777) < 0) {
+    if (stat(src, &sb) < 0 || !S_ISDIR(sb.st_mode) ||
+        mkdir(dst, sb.st_mode & 07777) < 0) {
         fprintf(stderr, "tree_copy: %s: %s\n", src, strerror(errno ? errno : ENOTDIR));
         return 1;
     }

@@ -80,8 +80,8 @@ static void on_tick(struct rs_loop *loop, struct rs_timer *t)
 {
     struct sink *k = t->data;
     if (k->stored != k->stored_before)
-        rs_log_info("loop %d: %u uploads open, %llu B/s stored", rs_loop_index(loop), k->open,
-                    (unsigned long long)(k->stored - k->stored_before));
+        rs_log_info("loop %d: %u uploads open, %llu B/s stored", rs_loop_index(loop),
+                    k->open, (unsigned long long)(k->stored - k->stored_before));
     k->stored_before = k->stored;
     rs_timer_start(loop, t, 1000, on_tick, k);
 }
@@ -313,10 +313,12 @@ int main(int argc, char **argv)
 {
     struct rs_config cfg;
     rs_config_defaults(&cfg);
-    static const struct option opts[] = {
-        {"dir", required_argument, NULL, 'd'},     {"listen", required_argument, NULL, 'l'},
-        {"backend", required_argument, NULL, 'b'}, {"idle", required_argument, NULL, 'i'},
-        {"threads", required_argument, NULL, 't'}, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"backend", required_argument, NULL, 'b'},
+                                         {"idle", required_argument, NULL, 'i'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'd') {

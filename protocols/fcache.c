@@ -97,7 +97,8 @@ static bool unchanged(const struct statx *was, const struct statx *now)
     return was->stx_dev_major == now->stx_dev_major &&
            was->stx_dev_minor == now->stx_dev_minor && was->stx_ino == now->stx_ino &&
            was->stx_size == now->stx_size && was->stx_mode == now->stx_mode &&
-           same_ts(was->stx_mtime, now->stx_mtime) && same_ts(was->stx_ctime, now->stx_ctime);
+           same_ts(was->stx_mtime, now->stx_mtime) &&
+           same_ts(was->stx_ctime, now->stx_ctime);
 }
 
 struct rs_fcache_entry *rs_fcache_get(struct rs_fcache *c, int root_fd, const char *path,

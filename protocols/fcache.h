@@ -34,11 +34,11 @@
 #include <sys/stat.h>
 
 struct rs_fcache_entry {
-    int fd;                  /* O_RDONLY, owned by the cache */
-    struct statx stx;        /* as of the last check */
+    int fd;           /* O_RDONLY, owned by the cache */
+    struct statx stx; /* as of the last check */
     /* private */
-    struct rs_fcache_entry *hnext;            /* hash chain */
-    struct rs_fcache_entry *newer, *older;    /* LRU, while in the table */
+    struct rs_fcache_entry *hnext;         /* hash chain */
+    struct rs_fcache_entry *newer, *older; /* LRU, while in the table */
     int64_t checked_ms;
     uint32_t refs, hash;
     bool dead; /* out of the table; closed when refs reaches 0 */
@@ -46,11 +46,11 @@ struct rs_fcache_entry {
 };
 
 struct rs_fcache_stats {
-    uint64_t hits;     /* served from the cache */
-    uint64_t misses;   /* not cached (or dropped just now) */
-    uint64_t checks;   /* revalidations by statx */
-    uint64_t changed;  /* revalidations that found the file changed or gone */
-    uint64_t evicted;  /* least recently used entries dropped for room */
+    uint64_t hits;    /* served from the cache */
+    uint64_t misses;  /* not cached (or dropped just now) */
+    uint64_t checks;  /* revalidations by statx */
+    uint64_t changed; /* revalidations that found the file changed or gone */
+    uint64_t evicted; /* least recently used entries dropped for room */
 };
 
 struct rs_fcache {
@@ -63,7 +63,7 @@ struct rs_fcache {
 
 /* The statx mask an entry needs: what a response uses and what a check
  * compares. */
-#define RS_FCACHE_STATX_MASK \
+#define RS_FCACHE_STATX_MASK                                                             \
     (STATX_TYPE | STATX_MODE | STATX_SIZE | STATX_MTIME | STATX_CTIME | STATX_INO)
 
 /* cap 0: the cache is off (every lookup misses, nothing is kept).

@@ -15,15 +15,12 @@
  *        -> directory? close it, open DIR/index.html, statx again
  *        -> respond: 304 / 416 / HEAD / empty: the head alone
  *                    small (one pool buffer): one read into a lent pool
- *                      buffer (rs_fs_read_lent), then head + body copied into one write, so one
- *                      send carries both
- *                    large: the head, then the file itself queued on the
- *                      stream (rs_stream_write_file: sendfile(2) or splice, no
- *                      byte through our memory; the stream closes it);
- *                      with --sendfile=off (or a backend without
- *                      RS_CAP_SENDFILE) reads of 64 KiB into the session's
- *                      own two buffers (READ_AHEAD), each copied into the
- *                      stream's queue as it lands
+ *                      buffer (rs_fs_read_lent), then head + body copied into one write,
+ * so one send carries both large: the head, then the file itself queued on the stream
+ * (rs_stream_write_file: sendfile(2) or splice, no byte through our memory; the stream
+ * closes it); with --sendfile=off (or a backend without RS_CAP_SENDFILE) reads of 64 KiB
+ * into the session's own two buffers (READ_AHEAD), each copied into the stream's queue as
+ * it lands
  *        -> close the file -> idle (or close the connection)
  *
  * Backpressure: reads are issued only while the stream's queued output
@@ -77,11 +74,11 @@
 #define TAIL_LEN   11           /* strlen("/index.html") */
 
 struct http_loop {
-    int root_fd;      /* O_PATH directory: every open is beneath it */
-    uint32_t ops;     /* file ops in flight, all sessions */
-    int64_t date_s;   /* second of the cached Date header */
-    char date[40];    /* "Date: IMF-fixdate\r\n", or "" */
-    uint8_t *scratch; /* HEAD_ROOM + one pool buffer: small responses */
+    int root_fd;             /* O_PATH directory: every open is beneath it */
+    uint32_t ops;            /* file ops in flight, all sessions */
+    int64_t date_s;          /* second of the cached Date header */
+    char date[40];           /* "Date: IMF-fixdate\r\n", or "" */
+    uint8_t *scratch;        /* HEAD_ROOM + one pool buffer: small responses */
     struct rs_fcache fcache; /* open files by path (--open-file-cache) */
 };
 
@@ -89,7 +86,7 @@ enum { ST_IDLE, ST_OPEN, ST_BODY, ST_DEAD };
 
 struct rd_slot {
     struct rs_fs_req req; /* req.data: the session */
-    uint8_t *buf; /* large bodies: BODY_CHUNK bytes of the session's own */
+    uint8_t *buf;         /* large bodies: BODY_CHUNK bytes of the session's own */
     uint64_t off;
     uint32_t len;
     int32_t res;
@@ -105,10 +102,10 @@ struct http_sess {
     uint8_t state;
     bool keep_alive, head_only, is_index, in_paused, small, peer_eof;
     bool in_full; /* input was dropped (in_append): answer what is held, then close */
-    int fd;                /* the file (or directory) being served, or -1 */
+    int fd;       /* the file (or directory) being served, or -1 */
     struct rs_fcache_entry *fce; /* fd's cache entry (the cache owns fd), or NULL */
-    uint32_t ops;          /* file ops in flight */
-    struct rs_fs_req fop;  /* the open; fop.data: the session */
+    uint32_t ops;                /* file ops in flight */
+    struct rs_fs_req fop;        /* the open; fop.data: the session */
     struct statx stx;
     struct rs_http_request req;
     char path[RS_HTTP_PATH_MAX + TAIL_LEN + 1]; /* what is opened */
@@ -184,8 +181,9 @@ static void respond_short(struct http_sess *h, int status, const char *extra)
     if (status >= 400 && status != 416)
         snprintf(text, sizeof(text), "%d %s\n", status, reason);
     char buf[512];
-    int n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nServer: ringserve\r\n%s%s%s",
-                     status, reason, date_line(h->hl), extra ? extra : "", conn_header(h));
+    int n =
+        snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nServer: ringserve\r\n%s%s%s",
+                 status, reason, date_line(h->hl), extra ? extra : "", conn_header(h));
     if (text[0])
         n += snprintf(buf + n, sizeof(buf) - (size_t)n, "Content-Type: text/plain\r\n");
     if (status != 304) /* a 304 has no body, and says nothing of its length */
@@ -328,9 +326,9 @@ static void open_path(struct http_sess *h)
     /* O_NONBLOCK: opening a FIFO must not wait for a writer. Regular files
      * ignore it. Beneath the root: no "..", absolute path or symbolic link
      * leads out (rs_fs_open_beneath). */
-    int rc = rs_fs_open_beneath(h->loop, &h->fop, h->hl->root_fd,
-                                h->path[0] ? h->path : ".",
-                                O_RDONLY | O_NOCTTY | O_NONBLOCK, 0, on_open);
+    int rc =
+        rs_fs_open_beneath(h->loop, &h->fop, h->hl->root_fd, h->path[0] ? h->path : ".",
+                           O_RDONLY | O_NOCTTY | O_NONBLOCK, 0, on_open);
     file_op_started(h, "open", rc);
 }
 
@@ -351,7 +349,8 @@ static void open_file(struct http_sess *h)
         /* More than one buffer: the statx of the descriptor costs nothing
          * next to the body, and a file changed in place (truncated,
          * appended to) is then served at its size of now. */
-        if (e->stx.stx_size > rs_loop_config(h->loop)->buffer_size && rs_fcache_refresh(e) < 0) {
+        if (e->stx.stx_size > rs_loop_config(h->loop)->buffer_size &&
+            rs_fcache_refresh(e) < 0) {
             not_found(h);
             return;
         }
@@ -385,7 +384,8 @@ static void not_found(struct http_sess *h)
  * on io_uring) unless --sendfile=off: no read into memory, no copy. */
 static bool use_sendfile(const struct http_sess *h)
 {
-    return (rs_loop_caps(h->loop) & RS_CAP_SENDFILE) && !rs_loop_config(h->loop)->no_sendfile;
+    return (rs_loop_caps(h->loop) & RS_CAP_SENDFILE) &&
+           !rs_loop_config(h->loop)->no_sendfile;
 }
 
 /* The head, then the file itself: the stream owns the descriptor from here
@@ -570,8 +570,9 @@ static void submit_read(struct http_sess *h, struct rd_slot *r)
     r->lent = h->small;
     /* Small: into a lent buffer, sent with the head from there (deliver);
      * large: into the slot's own memory. */
-    int rc = h->small ? rs_fs_read_lent(h->loop, &r->req, h->fd, r->len, r->off, on_read)
-                      : rs_fs_read(h->loop, &r->req, h->fd, r->buf, r->len, r->off, on_read);
+    int rc = h->small
+                 ? rs_fs_read_lent(h->loop, &r->req, h->fd, r->len, r->off, on_read)
+                 : rs_fs_read(h->loop, &r->req, h->fd, r->buf, r->len, r->off, on_read);
     if (rc < 0)
         r->busy = false;
     file_op_started(h, "read", rc);
@@ -634,7 +635,8 @@ static void on_read(struct rs_fs_req *req)
 {
     struct http_sess *h = req->data;
     struct rs_loop *loop = req->loop;
-    struct rd_slot *r = (struct rd_slot *)(void *)((char *)req - offsetof(struct rd_slot, req));
+    struct rd_slot *r =
+        (struct rd_slot *)(void *)((char *)req - offsetof(struct rd_slot, req));
     bool lent = r->lent && req->result > 0; /* req->bid is ours to give back */
     int32_t res = req->result;
     uint16_t bid = req->bid;
@@ -740,9 +742,11 @@ static void next_request(struct http_sess *h)
     struct rs_stream *s = h->s;
     if (h->state != ST_IDLE || !rs_stream_is_open(s))
         return;
-    if (rs_stream_pending(s) > rs_loop_config(rs_stream_loop(s))->max_pending || rs_stream_has_file(s))
+    if (rs_stream_pending(s) > rs_loop_config(rs_stream_loop(s))->max_pending ||
+        rs_stream_has_file(s))
         return; /* on_writable comes back here; http_data bounds the input */
-    int n = h->in_len ? rs_http_parse_at(h->in, h->in_len, (int64_t)time(NULL), &h->req) : 0;
+    int n =
+        h->in_len ? rs_http_parse_at(h->in, h->in_len, (int64_t)time(NULL), &h->req) : 0;
     if (n == 0 && h->in_full) {
         /* Every complete request held is answered; the rest was dropped.
          * Closing between responses is what HTTP/1.1 allows a server at

@@ -635,9 +635,8 @@ static int64_t parse_imf(const char *s)
 /* "Sunday, 06-Nov-94 08:49:37 GMT": the day's full name, a two-digit year. */
 static int64_t parse_rfc850(const char *s, size_t len, int64_t now)
 {
-    static const char *const long_days[7] = {"Thursday", "Friday",  "Saturday",
-                                             "Sunday",   "Monday",  "Tuesday",
-                                             "Wednesday"};
+    static const char *const long_days[7] = {"Thursday", "Friday",  "Saturday", "Sunday",
+                                             "Monday",   "Tuesday", "Wednesday"};
     size_t nl = len - 24; /* the name's length: the rest is fixed */
     int wd = -1;
     for (int i = 0; i < 7; i++)

@@ -76,7 +76,8 @@ struct rs_http_request {
     bool has_ims;                    /* a valid If-Modified-Since, not in the future */
     int64_t ims;                     /* its value, seconds since the epoch */
     bool has_if_range;               /* an If-Range header (or several) */
-    int64_t if_range; /* its date; -1: an entity-tag, junk or two headers (never matches) */
+    int64_t
+        if_range; /* its date; -1: an entity-tag, junk or two headers (never matches) */
 };
 
 /* Parse one request head at buf[0..len).

@@ -1134,7 +1134,7 @@ struct result {
     uint64_t held; /* connections open at the end */
     struct bench_hist *hist;
     double cpu_us_per_rt, cpu_s, syscalls_per_rt;
-    double user_s, sys_s; /* cpu_s split */
+    double user_s, sys_s;      /* cpu_s split */
     long long ctxsw, syscalls; /* server totals over the measured interval; -1: n/a */
     long long rss_kib, rss0_kib, fds; /* server, at the end (rss0: at the start) */
     struct bench_sockstat sock;

@@ -1533,10 +1533,12 @@ static void junk_behind_file(struct fixture *fx)
             fail_msg("EOF before the response head");
     size_t sent = flood(c.fd, junk, sizeof(junk), cap);
     long rss = h_server_rss_kib(&fx->srv);
-    print_message("sent %zu bytes of junk behind a request, unread; server VmRSS %ld KiB\n",
-                  sent, rss);
+    print_message(
+        "sent %zu bytes of junk behind a request, unread; server VmRSS %ld KiB\n", sent,
+        rss);
     if (sent >= cap)
-        fail_msg("the server read %zu bytes of junk from a client that never reads", sent);
+        fail_msg("the server read %zu bytes of junk from a client that never reads",
+                 sent);
     if (!getenv("RS_E2E_SKIP_RSS") && rss >= rss_limit_kib)
         fail_msg("server VmRSS %ld KiB >= %ld KiB", rss, rss_limit_kib);
     expect_small_served(fx);
@@ -1625,10 +1627,10 @@ static void test_http_dates_out_of_range(void **state)
         int64_t mtime;
         bool big;
     } files[] = {
-        {"old.txt", -315619200, false},           /* 1960-01-01 */
+        {"old.txt", -315619200, false},               /* 1960-01-01 */
         {"older.txt", -62135596800LL - 86400, false}, /* before year 1 */
-        {"future.txt", 253402300800LL, false},    /* 10000-01-01 */
-        {"far.txt", 253402300800LL * 4, false},  /* year ~40000 */
+        {"future.txt", 253402300800LL, false},        /* 10000-01-01 */
+        {"far.txt", 253402300800LL * 4, false},       /* year ~40000 */
         {"old-big.bin", -315619200, true},
         {"future-big.bin", 253402300800LL + 86400 * 400, true},
     };
@@ -1723,8 +1725,9 @@ static void test_http_if_range(void **state)
         "If-Range: Sun Sep  9 01:46:40 2001",
     };
     for (size_t i = 0; i < 3; i++) {
-        if (curl1(fx, &r, (const char *[]){"-r", "10-19", "-H", same[i], "@/stable.txt",
-                                            NULL}) != 206)
+        if (curl1(fx, &r,
+                  (const char *[]){"-r", "10-19", "-H", same[i], "@/stable.txt", NULL}) !=
+            206)
             fail_msg("%s: status %d, want 206", same[i], r.status);
         assert_body(&r, small_data + 10, 10);
         assert_header(&r, "Content-Range", "bytes 10-19/100");
@@ -1739,8 +1742,9 @@ static void test_http_if_range(void **state)
         "If-Range: yesterday",
     };
     for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
-        if (curl1(fx, &r, (const char *[]){"-r", "10-19", "-H", other[i], "@/stable.txt",
-                                            NULL}) != 200)
+        if (curl1(fx, &r,
+                  (const char *[]){"-r", "10-19", "-H", other[i], "@/stable.txt",
+                                   NULL}) != 200)
             fail_msg("%s: status %d, want 200", other[i], r.status);
         assert_body(&r, small_data, STABLE_LEN);
         assert_null(header(&r, "Content-Range", h, sizeof(h)));

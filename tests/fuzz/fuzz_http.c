@@ -137,7 +137,12 @@ static void check_dates(const struct rs_http_request *r, int64_t now, uint64_t s
         check_time(r->if_range, now);
     }
     /* Whatever the file's date, the Range applies only as 13.1.5 says. */
-    const int64_t mtimes[] = {-1, 0, r->if_range, r->if_range + 1, now, now - 1,
+    const int64_t mtimes[] = {-1,
+                              0,
+                              r->if_range,
+                              r->if_range + 1,
+                              now,
+                              now - 1,
                               (int64_t)(salt % (MAX_DATE + 2)) - 1};
     for (size_t i = 0; i < sizeof(mtimes) / sizeof(mtimes[0]); i++) {
         bool applies = rs_http_range_applies(r, mtimes[i], now);
@@ -146,8 +151,8 @@ static void check_dates(const struct rs_http_request *r, int64_t now, uint64_t s
         else if (!r->has_if_range)
             CHECK(applies);
         else
-            CHECK(applies == (r->if_range >= 0 && r->if_range == mtimes[i] &&
-                              mtimes[i] < now));
+            CHECK(applies ==
+                  (r->if_range >= 0 && r->if_range == mtimes[i] && mtimes[i] < now));
     }
 }
 
@@ -188,9 +193,8 @@ static int parse_checked(const char *buf, size_t len, uint64_t salt)
  * and the buffer stays as it was. */
 static void check_forms(uint64_t salt, uint8_t pick)
 {
-    static const char *const long_days[7] = {"Thursday", "Friday",  "Saturday",
-                                             "Sunday",   "Monday",  "Tuesday",
-                                             "Wednesday"};
+    static const char *const long_days[7] = {"Thursday", "Friday",  "Saturday", "Sunday",
+                                             "Monday",   "Tuesday", "Wednesday"};
     /* Mostly inside the span, now and then just outside it. */
     int64_t t = (int64_t)(salt % (MAX_DATE + 1));
     if (pick % 8 == 0)
@@ -220,8 +224,8 @@ static void check_forms(uint64_t salt, uint8_t pick)
     snprintf(rfc850, sizeof(rfc850), "%s, %s-%s-%s %s GMT", long_days[wd], day, mon,
              year + 2, tod);
     CHECK(rs_http_parse_date(rfc850, strlen(rfc850), t) == t);
-    snprintf(asct, sizeof(asct), "%.3s %s %c%c %s %s", imf, mon, day[0] == '0' ? ' ' : day[0],
-             day[1], tod, year);
+    snprintf(asct, sizeof(asct), "%.3s %s %c%c %s %s", imf, mon,
+             day[0] == '0' ? ' ' : day[0], day[1], tod, year);
     CHECK(strlen(asct) == 24);
     CHECK(rs_http_parse_date(asct, 24, t) == t);
 }

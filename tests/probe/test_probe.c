@@ -799,13 +799,13 @@ static void test_probe_summary_on_5_10(void **state)
     assert_non_null(strstr(verdict_of(&sum, "buf-recycle")->why, "IORING_OP_POLL_ADD"));
     assert_non_null(strstr(sum.outbound, "plain fds"));
     /* Asking for it is an error naming it; auto- leaves it out. */
-    assert_int_equal(rs_uring_features_parse("default,ext-arg", rs_uring_supported(&s), &f,
-                                             err, sizeof(err)),
+    assert_int_equal(rs_uring_features_parse("default,ext-arg", rs_uring_supported(&s),
+                                             &f, err, sizeof(err)),
                      -EINVAL);
     assert_non_null(strstr(err, "ext-arg"));
-    assert_int_equal(rs_uring_features_parse("auto-all", rs_uring_supported(&s), &f, err,
-                                             sizeof(err)),
-                     0);
+    assert_int_equal(
+        rs_uring_features_parse("auto-all", rs_uring_supported(&s), &f, err, sizeof(err)),
+        0);
     assert_int_equal(f, UF_SQPOLL);
     /* Debian's 5.10.262: EXT_ARG and SHUTDOWN backported, both default. */
     s.features = 0x7ff;
@@ -813,9 +813,8 @@ static void test_probe_summary_on_5_10(void **state)
     rs_probe_summarize(&s, &sum);
     assert_string_equal(sum.defaults, "ext-arg,shutdown-op");
     /* The batched wait is an EXT_ARG wait: never without it. */
-    assert_int_equal(rs_uring_features_parse("batch-wait,-ext-arg", UF_ALL, &f, err,
-                                             sizeof(err)),
-                     0);
+    assert_int_equal(
+        rs_uring_features_parse("batch-wait,-ext-arg", UF_ALL, &f, err, sizeof(err)), 0);
     assert_int_equal(f, 0);
 }
 

@@ -309,8 +309,8 @@ static void test_contract_multishot_recv_eof_behind_data(void **state)
 {
     struct fixture *fx = *state;
     int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
-                     0);
+    assert_int_equal(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     static uint8_t chunk[4096];
     size_t sent = 0;
     while (sent < 45 * sizeof(chunk)) {
@@ -950,7 +950,8 @@ static void close_sock(struct fixture *fx, struct sock k)
 }
 
 /* An RS_OP_SOCKET for family, flagged. */
-static void socket_op_init(struct fixture *fx, struct rs_op *op, int family, uint8_t flags)
+static void socket_op_init(struct fixture *fx, struct rs_op *op, int family,
+                           uint8_t flags)
 {
     rs_op_init(op, RS_OP_SOCKET, -1, record_fn, fx);
     op->len = (uint32_t)family;
@@ -1008,7 +1009,8 @@ static void test_contract_socket_nodelay_failure_counted(void **state)
     rs_log_level = saved;
     assert_ptr_equal(fx->ev[0].op, &op);
     assert_true(fx->ev[0].c.res >= 0);
-    struct sock k = {.fd = fx->ev[0].c.res, .direct = (fx->ev[0].c.flags & RS_CF_DIRECT) != 0};
+    struct sock k = {.fd = fx->ev[0].c.res,
+                     .direct = (fx->ev[0].c.flags & RS_CF_DIRECT) != 0};
     if (k.direct)
         fail_msg("a direct socket without the TCP_NODELAY it was asked for");
     assert_int_equal(fx->loop.stats.nodelay_failed, 1);
@@ -1700,7 +1702,7 @@ static void test_contract_double_release_refused(void **state)
     fx->loop.ops->buf_release(&fx->loop, bid);
     assert_int_equal(fx->loop.pool.lent, 0);
     assert_int_equal(fx->loop.pool.violations, 0);
-    fx->loop.ops->buf_release(&fx->loop, bid); /* again */
+    fx->loop.ops->buf_release(&fx->loop, bid);                           /* again */
     fx->loop.ops->buf_release(&fx->loop, (uint16_t)fx->loop.pool.count); /* none such */
     rs_log_level = saved;
     assert_int_equal(fx->loop.pool.lent, 0);
@@ -1892,8 +1894,8 @@ int main(int argc, char **argv)
                                         setup_sendfile, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_multishot_recv_lends_buffers, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_contract_multishot_recv_eof_behind_data, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_contract_multishot_recv_eof_behind_data,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_cancel_completes_once, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_errors_are_negative_errno, setup,
@@ -1911,8 +1913,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_contract_socket_connect_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_socket_cancel, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_contract_socket_nodelay_failure_counted, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_contract_socket_nodelay_failure_counted,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_refused_submit_leaves_no_trace,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_cancel_not_in_flight, setup,

@@ -162,34 +162,47 @@ static void test_fs_each_op(void **state)
     struct probe_req p;
     probe_init(&p, fx);
     struct rs_fs_req *r = &p.req;
-    int fd = DO(fx, &p, rs_fs_open_beneath(loop, r, fx->dirfd, "data", O_RDWR | O_CREAT, 0640, on_done));
+    int fd = DO(
+        fx, &p,
+        rs_fs_open_beneath(loop, r, fx->dirfd, "data", O_RDWR | O_CREAT, 0640, on_done));
     assert_true(fd >= 0);
     assert_int_equal(r->type, RS_FS_OPEN);
     /* Opened close-on-exec. */
     assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
-    assert_int_equal(DO(fx, &p, rs_fs_write(loop, r, fd, "0123456789", 10, 0, on_done)), 10);
+    assert_int_equal(DO(fx, &p, rs_fs_write(loop, r, fd, "0123456789", 10, 0, on_done)),
+                     10);
     assert_int_equal(DO(fx, &p, rs_fs_write(loop, r, fd, "abc", 3, 20, on_done)), 3);
     assert_int_equal(DO(fx, &p, rs_fs_fsync(loop, r, fd, on_done)), 0);
     assert_int_equal(r->type, RS_FS_FSYNC);
     assert_int_equal(DO(fx, &p, rs_fs_fdatasync(loop, r, fd, on_done)), 0);
     struct statx stx = {0};
-    assert_int_equal(DO(fx, &p, rs_fs_statx(loop, r, fd, NULL, 0, STATX_SIZE | STATX_MODE, &stx, on_done)), 0);
+    assert_int_equal(
+        DO(fx, &p,
+           rs_fs_statx(loop, r, fd, NULL, 0, STATX_SIZE | STATX_MODE, &stx, on_done)),
+        0);
     assert_int_equal(stx.stx_size, 23);
     assert_int_equal(stx.stx_mode & 0777, 0640); /* umask 022, set by main */
     memset(&stx, 0, sizeof(stx));
-    assert_int_equal(DO(fx, &p, rs_fs_statx(loop, r, fx->dirfd, "data", 0, STATX_SIZE, &stx, on_done)), 0);
+    assert_int_equal(
+        DO(fx, &p, rs_fs_statx(loop, r, fx->dirfd, "data", 0, STATX_SIZE, &stx, on_done)),
+        0);
     assert_int_equal(stx.stx_size, 23);
     char buf[32] = {0};
-    assert_int_equal(DO(fx, &p, rs_fs_read(loop, r, fd, buf, sizeof(buf), 0, on_done)), 23);
+    assert_int_equal(DO(fx, &p, rs_fs_read(loop, r, fd, buf, sizeof(buf), 0, on_done)),
+                     23);
     assert_memory_equal(buf, "0123456789\0\0\0\0\0\0\0\0\0\0abc", 23);
     /* End of file is 0, not an error. */
-    assert_int_equal(DO(fx, &p, rs_fs_read(loop, r, fd, buf, sizeof(buf), 23, on_done)), 0);
+    assert_int_equal(DO(fx, &p, rs_fs_read(loop, r, fd, buf, sizeof(buf), 23, on_done)),
+                     0);
     assert_int_equal(DO(fx, &p, rs_fs_close(loop, r, fd, on_done)), 0);
     assert_int_equal(r->type, RS_FS_CLOSE);
     assert_int_equal(fcntl(fd, F_GETFD), -1); /* really closed */
     /* Errors are results: -errno, through the callback. */
     assert_int_equal(DO(fx, &p, rs_fs_read(loop, r, fd, buf, 1, 0, on_done)), -EBADF);
-    assert_int_equal(DO(fx, &p, rs_fs_open_beneath(loop, r, fx->dirfd, "missing", O_RDONLY, 0, on_done)), -ENOENT);
+    assert_int_equal(
+        DO(fx, &p,
+           rs_fs_open_beneath(loop, r, fx->dirfd, "missing", O_RDONLY, 0, on_done)),
+        -ENOENT);
     /* The plain open takes absolute paths. */
     char path[128];
     snprintf(path, sizeof(path), "%s/data", fx->dir);
@@ -209,7 +222,9 @@ static void test_fs_read_lent(void **state)
     struct probe_req p;
     probe_init(&p, fx);
     struct rs_fs_req *r = &p.req;
-    int fd = DO(fx, &p, rs_fs_open_beneath(loop, r, fx->dirfd, "lent", O_RDWR | O_CREAT, 0600, on_done));
+    int fd = DO(
+        fx, &p,
+        rs_fs_open_beneath(loop, r, fx->dirfd, "lent", O_RDWR | O_CREAT, 0600, on_done));
     assert_true(fd >= 0);
     static uint8_t data[5000];
     for (size_t i = 0; i < sizeof(data); i++)
@@ -228,12 +243,14 @@ static void test_fs_read_lent(void **state)
     assert_memory_equal(rs_loop_buf(loop, r->bid), data, 4096);
     rs_loop_buf_release(loop, r->bid);
     /* End of file: 0, and no buffer lent. */
-    assert_int_equal(DO(fx, &p, rs_fs_read_lent(loop, r, fd, 100, sizeof(data), on_done)), 0);
+    assert_int_equal(DO(fx, &p, rs_fs_read_lent(loop, r, fd, 100, sizeof(data), on_done)),
+                     0);
     assert_int_equal(fx->loop.pool.lent, 0);
     /* Every buffer held: the next read says -ENOBUFS. */
     uint16_t held[8];
     for (int i = 0; i < 8; i++) {
-        assert_int_equal(DO(fx, &p, rs_fs_read_lent(loop, r, fd, 16, (uint64_t)i, on_done)), 16);
+        assert_int_equal(
+            DO(fx, &p, rs_fs_read_lent(loop, r, fd, 16, (uint64_t)i, on_done)), 16);
         held[i] = r->bid;
         assert_memory_equal(rs_loop_buf(loop, held[i]), data + i, 16);
     }
@@ -255,7 +272,9 @@ static void test_fs_open_beneath_confined(void **state)
     assert_int_equal(symlinkat("/etc", fx->dirfd, "out"), 0);
     const char *escapes[] = {"../etc/passwd", "/etc/passwd", "out/passwd"};
     for (size_t i = 0; i < sizeof(escapes) / sizeof(escapes[0]); i++) {
-        int32_t res = DO(fx, &p, rs_fs_open_beneath(&fx->loop, &p.req, fx->dirfd, escapes[i], O_RDONLY, 0, on_done));
+        int32_t res = DO(fx, &p,
+                         rs_fs_open_beneath(&fx->loop, &p.req, fx->dirfd, escapes[i],
+                                            O_RDONLY, 0, on_done));
         /* -EXDEV from openat2; the stricter fallback may say -ELOOP for
          * the link. Never a descriptor. */
         assert_true(res == -EXDEV || res == -ELOOP);
@@ -274,7 +293,8 @@ static void test_fs_refused_calls(void **state)
     assert_int_equal(rs_fs_read(loop, &p.req, 0, buf, 1, 0, NULL), -EINVAL);
     assert_int_equal(rs_fs_read(loop, &p.req, 0, NULL, 1, 0, on_done), -EINVAL);
     assert_int_equal(rs_fs_close(loop, &p.req, -1, on_done), -EBADF);
-    assert_int_equal(rs_fs_open_beneath(loop, &p.req, -1, "x", O_RDONLY, 0, on_done), -EBADF);
+    assert_int_equal(rs_fs_open_beneath(loop, &p.req, -1, "x", O_RDONLY, 0, on_done),
+                     -EBADF);
     assert_int_equal(rs_fs_cancel(&p.req), -ENOENT); /* never started */
     int fd = openat(fx->dirfd, "f", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     assert_true(fd >= 0);
@@ -301,7 +321,8 @@ static void test_fs_many_in_flight(void **state)
     for (int i = 0; i < NREQ; i++) {
         probe_init(&p[i], fx);
         memset(bufs[i], 'a' + i % 26, sizeof(bufs[i]));
-        assert_int_equal(rs_fs_write(loop, &p[i].req, fd, bufs[i], 64, (uint64_t)i * 64, on_done), 0);
+        assert_int_equal(
+            rs_fs_write(loop, &p[i].req, fd, bufs[i], 64, (uint64_t)i * 64, on_done), 0);
     }
     assert_int_equal(fx->calls, 0);
     assert_int_equal(loop->nreqs, NREQ);
@@ -314,7 +335,8 @@ static void test_fs_many_in_flight(void **state)
     assert_int_equal(loop->nreqs, 0);
     for (int i = 0; i < NREQ; i++) {
         memset(bufs[i], 0, sizeof(bufs[i]));
-        assert_int_equal(rs_fs_read(loop, &p[i].req, fd, bufs[i], 64, (uint64_t)i * 64, on_done), 0);
+        assert_int_equal(
+            rs_fs_read(loop, &p[i].req, fd, bufs[i], 64, (uint64_t)i * 64, on_done), 0);
     }
     run_until_calls(fx, 2 * NREQ);
     for (int i = 0; i < NREQ; i++) {
@@ -336,7 +358,9 @@ static void test_fs_cancel(void **state)
     struct probe_req p;
     probe_init(&p, fx);
     char buf[8];
-    assert_int_equal(rs_fs_read(&fx->loop, &p.req, pfd[0], buf, sizeof(buf), (uint64_t)-1, on_done), 0);
+    assert_int_equal(
+        rs_fs_read(&fx->loop, &p.req, pfd[0], buf, sizeof(buf), (uint64_t)-1, on_done),
+        0);
     int rc = rs_fs_cancel(&p.req);
     assert_true(rc == 0 || rc == -ENOENT);
     assert_int_equal(p.calls, 0); /* never from inside the cancel */
@@ -345,7 +369,8 @@ static void test_fs_cancel(void **state)
     if (fx->loop.caps & RS_CAP_FILE_NATIVE)
         assert_int_equal(p.result, -ECANCELED);
     else
-        assert_true(p.result == -ECANCELED || p.result == -EINVAL); /* no pread on a pipe */
+        assert_true(p.result == -ECANCELED ||
+                    p.result == -EINVAL); /* no pread on a pipe */
     /* A few more turns: no second callback. */
     for (int i = 0; i < 5; i++)
         turn(fx);
@@ -367,7 +392,9 @@ static void test_fs_stop_waits_for_requests(void **state)
     memset(big, 'z', sizeof(big));
     for (int i = 0; i < 16; i++) {
         probe_init(&p[i], fx);
-        assert_int_equal(rs_fs_write(loop, &p[i].req, fd, big, sizeof(big), (uint64_t)i * sizeof(big), on_done), 0);
+        assert_int_equal(rs_fs_write(loop, &p[i].req, fd, big, sizeof(big),
+                                     (uint64_t)i * sizeof(big), on_done),
+                         0);
     }
     rs_loop_request_stop(loop);
     assert_int_equal(rs_loop_run(loop), 0);
@@ -419,13 +446,15 @@ static int connect_pair(struct fixture *fx, struct conn *c, int rcvbuf)
     assert_true(lfd >= 0);
     if (rcvbuf)
         setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t alen = sizeof(a);
     assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(lfd, 1), 0);
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
     memset(c, 0, sizeof(*c));
-    c->s = rs_stream_connect(&fx->loop, (struct sockaddr *)&a, sizeof(a), 0, &conn_cbs, c);
+    c->s =
+        rs_stream_connect(&fx->loop, (struct sockaddr *)&a, sizeof(a), 0, &conn_cbs, c);
     assert_non_null(c->s);
     for (int i = 0; i < 2000 && !c->connected; i++)
         turn(fx);
@@ -475,7 +504,8 @@ static void test_fs_sendfile_in_order(void **state)
     struct probe_req p;
     probe_init(&p, fx);
     rs_stream_write_copy(c.s, (const uint8_t *)"HEAD", 4);
-    assert_int_equal(rs_fs_sendfile(&fx->loop, &p.req, c.s, fd, 1000, 150000, on_done), 0);
+    assert_int_equal(rs_fs_sendfile(&fx->loop, &p.req, c.s, fd, 1000, 150000, on_done),
+                     0);
     rs_stream_write_copy(c.s, (const uint8_t *)"TAIL", 4);
     assert_int_equal(p.calls, 0);
     assert_int_equal(rs_fs_cancel(&p.req), -EOPNOTSUPP);
@@ -516,7 +546,8 @@ static void test_fs_sendfile_dropped(void **state)
     struct probe_req p, q;
     probe_init(&p, fx);
     probe_init(&q, fx);
-    assert_int_equal(rs_fs_sendfile(&fx->loop, &p.req, c.s, fd, 0, 16u << 20, on_done), 0);
+    assert_int_equal(rs_fs_sendfile(&fx->loop, &p.req, c.s, fd, 0, 16u << 20, on_done),
+                     0);
     for (int i = 0; i < 20; i++)
         turn(fx);
     assert_int_equal(p.calls, 0); /* stalled: the peer reads nothing */
@@ -659,15 +690,16 @@ static int available(void)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s fake|epoll-et|epoll-lt|epoll-inline|uring [FEATURES]\n",
+        fprintf(stderr,
+                "usage: %s fake|epoll-et|epoll-lt|epoll-inline|uring [FEATURES]\n",
                 argv[0]);
         return 2;
     }
     mode_name = argv[1];
     is_fake = strcmp(mode_name, "fake") == 0;
-    backend = is_fake                            ? &fake_backend
+    backend = is_fake                               ? &fake_backend
               : strncmp(mode_name, "epoll", 5) == 0 ? &rs_backend_epoll
-                                                 : &rs_backend_uring;
+                                                    : &rs_backend_uring;
     if (argc > 2)
         features = argv[2];
     int avail = available();

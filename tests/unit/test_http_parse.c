@@ -590,9 +590,12 @@ static void test_http_date(void **state)
     assert_string_equal(out, "Fri, 31 Dec 9999 23:59:59 GMT");
     /* Out of range: -1, and nothing written (the caller must not print
      * what it did not get). */
-    static const int64_t outside[] = {-1, -315619200 /* 1960 */, 253402300800LL,
+    static const int64_t outside[] = {-1,
+                                      -315619200 /* 1960 */,
+                                      253402300800LL,
                                       253402300800LL + 86400 * 366 /* 10001 */,
-                                      INT64_MIN, INT64_MAX};
+                                      INT64_MIN,
+                                      INT64_MAX};
     for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++) {
         memset(out, 'x', sizeof(out));
         assert_int_equal(rs_http_format_date(outside[i], out), -1);
@@ -645,7 +648,7 @@ static void test_http_date_forms(void **state)
         {"Friday, 01-Jan-44 00:00:00 GMT", 784111777, 2335219200LL},
         {"Monday, 01-Jan-45 00:00:00 GMT", 784111777, -1},
         /* Malformed: each breaks one rule. */
-        {"Sun, 06-Nov-94 08:49:37 GMT", NOW, -1},     /* short day name */
+        {"Sun, 06-Nov-94 08:49:37 GMT", NOW, -1},      /* short day name */
         {"Sunday, 06-Nov-1994 08:49:37 GMT", NOW, -1}, /* four-digit year */
         {"Sunday, 6-Nov-94 08:49:37 GMT", NOW, -1},
         {"Sunday 06-Nov-94 08:49:37 GMT", NOW, -1},
