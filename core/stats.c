@@ -38,6 +38,7 @@ static const struct field {
     COUNTER(resets_out),
     COUNTER(bundles),
     COUNTER(cq_overflows),
+    COUNTER(cq_resizes),
     COUNTER(zc_copied),
     COUNTER(accept_dropped),
     COUNTER(handoffs),

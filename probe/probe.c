@@ -71,6 +71,7 @@ static const struct named_field setup_fields[] = {
     {"submit_all", OFF(submit_all)},
     {"cqsize", OFF(cqsize)},
     {"no_sqarray", OFF(no_sqarray)},
+    {"sq_rewind", OFF(sq_rewind)},
 };
 
 static const struct named_field register_fields[] = {
@@ -78,6 +79,11 @@ static const struct named_field register_fields[] = {
     {"sparse_files", OFF(sparse_files)},
     {"ring_fd", OFF(ring_fd)},
     {"buf_ring_inc", OFF(buf_ring_inc)},
+    {"resize_rings", OFF(resize_rings)},
+    {"wait_region", OFF(wait_region)},
+    {"napi", OFF(napi)},
+    {"zcrx_nodev", OFF(zcrx_nodev)},
+    {"query", OFF(query)},
 };
 
 static const struct named_field multishot_fields[] = {
@@ -107,7 +113,7 @@ const char *rs_probe_errno_name(int err)
     } names[] = {
         {EPERM, "EPERM"},   {ENOSYS, "ENOSYS"}, {ENOMEM, "ENOMEM"},   {EINVAL, "EINVAL"},
         {EACCES, "EACCES"}, {EMFILE, "EMFILE"}, {ENFILE, "ENFILE"},   {EFAULT, "EFAULT"},
-        {EBUSY, "EBUSY"},   {ENOTTY, "ENOTTY"}, {ENOTSUP, "ENOTSUP"},
+        {EBUSY, "EBUSY"},   {ENOTTY, "ENOTTY"}, {ENOTSUP, "ENOTSUP"}, {ENODEV, "ENODEV"},
     };
 
     for (size_t i = 0; i < COUNT(names); i++)
@@ -343,6 +349,19 @@ static void report_features(struct emit *e, const struct rs_uring_support *s)
     emit_close(e);
 }
 
+/* Zero-copy receive needs a network card's queue: on loopback the
+ * registration's error is the finding. IORING_REGISTER_QUERY's counts say
+ * which opcodes a kernel newer than the names above has. */
+static void report_nic_and_query(struct emit *e, const struct rs_uring_support *s)
+{
+    emit_str(e, "zcrx_lo",
+             !s->available      ? NULL
+             : s->zcrx_lo_err   ? rs_probe_errno_name(s->zcrx_lo_err)
+                                : "accepted");
+    emit_opt_num(e, "query_request_ops", s->query, s->query_request_ops, "-");
+    emit_opt_num(e, "query_register_ops", s->query, s->query_register_ops, "-");
+}
+
 static void report_uring_state(struct emit *e, const struct rs_uring_support *s)
 {
     int d = s->disabled_sysctl;
@@ -372,6 +391,7 @@ static void report_uring(struct emit *e, const struct rs_uring_support *s)
     report_features(e, s);
     emit_open(e, "register", "io_uring registrations (tried)");
     report_fields(e, s, register_fields, COUNT(register_fields));
+    report_nic_and_query(e, s);
     emit_close(e);
     emit_open(e, "multishot", "io_uring ops on a loopback connection");
     report_fields(e, s, multishot_fields, COUNT(multishot_fields));

@@ -37,6 +37,22 @@ struct rs_uring_support {
     /* a buffer ring registered with IOU_PBUF_RING_INC (6.12): receives may
      * share a buffer (probed; ringserve does not use it yet) */
     bool buf_ring_inc;
+    /* Ring memory and waits (6.13), each tried; the backend's resize and
+     * wait-reg features: */
+    bool resize_rings; /* IORING_REGISTER_RESIZE_RINGS grew a DEFER_TASKRUN ring's
+                          CQ with completions in it, and they came out in order */
+    bool wait_region;  /* IORING_REGISTER_MEM_REGION (REG_WAIT_ARG) on a disabled
+                          ring, then a wait read from it (IORING_ENTER_EXT_ARG_REG)
+                          timed out as the region said */
+    /* Need a network card: registration tried, never used on loopback */
+    bool napi;       /* IORING_REGISTER_NAPI accepted (6.9) */
+    int zcrx_lo_err; /* errno of IORING_REGISTER_ZCRX_IFQ on loopback's queue 0
+                        (6.15; 0: accepted) */
+    /* Newer than 6.18, for the 7.x survey (docs/io_uring-features.md) */
+    bool sq_rewind;  /* a ring with IORING_SETUP_SQ_REWIND */
+    bool zcrx_nodev; /* zcrx registered without a device (ZCRX_REG_NODEV: copies) */
+    bool query;      /* IORING_REGISTER_QUERY answered without a ring */
+    uint32_t query_request_ops, query_register_ops; /* what it answered */
 };
 
 /* Fill *s. Never fails: an unusable io_uring is a finding. The io_uring
@@ -75,7 +91,7 @@ struct rs_feature_summary {
     char why[224]; /* unavailable: what is missing and since when; else "" */
 };
 
-#define RS_SUMMARY_MAX_FEATURES 16
+#define RS_SUMMARY_MAX_FEATURES 24
 
 struct rs_probe_summary {
     const char *backend;   /* what --backend=auto runs: "uring" or "epoll" */

@@ -50,6 +50,9 @@ struct rs_stats {
     uint64_t conns;   /* open connections */
     uint64_t lent;    /* receive buffers lent out (held by connections) */
     uint64_t starved; /* connections waiting for a free buffer */
+    /* Counters added later (after the gauges, so the fields above keep
+     * their offsets): */
+    uint64_t cq_resizes; /* io_uring completion queues grown (resize feature) */
 };
 
 enum rs_stats_format { RS_STATS_TEXT, RS_STATS_JSON };

@@ -20,7 +20,7 @@ BOOL, STR, INT, NULL = bool, str, int, type(None)
 # ringserve's io_uring features, in its order (the summary's keys).
 URING_FEATURES = ("multishot-accept multishot-recv buf-ring fixed-files ring-fd "
                   "defer-taskrun send-zc sqpoll bundle batch-wait direct-socket ext-arg "
-                  "shutdown-op buf-recycle").split()
+                  "shutdown-op buf-recycle resize wait-reg").split()
 
 SCHEMA = {
     "ringserve": (STR,),
@@ -41,14 +41,17 @@ SCHEMA = {
             "epoll_wait pipe".split(), (BOOL,)),
         "setup": dict.fromkeys(
             "sqpoll single_issuer defer_taskrun coop_taskrun taskrun_flag "
-            "submit_all cqsize no_sqarray".split(), (BOOL,)),
+            "submit_all cqsize no_sqarray sq_rewind".split(), (BOOL,)),
         "features": dict.fromkeys(
             "single_mmap nodrop submit_stable rw_cur_pos cur_personality "
             "fast_poll poll_32bits sqpoll_nonfixed ext_arg native_workers "
             "rsrc_tags cqe_skip linked_file reg_reg_ring recvsend_bundle min_timeout".split(),
             (BOOL,)),
-        "register": dict.fromkeys("buf_ring sparse_files ring_fd buf_ring_inc".split(),
-                                  (BOOL,)),
+        "register": dict(dict.fromkeys(
+            "buf_ring sparse_files ring_fd buf_ring_inc resize_rings wait_region napi "
+            "zcrx_nodev query".split(), (BOOL,)),
+            zcrx_lo=(STR, NULL), query_request_ops=(INT, NULL),
+            query_register_ops=(INT, NULL)),
         "multishot": dict.fromkeys(
             "accept recv accept_direct send_zc socket_direct sockopt_cmd buf_recycle".split(),
             (BOOL,)),
@@ -127,6 +130,12 @@ def check_summary(d):
               "shutdown-op verdict disagrees with opcodes.shutdown")
         check((sm["features"]["buf-recycle"] != "unavailable")
               == u["multishot"]["buf_recycle"], "buf-recycle verdict disagrees with the fact")
+        check((sm["features"]["resize"] != "unavailable")
+              == (u["register"]["resize_rings"] and u["setup"]["defer_taskrun"]),
+              "resize verdict disagrees with register.resize_rings and defer_taskrun")
+        check((sm["features"]["wait-reg"] != "unavailable")
+              == (u["register"]["wait_region"] and u["features"]["ext_arg"]),
+              "wait-reg verdict disagrees with register.wait_region and ext_arg")
 
 
 def check_consistency(d):
@@ -147,6 +156,8 @@ def check_consistency(d):
     check(not m["send_zc"] or u["opcodes"]["send_zc"], "send_zc works but is not listed")
     check(not m["socket_direct"] or u["opcodes"]["socket"], "socket_direct works but is not listed")
     check(not m["sockopt_cmd"] or m["socket_direct"], "sockopt_cmd without socket_direct")
+    check(not r["resize_rings"] or s["defer_taskrun"], "resize_rings without defer_taskrun")
+    check(r["query"] == (r["query_request_ops"] is not None), "query counts without query")
     for bit, name in enumerate(FEATURE_BITS):
         check(u["features"][name] == bool(u["features_mask"] >> bit & 1),
               f"features.{name} disagrees with features_mask")

@@ -39,6 +39,8 @@ FEATURES = {
     "bundle": ((6, 10), True),
     "batch-wait": ((6, 12), True),
     "sqpoll": ((5, 13), True),
+    "resize": ((6, 13), False),
+    "wait-reg": ((6, 13), True),
 }
 
 # Probe facts (JSON paths under "io_uring") and their first kernel.
@@ -62,6 +64,9 @@ FACTS = {
     "multishot.send_zc": (6, 0),
     "multishot.socket_direct": (5, 19),
     "multishot.sockopt_cmd": (6, 7),
+    "register.resize_rings": (6, 13),
+    "register.wait_region": (6, 13),
+    "register.napi": (6, 9),
 }
 
 

@@ -360,6 +360,7 @@ static const char *const documented[] = {
     "io_uring.setup.submit_all",
     "io_uring.setup.cqsize",
     "io_uring.setup.no_sqarray",
+    "io_uring.setup.sq_rewind",
     "io_uring.features.single_mmap",
     "io_uring.features.nodrop",
     "io_uring.features.submit_stable",
@@ -380,6 +381,14 @@ static const char *const documented[] = {
     "io_uring.register.sparse_files",
     "io_uring.register.ring_fd",
     "io_uring.register.buf_ring_inc",
+    "io_uring.register.resize_rings",
+    "io_uring.register.wait_region",
+    "io_uring.register.napi",
+    "io_uring.register.zcrx_nodev",
+    "io_uring.register.query",
+    "io_uring.register.zcrx_lo",
+    "io_uring.register.query_request_ops",
+    "io_uring.register.query_register_ops",
     "io_uring.multishot.accept",
     "io_uring.multishot.recv",
     "io_uring.multishot.accept_direct",
@@ -410,6 +419,8 @@ static const char *const documented[] = {
     "summary.features.ext-arg",
     "summary.features.shutdown-op",
     "summary.features.buf-recycle",
+    "summary.features.resize",
+    "summary.features.wait-reg",
     "summary.reasons.multishot-accept",
     "summary.reasons.multishot-recv",
     "summary.reasons.buf-ring",
@@ -424,6 +435,8 @@ static const char *const documented[] = {
     "summary.reasons.ext-arg",
     "summary.reasons.shutdown-op",
     "summary.reasons.buf-recycle",
+    "summary.reasons.resize",
+    "summary.reasons.wait-reg",
 };
 
 /* Every boolean fact of the struct, as false when io_uring is unusable. */
@@ -433,7 +446,9 @@ static bool any_fact(const struct rs_uring_support *s)
            s->taskrun_flag || s->submit_all || s->cqsize || s->no_sqarray ||
            s->buf_ring || s->sparse_files || s->ring_fd || s->multishot_accept ||
            s->multishot_recv || s->accept_direct || s->send_zc || s->recvsend_bundle ||
-           s->socket_direct || s->sockopt_cmd || s->features || s->opcodes;
+           s->socket_direct || s->sockopt_cmd || s->features || s->opcodes ||
+           s->resize_rings || s->wait_region || s->napi || s->sq_rewind || s->zcrx_nodev ||
+           s->query;
 }
 
 /* --- struct tests --- */

@@ -80,6 +80,23 @@ static const struct rs_backend_ops *backend;
 static const char *mode_name;
 static const char *features = "default";
 static bool small_rcvbuf; /* setup_with: the client's receive buffer */
+static bool small_ring;   /* loop_setup: --ring-entries=4 */
+
+/* Whether this run's io_uring loops grow their completion queue. */
+static bool resize_on(void)
+{
+#if RS_HAVE_URING
+    uint32_t f;
+    char err[256];
+    const struct rs_uring_support *sup = rs_probe_uring_cached();
+    return backend == &rs_backend_uring &&
+           rs_uring_features_parse(features, rs_uring_supported(sup), &f, err,
+                                   sizeof(err)) == 0 &&
+           (f & UF_RESIZE);
+#else
+    return false;
+#endif
+}
 
 static void record_fn(struct rs_loop *loop, struct rs_op *op,
                       const struct rs_completion *c)
@@ -125,6 +142,12 @@ static void config_for_mode(struct rs_config *cfg)
 static int loop_setup(struct fixture *fx, uint32_t buffers)
 {
     config_for_mode(&fx->cfg);
+    if (small_ring) {
+        char err[200];
+        assert_int_equal(rs_config_set_option(&fx->cfg, "ring-entries", "4", err,
+                                              sizeof(err)),
+                         0);
+    }
     fx->cfg.buffers = buffers;
     fx->cfg.buffer_size = 4096;
     char err[256] = "";
@@ -1681,6 +1704,71 @@ static void test_contract_file_many_in_flight(void **state)
     close_file(fx, fd);
 }
 
+/* The ring's own size, for the burst test: a small SQ, so that the CQ a
+ * resizing ring starts with (twice the SQ plus room for one pass of
+ * deferred work) is smaller than the burst. Other backends ignore it. */
+static int setup_small_ring(void **state)
+{
+    small_ring = true;
+    int rc = setup(state);
+    small_ring = false;
+    return rc;
+}
+
+/* More completions at once than a small ring's completion queue starts
+ * with: 200 one-byte sends queued before run(), each done at once by the
+ * kernel (the socket has room), so all 200 results wait in the CQ for the
+ * next run(). Every send completes exactly once with its byte, and the
+ * bytes reach the peer in order. On io_uring with the resize feature the CQ
+ * grows before it would overflow: cq_resizes counts it and cq_overflows
+ * stays 0 (a ring whose CQ cannot grow may overflow: the kernel then
+ * keeps the extra completions aside, nothing is lost either). */
+static void test_contract_cq_burst(void **state)
+{
+    struct fixture *fx = *state;
+    enum { N = 200 };
+    static struct rs_op ops[N];
+    static char bytes[N];
+    for (int i = 0; i < N; i++) {
+        bytes[i] = (char)('a' + i % 26);
+        server_op(fx, &ops[i], RS_OP_SEND);
+        ops[i].buf = &bytes[i];
+        ops[i].len = 1;
+        assert_int_equal(fx->loop.ops->submit(&fx->loop, &ops[i]), 0);
+    }
+    run_until(fx, N);
+    for (int i = 0; i < 5; i++)
+        fx->loop.ops->run(&fx->loop, 1);
+    assert_int_equal(fx->nev, N);
+    int seen[N] = {0};
+    for (int e = 0; e < N; e++) {
+        ptrdiff_t i = fx->ev[e].op - ops;
+        assert_true(i >= 0 && i < N);
+        seen[i]++;
+        assert_int_equal(fx->ev[e].c.res, 1);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(seen[i], 1);
+    char got[N];
+    size_t have = 0;
+    struct timeval tv = {.tv_sec = 20};
+    setsockopt(fx->client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    while (have < N) {
+        ssize_t r = recv(fx->client, got + have, N - have, 0);
+        assert_true(r > 0);
+        have += (size_t)r;
+    }
+    assert_memory_equal(got, bytes, N);
+    print_message("cq_overflows=%llu cq_resizes=%llu\n",
+                  (unsigned long long)fx->loop.stats.cq_overflows,
+                  (unsigned long long)fx->loop.stats.cq_resizes);
+    if (resize_on()) {
+        assert_int_equal(fx->loop.stats.cq_overflows, 0);
+        assert_true(fx->loop.stats.cq_resizes > 0);
+    }
+    close_server(fx);
+}
+
 static void check_usable(struct fixture *fx);
 
 /* Returning a buffer twice, or one that does not exist, would hand one
@@ -1904,6 +1992,8 @@ int main(int argc, char **argv)
                                         setup_one_buffer, teardown),
         cmocka_unit_test_setup_teardown(test_contract_vectored_send, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_close_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_cq_burst, setup_small_ring,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_contract_double_release_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_connect_succeeds, setup, teardown),
