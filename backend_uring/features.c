@@ -23,6 +23,8 @@ static const struct {
     {"ext-arg", UF_EXT_ARG},
     {"shutdown-op", UF_SHUTDOWN_OP},
     {"buf-recycle", UF_BUF_RECYCLE},
+    {"resize", UF_RESIZE},
+    {"wait-reg", UF_WAIT_REG},
 };
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
@@ -48,6 +50,8 @@ uint32_t rs_uring_supported(const struct rs_uring_support *s)
     f |= s->features & RS_FEAT_EXT_ARG ? UF_EXT_ARG : 0;
     f |= s->opcodes >> RS_OP_SHUTDOWN_NR & 1 ? UF_SHUTDOWN_OP : 0;
     f |= s->buf_recycle ? UF_BUF_RECYCLE : 0;
+    f |= s->resize_rings && s->defer_taskrun ? UF_RESIZE : 0;
+    f |= s->wait_region && (s->features & RS_FEAT_EXT_ARG) ? UF_WAIT_REG : 0;
     return f;
 }
 
@@ -150,7 +154,13 @@ int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
         want &= ~(uint32_t)UF_DIRECT_SOCKET;
     /* The batched wait is an EXT_ARG wait with a minimum. */
     if (!(want & UF_EXT_ARG))
-        want &= ~(uint32_t)UF_BATCH_WAIT;
+        want &= ~(uint32_t)(UF_BATCH_WAIT | UF_WAIT_REG);
+    /* The kernel resizes DEFER_TASKRUN rings only; the SQPOLL thread waits
+     * its own way (no registered wait there). */
+    if (!(want & UF_DEFER_TASKRUN))
+        want &= ~(uint32_t)UF_RESIZE;
+    if (want & UF_SQPOLL)
+        want &= ~(uint32_t)UF_WAIT_REG;
     *out = want;
     return 0;
 }

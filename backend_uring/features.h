@@ -32,9 +32,12 @@ enum {
     /* Without buf-ring: a recv may wait for data holding no buffer (the
      * kernel recycles it); else each recv polls first, then takes one. */
     UF_BUF_RECYCLE = 1u << 13,
-    UF_ALL = (1u << 14) - 1,
+    /* Ring memory and waits (6.13; DEFER_TASKRUN rings only for resize): */
+    UF_RESIZE = 1u << 14,   /* start with a small CQ, grow it before it fills */
+    UF_WAIT_REG = 1u << 15, /* timed waits read from a registered region */
+    UF_ALL = (1u << 16) - 1,
     /* what "default" means: everything but the opt-in ones */
-    UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT,
+    UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT | UF_WAIT_REG,
     /* what a ring without any of the 5.19+ ones still uses */
     UF_BASELINE = UF_EXT_ARG | UF_SHUTDOWN_OP | UF_BUF_RECYCLE,
 };

@@ -95,6 +95,30 @@ static uint32_t zc_fd_cap(const struct rs_loop *loop)
     return (loop->caps & RS_CAP_DIRECT_FD) ? loop->fd_cap : nofile_at_most(1u << 20);
 }
 
+/* resize and wait-reg, on the fresh ring p describes. */
+static int setup_ring_memory(struct ur_state *st, const struct io_uring_params *p,
+                             char *err, size_t errlen)
+{
+    /* Resizing maps the new rings where the kernel's layout puts them:
+     * checked here against what the kernel reported for this ring. */
+    st->resize = (st->features & UF_RESIZE) && rs_ring_layout_known(p);
+    if ((st->features & UF_RESIZE) && !st->resize) {
+        rs_log_info("io_uring: unexpected ring layout, the CQ will not grow");
+        st->features &= ~(uint32_t)UF_RESIZE;
+    }
+    if (!(st->features & UF_WAIT_REG))
+        return 0;
+    int rc = rs_wait_reg_setup(&st->ring, &st->wreg);
+    if (rc < 0) {
+        snprintf(err, errlen, "registered wait region: %s", strerror(-rc));
+        io_uring_queue_exit(&st->ring);
+        rs_wait_reg_free(&st->wreg);
+        return rc;
+    }
+    st->wait_reg = true;
+    return 0;
+}
+
 static int setup_ring(struct ur_state *st, const struct rs_uring_support *sup, char *err,
                       size_t errlen)
 {
@@ -114,16 +138,24 @@ static int setup_ring(struct ur_state *st, const struct rs_uring_support *sup, c
         /* Multishot ops produce CQEs without SQEs: a deep CQ. */
         if (sup->cqsize) {
             p.flags |= IORING_SETUP_CQSIZE;
-            p.cq_entries = st->opts.ring_entries * 8;
+            /* resize: small, grown when the load asks (ring_resize.h) */
+            p.cq_entries = (st->features & UF_RESIZE)
+                               ? rs_cq_initial(st->opts.ring_entries)
+                               : st->opts.ring_entries * 8;
         }
         if (sup->submit_all)
             p.flags |= IORING_SETUP_SUBMIT_ALL;
     }
     if (!(st->features & UF_SQPOLL)) {
+        /* The wait region can only be registered before the ring runs. */
+        if (st->features & UF_WAIT_REG)
+            p.flags |= IORING_SETUP_R_DISABLED;
         int rc = io_uring_queue_init_params(st->opts.ring_entries, &st->ring, &p);
-        if (rc < 0)
+        if (rc < 0) {
             snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-rc));
-        return rc;
+            return rc;
+        }
+        return setup_ring_memory(st, &p, err, errlen);
     }
     /* SQPOLL with several loops: the first ring's poller thread serves
      * them all (IORING_SETUP_ATTACH_WQ), rather than one kernel thread
@@ -357,6 +389,8 @@ void ur_fini(struct rs_loop *loop)
         pthread_mutex_unlock(&sqpoll_mu);
     }
     io_uring_queue_exit(&st->ring);
+    rs_cq_grower_release(&st->cq); /* rings replaced since the last turn */
+    rs_wait_reg_free(&st->wreg);
     ur_splice_free(st->splice); /* the ring is gone: so are its splices */
     ur_zc_fini(loop, st);
     ur_hup_fini(st);

@@ -83,6 +83,18 @@ static void why_missing(const struct rs_uring_support *s, uint32_t bit, char *wh
             "(newer kernels recycle it; buf-ring, 5.19+, never pins one); without "
             "buf-ring a recv polls (IORING_OP_POLL_ADD) before it takes a buffer";
         break;
+    case UF_RESIZE:
+        w = !s->defer_taskrun ? "needs defer-taskrun: the kernel resizes only "
+                                "DEFER_TASKRUN rings (Linux 6.1+)"
+                              : "IORING_REGISTER_RESIZE_RINGS failed (Linux 6.13+); "
+                                "the CQ is a fixed 8x the SQ";
+        break;
+    case UF_WAIT_REG:
+        w = !(s->features & RS_FEAT_EXT_ARG)
+                ? "needs ext-arg (Linux 5.11+)"
+                : "IORING_REGISTER_MEM_REGION or a wait with IORING_ENTER_EXT_ARG_REG "
+                  "failed (Linux 6.13+); each timed wait copies its arguments";
+        break;
     case UF_SHUTDOWN_OP:
         w = "no IORING_OP_SHUTDOWN (Linux 5.11+); a half-close is shutdown(2) "
             "called at once";

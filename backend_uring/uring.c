@@ -35,10 +35,15 @@
  *  - sqpoll (opt-in): a kernel thread polls the SQ, submission costs no
  *    syscall while it is awake.
  *  - ext-arg: a wait with a timeout passes it to io_uring_enter
- *    (IORING_ENTER_EXT_ARG, 5.11). Without it liburing queues an
+ *    (IORING_ENTER_EXT_ARG, 5.11). Without it run() queues an
  *    IORING_OP_TIMEOUT SQE, which completes with the next CQE or when
- *    the time is up, and posts a CQE of its own (user_data
- *    LIBURING_UDATA_TIMEOUT) that run() must skip;
+ *    the time is up, and waits for one CQE (timeout_sqe_wait);
+ *  - resize (6.13, DEFER_TASKRUN rings): the CQ starts at the SQ's size
+ *    plus a margin and doubles whenever it has less room than a full SQ
+ *    more (ring_resize.c), instead of a fixed 8x the SQ;
+ *  - wait-reg (6.13, opt-in): timed waits read their timeout from a page
+ *    registered with the ring instead of arguments copied in on every
+ *    io_uring_enter (wait_reg.c);
  *  - shutdown-op: RS_OP_SHUTDOWN is IORING_OP_SHUTDOWN (5.11); without it
  *    shutdown(2) is called in submit() and its result carried to run() on
  *    a NOP, as for a plain socket below (a direct descriptor has no fd for
@@ -569,16 +574,48 @@ static struct __kernel_timespec ms_to_ts(int ms)
  * IORING_ENTER_EXT_ARG and a struct io_uring_getevents_arg whose `pad`
  * field is the kernel's min_wait_usec. The price: a second syscall on turns
  * that have something to submit. */
+/* Without EXT_ARG (Linux before 5.11, or --uring-features=-ext-arg) a
+ * timed wait is an IORING_OP_TIMEOUT SQE that completes when the time is
+ * up or once one other completion was posted (count 1), and a wait for one
+ * completion, which that SQE guarantees; its CQE is ignored (TAG_IGNORE).
+ * Not liburing 2.3's own fallback in io_uring_submit_and_wait_timeout():
+ * that one consumes the timeout's CQE itself and then waits again with no
+ * timeout, so with nothing else to complete it never returns (the CQ burst
+ * contract test hung there on the none ring, in its settling turns). The
+ * kernel reads the timespec when the SQE is submitted: by the call below. */
+static int timeout_sqe_wait(struct ur_state *st, int timeout_ms)
+{
+    struct io_uring_sqe *sqe = ur_get_sqe(st);
+    if (!sqe)
+        return -EBUSY;
+    struct __kernel_timespec ts = ms_to_ts(timeout_ms);
+    io_uring_prep_timeout(sqe, &ts, 1, 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+    return io_uring_submit_and_wait(&st->ring, 1);
+}
+
+/* A timed wait whose arguments the kernel reads from the registered
+ * region (wait-reg): the registered ring fd when there is one. */
+static int wait_reg_enter(struct ur_state *st, unsigned want,
+                          const struct __kernel_timespec *ts, unsigned min_wait_usec)
+{
+    bool reg = st->features & UF_RING_FD;
+    return rs_wait_reg_enter(&st->ring, &st->wreg, want, ts, min_wait_usec,
+                             reg ? st->ring.enter_ring_fd : st->ring.ring_fd, reg);
+}
+
 static int batch_enter(struct ur_state *st, unsigned want, int timeout_ms)
 {
     struct io_uring *ring = &st->ring;
+    /* No timeout wanted: a long one (1 s), re-armed each turn. */
+    struct __kernel_timespec ts = ms_to_ts(timeout_ms >= 0 ? timeout_ms : 1000);
+    if (st->wait_reg) /* submission and wait in one call */
+        return wait_reg_enter(st, want, &ts, BATCH_WAIT_US);
     if (io_uring_sq_ready(ring) > 0) {
         int rc = io_uring_submit(ring);
         if (rc < 0)
             return rc;
     }
-    /* No timeout wanted: a long one (1 s), re-armed each turn. */
-    struct __kernel_timespec ts = ms_to_ts(timeout_ms >= 0 ? timeout_ms : 1000);
     /* In order (sigmask, sigmask_sz, min wait, ts): the third field is
      * `pad` in liburing 2.3's header and `min_wait_usec` in newer ones. */
     struct io_uring_getevents_arg arg = {0, _NSIG / 8, BATCH_WAIT_US,
@@ -617,6 +654,11 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
         rc = io_uring_submit_and_get_events(&st->ring);
     } else if (timeout_ms < 0) {
         rc = io_uring_submit_and_wait(&st->ring, 1);
+    } else if (!(st->features & UF_EXT_ARG)) {
+        rc = timeout_sqe_wait(st, timeout_ms);
+    } else if (st->wait_reg) {
+        struct __kernel_timespec ts = ms_to_ts(timeout_ms);
+        rc = wait_reg_enter(st, 1, &ts, 0);
     } else {
         struct __kernel_timespec ts = ms_to_ts(timeout_ms);
         rc = io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, &ts, NULL);
@@ -630,6 +672,10 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
      * under load); counted so a test can prove that path was taken. */
     if (io_uring_cq_has_overflow(&st->ring))
         loop->stats.cq_overflows++;
+    /* What this wait brought is the best guess of the next one: grow the
+     * CQ now if that would not fit (the SQ is empty after the enter). */
+    if (st->resize)
+        rs_cq_grow_check(&st->ring, &st->cq);
     unsigned head, n = 0;
     io_uring_for_each_cqe(&st->ring, head, cqe)
     {
@@ -639,6 +685,17 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     io_uring_cq_advance(&st->ring, n);
     dispatched += (int)n;
     st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
+    if (st->resize) {
+        /* Rings replaced during the dispatch stayed mapped for the CQEs
+         * being read from them; nobody reads them now. */
+        rs_cq_grower_release(&st->cq);
+        loop->stats.cq_resizes += st->cq.grown;
+        st->cq.grown = 0;
+        if (st->cq.broken) {
+            rs_log_error("io_uring: the resized rings could not be mapped");
+            return -ENOMEM;
+        }
+    }
     return rc == -EINTR ? -EINTR : dispatched;
 }
 

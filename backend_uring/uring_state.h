@@ -27,9 +27,11 @@
 #include "loop.h"
 #include "options.h"
 #include "probe.h"
+#include "ring_resize.h"
 #include "rs_build.h"
 #include "splice.h"
 #include "uring_util.h"
+#include "wait_reg.h"
 
 #ifndef IORING_CQE_F_NOTIF
 #define IORING_CQE_F_NOTIF (1U << 3)
@@ -138,6 +140,12 @@ struct ur_state {
     struct rs_op **sockopt_wait;
     uint32_t nsockopt_wait, sockopt_wait_cap;
     bool sockopt_warned; /* the command failed once: said so */
+    /* resize: the CQ grows (ring_resize.c) */
+    bool resize;
+    struct rs_cq_grower cq;
+    /* wait-reg: timed waits read their arguments from this page */
+    bool wait_reg;
+    struct rs_wait_reg wreg;
 };
 
 static inline struct ur_state *state(struct rs_loop *loop)
@@ -161,6 +169,9 @@ static inline struct io_uring_sqe *ur_get_sqe(struct ur_state *st)
      * (io_uring_get_events) dispatches nothing, so this is safe anywhere. */
     for (int tries = 0; !sqe && tries < 64; tries++) {
         int rc = io_uring_submit(&st->ring);
+        /* The SQ is empty now: the one moment the CQ can grow. */
+        if (st->resize)
+            rs_cq_grow_check(&st->ring, &st->cq);
         if (st->features & UF_SQPOLL)
             io_uring_sqring_wait(&st->ring);
         else if (rc == -EBUSY || rc == -EAGAIN)
