@@ -103,6 +103,25 @@ static void why_missing(const struct rs_uring_support *s, uint32_t bit, char *wh
     snprintf(why, len, "%s", w);
 }
 
+/* NAPI busy poll and zero-copy receive: never used, and why, with what
+ * this kernel answered when they were tried. */
+static void summarize_nic(const struct rs_uring_support *s, struct rs_probe_summary *out)
+{
+    snprintf(out->napi, sizeof(out->napi),
+             "not used: %s; busy polling polls the NAPI instance a socket's packets "
+             "came through, and loopback has none (SO_INCOMING_NAPI_ID 0): it needs a "
+             "real NIC",
+             !s->available ? "no io_uring"
+             : s->napi     ? "IORING_REGISTER_NAPI accepted (Linux 6.9+)"
+                           : "IORING_REGISTER_NAPI refused (Linux 6.9+)");
+    snprintf(out->zcrx, sizeof(out->zcrx),
+             "not used: zero-copy receive needs a NIC receive queue (header split, flow "
+             "steering); registering loopback's queue: %s",
+             !s->available     ? "no io_uring"
+             : s->zcrx_lo_err ? rs_probe_errno_name(s->zcrx_lo_err)
+                               : "accepted");
+}
+
 void rs_probe_summarize(const struct rs_uring_support *s, struct rs_probe_summary *out)
 {
     memset(out, 0, sizeof(*out));
@@ -138,6 +157,7 @@ void rs_probe_summarize(const struct rs_uring_support *s, struct rs_probe_summar
         else
             why_missing(s, UF_DIRECT_SOCKET, out->outbound, sizeof(out->outbound));
     }
+    summarize_nic(s, out);
     for (uint32_t bit = 1; bit & UF_ALL && out->n < RS_SUMMARY_MAX_FEATURES; bit <<= 1) {
         struct rs_feature_summary *f = &out->f[out->n++];
         f->name = rs_uring_feature_name(bit);

@@ -5,6 +5,7 @@
 #include "uring_util.h"
 
 #include <errno.h>
+#include <string.h>
 #include <stdint.h>
 #include <sys/mman.h>
 
@@ -22,9 +23,15 @@ struct io_uring_buf_ring *rs_buf_ring_register(struct io_uring *ring, unsigned e
     }
     struct io_uring_buf_ring *br = mem;
     io_uring_buf_ring_init(br);
-    /* In order: the flags field is `pad` in liburing 2.3's header. */
-    struct io_uring_buf_reg reg = {
-        (uint64_t)(uintptr_t)mem, entries, bgid, (uint16_t)reg_flags, {0}};
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)mem;
+    reg.ring_entries = entries;
+    reg.bgid = bgid;
+    /* The 16 bits after bgid: `pad` in liburing 2.3's header, `flags` in
+     * newer ones (whose later fields, min_left among them, stay 0). */
+    uint16_t flags = (uint16_t)reg_flags;
+    memcpy((char *)&reg.bgid + sizeof(reg.bgid), &flags, sizeof(flags));
     int rc = io_uring_register_buf_ring(ring, &reg, 0);
     if (rc < 0) {
         munmap(mem, *bytes);

@@ -456,6 +456,10 @@ static void report_summary(struct emit *e, const struct rs_uring_support *s)
         for (size_t i = 0; i < sum.n; i++)
             emit_str(e, sum.f[i].name, sum.f[i].why[0] ? sum.f[i].why : NULL);
         emit_close(e);
+        emit_sub(e, "not_used", NULL);
+        emit_str(e, "napi", sum.napi);
+        emit_str(e, "zcrx", sum.zcrx);
+        emit_close(e);
     } else {
         snprintf(row, sizeof(row), "%s%s%s", sum.backend, sum.backend_why[0] ? ": " : "",
                  sum.backend_why);
@@ -474,6 +478,8 @@ static void report_summary(struct emit *e, const struct rs_uring_support *s)
             text_row(e, f->name, row);
         }
         text_row(e, "outbound sockets", sum.outbound);
+        text_row(e, "napi busy poll", sum.napi);
+        text_row(e, "zero-copy receive", sum.zcrx);
     }
     emit_close(e);
 }

@@ -102,6 +102,9 @@ struct rs_probe_summary {
     /* What the outbound sockets (RS_OP_SOCKET: the proxy's upstreams) are
      * by default, and why: "direct descriptors (...)" or "plain fds: ..." */
     char outbound[256];
+    /* io_uring features that need a network card, and what they do here:
+     * NAPI busy poll and zero-copy receive (zcrx) */
+    char napi[256], zcrx[256];
 };
 
 void rs_probe_summarize(const struct rs_uring_support *s, struct rs_probe_summary *out);

@@ -67,6 +67,7 @@ SCHEMA = {
         "default_features": (STR,),
         "features": dict.fromkeys(URING_FEATURES, (STR,)),
         "reasons": dict.fromkeys(URING_FEATURES, (STR, NULL)),
+        "not_used": dict.fromkeys(["napi", "zcrx"], (STR,)),
     },
 }
 

@@ -437,6 +437,8 @@ static const char *const documented[] = {
     "summary.reasons.buf-recycle",
     "summary.reasons.resize",
     "summary.reasons.wait-reg",
+    "summary.not_used.napi",
+    "summary.not_used.zcrx",
 };
 
 /* Every boolean fact of the struct, as false when io_uring is unusable. */
