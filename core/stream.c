@@ -224,7 +224,9 @@ static void peer_failed(struct rs_stream *s, int res)
 
 static void arm_recv(struct rs_stream *s)
 {
-    if (!wants_input(s) || s->recv_armed || s->starved)
+    /* Armed already is the common case: a multishot recv stays armed
+     * across its completions, and this runs after each of them. */
+    if (s->recv_armed || s->starved || !wants_input(s))
         return;
     s->recv_op.flags = opf(s, RS_OPF_MULTISHOT);
     int rc = s->loop->ops->submit(s->loop, &s->recv_op);
@@ -240,9 +242,9 @@ static void start_send(struct rs_stream *s)
 {
     if (s->send_busy || !s->head)
         return;
-    if (s->state == RS_STREAM_CONNECTING || s->state == RS_STREAM_CLOSED)
-        return;
-    if (s->state == RS_STREAM_CLOSING && !s->graceful)
+    /* Open, or closing gracefully (flushing): not connecting yet, not
+     * aborted, not closed. */
+    if (s->state != RS_STREAM_OPEN && !(s->state == RS_STREAM_CLOSING && s->graceful))
         return;
     struct rs_chunk *k = s->head;
     assert(k->len > 0);
@@ -396,8 +398,7 @@ void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
     /* Holding a lent buffer is free only while the pool has plenty: under
      * pressure (or behind a heap chunk with room) copy and give it back, so
      * a peer that never reads cannot pin the buffers its neighbours need. */
-    uint32_t reserve = loop->pool.count / 4 ? loop->pool.count / 4 : 1;
-    bool pressure = loop->pool.lent > loop->pool.count - reserve;
+    bool pressure = loop->pool.lent > loop->pool.pressure_mark;
     if (tail_room(s) >= len || pressure) {
         loop->stats.copies++;
         rs_stream_write_copy(s, p, len);
@@ -767,6 +768,10 @@ static bool submit_ctl(struct rs_stream *s, uint8_t kind)
  * nothing is in flight. */
 static void maybe_progress(struct rs_stream *s)
 {
+    /* The common case, after every completion of a busy stream: open, no
+     * shutdown asked, no EOF seen. Nothing to wind up. */
+    if (s->state == RS_STREAM_OPEN && !s->shut_wanted && !s->eof)
+        return;
     if (s->state == RS_STREAM_CONNECTING || s->state == RS_STREAM_CLOSED)
         return;
     if (s->state == RS_STREAM_OPEN) {
@@ -982,13 +987,15 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
             loop->stats.round_trips++;
         }
     }
-    if (s->state == RS_STREAM_CLOSING && !s->graceful) {
-        drop_queue(s);
-        maybe_progress(s);
-        return;
+    if (s->state == RS_STREAM_CLOSING) {
+        if (!s->graceful) {
+            drop_queue(s);
+            maybe_progress(s);
+            return;
+        }
+        if (rs_timer_active(&s->timer))
+            close_timer_start(s); /* progress: the graceful close's bound starts again */
     }
-    if (s->state == RS_STREAM_CLOSING && rs_timer_active(&s->timer))
-        close_timer_start(s); /* progress: the graceful close's bound starts again */
     start_send(s);
     /* The last byte of a file went out: its owner may queue the next one
      * (rs_stream_has_file), whatever the watermark says. */
