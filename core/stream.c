@@ -88,13 +88,13 @@ static struct rs_chunk *chunk_get(struct rs_loop *loop)
 
 static void chunk_put(struct rs_loop *loop, struct rs_chunk *k)
 {
-    if (k->req) {
-        /* All sent (len 0), or dropped: the request's callback runs on
-         * the loop's next turn, never from inside this call. */
-        rs_fs_sendfile_done(k->req, k->len == 0);
-        k->req = NULL;
-    }
     if (is_file(k)) {
+        if (k->req) {
+            /* All sent (len 0), or dropped: the request's callback runs
+             * on the loop's next turn, never from inside this call. */
+            rs_fs_sendfile_done(k->req, k->len == 0);
+            k->req = NULL;
+        }
         close(k->file.file_fd); /* read-only: close(2) does no IO */
         k->file.file_fd = -1;
     }
@@ -238,10 +238,10 @@ static void arm_recv(struct rs_stream *s)
     s->inflight++;
 }
 
-static void start_send(struct rs_stream *s)
+/* Send the head of the queue (start_send checked there is one and no
+ * send is in flight). */
+static void send_head(struct rs_stream *s)
 {
-    if (s->send_busy || !s->head)
-        return;
     /* Open, or closing gracefully (flushing): not connecting yet, not
      * aborted, not closed. */
     if (s->state != RS_STREAM_OPEN && !(s->state == RS_STREAM_CLOSING && s->graceful))
@@ -291,6 +291,14 @@ static void start_send(struct rs_stream *s)
     }
     s->send_busy = true;
     s->inflight++;
+}
+
+/* Called after every queued write and every send completion: most find
+ * a send in flight or nothing queued, so that test is inline. */
+static inline void start_send(struct rs_stream *s)
+{
+    if (!s->send_busy && s->head)
+        send_head(s);
 }
 
 /* A stream struct from the loop's cache, or a fresh one, linked into

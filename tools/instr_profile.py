@@ -10,6 +10,8 @@ callgrind_annotate on each dump. Connection set-up and teardown cancel out.
 
   tools/instr_profile.py [--conns=50] [--rounds=40] [--size=64] [--top=25] \
       -- build/ringserve --backend=uring --listen=127.0.0.1:PORT
+  tools/instr_profile.py --upstream='build/ringserve --listen=127.0.0.1:UPORT' \
+      -- build/ringserve --protocol=proxy --upstream=127.0.0.1:UPORT --listen=127.0.0.1:PORT
 
 PORT in the command is replaced by a free port. The server is killed at
 the end (under valgrind an io_uring server may never see a signal).
@@ -71,12 +73,23 @@ def main():
     ap.add_argument('--size', type=int, default=64)
     ap.add_argument('--top', type=int, default=0, help='functions to list (0: total only)')
     ap.add_argument('--ringbench', default='build/tools/ringbench')
+    ap.add_argument('--upstream', metavar='COMMAND',
+                    help='start this server first, untraced (UPORT in it and in the '
+                    'traced command is replaced by a free port): an echo server '
+                    'behind a traced proxy')
     ap.add_argument('--lines', action='store_true',
                     help='keep line numbers in the dumps (for callgrind_annotate --auto=yes)')
     ap.add_argument('cmd', nargs='+')
     a = ap.parse_args()
     port = free_port()
-    cmd = [c.replace('PORT', str(port)) for c in a.cmd]
+    uport = free_port()
+    cmd = [c.replace('UPORT', str(uport)).replace('PORT', str(port)) for c in a.cmd]
+    upstream = None
+    if a.upstream:
+        upstream = subprocess.Popen([c.replace('UPORT', str(uport)) for c in a.upstream.split()],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_port(uport, upstream, 10):
+            sys.exit('upstream did not start')
     tmp = tempfile.mkdtemp(prefix='instr-')
     outfile = os.path.join(tmp, 'cg.out')
     prefix = bench_cost.callgrind_prefix(outfile)
@@ -100,6 +113,9 @@ def main():
     finally:
         proc.kill()
         proc.wait()
+        if upstream:
+            upstream.terminate()
+            upstream.wait()
     n = float(a.rounds * a.conns)
     print('user instructions per round trip: %.1f' % ((totals[1] - totals[0]) / n))
     if a.top:
