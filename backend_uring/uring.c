@@ -96,6 +96,26 @@
 
 #include "uring_state.h"
 
+struct io_uring_sqe *ur_get_sqe_flush(struct ur_state *st)
+{
+    struct io_uring_sqe *sqe = NULL;
+    /* SQ full: push it to the kernel and take a fresh slot. The kernel may
+     * refuse for a moment (-EBUSY: completions to flush first, -EAGAIN:
+     * memory), so try a few times; flushing overflowed CQEs into the ring
+     * (io_uring_get_events) dispatches nothing, so this is safe anywhere. */
+    for (int tries = 0; !sqe && tries < 64; tries++) {
+        int rc = io_uring_submit(&st->ring);
+        if (st->features & UF_SQPOLL)
+            io_uring_sqring_wait(&st->ring);
+        else if (rc == -EBUSY || rc == -EAGAIN)
+            io_uring_get_events(&st->ring);
+        sqe = io_uring_get_sqe(&st->ring);
+    }
+    if (!sqe)
+        rs_log_error("io_uring submission queue stuck full");
+    return sqe;
+}
+
 int ur_prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
 {
     struct io_uring_sqe *sqe = ur_get_sqe(st);
@@ -451,11 +471,11 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     uint32_t flags = 0;
     uint16_t bid = 0;
     int32_t res = cqe->res;
-    if ((cqe->flags & IORING_CQE_F_BUFFER) && cqe->res > (int32_t)loop->pool.size &&
-        (st->features & UF_BUNDLE)) {
-        deliver_bundle(loop, st, op, cqe);
-        return;
-    } else if (cqe->flags & IORING_CQE_F_BUFFER) {
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        if (res > (int32_t)loop->pool.size && (st->features & UF_BUNDLE)) {
+            deliver_bundle(loop, st, op, cqe);
+            return;
+        }
         /* Only a CQE flagged F_BUFFER carries one: EOF and errors don't. */
         bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         if (res > 0) {
@@ -472,20 +492,17 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     rs_op_complete(loop, op, res, flags, bid);
 }
 
-static void on_cqe(struct rs_loop *loop, struct ur_state *st,
-                   const struct io_uring_cqe *cqe)
+/* A completion of the backend's own requests (wake-ups, buffer returns,
+ * splice steps, zero-copy notifications, hang-up guards, the inbox), by
+ * tag. */
+static void on_own_cqe(struct rs_loop *loop, struct ur_state *st,
+                       const struct io_uring_cqe *cqe, uint64_t ud, unsigned tag)
 {
-    uint64_t ud = cqe->user_data;
-    unsigned tag = (unsigned)(ud >> 56);
-    /* liburing's own timeout SQE of a wait without ext-arg: its CQE comes
-     * when the time is up, or after the CQE that ended the wait. */
-    if (tag == TAG_IGNORE || ud == LIBURING_UDATA_TIMEOUT)
-        return;
-    if (tag == TAG_WAKE) {
+    switch (tag) {
+    case TAG_WAKE:
         st->wake_armed = false;
         return;
-    }
-    if (tag == TAG_PROVIDE) {
+    case TAG_PROVIDE:
         /* A returned buffer the kernel refused would be lost for good. */
         if (cqe->res < 0) {
             rs_log_error("IORING_OP_PROVIDE_BUFFERS(bid %u): %s; retrying",
@@ -493,32 +510,79 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
             ur_buf_return(loop, st, (uint16_t)(ud & 0xffff));
         }
         return;
-    }
-    if (tag == TAG_SPLICE) {
+    case TAG_SPLICE:
         ur_splice_cqe(st->splice, loop, ud, cqe->res);
         return;
-    }
-    if (tag == TAG_ZC) {
+    case TAG_ZC:
         ur_zc_cqe(loop, st, (struct zc_rec *)(uintptr_t)(ud & UD_PTR_MASK), cqe);
         return;
-    }
-    if (tag == TAG_HUP) {
+    case TAG_HUP:
         ur_hup_cqe(st, (struct hup_rec *)(uintptr_t)(ud & UD_PTR_MASK), cqe->res);
         return;
-    }
-    if (tag == TAG_INBOX) {
+    case TAG_INBOX:
         if (st->inbox)
             rs_op_complete(loop, st->inbox, cqe->res,
                            RS_CF_MORE | (cqe->res >= 0 ? RS_CF_DIRECT : 0), 0);
         else if (cqe->res >= 0)
             ur_close_slot(st, cqe->res); /* arrived after we stopped taking them */
         return;
-    }
-    if (tag == TAG_INBOX_END) {
+    case TAG_INBOX_END: {
         struct rs_op *op = st->inbox;
         st->inbox = NULL;
         if (op)
             rs_op_complete(loop, op, -ECANCELED, 0, 0);
+        return;
+    }
+    default:
+        /* TAG_IGNORE, and liburing's own timeout SQE of a wait without
+         * ext-arg (LIBURING_UDATA_TIMEOUT): its CQE comes when the time is
+         * up, or after the CQE that ended the wait. */
+        return;
+    }
+}
+
+/* An op's completion that needs more than forwarding its result: made in
+ * submit(), a poll before its recv, a socket's steps, a hand-off, a
+ * multishot recv's last CQE (its hang-up guard ends with it). true when
+ * handled here; false: forward it (on_op_cqe). */
+static bool on_special_op_cqe(struct rs_loop *loop, struct ur_state *st,
+                              struct rs_op *op, const struct io_uring_cqe *cqe,
+                              unsigned tag)
+{
+    if (op->bk_flags & BKF_DONE_NOW) {
+        rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
+        return true;
+    }
+    if (op->bk_flags & BKF_POLL_FIRST) {
+        recv_after_poll(loop, st, op, cqe->res);
+        return true;
+    }
+    if (op->kind == RS_OP_SOCKET) {
+        ur_socket_cqe(loop, st, op, cqe, tag);
+        return true;
+    }
+    if (op->kind == RS_OP_HANDOFF && cqe->res >= 0)
+        ur_close_slot(st, op->fd); /* the other ring has its own reference now */
+    if ((op->bk_flags & BKF_HUP) && !(cqe->flags & IORING_CQE_F_MORE))
+        ur_hup_end(st, op);
+    if ((op->bk_flags & BKF_HUP_REARM) && !(cqe->flags & IORING_CQE_F_MORE)) {
+        op->bk_flags &= (uint8_t)~BKF_HUP_REARM;
+        if (cqe->res == -ECANCELED && !(op->bk_flags & BKF_CANCEL_ASKED) &&
+            rearm_after_hup(loop, st, op))
+            return true;
+    }
+    return false;
+}
+
+static void on_cqe(struct rs_loop *loop, struct ur_state *st,
+                   const struct io_uring_cqe *cqe)
+{
+    uint64_t ud = cqe->user_data;
+    unsigned tag = (unsigned)(ud >> 56);
+    /* Nearly every CQE is an op's (TAG_OP; TAG_SOCKOPT is the second step
+     * of an RS_OP_SOCKET): that path is tested first and kept short. */
+    if (tag != TAG_OP && tag != TAG_SOCKOPT) {
+        on_own_cqe(loop, st, cqe, ud, tag);
         return;
     }
     struct rs_op *op = (struct rs_op *)(uintptr_t)(ud & UD_PTR_MASK);
@@ -529,28 +593,14 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
             ur_buf_return(loop, st, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
         return;
     }
-    if (op->bk_flags & BKF_DONE_NOW) {
-        rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
+    /* The common case (a send's result, a recv's data while it stays
+     * armed) passes these tests and goes straight to the core. */
+    bool last = !(cqe->flags & IORING_CQE_F_MORE);
+    if (((op->bk_flags & (BKF_DONE_NOW | BKF_POLL_FIRST)) ||
+         (last && (op->bk_flags & (BKF_HUP | BKF_HUP_REARM))) ||
+         op->kind == RS_OP_SOCKET || op->kind == RS_OP_HANDOFF) &&
+        on_special_op_cqe(loop, st, op, cqe, tag))
         return;
-    }
-    if (op->bk_flags & BKF_POLL_FIRST) {
-        recv_after_poll(loop, st, op, cqe->res);
-        return;
-    }
-    if (op->kind == RS_OP_SOCKET) {
-        ur_socket_cqe(loop, st, op, cqe, tag);
-        return;
-    }
-    if (op->kind == RS_OP_HANDOFF && cqe->res >= 0)
-        ur_close_slot(st, op->fd); /* the other ring has its own reference now */
-    if ((op->bk_flags & BKF_HUP) && !(cqe->flags & IORING_CQE_F_MORE))
-        ur_hup_end(st, op);
-    if ((op->bk_flags & BKF_HUP_REARM) && !(cqe->flags & IORING_CQE_F_MORE)) {
-        op->bk_flags &= (uint8_t)~BKF_HUP_REARM;
-        if (cqe->res == -ECANCELED && !(op->bk_flags & BKF_CANCEL_ASKED) &&
-            rearm_after_hup(loop, st, op))
-            return;
-    }
     on_op_cqe(loop, st, op, cqe);
 }
 
