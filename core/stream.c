@@ -73,7 +73,16 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
 static void on_send(struct rs_loop *loop, struct rs_op *op,
                     const struct rs_completion *c);
 static void on_ctl(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
-static void maybe_progress(struct rs_stream *s);
+static void advance(struct rs_stream *s);
+
+/* Called after every completion and most calls: the common case, an open
+ * stream with no shutdown asked and no EOF seen, has nothing to wind up,
+ * and that test is inline. */
+static inline void maybe_progress(struct rs_stream *s)
+{
+    if (!(s->state == RS_STREAM_OPEN && !s->shut_wanted && !s->eof))
+        advance(s);
+}
 
 static struct rs_chunk *chunk_get(struct rs_loop *loop)
 {
@@ -774,12 +783,8 @@ static bool submit_ctl(struct rs_stream *s, uint8_t kind)
 /* Move a stream forward: send, shut down after the last queued byte when
  * asked, close once both directions are done or the stream is closing and
  * nothing is in flight. */
-static void maybe_progress(struct rs_stream *s)
+static void advance(struct rs_stream *s)
 {
-    /* The common case, after every completion of a busy stream: open, no
-     * shutdown asked, no EOF seen. Nothing to wind up. */
-    if (s->state == RS_STREAM_OPEN && !s->shut_wanted && !s->eof)
-        return;
     if (s->state == RS_STREAM_CONNECTING || s->state == RS_STREAM_CLOSED)
         return;
     if (s->state == RS_STREAM_OPEN) {
