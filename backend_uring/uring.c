@@ -655,7 +655,8 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     struct io_uring_cqe *cqe;
     int dispatched = 0;
     arm_wake(st, loop);
-    ur_retry_sockopts(st);
+    if (st->nsockopt_wait > 0) /* a new socket's TCP_NODELAY still to ask for */
+        ur_retry_sockopts(st);
     ur_refill(st);
     /* One io_uring_enter below, whichever way (liburing 2.3 enters for
      * every wait with wait_nr > 0; with SQPOLL it may skip one). */

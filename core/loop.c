@@ -379,7 +379,9 @@ int rs_loop_run(struct rs_loop *loop)
         rs_loop_feed_starved(loop);
         rs_loop_retry(loop);
         int timeout = rs_timer_next_ms(loop);
-        if (loop->nretry || loop->fs_retry || rs_listener_retry(loop))
+        /* (The listener's own flag first: asked on every turn.) */
+        if (loop->nretry || loop->fs_retry ||
+            (loop->listener && loop->listener->retry && rs_listener_retry(loop)))
             timeout = timeout >= 0 && timeout < RS_RETRY_MS ? timeout : RS_RETRY_MS;
         /* Starved streams left over while buffers are free: the next turn
          * must come now, not when some completion happens to arrive. Those
