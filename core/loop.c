@@ -278,6 +278,9 @@ static void idle_scan(struct rs_loop *loop, struct rs_timer *t)
     struct rs_stream *s = loop->streams;
     while (s) {
         struct rs_stream *next = s->next;
+        /* Every stamp is a reading of now_ms (rs_loop_now): one ahead of it
+         * would wrap the subtraction and close a busy stream. */
+        assert(s->last_active_ms <= loop->now_ms);
         if (s->state == RS_STREAM_OPEN && loop->now_ms - s->last_active_ms >= limit) {
             loop->stats.idle_closed++;
             rs_stream_abort_reason(s, -ETIMEDOUT);
