@@ -124,7 +124,7 @@ struct ep_state {
     bool et;
     struct ep_sock *socks; /* indexed by fd */
     uint32_t nsocks;
-    struct ep_done *done; /* FIFO ring */
+    struct ep_done *done;                   /* FIFO ring */
     uint32_t done_head, done_len, done_cap; /* cap: a power of two */
     int *ready; /* et: fds with readiness left over (capacity 2 x nsocks) */
     uint32_t nready;

@@ -286,8 +286,7 @@ static bool rearm_after_hup(struct rs_loop *loop, struct ur_state *st, struct rs
 /* Every op but a send (ur_submit). Kept out of line: inlined, its many
  * cases would make every send save and restore the registers they use. */
 __attribute__((noinline)) static int submit_other(struct rs_loop *loop,
-                                                  struct ur_state *st,
-                                                  struct rs_op *op)
+                                                  struct ur_state *st, struct rs_op *op)
 {
     if (op->kind == RS_OP_SENDFILE)
         return st->splice ? ur_splice_submit(st->splice, op) : -EOPNOTSUPP;
@@ -556,9 +555,8 @@ static void on_own_cqe(struct rs_loop *loop, struct ur_state *st,
  * submit(), a poll before its recv, a socket's steps, a hand-off, a
  * multishot recv's last CQE (its hang-up guard ends with it). true when
  * handled here; false: forward it (on_op_cqe). */
-static bool on_special_op_cqe(struct rs_loop *loop, struct ur_state *st,
-                              struct rs_op *op, const struct io_uring_cqe *cqe,
-                              unsigned tag)
+static bool on_special_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                              const struct io_uring_cqe *cqe, unsigned tag)
 {
     if (op->bk_flags & BKF_DONE_NOW) {
         rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
@@ -698,7 +696,8 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     struct io_uring_cq *cq = &st->ring.cq;
     unsigned n = io_uring_cq_ready(&st->ring), head = *cq->khead;
     for (unsigned i = 0; i < n; i++)
-        on_cqe(loop, st, &cq->cqes[io_uring_cqe_index(&st->ring, head + i, cq->ring_mask)]);
+        on_cqe(loop, st,
+               &cq->cqes[io_uring_cqe_index(&st->ring, head + i, cq->ring_mask)]);
     io_uring_cq_advance(&st->ring, n);
     dispatched += (int)n;
     st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;

@@ -415,7 +415,7 @@ void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
     /* Holding a lent buffer is free only while the pool has plenty: under
      * pressure (or behind a heap chunk with room) copy and give it back, so
      * a peer that never reads cannot pin the buffers its neighbours need. */
-    bool pressure = loop->pool.lent > loop->pool.pressure_mark;
+    bool pressure = loop->pool.lent > loop->pool.lent_hi;
     if (tail_room(s) >= len || pressure) {
         loop->stats.copies++;
         rs_stream_write_copy(s, p, len);
