@@ -32,6 +32,7 @@ import statistics
 import time
 
 DEFAULT_LOADS = [0.5, 0.9]
+LATENCY_REPEAT = 5      # repeats per cell: medians of 5 interleaved runs
 QUIET_PCT = 5.0         # the machine's CPU use under which a run may start
 QUIET_WAIT_S = 20.0     # how long the gate waits for it before giving up
 QUIET_SAMPLE_S = 0.5    # the /proc/stat sampling interval
@@ -354,12 +355,16 @@ def report_lines(rows, loads, gate, unit='request', client='ringbench --rate',
         L.append('### `--sched=auto` against `--sched=normal`')
         L.append('')
         L.append('auto ÷ normal, same server otherwise, same placement and relative '
-                 'load (medians): p99, p99.9, and server CPU per %s. Above %.2f '
-                 '(**worse**) auto costs tail latency (or CPU) there; a ratio closer '
-                 'to 1 is within the repeats\' noise.' % (unit, TAIL_MARGIN))
+                 'load (medians): capacity (above 1: auto carries more), then p99, '
+                 'p99.9 and server CPU per %s at that load. Above %.2f (**worse**) '
+                 'auto costs tail latency (or CPU) there; a ratio closer to 1 is '
+                 'within the repeats\' noise. Each side runs at its *own* capacity\'s '
+                 'fraction: read a latency ratio together with the capacity ratio.'
+                 % (unit, TAIL_MARGIN))
         L.append('')
-        L.append('| cell | placement | load | auto | normal | p99 | p99.9 | CPU/%s |' % unit)
-        L.append('|---|---|---|---|---|---:|---:|---:|')
+        L.append('| cell | placement | load | auto | normal | capacity | p99 | p99.9 | '
+                 'CPU/%s |' % unit)
+        L.append('|---|---|---|---|---|---:|---:|---:|---:|')
         L += pl
         L.append('')
     return L
@@ -382,8 +387,10 @@ def pair_lines(med, pairs):
             n = by.get((cell, pl, normal, load))
             if not n:
                 continue
-            out.append('| %s | %s | %s | %s | %s | %s | %s | %s |' % (
+            out.append('| %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
                 cell, pl, load, a['label'], n['label'],
+                '—' if not (a.get('capacity') and n.get('capacity')) else
+                '%.2f' % (a['capacity'] / n['capacity']),
                 ratio_text(a['p99_us'], n['p99_us']),
                 ratio_text(a['p999_us'], n['p999_us']),
                 ratio_text(a['server_us_per_rt'], n['server_us_per_rt'])))
