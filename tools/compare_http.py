@@ -467,13 +467,20 @@ def latency_run(c, opts, cfg, root, size, conns, rate):
                 err = 'ringbench timed out after %.0f s' % limit
     finally:
         code = srv.stop()
+    conclude(rec, err, code)
+    srv.discard_log()
+    return rec
+
+
+def conclude(rec, err, code):
+    """Mark rec failed when the run or the server's exit status says so;
+    returns the error (None: the run is good)."""
     if err is None and code not in (0, None):
         err = 'server exit status %s after the run' % code
     if err is not None:
         rec['status'] = 'error'
         rec['error'] = err.replace('\n', ' ')[:300]
-    srv.discard_log()
-    return rec
+    return err
 
 
 def latency_mode(c, opts, cfgs, run_cfgs, root, out, cmdline, started):
@@ -651,11 +658,7 @@ def measure(c, opts, cfg, root, exp, size, conns):
             stream.kill()
             stream.wait()
         code = srv.stop()
-    if err is None and code not in (0, None):
-        err = 'server exit status %s after the run' % code
-    if err is not None:
-        rec['status'] = 'error'
-        rec['error'] = err.replace('\n', ' ')[:300]
+    if conclude(rec, err, code) is not None:
         try:
             with open(os.path.join(opts.logdir, '%s-%s-%d-c%d.log' % (
                     exp, cfg.id, size, conns)), 'a') as f:
@@ -1009,8 +1012,9 @@ def parse_args(c, argv):
     ap.add_argument('--files', help='cached file sizes (default 1K,1M)')
     ap.add_argument('--conns', help='connection counts (default 50,500)')
     ap.add_argument('--repeat', type=int, help='repeats per cell (default 3)')
-    ap.add_argument('--duration', type=int, help='measured seconds per run (default 5)')
-    ap.add_argument('--warmup', type=int, help='warm-up seconds per run (default 1)')
+    ap.add_argument('--duration', type=float, help='measured seconds per run (default 5; '
+                    'wrk rounds to whole seconds, --latency\'s ringbench does not)')
+    ap.add_argument('--warmup', type=float, help='warm-up seconds per run (default 1)')
     ap.add_argument('--no-cached', dest='cached', action='store_false',
                     help='skip the cached-file matrix')
     ap.add_argument('--no-cold', dest='cold', action='store_false',
