@@ -84,6 +84,7 @@
 enum mode { MODE_ECHO, MODE_DISCARD, MODE_CHARGEN, MODE_REQUEST };
 static const char *const mode_names[] = {"echo", "discard", "chargen", "request"};
 #define NMODES       4u
+#define MAX_REQUEST  4096u
 #define REPLY_HEAD   "HTTP/1.1 2"
 #define REPLY_HEAD_N (sizeof(REPLY_HEAD) - 1)
 
@@ -106,7 +107,7 @@ struct opts {
     long server_pid;    /* 0: none */
     enum mode mode;
     bool json, quiet, allow_remote, size_set;
-    char *request;       /* --mode=request: the bytes of one request */
+    char request[MAX_REQUEST]; /* --mode=request: the bytes of one request */
     size_t request_len;
     uint64_t reply_size; /* --mode=request: bytes of one reply */
 };
@@ -998,33 +999,29 @@ static void opt_size(struct opts *o, const char *s)
 /* --request=TEXT, with \r \n \t \\ decoded: HTTP needs CR LF. */
 static void opt_request(struct opts *o, const char *s)
 {
-    size_t n = strlen(s);
-    char *out = malloc(n + 1);
-    if (!out)
-        usage_error("--request: out of memory");
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '\\') {
-            out[k++] = s[i];
-            continue;
+    for (size_t i = 0; s[i]; i++) {
+        char ch = s[i];
+        if (ch == '\\') {
+            char e = s[++i];
+            if (e == 'r')
+                ch = '\r';
+            else if (e == 'n')
+                ch = '\n';
+            else if (e == 't')
+                ch = '\t';
+            else if (e == '\\')
+                ch = '\\';
+            else
+                usage_error("--request: unknown escape '\\%c' (\\r \\n \\t \\\\)",
+                            e ? e : '0');
         }
-        char e = s[++i];
-        if (e == 'r')
-            out[k++] = '\r';
-        else if (e == 'n')
-            out[k++] = '\n';
-        else if (e == 't')
-            out[k++] = '\t';
-        else if (e == '\\')
-            out[k++] = '\\';
-        else
-            usage_error("--request: unknown escape '\\%c' (\\r \\n \\t \\\\)",
-                        e ? e : '0');
+        if (k == MAX_REQUEST)
+            usage_error("--request: longer than %u bytes", MAX_REQUEST);
+        o->request[k++] = ch;
     }
-    if (k == 0 || k > MAX_SIZE)
+    if (k == 0)
         usage_error("--request: empty");
-    free(o->request);
-    o->request = out;
     o->request_len = k;
 }
 
@@ -1236,7 +1233,7 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
         o->warmup = 0;
     if (o->rate > 0 && !round_trips(o))
         usage_error("--rate: only with --mode=echo or request");
-    if ((o->mode == MODE_REQUEST) != (o->request != NULL) ||
+    if ((o->mode == MODE_REQUEST) != (o->request_len != 0) ||
         (o->mode == MODE_REQUEST) != (o->reply_size != 0))
         usage_error("--mode=request needs --request and --reply-size (and only it takes them)");
     if (o->mode == MODE_REQUEST) {
