@@ -42,6 +42,10 @@ QUIET_SAMPLE_S = 0.5    # the /proc/stat sampling interval
 # machine, so smaller differences are not a finding.
 TAIL_MARGIN = 1.10
 
+# Carried below this share of the offered rate: the server (same CPU: with
+# its client) did not keep up, and its latencies are queueing delay.
+CARRIED_SHORT = 0.97
+
 CSV_FIELDS = ['kind', 'cell', 'placement', 'config', 'label', 'sched', 'phase', 'load',
               'rep', 'order', 'status', 'n_ok', 'capacity', 'offered_rate', 'rtt_per_s',
               'p50_us', 'p99_us', 'p999_us', 'server_us_per_rt', 'quiet_pct', 'quiet_ok',
@@ -338,17 +342,23 @@ def report_lines(rows, loads, gate, unit='request', client='ringbench --rate',
                     m['label'], m['sched'], m['placement'], fmt_rate(cap), load, offered,
                     m['error'][:120].replace('|', '/'), m['quiet']))
                 continue
+            carried = fmt_rate(m['rtt_per_s'])
+            if (m['phase'] == 'open' and m['rtt_per_s'] and m['offered_rate'] and
+                    m['rtt_per_s'] < CARRIED_SHORT * m['offered_rate']):
+                carried += ' (short)'
             L.append('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d%s | %s |'
                      % (m['label'], m['sched'], m['placement'], fmt_rate(cap), load,
-                        offered, fmt_rate(m['rtt_per_s']), fmt_us(m['p50_us']),
+                        offered, carried, fmt_us(m['p50_us']),
                         fmt_us(m['p99_us']), fmt_us(m['p999_us']),
                         '—' if m['server_us_per_rt'] is None else
                         '%.2f' % m['server_us_per_rt'], m['n_ok'],
                         '' if m['status'] == 'ok' else ' *', m['quiet']))
         L.append('')
     L.append('`closed` rows are the capacity runs (their latencies are closed-loop '
-             'ones, not comparable with the open-loop rows); `*`: some repeats failed '
-             '(median of the rest).')
+             'ones, not comparable with the open-loop rows); `(short)`: carried under '
+             '%d %% of the offered rate — the server (same CPU: with its client) did not '
+             'keep up, its latencies are queueing delay; `*`: some repeats failed '
+             '(median of the rest).' % round(CARRIED_SHORT * 100))
     L.append('')
     pl = pair_lines(med, pairs)
     if pl:

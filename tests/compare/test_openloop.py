@@ -16,7 +16,8 @@ usage: test_openloop.py TOOLS_DIR
   is reversed on odd repeats, a server whose capacity runs all failed gets
   error rows and no open-loop run;
 - medians, the quiet column, the report table (sched and placement in every
-  row, "not quiet: X %") and the auto-vs-normal lines, the CSV columns.
+  row, "not quiet: X %", a load not carried marked "(short)") and the
+  auto-vs-normal lines, the CSV columns.
 Standard library only.
 """
 import csv
@@ -164,7 +165,9 @@ def fake_targets(ol, calls):
                 return {'status': 'ok', 'rtt_per_s': caps[cid] * scale, 'p50_us': 50.0,
                         'p99_us': 90.0, 'p999_us': 200.0, 'server_us_per_rt': 5.0}
             tail = 1000.0 if cid == 'fast' else 100.0
-            return {'status': 'ok', 'rtt_per_s': float(rate), 'p50_us': 40.0,
+            # the slow one carries only half of 9,000/s and more
+            carried = rate / 2.0 if cid == 'slow' and rate >= 9000 else float(rate)
+            return {'status': 'ok', 'rtt_per_s': carried, 'p50_us': 40.0,
                     'p99_us': tail, 'p999_us': tail * 2,
                     'server_us_per_rt': 6.0 if cid == 'fast' else 4.0}
         return ol.Target(cid, cid + ' label', sched, run)
@@ -225,6 +228,10 @@ def test_driver(ol):
     check('| fast label | auto | split | 60,000 | 50% | 30,000 | 30,000 | 40.0 | 1,000 | '
           '2,000 | 6.00 | 2 | quiet' in lines, 'report row of fast, split, 50%%:\n' + lines)
     check('not quiet: 12 %' in lines, 'the not-quiet run is not in the report')
+    check('| slow label | normal | same | 10,000 | 90% | 9,000 | 4,500 (short) |' in lines,
+          'a load not carried is not marked (short)')
+    check('| slow label | normal | same | 10,000 | 50% | 5,000 | 5,000 |' in lines,
+          'a load carried is marked or missing')
     check('fake gate' in lines, 'the gate is not described')
     check('| 64 B x 50 | split | 90% | fast label | slow label | 4.00 | 10.00 **worse** | '
           '10.00 **worse** | 1.50 **worse** |' in lines, 'auto-vs-normal line:\n' + lines)
