@@ -478,8 +478,8 @@ static bool echo_verify(struct worker *w, struct conn *c, size_t len)
     }
     if (ok < len) {
         fail(w,
-             "connection %u: %zu unexpected bytes at offset %" PRIu64
-             " (only %" PRIu64 " bytes were sent: duplicated or added data)",
+             "connection %u: %zu unexpected bytes at offset %" PRIu64 " (only %" PRIu64
+             " bytes were sent: duplicated or added data)",
              c->id, len - ok, c->sent, c->sent);
         return false;
     }
@@ -497,10 +497,11 @@ static bool reply_verify(struct worker *w, struct conn *c, size_t len)
     if (bad < ok) {
         uint64_t off = c->recvd + bad;
         fail(w,
-             "connection %u: reply %" PRIu64 " does not start with \"%s\" (its byte %" PRIu64
+             "connection %u: reply %" PRIu64
+             " does not start with \"%s\" (its byte %" PRIu64
              " is 0x%02x): not a 2xx answer, or not --reply-size=%" PRIu64 " bytes long",
-             c->id, off / o->reply_size + 1, REPLY_HEAD, off % o->reply_size, w->rbuf[bad],
-             o->reply_size);
+             c->id, off / o->reply_size + 1, REPLY_HEAD, off % o->reply_size,
+             w->rbuf[bad], o->reply_size);
         return false;
     }
     if (ok < len) {
@@ -547,7 +548,8 @@ static void conn_read(struct worker *w, struct conn *c, uint32_t events, uint64_
         size_t len = (size_t)n;
         *now = now_ns();
         if (round_trips(o)) {
-            if (!(o->mode == MODE_REQUEST ? reply_verify(w, c, len) : echo_verify(w, c, len)))
+            if (!(o->mode == MODE_REQUEST ? reply_verify(w, c, len)
+                                          : echo_verify(w, c, len)))
                 return;
             c->recvd += len;
             /* Retire every message whose last byte is now in. */
@@ -1205,8 +1207,9 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
                     found = true;
                 }
             if (!found)
-                usage_error("--mode: expected echo, discard, chargen or request, got '%s'",
-                            optarg);
+                usage_error(
+                    "--mode: expected echo, discard, chargen or request, got '%s'",
+                    optarg);
             break;
         }
         case OPT_STALL:
@@ -1235,10 +1238,12 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
         usage_error("--rate: only with --mode=echo or request");
     if ((o->mode == MODE_REQUEST) != (o->request_len != 0) ||
         (o->mode == MODE_REQUEST) != (o->reply_size != 0))
-        usage_error("--mode=request needs --request and --reply-size (and only it takes them)");
+        usage_error(
+            "--mode=request needs --request and --reply-size (and only it takes them)");
     if (o->mode == MODE_REQUEST) {
         if (o->size_set)
-            usage_error("--size: not with --mode=request (the request's length is its size)");
+            usage_error(
+                "--size: not with --mode=request (the request's length is its size)");
         o->size_min = o->size_max = o->request_len;
     }
     if (o->processes > o->connections)
@@ -1758,8 +1763,7 @@ static int run_parent(struct opts *o)
         snprintf(error, sizeof(error), "a process crashed");
     bench_procs_free(&p);
     server_cpu(o, &r, &cpu0, &cpu1, sys);
-    if (!error[0] && !g_interrupted && measured &&
-        (round_trips(o) ? !r.rt : !r.bytes))
+    if (!error[0] && !g_interrupted && measured && (round_trips(o) ? !r.rt : !r.bytes))
         snprintf(error, sizeof(error), "no %s measured in %.3f s",
                  round_trips(o) ? "round trips" : "bytes", r.seconds);
     int status = conclude(o, &r, errors, stalls, error);
