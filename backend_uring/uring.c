@@ -349,9 +349,11 @@ __attribute__((noinline)) static int submit_other(struct rs_loop *loop,
             return -EINVAL;
         rs_prep_msg_send_fd(sqe, state((struct rs_loop *)to)->ring.ring_fd,
                             (unsigned)op->fd, (uint64_t)TAG_INBOX << 56);
+        op->bk_flags |= BKF_KIND_CQE;
         break;
     }
     case RS_OP_SOCKET:
+        op->bk_flags |= BKF_KIND_CQE;
         ur_prep_socket(loop, st, op, sqe);
         break;
     case RS_OP_CLOSE:
@@ -605,9 +607,8 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
     /* The common case (a send's result, a recv's data while it stays
      * armed) passes these tests and goes straight to the core. */
     bool last = !(cqe->flags & IORING_CQE_F_MORE);
-    if (((op->bk_flags & (BKF_DONE_NOW | BKF_POLL_FIRST)) ||
-         (last && (op->bk_flags & (BKF_HUP | BKF_HUP_REARM))) ||
-         op->kind == RS_OP_SOCKET || op->kind == RS_OP_HANDOFF) &&
+    if (((op->bk_flags & (BKF_DONE_NOW | BKF_POLL_FIRST | BKF_KIND_CQE)) ||
+         (last && (op->bk_flags & (BKF_HUP | BKF_HUP_REARM)))) &&
         on_special_op_cqe(loop, st, op, cqe, tag))
         return;
     on_op_cqe(loop, st, op, cqe);

@@ -94,6 +94,9 @@ enum {
 #define BKF_POLL_FIRST 4u
 /* the core asked for a cancel: a poll that completes anyway issues no recv */
 #define BKF_CANCEL_ASKED 8u
+/* RS_OP_SOCKET or RS_OP_HANDOFF: its CQE needs more than forwarding its
+ * result (on_special_op_cqe); a flag, so that on_cqe tests one byte */
+#define BKF_KIND_CQE 2u
 
 struct ur_state {
     struct io_uring ring;
