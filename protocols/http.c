@@ -397,7 +397,6 @@ static void send_by_file(struct http_sess *h)
 {
     char head[HEAD_ROOM];
     int n = format_head(h, head);
-    rs_stream_write_copy(h->s, (const uint8_t *)head, (uint32_t)n);
     int fd = h->fd;
     h->fd = -1;
     if (h->fce) {
@@ -410,7 +409,10 @@ static void send_by_file(struct http_sess *h)
             return;
         }
     }
-    rs_stream_write_file(h->s, fd, h->first, h->count);
+    /* Head and body queued together: the head leaves in the body's first
+     * segment, never alone (stream.h says why that matters). */
+    rs_stream_write_head_file(h->s, (const uint8_t *)head, (uint32_t)n, fd, h->first,
+                              h->count);
     finish_response(h);
 }
 
