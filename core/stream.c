@@ -27,6 +27,9 @@
  *   lent   - in a pool buffer (bid >= 0): the zero-copy path;
  *   heap   - in data[] behind this header (cap > 0): copies, coalesced;
  *   static - in memory that outlives the stream (chargen's table);
+ *   ref    - in the caller's memory until a request is told (req set,
+ *            rs_fs_send): like static, but never zero-copy, since the
+ *            caller reuses it once told;
  *   file   - in a file (file.file_fd >= 0, ptr NULL): sent with
  *            RS_OP_SENDFILE, never through our memory; the chunk owns the
  *            descriptor and closes it when sent or dropped. */
@@ -91,7 +94,7 @@ static void chunk_put(struct rs_loop *loop, struct rs_chunk *k)
     if (k->req) {
         /* All sent (len 0), or dropped: the request's callback runs on
          * the loop's next turn, never from inside this call. */
-        rs_fs_sendfile_done(k->req, k->len == 0);
+        rs_fs_stream_done(k->req, k->len == 0);
         k->req = NULL;
     }
     if (is_file(k)) {
@@ -276,8 +279,10 @@ static void start_send(struct rs_stream *s)
         s->send_op.kind = RS_OP_SEND;
         s->send_op.buf = k->ptr;
         s->send_op.len = k->len;
-        /* Static chunks (chargen's table) may go zero-copy without a hold. */
-        s->send_op.flags = opf(s, (k->bid < 0 && k->cap == 0) ? RS_OPF_STATIC_BUF : 0);
+        /* Static chunks (chargen's table) may go zero-copy without a hold;
+         * ref chunks may not (their owner reuses the memory once told). */
+        bool is_static = k->bid < 0 && k->cap == 0 && !k->req;
+        s->send_op.flags = opf(s, is_static ? RS_OPF_STATIC_BUF : 0);
         /* A file follows (an HTTP head before its body): one segment. */
         if (k->next && is_file(k->next))
             s->send_op.flags |= RS_OPF_MORE;
@@ -522,6 +527,22 @@ int rs_stream_write_file_req(struct rs_stream *s, int fd, uint64_t off, uint64_t
         off += n;
         len -= n;
     }
+    start_send(s);
+    return 0;
+}
+
+int rs_stream_write_ref_req(struct rs_stream *s, const uint8_t *p, uint32_t len,
+                            struct rs_fs_req *req)
+{
+    if (len == 0 || !accepts_output(s))
+        return 1;
+    struct rs_chunk *k = chunk_get(s->loop);
+    if (!k) {
+        fail(s, -ENOMEM);
+        return 1;
+    }
+    fill_chunk(s, k, p, len, -1, 0);
+    k->req = req;
     start_send(s);
     return 0;
 }

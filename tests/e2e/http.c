@@ -1120,9 +1120,8 @@ static void test_http_sendfile_fds_released(void **state)
  * response of head + MID_LEN bytes, under one loopback segment, must
  * arrive as one data segment. Deterministic: nothing else is in flight on
  * the connection, so no ACK can push the corked head out early. */
-static void test_http_head_shares_first_segment(void **state)
+static void head_shares_first_segment(struct fixture *fx)
 {
-    struct fixture *fx = *state;
     struct raw c;
     struct raw_resp r;
     raw_open(fx, &c);
@@ -1144,6 +1143,20 @@ static void test_http_head_shares_first_segment(void **state)
         fail_msg("head and body came in %u segments, want 1", ti.tcpi_data_segs_in);
     raw_resp_free(&r);
     raw_close(&c);
+}
+
+static void test_http_head_shares_first_segment(void **state)
+{
+    head_shares_first_segment(*state);
+}
+
+/* The same with the body read into memory: the head goes in front of the
+ * first bytes read, in one send. */
+static void test_http_head_shares_first_segment_copy(void **state)
+{
+    struct fixture *fx = *state;
+    restart_with(fx, NULL, (const char *[]){"--sendfile=off", NULL});
+    head_shares_first_segment(fx);
 }
 
 /* --- stop: a response in progress keeps flowing ------------------------------ */
@@ -1966,6 +1979,7 @@ int main(int argc, char **argv)
         T(test_http_large_sha256),
         T(test_http_sendfile_fds_released),
         T(test_http_head_shares_first_segment),
+        T(test_http_head_shares_first_segment_copy),
         T(test_http_pipelined),
         T(test_http_split_request),
         T(test_http_malformed),
