@@ -33,6 +33,7 @@ struct rs_bufpool {
     uint32_t count;      /* buffers; a power of two */
     uint32_t nfree;      /* entries in free[] */
     uint32_t lent;       /* buffers held by the core right now */
+    uint32_t lent_hi;    /* lent above it: a quarter (or one) left, holders copy */
     uint16_t *free;      /* stack of free ids (unused by the io_uring buffer ring) */
     uint8_t *held;       /* per id: 1 while lent to the core (catches double release) */
     uint32_t violations; /* refused calls: see rs_bufpool_release_ok */
