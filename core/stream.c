@@ -397,7 +397,7 @@ void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
      * pressure (or behind a heap chunk with room) copy and give it back, so
      * a peer that never reads cannot pin the buffers its neighbours need. */
     uint32_t reserve = loop->pool.count / 4 ? loop->pool.count / 4 : 1;
-    bool pressure = loop->pool.lent > loop->pool.count - reserve;
+    bool pressure = rs_bufpool_recv_free(&loop->pool) < reserve;
     if (tail_room(s) >= len || pressure) {
         loop->stats.copies++;
         rs_stream_write_copy(s, p, len);
@@ -910,7 +910,7 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
         s->last_active_ms = rs_loop_now(loop);
         if (s->state == RS_STREAM_OPEN) {
             loop->stats.bytes_in += (uint64_t)res;
-            const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid);
+            const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid) + comp->off;
             s->cbs->on_data(s, p, (uint32_t)res, comp->bid);
         } else {
             loop->stats.dropped += (uint64_t)res;
