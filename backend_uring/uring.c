@@ -144,7 +144,9 @@ static void prep_file(struct rs_loop *loop, struct rs_op *op, struct io_uring_sq
         io_uring_prep_openat2(sqe, op->fd, f->path, (struct open_how *)(void *)&f->how);
         break;
     case RS_OP_READ:
-        if (op->flags & RS_OPF_POOL_BUF) {
+        if ((op->flags & RS_OPF_POOL_BUF) && state(loop)->inc) {
+            ur_inc_prep_read(loop, op, sqe); /* never from a buf-inc ring */
+        } else if (op->flags & RS_OPF_POOL_BUF) {
             uint32_t len =
                 op->len && op->len < loop->pool.size ? op->len : loop->pool.size;
             io_uring_prep_read(sqe, op->fd, NULL, len, f->off);
@@ -448,13 +450,20 @@ static void deliver_bundle(struct rs_loop *loop, struct ur_state *st, struct rs_
 static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
                       const struct io_uring_cqe *cqe)
 {
-    uint32_t flags = 0;
+    uint32_t flags = 0, off = 0;
     uint16_t bid = 0;
     int32_t res = cqe->res;
     if ((cqe->flags & IORING_CQE_F_BUFFER) && cqe->res > (int32_t)loop->pool.size &&
         (st->features & UF_BUNDLE)) {
         deliver_bundle(loop, st, op, cqe);
         return;
+    } else if ((cqe->flags & IORING_CQE_F_BUFFER) && st->inc) {
+        /* A slice of a buffer the kernel may keep filling (bufinc.c). */
+        bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        if (res > 0) {
+            off = ur_inc_recv(loop, st, bid, res, cqe->flags);
+            flags |= RS_CF_BUFFER;
+        }
     } else if (cqe->flags & IORING_CQE_F_BUFFER) {
         /* Only a CQE flagged F_BUFFER carries one: EOF and errors don't. */
         bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
@@ -469,7 +478,7 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
         flags |= RS_CF_MORE;
     if (op->kind == RS_OP_ACCEPT && res >= 0 && st->fixed)
         flags |= RS_CF_DIRECT;
-    rs_op_complete(loop, op, res, flags, bid);
+    rs_op_complete_slice(loop, op, res, flags, bid, off);
 }
 
 static void on_cqe(struct rs_loop *loop, struct ur_state *st,
@@ -525,12 +534,19 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
     if ((uint8_t)(ud >> 48) != op->bk_gen) {
         rs_log_error("dropping a stale completion (res %d)", cqe->res);
         /* A buffer the kernel picked for it must still go back. */
-        if (cqe->flags & IORING_CQE_F_BUFFER)
-            ur_buf_return(loop, st, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        if ((cqe->flags & IORING_CQE_F_BUFFER) && st->inc)
+            ur_inc_drop(loop, st, bid, cqe->res, cqe->flags);
+        else if (cqe->flags & IORING_CQE_F_BUFFER)
+            ur_buf_return(loop, st, bid);
         return;
     }
     if (op->bk_flags & BKF_DONE_NOW) {
         rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
+        return;
+    }
+    if (op->bk_flags & BKF_SET_ASIDE) {
+        ur_inc_read_done(loop, op, cqe->res);
         return;
     }
     if (op->bk_flags & BKF_POLL_FIRST) {
@@ -644,6 +660,10 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
 
 void ur_buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
 {
+    if (st->inc && bid >= st->ring_bufs) {
+        ur_inc_put_aside(loop, bid); /* set aside for file reads */
+        return;
+    }
     if (st->features & UF_BUF_RING) {
         io_uring_buf_ring_add(st->br, rs_bufpool_ptr(&loop->pool, bid), loop->pool.size,
                               bid, (int)st->br_mask, (int)st->br_pending);
@@ -667,6 +687,10 @@ void ur_buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
 static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
 {
     struct ur_state *st = state(loop);
+    if (ur_inc_ring_bid(st, bid)) {
+        ur_inc_release(loop, st, bid); /* a slice of a shared buffer */
+        return;
+    }
     /* Checked in release builds too: a buffer added to the ring twice
      * would be filled for two connections at once. */
     if (!rs_bufpool_release_ok(&loop->pool, bid))
