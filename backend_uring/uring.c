@@ -51,6 +51,10 @@
  *    ever. There a recv first waits with IORING_OP_POLL_ADD (POLLIN) and
  *    is issued when the socket is readable: a buffer is taken only when
  *    there is data for it, at the price of an SQE and a CQE per read;
+ *  - buf-inc (opt-in): the buffer ring is registered with
+ *    IOU_PBUF_RING_INC (6.12), so the kernel fills a buffer a receive at a
+ *    time and the core gets slices of it (rs_completion.off); bufinc.c
+ *    says when such a buffer may go back into the ring;
  *  - direct-socket: outbound sockets (RS_OP_SOCKET) are direct
  *    descriptors too, made by IORING_OP_SOCKET into a slot the kernel
  *    picks, TCP_NODELAY set by the SOCKET_URING_OP_SETSOCKOPT command
