@@ -375,7 +375,8 @@ static void test_contract_recv_slices_in_order(void **state)
             for (int i = before; i < fx->nev; i++) {
                 struct rs_completion *c = &fx->ev[i].c;
                 assert_ptr_equal(fx->ev[i].op, &recv_op);
-                assert_true(c->res > 0); /* never -ENOBUFS: all but one buffer come back */
+                assert_true(c->res >
+                            0); /* never -ENOBUFS: all but one buffer come back */
                 assert_true(got + (size_t)c->res <= sizeof(sent));
                 assert_memory_equal(bytes_of(fx, c), sent + got, (size_t)c->res);
                 at[i] = got;
@@ -1198,8 +1199,7 @@ static void test_contract_socket_connects(void **state)
     assert_ptr_equal(r->op, &recv_op);
     assert_true(r->c.res > 0 && r->c.res <= 4);
     assert_true(r->c.flags & RS_CF_BUFFER);
-    assert_memory_equal(bytes_of(fx, &r->c), "down",
-                        (size_t)r->c.res);
+    assert_memory_equal(bytes_of(fx, &r->c), "down", (size_t)r->c.res);
     assert_false(r->c.flags & RS_CF_MORE);
     fx->loop.ops->buf_release(&fx->loop, r->c.bid);
     close_sock(fx, k);
