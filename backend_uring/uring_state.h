@@ -104,6 +104,9 @@ enum {
 /* buf-inc: a pool read into a buffer set aside from the ring, bk_bid of
  * its rs_file_op (bufinc.c) */
 #define BKF_SET_ASIDE 1u
+/* RS_OP_SOCKET or RS_OP_HANDOFF: its CQE needs more than forwarding its
+ * result (on_special_op_cqe); a flag, so that on_cqe tests one byte */
+#define BKF_KIND_CQE 2u
 
 struct ur_state {
     struct io_uring ring;
@@ -166,24 +169,14 @@ static inline uint64_t ur_ud_of(struct rs_op *op, unsigned tag)
     return (uint64_t)p | (uint64_t)op->bk_gen << 48 | (uint64_t)tag << 56;
 }
 
+/* A submission slot, or NULL when the SQ stays full (logged). The common
+ * case, a free slot, is inline; ur_get_sqe_flush pushes a full queue to the
+ * kernel first. */
+struct io_uring_sqe *ur_get_sqe_flush(struct ur_state *st);
 static inline struct io_uring_sqe *ur_get_sqe(struct ur_state *st)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
-    /* SQ full: push it to the kernel and take a fresh slot. The kernel may
-     * refuse for a moment (-EBUSY: completions to flush first, -EAGAIN:
-     * memory), so try a few times; flushing overflowed CQEs into the ring
-     * (io_uring_get_events) dispatches nothing, so this is safe anywhere. */
-    for (int tries = 0; !sqe && tries < 64; tries++) {
-        int rc = io_uring_submit(&st->ring);
-        if (st->features & UF_SQPOLL)
-            io_uring_sqring_wait(&st->ring);
-        else if (rc == -EBUSY || rc == -EAGAIN)
-            io_uring_get_events(&st->ring);
-        sqe = io_uring_get_sqe(&st->ring);
-    }
-    if (!sqe)
-        rs_log_error("io_uring submission queue stuck full");
-    return sqe;
+    return sqe ? sqe : ur_get_sqe_flush(st);
 }
 
 /* The descriptor kind travels with the op: with fixed-files, accepted

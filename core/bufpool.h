@@ -28,11 +28,12 @@
 
 struct rs_bufpool {
     uint8_t *mem;
-    uint32_t size;   /* usable bytes per buffer */
-    uint32_t stride; /* bytes from one buffer's start to the next */
-    uint32_t count;  /* buffers; a power of two */
-    uint32_t nfree;  /* entries in free[] */
-    uint32_t lent;   /* buffers held by the core right now */
+    uint32_t size;    /* usable bytes per buffer */
+    uint32_t stride;  /* bytes from one buffer's start to the next */
+    uint32_t count;   /* buffers; a power of two */
+    uint32_t nfree;   /* entries in free[] */
+    uint32_t lent;    /* buffers held by the core right now */
+    uint32_t lent_hi; /* lent above it: a quarter (or one) left, holders copy */
     /* Free buffers that no receive can take: a backend may keep some on
      * the free stack for reads of files while the rest feed receives
      * (io_uring's buf-inc ring, whose buffers a file read cannot use). */
