@@ -426,7 +426,8 @@ void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
     /* Holding a lent buffer is free only while the pool has plenty: under
      * pressure (or behind a heap chunk with room) copy and give it back, so
      * a peer that never reads cannot pin the buffers its neighbours need. */
-    bool pressure = loop->pool.lent > loop->pool.lent_hi;
+    /* (set_aside: free buffers no receive can have, as good as lent here) */
+    bool pressure = loop->pool.lent + loop->pool.set_aside > loop->pool.lent_hi;
     if (tail_room(s) >= len || pressure) {
         loop->stats.copies++;
         rs_stream_write_copy(s, p, len);
@@ -984,7 +985,7 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
         s->last_active_ms = rs_loop_now(loop);
         if (s->state == RS_STREAM_OPEN) {
             loop->stats.bytes_in += (uint64_t)res;
-            const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid);
+            const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid) + comp->off;
             s->cbs->on_data(s, p, (uint32_t)res, comp->bid);
         } else {
             loop->stats.dropped += (uint64_t)res;

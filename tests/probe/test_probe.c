@@ -410,6 +410,7 @@ static const char *const documented[] = {
     "summary.features.ext-arg",
     "summary.features.shutdown-op",
     "summary.features.buf-recycle",
+    "summary.features.buf-inc",
     "summary.reasons.multishot-accept",
     "summary.reasons.multishot-recv",
     "summary.reasons.buf-ring",
@@ -424,6 +425,7 @@ static const char *const documented[] = {
     "summary.reasons.ext-arg",
     "summary.reasons.shutdown-op",
     "summary.reasons.buf-recycle",
+    "summary.reasons.buf-inc",
 };
 
 /* Every boolean fact of the struct, as false when io_uring is unusable. */
