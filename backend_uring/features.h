@@ -32,12 +32,16 @@ enum {
     /* Without buf-ring: a recv may wait for data holding no buffer (the
      * kernel recycles it); else each recv polls first, then takes one. */
     UF_BUF_RECYCLE = 1u << 13,
+    /* The buffer ring's buffers are consumed incrementally (6.12): several
+     * receives share one, each lent as a slice (needs buf-ring; bundles
+     * take whole buffers, so bundle turns it off). */
+    UF_BUF_INC = 1u << 14,
     /* Ring memory and waits (6.13; DEFER_TASKRUN rings only for resize): */
-    UF_RESIZE = 1u << 14,   /* start with a small CQ, grow it before it fills */
-    UF_WAIT_REG = 1u << 15, /* timed waits read from a registered region */
-    UF_ALL = (1u << 16) - 1,
+    UF_RESIZE = 1u << 15,   /* start with a small CQ, grow it before it fills */
+    UF_WAIT_REG = 1u << 16, /* timed waits read from a registered region */
+    UF_ALL = (1u << 17) - 1,
     /* what "default" means: everything but the opt-in ones */
-    UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT | UF_WAIT_REG,
+    UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT | UF_BUF_INC | UF_WAIT_REG,
     /* what a ring without any of the 5.19+ ones still uses */
     UF_BASELINE = UF_EXT_ARG | UF_SHUTDOWN_OP | UF_BUF_RECYCLE,
 };

@@ -56,6 +56,10 @@
  *    ever. There a recv first waits with IORING_OP_POLL_ADD (POLLIN) and
  *    is issued when the socket is readable: a buffer is taken only when
  *    there is data for it, at the price of an SQE and a CQE per read;
+ *  - buf-inc (opt-in): the buffer ring is registered with
+ *    IOU_PBUF_RING_INC (6.12), so the kernel fills a buffer a receive at a
+ *    time and the core gets slices of it (rs_completion.off); bufinc.c
+ *    says when such a buffer may go back into the ring;
  *  - direct-socket: outbound sockets (RS_OP_SOCKET) are direct
  *    descriptors too, made by IORING_OP_SOCKET into a slot the kernel
  *    picks, TCP_NODELAY set by the SOCKET_URING_OP_SETSOCKOPT command
@@ -172,7 +176,9 @@ static void prep_file(struct rs_loop *loop, struct rs_op *op, struct io_uring_sq
         io_uring_prep_openat2(sqe, op->fd, f->path, (struct open_how *)(void *)&f->how);
         break;
     case RS_OP_READ:
-        if (op->flags & RS_OPF_POOL_BUF) {
+        if ((op->flags & RS_OPF_POOL_BUF) && state(loop)->inc) {
+            ur_inc_prep_read(loop, op, sqe); /* never from a buf-inc ring */
+        } else if (op->flags & RS_OPF_POOL_BUF) {
             uint32_t len =
                 op->len && op->len < loop->pool.size ? op->len : loop->pool.size;
             io_uring_prep_read(sqe, op->fd, NULL, len, f->off);
@@ -488,7 +494,7 @@ static void deliver_bundle(struct rs_loop *loop, struct ur_state *st, struct rs_
 static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
                       const struct io_uring_cqe *cqe)
 {
-    uint32_t flags = 0;
+    uint32_t flags = 0, off = 0;
     uint16_t bid = 0;
     int32_t res = cqe->res;
     if (cqe->flags & IORING_CQE_F_BUFFER) {
@@ -498,7 +504,14 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
         }
         /* Only a CQE flagged F_BUFFER carries one: EOF and errors don't. */
         bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-        if (res > 0) {
+        if (st->inc) {
+            /* A slice of a buffer the kernel may keep filling (bufinc.c);
+             * without bytes nothing was consumed: it stays the ring's. */
+            if (res > 0) {
+                off = ur_inc_recv(loop, st, bid, res, cqe->flags);
+                flags |= RS_CF_BUFFER;
+            }
+        } else if (res > 0) {
             rs_bufpool_lend(&loop->pool, bid);
             flags |= RS_CF_BUFFER;
         } else {
@@ -509,7 +522,7 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
         flags |= RS_CF_MORE;
     if (op->kind == RS_OP_ACCEPT && res >= 0 && st->fixed)
         flags |= RS_CF_DIRECT;
-    rs_op_complete(loop, op, res, flags, bid);
+    rs_op_complete_slice(loop, op, res, flags, bid, off);
 }
 
 /* A completion of the backend's own requests (wake-ups, buffer returns,
@@ -572,6 +585,10 @@ static bool on_special_op_cqe(struct rs_loop *loop, struct ur_state *st, struct 
         rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
         return true;
     }
+    if (op->bk_flags & BKF_SET_ASIDE) {
+        ur_inc_read_done(loop, op, cqe->res);
+        return true;
+    }
     if (op->bk_flags & BKF_POLL_FIRST) {
         recv_after_poll(loop, st, op, cqe->res);
         return true;
@@ -608,14 +625,18 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
     if ((uint8_t)(ud >> 48) != op->bk_gen) {
         rs_log_error("dropping a stale completion (res %d)", cqe->res);
         /* A buffer the kernel picked for it must still go back. */
-        if (cqe->flags & IORING_CQE_F_BUFFER)
-            ur_buf_return(loop, st, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        if ((cqe->flags & IORING_CQE_F_BUFFER) && st->inc)
+            ur_inc_drop(loop, st, bid, cqe->res, cqe->flags);
+        else if (cqe->flags & IORING_CQE_F_BUFFER)
+            ur_buf_return(loop, st, bid);
         return;
     }
     /* The common case (a send's result, a recv's data while it stays
      * armed) passes these tests and goes straight to the core. */
     bool last = !(cqe->flags & IORING_CQE_F_MORE);
-    if (((op->bk_flags & (BKF_DONE_NOW | BKF_POLL_FIRST | BKF_KIND_CQE)) ||
+    if (((op->bk_flags &
+          (BKF_DONE_NOW | BKF_POLL_FIRST | BKF_KIND_CQE | BKF_SET_ASIDE)) ||
          (last && (op->bk_flags & (BKF_HUP | BKF_HUP_REARM)))) &&
         on_special_op_cqe(loop, st, op, cqe, tag))
         return;
@@ -769,6 +790,10 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
 
 void ur_buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
 {
+    if (st->inc && bid >= st->ring_bufs) {
+        ur_inc_put_aside(loop, bid); /* set aside for file reads */
+        return;
+    }
     if (st->features & UF_BUF_RING) {
         io_uring_buf_ring_add(st->br, rs_bufpool_ptr(&loop->pool, bid), loop->pool.size,
                               bid, (int)st->br_mask, (int)st->br_pending);
@@ -792,6 +817,10 @@ void ur_buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
 static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
 {
     struct ur_state *st = state(loop);
+    if (ur_inc_ring_bid(st, bid)) {
+        ur_inc_release(loop, st, bid); /* a slice of a shared buffer */
+        return;
+    }
     /* Checked in release builds too: a buffer added to the ring twice
      * would be filled for two connections at once. */
     if (!rs_bufpool_release_ok(&loop->pool, bid))

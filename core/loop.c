@@ -238,9 +238,9 @@ static void begin_drain(struct rs_loop *loop)
  * the next turn feeds the next ones. */
 void rs_loop_feed_starved(struct rs_loop *loop)
 {
-    if (!loop->starved || loop->pool.lent >= loop->pool.count)
+    uint32_t n = rs_bufpool_recv_free(&loop->pool);
+    if (!loop->starved || n == 0)
         return;
-    uint32_t n = loop->pool.count - loop->pool.lent;
     while (loop->starved && n-- > 0)
         rs_stream_unstarve(loop->starved);
 }
@@ -392,7 +392,7 @@ int rs_loop_run(struct rs_loop *loop)
          * recv with -ENOBUFS as soon as the ring is empty, data or not), so
          * none of them may ever complete, and the streams still starved,
          * with data waiting, would sleep forever (found by tools/kernels). */
-        if (loop->starved && loop->pool.lent < loop->pool.count)
+        if (loop->starved && rs_bufpool_recv_free(&loop->pool) > 0)
             timeout = 0;
         /* Stale until read: by the first completion that stamps its
          * stream, else at the top of the next turn. */

@@ -20,7 +20,7 @@ BOOL, STR, INT, NULL = bool, str, int, type(None)
 # ringserve's io_uring features, in its order (the summary's keys).
 URING_FEATURES = ("multishot-accept multishot-recv buf-ring fixed-files ring-fd "
                   "defer-taskrun send-zc sqpoll bundle batch-wait direct-socket ext-arg "
-                  "shutdown-op buf-recycle resize wait-reg").split()
+                  "shutdown-op buf-recycle buf-inc resize wait-reg").split()
 
 SCHEMA = {
     "ringserve": (STR,),
@@ -131,6 +131,9 @@ def check_summary(d):
               "shutdown-op verdict disagrees with opcodes.shutdown")
         check((sm["features"]["buf-recycle"] != "unavailable")
               == u["multishot"]["buf_recycle"], "buf-recycle verdict disagrees with the fact")
+        check((sm["features"]["buf-inc"] != "unavailable")
+              == (u["register"]["buf_ring"] and u["register"]["buf_ring_inc"]),
+              "buf-inc verdict disagrees with register.buf_ring_inc")
         check((sm["features"]["resize"] != "unavailable")
               == (u["register"]["resize_rings"] and u["setup"]["defer_taskrun"]),
               "resize verdict disagrees with register.resize_rings and defer_taskrun")

@@ -38,6 +38,7 @@ FEATURES = {
     "direct-socket": ((6, 7), False),
     "bundle": ((6, 10), True),
     "batch-wait": ((6, 12), True),
+    "buf-inc": ((6, 12), True),
     "sqpoll": ((5, 13), True),
     "resize": ((6, 13), False),
     "wait-reg": ((6, 13), True),
