@@ -82,7 +82,11 @@ def start_server(opts, cfg, logpath):
         shlex.split(opts.server_args)
     if cfg == 'uring':
         args.append('--threads=%d' % opts.threads)
-    log = open(logpath, 'w+')
+    # O_APPEND: the server shares this open file and its offset, and the
+    # seek(0) below must not send its next line over the start of the log.
+    log = open(logpath, 'w')
+    log.close()
+    log = open(logpath, 'a+')
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.time() + 20
     while time.time() < deadline:

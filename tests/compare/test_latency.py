@@ -81,7 +81,8 @@ def check_rates(rows, what):
                 x['status'] == 'ok']
         cap = statistics.median(caps) if caps else None
         frac = float(r['load'].rstrip('%')) / 100
-        check(cap is not None and int(num(r['offered_rate'])) == max(1, int(cap * frac)),
+        # (within 1: the CSV rounds the capacity the tool computed with)
+        check(cap is not None and abs(num(r['offered_rate']) - max(1, cap * frac)) <= 1,
               '%s: %s %s %s offered %s, want %s of its capacity %s' % (
                   what, r['config'], r['placement'], r['load'], r['offered_rate'], frac, cap))
         check(abs(num(r['capacity']) - cap) < 1e-6 * cap,
@@ -177,7 +178,7 @@ def test_request_mode(cmp, ringserve, ringbench, tmp):
     os.makedirs(root)
     with open(os.path.join(root, 'f.bin'), 'wb') as f:
         f.write(bytes(range(256)) * 7)
-    log = open(os.path.join(tmp, 'http.log'), 'w+')
+    log = open(os.path.join(tmp, 'http.log'), 'a+')  # O_APPEND: see start_server in compare_scale.py
     srv = subprocess.Popen([ringserve, '--protocol=http', '--root=' + root,
                             '--listen=127.0.0.1:0'], stdout=log, stderr=log)
     try:

@@ -72,7 +72,10 @@ def check(cond, msg):
 
 class Server:
     def __init__(self, extra):
-        self.log = tempfile.TemporaryFile(mode='w+')
+        # O_APPEND ('a+'): the server shares this open file, offset and all;
+        # without it, a read here (seek to 0) could make the server's next
+        # line land over the start of the log (seen under qemu on 7.3).
+        self.log = tempfile.TemporaryFile(mode='a+')
         self.argv = [RINGSERVE, '--listen=127.0.0.1:0'] + VARIANT + extra
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log)
