@@ -1,0 +1,243 @@
+/* The io_uring backend's state, shared by its files (internal: not
+ * installed, included only inside backend_uring/).
+ *
+ *   uring.c     submit, cancel, completions, the loop turn, buffer returns
+ *   setup.c     the ring, its registrations, the buffer pool handed over
+ *   sockets.c   RS_OP_SOCKET: direct sockets and their TCP_NODELAY
+ *   zerocopy.c  send_zc, its notifications and per-descriptor verdicts
+ *   hangup.c    the hang-up guard of each multishot recv
+ *   splice.c    RS_OP_SENDFILE through a pipe (its own interface)
+ *   handoff.c   connections passed between loops (its own interface)
+ */
+#ifndef RINGSERVE_URING_STATE_H
+#define RINGSERVE_URING_STATE_H
+
+#include <assert.h>
+#include <errno.h>
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "backend_table.h"
+#include "features.h"
+#include "handoff.h"
+#include "listener.h"
+#include "log.h"
+#include "loop.h"
+#include "options.h"
+#include "probe.h"
+#include "rs_build.h"
+#include "splice.h"
+#include "uring_util.h"
+
+#ifndef IORING_CQE_F_NOTIF
+#define IORING_CQE_F_NOTIF (1U << 3)
+#endif
+
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE (1U << 3) /* 6.2+ */
+#endif
+#ifndef IORING_NOTIF_USAGE_ZC_COPIED
+#define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
+#endif
+
+#ifndef IORING_RECVSEND_BUNDLE
+#define IORING_RECVSEND_BUNDLE (1U << 4) /* 6.10+, not in liburing 2.3's headers */
+#endif
+
+/* batch-wait: how long the kernel may hold a wake-up to gather a batch. */
+#define BATCH_WAIT_US 20
+#define BATCH_MAX     128
+#define BGID          0
+
+/* user_data = op pointer | generation << 48 | tag << 56. Linux hands user
+ * space addresses below 2^47 (x86-64, 5-level paging included) or 2^48
+ * (arm64, 52-bit VA included) unless a program maps above that on purpose,
+ * which ringserve never does. Pointer tagging (arm64 TBI/MTE, HWASan) or
+ * another architecture could break that, so ur_init() checks it once on
+ * the memory ops live in (check_user_pointers) and refuses to start with
+ * a clear message; the assert in ur_ud_of() only guards that check. */
+enum {
+    TAG_OP = 0,
+    TAG_IGNORE = 1,
+    TAG_WAKE = 2,
+    TAG_ZC = 3,
+    TAG_PROVIDE = 4,
+    TAG_INBOX = 5,     /* a connection another loop handed us (handoff.c) */
+    TAG_INBOX_END = 6, /* the inbox op's cancel, completed from run() */
+    TAG_SOCKOPT = 7,   /* a new direct socket's TCP_NODELAY, the op's second step */
+    TAG_SPLICE = 8,    /* a step of an RS_OP_SENDFILE (splice.c) */
+    TAG_HUP = 9,       /* a multishot recv's hang-up guard (hup_rec) */
+};
+
+/* RS_OP_SENDFILE's pipe: one splice pair moves up to this much, and every
+ * splice is a hand-off to an io-wq worker, so the fewer the better (1 MiB
+ * is fs.pipe-max-size's default, what an unprivileged user may ask). */
+#define SPLICE_PIPE_SIZE (1u << 20)
+#define UD_PTR_MASK      ((UINT64_C(1) << 48) - 1)
+
+/* rs_op.bk_flags while the op belongs to this backend */
+#define BKF_ZC 16u /* send_zc in flight; bk_ptr is its zc_rec */
+/* The op's result was made in submit() by a plain syscall (RS_OP_SOCKET
+ * as socket(2), RS_OP_SHUTDOWN as shutdown(2)), the fd or -errno in
+ * bk_ptr, delivered by a NOP's CQE. Else RS_OP_SOCKET is IORING_OP_SOCKET
+ * into a direct slot, then (RS_OPF_NODELAY) the setsockopt command, bk_ptr
+ * the slot. */
+#define BKF_DONE_NOW 32u
+/* A multishot recv with a hang-up guard in flight; bk_ptr is its hup_rec. */
+#define BKF_HUP 64u
+/* Its guard cancelled the recv: the -ECANCELED is ours, not the core's. */
+#define BKF_HUP_REARM 128u
+/* RS_OP_RECV without buf-recycle: its IORING_OP_POLL_ADD is in flight, the
+ * recv comes next (recv_after_poll) */
+#define BKF_POLL_FIRST 4u
+/* the core asked for a cancel: a poll that completes anyway issues no recv */
+#define BKF_CANCEL_ASKED 8u
+
+struct ur_state {
+    struct io_uring ring;
+    struct uring_options opts; /* this backend's command-line options */
+    uint32_t features;
+    bool zc_enabled;
+    bool batch_wait;
+    bool sqpoll_owner;
+    bool fixed;
+    bool direct_socket; /* RS_OP_SOCKET may make direct sockets (UF_DIRECT_SOCKET) */
+    const char *taskrun;
+    /* provided buffer ring */
+    struct io_uring_buf_ring *br;
+    size_t br_bytes;
+    unsigned br_mask;
+    unsigned br_pending; /* buffers added since the last advance */
+    uint16_t *br_pos;    /* bundles only: per bid, the ring slot it was last added at */
+    uint64_t wake_val;
+    bool wake_armed;
+    unsigned last_batch; /* CQEs reaped last turn: the next wait asks for as many */
+    bool zc_warned;
+    struct zc_rec *zc_free; /* recycled records */
+    struct zc_slab *zc_slabs;
+    uint32_t zc_inflight; /* records out: sends or notifications to come */
+    uint8_t *zc_hold;     /* per bid: zero-copy sends still reading it */
+    uint32_t zc_held;     /* buffers with zc_hold > 0 */
+    uint8_t *zc_release;  /* per bid: the core released it meanwhile */
+    /* Per descriptor (fd or direct slot): ZC_COPIED once the kernel
+     * reported copying a zero-copy send on it. Zero copy to a local peer
+     * (loopback) is a deferred copy plus a notification, slower than a
+     * plain send, so we stop trying there. The low bits count closes of
+     * that number, so a notification that outlives its connection cannot
+     * judge the next one. */
+    uint8_t *zc_fd;
+    uint32_t zc_fd_cap;       /* descriptors zc_fd covers */
+    struct hup_rec *hup_free; /* recycled hang-up guards */
+    struct hup_slab *hup_slabs;
+    struct rs_op *inbox;      /* RS_FD_INBOX accept: where handed connections go */
+    struct ur_splice *splice; /* RS_OP_SENDFILE, when the kernel has splice */
+    /* RS_OP_SOCKETs whose TCP_NODELAY command found no free SQE: retried
+     * by run() before it waits. */
+    struct rs_op **sockopt_wait;
+    uint32_t nsockopt_wait, sockopt_wait_cap;
+    bool sockopt_warned; /* the command failed once: said so */
+};
+
+static inline struct ur_state *state(struct rs_loop *loop)
+{
+    return loop->backend;
+}
+
+static inline uint64_t ur_ud_of(struct rs_op *op, unsigned tag)
+{
+    uintptr_t p = (uintptr_t)op;
+    assert((p & ~UD_PTR_MASK) == 0);
+    return (uint64_t)p | (uint64_t)op->bk_gen << 48 | (uint64_t)tag << 56;
+}
+
+static inline struct io_uring_sqe *ur_get_sqe(struct ur_state *st)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
+    /* SQ full: push it to the kernel and take a fresh slot. The kernel may
+     * refuse for a moment (-EBUSY: completions to flush first, -EAGAIN:
+     * memory), so try a few times; flushing overflowed CQEs into the ring
+     * (io_uring_get_events) dispatches nothing, so this is safe anywhere. */
+    for (int tries = 0; !sqe && tries < 64; tries++) {
+        int rc = io_uring_submit(&st->ring);
+        if (st->features & UF_SQPOLL)
+            io_uring_sqring_wait(&st->ring);
+        else if (rc == -EBUSY || rc == -EAGAIN)
+            io_uring_get_events(&st->ring);
+        sqe = io_uring_get_sqe(&st->ring);
+    }
+    if (!sqe)
+        rs_log_error("io_uring submission queue stuck full");
+    return sqe;
+}
+
+/* The descriptor kind travels with the op: with fixed-files, accepted
+ * sockets are direct descriptors while outbound ones may be plain fds. */
+static inline void ur_set_fd(const struct rs_op *op, struct io_uring_sqe *sqe)
+{
+    if (op->flags & RS_OPF_DIRECT)
+        sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+/* The zero-copy verdicts are kept per descriptor number of the loop's main
+ * kind (direct slots with fixed-files, else fds): the other kind's numbers
+ * would collide with them, so its sends simply never go zero-copy. */
+static inline bool ur_zc_kind_ok(const struct ur_state *st, const struct rs_op *op)
+{
+    return st->fixed == ((op->flags & RS_OPF_DIRECT) != 0);
+}
+
+/* A result made now, delivered from run() like any other (BKF_DONE_NOW). */
+static inline void ur_done_now(struct rs_op *op, int res, struct io_uring_sqe *sqe)
+{
+    op->bk_flags |= BKF_DONE_NOW;
+    op->bk_ptr = (void *)(intptr_t)res;
+    io_uring_prep_nop(sqe);
+}
+
+/* Buffers returned since the last turn become visible to the kernel in one
+ * store. */
+static inline void ur_refill(struct ur_state *st)
+{
+    if (st->br_pending) {
+        io_uring_buf_ring_advance(st->br, (int)st->br_pending);
+        st->br_pending = 0;
+    }
+}
+
+/* uring.c */
+int ur_prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op);
+void ur_buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid);
+void ur_close_slot(struct ur_state *st, int slot);
+
+/* setup.c: the backend's init and fini */
+int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err, size_t errlen);
+void ur_fini(struct rs_loop *loop);
+
+/* sockets.c */
+void ur_prep_socket(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                    struct io_uring_sqe *sqe);
+void ur_retry_sockopts(struct ur_state *st);
+void ur_socket_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                   const struct io_uring_cqe *cqe, unsigned tag);
+
+/* zerocopy.c */
+struct zc_rec;
+bool ur_prep_send_zc(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                     struct io_uring_sqe *sqe);
+void ur_zc_fd_closed(struct ur_state *st, int fd);
+void ur_zc_cqe(struct rs_loop *loop, struct ur_state *st, struct zc_rec *r,
+               const struct io_uring_cqe *cqe);
+int ur_zc_setup(struct rs_loop *loop, struct ur_state *st);
+void ur_zc_fini(struct rs_loop *loop, struct ur_state *st);
+
+/* hangup.c */
+struct hup_rec;
+void ur_hup_arm(struct ur_state *st, struct rs_op *op);
+void ur_hup_end(struct ur_state *st, struct rs_op *op);
+void ur_hup_forget(struct rs_op *op);
+void ur_hup_cqe(struct ur_state *st, struct hup_rec *r, int32_t res);
+void ur_hup_fini(struct ur_state *st);
+
+#endif
