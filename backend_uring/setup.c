@@ -203,6 +203,9 @@ static int setup_splice(struct rs_loop *loop, struct ur_state *st, char *err,
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    /* setup_registrations() made the table first. */
+    if ((st->features & UF_DIRECT_PIPE) && st->fixed)
+        ur_splice_direct_pipes(st->splice);
     loop->caps |= RS_CAP_SENDFILE;
     return 0;
 }

@@ -83,6 +83,23 @@ static void why_missing(const struct rs_uring_support *s, uint32_t bit, char *wh
             "(newer kernels recycle it; buf-ring, 5.19+, never pins one); without "
             "buf-ring a recv polls (IORING_OP_POLL_ADD) before it takes a buffer";
         break;
+    case UF_DIRECT_PIPE:
+        w = !(rs_uring_supported(s) & UF_FIXED_FILES)
+                ? "needs fixed-files; a sendfile's splice pipe is pipe2(2) only, "
+                  "and fails when the process is out of descriptors"
+                : "IORING_OP_PIPE into direct slots failed (Linux 6.16+); a "
+                  "sendfile's splice pipe is pipe2(2) only, and fails when the "
+                  "process is out of descriptors";
+        break;
+    case UF_DIRECT_LISTEN:
+        w = !(rs_uring_supported(s) & UF_FIXED_FILES)
+                ? "needs fixed-files; the listener is a plain fd"
+            : !s->sockopt_cmd
+                ? "SOCKET_URING_OP_SETSOCKOPT failed (Linux 6.7+), needed for "
+                  "SO_REUSEADDR on a direct socket; the listener is a plain fd"
+                : "IORING_OP_BIND/IORING_OP_LISTEN on a direct socket failed "
+                  "(Linux 6.11+); the listener is a plain fd";
+        break;
     case UF_SHUTDOWN_OP:
         w = "no IORING_OP_SHUTDOWN (Linux 5.11+); a half-close is shutdown(2) "
             "called at once";

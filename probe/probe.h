@@ -37,6 +37,11 @@ struct rs_uring_support {
     /* a buffer ring registered with IOU_PBUF_RING_INC (6.12): receives may
      * share a buffer (probed; ringserve does not use it yet) */
     bool buf_ring_inc;
+    /* IORING_OP_PIPE (6.16) made a pipe into two kernel-chosen direct slots */
+    bool pipe_direct;
+    /* a direct socket bound and listening by IORING_OP_BIND/LISTEN (6.11)
+     * accepted a connection */
+    bool listen_direct;
 };
 
 /* Fill *s. Never fails: an unusable io_uring is a finding. The io_uring
@@ -75,7 +80,7 @@ struct rs_feature_summary {
     char why[224]; /* unavailable: what is missing and since when; else "" */
 };
 
-#define RS_SUMMARY_MAX_FEATURES 16
+#define RS_SUMMARY_MAX_FEATURES 24
 
 struct rs_probe_summary {
     const char *backend;   /* what --backend=auto runs: "uring" or "epoll" */

@@ -50,7 +50,8 @@ SCHEMA = {
         "register": dict.fromkeys("buf_ring sparse_files ring_fd buf_ring_inc".split(),
                                   (BOOL,)),
         "multishot": dict.fromkeys(
-            "accept recv accept_direct send_zc socket_direct sockopt_cmd buf_recycle".split(),
+            "accept recv accept_direct send_zc socket_direct sockopt_cmd buf_recycle "
+            "pipe_direct listen_direct".split(),
             (BOOL,)),
     },
     "epoll": dict.fromkeys(["exclusive", "busy_poll_ioctl"], (BOOL,)),

@@ -36,6 +36,8 @@ FEATURES = {
     "send-zc": ((6, 0), False),
     "defer-taskrun": ((6, 1), False),
     "direct-socket": ((6, 7), False),
+    "direct-pipe": ((6, 16), False),
+    "direct-listen": ((6, 11), True),
     "bundle": ((6, 10), True),
     "batch-wait": ((6, 12), True),
     "sqpoll": ((5, 13), True),
@@ -62,6 +64,8 @@ FACTS = {
     "multishot.send_zc": (6, 0),
     "multishot.socket_direct": (5, 19),
     "multishot.sockopt_cmd": (6, 7),
+    "multishot.pipe_direct": (6, 16),
+    "multishot.listen_direct": (6, 11),
 }
 
 
