@@ -233,6 +233,8 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
         st->fixed = true;
         loop->caps |= RS_CAP_DIRECT_FD;
         st->direct_socket = (st->features & UF_DIRECT_SOCKET) != 0;
+        if (st->features & UF_DIRECT_LISTEN)
+            loop->caps |= RS_CAP_LISTEN_DIRECT;
         if (st->direct_socket)
             loop->caps |= RS_CAP_SOCKET_DIRECT;
         loop->fd_cap = n;

@@ -289,8 +289,9 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     bool multi = op->flags & RS_OPF_MULTISHOT;
     switch (op->kind) {
     case RS_OP_ACCEPT:
-        /* The listener is a plain fd; with fixed-files the accepted socket
-         * goes straight into the ring's table. */
+        /* With fixed-files the accepted socket goes straight into the
+         * ring's table; the listener is a plain fd, or a direct one too
+         * (direct-listen, listen.c). */
         if (multi && (st->features & UF_MULTISHOT_ACCEPT)) {
             if (st->fixed)
                 io_uring_prep_multishot_accept_direct(sqe, op->fd, NULL, NULL, 0);
@@ -301,6 +302,7 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         } else {
             io_uring_prep_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC);
         }
+        ur_set_fd(op, sqe);
         break;
     case RS_OP_RECV:
         if (!(st->features & (UF_BUF_RING | UF_BUF_RECYCLE))) {
@@ -554,6 +556,12 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
     on_op_cqe(loop, st, op, cqe);
 }
 
+void ur_dispatch_cqe(struct rs_loop *loop, struct ur_state *st,
+                     const struct io_uring_cqe *cqe)
+{
+    on_cqe(loop, st, cqe);
+}
+
 static struct __kernel_timespec ms_to_ts(int ms)
 {
     return (struct __kernel_timespec){.tv_sec = ms / 1000,
@@ -721,6 +729,7 @@ const struct rs_backend_ops rs_backend_uring = {
     .describe = ur_describe,
     .wait_call = "io_uring_enter",
     .busy = ur_busy,
+    .listen = ur_listen,
     .built_with = "liburing " RS_LIBURING_VERSION,
     .options = rs_uring_options,
     .help = rs_uring_help,
