@@ -20,7 +20,7 @@ BOOL, STR, INT, NULL = bool, str, int, type(None)
 # ringserve's io_uring features, in its order (the summary's keys).
 URING_FEATURES = ("multishot-accept multishot-recv buf-ring fixed-files ring-fd "
                   "defer-taskrun send-zc sqpoll bundle batch-wait direct-socket ext-arg "
-                  "shutdown-op buf-recycle").split()
+                  "shutdown-op buf-recycle direct-pipe direct-listen").split()
 
 SCHEMA = {
     "ringserve": (STR,),
@@ -126,6 +126,10 @@ def check_summary(d):
               "ext-arg verdict disagrees with features.ext_arg")
         check((sm["features"]["shutdown-op"] != "unavailable") == u["opcodes"]["shutdown"],
               "shutdown-op verdict disagrees with opcodes.shutdown")
+        check((sm["features"]["direct-pipe"] != "unavailable")
+              == (u["multishot"]["pipe_direct"] and u["register"]["sparse_files"]
+                  and u["multishot"]["accept_direct"]),
+              "direct-pipe verdict disagrees with the facts")
         check((sm["features"]["buf-recycle"] != "unavailable")
               == u["multishot"]["buf_recycle"], "buf-recycle verdict disagrees with the fact")
 
@@ -148,6 +152,8 @@ def check_consistency(d):
     check(not m["send_zc"] or u["opcodes"]["send_zc"], "send_zc works but is not listed")
     check(not m["socket_direct"] or u["opcodes"]["socket"], "socket_direct works but is not listed")
     check(not m["sockopt_cmd"] or m["socket_direct"], "sockopt_cmd without socket_direct")
+    check(not m["listen_direct"] or m["sockopt_cmd"], "listen_direct without sockopt_cmd")
+    check(not m["pipe_direct"] or r["sparse_files"], "pipe_direct without sparse_files")
     for bit, name in enumerate(FEATURE_BITS):
         check(u["features"][name] == bool(u["features_mask"] >> bit & 1),
               f"features.{name} disagrees with features_mask")
