@@ -59,6 +59,12 @@
  *    RS_OP_SOCKET falls back to socket(2): a plain fd, its result carried
  *    to run() on a NOP. So one loop may hold both kinds: the kind travels
  *    with each op (RS_OPF_DIRECT), never with the loop.
+ *  - direct-pipe: a sendfile's splice pipe that pipe2(2) cannot make (the
+ *    process is out of descriptors) is made by IORING_OP_PIPE in the
+ *    table instead (splice.c);
+ *  - direct-listen (opt-in): the listening socket is a direct descriptor
+ *    too, made with IORING_OP_BIND/LISTEN (listen.c), and accepts name it
+ *    with IOSQE_FIXED_FILE.
  * With fixed-files and several loops, loop 0 accepts for all and passes
  * each direct descriptor to the loop with the most room (--accept=handoff,
  * IORING_OP_MSG_RING; see handoff.c): N tables, filled evenly.
