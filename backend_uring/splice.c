@@ -520,13 +520,17 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
         out_done(sp, loop, r, res);
         return;
     case STEP_PIPE:
-        /* -ENFILE: the direct table is full too. */
+        /* -ENFILE: the direct table is full too. A pipe made while a
+         * cancel was asked is the op's all the same: an empty one, cached
+         * or closed by finish(). */
+        if (res >= 0) {
+            r->pipe->rd = r->pipe->made[0];
+            r->pipe->wr = r->pipe->made[1];
+        }
         if (res < 0 || r->cancel) {
             finish_err(sp, loop, r, res < 0 ? res : -ECANCELED);
             return;
         }
-        r->pipe->rd = r->pipe->made[0];
-        r->pipe->wr = r->pipe->made[1];
         step(sp, loop, r, STEP_PAIR);
         return;
     case STEP_POLL:

@@ -1865,12 +1865,27 @@ static void test_contract_sendfile_out_of_descriptors(void **state)
         op.len = SF_LEN;
         assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), -EMFILE);
     } else {
-        assert_int_equal(sf_send_range(fx, 0, SF_LEN), SF_LEN);
+        /* Cancelled at once (io_uring: while its direct pipe is being
+         * made): it still completes once, and whatever went out is
+         * counted. */
+        uint64_t at = 0;
+        struct rs_op op = {0};
+        struct rs_sendfile src;
+        sf_submit(fx, &op, &src, 0, SF_LEN);
+        int rc = fx->loop.ops->cancel(&fx->loop, &op);
+        assert_true(rc == 0 || rc == -ENOENT); /* -ENOENT: its result is queued */
+        int32_t res = sf_wait(fx, &op, true, &at);
+        assert_true(res == -ECANCELED || res > 0);
+        uint64_t sent = res > 0 ? (uint64_t)res : 0;
+        sf_read_to(fx, &at, sent);
+        uint64_t rest = sf_send_range(fx, sent, SF_LEN - sent);
+        assert_int_equal(sent + rest, SF_LEN);
     }
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
     /* And again with descriptors to spare: a direct pipe kept in the
      * cache, or a new plain one. */
-    assert_int_equal(sf_send_range(fx, 0, SF_LEN), SF_LEN);
+    uint64_t again = sf_send_range(fx, 0, SF_LEN);
+    assert_int_equal(again, SF_LEN);
     close_server(fx);
 }
 
