@@ -41,14 +41,17 @@ import types
 
 from bench_proc import can_connect, children, free_port, proc_cpu_s
 import bench_cost
+import openloop
 
 KIB = 1024
 MIB = 1024 * 1024
 
 
 class HConfig:
-    def __init__(self, cid, label, kind, args=(), sendfile=None, default=True):
+    def __init__(self, cid, label, kind, args=(), sendfile=None, default=True,
+                 binary=None):
         self.id = cid
+        self.binary = binary      # ringserve: another build (--baseline), else opts'
         self.default = default    # in the run when --configs is not given
         self.label = label
         self.kind = kind          # 'ringserve' or 'nginx'
@@ -73,7 +76,22 @@ def all_configs():
         HConfig('epoll-copy', 'ringserve epoll-et + fs pool --sendfile=off', 'ringserve',
                 ['--backend=epoll', '--epoll-mode=et', '--fs=pool', '--sendfile=off'],
                 default=False),
+        # The scheduling policy before auto (ask for it; --latency runs it).
+        HConfig('uring-normal', 'ringserve uring, sched normal', 'ringserve',
+                ['--backend=uring', '--sched=normal'], default=False),
     ]
+
+
+def with_baseline(cfgs, binary):
+    """cfgs with, right after each ringserve configuration, the same one run
+    by `binary` (the previous build) as old-ID: interleaved in every repeat."""
+    out = []
+    for x in cfgs:
+        out.append(x)
+        if x.kind == 'ringserve' and not x.binary:
+            out.append(HConfig('old-' + x.id, 'old ' + x.label, 'ringserve', x.args,
+                               binary=binary))
+    return out
 
 
 CSV_FIELDS = ['kind', 'experiment', 'config', 'label', 'file', 'conns', 'rep',
@@ -325,7 +343,8 @@ class RingServer:
     def __init__(self, c, opts, cfg, root, wrap=()):
         # compare's Server takes a configuration: args, and cmd (None: ringserve).
         rcfg = types.SimpleNamespace(args=cfg.args + opts.ringserve_args +
-                                     ['--protocol=http', '--root=' + root], cmd=None)
+                                     ['--protocol=http', '--root=' + root], cmd=None,
+                                     binary=cfg.binary)
         self.srv = c.Server(opts.ringserve, rcfg, opts.server_cpu, opts.logdir, wrap=wrap)
         self.proc = self.srv.proc
         self.argv = self.srv.argv
@@ -352,6 +371,178 @@ def start_server(c, opts, cfg, root, wrap=()):
     if cfg.kind == 'nginx':
         return NginxServer(c, opts, cfg, root, wrap)
     return RingServer(c, opts, cfg, root, wrap)
+
+
+# ------------------------------------------------------------- open loop
+
+def http_request(path):
+    """The request ringbench --mode=request sends (its \\r\\n escapes)."""
+    return 'GET %s HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' % path
+
+
+def http_reply_size(port, path, tries=3, timeout=5.0):
+    """The exact length of the server's reply to http_request(path), from
+    `tries` requests on one keep-alive connection (status line, headers and
+    Content-Length bytes of body). (size, None), or (None, why) when a reply
+    is not a 2xx with a Content-Length or the lengths differ."""
+    import socket
+    req = http_request(path).replace('\\r', '\r').replace('\\n', '\n').encode()
+    sizes = []
+    try:
+        with socket.create_connection(('127.0.0.1', port), timeout=timeout) as s:
+            buf = b''
+            for _ in range(tries):
+                s.sendall(req)
+                while b'\r\n\r\n' not in buf:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return None, 'connection closed after %d replies' % len(sizes)
+                    buf += chunk
+                head, _, rest = buf.partition(b'\r\n\r\n')
+                lines = head.decode('latin-1').split('\r\n')
+                if not re.match(r'HTTP/1\.1 2\d\d ', lines[0] + ' '):
+                    return None, 'reply %r is not an HTTP/1.1 2xx' % lines[0]
+                clen = [int(l.split(':', 1)[1]) for l in lines[1:]
+                        if l.lower().startswith('content-length:')]
+                if not clen:
+                    return None, 'reply has no Content-Length'
+                while len(rest) < clen[0]:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return None, 'connection closed in a body'
+                    rest += chunk
+                sizes.append(len(head) + 4 + clen[0])
+                buf = rest[clen[0]:]
+    except OSError as e:
+        return None, 'cannot fetch %s: %s' % (path, e)
+    if len(set(sizes)) != 1:
+        return None, 'reply lengths differ: %s' % sizes
+    return sizes[0], None
+
+
+LATENCY_IDS = ['uring', 'uring-normal', 'epoll-pool', 'nginx-sendfile']
+LATENCY_PAIRS = [('uring', 'uring-normal'), ('old-uring', 'old-uring-normal')]
+
+
+def latency_run(c, opts, cfg, root, size, conns, rate):
+    """One fresh server, ringbench --mode=request (keep-alive GETs of one
+    file, the reply length probed first) closed loop, or open loop at
+    `rate` requests/s. The server's CPU: ringserve, or nginx's one worker."""
+    rec = {'status': 'ok', 'error': ''}
+    srv = start_server(c, opts, cfg, root)
+    err = srv.wait_ready()
+    try:
+        path = '/' + file_name(size)
+        if err is None:
+            reply, err = http_reply_size(srv.port, path)
+        if err is None:
+            pids = srv.pids()
+            argv = [opts.ringbench, '--connect=127.0.0.1:%d' % srv.port, '--mode=request',
+                    '--request=' + http_request(path), '--reply-size=%d' % reply,
+                    '--connections=%d' % conns, '--duration=%g' % opts.duration,
+                    '--warmup=%g' % opts.warmup, '--json', '--quiet',
+                    '--server-pid=%d' % pids[-1]]
+            if rate:
+                argv.append('--rate=%d' % rate)
+            limit = opts.duration + opts.warmup + 30
+            try:
+                p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, universal_newlines=True,
+                                   timeout=limit, preexec_fn=c.set_affinity(opts.client_cpu))
+                data = parse_wrk(p.stdout)
+                if data is None:
+                    errl = [l for l in p.stderr.splitlines() if l.strip()]
+                    err = 'ringbench exit %d, no JSON: %s' % (
+                        p.returncode, errl[-1] if errl else '(no output)')
+                else:
+                    lat = data.get('latency_us') or {}
+                    srvd = data.get('server') or {}
+                    rec.update(rtt_per_s=data.get('rtt_per_s'), p50_us=lat.get('p50'),
+                               p99_us=lat.get('p99'), p999_us=lat.get('p999'),
+                               server_us_per_rt=srvd.get('cpu_us_per_rt'))
+                    if p.returncode != 0 or data.get('errors'):
+                        err = 'ringbench exit %d: %s' % (p.returncode, data.get('error') or
+                                                         p.stderr.strip()[-200:])
+            except subprocess.TimeoutExpired:
+                err = 'ringbench timed out after %.0f s' % limit
+    finally:
+        code = srv.stop()
+    conclude(rec, err, code)
+    srv.discard_log()
+    return rec
+
+
+def conclude(rec, err, code):
+    """Mark rec failed when the run or the server's exit status says so;
+    returns the error (None: the run is good)."""
+    if err is None and code not in (0, None):
+        err = 'server exit status %s after the run' % code
+    if err is not None:
+        rec['status'] = 'error'
+        rec['error'] = err.replace('\n', ' ')[:300]
+    return err
+
+
+def latency_mode(c, opts, cfgs, run_cfgs, root, out, cmdline, started):
+    """Each server's capacity (closed loop), then open-loop p50/p99/p99.9 at
+    fractions of it, both placements (tools/openloop.py)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    places = {'same': (cpus[0], cpus[0]), 'split': (cpus[0], cpus[-1])}
+    cells = {'%s x %d conns' % (size_label(s), n): (s, n)
+             for s in opts.files for n in opts.conns}
+
+    def runner(cfg):
+        def run(cell, pl, rate):
+            opts.server_cpu, opts.client_cpu = places[pl]
+            return latency_run(c, opts, cfg, root, cells[cell][0], cells[cell][1], rate)
+        return run
+
+    targets = [openloop.Target(x.id, x.label, http_sched(x), runner(x)) for x in run_cfgs]
+    path = os.path.join(out, 'latency.csv')
+    rows = []
+    interrupted = False
+    try:
+        openloop.run_table(targets, list(cells), opts.placements, opts.loads, opts.repeat,
+                           opts.gate, c.note,
+                           on_run=lambda rs: openloop.write_csv(path, rs), rows=rows)
+    except KeyboardInterrupt:
+        interrupted = True
+    openloop.write_csv(path, rows)
+    L = ['# ringserve HTTP: open-loop latency', '',
+         '- date: %s to %s' % (started.strftime('%Y-%m-%d %H:%M'),
+                               datetime.datetime.now().strftime('%H:%M')),
+         '- host: %s; load average at start %s, at end %s' % (
+             opts.host_desc, opts.load_start,
+             ' '.join('%.2f' % x for x in os.getloadavg())),
+         '- command: `%s`' % cmdline,
+         '- client: `ringbench --mode=request` — keep-alive `GET` of one cached file per '
+         'message, each reply checked to be a 2xx of the length probed before the run '
+         '(status line + headers + Content-Length); `--warmup=%g --duration=%g`, '
+         '`--rate=R` for the open-loop runs; server CPU: ringserve, or nginx\'s one '
+         'worker; %d repeat(s), configurations interleaved' % (
+             opts.warmup, opts.duration, opts.repeat), '',
+         '| config | sched | server |', '|---|---|---|']
+    for x in cfgs:
+        cmd = ('%s --protocol=http --root=DIR %s' % (x.binary or 'ringserve',
+                                                    ' '.join(x.args + opts.ringserve_args))
+               if x.kind == 'ringserve' else
+               'nginx -c nginx.conf (sendfile %s)' % ('on' if x.sendfile else 'off'))
+        L.append('| %s | %s | `%s`%s |' % (x.label, http_sched(x), cmd,
+                                          (' **skipped**: ' + x.skip) if x.skip else ''))
+    L.append('')
+    L += openloop.report_lines(
+        rows, opts.loads, opts.gate, unit='request', client='ringbench --mode=request '
+        '--rate=R', pairs=LATENCY_PAIRS,
+        placement_text='`same` = server and ringbench on CPU %d; `split` = server on CPU '
+        '%d, ringbench on CPU %d' % (places['same'][0], places['split'][0],
+                                     places['split'][1]))
+    with open(os.path.join(out, 'report.md'), 'w') as f:
+        f.write('\n'.join(L) + '\n')
+    nerr = sum(1 for r in rows if r['status'] != 'ok')
+    c.note('%d runs, %d failed; wrote %s/report.md, latency.csv' % (len(rows), nerr, out))
+    if interrupted:
+        return 130
+    return 1 if nerr or not rows else 0
 
 
 # ------------------------------------------------------------- wrk
@@ -467,11 +658,7 @@ def measure(c, opts, cfg, root, exp, size, conns):
             stream.kill()
             stream.wait()
         code = srv.stop()
-    if err is None and code not in (0, None):
-        err = 'server exit status %s after the run' % code
-    if err is not None:
-        rec['status'] = 'error'
-        rec['error'] = err.replace('\n', ' ')[:300]
+    if conclude(rec, err, code) is not None:
         try:
             with open(os.path.join(opts.logdir, '%s-%s-%d-c%d.log' % (
                     exp, cfg.id, size, conns)), 'a') as f:
@@ -644,7 +831,8 @@ def write_report(path, opts, cfgs, med, cmdline, started, finished):
     L.append('| config | server command |')
     L.append('|---|---|')
     for c in run_cfgs:
-        cmd = ('ringserve --protocol=http --root=DIR ' + ' '.join(c.args + opts.ringserve_args)
+        cmd = ('%s --protocol=http --root=DIR ' % (c.binary or 'ringserve') +
+               ' '.join(c.args + opts.ringserve_args)
                if c.kind == 'ringserve' else
                'nginx -c nginx.conf (sendfile %s)' % ('on' if c.sendfile else 'off'))
         L.append('| %s | `%s` |' % (c.label, cmd))
@@ -824,8 +1012,9 @@ def parse_args(c, argv):
     ap.add_argument('--files', help='cached file sizes (default 1K,1M)')
     ap.add_argument('--conns', help='connection counts (default 50,500)')
     ap.add_argument('--repeat', type=int, help='repeats per cell (default 3)')
-    ap.add_argument('--duration', type=int, help='measured seconds per run (default 5)')
-    ap.add_argument('--warmup', type=int, help='warm-up seconds per run (default 1)')
+    ap.add_argument('--duration', type=float, help='measured seconds per run (default 5; '
+                    'wrk rounds to whole seconds, --latency\'s ringbench does not)')
+    ap.add_argument('--warmup', type=float, help='warm-up seconds per run (default 1)')
     ap.add_argument('--no-cached', dest='cached', action='store_false',
                     help='skip the cached-file matrix')
     ap.add_argument('--no-cold', dest='cold', action='store_false',
@@ -844,9 +1033,16 @@ def parse_args(c, argv):
     ap.add_argument('--ringserve-args', default='',
                     help='more arguments for every ringserve configuration, e.g. '
                     '"--buffers=8192"')
+    ap.add_argument('--ringbench', help='ringbench binary, for --latency (default '
+                    'build/tools/ringbench)')
+    ap.add_argument('--baseline', metavar='BIN',
+                    help='another ringserve binary (the previous build): every ringserve '
+                    'configuration also runs with it as old-ID, interleaved in the same '
+                    'repeats')
     ap.add_argument('--wrk', help='wrk binary (default: wrk in PATH, installed if missing)')
     ap.add_argument('--nginx', help='nginx binary (default: nginx in PATH or /usr/sbin)')
     bench_cost.add_arguments(ap)
+    openloop.add_arguments(ap)
     ap.add_argument('--dry-run', action='store_true', help='print the plan and exit')
     return ap.parse_args(argv)
 
@@ -868,16 +1064,33 @@ def main(c, argv):
             elif part:
                 c.die('--configs: unknown configuration %r (known: %s)' % (
                     part, ', '.join(by_id)))
+    elif opts.latency:
+        ids = LATENCY_IDS
     else:
         ids = [x.id for x in cfgs_all if x.default]
     cfgs = [x for x in cfgs_all if x.id in ids]
+    if opts.latency and not opts.configs:
+        cfgs = [by_id[i] for i in LATENCY_IDS]   # auto and normal side by side
+    if opts.baseline:
+        if not (os.path.isfile(opts.baseline) and os.access(opts.baseline, os.X_OK)):
+            c.die('--baseline: not found or not executable: %s' % opts.baseline)
+        cfgs = with_baseline(cfgs, os.path.abspath(opts.baseline))
     sm = opts.smoke
     opts.ringserve_args = shlex.split(opts.ringserve_args)
+    lat = opts.latency
     opts.files = c.int_list(opts.files, 'files') if opts.files else (
-        [KIB] if sm else [KIB, MIB])
+        [KIB] if sm or lat else [KIB, MIB])
     opts.conns = c.int_list(opts.conns, 'conns') if opts.conns else (
-        [8] if sm else [50, 500])
-    opts.repeat = opts.repeat or (1 if sm else 3)
+        [8] if sm else [50] if lat else [50, 500])
+    opts.repeat = opts.repeat or (1 if sm else openloop.LATENCY_REPEAT if lat else 3)
+    if lat:
+        opts.cached, opts.cold = True, False
+        try:
+            opts.loads = openloop.parse_loads(opts.loads or '0.5,0.9')
+            opts.placements = openloop.placements_from(opts.placements)
+            opts.gate = openloop.gate_from(opts, smoke=sm)
+        except ValueError as e:
+            c.die(str(e))
     opts.duration = opts.duration or (1.0 if sm else 5.0)
     if opts.warmup is None:
         opts.warmup = 0 if sm else 1.0
@@ -902,17 +1115,34 @@ def main(c, argv):
     exps = (['cached'] if opts.cached else []) + (['cold'] if opts.cold else [])
     nruns = len(cfgs) * opts.repeat * (
         (len(opts.files) * len(opts.conns) if opts.cached else 0) + (1 if opts.cold else 0))
+    if lat and opts.dry_run:
+        n = (len(cfgs) * len(opts.files) * len(opts.conns) * len(opts.placements) *
+             opts.repeat * (1 + len(opts.loads)))
+        print('latency table: %d configurations x %d cells x placements %s x %d repeats '
+              'x (capacity + loads %s) = %d runs, about %.0f min (plus any wait for a '
+              'quiet machine)' % (len(cfgs), len(opts.files) * len(opts.conns),
+                                  ','.join(opts.placements), opts.repeat,
+                                  ','.join(openloop.load_name(f) for f in opts.loads), n,
+                                  n * (opts.duration + opts.warmup + 1.5) / 60))
+        for x in cfgs:
+            print('  %-22s sched %-15s %s%s' % (x.id, http_sched(x), x.label,
+                                               (' (%s)' % x.binary) if x.binary else ''))
+        return 0
     if opts.dry_run:
         print('%d configurations, experiments %s: %d runs, about %.0f min' % (
             len(cfgs), '+'.join(exps), nruns,
             nruns * (opts.duration + opts.warmup + 2.5) / 60))
         for x in cfgs:
-            print('  %-18s %s' % (x.id, x.label))
+            print('  %-22s %s%s' % (x.id, x.label, (' (%s)' % x.binary) if x.binary else ''))
         return 0
 
     need_ringserve = any(x.kind == 'ringserve' for x in cfgs)
     if need_ringserve:
         opts.ringserve = c.find_binary(opts.ringserve, 'ringserve', 'ringserve')
+    if lat:
+        opts.ringbench = c.find_binary(opts.ringbench, os.path.join('tools', 'ringbench'),
+                                       'ringbench')
+        opts.wrk = opts.wrk or 'wrk'  # not used: ringbench is the client
     ensure_tools(c, opts, any(x.kind == 'nginx' for x in cfgs))
 
     started = datetime.datetime.now()
@@ -944,6 +1174,8 @@ def main(c, argv):
             x.skip = err
             c.note('skipping %s: %s' % (x.label, err))
     run_cfgs = [x for x in cfgs if not x.skip]
+    if lat:
+        return latency_mode(c, opts, cfgs, run_cfgs, root, out, cmdline, started)
     c.note('%d configurations, %d runs' % (len(run_cfgs), nruns))
 
     runs = []

@@ -30,6 +30,7 @@ import time
 
 from bench_proc import can_connect, children, free_port, proc_cpu_s
 import bench_cost
+import openloop
 
 SIZES = [64, 16384]
 CONNS = [1, 50, 500]
@@ -107,9 +108,10 @@ stream {{
 class Proxy:
     """One proxy configuration: how to start it and which pid to measure."""
 
-    def __init__(self, cid, label, kind, args=None):
+    def __init__(self, cid, label, kind, args=None, binary=None):
         self.id, self.label, self.kind = cid, label, kind
         self.args = args or []
+        self.binary = binary    # ringserve: another build (--baseline), else opts'
         self.skip = None
         self.version = None
 
@@ -134,7 +136,7 @@ class Proxy:
 
     def command(self, opts, port, up_port, workdir):
         if self.kind == 'ringserve':
-            return [opts.ringserve, '--protocol=proxy',
+            return [self.binary or opts.ringserve, '--protocol=proxy',
                     '--upstream=127.0.0.1:%s' % up_port,
                     '--listen=127.0.0.1:%s' % port] + self.args
         if self.kind == 'haproxy':
@@ -166,7 +168,30 @@ def all_proxies(opts):
 # Opt-in (--configs=...,haproxy-splice): not in the default set, and not a
 # "peer" of the goal lines, which compare against the packaged defaults.
 def optional_proxies():
-    return [Proxy('haproxy-splice', 'HAProxy splice-auto', 'haproxy', ['splice'])]
+    return [Proxy('haproxy-splice', 'HAProxy splice-auto', 'haproxy', ['splice']),
+            Proxy('ringserve-uring-normal', 'ringserve uring default, sched normal',
+                  'ringserve', ['--backend=uring', '--uring-features=default',
+                                '--sched=normal'])]
+
+
+# --latency: ringserve's uring under both scheduling policies, its epoll
+# et, and the peers (liburing's proxy joins when given).
+LATENCY_IDS = ['ringserve-uring', 'ringserve-uring-normal', 'ringserve-epoll-et',
+               'haproxy', 'nginx', 'liburing']
+LATENCY_PAIRS = [('ringserve-uring', 'ringserve-uring-normal'),
+                 ('old-ringserve-uring', 'old-ringserve-uring-normal')]
+
+
+def with_baseline(proxies, binary):
+    """proxies with, right after each ringserve one, the same run by
+    `binary` (the previous build) as old-ID: interleaved in every repeat."""
+    out = []
+    for px in proxies:
+        out.append(px)
+        if px.kind == 'ringserve' and not px.binary:
+            out.append(Proxy('old-' + px.id, 'old ' + px.label, 'ringserve',
+                             list(px.args), binary=binary))
+    return out
 
 
 # ------------------------------------------------------------ processes
@@ -322,7 +347,8 @@ def stalled(conns, rtt_per_s, p99):
     return conns <= STALL_MAX_CONNS and p99 >= STALL_US + mean_us
 
 
-def bench_once(opts, px, size, conns):
+def bench_once(opts, px, size, conns, rate=None):
+    """One run; rate: open loop (ringbench --rate), else closed loop."""
     rec = {'config': px.id, 'label': px.label, 'size': size, 'conns': conns,
            'status': 'ok', 'error': ''}
     echo, up_port, err = start_echo(opts)
@@ -336,6 +362,8 @@ def bench_once(opts, px, size, conns):
                     '--connections=%d' % conns, '--size=%d' % size,
                     '--duration=%g' % opts.duration, '--warmup=%g' % opts.warmup,
                     '--json', '--quiet', '--server-pid=%d' % pid]
+            if rate:
+                argv.append('--rate=%d' % rate)
             limit = opts.duration + opts.warmup + 30 + conns / 100.0
             try:
                 r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -360,7 +388,8 @@ def bench_once(opts, px, size, conns):
                                 'proxy_us_per_rt': srv.get('cpu_us_per_rt'),
                                 'syscalls_per_rt': srv.get('syscalls_per_rt'),
                                 'p50_us': lat.get('p50'), 'p99_us': lat.get('p99'),
-                                'max_us': lat.get('max'), 'mb_per_s': data.get('mb_per_s'),
+                                'p999_us': lat.get('p999'), 'max_us': lat.get('max'),
+                                'mb_per_s': data.get('mb_per_s'),
                                 'rss_kib': srv.get('rss_kib'), 'cpu_s': srv.get('cpu_s'),
                                 'round_trips': data.get('round_trips'),
                                 'user_s': srv.get('user_s'), 'sys_s': srv.get('sys_s'),
@@ -469,6 +498,78 @@ def costs_report(opts, rows):
             'difference / (N x sessions). Under valgrind the proxy runs ~50x slower '
             'and batches more per loop turn.')
     return out
+
+
+# ------------------------------------------------------------ --latency
+
+def latency_mode(opts, proxies, run_px, cells, out, meta):
+    """Each proxy's capacity, then open-loop p50/p99/p99.9 at fractions of
+    it, both placements (tools/openloop.py): latency.csv and report.md."""
+    cpu = opts.proxy_cpu
+    other = [c for c in sorted(os.sched_getaffinity(0)) if c != cpu]
+    places = {'same': (cpu, cpu, cpu), 'split': (cpu, other[0] if other else cpu,
+                                                 other[0] if other else cpu)}
+    if 'split' in opts.placements and not other:
+        die('--placements=split needs two CPUs')
+    names = {'%s x%d' % (size_name(s), c): (s, c) for s, c in cells}
+
+    def runner(px):
+        def run(cell, pl, rate):
+            opts.proxy_cpu, opts.echo_cpu, opts.client_cpu = places[pl]
+            rec = bench_once(opts, px, names[cell][0], names[cell][1], rate=rate)
+            rec['server_us_per_rt'] = rec.get('proxy_us_per_rt')
+            return rec
+        return run
+
+    targets = [openloop.Target(px.id, px.label, proxy_sched(px), runner(px))
+               for px in run_px]
+    path = os.path.join(out, 'latency.csv')
+    rows = []
+    interrupted = False
+    note('latency table: %d proxies, placements %s, %d repeats; output in %s' % (
+        len(targets), ','.join(opts.placements), opts.repeat, out))
+    try:
+        openloop.run_table(targets, list(names), opts.placements, opts.loads, opts.repeat,
+                           opts.gate, note, on_run=lambda rs: openloop.write_csv(path, rs),
+                           rows=rows)
+    except KeyboardInterrupt:
+        interrupted = True
+    openloop.write_csv(path, rows)
+    L = ['# ringserve proxy: open-loop latency', '',
+         'Generated by `tools/compare --proxy --latency` on %s.' % meta.get('started'), '',
+         '```', opts.cmdline, '```', '',
+         '- Machine: %s; load average at start %s, at end %s.' % (
+             meta.get('host', '?'), meta.get('load_start', '?'),
+             ' '.join('%.2f' % x for x in os.getloadavg())),
+         '- Each run: a fresh upstream `%s`, a fresh proxy in front of it, then '
+         '`ringbench --warmup=%g --duration=%g --server-pid=PROXY` (every byte verified; '
+         '`--rate=R` for the open-loop runs); %d repeat(s), configurations interleaved '
+         '(order reversed on odd repeats).' % (meta.get('echo_cmd'), opts.warmup,
+                                               opts.duration, opts.repeat), '',
+         '| config | sched | command |', '|---|---|---|']
+    for px in proxies:
+        L.append('| %s | %s | `%s`%s |' % (
+            px.label, proxy_sched(px), ' '.join(px.describe(opts)[0]),
+            (' **skipped**: ' + px.skip) if px.skip else ''))
+    L.append('')
+    L += openloop.report_lines(
+        rows, opts.loads, opts.gate, unit='round trip', client='ringbench --rate=R',
+        pairs=LATENCY_PAIRS,
+        placement_text='`same` = proxy, echo server and ringbench on CPU %d; `split` = '
+        'the proxy alone on CPU %d, echo server and ringbench on CPU %d' % (
+            places['same'][0], places['split'][0], places['split'][1]))
+    with open(os.path.join(out, 'report.md'), 'w') as f:
+        f.write('\n'.join(L) + '\n')
+    try:
+        if not os.listdir(opts.logdir):
+            os.rmdir(opts.logdir)
+    except OSError:
+        pass
+    nerr = sum(1 for r in rows if r['status'] != 'ok')
+    note('%d runs, %d failed; wrote %s/report.md, latency.csv' % (len(rows), nerr, out))
+    if interrupted:
+        return 130
+    return 1 if nerr or not rows else 0
 
 
 # ------------------------------------------------------------ redis-benchmark
@@ -1015,7 +1116,8 @@ def parse_args(argv, common):
     ap.add_argument('--conns', help='session counts (default 1,50,500)')
     ap.add_argument('--throughput', default='4x1M',
                     help='throughput cell SESSIONSxSIZE, or "none" (default 4x1M)')
-    ap.add_argument('--repeat', type=int, default=3, help='repeats per cell (default 3)')
+    ap.add_argument('--repeat', type=int, help='repeats per cell (default 3; '
+                    '--latency: 5)')
     ap.add_argument('--duration', type=float, default=5.0, help='measured seconds (5)')
     ap.add_argument('--warmup', type=float, default=1.0, help='warm-up seconds (1)')
     ap.add_argument('--cpu', type=int, help='the one CPU for proxy, echo server and '
@@ -1023,7 +1125,12 @@ def parse_args(argv, common):
     ap.add_argument('--pin', choices=['same', 'split'], default='same',
                     help='same: everything on --cpu (default); split: the proxy on '
                     'its own CPU, echo server and client on another')
+    ap.add_argument('--baseline', metavar='BIN',
+                    help='another ringserve binary (the previous build): every ringserve '
+                    'configuration also runs with it as old-ID, interleaved in the same '
+                    'repeats')
     bench_cost.add_arguments(ap)
+    openloop.add_arguments(ap)
     ap.add_argument('--redis', choices=['on', 'off'], default='on',
                     help='also run redis-benchmark through each proxy (default on)')
     ap.add_argument('--redis-requests', type=int, default=100000,
@@ -1049,6 +1156,16 @@ def parse_args(argv, common):
     ap.add_argument('--ringserve', help='ringserve binary (default build/ringserve)')
     ap.add_argument('--ringbench', help='ringbench binary (default build/tools/ringbench)')
     o = ap.parse_args(argv)
+    if o.latency:
+        # One cell by default, no throughput cell, no redis: the table only.
+        o.sizes = o.sizes or '64'
+        o.conns = o.conns or '50'
+        o.throughput = 'none'
+        o.redis = 'off'
+        if o.repeat is None:
+            o.repeat = 1 if o.smoke else openloop.LATENCY_REPEAT
+    if o.repeat is None:
+        o.repeat = 3
     if o.smoke:
         o.sizes = o.sizes or '64'
         o.conns = o.conns or '1,50'
@@ -1068,6 +1185,15 @@ def parse_args(argv, common):
         die('--repeat and --redis-requests must be >= 1, --duration > 0, --warmup >= 0')
     if o.liburing_proxy and not os.path.isfile(o.liburing_proxy):
         die('--liburing-proxy: no such file: %s' % o.liburing_proxy)
+    if o.baseline and not (os.path.isfile(o.baseline) and os.access(o.baseline, os.X_OK)):
+        die('--baseline: not found or not executable: %s' % o.baseline)
+    if o.latency:
+        try:
+            o.loads = openloop.parse_loads(o.loads or '0.5,0.9')
+            o.placements = openloop.placements_from(o.placements)
+            o.gate = openloop.gate_from(o, smoke=o.smoke)
+        except ValueError as e:
+            die(str(e))
     return o
 
 
@@ -1107,6 +1233,10 @@ def main(argv, common):
             if part:
                 ids.append(part)
         proxies = [by_id[i] for i in dict.fromkeys(ids)]
+    elif opts.latency:
+        proxies = [by_id[i] for i in LATENCY_IDS if i in by_id]
+    if opts.baseline:
+        proxies = with_baseline(proxies, os.path.abspath(opts.baseline))
     cpus = sorted(os.sched_getaffinity(0))
     cpu = opts.cpu if opts.cpu is not None else cpus[-1]
     if cpu not in cpus:
@@ -1122,6 +1252,19 @@ def main(argv, common):
     if opts.throughput[0]:
         cells.append(opts.throughput)
 
+    if opts.latency and opts.dry_run:
+        n = (len(cells) * len(opts.placements) * len(proxies) * opts.repeat *
+             (1 + len(opts.loads)))
+        print('latency table: %d configurations x %d cells x placements %s x %d repeats '
+              'x (capacity + loads %s) = %d runs, about %.0f min (plus any wait for a '
+              'quiet machine)' % (
+                  len(proxies), len(cells), ','.join(opts.placements), opts.repeat,
+                  ','.join(openloop.load_name(f) for f in opts.loads), n,
+                  n * (opts.duration + opts.warmup + 1.5) / 60))
+        for px in proxies:
+            print('  %-28s sched %-15s %s' % (px.id, proxy_sched(px),
+                                               ' '.join(px.describe(opts)[0])))
+        return 0
     if opts.dry_run:
         n = len(cells) * len(proxies) * opts.repeat
         per = opts.duration + opts.warmup + 1.0
@@ -1170,6 +1313,8 @@ def main(argv, common):
         if px.skip:
             note('skipping %s: %s' % (px.label, px.skip))
     run_px = [p for p in proxies if not p.skip]
+    if opts.latency:
+        return latency_mode(opts, proxies, run_px, cells, out, meta)
     total = len(cells) * len(run_px) * opts.repeat
     note('%d runs; placement: proxy CPU %d, echo CPU %d, client CPU %d; output in %s' % (
         total, opts.proxy_cpu, opts.echo_cpu, opts.client_cpu, out))

@@ -78,8 +78,15 @@
 #define FD_RESERVE    32u /* descriptors kept for stdio, epoll, perf pipes... */
 #define NS_PER_S      1000000000ull
 
-enum mode { MODE_ECHO, MODE_DISCARD, MODE_CHARGEN };
-static const char *const mode_names[] = {"echo", "discard", "chargen"};
+/* MODE_REQUEST: each message is the same request (--request, e.g. an HTTP
+ * GET on a keep-alive connection) and its answer is --reply-size bytes that
+ * start with REPLY_HEAD (a 2xx status line); a round trip as in echo. */
+enum mode { MODE_ECHO, MODE_DISCARD, MODE_CHARGEN, MODE_REQUEST };
+static const char *const mode_names[] = {"echo", "discard", "chargen", "request"};
+#define NMODES       4u
+#define MAX_REQUEST  4096u
+#define REPLY_HEAD   "HTTP/1.1 2"
+#define REPLY_HEAD_N (sizeof(REPLY_HEAD) - 1)
 
 enum phase { PH_CONNECT, PH_WARMUP, PH_MEASURE, PH_STOP };
 
@@ -99,8 +106,17 @@ struct opts {
     uint32_t id_base;   /* first connection id of this process's slice */
     long server_pid;    /* 0: none */
     enum mode mode;
-    bool json, quiet, allow_remote;
+    bool json, quiet, allow_remote, size_set;
+    char request[MAX_REQUEST]; /* --mode=request: the bytes of one request */
+    size_t request_len;
+    uint64_t reply_size; /* --mode=request: bytes of one reply */
 };
+
+/* Messages are answered one for one (echo, request): round trips count. */
+static bool round_trips(const struct opts *o)
+{
+    return o->mode == MODE_ECHO || o->mode == MODE_REQUEST;
+}
 
 /* One message in flight on an echo connection. */
 struct msg {
@@ -125,6 +141,7 @@ struct conn {
     uint64_t queued;  /* stream offset one past the last byte to send */
     uint64_t sent;    /* bytes written */
     uint64_t recvd;   /* bytes read and verified */
+    uint64_t rqueued; /* request: reply offset one past the last reply due */
     uint64_t retired; /* echo: end offset of the last message come back */
     uint64_t started; /* messages started, all phases */
     uint64_t counted_started;
@@ -302,12 +319,48 @@ static bool rounds_left(const struct worker *w, const struct conn *c)
     return !w->o->rounds || !w->measuring || c->counted_started < w->o->rounds;
 }
 
+/* The request stream: the same request over and over. */
+static void request_fill(const struct opts *o, uint64_t off, uint8_t *buf, size_t len)
+{
+    size_t at = (size_t)(off % o->request_len);
+    for (size_t i = 0; i < len;) {
+        size_t n = o->request_len - at < len - i ? o->request_len - at : len - i;
+        memcpy(buf + i, o->request + at, n);
+        i += n;
+        at = 0;
+    }
+}
+
+/* Index of the first byte of buf (reply stream offset off) that breaks
+ * the reply shape: every reply starts with REPLY_HEAD. len if none. */
+static size_t reply_check(const struct opts *o, uint64_t off, const uint8_t *buf,
+                          size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        uint64_t pos = (off + i) % o->reply_size;
+        if (pos >= REPLY_HEAD_N) {
+            uint64_t skip = o->reply_size - pos; /* to the next reply */
+            if (skip >= len - i)
+                break;
+            i += (size_t)skip;
+            continue;
+        }
+        if (buf[i] != (uint8_t)REPLY_HEAD[pos])
+            return i;
+        i++;
+    }
+    return len;
+}
+
 static void conn_send(struct worker *w, struct conn *c, uint64_t now)
 {
     while (c->sent < c->queued && !c->wblocked) {
         uint64_t want = c->queued - c->sent;
         size_t len = want < IO_BUF ? (size_t)want : IO_BUF;
-        bench_pattern_fill(c->id, c->sent, w->wbuf, len);
+        if (w->o->mode == MODE_REQUEST)
+            request_fill(w->o, c->sent, w->wbuf, len);
+        else
+            bench_pattern_fill(c->id, c->sent, w->wbuf, len);
         ssize_t n = send(c->fd, w->wbuf, len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
@@ -389,7 +442,12 @@ static void conn_pump(struct worker *w, struct conn *c, uint64_t now)
         }
         struct msg *m = &c->ring[(c->head + c->n) % o->pipeline];
         c->queued += msg_size(o, c, c->started);
-        m->end = c->queued;
+        if (o->mode == MODE_REQUEST) {
+            c->rqueued += o->reply_size;
+            m->end = c->rqueued; /* retired when its whole reply is in */
+        } else {
+            m->end = c->queued;
+        }
         m->t0 = t0;
         m->counted = w->measuring;
         c->started++;
@@ -400,6 +458,60 @@ static void conn_pump(struct worker *w, struct conn *c, uint64_t now)
         c->n++;
     }
     conn_send(w, c, now);
+}
+
+/* The echo must be the connection's own stream, byte for byte, and no more
+ * than was sent. false: the run failed. */
+static bool echo_verify(struct worker *w, struct conn *c, size_t len)
+{
+    uint64_t room = c->sent - c->recvd;
+    size_t ok = len <= room ? len : (size_t)room;
+    size_t bad = bench_pattern_check(c->id, c->recvd, w->rbuf, ok);
+    if (bad < ok) {
+        uint64_t off = c->recvd + bad;
+        fail(w,
+             "connection %u: wrong byte at offset %" PRIu64
+             ": got 0x%02x, expected 0x%02x (corrupted, lost, duplicated, "
+             "reordered or another connection's data)",
+             c->id, off, w->rbuf[bad], bench_pattern_byte(c->id, off));
+        return false;
+    }
+    if (ok < len) {
+        fail(w,
+             "connection %u: %zu unexpected bytes at offset %" PRIu64 " (only %" PRIu64
+             " bytes were sent: duplicated or added data)",
+             c->id, len - ok, c->sent, c->sent);
+        return false;
+    }
+    return true;
+}
+
+/* Replies: each starts with REPLY_HEAD, and no more arrive than requests
+ * were started. false: the run failed. */
+static bool reply_verify(struct worker *w, struct conn *c, size_t len)
+{
+    const struct opts *o = w->o;
+    uint64_t room = c->rqueued - c->recvd;
+    size_t ok = len <= room ? len : (size_t)room;
+    size_t bad = reply_check(o, c->recvd, w->rbuf, ok);
+    if (bad < ok) {
+        uint64_t off = c->recvd + bad;
+        fail(w,
+             "connection %u: reply %" PRIu64
+             " does not start with \"%s\" (its byte %" PRIu64
+             " is 0x%02x): not a 2xx answer, or not --reply-size=%" PRIu64 " bytes long",
+             c->id, off / o->reply_size + 1, REPLY_HEAD, off % o->reply_size,
+             w->rbuf[bad], o->reply_size);
+        return false;
+    }
+    if (ok < len) {
+        fail(w,
+             "connection %u: %zu bytes more than the %" PRIu64 " replies due (%" PRIu64
+             " bytes each): wrong --reply-size?",
+             c->id, len - ok, c->rqueued / o->reply_size, o->reply_size);
+        return false;
+    }
+    return true;
 }
 
 static void conn_read(struct worker *w, struct conn *c, uint32_t events, uint64_t *now)
@@ -435,26 +547,10 @@ static void conn_read(struct worker *w, struct conn *c, uint32_t events, uint64_
         }
         size_t len = (size_t)n;
         *now = now_ns();
-        if (o->mode == MODE_ECHO) {
-            uint64_t room = c->sent - c->recvd;
-            size_t ok = len <= room ? len : (size_t)room;
-            size_t bad = bench_pattern_check(c->id, c->recvd, w->rbuf, ok);
-            if (bad < ok) {
-                uint64_t off = c->recvd + bad;
-                fail(w,
-                     "connection %u: wrong byte at offset %" PRIu64
-                     ": got 0x%02x, expected 0x%02x (corrupted, lost, duplicated, "
-                     "reordered or another connection's data)",
-                     c->id, off, w->rbuf[bad], bench_pattern_byte(c->id, off));
+        if (round_trips(o)) {
+            if (!(o->mode == MODE_REQUEST ? reply_verify(w, c, len)
+                                          : echo_verify(w, c, len)))
                 return;
-            }
-            if (ok < len) {
-                fail(w,
-                     "connection %u: %zu unexpected bytes at offset %" PRIu64
-                     " (only %" PRIu64 " bytes were sent: duplicated or added data)",
-                     c->id, len - ok, c->sent, c->sent);
-                return;
-            }
             c->recvd += len;
             /* Retire every message whose last byte is now in. */
             while (c->n && c->ring[c->head].end <= c->recvd) {
@@ -559,6 +655,7 @@ static bool conn_waiting(const struct worker *w, const struct conn *c)
 {
     switch (w->o->mode) {
     case MODE_ECHO:
+    case MODE_REQUEST:
         return c->n > 0;
     case MODE_DISCARD:
         return c->wblocked;
@@ -574,6 +671,9 @@ static void awaited(const struct worker *w, const struct conn *c, char *out, siz
     switch (w->o->mode) {
     case MODE_ECHO:
         snprintf(out, n, "waits for %" PRIu64 " echoed bytes", c->sent - c->recvd);
+        break;
+    case MODE_REQUEST:
+        snprintf(out, n, "waits for %" PRIu64 " reply bytes", c->rqueued - c->recvd);
         break;
     case MODE_DISCARD:
         snprintf(out, n, "cannot send %" PRIu64 " bytes", c->queued - c->sent);
@@ -772,7 +872,11 @@ static void usage(FILE *out)
         "  --connect=HOST:PORT    server address (default 127.0.0.1:7080; IPv6 as "
         "[::1]:PORT)\n"
         "  --allow-remote         permit a non-loopback address\n"
-        "  --mode=M               echo (default), discard or chargen\n"
+        "  --mode=M               echo (default), discard, chargen or request\n"
+        "  --request=TEXT         request mode: the request sent as each message\n"
+        "                         (\\r \\n \\t \\\\ decoded), e.g. an HTTP/1.1 GET\n"
+        "  --reply-size=B         request mode: bytes of each reply, which must start\n"
+        "                         with \"HTTP/1.1 2\" (a 2xx answer)\n"
         "  --connections=N        concurrent connections (default 1)\n"
         "  --threads=N            client threads, each with its own epoll loop "
         "(default 1)\n"
@@ -894,6 +998,35 @@ static void opt_size(struct opts *o, const char *s)
                     MAX_SIZE, s);
 }
 
+/* --request=TEXT, with \r \n \t \\ decoded: HTTP needs CR LF. */
+static void opt_request(struct opts *o, const char *s)
+{
+    size_t k = 0;
+    for (size_t i = 0; s[i]; i++) {
+        char ch = s[i];
+        if (ch == '\\') {
+            char e = s[++i];
+            if (e == 'r')
+                ch = '\r';
+            else if (e == 'n')
+                ch = '\n';
+            else if (e == 't')
+                ch = '\t';
+            else if (e == '\\')
+                ch = '\\';
+            else
+                usage_error("--request: unknown escape '\\%c' (\\r \\n \\t \\\\)",
+                            e ? e : '0');
+        }
+        if (k == MAX_REQUEST)
+            usage_error("--request: longer than %u bytes", MAX_REQUEST);
+        o->request[k++] = ch;
+    }
+    if (k == 0)
+        usage_error("--request: empty");
+    o->request_len = k;
+}
+
 static bool is_loopback(const struct sockaddr_storage *ss)
 {
     if (ss->ss_family == AF_INET) {
@@ -960,6 +1093,8 @@ enum {
     OPT_STALL,
     OPT_ALLOW_REMOTE,
     OPT_PROCESSES,
+    OPT_REQUEST,
+    OPT_REPLY_SIZE,
 };
 
 static const struct option long_opts[] = {
@@ -982,6 +1117,8 @@ static const struct option long_opts[] = {
     {"stall-timeout", required_argument, NULL, OPT_STALL},
     {"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
     {"processes", required_argument, NULL, OPT_PROCESSES},
+    {"request", required_argument, NULL, OPT_REQUEST},
+    {"reply-size", required_argument, NULL, OPT_REPLY_SIZE},
     {NULL, 0, NULL, 0},
 };
 
@@ -1015,6 +1152,13 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
             break;
         case OPT_SIZE:
             opt_size(o, optarg);
+            o->size_set = true;
+            break;
+        case OPT_REQUEST:
+            opt_request(o, optarg);
+            break;
+        case OPT_REPLY_SIZE:
+            o->reply_size = opt_uint("reply-size", optarg, REPLY_HEAD_N, MAX_SIZE);
             break;
         case OPT_PIPELINE:
             o->pipeline = (uint32_t)opt_uint("pipeline", optarg, 1, MAX_PIPELINE);
@@ -1057,14 +1201,15 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
             break;
         case OPT_MODE: {
             bool found = false;
-            for (unsigned m = 0; m < 3; m++)
+            for (unsigned m = 0; m < NMODES; m++)
                 if (strcmp(optarg, mode_names[m]) == 0) {
                     o->mode = (enum mode)m;
                     found = true;
                 }
             if (!found)
-                usage_error("--mode: expected echo, discard or chargen, got '%s'",
-                            optarg);
+                usage_error(
+                    "--mode: expected echo, discard, chargen or request, got '%s'",
+                    optarg);
             break;
         }
         case OPT_STALL:
@@ -1089,8 +1234,18 @@ static void parse_opts(struct opts *o, int argc, char **argv, uint64_t max_conns
         usage_error("--rounds and --duration: give one or the other");
     if (o->rounds && !o->warmup_set)
         o->warmup = 0;
-    if (o->rate > 0 && o->mode != MODE_ECHO)
-        usage_error("--rate: only with --mode=echo");
+    if (o->rate > 0 && !round_trips(o))
+        usage_error("--rate: only with --mode=echo or request");
+    if ((o->mode == MODE_REQUEST) != (o->request_len != 0) ||
+        (o->mode == MODE_REQUEST) != (o->reply_size != 0))
+        usage_error(
+            "--mode=request needs --request and --reply-size (and only it takes them)");
+    if (o->mode == MODE_REQUEST) {
+        if (o->size_set)
+            usage_error(
+                "--size: not with --mode=request (the request's length is its size)");
+        o->size_min = o->size_max = o->request_len;
+    }
     if (o->processes > o->connections)
         o->processes = o->connections;
     uint64_t per_proc = ((uint64_t)o->connections + o->processes - 1) / o->processes;
@@ -1194,7 +1349,7 @@ static void json_string(const char *s)
 static void report_json(const struct opts *o, const struct result *r, uint32_t errors,
                         uint32_t stalls, const char *error)
 {
-    bool echo = o->mode == MODE_ECHO;
+    bool echo = round_trips(o);
     bool lat = echo && r->hist->count > 0;
     printf("{\"tool\":\"ringbench\",\"version\":\"%s\",\"mode\":\"%s\",\"connect\":",
            RB_VERSION, mode_names[o->mode]);
@@ -1279,7 +1434,7 @@ static void report_json(const struct opts *o, const struct result *r, uint32_t e
 static void report_text(const struct opts *o, const struct result *r, uint32_t errors,
                         uint32_t stalls)
 {
-    bool echo = o->mode == MODE_ECHO;
+    bool echo = round_trips(o);
     char size[64];
     if (o->size_min == o->size_max)
         snprintf(size, sizeof(size), "%" PRIu64 " B", o->size_min);
@@ -1457,9 +1612,9 @@ static void verdict(const struct opts *o, const struct result *r, uint32_t stall
     else if (stalls)
         snprintf(error, len, "%u of %u connections stalled; first: %s", stalls,
                  o->connections, g_stallmsg);
-    else if (!g_interrupted && measured && (o->mode == MODE_ECHO ? !r->rt : !r->bytes))
+    else if (!g_interrupted && measured && (round_trips(o) ? !r->rt : !r->bytes))
         snprintf(error, len, "no %s measured in %.3f s",
-                 o->mode == MODE_ECHO ? "round trips" : "bytes", r->seconds);
+                 round_trips(o) ? "round trips" : "bytes", r->seconds);
 }
 
 /* Report; the exit status. */
@@ -1608,10 +1763,9 @@ static int run_parent(struct opts *o)
         snprintf(error, sizeof(error), "a process crashed");
     bench_procs_free(&p);
     server_cpu(o, &r, &cpu0, &cpu1, sys);
-    if (!error[0] && !g_interrupted && measured &&
-        (o->mode == MODE_ECHO ? !r.rt : !r.bytes))
+    if (!error[0] && !g_interrupted && measured && (round_trips(o) ? !r.rt : !r.bytes))
         snprintf(error, sizeof(error), "no %s measured in %.3f s",
-                 o->mode == MODE_ECHO ? "round trips" : "bytes", r.seconds);
+                 round_trips(o) ? "round trips" : "bytes", r.seconds);
     int status = conclude(o, &r, errors, stalls, error);
     free(total);
     free(h);
@@ -1790,7 +1944,7 @@ int main(int argc, char **argv)
             t_last = w->t_done;
         for (uint32_t i = 0; i < w->nconns; i++) {
             const struct conn *c = &w->conns[i];
-            uint64_t v = o.mode == MODE_ECHO ? c->rt : c->counted_bytes;
+            uint64_t v = round_trips(&o) ? c->rt : c->counted_bytes;
             r.zero += v == 0;
             r.held += c->state == CS_OPEN;
             if (v < r.fair_min)

@@ -167,6 +167,19 @@ static void up_addr(char *buf, size_t len, uint16_t port)
     snprintf(buf, len, "127.0.0.1:%u", port);
 }
 
+/* A local upstream listener (backlog as for h_listen_local: -1 binds
+ * without listening) and a proxy in front of it started with `more`;
+ * returns the listener. */
+static int proxy_to_local_upstream(struct pfx *fx, int backlog, const char *const more[])
+{
+    uint16_t port;
+    char addr[64];
+    int lfd = keep(fx, h_listen_local(backlog, &port));
+    up_addr(addr, sizeof(addr), port);
+    start_proxy(fx, addr, more);
+    return lfd;
+}
+
 /* SIGTERM, exit 0, a stats line with every proxy counter. */
 static void stop_proxy(struct pfx *fx, struct pstats *st)
 {
@@ -332,11 +345,7 @@ static void echo_via(int client, size_t len, uint64_t seed)
 static void test_proxy_half_close_client_first(void **state)
 {
     struct pfx *fx = *state;
-    uint16_t port;
-    char addr[64];
-    int lfd = keep(fx, h_listen_local(16, &port));
-    up_addr(addr, sizeof(addr), port);
-    start_proxy(fx, addr, NULL);
+    int lfd = proxy_to_local_upstream(fx, 16, NULL);
     long base = h_server_fd_count(&fx->px);
 
     size_t qlen = 300 * KIB, alen = 1 * MIB;
@@ -374,11 +383,7 @@ static void test_proxy_half_close_client_first(void **state)
 static void test_proxy_half_close_upstream_first(void **state)
 {
     struct pfx *fx = *state;
-    uint16_t port;
-    char addr[64];
-    int lfd = keep(fx, h_listen_local(16, &port));
-    up_addr(addr, sizeof(addr), port);
-    start_proxy(fx, addr, NULL);
+    int lfd = proxy_to_local_upstream(fx, 16, NULL);
     long base = h_server_fd_count(&fx->px);
 
     size_t glen = 200 * KIB, qlen = 1 * MIB;
@@ -415,11 +420,7 @@ static void test_proxy_upstream_down(void **state)
 {
     struct pfx *fx = *state;
     enum { N = 5 };
-    uint16_t port;
-    char addr[64];
-    keep(fx, h_listen_local(-1, &port));
-    up_addr(addr, sizeof(addr), port);
-    start_proxy(fx, addr, NULL);
+    proxy_to_local_upstream(fx, -1, NULL);
     long base = h_server_fd_count(&fx->px);
     for (int i = 0; i < N; i++) {
         int c = keep(fx, h_connect(&fx->px));
@@ -529,11 +530,7 @@ static void test_proxy_upstream_killed(void **state)
 static void never_reads(struct pfx *fx, bool client_floods)
 {
     const char *deaf_name = client_floods ? "an upstream" : "a client";
-    uint16_t port;
-    char addr[64];
-    int lfd = keep(fx, h_listen_local(16, &port));
-    up_addr(addr, sizeof(addr), port);
-    start_proxy(fx, addr, NULL);
+    int lfd = proxy_to_local_upstream(fx, 16, NULL);
 
     int c = keep(fx, h_connect(&fx->px));
     int u = keep(fx, h_accept(lfd));
@@ -694,12 +691,8 @@ static void test_proxy_stop_lets_download_finish(void **state)
 {
     struct pfx *fx = *state;
     const size_t first = 1 * MIB, total = 32 * MIB;
-    uint16_t port;
-    char addr[64];
-    int lfd = keep(fx, h_listen_local(16, &port));
-    up_addr(addr, sizeof(addr), port);
     static const char *const more[] = {"--drain-timeout=20000", "--max-conns=1", NULL};
-    start_proxy(fx, addr, more);
+    int lfd = proxy_to_local_upstream(fx, 16, more);
     int c = keep(fx, h_connect(&fx->px));
     write_all(c, "GET\n", 4);
     int u = keep(fx, h_accept(lfd));
@@ -810,12 +803,8 @@ static void test_proxy_stop_spares_connecting_session(void **state)
 static void test_proxy_drain_deadline_resets(void **state)
 {
     struct pfx *fx = *state;
-    uint16_t port;
-    char addr[64];
-    int lfd = keep(fx, h_listen_local(16, &port));
-    up_addr(addr, sizeof(addr), port);
     static const char *const more[] = {"--drain-timeout=300", NULL};
-    start_proxy(fx, addr, more);
+    int lfd = proxy_to_local_upstream(fx, 16, more);
     int c = keep(fx, h_connect(&fx->px));
     int u = keep(fx, h_accept(lfd));
     size_t sent = flood(u);
@@ -1003,11 +992,7 @@ static int read_prefix(int fd, const unsigned char *want, size_t len, size_t *go
  * would make a cut transfer look complete. */
 static void reset_crosses(struct pfx *fx, bool upstream_resets)
 {
-    uint16_t port;
-    char addr[64];
-    int lfd = keep(fx, h_listen_local(16, &port));
-    up_addr(addr, sizeof(addr), port);
-    start_proxy(fx, addr, NULL);
+    int lfd = proxy_to_local_upstream(fx, 16, NULL);
     long base = h_server_fd_count(&fx->px);
     int c = keep(fx, h_connect(&fx->px));
     int u = keep(fx, h_accept(lfd));

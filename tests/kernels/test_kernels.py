@@ -239,6 +239,40 @@ def test_initramfs(k, build, plan, tmp):
             shlex.split(line)  # every line parses as shell words
 
 
+def test_python_in_guest(k, build, tmp):
+    """A Python test runs in the guest: the interpreter it names (a pyenv
+    shim is replaced by what it runs), `env python3`'s /usr/bin/python3, the
+    standard library, the modules next to the script and one folder up,
+    and PYTHONHOME set in the guest only."""
+    sub = os.path.join(tmp, 'pytests', 'hostile')
+    os.makedirs(sub, exist_ok=True)
+    script = os.path.join(sub, 'test_x.py')
+    open(script, 'w').write('#!/usr/bin/env python3\nimport helper\n')
+    open(os.path.join(sub, 'helper.py'), 'w').write('X = 1\n')
+    open(os.path.join(tmp, 'pytests', 'skip_reason.py'), 'w').write('Y = 2\n')
+    py = sys.executable
+    tests = [{'name': 'hostile-x', 'suite': ['ringserve:hostile'], 'cmd': [py, script],
+              'env': {}, 'workdir': None, 'timeout': 30}]
+    plan = k.plan_tests(tests, build, {'sh', 'python3'})
+    e = plan[0]
+    check(e['skip'] is None, 'a Python test runs when python3 is provided: %s' % e['skip'])
+    for f in ('helper.py', os.path.join('..', 'skip_reason.py')):
+        check(os.path.normpath(os.path.join(sub, f)) in e['files'],
+              'the module %s next to the script goes in' % f)
+    contents = k.initramfs_contents(plan, [], busybox=os.path.realpath('/bin/sh'))
+    real = os.path.realpath(sys.executable)
+    check(contents.get(py) == real, 'the interpreter at the path the test names: %s'
+          % contents.get(py))
+    check(contents.get('/usr/bin/python3') == real, '/usr/bin/python3 for env shebangs')
+    check(any(p.endswith('/os.py') for p in contents), 'the standard library goes in')
+    check(not any('/test/' in p or '/site-packages/' in p for p in contents),
+          'its tests and site-packages stay out')
+    run = k.runner_script(plan, '/bin/true', 1)
+    check('[ -n "$RS_GUEST" ] && export PYTHONHOME=' in run,
+          'PYTHONHOME is set for the guest only')
+    check('RS_GUEST=1' in k.INIT, 'the guest init marks the guest')
+
+
 def test_results(k, build, plan):
     text = open(os.path.join(HERE, 'results-6.1.log')).read()
     parsed = k.parse_results(text)
@@ -381,6 +415,7 @@ def main():
         test_image_layout(k, tmp)
         plan = test_plan(k, build, tmp)
         test_initramfs(k, build, plan, tmp)
+        test_python_in_guest(k, build, tmp)
         rec = test_results(k, build, plan)
         test_report(k, rec, tmp)
     print('%d failed' % len(failures) if failures else 'all passed')
