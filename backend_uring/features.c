@@ -52,8 +52,8 @@ uint32_t rs_uring_supported(const struct rs_uring_support *s)
     f |= s->buf_recycle ? UF_BUF_RECYCLE : 0;
     f |= (f & UF_FIXED_FILES) && s->pipe_direct ? UF_DIRECT_PIPE : 0;
     /* Its socket options (SO_REUSEADDR...) are set by command too. */
-    f |= (f & UF_FIXED_FILES) && s->listen_direct && s->sockopt_cmd ? UF_DIRECT_LISTEN
-                                                                    : 0;
+    f |=
+        (f & UF_FIXED_FILES) && s->listen_direct && s->sockopt_cmd ? UF_DIRECT_LISTEN : 0;
     return f;
 }
 

@@ -693,8 +693,8 @@ static bool try_pipe_direct(void)
     if (io_uring_register_files_sparse(&ring, SPARSE_SLOTS) == 0) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
         rs_prep_pipe_alloc(sqe, fds, O_NONBLOCK);
-        ok = run_one(&ring) == 0 && fds[0] >= 0 && fds[0] < SPARSE_SLOTS &&
-             fds[1] >= 0 && fds[1] < SPARSE_SLOTS && fds[0] != fds[1];
+        ok = run_one(&ring) == 0 && fds[0] >= 0 && fds[0] < SPARSE_SLOTS && fds[1] >= 0 &&
+             fds[1] < SPARSE_SLOTS && fds[0] != fds[1];
     }
     io_uring_queue_exit(&ring); /* closes the slots with the table */
     return ok;

@@ -235,8 +235,8 @@ static struct sp_pipe *pipe_get(struct ur_splice *sp, int *err)
     if (!p || pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
         *err = p ? -errno : -ENOMEM;
         if (p && sp->direct_pipes && (*err == -EMFILE || *err == -ENFILE)) {
-            *p = (struct sp_pipe){.rd = -1, .wr = -1, .cap = DIRECT_PIPE_CAP,
-                                  .direct = true};
+            *p = (struct sp_pipe){
+                .rd = -1, .wr = -1, .cap = DIRECT_PIPE_CAP, .direct = true};
             return p;
         }
         free(p);

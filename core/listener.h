@@ -18,7 +18,7 @@ struct rs_loop;
 struct rs_listener {
     struct rs_loop *loop;
     int fd;
-    bool direct;             /* fd is a direct descriptor (RS_CAP_LISTEN_DIRECT) */
+    bool direct; /* fd is a direct descriptor (RS_CAP_LISTEN_DIRECT) */
     struct rs_op op;
     bool armed;              /* accept op in flight */
     bool cancel_wanted;      /* ...and should end (pause, stop, one at a time) */
