@@ -124,8 +124,8 @@ struct ep_state {
     bool et;
     struct ep_sock *socks; /* indexed by fd */
     uint32_t nsocks;
-    struct ep_done *done; /* FIFO ring */
-    uint32_t done_head, done_len, done_cap;
+    struct ep_done *done;                   /* FIFO ring */
+    uint32_t done_head, done_len, done_cap; /* cap: a power of two */
     int *ready; /* et: fds with readiness left over (capacity 2 x nsocks) */
     uint32_t nready;
     uint32_t ndirty;      /* sockets with dirty set */
@@ -179,12 +179,14 @@ static int reserve_done(struct ep_state *st)
 {
     if (st->done_len < st->done_cap)
         return 0;
+    /* 256, doubled: a power of two, so positions wrap with a mask, not a
+     * division, on every completion. */
     uint32_t cap = st->done_cap ? st->done_cap * 2 : 256;
     struct ep_done *d = malloc(cap * sizeof(*d));
     if (!d)
         return -ENOMEM;
     for (uint32_t i = 0; i < st->done_len; i++)
-        d[i] = st->done[(st->done_head + i) % st->done_cap];
+        d[i] = st->done[(st->done_head + i) & (st->done_cap - 1)];
     free(st->done);
     st->done = d;
     st->done_cap = cap;
@@ -197,7 +199,7 @@ static void queue_done(struct ep_state *st, struct rs_op *op, int32_t res, uint3
                        uint16_t bid)
 {
     assert(st->done_len < st->done_cap);
-    st->done[(st->done_head + st->done_len) % st->done_cap] =
+    st->done[(st->done_head + st->done_len) & (st->done_cap - 1)] =
         (struct ep_done){.op = op, .res = res, .flags = flags, .bid = bid};
     st->done_len++;
 }
@@ -860,7 +862,7 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
      * chain of speculative sends cannot keep us from epoll_wait forever. */
     for (uint32_t todo = st->done_len; todo > 0 && st->done_len > 0; todo--) {
         struct ep_done d = st->done[st->done_head];
-        st->done_head = (st->done_head + 1) % st->done_cap;
+        st->done_head = (st->done_head + 1) & (st->done_cap - 1);
         st->done_len--;
         rs_op_complete(loop, d.op, d.res, d.flags, d.bid);
         dispatched++;

@@ -23,6 +23,7 @@ static const struct {
     {"ext-arg", UF_EXT_ARG},
     {"shutdown-op", UF_SHUTDOWN_OP},
     {"buf-recycle", UF_BUF_RECYCLE},
+    {"buf-inc", UF_BUF_INC},
     {"direct-pipe", UF_DIRECT_PIPE},
     {"direct-listen", UF_DIRECT_LISTEN},
 };
@@ -50,6 +51,7 @@ uint32_t rs_uring_supported(const struct rs_uring_support *s)
     f |= s->features & RS_FEAT_EXT_ARG ? UF_EXT_ARG : 0;
     f |= s->opcodes >> RS_OP_SHUTDOWN_NR & 1 ? UF_SHUTDOWN_OP : 0;
     f |= s->buf_recycle ? UF_BUF_RECYCLE : 0;
+    f |= s->buf_ring && s->buf_ring_inc ? UF_BUF_INC : 0;
     f |= (f & UF_FIXED_FILES) && s->pipe_direct ? UF_DIRECT_PIPE : 0;
     /* Its socket options (SO_REUSEADDR...) are set by command too. */
     f |=
@@ -148,7 +150,11 @@ int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
     /* Dependencies: multishot recv and bundles take buffers from the ring;
      * SQPOLL submits from its own thread, which DEFER_TASKRUN forbids. */
     if (!(want & UF_BUF_RING))
-        want &= ~(uint32_t)(UF_MULTISHOT_RECV | UF_BUNDLE);
+        want &= ~(uint32_t)(UF_MULTISHOT_RECV | UF_BUNDLE | UF_BUF_INC);
+    /* A bundle CQE names whole buffers in ring order (deliver_bundle):
+     * asked for, it wins over incremental consumption. */
+    if (want & UF_BUNDLE)
+        want &= ~(uint32_t)UF_BUF_INC;
     if (want & UF_SQPOLL)
         want &= ~(uint32_t)UF_DEFER_TASKRUN;
     /* Direct outbound sockets, pipes and listeners live in the fixed-file

@@ -32,14 +32,18 @@ enum {
     /* Without buf-ring: a recv may wait for data holding no buffer (the
      * kernel recycles it); else each recv polls first, then takes one. */
     UF_BUF_RECYCLE = 1u << 13,
+    /* The buffer ring's buffers are consumed incrementally (6.12): several
+     * receives share one, each lent as a slice (needs buf-ring; bundles
+     * take whole buffers, so bundle turns it off). */
+    UF_BUF_INC = 1u << 14,
     /* Direct descriptors where a process fd would be: a splice pipe when
      * pipe2(2) finds the process out of descriptors (IORING_OP_PIPE), the
      * listening socket (IORING_OP_BIND/LISTEN). Both need fixed-files. */
-    UF_DIRECT_PIPE = 1u << 14,
-    UF_DIRECT_LISTEN = 1u << 15,
-    UF_ALL = (1u << 16) - 1,
+    UF_DIRECT_PIPE = 1u << 15,
+    UF_DIRECT_LISTEN = 1u << 16,
+    UF_ALL = (1u << 17) - 1,
     /* what "default" means: everything but the opt-in ones */
-    UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT | UF_DIRECT_LISTEN,
+    UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT | UF_BUF_INC | UF_DIRECT_LISTEN,
     /* what a ring without any of the 5.19+ ones still uses */
     UF_BASELINE = UF_EXT_ARG | UF_SHUTDOWN_OP | UF_BUF_RECYCLE,
 };

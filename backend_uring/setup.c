@@ -18,7 +18,13 @@ static int setup_buf_ring(struct rs_loop *loop, struct ur_state *st, char *err,
     uint32_t count = loop->pool.count;
     int rc;
     const char *what;
-    st->br = rs_buf_ring_register(&st->ring, count, BGID, 0, &st->br_bytes, &rc, &what);
+    /* buf-inc sets buffers aside for file reads (bufinc.c): one at least,
+     * which a pool of one cannot spare. */
+    if (count < 2)
+        st->features &= ~(uint32_t)UF_BUF_INC;
+    unsigned flags = (st->features & UF_BUF_INC) ? RS_IOU_PBUF_RING_INC : 0;
+    st->br =
+        rs_buf_ring_register(&st->ring, count, BGID, flags, &st->br_bytes, &rc, &what);
     if (!st->br) {
         snprintf(err, errlen, "buffer ring: %s: %s", what, strerror(-rc));
         return rc;
@@ -31,11 +37,16 @@ static int setup_buf_ring(struct rs_loop *loop, struct ur_state *st, char *err,
             return -ENOMEM;
         }
     }
+    if ((st->features & UF_BUF_INC) && ur_inc_setup(loop, st) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    /* The kernel owns every id now, but those buf-inc sets aside, which go
+     * back on the free stack one by one. */
+    loop->pool.nfree = 0;
     for (uint32_t i = 0; i < count; i++)
         ur_buf_return(loop, st, (uint16_t)i);
     ur_refill(st);
-    /* The kernel owns every id now; the free stack is not used. */
-    loop->pool.nfree = 0;
     return 0;
 }
 
@@ -365,6 +376,7 @@ void ur_fini(struct rs_loop *loop)
     ur_splice_free(st->splice); /* the ring is gone: so are its splices */
     ur_zc_fini(loop, st);
     ur_hup_fini(st);
+    ur_inc_fini(loop, st);
     free(st->br_pos);
     free(st->sockopt_wait);
     if (st->br)

@@ -100,6 +100,11 @@ static void why_missing(const struct rs_uring_support *s, uint32_t bit, char *wh
                 : "IORING_OP_BIND/IORING_OP_LISTEN on a direct socket failed "
                   "(Linux 6.11+); the listener is a plain fd";
         break;
+    case UF_BUF_INC:
+        w = !s->buf_ring ? "needs buf-ring (Linux 5.19+)"
+                         : "a buffer ring with IOU_PBUF_RING_INC refused (Linux "
+                           "6.12+); each receive takes a whole buffer";
+        break;
     case UF_SHUTDOWN_OP:
         w = "no IORING_OP_SHUTDOWN (Linux 5.11+); a half-close is shutdown(2) "
             "called at once";

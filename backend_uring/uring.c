@@ -51,6 +51,10 @@
  *    ever. There a recv first waits with IORING_OP_POLL_ADD (POLLIN) and
  *    is issued when the socket is readable: a buffer is taken only when
  *    there is data for it, at the price of an SQE and a CQE per read;
+ *  - buf-inc (opt-in): the buffer ring is registered with
+ *    IOU_PBUF_RING_INC (6.12), so the kernel fills a buffer a receive at a
+ *    time and the core gets slices of it (rs_completion.off); bufinc.c
+ *    says when such a buffer may go back into the ring;
  *  - direct-socket: outbound sockets (RS_OP_SOCKET) are direct
  *    descriptors too, made by IORING_OP_SOCKET into a slot the kernel
  *    picks, TCP_NODELAY set by the SOCKET_URING_OP_SETSOCKOPT command
@@ -102,6 +106,26 @@
 
 #include "uring_state.h"
 
+struct io_uring_sqe *ur_get_sqe_flush(struct ur_state *st)
+{
+    struct io_uring_sqe *sqe = NULL;
+    /* SQ full: push it to the kernel and take a fresh slot. The kernel may
+     * refuse for a moment (-EBUSY: completions to flush first, -EAGAIN:
+     * memory), so try a few times; flushing overflowed CQEs into the ring
+     * (io_uring_get_events) dispatches nothing, so this is safe anywhere. */
+    for (int tries = 0; !sqe && tries < 64; tries++) {
+        int rc = io_uring_submit(&st->ring);
+        if (st->features & UF_SQPOLL)
+            io_uring_sqring_wait(&st->ring);
+        else if (rc == -EBUSY || rc == -EAGAIN)
+            io_uring_get_events(&st->ring);
+        sqe = io_uring_get_sqe(&st->ring);
+    }
+    if (!sqe)
+        rs_log_error("io_uring submission queue stuck full");
+    return sqe;
+}
+
 int ur_prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
 {
     struct io_uring_sqe *sqe = ur_get_sqe(st);
@@ -150,7 +174,9 @@ static void prep_file(struct rs_loop *loop, struct rs_op *op, struct io_uring_sq
         io_uring_prep_openat2(sqe, op->fd, f->path, (struct open_how *)(void *)&f->how);
         break;
     case RS_OP_READ:
-        if (op->flags & RS_OPF_POOL_BUF) {
+        if ((op->flags & RS_OPF_POOL_BUF) && state(loop)->inc) {
+            ur_inc_prep_read(loop, op, sqe); /* never from a buf-inc ring */
+        } else if (op->flags & RS_OPF_POOL_BUF) {
             uint32_t len =
                 op->len && op->len < loop->pool.size ? op->len : loop->pool.size;
             io_uring_prep_read(sqe, op->fd, NULL, len, f->off);
@@ -269,15 +295,11 @@ static bool rearm_after_hup(struct rs_loop *loop, struct ur_state *st, struct rs
     return true;
 }
 
-static int ur_submit(struct rs_loop *loop, struct rs_op *op)
+/* Every op but a send (ur_submit). Kept out of line: inlined, its many
+ * cases would make every send save and restore the registers they use. */
+__attribute__((noinline)) static int submit_other(struct rs_loop *loop,
+                                                  struct ur_state *st, struct rs_op *op)
 {
-    struct ur_state *st = state(loop);
-    if (op->bk_flags & BKF_HUP)
-        ur_hup_forget(op); /* a guard of the op's previous life */
-    op->bk_gen++;
-    op->bk_flags = 0;
-    if (op->kind == RS_OP_SEND)
-        return ur_prep_send(loop, st, op);
     if (op->kind == RS_OP_SENDFILE)
         return st->splice ? ur_splice_submit(st->splice, op) : -EOPNOTSUPP;
     if (op->kind == RS_OP_ACCEPT && op->fd == RS_FD_INBOX) {
@@ -341,9 +363,11 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
             return -EINVAL;
         rs_prep_msg_send_fd(sqe, state((struct rs_loop *)to)->ring.ring_fd,
                             (unsigned)op->fd, (uint64_t)TAG_INBOX << 56);
+        op->bk_flags |= BKF_KIND_CQE;
         break;
     }
     case RS_OP_SOCKET:
+        op->bk_flags |= BKF_KIND_CQE;
         ur_prep_socket(loop, st, op, sqe);
         break;
     case RS_OP_CLOSE:
@@ -385,6 +409,20 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     if (op->kind == RS_OP_RECV && multi && (st->features & UF_MULTISHOT_RECV))
         ur_hup_arm(st, op);
     return 0;
+}
+
+static int ur_submit(struct rs_loop *loop, struct rs_op *op)
+{
+    struct ur_state *st = state(loop);
+    if (op->bk_flags & BKF_HUP)
+        ur_hup_forget(op); /* a guard of the op's previous life */
+    op->bk_gen++;
+    op->bk_flags = 0;
+    /* Most submissions are sends: straight to their SQE, without the
+     * switch over every other kind. */
+    if (op->kind == RS_OP_SEND)
+        return ur_prep_send(loop, st, op);
+    return submit_other(loop, st, op);
 }
 
 static int ur_cancel(struct rs_loop *loop, struct rs_op *op)
@@ -456,17 +494,24 @@ static void deliver_bundle(struct rs_loop *loop, struct ur_state *st, struct rs_
 static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
                       const struct io_uring_cqe *cqe)
 {
-    uint32_t flags = 0;
+    uint32_t flags = 0, off = 0;
     uint16_t bid = 0;
     int32_t res = cqe->res;
-    if ((cqe->flags & IORING_CQE_F_BUFFER) && cqe->res > (int32_t)loop->pool.size &&
-        (st->features & UF_BUNDLE)) {
-        deliver_bundle(loop, st, op, cqe);
-        return;
-    } else if (cqe->flags & IORING_CQE_F_BUFFER) {
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        if (res > (int32_t)loop->pool.size && (st->features & UF_BUNDLE)) {
+            deliver_bundle(loop, st, op, cqe);
+            return;
+        }
         /* Only a CQE flagged F_BUFFER carries one: EOF and errors don't. */
         bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-        if (res > 0) {
+        if (st->inc) {
+            /* A slice of a buffer the kernel may keep filling (bufinc.c);
+             * without bytes nothing was consumed: it stays the ring's. */
+            if (res > 0) {
+                off = ur_inc_recv(loop, st, bid, res, cqe->flags);
+                flags |= RS_CF_BUFFER;
+            }
+        } else if (res > 0) {
             rs_bufpool_lend(&loop->pool, bid);
             flags |= RS_CF_BUFFER;
         } else {
@@ -477,23 +522,20 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
         flags |= RS_CF_MORE;
     if (op->kind == RS_OP_ACCEPT && res >= 0 && st->fixed)
         flags |= RS_CF_DIRECT;
-    rs_op_complete(loop, op, res, flags, bid);
+    rs_op_complete_slice(loop, op, res, flags, bid, off);
 }
 
-static void on_cqe(struct rs_loop *loop, struct ur_state *st,
-                   const struct io_uring_cqe *cqe)
+/* A completion of the backend's own requests (wake-ups, buffer returns,
+ * splice steps, zero-copy notifications, hang-up guards, the inbox), by
+ * tag. */
+static void on_own_cqe(struct rs_loop *loop, struct ur_state *st,
+                       const struct io_uring_cqe *cqe, uint64_t ud, unsigned tag)
 {
-    uint64_t ud = cqe->user_data;
-    unsigned tag = (unsigned)(ud >> 56);
-    /* liburing's own timeout SQE of a wait without ext-arg: its CQE comes
-     * when the time is up, or after the CQE that ended the wait. */
-    if (tag == TAG_IGNORE || ud == LIBURING_UDATA_TIMEOUT)
-        return;
-    if (tag == TAG_WAKE) {
+    switch (tag) {
+    case TAG_WAKE:
         st->wake_armed = false;
         return;
-    }
-    if (tag == TAG_PROVIDE) {
+    case TAG_PROVIDE:
         /* A returned buffer the kernel refused would be lost for good. */
         if (cqe->res < 0) {
             rs_log_error("IORING_OP_PROVIDE_BUFFERS(bid %u): %s; retrying",
@@ -501,53 +543,59 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
             ur_buf_return(loop, st, (uint16_t)(ud & 0xffff));
         }
         return;
-    }
-    if (tag == TAG_SPLICE) {
+    case TAG_SPLICE:
         ur_splice_cqe(st->splice, loop, ud, cqe->res);
         return;
-    }
-    if (tag == TAG_ZC) {
+    case TAG_ZC:
         ur_zc_cqe(loop, st, (struct zc_rec *)(uintptr_t)(ud & UD_PTR_MASK), cqe);
         return;
-    }
-    if (tag == TAG_HUP) {
+    case TAG_HUP:
         ur_hup_cqe(st, (struct hup_rec *)(uintptr_t)(ud & UD_PTR_MASK), cqe->res);
         return;
-    }
-    if (tag == TAG_INBOX) {
+    case TAG_INBOX:
         if (st->inbox)
             rs_op_complete(loop, st->inbox, cqe->res,
                            RS_CF_MORE | (cqe->res >= 0 ? RS_CF_DIRECT : 0), 0);
         else if (cqe->res >= 0)
             ur_close_slot(st, cqe->res); /* arrived after we stopped taking them */
         return;
-    }
-    if (tag == TAG_INBOX_END) {
+    case TAG_INBOX_END: {
         struct rs_op *op = st->inbox;
         st->inbox = NULL;
         if (op)
             rs_op_complete(loop, op, -ECANCELED, 0, 0);
         return;
     }
-    struct rs_op *op = (struct rs_op *)(uintptr_t)(ud & UD_PTR_MASK);
-    if ((uint8_t)(ud >> 48) != op->bk_gen) {
-        rs_log_error("dropping a stale completion (res %d)", cqe->res);
-        /* A buffer the kernel picked for it must still go back. */
-        if (cqe->flags & IORING_CQE_F_BUFFER)
-            ur_buf_return(loop, st, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+    default:
+        /* TAG_IGNORE, and liburing's own timeout SQE of a wait without
+         * ext-arg (LIBURING_UDATA_TIMEOUT): its CQE comes when the time is
+         * up, or after the CQE that ended the wait. */
         return;
     }
+}
+
+/* An op's completion that needs more than forwarding its result: made in
+ * submit(), a poll before its recv, a socket's steps, a hand-off, a
+ * multishot recv's last CQE (its hang-up guard ends with it). true when
+ * handled here; false: forward it (on_op_cqe). */
+static bool on_special_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                              const struct io_uring_cqe *cqe, unsigned tag)
+{
     if (op->bk_flags & BKF_DONE_NOW) {
         rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
-        return;
+        return true;
+    }
+    if (op->bk_flags & BKF_SET_ASIDE) {
+        ur_inc_read_done(loop, op, cqe->res);
+        return true;
     }
     if (op->bk_flags & BKF_POLL_FIRST) {
         recv_after_poll(loop, st, op, cqe->res);
-        return;
+        return true;
     }
     if (op->kind == RS_OP_SOCKET) {
         ur_socket_cqe(loop, st, op, cqe, tag);
-        return;
+        return true;
     }
     if (op->kind == RS_OP_HANDOFF && cqe->res >= 0)
         ur_close_slot(st, op->fd); /* the other ring has its own reference now */
@@ -557,8 +605,41 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
         op->bk_flags &= (uint8_t)~BKF_HUP_REARM;
         if (cqe->res == -ECANCELED && !(op->bk_flags & BKF_CANCEL_ASKED) &&
             rearm_after_hup(loop, st, op))
-            return;
+            return true;
     }
+    return false;
+}
+
+static void on_cqe(struct rs_loop *loop, struct ur_state *st,
+                   const struct io_uring_cqe *cqe)
+{
+    uint64_t ud = cqe->user_data;
+    unsigned tag = (unsigned)(ud >> 56);
+    /* Nearly every CQE is an op's (TAG_OP; TAG_SOCKOPT is the second step
+     * of an RS_OP_SOCKET): that path is tested first and kept short. */
+    if (tag != TAG_OP && tag != TAG_SOCKOPT) {
+        on_own_cqe(loop, st, cqe, ud, tag);
+        return;
+    }
+    struct rs_op *op = (struct rs_op *)(uintptr_t)(ud & UD_PTR_MASK);
+    if ((uint8_t)(ud >> 48) != op->bk_gen) {
+        rs_log_error("dropping a stale completion (res %d)", cqe->res);
+        /* A buffer the kernel picked for it must still go back. */
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        if ((cqe->flags & IORING_CQE_F_BUFFER) && st->inc)
+            ur_inc_drop(loop, st, bid, cqe->res, cqe->flags);
+        else if (cqe->flags & IORING_CQE_F_BUFFER)
+            ur_buf_return(loop, st, bid);
+        return;
+    }
+    /* The common case (a send's result, a recv's data while it stays
+     * armed) passes these tests and goes straight to the core. */
+    bool last = !(cqe->flags & IORING_CQE_F_MORE);
+    if (((op->bk_flags &
+          (BKF_DONE_NOW | BKF_POLL_FIRST | BKF_KIND_CQE | BKF_SET_ASIDE)) ||
+         (last && (op->bk_flags & (BKF_HUP | BKF_HUP_REARM)))) &&
+        on_special_op_cqe(loop, st, op, cqe, tag))
+        return;
     on_op_cqe(loop, st, op, cqe);
 }
 
@@ -608,7 +689,8 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     struct io_uring_cqe *cqe;
     int dispatched = 0;
     arm_wake(st, loop);
-    ur_retry_sockopts(st);
+    if (st->nsockopt_wait > 0) /* a new socket's TCP_NODELAY still to ask for */
+        ur_retry_sockopts(st);
     ur_refill(st);
     /* One io_uring_enter below, whichever way (liburing 2.3 enters for
      * every wait with wait_nr > 0; with SQPOLL it may skip one). */
@@ -644,12 +726,14 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
      * under load); counted so a test can prove that path was taken. */
     if (io_uring_cq_has_overflow(&st->ring))
         loop->stats.cq_overflows++;
-    unsigned head, n = 0;
-    io_uring_for_each_cqe(&st->ring, head, cqe)
-    {
-        on_cqe(loop, st, cqe);
-        n++;
-    }
+    /* The batch the kernel posted before we look: one acquire load of its
+     * tail (io_uring_for_each_cqe loads it again for every CQE). What it
+     * posts meanwhile is the next turn's, which then does not wait. */
+    struct io_uring_cq *cq = &st->ring.cq;
+    unsigned n = io_uring_cq_ready(&st->ring), head = *cq->khead;
+    for (unsigned i = 0; i < n; i++)
+        on_cqe(loop, st,
+               &cq->cqes[io_uring_cqe_index(&st->ring, head + i, cq->ring_mask)]);
     io_uring_cq_advance(&st->ring, n);
     dispatched += (int)n;
     st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
@@ -658,6 +742,10 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
 
 void ur_buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
 {
+    if (st->inc && bid >= st->ring_bufs) {
+        ur_inc_put_aside(loop, bid); /* set aside for file reads */
+        return;
+    }
     if (st->features & UF_BUF_RING) {
         io_uring_buf_ring_add(st->br, rs_bufpool_ptr(&loop->pool, bid), loop->pool.size,
                               bid, (int)st->br_mask, (int)st->br_pending);
@@ -681,6 +769,10 @@ void ur_buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
 static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
 {
     struct ur_state *st = state(loop);
+    if (ur_inc_ring_bid(st, bid)) {
+        ur_inc_release(loop, st, bid); /* a slice of a shared buffer */
+        return;
+    }
     /* Checked in release builds too: a buffer added to the ring twice
      * would be filled for two connections at once. */
     if (!rs_bufpool_release_ok(&loop->pool, bid))

@@ -6,6 +6,7 @@
  *   sockets.c   RS_OP_SOCKET: direct sockets and their TCP_NODELAY
  *   zerocopy.c  send_zc, its notifications and per-descriptor verdicts
  *   hangup.c    the hang-up guard of each multishot recv
+ *   bufinc.c    buf-inc: buffers of the ring shared by several receives
  *   splice.c    RS_OP_SENDFILE through a pipe (its own interface)
  *   handoff.c   connections passed between loops (its own interface)
  */
@@ -40,6 +41,12 @@
 #endif
 #ifndef IORING_NOTIF_USAGE_ZC_COPIED
 #define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
+#endif
+
+/* buf-inc: the kernel will keep filling this CQE's buffer (6.12; kernel
+ * UAPI include/uapi/linux/io_uring.h, not in liburing 2.3's headers). */
+#ifndef IORING_CQE_F_BUF_MORE
+#define IORING_CQE_F_BUF_MORE (1U << 4)
 #endif
 
 #ifndef IORING_RECVSEND_BUNDLE
@@ -95,6 +102,12 @@ enum {
 #define BKF_POLL_FIRST 4u
 /* the core asked for a cancel: a poll that completes anyway issues no recv */
 #define BKF_CANCEL_ASKED 8u
+/* buf-inc: a pool read into a buffer set aside from the ring, bk_bid of
+ * its rs_file_op (bufinc.c) */
+#define BKF_SET_ASIDE 1u
+/* RS_OP_SOCKET or RS_OP_HANDOFF: its CQE needs more than forwarding its
+ * result (on_special_op_cqe); a flag, so that on_cqe tests one byte */
+#define BKF_KIND_CQE 2u
 
 struct ur_state {
     struct io_uring ring;
@@ -112,6 +125,10 @@ struct ur_state {
     unsigned br_mask;
     unsigned br_pending; /* buffers added since the last advance */
     uint16_t *br_pos;    /* bundles only: per bid, the ring slot it was last added at */
+    /* buf-inc (bufinc.c): per buffer of the ring, its fill and its slices
+     * out; ids from ring_bufs up are set aside for file reads */
+    struct inc_buf *inc;
+    uint32_t ring_bufs;
     uint64_t wake_val;
     bool wake_armed;
     unsigned last_batch; /* CQEs reaped last turn: the next wait asks for as many */
@@ -153,24 +170,14 @@ static inline uint64_t ur_ud_of(struct rs_op *op, unsigned tag)
     return (uint64_t)p | (uint64_t)op->bk_gen << 48 | (uint64_t)tag << 56;
 }
 
+/* A submission slot, or NULL when the SQ stays full (logged). The common
+ * case, a free slot, is inline; ur_get_sqe_flush pushes a full queue to the
+ * kernel first. */
+struct io_uring_sqe *ur_get_sqe_flush(struct ur_state *st);
 static inline struct io_uring_sqe *ur_get_sqe(struct ur_state *st)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
-    /* SQ full: push it to the kernel and take a fresh slot. The kernel may
-     * refuse for a moment (-EBUSY: completions to flush first, -EAGAIN:
-     * memory), so try a few times; flushing overflowed CQEs into the ring
-     * (io_uring_get_events) dispatches nothing, so this is safe anywhere. */
-    for (int tries = 0; !sqe && tries < 64; tries++) {
-        int rc = io_uring_submit(&st->ring);
-        if (st->features & UF_SQPOLL)
-            io_uring_sqring_wait(&st->ring);
-        else if (rc == -EBUSY || rc == -EAGAIN)
-            io_uring_get_events(&st->ring);
-        sqe = io_uring_get_sqe(&st->ring);
-    }
-    if (!sqe)
-        rs_log_error("io_uring submission queue stuck full");
-    return sqe;
+    return sqe ? sqe : ur_get_sqe_flush(st);
 }
 
 /* The descriptor kind travels with the op: with fixed-files, accepted
@@ -239,6 +246,32 @@ void ur_zc_cqe(struct rs_loop *loop, struct ur_state *st, struct zc_rec *r,
                const struct io_uring_cqe *cqe);
 int ur_zc_setup(struct rs_loop *loop, struct ur_state *st);
 void ur_zc_fini(struct rs_loop *loop, struct ur_state *st);
+
+/* bufinc.c */
+struct inc_buf;
+/* An id of the buf-inc ring (not one set aside for file reads). */
+static inline bool ur_inc_ring_bid(const struct ur_state *st, uint32_t bid)
+{
+    return st->inc && bid < st->ring_bufs;
+}
+int ur_inc_setup(struct rs_loop *loop, struct ur_state *st);
+void ur_inc_fini(struct rs_loop *loop, struct ur_state *st);
+/* A receive's res > 0 bytes in ring buffer bid, lent as a slice: where
+ * they start. */
+uint32_t ur_inc_recv(struct rs_loop *loop, struct ur_state *st, uint16_t bid, int32_t res,
+                     uint32_t cqe_flags);
+/* A stale CQE's bytes in bid: dropped, not lent. */
+void ur_inc_drop(struct rs_loop *loop, struct ur_state *st, uint16_t bid, int32_t res,
+                 uint32_t cqe_flags);
+void ur_inc_release(struct rs_loop *loop, struct ur_state *st, uint16_t bid);
+/* bid may be nobody's now (its last zero-copy send is done): lent no
+ * more, and back into the ring if the kernel is done with it. */
+void ur_inc_settle(struct rs_loop *loop, struct ur_state *st, uint16_t bid);
+/* A set-aside id returned: back on the free stack. */
+void ur_inc_put_aside(struct rs_loop *loop, uint16_t bid);
+/* RS_OP_READ with RS_OPF_POOL_BUF, and its CQE (BKF_SET_ASIDE). */
+void ur_inc_prep_read(struct rs_loop *loop, struct rs_op *op, struct io_uring_sqe *sqe);
+void ur_inc_read_done(struct rs_loop *loop, struct rs_op *op, int32_t res);
 
 /* hangup.c */
 struct hup_rec;

@@ -142,6 +142,10 @@ static void zc_unhold(struct rs_loop *loop, struct ur_state *st, int32_t bid)
     if (--st->zc_hold[bid] > 0)
         return;
     st->zc_held--;
+    if (ur_inc_ring_bid(st, (uint32_t)bid)) {
+        ur_inc_settle(loop, st, (uint16_t)bid);
+        return;
+    }
     if (st->zc_release[bid]) {
         /* The core released it earlier; it stayed counted as lent, so the
          * core's view of pool pressure included it. */

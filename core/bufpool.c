@@ -33,6 +33,7 @@ int rs_bufpool_init(struct rs_bufpool *p, uint32_t count, uint32_t size)
     p->size = size;
     p->stride = stride;
     p->count = count;
+    p->lent_hi = count - (count / 4 ? count / 4 : 1);
     /* Stack order: low ids on top, so a quiet server keeps reusing the same
      * few (already faulted-in) buffers. */
     for (uint32_t i = 0; i < count; i++)

@@ -28,11 +28,16 @@
 
 struct rs_bufpool {
     uint8_t *mem;
-    uint32_t size;       /* usable bytes per buffer */
-    uint32_t stride;     /* bytes from one buffer's start to the next */
-    uint32_t count;      /* buffers; a power of two */
-    uint32_t nfree;      /* entries in free[] */
-    uint32_t lent;       /* buffers held by the core right now */
+    uint32_t size;    /* usable bytes per buffer */
+    uint32_t stride;  /* bytes from one buffer's start to the next */
+    uint32_t count;   /* buffers; a power of two */
+    uint32_t nfree;   /* entries in free[] */
+    uint32_t lent;    /* buffers held by the core right now */
+    uint32_t lent_hi; /* lent above it: a quarter (or one) left, holders copy */
+    /* Free buffers that no receive can take: a backend may keep some on
+     * the free stack for reads of files while the rest feed receives
+     * (io_uring's buf-inc ring, whose buffers a file read cannot use). */
+    uint32_t set_aside;
     uint16_t *free;      /* stack of free ids (unused by the io_uring buffer ring) */
     uint8_t *held;       /* per id: 1 while lent to the core (catches double release) */
     uint32_t violations; /* refused calls: see rs_bufpool_release_ok */
@@ -64,6 +69,12 @@ static inline uint16_t rs_bufpool_bid(const struct rs_bufpool *p, const void *pt
 {
     assert(rs_bufpool_contains(p, ptr));
     return (uint16_t)((size_t)((const uint8_t *)ptr - p->mem) / p->stride);
+}
+
+/* Buffers a receive could get right now: neither lent nor set aside. */
+static inline uint32_t rs_bufpool_recv_free(const struct rs_bufpool *p)
+{
+    return p->count - p->lent - p->set_aside;
 }
 
 /* Free-stack use (epoll, single-shot io_uring). -1 when empty. */

@@ -121,6 +121,9 @@ static void on_complete(struct rs_loop *loop, struct rs_op *op,
      * that asked for one (rs_fs_read_lent). */
     assert(priv(req)->state == IN_FLIGHT && !(c->flags & RS_CF_MORE));
     assert(!(c->flags & RS_CF_BUFFER) || (priv(req)->fop.op.flags & RS_OPF_POOL_BUF));
+    /* rs_loop_buf(bid) is where the bytes are: a read fills a buffer from
+     * its start, never a slice of one. */
+    assert(!(c->flags & RS_CF_BUFFER) || c->off == 0);
     req->bid = (c->flags & RS_CF_BUFFER) ? c->bid : 0;
     finish(req, c->res);
 }

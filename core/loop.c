@@ -238,9 +238,9 @@ static void begin_drain(struct rs_loop *loop)
  * the next turn feeds the next ones. */
 void rs_loop_feed_starved(struct rs_loop *loop)
 {
-    if (!loop->starved || loop->pool.lent >= loop->pool.count)
+    uint32_t n = rs_bufpool_recv_free(&loop->pool);
+    if (!loop->starved || n == 0)
         return;
-    uint32_t n = loop->pool.count - loop->pool.lent;
     while (loop->starved && n-- > 0)
         rs_stream_unstarve(loop->starved);
 }
@@ -257,7 +257,8 @@ void rs_loop_stream_closed(struct rs_loop *loop, bool accepted)
 
 void rs_loop_retry(struct rs_loop *loop)
 {
-    rs_fs_retry(loop);
+    if (loop->fs_retry)
+        rs_fs_retry(loop);
     if (loop->nretry == 0)
         return;
     struct rs_stream *s = loop->streams;
@@ -277,6 +278,9 @@ static void idle_scan(struct rs_loop *loop, struct rs_timer *t)
     struct rs_stream *s = loop->streams;
     while (s) {
         struct rs_stream *next = s->next;
+        /* Every stamp is a reading of now_ms (rs_loop_now): one ahead of it
+         * would wrap the subtraction and close a busy stream. */
+        assert(s->last_active_ms <= loop->now_ms);
         if (s->state == RS_STREAM_OPEN && loop->now_ms - s->last_active_ms >= limit) {
             loop->stats.idle_closed++;
             rs_stream_abort_reason(s, -ETIMEDOUT);
@@ -350,16 +354,27 @@ static bool alive(struct rs_loop *loop)
     return loop->ntimers_ref > 0 || (loop->ops->busy && loop->ops->busy(loop));
 }
 
+/* Most turns have no timer due: that test is here, inline, and the heap
+ * is walked only when there is something to fire. */
+static void run_due_timers(struct rs_loop *loop)
+{
+    if (loop->ntimers > 0 && loop->timers[0]->due_ms <= loop->now_ms)
+        rs_timer_run_due(loop);
+}
+
 int rs_loop_run(struct rs_loop *loop)
 {
     loop->now_ms = rs_now_ms();
     if (loop->cfg->idle_timeout_s && !rs_timer_active(&loop->idle_timer))
         rs_timer_start(loop, &loop->idle_timer, IDLE_SCAN_MS, idle_scan, NULL);
     for (;;) {
-        loop->now_ms = rs_now_ms();
+        /* The clock, read once per turn: here, unless a completion of the
+         * last turn read it after the wait already (rs_loop_now). Every
+         * stamp comes from now_ms, so none is ever ahead of it. */
+        rs_loop_now(loop);
         if (loop->stop_requested && !loop->draining)
             begin_drain(loop);
-        rs_timer_run_due(loop);
+        run_due_timers(loop);
         if (!alive(loop)) {
             fill_gauges(loop);
             break;
@@ -367,7 +382,9 @@ int rs_loop_run(struct rs_loop *loop)
         rs_loop_feed_starved(loop);
         rs_loop_retry(loop);
         int timeout = rs_timer_next_ms(loop);
-        if (loop->nretry || loop->fs_retry || rs_listener_retry(loop))
+        /* (The listener's own flag first: asked on every turn.) */
+        if (loop->nretry || loop->fs_retry ||
+            (loop->listener && loop->listener->retry && rs_listener_retry(loop)))
             timeout = timeout >= 0 && timeout < RS_RETRY_MS ? timeout : RS_RETRY_MS;
         /* Starved streams left over while buffers are free: the next turn
          * must come now, not when some completion happens to arrive. Those
@@ -375,11 +392,12 @@ int rs_loop_run(struct rs_loop *loop)
          * recv with -ENOBUFS as soon as the ring is empty, data or not), so
          * none of them may ever complete, and the streams still starved,
          * with data waiting, would sleep forever (found by tools/kernels). */
-        if (loop->starved && loop->pool.lent < loop->pool.count)
+        if (loop->starved && rs_bufpool_recv_free(&loop->pool) > 0)
             timeout = 0;
+        /* Stale until read: by the first completion that stamps its
+         * stream, else at the top of the next turn. */
         loop->now_stale = true;
         int n = loop->ops->run(loop, timeout);
-        loop->now_stale = false;
         loop->stats.turns++;
         if (n > 0)
             loop->stats.completions += (uint64_t)n;

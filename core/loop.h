@@ -105,9 +105,8 @@ struct rs_loop {
     uint32_t nretry;      /* streams with a refused cancel/shutdown/close */
     uint32_t nreqs;       /* requests in flight (rs_loop_req_start/done) */
     uint32_t ntimers_ref; /* active timers that keep the loop alive (timer.c) */
-    uint64_t now_ms;      /* refreshed once per loop turn, and after its wait */
-    bool now_stale; /* the backend is waiting or dispatching: rs_loop_now reads the clock
-                     */
+    uint64_t now_ms;      /* read once per loop turn (rs_loop_now, now_stale) */
+    bool now_stale;       /* unread since the last wait: rs_loop_now reads the clock */
     volatile sig_atomic_t stop_requested;
     bool draining;
     bool sched_batch;   /* --sched=auto: this loop's thread is SCHED_BATCH now */

@@ -115,6 +115,10 @@ struct rs_completion {
     int32_t res; /* >= 0, or -errno exactly like cqe->res */
     uint32_t flags;
     uint16_t bid; /* valid with RS_CF_BUFFER */
+    /* With RS_CF_BUFFER: where the bytes start in buffer bid. 0 unless the
+     * backend lends slices of one buffer to several receives (io_uring's
+     * buf-inc); the core releases each slice once, by bid. */
+    uint32_t off;
 };
 
 typedef void (*rs_complete_fn)(struct rs_loop *loop, struct rs_op *op,
@@ -186,6 +190,15 @@ static inline void rs_op_complete(struct rs_loop *loop, struct rs_op *op, int32_
                                   uint32_t flags, uint16_t bid)
 {
     struct rs_completion c = {.res = res, .flags = flags, .bid = bid};
+    op->fn(loop, op, &c);
+}
+
+/* The same, for a receive whose bytes start `off` bytes into buffer bid. */
+static inline void rs_op_complete_slice(struct rs_loop *loop, struct rs_op *op,
+                                        int32_t res, uint32_t flags, uint16_t bid,
+                                        uint32_t off)
+{
+    struct rs_completion c = {.res = res, .flags = flags, .bid = bid, .off = off};
     op->fn(loop, op, &c);
 }
 

@@ -37,6 +37,7 @@ static const struct field {
     COUNTER(resets_in),
     COUNTER(resets_out),
     COUNTER(bundles),
+    COUNTER(recvs_shared),
     COUNTER(cq_overflows),
     COUNTER(zc_copied),
     COUNTER(accept_dropped),

@@ -73,7 +73,16 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
 static void on_send(struct rs_loop *loop, struct rs_op *op,
                     const struct rs_completion *c);
 static void on_ctl(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
-static void maybe_progress(struct rs_stream *s);
+static void advance(struct rs_stream *s);
+
+/* Called after every completion and most calls: the common case, an open
+ * stream with no shutdown asked and no EOF seen, has nothing to wind up,
+ * and that test is inline. */
+static inline void maybe_progress(struct rs_stream *s)
+{
+    if (!(s->state == RS_STREAM_OPEN && !s->shut_wanted && !s->eof))
+        advance(s);
+}
 
 static struct rs_chunk *chunk_get(struct rs_loop *loop)
 {
@@ -88,13 +97,13 @@ static struct rs_chunk *chunk_get(struct rs_loop *loop)
 
 static void chunk_put(struct rs_loop *loop, struct rs_chunk *k)
 {
-    if (k->req) {
-        /* All sent (len 0), or dropped: the request's callback runs on
-         * the loop's next turn, never from inside this call. */
-        rs_fs_sendfile_done(k->req, k->len == 0);
-        k->req = NULL;
-    }
     if (is_file(k)) {
+        if (k->req) {
+            /* All sent (len 0), or dropped: the request's callback runs
+             * on the loop's next turn, never from inside this call. */
+            rs_fs_sendfile_done(k->req, k->len == 0);
+            k->req = NULL;
+        }
         close(k->file.file_fd); /* read-only: close(2) does no IO */
         k->file.file_fd = -1;
     }
@@ -224,7 +233,9 @@ static void peer_failed(struct rs_stream *s, int res)
 
 static void arm_recv(struct rs_stream *s)
 {
-    if (!wants_input(s) || s->recv_armed || s->starved)
+    /* Armed already is the common case: a multishot recv stays armed
+     * across its completions, and this runs after each of them. */
+    if (s->recv_armed || s->starved || !wants_input(s))
         return;
     s->recv_op.flags = opf(s, RS_OPF_MULTISHOT);
     int rc = s->loop->ops->submit(s->loop, &s->recv_op);
@@ -236,13 +247,13 @@ static void arm_recv(struct rs_stream *s)
     s->inflight++;
 }
 
-static void start_send(struct rs_stream *s)
+/* Send the head of the queue (start_send checked there is one and no
+ * send is in flight). */
+static void send_head(struct rs_stream *s)
 {
-    if (s->send_busy || !s->head)
-        return;
-    if (s->state == RS_STREAM_CONNECTING || s->state == RS_STREAM_CLOSED)
-        return;
-    if (s->state == RS_STREAM_CLOSING && !s->graceful)
+    /* Open, or closing gracefully (flushing): not connecting yet, not
+     * aborted, not closed. */
+    if (s->state != RS_STREAM_OPEN && !(s->state == RS_STREAM_CLOSING && s->graceful))
         return;
     struct rs_chunk *k = s->head;
     assert(k->len > 0);
@@ -289,6 +300,14 @@ static void start_send(struct rs_stream *s)
     }
     s->send_busy = true;
     s->inflight++;
+}
+
+/* Called after every queued write and every send completion: most find
+ * a send in flight or nothing queued, so that test is inline. */
+static inline void start_send(struct rs_stream *s)
+{
+    if (!s->send_busy && s->head)
+        send_head(s);
 }
 
 /* A stream struct from the loop's cache, or a fresh one, linked into
@@ -396,8 +415,8 @@ void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
     /* Holding a lent buffer is free only while the pool has plenty: under
      * pressure (or behind a heap chunk with room) copy and give it back, so
      * a peer that never reads cannot pin the buffers its neighbours need. */
-    uint32_t reserve = loop->pool.count / 4 ? loop->pool.count / 4 : 1;
-    bool pressure = loop->pool.lent > loop->pool.count - reserve;
+    /* (set_aside: free buffers no receive can have, as good as lent here) */
+    bool pressure = loop->pool.lent + loop->pool.set_aside > loop->pool.lent_hi;
     if (tail_room(s) >= len || pressure) {
         loop->stats.copies++;
         rs_stream_write_copy(s, p, len);
@@ -765,7 +784,7 @@ static bool submit_ctl(struct rs_stream *s, uint8_t kind)
 /* Move a stream forward: send, shut down after the last queued byte when
  * asked, close once both directions are done or the stream is closing and
  * nothing is in flight. */
-static void maybe_progress(struct rs_stream *s)
+static void advance(struct rs_stream *s)
 {
     if (s->state == RS_STREAM_CONNECTING || s->state == RS_STREAM_CLOSED)
         return;
@@ -910,7 +929,7 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
         s->last_active_ms = rs_loop_now(loop);
         if (s->state == RS_STREAM_OPEN) {
             loop->stats.bytes_in += (uint64_t)res;
-            const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid);
+            const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid) + comp->off;
             s->cbs->on_data(s, p, (uint32_t)res, comp->bid);
         } else {
             loop->stats.dropped += (uint64_t)res;
@@ -982,13 +1001,15 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
             loop->stats.round_trips++;
         }
     }
-    if (s->state == RS_STREAM_CLOSING && !s->graceful) {
-        drop_queue(s);
-        maybe_progress(s);
-        return;
+    if (s->state == RS_STREAM_CLOSING) {
+        if (!s->graceful) {
+            drop_queue(s);
+            maybe_progress(s);
+            return;
+        }
+        if (rs_timer_active(&s->timer))
+            close_timer_start(s); /* progress: the graceful close's bound starts again */
     }
-    if (s->state == RS_STREAM_CLOSING && rs_timer_active(&s->timer))
-        close_timer_start(s); /* progress: the graceful close's bound starts again */
     start_send(s);
     /* The last byte of a file went out: its owner may queue the next one
      * (rs_stream_has_file), whatever the watermark says. */

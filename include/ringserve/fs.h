@@ -107,8 +107,10 @@ RS_EXPORT int rs_fs_read(struct rs_loop *loop, struct rs_fs_req *req, int fd, vo
  * rs_loop_buf_release (<ringserve/loop.h>) once done with the bytes.
  * With no buffer free the result is -ENOBUFS (try again later: buffers
  * come back as streams and readers release theirs); the read did not
- * happen. Holds no memory of the caller's while in flight, and no buffer
- * before the kernel has the bytes. */
+ * happen. (io_uring's buf-inc keeps a quarter of the pool for these reads:
+ * its ring's buffers are shared by receives.) Holds no memory of the
+ * caller's while in flight, and no buffer before the kernel has the
+ * bytes. */
 RS_EXPORT int rs_fs_read_lent(struct rs_loop *loop, struct rs_fs_req *req, int fd,
                               uint32_t len, uint64_t off, rs_fs_fn cb);
 /* pwrite: len bytes of buf at off; a short write is the caller's to

@@ -31,6 +31,9 @@ struct rs_stats {
     uint64_t resets_out;   /* connections we reset (rs_stream_reset: the proxy's
                               other side was reset or failed) */
     uint64_t bundles;      /* io_uring recv completions that filled several buffers */
+    uint64_t recvs_shared; /* io_uring buf-inc: receives whose bytes went into a
+                              buffer behind an earlier receive's; receive
+                              buffers used = recvs - recvs_shared */
     uint64_t cq_overflows; /* io_uring loop turns that found the CQ overflowed */
     uint64_t zc_copied;    /* connections moved to plain sends: the kernel copied
                               their zero-copy send (a loopback peer) */

@@ -20,7 +20,7 @@ BOOL, STR, INT, NULL = bool, str, int, type(None)
 # ringserve's io_uring features, in its order (the summary's keys).
 URING_FEATURES = ("multishot-accept multishot-recv buf-ring fixed-files ring-fd "
                   "defer-taskrun send-zc sqpoll bundle batch-wait direct-socket ext-arg "
-                  "shutdown-op buf-recycle direct-pipe direct-listen").split()
+                  "shutdown-op buf-recycle buf-inc direct-pipe direct-listen").split()
 
 SCHEMA = {
     "ringserve": (STR,),
@@ -132,6 +132,9 @@ def check_summary(d):
               "direct-pipe verdict disagrees with the facts")
         check((sm["features"]["buf-recycle"] != "unavailable")
               == u["multishot"]["buf_recycle"], "buf-recycle verdict disagrees with the fact")
+        check((sm["features"]["buf-inc"] != "unavailable")
+              == (u["register"]["buf_ring"] and u["register"]["buf_ring_inc"]),
+              "buf-inc verdict disagrees with register.buf_ring_inc")
 
 
 def check_consistency(d):

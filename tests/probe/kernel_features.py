@@ -40,6 +40,7 @@ FEATURES = {
     "direct-listen": ((6, 11), True),
     "bundle": ((6, 10), True),
     "batch-wait": ((6, 12), True),
+    "buf-inc": ((6, 12), True),
     "sqpoll": ((5, 13), True),
 }
 

@@ -412,6 +412,7 @@ static const char *const documented[] = {
     "summary.features.ext-arg",
     "summary.features.shutdown-op",
     "summary.features.buf-recycle",
+    "summary.features.buf-inc",
     "summary.features.direct-pipe",
     "summary.features.direct-listen",
     "summary.reasons.multishot-accept",
@@ -428,6 +429,7 @@ static const char *const documented[] = {
     "summary.reasons.ext-arg",
     "summary.reasons.shutdown-op",
     "summary.reasons.buf-recycle",
+    "summary.reasons.buf-inc",
     "summary.reasons.direct-pipe",
     "summary.reasons.direct-listen",
 };

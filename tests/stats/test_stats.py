@@ -55,7 +55,7 @@ WAIT_S = 30.0  # bound on every wait for a state (never reached when all is well
 
 COUNTERS = ['accepted', 'rejected', 'closed', 'bytes_in', 'bytes_out', 'dropped',
             'recvs', 'sends', 'round_trips', 'enobufs', 'copies', 'accept_pauses',
-            'idle_closed', 'bundles', 'cq_overflows', 'zc_copied', 'turns', 'completions', 'waits']
+            'idle_closed', 'bundles', 'recvs_shared', 'cq_overflows', 'zc_copied', 'turns', 'completions', 'waits']
 GAUGES = ['conns', 'lent', 'starved']
 RATES = ['round_trips_per_s', 'bytes_in_per_s', 'bytes_out_per_s',
          'completions_per_turn', 'waits_per_s', 'turns_per_s']

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../skip_reason.h"
 #include "config.h"
+#include "loop.h"
 
 static inline void mode_options(struct rs_config *cfg, const char *mode,
                                 const char *features, bool lt_one_worker)
@@ -28,6 +30,28 @@ static inline void mode_options(struct rs_config *cfg, const char *mode,
         fprintf(stderr, "%s: %s\n", mode, err);
         abort();
     }
+}
+
+/* Does a loop of this backend and mode start here? 0 when it does; 77
+ * after a SKIP-REASON line when the kernel lacks what the variant asks for
+ * (checked against the probe by scripts/test-summary.py); 1 for anything
+ * else (epoll failing, an unknown feature name...), which is a failure. */
+static inline int mode_loop_starts(const struct rs_backend_ops *backend, const char *mode,
+                                   const char *features, bool lt_one_worker)
+{
+    struct rs_config cfg;
+    rs_config_defaults(&cfg);
+    mode_options(&cfg, mode, features, lt_one_worker);
+    struct rs_loop loop;
+    char err[256] = "";
+    if (rs_loop_init(&loop, backend, &cfg, err, sizeof(err)) < 0) {
+        if (strncmp(mode, "epoll", 5) != 0 && rs_skip_reason_for(err))
+            return 77;
+        fprintf(stderr, "FAIL: %s: the loop does not start: %s\n", mode, err);
+        return 1;
+    }
+    rs_loop_fini(&loop);
+    return 0;
 }
 
 #endif

@@ -246,16 +246,20 @@ static void test_fs_read_lent(void **state)
     assert_int_equal(DO(fx, &p, rs_fs_read_lent(loop, r, fd, 100, sizeof(data), on_done)),
                      0);
     assert_int_equal(fx->loop.pool.lent, 0);
-    /* Every buffer held: the next read says -ENOBUFS. */
+    /* Every buffer such reads may take held (the whole pool, or the part a
+     * backend sets aside for them: io_uring's buf-inc): the next read says
+     * -ENOBUFS. */
     uint16_t held[8];
-    for (int i = 0; i < 8; i++) {
+    uint32_t n = fx->loop.pool.set_aside ? fx->loop.pool.set_aside : fx->loop.pool.count;
+    assert_true(n >= 1 && n <= 8);
+    for (uint32_t i = 0; i < n; i++) {
         assert_int_equal(
             DO(fx, &p, rs_fs_read_lent(loop, r, fd, 16, (uint64_t)i, on_done)), 16);
         held[i] = r->bid;
         assert_memory_equal(rs_loop_buf(loop, held[i]), data + i, 16);
     }
     assert_int_equal(DO(fx, &p, rs_fs_read_lent(loop, r, fd, 16, 0, on_done)), -ENOBUFS);
-    for (int i = 0; i < 8; i++)
+    for (uint32_t i = 0; i < n; i++)
         rs_loop_buf_release(loop, held[i]);
     assert_int_equal(fx->loop.pool.lent, 0);
     assert_null(rs_loop_buf(loop, 8)); /* no such buffer */
@@ -684,7 +688,8 @@ static int available(void)
         rs_skip_reason("io_uring unavailable: %s", sup->why);
         return 77;
     }
-    return 0;
+    /* A feature the kernel lacks (buf-inc before 6.12) is a skip. */
+    return mode_loop_starts(backend, mode_name, features, true);
 }
 
 int main(int argc, char **argv)

@@ -724,21 +724,9 @@ int main(int argc, char **argv)
         rs_skip_reason("io_uring unavailable: support not compiled in");
         return 77;
     }
-    struct rs_config cfg;
-    rs_config_defaults(&cfg);
-    mode_options(&cfg, mode_name, features, false);
-    struct rs_loop loop;
-    char err[256] = "";
-    if (rs_loop_init(&loop, backend, &cfg, err, sizeof(err)) < 0) {
-        /* A skip only for what the kernel lacks (checked against the probe
-         * by scripts/test-summary.py); epoll, or uring failing for any
-         * other reason, is a failure. */
-        if (backend != &rs_backend_epoll && rs_skip_reason_for(err))
-            return 77;
-        fprintf(stderr, "FAIL: %s: the loop does not start: %s\n", mode_name, err);
-        return 1;
-    }
-    rs_loop_fini(&loop);
+    int starts = mode_loop_starts(backend, mode_name, features, false);
+    if (starts != 0)
+        return starts;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_http_request_byte_by_byte_then_pipelined,
                                         setup, teardown),
