@@ -64,8 +64,9 @@ static struct fs_priv *priv(struct rs_fs_req *req)
 #define RESOLVE_BENEATH 0x08
 #endif
 
-/* DONE: a sendfile's stream reported the outcome; the callback is due on
- * the next turn (the report may come from inside a stream call). */
+/* DONE: the stream of a sendfile or send reported the outcome; the
+ * callback is due on the next turn (the report may come from inside a
+ * stream call). */
 enum { IDLE = 0, IN_FLIGHT, REFUSED, DONE };
 
 /* The backend may take this call later: keep the request and ask again. */
@@ -137,7 +138,8 @@ static int prepare(struct rs_loop *loop, struct rs_fs_req *req, uint8_t type,
     /* Resubmitting an op the backend still holds would corrupt its lists. */
     if (priv(req)->state != IDLE)
         return -EINPROGRESS;
-    if (kind != RS_OP_CLOSE && kind != RS_OP_SENDFILE && !(loop->caps & RS_CAP_FILE_OPS))
+    if (kind != RS_OP_CLOSE && kind != RS_OP_SENDFILE && kind != RS_OP_SEND &&
+        !(loop->caps & RS_CAP_FILE_OPS))
         return -EOPNOTSUPP;
     rs_file_op_init(&priv(req)->fop, kind, fd, on_complete, req);
     req->loop = loop;
@@ -315,13 +317,31 @@ int rs_fs_sendfile(struct rs_loop *loop, struct rs_fs_req *req, struct rs_stream
         return rc;
     }
     if (rc == 1) /* nothing queued (dup closed): dropped, reported next turn */
-        rs_fs_sendfile_done(req, false);
+        rs_fs_stream_done(req, false);
     return 0;
 }
 
-void rs_fs_sendfile_done(struct rs_fs_req *req, bool sent)
+int rs_fs_send(struct rs_loop *loop, struct rs_fs_req *req, struct rs_stream *s,
+               const void *buf, uint32_t len, rs_fs_fn cb)
 {
-    assert(priv(req)->state == IN_FLIGHT && req->type == RS_FS_SENDFILE);
+    if (!s || s->loop != loop || !buf || len == 0 || len > INT32_MAX)
+        return -EINVAL;
+    int rc = prepare(loop, req, RS_FS_SEND, RS_OP_SEND, -1, cb);
+    if (rc < 0)
+        return rc;
+    priv(req)->fop.off = len; /* the result once all is sent */
+    /* In flight before the stream sees it, as for a sendfile. */
+    priv(req)->state = IN_FLIGHT;
+    rs_loop_req_start(loop);
+    if (rs_stream_write_ref_req(s, buf, len, req) == 1)
+        rs_fs_stream_done(req, false); /* dropped, reported next turn */
+    return 0;
+}
+
+void rs_fs_stream_done(struct rs_fs_req *req, bool sent)
+{
+    assert(priv(req)->state == IN_FLIGHT &&
+           (req->type == RS_FS_SENDFILE || req->type == RS_FS_SEND));
     priv(req)->state = DONE;
     req->result = sent ? (int32_t)priv(req)->fop.off : -ECANCELED;
     retry_add(req);
@@ -348,7 +368,7 @@ int rs_fs_cancel(struct rs_fs_req *req)
 {
     if (!req || priv(req)->state == IDLE || priv(req)->state == DONE)
         return -ENOENT;
-    if (req->type == RS_FS_SENDFILE)
+    if (req->type == RS_FS_SENDFILE || req->type == RS_FS_SEND)
         return -EOPNOTSUPP; /* in its stream's queue: abort the stream */
     if (priv(req)->state == REFUSED) {
         priv(req)->cancel_wanted = 1; /* completed by the next rs_fs_retry */

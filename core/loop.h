@@ -164,9 +164,10 @@ void rs_loop_stream_closed(struct rs_loop *loop, bool accepted);
 void rs_loop_retry(struct rs_loop *loop);
 /* The same for file requests (fs.c). */
 void rs_fs_retry(struct rs_loop *loop);
-/* For stream.c: the range a sendfile request queued (rs_fs_sendfile) was
- * sent in full, or dropped; its callback runs on the next turn. */
-void rs_fs_sendfile_done(struct rs_fs_req *req, bool sent);
+/* For stream.c: what a request queued on a stream (rs_fs_sendfile,
+ * rs_fs_send) was sent in full, or dropped; its callback runs on the next
+ * turn. */
+void rs_fs_stream_done(struct rs_fs_req *req, bool sent);
 
 /* Make a blocked run() return: write the loop's eventfd, which every
  * backend watches. Async-signal-safe. The backends' wake entry. */

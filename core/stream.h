@@ -111,11 +111,16 @@ void rs_stream_abandon(struct rs_stream *s);
 /* For the loop: free the recycled stream and chunk structs. */
 void rs_stream_cache_fini(struct rs_loop *loop);
 /* For fs.c: rs_stream_write_file for a file request (fs.c, rs_fs_sendfile): the
- * last chunk of the range tells req (rs_fs_sendfile_done) when it is sent
+ * last chunk of the range tells req (rs_fs_stream_done) when it is sent
  * or dropped. 1: req was not attached (nothing queued: the stream takes no
  * output, or queuing failed), fd closed. */
 struct rs_fs_req;
 int rs_stream_write_file_req(struct rs_stream *s, int fd, uint64_t off, uint64_t len,
                              struct rs_fs_req *req);
+/* For fs.c (rs_fs_send): len bytes of p queued by reference, never sent
+ * zero-copy; the chunk tells req (rs_fs_stream_done) when they are sent or
+ * dropped. 1: nothing queued (the stream takes no output, or no memory). */
+int rs_stream_write_ref_req(struct rs_stream *s, const uint8_t *p, uint32_t len,
+                            struct rs_fs_req *req);
 
 #endif

@@ -37,7 +37,8 @@
  *
  * Sending a file to a socket goes through the socket's stream, behind its
  * other output: rs_fs_sendfile below, or rs_stream_write_file (stream.h)
- * when no callback is wanted.
+ * when no callback is wanted; rs_fs_send sends bytes already read into the
+ * caller's memory, without a copy into the stream's queue.
  */
 #ifndef RINGSERVE_PUBLIC_FS_H
 #define RINGSERVE_PUBLIC_FS_H
@@ -63,6 +64,7 @@ enum rs_fs_type {
     RS_FS_FSYNC,
     RS_FS_CLOSE,
     RS_FS_SENDFILE,
+    RS_FS_SEND,
 };
 
 /* The library's part of a request: its state and the backend op it
@@ -144,6 +146,18 @@ RS_EXPORT int rs_fs_close(struct rs_loop *loop, struct rs_fs_req *req, int fd,
 RS_EXPORT int rs_fs_sendfile(struct rs_loop *loop, struct rs_fs_req *req,
                              struct rs_stream *s, int fd, uint64_t off, uint64_t len,
                              rs_fs_fn cb);
+
+/* Send len (1 to INT32_MAX) bytes of buf to stream s, of this loop, after
+ * everything queued on s before, from buf itself: not copied into the
+ * stream's queue, so buf must stay untouched until the callback (never
+ * sent zero-copy: the kernel is done with buf when the callback runs). The
+ * callback runs once the last byte went out (result: len) or once the
+ * stream dropped them (-ECANCELED, as for rs_fs_sendfile). For large
+ * bodies read from files into memory of the caller's own: one copy fewer
+ * than rs_stream_write_copy, and the caller decides how many such buffers
+ * a connection may hold. Ends with its stream like rs_fs_sendfile. */
+RS_EXPORT int rs_fs_send(struct rs_loop *loop, struct rs_fs_req *req, struct rs_stream *s,
+                         const void *buf, uint32_t len, rs_fs_fn cb);
 
 /* Ask an in-flight request to finish early. Its callback still runs
  * exactly once: with -ECANCELED, or with its natural result when the call

@@ -141,6 +141,15 @@ RS_EXPORT void rs_stream_write_static(struct rs_stream *s, const uint8_t *p,
  * a file's last byte went out. */
 RS_EXPORT int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off,
                                    uint64_t len);
+/* hlen bytes of head (copied), then a file range as rs_stream_write_file
+ * says, queued together: the head leaves in the body's first segment (with
+ * MSG_MORE) instead of alone, as a response head before its body should
+ * (a head sent on its own, answered at once, keeps a client's receive
+ * window small for the body behind it). Same results as
+ * rs_stream_write_file; on -EOPNOTSUPP nothing is queued. */
+RS_EXPORT int rs_stream_write_head_file(struct rs_stream *s, const uint8_t *head,
+                                        uint32_t hlen, int fd, uint64_t off,
+                                        uint64_t len);
 /* A file chunk is queued (not all of its bytes sent yet). */
 RS_EXPORT bool rs_stream_has_file(const struct rs_stream *s);
 /* Give a lent buffer back without sending it. */

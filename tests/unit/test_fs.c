@@ -494,6 +494,21 @@ static int file_of(struct fixture *fx, const char *name, size_t n)
     return fd;
 }
 
+/* Turn the loop and read the peer until want bytes came and p's callback
+ * ran (bounded: a broken backend fails the count). */
+static void receive_all(struct fixture *fx, int peer, uint8_t *got, size_t want,
+                        const struct probe_req *p)
+{
+    size_t n = 0;
+    for (int i = 0; i < 4000 && (n < want || p->calls == 0); i++) {
+        turn(fx);
+        ssize_t r = recv(peer, got + n, want - n, MSG_DONTWAIT);
+        if (r > 0)
+            n += (size_t)r;
+    }
+    assert_int_equal(n, want);
+}
+
 /* A file range to a stream, between two writes: the peer gets them in
  * order, the callback says how much went out, and fd is still ours. */
 static void test_fs_sendfile_in_order(void **state)
@@ -514,14 +529,7 @@ static void test_fs_sendfile_in_order(void **state)
     assert_int_equal(p.calls, 0);
     assert_int_equal(rs_fs_cancel(&p.req), -EOPNOTSUPP);
     static uint8_t got[150008];
-    size_t n = 0;
-    for (int i = 0; i < 4000 && (n < sizeof(got) || p.calls == 0); i++) {
-        turn(fx);
-        ssize_t r = recv(peer, got + n, sizeof(got) - n, MSG_DONTWAIT);
-        if (r > 0)
-            n += (size_t)r;
-    }
-    assert_int_equal(n, sizeof(got));
+    receive_all(fx, peer, got, sizeof(got), &p);
     assert_int_equal(p.calls, 1);
     assert_int_equal(p.result, 150000);
     assert_int_equal(p.req.type, RS_FS_SENDFILE);
@@ -570,6 +578,46 @@ static void test_fs_sendfile_dropped(void **state)
     close(fd);
     close_pair(fx, &c, peer);
     assert_int_equal(fx->calls, 2);
+}
+
+/* Bytes of the caller's memory to a stream, between two writes: the peer
+ * gets them in order, the callback says all went out, never from inside
+ * the call; dropped with a stream that takes no more output. */
+static void test_fs_send_in_order(void **state)
+{
+    struct fixture *fx = *state;
+    struct conn c;
+    int peer = connect_pair(fx, &c, 0);
+    enum { LEN = 300000 };
+    uint8_t *mine = malloc(LEN);
+    assert_non_null(mine);
+    for (size_t i = 0; i < LEN; i++)
+        mine[i] = (uint8_t)(i * 7 + 3);
+    struct probe_req p, q;
+    probe_init(&p, fx);
+    probe_init(&q, fx);
+    rs_stream_write_copy(c.s, (const uint8_t *)"HEAD", 4);
+    assert_int_equal(rs_fs_send(&fx->loop, &p.req, c.s, mine, LEN, on_done), 0);
+    rs_stream_write_copy(c.s, (const uint8_t *)"TAIL", 4);
+    assert_int_equal(p.calls, 0);
+    assert_int_equal(rs_fs_cancel(&p.req), -EOPNOTSUPP);
+    assert_int_equal(rs_fs_send(&fx->loop, &q.req, c.s, mine, 0, on_done), -EINVAL);
+    static uint8_t got[LEN + 8];
+    receive_all(fx, peer, got, sizeof(got), &p);
+    assert_int_equal(p.calls, 1);
+    assert_int_equal(p.result, LEN);
+    assert_int_equal(p.req.type, RS_FS_SEND);
+    assert_memory_equal(got, "HEAD", 4);
+    assert_memory_equal(got + 4, mine, LEN);
+    assert_memory_equal(got + 4 + LEN, "TAIL", 4);
+    /* A stream that shut down its side takes no more output. */
+    rs_stream_shutdown(c.s);
+    assert_int_equal(rs_fs_send(&fx->loop, &q.req, c.s, mine, 10, on_done), 0);
+    assert_int_equal(q.calls, 0);
+    run_until_calls(fx, 2);
+    assert_int_equal(q.result, -ECANCELED);
+    close_pair(fx, &c, peer);
+    free(mine);
 }
 
 /* ---- the fake backend: refusals and stale completions ------------------- */
@@ -721,6 +769,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_fs_stop_waits_for_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fs_sendfile_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fs_sendfile_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fs_send_in_order, setup, teardown),
     };
     const struct CMUnitTest scripted[] = {
         cmocka_unit_test_setup_teardown(test_fs_busy_submit_retried, setup, teardown),

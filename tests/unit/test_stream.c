@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "fake_backend.h"
+#include "fs.h"
 #include "loop.h"
 #include "protocol.h"
 #include "stream.h"
@@ -130,6 +131,59 @@ static void test_stream_echo_partial_sends(void **state)
     assert_int_equal(fx->loop.stats.bytes_out, 10);
     close_by_eof(fx);
     assert_int_equal(fake(&fx->loop)->released[bid], 1);
+}
+
+static void on_ref_sent(struct rs_fs_req *req)
+{
+    int *calls = req->data;
+    (*calls)++;
+}
+
+/* rs_fs_send queues the caller's bytes by reference: the send points into
+ * them (no copy), is never zero-copy (the caller reuses the memory once
+ * told, while a zero-copy send may still be read by the kernel after its
+ * completion), and the request is told on a later turn: the length once
+ * all went out; -ECANCELED for bytes dropped with the stream. Static
+ * bytes, by contrast, may go zero-copy. */
+static void test_stream_ref_send_not_zero_copy(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    static const uint8_t stat[] = "static";
+    rs_stream_write_static(s, stat, 6);
+    struct rs_op *op = op_of(fx, RS_OP_SEND);
+    assert_non_null(op);
+    assert_true(op->flags & RS_OPF_STATIC_BUF);
+    complete(fx, RS_OP_SEND, 6);
+    uint8_t mine[10] = "0123456789";
+    int calls = 0;
+    struct rs_fs_req req = {.data = &calls};
+    assert_int_equal(rs_fs_send(&fx->loop, &req, s, mine, 10, on_ref_sent), 0);
+    op = op_of(fx, RS_OP_SEND);
+    assert_non_null(op);
+    assert_ptr_equal(op->buf, mine);
+    assert_false(op->flags & RS_OPF_STATIC_BUF);
+    assert_int_equal(rs_fs_cancel(&req), -EOPNOTSUPP);
+    complete(fx, RS_OP_SEND, 4);
+    op = op_of(fx, RS_OP_SEND);
+    assert_ptr_equal(op->buf, mine + 4);
+    assert_false(op->flags & RS_OPF_STATIC_BUF);
+    complete(fx, RS_OP_SEND, 6);
+    assert_int_equal(calls, 0); /* told on the next turn, not inside run() */
+    rs_loop_retry(&fx->loop);
+    assert_int_equal(calls, 1);
+    assert_int_equal(req.result, 10);
+    /* Dropped: the stream is aborted while the bytes wait behind a send. */
+    rs_stream_write_copy(s, (const uint8_t *)"x", 1);
+    assert_int_equal(rs_fs_send(&fx->loop, &req, s, mine, 10, on_ref_sent), 0);
+    rs_stream_abort(s);
+    assert_int_equal(calls, 1);
+    complete(fx, RS_OP_SEND, -ECANCELED);
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, 0);
+    rs_loop_retry(&fx->loop);
+    assert_int_equal(calls, 2);
+    assert_int_equal(req.result, -ECANCELED);
 }
 
 static void test_stream_pipelined_order(void **state)
@@ -1218,6 +1272,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loop_on_stop_not_called_without_drain, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_echo_partial_sends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_ref_send_not_zero_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_pipelined_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_eof_with_pending_output, setup,
                                         teardown),
