@@ -26,6 +26,8 @@ static const struct {
     {"buf-inc", UF_BUF_INC},
     {"resize", UF_RESIZE},
     {"wait-reg", UF_WAIT_REG},
+    {"direct-pipe", UF_DIRECT_PIPE},
+    {"direct-listen", UF_DIRECT_LISTEN},
 };
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
@@ -54,6 +56,10 @@ uint32_t rs_uring_supported(const struct rs_uring_support *s)
     f |= s->buf_ring && s->buf_ring_inc ? UF_BUF_INC : 0;
     f |= s->resize_rings && s->defer_taskrun ? UF_RESIZE : 0;
     f |= s->wait_region && (s->features & RS_FEAT_EXT_ARG) ? UF_WAIT_REG : 0;
+    f |= (f & UF_FIXED_FILES) && s->pipe_direct ? UF_DIRECT_PIPE : 0;
+    /* Its socket options (SO_REUSEADDR...) are set by command too. */
+    f |=
+        (f & UF_FIXED_FILES) && s->listen_direct && s->sockopt_cmd ? UF_DIRECT_LISTEN : 0;
     return f;
 }
 
@@ -155,9 +161,10 @@ int rs_uring_features_parse(const char *list, uint32_t supported, uint32_t *out,
         want &= ~(uint32_t)UF_BUF_INC;
     if (want & UF_SQPOLL)
         want &= ~(uint32_t)UF_DEFER_TASKRUN;
-    /* Direct outbound sockets live in the fixed-file table. */
+    /* Direct outbound sockets, pipes and listeners live in the fixed-file
+     * table. */
     if (!(want & UF_FIXED_FILES))
-        want &= ~(uint32_t)UF_DIRECT_SOCKET;
+        want &= ~(uint32_t)(UF_DIRECT_SOCKET | UF_DIRECT_PIPE | UF_DIRECT_LISTEN);
     /* The batched wait is an EXT_ARG wait with a minimum. */
     if (!(want & UF_EXT_ARG))
         want &= ~(uint32_t)(UF_BATCH_WAIT | UF_WAIT_REG);

@@ -39,9 +39,15 @@ enum {
     /* Ring memory and waits (6.13; DEFER_TASKRUN rings only for resize): */
     UF_RESIZE = 1u << 15,   /* start with a small CQ, grow it before it fills */
     UF_WAIT_REG = 1u << 16, /* timed waits read from a registered region */
-    UF_ALL = (1u << 17) - 1,
+    /* Direct descriptors where a process fd would be: a splice pipe when
+     * pipe2(2) finds the process out of descriptors (IORING_OP_PIPE), the
+     * listening socket (IORING_OP_BIND/LISTEN). Both need fixed-files. */
+    UF_DIRECT_PIPE = 1u << 17,
+    UF_DIRECT_LISTEN = 1u << 18,
+    UF_ALL = (1u << 19) - 1,
     /* what "default" means: everything but the opt-in ones */
-    UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT | UF_BUF_INC | UF_WAIT_REG,
+    UF_OPT_IN = UF_SQPOLL | UF_BUNDLE | UF_BATCH_WAIT | UF_BUF_INC | UF_WAIT_REG |
+                UF_DIRECT_LISTEN,
     /* what a ring without any of the 5.19+ ones still uses */
     UF_BASELINE = UF_EXT_ARG | UF_SHUTDOWN_OP | UF_BUF_RECYCLE,
 };

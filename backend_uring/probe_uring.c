@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -59,13 +60,7 @@
 #define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
 #endif
 
-enum {
-    RS_IORING_OP_BIND = 56,
-    RS_IORING_OP_LISTEN = 57,
-    RS_IORING_OP_RECV_ZC = 58,
-    RS_IORING_OP_EPOLL_WAIT = 59,
-    RS_IORING_OP_PIPE = 62,
-};
+/* Opcodes newer than liburing 2.3: RS_IORING_OP_* in uring_util.h. */
 
 /* --- names for the report ------------------------------------------------ */
 
@@ -677,6 +672,98 @@ static void try_socket_direct(struct rs_uring_support *s)
     fd_close(&fd);
 }
 
+/* Submit the one SQE prepared; its CQE's result (-EIO when none came). */
+static int run_one(struct io_uring *ring)
+{
+    struct cqe_copy c;
+
+    if (io_uring_submit(ring) != 1 || next_cqe(ring, &c) < 0)
+        return -EIO;
+    return c.res;
+}
+
+/* IORING_OP_PIPE into two kernel-chosen direct slots: the op must succeed
+ * and name two different slots of the table. */
+static bool try_pipe_direct(void)
+{
+    struct io_uring ring;
+    int fds[2] = {-1, -1};
+    bool ok = false;
+
+    if (!ring_open(&ring))
+        return false;
+    if (io_uring_register_files_sparse(&ring, SPARSE_SLOTS) == 0) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        rs_prep_pipe_alloc(sqe, fds, O_NONBLOCK);
+        ok = run_one(&ring) == 0 && fds[0] >= 0 && fds[0] < SPARSE_SLOTS && fds[1] >= 0 &&
+             fds[1] < SPARSE_SLOTS && fds[0] != fds[1];
+    }
+    io_uring_queue_exit(&ring); /* closes the slots with the table */
+    return ok;
+}
+
+/* A listener made only of ring ops: IORING_OP_SOCKET into a direct slot,
+ * SO_REUSEADDR by command, IORING_OP_BIND, IORING_OP_LISTEN. It binds the
+ * port a plain socket holds (bound, not listening, SO_REUSEADDR: a direct
+ * socket has no getsockname before 6.19), and must then accept a
+ * connection made to that port. */
+static bool listen_direct_once(struct io_uring *ring, int *holder, int *cfd)
+{
+    static const int one = 1;
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(addr);
+    int slot = -1;
+    struct io_uring_sqe *sqe;
+
+    *holder = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (*holder < 0 || setsockopt(*holder, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+        bind(*holder, (struct sockaddr *)&addr, sizeof(addr)) ||
+        getsockname(*holder, (struct sockaddr *)&addr, &len))
+        return false;
+    if (socket_direct_once(ring, &slot) < 0)
+        return false;
+    sqe = io_uring_get_sqe(ring);
+    rs_prep_setsockopt_cmd(sqe, slot, SOL_SOCKET, SO_REUSEADDR, &one);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    if (run_one(ring) < 0)
+        return false;
+    sqe = io_uring_get_sqe(ring);
+    rs_prep_bind(sqe, slot, &addr, sizeof(addr));
+    sqe->flags |= IOSQE_FIXED_FILE;
+    if (run_one(ring) < 0)
+        return false;
+    sqe = io_uring_get_sqe(ring);
+    rs_prep_listen(sqe, slot, 8);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    if (run_one(ring) < 0)
+        return false;
+    *cfd = client_connect(&addr);
+    if (*cfd < 0)
+        return false;
+    sqe = io_uring_get_sqe(ring);
+    rs_prep_accept_alloc(sqe, slot);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    int res = run_one(ring);
+    return res >= 0 && res < SPARSE_SLOTS;
+}
+
+static bool try_listen_direct(void)
+{
+    struct io_uring ring;
+    int holder = -1, cfd = -1;
+    bool ok = false;
+
+    if (!ring_open(&ring))
+        return false;
+    if (io_uring_register_files_sparse(&ring, SPARSE_SLOTS) == 0)
+        ok = listen_direct_once(&ring, &holder, &cfd);
+    io_uring_queue_exit(&ring);
+    fd_close(&cfd);
+    fd_close(&holder);
+    return ok;
+}
+
 /* A single-shot recv with IOSQE_BUFFER_SELECT from IORING_OP_PROVIDE_BUFFERS
  * buffers finds no data and waits. Does it hold a buffer meanwhile? Provide
  * one, arm the recv on an idle connection, then remove one buffer from the
@@ -954,8 +1041,11 @@ static void probe_all(struct rs_uring_support *s)
     s->accept_direct = s->sparse_files && try_accept_direct();
     s->send_zc = try_send_zc();
     s->buf_recycle = try_buf_recycle();
-    if (s->sparse_files)
+    if (s->sparse_files) {
         try_socket_direct(s);
+        s->pipe_direct = try_pipe_direct();
+        s->listen_direct = s->socket_direct && s->sockopt_cmd && try_listen_direct();
+    }
     s->resize_rings = s->defer_taskrun && try_resize_rings();
     s->wait_region = try_wait_region();
     s->napi = try_napi();

@@ -246,6 +246,9 @@ static int setup_splice(struct rs_loop *loop, struct ur_state *st, char *err,
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    /* setup_registrations() made the table first. */
+    if ((st->features & UF_DIRECT_PIPE) && st->fixed)
+        ur_splice_direct_pipes(st->splice);
     loop->caps |= RS_CAP_SENDFILE;
     return 0;
 }
@@ -273,6 +276,8 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
         st->fixed = true;
         loop->caps |= RS_CAP_DIRECT_FD;
         st->direct_socket = (st->features & UF_DIRECT_SOCKET) != 0;
+        if (st->features & UF_DIRECT_LISTEN)
+            loop->caps |= RS_CAP_LISTEN_DIRECT;
         if (st->direct_socket)
             loop->caps |= RS_CAP_SOCKET_DIRECT;
         loop->fd_cap = n;

@@ -38,6 +38,17 @@
  *        -> OUT short or timed out (the peer is not reading): POLL for
  *           POLLOUT, then OUT alone with the rest of the pipe
  *
+ * A process out of descriptors cannot make a pipe with pipe2(2), and the
+ * op would fail where sendfile(2) needs none. Where the kernel has
+ * IORING_OP_PIPE (6.16) and the ring a direct-descriptor table, such an op
+ * first makes its pipe as two direct descriptors (one more step, PIPE,
+ * before the first PAIR): splices name them with SPLICE_F_FD_IN_FIXED
+ * (fd_in) and IOSQE_FIXED_FILE (fd_out), and only an SQE closes them. Only
+ * then: a direct pipe has no fd for F_SETPIPE_SZ, so it keeps the kernel's
+ * default 64 KiB, and moving 1 MiB through it takes 16 splice pairs
+ * instead of one (measured: about three times the server CPU per 1 MiB
+ * response, BENCHMARKS.md).
+ *
  * Each SQE's user_data names the op's record and its generation, so a
  * cancel aims at whichever step is in flight. The op's completion always
  * comes from a CQE, so from run() (backend.h rule 1).
@@ -55,9 +66,15 @@
 #include "log.h"
 #include "loop.h"
 #include "op.h"
+#include "uring_util.h"
 
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
 #define PIPE_CACHE  16 /* empty pipes kept per loop for the next ops */
+/* What a direct pipe holds: the kernel's default (16 pages), which nothing
+ * can change without an fd. Were it smaller (a user past
+ * fs.pipe-user-pages-soft), IN would come back short: more steps, same
+ * bytes. */
+#define DIRECT_PIPE_CAP 65536u
 /* How long one pipe -> socket splice may wait for room in the socket. */
 #define OUT_TIMEOUT_MS 50
 #ifndef ERESTARTSYS
@@ -69,12 +86,14 @@ static struct __kernel_timespec out_timeout = {.tv_nsec = OUT_TIMEOUT_MS * 10000
 /* What the record has in flight: the linked pair IN -> OUT (the usual
  * step: OUT runs in the same worker right after IN, no trip through the
  * loop), OUT alone (the rest of a pipe), or the poll for room. */
-enum { STEP_PAIR, STEP_OUT, STEP_POLL };
+enum { STEP_PAIR, STEP_OUT, STEP_POLL, STEP_PIPE };
 
 struct sp_pipe {
     struct sp_pipe *next;
     int rd, wr;
     uint32_t cap; /* bytes it holds (F_GETPIPE_SZ) */
+    bool direct;  /* rd and wr are direct descriptors (IORING_OP_PIPE) */
+    int made[2];  /* STEP_PIPE: where the kernel writes them */
 };
 
 struct sp_rec {
@@ -98,8 +117,10 @@ struct ur_splice {
     void *ctx;
     unsigned tag;
     uint32_t pipe_size;
+    bool direct_pipes; /* pipe2 out of descriptors: IORING_OP_PIPE instead */
     struct sp_rec *live, *free_recs;
     struct sp_pipe *cache;
+    struct sp_pipe *doomed; /* direct pipes whose close found no SQE yet */
     uint32_t ncache, nlive;
 };
 
@@ -116,11 +137,49 @@ struct ur_splice *ur_splice_new(ur_get_sqe_fn get_sqe, void *ctx, unsigned tag,
     return sp;
 }
 
-static void pipe_close(struct sp_pipe *p)
+void ur_splice_direct_pipes(struct ur_splice *sp)
 {
-    close(p->rd);
-    close(p->wr);
+    sp->direct_pipes = true;
+}
+
+/* A pipe no op will use again. A direct one is closed by two SQEs, whose
+ * CQEs carry no record (ignored); without SQEs it waits in doomed for the
+ * next call. ring_gone: after io_uring_queue_exit(), which took the direct
+ * ones with the table. */
+static void pipe_close(struct ur_splice *sp, struct sp_pipe *p, bool ring_gone)
+{
+    if (!p->direct) {
+        close(p->rd);
+        close(p->wr);
+    } else if (!ring_gone && p->rd >= 0) {
+        struct io_uring_sqe *a = sp->get_sqe(sp->ctx, 2);
+        struct io_uring_sqe *b = a ? sp->get_sqe(sp->ctx, 1) : NULL;
+        if (!b) {
+            if (a) {
+                io_uring_prep_nop(a);
+                io_uring_sqe_set_data64(a, (uint64_t)sp->tag << 56);
+            }
+            p->next = sp->doomed;
+            sp->doomed = p;
+            return;
+        }
+        io_uring_prep_close_direct(a, (unsigned)p->rd);
+        io_uring_sqe_set_data64(a, (uint64_t)sp->tag << 56);
+        io_uring_prep_close_direct(b, (unsigned)p->wr);
+        io_uring_sqe_set_data64(b, (uint64_t)sp->tag << 56);
+    }
     free(p);
+}
+
+static void close_doomed(struct ur_splice *sp)
+{
+    struct sp_pipe *d = sp->doomed;
+    sp->doomed = NULL;
+    while (d) {
+        struct sp_pipe *next = d->next;
+        pipe_close(sp, d, false);
+        d = next;
+    }
 }
 
 void ur_splice_free(struct ur_splice *sp)
@@ -130,7 +189,7 @@ void ur_splice_free(struct ur_splice *sp)
     while (sp->live) {
         struct sp_rec *r = sp->live;
         sp->live = r->next;
-        pipe_close(r->pipe);
+        pipe_close(sp, r->pipe, true);
         free(r);
     }
     while (sp->free_recs) {
@@ -141,7 +200,12 @@ void ur_splice_free(struct ur_splice *sp)
     while (sp->cache) {
         struct sp_pipe *p = sp->cache;
         sp->cache = p->next;
-        pipe_close(p);
+        pipe_close(sp, p, true);
+    }
+    while (sp->doomed) {
+        struct sp_pipe *p = sp->doomed;
+        sp->doomed = p->next;
+        pipe_close(sp, p, true);
     }
     free(sp);
 }
@@ -155,7 +219,9 @@ void ur_splice_counts(const struct ur_splice *sp, uint32_t *live, uint32_t *cach
 /* A pipe from the cache, or a new one as large as the kernel lets us make
  * it (an unprivileged user past fs.pipe-user-pages-soft gets the default,
  * or less: it still works, in more steps). Non-blocking, so that no splice
- * can ever wait for the pipe itself. NULL with -errno in *err. */
+ * can ever wait for the pipe itself. Out of descriptors, with direct
+ * pipes: one still to be made (rd -1, STEP_PIPE). NULL with -errno in
+ * *err. */
 static struct sp_pipe *pipe_get(struct ur_splice *sp, int *err)
 {
     struct sp_pipe *p = sp->cache;
@@ -168,9 +234,15 @@ static struct sp_pipe *pipe_get(struct ur_splice *sp, int *err)
     int fds[2];
     if (!p || pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
         *err = p ? -errno : -ENOMEM;
+        if (p && sp->direct_pipes && (*err == -EMFILE || *err == -ENFILE)) {
+            *p = (struct sp_pipe){
+                .rd = -1, .wr = -1, .cap = DIRECT_PIPE_CAP, .direct = true};
+            return p;
+        }
         free(p);
         return NULL;
     }
+    p->direct = false;
     p->rd = fds[0];
     p->wr = fds[1];
     if (sp->pipe_size)
@@ -183,8 +255,8 @@ static struct sp_pipe *pipe_get(struct ur_splice *sp, int *err)
 /* An op is done with its pipe: keep it if it is known to be empty. */
 static void pipe_put(struct ur_splice *sp, struct sp_pipe *p, bool empty)
 {
-    if (!empty || sp->ncache >= PIPE_CACHE) {
-        pipe_close(p);
+    if (!empty || sp->ncache >= PIPE_CACHE || p->rd < 0) {
+        pipe_close(sp, p, false);
         return;
     }
     p->next = sp->cache;
@@ -207,7 +279,9 @@ static void prep_out(struct ur_splice *sp, struct sp_rec *r, struct io_uring_sqe
     /* MORE while this op has more to send after these bytes: no half-empty
      * segment at the pipe's boundary. */
     unsigned more = r->sent + n < r->want ? SPLICE_F_MORE : 0;
-    io_uring_prep_splice(sqe, r->pipe->rd, -1, op->fd, -1, n, SPLICE_F_NONBLOCK | more);
+    unsigned fixed_in = r->pipe->direct ? SPLICE_F_FD_IN_FIXED : 0;
+    io_uring_prep_splice(sqe, r->pipe->rd, -1, op->fd, -1, n,
+                         SPLICE_F_NONBLOCK | more | fixed_in);
     if (op->flags & RS_OPF_DIRECT)
         sqe->flags |= IOSQE_FIXED_FILE; /* fd_out, the socket */
     sqe->flags |= IOSQE_IO_LINK;
@@ -226,7 +300,8 @@ static void prep_out(struct ur_splice *sp, struct sp_rec *r, struct io_uring_sqe
  * not trusted; SQEs taken before a refusal become NOPs nobody hears of. */
 static bool issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
 {
-    static const unsigned nsqe[] = {[STEP_PAIR] = 3, [STEP_OUT] = 2, [STEP_POLL] = 1};
+    static const unsigned nsqe[] = {
+        [STEP_PAIR] = 3, [STEP_OUT] = 2, [STEP_POLL] = 1, [STEP_PIPE] = 1};
     struct io_uring_sqe *q[3] = {NULL, NULL, NULL};
     unsigned n = nsqe[s];
     for (unsigned i = 0; i < n; i++) {
@@ -252,6 +327,8 @@ static bool issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
         assert(r->inpipe == 0);
         io_uring_prep_splice(q[0], src->file_fd, (int64_t)(src->off + r->sent),
                              r->pipe->wr, -1, len, SPLICE_F_NONBLOCK);
+        if (r->pipe->direct)
+            q[0]->flags |= IOSQE_FIXED_FILE; /* fd_out, the pipe */
         q[0]->flags |= IOSQE_IO_LINK;
         io_uring_sqe_set_data64(q[0], ud_of(sp, r));
         prep_out(sp, r, q[1], q[2], len);
@@ -268,6 +345,11 @@ static bool issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
         io_uring_prep_poll_add(q[0], op->fd, POLLOUT);
         if (op->flags & RS_OPF_DIRECT)
             q[0]->flags |= IOSQE_FIXED_FILE;
+        io_uring_sqe_set_data64(q[0], ud_of(sp, r));
+        r->cqes = 1;
+        return true;
+    case STEP_PIPE:
+        rs_prep_pipe_alloc(q[0], r->pipe->made, O_NONBLOCK);
         io_uring_sqe_set_data64(q[0], ud_of(sp, r));
         r->cqes = 1;
         return true;
@@ -293,7 +375,7 @@ int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
     }
     uint8_t gen = (uint8_t)(r->gen + 1);
     *r = (struct sp_rec){.op = op, .pipe = p, .want = op->len, .gen = gen};
-    if (!issue(sp, r, STEP_PAIR)) {
+    if (!issue(sp, r, p->rd < 0 ? STEP_PIPE : STEP_PAIR)) {
         pipe_put(sp, p, true);
         r->next = sp->free_recs;
         sp->free_recs = r;
@@ -401,6 +483,8 @@ static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *
 void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_data,
                    int32_t res)
 {
+    if (sp->doomed)
+        close_doomed(sp);
     struct sp_rec *r = (struct sp_rec *)(uintptr_t)(user_data & UD_PTR_MASK);
     if (!r)
         return; /* a cancel's or a timeout's own CQE */
@@ -434,6 +518,20 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
         return;
     case STEP_OUT:
         out_done(sp, loop, r, res);
+        return;
+    case STEP_PIPE:
+        /* -ENFILE: the direct table is full too. A pipe made while a
+         * cancel was asked is the op's all the same: an empty one, cached
+         * or closed by finish(). */
+        if (res >= 0) {
+            r->pipe->rd = r->pipe->made[0];
+            r->pipe->wr = r->pipe->made[1];
+        }
+        if (res < 0 || r->cancel) {
+            finish_err(sp, loop, r, res < 0 ? res : -ECANCELED);
+            return;
+        }
+        step(sp, loop, r, STEP_PAIR);
         return;
     case STEP_POLL:
         /* POLLOUT, or POLLERR/POLLHUP: the splice tells which. */

@@ -19,6 +19,10 @@ typedef struct io_uring_sqe *(*ur_get_sqe_fn)(void *ctx, unsigned n);
  * kernel's default). */
 struct ur_splice *ur_splice_new(ur_get_sqe_fn get_sqe, void *ctx, unsigned tag,
                                 uint32_t pipe_size);
+/* When pipe2(2) finds the process out of descriptors (EMFILE, ENFILE),
+ * make the pipe with IORING_OP_PIPE in the ring's direct-descriptor table
+ * instead (the kernel has the opcode; the ring has a table). */
+void ur_splice_direct_pipes(struct ur_splice *sp);
 /* After io_uring_queue_exit(): closes every pipe, frees every record. */
 void ur_splice_free(struct ur_splice *sp);
 

@@ -95,6 +95,23 @@ static void why_missing(const struct rs_uring_support *s, uint32_t bit, char *wh
                 : "IORING_REGISTER_MEM_REGION or a wait with IORING_ENTER_EXT_ARG_REG "
                   "failed (Linux 6.13+); each timed wait copies its arguments";
         break;
+    case UF_DIRECT_PIPE:
+        w = !(rs_uring_supported(s) & UF_FIXED_FILES)
+                ? "needs fixed-files; a sendfile's splice pipe is pipe2(2) only, "
+                  "and fails when the process is out of descriptors"
+                : "IORING_OP_PIPE into direct slots failed (Linux 6.16+); a "
+                  "sendfile's splice pipe is pipe2(2) only, and fails when the "
+                  "process is out of descriptors";
+        break;
+    case UF_DIRECT_LISTEN:
+        w = !(rs_uring_supported(s) & UF_FIXED_FILES)
+                ? "needs fixed-files; the listener is a plain fd"
+            : !s->sockopt_cmd
+                ? "SOCKET_URING_OP_SETSOCKOPT failed (Linux 6.7+), needed for "
+                  "SO_REUSEADDR on a direct socket; the listener is a plain fd"
+                : "IORING_OP_BIND/IORING_OP_LISTEN on a direct socket failed "
+                  "(Linux 6.11+); the listener is a plain fd";
+        break;
     case UF_BUF_INC:
         w = !s->buf_ring ? "needs buf-ring (Linux 5.19+)"
                          : "a buffer ring with IOU_PBUF_RING_INC refused (Linux "

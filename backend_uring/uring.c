@@ -68,6 +68,12 @@
  *    RS_OP_SOCKET falls back to socket(2): a plain fd, its result carried
  *    to run() on a NOP. So one loop may hold both kinds: the kind travels
  *    with each op (RS_OPF_DIRECT), never with the loop.
+ *  - direct-pipe: a sendfile's splice pipe that pipe2(2) cannot make (the
+ *    process is out of descriptors) is made by IORING_OP_PIPE in the
+ *    table instead (splice.c);
+ *  - direct-listen (opt-in): the listening socket is a direct descriptor
+ *    too, made with IORING_OP_BIND/LISTEN (listen.c), and accepts name it
+ *    with IOSQE_FIXED_FILE.
  * With fixed-files and several loops, loop 0 accepts for all and passes
  * each direct descriptor to the loop with the most room (--accept=handoff,
  * IORING_OP_MSG_RING; see handoff.c): N tables, filled evenly.
@@ -319,8 +325,9 @@ __attribute__((noinline)) static int submit_other(struct rs_loop *loop,
     bool multi = op->flags & RS_OPF_MULTISHOT;
     switch (op->kind) {
     case RS_OP_ACCEPT:
-        /* The listener is a plain fd; with fixed-files the accepted socket
-         * goes straight into the ring's table. */
+        /* With fixed-files the accepted socket goes straight into the
+         * ring's table; the listener is a plain fd, or a direct one too
+         * (direct-listen, listen.c). */
         if (multi && (st->features & UF_MULTISHOT_ACCEPT)) {
             if (st->fixed)
                 io_uring_prep_multishot_accept_direct(sqe, op->fd, NULL, NULL, 0);
@@ -331,6 +338,7 @@ __attribute__((noinline)) static int submit_other(struct rs_loop *loop,
         } else {
             io_uring_prep_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC);
         }
+        ur_set_fd(op, sqe);
         break;
     case RS_OP_RECV:
         if (!(st->features & (UF_BUF_RING | UF_BUF_RECYCLE))) {
@@ -643,6 +651,12 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
     on_op_cqe(loop, st, op, cqe);
 }
 
+void ur_dispatch_cqe(struct rs_loop *loop, struct ur_state *st,
+                     const struct io_uring_cqe *cqe)
+{
+    on_cqe(loop, st, cqe);
+}
+
 static struct __kernel_timespec ms_to_ts(int ms)
 {
     return (struct __kernel_timespec){.tv_sec = ms / 1000,
@@ -875,6 +889,7 @@ const struct rs_backend_ops rs_backend_uring = {
     .describe = ur_describe,
     .wait_call = "io_uring_enter",
     .busy = ur_busy,
+    .listen = ur_listen,
     .built_with = "liburing " RS_LIBURING_VERSION,
     .options = rs_uring_options,
     .help = rs_uring_help,

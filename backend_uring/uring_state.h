@@ -78,6 +78,7 @@ enum {
     TAG_SOCKOPT = 7,   /* a new direct socket's TCP_NODELAY, the op's second step */
     TAG_SPLICE = 8,    /* a step of an RS_OP_SENDFILE (splice.c) */
     TAG_HUP = 9,       /* a multishot recv's hang-up guard (hup_rec) */
+    TAG_LISTEN = 10,   /* a step of a direct listener's set-up (listen.c) */
 };
 
 /* RS_OP_SENDFILE's pipe: one splice pair moves up to this much, and every
@@ -225,6 +226,13 @@ static inline void ur_refill(struct ur_state *st)
 int ur_prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op);
 void ur_buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid);
 void ur_close_slot(struct ur_state *st, int slot);
+/* One CQE, wherever run() would send it. */
+void ur_dispatch_cqe(struct rs_loop *loop, struct ur_state *st,
+                     const struct io_uring_cqe *cqe);
+
+/* listen.c: rs_backend_ops.listen (direct-listen) */
+int ur_listen(struct rs_loop *loop, const struct sockaddr *addr, uint32_t addrlen,
+              unsigned flags, int backlog);
 
 /* setup.c: the backend's init and fini */
 int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err, size_t errlen);

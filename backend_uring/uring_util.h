@@ -55,6 +55,46 @@ static inline void rs_prep_socket_alloc(struct io_uring_sqe *sqe, int family)
     sqe->file_index = IORING_FILE_INDEX_ALLOC;
 }
 
+/* Opcodes newer than liburing 2.3's enum: the kernel's numbers (include/
+ * uapi/linux/io_uring.h, enum io_uring_op). */
+enum {
+    RS_IORING_OP_BIND = 56,       /* 6.11 */
+    RS_IORING_OP_LISTEN = 57,     /* 6.11 */
+    RS_IORING_OP_RECV_ZC = 58,    /* 6.15 */
+    RS_IORING_OP_EPOLL_WAIT = 59, /* 6.15 */
+    RS_IORING_OP_PIPE = 62,       /* 6.16 */
+};
+
+/* IORING_OP_PIPE (6.16): pipe2(2) as an SQE; liburing 2.3 has no
+ * io_uring_prep_pipe_direct(). */
+/* A pipe whose two ends go into slots of the direct-descriptor table the
+ * kernel picks; their numbers land in fds[0] (read end) and fds[1] (write
+ * end), which must stay valid until the completion. pipe_flags shares the
+ * SQE's op-flags word with rw_flags: O_NONBLOCK, never O_CLOEXEC (a direct
+ * descriptor is no fd to inherit; the kernel refuses it with -EINVAL). */
+static inline void rs_prep_pipe_alloc(struct io_uring_sqe *sqe, int *fds, int pipe_flags)
+{
+    io_uring_prep_rw(RS_IORING_OP_PIPE, sqe, 0, fds, 0, 0);
+    sqe->rw_flags = pipe_flags;
+    sqe->file_index = IORING_FILE_INDEX_ALLOC;
+}
+
+/* bind(2) and listen(2) as SQEs (6.11), as liburing 2.7's
+ * io_uring_prep_bind()/io_uring_prep_listen() fill them: the address and
+ * its length in addr and off, the backlog in len. *addr is read when the
+ * op runs: it must stay valid until the completion. Add IOSQE_FIXED_FILE
+ * for a direct socket. */
+static inline void rs_prep_bind(struct io_uring_sqe *sqe, int fd, const void *addr,
+                                uint32_t addrlen)
+{
+    io_uring_prep_rw(RS_IORING_OP_BIND, sqe, fd, addr, 0, addrlen);
+}
+
+static inline void rs_prep_listen(struct io_uring_sqe *sqe, int fd, int backlog)
+{
+    io_uring_prep_rw(RS_IORING_OP_LISTEN, sqe, fd, NULL, (unsigned)backlog, 0);
+}
+
 /* setsockopt(fd, level, optname, val, sizeof(int)) as a socket command
  * (SOCKET_URING_OP_SETSOCKOPT, 6.7+): what liburing 2.5's
  * io_uring_prep_cmd_sock() prepares, which 2.3 lacks along with the SQE's

@@ -79,6 +79,12 @@
 
 struct rs_loop;
 struct rs_config;
+struct sockaddr;
+
+/* rs_backend_ops.listen's flags */
+#define RS_LISTEN_REUSEPORT (1u << 0) /* SO_REUSEPORT: one of the loops' group */
+#define RS_LISTEN_NODELAY   (1u << 1) /* TCP_NODELAY, inherited by accepted sockets */
+#define RS_LISTEN_V6ONLY    (1u << 2) /* IPV6_V6ONLY (an AF_INET6 address) */
 
 /* Capability bits (RS_CAP_*): <ringserve/loop.h>, where protocols read
  * them too (rs_loop_caps). A backend declares its own in loop->caps
@@ -121,6 +127,15 @@ struct rs_backend_ops {
      * A stopping loop keeps running until this is false, or the drain
      * deadline passes. NULL means never. */
     bool (*busy)(struct rs_loop *loop);
+    /* Optional, for a loop that declared RS_CAP_LISTEN_DIRECT: a TCP
+     * socket listening at addr (SO_REUSEADDR; RS_LISTEN_* in flags) made as
+     * a direct descriptor, so that the listener holds no process
+     * descriptor either. Called on the loop's own thread after init() and
+     * before the first run(); it may wait for the kernel there. The
+     * descriptor (accept on it with RS_OPF_DIRECT, close it with an
+     * RS_OP_CLOSE op), or -errno. */
+    int (*listen)(struct rs_loop *loop, const struct sockaddr *addr, uint32_t addrlen,
+                  unsigned flags, int backlog);
     /* The system call run() waits in, for the statistics: "epoll_wait". */
     const char *wait_call;
     /* The options this backend owns (--NAME[=VALUE]), ended by one whose

@@ -58,7 +58,8 @@ int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reusepo
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (ai->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0)
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+            (backlog < 0 || listen(fd, backlog) == 0))
             break;
         err = -errno;
         close(fd);
@@ -182,7 +183,9 @@ static bool over_limit(const struct rs_loop *loop)
 static uint32_t fd_used(const struct rs_loop *loop)
 {
     const struct rs_listener *l = loop->listener;
-    return loop->nstreams + (l ? l->handoffs : 0);
+    if (!l)
+        return loop->nstreams;
+    return loop->nstreams + l->handoffs + (l->direct && l->fd >= 0);
 }
 
 static bool fd_full(const struct rs_loop *loop)
@@ -218,6 +221,7 @@ static void cancel_accept(struct rs_listener *l)
 
 static void on_orphan_closed(struct rs_loop *loop, struct rs_op *op,
                              const struct rs_completion *c);
+static void close_if_done(struct rs_listener *l);
 
 /* Close the next orphan, one close op at a time. */
 static void close_orphans(struct rs_listener *l)
@@ -247,6 +251,7 @@ static void on_orphan_closed(struct rs_loop *loop, struct rs_op *op,
     l->norphans--;
     memmove(l->orphans, l->orphans + 1, l->norphans * sizeof(l->orphans[0]));
     close_orphans(l);
+    close_if_done(l);
 }
 
 /* A socket was accepted but no connection could take it (out of memory):
@@ -268,13 +273,22 @@ static void drop_accepted(struct rs_listener *l, int fd, bool direct)
     }
 }
 
-/* Stopped and nothing armed: the socket can go. */
+/* Stopped and nothing armed: the socket can go. A direct listener is
+ * closed by an op, like the orphans (and after them when their queue is
+ * full: on_orphan_closed() calls again). */
 static void close_if_done(struct rs_listener *l)
 {
-    if (!l->armed && l->stopped && l->fd >= 0) {
+    if (l->armed || !l->stopped || l->fd < 0)
+        return;
+    if (!l->direct) {
         close(l->fd);
-        l->fd = -1;
+    } else if (l->norphans < RS_LISTENER_ORPHANS) {
+        l->orphans[l->norphans++] = l->fd;
+        close_orphans(l);
+    } else {
+        return;
     }
+    l->fd = -1;
 }
 
 static void backoff_over(struct rs_loop *loop, struct rs_timer *t);
@@ -297,6 +311,8 @@ static void arm(struct rs_listener *l)
     if (l->armed || l->stopped || (l->fd < 0 && !l->inbox))
         return;
     l->op.flags = (l->inbox || !fd_near(l->loop)) ? RS_OPF_MULTISHOT : 0;
+    if (l->direct)
+        l->op.flags |= RS_OPF_DIRECT;
     int rc = l->loop->ops->submit(l->loop, &l->op);
     if (rc < 0) {
         /* Retry later rather than give up accepting for good. */
@@ -472,7 +488,7 @@ static void on_accept(struct rs_loop *loop, struct rs_op *op,
         resume(l); /* the back-off ended while this accept was ending */
     close_if_done(l);
 }
-int rs_listener_start(struct rs_loop *loop, int fd)
+int rs_listener_start(struct rs_loop *loop, int fd, bool direct)
 {
     struct rs_listener *l = calloc(1, sizeof(*l));
     if (!l)
@@ -480,6 +496,7 @@ int rs_listener_start(struct rs_loop *loop, int fd)
     l->loop = loop;
     l->fd = fd;
     l->inbox = fd == RS_FD_INBOX;
+    l->direct = direct && !l->inbox;
     rs_timer_unref(&l->backoff); /* the listener itself keeps the loop alive */
     rs_op_init(&l->op, RS_OP_ACCEPT, fd, on_accept, l);
     loop->listener = l;
@@ -581,7 +598,8 @@ void rs_listener_fini(struct rs_loop *loop)
         return;
     assert(!l->armed && !l->close_busy);
     rs_timer_stop(loop, &l->backoff);
-    if (l->fd >= 0)
+    /* A direct listener still open goes with its ring's table. */
+    if (l->fd >= 0 && !l->direct)
         close(l->fd);
     free(l);
     loop->listener = NULL;

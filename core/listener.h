@@ -18,6 +18,7 @@ struct rs_loop;
 struct rs_listener {
     struct rs_loop *loop;
     int fd;
+    bool direct; /* fd is a direct descriptor (RS_CAP_LISTEN_DIRECT) */
     struct rs_op op;
     bool armed;              /* accept op in flight */
     bool cancel_wanted;      /* ...and should end (pause, stop, one at a time) */
@@ -42,7 +43,9 @@ struct rs_listener {
 #define RS_LISTEN_BACKLOG 4096
 
 /* Create a listening socket for host:port (SO_REUSEADDR, SO_REUSEPORT,
- * TCP_NODELAY inherited by accepted sockets). Returns fd or -errno. */
+ * TCP_NODELAY inherited by accepted sockets). Returns fd or -errno. With
+ * backlog < 0 the socket is bound but not listening: it holds the port
+ * (SO_REUSEADDR) for sockets of this process that bind it meanwhile. */
 int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reuseport,
                      int backlog);
 
@@ -60,9 +63,10 @@ void rs_nodelay_failed(struct rs_loop *loop, int err);
 /* The port a socket is bound to, or -errno. */
 int rs_socket_port(int fd);
 
-/* Start accepting on fd, or with fd RS_FD_INBOX (RS_CAP_HANDOFF) take the
+/* Start accepting on fd (a direct descriptor when direct: the backend's
+ * listen hook made it), or with fd RS_FD_INBOX (RS_CAP_HANDOFF) take the
  * connections the group's accepting loop hands over. */
-int rs_listener_start(struct rs_loop *loop, int fd);
+int rs_listener_start(struct rs_loop *loop, int fd, bool direct);
 /* Connections a loop may hold: its backend's table (fd_cap) less a reserve
  * for rejecting and handing over; UINT32_MAX without such a table. */
 uint32_t rs_listener_room(const struct rs_loop *loop);

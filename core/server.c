@@ -33,6 +33,8 @@ struct worker {
     struct rs_stats_board board; /* --stats-interval snapshots */
     pthread_t thread;
     int listen_fd;
+    bool listen_direct; /* listen_fd is a direct descriptor of this loop's */
+    bool listen_asked;  /* open_direct_listeners() asks this loop for one */
     /* A duplicate of the loop's wake-up eventfd, for rs_server_stop: the
      * loop's thread closes its own in rs_loop_fini, while another thread
      * (a signal handler) may still ask it to stop; this one stays open
@@ -67,6 +69,11 @@ struct rs_server {
     pthread_cond_t fin; /* nfinished; waits on CLOCK_MONOTONIC */
     unsigned nready, nfinished;
     bool go, abort_start;
+    /* Direct listeners: the address every asked loop listens at, and how
+     * many answered (listen_asked). */
+    struct sockaddr_storage listen_addr;
+    socklen_t listen_len;
+    unsigned listen_flags, nlistened;
     bool stopping; /* the others told to stop after a loop failed */
     atomic_bool any_failed;
     struct interval iv;
@@ -198,15 +205,31 @@ static void *worker_main(void *arg)
         w->started = true;
     srv->nready++;
     pthread_cond_broadcast(&srv->cv);
-    while (!srv->go && !srv->abort_start)
+    while (!srv->go && !srv->abort_start) {
+        if (w->listen_asked) {
+            /* Only this thread may use its ring (SINGLE_ISSUER). */
+            w->listen_asked = false;
+            pthread_mutex_unlock(&srv->mu);
+            int fd = w->loop.ops->listen(&w->loop, (struct sockaddr *)&srv->listen_addr,
+                                         srv->listen_len, srv->listen_flags,
+                                         RS_LISTEN_BACKLOG);
+            pthread_mutex_lock(&srv->mu);
+            w->listen_fd = fd;
+            w->listen_direct = fd >= 0;
+            srv->nlistened++;
+            pthread_cond_broadcast(&srv->cv);
+            continue;
+        }
         pthread_cond_wait(&srv->cv, &srv->mu);
+    }
     bool run = srv->go && w->init_rc == 0;
     pthread_mutex_unlock(&srv->mu);
     if (run) {
         /* With handoff only loop 0 listens; the others take what it
          * hands them. */
         bool inbox = srv->group.handoff && w->index > 0;
-        int rc = rs_listener_start(&w->loop, inbox ? RS_FD_INBOX : w->listen_fd);
+        int rc = rs_listener_start(&w->loop, inbox ? RS_FD_INBOX : w->listen_fd,
+                                   w->listen_direct);
         if (rc == 0 && !inbox)
             w->listen_fd = -1; /* the listener owns it now */
         w->run_rc = rc < 0 ? rc : rs_loop_run(&w->loop);
@@ -305,6 +328,16 @@ static void conn_limits(struct rs_server *srv)
                  "RLIMIT_NOFILE, a descriptor per connection%s", held);
 }
 
+/* Handoff: several loops, each able to take connections from another,
+ * and not --accept=reuseport. Only loop 0 then listens. */
+static bool handoff_possible(const struct rs_server *srv)
+{
+    bool handoff = srv->nworkers > 1 && srv->cfg->accept_mode != RS_ACCEPT_REUSEPORT;
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        handoff = handoff && (srv->workers[i].loop.caps & RS_CAP_HANDOFF);
+    return handoff;
+}
+
 /* --max-conns against what the backend can hold; the group set up. 0 or
  * -EINVAL (--max-conns asks for more than that) or -ENOMEM. */
 static int setup_group(struct rs_server *srv)
@@ -336,15 +369,12 @@ static int setup_group(struct rs_server *srv)
         rs_log_error("out of memory");
         return -ENOMEM;
     }
-    /* Handoff: every loop can take connections from another. */
-    bool handoff = n > 1 && cfg->accept_mode != RS_ACCEPT_REUSEPORT;
     for (unsigned i = 0; i < n; i++) {
         group->loops[i] = &workers[i].loop;
         workers[i].loop.group = group;
         workers[i].loop.max_conns = max;
-        handoff = handoff && (workers[i].loop.caps & RS_CAP_HANDOFF);
     }
-    group->handoff = handoff;
+    bool handoff = group->handoff = handoff_possible(srv);
     if (cfg->accept_mode == RS_ACCEPT_HANDOFF && !handoff && n > 1) {
         rs_log_error("--accept=handoff: the %s backend cannot pass connections between "
                      "loops here (see what it needs in --help)",
@@ -428,9 +458,50 @@ static int listen_error(const struct rs_config *cfg, uint16_t port, int err)
     return err;
 }
 
+/* Each loop that accepts makes its listener as a direct descriptor, on its
+ * own thread (its ring has a single issuer). The port is taken first by a
+ * socket of ours that is bound but not listening (SO_REUSEADDR): it fails
+ * as a plain listener would when another process listens there, it learns
+ * the port the kernel picks for port 0 (a direct socket has no
+ * getsockname before Linux 6.19), and it keeps anyone else off the port
+ * until the loops listen, which SO_REUSEADDR lets them do next to it. */
+static int open_direct_listeners(struct rs_server *srv)
+{
+    struct rs_config *cfg = srv->cfg;
+    unsigned n = handoff_possible(srv) ? 1 : srv->nworkers;
+    int holder = rs_listen_socket(cfg->listen_host, cfg->listen_port, false, false, -1);
+    if (holder < 0)
+        return listen_error(cfg, cfg->listen_port, holder);
+    srv->listen_len = sizeof(srv->listen_addr);
+    if (getsockname(holder, (struct sockaddr *)&srv->listen_addr, &srv->listen_len) < 0) {
+        int err = -errno;
+        close(holder);
+        return listen_error(cfg, cfg->listen_port, err);
+    }
+    cfg->listen_port = (uint16_t)rs_socket_port(holder);
+    srv->listen_flags = (n > 1 ? RS_LISTEN_REUSEPORT : 0) |
+                        (cfg->nodelay ? RS_LISTEN_NODELAY : 0) |
+                        (srv->listen_addr.ss_family == AF_INET6 ? RS_LISTEN_V6ONLY : 0);
+    pthread_mutex_lock(&srv->mu);
+    srv->nlistened = 0;
+    for (unsigned i = 0; i < n; i++)
+        srv->workers[i].listen_asked = true;
+    pthread_cond_broadcast(&srv->cv);
+    while (srv->nlistened < n)
+        pthread_cond_wait(&srv->cv, &srv->mu);
+    pthread_mutex_unlock(&srv->mu);
+    close(holder);
+    for (unsigned i = 0; i < n; i++)
+        if (srv->workers[i].listen_fd < 0)
+            return listen_error(cfg, cfg->listen_port, srv->workers[i].listen_fd);
+    return 0;
+}
+
 static int open_listeners(struct rs_server *srv)
 {
     struct rs_config *cfg = srv->cfg;
+    if (srv->workers[0].loop.caps & RS_CAP_LISTEN_DIRECT)
+        return open_direct_listeners(srv);
     uint16_t port = cfg->listen_port;
     bool shared = srv->nworkers > 1;
     if (shared) {
@@ -486,8 +557,8 @@ static void server_free(struct rs_server *srv)
         w->started = false; /* its thread finished the loop (worker_main) */
         if (w->wake_fd >= 0)
             close(w->wake_fd);
-        if (w->listen_fd >= 0)
-            close(w->listen_fd);
+        if (w->listen_fd >= 0 && !w->listen_direct)
+            close(w->listen_fd); /* a direct one went with its ring */
         rs_stats_board_fini(&w->board);
     }
     pthread_cond_destroy(&srv->fin);
@@ -563,9 +634,9 @@ static int server_start(struct rs_config *cfg, struct rs_server **out)
         rs_log_error("out of memory");
         return -ENOMEM;
     }
-    int rc = open_listeners(srv);
-    if (rc == 0)
-        rc = start_workers(srv);
+    /* The loops first: whether they listen on direct descriptors is
+     * their backend's to say. */
+    int rc = start_workers(srv);
     for (unsigned i = 0; rc == 0 && i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];
         if (w->init_rc < 0) {
@@ -574,12 +645,15 @@ static int server_start(struct rs_config *cfg, struct rs_server **out)
         }
     }
     if (rc == 0)
+        rc = open_listeners(srv);
+    if (rc == 0)
         rc = setup_group(srv);
     if (rc == 0 && srv->group.handoff) {
         /* Only loop 0 listens: the others leave the SO_REUSEPORT group
          * before anyone knows the port. */
         for (unsigned i = 1; i < srv->nworkers; i++) {
-            close(srv->workers[i].listen_fd);
+            if (srv->workers[i].listen_fd >= 0)
+                close(srv->workers[i].listen_fd); /* never a direct one here */
             srv->workers[i].listen_fd = -1;
         }
     }

@@ -91,6 +91,7 @@ static const struct named_field multishot_fields[] = {
     {"accept_direct", OFF(accept_direct)}, {"send_zc", OFF(send_zc)},
     {"socket_direct", OFF(socket_direct)}, {"sockopt_cmd", OFF(sockopt_cmd)},
     {"buf_recycle", OFF(buf_recycle)},
+    {"pipe_direct", OFF(pipe_direct)},     {"listen_direct", OFF(listen_direct)},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

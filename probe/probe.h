@@ -53,6 +53,11 @@ struct rs_uring_support {
     bool zcrx_nodev; /* zcrx registered without a device (ZCRX_REG_NODEV: copies) */
     bool query;      /* IORING_REGISTER_QUERY answered without a ring */
     uint32_t query_request_ops, query_register_ops; /* what it answered */
+    /* IORING_OP_PIPE (6.16) made a pipe into two kernel-chosen direct slots */
+    bool pipe_direct;
+    /* a direct socket bound and listening by IORING_OP_BIND/LISTEN (6.11)
+     * accepted a connection */
+    bool listen_direct;
 };
 
 /* Fill *s. Never fails: an unusable io_uring is a finding. The io_uring

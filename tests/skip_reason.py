@@ -17,6 +17,18 @@ def uring_available(ringserve):
     return json.loads(p.stdout)['io_uring']['available']
 
 
+def uring_feature(ringserve, name):
+    """What the probe's summary says of --uring-features name NAME: 'default',
+    'opt-in' or 'unavailable'; 'unknown' for a name it does not list (a typo
+    must fail, not skip); None when io_uring itself is unavailable."""
+    p = subprocess.run([ringserve, '--probe', '--json'], stdout=subprocess.PIPE,
+                       universal_newlines=True, timeout=30)
+    j = json.loads(p.stdout)
+    if not j['io_uring']['available']:
+        return None
+    return j['summary']['features'].get(name, 'unknown')
+
+
 def skip(reason):
     print('SKIP-REASON: ' + reason, flush=True)
     sys.exit(77)

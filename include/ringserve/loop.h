@@ -47,6 +47,10 @@ struct rs_stats;
 /* A file's bytes go to a socket without passing through user memory
  * (rs_stream_write_file). */
 #define RS_CAP_SENDFILE (1u << 7)
+/* The loop's listening socket can be a direct descriptor too: with
+ * RS_CAP_DIRECT_FD, a server on it holds no process descriptor per
+ * connection nor for its listener. */
+#define RS_CAP_LISTEN_DIRECT (1u << 8)
 
 /* A loop of the program's own, on the backend cfg->backend names ("auto":
  * the first that can run here) with cfg's buffers and limits; cfg must

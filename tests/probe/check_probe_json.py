@@ -20,7 +20,8 @@ BOOL, STR, INT, NULL = bool, str, int, type(None)
 # ringserve's io_uring features, in its order (the summary's keys).
 URING_FEATURES = ("multishot-accept multishot-recv buf-ring fixed-files ring-fd "
                   "defer-taskrun send-zc sqpoll bundle batch-wait direct-socket ext-arg "
-                  "shutdown-op buf-recycle buf-inc resize wait-reg").split()
+                  "shutdown-op buf-recycle buf-inc resize wait-reg direct-pipe "
+                  "direct-listen").split()
 
 SCHEMA = {
     "ringserve": (STR,),
@@ -53,7 +54,8 @@ SCHEMA = {
             zcrx_lo=(STR, NULL), query_request_ops=(INT, NULL),
             query_register_ops=(INT, NULL)),
         "multishot": dict.fromkeys(
-            "accept recv accept_direct send_zc socket_direct sockopt_cmd buf_recycle".split(),
+            "accept recv accept_direct send_zc socket_direct sockopt_cmd buf_recycle "
+            "pipe_direct listen_direct".split(),
             (BOOL,)),
     },
     "epoll": dict.fromkeys(["exclusive", "busy_poll_ioctl"], (BOOL,)),
@@ -129,6 +131,10 @@ def check_summary(d):
               "ext-arg verdict disagrees with features.ext_arg")
         check((sm["features"]["shutdown-op"] != "unavailable") == u["opcodes"]["shutdown"],
               "shutdown-op verdict disagrees with opcodes.shutdown")
+        check((sm["features"]["direct-pipe"] != "unavailable")
+              == (u["multishot"]["pipe_direct"] and u["register"]["sparse_files"]
+                  and u["multishot"]["accept_direct"]),
+              "direct-pipe verdict disagrees with the facts")
         check((sm["features"]["buf-recycle"] != "unavailable")
               == u["multishot"]["buf_recycle"], "buf-recycle verdict disagrees with the fact")
         check((sm["features"]["buf-inc"] != "unavailable")
@@ -162,6 +168,8 @@ def check_consistency(d):
     check(not m["sockopt_cmd"] or m["socket_direct"], "sockopt_cmd without socket_direct")
     check(not r["resize_rings"] or s["defer_taskrun"], "resize_rings without defer_taskrun")
     check(r["query"] == (r["query_request_ops"] is not None), "query counts without query")
+    check(not m["listen_direct"] or m["sockopt_cmd"], "listen_direct without sockopt_cmd")
+    check(not m["pipe_direct"] or r["sparse_files"], "pipe_direct without sparse_files")
     for bit, name in enumerate(FEATURE_BITS):
         check(u["features"][name] == bool(u["features_mask"] >> bit & 1),
               f"features.{name} disagrees with features_mask")

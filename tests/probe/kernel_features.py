@@ -36,6 +36,8 @@ FEATURES = {
     "send-zc": ((6, 0), False),
     "defer-taskrun": ((6, 1), False),
     "direct-socket": ((6, 7), False),
+    "direct-pipe": ((6, 16), False),
+    "direct-listen": ((6, 11), True),
     "bundle": ((6, 10), True),
     "batch-wait": ((6, 12), True),
     "buf-inc": ((6, 12), True),
@@ -68,6 +70,8 @@ FACTS = {
     "register.resize_rings": (6, 13),
     "register.wait_region": (6, 13),
     "register.napi": (6, 9),
+    "multishot.pipe_direct": (6, 16),
+    "multishot.listen_direct": (6, 11),
 }
 
 

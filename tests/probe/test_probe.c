@@ -396,6 +396,8 @@ static const char *const documented[] = {
     "io_uring.multishot.socket_direct",
     "io_uring.multishot.sockopt_cmd",
     "io_uring.multishot.buf_recycle",
+    "io_uring.multishot.pipe_direct",
+    "io_uring.multishot.listen_direct",
     "epoll.exclusive",
     "epoll.busy_poll_ioctl",
     "limits.nofile.soft",
@@ -422,6 +424,8 @@ static const char *const documented[] = {
     "summary.features.buf-inc",
     "summary.features.resize",
     "summary.features.wait-reg",
+    "summary.features.direct-pipe",
+    "summary.features.direct-listen",
     "summary.reasons.multishot-accept",
     "summary.reasons.multishot-recv",
     "summary.reasons.buf-ring",
@@ -441,6 +445,8 @@ static const char *const documented[] = {
     "summary.reasons.wait-reg",
     "summary.not_used.napi",
     "summary.not_used.zcrx",
+    "summary.reasons.direct-pipe",
+    "summary.reasons.direct-listen",
 };
 
 /* Every boolean fact of the struct, as false when io_uring is unusable. */
@@ -598,6 +604,8 @@ static void test_probe_json_is_documented_and_agrees(void **state)
     assert_json_bool(j, "io_uring.multishot.socket_direct", s.socket_direct);
     assert_json_bool(j, "io_uring.multishot.sockopt_cmd", s.sockopt_cmd);
     assert_json_bool(j, "io_uring.multishot.buf_recycle", s.buf_recycle);
+    assert_json_bool(j, "io_uring.multishot.pipe_direct", s.pipe_direct);
+    assert_json_bool(j, "io_uring.multishot.listen_direct", s.listen_direct);
     assert_int_equal(strtoull(get(j, "io_uring.features_mask"), NULL, 10), s.features);
     assert_string_equal(get(j, "liburing"), "\"" RS_LIBURING_VERSION "\"");
     if (s.available) {

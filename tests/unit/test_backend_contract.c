@@ -18,6 +18,7 @@
  * the probe says it can is a failure, not a skip. */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <grp.h>
 #include <linux/openat2.h>
@@ -32,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/stat.h>
@@ -2033,6 +2035,147 @@ static void test_contract_cancel_not_in_flight(void **state)
     close_server(fx);
 }
 
+/* The io_uring features this run's loops use, or 0 on epoll (and without
+ * liburing). */
+static uint32_t uring_features_used(void)
+{
+#if RS_HAVE_URING
+    uint32_t f = 0;
+    char err[256];
+    if (backend == &rs_backend_uring &&
+        rs_uring_features_parse(features ? features : "default",
+                                rs_uring_supported(rs_probe_uring_cached()), &f, err,
+                                sizeof(err)) == 0)
+        return f;
+#endif
+    return 0;
+}
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* not the directory's own */
+}
+
+/* Rule 10 with the process out of descriptors (its soft RLIMIT_NOFILE at
+ * what it holds): sendfile(2) needs none; io_uring's splice needs a pipe,
+ * which direct-pipe makes in the ring's table (IORING_OP_PIPE) when
+ * pipe2(2) fails. Without direct-pipe the op fails cleanly with -EMFILE
+ * at submit, nothing sent. Either way the loop carries on. */
+static void test_contract_sendfile_out_of_descriptors(void **state)
+{
+    struct fixture *fx = *state;
+    bool needs_pipe = backend == &rs_backend_uring;
+    bool direct_pipe = uring_features_used() & UF_DIRECT_PIPE;
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    struct rlimit low = {.rlim_cur = (rlim_t)count_fds(), .rlim_max = old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fds[2];
+    if (pipe(fds) == 0) {
+        /* valgrind keeps a limit of its own and does not apply this one */
+        close(fds[0]);
+        close(fds[1]);
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+        close_server(fx);
+        rs_skip_reason("a lowered RLIMIT_NOFILE is not enforced here (valgrind)");
+        skip();
+    }
+    assert_int_equal(errno, EMFILE); /* really out of descriptors */
+    if (needs_pipe && !direct_pipe) {
+        struct rs_op op = {0};
+        server_op(fx, &op, RS_OP_SENDFILE);
+        struct rs_sendfile src = {.file_fd = fx->dirfd, .off = 0};
+        op.buf = &src;
+        op.len = SF_LEN;
+        assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), -EMFILE);
+    } else {
+        /* Cancelled at once (io_uring: while its direct pipe is being
+         * made): it still completes once, and whatever went out is
+         * counted. */
+        uint64_t at = 0;
+        struct rs_op op = {0};
+        struct rs_sendfile src;
+        sf_submit(fx, &op, &src, 0, SF_LEN);
+        int rc = fx->loop.ops->cancel(&fx->loop, &op);
+        assert_true(rc == 0 || rc == -ENOENT); /* -ENOENT: its result is queued */
+        int32_t res = sf_wait(fx, &op, true, &at);
+        assert_true(res == -ECANCELED || res > 0);
+        uint64_t sent = res > 0 ? (uint64_t)res : 0;
+        sf_read_to(fx, &at, sent);
+        uint64_t rest = sf_send_range(fx, sent, SF_LEN - sent);
+        assert_int_equal(sent + rest, SF_LEN);
+    }
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    /* And again with descriptors to spare: a direct pipe kept in the
+     * cache, or a new plain one. */
+    uint64_t again = sf_send_range(fx, 0, SF_LEN);
+    assert_int_equal(again, SF_LEN);
+    close_server(fx);
+}
+
+/* The backend's listen hook (RS_CAP_LISTEN_DIRECT, io_uring's
+ * direct-listen): a listener that is a direct descriptor, at a port a
+ * plain socket of ours holds (bound, not listening), accepts a
+ * connection (RS_OPF_DIRECT on the accept), and is closed by an op; then
+ * nothing listens there. A backend without the capability never gets
+ * here with direct-listen asked for. */
+static void test_contract_listen_direct(void **state)
+{
+    struct fixture *fx = *state;
+    bool asked = uring_features_used() & UF_DIRECT_LISTEN;
+    assert_int_equal((fx->loop.caps & RS_CAP_LISTEN_DIRECT) != 0, asked);
+    if (!asked) {
+        assert_true(!fx->loop.ops->listen ||
+                    fx->loop.ops->listen(&fx->loop, NULL, 0, 0, 1) == -EOPNOTSUPP);
+        close_server(fx);
+        return;
+    }
+    int holder = rs_listen_socket("127.0.0.1", 0, false, false, -1);
+    assert_true(holder >= 0);
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    assert_int_equal(getsockname(holder, (struct sockaddr *)&a, &alen), 0);
+    int slot = fx->loop.ops->listen(&fx->loop, (struct sockaddr *)&a, alen,
+                                    RS_LISTEN_NODELAY, 8);
+    assert_true(slot >= 0);
+    int before = fx->nev;
+    struct rs_op acc = {0};
+    rs_op_init(&acc, RS_OP_ACCEPT, slot, record_fn, fx);
+    acc.flags = RS_OPF_DIRECT;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &acc), 0);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
+    run_until(fx, before + 1);
+    assert_ptr_equal(fx->ev[before].op, &acc);
+    assert_true(fx->ev[before].c.res >= 0);
+    assert_true(fx->ev[before].c.flags & RS_CF_DIRECT);
+    struct rs_op cl = {0};
+    rs_op_init(&cl, RS_OP_CLOSE, fx->ev[before].c.res, record_fn, fx);
+    cl.flags = RS_OPF_DIRECT;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &cl), 0);
+    run_until(fx, before + 2);
+    assert_int_equal(fx->ev[before + 1].c.res, 0);
+    struct rs_op lcl = {0};
+    rs_op_init(&lcl, RS_OP_CLOSE, slot, record_fn, fx);
+    lcl.flags = RS_OPF_DIRECT;
+    assert_int_equal(fx->loop.ops->submit(&fx->loop, &lcl), 0);
+    run_until(fx, before + 3);
+    assert_int_equal(fx->ev[before + 2].c.res, 0);
+    close(c);
+    c = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&a, sizeof(a)), -1);
+    assert_int_equal(errno, ECONNREFUSED);
+    close(c);
+    close(holder);
+    close_server(fx);
+}
+
 /* May this backend, with these arguments, run on this kernel? 0: yes; 77
  * with the reason printed: the probe says the kernel (or the build) lacks
  * it; 1: the arguments are wrong. */
@@ -2114,6 +2257,9 @@ int main(int argc, char **argv)
                                         setup_sendfile, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_sendfile_cold_cancel,
                                         setup_sendfile, teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_sendfile_out_of_descriptors,
+                                        setup_sendfile, teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_listen_direct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_multishot_recv_lends_buffers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_recv_slices_in_order,

@@ -49,7 +49,7 @@ static int setup(void **state)
     assert_int_equal(fake_loop_init(&fx->loop, &fx->cfg), 0);
     fx->lfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fx->lfd >= 0);
-    assert_int_equal(rs_listener_start(&fx->loop, fx->lfd), 0);
+    assert_int_equal(rs_listener_start(&fx->loop, fx->lfd, false), 0);
     assert_non_null(fake_find(&fx->loop, RS_OP_ACCEPT, fx->lfd));
     *state = fx;
     return 0;

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Large HTTP responses with the server's process descriptors nearly used up.
+
+    test_http_fd_limit.py RINGSERVE [SERVER OPTIONS...]
+
+The server starts as usual (one loop, no open-file cache); the test counts
+the descriptors it holds once it is up (B) and lowers its soft
+RLIMIT_NOFILE (prlimit) to B + 2N + SLACK: room for N connections and the
+N files their responses read, nothing more per response. N clients then
+each ask for a file of BIG bytes and read nothing until every request is
+sent: a body that large does not fit in the socket buffers, so all N
+responses are in flight at once. Then the clients read them all: each must
+be a 200 with every byte right, and the server must still answer a small
+request afterwards and exit 0 on SIGTERM.
+
+What a response in flight holds besides its file: sendfile(2) (epoll)
+nothing; io_uring's splice a pipe, two descriptors, unless the pipe is a
+direct descriptor of the ring (IORING_OP_PIPE, the direct-pipe feature),
+which is what it falls back to when pipe2(2) finds the process out of
+descriptors. Without that fallback the responses past the limit fail
+(pipe2: EMFILE, the connection is reset). Accepted sockets are direct
+descriptors on io_uring with fixed-files, process descriptors on epoll:
+the 2N covers both.
+
+Bounded in time; loopback only; no sleeps.
+"""
+import hashlib
+import os
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from skip_reason import skip, uring_available, uring_feature  # noqa: E402
+
+TIMEOUT = 30.0
+N = 16            # responses in flight at once
+SLACK = 6         # a little room: never three descriptors per response
+BIG = 8 << 20     # larger than what the socket buffers hold for one client
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def body():
+    # Different bytes in every 4 KiB block: a block sent twice, dropped or
+    # out of place cannot go unseen.
+    return b"".join(b"%07d " % i * 512 for i in range(BIG // 4096))
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__)
+        sys.exit(2)
+    ringserve, args = sys.argv[1], sys.argv[2:]
+    if any(a.startswith("--backend=uring") for a in args):
+        if not uring_available(ringserve):
+            skip("io_uring unavailable")
+        # A splice pipe without descriptors to make it from is what this
+        # test is about: the variant asks for direct-pipe (strictly).
+        if uring_feature(ringserve, "direct-pipe") in (None, "unavailable"):
+            skip("feature unavailable: direct-pipe")
+    root = tempfile.mkdtemp(prefix="rs-fdlimit-")
+    p = None
+    try:
+        data = body()
+        want = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(root, "big.bin"), "wb") as f:
+            f.write(data)
+        with open(os.path.join(root, "small.txt"), "wb") as f:
+            f.write(b"small\n")
+        p = subprocess.Popen([ringserve, "--protocol=http", "--root=" + root,
+                              "--listen=127.0.0.1:0", "--threads=1",
+                              "--open-file-cache=0"] + args,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        line = p.stdout.readline().decode(errors="replace")
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+) ", line)
+        if not m:
+            p.kill()
+            fail("no start-up line: %r %r" % (line, p.stdout.read(2000)))
+        port = int(m.group(1))
+        base = fd_count(p.pid)
+        limit = base + 2 * N + SLACK
+        _, hard = resource.prlimit(p.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (limit, hard))
+        print("server holds %d descriptors; soft limit now %d for %d responses "
+              "of %d bytes" % (base, limit, N, BIG))
+        conns = []
+        for _ in range(N):
+            # A small receive buffer, set before the handshake (a window
+            # shrunk afterwards stalls the sender on backed-off probes).
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            s.settimeout(TIMEOUT)
+            s.connect(("127.0.0.1", port))
+            conns.append(s)
+        for s in conns:
+            s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        for i, s in enumerate(conns):
+            buf = bytearray()
+            try:
+                while b"\r\n\r\n" not in buf:
+                    b = s.recv(1 << 16)
+                    check(b, "response %d: EOF before the head" % i)
+                    buf += b
+                head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+                check(head.startswith(b"HTTP/1.1 200"), "response %d: %r" % (i, head[:80]))
+                got = bytearray(rest)
+                while len(got) < BIG:
+                    b = s.recv(1 << 20)
+                    check(b, "response %d: EOF after %d of %d body bytes"
+                          % (i, len(got), BIG))
+                    got += b
+            except ConnectionResetError:
+                fail("response %d: connection reset (the server ran out of "
+                     "descriptors?)" % i)
+            check(len(got) == BIG and hashlib.sha256(got).hexdigest() == want,
+                  "response %d: wrong bytes" % i)
+            s.close()
+        s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        s.sendall(b"GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        r = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            r += b
+        s.close()
+        check(r.startswith(b"HTTP/1.1 200") and r.endswith(b"small\n"),
+              "the small request afterwards: %r" % r[:120])
+        p.terminate()
+        try:
+            rc = p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            fail("the server did not exit on SIGTERM")
+        check(rc == 0, "server exit status %d: %r" % (rc, p.stdout.read(2000)))
+        p = None
+        print("OK: %d responses of %d bytes at the descriptor limit" % (N, BIG))
+    finally:
+        if p is not None:
+            p.kill()
+            p.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
