@@ -838,8 +838,8 @@ static bool try_resize_rings(void)
     bool ok;
 
     memset(&p, 0, sizeof(p));
-    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-              IORING_SETUP_CQSIZE;
+    p.flags =
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
     p.cq_entries = 8;
     if (io_uring_queue_init_params(4, &ring, &p) < 0)
         return false;
@@ -947,15 +947,15 @@ static int zcrx_try(uint32_t if_idx, uint32_t flags)
     int rc;
 
     memset(&p, 0, sizeof(p));
-    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-              IORING_SETUP_CQE32;
+    p.flags =
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQE32;
     rc = io_uring_queue_init_params(RING_ENTRIES, &ring, &p);
     if (rc < 0)
         return rc;
-    void *area = mmap(NULL, ZCRX_AREA, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    void *rq = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                    -1, 0);
+    void *area =
+        mmap(NULL, ZCRX_AREA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *rq =
+        mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (area == MAP_FAILED || rq == MAP_FAILED) {
         rc = -ENOMEM;
     } else {

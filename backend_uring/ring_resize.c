@@ -25,8 +25,8 @@
 #endif
 
 enum {
-    RESIZE_RINGS = 33,   /* IORING_REGISTER_RESIZE_RINGS (6.13; kernel ABI) */
-    ARRAY_ALIGN = 64,    /* the kernel's SMP_CACHE_BYTES on x86-64 and arm64 */
+    RESIZE_RINGS = 33, /* IORING_REGISTER_RESIZE_RINGS (6.13; kernel ABI) */
+    ARRAY_ALIGN = 64,  /* the kernel's SMP_CACHE_BYTES on x86-64 and arm64 */
 };
 
 static size_t sq_array_offset(unsigned cqes_off, unsigned cq_entries)

@@ -51,8 +51,8 @@ void rs_ring_retired_unmap(struct rs_ring_retired *old);
  * possible: after each submission and each wait. A multishot op that posts
  * many CQEs in one pass can still overflow it; the kernel then keeps them
  * aside (IORING_FEAT_NODROP) and the next check grows the CQ. */
-#define RS_CQ_SLACK       64u
-#define RS_RETIRED_MAX    16 /* resizes between two unmaps (each doubles) */
+#define RS_CQ_SLACK    64u
+#define RS_RETIRED_MAX 16 /* resizes between two unmaps (each doubles) */
 
 struct rs_cq_grower {
     uint64_t grown; /* resizes done, not yet counted in the loop's stats */

@@ -139,9 +139,9 @@ static void summarize_nic(const struct rs_uring_support *s, struct rs_probe_summ
     snprintf(out->zcrx, sizeof(out->zcrx),
              "not used: zero-copy receive needs a NIC receive queue (header split, flow "
              "steering); registering loopback's queue: %s",
-             !s->available     ? "no io_uring"
+             !s->available    ? "no io_uring"
              : s->zcrx_lo_err ? rs_probe_errno_name(s->zcrx_lo_err)
-                               : "accepted");
+                              : "accepted");
 }
 
 void rs_probe_summarize(const struct rs_uring_support *s, struct rs_probe_summary *out)

@@ -46,8 +46,8 @@ int rs_wait_reg_setup(struct io_uring *ring, struct rs_wait_reg *w)
 {
     long page = sysconf(_SC_PAGESIZE);
     w->len = page > 0 ? (size_t)page : 4096;
-    w->slot = mmap(NULL, w->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    w->slot =
+        mmap(NULL, w->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (w->slot == MAP_FAILED) {
         w->slot = NULL;
         return -ENOMEM;

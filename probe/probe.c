@@ -90,8 +90,8 @@ static const struct named_field multishot_fields[] = {
     {"accept", OFF(multishot_accept)},     {"recv", OFF(multishot_recv)},
     {"accept_direct", OFF(accept_direct)}, {"send_zc", OFF(send_zc)},
     {"socket_direct", OFF(socket_direct)}, {"sockopt_cmd", OFF(sockopt_cmd)},
-    {"buf_recycle", OFF(buf_recycle)},
-    {"pipe_direct", OFF(pipe_direct)},     {"listen_direct", OFF(listen_direct)},
+    {"buf_recycle", OFF(buf_recycle)},     {"pipe_direct", OFF(pipe_direct)},
+    {"listen_direct", OFF(listen_direct)},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -356,9 +356,9 @@ static void report_features(struct emit *e, const struct rs_uring_support *s)
 static void report_nic_and_query(struct emit *e, const struct rs_uring_support *s)
 {
     emit_str(e, "zcrx_lo",
-             !s->available      ? NULL
-             : s->zcrx_lo_err   ? rs_probe_errno_name(s->zcrx_lo_err)
-                                : "accepted");
+             !s->available    ? NULL
+             : s->zcrx_lo_err ? rs_probe_errno_name(s->zcrx_lo_err)
+                              : "accepted");
     emit_opt_num(e, "query_request_ops", s->query, s->query_request_ops, "-");
     emit_opt_num(e, "query_register_ops", s->query, s->query_register_ops, "-");
 }

@@ -37,11 +37,11 @@
  * read while the others drain. Four, not two: each buffer's round (read,
  * send, told it was sent) takes loop turns, and with two the socket ran
  * dry between them (1 MiB, 10 connections, client on its own CPU: 742
- * req/s with two, 984 with four, nginx `sendfile off` 882). They come from a small per-loop cache, since a
- * fresh malloc per response (and the copies into the stream's queue that
- * the buffers once went through) cost page faults and a memmove per byte:
- * ~20 % of the copy path's CPU in a profile. 128 KiB rather than 64: half
- * the ops (16 SQEs per MiB instead of 32 on io_uring) for the same CPU.
+ * req/s with two, 984 with four, nginx `sendfile off` 882). They come from a small
+ * per-loop cache, since a fresh malloc per response (and the copies into the stream's
+ * queue that the buffers once went through) cost page faults and a memmove per byte: ~20
+ * % of the copy path's CPU in a profile. 128 KiB rather than 64: half the ops (16 SQEs
+ * per MiB instead of 32 on io_uring) for the same CPU.
  *
  * Confinement: the parser (http_parse.c) already refuses "..", NUL and
  * friends; openat2 with RESOLVE_BENEATH refuses whatever remains, notably
@@ -75,20 +75,20 @@
 #include "http_parse.h"
 #include "protocols.h"
 
-#define READ_AHEAD 4            /* body buffers per large response (--sendfile=off) */
+#define READ_AHEAD 4             /* body buffers per large response (--sendfile=off) */
 #define BODY_CHUNK (128u * 1024) /* bytes per read of a large body */
-#define HEAD_ROOM  1024         /* bytes reserved for a response head */
-#define BODY_CACHE 16           /* body buffers kept per loop for the next responses */
-#define RETRY_MS   1            /* after -ENOBUFS / -EAGAIN on a read */
-#define TAIL_LEN   11           /* strlen("/index.html") */
+#define HEAD_ROOM  1024          /* bytes reserved for a response head */
+#define BODY_CACHE 16            /* body buffers kept per loop for the next responses */
+#define RETRY_MS   1             /* after -ENOBUFS / -EAGAIN on a read */
+#define TAIL_LEN   11            /* strlen("/index.html") */
 
 struct http_loop {
-    int root_fd;             /* O_PATH directory: every open is beneath it */
-    uint32_t ops;            /* file ops in flight, all sessions */
-    int64_t date_s;          /* second of the cached Date header */
-    char date[40];           /* "Date: IMF-fixdate\r\n", or "" */
-    uint8_t *scratch;        /* HEAD_ROOM + one pool buffer: small responses */
-    struct rs_fcache fcache; /* open files by path (--open-file-cache) */
+    int root_fd;               /* O_PATH directory: every open is beneath it */
+    uint32_t ops;              /* file ops in flight, all sessions */
+    int64_t date_s;            /* second of the cached Date header */
+    char date[40];             /* "Date: IMF-fixdate\r\n", or "" */
+    uint8_t *scratch;          /* HEAD_ROOM + one pool buffer: small responses */
+    struct rs_fcache fcache;   /* open files by path (--open-file-cache) */
     uint8_t *body[BODY_CACHE]; /* idle body buffers (HEAD_ROOM + BODY_CHUNK) */
     uint32_t nbody;
 };
@@ -115,9 +115,9 @@ struct http_sess {
     struct http_loop *hl;
     uint8_t state;
     bool keep_alive, head_only, is_index, in_paused, small, peer_eof;
-    bool in_full; /* input was dropped (in_append): answer what is held, then close */
+    bool in_full;  /* input was dropped (in_append): answer what is held, then close */
     bool head_due; /* read body: the head goes in front of the first bytes */
-    int fd;       /* the file (or directory) being served, or -1 */
+    int fd;        /* the file (or directory) being served, or -1 */
     struct rs_fcache_entry *fce; /* fd's cache entry (the cache owns fd), or NULL */
     uint32_t ops;                /* file ops in flight */
     struct rs_fs_req fop;        /* the open; fop.data: the session */
@@ -609,10 +609,9 @@ static void submit_read(struct http_sess *h, struct rd_slot *r)
     r->lent = h->small;
     /* Small: into a lent buffer, sent with the head from there (deliver);
      * large: into the slot's own memory. */
-    int rc = h->small
-                 ? rs_fs_read_lent(h->loop, &r->req, h->fd, r->len, r->off, on_read)
-                 : rs_fs_read(h->loop, &r->req, h->fd, r->buf + HEAD_ROOM, r->len, r->off,
-                              on_read);
+    int rc = h->small ? rs_fs_read_lent(h->loop, &r->req, h->fd, r->len, r->off, on_read)
+                      : rs_fs_read(h->loop, &r->req, h->fd, r->buf + HEAD_ROOM, r->len,
+                                   r->off, on_read);
     if (rc < 0)
         r->busy = false;
     file_op_started(h, "read", rc);

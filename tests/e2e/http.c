@@ -67,7 +67,7 @@
  * its head under the first segments on loopback: half of the initial
  * window, 32 KiB). */
 #define MID_LEN 20000u
-#define SECRET    "TOPSECRET"
+#define SECRET  "TOPSECRET"
 
 static char **server_argv;
 static const char *want_backend;

@@ -457,8 +457,8 @@ static bool any_fact(const struct rs_uring_support *s)
            s->buf_ring || s->sparse_files || s->ring_fd || s->multishot_accept ||
            s->multishot_recv || s->accept_direct || s->send_zc || s->recvsend_bundle ||
            s->socket_direct || s->sockopt_cmd || s->features || s->opcodes ||
-           s->resize_rings || s->wait_region || s->napi || s->sq_rewind || s->zcrx_nodev ||
-           s->query;
+           s->resize_rings || s->wait_region || s->napi || s->sq_rewind ||
+           s->zcrx_nodev || s->query;
 }
 
 /* --- struct tests --- */

@@ -154,9 +154,8 @@ static int loop_setup(struct fixture *fx, uint32_t buffers)
     config_for_mode(&fx->cfg);
     if (small_ring) {
         char err[200];
-        assert_int_equal(rs_config_set_option(&fx->cfg, "ring-entries", "4", err,
-                                              sizeof(err)),
-                         0);
+        assert_int_equal(
+            rs_config_set_option(&fx->cfg, "ring-entries", "4", err, sizeof(err)), 0);
     }
     fx->cfg.buffers = buffers;
     fx->cfg.buffer_size = 4096;
@@ -2063,10 +2062,10 @@ static int lowest_free_fd(void)
 }
 
 /* Rule 10 with the process out of descriptors (its soft RLIMIT_NOFILE at
- * its lowest free descriptor number): sendfile(2) needs none; io_uring's splice needs a pipe,
- * which direct-pipe makes in the ring's table (IORING_OP_PIPE) when
- * pipe2(2) fails. Without direct-pipe the op fails cleanly with -EMFILE
- * at submit, nothing sent. Either way the loop carries on. */
+ * its lowest free descriptor number): sendfile(2) needs none; io_uring's splice needs a
+ * pipe, which direct-pipe makes in the ring's table (IORING_OP_PIPE) when pipe2(2) fails.
+ * Without direct-pipe the op fails cleanly with -EMFILE at submit, nothing sent. Either
+ * way the loop carries on. */
 static void test_contract_sendfile_out_of_descriptors(void **state)
 {
     struct fixture *fx = *state;
