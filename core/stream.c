@@ -139,6 +139,12 @@ void rs_stream_cache_fini(struct rs_loop *loop)
     loop->nfree_streams = 0;
 }
 
+/* Output waits: in the lent slot, in chunks, or both. */
+static inline bool has_output(const struct rs_stream *s)
+{
+    return s->slot_len > 0 || s->head;
+}
+
 static void enqueue(struct rs_stream *s, struct rs_chunk *k)
 {
     k->next = NULL;
@@ -259,8 +265,16 @@ static void send_head(struct rs_stream *s)
     if (s->state != RS_STREAM_OPEN && !(s->state == RS_STREAM_CLOSING && s->graceful))
         return;
     struct rs_chunk *k = s->head;
-    assert(k->len > 0);
-    if (is_file(k)) {
+    assert(s->slot_len > 0 || k->len > 0);
+    if (s->slot_len > 0) {
+        /* The slot is the queue's first entry: it goes alone, flagged as
+         * a lent chunk would be. */
+        s->send_chunks = 0;
+        s->send_op.kind = RS_OP_SEND;
+        s->send_op.buf = s->slot_ptr;
+        s->send_op.len = s->slot_len;
+        s->send_op.flags = opf(s, k && is_file(k) ? RS_OPF_MORE : 0u);
+    } else if (is_file(k)) {
         /* The file's bytes go from the page cache to the socket. */
         s->send_chunks = 1;
         s->send_op.kind = RS_OP_SENDFILE;
@@ -311,7 +325,7 @@ static void send_head(struct rs_stream *s)
  * a send in flight or nothing queued, so that test is inline. */
 static inline void start_send(struct rs_stream *s)
 {
-    if (!s->send_busy && s->head)
+    if (!s->send_busy && has_output(s))
         send_head(s);
 }
 
@@ -428,6 +442,17 @@ void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
      * a peer that never reads cannot pin the buffers its neighbours need. */
     /* (set_aside: free buffers no receive can have, as good as lent here) */
     bool pressure = loop->pool.lent + loop->pool.set_aside > loop->pool.lent_hi;
+    if (!has_output(s) && !pressure && len > 0) {
+        /* Nothing queued (ping-pong): the buffer takes the slot, no
+         * chunk, and goes out at once unless the stream is still
+         * connecting. */
+        s->slot_ptr = p;
+        s->slot_len = len;
+        s->slot_bid = bid;
+        s->pending += len;
+        start_send(s);
+        return;
+    }
     if (tail_room(s) >= len || pressure) {
         loop->stats.copies++;
         rs_stream_write_copy(s, p, len);
@@ -583,6 +608,11 @@ void rs_stream_release(struct rs_stream *s, uint16_t bid)
  * (those the in-flight send covers). */
 static void drop_queue(struct rs_stream *s)
 {
+    if (s->slot_len > 0 && !(s->send_busy && s->send_chunks == 0)) {
+        s->pending -= s->slot_len;
+        s->slot_len = 0;
+        rs_stream_release(s, s->slot_bid);
+    }
     struct rs_chunk *k = s->head, *last_kept = NULL;
     for (uint32_t i = 0; k && s->send_busy && i < s->send_chunks; i++) {
         last_kept = k;
@@ -790,7 +820,7 @@ static void free_stream(struct rs_stream *s)
         loop->nretry--;
     }
     drop_queue(s);
-    assert(s->head == NULL && s->pending == 0);
+    assert(!has_output(s) && s->pending == 0);
     rs_timer_stop(loop, &s->timer);
     if (s->prev)
         s->prev->next = s->next;
@@ -845,7 +875,7 @@ static void advance(struct rs_stream *s)
     if (s->state == RS_STREAM_CONNECTING || s->state == RS_STREAM_CLOSED)
         return;
     if (s->state == RS_STREAM_OPEN) {
-        if (s->shut_wanted && !s->shut_done && !s->head && !s->send_busy) {
+        if (s->shut_wanted && !s->shut_done && !has_output(s) && !s->send_busy) {
             /* A recv may still be in flight: shutdown(SHUT_WR) does not
              * disturb it. */
             s->shut_done = submit_ctl(s, RS_OP_SHUTDOWN);
@@ -856,7 +886,7 @@ static void advance(struct rs_stream *s)
         s->state = RS_STREAM_CLOSING;
         s->graceful = true;
     }
-    if (s->graceful && s->head) {
+    if (s->graceful && has_output(s)) {
         start_send(s);
         return;
     }
@@ -883,7 +913,7 @@ static void advance(struct rs_stream *s)
         s->shut_done = submit_ctl(s, RS_OP_SHUTDOWN);
         return;
     }
-    if (s->lingering && !s->eof && !s->send_busy && !s->head) {
+    if (s->lingering && !s->eof && !s->send_busy && !has_output(s)) {
         s->reading = true; /* nothing is queued any more */
         arm_recv(s);
         if (s->recv_armed || s->starved)
@@ -1037,8 +1067,21 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
     loop->stats.bytes_out += (uint64_t)res;
     s->last_active_ms = rs_loop_now(loop);
     s->pending -= (uint64_t)res;
+    uint32_t left = (uint32_t)res;
+    if (s->send_chunks == 0) {
+        /* The send covered the slot: all of it, or its first bytes (the
+         * rest goes next, still ahead of any chunk). */
+        assert(left <= s->slot_len);
+        s->slot_ptr += left;
+        s->slot_len -= left;
+        left = 0;
+        if (s->slot_len == 0) {
+            loop->ops->buf_release(loop, s->slot_bid);
+            loop->stats.round_trips++;
+        }
+    }
     /* The send covered the head chunk, or several from the head on. */
-    for (uint32_t left = (uint32_t)res; left > 0;) {
+    while (left > 0) {
         struct rs_chunk *k = s->head;
         assert(k);
         uint32_t n = left < k->len ? left : k->len;
