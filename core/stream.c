@@ -256,6 +256,30 @@ static void arm_recv(struct rs_stream *s)
     s->inflight++;
 }
 
+/* The send submitted: in flight until on_send. */
+static inline void send_submitted(struct rs_stream *s, int rc)
+{
+    if (rc < 0) {
+        fail(s, rc);
+        return;
+    }
+    s->send_busy = true;
+    s->inflight++;
+}
+
+/* Send the slot: the queue's first entry, alone, flagged as a lent chunk
+ * would be (a file chunk behind it: MSG_MORE, one segment). */
+static inline void send_slot(struct rs_stream *s)
+{
+    const struct rs_chunk *k = s->head;
+    s->send_chunks = 0;
+    s->send_op.kind = RS_OP_SEND;
+    s->send_op.buf = s->slot_ptr;
+    s->send_op.len = s->slot_len;
+    s->send_op.flags = opf(s, k && is_file(k) ? RS_OPF_MORE : 0u);
+    send_submitted(s, s->loop->ops->submit(s->loop, &s->send_op));
+}
+
 /* Send the head of the queue (start_send checked there is one and no
  * send is in flight). */
 static void send_head(struct rs_stream *s)
@@ -264,17 +288,13 @@ static void send_head(struct rs_stream *s)
      * aborted, not closed. */
     if (s->state != RS_STREAM_OPEN && !(s->state == RS_STREAM_CLOSING && s->graceful))
         return;
-    struct rs_chunk *k = s->head;
-    assert(s->slot_len > 0 || k->len > 0);
     if (s->slot_len > 0) {
-        /* The slot is the queue's first entry: it goes alone, flagged as
-         * a lent chunk would be. */
-        s->send_chunks = 0;
-        s->send_op.kind = RS_OP_SEND;
-        s->send_op.buf = s->slot_ptr;
-        s->send_op.len = s->slot_len;
-        s->send_op.flags = opf(s, k && is_file(k) ? RS_OPF_MORE : 0u);
-    } else if (is_file(k)) {
+        send_slot(s);
+        return;
+    }
+    struct rs_chunk *k = s->head;
+    assert(k->len > 0);
+    if (is_file(k)) {
         /* The file's bytes go from the page cache to the socket. */
         s->send_chunks = 1;
         s->send_op.kind = RS_OP_SENDFILE;
@@ -312,13 +332,7 @@ static void send_head(struct rs_stream *s)
         if (k->next && is_file(k->next))
             s->send_op.flags |= RS_OPF_MORE;
     }
-    int rc = s->loop->ops->submit(s->loop, &s->send_op);
-    if (rc < 0) {
-        fail(s, rc);
-        return;
-    }
-    s->send_busy = true;
-    s->inflight++;
+    send_submitted(s, s->loop->ops->submit(s->loop, &s->send_op));
 }
 
 /* Called after every queued write and every send completion: most find
@@ -429,23 +443,29 @@ static void queue_chunk(struct rs_stream *s, struct rs_chunk *k, const uint8_t *
     start_send(s);
 }
 
-void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
-                          uint16_t bid)
+/* Holding a lent buffer is free only while the pool has plenty: under
+ * pressure (or behind a heap chunk with room) copy and give it back, so
+ * a peer that never reads cannot pin the buffers its neighbours need.
+ * (set_aside: free buffers no receive can have, as good as lent here.) */
+static inline bool pool_pressure(const struct rs_loop *loop)
+{
+    return loop->pool.lent + loop->pool.set_aside > loop->pool.lent_hi;
+}
+
+/* rs_stream_write_lent behind something queued, or refused, or under
+ * pressure. Out of line: the ping-pong case stays small. */
+__attribute__((noinline)) static void write_lent_queued(struct rs_stream *s,
+                                                        const uint8_t *p, uint32_t len,
+                                                        uint16_t bid)
 {
     struct rs_loop *loop = s->loop;
     if (!accepts_output(s)) {
         rs_stream_release(s, bid);
         return;
     }
-    /* Holding a lent buffer is free only while the pool has plenty: under
-     * pressure (or behind a heap chunk with room) copy and give it back, so
-     * a peer that never reads cannot pin the buffers its neighbours need. */
-    /* (set_aside: free buffers no receive can have, as good as lent here) */
-    bool pressure = loop->pool.lent + loop->pool.set_aside > loop->pool.lent_hi;
+    bool pressure = pool_pressure(loop);
     if (!has_output(s) && !pressure && len > 0) {
-        /* Nothing queued (ping-pong): the buffer takes the slot, no
-         * chunk, and goes out at once unless the stream is still
-         * connecting. */
+        /* Nothing queued after all (connecting, say): the slot. */
         s->slot_ptr = p;
         s->slot_len = len;
         s->slot_bid = bid;
@@ -466,6 +486,25 @@ void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
         return;
     }
     queue_chunk(s, k, p, len, bid, 0);
+}
+
+void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
+                          uint16_t bid)
+{
+    /* Ping-pong: an open stream with nothing queued (so no send in
+     * flight) and a pool with plenty. The buffer takes the slot, no
+     * chunk, and goes out at once. */
+    if (s->state == RS_STREAM_OPEN && !has_output(s) && !s->shut_wanted && len > 0 &&
+        !pool_pressure(s->loop)) {
+        assert(!s->send_busy);
+        s->slot_ptr = p;
+        s->slot_len = len;
+        s->slot_bid = bid;
+        s->pending += len;
+        send_slot(s);
+        return;
+    }
+    write_lent_queued(s, p, len, bid);
 }
 
 /* Copy len bytes to the end of the queue, without starting a send: false
