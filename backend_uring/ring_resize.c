@@ -127,7 +127,7 @@ void rs_cq_grow_check(struct io_uring *ring, struct rs_cq_grower *g)
     }
 }
 
-void rs_cq_grower_release(struct rs_cq_grower *g)
+void rs_cq_grower_unmap_retired(struct rs_cq_grower *g)
 {
     for (unsigned i = 0; i < g->nretired; i++)
         rs_ring_retired_unmap(&g->retired[i]);

@@ -70,7 +70,13 @@ unsigned rs_cq_initial(unsigned sq_entries);
 void rs_cq_grow_check(struct io_uring *ring, struct rs_cq_grower *g);
 
 /* Unmap the rings replaced since the last call: no CQE pointer into them
- * may be in use (call it after a turn's dispatch, and at teardown). */
-void rs_cq_grower_release(struct rs_cq_grower *g);
+ * may be in use (call it after a turn's dispatch, and at teardown). Inline:
+ * every turn calls it, and nearly every turn has nothing to unmap. */
+void rs_cq_grower_unmap_retired(struct rs_cq_grower *g);
+static inline void rs_cq_grower_release(struct rs_cq_grower *g)
+{
+    if (g->nretired > 0)
+        rs_cq_grower_unmap_retired(g);
+}
 
 #endif

@@ -1037,6 +1037,36 @@ static void got_eof(struct rs_stream *s)
         rs_stream_shutdown(s);
 }
 
+/* A receive that brought no data for the owner: input dropped while
+ * closing, the peer's EOF, an empty pool, an error. Out of line: the
+ * data case stays small. */
+__attribute__((noinline)) static void recv_other(struct rs_stream *s,
+                                                 const struct rs_completion *comp)
+{
+    struct rs_loop *loop = s->loop;
+    int res = comp->res;
+    if (res > 0) {
+        loop->stats.dropped += (uint64_t)res;
+        rs_stream_release(s, comp->bid); /* closing: input is dropped */
+        /* A stop cut this input: the peer must not see a FIN. */
+        if (s->stop_hold)
+            s->cut = true;
+        return;
+    }
+    assert(!(comp->flags & RS_CF_BUFFER));
+    if (res == 0) {
+        got_eof(s);
+    } else if (res == -ENOBUFS) {
+        /* Not an error: the pool is empty. Re-armed by the loop once
+         * buffers come back, whichever stream returns them. */
+        loop->stats.enobufs++;
+        if (may_read(s) && !s->recv_armed && !s->starved)
+            starve(s);
+    } else if (res != -ECANCELED) {
+        peer_failed(s, res);
+    }
+}
+
 static void on_recv(struct rs_loop *loop, struct rs_op *op,
                     const struct rs_completion *comp)
 {
@@ -1052,74 +1082,33 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
         assert(comp->flags & RS_CF_BUFFER);
         loop->stats.recvs++;
         s->last_active_ms = rs_loop_now(loop);
-        if (s->state == RS_STREAM_OPEN) {
-            loop->stats.bytes_in += (uint64_t)res;
-            const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid) + comp->off;
-            s->cbs->on_data(s, p, (uint32_t)res, comp->bid);
-        } else {
-            loop->stats.dropped += (uint64_t)res;
-            rs_stream_release(s, comp->bid); /* closing: input is dropped */
-            /* A stop cut this input: the peer must not see a FIN. */
-            if (s->stop_hold)
-                s->cut = true;
-        }
+    }
+    if (res > 0 && s->state == RS_STREAM_OPEN) {
+        loop->stats.bytes_in += (uint64_t)res;
+        const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid) + comp->off;
+        s->cbs->on_data(s, p, (uint32_t)res, comp->bid);
     } else {
-        assert(!(comp->flags & RS_CF_BUFFER));
-        if (res == 0) {
-            got_eof(s);
-        } else if (res == -ENOBUFS) {
-            /* Not an error: the pool is empty. Re-armed by the loop once
-             * buffers come back, whichever stream returns them. */
-            loop->stats.enobufs++;
-            if (may_read(s) && !s->recv_armed && !s->starved)
-                starve(s);
-        } else if (res != -ECANCELED) {
-            peer_failed(s, res);
-        }
+        recv_other(s, comp);
     }
     arm_recv(s);
     maybe_progress(s);
 }
 
-static void on_send(struct rs_loop *loop, struct rs_op *op,
-                    const struct rs_completion *comp)
+/* A send failed: ECONNRESET, EPIPE, ECANCELED...: this stream only. A
+ * zero result for a non-empty send means the same: no progress. */
+__attribute__((noinline)) static void send_failed(struct rs_stream *s, int res)
 {
-    struct rs_stream *s = op->data;
-    int res = comp->res;
-    assert(s->send_busy && s->inflight > 0 && !(comp->flags & RS_CF_MORE));
-    s->send_busy = false;
-    s->send_cancel = false;
-    s->inflight--;
-    loop->stats.sends++;
-    if (res <= 0) {
-        /* ECONNRESET, EPIPE, ECANCELED...: this stream only. A zero
-         * result for a non-empty send means the same: no progress. */
-        if (res < 0)
-            peer_failed(s, res);
-        else
-            fail(s, -EPIPE);
-        return;
-    }
-    assert((uint32_t)res <= op->len && (uint64_t)res <= s->pending);
-    uint64_t before = s->pending;
+    if (res < 0)
+        peer_failed(s, res);
+    else
+        fail(s, -EPIPE);
+}
+
+/* A send of queued chunks moved res bytes: the head chunk, or several
+ * from the head on. True when it finished a file chunk. */
+__attribute__((noinline)) static bool chunks_sent(struct rs_stream *s, uint32_t left)
+{
     bool file_done = false;
-    loop->stats.bytes_out += (uint64_t)res;
-    s->last_active_ms = rs_loop_now(loop);
-    s->pending -= (uint64_t)res;
-    uint32_t left = (uint32_t)res;
-    if (s->send_chunks == 0) {
-        /* The send covered the slot: all of it, or its first bytes (the
-         * rest goes next, still ahead of any chunk). */
-        assert(left <= s->slot_len);
-        s->slot_ptr += left;
-        s->slot_len -= left;
-        left = 0;
-        if (s->slot_len == 0) {
-            loop->ops->buf_release(loop, s->slot_bid);
-            loop->stats.round_trips++;
-        }
-    }
-    /* The send covered the head chunk, or several from the head on. */
     while (left > 0) {
         struct rs_chunk *k = s->head;
         assert(k);
@@ -1135,19 +1124,63 @@ static void on_send(struct rs_loop *loop, struct rs_op *op,
             s->head = k->next;
             if (!s->head)
                 s->tail = NULL;
-            chunk_put(loop, k);
+            chunk_put(s->loop, k);
+            s->loop->stats.round_trips++;
+        }
+    }
+    return file_done;
+}
+
+/* A send completed on a closing stream. Aborted: the rest of the queue
+ * goes, and false (the completion is handled). Closing gracefully: the
+ * progress restarts the close's bound, and true (send on). */
+__attribute__((noinline)) static bool sent_while_closing(struct rs_stream *s)
+{
+    if (!s->graceful) {
+        drop_queue(s);
+        maybe_progress(s);
+        return false;
+    }
+    if (rs_timer_active(&s->timer))
+        close_timer_start(s); /* progress: the graceful close's bound starts again */
+    return true;
+}
+
+static void on_send(struct rs_loop *loop, struct rs_op *op,
+                    const struct rs_completion *comp)
+{
+    struct rs_stream *s = op->data;
+    int res = comp->res;
+    assert(s->send_busy && s->inflight > 0 && !(comp->flags & RS_CF_MORE));
+    s->send_busy = false;
+    s->send_cancel = false;
+    s->inflight--;
+    loop->stats.sends++;
+    if (res <= 0) {
+        send_failed(s, res);
+        return;
+    }
+    assert((uint32_t)res <= op->len && (uint64_t)res <= s->pending);
+    uint64_t before = s->pending;
+    bool file_done = false;
+    loop->stats.bytes_out += (uint64_t)res;
+    s->last_active_ms = rs_loop_now(loop);
+    s->pending -= (uint64_t)res;
+    if (s->send_chunks == 0) {
+        /* The send covered the slot: all of it, or its first bytes (the
+         * rest goes next, still ahead of any chunk). */
+        assert((uint32_t)res <= s->slot_len);
+        s->slot_ptr += res;
+        s->slot_len -= (uint32_t)res;
+        if (s->slot_len == 0) {
+            loop->ops->buf_release(loop, s->slot_bid);
             loop->stats.round_trips++;
         }
+    } else {
+        file_done = chunks_sent(s, (uint32_t)res);
     }
-    if (s->state == RS_STREAM_CLOSING) {
-        if (!s->graceful) {
-            drop_queue(s);
-            maybe_progress(s);
-            return;
-        }
-        if (rs_timer_active(&s->timer))
-            close_timer_start(s); /* progress: the graceful close's bound starts again */
-    }
+    if (s->state == RS_STREAM_CLOSING && !sent_while_closing(s))
+        return;
     start_send(s);
     /* The last byte of a file went out: its owner may queue the next one
      * (rs_stream_has_file), whatever the watermark says. */
