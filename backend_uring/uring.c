@@ -501,8 +501,10 @@ static void arm_wake(struct ur_state *st, struct rs_loop *loop)
  * buffers nobody holds, and these are held until delivered; CQEs arrive in
  * consumption order). The core gets one completion per buffer, all but the
  * last flagged MORE, so its one-buffer-per-completion model holds. */
-__attribute__((noinline)) static void deliver_bundle(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
-                           const struct io_uring_cqe *cqe)
+__attribute__((noinline)) static void deliver_bundle(struct rs_loop *loop,
+                                                     struct ur_state *st,
+                                                     struct rs_op *op,
+                                                     const struct io_uring_cqe *cqe)
 {
     uint32_t size = loop->pool.size;
     uint16_t first = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
@@ -562,8 +564,10 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
 /* A completion of the backend's own requests (wake-ups, buffer returns,
  * splice steps, zero-copy notifications, hang-up guards, the inbox), by
  * tag. */
-__attribute__((noinline)) static void on_own_cqe(struct rs_loop *loop, struct ur_state *st,
-                       const struct io_uring_cqe *cqe, uint64_t ud, unsigned tag)
+__attribute__((noinline)) static void on_own_cqe(struct rs_loop *loop,
+                                                 struct ur_state *st,
+                                                 const struct io_uring_cqe *cqe,
+                                                 uint64_t ud, unsigned tag)
 {
     switch (tag) {
     case TAG_WAKE:
@@ -612,8 +616,9 @@ __attribute__((noinline)) static void on_own_cqe(struct rs_loop *loop, struct ur
  * submit(), a poll before its recv, a socket's steps, a hand-off, a
  * multishot recv's last CQE (its hang-up guard ends with it). true when
  * handled here; false: forward it (on_op_cqe). */
-__attribute__((noinline)) static bool on_special_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
-                              const struct io_uring_cqe *cqe, unsigned tag)
+__attribute__((noinline)) static bool
+on_special_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                  const struct io_uring_cqe *cqe, unsigned tag)
 {
     if (op->bk_flags & BKF_DONE_NOW) {
         rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
@@ -647,9 +652,8 @@ __attribute__((noinline)) static bool on_special_op_cqe(struct rs_loop *loop, st
 /* A completion of an op's earlier use (its generation moved on). The
  * cold paths of on_cqe are out of line: inlined, their registers would be
  * saved and restored around every completion. */
-__attribute__((noinline)) static void drop_stale_cqe(struct rs_loop *loop,
-                                                     struct ur_state *st,
-                                                     const struct io_uring_cqe *cqe)
+__attribute__((noinline)) static void
+drop_stale_cqe(struct rs_loop *loop, struct ur_state *st, const struct io_uring_cqe *cqe)
 {
     rs_log_error("dropping a stale completion (res %d)", cqe->res);
     /* A buffer the kernel picked for it must still go back. */

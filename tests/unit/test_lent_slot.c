@@ -94,7 +94,8 @@ static int dial(struct rs_server *srv, int rcvbuf)
         int mss = 536;
         setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss));
     }
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(rs_server_port(srv))};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(rs_server_port(srv))};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     struct timeval tv = {.tv_sec = 20}; /* a broken server fails, never hangs */
