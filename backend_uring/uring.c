@@ -338,6 +338,8 @@ __attribute__((noinline)) static int submit_other(struct rs_loop *loop,
         } else {
             io_uring_prep_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC);
         }
+        if (st->fixed)
+            op->bk_flags |= BKF_KIND_CQE; /* its result is a direct descriptor */
         ur_set_fd(op, sqe);
         break;
     case RS_OP_RECV:
@@ -556,8 +558,6 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     }
     if (cqe->flags & IORING_CQE_F_MORE)
         flags |= RS_CF_MORE;
-    if (op->kind == RS_OP_ACCEPT && res >= 0 && st->fixed)
-        flags |= RS_CF_DIRECT;
     rs_op_complete_slice(loop, op, res, flags, bid, off);
 }
 
@@ -634,6 +634,13 @@ on_special_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
     }
     if (op->kind == RS_OP_SOCKET) {
         ur_socket_cqe(loop, st, op, cqe, tag);
+        return true;
+    }
+    if (op->kind == RS_OP_ACCEPT) {
+        /* With fixed-files: a direct descriptor (BKF_KIND_CQE). */
+        uint32_t flags = (cqe->flags & IORING_CQE_F_MORE) ? RS_CF_MORE : 0u;
+        rs_op_complete(loop, op, cqe->res, flags | (cqe->res >= 0 ? RS_CF_DIRECT : 0u),
+                       0);
         return true;
     }
     if (op->kind == RS_OP_HANDOFF && cqe->res >= 0)
@@ -868,9 +875,12 @@ void ur_buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
     io_uring_sqe_set_data64(sqe, (uint64_t)TAG_PROVIDE << 56 | bid);
 }
 
-static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
+/* Every case but the common one (below): a slice of a shared buffer, a
+ * call the contract check refuses, a buffer a zero-copy send still reads,
+ * a pool without a buffer ring. */
+__attribute__((noinline)) static void buf_release_other(struct rs_loop *loop,
+                                                        struct ur_state *st, uint16_t bid)
 {
-    struct ur_state *st = state(loop);
     if (ur_inc_ring_bid(st, bid)) {
         ur_inc_release(loop, st, bid); /* a slice of a shared buffer */
         return;
@@ -889,14 +899,25 @@ static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
         return;
     }
     rs_bufpool_clear_loan(&loop->pool, bid); /* checked above */
-    if ((st->features & UF_BUF_RING) && !st->inc && !st->br_pos) {
-        /* The common case (ur_buf_return's first): back into the ring. */
-        io_uring_buf_ring_add(st->br, rs_bufpool_ptr(&loop->pool, bid), loop->pool.size,
-                              bid, (int)st->br_mask, (int)st->br_pending);
+    ur_buf_return(loop, st, bid);
+}
+
+static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
+{
+    struct ur_state *st = state(loop);
+    struct rs_bufpool *pool = &loop->pool;
+    /* The common case, every echo's: a whole buffer, lent (the release
+     * check), held by no zero-copy send, back into the buffer ring
+     * (ur_buf_return's first case). */
+    if (st->br_plain && bid < pool->count && pool->held[bid] &&
+        !(st->zc_hold && st->zc_hold[bid])) {
+        rs_bufpool_clear_loan(pool, bid);
+        io_uring_buf_ring_add(st->br, rs_bufpool_ptr(pool, bid), pool->size, bid,
+                              (int)st->br_mask, (int)st->br_pending);
         st->br_pending++;
         return;
     }
-    ur_buf_return(loop, st, bid);
+    buf_release_other(loop, st, bid);
 }
 
 /* A stopping loop waits for the notifications, so their buffers (and the

@@ -107,8 +107,9 @@ enum {
 /* buf-inc: a pool read into a buffer set aside from the ring, bk_bid of
  * its rs_file_op (bufinc.c) */
 #define BKF_SET_ASIDE 1u
-/* RS_OP_SOCKET or RS_OP_HANDOFF: its CQE needs more than forwarding its
- * result (on_special_op_cqe); a flag, so that on_cqe tests one byte */
+/* RS_OP_SOCKET, RS_OP_HANDOFF, or an accept of direct descriptors: its
+ * CQE needs more than forwarding its result (on_special_op_cqe); a flag,
+ * so that on_cqe tests one byte */
 #define BKF_KIND_CQE 2u
 
 struct ur_state {
@@ -127,6 +128,8 @@ struct ur_state {
     unsigned br_mask;
     unsigned br_pending; /* buffers added since the last advance */
     uint16_t *br_pos;    /* bundles only: per bid, the ring slot it was last added at */
+    bool br_plain;       /* a buffer ring of whole buffers, without br_pos: the
+                            common case of a release (ur_buf_release) */
     /* buf-inc (bufinc.c): per buffer of the ring, its fill and its slices
      * out; ids from ring_bufs up are set aside for file reads */
     struct inc_buf *inc;
