@@ -75,7 +75,7 @@ class Server:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 break
             time.sleep(POLL_S)
-        self.kill()
+        Server.kill(self)  # this class's: a subclass's may close the log
         text = self.text()
         if skip_ok:
             skip_for(text)
