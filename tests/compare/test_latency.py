@@ -91,14 +91,14 @@ def check_rates(rows, what):
 
 def test_echo(cmp, ringserve, ringbench, tmp):
     out = os.path.join(tmp, 'echo')
-    p = compare([cmp, '--latency', '--smoke', '--configs=uring-default,uring-default-normal',
+    p = compare([cmp, '--latency', '--smoke', '--configs=uring-default,uring-default-auto',
                  '--conns=2', '--duration=0.3', '--warmup=0.1', '--quiet=off',
                  '--ringserve=' + ringserve, '--ringbench=' + ringbench, '--out=' + out])
     check(p.returncode == 0, 'echo --latency exited %d' % p.returncode)
     rows = read_csv(os.path.join(out, 'latency.csv'))
     runs = [r for r in rows if r['kind'] == 'run']
     check(len(runs) == 12, 'echo: %d runs, want 2 servers x 2 placements x 3' % len(runs))
-    for cid, sched in (('uring-default', 'auto'), ('uring-default-normal', 'normal')):
+    for cid, sched in (('uring-default', 'normal'), ('uring-default-auto', 'auto')):
         for pl in ('same', 'split'):
             mine = [r for r in runs if r['config'] == cid and r['placement'] == pl]
             check(sorted(r['load'] for r in mine) == ['50%', '90%', 'closed'],
@@ -118,8 +118,8 @@ def test_echo(cmp, ringserve, ringbench, tmp):
           'echo report: no table section')
     check('--sched=auto` against `--sched=normal' in text, 'echo report: no auto vs normal')
     check('Quiet gate:' in text and 'ungated' in text, 'echo report: gate not described')
-    check(re.search(r'\| uring default, sched normal \| normal \| split \| [\d,]+ \| 90% \|',
-                    text), 'echo report: no row for normal, split, 90%')
+    check(re.search(r'\| uring default, sched auto \| auto \| split \| [\d,]+ \| 90% \|',
+                    text), 'echo report: no row for auto, split, 90%')
 
 
 def test_proxy(cmp, ringserve, ringbench, tmp):
@@ -140,8 +140,8 @@ def test_proxy(cmp, ringserve, ringbench, tmp):
     p = compare([cmp, '--proxy', '--latency', '--dry-run', '--baseline=' + ringserve,
                  '--ringserve=' + ringserve, '--ringbench=' + ringbench])
     check(p.returncode == 0, 'proxy --latency --dry-run exited %d' % p.returncode)
-    for cid, sched in (('ringserve-uring', 'auto'), ('ringserve-uring-normal', 'normal'),
-                       ('old-ringserve-uring-normal', 'normal'), ('haproxy', 'n/a'),
+    for cid, sched in (('ringserve-uring', 'normal'), ('ringserve-uring-auto', 'auto'),
+                       ('old-ringserve-uring-auto', 'auto'), ('haproxy', 'n/a'),
                        ('nginx', 'n/a')):
         check(re.search(r'^  %s +sched %s' % (re.escape(cid), re.escape(sched)), p.stdout,
                         re.M), 'proxy --latency --dry-run: no %s (sched %s):\n%s' % (
