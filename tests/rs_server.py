@@ -75,11 +75,12 @@ class Server:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 break
             time.sleep(POLL_S)
+        rc = self.proc.poll()  # None: still running at the deadline
         Server.kill(self)  # this class's: a subclass's may close the log
         text = self.text()
         if skip_ok:
             skip_for(text)
-        raise ServerError(self.argv, text, self.proc.returncode)
+        raise ServerError(self.argv, text, rc)
 
     def text(self):
         """Everything the server printed so far."""
