@@ -31,7 +31,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from rs_server import Server, ServerError  # noqa: E402
 
 failures = []
 
@@ -178,20 +180,15 @@ def test_request_mode(cmp, ringserve, ringbench, tmp):
     os.makedirs(root)
     with open(os.path.join(root, 'f.bin'), 'wb') as f:
         f.write(bytes(range(256)) * 7)
-    log = open(os.path.join(tmp, 'http.log'), 'a+')  # O_APPEND: see start_server in compare_scale.py
-    srv = subprocess.Popen([ringserve, '--protocol=http', '--root=' + root,
-                            '--listen=127.0.0.1:0'], stdout=log, stderr=log)
     try:
-        port = None
-        for _ in range(200):
-            log.seek(0)
-            m = re.search(r'listening on 127\.0\.0\.1:(\d+)', log.read())
-            if m:
-                port = int(m.group(1))
-                break
-            time.sleep(0.02)
-        if not check(port, 'ringserve --protocol=http did not start'):
-            return
+        # This suite never skips: a failure to start is a failure.
+        srv = Server([ringserve, '--protocol=http', '--root=' + root],
+                     log_path=os.path.join(tmp, 'http.log'), skip_ok=False)
+    except ServerError as e:
+        check(False, 'ringserve --protocol=http did not start: %s' % e)
+        return
+    port = srv.port
+    try:
         size, err = compare_http.http_reply_size(port, '/f.bin')
         check(size and size > 1792, 'reply size of /f.bin: %r %r' % (size, err))
 
@@ -219,13 +216,7 @@ def test_request_mode(cmp, ringserve, ringbench, tmp):
             r = rb(*args)
             check(r.returncode == 2, 'usage error %r: exit %d' % (args, r.returncode))
     finally:
-        srv.send_signal(signal.SIGINT)
-        try:
-            srv.wait(10)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.wait()
-        log.close()
+        srv.stop(10, signal.SIGINT)
 
 
 def main():

@@ -42,11 +42,10 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from skip_reason import skip, uring_available  # noqa: E402
+import rs_server  # noqa: E402  (tests/rs_server.py)
 
 RINGSERVE, RINGBENCH = sys.argv[1], sys.argv[2]
 VARIANT = sys.argv[3:]
@@ -70,40 +69,21 @@ def check(cond, msg):
     return cond
 
 
-class Server:
-    def __init__(self, extra):
-        # O_APPEND ('a+'): the server shares this open file, offset and all;
-        # without it, a read here (seek to 0) could make the server's next
-        # line land over the start of the log (seen under qemu on 7.3).
-        self.log = tempfile.TemporaryFile(mode='a+')
-        self.argv = [RINGSERVE, '--listen=127.0.0.1:0'] + VARIANT + extra
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log)
-        self.port = None
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            m = re.search(r'listening on 127\.0\.0\.1:(\d+)', self.text())
-            if m:
-                self.port = int(m.group(1))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        text = self.text()
-        self.stop()
-        # A skip only when the probe says io_uring is unavailable here (the
-        # form scripts/test-summary.py checks), and never over failures
-        # already found: any other start-up failure fails.
-        if not failures and '--backend=uring' in VARIANT and not uring_available(RINGSERVE):
-            skip('io_uring unavailable: ' + text.strip().splitlines()[-1])
-        print('server did not start: %s\n%s' % (' '.join(self.argv), text))
-        print('%d failure(s) before' % len(failures))
-        sys.exit(1)
+class Server(rs_server.Server):
+    """The server of VARIANT with extra options, its output in a log file
+    (rs_server.Server)."""
 
-    def text(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
+    def __init__(self, extra):
+        # A skip only where the server says io_uring is unavailable here
+        # (the form scripts/test-summary.py checks), and never over
+        # failures already found: any other start-up failure fails.
+        try:
+            super().__init__([RINGSERVE] + VARIANT + extra, timeout=WAIT_S,
+                             skip_ok=not failures)
+        except rs_server.ServerError as e:
+            print(e)
+            print('%d failure(s) before' % len(failures))
+            sys.exit(1)
 
     def lines(self):
         """Complete lines only: the server may be writing the last one."""
@@ -124,14 +104,8 @@ class Server:
         return False
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        """SIGINT: the exit status (None when it hung and was killed)."""
+        return super().stop(WAIT_S, signal.SIGINT)
 
 
 def ringbench(port):
