@@ -55,6 +55,9 @@
 #include "rs_build.h"
 #if RS_HAVE_URING
 #include "backend_uring/features.h"
+#else
+/* Without the io_uring backend no io_uring feature is ever in use. */
+enum { UF_DIRECT_PIPE = 0, UF_DIRECT_LISTEN = 0 };
 #endif
 
 #define MAX_EV 256
