@@ -33,9 +33,16 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "http_head.h"
+
 struct rs_fcache_entry {
     int fd;           /* O_RDONLY, owned by the cache */
     struct statx stx; /* as of the last check */
+    /* What a response states about the file, made by the server on first
+     * use (not made in a new entry); an entry replaced is a new entry,
+     * and a head made for another size or mtime than the one served is
+     * remade (rs_http_file_head_for). */
+    struct rs_http_file_head head;
     /* private */
     struct rs_fcache_entry *hnext;         /* hash chain */
     struct rs_fcache_entry *newer, *older; /* LRU, while in the table */

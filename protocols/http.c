@@ -58,6 +58,7 @@
  * progress is finished, its body still flowing (from the file with
  * sendfile, or read after read without it), then the connection closes.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -72,6 +73,7 @@
 #include <ringserve.h>
 
 #include "fcache.h"
+#include "http_head.h"
 #include "http_parse.h"
 #include "protocols.h"
 
@@ -85,8 +87,7 @@
 struct http_loop {
     int root_fd;               /* O_PATH directory: every open is beneath it */
     uint32_t ops;              /* file ops in flight, all sessions */
-    int64_t date_s;            /* second of the cached Date header */
-    char date[40];             /* "Date: IMF-fixdate\r\n", or "" */
+    struct rs_http_date date;  /* the Date line, made once per second */
     uint8_t *scratch;          /* HEAD_ROOM + one pool buffer: small responses */
     struct rs_fcache fcache;   /* open files by path (--open-file-cache) */
     uint8_t *body[BODY_CACHE]; /* idle body buffers (HEAD_ROOM + BODY_CHUNK) */
@@ -122,6 +123,7 @@ struct http_sess {
     uint32_t ops;                /* file ops in flight */
     struct rs_fs_req fop;        /* the open; fop.data: the session */
     struct statx stx;
+    struct rs_http_file_head fh; /* the file's header lines when it is not cached */
     struct rs_http_request req;
     char path[RS_HTTP_PATH_MAX + TAIL_LEN + 1]; /* what is opened */
     int status;                                 /* 200 or 206 */
@@ -142,89 +144,109 @@ static void die(struct http_sess *h, int reason);
 
 /* ---- response heads ---- */
 
-/* The Date header line, cached per second; "" when the clock is outside
- * what an HTTP-date can say (RFC 9110 6.6.1: no clock, no Date). */
-static const char *date_line(struct http_loop *hl)
+/* Heads are assembled by copying pieces formatted once (http_head.h):
+ * no printf on the way of a response. */
+
+/* The Date header line, remade when the second changes; "" when the clock
+ * is outside what an HTTP-date can say (RFC 9110 6.6.1: no clock, no
+ * Date). */
+static const char *date_line(struct http_loop *hl, size_t *len)
 {
-    int64_t now = (int64_t)time(NULL);
-    if (now != hl->date_s) {
-        char d[30];
-        if (rs_http_format_date(now, d) == 29)
-            snprintf(hl->date, sizeof(hl->date), "Date: %s\r\n", d);
-        else
-            hl->date[0] = '\0';
-        hl->date_s = now;
-    }
-    return hl->date;
+    return rs_http_date_line(&hl->date, (int64_t)time(NULL), len);
 }
 
-/* The Last-Modified header line of the file being served, into out, or ""
- * when its mtime cannot be written as an HTTP-date (before 1970, after
- * 9999): the header is then left out, as RFC 9110 8.8.2 allows when there
- * is no reasonable date, rather than clamped to a date that is not the
- * file's. Without it no validator is evaluated against the mtime either
- * (has_mtime). */
-static const char *last_modified_line(const struct http_sess *h, char out[48])
+/* What a 200 states about the file being served (type, length,
+ * Last-Modified): made once per cached file and kept in its cache entry,
+ * else made per response in the session. Checked against the size and
+ * mtime served at every use: another session may have refreshed the entry
+ * (rs_fcache_refresh) since, and this response keeps what it examined. */
+static const struct rs_http_file_head *file_head(struct http_sess *h)
 {
-    char d[30];
-    out[0] = '\0';
-    if (rs_http_format_date((int64_t)h->stx.stx_mtime.tv_sec, d) == 29)
-        snprintf(out, 48, "Last-Modified: %s\r\n", d);
-    return out;
-}
-
-static bool has_mtime(const struct http_sess *h)
-{
-    char d[30];
-    return rs_http_format_date((int64_t)h->stx.stx_mtime.tv_sec, d) == 29;
+    struct rs_http_file_head *fh = h->fce ? &h->fce->head : &h->fh;
+    return rs_http_file_head_for(fh, h->path, h->stx.stx_size,
+                                 (int64_t)h->stx.stx_mtime.tv_sec);
 }
 
 /* "Connection:" as the request asked: 1.1 says close only when closing,
  * 1.0 says keep-alive only when keeping it. */
-static const char *conn_header(const struct http_sess *h)
+static char *put_conn_header(const struct http_sess *h, char *o)
 {
     if (!h->keep_alive)
-        return "Connection: close\r\n";
-    return h->req.version_minor == 0 ? "Connection: keep-alive\r\n" : "";
+        return RS_HTTP_PUT_LIT(o, "Connection: close\r\n");
+    if (h->req.version_minor == 0)
+        return RS_HTTP_PUT_LIT(o, "Connection: keep-alive\r\n");
+    return o;
 }
 
-/* A response with a short text body (or none): errors, 304, 416. */
-static void respond_short(struct http_sess *h, int status, const char *extra)
+/* Bytes of respond_short's head beyond its `extra` lines: the status and
+ * Server lines, Date, Connection, Content-Type, Content-Length, the blank
+ * line and the text body, with room to spare. */
+#define SHORT_ROOM 384
+
+/* A response with a short text body (or none): errors, 304, 416. `extra`:
+ * header lines to add (extra_len bytes, at most HEAD_ROOM). */
+static void respond_short(struct http_sess *h, int status, const char *extra,
+                          size_t extra_len)
 {
-    const char *reason = rs_http_reason(status);
-    char text[64] = "";
-    if (status >= 400 && status != 416)
-        snprintf(text, sizeof(text), "%d %s\n", status, reason);
-    char buf[512];
-    int n =
-        snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nServer: ringserve\r\n%s%s%s",
-                 status, reason, date_line(h->hl), extra ? extra : "", conn_header(h));
-    if (text[0])
-        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "Content-Type: text/plain\r\n");
-    if (status != 304) /* a 304 has no body, and says nothing of its length */
-        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "Content-Length: %zu\r\n",
-                      strlen(text));
-    n += snprintf(buf + n, sizeof(buf) - (size_t)n, "\r\n%s", h->head_only ? "" : text);
-    rs_stream_write_copy(h->s, (const uint8_t *)buf, (uint32_t)n);
+    char buf[SHORT_ROOM + HEAD_ROOM];
+    char text[64];
+    char *t = text;
+    if (status >= 400 && status != 416) {
+        const char *reason = rs_http_reason(status);
+        t = rs_http_put_u64(t, (uint64_t)status);
+        *t++ = ' ';
+        t = rs_http_put(t, reason, strlen(reason));
+        *t++ = '\n';
+    }
+    size_t tl = (size_t)(t - text), dl;
+    const char *date = date_line(h->hl, &dl);
+    char *o = rs_http_put_status(buf, status);
+    o = rs_http_put(o, date, dl);
+    o = rs_http_put(o, extra, extra_len);
+    o = put_conn_header(h, o);
+    if (tl)
+        o = RS_HTTP_PUT_LIT(o, "Content-Type: text/plain\r\n");
+    if (status != 304) { /* a 304 has no body, and says nothing of its length */
+        o = RS_HTTP_PUT_LIT(o, "Content-Length: ");
+        o = rs_http_put_u64(o, tl);
+        o = RS_HTTP_PUT_LIT(o, "\r\n");
+    }
+    o = RS_HTTP_PUT_LIT(o, "\r\n");
+    if (!h->head_only)
+        o = rs_http_put(o, text, tl);
+    rs_stream_write_copy(h->s, (const uint8_t *)buf, (uint32_t)(o - buf));
 }
 
 /* The head of a 200/206: into out (HEAD_ROOM bytes); returns its length. */
 static int format_head(struct http_sess *h, char *out)
 {
-    char lm[48];
-    int n = snprintf(out, HEAD_ROOM,
-                     "HTTP/1.1 %d %s\r\nServer: ringserve\r\n%s"
-                     "Content-Type: %s\r\nContent-Length: %" PRIu64 "\r\n"
-                     "%sAccept-Ranges: bytes\r\n%s",
-                     h->status, rs_http_reason(h->status), date_line(h->hl),
-                     rs_http_content_type(h->path), h->count, last_modified_line(h, lm),
-                     conn_header(h));
-    if (h->status == 206)
-        n += snprintf(out + n, HEAD_ROOM - (size_t)n,
-                      "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n",
-                      h->first, h->first + h->count - 1, h->size);
-    n += snprintf(out + n, HEAD_ROOM - (size_t)n, "\r\n");
-    return n;
+    const struct rs_http_file_head *fh = file_head(h);
+    size_t dl;
+    const char *date = date_line(h->hl, &dl);
+    char *o = rs_http_put_status(out, h->status);
+    o = rs_http_put(o, date, dl);
+    if (h->count == fh->size) {
+        o = rs_http_put(o, fh->text, fh->len); /* type, length, date, ranges */
+    } else {
+        o = rs_http_put(o, fh->text, fh->ct_end);
+        o = RS_HTTP_PUT_LIT(o, "Content-Length: ");
+        o = rs_http_put_u64(o, h->count);
+        o = RS_HTTP_PUT_LIT(o, "\r\n");
+        o = rs_http_put(o, fh->text + fh->cl_end, (size_t)(fh->len - fh->cl_end));
+    }
+    o = put_conn_header(h, o);
+    if (h->status == 206) {
+        o = RS_HTTP_PUT_LIT(o, "Content-Range: bytes ");
+        o = rs_http_put_u64(o, h->first);
+        *o++ = '-';
+        o = rs_http_put_u64(o, h->first + h->count - 1);
+        *o++ = '/';
+        o = rs_http_put_u64(o, h->size);
+        o = RS_HTTP_PUT_LIT(o, "\r\n");
+    }
+    o = RS_HTTP_PUT_LIT(o, "\r\n");
+    assert(o - out <= HEAD_ROOM);
+    return (int)(o - out);
 }
 
 /* ---- session lifetime ---- */
@@ -407,7 +429,7 @@ static void start_request(struct http_sess *h)
 static void not_found(struct http_sess *h)
 {
     close_file(h);
-    respond_short(h, 404, NULL);
+    respond_short(h, 404, NULL, 0);
     finish_response(h);
 }
 
@@ -454,26 +476,31 @@ static void respond(struct http_sess *h)
     struct rs_http_request *r = &h->req;
     h->size = h->stx.stx_size;
     int64_t mtime = (int64_t)h->stx.stx_mtime.tv_sec;
+    h->fh.made = false; /* a session's own is for one response (one path) */
+    const struct rs_http_file_head *fh = file_head(h);
     /* A file without a date we could state has no validator: the
      * conditions that compare with it do not apply (RFC 9110 13.1.3), and
      * an If-Range cannot match (13.1.5). */
-    bool dated = has_mtime(h);
+    bool dated = fh->dated;
     if (dated && r->has_ims && mtime <= r->ims) {
-        char lm[48];
-        respond_short(h, 304, last_modified_line(h, lm));
+        /* The Last-Modified line, as a 200 would have it. */
+        respond_short(h, 304, fh->text + fh->cl_end, (size_t)(fh->lm_end - fh->cl_end));
         finish_response(h);
         return;
     }
     /* If-Range that does not match: the Range is ignored, the whole file
      * is sent (200), so a resumed download is never stitched from two
-     * versions of the file. */
-    r->has_range = rs_http_range_applies(r, dated ? mtime : -1, (int64_t)time(NULL));
+     * versions of the file. The clock only matters to an If-Range. */
+    int64_t now = r->has_range && r->has_if_range ? (int64_t)time(NULL) : 0;
+    r->has_range = rs_http_range_applies(r, dated ? mtime : -1, now);
     int64_t first, count;
     h->status = rs_http_range_resolve(r, (int64_t)h->size, &first, &count);
     if (h->status == 416) {
         char extra[64];
-        snprintf(extra, sizeof(extra), "Content-Range: bytes */%" PRIu64 "\r\n", h->size);
-        respond_short(h, 416, extra);
+        char *o = RS_HTTP_PUT_LIT(extra, "Content-Range: bytes */");
+        o = rs_http_put_u64(o, h->size);
+        o = RS_HTTP_PUT_LIT(o, "\r\n");
+        respond_short(h, 416, extra, (size_t)(o - extra));
         finish_response(h);
         return;
     }
@@ -529,7 +556,7 @@ static void on_open(struct rs_fs_req *req)
          * so a prober learns nothing. EMFILE & co. are ours: 503. */
         if (res == -EMFILE || res == -ENFILE || res == -ENOMEM) {
             rs_fcache_trim(&h->hl->fcache); /* give back what nobody reads */
-            respond_short(h, 503, NULL);
+            respond_short(h, 503, NULL, 0);
             finish_response(h);
         } else {
             not_found(h);
@@ -785,7 +812,7 @@ static void head_timeout_fn(struct rs_loop *loop, struct rs_timer *t)
         h->head_only = false;
         h->keep_alive = false;
         h->in_len = 0;
-        respond_short(h, 408, NULL);
+        respond_short(h, 408, NULL, 0);
     }
     /* Nothing of a next request: an idle keep-alive connection, closed
      * without a word (a client may be sending a request right now; an
@@ -840,7 +867,8 @@ static void next_request(struct http_sess *h)
         h->keep_alive = false;
         h->in_len = 0;
         rs_stream_read_stop(s);
-        respond_short(h, -n, n == -405 ? "Allow: GET, HEAD\r\n" : NULL);
+        static const char allow[] = "Allow: GET, HEAD\r\n";
+        respond_short(h, -n, allow, n == -405 ? sizeof(allow) - 1 : 0);
         rs_stream_close(s);
         return;
     }
@@ -1002,7 +1030,7 @@ static int http_loop_init(struct rs_loop *loop, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    hl->date_s = -1;
+    rs_http_date_init(&hl->date);
     rs_loop_set_data(loop, hl);
     return 0;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where a server's user-space instructions per echo round trip go.
+"""Where a server's user-space instructions per echo round trip (or request) go.
 
 Runs the server under callgrind, drives it with two fixed-count ringbench
 runs (N and 2N rounds per connection, counts zeroed and dumped around each)
@@ -12,6 +12,14 @@ callgrind_annotate on each dump. Connection set-up and teardown cancel out.
       -- build/ringserve --backend=uring --listen=127.0.0.1:PORT
   tools/instr_profile.py --upstream='build/ringserve --listen=127.0.0.1:UPORT' \
       -- build/ringserve --protocol=proxy --upstream=127.0.0.1:UPORT --listen=127.0.0.1:PORT
+
+  tools/instr_profile.py --request='GET /1k.bin HTTP/1.1\r\nHost: x\r\n\r\n' \
+      -- build/ringserve --protocol=http --root=DIR --listen=127.0.0.1:PORT
+
+--request: each round trip is that request on a keep-alive connection
+(ringbench --mode=request); the reply's size is learnt from one request
+made first, outside the counted runs, and every reply must be a 2xx of
+that size.
 
 PORT in the command is replaced by a free port. The server is killed at
 the end (under valgrind an io_uring server may never see a signal).
@@ -51,6 +59,26 @@ def wait_port(port, proc, timeout=60.0):
     return False
 
 
+def reply_size(port, request):
+    """The size of the whole reply to one request (head and Content-Length
+    bytes of body), asked once on a connection of its own."""
+    raw = request.encode().decode('unicode_escape').encode('latin-1')
+    s = socket.create_connection(('127.0.0.1', port), timeout=60)
+    s.sendall(raw)
+    data = b''
+    while b'\r\n\r\n' not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head = data.split(b'\r\n\r\n', 1)[0]
+    s.close()
+    m = re.search(rb'(?im)^content-length:\s*(\d+)', head)
+    if not head.startswith(b'HTTP/1.1 2') or not m:
+        sys.exit('--request: not a 2xx reply with a Content-Length: %r' % head[:200])
+    return len(head) + 4 + int(m.group(1))
+
+
 def annotate(path, inclusive):
     """{function: Ir} from callgrind_annotate on one dump."""
     p = subprocess.run(['callgrind_annotate', '--auto=no', '--inclusive=%s' % ('yes' if inclusive else 'no'),
@@ -77,6 +105,9 @@ def main():
                     help='start this server first, untraced (UPORT in it and in the '
                     'traced command is replaced by a free port): an echo server '
                     'behind a traced proxy')
+    ap.add_argument('--request', metavar='TEXT',
+                    help='send this request (\\r \\n decoded) instead of echoing '
+                    'messages: an HTTP server, one request per round trip')
     ap.add_argument('--lines', action='store_true',
                     help='keep line numbers in the dumps (for callgrind_annotate --auto=yes)')
     ap.add_argument('cmd', nargs='+')
@@ -100,12 +131,16 @@ def main():
     try:
         if not wait_port(port, proc):
             sys.exit('server did not start (log: %s)' % os.path.join(tmp, 'log'))
+        load = ['--size=%d' % a.size]
+        if a.request:
+            load = ['--mode=request', '--request=' + a.request,
+                    '--reply-size=%d' % reply_size(port, a.request)]
         dumps, totals = [], []
         for rounds in (a.rounds, 2 * a.rounds):
             bench_cost.callgrind_zero(proc.pid)
             subprocess.run([a.ringbench, '--connect=127.0.0.1:%d' % port,
-                            '--connections=%d' % a.conns, '--size=%d' % a.size,
-                            '--rounds=%d' % rounds, '--quiet'], check=True,
+                            '--connections=%d' % a.conns, '--rounds=%d' % rounds,
+                            '--quiet'] + load, check=True,
                            stdout=subprocess.DEVNULL)
             before = set(bench_cost.dump_parts(outfile))
             totals.append(bench_cost.callgrind_dump(proc.pid, outfile))
@@ -117,7 +152,8 @@ def main():
             upstream.terminate()
             upstream.wait()
     n = float(a.rounds * a.conns)
-    print('user instructions per round trip: %.1f' % ((totals[1] - totals[0]) / n))
+    what = 'request' if a.request else 'round trip'
+    print('user instructions per %s: %.1f' % (what, (totals[1] - totals[0]) / n))
     if a.top:
         for inclusive in (False, True):
             d0, d1 = annotate(dumps[0], inclusive), annotate(dumps[1], inclusive)
@@ -127,7 +163,7 @@ def main():
                 # routine and its callers) show the whole as their own.
                 total = (totals[1] - totals[0]) / n
                 rows = [(v, f) for v, f in rows if v < 0.9 * total]
-            print('\n%s per round trip:' % ('inclusive' if inclusive else 'self'))
+            print('\n%s per %s:' % ('inclusive' if inclusive else 'self', what))
             for v, f in reversed(rows[-a.top:]):
                 print('%8.1f  %s' % (v, f))
     print('dumps in', tmp)
