@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -195,6 +196,81 @@ static void test_fcache_trim(void **state)
     rs_fcache_release(&f->c, a);
 }
 
+/* The file's head lines that an entry carries (http_head.h), as the server
+ * takes them: made for the size and mtime being served. */
+static const struct rs_http_file_head *entry_head(struct rs_fcache_entry *e)
+{
+    return rs_http_file_head_for(&e->head, e->path, e->stx.stx_size,
+                                 (int64_t)e->stx.stx_mtime.tv_sec);
+}
+
+static void set_mtime(struct fx *f, const char *name, time_t t)
+{
+    struct timespec ts[2] = {{t, 0}, {t, 0}};
+    assert_int_equal(utimensat(f->root, name, ts, 0), 0);
+}
+
+static bool head_has(const struct rs_http_file_head *h, const char *line)
+{
+    size_t n = strlen(line);
+    for (size_t i = 0; i + n <= h->len; i++)
+        if (memcmp(h->text + i, line, n) == 0)
+            return true;
+    return false;
+}
+
+/* A file replaced by a rename over it: once the entry is re-checked, the
+ * new entry states the new file's length and Last-Modified, never the old
+ * ones. */
+static void test_fcache_head_of_replaced_file(void **state)
+{
+    struct fx *f = *state;
+    set_mtime(f, "f0", 784111777);
+    struct rs_fcache_entry *e = open_and_put(f, "f0", 0);
+    assert_false(e->head.made); /* made on first use */
+    const struct rs_http_file_head *h = entry_head(e);
+    assert_true(head_has(h, "Content-Length: 2\r\n"));
+    assert_true(head_has(h, "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
+    rs_fcache_release(&f->c, e);
+
+    put_file(f, "f3", "replaced");
+    set_mtime(f, "f3", 784111777 + 86400);
+    char from[128], to[128];
+    snprintf(from, sizeof(from), "%s/f3", f->dir);
+    snprintf(to, sizeof(to), "%s/f0", f->dir);
+    assert_int_equal(rename(from, to), 0);
+    /* Within the interval the old entry, and its head, are still served. */
+    e = rs_fcache_get(&f->c, f->root, "f0", 10, 1000);
+    assert_non_null(e);
+    assert_true(head_has(entry_head(e), "Content-Length: 2\r\n"));
+    rs_fcache_release(&f->c, e);
+    assert_null(rs_fcache_get(&f->c, f->root, "f0", 5000, 1000));
+    e = open_and_put(f, "f0", 5000);
+    h = entry_head(e);
+    assert_true(head_has(h, "Content-Length: 8\r\n"));
+    assert_true(head_has(h, "Last-Modified: Mon, 07 Nov 1994 08:49:37 GMT\r\n"));
+    assert_false(head_has(h, "Content-Length: 2\r\n"));
+    rs_fcache_release(&f->c, e);
+}
+
+/* A file changed in place and refreshed through its descriptor
+ * (rs_fcache_refresh, the large-file path): the same entry, a head remade
+ * for the new length and mtime. */
+static void test_fcache_head_of_refreshed_file(void **state)
+{
+    struct fx *f = *state;
+    set_mtime(f, "f1", 784111777);
+    struct rs_fcache_entry *e = open_and_put(f, "f1", 0);
+    assert_true(head_has(entry_head(e), "Content-Length: 2\r\n"));
+    put_file(f, "f1", "longer text"); /* O_TRUNC: the same inode */
+    set_mtime(f, "f1", 784111777 + 1);
+    assert_int_equal(rs_fcache_refresh(e), 0);
+    const struct rs_http_file_head *h = entry_head(e);
+    assert_true(head_has(h, "Content-Length: 11\r\n"));
+    assert_true(head_has(h, "Last-Modified: Sun, 06 Nov 1994 08:49:38 GMT\r\n"));
+    rs_fcache_release(&f->c, e);
+}
+
 static int setup_off(void **state)
 {
     return setup_cap(state, 0);
@@ -217,6 +293,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fcache_dropped_in_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fcache_revalidation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fcache_trim, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fcache_head_of_replaced_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fcache_head_of_refreshed_file, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_fcache_off, setup_off, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -418,6 +419,63 @@ static void test_http_fcache_replaced(void **state)
     assert_int_equal(st->hits, hits + 1);
 }
 
+static void set_mtime(struct fixture *fx, const char *name, time_t t)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s", fx->dir, name);
+    struct timespec ts[2] = {{t, 0}, {t, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/* GET path: the head into head[cap], the body checked against want. */
+static void get_head(struct fixture *fx, const char *path, char *head, size_t cap,
+                     const void *want, size_t want_len)
+{
+    char req[256];
+    uint8_t *body = malloc(want_len + 1);
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    send_all(fx, req);
+    assert_int_equal(response(fx, head, cap, body, want_len + 1), want_len);
+    assert_memory_equal(body, want, want_len);
+    free(body);
+}
+
+/* The header lines a cached file's responses carry are made once and kept
+ * with its cache entry: a file replaced (a new entry once re-checked) or
+ * changed in place (a large file's entry is refreshed on every hit) is
+ * announced with its new Content-Length and Last-Modified. */
+static void test_http_fcache_head_follows_file(void **state)
+{
+    struct fixture *fx = *state;
+    char head[1024];
+    fx->cfg.open_file_cache_valid_ms = FOREVER_MS;
+    set_mtime(fx, "a.txt", 784111777);
+    get_head(fx, "/a.txt", head, sizeof(head), "hello\n", 6);
+    assert_non_null(strstr(head, "Content-Length: 6\r\n"));
+    assert_non_null(strstr(head, "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
+    assert_non_null(strstr(head, "Content-Type: text/plain; charset=utf-8\r\n"));
+    write_tmp_then_rename(fx, "a.txt", "replaced\n");
+    set_mtime(fx, "a.txt", 784111777 + 86400);
+    fx->cfg.open_file_cache_valid_ms = 0;
+    get_head(fx, "/a.txt", head, sizeof(head), "replaced\n", 9);
+    assert_non_null(strstr(head, "Content-Length: 9\r\n"));
+    assert_non_null(strstr(head, "Last-Modified: Mon, 07 Nov 1994 08:49:37 GMT\r\n"));
+
+    fx->cfg.open_file_cache_valid_ms = FOREVER_MS;
+    set_mtime(fx, "big.bin", 784111777);
+    get_head(fx, "/big.bin", head, sizeof(head), fx->big, BIG_LEN);
+    assert_non_null(strstr(head, "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
+    /* Rewritten in place, shorter (O_TRUNC: the same inode). */
+    write_file(fx->dir, "big.bin", fx->big, BIG_LEN - 100);
+    set_mtime(fx, "big.bin", 784111777 + 1);
+    get_head(fx, "/big.bin", head, sizeof(head), fx->big, BIG_LEN - 100);
+    char want[64];
+    snprintf(want, sizeof(want), "Content-Length: %u\r\n", BIG_LEN - 100);
+    assert_non_null(strstr(head, want));
+    assert_non_null(strstr(head, "Last-Modified: Sun, 06 Nov 1994 08:49:38 GMT\r\n"));
+    assert_int_equal(rs_http_fcache_stats(&fx->loop)->hits, 1); /* the rewritten big.bin */
+}
+
 /* A file removed: 404 once re-checked. */
 static void test_http_fcache_removed(void **state)
 {
@@ -742,6 +800,10 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_http_bad_request_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_fcache_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_fcache_head_follows_file, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_http_fcache_head_follows_file, setup_copy,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_http_fcache_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_fcache_permissions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_fcache_off, setup_no_cache, teardown),
