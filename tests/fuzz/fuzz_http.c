@@ -1,4 +1,5 @@
-/* libFuzzer target for the HTTP request-head parser (protocols/http_parse.c).
+/* libFuzzer target for the HTTP request-head parser (protocols/http_parse.c)
+ * and the response-head pieces made from what it parsed (http_head.c).
  *
  * Each input is parsed three ways: as raw bytes (a whole head, or several
  * pipelined), as the request-target of an otherwise valid request (so the
@@ -24,6 +25,9 @@
  * - an If-Modified-Since is never later than the clock given;
  * - an If-Range makes a Range apply only when its date equals the file's
  *   and that second had ended by the clock given.
+ * - the header lines a response would state about a file at the parsed
+ *   path (http_head.h) are in their places, end in CRLF, and read back as
+ *   the type, size and mtime they were made from.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_head.h"
 #include "http_parse.h"
 
 #define MAX_DATE 253402300799LL /* Fri, 31 Dec 9999 23:59:59 GMT */
@@ -156,6 +161,43 @@ static void check_dates(const struct rs_http_request *r, int64_t now, uint64_t s
     }
 }
 
+/* The header lines a 200 would state about a file at the parsed path
+ * (http_head.h), for a size and an mtime from the input (now and then an
+ * mtime without an HTTP-date): each piece in its place, every line ending
+ * in CRLF, and what they say reading back as what they were made from. */
+static void check_file_head(const struct rs_http_request *r, uint64_t salt)
+{
+    static const int64_t odd[] = {-1, -86400, MAX_DATE + 1};
+    struct rs_http_file_head fh;
+    memset(&fh, 0, sizeof(fh));
+    uint64_t size = salt % 7 == 0 ? UINT64_MAX - salt % 100 : salt >> 3;
+    int64_t mtime = salt % 5 == 0 ? odd[salt / 5 % 3] : (int64_t)(salt % (MAX_DATE + 1));
+    const struct rs_http_file_head *h = rs_http_file_head_for(&fh, r->path, size, mtime);
+    CHECK(h->made && h->size == size && h->mtime == mtime);
+    CHECK(h->ct_end <= h->cl_end && h->cl_end <= h->lm_end && h->lm_end <= h->len &&
+          h->len <= sizeof(h->text));
+    const char *type = rs_http_content_type(r->path);
+    size_t tl = strlen(type);
+    CHECK(h->ct_end == 14 + tl + 2 && memcmp(h->text, "Content-Type: ", 14) == 0 &&
+          memcmp(h->text + 14, type, tl) == 0);
+    char num[32];
+    size_t nl = (size_t)(h->cl_end - h->ct_end) - 18;
+    CHECK(nl < sizeof(num) && memcmp(h->text + h->ct_end, "Content-Length: ", 16) == 0);
+    memcpy(num, h->text + h->ct_end + 16, nl);
+    num[nl] = '\0';
+    CHECK(strtoull(num, NULL, 10) == size);
+    char date[30];
+    bool dated = rs_http_format_date(mtime, date) == 29;
+    CHECK(h->dated == dated && (h->lm_end - h->cl_end) == (dated ? 46 : 0));
+    if (dated)
+        CHECK(rs_http_parse_date(h->text + h->cl_end + 15, 29, mtime) == mtime);
+    CHECK(h->len - h->lm_end == 22 &&
+          memcmp(h->text + h->lm_end, "Accept-Ranges: bytes\r\n", 22) == 0);
+    const uint8_t ends[] = {h->ct_end, h->cl_end, h->lm_end, h->len};
+    for (size_t i = 0; i < sizeof(ends); i++)
+        CHECK(h->text[ends[i] - 2] == '\r' && h->text[ends[i] - 1] == '\n');
+}
+
 static int parse_checked(const char *buf, size_t len, uint64_t salt)
 {
     struct rs_http_request r;
@@ -171,6 +213,7 @@ static int parse_checked(const char *buf, size_t len, uint64_t salt)
         check_path(&r);
         check_range(&r, salt);
         check_dates(&r, now, salt);
+        check_file_head(&r, salt);
         /* The head alone parses the same; a strict prefix is incomplete.
          * Checking every prefix would be quadratic, so a few. */
         struct rs_http_request r2;
