@@ -108,11 +108,15 @@ def main():
     ap.add_argument('--request', metavar='TEXT',
                     help='send this request (\\r \\n decoded) instead of echoing '
                     'messages: an HTTP server, one request per round trip')
+    ap.add_argument('--port', type=int, default=0,
+                    help='the port the server listens on (default: a free one, '
+                    'put in place of PORT in the command): for a server configured '
+                    'by a file, such as nginx')
     ap.add_argument('--lines', action='store_true',
                     help='keep line numbers in the dumps (for callgrind_annotate --auto=yes)')
     ap.add_argument('cmd', nargs='+')
     a = ap.parse_args()
-    port = free_port()
+    port = a.port or free_port()
     uport = free_port()
     cmd = [c.replace('UPORT', str(uport)).replace('PORT', str(port)) for c in a.cmd]
     upstream = None
