@@ -4,7 +4,10 @@
 fixed count of echo round trips and reports a total and the functions that
 account for it. Checked: the total is a plausible count and the breakdown
 names the loop and the stream layer (a broken dump parser, or dumps taken
-outside the measured window, would show neither).
+outside the measured window, would show neither). Then --request, an HTTP
+server answering a keep-alive GET of a 1 KiB file: a plausible total, the
+parser in the breakdown, and no printf-family function on a response's way
+(heads are copied from pieces made once: protocols/http_head.h).
 
 usage: test_instr_profile.py INSTR_PROFILE RINGSERVE RINGBENCH
 """
@@ -13,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 
 def main():
@@ -44,7 +48,35 @@ def main():
     assert m, 'rs_loop_run missing from the inclusive list'
     # Everything the loop does per round trip is inside rs_loop_run.
     assert abs(float(m.group(1)) - total) <= 0.05 * total, (m.group(1), total)
+    check_http(tool, ringserve, ringbench)
     print('ok')
+
+
+def check_http(tool, ringserve, ringbench):
+    root = tempfile.mkdtemp(prefix='instr-http-')
+    with open(os.path.join(root, '1k.txt'), 'wb') as f:
+        f.write(b'x' * 1024)
+    try:
+        p = subprocess.run([sys.executable, tool, '--conns=2', '--rounds=100', '--top=60',
+                            '--request=GET /1k.txt HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n',
+                            '--ringbench=' + ringbench, '--', ringserve, '--protocol=http',
+                            '--root=' + root, '--listen=127.0.0.1:PORT'],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, timeout=240)
+    finally:
+        shutil.rmtree(root)
+    print(p.stdout)
+    assert p.returncode == 0, 'exit %d' % p.returncode
+    m = re.search(r'user instructions per request: ([\d.]+)', p.stdout)
+    assert m, 'no total'
+    total = float(m.group(1))
+    assert 500 < total < 200000, total
+    self_part = p.stdout.split('self per request:')[1].split('inclusive')[0]
+    assert re.search(r'^\s+[\d.]+\s+rs_http_parse_at$', self_part, re.M), 'parser missing'
+    printf = [line for line in self_part.splitlines()
+              if re.search(r'printf|_IO_default_xsputn|_itoa_word', line)
+              and float(line.split()[0]) >= 10]
+    assert not printf, 'printf on the way of a response: %s' % printf
 
 
 if __name__ == '__main__':
