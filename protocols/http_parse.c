@@ -110,7 +110,7 @@ static long strip_cr(const char *p, long n)
  * with '/', and every '%' is followed by two hex digits), into req->path.
  * Decoding comes first, so "%2f" separates segments exactly like '/' and
  * "%2e%2e" is the ".." it spells. Returns 0 or -status. */
-static int normalize_path(const char *raw, size_t n, struct rs_http_request *req)
+static int normalize_any_path(const char *raw, size_t n, struct rs_http_request *req)
 {
     char dec[RS_HTTP_PATH_MAX];
     size_t dn = 0;
@@ -163,6 +163,35 @@ static int normalize_path(const char *raw, size_t n, struct rs_http_request *req
     assert(o < RS_HTTP_PATH_MAX); /* the leading '/' is never copied */
     out[o] = '\0';
     req->dir_slash = last_dir;
+    return 0;
+}
+
+/* Most paths need no decoding and no normalizing: no '%', no "//", and
+ * no segment that starts with '.' (so no "." or ".."; "/.hidden" takes
+ * the long way too, which is merely slower). Such a path is the target
+ * without its leading '/' and one trailing '/'; its bytes were checked
+ * (pchar or '/': no control byte, no backslash). */
+static bool plain_path(const char *raw, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (raw[i] == '%')
+            return false;
+        if (raw[i] == '/' && i + 1 < n && (raw[i + 1] == '/' || raw[i + 1] == '.'))
+            return false;
+    }
+    return true;
+}
+
+static int normalize_path(const char *raw, size_t n, struct rs_http_request *req)
+{
+    if (!plain_path(raw, n))
+        return normalize_any_path(raw, n, req);
+    bool slash = raw[n - 1] == '/';
+    size_t o = n - 1 - (slash && n > 1);
+    assert(o < RS_HTTP_PATH_MAX);
+    memcpy(req->path, raw + 1, o);
+    req->path[o] = '\0';
+    req->dir_slash = slash;
     return 0;
 }
 
