@@ -171,6 +171,12 @@ def optional_proxies():
     return [Proxy('haproxy-splice', 'HAProxy splice-auto', 'haproxy', ['splice']),
             Proxy('ringserve-uring-normal', 'ringserve uring default, sched normal',
                   'ringserve', ['--backend=uring', '--uring-features=default',
+                                '--sched=normal']),
+            # The batched wait against the plain one at split placement,
+            # where the proxy sleeps between requests (BENCHMARKS.md,
+            # "Split placement: wake-ups per request").
+            Proxy('ringserve-uring-batch-wait', 'ringserve uring +batch-wait, sched normal',
+                  'ringserve', ['--backend=uring', '--uring-features=default,batch-wait',
                                 '--sched=normal'])]
 
 
