@@ -202,7 +202,8 @@ static void respond_short(struct http_sess *h, int status, const char *extra,
     const char *date = date_line(h->hl, &dl);
     char *o = rs_http_put_status(buf, status);
     o = rs_http_put(o, date, dl);
-    o = rs_http_put(o, extra, extra_len);
+    if (extra_len) /* extra may be NULL then: no memcpy from NULL */
+        o = rs_http_put(o, extra, extra_len);
     o = put_conn_header(h, o);
     if (tl)
         o = RS_HTTP_PUT_LIT(o, "Content-Type: text/plain\r\n");
