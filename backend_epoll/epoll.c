@@ -609,6 +609,7 @@ static int job_start(struct rs_loop *loop, struct ep_state *st, struct ep_sock *
         free(w);
         return -ENOMEM;
     }
+    loop->stats.sendfile_worker_reads++;
     w->prev = NULL;
     w->next = st->jobs;
     if (st->jobs)

@@ -572,6 +572,7 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
         if (!r->in_done) {
             /* The IN (a chain completes in order): OUT follows, run or
              * cancelled by the kernel. */
+            loop->stats.sendfile_worker_reads++;
             r->in_done = true;
             r->in_res = res;
             if (res > 0)

@@ -38,6 +38,7 @@
 #include <liburing.h>
 
 #include "backend_uring/splice.h"
+#include "loop.h"
 #include "op.h"
 #include "../skip_reason.h"
 
@@ -260,7 +261,8 @@ static void classify(struct src *s, int file, unsigned *ins, unsigned *outs)
 }
 
 /* Send len bytes of file to a peer through ur_splice, to the end; the
- * splices the ring was given, by direction. */
+ * splices the ring was given, by direction. The loop's counter of reads
+ * by a worker (sendfile_worker_reads) must say as much as the SQEs. */
 static void transfer(int file, size_t len, unsigned *ins, unsigned *outs)
 {
     struct rig g;
@@ -275,6 +277,8 @@ static void transfer(int file, size_t len, unsigned *ins, unsigned *outs)
     op.buf = &from;
     op.len = (uint32_t)len;
     *ins = *outs = 0;
+    struct rs_loop *loop = calloc(1, sizeof(*loop));
+    assert_non_null(loop);
     assert_int_equal(ur_splice_submit(g.sp, &op), 0);
     for (int cqes = 0; !d.done; cqes++) {
         assert_true(cqes < 1000);
@@ -286,8 +290,10 @@ static void transfer(int file, size_t len, unsigned *ins, unsigned *outs)
         int32_t res = cqe->res;
         io_uring_cqe_seen(&g.s.ring, cqe);
         if ((ud >> 56) == TAG)
-            ur_splice_cqe(g.sp, NULL, ud, res);
+            ur_splice_cqe(g.sp, loop, ud, res);
     }
+    assert_int_equal(loop->stats.sendfile_worker_reads, *ins);
+    free(loop);
     assert_int_equal(d.res, (int32_t)len);
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_int_equal(rd.got, len);
