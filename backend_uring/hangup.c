@@ -16,39 +16,13 @@
  * read, so none is lost. The guard ends with the recv: its final CQE
  * cancels it. */
 #include <poll.h>
-#include <stdlib.h>
 
 #include "uring_state.h"
 
+/* A guard's record (st->hup_recs): it lives until the guard's own CQE. */
 struct hup_rec {
-    struct hup_rec *next; /* free list */
-    struct rs_op *op;     /* the recv; NULL once it ended */
+    struct rs_op *op; /* the recv; NULL once it ended */
 };
-
-#define HUP_SLAB 64
-struct hup_slab {
-    struct hup_slab *next;
-    struct hup_rec recs[HUP_SLAB];
-};
-
-static struct hup_rec *hup_get(struct ur_state *st)
-{
-    if (!st->hup_free) {
-        /* Slabs live as long as the ring: fini frees guards still out. */
-        struct hup_slab *slab = malloc(sizeof(*slab));
-        if (!slab)
-            return NULL;
-        slab->next = st->hup_slabs;
-        st->hup_slabs = slab;
-        for (size_t i = 0; i < HUP_SLAB; i++) {
-            slab->recs[i].next = st->hup_free;
-            st->hup_free = &slab->recs[i];
-        }
-    }
-    struct hup_rec *r = st->hup_free;
-    st->hup_free = r->next;
-    return r;
-}
 
 static uint64_t hup_ud(const struct hup_rec *r)
 {
@@ -59,13 +33,12 @@ static uint64_t hup_ud(const struct hup_rec *r)
  * SQE the recv goes unguarded, as it always did. */
 void ur_hup_arm(struct ur_state *st, struct rs_op *op)
 {
-    struct hup_rec *r = hup_get(st);
+    struct hup_rec *r = ur_record_get(&st->hup_recs, sizeof(*r));
     if (!r)
         return;
     struct io_uring_sqe *sqe = ur_get_sqe(st);
     if (!sqe) {
-        r->next = st->hup_free;
-        st->hup_free = r;
+        ur_record_put(&st->hup_recs, r);
         return;
     }
     io_uring_prep_poll_add(sqe, op->fd, POLLRDHUP | POLLERR | POLLHUP);
@@ -95,8 +68,7 @@ void ur_hup_end(struct ur_state *st, struct rs_op *op)
 void ur_hup_cqe(struct ur_state *st, struct hup_rec *r, int32_t res)
 {
     struct rs_op *op = r->op;
-    r->next = st->hup_free;
-    st->hup_free = r;
+    ur_record_put(&st->hup_recs, r);
     if (!op)
         return; /* the recv ended first */
     /* Checked in release builds: an op that moved on is not this guard's. */
@@ -138,9 +110,5 @@ void ur_hup_forget(struct rs_op *op)
 /* The ring is gone: so are the guards still out. */
 void ur_hup_fini(struct ur_state *st)
 {
-    while (st->hup_slabs) {
-        struct hup_slab *next = st->hup_slabs->next;
-        free(st->hup_slabs);
-        st->hup_slabs = next;
-    }
+    ur_records_free(&st->hup_recs);
 }

@@ -105,7 +105,7 @@ unsigned rs_cq_initial(unsigned sq_entries)
     return pow2_at_least(sq_entries + RS_CQ_SLACK);
 }
 
-void rs_cq_grow_check(struct io_uring *ring, struct rs_cq_grower *g)
+void rs_cq_grow(struct io_uring *ring, struct rs_cq_grower *g)
 {
     unsigned entries = ring->cq.ring_entries, ready = io_uring_cq_ready(ring);
     unsigned need = ring->sq.ring_entries + RS_CQ_SLACK;
@@ -127,7 +127,7 @@ void rs_cq_grow_check(struct io_uring *ring, struct rs_cq_grower *g)
     }
 }
 
-void rs_cq_grower_release(struct rs_cq_grower *g)
+void rs_cq_grower_unmap_retired(struct rs_cq_grower *g)
 {
     for (unsigned i = 0; i < g->nretired; i++)
         rs_ring_retired_unmap(&g->retired[i]);

@@ -66,11 +66,24 @@ unsigned rs_cq_initial(unsigned sq_entries);
 
 /* With the SQ empty: grow ring's CQ if it has less room than a full SQ
  * plus RS_CQ_SLACK. Failures other than a lost mapping leave the ring as
- * it was (the kernel's overflow list still loses nothing). */
-void rs_cq_grow_check(struct io_uring *ring, struct rs_cq_grower *g);
+ * it was (the kernel's overflow list still loses nothing). The test is
+ * inline: every loop turn asks, and nearly every turn has room. */
+void rs_cq_grow(struct io_uring *ring, struct rs_cq_grower *g);
+static inline void rs_cq_grow_check(struct io_uring *ring, struct rs_cq_grower *g)
+{
+    unsigned room = ring->cq.ring_entries - io_uring_cq_ready(ring);
+    if (room < ring->sq.ring_entries + RS_CQ_SLACK || io_uring_cq_has_overflow(ring))
+        rs_cq_grow(ring, g);
+}
 
 /* Unmap the rings replaced since the last call: no CQE pointer into them
- * may be in use (call it after a turn's dispatch, and at teardown). */
-void rs_cq_grower_release(struct rs_cq_grower *g);
+ * may be in use (call it after a turn's dispatch, and at teardown). Inline:
+ * every turn calls it, and nearly every turn has nothing to unmap. */
+void rs_cq_grower_unmap_retired(struct rs_cq_grower *g);
+static inline void rs_cq_grower_release(struct rs_cq_grower *g)
+{
+    if (g->nretired > 0)
+        rs_cq_grower_unmap_retired(g);
+}
 
 #endif

@@ -298,6 +298,7 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
                                       : provide_all(loop, st, err, errlen);
     if (rc < 0)
         return rc;
+    st->br_plain = (st->features & UF_BUF_RING) && !st->inc && !st->br_pos;
     st->zc_enabled = st->features & UF_SEND_ZC;
     if (st->zc_enabled) {
         st->zc_fd_cap = zc_fd_cap(loop);

@@ -338,6 +338,8 @@ __attribute__((noinline)) static int submit_other(struct rs_loop *loop,
         } else {
             io_uring_prep_accept(sqe, op->fd, NULL, NULL, SOCK_CLOEXEC);
         }
+        if (st->fixed)
+            op->bk_flags |= BKF_KIND_CQE; /* its result is a direct descriptor */
         ur_set_fd(op, sqe);
         break;
     case RS_OP_RECV:
@@ -419,6 +421,23 @@ __attribute__((noinline)) static int submit_other(struct rs_loop *loop,
     return 0;
 }
 
+/* A plain send (one buffer, no MSG_MORE, below the zero-copy threshold):
+ * an echo's every reply. The SQE is written whole, as io_uring_prep_send
+ * would leave it (every field it sets, zero where it zeroes), in a few
+ * wide stores instead of one per field. */
+static inline void prep_plain_send(struct io_uring_sqe *sqe, const struct rs_op *op)
+{
+    *sqe = (struct io_uring_sqe){
+        .opcode = IORING_OP_SEND,
+        .flags = (op->flags & RS_OPF_DIRECT) ? IOSQE_FIXED_FILE : 0,
+        .fd = op->fd,
+        .addr = (uint64_t)(uintptr_t)op->buf,
+        .len = op->len,
+        .msg_flags = MSG_NOSIGNAL,
+        .user_data = ur_ud_of((struct rs_op *)op, TAG_OP),
+    };
+}
+
 static int ur_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ur_state *st = state(loop);
@@ -426,10 +445,19 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         ur_hup_forget(op); /* a guard of the op's previous life */
     op->bk_gen++;
     op->bk_flags = 0;
-    /* Most submissions are sends: straight to their SQE, without the
-     * switch over every other kind. */
-    if (op->kind == RS_OP_SEND)
+    /* Most submissions are sends, most of them plain: straight to their
+     * SQE, without the switch over every other kind. */
+    if (op->kind == RS_OP_SEND) {
+        if (!(op->flags & (RS_OPF_MSG | RS_OPF_MORE)) &&
+            (!st->zc_enabled || op->len < st->opts.zc_threshold)) {
+            struct io_uring_sqe *sqe = ur_get_sqe(st);
+            if (!sqe)
+                return -EBUSY;
+            prep_plain_send(sqe, op);
+            return 0;
+        }
         return ur_prep_send(loop, st, op);
+    }
     return submit_other(loop, st, op);
 }
 
@@ -475,8 +503,10 @@ static void arm_wake(struct ur_state *st, struct rs_loop *loop)
  * buffers nobody holds, and these are held until delivered; CQEs arrive in
  * consumption order). The core gets one completion per buffer, all but the
  * last flagged MORE, so its one-buffer-per-completion model holds. */
-static void deliver_bundle(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
-                           const struct io_uring_cqe *cqe)
+__attribute__((noinline)) static void deliver_bundle(struct rs_loop *loop,
+                                                     struct ur_state *st,
+                                                     struct rs_op *op,
+                                                     const struct io_uring_cqe *cqe)
 {
     uint32_t size = loop->pool.size;
     uint16_t first = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
@@ -528,16 +558,16 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     }
     if (cqe->flags & IORING_CQE_F_MORE)
         flags |= RS_CF_MORE;
-    if (op->kind == RS_OP_ACCEPT && res >= 0 && st->fixed)
-        flags |= RS_CF_DIRECT;
     rs_op_complete_slice(loop, op, res, flags, bid, off);
 }
 
 /* A completion of the backend's own requests (wake-ups, buffer returns,
  * splice steps, zero-copy notifications, hang-up guards, the inbox), by
  * tag. */
-static void on_own_cqe(struct rs_loop *loop, struct ur_state *st,
-                       const struct io_uring_cqe *cqe, uint64_t ud, unsigned tag)
+__attribute__((noinline)) static void on_own_cqe(struct rs_loop *loop,
+                                                 struct ur_state *st,
+                                                 const struct io_uring_cqe *cqe,
+                                                 uint64_t ud, unsigned tag)
 {
     switch (tag) {
     case TAG_WAKE:
@@ -586,8 +616,9 @@ static void on_own_cqe(struct rs_loop *loop, struct ur_state *st,
  * submit(), a poll before its recv, a socket's steps, a hand-off, a
  * multishot recv's last CQE (its hang-up guard ends with it). true when
  * handled here; false: forward it (on_op_cqe). */
-static bool on_special_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
-                              const struct io_uring_cqe *cqe, unsigned tag)
+__attribute__((noinline)) static bool
+on_special_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                  const struct io_uring_cqe *cqe, unsigned tag)
 {
     if (op->bk_flags & BKF_DONE_NOW) {
         rs_op_complete(loop, op, (int32_t)(intptr_t)op->bk_ptr, 0, 0);
@@ -605,6 +636,13 @@ static bool on_special_op_cqe(struct rs_loop *loop, struct ur_state *st, struct 
         ur_socket_cqe(loop, st, op, cqe, tag);
         return true;
     }
+    if (op->kind == RS_OP_ACCEPT) {
+        /* With fixed-files: a direct descriptor (BKF_KIND_CQE). */
+        uint32_t flags = (cqe->flags & IORING_CQE_F_MORE) ? RS_CF_MORE : 0u;
+        rs_op_complete(loop, op, cqe->res, flags | (cqe->res >= 0 ? RS_CF_DIRECT : 0u),
+                       0);
+        return true;
+    }
     if (op->kind == RS_OP_HANDOFF && cqe->res >= 0)
         ur_close_slot(st, op->fd); /* the other ring has its own reference now */
     if ((op->bk_flags & BKF_HUP) && !(cqe->flags & IORING_CQE_F_MORE))
@@ -616,6 +654,21 @@ static bool on_special_op_cqe(struct rs_loop *loop, struct ur_state *st, struct 
             return true;
     }
     return false;
+}
+
+/* A completion of an op's earlier use (its generation moved on). The
+ * cold paths of on_cqe are out of line: inlined, their registers would be
+ * saved and restored around every completion. */
+__attribute__((noinline)) static void
+drop_stale_cqe(struct rs_loop *loop, struct ur_state *st, const struct io_uring_cqe *cqe)
+{
+    rs_log_error("dropping a stale completion (res %d)", cqe->res);
+    /* A buffer the kernel picked for it must still go back. */
+    uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    if ((cqe->flags & IORING_CQE_F_BUFFER) && st->inc)
+        ur_inc_drop(loop, st, bid, cqe->res, cqe->flags);
+    else if (cqe->flags & IORING_CQE_F_BUFFER)
+        ur_buf_return(loop, st, bid);
 }
 
 static void on_cqe(struct rs_loop *loop, struct ur_state *st,
@@ -631,13 +684,7 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
     }
     struct rs_op *op = (struct rs_op *)(uintptr_t)(ud & UD_PTR_MASK);
     if ((uint8_t)(ud >> 48) != op->bk_gen) {
-        rs_log_error("dropping a stale completion (res %d)", cqe->res);
-        /* A buffer the kernel picked for it must still go back. */
-        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-        if ((cqe->flags & IORING_CQE_F_BUFFER) && st->inc)
-            ur_inc_drop(loop, st, bid, cqe->res, cqe->flags);
-        else if (cqe->flags & IORING_CQE_F_BUFFER)
-            ur_buf_return(loop, st, bid);
+        drop_stale_cqe(loop, st, cqe);
         return;
     }
     /* The common case (a send's result, a recv's data while it stays
@@ -663,9 +710,16 @@ static struct __kernel_timespec ms_to_ts(int ms)
                                       .tv_nsec = (ms % 1000) * 1000000L};
 }
 
-/* Submit, then wait for up to `want` completions, but no longer than
- * BATCH_WAIT_US for the batch once one has arrived (IORING_FEAT_MIN_TIMEOUT,
- * 6.12+). liburing 2.3 has no wrapper for that wait, and how it publishes
+/* Submit, then wait for `want` completions for at most BATCH_WAIT_US from
+ * the start of the wait; after that the kernel returns as soon as anything
+ * has been posted, and with nothing posted it waits on, up to the timeout,
+ * in the same call (IORING_FEAT_MIN_TIMEOUT, 6.12+). Under DEFER_TASKRUN
+ * the task is not even woken before `want` task-work items are pending or
+ * the minimum is up: fewer sleeps when requests come close together, and a
+ * lone request waits at most BATCH_WAIT_US. At split placement that bought
+ * fewer io_uring_enter calls but no CPU per request measurable beyond the
+ * noise (BENCHMARKS.md, "Split placement: wake-ups per request"): opt-in.
+ * liburing 2.3 has no wrapper for that wait, and how it publishes
  * the SQ tail is its own business (private fields), so this uses only
  * documented interfaces: queued SQEs go to the kernel with io_uring_submit(),
  * and the wait is io_uring_enter2(2) on the ring fd with
@@ -782,9 +836,9 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
      * (resize) replaces them, with the same CQEs at the same indices. */
     struct io_uring_cq *cq = &st->ring.cq;
     unsigned n = io_uring_cq_ready(&st->ring), head = *cq->khead;
+    unsigned shift = io_uring_cqe_shift(&st->ring); /* fixed at setup */
     for (unsigned i = 0; i < n; i++)
-        on_cqe(loop, st,
-               &cq->cqes[io_uring_cqe_index(&st->ring, head + i, cq->ring_mask)]);
+        on_cqe(loop, st, &cq->cqes[((head + i) & cq->ring_mask) << shift]);
     io_uring_cq_advance(&st->ring, n);
     dispatched += (int)n;
     st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
@@ -828,9 +882,12 @@ void ur_buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid)
     io_uring_sqe_set_data64(sqe, (uint64_t)TAG_PROVIDE << 56 | bid);
 }
 
-static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
+/* Every case but the common one (below): a slice of a shared buffer, a
+ * call the contract check refuses, a buffer a zero-copy send still reads,
+ * a pool without a buffer ring. */
+__attribute__((noinline)) static void buf_release_other(struct rs_loop *loop,
+                                                        struct ur_state *st, uint16_t bid)
 {
-    struct ur_state *st = state(loop);
     if (ur_inc_ring_bid(st, bid)) {
         ur_inc_release(loop, st, bid); /* a slice of a shared buffer */
         return;
@@ -850,6 +907,24 @@ static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
     }
     rs_bufpool_clear_loan(&loop->pool, bid); /* checked above */
     ur_buf_return(loop, st, bid);
+}
+
+static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
+{
+    struct ur_state *st = state(loop);
+    struct rs_bufpool *pool = &loop->pool;
+    /* The common case, every echo's: a whole buffer, lent (the release
+     * check), held by no zero-copy send, back into the buffer ring
+     * (ur_buf_return's first case). */
+    if (st->br_plain && bid < pool->count && pool->held[bid] &&
+        !(st->zc_hold && st->zc_hold[bid])) {
+        rs_bufpool_clear_loan(pool, bid);
+        io_uring_buf_ring_add(st->br, rs_bufpool_ptr(pool, bid), pool->size, bid,
+                              (int)st->br_mask, (int)st->br_pending);
+        st->br_pending++;
+        return;
+    }
+    buf_release_other(loop, st, bid);
 }
 
 /* A stopping loop waits for the notifications, so their buffers (and the

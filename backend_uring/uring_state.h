@@ -6,6 +6,7 @@
  *   sockets.c   RS_OP_SOCKET: direct sockets and their TCP_NODELAY
  *   zerocopy.c  send_zc, its notifications and per-descriptor verdicts
  *   hangup.c    the hang-up guard of each multishot recv
+ *   records.c   the slabs their per-request records come from
  *   bufinc.c    buf-inc: buffers of the ring shared by several receives
  *   splice.c    RS_OP_SENDFILE through a pipe (its own interface)
  *   handoff.c   connections passed between loops (its own interface)
@@ -28,6 +29,7 @@
 #include "loop.h"
 #include "options.h"
 #include "probe.h"
+#include "records.h"
 #include "ring_resize.h"
 #include "rs_build.h"
 #include "splice.h"
@@ -55,7 +57,8 @@
 #define IORING_RECVSEND_BUNDLE (1U << 4) /* 6.10+, not in liburing 2.3's headers */
 #endif
 
-/* batch-wait: how long the kernel may hold a wake-up to gather a batch. */
+/* batch-wait: how long, from the start of a wait, the kernel may hold a
+ * wake-up to gather as many completions as the last turn brought. */
 #define BATCH_WAIT_US 20
 #define BATCH_MAX     128
 #define BGID          0
@@ -107,8 +110,9 @@ enum {
 /* buf-inc: a pool read into a buffer set aside from the ring, bk_bid of
  * its rs_file_op (bufinc.c) */
 #define BKF_SET_ASIDE 1u
-/* RS_OP_SOCKET or RS_OP_HANDOFF: its CQE needs more than forwarding its
- * result (on_special_op_cqe); a flag, so that on_cqe tests one byte */
+/* RS_OP_SOCKET, RS_OP_HANDOFF, or an accept of direct descriptors: its
+ * CQE needs more than forwarding its result (on_special_op_cqe); a flag,
+ * so that on_cqe tests one byte */
 #define BKF_KIND_CQE 2u
 
 struct ur_state {
@@ -127,6 +131,8 @@ struct ur_state {
     unsigned br_mask;
     unsigned br_pending; /* buffers added since the last advance */
     uint16_t *br_pos;    /* bundles only: per bid, the ring slot it was last added at */
+    bool br_plain;       /* a buffer ring of whole buffers, without br_pos: the
+                            common case of a release (ur_buf_release) */
     /* buf-inc (bufinc.c): per buffer of the ring, its fill and its slices
      * out; ids from ring_bufs up are set aside for file reads */
     struct inc_buf *inc;
@@ -135,8 +141,7 @@ struct ur_state {
     bool wake_armed;
     unsigned last_batch; /* CQEs reaped last turn: the next wait asks for as many */
     bool zc_warned;
-    struct zc_rec *zc_free; /* recycled records */
-    struct zc_slab *zc_slabs;
+    struct ur_records zc_recs; /* struct zc_rec, one per send_zc in flight */
     uint32_t zc_inflight; /* records out: sends or notifications to come */
     uint8_t *zc_hold;     /* per bid: zero-copy sends still reading it */
     uint32_t zc_held;     /* buffers with zc_hold > 0 */
@@ -149,8 +154,7 @@ struct ur_state {
      * judge the next one. */
     uint8_t *zc_fd;
     uint32_t zc_fd_cap;       /* descriptors zc_fd covers */
-    struct hup_rec *hup_free; /* recycled hang-up guards */
-    struct hup_slab *hup_slabs;
+    struct ur_records hup_recs; /* struct hup_rec, one per armed guard */
     struct rs_op *inbox;      /* RS_FD_INBOX accept: where handed connections go */
     struct ur_splice *splice; /* RS_OP_SENDFILE, when the kernel has splice */
     /* RS_OP_SOCKETs whose TCP_NODELAY command found no free SQE: retried

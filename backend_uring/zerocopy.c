@@ -16,7 +16,6 @@
  * ~40 ms: holding the *send* until the notification would stall every
  * large echo on delayed ACKs. So only the *buffer* waits. */
 struct zc_rec {
-    struct zc_rec *next;
     struct rs_op *op; /* NULL once the first CQE was delivered */
     int32_t bid;      /* pool buffer held until the notification, or -1 */
     int fd;           /* the socket, for the copied verdict */
@@ -24,30 +23,13 @@ struct zc_rec {
     uint8_t fd_epoch; /* which use of that descriptor number sent it */
 };
 
-#define ZC_SLAB 64
-struct zc_slab {
-    struct zc_slab *next;
-    struct zc_rec recs[ZC_SLAB];
-};
-
+/* Records (st->zc_recs) are counted while out: a stopping loop waits for
+ * the notifications still to come (ur_busy). */
 static struct zc_rec *zc_get(struct ur_state *st)
 {
-    if (!st->zc_free) {
-        /* Records come in slabs kept for the ring's lifetime, so fini can
-         * free those whose notification never came. */
-        struct zc_slab *slab = malloc(sizeof(*slab));
-        if (!slab)
-            return NULL;
-        slab->next = st->zc_slabs;
-        st->zc_slabs = slab;
-        for (size_t i = 0; i < ZC_SLAB; i++) {
-            slab->recs[i].next = st->zc_free;
-            st->zc_free = &slab->recs[i];
-        }
-    }
-    struct zc_rec *r = st->zc_free;
-    st->zc_free = r->next;
-    st->zc_inflight++;
+    struct zc_rec *r = ur_record_get(&st->zc_recs, sizeof(*r));
+    if (r)
+        st->zc_inflight++;
     return r;
 }
 
@@ -55,8 +37,7 @@ static void zc_put(struct ur_state *st, struct zc_rec *r)
 {
     assert(st->zc_inflight > 0);
     st->zc_inflight--;
-    r->next = st->zc_free;
-    st->zc_free = r;
+    ur_record_put(&st->zc_recs, r);
 }
 
 #define ZC_COPIED 0x80u
@@ -169,6 +150,7 @@ void ur_zc_cqe(struct rs_loop *loop, struct ur_state *st, struct zc_rec *r,
     struct rs_op *op = r->op;
     int32_t res = cqe->res;
     bool notif_follows = cqe->flags & IORING_CQE_F_MORE;
+    bool stale = op->bk_gen != r->gen; /* read before r may be recycled */
     r->op = NULL;
     op->bk_flags &= (uint8_t)~BKF_ZC;
     op->bk_ptr = NULL;
@@ -176,7 +158,7 @@ void ur_zc_cqe(struct rs_loop *loop, struct ur_state *st, struct zc_rec *r,
         zc_unhold(loop, st, r->bid);
         zc_put(st, r);
     }
-    if (op->bk_gen != r->gen) {
+    if (stale) {
         rs_log_error("dropping a stale zero-copy completion (res %d)", res);
         return;
     }
@@ -211,11 +193,7 @@ void ur_zc_fini(struct rs_loop *loop, struct ur_state *st)
     for (uint32_t bid = 0; st->zc_release && bid < loop->pool.count; bid++)
         if (st->zc_release[bid])
             rs_bufpool_unlend(&loop->pool, (uint16_t)bid);
-    while (st->zc_slabs) {
-        struct zc_slab *next = st->zc_slabs->next;
-        free(st->zc_slabs);
-        st->zc_slabs = next;
-    }
+    ur_records_free(&st->zc_recs);
     free(st->zc_hold);
     free(st->zc_release);
     free(st->zc_fd);

@@ -28,6 +28,7 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->open_file_cache_valid_ms = 1000;
     cfg->connect_timeout_ms = 3000;
     cfg->header_timeout_ms = 60000;
+    cfg->sched = RS_SCHED_NORMAL;
 }
 
 /* What --backend takes: auto, then the backends this process knows (a
@@ -108,9 +109,11 @@ void rs_config_options_usage(FILE *out)
         "  --sched=auto|normal|batch   scheduling policy of the loop threads; batch\n"
         "                              (SCHED_BATCH) lets a woken loop wait for the\n"
         "                              running task instead of preempting it, so it\n"
-        "                              wakes to bigger batches; auto (default) is\n"
-        "                              batch while a loop has 4 or more connections,\n"
-        "                              normal from 1 down (no latency lost at one)\n"
+        "                              wakes to bigger batches (less CPU when clients\n"
+        "                              share its CPU, at a cost in tail latency);\n"
+        "                              auto is batch while a loop has 4 or more\n"
+        "                              connections, normal from 1 down;\n"
+        "                              normal (default): the kernel's policy\n"
         "  --max-pending=BYTES         queued output per connection before reading\n"
         "                              pauses (default 1M)\n"
         "  --max-conns=N|max           connections per server; more are closed at\n"

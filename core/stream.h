@@ -36,7 +36,7 @@ struct rs_stream {
     int fd;
     uint8_t state;
     uint8_t inflight;    /* ops submitted and not finally completed */
-    uint8_t send_chunks; /* queued chunks the in-flight send covers */
+    uint8_t send_chunks; /* queued chunks the in-flight send covers (0: the slot) */
     bool direct;         /* fd is a direct descriptor (io_uring fixed file) */
     bool outbound;       /* from rs_stream_connect */
     bool reading;        /* the owner wants input */
@@ -63,6 +63,14 @@ struct rs_stream {
     bool cut;            /* ...and input was dropped: end with a reset */
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
+    /* The lent slot: the output queue's first entry when it holds a lent
+     * buffer written while nothing else was queued (ping-pong: an echo's
+     * every message). It needs no chunk node, and its send completes
+     * without walking the queue. Chunks written behind it wait in
+     * head..tail: the queue is the slot, then the chunks. */
+    const uint8_t *slot_ptr; /* next byte to send */
+    uint32_t slot_len;       /* bytes left; 0: the slot is empty */
+    uint16_t slot_bid;       /* the lent buffer, released once all is sent */
     struct rs_chunk *head, *tail;
     struct rs_sendv *sendv; /* a vectored send's msghdr: allocated when first needed */
     uint64_t pending;       /* queued output bytes, in-flight send included */

@@ -16,7 +16,7 @@
  * Any failure of a check means "no"; only the first check (can a plain ring
  * be created at all?) explains why, because that is what users must fix.
  *
- * The io_uring trials live with the backend, in backend_uring/probe_uring.c
+ * The io_uring trials live with the backend, in backend_uring/probe_*.c
  * (core/ never includes liburing); this file probes epoll and the limits,
  * and prints the report.
  */

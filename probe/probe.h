@@ -61,7 +61,7 @@ struct rs_uring_support {
 };
 
 /* Fill *s. Never fails: an unusable io_uring is a finding. The io_uring
- * trials live with the backend (backend_uring/probe_uring.c); this header
+ * trials live with the backend (backend_uring/probe_*.c); this header
  * and the report (probe/probe.c) only see their findings. */
 void rs_probe_uring(struct rs_uring_support *s);
 

@@ -32,3 +32,16 @@ def uring_feature(ringserve, name):
 def skip(reason):
     print('SKIP-REASON: ' + reason, flush=True)
     sys.exit(77)
+
+
+def skip_for(text):
+    """A start-up error that means the kernel lacks something, as a skip
+    (rs_skip_reason_for() in skip_reason.h): ringserve's "io_uring is
+    unavailable: ..." and "this kernel does not support 'FEATURE'" exit 77
+    with their reason; any other text returns: a failure."""
+    unsup = "this kernel does not support '"
+    for line in text.splitlines():
+        if 'io_uring is unavailable' in line:
+            skip('io_uring unavailable: ' + line.strip())
+        if unsup in line:
+            skip('feature unavailable: ' + line.split(unsup, 1)[1].split("'")[0])

@@ -293,11 +293,11 @@ def fmt(v, digits=2):
 
 def sched_of(args):
     """The --sched policy a ringserve command line runs with (its default
-    is auto); for another server, the kernel's default (normal)."""
+    is normal, the kernel's); for another server, the kernel's (normal)."""
     for a in args:
         if a.startswith('--sched='):
             return a.split('=', 1)[1]
-    return 'auto'
+    return 'normal'
 
 
 def report_lines(title, unit, placement, syscall_us, rows, ref_us=REFERENCE_SYSCALL_US,

@@ -76,9 +76,10 @@ def all_configs():
         HConfig('epoll-copy', 'ringserve epoll-et + fs pool --sendfile=off', 'ringserve',
                 ['--backend=epoll', '--epoll-mode=et', '--fs=pool', '--sendfile=off'],
                 default=False),
-        # The scheduling policy before auto (ask for it; --latency runs it).
-        HConfig('uring-normal', 'ringserve uring, sched normal', 'ringserve',
-                ['--backend=uring', '--sched=normal'], default=False),
+        # The scheduling policy that was the default before normal (ask for
+        # it; --latency runs it).
+        HConfig('uring-auto', 'ringserve uring, sched auto', 'ringserve',
+                ['--backend=uring', '--sched=auto'], default=False),
     ]
 
 
@@ -420,8 +421,8 @@ def http_reply_size(port, path, tries=3, timeout=5.0):
     return sizes[0], None
 
 
-LATENCY_IDS = ['uring', 'uring-normal', 'epoll-pool', 'nginx-sendfile']
-LATENCY_PAIRS = [('uring', 'uring-normal'), ('old-uring', 'old-uring-normal')]
+LATENCY_IDS = ['uring', 'uring-auto', 'epoll-pool', 'nginx-sendfile']
+LATENCY_PAIRS = [('uring-auto', 'uring'), ('old-uring-auto', 'old-uring')]
 
 
 def latency_run(c, opts, cfg, root, size, conns, rate):

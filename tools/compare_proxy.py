@@ -169,17 +169,22 @@ def all_proxies(opts):
 # "peer" of the goal lines, which compare against the packaged defaults.
 def optional_proxies():
     return [Proxy('haproxy-splice', 'HAProxy splice-auto', 'haproxy', ['splice']),
-            Proxy('ringserve-uring-normal', 'ringserve uring default, sched normal',
+            Proxy('ringserve-uring-auto', 'ringserve uring default, sched auto',
                   'ringserve', ['--backend=uring', '--uring-features=default',
-                                '--sched=normal'])]
+                                '--sched=auto']),
+            # The batched wait against the plain one at split placement,
+            # where the proxy sleeps between requests (BENCHMARKS.md,
+            # "Split placement: wake-ups per request").
+            Proxy('ringserve-uring-batch-wait', 'ringserve uring +batch-wait',
+                  'ringserve', ['--backend=uring', '--uring-features=default,batch-wait'])]
 
 
 # --latency: ringserve's uring under both scheduling policies, its epoll
 # et, and the peers (liburing's proxy joins when given).
-LATENCY_IDS = ['ringserve-uring', 'ringserve-uring-normal', 'ringserve-epoll-et',
+LATENCY_IDS = ['ringserve-uring', 'ringserve-uring-auto', 'ringserve-epoll-et',
                'haproxy', 'nginx', 'liburing']
-LATENCY_PAIRS = [('ringserve-uring', 'ringserve-uring-normal'),
-                 ('old-ringserve-uring', 'old-ringserve-uring-normal')]
+LATENCY_PAIRS = [('ringserve-uring-auto', 'ringserve-uring'),
+                 ('old-ringserve-uring-auto', 'old-ringserve-uring')]
 
 
 def with_baseline(proxies, binary):

@@ -163,19 +163,33 @@ def run(a, cfg):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--configs', default='uring,epoll,nginx')
-    ap.add_argument('--file-size', default='1M')
-    ap.add_argument('--conns', type=int, default=10)
-    ap.add_argument('--pin', choices=['split', 'same'], default='split')
-    ap.add_argument('--reps', type=int, default=3)
-    ap.add_argument('--duration', type=int, default=3)
-    ap.add_argument('--warmup', type=int, default=1)
-    ap.add_argument('--syscalls', action='store_true')
-    ap.add_argument('--ringserve', default='build/ringserve')
-    ap.add_argument('--nginx', default='/usr/sbin/nginx')
-    ap.add_argument('--wrk', default='wrk')
-    ap.add_argument('--root', default='/var/tmp/ringserve-http-large')
-    ap.add_argument('--extra', action='append', default=[], metavar='NAME=BINARY:ARGS')
+    ap.add_argument('--configs', default='uring,epoll,nginx',
+                    help='servers to run, comma-separated (default %(default)s)')
+    ap.add_argument('--file-size', default='1M',
+                    help='size of the served file, K/M/G suffixes (default %(default)s)')
+    ap.add_argument('--conns', type=int, default=10,
+                    help="wrk's keep-alive connections (default %(default)s)")
+    ap.add_argument('--pin', choices=['split', 'same'], default='split',
+                    help='split: server CPU 0, wrk CPU 1; same: both on CPU 0 '
+                    '(default %(default)s)')
+    ap.add_argument('--reps', type=int, default=3,
+                    help='interleaved repeats; medians are printed (default %(default)s)')
+    ap.add_argument('--duration', type=int, default=3,
+                    help='seconds measured per run (default %(default)s)')
+    ap.add_argument('--warmup', type=int, default=1,
+                    help='seconds of load before the measured window (default %(default)s)')
+    ap.add_argument('--syscalls', action='store_true',
+                    help='also count system calls and io_uring submissions (perf stat)')
+    ap.add_argument('--ringserve', default='build/ringserve',
+                    help='ringserve binary (default %(default)s)')
+    ap.add_argument('--nginx', default='/usr/sbin/nginx',
+                    help='nginx binary (default %(default)s)')
+    ap.add_argument('--wrk', default='wrk', help='wrk binary (default %(default)s)')
+    ap.add_argument('--root', default='/var/tmp/ringserve-http-large',
+                    help='directory for the file and the servers\' files (default %(default)s)')
+    ap.add_argument('--extra', action='append', default=[], metavar='NAME=BINARY:ARGS',
+                    help='one more ringserve configuration with its own binary and '
+                    'arguments (repeatable)')
     a = ap.parse_args()
     a.extra = {}
     for e in ap.parse_args().extra:

@@ -420,7 +420,7 @@ def add_arguments(ap, default_repeat=5):
                     help='--latency: same, split or both (default same,split)')
     ap.add_argument('--quiet', default=str(QUIET_PCT), metavar='PCT',
                     help='--latency: start a run only when the machine\'s CPU use is '
-                    'under PCT %% (default %g); "off": record it, do not wait' % QUIET_PCT)
+                    'under PCT %%%% (default %g); "off": record it, do not wait' % QUIET_PCT)
     ap.add_argument('--quiet-wait', type=float, default=None, metavar='S',
                     help='--latency: wait at most S seconds for the machine to be quiet '
                     'before each run, then run and mark the row (default %g; --smoke 0)'

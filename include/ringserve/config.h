@@ -49,8 +49,9 @@ struct rs_config {
      * (RS_CAP_HANDOFF); auto: handoff where every loop can. */
     enum { RS_ACCEPT_AUTO, RS_ACCEPT_HANDOFF, RS_ACCEPT_REUSEPORT } accept_mode;
     bool pin;
-    enum rs_sched sched; /* batch: SCHED_BATCH, no wake-up preemption; auto:
-                            batch while a loop serves several connections */
+    enum rs_sched sched; /* normal (default): the kernel's policy; batch:
+                            SCHED_BATCH, no wake-up preemption; auto: batch
+                            while a loop serves several connections */
     bool nodelay;
     int verbose;          /* the log level: RS_LOG_QUIET, _NORMAL, _VERBOSE */
     rs_log_fn log_fn;     /* where this server's lines go; NULL: stderr */

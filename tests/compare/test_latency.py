@@ -31,7 +31,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from rs_server import Server, ServerError  # noqa: E402
 
 failures = []
 
@@ -91,14 +93,14 @@ def check_rates(rows, what):
 
 def test_echo(cmp, ringserve, ringbench, tmp):
     out = os.path.join(tmp, 'echo')
-    p = compare([cmp, '--latency', '--smoke', '--configs=uring-default,uring-default-normal',
+    p = compare([cmp, '--latency', '--smoke', '--configs=uring-default,uring-default-auto',
                  '--conns=2', '--duration=0.3', '--warmup=0.1', '--quiet=off',
                  '--ringserve=' + ringserve, '--ringbench=' + ringbench, '--out=' + out])
     check(p.returncode == 0, 'echo --latency exited %d' % p.returncode)
     rows = read_csv(os.path.join(out, 'latency.csv'))
     runs = [r for r in rows if r['kind'] == 'run']
     check(len(runs) == 12, 'echo: %d runs, want 2 servers x 2 placements x 3' % len(runs))
-    for cid, sched in (('uring-default', 'auto'), ('uring-default-normal', 'normal')):
+    for cid, sched in (('uring-default', 'normal'), ('uring-default-auto', 'auto')):
         for pl in ('same', 'split'):
             mine = [r for r in runs if r['config'] == cid and r['placement'] == pl]
             check(sorted(r['load'] for r in mine) == ['50%', '90%', 'closed'],
@@ -118,8 +120,8 @@ def test_echo(cmp, ringserve, ringbench, tmp):
           'echo report: no table section')
     check('--sched=auto` against `--sched=normal' in text, 'echo report: no auto vs normal')
     check('Quiet gate:' in text and 'ungated' in text, 'echo report: gate not described')
-    check(re.search(r'\| uring default, sched normal \| normal \| split \| [\d,]+ \| 90% \|',
-                    text), 'echo report: no row for normal, split, 90%')
+    check(re.search(r'\| uring default, sched auto \| auto \| split \| [\d,]+ \| 90% \|',
+                    text), 'echo report: no row for auto, split, 90%')
 
 
 def test_proxy(cmp, ringserve, ringbench, tmp):
@@ -140,8 +142,8 @@ def test_proxy(cmp, ringserve, ringbench, tmp):
     p = compare([cmp, '--proxy', '--latency', '--dry-run', '--baseline=' + ringserve,
                  '--ringserve=' + ringserve, '--ringbench=' + ringbench])
     check(p.returncode == 0, 'proxy --latency --dry-run exited %d' % p.returncode)
-    for cid, sched in (('ringserve-uring', 'auto'), ('ringserve-uring-normal', 'normal'),
-                       ('old-ringserve-uring-normal', 'normal'), ('haproxy', 'n/a'),
+    for cid, sched in (('ringserve-uring', 'normal'), ('ringserve-uring-auto', 'auto'),
+                       ('old-ringserve-uring-auto', 'auto'), ('haproxy', 'n/a'),
                        ('nginx', 'n/a')):
         check(re.search(r'^  %s +sched %s' % (re.escape(cid), re.escape(sched)), p.stdout,
                         re.M), 'proxy --latency --dry-run: no %s (sched %s):\n%s' % (
@@ -149,6 +151,14 @@ def test_proxy(cmp, ringserve, ringbench, tmp):
     p = compare([cmp, '--proxy', '--baseline=/nonexistent', '--dry-run'])
     check(p.returncode == 2 and 'baseline' in p.stderr, 'proxy: a bad --baseline: exit %d'
           % p.returncode)
+    # The batched wait, opt-in, set against the plain one under the same policy.
+    p = compare([cmp, '--proxy', '--latency', '--dry-run', '--placements=split',
+                 '--configs=ringserve-uring,ringserve-uring-batch-wait',
+                 '--ringserve=' + ringserve, '--ringbench=' + ringbench])
+    check(p.returncode == 0 and re.search(
+        r'^  ringserve-uring-batch-wait +sched normal .*--uring-features=default,batch-wait',
+        p.stdout, re.M), 'proxy: no ringserve-uring-batch-wait (exit %d):\n%s%s' % (
+            p.returncode, p.stdout, p.stderr))
 
 
 def test_http(cmp, ringserve, ringbench, tmp):
@@ -178,20 +188,15 @@ def test_request_mode(cmp, ringserve, ringbench, tmp):
     os.makedirs(root)
     with open(os.path.join(root, 'f.bin'), 'wb') as f:
         f.write(bytes(range(256)) * 7)
-    log = open(os.path.join(tmp, 'http.log'), 'a+')  # O_APPEND: see start_server in compare_scale.py
-    srv = subprocess.Popen([ringserve, '--protocol=http', '--root=' + root,
-                            '--listen=127.0.0.1:0'], stdout=log, stderr=log)
     try:
-        port = None
-        for _ in range(200):
-            log.seek(0)
-            m = re.search(r'listening on 127\.0\.0\.1:(\d+)', log.read())
-            if m:
-                port = int(m.group(1))
-                break
-            time.sleep(0.02)
-        if not check(port, 'ringserve --protocol=http did not start'):
-            return
+        # This suite never skips: a failure to start is a failure.
+        srv = Server([ringserve, '--protocol=http', '--root=' + root],
+                     log_path=os.path.join(tmp, 'http.log'), skip_ok=False)
+    except ServerError as e:
+        check(False, 'ringserve --protocol=http did not start: %s' % e)
+        return
+    port = srv.port
+    try:
         size, err = compare_http.http_reply_size(port, '/f.bin')
         check(size and size > 1792, 'reply size of /f.bin: %r %r' % (size, err))
 
@@ -219,13 +224,7 @@ def test_request_mode(cmp, ringserve, ringbench, tmp):
             r = rb(*args)
             check(r.returncode == 2, 'usage error %r: exit %d' % (args, r.returncode))
     finally:
-        srv.send_signal(signal.SIGINT)
-        try:
-            srv.wait(10)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.wait()
-        log.close()
+        srv.stop(10, signal.SIGINT)
 
 
 def main():

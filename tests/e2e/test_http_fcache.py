@@ -23,13 +23,12 @@ import re
 import resource
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from skip_reason import skip, uring_available  # noqa: E402
+from rs_server import Server  # noqa: E402
 
 TIMEOUT = 20.0
 NOFILE = 400
@@ -56,26 +55,17 @@ def start(ringserve, args, root, nofile=None):
     def limit():
         if nofile:
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-    p = subprocess.Popen([ringserve, "--protocol=http", "--root=" + root,
-                          "--listen=127.0.0.1:0"] + args,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         preexec_fn=limit)
-    line = p.stdout.readline().decode(errors="replace")
-    m = re.search(r"listening on 127\.0\.0\.1:(\d+) .*max-conns=(\d+), conn-limit=(\d+) "
-                  r"\[([^\]]*)\]", line)
+    p = Server([ringserve, "--protocol=http", "--root=" + root] + args, preexec_fn=limit)
+    m = re.search(r"max-conns=(\d+), conn-limit=(\d+) \[([^\]]*)\]", p.line)
     if not m:
         p.kill()
-        fail("no start-up line: %r %r" % (line, p.stdout.read(2000)))
-    return p, int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)
+        fail("no start-up line: %r %r" % (p.line, p.text()[-2000:]))
+    return p, p.port, int(m.group(1)), int(m.group(2)), m.group(3)
 
 
 def stop(p):
-    p.terminate()
-    try:
-        rc = p.wait(15)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        fail("the server did not exit on SIGTERM")
+    rc = p.stop()
+    check(rc is not None, "the server did not exit on SIGTERM")
     check(rc == 0, "server exit status %d" % rc)
 
 
@@ -204,8 +194,6 @@ def main():
         print(__doc__)
         return 2
     ringserve, opts = sys.argv[1], sys.argv[2:]
-    if any(a.startswith("--backend=uring") for a in opts) and not uring_available(ringserve):
-        skip("io_uring unavailable")
     root = tempfile.mkdtemp(prefix="rs-fcache-")
     try:
         for i in range(SMALL_FILES):

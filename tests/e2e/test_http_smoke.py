@@ -15,15 +15,13 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from skip_reason import skip, uring_available  # noqa: E402
+from rs_server import Server  # noqa: E402
 
 TIMEOUT = 10.0
 
@@ -168,29 +166,11 @@ def main():
     files, big = make_root(root)
     with open(os.path.join(tmp, "outside.txt"), "w") as f:
         f.write("secret\n")
-    cmd = [exe, "-v", "--protocol=http", "--root=" + root, "--listen=127.0.0.1:0",
-           "--max-pending=256K", "--drain-timeout=300"] + opts
-    # stderr goes to a file: a pipe nobody reads could fill and block it.
-    log_path = os.path.join(tmp, "server.log")
-    log = open(log_path, "w")
-    srv = subprocess.Popen(cmd, stderr=log)
+    srv = None
     try:
-        port = None
-        deadline = time.time() + TIMEOUT
-        while port is None and time.time() < deadline and srv.poll() is None:
-            with open(log_path) as f:
-                m = re.search(r"listening on 127\.0\.0\.1:(\d+)", f.read())
-            if m:
-                port = int(m.group(1))
-            else:
-                time.sleep(0.05)
-        if port is None:
-            srv.wait(timeout=TIMEOUT)
-            with open(log_path) as f:
-                text = f.read()
-            if "--backend=uring" in opts and not uring_available(exe):
-                skip("io_uring unavailable: " + text.strip())
-            fail("server did not start: %s\n%s" % (" ".join(cmd), text))
+        srv = Server([exe, "-v", "--protocol=http", "--root=" + root, "--max-pending=256K",
+                      "--drain-timeout=300"] + opts, timeout=TIMEOUT)
+        port = srv.port
         run_checks(port, srv.pid, files, big)
         check_shrink(port, root)
         # Stop while a client that does not read holds a download with
@@ -202,20 +182,16 @@ def main():
         s.connect(("127.0.0.1", port))
         s.sendall(req("/huge.bin"))
         time.sleep(0.2)
-        srv.send_signal(signal.SIGTERM)
-        rc = srv.wait(timeout=TIMEOUT)
+        rc = srv.stop(timeout=TIMEOUT)
         s.close()
-        check(rc == 0, "exit status %d after SIGTERM" % rc)
+        check(rc == 0, "exit status %s after SIGTERM" % rc)
         print("OK")
         return 0
     finally:
-        if srv.poll() is None:
+        if srv is not None:
             srv.kill()
-            srv.wait()
-        log.close()
-        if os.environ.get("RS_SMOKE_VERBOSE"):
-            with open(log_path) as f:
-                sys.stderr.write(f.read())
+            if os.environ.get("RS_SMOKE_VERBOSE"):
+                sys.stderr.write(srv.text())
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -22,11 +22,10 @@ listener closed, a direct one by an op). Loopback only; bounded; no sleeps.
 import os
 import re
 import socket
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from skip_reason import skip, uring_available, uring_feature  # noqa: E402
+from rs_server import Server, ServerError  # noqa: E402
 
 CONNS = 8
 TIMEOUT = 20.0
@@ -70,37 +69,18 @@ def socket_inodes(pid):
     return out
 
 
-def start(ringserve, args, listen="127.0.0.1:0"):
-    return subprocess.Popen([ringserve, "--listen=" + listen] + args,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
 def main():
     if len(sys.argv) < 4:
         print(__doc__)
         sys.exit(2)
     ringserve, listeners, per_conn = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     args = sys.argv[4:]
-    if any(a.startswith("--backend=uring") for a in args):
-        if not uring_available(ringserve):
-            skip("io_uring unavailable")
-        # The variants name what their counts rely on (fixed-files,
-        # direct-listen) in a strict list: a kernel without one skips.
-        for a in args:
-            if not a.startswith("--uring-features="):
-                continue
-            for name in a.split("=", 1)[1].split(","):
-                if name in ("default", "all", "none") or name.startswith("-"):
-                    continue
-                if uring_feature(ringserve, name) in (None, "unavailable"):
-                    skip("feature unavailable: " + name)
-    p = start(ringserve, args)
+    # The variants name what their counts rely on (fixed-files,
+    # direct-listen) in a strict list: a kernel without one refuses to
+    # start the server, which Server turns into a skip.
+    p = Server([ringserve] + args)
     try:
-        line = p.stdout.readline().decode(errors="replace")
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+) ", line)
-        if not m:
-            fail("no start-up line: %r %r" % (line, p.stdout.read(2000)))
-        port = int(m.group(1))
+        port = p.port
         conns = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
                  for _ in range(CONNS)]
         for i, s in enumerate(conns):
@@ -123,28 +103,24 @@ def main():
               "descriptors, expected %d" % (nlisten, listeners))
         check(nother == per_conn * CONNS, "%d other sockets among the process's "
               "descriptors, expected %d" % (nother, per_conn * CONNS))
-        q = start(ringserve, args, "127.0.0.1:%d" % port)
         try:
-            out, _ = q.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
+            q = Server([ringserve] + args, listen="127.0.0.1:%d" % port,
+                       timeout=TIMEOUT, skip_ok=False)
+        except ServerError as e:
+            check(e.returncode is not None and e.returncode != 0 and "in use" in e.text,
+                  "a second server on port %d: status %s, %r"
+                  % (port, e.returncode, e.text[-300:]))
+        else:
             q.kill()
-            q.wait()
             fail("a second server on the same port started")
-        check(q.returncode != 0 and b"in use" in out,
-              "a second server on port %d: status %d, %r" % (port, q.returncode, out[-300:]))
         for s in conns:
             s.close()
-        p.terminate()
-        try:
-            rc = p.wait(15)
-        except subprocess.TimeoutExpired:
-            fail("the server did not exit on SIGTERM")
-        check(rc == 0, "server exit status %d: %r" % (rc, p.stdout.read(2000)))
+        rc = p.stop()
+        check(rc is not None, "the server did not exit on SIGTERM")
+        check(rc == 0, "server exit status %d: %r" % (rc, p.text()[-2000:]))
         print("OK")
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        p.kill()
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@ io_uring is unavailable here."""
 import hashlib
 import os
 import random
-import re
-import signal
 import socket
 import stat
 import subprocess
@@ -16,7 +14,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from skip_reason import skip  # noqa: E402
+import rs_server  # noqa: E402
 
 BIN, BACKEND, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 FLAG = {"uring": "uring", "epoll-et": "epoll", "epoll-lt": "epoll-lt"}[BACKEND]
@@ -41,38 +39,19 @@ def until(cond, what, limit=DEADLINE_S):
     return False
 
 
-class Server:
+class Server(rs_server.Server):
     """An example that listens: started on port 0, its port read from the
-    start-up line."""
+    start-up line (rs_server.Server; io_uring unavailable here: a skip)."""
 
     def __init__(self, name, *args):
-        self.log = os.path.join(WORK, name + "-%d.log" % random.randrange(1 << 30))
-        self.proc = subprocess.Popen(
-            [os.path.join(BIN, name), "--listen=127.0.0.1:0", "--backend=" + FLAG,
-             "--threads=1", *args], stderr=open(self.log, "w"))
-        self.port = None
-        until(self.started, name + " to listen")
-
-    def text(self):
-        with open(self.log) as f:
-            return f.read()
-
-    def started(self):
-        t = self.text()
-        if "io_uring is unavailable" in t:
-            skip("io_uring unavailable: " + t.strip().splitlines()[-1])
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", t)
-        if m:
-            self.port = int(m.group(1))
-        return self.port is not None or self.proc.poll() is not None
+        super().__init__([os.path.join(BIN, name), "--backend=" + FLAG, "--threads=1", *args],
+                         log_path=os.path.join(WORK, name + "-%d.log" % random.randrange(1 << 30)),
+                         timeout=DEADLINE_S)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(DEADLINE_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return "hung"
+        """SIGTERM: the exit status, or "hung"."""
+        rc = super().stop(DEADLINE_S)
+        return "hung" if rc is None else rc
 
 
 def read_all(s):

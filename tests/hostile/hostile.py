@@ -16,15 +16,13 @@ import random
 import re
 import select
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import skip_reason  # noqa: E402  (tests/skip_reason.py)
+import rs_server  # noqa: E402  (tests/rs_server.py)
 
 # How long any single wait may take before it is a failure. Only reached
 # when the server is broken (hung, leaking a stream): never the pass path.
@@ -72,41 +70,23 @@ RUNNING = []  # every server started, killed at the end whatever happened
 CLEANUP = []  # further scratch directories, removed at the end
 
 
-class Server:
-    """One ringserve process; `opts` are the backend variant's options."""
+class Server(rs_server.Server):
+    """One ringserve process; `opts` are the backend variant's options.
+    Started by rs_server.Server (port 0, its port from the start-up line;
+    a kernel without io_uring is the one allowed skip), with statistics."""
 
     def __init__(self, exe, opts, extra, tmp, name="server"):
-        RUNNING.append(self)
         self.opts = list(opts) + list(extra)
-        self.log_path = os.path.join(tmp, name + ".log")
-        self.log = open(self.log_path, "wb")
-        self.cmd = [exe, "--listen=127.0.0.1:0", "--stats-interval=0.1",
-                    "--stats-format=json"] + self.opts
-        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=self.log)
-        self.pid = self.proc.pid
+        try:
+            super().__init__([exe, "--stats-interval=0.1", "--stats-format=json"] + self.opts,
+                             log_path=os.path.join(tmp, name + ".log"), timeout=DEADLINE)
+        except rs_server.ServerError as e:
+            raise Fail(str(e))
+        RUNNING.append(self)
         self.connects = 0  # every connection this test made to it
         self._off = 0
         self._partial = b""
         self.last = None  # the newest interval statistics
-        self.port = None
-        deadline = time.time() + DEADLINE
-        while self.port is None:
-            with open(self.log_path, "rb") as f:
-                m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", f.read())
-            if m:
-                self.port = int(m.group(1))
-            elif self.proc.poll() is not None or time.time() > deadline:
-                text = self.text()
-                if "io_uring is unavailable" in text:
-                    # The one allowed skip: the kernel, not the code, says no.
-                    skip_reason.skip("io_uring unavailable: " + text.strip().splitlines()[-1])
-                raise Fail("server did not start: %s\n%s" % (" ".join(self.cmd), text))
-            else:
-                time.sleep(0.02)
-
-    def text(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("latin1")
 
     def connect(self, rcvbuf=None, timeout=DEADLINE):
         s = socket.socket()
@@ -204,10 +184,8 @@ class Server:
         """SIGTERM; status 0 and the final statistics, which must account
         for every connection: as many closed as accepted, none rejected."""
         self.alive()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
+        rc = rs_server.Server.stop(self, DEADLINE)
+        if rc is None:
             raise Fail("SIGTERM did not end the server within %ds" % DEADLINE)
         check(rc == 0, "exit status %d after SIGTERM: %s" % (rc, self.text()[-3000:]))
         final = None
@@ -221,9 +199,7 @@ class Server:
         return final
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        super().kill()
         self.log.close()
 
 

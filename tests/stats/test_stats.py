@@ -28,9 +28,9 @@ for a duration, and checks identities that hold however the intervals fall.
 3. Text: the same work with the default format: interval lines match the
    documented layout, the final line carries turns=, completions=, waits=.
 4. Bad values exit 2 with a message naming the option.
-5. --sched=auto (the default): with 4 connections on a loop, its thread
-   runs SCHED_BATCH (/proc/PID/task/TID/stat, field 41), with
-   none again SCHED_OTHER; --sched=normal never switches. (Not statistics,
+5. --sched=auto: with 4 connections on a loop, its thread runs
+   SCHED_BATCH (/proc/PID/task/TID/stat, field 41), with none again
+   SCHED_OTHER; --sched=normal and the default (normal) never switch. (Not statistics,
    but the same harness; it waits for states, never for durations.)
 
 A uring variant exits 77 (skip) where io_uring is unavailable.
@@ -42,11 +42,10 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from skip_reason import skip, uring_available  # noqa: E402
+import rs_server  # noqa: E402  (tests/rs_server.py)
 
 RINGSERVE, RINGBENCH = sys.argv[1], sys.argv[2]
 VARIANT = sys.argv[3:]
@@ -70,40 +69,21 @@ def check(cond, msg):
     return cond
 
 
-class Server:
-    def __init__(self, extra):
-        # O_APPEND ('a+'): the server shares this open file, offset and all;
-        # without it, a read here (seek to 0) could make the server's next
-        # line land over the start of the log (seen under qemu on 7.3).
-        self.log = tempfile.TemporaryFile(mode='a+')
-        self.argv = [RINGSERVE, '--listen=127.0.0.1:0'] + VARIANT + extra
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log)
-        self.port = None
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            m = re.search(r'listening on 127\.0\.0\.1:(\d+)', self.text())
-            if m:
-                self.port = int(m.group(1))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        text = self.text()
-        self.stop()
-        # A skip only when the probe says io_uring is unavailable here (the
-        # form scripts/test-summary.py checks), and never over failures
-        # already found: any other start-up failure fails.
-        if not failures and '--backend=uring' in VARIANT and not uring_available(RINGSERVE):
-            skip('io_uring unavailable: ' + text.strip().splitlines()[-1])
-        print('server did not start: %s\n%s' % (' '.join(self.argv), text))
-        print('%d failure(s) before' % len(failures))
-        sys.exit(1)
+class Server(rs_server.Server):
+    """The server of VARIANT with extra options, its output in a log file
+    (rs_server.Server)."""
 
-    def text(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
+    def __init__(self, extra):
+        # A skip only where the server says io_uring is unavailable here
+        # (the form scripts/test-summary.py checks), and never over
+        # failures already found: any other start-up failure fails.
+        try:
+            super().__init__([RINGSERVE] + VARIANT + extra, timeout=WAIT_S,
+                             skip_ok=not failures)
+        except rs_server.ServerError as e:
+            print(e)
+            print('%d failure(s) before' % len(failures))
+            sys.exit(1)
 
     def lines(self):
         """Complete lines only: the server may be writing the last one."""
@@ -124,14 +104,8 @@ class Server:
         return False
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        """SIGINT: the exit status (None when it hung and was killed)."""
+        return super().stop(WAIT_S, signal.SIGINT)
 
 
 def ringbench(port):
@@ -352,7 +326,7 @@ def policies(pid):
 def test_sched(mode):
     srv = Server(['--stats-interval=0.05', '--stats-format=json'] +
                  (['--sched=' + mode] if mode else []))
-    want = SCHED_BATCH if mode is None else SCHED_OTHER
+    auto = mode == 'auto'
     socks = []
 
     def conns_now(n):
@@ -371,27 +345,27 @@ def test_sched(mode):
         for s in socks:  # a message each: a loop turn after the accepts
             s.sendall(b'ping')
             check(s.recv(4) == b'ping', 'no echo')
-        if mode == 'normal':
+        if not auto:
             # The main thread is always SCHED_OTHER, so "SCHED_OTHER is
             # among the threads" proves nothing. The check is that no loop
             # switched: a loop switches at the end of the turn that accepted
             # its 4th connection (core/loop.c sched_auto), before the echoes
             # above could come back, so --sched=auto would be batch by now.
             check(SCHED_BATCH not in policies(srv.proc.pid),
-                  '--sched=normal, 4 connections: thread policies %r, yet batch' %
-                  policies(srv.proc.pid))
+                  '--sched=%s, 4 connections: thread policies %r, yet batch' %
+                  (mode or 'normal (the default)', policies(srv.proc.pid)))
         else:
             deadline = time.monotonic() + WAIT_S
-            while time.monotonic() < deadline and want not in policies(srv.proc.pid):
+            while time.monotonic() < deadline and SCHED_BATCH not in policies(srv.proc.pid):
                 time.sleep(0.02)
-            check(want in policies(srv.proc.pid),
-                  '--sched=%s, 4 connections: thread policies %r, expected one %d' % (
-                      mode or '(default)', policies(srv.proc.pid), want))
+            check(SCHED_BATCH in policies(srv.proc.pid),
+                  '--sched=auto, 4 connections: thread policies %r, expected one %d' % (
+                      policies(srv.proc.pid), SCHED_BATCH))
     finally:
         for s in socks:
             s.close()
     srv.wait_for(conns_now(0), 'the server to see the connections closed')
-    if mode is None:
+    if auto:
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline and SCHED_BATCH in policies(srv.proc.pid):
             time.sleep(0.02)
@@ -400,11 +374,12 @@ def test_sched(mode):
               policies(srv.proc.pid))
     rc = srv.stop()
     check(rc == 0, 'server exit %s after SIGINT' % rc)
-    print('sched %s: ok' % (mode or 'auto'))
+    print('sched %s: ok' % (mode or 'default'))
 
 
 def main():
     test_usage()
+    test_sched('auto')
     test_sched(None)
     test_sched('normal')
     test_json()

@@ -1,0 +1,120 @@
+/* What the stream's own files share (none of it is for other callers):
+ *   stream.c          a stream's life: creation, closing, its control op,
+ *                     and its input (the recv op);
+ *   stream_out.c      its output queue: the writes, the lent slot, the
+ *                     chunks, and the send op;
+ *   stream_connect.c  outbound streams: the socket and connect ops.
+ *
+ * Three ops per stream: the recv (multishot while the backend allows), the
+ * send (one in flight, the head of the output queue) and a control op that
+ * is, in turn, the socket (outbound: RS_OP_SOCKET, the fd is -1 until it
+ * completes), the connect, the shutdown and the close. `inflight` counts
+ * them; the close op is submitted only when it is zero, and the struct is
+ * freed only when the close op completed.
+ */
+#ifndef RINGSERVE_STREAM_INT_H
+#define RINGSERVE_STREAM_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "op.h"
+#include "stream.h"
+
+struct rs_loop;
+
+/* Shared between the stream's files (see each definition). */
+struct rs_stream *stream_new(struct rs_loop *loop, int fd, bool direct,
+                             const struct rs_stream_cbs *cbs, void *data);
+void stream_free(struct rs_stream *s);
+void stream_advance(struct rs_stream *s);
+void stream_fail(struct rs_stream *s, int reason);
+void stream_peer_failed(struct rs_stream *s, int res);
+void stream_arm_recv(struct rs_stream *s);
+void stream_cancel_connect(struct rs_stream *s);
+void stream_close_timer_start(struct rs_stream *s);
+void stream_send_head(struct rs_stream *s);
+void stream_drop_queue(struct rs_stream *s);
+void stream_on_ctl(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
+void stream_on_send(struct rs_loop *loop, struct rs_op *op,
+                    const struct rs_completion *c);
+
+/* A piece of queued output. Four kinds, by where the bytes live:
+ *   lent   - in a pool buffer (bid >= 0): the zero-copy path;
+ *   heap   - in data[] behind this header (cap > 0): copies, coalesced;
+ *   static - in memory that outlives the stream (chargen's table);
+ *   ref    - in the caller's memory until a request is told (req set,
+ *            rs_fs_send): like static, but never zero-copy, since the
+ *            caller reuses it once told;
+ *   file   - in a file (file.file_fd >= 0, ptr NULL): sent with
+ *            RS_OP_SENDFILE, never through our memory; the chunk owns the
+ *            descriptor and closes it when sent or dropped. */
+struct rs_chunk {
+    struct rs_chunk *next;
+    const uint8_t *ptr;      /* next byte to send */
+    uint32_t len;            /* bytes left to send */
+    int32_t bid;             /* lent buffer, or -1 */
+    uint32_t cap;            /* heap: size of data[]; 0 otherwise */
+    struct rs_sendfile file; /* file: the next byte; file_fd -1 otherwise */
+    struct rs_fs_req *req;   /* file, ref: a request told when sent or dropped */
+    uint8_t data[];
+};
+
+static inline bool is_file(const struct rs_chunk *k)
+{
+    return k->file.file_fd >= 0;
+}
+
+/* Keep a few recycled nodes per loop: the hot path should not malloc. */
+#define CACHE_MAX 1024u
+
+/* Called after every completion and most calls: the common case, an open
+ * stream with no shutdown asked and no EOF seen, has nothing to wind up,
+ * and that test is inline. */
+static inline void maybe_progress(struct rs_stream *s)
+{
+    if (!(s->state == RS_STREAM_OPEN && !s->shut_wanted && !s->eof))
+        stream_advance(s);
+}
+
+/* Output waits: in the lent slot, in chunks, or both. */
+static inline bool has_output(const struct rs_stream *s)
+{
+    return s->slot_len > 0 || s->head;
+}
+
+/* Open, or lingering after a graceful close (reading to the peer's EOF,
+ * dropping what comes), and no EOF yet. */
+static inline bool may_read(const struct rs_stream *s)
+{
+    if (s->eof)
+        return false;
+    return s->state == RS_STREAM_OPEN || (s->state == RS_STREAM_CLOSING && s->lingering);
+}
+
+static inline bool wants_input(const struct rs_stream *s)
+{
+    return s->reading && may_read(s);
+}
+
+/* Bytes may still be queued: open (or connecting) and not shut down. */
+static inline bool accepts_output(const struct rs_stream *s)
+{
+    return rs_stream_is_open(s) && !s->shut_wanted;
+}
+
+/* Op flags, with the stream's descriptor kind. */
+static inline uint8_t opf(const struct rs_stream *s, unsigned flags)
+{
+    return (uint8_t)(flags | (s->direct ? RS_OPF_DIRECT : 0u));
+}
+
+/* Called after every queued write and every send completion: most find
+ * a send in flight or nothing queued, so that test is inline. */
+static inline void start_send(struct rs_stream *s)
+{
+    if (!s->send_busy && has_output(s))
+        stream_send_head(s);
+}
+
+#endif
