@@ -127,12 +127,17 @@ static long pages_cached(int fd, uint64_t len)
 }
 
 /* A file of len bytes (byte i is i * 7 mod 251) on a real file system
- * (/var/tmp: tmpfs pages cannot be evicted), its pages cached or, as far
- * as the kernel lets us, evicted. -1 when they could not be evicted. */
+ * if there is one (/var/tmp: tmpfs pages cannot be evicted), its pages
+ * cached or, as far as the kernel lets us, evicted. -1 when they could
+ * not be evicted. */
 static int make_file(size_t len, bool cached)
 {
     char path[] = "/var/tmp/rs_splice_XXXXXX";
     int fd = mkstemp(path);
+    if (fd < 0) {
+        memcpy(path, "/tmp/rs_splice_XXXXXX", sizeof("/tmp/rs_splice_XXXXXX"));
+        fd = mkstemp(path);
+    }
     assert_true(fd >= 0);
     unlink(path);
     uint8_t *b = malloc(len);
@@ -146,7 +151,8 @@ static int make_file(size_t len, bool cached)
         uint8_t tmp[4096];
         for (off_t o = 0; o < (off_t)len; o += sizeof(tmp))
             assert_true(pread(fd, tmp, sizeof(tmp), o) > 0);
-        assert_int_equal(pages_cached(fd, len), want);
+        long n = pages_cached(fd, len);
+        assert_true(n < 0 || n == want); /* < 0: no cachestat to ask */
         return fd;
     }
     assert_int_equal(fsync(fd), 0);
