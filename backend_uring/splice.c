@@ -367,8 +367,11 @@ static uint8_t part_step(struct ur_splice *sp, struct sp_rec *r)
  * not trusted; SQEs taken before a refusal become NOPs nobody hears of. */
 static bool issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
 {
-    static const unsigned nsqe[] = {
-        [STEP_PAIR] = 3, [STEP_OUT] = 2, [STEP_POLL] = 1, [STEP_PIPE] = 1, [STEP_END] = 1};
+    static const unsigned nsqe[] = {[STEP_PAIR] = 3,
+                                    [STEP_OUT] = 2,
+                                    [STEP_POLL] = 1,
+                                    [STEP_PIPE] = 1,
+                                    [STEP_END] = 1};
     struct io_uring_sqe *q[3] = {NULL, NULL, NULL};
     unsigned n = nsqe[s];
     for (unsigned i = 0; i < n; i++) {

@@ -659,8 +659,8 @@ static int teardown(void **state)
         why = "header_timeouts= is not what the test expects";
     else if (ringserve && !stat_as_expected(line, "bytes_in", fx->max_bytes_in, true))
         why = "bytes_in= is more than the test allows";
-    else if (ringserve && !stat_as_expected(line, "sendfile_worker_reads",
-                                            fx->max_worker_reads, true))
+    else if (ringserve &&
+             !stat_as_expected(line, "sendfile_worker_reads", fx->max_worker_reads, true))
         why = "sendfile_worker_reads= is more than the test allows";
     int rc = 0;
     if (why) {

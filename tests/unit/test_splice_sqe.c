@@ -42,7 +42,7 @@
 #include "op.h"
 #include "../skip_reason.h"
 
-#define TAG 8u
+#define TAG       8u
 #define MAX_TAKEN 64
 
 #ifndef SYS_cachestat
