@@ -70,7 +70,6 @@
 #include <sys/epoll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -79,6 +78,7 @@
 #include "listener.h"
 #include "loop.h"
 #include "options.h"
+#include "pagecache.h"
 
 #define MAX_EVENTS  256
 #define READ_BUDGET 16 /* reads per socket per wake-up (libuv uses 32) */
@@ -397,30 +397,13 @@ static ssize_t send_op(int fd, const struct rs_op *op)
     return send(fd, op->buf, op->len, flags);
 }
 
-#ifndef SYS_cachestat
-#define SYS_cachestat 451 /* Linux 6.5, the same number everywhere */
-#endif
-
-/* Are the pages of a sendfile's range all in the page cache? cachestat(2)
- * counts them without touching them. When the kernel cannot say (before
- * 6.5): yes, and sendfile(2) blocks on what is not, as it always did. */
+/* Are the pages of a sendfile's range all in the page cache? When the
+ * kernel cannot say (before 6.5): yes, and sendfile(2) blocks on what is
+ * not, as it always did. */
 static bool sendfile_cached(const struct rs_op *op)
 {
-    static long page;
-    if (!page)
-        page = sysconf(_SC_PAGESIZE);
     const struct rs_sendfile *sf = op->buf;
-    struct {
-        uint64_t off, len;
-    } range = {sf->off, op->len};
-    struct {
-        uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
-    } cs;
-    if (syscall(SYS_cachestat, sf->file_fd, &range, &cs, 0) < 0)
-        return true;
-    uint64_t first = sf->off / (uint64_t)page;
-    uint64_t last = (sf->off + op->len - 1) / (uint64_t)page;
-    return cs.nr_cache >= last - first + 1;
+    return rs_range_cached(sf->file_fd, sf->off, op->len) != 0;
 }
 
 static void job_free(struct ep_state *st, struct ep_job *w)
@@ -626,6 +609,7 @@ static int job_start(struct rs_loop *loop, struct ep_state *st, struct ep_sock *
         free(w);
         return -ENOMEM;
     }
+    loop->stats.sendfile_worker_reads++;
     w->prev = NULL;
     w->next = st->jobs;
     if (st->jobs)

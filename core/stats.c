@@ -40,6 +40,7 @@ static const struct field {
     COUNTER(recvs_shared),
     COUNTER(cq_overflows),
     COUNTER(cq_resizes),
+    COUNTER(sendfile_worker_reads),
     COUNTER(zc_copied),
     COUNTER(accept_dropped),
     COUNTER(handoffs),

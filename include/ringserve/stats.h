@@ -56,6 +56,10 @@ struct rs_stats {
     /* Counters added later (after the gauges, so the fields above keep
      * their offsets): */
     uint64_t cq_resizes; /* io_uring completion queues grown (resize feature) */
+    uint64_t sendfile_worker_reads; /* sendfile parts whose file side a worker
+                                       thread read: pages not known to be in
+                                       the page cache (io_uring: file -> pipe
+                                       splices in io-wq; epoll: pool jobs) */
 };
 
 enum rs_stats_format { RS_STATS_TEXT, RS_STATS_JSON };

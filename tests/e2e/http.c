@@ -51,6 +51,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +86,7 @@ struct fixture {
     long expect_accepted;        /* -1: not checked */
     long expect_header_timeouts; /* -1: not checked */
     long long max_bytes_in;      /* -1: not checked */
+    long long max_worker_reads;  /* sendfile_worker_reads=; -1: not checked */
     char tmp_root[PATH_MAX];     /* a root of the test's own, removed at teardown */
 };
 
@@ -601,6 +603,7 @@ static int setup(void **state)
     fx->expect_accepted = -1;
     fx->expect_header_timeouts = -1;
     fx->max_bytes_in = -1;
+    fx->max_worker_reads = -1;
     *state = fx;
     const char *extra[] = {"--listen=127.0.0.1:0", "--protocol=http", root_arg, NULL};
     enum h_start r = h_server_start(&fx->srv, server_argv, extra);
@@ -656,6 +659,9 @@ static int teardown(void **state)
         why = "header_timeouts= is not what the test expects";
     else if (ringserve && !stat_as_expected(line, "bytes_in", fx->max_bytes_in, true))
         why = "bytes_in= is more than the test allows";
+    else if (ringserve &&
+             !stat_as_expected(line, "sendfile_worker_reads", fx->max_worker_reads, true))
+        why = "sendfile_worker_reads= is more than the test allows";
     int rc = 0;
     if (why) {
         fprintf(stderr, "%s (%s; accepted=%llu, expected %ld)\n", why,
@@ -1008,6 +1014,45 @@ static void test_http_large_sha256(void **state)
         if (strcmp(got, big_sha) != 0)
             fail_msg("parallel download %d: sha256 %s, want %s", i, got, big_sha);
     }
+}
+
+#ifndef SYS_cachestat
+#define SYS_cachestat 451
+#endif
+
+/* A cached file's body leaves without a worker thread reading it: epoll
+ * sendfile(2)s it from the loop, io_uring splices it file -> pipe in the
+ * loop and hands only pipe -> socket to an io-wq worker (each trip to a
+ * worker costs two context switches and a wake-up of the loop; reading
+ * in the ring took a second trip per MiB). The server counts the parts a
+ * worker read (sendfile_worker_reads=): none for big.bin, read just
+ * before. Needs cachestat(2) (Linux 6.5): without it the server cannot
+ * know what is cached, and io_uring reads every part in io-wq. */
+static void test_http_cached_body_no_worker_reads(void **state)
+{
+    struct fixture *fx = *state;
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/big.bin", root);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    static unsigned char b[1 << 16];
+    while (read(fd, b, sizeof(b)) > 0) {
+    }
+    struct {
+        uint64_t off, len;
+    } range = {0, big_len};
+    uint64_t cs[5];
+    long rc = syscall(SYS_cachestat, fd, &range, cs, 0);
+    int err = errno;
+    close(fd);
+    if (rc < 0) {
+        print_message("cachestat: %s: not checked\n", strerror(err));
+        skip();
+    }
+    struct resp r[1];
+    assert_int_equal(curl1(fx, r, (const char *[]){"@/big.bin", NULL}), 200);
+    assert_int_equal(r[0].size, big_len);
+    fx->max_worker_reads = 0;
 }
 
 /* The server's open descriptors other than pipes: its /proc/PID/fd entries
@@ -1980,6 +2025,7 @@ int main(int argc, char **argv)
         T(test_http_ims_304),
         T(test_http_keepalive),
         T(test_http_large_sha256),
+        T(test_http_cached_body_no_worker_reads),
         T(test_http_sendfile_fds_released),
         T(test_http_head_shares_first_segment),
         T(test_http_head_shares_first_segment_copy),

@@ -1,15 +1,28 @@
-/* The io_uring sendfile's SQE chains when the submission queue runs dry
- * half-way (backend_uring/splice.c). A step takes up to three SQEs (file ->
- * pipe, pipe -> socket, the link timeout), linked; the backend's SQE source
- * promises room for the chain, but splice.c must not rely on it: here the
- * source is a real ring whose n-th SQE request fails. The submit must then
- * be refused (-EBUSY, the core retries) with no SQE left half-prepared:
- * before, a NULL SQE for the OUT splice or its timeout was written to
- * (a crash), and an SQE flagged IOSQE_IO_LINK without its successor would
- * have chained the next, unrelated SQE to it. The SQEs taken are NOPs
- * whose completions name no op. */
+/* io_uring's sendfile (backend_uring/splice.c), driven on a real ring
+ * with the backend's SQE source replaced by the test's.
+ *
+ * 1. The SQE chains when the submission queue runs dry half-way. A step
+ *    takes up to three SQEs (file -> pipe, pipe -> socket, the link
+ *    timeout), linked; the backend's SQE source promises room for the
+ *    chain, but splice.c must not rely on it: here the n-th SQE request
+ *    fails. The submit must then be refused (-EBUSY, the core retries)
+ *    with no SQE left half-prepared: before, a NULL SQE for the OUT splice
+ *    or its timeout was written to (a crash), and an SQE flagged
+ *    IOSQE_IO_LINK without its successor would have chained the next,
+ *    unrelated SQE to it. The SQEs taken are NOPs whose completions name
+ *    no op. Both shapes of the first step: the linked pair (a file not
+ *    in the page cache) and OUT alone (a cached file, whose part went
+ *    into the pipe in the loop).
+ * 2. How many splices of a transfer go through the ring. Each is a trip
+ *    to an io-wq worker and back (two context switches, a wake-up of the
+ *    loop), so a cached file's file -> pipe half is made in the loop
+ *    with splice(2): counted from the SQEs themselves, a cached file's
+ *    transfer issues no file -> pipe SQE at all (before: one per pipe-full),
+ *    one that is not cached issues them as before, and the peer gets
+ *    every byte in order either way. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,20 +31,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <liburing.h>
 
 #include "backend_uring/splice.h"
+#include "loop.h"
 #include "op.h"
 #include "../skip_reason.h"
 
-#define TAG 8u
+#define TAG       8u
+#define MAX_TAKEN 64
 
+#ifndef SYS_cachestat
+#define SYS_cachestat 451
+#endif
+
+/* The backend's SQE source, replaced: a real ring, whose fail_at-th
+ * request gets NULL, and which remembers the SQEs it handed out until
+ * classify() has looked at what splice.c wrote into them. */
 struct src {
     struct io_uring ring;
     int calls, fail_at; /* the fail_at-th request gets NULL (0: never) */
+    struct io_uring_sqe *taken[MAX_TAKEN];
+    unsigned ntaken;
 };
 
 static struct io_uring_sqe *get_sqe(void *ctx, unsigned n)
@@ -40,7 +65,10 @@ static struct io_uring_sqe *get_sqe(void *ctx, unsigned n)
     (void)n;
     if (++s->calls == s->fail_at)
         return NULL;
-    return io_uring_get_sqe(&s->ring);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (sqe && s->ntaken < MAX_TAKEN)
+        s->taken[s->ntaken++] = sqe;
+    return sqe;
 }
 
 static void never(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c)
@@ -51,49 +79,265 @@ static void never(struct rs_loop *loop, struct rs_op *op, const struct rs_comple
     fail_msg("a refused sendfile completed");
 }
 
-static void test_splice_chain_refused_whole_when_sqes_run_out(void **state)
+static void ring_init(struct src *s)
 {
-    (void)state;
-    struct src s = {0};
-    int rc = io_uring_queue_init(16, &s.ring, 0);
+    *s = (struct src){0};
+    int rc = io_uring_queue_init(64, &s->ring, 0);
     if (rc < 0) {
         rs_skip_reason("io_uring unavailable: io_uring_queue_init: %s", strerror(-rc));
         skip();
     }
-    struct ur_splice *sp = ur_splice_new(get_sqe, &s, TAG, 0);
-    assert_non_null(sp);
-    char path[] = "/tmp/rs_splice_XXXXXX";
-    int file = mkstemp(path);
-    assert_true(file >= 0);
-    unlink(path);
-    assert_int_equal(write(file, "0123456789", 10), 10);
+}
+
+/* A ring, a splicer on it (the kernel's default 64 KiB pipes: pipe_size
+ * 0) and a connected socket pair: sv[0] the op's socket, sv[1] its peer. */
+struct rig {
+    struct src s;
+    struct ur_splice *sp;
     int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    struct rs_sendfile from = {.file_fd = file, .off = 0};
-    struct rs_op op = {0};
-    rs_op_init(&op, RS_OP_SENDFILE, sv[0], never, NULL);
-    op.buf = &from;
-    op.len = 10;
-    /* The first step (PAIR) takes three SQEs: fail each in turn. */
-    for (int fail = 1; fail <= 3; fail++) {
-        s.calls = 0;
-        s.fail_at = fail;
-        assert_int_equal(ur_splice_submit(sp, &op), -EBUSY);
+};
+
+static void rig_init(struct rig *g)
+{
+    ring_init(&g->s);
+    g->sp = ur_splice_new(get_sqe, &g->s, TAG, 0);
+    assert_non_null(g->sp);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g->sv), 0);
+}
+
+static void rig_fini(struct rig *g)
+{
+    ur_splice_free(g->sp);
+    io_uring_queue_exit(&g->s.ring);
+    close(g->sv[0]);
+    close(g->sv[1]);
+}
+
+/* Pages of [0, len) of fd in the page cache; -1 when the kernel cannot
+ * say (no cachestat(2) before Linux 6.5). */
+static long pages_cached(int fd, uint64_t len)
+{
+    struct {
+        uint64_t off, len;
+    } range = {0, len};
+    uint64_t cs[5];
+    if (syscall(SYS_cachestat, fd, &range, cs, 0) < 0)
+        return -1;
+    return (long)cs[0];
+}
+
+/* A file of len bytes (byte i is i * 7 mod 251) on a real file system
+ * if there is one (/var/tmp: tmpfs pages cannot be evicted), its pages
+ * cached or, as far as the kernel lets us, evicted. -1 when they could
+ * not be evicted. */
+static int make_file(size_t len, bool cached)
+{
+    char path[] = "/var/tmp/rs_splice_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        memcpy(path, "/tmp/rs_splice_XXXXXX", sizeof("/tmp/rs_splice_XXXXXX"));
+        fd = mkstemp(path);
+    }
+    assert_true(fd >= 0);
+    unlink(path);
+    uint8_t *b = malloc(len);
+    assert_non_null(b);
+    for (size_t i = 0; i < len; i++)
+        b[i] = (uint8_t)(i * 7 % 251);
+    assert_int_equal(write(fd, b, len), (ssize_t)len);
+    free(b);
+    long want = (long)((len + 4095) / 4096);
+    if (cached) {
+        uint8_t tmp[4096];
+        for (off_t o = 0; o < (off_t)len; o += sizeof(tmp))
+            assert_true(pread(fd, tmp, sizeof(tmp), o) > 0);
+        long n = pages_cached(fd, len);
+        assert_true(n < 0 || n == want); /* < 0: no cachestat to ask */
+        return fd;
+    }
+    assert_int_equal(fsync(fd), 0);
+    assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    if (pages_cached(fd, len) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The first step's SQEs run out at each of its n in turn: refused whole. */
+static void refuse_each(struct src *s, struct ur_splice *sp, struct rs_op *op, int n)
+{
+    for (int fail = 1; fail <= n; fail++) {
+        s->calls = 0;
+        s->fail_at = fail;
+        assert_int_equal(ur_splice_submit(sp, op), -EBUSY);
         int taken = fail - 1;
-        assert_int_equal(io_uring_submit(&s.ring), taken);
+        assert_int_equal(io_uring_submit(&s->ring), taken);
         for (int i = 0; i < taken; i++) {
             struct io_uring_cqe *cqe;
-            assert_int_equal(io_uring_wait_cqe(&s.ring, &cqe), 0);
+            assert_int_equal(io_uring_wait_cqe(&s->ring, &cqe), 0);
             /* A NOP with no op behind it, unlinked: it ran (res 0). */
             assert_int_equal(cqe->res, 0);
             assert_int_equal(cqe->user_data, (uint64_t)TAG << 56);
-            io_uring_cqe_seen(&s.ring, cqe);
+            io_uring_cqe_seen(&s->ring, cqe);
         }
     }
-    ur_splice_free(sp);
-    io_uring_queue_exit(&s.ring);
-    close(sv[0]);
-    close(sv[1]);
+    s->ntaken = 0;
+}
+
+static void test_splice_chain_refused_whole_when_sqes_run_out(void **state)
+{
+    (void)state;
+    struct rig g;
+    rig_init(&g);
+    /* A cached file: the part goes into the pipe here, the step is OUT
+     * and its timeout (two SQEs); without cachestat, the pair (three). */
+    int file = make_file(10, true);
+    struct rs_sendfile from = {.file_fd = file, .off = 0};
+    struct rs_op op = {0};
+    rs_op_init(&op, RS_OP_SENDFILE, g.sv[0], never, NULL);
+    op.buf = &from;
+    op.len = 10;
+    refuse_each(&g.s, g.sp, &op, pages_cached(file, 10) < 0 ? 3 : 2);
+    close(file);
+    /* A file not cached: the linked pair, three SQEs. */
+    file = make_file(10, false);
+    if (file >= 0) {
+        from.file_fd = file;
+        refuse_each(&g.s, g.sp, &op, 3);
+        close(file);
+    } else {
+        print_message("could not evict a file's pages: the pair's refusal untested\n");
+    }
+    rig_fini(&g);
+}
+
+/* The peer: reads want bytes and checks each is what the file holds. */
+struct reader {
+    int fd;
+    size_t want, got;
+    bool same;
+};
+
+static void *read_all(void *arg)
+{
+    struct reader *r = arg;
+    uint8_t b[65536];
+    r->same = true;
+    while (r->got < r->want) {
+        ssize_t n = read(r->fd, b, sizeof(b));
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            if (b[i] != (uint8_t)((r->got + (size_t)i) * 7 % 251))
+                r->same = false;
+        r->got += (size_t)n;
+    }
+    return NULL;
+}
+
+struct done {
+    bool done;
+    int32_t res;
+};
+
+static void on_done(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c)
+{
+    (void)loop;
+    struct done *d = op->data;
+    assert_false(d->done);
+    d->done = true;
+    d->res = c->res;
+}
+
+/* What splice.c wrote into the SQEs it took since the last call: splices
+ * out of the file (file -> pipe) and the others (pipe -> socket). */
+static void classify(struct src *s, int file, unsigned *ins, unsigned *outs)
+{
+    for (unsigned i = 0; i < s->ntaken; i++) {
+        const struct io_uring_sqe *q = s->taken[i];
+        if (q->opcode != IORING_OP_SPLICE)
+            continue;
+        if (q->splice_fd_in == file)
+            (*ins)++;
+        else
+            (*outs)++;
+    }
+    s->ntaken = 0;
+}
+
+/* Send len bytes of file to a peer through ur_splice, to the end; the
+ * splices the ring was given, by direction. The loop's counter of reads
+ * by a worker (sendfile_worker_reads) must say as much as the SQEs. */
+static void transfer(int file, size_t len, unsigned *ins, unsigned *outs)
+{
+    struct rig g;
+    rig_init(&g);
+    struct reader rd = {.fd = g.sv[1], .want = len};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, read_all, &rd), 0);
+    struct rs_sendfile from = {.file_fd = file, .off = 0};
+    struct done d = {0};
+    struct rs_op op = {0};
+    rs_op_init(&op, RS_OP_SENDFILE, g.sv[0], on_done, &d);
+    op.buf = &from;
+    op.len = (uint32_t)len;
+    *ins = *outs = 0;
+    struct rs_loop *loop = calloc(1, sizeof(*loop));
+    assert_non_null(loop);
+    assert_int_equal(ur_splice_submit(g.sp, &op), 0);
+    for (int cqes = 0; !d.done; cqes++) {
+        assert_true(cqes < 1000);
+        classify(&g.s, file, ins, outs);
+        io_uring_submit(&g.s.ring);
+        struct io_uring_cqe *cqe;
+        assert_int_equal(io_uring_wait_cqe(&g.s.ring, &cqe), 0);
+        uint64_t ud = cqe->user_data;
+        int32_t res = cqe->res;
+        io_uring_cqe_seen(&g.s.ring, cqe);
+        if ((ud >> 56) == TAG)
+            ur_splice_cqe(g.sp, loop, ud, res);
+    }
+    assert_int_equal(loop->stats.sendfile_worker_reads, *ins);
+    free(loop);
+    assert_int_equal(d.res, (int32_t)len);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(rd.got, len);
+    assert_true(rd.same);
+    /* The pipe came back empty: cached for the next op, none live. */
+    uint32_t live, cached;
+    ur_splice_counts(g.sp, &live, &cached);
+    assert_int_equal(live, 0);
+    assert_int_equal(cached, 1);
+    rig_fini(&g);
+}
+
+static void test_splice_cached_file_no_ring_reads(void **state)
+{
+    (void)state;
+    /* Four pipe-fulls and a short fifth part. */
+    size_t len = 4 * 65536 + 1000;
+    int file = make_file(len, true);
+    if (pages_cached(file, len) < 0) {
+        close(file);
+        rs_skip_reason("no cachestat(2) (Linux 6.5): every part goes through the ring");
+        skip();
+    }
+    unsigned ins, outs;
+    transfer(file, len, &ins, &outs);
+    print_message("cached: %u file -> pipe, %u pipe -> socket SQEs\n", ins, outs);
+    assert_int_equal(ins, 0);
+    assert_true(outs >= 5);
+    close(file);
+    /* Not cached: the ring reads it (the loop must not wait for a disk). */
+    file = make_file(len, false);
+    if (file < 0) {
+        print_message("could not evict a file's pages: the ring's reads untested\n");
+        return;
+    }
+    transfer(file, len, &ins, &outs);
+    print_message("not cached: %u file -> pipe, %u pipe -> socket SQEs\n", ins, outs);
+    assert_true(ins >= 1);
     close(file);
 }
 
@@ -101,6 +345,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_splice_chain_refused_whole_when_sqes_run_out),
+        cmocka_unit_test(test_splice_cached_file_no_ring_reads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
