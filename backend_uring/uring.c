@@ -732,9 +732,16 @@ static struct __kernel_timespec ms_to_ts(int ms)
                                       .tv_nsec = (ms % 1000) * 1000000L};
 }
 
-/* Submit, then wait for up to `want` completions, but no longer than
- * BATCH_WAIT_US for the batch once one has arrived (IORING_FEAT_MIN_TIMEOUT,
- * 6.12+). liburing 2.3 has no wrapper for that wait, and how it publishes
+/* Submit, then wait for `want` completions for at most BATCH_WAIT_US from
+ * the start of the wait; after that the kernel returns as soon as anything
+ * has been posted, and with nothing posted it waits on, up to the timeout,
+ * in the same call (IORING_FEAT_MIN_TIMEOUT, 6.12+). Under DEFER_TASKRUN
+ * the task is not even woken before `want` task-work items are pending or
+ * the minimum is up: fewer sleeps when requests come close together, and a
+ * lone request waits at most BATCH_WAIT_US. At split placement that bought
+ * fewer io_uring_enter calls but no CPU per request measurable beyond the
+ * noise (BENCHMARKS.md, "Split placement: wake-ups per request"): opt-in.
+ * liburing 2.3 has no wrapper for that wait, and how it publishes
  * the SQ tail is its own business (private fields), so this uses only
  * documented interfaces: queued SQEs go to the kernel with io_uring_submit(),
  * and the wait is io_uring_enter2(2) on the ring fd with

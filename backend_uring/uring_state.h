@@ -57,7 +57,8 @@
 #define IORING_RECVSEND_BUNDLE (1U << 4) /* 6.10+, not in liburing 2.3's headers */
 #endif
 
-/* batch-wait: how long the kernel may hold a wake-up to gather a batch. */
+/* batch-wait: how long, from the start of a wait, the kernel may hold a
+ * wake-up to gather as many completions as the last turn brought. */
 #define BATCH_WAIT_US 20
 #define BATCH_MAX     128
 #define BGID          0

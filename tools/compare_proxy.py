@@ -171,7 +171,12 @@ def optional_proxies():
     return [Proxy('haproxy-splice', 'HAProxy splice-auto', 'haproxy', ['splice']),
             Proxy('ringserve-uring-auto', 'ringserve uring default, sched auto',
                   'ringserve', ['--backend=uring', '--uring-features=default',
-                                '--sched=auto'])]
+                                '--sched=auto']),
+            # The batched wait against the plain one at split placement,
+            # where the proxy sleeps between requests (BENCHMARKS.md,
+            # "Split placement: wake-ups per request").
+            Proxy('ringserve-uring-batch-wait', 'ringserve uring +batch-wait',
+                  'ringserve', ['--backend=uring', '--uring-features=default,batch-wait'])]
 
 
 # --latency: ringserve's uring under both scheduling policies, its epoll

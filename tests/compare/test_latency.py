@@ -151,6 +151,14 @@ def test_proxy(cmp, ringserve, ringbench, tmp):
     p = compare([cmp, '--proxy', '--baseline=/nonexistent', '--dry-run'])
     check(p.returncode == 2 and 'baseline' in p.stderr, 'proxy: a bad --baseline: exit %d'
           % p.returncode)
+    # The batched wait, opt-in, set against the plain one under the same policy.
+    p = compare([cmp, '--proxy', '--latency', '--dry-run', '--placements=split',
+                 '--configs=ringserve-uring,ringserve-uring-batch-wait',
+                 '--ringserve=' + ringserve, '--ringbench=' + ringbench])
+    check(p.returncode == 0 and re.search(
+        r'^  ringserve-uring-batch-wait +sched normal .*--uring-features=default,batch-wait',
+        p.stdout, re.M), 'proxy: no ringserve-uring-batch-wait (exit %d):\n%s%s' % (
+            p.returncode, p.stdout, p.stderr))
 
 
 def test_http(cmp, ringserve, ringbench, tmp):
