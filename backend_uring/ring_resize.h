@@ -55,10 +55,10 @@ void rs_ring_retired_unmap(struct rs_ring_retired *old);
 #define RS_RETIRED_MAX 16 /* resizes between two unmaps (each doubles) */
 
 struct rs_cq_grower {
-    /* resizes done, not yet counted in the loop's stats; nonzero whenever
-     * nretired is (both grow together, both are cleared after a turn) */
-    uint64_t grown;
+    uint64_t grown; /* resizes done, not yet counted in the loop's stats */
     bool broken;    /* a resize left the ring unmapped: run() fails */
+    /* grown or broken since the owner last looked: one test per turn */
+    bool dirty;
     unsigned nretired;
     struct rs_ring_retired retired[RS_RETIRED_MAX];
 };

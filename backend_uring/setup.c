@@ -380,6 +380,7 @@ int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err, size_t
         return rc;
     }
     assert(!(st->ring.flags & IORING_SETUP_SQE128)); /* ur_get_sqe's SQE size */
+    st->cqe_shift = io_uring_cqe_shift(&st->ring);
     /* liburing 2.3 picks its way to wait with a timeout from the ring's
      * features: without EXT_ARG it queues a timeout SQE, as it must on
      * kernels before 5.11 (on_cqe() skips that SQE's CQE). */

@@ -865,20 +865,21 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
      * indices. */
     struct io_uring_cq *cq = &st->ring.cq;
     unsigned head = *cq->khead;
-    unsigned shift = io_uring_cqe_shift(&st->ring); /* fixed at setup */
+    unsigned shift = st->cqe_shift;
     for (unsigned i = 0; i < n; i++)
         on_cqe(loop, st, &cq->cqes[((head + i) & cq->ring_mask) << shift]);
     io_uring_cq_advance(&st->ring, n);
     dispatched += (int)n;
     st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
-    /* Only a resize (grown, with retired rings to unmap) or a failed one
-     * (broken) leaves work here: one test per turn for both. */
-    if (st->cq.grown || st->cq.broken) {
+    /* Only a resize (with retired rings to unmap) or a failed one leaves
+     * work here (dirty). */
+    if (st->cq.dirty) {
         /* Rings replaced during the dispatch stayed mapped for the CQEs
          * being read from them; nobody reads them now. */
         rs_cq_grower_release(&st->cq);
         loop->stats.cq_resizes += st->cq.grown;
         st->cq.grown = 0;
+        st->cq.dirty = st->cq.broken; /* broken: every later run() fails too */
         if (st->cq.broken) {
             rs_log_error("io_uring: the resized rings could not be mapped");
             return -ENOMEM;

@@ -364,10 +364,14 @@ static bool alive(struct rs_loop *loop)
 }
 
 /* Most turns have no timer due: that test is here, inline, and the heap
- * is walked only when there is something to fire. */
+ * is walked only when there is something to fire. The clock is read once
+ * per turn for the timers: here, unless something of the last turn read
+ * it after the wait already (rs_loop_now). Without timers nothing reads
+ * now_ms but through rs_loop_now, which reads the clock itself when it is
+ * stale: a turn then costs no clock read at all. */
 static void run_due_timers(struct rs_loop *loop)
 {
-    if (loop->ntimers > 0 && loop->timers[0]->due_ms <= loop->now_ms)
+    if (loop->ntimers > 0 && loop->timers[0]->due_ms <= rs_loop_now(loop))
         rs_timer_run_due(loop);
 }
 
@@ -377,13 +381,6 @@ int rs_loop_run(struct rs_loop *loop)
     if (loop->cfg->idle_timeout_s && !rs_timer_active(&loop->idle_timer))
         rs_timer_start(loop, &loop->idle_timer, IDLE_SCAN_MS, idle_scan, NULL);
     for (;;) {
-        /* The clock, read once per turn for the timers: here, unless
-         * something of the last turn read it after the wait already
-         * (rs_loop_now). Without timers nothing reads now_ms but through
-         * rs_loop_now, which reads the clock itself when it is stale: a
-         * turn then costs no clock read at all. */
-        if (loop->ntimers > 0)
-            rs_loop_now(loop);
         if (loop->stop_requested && !loop->draining)
             begin_drain(loop);
         run_due_timers(loop);
