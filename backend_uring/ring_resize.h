@@ -75,7 +75,8 @@ void rs_cq_grow(struct io_uring *ring, struct rs_cq_grower *g);
  * overflow flag already. */
 static inline bool rs_cq_short(const struct io_uring *ring, unsigned ready, bool overflow)
 {
-    return ring->cq.ring_entries - ready < ring->sq.ring_entries + RS_CQ_SLACK || overflow;
+    return ring->cq.ring_entries - ready < ring->sq.ring_entries + RS_CQ_SLACK ||
+           overflow;
 }
 static inline void rs_cq_grow_check(struct io_uring *ring, struct rs_cq_grower *g)
 {

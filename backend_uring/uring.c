@@ -540,9 +540,8 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
          * with bytes in it, lent as it is. */
         if (st->lend_plain && res > 0) {
             rs_bufpool_lend(&loop->pool, bid);
-            rs_op_complete_slice(loop, op, res,
-                                 RS_CF_BUFFER | ((cqe->flags & IORING_CQE_F_MORE) ? RS_CF_MORE : 0u),
-                                 bid, 0);
+            uint32_t more = (cqe->flags & IORING_CQE_F_MORE) ? RS_CF_MORE : 0u;
+            rs_op_complete_slice(loop, op, res, RS_CF_BUFFER | more, bid, 0);
             return;
         }
         if (res > (int32_t)loop->pool.size && (st->features & UF_BUNDLE)) {

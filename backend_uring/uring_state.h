@@ -135,8 +135,10 @@ struct ur_state {
                             common case of a release (ur_buf_release) */
     bool lend_plain;     /* neither buf-inc nor bundles: a receive's buffer is
                             lent whole, as the CQE names it (on_op_cqe) */
-    uint32_t plain_send_max; /* sends shorter than this are never zero-copy */
-    unsigned cqe_shift;      /* io_uring_cqe_shift(&ring), fixed at set-up */
+    /* sends shorter than this are never zero-copy */
+    uint32_t plain_send_max;
+    /* io_uring_cqe_shift(&ring), fixed at set-up */
+    unsigned cqe_shift;
     /* buf-inc (bufinc.c): per buffer of the ring, its fill and its slices
      * out; ids from ring_bufs up are set aside for file reads */
     struct inc_buf *inc;
