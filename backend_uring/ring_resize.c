@@ -122,8 +122,10 @@ void rs_cq_grow(struct io_uring *ring, struct rs_cq_grower *g)
     if (rc == 0) {
         g->nretired++;
         g->grown++;
+        g->dirty = true;
     } else if (rc == -ENXIO) {
         g->broken = true;
+        g->dirty = true;
     }
 }
 

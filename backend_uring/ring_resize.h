@@ -57,6 +57,8 @@ void rs_ring_retired_unmap(struct rs_ring_retired *old);
 struct rs_cq_grower {
     uint64_t grown; /* resizes done, not yet counted in the loop's stats */
     bool broken;    /* a resize left the ring unmapped: run() fails */
+    /* grown or broken since the owner last looked: one test per turn */
+    bool dirty;
     unsigned nretired;
     struct rs_ring_retired retired[RS_RETIRED_MAX];
 };
@@ -69,10 +71,16 @@ unsigned rs_cq_initial(unsigned sq_entries);
  * it was (the kernel's overflow list still loses nothing). The test is
  * inline: every loop turn asks, and nearly every turn has room. */
 void rs_cq_grow(struct io_uring *ring, struct rs_cq_grower *g);
+/* The test alone, for a caller that read the CQ's ready count and its
+ * overflow flag already. */
+static inline bool rs_cq_short(const struct io_uring *ring, unsigned ready, bool overflow)
+{
+    return ring->cq.ring_entries - ready < ring->sq.ring_entries + RS_CQ_SLACK ||
+           overflow;
+}
 static inline void rs_cq_grow_check(struct io_uring *ring, struct rs_cq_grower *g)
 {
-    unsigned room = ring->cq.ring_entries - io_uring_cq_ready(ring);
-    if (room < ring->sq.ring_entries + RS_CQ_SLACK || io_uring_cq_has_overflow(ring))
+    if (rs_cq_short(ring, io_uring_cq_ready(ring), io_uring_cq_has_overflow(ring)))
         rs_cq_grow(ring, g);
 }
 

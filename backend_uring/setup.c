@@ -299,7 +299,9 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
     if (rc < 0)
         return rc;
     st->br_plain = (st->features & UF_BUF_RING) && !st->inc && !st->br_pos;
+    st->lend_plain = !st->inc && !(st->features & UF_BUNDLE);
     st->zc_enabled = st->features & UF_SEND_ZC;
+    st->plain_send_max = st->zc_enabled ? st->opts.zc_threshold : UINT32_MAX;
     if (st->zc_enabled) {
         st->zc_fd_cap = zc_fd_cap(loop);
         if (ur_zc_setup(loop, st) < 0) {
@@ -377,6 +379,8 @@ int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err, size_t
         loop->backend = NULL;
         return rc;
     }
+    assert(!(st->ring.flags & IORING_SETUP_SQE128)); /* ur_get_sqe's SQE size */
+    st->cqe_shift = io_uring_cqe_shift(&st->ring);
     /* liburing 2.3 picks its way to wait with a timeout from the ring's
      * features: without EXT_ARG it queues a timeout SQE, as it must on
      * kernels before 5.11 (on_cqe() skips that SQE's CQE). */

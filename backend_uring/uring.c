@@ -448,8 +448,7 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     /* Most submissions are sends, most of them plain: straight to their
      * SQE, without the switch over every other kind. */
     if (op->kind == RS_OP_SEND) {
-        if (!(op->flags & (RS_OPF_MSG | RS_OPF_MORE)) &&
-            (!st->zc_enabled || op->len < st->opts.zc_threshold)) {
+        if (!(op->flags & (RS_OPF_MSG | RS_OPF_MORE)) && op->len < st->plain_send_max) {
             struct io_uring_sqe *sqe = ur_get_sqe(st);
             if (!sqe)
                 return -EBUSY;
@@ -536,12 +535,20 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     uint16_t bid = 0;
     int32_t res = cqe->res;
     if (cqe->flags & IORING_CQE_F_BUFFER) {
+        bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        /* The common case, one test for two features: a whole buffer
+         * with bytes in it, lent as it is. */
+        if (st->lend_plain && res > 0) {
+            rs_bufpool_lend(&loop->pool, bid);
+            uint32_t more = (cqe->flags & IORING_CQE_F_MORE) ? RS_CF_MORE : 0u;
+            rs_op_complete_slice(loop, op, res, RS_CF_BUFFER | more, bid, 0);
+            return;
+        }
         if (res > (int32_t)loop->pool.size && (st->features & UF_BUNDLE)) {
             deliver_bundle(loop, st, op, cqe);
             return;
         }
         /* Only a CQE flagged F_BUFFER carries one: EOF and errors don't. */
-        bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         if (st->inc) {
             /* A slice of a buffer the kernel may keep filling (bufinc.c);
              * without bytes nothing was consumed: it stays the ring's. */
@@ -561,9 +568,12 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
     rs_op_complete_slice(loop, op, res, flags, bid, off);
 }
 
+static inline void on_op_ud(struct rs_loop *loop, struct ur_state *st,
+                            const struct io_uring_cqe *cqe, uint64_t ud, unsigned tag);
+
 /* A completion of the backend's own requests (wake-ups, buffer returns,
  * splice steps, zero-copy notifications, hang-up guards, the inbox), by
- * tag. */
+ * tag, and a new socket's second step (an op's, but rare). */
 __attribute__((noinline)) static void on_own_cqe(struct rs_loop *loop,
                                                  struct ur_state *st,
                                                  const struct io_uring_cqe *cqe,
@@ -572,6 +582,9 @@ __attribute__((noinline)) static void on_own_cqe(struct rs_loop *loop,
     switch (tag) {
     case TAG_WAKE:
         st->wake_armed = false;
+        return;
+    case TAG_SOCKOPT:
+        on_op_ud(loop, st, cqe, ud, tag);
         return;
     case TAG_PROVIDE:
         /* A returned buffer the kernel refused would be lost for good. */
@@ -671,17 +684,11 @@ drop_stale_cqe(struct rs_loop *loop, struct ur_state *st, const struct io_uring_
         ur_buf_return(loop, st, bid);
 }
 
-static void on_cqe(struct rs_loop *loop, struct ur_state *st,
-                   const struct io_uring_cqe *cqe)
+/* A CQE of an op: TAG_OP, or TAG_SOCKOPT (the second step of an
+ * RS_OP_SOCKET, which on_own_cqe sends here). */
+static inline void on_op_ud(struct rs_loop *loop, struct ur_state *st,
+                            const struct io_uring_cqe *cqe, uint64_t ud, unsigned tag)
 {
-    uint64_t ud = cqe->user_data;
-    unsigned tag = (unsigned)(ud >> 56);
-    /* Nearly every CQE is an op's (TAG_OP; TAG_SOCKOPT is the second step
-     * of an RS_OP_SOCKET): that path is tested first and kept short. */
-    if (tag != TAG_OP && tag != TAG_SOCKOPT) {
-        on_own_cqe(loop, st, cqe, ud, tag);
-        return;
-    }
     struct rs_op *op = (struct rs_op *)(uintptr_t)(ud & UD_PTR_MASK);
     if ((uint8_t)(ud >> 48) != op->bk_gen) {
         drop_stale_cqe(loop, st, cqe);
@@ -696,6 +703,20 @@ static void on_cqe(struct rs_loop *loop, struct ur_state *st,
         on_special_op_cqe(loop, st, op, cqe, tag))
         return;
     on_op_cqe(loop, st, op, cqe);
+}
+
+static void on_cqe(struct rs_loop *loop, struct ur_state *st,
+                   const struct io_uring_cqe *cqe)
+{
+    uint64_t ud = cqe->user_data;
+    unsigned tag = (unsigned)(ud >> 56);
+    /* Nearly every CQE is an op's own (TAG_OP, zero): that path is tested
+     * first, with one test, and kept short. */
+    if (tag != TAG_OP) {
+        on_own_cqe(loop, st, cqe, ud, tag);
+        return;
+    }
+    on_op_ud(loop, st, cqe, ud, TAG_OP);
 }
 
 void ur_dispatch_cqe(struct rs_loop *loop, struct ur_state *st,
@@ -821,33 +842,43 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
      * what is there, and the next turn submits again. */
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
         return rc;
-    /* The kernel holds completions the CQ had no room for (a tiny ring
-     * under load); counted so a test can prove that path was taken. */
-    if (io_uring_cq_has_overflow(&st->ring))
-        loop->stats.cq_overflows++;
-    /* What this wait brought is the best guess of the next one: grow the
-     * CQ now if that would not fit (the SQ is empty after the enter). */
-    if (st->resize)
-        rs_cq_grow_check(&st->ring, &st->cq);
     /* The batch the kernel posted before we look: one acquire load of its
      * tail (io_uring_for_each_cqe loads it again for every CQE). What it
-     * posts meanwhile is the next turn's, which then does not wait. The
-     * CQ's fields are read again for each CQE: a resize during the dispatch
-     * (resize) replaces them, with the same CQEs at the same indices. */
+     * posts meanwhile is the next turn's, which then does not wait. */
+    unsigned n = io_uring_cq_ready(&st->ring);
+    /* The kernel holds completions the CQ had no room for (a tiny ring
+     * under load); counted so a test can prove that path was taken. */
+    bool overflow = io_uring_cq_has_overflow(&st->ring);
+    if (overflow)
+        loop->stats.cq_overflows++;
+    /* What this wait brought is the best guess of the next one: grow the
+     * CQ now if that would not fit (the SQ is empty after the enter). The
+     * test reuses the two readings above; a resize may bring overflowed
+     * completions in, so the count is read again after one. */
+    if (st->resize && rs_cq_short(&st->ring, n, overflow)) {
+        rs_cq_grow(&st->ring, &st->cq);
+        n = io_uring_cq_ready(&st->ring);
+    }
+    /* The CQ's fields are read again for each CQE: a resize during the
+     * dispatch (resize) replaces them, with the same CQEs at the same
+     * indices. */
     struct io_uring_cq *cq = &st->ring.cq;
-    unsigned n = io_uring_cq_ready(&st->ring), head = *cq->khead;
-    unsigned shift = io_uring_cqe_shift(&st->ring); /* fixed at setup */
+    unsigned head = *cq->khead;
+    unsigned shift = st->cqe_shift;
     for (unsigned i = 0; i < n; i++)
         on_cqe(loop, st, &cq->cqes[((head + i) & cq->ring_mask) << shift]);
     io_uring_cq_advance(&st->ring, n);
     dispatched += (int)n;
     st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
-    if (st->resize) {
+    /* Only a resize (with retired rings to unmap) or a failed one leaves
+     * work here (dirty). */
+    if (st->cq.dirty) {
         /* Rings replaced during the dispatch stayed mapped for the CQEs
          * being read from them; nobody reads them now. */
         rs_cq_grower_release(&st->cq);
         loop->stats.cq_resizes += st->cq.grown;
         st->cq.grown = 0;
+        st->cq.dirty = st->cq.broken; /* broken: every later run() fails too */
         if (st->cq.broken) {
             rs_log_error("io_uring: the resized rings could not be mapped");
             return -ENOMEM;
@@ -917,7 +948,7 @@ static void ur_buf_release(struct rs_loop *loop, uint16_t bid)
      * check), held by no zero-copy send, back into the buffer ring
      * (ur_buf_return's first case). */
     if (st->br_plain && bid < pool->count && pool->held[bid] &&
-        !(st->zc_hold && st->zc_hold[bid])) {
+        (st->zc_held == 0 || !st->zc_hold[bid])) {
         rs_bufpool_clear_loan(pool, bid);
         io_uring_buf_ring_add(st->br, rs_bufpool_ptr(pool, bid), pool->size, bid,
                               (int)st->br_mask, (int)st->br_pending);

@@ -133,6 +133,12 @@ struct ur_state {
     uint16_t *br_pos;    /* bundles only: per bid, the ring slot it was last added at */
     bool br_plain;       /* a buffer ring of whole buffers, without br_pos: the
                             common case of a release (ur_buf_release) */
+    bool lend_plain;     /* neither buf-inc nor bundles: a receive's buffer is
+                            lent whole, as the CQE names it (on_op_cqe) */
+    /* sends shorter than this are never zero-copy */
+    uint32_t plain_send_max;
+    /* io_uring_cqe_shift(&ring), fixed at set-up */
+    unsigned cqe_shift;
     /* buf-inc (bufinc.c): per buffer of the ring, its fill and its slices
      * out; ids from ring_bufs up are set aside for file reads */
     struct inc_buf *inc;
@@ -188,8 +194,17 @@ static inline uint64_t ur_ud_of(struct rs_op *op, unsigned tag)
 struct io_uring_sqe *ur_get_sqe_flush(struct ur_state *st);
 static inline struct io_uring_sqe *ur_get_sqe(struct ur_state *st)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
-    return sqe ? sqe : ur_get_sqe_flush(st);
+    /* io_uring_get_sqe, for this ring: its SQEs are never 128 bytes
+     * (setup.c asserts it), and the head is read with acquire semantics,
+     * which SQPOLL needs and which costs nothing more on x86. liburing
+     * 2.3 tests both ring flags on every call. */
+    struct io_uring_sq *sq = &st->ring.sq;
+    unsigned tail = sq->sqe_tail;
+    if (tail - __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE) < sq->ring_entries) {
+        sq->sqe_tail = tail + 1;
+        return &sq->sqes[tail & sq->ring_mask];
+    }
+    return ur_get_sqe_flush(st);
 }
 
 /* The descriptor kind travels with the op: with fixed-files, accepted

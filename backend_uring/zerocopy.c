@@ -170,6 +170,7 @@ void ur_zc_cqe(struct rs_loop *loop, struct ur_state *st, struct zc_rec *r,
             st->zc_warned = true;
         }
         st->zc_enabled = false;
+        st->plain_send_max = UINT32_MAX; /* ur_submit: every send is plain */
         if (ur_prep_send(loop, st, op) == 0)
             return;
         res = -EBUSY;

@@ -17,7 +17,12 @@
 
 /* Idle streams are found by one scan of the stream list per second (a
  * timer): no timer per stream to move on every message, and O(n) once a
- * second is nothing next to the traffic that n streams make. */
+ * second is nothing next to the traffic that n streams make. A receive or
+ * send only sets the stream's `active` flag; the scan turns it into a
+ * stamp (its own now_ms) and clears it. So no completion reads the clock,
+ * and a stream counts as active until the first scan after its last
+ * activity: an idle one is closed at most one scan later than its exact
+ * deadline would say, a busy one never. */
 #define IDLE_SCAN_MS 1000
 
 uint64_t rs_now_ms(void)
@@ -238,9 +243,9 @@ static void begin_drain(struct rs_loop *loop)
  * the next turn feeds the next ones. */
 void rs_loop_feed_starved(struct rs_loop *loop)
 {
+    if (!loop->starved)
+        return; /* nearly every turn */
     uint32_t n = rs_bufpool_recv_free(&loop->pool);
-    if (!loop->starved || n == 0)
-        return;
     while (loop->starved && n-- > 0)
         rs_stream_unstarve(loop->starved);
 }
@@ -278,6 +283,10 @@ static void idle_scan(struct rs_loop *loop, struct rs_timer *t)
     struct rs_stream *s = loop->streams;
     while (s) {
         struct rs_stream *next = s->next;
+        if (s->active) {
+            s->active = false;
+            s->last_active_ms = loop->now_ms;
+        }
         /* Every stamp is a reading of now_ms (rs_loop_now): one ahead of it
          * would wrap the subtraction and close a busy stream. */
         assert(s->last_active_ms <= loop->now_ms);
@@ -355,10 +364,14 @@ static bool alive(struct rs_loop *loop)
 }
 
 /* Most turns have no timer due: that test is here, inline, and the heap
- * is walked only when there is something to fire. */
+ * is walked only when there is something to fire. The clock is read once
+ * per turn for the timers: here, unless something of the last turn read
+ * it after the wait already (rs_loop_now). Without timers nothing reads
+ * now_ms but through rs_loop_now, which reads the clock itself when it is
+ * stale: a turn then costs no clock read at all. */
 static void run_due_timers(struct rs_loop *loop)
 {
-    if (loop->ntimers > 0 && loop->timers[0]->due_ms <= loop->now_ms)
+    if (loop->ntimers > 0 && loop->timers[0]->due_ms <= rs_loop_now(loop))
         rs_timer_run_due(loop);
 }
 
@@ -368,10 +381,6 @@ int rs_loop_run(struct rs_loop *loop)
     if (loop->cfg->idle_timeout_s && !rs_timer_active(&loop->idle_timer))
         rs_timer_start(loop, &loop->idle_timer, IDLE_SCAN_MS, idle_scan, NULL);
     for (;;) {
-        /* The clock, read once per turn: here, unless a completion of the
-         * last turn read it after the wait already (rs_loop_now). Every
-         * stamp comes from now_ms, so none is ever ahead of it. */
-        rs_loop_now(loop);
         if (loop->stop_requested && !loop->draining)
             begin_drain(loop);
         run_due_timers(loop);

@@ -183,11 +183,19 @@ void rs_loop_request_stop(struct rs_loop *loop);
 
 uint64_t rs_now_ms(void);
 
-/* The time to stamp activity with during dispatch. Completions are delivered
- * after the backend's wait, which can last up to the next timer (the idle
- * scan's second): a stamp taken before it made a stream that had just
- * received data look idle for that long, and the idle scan closed it (seen
- * on Linux 6.1 under qemu, tools/kernels). One clock read per turn. */
+/* ms until the earliest timer is due (0 if overdue), or -1 when none is
+ * active. Inline: asked on every turn, and most loops have no timer. */
+static inline int rs_timer_next_ms(const struct rs_loop *loop)
+{
+    return loop->ntimers > 0 ? rs_timer_next_due_ms(loop) : -1;
+}
+
+/* The time now, for timers and stamps taken during dispatch. Completions
+ * are delivered after the backend's wait, which can last up to the next
+ * timer (the idle scan's second): a reading from before it made a stream
+ * that had just received data look idle for that long, and the idle scan
+ * closed it (seen on Linux 6.1 under qemu, tools/kernels). So the clock is
+ * read again at most once per turn, and only if someone asks. */
 static inline uint64_t rs_loop_now_inline(struct rs_loop *loop)
 {
     if (loop->now_stale) {
@@ -196,9 +204,9 @@ static inline uint64_t rs_loop_now_inline(struct rs_loop *loop)
     }
     return loop->now_ms;
 }
-/* Inside the library the public rs_loop_now is this inline body: stamping
- * activity is on every completion's path. (accessors.c defines the
- * exported function for everyone else.) */
+/* Inside the library the public rs_loop_now is this inline body (timers,
+ * the protocols' own clocks). (accessors.c defines the exported function
+ * for everyone else.) */
 #define rs_loop_now(loop) rs_loop_now_inline(loop)
 
 #endif

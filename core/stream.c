@@ -523,6 +523,9 @@ __attribute__((noinline)) static void recv_other(struct rs_stream *s,
     struct rs_loop *loop = s->loop;
     int res = comp->res;
     if (res > 0) {
+        assert(comp->flags & RS_CF_BUFFER);
+        loop->stats.recvs++;
+        s->active = true;
         loop->stats.dropped += (uint64_t)res;
         rs_stream_release(s, comp->bid); /* closing: input is dropped */
         /* A stop cut this input: the peer must not see a FIN. */
@@ -555,12 +558,10 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
         s->recv_cancel = false;
         s->inflight--;
     }
-    if (res > 0) {
+    if (res > 0 && s->state == RS_STREAM_OPEN) {
         assert(comp->flags & RS_CF_BUFFER);
         loop->stats.recvs++;
-        s->last_active_ms = rs_loop_now(loop);
-    }
-    if (res > 0 && s->state == RS_STREAM_OPEN) {
+        s->active = true; /* for the idle scan: no clock read per receive */
         loop->stats.bytes_in += (uint64_t)res;
         const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid) + comp->off;
         s->cbs->on_data(s, p, (uint32_t)res, comp->bid);

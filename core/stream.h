@@ -61,6 +61,7 @@ struct rs_stream {
     bool reset;          /* closing ends in a TCP reset (rs_stream_reset) */
     bool stop_hold;      /* closing for a stop: no FIN before the peer's EOF */
     bool cut;            /* ...and input was dropped: end with a reset */
+    bool active;         /* data moved since the idle scan last looked */
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
     /* The lent slot: the output queue's first entry when it holds a lent
@@ -75,6 +76,8 @@ struct rs_stream {
     struct rs_sendv *sendv; /* a vectored send's msghdr: allocated when first needed */
     uint64_t pending;       /* queued output bytes, in-flight send included */
     uint64_t lowat;         /* on_writable threshold */
+    /* When the idle scan last found the stream active (its creation or
+     * connection before that): a reading of now_ms, never ahead of it. */
     uint64_t last_active_ms;
     struct rs_timer timer; /* connect timeout, then the graceful close's bound */
     union {

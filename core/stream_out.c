@@ -109,16 +109,15 @@ static inline void send_submitted(struct rs_stream *s, int rc)
     s->inflight++;
 }
 
-/* Send the slot: the queue's first entry, alone, flagged as a lent chunk
- * would be (a file chunk behind it: MSG_MORE, one segment). */
-static inline void send_slot(struct rs_stream *s)
+/* Send the slot: the queue's first entry, alone, with op flags `flags`
+ * (RS_OPF_MORE when a file chunk follows: one segment). */
+static inline void send_slot(struct rs_stream *s, uint8_t flags)
 {
-    const struct rs_chunk *k = s->head;
     s->send_chunks = 0;
     s->send_op.kind = RS_OP_SEND;
     s->send_op.buf = s->slot_ptr;
     s->send_op.len = s->slot_len;
-    s->send_op.flags = opf(s, k && is_file(k) ? RS_OPF_MORE : 0u);
+    s->send_op.flags = flags;
     send_submitted(s, s->loop->ops->submit(s->loop, &s->send_op));
 }
 
@@ -130,11 +129,11 @@ void stream_send_head(struct rs_stream *s)
      * aborted, not closed. */
     if (s->state != RS_STREAM_OPEN && !(s->state == RS_STREAM_CLOSING && s->graceful))
         return;
+    struct rs_chunk *k = s->head;
     if (s->slot_len > 0) {
-        send_slot(s);
+        send_slot(s, opf(s, k && is_file(k) ? RS_OPF_MORE : 0u));
         return;
     }
-    struct rs_chunk *k = s->head;
     assert(k->len > 0);
     if (is_file(k)) {
         /* The file's bytes go from the page cache to the socket. */
@@ -265,9 +264,9 @@ void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
      * chunk, and goes out at once. */
     if (s->state == RS_STREAM_OPEN && !has_output(s) && !s->shut_wanted && len > 0 &&
         !pool_pressure(s->loop)) {
-        assert(!s->send_busy);
+        assert(!s->send_busy && !s->head);
         slot_fill(s, p, len, bid);
-        send_slot(s);
+        send_slot(s, opf(s, 0)); /* nothing behind it */
         return;
     }
     write_lent_queued(s, p, len, bid);
@@ -525,7 +524,7 @@ void stream_on_send(struct rs_loop *loop, struct rs_op *op,
     uint64_t before = s->pending;
     bool file_done = false;
     loop->stats.bytes_out += (uint64_t)res;
-    s->last_active_ms = rs_loop_now(loop);
+    s->active = true; /* for the idle scan */
     s->pending -= (uint64_t)res;
     if (s->send_chunks == 0) {
         /* The send covered the slot: all of it, or its first bytes (the

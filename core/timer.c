@@ -130,10 +130,9 @@ void rs_timer_stop(struct rs_loop *loop, struct rs_timer *t)
         heap_remove(loop, t);
 }
 
-int rs_timer_next_ms(const struct rs_loop *loop)
+int rs_timer_next_due_ms(const struct rs_loop *loop)
 {
-    if (loop->ntimers == 0)
-        return -1;
+    assert(loop->ntimers > 0);
     uint64_t due = loop->timers[0]->due_ms;
     if (due <= loop->now_ms)
         return 0;

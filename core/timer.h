@@ -14,9 +14,9 @@
  * stream is made, so a stream that exists can always arm its timers. */
 #define RS_TIMER_LOOP_SLOTS 8u
 
-/* For the loop: ms until the earliest timer is due (0 if overdue), or -1
- * when none is active. */
-int rs_timer_next_ms(const struct rs_loop *loop);
+/* For the loop: ms until the earliest timer is due (0 if overdue), with
+ * at least one active (rs_timer_next_ms in loop.h: -1 when none is). */
+int rs_timer_next_due_ms(const struct rs_loop *loop);
 /* For the loop: fire every timer due at loop->now_ms. Returns how many. */
 int rs_timer_run_due(struct rs_loop *loop);
 /* For the loop: free the heap; timers still in it become inactive. */

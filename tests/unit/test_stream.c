@@ -47,6 +47,32 @@ static void test_stream_echo_partial_sends(void **state)
     assert_int_equal(fake(&fx->loop)->released[bid], 1);
 }
 
+/* Traffic marks a stream active without reading the clock: the idle scan
+ * turns the flag into a stamp of its own time (loop.c). A receive and a
+ * send each used to stamp the stream with rs_loop_now, which read the
+ * clock once per turn, twice per round trip at one connection. */
+static void test_stream_activity_reads_no_clock(void **state)
+{
+    struct fixture *fx = *state;
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    uint64_t created = s->last_active_ms;
+    assert_false(s->active);
+    /* A turn's wait just ended: now_ms is stale, and a value no clock
+     * reading gives, so a read would show. */
+    fx->loop.now_stale = true;
+    fx->loop.now_ms = 7;
+    recv_data(fx, "ping", true);
+    assert_true(s->active);
+    complete(fx, RS_OP_SEND, 4);
+    assert_true(fx->loop.now_stale);
+    assert_int_equal(fx->loop.now_ms, 7);
+    assert_true(s->last_active_ms == created); /* stamped by the scan only */
+    assert_int_equal(fx->loop.stats.bytes_out, 4);
+    fx->loop.now_ms = rs_now_ms();
+    fx->loop.now_stale = false;
+    close_by_eof(fx);
+}
+
 static void on_ref_sent(struct rs_fs_req *req)
 {
     int *calls = req->data;
@@ -1186,6 +1212,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loop_on_stop_not_called_without_drain, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_echo_partial_sends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_activity_reads_no_clock, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stream_ref_send_not_zero_copy, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_pipelined_order, setup, teardown),
