@@ -148,10 +148,10 @@ struct ur_state {
     unsigned last_batch; /* CQEs reaped last turn: the next wait asks for as many */
     bool zc_warned;
     struct ur_records zc_recs; /* struct zc_rec, one per send_zc in flight */
-    uint32_t zc_inflight; /* records out: sends or notifications to come */
-    uint8_t *zc_hold;     /* per bid: zero-copy sends still reading it */
-    uint32_t zc_held;     /* buffers with zc_hold > 0 */
-    uint8_t *zc_release;  /* per bid: the core released it meanwhile */
+    uint32_t zc_inflight;      /* records out: sends or notifications to come */
+    uint8_t *zc_hold;          /* per bid: zero-copy sends still reading it */
+    uint32_t zc_held;          /* buffers with zc_hold > 0 */
+    uint8_t *zc_release;       /* per bid: the core released it meanwhile */
     /* Per descriptor (fd or direct slot): ZC_COPIED once the kernel
      * reported copying a zero-copy send on it. Zero copy to a local peer
      * (loopback) is a deferred copy plus a notification, slower than a
@@ -159,10 +159,10 @@ struct ur_state {
      * that number, so a notification that outlives its connection cannot
      * judge the next one. */
     uint8_t *zc_fd;
-    uint32_t zc_fd_cap;       /* descriptors zc_fd covers */
+    uint32_t zc_fd_cap;         /* descriptors zc_fd covers */
     struct ur_records hup_recs; /* struct hup_rec, one per armed guard */
-    struct rs_op *inbox;      /* RS_FD_INBOX accept: where handed connections go */
-    struct ur_splice *splice; /* RS_OP_SENDFILE, when the kernel has splice */
+    struct rs_op *inbox;        /* RS_FD_INBOX accept: where handed connections go */
+    struct ur_splice *splice;   /* RS_OP_SENDFILE, when the kernel has splice */
     /* RS_OP_SOCKETs whose TCP_NODELAY command found no free SQE: retried
      * by run() before it waits. */
     struct rs_op **sockopt_wait;

@@ -28,8 +28,8 @@
 
 /* The Date header line, "Date: IMF-fixdate\r\n", for the second `sec`. */
 struct rs_http_date {
-    int64_t sec;  /* the second line[] was made for; INT64_MIN: never */
-    uint8_t len;  /* 0: the clock is outside what an HTTP-date can say */
+    int64_t sec; /* the second line[] was made for; INT64_MIN: never */
+    uint8_t len; /* 0: the clock is outside what an HTTP-date can say */
     char line[40];
 };
 

@@ -473,7 +473,8 @@ static void test_http_fcache_head_follows_file(void **state)
     snprintf(want, sizeof(want), "Content-Length: %u\r\n", BIG_LEN - 100);
     assert_non_null(strstr(head, want));
     assert_non_null(strstr(head, "Last-Modified: Sun, 06 Nov 1994 08:49:38 GMT\r\n"));
-    assert_int_equal(rs_http_fcache_stats(&fx->loop)->hits, 1); /* the rewritten big.bin */
+    assert_int_equal(rs_http_fcache_stats(&fx->loop)->hits,
+                     1); /* the rewritten big.bin */
 }
 
 /* A file removed: 404 once re-checked. */

@@ -72,7 +72,8 @@ static void test_file_head_lines(void **state)
     assert_memory_equal(fh.text + fh.ct_end, "Content-Length: 1024\r\n",
                         fh.cl_end - fh.ct_end);
     assert_memory_equal(fh.text + fh.cl_end, "Last-Modified: ", 15);
-    assert_memory_equal(fh.text + fh.lm_end, "Accept-Ranges: bytes\r\n", fh.len - fh.lm_end);
+    assert_memory_equal(fh.text + fh.lm_end, "Accept-Ranges: bytes\r\n",
+                        fh.len - fh.lm_end);
     /* No extension, no date (before 1970), an empty file. */
     rs_http_file_head_make(&fh, "a.b/noext", 0, -1);
     want = "Content-Type: application/octet-stream\r\nContent-Length: 0\r\n"

@@ -281,7 +281,8 @@ static void test_http_parse_paths(void **state)
         {"/a/", 0, "a", true},
         {"/a/b/c.txt", 0, "a/b/c.txt", false},
         {"/a.b/c.d/", 0, "a.b/c.d", true}, /* dots inside names: the short way */
-        {"/x/.hidden", 0, "x/.hidden", false}, /* a name starting with '.': the long way */
+        {"/x/.hidden", 0, "x/.hidden",
+         false}, /* a name starting with '.': the long way */
         {"/x/.hidden/", 0, "x/.hidden", true},
         {"//a///b//", 0, "a/b", true},
         {"/./a/./b/.", 0, "a/b", true},
