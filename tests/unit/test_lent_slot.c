@@ -27,6 +27,7 @@
 #include <ringserve.h>
 
 #include "../skip_reason.h"
+#include "first_error.h"
 
 static int g_argc;
 static char **g_argv;
@@ -56,13 +57,6 @@ static void marks_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint
 static const struct rs_protocol marks_proto = {.name = "marks",
                                                .cbs = {.on_data = marks_data}};
 
-/* The server's first error line: a feature the kernel lacks is named there. */
-static void keep_first_error(void *data, enum rs_log_kind kind, const char *line)
-{
-    char *out = data;
-    if (kind == RS_LOG_ERROR && !out[0])
-        snprintf(out, 512, "%s", line);
-}
 static struct rs_server *start_server(void)
 {
     char *argv[32];
@@ -78,9 +72,9 @@ static struct rs_server *start_server(void)
     rs_config_defaults(&cfg);
     assert_int_equal(rs_config_parse(&cfg, argc, argv), 0);
     cfg.proto = &marks_proto;
-    static char first_error[512];
+    static char first_error[RS_FIRST_ERROR_LEN];
     first_error[0] = '\0';
-    cfg.log_fn = keep_first_error;
+    cfg.log_fn = rs_keep_first_error;
     cfg.log_data = first_error;
     struct rs_server *srv = NULL;
     int rc = rs_server_start(&cfg, &srv);

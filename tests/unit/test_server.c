@@ -28,6 +28,7 @@
 #include <pthread.h>
 
 #include "../skip_reason.h"
+#include "first_error.h"
 
 #include "bench_server.h"
 #include "config.h"
@@ -551,12 +552,6 @@ static void test_signals_belong_to_the_program(void **state)
 }
 
 /* The first error line a server logs, into data (char[512]). */
-static void keep_first_error(void *data, enum rs_log_kind kind, const char *line)
-{
-    char *out = data;
-    if (kind == RS_LOG_ERROR && !out[0])
-        snprintf(out, 512, "%s", line);
-}
 
 int main(int argc, char **argv)
 {
@@ -566,8 +561,8 @@ int main(int argc, char **argv)
      * absent); anything else failing to start is a failure, below. */
     struct rs_config c;
     config(&c, NULL, NULL);
-    char first_error[512] = "";
-    c.log_fn = keep_first_error;
+    char first_error[RS_FIRST_ERROR_LEN] = "";
+    c.log_fn = rs_keep_first_error;
     c.log_data = first_error;
     struct rs_server *srv;
     int rc = rs_server_start(&c, &srv);
