@@ -283,7 +283,7 @@ def write_csv(path, rows):
         w.writeheader()
         for r in rows + medians(rows):
             w.writerow({k: ('' if r.get(k) is None else
-                            ('%.6g' % r[k] if isinstance(r[k], float) else r[k]))
+                            ('%.12g' % r[k] if isinstance(r[k], float) else r[k]))
                         for k in CSV_FIELDS})
 
 

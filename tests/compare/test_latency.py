@@ -83,7 +83,8 @@ def check_rates(rows, what):
                 x['status'] == 'ok']
         cap = statistics.median(caps) if caps else None
         frac = float(r['load'].rstrip('%')) / 100
-        # (within 1: the CSV rounds the capacity the tool computed with)
+        # (within 1: the tool truncates the rate to whole requests/s; the CSV
+        # keeps 12 significant digits, so the capacity is the one it used)
         check(cap is not None and abs(num(r['offered_rate']) - max(1, cap * frac)) <= 1,
               '%s: %s %s %s offered %s, want %s of its capacity %s' % (
                   what, r['config'], r['placement'], r['load'], r['offered_rate'], frac, cap))
