@@ -12,14 +12,20 @@ skip_reason:
     srv.kill()           # in a finally: whatever happened, nothing left
 
 The output goes to a log file, never to a pipe (a pipe nobody reads
-could fill and block the server); it is opened O_APPEND, since the
-server shares its offset (a read here could otherwise make the server's
-next line land over the start of the log). The port comes from the
+could fill and block the server). The server's stdout and stderr share
+one open file description with this process, and so its offset: the
+descriptor is made O_APPEND (Python's TemporaryFile(mode="a+") only
+seeks to the end once, so a seek here put the server's next line over
+the log's start), and it is read with pread(2), which never moves the
+offset (a seek-and-read would also skip what the server appended
+between two of its reads, gluing half a line to a later one). The port comes from the
 start-up line ("listening on 127.0.0.1:PORT ..."), polled for with a
 bound; no fixed sleep. A server that exits or stays silent instead is a
 ServerError, unless what it said means the kernel lacks io_uring or a
 feature asked for: then the test skips (skip_reason.skip_for).
 """
+import fcntl
+import os
 import re
 import signal
 import subprocess
@@ -31,6 +37,19 @@ from skip_reason import skip_for
 START_TIMEOUT = 30.0
 POLL_S = 0.02
 LISTENING = re.compile(r"^.*listening on 127\.0\.0\.1:(\d+).*$", re.M)
+
+
+def read_log(fd):
+    """The whole file behind fd as text, read with pread(2) so that the
+    offset the server writes at is never touched."""
+    chunks, off = [], 0
+    while True:
+        b = os.pread(fd, 1 << 16, off)
+        if not b:
+            break
+        chunks.append(b)
+        off += len(b)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 class ServerError(Exception):
@@ -58,6 +77,8 @@ class Server:
             self.log = open(log_path, "a+", errors="replace")
         else:
             self.log = tempfile.TemporaryFile(mode="a+", errors="replace")
+        fd = self.log.fileno()
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log,
                                      preexec_fn=preexec_fn)
@@ -83,10 +104,9 @@ class Server:
         raise ServerError(self.argv, text, rc)
 
     def text(self):
-        """Everything the server printed so far."""
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
+        """Everything the server printed so far (its last line may be
+        still being written: callers that parse keep complete lines)."""
+        return read_log(self.log.fileno())
 
     def stop(self, timeout=15.0, sig=signal.SIGTERM):
         """Signal it and wait: its exit status, or None when it did not
