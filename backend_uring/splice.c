@@ -479,9 +479,9 @@ int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op)
         return -EBUSY;
     /* Whatever step is in flight now; one racing it to the CQ is already
      * done, and the flag ends the op at its CQE instead of the next step.
-     * A poll ends at once; a splice waiting in a worker for room in the
-     * socket is interrupted (io-wq signals the worker) and returns what it
-     * sent. */
+     * A poll ends at once; a splice a worker runs is interrupted (io-wq
+     * signals the worker) and returns what it sent, or -ERESTARTSYS when
+     * it had sent nothing: out_done() reports that as -ECANCELED. */
     io_uring_prep_cancel64(sqe, ud_of(sp, r), 0);
     io_uring_sqe_set_data64(sqe, (uint64_t)sp->tag << 56); /* no record */
     r->cancel = true;
@@ -524,6 +524,16 @@ static void step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r, u
     }
 }
 
+/* A pipe -> socket splice that moved nothing and met no error of the
+ * socket: it was stopped. Its timeout or a cancel stops a splice that a
+ * worker runs by signalling the worker (-ERESTARTSYS, or -EINTR), one no
+ * worker took yet with -ECANCELED; a non-blocking socket that is full
+ * says -EAGAIN. */
+static bool stopped(int32_t res)
+{
+    return res == -EINTR || res == -ERESTARTSYS || res == -ECANCELED || res == -EAGAIN;
+}
+
 /* The pipe -> socket splice ended with res (its step's last CQE). */
 static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
                      int32_t res)
@@ -533,15 +543,19 @@ static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *
         r->inpipe -= (uint32_t)res;
     }
     if (r->cancel) {
-        finish_err(sp, loop, r, res < 0 ? res : -ECANCELED);
+        /* A splice stopped by the cancel (or by its timeout while a cancel
+         * was asked) failed at nothing: the op was cancelled (rule 10 of
+         * backend.h). A worker interrupted before its first byte reports
+         * -ERESTARTSYS, which is no errno a caller may ever see. A real
+         * error of the socket that raced the cancel stays what it is. */
+        finish_err(sp, loop, r, res < 0 && !stopped(res) ? res : -ECANCELED);
         return;
     }
-    /* Cut short by its timeout (nothing sent: -EINTR, or -ECANCELED before
-     * a worker took it; some sent: res > 0 with bytes left in the pipe),
-     * or -EAGAIN on a non-blocking socket: the peer is not reading fast
-     * enough. Wait for room, then the rest of the pipe. */
-    bool full = res == -EINTR || res == -ERESTARTSYS || res == -ECANCELED ||
-                res == -EAGAIN || (res > 0 && r->inpipe > 0);
+    /* Cut short by its timeout (nothing sent: stopped; some sent: res > 0
+     * with bytes left in the pipe), or a full non-blocking socket: the
+     * peer is not reading fast enough. Wait for room, then the rest of
+     * the pipe. */
+    bool full = stopped(res) || (res > 0 && r->inpipe > 0);
     if (full) {
         step(sp, loop, r, STEP_POLL);
         return;
