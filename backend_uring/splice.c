@@ -86,6 +86,12 @@
 #include "uring_util.h"
 
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
+/* In a cancel's user_data: its CQE is the cancel's (records are aligned,
+ * so the pointer's lowest bit is free). */
+#define UD_CANCEL UINT64_C(1)
+/* How often a cancel is asked again because the pair's OUT was not issued
+ * yet (ur_splice_cancel): one or two turns of the loop suffice. */
+#define CANCEL_TRIES 8
 #define PIPE_CACHE  16 /* empty pipes kept per loop for the next ops */
 /* What a direct pipe holds: the kernel's default (16 pages), which nothing
  * can change without an fd. Were it smaller (a user past
@@ -126,6 +132,7 @@ struct sp_rec {
     uint8_t step;
     uint8_t gen;
     uint8_t cqes; /* CQEs still to come for the step in flight */
+    uint8_t cancels; /* cancel SQEs issued (at most CANCEL_TRIES) */
     bool in_done; /* STEP_PAIR: the IN's CQE came */
     bool cancel;  /* a cancel was asked: end at the next CQE */
 };
@@ -467,6 +474,19 @@ int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
     return 0;
 }
 
+/* An ASYNC_CANCEL of whatever r has in flight; false: no SQE. Its CQE
+ * comes back flagged UD_CANCEL (cancel_cqe). */
+static bool cancel_sqe(struct ur_splice *sp, struct sp_rec *r)
+{
+    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, 1);
+    if (!sqe)
+        return false;
+    io_uring_prep_cancel64(sqe, ud_of(sp, r), 0);
+    io_uring_sqe_set_data64(sqe, ud_of(sp, r) | UD_CANCEL);
+    r->cancels++;
+    return true;
+}
+
 int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op)
 {
     struct sp_rec *r = op->bk_ptr;
@@ -474,16 +494,22 @@ int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op)
         return -ENOENT;
     if (r->cancel)
         return 0;
-    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, 1);
-    if (!sqe)
-        return -EBUSY;
     /* Whatever step is in flight now; one racing it to the CQ is already
      * done, and the flag ends the op at its CQE instead of the next step.
      * A poll ends at once; a splice a worker runs is interrupted (io-wq
      * signals the worker) and returns what it sent, or -ERESTARTSYS when
-     * it had sent nothing: out_done() reports that as -ECANCELED. */
-    io_uring_prep_cancel64(sqe, ud_of(sp, r), 0);
-    io_uring_sqe_set_data64(sqe, (uint64_t)sp->tag << 56); /* no record */
+     * it had sent nothing: out_done() reports that as -ECANCELED.
+     *
+     * The pair's OUT is not in flight until its IN completed, and a
+     * cancel cannot reach it before: it finds IN done, or running (a
+     * worker's read of the file is not interrupted). OUT would then wait
+     * for a peer that may never read (its link timeout is no help: on
+     * 6.18 it never fires for a splice io-wq runs). So IN's CQE asks
+     * again, and so does a cancel that found nothing while OUT was still
+     * to be issued (under DEFER_TASKRUN that is the loop's own task
+     * work, run after the submission in the same io_uring_enter). */
+    if (!cancel_sqe(sp, r))
+        return -EBUSY;
     r->cancel = true;
     return 0;
 }
@@ -571,14 +597,30 @@ static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *
     step(sp, loop, r, part_step(sp, r));
 }
 
+/* A cancel's own CQE (for op generation gen of r). It found nothing
+ * (-ENOENT) after IN completed: OUT was not issued yet; ask again, a
+ * bounded number of times, while the op lives. */
+static void cancel_cqe(struct ur_splice *sp, struct sp_rec *r, uint8_t gen, int32_t res)
+{
+    if (!r->op || gen != r->gen) /* the op ended meanwhile */
+        return;
+    if (res == -ENOENT && r->step == STEP_PAIR && r->in_done &&
+        r->in_res == (int32_t)r->asked && r->cancels < CANCEL_TRIES)
+        (void)cancel_sqe(sp, r);
+}
+
 void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_data,
                    int32_t res)
 {
     if (sp->doomed)
         close_doomed(sp);
-    struct sp_rec *r = (struct sp_rec *)(uintptr_t)(user_data & UD_PTR_MASK);
+    struct sp_rec *r = (struct sp_rec *)(uintptr_t)(user_data & UD_PTR_MASK & ~UD_CANCEL);
     if (!r)
-        return; /* a cancel's or a timeout's own CQE */
+        return; /* a timeout's own CQE, or a direct pipe's close */
+    if (user_data & UD_CANCEL) {
+        cancel_cqe(sp, r, (uint8_t)(user_data >> 48), res);
+        return;
+    }
     if (!r->op || (uint8_t)(user_data >> 48) != r->gen || r->cqes == 0) {
         rs_log_error("sendfile: dropping a stale splice completion (res %d)", res);
         return;
@@ -594,6 +636,11 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
             r->in_res = res;
             if (res > 0)
                 r->inpipe = (uint32_t)res;
+            /* OUT runs now (a short IN fails it): a cancel asked before
+             * could not reach it (ur_splice_cancel). Without an SQE the
+             * flag still ends the op at OUT's CQE. */
+            if (r->cancel && res == (int32_t)r->asked)
+                (void)cancel_sqe(sp, r);
             return;
         }
         if (r->in_res == (int32_t)r->asked || r->cancel) {

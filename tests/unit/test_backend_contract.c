@@ -984,7 +984,10 @@ static void test_contract_sendfile_cold(void **state)
 }
 
 /* A cancel right after the submit, pages not cached (epoll: while a worker
- * may be reading them): one completion, and the socket goes on. */
+ * may be reading them; io_uring: while the file -> pipe splice may run in
+ * a worker, and the pipe -> socket one is not issued yet): one
+ * completion, which the cancel alone brings (the peer reads nothing
+ * before it), and the socket goes on from the offset it reports. */
 static void test_contract_sendfile_cold_cancel(void **state)
 {
     struct fixture *fx = *state;
@@ -993,7 +996,7 @@ static void test_contract_sendfile_cold_cancel(void **state)
     struct rs_sendfile src;
     uint64_t at = 0;
     sf_submit(fx, &op, &src, 0, 1u << 20);
-    int32_t res = sf_cancel(fx, &op, true, &at);
+    int32_t res = sf_cancel(fx, &op, false, &at);
     uint64_t total = res > 0 ? (uint64_t)res : 0;
     struct rs_op more = {0};
     struct rs_sendfile s2;
@@ -2275,6 +2278,11 @@ int main(int argc, char **argv)
         return 1;
     }
     rs_loop_fini(&probe.loop);
+    /* One test, or a few, many times over (a flaky one under load, or in
+     * a guest: tools/kernels --extra): a glob of test names. */
+    const char *only = getenv("RS_CONTRACT_FILTER");
+    if (only)
+        cmocka_set_test_filter(only);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_contract_no_completion_inside_submit, setup,
                                         teardown),
