@@ -15,7 +15,8 @@
  *
  * Exit 77 (skip) only when this build or kernel lacks what the arguments
  * ask for, as the probe reports it; a backend that fails to start where
- * the probe says it can is a failure, not a skip. */
+ * the probe says it can is a failure, not a skip. RS_CONTRACT_FILTER (a
+ * glob of test names) runs only the tests it matches. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
