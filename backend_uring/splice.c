@@ -293,7 +293,7 @@ static void pipe_put(struct ur_splice *sp, struct sp_pipe *p, bool empty)
 static uint64_t ud_of(const struct ur_splice *sp, const struct sp_rec *r)
 {
     uintptr_t p = (uintptr_t)r;
-    assert((p & ~UD_PTR_MASK) == 0);
+    assert((p & ~UD_PTR_MASK) == 0 && (p & UD_CANCEL) == 0);
     return (uint64_t)p | (uint64_t)r->gen << 48 | (uint64_t)sp->tag << 56;
 }
 
