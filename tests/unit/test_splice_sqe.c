@@ -28,7 +28,11 @@
  *    with -512, which a slow machine (a loaded qemu guest, where a worker
  *    takes the splice before the loop's cancel reaches it) showed as a
  *    failing contract test. Then the bytes left in the pipe are thrown
- *    away with it, and the next op sends from the offset it is given. */
+ *    away with it, and the next op sends from the offset it is given.
+ * 4. A cancel that cannot reach the splice it must stop: the linked
+ *    pair's pipe -> socket half is issued only once its file -> pipe half
+ *    completed. The op must still end, with -ECANCELED, though the peer
+ *    never reads (before, it waited for good). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
