@@ -86,12 +86,6 @@
 #include "uring_util.h"
 
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
-/* In a cancel's user_data: its CQE is the cancel's (records are aligned,
- * so the pointer's lowest bit is free). */
-#define UD_CANCEL UINT64_C(1)
-/* How often a cancel is asked again because the pair's OUT was not issued
- * yet (ur_splice_cancel): one or two turns of the loop suffice. */
-#define CANCEL_TRIES 8
 #define PIPE_CACHE  16 /* empty pipes kept per loop for the next ops */
 /* What a direct pipe holds: the kernel's default (16 pages), which nothing
  * can change without an fd. Were it smaller (a user past
@@ -101,8 +95,15 @@
 /* How long one pipe -> socket splice may wait for room in the socket. */
 #define OUT_TIMEOUT_MS 50
 #ifndef ERESTARTSYS
-#define ERESTARTSYS 512 /* a worker's splice interrupted by the timeout */
+#define ERESTARTSYS 512 /* a worker's splice interrupted (timeout, cancel) */
 #endif
+
+/* In a cancel's user_data: its CQE is the cancel's (records are aligned,
+ * so the pointer's lowest bit is free). */
+#define UD_CANCEL UINT64_C(1)
+/* How often a cancel is asked again because the pair's OUT was not issued
+ * yet (ur_splice_cancel): one or two turns of the loop suffice. */
+#define CANCEL_TRIES 8
 
 static struct __kernel_timespec out_timeout = {.tv_nsec = OUT_TIMEOUT_MS * 1000000L};
 
@@ -132,9 +133,10 @@ struct sp_rec {
     uint8_t step;
     uint8_t gen;
     uint8_t cqes; /* CQEs still to come for the step in flight */
-    uint8_t cancels; /* cancel SQEs issued (at most CANCEL_TRIES) */
     bool in_done; /* STEP_PAIR: the IN's CQE came */
     bool cancel;  /* a cancel was asked: end at the next CQE */
+    /* Cancel SQEs issued for the op (at most CANCEL_TRIES). */
+    uint8_t cancels;
 };
 
 struct ur_splice {

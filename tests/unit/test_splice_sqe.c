@@ -452,8 +452,8 @@ static void test_splice_cancel_meets_running_worker(void **state)
         assert_false(d.done); /* it waits for room */
         assert_int_equal(ur_splice_cancel(g.sp, &op), 0);
         pump(&g, loop, &d, 0, &cancel_res);
-        print_message("cancel after %d ms: the cancel %d, the op %d\n", wait_ms, cancel_res,
-                      d.res);
+        print_message("cancel after %d ms: the cancel %d, the op %d\n", wait_ms,
+                      cancel_res, d.res);
         assert_int_equal(d.res, -ECANCELED);
     }
     if (cancel_res != -EALREADY)
