@@ -98,14 +98,22 @@
 #define ERESTARTSYS 512 /* a worker's splice interrupted (timeout, cancel) */
 #endif
 
-/* In a cancel's user_data: its CQE is the cancel's (records are aligned,
- * so the pointer's lowest bit is free). */
+/* In the user_data of a cancel, and of the timer before a cancel is
+ * asked again (ur_splice_cancel): their CQEs are theirs, not the step's
+ * (records are aligned, so the pointer's lowest bits are free). */
 #define UD_CANCEL UINT64_C(1)
-/* How often a cancel is asked again because the pair's OUT was not issued
- * yet (ur_splice_cancel): one or two turns of the loop suffice. */
-#define CANCEL_TRIES 8
+#define UD_RETRY  UINT64_C(2)
+/* How often a cancel that found nothing is asked again while the pair's
+ * OUT is still to be issued, the n-th time after 1 << min(n, 6) ms: about
+ * a second in all, for a worker the machine keeps from running. */
+#define CANCEL_TRIES 24
 
 static struct __kernel_timespec out_timeout = {.tv_nsec = OUT_TIMEOUT_MS * 1000000L};
+static struct __kernel_timespec retry_after[] = {
+    {.tv_nsec = 1000000L},  {.tv_nsec = 2000000L},  {.tv_nsec = 4000000L},
+    {.tv_nsec = 8000000L},  {.tv_nsec = 16000000L}, {.tv_nsec = 32000000L},
+    {.tv_nsec = 64000000L},
+};
 
 /* What the record has in flight: the linked pair IN -> OUT (a part not
  * known to be cached), OUT alone (a part the loop put into the pipe, or
@@ -135,7 +143,7 @@ struct sp_rec {
     uint8_t cqes; /* CQEs still to come for the step in flight */
     bool in_done; /* STEP_PAIR: the IN's CQE came */
     bool cancel;  /* a cancel was asked: end at the next CQE */
-    /* Cancel SQEs issued for the op (at most CANCEL_TRIES). */
+    /* Cancels asked again for the op (at most CANCEL_TRIES). */
     uint8_t cancels;
 };
 
@@ -295,7 +303,7 @@ static void pipe_put(struct ur_splice *sp, struct sp_pipe *p, bool empty)
 static uint64_t ud_of(const struct ur_splice *sp, const struct sp_rec *r)
 {
     uintptr_t p = (uintptr_t)r;
-    assert((p & ~UD_PTR_MASK) == 0 && (p & UD_CANCEL) == 0);
+    assert((p & ~UD_PTR_MASK) == 0 && (p & (UD_CANCEL | UD_RETRY)) == 0);
     return (uint64_t)p | (uint64_t)r->gen << 48 | (uint64_t)sp->tag << 56;
 }
 
@@ -485,7 +493,6 @@ static bool cancel_sqe(struct ur_splice *sp, struct sp_rec *r)
         return false;
     io_uring_prep_cancel64(sqe, ud_of(sp, r), 0);
     io_uring_sqe_set_data64(sqe, ud_of(sp, r) | UD_CANCEL);
-    r->cancels++;
     return true;
 }
 
@@ -507,9 +514,8 @@ int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op)
      * worker's read of the file is not interrupted). OUT would then wait
      * for a peer that may never read (its link timeout is no help: on
      * 6.18 it never fires for a splice io-wq runs). So IN's CQE asks
-     * again, and so does a cancel that found nothing while OUT was still
-     * to be issued (under DEFER_TASKRUN that is the loop's own task
-     * work, run after the submission in the same io_uring_enter). */
+     * again, and a cancel that found nothing while OUT was still to be
+     * issued is asked again after a while (cancel_cqe). */
     if (!cancel_sqe(sp, r))
         return -EBUSY;
     r->cancel = true;
@@ -599,16 +605,39 @@ static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *
     step(sp, loop, r, part_step(sp, r));
 }
 
-/* A cancel's own CQE (for op generation gen of r). It found nothing
- * (-ENOENT) after IN completed: OUT was not issued yet; ask again, a
- * bounded number of times, while the op lives. */
-static void cancel_cqe(struct ur_splice *sp, struct sp_rec *r, uint8_t gen, int32_t res)
+/* The pair's IN brought all it was asked for, and its OUT has not
+ * completed: OUT runs, or is about to be issued. */
+static bool out_follows(const struct sp_rec *r)
 {
-    if (!r->op || gen != r->gen) /* the op ended meanwhile */
+    return r->step == STEP_PAIR && r->in_done && r->in_res == (int32_t)r->asked;
+}
+
+/* The CQE of a cancel (or, retry, of the timer before one) for op
+ * generation gen of r. While OUT follows, a cancel may have missed it
+ * two ways: it found nothing (-ENOENT), OUT not issued yet (by the worker
+ * that ran IN, or by the loop's own task work); or it found IN itself
+ * still the worker's current work (-EALREADY: IN's CQE is posted before
+ * the worker lets go of it), and the worker drops that signal before it
+ * starts OUT. Either way ask again, after a while, since asking at once
+ * can only find the same; a cancel that did stop OUT ends the step, and
+ * the next retry then finds nothing to do. */
+static void cancel_cqe(struct ur_splice *sp, struct sp_rec *r, uint8_t gen, bool retry,
+                       int32_t res)
+{
+    if (!r->op || gen != r->gen || !out_follows(r)) /* the op ended or goes on */
         return;
-    if (res == -ENOENT && r->step == STEP_PAIR && r->in_done &&
-        r->in_res == (int32_t)r->asked && r->cancels < CANCEL_TRIES)
+    if (retry) {
         (void)cancel_sqe(sp, r);
+        return;
+    }
+    if ((res != -ENOENT && res != -EALREADY) || r->cancels >= CANCEL_TRIES)
+        return;
+    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, 1);
+    if (!sqe)
+        return; /* the flag still ends the op at OUT's CQE */
+    unsigned n = r->cancels++;
+    io_uring_prep_timeout(sqe, &retry_after[n < 6 ? n : 6], 0, 0);
+    io_uring_sqe_set_data64(sqe, ud_of(sp, r) | UD_RETRY);
 }
 
 void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_data,
@@ -616,11 +645,12 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
 {
     if (sp->doomed)
         close_doomed(sp);
-    struct sp_rec *r = (struct sp_rec *)(uintptr_t)(user_data & UD_PTR_MASK & ~UD_CANCEL);
+    uint64_t mark = user_data & (UD_CANCEL | UD_RETRY);
+    struct sp_rec *r = (struct sp_rec *)(uintptr_t)(user_data & UD_PTR_MASK & ~mark);
     if (!r)
         return; /* a timeout's own CQE, or a direct pipe's close */
-    if (user_data & UD_CANCEL) {
-        cancel_cqe(sp, r, (uint8_t)(user_data >> 48), res);
+    if (mark) {
+        cancel_cqe(sp, r, (uint8_t)(user_data >> 48), mark == UD_RETRY, res);
         return;
     }
     if (!r->op || (uint8_t)(user_data >> 48) != r->gen || r->cqes == 0) {

@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -111,17 +112,12 @@ struct rig {
     int sv[2];
 };
 
-static void rig_init_flags(struct rig *g, unsigned flags)
+static void rig_init(struct rig *g)
 {
-    ring_init(&g->s, flags);
+    ring_init(&g->s, 0);
     g->sp = ur_splice_new(get_sqe, &g->s, TAG, 0);
     assert_non_null(g->sp);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g->sv), 0);
-}
-
-static void rig_init(struct rig *g)
-{
-    rig_init_flags(g, 0);
 }
 
 static void rig_fini(struct rig *g)
@@ -392,9 +388,16 @@ static void pump(struct rig *g, struct rs_loop *loop, const struct done *d, int 
         io_uring_submit_and_get_events(&g->s.ring);
         struct io_uring_cqe *cqe;
         if (wait_ms) {
-            struct __kernel_timespec ts = {.tv_sec = wait_ms / 1000,
-                                           .tv_nsec = wait_ms % 1000 * 1000000L};
-            int rc = io_uring_wait_cqe_timeout(&g->s.ring, &cqe, &ts);
+            /* In turns of at most 50 ms, as the backend's run() waits: on
+             * 6.18 a DEFER_TASKRUN ring was seen to sleep through a
+             * timeout's completion until the next io_uring_enter. */
+            int rc = -ETIME;
+            for (int idle = 0; idle < wait_ms && rc == -ETIME;) {
+                int turn = wait_ms - idle < 50 ? wait_ms - idle : 50;
+                struct __kernel_timespec ts = {.tv_nsec = turn * 1000000L};
+                rc = io_uring_wait_cqe_timeout(&g->s.ring, &cqe, &ts);
+                idle += turn;
+            }
             if (rc == -ETIME)
                 return;
             assert_int_equal(rc, 0);
@@ -411,71 +414,110 @@ static void pump(struct rig *g, struct rs_loop *loop, const struct done *d, int 
     }
 }
 
-/* One sendfile of the file's first len bytes on the rig's socket. */
-static void submit_from_start(struct rig *g, struct rs_op *op, struct rs_sendfile *from,
-                              int file, uint32_t len, struct done *d)
+/* One sendfile of len bytes of file from offset off on the rig's socket. */
+static void submit_at(struct rig *g, struct rs_op *op, struct rs_sendfile *from, int file,
+                      uint64_t off, uint32_t len, struct done *d)
 {
-    *from = (struct rs_sendfile){.file_fd = file, .off = 0};
+    *from = (struct rs_sendfile){.file_fd = file, .off = off};
     rs_op_init(op, RS_OP_SENDFILE, g->sv[0], on_done, d);
     op->buf = from;
     op->len = len;
     assert_int_equal(ur_splice_submit(g->sp, op), 0);
 }
 
+/* A rig whose socket is full: a loopback TCP connection with small
+ * buffers (sv[0] blocking, as the backend's own sockets are), filled
+ * until it takes no more; returns the bytes the test wrote. TCP, not the
+ * rig's AF_UNIX pair: before Linux 6.5 a splice into a unix socket
+ * appends its pages to the peer's queue however full it is, and never
+ * waits. */
+static size_t rig_init_full(struct rig *g, unsigned flags)
+{
+    ring_init(&g->s, flags);
+    g->sp = ur_splice_new(get_sqe, &g->s, TAG, 0);
+    assert_non_null(g->sp);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    int small = 4096;
+    g->sv[1] = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(g->sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    assert_int_equal(connect(g->sv[1], (struct sockaddr *)&a, sizeof(a)), 0);
+    g->sv[0] = accept(l, NULL, NULL);
+    assert_true(g->sv[0] >= 0);
+    close(l);
+    setsockopt(g->sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    uint8_t junk[4096] = {0};
+    size_t filled = 0;
+    for (ssize_t n; (n = send(g->sv[0], junk, sizeof(junk), MSG_DONTWAIT)) > 0;)
+        filled += (size_t)n;
+    assert_true(filled > 0);
+    return filled;
+}
+
 static void test_splice_cancel_meets_running_worker(void **state)
 {
     (void)state;
     struct rig g;
-    rig_init(&g);
+    /* The peer reads nothing yet: a splice into the full socket waits in
+     * its worker. */
+    size_t filled = rig_init_full(&g, 0);
     int file = make_file(65536, true);
-    /* The peer reads nothing yet: the socket is full, and a splice into
-     * it waits in its worker, having sent nothing. */
-    uint8_t junk[4096] = {0};
-    size_t filled = 0;
-    for (ssize_t n; (n = send(g.sv[0], junk, sizeof(junk), MSG_DONTWAIT)) > 0;)
-        filled += (size_t)n;
-    assert_true(filled > 0);
     struct rs_loop *loop = calloc(1, sizeof(*loop));
     assert_non_null(loop);
     /* The cancel meets the splice still queued (it ends it with
      * -ECANCELED itself) or a worker running it (-EALREADY: the worker is
      * signalled). Which one depends on how soon a worker takes it: each
-     * try gives it longer, until one met a running worker. The op's end
-     * must be -ECANCELED either way: nothing went out. */
-    int32_t cancel_res = 0;
-    for (int wait_ms = 1; wait_ms <= 256 && cancel_res != -EALREADY; wait_ms *= 2) {
+     * try gives it longer. A splice may still squeeze a few bytes in (TCP
+     * frees room as the peer's kernel acknowledges) and end with them;
+     * the tries go on until one met a running worker that sent nothing,
+     * and every op must end with -ECANCELED or the bytes it sent. */
+    int32_t cancel_res = 0, res = 0;
+    uint64_t total = 0;
+    for (int wait_ms = 1;
+         wait_ms <= 256 && !(cancel_res == -EALREADY && res == -ECANCELED);
+         wait_ms *= 2) {
         struct done d = {0};
         struct rs_op op;
         struct rs_sendfile from;
-        submit_from_start(&g, &op, &from, file, 65536, &d);
+        submit_at(&g, &op, &from, file, total, (uint32_t)(65536 - total), &d);
         pump(&g, loop, &d, wait_ms, NULL);
         assert_false(d.done); /* it waits for room */
         assert_int_equal(ur_splice_cancel(g.sp, &op), 0);
         pump(&g, loop, &d, 0, &cancel_res);
+        res = d.res;
         print_message("cancel after %d ms: the cancel %d, the op %d\n", wait_ms,
-                      cancel_res, d.res);
-        assert_int_equal(d.res, -ECANCELED);
+                      cancel_res, res);
+        if (res != -ECANCELED && res <= 0)
+            fail_msg("the cancelled op ended with %d: -ECANCELED or the bytes sent", res);
+        total += res > 0 ? (uint64_t)res : 0;
+        assert_true(total < 65536);
     }
-    if (cancel_res != -EALREADY)
-        print_message("no worker took the splice in time: the running case untested\n");
+    if (!(cancel_res == -EALREADY && res == -ECANCELED))
+        print_message("no worker was stopped before its first byte: case untested\n");
     /* The pipe still held the part: closed, not cached for the next op. */
     uint32_t live, cached;
     ur_splice_counts(g.sp, &live, &cached);
     assert_int_equal(live, 0);
     assert_int_equal(cached, 0);
-    /* The next op from offset 0: the peer gets what the test wrote, then
-     * exactly the file's first 1000 bytes, nothing of the cancelled parts. */
-    struct reader rd = {.fd = g.sv[1], .want = filled + 1000, .skip = filled};
+    /* The next op from where the peer is: it gets what the test wrote,
+     * then exactly the file's bytes up to total + 1000, nothing of the
+     * parts the cancelled ops took from the file but did not send. */
+    struct reader rd = {.fd = g.sv[1], .want = filled + total + 1000, .skip = filled};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, read_all, &rd), 0);
     struct done d = {0};
     struct rs_op op;
     struct rs_sendfile from;
-    submit_from_start(&g, &op, &from, file, 1000, &d);
+    submit_at(&g, &op, &from, file, total, 1000, &d);
     pump(&g, loop, &d, 0, NULL);
     assert_int_equal(d.res, 1000);
     assert_int_equal(pthread_join(t, NULL), 0);
-    assert_int_equal(rd.got, filled + 1000);
+    assert_int_equal(rd.got, filled + total + 1000);
     assert_true(rd.same);
     uint8_t extra;
     assert_int_equal(recv(g.sv[1], &extra, 1, MSG_DONTWAIT), -1); /* nothing more */
@@ -496,7 +538,7 @@ static void test_splice_cancel_meets_running_worker(void **state)
 static void cancel_before_out(unsigned flags)
 {
     struct rig g;
-    rig_init_flags(&g, flags);
+    rig_init_full(&g, flags);
     /* The pair is the first step of a part not known to be cached. */
     int file = make_file(65536, false);
     if (file < 0) {
@@ -510,15 +552,12 @@ static void cancel_before_out(unsigned flags)
         }
         file = cached; /* no cachestat: every part is a pair */
     }
-    uint8_t junk[4096] = {0};
-    while (send(g.sv[0], junk, sizeof(junk), MSG_DONTWAIT) > 0)
-        ;
     struct rs_loop *loop = calloc(1, sizeof(*loop));
     assert_non_null(loop);
     struct done d = {0};
     struct rs_op op;
     struct rs_sendfile from;
-    submit_from_start(&g, &op, &from, file, 65536, &d);
+    submit_at(&g, &op, &from, file, 0, 65536, &d);
     unsigned ins = 0, outs = 0;
     classify(&g.s, file, &ins, &outs);
     assert_int_equal(ins, 1); /* the pair: IN in the ring */
@@ -527,7 +566,9 @@ static void cancel_before_out(unsigned flags)
     pump(&g, loop, &d, 10000, NULL); /* a hang guard, not a wait */
     if (!d.done)
         fail_msg("the cancelled op had not ended 10 s after its last completion");
-    assert_int_equal(d.res, -ECANCELED);
+    /* What squeezed in before the socket was full may have gone out. */
+    if (d.res != -ECANCELED && (d.res <= 0 || d.res >= 65536))
+        fail_msg("the cancelled op ended with %d: -ECANCELED or the bytes sent", d.res);
     uint32_t live, cached;
     ur_splice_counts(g.sp, &live, &cached);
     assert_int_equal(live, 0);
