@@ -3,7 +3,9 @@
  *                     and its input (the recv op);
  *   stream_out.c      its output queue: the writes, the lent slot, the
  *                     chunks, and the send op;
- *   stream_connect.c  outbound streams: the socket and connect ops.
+ *   stream_connect.c  outbound streams: the socket and connect ops;
+ *   stream_relay.c    the relay: input written to another stream's (or
+ *                     its own) output without the owner's on_data.
  *
  * Three ops per stream: the recv (multishot while the backend allows), the
  * send (one in flight, the head of the output queue) and a control op that

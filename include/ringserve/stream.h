@@ -16,7 +16,9 @@
  * copy: released when that send completes) or give it back with
  * rs_stream_release. A recv racing a read_stop may still deliver data:
  * on_data must accept it. -ENOBUFS (no free buffer) is not an error: the
- * loop re-arms the recv once buffers come back.
+ * loop re-arms the recv once buffers come back. A relayed stream
+ * (rs_stream_relay, below: echo, a proxy) skips on_data: the stream layer
+ * writes what it receives to the relay's destination itself.
  *
  * Output. Writes are queued in order, one send in flight; when several
  * chunks wait, that send is vectored (sendmsg over up to RS_SENDV_MAX of
