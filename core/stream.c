@@ -450,6 +450,7 @@ void stream_advance(struct rs_stream *s)
         }
         if (!s->eof) {
             s->reading = true;
+            s->relay_hold = false; /* the output it waited for is gone */
             stream_arm_recv(s);
             if (s->recv_armed || s->starved || s->state != RS_STREAM_CLOSING ||
                 !s->graceful)
@@ -463,6 +464,7 @@ void stream_advance(struct rs_stream *s)
     }
     if (s->lingering && !s->eof && !s->send_busy && !has_output(s)) {
         s->reading = true; /* nothing is queued any more */
+        s->relay_hold = false;
         stream_arm_recv(s);
         if (s->recv_armed || s->starved)
             return; /* until EOF, an error, or the close timer */

@@ -101,12 +101,12 @@ static inline bool may_read(const struct rs_stream *s)
     return s->state == RS_STREAM_OPEN || (s->state == RS_STREAM_CLOSING && s->lingering);
 }
 
-/* The owner wants input, and no relay holds the stream back (a hold
- * counts while open only: a closing stream reads to drop, whatever the
- * relay wanted). */
+/* The owner wants input, and no relay holds the stream back. (A closing
+ * stream that reads to drop, once its output is gone, lifts both: see
+ * stream_advance.) */
 static inline bool wants_input(const struct rs_stream *s)
 {
-    return s->reading && may_read(s) && !(s->relay_hold && s->state == RS_STREAM_OPEN);
+    return s->reading && !s->relay_hold && may_read(s);
 }
 
 /* Bytes may still be queued: open (or connecting) and not shut down. */

@@ -65,11 +65,10 @@ struct rs_stream *rs_stream_relay_target(const struct rs_stream *s)
 
 /* from's destination passed --max-pending: stop reading (the recv is
  * cancelled; what races the cancel is still relayed, as an owner's
- * read_stop would take it). */
+ * read_stop would take it). Held already: a cancel the backend refused
+ * is asked again with every chunk that still comes, as read_stop would. */
 void stream_relay_hold(struct rs_stream *from)
 {
-    if (from->relay_hold)
-        return;
     from->relay_hold = true;
     stream_input_changed(from);
 }
