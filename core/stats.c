@@ -55,6 +55,7 @@ static const struct field {
     COUNTER(turns),
     COUNTER(completions),
     COUNTER(waits),
+    COUNTER(relays_direct),
     GAUGE(conns),
     GAUGE(lent),
     GAUGE(starved),
