@@ -109,7 +109,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include "relay.h"
 #include "uring_state.h"
 
 struct io_uring_sqe *ur_get_sqe_flush(struct ur_state *st)
@@ -439,7 +438,7 @@ static inline void prep_plain_send(struct io_uring_sqe *sqe, const struct rs_op 
     };
 }
 
-int ur_submit(struct rs_loop *loop, struct rs_op *op)
+static int ur_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ur_state *st = state(loop);
     if (op->bk_flags & BKF_HUP)
@@ -542,8 +541,6 @@ static void on_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *o
         if (st->lend_plain && res > 0) {
             rs_bufpool_lend(&loop->pool, bid);
             uint32_t more = (cqe->flags & IORING_CQE_F_MORE) ? RS_CF_MORE : 0u;
-            if (more && (op->flags & RS_OPF_RELAY) && ur_relay_recv(loop, st, op, res, bid))
-                return; /* relay.c: sent on at once */
             rs_op_complete_slice(loop, op, res, RS_CF_BUFFER | more, bid, 0);
             return;
         }

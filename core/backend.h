@@ -151,24 +151,6 @@ struct rs_backend_ops {
     const char *help;
 };
 
-/* Optional, for a backend's completion path: a multishot recv flagged
- * RS_OPF_RELAY delivered len > 0 bytes in lent buffer bid (already lent,
- * at offset 0) and stays armed. Instead of completing it, the backend may
- * offer the buffer here: when the op's stream relays to an idle
- * destination (open, nothing queued, no send in flight; the pool without
- * pressure), the core records the receive and the send exactly as the
- * completion and rs_stream_write_lent would (statistics, idle flag, the
- * destination's lent slot, its send in flight) and returns the
- * destination's send op, a plain RS_OP_SEND of the whole buffer, which the
- * backend must submit now and cannot refuse (it made sure it has room
- * first). NULL: nothing was done; complete the recv as usual. This is how
- * a completion-based backend puts an echo's reply on the wire from the
- * receive's completion, without the trip through the stream's callbacks.
- * The contract is unchanged: the send completes like any other, through
- * the op's fn. */
-struct rs_op *rs_stream_relay_direct(struct rs_loop *loop, struct rs_op *recv,
-                                     uint32_t len, uint16_t bid);
-
 /* The backends built into the library, in order of preference, ended by
  * NULL (backend_table.c: the one list a built-in backend joins). Those
  * registered with rs_backend_register follow them. */

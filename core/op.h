@@ -102,12 +102,6 @@ struct rs_sendfile {
  * before the close, which the kernel turns into the reset at once and
  * which works on direct descriptors too (see uring.c). */
 #define RS_OPF_RESET (1u << 7)
-/* RS_OP_RECV of a relayed stream (the bit is RS_OPF_RESET's: only close
- * ops carry that one). A hint, never a duty: a backend that can put a send
- * on the wire from inside a receive's completion may offer the received
- * buffer to rs_stream_relay_direct (backend.h) first; the core re-checks
- * everything and may decline. */
-#define RS_OPF_RELAY (1u << 7)
 
 /* rs_completion.flags, set by the backend */
 /* The op is still armed; more completions follow. */

@@ -55,7 +55,6 @@ static const struct field {
     COUNTER(turns),
     COUNTER(completions),
     COUNTER(waits),
-    COUNTER(relays_direct),
     GAUGE(conns),
     GAUGE(lent),
     GAUGE(starved),

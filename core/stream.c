@@ -84,7 +84,7 @@ void stream_arm_recv(struct rs_stream *s)
      * across its completions, and this runs after each of them. */
     if (s->recv_armed || s->starved || !wants_input(s))
         return;
-    s->recv_op.flags = opf(s, RS_OPF_MULTISHOT | (s->relay_to ? RS_OPF_RELAY : 0u));
+    s->recv_op.flags = opf(s, RS_OPF_MULTISHOT);
     int rc = s->loop->ops->submit(s->loop, &s->recv_op);
     if (rc < 0) {
         stream_fail(s, rc);
@@ -578,7 +578,9 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
     }
     if (res > 0 && s->state == RS_STREAM_OPEN) {
         assert(comp->flags & RS_CF_BUFFER);
-        recv_counted(loop, s, (uint32_t)res);
+        loop->stats.recvs++;
+        s->active = true; /* for the idle scan: no clock read per receive */
+        loop->stats.bytes_in += (uint64_t)res;
         const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid) + comp->off;
         if (s->relay_to)
             relay_data(s, p, (uint32_t)res, comp->bid);

@@ -121,54 +121,6 @@ static inline uint8_t opf(const struct rs_stream *s, unsigned flags)
     return (uint8_t)(flags | (s->direct ? RS_OPF_DIRECT : 0u));
 }
 
-/* Holding a lent buffer is free only while the pool has plenty: under
- * pressure (or behind a heap chunk with room) copy and give it back, so
- * a peer that never reads cannot pin the buffers its neighbours need.
- * (set_aside: free buffers no receive can have, as good as lent here.) */
-static inline bool pool_pressure(const struct rs_loop *loop)
-{
-    return loop->pool.lent + loop->pool.set_aside > loop->pool.lent_hi;
-}
-
-/* Ping-pong: an open stream with nothing queued (so no send in flight),
- * no shutdown asked, and a pool with plenty: a lent buffer of len bytes
- * written now takes the slot and goes out at once. */
-static inline bool slot_takes_lent(const struct rs_stream *s, uint32_t len)
-{
-    return s->state == RS_STREAM_OPEN && !has_output(s) && !s->shut_wanted && len > 0 &&
-           !pool_pressure(s->loop);
-}
-
-/* The queue is empty: the lent buffer takes the slot. */
-static inline void slot_fill(struct rs_stream *s, const uint8_t *p, uint32_t len,
-                             uint16_t bid)
-{
-    s->slot_ptr = p;
-    s->slot_len = len;
-    s->slot_bid = bid;
-    s->pending += len;
-}
-
-/* Point the send op at the slot: the queue's first entry, alone, with op
- * flags `flags`. */
-static inline void slot_send_prep(struct rs_stream *s, uint8_t flags)
-{
-    s->send_chunks = 0;
-    s->send_op.kind = RS_OP_SEND;
-    s->send_op.buf = s->slot_ptr;
-    s->send_op.len = s->slot_len;
-    s->send_op.flags = flags;
-}
-
-/* A receive of len bytes on an open stream, counted: the loop's
- * statistics and the idle scan's flag (no clock read per receive). */
-static inline void recv_counted(struct rs_loop *loop, struct rs_stream *s, uint32_t len)
-{
-    loop->stats.recvs++;
-    s->active = true;
-    loop->stats.bytes_in += len;
-}
-
 /* A relayed stream received len bytes in lent buffer bid (on_recv, open
  * streams only): they go to the relay's destination as the owner's
  * on_data would have sent them, and the destination's queue past

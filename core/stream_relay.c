@@ -23,10 +23,7 @@
  */
 #include "stream_int.h"
 
-#include <assert.h>
 #include <errno.h>
-
-#include "backend.h"
 
 int rs_stream_relay(struct rs_stream *from, struct rs_stream *to, uint64_t *count)
 {
@@ -104,30 +101,4 @@ void stream_relay_unlink(struct rs_stream *s)
     s->relay_from = NULL;
     s->relay_count = NULL;
     s->relay_hold = false;
-}
-
-/* backend.h: the receive and the send it feeds, recorded at once. Only
- * the ping-pong case, where the generic path's every test would pass too:
- * the source open with no shutdown asked (so on_recv's tail would do
- * nothing), the destination's slot free (rs_stream_write_lent would send
- * at once) and the chunk within --max-pending (no hold, whose cancel would
- * take the submission slot the backend kept for the send). */
-struct rs_op *rs_stream_relay_direct(struct rs_loop *loop, struct rs_op *recv,
-                                     uint32_t len, uint16_t bid)
-{
-    struct rs_stream *from = recv->data;
-    struct rs_stream *to = from->relay_to;
-    if (!to || from->state != RS_STREAM_OPEN || from->shut_wanted ||
-        !slot_takes_lent(to, len) || len > loop->cfg->max_pending)
-        return NULL;
-    assert(recv == &from->recv_op && from->recv_armed && !to->send_busy);
-    recv_counted(loop, from, len);
-    if (from->relay_count)
-        *from->relay_count += len;
-    slot_fill(to, rs_bufpool_ptr(&loop->pool, bid), len, bid);
-    slot_send_prep(to, opf(to, 0));
-    to->send_busy = true;
-    to->inflight++;
-    loop->stats.relays_direct++;
-    return &to->send_op;
 }

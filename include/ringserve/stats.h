@@ -60,9 +60,6 @@ struct rs_stats {
                                        thread read: pages not known to be in
                                        the page cache (io_uring: file -> pipe
                                        splices in io-wq; epoll: pool jobs) */
-    uint64_t relays_direct; /* relayed receives whose send the backend put on
-                               the wire from the receive's completion
-                               (io_uring; rs_stream_relay) */
 };
 
 enum rs_stats_format { RS_STATS_TEXT, RS_STATS_JSON };

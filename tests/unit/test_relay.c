@@ -18,7 +18,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -34,10 +33,6 @@
 
 static int g_argc;
 static char **g_argv;
-/* --expect-direct=yes|no (the test's own, not passed on): whether this
- * variant's backend puts relayed sends on the wire from the receive's
- * completion (relays_direct, io_uring with plain lent buffers). */
-static const char *g_expect_direct;
 
 #define MAX_PENDING 65536
 
@@ -104,8 +99,7 @@ static struct rs_server *start_server(void)
     argv[argc++] = "--max-pending=65536";
     argv[argc++] = "--drain-timeout=2000";
     for (int i = 1; i < g_argc && argc < 30; i++)
-        if (strncmp(g_argv[i], "--expect-direct=", 16) != 0)
-            argv[argc++] = g_argv[i];
+        argv[argc++] = g_argv[i];
     argv[argc] = NULL;
     static struct rs_config cfg;
     rs_config_defaults(&cfg);
@@ -255,42 +249,6 @@ static void test_relay_order_and_half_close(void **state)
     assert_int_equal(totals.bytes_out, n + 5);
 }
 
-/* Ping-pong across the pair, each message sent on while the other stream
- * is idle: the case a completion backend sends on from the receive's
- * completion (relays_direct), which this variant must or must not take. */
-static void test_relay_ping_pong(void **state)
-{
-    (void)state;
-    struct rs_server *srv = start_server();
-    int x, y;
-    dial_pair(srv, &x, &y, false);
-    const int rounds = 50;
-    for (int i = 0; i < rounds; i++) {
-        char msg[16], got[16];
-        int len = snprintf(msg, sizeof(msg), "m%04d", i);
-        int from = i % 2 ? y : x, to = i % 2 ? x : y;
-        assert_int_equal(send(from, msg, (size_t)len, MSG_NOSIGNAL), len);
-        int have = 0;
-        while (have < len) {
-            ssize_t k = recv(to, got + have, sizeof(got) - (size_t)have, 0);
-            assert_true(k > 0);
-            have += (int)k;
-        }
-        assert_int_equal(have, len);
-        assert_memory_equal(got, msg, (size_t)len);
-    }
-    close(x);
-    close(y);
-    struct rs_stats totals = {0};
-    destroy_clean(srv, &totals);
-    assert_int_equal(totals.round_trips, rounds);
-    assert_int_equal(totals.bytes_in, totals.bytes_out);
-    if (g_expect_direct && strcmp(g_expect_direct, "yes") == 0)
-        assert_int_equal(totals.relays_direct, rounds);
-    else if (g_expect_direct)
-        assert_int_equal(totals.relays_direct, 0);
-}
-
 /* y never reads: the server stops reading x once y's queue passes
  * --max-pending, so x can write only what the sockets' buffers and that
  * bound hold — far less than the 64 MiB a server reading on would take.
@@ -398,12 +356,8 @@ int main(int argc, char **argv)
 {
     g_argc = argc;
     g_argv = argv;
-    for (int i = 1; i < argc; i++)
-        if (strncmp(argv[i], "--expect-direct=", 16) == 0)
-            g_expect_direct = argv[i] + 16;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_relay_order_and_half_close),
-        cmocka_unit_test(test_relay_ping_pong),
         cmocka_unit_test(test_relay_reader_that_does_not_read),
         cmocka_unit_test(test_relay_reset_stays_reset),
         cmocka_unit_test(test_relay_stop_is_no_clean_end),
