@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -249,6 +250,38 @@ static void test_relay_order_and_half_close(void **state)
     assert_int_equal(totals.bytes_out, n + 5);
 }
 
+/* Ping-pong across the pair, each message relayed while the other stream
+ * is idle (its lent slot): both directions in turn, every round trip
+ * counted once. */
+static void test_relay_ping_pong(void **state)
+{
+    (void)state;
+    struct rs_server *srv = start_server();
+    int x, y;
+    dial_pair(srv, &x, &y, false);
+    const int rounds = 50;
+    for (int i = 0; i < rounds; i++) {
+        char msg[16], got[16];
+        int len = snprintf(msg, sizeof(msg), "m%04d", i);
+        int from = i % 2 ? y : x, to = i % 2 ? x : y;
+        assert_int_equal(send(from, msg, (size_t)len, MSG_NOSIGNAL), len);
+        int have = 0;
+        while (have < len) {
+            ssize_t k = recv(to, got + have, sizeof(got) - (size_t)have, 0);
+            assert_true(k > 0);
+            have += (int)k;
+        }
+        assert_int_equal(have, len);
+        assert_memory_equal(got, msg, (size_t)len);
+    }
+    close(x);
+    close(y);
+    struct rs_stats totals = {0};
+    destroy_clean(srv, &totals);
+    assert_int_equal(totals.round_trips, rounds);
+    assert_int_equal(totals.bytes_in, totals.bytes_out);
+}
+
 /* y never reads: the server stops reading x once y's queue passes
  * --max-pending, so x can write only what the sockets' buffers and that
  * bound hold — far less than the 64 MiB a server reading on would take.
@@ -358,6 +391,7 @@ int main(int argc, char **argv)
     g_argv = argv;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_relay_order_and_half_close),
+        cmocka_unit_test(test_relay_ping_pong),
         cmocka_unit_test(test_relay_reader_that_does_not_read),
         cmocka_unit_test(test_relay_reset_stays_reset),
         cmocka_unit_test(test_relay_stop_is_no_clean_end),
