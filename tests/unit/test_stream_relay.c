@@ -65,12 +65,11 @@ static void t_close(struct rs_stream *s, int reason)
 static const struct rs_protocol plain_proto = {
     .name = "relay-test",
     .cbs = {.on_data = t_data, .on_writable = t_writable, .on_close = t_close}};
-static const struct rs_protocol eof_proto = {
-    .name = "relay-test-eof",
-    .cbs = {.on_data = t_data,
-            .on_eof = t_eof,
-            .on_writable = t_writable,
-            .on_close = t_close}};
+static const struct rs_protocol eof_proto = {.name = "relay-test-eof",
+                                             .cbs = {.on_data = t_data,
+                                                     .on_eof = t_eof,
+                                                     .on_writable = t_writable,
+                                                     .on_close = t_close}};
 
 static int use(void **state, uint64_t max_pending, const struct rs_protocol *proto)
 {
@@ -262,7 +261,7 @@ static void test_relay_forwards_eof(void **state)
     assert_int_equal(rs_stream_relay(a, b, NULL), 0);
     assert_int_equal(rs_stream_relay(b, a, NULL), 0);
     recv_on(fx, FD, "last");
-    complete_on(fx, FD, RS_OP_RECV, 0); /* A's EOF */
+    complete_on(fx, FD, RS_OP_RECV, 0);           /* A's EOF */
     assert_null(op_on(fx, FD_B, RS_OP_SHUTDOWN)); /* "last" first */
     assert_null(op_on(fx, FD, RS_OP_SHUTDOWN));
     complete_on(fx, FD_B, RS_OP_SEND, 4);
