@@ -48,14 +48,13 @@
  * the call: a plain socket is its own fd; a direct one (the default for
  * accepted sockets) gets one from IORING_OP_FIXED_FD_INSTALL (6.8) for
  * the op's life, INSTALL, closed when the op ends (the direct descriptor
- * keeps the socket open). O_NONBLOCK is set for the op and put back when
- * it ends: the flag belongs to the socket's open file, which the ring's
- * own ops share, and a splice in io-wq or a blocking retry of a send
- * honours it (-EAGAIN where the ring would otherwise wait); meanwhile the
- * only other op on the socket is the receive, which never waits. A
- * kernel without the opcode, or a process out of descriptors, takes the
- * pipe path above. Counted on 6.18 for a 64 MiB response: the 64 worker
- * trips and their ~130 context switches are gone (BENCHMARKS.md).
+ * keeps the socket open). Such an op takes no pipe. O_NONBLOCK is set for the op and put
+ * back when it ends: the flag belongs to the socket's open file, which the ring's own ops
+ * share, and a splice in io-wq or a blocking retry of a send honours it (-EAGAIN where
+ * the ring would otherwise wait); meanwhile the only other op on the socket is the
+ * receive, which never waits. A kernel without the opcode, or a process out of
+ * descriptors, takes the pipe path above. Counted on 6.18 for a 64 MiB response: the 64
+ * worker trips and their ~130 context switches are gone (BENCHMARKS.md).
  *
  * One op is a small state machine, one step in flight at a time:
  *
@@ -246,7 +245,8 @@ void ur_splice_free(struct ur_splice *sp)
         sp->live = r->next;
         if (r->own_sock)
             close(r->sock);
-        pipe_close(sp, r->pipe, true);
+        if (r->pipe)
+            pipe_close(sp, r->pipe, true);
         free(r);
     }
     while (sp->free_recs) {
@@ -309,9 +309,12 @@ static struct sp_pipe *pipe_get(struct ur_splice *sp, int *err)
     return p;
 }
 
-/* An op is done with its pipe: keep it if it is known to be empty. */
+/* An op is done with its pipe (if it had one: the loop's own sends need
+ * none): keep it if it is known to be empty. */
 static void pipe_put(struct ur_splice *sp, struct sp_pipe *p, bool empty)
 {
+    if (!p)
+        return;
     if (!empty || sp->ncache >= PIPE_CACHE || p->rd < 0) {
         pipe_close(sp, p, false);
         return;
@@ -600,20 +603,20 @@ int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
         sp->free_recs = r->next;
     else if (!(r = calloc(1, sizeof(*r))))
         return -ENOMEM;
+    uint8_t gen = (uint8_t)(r->gen + 1);
+    *r = (struct sp_rec){.op = op, .want = op->len, .gen = gen, .sock = -1};
+    /* Sent by the loop (no pipe), or by pipe through the ring. */
+    bool here = (!(op->flags & RS_OPF_DIRECT) || !sp->no_install) &&
+                rest_cached(sp, r, rs_now_ms());
     int err = 0;
-    struct sp_pipe *p = pipe_get(sp, &err);
-    if (!p) {
+    if (!here && !(r->pipe = pipe_get(sp, &err))) {
         r->next = sp->free_recs;
         sp->free_recs = r;
         return err;
     }
-    uint8_t gen = (uint8_t)(r->gen + 1);
-    *r = (struct sp_rec){.op = op, .pipe = p, .want = op->len, .gen = gen, .sock = -1};
-    bool here = p->rd >= 0 && (!(op->flags & RS_OPF_DIRECT) || !sp->no_install) &&
-                rest_cached(sp, r, rs_now_ms());
     if (here ? !start_here(sp, r)
-             : !issue(sp, r, p->rd < 0 ? STEP_PIPE : part_step(sp, r))) {
-        pipe_put(sp, p, r->inpipe == 0);
+             : !issue(sp, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r))) {
+        pipe_put(sp, r->pipe, r->inpipe == 0);
         r->next = sp->free_recs;
         sp->free_recs = r;
         return -EBUSY;
@@ -684,6 +687,17 @@ static void step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r, u
     }
 }
 
+/* The loop cannot send the rest of the op: on by pipe, through the ring. */
+static void by_pipe(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
+{
+    int err = 0;
+    if (!r->pipe && !(r->pipe = pipe_get(sp, &err))) {
+        finish_err(sp, loop, r, err);
+        return;
+    }
+    step(sp, loop, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r));
+}
+
 /* The loop sends what it can of the op (the socket as r->sock), then the
  * op ends, waits for room, or — pages evicted meanwhile — goes on by
  * pipe through the ring. */
@@ -692,7 +706,7 @@ static void here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec 
     uint64_t now = rs_loop_now(loop);
     if (now - r->cached_ms >= CACHED_TRUST_MS && !rest_cached(sp, r, now)) {
         sock_put(r);
-        step(sp, loop, r, part_step(sp, r));
+        by_pipe(sp, loop, r);
         return;
     }
     if (send_here(r) == -EAGAIN) {
@@ -815,7 +829,7 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
                 rs_log_info("sendfile: no IORING_OP_FIXED_FD_INSTALL (Linux 6.8): "
                             "io-wq workers send to direct sockets");
             }
-            step(sp, loop, r, part_step(sp, r));
+            by_pipe(sp, loop, r);
             return;
         }
         here_step(sp, loop, r);
