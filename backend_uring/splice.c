@@ -94,6 +94,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
@@ -159,6 +161,7 @@ struct sp_rec {
     bool cancel;        /* a cancel was asked: end at the next CQE */
     bool own_sock;      /* sock was installed for this op: closed at its end */
     bool nb_set;        /* O_NONBLOCK was set on sock for the op: put back at its end */
+    bool pipe_ign;      /* SIGPIPE is ignored (asked at the op's first send) */
     int sock;           /* the socket as a process fd while the loop sends; -1 */
     int sock_fl;        /* sock's file status flags before (F_GETFL) */
     uint64_t cached_ms; /* when the rest of the op was last found cached */
@@ -435,6 +438,20 @@ static int send_here(struct sp_rec *r)
             return 0;
         }
         r->nb_set = true;
+        struct sigaction sa;
+        r->pipe_ign = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+    }
+    /* sendfile(2) to a socket whose peer left raises SIGPIPE (it has no
+     * MSG_NOSIGNAL), which would kill a program that runs a loop on a
+     * thread of its own and never thought of it (a splice in io-wq never
+     * could): unless it is ignored, it is blocked for the call, and one
+     * raised by the call is taken back before the mask is restored. */
+    sigset_t pipe_only, old;
+    bool masked = false;
+    if (!r->pipe_ign) {
+        sigemptyset(&pipe_only);
+        sigaddset(&pipe_only, SIGPIPE);
+        masked = pthread_sigmask(SIG_BLOCK, &pipe_only, &old) == 0;
     }
     int rc = 0;
     while (r->sent < r->want) {
@@ -458,6 +475,14 @@ static int send_here(struct sp_rec *r)
             rc = -EAGAIN;
             break;
         }
+    }
+    if (masked) {
+        if (r->in_res == -EPIPE && !sigismember(&old, SIGPIPE)) {
+            struct timespec now = {0, 0};
+            while (sigtimedwait(&pipe_only, NULL, &now) < 0 && errno == EINTR)
+                ;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     return rc;
 }

@@ -2100,7 +2100,22 @@ static void test_contract_sendfile_out_of_descriptors(void **state)
         struct rs_sendfile src = {.file_fd = fx->dirfd, .off = 0};
         op.buf = &src;
         op.len = SF_LEN;
-        assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), -EMFILE);
+        int rc = fx->loop.ops->submit(&fx->loop, &op);
+        if (rc != 0) {
+            assert_int_equal(rc, -EMFILE); /* no pipe to be had */
+        } else {
+            /* A cached range the loop sends itself (io_uring's sendfile(2)
+             * from the loop) needs no pipe: to a plain socket it goes out;
+             * a direct one needs a process fd for it, and fails. */
+            uint64_t at = 0;
+            int32_t res = sf_wait(fx, &op, true, &at);
+            if (fx->server_direct) {
+                assert_int_equal(res, -EMFILE);
+            } else {
+                assert_int_equal(res, SF_LEN);
+                sf_read_to(fx, &at, SF_LEN);
+            }
+        }
     } else {
         /* Cancelled at once (io_uring: while its direct pipe is being
          * made): it still completes once, and whatever went out is

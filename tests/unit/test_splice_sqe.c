@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -451,11 +452,67 @@ static void test_splice_cached_file_no_ring_splices(void **state)
     close(file);
 }
 
+/* A peer gone before a cached file goes out: the loop's sendfile(2) gets
+ * EPIPE, which the kernel pairs with SIGPIPE (sendfile has no
+ * MSG_NOSIGNAL). A program whose loop runs on its own thread, SIGPIPE
+ * left at its default (this test), must not be killed: the op fails
+ * with -EPIPE, no SIGPIPE is left pending and the signal mask is as it
+ * was. */
+static void test_splice_peer_gone_no_sigpipe(void **state)
+{
+    (void)state;
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, was;
+    assert_int_equal(sigaction(SIGPIPE, &dfl, &was), 0);
+    size_t len = 65536;
+    int file = make_file(len, true);
+    if (pages_cached(file, len) < 0) {
+        close(file);
+        sigaction(SIGPIPE, &was, NULL);
+        rs_skip_reason("no cachestat(2) (Linux 6.5): the loop never sends");
+        skip();
+    }
+    struct rig g;
+    rig_init(&g);
+    close(g.sv[1]);
+    g.sv[1] = socket(AF_UNIX, SOCK_STREAM, 0); /* for rig_fini */
+    struct rs_sendfile from = {.file_fd = file, .off = 0};
+    struct done d = {0};
+    struct rs_op op = {0};
+    rs_op_init(&op, RS_OP_SENDFILE, g.sv[0], on_done, &d);
+    op.buf = &from;
+    op.len = (uint32_t)len;
+    struct rs_loop *loop = calloc(1, sizeof(*loop));
+    assert_non_null(loop);
+    assert_int_equal(ur_splice_submit(g.sp, &op), 0);
+    for (int cqes = 0; !d.done; cqes++) {
+        assert_true(cqes < 100);
+        io_uring_submit(&g.s.ring);
+        struct io_uring_cqe *cqe;
+        assert_int_equal(io_uring_wait_cqe(&g.s.ring, &cqe), 0);
+        uint64_t ud = cqe->user_data;
+        int32_t res = cqe->res;
+        io_uring_cqe_seen(&g.s.ring, cqe);
+        if ((ud >> 56) == TAG)
+            ur_splice_cqe(g.sp, loop, ud, res);
+    }
+    free(loop);
+    assert_int_equal(d.res, -EPIPE);
+    sigset_t pending, mask;
+    assert_int_equal(sigpending(&pending), 0);
+    assert_false(sigismember(&pending, SIGPIPE));
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, NULL, &mask), 0);
+    assert_false(sigismember(&mask, SIGPIPE));
+    rig_fini(&g);
+    close(file);
+    sigaction(SIGPIPE, &was, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_splice_chain_refused_whole_when_sqes_run_out),
         cmocka_unit_test(test_splice_cached_file_no_ring_splices),
+        cmocka_unit_test(test_splice_peer_gone_no_sigpipe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
