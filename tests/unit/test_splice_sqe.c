@@ -306,6 +306,20 @@ static int open_fds(void)
     return n;
 }
 
+/* Submit what is queued, then hand the next CQE to ur_splice if it is
+ * its own. */
+static void one_cqe(struct rig *g, struct rs_loop *loop)
+{
+    io_uring_submit(&g->s.ring);
+    struct io_uring_cqe *cqe;
+    assert_int_equal(io_uring_wait_cqe(&g->s.ring, &cqe), 0);
+    uint64_t ud = cqe->user_data;
+    int32_t res = cqe->res;
+    io_uring_cqe_seen(&g->s.ring, cqe);
+    if ((ud >> 56) == TAG)
+        ur_splice_cqe(g->sp, loop, ud, res);
+}
+
 /* Send len bytes of file to a peer through ur_splice, to the end, on a
  * plain socket or (direct) a direct descriptor in slot 0 of the ring's
  * table; the SQEs the ring was given, by kind. The loop's counters of
@@ -362,14 +376,7 @@ static void transfer_evict(int file, size_t len, bool direct, bool evict, bool *
             close(gate[1]);
             gate[1] = -1;
         }
-        io_uring_submit(&g.s.ring);
-        struct io_uring_cqe *cqe;
-        assert_int_equal(io_uring_wait_cqe(&g.s.ring, &cqe), 0);
-        uint64_t ud = cqe->user_data;
-        int32_t res = cqe->res;
-        io_uring_cqe_seen(&g.s.ring, cqe);
-        if ((ud >> 56) == TAG)
-            ur_splice_cqe(g.sp, loop, ud, res);
+        one_cqe(&g, loop);
     }
     assert_int_equal(gate[1], -1); /* an evicting run did wait for room */
     if (gate[0] >= 0)
@@ -486,14 +493,7 @@ static void test_splice_peer_gone_no_sigpipe(void **state)
     assert_int_equal(ur_splice_submit(g.sp, &op), 0);
     for (int cqes = 0; !d.done; cqes++) {
         assert_true(cqes < 100);
-        io_uring_submit(&g.s.ring);
-        struct io_uring_cqe *cqe;
-        assert_int_equal(io_uring_wait_cqe(&g.s.ring, &cqe), 0);
-        uint64_t ud = cqe->user_data;
-        int32_t res = cqe->res;
-        io_uring_cqe_seen(&g.s.ring, cqe);
-        if ((ud >> 56) == TAG)
-            ur_splice_cqe(g.sp, loop, ud, res);
+        one_cqe(&g, loop);
     }
     free(loop);
     assert_int_equal(d.res, -EPIPE);
