@@ -137,32 +137,50 @@ def quiet_summary(rows):
 
 # ------------------------------------------------------------ rates
 
+class FixedRate(int):
+    """A load given as an absolute rate ("20000/s"): every server is offered
+    the same requests/s, whatever its own capacity — the fair way to set
+    the CPU per request of two servers side by side, since a server offered
+    less per second batches less per wake-up."""
+
+
 def parse_loads(text):
-    """'0.5,0.9' -> [0.5, 0.9]; ValueError on anything outside (0, 1]."""
+    """'0.5,0.9' -> [0.5, 0.9]; '20000/s' -> FixedRate(20000); ValueError
+    on a fraction outside (0, 1] or a rate under 1/s."""
     out = []
     for part in text.split(','):
         part = part.strip()
         if not part:
             continue
+        if part.endswith('/s'):
+            r = float(part[:-2].replace('_', ''))
+            if r < 1 or r != int(r):
+                raise ValueError('%r is not a whole rate of at least 1/s' % part)
+            out.append(FixedRate(int(r)))
+            continue
         f = float(part)
         if not 0 < f <= 1:
-            raise ValueError('%r is not a fraction in (0, 1]' % part)
+            raise ValueError('%r is not a fraction in (0, 1] or a rate N/s' % part)
         out.append(f)
     if not out:
         raise ValueError('no fraction given')
     return out
 
 
-def load_name(fraction):
-    return '%g%%' % round(fraction * 100, 1)
+def load_name(load):
+    if isinstance(load, FixedRate):
+        return '%d/s' % load
+    return '%g%%' % round(load * 100, 1)
 
 
-def rate_for(capacity, fraction):
-    """The offered rate (requests/s, an integer >= 1) at `fraction` of
-    `capacity`; None without a capacity."""
+def rate_for(capacity, load):
+    """The offered rate (requests/s, an integer >= 1) at `load`: a fraction
+    of `capacity` (None without a capacity), or a FixedRate as it is."""
+    if isinstance(load, FixedRate):
+        return int(load)
     if not capacity or capacity <= 0:
         return None
-    return max(1, int(capacity * fraction))
+    return max(1, int(capacity * load))
 
 
 def capacity_of(rows):
@@ -304,9 +322,12 @@ def report_lines(rows, loads, gate, unit='request', client='ringbench --rate',
     """The report section: the table per cell, then the auto-vs-normal
     lines for each (auto id, normal id) in `pairs`."""
     med = medians(rows)
+    fixed = [f for f in loads if isinstance(f, FixedRate)]
     L = ['## Open-loop latency at 50 % and 90 % of each server\'s own capacity'
          if [load_name(f) for f in loads] == ['50%', '90%'] else
          '## Open-loop latency at %s of each server\'s own capacity' %
+         ', '.join(load_name(f) for f in loads) if not fixed else
+         '## Open-loop latency at %s (N/s: the same rate for every server)' %
          ', '.join(load_name(f) for f in loads), '']
     L.append('For each server and placement: its **capacity** is the median %ss/s of '
              'the closed-loop runs (the client waits for each answer); then `%s` offers '
@@ -317,6 +338,10 @@ def report_lines(rows, loads, gate, unit='request', client='ringbench --rate',
              'µs/%s is its CPU per %s at that load.' % (
                  unit, client, ' and '.join(load_name(f) for f in loads), unit, unit,
                  unit))
+    if fixed:
+        L[-1] = L[-1].replace(' of *that server\'s own* capacity', ' (a fraction: of '
+                              '*that server\'s own* capacity; N/s: that rate for every '
+                              'server)')
     L.append('')
     L.append('Quiet gate: ' + gate.describe() + '.')
     if placement_text:
@@ -413,9 +438,10 @@ def add_arguments(ap, default_repeat=5):
                     help='the open-loop latency table instead of the usual matrix: each '
                     'server\'s capacity (closed loop), then p50/p99/p99.9 at fractions of '
                     'it (--loads), both placements, behind a quiet-machine gate')
-    ap.add_argument('--loads', default=None, metavar='FRACTIONS',
-                    help='--latency: fractions of each server\'s own capacity '
-                    '(default 0.5,0.9)')
+    ap.add_argument('--loads', default=None, metavar='LOADS',
+                    help='--latency: fractions of each server\'s own capacity, '
+                    'and/or fixed rates N/s offered to every server alike '
+                    '(default 0.5,0.9; e.g. 0.5,20000/s)')
     ap.add_argument('--placements', default='same,split',
                     help='--latency: same, split or both (default same,split)')
     ap.add_argument('--quiet', default=str(QUIET_PCT), metavar='PCT',

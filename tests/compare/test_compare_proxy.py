@@ -123,7 +123,7 @@ def main():
     check(rc == 0, '--dry-run exited %d: %s' % (rc, err))
     for needle in ('mode tcp', 'nbthread 1', 'worker_processes 1;', 'proxy_pass echo;',
                    'ngx_stream_module.so', '--protocol=proxy', '--upstream=127.0.0.1:',
-                   '--backend=epoll', '--uring-features=default', '/bin/true -B1',
+                   '--backend=epoll', '--uring-features=default', '/bin/true -B1 -b 16384',
                    '64 B x1', '16 KiB x500', '1 MiB x4', 'placement:'):
         check(needle in out, '--dry-run output lacks %r' % needle)
 

@@ -134,7 +134,13 @@ def test_rates(ol):
     check(ol.capacity_of(runs) == 200.0, 'capacity: the median of the successful runs')
     check(ol.capacity_of([{'status': 'error'}]) is None, 'capacity of failed runs')
     check(ol.parse_loads('0.5, 0.9') == [0.5, 0.9], 'parse_loads')
-    for bad in ('0', '1.5', '', 'x'):
+    fixed = ol.parse_loads('0.5,20000/s')
+    check(fixed == [0.5, 20000] and isinstance(fixed[1], ol.FixedRate),
+          'parse_loads with a fixed rate: %r' % fixed)
+    check(ol.rate_for(90000, fixed[1]) == 20000 and ol.rate_for(None, fixed[1]) == 20000,
+          'a fixed rate is offered whatever the capacity')
+    check(ol.load_name(fixed[1]) == '20000/s', 'load_name of a fixed rate')
+    for bad in ('0', '1.5', '', 'x', '0/s', '2.5/s', 'x/s'):
         try:
             ol.parse_loads(bad)
             check(False, 'parse_loads(%r) accepted' % bad)
@@ -232,6 +238,19 @@ def test_driver(ol):
           'a load not carried is not marked (short)')
     check('| slow label | normal | same | 10,000 | 50% | 5,000 | 5,000 |' in lines,
           'a load carried is marked or missing')
+
+    # A fixed rate: every server offered the same N/s, whatever its capacity.
+    calls[:] = []
+    fixed_rows = ol.run_table(targets, ['64 B x 50'], ['split'], ol.parse_loads('5000/s'),
+                              1, Gate())
+    offered = sorted((c, r) for c, _, _, r in calls if r)
+    check(offered == [('broken', 5000), ('fast', 5000), ('slow', 5000)],
+          'fixed rate offered %r' % offered)
+    fixed_lines = '\n'.join(ol.report_lines(fixed_rows, ol.parse_loads('5000/s'), Gate()))
+    check('at 5000/s (N/s: the same rate for every server)' in fixed_lines,
+          'fixed-rate report title:\n' + fixed_lines[:300])
+    check('| slow label | normal | split | 15,000 | 5000/s | 5,000 | 5,000 |' in fixed_lines,
+          'fixed-rate row of slow:\n' + fixed_lines)
     check('fake gate' in lines, 'the gate is not described')
     check('| 64 B x 50 | split | 90% | fast label | slow label | 4.00 | 10.00 **worse** | '
           '10.00 **worse** | 1.50 **worse** |' in lines, 'auto-vs-normal line:\n' + lines)
