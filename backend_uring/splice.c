@@ -36,7 +36,8 @@
  * Hence the file -> pipe half is made in the loop itself, with splice(2),
  * whenever that cannot block: the pipe has a descriptor and cachestat(2)
  * (Linux 6.5) says every page of the part is cached. It then only takes
- * page references (a few microseconds per MiB, plus ~6 for cachestat),
+ * page references (a few microseconds per MiB, plus 1-10 for cachestat,
+ * which walks the pages: 1 in large folios, 6-10 in 4 KiB ones),
  * and only OUT goes to a worker: one trip per pipe-full instead of two.
  * Pages not cached (or no cachestat, or a direct pipe) go through the
  * ring as before: the loop never waits for a disk.
@@ -44,17 +45,18 @@
  * Better still, when the whole op's range is cached the loop sends it
  * itself, with sendfile(2), the way nginx does: no pipe, no worker, no
  * wake-up; the loop sleeps only when the socket is full (a POLLOUT step,
- * WAIT). That needs the socket as a process fd, made non-blocking for
- * the call: a plain socket is its own fd; a direct one (the default for
- * accepted sockets) gets one from IORING_OP_FIXED_FD_INSTALL (6.8) for
- * the op's life, INSTALL, closed when the op ends (the direct descriptor
- * keeps the socket open). Such an op takes no pipe. O_NONBLOCK is set for the op and put
- * back when it ends: the flag belongs to the socket's open file, which the ring's own ops
- * share, and a splice in io-wq or a blocking retry of a send honours it (-EAGAIN where
- * the ring would otherwise wait); meanwhile the only other op on the socket is the
- * receive, which never waits. A kernel without the opcode, or a process out of
- * descriptors, takes the pipe path above. Counted on 6.18 for a 64 MiB response: the 64
- * worker trips and their ~130 context switches are gone (BENCHMARKS.md).
+ * WAIT). That needs the socket as a process fd: a plain socket is its own;
+ * a direct one (the default for accepted sockets) gets one from
+ * IORING_OP_FIXED_FD_INSTALL (6.8) for the op's life, INSTALL, closed when
+ * the op ends (the direct descriptor keeps the socket open). Such an op
+ * takes no pipe. O_NONBLOCK is set for the op and put back when it ends:
+ * the flag belongs to the socket's open file, which the ring's own ops
+ * share, and a splice in io-wq or a blocking retry of a send honours it
+ * (-EAGAIN where the ring would otherwise wait); meanwhile the only other
+ * op on the socket is the receive, which never waits. A kernel without
+ * the opcode, or a process out of descriptors, takes the pipe path above.
+ * Counted on 6.18 for a 64 MiB response: the 64 worker trips and their
+ * ~130 context switches are gone (docs/http.md).
  *
  * One op is a small state machine, one step in flight at a time:
  *
