@@ -214,6 +214,18 @@ void rs_stream_read_stop(struct rs_stream *s)
     maybe_progress(s);
 }
 
+/* Whether the stream wants input changed (a relay's hold began or
+ * ended): arm the recv, or cancel it. */
+void stream_input_changed(struct rs_stream *s)
+{
+    if (wants_input(s)) {
+        stream_arm_recv(s);
+        return;
+    }
+    unstarve_remove(s);
+    cancel_recv(s);
+}
+
 void rs_stream_shutdown(struct rs_stream *s)
 {
     if (!rs_stream_is_open(s) || s->shut_wanted)
@@ -356,6 +368,8 @@ void stream_free(struct rs_stream *s)
     stream_drop_queue(s);
     assert(!has_output(s) && s->pending == 0);
     rs_timer_stop(loop, &s->timer);
+    if (s->relay_to || s->relay_from)
+        stream_relay_unlink(s); /* before on_close: the owner sees no relay left */
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -436,6 +450,7 @@ void stream_advance(struct rs_stream *s)
         }
         if (!s->eof) {
             s->reading = true;
+            s->relay_hold = false; /* the output it waited for is gone */
             stream_arm_recv(s);
             if (s->recv_armed || s->starved || s->state != RS_STREAM_CLOSING ||
                 !s->graceful)
@@ -449,6 +464,7 @@ void stream_advance(struct rs_stream *s)
     }
     if (s->lingering && !s->eof && !s->send_busy && !has_output(s)) {
         s->reading = true; /* nothing is queued any more */
+        s->relay_hold = false;
         stream_arm_recv(s);
         if (s->recv_armed || s->starved)
             return; /* until EOF, an error, or the close timer */
@@ -502,7 +518,9 @@ void stream_on_ctl(struct rs_loop *loop, struct rs_op *op,
     maybe_progress(s);
 }
 
-/* The peer's EOF: the owner decides, by default our side shuts down too. */
+/* The peer's EOF: the owner decides; by default the half-close goes where
+ * the bytes went: our side of this stream, or a relay's destination once
+ * what the relay queued there is sent. */
 static void got_eof(struct rs_stream *s)
 {
     s->eof = true;
@@ -511,7 +529,7 @@ static void got_eof(struct rs_stream *s)
     if (s->cbs->on_eof)
         s->cbs->on_eof(s);
     else
-        rs_stream_shutdown(s);
+        rs_stream_shutdown(s->relay_to ? s->relay_to : s);
 }
 
 /* A receive that brought no data for the owner: input dropped while
@@ -564,7 +582,10 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
         s->active = true; /* for the idle scan: no clock read per receive */
         loop->stats.bytes_in += (uint64_t)res;
         const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid) + comp->off;
-        s->cbs->on_data(s, p, (uint32_t)res, comp->bid);
+        if (s->relay_to)
+            relay_data(s, p, (uint32_t)res, comp->bid);
+        else
+            s->cbs->on_data(s, p, (uint32_t)res, comp->bid);
     } else {
         recv_other(s, comp);
     }

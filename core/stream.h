@@ -62,8 +62,15 @@ struct rs_stream {
     bool stop_hold;      /* closing for a stop: no FIN before the peer's EOF */
     bool cut;            /* ...and input was dropped: end with a reset */
     bool active;         /* data moved since the idle scan last looked */
+    bool relay_hold;     /* relaying into a stream with too much queued: not reading */
     int close_reason;    /* for on_close: 0 or the first -errno */
     struct rs_op recv_op, send_op, ctl_op;
+    /* The relay (rs_stream_relay, core/stream_relay.c): what this stream
+     * receives goes to relay_to without on_data; relay_from is the stream
+     * whose relay writes into this one (both are this stream for echo).
+     * relay_count: the owner's byte counter, or NULL. */
+    struct rs_stream *relay_to, *relay_from;
+    uint64_t *relay_count;
     /* The lent slot: the output queue's first entry when it holds a lent
      * buffer written while nothing else was queued (ping-pong: an echo's
      * every message). It needs no chunk node, and its send completes
