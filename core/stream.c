@@ -21,19 +21,18 @@
 static void on_recv(struct rs_loop *loop, struct rs_op *op,
                     const struct rs_completion *c);
 
-/* What a ping-pong round trip touches lies within the first three cache
+/* What a ping-pong round trip touches lies within the first four cache
  * lines of the (aligned) stream: the layout stream.h promises. */
+#define HOT_LINES (4 * RS_STREAM_ALIGN)
 #define HOT_END(field)                                                                   \
     (offsetof(struct rs_stream, field) + sizeof(((struct rs_stream *)0)->field))
-_Static_assert(HOT_END(active) <= 3 * RS_STREAM_ALIGN &&
-                   HOT_END(slot_len) <= 3 * RS_STREAM_ALIGN &&
-                   HOT_END(recv_op) <= 3 * RS_STREAM_ALIGN &&
-                   HOT_END(send_op) <= 3 * RS_STREAM_ALIGN &&
-                   HOT_END(slot_ptr) <= 3 * RS_STREAM_ALIGN &&
-                   HOT_END(head) <= 3 * RS_STREAM_ALIGN &&
-                   HOT_END(pending) <= 3 * RS_STREAM_ALIGN &&
-                   HOT_END(lowat) <= 3 * RS_STREAM_ALIGN,
-               "a round trip's fields no longer fit in three cache lines");
+_Static_assert(HOT_END(relay_hold) <= HOT_LINES && HOT_END(slot_len) <= HOT_LINES &&
+                   HOT_END(recv_op) <= HOT_LINES && HOT_END(send_op) <= HOT_LINES &&
+                   HOT_END(slot_ptr) <= HOT_LINES && HOT_END(head) <= HOT_LINES &&
+                   HOT_END(pending) <= HOT_LINES && HOT_END(lowat) <= HOT_LINES &&
+                   HOT_END(relay_to) <= HOT_LINES && HOT_END(relay_from) <= HOT_LINES &&
+                   HOT_END(relay_count) <= HOT_LINES,
+               "a round trip's fields no longer fit in four cache lines");
 
 /* A backend refused a cancel, shutdown or close (its submission queue was
  * full, or it ran out of memory): nothing was issued, and nothing will
@@ -234,6 +233,18 @@ void rs_stream_read_stop(struct rs_stream *s)
     maybe_progress(s);
 }
 
+/* Whether the stream wants input changed (a relay's hold began or
+ * ended): arm the recv, or cancel it. */
+void stream_input_changed(struct rs_stream *s)
+{
+    if (wants_input(s)) {
+        stream_arm_recv(s);
+        return;
+    }
+    unstarve_remove(s);
+    cancel_recv(s);
+}
+
 void rs_stream_shutdown(struct rs_stream *s)
 {
     if (!rs_stream_is_open(s) || s->shut_wanted)
@@ -376,6 +387,8 @@ void stream_free(struct rs_stream *s)
     stream_drop_queue(s);
     assert(!has_output(s) && s->pending == 0);
     rs_timer_stop(loop, &s->timer);
+    if (s->relay_to || s->relay_from)
+        stream_relay_unlink(s); /* before on_close: the owner sees no relay left */
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -456,6 +469,7 @@ void stream_advance(struct rs_stream *s)
         }
         if (!s->eof) {
             s->reading = true;
+            s->relay_hold = false; /* the output it waited for is gone */
             stream_arm_recv(s);
             if (s->recv_armed || s->starved || s->state != RS_STREAM_CLOSING ||
                 !s->graceful)
@@ -469,6 +483,7 @@ void stream_advance(struct rs_stream *s)
     }
     if (s->lingering && !s->eof && !s->send_busy && !has_output(s)) {
         s->reading = true; /* nothing is queued any more */
+        s->relay_hold = false;
         stream_arm_recv(s);
         if (s->recv_armed || s->starved)
             return; /* until EOF, an error, or the close timer */
@@ -522,7 +537,9 @@ void stream_on_ctl(struct rs_loop *loop, struct rs_op *op,
     maybe_progress(s);
 }
 
-/* The peer's EOF: the owner decides, by default our side shuts down too. */
+/* The peer's EOF: the owner decides; by default the half-close goes where
+ * the bytes went: our side of this stream, or a relay's destination once
+ * what the relay queued there is sent. */
 static void got_eof(struct rs_stream *s)
 {
     s->eof = true;
@@ -531,7 +548,7 @@ static void got_eof(struct rs_stream *s)
     if (s->cbs->on_eof)
         s->cbs->on_eof(s);
     else
-        rs_stream_shutdown(s);
+        rs_stream_shutdown(s->relay_to ? s->relay_to : s);
 }
 
 /* A receive that brought no data for the owner: input dropped while
@@ -584,7 +601,10 @@ static void on_recv(struct rs_loop *loop, struct rs_op *op,
         s->active = true; /* for the idle scan: no clock read per receive */
         loop->stats.bytes_in += (uint64_t)res;
         const uint8_t *p = rs_bufpool_ptr(&loop->pool, comp->bid) + comp->off;
-        s->cbs->on_data(s, p, (uint32_t)res, comp->bid);
+        if (s->relay_to)
+            relay_data(s, p, (uint32_t)res, comp->bid);
+        else
+            s->cbs->on_data(s, p, (uint32_t)res, comp->bid);
     } else {
         recv_other(s, comp);
     }

@@ -26,9 +26,10 @@ enum rs_stream_state {
 };
 
 /* The fields are ordered by use: what a ping-pong round trip touches (a
- * receive, its echo's send and that send's completion) comes first and
- * fills the first three cache lines, the streams being allocated 64-byte
- * aligned (stream.c); the rest follows. With hundreds of connections the
+ * receive, its echo's or relay's send and that send's completion) comes
+ * first and fills the first four cache lines (three without the relay's
+ * pointers), the streams being allocated 64-byte aligned (stream.c); the
+ * rest follows. With hundreds of connections the
  * kernel's per-socket state pushes these lines out of the cache between
  * two round trips of the same stream, so each line a round trip touches
  * is a miss. */
@@ -68,6 +69,7 @@ struct rs_stream {
     bool stop_hold;      /* closing for a stop: no FIN before the peer's EOF */
     bool cut;            /* ...and input was dropped: end with a reset */
     bool active;         /* data moved since the idle scan last looked */
+    bool relay_hold;     /* relaying into a stream with too much queued: not reading */
     /* The lent slot: the output queue's first entry when it holds a lent
      * buffer written while nothing else was queued (ping-pong: an echo's
      * every message). It needs no chunk node, and its send completes
@@ -80,6 +82,12 @@ struct rs_stream {
     struct rs_chunk *head;
     uint64_t pending; /* queued output bytes, in-flight send included */
     uint64_t lowat;   /* on_writable threshold */
+    /* The relay (rs_stream_relay, core/stream_relay.c): what this stream
+     * receives goes to relay_to without on_data; relay_from is the stream
+     * whose relay writes into this one (both are this stream for echo).
+     * relay_count: the owner's byte counter, or NULL. */
+    struct rs_stream *relay_to, *relay_from;
+    uint64_t *relay_count;
     /* The end of what a round trip touches. */
     uint64_t user_u64;             /* the owner's (chargen: pattern offset) */
     struct rs_stream *next, *prev; /* loop->streams */

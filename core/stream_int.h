@@ -3,7 +3,9 @@
  *                     and its input (the recv op);
  *   stream_out.c      its output queue: the writes, the lent slot, the
  *                     chunks, and the send op;
- *   stream_connect.c  outbound streams: the socket and connect ops.
+ *   stream_connect.c  outbound streams: the socket and connect ops;
+ *   stream_relay.c    the relay: input written to another stream's (or
+ *                     its own) output without the owner's on_data.
  *
  * Three ops per stream: the recv (multishot while the backend allows), the
  * send (one in flight, the head of the output queue) and a control op that
@@ -18,6 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
+#include "loop.h"
 #include "op.h"
 #include "stream.h"
 
@@ -38,6 +42,11 @@ void stream_drop_queue(struct rs_stream *s);
 void stream_on_ctl(struct rs_loop *loop, struct rs_op *op, const struct rs_completion *c);
 void stream_on_send(struct rs_loop *loop, struct rs_op *op,
                     const struct rs_completion *c);
+void stream_input_changed(struct rs_stream *s);
+/* The relay's (stream_relay.c). */
+void stream_relay_hold(struct rs_stream *from);
+void stream_relay_resume(struct rs_stream *to);
+void stream_relay_unlink(struct rs_stream *s);
 
 /* A piece of queued output. Four kinds, by where the bytes live:
  *   lent   - in a pool buffer (bid >= 0): the zero-copy path;
@@ -92,9 +101,12 @@ static inline bool may_read(const struct rs_stream *s)
     return s->state == RS_STREAM_OPEN || (s->state == RS_STREAM_CLOSING && s->lingering);
 }
 
+/* The owner wants input, and no relay holds the stream back. (A closing
+ * stream that reads to drop, once its output is gone, lifts both: see
+ * stream_advance.) */
 static inline bool wants_input(const struct rs_stream *s)
 {
-    return s->reading && may_read(s);
+    return s->reading && !s->relay_hold && may_read(s);
 }
 
 /* Bytes may still be queued: open (or connecting) and not shut down. */
@@ -107,6 +119,31 @@ static inline bool accepts_output(const struct rs_stream *s)
 static inline uint8_t opf(const struct rs_stream *s, unsigned flags)
 {
     return (uint8_t)(flags | (s->direct ? RS_OPF_DIRECT : 0u));
+}
+
+/* A relayed stream received len bytes in lent buffer bid (on_recv, open
+ * streams only): they go to the relay's destination as the owner's
+ * on_data would have sent them, and the destination's queue past
+ * --max-pending holds this stream's reading until it drained (the bound
+ * echo and the proxy kept themselves). Inline: this is every chunk. */
+static inline void relay_data(struct rs_stream *from, const uint8_t *p, uint32_t len,
+                              uint16_t bid)
+{
+    struct rs_stream *to = from->relay_to;
+    if (from->relay_count)
+        *from->relay_count += len;
+    rs_stream_write_lent(to, p, len, bid);
+    if (to->pending > from->loop->cfg->max_pending)
+        stream_relay_hold(from);
+}
+
+/* A send completed on s: the stream relaying into it, held back, may
+ * read again once s's queue is down to its low watermark. Inline: one
+ * test per send for a relay target, none for a plain stream. */
+static inline void relay_after_send(struct rs_stream *s)
+{
+    if (s->relay_from && s->relay_from->relay_hold)
+        stream_relay_resume(s);
 }
 
 /* Called after every queued write and every send completion: most find

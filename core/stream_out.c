@@ -542,6 +542,7 @@ void stream_on_send(struct rs_loop *loop, struct rs_op *op,
     if (s->state == RS_STREAM_CLOSING && !sent_while_closing(s))
         return;
     start_send(s);
+    relay_after_send(s);
     /* The last byte of a file went out: its owner may queue the next one
      * (rs_stream_has_file), whatever the watermark says. */
     if (((before > s->lowat && s->pending <= s->lowat) || file_done) &&

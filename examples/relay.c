@@ -4,13 +4,16 @@
  *         [--threads=N]
  *
  * What it shows: two sockets joined, a server's accepted stream and an
- * outbound one (rs_stream_connect). Received bytes go to the other socket
- * from the very buffer the kernel filled (rs_stream_write_lent: no copy);
- * a stream that has too much queued stops the other side's reading until
- * it drained (backpressure: memory per pair stays bounded); an EOF on one
- * side becomes a shutdown on the other once its queue is sent; an error on
- * one side aborts the other, so a reset stays a reset. The pair's state is
- * freed when both streams have closed, in whichever order that happens.
+ * outbound one (rs_stream_connect), by two relays (rs_stream_relay): the
+ * library itself writes what one socket receives to the other, from the
+ * very buffer the kernel filled (no copy, no callback per chunk). The
+ * relays keep what a hand-written forwarder would: a stream that has too
+ * much queued stops the other side's reading until it drained
+ * (backpressure: memory per pair stays bounded), and an EOF on one side
+ * becomes a shutdown on the other once its queue is sent. What is left to
+ * the program is the pair's life: an error on one side resets the other,
+ * so a reset stays a reset, and the pair's state is freed when both
+ * streams have closed, in whichever order that happens.
  *
  * Build against an installed libringserve:
  *   cc -std=c11 relay.c $(pkg-config --cflags --libs ringserve) -o relay
@@ -48,32 +51,14 @@ static struct rs_stream *other(struct rs_stream *s)
     return s == p->client ? p->upstream : p->client;
 }
 
+/* Only once a relay ended: the other side was freed, and this one is
+ * being closed (relay_close): what still arrives goes nowhere. */
 static void relay_data(struct rs_stream *s, const uint8_t *bytes, uint32_t len,
                        uint16_t bid)
 {
-    struct rs_stream *to = other(s);
-    if (!to || !rs_stream_is_open(to)) {
-        rs_stream_release(s, bid);
-        return;
-    }
-    rs_stream_write_lent(to, bytes, len, bid);
-    if (rs_stream_pending(to) > rs_loop_config(rs_stream_loop(s))->max_pending)
-        rs_stream_read_stop(s); /* resumed by to's on_writable */
-}
-
-static void relay_writable(struct rs_stream *s)
-{
-    struct rs_stream *from = other(s);
-    if (from && rs_stream_is_open(from))
-        rs_stream_read_start(from);
-}
-
-/* One side is done sending: pass its EOF on, after what is queued. */
-static void relay_eof(struct rs_stream *s)
-{
-    struct rs_stream *to = other(s);
-    if (to && rs_stream_is_open(to))
-        rs_stream_shutdown(to);
+    (void)bytes;
+    (void)len;
+    rs_stream_release(s, bid);
 }
 
 static void relay_close(struct rs_stream *s, int reason)
@@ -86,7 +71,7 @@ static void relay_close(struct rs_stream *s, int reason)
         p->upstream = NULL;
     if (to && rs_stream_is_open(to)) {
         if (reason < 0)
-            rs_stream_abort_reason(to, reason); /* a reset stays a reset */
+            rs_stream_reset_reason(to, reason); /* a reset stays a reset */
         else
             rs_stream_close(to);
     }
@@ -97,8 +82,8 @@ static void relay_close(struct rs_stream *s, int reason)
 static void relay_connected(struct rs_stream *s, int res)
 {
     (void)s;
-    /* A failed connect closes the upstream stream: relay_close aborts the
-     * client, which then sees a reset. */
+    /* A failed connect closes the upstream stream: relay_close resets the
+     * client. */
     if (res < 0)
         fprintf(stderr, "relay: upstream: %s\n", strerror(-res));
 }
@@ -106,12 +91,11 @@ static void relay_connected(struct rs_stream *s, int res)
 static void relay_open(struct rs_stream *client);
 
 /* Both streams of a pair get the same callbacks: accepted ones from the
- * protocol, outbound ones from relay_open. */
+ * protocol, outbound ones from relay_open. No on_eof: a relayed stream's
+ * EOF is forwarded to the other side. */
 static const struct rs_protocol relay_proto = {
     .name = "relay",
     .cbs = {.on_data = relay_data,
-            .on_eof = relay_eof,
-            .on_writable = relay_writable,
             .on_connect = relay_connected,
             .on_close = relay_close},
     .on_open = relay_open,
@@ -131,8 +115,14 @@ static void relay_open(struct rs_stream *client)
      * upstream stream's queue. */
     p->upstream = rs_stream_connect(rs_stream_loop(client), (struct sockaddr *)&opt.to,
                                     opt.tolen, CONNECT_TIMEOUT_MS, &relay_proto.cbs, p);
-    if (!p->upstream)
+    if (!p->upstream) {
         rs_stream_abort_reason(client, -errno);
+        return;
+    }
+    /* Each side's bytes to the other, by the library. Two fresh streams
+     * of one loop: neither call can be refused. */
+    rs_stream_relay(client, p->upstream, NULL);
+    rs_stream_relay(p->upstream, client, NULL);
 }
 
 /* "HOST:PORT" into host and port, split at the last colon ("[::1]:80"). */

@@ -9,10 +9,21 @@
 #include "protocols.h"
 
 /* echo (RFC 862): send back what arrives, from the very buffer it arrived
- * in. No copy in user space; the buffer returns to the pool when the send
- * completes. Backpressure: stop reading while more than --max-pending
- * bytes wait to be sent, read again once half of it went out. The peer's
- * EOF takes the default path: our side shuts down after the last byte. */
+ * in: the stream relays to itself (rs_stream_relay), so the stream layer
+ * writes each received buffer to its own output queue without a callback
+ * per chunk. No copy in user space; the buffer returns to the pool when
+ * the send completes. The relay keeps the backpressure (no reading while
+ * more than --max-pending bytes wait to be sent, reading again once half
+ * of it went out) and, without an on_eof, the half-close: our side shuts
+ * down after the last byte. */
+static void echo_open(struct rs_stream *s)
+{
+    /* Cannot fail on a fresh stream; if it did, echo_data does the same
+     * work by hand. */
+    (void)rs_stream_relay(s, s, NULL);
+}
+
+/* Only without the relay: the same thing, one callback per chunk. */
 static void echo_data(struct rs_stream *s, const uint8_t *data, uint32_t len,
                       uint16_t bid)
 {
@@ -27,7 +38,9 @@ static void echo_writable(struct rs_stream *s)
 }
 
 const struct rs_protocol rs_proto_echo = {
-    .name = "echo", .cbs = {.on_data = echo_data, .on_writable = echo_writable}};
+    .name = "echo",
+    .cbs = {.on_data = echo_data, .on_writable = echo_writable},
+    .on_open = echo_open};
 
 /* discard (RFC 863): read and drop; stresses the receive path only. */
 static void discard_data(struct rs_stream *s, const uint8_t *data, uint32_t len,

@@ -8,19 +8,21 @@
  * that follow; when every upstream is down, the one that went down first
  * is tried anyway.
  *
- * Bytes received on one stream are written to the other from the very
- * buffer the kernel filled (rs_stream_write_lent): the buffer is lent by
- * the backend, travels to the other socket's send, and goes back to the
- * pool when that send completes. No copy in user space.
+ * The two streams relay to each other (rs_stream_relay): bytes received
+ * on one are written to the other by the stream layer, from the very
+ * buffer the kernel filled, without a callback per chunk: the buffer is
+ * lent by the backend, travels to the other socket's send, and goes back
+ * to the pool when that send completes. No copy in user space.
  *
  * Policies, all through the stream API:
- *  - backpressure across the pair: a stream whose queued output passes
- *    --max-pending stops the other side's reading; its on_writable (queued
- *    output back under half of it) starts it again. Memory per session is
- *    bounded whatever either peer does;
- *  - half-close both ways: one side's EOF becomes shutdown(SHUT_WR) on the
- *    other once what was queued there is sent; the other direction keeps
- *    flowing. A stream with both directions done closes itself;
+ *  - backpressure across the pair (the relay's): a stream whose queued
+ *    output passes --max-pending stops the other side's reading until
+ *    half of it went out. Memory per session is bounded whatever either
+ *    peer does;
+ *  - half-close both ways (the relay's, there being no on_eof): one
+ *    side's EOF becomes shutdown(SHUT_WR) on the other once what was
+ *    queued there is sent; the other direction keeps flowing. A stream
+ *    with both directions done closes itself;
  *  - a reset stays a reset: when either side ends in error (the peer
  *    reset it, a send failed, an idle timeout, a failed connect), the
  *    other side gets what was already read for it and then a TCP reset
@@ -63,10 +65,7 @@ struct proxy_loop {
 struct session {
     struct rs_stream *client, *upstream;
     uint32_t up; /* index into cfg->upstreams */
-    /* What every chunk needs, looked up once per session rather than
-     * through the loop's accessors on each one. */
     struct rs_stats *stats;
-    uint64_t max_pending;
 };
 
 static const struct rs_stream_cbs upstream_cbs;
@@ -108,40 +107,13 @@ static struct rs_stream *other(const struct session *ss, const struct rs_stream 
     return s == ss->client ? ss->upstream : ss->client;
 }
 
+/* Only once the relay ended: the other side was freed, and what this
+ * one still receives goes nowhere (its on_close comes next). */
 static void on_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
 {
-    struct session *ss = rs_stream_data(s);
-    struct rs_stream *to = other(ss, s);
-    if (!to) {
-        rs_stream_release(s, bid);
-        return;
-    }
-    if (s == ss->client)
-        ss->stats->bytes_up += len;
-    else
-        ss->stats->bytes_down += len;
-    rs_stream_write_lent(to, p, len, bid);
-    if (rs_stream_pending(to) > ss->max_pending)
-        rs_stream_read_stop(s);
-}
-
-/* s's queued output fell under half of --max-pending: the side that feeds
- * it may read again. */
-static void on_writable(struct rs_stream *s)
-{
-    struct rs_stream *from = other(rs_stream_data(s), s);
-    if (from)
-        rs_stream_read_start(from);
-}
-
-/* One side will send nothing more: pass the half-close on. */
-static void on_eof(struct rs_stream *s)
-{
-    struct rs_stream *to = other(rs_stream_data(s), s);
-    if (to)
-        rs_stream_shutdown(to);
-    else
-        rs_stream_shutdown(s); /* the other side is gone: finish this one */
+    (void)p;
+    (void)len;
+    rs_stream_release(s, bid);
 }
 
 static void on_close(struct rs_stream *s, int reason)
@@ -201,7 +173,6 @@ static void client_open(struct rs_stream *c)
     }
     ss->client = c;
     ss->stats = rs_loop_stats(loop);
-    ss->max_pending = cfg->max_pending;
     rs_stream_set_data(c, ss);
     ss->stats->sessions++;
     ss->up = pick_upstream(loop);
@@ -215,7 +186,14 @@ static void client_open(struct rs_stream *c)
         ss->stats->connect_failed++;
         rs_log_debug("loop %d: upstream socket: %s", rs_loop_index(loop), strerror(err));
         rs_stream_reset_reason(c, -err);
+        return;
     }
+    /* Both fresh and open, on one loop: the relays cannot be refused. */
+    int rc = rs_stream_relay(c, ss->upstream, &ss->stats->bytes_up);
+    if (rc == 0)
+        rc = rs_stream_relay(ss->upstream, c, &ss->stats->bytes_down);
+    if (rc < 0)
+        rs_stream_reset_reason(c, rc);
 }
 
 /* A graceful stop: every session keeps flowing, both ways, until it ends
@@ -229,11 +207,8 @@ static void proxy_stop(struct rs_stream *client)
     (void)client;
 }
 
-static const struct rs_stream_cbs upstream_cbs = {.on_data = on_data,
-                                                  .on_eof = on_eof,
-                                                  .on_writable = on_writable,
-                                                  .on_connect = on_connect,
-                                                  .on_close = on_close};
+static const struct rs_stream_cbs upstream_cbs = {
+    .on_data = on_data, .on_connect = on_connect, .on_close = on_close};
 
 /* ---- per loop ------------------------------------------------------- */
 
@@ -269,10 +244,7 @@ const struct rs_protocol rs_proto_proxy = {
     .name = "proxy",
     /* The client side: spelled out here, since C11 cannot
      * copy a const struct in a static initializer. */
-    .cbs = {.on_data = on_data,
-            .on_eof = on_eof,
-            .on_writable = on_writable,
-            .on_close = on_close},
+    .cbs = {.on_data = on_data, .on_close = on_close},
     .on_open = client_open,
     .on_stop = proxy_stop,
     .loop_init = proxy_loop_init,

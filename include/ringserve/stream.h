@@ -16,7 +16,9 @@
  * copy: released when that send completes) or give it back with
  * rs_stream_release. A recv racing a read_stop may still deliver data:
  * on_data must accept it. -ENOBUFS (no free buffer) is not an error: the
- * loop re-arms the recv once buffers come back.
+ * loop re-arms the recv once buffers come back. A relayed stream
+ * (rs_stream_relay, below: echo, a proxy) skips on_data: the stream layer
+ * writes what it receives to the relay's destination itself.
  *
  * Output. Writes are queued in order, one send in flight; when several
  * chunks wait, that send is vectored (sendmsg over up to RS_SENDV_MAX of
@@ -154,6 +156,43 @@ RS_EXPORT int rs_stream_write_head_file(struct rs_stream *s, const uint8_t *head
 RS_EXPORT bool rs_stream_has_file(const struct rs_stream *s);
 /* Give a lent buffer back without sending it. */
 RS_EXPORT void rs_stream_release(struct rs_stream *s, uint16_t bid);
+
+/* Relay: from now on, what `from` receives is written to `to` (to ==
+ * from: echo) by the stream itself, as on_data would with
+ * rs_stream_write_lent, without calling on_data: the lent buffer goes
+ * straight from the receive to to's output queue (no copy; released
+ * once its send completed or its bytes were dropped). Order, short sends
+ * and the queue's rules are those of rs_stream_write_lent. The relay
+ * keeps the backpressure an owner would: when to holds more than
+ * max_pending bytes (rs_loop_config), from stops reading, and reads
+ * again once a send brought to down to its low watermark
+ * (rs_stream_set_lowat); the owner's own rs_stream_read_start/stop are
+ * kept apart from that hold. count: NULL, or a counter the relay adds
+ * each chunk's length to (the proxy's bytes_up and bytes_down).
+ *
+ * Only data is relayed; the rest stays the owner's: on_eof (when NULL,
+ * from's EOF becomes rs_stream_shutdown(to) instead of (from): the
+ * half-close goes where the bytes went), on_writable, on_connect,
+ * on_close. Errors, resets, stops and timeouts are the streams' own, as
+ * without a relay (a proxy's on_close still decides that a reset on one
+ * side resets the other). A stream that starts closing receives nothing
+ * more for the relay (a closing stream drops its input; a closing `to`
+ * drops what is written to it).
+ *
+ * One relay per source and one per destination: -EBUSY otherwise;
+ * -EINVAL for streams of two loops; -EPIPE when either is no longer open.
+ * `to` may still be connecting: the bytes wait in its queue. 0 on
+ * success. */
+RS_EXPORT int rs_stream_relay(struct rs_stream *from, struct rs_stream *to,
+                              uint64_t *count);
+/* End from's relay (idempotent): what from receives next goes to on_data
+ * again, and backpressure is the owner's again (a stream the relay held
+ * reads again). Bytes already relayed stay queued on the destination. A
+ * relay also ends, without this call, when either stream is freed,
+ * before its on_close. */
+RS_EXPORT void rs_stream_relay_stop(struct rs_stream *from);
+/* Where from's relay writes, or NULL when it has none. */
+RS_EXPORT struct rs_stream *rs_stream_relay_target(const struct rs_stream *from);
 
 /* Queued output bytes, the in-flight send included. */
 RS_EXPORT uint64_t rs_stream_pending(const struct rs_stream *s);
