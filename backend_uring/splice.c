@@ -95,10 +95,25 @@
 /* How long one pipe -> socket splice may wait for room in the socket. */
 #define OUT_TIMEOUT_MS 50
 #ifndef ERESTARTSYS
-#define ERESTARTSYS 512 /* a worker's splice interrupted by the timeout */
+#define ERESTARTSYS 512 /* a worker's splice interrupted (timeout, cancel) */
 #endif
 
+/* In the user_data of a cancel, and of the timer before a cancel is
+ * asked again (ur_splice_cancel): their CQEs are theirs, not the step's
+ * (records are aligned, so the pointer's lowest bits are free). */
+#define UD_CANCEL UINT64_C(1)
+#define UD_RETRY  UINT64_C(2)
+/* How often a cancel that found nothing is asked again while the pair's
+ * OUT is still to be issued, the n-th time after 1 << min(n, 6) ms: about
+ * a second in all, for a worker the machine keeps from running. */
+#define CANCEL_TRIES 24
+
 static struct __kernel_timespec out_timeout = {.tv_nsec = OUT_TIMEOUT_MS * 1000000L};
+static struct __kernel_timespec retry_after[] = {
+    {.tv_nsec = 1000000L},  {.tv_nsec = 2000000L},  {.tv_nsec = 4000000L},
+    {.tv_nsec = 8000000L},  {.tv_nsec = 16000000L}, {.tv_nsec = 32000000L},
+    {.tv_nsec = 64000000L},
+};
 
 /* What the record has in flight: the linked pair IN -> OUT (a part not
  * known to be cached), OUT alone (a part the loop put into the pipe, or
@@ -128,6 +143,8 @@ struct sp_rec {
     uint8_t cqes; /* CQEs still to come for the step in flight */
     bool in_done; /* STEP_PAIR: the IN's CQE came */
     bool cancel;  /* a cancel was asked: end at the next CQE */
+    /* Cancels asked again for the op (at most CANCEL_TRIES). */
+    uint8_t cancels;
 };
 
 struct ur_splice {
@@ -286,7 +303,7 @@ static void pipe_put(struct ur_splice *sp, struct sp_pipe *p, bool empty)
 static uint64_t ud_of(const struct ur_splice *sp, const struct sp_rec *r)
 {
     uintptr_t p = (uintptr_t)r;
-    assert((p & ~UD_PTR_MASK) == 0);
+    assert((p & ~UD_PTR_MASK) == 0 && (p & (UD_CANCEL | UD_RETRY)) == 0);
     return (uint64_t)p | (uint64_t)r->gen << 48 | (uint64_t)sp->tag << 56;
 }
 
@@ -467,6 +484,18 @@ int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
     return 0;
 }
 
+/* An ASYNC_CANCEL of whatever r has in flight; false: no SQE. Its CQE
+ * comes back flagged UD_CANCEL (cancel_cqe). */
+static bool cancel_sqe(struct ur_splice *sp, struct sp_rec *r)
+{
+    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, 1);
+    if (!sqe)
+        return false;
+    io_uring_prep_cancel64(sqe, ud_of(sp, r), 0);
+    io_uring_sqe_set_data64(sqe, ud_of(sp, r) | UD_CANCEL);
+    return true;
+}
+
 int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op)
 {
     struct sp_rec *r = op->bk_ptr;
@@ -474,16 +503,21 @@ int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op)
         return -ENOENT;
     if (r->cancel)
         return 0;
-    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, 1);
-    if (!sqe)
-        return -EBUSY;
     /* Whatever step is in flight now; one racing it to the CQ is already
      * done, and the flag ends the op at its CQE instead of the next step.
-     * A poll ends at once; a splice waiting in a worker for room in the
-     * socket is interrupted (io-wq signals the worker) and returns what it
-     * sent. */
-    io_uring_prep_cancel64(sqe, ud_of(sp, r), 0);
-    io_uring_sqe_set_data64(sqe, (uint64_t)sp->tag << 56); /* no record */
+     * A poll ends at once; a splice a worker runs is interrupted (io-wq
+     * signals the worker) and returns what it sent, or -ERESTARTSYS when
+     * it had sent nothing: out_done() reports that as -ECANCELED.
+     *
+     * The pair's OUT is not in flight until its IN completed, and a
+     * cancel cannot reach it before: it finds IN done, or running (a
+     * worker's read of the file is not interrupted). OUT would then wait
+     * for a peer that may never read (its link timeout is no help: on
+     * 6.18 it never fires for a splice io-wq runs). So IN's CQE asks
+     * again, and a cancel that found nothing while OUT was still to be
+     * issued is asked again after a while (cancel_cqe). */
+    if (!cancel_sqe(sp, r))
+        return -EBUSY;
     r->cancel = true;
     return 0;
 }
@@ -524,6 +558,16 @@ static void step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r, u
     }
 }
 
+/* A pipe -> socket splice that moved nothing and met no error of the
+ * socket: it was stopped. Its timeout or a cancel stops a splice that a
+ * worker runs by signalling the worker (-ERESTARTSYS, or -EINTR), one no
+ * worker took yet with -ECANCELED; a non-blocking socket that is full
+ * says -EAGAIN. */
+static bool stopped(int32_t res)
+{
+    return res == -EINTR || res == -ERESTARTSYS || res == -ECANCELED || res == -EAGAIN;
+}
+
 /* The pipe -> socket splice ended with res (its step's last CQE). */
 static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
                      int32_t res)
@@ -533,15 +577,19 @@ static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *
         r->inpipe -= (uint32_t)res;
     }
     if (r->cancel) {
-        finish_err(sp, loop, r, res < 0 ? res : -ECANCELED);
+        /* A splice stopped by the cancel (or by its timeout while a cancel
+         * was asked) failed at nothing: the op was cancelled (rule 10 of
+         * backend.h). A worker interrupted before its first byte reports
+         * -ERESTARTSYS, which is no errno a caller may ever see. A real
+         * error of the socket that raced the cancel stays what it is. */
+        finish_err(sp, loop, r, res < 0 && !stopped(res) ? res : -ECANCELED);
         return;
     }
-    /* Cut short by its timeout (nothing sent: -EINTR, or -ECANCELED before
-     * a worker took it; some sent: res > 0 with bytes left in the pipe),
-     * or -EAGAIN on a non-blocking socket: the peer is not reading fast
-     * enough. Wait for room, then the rest of the pipe. */
-    bool full = res == -EINTR || res == -ERESTARTSYS || res == -ECANCELED ||
-                res == -EAGAIN || (res > 0 && r->inpipe > 0);
+    /* Cut short by its timeout (nothing sent: stopped; some sent: res > 0
+     * with bytes left in the pipe), or a full non-blocking socket: the
+     * peer is not reading fast enough. Wait for room, then the rest of
+     * the pipe. */
+    bool full = stopped(res) || (res > 0 && r->inpipe > 0);
     if (full) {
         step(sp, loop, r, STEP_POLL);
         return;
@@ -557,14 +605,54 @@ static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *
     step(sp, loop, r, part_step(sp, r));
 }
 
+/* The pair's IN brought all it was asked for, and its OUT has not
+ * completed: OUT runs, or is about to be issued. */
+static bool out_follows(const struct sp_rec *r)
+{
+    return r->step == STEP_PAIR && r->in_done && r->in_res == (int32_t)r->asked;
+}
+
+/* The CQE of a cancel (or, retry, of the timer before one) for op
+ * generation gen of r. While OUT follows, a cancel may have missed it
+ * two ways: it found nothing (-ENOENT), OUT not issued yet (by the worker
+ * that ran IN, or by the loop's own task work); or it found IN itself
+ * still the worker's current work (-EALREADY: IN's CQE is posted before
+ * the worker lets go of it), and the worker drops that signal before it
+ * starts OUT. Either way ask again, after a while, since asking at once
+ * can only find the same; a cancel that did stop OUT ends the step, and
+ * the next retry then finds nothing to do. */
+static void cancel_cqe(struct ur_splice *sp, struct sp_rec *r, uint8_t gen, bool retry,
+                       int32_t res)
+{
+    if (!r->op || gen != r->gen || !out_follows(r)) /* the op ended or goes on */
+        return;
+    if (retry) {
+        (void)cancel_sqe(sp, r);
+        return;
+    }
+    if ((res != -ENOENT && res != -EALREADY) || r->cancels >= CANCEL_TRIES)
+        return;
+    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, 1);
+    if (!sqe)
+        return; /* the flag still ends the op at OUT's CQE */
+    unsigned n = r->cancels++;
+    io_uring_prep_timeout(sqe, &retry_after[n < 6 ? n : 6], 0, 0);
+    io_uring_sqe_set_data64(sqe, ud_of(sp, r) | UD_RETRY);
+}
+
 void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_data,
                    int32_t res)
 {
     if (sp->doomed)
         close_doomed(sp);
-    struct sp_rec *r = (struct sp_rec *)(uintptr_t)(user_data & UD_PTR_MASK);
+    uint64_t mark = user_data & (UD_CANCEL | UD_RETRY);
+    struct sp_rec *r = (struct sp_rec *)(uintptr_t)(user_data & UD_PTR_MASK & ~mark);
     if (!r)
-        return; /* a cancel's or a timeout's own CQE */
+        return; /* a timeout's own CQE, or a direct pipe's close */
+    if (mark) {
+        cancel_cqe(sp, r, (uint8_t)(user_data >> 48), mark == UD_RETRY, res);
+        return;
+    }
     if (!r->op || (uint8_t)(user_data >> 48) != r->gen || r->cqes == 0) {
         rs_log_error("sendfile: dropping a stale splice completion (res %d)", res);
         return;
@@ -580,6 +668,11 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
             r->in_res = res;
             if (res > 0)
                 r->inpipe = (uint32_t)res;
+            /* OUT runs now (a short IN fails it): a cancel asked before
+             * could not reach it (ur_splice_cancel). Without an SQE the
+             * flag still ends the op at OUT's CQE. */
+            if (r->cancel && res == (int32_t)r->asked)
+                (void)cancel_sqe(sp, r);
             return;
         }
         if (r->in_res == (int32_t)r->asked || r->cancel) {

@@ -13,7 +13,8 @@ usage: test_kernels.py TOOLS_KERNELS BUILD_DIR
   here), the runner script quoting every argument;
 - results: the recorded guest output of a real 6.1 run (results-6.1.log)
   parsed, a test failure named with its log, a guest cut off mid-test
-  reported as hung, a missing host program turned into a skip;
+  reported as hung, a missing host program turned into a skip; the runner
+  script run on the host: a failure's early assertion kept with its log;
 - the report: docs/kernels.md and .json rendered from recorded records.
 
 Standard library only; about a second.
@@ -24,6 +25,7 @@ import importlib.util
 import json
 import os
 import shlex
+import subprocess
 import sys
 import tempfile
 
@@ -319,6 +321,43 @@ def test_results(k, build, plan):
     return rec
 
 
+def test_failure_lines(k, build, tmp):
+    """A failed test's log keeps what failed even when it came long before
+    the last 60 lines (cmocka writes its assertion to stderr, unbuffered,
+    and the rest to stdout, buffered): the runner script, run here on the
+    host, sends those lines in a fail- block, and the record's log and
+    summary show them; a short log gets no such block (no line twice)."""
+    long_log = ('echo "[  ERROR   ] --- res == -ECANCELED || res > 0" >&2; '
+                'echo "[   LINE   ] --- ../t.c:962: error: Failure!" >&2; '
+                'i=0; while [ $i -lt 100 ]; do echo "[       OK ] test_$i"; i=$((i+1)); done; '
+                'echo "[  FAILED  ] test_cold"; exit 1')
+    short_log = 'echo "[  ERROR   ] --- early" >&2; echo "[  FAILED  ] test_x"; exit 1'
+    tests = [{'name': n, 'suite': ['ringserve:unit'], 'cmd': ['/bin/sh', '-c', c],
+              'env': {}, 'workdir': None, 'timeout': 30}
+             for n, c in (('long', long_log), ('short', short_log))]
+    plan = k.plan_tests(tests, build, {'sh'})
+    script = os.path.join(tmp, 'run.sh')
+    open(script, 'w').write(k.runner_script(plan, '/bin/true', 1))
+    out = os.path.join(tmp, 'results.log')
+    rt = os.path.join(tmp, 'rt')
+    os.makedirs(rt, exist_ok=True)
+    env = dict(os.environ, RS_OUT=out, RS_TMP=rt)
+    subprocess.run(['/bin/sh', script], env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=60)
+    parsed = k.parse_results(open(out).read())
+    check('fail-long' in parsed['blocks'] and 'fail-short' not in parsed['blocks'],
+          'a fail- block only for a log longer than its tail: %s' % sorted(parsed['blocks']))
+    rec = k.assemble('host', {}, plan, parsed, {'status': 'ok'})
+    by = {t['name']: t for t in rec['tests']}
+    log = by['long'].get('log', '')
+    check('res == -ECANCELED' in log and 't.c:962: error' in log,
+          'the early assertion is in the log: %r' % log[:300])
+    check('test_99' in log, 'and the last lines too')
+    check('t.c:962: error' in k.failure_summary(log),
+          'the summary names it: %s' % k.failure_summary(log))
+    check(by['short'].get('log', '').count('early') == 1, 'a short log keeps each line once')
+
+
 def test_report(k, rec, tmp):
     rec12 = json.loads(json.dumps(rec))
     rec12['kernel'], rec12['release'] = '6.12', '6.12.117+deb12-cloud-amd64'
@@ -417,6 +456,7 @@ def main():
         test_initramfs(k, build, plan, tmp)
         test_python_in_guest(k, build, tmp)
         rec = test_results(k, build, plan)
+        test_failure_lines(k, build, tmp)
         test_report(k, rec, tmp)
     print('%d failed' % len(failures) if failures else 'all passed')
     return 1 if failures else 0
