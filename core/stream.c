@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,6 +20,19 @@
 
 static void on_recv(struct rs_loop *loop, struct rs_op *op,
                     const struct rs_completion *c);
+
+/* What a ping-pong round trip touches lies within the first four cache
+ * lines of the (aligned) stream: the layout stream.h promises. */
+#define HOT_LINES (4 * RS_STREAM_ALIGN)
+#define HOT_END(field)                                                                   \
+    (offsetof(struct rs_stream, field) + sizeof(((struct rs_stream *)0)->field))
+_Static_assert(HOT_END(relay_hold) <= HOT_LINES && HOT_END(slot_len) <= HOT_LINES &&
+                   HOT_END(recv_op) <= HOT_LINES && HOT_END(send_op) <= HOT_LINES &&
+                   HOT_END(slot_ptr) <= HOT_LINES && HOT_END(head) <= HOT_LINES &&
+                   HOT_END(pending) <= HOT_LINES && HOT_END(lowat) <= HOT_LINES &&
+                   HOT_END(relay_to) <= HOT_LINES && HOT_END(relay_from) <= HOT_LINES &&
+                   HOT_END(relay_count) <= HOT_LINES,
+               "a round trip's fields no longer fit in four cache lines");
 
 /* A backend refused a cancel, shutdown or close (its submission queue was
  * full, or it ran out of memory): nothing was issued, and nothing will
@@ -114,11 +128,16 @@ struct rs_stream *stream_new(struct rs_loop *loop, int fd, bool direct,
         gens[1] = s->send_op.bk_gen;
         gens[2] = s->ctl_op.bk_gen;
     } else {
-        s = malloc(sizeof(*s));
+        /* Aligned, so the fields a round trip touches share three cache
+         * lines (stream.h); free() takes it back. */
+        size_t bytes =
+            (sizeof(*s) + RS_STREAM_ALIGN - 1) & ~(size_t)(RS_STREAM_ALIGN - 1);
+        s = aligned_alloc(RS_STREAM_ALIGN, bytes);
         if (!s)
             return NULL;
         s->sendv = NULL;
     }
+    assert((uintptr_t)s % RS_STREAM_ALIGN == 0);
     struct rs_sendv *sendv = s->sendv;
     memset(s, 0, sizeof(*s));
     s->sendv = sendv;

@@ -25,14 +25,21 @@ enum rs_stream_state {
     RS_STREAM_CLOSED
 };
 
+/* The fields are ordered by use: what a ping-pong round trip touches (a
+ * receive, its echo's or relay's send and that send's completion) comes
+ * first and fills the first four cache lines (three without the relay's
+ * pointers), the streams being allocated 64-byte aligned (stream.c); the
+ * rest follows. With hundreds of connections the
+ * kernel's per-socket state pushes these lines out of the cache between
+ * two round trips of the same stream, so each line a round trip touches
+ * is a miss. */
+#define RS_STREAM_ALIGN 64
+
 struct rs_stream {
     struct rs_loop *loop;
     const struct rs_stream_cbs *cbs;
-    void *data;        /* the owner's */
-    uint64_t user_u64; /* the owner's, too (chargen: pattern offset) */
-    /* Below: the core's. Read-only for owners. */
-    struct rs_stream *next, *prev;                 /* loop->streams */
-    struct rs_stream *starved_next, *starved_prev; /* loop->starved, FIFO */
+    void *data; /* the owner's, as is user_u64; every other field is the
+                   core's, read-only for owners */
     int fd;
     uint8_t state;
     uint8_t inflight;    /* ops submitted and not finally completed */
@@ -63,26 +70,32 @@ struct rs_stream {
     bool cut;            /* ...and input was dropped: end with a reset */
     bool active;         /* data moved since the idle scan last looked */
     bool relay_hold;     /* relaying into a stream with too much queued: not reading */
-    int close_reason;    /* for on_close: 0 or the first -errno */
-    struct rs_op recv_op, send_op, ctl_op;
+    /* The lent slot: the output queue's first entry when it holds a lent
+     * buffer written while nothing else was queued (ping-pong: an echo's
+     * every message). It needs no chunk node, and its send completes
+     * without walking the queue. Chunks written behind it wait in
+     * head..tail: the queue is the slot, then the chunks. */
+    uint16_t slot_bid; /* the lent buffer, released once all is sent */
+    uint32_t slot_len; /* bytes left; 0: the slot is empty */
+    struct rs_op recv_op, send_op;
+    const uint8_t *slot_ptr; /* next byte to send */
+    struct rs_chunk *head;
+    uint64_t pending; /* queued output bytes, in-flight send included */
+    uint64_t lowat;   /* on_writable threshold */
     /* The relay (rs_stream_relay, core/stream_relay.c): what this stream
      * receives goes to relay_to without on_data; relay_from is the stream
      * whose relay writes into this one (both are this stream for echo).
      * relay_count: the owner's byte counter, or NULL. */
     struct rs_stream *relay_to, *relay_from;
     uint64_t *relay_count;
-    /* The lent slot: the output queue's first entry when it holds a lent
-     * buffer written while nothing else was queued (ping-pong: an echo's
-     * every message). It needs no chunk node, and its send completes
-     * without walking the queue. Chunks written behind it wait in
-     * head..tail: the queue is the slot, then the chunks. */
-    const uint8_t *slot_ptr; /* next byte to send */
-    uint32_t slot_len;       /* bytes left; 0: the slot is empty */
-    uint16_t slot_bid;       /* the lent buffer, released once all is sent */
-    struct rs_chunk *head, *tail;
+    /* The end of what a round trip touches. */
+    uint64_t user_u64;             /* the owner's (chargen: pattern offset) */
+    struct rs_stream *next, *prev; /* loop->streams */
+    struct rs_stream *starved_next, *starved_prev; /* loop->starved, FIFO */
+    int close_reason; /* for on_close: 0 or the first -errno */
+    struct rs_op ctl_op;
+    struct rs_chunk *tail;
     struct rs_sendv *sendv; /* a vectored send's msghdr: allocated when first needed */
-    uint64_t pending;       /* queued output bytes, in-flight send included */
-    uint64_t lowat;         /* on_writable threshold */
     /* When the idle scan last found the stream active (its creation or
      * connection before that): a reading of now_ms, never ahead of it. */
     uint64_t last_active_ms;
