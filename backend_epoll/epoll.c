@@ -610,6 +610,7 @@ static int job_start(struct rs_loop *loop, struct ep_state *st, struct ep_sock *
         return -ENOMEM;
     }
     loop->stats.sendfile_worker_reads++;
+    loop->stats.sendfile_worker_sends++;
     w->prev = NULL;
     w->next = st->jobs;
     if (st->jobs)

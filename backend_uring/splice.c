@@ -36,10 +36,27 @@
  * Hence the file -> pipe half is made in the loop itself, with splice(2),
  * whenever that cannot block: the pipe has a descriptor and cachestat(2)
  * (Linux 6.5) says every page of the part is cached. It then only takes
- * page references (a few microseconds per MiB, plus ~6 for cachestat),
+ * page references (a few microseconds per MiB, plus 1-10 for cachestat,
+ * which walks the pages: 1 in large folios, 6-10 in 4 KiB ones),
  * and only OUT goes to a worker: one trip per pipe-full instead of two.
  * Pages not cached (or no cachestat, or a direct pipe) go through the
  * ring as before: the loop never waits for a disk.
+ *
+ * Better still, when the whole op's range is cached the loop sends it
+ * itself, with sendfile(2), the way nginx does: no pipe, no worker, no
+ * wake-up; the loop sleeps only when the socket is full (a POLLOUT step,
+ * WAIT). That needs the socket as a process fd: a plain socket is its own;
+ * a direct one (the default for accepted sockets) gets one from
+ * IORING_OP_FIXED_FD_INSTALL (6.8) for the op's life, INSTALL, closed when
+ * the op ends (the direct descriptor keeps the socket open). Such an op
+ * takes no pipe. O_NONBLOCK is set for the op and put back when it ends:
+ * the flag belongs to the socket's open file, which the ring's own ops
+ * share, and a splice in io-wq or a blocking retry of a send honours it
+ * (-EAGAIN where the ring would otherwise wait); meanwhile the only other
+ * op on the socket is the receive, which never waits. A kernel without
+ * the opcode, or a process out of descriptors, takes the pipe path above.
+ * Counted on 6.18 for a 64 MiB response: the 64 worker trips and their
+ * ~130 context switches are gone (docs/http.md).
  *
  * One op is a small state machine, one step in flight at a time:
  *
@@ -51,8 +68,12 @@
  *           cancels OUT; OUT alone sends what IN brought
  *        -> OUT short or timed out (the peer is not reading): POLL for
  *           POLLOUT, then OUT alone with the rest of the pipe
- *     END: the loop's splice found the file's end or an error: a NOP, so
- *          that the op completes from run() with it
+ *     END: the loop's splice found the file's end or an error, or the
+ *          loop's sendfile(2) sent all there was: a NOP, so that the op
+ *          completes from run() with it
+ *     INSTALL: a process fd for the direct socket; then the loop's
+ *          sendfile(2): all sent -> done; socket full -> WAIT (POLLOUT),
+ *          then sendfile(2) again
  *
  * A process out of descriptors cannot make a pipe with pipe2(2), and the
  * op would fail where sendfile(2) needs none. Where the kernel has
@@ -75,8 +96,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -92,6 +116,11 @@
  * fs.pipe-user-pages-soft), IN would come back short: more steps, same
  * bytes. */
 #define DIRECT_PIPE_CAP 65536u
+/* How long a range found cached stays trusted while its op waits for room
+ * in the socket: its pages were just used (the page cache's most recent),
+ * and a check walks every page (1-10 us per MiB on 6.18, more for small
+ * folios). */
+#define CACHED_TRUST_MS 10
 /* How long one pipe -> socket splice may wait for room in the socket. */
 #define OUT_TIMEOUT_MS 50
 #ifndef ERESTARTSYS
@@ -119,7 +148,11 @@ static struct __kernel_timespec retry_after[] = {
  * known to be cached), OUT alone (a part the loop put into the pipe, or
  * the rest of a pipe), the poll for room, the direct pipe being made, or
  * the NOP that ends the op with what the loop's splice found. */
-enum { STEP_PAIR, STEP_OUT, STEP_POLL, STEP_PIPE, STEP_END };
+enum { STEP_PAIR, STEP_OUT, STEP_POLL, STEP_PIPE, STEP_END, STEP_INSTALL, STEP_WAIT };
+
+/* IORING_OP_FIXED_FD_INSTALL (6.8): a process fd for a direct descriptor.
+ * Newer than liburing 2.3's enum: the kernel's number. */
+#define RS_IORING_OP_FIXED_FD_INSTALL 54
 
 struct sp_pipe {
     struct sp_pipe *next;
@@ -140,9 +173,15 @@ struct sp_rec {
     int32_t in_res;  /* STEP_PAIR: the IN splice's result, once known */
     uint8_t step;
     uint8_t gen;
-    uint8_t cqes; /* CQEs still to come for the step in flight */
-    bool in_done; /* STEP_PAIR: the IN's CQE came */
-    bool cancel;  /* a cancel was asked: end at the next CQE */
+    uint8_t cqes;       /* CQEs still to come for the step in flight */
+    bool in_done;       /* STEP_PAIR: the IN's CQE came */
+    bool cancel;        /* a cancel was asked: end at the next CQE */
+    bool own_sock;      /* sock was installed for this op: closed at its end */
+    bool nb_set;        /* O_NONBLOCK was set on sock for the op: put back at its end */
+    bool pipe_ign;      /* SIGPIPE is ignored (asked at the op's first send) */
+    int sock;           /* the socket as a process fd while the loop sends; -1 */
+    int sock_fl;        /* sock's file status flags before (F_GETFL) */
+    uint64_t cached_ms; /* when the rest of the op was last found cached */
     /* Cancels asked again for the op (at most CANCEL_TRIES). */
     uint8_t cancels;
 };
@@ -154,6 +193,7 @@ struct ur_splice {
     uint32_t pipe_size;
     bool direct_pipes; /* pipe2 out of descriptors: IORING_OP_PIPE instead */
     bool no_cachestat; /* the kernel cannot say what is cached: IN in the ring */
+    bool no_install;   /* no IORING_OP_FIXED_FD_INSTALL: direct sockets by pipe */
     struct sp_rec *live, *free_recs;
     struct sp_pipe *cache;
     struct sp_pipe *doomed; /* direct pipes whose close found no SQE yet */
@@ -218,6 +258,8 @@ static void close_doomed(struct ur_splice *sp)
     }
 }
 
+static void sock_put(struct sp_rec *r);
+
 void ur_splice_free(struct ur_splice *sp)
 {
     if (!sp)
@@ -225,7 +267,9 @@ void ur_splice_free(struct ur_splice *sp)
     while (sp->live) {
         struct sp_rec *r = sp->live;
         sp->live = r->next;
-        pipe_close(sp, r->pipe, true);
+        sock_put(r); /* a plain socket's flags put back, an installed fd closed */
+        if (r->pipe)
+            pipe_close(sp, r->pipe, true);
         free(r);
     }
     while (sp->free_recs) {
@@ -288,9 +332,12 @@ static struct sp_pipe *pipe_get(struct ur_splice *sp, int *err)
     return p;
 }
 
-/* An op is done with its pipe: keep it if it is known to be empty. */
+/* An op is done with its pipe (if it had one: the loop's own sends need
+ * none): keep it if it is known to be empty. */
 static void pipe_put(struct ur_splice *sp, struct sp_pipe *p, bool empty)
 {
+    if (!p)
+        return;
     if (!empty || sp->ncache >= PIPE_CACHE || p->rd < 0) {
         pipe_close(sp, p, false);
         return;
@@ -376,21 +423,116 @@ static uint8_t part_step(struct ur_splice *sp, struct sp_rec *r)
     return STEP_END;
 }
 
+/* The rest of the op is in the page cache, so that the loop may send it
+ * itself: sendfile(2) then cannot wait for a disk. */
+static bool rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms)
+{
+    const struct rs_sendfile *src = r->op->buf;
+    if (sp->no_cachestat)
+        return false;
+    int c = rs_range_cached(src->file_fd, src->off + r->sent, r->want - r->sent);
+    if (c == -ENOSYS || c == -EPERM)
+        sp->no_cachestat = true;
+    r->cached_ms = now_ms;
+    return c == 1;
+}
+
+/* sendfile(2) from the loop into r->sock, non-blocking while the op
+ * lasts (the flag is the socket file's, shared with the ring's ops:
+ * sock_put puts it back, the essay says why). r->sent grows by what went
+ * out. 0: the op is done — all sent, or the file ended (r->in_res 0) or
+ * failed (r->in_res -errno); -EAGAIN: the socket is full and bytes
+ * remain. */
+static int send_here(struct sp_rec *r)
+{
+    const struct rs_sendfile *src = r->op->buf;
+    r->in_res = 0;
+    if (!r->nb_set) {
+        /* This backend makes its direct sockets blocking, with no other
+         * status flag (accepted or made without SOCK_NONBLOCK): only a
+         * plain fd, which may come from anywhere, is asked. */
+        r->sock_fl = r->own_sock ? 0 : fcntl(r->sock, F_GETFL);
+        if (r->sock_fl < 0 || (!(r->sock_fl & O_NONBLOCK) &&
+                               fcntl(r->sock, F_SETFL, r->sock_fl | O_NONBLOCK) < 0)) {
+            r->in_res = -errno;
+            return 0;
+        }
+        r->nb_set = true;
+        struct sigaction sa;
+        r->pipe_ign = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+    }
+    /* sendfile(2) to a socket whose peer left raises SIGPIPE (it has no
+     * MSG_NOSIGNAL), which would kill a program that runs a loop on a
+     * thread of its own and never thought of it (a splice in io-wq never
+     * could): unless it is ignored, it is blocked for the call, and one
+     * raised by the call is taken back before the mask is restored. */
+    sigset_t pipe_only, old;
+    bool masked = false;
+    if (!r->pipe_ign) {
+        sigemptyset(&pipe_only);
+        sigaddset(&pipe_only, SIGPIPE);
+        masked = pthread_sigmask(SIG_BLOCK, &pipe_only, &old) == 0;
+    }
+    int rc = 0;
+    while (r->sent < r->want) {
+        off_t pos = (off_t)(src->off + r->sent);
+        size_t ask = r->want - r->sent;
+        ssize_t n = sendfile(r->sock, src->file_fd, &pos, ask);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            rc = -EAGAIN;
+            break;
+        }
+        if (n <= 0) {
+            r->in_res = n == 0 ? 0 : -errno;
+            break;
+        }
+        r->sent += (uint32_t)n;
+        if ((size_t)n < ask) {
+            /* The socket took what fit (or the file ended: the next
+             * call, after POLLOUT, says so). */
+            rc = -EAGAIN;
+            break;
+        }
+    }
+    if (masked) {
+        if (r->in_res == -EPIPE && !sigismember(&old, SIGPIPE)) {
+            struct timespec now = {0, 0};
+            while (sigtimedwait(&pipe_only, NULL, &now) < 0 && errno == EINTR)
+                ;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    return rc;
+}
+
+/* The loop is done sending the op: an installed fd goes (the direct
+ * descriptor still holds the socket). */
+static void sock_put(struct sp_rec *r)
+{
+    if (r->nb_set && !(r->sock_fl & O_NONBLOCK))
+        (void)fcntl(r->sock, F_SETFL, r->sock_fl);
+    r->nb_set = false;
+    if (r->own_sock)
+        close(r->sock);
+    r->own_sock = false;
+    r->sock = -1;
+}
+
 /* Queue the SQEs of r's step s. false: no SQE to be had, nothing issued.
  * Every SQE of the chain is taken before any is filled: a link flag
  * (IOSQE_IO_LINK) on an SQE whose successor never came would chain the
  * next, unrelated SQE to it, and a timeout prepared into a NULL SQE would
  * crash. get_sqe promises n free slots, but that promise is checked here,
  * not trusted; SQEs taken before a refusal become NOPs nobody hears of. */
-static bool issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
+static const unsigned step_sqes[] = {
+    [STEP_PAIR] = 3, [STEP_OUT] = 2,     [STEP_POLL] = 1, [STEP_PIPE] = 1,
+    [STEP_END] = 1,  [STEP_INSTALL] = 1, [STEP_WAIT] = 1};
+
+/* The n SQEs of a chain into q, all or none. */
+static bool take(struct ur_splice *sp, struct io_uring_sqe **q, unsigned n)
 {
-    static const unsigned nsqe[] = {[STEP_PAIR] = 3,
-                                    [STEP_OUT] = 2,
-                                    [STEP_POLL] = 1,
-                                    [STEP_PIPE] = 1,
-                                    [STEP_END] = 1};
-    struct io_uring_sqe *q[3] = {NULL, NULL, NULL};
-    unsigned n = nsqe[s];
     for (unsigned i = 0; i < n; i++) {
         q[i] = sp->get_sqe(sp->ctx, n - i);
         if (!q[i]) {
@@ -401,6 +543,25 @@ static bool issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
             return false;
         }
     }
+    return true;
+}
+
+static void fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s,
+                 struct io_uring_sqe **q);
+
+static bool issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
+{
+    struct io_uring_sqe *q[3] = {NULL, NULL, NULL};
+    if (!take(sp, q, step_sqes[s]))
+        return false;
+    fill(sp, r, s, q);
+    return true;
+}
+
+/* Write r's step s into its SQEs q (as many as step_sqes[s]). */
+static void fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s,
+                 struct io_uring_sqe **q)
+{
     struct rs_op *op = r->op;
     const struct rs_sendfile *src = op->buf;
     r->step = s;
@@ -422,33 +583,60 @@ static bool issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
         r->asked = len;
         r->in_done = false;
         r->cqes = 2;
-        return true;
+        return;
     }
     case STEP_OUT:
         prep_out(sp, r, q[0], q[1], r->inpipe);
         r->cqes = 1;
-        return true;
-    case STEP_POLL:
+        return;
+    case STEP_POLL: /* room for the rest of the pipe */
+    case STEP_WAIT: /* room for the loop's next sendfile(2) */
         io_uring_prep_poll_add(q[0], op->fd, POLLOUT);
         if (op->flags & RS_OPF_DIRECT)
             q[0]->flags |= IOSQE_FIXED_FILE;
         io_uring_sqe_set_data64(q[0], ud_of(sp, r));
         r->cqes = 1;
-        return true;
+        return;
     case STEP_PIPE:
         rs_prep_pipe_alloc(q[0], r->pipe->made, O_NONBLOCK);
         io_uring_sqe_set_data64(q[0], ud_of(sp, r));
         r->cqes = 1;
-        return true;
+        return;
     case STEP_END:
         /* The op ends with r->in_res, at this NOP's CQE: from run(), even
          * when the file ended during ur_splice_submit (backend.h rule 1). */
         io_uring_prep_nop(q[0]);
         io_uring_sqe_set_data64(q[0], ud_of(sp, r));
         r->cqes = 1;
-        return true;
+        return;
+    case STEP_INSTALL:
+        /* A process fd for the direct socket, O_CLOEXEC (flags 0). */
+        io_uring_prep_rw(RS_IORING_OP_FIXED_FD_INSTALL, q[0], op->fd, NULL, 0, 0);
+        q[0]->flags |= IOSQE_FIXED_FILE;
+        q[0]->rw_flags = 0;
+        io_uring_sqe_set_data64(q[0], ud_of(sp, r));
+        r->cqes = 1;
+        return;
     }
-    return false;
+}
+
+/* The first step of an op on a cached range, sent by the loop: INSTALL
+ * for a direct socket; a plain one is sent to at once, and the SQE of
+ * the step after (END with what went out, or WAIT for room) is taken
+ * first, so that a refused submit has sent nothing. false: no SQE. */
+static bool start_here(struct ur_splice *sp, struct sp_rec *r)
+{
+    if (r->op->flags & RS_OPF_DIRECT)
+        return issue(sp, r, STEP_INSTALL);
+    struct io_uring_sqe *q[1];
+    if (!take(sp, q, 1))
+        return false;
+    r->sock = r->op->fd;
+    uint8_t s = send_here(r) == -EAGAIN ? STEP_WAIT : STEP_END;
+    if (s == STEP_END)
+        sock_put(r);
+    fill(sp, r, s, q);
+    return true;
 }
 
 int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
@@ -460,17 +648,20 @@ int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
         sp->free_recs = r->next;
     else if (!(r = calloc(1, sizeof(*r))))
         return -ENOMEM;
+    uint8_t gen = (uint8_t)(r->gen + 1);
+    *r = (struct sp_rec){.op = op, .want = op->len, .gen = gen, .sock = -1};
+    /* Sent by the loop (no pipe), or by pipe through the ring. */
+    bool here = (!(op->flags & RS_OPF_DIRECT) || !sp->no_install) &&
+                rest_cached(sp, r, rs_now_ms());
     int err = 0;
-    struct sp_pipe *p = pipe_get(sp, &err);
-    if (!p) {
+    if (!here && !(r->pipe = pipe_get(sp, &err))) {
         r->next = sp->free_recs;
         sp->free_recs = r;
         return err;
     }
-    uint8_t gen = (uint8_t)(r->gen + 1);
-    *r = (struct sp_rec){.op = op, .pipe = p, .want = op->len, .gen = gen};
-    if (!issue(sp, r, p->rd < 0 ? STEP_PIPE : part_step(sp, r))) {
-        pipe_put(sp, p, r->inpipe == 0);
+    if (here ? !start_here(sp, r)
+             : !issue(sp, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r))) {
+        pipe_put(sp, r->pipe, r->inpipe == 0);
         r->next = sp->free_recs;
         sp->free_recs = r;
         return -EBUSY;
@@ -507,7 +698,12 @@ int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op)
      * done, and the flag ends the op at its CQE instead of the next step.
      * A poll ends at once; a splice a worker runs is interrupted (io-wq
      * signals the worker) and returns what it sent, or -ERESTARTSYS when
-     * it had sent nothing: out_done() reports that as -ECANCELED.
+     * it had sent nothing: out_done() reports that as -ECANCELED. The
+     * loop's own sends always have one SQE in flight too (sendfile(2)
+     * itself runs inside submit or a CQE's handling, never between): an
+     * INSTALL completes as it is issued, so the cancel finds nothing and
+     * the flag ends the op at its CQE (the fd closed); a WAIT's poll ends
+     * with -ECANCELED; either way the socket's flags go back first.
      *
      * The pair's OUT is not in flight until its IN completed, and a
      * cancel cannot reach it before: it finds IN done, or running (a
@@ -568,6 +764,49 @@ static bool stopped(int32_t res)
     return res == -EINTR || res == -ERESTARTSYS || res == -ECANCELED || res == -EAGAIN;
 }
 
+/* What a step's last CQE ends a cancelled op with (before finish_err()
+ * makes it the bytes sent, when some went out): a step the cancel
+ * stopped failed at nothing, so -ECANCELED (rule 10 of backend.h) — a
+ * splice in a worker says -ERESTARTSYS or -EINTR, a poll (POLL, WAIT)
+ * -ECANCELED, one that completed first its own result; a real error of
+ * the socket that raced the cancel stays what it is. */
+static int32_t cancelled(int32_t res)
+{
+    return res < 0 && !stopped(res) ? res : -ECANCELED;
+}
+
+/* The loop cannot send the rest of the op: on by pipe, through the ring. */
+static void by_pipe(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
+{
+    int err = 0;
+    if (!r->pipe && !(r->pipe = pipe_get(sp, &err))) {
+        finish_err(sp, loop, r, err);
+        return;
+    }
+    step(sp, loop, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r));
+}
+
+/* The loop sends what it can of the op (the socket as r->sock), then the
+ * op ends, waits for room, or — pages evicted meanwhile — goes on by
+ * pipe through the ring. */
+static void here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
+{
+    uint64_t now = rs_loop_now(loop);
+    if (now - r->cached_ms >= CACHED_TRUST_MS && !rest_cached(sp, r, now)) {
+        sock_put(r);
+        by_pipe(sp, loop, r);
+        return;
+    }
+    if (send_here(r) == -EAGAIN) {
+        if (issue(sp, r, STEP_WAIT))
+            return;
+        rs_log_error("sendfile: no SQE to wait for room");
+        r->in_res = -EBUSY;
+    }
+    sock_put(r);
+    finish_err(sp, loop, r, r->in_res);
+}
+
 /* The pipe -> socket splice ended with res (its step's last CQE). */
 static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
                      int32_t res)
@@ -582,7 +821,7 @@ static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *
          * backend.h). A worker interrupted before its first byte reports
          * -ERESTARTSYS, which is no errno a caller may ever see. A real
          * error of the socket that raced the cancel stays what it is. */
-        finish_err(sp, loop, r, res < 0 && !stopped(res) ? res : -ECANCELED);
+        finish_err(sp, loop, r, cancelled(res));
         return;
     }
     /* Cut short by its timeout (nothing sent: stopped; some sent: res > 0
@@ -620,7 +859,10 @@ static bool out_follows(const struct sp_rec *r)
  * the worker lets go of it), and the worker drops that signal before it
  * starts OUT. Either way ask again, after a while, since asking at once
  * can only find the same; a cancel that did stop OUT ends the step, and
- * the next retry then finds nothing to do. */
+ * the next retry then finds nothing to do. Only that OUT can be missed:
+ * every other step (OUT, POLL, PIPE, END, and the loop's INSTALL and
+ * WAIT) is either reached by the cancel or has its CQE on the way, and
+ * the flag ends the op there; nothing to ask again, no timer. */
 static void cancel_cqe(struct ur_splice *sp, struct sp_rec *r, uint8_t gen, bool retry,
                        int32_t res)
 {
@@ -676,6 +918,7 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
             return;
         }
         if (r->in_res == (int32_t)r->asked || r->cancel) {
+            loop->stats.sendfile_worker_sends++;
             out_done(sp, loop, r, res);
             return;
         }
@@ -688,6 +931,7 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
         step(sp, loop, r, STEP_OUT);
         return;
     case STEP_OUT:
+        loop->stats.sendfile_worker_sends++;
         out_done(sp, loop, r, res);
         return;
     case STEP_PIPE:
@@ -707,10 +951,45 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
     case STEP_END:
         finish_err(sp, loop, r, r->cancel && r->in_res == 0 ? -ECANCELED : r->in_res);
         return;
+    case STEP_INSTALL:
+        if (res >= 0) {
+            r->sock = res;
+            r->own_sock = true;
+        }
+        if (r->cancel) {
+            sock_put(r);
+            finish_err(sp, loop, r, -ECANCELED);
+            return;
+        }
+        if (res < 0) {
+            /* No such opcode (before 6.8), or out of descriptors: by
+             * pipe, through the ring. */
+            if ((res == -EINVAL || res == -EOPNOTSUPP) && !sp->no_install) {
+                sp->no_install = true;
+                rs_log_info("sendfile: no IORING_OP_FIXED_FD_INSTALL (Linux 6.8): "
+                            "io-wq workers send to direct sockets");
+            }
+            by_pipe(sp, loop, r);
+            return;
+        }
+        here_step(sp, loop, r);
+        return;
+    case STEP_WAIT:
+        /* POLLOUT, or POLLERR/POLLHUP: sendfile(2) tells which. A cancel
+         * ends the op here, whatever the poll says: the socket's flags go
+         * back and an installed fd is closed (sock_put) before it
+         * completes. */
+        if (res < 0 || r->cancel) {
+            sock_put(r);
+            finish_err(sp, loop, r, r->cancel ? cancelled(res) : res);
+            return;
+        }
+        here_step(sp, loop, r);
+        return;
     case STEP_POLL:
         /* POLLOUT, or POLLERR/POLLHUP: the splice tells which. */
         if (res < 0 || r->cancel) {
-            finish_err(sp, loop, r, res < 0 && res != -ECANCELED ? res : -ECANCELED);
+            finish_err(sp, loop, r, r->cancel ? cancelled(res) : res);
             return;
         }
         step(sp, loop, r, STEP_OUT);

@@ -41,6 +41,7 @@ static const struct field {
     COUNTER(cq_overflows),
     COUNTER(cq_resizes),
     COUNTER(sendfile_worker_reads),
+    COUNTER(sendfile_worker_sends),
     COUNTER(zc_copied),
     COUNTER(accept_dropped),
     COUNTER(handoffs),

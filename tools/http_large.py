@@ -4,6 +4,8 @@
     tools/http_large.py --ringserve=BUILD/ringserve --file-size=1M --conns=10 \\
         --pin=split --reps=5 --configs=uring,epoll,nginx
 
+The file is evicted and read back in 1 MiB reads first, so that its pages
+are in the same state (large folios) for every run and every server.
 wrk (one thread, keep-alive) fetches one file of --file-size from a fresh
 server per run (ringserve --protocol=http, or Debian's nginx with the
 configuration tools/compare --http uses). Configurations run interleaved,
@@ -161,6 +163,23 @@ def run(a, cfg):
     return r
 
 
+def page_cache_state(path):
+    """Put the file's pages in a known state: evicted, then read back in
+    1 MiB reads. How they sit in the page cache (large folios after big
+    reads or writes, 4 KiB pages after reclaim or small reads) changes
+    what every server pays per MiB (the page lookups of sendfile and
+    splice, cachestat's walk: 1 vs 6-10 us per MiB for the latter on
+    Linux 6.18), and a file left by earlier runs could be in either."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        while os.read(fd, 1 << 20):
+            pass
+    finally:
+        os.close(fd)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--configs', default='uring,epoll,nginx',
@@ -208,6 +227,7 @@ def main():
     if not os.path.exists(path) or os.path.getsize(path) != size:
         with open(path, 'wb') as f:
             f.write(os.urandom(size))
+    page_cache_state(path)
     cfgs = a.configs.split(',')
     for c in cfgs:
         if c not in RINGSERVE and c not in NGINX and c not in a.extra:

@@ -60,6 +60,11 @@ struct rs_stats {
                                        thread read: pages not known to be in
                                        the page cache (io_uring: file -> pipe
                                        splices in io-wq; epoll: pool jobs) */
+    uint64_t sendfile_worker_sends; /* sendfile parts whose socket side a
+                                       worker thread sent: io_uring's pipe ->
+                                       socket splices in io-wq (a part the
+                                       loop could not send itself), epoll's
+                                       pool jobs */
 };
 
 enum rs_stats_format { RS_STATS_TEXT, RS_STATS_JSON };

@@ -13,13 +13,21 @@
  *    no op. Both shapes of the first step: the linked pair (a file not
  *    in the page cache) and OUT alone (a cached file, whose part went
  *    into the pipe in the loop).
+ *    When the loop sends a cached file itself (2.), the one SQE of the
+ *    step after is taken before a byte is sent: a refused submit has
+ *    sent nothing (the core would send those bytes again).
  * 2. How many splices of a transfer go through the ring. Each is a trip
  *    to an io-wq worker and back (two context switches, a wake-up of the
- *    loop), so a cached file's file -> pipe half is made in the loop
- *    with splice(2): counted from the SQEs themselves, a cached file's
- *    transfer issues no file -> pipe SQE at all (before: one per pipe-full),
- *    one that is not cached issues them as before, and the peer gets
- *    every byte in order either way.
+ *    loop), so a cached file is sent by the loop itself with sendfile(2):
+ *    counted from the SQEs themselves, a cached file's transfer issues no
+ *    splice SQE at all (two versions ago: two per pipe-full, then one),
+ *    to a plain socket and to a direct one (which gets a process fd from
+ *    IORING_OP_FIXED_FD_INSTALL for the op, closed after it); the socket
+ *    is left blocking as it was, no descriptor is left behind and no pipe
+ *    was taken. Pages evicted while the op waits for room in the socket
+ *    are found missing before the loop sends again (the rest goes by pipe
+ *    through the ring). A file not cached goes through the ring as
+ *    before, and the peer gets every byte in order either way.
  * 3. A cancel that meets a splice a worker is running. io-wq stops such a
  *    splice by signalling its worker, and one that had sent nothing yet
  *    returns -ERESTARTSYS (512, no errno: a pipe -> socket splice blocked
@@ -32,11 +40,20 @@
  * 4. A cancel that cannot reach the splice it must stop: the linked
  *    pair's pipe -> socket half is issued only once its file -> pipe half
  *    completed. The op must still end, with -ECANCELED, though the peer
- *    never reads (before, it waited for good). */
+ *    never reads (before, it waited for good).
+ * 5. A cancel of an op the loop sends itself: while its direct socket's
+ *    fd is being installed (INSTALL), and while it waits for room in a
+ *    full socket (WAIT, a POLLOUT poll). The op ends at once with
+ *    -ECANCELED or the bytes it sent, the socket's flags as they were,
+ *    no descriptor left, no pipe taken, and no cancel asked again (there
+ *    is no splice a cancel could miss).
+ * 6. A peer gone before the loop's sendfile(2): -EPIPE, and no SIGPIPE
+ *    kills a program whose loop runs on its own thread. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -69,7 +86,9 @@
 struct src {
     struct io_uring ring;
     int calls, fail_at; /* the fail_at-th request gets NULL (0: never) */
-    int drop_cancels;   /* pump(): so many cancel SQEs become NOPs */
+    int drop_cancels;   /* pump(): so many cancel SQEs find nothing (-ENOENT) */
+    /* pump(): the cancels and pure timeouts (a cancel's retry) it saw. */
+    unsigned cancels, timeouts;
     struct io_uring_sqe *taken[MAX_TAKEN];
     unsigned ntaken;
 };
@@ -110,11 +129,13 @@ struct rig {
     struct src s;
     struct ur_splice *sp;
     int sv[2];
+    bool direct; /* submit_at(): sv[0] as slot 0 of the ring's table */
 };
 
 static void rig_init(struct rig *g)
 {
     ring_init(&g->s, 0);
+    g->direct = false;
     g->sp = ur_splice_new(get_sqe, &g->s, TAG, 0);
     assert_non_null(g->sp);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g->sv), 0);
@@ -141,6 +162,23 @@ static long pages_cached(int fd, uint64_t len)
     return (long)cs[0];
 }
 
+/* Read a file's pages back into the page cache. */
+static void make_cached(int fd, size_t len)
+{
+    uint8_t tmp[4096];
+    for (off_t o = 0; o < (off_t)len; o += sizeof(tmp))
+        assert_true(pread(fd, tmp, sizeof(tmp), o) > 0);
+}
+
+/* Drop fd's first len bytes from the page cache (written back first: only
+ * clean pages go); false when some stayed (tmpfs, or no cachestat). */
+static bool evict(int fd, size_t len)
+{
+    assert_int_equal(fsync(fd), 0);
+    assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    return pages_cached(fd, len) == 0;
+}
+
 /* A file of len bytes (byte i is i * 7 mod 251) on a real file system
  * if there is one (/var/tmp: tmpfs pages cannot be evicted), its pages
  * cached or, as far as the kernel lets us, evicted. -1 when they could
@@ -163,20 +201,32 @@ static int make_file(size_t len, bool cached)
     free(b);
     long want = (long)((len + 4095) / 4096);
     if (cached) {
-        uint8_t tmp[4096];
-        for (off_t o = 0; o < (off_t)len; o += sizeof(tmp))
-            assert_true(pread(fd, tmp, sizeof(tmp), o) > 0);
+        make_cached(fd, len);
         long n = pages_cached(fd, len);
         assert_true(n < 0 || n == want); /* < 0: no cachestat to ask */
         return fd;
     }
-    assert_int_equal(fsync(fd), 0);
-    assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-    if (pages_cached(fd, len) != 0) {
+    if (!evict(fd, len)) {
         close(fd);
         return -1;
     }
     return fd;
+}
+
+/* A file of len bytes whose parts go through the ring's pipe and io-wq
+ * (the cancel tests' worker), not the loop's own sendfile(2): its pages
+ * evicted, or any file where the kernel cannot say what is cached. -1
+ * where neither is possible (tmpfs with cachestat: every part is cached). */
+static int ring_file(size_t len)
+{
+    int file = make_file(len, false);
+    if (file >= 0)
+        return file;
+    file = make_file(len, true);
+    if (pages_cached(file, len) < 0)
+        return file;
+    close(file);
+    return -1;
 }
 
 /* The first step's SQEs run out at each of its n in turn: refused whole. */
@@ -205,15 +255,18 @@ static void test_splice_chain_refused_whole_when_sqes_run_out(void **state)
     (void)state;
     struct rig g;
     rig_init(&g);
-    /* A cached file: the part goes into the pipe here, the step is OUT
-     * and its timeout (two SQEs); without cachestat, the pair (three). */
+    /* A cached file: the loop sends it, after taking the SQE of the step
+     * that follows (one); without cachestat, the pair (three). */
     int file = make_file(10, true);
     struct rs_sendfile from = {.file_fd = file, .off = 0};
     struct rs_op op = {0};
     rs_op_init(&op, RS_OP_SENDFILE, g.sv[0], never, NULL);
     op.buf = &from;
     op.len = 10;
-    refuse_each(&g.s, g.sp, &op, pages_cached(file, 10) < 0 ? 3 : 2);
+    refuse_each(&g.s, g.sp, &op, pages_cached(file, 10) < 0 ? 3 : 1);
+    char b[16];
+    assert_int_equal(recv(g.sv[1], b, sizeof(b), MSG_DONTWAIT), -1); /* nothing sent */
+    assert_int_equal(errno, EAGAIN);
     close(file);
     /* A file not cached: the linked pair, three SQEs. */
     file = make_file(10, false);
@@ -228,9 +281,10 @@ static void test_splice_chain_refused_whole_when_sqes_run_out(void **state)
 }
 
 /* The peer: reads want bytes and checks each is what the file holds,
- * after the first skip (what the test itself wrote first). */
+ * after the first skip (what the test itself wrote first); with a gate
+ * (a pipe's read end, else -1), only once a byte came through it. */
 struct reader {
-    int fd;
+    int fd, gate;
     size_t want, got, skip;
     bool same;
 };
@@ -240,6 +294,8 @@ static void *read_all(void *arg)
     struct reader *r = arg;
     uint8_t b[65536];
     r->same = true;
+    if (r->gate >= 0 && read(r->gate, b, 1) != 1)
+        return NULL;
     while (r->got < r->want) {
         ssize_t n = read(r->fd, b, sizeof(b));
         if (n <= 0)
@@ -269,83 +325,179 @@ static void on_done(struct rs_loop *loop, struct rs_op *op, const struct rs_comp
 }
 
 /* What splice.c wrote into the SQEs it took since the last call: splices
- * out of the file (file -> pipe) and the others (pipe -> socket). */
-static void classify(struct src *s, int file, unsigned *ins, unsigned *outs)
+ * out of the file (file -> pipe), the other splices (pipe -> socket), and
+ * IORING_OP_FIXED_FD_INSTALL (54: liburing 2.3 has no name for it). */
+struct sqes {
+    unsigned ins, outs, installs, polls;
+};
+
+static void classify(struct src *s, int file, struct sqes *c)
 {
     for (unsigned i = 0; i < s->ntaken; i++) {
         const struct io_uring_sqe *q = s->taken[i];
+        if (q->opcode == 54)
+            c->installs++;
+        if (q->opcode == IORING_OP_POLL_ADD)
+            c->polls++;
         if (q->opcode != IORING_OP_SPLICE)
             continue;
         if (q->splice_fd_in == file)
-            (*ins)++;
+            c->ins++;
         else
-            (*outs)++;
+            c->outs++;
     }
     s->ntaken = 0;
 }
 
-/* Send len bytes of file to a peer through ur_splice, to the end; the
- * splices the ring was given, by direction. The loop's counter of reads
- * by a worker (sendfile_worker_reads) must say as much as the SQEs. */
-static void transfer(int file, size_t len, unsigned *ins, unsigned *outs)
+/* Descriptors this process has open. */
+static int open_fds(void)
 {
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        n += fcntl(fd, F_GETFD) >= 0;
+    return n;
+}
+
+/* Submit what is queued, then hand the next CQE to ur_splice if it is
+ * its own. */
+static void one_cqe(struct rig *g, struct rs_loop *loop)
+{
+    io_uring_submit(&g->s.ring);
+    struct io_uring_cqe *cqe;
+    assert_int_equal(io_uring_wait_cqe(&g->s.ring, &cqe), 0);
+    uint64_t ud = cqe->user_data;
+    int32_t res = cqe->res;
+    io_uring_cqe_seen(&g->s.ring, cqe);
+    if ((ud >> 56) == TAG)
+        ur_splice_cqe(g->sp, loop, ud, res);
+}
+
+/* Send len bytes of file to a peer through ur_splice, to the end, on a
+ * plain socket or (direct) a direct descriptor in slot 0 of the ring's
+ * table; the SQEs the ring was given, by kind. The loop's counters of
+ * reads and sends by a worker (sendfile_worker_reads, _sends) must say as
+ * much as the SQEs. Skips when the ring has no direct-descriptor table.
+ * evict: the peer reads nothing until the op first waits for room; then
+ * the file's pages are evicted (*evicted: whether the kernel did), and
+ * only then does the peer read. */
+static void transfer_evict(int file, size_t len, bool direct, bool evict, bool *evicted,
+                           struct sqes *c)
+{
+    int fds_before = open_fds();
     struct rig g;
     rig_init(&g);
-    struct reader rd = {.fd = g.sv[1], .want = len};
+    if (direct) {
+        int rc = io_uring_register_files(&g.s.ring, &g.sv[0], 1);
+        if (rc < 0) {
+            rig_fini(&g);
+            rs_skip_reason("no direct descriptors: io_uring_register_files: %s",
+                           strerror(-rc));
+            skip();
+        }
+    }
+    int gate[2] = {-1, -1};
+    if (evict)
+        assert_int_equal(pipe(gate), 0);
+    struct reader rd = {.fd = g.sv[1], .gate = gate[0], .want = len};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, read_all, &rd), 0);
     struct rs_sendfile from = {.file_fd = file, .off = 0};
     struct done d = {0};
     struct rs_op op = {0};
-    rs_op_init(&op, RS_OP_SENDFILE, g.sv[0], on_done, &d);
+    rs_op_init(&op, RS_OP_SENDFILE, direct ? 0 : g.sv[0], on_done, &d);
+    if (direct)
+        op.flags |= RS_OPF_DIRECT;
     op.buf = &from;
     op.len = (uint32_t)len;
-    *ins = *outs = 0;
+    *c = (struct sqes){0};
     struct rs_loop *loop = calloc(1, sizeof(*loop));
     assert_non_null(loop);
     assert_int_equal(ur_splice_submit(g.sp, &op), 0);
     for (int cqes = 0; !d.done; cqes++) {
         assert_true(cqes < 1000);
-        classify(&g.s, file, ins, outs);
-        io_uring_submit(&g.s.ring);
-        struct io_uring_cqe *cqe;
-        assert_int_equal(io_uring_wait_cqe(&g.s.ring, &cqe), 0);
-        uint64_t ud = cqe->user_data;
-        int32_t res = cqe->res;
-        io_uring_cqe_seen(&g.s.ring, cqe);
-        if ((ud >> 56) == TAG)
-            ur_splice_cqe(g.sp, loop, ud, res);
+        classify(&g.s, file, c);
+        if (gate[1] >= 0 && c->polls > 0) {
+            /* The op waits for room: its pages go, then the peer reads. */
+            assert_int_equal(fsync(file), 0); /* dirty pages stay */
+            assert_int_equal(posix_fadvise(file, 0, 0, POSIX_FADV_DONTNEED), 0);
+            *evicted = pages_cached(file, len) < (long)((len + 4095) / 4096);
+            /* And time passes: a range found cached is trusted for a
+             * few ms while its op waits (the loop's clock, here frozen). */
+            loop->now_ms += 60000;
+            assert_int_equal(write(gate[1], "", 1), 1);
+            close(gate[1]);
+            gate[1] = -1;
+        }
+        one_cqe(&g, loop);
     }
-    assert_int_equal(loop->stats.sendfile_worker_reads, *ins);
+    assert_int_equal(gate[1], -1); /* an evicting run did wait for room */
+    if (gate[0] >= 0)
+        close(gate[0]);
+    assert_int_equal(loop->stats.sendfile_worker_reads, c->ins);
+    assert_int_equal(loop->stats.sendfile_worker_sends, c->outs);
     free(loop);
     assert_int_equal(d.res, (int32_t)len);
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_int_equal(rd.got, len);
     assert_true(rd.same);
-    /* The pipe came back empty: cached for the next op, none live. */
+    /* The socket is as blocking as it was made. */
+    assert_int_equal(fcntl(g.sv[0], F_GETFL) & O_NONBLOCK, 0);
+    /* None live; a pipe (the loop's own sends take none) came back empty:
+     * cached for the next op. */
     uint32_t live, cached;
     ur_splice_counts(g.sp, &live, &cached);
     assert_int_equal(live, 0);
-    assert_int_equal(cached, 1);
+    assert_int_equal(cached, c->ins + c->outs > 0 ? 1 : 0);
     rig_fini(&g);
+    /* No descriptor left behind (an installed one is closed). */
+    assert_int_equal(open_fds(), fds_before);
 }
 
-static void test_splice_cached_file_no_ring_reads(void **state)
+static void transfer(int file, size_t len, bool direct, struct sqes *c)
+{
+    transfer_evict(file, len, direct, false, NULL, c);
+}
+
+static void test_splice_cached_file_no_ring_splices(void **state)
 {
     (void)state;
-    /* Four pipe-fulls and a short fifth part. */
-    size_t len = 4 * 65536 + 1000;
+    /* Sixteen pipe-fulls and a short part: more than the peer's socket
+     * takes at once, so the loop also waits for room. */
+    size_t len = 16 * 65536 + 1000;
     int file = make_file(len, true);
     if (pages_cached(file, len) < 0) {
         close(file);
         rs_skip_reason("no cachestat(2) (Linux 6.5): every part goes through the ring");
         skip();
     }
-    unsigned ins, outs;
-    transfer(file, len, &ins, &outs);
-    print_message("cached: %u file -> pipe, %u pipe -> socket SQEs\n", ins, outs);
-    assert_int_equal(ins, 0);
-    assert_true(outs >= 5);
+    struct sqes c;
+    transfer(file, len, false, &c);
+    print_message("cached, plain socket: %u file -> pipe, %u pipe -> socket SQEs\n",
+                  c.ins, c.outs);
+    assert_int_equal(c.ins + c.outs, 0);
+    assert_int_equal(c.installs, 0);
+    transfer(file, len, true, &c);
+    print_message("cached, direct socket: %u file -> pipe, %u pipe -> socket, %u install "
+                  "SQEs\n",
+                  c.ins, c.outs, c.installs);
+    if (c.installs == 1 && c.outs > 0)
+        print_message("the kernel refused IORING_OP_FIXED_FD_INSTALL (6.8): by pipe\n");
+    else
+        assert_int_equal(c.ins + c.outs, 0);
+    /* Evicted while the op waits for room: the loop asks again before
+     * sending more, and the rest goes by pipe through the ring. */
+    for (int direct = 0; direct < 2; direct++) {
+        bool evicted = false;
+        transfer_evict(file, len, direct, true, &evicted, &c);
+        print_message("evicted while waiting (%s socket): %u file -> pipe SQEs\n",
+                      direct ? "direct" : "plain", c.ins);
+        if (!evicted) {
+            print_message("could not evict a file's pages: the fallback untested\n");
+            break;
+        }
+        assert_true(c.ins >= 1);
+        make_cached(file, len);
+    }
     close(file);
     /* Not cached: the ring reads it (the loop must not wait for a disk). */
     file = make_file(len, false);
@@ -353,9 +505,9 @@ static void test_splice_cached_file_no_ring_reads(void **state)
         print_message("could not evict a file's pages: the ring's reads untested\n");
         return;
     }
-    transfer(file, len, &ins, &outs);
-    print_message("not cached: %u file -> pipe, %u pipe -> socket SQEs\n", ins, outs);
-    assert_true(ins >= 1);
+    transfer(file, len, false, &c);
+    print_message("not cached: %u file -> pipe, %u pipe -> socket SQEs\n", c.ins, c.outs);
+    assert_true(c.ins >= 1);
     close(file);
 }
 
@@ -375,12 +527,14 @@ static void pump(struct rig *g, struct rs_loop *loop, const struct done *d, int 
         assert_true(cqes < 1000);
         for (unsigned i = 0; i < g->s.ntaken; i++) {
             struct io_uring_sqe *q = g->s.taken[i];
+            g->s.timeouts += q->opcode == IORING_OP_TIMEOUT;
             if (q->opcode != IORING_OP_ASYNC_CANCEL)
                 continue;
+            g->s.cancels++;
             cancel_ud = q->user_data;
-            if (g->s.drop_cancels > 0) { /* a cancel that stops nothing */
+            if (g->s.drop_cancels > 0) { /* a cancel that finds nothing */
                 g->s.drop_cancels--;
-                io_uring_prep_nop(q);
+                io_uring_prep_cancel64(q, (uint64_t)TAG << 56 | 1, 0);
                 io_uring_sqe_set_data64(q, cancel_ud);
             }
         }
@@ -419,10 +573,28 @@ static void submit_at(struct rig *g, struct rs_op *op, struct rs_sendfile *from,
                       uint64_t off, uint32_t len, struct done *d)
 {
     *from = (struct rs_sendfile){.file_fd = file, .off = off};
-    rs_op_init(op, RS_OP_SENDFILE, g->sv[0], on_done, d);
+    rs_op_init(op, RS_OP_SENDFILE, g->direct ? 0 : g->sv[0], on_done, d);
+    if (g->direct)
+        op->flags |= RS_OPF_DIRECT;
     op->buf = from;
     op->len = len;
     assert_int_equal(ur_splice_submit(g->sp, op), 0);
+}
+
+/* After a cancel and a pump: the op ended (the pump's hang guard did not
+ * run out), with -ECANCELED or the bytes it sent, fewer than its len; no
+ * op live, and no pipe cached (one that held bytes is closed; the loop's
+ * own sends take none). */
+static void cancel_ended(struct rig *g, const struct done *d, uint32_t len)
+{
+    if (!d->done)
+        fail_msg("the cancelled op had not ended 10 s after its last completion");
+    if (d->res != -ECANCELED && (d->res <= 0 || d->res >= (int32_t)len))
+        fail_msg("the cancelled op ended with %d: -ECANCELED or the bytes sent", d->res);
+    uint32_t live, cached;
+    ur_splice_counts(g->sp, &live, &cached);
+    assert_int_equal(live, 0);
+    assert_int_equal(cached, 0);
 }
 
 /* A rig whose socket is full: a loopback TCP connection with small
@@ -434,6 +606,7 @@ static void submit_at(struct rig *g, struct rs_op *op, struct rs_sendfile *from,
 static size_t rig_init_full(struct rig *g, unsigned flags)
 {
     ring_init(&g->s, flags);
+    g->direct = false;
     g->sp = ur_splice_new(get_sqe, &g->s, TAG, 0);
     assert_non_null(g->sp);
     int l = socket(AF_INET, SOCK_STREAM, 0);
@@ -459,18 +632,46 @@ static size_t rig_init_full(struct rig *g, unsigned flags)
     return filled;
 }
 
+/* The next op, from where the peer is: the peer gets what the test wrote
+ * (skip bytes, not yet read), then exactly the file's bytes up to total +
+ * 1000, nothing of what cancelled ops took from the file but did not
+ * send. */
+static void next_op_from(struct rig *g, struct rs_loop *loop, int file, size_t skip,
+                         uint64_t total)
+{
+    struct reader rd = {
+        .fd = g->sv[1], .gate = -1, .want = skip + total + 1000, .skip = skip};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, read_all, &rd), 0);
+    struct done d = {0};
+    struct rs_op op;
+    struct rs_sendfile from;
+    submit_at(g, &op, &from, file, total, 1000, &d);
+    pump(g, loop, &d, 0, NULL);
+    assert_int_equal(d.res, 1000);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(rd.got, skip + total + 1000);
+    assert_true(rd.same);
+    uint8_t extra;
+    assert_int_equal(recv(g->sv[1], &extra, 1, MSG_DONTWAIT), -1); /* nothing more */
+}
+
 static void test_splice_cancel_meets_running_worker(void **state)
 {
     (void)state;
+    /* A cached part is sent by the loop itself and never meets a worker:
+     * the file's pages are evicted before each try (each try's IN brought
+     * them back). */
+    int file = ring_file(65536);
+    if (file < 0) {
+        rs_skip_reason("no pages can be evicted here (tmpfs?), and the loop sends a "
+                       "cached file itself");
+        skip();
+    }
     struct rig g;
     /* The peer reads nothing yet: a splice into the full socket waits in
      * its worker. */
     size_t filled = rig_init_full(&g, 0);
-    /* Not cached if it can be helped: such a part always goes through a
-     * pipe and a worker, however the loop may send a cached one. */
-    int file = make_file(65536, false);
-    if (file < 0)
-        file = make_file(65536, true);
     struct rs_loop *loop = calloc(1, sizeof(*loop));
     assert_non_null(loop);
     /* The cancel meets the splice still queued (it ends it with
@@ -485,6 +686,7 @@ static void test_splice_cancel_meets_running_worker(void **state)
     for (int wait_ms = 1;
          wait_ms <= 256 && !(cancel_res == -EALREADY && res == -ECANCELED);
          wait_ms *= 2) {
+        (void)evict(file, 65536); /* false without cachestat: by pipe anyway */
         struct done d = {0};
         struct rs_op op;
         struct rs_sendfile from;
@@ -493,40 +695,16 @@ static void test_splice_cancel_meets_running_worker(void **state)
         assert_false(d.done); /* it waits for room */
         assert_int_equal(ur_splice_cancel(g.sp, &op), 0);
         pump(&g, loop, &d, 10000, &cancel_res); /* a hang guard */
-        if (!d.done)
-            fail_msg("the cancelled op had not ended 10 s after its last completion");
         res = d.res;
         print_message("cancel after %d ms: the cancel %d, the op %d\n", wait_ms,
                       cancel_res, res);
-        if (res != -ECANCELED && res <= 0)
-            fail_msg("the cancelled op ended with %d: -ECANCELED or the bytes sent", res);
+        /* The pipe still held the part: closed, not cached for the next op. */
+        cancel_ended(&g, &d, (uint32_t)(65536 - total));
         total += res > 0 ? (uint64_t)res : 0;
-        assert_true(total < 65536);
     }
     if (!(cancel_res == -EALREADY && res == -ECANCELED))
         print_message("no worker was stopped before its first byte: case untested\n");
-    /* The pipe still held the part: closed, not cached for the next op. */
-    uint32_t live, cached;
-    ur_splice_counts(g.sp, &live, &cached);
-    assert_int_equal(live, 0);
-    assert_int_equal(cached, 0);
-    /* The next op from where the peer is: it gets what the test wrote,
-     * then exactly the file's bytes up to total + 1000, nothing of the
-     * parts the cancelled ops took from the file but did not send. */
-    struct reader rd = {.fd = g.sv[1], .want = filled + total + 1000, .skip = filled};
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, read_all, &rd), 0);
-    struct done d = {0};
-    struct rs_op op;
-    struct rs_sendfile from;
-    submit_at(&g, &op, &from, file, total, 1000, &d);
-    pump(&g, loop, &d, 0, NULL);
-    assert_int_equal(d.res, 1000);
-    assert_int_equal(pthread_join(t, NULL), 0);
-    assert_int_equal(rd.got, filled + total + 1000);
-    assert_true(rd.same);
-    uint8_t extra;
-    assert_int_equal(recv(g.sv[1], &extra, 1, MSG_DONTWAIT), -1); /* nothing more */
+    next_op_from(&g, loop, file, filled, total);
     free(loop);
     close(file);
     rig_fini(&g);
@@ -543,42 +721,30 @@ static void test_splice_cancel_meets_running_worker(void **state)
  * work instead of the worker that ran IN. */
 static void cancel_before_out(unsigned flags)
 {
+    /* The pair is the first step of a part not known to be cached. */
+    int file = ring_file(65536);
+    if (file < 0) {
+        rs_skip_reason("no pages can be evicted here (tmpfs?), and a cached file is "
+                       "sent by the loop itself");
+        skip();
+    }
     struct rig g;
     rig_init_full(&g, flags);
-    /* The pair is the first step of a part not known to be cached. */
-    int file = make_file(65536, false);
-    if (file < 0) {
-        int cached = make_file(65536, true);
-        if (pages_cached(cached, 65536) >= 0) {
-            close(cached);
-            rig_fini(&g);
-            rs_skip_reason("no pages can be evicted here (tmpfs?), and a cached part "
-                           "goes OUT alone");
-            skip();
-        }
-        file = cached; /* no cachestat: every part is a pair */
-    }
     struct rs_loop *loop = calloc(1, sizeof(*loop));
     assert_non_null(loop);
     struct done d = {0};
     struct rs_op op;
     struct rs_sendfile from;
     submit_at(&g, &op, &from, file, 0, 65536, &d);
-    unsigned ins = 0, outs = 0;
-    classify(&g.s, file, &ins, &outs);
-    assert_int_equal(ins, 1); /* the pair: IN in the ring */
+    struct sqes c = {0};
+    classify(&g.s, file, &c);
+    assert_int_equal(c.ins, 1); /* the pair: IN in the ring */
     assert_int_equal(ur_splice_cancel(g.sp, &op), 0);
     g.s.drop_cancels = 1;
     pump(&g, loop, &d, 10000, NULL); /* a hang guard, not a wait */
-    if (!d.done)
-        fail_msg("the cancelled op had not ended 10 s after its last completion");
-    /* What squeezed in before the socket was full may have gone out. */
-    if (d.res != -ECANCELED && (d.res <= 0 || d.res >= 65536))
-        fail_msg("the cancelled op ended with %d: -ECANCELED or the bytes sent", d.res);
-    uint32_t live, cached;
-    ur_splice_counts(g.sp, &live, &cached);
-    assert_int_equal(live, 0);
-    assert_int_equal(cached, 0); /* the pipe held IN's bytes: closed */
+    /* What squeezed in before the socket was full may have gone out; the
+     * pipe held IN's bytes: closed. */
+    cancel_ended(&g, &d, 65536);
     free(loop);
     close(file);
     rig_fini(&g);
@@ -598,13 +764,166 @@ static void test_splice_cancel_before_out_is_issued(void **state)
     cancel_before_out(defer);
 }
 
+/* Where the loop's own send of a cached file is cancelled: while its
+ * direct socket's fd is being installed, while it waits for room, and
+ * while it waits with a cancel that found nothing. */
+enum { AT_INSTALL, AT_WAIT, AT_WAIT_MISSED };
+
+/* One op of a cached file, on a full socket whose peer reads nothing,
+ * cancelled at step `at`: it must end at once with -ECANCELED (or the
+ * bytes it sent), the socket's flags as they were, its installed fd
+ * closed, no pipe taken, and no cancel asked again: the steps of a loop's
+ * send have no splice a cancel could miss, so nothing to retry (a cancel
+ * that found nothing ends the op at the poll's completion). */
+static void cancel_loop_send(int file, bool direct, int at)
+{
+    struct rig g;
+    size_t filled = rig_init_full(&g, 0);
+    if (direct) {
+        int rc = io_uring_register_files(&g.s.ring, &g.sv[0], 1);
+        if (rc < 0) {
+            rig_fini(&g);
+            print_message("no direct descriptors (%s): direct socket untested\n",
+                          strerror(-rc));
+            return;
+        }
+        g.direct = true;
+    }
+    int flags = fcntl(g.sv[0], F_GETFL);
+    int fds = open_fds();
+    struct rs_loop *loop = calloc(1, sizeof(*loop));
+    assert_non_null(loop);
+    struct done d = {0};
+    struct rs_op op;
+    struct rs_sendfile from;
+    submit_at(&g, &op, &from, file, 0, 65536, &d);
+    struct sqes c = {0};
+    classify(&g.s, file, &c);
+    assert_int_equal(c.ins + c.outs, 0); /* cached: the loop sends it */
+    if (at == AT_INSTALL) {
+        assert_int_equal(c.installs, 1);
+    } else {
+        /* Until it waits for room (after the INSTALL's CQE, if direct). */
+        for (int i = 0; i < 4 && c.polls == 0 && c.ins + c.outs == 0; i++) {
+            one_cqe(&g, loop);
+            classify(&g.s, file, &c);
+        }
+        if (c.polls == 0) {
+            print_message("the kernel refused IORING_OP_FIXED_FD_INSTALL (6.8): by "
+                          "pipe, the loop's WAIT untested\n");
+        } else {
+            io_uring_submit(&g.s.ring); /* the poll armed */
+            /* The loop's send: non-blocking for the op, an fd installed. */
+            assert_true(fcntl(g.sv[0], F_GETFL) & O_NONBLOCK);
+            assert_int_equal(open_fds(), fds + (direct ? 1 : 0));
+        }
+    }
+    g.s.drop_cancels = at == AT_WAIT_MISSED;
+    assert_int_equal(ur_splice_cancel(g.sp, &op), 0);
+    size_t junk_read = 0;
+    if (at == AT_WAIT_MISSED) {
+        pump(&g, loop, &d, 50, NULL); /* the cancel's CQE, then nothing */
+        assert_int_equal(g.s.drop_cancels, 0);
+        assert_false(d.done); /* still waiting for room, not asked again */
+        /* The peer makes room: the poll's completion ends the op. */
+        uint8_t b[65536];
+        for (ssize_t n; (n = recv(g.sv[1], b, sizeof(b), MSG_DONTWAIT)) > 0;)
+            junk_read += (size_t)n;
+        assert_true(junk_read > 0 && junk_read <= filled);
+    }
+    pump(&g, loop, &d, 10000, NULL); /* a hang guard, not a wait */
+    print_message("cancelled at %s (%s socket): the op %d\n",
+                  at == AT_INSTALL ? "INSTALL"
+                  : at == AT_WAIT  ? "WAIT"
+                                   : "WAIT, missed",
+                  direct ? "direct" : "plain", d.res);
+    cancel_ended(&g, &d, 65536); /* and no pipe was taken */
+    if (at == AT_INSTALL)
+        assert_int_equal(d.res, -ECANCELED); /* the loop had sent nothing */
+    assert_int_equal(g.s.cancels, 1);
+    assert_int_equal(g.s.timeouts, 0); /* no retry timer */
+    assert_int_equal(fcntl(g.sv[0], F_GETFL), flags);
+    assert_int_equal(open_fds(), fds);
+    /* The socket still works, from the offset the op reported. */
+    next_op_from(&g, loop, file, filled - junk_read, d.res > 0 ? (uint64_t)d.res : 0);
+    free(loop);
+    rig_fini(&g);
+}
+
+static void test_splice_cancel_of_the_loops_own_send(void **state)
+{
+    (void)state;
+    int file = make_file(65536, true);
+    if (pages_cached(file, 65536) < 0) {
+        close(file);
+        rs_skip_reason("no cachestat(2) (Linux 6.5): the loop never sends");
+        skip();
+    }
+    cancel_loop_send(file, true, AT_INSTALL);
+    for (int direct = 0; direct < 2; direct++) {
+        cancel_loop_send(file, direct, AT_WAIT);
+        cancel_loop_send(file, direct, AT_WAIT_MISSED);
+    }
+    close(file);
+}
+
+/* A peer gone before a cached file goes out: the loop's sendfile(2) gets
+ * EPIPE, which the kernel pairs with SIGPIPE (sendfile has no
+ * MSG_NOSIGNAL). A program whose loop runs on its own thread, SIGPIPE
+ * left at its default (this test), must not be killed: the op fails
+ * with -EPIPE, no SIGPIPE is left pending and the signal mask is as it
+ * was. */
+static void test_splice_peer_gone_no_sigpipe(void **state)
+{
+    (void)state;
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, was;
+    assert_int_equal(sigaction(SIGPIPE, &dfl, &was), 0);
+    size_t len = 65536;
+    int file = make_file(len, true);
+    if (pages_cached(file, len) < 0) {
+        close(file);
+        sigaction(SIGPIPE, &was, NULL);
+        rs_skip_reason("no cachestat(2) (Linux 6.5): the loop never sends");
+        skip();
+    }
+    struct rig g;
+    rig_init(&g);
+    close(g.sv[1]);
+    g.sv[1] = socket(AF_UNIX, SOCK_STREAM, 0); /* for rig_fini */
+    struct rs_sendfile from = {.file_fd = file, .off = 0};
+    struct done d = {0};
+    struct rs_op op = {0};
+    rs_op_init(&op, RS_OP_SENDFILE, g.sv[0], on_done, &d);
+    op.buf = &from;
+    op.len = (uint32_t)len;
+    struct rs_loop *loop = calloc(1, sizeof(*loop));
+    assert_non_null(loop);
+    assert_int_equal(ur_splice_submit(g.sp, &op), 0);
+    for (int cqes = 0; !d.done; cqes++) {
+        assert_true(cqes < 100);
+        one_cqe(&g, loop);
+    }
+    free(loop);
+    assert_int_equal(d.res, -EPIPE);
+    sigset_t pending, mask;
+    assert_int_equal(sigpending(&pending), 0);
+    assert_false(sigismember(&pending, SIGPIPE));
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, NULL, &mask), 0);
+    assert_false(sigismember(&mask, SIGPIPE));
+    rig_fini(&g);
+    close(file);
+    sigaction(SIGPIPE, &was, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_splice_chain_refused_whole_when_sqes_run_out),
-        cmocka_unit_test(test_splice_cached_file_no_ring_reads),
+        cmocka_unit_test(test_splice_cached_file_no_ring_splices),
         cmocka_unit_test(test_splice_cancel_meets_running_worker),
         cmocka_unit_test(test_splice_cancel_before_out_is_issued),
+        cmocka_unit_test(test_splice_cancel_of_the_loops_own_send),
+        cmocka_unit_test(test_splice_peer_gone_no_sigpipe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
