@@ -25,16 +25,30 @@
 
 void *__real_malloc(size_t n);
 void *__wrap_malloc(size_t n);
+void *__real_aligned_alloc(size_t align, size_t n);
+void *__wrap_aligned_alloc(size_t align, size_t n);
 
-static int malloc_failures; /* the next N mallocs of the core fail */
+/* The next N allocations of the core fail: malloc, and aligned_alloc
+ * (a stream is cache-line aligned). */
+static int malloc_failures;
 
-void *__wrap_malloc(size_t n)
+static bool fail_now(void)
 {
     if (malloc_failures > 0) {
         malloc_failures--;
-        return NULL;
+        return true;
     }
-    return __real_malloc(n);
+    return false;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return fail_now() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_aligned_alloc(size_t align, size_t n)
+{
+    return fail_now() ? NULL : __real_aligned_alloc(align, n);
 }
 
 struct fixture {
