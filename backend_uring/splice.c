@@ -42,21 +42,11 @@
  * Pages not cached (or no cachestat, or a direct pipe) go through the
  * ring as before: the loop never waits for a disk.
  *
- * Better still, when the whole op's range is cached the loop sends it
- * itself, with sendfile(2), the way nginx does: no pipe, no worker, no
- * wake-up; the loop sleeps only when the socket is full (a POLLOUT step,
- * WAIT). That needs the socket as a process fd: a plain socket is its own;
- * a direct one (the default for accepted sockets) gets one from
- * IORING_OP_FIXED_FD_INSTALL (6.8) for the op's life, INSTALL, closed when
- * the op ends (the direct descriptor keeps the socket open). Such an op
- * takes no pipe. O_NONBLOCK is set for the op and put back when it ends:
- * the flag belongs to the socket's open file, which the ring's own ops
- * share, and a splice in io-wq or a blocking retry of a send honours it
- * (-EAGAIN where the ring would otherwise wait); meanwhile the only other
- * op on the socket is the receive, which never waits. A kernel without
- * the opcode, or a process out of descriptors, takes the pipe path above.
- * Counted on 6.18 for a 64 MiB response: the 64 worker trips and their
- * ~130 context switches are gone (docs/http.md).
+ * When the whole op's range is cached the loop sends it itself, with
+ * sendfile(2), and takes no pipe (splice_here.c says how and why).
+ * Pipes come from a small per-loop cache, or, for a process out of
+ * descriptors, are made in the ring's direct-descriptor table
+ * (splice_pipes.c). splice_int.h holds what the three files share.
  *
  * One op is a small state machine, one step in flight at a time:
  *
@@ -75,33 +65,17 @@
  *          sendfile(2): all sent -> done; socket full -> WAIT (POLLOUT),
  *          then sendfile(2) again
  *
- * A process out of descriptors cannot make a pipe with pipe2(2), and the
- * op would fail where sendfile(2) needs none. Where the kernel has
- * IORING_OP_PIPE (6.16) and the ring a direct-descriptor table, such an op
- * first makes its pipe as two direct descriptors (one more step, PIPE,
- * before the first PAIR): splices name them with SPLICE_F_FD_IN_FIXED
- * (fd_in) and IOSQE_FIXED_FILE (fd_out), and only an SQE closes them. Only
- * then: a direct pipe has no fd for F_SETPIPE_SZ, so it keeps the kernel's
- * default 64 KiB, and moving 1 MiB through it takes 16 splice pairs
- * instead of one (measured: about three times the server CPU per 1 MiB
- * response, BENCHMARKS.md).
- *
  * Each SQE's user_data names the op's record and its generation, so a
  * cancel aims at whichever step is in flight. The op's completion always
  * comes from a CQE, so from run() (backend.h rule 1).
  */
-#include "splice.h"
+#include "splice_int.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/sendfile.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "loop.h"
@@ -110,17 +84,6 @@
 #include "uring_util.h"
 
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
-#define PIPE_CACHE  16 /* empty pipes kept per loop for the next ops */
-/* What a direct pipe holds: the kernel's default (16 pages), which nothing
- * can change without an fd. Were it smaller (a user past
- * fs.pipe-user-pages-soft), IN would come back short: more steps, same
- * bytes. */
-#define DIRECT_PIPE_CAP 65536u
-/* How long a range found cached stays trusted while its op waits for room
- * in the socket: its pages were just used (the page cache's most recent),
- * and a check walks every page (1-10 us per MiB on 6.18, more for small
- * folios). */
-#define CACHED_TRUST_MS 10
 /* How long one pipe -> socket splice may wait for room in the socket. */
 #define OUT_TIMEOUT_MS 50
 #ifndef ERESTARTSYS
@@ -144,61 +107,9 @@ static struct __kernel_timespec retry_after[] = {
     {.tv_nsec = 64000000L},
 };
 
-/* What the record has in flight: the linked pair IN -> OUT (a part not
- * known to be cached), OUT alone (a part the loop put into the pipe, or
- * the rest of a pipe), the poll for room, the direct pipe being made, or
- * the NOP that ends the op with what the loop's splice found. */
-enum { STEP_PAIR, STEP_OUT, STEP_POLL, STEP_PIPE, STEP_END, STEP_INSTALL, STEP_WAIT };
-
 /* IORING_OP_FIXED_FD_INSTALL (6.8): a process fd for a direct descriptor.
  * Newer than liburing 2.3's enum: the kernel's number. */
 #define RS_IORING_OP_FIXED_FD_INSTALL 54
-
-struct sp_pipe {
-    struct sp_pipe *next;
-    int rd, wr;
-    uint32_t cap; /* bytes it holds (F_GETPIPE_SZ) */
-    bool direct;  /* rd and wr are direct descriptors (IORING_OP_PIPE) */
-    int made[2];  /* STEP_PIPE: where the kernel writes them */
-};
-
-struct sp_rec {
-    struct sp_rec *next, *prev; /* live list; free list through next */
-    struct rs_op *op;
-    struct sp_pipe *pipe;
-    uint32_t want;   /* op->len */
-    uint32_t sent;   /* bytes that went out */
-    uint32_t inpipe; /* bytes taken from the file, not sent yet */
-    uint32_t asked;  /* STEP_PAIR: bytes both splices were asked for */
-    int32_t in_res;  /* STEP_PAIR: the IN splice's result, once known */
-    uint8_t step;
-    uint8_t gen;
-    uint8_t cqes;       /* CQEs still to come for the step in flight */
-    bool in_done;       /* STEP_PAIR: the IN's CQE came */
-    bool cancel;        /* a cancel was asked: end at the next CQE */
-    bool own_sock;      /* sock was installed for this op: closed at its end */
-    bool nb_set;        /* O_NONBLOCK was set on sock for the op: put back at its end */
-    bool pipe_ign;      /* SIGPIPE is ignored (asked at the op's first send) */
-    int sock;           /* the socket as a process fd while the loop sends; -1 */
-    int sock_fl;        /* sock's file status flags before (F_GETFL) */
-    uint64_t cached_ms; /* when the rest of the op was last found cached */
-    /* Cancels asked again for the op (at most CANCEL_TRIES). */
-    uint8_t cancels;
-};
-
-struct ur_splice {
-    ur_get_sqe_fn get_sqe;
-    void *ctx;
-    unsigned tag;
-    uint32_t pipe_size;
-    bool direct_pipes; /* pipe2 out of descriptors: IORING_OP_PIPE instead */
-    bool no_cachestat; /* the kernel cannot say what is cached: IN in the ring */
-    bool no_install;   /* no IORING_OP_FIXED_FD_INSTALL: direct sockets by pipe */
-    struct sp_rec *live, *free_recs;
-    struct sp_pipe *cache;
-    struct sp_pipe *doomed; /* direct pipes whose close found no SQE yet */
-    uint32_t ncache, nlive;
-};
 
 struct ur_splice *ur_splice_new(ur_get_sqe_fn get_sqe, void *ctx, unsigned tag,
                                 uint32_t pipe_size)
@@ -213,53 +124,6 @@ struct ur_splice *ur_splice_new(ur_get_sqe_fn get_sqe, void *ctx, unsigned tag,
     return sp;
 }
 
-void ur_splice_direct_pipes(struct ur_splice *sp)
-{
-    sp->direct_pipes = true;
-}
-
-/* A pipe no op will use again. A direct one is closed by two SQEs, whose
- * CQEs carry no record (ignored); without SQEs it waits in doomed for the
- * next call. ring_gone: after io_uring_queue_exit(), which took the direct
- * ones with the table. */
-static void pipe_close(struct ur_splice *sp, struct sp_pipe *p, bool ring_gone)
-{
-    if (!p->direct) {
-        close(p->rd);
-        close(p->wr);
-    } else if (!ring_gone && p->rd >= 0) {
-        struct io_uring_sqe *a = sp->get_sqe(sp->ctx, 2);
-        struct io_uring_sqe *b = a ? sp->get_sqe(sp->ctx, 1) : NULL;
-        if (!b) {
-            if (a) {
-                io_uring_prep_nop(a);
-                io_uring_sqe_set_data64(a, (uint64_t)sp->tag << 56);
-            }
-            p->next = sp->doomed;
-            sp->doomed = p;
-            return;
-        }
-        io_uring_prep_close_direct(a, (unsigned)p->rd);
-        io_uring_sqe_set_data64(a, (uint64_t)sp->tag << 56);
-        io_uring_prep_close_direct(b, (unsigned)p->wr);
-        io_uring_sqe_set_data64(b, (uint64_t)sp->tag << 56);
-    }
-    free(p);
-}
-
-static void close_doomed(struct ur_splice *sp)
-{
-    struct sp_pipe *d = sp->doomed;
-    sp->doomed = NULL;
-    while (d) {
-        struct sp_pipe *next = d->next;
-        pipe_close(sp, d, false);
-        d = next;
-    }
-}
-
-static void sock_put(struct sp_rec *r);
-
 void ur_splice_free(struct ur_splice *sp)
 {
     if (!sp)
@@ -267,9 +131,9 @@ void ur_splice_free(struct ur_splice *sp)
     while (sp->live) {
         struct sp_rec *r = sp->live;
         sp->live = r->next;
-        sock_put(r); /* a plain socket's flags put back, an installed fd closed */
+        sp_sock_put(r); /* a plain socket's flags put back, an installed fd closed */
         if (r->pipe)
-            pipe_close(sp, r->pipe, true);
+            sp_pipe_close(sp, r->pipe, true);
         free(r);
     }
     while (sp->free_recs) {
@@ -280,71 +144,14 @@ void ur_splice_free(struct ur_splice *sp)
     while (sp->cache) {
         struct sp_pipe *p = sp->cache;
         sp->cache = p->next;
-        pipe_close(sp, p, true);
+        sp_pipe_close(sp, p, true);
     }
     while (sp->doomed) {
         struct sp_pipe *p = sp->doomed;
         sp->doomed = p->next;
-        pipe_close(sp, p, true);
+        sp_pipe_close(sp, p, true);
     }
     free(sp);
-}
-
-void ur_splice_counts(const struct ur_splice *sp, uint32_t *live, uint32_t *cached)
-{
-    *live = sp ? sp->nlive : 0;
-    *cached = sp ? sp->ncache : 0;
-}
-
-/* A pipe from the cache, or a new one as large as the kernel lets us make
- * it (an unprivileged user past fs.pipe-user-pages-soft gets the default,
- * or less: it still works, in more steps). Non-blocking, so that no splice
- * can ever wait for the pipe itself. Out of descriptors, with direct
- * pipes: one still to be made (rd -1, STEP_PIPE). NULL with -errno in
- * *err. */
-static struct sp_pipe *pipe_get(struct ur_splice *sp, int *err)
-{
-    struct sp_pipe *p = sp->cache;
-    if (p) {
-        sp->cache = p->next;
-        sp->ncache--;
-        return p;
-    }
-    p = malloc(sizeof(*p));
-    int fds[2];
-    if (!p || pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
-        *err = p ? -errno : -ENOMEM;
-        if (p && sp->direct_pipes && (*err == -EMFILE || *err == -ENFILE)) {
-            *p = (struct sp_pipe){
-                .rd = -1, .wr = -1, .cap = DIRECT_PIPE_CAP, .direct = true};
-            return p;
-        }
-        free(p);
-        return NULL;
-    }
-    p->direct = false;
-    p->rd = fds[0];
-    p->wr = fds[1];
-    if (sp->pipe_size)
-        (void)fcntl(p->wr, F_SETPIPE_SZ, (int)sp->pipe_size); /* a wish */
-    int cap = fcntl(p->wr, F_GETPIPE_SZ);
-    p->cap = cap > 0 ? (uint32_t)cap : 4096;
-    return p;
-}
-
-/* An op is done with its pipe (if it had one: the loop's own sends need
- * none): keep it if it is known to be empty. */
-static void pipe_put(struct ur_splice *sp, struct sp_pipe *p, bool empty)
-{
-    if (!p)
-        return;
-    if (!empty || sp->ncache >= PIPE_CACHE || p->rd < 0) {
-        pipe_close(sp, p, false);
-        return;
-    }
-    p->next = sp->cache;
-    sp->cache = p;
-    sp->ncache++;
 }
 
 static uint64_t ud_of(const struct ur_splice *sp, const struct sp_rec *r)
@@ -423,103 +230,6 @@ static uint8_t part_step(struct ur_splice *sp, struct sp_rec *r)
     return STEP_END;
 }
 
-/* The rest of the op is in the page cache, so that the loop may send it
- * itself: sendfile(2) then cannot wait for a disk. */
-static bool rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms)
-{
-    const struct rs_sendfile *src = r->op->buf;
-    if (sp->no_cachestat)
-        return false;
-    int c = rs_range_cached(src->file_fd, src->off + r->sent, r->want - r->sent);
-    if (c == -ENOSYS || c == -EPERM)
-        sp->no_cachestat = true;
-    r->cached_ms = now_ms;
-    return c == 1;
-}
-
-/* sendfile(2) from the loop into r->sock, non-blocking while the op
- * lasts (the flag is the socket file's, shared with the ring's ops:
- * sock_put puts it back, the essay says why). r->sent grows by what went
- * out. 0: the op is done — all sent, or the file ended (r->in_res 0) or
- * failed (r->in_res -errno); -EAGAIN: the socket is full and bytes
- * remain. */
-static int send_here(struct sp_rec *r)
-{
-    const struct rs_sendfile *src = r->op->buf;
-    r->in_res = 0;
-    if (!r->nb_set) {
-        /* This backend makes its direct sockets blocking, with no other
-         * status flag (accepted or made without SOCK_NONBLOCK): only a
-         * plain fd, which may come from anywhere, is asked. */
-        r->sock_fl = r->own_sock ? 0 : fcntl(r->sock, F_GETFL);
-        if (r->sock_fl < 0 || (!(r->sock_fl & O_NONBLOCK) &&
-                               fcntl(r->sock, F_SETFL, r->sock_fl | O_NONBLOCK) < 0)) {
-            r->in_res = -errno;
-            return 0;
-        }
-        r->nb_set = true;
-        struct sigaction sa;
-        r->pipe_ign = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
-    }
-    /* sendfile(2) to a socket whose peer left raises SIGPIPE (it has no
-     * MSG_NOSIGNAL), which would kill a program that runs a loop on a
-     * thread of its own and never thought of it (a splice in io-wq never
-     * could): unless it is ignored, it is blocked for the call, and one
-     * raised by the call is taken back before the mask is restored. */
-    sigset_t pipe_only, old;
-    bool masked = false;
-    if (!r->pipe_ign) {
-        sigemptyset(&pipe_only);
-        sigaddset(&pipe_only, SIGPIPE);
-        masked = pthread_sigmask(SIG_BLOCK, &pipe_only, &old) == 0;
-    }
-    int rc = 0;
-    while (r->sent < r->want) {
-        off_t pos = (off_t)(src->off + r->sent);
-        size_t ask = r->want - r->sent;
-        ssize_t n = sendfile(r->sock, src->file_fd, &pos, ask);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            rc = -EAGAIN;
-            break;
-        }
-        if (n <= 0) {
-            r->in_res = n == 0 ? 0 : -errno;
-            break;
-        }
-        r->sent += (uint32_t)n;
-        if ((size_t)n < ask) {
-            /* The socket took what fit (or the file ended: the next
-             * call, after POLLOUT, says so). */
-            rc = -EAGAIN;
-            break;
-        }
-    }
-    if (masked) {
-        if (r->in_res == -EPIPE && !sigismember(&old, SIGPIPE)) {
-            struct timespec now = {0, 0};
-            while (sigtimedwait(&pipe_only, NULL, &now) < 0 && errno == EINTR)
-                ;
-        }
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
-    return rc;
-}
-
-/* The loop is done sending the op: an installed fd goes (the direct
- * descriptor still holds the socket). */
-static void sock_put(struct sp_rec *r)
-{
-    if (r->nb_set && !(r->sock_fl & O_NONBLOCK))
-        (void)fcntl(r->sock, F_SETFL, r->sock_fl);
-    r->nb_set = false;
-    if (r->own_sock)
-        close(r->sock);
-    r->own_sock = false;
-    r->sock = -1;
-}
-
 /* Queue the SQEs of r's step s. false: no SQE to be had, nothing issued.
  * Every SQE of the chain is taken before any is filled: a link flag
  * (IOSQE_IO_LINK) on an SQE whose successor never came would chain the
@@ -531,7 +241,7 @@ static const unsigned step_sqes[] = {
     [STEP_END] = 1,  [STEP_INSTALL] = 1, [STEP_WAIT] = 1};
 
 /* The n SQEs of a chain into q, all or none. */
-static bool take(struct ur_splice *sp, struct io_uring_sqe **q, unsigned n)
+bool sp_take(struct ur_splice *sp, struct io_uring_sqe **q, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
         q[i] = sp->get_sqe(sp->ctx, n - i);
@@ -546,21 +256,17 @@ static bool take(struct ur_splice *sp, struct io_uring_sqe **q, unsigned n)
     return true;
 }
 
-static void fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s,
-                 struct io_uring_sqe **q);
-
-static bool issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
+bool sp_issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
 {
     struct io_uring_sqe *q[3] = {NULL, NULL, NULL};
-    if (!take(sp, q, step_sqes[s]))
+    if (!sp_take(sp, q, step_sqes[s]))
         return false;
-    fill(sp, r, s, q);
+    sp_fill(sp, r, s, q);
     return true;
 }
 
 /* Write r's step s into its SQEs q (as many as step_sqes[s]). */
-static void fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s,
-                 struct io_uring_sqe **q)
+void sp_fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s, struct io_uring_sqe **q)
 {
     struct rs_op *op = r->op;
     const struct rs_sendfile *src = op->buf;
@@ -620,25 +326,6 @@ static void fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s,
     }
 }
 
-/* The first step of an op on a cached range, sent by the loop: INSTALL
- * for a direct socket; a plain one is sent to at once, and the SQE of
- * the step after (END with what went out, or WAIT for room) is taken
- * first, so that a refused submit has sent nothing. false: no SQE. */
-static bool start_here(struct ur_splice *sp, struct sp_rec *r)
-{
-    if (r->op->flags & RS_OPF_DIRECT)
-        return issue(sp, r, STEP_INSTALL);
-    struct io_uring_sqe *q[1];
-    if (!take(sp, q, 1))
-        return false;
-    r->sock = r->op->fd;
-    uint8_t s = send_here(r) == -EAGAIN ? STEP_WAIT : STEP_END;
-    if (s == STEP_END)
-        sock_put(r);
-    fill(sp, r, s, q);
-    return true;
-}
-
 int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
 {
     if (op->len == 0 || !op->buf)
@@ -652,16 +339,16 @@ int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
     *r = (struct sp_rec){.op = op, .want = op->len, .gen = gen, .sock = -1};
     /* Sent by the loop (no pipe), or by pipe through the ring. */
     bool here = (!(op->flags & RS_OPF_DIRECT) || !sp->no_install) &&
-                rest_cached(sp, r, rs_now_ms());
+                sp_rest_cached(sp, r, rs_now_ms());
     int err = 0;
-    if (!here && !(r->pipe = pipe_get(sp, &err))) {
+    if (!here && !(r->pipe = sp_pipe_get(sp, &err))) {
         r->next = sp->free_recs;
         sp->free_recs = r;
         return err;
     }
-    if (here ? !start_here(sp, r)
-             : !issue(sp, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r))) {
-        pipe_put(sp, r->pipe, r->inpipe == 0);
+    if (here ? !sp_start_here(sp, r)
+             : !sp_issue(sp, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r))) {
+        sp_pipe_put(sp, r->pipe, r->inpipe == 0);
         r->next = sp->free_recs;
         sp->free_recs = r;
         return -EBUSY;
@@ -722,7 +409,7 @@ static void finish(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
                    int32_t res)
 {
     struct rs_op *op = r->op;
-    pipe_put(sp, r->pipe, r->inpipe == 0);
+    sp_pipe_put(sp, r->pipe, r->inpipe == 0);
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -739,8 +426,8 @@ static void finish(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
 }
 
 /* The op ends with what went out, or err when nothing did. */
-static void finish_err(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
-                       int32_t err)
+void sp_finish_err(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
+                   int32_t err)
 {
     finish(sp, loop, r, r->sent > 0 ? (int32_t)r->sent : err);
 }
@@ -748,9 +435,9 @@ static void finish_err(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec
 /* Next step, or the end when no SQE is to be had. */
 static void step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r, uint8_t s)
 {
-    if (!issue(sp, r, s)) {
+    if (!sp_issue(sp, r, s)) {
         rs_log_error("sendfile: no SQE for the next splice");
-        finish_err(sp, loop, r, -EBUSY);
+        sp_finish_err(sp, loop, r, -EBUSY);
     }
 }
 
@@ -764,7 +451,7 @@ static bool stopped(int32_t res)
     return res == -EINTR || res == -ERESTARTSYS || res == -ECANCELED || res == -EAGAIN;
 }
 
-/* What a step's last CQE ends a cancelled op with (before finish_err()
+/* What a step's last CQE ends a cancelled op with (before sp_finish_err()
  * makes it the bytes sent, when some went out): a step the cancel
  * stopped failed at nothing, so -ECANCELED (rule 10 of backend.h) — a
  * splice in a worker says -ERESTARTSYS or -EINTR, a poll (POLL, WAIT)
@@ -776,35 +463,14 @@ static int32_t cancelled(int32_t res)
 }
 
 /* The loop cannot send the rest of the op: on by pipe, through the ring. */
-static void by_pipe(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
+void sp_by_pipe(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
 {
     int err = 0;
-    if (!r->pipe && !(r->pipe = pipe_get(sp, &err))) {
-        finish_err(sp, loop, r, err);
+    if (!r->pipe && !(r->pipe = sp_pipe_get(sp, &err))) {
+        sp_finish_err(sp, loop, r, err);
         return;
     }
     step(sp, loop, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r));
-}
-
-/* The loop sends what it can of the op (the socket as r->sock), then the
- * op ends, waits for room, or — pages evicted meanwhile — goes on by
- * pipe through the ring. */
-static void here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
-{
-    uint64_t now = rs_loop_now(loop);
-    if (now - r->cached_ms >= CACHED_TRUST_MS && !rest_cached(sp, r, now)) {
-        sock_put(r);
-        by_pipe(sp, loop, r);
-        return;
-    }
-    if (send_here(r) == -EAGAIN) {
-        if (issue(sp, r, STEP_WAIT))
-            return;
-        rs_log_error("sendfile: no SQE to wait for room");
-        r->in_res = -EBUSY;
-    }
-    sock_put(r);
-    finish_err(sp, loop, r, r->in_res);
 }
 
 /* The pipe -> socket splice ended with res (its step's last CQE). */
@@ -821,7 +487,7 @@ static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *
          * backend.h). A worker interrupted before its first byte reports
          * -ERESTARTSYS, which is no errno a caller may ever see. A real
          * error of the socket that raced the cancel stays what it is. */
-        finish_err(sp, loop, r, cancelled(res));
+        sp_finish_err(sp, loop, r, cancelled(res));
         return;
     }
     /* Cut short by its timeout (nothing sent: stopped; some sent: res > 0
@@ -834,7 +500,7 @@ static void out_done(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *
         return;
     }
     if (res <= 0) {
-        finish_err(sp, loop, r, res < 0 ? res : -EPIPE);
+        sp_finish_err(sp, loop, r, res < 0 ? res : -EPIPE);
         return;
     }
     if (r->sent == r->want) {
@@ -886,7 +552,7 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
                    int32_t res)
 {
     if (sp->doomed)
-        close_doomed(sp);
+        sp_close_doomed(sp);
     uint64_t mark = user_data & (UD_CANCEL | UD_RETRY);
     struct sp_rec *r = (struct sp_rec *)(uintptr_t)(user_data & UD_PTR_MASK & ~mark);
     if (!r)
@@ -925,7 +591,7 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
         /* IN came short, so the kernel cancelled OUT (-ECANCELED): 0 is
          * the file's end, < 0 its error; else send what IN brought. */
         if (r->in_res <= 0) {
-            finish_err(sp, loop, r, r->in_res);
+            sp_finish_err(sp, loop, r, r->in_res);
             return;
         }
         step(sp, loop, r, STEP_OUT);
@@ -943,13 +609,13 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
             r->pipe->wr = r->pipe->made[1];
         }
         if (res < 0 || r->cancel) {
-            finish_err(sp, loop, r, res < 0 ? res : -ECANCELED);
+            sp_finish_err(sp, loop, r, res < 0 ? res : -ECANCELED);
             return;
         }
         step(sp, loop, r, STEP_PAIR);
         return;
     case STEP_END:
-        finish_err(sp, loop, r, r->cancel && r->in_res == 0 ? -ECANCELED : r->in_res);
+        sp_finish_err(sp, loop, r, r->cancel && r->in_res == 0 ? -ECANCELED : r->in_res);
         return;
     case STEP_INSTALL:
         if (res >= 0) {
@@ -957,8 +623,8 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
             r->own_sock = true;
         }
         if (r->cancel) {
-            sock_put(r);
-            finish_err(sp, loop, r, -ECANCELED);
+            sp_sock_put(r);
+            sp_finish_err(sp, loop, r, -ECANCELED);
             return;
         }
         if (res < 0) {
@@ -969,27 +635,27 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
                 rs_log_info("sendfile: no IORING_OP_FIXED_FD_INSTALL (Linux 6.8): "
                             "io-wq workers send to direct sockets");
             }
-            by_pipe(sp, loop, r);
+            sp_by_pipe(sp, loop, r);
             return;
         }
-        here_step(sp, loop, r);
+        sp_here_step(sp, loop, r);
         return;
     case STEP_WAIT:
         /* POLLOUT, or POLLERR/POLLHUP: sendfile(2) tells which. A cancel
          * ends the op here, whatever the poll says: the socket's flags go
-         * back and an installed fd is closed (sock_put) before it
+         * back and an installed fd is closed (sp_sock_put) before it
          * completes. */
         if (res < 0 || r->cancel) {
-            sock_put(r);
-            finish_err(sp, loop, r, r->cancel ? cancelled(res) : res);
+            sp_sock_put(r);
+            sp_finish_err(sp, loop, r, r->cancel ? cancelled(res) : res);
             return;
         }
-        here_step(sp, loop, r);
+        sp_here_step(sp, loop, r);
         return;
     case STEP_POLL:
         /* POLLOUT, or POLLERR/POLLHUP: the splice tells which. */
         if (res < 0 || r->cancel) {
-            finish_err(sp, loop, r, r->cancel ? cancelled(res) : res);
+            sp_finish_err(sp, loop, r, r->cancel ? cancelled(res) : res);
             return;
         }
         step(sp, loop, r, STEP_OUT);

@@ -1,0 +1,176 @@
+/* RS_OP_SENDFILE on io_uring: the loop's own sendfile(2) of a cached range
+ * (splice.c has the overview and the pipe path this replaces).
+ *
+ * When the whole op's range is cached the loop sends it
+ * itself, with sendfile(2), the way nginx does: no pipe, no worker, no
+ * wake-up; the loop sleeps only when the socket is full (a POLLOUT step,
+ * WAIT). That needs the socket as a process fd: a plain socket is its own;
+ * a direct one (the default for accepted sockets) gets one from
+ * IORING_OP_FIXED_FD_INSTALL (6.8) for the op's life, INSTALL, closed when
+ * the op ends (the direct descriptor keeps the socket open). Such an op
+ * takes no pipe. O_NONBLOCK is set for the op and put back when it ends:
+ * the flag belongs to the socket's open file, which the ring's own ops
+ * share, and a splice in io-wq or a blocking retry of a send honours it
+ * (-EAGAIN where the ring would otherwise wait); meanwhile the only other
+ * op on the socket is the receive, which never waits. A kernel without
+ * the opcode, or a process out of descriptors, takes the pipe path
+ * (splice.c).
+ * Counted on 6.18 for a 64 MiB response: the 64 worker trips and their
+ * ~130 context switches are gone (docs/http.md).
+ */
+#include "splice_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+#include "op.h"
+#include "pagecache.h"
+
+/* How long a range found cached stays trusted while its op waits for room
+ * in the socket: its pages were just used (the page cache's most recent),
+ * and a check walks every page (1-10 us per MiB on 6.18, more for small
+ * folios). */
+#define CACHED_TRUST_MS 10
+
+/* The rest of the op is in the page cache, so that the loop may send it
+ * itself: sendfile(2) then cannot wait for a disk. */
+bool sp_rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms)
+{
+    const struct rs_sendfile *src = r->op->buf;
+    if (sp->no_cachestat)
+        return false;
+    int c = rs_range_cached(src->file_fd, src->off + r->sent, r->want - r->sent);
+    if (c == -ENOSYS || c == -EPERM)
+        sp->no_cachestat = true;
+    r->cached_ms = now_ms;
+    return c == 1;
+}
+
+/* sendfile(2) from the loop into r->sock, non-blocking while the op
+ * lasts (the flag is the socket file's, shared with the ring's ops:
+ * sp_sock_put puts it back, the essay says why). r->sent grows by what went
+ * out. 0: the op is done — all sent, or the file ended (r->in_res 0) or
+ * failed (r->in_res -errno); -EAGAIN: the socket is full and bytes
+ * remain. */
+static int send_here(struct sp_rec *r)
+{
+    const struct rs_sendfile *src = r->op->buf;
+    r->in_res = 0;
+    if (!r->nb_set) {
+        /* This backend makes its direct sockets blocking, with no other
+         * status flag (accepted or made without SOCK_NONBLOCK): only a
+         * plain fd, which may come from anywhere, is asked. */
+        r->sock_fl = r->own_sock ? 0 : fcntl(r->sock, F_GETFL);
+        if (r->sock_fl < 0 || (!(r->sock_fl & O_NONBLOCK) &&
+                               fcntl(r->sock, F_SETFL, r->sock_fl | O_NONBLOCK) < 0)) {
+            r->in_res = -errno;
+            return 0;
+        }
+        r->nb_set = true;
+        struct sigaction sa;
+        r->pipe_ign = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+    }
+    /* sendfile(2) to a socket whose peer left raises SIGPIPE (it has no
+     * MSG_NOSIGNAL), which would kill a program that runs a loop on a
+     * thread of its own and never thought of it (a splice in io-wq never
+     * could): unless it is ignored, it is blocked for the call, and one
+     * raised by the call is taken back before the mask is restored. */
+    sigset_t pipe_only, old;
+    bool masked = false;
+    if (!r->pipe_ign) {
+        sigemptyset(&pipe_only);
+        sigaddset(&pipe_only, SIGPIPE);
+        masked = pthread_sigmask(SIG_BLOCK, &pipe_only, &old) == 0;
+    }
+    int rc = 0;
+    while (r->sent < r->want) {
+        off_t pos = (off_t)(src->off + r->sent);
+        size_t ask = r->want - r->sent;
+        ssize_t n = sendfile(r->sock, src->file_fd, &pos, ask);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            rc = -EAGAIN;
+            break;
+        }
+        if (n <= 0) {
+            r->in_res = n == 0 ? 0 : -errno;
+            break;
+        }
+        r->sent += (uint32_t)n;
+        if ((size_t)n < ask) {
+            /* The socket took what fit (or the file ended: the next
+             * call, after POLLOUT, says so). */
+            rc = -EAGAIN;
+            break;
+        }
+    }
+    if (masked) {
+        if (r->in_res == -EPIPE && !sigismember(&old, SIGPIPE)) {
+            struct timespec now = {0, 0};
+            while (sigtimedwait(&pipe_only, NULL, &now) < 0 && errno == EINTR)
+                ;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    return rc;
+}
+
+/* The loop is done sending the op: an installed fd goes (the direct
+ * descriptor still holds the socket). */
+void sp_sock_put(struct sp_rec *r)
+{
+    if (r->nb_set && !(r->sock_fl & O_NONBLOCK))
+        (void)fcntl(r->sock, F_SETFL, r->sock_fl);
+    r->nb_set = false;
+    if (r->own_sock)
+        close(r->sock);
+    r->own_sock = false;
+    r->sock = -1;
+}
+
+/* The first step of an op on a cached range, sent by the loop: INSTALL
+ * for a direct socket; a plain one is sent to at once, and the SQE of
+ * the step after (END with what went out, or WAIT for room) is taken
+ * first, so that a refused submit has sent nothing. false: no SQE. */
+bool sp_start_here(struct ur_splice *sp, struct sp_rec *r)
+{
+    if (r->op->flags & RS_OPF_DIRECT)
+        return sp_issue(sp, r, STEP_INSTALL);
+    struct io_uring_sqe *q[1];
+    if (!sp_take(sp, q, 1))
+        return false;
+    r->sock = r->op->fd;
+    uint8_t s = send_here(r) == -EAGAIN ? STEP_WAIT : STEP_END;
+    if (s == STEP_END)
+        sp_sock_put(r);
+    sp_fill(sp, r, s, q);
+    return true;
+}
+
+/* The loop sends what it can of the op (the socket as r->sock), then the
+ * op ends, waits for room, or — pages evicted meanwhile — goes on by
+ * pipe through the ring. */
+void sp_here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
+{
+    uint64_t now = rs_loop_now(loop);
+    if (now - r->cached_ms >= CACHED_TRUST_MS && !sp_rest_cached(sp, r, now)) {
+        sp_sock_put(r);
+        sp_by_pipe(sp, loop, r);
+        return;
+    }
+    if (send_here(r) == -EAGAIN) {
+        if (sp_issue(sp, r, STEP_WAIT))
+            return;
+        rs_log_error("sendfile: no SQE to wait for room");
+        r->in_res = -EBUSY;
+    }
+    sp_sock_put(r);
+    sp_finish_err(sp, loop, r, r->in_res);
+}

@@ -1,0 +1,87 @@
+/* What backend_uring/splice.c (the op: its steps through the ring, its
+ * CQEs, its cancel), splice_pipes.c (the pipe cache) and splice_here.c
+ * (the loop's own sendfile(2)) share. Internal to those three files. */
+#ifndef RINGSERVE_URING_SPLICE_INT_H
+#define RINGSERVE_URING_SPLICE_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "splice.h"
+
+/* What the record has in flight: the linked pair IN -> OUT (a part not
+ * known to be cached), OUT alone (a part the loop put into the pipe, or
+ * the rest of a pipe), the poll for room, the direct pipe being made, or
+ * the NOP that ends the op with what the loop's splice found. */
+enum { STEP_PAIR, STEP_OUT, STEP_POLL, STEP_PIPE, STEP_END, STEP_INSTALL, STEP_WAIT };
+
+struct sp_pipe {
+    struct sp_pipe *next;
+    int rd, wr;
+    uint32_t cap; /* bytes it holds (F_GETPIPE_SZ) */
+    bool direct;  /* rd and wr are direct descriptors (IORING_OP_PIPE) */
+    int made[2];  /* STEP_PIPE: where the kernel writes them */
+};
+
+struct sp_rec {
+    struct sp_rec *next, *prev; /* live list; free list through next */
+    struct rs_op *op;
+    struct sp_pipe *pipe;
+    uint32_t want;   /* op->len */
+    uint32_t sent;   /* bytes that went out */
+    uint32_t inpipe; /* bytes taken from the file, not sent yet */
+    uint32_t asked;  /* STEP_PAIR: bytes both splices were asked for */
+    int32_t in_res;  /* STEP_PAIR: the IN splice's result, once known */
+    uint8_t step;
+    uint8_t gen;
+    uint8_t cqes;       /* CQEs still to come for the step in flight */
+    bool in_done;       /* STEP_PAIR: the IN's CQE came */
+    bool cancel;        /* a cancel was asked: end at the next CQE */
+    bool own_sock;      /* sock was installed for this op: closed at its end */
+    bool nb_set;        /* O_NONBLOCK was set on sock for the op: put back at its end */
+    bool pipe_ign;      /* SIGPIPE is ignored (asked at the op's first send) */
+    int sock;           /* the socket as a process fd while the loop sends; -1 */
+    int sock_fl;        /* sock's file status flags before (F_GETFL) */
+    uint64_t cached_ms; /* when the rest of the op was last found cached */
+    /* Cancels asked again for the op (at most CANCEL_TRIES). */
+    uint8_t cancels;
+};
+
+struct ur_splice {
+    ur_get_sqe_fn get_sqe;
+    void *ctx;
+    unsigned tag;
+    uint32_t pipe_size;
+    bool direct_pipes; /* pipe2 out of descriptors: IORING_OP_PIPE instead */
+    bool no_cachestat; /* the kernel cannot say what is cached: IN in the ring */
+    bool no_install;   /* no IORING_OP_FIXED_FD_INSTALL: direct sockets by pipe */
+    struct sp_rec *live, *free_recs;
+    struct sp_pipe *cache;
+    struct sp_pipe *doomed; /* direct pipes whose close found no SQE yet */
+    uint32_t ncache, nlive;
+};
+
+/* splice.c: queue the SQEs of r's step s (false: none to be had, nothing
+ * issued); take a chain's n SQEs, all or none; write step s into them. */
+bool sp_issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s);
+bool sp_take(struct ur_splice *sp, struct io_uring_sqe **q, unsigned n);
+void sp_fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s, struct io_uring_sqe **q);
+/* splice.c: the op ends with what went out, or err when nothing did. */
+void sp_finish_err(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
+                   int32_t err);
+/* splice.c: the loop cannot send the rest of the op: on by pipe. */
+void sp_by_pipe(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r);
+
+/* splice_pipes.c: the pipe cache. */
+struct sp_pipe *sp_pipe_get(struct ur_splice *sp, int *err);
+void sp_pipe_put(struct ur_splice *sp, struct sp_pipe *p, bool empty);
+void sp_pipe_close(struct ur_splice *sp, struct sp_pipe *p, bool ring_gone);
+void sp_close_doomed(struct ur_splice *sp);
+
+/* splice_here.c: the loop's own sendfile(2). */
+bool sp_rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms);
+bool sp_start_here(struct ur_splice *sp, struct sp_rec *r);
+void sp_here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r);
+void sp_sock_put(struct sp_rec *r);
+
+#endif
