@@ -128,7 +128,7 @@ struct rs_stream *stream_new(struct rs_loop *loop, int fd, bool direct,
         gens[1] = s->send_op.bk_gen;
         gens[2] = s->ctl_op.bk_gen;
     } else {
-        /* Aligned, so the fields a round trip touches share three cache
+        /* Aligned, so the fields a round trip touches share four cache
          * lines (stream.h); free() takes it back. */
         size_t bytes =
             (sizeof(*s) + RS_STREAM_ALIGN - 1) & ~(size_t)(RS_STREAM_ALIGN - 1);

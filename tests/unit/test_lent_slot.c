@@ -28,6 +28,7 @@
 
 #include "../skip_reason.h"
 #include "first_error.h"
+#include "inproc_server.h"
 
 static int g_argc;
 static char **g_argv;
@@ -59,57 +60,12 @@ static const struct rs_protocol marks_proto = {.name = "marks",
 
 static struct rs_server *start_server(void)
 {
-    char *argv[32];
-    int argc = 0;
-    argv[argc++] = "test_lent_slot";
-    argv[argc++] = "--listen=127.0.0.1:0";
-    argv[argc++] = "--quiet";
-    argv[argc++] = "--threads=1";
-    for (int i = 1; i < g_argc && argc < 30; i++)
-        argv[argc++] = g_argv[i];
-    argv[argc] = NULL;
-    static struct rs_config cfg;
-    rs_config_defaults(&cfg);
-    assert_int_equal(rs_config_parse(&cfg, argc, argv), 0);
-    cfg.proto = &marks_proto;
-    static char first_error[RS_FIRST_ERROR_LEN];
-    first_error[0] = '\0';
-    cfg.log_fn = rs_keep_first_error;
-    cfg.log_data = first_error;
-    struct rs_server *srv = NULL;
-    int rc = rs_server_start(&cfg, &srv);
-    if (rc == -ENOSYS) {
-        rs_skip_reason("io_uring unavailable: rs_server_start: ENOSYS");
-        skip();
-    }
-    /* A --uring-features name this kernel lacks (strict list): a skip. */
-    if (rc == -EINVAL && rs_skip_reason_for(first_error))
-        skip();
-    assert_int_equal(rc, 0);
-    return srv;
+    return rs_test_server_start("test_lent_slot", &marks_proto, NULL, g_argc, g_argv);
 }
 
 static int dial(struct rs_server *srv, int rcvbuf)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    /* Before connect: the window the server sees is small from the start. */
-    if (rcvbuf > 0) {
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-        /* Small segments make the server's send buffer small too (the
-         * kernel sizes it from the peer's MSS): its sends come back short
-         * after a few tens of KiB instead of a few MiB. */
-        int mss = 536;
-        setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss));
-    }
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons(rs_server_port(srv))};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    struct timeval tv = {.tv_sec = 20}; /* a broken server fails, never hangs */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    return fd;
+    return rs_test_dial(srv, rcvbuf);
 }
 
 /* Read until EOF or an error: the bytes, and how it ended (0 or errno). */

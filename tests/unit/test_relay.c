@@ -31,6 +31,7 @@
 
 #include "../skip_reason.h"
 #include "first_error.h"
+#include "inproc_server.h"
 
 static int g_argc;
 static char **g_argv;
@@ -91,57 +92,17 @@ static const struct rs_protocol pair_proto = {
 
 static struct rs_server *start_server(void)
 {
-    char *argv[32];
-    int argc = 0;
-    argv[argc++] = "test_relay";
-    argv[argc++] = "--listen=127.0.0.1:0";
-    argv[argc++] = "--quiet";
-    argv[argc++] = "--threads=1";
-    argv[argc++] = "--max-pending=65536";
-    argv[argc++] = "--drain-timeout=2000";
-    for (int i = 1; i < g_argc && argc < 30; i++)
-        argv[argc++] = g_argv[i];
-    argv[argc] = NULL;
-    static struct rs_config cfg;
-    rs_config_defaults(&cfg);
-    assert_int_equal(rs_config_parse(&cfg, argc, argv), 0);
-    cfg.proto = &pair_proto;
-    static char first_error[RS_FIRST_ERROR_LEN];
-    first_error[0] = '\0';
-    cfg.log_fn = rs_keep_first_error;
-    cfg.log_data = first_error;
+    static const char *const extra[] = {"--max-pending=65536", "--drain-timeout=2000",
+                                        NULL};
     waiting = NULL;
-    struct rs_server *srv = NULL;
-    int rc = rs_server_start(&cfg, &srv);
-    if (rc == -ENOSYS) {
-        rs_skip_reason("io_uring unavailable: rs_server_start: ENOSYS");
-        skip();
-    }
-    if (rc == -EINVAL && rs_skip_reason_for(first_error))
-        skip();
-    assert_int_equal(rc, 0);
-    return srv;
+    return rs_test_server_start("test_relay", &pair_proto, extra, g_argc, g_argv);
 }
 
 /* A connection; small: its receive buffer and segments are small, so the
  * server's sends to it come back short. */
 static int dial(struct rs_server *srv, bool small)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    if (small) {
-        int rcvbuf = 4096, mss = 536;
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-        setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss));
-    }
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons(rs_server_port(srv))};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    struct timeval tv = {.tv_sec = 20}; /* a broken server fails, never hangs */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    return fd;
+    return rs_test_dial(srv, small ? 4096 : 0);
 }
 
 /* Two connections the server pairs: x first (it waits), then y. */

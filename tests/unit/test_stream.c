@@ -331,7 +331,7 @@ static void test_stream_refused_pause_cancel_is_retried(void **state)
     recv_data(fx, msg, true);
     struct rs_op *r = op_of(fx, RS_OP_RECV);
     fake(&fx->loop)->refuse_cancel = 2;
-    recv_data(fx, msg, true); /* 120 > 100: pause, but the cancel is refused */
+    recv_data(fx, msg, true);   /* 120 > 100: pause, but the cancel is refused */
     assert_true(c->relay_hold); /* echo relays to itself: the relay holds it */
     assert_false(fake_was_cancelled(&fx->loop, r));
     assert_false(c->recv_cancel); /* not recorded as issued */
