@@ -458,6 +458,12 @@ def test_report(k, rec, tmp):
           'merge from the report keeps earlier results: %s' % aby)
     check([b['date'] for b in again['batches']][1:] == ['later', 'third'],
           'merge from the report continues the batches: %s' % again['batches'])
+    # each kept result names the batch that ran it, through a third merge
+    third = k.merge_records(merged, dict(later, date='third', tests=[
+        dict(t, result='skip', reason='not selected (--tests)') for t in later['tests']]))
+    tby = {t['name']: t.get('batch') for t in third['tests']}
+    check(tby['contract-uring-default'] == 1 and tby['probe'] == 2,
+          'kept results keep their batch: %s' % tby)
     # --report-only from a fresh clone: the same page from the report's JSON
     # (the probe and the start-up lines are in it) as from the raw records
     k.write_report([rec, rec12], md, js)
