@@ -274,6 +274,16 @@ def test_python_in_guest(k, build, tmp):
     check('[ -n "$RS_GUEST" ] && export PYTHONHOME=' in run,
           'PYTHONHOME is set for the guest only')
     check('RS_GUEST=1' in k.INIT, 'the guest init marks the guest')
+    # an --extra command that starts python3 (the examples' runner) brings
+    # the interpreter and its library in without a Python test beside it
+    extra = [{'name': 'x-py', 'suite': ['extra'],
+              'cmd': ['sh', '-c', 'ls kx >/dev/null && python3 %s kx uring /tmp/ex'
+                      % script],
+              'env': {}, 'workdir': None, 'timeout': 30}]
+    xplan = k.plan_tests(extra, build, {'sh', 'python3'})
+    xc = k.initramfs_contents(xplan, [], busybox=os.path.realpath('/bin/sh'))
+    check(any(p.endswith('/os.py') for p in xc) and '/usr/bin/python3' in xc,
+          'an --extra python3 command gets the interpreter and its library')
 
 
 def test_results(k, build, plan):
