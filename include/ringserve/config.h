@@ -31,7 +31,7 @@ struct rs_upstream {
  * most of it later, from the ACK processing of the peer, on the peer's
  * CPU when the peer is a local process (loopback, a proxy's upstream).
  * With a small unsent queue the server's own send transmits its bytes
- * (docs/http.md: a local client pays 40 % less per 64 MiB response);
+ * (docs/http.md: a local client pays a third less per 64 MiB response);
  * 256 KiB still takes a 1 MiB response in one sendfile(2). */
 #define RS_NOTSENT_LOWAT_DEFAULT (256u * 1024)
 
