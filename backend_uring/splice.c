@@ -230,6 +230,41 @@ static uint8_t part_step(struct ur_splice *sp, struct sp_rec *r)
     return STEP_END;
 }
 
+/* The loop moves the op through its pipe itself (it has the socket as
+ * r->sock, and the pipe has descriptors): what the pipe holds into the
+ * socket (sp_out_here), then the next part into the pipe when it is
+ * cached (in_here), until the socket is full (WAIT, a POLLOUT poll), a
+ * part must come from the disk (IN: the ring's file -> pipe splice,
+ * which ends by itself), or the op is done or failed (END, r->in_res
+ * says how). */
+uint8_t sp_pipe_here(struct ur_splice *sp, struct sp_rec *r)
+{
+    for (;;) {
+        if (r->inpipe > 0) {
+            int err = sp_out_here(r);
+            if (err == -EAGAIN)
+                return STEP_WAIT;
+            if (err < 0) {
+                r->in_res = err;
+                return STEP_END;
+            }
+        }
+        if (r->sent == r->want) {
+            r->in_res = 0;
+            return STEP_END;
+        }
+        uint32_t left = r->want - r->sent;
+        int n = in_here(sp, r, left < r->pipe->cap ? left : r->pipe->cap);
+        if (n == -EAGAIN)
+            return STEP_IN;
+        if (n <= 0) {
+            r->in_res = n;
+            return STEP_END;
+        }
+        r->inpipe = (uint32_t)n;
+    }
+}
+
 /* Queue the SQEs of r's step s. false: no SQE to be had, nothing issued.
  * Every SQE of the chain is taken before any is filled: a link flag
  * (IOSQE_IO_LINK) on an SQE whose successor never came would chain the
@@ -238,7 +273,7 @@ static uint8_t part_step(struct ur_splice *sp, struct sp_rec *r)
  * not trusted; SQEs taken before a refusal become NOPs nobody hears of. */
 static const unsigned step_sqes[] = {
     [STEP_PAIR] = 3, [STEP_OUT] = 2,     [STEP_POLL] = 1, [STEP_PIPE] = 1,
-    [STEP_END] = 1,  [STEP_INSTALL] = 1, [STEP_WAIT] = 1};
+    [STEP_END] = 1,  [STEP_INSTALL] = 1, [STEP_WAIT] = 1, [STEP_IN] = 1};
 
 /* The n SQEs of a chain into q, all or none. */
 bool sp_take(struct ur_splice *sp, struct io_uring_sqe **q, unsigned n)
@@ -295,6 +330,18 @@ void sp_fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s, struct io_uring_
         prep_out(sp, r, q[0], q[1], r->inpipe);
         r->cqes = 1;
         return;
+    case STEP_IN: {
+        /* The file -> pipe half alone, for the loop to send: a worker's
+         * read of the file ends by itself, whoever the peer is. */
+        uint32_t left = r->want - r->sent;
+        uint32_t len = left < r->pipe->cap ? left : r->pipe->cap;
+        assert(r->inpipe == 0 && !r->pipe->direct);
+        io_uring_prep_splice(q[0], src->file_fd, (int64_t)(src->off + r->sent),
+                             r->pipe->wr, -1, len, SPLICE_F_NONBLOCK);
+        io_uring_sqe_set_data64(q[0], ud_of(sp, r));
+        r->cqes = 1;
+        return;
+    }
     case STEP_POLL: /* room for the rest of the pipe */
     case STEP_WAIT: /* room for the loop's next sendfile(2) */
         io_uring_prep_poll_add(q[0], op->fd, POLLOUT);
@@ -337,17 +384,34 @@ int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
         return -ENOMEM;
     uint8_t gen = (uint8_t)(r->gen + 1);
     *r = (struct sp_rec){.op = op, .want = op->len, .gen = gen, .sock = -1};
-    /* Sent by the loop (no pipe), or by pipe through the ring. */
-    bool here = (!(op->flags & RS_OPF_DIRECT) || !sp->no_install) &&
-                sp_rest_cached(sp, r, rs_now_ms());
+    /* The loop sends whenever it can have the socket as a process fd: a
+     * cached range with its own sendfile(2) (no pipe), any other through
+     * a pipe, splicing out of it itself. Only a direct socket without
+     * IORING_OP_FIXED_FD_INSTALL, or a direct pipe (no descriptor to
+     * splice from), leaves the sending to io-wq workers. */
+    bool can_fd = !(op->flags & RS_OPF_DIRECT) || !sp->no_install;
+    bool here = can_fd && sp_rest_cached(sp, r, rs_now_ms());
     int err = 0;
     if (!here && !(r->pipe = sp_pipe_get(sp, &err))) {
         r->next = sp->free_recs;
         sp->free_recs = r;
         return err;
     }
-    if (here ? !sp_start_here(sp, r)
-             : !sp_issue(sp, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r))) {
+    bool ok;
+    if (can_fd && (here || !r->pipe->direct)) {
+        ok = sp_start_here(sp, r);
+    } else {
+        /* io-wq sends. A plain socket is non-blocking for the op: a
+         * worker's splice into it when it is full ends with -EAGAIN
+         * (POLL, then the rest) instead of waiting for the peer. */
+        if (!(op->flags & RS_OPF_DIRECT)) {
+            r->sock = op->fd;
+            (void)sp_sock_nb(r);
+        }
+        ok = sp_issue(sp, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r));
+    }
+    if (!ok) {
+        sp_sock_put(r);
         sp_pipe_put(sp, r->pipe, r->inpipe == 0);
         r->next = sp->free_recs;
         sp->free_recs = r;
@@ -409,6 +473,7 @@ static void finish(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
                    int32_t res)
 {
     struct rs_op *op = r->op;
+    sp_sock_put(r); /* flags back, an installed fd closed: before the caller hears */
     sp_pipe_put(sp, r->pipe, r->inpipe == 0);
     if (r->prev)
         r->prev->next = r->next;
@@ -470,6 +535,14 @@ void sp_by_pipe(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
         sp_finish_err(sp, loop, r, err);
         return;
     }
+    if (r->sock >= 0 && !r->pipe->direct) {
+        sp_here_step(sp, loop, r); /* the loop splices out of the pipe */
+        return;
+    }
+    /* io-wq sends: into a socket the loop has, non-blocking (a full one
+     * is a POLL step, not a waiting worker). */
+    if (r->sock >= 0)
+        (void)sp_sock_nb(r);
     step(sp, loop, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r));
 }
 
@@ -599,6 +672,18 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
     case STEP_OUT:
         loop->stats.sendfile_worker_sends++;
         out_done(sp, loop, r, res);
+        return;
+    case STEP_IN:
+        /* The part is in the pipe (what it holds goes with the pipe if
+         * the op ends here): the loop sends it. */
+        loop->stats.sendfile_worker_reads++;
+        if (res > 0)
+            r->inpipe = (uint32_t)res;
+        if (r->cancel || res <= 0) {
+            sp_finish_err(sp, loop, r, r->cancel ? cancelled(res) : res);
+            return;
+        }
+        sp_here_step(sp, loop, r);
         return;
     case STEP_PIPE:
         /* -ENFILE: the direct table is full too. A pipe made while a

@@ -13,7 +13,16 @@
  * known to be cached), OUT alone (a part the loop put into the pipe, or
  * the rest of a pipe), the poll for room, the direct pipe being made, or
  * the NOP that ends the op with what the loop's splice found. */
-enum { STEP_PAIR, STEP_OUT, STEP_POLL, STEP_PIPE, STEP_END, STEP_INSTALL, STEP_WAIT };
+enum {
+    STEP_PAIR,
+    STEP_OUT,
+    STEP_POLL,
+    STEP_PIPE,
+    STEP_END,
+    STEP_INSTALL,
+    STEP_WAIT,
+    STEP_IN
+};
 
 struct sp_pipe {
     struct sp_pipe *next;
@@ -83,5 +92,9 @@ bool sp_rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms);
 bool sp_start_here(struct ur_splice *sp, struct sp_rec *r);
 void sp_here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r);
 void sp_sock_put(struct sp_rec *r);
+int sp_sock_nb(struct sp_rec *r);
+int sp_out_here(struct sp_rec *r);
+/* splice.c: the loop moves the op through its pipe; the step after. */
+uint8_t sp_pipe_here(struct ur_splice *sp, struct sp_rec *r);
 
 #endif
