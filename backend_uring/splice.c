@@ -95,6 +95,9 @@
  * (records are aligned, so the pointer's lowest bits are free). */
 #define UD_CANCEL UINT64_C(1)
 #define UD_RETRY  UINT64_C(2)
+/* Both bits: the timer that stops a worker's splice into a blocking
+ * socket (prep_out). */
+#define UD_OUT_TIMER (UD_CANCEL | UD_RETRY)
 /* How often a cancel that found nothing is asked again while the pair's
  * OUT is still to be issued, the n-th time after 1 << min(n, 6) ms: about
  * a second in all, for a worker the machine keeps from running. */
@@ -161,7 +164,8 @@ static uint64_t ud_of(const struct ur_splice *sp, const struct sp_rec *r)
     return (uint64_t)p | (uint64_t)r->gen << 48 | (uint64_t)sp->tag << 56;
 }
 
-/* The pipe -> socket splice of n bytes in sqe, linked to its timeout in t. */
+/* The pipe -> socket splice of n bytes in sqe, for an io-wq worker; with
+ * t, the timer that stops it (a socket that blocks). */
 static void prep_out(struct ur_splice *sp, struct sp_rec *r, struct io_uring_sqe *sqe,
                      struct io_uring_sqe *t, uint32_t n)
 {
@@ -174,12 +178,35 @@ static void prep_out(struct ur_splice *sp, struct sp_rec *r, struct io_uring_sqe
                          SPLICE_F_NONBLOCK | more | fixed_in);
     if (op->flags & RS_OPF_DIRECT)
         sqe->flags |= IOSQE_FIXED_FILE; /* fd_out, the socket */
-    sqe->flags |= IOSQE_IO_LINK;
     io_uring_sqe_set_data64(sqe, ud_of(sp, r));
-    /* Its CQE (-ETIME, or -ECANCELED when the splice ended first) says
-     * nothing the splice's own does not: no record. */
-    io_uring_prep_link_timeout(t, &out_timeout, 0);
-    io_uring_sqe_set_data64(t, (uint64_t)sp->tag << 56);
+    if (!t)
+        return; /* non-blocking: a full socket ends it with -EAGAIN */
+    /* The socket blocks (a direct one the loop has no fd for, to make it
+     * non-blocking), and the worker's splice would wait until the peer
+     * reads: a pure timer, at whose CQE the loop cancels the splice if
+     * it still runs (out_timer_cqe): io-wq signals the worker, and the
+     * splice returns what it sent, or -ERESTARTSYS. An
+     * IORING_OP_LINK_TIMEOUT would do that by itself, but on 6.18 it
+     * never fires for a splice io-wq runs (counted: 294 armed, 0 fired). */
+    io_uring_prep_timeout(t, &out_timeout, 0, 0);
+    io_uring_sqe_set_data64(t, ud_of(sp, r) | UD_OUT_TIMER);
+    r->out_timer = true;
+}
+
+/* The splice ended before its timer: the timer goes (its CQE and the
+ * removal's are ignored). Without an SQE it fires later and finds the
+ * op at another step (ignored), or cancels a later splice early, which
+ * then waits for POLLOUT and goes on. */
+static void timer_off(struct ur_splice *sp, struct sp_rec *r)
+{
+    if (!r->out_timer)
+        return;
+    r->out_timer = false;
+    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, 1);
+    if (!sqe)
+        return;
+    io_uring_prep_timeout_remove(sqe, ud_of(sp, r) | UD_OUT_TIMER, 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)sp->tag << 56);
 }
 
 /* The file -> pipe half of the next part in the loop itself, when that
@@ -220,8 +247,8 @@ static uint8_t part_step(struct ur_splice *sp, struct sp_rec *r)
     uint32_t len = left < r->pipe->cap ? left : r->pipe->cap;
     assert(r->inpipe == 0);
     int n = in_here(sp, r, len);
-    if (n == -EAGAIN)
-        return STEP_PAIR;
+    if (n == -EAGAIN) /* a blocking socket's OUT needs its timer: not linked */
+        return r->nb_set ? STEP_PAIR : STEP_IN;
     if (n > 0) {
         r->inpipe = (uint32_t)n;
         return STEP_OUT;
@@ -272,7 +299,7 @@ uint8_t sp_pipe_here(struct ur_splice *sp, struct sp_rec *r)
  * crash. get_sqe promises n free slots, but that promise is checked here,
  * not trusted; SQEs taken before a refusal become NOPs nobody hears of. */
 static const unsigned step_sqes[] = {
-    [STEP_PAIR] = 3, [STEP_OUT] = 2,     [STEP_POLL] = 1, [STEP_PIPE] = 1,
+    [STEP_PAIR] = 2, [STEP_OUT] = 2,     [STEP_POLL] = 1, [STEP_PIPE] = 1,
     [STEP_END] = 1,  [STEP_INSTALL] = 1, [STEP_WAIT] = 1, [STEP_IN] = 1};
 
 /* The n SQEs of a chain into q, all or none. */
@@ -293,8 +320,9 @@ bool sp_take(struct ur_splice *sp, struct io_uring_sqe **q, unsigned n)
 
 bool sp_issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
 {
-    struct io_uring_sqe *q[3] = {NULL, NULL, NULL};
-    if (!sp_take(sp, q, step_sqes[s]))
+    struct io_uring_sqe *q[2] = {NULL, NULL};
+    /* OUT alone takes its timer's SQE only for a socket that blocks. */
+    if (!sp_take(sp, q, s == STEP_OUT && r->nb_set ? 1 : step_sqes[s]))
         return false;
     sp_fill(sp, r, s, q);
     return true;
@@ -320,14 +348,15 @@ void sp_fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s, struct io_uring_
             q[0]->flags |= IOSQE_FIXED_FILE; /* fd_out, the pipe */
         q[0]->flags |= IOSQE_IO_LINK;
         io_uring_sqe_set_data64(q[0], ud_of(sp, r));
-        prep_out(sp, r, q[1], q[2], len);
+        assert(r->nb_set); /* a blocking socket's OUT is not linked (part_step) */
+        prep_out(sp, r, q[1], NULL, len);
         r->asked = len;
         r->in_done = false;
         r->cqes = 2;
         return;
     }
     case STEP_OUT:
-        prep_out(sp, r, q[0], q[1], r->inpipe);
+        prep_out(sp, r, q[0], r->nb_set ? NULL : q[1], r->inpipe);
         r->cqes = 1;
         return;
     case STEP_IN: {
@@ -335,9 +364,11 @@ void sp_fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s, struct io_uring_
          * read of the file ends by itself, whoever the peer is. */
         uint32_t left = r->want - r->sent;
         uint32_t len = left < r->pipe->cap ? left : r->pipe->cap;
-        assert(r->inpipe == 0 && !r->pipe->direct);
+        assert(r->inpipe == 0);
         io_uring_prep_splice(q[0], src->file_fd, (int64_t)(src->off + r->sent),
                              r->pipe->wr, -1, len, SPLICE_F_NONBLOCK);
+        if (r->pipe->direct)
+            q[0]->flags |= IOSQE_FIXED_FILE; /* fd_out, the pipe */
         io_uring_sqe_set_data64(q[0], ud_of(sp, r));
         r->cqes = 1;
         return;
@@ -621,6 +652,18 @@ static void cancel_cqe(struct ur_splice *sp, struct sp_rec *r, uint8_t gen, bool
     io_uring_sqe_set_data64(sqe, ud_of(sp, r) | UD_RETRY);
 }
 
+/* The timer of a worker's splice into a blocking socket fired (prep_out):
+ * if the splice still runs, cancel it; it ends with what it sent, or
+ * stopped, and out_done() waits for room (POLL) before the rest. */
+static void out_timer_cqe(struct ur_splice *sp, struct sp_rec *r, uint8_t gen,
+                          int32_t res)
+{
+    if (res != -ETIME || !r->op || gen != r->gen || r->step != STEP_OUT || r->cqes == 0)
+        return; /* removed, or the op ended or went on */
+    r->out_timer = false;
+    (void)cancel_sqe(sp, r); /* its CQE is cancel_cqe's, which ignores it */
+}
+
 void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_data,
                    int32_t res)
 {
@@ -630,6 +673,10 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
     struct sp_rec *r = (struct sp_rec *)(uintptr_t)(user_data & UD_PTR_MASK & ~mark);
     if (!r)
         return; /* a timeout's own CQE, or a direct pipe's close */
+    if (mark == UD_OUT_TIMER) {
+        out_timer_cqe(sp, r, (uint8_t)(user_data >> 48), res);
+        return;
+    }
     if (mark) {
         cancel_cqe(sp, r, (uint8_t)(user_data >> 48), mark == UD_RETRY, res);
         return;
@@ -671,6 +718,7 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
         return;
     case STEP_OUT:
         loop->stats.sendfile_worker_sends++;
+        timer_off(sp, r);
         out_done(sp, loop, r, res);
         return;
     case STEP_IN:
@@ -683,7 +731,10 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
             sp_finish_err(sp, loop, r, r->cancel ? cancelled(res) : res);
             return;
         }
-        sp_here_step(sp, loop, r);
+        if (r->sock >= 0 && !r->pipe->direct)
+            sp_here_step(sp, loop, r); /* the loop splices out of the pipe */
+        else
+            step(sp, loop, r, STEP_OUT); /* a worker, bounded by its timer */
         return;
     case STEP_PIPE:
         /* -ENFILE: the direct table is full too. A pipe made while a
@@ -697,7 +748,7 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
             sp_finish_err(sp, loop, r, res < 0 ? res : -ECANCELED);
             return;
         }
-        step(sp, loop, r, STEP_PAIR);
+        step(sp, loop, r, part_step(sp, r));
         return;
     case STEP_END:
         sp_finish_err(sp, loop, r, r->cancel && r->in_res == 0 ? -ECANCELED : r->in_res);

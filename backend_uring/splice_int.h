@@ -54,6 +54,7 @@ struct sp_rec {
     uint64_t cached_ms; /* when the rest of the op was last found cached */
     /* Cancels asked again for the op (at most CANCEL_TRIES). */
     uint8_t cancels;
+    bool out_timer; /* STEP_OUT: a timer bounds the worker's splice (blocking socket) */
 };
 
 struct ur_splice {

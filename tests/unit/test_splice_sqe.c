@@ -87,8 +87,10 @@ struct src {
     struct io_uring ring;
     int calls, fail_at; /* the fail_at-th request gets NULL (0: never) */
     int drop_cancels;   /* pump(): so many cancel SQEs find nothing (-ENOENT) */
-    /* pump(): the cancels and pure timeouts (a cancel's retry) it saw. */
-    unsigned cancels, timeouts;
+    /* pump(): the cancels, pure timeouts (a cancel's retry, a splice's
+     * timer) and polls it saw. */
+    unsigned cancels, timeouts, polls;
+    bool refuse_install; /* pump(): IORING_OP_FIXED_FD_INSTALL fails -EINVAL */
     struct io_uring_sqe *taken[MAX_TAKEN];
     unsigned ntaken;
 };
@@ -547,6 +549,9 @@ static void pump(struct rig *g, struct rs_loop *loop, const struct done *d, int 
         for (unsigned i = 0; i < g->s.ntaken; i++) {
             struct io_uring_sqe *q = g->s.taken[i];
             g->s.timeouts += q->opcode == IORING_OP_TIMEOUT;
+            g->s.polls += q->opcode == IORING_OP_POLL_ADD;
+            if (q->opcode == 54 && g->s.refuse_install)
+                q->rw_flags = 1u << 30; /* no such flag: -EINVAL, as before 6.8 */
             if (q->opcode != IORING_OP_ASYNC_CANCEL)
                 continue;
             g->s.cancels++;
@@ -983,6 +988,65 @@ static void test_splice_cancel_of_the_loops_pipe_send(void **state)
     close(file);
 }
 
+/* A direct socket the loop cannot have as an fd (no
+ * IORING_OP_FIXED_FD_INSTALL before 6.8: refused here) stays blocking,
+ * and an io-wq worker splices the pipe into it. Its peer reads nothing:
+ * the worker's splice must not wait for it (before, it did until the
+ * peer read: its IORING_OP_LINK_TIMEOUT never fires on 6.18). A timer
+ * cancels the splice, and the op waits for room with a poll; once the
+ * peer reads, every byte arrives. */
+static void test_splice_blocking_socket_worker_released(void **state)
+{
+    (void)state;
+    int file = make_file(65536, false);
+    if (file < 0) {
+        rs_skip_reason("no pages can be evicted here (tmpfs?): every part is cached, "
+                       "and the ring's splices never meet a full socket");
+        skip();
+    }
+    struct rig g;
+    size_t filled = rig_init_full(&g, 0);
+    int rc = io_uring_register_files(&g.s.ring, &g.sv[0], 1);
+    if (rc < 0) {
+        rig_fini(&g);
+        close(file);
+        rs_skip_reason("no direct descriptors: %s", strerror(-rc));
+        skip();
+    }
+    g.direct = true;
+    g.s.refuse_install = true;
+    struct rs_loop *loop = calloc(1, sizeof(*loop));
+    assert_non_null(loop);
+    struct done d = {0};
+    struct rs_op op;
+    struct rs_sendfile from;
+    submit_at(&g, &op, &from, file, 0, 65536, &d);
+    pump(&g, loop, &d, 2000, NULL); /* until nothing happens for 2 s */
+    print_message("blocking socket: %u timers, %u cancels, %u polls; the op %s\n",
+                  g.s.timeouts, g.s.cancels, g.s.polls, d.done ? "ended" : "waits");
+    assert_false(d.done);
+    /* The worker's splice was stopped: the op waits for room. */
+    if (g.s.polls == 0)
+        fail_msg(
+            "a worker's splice into a full blocking socket still waits for the peer");
+    /* The peer reads: the rest goes, in order. */
+    struct reader rd = {
+        .fd = g.sv[1], .gate = -1, .want = filled + 65536, .skip = filled};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, read_all, &rd), 0);
+    pump(&g, loop, &d, 0, NULL);
+    assert_int_equal(d.res, 65536);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(rd.got, filled + 65536);
+    assert_true(rd.same);
+    uint32_t live, cached;
+    ur_splice_counts(g.sp, &live, &cached);
+    assert_int_equal(live, 0);
+    free(loop);
+    close(file);
+    rig_fini(&g);
+}
+
 /* A peer gone before a cached file goes out: the loop's sendfile(2) gets
  * EPIPE, which the kernel pairs with SIGPIPE (sendfile has no
  * MSG_NOSIGNAL). A program whose loop runs on its own thread, SIGPIPE
@@ -1052,6 +1116,7 @@ int main(void)
         cmocka_unit_test(test_splice_cancel_before_out_is_issued),
         cmocka_unit_test(test_splice_cancel_of_the_loops_own_send),
         cmocka_unit_test(test_splice_cancel_of_the_loops_pipe_send),
+        cmocka_unit_test(test_splice_blocking_socket_worker_released),
         cmocka_unit_test(test_splice_peer_gone_no_sigpipe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
