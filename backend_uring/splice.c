@@ -8,62 +8,78 @@
  * kernel with a hidden per-task pipe; here the pipe is ours.
  *
  * What the kernel promises, and what it does not:
- *  - Every splice runs in an io-wq worker thread (the opcode is always
- *    forced async): each SQE costs a hand-off to a worker and back, so the
- *    pipe is made large (F_SETPIPE_SZ, up to 1 MiB) to need few of them.
+ *  - Every splice SQE runs in an io-wq worker thread (the opcode is always
+ *    forced async): each costs a hand-off to a worker and back, and its
+ *    CQE wakes the loop (on a DEFER_TASKRUN ring a worker's completion is
+ *    task work for the loop's thread, and a linked successor is issued
+ *    only once the loop has run it). So the pipe is made large
+ *    (F_SETPIPE_SZ, up to 1 MiB) to need few of them.
  *  - The socket side is not polled the way a send SQE is. On a
- *    non-blocking socket whose buffer is full the splice completes with
- *    -EAGAIN; on a blocking one (ours: io_uring's own sends and receives
- *    misbehave on O_NONBLOCK sockets, a sendmsg that waited for room once
- *    was seen to complete with -EAGAIN) it blocks its worker until the
- *    peer has read enough. So each pipe -> socket splice is linked to an
- *    IORING_OP_LINK_TIMEOUT (OUT_TIMEOUT_MS): a peer that stops reading
- *    holds a worker that long, no longer. The splice then returns what it
- *    sent (or -EINTR), this file arms IORING_OP_POLL_ADD(POLLOUT) on the
- *    socket, and splices the rest of the pipe when the peer made room.
+ *    non-blocking socket whose buffer is full a pipe -> socket splice
+ *    ends with -EAGAIN (io-wq completes it so, it does not retry); on a
+ *    blocking one it waits in its worker until the peer reads. The
+ *    backend's sockets are blocking (io_uring's own sends and receives
+ *    misbehave on O_NONBLOCK sockets: a sendmsg that waited for room was
+ *    once seen to complete with -EAGAIN), and io-wq bounds its workers
+ *    for such work only by RLIMIT_NPROC: every client that asks for a
+ *    file and never reads would hold a kernel thread for as long as it
+ *    stays connected. An IORING_OP_LINK_TIMEOUT on the splice does not
+ *    bound that: on 6.18 it never fires for a splice io-wq runs (counted:
+ *    294 armed, none fired).
  *  - Bytes in the pipe are taken from the file but not yet sent. They stay
  *    with their op: the op completes only when its pipe is empty (or on an
  *    error or cancel, when what is left in the pipe is thrown away with the
  *    pipe itself, and never counted as sent). A pipe known to be empty goes
  *    back to a small per-loop cache; any other is closed.
- *  - Every CQE of a worker's splice wakes the loop: on a ring with
- *    DEFER_TASKRUN a worker's completion is task work for the loop's
- *    thread, and a linked successor is issued only once the loop has run
- *    it. So IN and OUT linked are still two trips to a worker and two
- *    wake-ups of the loop (counted on 6.18: four context switches per
- *    pipe-full, about a third of the server's CPU for a 64 MiB file).
  *
- * Hence the file -> pipe half is made in the loop itself, with splice(2),
- * whenever that cannot block: the pipe has a descriptor and cachestat(2)
- * (Linux 6.5) says every page of the part is cached. It then only takes
- * page references (a few microseconds per MiB, plus 1-10 for cachestat,
- * which walks the pages: 1 in large folios, 6-10 in 4 KiB ones),
- * and only OUT goes to a worker: one trip per pipe-full instead of two.
- * Pages not cached (or no cachestat, or a direct pipe) go through the
- * ring as before: the loop never waits for a disk.
+ * Hence only the file -> pipe half goes to a worker, and only when it
+ * must wait for the disk: a read of the file ends by itself, whoever the
+ * peer is. The pipe -> socket half is the loop's own splice(2), into the
+ * socket made O_NONBLOCK for the op (as a process fd: a plain socket is
+ * one, a direct one gets one from IORING_OP_FIXED_FD_INSTALL, Linux 6.8;
+ * splice_here.c has that discipline): a full socket is a POLLOUT poll,
+ * never a thread. The file -> pipe half is the loop's splice(2) too
+ * whenever that cannot block: cachestat(2) (Linux 6.5) says every page
+ * of the part is cached, so it only takes page references (a few
+ * microseconds per MiB, plus 1-10 for cachestat, which walks the pages:
+ * 1 in large folios, 6-10 in 4 KiB ones). When the whole op's range is
+ * cached the loop sends it with sendfile(2) and takes no pipe at all.
  *
- * When the whole op's range is cached the loop sends it itself, with
- * sendfile(2), and takes no pipe (splice_here.c says how and why).
+ * Where the loop has no descriptor to splice with, a worker still sends:
+ * a direct socket without FIXED_FD_INSTALL (before 6.8, or the process
+ * out of descriptors), or a direct pipe (splice_pipes.c: a process out of
+ * descriptors). Into a socket the loop has as an fd, non-blocking for the
+ * op, the worker's splice ends with -EAGAIN when it is full. Into a
+ * direct socket it has none for, which stays blocking, the splice is
+ * bounded by a pure IORING_OP_TIMEOUT (OUT_TIMEOUT_MS): at its CQE the
+ * loop cancels the splice, io-wq signals the worker, and the splice
+ * returns what it sent (or -ERESTARTSYS). Either way the rest of the
+ * pipe waits for POLLOUT: a peer that does not read holds a worker at
+ * most OUT_TIMEOUT_MS each time the socket has room again.
+ *
  * Pipes come from a small per-loop cache, or, for a process out of
  * descriptors, are made in the ring's direct-descriptor table
  * (splice_pipes.c). splice_int.h holds what the three files share.
  *
  * One op is a small state machine, one step in flight at a time:
  *
- *     (part in the pipe already, from the loop's splice) OUT alone
- *     PAIR: IN (file -> pipe) linked to OUT (pipe -> socket), and OUT's
- *           timeout: three SQEs in one submission
- *        -> pipe empty: done (want sent), or the next part
- *        -> IN short (the file ended; an offset inside a page): the kernel
- *           cancels OUT; OUT alone sends what IN brought
- *        -> OUT short or timed out (the peer is not reading): POLL for
- *           POLLOUT, then OUT alone with the rest of the pipe
- *     END: the loop's splice found the file's end or an error, or the
- *          loop's sendfile(2) sent all there was: a NOP, so that the op
- *          completes from run() with it
- *     INSTALL: a process fd for the direct socket; then the loop's
- *          sendfile(2): all sent -> done; socket full -> WAIT (POLLOUT),
- *          then sendfile(2) again
+ *     INSTALL: a process fd for the direct socket (then as below)
+ *     the loop's own send of a cached range: sendfile(2); all sent -> END;
+ *          socket full -> WAIT (POLLOUT), then sendfile(2) again
+ *     the loop's pipe: splice(2) of a cached part into the pipe, or IN
+ *          (the ring's file -> pipe splice, one SQE); then the loop's
+ *          splice(2) of the pipe into the socket: pipe empty -> the next
+ *          part, or done; socket full -> WAIT, then splice(2) again
+ *     END: the loop found the file's end or an error, or sent all there
+ *          was, inside submit: a NOP, so that the op completes from run()
+ *     a worker sends (no descriptor for the loop):
+ *        PAIR: IN linked to OUT (pipe -> socket), a non-blocking socket
+ *           -> pipe empty: done (want sent), or the next part
+ *           -> IN short (the file ended; an offset inside a page): the
+ *              kernel cancels OUT; OUT alone sends what IN brought
+ *        IN, then OUT alone with its timer, a blocking socket
+ *        OUT short, -EAGAIN or stopped by its timer (the peer is not
+ *           reading): POLL for POLLOUT, then OUT alone with the rest
  *
  * Each SQE's user_data names the op's record and its generation, so a
  * cancel aims at whichever step is in flight. The op's completion always
@@ -84,7 +100,8 @@
 #include "uring_util.h"
 
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
-/* How long one pipe -> socket splice may wait for room in the socket. */
+/* How long a worker's pipe -> socket splice may wait for room in a
+ * blocking socket before the loop cancels it (prep_out). */
 #define OUT_TIMEOUT_MS 50
 #ifndef ERESTARTSYS
 #define ERESTARTSYS 512 /* a worker's splice interrupted (timeout, cancel) */
@@ -487,13 +504,16 @@ int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op)
      * the flag ends the op at its CQE (the fd closed); a WAIT's poll ends
      * with -ECANCELED; either way the socket's flags go back first.
      *
-     * The pair's OUT is not in flight until its IN completed, and a
-     * cancel cannot reach it before: it finds IN done, or running (a
-     * worker's read of the file is not interrupted). OUT would then wait
-     * for a peer that may never read (its link timeout is no help: on
-     * 6.18 it never fires for a splice io-wq runs). So IN's CQE asks
-     * again, and a cancel that found nothing while OUT was still to be
-     * issued is asked again after a while (cancel_cqe). */
+     * The loop's pipe path adds IN alone (a worker's read of the file:
+     * not interrupted, its CQE ends the op) and WAIT (as above).
+     *
+     * The pair's OUT (a worker's, into a non-blocking socket) is not in
+     * flight until its IN completed, and a cancel cannot reach it
+     * before: it finds IN done, or running (a worker's read of the file
+     * is not interrupted). OUT then runs, and ends with -EAGAIN if the
+     * socket is full, but the op would go on waiting for POLLOUT. So
+     * IN's CQE asks again, and a cancel that found nothing while OUT was
+     * still to be issued is asked again after a while (cancel_cqe). */
     if (!cancel_sqe(sp, r))
         return -EBUSY;
     r->cancel = true;

@@ -1,22 +1,27 @@
-/* RS_OP_SENDFILE on io_uring: the loop's own sendfile(2) of a cached range
- * (splice.c has the overview and the pipe path this replaces).
+/* RS_OP_SENDFILE on io_uring: the loop's own sends into the socket —
+ * sendfile(2) of a cached range, splice(2) out of the op's pipe — and the
+ * socket discipline they share (splice.c has the overview).
  *
- * When the whole op's range is cached the loop sends it
- * itself, with sendfile(2), the way nginx does: no pipe, no worker, no
- * wake-up; the loop sleeps only when the socket is full (a POLLOUT step,
- * WAIT). That needs the socket as a process fd: a plain socket is its own;
- * a direct one (the default for accepted sockets) gets one from
- * IORING_OP_FIXED_FD_INSTALL (6.8) for the op's life, INSTALL, closed when
- * the op ends (the direct descriptor keeps the socket open). Such an op
- * takes no pipe. O_NONBLOCK is set for the op and put back when it ends:
- * the flag belongs to the socket's open file, which the ring's own ops
- * share, and a splice in io-wq or a blocking retry of a send honours it
- * (-EAGAIN where the ring would otherwise wait); meanwhile the only other
- * op on the socket is the receive, which never waits. A kernel without
- * the opcode, or a process out of descriptors, takes the pipe path
- * (splice.c).
- * Counted on 6.18 for a 64 MiB response: the 64 worker trips and their
- * ~130 context switches are gone (docs/http.md).
+ * When the whole op's range is cached the loop sends it itself, with
+ * sendfile(2), the way nginx does: no pipe, no worker, no wake-up; the
+ * loop sleeps only when the socket is full (a POLLOUT step, WAIT). Any
+ * other range goes through a pipe, and the loop splices the pipe into
+ * the socket itself (sp_out_here), so that no io-wq worker ever waits
+ * for a peer that does not read. Both need the socket as a process fd: a
+ * plain socket is its own; a direct one (the default for accepted
+ * sockets) gets one from IORING_OP_FIXED_FD_INSTALL (6.8) for the op's
+ * life, INSTALL, closed when the op ends (the direct descriptor keeps the
+ * socket open). O_NONBLOCK is set for the op and put back when it ends
+ * (sp_sock_put, from the op's finish): the flag belongs to the socket's
+ * open file, which the ring's own ops share, and a splice in io-wq or a
+ * blocking retry of a send honours it (-EAGAIN where the ring would
+ * otherwise wait); meanwhile the only other op on the socket is the
+ * receive, which never waits. sendfile(2) and splice(2) raise SIGPIPE for
+ * a peer gone: blocked around the calls unless ignored (pipe_guard). A
+ * kernel without the opcode, or a process out of descriptors, leaves the
+ * sending to io-wq workers (splice.c says how that is bounded).
+ * Counted on 6.18 for a 64 MiB cached response: the 64 worker trips and
+ * their ~130 context switches are gone (docs/http.md).
  */
 #include "splice_int.h"
 

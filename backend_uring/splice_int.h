@@ -1,6 +1,7 @@
 /* What backend_uring/splice.c (the op: its steps through the ring, its
  * CQEs, its cancel), splice_pipes.c (the pipe cache) and splice_here.c
- * (the loop's own sendfile(2)) share. Internal to those three files. */
+ * (the loop's own sendfile(2) and splice(2) into the socket) share. Internal to those
+ * three files. */
 #ifndef RINGSERVE_URING_SPLICE_INT_H
 #define RINGSERVE_URING_SPLICE_INT_H
 
@@ -9,10 +10,13 @@
 
 #include "splice.h"
 
-/* What the record has in flight: the linked pair IN -> OUT (a part not
- * known to be cached), OUT alone (a part the loop put into the pipe, or
- * the rest of a pipe), the poll for room, the direct pipe being made, or
- * the NOP that ends the op with what the loop's splice found. */
+/* What the record has in flight (splice.c's essay draws the machine):
+ * a worker's linked pair IN -> OUT, or its OUT alone (with a timer when
+ * the socket blocks); the poll for room for a worker's OUT (POLL) or the
+ * loop's next sendfile(2) or splice(2) (WAIT); the direct pipe being
+ * made; the NOP that ends the op with what the loop found; the direct
+ * socket's fd being installed; the ring's file -> pipe splice alone for
+ * the loop to send (IN). */
 enum {
     STEP_PAIR,
     STEP_OUT,
