@@ -393,7 +393,7 @@ COLD_CLIENTS = 16
 COLD_SPAN = 4 * MIB
 # Threads the server may gain while COLD_CLIENTS hold it stalled: a few
 # io-wq workers reading the file (a read ends by itself), none per client.
-COLD_THREADS = 4
+COLD_THREADS = 6
 
 
 def resident_pages(path):
