@@ -227,7 +227,8 @@ static struct io_uring_sqe *splice_get_sqe(void *ctx, unsigned n)
 }
 
 /* RS_OP_SENDFILE: splice (5.7) through a pipe, waiting for room in the
- * socket with a poll. Without them the op is refused (-EOPNOTSUPP) and the
+ * socket with a poll (a worker's splice into a blocking socket stopped
+ * by a timer and a cancel). Without them the op is refused (-EOPNOTSUPP) and the
  * capability not declared: the core copies instead. */
 static int setup_splice(struct rs_loop *loop, struct ur_state *st, char *err,
                         size_t errlen)
@@ -235,7 +236,8 @@ static int setup_splice(struct rs_loop *loop, struct ur_state *st, char *err,
     struct io_uring_probe *p = io_uring_get_probe_ring(&st->ring);
     bool ok = p && io_uring_opcode_supported(p, IORING_OP_SPLICE) &&
               io_uring_opcode_supported(p, IORING_OP_POLL_ADD) &&
-              io_uring_opcode_supported(p, IORING_OP_LINK_TIMEOUT) &&
+              io_uring_opcode_supported(p, IORING_OP_TIMEOUT) &&
+              io_uring_opcode_supported(p, IORING_OP_TIMEOUT_REMOVE) &&
               io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL);
     if (p)
         io_uring_free_probe(p);

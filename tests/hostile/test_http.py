@@ -28,7 +28,9 @@ slowloris: clients sending a request head one byte every half second
   against --header-timeout=1: the server closes them long before the head
   could end, and serves others meanwhile.
 """
+import ctypes
 import email.utils
+import mmap
 import os
 import select
 import socket
@@ -385,12 +387,141 @@ def slowloris(exe, opts, tmp):
     check(final["accepted"] == srv.connects, "final: accepted=%d" % final["accepted"])
 
 
+# cold: each stalled client asks for its own COLD_SPAN of the file, far
+# enough apart that no read-ahead of one brings in the next one's pages.
+COLD_CLIENTS = 16
+COLD_SPAN = 4 * MIB
+# Threads the server may gain while COLD_CLIENTS hold it stalled: a few
+# io-wq workers reading the file (a read ends by itself), none per client.
+COLD_THREADS = 6
+
+
+def resident_pages(path):
+    """Pages of the file in the page cache (mincore(2) of a mapping that
+    touches none)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = os.path.getsize(path)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    with open(path, "rb") as f:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, f.fileno(), 0)
+    check(addr not in (None, ctypes.c_void_p(-1).value), "mmap: errno %d" % ctypes.get_errno())
+    vec = (ctypes.c_ubyte * pages)()
+    rc = libc.mincore(addr, size, vec)
+    libc.munmap(addr, size)
+    check(rc == 0, "mincore: errno %d" % ctypes.get_errno())
+    return sum(v & 1 for v in vec)
+
+
+def evict(path):
+    """Drops the file's pages from the page cache: True when all went
+    (False on tmpfs, whose pages are the file)."""
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+    return resident_pages(path) == 0
+
+
+def threads(pid):
+    """The server's threads: (all of them, its io_uring io-wq workers)."""
+    names = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:
+            pass  # a worker that just exited
+    return len(names), sum(n.startswith("iou-wrk") for n in names)
+
+
+def cold(exe, opts, tmp):
+    """Clients that ask for a file not in the page cache and never read
+    must not hold a thread each: on io_uring a pipe -> socket splice that
+    an io-wq worker runs into a full blocking socket waits until the peer
+    reads, so a worker per such client (io-wq bounds them only by
+    RLIMIT_NPROC). The server may gain a few threads, never one per
+    client; a normal client is still served the whole file, byte for
+    byte; the stalled clients' closes give back their streams."""
+    # A real file system: tmpfs pages (/tmp in the qemu guests) cannot be
+    # evicted, and every range of such a file is cached.
+    d = tempfile.mkdtemp(prefix="rs-hostile-cold-",
+                         dir="/var/tmp" if os.path.isdir("/var/tmp") else tmp)
+    hostile.CLEANUP.append(d)
+    root = os.path.join(d, "root")
+    os.mkdir(root)
+    path = os.path.join(root, "cold.bin")
+    data = hostile.pattern((COLD_CLIENTS + 1) * COLD_SPAN)
+    with open(path, "wb") as f:
+        f.write(data)
+    with open(os.path.join(root, "a.txt"), "wb") as f:
+        f.write(A_TXT)
+    srv = Server(exe, opts, ["--protocol=http", "--root=" + root], tmp)
+    served(srv)
+    # A first client of a cold range: the pools a cold read uses exist.
+    cold_ok = evict(path)
+    if not cold_ok:
+        note("the file's pages cannot be evicted here (tmpfs?): every range is cached, "
+             "the server sends from the page cache; the thread bound is not asserted")
+    st, h, body = get(srv, "/cold.bin", extra="Range: bytes=%d-%d\r\n" %
+                      (COLD_CLIENTS * COLD_SPAN, COLD_CLIENTS * COLD_SPAN + MIB - 1))
+    check(st == 206 and body == data[COLD_CLIENTS * COLD_SPAN:][:MIB], "a cold range: %d" % st)
+    before, workers_before = threads(srv.pid)
+    if cold_ok:
+        check(evict(path), "the file's pages came back")
+    socks = []
+    for i in range(COLD_CLIENTS):
+        # One at a time, each until the first bytes of its body are here:
+        # its part of the file was read, and the server sends it (and
+        # waits for room). A worker that read one client's part is free
+        # for the next: the count below shows the ones clients hold.
+        # The smallest segments (TCP_MIN_MSS): the server's socket starts
+        # with a send buffer far smaller than a pipe-full, so the first
+        # part already meets a full socket (with a loopback MSS the send
+        # buffer takes a megabyte or two, and the part after it is read
+        # ahead: the server would send it from the page cache).
+        s = srv.connect(rcvbuf=4096, mss=88)
+        s.sendall(req("/cold.bin", extra="Range: bytes=%d-\r\n" % (i * COLD_SPAN)))
+        check(wait_head(s).startswith(b"HTTP/1.1 206 "), "cold.bin: not 206")
+        r, _, _ = select.select([s], [], [], hostile.DEADLINE)
+        check(r, "client %d: no byte of the body for %ds" % (i, hostile.DEADLINE))
+        socks.append(s)
+    srv.wait_quiet("bytes_out")  # every one of them stalled
+    after, workers = threads(srv.pid)
+    note("%d clients not reading a cold file: the server has %d threads (%d before), "
+         "%d io-wq workers (%d before)" % (COLD_CLIENTS, after, before, workers, workers_before))
+    if cold_ok:
+        check(after - before <= COLD_THREADS,
+              "%d clients that do not read hold %d more server threads (%d io-wq workers): "
+              "at most %d" % (COLD_CLIENTS, after - before, workers, COLD_THREADS))
+    # A normal client: the whole file, byte for byte, while they wait.
+    c = srv.connect()
+    c.sendall(req("/cold.bin"))
+    head = wait_head(c)
+    check(head.startswith(b"HTTP/1.1 200 "), "a normal client: %r" % head[:40])
+    body, err = hostile.read_all(c, len(data))
+    check(err is None and body == data,
+          "a normal client got %d of %d bytes (%s), %s" %
+          (len(body), len(data), err, "equal" if body == data[:len(body)] else "different"))
+    c.close()
+    for s in socks:
+        s.close()
+    srv.wait_conns(0, "the stalled clients closed")
+    served(srv)
+    final = srv.stop()
+    check(final["accepted"] == srv.connects, "final: accepted=%d" % final["accepted"])
+
+
 def run(mode, exe, opts, tmp):
-    modes = {"attacks": attacks, "dates": dates, "slowloris": slowloris}
+    modes = {"attacks": attacks, "dates": dates, "slowloris": slowloris, "cold": cold}
     if mode not in modes:
         raise Fail("unknown mode %s" % mode)
     modes[mode](exe, opts, tmp)
 
 
 if __name__ == "__main__":
-    sys.exit(hostile.main(run, "attacks|dates|slowloris"))
+    sys.exit(hostile.main(run, "attacks|dates|slowloris|cold"))
