@@ -417,14 +417,27 @@ def resident_pages(path):
     return sum(v & 1 for v in vec)
 
 
-def evict(path):
+def evict(path, tries=200):
     """Drops the file's pages from the page cache: True when all went
-    (False on tmpfs, whose pages are the file)."""
+    (False on tmpfs, whose pages are the file). Pages still being read
+    (the read-ahead a cold request started past its range finishes after
+    the response) are locked and skipped by POSIX_FADV_DONTNEED: asked
+    again until none is left, a bounded number of times."""
     fd = os.open(path, os.O_RDONLY)
-    os.fsync(fd)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fd)
-    return resident_pages(path) == 0
+    try:
+        os.fsync(fd)
+        pages = (os.fstat(fd).st_size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        for _ in range(tries):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            left = resident_pages(path)
+            if left == 0:
+                return True
+            if left == pages:
+                return False  # none could go: tmpfs
+            time.sleep(0.01)
+        return False
+    finally:
+        os.close(fd)
 
 
 def threads(pid):
