@@ -141,7 +141,7 @@ void rs_uring_options_read(const struct rs_config *cfg, struct uring_options *ou
     out->sqpoll_idle_ms = read_u32(cfg, "sqpoll-idle", 1000);
     out->zc_threshold = read_u32(cfg, "zc-threshold", 16384);
     out->zc_keep_copied = on_copy && strcmp(on_copy, "keep") == 0;
-    /* Why 8 and 16: docs/io_uring-features.md, "io-wq workers". */
+    /* Why 8 and 16: docs/http.md, "io-wq workers". */
     const char *iowq = rs_config_option(cfg, "iowq-max");
     out->iowq_max[0] = 8;
     out->iowq_max[1] = 16;
