@@ -353,11 +353,12 @@ static void setup_iowq(struct ur_state *st)
     }
     /* 0, 0 asks without changing: 0, 0 back while the task has no io-wq. */
     unsigned now[2] = {0, 0};
-    if (io_uring_register_iowq_max_workers(&st->ring, now) == 0 && now[0] && now[1]) {
+    if (io_uring_register_iowq_max_workers(&st->ring, now) == 0 && (now[0] || now[1])) {
         st->iowq_max[0] = now[0];
         st->iowq_max[1] = now[1];
-    } else if (want[0] && want[1]) {
-        /* Set, to be applied: what we asked, clamped as the kernel will. */
+    } else if (want[0] || want[1]) {
+        /* Set, to be applied: what we asked, clamped as the kernel will
+         * (a 0 stays the kernel's default). */
         struct rlimit rl;
         rlim_t nproc = getrlimit(RLIMIT_NPROC, &rl) == 0 ? rl.rlim_cur : RLIM_INFINITY;
         for (int i = 0; i < 2; i++)
