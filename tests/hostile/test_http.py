@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hostile clients of --protocol=http.
 
-    test_http.py attacks|dates|slowloris RINGSERVE [SERVER OPTIONS...]
+    test_http.py attacks|dates|slowloris|cold|burst RINGSERVE [SERVER OPTIONS...]
 
 attacks:
 - traversal: ~35 targets that try to leave the root (.., %2e%2e, %2f,
@@ -32,6 +32,7 @@ import ctypes
 import email.utils
 import mmap
 import os
+import re
 import select
 import socket
 import stat
@@ -440,6 +441,25 @@ def evict(path, tries=200):
         os.close(fd)
 
 
+def cold_root(tmp, name, size):
+    """A root with a.txt and `name`, `size` reproducible bytes: (root, the
+    file's path, its bytes). On a real file system: tmpfs pages (/tmp in
+    the qemu guests) cannot be evicted, and every range of such a file is
+    cached."""
+    d = tempfile.mkdtemp(prefix="rs-hostile-cold-",
+                         dir="/var/tmp" if os.path.isdir("/var/tmp") else tmp)
+    hostile.CLEANUP.append(d)
+    root = os.path.join(d, "root")
+    os.mkdir(root)
+    path = os.path.join(root, name)
+    data = hostile.pattern(size)
+    with open(path, "wb") as f:
+        f.write(data)
+    with open(os.path.join(root, "a.txt"), "wb") as f:
+        f.write(A_TXT)
+    return root, path, data
+
+
 def threads(pid):
     """The server's threads: (all of them, its io_uring io-wq workers)."""
     names = []
@@ -460,19 +480,7 @@ def cold(exe, opts, tmp):
     RLIMIT_NPROC). The server may gain a few threads, never one per
     client; a normal client is still served the whole file, byte for
     byte; the stalled clients' closes give back their streams."""
-    # A real file system: tmpfs pages (/tmp in the qemu guests) cannot be
-    # evicted, and every range of such a file is cached.
-    d = tempfile.mkdtemp(prefix="rs-hostile-cold-",
-                         dir="/var/tmp" if os.path.isdir("/var/tmp") else tmp)
-    hostile.CLEANUP.append(d)
-    root = os.path.join(d, "root")
-    os.mkdir(root)
-    path = os.path.join(root, "cold.bin")
-    data = hostile.pattern((COLD_CLIENTS + 1) * COLD_SPAN)
-    with open(path, "wb") as f:
-        f.write(data)
-    with open(os.path.join(root, "a.txt"), "wb") as f:
-        f.write(A_TXT)
+    root, path, data = cold_root(tmp, "cold.bin", (COLD_CLIENTS + 1) * COLD_SPAN)
     srv = Server(exe, opts, ["--protocol=http", "--root=" + root], tmp)
     served(srv)
     # A first client of a cold range: the pools a cold read uses exist.
@@ -529,12 +537,157 @@ def cold(exe, opts, tmp):
     check(final["accepted"] == srv.connects, "final: accepted=%d" % final["accepted"])
 
 
+# burst: BURST_CLIENTS ask at once, each for its own BURST_LEN of a file
+# not in the page cache, BURST_SPAN apart: a read at an offset whose
+# preceding pages are not cached is a random read, and the kernel reads
+# what it was asked for, so no client's read brings in another's range.
+BURST_CLIENTS = 96
+BURST_LEN = 512 << 10
+BURST_SPAN = BURST_LEN + (128 << 10)
+# The caps the burst runs with: smaller than the default (8,16), because
+# here a read from the "disk" (the host's page cache) ends in about the
+# time the next one is queued, and a worker that is free takes it: before
+# the caps the 96 requests made 14 to 67 workers, depending on how the
+# variant batches its submissions (the default caps are checked as the
+# start-up line reports them).
+BURST_CAPS = (1, 2)
+# io-wq workers the burst may show beyond the caps: /proc still lists a
+# worker that has left its pool (idle, or the pool shrank) until it has
+# exited, and the count is of both pools.
+BURST_MARGIN = 2
+IOWQ_CAPS = re.compile(r"io-wq=(\d+)/(\d+)")
+
+
+def iowq_caps(srv):
+    """The io-wq caps of the server's start-up line, (bounded, unbounded);
+    None where the kernel keeps its own (before 5.15: io-wq=default)."""
+    m = IOWQ_CAPS.search(srv.line)
+    if m:
+        return int(m.group(1)), int(m.group(2))
+    check("io-wq=default" in srv.line,
+          "no io-wq=BOUNDED/UNBOUNDED in the start-up line: %s" % srv.line)
+    return None
+
+
+class ThreadSampler(threading.Thread):
+    """Counts the server's io-wq workers over and over until stopped: the
+    most seen at once. Idle workers stay about five seconds, so the count
+    after a burst is close to its peak too; sampling during it catches
+    workers that came and went."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.most = 0
+        self.samples = 0
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.most = max(self.most, threads(self.pid)[1])
+            self.samples += 1
+            time.sleep(0.001)
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        self.most = max(self.most, threads(self.pid)[1])
+        return self.most
+
+
+def read_responses(socks, want):
+    """Reads one response from each socket, all at once: {socket: body}."""
+    bufs = {s: bytearray() for s in socks}
+    bodies = {}
+    deadline = time.time() + hostile.DEADLINE
+    while len(bodies) < len(socks):
+        left = [s for s in socks if s not in bodies]
+        r, _, _ = select.select(left, [], [], max(0.0, deadline - time.time()))
+        check(r, "%d of %d responses incomplete after %ds" %
+              (len(left), len(socks), hostile.DEADLINE))
+        for s in r:
+            b = s.recv(1 << 20)
+            check(b, "EOF after %d bytes" % len(bufs[s]))
+            bufs[s] += b
+            head, sep, body = bytes(bufs[s]).partition(b"\r\n\r\n")
+            if sep and len(body) >= want:
+                check(head.startswith(b"HTTP/1.1 206 "), "not 206: %r" % head[:40])
+                bodies[s] = body
+    return bodies
+
+
+def burst(exe, opts, tmp):
+    """A burst of requests for distinct ranges of a file not in the page
+    cache: on io_uring each is a read io-wq runs (a splice into a pipe is
+    unbound work), and io-wq starts a worker for each work item queued
+    while none is free, up to RLIMIT_NPROC unless the ring caps its pools
+    (IORING_REGISTER_IOWQ_MAX_WORKERS, the caps the start-up line shows as
+    io-wq=BOUNDED/UNBOUNDED). The server's workers stay within the caps;
+    every client gets its bytes."""
+    root, path, data = cold_root(tmp, "burst.bin", BURST_CLIENTS * BURST_SPAN)
+    uring = "--backend=uring" in opts
+    if uring:
+        # The default caps, as the kernel reports them back.
+        srv = Server(exe, opts, ["--protocol=http", "--root=" + root], tmp, "default")
+        check(iowq_caps(srv) in ((8, 16), None), "default caps: %s" % srv.line)
+        srv.stop()
+    caps_opt = ["--iowq-max=%d,%d" % BURST_CAPS] if uring else []
+    srv = Server(exe, opts, ["--protocol=http", "--root=" + root] + caps_opt, tmp)
+    caps = iowq_caps(srv) if uring else None
+    if uring and caps is None:
+        note("the kernel keeps io-wq's own limits (IORING_REGISTER_IOWQ_MAX_WORKERS is "
+             "Linux 5.15+): the worker bound is not asserted")
+    if caps:
+        check(caps == BURST_CAPS, "--iowq-max=%d,%d: %s" % (BURST_CAPS + (srv.line,)))
+    served(srv)
+    # The file in the open-file cache, then out of the page cache.
+    st, h, body = get(srv, "/burst.bin", extra="Range: bytes=0-0\r\n")
+    check(st == 206 and body == data[:1], "a first byte: %d" % st)
+    cold_ok = evict(path)
+    if not cold_ok:
+        note("the file's pages cannot be evicted here (tmpfs?): every range is cached, "
+             "no read goes to a worker; the worker bound is not asserted")
+    socks = [srv.connect() for _ in range(BURST_CLIENTS)]
+    srv.wait_conns(BURST_CLIENTS, "the burst's clients connected")
+    before = threads(srv.pid)
+    sampler = ThreadSampler(srv.pid)
+    sampler.start()
+    for i, s in enumerate(socks):
+        s.sendall(req("/burst.bin", extra="Range: bytes=%d-%d\r\n" %
+                      (i * BURST_SPAN, i * BURST_SPAN + BURST_LEN - 1)))
+    bodies = read_responses(socks, BURST_LEN)
+    workers = sampler.stop()
+    after = threads(srv.pid)
+    for i, s in enumerate(socks):
+        want = data[i * BURST_SPAN:][:BURST_LEN]
+        got = bodies[s]
+        check(got == want, "client %d: %d bytes, %s" %
+              (i, len(got), "equal" if got[:len(want)] == want else "different"))
+        s.close()
+    note("%d clients at once, each a cold %d KiB: at most %d io-wq workers seen "
+         "(%d samples; %d before, %d after), caps %s" %
+         (BURST_CLIENTS, BURST_LEN >> 10, workers, sampler.samples, before[1], after[1],
+          "%d/%d" % caps if caps else "none"))
+    if cold_ok and caps:
+        bound, unbound = caps
+        check(workers <= bound + unbound + BURST_MARGIN,
+              "%d requests for cold ranges made %d io-wq workers: at most %d + %d + %d" %
+              (BURST_CLIENTS, workers, bound, unbound, BURST_MARGIN))
+    if not uring:
+        check(workers == 0, "%d io-wq workers without io_uring" % workers)
+    srv.wait_conns(0, "the burst's clients closed")
+    served(srv)
+    final = srv.stop()
+    check(final["accepted"] == srv.connects, "final: accepted=%d" % final["accepted"])
+
+
 def run(mode, exe, opts, tmp):
-    modes = {"attacks": attacks, "dates": dates, "slowloris": slowloris, "cold": cold}
+    modes = {"attacks": attacks, "dates": dates, "slowloris": slowloris, "cold": cold,
+             "burst": burst}
     if mode not in modes:
         raise Fail("unknown mode %s" % mode)
     modes[mode](exe, opts, tmp)
 
 
 if __name__ == "__main__":
-    sys.exit(hostile.main(run, "attacks|dates|slowloris|cold"))
+    sys.exit(hostile.main(run, "attacks|dates|slowloris|cold|burst"))
