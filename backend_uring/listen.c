@@ -52,12 +52,12 @@ static int run_step(struct rs_loop *loop, struct ur_state *st, struct io_uring_s
 }
 
 static int set_option(struct rs_loop *loop, struct ur_state *st, int slot, int level,
-                      int name)
+                      int name, const int *val)
 {
     struct io_uring_sqe *sqe = ur_get_sqe(st);
     if (!sqe)
         return -EBUSY;
-    rs_prep_setsockopt_cmd(sqe, slot, (uint32_t)level, (uint32_t)name, &one);
+    rs_prep_setsockopt_cmd(sqe, slot, (uint32_t)level, (uint32_t)name, val);
     sqe->flags |= IOSQE_FIXED_FILE;
     return run_step(loop, st, sqe);
 }
@@ -67,17 +67,23 @@ static int make_listener(struct rs_loop *loop, struct ur_state *st, int slot,
                          const struct sockaddr *addr, uint32_t addrlen, unsigned flags,
                          int backlog)
 {
+    /* The value stays put until run_step has the setsockopt's CQE. */
+    const int lowat = (int)loop->cfg->notsent_lowat;
     const struct {
         int level, name;
         bool on;
+        const int *val;
     } opts[] = {
-        {SOL_SOCKET, SO_REUSEADDR, true},
-        {SOL_SOCKET, SO_REUSEPORT, flags & RS_LISTEN_REUSEPORT},
-        {IPPROTO_TCP, TCP_NODELAY, flags & RS_LISTEN_NODELAY},
-        {IPPROTO_IPV6, IPV6_V6ONLY, flags & RS_LISTEN_V6ONLY},
+        {SOL_SOCKET, SO_REUSEADDR, true, &one},
+        {SOL_SOCKET, SO_REUSEPORT, flags & RS_LISTEN_REUSEPORT, &one},
+        {IPPROTO_TCP, TCP_NODELAY, flags & RS_LISTEN_NODELAY, &one},
+        {IPPROTO_TCP, TCP_NOTSENT_LOWAT, lowat > 0, &lowat},
+        {IPPROTO_IPV6, IPV6_V6ONLY, flags & RS_LISTEN_V6ONLY, &one},
     };
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-        int rc = opts[i].on ? set_option(loop, st, slot, opts[i].level, opts[i].name) : 0;
+        int rc = opts[i].on ? set_option(loop, st, slot, opts[i].level, opts[i].name,
+                                         opts[i].val)
+                            : 0;
         if (rc < 0)
             return rc;
     }

@@ -49,12 +49,47 @@ static int check_on_copy(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* Most io-wq workers of each kind, "BOUNDED,UNBOUNDED". */
+#define IOWQ_MAX_LIMIT (1u << 20)
+
+static int parse_iowq(const char *v, uint32_t out[2])
+{
+    char a[24];
+    const char *comma = strchr(v, ',');
+    uint64_t n[2];
+    if (!comma || (size_t)(comma - v) >= sizeof(a))
+        return -EINVAL;
+    memcpy(a, v, (size_t)(comma - v));
+    a[comma - v] = '\0';
+    if (check_size(a, 0, IOWQ_MAX_LIMIT, &n[0]) < 0 ||
+        check_size(comma + 1, 0, IOWQ_MAX_LIMIT, &n[1]) < 0)
+        return -EINVAL;
+    out[0] = (uint32_t)n[0];
+    out[1] = (uint32_t)n[1];
+    return 0;
+}
+
+static int check_iowq(const char *v, char *err, size_t errlen)
+{
+    uint32_t n[2];
+    if (parse_iowq(v, n) < 0) {
+        snprintf(err, errlen, "BOUNDED,UNBOUNDED: two counts from 0 to %u",
+                 IOWQ_MAX_LIMIT);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* --uring-features is checked against what the kernel has when a loop
  * starts (features.c): a name it does not know fails there, exit 2. */
 const struct rs_backend_option rs_uring_options[] = {
-    {"uring-features", true, NULL},      {"ring-entries", true, check_entries},
-    {"sqpoll-idle", true, check_ms},     {"zc-threshold", true, check_bytes},
-    {"zc-on-copy", true, check_on_copy}, {NULL, false, NULL},
+    {"uring-features", true, NULL},
+    {"ring-entries", true, check_entries},
+    {"sqpoll-idle", true, check_ms},
+    {"zc-threshold", true, check_bytes},
+    {"zc-on-copy", true, check_on_copy},
+    {"iowq-max", true, check_iowq},
+    {NULL, false, NULL},
 };
 
 const char rs_uring_help[] =
@@ -82,7 +117,13 @@ const char rs_uring_help[] =
     "  --zc-on-copy=plain|keep     when the kernel reports it copied a zero-copy\n"
     "                              send (always, to a loopback peer): plain sends\n"
     "                              on that connection from then on (default), or\n"
-    "                              keep zero copy (to measure what it costs)\n";
+    "                              keep zero copy (to measure what it costs)\n"
+    "  --iowq-max=BOUNDED,UNBOUNDED  most kernel worker threads (io-wq) per loop\n"
+    "                              for file work: bounded (stat, open, read of a\n"
+    "                              file), unbounded (a file read into a sendfile's\n"
+    "                              pipe); 0 = the kernel's default for that kind\n"
+    "                              (bounded: 4 per CPU, unbounded: RLIMIT_NPROC);\n"
+    "                              Linux 5.15+ (default 8,16)\n";
 
 static uint32_t read_u32(const struct rs_config *cfg, const char *name, uint32_t def)
 {
@@ -100,4 +141,10 @@ void rs_uring_options_read(const struct rs_config *cfg, struct uring_options *ou
     out->sqpoll_idle_ms = read_u32(cfg, "sqpoll-idle", 1000);
     out->zc_threshold = read_u32(cfg, "zc-threshold", 16384);
     out->zc_keep_copied = on_copy && strcmp(on_copy, "keep") == 0;
+    /* Why 8 and 16: docs/http.md, "io-wq workers". */
+    const char *iowq = rs_config_option(cfg, "iowq-max");
+    out->iowq_max[0] = 8;
+    out->iowq_max[1] = 16;
+    if (iowq)
+        parse_iowq(iowq, out->iowq_max); /* checked by check_iowq */
 }

@@ -18,6 +18,7 @@ struct uring_options {
     uint32_t sqpoll_idle_ms; /* SQPOLL thread idle time */
     uint32_t zc_threshold;   /* send_zc at or above this many bytes */
     bool zc_keep_copied;     /* keep send_zc where the kernel reports copying */
+    uint32_t iowq_max[2];    /* io-wq workers: bounded, unbounded (0: the kernel's) */
 };
 
 extern const struct rs_backend_option rs_uring_options[];

@@ -1,8 +1,9 @@
 /* Setting the io_uring backend up and tearing it down: the ring and its
  * flags (taskrun mode, SQPOLL shared between loops), the registrations
  * (ring fd, the sparse direct-descriptor table, the provided-buffer ring
- * or IORING_OP_PROVIDE_BUFFERS), the splice machinery, and the check that
- * the addresses packed into user_data fit. */
+ * or IORING_OP_PROVIDE_BUFFERS), the splice machinery, the caps on the
+ * kernel's worker threads (io-wq), and the check that the addresses
+ * packed into user_data fit. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,7 +228,8 @@ static struct io_uring_sqe *splice_get_sqe(void *ctx, unsigned n)
 }
 
 /* RS_OP_SENDFILE: splice (5.7) through a pipe, waiting for room in the
- * socket with a poll. Without them the op is refused (-EOPNOTSUPP) and the
+ * socket with a poll (a worker's splice into a blocking socket stopped
+ * by a timer and a cancel). Without them the op is refused (-EOPNOTSUPP) and the
  * capability not declared: the core copies instead. */
 static int setup_splice(struct rs_loop *loop, struct ur_state *st, char *err,
                         size_t errlen)
@@ -235,7 +237,8 @@ static int setup_splice(struct rs_loop *loop, struct ur_state *st, char *err,
     struct io_uring_probe *p = io_uring_get_probe_ring(&st->ring);
     bool ok = p && io_uring_opcode_supported(p, IORING_OP_SPLICE) &&
               io_uring_opcode_supported(p, IORING_OP_POLL_ADD) &&
-              io_uring_opcode_supported(p, IORING_OP_LINK_TIMEOUT) &&
+              io_uring_opcode_supported(p, IORING_OP_TIMEOUT) &&
+              io_uring_opcode_supported(p, IORING_OP_TIMEOUT_REMOVE) &&
               io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL);
     if (p)
         io_uring_free_probe(p);
@@ -315,6 +318,54 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
     return setup_splice(loop, st, err, errlen);
 }
 
+/* io-wq: the kernel's thread pool for work that cannot complete without
+ * blocking. It belongs to the task that submits (the loop's thread; with
+ * SQPOLL the poller thread, shared by the loops attached to it) and has
+ * two pools. Work on a regular file is "bounded" (it ends by itself), by
+ * default at most min(SQ entries, 4 x online CPUs) workers; the rest is
+ * "unbounded" (it may wait for a peer for ever), limited only by
+ * RLIMIT_NPROC, because a queued item behind one that never ends could
+ * wait for ever too. Ours: an IORING_OP_SPLICE's file is its output, a
+ * pipe, so a sendfile's file -> pipe read is unbounded work, and io-wq
+ * starts a worker for each one queued while none is free: a burst of
+ * requests for uncached files is as many threads. Nothing ringserve
+ * queues can wait for ever (splice.c: a worker's read ends with the
+ * disk; its send into a blocking socket is cancelled after 50 ms), so
+ * both pools can be capped (IORING_REGISTER_IOWQ_MAX_WORKERS, 5.15)
+ * without starving what waits behind. The kernel applies the caps to the
+ * submitting task's io-wq now or, when it has none yet, when it makes
+ * one. Read back, they are what the start-up line shows. */
+static void setup_iowq(struct ur_state *st)
+{
+    static int refused_logged;
+    unsigned want[2] = {st->opts.iowq_max[0], st->opts.iowq_max[1]};
+    if (want[0] || want[1]) {
+        unsigned v[2] = {want[0], want[1]};
+        int rc = io_uring_register_iowq_max_workers(&st->ring, v);
+        if (rc < 0) {
+            /* Before 5.15 (EINVAL): the kernel's defaults. */
+            if (!__atomic_exchange_n(&refused_logged, 1, __ATOMIC_RELAXED))
+                rs_log_debug("io_uring: IORING_REGISTER_IOWQ_MAX_WORKERS: %s; io-wq "
+                             "keeps the kernel's limits",
+                             strerror(-rc));
+            return;
+        }
+    }
+    /* 0, 0 asks without changing: 0, 0 back while the task has no io-wq. */
+    unsigned now[2] = {0, 0};
+    if (io_uring_register_iowq_max_workers(&st->ring, now) == 0 && (now[0] || now[1])) {
+        st->iowq_max[0] = now[0];
+        st->iowq_max[1] = now[1];
+    } else if (want[0] || want[1]) {
+        /* Set, to be applied: what we asked, clamped as the kernel will
+         * (a 0 stays the kernel's default). */
+        struct rlimit rl;
+        rlim_t nproc = getrlimit(RLIMIT_NPROC, &rl) == 0 ? rl.rlim_cur : RLIM_INFINITY;
+        for (int i = 0; i < 2; i++)
+            st->iowq_max[i] = nproc < want[i] ? (unsigned)nproc : want[i];
+    }
+}
+
 static bool ud_fits(const void *p)
 {
     return ((uintptr_t)p & ~UD_PTR_MASK) == 0;
@@ -391,6 +442,7 @@ int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err, size_t
         ur_fini(loop);
         return rc;
     }
+    setup_iowq(st); /* after them: the ring fd's registration makes the io-wq */
     rc = check_user_pointers(loop, err, errlen);
     if (rc < 0) {
         ur_fini(loop);

@@ -8,62 +8,78 @@
  * kernel with a hidden per-task pipe; here the pipe is ours.
  *
  * What the kernel promises, and what it does not:
- *  - Every splice runs in an io-wq worker thread (the opcode is always
- *    forced async): each SQE costs a hand-off to a worker and back, so the
- *    pipe is made large (F_SETPIPE_SZ, up to 1 MiB) to need few of them.
+ *  - Every splice SQE runs in an io-wq worker thread (the opcode is always
+ *    forced async): each costs a hand-off to a worker and back, and its
+ *    CQE wakes the loop (on a DEFER_TASKRUN ring a worker's completion is
+ *    task work for the loop's thread, and a linked successor is issued
+ *    only once the loop has run it). So the pipe is made large
+ *    (F_SETPIPE_SZ, up to 1 MiB) to need few of them.
  *  - The socket side is not polled the way a send SQE is. On a
- *    non-blocking socket whose buffer is full the splice completes with
- *    -EAGAIN; on a blocking one (ours: io_uring's own sends and receives
- *    misbehave on O_NONBLOCK sockets, a sendmsg that waited for room once
- *    was seen to complete with -EAGAIN) it blocks its worker until the
- *    peer has read enough. So each pipe -> socket splice is linked to an
- *    IORING_OP_LINK_TIMEOUT (OUT_TIMEOUT_MS): a peer that stops reading
- *    holds a worker that long, no longer. The splice then returns what it
- *    sent (or -EINTR), this file arms IORING_OP_POLL_ADD(POLLOUT) on the
- *    socket, and splices the rest of the pipe when the peer made room.
+ *    non-blocking socket whose buffer is full a pipe -> socket splice
+ *    ends with -EAGAIN (io-wq completes it so, it does not retry); on a
+ *    blocking one it waits in its worker until the peer reads. The
+ *    backend's sockets are blocking (io_uring's own sends and receives
+ *    misbehave on O_NONBLOCK sockets: a sendmsg that waited for room was
+ *    once seen to complete with -EAGAIN), and io-wq bounds its workers
+ *    for such work only by RLIMIT_NPROC: every client that asks for a
+ *    file and never reads would hold a kernel thread for as long as it
+ *    stays connected. An IORING_OP_LINK_TIMEOUT on the splice does not
+ *    bound that: on 6.18 it never fires for a splice io-wq runs (counted:
+ *    294 armed, none fired).
  *  - Bytes in the pipe are taken from the file but not yet sent. They stay
  *    with their op: the op completes only when its pipe is empty (or on an
  *    error or cancel, when what is left in the pipe is thrown away with the
  *    pipe itself, and never counted as sent). A pipe known to be empty goes
  *    back to a small per-loop cache; any other is closed.
- *  - Every CQE of a worker's splice wakes the loop: on a ring with
- *    DEFER_TASKRUN a worker's completion is task work for the loop's
- *    thread, and a linked successor is issued only once the loop has run
- *    it. So IN and OUT linked are still two trips to a worker and two
- *    wake-ups of the loop (counted on 6.18: four context switches per
- *    pipe-full, about a third of the server's CPU for a 64 MiB file).
  *
- * Hence the file -> pipe half is made in the loop itself, with splice(2),
- * whenever that cannot block: the pipe has a descriptor and cachestat(2)
- * (Linux 6.5) says every page of the part is cached. It then only takes
- * page references (a few microseconds per MiB, plus 1-10 for cachestat,
- * which walks the pages: 1 in large folios, 6-10 in 4 KiB ones),
- * and only OUT goes to a worker: one trip per pipe-full instead of two.
- * Pages not cached (or no cachestat, or a direct pipe) go through the
- * ring as before: the loop never waits for a disk.
+ * Hence only the file -> pipe half goes to a worker, and only when it
+ * must wait for the disk: a read of the file ends by itself, whoever the
+ * peer is. The pipe -> socket half is the loop's own splice(2), into the
+ * socket made O_NONBLOCK for the op (as a process fd: a plain socket is
+ * one, a direct one gets one from IORING_OP_FIXED_FD_INSTALL, Linux 6.8;
+ * splice_here.c has that discipline): a full socket is a POLLOUT poll,
+ * never a thread. The file -> pipe half is the loop's splice(2) too
+ * whenever that cannot block: cachestat(2) (Linux 6.5) says every page
+ * of the part is cached, so it only takes page references (a few
+ * microseconds per MiB, plus 1-10 for cachestat, which walks the pages:
+ * 1 in large folios, 6-10 in 4 KiB ones). When the whole op's range is
+ * cached the loop sends it with sendfile(2) and takes no pipe at all.
  *
- * When the whole op's range is cached the loop sends it itself, with
- * sendfile(2), and takes no pipe (splice_here.c says how and why).
+ * Where the loop has no descriptor to splice with, a worker still sends:
+ * a direct socket without FIXED_FD_INSTALL (before 6.8, or the process
+ * out of descriptors), or a direct pipe (splice_pipes.c: a process out of
+ * descriptors). Into a socket the loop has as an fd, non-blocking for the
+ * op, the worker's splice ends with -EAGAIN when it is full. Into a
+ * direct socket it has none for, which stays blocking, the splice is
+ * bounded by a pure IORING_OP_TIMEOUT (OUT_TIMEOUT_MS): at its CQE the
+ * loop cancels the splice, io-wq signals the worker, and the splice
+ * returns what it sent (or -ERESTARTSYS). Either way the rest of the
+ * pipe waits for POLLOUT: a peer that does not read holds a worker at
+ * most OUT_TIMEOUT_MS each time the socket has room again.
+ *
  * Pipes come from a small per-loop cache, or, for a process out of
  * descriptors, are made in the ring's direct-descriptor table
  * (splice_pipes.c). splice_int.h holds what the three files share.
  *
  * One op is a small state machine, one step in flight at a time:
  *
- *     (part in the pipe already, from the loop's splice) OUT alone
- *     PAIR: IN (file -> pipe) linked to OUT (pipe -> socket), and OUT's
- *           timeout: three SQEs in one submission
- *        -> pipe empty: done (want sent), or the next part
- *        -> IN short (the file ended; an offset inside a page): the kernel
- *           cancels OUT; OUT alone sends what IN brought
- *        -> OUT short or timed out (the peer is not reading): POLL for
- *           POLLOUT, then OUT alone with the rest of the pipe
- *     END: the loop's splice found the file's end or an error, or the
- *          loop's sendfile(2) sent all there was: a NOP, so that the op
- *          completes from run() with it
- *     INSTALL: a process fd for the direct socket; then the loop's
- *          sendfile(2): all sent -> done; socket full -> WAIT (POLLOUT),
- *          then sendfile(2) again
+ *     INSTALL: a process fd for the direct socket (then as below)
+ *     the loop's own send of a cached range: sendfile(2); all sent -> END;
+ *          socket full -> WAIT (POLLOUT), then sendfile(2) again
+ *     the loop's pipe: splice(2) of a cached part into the pipe, or IN
+ *          (the ring's file -> pipe splice, one SQE); then the loop's
+ *          splice(2) of the pipe into the socket: pipe empty -> the next
+ *          part, or done; socket full -> WAIT, then splice(2) again
+ *     END: the loop found the file's end or an error, or sent all there
+ *          was, inside submit: a NOP, so that the op completes from run()
+ *     a worker sends (no descriptor for the loop):
+ *        PAIR: IN linked to OUT (pipe -> socket), a non-blocking socket
+ *           -> pipe empty: done (want sent), or the next part
+ *           -> IN short (the file ended; an offset inside a page): the
+ *              kernel cancels OUT; OUT alone sends what IN brought
+ *        IN, then OUT alone with its timer, a blocking socket
+ *        OUT short, -EAGAIN or stopped by its timer (the peer is not
+ *           reading): POLL for POLLOUT, then OUT alone with the rest
  *
  * Each SQE's user_data names the op's record and its generation, so a
  * cancel aims at whichever step is in flight. The op's completion always
@@ -84,7 +100,8 @@
 #include "uring_util.h"
 
 #define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
-/* How long one pipe -> socket splice may wait for room in the socket. */
+/* How long a worker's pipe -> socket splice may wait for room in a
+ * blocking socket before the loop cancels it (prep_out). */
 #define OUT_TIMEOUT_MS 50
 #ifndef ERESTARTSYS
 #define ERESTARTSYS 512 /* a worker's splice interrupted (timeout, cancel) */
@@ -95,6 +112,9 @@
  * (records are aligned, so the pointer's lowest bits are free). */
 #define UD_CANCEL UINT64_C(1)
 #define UD_RETRY  UINT64_C(2)
+/* Both bits: the timer that stops a worker's splice into a blocking
+ * socket (prep_out). */
+#define UD_OUT_TIMER (UD_CANCEL | UD_RETRY)
 /* How often a cancel that found nothing is asked again while the pair's
  * OUT is still to be issued, the n-th time after 1 << min(n, 6) ms: about
  * a second in all, for a worker the machine keeps from running. */
@@ -161,7 +181,8 @@ static uint64_t ud_of(const struct ur_splice *sp, const struct sp_rec *r)
     return (uint64_t)p | (uint64_t)r->gen << 48 | (uint64_t)sp->tag << 56;
 }
 
-/* The pipe -> socket splice of n bytes in sqe, linked to its timeout in t. */
+/* The pipe -> socket splice of n bytes in sqe, for an io-wq worker; with
+ * t, the timer that stops it (a socket that blocks). */
 static void prep_out(struct ur_splice *sp, struct sp_rec *r, struct io_uring_sqe *sqe,
                      struct io_uring_sqe *t, uint32_t n)
 {
@@ -174,12 +195,35 @@ static void prep_out(struct ur_splice *sp, struct sp_rec *r, struct io_uring_sqe
                          SPLICE_F_NONBLOCK | more | fixed_in);
     if (op->flags & RS_OPF_DIRECT)
         sqe->flags |= IOSQE_FIXED_FILE; /* fd_out, the socket */
-    sqe->flags |= IOSQE_IO_LINK;
     io_uring_sqe_set_data64(sqe, ud_of(sp, r));
-    /* Its CQE (-ETIME, or -ECANCELED when the splice ended first) says
-     * nothing the splice's own does not: no record. */
-    io_uring_prep_link_timeout(t, &out_timeout, 0);
-    io_uring_sqe_set_data64(t, (uint64_t)sp->tag << 56);
+    if (!t)
+        return; /* non-blocking: a full socket ends it with -EAGAIN */
+    /* The socket blocks (a direct one the loop has no fd for, to make it
+     * non-blocking), and the worker's splice would wait until the peer
+     * reads: a pure timer, at whose CQE the loop cancels the splice if
+     * it still runs (out_timer_cqe): io-wq signals the worker, and the
+     * splice returns what it sent, or -ERESTARTSYS. An
+     * IORING_OP_LINK_TIMEOUT would do that by itself, but on 6.18 it
+     * never fires for a splice io-wq runs (counted: 294 armed, 0 fired). */
+    io_uring_prep_timeout(t, &out_timeout, 0, 0);
+    io_uring_sqe_set_data64(t, ud_of(sp, r) | UD_OUT_TIMER);
+    r->out_timer = true;
+}
+
+/* The splice ended before its timer: the timer goes (its CQE and the
+ * removal's are ignored). Without an SQE it fires later and finds the
+ * op at another step (ignored), or cancels a later splice early, which
+ * then waits for POLLOUT and goes on. */
+static void timer_off(struct ur_splice *sp, struct sp_rec *r)
+{
+    if (!r->out_timer)
+        return;
+    r->out_timer = false;
+    struct io_uring_sqe *sqe = sp->get_sqe(sp->ctx, 1);
+    if (!sqe)
+        return;
+    io_uring_prep_timeout_remove(sqe, ud_of(sp, r) | UD_OUT_TIMER, 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)sp->tag << 56);
 }
 
 /* The file -> pipe half of the next part in the loop itself, when that
@@ -220,14 +264,49 @@ static uint8_t part_step(struct ur_splice *sp, struct sp_rec *r)
     uint32_t len = left < r->pipe->cap ? left : r->pipe->cap;
     assert(r->inpipe == 0);
     int n = in_here(sp, r, len);
-    if (n == -EAGAIN)
-        return STEP_PAIR;
+    if (n == -EAGAIN) /* a blocking socket's OUT needs its timer: not linked */
+        return r->nb_set ? STEP_PAIR : STEP_IN;
     if (n > 0) {
         r->inpipe = (uint32_t)n;
         return STEP_OUT;
     }
     r->in_res = n;
     return STEP_END;
+}
+
+/* The loop moves the op through its pipe itself (it has the socket as
+ * r->sock, and the pipe has descriptors): what the pipe holds into the
+ * socket (sp_out_here), then the next part into the pipe when it is
+ * cached (in_here), until the socket is full (WAIT, a POLLOUT poll), a
+ * part must come from the disk (IN: the ring's file -> pipe splice,
+ * which ends by itself), or the op is done or failed (END, r->in_res
+ * says how). */
+uint8_t sp_pipe_here(struct ur_splice *sp, struct sp_rec *r)
+{
+    for (;;) {
+        if (r->inpipe > 0) {
+            int err = sp_out_here(r);
+            if (err == -EAGAIN)
+                return STEP_WAIT;
+            if (err < 0) {
+                r->in_res = err;
+                return STEP_END;
+            }
+        }
+        if (r->sent == r->want) {
+            r->in_res = 0;
+            return STEP_END;
+        }
+        uint32_t left = r->want - r->sent;
+        int n = in_here(sp, r, left < r->pipe->cap ? left : r->pipe->cap);
+        if (n == -EAGAIN)
+            return STEP_IN;
+        if (n <= 0) {
+            r->in_res = n;
+            return STEP_END;
+        }
+        r->inpipe = (uint32_t)n;
+    }
 }
 
 /* Queue the SQEs of r's step s. false: no SQE to be had, nothing issued.
@@ -237,8 +316,8 @@ static uint8_t part_step(struct ur_splice *sp, struct sp_rec *r)
  * crash. get_sqe promises n free slots, but that promise is checked here,
  * not trusted; SQEs taken before a refusal become NOPs nobody hears of. */
 static const unsigned step_sqes[] = {
-    [STEP_PAIR] = 3, [STEP_OUT] = 2,     [STEP_POLL] = 1, [STEP_PIPE] = 1,
-    [STEP_END] = 1,  [STEP_INSTALL] = 1, [STEP_WAIT] = 1};
+    [STEP_PAIR] = 2, [STEP_OUT] = 2,     [STEP_POLL] = 1, [STEP_PIPE] = 1,
+    [STEP_END] = 1,  [STEP_INSTALL] = 1, [STEP_WAIT] = 1, [STEP_IN] = 1};
 
 /* The n SQEs of a chain into q, all or none. */
 bool sp_take(struct ur_splice *sp, struct io_uring_sqe **q, unsigned n)
@@ -258,8 +337,9 @@ bool sp_take(struct ur_splice *sp, struct io_uring_sqe **q, unsigned n)
 
 bool sp_issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
 {
-    struct io_uring_sqe *q[3] = {NULL, NULL, NULL};
-    if (!sp_take(sp, q, step_sqes[s]))
+    struct io_uring_sqe *q[2] = {NULL, NULL};
+    /* OUT alone takes its timer's SQE only for a socket that blocks. */
+    if (!sp_take(sp, q, s == STEP_OUT && r->nb_set ? 1 : step_sqes[s]))
         return false;
     sp_fill(sp, r, s, q);
     return true;
@@ -285,16 +365,31 @@ void sp_fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s, struct io_uring_
             q[0]->flags |= IOSQE_FIXED_FILE; /* fd_out, the pipe */
         q[0]->flags |= IOSQE_IO_LINK;
         io_uring_sqe_set_data64(q[0], ud_of(sp, r));
-        prep_out(sp, r, q[1], q[2], len);
+        assert(r->nb_set); /* a blocking socket's OUT is not linked (part_step) */
+        prep_out(sp, r, q[1], NULL, len);
         r->asked = len;
         r->in_done = false;
         r->cqes = 2;
         return;
     }
     case STEP_OUT:
-        prep_out(sp, r, q[0], q[1], r->inpipe);
+        prep_out(sp, r, q[0], r->nb_set ? NULL : q[1], r->inpipe);
         r->cqes = 1;
         return;
+    case STEP_IN: {
+        /* The file -> pipe half alone, for the loop to send: a worker's
+         * read of the file ends by itself, whoever the peer is. */
+        uint32_t left = r->want - r->sent;
+        uint32_t len = left < r->pipe->cap ? left : r->pipe->cap;
+        assert(r->inpipe == 0);
+        io_uring_prep_splice(q[0], src->file_fd, (int64_t)(src->off + r->sent),
+                             r->pipe->wr, -1, len, SPLICE_F_NONBLOCK);
+        if (r->pipe->direct)
+            q[0]->flags |= IOSQE_FIXED_FILE; /* fd_out, the pipe */
+        io_uring_sqe_set_data64(q[0], ud_of(sp, r));
+        r->cqes = 1;
+        return;
+    }
     case STEP_POLL: /* room for the rest of the pipe */
     case STEP_WAIT: /* room for the loop's next sendfile(2) */
         io_uring_prep_poll_add(q[0], op->fd, POLLOUT);
@@ -337,17 +432,34 @@ int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
         return -ENOMEM;
     uint8_t gen = (uint8_t)(r->gen + 1);
     *r = (struct sp_rec){.op = op, .want = op->len, .gen = gen, .sock = -1};
-    /* Sent by the loop (no pipe), or by pipe through the ring. */
-    bool here = (!(op->flags & RS_OPF_DIRECT) || !sp->no_install) &&
-                sp_rest_cached(sp, r, rs_now_ms());
+    /* The loop sends whenever it can have the socket as a process fd: a
+     * cached range with its own sendfile(2) (no pipe), any other through
+     * a pipe, splicing out of it itself. Only a direct socket without
+     * IORING_OP_FIXED_FD_INSTALL, or a direct pipe (no descriptor to
+     * splice from), leaves the sending to io-wq workers. */
+    bool can_fd = !(op->flags & RS_OPF_DIRECT) || !sp->no_install;
+    bool here = can_fd && sp_rest_cached(sp, r, rs_now_ms());
     int err = 0;
     if (!here && !(r->pipe = sp_pipe_get(sp, &err))) {
         r->next = sp->free_recs;
         sp->free_recs = r;
         return err;
     }
-    if (here ? !sp_start_here(sp, r)
-             : !sp_issue(sp, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r))) {
+    bool ok;
+    if (can_fd && (here || !r->pipe->direct)) {
+        ok = sp_start_here(sp, r);
+    } else {
+        /* io-wq sends. A plain socket is non-blocking for the op: a
+         * worker's splice into it when it is full ends with -EAGAIN
+         * (POLL, then the rest) instead of waiting for the peer. */
+        if (!(op->flags & RS_OPF_DIRECT)) {
+            r->sock = op->fd;
+            (void)sp_sock_nb(r);
+        }
+        ok = sp_issue(sp, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r));
+    }
+    if (!ok) {
+        sp_sock_put(r);
         sp_pipe_put(sp, r->pipe, r->inpipe == 0);
         r->next = sp->free_recs;
         sp->free_recs = r;
@@ -392,13 +504,16 @@ int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op)
      * the flag ends the op at its CQE (the fd closed); a WAIT's poll ends
      * with -ECANCELED; either way the socket's flags go back first.
      *
-     * The pair's OUT is not in flight until its IN completed, and a
-     * cancel cannot reach it before: it finds IN done, or running (a
-     * worker's read of the file is not interrupted). OUT would then wait
-     * for a peer that may never read (its link timeout is no help: on
-     * 6.18 it never fires for a splice io-wq runs). So IN's CQE asks
-     * again, and a cancel that found nothing while OUT was still to be
-     * issued is asked again after a while (cancel_cqe). */
+     * The loop's pipe path adds IN alone (a worker's read of the file:
+     * not interrupted, its CQE ends the op) and WAIT (as above).
+     *
+     * The pair's OUT (a worker's, into a non-blocking socket) is not in
+     * flight until its IN completed, and a cancel cannot reach it
+     * before: it finds IN done, or running (a worker's read of the file
+     * is not interrupted). OUT then runs, and ends with -EAGAIN if the
+     * socket is full, but the op would go on waiting for POLLOUT. So
+     * IN's CQE asks again, and a cancel that found nothing while OUT was
+     * still to be issued is asked again after a while (cancel_cqe). */
     if (!cancel_sqe(sp, r))
         return -EBUSY;
     r->cancel = true;
@@ -409,6 +524,7 @@ static void finish(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
                    int32_t res)
 {
     struct rs_op *op = r->op;
+    sp_sock_put(r); /* flags back, an installed fd closed: before the caller hears */
     sp_pipe_put(sp, r->pipe, r->inpipe == 0);
     if (r->prev)
         r->prev->next = r->next;
@@ -470,6 +586,14 @@ void sp_by_pipe(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
         sp_finish_err(sp, loop, r, err);
         return;
     }
+    if (r->sock >= 0 && !r->pipe->direct) {
+        sp_here_step(sp, loop, r); /* the loop splices out of the pipe */
+        return;
+    }
+    /* io-wq sends: into a socket the loop has, non-blocking (a full one
+     * is a POLL step, not a waiting worker). */
+    if (r->sock >= 0)
+        (void)sp_sock_nb(r);
     step(sp, loop, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r));
 }
 
@@ -548,6 +672,18 @@ static void cancel_cqe(struct ur_splice *sp, struct sp_rec *r, uint8_t gen, bool
     io_uring_sqe_set_data64(sqe, ud_of(sp, r) | UD_RETRY);
 }
 
+/* The timer of a worker's splice into a blocking socket fired (prep_out):
+ * if the splice still runs, cancel it; it ends with what it sent, or
+ * stopped, and out_done() waits for room (POLL) before the rest. */
+static void out_timer_cqe(struct ur_splice *sp, struct sp_rec *r, uint8_t gen,
+                          int32_t res)
+{
+    if (res != -ETIME || !r->op || gen != r->gen || r->step != STEP_OUT || r->cqes == 0)
+        return; /* removed, or the op ended or went on */
+    r->out_timer = false;
+    (void)cancel_sqe(sp, r); /* its CQE is cancel_cqe's, which ignores it */
+}
+
 void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_data,
                    int32_t res)
 {
@@ -557,6 +693,10 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
     struct sp_rec *r = (struct sp_rec *)(uintptr_t)(user_data & UD_PTR_MASK & ~mark);
     if (!r)
         return; /* a timeout's own CQE, or a direct pipe's close */
+    if (mark == UD_OUT_TIMER) {
+        out_timer_cqe(sp, r, (uint8_t)(user_data >> 48), res);
+        return;
+    }
     if (mark) {
         cancel_cqe(sp, r, (uint8_t)(user_data >> 48), mark == UD_RETRY, res);
         return;
@@ -598,7 +738,23 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
         return;
     case STEP_OUT:
         loop->stats.sendfile_worker_sends++;
+        timer_off(sp, r);
         out_done(sp, loop, r, res);
+        return;
+    case STEP_IN:
+        /* The part is in the pipe (what it holds goes with the pipe if
+         * the op ends here): the loop sends it. */
+        loop->stats.sendfile_worker_reads++;
+        if (res > 0)
+            r->inpipe = (uint32_t)res;
+        if (r->cancel || res <= 0) {
+            sp_finish_err(sp, loop, r, r->cancel ? cancelled(res) : res);
+            return;
+        }
+        if (r->sock >= 0 && !r->pipe->direct)
+            sp_here_step(sp, loop, r); /* the loop splices out of the pipe */
+        else
+            step(sp, loop, r, STEP_OUT); /* a worker, bounded by its timer */
         return;
     case STEP_PIPE:
         /* -ENFILE: the direct table is full too. A pipe made while a
@@ -612,7 +768,7 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
             sp_finish_err(sp, loop, r, res < 0 ? res : -ECANCELED);
             return;
         }
-        step(sp, loop, r, STEP_PAIR);
+        step(sp, loop, r, part_step(sp, r));
         return;
     case STEP_END:
         sp_finish_err(sp, loop, r, r->cancel && r->in_res == 0 ? -ECANCELED : r->in_res);

@@ -1,22 +1,27 @@
-/* RS_OP_SENDFILE on io_uring: the loop's own sendfile(2) of a cached range
- * (splice.c has the overview and the pipe path this replaces).
+/* RS_OP_SENDFILE on io_uring: the loop's own sends into the socket —
+ * sendfile(2) of a cached range, splice(2) out of the op's pipe — and the
+ * socket discipline they share (splice.c has the overview).
  *
- * When the whole op's range is cached the loop sends it
- * itself, with sendfile(2), the way nginx does: no pipe, no worker, no
- * wake-up; the loop sleeps only when the socket is full (a POLLOUT step,
- * WAIT). That needs the socket as a process fd: a plain socket is its own;
- * a direct one (the default for accepted sockets) gets one from
- * IORING_OP_FIXED_FD_INSTALL (6.8) for the op's life, INSTALL, closed when
- * the op ends (the direct descriptor keeps the socket open). Such an op
- * takes no pipe. O_NONBLOCK is set for the op and put back when it ends:
- * the flag belongs to the socket's open file, which the ring's own ops
- * share, and a splice in io-wq or a blocking retry of a send honours it
- * (-EAGAIN where the ring would otherwise wait); meanwhile the only other
- * op on the socket is the receive, which never waits. A kernel without
- * the opcode, or a process out of descriptors, takes the pipe path
- * (splice.c).
- * Counted on 6.18 for a 64 MiB response: the 64 worker trips and their
- * ~130 context switches are gone (docs/http.md).
+ * When the whole op's range is cached the loop sends it itself, with
+ * sendfile(2), the way nginx does: no pipe, no worker, no wake-up; the
+ * loop sleeps only when the socket is full (a POLLOUT step, WAIT). Any
+ * other range goes through a pipe, and the loop splices the pipe into
+ * the socket itself (sp_out_here), so that no io-wq worker ever waits
+ * for a peer that does not read. Both need the socket as a process fd: a
+ * plain socket is its own; a direct one (the default for accepted
+ * sockets) gets one from IORING_OP_FIXED_FD_INSTALL (6.8) for the op's
+ * life, INSTALL, closed when the op ends (the direct descriptor keeps the
+ * socket open). O_NONBLOCK is set for the op and put back when it ends
+ * (sp_sock_put, from the op's finish): the flag belongs to the socket's
+ * open file, which the ring's own ops share, and a splice in io-wq or a
+ * blocking retry of a send honours it (-EAGAIN where the ring would
+ * otherwise wait); meanwhile the only other op on the socket is the
+ * receive, which never waits. sendfile(2) and splice(2) raise SIGPIPE for
+ * a peer gone: blocked around the calls unless ignored (pipe_guard). A
+ * kernel without the opcode, or a process out of descriptors, leaves the
+ * sending to io-wq workers (splice.c says how that is bounded).
+ * Counted on 6.18 for a 64 MiB cached response: the 64 worker trips and
+ * their ~130 context switches are gone (docs/http.md).
  */
 #include "splice_int.h"
 
@@ -52,42 +57,71 @@ bool sp_rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms)
     return c == 1;
 }
 
+/* r->sock non-blocking for the rest of the op (the flag is the socket
+ * file's, shared with the ring's ops: sp_sock_put puts it back, the
+ * essay says why), and whether SIGPIPE is ignored (asked once per op:
+ * the program may change it). 0 or -errno. */
+int sp_sock_nb(struct sp_rec *r)
+{
+    if (r->nb_set)
+        return 0;
+    /* This backend makes its direct sockets blocking, with no other
+     * status flag (accepted or made without SOCK_NONBLOCK): only a
+     * plain fd, which may come from anywhere, is asked. */
+    r->sock_fl = r->own_sock ? 0 : fcntl(r->sock, F_GETFL);
+    if (r->sock_fl < 0 || (!(r->sock_fl & O_NONBLOCK) &&
+                           fcntl(r->sock, F_SETFL, r->sock_fl | O_NONBLOCK) < 0))
+        return -errno;
+    r->nb_set = true;
+    struct sigaction sa;
+    r->pipe_ign = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+    return 0;
+}
+
+/* sendfile(2) and splice(2) into a socket whose peer left raise SIGPIPE
+ * (neither has MSG_NOSIGNAL), which would kill a program that runs a
+ * loop on a thread of its own and never thought of it (a splice in io-wq
+ * never could): unless it is ignored, it is blocked around the calls,
+ * and one they raised is taken back before the mask is restored. */
+struct pipe_guard {
+    sigset_t only, old;
+    bool masked;
+};
+
+static void guard_on(const struct sp_rec *r, struct pipe_guard *g)
+{
+    g->masked = false;
+    if (r->pipe_ign)
+        return;
+    sigemptyset(&g->only);
+    sigaddset(&g->only, SIGPIPE);
+    g->masked = pthread_sigmask(SIG_BLOCK, &g->only, &g->old) == 0;
+}
+
+static void guard_off(struct pipe_guard *g, int err)
+{
+    if (!g->masked)
+        return;
+    if (err == -EPIPE && !sigismember(&g->old, SIGPIPE)) {
+        struct timespec now = {0, 0};
+        while (sigtimedwait(&g->only, NULL, &now) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
 /* sendfile(2) from the loop into r->sock, non-blocking while the op
- * lasts (the flag is the socket file's, shared with the ring's ops:
- * sp_sock_put puts it back, the essay says why). r->sent grows by what went
- * out. 0: the op is done — all sent, or the file ended (r->in_res 0) or
- * failed (r->in_res -errno); -EAGAIN: the socket is full and bytes
- * remain. */
+ * lasts. r->sent grows by what went out. 0: the op is done — all sent,
+ * or the file ended (r->in_res 0) or failed (r->in_res -errno);
+ * -EAGAIN: the socket is full and bytes remain. */
 static int send_here(struct sp_rec *r)
 {
     const struct rs_sendfile *src = r->op->buf;
-    r->in_res = 0;
-    if (!r->nb_set) {
-        /* This backend makes its direct sockets blocking, with no other
-         * status flag (accepted or made without SOCK_NONBLOCK): only a
-         * plain fd, which may come from anywhere, is asked. */
-        r->sock_fl = r->own_sock ? 0 : fcntl(r->sock, F_GETFL);
-        if (r->sock_fl < 0 || (!(r->sock_fl & O_NONBLOCK) &&
-                               fcntl(r->sock, F_SETFL, r->sock_fl | O_NONBLOCK) < 0)) {
-            r->in_res = -errno;
-            return 0;
-        }
-        r->nb_set = true;
-        struct sigaction sa;
-        r->pipe_ign = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
-    }
-    /* sendfile(2) to a socket whose peer left raises SIGPIPE (it has no
-     * MSG_NOSIGNAL), which would kill a program that runs a loop on a
-     * thread of its own and never thought of it (a splice in io-wq never
-     * could): unless it is ignored, it is blocked for the call, and one
-     * raised by the call is taken back before the mask is restored. */
-    sigset_t pipe_only, old;
-    bool masked = false;
-    if (!r->pipe_ign) {
-        sigemptyset(&pipe_only);
-        sigaddset(&pipe_only, SIGPIPE);
-        masked = pthread_sigmask(SIG_BLOCK, &pipe_only, &old) == 0;
-    }
+    r->in_res = sp_sock_nb(r);
+    if (r->in_res < 0)
+        return 0;
+    struct pipe_guard g;
+    guard_on(r, &g);
     int rc = 0;
     while (r->sent < r->want) {
         off_t pos = (off_t)(src->off + r->sent);
@@ -111,15 +145,44 @@ static int send_here(struct sp_rec *r)
             break;
         }
     }
-    if (masked) {
-        if (r->in_res == -EPIPE && !sigismember(&old, SIGPIPE)) {
-            struct timespec now = {0, 0};
-            while (sigtimedwait(&pipe_only, NULL, &now) < 0 && errno == EINTR)
-                ;
-        }
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
+    guard_off(&g, r->in_res);
     return rc;
+}
+
+/* The pipe -> socket half of the pipe path, in the loop: splice(2) of
+ * what the pipe holds into r->sock, non-blocking, so that a peer that
+ * does not read costs a POLLOUT poll (WAIT), never a thread (an io-wq
+ * worker's splice into a blocking socket waits until the peer reads).
+ * r->sent grows and r->inpipe shrinks by what went out. 0: the pipe is
+ * empty; -EAGAIN: the socket is full and the pipe is not; -errno. */
+int sp_out_here(struct sp_rec *r)
+{
+    int err = sp_sock_nb(r);
+    if (err < 0)
+        return err;
+    struct pipe_guard g;
+    guard_on(r, &g);
+    while (r->inpipe > 0) {
+        unsigned more = r->sent + r->inpipe < r->want ? SPLICE_F_MORE : 0;
+        ssize_t n =
+            splice(r->pipe->rd, NULL, r->sock, NULL, r->inpipe, SPLICE_F_NONBLOCK | more);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            err = n == 0 ? -EPIPE : -errno;
+            break;
+        }
+        r->sent += (uint32_t)n;
+        r->inpipe -= (uint32_t)n;
+        if (r->inpipe > 0) {
+            /* The socket took what fit: wait for room rather than ask
+             * again for an EAGAIN. */
+            err = -EAGAIN;
+            break;
+        }
+    }
+    guard_off(&g, err);
+    return err;
 }
 
 /* The loop is done sending the op: an installed fd goes (the direct
@@ -147,9 +210,11 @@ bool sp_start_here(struct ur_splice *sp, struct sp_rec *r)
     if (!sp_take(sp, q, 1))
         return false;
     r->sock = r->op->fd;
-    uint8_t s = send_here(r) == -EAGAIN ? STEP_WAIT : STEP_END;
+    uint8_t s = r->pipe                   ? sp_pipe_here(sp, r)
+                : send_here(r) == -EAGAIN ? STEP_WAIT
+                                          : STEP_END;
     if (s == STEP_END)
-        sp_sock_put(r);
+        sp_sock_put(r); /* before the op can complete */
     sp_fill(sp, r, s, q);
     return true;
 }
@@ -159,10 +224,21 @@ bool sp_start_here(struct ur_splice *sp, struct sp_rec *r)
  * pipe through the ring. */
 void sp_here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
 {
+    if (r->pipe) {
+        /* The pipe path: the loop splices out of the pipe. */
+        uint8_t s = sp_pipe_here(sp, r);
+        if (s != STEP_END && sp_issue(sp, r, s))
+            return;
+        if (s != STEP_END) {
+            rs_log_error("sendfile: no SQE for the next step");
+            r->in_res = -EBUSY;
+        }
+        sp_finish_err(sp, loop, r, r->in_res);
+        return;
+    }
     uint64_t now = rs_loop_now(loop);
     if (now - r->cached_ms >= CACHED_TRUST_MS && !sp_rest_cached(sp, r, now)) {
-        sp_sock_put(r);
-        sp_by_pipe(sp, loop, r);
+        sp_by_pipe(sp, loop, r); /* the socket stays the loop's to send to */
         return;
     }
     if (send_here(r) == -EAGAIN) {
@@ -171,6 +247,5 @@ void sp_here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
         rs_log_error("sendfile: no SQE to wait for room");
         r->in_res = -EBUSY;
     }
-    sp_sock_put(r);
-    sp_finish_err(sp, loop, r, r->in_res);
+    sp_finish_err(sp, loop, r, r->in_res); /* the socket put back first */
 }

@@ -1,6 +1,7 @@
 /* What backend_uring/splice.c (the op: its steps through the ring, its
  * CQEs, its cancel), splice_pipes.c (the pipe cache) and splice_here.c
- * (the loop's own sendfile(2)) share. Internal to those three files. */
+ * (the loop's own sendfile(2) and splice(2) into the socket) share. Internal to those
+ * three files. */
 #ifndef RINGSERVE_URING_SPLICE_INT_H
 #define RINGSERVE_URING_SPLICE_INT_H
 
@@ -9,11 +10,23 @@
 
 #include "splice.h"
 
-/* What the record has in flight: the linked pair IN -> OUT (a part not
- * known to be cached), OUT alone (a part the loop put into the pipe, or
- * the rest of a pipe), the poll for room, the direct pipe being made, or
- * the NOP that ends the op with what the loop's splice found. */
-enum { STEP_PAIR, STEP_OUT, STEP_POLL, STEP_PIPE, STEP_END, STEP_INSTALL, STEP_WAIT };
+/* What the record has in flight (splice.c's essay draws the machine):
+ * a worker's linked pair IN -> OUT, or its OUT alone (with a timer when
+ * the socket blocks); the poll for room for a worker's OUT (POLL) or the
+ * loop's next sendfile(2) or splice(2) (WAIT); the direct pipe being
+ * made; the NOP that ends the op with what the loop found; the direct
+ * socket's fd being installed; the ring's file -> pipe splice alone for
+ * the loop to send (IN). */
+enum {
+    STEP_PAIR,
+    STEP_OUT,
+    STEP_POLL,
+    STEP_PIPE,
+    STEP_END,
+    STEP_INSTALL,
+    STEP_WAIT,
+    STEP_IN
+};
 
 struct sp_pipe {
     struct sp_pipe *next;
@@ -45,6 +58,7 @@ struct sp_rec {
     uint64_t cached_ms; /* when the rest of the op was last found cached */
     /* Cancels asked again for the op (at most CANCEL_TRIES). */
     uint8_t cancels;
+    bool out_timer; /* STEP_OUT: a timer bounds the worker's splice (blocking socket) */
 };
 
 struct ur_splice {
@@ -83,5 +97,9 @@ bool sp_rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms);
 bool sp_start_here(struct ur_splice *sp, struct sp_rec *r);
 void sp_here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r);
 void sp_sock_put(struct sp_rec *r);
+int sp_sock_nb(struct sp_rec *r);
+int sp_out_here(struct sp_rec *r);
+/* splice.c: the loop moves the op through its pipe; the step after. */
+uint8_t sp_pipe_here(struct ur_splice *sp, struct sp_rec *r);
 
 #endif

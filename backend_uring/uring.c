@@ -970,7 +970,11 @@ static void ur_describe(struct rs_loop *loop, char *out, size_t outlen)
     struct ur_state *st = state(loop);
     char f[200];
     rs_uring_features_format(st->features, f, sizeof(f));
-    snprintf(out, outlen, "features=%s, taskrun=%s", f, st->taskrun);
+    if (st->iowq_max[0] || st->iowq_max[1])
+        snprintf(out, outlen, "features=%s, taskrun=%s, io-wq=%u/%u", f, st->taskrun,
+                 st->iowq_max[0], st->iowq_max[1]);
+    else
+        snprintf(out, outlen, "features=%s, taskrun=%s, io-wq=default", f, st->taskrun);
 }
 
 /* The kernel lets this process create a ring (probed once). */

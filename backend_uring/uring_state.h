@@ -125,6 +125,10 @@ struct ur_state {
     bool fixed;
     bool direct_socket; /* RS_OP_SOCKET may make direct sockets (UF_DIRECT_SOCKET) */
     const char *taskrun;
+    /* io-wq's caps in force for this ring's task (bounded, unbounded), as
+     * the kernel reports them, or as asked where it cannot yet (a 0 is
+     * then the kernel's default); 0, 0: not known (setup_iowq) */
+    unsigned iowq_max[2];
     /* provided buffer ring */
     struct io_uring_buf_ring *br;
     size_t br_bytes;

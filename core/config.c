@@ -23,6 +23,7 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->drain_timeout_ms = 2000;
     cfg->threads = 1;
     cfg->nodelay = true;
+    cfg->notsent_lowat = RS_NOTSENT_LOWAT_DEFAULT;
     cfg->protocol = "echo";
     cfg->open_file_cache = 64;
     cfg->open_file_cache_valid_ms = 1000;
@@ -126,6 +127,9 @@ void rs_config_options_usage(FILE *out)
         "                              work; what is left is reset (default 2000;\n"
         "                              0: reset every connection at once)\n"
         "  --no-nodelay                leave Nagle's algorithm on (TCP_NODELAY off)\n"
+        "  --notsent-lowat=BYTES       unsent bytes the kernel queues per connection\n"
+        "                              (TCP_NOTSENT_LOWAT; default 256K; 0: the\n"
+        "                              kernel's default, no limit)\n"
         "\n",
         out);
     /* Two strings: C11 promises only 4095 characters per literal. */
@@ -297,6 +301,7 @@ enum {
     OPT_THREADS,
     OPT_PIN,
     OPT_NO_NODELAY,
+    OPT_NOTSENT_LOWAT,
     OPT_PROTOCOL,
     OPT_PROBE,
     OPT_JSON,
@@ -343,6 +348,7 @@ static const struct option_def options[] = {
     {"threads", 0, true, OPT_THREADS},
     {"pin", 0, false, OPT_PIN},
     {"no-nodelay", 0, false, OPT_NO_NODELAY},
+    {"notsent-lowat", 0, true, OPT_NOTSENT_LOWAT},
     {"protocol", 0, true, OPT_PROTOCOL},
     {"upstream", 0, true, OPT_UPSTREAM},
     {"connect-timeout", 0, true, OPT_CONNECT_TIMEOUT},
@@ -453,6 +459,9 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
     case OPT_NO_NODELAY:
         cfg->nodelay = false;
         return 0;
+    case OPT_NOTSENT_LOWAT:
+        return parse_u32("--notsent-lowat", arg, 0, INT32_MAX,
+                         "a size in bytes, e.g. 256K", &cfg->notsent_lowat);
     case OPT_PROTOCOL:
         if (!rs_protocol_find(arg))
             return bad("--protocol", arg, "one of echo, discard, chargen, proxy, http");

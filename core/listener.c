@@ -69,6 +69,14 @@ int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reusepo
     return fd >= 0 ? fd : err;
 }
 
+int rs_listen_notsent_lowat(int fd, uint32_t bytes)
+{
+    int v = (int)bytes;
+    if (bytes == 0 || setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v)) == 0)
+        return 0;
+    return -errno;
+}
+
 void rs_nodelay_failed(struct rs_loop *loop, int err)
 {
     static atomic_bool warned;

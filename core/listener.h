@@ -49,6 +49,10 @@ struct rs_listener {
 int rs_listen_socket(const char *host, uint16_t port, bool nodelay, bool reuseport,
                      int backlog);
 
+/* TCP_NOTSENT_LOWAT on listening socket fd (bytes > 0), which accepted
+ * sockets inherit; 0 leaves the kernel's default. 0 or -errno. */
+int rs_listen_notsent_lowat(int fd, uint32_t bytes);
+
 /* A new TCP socket of family (AF_INET, AF_INET6) for an outbound
  * connection: non-blocking, close-on-exec, TCP_NODELAY when asked. fd, or
  * -errno. What RS_OP_SOCKET makes where it cannot make a direct one. A

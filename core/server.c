@@ -519,6 +519,11 @@ static int open_listeners(struct rs_server *srv)
                                   RS_LISTEN_BACKLOG);
         if (fd < 0)
             return listen_error(cfg, port, fd);
+        int rc = rs_listen_notsent_lowat(fd, cfg->notsent_lowat);
+        if (rc < 0) {
+            close(fd);
+            return listen_error(cfg, port, rc);
+        }
         srv->workers[i].listen_fd = fd;
         if (port == 0)
             port = (uint16_t)rs_socket_port(fd);

@@ -22,7 +22,14 @@ their order rotated each repeat; medians are printed. Per request:
   cli_cs   wrk's context switches;
   sys, sqe system calls and io_uring submissions of the server
            (perf stat, tracepoints raw_syscalls:sys_enter and
-           io_uring:io_uring_submit_req) with --syscalls.
+           io_uring:io_uring_submit_req) with --syscalls;
+  srv_seg, cli_seg, srv_ack, cli_ack
+           with --syscalls: the TCP segments each side's CPU transmitted
+           (tracepoint net:net_dev_queue counted per process: data over
+           1000 bytes, and the rest, mostly ACKs). On loopback whoever
+           transmits also delivers: bytes the server left unsent in its
+           socket are sent later from the client's ACK processing, so
+           cli_seg is server work the client pays for.
 
 --pin=split: server on CPU 0, wrk on CPU 1; same: both on CPU 0.
 --extra NAME=BINARY:ARGS adds a ringserve configuration with its own
@@ -125,13 +132,15 @@ def run(a, cfg):
     perf = None
     if a.syscalls:
         perf = subprocess.Popen(['perf', 'stat', '-x,', '-e', 'raw_syscalls:sys_enter',
-                                 '-e', 'io_uring:io_uring_submit_req', '-p',
+                                 '-e', 'io_uring:io_uring_submit_req'] + SEGS + ['-p',
                                  ','.join(map(str, pids)), '-o', a.perf_out],
                                 stderr=subprocess.DEVNULL)
         time.sleep(0.3)
     c0, s0 = usage(pids)
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(wrk + ['-d%ds' % a.duration, url], stdout=subprocess.PIPE,
+    cli_perf = ['perf', 'stat', '-x,', '-o', a.perf_out + '.cli'] + SEGS + ['--']
+    out = subprocess.run((cli_perf if perf else []) + wrk + ['-d%ds' % a.duration, url],
+                         stdout=subprocess.PIPE,
                          universal_newlines=True).stdout
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     c1, s1 = usage(with_children(p.pid))
@@ -139,11 +148,8 @@ def run(a, cfg):
     if perf:
         perf.send_signal(signal.SIGINT)
         perf.wait()
-        with open(a.perf_out) as f:
-            for line in f:
-                x = line.strip().split(',')
-                if len(x) > 3 and x[0].isdigit():
-                    counts[x[2]] = int(x[0])
+        counts = perf_counts(a.perf_out)
+        cli = perf_counts(a.perf_out + '.cli')
     p.send_signal(signal.SIGTERM)
     try:
         p.wait(10)
@@ -160,7 +166,30 @@ def run(a, cfg):
     if counts:
         r['sys'] = counts.get('raw_syscalls:sys_enter', 0) / n
         r['sqe'] = counts.get('io_uring:io_uring_submit_req', 0) / n
+        r['srv_seg'] = counts.get('net:net_dev_queue', 0) / n
+        r['cli_seg'] = cli.get('net:net_dev_queue', 0) / n
+        r['srv_ack'] = counts.get('net:net_dev_queue#2', 0) / n
+        r['cli_ack'] = cli.get('net:net_dev_queue#2', 0) / n
     return r
+
+
+# Segments a process transmits (loopback: also delivers): data, then the
+# rest (ACKs, window updates, the request).
+SEGS = ['-e', 'net:net_dev_queue', '--filter', 'len > 1000',
+        '-e', 'net:net_dev_queue', '--filter', 'len <= 1000']
+
+
+def perf_counts(path):
+    """perf stat -x, output: {event: count}; an event counted twice
+    (another filter) is EVENT#2 the second time."""
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            x = line.strip().split(',')
+            if len(x) > 3 and x[0].isdigit():
+                k = x[2] if x[2] not in counts else x[2] + '#2'
+                counts[k] = int(x[0])
+    return counts
 
 
 def page_cache_state(path):

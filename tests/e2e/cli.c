@@ -100,6 +100,9 @@ static const struct usage_case usage_cases[] = {
      true,
      {"--zc-on-copy", "plain", "keep"}},
     {"usage: --fs=maybe", "--fs=maybe", true, {"--fs", "pool", "inline"}},
+    {"usage: --iowq-max=8", "--iowq-max=8", true, {"--iowq-max", "BOUNDED,UNBOUNDED"}},
+    {"usage: --iowq-max=8,x", "--iowq-max=8,x", true, {"--iowq-max"}},
+    {"usage: --iowq-max=8,2000000", "--iowq-max=8,2000000", true, {"--iowq-max"}},
     {"usage: --fs-threads=0", "--fs-threads=0", true, {"--fs-threads"}},
     {"usage: --fs-threads=65", "--fs-threads=65", true, {"--fs-threads"}},
     /* Options that belong to another protocol must not start an echo
@@ -131,8 +134,8 @@ static void test_cli_help(void **state)
 {
     (void)state;
     static const char *const options[] = {
-        "--backend", "--listen", "--epoll-mode", "--max-pending",
-        "--quiet",   "--help",   "--version",    "--uring-features",
+        "--backend", "--listen",  "--epoll-mode",     "--max-pending", "--quiet",
+        "--help",    "--version", "--uring-features", "--iowq-max",
     };
     char *argv[] = {ringserve, "--help", NULL};
     struct h_server s;

@@ -88,10 +88,14 @@ class Server(rs_server.Server):
         self._partial = b""
         self.last = None  # the newest interval statistics
 
-    def connect(self, rcvbuf=None, timeout=DEADLINE):
+    def connect(self, rcvbuf=None, timeout=DEADLINE, mss=None):
         s = socket.socket()
         if rcvbuf:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if mss:
+            # Before connect: the server's segments, and with them the send
+            # buffer it starts with (a few segments' worth), are this small.
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
         s.settimeout(timeout)
         s.connect(("127.0.0.1", self.port))
         self.connects += 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hostile clients of --protocol=http.
 
-    test_http.py attacks|dates|slowloris RINGSERVE [SERVER OPTIONS...]
+    test_http.py attacks|dates|slowloris|cold|burst RINGSERVE [SERVER OPTIONS...]
 
 attacks:
 - traversal: ~35 targets that try to leave the root (.., %2e%2e, %2f,
@@ -28,8 +28,11 @@ slowloris: clients sending a request head one byte every half second
   against --header-timeout=1: the server closes them long before the head
   could end, and serves others meanwhile.
 """
+import ctypes
 import email.utils
+import mmap
 import os
+import re
 import select
 import socket
 import stat
@@ -385,12 +388,306 @@ def slowloris(exe, opts, tmp):
     check(final["accepted"] == srv.connects, "final: accepted=%d" % final["accepted"])
 
 
+# cold: each stalled client asks for its own COLD_SPAN of the file, far
+# enough apart that no read-ahead of one brings in the next one's pages.
+COLD_CLIENTS = 16
+COLD_SPAN = 4 * MIB
+# Threads the server may gain while COLD_CLIENTS hold it stalled: a few
+# io-wq workers reading the file (a read ends by itself), none per client.
+COLD_THREADS = 6
+
+
+def resident_pages(path):
+    """Pages of the file in the page cache (mincore(2) of a mapping that
+    touches none)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = os.path.getsize(path)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    with open(path, "rb") as f:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, f.fileno(), 0)
+    check(addr not in (None, ctypes.c_void_p(-1).value), "mmap: errno %d" % ctypes.get_errno())
+    vec = (ctypes.c_ubyte * pages)()
+    rc = libc.mincore(addr, size, vec)
+    libc.munmap(addr, size)
+    check(rc == 0, "mincore: errno %d" % ctypes.get_errno())
+    return sum(v & 1 for v in vec)
+
+
+def evict(path, tries=200):
+    """Drops the file's pages from the page cache: True when all went
+    (False on tmpfs, whose pages are the file). Pages still being read
+    (the read-ahead a cold request started past its range finishes after
+    the response) are locked and skipped by POSIX_FADV_DONTNEED: asked
+    again until none is left, a bounded number of times."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        pages = (os.fstat(fd).st_size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        for _ in range(tries):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            left = resident_pages(path)
+            if left == 0:
+                return True
+            if left == pages:
+                return False  # none could go: tmpfs
+            time.sleep(0.01)
+        return False
+    finally:
+        os.close(fd)
+
+
+def cold_root(tmp, name, size):
+    """A root with a.txt and `name`, `size` reproducible bytes: (root, the
+    file's path, its bytes). On a real file system: tmpfs pages (/tmp in
+    the qemu guests) cannot be evicted, and every range of such a file is
+    cached."""
+    d = tempfile.mkdtemp(prefix="rs-hostile-cold-",
+                         dir="/var/tmp" if os.path.isdir("/var/tmp") else tmp)
+    hostile.CLEANUP.append(d)
+    root = os.path.join(d, "root")
+    os.mkdir(root)
+    path = os.path.join(root, name)
+    data = hostile.pattern(size)
+    with open(path, "wb") as f:
+        f.write(data)
+    with open(os.path.join(root, "a.txt"), "wb") as f:
+        f.write(A_TXT)
+    return root, path, data
+
+
+def threads(pid):
+    """The server's threads: (all of them, its io_uring io-wq workers)."""
+    names = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:
+            pass  # a worker that just exited
+    return len(names), sum(n.startswith("iou-wrk") for n in names)
+
+
+def cold(exe, opts, tmp):
+    """Clients that ask for a file not in the page cache and never read
+    must not hold a thread each: on io_uring a pipe -> socket splice that
+    an io-wq worker runs into a full blocking socket waits until the peer
+    reads, so a worker per such client (io-wq bounds them only by
+    RLIMIT_NPROC). The server may gain a few threads, never one per
+    client; a normal client is still served the whole file, byte for
+    byte; the stalled clients' closes give back their streams."""
+    root, path, data = cold_root(tmp, "cold.bin", (COLD_CLIENTS + 1) * COLD_SPAN)
+    srv = Server(exe, opts, ["--protocol=http", "--root=" + root], tmp)
+    served(srv)
+    # A first client of a cold range: the pools a cold read uses exist.
+    cold_ok = evict(path)
+    if not cold_ok:
+        note("the file's pages cannot be evicted here (tmpfs?): every range is cached, "
+             "the server sends from the page cache; the thread bound is not asserted")
+    st, h, body = get(srv, "/cold.bin", extra="Range: bytes=%d-%d\r\n" %
+                      (COLD_CLIENTS * COLD_SPAN, COLD_CLIENTS * COLD_SPAN + MIB - 1))
+    check(st == 206 and body == data[COLD_CLIENTS * COLD_SPAN:][:MIB], "a cold range: %d" % st)
+    before, workers_before = threads(srv.pid)
+    if cold_ok:
+        check(evict(path), "the file's pages came back")
+    socks = []
+    for i in range(COLD_CLIENTS):
+        # One at a time, each until the first bytes of its body are here:
+        # its part of the file was read, and the server sends it (and
+        # waits for room). A worker that read one client's part is free
+        # for the next: the count below shows the ones clients hold.
+        # The smallest segments (TCP_MIN_MSS): the server's socket starts
+        # with a send buffer far smaller than a pipe-full, so the first
+        # part already meets a full socket (with a loopback MSS the send
+        # buffer takes a megabyte or two, and the part after it is read
+        # ahead: the server would send it from the page cache).
+        s = srv.connect(rcvbuf=4096, mss=88)
+        s.sendall(req("/cold.bin", extra="Range: bytes=%d-\r\n" % (i * COLD_SPAN)))
+        check(wait_head(s).startswith(b"HTTP/1.1 206 "), "cold.bin: not 206")
+        r, _, _ = select.select([s], [], [], hostile.DEADLINE)
+        check(r, "client %d: no byte of the body for %ds" % (i, hostile.DEADLINE))
+        socks.append(s)
+    srv.wait_quiet("bytes_out")  # every one of them stalled
+    after, workers = threads(srv.pid)
+    note("%d clients not reading a cold file: the server has %d threads (%d before), "
+         "%d io-wq workers (%d before)" % (COLD_CLIENTS, after, before, workers, workers_before))
+    if cold_ok:
+        check(after - before <= COLD_THREADS,
+              "%d clients that do not read hold %d more server threads (%d io-wq workers): "
+              "at most %d" % (COLD_CLIENTS, after - before, workers, COLD_THREADS))
+    # A normal client: the whole file, byte for byte, while they wait.
+    c = srv.connect()
+    c.sendall(req("/cold.bin"))
+    head = wait_head(c)
+    check(head.startswith(b"HTTP/1.1 200 "), "a normal client: %r" % head[:40])
+    body, err = hostile.read_all(c, len(data))
+    check(err is None and body == data,
+          "a normal client got %d of %d bytes (%s), %s" %
+          (len(body), len(data), err, "equal" if body == data[:len(body)] else "different"))
+    c.close()
+    for s in socks:
+        s.close()
+    srv.wait_conns(0, "the stalled clients closed")
+    served(srv)
+    final = srv.stop()
+    check(final["accepted"] == srv.connects, "final: accepted=%d" % final["accepted"])
+
+
+# burst: BURST_CLIENTS ask at once, each for its own BURST_LEN of a file
+# not in the page cache, BURST_SPAN apart: a read at an offset whose
+# preceding pages are not cached is a random read, and the kernel reads
+# what it was asked for, so no client's read brings in another's range.
+BURST_CLIENTS = 96
+BURST_LEN = 512 << 10
+BURST_SPAN = BURST_LEN + (128 << 10)
+# The caps the burst runs with: smaller than the default (8,16), because
+# here a read from the "disk" (the host's page cache) ends in about the
+# time the next one is queued, and a worker that is free takes it: before
+# the caps the 96 requests made 14 to 67 workers, depending on how the
+# variant batches its submissions (the default caps are checked as the
+# start-up line reports them).
+BURST_CAPS = (1, 2)
+# io-wq workers the burst may show beyond the caps: /proc still lists a
+# worker that has left its pool (idle, or the pool shrank) until it has
+# exited, and the count is of both pools.
+BURST_MARGIN = 2
+IOWQ_CAPS = re.compile(r"io-wq=(\d+)/(\d+)")
+
+
+def iowq_caps(srv):
+    """The io-wq caps of the server's start-up line, (bounded, unbounded);
+    None where the kernel keeps its own (before 5.15: io-wq=default)."""
+    m = IOWQ_CAPS.search(srv.line)
+    if m:
+        return int(m.group(1)), int(m.group(2))
+    check("io-wq=default" in srv.line,
+          "no io-wq=BOUNDED/UNBOUNDED in the start-up line: %s" % srv.line)
+    return None
+
+
+class ThreadSampler(threading.Thread):
+    """Counts the server's io-wq workers over and over until stopped: the
+    most seen at once. Idle workers stay about five seconds, so the count
+    after a burst is close to its peak too; sampling during it catches
+    workers that came and went."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.most = 0
+        self.samples = 0
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.most = max(self.most, threads(self.pid)[1])
+            self.samples += 1
+            time.sleep(0.001)
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        self.most = max(self.most, threads(self.pid)[1])
+        return self.most
+
+
+def read_responses(socks, want):
+    """Reads one response from each socket, all at once: {socket: body}."""
+    bufs = {s: bytearray() for s in socks}
+    bodies = {}
+    deadline = time.time() + hostile.DEADLINE
+    while len(bodies) < len(socks):
+        left = [s for s in socks if s not in bodies]
+        r, _, _ = select.select(left, [], [], max(0.0, deadline - time.time()))
+        check(r, "%d of %d responses incomplete after %ds" %
+              (len(left), len(socks), hostile.DEADLINE))
+        for s in r:
+            b = s.recv(1 << 20)
+            check(b, "EOF after %d bytes" % len(bufs[s]))
+            bufs[s] += b
+            head, sep, body = bytes(bufs[s]).partition(b"\r\n\r\n")
+            if sep and len(body) >= want:
+                check(head.startswith(b"HTTP/1.1 206 "), "not 206: %r" % head[:40])
+                bodies[s] = body
+    return bodies
+
+
+def burst(exe, opts, tmp):
+    """A burst of requests for distinct ranges of a file not in the page
+    cache: on io_uring each is a read io-wq runs (a splice into a pipe is
+    unbound work), and io-wq starts a worker for each work item queued
+    while none is free, up to RLIMIT_NPROC unless the ring caps its pools
+    (IORING_REGISTER_IOWQ_MAX_WORKERS, the caps the start-up line shows as
+    io-wq=BOUNDED/UNBOUNDED). The server's workers stay within the caps;
+    every client gets its bytes."""
+    root, path, data = cold_root(tmp, "burst.bin", BURST_CLIENTS * BURST_SPAN)
+    uring = "--backend=uring" in opts
+    if uring:
+        # The default caps, as the kernel reports them back.
+        srv = Server(exe, opts, ["--protocol=http", "--root=" + root], tmp, "default")
+        check(iowq_caps(srv) in ((8, 16), None), "default caps: %s" % srv.line)
+        srv.stop()
+    caps_opt = ["--iowq-max=%d,%d" % BURST_CAPS] if uring else []
+    srv = Server(exe, opts, ["--protocol=http", "--root=" + root] + caps_opt, tmp)
+    caps = iowq_caps(srv) if uring else None
+    if uring and caps is None:
+        note("the kernel keeps io-wq's own limits (IORING_REGISTER_IOWQ_MAX_WORKERS is "
+             "Linux 5.15+): the worker bound is not asserted")
+    if caps:
+        check(caps == BURST_CAPS, "--iowq-max=%d,%d: %s" % (BURST_CAPS + (srv.line,)))
+    served(srv)
+    # The file in the open-file cache, then out of the page cache.
+    st, h, body = get(srv, "/burst.bin", extra="Range: bytes=0-0\r\n")
+    check(st == 206 and body == data[:1], "a first byte: %d" % st)
+    cold_ok = evict(path)
+    if not cold_ok:
+        note("the file's pages cannot be evicted here (tmpfs?): every range is cached, "
+             "no read goes to a worker; the worker bound is not asserted")
+    socks = [srv.connect() for _ in range(BURST_CLIENTS)]
+    srv.wait_conns(BURST_CLIENTS, "the burst's clients connected")
+    before = threads(srv.pid)
+    sampler = ThreadSampler(srv.pid)
+    sampler.start()
+    for i, s in enumerate(socks):
+        s.sendall(req("/burst.bin", extra="Range: bytes=%d-%d\r\n" %
+                      (i * BURST_SPAN, i * BURST_SPAN + BURST_LEN - 1)))
+    bodies = read_responses(socks, BURST_LEN)
+    workers = sampler.stop()
+    after = threads(srv.pid)
+    for i, s in enumerate(socks):
+        want = data[i * BURST_SPAN:][:BURST_LEN]
+        got = bodies[s]
+        check(got == want, "client %d: %d bytes, %s" %
+              (i, len(got), "equal" if got[:len(want)] == want else "different"))
+        s.close()
+    note("%d clients at once, each a cold %d KiB: at most %d io-wq workers seen "
+         "(%d samples; %d before, %d after), caps %s" %
+         (BURST_CLIENTS, BURST_LEN >> 10, workers, sampler.samples, before[1], after[1],
+          "%d/%d" % caps if caps else "none"))
+    if cold_ok and caps:
+        bound, unbound = caps
+        check(workers <= bound + unbound + BURST_MARGIN,
+              "%d requests for cold ranges made %d io-wq workers: at most %d + %d + %d" %
+              (BURST_CLIENTS, workers, bound, unbound, BURST_MARGIN))
+    if not uring:
+        check(workers == 0, "%d io-wq workers without io_uring" % workers)
+    srv.wait_conns(0, "the burst's clients closed")
+    served(srv)
+    final = srv.stop()
+    check(final["accepted"] == srv.connects, "final: accepted=%d" % final["accepted"])
+
+
 def run(mode, exe, opts, tmp):
-    modes = {"attacks": attacks, "dates": dates, "slowloris": slowloris}
+    modes = {"attacks": attacks, "dates": dates, "slowloris": slowloris, "cold": cold,
+             "burst": burst}
     if mode not in modes:
         raise Fail("unknown mode %s" % mode)
     modes[mode](exe, opts, tmp)
 
 
 if __name__ == "__main__":
-    sys.exit(hostile.main(run, "attacks|dates|slowloris"))
+    sys.exit(hostile.main(run, "attacks|dates|slowloris|cold|burst"))

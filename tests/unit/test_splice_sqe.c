@@ -87,8 +87,10 @@ struct src {
     struct io_uring ring;
     int calls, fail_at; /* the fail_at-th request gets NULL (0: never) */
     int drop_cancels;   /* pump(): so many cancel SQEs find nothing (-ENOENT) */
-    /* pump(): the cancels and pure timeouts (a cancel's retry) it saw. */
-    unsigned cancels, timeouts;
+    /* pump(): the cancels, pure timeouts (a cancel's retry, a splice's
+     * timer) and polls it saw. */
+    unsigned cancels, timeouts, polls;
+    bool refuse_install; /* pump(): IORING_OP_FIXED_FD_INSTALL fails -EINVAL */
     struct io_uring_sqe *taken[MAX_TAKEN];
     unsigned ntaken;
 };
@@ -256,23 +258,25 @@ static void test_splice_chain_refused_whole_when_sqes_run_out(void **state)
     struct rig g;
     rig_init(&g);
     /* A cached file: the loop sends it, after taking the SQE of the step
-     * that follows (one); without cachestat, the pair (three). */
+     * that follows (one); without cachestat, the ring's file -> pipe
+     * splice (one too). */
     int file = make_file(10, true);
     struct rs_sendfile from = {.file_fd = file, .off = 0};
     struct rs_op op = {0};
     rs_op_init(&op, RS_OP_SENDFILE, g.sv[0], never, NULL);
     op.buf = &from;
     op.len = 10;
-    refuse_each(&g.s, g.sp, &op, pages_cached(file, 10) < 0 ? 3 : 1);
+    refuse_each(&g.s, g.sp, &op, 1);
     char b[16];
     assert_int_equal(recv(g.sv[1], b, sizeof(b), MSG_DONTWAIT), -1); /* nothing sent */
     assert_int_equal(errno, EAGAIN);
     close(file);
-    /* A file not cached: the linked pair, three SQEs. */
+    /* A file not cached: the ring's file -> pipe splice alone (the loop
+     * splices out of the pipe itself), one SQE. */
     file = make_file(10, false);
     if (file >= 0) {
         from.file_fd = file;
-        refuse_each(&g.s, g.sp, &op, 3);
+        refuse_each(&g.s, g.sp, &op, 1);
         close(file);
     } else {
         print_message("could not evict a file's pages: the pair's refusal untested\n");
@@ -505,9 +509,26 @@ static void test_splice_cached_file_no_ring_splices(void **state)
         print_message("could not evict a file's pages: the ring's reads untested\n");
         return;
     }
-    transfer(file, len, false, &c);
-    print_message("not cached: %u file -> pipe, %u pipe -> socket SQEs\n", c.ins, c.outs);
-    assert_true(c.ins >= 1);
+    /* Not cached: the ring reads it (the loop must not wait for a
+     * disk), and the loop splices it out of the pipe: no pipe -> socket
+     * splice in the ring, whose worker would wait for a peer that does
+     * not read. Plain and direct (evicted again: the first read it). */
+    for (int direct = 0; direct < 2; direct++) {
+        if (direct && !evict(file, len)) {
+            print_message("could not evict the file again: direct socket untested\n");
+            break;
+        }
+        transfer(file, len, direct, &c);
+        print_message("not cached (%s socket): %u file -> pipe, %u pipe -> socket, %u "
+                      "install SQEs\n",
+                      direct ? "direct" : "plain", c.ins, c.outs, c.installs);
+        assert_true(c.ins >= 1);
+        if (direct && c.outs > 0)
+            print_message("the kernel refused IORING_OP_FIXED_FD_INSTALL (6.8): io-wq "
+                          "sends to the direct socket\n");
+        else
+            assert_int_equal(c.outs, 0);
+    }
     close(file);
 }
 
@@ -528,6 +549,9 @@ static void pump(struct rig *g, struct rs_loop *loop, const struct done *d, int 
         for (unsigned i = 0; i < g->s.ntaken; i++) {
             struct io_uring_sqe *q = g->s.taken[i];
             g->s.timeouts += q->opcode == IORING_OP_TIMEOUT;
+            g->s.polls += q->opcode == IORING_OP_POLL_ADD;
+            if (q->opcode == 54 && g->s.refuse_install)
+                q->rw_flags = 1u << 30; /* no such flag: -EINVAL, as before 6.8 */
             if (q->opcode != IORING_OP_ASYNC_CANCEL)
                 continue;
             g->s.cancels++;
@@ -867,25 +891,173 @@ static void test_splice_cancel_of_the_loops_own_send(void **state)
     close(file);
 }
 
+/* Where the loop's send of a file not cached is cancelled: while the
+ * ring reads a part into the pipe (IN), and while the loop waits for
+ * room to splice the pipe into the socket (WAIT). */
+enum { AT_IN, AT_PIPE_WAIT };
+
+/* One op of an evicted file on a full socket whose peer reads nothing,
+ * cancelled at step `at`: it ends with -ECANCELED (or the bytes it
+ * sent), no splice of the pipe into the socket went to the ring (no
+ * worker waits for the peer), the socket's flags are as they were, an
+ * installed fd is closed, a pipe that held bytes is not kept, and the
+ * socket still works from the offset the op reported. */
+static void cancel_pipe_send(int file, bool direct, int at)
+{
+    struct rig g;
+    size_t filled = rig_init_full(&g, 0);
+    if (direct) {
+        int rc = io_uring_register_files(&g.s.ring, &g.sv[0], 1);
+        if (rc < 0) {
+            rig_fini(&g);
+            print_message("no direct descriptors (%s): direct socket untested\n",
+                          strerror(-rc));
+            return;
+        }
+        g.direct = true;
+    }
+    int flags = fcntl(g.sv[0], F_GETFL);
+    int fds = open_fds();
+    struct rs_loop *loop = calloc(1, sizeof(*loop));
+    assert_non_null(loop);
+    assert_true(evict(file, 65536));
+    struct done d = {0};
+    struct rs_op op;
+    struct rs_sendfile from;
+    submit_at(&g, &op, &from, file, 0, 65536, &d);
+    struct sqes c = {0};
+    classify(&g.s, file, &c);
+    /* Until the ring reads (after the INSTALL's CQE, if direct). */
+    for (int i = 0; i < 4 && c.ins == 0; i++) {
+        one_cqe(&g, loop);
+        classify(&g.s, file, &c);
+    }
+    /* No splice of the pipe into the socket in the ring: no worker
+     * waits for a peer that does not read (the loop splices). */
+    if (direct && c.installs == 1 && c.outs > 0) {
+        print_message("the kernel refused IORING_OP_FIXED_FD_INSTALL (6.8): the loop's "
+                      "pipe send untested\n");
+        free(loop);
+        rig_fini(&g);
+        return;
+    }
+    assert_int_equal(c.outs, 0);
+    assert_int_equal(c.ins, 1);
+    if (at == AT_PIPE_WAIT) {
+        one_cqe(&g, loop); /* the read: the loop splices, the socket is full */
+        classify(&g.s, file, &c);
+        assert_int_equal(c.polls, 1);
+        io_uring_submit(&g.s.ring); /* the poll armed */
+        assert_true(fcntl(g.sv[0], F_GETFL) & O_NONBLOCK);
+        assert_int_equal(open_fds(), fds + (direct ? 1 : 0) + 2); /* + the pipe */
+    }
+    assert_int_equal(ur_splice_cancel(g.sp, &op), 0);
+    pump(&g, loop, &d, 10000, NULL); /* a hang guard, not a wait */
+    print_message("cancelled at %s (%s socket): the op %d\n",
+                  at == AT_IN ? "IN" : "WAIT for the pipe", direct ? "direct" : "plain",
+                  d.res);
+    if (!d.done)
+        fail_msg("the cancelled op had not ended 10 s after its last completion");
+    if (d.res != -ECANCELED && (d.res <= 0 || d.res >= 65536))
+        fail_msg("the cancelled op ended with %d: -ECANCELED or the bytes sent", d.res);
+    classify(&g.s, file, &c);
+    assert_int_equal(c.outs, 0);
+    uint32_t live, cached;
+    ur_splice_counts(g.sp, &live, &cached);
+    assert_int_equal(live, 0);
+    assert_int_equal(fcntl(g.sv[0], F_GETFL), flags);
+    /* An empty pipe may be kept (a read cancelled before it ran). */
+    assert_int_equal(open_fds(), fds + 2 * (int)cached);
+    next_op_from(&g, loop, file, filled, d.res > 0 ? (uint64_t)d.res : 0);
+    free(loop);
+    rig_fini(&g);
+}
+
+static void test_splice_cancel_of_the_loops_pipe_send(void **state)
+{
+    (void)state;
+    int file = make_file(65536, false);
+    if (file < 0) {
+        rs_skip_reason("no pages can be evicted here (tmpfs?): every part is cached");
+        skip();
+    }
+    for (int direct = 0; direct < 2; direct++) {
+        cancel_pipe_send(file, direct, AT_IN);
+        cancel_pipe_send(file, direct, AT_PIPE_WAIT);
+    }
+    close(file);
+}
+
+/* A direct socket the loop cannot have as an fd (no
+ * IORING_OP_FIXED_FD_INSTALL before 6.8: refused here) stays blocking,
+ * and an io-wq worker splices the pipe into it. Its peer reads nothing:
+ * the worker's splice must not wait for it (before, it did until the
+ * peer read: its IORING_OP_LINK_TIMEOUT never fires on 6.18). A timer
+ * cancels the splice, and the op waits for room with a poll; once the
+ * peer reads, every byte arrives. */
+static void test_splice_blocking_socket_worker_released(void **state)
+{
+    (void)state;
+    int file = make_file(65536, false);
+    if (file < 0) {
+        rs_skip_reason("no pages can be evicted here (tmpfs?): every part is cached, "
+                       "and the ring's splices never meet a full socket");
+        skip();
+    }
+    struct rig g;
+    size_t filled = rig_init_full(&g, 0);
+    int rc = io_uring_register_files(&g.s.ring, &g.sv[0], 1);
+    if (rc < 0) {
+        rig_fini(&g);
+        close(file);
+        rs_skip_reason("no direct descriptors: %s", strerror(-rc));
+        skip();
+    }
+    g.direct = true;
+    g.s.refuse_install = true;
+    struct rs_loop *loop = calloc(1, sizeof(*loop));
+    assert_non_null(loop);
+    struct done d = {0};
+    struct rs_op op;
+    struct rs_sendfile from;
+    submit_at(&g, &op, &from, file, 0, 65536, &d);
+    pump(&g, loop, &d, 2000, NULL); /* until nothing happens for 2 s */
+    print_message("blocking socket: %u timers, %u cancels, %u polls; the op %s\n",
+                  g.s.timeouts, g.s.cancels, g.s.polls, d.done ? "ended" : "waits");
+    assert_false(d.done);
+    /* The worker's splice was stopped: the op waits for room. */
+    if (g.s.polls == 0)
+        fail_msg(
+            "a worker's splice into a full blocking socket still waits for the peer");
+    /* The peer reads: the rest goes, in order. */
+    struct reader rd = {
+        .fd = g.sv[1], .gate = -1, .want = filled + 65536, .skip = filled};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, read_all, &rd), 0);
+    pump(&g, loop, &d, 0, NULL);
+    assert_int_equal(d.res, 65536);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(rd.got, filled + 65536);
+    assert_true(rd.same);
+    uint32_t live, cached;
+    ur_splice_counts(g.sp, &live, &cached);
+    assert_int_equal(live, 0);
+    free(loop);
+    close(file);
+    rig_fini(&g);
+}
+
 /* A peer gone before a cached file goes out: the loop's sendfile(2) gets
  * EPIPE, which the kernel pairs with SIGPIPE (sendfile has no
  * MSG_NOSIGNAL). A program whose loop runs on its own thread, SIGPIPE
  * left at its default (this test), must not be killed: the op fails
  * with -EPIPE, no SIGPIPE is left pending and the signal mask is as it
  * was. */
-static void test_splice_peer_gone_no_sigpipe(void **state)
+/* The op on a socket whose peer left, from a cached file (the loop's
+ * sendfile) or an evicted one (the ring reads, the loop splices out of
+ * the pipe: splice(2) raises SIGPIPE just the same). */
+static void peer_gone(int file, size_t len)
 {
-    (void)state;
-    struct sigaction dfl = {.sa_handler = SIG_DFL}, was;
-    assert_int_equal(sigaction(SIGPIPE, &dfl, &was), 0);
-    size_t len = 65536;
-    int file = make_file(len, true);
-    if (pages_cached(file, len) < 0) {
-        close(file);
-        sigaction(SIGPIPE, &was, NULL);
-        rs_skip_reason("no cachestat(2) (Linux 6.5): the loop never sends");
-        skip();
-    }
     struct rig g;
     rig_init(&g);
     close(g.sv[1]);
@@ -911,6 +1083,26 @@ static void test_splice_peer_gone_no_sigpipe(void **state)
     assert_int_equal(pthread_sigmask(SIG_SETMASK, NULL, &mask), 0);
     assert_false(sigismember(&mask, SIGPIPE));
     rig_fini(&g);
+}
+
+static void test_splice_peer_gone_no_sigpipe(void **state)
+{
+    (void)state;
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, was;
+    assert_int_equal(sigaction(SIGPIPE, &dfl, &was), 0);
+    size_t len = 65536;
+    int file = make_file(len, true);
+    if (pages_cached(file, len) < 0) {
+        close(file);
+        sigaction(SIGPIPE, &was, NULL);
+        rs_skip_reason("no cachestat(2) (Linux 6.5): the loop never sends");
+        skip();
+    }
+    peer_gone(file, len);
+    if (evict(file, len))
+        peer_gone(file, len);
+    else
+        print_message("could not evict a file's pages: the loop's splice untested\n");
     close(file);
     sigaction(SIGPIPE, &was, NULL);
 }
@@ -923,6 +1115,8 @@ int main(void)
         cmocka_unit_test(test_splice_cancel_meets_running_worker),
         cmocka_unit_test(test_splice_cancel_before_out_is_issued),
         cmocka_unit_test(test_splice_cancel_of_the_loops_own_send),
+        cmocka_unit_test(test_splice_cancel_of_the_loops_pipe_send),
+        cmocka_unit_test(test_splice_blocking_socket_worker_released),
         cmocka_unit_test(test_splice_peer_gone_no_sigpipe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
