@@ -59,6 +59,7 @@
 
 #include <cmocka.h>
 
+#include "../skip_reason.h"
 #include "harness.h"
 
 #define KIB 1024u
@@ -1065,7 +1066,9 @@ static void test_http_cached_body_no_worker(void **state)
     int err = errno;
     if (rc < 0) {
         close(fd);
-        print_message("cachestat: %s: not checked\n", strerror(err));
+        rs_skip_reason("no cachestat(2) (Linux 6.5): %s: the server cannot know what "
+                       "is cached",
+                       strerror(err));
         skip();
     }
     void *pinned = mmap(NULL, big_len, PROT_READ, MAP_SHARED, fd, 0);

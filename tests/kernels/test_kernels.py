@@ -14,7 +14,8 @@ usage: test_kernels.py TOOLS_KERNELS BUILD_DIR
 - results: the recorded guest output of a real 6.1 run (results-6.1.log)
   parsed, a test failure named with its log, a guest cut off mid-test
   reported as hung, a missing host program turned into a skip; the runner
-  script run on the host: a failure's early assertion kept with its log;
+  script run on the host: a failure's early assertion kept with its log,
+  and a pass whose cmocka cases skipped names them (a skip when none ran);
 - the report: docs/kernels.md and .json rendered from recorded records.
 
 Standard library only; about a second.
@@ -273,6 +274,16 @@ def test_python_in_guest(k, build, tmp):
     check('[ -n "$RS_GUEST" ] && export PYTHONHOME=' in run,
           'PYTHONHOME is set for the guest only')
     check('RS_GUEST=1' in k.INIT, 'the guest init marks the guest')
+    # an --extra command that starts python3 (the examples' runner) brings
+    # the interpreter and its library in without a Python test beside it
+    extra = [{'name': 'x-py', 'suite': ['extra'],
+              'cmd': ['sh', '-c', 'ls kx >/dev/null && python3 %s kx uring /tmp/ex'
+                      % script],
+              'env': {}, 'workdir': None, 'timeout': 30}]
+    xplan = k.plan_tests(extra, build, {'sh', 'python3'})
+    xc = k.initramfs_contents(xplan, [], busybox=os.path.realpath('/bin/sh'))
+    check(any(p.endswith('/os.py') for p in xc) and '/usr/bin/python3' in xc,
+          'an --extra python3 command gets the interpreter and its library')
 
 
 def test_results(k, build, plan):
@@ -321,6 +332,21 @@ def test_results(k, build, plan):
     return rec
 
 
+def run_runner(k, build, tmp, tag, tests):
+    """The runner script of TESTS (meson introspection entries), run here
+    on the host as the guest runs it: (plan, parsed results)."""
+    plan = k.plan_tests(tests, build, {'sh'})
+    script = os.path.join(tmp, 'run-%s.sh' % tag)
+    open(script, 'w').write(k.runner_script(plan, '/bin/true', 1))
+    out = os.path.join(tmp, 'results-%s.log' % tag)
+    rt = os.path.join(tmp, 'rt-' + tag)
+    os.makedirs(rt, exist_ok=True)
+    env = dict(os.environ, RS_OUT=out, RS_TMP=rt)
+    subprocess.run(['/bin/sh', script], env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=60)
+    return plan, k.parse_results(open(out).read())
+
+
 def test_failure_lines(k, build, tmp):
     """A failed test's log keeps what failed even when it came long before
     the last 60 lines (cmocka writes its assertion to stderr, unbuffered,
@@ -335,16 +361,7 @@ def test_failure_lines(k, build, tmp):
     tests = [{'name': n, 'suite': ['ringserve:unit'], 'cmd': ['/bin/sh', '-c', c],
               'env': {}, 'workdir': None, 'timeout': 30}
              for n, c in (('long', long_log), ('short', short_log))]
-    plan = k.plan_tests(tests, build, {'sh'})
-    script = os.path.join(tmp, 'run.sh')
-    open(script, 'w').write(k.runner_script(plan, '/bin/true', 1))
-    out = os.path.join(tmp, 'results.log')
-    rt = os.path.join(tmp, 'rt')
-    os.makedirs(rt, exist_ok=True)
-    env = dict(os.environ, RS_OUT=out, RS_TMP=rt)
-    subprocess.run(['/bin/sh', script], env=env, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=60)
-    parsed = k.parse_results(open(out).read())
+    plan, parsed = run_runner(k, build, tmp, 'fail', tests)
     check('fail-long' in parsed['blocks'] and 'fail-short' not in parsed['blocks'],
           'a fail- block only for a log longer than its tail: %s' % sorted(parsed['blocks']))
     rec = k.assemble('host', {}, plan, parsed, {'status': 'ok'})
@@ -356,6 +373,55 @@ def test_failure_lines(k, build, tmp):
     check('t.c:962: error' in k.failure_summary(log),
           'the summary names it: %s' % k.failure_summary(log))
     check(by['short'].get('log', '').count('early') == 1, 'a short log keeps each line once')
+
+
+def test_skipped_cases(k, build, tmp):
+    """A test that passes (exit 0) while cmocka skipped some or all of its
+    cases: the runner script, run here on the host, sends the skipped
+    cases and their SKIP-REASON lines; a test none of whose cases passed
+    is a skip with its reason (it exercised nothing on that kernel), one
+    with some skipped keeps 'pass' and names the cases, in the record and
+    in the report; a clean pass gets neither."""
+    def cmocka(passed, skipped):
+        out = ['echo "[==========] Running %d test(s)."' % (len(passed) + len(skipped))]
+        for c in skipped:
+            out += ['echo "[ RUN      ] %s"' % c,
+                    'echo "SKIP-REASON: feature unavailable: buf-inc"',
+                    'echo "[  SKIPPED ] %s" >&2' % c]
+        for c in passed:
+            out += ['echo "[ RUN      ] %s"' % c, 'echo "[       OK ] %s"' % c]
+        out += ['echo "[  PASSED  ] %d test(s)."' % len(passed)]
+        if skipped:
+            out += ['echo "[  SKIPPED ] %d test(s), listed below:" >&2' % len(skipped)]
+            out += ['echo "[  SKIPPED ] %s" >&2' % c for c in skipped]
+        return '; '.join(out + ['exit 0'])
+    cases = (('allskip', cmocka([], ['test_a', 'test_b'])),
+             ('someskip', cmocka(['test_c'], ['test_a'])),
+             ('clean', cmocka(['test_c'], [])))
+    tests = [{'name': n, 'suite': ['ringserve:unit'], 'cmd': ['/bin/sh', '-c', c],
+              'env': {}, 'workdir': None, 'timeout': 30} for n, c in cases]
+    plan, parsed = run_runner(k, build, tmp, 'skips', tests)
+    rec = k.assemble('host', {}, plan, parsed, {'status': 'ok'})
+    by = {t['name']: t for t in rec['tests']}
+    check(by['allskip']['result'] == 'skip'
+          and by['allskip'].get('reason') == 'SKIP-REASON: feature unavailable: buf-inc',
+          'every case skipped: a skip with its reason: %s' % by['allskip'])
+    check(by['someskip']['result'] == 'pass'
+          and by['someskip'].get('skipped_cases') == ['test_a']
+          and 'buf-inc' in by['someskip'].get('reason', ''),
+          'some cases skipped: a pass naming them: %s' % by['someskip'])
+    check(by['clean']['result'] == 'pass' and 'skipped_cases' not in by['clean']
+          and 'skips-clean' not in parsed['blocks'], 'a clean pass: %s' % by['clean'])
+    rec['kernel'] = rec['release'] = 'host'
+    md, js = os.path.join(tmp, 'skips.md'), os.path.join(tmp, 'skips.json')
+    k.write_report([rec], md, js)
+    text = open(md).read()
+    check('passed, with these cases skipped: SKIP-REASON: feature unavailable: buf-inc'
+          in text and 'someskip (test_a)' in text, 'the report names the skipped cases')
+    back = k.recorded(os.path.join(tmp, 'no-results'), js, 'host')
+    bby = {t['name']: t for t in back['tests']}
+    check(bby['someskip'].get('skipped_cases') == ['test_a'],
+          'the report JSON keeps the skipped cases')
 
 
 def test_report(k, rec, tmp):
@@ -402,6 +468,12 @@ def test_report(k, rec, tmp):
           'merge from the report keeps earlier results: %s' % aby)
     check([b['date'] for b in again['batches']][1:] == ['later', 'third'],
           'merge from the report continues the batches: %s' % again['batches'])
+    # each kept result names the batch that ran it, through a third merge
+    third = k.merge_records(merged, dict(later, date='third', tests=[
+        dict(t, result='skip', reason='not selected (--tests)') for t in later['tests']]))
+    tby = {t['name']: t.get('batch') for t in third['tests']}
+    check(tby['contract-uring-default'] == 1 and tby['probe'] == 2,
+          'kept results keep their batch: %s' % tby)
     # --report-only from a fresh clone: the same page from the report's JSON
     # (the probe and the start-up lines are in it) as from the raw records
     k.write_report([rec, rec12], md, js)
@@ -457,6 +529,7 @@ def main():
         test_python_in_guest(k, build, tmp)
         rec = test_results(k, build, plan)
         test_failure_lines(k, build, tmp)
+        test_skipped_cases(k, build, tmp)
         test_report(k, rec, tmp)
     print('%d failed' % len(failures) if failures else 'all passed')
     return 1 if failures else 0
