@@ -36,5 +36,8 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
                    int32_t res);
 /* Pipes made, reused and thrown away, for describe/tests. */
 void ur_splice_counts(const struct ur_splice *sp, uint32_t *live, uint32_t *cached);
+/* Bytes left in the cached pipes (FIONREAD; a direct pipe counts 0): a
+ * pipe goes back to the cache only empty, for tests to check. */
+uint32_t ur_splice_cached_bytes(const struct ur_splice *sp);
 
 #endif

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define PIPE_CACHE 16 /* empty pipes kept per loop for the next ops */
@@ -77,6 +78,17 @@ void ur_splice_counts(const struct ur_splice *sp, uint32_t *live, uint32_t *cach
 {
     *live = sp ? sp->nlive : 0;
     *cached = sp ? sp->ncache : 0;
+}
+
+uint32_t ur_splice_cached_bytes(const struct ur_splice *sp)
+{
+    uint32_t sum = 0;
+    for (const struct sp_pipe *p = sp ? sp->cache : NULL; p; p = p->next) {
+        int n = 0;
+        if (!p->direct && p->rd >= 0 && ioctl(p->rd, FIONREAD, &n) == 0 && n > 0)
+            sum += (uint32_t)n;
+    }
+    return sum;
 }
 
 /* A pipe from the cache, or a new one as large as the kernel lets us make

@@ -128,7 +128,7 @@ void rs_config_options_usage(FILE *out)
         "                              0: reset every connection at once)\n"
         "  --no-nodelay                leave Nagle's algorithm on (TCP_NODELAY off)\n"
         "  --notsent-lowat=BYTES       unsent bytes the kernel queues per connection\n"
-        "                              (TCP_NOTSENT_LOWAT; default 256K; 0: the\n"
+        "                              (TCP_NOTSENT_LOWAT, e.g. 256K; default 0: the\n"
         "                              kernel's default, no limit)\n"
         "\n",
         out);

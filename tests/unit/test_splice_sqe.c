@@ -63,6 +63,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -177,8 +178,23 @@ static void make_cached(int fd, size_t len)
 static bool evict(int fd, size_t len)
 {
     assert_int_equal(fsync(fd), 0);
-    assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-    return pages_cached(fd, len) == 0;
+    /* Pages still being read (read-ahead an earlier op started past its
+     * range ends after the op) are locked, and POSIX_FADV_DONTNEED skips
+     * them: asked again until none is left, a bounded number of times; a
+     * file none of whose pages can go (tmpfs) is answered at once. */
+    long page = sysconf(_SC_PAGESIZE);
+    long all = (long)((len + (size_t)page - 1) / (size_t)page);
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+        long left = pages_cached(fd, len);
+        if (left == 0)
+            return true;
+        if (left < 0 || left >= all) /* no cachestat, or tmpfs */
+            return false;
+        struct timespec ms = {0, 10 * 1000 * 1000};
+        nanosleep(&ms, NULL);
+    }
+    return false;
 }
 
 /* A file of len bytes (byte i is i * 7 mod 251) on a real file system
@@ -607,8 +623,10 @@ static void submit_at(struct rig *g, struct rs_op *op, struct rs_sendfile *from,
 
 /* After a cancel and a pump: the op ended (the pump's hang guard did not
  * run out), with -ECANCELED or the bytes it sent, fewer than its len; no
- * op live, and no pipe cached (one that held bytes is closed; the loop's
- * own sends take none). */
+ * op live, and no byte left in a cached pipe: one that held bytes is
+ * closed, an empty one may go back to the cache (a cancel that met the
+ * file's read still queued, before it took anything: seen on a loaded
+ * machine), and the loop's own sends take none. */
 static void cancel_ended(struct rig *g, const struct done *d, uint32_t len)
 {
     if (!d->done)
@@ -618,7 +636,8 @@ static void cancel_ended(struct rig *g, const struct done *d, uint32_t len)
     uint32_t live, cached;
     ur_splice_counts(g->sp, &live, &cached);
     assert_int_equal(live, 0);
-    assert_int_equal(cached, 0);
+    assert_true(cached <= 1);
+    assert_int_equal(ur_splice_cached_bytes(g->sp), 0);
 }
 
 /* A rig whose socket is full: a loopback TCP connection with small
