@@ -181,6 +181,22 @@ static uint64_t ud_of(const struct ur_splice *sp, const struct sp_rec *r)
     return (uint64_t)p | (uint64_t)r->gen << 48 | (uint64_t)sp->tag << 56;
 }
 
+/* The file -> pipe splice of the next part into sqe (the pipe is empty:
+ * the part is at most its size): what it asks for. */
+static uint32_t prep_in(struct ur_splice *sp, struct sp_rec *r, struct io_uring_sqe *sqe)
+{
+    const struct rs_sendfile *src = r->op->buf;
+    uint32_t left = r->want - r->sent;
+    uint32_t len = left < r->pipe->cap ? left : r->pipe->cap;
+    assert(r->inpipe == 0);
+    io_uring_prep_splice(sqe, src->file_fd, (int64_t)(src->off + r->sent), r->pipe->wr,
+                         -1, len, SPLICE_F_NONBLOCK);
+    if (r->pipe->direct)
+        sqe->flags |= IOSQE_FIXED_FILE; /* fd_out, the pipe */
+    io_uring_sqe_set_data64(sqe, ud_of(sp, r));
+    return len;
+}
+
 /* The pipe -> socket splice of n bytes in sqe, for an io-wq worker; with
  * t, the timer that stops it (a socket that blocks). */
 static void prep_out(struct ur_splice *sp, struct sp_rec *r, struct io_uring_sqe *sqe,
@@ -349,22 +365,14 @@ bool sp_issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s)
 void sp_fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s, struct io_uring_sqe **q)
 {
     struct rs_op *op = r->op;
-    const struct rs_sendfile *src = op->buf;
     r->step = s;
     switch (s) {
     case STEP_PAIR: {
         /* IN, linked to OUT for as many bytes: when IN brings fewer (the
          * file ends, or an offset inside a page leaves the pipe a page
          * short) the kernel cancels OUT, and the rest goes alone. */
-        uint32_t left = r->want - r->sent;
-        uint32_t len = left < r->pipe->cap ? left : r->pipe->cap;
-        assert(r->inpipe == 0);
-        io_uring_prep_splice(q[0], src->file_fd, (int64_t)(src->off + r->sent),
-                             r->pipe->wr, -1, len, SPLICE_F_NONBLOCK);
-        if (r->pipe->direct)
-            q[0]->flags |= IOSQE_FIXED_FILE; /* fd_out, the pipe */
+        uint32_t len = prep_in(sp, r, q[0]);
         q[0]->flags |= IOSQE_IO_LINK;
-        io_uring_sqe_set_data64(q[0], ud_of(sp, r));
         assert(r->nb_set); /* a blocking socket's OUT is not linked (part_step) */
         prep_out(sp, r, q[1], NULL, len);
         r->asked = len;
@@ -379,14 +387,7 @@ void sp_fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s, struct io_uring_
     case STEP_IN: {
         /* The file -> pipe half alone, for the loop to send: a worker's
          * read of the file ends by itself, whoever the peer is. */
-        uint32_t left = r->want - r->sent;
-        uint32_t len = left < r->pipe->cap ? left : r->pipe->cap;
-        assert(r->inpipe == 0);
-        io_uring_prep_splice(q[0], src->file_fd, (int64_t)(src->off + r->sent),
-                             r->pipe->wr, -1, len, SPLICE_F_NONBLOCK);
-        if (r->pipe->direct)
-            q[0]->flags |= IOSQE_FIXED_FILE; /* fd_out, the pipe */
-        io_uring_sqe_set_data64(q[0], ud_of(sp, r));
+        (void)prep_in(sp, r, q[0]);
         r->cqes = 1;
         return;
     }
