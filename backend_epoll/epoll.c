@@ -95,6 +95,11 @@ struct ep_sock {
     bool rdhup; /* the peer closed: keep reading to reach EOF */
     bool on_ready_list;
     bool dirty; /* epoll_ctl failed to narrow the interest set: retried by run() */
+    /* et: an EPOLLOUT came while a worker had the sendfile. The worker's
+     * EAGAIN reaches the loop after the call, and the edge that the room
+     * made meanwhile found nothing parked: without this the op would be
+     * parked after its only edge and wait for good. */
+    bool out_edge;
     struct ep_job *job; /* a sendfile a worker makes (pages not cached) */
 };
 
@@ -577,11 +582,17 @@ static void job_done(struct rs_loop *loop, struct rs_op *fop,
         return;
     }
     if (res == -EAGAIN || res == -EINTR) {
-        /* The socket is full: wait for room, like a send. */
+        /* The socket is full: wait for room, like a send; room that came
+         * while the worker had it is used now (out_edge). */
         s->wr = op;
         int rc = update_interest(st, op->fd, s);
-        if (rc == 0)
+        if (rc == 0) {
+            if (s->out_edge) {
+                s->out_edge = false;
+                handle_write(loop, st, op->fd);
+            }
             return;
+        }
         s->wr = NULL;
         res = rc;
     }
@@ -605,6 +616,7 @@ static int job_start(struct rs_loop *loop, struct ep_state *st, struct ep_sock *
     w->f.op.len = op->len < JOB_MAX ? op->len : JOB_MAX;
     w->op = op;
     w->cancel = false;
+    s->out_edge = false;
     if (rs_fspool_submit(st->fs, &w->f) < 0) {
         free(w);
         return -ENOMEM;
@@ -820,6 +832,8 @@ static int ep_run(struct rs_loop *loop, int timeout_ms)
             handle_write(loop, st, fd);
             dispatched++;
             s = &st->socks[fd];
+        } else if (s->job && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+            s->out_edge = true;
         }
         if (s->gen == gen && s->rd && s->rd_ready) {
             handle_read(loop, st, fd, gen);
