@@ -56,7 +56,8 @@ static void sizes_init(void)
 {
     page_size = (uint64_t)sysconf(_SC_PAGESIZE);
     folio_pages = 1u << 13;
-    int fd = open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", O_RDONLY | O_CLOEXEC);
+    int fd =
+        open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return;
     char buf[32];

@@ -85,7 +85,8 @@ static uint64_t pages_of(uint64_t off, uint64_t len)
 static void file_make(struct file *f, size_t piece)
 {
     const char *tmp = getenv("TMPDIR");
-    snprintf(f->path, sizeof(f->path), "%s/rs-pagecache-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    snprintf(f->path, sizeof(f->path), "%s/rs-pagecache-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
     f->fd = mkstemp(f->path);
     assert_true(f->fd >= 0);
     unsigned char *data = malloc(FILE_LEN);
@@ -114,7 +115,8 @@ static void lock_or_skip(struct file *f, size_t off, size_t len)
     if (mlock((char *)f->map + off, len) < 0) {
         int err = errno;
         file_drop(f);
-        print_message("mlock: %s: cannot keep the file cached, not checked\n", strerror(err));
+        print_message("mlock: %s: cannot keep the file cached, not checked\n",
+                      strerror(err));
         skip();
     }
 }
@@ -179,8 +181,8 @@ static void ask(const struct file *f, const struct range *r, size_t n, int round
             int got = rs_range_cached(f->fd, r[i].off, r[i].len);
             if (got != r[i].want && wrong++ == 0)
                 first_wrong = (int)i;
-            if (r[i].want == 1 && kernel_cached(f->fd, r[i].off, r[i].len) <
-                                      pages_of(r[i].off, r[i].len))
+            if (r[i].want == 1 &&
+                kernel_cached(f->fd, r[i].off, r[i].len) < pages_of(r[i].off, r[i].len))
                 kernel_short++;
         }
     }
@@ -223,11 +225,13 @@ static void test_pagecache_cached_ranges_inside_folios(void **state)
     lock_or_skip(&f, 0, FILE_LEN);
     struct range r[4];
     for (int i = 0; i < 3; i++)
-        r[i] = (struct range){(uint64_t)(i + 1) * 2 * MIB - 8 * (uint64_t)page + 16, MIB, 1};
+        r[i] =
+            (struct range){(uint64_t)(i + 1) * 2 * MIB - 8 * (uint64_t)page + 16, MIB, 1};
     uint64_t tail = 8 * MIB - 8 * (uint64_t)page + 16;
     r[3] = (struct range){tail, FILE_LEN - tail, 1};
     for (size_t i = 0; i < 4; i++)
-        assert_int_equal(kernel_cached(f.fd, r[i].off, r[i].len), pages_of(r[i].off, r[i].len));
+        assert_int_equal(kernel_cached(f.fd, r[i].off, r[i].len),
+                         pages_of(r[i].off, r[i].len));
     ask(&f, r, 4, ROUNDS);
     file_drop(&f);
 }
@@ -246,7 +250,8 @@ static void test_pagecache_hole_before_and_inside(void **state)
     file_make(&f, 64 * KIB);
     assert_int_equal(fsync(f.fd), 0); /* written back: clean pages can be evicted */
     const uint64_t hole = 64 * KIB, hole_len = 64 * KIB;
-    assert_int_equal(posix_fadvise(f.fd, (off_t)hole, (off_t)hole_len, POSIX_FADV_DONTNEED), 0);
+    assert_int_equal(
+        posix_fadvise(f.fd, (off_t)hole, (off_t)hole_len, POSIX_FADV_DONTNEED), 0);
     if (kernel_cached(f.fd, hole, hole_len) != 0) {
         file_drop(&f);
         print_message("POSIX_FADV_DONTNEED evicted nothing here (tmpfs?): not checked\n");
