@@ -430,8 +430,9 @@ int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err, size_t
         loop->backend = NULL;
         return rc;
     }
-    assert(!(st->ring.flags & IORING_SETUP_SQE128)); /* ur_get_sqe's SQE size */
-    st->cqe_shift = io_uring_cqe_shift(&st->ring);
+    /* ur_get_sqe's SQE size, and run()'s CQE size: never the 128-byte
+     * SQEs or 32-byte CQEs, which no op of ours needs. */
+    assert(!(st->ring.flags & (IORING_SETUP_SQE128 | IORING_SETUP_CQE32)));
     /* liburing 2.3 picks its way to wait with a timeout from the ring's
      * features: without EXT_ARG it queues a timeout SQE, as it must on
      * kernels before 5.11 (on_cqe() skips that SQE's CQE). */

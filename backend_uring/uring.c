@@ -441,13 +441,13 @@ static inline void prep_plain_send(struct io_uring_sqe *sqe, const struct rs_op 
 static int ur_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ur_state *st = state(loop);
-    if (op->bk_flags & BKF_HUP)
-        ur_hup_forget(op); /* a guard of the op's previous life */
-    op->bk_gen++;
-    op->bk_flags = 0;
     /* Most submissions are sends, most of them plain: straight to their
-     * SQE, without the switch over every other kind. */
+     * SQE, without the switch over every other kind. A send never has a
+     * hang-up guard (BKF_HUP: multishot recvs only). */
     if (op->kind == RS_OP_SEND) {
+        assert(!(op->bk_flags & BKF_HUP));
+        op->bk_gen++;
+        op->bk_flags = 0;
         if (!(op->flags & (RS_OPF_MSG | RS_OPF_MORE)) && op->len < st->plain_send_max) {
             struct io_uring_sqe *sqe = ur_get_sqe(st);
             if (!sqe)
@@ -457,6 +457,10 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         }
         return ur_prep_send(loop, st, op);
     }
+    if (op->bk_flags & BKF_HUP)
+        ur_hup_forget(op); /* a guard of the op's previous life */
+    op->bk_gen++;
+    op->bk_flags = 0;
     return submit_other(loop, st, op);
 }
 
@@ -827,7 +831,7 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     } else if (timeout_ms == 0) {
         rc = io_uring_submit_and_get_events(&st->ring);
     } else if (timeout_ms < 0) {
-        rc = io_uring_submit_and_wait(&st->ring, 1);
+        rc = ur_submit_and_wait1(st);
     } else if (!(st->features & UF_EXT_ARG)) {
         rc = timeout_sqe_wait(st, timeout_ms);
     } else if (st->wait_reg) {
@@ -861,12 +865,11 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     }
     /* The CQ's fields are read again for each CQE: a resize during the
      * dispatch (resize) replaces them, with the same CQEs at the same
-     * indices. */
+     * indices. The CQEs are never 32 bytes (set-up asserts it). */
     struct io_uring_cq *cq = &st->ring.cq;
     unsigned head = *cq->khead;
-    unsigned shift = st->cqe_shift;
     for (unsigned i = 0; i < n; i++)
-        on_cqe(loop, st, &cq->cqes[((head + i) & cq->ring_mask) << shift]);
+        on_cqe(loop, st, &cq->cqes[(head + i) & cq->ring_mask]);
     io_uring_cq_advance(&st->ring, n);
     dispatched += (int)n;
     st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
