@@ -744,9 +744,9 @@ static struct __kernel_timespec ms_to_ts(int ms)
  * lone request waits at most BATCH_WAIT_US. At split placement that bought
  * fewer io_uring_enter calls but no CPU per request measurable beyond the
  * noise (BENCHMARKS.md, "Split placement: wake-ups per request"): opt-in.
- * liburing 2.3 has no wrapper for that wait, and how it publishes
- * the SQ tail is its own business (private fields), so this uses only
- * documented interfaces: queued SQEs go to the kernel with io_uring_submit(),
+ * liburing 2.3 has no wrapper for that wait. Queued SQEs go to the
+ * kernel with io_uring_submit() (only the untimed wait of one, the common
+ * turn, publishes the tail itself: ur_submit_and_wait1),
  * and the wait is io_uring_enter2(2) on the ring fd with
  * IORING_ENTER_EXT_ARG and a struct io_uring_getevents_arg whose `pad`
  * field is the kernel's min_wait_usec. The price: a second syscall on turns
