@@ -230,8 +230,7 @@ static inline int ur_submit_and_wait1(struct ur_state *st)
     if (st->features & UF_RING_FD)
         flags |= IORING_ENTER_REGISTERED_RING;
     unsigned submit = tail - __atomic_load_n(sq->khead, __ATOMIC_RELAXED);
-    return io_uring_enter((unsigned)st->ring.enter_ring_fd, submit, 1, flags,
-                          NULL);
+    return io_uring_enter((unsigned)st->ring.enter_ring_fd, submit, 1, flags, NULL);
 }
 
 /* The descriptor kind travels with the op: with fixed-files, accepted
