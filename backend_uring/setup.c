@@ -4,6 +4,7 @@
  * or IORING_OP_PROVIDE_BUFFERS), the splice machinery, the caps on the
  * kernel's worker threads (io-wq), and the check that the addresses
  * packed into user_data fit. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -433,6 +434,7 @@ int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err, size_t
     /* ur_get_sqe's SQE size, and run()'s CQE size: never the 128-byte
      * SQEs or 32-byte CQEs, which no op of ours needs. */
     assert(!(st->ring.flags & (IORING_SETUP_SQE128 | IORING_SETUP_CQE32)));
+    st->cq_short_from = st->resize ? rs_cq_short_from(&st->ring) : UINT_MAX;
     /* liburing 2.3 picks its way to wait with a timeout from the ring's
      * features: without EXT_ARG it queues a timeout SQE, as it must on
      * kernels before 5.11 (on_cqe() skips that SQE's CQE). */

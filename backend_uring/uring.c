@@ -857,9 +857,14 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
         loop->stats.cq_overflows++;
     /* What this wait brought is the best guess of the next one: grow the
      * CQ now if that would not fit (the SQ is empty after the enter). The
-     * test reuses the two readings above; a resize may bring overflowed
-     * completions in, so the count is read again after one. */
-    if (st->resize && rs_cq_short(&st->ring, n, overflow)) {
+     * test reuses the two readings above (rs_cq_short, its threshold
+     * kept: one compare); a resize may bring overflowed completions in,
+     * so the count is read again after one. */
+    /* (The kept threshold is rs_cq_short's, unless a resize outside a
+     * turn's end made it stale: smaller, so a grow that finds room.) */
+    assert(!st->resize || st->cq.dirty ||
+           (n >= st->cq_short_from) == rs_cq_short(&st->ring, n, false));
+    if ((n >= st->cq_short_from || overflow) && st->resize) {
         rs_cq_grow(&st->ring, &st->cq);
         n = io_uring_cq_ready(&st->ring);
     }
@@ -879,6 +884,7 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
         /* Rings replaced during the dispatch stayed mapped for the CQEs
          * being read from them; nobody reads them now. */
         rs_cq_grower_release(&st->cq);
+        st->cq_short_from = rs_cq_short_from(&st->ring);
         loop->stats.cq_resizes += st->cq.grown;
         st->cq.grown = 0;
         st->cq.dirty = st->cq.broken; /* broken: every later run() fails too */

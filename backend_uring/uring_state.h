@@ -173,6 +173,9 @@ struct ur_state {
     /* resize: the CQ grows (ring_resize.c) */
     bool resize;
     struct rs_cq_grower cq;
+    /* resize: a turn bringing this many CQEs or more grows the CQ
+     * (rs_cq_short_from, again after each resize); UINT_MAX without */
+    unsigned cq_short_from;
     /* wait-reg: timed waits read their arguments from this page */
     bool wait_reg;
     struct rs_wait_reg wreg;
