@@ -314,6 +314,7 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
         }
     }
     st->batch_wait = (st->features & UF_BATCH_WAIT) && !(st->features & UF_SQPOLL);
+    st->plain_wait = !st->batch_wait && !(st->features & UF_SQPOLL);
     if (file_ops_supported(&st->ring))
         loop->caps |= RS_CAP_FILE_NATIVE | RS_CAP_FILE_OPS;
     return setup_splice(loop, st, err, errlen);

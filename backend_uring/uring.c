@@ -815,7 +815,10 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
      * every wait with wait_nr > 0; with SQPOLL it may skip one). */
     loop->stats.waits++;
     int rc;
-    if (st->features & UF_SQPOLL) {
+    if (timeout_ms < 0 && st->plain_wait) {
+        /* The common turn, tested first: no timer, wait for anything. */
+        rc = ur_submit_and_wait1(st);
+    } else if (st->features & UF_SQPOLL) {
         /* The SQ thread submits; we only wait (never a busy-wait on peek). */
         io_uring_submit(&st->ring);
         if (timeout_ms == 0) {
@@ -877,7 +880,8 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
         on_cqe(loop, st, &cq->cqes[(head + i) & cq->ring_mask]);
     io_uring_cq_advance(&st->ring, n);
     dispatched += (int)n;
-    st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
+    if (st->batch_wait)
+        st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
     /* Only a resize (with retired rings to unmap) or a failed one leaves
      * work here (dirty). */
     if (st->cq.dirty) {

@@ -121,6 +121,7 @@ struct ur_state {
     uint32_t features;
     bool zc_enabled;
     bool batch_wait;
+    bool plain_wait; /* neither SQPOLL nor batch-wait: run()'s common case */
     bool sqpoll_owner;
     bool fixed;
     bool direct_socket; /* RS_OP_SOCKET may make direct sockets (UF_DIRECT_SOCKET) */
