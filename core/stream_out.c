@@ -453,14 +453,21 @@ void rs_stream_abandon(struct rs_stream *s)
     free(s);
 }
 
-/* A send failed: ECONNRESET, EPIPE, ECANCELED...: this stream only. A
- * zero result for a non-empty send means the same: no progress. */
+/* A send failed: this stream only. The peer gone (ECONNRESET, EPIPE) or
+ * our own abort's cancel (ECANCELED on a closing stream): the stream ends
+ * as that already decided. Anything else cut a transfer on our side — a
+ * zero result (a file chunk whose file ended early: it was truncated
+ * while being sent), a file read error (EIO), no memory: the peer must
+ * not read what it got as complete, so the stream ends with a reset, not
+ * a FIN after a prefix. */
 __attribute__((noinline)) static void send_failed(struct rs_stream *s, int res)
 {
-    if (res < 0)
+    bool peer_gone = res == -ECONNRESET || res == -EPIPE;
+    bool ours = res == -ECANCELED && s->state == RS_STREAM_CLOSING;
+    if (peer_gone || ours)
         stream_peer_failed(s, res);
     else
-        stream_fail(s, -EPIPE);
+        rs_stream_abort_reset(s, res < 0 ? res : -EPIPE);
 }
 
 /* A send of queued chunks moved res bytes: the head chunk, or several

@@ -1015,6 +1015,42 @@ static void test_stream_stop_cut_input_resets(void **state)
     assert_int_equal(ev.close_reason, -ECONNABORTED);
 }
 
+/* A send that fails on our side (a zero result: a file chunk whose file
+ * ended early; a file read error) cut the transfer: the stream ends with
+ * a reset, so the peer cannot take the prefix for all of it. The peer's
+ * own reset (or EPIPE) ends it as before, without one of ours. */
+static void send_fails_with(struct fixture *fx, int res, bool want_reset)
+{
+    memset(&ev, 0, sizeof(ev));
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    rs_stream_write_copy(s, (const uint8_t *)"promised", 8);
+    complete(fx, RS_OP_SEND, res);
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    struct rs_op *c = op_of(fx, RS_OP_CLOSE);
+    assert_non_null(c);
+    assert_int_equal(!!(c->flags & RS_OPF_RESET), want_reset);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_SHUTDOWN], 0);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.closes, 1);
+    assert_int_equal(ev.close_reason, res < 0 ? res : -EPIPE);
+}
+
+static void test_stream_send_cut_resets(void **state)
+{
+    send_fails_with(*state, 0, true);
+}
+
+static void test_stream_send_error_resets(void **state)
+{
+    send_fails_with(*state, -EIO, true);
+}
+
+static void test_stream_send_peer_reset_no_reset_of_ours(void **state)
+{
+    send_fails_with(*state, -ECONNRESET, false);
+}
+
 /* --drain-timeout=0 means no drain at a stop; a close outside a stop is
  * still bounded (the old code started no timer at all: a peer that never
  * read held the connection for good), and what it cuts is reset. */
@@ -1194,6 +1230,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stream_stop_fin_only_after_eof, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_send_cut_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_send_error_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_send_peer_reset_no_reset_of_ours, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_stop_cut_input_resets, setup,
                                         teardown),
