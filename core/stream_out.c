@@ -328,6 +328,8 @@ int rs_stream_write_head_file(struct rs_stream *s, const uint8_t *head, uint32_t
 {
     if (!(s->loop->caps & RS_CAP_SENDFILE))
         return -EOPNOTSUPP;
+    if (!rs_file_range_ok(off, len))
+        return -EINVAL; /* nothing queued, fd untouched */
     /* The head is queued but not sent: were it sent now, it would leave
      * alone (nothing behind it yet, so no MSG_MORE), in a segment of its
      * own. Measured on loopback, a client then never grows its receive
@@ -348,6 +350,8 @@ int rs_stream_write_file_req(struct rs_stream *s, int fd, uint64_t off, uint64_t
 {
     if (!(s->loop->caps & RS_CAP_SENDFILE))
         return -EOPNOTSUPP;
+    if (!rs_file_range_ok(off, len))
+        return -EINVAL;
     if (len == 0 || !accepts_output(s)) {
         close(fd);
         return req ? 1 : 0;

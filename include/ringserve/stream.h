@@ -135,7 +135,7 @@ RS_EXPORT void rs_stream_write_static(struct rs_stream *s, const uint8_t *p,
                                       uint32_t len);
 /* Queue len bytes of file fd from offset off, sent with RS_OP_SENDFILE
  * (the backend must declare RS_CAP_SENDFILE: else -EOPNOTSUPP, and fd is
- * untouched). Otherwise 0: the stream owns fd from now on and closes it
+ * untouched; -EINVAL, fd untouched too, when off + len passes INT64_MAX). Otherwise 0: the stream owns fd from now on and closes it
  * once the bytes are sent or dropped (after a shutdown or on a closing
  * stream at once). The bytes count in rs_stream_pending like any others
  * but take no memory. If the file turns out shorter (truncated while it
