@@ -933,6 +933,44 @@ static void tm_fire(struct rs_loop *loop, struct rs_timer *t)
     order[order[0]++ + 1] = (int)t->due_ms;
 }
 
+/* A delay of UINT64_MAX ("never") does not wrap round to a deadline in
+ * the past (it fired at once), and an active timer restarted or stopped
+ * through another loop of the thread leaves its own loop's heap (the
+ * other heap was corrupted: its count dropped for a timer it never had). */
+static void test_timer_misuse(void **state)
+{
+    struct fixture *fx = *state;
+    static struct rs_timer t, u;
+    static int order[4];
+    memset(&t, 0, sizeof(t));
+    memset(&u, 0, sizeof(u));
+    order[0] = 0;
+    fx->loop.now_ms = 1000;
+    assert_int_equal(rs_timer_start(&fx->loop, &t, UINT64_MAX, tm_fire, order), 0);
+    assert_int_equal(rs_timer_start(&fx->loop, &u, UINT64_MAX - 500, tm_fire, order), 0);
+    fx->loop.now_ms = 5000;
+    assert_int_equal(rs_timer_run_due(&fx->loop), 0);
+    assert_int_equal(order[0], 0);
+    assert_int_equal(rs_timer_next_ms(&fx->loop), INT32_MAX);
+    rs_timer_stop(&fx->loop, &u);
+    struct rs_config cfg2;
+    rs_config_defaults(&cfg2);
+    cfg2.buffers = 16;
+    cfg2.buffer_size = 64;
+    struct rs_loop *other = calloc(1, sizeof(*other));
+    char err[128];
+    assert_int_equal(rs_loop_init(other, &fake_backend, &cfg2, err, sizeof(err)), 0);
+    assert_int_equal(rs_timer_start(other, &t, 10, tm_fire, order), 0);
+    assert_int_equal(fx->loop.ntimers, 0);
+    assert_int_equal(other->ntimers, 1);
+    rs_timer_stop(&fx->loop, &t); /* the wrong loop named: t leaves its own */
+    assert_int_equal(other->ntimers, 0);
+    assert_int_equal(fx->loop.ntimers, 0);
+    assert_false(rs_timer_active(&t));
+    rs_loop_fini(other);
+    free(other);
+}
+
 /* The heap fires due timers in due order, stopped ones never. */
 static void test_timer_order(void **state)
 {
@@ -1286,6 +1324,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_connect_without_socket_op, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_low_watermark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timer_misuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_close_after_eof_is_bounded, setup,
                                         teardown),
