@@ -375,7 +375,24 @@ static void run_due_timers(struct rs_loop *loop)
         rs_timer_run_due(loop);
 }
 
+static int loop_run(struct rs_loop *loop);
+
 int rs_loop_run(struct rs_loop *loop)
+{
+    /* From one of its own callbacks: the turn in progress would be run
+     * inside itself (completions delivered twice, streams freed under
+     * their caller). */
+    if (loop->running) {
+        rs_log_error("loop %d: rs_loop_run from inside its own run: refused", loop->index);
+        return -EBUSY;
+    }
+    loop->running = true;
+    int rc = loop_run(loop);
+    loop->running = false;
+    return rc;
+}
+
+static int loop_run(struct rs_loop *loop)
 {
     loop->now_ms = rs_now_ms();
     if (loop->cfg->idle_timeout_s && !rs_timer_active(&loop->idle_timer))
