@@ -85,6 +85,8 @@ int rs_timer_reserve(struct rs_loop *loop, uint32_t n)
 int rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
                    rs_timer_fn fn, void *data)
 {
+    if (!fn)
+        return -EINVAL; /* it would be called, far from this mistake */
     /* From the heap it is in: a timer restarted on another loop (of the
      * same thread) leaves its old loop's heap, not this one's, which it
      * would corrupt. */

@@ -114,7 +114,8 @@ RS_EXPORT void rs_stream_set_cbs(struct rs_stream *s, const struct rs_stream_cbs
  * timeout_ms (0: no timeout of ours), which covers making the socket too.
  * Writes may be queued before the connect completes; they are sent after
  * it. NULL with errno set when nothing could be started (the backend
- * refused the op, no memory, or socket(2) failed right here). */
+ * refused the op, no memory, or socket(2) failed right here; EINVAL for
+ * no cbs or no cbs->on_data, EAFNOSUPPORT for an address not IPv4/6). */
 RS_EXPORT struct rs_stream *
 rs_stream_connect(struct rs_loop *loop, const struct sockaddr *addr, socklen_t addrlen,
                   uint32_t timeout_ms, const struct rs_stream_cbs *cbs, void *data);

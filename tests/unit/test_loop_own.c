@@ -127,7 +127,8 @@ static void test_loop_own_timer_connect_stop(void **state)
     assert_false(rs_timer_active(&r.timer));
 }
 
-/* Calls in the wrong state are refused with -EBUSY, nothing freed: a
+/* A connect without on_data is refused (EINVAL). Calls in the wrong
+ * state are refused with -EBUSY, nothing freed: a
  * destroy with a stream still there (its completions would land in freed
  * memory; the old loop asserted in debug builds and freed it under the
  * kernel's op in release builds), and a run or a destroy from the loop's
@@ -153,6 +154,14 @@ static void test_loop_own_misuse_refused(void **state)
     struct sockaddr_in a;
     int lfd = idle_listener(&a);
     struct run r = {0};
+    /* No callbacks, or no on_data: the first bytes would call NULL. */
+    static const struct rs_stream_cbs no_data = {.on_close = on_close};
+    errno = 0;
+    assert_null(rs_stream_connect(loop, (struct sockaddr *)&a, sizeof(a), 0, NULL, &r));
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_null(rs_stream_connect(loop, (struct sockaddr *)&a, sizeof(a), 0, &no_data, &r));
+    assert_int_equal(errno, EINVAL);
     struct rs_stream *s =
         rs_stream_connect(loop, (struct sockaddr *)&a, sizeof(a), 5000, &cbs, &r);
     assert_non_null(s);

@@ -933,7 +933,8 @@ static void tm_fire(struct rs_loop *loop, struct rs_timer *t)
     order[order[0]++ + 1] = (int)t->due_ms;
 }
 
-/* A delay of UINT64_MAX ("never") does not wrap round to a deadline in
+/* A timer without a function is refused (it fired into NULL). A delay
+ * of UINT64_MAX ("never") does not wrap round to a deadline in
  * the past (it fired at once), and an active timer restarted or stopped
  * through another loop of the thread leaves its own loop's heap (the
  * other heap was corrupted: its count dropped for a timer it never had). */
@@ -946,6 +947,8 @@ static void test_timer_misuse(void **state)
     memset(&u, 0, sizeof(u));
     order[0] = 0;
     fx->loop.now_ms = 1000;
+    assert_int_equal(rs_timer_start(&fx->loop, &t, 1, NULL, order), -EINVAL);
+    assert_false(rs_timer_active(&t));
     assert_int_equal(rs_timer_start(&fx->loop, &t, UINT64_MAX, tm_fire, order), 0);
     assert_int_equal(rs_timer_start(&fx->loop, &u, UINT64_MAX - 500, tm_fire, order), 0);
     fx->loop.now_ms = 5000;
