@@ -292,7 +292,14 @@ static void idle_scan(struct rs_loop *loop, struct rs_timer *t)
         assert(s->last_active_ms <= loop->now_ms);
         if (s->state == RS_STREAM_OPEN && loop->now_ms - s->last_active_ms >= limit) {
             loop->stats.idle_closed++;
-            rs_stream_abort_reason(s, -ETIMEDOUT);
+            /* Output still queued: a transfer the peer stopped reading is
+             * cut here, and a FIN after the bytes already in the socket
+             * would pass for its end. A reset, like any cut; an idle
+             * connection with nothing queued just closes. */
+            if (rs_stream_pending(s) > 0)
+                rs_stream_abort_reset(s, -ETIMEDOUT);
+            else
+                rs_stream_abort_reason(s, -ETIMEDOUT);
         }
         s = next;
     }
