@@ -98,11 +98,19 @@ static void enqueue(struct rs_stream *s, struct rs_chunk *k)
     s->pending += k->len;
 }
 
+/* Output could not be queued or sent here (no memory, no descriptor, the
+ * backend refused the send): what the owner wrote is cut, and the peer
+ * must not take the bytes it got for the end of it: a reset, never a FIN. */
+static void output_failed(struct rs_stream *s, int err)
+{
+    rs_stream_abort_reset(s, err);
+}
+
 /* The send submitted: in flight until on_send. */
 static inline void send_submitted(struct rs_stream *s, int rc)
 {
     if (rc < 0) {
-        stream_fail(s, rc);
+        output_failed(s, rc);
         return;
     }
     s->send_busy = true;
@@ -250,7 +258,7 @@ write_lent_queued(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t 
     struct rs_chunk *k = chunk_get(loop);
     if (!k) {
         rs_stream_release(s, bid);
-        stream_fail(s, -ENOMEM);
+        output_failed(s, -ENOMEM);
         return;
     }
     queue_chunk(s, k, p, len, bid, 0);
@@ -291,7 +299,7 @@ static bool queue_copy(struct rs_stream *s, const uint8_t *p, uint32_t len)
     uint32_t cap = len > HEAP_CHUNK_MIN ? len : HEAP_CHUNK_MIN;
     struct rs_chunk *k = malloc(sizeof(*k) + cap);
     if (!k) {
-        stream_fail(s, -ENOMEM);
+        output_failed(s, -ENOMEM);
         return false;
     }
     memcpy(k->data, p, len);
@@ -311,7 +319,7 @@ void rs_stream_write_static(struct rs_stream *s, const uint8_t *p, uint32_t len)
         return;
     struct rs_chunk *k = chunk_get(s->loop);
     if (!k) {
-        stream_fail(s, -ENOMEM);
+        output_failed(s, -ENOMEM);
         return;
     }
     queue_chunk(s, k, p, len, -1, 0);
@@ -366,7 +374,7 @@ int rs_stream_write_file_req(struct rs_stream *s, int fd, uint64_t off, uint64_t
             if (cfd >= 0 && cfd != fd)
                 close(cfd);
             close(fd);
-            stream_fail(s, err);
+            output_failed(s, err);
             return req ? 1 : 0;
         }
         k->ptr = NULL;
@@ -390,7 +398,7 @@ int rs_stream_write_ref_req(struct rs_stream *s, const uint8_t *p, uint32_t len,
         return 1;
     struct rs_chunk *k = chunk_get(s->loop);
     if (!k) {
-        stream_fail(s, -ENOMEM);
+        output_failed(s, -ENOMEM);
         return 1;
     }
     fill_chunk(s, k, p, len, -1, 0);

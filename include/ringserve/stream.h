@@ -43,8 +43,10 @@
  * is 2 s). rs_stream_abort: close now, dropping queued output.
  * rs_stream_reset: send what is queued, then abort with a TCP reset, so the
  * peer cannot take a cut transfer for a complete one; rs_stream_abort_reset:
- * the reset at once, queued output dropped. Errors (a reset, a failed
- * send) abort. Either way on_close
+ * the reset at once, queued output dropped. Errors abort: the peer's (a
+ * reset) as they come; ours (a send or a write that failed here: no
+ * memory, no descriptor, a file cut short, the backend refusing the send)
+ * with a reset, so a cut transfer never ends in a FIN. Either way on_close
  * is the last callback, with reason 0 (graceful) or -errno, and the struct
  * is freed right after it returns: it is freed only when no op is in
  * flight.

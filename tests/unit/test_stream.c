@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1092,6 +1094,41 @@ static void test_stream_send_peer_reset_no_reset_of_ours(void **state)
     send_fails_with(*state, -ECONNRESET, false);
 }
 
+/* Output that cannot be queued (here: a file range over 1 GiB needs a
+ * duplicate descriptor per GiB, and the process has none left) cuts what
+ * was written before it: the stream ends with a reset, not a FIN after the
+ * head already on its way. */
+static void test_stream_queue_failure_resets(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    fx->loop.caps |= RS_CAP_SENDFILE; /* the fake sends nothing by itself */
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    rs_stream_write_copy(s, (const uint8_t *)"HTTP/1.1 200 OK\r\n", 17);
+    /* No descriptor free below the limit: every one under it is in use. */
+    int lowest = dup(0);
+    assert_true(lowest >= 0);
+    close(lowest);
+    struct rlimit was;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+    struct rlimit now = {.rlim_cur = (rlim_t)lowest, .rlim_max = was.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &now), 0);
+    int rc = rs_stream_write_file(s, fd, 0, 3ull << 30);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);
+    assert_int_equal(rc, 0); /* taken: fd closed, the stream failed */
+    assert_false(rs_stream_is_open(s));
+    complete(fx, RS_OP_SEND, -ECANCELED);
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    struct rs_op *c = op_of(fx, RS_OP_CLOSE);
+    assert_non_null(c);
+    assert_true(c->flags & RS_OPF_RESET);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.close_reason, -EMFILE);
+}
+
 /* --drain-timeout=0 means no drain at a stop; a close outside a stop is
  * still bounded (the old code started no timer at all: a peer that never
  * read held the connection for good), and what it cuts is reset. */
@@ -1273,6 +1310,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_stop_fin_only_after_eof, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_send_cut_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_queue_failure_resets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_send_error_resets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_send_peer_reset_no_reset_of_ours, setup,
                                         teardown),
