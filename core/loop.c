@@ -390,7 +390,8 @@ int rs_loop_run(struct rs_loop *loop)
      * inside itself (completions delivered twice, streams freed under
      * their caller). */
     if (loop->running) {
-        rs_log_error("loop %d: rs_loop_run from inside its own run: refused", loop->index);
+        rs_log_error("loop %d: rs_loop_run from inside its own run: refused",
+                     loop->index);
         return -EBUSY;
     }
     loop->running = true;

@@ -138,14 +138,15 @@ RS_EXPORT void rs_stream_write_static(struct rs_stream *s, const uint8_t *p,
                                       uint32_t len);
 /* Queue len bytes of file fd from offset off, sent with RS_OP_SENDFILE
  * (the backend must declare RS_CAP_SENDFILE: else -EOPNOTSUPP, and fd is
- * untouched; -EINVAL, fd untouched too, when off + len passes INT64_MAX). Otherwise 0: the stream owns fd from now on and closes it
- * once the bytes are sent or dropped (after a shutdown or on a closing
- * stream at once). The bytes count in rs_stream_pending like any others
- * but take no memory. If the file turns out shorter (truncated while it
- * is sent), the stream fails (-EPIPE) with a reset: the promised bytes
- * cannot be sent, and the peer reads a prefix, then ECONNRESET, never a
- * clean EOF. So does any send that fails on this side (a file read error:
- * -EIO). on_writable also fires when a file's last byte went out. */
+ * untouched; -EINVAL, fd untouched too, when off + len passes INT64_MAX).
+ * Otherwise 0: the stream owns fd from now on and closes it once the
+ * bytes are sent or dropped (after a shutdown or on a closing stream at
+ * once). The bytes count in rs_stream_pending like any others but take
+ * no memory. If the file turns out shorter (truncated while it is sent),
+ * the stream fails (-EPIPE) with a reset: the promised bytes cannot be
+ * sent, and the peer reads a prefix, then ECONNRESET, never a clean EOF.
+ * So does any send that fails on this side (a file read error: -EIO).
+ * on_writable also fires when a file's last byte went out. */
 RS_EXPORT int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off,
                                    uint64_t len);
 /* hlen bytes of head (copied), then a file range as rs_stream_write_file

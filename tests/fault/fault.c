@@ -1722,12 +1722,17 @@ int main(int argc, char **argv)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest fault_tests[] = {
-        T(test_slow_reader),    T(test_resets),
-        T(test_idle_timeout),   T(test_idle_timeout_cuts_with_reset),
+        T(test_slow_reader),
+        T(test_resets),
+        T(test_idle_timeout),
+        T(test_idle_timeout_cuts_with_reset),
         T(test_churn_no_fd_leak),
-        T(test_emfile),         T(test_max_conns),
-        T(test_drain_inflight), T(test_sigterm_under_load),
-        T(test_tiny_pool),      T(test_idle_conns_hold_no_buffer),
+        T(test_emfile),
+        T(test_max_conns),
+        T(test_drain_inflight),
+        T(test_sigterm_under_load),
+        T(test_tiny_pool),
+        T(test_idle_conns_hold_no_buffer),
         T(test_tiny_cq), /* last: io_uring only, see below */
     };
     const struct CMUnitTest scale_tests[] = {

@@ -362,9 +362,8 @@ static void test_fs_cancel(void **state)
     struct probe_req p;
     probe_init(&p, fx);
     char buf[8];
-    assert_int_equal(
-        rs_fs_read(&fx->loop, &p.req, pfd[0], buf, sizeof(buf), 0, on_done),
-        0);
+    assert_int_equal(rs_fs_read(&fx->loop, &p.req, pfd[0], buf, sizeof(buf), 0, on_done),
+                     0);
     int rc = rs_fs_cancel(&p.req);
     assert_true(rc == 0 || rc == -ENOENT);
     assert_int_equal(p.calls, 0); /* never from inside the cancel */
@@ -601,9 +600,8 @@ static void test_fs_offset_past_int64(void **state)
         assert_int_equal(rs_fs_write(loop, &p.req, fd, "x", 1, bad[i], on_done), -EINVAL);
     }
     /* The last byte an offset can name: still a valid call (EOF here). */
-    assert_int_equal(DO(fx, &p, rs_fs_read(loop, &p.req, fd, buf, 1, INT64_MAX - 1,
-                                           on_done)),
-                     0);
+    assert_int_equal(
+        DO(fx, &p, rs_fs_read(loop, &p.req, fd, buf, 1, INT64_MAX - 1, on_done)), 0);
     struct conn c;
     int peer = connect_pair(fx, &c, 0);
     assert_int_equal(rs_fs_sendfile(loop, &p.req, c.s, fd, INT64_MAX - 9, 10, on_done),

@@ -160,7 +160,8 @@ static void test_loop_own_misuse_refused(void **state)
     assert_null(rs_stream_connect(loop, (struct sockaddr *)&a, sizeof(a), 0, NULL, &r));
     assert_int_equal(errno, EINVAL);
     errno = 0;
-    assert_null(rs_stream_connect(loop, (struct sockaddr *)&a, sizeof(a), 0, &no_data, &r));
+    assert_null(
+        rs_stream_connect(loop, (struct sockaddr *)&a, sizeof(a), 0, &no_data, &r));
     assert_int_equal(errno, EINVAL);
     struct rs_stream *s =
         rs_stream_connect(loop, (struct sockaddr *)&a, sizeof(a), 5000, &cbs, &r);
