@@ -25,10 +25,12 @@
  */
 #include "splice_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
@@ -198,23 +200,100 @@ void sp_sock_put(struct sp_rec *r)
     r->sock = -1;
 }
 
+/* A held socket put back: blocking again (this backend's direct sockets
+ * have no other status flag), its installed fd closed; removed. */
+static void held_drop(struct ur_splice *sp, uint32_t i)
+{
+    assert(i < sp->head.nheld);
+    (void)fcntl(sp->held[i].fd, F_SETFL, 0);
+    close(sp->held[i].fd);
+    sp->head.nheld--;
+    memmove(&sp->held[i], &sp->held[i + 1], (sp->head.nheld - i) * sizeof(sp->held[0]));
+}
+
+static int held_find(const struct ur_splice *sp, int slot)
+{
+    for (uint32_t i = 0; i < sp->head.nheld; i++)
+        if (sp->held[i].slot == slot)
+            return (int)i;
+    return -1;
+}
+
+/* The op ended well: a direct socket stays as the loop made it for the
+ * next op — one more sendfile op of the same file is what follows on a
+ * socket streaming a large one (the core cuts a file into ops of
+ * SENDFILE_OP_MAX) — until another op on it needs it back
+ * (ur_splice_release). The INSTALL, its close, two fcntl(2) and the
+ * SIGPIPE query are then paid once per run of ops, not once per op. Any
+ * other socket is put back now. */
+void sp_sock_keep(struct ur_splice *sp, struct sp_rec *r)
+{
+    if (!r->own_sock || !r->nb_set) {
+        sp_sock_put(r);
+        return;
+    }
+    if (sp->head.nheld == SP_HELD_MAX)
+        held_drop(sp, 0);
+    sp->held[sp->head.nheld++] =
+        (struct sp_held){.slot = r->op->fd, .fd = r->sock, .pipe_ign = r->pipe_ign};
+    r->own_sock = false;
+    r->nb_set = false;
+    r->sock = -1;
+}
+
+/* r's direct socket, if held since its last op: the record takes it
+ * over (no INSTALL, no fcntl, no SIGPIPE query). */
+bool sp_sock_take(struct ur_splice *sp, struct sp_rec *r)
+{
+    int i = held_find(sp, r->op->fd);
+    if (i < 0)
+        return false;
+    r->sock = sp->held[i].fd;
+    r->own_sock = true;
+    r->nb_set = true;
+    r->sock_fl = 0;
+    r->pipe_ign = sp->held[i].pipe_ign;
+    sp->head.nheld--;
+    memmove(&sp->held[i], &sp->held[i + 1],
+            (sp->head.nheld - (uint32_t)i) * sizeof(sp->held[0]));
+    return true;
+}
+
+void ur_splice_release(struct ur_splice *sp, int fd)
+{
+    int i = held_find(sp, fd);
+    if (i >= 0)
+        held_drop(sp, (uint32_t)i);
+}
+
+/* At the loop's end: every held socket put back. */
+void sp_held_drop_all(struct ur_splice *sp)
+{
+    while (sp->head.nheld > 0)
+        held_drop(sp, sp->head.nheld - 1);
+}
+
 /* The first step of an op on a cached range, sent by the loop: INSTALL
  * for a direct socket; a plain one is sent to at once, and the SQE of
  * the step after (END with what went out, or WAIT for room) is taken
  * first, so that a refused submit has sent nothing. false: no SQE. */
 bool sp_start_here(struct ur_splice *sp, struct sp_rec *r)
 {
-    if (r->op->flags & RS_OPF_DIRECT)
+    bool direct = r->op->flags & RS_OPF_DIRECT;
+    if (direct && r->sock < 0)
         return sp_issue(sp, r, STEP_INSTALL);
     struct io_uring_sqe *q[1];
     if (!sp_take(sp, q, 1))
         return false;
-    r->sock = r->op->fd;
+    if (!direct)
+        r->sock = r->op->fd;
     uint8_t s = r->pipe                   ? sp_pipe_here(sp, r)
                 : send_here(r) == -EAGAIN ? STEP_WAIT
                                           : STEP_END;
-    if (s == STEP_END)
-        sp_sock_put(r); /* before the op can complete */
+    if (s == STEP_END && r->in_res >= 0)
+        sp_sock_keep(sp, r); /* before the op can complete */
+    else if (s == STEP_END)
+        sp_sock_put(r);
     sp_fill(sp, r, s, q);
     return true;
 }

@@ -61,7 +61,20 @@ struct sp_rec {
     bool out_timer; /* STEP_OUT: a timer bounds the worker's splice (blocking socket) */
 };
 
+/* A direct socket held between ops (splice_here.c): its slot in the
+ * ring's table, its installed process fd (O_NONBLOCK), and whether
+ * SIGPIPE was ignored when the run of ops began. */
+struct sp_held {
+    int slot;
+    int fd;
+    bool pipe_ign;
+};
+/* More sockets streaming files than this at once: the oldest held one is
+ * put back (each op then pays what every op paid before). */
+#define SP_HELD_MAX 16
+
 struct ur_splice {
+    struct ur_splice_head head; /* first: ur_splice_holding reads it */
     ur_get_sqe_fn get_sqe;
     void *ctx;
     unsigned tag;
@@ -73,6 +86,7 @@ struct ur_splice {
     struct sp_pipe *cache;
     struct sp_pipe *doomed; /* direct pipes whose close found no SQE yet */
     uint32_t ncache, nlive;
+    struct sp_held held[SP_HELD_MAX]; /* head.nheld of them, oldest first */
 };
 
 /* splice.c: queue the SQEs of r's step s (false: none to be had, nothing
@@ -97,6 +111,9 @@ bool sp_rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms);
 bool sp_start_here(struct ur_splice *sp, struct sp_rec *r);
 void sp_here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r);
 void sp_sock_put(struct sp_rec *r);
+void sp_sock_keep(struct ur_splice *sp, struct sp_rec *r);
+bool sp_sock_take(struct ur_splice *sp, struct sp_rec *r);
+void sp_held_drop_all(struct ur_splice *sp);
 int sp_sock_nb(struct sp_rec *r);
 int sp_out_here(struct sp_rec *r);
 /* splice.c: the loop moves the op through its pipe; the step after. */

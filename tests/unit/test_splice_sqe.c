@@ -48,7 +48,8 @@
  *    no descriptor left, no pipe taken, and no cancel asked again (there
  *    is no splice a cancel could miss).
  * 6. A peer gone before the loop's sendfile(2): -EPIPE, and no SIGPIPE
- *    kills a program whose loop runs on its own thread. */
+ *    kills a program whose loop runs on its own thread.
+ * 7. (below) A direct socket is held between the ops of one file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -460,6 +461,12 @@ static void transfer_evict(int file, size_t len, bool direct, bool evict, bool *
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_int_equal(rd.got, len);
     assert_true(rd.same);
+    /* A direct socket the loop sent to itself (its fd installed) is held
+     * as the op left it, non-blocking, for the socket's next sendfile op,
+     * until the backend asks for it back before any other op. */
+    bool loop_sent = c->installs > 0 && c->outs == 0;
+    assert_int_equal(!!(fcntl(g.sv[0], F_GETFL) & O_NONBLOCK), direct && loop_sent);
+    ur_splice_release(g.sp, direct ? 0 : g.sv[0]);
     /* The socket is as blocking as it was made. */
     assert_int_equal(fcntl(g.sv[0], F_GETFL) & O_NONBLOCK, 0);
     /* None live; a pipe (the loop's own sends take none) came back empty:
@@ -1125,6 +1132,83 @@ static void test_splice_peer_gone_no_sigpipe(void **state)
     sigaction(SIGPIPE, &was, NULL);
 }
 
+/* 7. A direct socket streaming a file in several ops: the first op's
+ *    INSTALL'd fd and O_NONBLOCK flag are held for the next (no INSTALL,
+ *    no fcntl(2), no SIGPIPE query again), until the backend asks for the
+ *    socket back (ur_splice_release, before any other op on it) or the
+ *    loop ends (ur_splice_free): then blocking again, no fd left. */
+static void test_splice_direct_socket_held_between_ops(void **state)
+{
+    (void)state;
+    const size_t part = 256 * 1024, nparts = 4;
+    int file = make_file(part * nparts, true);
+    if (pages_cached(file, part * nparts) < 0) {
+        close(file);
+        rs_skip_reason("no cachestat(2) (Linux 6.5): the loop does not send itself");
+        skip();
+    }
+    for (int end_by_free = 0; end_by_free < 2; end_by_free++) {
+        int fds_before = open_fds();
+        struct rig g;
+        rig_init(&g);
+        int rc = io_uring_register_files(&g.s.ring, &g.sv[0], 1);
+        if (rc < 0) {
+            rig_fini(&g);
+            close(file);
+            rs_skip_reason("no direct descriptors: io_uring_register_files: %s",
+                           strerror(-rc));
+            skip();
+        }
+        g.direct = true;
+        int fds_rig = open_fds(); /* the ring's, the pair */
+        struct reader rd = {.fd = g.sv[1], .gate = -1, .want = part * nparts};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, read_all, &rd), 0);
+        struct rs_loop *loop = calloc(1, sizeof(*loop));
+        assert_non_null(loop);
+        for (size_t i = 0; i < nparts; i++) {
+            struct done d = {0};
+            struct rs_op op;
+            struct rs_sendfile from;
+            g.s.ntaken = 0;
+            submit_at(&g, &op, &from, file, i * part, (uint32_t)part, &d);
+            struct sqes c = {0};
+            /* Classify each SQE before pump() forgets it. */
+            while (!d.done) {
+                classify(&g.s, file, &c);
+                one_cqe(&g, loop);
+            }
+            classify(&g.s, file, &c);
+            assert_int_equal(d.res, (int32_t)part);
+            assert_int_equal(c.ins + c.outs, 0);
+            if (i == 0 && c.installs == 0)
+                fail_msg("the first op on a direct socket installed no fd");
+            if (i == 0)
+                print_message("op 1: %u install SQE\n", c.installs);
+            else if (c.installs != 0)
+                fail_msg("op %zu on the same direct socket installed its fd again "
+                         "(%u INSTALL SQEs): it was not held",
+                         i + 1, c.installs);
+            /* Held between ops: non-blocking, one more fd. */
+            assert_true(fcntl(g.sv[0], F_GETFL) & O_NONBLOCK);
+            assert_int_equal(open_fds(), fds_rig + 1);
+        }
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(rd.got, part * nparts);
+        assert_true(rd.same);
+        free(loop);
+        if (!end_by_free) {
+            ur_splice_release(g.sp, 0);
+            assert_int_equal(fcntl(g.sv[0], F_GETFL) & O_NONBLOCK, 0);
+            assert_int_equal(open_fds(), fds_rig);
+            ur_splice_release(g.sp, 0); /* not held any more: nothing */
+        }
+        rig_fini(&g);
+        assert_int_equal(open_fds(), fds_before);
+    }
+    close(file);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1136,6 +1220,7 @@ int main(void)
         cmocka_unit_test(test_splice_cancel_of_the_loops_pipe_send),
         cmocka_unit_test(test_splice_blocking_socket_worker_released),
         cmocka_unit_test(test_splice_peer_gone_no_sigpipe),
+        cmocka_unit_test(test_splice_direct_socket_held_between_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
