@@ -302,7 +302,7 @@ uint8_t sp_pipe_here(struct ur_splice *sp, struct sp_rec *r)
 {
     for (;;) {
         if (r->inpipe > 0) {
-            int err = sp_out_here(r);
+            int err = sp_out_here(sp, r);
             if (err == -EAGAIN)
                 return STEP_WAIT;
             if (err < 0) {

@@ -61,8 +61,7 @@ bool sp_rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms)
 
 /* r->sock non-blocking for the rest of the op (the flag is the socket
  * file's, shared with the ring's ops: sp_sock_put puts it back, the
- * essay says why), and whether SIGPIPE is ignored (asked once per op:
- * the program may change it). 0 or -errno. */
+ * essay says why). 0 or -errno. */
 int sp_sock_nb(struct sp_rec *r)
 {
     if (r->nb_set)
@@ -75,8 +74,6 @@ int sp_sock_nb(struct sp_rec *r)
                            fcntl(r->sock, F_SETFL, r->sock_fl | O_NONBLOCK) < 0))
         return -errno;
     r->nb_set = true;
-    struct sigaction sa;
-    r->pipe_ign = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
     return 0;
 }
 
@@ -84,16 +81,35 @@ int sp_sock_nb(struct sp_rec *r)
  * (neither has MSG_NOSIGNAL), which would kill a program that runs a
  * loop on a thread of its own and never thought of it (a splice in io-wq
  * never could): unless it is ignored, it is blocked around the calls,
- * and one they raised is taken back before the mask is restored. */
+ * and one they raised is taken back before the mask is restored. The
+ * library never changes the disposition, which is the program's (a
+ * server ignores SIGPIPE, as ringserve's main does, and then pays no
+ * mask at all); it asks sigaction(2) for it at most once per
+ * SIGPIPE_ASK_MS (an ask per send was one syscall per file op): a
+ * program that stops ignoring SIGPIPE while files are being sent is
+ * protected again from the next ask on. */
+#define SIGPIPE_ASK_MS 10
 struct pipe_guard {
     sigset_t only, old;
     bool masked;
 };
 
-static void guard_on(const struct sp_rec *r, struct pipe_guard *g)
+static bool pipe_ignored(struct ur_splice *sp)
+{
+    uint64_t now = rs_now_ms();
+    if (!sp->pipe_known || now - sp->pipe_asked_ms >= SIGPIPE_ASK_MS) {
+        struct sigaction sa;
+        sp->pipe_ign = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+        sp->pipe_known = true;
+        sp->pipe_asked_ms = now;
+    }
+    return sp->pipe_ign;
+}
+
+static void guard_on(struct ur_splice *sp, struct pipe_guard *g)
 {
     g->masked = false;
-    if (r->pipe_ign)
+    if (pipe_ignored(sp))
         return;
     sigemptyset(&g->only);
     sigaddset(&g->only, SIGPIPE);
@@ -116,14 +132,14 @@ static void guard_off(struct pipe_guard *g, int err)
  * lasts. r->sent grows by what went out. 0: the op is done — all sent,
  * or the file ended (r->in_res 0) or failed (r->in_res -errno);
  * -EAGAIN: the socket is full and bytes remain. */
-static int send_here(struct sp_rec *r)
+static int send_here(struct ur_splice *sp, struct sp_rec *r)
 {
     const struct rs_sendfile *src = r->op->buf;
     r->in_res = sp_sock_nb(r);
     if (r->in_res < 0)
         return 0;
     struct pipe_guard g;
-    guard_on(r, &g);
+    guard_on(sp, &g);
     int rc = 0;
     while (r->sent < r->want) {
         off_t pos = (off_t)(src->off + r->sent);
@@ -157,13 +173,13 @@ static int send_here(struct sp_rec *r)
  * worker's splice into a blocking socket waits until the peer reads).
  * r->sent grows and r->inpipe shrinks by what went out. 0: the pipe is
  * empty; -EAGAIN: the socket is full and the pipe is not; -errno. */
-int sp_out_here(struct sp_rec *r)
+int sp_out_here(struct ur_splice *sp, struct sp_rec *r)
 {
     int err = sp_sock_nb(r);
     if (err < 0)
         return err;
     struct pipe_guard g;
-    guard_on(r, &g);
+    guard_on(sp, &g);
     while (r->inpipe > 0) {
         unsigned more = r->sent + r->inpipe < r->want ? SPLICE_F_MORE : 0;
         ssize_t n =
@@ -234,8 +250,7 @@ void sp_sock_keep(struct ur_splice *sp, struct sp_rec *r)
     }
     if (sp->head.nheld == SP_HELD_MAX)
         held_drop(sp, 0);
-    sp->held[sp->head.nheld++] =
-        (struct sp_held){.slot = r->op->fd, .fd = r->sock, .pipe_ign = r->pipe_ign};
+    sp->held[sp->head.nheld++] = (struct sp_held){.slot = r->op->fd, .fd = r->sock};
     r->own_sock = false;
     r->nb_set = false;
     r->sock = -1;
@@ -252,7 +267,6 @@ bool sp_sock_take(struct ur_splice *sp, struct sp_rec *r)
     r->own_sock = true;
     r->nb_set = true;
     r->sock_fl = 0;
-    r->pipe_ign = sp->held[i].pipe_ign;
     sp->head.nheld--;
     memmove(&sp->held[i], &sp->held[i + 1],
             (sp->head.nheld - (uint32_t)i) * sizeof(sp->held[0]));
@@ -288,7 +302,7 @@ bool sp_start_here(struct ur_splice *sp, struct sp_rec *r)
     if (!direct)
         r->sock = r->op->fd;
     uint8_t s = r->pipe                   ? sp_pipe_here(sp, r)
-                : send_here(r) == -EAGAIN ? STEP_WAIT
+                : send_here(sp, r) == -EAGAIN ? STEP_WAIT
                                           : STEP_END;
     if (s == STEP_END && r->in_res >= 0)
         sp_sock_keep(sp, r); /* before the op can complete */
@@ -320,7 +334,7 @@ void sp_here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
         sp_by_pipe(sp, loop, r); /* the socket stays the loop's to send to */
         return;
     }
-    if (send_here(r) == -EAGAIN) {
+    if (send_here(sp, r) == -EAGAIN) {
         if (sp_issue(sp, r, STEP_WAIT))
             return;
         rs_log_error("sendfile: no SQE to wait for room");

@@ -52,7 +52,6 @@ struct sp_rec {
     bool cancel;        /* a cancel was asked: end at the next CQE */
     bool own_sock;      /* sock was installed for this op: closed at its end */
     bool nb_set;        /* O_NONBLOCK was set on sock for the op: put back at its end */
-    bool pipe_ign;      /* SIGPIPE is ignored (asked at the op's first send) */
     int sock;           /* the socket as a process fd while the loop sends; -1 */
     int sock_fl;        /* sock's file status flags before (F_GETFL) */
     uint64_t cached_ms; /* when the rest of the op was last found cached */
@@ -62,12 +61,10 @@ struct sp_rec {
 };
 
 /* A direct socket held between ops (splice_here.c): its slot in the
- * ring's table, its installed process fd (O_NONBLOCK), and whether
- * SIGPIPE was ignored when the run of ops began. */
+ * ring's table and its installed process fd (O_NONBLOCK). */
 struct sp_held {
     int slot;
     int fd;
-    bool pipe_ign;
 };
 /* More sockets streaming files than this at once: the oldest held one is
  * put back (each op then pays what every op paid before). */
@@ -87,6 +84,10 @@ struct ur_splice {
     struct sp_pipe *doomed; /* direct pipes whose close found no SQE yet */
     uint32_t ncache, nlive;
     struct sp_held held[SP_HELD_MAX]; /* head.nheld of them, oldest first */
+    /* SIGPIPE's disposition, as sigaction(2) said at pipe_asked_ms
+     * (splice_here.c's pipe_guard). */
+    bool pipe_known, pipe_ign;
+    uint64_t pipe_asked_ms;
 };
 
 /* splice.c: queue the SQEs of r's step s (false: none to be had, nothing
@@ -115,7 +116,7 @@ void sp_sock_keep(struct ur_splice *sp, struct sp_rec *r);
 bool sp_sock_take(struct ur_splice *sp, struct sp_rec *r);
 void sp_held_drop_all(struct ur_splice *sp);
 int sp_sock_nb(struct sp_rec *r);
-int sp_out_here(struct sp_rec *r);
+int sp_out_here(struct ur_splice *sp, struct sp_rec *r);
 /* splice.c: the loop moves the op through its pipe; the step after. */
 uint8_t sp_pipe_here(struct ur_splice *sp, struct sp_rec *r);
 
