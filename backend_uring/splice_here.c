@@ -84,11 +84,13 @@ int sp_sock_nb(struct sp_rec *r)
  * and one they raised is taken back before the mask is restored. The
  * library never changes the disposition, which is the program's (a
  * server ignores SIGPIPE, as ringserve's main does, and then pays no
- * mask at all); it asks sigaction(2) for it at most once per
- * SIGPIPE_ASK_MS (an ask per send was one syscall per file op): a
- * program that stops ignoring SIGPIPE while files are being sent is
- * protected again from the next ask on. */
-#define SIGPIPE_ASK_MS 10
+ * mask at all); it asks sigaction(2) for it at most once a second per
+ * loop (SIGPIPE_ASK_MS; once per op was one syscall per MiB sent, and
+ * once per 10 ms still 8 per 64 MiB response): a program that stops
+ * ignoring SIGPIPE while files are being sent is protected again within
+ * a second (before, an op that had begun with it ignored went on
+ * unprotected until it ended, however long a slow peer made that). */
+#define SIGPIPE_ASK_MS 1000
 struct pipe_guard {
     sigset_t only, old;
     bool masked;

@@ -1229,7 +1229,7 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 
 /* 8. Many small ops of a cached file, each sent by the loop itself: the
  *    guard around its sendfile(2) needs SIGPIPE's disposition, but asks
- *    the kernel at most once per SIGPIPE_ASK_MS (10 ms), not once per op
+ *    the kernel at most once per SIGPIPE_ASK_MS (1 s), not once per op
  *    (one syscall per op before). Bounded without a clock in the
  *    assertion: a run slow enough to need more asks (over 0.3 s for 64
  *    ops of 4 KiB) is reported, not failed. */
