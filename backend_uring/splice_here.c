@@ -9,14 +9,20 @@
  * the socket itself (sp_out_here), so that no io-wq worker ever waits
  * for a peer that does not read. Both need the socket as a process fd: a
  * plain socket is its own; a direct one (the default for accepted
- * sockets) gets one from IORING_OP_FIXED_FD_INSTALL (6.8) for the op's
- * life, INSTALL, closed when the op ends (the direct descriptor keeps the
- * socket open). O_NONBLOCK is set for the op and put back when it ends
- * (sp_sock_put, from the op's finish): the flag belongs to the socket's
- * open file, which the ring's own ops share, and a splice in io-wq or a
- * blocking retry of a send honours it (-EAGAIN where the ring would
- * otherwise wait); meanwhile the only other op on the socket is the
- * receive, which never waits. sendfile(2) and splice(2) raise SIGPIPE for
+ * sockets) gets one from IORING_OP_FIXED_FD_INSTALL (6.8), INSTALL (the
+ * direct descriptor keeps the socket open; the installed fd must go
+ * before the connection can close). O_NONBLOCK is set while the loop
+ * sends: the flag belongs to the socket's open file, which the ring's
+ * own ops share, and a splice in io-wq or a blocking retry of a send
+ * honours it (-EAGAIN where the ring would otherwise wait); meanwhile
+ * the only other op on the socket is the receive, which never waits.
+ * A plain socket's flags are put back when its op ends (sp_sock_put). A
+ * direct socket is held as it is between ops (sp_sock_keep: a large
+ * file is a run of ops on one socket, and the install, its close and
+ * the fcntl pair were 4 of ~8 syscalls per MiB) until the backend
+ * needs it back, before any other op on that socket
+ * (ur_splice_release); an op that failed or was cancelled puts it back
+ * at once. sendfile(2) and splice(2) raise SIGPIPE for
  * a peer gone: blocked around the calls unless ignored (pipe_guard). A
  * kernel without the opcode, or a process out of descriptors, leaves the
  * sending to io-wq workers (splice.c says how that is bounded).
@@ -218,6 +224,13 @@ void sp_sock_put(struct sp_rec *r)
     r->sock = -1;
 }
 
+static void held_remove(struct ur_splice *sp, uint32_t i)
+{
+    assert(i < sp->head.nheld);
+    sp->head.nheld--;
+    memmove(&sp->held[i], &sp->held[i + 1], (sp->head.nheld - i) * sizeof(sp->held[0]));
+}
+
 /* A held socket put back: blocking again (this backend's direct sockets
  * have no other status flag), its installed fd closed; removed. */
 static void held_drop(struct ur_splice *sp, uint32_t i)
@@ -225,8 +238,7 @@ static void held_drop(struct ur_splice *sp, uint32_t i)
     assert(i < sp->head.nheld);
     (void)fcntl(sp->held[i].fd, F_SETFL, 0);
     close(sp->held[i].fd);
-    sp->head.nheld--;
-    memmove(&sp->held[i], &sp->held[i + 1], (sp->head.nheld - i) * sizeof(sp->held[0]));
+    held_remove(sp, i);
 }
 
 static int held_find(const struct ur_splice *sp, int slot)
@@ -269,9 +281,7 @@ bool sp_sock_take(struct ur_splice *sp, struct sp_rec *r)
     r->own_sock = true;
     r->nb_set = true;
     r->sock_fl = 0;
-    sp->head.nheld--;
-    memmove(&sp->held[i], &sp->held[i + 1],
-            (sp->head.nheld - (uint32_t)i) * sizeof(sp->held[0]));
+    held_remove(sp, (uint32_t)i);
     return true;
 }
 
@@ -303,9 +313,9 @@ bool sp_start_here(struct ur_splice *sp, struct sp_rec *r)
         return false;
     if (!direct)
         r->sock = r->op->fd;
-    uint8_t s = r->pipe                   ? sp_pipe_here(sp, r)
+    uint8_t s = r->pipe                       ? sp_pipe_here(sp, r)
                 : send_here(sp, r) == -EAGAIN ? STEP_WAIT
-                                          : STEP_END;
+                                              : STEP_END;
     if (s == STEP_END && r->in_res >= 0)
         sp_sock_keep(sp, r); /* before the op can complete */
     else if (s == STEP_END)

@@ -1279,8 +1279,9 @@ static void test_splice_sigpipe_disposition_not_asked_per_op(void **state)
         return;
     }
     if (sigaction_asks >= nparts / 2)
-        fail_msg("SIGPIPE's disposition asked %u times for %zu ops in %ld ms: once per op",
-                 sigaction_asks, nparts, ms);
+        fail_msg(
+            "SIGPIPE's disposition asked %u times for %zu ops in %ld ms: once per op",
+            sigaction_asks, nparts, ms);
 }
 
 int main(void)
