@@ -1211,6 +1211,69 @@ static void test_splice_direct_socket_held_between_ops(void **state)
     close(file);
 }
 
+/* 7b. More direct sockets streaming at once than the loop holds (16):
+ *     the oldest held one is put back (blocking, its fd closed), the
+ *     others stay held; ur_splice_free puts back the rest. */
+static void test_splice_held_sockets_bounded(void **state)
+{
+    (void)state;
+    enum { N = 17 };
+    const size_t len = 4096;
+    int file = make_file(len, true);
+    if (pages_cached(file, len) < 0) {
+        close(file);
+        rs_skip_reason("no cachestat(2) (Linux 6.5): the loop does not send itself");
+        skip();
+    }
+    int fds_before = open_fds();
+    struct rig g = {.direct = true};
+    ring_init(&g.s, 0);
+    int sv[N][2], table[N];
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]), 0);
+        table[i] = sv[i][0];
+    }
+    int rc = io_uring_register_files(&g.s.ring, table, N);
+    if (rc < 0) {
+        rs_skip_reason("no direct descriptors: io_uring_register_files: %s",
+                       strerror(-rc));
+        skip();
+    }
+    g.sp = ur_splice_new(get_sqe, &g.s, TAG, 0);
+    assert_non_null(g.sp);
+    struct rs_loop *loop = calloc(1, sizeof(*loop));
+    assert_non_null(loop);
+    int fds_rig = open_fds();
+    for (int i = 0; i < N; i++) {
+        struct done d = {0};
+        struct rs_op op;
+        struct rs_sendfile from = {.file_fd = file, .off = 0};
+        rs_op_init(&op, RS_OP_SENDFILE, i, on_done, &d);
+        op.flags |= RS_OPF_DIRECT;
+        op.buf = &from;
+        op.len = (uint32_t)len;
+        assert_int_equal(ur_splice_submit(g.sp, &op), 0);
+        pump(&g, loop, &d, 0, NULL);
+        assert_int_equal(d.res, (int32_t)len);
+    }
+    /* The first socket went back when the 17th was held. */
+    assert_int_equal(fcntl(sv[0][0], F_GETFL) & O_NONBLOCK, 0);
+    for (int i = 1; i < N; i++)
+        assert_true(fcntl(sv[i][0], F_GETFL) & O_NONBLOCK);
+    assert_int_equal(open_fds(), fds_rig + N - 1);
+    free(loop);
+    ur_splice_free(g.sp);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(fcntl(sv[i][0], F_GETFL) & O_NONBLOCK, 0);
+    io_uring_queue_exit(&g.s.ring);
+    for (int i = 0; i < N; i++) {
+        close(sv[i][0]);
+        close(sv[i][1]);
+    }
+    assert_int_equal(open_fds(), fds_before);
+    close(file);
+}
+
 /* sigaction(2), counted: the asks for SIGPIPE's disposition (no new
  * action) made while sigaction_counting. The program's own definition
  * comes before the C library's (and a sanitizer's), which it calls. */
@@ -1296,6 +1359,7 @@ int main(void)
         cmocka_unit_test(test_splice_blocking_socket_worker_released),
         cmocka_unit_test(test_splice_peer_gone_no_sigpipe),
         cmocka_unit_test(test_splice_direct_socket_held_between_ops),
+        cmocka_unit_test(test_splice_held_sockets_bounded),
         cmocka_unit_test(test_splice_sigpipe_disposition_not_asked_per_op),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
