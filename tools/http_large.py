@@ -26,6 +26,8 @@ their order rotated each repeat; medians are printed. Per request:
   sys, sqe system calls and io_uring submissions of the server
            (perf stat, tracepoints raw_syscalls:sys_enter and
            io_uring:io_uring_submit_req) with --syscalls;
+  sys_NAME with --syscall-kinds=NAME,...: the server's calls of each
+           (tracepoint syscalls:sys_enter_NAME);
   srv_seg, cli_seg, srv_ack, cli_ack
            with --syscalls: the TCP segments each side's CPU transmitted
            (tracepoint net:net_dev_queue counted per process: data over
@@ -136,8 +138,9 @@ def run(a, cfg):
     pids = with_children(p.pid)
     perf = None
     if a.syscalls:
+        kinds = [x for k in a.syscall_kinds for x in ('-e', 'syscalls:sys_enter_' + k)]
         perf = subprocess.Popen(['perf', 'stat', '-x,', '-e', 'raw_syscalls:sys_enter',
-                                 '-e', 'io_uring:io_uring_submit_req'] + SEGS + ['-p',
+                                 '-e', 'io_uring:io_uring_submit_req'] + SEGS + kinds + ['-p',
                                  ','.join(map(str, pids)), '-o', a.perf_out],
                                 stderr=subprocess.DEVNULL)
         time.sleep(0.3)
@@ -173,6 +176,8 @@ def run(a, cfg):
     if counts:
         r['sys'] = counts.get('raw_syscalls:sys_enter', 0) / n
         r['sqe'] = counts.get('io_uring:io_uring_submit_req', 0) / n
+        for k in a.syscall_kinds:
+            r['sys_' + k] = counts.get('syscalls:sys_enter_' + k, 0) / n
         r['srv_seg'] = counts.get('net:net_dev_queue', 0) / n
         r['cli_seg'] = cli.get('net:net_dev_queue', 0) / n
         r['srv_ack'] = counts.get('net:net_dev_queue#2', 0) / n
@@ -235,6 +240,11 @@ def main():
                     help='seconds of load before the measured window (default %(default)s)')
     ap.add_argument('--syscalls', action='store_true',
                     help='also count system calls and io_uring submissions (perf stat)')
+    ap.add_argument('--syscall-kinds', default='',
+                    help='with --syscalls, also count these system calls of the server '
+                    'per response, comma-separated tracepoint names (e.g. '
+                    'close,fcntl,rt_sigaction,cachestat,sendfile64,io_uring_enter,'
+                    'epoll_wait): columns sys_NAME')
     ap.add_argument('--ringserve', default='build/ringserve',
                     help='ringserve binary (default %(default)s)')
     ap.add_argument('--nginx', default='/usr/sbin/nginx',
@@ -254,6 +264,7 @@ def main():
     a.tmp = tempfile.mkdtemp(prefix='http-large-')
     a.lua = os.path.join(a.tmp, 'done.lua')
     a.perf_out = os.path.join(a.tmp, 'perf.out')
+    a.syscall_kinds = [k for k in a.syscall_kinds.split(',') if k]
     with open(a.lua, 'w') as f:
         f.write(LUA)
     size = size_of(a.file_size)
