@@ -43,16 +43,19 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
                    int32_t res);
 /* A direct socket the loop sent a file to keeps, between its sendfile
  * ops, its installed process fd and its O_NONBLOCK flag (splice_here.c
- * says why): before any other op on that socket but a receive — a send,
- * a shutdown, a close, a hand-off — the backend calls ur_splice_release
- * with the op's fd, which puts the flag back and closes the installed fd
- * (a no-op for a socket not held). ur_splice_holding: whether any is
- * held, the one test the other ops pay when none is. */
+ * says why). Before a send on that socket the backend calls
+ * ur_splice_unflag with the op's fd (the flag back; the fd stays for
+ * the connection's next file), and before any other op on it but a
+ * receive — a shutdown, a close, a hand-off — ur_splice_release (the
+ * flag back and the installed fd closed: it would keep the connection
+ * open). Both are no-ops for a socket not held. ur_splice_holding:
+ * whether any is held, the one test the other ops pay when none is. */
 static inline bool ur_splice_holding(const struct ur_splice *sp)
 {
     return ((const struct ur_splice_head *)(const void *)sp)->nheld != 0;
 }
 void ur_splice_release(struct ur_splice *sp, int fd);
+void ur_splice_unflag(struct ur_splice *sp, int fd);
 /* Pipes made, reused and thrown away, for describe/tests. */
 void ur_splice_counts(const struct ur_splice *sp, uint32_t *live, uint32_t *cached);
 /* Bytes left in the cached pipes (FIONREAD; a direct pipe counts 0): a

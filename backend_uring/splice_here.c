@@ -19,8 +19,9 @@
  * A plain socket's flags are put back when its op ends (sp_sock_put). A
  * direct socket is held as it is between ops (sp_sock_keep: a large
  * file is a run of ops on one socket, and the install, its close and
- * the fcntl pair were 4 of ~8 syscalls per MiB) until the backend
- * needs it back, before any other op on that socket
+ * the fcntl pair were 4 of ~8 syscalls per MiB): a send on it clears
+ * the flag and keeps the fd for the connection's next file
+ * (ur_splice_unflag), any other op but a receive gives it back
  * (ur_splice_release); an op that failed or was cancelled puts it back
  * at once. sendfile(2) and splice(2) raise SIGPIPE for
  * a peer gone: blocked around the calls unless ignored (pipe_guard). A
@@ -231,12 +232,21 @@ static void held_remove(struct ur_splice *sp, uint32_t i)
     memmove(&sp->held[i], &sp->held[i + 1], (sp->head.nheld - i) * sizeof(sp->held[0]));
 }
 
-/* A held socket put back: blocking again (this backend's direct sockets
- * have no other status flag), its installed fd closed; removed. */
+/* A held socket blocking again (this backend's direct sockets have no
+ * other status flag). */
+static void held_unflag(struct sp_held *h)
+{
+    if (h->nb)
+        (void)fcntl(h->fd, F_SETFL, 0);
+    h->nb = false;
+}
+
+/* A held socket put back: blocking again, its installed fd closed;
+ * removed. */
 static void held_drop(struct ur_splice *sp, uint32_t i)
 {
     assert(i < sp->head.nheld);
-    (void)fcntl(sp->held[i].fd, F_SETFL, 0);
+    held_unflag(&sp->held[i]);
     close(sp->held[i].fd);
     held_remove(sp, i);
 }
@@ -264,14 +274,15 @@ void sp_sock_keep(struct ur_splice *sp, struct sp_rec *r)
     }
     if (sp->head.nheld == SP_HELD_MAX)
         held_drop(sp, 0);
-    sp->held[sp->head.nheld++] = (struct sp_held){.slot = r->op->fd, .fd = r->sock};
+    sp->held[sp->head.nheld++] =
+        (struct sp_held){.slot = r->op->fd, .fd = r->sock, .nb = true};
     r->own_sock = false;
     r->nb_set = false;
     r->sock = -1;
 }
 
 /* r's direct socket, if held since its last op: the record takes it
- * over (no INSTALL, no fcntl, no SIGPIPE query). */
+ * over (no INSTALL; no fcntl either unless a send came between). */
 bool sp_sock_take(struct ur_splice *sp, struct sp_rec *r)
 {
     int i = held_find(sp, r->op->fd);
@@ -279,7 +290,7 @@ bool sp_sock_take(struct ur_splice *sp, struct sp_rec *r)
         return false;
     r->sock = sp->held[i].fd;
     r->own_sock = true;
-    r->nb_set = true;
+    r->nb_set = sp->held[i].nb; /* else sp_sock_nb sets it again */
     r->sock_fl = 0;
     held_remove(sp, (uint32_t)i);
     return true;
@@ -290,6 +301,13 @@ void ur_splice_release(struct ur_splice *sp, int fd)
     int i = held_find(sp, fd);
     if (i >= 0)
         held_drop(sp, (uint32_t)i);
+}
+
+void ur_splice_unflag(struct ur_splice *sp, int fd)
+{
+    int i = held_find(sp, fd);
+    if (i >= 0)
+        held_unflag(&sp->held[i]);
 }
 
 /* At the loop's end: every held socket put back. */

@@ -61,10 +61,12 @@ struct sp_rec {
 };
 
 /* A direct socket held between ops (splice_here.c): its slot in the
- * ring's table and its installed process fd (O_NONBLOCK). */
+ * ring's table, its installed process fd, and whether O_NONBLOCK is
+ * still set (a send on the socket cleared it, the fd stays). */
 struct sp_held {
     int slot;
     int fd;
+    bool nb;
 };
 /* More sockets streaming files than this at once: the oldest held one is
  * put back (each op then pays what every op paid before). */

@@ -1136,9 +1136,11 @@ static void test_splice_peer_gone_no_sigpipe(void **state)
 
 /* 7. A direct socket streaming a file in several ops: the first op's
  *    INSTALL'd fd and O_NONBLOCK flag are held for the next (no INSTALL,
- *    no fcntl(2), no SIGPIPE query again), until the backend asks for the
- *    socket back (ur_splice_release, before any other op on it) or the
- *    loop ends (ur_splice_free): then blocking again, no fd left. */
+ *    no fcntl(2)); a send between ops clears the flag but keeps the fd
+ *    (ur_splice_unflag: the next op installs nothing); the socket goes
+ *    back when the backend asks for it (ur_splice_release, before any
+ *    other op on it) or the loop ends (ur_splice_free): then blocking
+ *    again, no fd left. */
 static void test_splice_direct_socket_held_between_ops(void **state)
 {
     (void)state;
@@ -1204,6 +1206,14 @@ static void test_splice_direct_socket_held_between_ops(void **state)
             /* Held between ops: non-blocking, one more fd. */
             assert_true(fcntl(g.sv[0], F_GETFL) & O_NONBLOCK);
             assert_int_equal(open_fds(), fds_rig + 1);
+            if (i == 1 && !end_by_free) {
+                /* What the backend does before a send on the socket (a
+                 * next response's head): blocking again, the fd kept for
+                 * the next op, which then installs nothing. */
+                ur_splice_unflag(g.sp, 0);
+                assert_int_equal(fcntl(g.sv[0], F_GETFL) & O_NONBLOCK, 0);
+                assert_int_equal(open_fds(), fds_rig + 1);
+            }
         }
         assert_int_equal(pthread_join(t, NULL), 0);
         assert_int_equal(rd.got, part * nparts);
