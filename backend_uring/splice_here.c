@@ -263,9 +263,9 @@ static int held_find(const struct ur_splice *sp, int slot)
  * next op — one more sendfile op of the same file is what follows on a
  * socket streaming a large one (the core cuts a file into ops of
  * SENDFILE_OP_MAX) — until another op on it needs it back
- * (ur_splice_release). The INSTALL, its close, two fcntl(2) and the
- * SIGPIPE query are then paid once per run of ops, not once per op. Any
- * other socket is put back now. */
+ * (ur_splice_unflag, ur_splice_release). The fcntl(2) pair is then paid
+ * once per run of ops, the INSTALL and its close once per connection.
+ * Any other socket is put back now. */
 void sp_sock_keep(struct ur_splice *sp, struct sp_rec *r)
 {
     if (!r->own_sock || !r->nb_set) {

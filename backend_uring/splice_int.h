@@ -47,13 +47,13 @@ struct sp_rec {
     int32_t in_res;  /* STEP_PAIR: the IN splice's result, once known */
     uint8_t step;
     uint8_t gen;
-    uint8_t cqes;       /* CQEs still to come for the step in flight */
-    bool in_done;       /* STEP_PAIR: the IN's CQE came */
-    bool cancel;        /* a cancel was asked: end at the next CQE */
-    bool own_sock;      /* sock was installed for this op: closed at its end */
-    bool nb_set;        /* O_NONBLOCK was set on sock for the op: put back at its end */
-    int sock;           /* the socket as a process fd while the loop sends; -1 */
-    int sock_fl;        /* sock's file status flags before (F_GETFL) */
+    uint8_t cqes;  /* CQEs still to come for the step in flight */
+    bool in_done;  /* STEP_PAIR: the IN's CQE came */
+    bool cancel;   /* a cancel was asked: end at the next CQE */
+    bool own_sock; /* sock was installed: closed at the op's end, or held */
+    bool nb_set;   /* O_NONBLOCK was set on sock: put back at the op's end, or held */
+    int sock;      /* the socket as a process fd while the loop sends; -1 */
+    int sock_fl;   /* sock's file status flags before (F_GETFL) */
     uint64_t cached_ms; /* when the rest of the op was last found cached */
     /* Cancels asked again for the op (at most CANCEL_TRIES). */
     uint8_t cancels;
