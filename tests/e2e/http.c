@@ -1125,6 +1125,89 @@ static int server_fds(const struct fixture *fx, int *pipes)
     return (int)all - *pipes;
 }
 
+/* The server's established connections that it holds as process fds
+ * (/proc/PID/net/tcp's entries on its port, matched by inode against
+ * /proc/PID/fd), and how many of them are O_NONBLOCK (fdinfo's flags). */
+static void server_conn_fds(const struct fixture *fx, int *n, int *nonblock)
+{
+    char path[64], line[512];
+    unsigned long inodes[64];
+    int ninodes = 0;
+    snprintf(path, sizeof(path), "/proc/%d/net/tcp", (int)fx->srv.pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f) && ninodes < 64) {
+        unsigned port, st;
+        unsigned long ino;
+        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &port,
+                   &st, &ino) == 3 &&
+            port == fx->srv.port && st == 1 /* TCP_ESTABLISHED */)
+            inodes[ninodes++] = ino;
+    }
+    fclose(f);
+    *n = *nonblock = 0;
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)fx->srv.pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        char link[PATH_MAX], to[64] = "";
+        snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+        unsigned long ino;
+        if (readlink(link, to, sizeof(to) - 1) <= 0 ||
+            sscanf(to, "socket:[%lu]", &ino) != 1)
+            continue;
+        bool conn = false;
+        for (int i = 0; i < ninodes; i++)
+            conn = conn || inodes[i] == ino;
+        if (!conn)
+            continue;
+        (*n)++;
+        snprintf(link, sizeof(link), "/proc/%d/fdinfo/%s", (int)fx->srv.pid, e->d_name);
+        FILE *fi = fopen(link, "r");
+        unsigned flags = 0;
+        while (fi && fgets(line, sizeof(line), fi))
+            if (sscanf(line, "flags: %o", &flags) == 1)
+                break;
+        if (fi)
+            fclose(fi);
+        *nonblock += (flags & O_NONBLOCK) != 0;
+    }
+    closedir(d);
+}
+
+/* Between responses a connection is as its backend keeps it: epoll's
+ * sockets are non-blocking always; io_uring's are blocking, though after
+ * a file it may keep a process fd of a direct socket for the next file
+ * (the O_NONBLOCK its sendfile(2) needed is cleared before the next
+ * response's head goes through the ring, whose sends misbehave on a
+ * non-blocking socket). Checked after a large body and a small response
+ * on one keep-alive connection. */
+static void test_http_socket_flags_between_responses(void **state)
+{
+    struct fixture *fx = *state;
+    if (strcmp(fx->srv.backend, "nginx") == 0)
+        skip();
+    struct raw c;
+    struct raw_resp r;
+    raw_open(fx, &c);
+    raw_sends(&c, "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, big_len);
+    raw_resp_free(&r);
+    raw_sends(&c, "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 200);
+    raw_resp_free(&r);
+    int n, nonblock;
+    server_conn_fds(fx, &n, &nonblock);
+    print_message("backend %s: %d connection fds, %d non-blocking\n", fx->srv.backend, n,
+                  nonblock);
+    bool epoll = strcmp(fx->srv.backend, "epoll") == 0;
+    assert_int_equal(nonblock, epoll ? n : 0);
+    raw_close(&c);
+}
+
 /* Large bodies go out with sendfile (epoll: sendfile(2); io_uring: splice
  * through a pipe of 2 descriptors per transfer, up to 16 empty ones kept
  * for reuse). Many downloads, some clients leaving mid-body (half with a
@@ -2129,6 +2212,7 @@ int main(int argc, char **argv)
         T(test_http_large_sha256),
         T(test_http_cached_body_no_worker),
         T(test_http_sendfile_fds_released),
+        T(test_http_socket_flags_between_responses),
         T(test_http_head_shares_first_segment),
         T(test_http_head_shares_first_segment_copy),
         T(test_http_pipelined),
