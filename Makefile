@@ -48,8 +48,9 @@ TEST_JOBS = 3
 test-build: $(BUILD)/build.ninja
 	./scripts/test-phase.sh $(BUILD) build -- --num-processes $(TEST_JOBS)
 
-# The compare suite measures (serially, a minute of wall time) and checks the
-# report tool; the servers it drives are run under ASan by every e2e suite.
+# The compare suite checks the report tool (about 1.5 minutes of test time
+# in the build phase); the servers it drives are run under ASan by every
+# e2e suite.
 test-asan: $(ASAN)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  ./scripts/test-phase.sh $(ASAN) asan -- --num-processes $(TEST_JOBS) \

@@ -148,6 +148,7 @@ void ur_splice_free(struct ur_splice *sp)
 {
     if (!sp)
         return;
+    sp_held_drop_all(sp);
     while (sp->live) {
         struct sp_rec *r = sp->live;
         sp->live = r->next;
@@ -301,7 +302,7 @@ uint8_t sp_pipe_here(struct ur_splice *sp, struct sp_rec *r)
 {
     for (;;) {
         if (r->inpipe > 0) {
-            int err = sp_out_here(r);
+            int err = sp_out_here(sp, r);
             if (err == -EAGAIN)
                 return STEP_WAIT;
             if (err < 0) {
@@ -439,9 +440,12 @@ int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
      * IORING_OP_FIXED_FD_INSTALL, or a direct pipe (no descriptor to
      * splice from), leaves the sending to io-wq workers. */
     bool can_fd = !(op->flags & RS_OPF_DIRECT) || !sp->no_install;
+    if (op->flags & RS_OPF_DIRECT)
+        (void)sp_sock_take(sp, r); /* held since its last op: no INSTALL */
     bool here = can_fd && sp_rest_cached(sp, r, rs_now_ms());
     int err = 0;
     if (!here && !(r->pipe = sp_pipe_get(sp, &err))) {
+        sp_sock_put(r);
         r->next = sp->free_recs;
         sp->free_recs = r;
         return err;
@@ -456,6 +460,8 @@ int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
         if (!(op->flags & RS_OPF_DIRECT)) {
             r->sock = op->fd;
             (void)sp_sock_nb(r);
+        } else {
+            sp_sock_put(r); /* a held one: blocking again, as a worker needs */
         }
         ok = sp_issue(sp, r, r->pipe->rd < 0 ? STEP_PIPE : part_step(sp, r));
     }
@@ -525,7 +531,12 @@ static void finish(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
                    int32_t res)
 {
     struct rs_op *op = r->op;
-    sp_sock_put(r); /* flags back, an installed fd closed: before the caller hears */
+    /* Flags back, an installed fd closed, before the caller hears — or,
+     * after an op that went well, a direct socket held for the next. */
+    if (res > 0 && !r->cancel && r->in_res >= 0)
+        sp_sock_keep(sp, r);
+    else
+        sp_sock_put(r);
     sp_pipe_put(sp, r->pipe, r->inpipe == 0);
     if (r->prev)
         r->prev->next = r->next;

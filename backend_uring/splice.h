@@ -3,6 +3,7 @@
 #ifndef RINGSERVE_URING_SPLICE_H
 #define RINGSERVE_URING_SPLICE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <liburing.h>
@@ -10,6 +11,12 @@
 struct rs_loop;
 struct rs_op;
 struct ur_splice;
+
+/* The start of struct ur_splice, for ur_splice_holding (inline: the
+ * backend asks it before every submit). */
+struct ur_splice_head {
+    uint32_t nheld; /* direct sockets held between ops (splice_here.c) */
+};
 
 /* The backend's SQE source (it flushes a full SQ): one SQE, with n - 1 more
  * free right after it for a linked chain (NULL: none to be had). */
@@ -34,6 +41,21 @@ int ur_splice_cancel(struct ur_splice *sp, struct rs_op *op);
  * op. */
 void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_data,
                    int32_t res);
+/* A direct socket the loop sent a file to keeps, between its sendfile
+ * ops, its installed process fd and its O_NONBLOCK flag (splice_here.c
+ * says why). Before a send on that socket the backend calls
+ * ur_splice_unflag with the op's fd (the flag back; the fd stays for
+ * the connection's next file), and before any other op on it but a
+ * receive — a shutdown, a close, a hand-off — ur_splice_release (the
+ * flag back and the installed fd closed: it would keep the connection
+ * open). Both are no-ops for a socket not held. ur_splice_holding:
+ * whether any is held, the one test the other ops pay when none is. */
+static inline bool ur_splice_holding(const struct ur_splice *sp)
+{
+    return ((const struct ur_splice_head *)(const void *)sp)->nheld != 0;
+}
+void ur_splice_release(struct ur_splice *sp, int fd);
+void ur_splice_unflag(struct ur_splice *sp, int fd);
 /* Pipes made, reused and thrown away, for describe/tests. */
 void ur_splice_counts(const struct ur_splice *sp, uint32_t *live, uint32_t *cached);
 /* Bytes left in the cached pipes (FIONREAD; a direct pipe counts 0): a

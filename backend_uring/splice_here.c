@@ -9,14 +9,21 @@
  * the socket itself (sp_out_here), so that no io-wq worker ever waits
  * for a peer that does not read. Both need the socket as a process fd: a
  * plain socket is its own; a direct one (the default for accepted
- * sockets) gets one from IORING_OP_FIXED_FD_INSTALL (6.8) for the op's
- * life, INSTALL, closed when the op ends (the direct descriptor keeps the
- * socket open). O_NONBLOCK is set for the op and put back when it ends
- * (sp_sock_put, from the op's finish): the flag belongs to the socket's
- * open file, which the ring's own ops share, and a splice in io-wq or a
- * blocking retry of a send honours it (-EAGAIN where the ring would
- * otherwise wait); meanwhile the only other op on the socket is the
- * receive, which never waits. sendfile(2) and splice(2) raise SIGPIPE for
+ * sockets) gets one from IORING_OP_FIXED_FD_INSTALL (6.8), INSTALL (the
+ * direct descriptor keeps the socket open; the installed fd must go
+ * before the connection can close). O_NONBLOCK is set while the loop
+ * sends: the flag belongs to the socket's open file, which the ring's
+ * own ops share, and a splice in io-wq or a blocking retry of a send
+ * honours it (-EAGAIN where the ring would otherwise wait); meanwhile
+ * the only other op on the socket is the receive, which never waits.
+ * A plain socket's flags are put back when its op ends (sp_sock_put). A
+ * direct socket is held as it is between ops (sp_sock_keep: a large
+ * file is a run of ops on one socket, and the install, its close and
+ * the fcntl pair were 4 of ~8 syscalls per MiB): a send on it clears
+ * the flag and keeps the fd for the connection's next file
+ * (ur_splice_unflag), any other op but a receive gives it back
+ * (ur_splice_release); an op that failed or was cancelled puts it back
+ * at once. sendfile(2) and splice(2) raise SIGPIPE for
  * a peer gone: blocked around the calls unless ignored (pipe_guard). A
  * kernel without the opcode, or a process out of descriptors, leaves the
  * sending to io-wq workers (splice.c says how that is bounded).
@@ -25,10 +32,12 @@
  */
 #include "splice_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
@@ -59,8 +68,7 @@ bool sp_rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms)
 
 /* r->sock non-blocking for the rest of the op (the flag is the socket
  * file's, shared with the ring's ops: sp_sock_put puts it back, the
- * essay says why), and whether SIGPIPE is ignored (asked once per op:
- * the program may change it). 0 or -errno. */
+ * essay says why). 0 or -errno. */
 int sp_sock_nb(struct sp_rec *r)
 {
     if (r->nb_set)
@@ -73,8 +81,6 @@ int sp_sock_nb(struct sp_rec *r)
                            fcntl(r->sock, F_SETFL, r->sock_fl | O_NONBLOCK) < 0))
         return -errno;
     r->nb_set = true;
-    struct sigaction sa;
-    r->pipe_ign = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
     return 0;
 }
 
@@ -82,16 +88,37 @@ int sp_sock_nb(struct sp_rec *r)
  * (neither has MSG_NOSIGNAL), which would kill a program that runs a
  * loop on a thread of its own and never thought of it (a splice in io-wq
  * never could): unless it is ignored, it is blocked around the calls,
- * and one they raised is taken back before the mask is restored. */
+ * and one they raised is taken back before the mask is restored. The
+ * library never changes the disposition, which is the program's (a
+ * server ignores SIGPIPE, as ringserve's main does, and then pays no
+ * mask at all); it asks sigaction(2) for it at most once a second per
+ * loop (SIGPIPE_ASK_MS; once per op was one syscall per MiB sent, and
+ * once per 10 ms still 8 per 64 MiB response): a program that stops
+ * ignoring SIGPIPE while files are being sent is protected again within
+ * a second (before, an op that had begun with it ignored went on
+ * unprotected until it ended, however long a slow peer made that). */
+#define SIGPIPE_ASK_MS 1000
 struct pipe_guard {
     sigset_t only, old;
     bool masked;
 };
 
-static void guard_on(const struct sp_rec *r, struct pipe_guard *g)
+static bool pipe_ignored(struct ur_splice *sp)
+{
+    uint64_t now = rs_now_ms();
+    if (!sp->pipe_known || now - sp->pipe_asked_ms >= SIGPIPE_ASK_MS) {
+        struct sigaction sa;
+        sp->pipe_ign = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+        sp->pipe_known = true;
+        sp->pipe_asked_ms = now;
+    }
+    return sp->pipe_ign;
+}
+
+static void guard_on(struct ur_splice *sp, struct pipe_guard *g)
 {
     g->masked = false;
-    if (r->pipe_ign)
+    if (pipe_ignored(sp))
         return;
     sigemptyset(&g->only);
     sigaddset(&g->only, SIGPIPE);
@@ -114,14 +141,14 @@ static void guard_off(struct pipe_guard *g, int err)
  * lasts. r->sent grows by what went out. 0: the op is done — all sent,
  * or the file ended (r->in_res 0) or failed (r->in_res -errno);
  * -EAGAIN: the socket is full and bytes remain. */
-static int send_here(struct sp_rec *r)
+static int send_here(struct ur_splice *sp, struct sp_rec *r)
 {
     const struct rs_sendfile *src = r->op->buf;
     r->in_res = sp_sock_nb(r);
     if (r->in_res < 0)
         return 0;
     struct pipe_guard g;
-    guard_on(r, &g);
+    guard_on(sp, &g);
     int rc = 0;
     while (r->sent < r->want) {
         off_t pos = (off_t)(src->off + r->sent);
@@ -155,13 +182,13 @@ static int send_here(struct sp_rec *r)
  * worker's splice into a blocking socket waits until the peer reads).
  * r->sent grows and r->inpipe shrinks by what went out. 0: the pipe is
  * empty; -EAGAIN: the socket is full and the pipe is not; -errno. */
-int sp_out_here(struct sp_rec *r)
+int sp_out_here(struct ur_splice *sp, struct sp_rec *r)
 {
     int err = sp_sock_nb(r);
     if (err < 0)
         return err;
     struct pipe_guard g;
-    guard_on(r, &g);
+    guard_on(sp, &g);
     while (r->inpipe > 0) {
         unsigned more = r->sent + r->inpipe < r->want ? SPLICE_F_MORE : 0;
         ssize_t n =
@@ -198,23 +225,119 @@ void sp_sock_put(struct sp_rec *r)
     r->sock = -1;
 }
 
+static void held_remove(struct ur_splice *sp, uint32_t i)
+{
+    assert(i < sp->head.nheld);
+    sp->head.nheld--;
+    memmove(&sp->held[i], &sp->held[i + 1], (sp->head.nheld - i) * sizeof(sp->held[0]));
+}
+
+/* A held socket blocking again (this backend's direct sockets have no
+ * other status flag). */
+static void held_unflag(struct sp_held *h)
+{
+    if (h->nb)
+        (void)fcntl(h->fd, F_SETFL, 0);
+    h->nb = false;
+}
+
+/* A held socket put back: blocking again, its installed fd closed;
+ * removed. */
+static void held_drop(struct ur_splice *sp, uint32_t i)
+{
+    assert(i < sp->head.nheld);
+    held_unflag(&sp->held[i]);
+    close(sp->held[i].fd);
+    held_remove(sp, i);
+}
+
+static int held_find(const struct ur_splice *sp, int slot)
+{
+    for (uint32_t i = 0; i < sp->head.nheld; i++)
+        if (sp->held[i].slot == slot)
+            return (int)i;
+    return -1;
+}
+
+/* The op ended well: a direct socket stays as the loop made it for the
+ * next op — one more sendfile op of the same file is what follows on a
+ * socket streaming a large one (the core cuts a file into ops of
+ * SENDFILE_OP_MAX) — until another op on it needs it back
+ * (ur_splice_unflag, ur_splice_release). The fcntl(2) pair is then paid
+ * once per run of ops, the INSTALL and its close once per connection.
+ * Any other socket is put back now. */
+void sp_sock_keep(struct ur_splice *sp, struct sp_rec *r)
+{
+    if (!r->own_sock || !r->nb_set) {
+        sp_sock_put(r);
+        return;
+    }
+    if (sp->head.nheld == SP_HELD_MAX)
+        held_drop(sp, 0);
+    sp->held[sp->head.nheld++] =
+        (struct sp_held){.slot = r->op->fd, .fd = r->sock, .nb = true};
+    r->own_sock = false;
+    r->nb_set = false;
+    r->sock = -1;
+}
+
+/* r's direct socket, if held since its last op: the record takes it
+ * over (no INSTALL; no fcntl either unless a send came between). */
+bool sp_sock_take(struct ur_splice *sp, struct sp_rec *r)
+{
+    int i = held_find(sp, r->op->fd);
+    if (i < 0)
+        return false;
+    r->sock = sp->held[i].fd;
+    r->own_sock = true;
+    r->nb_set = sp->held[i].nb; /* else sp_sock_nb sets it again */
+    r->sock_fl = 0;
+    held_remove(sp, (uint32_t)i);
+    return true;
+}
+
+void ur_splice_release(struct ur_splice *sp, int fd)
+{
+    int i = held_find(sp, fd);
+    if (i >= 0)
+        held_drop(sp, (uint32_t)i);
+}
+
+void ur_splice_unflag(struct ur_splice *sp, int fd)
+{
+    int i = held_find(sp, fd);
+    if (i >= 0)
+        held_unflag(&sp->held[i]);
+}
+
+/* At the loop's end: every held socket put back. */
+void sp_held_drop_all(struct ur_splice *sp)
+{
+    while (sp->head.nheld > 0)
+        held_drop(sp, sp->head.nheld - 1);
+}
+
 /* The first step of an op on a cached range, sent by the loop: INSTALL
  * for a direct socket; a plain one is sent to at once, and the SQE of
  * the step after (END with what went out, or WAIT for room) is taken
  * first, so that a refused submit has sent nothing. false: no SQE. */
 bool sp_start_here(struct ur_splice *sp, struct sp_rec *r)
 {
-    if (r->op->flags & RS_OPF_DIRECT)
+    bool direct = r->op->flags & RS_OPF_DIRECT;
+    if (direct && r->sock < 0)
         return sp_issue(sp, r, STEP_INSTALL);
     struct io_uring_sqe *q[1];
     if (!sp_take(sp, q, 1))
         return false;
-    r->sock = r->op->fd;
-    uint8_t s = r->pipe                   ? sp_pipe_here(sp, r)
-                : send_here(r) == -EAGAIN ? STEP_WAIT
-                                          : STEP_END;
-    if (s == STEP_END)
-        sp_sock_put(r); /* before the op can complete */
+    if (!direct)
+        r->sock = r->op->fd;
+    uint8_t s = r->pipe                       ? sp_pipe_here(sp, r)
+                : send_here(sp, r) == -EAGAIN ? STEP_WAIT
+                                              : STEP_END;
+    if (s == STEP_END && r->in_res >= 0)
+        sp_sock_keep(sp, r); /* before the op can complete */
+    else if (s == STEP_END)
+        sp_sock_put(r);
     sp_fill(sp, r, s, q);
     return true;
 }
@@ -241,7 +364,7 @@ void sp_here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
         sp_by_pipe(sp, loop, r); /* the socket stays the loop's to send to */
         return;
     }
-    if (send_here(r) == -EAGAIN) {
+    if (send_here(sp, r) == -EAGAIN) {
         if (sp_issue(sp, r, STEP_WAIT))
             return;
         rs_log_error("sendfile: no SQE to wait for room");

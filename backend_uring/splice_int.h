@@ -47,21 +47,33 @@ struct sp_rec {
     int32_t in_res;  /* STEP_PAIR: the IN splice's result, once known */
     uint8_t step;
     uint8_t gen;
-    uint8_t cqes;       /* CQEs still to come for the step in flight */
-    bool in_done;       /* STEP_PAIR: the IN's CQE came */
-    bool cancel;        /* a cancel was asked: end at the next CQE */
-    bool own_sock;      /* sock was installed for this op: closed at its end */
-    bool nb_set;        /* O_NONBLOCK was set on sock for the op: put back at its end */
-    bool pipe_ign;      /* SIGPIPE is ignored (asked at the op's first send) */
-    int sock;           /* the socket as a process fd while the loop sends; -1 */
-    int sock_fl;        /* sock's file status flags before (F_GETFL) */
+    uint8_t cqes;  /* CQEs still to come for the step in flight */
+    bool in_done;  /* STEP_PAIR: the IN's CQE came */
+    bool cancel;   /* a cancel was asked: end at the next CQE */
+    bool own_sock; /* sock was installed: closed at the op's end, or held */
+    bool nb_set;   /* O_NONBLOCK was set on sock: put back at the op's end, or held */
+    int sock;      /* the socket as a process fd while the loop sends; -1 */
+    int sock_fl;   /* sock's file status flags before (F_GETFL) */
     uint64_t cached_ms; /* when the rest of the op was last found cached */
     /* Cancels asked again for the op (at most CANCEL_TRIES). */
     uint8_t cancels;
     bool out_timer; /* STEP_OUT: a timer bounds the worker's splice (blocking socket) */
 };
 
+/* A direct socket held between ops (splice_here.c): its slot in the
+ * ring's table, its installed process fd, and whether O_NONBLOCK is
+ * still set (a send on the socket cleared it, the fd stays). */
+struct sp_held {
+    int slot;
+    int fd;
+    bool nb;
+};
+/* More sockets streaming files than this at once: the oldest held one is
+ * put back (each op then pays what every op paid before). */
+#define SP_HELD_MAX 16
+
 struct ur_splice {
+    struct ur_splice_head head; /* first: ur_splice_holding reads it */
     ur_get_sqe_fn get_sqe;
     void *ctx;
     unsigned tag;
@@ -73,6 +85,11 @@ struct ur_splice {
     struct sp_pipe *cache;
     struct sp_pipe *doomed; /* direct pipes whose close found no SQE yet */
     uint32_t ncache, nlive;
+    struct sp_held held[SP_HELD_MAX]; /* head.nheld of them, oldest first */
+    /* SIGPIPE's disposition, as sigaction(2) said at pipe_asked_ms
+     * (splice_here.c's pipe_guard). */
+    bool pipe_known, pipe_ign;
+    uint64_t pipe_asked_ms;
 };
 
 /* splice.c: queue the SQEs of r's step s (false: none to be had, nothing
@@ -97,8 +114,11 @@ bool sp_rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms);
 bool sp_start_here(struct ur_splice *sp, struct sp_rec *r);
 void sp_here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r);
 void sp_sock_put(struct sp_rec *r);
+void sp_sock_keep(struct ur_splice *sp, struct sp_rec *r);
+bool sp_sock_take(struct ur_splice *sp, struct sp_rec *r);
+void sp_held_drop_all(struct ur_splice *sp);
 int sp_sock_nb(struct sp_rec *r);
-int sp_out_here(struct sp_rec *r);
+int sp_out_here(struct ur_splice *sp, struct sp_rec *r);
 /* splice.c: the loop moves the op through its pipe; the step after. */
 uint8_t sp_pipe_here(struct ur_splice *sp, struct sp_rec *r);
 

@@ -167,6 +167,8 @@ void ur_close_slot(struct ur_state *st, int slot)
     if (!sqe)
         return;
     ur_zc_fd_closed(st, slot);
+    if (st->splice)
+        ur_splice_release(st->splice, slot);
     io_uring_prep_close_direct(sqe, (unsigned)slot);
     io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
 }
@@ -441,6 +443,16 @@ static inline void prep_plain_send(struct io_uring_sqe *sqe, const struct rs_op 
 static int ur_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ur_state *st = state(loop);
+    /* A socket the loop keeps as it made it for its sendfile ops: blocking
+     * again before a send, given back before anything else but a
+     * receive. */
+    if (__builtin_expect(st->splice && ur_splice_holding(st->splice), 0) &&
+        op->kind != RS_OP_SENDFILE && op->kind != RS_OP_RECV) {
+        if (op->kind == RS_OP_SEND)
+            ur_splice_unflag(st->splice, op->fd);
+        else
+            ur_splice_release(st->splice, op->fd);
+    }
     /* Most submissions are sends, most of them plain: straight to their
      * SQE, without the switch over every other kind. A send never has a
      * hang-up guard (BKF_HUP: multishot recvs only). */

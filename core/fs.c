@@ -206,7 +206,7 @@ int rs_fs_open_beneath(struct rs_loop *loop, struct rs_fs_req *req, int dirfd,
 int rs_fs_read(struct rs_loop *loop, struct rs_fs_req *req, int fd, void *buf,
                uint32_t len, uint64_t off, rs_fs_fn cb)
 {
-    if (!buf && len > 0)
+    if ((!buf && len > 0) || !rs_file_range_ok(off, len))
         return -EINVAL;
     int rc = prepare(loop, req, RS_FS_READ, RS_OP_READ, fd, cb);
     if (rc < 0)
@@ -220,6 +220,8 @@ int rs_fs_read(struct rs_loop *loop, struct rs_fs_req *req, int fd, void *buf,
 int rs_fs_read_lent(struct rs_loop *loop, struct rs_fs_req *req, int fd, uint32_t len,
                     uint64_t off, rs_fs_fn cb)
 {
+    if (!rs_file_range_ok(off, len))
+        return -EINVAL;
     int rc = prepare(loop, req, RS_FS_READ, RS_OP_READ, fd, cb);
     if (rc < 0)
         return rc;
@@ -232,7 +234,7 @@ int rs_fs_read_lent(struct rs_loop *loop, struct rs_fs_req *req, int fd, uint32_
 int rs_fs_write(struct rs_loop *loop, struct rs_fs_req *req, int fd, const void *buf,
                 uint32_t len, uint64_t off, rs_fs_fn cb)
 {
-    if (!buf && len > 0)
+    if ((!buf && len > 0) || !rs_file_range_ok(off, len))
         return -EINVAL;
     int rc = prepare(loop, req, RS_FS_WRITE, RS_OP_WRITE, fd, cb);
     if (rc < 0)
@@ -292,7 +294,8 @@ int rs_fs_close(struct rs_loop *loop, struct rs_fs_req *req, int fd, rs_fs_fn cb
 int rs_fs_sendfile(struct rs_loop *loop, struct rs_fs_req *req, struct rs_stream *s,
                    int fd, uint64_t off, uint64_t len, rs_fs_fn cb)
 {
-    if (!s || s->loop != loop || fd < 0 || len == 0 || len > INT32_MAX)
+    if (!s || s->loop != loop || fd < 0 || len == 0 || len > INT32_MAX ||
+        !rs_file_range_ok(off, len))
         return -EINVAL;
     if (!(loop->caps & RS_CAP_SENDFILE))
         return -EOPNOTSUPP;

@@ -292,7 +292,14 @@ static void idle_scan(struct rs_loop *loop, struct rs_timer *t)
         assert(s->last_active_ms <= loop->now_ms);
         if (s->state == RS_STREAM_OPEN && loop->now_ms - s->last_active_ms >= limit) {
             loop->stats.idle_closed++;
-            rs_stream_abort_reason(s, -ETIMEDOUT);
+            /* Output still queued: a transfer the peer stopped reading is
+             * cut here, and a FIN after the bytes already in the socket
+             * would pass for its end. A reset, like any cut; an idle
+             * connection with nothing queued just closes. */
+            if (rs_stream_pending(s) > 0)
+                rs_stream_abort_reset(s, -ETIMEDOUT);
+            else
+                rs_stream_abort_reason(s, -ETIMEDOUT);
         }
         s = next;
     }
@@ -418,7 +425,25 @@ static bool prepare_turn(struct rs_loop *loop, int *timeout_out)
     return true;
 }
 
+static int loop_run(struct rs_loop *loop);
+
 int rs_loop_run(struct rs_loop *loop)
+{
+    /* From one of its own callbacks: the turn in progress would be run
+     * inside itself (completions delivered twice, streams freed under
+     * their caller). */
+    if (loop->running) {
+        rs_log_error("loop %d: rs_loop_run from inside its own run: refused",
+                     loop->index);
+        return -EBUSY;
+    }
+    loop->running = true;
+    int rc = loop_run(loop);
+    loop->running = false;
+    return rc;
+}
+
+static int loop_run(struct rs_loop *loop)
 {
     loop->now_ms = rs_now_ms();
     if (loop->cfg->idle_timeout_s && !rs_timer_active(&loop->idle_timer))

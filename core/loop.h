@@ -113,6 +113,7 @@ struct rs_loop {
     bool sched_refused; /* --sched=auto: the kernel refused a switch; stop trying */
     bool drain_aborted; /* the drain deadline passed: everything was aborted */
     bool failed;        /* the backend failed: streams are abandoned */
+    bool running;       /* rs_loop_run is on this thread's stack */
 };
 
 /* Set up the loop and its backend. 0, -EINVAL (configuration), or -errno.

@@ -40,11 +40,23 @@ void rs_loop_stop(struct rs_loop *loop)
     rs_loop_request_stop(loop);
 }
 
-void rs_loop_destroy(struct rs_loop *loop)
+int rs_loop_destroy(struct rs_loop *loop)
 {
     if (!loop)
-        return;
+        return 0;
+    /* Freed from one of its own callbacks, or with streams or requests
+     * still to call back: their completions would land in freed memory.
+     * Refused, nothing freed (a leak is the caller's to fix, not a
+     * use-after-free). A failed backend's streams are abandoned instead. */
+    if (loop->running || (!loop->failed && (loop->streams || loop->nreqs))) {
+        rs_log_error("rs_loop_destroy: %s: refused",
+                     loop->running ? "called from the loop's own run"
+                                   : "streams or requests still there (run the loop "
+                                     "until rs_loop_run returns)");
+        return -EBUSY;
+    }
     rs_loop_fini(loop);
     free(loop);
     rs_log_bind(NULL);
+    return 0;
 }

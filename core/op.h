@@ -174,6 +174,14 @@ struct rs_file_op {
     uint16_t bk_bid;
 };
 
+/* A file range the kernel can name: offsets are loff_t, signed, and
+ * io_uring reads the offset -1 (UINT64_MAX) as "the file's position", so
+ * neither the offset nor the range's end may pass INT64_MAX. */
+static inline bool rs_file_range_ok(uint64_t off, uint64_t len)
+{
+    return off <= (uint64_t)INT64_MAX && len <= (uint64_t)INT64_MAX - off;
+}
+
 static inline struct rs_file_op *rs_file_op_of(struct rs_op *op)
 {
     return (struct rs_file_op *)(void *)((char *)op - offsetof(struct rs_file_op, op));

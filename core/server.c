@@ -175,11 +175,17 @@ static void worker_finished(struct worker *w)
     pthread_mutex_unlock(&srv->mu);
 }
 
+/* The server whose loop this thread runs (NULL on the program's own
+ * threads): waiting for a server's loops from one of them would wait for
+ * the very thread that waits. */
+static _Thread_local const struct rs_server *own_server;
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct rs_server *srv = w->srv;
     const struct rs_config *cfg = srv->cfg;
+    own_server = srv;
     rs_log_bind(cfg); /* this thread logs for its server (log.h) */
     if (cfg->pin)
         pin_self(w->index);
@@ -757,6 +763,11 @@ static int server_wait(struct rs_server *srv, int timeout_ms)
 
 int rs_server_wait(struct rs_server *srv, int timeout_ms)
 {
+    if (own_server == srv) {
+        rs_log_error("rs_server_wait from one of the server's own loops (a callback): "
+                     "refused, it would wait for itself");
+        return -EDEADLK;
+    }
     const struct rs_config *prev = rs_log_bind(srv->cfg);
     int rc = server_wait(srv, timeout_ms);
     rs_log_bind(prev);
@@ -765,6 +776,12 @@ int rs_server_wait(struct rs_server *srv, int timeout_ms)
 
 int rs_server_destroy(struct rs_server *srv, struct rs_stats *totals)
 {
+    if (own_server == srv) {
+        rs_log_error("rs_server_destroy from one of the server's own loops (a callback): "
+                     "refused, it would wait for itself; rs_server_stop, then destroy "
+                     "from the program's thread");
+        return -EDEADLK;
+    }
     const struct rs_config *prev = rs_log_bind(srv->cfg);
     rs_server_stop(srv);
     server_wait(srv, -1);

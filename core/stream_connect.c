@@ -151,6 +151,11 @@ struct rs_stream *rs_stream_connect(struct rs_loop *loop, const struct sockaddr 
                                     socklen_t addrlen, uint32_t timeout_ms,
                                     const struct rs_stream_cbs *cbs, void *data)
 {
+    /* on_data is required: the first bytes received would call NULL. */
+    if (!cbs || !cbs->on_data || !addr) {
+        errno = EINVAL;
+        return NULL;
+    }
     if (addrlen > sizeof(((struct rs_stream *)0)->peer) ||
         (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)) {
         errno = EAFNOSUPPORT;

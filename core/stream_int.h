@@ -123,11 +123,19 @@ static inline uint8_t opf(const struct rs_stream *s, unsigned flags)
     return (uint8_t)(flags | (s->direct ? RS_OPF_DIRECT : 0u));
 }
 
+/* Output could not be queued or sent here (no memory, no descriptor, the
+ * backend refused the send): what the owner wrote is cut, and the peer
+ * must not take the bytes it got for the end of it: a reset, never a FIN. */
+static inline void output_failed(struct rs_stream *s, int err)
+{
+    rs_stream_abort_reset(s, err);
+}
+
 /* The send submitted: in flight until on_send. */
 static inline void send_submitted(struct rs_stream *s, int rc)
 {
     if (rc < 0) {
-        stream_fail(s, rc);
+        output_failed(s, rc);
         return;
     }
     s->send_busy = true;

@@ -209,7 +209,7 @@ __attribute__((noinline)) void stream_write_lent_queued(struct rs_stream *s,
     struct rs_chunk *k = chunk_get(loop);
     if (!k) {
         rs_stream_release(s, bid);
-        stream_fail(s, -ENOMEM);
+        output_failed(s, -ENOMEM);
         return;
     }
     queue_chunk(s, k, p, len, bid, 0);
@@ -240,7 +240,7 @@ static bool queue_copy(struct rs_stream *s, const uint8_t *p, uint32_t len)
     uint32_t cap = len > HEAP_CHUNK_MIN ? len : HEAP_CHUNK_MIN;
     struct rs_chunk *k = malloc(sizeof(*k) + cap);
     if (!k) {
-        stream_fail(s, -ENOMEM);
+        output_failed(s, -ENOMEM);
         return false;
     }
     memcpy(k->data, p, len);
@@ -260,7 +260,7 @@ void rs_stream_write_static(struct rs_stream *s, const uint8_t *p, uint32_t len)
         return;
     struct rs_chunk *k = chunk_get(s->loop);
     if (!k) {
-        stream_fail(s, -ENOMEM);
+        output_failed(s, -ENOMEM);
         return;
     }
     queue_chunk(s, k, p, len, -1, 0);
@@ -277,6 +277,8 @@ int rs_stream_write_head_file(struct rs_stream *s, const uint8_t *head, uint32_t
 {
     if (!(s->loop->caps & RS_CAP_SENDFILE))
         return -EOPNOTSUPP;
+    if (!rs_file_range_ok(off, len))
+        return -EINVAL; /* nothing queued, fd untouched */
     /* The head is queued but not sent: were it sent now, it would leave
      * alone (nothing behind it yet, so no MSG_MORE), in a segment of its
      * own. Measured on loopback, a client then never grows its receive
@@ -297,6 +299,8 @@ int rs_stream_write_file_req(struct rs_stream *s, int fd, uint64_t off, uint64_t
 {
     if (!(s->loop->caps & RS_CAP_SENDFILE))
         return -EOPNOTSUPP;
+    if (!rs_file_range_ok(off, len))
+        return -EINVAL;
     if (len == 0 || !accepts_output(s)) {
         close(fd);
         return req ? 1 : 0;
@@ -311,7 +315,7 @@ int rs_stream_write_file_req(struct rs_stream *s, int fd, uint64_t off, uint64_t
             if (cfd >= 0 && cfd != fd)
                 close(cfd);
             close(fd);
-            stream_fail(s, err);
+            output_failed(s, err);
             return req ? 1 : 0;
         }
         k->ptr = NULL;
@@ -335,7 +339,7 @@ int rs_stream_write_ref_req(struct rs_stream *s, const uint8_t *p, uint32_t len,
         return 1;
     struct rs_chunk *k = chunk_get(s->loop);
     if (!k) {
-        stream_fail(s, -ENOMEM);
+        output_failed(s, -ENOMEM);
         return 1;
     }
     fill_chunk(s, k, p, len, -1, 0);
@@ -402,14 +406,21 @@ void rs_stream_abandon(struct rs_stream *s)
     free(s);
 }
 
-/* A send failed: ECONNRESET, EPIPE, ECANCELED...: this stream only. A
- * zero result for a non-empty send means the same: no progress. */
+/* A send failed: this stream only. The peer gone (ECONNRESET, EPIPE) or
+ * our own abort's cancel (ECANCELED on a closing stream): the stream ends
+ * as that already decided. Anything else cut a transfer on our side — a
+ * zero result (a file chunk whose file ended early: it was truncated
+ * while being sent), a file read error (EIO), no memory: the peer must
+ * not read what it got as complete, so the stream ends with a reset, not
+ * a FIN after a prefix. */
 __attribute__((noinline)) static void send_failed(struct rs_stream *s, int res)
 {
-    if (res < 0)
+    bool peer_gone = res == -ECONNRESET || res == -EPIPE;
+    bool ours = res == -ECANCELED && s->state == RS_STREAM_CLOSING;
+    if (peer_gone || ours)
         stream_peer_failed(s, res);
     else
-        stream_fail(s, -EPIPE);
+        rs_stream_abort_reset(s, res < 0 ? res : -EPIPE);
 }
 
 /* A send of queued chunks moved res bytes: the head chunk, or several

@@ -85,8 +85,13 @@ int rs_timer_reserve(struct rs_loop *loop, uint32_t n)
 int rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
                    rs_timer_fn fn, void *data)
 {
+    if (!fn)
+        return -EINVAL; /* it would be called, far from this mistake */
+    /* From the heap it is in: a timer restarted on another loop (of the
+     * same thread) leaves its old loop's heap, not this one's, which it
+     * would corrupt. */
     if (rs_timer_active(t))
-        heap_remove(loop, t); /* its slot is free again: no growth below */
+        heap_remove(t->loop, t); /* its slot is free again: no growth below */
     /* Out of memory for the heap: the timer is not started, and the caller
      * decides (a library never exits for its user). */
     if (loop->ntimers == loop->timers_cap &&
@@ -94,8 +99,11 @@ int rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
         return -ENOMEM;
     t->fn = fn;
     t->data = data;
-    t->due_ms =
-        rs_loop_now(loop) + delay_ms; /* after a wait: now, not the turn's start */
+    /* After a wait: now, not the turn's start. A delay past the end of
+     * time (UINT64_MAX as "never") saturates instead of wrapping round to
+     * a deadline in the past, which fired at once. */
+    uint64_t now = rs_loop_now(loop);
+    t->due_ms = delay_ms > UINT64_MAX - now ? UINT64_MAX : now + delay_ms;
     t->loop = loop;
     if (!t->unref)
         loop->ntimers_ref++;
@@ -126,8 +134,9 @@ void rs_timer_ref(struct rs_timer *t)
 
 void rs_timer_stop(struct rs_loop *loop, struct rs_timer *t)
 {
+    (void)loop; /* the timer knows its heap: given another loop, no harm */
     if (rs_timer_active(t))
-        heap_remove(loop, t);
+        heap_remove(t->loop, t);
 }
 
 int rs_timer_next_due_ms(const struct rs_loop *loop)

@@ -124,7 +124,7 @@ struct rs_fcache_entry *rs_fcache_get(struct rs_fcache *c, int root_fd, const ch
         c->stats.checks++;
         if (statx(root_fd, path[0] ? path : ".", AT_STATX_SYNC_AS_STAT,
                   RS_FCACHE_STATX_MASK, &now) != 0 ||
-            !unchanged(&e->stx, &now)) {
+            !unchanged(&e->checked, &now)) {
             c->stats.changed++;
             c->stats.misses++;
             drop(c, e);
@@ -177,6 +177,7 @@ struct rs_fcache_entry *rs_fcache_put(struct rs_fcache *c, const char *path, int
     memcpy(e->path, path, n);
     e->fd = fd;
     e->stx = *stx;
+    e->checked = *stx;
     e->hash = h;
     e->checked_ms = now_ms;
     e->refs = 1;

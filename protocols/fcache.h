@@ -37,7 +37,7 @@
 
 struct rs_fcache_entry {
     int fd;           /* O_RDONLY, owned by the cache */
-    struct statx stx; /* as of the last check */
+    struct statx stx; /* what is served: as of the last check or refresh */
     /* What a response states about the file, made by the server on first
      * use (not made in a new entry); an entry replaced is a new entry,
      * and a head made for another size or mtime than the one served is
@@ -46,6 +46,11 @@ struct rs_fcache_entry {
     /* private */
     struct rs_fcache_entry *hnext;         /* hash chain */
     struct rs_fcache_entry *newer, *older; /* LRU, while in the table */
+    /* The file as the open or the last check by path found it: what the
+     * next check compares with. A refresh never moves it, so a change it
+     * sees through the descriptor (a chmod, a rewrite) still drops the
+     * entry at the next check. */
+    struct statx checked;
     int64_t checked_ms;
     uint32_t refs, hash;
     bool dead; /* out of the table; closed when refs reaches 0 */
@@ -91,7 +96,10 @@ struct rs_fcache_entry *rs_fcache_put(struct rs_fcache *c, const char *path, int
                                       const struct statx *stx, int64_t now_ms);
 /* statx the entry's descriptor again (no path walk, no IO): for callers
  * that must see a change made in place, to the same inode, before the
- * entry's next check. 0 or -errno. */
+ * entry's next check. It updates what is served (stx), not what the next
+ * check compares with: a change seen here (a chmod, a rewrite) still drops
+ * the entry at that check, and the file is opened afresh, with the open's
+ * permission checks. 0 or -errno. */
 int rs_fcache_refresh(struct rs_fcache_entry *e);
 /* The caller is done with the entry's descriptor. */
 void rs_fcache_release(struct rs_fcache *c, struct rs_fcache_entry *e);

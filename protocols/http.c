@@ -363,11 +363,14 @@ static void finish_response(struct http_sess *h)
 }
 
 /* Give up on the connection: the session ignores every completion still
- * to come, except to give back what they carry. */
+ * to come, except to give back what they carry. A response was promised
+ * (its head may be out, with a Content-Length the body will not reach):
+ * the connection ends with a reset, so the client cannot take the prefix
+ * it got for the whole file. */
 static void die(struct http_sess *h, int reason)
 {
     h->state = ST_DEAD;
-    rs_stream_abort_reason(h->s, reason);
+    rs_stream_abort_reset(h->s, reason);
 }
 
 /* ---- the file ---- */

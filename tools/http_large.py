@@ -14,15 +14,20 @@ their order rotated each repeat; medians are printed. Per request:
   rps      requests/s (wrk);
   us       server CPU, utime+stime of the whole process (exited io-wq
            workers included: /proc/PID/stat);
+  usr_us   the part of us spent in user space (the rest is the kernel's:
+           system calls, and the TCP work done in the process's context);
   cs       server context switches (voluntary + involuntary, every thread
            alive at the end of the run);
   cli_us   wrk's own CPU (getrusage of the child): with the client on a CPU
            of its own (--pin=split) and large files, wrk is the bottleneck,
            and what it pays per response decides requests/s;
+  cli_usr_us  the part of cli_us spent in user space;
   cli_cs   wrk's context switches;
   sys, sqe system calls and io_uring submissions of the server
            (perf stat, tracepoints raw_syscalls:sys_enter and
            io_uring:io_uring_submit_req) with --syscalls;
+  sys_NAME with --syscall-kinds=NAME,...: the server's calls of each
+           (tracepoint syscalls:sys_enter_NAME);
   srv_seg, cli_seg, srv_ack, cli_ack
            with --syscalls: the TCP segments each side's CPU transmitted
            (tracepoint net:net_dev_queue counted per process: data over
@@ -75,20 +80,22 @@ def size_of(s):
 
 
 def usage(pids):
-    """(CPU seconds, context switches) of these processes, every thread."""
+    """(CPU seconds, context switches, user CPU seconds) of these
+    processes, every thread."""
     tck = os.sysconf('SC_CLK_TCK')
-    cpu, cs = 0.0, 0
+    cpu, cs, user = 0.0, 0, 0.0
     for p in pids:
         try:
             with open('/proc/%d/stat' % p) as f:
                 st = f.read().rsplit(')', 1)[1].split()
             cpu += (int(st[11]) + int(st[12])) / tck
+            user += int(st[11]) / tck
             for t in os.listdir('/proc/%d/task' % p):
                 with open('/proc/%d/task/%s/status' % (p, t)) as f:
                     cs += sum(int(l.split()[1]) for l in f if 'ctxt_switches' in l)
         except OSError:
             pass
-    return cpu, cs
+    return cpu, cs, user
 
 
 def with_children(pid):
@@ -131,19 +138,20 @@ def run(a, cfg):
     pids = with_children(p.pid)
     perf = None
     if a.syscalls:
+        kinds = [x for k in a.syscall_kinds for x in ('-e', 'syscalls:sys_enter_' + k)]
         perf = subprocess.Popen(['perf', 'stat', '-x,', '-e', 'raw_syscalls:sys_enter',
-                                 '-e', 'io_uring:io_uring_submit_req'] + SEGS + ['-p',
+                                 '-e', 'io_uring:io_uring_submit_req'] + SEGS + kinds + ['-p',
                                  ','.join(map(str, pids)), '-o', a.perf_out],
                                 stderr=subprocess.DEVNULL)
         time.sleep(0.3)
-    c0, s0 = usage(pids)
+    c0, s0, u0 = usage(pids)
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cli_perf = ['perf', 'stat', '-x,', '-o', a.perf_out + '.cli'] + SEGS + ['--']
     out = subprocess.run((cli_perf if perf else []) + wrk + ['-d%ds' % a.duration, url],
                          stdout=subprocess.PIPE,
                          universal_newlines=True).stdout
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    c1, s1 = usage(with_children(p.pid))
+    c1, s1, u1 = usage(with_children(p.pid))
     counts = {}
     if perf:
         perf.send_signal(signal.SIGINT)
@@ -159,13 +167,17 @@ def run(a, cfg):
     d = [json.loads(l) for l in out.splitlines() if l.startswith('{')][-1]
     n = d['requests']
     r = {'rps': n / (d['duration_us'] / 1e6), 'us': (c1 - c0) * 1e6 / n,
+         'usr_us': (u1 - u0) * 1e6 / n,
          'cs': (s1 - s0) / n,
          'cli_us': (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1e6 / n,
+         'cli_usr_us': (r1.ru_utime - r0.ru_utime) * 1e6 / n,
          'cli_cs': (r1.ru_nvcsw + r1.ru_nivcsw - r0.ru_nvcsw - r0.ru_nivcsw) / n,
          'p99ms': d['p99'] / 1000, 'errs': d['errs']}
     if counts:
         r['sys'] = counts.get('raw_syscalls:sys_enter', 0) / n
         r['sqe'] = counts.get('io_uring:io_uring_submit_req', 0) / n
+        for k in a.syscall_kinds:
+            r['sys_' + k] = counts.get('syscalls:sys_enter_' + k, 0) / n
         r['srv_seg'] = counts.get('net:net_dev_queue', 0) / n
         r['cli_seg'] = cli.get('net:net_dev_queue', 0) / n
         r['srv_ack'] = counts.get('net:net_dev_queue#2', 0) / n
@@ -228,6 +240,11 @@ def main():
                     help='seconds of load before the measured window (default %(default)s)')
     ap.add_argument('--syscalls', action='store_true',
                     help='also count system calls and io_uring submissions (perf stat)')
+    ap.add_argument('--syscall-kinds', default='',
+                    help='with --syscalls, also count these system calls of the server '
+                    'per response, comma-separated tracepoint names (e.g. '
+                    'close,fcntl,rt_sigaction,cachestat,sendfile64,io_uring_enter,'
+                    'epoll_wait): columns sys_NAME')
     ap.add_argument('--ringserve', default='build/ringserve',
                     help='ringserve binary (default %(default)s)')
     ap.add_argument('--nginx', default='/usr/sbin/nginx',
@@ -247,6 +264,7 @@ def main():
     a.tmp = tempfile.mkdtemp(prefix='http-large-')
     a.lua = os.path.join(a.tmp, 'done.lua')
     a.perf_out = os.path.join(a.tmp, 'perf.out')
+    a.syscall_kinds = [k for k in a.syscall_kinds.split(',') if k]
     with open(a.lua, 'w') as f:
         f.write(LUA)
     size = size_of(a.file_size)

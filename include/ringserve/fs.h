@@ -29,7 +29,10 @@
  *
  * Every rs_fs_* call returns 0 when the request started (its callback will
  * run), or -errno when it could not start (the callback will not run):
- * -EINPROGRESS when req is still in flight, -EINVAL for bad arguments,
+ * -EINPROGRESS when req is still in flight, -EINVAL for bad arguments
+ * (a file offset, or the end of a range, past INT64_MAX among them: the
+ * kernel's offsets are signed, and io_uring would take -1 for "the file's
+ * current position" where pread says EINVAL),
  * -EOPNOTSUPP when the backend has no file ops (io_uring before 5.6).
  * Buffers, paths and the statx target belong to the caller and must stay
  * valid until the callback. Descriptors are plain process fds, opened

@@ -68,7 +68,8 @@ RS_EXPORT int rs_loop_new(const struct rs_config *cfg, struct rs_loop **out, cha
  * flight, no active referenced timer (timer.h). A loop of one's own has
  * no listener, so it returns once its work is done; rs_loop_stop ends it
  * earlier, gracefully (streams get cfg->drain_timeout_ms, then a reset).
- * 0, or -errno when the backend failed. */
+ * 0, or -errno when the backend failed; -EBUSY, at once, from inside its
+ * own run (a callback). */
 RS_EXPORT int rs_loop_run(struct rs_loop *loop);
 
 /* Ask the loop to stop: from its own callbacks, another thread or a
@@ -76,9 +77,13 @@ RS_EXPORT int rs_loop_run(struct rs_loop *loop);
 RS_EXPORT void rs_loop_stop(struct rs_loop *loop);
 
 /* Free a loop from rs_loop_new once rs_loop_run has returned (or if it
- * never ran), its streams closed and the owner's timers stopped. NULL is
- * ignored. */
-RS_EXPORT void rs_loop_destroy(struct rs_loop *loop);
+ * never ran), its streams closed and the owner's timers stopped (one left
+ * active is made inactive: never fired, safe to stop). 0 (NULL is
+ * ignored too), or -EBUSY with nothing freed when called from inside its
+ * own rs_loop_run (a callback) or while streams or file requests are still
+ * there: they would call back into freed memory; run the loop until
+ * rs_loop_run returns. */
+RS_EXPORT int rs_loop_destroy(struct rs_loop *loop);
 
 /* The loop's time in CLOCK_MONOTONIC milliseconds: read once per loop
  * turn and again after the backend's wait, so it is the time at which the

@@ -46,12 +46,16 @@ RS_EXPORT void rs_server_stop(struct rs_server *srv);
 
 /* Wait up to timeout_ms (< 0: without limit) for every loop to finish,
  * printing the --stats-interval lines meanwhile. 0 once all have finished,
- * -ETIMEDOUT before. When a loop fails, the others are asked to stop. */
+ * -ETIMEDOUT before. When a loop fails, the others are asked to stop.
+ * -EDEADLK, at once, when called from one of this server's own loops (a
+ * protocol callback): that loop could never finish while it waits. */
 RS_EXPORT int rs_server_wait(struct rs_server *srv, int timeout_ms);
 
 /* Stop (if still running), wait for the loops, add their statistics into
  * *totals (if not NULL) and free everything. 0, or -EIO when a loop
- * failed (already logged). */
+ * failed (already logged); -EDEADLK, nothing done, when called from one of
+ * this server's own loops (rs_server_stop may be called there; destroy
+ * from the program's thread). */
 RS_EXPORT int rs_server_destroy(struct rs_server *srv, struct rs_stats *totals);
 
 #endif

@@ -43,8 +43,10 @@
  * is 2 s). rs_stream_abort: close now, dropping queued output.
  * rs_stream_reset: send what is queued, then abort with a TCP reset, so the
  * peer cannot take a cut transfer for a complete one; rs_stream_abort_reset:
- * the reset at once, queued output dropped. Errors (a reset, a failed
- * send) abort. Either way on_close
+ * the reset at once, queued output dropped. Errors abort: the peer's (a
+ * reset) as they come; ours (a send or a write that failed here: no
+ * memory, no descriptor, a file cut short, the backend refusing the send)
+ * with a reset, so a cut transfer never ends in a FIN. Either way on_close
  * is the last callback, with reason 0 (graceful) or -errno, and the struct
  * is freed right after it returns: it is freed only when no op is in
  * flight.
@@ -114,7 +116,8 @@ RS_EXPORT void rs_stream_set_cbs(struct rs_stream *s, const struct rs_stream_cbs
  * timeout_ms (0: no timeout of ours), which covers making the socket too.
  * Writes may be queued before the connect completes; they are sent after
  * it. NULL with errno set when nothing could be started (the backend
- * refused the op, no memory, or socket(2) failed right here). */
+ * refused the op, no memory, or socket(2) failed right here; EINVAL for
+ * no cbs or no cbs->on_data, EAFNOSUPPORT for an address not IPv4/6). */
 RS_EXPORT struct rs_stream *
 rs_stream_connect(struct rs_loop *loop, const struct sockaddr *addr, socklen_t addrlen,
                   uint32_t timeout_ms, const struct rs_stream_cbs *cbs, void *data);
@@ -135,12 +138,15 @@ RS_EXPORT void rs_stream_write_static(struct rs_stream *s, const uint8_t *p,
                                       uint32_t len);
 /* Queue len bytes of file fd from offset off, sent with RS_OP_SENDFILE
  * (the backend must declare RS_CAP_SENDFILE: else -EOPNOTSUPP, and fd is
- * untouched). Otherwise 0: the stream owns fd from now on and closes it
- * once the bytes are sent or dropped (after a shutdown or on a closing
- * stream at once). The bytes count in rs_stream_pending like any others
- * but take no memory. If the file turns out shorter, the stream fails
- * (-EPIPE): the promised bytes cannot be sent. on_writable also fires when
- * a file's last byte went out. */
+ * untouched; -EINVAL, fd untouched too, when off + len passes INT64_MAX).
+ * Otherwise 0: the stream owns fd from now on and closes it once the
+ * bytes are sent or dropped (after a shutdown or on a closing stream at
+ * once). The bytes count in rs_stream_pending like any others but take
+ * no memory. If the file turns out shorter (truncated while it is sent),
+ * the stream fails (-EPIPE) with a reset: the promised bytes cannot be
+ * sent, and the peer reads a prefix, then ECONNRESET, never a clean EOF.
+ * So does any send that fails on this side (a file read error: -EIO).
+ * on_writable also fires when a file's last byte went out. */
 RS_EXPORT int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off,
                                    uint64_t len);
 /* hlen bytes of head (copied), then a file range as rs_stream_write_file

@@ -57,14 +57,18 @@ struct rs_timer {
 };
 
 /* Start (or restart) t: fn(loop, t) runs delay_ms from now; t->data =
- * data. 0, or -ENOMEM when the heap had to grow and could not: then t is
- * not active (a restart never needs memory). Never exits the process. */
+ * data. A delay too long to add to the clock (UINT64_MAX: "never") waits
+ * for ever, it never wraps round to a time past. A timer still active on
+ * another loop of the same thread moves to this one. 0, -EINVAL for a
+ * NULL fn (t untouched), or -ENOMEM when the heap had to grow and could
+ * not: then t is not active (a restart never needs memory). Never exits
+ * the process. */
 RS_EXPORT int rs_timer_start(struct rs_loop *loop, struct rs_timer *t, uint64_t delay_ms,
                              rs_timer_fn fn, void *data);
 /* Make room for n active timers now, so that starting that many later
  * cannot fail: 0 or -ENOMEM. */
 RS_EXPORT int rs_timer_reserve(struct rs_loop *loop, uint32_t n);
-/* Stop t if active; harmless otherwise. */
+/* Stop t if active (on whichever loop it is active); harmless otherwise. */
 RS_EXPORT void rs_timer_stop(struct rs_loop *loop, struct rs_timer *t);
 
 /* The timer no longer keeps its loop alive (rs_timer_ref: it does again).

@@ -457,15 +457,22 @@ struct raw_resp {
     size_t body_len;
 };
 
-static void raw_open(struct fixture *fx, struct raw *c)
+/* A client socket; rcvbuf > 0: with that SO_RCVBUF (a slow reader's
+ * small window), else the system's. */
+static void raw_open_rcvbuf(struct fixture *fx, struct raw *c, int rcvbuf)
 {
     memset(c, 0, sizeof(*c));
-    c->fd = h_connect(&fx->srv);
+    c->fd = h_connect_rcvbuf(&fx->srv, rcvbuf);
     if (c->fd < 0)
         fail_msg("connect: %s", strerror(errno));
     c->cap = 64 * KIB;
     c->buf = malloc(c->cap);
     assert_non_null(c->buf);
+}
+
+static void raw_open(struct fixture *fx, struct raw *c)
+{
+    raw_open_rcvbuf(fx, c, 0);
 }
 
 static void raw_close(struct raw *c)
@@ -1118,6 +1125,89 @@ static int server_fds(const struct fixture *fx, int *pipes)
     return (int)all - *pipes;
 }
 
+/* The server's established connections that it holds as process fds
+ * (/proc/PID/net/tcp's entries on its port, matched by inode against
+ * /proc/PID/fd), and how many of them are O_NONBLOCK (fdinfo's flags). */
+static void server_conn_fds(const struct fixture *fx, int *n, int *nonblock)
+{
+    char path[64], line[512];
+    unsigned long inodes[64];
+    int ninodes = 0;
+    snprintf(path, sizeof(path), "/proc/%d/net/tcp", (int)fx->srv.pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f) && ninodes < 64) {
+        unsigned port, st;
+        unsigned long ino;
+        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &port,
+                   &st, &ino) == 3 &&
+            port == fx->srv.port && st == 1 /* TCP_ESTABLISHED */)
+            inodes[ninodes++] = ino;
+    }
+    fclose(f);
+    *n = *nonblock = 0;
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)fx->srv.pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        char link[PATH_MAX], to[64] = "";
+        snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+        unsigned long ino;
+        if (readlink(link, to, sizeof(to) - 1) <= 0 ||
+            sscanf(to, "socket:[%lu]", &ino) != 1)
+            continue;
+        bool conn = false;
+        for (int i = 0; i < ninodes; i++)
+            conn = conn || inodes[i] == ino;
+        if (!conn)
+            continue;
+        (*n)++;
+        snprintf(link, sizeof(link), "/proc/%d/fdinfo/%s", (int)fx->srv.pid, e->d_name);
+        FILE *fi = fopen(link, "r");
+        unsigned flags = 0;
+        while (fi && fgets(line, sizeof(line), fi))
+            if (sscanf(line, "flags: %o", &flags) == 1)
+                break;
+        if (fi)
+            fclose(fi);
+        *nonblock += (flags & O_NONBLOCK) != 0;
+    }
+    closedir(d);
+}
+
+/* Between responses a connection is as its backend keeps it: epoll's
+ * sockets are non-blocking always; io_uring's are blocking, though after
+ * a file it may keep a process fd of a direct socket for the next file
+ * (the O_NONBLOCK its sendfile(2) needed is cleared before the next
+ * response's head goes through the ring, whose sends misbehave on a
+ * non-blocking socket). Checked after a large body and a small response
+ * on one keep-alive connection. */
+static void test_http_socket_flags_between_responses(void **state)
+{
+    struct fixture *fx = *state;
+    if (strcmp(fx->srv.backend, "nginx") == 0)
+        skip();
+    struct raw c;
+    struct raw_resp r;
+    raw_open(fx, &c);
+    raw_sends(&c, "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, big_len);
+    raw_resp_free(&r);
+    raw_sends(&c, "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(raw_response(&c, &r, false));
+    assert_int_equal(r.status, 200);
+    raw_resp_free(&r);
+    int n, nonblock;
+    server_conn_fds(fx, &n, &nonblock);
+    print_message("backend %s: %d connection fds, %d non-blocking\n", fx->srv.backend, n,
+                  nonblock);
+    bool epoll = strcmp(fx->srv.backend, "epoll") == 0;
+    assert_int_equal(nonblock, epoll ? n : 0);
+    raw_close(&c);
+}
+
 /* Large bodies go out with sendfile (epoll: sendfile(2); io_uring: splice
  * through a pipe of 2 descriptors per transfer, up to 16 empty ones kept
  * for reuse). Many downloads, some clients leaving mid-body (half with a
@@ -1240,6 +1330,70 @@ static void test_http_head_shares_first_segment_copy(void **state)
     head_shares_first_segment(fx);
 }
 
+/* --- a file cut short while it is sent ---------------------------------------- */
+
+/* A large file truncated while its body is on the way: the server cannot
+ * send the Content-Length it promised. The client must see a reset after
+ * the prefix it got, never a clean EOF (the old server closed with a FIN:
+ * a client without Content-Length checking, or a proxy caching it, took
+ * the prefix for the file). The client reads slowly (a small receive
+ * window), so most of the body is still in the file when it shrinks. */
+#define CUT_LEN (48u * MIB)
+
+static void file_cut_mid_body(struct fixture *fx, const char *name)
+{
+    char rel[64], path[PATH_MAX * 2];
+    snprintf(rel, sizeof(rel), "root/%s", name);
+    snprintf(path, sizeof(path), "%s/%s", base, rel);
+    make_hole(rel, CUT_LEN); /* zeros, free to make */
+    struct raw c;
+    raw_open_rcvbuf(fx, &c, 32 * KIB);
+    char req[128];
+    snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: t\r\n\r\n", name);
+    raw_sends(&c, req);
+    while (c.len < 64 * KIB)
+        if (!raw_fill(&c))
+            fail_msg("EOF after %zu bytes, before the file was cut", c.len);
+    assert_true(memmem(c.buf, c.len, "\r\n\r\n", 4) != NULL);
+    assert_int_equal(truncate(path, (off_t)MIB), 0);
+    /* Everything the server still sends, then how the connection ends. */
+    size_t got = c.len;
+    int end;
+    for (;;) {
+        struct pollfd p = {.fd = c.fd, .events = POLLIN};
+        if (poll(&p, 1, H_TIMEOUT_MS) == 0)
+            fail_msg("no data and no end for %d ms after %zu bytes", H_TIMEOUT_MS, got);
+        ssize_t n = recv(c.fd, c.buf, c.cap, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            end = n < 0 ? errno : 0;
+            break;
+        }
+        got += (size_t)n;
+    }
+    if (end != ECONNRESET)
+        fail_msg("a %u-byte body cut at %u: %zu bytes then %s, want ECONNRESET", CUT_LEN,
+                 MIB, got, end ? strerror(end) : "a clean EOF");
+    assert_true(got < CUT_LEN);
+    raw_close(&c);
+    fx->expect_accepted = 1;
+    expect_small_served(fx);
+    fx->expect_accepted = 2;
+}
+
+static void test_http_file_cut_mid_body(void **state)
+{
+    file_cut_mid_body(*state, "cut.bin");
+}
+
+static void test_http_file_cut_mid_body_copy(void **state)
+{
+    struct fixture *fx = *state;
+    restart_with(fx, NULL, (const char *[]){"--sendfile=off", NULL});
+    file_cut_mid_body(fx, "cut-copy.bin");
+}
+
 /* --- stop: a response in progress keeps flowing ------------------------------ */
 
 /* A large body, SIGTERM once its first 64 KiB arrived (the client reads
@@ -1266,12 +1420,7 @@ static void stop_mid_body(struct fixture *fx, bool sendfile)
         write_file("root/stop.bin", data, STOP_LEN);
     }
     struct raw c;
-    memset(&c, 0, sizeof(c));
-    c.fd = h_connect_rcvbuf(&fx->srv, 32 * KIB);
-    assert_true(c.fd >= 0);
-    c.cap = 64 * KIB;
-    c.buf = malloc(c.cap);
-    assert_non_null(c.buf);
+    raw_open_rcvbuf(fx, &c, 32 * KIB);
     raw_sends(&c, "GET /stop.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     while (c.len < 64 * KIB)
         if (!raw_fill(&c))
@@ -2063,6 +2212,7 @@ int main(int argc, char **argv)
         T(test_http_large_sha256),
         T(test_http_cached_body_no_worker),
         T(test_http_sendfile_fds_released),
+        T(test_http_socket_flags_between_responses),
         T(test_http_head_shares_first_segment),
         T(test_http_head_shares_first_segment_copy),
         T(test_http_pipelined),
@@ -2081,6 +2231,8 @@ int main(int argc, char **argv)
         T(test_http_header_timeout),
         T(test_http_stop_body_flows_reads),
         T(test_http_stop_body_flows_sendfile),
+        T(test_http_file_cut_mid_body),
+        T(test_http_file_cut_mid_body_copy),
     };
 #undef T
     /* RS_HTTP_TESTS=a,b,c: only the tests whose names contain one of these

@@ -737,6 +737,70 @@ static void test_idle_timeout(void **state)
     free(msg);
 }
 
+/* With --idle-timeout=1 and output queued for a client that stopped
+ * reading (it sent 16 MiB to echo, all of it taken in under a 64 MiB
+ * --max-pending, and reads nothing: most of the echo waits in the server):
+ * the idle close cuts that transfer, so the client must read a prefix and
+ * then a reset, never a clean EOF. (The old scan closed it like an idle
+ * keep-alive, with a FIN after the bytes already in the socket; and as
+ * the server had read all the input, no unread data turned the close into
+ * a reset either.) */
+static void test_idle_timeout_cuts_with_reset(void **state)
+{
+    struct fx *fx = *state;
+    static const char *const extra[] = {"--idle-timeout=1", "--max-pending=64M", NULL};
+    start_server(fx, extra, 0);
+    long base = h_server_fd_count(&fx->srv);
+    assert_true(base > 0);
+    enum { LEN = 16 << 20 };
+    unsigned char *data = pattern(LEN, 41);
+    int fds[1] = {h_connect_rcvbuf(&fx->srv, 4 * KIB)};
+    assert_true(fds[0] >= 0);
+    track_fds(fx, fds, 1);
+    size_t sent = 0;
+    while (sent < LEN) {
+        struct pollfd p = {.fd = fds[0], .events = POLLOUT};
+        if (poll(&p, 1, H_TIMEOUT_MS) != 1)
+            fail_msg("the server stopped reading after %zu of %d bytes (max-pending 64M)",
+                     sent, LEN);
+        ssize_t n = send(fds[0], data + sent, LEN - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            fail_msg("send after %zu bytes: %s", sent, strerror(errno));
+        if (n > 0)
+            sent += (size_t)n;
+    }
+    /* The idle scan closes it (its descriptor goes: direct ones are
+     * counted too); then read what the server had sent, and how it ended. */
+    wait_fd_count(fx, base, "the stalled client closed by the idle timeout");
+    static unsigned char buf[1 << 16];
+    size_t got = 0;
+    int end;
+    for (;;) {
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        if (poll(&p, 1, H_TIMEOUT_MS) != 1)
+            fail_msg("no end %d ms after %zu echoed bytes", H_TIMEOUT_MS, got);
+        ssize_t n = recv(fds[0], buf, sizeof(buf), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            end = n < 0 ? errno : 0;
+            break;
+        }
+        if (memcmp(buf, data + got, (size_t)n) != 0)
+            fail_msg("echo differs after %zu bytes", got);
+        got += (size_t)n;
+    }
+    if (end != ECONNRESET)
+        fail_msg("idle close of a stalled echo: %zu of %d bytes then %s, want ECONNRESET",
+                 got, LEN, end ? strerror(end) : "a clean EOF");
+    assert_true(got < LEN);
+    close_fd(&fds[0]);
+    struct fstats st;
+    stop_server(fx, &st);
+    assert_int_equal(st.idle_closed, 1);
+    free(data);
+}
+
 /* --- 4. connection churn: no descriptor leak --------------------------------- */
 
 /* 2,000 connections opened and closed back to back: one in three echoes 16
@@ -1658,11 +1722,17 @@ int main(int argc, char **argv)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest fault_tests[] = {
-        T(test_slow_reader),    T(test_resets),
-        T(test_idle_timeout),   T(test_churn_no_fd_leak),
-        T(test_emfile),         T(test_max_conns),
-        T(test_drain_inflight), T(test_sigterm_under_load),
-        T(test_tiny_pool),      T(test_idle_conns_hold_no_buffer),
+        T(test_slow_reader),
+        T(test_resets),
+        T(test_idle_timeout),
+        T(test_idle_timeout_cuts_with_reset),
+        T(test_churn_no_fd_leak),
+        T(test_emfile),
+        T(test_max_conns),
+        T(test_drain_inflight),
+        T(test_sigterm_under_load),
+        T(test_tiny_pool),
+        T(test_idle_conns_hold_no_buffer),
         T(test_tiny_cq), /* last: io_uring only, see below */
     };
     const struct CMUnitTest scale_tests[] = {

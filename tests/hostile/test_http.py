@@ -4,7 +4,7 @@
     test_http.py attacks|dates|slowloris|cold|burst RINGSERVE [SERVER OPTIONS...]
 
 attacks:
-- traversal: ~35 targets that try to leave the root (.., %2e%2e, %2f,
+- traversal: ~45 targets that try to leave the root (.., %2e%2e, %2f,
   backslashes, %00, overlong UTF-8, double encoding, absolute-form,
   symlinks out by absolute and relative paths) and special files in the
   root (a FIFO, /dev/null's device node, a socket): each a 400 or 404 in
@@ -71,6 +71,12 @@ def make_root(tmp):
     os.symlink("..", os.path.join(root, "up"))
     os.symlink("a.txt", os.path.join(root, "inside"))
     os.mkfifo(os.path.join(root, "fifo"))
+    # Special files reached through symbolic links, and a FIFO where a
+    # directory's index.html should be: never a hang, always a 404.
+    os.symlink("fifo", os.path.join(root, "fifolink"))
+    os.symlink("/dev/zero", os.path.join(root, "zerolink"))
+    os.makedirs(os.path.join(root, "fifodir"))
+    os.mkfifo(os.path.join(root, "fifodir", "index.html"))
     try:
         os.mknod(os.path.join(root, "null"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     except PermissionError:
@@ -89,7 +95,8 @@ TRAVERSAL = [
     "/a.txt%00", "/a.txt%00.html", "/%00", "/%00/../outside.txt",
     "/%252e%252e/outside.txt", "/%c0%ae%c0%ae/outside.txt", "//etc/passwd", "///../outside.txt",
     "/leak", "/abs", "/rel", "/up/outside.txt", "/sub/../up/outside.txt", "/up/up/etc/passwd",
-    "/fifo", "/null", "/sock", "/fifo/", "/noindex/", "/a.txt/",
+    "/fifo", "/null", "/sock", "/fifo/", "/noindex/", "/a.txt/", "/fifolink", "/zerolink",
+    "/fifodir/", "/fifodir",
     "http://t/../outside.txt", "http://t/%2e%2e/outside.txt", "*", "../outside.txt",
 ]
 INSIDE = [("/a.txt", A_TXT), ("/sub/../a.txt", A_TXT), ("/sub/./../a.txt", A_TXT),

@@ -271,6 +271,28 @@ static void test_fcache_head_of_refreshed_file(void **state)
     rs_fcache_release(&f->c, e);
 }
 
+/* A change the check by path must see — permissions taken away (chmod:
+ * mode and ctime) — seen first through the descriptor by a refresh (a
+ * large file served within the interval): the next check still drops the
+ * entry, so the file is opened afresh with the open's permission checks.
+ * (A refresh that moved what the check compares with hid the chmod from
+ * every later check: a file made unreadable stayed served from the cache
+ * for as long as requests kept coming.) */
+static void test_fcache_refresh_hides_no_change(void **state)
+{
+    struct fx *f = *state;
+    rs_fcache_release(&f->c, open_and_put(f, "f0", 0));
+    assert_int_equal(fchmodat(f->root, "f0", 0, 0), 0);
+    struct rs_fcache_entry *e = rs_fcache_get(&f->c, f->root, "f0", 10, 1000);
+    assert_non_null(e); /* within the interval: trusted */
+    assert_int_equal(rs_fcache_refresh(e), 0);
+    assert_int_equal(e->stx.stx_mode & 07777, 0); /* what is served is of now */
+    rs_fcache_release(&f->c, e);
+    assert_null(rs_fcache_get(&f->c, f->root, "f0", 2000, 1000));
+    assert_int_equal(f->c.stats.changed, 1);
+    assert_int_equal(f->c.held, 0);
+}
+
 static int setup_off(void **state)
 {
     return setup_cap(state, 0);
@@ -296,6 +318,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fcache_head_of_replaced_file, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fcache_head_of_refreshed_file, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_fcache_refresh_hides_no_change, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fcache_off, setup_off, teardown),
     };

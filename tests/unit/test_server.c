@@ -345,6 +345,43 @@ static void test_destroy_closes_open_clients(void **state)
     assert_int_equal(count_fds(), fds0);
 }
 
+/* ---- waiting for the server from its own loop ---- */
+
+/* A protocol that, from a loop callback, waits for its own server and
+ * destroys it: both are refused at once (-EDEADLK) instead of waiting for
+ * the loop they run on (the old server waited for ever: that loop could
+ * never finish). rs_server_stop stays allowed there. */
+static struct {
+    struct rs_server *srv;
+    int wait_rc, destroy_rc;
+} g_self;
+
+static void self_open(struct rs_stream *s)
+{
+    (void)s;
+    g_self.wait_rc = rs_server_wait(g_self.srv, -1);
+    g_self.destroy_rc = rs_server_destroy(g_self.srv, NULL);
+}
+
+static const struct rs_protocol self_proto = {
+    .name = "self-wait", .cbs = {.on_data = tagged_data}, .on_open = self_open};
+
+static void test_wait_from_own_loop_refused(void **state)
+{
+    (void)state;
+    struct rs_config c;
+    config(&c, "--threads=1", NULL);
+    c.proto = &self_proto;
+    memset(&g_self, 0, sizeof(g_self));
+    g_self.srv = start_or_skip(&c);
+    int fd = dial(rs_server_port(g_self.srv));
+    echo_round(fd, 100, 4); /* on_open has run once the echo came back */
+    assert_int_equal(g_self.wait_rc, -EDEADLK);
+    assert_int_equal(g_self.destroy_rc, -EDEADLK);
+    close(fd);
+    assert_int_equal(rs_server_destroy(g_self.srv, NULL), 0);
+}
+
 /* ---- a request in flight at stop ---- */
 
 /* A protocol that refuses at stop (on_stop: reset) and, as each connection
@@ -583,6 +620,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_interval_lines_reach_the_sink),
         cmocka_unit_test(test_destroy_closes_open_clients),
         cmocka_unit_test(test_request_in_flight_at_stop_is_collected),
+        cmocka_unit_test(test_wait_from_own_loop_refused),
         cmocka_unit_test(test_busy_port_fails_cleanly),
         cmocka_unit_test(test_max_conns_above_limit_is_einval),
         cmocka_unit_test(test_signals_belong_to_the_program),

@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -933,6 +935,47 @@ static void tm_fire(struct rs_loop *loop, struct rs_timer *t)
     order[order[0]++ + 1] = (int)t->due_ms;
 }
 
+/* A timer without a function is refused (it fired into NULL). A delay
+ * of UINT64_MAX ("never") does not wrap round to a deadline in
+ * the past (it fired at once), and an active timer restarted or stopped
+ * through another loop of the thread leaves its own loop's heap (the
+ * other heap was corrupted: its count dropped for a timer it never had). */
+static void test_timer_misuse(void **state)
+{
+    struct fixture *fx = *state;
+    static struct rs_timer t, u;
+    static int order[4];
+    memset(&t, 0, sizeof(t));
+    memset(&u, 0, sizeof(u));
+    order[0] = 0;
+    fx->loop.now_ms = 1000;
+    assert_int_equal(rs_timer_start(&fx->loop, &t, 1, NULL, order), -EINVAL);
+    assert_false(rs_timer_active(&t));
+    assert_int_equal(rs_timer_start(&fx->loop, &t, UINT64_MAX, tm_fire, order), 0);
+    assert_int_equal(rs_timer_start(&fx->loop, &u, UINT64_MAX - 500, tm_fire, order), 0);
+    fx->loop.now_ms = 5000;
+    assert_int_equal(rs_timer_run_due(&fx->loop), 0);
+    assert_int_equal(order[0], 0);
+    assert_int_equal(rs_timer_next_ms(&fx->loop), INT32_MAX);
+    rs_timer_stop(&fx->loop, &u);
+    struct rs_config cfg2;
+    rs_config_defaults(&cfg2);
+    cfg2.buffers = 16;
+    cfg2.buffer_size = 64;
+    struct rs_loop *other = calloc(1, sizeof(*other));
+    char err[128];
+    assert_int_equal(rs_loop_init(other, &fake_backend, &cfg2, err, sizeof(err)), 0);
+    assert_int_equal(rs_timer_start(other, &t, 10, tm_fire, order), 0);
+    assert_int_equal(fx->loop.ntimers, 0);
+    assert_int_equal(other->ntimers, 1);
+    rs_timer_stop(&fx->loop, &t); /* the wrong loop named: t leaves its own */
+    assert_int_equal(other->ntimers, 0);
+    assert_int_equal(fx->loop.ntimers, 0);
+    assert_false(rs_timer_active(&t));
+    rs_loop_fini(other);
+    free(other);
+}
+
 /* The heap fires due timers in due order, stopped ones never. */
 static void test_timer_order(void **state)
 {
@@ -1013,6 +1056,77 @@ static void test_stream_stop_cut_input_resets(void **state)
     assert_int_equal(fake(&fx->loop)->submits[RS_OP_SHUTDOWN], 0);
     assert_int_equal(ev.closes, 1);
     assert_int_equal(ev.close_reason, -ECONNABORTED);
+}
+
+/* A send that fails on our side (a zero result: a file chunk whose file
+ * ended early; a file read error) cut the transfer: the stream ends with
+ * a reset, so the peer cannot take the prefix for all of it. The peer's
+ * own reset (or EPIPE) ends it as before, without one of ours. */
+static void send_fails_with(struct fixture *fx, int res, bool want_reset)
+{
+    memset(&ev, 0, sizeof(ev));
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    rs_stream_write_copy(s, (const uint8_t *)"promised", 8);
+    complete(fx, RS_OP_SEND, res);
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    struct rs_op *c = op_of(fx, RS_OP_CLOSE);
+    assert_non_null(c);
+    assert_int_equal(!!(c->flags & RS_OPF_RESET), want_reset);
+    assert_int_equal(fake(&fx->loop)->submits[RS_OP_SHUTDOWN], 0);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.closes, 1);
+    assert_int_equal(ev.close_reason, res < 0 ? res : -EPIPE);
+}
+
+static void test_stream_send_cut_resets(void **state)
+{
+    send_fails_with(*state, 0, true);
+}
+
+static void test_stream_send_error_resets(void **state)
+{
+    send_fails_with(*state, -EIO, true);
+}
+
+static void test_stream_send_peer_reset_no_reset_of_ours(void **state)
+{
+    send_fails_with(*state, -ECONNRESET, false);
+}
+
+/* Output that cannot be queued (here: a file range over 1 GiB needs a
+ * duplicate descriptor per GiB, and the process has none left) cuts what
+ * was written before it: the stream ends with a reset, not a FIN after the
+ * head already on its way. */
+static void test_stream_queue_failure_resets(void **state)
+{
+    struct fixture *fx = *state;
+    memset(&ev, 0, sizeof(ev));
+    fx->loop.caps |= RS_CAP_SENDFILE; /* the fake sends nothing by itself */
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    rs_stream_write_copy(s, (const uint8_t *)"HTTP/1.1 200 OK\r\n", 17);
+    /* No descriptor free below the limit: every one under it is in use. */
+    int lowest = dup(0);
+    assert_true(lowest >= 0);
+    close(lowest);
+    struct rlimit was;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+    struct rlimit now = {.rlim_cur = (rlim_t)lowest, .rlim_max = was.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &now), 0);
+    int rc = rs_stream_write_file(s, fd, 0, 3ull << 30);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);
+    assert_int_equal(rc, 0); /* taken: fd closed, the stream failed */
+    assert_false(rs_stream_is_open(s));
+    complete(fx, RS_OP_SEND, -ECANCELED);
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    struct rs_op *c = op_of(fx, RS_OP_CLOSE);
+    assert_non_null(c);
+    assert_true(c->flags & RS_OPF_RESET);
+    complete(fx, RS_OP_CLOSE, 0);
+    assert_int_equal(ev.close_reason, -EMFILE);
 }
 
 /* --drain-timeout=0 means no drain at a stop; a close outside a stop is
@@ -1195,6 +1309,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stream_stop_fin_only_after_eof, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_stream_send_cut_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_queue_failure_resets, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_send_error_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_send_peer_reset_no_reset_of_ours,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_stop_cut_input_resets, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_close_bounded_without_drain_timeout,
@@ -1246,6 +1366,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_connect_without_socket_op, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_low_watermark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timer_misuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_close_after_eof_is_bounded, setup,
                                         teardown),
