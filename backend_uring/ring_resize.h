@@ -78,6 +78,14 @@ static inline bool rs_cq_short(const struct io_uring *ring, unsigned ready, bool
     return ring->cq.ring_entries - ready < ring->sq.ring_entries + RS_CQ_SLACK ||
            overflow;
 }
+/* The ready count from which rs_cq_short holds (overflow aside): fixed
+ * until the CQ next grows, so that a caller keeping it tests one compare
+ * per turn. */
+static inline unsigned rs_cq_short_from(const struct io_uring *ring)
+{
+    unsigned need = ring->sq.ring_entries + RS_CQ_SLACK;
+    return ring->cq.ring_entries >= need ? ring->cq.ring_entries - need + 1 : 0;
+}
 static inline void rs_cq_grow_check(struct io_uring *ring, struct rs_cq_grower *g)
 {
     if (rs_cq_short(ring, io_uring_cq_ready(ring), io_uring_cq_has_overflow(ring)))

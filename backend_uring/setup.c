@@ -4,6 +4,7 @@
  * or IORING_OP_PROVIDE_BUFFERS), the splice machinery, the caps on the
  * kernel's worker threads (io-wq), and the check that the addresses
  * packed into user_data fit. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,6 +314,7 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
         }
     }
     st->batch_wait = (st->features & UF_BATCH_WAIT) && !(st->features & UF_SQPOLL);
+    st->plain_wait = !st->batch_wait && !(st->features & UF_SQPOLL);
     if (file_ops_supported(&st->ring))
         loop->caps |= RS_CAP_FILE_NATIVE | RS_CAP_FILE_OPS;
     return setup_splice(loop, st, err, errlen);
@@ -430,8 +432,10 @@ int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err, size_t
         loop->backend = NULL;
         return rc;
     }
-    assert(!(st->ring.flags & IORING_SETUP_SQE128)); /* ur_get_sqe's SQE size */
-    st->cqe_shift = io_uring_cqe_shift(&st->ring);
+    /* ur_get_sqe's SQE size, and run()'s CQE size: never the 128-byte
+     * SQEs or 32-byte CQEs, which no op of ours needs. */
+    assert(!(st->ring.flags & (IORING_SETUP_SQE128 | IORING_SETUP_CQE32)));
+    st->cq_short_from = st->resize ? rs_cq_short_from(&st->ring) : UINT_MAX;
     /* liburing 2.3 picks its way to wait with a timeout from the ring's
      * features: without EXT_ARG it queues a timeout SQE, as it must on
      * kernels before 5.11 (on_cqe() skips that SQE's CQE). */

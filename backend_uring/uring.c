@@ -443,10 +443,6 @@ static inline void prep_plain_send(struct io_uring_sqe *sqe, const struct rs_op 
 static int ur_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ur_state *st = state(loop);
-    if (op->bk_flags & BKF_HUP)
-        ur_hup_forget(op); /* a guard of the op's previous life */
-    op->bk_gen++;
-    op->bk_flags = 0;
     /* A socket the loop keeps as it made it for its sendfile ops: blocking
      * again before a send, given back before anything else but a
      * receive. */
@@ -458,8 +454,12 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
             ur_splice_release(st->splice, op->fd);
     }
     /* Most submissions are sends, most of them plain: straight to their
-     * SQE, without the switch over every other kind. */
+     * SQE, without the switch over every other kind. A send never has a
+     * hang-up guard (BKF_HUP: multishot recvs only). */
     if (op->kind == RS_OP_SEND) {
+        assert(!(op->bk_flags & BKF_HUP));
+        op->bk_gen++;
+        op->bk_flags = 0;
         if (!(op->flags & (RS_OPF_MSG | RS_OPF_MORE)) && op->len < st->plain_send_max) {
             struct io_uring_sqe *sqe = ur_get_sqe(st);
             if (!sqe)
@@ -469,6 +469,10 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
         }
         return ur_prep_send(loop, st, op);
     }
+    if (op->bk_flags & BKF_HUP)
+        ur_hup_forget(op); /* a guard of the op's previous life */
+    op->bk_gen++;
+    op->bk_flags = 0;
     return submit_other(loop, st, op);
 }
 
@@ -752,9 +756,9 @@ static struct __kernel_timespec ms_to_ts(int ms)
  * lone request waits at most BATCH_WAIT_US. At split placement that bought
  * fewer io_uring_enter calls but no CPU per request measurable beyond the
  * noise (BENCHMARKS.md, "Split placement: wake-ups per request"): opt-in.
- * liburing 2.3 has no wrapper for that wait, and how it publishes
- * the SQ tail is its own business (private fields), so this uses only
- * documented interfaces: queued SQEs go to the kernel with io_uring_submit(),
+ * liburing 2.3 has no wrapper for that wait. Queued SQEs go to the
+ * kernel with io_uring_submit() (only the untimed wait of one, the common
+ * turn, publishes the tail itself: ur_submit_and_wait1),
  * and the wait is io_uring_enter2(2) on the ring fd with
  * IORING_ENTER_EXT_ARG and a struct io_uring_getevents_arg whose `pad`
  * field is the kernel's min_wait_usec. The price: a second syscall on turns
@@ -823,7 +827,10 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
      * every wait with wait_nr > 0; with SQPOLL it may skip one). */
     loop->stats.waits++;
     int rc;
-    if (st->features & UF_SQPOLL) {
+    if (timeout_ms < 0 && st->plain_wait) {
+        /* The common turn, tested first: no timer, wait for anything. */
+        rc = ur_submit_and_wait1(st);
+    } else if (st->features & UF_SQPOLL) {
         /* The SQ thread submits; we only wait (never a busy-wait on peek). */
         io_uring_submit(&st->ring);
         if (timeout_ms == 0) {
@@ -839,7 +846,7 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
     } else if (timeout_ms == 0) {
         rc = io_uring_submit_and_get_events(&st->ring);
     } else if (timeout_ms < 0) {
-        rc = io_uring_submit_and_wait(&st->ring, 1);
+        rc = ur_submit_and_wait1(st);
     } else if (!(st->features & UF_EXT_ARG)) {
         rc = timeout_sqe_wait(st, timeout_ms);
     } else if (st->wait_reg) {
@@ -865,29 +872,35 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
         loop->stats.cq_overflows++;
     /* What this wait brought is the best guess of the next one: grow the
      * CQ now if that would not fit (the SQ is empty after the enter). The
-     * test reuses the two readings above; a resize may bring overflowed
-     * completions in, so the count is read again after one. */
-    if (st->resize && rs_cq_short(&st->ring, n, overflow)) {
+     * test reuses the two readings above (rs_cq_short, its threshold
+     * kept: one compare); a resize may bring overflowed completions in,
+     * so the count is read again after one. */
+    /* (The kept threshold is rs_cq_short's, unless a resize outside a
+     * turn's end made it stale: smaller, so a grow that finds room.) */
+    assert(!st->resize || st->cq.dirty ||
+           (n >= st->cq_short_from) == rs_cq_short(&st->ring, n, false));
+    if ((n >= st->cq_short_from || overflow) && st->resize) {
         rs_cq_grow(&st->ring, &st->cq);
         n = io_uring_cq_ready(&st->ring);
     }
     /* The CQ's fields are read again for each CQE: a resize during the
      * dispatch (resize) replaces them, with the same CQEs at the same
-     * indices. */
+     * indices. The CQEs are never 32 bytes (set-up asserts it). */
     struct io_uring_cq *cq = &st->ring.cq;
     unsigned head = *cq->khead;
-    unsigned shift = st->cqe_shift;
     for (unsigned i = 0; i < n; i++)
-        on_cqe(loop, st, &cq->cqes[((head + i) & cq->ring_mask) << shift]);
+        on_cqe(loop, st, &cq->cqes[(head + i) & cq->ring_mask]);
     io_uring_cq_advance(&st->ring, n);
     dispatched += (int)n;
-    st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
+    if (st->batch_wait)
+        st->last_batch = n < BATCH_MAX ? n : BATCH_MAX;
     /* Only a resize (with retired rings to unmap) or a failed one leaves
      * work here (dirty). */
     if (st->cq.dirty) {
         /* Rings replaced during the dispatch stayed mapped for the CQEs
          * being read from them; nobody reads them now. */
         rs_cq_grower_release(&st->cq);
+        st->cq_short_from = rs_cq_short_from(&st->ring);
         loop->stats.cq_resizes += st->cq.grown;
         st->cq.grown = 0;
         st->cq.dirty = st->cq.broken; /* broken: every later run() fails too */

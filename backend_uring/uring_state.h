@@ -121,6 +121,7 @@ struct ur_state {
     uint32_t features;
     bool zc_enabled;
     bool batch_wait;
+    bool plain_wait; /* neither SQPOLL nor batch-wait: run()'s common case */
     bool sqpoll_owner;
     bool fixed;
     bool direct_socket; /* RS_OP_SOCKET may make direct sockets (UF_DIRECT_SOCKET) */
@@ -141,8 +142,6 @@ struct ur_state {
                             lent whole, as the CQE names it (on_op_cqe) */
     /* sends shorter than this are never zero-copy */
     uint32_t plain_send_max;
-    /* io_uring_cqe_shift(&ring), fixed at set-up */
-    unsigned cqe_shift;
     /* buf-inc (bufinc.c): per buffer of the ring, its fill and its slices
      * out; ids from ring_bufs up are set aside for file reads */
     struct inc_buf *inc;
@@ -175,6 +174,9 @@ struct ur_state {
     /* resize: the CQ grows (ring_resize.c) */
     bool resize;
     struct rs_cq_grower cq;
+    /* resize: a turn bringing this many CQEs or more grows the CQ
+     * (rs_cq_short_from, again after each resize); UINT_MAX without */
+    unsigned cq_short_from;
     /* wait-reg: timed waits read their arguments from this page */
     bool wait_reg;
     struct rs_wait_reg wreg;
@@ -209,6 +211,30 @@ static inline struct io_uring_sqe *ur_get_sqe(struct ur_state *st)
         return &sq->sqes[tail & sq->ring_mask];
     }
     return ur_get_sqe_flush(st);
+}
+
+/* io_uring_submit_and_wait(ring, 1) for this ring (no SQPOLL): publish
+ * the queued SQEs and enter once to submit them and wait for a
+ * completion. liburing 2.3 does exactly this for a wait of one (it enters
+ * for every wait_nr > 0), behind a generic path that tests the ring's
+ * flags and its own for every call; the loop's turn pays it twice per
+ * round trip at one connection. The tail is ours to publish: ur_get_sqe
+ * already moves sqe_tail by hand, and without SQPOLL the kernel reads the
+ * tail only inside io_uring_enter, so a plain store is enough (liburing's
+ * own). Returns what io_uring_enter returns: SQEs submitted, or -errno. */
+static inline int ur_submit_and_wait1(struct ur_state *st)
+{
+    struct io_uring_sq *sq = &st->ring.sq;
+    unsigned tail = sq->sqe_tail;
+    if (sq->sqe_head != tail) {
+        sq->sqe_head = tail;
+        __atomic_store_n(sq->ktail, tail, __ATOMIC_RELAXED);
+    }
+    unsigned flags = IORING_ENTER_GETEVENTS;
+    if (st->features & UF_RING_FD)
+        flags |= IORING_ENTER_REGISTERED_RING;
+    unsigned submit = tail - __atomic_load_n(sq->khead, __ATOMIC_RELAXED);
+    return io_uring_enter((unsigned)st->ring.enter_ring_fd, submit, 1, flags, NULL);
 }
 
 /* The descriptor kind travels with the op: with fixed-files, accepted

@@ -382,6 +382,49 @@ static void run_due_timers(struct rs_loop *loop)
         rs_timer_run_due(loop);
 }
 
+/* A turn with nothing to do before its wait: no stop asked, no timer, a
+ * stream alive, none starved, nothing refused to retry. The fields
+ * prepare_turn tests one after another (some twice, around calls that
+ * cannot happen here), tested together: a busy server's every turn. Its
+ * wait then has no timeout. */
+static inline bool quiet_turn(const struct rs_loop *loop)
+{
+    return !loop->stop_requested && loop->ntimers == 0 && loop->nstreams > 0 &&
+           !loop->starved && !loop->fs_retry && loop->nretry == 0 &&
+           !(loop->listener && loop->listener->retry);
+}
+
+/* What a turn does before its wait: the stop, due timers, starved
+ * streams, retries, and the wait's timeout (*timeout). false: nothing is
+ * alive any more, the loop ends. */
+static bool prepare_turn(struct rs_loop *loop, int *timeout_out)
+{
+    if (loop->stop_requested && !loop->draining)
+        begin_drain(loop);
+    run_due_timers(loop);
+    if (!alive(loop)) {
+        fill_gauges(loop);
+        return false;
+    }
+    rs_loop_feed_starved(loop);
+    rs_loop_retry(loop);
+    int timeout = rs_timer_next_ms(loop);
+    /* (The listener's own flag first: asked on every turn.) */
+    if (loop->nretry || loop->fs_retry ||
+        (loop->listener && loop->listener->retry && rs_listener_retry(loop)))
+        timeout = timeout >= 0 && timeout < RS_RETRY_MS ? timeout : RS_RETRY_MS;
+    /* Starved streams left over while buffers are free: the next turn
+     * must come now, not when some completion happens to arrive. Those
+     * just re-armed may have no data pending (Linux 6.1 ends a multishot
+     * recv with -ENOBUFS as soon as the ring is empty, data or not), so
+     * none of them may ever complete, and the streams still starved,
+     * with data waiting, would sleep forever (found by tools/kernels). */
+    if (loop->starved && rs_bufpool_recv_free(&loop->pool) > 0)
+        timeout = 0;
+    *timeout_out = timeout;
+    return true;
+}
+
 static int loop_run(struct rs_loop *loop);
 
 int rs_loop_run(struct rs_loop *loop)
@@ -406,28 +449,9 @@ static int loop_run(struct rs_loop *loop)
     if (loop->cfg->idle_timeout_s && !rs_timer_active(&loop->idle_timer))
         rs_timer_start(loop, &loop->idle_timer, IDLE_SCAN_MS, idle_scan, NULL);
     for (;;) {
-        if (loop->stop_requested && !loop->draining)
-            begin_drain(loop);
-        run_due_timers(loop);
-        if (!alive(loop)) {
-            fill_gauges(loop);
+        int timeout = -1;
+        if (!quiet_turn(loop) && !prepare_turn(loop, &timeout))
             break;
-        }
-        rs_loop_feed_starved(loop);
-        rs_loop_retry(loop);
-        int timeout = rs_timer_next_ms(loop);
-        /* (The listener's own flag first: asked on every turn.) */
-        if (loop->nretry || loop->fs_retry ||
-            (loop->listener && loop->listener->retry && rs_listener_retry(loop)))
-            timeout = timeout >= 0 && timeout < RS_RETRY_MS ? timeout : RS_RETRY_MS;
-        /* Starved streams left over while buffers are free: the next turn
-         * must come now, not when some completion happens to arrive. Those
-         * just re-armed may have no data pending (Linux 6.1 ends a multishot
-         * recv with -ENOBUFS as soon as the ring is empty, data or not), so
-         * none of them may ever complete, and the streams still starved,
-         * with data waiting, would sleep forever (found by tools/kernels). */
-        if (loop->starved && rs_bufpool_recv_free(&loop->pool) > 0)
-            timeout = 0;
         /* Stale until read: by the first completion that stamps its
          * stream, else at the top of the next turn. */
         loop->now_stale = true;

@@ -17,9 +17,11 @@
 #ifndef RINGSERVE_STREAM_INT_H
 #define RINGSERVE_STREAM_INT_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "config.h"
 #include "loop.h"
 #include "op.h"
@@ -121,6 +123,77 @@ static inline uint8_t opf(const struct rs_stream *s, unsigned flags)
     return (uint8_t)(flags | (s->direct ? RS_OPF_DIRECT : 0u));
 }
 
+/* Output could not be queued or sent here (no memory, no descriptor, the
+ * backend refused the send): what the owner wrote is cut, and the peer
+ * must not take the bytes it got for the end of it: a reset, never a FIN. */
+static inline void output_failed(struct rs_stream *s, int err)
+{
+    rs_stream_abort_reset(s, err);
+}
+
+/* The send submitted: in flight until on_send. */
+static inline void send_submitted(struct rs_stream *s, int rc)
+{
+    if (rc < 0) {
+        output_failed(s, rc);
+        return;
+    }
+    s->send_busy = true;
+    s->inflight++;
+}
+
+/* Send the slot: the queue's first entry, alone, with op flags `flags`
+ * (RS_OPF_MORE when a file chunk follows: one segment). */
+static inline void send_slot(struct rs_stream *s, uint8_t flags)
+{
+    s->send_chunks = 0;
+    s->send_op.kind = RS_OP_SEND;
+    s->send_op.buf = s->slot_ptr;
+    s->send_op.len = s->slot_len;
+    s->send_op.flags = flags;
+    send_submitted(s, s->loop->ops->submit(s->loop, &s->send_op));
+}
+
+/* Holding a lent buffer is free only while the pool has plenty: under
+ * pressure (or behind a heap chunk with room) copy and give it back, so
+ * a peer that never reads cannot pin the buffers its neighbours need.
+ * (set_aside: free buffers no receive can have, as good as lent here.) */
+static inline bool pool_pressure(const struct rs_loop *loop)
+{
+    return loop->pool.lent + loop->pool.set_aside > loop->pool.lent_hi;
+}
+
+/* The queue is empty: the lent buffer takes the slot. */
+static inline void slot_fill(struct rs_stream *s, const uint8_t *p, uint32_t len,
+                             uint16_t bid)
+{
+    s->slot_ptr = p;
+    s->slot_len = len;
+    s->slot_bid = bid;
+    s->pending += len;
+}
+
+void stream_write_lent_queued(struct rs_stream *s, const uint8_t *p, uint32_t len,
+                              uint16_t bid);
+
+/* rs_stream_write_lent. Inline, for the relay's every chunk: the
+ * ping-pong case, an open stream with nothing queued (so no send in
+ * flight) and a pool with plenty. The buffer takes the slot, no chunk,
+ * and goes out at once. Every other case is stream_write_lent_queued's
+ * (stream_out.c). */
+static inline void stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
+                                     uint16_t bid)
+{
+    if (s->state == RS_STREAM_OPEN && !has_output(s) && !s->shut_wanted && len > 0 &&
+        !pool_pressure(s->loop)) {
+        assert(!s->send_busy && !s->head);
+        slot_fill(s, p, len, bid);
+        send_slot(s, opf(s, 0)); /* nothing behind it */
+        return;
+    }
+    stream_write_lent_queued(s, p, len, bid);
+}
+
 /* A relayed stream received len bytes in lent buffer bid (on_recv, open
  * streams only): they go to the relay's destination as the owner's
  * on_data would have sent them, and the destination's queue past
@@ -132,7 +205,7 @@ static inline void relay_data(struct rs_stream *from, const uint8_t *p, uint32_t
     struct rs_stream *to = from->relay_to;
     if (from->relay_count)
         *from->relay_count += len;
-    rs_stream_write_lent(to, p, len, bid);
+    stream_write_lent(to, p, len, bid);
     if (to->pending > from->loop->cfg->max_pending)
         stream_relay_hold(from);
 }

@@ -98,37 +98,6 @@ static void enqueue(struct rs_stream *s, struct rs_chunk *k)
     s->pending += k->len;
 }
 
-/* Output could not be queued or sent here (no memory, no descriptor, the
- * backend refused the send): what the owner wrote is cut, and the peer
- * must not take the bytes it got for the end of it: a reset, never a FIN. */
-static void output_failed(struct rs_stream *s, int err)
-{
-    rs_stream_abort_reset(s, err);
-}
-
-/* The send submitted: in flight until on_send. */
-static inline void send_submitted(struct rs_stream *s, int rc)
-{
-    if (rc < 0) {
-        output_failed(s, rc);
-        return;
-    }
-    s->send_busy = true;
-    s->inflight++;
-}
-
-/* Send the slot: the queue's first entry, alone, with op flags `flags`
- * (RS_OPF_MORE when a file chunk follows: one segment). */
-static inline void send_slot(struct rs_stream *s, uint8_t flags)
-{
-    s->send_chunks = 0;
-    s->send_op.kind = RS_OP_SEND;
-    s->send_op.buf = s->slot_ptr;
-    s->send_op.len = s->slot_len;
-    s->send_op.flags = flags;
-    send_submitted(s, s->loop->ops->submit(s->loop, &s->send_op));
-}
-
 /* Send the head of the queue (start_send checked there is one and no
  * send is in flight). */
 void stream_send_head(struct rs_stream *s)
@@ -213,29 +182,11 @@ static void queue_chunk(struct rs_stream *s, struct rs_chunk *k, const uint8_t *
     start_send(s);
 }
 
-/* Holding a lent buffer is free only while the pool has plenty: under
- * pressure (or behind a heap chunk with room) copy and give it back, so
- * a peer that never reads cannot pin the buffers its neighbours need.
- * (set_aside: free buffers no receive can have, as good as lent here.) */
-static inline bool pool_pressure(const struct rs_loop *loop)
-{
-    return loop->pool.lent + loop->pool.set_aside > loop->pool.lent_hi;
-}
-
-/* The queue is empty: the lent buffer takes the slot. */
-static inline void slot_fill(struct rs_stream *s, const uint8_t *p, uint32_t len,
-                             uint16_t bid)
-{
-    s->slot_ptr = p;
-    s->slot_len = len;
-    s->slot_bid = bid;
-    s->pending += len;
-}
-
 /* rs_stream_write_lent behind something queued, or refused, or under
- * pressure. Out of line: the ping-pong case stays small. */
-__attribute__((noinline)) static void
-write_lent_queued(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
+ * pressure (stream_write_lent took the ping-pong case). */
+__attribute__((noinline)) void stream_write_lent_queued(struct rs_stream *s,
+                                                        const uint8_t *p, uint32_t len,
+                                                        uint16_t bid)
 {
     struct rs_loop *loop = s->loop;
     if (!accepts_output(s)) {
@@ -267,17 +218,7 @@ write_lent_queued(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t 
 void rs_stream_write_lent(struct rs_stream *s, const uint8_t *p, uint32_t len,
                           uint16_t bid)
 {
-    /* Ping-pong: an open stream with nothing queued (so no send in
-     * flight) and a pool with plenty. The buffer takes the slot, no
-     * chunk, and goes out at once. */
-    if (s->state == RS_STREAM_OPEN && !has_output(s) && !s->shut_wanted && len > 0 &&
-        !pool_pressure(s->loop)) {
-        assert(!s->send_busy && !s->head);
-        slot_fill(s, p, len, bid);
-        send_slot(s, opf(s, 0)); /* nothing behind it */
-        return;
-    }
-    write_lent_queued(s, p, len, bid);
+    stream_write_lent(s, p, len, bid);
 }
 
 /* Copy len bytes to the end of the queue, without starting a send: false
