@@ -109,6 +109,7 @@ struct ep_sock {
     const struct rs_sendfile *cs_src;
     int cs_fd;
     uint64_t cs_start, cs_end, cs_ms;
+    uint32_t cs_last; /* what the last call sent (the socket's usual take) */
 };
 
 /* A sendfile whose pages are not all in the page cache: a worker makes
@@ -133,11 +134,7 @@ struct ep_job {
  * always could. Checking before every call was one cachestat(2) per
  * sendfile(2), each walking the op's whole range (up to 1 MiB). */
 #define CACHED_TRUST_MS 10
-/* With less than this of the checked range left, a call checks the op's
- * range again rather than stopping at the checked end: a socket that
- * takes ~200 KiB per call would otherwise make a short call at the end of
- * each range. */
-#define CACHED_LEFT_MIN (256u * 1024)
+
 
 struct ep_done { /* a completion waiting for run() */
     struct rs_op *op;
@@ -427,6 +424,8 @@ static ssize_t send_op(struct ep_sock *s, int fd, const struct rs_op *op, uint32
         if (n < 0 ? (errno != EAGAIN && errno != EINTR)
                   : ((uint32_t)n >= op->len || n == 0))
             s->cs_src = NULL;
+        else if (n > 0)
+            s->cs_last = (uint32_t)n;
         return n;
     }
     int flags = MSG_NOSIGNAL | ((op->flags & RS_OPF_MORE) ? MSG_MORE : 0);
@@ -455,7 +454,11 @@ static uint32_t sendfile_cached_len(struct rs_loop *loop, struct ep_state *st,
         uint64_t left = s->cs_end - sf->off;
         if (left >= op->len)
             return op->len;
-        if (left >= CACHED_LEFT_MIN)
+        /* Less than the op asks: stop at the checked end only if that
+         * is at least what the last call sent, so as not to make a short
+         * call where one call would have sent the lot; else check the
+         * op's range. */
+        if (left >= s->cs_last)
             return (uint32_t)left;
     }
     s->cs_src = NULL;
@@ -472,6 +475,7 @@ static uint32_t sendfile_cached_len(struct rs_loop *loop, struct ep_state *st,
         s->cs_start = sf->off;
         s->cs_end = sf->off + op->len;
         s->cs_ms = rs_loop_now(loop);
+        s->cs_last = 0;
     }
     return op->len; /* c < 0: not known, as before 6.5 */
 }
