@@ -46,8 +46,10 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
  * the connection's next file), and before any other op on it but a
  * receive — a shutdown, a close, a hand-off — ur_splice_release (the
  * flag back and the installed fd closed: it would keep the connection
- * open). Both are no-ops for a socket not held; while *nheld (above)
- * is 0 the backend need not call them. */
+ * open). Both are no-ops for a socket not held; both take a slot, so the
+ * backend calls them for ops on direct descriptors only (a plain fd of
+ * the same number is another file); while *nheld (above) is 0 it need
+ * not call them. */
 void ur_splice_release(struct ur_splice *sp, int fd);
 void ur_splice_unflag(struct ur_splice *sp, int fd);
 /* Pipes made, reused and thrown away, for describe/tests. */

@@ -468,17 +468,23 @@ static inline int submit_op(struct rs_loop *loop, struct ur_state *st, struct rs
 
 /* ur_submit while the splice code holds sockets between sendfile ops: a
  * socket the loop keeps as it made it for those is blocking again before
- * a send, and given back before anything else but a receive. Out of
- * line, so that the common case pays one test of splice_held and no
- * register saved for this call. */
+ * a send, and given back before anything else but a receive. Held
+ * sockets are direct descriptors, and every op on one says so: a plain
+ * fd that only has a held slot's number (a file's, the root
+ * directory's) must not take the hold away. Out of line, so that the
+ * common case pays one test of splice_held and no register saved for
+ * this call. */
 __attribute__((noinline, cold)) static int submit_holding(struct rs_loop *loop,
                                                           struct rs_op *op)
 {
     struct ur_state *st = state(loop);
-    if (op->kind == RS_OP_SEND)
+    if (!(op->flags & RS_OPF_DIRECT)) {
+        /* not a held socket */
+    } else if (op->kind == RS_OP_SEND) {
         ur_splice_unflag(st->splice, op->fd);
-    else if (op->kind != RS_OP_SENDFILE && op->kind != RS_OP_RECV)
+    } else if (op->kind != RS_OP_SENDFILE && op->kind != RS_OP_RECV) {
         ur_splice_release(st->splice, op->fd);
+    }
     return submit_op(loop, st, op);
 }
 
