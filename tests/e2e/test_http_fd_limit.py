@@ -33,6 +33,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from rs_server import Server  # noqa: E402
@@ -79,6 +80,15 @@ def response(s):
 
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def lowest_free_fd(pid):
+    """The number the process's next open would get."""
+    used = {int(x) for x in os.listdir("/proc/%d/fd" % pid)}
+    n = 0
+    while n in used:
+        n += 1
+    return n
 
 
 def main():
@@ -158,7 +168,20 @@ def main():
         s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
         s.sendall(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         check(response(s)[0].startswith(b"HTTP/1.1 200"), "a kept-alive connection")
-        resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (fd_count(p.pid), hard))
+        # The limit bounds descriptor numbers, not their count: it goes to
+        # the lowest free number, once the earlier connections' sockets are
+        # closed (the server closes them as it sees each client's EOF: one
+        # closed after the limit was set would leave a free number below
+        # it, and the open would succeed). At most the base set and this
+        # connection's socket (a process descriptor on epoll) remain.
+        for _ in range(1000):
+            if fd_count(p.pid) <= base + 1:
+                break
+            time.sleep(0.01)  # bounded poll on a condition, not a timing guess
+        check(fd_count(p.pid) <= base + 1,
+              "the earlier connections' sockets still open: %d > %d"
+              % (fd_count(p.pid), base + 1))
+        resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (lowest_free_fd(p.pid), hard))
         s.sendall(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         st, body_ = response(s)
         check(st.startswith(b"HTTP/1.1 503"), "an open out of descriptors: %r" % st)
