@@ -48,7 +48,9 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
  * the connection's next file), and before any other op on it but a
  * receive — a shutdown, a close, a hand-off — ur_splice_release (the
  * flag back and the installed fd closed: it would keep the connection
- * open). Both are no-ops for a socket not held. ur_splice_holding:
+ * open). Both are no-ops for a socket not held; both take a slot, so the
+ * backend calls them for ops on direct descriptors only (a plain fd of
+ * the same number is another file). ur_splice_holding:
  * whether any is held, the one test the other ops pay when none is. */
 static inline bool ur_splice_holding(const struct ur_splice *sp)
 {

@@ -445,9 +445,12 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     struct ur_state *st = state(loop);
     /* A socket the loop keeps as it made it for its sendfile ops: blocking
      * again before a send, given back before anything else but a
-     * receive. */
+     * receive. Held sockets are direct descriptors, and every op on one
+     * says so: a plain fd that only has a held slot's number (a file's,
+     * the root directory's) must not take the hold away. */
     if (__builtin_expect(st->splice && ur_splice_holding(st->splice), 0) &&
-        op->kind != RS_OP_SENDFILE && op->kind != RS_OP_RECV) {
+        (op->flags & RS_OPF_DIRECT) && op->kind != RS_OP_SENDFILE &&
+        op->kind != RS_OP_RECV) {
         if (op->kind == RS_OP_SEND)
             ur_splice_unflag(st->splice, op->fd);
         else
