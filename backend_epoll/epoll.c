@@ -56,7 +56,9 @@
  * socket goes (speculative, then on EPOLLOUT) and a file read as far as the
  * page cache goes. Cached pages cost nothing to wait for; a page that is
  * not cached would make sendfile read the disk in the loop. So a sendfile
- * first asks cachestat(2) (6.5+) whether its range is all cached, and when
+ * first asks cachestat(2) (6.5+) whether its range is all cached (the
+ * answer serves the next calls of the same transfer inside that range
+ * for 10 ms: a socket takes a fraction of an op per call), and when
  * it is not, a worker makes the sendfile(2) call (RS_FS_SENDFILE: it waits
  * for the disk, never for the peer: the socket is non-blocking), as nginx
  * does with `aio threads`. With --fs=inline the loop reads them itself,
@@ -101,6 +103,13 @@ struct ep_sock {
      * parked after its only edge and wait for good. */
     bool out_edge;
     struct ep_job *job; /* a sendfile a worker makes (pages not cached) */
+    /* The file range last found all cached for a sendfile on this socket
+     * (sendfile_cached_len): its source and descriptor, [cs_start,
+     * cs_end), and the loop's clock when checked. cs_src NULL: none. */
+    const struct rs_sendfile *cs_src;
+    int cs_fd;
+    uint64_t cs_start, cs_end, cs_ms;
+    uint32_t cs_last; /* what the last call sent (the socket's usual take) */
 };
 
 /* A sendfile whose pages are not all in the page cache: a worker makes
@@ -116,6 +125,16 @@ struct ep_job {
 /* Bytes one worker's sendfile may send: the disk reads it waits for hold a
  * worker that other file ops (small files) may be queued behind. */
 #define JOB_MAX (256u * 1024)
+
+/* A sendfile's range found all cached is trusted, for later calls of the
+ * same transfer on the socket, this long (the io_uring backend's
+ * splice_here.c trusts an op's range as long while it waits for room):
+ * its pages were just counted, and a page evicted meanwhile costs one
+ * call's read in the loop, as one evicted between a check and its call
+ * always could. Checking before every call was one cachestat(2) per
+ * sendfile(2), each walking the op's whole range (up to 1 MiB). */
+#define CACHED_TRUST_MS 10
+
 
 struct ep_done { /* a completion waiting for run() */
     struct rs_op *op;
@@ -137,6 +156,7 @@ struct ep_state {
     struct rs_fspool *fs; /* file ops' workers, made on first use */
     struct ep_job *jobs;  /* RS_FS_SENDFILE jobs the pool has */
     bool fs_inline;       /* --fs=inline: file ops block the loop */
+    bool no_cachestat;    /* the kernel cannot say what is cached (before 6.5) */
     unsigned fs_threads;
     struct epoll_event events[MAX_EVENTS];
 };
@@ -389,12 +409,24 @@ static void handle_read(struct rs_loop *loop, struct ep_state *st, int fd, uint3
  * takes (nginx's `sendfile on`). From the page cache it does not block; a
  * file not cached is read right here, blocking the loop like --fs=inline
  * (what nginx does too without its thread pool). */
-static ssize_t send_op(int fd, const struct rs_op *op)
+static ssize_t send_op(struct ep_sock *s, int fd, const struct rs_op *op, uint32_t len)
 {
     if (op->kind == RS_OP_SENDFILE) {
+        /* len: what sendfile_cached_len allows of the op's range. */
         const struct rs_sendfile *sf = op->buf;
         off_t off = (off_t)sf->off;
-        return sendfile(fd, sf->file_fd, &off, op->len);
+        ssize_t n = sendfile(fd, sf->file_fd, &off, len);
+        /* The checked range serves the rest of this op, and of the next
+         * from where this one stopped, only while the transfer goes on:
+         * an op that ends whole may have ended its file, whose
+         * descriptor number the next file may then reuse, and one that
+         * failed ends it. */
+        if (n < 0 ? (errno != EAGAIN && errno != EINTR)
+                  : ((uint32_t)n >= op->len || n == 0))
+            s->cs_src = NULL;
+        else if (n > 0)
+            s->cs_last = (uint32_t)n;
+        return n;
     }
     int flags = MSG_NOSIGNAL | ((op->flags & RS_OPF_MORE) ? MSG_MORE : 0);
     if (op->flags & RS_OPF_MSG)
@@ -402,13 +434,50 @@ static ssize_t send_op(int fd, const struct rs_op *op)
     return send(fd, op->buf, op->len, flags);
 }
 
-/* Are the pages of a sendfile's range all in the page cache? When the
- * kernel cannot say (before 6.5): yes, and sendfile(2) blocks on what is
- * not, as it always did. */
-static bool sendfile_cached(const struct rs_op *op)
+/* How much of a sendfile's range the loop may send without waiting for
+ * the disk: the op's length when its pages are all in the page cache, 0
+ * when they are not (a worker sends them), or less than the op's length
+ * when the range checked for an earlier call of the same transfer ends
+ * before the op does (the call stops there: a short completion, and the
+ * next op checks on). When the kernel cannot say (before 6.5): all of
+ * it, and sendfile(2) blocks on what is not cached, as it always did. */
+static uint32_t sendfile_cached_len(struct rs_loop *loop, struct ep_state *st,
+                                    struct ep_sock *s, const struct rs_op *op)
 {
     const struct rs_sendfile *sf = op->buf;
-    return rs_range_cached(sf->file_fd, sf->off, op->len) != 0;
+    if (st->no_cachestat)
+        return op->len;
+    /* The same source (the core keeps one per file chunk), its offset
+     * inside the checked range, checked lately: no new check. */
+    if (s->cs_src == sf && s->cs_fd == sf->file_fd && sf->off >= s->cs_start &&
+        sf->off < s->cs_end && rs_loop_now(loop) - s->cs_ms < CACHED_TRUST_MS) {
+        uint64_t left = s->cs_end - sf->off;
+        if (left >= op->len)
+            return op->len;
+        /* Less than the op asks: stop at the checked end only if that
+         * is at least what the last call sent, so as not to make a short
+         * call where one call would have sent the lot; else check the
+         * op's range. */
+        if (left >= s->cs_last)
+            return (uint32_t)left;
+    }
+    s->cs_src = NULL;
+    int c = rs_range_cached(sf->file_fd, sf->off, op->len);
+    if (c == -ENOSYS || c == -EPERM) {
+        st->no_cachestat = true;
+        return op->len;
+    }
+    if (c == 0)
+        return 0;
+    if (c == 1) {
+        s->cs_src = sf;
+        s->cs_fd = sf->file_fd;
+        s->cs_start = sf->off;
+        s->cs_end = sf->off + op->len;
+        s->cs_ms = rs_loop_now(loop);
+        s->cs_last = 0;
+    }
+    return op->len; /* c < 0: not known, as before 6.5 */
 }
 
 static void job_free(struct ep_state *st, struct ep_job *w)
@@ -449,7 +518,9 @@ static void handle_write(struct rs_loop *loop, struct ep_state *st, int fd)
         connect_ready(loop, st, fd);
         return;
     }
-    if (op->kind == RS_OP_SENDFILE && !st->fs_inline && !sendfile_cached(op)) {
+    uint32_t len = op->len;
+    if (op->kind == RS_OP_SENDFILE && !st->fs_inline &&
+        (len = sendfile_cached_len(loop, st, s, op)) == 0) {
         /* Room in the socket, but the pages are not cached (any more). */
         s->wr = NULL;
         narrow_interest(st, fd, s);
@@ -457,8 +528,9 @@ static void handle_write(struct rs_loop *loop, struct ep_state *st, int fd)
             return;
         s->wr = op;
         update_interest(st, fd, s);
+        len = op->len;
     }
-    ssize_t n = send_op(fd, op);
+    ssize_t n = send_op(s, fd, op, len);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     int32_t res = n < 0 ? -errno : (int32_t)n;
@@ -664,14 +736,18 @@ static int ep_submit(struct rs_loop *loop, struct rs_op *op)
             return -EINVAL;
         /* Pages not cached: a worker reads them first, unless the loop
          * is to block (--fs=inline) or no worker can take it. */
-        if (op->kind == RS_OP_SENDFILE && !st->fs_inline && !sendfile_cached(op) &&
-            job_start(loop, st, s, op) == 0)
-            return 0;
+        uint32_t len = op->len;
+        if (op->kind == RS_OP_SENDFILE && !st->fs_inline &&
+            (len = sendfile_cached_len(loop, st, s, op)) == 0) {
+            if (job_start(loop, st, s, op) == 0)
+                return 0;
+            len = op->len;
+        }
         int rc = reserve_done(st);
         if (rc < 0)
             return rc;
         /* Speculative: the socket is almost always writable. */
-        ssize_t n = send_op(op->fd, op);
+        ssize_t n = send_op(s, op->fd, op, len);
         if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
             queue_done(st, op, n >= 0 ? (int32_t)n : -errno, 0, 0);
             return 0;
@@ -784,10 +860,12 @@ static int ep_cancel(struct rs_loop *loop, struct rs_op *op)
     int rc = reserve_done(st); /* a refused cancel leaves the op armed */
     if (rc < 0)
         return rc;
-    if (s->rd == op)
+    if (s->rd == op) {
         s->rd = NULL;
-    else
+    } else {
         s->wr = NULL;
+        s->cs_src = NULL; /* the transfer may end here */
+    }
     narrow_interest(st, op->fd, s);
     queue_done(st, op, -ECANCELED, 0, 0);
     return 0;

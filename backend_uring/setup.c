@@ -245,7 +245,8 @@ static int setup_splice(struct rs_loop *loop, struct ur_state *st, char *err,
         io_uring_free_probe(p);
     if (!ok)
         return 0;
-    st->splice = ur_splice_new(splice_get_sqe, st, TAG_SPLICE, SPLICE_PIPE_SIZE);
+    st->splice =
+        ur_splice_new(splice_get_sqe, st, TAG_SPLICE, SPLICE_PIPE_SIZE, &st->splice_held);
     if (!st->splice) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;

@@ -132,11 +132,13 @@ static struct __kernel_timespec retry_after[] = {
 #define RS_IORING_OP_FIXED_FD_INSTALL 54
 
 struct ur_splice *ur_splice_new(ur_get_sqe_fn get_sqe, void *ctx, unsigned tag,
-                                uint32_t pipe_size)
+                                uint32_t pipe_size, uint32_t *nheld)
 {
     struct ur_splice *sp = calloc(1, sizeof(*sp));
     if (!sp)
         return NULL;
+    sp->nheld = nheld ? nheld : &sp->own_nheld;
+    *sp->nheld = 0;
     sp->get_sqe = get_sqe;
     sp->ctx = ctx;
     sp->tag = tag;

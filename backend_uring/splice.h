@@ -12,20 +12,18 @@ struct rs_loop;
 struct rs_op;
 struct ur_splice;
 
-/* The start of struct ur_splice, for ur_splice_holding (inline: the
- * backend asks it before every submit). */
-struct ur_splice_head {
-    uint32_t nheld; /* direct sockets held between ops (splice_here.c) */
-};
-
 /* The backend's SQE source (it flushes a full SQ): one SQE, with n - 1 more
  * free right after it for a linked chain (NULL: none to be had). */
 typedef struct io_uring_sqe *(*ur_get_sqe_fn)(void *ctx, unsigned n);
 
 /* NULL when out of memory. pipe_size: bytes asked of F_SETPIPE_SZ (0: the
- * kernel's default). */
+ * kernel's default). nheld: where the count of direct sockets held
+ * between ops is kept, exact at every moment (see ur_splice_release
+ * below): a field of the backend's hot state, so that its every submit
+ * pays one test of it and no pointer chase when none is held; NULL: in
+ * the splice state itself. */
 struct ur_splice *ur_splice_new(ur_get_sqe_fn get_sqe, void *ctx, unsigned tag,
-                                uint32_t pipe_size);
+                                uint32_t pipe_size, uint32_t *nheld);
 /* When pipe2(2) finds the process out of descriptors (EMFILE, ENFILE),
  * make the pipe with IORING_OP_PIPE in the ring's direct-descriptor table
  * instead (the kernel has the opcode; the ring has a table). */
@@ -50,12 +48,8 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
  * flag back and the installed fd closed: it would keep the connection
  * open). Both are no-ops for a socket not held; both take a slot, so the
  * backend calls them for ops on direct descriptors only (a plain fd of
- * the same number is another file). ur_splice_holding:
- * whether any is held, the one test the other ops pay when none is. */
-static inline bool ur_splice_holding(const struct ur_splice *sp)
-{
-    return ((const struct ur_splice_head *)(const void *)sp)->nheld != 0;
-}
+ * the same number is another file); while *nheld (above) is 0 it need
+ * not call them. */
 void ur_splice_release(struct ur_splice *sp, int fd);
 void ur_splice_unflag(struct ur_splice *sp, int fd);
 /* Pipes made, reused and thrown away, for describe/tests. */

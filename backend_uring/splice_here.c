@@ -227,9 +227,9 @@ void sp_sock_put(struct sp_rec *r)
 
 static void held_remove(struct ur_splice *sp, uint32_t i)
 {
-    assert(i < sp->head.nheld);
-    sp->head.nheld--;
-    memmove(&sp->held[i], &sp->held[i + 1], (sp->head.nheld - i) * sizeof(sp->held[0]));
+    assert(i < *sp->nheld);
+    (*sp->nheld)--;
+    memmove(&sp->held[i], &sp->held[i + 1], (*sp->nheld - i) * sizeof(sp->held[0]));
 }
 
 /* A held socket blocking again (this backend's direct sockets have no
@@ -245,7 +245,7 @@ static void held_unflag(struct sp_held *h)
  * removed. */
 static void held_drop(struct ur_splice *sp, uint32_t i)
 {
-    assert(i < sp->head.nheld);
+    assert(i < *sp->nheld);
     held_unflag(&sp->held[i]);
     close(sp->held[i].fd);
     held_remove(sp, i);
@@ -253,7 +253,7 @@ static void held_drop(struct ur_splice *sp, uint32_t i)
 
 static int held_find(const struct ur_splice *sp, int slot)
 {
-    for (uint32_t i = 0; i < sp->head.nheld; i++)
+    for (uint32_t i = 0; i < *sp->nheld; i++)
         if (sp->held[i].slot == slot)
             return (int)i;
     return -1;
@@ -272,9 +272,9 @@ void sp_sock_keep(struct ur_splice *sp, struct sp_rec *r)
         sp_sock_put(r);
         return;
     }
-    if (sp->head.nheld == SP_HELD_MAX)
+    if (*sp->nheld == SP_HELD_MAX)
         held_drop(sp, 0);
-    sp->held[sp->head.nheld++] =
+    sp->held[(*sp->nheld)++] =
         (struct sp_held){.slot = r->op->fd, .fd = r->sock, .nb = true};
     r->own_sock = false;
     r->nb_set = false;
@@ -313,8 +313,8 @@ void ur_splice_unflag(struct ur_splice *sp, int fd)
 /* At the loop's end: every held socket put back. */
 void sp_held_drop_all(struct ur_splice *sp)
 {
-    while (sp->head.nheld > 0)
-        held_drop(sp, sp->head.nheld - 1);
+    while (*sp->nheld > 0)
+        held_drop(sp, *sp->nheld - 1);
 }
 
 /* The first step of an op on a cached range, sent by the loop: INSTALL

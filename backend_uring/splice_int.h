@@ -73,7 +73,10 @@ struct sp_held {
 #define SP_HELD_MAX 16
 
 struct ur_splice {
-    struct ur_splice_head head; /* first: ur_splice_holding reads it */
+    /* Direct sockets held between ops: where ur_splice_new was told (the
+     * backend's hot state), else own_nheld. */
+    uint32_t *nheld;
+    uint32_t own_nheld;
     ur_get_sqe_fn get_sqe;
     void *ctx;
     unsigned tag;
@@ -85,7 +88,7 @@ struct ur_splice {
     struct sp_pipe *cache;
     struct sp_pipe *doomed; /* direct pipes whose close found no SQE yet */
     uint32_t ncache, nlive;
-    struct sp_held held[SP_HELD_MAX]; /* head.nheld of them, oldest first */
+    struct sp_held held[SP_HELD_MAX]; /* *nheld of them, oldest first */
     /* SIGPIPE's disposition, as sigaction(2) said at pipe_asked_ms
      * (splice_here.c's pipe_guard). */
     bool pipe_known, pipe_ign;

@@ -440,22 +440,9 @@ static inline void prep_plain_send(struct io_uring_sqe *sqe, const struct rs_op 
     };
 }
 
-static int ur_submit(struct rs_loop *loop, struct rs_op *op)
+/* An op's SQE (ur_submit: what the splice code holds is dealt with). */
+static inline int submit_op(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
 {
-    struct ur_state *st = state(loop);
-    /* A socket the loop keeps as it made it for its sendfile ops: blocking
-     * again before a send, given back before anything else but a
-     * receive. Held sockets are direct descriptors, and every op on one
-     * says so: a plain fd that only has a held slot's number (a file's,
-     * the root directory's) must not take the hold away. */
-    if (__builtin_expect(st->splice && ur_splice_holding(st->splice), 0) &&
-        (op->flags & RS_OPF_DIRECT) && op->kind != RS_OP_SENDFILE &&
-        op->kind != RS_OP_RECV) {
-        if (op->kind == RS_OP_SEND)
-            ur_splice_unflag(st->splice, op->fd);
-        else
-            ur_splice_release(st->splice, op->fd);
-    }
     /* Most submissions are sends, most of them plain: straight to their
      * SQE, without the switch over every other kind. A send never has a
      * hang-up guard (BKF_HUP: multishot recvs only). */
@@ -477,6 +464,36 @@ static int ur_submit(struct rs_loop *loop, struct rs_op *op)
     op->bk_gen++;
     op->bk_flags = 0;
     return submit_other(loop, st, op);
+}
+
+/* ur_submit while the splice code holds sockets between sendfile ops: a
+ * socket the loop keeps as it made it for those is blocking again before
+ * a send, and given back before anything else but a receive. Held
+ * sockets are direct descriptors, and every op on one says so: a plain
+ * fd that only has a held slot's number (a file's, the root
+ * directory's) must not take the hold away. Out of line, so that the
+ * common case pays one test of splice_held and no register saved for
+ * this call. */
+__attribute__((noinline, cold)) static int submit_holding(struct rs_loop *loop,
+                                                          struct rs_op *op)
+{
+    struct ur_state *st = state(loop);
+    if (!(op->flags & RS_OPF_DIRECT)) {
+        /* not a held socket */
+    } else if (op->kind == RS_OP_SEND) {
+        ur_splice_unflag(st->splice, op->fd);
+    } else if (op->kind != RS_OP_SENDFILE && op->kind != RS_OP_RECV) {
+        ur_splice_release(st->splice, op->fd);
+    }
+    return submit_op(loop, st, op);
+}
+
+static int ur_submit(struct rs_loop *loop, struct rs_op *op)
+{
+    struct ur_state *st = state(loop);
+    if (__builtin_expect(st->splice_held != 0, 0))
+        return submit_holding(loop, op);
+    return submit_op(loop, st, op);
 }
 
 static int ur_cancel(struct rs_loop *loop, struct rs_op *op)

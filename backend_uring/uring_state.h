@@ -142,6 +142,10 @@ struct ur_state {
                             lent whole, as the CQE names it (on_op_cqe) */
     /* sends shorter than this are never zero-copy */
     uint32_t plain_send_max;
+    /* Direct sockets the splice code holds between sendfile ops, kept
+     * exact by it (ur_splice_new's nheld; 0 without splice): here, so
+     * that every submit's test for them is one load of the hot state. */
+    uint32_t splice_held;
     /* buf-inc (bufinc.c): per buffer of the ring, its fill and its slices
      * out; ids from ring_bufs up are set aside for file reads */
     struct inc_buf *inc;

@@ -88,6 +88,7 @@ static const struct rs_backend_ops *backend;
 static const char *mode_name;
 static const char *features = "default";
 static bool small_rcvbuf; /* setup_with: the client's receive buffer */
+static bool small_sndbuf; /* setup_with: the server's send buffer (the listener's) */
 static bool small_ring;   /* loop_setup: --ring-entries=4 */
 
 /* Whether this run's io_uring loops grow their completion queue. */
@@ -182,6 +183,11 @@ static int setup_with(void **state, uint32_t buffers)
     }
     fx->lfd = rs_listen_socket("127.0.0.1", 0, true, false, 16);
     assert_true(fx->lfd >= 0);
+    if (small_sndbuf) {
+        /* An accepted socket inherits it: each send takes a little. */
+        int sz = 64 * 1024;
+        setsockopt(fx->lfd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+    }
     /* Accept through the backend: with direct descriptors only it knows
      * what the accepted "fd" is. */
     rs_op_init(&fx->accept_op, RS_OP_ACCEPT, fx->lfd, record_fn, fx);
@@ -663,6 +669,16 @@ static int setup_sendfile(void **state)
     return 0;
 }
 
+/* setup_sendfile, the server's send buffer small too: a sendfile(2)
+ * sends a fraction of a 1 MiB op. */
+static int setup_sendfile_small_sndbuf(void **state)
+{
+    small_sndbuf = true;
+    int rc = setup_sendfile(state);
+    small_sndbuf = false;
+    return rc;
+}
+
 static int teardown_sendfile(void **state)
 {
     struct fixture *fx = *state;
@@ -1071,6 +1087,82 @@ static void test_contract_sendfile_cold(void **state)
     struct fixture *fx = *state;
     sf_evict(fx);
     assert_int_equal(sf_send_range(fx, 4096 * 3 + 17, 3u << 20), 3u << 20);
+    close_server(fx);
+}
+
+/* rs_range_cached (core/pagecache.c), counted: this binary is linked
+ * with -Wl,--wrap=rs_range_cached, so the backends' checks of what is
+ * cached come here first. */
+int __real_rs_range_cached(int fd, uint64_t off, uint64_t len);
+int __wrap_rs_range_cached(int fd, uint64_t off, uint64_t len);
+static unsigned range_checks;
+static int range_last; /* the last answer: 1 all cached, 0 not, -errno */
+
+int __wrap_rs_range_cached(int fd, uint64_t off, uint64_t len)
+{
+    range_checks++;
+    range_last = __real_rs_range_cached(fd, off, len);
+    return range_last;
+}
+
+/* A cached file sent as a stream sends it (ops of at most 1 MiB, each
+ * from where the last one stopped, one source) through a socket that
+ * takes a fraction of an op per call: what is cached is checked about
+ * once per op's worth of bytes, not before every sendfile(2) (epoll
+ * checked before each call, each check walking the op's whole range).
+ * The bound, 3 checks per MiB plus one per 10 ms the transfer took, holds
+ * for every backend: io_uring checks an op's range when it starts and
+ * again when it waited 10 ms or more for room (on its own clock); epoll
+ * trusts a check for 10 ms of the loop's clock, which nothing here moves
+ * but the one step below. That step (the loop's clock moved past any
+ * trust right after the first op stopped short, well inside its range)
+ * must make the next op check again. */
+static void test_contract_sendfile_cached_checks(void **state)
+{
+    struct fixture *fx = *state;
+    sf_cache(fx);
+    const uint64_t len = 4u << 20;
+    const uint32_t op_max = 1u << 20;
+    uint64_t at = 0, sent = 0;
+    unsigned ops = 0, stepped = 0;
+    unsigned checks0 = range_checks;
+    uint64_t t0 = mono_ms();
+    struct rs_sendfile src; /* the stream's chunk: one source for the file */
+    while (sent < len) {
+        struct rs_op op = {0};
+        uint64_t left = len - sent;
+        unsigned before = range_checks;
+        sf_submit(fx, &op, &src, sent, left < op_max ? (uint32_t)left : op_max);
+        if (stepped == 1) {
+            /* The op after the clock's step: checked again. */
+            if (range_checks == before)
+                fail_msg("the loop's clock moved 1 s, and the next op of the "
+                         "transfer (offset %llu) was sent on the old check",
+                         (unsigned long long)sent);
+            stepped = 2;
+        }
+        int32_t res = sf_wait(fx, &op, true, &at);
+        assert_true(res > 0);
+        sent += (uint64_t)res;
+        ops++;
+        if (ops == 1 && res <= (int32_t)(op_max / 2) && range_checks > checks0 &&
+            range_last == 1) {
+            fx->loop.now_ms += 1000;
+            stepped = 1;
+        }
+    }
+    uint64_t ms = mono_ms() - t0;
+    unsigned checks = range_checks - checks0;
+    sf_read_to(fx, &at, len);
+    print_message("%u ops, %u checks of what is cached, %llu ms%s\n", ops, checks,
+                  (unsigned long long)ms,
+                  stepped ? "" : " (the first op was not short: no clock step)");
+    unsigned bound = 3 * (unsigned)(len >> 20) + (unsigned)(ms / 10);
+    if (checks > bound)
+        fail_msg("%u checks of what is cached for %llu MiB in %u ops (%llu ms): more "
+                 "than %u",
+                 checks, (unsigned long long)(len >> 20), ops, (unsigned long long)ms,
+                 bound);
     close_server(fx);
 }
 
@@ -2492,6 +2584,8 @@ int main(int argc, char **argv)
                                         teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_sendfile_cold, setup_sendfile,
                                         teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_sendfile_cached_checks,
+                                        setup_sendfile_small_sndbuf, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_sendfile_after_send_more,
                                         setup_sendfile, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_sendfile_cold_cancel,

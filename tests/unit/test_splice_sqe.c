@@ -137,14 +137,15 @@ struct rig {
     struct src s;
     struct ur_splice *sp;
     int sv[2];
-    bool direct; /* submit_at(): sv[0] as slot 0 of the ring's table */
+    bool direct;   /* submit_at(): sv[0] as slot 0 of the ring's table */
+    uint32_t held; /* sockets held between ops, as the splicer counts them */
 };
 
 static void rig_init(struct rig *g)
 {
     ring_init(&g->s, 0);
     g->direct = false;
-    g->sp = ur_splice_new(get_sqe, &g->s, TAG, 0);
+    g->sp = ur_splice_new(get_sqe, &g->s, TAG, 0, &g->held);
     assert_non_null(g->sp);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g->sv), 0);
 }
@@ -666,7 +667,7 @@ static size_t rig_init_full(struct rig *g, unsigned flags)
 {
     ring_init(&g->s, flags);
     g->direct = false;
-    g->sp = ur_splice_new(get_sqe, &g->s, TAG, 0);
+    g->sp = ur_splice_new(get_sqe, &g->s, TAG, 0, &g->held);
     assert_non_null(g->sp);
     int l = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
@@ -1216,9 +1217,11 @@ static void test_splice_direct_socket_held_between_ops(void **state)
                 fail_msg("op %zu on the same direct socket installed its fd again "
                          "(%u INSTALL SQEs): it was not held",
                          i + 1, c.installs);
-            /* Held between ops: non-blocking, one more fd. */
+            /* Held between ops: non-blocking, one more fd, counted
+             * where the backend's submit looks. */
             assert_true(fcntl(g.sv[0], F_GETFL) & O_NONBLOCK);
             assert_int_equal(open_fds(), fds_rig + 1);
+            assert_int_equal(g.held, 1);
             if (i == 1 && !end_by_free) {
                 /* What the backend does before a send on the socket (a
                  * next response's head): blocking again, the fd kept for
@@ -1226,6 +1229,7 @@ static void test_splice_direct_socket_held_between_ops(void **state)
                 ur_splice_unflag(g.sp, 0);
                 assert_int_equal(fcntl(g.sv[0], F_GETFL) & O_NONBLOCK, 0);
                 assert_int_equal(open_fds(), fds_rig + 1);
+                assert_int_equal(g.held, 1);
             }
         }
         assert_int_equal(pthread_join(t, NULL), 0);
@@ -1236,9 +1240,12 @@ static void test_splice_direct_socket_held_between_ops(void **state)
             ur_splice_release(g.sp, 0);
             assert_int_equal(fcntl(g.sv[0], F_GETFL) & O_NONBLOCK, 0);
             assert_int_equal(open_fds(), fds_rig);
+            assert_int_equal(g.held, 0);
             ur_splice_release(g.sp, 0); /* not held any more: nothing */
+            assert_int_equal(g.held, 0);
         }
         rig_fini(&g);
+        assert_int_equal(g.held, 0);
         assert_int_equal(open_fds(), fds_before);
     }
     close(file);
@@ -1272,7 +1279,7 @@ static void test_splice_held_sockets_bounded(void **state)
                        strerror(-rc));
         skip();
     }
-    g.sp = ur_splice_new(get_sqe, &g.s, TAG, 0);
+    g.sp = ur_splice_new(get_sqe, &g.s, TAG, 0, &g.held);
     assert_non_null(g.sp);
     struct rs_loop *loop = calloc(1, sizeof(*loop));
     assert_non_null(loop);
@@ -1306,8 +1313,10 @@ static void test_splice_held_sockets_bounded(void **state)
     for (int i = 1; i < N; i++)
         assert_true(fcntl(sv[i][0], F_GETFL) & O_NONBLOCK);
     assert_int_equal(open_fds(), fds_rig + N - 1);
+    assert_int_equal(g.held, N - 1);
     free(loop);
     ur_splice_free(g.sp);
+    assert_int_equal(g.held, 0);
     for (int i = 0; i < N; i++)
         assert_int_equal(fcntl(sv[i][0], F_GETFL) & O_NONBLOCK, 0);
     io_uring_queue_exit(&g.s.ring);
