@@ -29,6 +29,8 @@ void rs_config_defaults(struct rs_config *cfg)
     cfg->open_file_cache_valid_ms = 1000;
     cfg->connect_timeout_ms = 3000;
     cfg->header_timeout_ms = 60000;
+    cfg->send_timeout_ms = 60000;      /* nginx's send_timeout */
+    cfg->keepalive_timeout_ms = 75000; /* nginx's keepalive_timeout */
     cfg->sched = RS_SCHED_NORMAL;
 }
 
@@ -89,11 +91,18 @@ void rs_config_options_usage(FILE *out)
         "  --protocol=echo|discard|chargen|proxy|http  what to serve (default echo)\n"
         "  --root=DIR                  --protocol=http: the directory served\n"
         "  --header-timeout=SECONDS    http: a request head must be complete this\n"
-        "                              long after the server is ready for it (the\n"
-        "                              connection opened, or the response before\n"
-        "                              queued), however it trickles in; else 408\n"
-        "                              and close (default 60; decimals allowed;\n"
-        "                              0 = none)\n"
+        "                              long after it is due (the first: from the\n"
+        "                              connection's start; a later one: from its\n"
+        "                              first byte), however it trickles in; else\n"
+        "                              408 and close (default 60; decimals\n"
+        "                              allowed; 0 = none)\n"
+        "  --send-timeout=SECONDS      http: a response whose output made no\n"
+        "                              progress this long (the client stopped\n"
+        "                              reading) is cut with a reset (default 60;\n"
+        "                              decimals allowed; 0 = none)\n"
+        "  --keepalive-timeout=SECONDS http: close a connection idle this long\n"
+        "                              between requests (default 75; decimals\n"
+        "                              allowed; 0 = none)\n"
         "  --upstream=HOST:PORT[,HOST:PORT...]  proxy: where to connect, round\n"
         "                              robin; a failed upstream is skipped for 2 s\n"
         "  --connect-timeout=MS        proxy: give up connecting after this long\n"
@@ -316,6 +325,8 @@ enum {
     OPT_OPEN_FILE_CACHE,
     OPT_OPEN_FILE_CACHE_VALID,
     OPT_HEADER_TIMEOUT,
+    OPT_SEND_TIMEOUT,
+    OPT_KEEPALIVE_TIMEOUT,
 };
 
 /* ringserve's options. Parsed by hand rather than with getopt_long, whose
@@ -342,6 +353,8 @@ static const struct option_def options[] = {
     {"open-file-cache", 0, true, OPT_OPEN_FILE_CACHE},
     {"open-file-cache-valid", 0, true, OPT_OPEN_FILE_CACHE_VALID},
     {"header-timeout", 0, true, OPT_HEADER_TIMEOUT},
+    {"send-timeout", 0, true, OPT_SEND_TIMEOUT},
+    {"keepalive-timeout", 0, true, OPT_KEEPALIVE_TIMEOUT},
     {"max-conns", 0, true, OPT_MAX_CONNS},
     {"idle-timeout", 0, true, OPT_IDLE_TIMEOUT},
     {"drain-timeout", 0, true, OPT_DRAIN_TIMEOUT},
@@ -480,6 +493,10 @@ static int parse_one(struct rs_config *cfg, int opt, const char *arg)
         return parse_seconds("--stats-interval", arg, &cfg->stats_interval_ms);
     case OPT_HEADER_TIMEOUT:
         return parse_seconds("--header-timeout", arg, &cfg->header_timeout_ms);
+    case OPT_SEND_TIMEOUT:
+        return parse_seconds("--send-timeout", arg, &cfg->send_timeout_ms);
+    case OPT_KEEPALIVE_TIMEOUT:
+        return parse_seconds("--keepalive-timeout", arg, &cfg->keepalive_timeout_ms);
     case OPT_STATS_FORMAT:
         return parse_pair("--stats-format", arg, "text", "json", &cfg->stats_json);
     case OPT_PROBE:

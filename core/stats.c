@@ -34,6 +34,8 @@ static const struct field {
     COUNTER(accept_pauses),
     COUNTER(idle_closed),
     COUNTER(header_timeouts),
+    COUNTER(send_timeouts),
+    COUNTER(keepalive_timeouts),
     COUNTER(resets_in),
     COUNTER(resets_out),
     COUNTER(bundles),

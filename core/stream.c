@@ -114,8 +114,9 @@ struct rs_stream *stream_new(struct rs_loop *loop, int fd, bool direct,
                              const struct rs_stream_cbs *cbs, void *data)
 {
     /* Room in the timer heap first, so that this stream's timers (and its
-     * protocol's) can always be started: two per stream. */
-    if (rs_timer_reserve(loop, 2 * (loop->nstreams + 1) + RS_TIMER_LOOP_SLOTS) < 0)
+     * protocol's) can always be started (timer.h). */
+    if (rs_timer_reserve(loop, RS_TIMERS_PER_STREAM * (loop->nstreams + 1) +
+                                   RS_TIMER_LOOP_SLOTS) < 0)
         return NULL;
     struct rs_stream *s = loop->free_streams;
     uint8_t gens[3] = {0, 0, 0};

@@ -8,10 +8,13 @@
 
 #include "ringserve/timer.h"
 
-/* The loop's own timers (idle scan, drain, accept back-off) beyond the
- * two per stream rs_timer_reserve is asked for: the core reserves two per
- * stream (its own timer and one for its protocol's session) when the
- * stream is made, so a stream that exists can always arm its timers. */
+/* Timers the core reserves room for per stream when the stream is made,
+ * so a stream that exists can always arm its timers: its own (connect
+ * timeout, then the graceful close's bound) and two of its protocol's
+ * session (HTTP: the send/keep-alive watch beside the request-head
+ * deadline or the read retry). */
+#define RS_TIMERS_PER_STREAM 3u
+/* The loop's own timers (idle scan, drain, accept back-off) beyond those. */
 #define RS_TIMER_LOOP_SLOTS 8u
 
 /* For the loop: ms until the earliest timer is due (0 if overdue), with

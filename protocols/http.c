@@ -57,6 +57,16 @@
  * Stop (http_stop): idle connections close at once; a response in
  * progress is finished, its body still flowing (from the file with
  * sendfile, or read after read without it), then the connection closes.
+ *
+ * Time limits, each against a client that holds its connection without
+ * doing its part: the request head's deadline (--header-timeout, a timer
+ * armed only while a head is awaited), and one lazy watch per connection
+ * for the two waits on the client between heads (watch_fn): output that
+ * makes no progress (--send-timeout: the client stopped reading; cut
+ * with a reset) and a connection idle between requests
+ * (--keepalive-timeout; closed with a FIN). The watch is no timer per
+ * request: it is armed once a response exists and then wakes a few times
+ * per timeout to compare what was sent with what it saw last time.
  */
 #include <assert.h>
 #include <errno.h>
@@ -83,6 +93,10 @@
 #define BODY_CACHE 16            /* body buffers kept per loop for the next responses */
 #define RETRY_MS   1             /* after -ENOBUFS / -EAGAIN on a read */
 #define TAIL_LEN   11            /* strlen("/index.html") */
+/* The watch looks this many times per timeout: a timeout then ends a
+ * connection between 1 and 1 + 1/WATCH_LOOKS timeouts after its last
+ * progress (or the start of its idleness), never before. */
+#define WATCH_LOOKS 4
 
 struct http_loop {
     int root_fd;               /* O_PATH directory: every open is beneath it */
@@ -95,6 +109,9 @@ struct http_loop {
 };
 
 enum { ST_IDLE, ST_OPEN, ST_BODY, ST_DEAD };
+
+/* What the watch saw at its last look (watch_fn). */
+enum { W_NONE, W_SEND, W_IDLE };
 
 struct rd_slot {
     struct rs_fs_req req; /* req.data: the session */
@@ -131,16 +148,35 @@ struct http_sess {
     uint64_t next_off, end;    /* next offset to read; end of the range */
     uint32_t rd_head, rd_tail; /* slots in use: [head, tail) modulo READ_AHEAD */
     struct rd_slot rd[READ_AHEAD];
-    /* Both unreferenced: the stream keeps the loop alive. */
+    /* The timers, all unreferenced: the stream keeps the loop alive. */
     struct rs_timer retry;
     struct rs_timer head_timer; /* the request-head deadline (--header-timeout) */
-    char *in;                   /* request bytes not yet parsed */
+    /* The send and keep-alive timeouts (watch_fn): queued - pending is the
+     * count of bytes sent, which only moves when the client takes some. */
+    struct rs_timer watch;
+    uint64_t queued;     /* bytes ever queued on the stream */
+    uint64_t watch_sent; /* bytes sent at the look that started watch_ms */
+    uint64_t watch_ms;   /* since when nothing moved (loop time) */
+    uint8_t watch_mode;  /* W_*: what that look saw */
+    bool served;         /* a response was queued: the next head is due at its
+                            first byte (next_request) */
+    char *in;            /* request bytes not yet parsed */
     uint32_t in_len, in_cap;
 };
 
 static void next_request(struct http_sess *h);
 static void pump(struct http_sess *h);
 static void die(struct http_sess *h, int reason);
+static void watch_arm(struct http_sess *h);
+
+/* Every write to the stream counts its bytes: the watch tells what was
+ * sent from what was queued. (Bytes a closing stream drops are counted
+ * too; the watch no longer looks then.) */
+static void out_copy(struct http_sess *h, const void *p, uint32_t len)
+{
+    rs_stream_write_copy(h->s, p, len);
+    h->queued += len;
+}
 
 /* ---- response heads ---- */
 
@@ -215,7 +251,7 @@ static void respond_short(struct http_sess *h, int status, const char *extra,
     o = RS_HTTP_PUT_LIT(o, "\r\n");
     if (!h->head_only)
         o = rs_http_put(o, text, tl);
-    rs_stream_write_copy(h->s, (const uint8_t *)buf, (uint32_t)(o - buf));
+    out_copy(h, buf, (uint32_t)(o - buf));
 }
 
 /* The head of a 200/206: into out (HEAD_ROOM bytes); returns its length. */
@@ -283,6 +319,7 @@ static void sess_free(struct http_sess *h)
 {
     rs_timer_stop(h->loop, &h->retry);
     rs_timer_stop(h->loop, &h->head_timer);
+    rs_timer_stop(h->loop, &h->watch);
     free_bufs(h);
     close_file(h);
     free(h->in);
@@ -358,6 +395,8 @@ static void finish_response(struct http_sess *h)
         rs_stream_close(h->s);
         return;
     }
+    h->served = true;
+    watch_arm(h);
     next_request(h);
     close_if_done(h);
 }
@@ -469,8 +508,9 @@ static void send_by_file(struct http_sess *h)
     }
     /* Head and body queued together: the head leaves in the body's first
      * segment, never alone (stream.h says why that matters). */
-    rs_stream_write_head_file(h->s, (const uint8_t *)head, (uint32_t)n, fd, h->first,
-                              h->count);
+    if (rs_stream_write_head_file(h->s, (const uint8_t *)head, (uint32_t)n, fd, h->first,
+                                  h->count) == 0)
+        h->queued += (uint64_t)n + h->count;
     finish_response(h);
 }
 
@@ -534,7 +574,7 @@ static void respond(struct http_sess *h)
     if (h->head_only || h->count == 0) {
         char head[HEAD_ROOM];
         int n = format_head(h, head);
-        rs_stream_write_copy(h->s, (const uint8_t *)head, (uint32_t)n);
+        out_copy(h, head, (uint32_t)n);
         if (h->head_only || h->count == 0) {
             finish_response(h);
             return;
@@ -712,7 +752,10 @@ static void deliver(struct http_sess *h, struct rd_slot *r)
         int rc = rs_fs_send(h->loop, &r->req, h->s, p, len, on_sent);
         if (rc < 0)
             r->sending = false;
+        else
+            h->queued += len;
         file_op_started(h, "send", rc);
+        watch_arm(h);
         return;
     }
     /* Small: head and body in one write, so one send, one segment. */
@@ -721,7 +764,7 @@ static void deliver(struct http_sess *h, struct rd_slot *r)
     int n = format_head(h, (char *)out);
     memcpy(out + n, p, (size_t)r->res);
     rs_loop_buf_release(h->loop, r->bid);
-    rs_stream_write_copy(h->s, out, (uint32_t)n + (uint32_t)r->res);
+    out_copy(h, out, (uint32_t)n + (uint32_t)r->res);
 }
 
 /* Slots read but not yet sent (waiting for an earlier one): give their
@@ -799,11 +842,14 @@ static void on_read(struct rs_fs_req *req)
 /* ---- requests ---- */
 
 /* The request-head deadline (--header-timeout): it runs while the session
- * waits for a request head, from the moment it is ready for one (the
- * connection opened; the response before was queued and the output is
- * below --max-pending) until the head is complete. Bytes trickling in do
- * not extend it: a client sending one byte a second would otherwise hold
- * its connection for as long as its 8 KiB head lasts (slowloris). */
+ * waits for a request head, from the moment one is due until the head is
+ * complete. The first request is due when the connection opens; a later
+ * one when its first byte came (pipelined: when the server is ready for
+ * it, the response before queued and the output below --max-pending):
+ * until then the connection is idle between requests, which is the
+ * keep-alive timeout's (watch_fn). Bytes trickling in do not extend it:
+ * a client sending one byte a second would otherwise hold its connection
+ * for as long as its 8 KiB head lasts (slowloris). */
 static void head_timeout_fn(struct rs_loop *loop, struct rs_timer *t)
 {
     struct http_sess *h = t->data;
@@ -818,10 +864,102 @@ static void head_timeout_fn(struct rs_loop *loop, struct rs_timer *t)
         h->in_len = 0;
         respond_short(h, 408, NULL, 0);
     }
-    /* Nothing of a next request: an idle keep-alive connection, closed
+    /* Nothing of a request: a connection that never sent one, closed
      * without a word (a client may be sending a request right now; an
      * answer to a request it has not sent would confuse it). */
     rs_stream_close(h->s);
+}
+
+/* ---- the send and keep-alive timeouts ---- */
+
+/* Between two looks of the watch: a fraction of the shorter timeout on,
+ * so that either ends a connection at most that late; 0 when both are
+ * off (the watch is never armed). */
+static uint64_t watch_step(const struct rs_config *cfg)
+{
+    uint32_t a = cfg->send_timeout_ms, b = cfg->keepalive_timeout_ms;
+    uint32_t t = !a ? b : !b ? a : a < b ? a : b;
+    return t ? (t + WATCH_LOOKS - 1) / WATCH_LOOKS : 0;
+}
+
+/* Between requests with nothing queued and nothing of a next head: what
+ * --keepalive-timeout bounds. */
+static bool idle_between_requests(const struct http_sess *h)
+{
+    return h->state == ST_IDLE && h->in_len == 0 && rs_stream_pending(h->s) == 0;
+}
+
+/* The watch: a timer that, instead of being moved at every byte, looks
+ * every watch_step at how many bytes were sent (queued - pending: it moves
+ * only when the client takes some) and at what the connection waits for:
+ * - output queued: the client owes us progress. Unchanged since the look
+ *   that saw it last move, for --send-timeout: the client stopped reading,
+ *   and the response it was taking is cut with a reset (a FIN after the
+ *   bytes already sent would pass for its end);
+ * - idle between requests: unchanged for --keepalive-timeout, the
+ *   connection is closed with a FIN, nothing being cut (the client sends
+ *   a request that crossed it again, as on any keep-alive close);
+ * - anything else (a file being opened or read, a head arriving, which
+ *   its own deadline bounds): the server's turn, nothing to time; the
+ *   watch rests until the next response arms it.
+ * A deadline runs from the look that first saw the state unchanged, so
+ * it ends a connection between 1 and 1 + 1/WATCH_LOOKS timeouts after
+ * the last progress, never earlier. What a look costs: a subtraction and
+ * a heap move, per connection a few times per timeout, none per
+ * request. */
+static void watch_fn(struct rs_loop *loop, struct rs_timer *t)
+{
+    struct http_sess *h = t->data;
+    if (!h->s || !rs_stream_is_open(h->s))
+        return; /* a close has its own bound (--drain-timeout) */
+    const struct rs_config *cfg = rs_loop_config(loop);
+    uint64_t pending = rs_stream_pending(h->s);
+    uint64_t sent = h->queued - pending;
+    uint8_t mode = pending > 0 ? W_SEND : idle_between_requests(h) ? W_IDLE : W_NONE;
+    uint64_t now = rs_loop_now(loop);
+    uint32_t limit = mode == W_SEND   ? cfg->send_timeout_ms
+                     : mode == W_IDLE ? cfg->keepalive_timeout_ms
+                                      : 0;
+    if (mode != h->watch_mode || sent != h->watch_sent) {
+        /* Something moved since the last look: the clock starts again. */
+        h->watch_mode = mode;
+        h->watch_sent = sent;
+        h->watch_ms = now;
+    } else if (limit && now - h->watch_ms >= limit) {
+        if (mode == W_SEND) {
+            rs_loop_stats(loop)->send_timeouts++;
+            rs_log_debug("http: no output taken for %u ms: reset", limit);
+            if (h->state == ST_BODY)
+                drop_done_slots(h); /* as a failed read does: their buffers back */
+            die(h, -ETIMEDOUT);
+        } else {
+            rs_loop_stats(loop)->keepalive_timeouts++;
+            rs_stream_read_stop(h->s);
+            rs_stream_close(h->s);
+        }
+        return;
+    }
+    /* Output may drain into idleness with no callback of ours: the watch
+     * goes on while either timeout could come of it. */
+    if (mode == W_NONE || (mode == W_IDLE && !cfg->keepalive_timeout_ms)) {
+        h->watch_mode = W_NONE;
+        return;
+    }
+    uint64_t delay = watch_step(cfg);
+    if (limit && h->watch_ms + limit - now < delay)
+        delay = h->watch_ms + limit - now;
+    rs_timer_start(loop, t, delay, watch_fn, h);
+}
+
+/* A response was queued (or a body's next part): have the watch look
+ * soon, unless it already does. No clock, no heap move while it runs. */
+static void watch_arm(struct http_sess *h)
+{
+    if (rs_timer_active(&h->watch) || !h->s || !rs_stream_is_open(h->s))
+        return;
+    uint64_t step = watch_step(rs_loop_config(h->loop));
+    if (step)
+        rs_timer_start(h->loop, &h->watch, step, watch_fn, h);
 }
 
 static void head_deadline_start(struct http_sess *h)
@@ -861,7 +999,8 @@ static void next_request(struct http_sess *h)
     }
     if (n == 0) {
         /* Waiting for (the rest of) a head. */
-        head_deadline_start(h);
+        if (h->in_len > 0 || !h->served)
+            head_deadline_start(h);
         resume_input(h);
         return;
     }
@@ -971,6 +1110,7 @@ static void http_close(struct rs_stream *s, int reason)
     h->s = NULL;
     rs_timer_stop(h->loop, &h->retry);
     rs_timer_stop(h->loop, &h->head_timer);
+    rs_timer_stop(h->loop, &h->watch);
     if (h->state == ST_BODY)
         drop_done_slots(h); /* those in flight release theirs as they land */
     if (h->ops == 0)
@@ -991,6 +1131,7 @@ static void http_open(struct rs_stream *s)
     h->fd = -1;
     rs_timer_unref(&h->retry);
     rs_timer_unref(&h->head_timer);
+    rs_timer_unref(&h->watch);
     rs_stream_set_data(s, h);
     head_deadline_start(h);
 }

@@ -83,8 +83,12 @@ struct rs_config {
     /* Files. */
     bool no_sendfile; /* http: --sendfile=off, copy large bodies through memory */
     const char *root; /* --protocol=http: the directory served */
-    uint32_t header_timeout_ms; /* http: time to receive a request head (0: none) */
-    uint32_t open_file_cache;   /* http: open files kept per loop; 0: off */
+    uint32_t header_timeout_ms;    /* http: time to receive a request head (0: none) */
+    uint32_t send_timeout_ms;      /* http: a response's output making no progress
+                                      this long is cut with a reset (0: none) */
+    uint32_t keepalive_timeout_ms; /* http: a connection idle between requests
+                                      this long is closed (0: none) */
+    uint32_t open_file_cache;      /* http: open files kept per loop; 0: off */
     uint32_t open_file_cache_valid_ms; /* http: re-check a cached file after this */
     /* The proxy. */
     struct rs_upstream upstreams[RS_MAX_UPSTREAMS]; /* --upstream, resolved */

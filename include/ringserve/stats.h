@@ -65,6 +65,9 @@ struct rs_stats {
                                        socket splices in io-wq (a part the
                                        loop could not send itself), epoll's
                                        pool jobs */
+    uint64_t send_timeouts;         /* http: responses cut (a reset) by --send-timeout */
+    uint64_t keepalive_timeouts;    /* http: idle connections closed by
+                                       --keepalive-timeout */
 };
 
 enum rs_stats_format { RS_STATS_TEXT, RS_STATS_JSON };

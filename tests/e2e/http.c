@@ -85,12 +85,14 @@ static unsigned big_len = 8u * MIB + 123u;
 
 struct fixture {
     struct h_server srv;
-    long expect_accepted;        /* -1: not checked */
-    long expect_header_timeouts; /* -1: not checked */
-    long long max_bytes_in;      /* -1: not checked */
-    long long max_worker_reads;  /* sendfile_worker_reads=; -1: not checked */
-    long long max_worker_sends;  /* sendfile_worker_sends=; -1: not checked */
-    char tmp_root[PATH_MAX];     /* a root of the test's own, removed at teardown */
+    long expect_accepted;           /* -1: not checked */
+    long expect_header_timeouts;    /* -1: not checked */
+    long expect_send_timeouts;      /* -1: not checked */
+    long expect_keepalive_timeouts; /* -1: not checked */
+    long long max_bytes_in;         /* -1: not checked */
+    long long max_worker_reads;     /* sendfile_worker_reads=; -1: not checked */
+    long long max_worker_sends;     /* sendfile_worker_sends=; -1: not checked */
+    char tmp_root[PATH_MAX];        /* a root of the test's own, removed at teardown */
 };
 
 /* A stable file: its mtime is set to STABLE_MTIME (Sun, 09 Sep 2001
@@ -603,6 +605,23 @@ static void raw_expect_eof(struct raw *c)
         fail_msg("%zu more bytes after the response, want EOF: %.80s", c->len, c->buf);
 }
 
+/* Everything the server still sends (counted into *got, not kept), then
+ * how the connection ends: 0 for a clean EOF, else the errno. */
+static int read_to_end(struct raw *c, size_t *got)
+{
+    for (;;) {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if (poll(&p, 1, H_TIMEOUT_MS) == 0)
+            fail_msg("no data and no end for %d ms after %zu bytes", H_TIMEOUT_MS, *got);
+        ssize_t n = recv(c->fd, c->buf, c->cap, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? errno : 0;
+        *got += (size_t)n;
+    }
+}
+
 /* --- fixture ------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -612,6 +631,8 @@ static int setup(void **state)
         return -1;
     fx->expect_accepted = -1;
     fx->expect_header_timeouts = -1;
+    fx->expect_send_timeouts = -1;
+    fx->expect_keepalive_timeouts = -1;
     fx->max_bytes_in = -1;
     fx->max_worker_reads = -1;
     fx->max_worker_sends = -1;
@@ -668,6 +689,12 @@ static int teardown(void **state)
     else if (ringserve && !stat_as_expected(line, "header_timeouts",
                                             fx->expect_header_timeouts, false))
         why = "header_timeouts= is not what the test expects";
+    else if (ringserve &&
+             !stat_as_expected(line, "send_timeouts", fx->expect_send_timeouts, false))
+        why = "send_timeouts= is not what the test expects";
+    else if (ringserve && !stat_as_expected(line, "keepalive_timeouts",
+                                            fx->expect_keepalive_timeouts, false))
+        why = "keepalive_timeouts= is not what the test expects";
     else if (ringserve && !stat_as_expected(line, "bytes_in", fx->max_bytes_in, true))
         why = "bytes_in= is more than the test allows";
     else if (ringserve &&
@@ -1356,22 +1383,8 @@ static void file_cut_mid_body(struct fixture *fx, const char *name)
             fail_msg("EOF after %zu bytes, before the file was cut", c.len);
     assert_true(memmem(c.buf, c.len, "\r\n\r\n", 4) != NULL);
     assert_int_equal(truncate(path, (off_t)MIB), 0);
-    /* Everything the server still sends, then how the connection ends. */
     size_t got = c.len;
-    int end;
-    for (;;) {
-        struct pollfd p = {.fd = c.fd, .events = POLLIN};
-        if (poll(&p, 1, H_TIMEOUT_MS) == 0)
-            fail_msg("no data and no end for %d ms after %zu bytes", H_TIMEOUT_MS, got);
-        ssize_t n = recv(c.fd, c.buf, c.cap, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            end = n < 0 ? errno : 0;
-            break;
-        }
-        got += (size_t)n;
-    }
+    int end = read_to_end(&c, &got);
     if (end != ECONNRESET)
         fail_msg("a %u-byte body cut at %u: %zu bytes then %s, want ECONNRESET", CUT_LEN,
                  MIB, got, end ? strerror(end) : "a clean EOF");
@@ -2150,6 +2163,169 @@ static void test_http_header_timeout(void **state)
     fx->expect_header_timeouts = 2;
 }
 
+/* --- the send and keep-alive timeouts ------------------------------------------ */
+
+/* A body far larger than what the kernel's socket buffers hold (4 MiB of
+ * send buffer, the client's window): zeros, free to make. */
+#define STALL_LEN (64u * MIB)
+
+/* Send a GET for /name and read its head: returns its Content-Length;
+ * the body bytes read with it stay in c. */
+static long long get_head(struct raw *c, const char *name)
+{
+    char req[128];
+    snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: t\r\n\r\n", name);
+    raw_sends(c, req);
+    char *end;
+    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
+        if (!raw_fill(c))
+            fail_msg("EOF before the head of /%s", name);
+    char head[4096];
+    size_t hl = (size_t)(end + 4 - c->buf);
+    assert_true(hl < sizeof(head));
+    memcpy(head, c->buf, hl);
+    head[hl] = '\0';
+    raw_consume(c, hl);
+    if (strncmp(head, "HTTP/1.1 200 ", 13) != 0)
+        fail_msg("/%s: %.40s", name, head);
+    char v[32];
+    assert_non_null(header_in(head, "Content-Length", v, sizeof(v)));
+    return atoll(v);
+}
+
+/* Wait for the server to end c's connection (poll for events: 0 for a
+ * reset, which raises POLLERR|POLLHUP even with bytes left unread;
+ * POLLIN for a FIN), at most H_TIMEOUT_MS, then check that it was not
+ * before a 1 s timeout counted from t0. what: the client, for messages. */
+static void wait_for_end(struct raw *c, short events, int64_t t0, const char *what)
+{
+    struct pollfd p = {.fd = c->fd, .events = events};
+    int r;
+    while ((r = poll(&p, 1, H_TIMEOUT_MS)) < 0 && errno == EINTR)
+        ;
+    if (r == 0)
+        fail_msg("%s: no %s in %d ms", what, events ? "end" : "reset", H_TIMEOUT_MS);
+    int64_t took = h_now_ms() - t0;
+    print_message("%s: ended %lld ms after its request\n", what, (long long)took);
+    if (took < 1000 - 20)
+        fail_msg("%s: ended %lld ms after its request, before the 1 s timeout", what,
+                 (long long)took);
+}
+
+/* --send-timeout=1: a client that takes the first 64 KiB of a large body
+ * and then nothing is cut with a reset (it reads a prefix, then
+ * ECONNRESET, never a clean EOF) once the server's output made no
+ * progress for the timeout; the wait for it is bounded by H_TIMEOUT_MS,
+ * which a server without the timeout outlasts. Never before the timeout:
+ * the request was sent before the server's output could first move. */
+static void test_http_send_timeout_cuts_stalled(void **state)
+{
+    struct fixture *fx = *state;
+    restart_with(fx, NULL, (const char *[]){"--send-timeout=1", NULL});
+    make_hole("root/stall.bin", STALL_LEN);
+    struct raw c;
+    raw_open_rcvbuf(fx, &c, 32 * KIB);
+    int64_t t0 = h_now_ms();
+    assert_int_equal(get_head(&c, "stall.bin"), STALL_LEN);
+    while (c.len < 64 * KIB)
+        if (!raw_fill(&c))
+            fail_msg("EOF after %zu bytes of the body", c.len);
+    wait_for_end(&c, 0, t0, "a client that stopped reading (--send-timeout=1)");
+    size_t got = c.len;
+    int end = read_to_end(&c, &got);
+    if (end != ECONNRESET)
+        fail_msg("a body cut by the send timeout: %zu bytes then %s, want ECONNRESET",
+                 got, end ? strerror(end) : "a clean EOF");
+    assert_true(got < STALL_LEN);
+    raw_close(&c);
+    expect_small_served(fx);
+    fx->expect_accepted = 2;
+    fx->expect_send_timeouts = 1;
+    fx->expect_keepalive_timeouts = 0;
+}
+
+/* --send-timeout=1 against a reader that takes 2 MiB, pauses 250 ms, and
+ * so on for 2 s: its output progresses all along, so it is never cut,
+ * although the response lasts two timeouts (a timeout counted from the
+ * response's start, or one that missed the progress, cuts it). Then it
+ * reads the rest at full speed, all of it, and the connection serves
+ * another request. */
+static void test_http_send_timeout_spares_slow_reader(void **state)
+{
+    struct fixture *fx = *state;
+    restart_with(fx, NULL, (const char *[]){"--send-timeout=1", NULL});
+    make_hole("root/slow.bin", STALL_LEN);
+    struct raw c;
+    raw_open(fx, &c);
+    assert_int_equal(get_head(&c, "slow.bin"), STALL_LEN);
+    size_t got = c.len;
+    c.len = 0;
+    for (int round = 0; round < 8; round++) {
+        size_t want = got + 2 * MIB;
+        while (got < want) {
+            ssize_t n = recv(c.fd, c.buf, c.cap, 0);
+            if (n <= 0)
+                fail_msg("a reader taking 2 MiB every 250 ms was cut after %zu bytes "
+                         "(%s)",
+                         got, n < 0 ? strerror(errno) : "EOF");
+            got += (size_t)n;
+        }
+        h_sleep_ms(250); /* the client's pace, not a wait for the server */
+    }
+    while (got < STALL_LEN) {
+        size_t room = c.cap < STALL_LEN - got ? c.cap : STALL_LEN - got;
+        ssize_t n = recv(c.fd, c.buf, room, 0);
+        if (n <= 0)
+            fail_msg("cut after %zu bytes (%s)", got, n < 0 ? strerror(errno) : "EOF");
+        got += (size_t)n;
+    }
+    assert_int_equal(get_head(&c, "small.txt"), SMALL_LEN);
+    raw_close(&c);
+    fx->expect_accepted = 1;
+    fx->expect_send_timeouts = 0;
+}
+
+/* --keepalive-timeout=1 with --header-timeout=0.5: a connection idle after
+ * its response is closed with a FIN (a clean EOF, no reset: nothing was
+ * cut) after the keep-alive timeout, not after the shorter head deadline,
+ * which a later request only starts with its first byte. Another that
+ * sends a request every 300 ms for 1.5 s is never closed: the timeout
+ * counts from the last response. */
+static void test_http_keepalive_timeout(void **state)
+{
+    struct fixture *fx = *state;
+    restart_with(fx, NULL,
+                 (const char *[]){"--keepalive-timeout=1", "--header-timeout=0.5", NULL});
+    struct raw busy;
+    raw_open(fx, &busy);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(get_head(&busy, "small.txt"), SMALL_LEN);
+        while (busy.len < SMALL_LEN)
+            if (!raw_fill(&busy))
+                fail_msg("a connection with a request every 300 ms closed after %d", i);
+        raw_consume(&busy, SMALL_LEN);
+        h_sleep_ms(300); /* the client's pace */
+    }
+    raw_close(&busy);
+    struct raw idle;
+    raw_open(fx, &idle);
+    int64_t t0 = h_now_ms();
+    assert_int_equal(get_head(&idle, "small.txt"), SMALL_LEN);
+    while (idle.len < SMALL_LEN)
+        assert_true(raw_fill(&idle));
+    wait_for_end(&idle, POLLIN, t0, "an idle connection (--keepalive-timeout=1)");
+    char b[64];
+    ssize_t n = recv(idle.fd, b, sizeof(b), MSG_DONTWAIT);
+    if (n != 0)
+        fail_msg("an idle connection's end: %s, want a clean EOF",
+                 n > 0 ? "more bytes" : strerror(errno));
+    raw_close(&idle);
+    fx->expect_accepted = 2;
+    fx->expect_keepalive_timeouts = 1;
+    fx->expect_header_timeouts = 0;
+    fx->expect_send_timeouts = 0;
+}
+
 /* --- main ---------------------------------------------------------------------- */
 
 /* Does a test's name contain the n-byte word at p (RS_HTTP_TESTS)? */
@@ -2229,6 +2405,9 @@ int main(int argc, char **argv)
         T(test_http_ims_forms),
         T(test_http_absolute_ipv6),
         T(test_http_header_timeout),
+        T(test_http_send_timeout_cuts_stalled),
+        T(test_http_send_timeout_spares_slow_reader),
+        T(test_http_keepalive_timeout),
         T(test_http_stop_body_flows_reads),
         T(test_http_stop_body_flows_sendfile),
         T(test_http_file_cut_mid_body),

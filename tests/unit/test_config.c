@@ -184,6 +184,60 @@ static void test_config_errors_are_returned(void **state)
     }
 }
 
+/* HTTP's send and keep-alive timeouts: nginx's defaults (60 s, 75 s),
+ * seconds with decimals, 0 = none, a clear reason for a bad value, and
+ * both in --help with their defaults. */
+static void test_config_http_timeouts(void **state)
+{
+    (void)state;
+    struct rs_config cfg;
+    rs_config_defaults(&cfg);
+    assert_int_equal(cfg.send_timeout_ms, 60000);
+    assert_int_equal(cfg.keepalive_timeout_ms, 75000);
+    char err[200] = "";
+    char *ok[] = ARGV("ringserve", "--send-timeout=1.5", "--keepalive-timeout", "0");
+    int argc = COUNT(ok);
+    assert_int_equal(rs_config_parse_args(&cfg, &argc, ok, 0, err, sizeof(err)), 0);
+    assert_int_equal(cfg.send_timeout_ms, 1500);
+    assert_int_equal(cfg.keepalive_timeout_ms, 0);
+    struct {
+        const char *arg, *reason;
+    } cases[] = {
+        {"--send-timeout=-1", "invalid value '-1' for --send-timeout: expected seconds"},
+        {"--send-timeout=soon",
+         "invalid value 'soon' for --send-timeout: expected seconds"},
+        {"--send-timeout=0.001", "invalid value '0.001' for --send-timeout"},
+        {"--keepalive-timeout=86401",
+         "invalid value '86401' for --keepalive-timeout: expected seconds"},
+        {"--keepalive-timeout=", "invalid value '' for --keepalive-timeout"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *argv[] = ARGV("ringserve", (char *)cases[i].arg);
+        argc = COUNT(argv);
+        rs_config_defaults(&cfg);
+        assert_int_equal(rs_config_parse_args(&cfg, &argc, argv, 0, err, sizeof(err)),
+                         -EINVAL);
+        if (strncmp(err, cases[i].reason, strlen(cases[i].reason)) != 0)
+            fail_msg("%s: reason '%s', expected '%s...'", cases[i].arg, err,
+                     cases[i].reason);
+        assert_int_equal(cfg.send_timeout_ms, 60000); /* untouched */
+        assert_int_equal(cfg.keepalive_timeout_ms, 75000);
+    }
+    char help[8192];
+    FILE *f = fmemopen(help, sizeof(help) - 1, "w");
+    assert_non_null(f);
+    rs_config_options_usage(f);
+    size_t n = (size_t)ftell(f);
+    fclose(f);
+    help[n] = '\0';
+    const char *send = strstr(help, "--send-timeout=SECONDS");
+    const char *ka = strstr(help, "--keepalive-timeout=SECONDS");
+    assert_non_null(send);
+    assert_non_null(ka);
+    assert_non_null(strstr(send, "(default 60;"));
+    assert_non_null(strstr(ka, "(default 75;"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +245,7 @@ int main(void)
         cmocka_unit_test(test_config_leaves_getopt_alone),
         cmocka_unit_test(test_config_help_and_version_are_returned),
         cmocka_unit_test(test_config_errors_are_returned),
+        cmocka_unit_test(test_config_http_timeouts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,6 +71,10 @@ static bool copy_bodies;           /* setup_with: --sendfile=off */
 static bool no_file_cache;         /* setup_with: --open-file-cache=0 */
 static bool long_drain;            /* setup_with: --drain-timeout of a minute */
 static uint32_t header_timeout_ms; /* setup_with: --header-timeout (0: the default) */
+/* setup_with: --send-timeout and --keepalive-timeout (0: the defaults;
+ * OFF: 0, none) */
+static uint32_t send_timeout_ms, keepalive_timeout_ms;
+#define OFF UINT32_MAX
 
 static int setup_with(void **state, uint32_t buffers)
 {
@@ -94,6 +98,11 @@ static int setup_with(void **state, uint32_t buffers)
         fx->cfg.open_file_cache = 0;
     if (header_timeout_ms)
         fx->cfg.header_timeout_ms = header_timeout_ms;
+    if (send_timeout_ms)
+        fx->cfg.send_timeout_ms = send_timeout_ms == OFF ? 0 : send_timeout_ms;
+    if (keepalive_timeout_ms)
+        fx->cfg.keepalive_timeout_ms =
+            keepalive_timeout_ms == OFF ? 0 : keepalive_timeout_ms;
     if (long_drain)
         fx->cfg.drain_timeout_ms = 60000;
     char err[256] = "";
@@ -149,6 +158,42 @@ static int setup_head_deadline(void **state)
     return rc;
 }
 
+/* All three time limits at 500 ms. */
+static int setup_timeouts(void **state)
+{
+    header_timeout_ms = send_timeout_ms = keepalive_timeout_ms = 500;
+    int rc = setup_with(state, 64);
+    header_timeout_ms = send_timeout_ms = keepalive_timeout_ms = 0;
+    return rc;
+}
+
+static int setup_timeouts_copy(void **state)
+{
+    copy_bodies = true;
+    int rc = setup_timeouts(state);
+    copy_bodies = false;
+    return rc;
+}
+
+/* One of the two off, the other and the head deadline at 300 ms. */
+static int setup_send_off(void **state)
+{
+    header_timeout_ms = keepalive_timeout_ms = 300;
+    send_timeout_ms = OFF;
+    int rc = setup_with(state, 64);
+    header_timeout_ms = send_timeout_ms = keepalive_timeout_ms = 0;
+    return rc;
+}
+
+static int setup_keepalive_off(void **state)
+{
+    header_timeout_ms = send_timeout_ms = 300;
+    keepalive_timeout_ms = OFF;
+    int rc = setup_with(state, 64);
+    header_timeout_ms = send_timeout_ms = keepalive_timeout_ms = 0;
+    return rc;
+}
+
 /* A lingering close that only the peer's EOF can end within a test's
  * turns: the drain timeout is a minute. */
 static int setup_long_drain(void **state)
@@ -183,6 +228,14 @@ static void turn(struct fixture *fx)
     rs_loop_feed_starved(loop);
     rs_loop_retry(loop);
     loop->ops->run(loop, 2);
+}
+
+/* Turn the loop for ms: a window in which nothing may happen. */
+static void turn_for(struct fixture *fx, uint64_t ms)
+{
+    uint64_t end = rs_now_ms() + ms;
+    while (rs_now_ms() < end)
+        turn(fx);
 }
 
 static int rm_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
@@ -753,19 +806,92 @@ static void test_http_head_deadline_trickle(void **state)
     assert_int_equal(fx->loop.stats.header_timeouts, 1);
 }
 
-/* A request served in time; then the connection sits idle: closed at the
- * deadline without a word (no 408 for a request never sent). */
-static void test_http_head_deadline_idle_keepalive(void **state)
+/* A request served in time; then the connection sits idle: closed by
+ * the keep-alive timeout without a word (no 408 for a request never
+ * sent), not by the head deadline, which a later request only starts
+ * with its first byte. */
+static void test_http_keepalive_timeout_idle(void **state)
 {
     struct fixture *fx = *state;
     send_all(fx, "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     char head[1024];
     uint8_t body[64];
     assert_int_equal(response(fx, head, sizeof(head), body, sizeof(body)), 6);
-    assert_int_equal(fx->loop.stats.header_timeouts, 0);
+    uint64_t start = rs_now_ms();
     char rest[256];
     assert_int_equal(read_to_eof(fx, rest, sizeof(rest)), 0);
-    assert_int_equal(fx->loop.stats.header_timeouts, 1);
+    /* Not before the timeout: the idle clock starts at the watch's first
+     * look, a quarter of it after the response was queued; start came
+     * just after that queueing. */
+    assert_true(rs_now_ms() - start >= 500 - 20);
+    assert_int_equal(fx->loop.stats.keepalive_timeouts, 1);
+    assert_int_equal(fx->loop.stats.header_timeouts, 0);
+    assert_int_equal(fx->loop.stats.send_timeouts, 0);
+}
+
+/* The client asks for the large file and takes its head, no more: once
+ * its socket is full the output makes no progress, and the send timeout
+ * must cut the connection (on this socketpair the reset cannot be seen;
+ * the e2e test sees it on TCP), counted once, by nothing else. */
+static void large_unread_is_cut(struct fixture *fx)
+{
+    send_all(fx, "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    char head[1024];
+    assert_int_equal(response_head(fx, head, sizeof(head)), BIG_LEN);
+    for (int i = 0; i < 20000 && fx->loop.nstreams > 0; i++)
+        turn(fx);
+    assert_int_equal(fx->loop.nstreams, 0);
+    assert_int_equal(fx->loop.stats.send_timeouts, 1);
+    assert_int_equal(fx->loop.stats.keepalive_timeouts, 0);
+    assert_int_equal(fx->loop.stats.header_timeouts, 0);
+}
+
+static void test_http_send_timeout_nonreader(void **state)
+{
+    large_unread_is_cut(*state);
+}
+
+/* --send-timeout=0 while the keep-alive timeout runs the watch: a client
+ * that takes nothing of a large body for 1 s (over three times the other
+ * limits) is not cut; then it reads the whole body, intact, and the idle
+ * connection is closed by the keep-alive timeout. */
+static void test_http_send_timeout_off(void **state)
+{
+    struct fixture *fx = *state;
+    send_all(fx, "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    char head[1024];
+    assert_int_equal(response_head(fx, head, sizeof(head)), BIG_LEN);
+    turn_for(fx, 1000);
+    assert_int_equal(fx->loop.nstreams, 1);
+    assert_int_equal(fx->loop.stats.send_timeouts, 0);
+    uint8_t *body = malloc(BIG_LEN);
+    assert_non_null(body);
+    bool eof;
+    assert_int_equal(read_some(fx, body, BIG_LEN, &eof), BIG_LEN);
+    assert_memory_equal(body, fx->big, BIG_LEN);
+    free(body);
+    char rest[64];
+    assert_int_equal(read_to_eof(fx, rest, sizeof(rest)), 0);
+    assert_int_equal(fx->loop.stats.keepalive_timeouts, 1);
+    assert_int_equal(fx->loop.stats.send_timeouts, 0);
+}
+
+/* --keepalive-timeout=0 while the send timeout runs the watch: a
+ * connection idle for 1 s after its response stays open (the head
+ * deadline, 300 ms, is not for a request not begun); then a large
+ * response it does not read is cut by the send timeout. */
+static void test_http_keepalive_timeout_off(void **state)
+{
+    struct fixture *fx = *state;
+    send_all(fx, "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    char head[1024];
+    uint8_t small[64];
+    assert_int_equal(response(fx, head, sizeof(head), small, sizeof(small)), 6);
+    turn_for(fx, 1000);
+    assert_int_equal(fx->loop.nstreams, 1);
+    assert_int_equal(fx->loop.stats.keepalive_timeouts, 0);
+    assert_int_equal(fx->loop.stats.header_timeouts, 0);
+    large_unread_is_cut(fx);
 }
 
 int main(int argc, char **argv)
@@ -822,8 +948,16 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_http_head_deadline_trickle,
                                         setup_head_deadline, teardown),
-        cmocka_unit_test_setup_teardown(test_http_head_deadline_idle_keepalive,
-                                        setup_head_deadline, teardown),
+        cmocka_unit_test_setup_teardown(test_http_keepalive_timeout_idle, setup_timeouts,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_http_send_timeout_nonreader, setup_timeouts,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_http_send_timeout_nonreader,
+                                        setup_timeouts_copy, teardown),
+        cmocka_unit_test_setup_teardown(test_http_send_timeout_off, setup_send_off,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_http_keepalive_timeout_off,
+                                        setup_keepalive_off, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

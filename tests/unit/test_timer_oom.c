@@ -109,7 +109,8 @@ static void test_stream_reserves_its_timers(void **state)
         rs_timer_stop(&fx->loop, &t[i]);
     struct rs_stream *s = rs_stream_accept(&fx->loop, 1000, false, false);
     assert_non_null(s);
-    assert_true(fx->loop.timers_cap >= 2 * fx->loop.nstreams + RS_TIMER_LOOP_SLOTS);
+    assert_true(fx->loop.timers_cap >=
+                RS_TIMERS_PER_STREAM * fx->loop.nstreams + RS_TIMER_LOOP_SLOTS);
     rs_stream_abort(s);
     struct rs_op *r = fake_find(&fx->loop, RS_OP_RECV, 1000);
     if (r)
