@@ -147,24 +147,30 @@ static int setup_two_buffers_copy(void **state)
     return rc;
 }
 
+/* A fixture whose server has these time limits (ms; 0: the config's
+ * default; OFF: none); the next fixture gets the defaults again. */
+static int setup_limits(void **state, uint32_t head, uint32_t send, uint32_t keepalive)
+{
+    header_timeout_ms = head;
+    send_timeout_ms = send;
+    keepalive_timeout_ms = keepalive;
+    int rc = setup_with(state, 64);
+    header_timeout_ms = send_timeout_ms = keepalive_timeout_ms = 0;
+    return rc;
+}
+
 /* A request head must be complete within 500 ms: a hundred times the
  * trickle's pace below, so that only a stall of the whole machine that long
  * could make a deadline pushed back by each byte fire too. */
 static int setup_head_deadline(void **state)
 {
-    header_timeout_ms = 500;
-    int rc = setup_with(state, 64);
-    header_timeout_ms = 0;
-    return rc;
+    return setup_limits(state, 500, 0, 0);
 }
 
 /* All three time limits at 500 ms. */
 static int setup_timeouts(void **state)
 {
-    header_timeout_ms = send_timeout_ms = keepalive_timeout_ms = 500;
-    int rc = setup_with(state, 64);
-    header_timeout_ms = send_timeout_ms = keepalive_timeout_ms = 0;
-    return rc;
+    return setup_limits(state, 500, 500, 500);
 }
 
 static int setup_timeouts_copy(void **state)
@@ -178,20 +184,12 @@ static int setup_timeouts_copy(void **state)
 /* One of the two off, the other and the head deadline at 300 ms. */
 static int setup_send_off(void **state)
 {
-    header_timeout_ms = keepalive_timeout_ms = 300;
-    send_timeout_ms = OFF;
-    int rc = setup_with(state, 64);
-    header_timeout_ms = send_timeout_ms = keepalive_timeout_ms = 0;
-    return rc;
+    return setup_limits(state, 300, OFF, 300);
 }
 
 static int setup_keepalive_off(void **state)
 {
-    header_timeout_ms = send_timeout_ms = 300;
-    keepalive_timeout_ms = OFF;
-    int rc = setup_with(state, 64);
-    header_timeout_ms = send_timeout_ms = keepalive_timeout_ms = 0;
-    return rc;
+    return setup_limits(state, 300, 300, OFF);
 }
 
 /* A lingering close that only the peer's EOF can end within a test's
