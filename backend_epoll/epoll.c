@@ -135,7 +135,6 @@ struct ep_job {
  * sendfile(2), each walking the op's whole range (up to 1 MiB). */
 #define CACHED_TRUST_MS 10
 
-
 struct ep_done { /* a completion waiting for run() */
     struct rs_op *op;
     int32_t res;

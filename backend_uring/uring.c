@@ -478,12 +478,11 @@ __attribute__((noinline, cold)) static int submit_holding(struct rs_loop *loop,
                                                           struct rs_op *op)
 {
     struct ur_state *st = state(loop);
-    if (!(op->flags & RS_OPF_DIRECT)) {
-        /* not a held socket */
-    } else if (op->kind == RS_OP_SEND) {
-        ur_splice_unflag(st->splice, op->fd);
-    } else if (op->kind != RS_OP_SENDFILE && op->kind != RS_OP_RECV) {
-        ur_splice_release(st->splice, op->fd);
+    if (op->flags & RS_OPF_DIRECT) { /* a plain fd is never a held socket */
+        if (op->kind == RS_OP_SEND)
+            ur_splice_unflag(st->splice, op->fd);
+        else if (op->kind != RS_OP_SENDFILE && op->kind != RS_OP_RECV)
+            ur_splice_release(st->splice, op->fd);
     }
     return submit_op(loop, st, op);
 }
