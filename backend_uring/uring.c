@@ -160,17 +160,27 @@ int ur_prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
 }
 
 /* Close a direct descriptor nobody else will: a connection handed on, or
- * one handed to us after the inbox closed. */
+ * one handed to us after the inbox closed. What the loop keeps for the
+ * slot goes first, whatever happens next: a held socket's installed fd
+ * would keep the connection open by itself. The slot is closed by an SQE,
+ * batched with the turn's others; with the SQ stuck full (the kernel
+ * refusing submits, ur_get_sqe_flush), by a synchronous update of the
+ * table instead, so that the slot and its socket do not leak. */
 void ur_close_slot(struct ur_state *st, int slot)
 {
-    struct io_uring_sqe *sqe = ur_get_sqe(st);
-    if (!sqe)
-        return;
     ur_zc_fd_closed(st, slot);
     if (st->splice)
         ur_splice_release(st->splice, slot);
-    io_uring_prep_close_direct(sqe, (unsigned)slot);
-    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+    struct io_uring_sqe *sqe = ur_get_sqe(st);
+    if (sqe) {
+        io_uring_prep_close_direct(sqe, (unsigned)slot);
+        io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+        return;
+    }
+    int none = -1;
+    int rc = io_uring_register_files_update(&st->ring, (unsigned)slot, &none, 1);
+    if (rc < 0)
+        rs_log_error("closing direct descriptor %d: %s", slot, strerror(-rc));
 }
 
 /* An op that makes a process descriptor failed with res. The splice code

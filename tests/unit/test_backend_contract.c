@@ -38,7 +38,6 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <sys/utsname.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -54,6 +53,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "kernel_release.h"
 #include "mode_options.h"
 #include "probe.h"
 #include "rs_build.h"
@@ -2460,16 +2460,6 @@ static int connection_fds(struct fixture *fx)
             n++;
     }
     return n;
-}
-
-/* Linux release at least major.minor. */
-static bool kernel_at_least(int major, int minor)
-{
-    struct utsname u;
-    int ma = 0, mi = 0;
-    if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
-        return false;
-    return ma > major || (ma == major && mi >= minor);
 }
 
 /* One op that makes a process descriptor, with the process at its soft
