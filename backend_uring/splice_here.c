@@ -404,6 +404,19 @@ void sp_held_drop_all(struct ur_splice *sp)
         held_drop(sp, *sp->nheld - 1);
 }
 
+/* The process is out of descriptors: a hold only saves syscalls, and up
+ * to SP_HELD_MAX of them per loop (idle keep-alive connections' too)
+ * must not be what makes an open fail. Given back all at once rather
+ * than the one descriptor asked for: at the limit, the next open is
+ * likely to follow, and holding is the wrong trade until the next op
+ * installs again. */
+bool ur_splice_release_all(struct ur_splice *sp)
+{
+    bool any = *sp->nheld > 0;
+    sp_held_drop_all(sp);
+    return any;
+}
+
 /* The first step of an op on a cached range, sent by the loop: INSTALL
  * for a direct socket; a plain one is sent to at once, and the SQE of
  * the step after (END with what went out, or WAIT for room) is taken

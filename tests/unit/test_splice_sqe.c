@@ -51,7 +51,8 @@
  *    kills a program whose loop runs on its own thread.
  * 7. (below) A direct socket is held between the ops of one file.
  * 8. (below) SIGPIPE's disposition is not asked once per op.
- * 9. (below) Ops larger than a MiB end at their first wait for room after
+ * 9. (below) Out of descriptors, a pipe takes the held sockets' fds.
+ * 10. (below) Ops larger than a MiB end at their first wait for room after
  *    it; the next starts with that wait. */
 #include <dlfcn.h>
 #include <errno.h>
@@ -68,6 +69,7 @@
 #include <linux/magic.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -1265,6 +1267,23 @@ static void test_splice_direct_socket_held_between_ops(void **state)
     close(file);
 }
 
+/* One op: len bytes of file from its start to the direct socket in slot,
+ * all of them. */
+static void send_whole_direct(struct rig *g, struct rs_loop *loop, int slot, int file,
+                              size_t len)
+{
+    struct done d = {0};
+    struct rs_op op = {0};
+    struct rs_sendfile from = {.file_fd = file, .off = 0};
+    rs_op_init(&op, RS_OP_SENDFILE, slot, on_done, &d);
+    op.flags |= RS_OPF_DIRECT;
+    op.buf = &from;
+    op.len = (uint32_t)len;
+    assert_int_equal(ur_splice_submit(g->sp, &op), 0);
+    pump(g, loop, &d, 0, NULL);
+    assert_int_equal(d.res, (int32_t)len);
+}
+
 /* 7b. More direct sockets streaming at once than the loop holds (16):
  *     the oldest held one is put back (blocking, its fd closed), the
  *     others stay held; ur_splice_free puts back the rest. */
@@ -1299,16 +1318,7 @@ static void test_splice_held_sockets_bounded(void **state)
     assert_non_null(loop);
     int fds_rig = open_fds();
     for (int i = 0; i < N; i++) {
-        struct done d = {0};
-        struct rs_op op;
-        struct rs_sendfile from = {.file_fd = file, .off = 0};
-        rs_op_init(&op, RS_OP_SENDFILE, i, on_done, &d);
-        op.flags |= RS_OPF_DIRECT;
-        op.buf = &from;
-        op.len = (uint32_t)len;
-        assert_int_equal(ur_splice_submit(g.sp, &op), 0);
-        pump(&g, loop, &d, 0, NULL);
-        assert_int_equal(d.res, (int32_t)len);
+        send_whole_direct(&g, loop, i, file, len);
         if (i == 0 && !(fcntl(sv[0][0], F_GETFL) & O_NONBLOCK)) {
             free(loop);
             ur_splice_free(g.sp);
@@ -1340,6 +1350,83 @@ static void test_splice_held_sockets_bounded(void **state)
     }
     assert_int_equal(open_fds(), fds_before);
     close(file);
+}
+
+/* 9. Two direct sockets held (their installed fds), the process at its
+ *    soft RLIMIT_NOFILE (every number below it taken), and an op on a
+ *    third socket (plain) for a file not in the page cache, which needs
+ *    a pipe: pipe2(2) finds no descriptor, the held sockets are given
+ *    back (blocking again, their fds closed) and pipe2 tried once more,
+ *    and the op goes through. Before, the submit failed with -EMFILE
+ *    while the two fds sat held (this splicer makes no direct pipes). */
+static void test_splice_pipe_at_limit_takes_held_fds(void **state)
+{
+    (void)state;
+    const size_t len = 4096;
+    int cached = make_file(len, true);
+    int cold = make_file(len, false);
+    const char *why = pages_cached(cached, len) < 0
+                          ? "no cachestat(2) (Linux 6.5): the loop does not send itself"
+                      : cold < 0 ? "a file whose pages cannot be evicted (tmpfs): no pipe"
+                                 : NULL;
+    int sv[3][2];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]), 0);
+    struct rig g = {.direct = true};
+    ring_init(&g.s, 0);
+    int table[2] = {sv[0][0], sv[1][0]};
+    int rc = why ? 0 : io_uring_register_files(&g.s.ring, table, 2);
+    if (rc < 0)
+        why = "no direct descriptors: io_uring_register_files";
+    g.sp = ur_splice_new(get_sqe, &g.s, TAG, 0, &g.held);
+    assert_non_null(g.sp);
+    struct rs_loop *loop = calloc(1, sizeof(*loop));
+    assert_non_null(loop);
+    for (int i = 0; i < 2 && !why; i++)
+        send_whole_direct(&g, loop, i, cached, len);
+    if (!why && g.held != 2)
+        why = "no IORING_OP_FIXED_FD_INSTALL (Linux 6.8): nothing held";
+    int32_t res = 0;
+    if (!why) {
+        struct rlimit old;
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+        int low = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        assert_true(low >= 0);
+        close(low); /* the lowest free number: the limit */
+        struct rlimit at = {.rlim_cur = (rlim_t)low, .rlim_max = old.rlim_max};
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &at), 0);
+        int p[2];
+        assert_int_equal(pipe(p), -1); /* really out of descriptors */
+        struct done d = {0};
+        struct rs_op op;
+        struct rs_sendfile from = {.file_fd = cold, .off = 0};
+        rs_op_init(&op, RS_OP_SENDFILE, sv[2][0], on_done, &d);
+        op.buf = &from;
+        op.len = (uint32_t)len;
+        rc = ur_splice_submit(g.sp, &op);
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+        assert_int_equal(rc, 0);
+        assert_int_equal(g.held, 0);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(fcntl(sv[i][0], F_GETFL) & O_NONBLOCK, 0);
+        pump(&g, loop, &d, 0, NULL);
+        res = d.res;
+    }
+    free(loop);
+    ur_splice_free(g.sp);
+    io_uring_queue_exit(&g.s.ring);
+    for (int i = 0; i < 3; i++) {
+        close(sv[i][0]);
+        close(sv[i][1]);
+    }
+    close(cached);
+    if (cold >= 0)
+        close(cold);
+    if (why) {
+        rs_skip_reason("%s", why);
+        skip();
+    }
+    assert_int_equal(res, (int32_t)len);
 }
 
 /* sigaction(2), counted: the asks for SIGPIPE's disposition (no new
@@ -1437,7 +1524,7 @@ int __wrap_rs_range_cached(int fd, uint64_t off, uint64_t len)
     return __real_rs_range_cached(fd, off, len);
 }
 
-/* 9. A cached file sent as the stream sends it (ops of UR_SPLICE_OP_MAX,
+/* 10. A cached file sent as the stream sends it (ops of UR_SPLICE_OP_MAX,
  *    the next submitted from inside the completion of the last), to a
  *    peer that takes a socket-full at a time (the test drains it between
  *    completions; 64 KiB buffers). An op ends early, with 1 MiB or more
@@ -1585,6 +1672,7 @@ int main(void)
         cmocka_unit_test(test_splice_direct_socket_held_between_ops),
         cmocka_unit_test(test_splice_held_sockets_bounded),
         cmocka_unit_test(test_splice_sigpipe_disposition_not_asked_per_op),
+        cmocka_unit_test(test_splice_pipe_at_limit_takes_held_fds),
         cmocka_unit_test(test_splice_large_ops_end_early_and_wait_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
