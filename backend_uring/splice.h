@@ -31,6 +31,17 @@ void ur_splice_direct_pipes(struct ur_splice *sp);
 /* After io_uring_queue_exit(): closes every pipe, frees every record. */
 void ur_splice_free(struct ur_splice *sp);
 
+/* An op (RS_OP_SENDFILE) may be as large as the caller likes: it ends
+ * early, with what went out, once UR_SPLICE_STEP bytes went out and the
+ * socket is full (the loop's own sendfile(2)), or once that much went
+ * through its pipe; so its completion — where the stream's idle clock
+ * and send timeout see progress — never waits for room after that much.
+ * The backend lets the core cut files into ops of UR_SPLICE_OP_MAX
+ * (loop->sendfile_op_max): fewer ops, checks and calls per MiB when the
+ * socket takes more than a MiB at once. */
+#define UR_SPLICE_STEP   (1u << 20)
+#define UR_SPLICE_OP_MAX (4u << 20)
+
 /* Start op (RS_OP_SENDFILE): 0, or -errno with nothing done. */
 int ur_splice_submit(struct ur_splice *sp, struct rs_op *op);
 /* Ask op to end early (backend.h rule 5): 0 or -EBUSY (no SQE). */
