@@ -316,9 +316,6 @@ static int setup_registrations(struct rs_loop *loop, struct ur_state *st, char *
     }
     st->batch_wait = (st->features & UF_BATCH_WAIT) && !(st->features & UF_SQPOLL);
     st->plain_wait = !st->batch_wait && !(st->features & UF_SQPOLL);
-    /* With SQPOLL liburing may take an SQE itself (a timed wait without
-     * EXT_ARG), where SQE i must sit at ring position i (ur_get_sqe). */
-    st->sq_reuse = !(st->features & UF_SQPOLL);
     if (file_ops_supported(&st->ring))
         loop->caps |= RS_CAP_FILE_NATIVE | RS_CAP_FILE_OPS;
     return setup_splice(loop, st, err, errlen);
@@ -439,9 +436,6 @@ int ur_init(struct rs_loop *loop, const struct rs_config *cfg, char *err, size_t
     /* ur_get_sqe's SQE size, and run()'s CQE size: never the 128-byte
      * SQEs or 32-byte CQEs, which no op of ours needs. */
     assert(!(st->ring.flags & (IORING_SETUP_SQE128 | IORING_SETUP_CQE32)));
-    /* ur_get_sqe says which SQE each ring position takes: the index array
-     * is there (liburing 2.3 never sets IORING_SETUP_NO_SQARRAY). */
-    assert(st->ring.sq.array);
     st->cq_short_from = st->resize ? rs_cq_short_from(&st->ring) : UINT_MAX;
     /* liburing 2.3 picks its way to wait with a timeout from the ring's
      * features: without EXT_ARG it queues a timeout SQE, as it must on

@@ -127,11 +127,7 @@ struct io_uring_sqe *ur_get_sqe_flush(struct ur_state *st)
             io_uring_sqring_wait(&st->ring);
         else if (rc == -EBUSY || rc == -EAGAIN)
             io_uring_get_events(&st->ring);
-        ur_sqes_reuse(st);
-        struct io_uring_sq *sq = &st->ring.sq;
-        unsigned tail = sq->sqe_tail;
-        if (tail - __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE) < sq->ring_entries)
-            sqe = ur_take_sqe(st, tail);
+        sqe = io_uring_get_sqe(&st->ring);
     }
     if (!sqe)
         rs_log_error("io_uring submission queue stuck full");
@@ -884,8 +880,6 @@ static int ur_run(struct rs_loop *loop, int timeout_ms)
      * what is there, and the next turn submits again. */
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
         return rc;
-    /* This turn's SQEs start at the first again (ur_get_sqe). */
-    ur_sqes_reuse(st);
     /* The batch the kernel posted before we look: one acquire load of its
      * tail (io_uring_for_each_cqe loads it again for every CQE). What it
      * posts meanwhile is the next turn's, which then does not wait. */

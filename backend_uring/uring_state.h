@@ -150,16 +150,6 @@ struct ur_state {
      * out; ids from ring_bufs up are set aside for file reads */
     struct inc_buf *inc;
     uint32_t ring_bufs;
-    /* The SQE the next submission takes is sqes[sqe_tail - sqe_base]
-     * (modulo the ring), its index written into the SQ's index array at
-     * the ring position: ur_get_sqe. sq_reuse: sqe_base moves up to the
-     * tail whenever the kernel has taken every SQE handed out
-     * (ur_sqes_reuse), so each turn fills the same few SQEs from the
-     * first instead of walking the whole array; without it (SQPOLL, where
-     * liburing may take an SQE of its own for a timed wait) sqe_base stays
-     * 0 and SQE i sits at ring position i, as liburing leaves it. */
-    unsigned sqe_base;
-    bool sq_reuse;
     uint64_t wake_val;
     bool wake_armed;
     unsigned last_batch; /* CQEs reaped last turn: the next wait asks for as many */
@@ -210,29 +200,7 @@ static inline uint64_t ur_ud_of(struct rs_op *op, unsigned tag)
 
 /* A submission slot, or NULL when the SQ stays full (logged). The common
  * case, a free slot, is inline; ur_get_sqe_flush pushes a full queue to the
- * kernel first.
- *
- * Which SQE a ring position uses is ours to say: the kernel reads the
- * position's entry of the SQ index array (sq->array) and takes that SQE.
- * liburing 2.3 sets the array to SQE i at position i once, so a server
- * walks the whole SQE array (1024 entries: 64 KiB) one SQE per send, and
- * with hundreds of connections each SQE written is a cache miss (the
- * kernel's socket work in between evicts it). Here a batch takes SQEs
- * from sqe_base on, and sqe_base restarts at the tail once the kernel has
- * taken them all (every turn's enter does): the same few SQEs, in cache,
- * turn after turn, for one 4-byte index store per SQE. SQEs handed out
- * and not yet taken by the kernel sit at consecutive indices from
- * sqe_base, fewer than the ring holds, so a new one never reuses one of
- * theirs. */
-static inline struct io_uring_sqe *ur_take_sqe(struct ur_state *st, unsigned tail)
-{
-    struct io_uring_sq *sq = &st->ring.sq;
-    unsigned idx = (tail - st->sqe_base) & sq->ring_mask;
-    sq->array[tail & sq->ring_mask] = idx;
-    sq->sqe_tail = tail + 1;
-    return &sq->sqes[idx];
-}
-
+ * kernel first. */
 struct io_uring_sqe *ur_get_sqe_flush(struct ur_state *st);
 static inline struct io_uring_sqe *ur_get_sqe(struct ur_state *st)
 {
@@ -242,18 +210,11 @@ static inline struct io_uring_sqe *ur_get_sqe(struct ur_state *st)
      * 2.3 tests both ring flags on every call. */
     struct io_uring_sq *sq = &st->ring.sq;
     unsigned tail = sq->sqe_tail;
-    if (tail - __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE) < sq->ring_entries)
-        return ur_take_sqe(st, tail);
+    if (tail - __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE) < sq->ring_entries) {
+        sq->sqe_tail = tail + 1;
+        return &sq->sqes[tail & sq->ring_mask];
+    }
     return ur_get_sqe_flush(st);
-}
-
-/* The kernel took every SQE handed out (after an enter): the next ones
- * start again at the first SQE. */
-static inline void ur_sqes_reuse(struct ur_state *st)
-{
-    struct io_uring_sq *sq = &st->ring.sq;
-    if (st->sq_reuse && __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE) == sq->sqe_tail)
-        st->sqe_base = sq->sqe_tail;
 }
 
 /* io_uring_submit_and_wait(ring, 1) for this ring (no SQPOLL): publish

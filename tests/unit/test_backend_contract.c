@@ -58,7 +58,6 @@
 #include "rs_build.h"
 #if RS_HAVE_URING
 #include "backend_uring/features.h"
-#include "backend_uring/uring_state.h"
 #else
 /* Without the io_uring backend no io_uring feature is ever in use. */
 enum { UF_DIRECT_PIPE = 0, UF_DIRECT_LISTEN = 0 };
@@ -320,71 +319,6 @@ static void test_contract_no_completion_inside_submit(void **state)
     char buf[8];
     assert_int_equal(recv(fx->client, buf, 4, MSG_WAITALL), 4);
     assert_memory_equal(buf, "ping", 4);
-    close_server(fx);
-}
-
-/* Sends in many turns, a few per turn, each with bytes of its own: the
- * peer reads every one whole and in order. On io_uring each turn's SQEs
- * are the first few of the SQE array again (ur_get_sqe: the ring
- * position's entry of the SQ index array names the SQE), so this is also
- * where a reused SQE that still held an earlier send, or a position that
- * named the wrong SQE, would show: as wrong bytes. With SQPOLL every
- * position keeps naming its own SQE (liburing's layout). */
-static void test_contract_sqes_reused_across_turns(void **state)
-{
-    struct fixture *fx = *state;
-    enum { TURNS = 40, PER_TURN = 3, LEN = 8 };
-    static char msg[TURNS * PER_TURN][LEN];
-    unsigned most = 0; /* the highest SQE index a send's position named */
-    for (int t = 0; t < TURNS; t++) {
-        struct rs_op ops[PER_TURN];
-        fx->nev = 0;
-#if RS_HAVE_URING
-        struct io_uring_sq *sq = NULL;
-        unsigned from = 0;
-        if (backend == &rs_backend_uring) {
-            sq = &((struct ur_state *)fx->loop.backend)->ring.sq;
-            from = sq->sqe_tail;
-        }
-#endif
-        for (int k = 0; k < PER_TURN; k++) {
-            char *m = msg[t * PER_TURN + k];
-            snprintf(m, LEN, "t%02dk%d.", t, k);
-            server_op(fx, &ops[k], RS_OP_SEND);
-            ops[k].buf = m;
-            ops[k].len = LEN;
-            assert_int_equal(fx->loop.ops->submit(&fx->loop, &ops[k]), 0);
-        }
-#if RS_HAVE_URING
-        if (sq) {
-            const struct ur_state *st = fx->loop.backend;
-            for (unsigned pos = from; pos != sq->sqe_tail; pos++) {
-                unsigned idx = sq->array[pos & sq->ring_mask];
-                if (!st->sq_reuse)
-                    assert_int_equal(idx, pos & sq->ring_mask);
-                most = idx > most ? idx : most;
-            }
-        }
-#endif
-        run_until(fx, PER_TURN);
-        for (int k = 0; k < PER_TURN; k++) {
-            assert_ptr_equal(fx->ev[k].op, &ops[k]);
-            assert_int_equal(fx->ev[k].c.res, LEN);
-        }
-        char got[PER_TURN * LEN];
-        assert_int_equal(recv(fx->client, got, sizeof(got), MSG_WAITALL), sizeof(got));
-        assert_memory_equal(got, msg[t * PER_TURN], sizeof(got));
-    }
-#if RS_HAVE_URING
-    if (backend == &rs_backend_uring && ((struct ur_state *)fx->loop.backend)->sq_reuse) {
-        /* 120 sends went through positions 0..119 and more (a 4-entry
-         * ring wraps every 4: nothing to tell there). */
-        const struct io_uring_sq *sq = &((struct ur_state *)fx->loop.backend)->ring.sq;
-        if (sq->ring_entries > 2 * PER_TURN + 2)
-            assert_true(most < 2 * PER_TURN + 2);
-    }
-#endif
-    (void)most;
     close_server(fx);
 }
 
@@ -2661,8 +2595,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_contract_sendfile_out_of_descriptors,
                                         setup_sendfile, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_listen_direct, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_contract_sqes_reused_across_turns, setup,
-                                        teardown),
         cmocka_unit_test_setup_teardown(test_contract_multishot_recv_lends_buffers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_recv_slices_in_order,
