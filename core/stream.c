@@ -41,6 +41,10 @@ _Static_assert(IN_LINE(send_op, 1) && IN_LINE(slot_ptr, 1) && IN_LINE(slot_len, 
 _Static_assert(IN_LINE(recv_op, 2) && IN_LINE(relay_to, 2) && IN_LINE(relay_count, 2),
                "the receive line of a stream spills over");
 _Static_assert(RS_STREAM_ALIGN % RS_STREAM_LINE == 0, "streams start on a line");
+/* maybe_progress tests both with one load (stream.h). */
+_Static_assert(offsetof(struct rs_stream, eof) / 4 ==
+                   offsetof(struct rs_stream, shut_wanted) / 4,
+               "eof and shut_wanted no longer share an aligned word");
 
 /* A backend refused a cancel, shutdown or close (its submission queue was
  * full, or it ran out of memory): nothing was issued, and nothing will

@@ -57,10 +57,12 @@ struct rs_stream {
     bool recv_cancel; /* ...and the backend took a cancel for it */
     bool send_busy;   /* the send op is in flight */
     bool send_cancel; /* ...and the backend took a cancel for it */
+    bool lingering;   /* closing: input is read and dropped until the peer's EOF */
+    /* eof and shut_wanted in one aligned word: maybe_progress tests both
+     * after every completion, in one instruction. */
     bool eof;         /* the peer shut down its side */
     bool starved;     /* on loop->starved */
     bool shut_wanted; /* shutdown(SHUT_WR) once the queue is empty */
-    bool lingering;   /* closing: input is read and dropped until the peer's EOF */
     bool active;      /* data moved since the idle scan last looked */
     bool relay_hold;  /* relaying into a stream with too much queued: not reading */
     /* Line 1: the send. The lent slot: the output queue's first entry
