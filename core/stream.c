@@ -600,7 +600,8 @@ __attribute__((noinline)) static void recv_other(struct rs_stream *s,
 static void on_recv(struct rs_loop *loop, struct rs_op *op,
                     const struct rs_completion *comp)
 {
-    struct rs_stream *s = op->data;
+    struct rs_stream *s = stream_of(op, recv_op);
+    assert(s == op->data);
     int res = comp->res;
     if (!(comp->flags & RS_CF_MORE)) {
         assert(s->recv_armed && s->inflight > 0);
