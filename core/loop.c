@@ -394,14 +394,13 @@ static inline bool quiet_turn(const struct rs_loop *loop)
            !(loop->listener && loop->listener->retry);
 }
 
-/* What a turn does before its wait: the stop, due timers, starved
- * streams, retries, and the wait's timeout (*timeout). false: nothing is
- * alive any more, the loop ends. */
+/* What a turn does before its wait: the stop, starved streams, retries,
+ * and the wait's timeout (*timeout: 0 when a timer is already due). false:
+ * nothing is alive any more, the loop ends. */
 static bool prepare_turn(struct rs_loop *loop, int *timeout_out)
 {
     if (loop->stop_requested && !loop->draining)
         begin_drain(loop);
-    run_due_timers(loop);
     if (!alive(loop)) {
         fill_gauges(loop);
         return false;
@@ -448,29 +447,54 @@ static int loop_run(struct rs_loop *loop)
     loop->now_ms = rs_now_ms();
     if (loop->cfg->idle_timeout_s && !rs_timer_active(&loop->idle_timer))
         rs_timer_start(loop, &loop->idle_timer, IDLE_SCAN_MS, idle_scan, NULL);
-    for (;;) {
-        int timeout = -1;
-        if (!quiet_turn(loop) && !prepare_turn(loop, &timeout))
-            break;
-        /* Stale until read: by the first completion that stamps its
-         * stream, else at the top of the next turn. */
-        loop->now_stale = true;
-        int n = loop->ops->run(loop, timeout);
-        loop->stats.turns++;
-        if (n > 0)
-            loop->stats.completions += (uint64_t)n;
-        if (loop->board)
-            post_stats(loop);
-        if (loop->cfg->sched == RS_SCHED_AUTO && !loop->sched_refused)
-            sched_auto(loop);
-        if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
-            /* Nothing can complete any more: this loop's streams are
-             * abandoned (closed by the process exit) and the server stops. */
-            rs_log_error("loop %d: backend run failed: %s", loop->index, strerror(-n));
-            loop->failed = true;
-            return n;
-        }
+    int rc;
+    while ((rc = rs_loop_turn(loop)) > 0)
+        ;
+    if (rc == 0)
+        rs_timer_stop(loop, &loop->drain_timer);
+    return rc;
+}
+
+int rs_loop_turn(struct rs_loop *loop)
+{
+    int timeout = -1;
+    if (!quiet_turn(loop) && !prepare_turn(loop, &timeout))
+        return 0;
+    /* Stale until read: by the first completion that stamps its
+     * stream, else by the timers below. */
+    loop->now_stale = true;
+    int n = loop->ops->run(loop, timeout);
+    loop->stats.turns++;
+    if (n > 0)
+        loop->stats.completions += (uint64_t)n;
+    if (loop->board)
+        post_stats(loop);
+    if (loop->cfg->sched == RS_SCHED_AUTO && !loop->sched_refused)
+        sched_auto(loop);
+    if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
+        /* Nothing can complete any more: this loop's streams are
+         * abandoned (closed by the process exit) and the server stops. */
+        rs_log_error("loop %d: backend run failed: %s", loop->index, strerror(-n));
+        loop->failed = true;
+        return n;
     }
-    rs_timer_stop(loop, &loop->drain_timer);
-    return 0;
+    /* Timers last, after the completions this wait brought. A deadline
+     * that passed while the loop had no CPU (a loaded machine, a stolen
+     * vCPU, a stop signal) is judged once what arrived meanwhile was
+     * seen: a request that came in before the keep-alive timeout is
+     * served, not closed by it (nginx too handles events, then timers).
+     * A completion may itself be a first step (a poll saying "readable"
+     * before the recv it starts), so timers due after a wait that brought
+     * any fire after one more wait, which does not block (a timer due
+     * makes prepare_turn's timeout 0): once, then they fire whatever that
+     * wait brought, so a loop that is always busy delays them by one
+     * turn, never for longer. */
+    if (n > 0 && !loop->timers_deferred && loop->ntimers > 0 &&
+        loop->timers[0]->due_ms <= rs_loop_now(loop)) {
+        loop->timers_deferred = true;
+        return 1;
+    }
+    loop->timers_deferred = false;
+    run_due_timers(loop);
+    return 1;
 }

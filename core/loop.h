@@ -110,6 +110,9 @@ struct rs_loop {
     uint32_t ntimers_ref; /* active timers that keep the loop alive (timer.c) */
     uint64_t now_ms;      /* read once per loop turn (rs_loop_now, now_stale) */
     bool now_stale;       /* unread since the last wait: rs_loop_now reads the clock */
+    /* Timers were due after a wait that brought completions: they fire
+     * after one more wait, which does not block (rs_loop_turn). */
+    bool timers_deferred;
     volatile sig_atomic_t stop_requested;
     bool draining;
     bool sched_batch;   /* --sched=auto: this loop's thread is SCHED_BATCH now */
@@ -145,6 +148,14 @@ static inline bool rs_loop_stopping_inline(const struct rs_loop *loop)
     return loop->draining;
 }
 #define rs_loop_stopping(loop) rs_loop_stopping_inline(loop)
+
+/* One turn of rs_loop_run: the stop, starved streams and retries, the
+ * backend's wait and the completions it brought, then the timers due by
+ * then (after the completions: a deadline that passed while the loop had
+ * no CPU is judged with what arrived meanwhile). 1: go on; 0: nothing is
+ * alive any more; -errno: the backend failed. Public for tests that drive
+ * the core by hand. */
+int rs_loop_turn(struct rs_loop *loop);
 
 /* Re-arm starved streams, as many as there are free buffers (done once
  * per loop turn; public for tests that drive the core by hand). */

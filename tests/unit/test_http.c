@@ -1156,6 +1156,42 @@ static void test_http_keepalive_timeout_busy(void **state)
     assert_int_equal(fx->loop.stats.send_timeouts, 0);
 }
 
+/* A request that came in before the keep-alive deadline, but that the
+ * loop had no CPU to see until after it (a loaded machine, a stolen
+ * vCPU): served, not closed by the timeout. The loop's own turn
+ * (rs_loop_turn) judges the timers after the completions its wait
+ * brought; with the timers first, the keep-alive timeout closed the
+ * connection with the request waiting in its socket. */
+static void test_http_keepalive_request_before_deadline_served(void **state)
+{
+    struct fixture *fx = *state;
+    char head[1024];
+    uint8_t body[64];
+    send_all(fx, "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(response(fx, head, sizeof(head), body, sizeof(body)), 6);
+    vclock_pass(fx, 300);
+    /* In the server's socket now; the loop runs again only a second
+     * later, past the 500 ms keep-alive deadline and the watch's next
+     * look (whenever that is due). */
+    send_all(fx, "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    vclock_ms += 1000;
+    fx->loop.now_stale = true; /* its last reading is from before the pause */
+    int q = 0;
+    for (int i = 0; i < 1000 && q == 0 && fx->loop.stats.keepalive_timeouts == 0; i++) {
+        assert_int_equal(rs_loop_turn(&fx->loop), 1);
+        assert_int_equal(ioctl(fx->client, FIONREAD, &q), 0);
+    }
+    assert_int_equal(fx->loop.stats.keepalive_timeouts, 0);
+    assert_int_equal(response(fx, head, sizeof(head), body, sizeof(body)), 6);
+    assert_memory_equal(body, "hello\n", 6);
+    assert_int_equal(fx->loop.nstreams, 1);
+    /* And the keep-alive timeout still closes it once it is idle. */
+    vclock_pass(fx, 1000);
+    char rest[64];
+    assert_int_equal(read_to_eof(fx, rest, sizeof(rest)), 0);
+    assert_int_equal(fx->loop.stats.keepalive_timeouts, 1);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -1225,6 +1261,9 @@ int main(int argc, char **argv)
                                         setup_timeouts_vclock, teardown_vclock),
         cmocka_unit_test_setup_teardown(test_http_keepalive_timeout_busy,
                                         setup_timeouts_vclock, teardown_vclock),
+        cmocka_unit_test_setup_teardown(
+            test_http_keepalive_request_before_deadline_served, setup_timeouts_vclock,
+            teardown_vclock),
         cmocka_unit_test_setup_teardown(test_http_send_timeout_off, setup_send_off,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_http_keepalive_timeout_off,
