@@ -425,25 +425,30 @@ def resident_pages(path):
     return sum(v & 1 for v in vec)
 
 
-def evict(path, tries=200):
+def evict(path, limit_s=30.0):
     """Drops the file's pages from the page cache: True when all went
     (False on tmpfs, whose pages are the file). Pages still being read
     (the read-ahead a cold request started past its range finishes after
     the response) are locked and skipped by POSIX_FADV_DONTNEED: asked
-    again until none is left, a bounded number of times."""
+    again until none is left, for up to limit_s (that read can take
+    seconds on a busy machine's disk; it usually takes milliseconds)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
         pages = (os.fstat(fd).st_size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
-        for _ in range(tries):
+        deadline = time.monotonic() + limit_s
+        first = True
+        while True:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             left = resident_pages(path)
             if left == 0:
                 return True
-            if left == pages:
+            if first and left == pages:
                 return False  # none could go: tmpfs
+            first = False
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.01)
-        return False
     finally:
         os.close(fd)
 
