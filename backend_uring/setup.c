@@ -255,6 +255,7 @@ static int setup_splice(struct rs_loop *loop, struct ur_state *st, char *err,
     if ((st->features & UF_DIRECT_PIPE) && st->fixed)
         ur_splice_direct_pipes(st->splice);
     loop->caps |= RS_CAP_SENDFILE;
+    loop->sendfile_op_max = UR_SPLICE_OP_MAX;
     return 0;
 }
 

@@ -17,7 +17,11 @@ static const int one = 1;
 /* The fallback: a plain socket, made now. fd or -errno. */
 static int plain_socket(struct rs_loop *loop, const struct rs_op *op)
 {
-    return rs_tcp_socket(loop, (int)op->len, (op->flags & RS_OPF_NODELAY) != 0);
+    bool nodelay = (op->flags & RS_OPF_NODELAY) != 0;
+    int fd = rs_tcp_socket(loop, (int)op->len, nodelay);
+    if (ur_fds_give_back(state(loop), fd)) /* held sockets' fds given back */
+        fd = rs_tcp_socket(loop, (int)op->len, nodelay);
+    return fd;
 }
 
 void ur_prep_socket(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,

@@ -425,6 +425,15 @@ void sp_fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s, struct io_uring_
     }
 }
 
+/* An op that goes through a pipe ends once UR_SPLICE_STEP went out
+ * (ending it at a wait for room would throw away what its pipe holds, and
+ * the pipe with it): it carries at most that much. */
+static void pipe_sized(struct sp_rec *r)
+{
+    if (r->want > UR_SPLICE_STEP && r->sent < UR_SPLICE_STEP)
+        r->want = UR_SPLICE_STEP;
+}
+
 int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
 {
     if (op->len == 0 || !op->buf)
@@ -444,7 +453,10 @@ int ur_splice_submit(struct ur_splice *sp, struct rs_op *op)
     bool can_fd = !(op->flags & RS_OPF_DIRECT) || !sp->no_install;
     if (op->flags & RS_OPF_DIRECT)
         (void)sp_sock_take(sp, r); /* held since its last op: no INSTALL */
-    bool here = can_fd && sp_rest_cached(sp, r, rs_now_ms());
+    uint64_t now = rs_now_ms();
+    bool here = can_fd && (sp_next_trusted(sp, r, now) || sp_rest_cached(sp, r, now));
+    if (!here)
+        pipe_sized(r);
     int err = 0;
     if (!here && !(r->pipe = sp_pipe_get(sp, &err))) {
         sp_sock_put(r);
@@ -535,10 +547,13 @@ static void finish(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
     struct rs_op *op = r->op;
     /* Flags back, an installed fd closed, before the caller hears — or,
      * after an op that went well, a direct socket held for the next. */
-    if (res > 0 && !r->cancel && r->in_res >= 0)
+    bool well = res > 0 && !r->cancel && r->in_res >= 0;
+    if (well)
         sp_sock_keep(sp, r);
     else
         sp_sock_put(r);
+    if (well)
+        sp_next_set(sp, r); /* before r->pipe goes: an op sent by pipe is not */
     sp_pipe_put(sp, r->pipe, r->inpipe == 0);
     if (r->prev)
         r->prev->next = r->next;
@@ -553,6 +568,7 @@ static void finish(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
     sp->free_recs = r;
     op->bk_ptr = NULL;
     rs_op_complete(loop, op, res, 0, 0);
+    sp->next.op = NULL; /* the next op of the transfer, if any, was submitted */
 }
 
 /* The op ends with what went out, or err when nothing did. */
@@ -592,9 +608,16 @@ static int32_t cancelled(int32_t res)
     return res < 0 && !stopped(res) ? res : -ECANCELED;
 }
 
-/* The loop cannot send the rest of the op: on by pipe, through the ring. */
+/* The loop cannot send the rest of the op: on by pipe, through the ring;
+ * or, UR_SPLICE_STEP sent already, the op ends here (the next one starts
+ * by pipe). */
 void sp_by_pipe(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
 {
+    if (r->sent >= UR_SPLICE_STEP) {
+        finish(sp, loop, r, (int32_t)r->sent);
+        return;
+    }
+    pipe_sized(r);
     int err = 0;
     if (!r->pipe && !(r->pipe = sp_pipe_get(sp, &err))) {
         sp_finish_err(sp, loop, r, err);

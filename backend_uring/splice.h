@@ -31,6 +31,17 @@ void ur_splice_direct_pipes(struct ur_splice *sp);
 /* After io_uring_queue_exit(): closes every pipe, frees every record. */
 void ur_splice_free(struct ur_splice *sp);
 
+/* An op (RS_OP_SENDFILE) may be as large as the caller likes: it ends
+ * early, with what went out, once UR_SPLICE_STEP bytes went out and the
+ * socket is full (the loop's own sendfile(2)), or once that much went
+ * through its pipe; so its completion — where the stream's idle clock
+ * and send timeout see progress — never waits for room after that much.
+ * The backend lets the core cut files into ops of UR_SPLICE_OP_MAX
+ * (loop->sendfile_op_max): fewer ops, checks and calls per MiB when the
+ * socket takes more than a MiB at once. */
+#define UR_SPLICE_STEP   (1u << 20)
+#define UR_SPLICE_OP_MAX (4u << 20)
+
 /* Start op (RS_OP_SENDFILE): 0, or -errno with nothing done. */
 int ur_splice_submit(struct ur_splice *sp, struct rs_op *op);
 /* Ask op to end early (backend.h rule 5): 0 or -EBUSY (no SQE). */
@@ -52,6 +63,11 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
  * not call them. */
 void ur_splice_release(struct ur_splice *sp, int fd);
 void ur_splice_unflag(struct ur_splice *sp, int fd);
+/* Every held socket put back (the direct slots stay: only the installed
+ * fds go), for a process out of descriptors: an open, a socket or a pipe
+ * that failed with EMFILE or ENFILE is tried again once if this gave any
+ * back (true). */
+bool ur_splice_release_all(struct ur_splice *sp);
 /* Pipes made, reused and thrown away, for describe/tests. */
 void ur_splice_counts(const struct ur_splice *sp, uint32_t *live, uint32_t *cached);
 /* Bytes left in the cached pipes (FIONREAD; a direct pipe counts 0): a

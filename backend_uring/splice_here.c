@@ -52,18 +52,85 @@
  * folios). */
 #define CACHED_TRUST_MS 10
 
-/* The rest of the op is in the page cache, so that the loop may send it
- * itself: sendfile(2) then cannot wait for a disk. */
+/* How much of the op one check covers, from where it stands. A check
+ * walks every page it covers (1-10 us per MiB), and the loop's
+ * sendfile(2) asks for no more than was checked. A peer that keeps up
+ * (the op's last check is less than CACHED_TRUST_MS old when it runs
+ * out) gets the op's whole rest: checked once per op or less
+ * (sp_next_trusted), its calls, which take MiBs, never cut at a checked
+ * end (each cut is one more sendfile(2) and one more check: a span of
+ * twice the last call's bytes was counted at +25 % syscalls per 64 MiB
+ * response, +40 % with the client on another CPU). A slow one, whose op
+ * is checked again after each wait of CACHED_TRUST_MS or more, gets
+ * about what its socket takes: twice what its last sendfile(2) took, at
+ * least UR_SPLICE_STEP — no more pages walked per call than with 1 MiB
+ * ops. */
+static uint32_t check_span(const struct sp_rec *r)
+{
+    uint32_t rest = r->want - r->sent;
+    if (!r->slow || r->took == 0)
+        return rest;
+    uint32_t span = r->took < UR_SPLICE_STEP / 2 ? UR_SPLICE_STEP : 2 * r->took;
+    return span < rest ? span : rest;
+}
+
+/* The op's next bytes (check_span of them) are in the page cache, so
+ * that the loop may send them itself: sendfile(2) then cannot wait for a
+ * disk. r->cached_end says how far. */
 bool sp_rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms)
 {
     const struct rs_sendfile *src = r->op->buf;
     if (sp->no_cachestat)
         return false;
-    int c = rs_range_cached(src->file_fd, src->off + r->sent, r->want - r->sent);
+    uint32_t len = check_span(r);
+    int c = rs_range_cached(src->file_fd, src->off + r->sent, len);
     if (c == -ENOSYS || c == -EPERM)
         sp->no_cachestat = true;
     r->cached_ms = now_ms;
+    r->cached_end = c == 1 ? r->sent + len : r->sent;
     return c == 1;
+}
+
+/* r continues the transfer of the op that just ended (struct sp_next):
+ * it starts with a wait for room if that one ended at a full socket, and
+ * takes over its check of what is cached while that is fresh. true: the
+ * op's first bytes need no check. */
+bool sp_next_trusted(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms)
+{
+    const struct sp_next *n = &sp->next;
+    const struct rs_sendfile *src = r->op->buf;
+    if (n->op != r->op || n->src != src || n->fd != r->op->fd ||
+        n->file_fd != src->file_fd || n->off != src->off)
+        return false;
+    r->wait_first = n->full;
+    r->took = n->took;
+    r->slow = now_ms - n->cached_ms >= CACHED_TRUST_MS;
+    if (r->slow || n->cached_to <= src->off)
+        return false;
+    uint64_t end = n->cached_to - src->off;
+    r->cached_end = end < r->want ? (uint32_t)end : r->want;
+    r->cached_ms = n->cached_ms;
+    return true;
+}
+
+/* r, which the loop sent itself, ends short of its len and well: what the
+ * next op of the transfer may take over (sp_next_trusted). An op that
+ * sent all of its len is not remembered: its file chunk may have ended,
+ * and the next op be another file's at a descriptor number reused. */
+void sp_next_set(struct ur_splice *sp, const struct sp_rec *r)
+{
+    const struct rs_sendfile *src = r->op->buf;
+    if (r->pipe || r->sent >= r->op->len)
+        return;
+    sp->next = (struct sp_next){.op = r->op,
+                                .src = src,
+                                .fd = r->op->fd,
+                                .file_fd = src->file_fd,
+                                .off = src->off + r->sent,
+                                .cached_to = src->off + r->cached_end,
+                                .cached_ms = r->cached_ms,
+                                .took = r->took,
+                                .full = r->ended_full};
 }
 
 /* r->sock non-blocking for the rest of the op (the flag is the socket
@@ -138,21 +205,24 @@ static void guard_off(struct pipe_guard *g, int err)
 }
 
 /* sendfile(2) from the loop into r->sock, non-blocking while the op
- * lasts. r->sent grows by what went out. 0: the op is done — all sent,
- * or the file ended (r->in_res 0) or failed (r->in_res -errno);
- * -EAGAIN: the socket is full and bytes remain. */
+ * lasts, of the bytes found cached (up to r->cached_end). r->sent grows
+ * by what went out. 0: the op is done — all sent, or the file ended
+ * (r->in_res 0) or failed (r->in_res -errno); -EAGAIN: the socket is
+ * full and bytes remain; -ENODATA: all that was found cached went out,
+ * and the rest must be checked before it is sent. */
 static int send_here(struct ur_splice *sp, struct sp_rec *r)
 {
     const struct rs_sendfile *src = r->op->buf;
     r->in_res = sp_sock_nb(r);
     if (r->in_res < 0)
         return 0;
+    assert(r->cached_end <= r->want);
     struct pipe_guard g;
     guard_on(sp, &g);
-    int rc = 0;
-    while (r->sent < r->want) {
+    int rc = -ENODATA;
+    while (r->sent < r->cached_end) {
         off_t pos = (off_t)(src->off + r->sent);
-        size_t ask = r->want - r->sent;
+        size_t ask = r->cached_end - r->sent;
         ssize_t n = sendfile(r->sock, src->file_fd, &pos, ask);
         if (n < 0 && errno == EINTR)
             continue;
@@ -162,9 +232,11 @@ static int send_here(struct ur_splice *sp, struct sp_rec *r)
         }
         if (n <= 0) {
             r->in_res = n == 0 ? 0 : -errno;
+            rc = 0;
             break;
         }
         r->sent += (uint32_t)n;
+        r->took = (uint32_t)n;
         if ((size_t)n < ask) {
             /* The socket took what fit (or the file ended: the next
              * call, after POLLOUT, says so). */
@@ -173,7 +245,22 @@ static int send_here(struct ur_splice *sp, struct sp_rec *r)
         }
     }
     guard_off(&g, r->in_res);
-    return rc;
+    return rc == -ENODATA && r->sent == r->want ? 0 : rc;
+}
+
+/* After the loop's sendfile(2) said rc (not -ENODATA): the op is done
+ * (END), waits for room (WAIT), or — the socket full after
+ * UR_SPLICE_STEP went out — ends early (END, r->ended_full), so that its
+ * completion never waits for a slow peer after that much. */
+static uint8_t after_send(struct sp_rec *r, int rc)
+{
+    assert(rc != -ENODATA);
+    if (rc != -EAGAIN)
+        return STEP_END;
+    if (r->sent < UR_SPLICE_STEP)
+        return STEP_WAIT;
+    r->ended_full = true;
+    return STEP_END;
 }
 
 /* The pipe -> socket half of the pipe path, in the loop: splice(2) of
@@ -317,6 +404,19 @@ void sp_held_drop_all(struct ur_splice *sp)
         held_drop(sp, *sp->nheld - 1);
 }
 
+/* The process is out of descriptors: a hold only saves syscalls, and up
+ * to SP_HELD_MAX of them per loop (idle keep-alive connections' too)
+ * must not be what makes an open fail. Given back all at once rather
+ * than the one descriptor asked for: at the limit, the next open is
+ * likely to follow, and holding is the wrong trade until the next op
+ * installs again. */
+bool ur_splice_release_all(struct ur_splice *sp)
+{
+    bool any = *sp->nheld > 0;
+    sp_held_drop_all(sp);
+    return any;
+}
+
 /* The first step of an op on a cached range, sent by the loop: INSTALL
  * for a direct socket; a plain one is sent to at once, and the SQE of
  * the step after (END with what went out, or WAIT for room) is taken
@@ -331,9 +431,21 @@ bool sp_start_here(struct ur_splice *sp, struct sp_rec *r)
         return false;
     if (!direct)
         r->sock = r->op->fd;
-    uint8_t s = r->pipe                       ? sp_pipe_here(sp, r)
-                : send_here(sp, r) == -EAGAIN ? STEP_WAIT
-                                              : STEP_END;
+    uint8_t s;
+    if (r->pipe) {
+        s = sp_pipe_here(sp, r);
+    } else if (r->wait_first) {
+        /* The last op of the transfer ended at a full socket: a
+         * sendfile(2) now would most likely find it still full. */
+        s = STEP_WAIT;
+    } else {
+        int rc = send_here(sp, r);
+        while (rc == -ENODATA && sp_rest_cached(sp, r, rs_now_ms()))
+            rc = send_here(sp, r);
+        /* The rest not cached (evicted since): WAIT, whose completion
+         * (at once: there is room) finds that again and goes by pipe. */
+        s = rc == -ENODATA ? STEP_WAIT : after_send(r, rc);
+    }
     if (s == STEP_END && r->in_res >= 0)
         sp_sock_keep(sp, r); /* before the op can complete */
     else if (s == STEP_END)
@@ -360,11 +472,17 @@ void sp_here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r)
         return;
     }
     uint64_t now = rs_loop_now(loop);
-    if (now - r->cached_ms >= CACHED_TRUST_MS && !sp_rest_cached(sp, r, now)) {
-        sp_by_pipe(sp, loop, r); /* the socket stays the loop's to send to */
-        return;
+    int rc = -ENODATA;
+    while (rc == -ENODATA) {
+        r->slow = now - r->cached_ms >= CACHED_TRUST_MS;
+        bool fresh = !r->slow && r->sent < r->cached_end;
+        if (!fresh && !sp_rest_cached(sp, r, now)) {
+            sp_by_pipe(sp, loop, r); /* the socket stays the loop's to send to */
+            return;
+        }
+        rc = send_here(sp, r);
     }
-    if (send_here(sp, r) == -EAGAIN) {
+    if (after_send(r, rc) == STEP_WAIT) {
         if (sp_issue(sp, r, STEP_WAIT))
             return;
         rs_log_error("sendfile: no SQE to wait for room");

@@ -54,7 +54,14 @@ struct sp_rec {
     bool nb_set;   /* O_NONBLOCK was set on sock: put back at the op's end, or held */
     int sock;      /* the socket as a process fd while the loop sends; -1 */
     int sock_fl;   /* sock's file status flags before (F_GETFL) */
-    uint64_t cached_ms; /* when the rest of the op was last found cached */
+    /* Bytes [sent, cached_end) of the op were found cached at cached_ms:
+     * the loop's sendfile(2) asks for no more than that (sp_rest_cached). */
+    uint32_t cached_end;
+    uint32_t took; /* bytes the last sendfile(2) of the transfer moved (0: none yet) */
+    uint64_t cached_ms;
+    bool slow;       /* the op's last check went stale while it waited (check_span) */
+    bool wait_first; /* the last op ended at a full socket: WAIT before sending */
+    bool ended_full; /* this op ends early, at a full socket (UR_SPLICE_STEP) */
     /* Cancels asked again for the op (at most CANCEL_TRIES). */
     uint8_t cancels;
     bool out_timer; /* STEP_OUT: a timer bounds the worker's splice (blocking socket) */
@@ -71,6 +78,23 @@ struct sp_held {
 /* More sockets streaming files than this at once: the oldest held one is
  * put back (each op then pays what every op paid before). */
 #define SP_HELD_MAX 16
+
+/* How the op that just ended left its transfer, for the next op of the
+ * same stream, which the core submits from inside the completion (the
+ * stream sends on at once): where it stopped in which file, whether the
+ * socket was full, and how far pages were found cached, when. Set only
+ * around that completion (finish()): never stale. A core that submitted
+ * later would only lose the shortcut (one more check and sendfile(2)). */
+struct sp_next {
+    const struct rs_op *op; /* NULL: none */
+    const void *src;
+    int fd, file_fd;
+    uint64_t off;       /* where the next op must start in the file */
+    uint64_t cached_to; /* file offset up to which pages were found cached */
+    uint64_t cached_ms;
+    uint32_t took;
+    bool full;
+};
 
 struct ur_splice {
     /* Direct sockets held between ops: where ur_splice_new was told (the
@@ -93,6 +117,7 @@ struct ur_splice {
      * (splice_here.c's pipe_guard). */
     bool pipe_known, pipe_ign;
     uint64_t pipe_asked_ms;
+    struct sp_next next;
 };
 
 /* splice.c: queue the SQEs of r's step s (false: none to be had, nothing
@@ -114,6 +139,8 @@ void sp_close_doomed(struct ur_splice *sp);
 
 /* splice_here.c: the loop's own sendfile(2). */
 bool sp_rest_cached(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms);
+bool sp_next_trusted(struct ur_splice *sp, struct sp_rec *r, uint64_t now_ms);
+void sp_next_set(struct ur_splice *sp, const struct sp_rec *r);
 bool sp_start_here(struct ur_splice *sp, struct sp_rec *r);
 void sp_here_step(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r);
 void sp_sock_put(struct sp_rec *r);

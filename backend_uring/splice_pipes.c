@@ -107,7 +107,10 @@ struct sp_pipe *sp_pipe_get(struct ur_splice *sp, int *err)
     }
     p = malloc(sizeof(*p));
     int fds[2];
-    if (!p || pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+    int rc = p ? pipe2(fds, O_CLOEXEC | O_NONBLOCK) : -1;
+    if (rc < 0 && p && (errno == EMFILE || errno == ENFILE) && ur_splice_release_all(sp))
+        rc = pipe2(fds, O_CLOEXEC | O_NONBLOCK); /* once, held sockets given back */
+    if (!p || rc < 0) {
         *err = p ? -errno : -ENOMEM;
         if (p && sp->direct_pipes && (*err == -EMFILE || *err == -ENFILE)) {
             *p = (struct sp_pipe){

@@ -160,17 +160,44 @@ int ur_prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
 }
 
 /* Close a direct descriptor nobody else will: a connection handed on, or
- * one handed to us after the inbox closed. */
+ * one handed to us after the inbox closed. What the loop keeps for the
+ * slot goes first, whatever happens next: a held socket's installed fd
+ * would keep the connection open by itself. The slot is closed by an SQE,
+ * batched with the turn's others; with the SQ stuck full (the kernel
+ * refusing submits, ur_get_sqe_flush), by a synchronous update of the
+ * table instead, so that the slot and its socket do not leak. */
 void ur_close_slot(struct ur_state *st, int slot)
 {
-    struct io_uring_sqe *sqe = ur_get_sqe(st);
-    if (!sqe)
-        return;
     ur_zc_fd_closed(st, slot);
     if (st->splice)
         ur_splice_release(st->splice, slot);
-    io_uring_prep_close_direct(sqe, (unsigned)slot);
-    io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+    struct io_uring_sqe *sqe = ur_get_sqe(st);
+    if (sqe) {
+        io_uring_prep_close_direct(sqe, (unsigned)slot);
+        io_uring_sqe_set_data64(sqe, (uint64_t)TAG_IGNORE << 56);
+        return;
+    }
+    int none = -1;
+    int rc = io_uring_register_files_update(&st->ring, (unsigned)slot, &none, 1);
+    if (rc < 0)
+        rs_log_error("closing direct descriptor %d: %s", slot, strerror(-rc));
+}
+
+/* An op that makes a process descriptor failed with res. The splice code
+ * may hold installed fds of direct sockets between sendfile ops (up to 16
+ * per loop, splice_here.c): if the process is out of descriptors (EMFILE,
+ * ENFILE) and some are held, they are given back, and true says: try the
+ * op once more. Once more only: none is held after this, until a
+ * sendfile op installs one again. Every kind of op that makes a process
+ * fd on a loop that can hold any comes here: RS_OP_OPENAT, a plain
+ * RS_OP_SOCKET and the splice code's own pipe2 (an accept on such a loop
+ * makes direct descriptors; holds need fixed-files). Only this loop's
+ * holds: another loop's, in the same process, stay until its own next
+ * failure or their connections' next op. */
+bool ur_fds_give_back(struct ur_state *st, int32_t res)
+{
+    return (res == -EMFILE || res == -ENFILE) && st->splice_held != 0 &&
+           ur_splice_release_all(st->splice);
 }
 
 /* File ops: plain descriptors, never IOSQE_FIXED_FILE. */
@@ -404,6 +431,9 @@ __attribute__((noinline)) static int submit_other(struct rs_loop *loop,
         }
         break;
     case RS_OP_OPENAT:
+        op->bk_flags |= BKF_KIND_CQE; /* out of descriptors: once more */
+        prep_file(loop, op, sqe);
+        break;
     case RS_OP_READ:
     case RS_OP_WRITE:
     case RS_OP_STATX:
@@ -660,6 +690,19 @@ __attribute__((noinline)) static void on_own_cqe(struct rs_loop *loop,
     }
 }
 
+/* An open that found the process out of descriptors, with held sockets'
+ * fds just given back (ur_fds_give_back): the same op, same generation,
+ * once more. false: no SQE, the error goes to the core. */
+static bool reopen(struct rs_loop *loop, struct ur_state *st, struct rs_op *op)
+{
+    struct io_uring_sqe *sqe = ur_get_sqe(st);
+    if (!sqe)
+        return false;
+    prep_file(loop, op, sqe);
+    io_uring_sqe_set_data64(sqe, ur_ud_of(op, TAG_OP));
+    return true;
+}
+
 /* An op's completion that needs more than forwarding its result: made in
  * submit(), a poll before its recv, a socket's steps, a hand-off, a
  * multishot recv's last CQE (its hang-up guard ends with it). true when
@@ -691,6 +734,9 @@ on_special_op_cqe(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
                        0);
         return true;
     }
+    if (op->kind == RS_OP_OPENAT && !(op->bk_flags & BKF_CANCEL_ASKED) &&
+        ur_fds_give_back(st, cqe->res))
+        return reopen(loop, st, op);
     if (op->kind == RS_OP_HANDOFF && cqe->res >= 0)
         ur_close_slot(st, op->fd); /* the other ring has its own reference now */
     if ((op->bk_flags & BKF_HUP) && !(cqe->flags & IORING_CQE_F_MORE))

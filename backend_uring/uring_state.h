@@ -110,7 +110,8 @@ enum {
 /* buf-inc: a pool read into a buffer set aside from the ring, bk_bid of
  * its rs_file_op (bufinc.c) */
 #define BKF_SET_ASIDE 1u
-/* RS_OP_SOCKET, RS_OP_HANDOFF, or an accept of direct descriptors: its
+/* RS_OP_SOCKET, RS_OP_HANDOFF, RS_OP_OPENAT (tried again when out of
+ * descriptors: ur_fds_give_back), or an accept of direct descriptors: its
  * CQE needs more than forwarding its result (on_special_op_cqe); a flag,
  * so that on_cqe tests one byte */
 #define BKF_KIND_CQE 2u
@@ -279,6 +280,7 @@ static inline void ur_refill(struct ur_state *st)
 int ur_prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op);
 void ur_buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid);
 void ur_close_slot(struct ur_state *st, int slot);
+bool ur_fds_give_back(struct ur_state *st, int32_t res);
 /* One CQE, wherever run() would send it. */
 void ur_dispatch_cqe(struct rs_loop *loop, struct ur_state *st,
                      const struct io_uring_cqe *cqe);

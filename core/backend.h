@@ -58,11 +58,16 @@
  *     backend's chunk ended), when the file ends before any byte was sent
  *     (res 0), or with -errno (-EPIPE, -ECONNRESET from the socket; -EBADF,
  *     -EINVAL from the file). A full socket buffer is waited out, never
- *     reported (no -EAGAIN). Bytes taken from the file but not sent are
- *     never counted and never sent later: the next op starts at the offset
- *     the caller gives. A cancel ends it with -ECANCELED, or with the bytes
- *     sent so far when some went out. A backend may hold descriptors of its
- *     own while the op is in flight (io_uring: a pipe), never after it.
+ *     reported (no -EAGAIN), but not once 1 MiB of the op went out: then
+ *     the op completes with what went out rather than wait for room, so
+ *     that its completion — where the caller sees progress — comes every
+ *     MiB or so that a slow peer takes, however large the op (the core's
+ *     op size is the backend's choice: loop->sendfile_op_max). Bytes
+ *     taken from the file but not sent are never counted and never sent
+ *     later: the next op starts at the offset the caller gives. A cancel
+ *     ends it with -ECANCELED, or with the bytes sent so far when some
+ *     went out. A backend may hold descriptors of its own while the op is
+ *     in flight (io_uring: a pipe), never after it.
  * 11. RS_OP_CLOSE with RS_OPF_RESET (op.h) aborts the connection: the peer
  *     reads what reached it, then ECONNRESET, never a clean EOF.
  */

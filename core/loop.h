@@ -87,7 +87,10 @@ struct rs_loop {
     struct rs_listener *listener;
     uint32_t nstreams; /* sockets open: accepted and outbound */
     uint32_t max_conns;
-    uint32_t fd_cap;           /* the backend's own limit on accepted sockets (0: none) */
+    uint32_t fd_cap; /* the backend's own limit on accepted sockets (0: none) */
+    /* The largest RS_OP_SENDFILE op a stream submits, the backend's
+     * choice at init (0: core/stream_out.c's default, 1 MiB). */
+    uint32_t sendfile_op_max;
     struct rs_group *group;    /* NULL: a loop on its own */
     atomic_uint load;          /* connections here, plus those handed over to come */
     struct rs_stream *streams; /* all live streams (for drain, idle scan) */

@@ -16,8 +16,14 @@
 #include "loop.h"
 #include "protocol.h"
 
-/* A sendfile op moves at most this much: its completion is where the
- * stream's accounting, low watermark and idle clock move on. */
+/* A sendfile op moves at most this much, unless the backend chose its
+ * own size (loop->sendfile_op_max): its completion is where the stream's
+ * accounting, low watermark and idle clock move on. A backend whose op
+ * completes after each sendfile(2) (epoll) keeps this, which then only
+ * bounds one call, as nginx's sendfile_max_chunk does; one whose op lasts
+ * across its waits for room takes larger ops only if it ends them early
+ * enough for that clock (io_uring: at its first wait after 1 MiB went
+ * out, docs/http.md). */
 #define SENDFILE_OP_MAX (1u << 20)
 /* A file chunk holds at most this much; larger ranges take several, each
  * with a descriptor of its own (dup). */
@@ -117,7 +123,9 @@ void stream_send_head(struct rs_stream *s)
         s->send_chunks = 1;
         s->send_op.kind = RS_OP_SENDFILE;
         s->send_op.buf = &k->file;
-        s->send_op.len = k->len < SENDFILE_OP_MAX ? k->len : SENDFILE_OP_MAX;
+        uint32_t max =
+            s->loop->sendfile_op_max ? s->loop->sendfile_op_max : SENDFILE_OP_MAX;
+        s->send_op.len = k->len < max ? k->len : max;
         s->send_op.flags = opf(s, 0);
     } else if (k->next && !is_file(k->next) &&
                (s->sendv || (s->sendv = malloc(sizeof(*s->sendv))))) {

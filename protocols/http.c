@@ -1066,7 +1066,15 @@ static void http_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint1
     int rc = in_append(h, p, len);
     rs_stream_release(s, bid);
     if (rc < 0) {
-        rs_stream_abort_reason(s, rc);
+        /* No memory for the input: requests taken off the socket go
+         * unanswered, and a response may be under way (pipelined input
+         * arrives while a body is sent). Both are transfers cut: a reset,
+         * as for every other failure of ours once a request is in, never
+         * a FIN the client could take for a keep-alive close between
+         * responses, or for the end of a body. */
+        if (h->state == ST_BODY)
+            drop_done_slots(h); /* those in flight release theirs as they land */
+        die(h, rc);
         return;
     }
     next_request(h);

@@ -340,7 +340,9 @@ def ringbench_instructions(ringbench, port, pid, outfile, conns, size, preexec=N
         try:
             p = subprocess.run([ringbench, '--connect=127.0.0.1:%d' % port,
                                 '--connections=%d' % conns, '--size=%d' % size,
-                                '--rounds=%d' % rounds, '--quiet', '--json'],
+                                # under valgrind the server runs ~50x slower
+                                '--rounds=%d' % rounds, '--stall-timeout=30',
+                                '--quiet', '--json'],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, universal_newlines=True,
                                timeout=300, preexec_fn=preexec)

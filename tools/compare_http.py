@@ -443,9 +443,11 @@ def latency_run(c, opts, cfg, root, size, conns, rate):
                     '--connections=%d' % conns, '--duration=%g' % opts.duration,
                     '--warmup=%g' % opts.warmup, '--json', '--quiet',
                     '--server-pid=%d' % pids[-1]]
+            more, more_s = openloop.client_args(opts)
+            argv += more
             if rate:
                 argv.append('--rate=%d' % rate)
-            limit = opts.duration + opts.warmup + 30
+            limit = opts.duration + opts.warmup + more_s + 30
             try:
                 p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, universal_newlines=True,

@@ -370,9 +370,11 @@ def bench_once(opts, px, size, conns, rate=None):
                     '--connections=%d' % conns, '--size=%d' % size,
                     '--duration=%g' % opts.duration, '--warmup=%g' % opts.warmup,
                     '--json', '--quiet', '--server-pid=%d' % pid]
+            more, more_s = openloop.client_args(opts)
+            argv += more
             if rate:
                 argv.append('--rate=%d' % rate)
-            limit = opts.duration + opts.warmup + 30 + conns / 100.0
+            limit = opts.duration + opts.warmup + more_s + 30 + conns / 100.0
             try:
                 r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, universal_newlines=True,

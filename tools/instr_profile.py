@@ -144,7 +144,8 @@ def main():
             bench_cost.callgrind_zero(proc.pid)
             subprocess.run([a.ringbench, '--connect=127.0.0.1:%d' % port,
                             '--connections=%d' % a.conns, '--rounds=%d' % rounds,
-                            '--quiet'] + load, check=True,
+                            # under valgrind the server runs ~50x slower
+                            '--stall-timeout=30', '--quiet'] + load, check=True,
                            stdout=subprocess.DEVNULL)
             before = set(bench_cost.dump_parts(outfile))
             totals.append(bench_cost.callgrind_dump(proc.pid, outfile))

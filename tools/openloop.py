@@ -27,6 +27,7 @@ Everything is interleaved: in each repeat every server runs back to back,
 in an order reversed on odd repeats, so drift lands on all of them alike.
 """
 
+import argparse
 import csv
 import statistics
 import time
@@ -432,8 +433,22 @@ def pair_lines(med, pairs):
     return out
 
 
+def _seconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0.01 <= v <= 3600:
+        raise argparse.ArgumentTypeError('want seconds from 0.01 to 3600, not %r' % text)
+    return v
+
+
 def add_arguments(ap, default_repeat=5):
-    """The options every mode's --latency shares."""
+    """The options every mode's --latency shares, and --stall-timeout."""
+    ap.add_argument('--stall-timeout', type=_seconds, default=1.0, metavar='S',
+                    help='ringbench --stall-timeout: a connection waiting on the server '
+                    'that gets nothing for S seconds fails its run (default 1); raise '
+                    'it on a busy machine, where a server may not run for that long')
     ap.add_argument('--latency', action='store_true',
                     help='the open-loop latency table instead of the usual matrix: each '
                     'server\'s capacity (closed loop), then p50/p99/p99.9 at fractions of '
@@ -451,6 +466,12 @@ def add_arguments(ap, default_repeat=5):
                     help='--latency: wait at most S seconds for the machine to be quiet '
                     'before each run, then run and mark the row (default %g; --smoke 0)'
                     % QUIET_WAIT_S)
+
+
+def client_args(opts):
+    """ringbench arguments every mode passes, and the seconds they may add to
+    a run (an empty window runs on up to the stall timeout)."""
+    return ['--stall-timeout=%g' % opts.stall_timeout], opts.stall_timeout
 
 
 def gate_from(opts, smoke=False):

@@ -886,7 +886,9 @@ static void usage(FILE *out)
         "(default 1)\n"
         "  --size=B|MIN-MAX       message size in bytes, K/M suffixes (default 64)\n"
         "  --pipeline=K           messages in flight per connection (default 1)\n"
-        "  --duration=S           measured seconds (default 10)\n"
+        "  --duration=S           measured seconds (default 10); a window with\n"
+        "                         nothing measured runs on until the first reply\n"
+        "                         (at most --stall-timeout more)\n"
         "  --warmup=S             unmeasured seconds first (default 1; 0 with "
         "--rounds)\n"
         "  --rounds=N             fixed work: N measured round trips per connection\n"
@@ -1566,6 +1568,16 @@ static void progress_tick(struct progress *p, const struct opts *o, struct worke
     p->last_t = now;
 }
 
+/* Does a --duration window that ended at `end` still hold nothing at all?
+ * Then it runs on until something comes back, but for no longer than the
+ * stall timeout (by then a connection still waiting is a stall). */
+static bool window_empty(const struct opts *o, struct worker *ws, uint64_t end)
+{
+    if (sum_live(ws, o->threads, !round_trips(o)))
+        return false;
+    return now_ns() < end + (uint64_t)(o->stall_timeout * 1e9);
+}
+
 static bool should_stop(void)
 {
     return g_interrupted || atomic_load(&g_failed);
@@ -1905,9 +1917,29 @@ int main(int argc, char **argv)
         t0 = now_ns();
         set_phase(PH_MEASURE);
         uint64_t end = o.rounds ? 0 : t0 + (uint64_t)(o.duration * 1e9);
+        bool extended = false;
         while (!should_stop()) {
-            if (o.rounds ? atomic_load(&g_workers_done) == started : now_ns() >= end)
-                break;
+            if (o.rounds) {
+                if (atomic_load(&g_workers_done) == started)
+                    break;
+            } else if (now_ns() >= end) {
+                if (!window_empty(&o, ws, end))
+                    break;
+                /* Nothing came back within the window: the server, or this
+                 * client, did not run (a frozen or overloaded machine). Wait
+                 * for the first reply, up to the stall timeout, rather than
+                 * fail a run that is merely slow; the rates use the real
+                 * window, so the slowness shows. */
+                if (!extended && !o.quiet)
+                    fprintf(stderr,
+                            "ringbench: note: nothing measured in %.3f s; the "
+                            "window runs on until the first reply (at most "
+                            "--stall-timeout=%g s more)\n",
+                            o.duration, o.stall_timeout);
+                extended = true;
+                controller_wait(0, 10);
+                continue;
+            }
             controller_wait(end, 100);
             progress_tick(&prog, &o, ws, "measure", t_begin);
         }

@@ -111,7 +111,9 @@ class Server(rs_server.Server):
 def ringbench(port):
     p = subprocess.run([RINGBENCH, '--connect=127.0.0.1:%d' % port,
                         '--connections=%d' % CONNS, '--rounds=%d' % ROUNDS,
-                        '--size=%d' % SIZE, '--quiet'],
+                        # a busy machine may not run the server for a
+                        # second: not what is checked here
+                        '--size=%d' % SIZE, '--stall-timeout=30', '--quiet'],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True, timeout=120)
     check(p.returncode == 0, 'ringbench exit %d: %s' % (p.returncode, p.stdout[-300:]))

@@ -53,6 +53,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "kernel_release.h"
 #include "mode_options.h"
 #include "probe.h"
 #include "rs_build.h"
@@ -1163,6 +1164,42 @@ static void test_contract_sendfile_cached_checks(void **state)
                  "than %u",
                  checks, (unsigned long long)(len >> 20), ops, (unsigned long long)ms,
                  bound);
+    close_server(fx);
+}
+
+/* Rule 10's step: an op larger than 1 MiB, to a peer that takes the
+ * bytes a socket-full at a time (the client drains between the loop's
+ * turns; both buffers 64 KiB), completes once it has to wait for room
+ * after 1 MiB went out, with what went out: its completion is where the
+ * caller sees progress (the stream's idle clock, HTTP's send timeout),
+ * so a slow reader must see it every MiB or so whatever the op's size.
+ * Cached (io_uring: the loop's sendfile(2), which ends the op at that
+ * wait) and cold (io_uring: a pipe, whose op carries at most 1 MiB);
+ * epoll completes after each sendfile(2) anyway. Before, io_uring's op
+ * lasted to its end: 8 MiB at once. */
+static void test_contract_sendfile_progress_each_mib(void **state)
+{
+    struct fixture *fx = *state;
+    /* 1 MiB, plus what one call may move at most here: a socket-full
+     * (both 64 KiB buffers, doubled by the kernel) and then some. */
+    const uint32_t bound = (1u << 20) + (1u << 20);
+    uint64_t at = 0, off = 0;
+    for (int cold = 0; cold < 2; cold++) {
+        sf_file_state(fx, cold);
+        struct rs_op op = {0};
+        struct rs_sendfile src;
+        sf_submit(fx, &op, &src, off, (uint32_t)(SF_LEN - off));
+        int32_t res = sf_wait(fx, &op, true, &at);
+        print_message("%s file: an op of %llu bytes completed with %d\n",
+                      cold ? "cold" : "cached", (unsigned long long)(SF_LEN - off), res);
+        assert_true(res > 0);
+        if ((uint32_t)res > bound)
+            fail_msg("an op to a peer taking a socket-full at a time completed with "
+                     "%d bytes: it waited for room after 1 MiB went out (more than %u)",
+                     res, bound);
+        off += (uint64_t)res;
+        sf_read_to(fx, &at, off);
+    }
     close_server(fx);
 }
 
@@ -2407,15 +2444,17 @@ static void test_contract_sendfile_out_of_descriptors(void **state)
             assert_int_equal(rc, -EMFILE); /* no pipe to be had */
         } else {
             /* A cached range the loop sends itself (io_uring's sendfile(2)
-             * from the loop) needs no pipe: to a plain socket it goes out;
-             * a direct one needs a process fd for it, and fails. */
+             * from the loop) needs no pipe: to a plain socket it goes out
+             * (all of it, or, the op ending early at a full socket, its
+             * first MiB or more); a direct one needs a process fd for it,
+             * and fails. */
             uint64_t at = 0;
             int32_t res = sf_wait(fx, &op, true, &at);
             if (fx->server_direct) {
                 assert_int_equal(res, -EMFILE);
             } else {
-                assert_int_equal(res, SF_LEN);
-                sf_read_to(fx, &at, SF_LEN);
+                assert_true(res >= (int32_t)(1u << 20) && res <= (int32_t)SF_LEN);
+                sf_read_to(fx, &at, (uint64_t)res);
             }
         }
     } else {
@@ -2440,6 +2479,92 @@ static void test_contract_sendfile_out_of_descriptors(void **state)
      * cache, or a new plain one. */
     uint64_t again = sf_send_range(fx, 0, SF_LEN);
     assert_int_equal(again, SF_LEN);
+    close_server(fx);
+}
+
+/* The process's descriptors below lowest_free_fd() that are the accepted
+ * connection's socket (its peer is the client): its own, when plain, and
+ * any the backend keeps for it. */
+static int connection_fds(struct fixture *fx)
+{
+    struct sockaddr_storage me, peer;
+    socklen_t len = sizeof(me);
+    assert_int_equal(getsockname(fx->client, (struct sockaddr *)&me, &len), 0);
+    int n = 0, top = lowest_free_fd();
+    for (int fd = 0; fd < top; fd++) {
+        socklen_t plen = sizeof(peer);
+        if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0 && plen == len &&
+            memcmp(&peer, &me, len) == 0 && fd != fx->client)
+            n++;
+    }
+    return n;
+}
+
+/* One op that makes a process descriptor, with the process at its soft
+ * RLIMIT_NOFILE (every number below it taken): kind 0 an RS_OP_OPENAT of
+ * /dev/null, kind 1 a plain RS_OP_SOCKET. Its result. */
+static int32_t new_fd_at_limit(struct fixture *fx, int kind, int dev)
+{
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    struct rlimit low = {.rlim_cur = (rlim_t)lowest_free_fd(), .rlim_max = old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int32_t res;
+    if (kind == 0) {
+        struct rs_file_op f = {0};
+        rs_file_op_init(&f, RS_OP_OPENAT, dev, record_fn, fx);
+        f.path = "null";
+        f.how = (struct rs_open_how){.flags = O_RDONLY | O_CLOEXEC};
+        res = file_op(fx, &f);
+    } else {
+        struct rs_op op = {0};
+        socket_op_init(fx, &op, AF_INET, 0); /* no RS_OPF_DIRECT: socket(2) */
+        int before = fx->nev;
+        assert_int_equal(fx->loop.ops->submit(&fx->loop, &op), 0);
+        run_until(fx, before + 1);
+        assert_ptr_equal(fx->ev[before].op, &op);
+        res = fx->ev[before].c.res;
+    }
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    return res;
+}
+
+/* A backend may keep a process fd of a socket it sent a file to, for the
+ * connection's next file (io_uring, for a direct socket: the installed
+ * fd, up to 16 per loop, idle keep-alive connections' too). With the
+ * process at its descriptor limit, such fds must not be what makes an
+ * open fail: the backend gives them back and the open (or socket)
+ * succeeds; the connection then carries its next file in order. A
+ * backend that keeps none (epoll, io_uring without direct sockets) has
+ * nothing to give back, and the op fails cleanly with -EMFILE. Before,
+ * io_uring failed the op with -EMFILE while holding the fd. */
+static void test_contract_held_fds_given_back_at_limit(void **state)
+{
+    struct fixture *fx = *state;
+    int own = fx->server_direct ? 0 : 1;
+    int dev = open("/dev", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dev >= 0);
+    uint64_t at = 0;
+    for (int kind = 0; kind < 2; kind++, at += 65536) {
+        assert_int_equal(sf_send_range(fx, at, 65536), 65536);
+        int held = connection_fds(fx) - own;
+        assert_true(held == 0 || held == 1);
+        /* io_uring holds it wherever it can install one (Linux 6.8). */
+        if (backend != &rs_backend_epoll && fx->server_direct && kernel_at_least(6, 8))
+            assert_int_equal(held, 1);
+        if (kind == 1 && !(fx->loop.caps & RS_CAP_SOCKET))
+            continue;
+        int32_t res = new_fd_at_limit(fx, kind, dev);
+        if (held) {
+            assert_true(res >= 0);
+            close(res);
+            assert_int_equal(connection_fds(fx), own); /* given back */
+        } else {
+            assert_int_equal(res, -EMFILE);
+        }
+    }
+    assert_int_equal(sf_send_range(fx, at, 65536), 65536);
+    close(dev);
     close_server(fx);
 }
 
@@ -2586,6 +2711,8 @@ int main(int argc, char **argv)
                                         teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_sendfile_cached_checks,
                                         setup_sendfile_small_sndbuf, teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_sendfile_progress_each_mib,
+                                        setup_sendfile_small_sndbuf, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_sendfile_after_send_more,
                                         setup_sendfile, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_sendfile_cold_cancel,
@@ -2593,6 +2720,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_contract_sendfile_room_during_cold_read,
                                         setup_sendfile, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_sendfile_out_of_descriptors,
+                                        setup_sendfile, teardown_sendfile),
+        cmocka_unit_test_setup_teardown(test_contract_held_fds_given_back_at_limit,
                                         setup_sendfile, teardown_sendfile),
         cmocka_unit_test_setup_teardown(test_contract_listen_direct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_multishot_recv_lends_buffers, setup,

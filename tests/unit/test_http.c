@@ -67,6 +67,24 @@ static void write_file(const char *dir, const char *name, const void *p, size_t 
     close(fd);
 }
 
+/* Out of memory, injected: realloc is wrapped (-Wl,--wrap=realloc), and
+ * while realloc_fails is set every call fails (counted in
+ * realloc_failed). The session's input buffer is the only realloc a
+ * request's bytes meet in these tests' turns. */
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+static bool realloc_fails;
+static int realloc_failed;
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (realloc_fails) {
+        realloc_failed++;
+        return NULL;
+    }
+    return __real_realloc(p, n);
+}
+
 static bool copy_bodies;           /* setup_with: --sendfile=off */
 static bool no_file_cache;         /* setup_with: --open-file-cache=0 */
 static bool long_drain;            /* setup_with: --drain-timeout of a minute */
@@ -416,6 +434,58 @@ static void test_http_bad_request_closes(void **state)
     bool eof;
     assert_int_equal(read_some(fx, body, 1, &eof), 0);
     assert_true(eof);
+}
+
+/* No memory for a request's bytes (the session's input buffer cannot
+ * grow): they were taken off the socket and will never be answered, so
+ * the connection ends with a reset (counted in resets_out), never a FIN
+ * that a client could take for a keep-alive close. Nothing is answered. */
+static void send_without_memory(struct fixture *fx, const char *req)
+{
+    realloc_fails = true;
+    realloc_failed = 0;
+    send_all(fx, req);
+    for (int i = 0; i < 3000 && fx->loop.nstreams > 0; i++)
+        turn(fx);
+    realloc_fails = false;
+    assert_true(realloc_failed > 0);
+    assert_int_equal(fx->loop.nstreams, 0);
+    assert_int_equal(fx->loop.stats.resets_out, 1);
+}
+
+static void test_http_input_enomem_resets(void **state)
+{
+    struct fixture *fx = *state;
+    send_without_memory(fx, "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    uint8_t buf[64];
+    bool eof;
+    assert_int_equal(read_some(fx, buf, sizeof(buf), &eof), 0);
+    assert_true(eof);
+}
+
+/* The same while a large body is under way (the client reads nothing of
+ * it): a pipelined request longer than the input buffer so far needs it
+ * to grow, which fails. The body is cut, so the end is a reset: before,
+ * the queued rest was dropped and a FIN followed, a clean EOF after a
+ * prefix of the body. */
+static void test_http_input_enomem_mid_body_resets(void **state)
+{
+    struct fixture *fx = *state;
+    send_all(fx, "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    char head[1024];
+    assert_int_equal(response_head(fx, head, sizeof(head)), BIG_LEN);
+    char req[1600];
+    int n = snprintf(req, sizeof(req), "GET /a.txt HTTP/1.1\r\nHost: t\r\nX-Pad: ");
+    memset(req + n, 'p', sizeof(req) - (size_t)n - 5);
+    memcpy(req + sizeof(req) - 5, "\r\n\r\n", 5); /* and the NUL */
+    send_without_memory(fx, req);
+    uint8_t *body = malloc(BIG_LEN);
+    assert_non_null(body);
+    bool eof;
+    size_t got = read_some(fx, body, BIG_LEN, &eof);
+    assert_true(got < BIG_LEN); /* cut */
+    assert_memory_equal(body, fx->big, got);
+    free(body);
 }
 
 /* ---- the open-file cache (fcache.h) ---- */
@@ -924,6 +994,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_http_two_buffers, setup_two_buffers,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_http_bad_request_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_input_enomem_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_input_enomem_mid_body_resets, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_http_input_enomem_mid_body_resets,
+                                        setup_copy, teardown),
         cmocka_unit_test_setup_teardown(test_http_fcache_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_fcache_head_follows_file, setup,
                                         teardown),

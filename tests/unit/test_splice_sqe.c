@@ -50,7 +50,10 @@
  * 6. A peer gone before the loop's sendfile(2): -EPIPE, and no SIGPIPE
  *    kills a program whose loop runs on its own thread.
  * 7. (below) A direct socket is held between the ops of one file.
- * 8. (below) SIGPIPE's disposition is not asked once per op. */
+ * 8. (below) SIGPIPE's disposition is not asked once per op.
+ * 9. (below) Out of descriptors, a pipe takes the held sockets' fds.
+ * 10. (below) Ops larger than a MiB end at their first wait for room after
+ *    it; the next starts with that wait. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +69,7 @@
 #include <linux/magic.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -75,6 +79,7 @@
 #include <liburing.h>
 
 #include "backend_uring/splice.h"
+#include "backend_uring/splice_int.h"
 #include "loop.h"
 #include "op.h"
 #include "../skip_reason.h"
@@ -156,6 +161,19 @@ static void rig_fini(struct rig *g)
     io_uring_queue_exit(&g->s.ring);
     close(g->sv[0]);
     close(g->sv[1]);
+}
+
+/* sv[0] as slot 0 of the ring's table of direct descriptors, or the
+ * test skips (the rig torn down). */
+static void rig_register_or_skip(struct rig *g)
+{
+    int rc = io_uring_register_files(&g->s.ring, &g->sv[0], 1);
+    if (rc < 0) {
+        rig_fini(g);
+        rs_skip_reason("no direct descriptors: io_uring_register_files: %s",
+                       strerror(-rc));
+        skip();
+    }
 }
 
 /* Pages of [0, len) of fd in the page cache; -1 when the kernel cannot
@@ -417,15 +435,8 @@ static void transfer_evict(int file, size_t len, bool direct, bool evict, bool *
     int fds_before = open_fds();
     struct rig g;
     rig_init(&g);
-    if (direct) {
-        int rc = io_uring_register_files(&g.s.ring, &g.sv[0], 1);
-        if (rc < 0) {
-            rig_fini(&g);
-            rs_skip_reason("no direct descriptors: io_uring_register_files: %s",
-                           strerror(-rc));
-            skip();
-        }
-    }
+    if (direct)
+        rig_register_or_skip(&g);
     int gate[2] = {-1, -1};
     if (evict)
         assert_int_equal(pipe(gate), 0);
@@ -498,9 +509,10 @@ static void transfer(int file, size_t len, bool direct, struct sqes *c)
 static void test_splice_cached_file_no_ring_splices(void **state)
 {
     (void)state;
-    /* Sixteen pipe-fulls and a short part: more than the peer's socket
-     * takes at once, so the loop also waits for room. */
-    size_t len = 16 * 65536 + 1000;
+    /* Fifteen pipe-fulls and a short part: more than the peer's socket
+     * takes at once, so the loop also waits for room; less than
+     * UR_SPLICE_STEP, so that one op carries it all by either path. */
+    size_t len = 15 * 65536 + 1000;
     int file = make_file(len, true);
     if (pages_cached(file, len) < 0) {
         close(file);
@@ -663,7 +675,7 @@ static void cancel_ended(struct rig *g, const struct done *d, uint32_t len)
  * rig's AF_UNIX pair: before Linux 6.5 a splice into a unix socket
  * appends its pages to the peer's queue however full it is, and never
  * waits. */
-static size_t rig_init_full(struct rig *g, unsigned flags)
+static void rig_init_tcp(struct rig *g, unsigned flags, int sndbuf, int rcvbuf)
 {
     ring_init(&g->s, flags);
     g->direct = false;
@@ -676,14 +688,18 @@ static size_t rig_init_full(struct rig *g, unsigned flags)
     assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(l, 1), 0);
     assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
-    int small = 4096;
     g->sv[1] = socket(AF_INET, SOCK_STREAM, 0);
-    setsockopt(g->sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    setsockopt(g->sv[1], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     assert_int_equal(connect(g->sv[1], (struct sockaddr *)&a, sizeof(a)), 0);
     g->sv[0] = accept(l, NULL, NULL);
     assert_true(g->sv[0] >= 0);
     close(l);
-    setsockopt(g->sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(g->sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+}
+
+static size_t rig_init_full(struct rig *g, unsigned flags)
+{
+    rig_init_tcp(g, flags, 4096, 4096);
     uint8_t junk[4096] = {0};
     size_t filled = 0;
     for (ssize_t n; (n = send(g->sv[0], junk, sizeof(junk), MSG_DONTWAIT)) > 0;)
@@ -1251,6 +1267,23 @@ static void test_splice_direct_socket_held_between_ops(void **state)
     close(file);
 }
 
+/* One op: len bytes of file from its start to the direct socket in slot,
+ * all of them. */
+static void send_whole_direct(struct rig *g, struct rs_loop *loop, int slot, int file,
+                              size_t len)
+{
+    struct done d = {0};
+    struct rs_op op = {0};
+    struct rs_sendfile from = {.file_fd = file, .off = 0};
+    rs_op_init(&op, RS_OP_SENDFILE, slot, on_done, &d);
+    op.flags |= RS_OPF_DIRECT;
+    op.buf = &from;
+    op.len = (uint32_t)len;
+    assert_int_equal(ur_splice_submit(g->sp, &op), 0);
+    pump(g, loop, &d, 0, NULL);
+    assert_int_equal(d.res, (int32_t)len);
+}
+
 /* 7b. More direct sockets streaming at once than the loop holds (16):
  *     the oldest held one is put back (blocking, its fd closed), the
  *     others stay held; ur_splice_free puts back the rest. */
@@ -1285,16 +1318,7 @@ static void test_splice_held_sockets_bounded(void **state)
     assert_non_null(loop);
     int fds_rig = open_fds();
     for (int i = 0; i < N; i++) {
-        struct done d = {0};
-        struct rs_op op;
-        struct rs_sendfile from = {.file_fd = file, .off = 0};
-        rs_op_init(&op, RS_OP_SENDFILE, i, on_done, &d);
-        op.flags |= RS_OPF_DIRECT;
-        op.buf = &from;
-        op.len = (uint32_t)len;
-        assert_int_equal(ur_splice_submit(g.sp, &op), 0);
-        pump(&g, loop, &d, 0, NULL);
-        assert_int_equal(d.res, (int32_t)len);
+        send_whole_direct(&g, loop, i, file, len);
         if (i == 0 && !(fcntl(sv[0][0], F_GETFL) & O_NONBLOCK)) {
             free(loop);
             ur_splice_free(g.sp);
@@ -1326,6 +1350,83 @@ static void test_splice_held_sockets_bounded(void **state)
     }
     assert_int_equal(open_fds(), fds_before);
     close(file);
+}
+
+/* 9. Two direct sockets held (their installed fds), the process at its
+ *    soft RLIMIT_NOFILE (every number below it taken), and an op on a
+ *    third socket (plain) for a file not in the page cache, which needs
+ *    a pipe: pipe2(2) finds no descriptor, the held sockets are given
+ *    back (blocking again, their fds closed) and pipe2 tried once more,
+ *    and the op goes through. Before, the submit failed with -EMFILE
+ *    while the two fds sat held (this splicer makes no direct pipes). */
+static void test_splice_pipe_at_limit_takes_held_fds(void **state)
+{
+    (void)state;
+    const size_t len = 4096;
+    int cached = make_file(len, true);
+    int cold = make_file(len, false);
+    const char *why = pages_cached(cached, len) < 0
+                          ? "no cachestat(2) (Linux 6.5): the loop does not send itself"
+                      : cold < 0 ? "a file whose pages cannot be evicted (tmpfs): no pipe"
+                                 : NULL;
+    int sv[3][2];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]), 0);
+    struct rig g = {.direct = true};
+    ring_init(&g.s, 0);
+    int table[2] = {sv[0][0], sv[1][0]};
+    int rc = why ? 0 : io_uring_register_files(&g.s.ring, table, 2);
+    if (rc < 0)
+        why = "no direct descriptors: io_uring_register_files";
+    g.sp = ur_splice_new(get_sqe, &g.s, TAG, 0, &g.held);
+    assert_non_null(g.sp);
+    struct rs_loop *loop = calloc(1, sizeof(*loop));
+    assert_non_null(loop);
+    for (int i = 0; i < 2 && !why; i++)
+        send_whole_direct(&g, loop, i, cached, len);
+    if (!why && g.held != 2)
+        why = "no IORING_OP_FIXED_FD_INSTALL (Linux 6.8): nothing held";
+    int32_t res = 0;
+    if (!why) {
+        struct rlimit old;
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+        int low = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        assert_true(low >= 0);
+        close(low); /* the lowest free number: the limit */
+        struct rlimit at = {.rlim_cur = (rlim_t)low, .rlim_max = old.rlim_max};
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &at), 0);
+        int p[2];
+        assert_int_equal(pipe(p), -1); /* really out of descriptors */
+        struct done d = {0};
+        struct rs_op op;
+        struct rs_sendfile from = {.file_fd = cold, .off = 0};
+        rs_op_init(&op, RS_OP_SENDFILE, sv[2][0], on_done, &d);
+        op.buf = &from;
+        op.len = (uint32_t)len;
+        rc = ur_splice_submit(g.sp, &op);
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+        assert_int_equal(rc, 0);
+        assert_int_equal(g.held, 0);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(fcntl(sv[i][0], F_GETFL) & O_NONBLOCK, 0);
+        pump(&g, loop, &d, 0, NULL);
+        res = d.res;
+    }
+    free(loop);
+    ur_splice_free(g.sp);
+    io_uring_queue_exit(&g.s.ring);
+    for (int i = 0; i < 3; i++) {
+        close(sv[i][0]);
+        close(sv[i][1]);
+    }
+    close(cached);
+    if (cold >= 0)
+        close(cold);
+    if (why) {
+        rs_skip_reason("%s", why);
+        skip();
+    }
+    assert_int_equal(res, (int32_t)len);
 }
 
 /* sigaction(2), counted: the asks for SIGPIPE's disposition (no new
@@ -1401,6 +1502,162 @@ static void test_splice_sigpipe_disposition_not_asked_per_op(void **state)
             sigaction_asks, nparts, ms);
 }
 
+/* sendfile(2) (sendfile64 with 64-bit offsets, which is what the
+ * backend calls), counted the same way; and the checks of what is cached
+ * (this binary is linked with -Wl,--wrap=rs_range_cached). */
+static unsigned sendfile_calls, range_checks;
+
+ssize_t sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count)
+{
+    static ssize_t (*real)(int, int, off64_t *, size_t);
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "sendfile64");
+    sendfile_calls++;
+    return real(out_fd, in_fd, offset, count);
+}
+
+int __real_rs_range_cached(int fd, uint64_t off, uint64_t len);
+int __wrap_rs_range_cached(int fd, uint64_t off, uint64_t len);
+int __wrap_rs_range_cached(int fd, uint64_t off, uint64_t len)
+{
+    range_checks++;
+    return __real_rs_range_cached(fd, off, len);
+}
+
+/* 10. A cached file sent as the stream sends it (ops of UR_SPLICE_OP_MAX,
+ *    the next submitted from inside the completion of the last), to a
+ *    peer that takes a socket-full at a time (the test drains it between
+ *    completions; 64 KiB buffers). An op ends early, with 1 MiB or more
+ *    but less than its len, once its socket is full after 1 MiB went out
+ *    (before: it waited, and completed with all of its len). The next op
+ *    then starts with the wait for room — its first SQE a POLLOUT poll,
+ *    no sendfile(2) into the full socket before — and, when the last
+ *    op's check of what is cached is fresh (a few ms), without checking
+ *    again. Plain and direct sockets (held between the ops). */
+struct chain {
+    struct rig *g;
+    struct rs_op op;
+    struct rs_sendfile from;
+    uint64_t len, done;
+    unsigned ops, early, unsure;
+};
+
+static void chain_submit(struct chain *c)
+{
+    uint64_t left = c->len - c->done;
+    c->op.len = left < UR_SPLICE_OP_MAX ? (uint32_t)left : UR_SPLICE_OP_MAX;
+    assert_int_equal(ur_splice_submit(c->g->sp, &c->op), 0);
+}
+
+static void chain_done(struct rs_loop *loop, struct rs_op *op,
+                       const struct rs_completion *c)
+{
+    (void)loop;
+    struct chain *ch = op->data;
+    assert_true(c->res > 0);
+    ch->ops++;
+    ch->done += (uint64_t)c->res;
+    ch->from.off += (uint64_t)c->res; /* as the stream moves its chunk on */
+    if (ch->done == ch->len)
+        return;
+    if ((uint32_t)c->res == op->len) {
+        chain_submit(ch);
+        return;
+    }
+    if ((uint32_t)c->res < UR_SPLICE_STEP)
+        fail_msg("an op ended short (%d of %u) before %u bytes went out", c->res, op->len,
+                 UR_SPLICE_STEP);
+    ch->early++;
+    /* What the ended op left for the next (white box: whether its check
+     * is fresh enough to be trusted, 10 ms, with a margin). */
+    const struct sp_next *n = &ch->g->sp->next;
+    assert_true(n->op == op && n->full);
+    bool fresh = rs_now_ms() - n->cached_ms < 5 && n->cached_to > n->off;
+    unsigned calls = sendfile_calls, checks = range_checks, taken = ch->g->s.ntaken;
+    chain_submit(ch);
+    if (sendfile_calls != calls)
+        fail_msg("the op after one that ended at a full socket began with %u "
+                 "sendfile(2) before waiting for room",
+                 sendfile_calls - calls);
+    assert_int_equal(ch->g->s.ntaken, taken + 1);
+    assert_int_equal(ch->g->s.taken[taken]->opcode, IORING_OP_POLL_ADD);
+    if (fresh)
+        assert_int_equal(range_checks, checks);
+    else
+        ch->unsure++;
+}
+
+static void chain_run(int file, uint64_t len, bool direct)
+{
+    struct rig g;
+    rig_init_tcp(&g, 0, 64 * 1024, 64 * 1024);
+    if (direct)
+        rig_register_or_skip(&g);
+    struct rs_loop *loop = calloc(1, sizeof(*loop));
+    assert_non_null(loop);
+    struct chain c = {.g = &g, .from = {.file_fd = file, .off = 0}, .len = len};
+    rs_op_init(&c.op, RS_OP_SENDFILE, direct ? 0 : g.sv[0], chain_done, &c);
+    if (direct)
+        c.op.flags |= RS_OPF_DIRECT;
+    c.op.buf = &c.from;
+    unsigned calls0 = sendfile_calls, checks0 = range_checks;
+    chain_submit(&c);
+    uint64_t got = 0;
+    bool same = true;
+    uint8_t *b = malloc(1u << 16);
+    assert_non_null(b);
+    for (int turns = 0; got < len; turns++) {
+        assert_true(turns < 200000);
+        /* The peer takes what reached it. */
+        ssize_t n;
+        while ((n = recv(g.sv[1], b, 1u << 16, MSG_DONTWAIT)) > 0) {
+            for (ssize_t i = 0; i < n; i++)
+                same = same && b[i] == (uint8_t)((got + (uint64_t)i) * 7 % 251);
+            got += (uint64_t)n;
+        }
+        if (c.done == len)
+            continue;
+        /* The loop's next CQE, if one comes within 10 ms (else the peer
+         * reads again): the loop's clock read anew, as at each turn. */
+        g.s.ntaken = 0;
+        io_uring_submit(&g.s.ring);
+        struct io_uring_cqe *cqe;
+        struct __kernel_timespec ts = {.tv_nsec = 10 * 1000000L};
+        if (io_uring_wait_cqe_timeout(&g.s.ring, &cqe, &ts) != 0)
+            continue;
+        uint64_t ud = cqe->user_data;
+        int32_t res = cqe->res;
+        io_uring_cqe_seen(&g.s.ring, cqe);
+        loop->now_stale = true;
+        if ((ud >> 56) == TAG)
+            ur_splice_cqe(g.sp, loop, ud, res);
+    }
+    free(b);
+    print_message("%s socket: %u ops for %llu bytes, %u ended early (%u too late to "
+                  "tell about the check), %u sendfile(2), %u checks of what is cached\n",
+                  direct ? "direct" : "plain", c.ops, (unsigned long long)len, c.early,
+                  c.unsure, sendfile_calls - calls0, range_checks - checks0);
+    assert_true(same);
+    assert_true(c.early >= 1);
+    free(loop);
+    rig_fini(&g);
+}
+
+static void test_splice_large_ops_end_early_and_wait_first(void **state)
+{
+    (void)state;
+    const uint64_t len = 6u << 20;
+    int file = make_file(len, true);
+    if (pages_cached(file, len) < 0) {
+        close(file);
+        rs_skip_reason("no cachestat(2) (Linux 6.5): the loop does not send itself");
+        skip();
+    }
+    chain_run(file, len, false);
+    chain_run(file, len, true);
+    close(file);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1415,6 +1672,8 @@ int main(void)
         cmocka_unit_test(test_splice_direct_socket_held_between_ops),
         cmocka_unit_test(test_splice_held_sockets_bounded),
         cmocka_unit_test(test_splice_sigpipe_disposition_not_asked_per_op),
+        cmocka_unit_test(test_splice_pipe_at_limit_takes_held_fds),
+        cmocka_unit_test(test_splice_large_ops_end_early_and_wait_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1094,6 +1094,19 @@ static void test_stream_send_peer_reset_no_reset_of_ours(void **state)
     send_fails_with(*state, -ECONNRESET, false);
 }
 
+/* An accepted stream on a loop that can send files, and a file (*fd)
+ * for it: /dev/null, the fake sends nothing by itself. */
+static struct rs_stream *file_stream(struct fixture *fx, int *fd)
+{
+    memset(&ev, 0, sizeof(ev));
+    fx->loop.caps |= RS_CAP_SENDFILE;
+    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
+    s->cbs = &ev_cbs;
+    *fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    assert_true(*fd >= 0);
+    return s;
+}
+
 /* Output that cannot be queued (here: a file range over 1 GiB needs a
  * duplicate descriptor per GiB, and the process has none left) cuts what
  * was written before it: the stream ends with a reset, not a FIN after the
@@ -1101,12 +1114,8 @@ static void test_stream_send_peer_reset_no_reset_of_ours(void **state)
 static void test_stream_queue_failure_resets(void **state)
 {
     struct fixture *fx = *state;
-    memset(&ev, 0, sizeof(ev));
-    fx->loop.caps |= RS_CAP_SENDFILE; /* the fake sends nothing by itself */
-    struct rs_stream *s = rs_stream_accept(&fx->loop, FD, false, false);
-    s->cbs = &ev_cbs;
-    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    assert_true(fd >= 0);
+    int fd;
+    struct rs_stream *s = file_stream(fx, &fd);
     rs_stream_write_copy(s, (const uint8_t *)"HTTP/1.1 200 OK\r\n", 17);
     /* No descriptor free below the limit: every one under it is in use. */
     int lowest = dup(0);
@@ -1127,6 +1136,38 @@ static void test_stream_queue_failure_resets(void **state)
     assert_true(c->flags & RS_OPF_RESET);
     complete(fx, RS_OP_CLOSE, 0);
     assert_int_equal(ev.close_reason, -EMFILE);
+}
+
+/* A file goes out in RS_OP_SENDFILE ops of the backend's size
+ * (loop->sendfile_op_max: io_uring's ops end early by themselves, rule 10
+ * of backend.h), 1 MiB when it chose none (epoll); each op from where the
+ * last one stopped, a short one included. Before, 1 MiB whatever the
+ * backend. */
+static void test_stream_sendfile_op_size_is_the_backends(void **state)
+{
+    struct fixture *fx = *state;
+    int fd;
+    struct rs_stream *s = file_stream(fx, &fd);
+    assert_int_equal(rs_stream_write_file(s, fd, 0, 16u << 20), 0);
+    struct rs_op *op = op_of(fx, RS_OP_SENDFILE);
+    assert_non_null(op);
+    assert_int_equal(op->len, 1u << 20); /* no size chosen: 1 MiB */
+    fx->loop.sendfile_op_max = 4u << 20; /* for the ops after this one */
+    complete(fx, RS_OP_SENDFILE, 1 << 20);
+    op = op_of(fx, RS_OP_SENDFILE);
+    assert_non_null(op);
+    assert_int_equal(op->len, 4u << 20);
+    assert_int_equal(((const struct rs_sendfile *)op->buf)->off, 1u << 20);
+    complete(fx, RS_OP_SENDFILE, 3 << 19); /* ended early: 1.5 MiB */
+    op = op_of(fx, RS_OP_SENDFILE);
+    assert_non_null(op);
+    assert_int_equal(op->len, 4u << 20);
+    assert_int_equal(((const struct rs_sendfile *)op->buf)->off, 5u << 19);
+    assert_int_equal(rs_stream_pending(s), (16u << 20) - (5u << 19));
+    rs_stream_abort(s);
+    complete(fx, RS_OP_SENDFILE, -ECANCELED);
+    complete(fx, RS_OP_RECV, -ECANCELED);
+    complete(fx, RS_OP_CLOSE, 0);
 }
 
 /* --drain-timeout=0 means no drain at a stop; a close outside a stop is
@@ -1310,6 +1351,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_stop_fin_only_after_eof, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_send_cut_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_sendfile_op_size_is_the_backends,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_queue_failure_resets, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_send_error_resets, setup, teardown),
