@@ -21,18 +21,30 @@
 static void on_recv(struct rs_loop *loop, struct rs_op *op,
                     const struct rs_completion *c);
 
-/* What a ping-pong round trip touches lies within the first four cache
- * lines of the (aligned) stream: the layout stream.h promises. */
-#define HOT_LINES (4 * RS_STREAM_ALIGN)
-#define HOT_END(field)                                                                   \
+/* What a ping-pong round trip touches lies in the (aligned) stream's
+ * first three cache lines, each field in the line stream.h puts it in:
+ * a field moved to another line adds a miss per round trip with many
+ * connections. */
+#define FIELD_END(field)                                                                 \
     (offsetof(struct rs_stream, field) + sizeof(((struct rs_stream *)0)->field))
-_Static_assert(HOT_END(relay_hold) <= HOT_LINES && HOT_END(slot_len) <= HOT_LINES &&
-                   HOT_END(recv_op) <= HOT_LINES && HOT_END(send_op) <= HOT_LINES &&
-                   HOT_END(slot_ptr) <= HOT_LINES && HOT_END(head) <= HOT_LINES &&
-                   HOT_END(pending) <= HOT_LINES && HOT_END(lowat) <= HOT_LINES &&
-                   HOT_END(relay_to) <= HOT_LINES && HOT_END(relay_from) <= HOT_LINES &&
-                   HOT_END(relay_count) <= HOT_LINES,
-               "a round trip's fields no longer fit in four cache lines");
+#define IN_LINE(field, line)                                                             \
+    (offsetof(struct rs_stream, field) >= (line)*RS_STREAM_LINE &&                       \
+     FIELD_END(field) <= ((line) + 1) * RS_STREAM_LINE)
+_Static_assert(IN_LINE(loop, 0) && IN_LINE(cbs, 0) && IN_LINE(pending, 0) &&
+                   IN_LINE(lowat, 0) && IN_LINE(head, 0) && IN_LINE(relay_from, 0) &&
+                   IN_LINE(state, 0) && IN_LINE(relay_hold, 0),
+               "the state line of a stream spills over");
+_Static_assert(IN_LINE(send_op, 1) && IN_LINE(slot_ptr, 1) && IN_LINE(slot_len, 1) &&
+                   IN_LINE(slot_bid, 1) && IN_LINE(send_chunks, 1) &&
+                   IN_LINE(inflight, 1),
+               "the send line of a stream spills over");
+_Static_assert(IN_LINE(recv_op, 2) && IN_LINE(relay_to, 2) && IN_LINE(relay_count, 2),
+               "the receive line of a stream spills over");
+_Static_assert(RS_STREAM_ALIGN % RS_STREAM_LINE == 0, "streams start on a line");
+/* maybe_progress tests both with one load (stream.h). */
+_Static_assert(offsetof(struct rs_stream, eof) / 4 ==
+                   offsetof(struct rs_stream, shut_wanted) / 4,
+               "eof and shut_wanted no longer share an aligned word");
 
 /* A backend refused a cancel, shutdown or close (its submission queue was
  * full, or it ran out of memory): nothing was issued, and nothing will
@@ -129,7 +141,7 @@ struct rs_stream *stream_new(struct rs_loop *loop, int fd, bool direct,
         gens[1] = s->send_op.bk_gen;
         gens[2] = s->ctl_op.bk_gen;
     } else {
-        /* Aligned, so the fields a round trip touches share four cache
+        /* Aligned, so the fields a round trip touches share three cache
          * lines (stream.h); free() takes it back. */
         size_t bytes =
             (sizeof(*s) + RS_STREAM_ALIGN - 1) & ~(size_t)(RS_STREAM_ALIGN - 1);
@@ -588,7 +600,8 @@ __attribute__((noinline)) static void recv_other(struct rs_stream *s,
 static void on_recv(struct rs_loop *loop, struct rs_op *op,
                     const struct rs_completion *comp)
 {
-    struct rs_stream *s = op->data;
+    struct rs_stream *s = stream_of(op, recv_op);
+    assert(s == op->data);
     int res = comp->res;
     if (!(comp->flags & RS_CF_MORE)) {
         assert(s->recv_armed && s->inflight > 0);

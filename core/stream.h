@@ -25,42 +25,77 @@ enum rs_stream_state {
     RS_STREAM_CLOSED
 };
 
-/* The fields are ordered by use: what a ping-pong round trip touches (a
- * receive, its echo's or relay's send and that send's completion) comes
- * first and fills the first four cache lines (three without the relay's
- * pointers), the streams being allocated 64-byte aligned (stream.c); the
- * rest follows. With hundreds of connections the
- * kernel's per-socket state pushes these lines out of the cache between
- * two round trips of the same stream, so each line a round trip touches
- * is a miss. */
+/* The fields are ordered by use. A ping-pong round trip (a receive, its
+ * echo's or relay's send, and that send's completion) touches the first
+ * three cache lines and nothing else of the stream: the state line (0),
+ * the send line (1: the send op and the lent slot it sends) and the
+ * receive line (2: the recv op and where its bytes go). The receive
+ * touches all three; the send's completion only the first two. With
+ * hundreds of connections the kernel's per-socket state pushes these
+ * lines out of the cache between two steps of the same stream, so each
+ * line a step touches is a miss: three lines, five misses per round
+ * trip (it was four lines touched by both, eight). The streams are
+ * allocated RS_STREAM_ALIGN-aligned (stream.c), and stream.c asserts the
+ * layout. */
+#define RS_STREAM_LINE  64
 #define RS_STREAM_ALIGN 64
 
 struct rs_stream {
+    /* Line 0: what every step reads. */
     struct rs_loop *loop;
     const struct rs_stream_cbs *cbs;
-    void *data; /* the owner's, as is user_u64; every other field is the
-                   core's, read-only for owners */
-    int fd;
+    uint64_t pending; /* queued output bytes, in-flight send included */
+    uint64_t lowat;   /* on_writable threshold */
+    struct rs_chunk *head;
+    /* relay_from is the stream whose relay writes into this one (see
+     * relay_to) */
+    struct rs_stream *relay_from;
     uint8_t state;
-    uint8_t inflight;    /* ops submitted and not finally completed */
-    uint8_t send_chunks; /* queued chunks the in-flight send covers (0: the slot) */
-    bool direct;         /* fd is a direct descriptor (io_uring fixed file) */
+    bool direct;      /* fd is a direct descriptor (io_uring fixed file) */
+    bool reading;     /* the owner wants input */
+    bool recv_armed;  /* the recv op is in flight */
+    bool recv_cancel; /* ...and the backend took a cancel for it */
+    bool send_busy;   /* the send op is in flight */
+    bool send_cancel; /* ...and the backend took a cancel for it */
+    bool lingering;   /* closing: input is read and dropped until the peer's EOF */
+    /* eof and shut_wanted in one aligned word: maybe_progress tests both
+     * after every completion, in one instruction. */
+    bool eof;         /* the peer shut down its side */
+    bool starved;     /* on loop->starved */
+    bool shut_wanted; /* shutdown(SHUT_WR) once the queue is empty */
+    bool active;      /* data moved since the idle scan last looked */
+    bool relay_hold;  /* relaying into a stream with too much queued: not reading */
+    /* Line 1: the send. The lent slot: the output queue's first entry
+     * when it holds a lent buffer written while nothing else was queued
+     * (ping-pong: an echo's every message). It needs no chunk node, and
+     * its send completes without walking the queue. Chunks written
+     * behind it wait in head..tail: the queue is the slot, then the
+     * chunks. */
+    struct rs_op send_op;
+    const uint8_t *slot_ptr; /* next byte to send */
+    uint32_t slot_len;       /* bytes left; 0: the slot is empty */
+    uint16_t slot_bid;       /* the lent buffer, released once all is sent */
+    uint8_t send_chunks;     /* queued chunks the in-flight send covers (0: the slot) */
+    uint8_t inflight;        /* ops submitted and not finally completed */
+    /* Line 2: the receive. The relay (rs_stream_relay,
+     * core/stream_relay.c): what this stream receives goes to relay_to
+     * without on_data (this stream itself for echo); relay_count: the
+     * owner's byte counter, or NULL. */
+    struct rs_op recv_op;
+    struct rs_stream *relay_to;
+    uint64_t *relay_count;
+    /* The end of what a round trip touches. */
+    void *data;        /* the owner's, as is user_u64; every other field is the
+                          core's, read-only for owners */
+    uint64_t user_u64; /* the owner's (chargen: pattern offset) */
+    int fd;
     bool outbound;       /* from rs_stream_connect */
-    bool reading;        /* the owner wants input */
-    bool recv_armed;     /* the recv op is in flight */
-    bool recv_cancel;    /* ...and the backend took a cancel for it */
-    bool send_busy;      /* the send op is in flight */
-    bool send_cancel;    /* ...and the backend took a cancel for it */
     bool connect_busy;   /* the connect op is in flight */
     bool connect_cancel; /* ...and the backend took a cancel for it */
     bool retry;          /* the backend refused a cancel/shutdown/close: retry */
-    bool eof;            /* the peer shut down its side */
-    bool starved;        /* on loop->starved */
-    bool shut_wanted;    /* shutdown(SHUT_WR) once the queue is empty */
     bool shut_done;      /* shutdown(SHUT_WR) issued */
     bool close_issued;   /* the close op was submitted */
     bool graceful;       /* closing after all output was sent */
-    bool lingering;      /* closing: input is read and dropped until the peer's EOF */
     bool timed_out;      /* the connect timer fired */
     bool connect_sent;   /* the connect op was submitted: only then does a
                             failed or timed-out connect say anything about
@@ -68,29 +103,7 @@ struct rs_stream {
     bool reset;          /* closing ends in a TCP reset (rs_stream_reset) */
     bool stop_hold;      /* closing for a stop: no FIN before the peer's EOF */
     bool cut;            /* ...and input was dropped: end with a reset */
-    bool active;         /* data moved since the idle scan last looked */
-    bool relay_hold;     /* relaying into a stream with too much queued: not reading */
-    /* The lent slot: the output queue's first entry when it holds a lent
-     * buffer written while nothing else was queued (ping-pong: an echo's
-     * every message). It needs no chunk node, and its send completes
-     * without walking the queue. Chunks written behind it wait in
-     * head..tail: the queue is the slot, then the chunks. */
-    uint16_t slot_bid; /* the lent buffer, released once all is sent */
-    uint32_t slot_len; /* bytes left; 0: the slot is empty */
-    struct rs_op recv_op, send_op;
-    const uint8_t *slot_ptr; /* next byte to send */
-    struct rs_chunk *head;
-    uint64_t pending; /* queued output bytes, in-flight send included */
-    uint64_t lowat;   /* on_writable threshold */
-    /* The relay (rs_stream_relay, core/stream_relay.c): what this stream
-     * receives goes to relay_to without on_data; relay_from is the stream
-     * whose relay writes into this one (both are this stream for echo).
-     * relay_count: the owner's byte counter, or NULL. */
-    struct rs_stream *relay_to, *relay_from;
-    uint64_t *relay_count;
-    /* The end of what a round trip touches. */
-    uint64_t user_u64;             /* the owner's (chargen: pattern offset) */
-    struct rs_stream *next, *prev; /* loop->streams */
+    struct rs_stream *next, *prev;                 /* loop->streams */
     struct rs_stream *starved_next, *starved_prev; /* loop->starved, FIFO */
     int close_reason; /* for on_close: 0 or the first -errno */
     struct rs_op ctl_op;

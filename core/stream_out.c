@@ -477,7 +477,8 @@ __attribute__((noinline)) static bool sent_while_closing(struct rs_stream *s)
 void stream_on_send(struct rs_loop *loop, struct rs_op *op,
                     const struct rs_completion *comp)
 {
-    struct rs_stream *s = op->data;
+    struct rs_stream *s = stream_of(op, send_op);
+    assert(s == op->data);
     int res = comp->res;
     assert(s->send_busy && s->inflight > 0 && !(comp->flags & RS_CF_MORE));
     s->send_busy = false;

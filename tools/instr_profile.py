@@ -16,6 +16,15 @@ callgrind_annotate on each dump. Connection set-up and teardown cancel out.
   tools/instr_profile.py --request='GET /1k.bin HTTP/1.1\r\nHost: x\r\n\r\n' \
       -- build/ringserve --protocol=http --root=DIR --listen=127.0.0.1:PORT
 
+--cache-sim: also simulate the data caches (valgrind's --cache-sim=yes,
+an L1d of 32 KiB 8-way and a last level of 1 MiB 16-way, 64-byte lines)
+and print the misses per round trip, after a first run of N rounds that
+warms them (not counted). Only user space is simulated: on a
+machine the kernel's own accesses between two round trips of a stream
+evict more, so the figure is a floor; what it shows is which lines a
+round trip touches that the last ones did not (with hundreds of
+connections: each stream's).
+
 --request: each round trip is that request on a keep-alive connection
 (ringbench --mode=request); the reply's size is learnt from one request
 made first, outside the counted runs, and every reply must be a 2xx of
@@ -94,6 +103,20 @@ def annotate(path, inclusive):
     return out
 
 
+CACHE_SIM = ['--cache-sim=yes', '--D1=32768,8,64', '--I1=32768,8,64', '--LL=1048576,16,64']
+
+
+def read_events(path):
+    """{event: count} of a callgrind dump's totals (trailing zero counts
+    are left out of the file: they are 0)."""
+    with open(path) as f:
+        text = f.read()
+    names = re.search(r'^events:\s+(.*)$', text, re.M).group(1).split()
+    m = re.search(r'^(?:summary|totals):\s+(.*)$', text, re.M)
+    vals = [int(v) for v in m.group(1).split()]
+    return dict(zip(names, vals + [0] * (len(names) - len(vals))))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--conns', type=int, default=50)
@@ -114,6 +137,8 @@ def main():
                     'by a file, such as nginx')
     ap.add_argument('--lines', action='store_true',
                     help='keep line numbers in the dumps (for callgrind_annotate --auto=yes)')
+    ap.add_argument('--cache-sim', action='store_true',
+                    help='also print simulated data-cache misses per round trip')
     ap.add_argument('cmd', nargs='+')
     a = ap.parse_args()
     port = a.port or free_port()
@@ -130,6 +155,8 @@ def main():
     prefix = bench_cost.callgrind_prefix(outfile)
     if a.lines:
         prefix = [o for o in prefix if o != '--dump-line=no']
+    if a.cache_sim:
+        prefix = prefix[:2] + CACHE_SIM + prefix[2:]
     proc = subprocess.Popen(prefix + cmd,
                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, 'log'), 'w'))
     try:
@@ -140,7 +167,10 @@ def main():
             load = ['--mode=request', '--request=' + a.request,
                     '--reply-size=%d' % reply_size(port, a.request)]
         dumps, totals = [], []
-        for rounds in (a.rounds, 2 * a.rounds):
+        # With the cache simulation a first, uncounted run warms the caches
+        # (and the loop's recycled streams), so that the two counted runs
+        # start alike and their difference holds only round trips.
+        for rounds in ((a.rounds,) if a.cache_sim else ()) + (a.rounds, 2 * a.rounds):
             bench_cost.callgrind_zero(proc.pid)
             subprocess.run([a.ringbench, '--connect=127.0.0.1:%d' % port,
                             '--connections=%d' % a.conns, '--rounds=%d' % rounds,
@@ -156,9 +186,17 @@ def main():
         if upstream:
             upstream.terminate()
             upstream.wait()
+    if a.cache_sim:
+        dumps, totals = dumps[1:], totals[1:]
     n = float(a.rounds * a.conns)
     what = 'request' if a.request else 'round trip'
     print('user instructions per %s: %.1f' % (what, (totals[1] - totals[0]) / n))
+    if a.cache_sim:
+        e0, e1 = read_events(dumps[0]), read_events(dumps[1])
+        per = {k: (e1.get(k, 0) - e0.get(k, 0)) / n for k in e1}
+        print('L1d misses per %s: %.2f (reads %.2f, writes %.2f); last level: %.2f'
+              % (what, per['D1mr'] + per['D1mw'], per['D1mr'], per['D1mw'],
+                 per['DLmr'] + per['DLmw']))
     if a.top:
         for inclusive in (False, True):
             d0, d1 = annotate(dumps[0], inclusive), annotate(dumps[1], inclusive)

@@ -7,7 +7,8 @@ names the loop and the stream layer (a broken dump parser, or dumps taken
 outside the measured window, would show neither). Then --request, an HTTP
 server answering a keep-alive GET of a 1 KiB file: a plausible total, the
 parser in the breakdown, and no printf-family function on a response's way
-(heads are copied from pieces made once: protocols/http_head.h).
+(heads are copied from pieces made once: protocols/http_head.h). And
+--cache-sim prints simulated L1d misses per round trip.
 
 usage: test_instr_profile.py INSTR_PROFILE RINGSERVE RINGBENCH
 """
@@ -49,8 +50,30 @@ def main():
     assert m, 'rs_loop_run missing from the inclusive list'
     # Everything the loop does per round trip is inside rs_loop_run.
     assert abs(float(m.group(1)) - total) <= 0.05 * total, (m.group(1), total)
+    check_cache_sim(tool, ringserve, ringbench)
     check_http(tool, ringserve, ringbench)
     print('ok')
+
+
+def check_cache_sim(tool, ringserve, ringbench):
+    """--cache-sim: the same total, and the simulated L1d misses per round
+    trip printed, a count (never negative: the warm-up run keeps the cold
+    start out of the difference) and far below the accesses a round trip
+    makes."""
+    p = subprocess.run([sys.executable, tool, '--cache-sim', '--conns=2', '--rounds=50',
+                        '--ringbench=' + ringbench, '--', ringserve,
+                        '--listen=127.0.0.1:PORT'],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=240)
+    print(p.stdout)
+    assert p.returncode == 0, 'exit %d' % p.returncode
+    assert re.search(r'user instructions per round trip: [\d.]+', p.stdout), 'no total'
+    m = re.search(r'L1d misses per round trip: (-?[\d.]+) \(reads (-?[\d.]+), '
+                  r'writes (-?[\d.]+)\); last level: (-?[\d.]+)', p.stdout)
+    assert m, 'no cache figures'
+    d1, reads, writes, ll = (float(g) for g in m.groups())
+    assert abs(d1 - reads - writes) < 0.02, m.group(0)
+    assert -0.05 <= ll and -0.05 <= d1 < 100, m.group(0)
 
 
 def check_http(tool, ringserve, ringbench):

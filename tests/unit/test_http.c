@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -93,6 +94,28 @@ static uint32_t header_timeout_ms; /* setup_with: --header-timeout (0: the defau
  * OFF: 0, none) */
 static uint32_t send_timeout_ms, keepalive_timeout_ms;
 #define OFF UINT32_MAX
+
+/* A clock of the test's own. The send and keep-alive timeouts count
+ * milliseconds of CLOCK_MONOTONIC; a test that shows one NOT firing while
+ * the client keeps within it would fail whenever the machine stops this
+ * process for longer than the timeout (a loaded machine, a stolen vCPU),
+ * as any correct server may then fire it. This program is linked with
+ * --wrap=clock_gettime: while vclock_on, CLOCK_MONOTONIC reads vclock_ms,
+ * which moves only when a test moves it (vclock_pass), after letting the
+ * loop do all it can. */
+static bool vclock_on;
+static uint64_t vclock_ms;
+
+int __real_clock_gettime(clockid_t id, struct timespec *ts);
+int __wrap_clock_gettime(clockid_t id, struct timespec *ts);
+int __wrap_clock_gettime(clockid_t id, struct timespec *ts)
+{
+    if (!vclock_on || id != CLOCK_MONOTONIC)
+        return __real_clock_gettime(id, ts);
+    ts->tv_sec = (time_t)(vclock_ms / 1000u);
+    ts->tv_nsec = (long)(vclock_ms % 1000u) * 1000000L;
+    return 0;
+}
 
 static int setup_with(void **state, uint32_t buffers)
 {
@@ -199,6 +222,16 @@ static int setup_timeouts_copy(void **state)
     return rc;
 }
 
+/* All three at 500 ms on the test's clock, which starts at the real one. */
+static int setup_timeouts_vclock(void **state)
+{
+    struct timespec ts;
+    __real_clock_gettime(CLOCK_MONOTONIC, &ts);
+    vclock_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    vclock_on = true;
+    return setup_timeouts(state);
+}
+
 /* One of the two off, the other and the head deadline at 300 ms. */
 static int setup_send_off(void **state)
 {
@@ -276,6 +309,13 @@ static int teardown(void **state)
     free(fx->big);
     free(fx);
     return 0;
+}
+
+static int teardown_vclock(void **state)
+{
+    int rc = teardown(state);
+    vclock_on = false;
+    return rc;
 }
 
 /* Read from the client end, turning the loop, until `want` bytes or EOF. */
@@ -962,6 +1002,160 @@ static void test_http_keepalive_timeout_off(void **state)
     large_unread_is_cut(fx);
 }
 
+/* --- the timeouts on the test's clock (vclock) ---------------------------------- */
+
+/* Turn the loop until it has nothing left to do now: three turns in a row
+ * in which nothing moved (no byte more for the client, none sent or
+ * received by the server) with no file request in flight (a worker's read
+ * may take any real time; the test's clock waits for it); or, should a
+ * request stay in flight, 200 turns in which nothing moved. A timer due
+ * within 5 ms (a retry after -ENOBUFS) is let fire: it stands for no wait
+ * the test is about. */
+static void settle(struct fixture *fx)
+{
+    struct rs_loop *loop = &fx->loop;
+    int quiet = 0, still = 0;
+    uint64_t last = UINT64_MAX;
+    for (int i = 0; i < 20000 && quiet < 3 && still < 200; i++) {
+        if (loop->ntimers > 0 && loop->timers[0]->due_ms > vclock_ms &&
+            loop->timers[0]->due_ms <= vclock_ms + 5)
+            vclock_ms = loop->timers[0]->due_ms;
+        loop->now_ms = rs_now_ms();
+        rs_timer_run_due(loop);
+        rs_loop_feed_starved(loop);
+        rs_loop_retry(loop);
+        loop->ops->run(loop, 2);
+        int q = -1;
+        assert_int_equal(ioctl(fx->client, FIONREAD, &q), 0);
+        /* a sum that any movement changes */
+        uint64_t now = (uint64_t)q + loop->stats.bytes_out + loop->stats.bytes_in +
+                       loop->stats.sends + loop->stats.recvs;
+        still = now == last ? still + 1 : 0;
+        quiet = still > 0 && loop->nreqs == 0 ? quiet + 1 : 0;
+        last = now;
+    }
+    assert_true(quiet == 3 || still == 200);
+}
+
+/* ms pass on the test's clock, in steps of 50 ms with the loop settled
+ * after each: the watch looks as often as it would. */
+static void vclock_pass(struct fixture *fx, uint64_t ms)
+{
+    for (uint64_t done = 0; done < ms; done += 50) {
+        vclock_ms += 50;
+        settle(fx);
+    }
+}
+
+/* Everything the client end holds now, appended at body + *got (at most
+ * cap bytes in all); false at EOF. */
+static bool drain_client(struct fixture *fx, uint8_t *body, size_t *got, size_t cap)
+{
+    for (;;) {
+        ssize_t n = recv(fx->client, body + *got, cap - *got, MSG_DONTWAIT);
+        if (n > 0) {
+            *got += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return true;
+        return false;
+    }
+}
+
+/* One take of a slow reader: what the client end holds, again and again,
+ * the loop settled in between, all at one instant of the test's clock,
+ * until the server counts output sent: progress, as the send timeout
+ * sees it (an io_uring sendfile op, up to 1 MiB, counts once all of it
+ * is in the socket, more than a socket pair holds). false at EOF. */
+static bool take(struct fixture *fx, uint8_t *body, size_t *got, size_t cap)
+{
+    uint64_t before = fx->loop.stats.bytes_out;
+    for (int i = 0; i < 10000 && fx->loop.stats.bytes_out == before && *got < cap; i++) {
+        if (!drain_client(fx, body, got, cap))
+            return false;
+        settle(fx);
+    }
+    if (fx->loop.stats.bytes_out == before && *got < cap)
+        fail_msg("no output sent after %zu bytes, with the client taking all", *got);
+    return true;
+}
+
+#define SLOW_LEN (6u * 1024u * 1024u + 5u)
+
+/* --send-timeout=500 ms against a client that takes until the output
+ * moves (take), then nothing for 300 ms, and so on: the output progresses
+ * every 300 ms and is never cut, although the response lasts
+ * several timeouts (a timeout counted from the response's start, or one
+ * that missed the progress, cuts it within the first second). Then the
+ * rest at full speed, all of it intact, and the connection serves
+ * another request. On the test's clock: only the client's pauses count,
+ * never how long this process waited for a CPU. */
+static void test_http_send_timeout_slow_reader(void **state)
+{
+    struct fixture *fx = *state;
+    uint8_t *want = malloc(SLOW_LEN), *body = malloc(SLOW_LEN);
+    assert_non_null(want);
+    assert_non_null(body);
+    for (size_t i = 0; i < SLOW_LEN; i++)
+        want[i] = pattern(i * 7);
+    write_file(fx->dir, "slow.bin", want, SLOW_LEN);
+    send_all(fx, "GET /slow.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    char head[1024];
+    assert_int_equal(response_head(fx, head, sizeof(head)), SLOW_LEN);
+    size_t got = 0;
+    int pauses = 0;
+    for (; pauses < 8; pauses++) {
+        if (!take(fx, body, &got, SLOW_LEN))
+            fail_msg("cut after %zu bytes, %d pauses of 300 ms", got, pauses);
+        if (got == SLOW_LEN)
+            break;
+        vclock_pass(fx, 300);
+        assert_int_equal(fx->loop.stats.send_timeouts, 0);
+    }
+    /* The response lasted over two timeouts (1 MiB sendfile ops: about
+     * five takes; smaller sends: more than eight). */
+    assert_true(pauses >= 4);
+    while (got < SLOW_LEN) {
+        settle(fx);
+        if (!drain_client(fx, body, &got, SLOW_LEN))
+            fail_msg("cut after %zu bytes", got);
+    }
+    assert_memory_equal(body, want, SLOW_LEN);
+    send_all(fx, "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    uint8_t small[64];
+    assert_int_equal(response(fx, head, sizeof(head), small, sizeof(small)), 6);
+    assert_memory_equal(small, "hello\n", 6);
+    assert_int_equal(fx->loop.nstreams, 1);
+    assert_int_equal(fx->loop.stats.send_timeouts, 0);
+    free(want);
+    free(body);
+}
+
+/* --keepalive-timeout=500 ms (and the head deadline at 500 ms): a request
+ * every 300 ms, six of them, is never closed (the timeout counts from the
+ * last response, not from the first or the connection's start); then
+ * 500 ms without one closes it with a FIN, counted once. */
+static void test_http_keepalive_timeout_busy(void **state)
+{
+    struct fixture *fx = *state;
+    char head[1024];
+    uint8_t body[64];
+    for (int i = 0; i < 6; i++) {
+        send_all(fx, "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_int_equal(response(fx, head, sizeof(head), body, sizeof(body)), 6);
+        vclock_pass(fx, 300);
+        assert_int_equal(fx->loop.nstreams, 1);
+    }
+    assert_int_equal(fx->loop.stats.keepalive_timeouts, 0);
+    vclock_pass(fx, 500);
+    char rest[64];
+    assert_int_equal(read_to_eof(fx, rest, sizeof(rest)), 0);
+    assert_int_equal(fx->loop.stats.keepalive_timeouts, 1);
+    assert_int_equal(fx->loop.stats.header_timeouts, 0);
+    assert_int_equal(fx->loop.stats.send_timeouts, 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -1027,6 +1221,10 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_http_send_timeout_nonreader,
                                         setup_timeouts_copy, teardown),
+        cmocka_unit_test_setup_teardown(test_http_send_timeout_slow_reader,
+                                        setup_timeouts_vclock, teardown_vclock),
+        cmocka_unit_test_setup_teardown(test_http_keepalive_timeout_busy,
+                                        setup_timeouts_vclock, teardown_vclock),
         cmocka_unit_test_setup_teardown(test_http_send_timeout_off, setup_send_off,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_http_keepalive_timeout_off,
