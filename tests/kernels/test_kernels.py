@@ -16,7 +16,11 @@ usage: test_kernels.py TOOLS_KERNELS BUILD_DIR
   reported as hung, a missing host program turned into a skip; the runner
   script run on the host: a failure's early assertion kept with its log,
   and a pass whose cmocka cases skipped names them (a skip when none ran);
-- the report: docs/kernels.md and .json rendered from recorded records.
+- the report: docs/kernels.md and .json rendered from recorded records;
+  merged batches keep each test's newest result with the run (date,
+  commit) that gave it, the page counts only the results at the newest
+  run's commit, and a build record older than the report's never brings
+  back a result a newer run replaced.
 
 Standard library only; about a second.
 """
@@ -299,13 +303,16 @@ def test_results(k, build, plan):
                   'skip': 'needs python3, not in the initramfs'})
     rec = k.assemble('6.1', {'package': 'linux-image-6.1.0-57-cloud-amd64-unsigned',
                              'version': '6.1.192-3'}, rplan, parsed,
-                     {'accel': 'tcg', 'status': 'ok', 'total_secs': 40, 'boot_secs': 5})
+                     {'accel': 'tcg', 'status': 'ok', 'total_secs': 40, 'boot_secs': 5,
+                      'date': '2026-12-07 04:00 UTC', 'commit': 'c0ffee1'})
     by = {t['name']: t for t in rec['tests']}
     check(by['probe']['result'] == 'pass', 'probe passed')
     check(by['contract-uring-default']['result'] == 'fail', 'the failure is a failure')
     check('enobufs' in by['contract-uring-default'].get('log', ''), 'with its log')
     check(by['probe-json']['result'] == 'skip' and 'python3' in by['probe-json']['reason'],
           'planned skips keep their reason')
+    check(all((t.get('date'), t.get('commit')) == ('2026-12-07 04:00 UTC', 'c0ffee1')
+              for t in rec['tests']), 'each result names its run')
     check(rec['probe']['io_uring']['setup']['defer_taskrun'] is True, 'probe JSON parsed')
     check(rec['startup']['auto']['config']['backend'] == 'uring', 'auto resolves to uring')
     check(k.default_features(rec) == ['multishot-accept', 'multishot-recv', 'buf-ring',
@@ -424,6 +431,15 @@ def test_skipped_cases(k, build, tmp):
           'the report JSON keeps the skipped cases')
 
 
+def batch_of(rec, name, date, commit, **result):
+    """REC as a run at DATE and COMMIT of the test NAME alone (its result
+    changed by RESULT), the others not selected."""
+    tests = [dict(t, date=date, commit=commit, **result) if t['name'] == name else
+             {'name': t['name'], 'suites': t['suites'], 'result': 'skip',
+              'reason': 'not selected (--tests)'} for t in rec['tests']]
+    return dict(json.loads(json.dumps(rec)), date=date, commit=commit, tests=tests)
+
+
 def test_report(k, rec, tmp):
     rec12 = json.loads(json.dumps(rec))
     rec12['kernel'], rec12['release'] = '6.12', '6.12.117+deb12-cloud-amd64'
@@ -448,32 +464,87 @@ def test_report(k, rec, tmp):
           'the findings are in the report')
     check('`io_uring.setup.defer_taskrun` | yes | yes | 6.1' in text, 'facts with since')
     # a second batch keeps the first batch's results for what it left out
-    later = json.loads(json.dumps(rec))
-    later['date'] = 'later'
-    later['tests'] = [dict(t, result='skip', reason='not selected (--tests)')
-                      if t['name'] != 'probe' else t for t in later['tests']]
+    later = batch_of(rec, 'probe', '2026-12-07 05:00 UTC', 'beef002')
     merged = k.merge_records(rec, later)
-    mby = {t['name']: t['result'] for t in merged['tests']}
-    check(mby['contract-uring-default'] == 'fail' and mby['probe'] == 'pass'
-          and mby['probe-json'] == 'skip', 'merge keeps earlier results: %s' % mby)
-    check(len(merged['batches']) == 2 and merged['batches'][1]['date'] == 'later',
+    mby = {t['name']: t for t in merged['tests']}
+    check({n: t['result'] for n, t in mby.items()} == {
+        'probe': 'pass', 'e2e-cli': 'pass', 'contract-uring-default': 'fail',
+        'probe-json': 'skip'}, 'merge keeps earlier results: %s' % mby)
+    check(mby['contract-uring-default'].get('commit') == 'c0ffee1'
+          and mby['probe'].get('commit') == 'beef002', 'each kept result names its run')
+    check([b['date'] for b in merged['batches']] == [rec['date'], later['date']],
           'merge records the batches')
-    # ... and so does a batch run from a fresh clone, from the report's JSON
+    # the page counts only the results at the newest run's commit: the
+    # earlier failure is listed apart, not counted
     k.write_report([merged], md, js)
+    text = open(md).read()
+    check('| unit | 0 / 0 / 0 (1 earlier) |' in text and '| e2e | 1 / 0 / 0 (1 earlier) |'
+          in text, 'counts only the results at the commit: %s' % [
+              x for x in text.splitlines() if x.startswith(('| unit', '| e2e'))])
+    check('### Failures\n\nNone.' in text, 'no failure at the commit')
+    check('`contract-uring-default` fail at `c0ffee1` (2026-12-07 04:00 UTC)' in text,
+          'the earlier failure named with its run')
+    # ... and so does a batch run from a fresh clone, from the report's JSON
     from_report = k.recorded(os.path.join(tmp, 'no-results'), js, rec['kernel'])
     check(from_report is not None, 'the report JSON holds the kernel\'s record')
-    again = k.merge_records(from_report, dict(later, date='third'))
-    aby = {t['name']: t['result'] for t in again['tests']}
-    check(aby['contract-uring-default'] == 'fail' and aby['probe'] == 'pass',
-          'merge from the report keeps earlier results: %s' % aby)
-    check([b['date'] for b in again['batches']][1:] == ['later', 'third'],
+    third = batch_of(rec, 'contract-uring-default', '2026-12-07 06:00 UTC', 'cafe003',
+                     result='pass')
+    again = k.merge_records(from_report, third)
+    aby = {t['name']: (t['result'], t.get('commit')) for t in again['tests']}
+    check(aby == {'probe': ('pass', 'beef002'), 'e2e-cli': ('pass', 'c0ffee1'),
+                  'contract-uring-default': ('pass', 'cafe003'),
+                  'probe-json': ('skip', 'c0ffee1')},
+          'merge from the report keeps each newest result and its run: %s' % aby)
+    check([b['commit'] for b in again['batches']] == ['c0ffee1', 'beef002', 'cafe003'],
           'merge from the report continues the batches: %s' % again['batches'])
-    # each kept result names the batch that ran it, through a third merge
-    third = k.merge_records(merged, dict(later, date='third', tests=[
-        dict(t, result='skip', reason='not selected (--tests)') for t in later['tests']]))
-    tby = {t['name']: t.get('batch') for t in third['tests']}
-    check(tby['contract-uring-default'] == 1 and tby['probe'] == 2,
-          'kept results keep their batch: %s' % tby)
+    # a build directory holding an older merged record than the report's (the
+    # report was made in another checkout): the report's newer runs win, and
+    # the stale failure does not come back
+    results = os.path.join(tmp, 'stale-results')
+    os.makedirs(results, exist_ok=True)
+    with open(os.path.join(results, rec['kernel'] + '.json'), 'w') as f:
+        json.dump(merged, f)
+    k.write_report([again], md, js)
+    back = k.recorded(results, js, rec['kernel'])
+    bby = {t['name']: t['result'] for t in back['tests']}
+    check(bby['contract-uring-default'] == 'pass',
+          'an older build record does not replace the report\'s newer one: %s' % bby)
+    # --merge over a build record and the report that diverged (each has
+    # runs the other lacks): each test's newest result of either
+    diverged = k.merge_records(merged, batch_of(rec, 'e2e-cli', '2026-12-07 07:00 UTC',
+                                                'd00d004'))
+    with open(os.path.join(results, rec['kernel'] + '.json'), 'w') as f:
+        json.dump(diverged, f)
+    both = k.recorded_merged(results, js, rec['kernel'])
+    bby = {t['name']: (t['result'], t.get('commit')) for t in both['tests']}
+    check(bby == {'probe': ('pass', 'beef002'), 'e2e-cli': ('pass', 'd00d004'),
+                  'contract-uring-default': ('pass', 'cafe003'),
+                  'probe-json': ('skip', 'c0ffee1')},
+          'merge over diverged records: each newest result: %s' % bby)
+    # a report entry from before results named their run: where its run is
+    # unknown the newer record's result stands (its runs include the older
+    # record's), so an older build record's failure does not come back
+    entry = json.load(open(js))['kernels'][0]
+    entry['tests'] = [{k_: v for k_, v in t.items() if k_ not in ('date', 'commit')}
+                      for t in entry['tests']]
+    with open(js, 'w') as f:
+        json.dump({'kernels': [entry]}, f)
+    with open(os.path.join(results, rec['kernel'] + '.json'), 'w') as f:
+        json.dump(merged, f)
+    unknown = k.recorded_merged(results, js, rec['kernel'])
+    uby = {t['name']: (t['result'], t.get('commit')) for t in unknown['tests']}
+    check(uby['contract-uring-default'] == ('pass', None),
+          'an unknown run of the newer record stands: %s' % uby)
+    # a merged raw record from before results named their run: its kept
+    # results are numbered by batch; its own run's results are not
+    legacy = dict(merged, batches=merged['batches'], tests=[
+        dict({k_: v for k_, v in t.items() if k_ not in ('date', 'commit')},
+             **({'batch': 1} if t.get('commit') == 'c0ffee1' else {}))
+        for t in merged['tests']])
+    lby = {t['name']: k.result_run(legacy, t)[1] for t in legacy['tests']}
+    check(lby == {'probe': 'beef002', 'e2e-cli': 'c0ffee1',
+                  'contract-uring-default': 'c0ffee1', 'probe-json': 'c0ffee1'},
+          'a legacy batch number names its run: %s' % lby)
     # --report-only from a fresh clone: the same page from the report's JSON
     # (the probe and the start-up lines are in it) as from the raw records
     k.write_report([rec, rec12], md, js)

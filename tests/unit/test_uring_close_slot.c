@@ -170,8 +170,10 @@ static void test_close_slot_without_sqe(void **state)
 {
     struct fixture *fx = *state;
     struct ur_state *st = fx->loop.backend;
-    if (!st->fixed)
-        skip(); /* no direct descriptors: nothing to close by slot */
+    if (!st->fixed) { /* no direct descriptors: nothing to close by slot */
+        rs_skip_reason("feature unavailable: fixed-files");
+        skip();
+    }
     fill_sq_and_stick(st);
     ur_close_slot(st, fx->slot);
     sq_stuck = false;
@@ -182,8 +184,10 @@ static void test_close_slot_without_sqe_held(void **state)
 {
     struct fixture *fx = *state;
     struct ur_state *st = fx->loop.backend;
-    if (!st->fixed)
+    if (!st->fixed) {
+        rs_skip_reason("feature unavailable: fixed-files");
         skip();
+    }
     struct rs_op op;
     rs_op_init(&op, RS_OP_SENDFILE, fx->slot, done_fn, fx);
     op.flags = RS_OPF_DIRECT;
@@ -194,6 +198,7 @@ static void test_close_slot_without_sqe_held(void **state)
     if (!kernel_at_least(6, 8)) {
         /* No IORING_OP_FIXED_FD_INSTALL: nothing is held. */
         assert_int_equal(st->splice_held, 0);
+        rs_skip_reason("no IORING_OP_FIXED_FD_INSTALL (Linux 6.8): no socket is held");
         skip();
     }
     assert_int_equal(st->splice_held, 1); /* the socket's installed fd, held */
