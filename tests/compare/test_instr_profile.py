@@ -28,13 +28,8 @@ def main():
     if not (shutil.which('valgrind') and shutil.which('callgrind_control')):
         print('no valgrind')
         sys.exit(77)
-    p = subprocess.run([sys.executable, tool, '--conns=2', '--rounds=100', '--top=40',
-                        '--ringbench=' + ringbench, '--', ringserve,
-                        '--listen=127.0.0.1:PORT'],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       universal_newlines=True, timeout=240)
-    print(p.stdout)
-    assert p.returncode == 0, 'exit %d' % p.returncode
+    p = profile(tool, ringbench, ['--rounds=100', '--top=40'],
+                [ringserve, '--listen=127.0.0.1:PORT'])
     m = re.search(r'user instructions per round trip: ([\d.]+)', p.stdout)
     assert m, 'no total'
     total = float(m.group(1))
@@ -55,18 +50,25 @@ def main():
     print('ok')
 
 
+def profile(tool, ringbench, options, server):
+    """instr_profile.py with these options on two connections against the
+    server command; its output printed, its exit status asserted."""
+    p = subprocess.run([sys.executable, tool, '--conns=2'] + options +
+                       ['--ringbench=' + ringbench, '--'] + server,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=240)
+    print(p.stdout)
+    assert p.returncode == 0, 'exit %d' % p.returncode
+    return p
+
+
 def check_cache_sim(tool, ringserve, ringbench):
     """--cache-sim: the same total, and the simulated L1d misses per round
     trip printed, a count (never negative: the warm-up run keeps the cold
     start out of the difference) and far below the accesses a round trip
     makes."""
-    p = subprocess.run([sys.executable, tool, '--cache-sim', '--conns=2', '--rounds=50',
-                        '--ringbench=' + ringbench, '--', ringserve,
-                        '--listen=127.0.0.1:PORT'],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       universal_newlines=True, timeout=240)
-    print(p.stdout)
-    assert p.returncode == 0, 'exit %d' % p.returncode
+    p = profile(tool, ringbench, ['--cache-sim', '--rounds=50'],
+                [ringserve, '--listen=127.0.0.1:PORT'])
     assert re.search(r'user instructions per round trip: [\d.]+', p.stdout), 'no total'
     m = re.search(r'L1d misses per round trip: (-?[\d.]+) \(reads (-?[\d.]+), '
                   r'writes (-?[\d.]+)\); last level: (-?[\d.]+)', p.stdout)
@@ -81,16 +83,13 @@ def check_http(tool, ringserve, ringbench):
     with open(os.path.join(root, '1k.txt'), 'wb') as f:
         f.write(b'x' * 1024)
     try:
-        p = subprocess.run([sys.executable, tool, '--conns=2', '--rounds=100', '--top=60',
-                            '--request=GET /1k.txt HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n',
-                            '--ringbench=' + ringbench, '--', ringserve, '--protocol=http',
-                            '--root=' + root, '--listen=127.0.0.1:PORT'],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           universal_newlines=True, timeout=240)
+        p = profile(tool, ringbench,
+                    ['--rounds=100', '--top=60',
+                     '--request=GET /1k.txt HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n'],
+                    [ringserve, '--protocol=http', '--root=' + root,
+                     '--listen=127.0.0.1:PORT'])
     finally:
         shutil.rmtree(root)
-    print(p.stdout)
-    assert p.returncode == 0, 'exit %d' % p.returncode
     m = re.search(r'user instructions per request: ([\d.]+)', p.stdout)
     assert m, 'no total'
     total = float(m.group(1))
