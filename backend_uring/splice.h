@@ -63,11 +63,11 @@ void ur_splice_cqe(struct ur_splice *sp, struct rs_loop *loop, uint64_t user_dat
  * not call them. */
 void ur_splice_release(struct ur_splice *sp, int fd);
 void ur_splice_unflag(struct ur_splice *sp, int fd);
-/* Every held socket put back (the direct slots stay: only the installed
- * fds go), for a process out of descriptors: an open, a socket or a pipe
- * that failed with EMFILE or ENFILE is tried again once if this gave any
- * back (true). */
-bool ur_splice_release_all(struct ur_splice *sp);
+/* An open, a socket or a pipe failed with err (-errno): if the process is
+ * out of descriptors (EMFILE, ENFILE), every held socket is put back (the
+ * direct slots stay: only the installed fds go), and true says some were:
+ * try it once more. */
+bool ur_splice_give_back(struct ur_splice *sp, int err);
 /* Pipes made, reused and thrown away, for describe/tests. */
 void ur_splice_counts(const struct ur_splice *sp, uint32_t *live, uint32_t *cached);
 /* Bytes left in the cached pipes (FIONREAD; a direct pipe counts 0): a

@@ -410,11 +410,12 @@ void sp_held_drop_all(struct ur_splice *sp)
  * than the one descriptor asked for: at the limit, the next open is
  * likely to follow, and holding is the wrong trade until the next op
  * installs again. */
-bool ur_splice_release_all(struct ur_splice *sp)
+bool ur_splice_give_back(struct ur_splice *sp, int err)
 {
-    bool any = *sp->nheld > 0;
+    if ((err != -EMFILE && err != -ENFILE) || *sp->nheld == 0)
+        return false;
     sp_held_drop_all(sp);
-    return any;
+    return true;
 }
 
 /* The first step of an op on a cached range, sent by the loop: INSTALL

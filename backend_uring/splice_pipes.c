@@ -108,7 +108,7 @@ struct sp_pipe *sp_pipe_get(struct ur_splice *sp, int *err)
     p = malloc(sizeof(*p));
     int fds[2];
     int rc = p ? pipe2(fds, O_CLOEXEC | O_NONBLOCK) : -1;
-    if (rc < 0 && p && (errno == EMFILE || errno == ENFILE) && ur_splice_release_all(sp))
+    if (rc < 0 && p && ur_splice_give_back(sp, -errno))
         rc = pipe2(fds, O_CLOEXEC | O_NONBLOCK); /* once, held sockets given back */
     if (!p || rc < 0) {
         *err = p ? -errno : -ENOMEM;

@@ -196,8 +196,7 @@ void ur_close_slot(struct ur_state *st, int slot)
  * failure or their connections' next op. */
 bool ur_fds_give_back(struct ur_state *st, int32_t res)
 {
-    return (res == -EMFILE || res == -ENFILE) && st->splice_held != 0 &&
-           ur_splice_release_all(st->splice);
+    return st->splice_held != 0 && ur_splice_give_back(st->splice, res);
 }
 
 /* File ops: plain descriptors, never IOSQE_FIXED_FILE. */

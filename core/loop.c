@@ -376,9 +376,14 @@ static bool alive(struct rs_loop *loop)
  * it after the wait already (rs_loop_now). Without timers nothing reads
  * now_ms but through rs_loop_now, which reads the clock itself when it is
  * stale: a turn then costs no clock read at all. */
+static inline bool timer_due(struct rs_loop *loop)
+{
+    return loop->ntimers > 0 && loop->timers[0]->due_ms <= rs_loop_now(loop);
+}
+
 static void run_due_timers(struct rs_loop *loop)
 {
-    if (loop->ntimers > 0 && loop->timers[0]->due_ms <= rs_loop_now(loop))
+    if (timer_due(loop))
         rs_timer_run_due(loop);
 }
 
@@ -489,8 +494,7 @@ int rs_loop_turn(struct rs_loop *loop)
      * makes prepare_turn's timeout 0): once, then they fire whatever that
      * wait brought, so a loop that is always busy delays them by one
      * turn, never for longer. */
-    if (n > 0 && !loop->timers_deferred && loop->ntimers > 0 &&
-        loop->timers[0]->due_ms <= rs_loop_now(loop)) {
+    if (n > 0 && !loop->timers_deferred && timer_due(loop)) {
         loop->timers_deferred = true;
         return 1;
     }

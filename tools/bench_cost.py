@@ -41,6 +41,9 @@ REFERENCE_SOURCE = ('null syscall on bare-metal x86-64 with default mitigations:
                     'Regressions", 2018)')
 
 CALIBRATION_CALLS = 1000000
+# ringbench against a server under valgrind, which runs ~50x slower: a
+# second without a reply is no stall there.
+VALGRIND_STALL = '--stall-timeout=30'
 
 
 def syscall_cost_us(calls=CALIBRATION_CALLS):
@@ -340,8 +343,7 @@ def ringbench_instructions(ringbench, port, pid, outfile, conns, size, preexec=N
         try:
             p = subprocess.run([ringbench, '--connect=127.0.0.1:%d' % port,
                                 '--connections=%d' % conns, '--size=%d' % size,
-                                # under valgrind the server runs ~50x slower
-                                '--rounds=%d' % rounds, '--stall-timeout=30',
+                                '--rounds=%d' % rounds, VALGRIND_STALL,
                                 '--quiet', '--json'],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, universal_newlines=True,

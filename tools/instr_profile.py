@@ -174,8 +174,7 @@ def main():
             bench_cost.callgrind_zero(proc.pid)
             subprocess.run([a.ringbench, '--connect=127.0.0.1:%d' % port,
                             '--connections=%d' % a.conns, '--rounds=%d' % rounds,
-                            # under valgrind the server runs ~50x slower
-                            '--stall-timeout=30', '--quiet'] + load, check=True,
+                            bench_cost.VALGRIND_STALL, '--quiet'] + load, check=True,
                            stdout=subprocess.DEVNULL)
             before = set(bench_cost.dump_parts(outfile))
             totals.append(bench_cost.callgrind_dump(proc.pid, outfile))
