@@ -61,7 +61,8 @@ static uint8_t pattern(size_t i)
 static void write_file(const char *dir, const char *name, const void *p, size_t n)
 {
     char path[128];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int len = snprintf(path, sizeof(path), "%s/%s", dir, name);
+    assert_true(len > 0 && (size_t)len < sizeof(path));
     int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, p, n), (ssize_t)n);
