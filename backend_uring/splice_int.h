@@ -1,10 +1,12 @@
-/* What backend_uring/splice.c (the op: its steps through the ring, its
- * CQEs, its cancel), splice_pipes.c (the pipe cache) and splice_here.c
- * (the loop's own sendfile(2) and splice(2) into the socket) share. Internal to those
- * three files. */
+/* What backend_uring/splice.c (the op: its start, its cancel),
+ * splice_sqe.c (its steps' SQEs), splice_cqe.c (their CQEs),
+ * splice_pipes.c (the pipe cache) and splice_here.c (the loop's own
+ * sendfile(2) and splice(2) into the socket) share. Internal to those
+ * five files. */
 #ifndef RINGSERVE_URING_SPLICE_INT_H
 #define RINGSERVE_URING_SPLICE_INT_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -120,15 +122,48 @@ struct ur_splice {
     struct sp_next next;
 };
 
-/* splice.c: queue the SQEs of r's step s (false: none to be had, nothing
- * issued); take a chain's n SQEs, all or none; write step s into them. */
+/* A step's user_data (ud_of): the record's address in the low 48 bits,
+ * the op's generation above them, the backend's tag in the top byte. */
+#define UD_PTR_MASK ((UINT64_C(1) << 48) - 1)
+/* In the user_data of a cancel, and of the timer before a cancel is
+ * asked again (ur_splice_cancel): their CQEs are theirs, not the step's
+ * (records are aligned, so the pointer's lowest bits are free). */
+#define UD_CANCEL UINT64_C(1)
+#define UD_RETRY  UINT64_C(2)
+/* Both bits: the timer that stops a worker's splice into a blocking
+ * socket (prep_out). */
+#define UD_OUT_TIMER (UD_CANCEL | UD_RETRY)
+
+/* What the SQEs of r's step carry in their user_data: the record, its
+ * generation and the backend's tag; a cancel's and a timer's add their
+ * flag bits (UD_*). */
+static inline uint64_t ud_of(const struct ur_splice *sp, const struct sp_rec *r)
+{
+    uintptr_t p = (uintptr_t)r;
+    assert((p & ~UD_PTR_MASK) == 0 && (p & (UD_CANCEL | UD_RETRY)) == 0);
+    return (uint64_t)p | (uint64_t)r->gen << 48 | (uint64_t)sp->tag << 56;
+}
+
+/* An op that goes through a pipe ends once UR_SPLICE_STEP went out
+ * (ending it at a wait for room would throw away what its pipe holds, and
+ * the pipe with it): it carries at most that much. */
+static inline void sp_pipe_sized(struct sp_rec *r)
+{
+    if (r->want > UR_SPLICE_STEP && r->sent < UR_SPLICE_STEP)
+        r->want = UR_SPLICE_STEP;
+}
+
+/* splice_sqe.c: queue the SQEs of r's step s (false: none to be had,
+ * nothing issued); take a chain's n SQEs, all or none; write step s into
+ * them; an ASYNC_CANCEL of whatever r has in flight (false: no SQE). */
 bool sp_issue(struct ur_splice *sp, struct sp_rec *r, uint8_t s);
 bool sp_take(struct ur_splice *sp, struct io_uring_sqe **q, unsigned n);
 void sp_fill(struct ur_splice *sp, struct sp_rec *r, uint8_t s, struct io_uring_sqe **q);
-/* splice.c: the op ends with what went out, or err when nothing did. */
+bool sp_cancel_sqe(struct ur_splice *sp, struct sp_rec *r);
+/* splice_cqe.c: the op ends with what went out, or err when nothing did. */
 void sp_finish_err(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r,
                    int32_t err);
-/* splice.c: the loop cannot send the rest of the op: on by pipe. */
+/* splice_cqe.c: the loop cannot send the rest of the op: on by pipe. */
 void sp_by_pipe(struct ur_splice *sp, struct rs_loop *loop, struct sp_rec *r);
 
 /* splice_pipes.c: the pipe cache. */
@@ -149,7 +184,9 @@ bool sp_sock_take(struct ur_splice *sp, struct sp_rec *r);
 void sp_held_drop_all(struct ur_splice *sp);
 int sp_sock_nb(struct sp_rec *r);
 int sp_out_here(struct ur_splice *sp, struct sp_rec *r);
-/* splice.c: the loop moves the op through its pipe; the step after. */
+/* splice.c: the loop moves the op through its pipe; the step after. The
+ * step that moves the op's next part (in the loop, or through the ring). */
 uint8_t sp_pipe_here(struct ur_splice *sp, struct sp_rec *r);
+uint8_t sp_part_step(struct ur_splice *sp, struct sp_rec *r);
 
 #endif
