@@ -493,8 +493,12 @@ int rs_loop_turn(struct rs_loop *loop)
      * any fire after one more wait, which does not block (a timer due
      * makes prepare_turn's timeout 0): once, then they fire whatever that
      * wait brought, so a loop that is always busy delays them by one
-     * turn, never for longer. */
-    if (n > 0 && !loop->timers_deferred && timer_due(loop)) {
+     * turn, never for longer. A wait cut short by a signal (-EINTR) is
+     * treated the same: a stop and a continue (SIGSTOP, a debugger, a
+     * freezer) end epoll_wait and io_uring_enter with EINTR even without
+     * a handler, having seen nothing of what arrived while the process
+     * was stopped, which is exactly when deadlines pass. */
+    if ((n > 0 || n == -EINTR) && !loop->timers_deferred && timer_due(loop)) {
         loop->timers_deferred = true;
         return 1;
     }

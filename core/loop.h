@@ -152,7 +152,9 @@ static inline bool rs_loop_stopping_inline(const struct rs_loop *loop)
 /* One turn of rs_loop_run: the stop, starved streams and retries, the
  * backend's wait and the completions it brought, then the timers due by
  * then (after the completions: a deadline that passed while the loop had
- * no CPU is judged with what arrived meanwhile). 1: go on; 0: nothing is
+ * no CPU, or was stopped, is judged with what arrived meanwhile; a wait
+ * that brought completions or ended with EINTR defers them by one
+ * non-blocking wait). 1: go on; 0: nothing is
  * alive any more; -errno: the backend failed. Public for tests that drive
  * the core by hand. */
 int rs_loop_turn(struct rs_loop *loop);

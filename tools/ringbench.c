@@ -173,6 +173,8 @@ struct worker {
     uint64_t next_check;
     _Atomic uint64_t live_rt; /* copies of rt and bytes for the progress line */
     _Atomic uint64_t live_bytes;
+    uint32_t served;              /* connections with something counted */
+    _Atomic uint32_t live_served; /* its copy for the window's end */
 };
 
 static _Atomic int g_phase = PH_CONNECT;
@@ -376,6 +378,7 @@ static void conn_send(struct worker *w, struct conn *c, uint64_t now)
         c->sent += (uint64_t)n;
         c->last_progress = now;
         if (w->o->mode == MODE_DISCARD && w->measuring) {
+            w->served += c->counted_bytes == 0;
             c->counted_bytes += (uint64_t)n;
             w->bytes += (uint64_t)n;
         }
@@ -558,7 +561,7 @@ static void conn_read(struct worker *w, struct conn *c, uint32_t events, uint64_
                 bool count = o->rounds ? m->counted : w->measuring;
                 if (count) {
                     bench_hist_record(w->hist, *now > m->t0 ? *now - m->t0 : 0);
-                    c->rt++;
+                    w->served += c->rt++ == 0;
                     w->rt++;
                     c->counted_bytes += m->end - c->retired;
                     w->bytes += m->end - c->retired;
@@ -596,6 +599,7 @@ static void conn_read(struct worker *w, struct conn *c, uint32_t events, uint64_
                     uint64_t left = o->rounds * o->size_min - c->counted_bytes;
                     take = take < left ? take : left;
                 }
+                w->served += c->counted_bytes == 0 && take > 0;
                 c->counted_bytes += take;
                 w->bytes += take;
             }
@@ -843,6 +847,7 @@ static void *worker_main(void *arg)
         }
         atomic_store_explicit(&w->live_rt, w->rt, memory_order_relaxed);
         atomic_store_explicit(&w->live_bytes, w->bytes, memory_order_relaxed);
+        atomic_store_explicit(&w->live_served, w->served, memory_order_relaxed);
         if (now >= w->next_check) {
             w->next_check = now + 250 * 1000000ull;
             check_stalls(w, now);
@@ -855,6 +860,7 @@ static void *worker_main(void *arg)
         w->t_done = now_ns();
     atomic_store_explicit(&w->live_rt, w->rt, memory_order_relaxed);
     atomic_store_explicit(&w->live_bytes, w->bytes, memory_order_relaxed);
+    atomic_store_explicit(&w->live_served, w->served, memory_order_relaxed);
     atomic_fetch_add(&g_workers_done, 1);
     efd_kick(g_done_fd);
     return NULL;
@@ -887,7 +893,8 @@ static void usage(FILE *out)
         "  --size=B|MIN-MAX       message size in bytes, K/M suffixes (default 64)\n"
         "  --pipeline=K           messages in flight per connection (default 1)\n"
         "  --duration=S           measured seconds (default 10); a window with\n"
-        "                         nothing measured runs on until the first reply\n"
+        "                         nothing measured for a connection runs on until\n"
+        "                         its first reply\n"
         "                         (at most --stall-timeout more)\n"
         "  --warmup=S             unmeasured seconds first (default 1; 0 with "
         "--rounds)\n"
@@ -1568,12 +1575,25 @@ static void progress_tick(struct progress *p, const struct opts *o, struct worke
     p->last_t = now;
 }
 
-/* Does a --duration window that ended at `end` still hold nothing at all?
- * Then it runs on until something comes back, but for no longer than the
- * stall timeout (by then a connection still waiting is a stall). */
+/* Does a --duration window that ended at `end` still hold nothing for some
+ * connection (for any, with --rate)? Then it runs on until every connection
+ * has something measured, but for no longer than the stall timeout (by
+ * then a connection still waiting is a stall). A window the server or this
+ * client spent without CPU (a loaded machine) is merely longer; a
+ * connection the server never serves still ends the run with nothing
+ * (`zero`). */
 static bool window_empty(const struct opts *o, struct worker *ws, uint64_t end)
 {
-    if (sum_live(ws, o->threads, !round_trips(o)))
+    /* Open loop (--rate): a connection's turn may not come in a window,
+     * so only a window with nothing at all runs on. */
+    if (o->rate > 0 && sum_live(ws, o->threads, !round_trips(o)))
+        return false;
+    uint64_t served = 0, conns = 0;
+    for (uint32_t i = 0; i < o->threads; i++) {
+        served += atomic_load_explicit(&ws[i].live_served, memory_order_relaxed);
+        conns += ws[i].nconns;
+    }
+    if (o->rate <= 0 && served >= conns)
         return false;
     return now_ns() < end + (uint64_t)(o->stall_timeout * 1e9);
 }
@@ -1925,16 +1945,17 @@ int main(int argc, char **argv)
             } else if (now_ns() >= end) {
                 if (!window_empty(&o, ws, end))
                     break;
-                /* Nothing came back within the window: the server, or this
-                 * client, did not run (a frozen or overloaded machine). Wait
-                 * for the first reply, up to the stall timeout, rather than
-                 * fail a run that is merely slow; the rates use the real
-                 * window, so the slowness shows. */
+                /* A connection had nothing come back within the window:
+                 * the server, or this client, did not run (a frozen or
+                 * overloaded machine). Wait for its first reply, up to the
+                 * stall timeout, rather than fail a run that is merely
+                 * slow; the rates use the real window, so the slowness
+                 * shows. */
                 if (!extended && !o.quiet)
                     fprintf(stderr,
-                            "ringbench: note: nothing measured in %.3f s; the "
-                            "window runs on until the first reply (at most "
-                            "--stall-timeout=%g s more)\n",
+                            "ringbench: note: a connection had nothing measured in "
+                            "%.3f s; the window runs on until every connection has "
+                            "a reply (at most --stall-timeout=%g s more)\n",
                             o.duration, o.stall_timeout);
                 extended = true;
                 controller_wait(0, 10);

@@ -5,9 +5,10 @@
  * is allocated per timer. The loop's wait timeout is the earliest due time,
  * so an idle loop sleeps until the next timer or the next completion, and
  * each loop turn fires every timer that is due, in due order, after the
- * completions its wait brought (and, when it brought any, after one more
- * wait that does not block): a deadline that passed while the loop had no
- * CPU is judged with what arrived meanwhile, as nginx judges events before
+ * completions its wait brought (and, when it brought any or was cut short
+ * by a signal, as a stop and a continue do, after one more wait that does
+ * not block): a deadline that passed while the loop had no CPU is judged
+ * with what arrived meanwhile, as nginx judges events before
  * timers. A timer belongs to one loop and is used from that loop's thread
  * only.
  *

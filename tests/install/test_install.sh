@@ -69,11 +69,16 @@ for h in "$inc"/ringserve.h "$inc"/ringserve/*.h; do
 done
 libdir=$(dirname "$(find "$tmp" -name 'libringserve.so*' | head -1)")
 
+# The log exists before the example starts: the redirection is made by the
+# forked shell, which a loaded machine may not run before the loop reads.
+: >"$tmp/log"
 LD_LIBRARY_PATH=$libdir "$tmp/upper" --listen=127.0.0.1:0 --backend=epoll \
-    2>"$tmp/log" &
+    2>>"$tmp/log" &
 pid=$!
 port=
-for _ in $(seq 1 100); do
+# A bound on a wait for the start-up line (20 s, the suite's safety bound),
+# never a pace: the loop ends as soon as the line is there.
+for _ in $(seq 1 200); do
     port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
     [ -n "$port" ] && break
     sleep 0.1

@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -106,6 +108,9 @@ static uint32_t send_timeout_ms, keepalive_timeout_ms;
  * loop do all it can. */
 static bool vclock_on;
 static uint64_t vclock_ms;
+/* Added to vclock_ms by a signal handler (which may only store to a
+ * volatile sig_atomic_t): time that passed while a wait was cut short. */
+static volatile sig_atomic_t vclock_jump_ms;
 
 int __real_clock_gettime(clockid_t id, struct timespec *ts);
 int __wrap_clock_gettime(clockid_t id, struct timespec *ts);
@@ -113,8 +118,9 @@ int __wrap_clock_gettime(clockid_t id, struct timespec *ts)
 {
     if (!vclock_on || id != CLOCK_MONOTONIC)
         return __real_clock_gettime(id, ts);
-    ts->tv_sec = (time_t)(vclock_ms / 1000u);
-    ts->tv_nsec = (long)(vclock_ms % 1000u) * 1000000L;
+    uint64_t ms = vclock_ms + (uint64_t)vclock_jump_ms;
+    ts->tv_sec = (time_t)(ms / 1000u);
+    ts->tv_nsec = (long)(ms % 1000u) * 1000000L;
     return 0;
 }
 
@@ -1193,6 +1199,68 @@ static void test_http_keepalive_request_before_deadline_served(void **state)
     assert_int_equal(fx->loop.stats.keepalive_timeouts, 1);
 }
 
+/* The SIGALRM of test_http_keepalive_request_after_eintr_served: the
+ * client's request goes out and a second passes, while the loop's wait is
+ * cut short by the signal, as a stop and a continue do. */
+static volatile sig_atomic_t eintr_alarmed;
+static int eintr_client = -1;
+static const char eintr_req[] = "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+
+static void eintr_alarm(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    (void)!send(eintr_client, eintr_req, sizeof(eintr_req) - 1, MSG_NOSIGNAL);
+    vclock_jump_ms = 1000;
+    eintr_alarmed = 1;
+    errno = saved;
+}
+
+/* The same request, but the loop's wait ends with EINTR and sees nothing:
+ * a stop and a continue (SIGSTOP, a debugger, a loaded machine's freezer)
+ * end epoll_wait and io_uring_enter so, handler or not. Here a SIGALRM
+ * handler (no SA_RESTART) sends the request and moves the clock a second
+ * past the keep-alive deadline while the loop waits. A turn that fired
+ * the due timers after such a wait closed the connection with the request
+ * in its socket; they wait for one more (non-blocking) wait. */
+static void test_http_keepalive_request_after_eintr_served(void **state)
+{
+    struct fixture *fx = *state;
+    char head[1024];
+    uint8_t body[64];
+    send_all(fx, eintr_req);
+    assert_int_equal(response(fx, head, sizeof(head), body, sizeof(body)), 6);
+    vclock_pass(fx, 300);
+    struct sigaction sa = {.sa_handler = eintr_alarm}, old;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
+    eintr_client = fx->client;
+    eintr_alarmed = 0;
+    /* The loop sleeps in its wait until the watch's next look (up to
+     * 125 ms of the test's clock, that long for real: the clock stands);
+     * the alarm comes in one of those sleeps. */
+    struct itimerval it = {.it_interval = {0, 0}, .it_value = {0, 20000}};
+    assert_int_equal(setitimer(ITIMER_REAL, &it, NULL), 0);
+    uint64_t eintr0 = fx->loop.stats.turns;
+    for (int i = 0; i < 10000 && !eintr_alarmed; i++)
+        assert_int_equal(rs_loop_turn(&fx->loop), 1);
+    assert_true(eintr_alarmed);
+    int q = 0;
+    for (int i = 0; i < 1000 && q == 0 && fx->loop.stats.keepalive_timeouts == 0; i++) {
+        assert_int_equal(rs_loop_turn(&fx->loop), 1);
+        assert_int_equal(ioctl(fx->client, FIONREAD, &q), 0);
+    }
+    assert_int_equal(sigaction(SIGALRM, &old, NULL), 0);
+    vclock_ms += (uint64_t)vclock_jump_ms;
+    vclock_jump_ms = 0;
+    print_message("the alarm came after %llu turns\n",
+                  (unsigned long long)(fx->loop.stats.turns - eintr0));
+    assert_int_equal(fx->loop.stats.keepalive_timeouts, 0);
+    assert_int_equal(response(fx, head, sizeof(head), body, sizeof(body)), 6);
+    assert_memory_equal(body, "hello\n", 6);
+    assert_int_equal(fx->loop.nstreams, 1);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -1265,6 +1333,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(
             test_http_keepalive_request_before_deadline_served, setup_timeouts_vclock,
             teardown_vclock),
+        cmocka_unit_test_setup_teardown(test_http_keepalive_request_after_eintr_served,
+                                        setup_timeouts_vclock, teardown_vclock),
         cmocka_unit_test_setup_teardown(test_http_send_timeout_off, setup_send_off,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_http_keepalive_timeout_off,
