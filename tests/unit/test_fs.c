@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +27,7 @@
 #include "../skip_reason.h"
 #include "backend_table.h"
 #include "fake_backend.h"
+#include "fd_limit.h"
 #include "fs.h"
 #include "kernel_release.h"
 #include "loop.h"
@@ -582,51 +582,6 @@ static void test_fs_sendfile_dropped(void **state)
     assert_int_equal(fx->calls, 2);
 }
 
-/* The lowest free descriptor number. */
-static int lowest_free_fd(void)
-{
-    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    assert_true(fd >= 0);
-    close(fd);
-    return fd;
-}
-
-/* The process at its descriptor limit: the free numbers below top taken
- * (by /dev/null, in fill[]), then the soft RLIMIT_NOFILE at the lowest
- * free number, so that the next descriptor fails with EMFILE unless one
- * under the limit is closed. top: one past a descriptor that must be
- * under it (a held one: numbers freed since it was made lie below it),
- * or 0. */
-struct at_limit {
-    struct rlimit old;
-    int fill[64];
-    int nfill;
-};
-
-static void limit_set(struct at_limit *l, int top)
-{
-    l->nfill = 0;
-    for (int fd; (fd = lowest_free_fd()) < top;) {
-        assert_true(l->nfill < 64);
-        l->fill[l->nfill] = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        assert_int_equal(l->fill[l->nfill++], fd);
-    }
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &l->old), 0);
-    struct rlimit low = {.rlim_cur = (rlim_t)lowest_free_fd(),
-                         .rlim_max = l->old.rlim_max};
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-    int p[2];
-    assert_int_equal(pipe(p), -1); /* really out of descriptors */
-    assert_int_equal(errno, EMFILE);
-}
-
-static void limit_restore(struct at_limit *l)
-{
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &l->old), 0);
-    for (int i = 0; i < l->nfill; i++)
-        close(l->fill[i]);
-}
-
 /* The process descriptors the loop holds for c's socket once its file
  * went out: those connected to peer, but for the stream's own (a plain
  * socket); one past the highest in *top (0: none). io_uring keeps a
@@ -634,22 +589,7 @@ static void limit_restore(struct at_limit *l)
  * IORING_OP_FIXED_FD_INSTALL); epoll keeps none. */
 static int held_fds(const struct conn *c, int peer, int *top)
 {
-    struct sockaddr_storage me, other;
-    socklen_t len = sizeof(me);
-    assert_int_equal(getsockname(peer, (struct sockaddr *)&me, &len), 0);
-    struct rlimit lim;
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &lim), 0);
-    int n = 0, end = lim.rlim_cur < 4096 ? (int)lim.rlim_cur : 4096;
-    *top = 0;
-    for (int fd = 0; fd < end; fd++) {
-        socklen_t olen = sizeof(other);
-        if (fd != peer && getpeername(fd, (struct sockaddr *)&other, &olen) == 0 &&
-            olen == len && memcmp(&other, &me, len) == 0) {
-            n++;
-            *top = fd + 1;
-        }
-    }
-    int held = n - (c->s->direct ? 0 : 1);
+    int held = fds_connected_to(peer, top) - (c->s->direct ? 0 : 1);
     assert_true(held == 0 || held == 1);
     if (backend == &rs_backend_uring && c->s->direct && kernel_at_least(6, 8))
         assert_int_equal(held, 1); /* wherever it can install one */
