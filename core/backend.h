@@ -67,7 +67,7 @@
  *     later: the next op starts at the offset the caller gives. A cancel
  *     ends it with -ECANCELED, or with the bytes sent so far when some
  *     went out. A backend may hold descriptors of its own while the op is
- *     in flight (io_uring: a pipe), never after it.
+ *     in flight (io_uring: a pipe), never after it but as rule 12 allows.
  * 11. RS_OP_CLOSE with RS_OPF_RESET (op.h) aborts the connection: the peer
  *     reads what reached it, then ECONNRESET, never a clean EOF.
  * 12. A backend may also keep process descriptors between ops, to save
