@@ -7,6 +7,7 @@
 #define RS_TESTS_FD_LIMIT_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -34,6 +35,12 @@ struct at_limit {
     int nfill;
 };
 
+/* A copy of the one in force: a test that fails under it (cmocka jumps
+ * out of its frame) leaves it to its teardown (limit_lift), so that the
+ * next test does not run at the limit. */
+static struct at_limit limit_in_force;
+static bool limit_is_set;
+
 __attribute__((unused)) static void limit_set(struct at_limit *l, int top)
 {
     l->nfill = 0;
@@ -43,6 +50,8 @@ __attribute__((unused)) static void limit_set(struct at_limit *l, int top)
         assert_int_equal(l->fill[l->nfill++], fd);
     }
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &l->old), 0);
+    limit_in_force = *l;
+    limit_is_set = true;
     struct rlimit low = {.rlim_cur = (rlim_t)lowest_free_fd(),
                          .rlim_max = l->old.rlim_max};
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
@@ -53,9 +62,17 @@ __attribute__((unused)) static void limit_set(struct at_limit *l, int top)
 
 __attribute__((unused)) static void limit_restore(struct at_limit *l)
 {
+    limit_is_set = false;
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &l->old), 0);
     for (int i = 0; i < l->nfill; i++)
         close(l->fill[i]);
+}
+
+/* For a teardown: the limit a failed test left in force, lifted. */
+__attribute__((unused)) static void limit_lift(void)
+{
+    if (limit_is_set)
+        limit_restore(&limit_in_force);
 }
 
 /* The process's sockets connected to the address of peer's own end (a

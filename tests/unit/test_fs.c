@@ -131,6 +131,7 @@ static int rm_one(const char *path, const struct stat *sb, int type, struct FTW 
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
+    limit_lift();
     assert_int_equal(fx->loop.nreqs, 0);
     assert_null(fx->loop.fs_retry);
     close(fx->dirfd);

@@ -302,6 +302,7 @@ static int rm_one(const char *path, const struct stat *sb, int type, struct FTW 
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
+    limit_lift();
     if (fx->client >= 0)
         close(fx->client);
     /* The stream sees the EOF and closes; sessions wait for their ops. */
