@@ -191,12 +191,20 @@ void ur_close_slot(struct ur_state *st, int slot)
  * sendfile op installs one again. Every kind of op that makes a process
  * fd on a loop that can hold any comes here: RS_OP_OPENAT, a plain
  * RS_OP_SOCKET and the splice code's own pipe2 (an accept on such a loop
- * makes direct descriptors; holds need fixed-files). Only this loop's
+ * makes direct descriptors; holds need fixed-files), and the core's own
+ * dup(2)s through give_back_fds (rs_loop_dup_fd). Only this loop's
  * holds: another loop's, in the same process, stay until its own next
  * failure or their connections' next op. */
 bool ur_fds_give_back(struct ur_state *st, int32_t res)
 {
     return st->splice_held != 0 && ur_splice_give_back(st->splice, res);
+}
+
+/* rs_backend_ops.give_back_fds: the same for a descriptor the core makes
+ * itself (a dup(2) of a file handed to a stream: rs_loop_dup_fd). */
+static bool ur_give_back_fds(struct rs_loop *loop, int err)
+{
+    return ur_fds_give_back(state(loop), err);
 }
 
 /* File ops: plain descriptors, never IOSQE_FIXED_FILE. */
@@ -1088,6 +1096,7 @@ const struct rs_backend_ops rs_backend_uring = {
     .describe = ur_describe,
     .wait_call = "io_uring_enter",
     .busy = ur_busy,
+    .give_back_fds = ur_give_back_fds,
     .listen = ur_listen,
     .built_with = "liburing " RS_LIBURING_VERSION,
     .options = rs_uring_options,

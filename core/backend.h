@@ -67,9 +67,18 @@
  *     later: the next op starts at the offset the caller gives. A cancel
  *     ends it with -ECANCELED, or with the bytes sent so far when some
  *     went out. A backend may hold descriptors of its own while the op is
- *     in flight (io_uring: a pipe), never after it.
+ *     in flight (io_uring: a pipe), never after it but as rule 12 allows.
  * 11. RS_OP_CLOSE with RS_OPF_RESET (op.h) aborts the connection: the peer
  *     reads what reached it, then ECONNRESET, never a clean EOF.
+ * 12. A backend may also keep process descriptors between ops, to save
+ *     syscalls (io_uring: a direct socket's installed fd, from one
+ *     sendfile op to the next). Such a hold must never be what makes a
+ *     new descriptor fail at the process's limit: an op of its own that
+ *     makes one (RS_OP_OPENAT, a plain RS_OP_SOCKET, a pipe it needs)
+ *     and fails with -EMFILE or -ENFILE gives the holds back and is tried
+ *     once more, and give_back_fds() does the same for the core's own
+ *     calls (the dup(2)s of files handed to streams: rs_loop_dup_fd).
+ *     Only the loop's own holds: another loop's stay.
  */
 #ifndef RINGSERVE_BACKEND_H
 #define RINGSERVE_BACKEND_H
@@ -132,6 +141,14 @@ struct rs_backend_ops {
      * A stopping loop keeps running until this is false, or the drain
      * deadline passes. NULL means never. */
     bool (*busy)(struct rs_loop *loop);
+    /* Optional: the process is out of descriptors (err: -EMFILE or
+     * -ENFILE, from a call on the loop's thread that makes one): close
+     * the process descriptors this loop keeps only to save syscalls
+     * (rule 12), so that the call can be tried once more. true when any
+     * was closed; false when none was held (then a retry would fail
+     * alike). On the loop's thread, inside run() or outside it; no
+     * completion comes of it. NULL means the backend keeps none. */
+    bool (*give_back_fds)(struct rs_loop *loop, int err);
     /* Optional, for a loop that declared RS_CAP_LISTEN_DIRECT: a TCP
      * socket listening at addr (SO_REUSEADDR; RS_LISTEN_* in flags) made as
      * a direct descriptor, so that the listener holds no process

@@ -303,10 +303,11 @@ int rs_fs_sendfile(struct rs_loop *loop, struct rs_fs_req *req, struct rs_stream
     if (rc < 0)
         return rc;
     /* The stream closes what it is given once sent: a duplicate, so that
-     * fd stays the caller's. */
-    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+     * fd stays the caller's (at the descriptor limit, made with what the
+     * loop's backend holds given back). */
+    int dup = rs_loop_dup_fd(loop, fd);
     if (dup < 0)
-        return -errno;
+        return dup;
     priv(req)->fop.off = len; /* the result once all is sent */
     /* In flight before the stream sees it: a stream that fails at once
      * reports the drop from inside the call. */

@@ -5,7 +5,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -316,10 +315,10 @@ int rs_stream_write_file_req(struct rs_stream *s, int fd, uint64_t off, uint64_t
     while (len > 0) {
         uint32_t n = len < FILE_CHUNK_MAX ? (uint32_t)len : FILE_CHUNK_MAX;
         /* Each chunk owns its descriptor: the last one gets fd itself. */
-        int cfd = n == len ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        int cfd = n == len ? fd : rs_loop_dup_fd(s->loop, fd);
         struct rs_chunk *k = cfd >= 0 ? chunk_get(s->loop) : NULL;
         if (!k) {
-            int err = cfd < 0 ? -errno : -ENOMEM;
+            int err = cfd < 0 ? cfd : -ENOMEM;
             if (cfd >= 0 && cfd != fd)
                 close(cfd);
             close(fd);

@@ -6,7 +6,6 @@
  * response. */
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -128,12 +127,13 @@ static void send_by_file(struct http_sess *h)
     int fd = h->fd;
     h->fd = -1;
     if (h->fce) {
-        /* The stream closes what it is given: a descriptor of its own. */
-        fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        /* The stream closes what it is given: a descriptor of its own
+         * (at the limit, made with what the loop holds given back). */
+        fd = rs_loop_dup_fd(h->loop, fd);
         rs_fcache_release(&h->hl->fcache, h->fce);
         h->fce = NULL;
         if (fd < 0) {
-            die(h, -errno);
+            die(h, fd);
             return;
         }
     }

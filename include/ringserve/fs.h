@@ -140,7 +140,9 @@ RS_EXPORT int rs_fs_close(struct rs_loop *loop, struct rs_fs_req *req, int fd,
 /* Send len (1 to INT32_MAX) bytes of file fd from off to stream s, of
  * this loop, after everything queued on s before, without copying them
  * through user space (sendfile(2); io_uring: splice through a pipe). fd
- * stays the caller's: the stream sends from a duplicate. The callback runs
+ * stays the caller's: the stream sends from a duplicate (rs_loop_dup_fd:
+ * -EMFILE or -ENFILE, nothing queued, when the process has no descriptor
+ * for it even with the loop's held ones given back). The callback runs
  * once the last byte went out (result: len), or once the stream dropped
  * them (-ECANCELED: it was closed, aborted or failed first, or took no
  * more output; a file shorter than off + len fails the stream). It ends

@@ -123,6 +123,22 @@ RS_EXPORT struct rs_stats *rs_loop_stats(struct rs_loop *loop);
 RS_EXPORT const uint8_t *rs_loop_buf(const struct rs_loop *loop, uint16_t bid);
 RS_EXPORT void rs_loop_buf_release(struct rs_loop *loop, uint16_t bid);
 
+/* The process's descriptor limit. A loop's backend may keep a few process
+ * descriptors only to save syscalls (io_uring: a socket's installed fd
+ * from one file sent on it to the next, up to 16 per loop; epoll keeps
+ * none), and gives them back when one of its own ops finds the process
+ * out of descriptors. A call of the program's own that makes a
+ * descriptor (open(2), socket(2), dup(2)...) and fails with EMFILE or
+ * ENFILE asks for them with rs_loop_give_back_fds(loop, -errno): true
+ * when some were closed, so that one more try may succeed; false when
+ * none was held, or err is another error. Only this loop's: another
+ * loop's, in the same process, stay. rs_loop_dup_fd does both for a
+ * duplicate: fcntl(fd, F_DUPFD_CLOEXEC, 0), tried once more when the
+ * loop gave some back; the new descriptor, or -errno. Both from the
+ * loop's thread only. */
+RS_EXPORT bool rs_loop_give_back_fds(struct rs_loop *loop, int err);
+RS_EXPORT int rs_loop_dup_fd(struct rs_loop *loop, int fd);
+
 /* The protocol's per-loop state: NULL until set, typically from the
  * protocol's loop_init, and freed by its loop_fini. */
 RS_EXPORT void *rs_loop_data(const struct rs_loop *loop);

@@ -146,7 +146,10 @@ RS_EXPORT void rs_stream_write_static(struct rs_stream *s, const uint8_t *p,
  * the stream fails (-EPIPE) with a reset: the promised bytes cannot be
  * sent, and the peer reads a prefix, then ECONNRESET, never a clean EOF.
  * So does any send that fails on this side (a file read error: -EIO).
- * on_writable also fires when a file's last byte went out. */
+ * A range over 1 GiB takes a duplicate of fd per GiB past the first
+ * (rs_loop_dup_fd, loop.h): with none to be had, the stream fails the
+ * same way (-EMFILE). on_writable also fires when a file's last byte
+ * went out. */
 RS_EXPORT int rs_stream_write_file(struct rs_stream *s, int fd, uint64_t off,
                                    uint64_t len);
 /* hlen bytes of head (copied), then a file range as rs_stream_write_file

@@ -2502,7 +2502,8 @@ static int connection_fds(struct fixture *fx)
 
 /* One op that makes a process descriptor, with the process at its soft
  * RLIMIT_NOFILE (every number below it taken): kind 0 an RS_OP_OPENAT of
- * /dev/null, kind 1 a plain RS_OP_SOCKET. Its result. */
+ * /dev/null, kind 1 a plain RS_OP_SOCKET, kind 2 the core's own dup(2)
+ * (rs_loop_dup_fd, which asks the backend's give_back_fds). Its result. */
 static int32_t new_fd_at_limit(struct fixture *fx, int kind, int dev)
 {
     struct rlimit old;
@@ -2516,6 +2517,8 @@ static int32_t new_fd_at_limit(struct fixture *fx, int kind, int dev)
         f.path = "null";
         f.how = (struct rs_open_how){.flags = O_RDONLY | O_CLOEXEC};
         res = file_op(fx, &f);
+    } else if (kind == 2) {
+        res = rs_loop_dup_fd(&fx->loop, dev);
     } else {
         struct rs_op op = {0};
         socket_op_init(fx, &op, AF_INET, 0); /* no RS_OPF_DIRECT: socket(2) */
@@ -2533,11 +2536,13 @@ static int32_t new_fd_at_limit(struct fixture *fx, int kind, int dev)
  * connection's next file (io_uring, for a direct socket: the installed
  * fd, up to 16 per loop, idle keep-alive connections' too). With the
  * process at its descriptor limit, such fds must not be what makes an
- * open fail: the backend gives them back and the open (or socket)
- * succeeds; the connection then carries its next file in order. A
- * backend that keeps none (epoll, io_uring without direct sockets) has
- * nothing to give back, and the op fails cleanly with -EMFILE. Before,
- * io_uring failed the op with -EMFILE while holding the fd. */
+ * open fail (rule 12): the backend gives them back and the open (or
+ * socket) succeeds; so does a dup(2) of the core's, which asks for them
+ * (give_back_fds, through rs_loop_dup_fd); the connection then carries
+ * its next file in order. A backend that keeps none (epoll, io_uring
+ * without direct sockets) has nothing to give back, and the op fails
+ * cleanly with -EMFILE. Before, io_uring failed the op with -EMFILE
+ * while holding the fd, and the core's dup had no way to ask. */
 static void test_contract_held_fds_given_back_at_limit(void **state)
 {
     struct fixture *fx = *state;
@@ -2545,7 +2550,7 @@ static void test_contract_held_fds_given_back_at_limit(void **state)
     int dev = open("/dev", O_PATH | O_DIRECTORY | O_CLOEXEC);
     assert_true(dev >= 0);
     uint64_t at = 0;
-    for (int kind = 0; kind < 2; kind++, at += 65536) {
+    for (int kind = 0; kind < 3; kind++, at += 65536) {
         assert_int_equal(sf_send_range(fx, at, 65536), 65536);
         int held = connection_fds(fx) - own;
         assert_true(held == 0 || held == 1);
@@ -2554,6 +2559,12 @@ static void test_contract_held_fds_given_back_at_limit(void **state)
             assert_int_equal(held, 1);
         if (kind == 1 && !(fx->loop.caps & RS_CAP_SOCKET))
             continue;
+        if (kind == 2) {
+            /* Only out of descriptors: any other failure keeps the hold. */
+            assert_false(rs_loop_give_back_fds(&fx->loop, -EBADF));
+            assert_false(rs_loop_give_back_fds(&fx->loop, 0));
+            assert_int_equal(connection_fds(fx) - own, held);
+        }
         int32_t res = new_fd_at_limit(fx, kind, dev);
         if (held) {
             assert_true(res >= 0);

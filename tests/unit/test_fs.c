@@ -27,7 +27,9 @@
 #include "../skip_reason.h"
 #include "backend_table.h"
 #include "fake_backend.h"
+#include "fd_limit.h"
 #include "fs.h"
+#include "kernel_release.h"
 #include "loop.h"
 #include "mode_options.h"
 #include "probe.h"
@@ -129,6 +131,7 @@ static int rm_one(const char *path, const struct stat *sb, int type, struct FTW 
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
+    limit_lift();
     assert_int_equal(fx->loop.nreqs, 0);
     assert_null(fx->loop.fs_retry);
     close(fx->dirfd);
@@ -415,6 +418,7 @@ struct conn {
     struct rs_stream *s; /* NULL once closed */
     int connected;       /* 1, or the connect's -errno */
     int closed;
+    int reason; /* on_close's */
 };
 
 static void conn_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint16_t bid)
@@ -433,7 +437,7 @@ static void conn_connect(struct rs_stream *s, int res)
 static void conn_close(struct rs_stream *s, int reason)
 {
     struct conn *c = s->data;
-    (void)reason;
+    c->reason = reason;
     c->closed = 1;
     c->s = NULL;
 }
@@ -577,6 +581,131 @@ static void test_fs_sendfile_dropped(void **state)
     close(fd);
     close_pair(fx, &c, peer);
     assert_int_equal(fx->calls, 2);
+}
+
+/* The process descriptors the loop holds for c's socket once its file
+ * went out: those connected to peer, but for the stream's own (a plain
+ * socket); one past the highest in *top (0: none). io_uring keeps a
+ * direct socket's installed fd between its files (Linux 6.8:
+ * IORING_OP_FIXED_FD_INSTALL); epoll keeps none. */
+static int held_fds(const struct conn *c, int peer, int *top)
+{
+    int held = fds_connected_to(peer, top) - (c->s->direct ? 0 : 1);
+    assert_true(held == 0 || held == 1);
+    if (backend == &rs_backend_uring && c->s->direct && kernel_at_least(6, 8))
+        assert_int_equal(held, 1); /* wherever it can install one */
+    if (!held)
+        *top = 0;
+    return held;
+}
+
+/* Read n bytes of fd's pattern (file_of) from its offset off at peer,
+ * turning the loop. */
+static void receive_pattern(struct fixture *fx, int peer, size_t n, uint64_t off)
+{
+    static uint8_t got[65536];
+    assert_true(n <= sizeof(got));
+    size_t have = 0;
+    for (int i = 0; i < 4000 && have < n; i++) {
+        turn(fx);
+        ssize_t r = recv(peer, got + have, n - have, MSG_DONTWAIT);
+        if (r > 0)
+            have += (size_t)r;
+    }
+    assert_int_equal(have, n);
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != (uint8_t)((off + i) * 13 + 5))
+            fail_msg("byte %zu differs", i);
+}
+
+/* rs_fs_sendfile hands the stream a duplicate of the caller's descriptor.
+ * With the process at its descriptor limit and the loop holding a
+ * process fd only to save syscalls (io_uring: the stream's direct socket
+ * installed for its last file), the dup asks the loop to give it back
+ * and the range goes out; a loop that holds none (epoll, plain sockets)
+ * refuses the call with -EMFILE, nothing queued, the stream still open.
+ * Before, io_uring refused it too, while the hold stood in the way. */
+static void test_fs_sendfile_at_limit_takes_held_fds(void **state)
+{
+    struct fixture *fx = *state;
+    struct conn c;
+    int peer = connect_pair(fx, &c, 0);
+    int fd = file_of(fx, "sent", 65536);
+    struct probe_req p, q;
+    probe_init(&p, fx);
+    probe_init(&q, fx);
+    assert_int_equal(rs_fs_sendfile(&fx->loop, &p.req, c.s, fd, 0, 65536, on_done), 0);
+    receive_pattern(fx, peer, 65536, 0);
+    run_until_calls(fx, 1);
+    assert_int_equal(p.result, 65536);
+    int top;
+    int held = held_fds(&c, peer, &top);
+    struct at_limit l;
+    limit_set(&l, top);
+    int rc = rs_fs_sendfile(&fx->loop, &q.req, c.s, fd, 1000, 60000, on_done);
+    limit_restore(&l);
+    if (held) {
+        assert_int_equal(rc, 0);
+        receive_pattern(fx, peer, 60000, 1000);
+        run_until_calls(fx, 2);
+        assert_int_equal(q.result, 60000);
+    } else {
+        assert_int_equal(rc, -EMFILE);
+        for (int i = 0; i < 10; i++)
+            turn(fx);
+        assert_int_equal(q.calls, 0);
+        assert_true(rs_stream_is_open(c.s));
+    }
+    assert_true(fcntl(fd, F_GETFD) >= 0); /* still the caller's */
+    close(fd);
+    close_pair(fx, &c, peer);
+}
+
+/* A file range over 1 GiB goes into the stream's queue in chunks of at
+ * most 1 GiB, each with a descriptor of its own: the stream duplicates
+ * the one it is given for every chunk but the last. At the descriptor
+ * limit, with a hold as above, the dup asks for it back and the stream
+ * carries the range (its first bytes checked, then the stream aborted);
+ * a loop that holds none fails the stream at once (-EMFILE, a reset).
+ * Before, io_uring failed the stream too, while the hold stood in the
+ * way. The file's first 8 MiB are written (cached: the first op needs no
+ * pipe), the rest is a hole never sent. */
+static void test_fs_stream_file_over_gib_at_limit(void **state)
+{
+    struct fixture *fx = *state;
+    struct conn c;
+    int peer = connect_pair(fx, &c, 0);
+    int fd = file_of(fx, "huge", 8u << 20);
+    const uint64_t len = (1ull << 30) + (1u << 20); /* from 64 KiB: over 1 GiB */
+    assert_int_equal(ftruncate(fd, (off_t)len), 0);
+    struct probe_req p;
+    probe_init(&p, fx);
+    assert_int_equal(rs_fs_sendfile(&fx->loop, &p.req, c.s, fd, 0, 65536, on_done), 0);
+    receive_pattern(fx, peer, 65536, 0);
+    run_until_calls(fx, 1);
+    int top;
+    int held = held_fds(&c, peer, &top);
+    int given = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* the stream's to close */
+    assert_true(given >= 0);
+    int before = lowest_free_fd();
+    struct at_limit l;
+    limit_set(&l, top);
+    int rc = rs_stream_write_file(c.s, given, 65536, len - 65536);
+    limit_restore(&l);
+    assert_int_equal(rc, 0);
+    if (held) {
+        assert_true(rs_stream_is_open(c.s));
+        receive_pattern(fx, peer, 65536, 65536);
+    } else {
+        for (int i = 0; i < 2000 && !c.closed; i++)
+            turn(fx);
+        assert_true(c.closed);
+        assert_int_equal(c.reason, -EMFILE);
+    }
+    close_pair(fx, &c, peer);
+    close(fd);
+    /* Every chunk's descriptor closed with the stream. */
+    assert_true(lowest_free_fd() <= before);
 }
 
 /* File offsets past what the kernel takes (loff_t is signed): -EINVAL at
@@ -806,6 +935,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_fs_stop_waits_for_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fs_sendfile_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fs_sendfile_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fs_sendfile_at_limit_takes_held_fds, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_fs_stream_file_over_gib_at_limit, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_fs_send_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fs_offset_past_int64, setup, teardown),
     };
