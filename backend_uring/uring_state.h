@@ -1,7 +1,10 @@
 /* The io_uring backend's state, shared by its files (internal: not
  * installed, included only inside backend_uring/).
  *
- *   uring.c     submit, cancel, completions, the loop turn, buffer returns
+ *   uring.c     what the backend is (its opening essay), the table,
+ *               buffer returns, direct descriptors closed or given back
+ *   uring_submit.c  an op's SQE (submit, cancel)
+ *   uring_run.c     a CQE's way to the core, and the loop turn's wait
  *   setup.c     the ring, its registrations, the buffer pool handed over
  *   sockets.c   RS_OP_SOCKET: direct sockets and their TCP_NODELAY
  *   zerocopy.c  send_zc, its notifications and per-descriptor verdicts
@@ -276,12 +279,24 @@ static inline void ur_refill(struct ur_state *st)
     }
 }
 
-/* uring.c */
-int ur_prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op);
+/* uring.c: the table, the buffers' way back, descriptors */
 void ur_buf_return(struct rs_loop *loop, struct ur_state *st, uint16_t bid);
 void ur_close_slot(struct ur_state *st, int slot);
 bool ur_fds_give_back(struct ur_state *st, int32_t res);
-/* One CQE, wherever run() would send it. */
+
+/* uring_submit.c: rs_backend_ops.submit and .cancel, a send's SQE, and
+ * the SQEs a completion asks for again (uring_run.c's special cases) */
+int ur_submit(struct rs_loop *loop, struct rs_op *op);
+int ur_cancel(struct rs_loop *loop, struct rs_op *op);
+int ur_prep_send(struct rs_loop *loop, struct ur_state *st, struct rs_op *op);
+void ur_recv_after_poll(struct rs_loop *loop, struct ur_state *st, struct rs_op *op,
+                        int32_t res);
+bool ur_rearm_after_hup(struct rs_loop *loop, struct ur_state *st, struct rs_op *op);
+bool ur_reopen(struct rs_loop *loop, struct ur_state *st, struct rs_op *op);
+
+/* uring_run.c: rs_backend_ops.run, and one CQE wherever run() would
+ * send it */
+int ur_run(struct rs_loop *loop, int timeout_ms);
 void ur_dispatch_cqe(struct rs_loop *loop, struct ur_state *st,
                      const struct io_uring_cqe *cqe);
 
