@@ -476,7 +476,7 @@ static void test_contract_recv_slices_in_order(void **state)
  * no MORE). io_uring's multishot recv reads such a socket empty and then
  * waits for a wake-up that came before it was armed: on Linux 6.18 (an
  * AF_UNIX socket with some 45 buffers queued) the EOF never came unless
- * the backend guards the recv (backend_uring/uring.c, hup_rec). */
+ * the backend guards the recv (backend_uring/hangup.c, hup_rec). */
 static void test_contract_multishot_recv_eof_behind_data(void **state)
 {
     struct fixture *fx = *state;
