@@ -58,9 +58,15 @@ static void marks_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint
 static const struct rs_protocol marks_proto = {.name = "marks",
                                                .cbs = {.on_data = marks_data}};
 
+/* A long --drain-timeout: a stopped stream lingers until the client's
+ * EOF, which must end it (a FIN, not a reset). With the default 2 s, a
+ * client thread that got no CPU for that long (or a SIGSTOP of the
+ * process, after which the server's loop runs its due timers before
+ * this thread sends) met a reset. */
 static struct rs_server *start_server(void)
 {
-    return rs_test_server_start("test_lent_slot", &marks_proto, NULL, g_argc, g_argv);
+    static const char *const extra[] = {"--drain-timeout=30000", NULL};
+    return rs_test_server_start("test_lent_slot", &marks_proto, extra, g_argc, g_argv);
 }
 
 static int dial(struct rs_server *srv, int rcvbuf)
