@@ -513,19 +513,29 @@ static void test_probe_facts_are_consistent(void **state)
 }
 
 /* Every check closes what it opened, and the whole probe is quick. The
- * brief is < 200 ms; the bound here is loose for sanitizers and busy CI. */
+ * brief is < 200 ms; the bound here is loose for sanitizers and busy CI.
+ * A process that gets no CPU for a second (a loaded machine, a stolen
+ * vCPU) makes any one run slow: the probe (never cached) runs again, and
+ * only one that is slow every time fails, after PROBE_RUNS runs. */
+#define PROBE_RUNS 5
 static void test_probe_cleans_up_and_is_fast(void **state)
 {
     struct rs_uring_support s;
     int fds = count_open_fds();
-    double t0 = now_ms(), ms;
+    double ms = 0;
 
     (void)state;
-    rs_probe_uring(&s);
-    ms = now_ms() - t0;
-    print_message("rs_probe_uring took %.1f ms\n", ms);
-    assert_int_equal(count_open_fds(), fds);
-    assert_true(ms < 1000.0);
+    for (int i = 0; i < PROBE_RUNS; i++) {
+        double t0 = now_ms();
+        rs_probe_uring(&s);
+        ms = now_ms() - t0;
+        print_message("rs_probe_uring took %.1f ms\n", ms);
+        assert_int_equal(count_open_fds(), fds);
+        if (ms < 1000.0)
+            return;
+    }
+    fail_msg("rs_probe_uring took over 1 s in each of %d runs (the last %.1f ms)",
+             PROBE_RUNS, ms);
 }
 
 /* Nothing of the probe reaches the calling thread once it returned. The
