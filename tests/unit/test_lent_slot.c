@@ -29,6 +29,7 @@
 #include "../skip_reason.h"
 #include "first_error.h"
 #include "inproc_server.h"
+#include "again.h"
 
 static int g_argc;
 static char **g_argv;
@@ -79,7 +80,7 @@ static size_t read_to_end(int fd, uint8_t *buf, size_t cap, int *how)
 {
     size_t got = 0;
     for (;;) {
-        ssize_t n = recv(fd, buf + got, cap - got, 0);
+        ssize_t n = recv_again(fd, buf + got, cap - got, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -115,7 +116,7 @@ static void test_slot_order_under_partial_sends(void **state)
     size_t sent = 0, got = 0, data = 0;
     while (data < TOTAL) {
         struct pollfd p = {.fd = fd, .events = POLLIN | (sent < TOTAL ? POLLOUT : 0)};
-        assert_true(poll(&p, 1, 20000) > 0);
+        assert_true(poll_again(&p, 1, 20000) > 0);
         if ((p.revents & POLLOUT) && sent < TOTAL) {
             size_t n = TOTAL - sent < BLOCK ? TOTAL - sent : BLOCK;
             ssize_t w = send(fd, out + sent, n, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -169,7 +170,7 @@ static void test_slot_stop_in_flight(void **state)
         uint8_t buf[64];
         size_t got = 0;
         while (got < 6) {
-            ssize_t n = recv(fd, buf + got, sizeof(buf) - got, 0);
+            ssize_t n = recv_again(fd, buf + got, sizeof(buf) - got, 0);
             assert_true(n > 0);
             got += (size_t)n;
         }
@@ -225,7 +226,7 @@ static void test_slot_abort_in_flight(void **state)
     uint8_t buf[8];
     size_t got = 0;
     while (got < 5) {
-        ssize_t n = recv(fd, buf + got, sizeof(buf) - got, 0);
+        ssize_t n = recv_again(fd, buf + got, sizeof(buf) - got, 0);
         assert_true(n > 0);
         got += (size_t)n;
     }
