@@ -56,9 +56,21 @@ run() {
     run_with 30 "$@"
 }
 
-# run_stalls ARGS...: the same, for a run that must end by a stall: 1 s.
+# run_stalls PATTERN ARGS...: the same, for a run that must end by a stall
+# (1 s) that PATTERN names: the fault's, where the fault is. A run with a
+# stall the fault cannot explain (elsewhere, or none at all) met a server
+# or ringbench that got no CPU for over a second (SIGSTOP, a loaded
+# machine): it is run again, up to 5 times, so only a ringbench that never
+# reports the fault's stall fails.
 run_stalls() {
-    run_with 1 "$@"
+    want=$1
+    shift
+    for try in 1 2 3 4 5; do
+        run_with 1 "$@"
+        [ "$RC" -eq 1 ] && grep -Eq "$want" "$TMP/err" && return
+        [ "$RC" -eq 0 ] || { [ "$RC" -eq 1 ] && grep -q stalled "$TMP/err"; } || return
+        echo "again ($try): no stall of the fault's: $(grep FAILED "$TMP/err")"
+    done
 }
 
 run_with() { # STALL-TIMEOUT ARGS...
@@ -164,17 +176,17 @@ expect_failure "flip, --processes=2" "process [01]: connection [0-3]: .*offset 1
 # One connection, ping-pong: a dropped tail leaves the client waiting, which
 # only the stall timeout can catch.
 start_server --fault=drop --after=1000
-run_stalls --connections=1 --size=512 --rounds=50
-expect_failure "drop (stall)" \
-    "connection 0: no progress for [1-9][0-9]*\.[0-9] s at offset 1000: waits for 24 echoed bytes"
+want="connection 0: no progress for [1-9][0-9]*\.[0-9] s at offset 1000: waits for 24 echoed bytes"
+run_stalls "$want" --connections=1 --size=512 --rounds=50
+expect_failure "drop (stall)" "$want"
 
 # A server that swallows every 1000th message, timed run (issue 11): every
 # connection stalls once it has sent its 1000th message; each stall is
 # counted and named, and the run fails although the others measured plenty.
 start_server --fault=swallow --chunk=64 --every=1000
-run_stalls --connections=4 --size=64 --warmup=0 --duration=2 --json
-expect_failure "swallow every 1000th" \
-    "4 of 4 connections stalled; first: connection [0-3]: .*waits for 64 echoed bytes"
+want="4 of 4 connections stalled; first: connection [0-3]: .*offset 63936: waits for 64 echoed bytes"
+run_stalls "$want" --connections=4 --size=64 --warmup=0 --duration=2 --json
+expect_failure "swallow every 1000th" "$want"
 grep -q '"stalls":4' "$TMP/out" || bad "swallow: JSON stalls != 4"
 [ "$(grep -c 'ringbench: stall: connection' "$TMP/err")" -eq 4 ] ||
     bad "swallow: each stalled connection named"
@@ -234,7 +246,7 @@ start_server --proto=chargen
 run --mode=chargen --connections=2 --size=4K --rounds=100 --json
 [ "$RC" -eq 0 ] && grep -q '"bytes":819200' "$TMP/out" || bad "chargen: exit $RC"
 start_server --proto=echo
-run_stalls --mode=chargen --connections=1 --size=4K --rounds=1
+run_stalls "connection 0: .*offset 0" --mode=chargen --connections=1 --size=4K --rounds=1
 expect_failure "chargen from an echo server" "connection 0: .*offset 0"
 
 # --- usage errors: exit 2, the option named ---------------------------------

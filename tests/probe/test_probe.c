@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -513,19 +514,29 @@ static void test_probe_facts_are_consistent(void **state)
 }
 
 /* Every check closes what it opened, and the whole probe is quick. The
- * brief is < 200 ms; the bound here is loose for sanitizers and busy CI. */
+ * brief is < 200 ms; the bound here is loose for sanitizers and busy CI.
+ * A process that gets no CPU for a second (a loaded machine, a stolen
+ * vCPU) makes any one run slow: the probe (never cached) runs again, and
+ * only one that is slow every time fails, after PROBE_RUNS runs. */
+#define PROBE_RUNS 5
 static void test_probe_cleans_up_and_is_fast(void **state)
 {
     struct rs_uring_support s;
     int fds = count_open_fds();
-    double t0 = now_ms(), ms;
+    double ms = 0;
 
     (void)state;
-    rs_probe_uring(&s);
-    ms = now_ms() - t0;
-    print_message("rs_probe_uring took %.1f ms\n", ms);
-    assert_int_equal(count_open_fds(), fds);
-    assert_true(ms < 1000.0);
+    for (int i = 0; i < PROBE_RUNS; i++) {
+        double t0 = now_ms();
+        rs_probe_uring(&s);
+        ms = now_ms() - t0;
+        print_message("rs_probe_uring took %.1f ms\n", ms);
+        assert_int_equal(count_open_fds(), fds);
+        if (ms < 1000.0)
+            return;
+    }
+    fail_msg("rs_probe_uring took over 1 s in each of %d runs (the last %.1f ms)",
+             PROBE_RUNS, ms);
 }
 
 /* Nothing of the probe reaches the calling thread once it returned. The
@@ -535,6 +546,17 @@ static void test_probe_cleans_up_and_is_fast(void **state)
  * signal would. rs_server_start probes in its caller's thread: a program
  * that then talked to its server saw its recv fail (test_server, about 1
  * run in 8 under load). The probe runs its trials on a thread of its own. */
+/* A stop and a continue (SIGSTOP, a freezer) end such a recv with EINTR
+ * too: counted by a SIGCONT handler, which has run when the recv returns,
+ * so an EINTR it explains is tried again and only the probe's fails. */
+static volatile sig_atomic_t conts;
+
+static void on_cont(int sig)
+{
+    (void)sig;
+    conts++;
+}
+
 static int probe_then_recv(void)
 {
     struct rs_uring_support s;
@@ -542,14 +564,21 @@ static int probe_then_recv(void)
     struct timeval tv = {.tv_usec = 20 * 1000};
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
-        setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0)
+        setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+        sigaction(SIGCONT, &(struct sigaction){.sa_handler = on_cont}, NULL) != 0)
         return 2;
     for (int round = 0; round < 5; round++) {
         rs_probe_uring(&s);
         for (int i = 0; i < 5; i++) { /* nothing comes: each recv times out */
             char b;
+            sig_atomic_t seen = conts;
             errno = 0;
-            if (recv(sv[0], &b, 1, 0) != -1 || errno != EAGAIN) {
+            ssize_t r = recv(sv[0], &b, 1, 0);
+            if (r == -1 && errno == EINTR && conts != seen) {
+                i--;
+                continue;
+            }
+            if (r != -1 || errno != EAGAIN) {
                 fprintf(stderr, "round %d, recv %d after the probe: %s\n", round, i,
                         strerror(errno));
                 return 1;

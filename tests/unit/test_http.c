@@ -278,16 +278,26 @@ static bool by_file(const struct fixture *fx)
     return (fx->loop.caps & RS_CAP_SENDFILE) && !fx->cfg.no_sendfile;
 }
 
-/* One loop turn, as rs_loop_run makes it (timers, starved streams,
- * retries, then the backend). */
+/* One loop turn, as rs_loop_turn makes it, but with a bounded wait (the
+ * client is this thread): starved streams, retries, the backend, then the
+ * timers, which a wait that brought completions defers by one turn. Timers
+ * first would judge a deadline that passed while this process had no CPU
+ * before the bytes that came meanwhile: the head deadline of a request
+ * already in the socket, the drain bound of a close whose peer read on. */
 static void turn(struct fixture *fx)
 {
     struct rs_loop *loop = &fx->loop;
-    loop->now_ms = rs_now_ms();
-    rs_timer_run_due(loop);
     rs_loop_feed_starved(loop);
     rs_loop_retry(loop);
-    loop->ops->run(loop, 2);
+    int n = loop->ops->run(loop, 2);
+    loop->now_ms = rs_now_ms();
+    bool due = loop->ntimers > 0 && loop->timers[0]->due_ms <= loop->now_ms;
+    if ((n > 0 || n == -EINTR) && due && !loop->timers_deferred) {
+        loop->timers_deferred = true;
+        return;
+    }
+    loop->timers_deferred = false;
+    rs_timer_run_due(loop);
 }
 
 /* Turn the loop for ms: a window in which nothing may happen. */
@@ -1070,17 +1080,19 @@ static void test_http_head_deadline_trickle(void **state)
 static void test_http_keepalive_timeout_idle(void **state)
 {
     struct fixture *fx = *state;
+    /* Read before the request is sent: the idle clock starts at a look of
+     * the watch after the response was queued, so no correct close comes
+     * sooner than 500 ms after this, however long this process stalls
+     * anywhere (read after the response, a stall that came before it
+     * shortened the span measured and failed the test). */
+    uint64_t start = rs_now_ms();
     send_all(fx, "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     char head[1024];
     uint8_t body[64];
     assert_int_equal(response(fx, head, sizeof(head), body, sizeof(body)), 6);
-    uint64_t start = rs_now_ms();
     char rest[256];
     assert_int_equal(read_to_eof(fx, rest, sizeof(rest)), 0);
-    /* Not before the timeout: the idle clock starts at the watch's first
-     * look, a quarter of it after the response was queued; start came
-     * just after that queueing. */
-    assert_true(rs_now_ms() - start >= 500 - 20);
+    assert_true(rs_now_ms() - start >= 500);
     assert_int_equal(fx->loop.stats.keepalive_timeouts, 1);
     assert_int_equal(fx->loop.stats.header_timeouts, 0);
     assert_int_equal(fx->loop.stats.send_timeouts, 0);

@@ -29,6 +29,7 @@
 #include "../skip_reason.h"
 #include "first_error.h"
 #include "inproc_server.h"
+#include "again.h"
 
 static int g_argc;
 static char **g_argv;
@@ -58,9 +59,15 @@ static void marks_data(struct rs_stream *s, const uint8_t *p, uint32_t len, uint
 static const struct rs_protocol marks_proto = {.name = "marks",
                                                .cbs = {.on_data = marks_data}};
 
+/* A long --drain-timeout: a stopped stream lingers until the client's
+ * EOF, which must end it (a FIN, not a reset). With the default 2 s, a
+ * client thread that got no CPU for that long (or a SIGSTOP of the
+ * process, after which the server's loop runs its due timers before
+ * this thread sends) met a reset. */
 static struct rs_server *start_server(void)
 {
-    return rs_test_server_start("test_lent_slot", &marks_proto, NULL, g_argc, g_argv);
+    static const char *const extra[] = {"--drain-timeout=30000", NULL};
+    return rs_test_server_start("test_lent_slot", &marks_proto, extra, g_argc, g_argv);
 }
 
 static int dial(struct rs_server *srv, int rcvbuf)
@@ -73,7 +80,7 @@ static size_t read_to_end(int fd, uint8_t *buf, size_t cap, int *how)
 {
     size_t got = 0;
     for (;;) {
-        ssize_t n = recv(fd, buf + got, cap - got, 0);
+        ssize_t n = recv_again(fd, buf + got, cap - got, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -109,7 +116,7 @@ static void test_slot_order_under_partial_sends(void **state)
     size_t sent = 0, got = 0, data = 0;
     while (data < TOTAL) {
         struct pollfd p = {.fd = fd, .events = POLLIN | (sent < TOTAL ? POLLOUT : 0)};
-        assert_true(poll(&p, 1, 20000) > 0);
+        assert_true(poll_again(&p, 1, 20000) > 0);
         if ((p.revents & POLLOUT) && sent < TOTAL) {
             size_t n = TOTAL - sent < BLOCK ? TOTAL - sent : BLOCK;
             ssize_t w = send(fd, out + sent, n, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -163,7 +170,7 @@ static void test_slot_stop_in_flight(void **state)
         uint8_t buf[64];
         size_t got = 0;
         while (got < 6) {
-            ssize_t n = recv(fd, buf + got, sizeof(buf) - got, 0);
+            ssize_t n = recv_again(fd, buf + got, sizeof(buf) - got, 0);
             assert_true(n > 0);
             got += (size_t)n;
         }
@@ -219,7 +226,7 @@ static void test_slot_abort_in_flight(void **state)
     uint8_t buf[8];
     size_t got = 0;
     while (got < 5) {
-        ssize_t n = recv(fd, buf + got, sizeof(buf) - got, 0);
+        ssize_t n = recv_again(fd, buf + got, sizeof(buf) - got, 0);
         assert_true(n > 0);
         got += (size_t)n;
     }

@@ -32,6 +32,7 @@
 #include "../skip_reason.h"
 #include "first_error.h"
 #include "inproc_server.h"
+#include "again.h"
 
 static int g_argc;
 static char **g_argv;
@@ -123,7 +124,7 @@ static int read_check(int fd, uint64_t *at)
 {
     uint8_t buf[65536];
     for (;;) {
-        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        ssize_t n = recv_again(fd, buf, sizeof(buf), 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -152,7 +153,7 @@ static void pump(int x, int y, uint64_t n, uint64_t *wrote, uint64_t *read)
     while (*read < n) {
         struct pollfd p[2] = {{.fd = x, .events = *wrote < n ? POLLOUT : 0},
                               {.fd = y, .events = POLLIN}};
-        assert_true(poll(p, 2, 20000) > 0);
+        assert_true(poll_again(p, 2, 20000) > 0);
         if (p[0].revents & POLLOUT) {
             size_t len = n - *wrote < sizeof(buf) ? (size_t)(n - *wrote) : sizeof(buf);
             for (size_t i = 0; i < len; i++)
@@ -195,7 +196,7 @@ static void test_relay_order_and_half_close(void **state)
     uint8_t buf[16];
     size_t got = 0;
     for (;;) {
-        ssize_t k = recv(x, buf + got, sizeof(buf) - got, 0);
+        ssize_t k = recv_again(x, buf + got, sizeof(buf) - got, 0);
         assert_true(k >= 0);
         if (k == 0)
             break;
@@ -228,7 +229,7 @@ static void test_relay_ping_pong(void **state)
         assert_int_equal(send(from, msg, (size_t)len, MSG_NOSIGNAL), len);
         int have = 0;
         while (have < len) {
-            ssize_t k = recv(to, got + have, sizeof(got) - (size_t)have, 0);
+            ssize_t k = recv_again(to, got + have, sizeof(got) - (size_t)have, 0);
             assert_true(k > 0);
             have += (int)k;
         }
@@ -271,7 +272,7 @@ static void test_relay_reader_that_does_not_read(void **state)
          * that holds x back never does (a slow one only makes this
          * test end sooner: it passes either way). */
         struct pollfd p = {.fd = x, .events = POLLOUT};
-        if (poll(&p, 1, 1000) == 0)
+        if (poll_again(&p, 1, 1000) == 0)
             break;
     }
     /* The kernel's buffers (x's send, the server's receive for x, the
