@@ -236,6 +236,16 @@ static void server_cpu(const struct opts *o, struct result *r,
     }
 }
 
+/* Has every connection of this process stalled (each is closed when it
+ * does)? */
+static bool all_stalled(const struct worker *ws, uint32_t started)
+{
+    uint64_t conns = 0;
+    for (uint32_t i = 0; i < started; i++)
+        conns += ws[i].nconns;
+    return conns > 0 && atomic_load(&g_stalls) >= conns;
+}
+
 /* Why this run failed, or "": the first error; else stalled connections,
  * or nothing measured at all (a broken run must never read as a good one). */
 static void verdict(const struct opts *o, const struct result *r, uint32_t stalls,
@@ -545,6 +555,13 @@ int main(int argc, char **argv)
             if (o.rounds) {
                 if (atomic_load(&g_workers_done) == started)
                     break;
+            } else if (all_stalled(ws, started)) {
+                /* Every connection stalled and was closed: nothing is left
+                 * to measure, and the run fails whatever comes. Ending here
+                 * lets a test give a window long enough for a slow machine
+                 * to reach the stall it wants, without waiting it out on a
+                 * fast one. */
+                break;
             } else if (now_ns() >= end) {
                 if (!window_empty(&o, ws, end))
                     break;
