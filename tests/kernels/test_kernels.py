@@ -195,6 +195,15 @@ def test_plan(k, build, tmp):
                                                 suites=['proxy'])}
     check(only['e2e-uring']['skip'] is not None and only['proxy-epoll']['skip'] is None,
           '--suites selects')
+    # a test a batch leaves out has no result of that batch, whichever
+    # option left it out: --merge keeps its earlier result
+    for how, kw in (('--suites', {'suites': ['proxy']}), ('--exclude-suites', {'exclude': ['e2e']}),
+                    ('--tests', {'name_glob': ['proxy*']}),
+                    ('--skip-tests', {'skip_glob': ['e2e-*']})):
+        left = {e['name']: e for e in k.plan_tests(fake_tests(build, tmp), build, provided,
+                                                    **kw)}['e2e-uring']['skip']
+        check(k.not_selected({'result': 'skip', 'reason': left}),
+              'left out by %s: not selected (%s)' % (how, left))
     return list(plan.values())
 
 
@@ -431,12 +440,12 @@ def test_skipped_cases(k, build, tmp):
           'the report JSON keeps the skipped cases')
 
 
-def batch_of(rec, name, date, commit, **result):
+def batch_of(rec, name, date, commit, left_out='not selected (--tests)', **result):
     """REC as a run at DATE and COMMIT of the test NAME alone (its result
-    changed by RESULT), the others not selected."""
+    changed by RESULT), the others not selected (LEFT_OUT: the reason)."""
     tests = [dict(t, date=date, commit=commit, **result) if t['name'] == name else
              {'name': t['name'], 'suites': t['suites'], 'result': 'skip',
-              'reason': 'not selected (--tests)'} for t in rec['tests']]
+              'reason': left_out} for t in rec['tests']]
     return dict(json.loads(json.dumps(rec)), date=date, commit=commit, tests=tests)
 
 
@@ -474,6 +483,13 @@ def test_report(k, rec, tmp):
           and mby['probe'].get('commit') == 'beef002', 'each kept result names its run')
     check([b['date'] for b in merged['batches']] == [rec['date'], later['date']],
           'merge records the batches')
+    # ... and so does a batch chosen by suite
+    by_suite = k.merge_records(rec, batch_of(rec, 'probe', '2026-12-07 05:00 UTC', 'beef002',
+                                             left_out='suite not selected (--suites)'))
+    check({t['name']: (t['result'], t.get('commit')) for t in by_suite['tests']} == {
+        'probe': ('pass', 'beef002'), 'e2e-cli': ('pass', 'c0ffee1'),
+        'contract-uring-default': ('fail', 'c0ffee1'), 'probe-json': ('skip', 'c0ffee1')},
+        'a --suites batch keeps earlier results: %s' % by_suite['tests'])
     # the page counts only the results at the newest run's commit: the
     # earlier failure is listed apart, not counted
     k.write_report([merged], md, js)
