@@ -299,9 +299,51 @@ def test_relay():
     check(srv.stop() == 0, "relay exit status (upstream down)")
 
 
+def recv_until(s, n):
+    """n bytes, or fewer at EOF; 'reset' when the connection was reset."""
+    out = b""
+    try:
+        while len(out) < n:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    except ConnectionResetError:
+        return "reset"
+    return out
+
+
+def test_chat():
+    srv = Server("chat", "--max-line=64")
+    port = srv.port
+    a, b, c = (socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S)
+               for _ in range(3))
+    # a line sent in two pieces reaches every other client, never the sender
+    b.sendall(b"ready\n")  # a and c are in the room once they hear b
+    check(recv_until(a, 6) == b"ready\n", "chat: a hears b")
+    check(recv_until(c, 6) == b"ready\n", "chat: c hears b")
+    a.sendall(b"hel")
+    a.sendall(b"lo\n")
+    check(recv_until(b, 6) == b"hello\n", "chat: b hears a's line whole")
+    check(recv_until(c, 6) == b"hello\n", "chat: c hears a's line whole")
+    # a line over --max-line: its sender is reset, the room goes on
+    c.sendall(b"y" * 200)
+    check(read_all(c) == "reset", "chat: a line too long resets its sender")
+    # at a stop, a client in the middle of a line reads every line the
+    # room accepted, the notice, then a reset: never a clean EOF
+    b.sendall(b"cut")
+    a.sendall(b"last\n")
+    check(recv_until(b, 5) == b"last\n", "chat: b hears a's last line")
+    a.close()  # a finished: it does not wait for the drain deadline
+    check(srv.stop() == 0, "chat: exits 0 on SIGTERM")
+    check(read_all(b) == "reset", "chat: a cut line ends in a reset")
+    b.close()
+    c.close()
+
+
 def main():
     os.makedirs(WORK)
-    for t in (test_upload_sink, test_tree_copy, test_port_check, test_relay):
+    for t in (test_upload_sink, test_tree_copy, test_port_check, test_relay, test_chat):
         print("#", t.__name__, BACKEND)
         t()
     if failures:
