@@ -601,6 +601,25 @@ def test_report(k, rec, tmp):
     check(all(f['source'] for f in d['features']), 'every feature has a source')
 
 
+def test_build_hidden_in_guest(k, tool, tmp):
+    """A build tree the guest's own mounts would hide (its init mounts a
+    tmpfs on /tmp) is refused with a clear error, before any guest boots:
+    it once made every test of a column fail with "can't cd"."""
+    check(k.guest_hidden('/tmp/x/build') == '/tmp', '/tmp/x/build is hidden')
+    check(k.guest_hidden('/tmpfoo/build') is None, '/tmpfoo is not /tmp')
+    check(k.guest_hidden('/work/x/build') is None, '/work/x/build is not hidden')
+    build = os.path.join(tmp, 'hidden-build')
+    os.makedirs(build, exist_ok=True)
+    open(os.path.join(build, 'ringserve'), 'w').close()
+    p = subprocess.run([sys.executable, tool, '--build=' + build, '--kernels=6.12'],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=60)
+    if k.guest_hidden(build):
+        check(p.returncode != 0 and 'empty tmpfs' in p.stderr,
+              'a build under %s refused: rc %d, %r' % (k.guest_hidden(build),
+                                                      p.returncode, p.stderr[-300:]))
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -618,6 +637,7 @@ def main():
         test_failure_lines(k, build, tmp)
         test_skipped_cases(k, build, tmp)
         test_report(k, rec, tmp)
+        test_build_hidden_in_guest(k, sys.argv[1], tmp)
     print('%d failed' % len(failures) if failures else 'all passed')
     return 1 if failures else 0
 
