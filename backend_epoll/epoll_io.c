@@ -458,6 +458,19 @@ void ep_job_done(struct rs_loop *loop, struct rs_op *fop, const struct rs_comple
     rs_op_complete(loop, op, res, 0, 0);
 }
 
+/* A send or a connect that must wait for the socket to be writable:
+ * parked as the write side's op, the interest set asked for EPOLLOUT. The
+ * park is undone when the kernel refuses, so the op is not left waiting
+ * for an event that will never come. */
+static int wait_writable(struct ep_state *st, struct ep_sock *s, struct rs_op *op)
+{
+    s->wr = op;
+    int rc = update_interest(st, op->fd, s);
+    if (rc < 0)
+        s->wr = NULL;
+    return rc;
+}
+
 int ep_submit(struct rs_loop *loop, struct rs_op *op)
 {
     struct ep_state *st = state(loop);
@@ -506,11 +519,7 @@ int ep_submit(struct rs_loop *loop, struct rs_op *op)
             queue_done(st, op, n >= 0 ? (int32_t)n : -errno, 0, 0);
             return 0;
         }
-        s->wr = op;
-        rc = update_interest(st, op->fd, s);
-        if (rc < 0)
-            s->wr = NULL;
-        return rc;
+        return wait_writable(st, s, op);
     }
     case RS_OP_SHUTDOWN: {
         int rc = reserve_done(st);
@@ -536,11 +545,7 @@ int ep_submit(struct rs_loop *loop, struct rs_op *op)
             queue_done(st, op, -errno, 0, 0);
             return 0;
         }
-        s->wr = op;
-        rc = update_interest(st, op->fd, s);
-        if (rc < 0)
-            s->wr = NULL;
-        return rc;
+        return wait_writable(st, s, op);
     }
     case RS_OP_CLOSE: {
         assert(!s->rd && !s->wr);
